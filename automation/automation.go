@@ -1,0 +1,146 @@
+// Package automation runs the kcp-tmc program inline through the Pulumi
+// Automation API: the Go SDK hosts the language runtime in-process, so the
+// only binaries needed are the pulumi CLI and pulumi-resource-kubernetes.
+// cmd/kcp-tmc and the tests use it; another Go program can too.
+package automation
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"os"
+	"path/filepath"
+	"strings"
+
+	"github.com/pulumi/pulumi/sdk/v3/go/auto"
+	"github.com/pulumi/pulumi/sdk/v3/go/pulumi"
+
+	"github.com/kcp-tmc/kcp-tmc/stacks"
+)
+
+// DevPassphrase encrypts the dev stack's secrets when PULUMI_CONFIG_PASSPHRASE
+// is unset. The dev stack holds no real secret; every other stack refuses to
+// run without a passphrase from the environment.
+const DevPassphrase = "kcp-tmc-dev-not-a-secret"
+
+// StateDir is the local file backend, relative to the project directory
+// (gitignored).
+const StateDir = ".pulumi-state"
+
+// Options selects a stack and where its project, state and tools are.
+type Options struct {
+	// Stack is the stack name: dev, staging or prod.
+	Stack string
+	// ProjectDir holds Pulumi.yaml and Pulumi.<stack>.yaml (default: the working directory).
+	ProjectDir string
+	// BackendURL is the state backend (default file://<ProjectDir>/.pulumi-state,
+	// or $PULUMI_BACKEND_URL when set).
+	BackendURL string
+	// Program is the program to run (default stacks.Program).
+	Program pulumi.RunFunc
+	// Env adds environment variables for the engine.
+	Env map[string]string
+}
+
+// ToolchainBin is where hack/toolchain.sh puts the pinned pulumi CLI and
+// Kubernetes plugin.
+func ToolchainBin() string {
+	if dir := os.Getenv("KCP_TMC_CACHE"); dir != "" {
+		return filepath.Join(dir, "bin")
+	}
+	cache := os.Getenv("XDG_CACHE_HOME")
+	if cache == "" {
+		home, _ := os.UserHomeDir()
+		cache = filepath.Join(home, ".cache")
+	}
+	return filepath.Join(cache, "kcp-tmc", "bin")
+}
+
+// Stack creates or selects the stack with the inline program, reading the
+// project's Pulumi.yaml and Pulumi.<stack>.yaml, so this path and
+// `pulumi up -s <stack>` share one set of stack files.
+func Stack(ctx context.Context, opts Options) (auto.Stack, error) {
+	if opts.Stack == "" {
+		return auto.Stack{}, errors.New("no stack given: use --stack dev|staging|prod")
+	}
+	dir, err := filepath.Abs(orDefault(opts.ProjectDir, "."))
+	if err != nil {
+		return auto.Stack{}, fmt.Errorf("project dir: %w", err)
+	}
+	if _, err := os.Stat(filepath.Join(dir, "Pulumi.yaml")); err != nil {
+		return auto.Stack{}, fmt.Errorf("project dir %s has no Pulumi.yaml: %w", dir, err)
+	}
+	if _, err := os.Stat(filepath.Join(dir, "Pulumi."+opts.Stack+".yaml")); err != nil {
+		return auto.Stack{}, fmt.Errorf("stack %q: no Pulumi.%s.yaml in %s", opts.Stack, opts.Stack, dir)
+	}
+	env, err := engineEnv(dir, opts)
+	if err != nil {
+		return auto.Stack{}, err
+	}
+	program := opts.Program
+	if program == nil {
+		program = stacks.Program
+	}
+	cmd, err := pulumiCommand()
+	if err != nil {
+		return auto.Stack{}, err
+	}
+	s, err := auto.UpsertStackInlineSource(ctx, opts.Stack, "kcp-tmc", program,
+		auto.WorkDir(dir), auto.EnvVars(env), auto.Pulumi(cmd))
+	if err != nil {
+		return auto.Stack{}, fmt.Errorf("selecting stack %q (backend %s): %w", opts.Stack, env["PULUMI_BACKEND_URL"], err)
+	}
+	return s, nil
+}
+
+// pulumiCommand prefers the pinned CLI from the toolchain cache over whatever
+// pulumi is on PATH, so runs are reproducible.
+func pulumiCommand() (auto.PulumiCommand, error) {
+	opts := &auto.PulumiCommandOptions{SkipVersionCheck: false}
+	if _, err := os.Stat(filepath.Join(ToolchainBin(), "pulumi")); err == nil {
+		opts.Root = filepath.Dir(ToolchainBin()) // Root/bin/pulumi
+	}
+	cmd, err := auto.NewPulumiCommand(opts)
+	if err != nil {
+		return nil, fmt.Errorf("no usable pulumi CLI (run hack/toolchain.sh, or install Pulumi): %w", err)
+	}
+	return cmd, nil
+}
+
+func engineEnv(dir string, opts Options) (map[string]string, error) {
+	env := map[string]string{
+		"PULUMI_SKIP_UPDATE_CHECK": "true",
+		// The engine finds pulumi-resource-kubernetes on PATH: no plugin download.
+		"PATH": ToolchainBin() + string(os.PathListSeparator) + os.Getenv("PATH"),
+	}
+	backend := opts.BackendURL
+	if backend == "" {
+		backend = os.Getenv("PULUMI_BACKEND_URL")
+	}
+	if backend == "" {
+		state := filepath.Join(dir, StateDir)
+		if err := os.MkdirAll(state, 0o700); err != nil {
+			return nil, fmt.Errorf("creating local state backend: %w", err)
+		}
+		backend = "file://" + state
+	}
+	env["PULUMI_BACKEND_URL"] = backend
+	if os.Getenv("PULUMI_CONFIG_PASSPHRASE") == "" && os.Getenv("PULUMI_CONFIG_PASSPHRASE_FILE") == "" &&
+		opts.Env["PULUMI_CONFIG_PASSPHRASE"] == "" {
+		if opts.Stack != "dev" {
+			return nil, fmt.Errorf("stack %q: set PULUMI_CONFIG_PASSPHRASE (or _FILE) to the stack's secrets passphrase", opts.Stack)
+		}
+		env["PULUMI_CONFIG_PASSPHRASE"] = DevPassphrase
+	}
+	for k, v := range opts.Env {
+		env[k] = v
+	}
+	return env, nil
+}
+
+func orDefault(s, def string) string {
+	if strings.TrimSpace(s) == "" {
+		return def
+	}
+	return s
+}

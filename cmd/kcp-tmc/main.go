@@ -1,0 +1,113 @@
+// Command kcp-tmc deploys the kcp-tmc stacks through the Pulumi Automation
+// API, running the same program as main.go inline (no Go language host).
+//
+//	kcp-tmc preview --stack dev
+//	kcp-tmc up      --stack dev
+//	kcp-tmc destroy --stack dev --yes
+//
+// Exit codes: 0 success, 1 the operation failed, 2 bad usage.
+package main
+
+import (
+	"context"
+	"errors"
+	"flag"
+	"fmt"
+	"io"
+	"os"
+	"os/signal"
+
+	"github.com/pulumi/pulumi/sdk/v3/go/auto"
+	"github.com/pulumi/pulumi/sdk/v3/go/auto/optdestroy"
+	"github.com/pulumi/pulumi/sdk/v3/go/auto/optpreview"
+	"github.com/pulumi/pulumi/sdk/v3/go/auto/optup"
+
+	"github.com/kcp-tmc/kcp-tmc/automation"
+)
+
+const usage = `usage: kcp-tmc <preview|up|destroy> --stack <dev|staging|prod> [flags]
+
+flags:
+`
+
+var errUsage = errors.New("usage")
+
+func main() {
+	ctx, stop := signal.NotifyContext(context.Background(), os.Interrupt)
+	defer stop()
+	err := run(ctx, os.Args[1:], os.Stdout, os.Stderr)
+	switch {
+	case err == nil:
+	case errors.Is(err, errUsage):
+		os.Exit(2)
+	default:
+		fmt.Fprintln(os.Stderr, "kcp-tmc:", err)
+		os.Exit(1)
+	}
+}
+
+func run(ctx context.Context, args []string, stdout, stderr io.Writer) error {
+	if len(args) == 0 {
+		fmt.Fprint(stderr, usage)
+		return errUsage
+	}
+	command := args[0]
+	fs := flag.NewFlagSet("kcp-tmc "+command, flag.ContinueOnError)
+	fs.SetOutput(stderr)
+	fs.Usage = func() { fmt.Fprint(stderr, usage); fs.PrintDefaults() }
+	stack := fs.String("stack", "", "stack to operate on: dev, staging or prod")
+	dir := fs.String("project-dir", ".", "directory holding Pulumi.yaml and Pulumi.<stack>.yaml")
+	yes := fs.Bool("yes", false, "confirm a destroy")
+	expectNoChanges := fs.Bool("expect-no-changes", false, "fail if the operation would change anything")
+	if err := fs.Parse(args[1:]); err != nil {
+		return errUsage
+	}
+	if *stack == "" {
+		fmt.Fprintln(stderr, "kcp-tmc: --stack is required")
+		return errUsage
+	}
+
+	var op func(auto.Stack) error
+	switch command {
+	case "preview":
+		op = func(s auto.Stack) error {
+			opts := []optpreview.Option{optpreview.ProgressStreams(stdout), optpreview.ErrorProgressStreams(stderr)}
+			if *expectNoChanges {
+				opts = append(opts, optpreview.ExpectNoChanges())
+			}
+			_, err := s.Preview(ctx, opts...)
+			return err
+		}
+	case "up":
+		op = func(s auto.Stack) error {
+			opts := []optup.Option{optup.ProgressStreams(stdout), optup.ErrorProgressStreams(stderr)}
+			if *expectNoChanges {
+				opts = append(opts, optup.ExpectNoChanges())
+			}
+			_, err := s.Up(ctx, opts...)
+			return err
+		}
+	case "destroy":
+		if !*yes {
+			fmt.Fprintf(stderr, "kcp-tmc: destroy removes stack %q's unprotected resources; pass --yes to confirm\n", *stack)
+			return errUsage
+		}
+		op = func(s auto.Stack) error {
+			_, err := s.Destroy(ctx, optdestroy.ProgressStreams(stdout), optdestroy.ErrorProgressStreams(stderr))
+			return err
+		}
+	default:
+		fmt.Fprintf(stderr, "kcp-tmc: unknown command %q\n", command)
+		fs.Usage()
+		return errUsage
+	}
+
+	s, err := automation.Stack(ctx, automation.Options{Stack: *stack, ProjectDir: *dir})
+	if err != nil {
+		return err
+	}
+	if err := op(s); err != nil {
+		return fmt.Errorf("%s of stack %q failed: %w", command, *stack, err)
+	}
+	return nil
+}

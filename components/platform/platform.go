@@ -1,0 +1,167 @@
+// Package platform creates the namespace kcp runs in, locked down before any
+// workload arrives: Pod Security Admission enforces the `restricted` standard
+// at a pinned version, and a default-deny NetworkPolicy blocks all traffic
+// that a later component does not explicitly allow (DNS egress excepted).
+package platform
+
+import (
+	"errors"
+	"fmt"
+	"regexp"
+
+	corev1 "github.com/pulumi/pulumi-kubernetes/sdk/v4/go/kubernetes/core/v1"
+	metav1 "github.com/pulumi/pulumi-kubernetes/sdk/v4/go/kubernetes/meta/v1"
+	networkingv1 "github.com/pulumi/pulumi-kubernetes/sdk/v4/go/kubernetes/networking/v1"
+	"github.com/pulumi/pulumi/sdk/v3/go/pulumi"
+)
+
+// TypeToken is the Pulumi type of the component.
+const TypeToken = "kcp-tmc:platform:Platform"
+
+// DefaultPodSecurityVersion is the Pod Security Standards version enforced
+// when Args.PodSecurityVersion is empty.
+const DefaultPodSecurityVersion = "v1.34"
+
+// Pod Security Admission label keys (pod-security.kubernetes.io/<mode>[-version]).
+var psaModes = []string{"enforce", "audit", "warn"}
+
+var (
+	dnsLabel   = regexp.MustCompile(`^[a-z0-9]([-a-z0-9]*[a-z0-9])?$`)
+	pssVersion = regexp.MustCompile(`^v1\.[0-9]+$`)
+)
+
+// Args configures the platform.
+type Args struct {
+	// Namespace is the name of the namespace to create (required).
+	Namespace string
+	// PodSecurityVersion pins the `restricted` standard's version (default DefaultPodSecurityVersion).
+	PodSecurityVersion string
+	// Labels are added to the namespace (e.g. the environment).
+	Labels map[string]string
+	// DenyDNS drops the DNS egress exception from the default-deny policy.
+	DenyDNS bool
+	// RetainOnDelete keeps the namespace (and the etcd volumes claimed in it)
+	// when the stack is destroyed; stacks set it outside dev.
+	RetainOnDelete bool
+}
+
+// Platform is the component: the namespace and its baseline policies.
+type Platform struct {
+	pulumi.ResourceState
+
+	// Namespace is the created namespace's name.
+	Namespace pulumi.StringOutput `pulumi:"namespace"`
+}
+
+// WithDefaults returns a copy of a with every unset optional field defaulted.
+func (a Args) WithDefaults() Args {
+	if a.PodSecurityVersion == "" {
+		a.PodSecurityVersion = DefaultPodSecurityVersion
+	}
+	return a
+}
+
+// Validate reports every invalid field.
+func (a Args) Validate() error {
+	var errs []error
+	if len(a.Namespace) > 63 || !dnsLabel.MatchString(a.Namespace) {
+		errs = append(errs, fmt.Errorf("platform: Namespace %q: want a DNS-1123 label", a.Namespace))
+	}
+	if !pssVersion.MatchString(a.PodSecurityVersion) {
+		errs = append(errs, fmt.Errorf("platform: PodSecurityVersion %q: want a pinned version like v1.34", a.PodSecurityVersion))
+	}
+	return errors.Join(errs...)
+}
+
+// NewPlatform registers the component and its children.
+func NewPlatform(ctx *pulumi.Context, name string, args Args, opts ...pulumi.ResourceOption) (*Platform, error) {
+	args = args.WithDefaults()
+	if err := args.Validate(); err != nil {
+		return nil, err
+	}
+	comp := &Platform{}
+	if err := ctx.RegisterComponentResource(TypeToken, name, comp, opts...); err != nil {
+		return nil, fmt.Errorf("registering %s %q: %w", TypeToken, name, err)
+	}
+	child := []pulumi.ResourceOption{pulumi.Parent(comp)}
+
+	nsOpts := child
+	if args.RetainOnDelete {
+		nsOpts = append(nsOpts, pulumi.RetainOnDelete(true))
+	}
+	ns, err := corev1.NewNamespace(ctx, name+"-namespace", &corev1.NamespaceArgs{
+		Metadata: &metav1.ObjectMetaArgs{
+			Name:   pulumi.String(args.Namespace),
+			Labels: pulumi.ToStringMap(NamespaceLabels(args)),
+		},
+	}, nsOpts...)
+	if err != nil {
+		return nil, fmt.Errorf("namespace %q: %w", args.Namespace, err)
+	}
+
+	policyOpts := append(child, pulumi.DependsOn([]pulumi.Resource{ns}))
+	if _, err := networkingv1.NewNetworkPolicy(ctx, name+"-default-deny", &networkingv1.NetworkPolicyArgs{
+		Metadata: &metav1.ObjectMetaArgs{
+			Name:      pulumi.String("default-deny"),
+			Namespace: ns.Metadata.Name().Elem(),
+			Labels:    pulumi.ToStringMap(commonLabels()),
+		},
+		Spec: defaultDenySpec(!args.DenyDNS),
+	}, policyOpts...); err != nil {
+		return nil, fmt.Errorf("default-deny NetworkPolicy in %q: %w", args.Namespace, err)
+	}
+
+	comp.Namespace = ns.Metadata.Name().Elem()
+	if err := ctx.RegisterResourceOutputs(comp, pulumi.Map{"namespace": comp.Namespace}); err != nil {
+		return nil, fmt.Errorf("registering outputs of %q: %w", name, err)
+	}
+	return comp, nil
+}
+
+// NamespaceLabels are the labels of the namespace: Pod Security Admission at
+// `restricted` for every mode (enforce rejects, audit logs, warn tells the
+// client), each pinned to the same version, plus the caller's labels.
+func NamespaceLabels(args Args) map[string]string {
+	labels := commonLabels()
+	for k, v := range args.Labels {
+		labels[k] = v
+	}
+	for _, mode := range psaModes {
+		labels["pod-security.kubernetes.io/"+mode] = "restricted"
+		labels["pod-security.kubernetes.io/"+mode+"-version"] = args.PodSecurityVersion
+	}
+	return labels
+}
+
+func commonLabels() map[string]string {
+	return map[string]string{
+		"app.kubernetes.io/part-of":    "kcp-tmc",
+		"app.kubernetes.io/managed-by": "pulumi",
+	}
+}
+
+// defaultDenySpec selects every pod and allows no ingress and no egress,
+// except (when allowDNS) DNS to the cluster's kube-dns pods.
+func defaultDenySpec(allowDNS bool) networkingv1.NetworkPolicySpecArgs {
+	spec := networkingv1.NetworkPolicySpecArgs{
+		PodSelector: metav1.LabelSelectorArgs{},
+		PolicyTypes: pulumi.ToStringArray([]string{"Ingress", "Egress"}),
+	}
+	if allowDNS {
+		spec.Egress = networkingv1.NetworkPolicyEgressRuleArray{networkingv1.NetworkPolicyEgressRuleArgs{
+			To: networkingv1.NetworkPolicyPeerArray{networkingv1.NetworkPolicyPeerArgs{
+				NamespaceSelector: metav1.LabelSelectorArgs{
+					MatchLabels: pulumi.StringMap{"kubernetes.io/metadata.name": pulumi.String("kube-system")},
+				},
+				PodSelector: metav1.LabelSelectorArgs{
+					MatchLabels: pulumi.StringMap{"k8s-app": pulumi.String("kube-dns")},
+				},
+			}},
+			Ports: networkingv1.NetworkPolicyPortArray{
+				networkingv1.NetworkPolicyPortArgs{Protocol: pulumi.String("UDP"), Port: pulumi.Int(53)},
+				networkingv1.NetworkPolicyPortArgs{Protocol: pulumi.String("TCP"), Port: pulumi.Int(53)},
+			},
+		}}
+	}
+	return spec
+}

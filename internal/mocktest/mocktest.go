@@ -1,0 +1,131 @@
+// Package mocktest runs Pulumi programs against the SDK's mock monitor and
+// records every resource registration, so tests can assert on what a user
+// would see in a preview: types, names, inputs, parents and options.
+package mocktest
+
+import (
+	"encoding/json"
+	"strings"
+	"sync"
+	"testing"
+
+	"github.com/pulumi/pulumi/sdk/v3/go/common/resource"
+	"github.com/pulumi/pulumi/sdk/v3/go/pulumi"
+)
+
+// Resource is one recorded registration.
+type Resource struct {
+	Type           string
+	Name           string
+	Custom         bool
+	Inputs         resource.PropertyMap
+	ParentURN      string
+	Provider       string
+	Protect        bool
+	RetainOnDelete bool
+}
+
+// Input returns a plain-Go view of the inputs (secrets unwrapped).
+func (r Resource) Input() map[string]any { return r.Inputs.Mappable() }
+
+// ParentName is the logical name of the parent resource ("" for the stack).
+func (r Resource) ParentName() string {
+	if i := strings.LastIndex(r.ParentURN, "::"); i >= 0 && !strings.Contains(r.ParentURN, "pulumi:pulumi:Stack") {
+		return r.ParentURN[i+2:]
+	}
+	return ""
+}
+
+// Recorder implements pulumi.MockResourceMonitor.
+type Recorder struct {
+	mu        sync.Mutex
+	resources []Resource
+}
+
+// NewResource records the registration and echoes inputs back as state.
+func (r *Recorder) NewResource(args pulumi.MockResourceArgs) (string, resource.PropertyMap, error) {
+	res := Resource{Type: args.TypeToken, Name: args.Name, Custom: args.Custom, Inputs: args.Inputs, Provider: args.Provider}
+	if rpc := args.RegisterRPC; rpc != nil {
+		res.ParentURN = rpc.GetParent()
+		res.Protect = rpc.GetProtect()
+		res.RetainOnDelete = rpc.GetRetainOnDelete()
+	}
+	r.mu.Lock()
+	r.resources = append(r.resources, res)
+	r.mu.Unlock()
+	return args.Name + "-id", args.Inputs, nil
+}
+
+// Call answers invokes with their arguments.
+func (r *Recorder) Call(args pulumi.MockCallArgs) (resource.PropertyMap, error) {
+	return args.Args, nil
+}
+
+// All returns every recorded resource.
+func (r *Recorder) All() []Resource {
+	r.mu.Lock()
+	defer r.mu.Unlock()
+	return append([]Resource(nil), r.resources...)
+}
+
+// OfType returns the resources of one type token.
+func (r *Recorder) OfType(typ string) []Resource {
+	var out []Resource
+	for _, res := range r.All() {
+		if res.Type == typ {
+			out = append(out, res)
+		}
+	}
+	return out
+}
+
+// Named returns the resource with the given type and name, failing the test if absent.
+func (r *Recorder) Named(t testing.TB, typ, name string) Resource {
+	t.Helper()
+	for _, res := range r.OfType(typ) {
+		if res.Name == name {
+			return res
+		}
+	}
+	t.Fatalf("no %s named %q was registered", typ, name)
+	return Resource{}
+}
+
+// Run runs fn under mocks for the given project and stack and returns what
+// was registered along with fn's error.
+func Run(t testing.TB, stack string, fn pulumi.RunFunc) (*Recorder, error) {
+	t.Helper()
+	rec := &Recorder{}
+	err := pulumi.RunErr(fn, pulumi.WithMocks("kcp-tmc", stack, rec))
+	return rec, err
+}
+
+// SetConfig makes the next Run see the given config (keys without the
+// "kcp-tmc:" prefix get it) and marks secretKeys as secrets.
+func SetConfig(t testing.TB, values map[string]string, secretKeys ...string) {
+	t.Helper()
+	full := map[string]string{}
+	for k, v := range values {
+		if !strings.Contains(k, ":") {
+			k = "kcp-tmc:" + k
+		}
+		full[k] = v
+	}
+	cfg, err := json.Marshal(full)
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Setenv(pulumi.EnvConfig, string(cfg))
+	var secrets []string
+	for _, k := range secretKeys {
+		if !strings.Contains(k, ":") {
+			k = "kcp-tmc:" + k
+		}
+		secrets = append(secrets, k)
+	}
+	keys, err := json.Marshal(secrets)
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Setenv(pulumi.EnvConfigSecretKeys, string(keys))
+}

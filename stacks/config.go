@@ -1,0 +1,235 @@
+// Package stacks turns a stack's Pulumi configuration into a validated Config
+// and builds the kcp-tmc program from it. main.go and the Automation API
+// (package automation, cmd/kcp-tmc) both run Program, so `pulumi up -s dev` and
+// `kcp-tmc up --stack dev` deploy the same thing from the same stack files.
+package stacks
+
+import (
+	"bytes"
+	"encoding/json"
+	"errors"
+	"fmt"
+	"sort"
+	"strings"
+)
+
+// Namespace is the Pulumi config namespace (the project name) of every key.
+const Namespace = "kcp-tmc"
+
+// Environments names the allowed values of kcp-tmc:environment.
+var Environments = []string{"dev", "staging", "prod"}
+
+// Target modes.
+const (
+	TargetRender     = "render"
+	TargetKubeconfig = "kubeconfig"
+)
+
+// Anti-affinity modes for kcp and etcd replicas.
+const (
+	AntiAffinityNone     = "none"     // no spreading (single-replica dev)
+	AntiAffinityHostname = "hostname" // hard: one replica per node
+	AntiAffinityZone     = "zone"     // hard: one replica per zone
+)
+
+// Config is the whole, typed configuration of one stack. Each field tagged
+// `config` is read from the Pulumi config key kcp-tmc:<tag>; objects are
+// YAML maps in Pulumi.<stack>.yaml. docs/configuration.md lists every key.
+type Config struct {
+	// Environment selects the profile whose defaults fill unset keys.
+	Environment string `config:"environment"`
+	// Target says where Kubernetes objects go.
+	Target Target `config:"target"`
+	// Domain is the DNS zone kcp is published under (kcp.<domain>).
+	Domain string `config:"domain"`
+	// Namespace is where kcp, etcd and their jobs run.
+	Namespace string `config:"namespace"`
+	// Zones lists the availability zones replicas are spread over.
+	Zones []string `config:"zones"`
+	// PodSecurityVersion pins the Pod Security Standards version enforced.
+	PodSecurityVersion string `config:"podSecurityVersion"`
+	KCP                KCP    `config:"kcp"`
+	Etcd               Etcd   `config:"etcd"`
+	Backup             Backup `config:"backup"`
+	// Kubeconfig is the secret kcp-tmc:kubeconfig (kubeconfig target only).
+	Kubeconfig string `json:"-"`
+	// KubeconfigIsSecret records whether kcp-tmc:kubeconfig was set with --secret.
+	KubeconfigIsSecret bool `json:"-"`
+}
+
+// Target is kcp-tmc:target.
+type Target struct {
+	// Mode is "render" (write YAML to RenderDir) or "kubeconfig" (a real cluster).
+	Mode string `json:"mode"`
+	// RenderDir is where render mode writes manifests, relative to the project.
+	RenderDir string `json:"renderDir,omitempty"`
+	// Context selects a context of the kubeconfig (or of ~/.kube/config).
+	Context string `json:"context,omitempty"`
+	// SkipAwait stops the provider from waiting for workloads to become ready.
+	SkipAwait bool `json:"skipAwait,omitempty"`
+}
+
+// KCP is kcp-tmc:kcp.
+type KCP struct {
+	Image     string    `json:"image"`
+	Version   string    `json:"version"`
+	Replicas  int       `json:"replicas"`
+	Resources Resources `json:"resources"`
+}
+
+// Etcd is kcp-tmc:etcd.
+type Etcd struct {
+	Replicas     int       `json:"replicas"`
+	StorageClass string    `json:"storageClass"`
+	StorageSize  string    `json:"storageSize"`
+	AntiAffinity string    `json:"antiAffinity"`
+	Resources    Resources `json:"resources"`
+}
+
+// Backup is kcp-tmc:backup.
+type Backup struct {
+	Enabled  bool   `json:"enabled"`
+	Schedule string `json:"schedule"`
+	TimeZone string `json:"timeZone"`
+}
+
+// Resources are container requests and limits (Kubernetes quantities).
+type Resources struct {
+	Requests ResourceList `json:"requests"`
+	Limits   ResourceList `json:"limits"`
+}
+
+// ResourceList is a CPU and memory pair.
+type ResourceList struct {
+	CPU    string `json:"cpu"`
+	Memory string `json:"memory"`
+}
+
+// ConfigSource is what Load reads: a stack's config values by full key
+// ("kcp-tmc:etcd"), and whether a key was set as a secret.
+type ConfigSource interface {
+	GetConfig(key string) (string, bool)
+	IsConfigSecret(key string) bool
+}
+
+// Load reads every kcp-tmc:* key over the environment's profile and validates
+// the result. All problems are returned together, each naming its key.
+func Load(src ConfigSource) (*Config, error) {
+	envRaw, ok := src.GetConfig(Namespace + ":environment")
+	if !ok {
+		return nil, &FieldError{Key: "environment", Value: "<unset>", Allowed: "one of " + strings.Join(Environments, ", ")}
+	}
+	cfg, err := Profile(envRaw)
+	if err != nil {
+		return nil, err
+	}
+	var errs []error
+	for _, f := range configFields(cfg) {
+		raw, ok := src.GetConfig(Namespace + ":" + f.key)
+		if !ok || f.key == "environment" {
+			continue
+		}
+		if err := decodeField(f.key, raw, f.ptr); err != nil {
+			errs = append(errs, err)
+		}
+	}
+	if kc, ok := src.GetConfig(Namespace + ":kubeconfig"); ok {
+		cfg.Kubeconfig = kc
+		cfg.KubeconfigIsSecret = src.IsConfigSecret(Namespace + ":kubeconfig")
+	}
+	if len(errs) > 0 {
+		return nil, joinSorted(errs)
+	}
+	if err := cfg.Validate(); err != nil {
+		return nil, err
+	}
+	return cfg, nil
+}
+
+type configField struct {
+	key string
+	ptr any
+}
+
+// configFields lists the settable top-level keys and where each decodes to.
+func configFields(c *Config) []configField {
+	return []configField{
+		{"environment", &c.Environment},
+		{"target", &c.Target},
+		{"domain", &c.Domain},
+		{"namespace", &c.Namespace},
+		{"zones", &c.Zones},
+		{"podSecurityVersion", &c.PodSecurityVersion},
+		{"kcp", &c.KCP},
+		{"etcd", &c.Etcd},
+		{"backup", &c.Backup},
+	}
+}
+
+// decodeField decodes one config value over the profile default already in
+// ptr, so only the keys a stack sets override the profile. Plain strings are
+// stored unquoted by Pulumi; objects, lists, numbers and booleans as JSON.
+func decodeField(key, raw string, ptr any) error {
+	if s, isString := ptr.(*string); isString {
+		*s = raw
+		return nil
+	}
+	dec := json.NewDecoder(bytes.NewReader([]byte(raw)))
+	dec.DisallowUnknownFields()
+	if err := dec.Decode(ptr); err != nil {
+		return decodeError(key, raw, err)
+	}
+	return nil
+}
+
+// decodeError turns encoding/json errors into FieldErrors with the full key path.
+func decodeError(key, raw string, err error) error {
+	var typeErr *json.UnmarshalTypeError
+	var syntaxErr *json.SyntaxError
+	switch {
+	case errors.As(err, &typeErr):
+		path := key
+		if typeErr.Field != "" {
+			path = key + "." + typeErr.Field
+		}
+		return &FieldError{Key: path, Value: "a " + typeErr.Value, Allowed: "a value of type " + jsonKind(typeErr.Type.Kind().String())}
+	case errors.As(err, &syntaxErr):
+		return &FieldError{Key: key, Value: raw, Allowed: "a YAML map, list or scalar of the documented shape"}
+	case strings.HasPrefix(err.Error(), "json: unknown field "):
+		field := strings.Trim(strings.TrimPrefix(err.Error(), "json: unknown field "), `"`)
+		return &FieldError{Key: key + "." + field, Value: "<set>", Allowed: "no such key; see docs/configuration.md for " + key}
+	default:
+		return &FieldError{Key: key, Value: raw, Allowed: err.Error()}
+	}
+}
+
+func jsonKind(goKind string) string {
+	switch goKind {
+	case "int", "int64", "int32":
+		return "integer"
+	case "slice":
+		return "list"
+	case "struct", "map":
+		return "map"
+	case "bool":
+		return "boolean (true/false)"
+	}
+	return goKind
+}
+
+// FieldError is one invalid config value: which key, what it was, what is allowed.
+type FieldError struct {
+	Key     string
+	Value   string
+	Allowed string
+}
+
+func (e *FieldError) Error() string {
+	return fmt.Sprintf("config %s:%s: invalid value %q: want %s", Namespace, e.Key, e.Value, e.Allowed)
+}
+
+// joinSorted joins errors in key order so that messages are stable.
+func joinSorted(errs []error) error {
+	sort.SliceStable(errs, func(i, j int) bool { return errs[i].Error() < errs[j].Error() })
+	return errors.Join(errs...)
+}

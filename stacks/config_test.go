@@ -1,0 +1,227 @@
+package stacks
+
+import (
+	"encoding/json"
+	"errors"
+	"os"
+	"strconv"
+	"reflect"
+	"strings"
+	"testing"
+
+	"gopkg.in/yaml.v3"
+)
+
+// source is a ConfigSource over plain maps, keyed without the namespace.
+type source struct {
+	values  map[string]string
+	secrets map[string]bool
+}
+
+func (s source) GetConfig(key string) (string, bool) {
+	v, ok := s.values[strings.TrimPrefix(key, Namespace+":")]
+	return v, ok
+}
+
+func (s source) IsConfigSecret(key string) bool { return s.secrets[strings.TrimPrefix(key, Namespace+":")] }
+
+// env builds a source for an environment with overrides; a value "<delete>"
+// removes the key.
+func env(name string, kv ...string) source {
+	s := source{values: map[string]string{"environment": name}, secrets: map[string]bool{}}
+	if name == "prod" {
+		s.values["kubeconfig"] = "apiVersion: v1\nkind: Config\n"
+		s.secrets["kubeconfig"] = true
+	}
+	for i := 0; i+1 < len(kv); i += 2 {
+		if kv[i+1] == "<delete>" {
+			delete(s.values, kv[i])
+			continue
+		}
+		s.values[kv[i]] = kv[i+1]
+	}
+	return s
+}
+
+func TestLoadRejectsBadConfig(t *testing.T) {
+	tests := []struct {
+		name    string
+		src     source
+		wantKey string // the key path the error must name
+		wantVal string // the bad value the error must quote
+	}{
+		{"environment unset", env("dev", "environment", "<delete>"), "kcp-tmc:environment", "<unset>"},
+		{"unknown environment", env("qa"), "kcp-tmc:environment", "qa"},
+		{"unknown target mode", env("dev", "target", `{"mode":"helm"}`), "kcp-tmc:target.mode", "helm"},
+		{"render dir escapes project", env("dev", "target", `{"mode":"render","renderDir":"../out"}`), "kcp-tmc:target.renderDir", "../out"},
+		{"render dir empty", env("dev", "target", `{"mode":"render","renderDir":""}`), "kcp-tmc:target.renderDir", ""},
+		{"kubeconfig mode without credentials", env("staging"), "kcp-tmc:kubeconfig", "<unset>"},
+		{"kubeconfig in plaintext", env("staging", "kubeconfig", "apiVersion: v1"), "kcp-tmc:kubeconfig", "<plaintext>"},
+		{"prod without kubeconfig secret", env("prod", "kubeconfig", "<delete>", "target", `{"mode":"kubeconfig","context":"prod"}`), "kcp-tmc:kubeconfig", "<unset>"},
+		{"bad domain", env("dev", "domain", "kcp_example"), "kcp-tmc:domain", "kcp_example"},
+		{"single-label domain", env("dev", "domain", "localhost"), "kcp-tmc:domain", "localhost"},
+		{"uppercase domain", env("dev", "domain", "KCP.Example.com"), "kcp-tmc:domain", "KCP.Example.com"},
+		{"bad namespace", env("dev", "namespace", "kcp_system"), "kcp-tmc:namespace", "kcp_system"},
+		{"unpinned pod security", env("dev", "podSecurityVersion", "latest"), "kcp-tmc:podSecurityVersion", "latest"},
+		{"kcp replicas zero", env("dev", "kcp", `{"replicas":0}`), "kcp-tmc:kcp.replicas", "0"},
+		{"kcp replicas as a word", env("dev", "kcp", `{"replicas":"three"}`), "kcp-tmc:kcp.replicas", "a string"},
+		{"single kcp replica in prod", env("prod", "kcp", `{"replicas":1}`), "kcp-tmc:kcp.replicas", "1"},
+		{"kcp image with tag", env("dev", "kcp", `{"image":"ghcr.io/kcp-dev/kcp:latest"}`), "kcp-tmc:kcp.image", "ghcr.io/kcp-dev/kcp:latest"},
+		{"kcp version latest", env("dev", "kcp", `{"version":"latest"}`), "kcp-tmc:kcp.version", "latest"},
+		{"kcp is not a map", env("dev", "kcp", `"big"`), "kcp-tmc:kcp", "a string"},
+		{"unknown kcp key", env("dev", "kcp", `{"replica":3}`), "kcp-tmc:kcp.replica", "<set>"},
+		{"even etcd members", env("staging", "etcd", `{"replicas":4}`, "target", `{"mode":"kubeconfig","context":"s"}`), "kcp-tmc:etcd.replicas", "4"},
+		{"two etcd members", env("dev", "etcd", `{"replicas":2}`), "kcp-tmc:etcd.replicas", "2"},
+		{"one etcd member in prod", env("prod", "etcd", `{"replicas":1,"storageSize":"100Gi"}`), "kcp-tmc:etcd.replicas", "1"},
+		{"etcd replicas float", env("dev", "etcd", `{"replicas":1.5}`), "kcp-tmc:etcd.replicas", "a number 1.5"},
+		{"size in Gb", env("prod", "etcd", `{"storageSize":"100Gb"}`), "kcp-tmc:etcd.storageSize", "100Gb"},
+		{"size without unit", env("dev", "etcd", `{"storageSize":"20"}`), "kcp-tmc:etcd.storageSize", "20"},
+		{"dev volume too big", env("dev", "etcd", `{"storageSize":"60Gi"}`), "kcp-tmc:etcd.storageSize", "60Gi"},
+		{"prod volume too small", env("prod", "etcd", `{"storageSize":"50Gi"}`), "kcp-tmc:etcd.storageSize", "50Gi"},
+		{"prod volume too big", env("prod", "etcd", `{"storageSize":"1Ti"}`), "kcp-tmc:etcd.storageSize", "1Ti"},
+		{"bad storage class", env("dev", "etcd", `{"storageClass":"Fast SSD"}`), "kcp-tmc:etcd.storageClass", "Fast SSD"},
+		{"unknown anti-affinity", env("dev", "etcd", `{"antiAffinity":"rack"}`), "kcp-tmc:etcd.antiAffinity", "rack"},
+		{"prod without zone anti-affinity", env("prod", "etcd", `{"antiAffinity":"hostname"}`), "kcp-tmc:etcd.antiAffinity", "hostname"},
+		{"fewer zones than replicas", env("prod", "zones", `["us-east-1a","us-east-1b"]`), "kcp-tmc:zones", "us-east-1a,us-east-1b"},
+		{"zones as a string", env("prod", "zones", `"us-east-1a"`), "kcp-tmc:zones", "a string"},
+		{"duplicate zone", env("prod", "zones", `["us-east-1a","us-east-1a","us-east-1b"]`), "kcp-tmc:zones[1]", "us-east-1a"},
+		{"bad zone name", env("prod", "zones", `["us-east-1a","us-east-1b","US East C"]`), "kcp-tmc:zones[2]", "US East C"},
+		{"cpu with unit words", env("dev", "kcp", `{"resources":{"requests":{"cpu":"2 cores","memory":"1Gi"},"limits":{"cpu":"4","memory":"2Gi"}}}`), "kcp-tmc:kcp.resources.requests.cpu", "2 cores"},
+		{"memory in GB", env("dev", "etcd", `{"resources":{"requests":{"cpu":"1","memory":"4GB"},"limits":{"cpu":"2","memory":"8Gi"}}}`), "kcp-tmc:etcd.resources.requests.memory", "4GB"},
+		{"requests above limits", env("dev", "kcp", `{"resources":{"requests":{"cpu":"4","memory":"1Gi"},"limits":{"cpu":"2","memory":"2Gi"}}}`), "kcp-tmc:kcp.resources.requests.cpu", "4"},
+		{"memory limit emptied", env("dev", "kcp", `{"resources":{"limits":{"memory":""}}}`), "kcp-tmc:kcp.resources.limits.memory", ""},
+		{"cron with four fields", env("dev", "backup", `{"schedule":"0 2 * *"}`), "kcp-tmc:backup.schedule", "0 2 * *"},
+		{"cron minute out of range", env("dev", "backup", `{"schedule":"61 2 * * *"}`), "kcp-tmc:backup.schedule", "61 2 * * *"},
+		{"cron unknown descriptor", env("dev", "backup", `{"schedule":"@sometimes"}`), "kcp-tmc:backup.schedule", "@sometimes"},
+		{"cron zero step", env("dev", "backup", `{"schedule":"*/0 * * * *"}`), "kcp-tmc:backup.schedule", "*/0 * * * *"},
+		{"bad time zone", env("dev", "backup", `{"timeZone":"Mars/Olympus"}`), "kcp-tmc:backup.timeZone", "Mars/Olympus"},
+		{"backups off in prod", env("prod", "backup", `{"enabled":false}`), "kcp-tmc:backup.enabled", "false"},
+		{"backup enabled as string", env("dev", "backup", `{"enabled":"yes"}`), "kcp-tmc:backup.enabled", "a string"},
+		{"target not YAML", env("dev", "target", `{mode: render`), "kcp-tmc:target", "{mode: render"},
+	}
+	for _, tt := range tests {
+		t.Run(tt.name, func(t *testing.T) {
+			cfg, err := Load(tt.src)
+			if err == nil {
+				t.Fatalf("Load accepted it: %+v", cfg)
+			}
+			var fe *FieldError
+			if !errors.As(err, &fe) {
+				t.Fatalf("error %v carries no FieldError", err)
+			}
+			msg := err.Error()
+			if !strings.Contains(msg, "config "+tt.wantKey+": ") {
+				t.Errorf("error does not name key %s:\n%s", tt.wantKey, msg)
+			}
+			if !strings.Contains(msg, "invalid value "+strconv.Quote(tt.wantVal)) {
+				t.Errorf("error does not quote the bad value %q:\n%s", tt.wantVal, msg)
+			}
+			if !strings.Contains(msg, ": want ") {
+				t.Errorf("error does not say what is allowed:\n%s", msg)
+			}
+		})
+	}
+}
+
+func TestValidateReportsEveryProblemAtOnce(t *testing.T) {
+	_, err := Load(env("dev", "domain", "bad_domain", "namespace", "Bad", "etcd", `{"replicas":2,"storageSize":"5Gb"}`))
+	if err == nil {
+		t.Fatal("accepted")
+	}
+	for _, key := range []string{"domain", "namespace", "etcd.replicas", "etcd.storageSize"} {
+		if !strings.Contains(err.Error(), "config kcp-tmc:"+key+":") {
+			t.Errorf("missing problem for %s in:\n%v", key, err)
+		}
+	}
+}
+
+func TestProfilesAndOverrides(t *testing.T) {
+	tests := []struct {
+		name      string
+		src       source
+		replicas  int
+		etcd      int
+		class     string
+		size      string
+		mode      string
+		zones     int
+		cpuLimit  string
+		affinity  string
+		renderDir string
+	}{
+		{"dev", env("dev"), 1, 1, "standard", "20Gi", TargetRender, 0, "1", AntiAffinityNone, "rendered/dev"},
+		{"staging", env("staging", "target", `{"mode":"kubeconfig","context":"stg"}`), 3, 3, "gp2", "50Gi", TargetKubeconfig, 0, "2", AntiAffinityHostname, ""},
+		{"prod", env("prod"), 3, 3, "fast-ssd", "100Gi", TargetKubeconfig, 3, "2", AntiAffinityZone, ""},
+		{"override keeps other defaults", env("prod", "etcd", `{"storageSize":"200Gi"}`), 3, 3, "fast-ssd", "200Gi", TargetKubeconfig, 3, "2", AntiAffinityZone, ""},
+	}
+	for _, tt := range tests {
+		t.Run(tt.name, func(t *testing.T) {
+			cfg, err := Load(tt.src)
+			if err != nil {
+				t.Fatal(err)
+			}
+			got := []any{cfg.KCP.Replicas, cfg.Etcd.Replicas, cfg.Etcd.StorageClass, cfg.Etcd.StorageSize, cfg.Target.Mode, len(cfg.Zones), cfg.KCP.Resources.Limits.CPU, cfg.Etcd.AntiAffinity, cfg.Target.RenderDir}
+			want := []any{tt.replicas, tt.etcd, tt.class, tt.size, tt.mode, tt.zones, tt.cpuLimit, tt.affinity, tt.renderDir}
+			if !reflect.DeepEqual(got, want) {
+				t.Errorf("got %v, want %v", got, want)
+			}
+		})
+	}
+}
+
+// TestStackFilesAreValid loads the repository's Pulumi.<stack>.yaml files the
+// way the engine hands them to the program (objects as JSON), so a broken
+// stack file fails here rather than in a user's `pulumi preview`.
+func TestStackFilesAreValid(t *testing.T) {
+	for _, stack := range Environments {
+		t.Run(stack, func(t *testing.T) {
+			src := stackFileSource(t, "../Pulumi."+stack+".yaml")
+			if stack == "prod" { // the one secret a user must add with `pulumi config set --secret`
+				src.values["kubeconfig"] = "apiVersion: v1\nkind: Config\n"
+				src.secrets["kubeconfig"] = true
+			}
+			cfg, err := Load(src)
+			if err != nil {
+				t.Fatal(err)
+			}
+			if cfg.Environment != stack {
+				t.Errorf("environment = %q, want %q", cfg.Environment, stack)
+			}
+		})
+	}
+}
+
+func TestProdStackFileNeedsKubeconfigSecret(t *testing.T) {
+	_, err := Load(stackFileSource(t, "../Pulumi.prod.yaml"))
+	if err == nil || !strings.Contains(err.Error(), "config kcp-tmc:kubeconfig:") {
+		t.Fatalf("prod without its kubeconfig secret: err = %v", err)
+	}
+}
+
+func stackFileSource(t *testing.T, path string) source {
+	t.Helper()
+	raw, err := os.ReadFile(path)
+	if err != nil {
+		t.Fatal(err)
+	}
+	var file struct {
+		Config map[string]any `yaml:"config"`
+	}
+	if err := yaml.Unmarshal(raw, &file); err != nil {
+		t.Fatalf("%s: %v", path, err)
+	}
+	src := source{values: map[string]string{}, secrets: map[string]bool{}}
+	for k, v := range file.Config {
+		key := strings.TrimPrefix(k, Namespace+":")
+		if s, ok := v.(string); ok {
+			src.values[key] = s
+			continue
+		}
+		js, err := json.Marshal(v)
+		if err != nil {
+			t.Fatalf("%s: %s: %v", path, k, err)
+		}
+		src.values[key] = string(js)
+	}
+	return src
+}

@@ -1,0 +1,63 @@
+package stacks
+
+import "strings"
+
+// Pinned versions the profiles deploy; a stack overrides them in config.
+const (
+	DefaultKCPImage           = "ghcr.io/kcp-dev/kcp"
+	DefaultKCPVersion         = "v0.32.3" // what the kcp helm chart 0.16.x and kcp-operator deploy
+	DefaultPodSecurityVersion = "v1.34"   // Pod Security Standards of the Kubernetes we test against
+)
+
+// storageRangeGi bounds etcd volume sizes per environment (seed §1).
+var storageRangeGi = map[string][2]int{
+	"dev":     {20, 50},
+	"staging": {20, 200},
+	"prod":    {100, 500},
+}
+
+// Profile returns the defaults of an environment: what a stack gets for every
+// key it does not set. Values follow the seed: dev 1 replica on `standard`
+// 20Gi, staging 3 replicas 50Gi, prod 3 replicas across 3 zones on fast-ssd
+// 100Gi, with requests/limits from its performance section.
+func Profile(env string) (*Config, error) {
+	base := Config{
+		Environment:        env,
+		Domain:             "example.com",
+		Namespace:          "kcp",
+		PodSecurityVersion: DefaultPodSecurityVersion,
+		KCP:                KCP{Image: DefaultKCPImage, Version: DefaultKCPVersion},
+		Backup:             Backup{Enabled: true, Schedule: "0 2 * * *", TimeZone: "UTC"},
+	}
+	switch env {
+	case "dev":
+		base.Target = Target{Mode: TargetRender, RenderDir: "rendered/dev"}
+		base.KCP.Replicas = 1
+		base.KCP.Resources = resources("250m", "512Mi", "1", "2Gi")
+		base.Etcd = Etcd{Replicas: 1, StorageClass: "standard", StorageSize: "20Gi", AntiAffinity: AntiAffinityNone,
+			Resources: resources("100m", "256Mi", "500m", "1Gi")}
+	case "staging":
+		base.Target = Target{Mode: TargetKubeconfig}
+		base.KCP.Replicas = 3
+		base.KCP.Resources = resources("500m", "1Gi", "2", "4Gi")
+		base.Etcd = Etcd{Replicas: 3, StorageClass: "gp2", StorageSize: "50Gi", AntiAffinity: AntiAffinityHostname,
+			Resources: resources("500m", "1Gi", "1", "2Gi")}
+	case "prod":
+		base.Target = Target{Mode: TargetKubeconfig}
+		base.Zones = []string{"us-east-1a", "us-east-1b", "us-east-1c"}
+		base.KCP.Replicas = 3
+		base.KCP.Resources = resources("1", "2Gi", "2", "4Gi")
+		base.Etcd = Etcd{Replicas: 3, StorageClass: "fast-ssd", StorageSize: "100Gi", AntiAffinity: AntiAffinityZone,
+			Resources: resources("1", "2Gi", "2", "4Gi")}
+	default:
+		return nil, &FieldError{Key: "environment", Value: env, Allowed: "one of " + strings.Join(Environments, ", ")}
+	}
+	return &base, nil
+}
+
+func resources(reqCPU, reqMem, limCPU, limMem string) Resources {
+	return Resources{
+		Requests: ResourceList{CPU: reqCPU, Memory: reqMem},
+		Limits:   ResourceList{CPU: limCPU, Memory: limMem},
+	}
+}

@@ -1,0 +1,221 @@
+package stacks
+
+import (
+	"fmt"
+	"path/filepath"
+	"regexp"
+	"slices"
+	"strconv"
+	"strings"
+	"time"
+	_ "time/tzdata" // validate backup.timeZone without relying on the host's zoneinfo
+)
+
+var (
+	dnsLabel     = regexp.MustCompile(`^[a-z0-9]([-a-z0-9]*[a-z0-9])?$`)
+	imageRepo    = regexp.MustCompile(`^[a-z0-9]+([._-][a-z0-9]+)*(:[0-9]+)?(/[a-z0-9]+([._-][a-z0-9]+)*)+$`)
+	semverTag    = regexp.MustCompile(`^v[0-9]+\.[0-9]+\.[0-9]+(-[0-9A-Za-z.-]+)?$`)
+	pssVersion   = regexp.MustCompile(`^v1\.[0-9]+$`)
+	sizeGi       = regexp.MustCompile(`^([0-9]+)(Gi|Ti)$`)
+	cpuQuantity  = regexp.MustCompile(`^([0-9]+)m$|^([0-9]+(\.[0-9]{1,3})?)$`)
+	memQuantity  = regexp.MustCompile(`^([0-9]+)(Ki|Mi|Gi|Ti)$`)
+	memUnitShift = map[string]uint{"Ki": 10, "Mi": 20, "Gi": 30, "Ti": 40}
+)
+
+// Validate checks every field and returns all problems at once (errors.Join of
+// *FieldError), so a user fixes a stack file in one round.
+func (c *Config) Validate() error {
+	v := &validator{}
+	if !slices.Contains(Environments, c.Environment) {
+		v.add("environment", c.Environment, "one of "+strings.Join(Environments, ", "))
+	}
+	c.validateTarget(v)
+	c.validatePlacement(v)
+	if !isDomain(c.Domain) {
+		v.add("domain", c.Domain, "a lowercase DNS name with at least two labels, e.g. example.com")
+	}
+	if !isDNSLabel(c.Namespace) {
+		v.add("namespace", c.Namespace, "a DNS-1123 label (lowercase letters, digits, '-', at most 63 characters)")
+	}
+	if !pssVersion.MatchString(c.PodSecurityVersion) {
+		v.add("podSecurityVersion", c.PodSecurityVersion, `a pinned Pod Security Standards version like "v1.34" ("latest" is not pinned)`)
+	}
+	if !imageRepo.MatchString(c.KCP.Image) {
+		v.add("kcp.image", c.KCP.Image, "an image repository without tag or digest, e.g. ghcr.io/kcp-dev/kcp (the tag is kcp.version)")
+	}
+	if !semverTag.MatchString(c.KCP.Version) {
+		v.add("kcp.version", c.KCP.Version, `a pinned release tag like "v0.32.3"`)
+	}
+	v.resources("kcp.resources", c.KCP.Resources)
+	v.resources("etcd.resources", c.Etcd.Resources)
+	c.validateStorage(v)
+	c.validateBackup(v)
+	return v.err()
+}
+
+func (c *Config) validateTarget(v *validator) {
+	t := c.Target
+	switch t.Mode {
+	case TargetRender:
+		if t.RenderDir == "" || slices.Contains(strings.Split(filepath.ToSlash(t.RenderDir), "/"), "..") {
+			v.add("target.renderDir", t.RenderDir, "a directory inside the project, e.g. rendered/"+c.Environment)
+		}
+	case TargetKubeconfig:
+		if c.Kubeconfig == "" && t.Context == "" {
+			v.add("kubeconfig", "<unset>", "a kubeconfig set with `pulumi config set --secret kcp-tmc:kubeconfig`, or target.context naming a context of ~/.kube/config")
+		}
+		if c.Kubeconfig != "" && !c.KubeconfigIsSecret {
+			v.add("kubeconfig", "<plaintext>", "a secret: set it with `pulumi config set --secret kcp-tmc:kubeconfig < kubeconfig`")
+		}
+		if c.Environment == "prod" && c.Kubeconfig == "" {
+			v.add("kubeconfig", "<unset>", "prod deploys only with an explicit secret kcp-tmc:kubeconfig, never an ambient context")
+		}
+	default:
+		v.add("target.mode", t.Mode, TargetRender+" or "+TargetKubeconfig)
+	}
+}
+
+func (c *Config) validatePlacement(v *validator) {
+	seen := map[string]bool{}
+	for i, z := range c.Zones {
+		key := fmt.Sprintf("zones[%d]", i)
+		switch {
+		case !isDNSLabel(z):
+			v.add(key, z, "a zone name such as us-east-1a")
+		case seen[z]:
+			v.add(key, z, "each zone once")
+		}
+		seen[z] = true
+	}
+	if c.KCP.Replicas < 1 || c.KCP.Replicas > 9 {
+		v.add("kcp.replicas", strconv.Itoa(c.KCP.Replicas), "1 to 9")
+	} else if c.Environment != "dev" && c.KCP.Replicas < 2 {
+		v.add("kcp.replicas", strconv.Itoa(c.KCP.Replicas), "at least 2 in "+c.Environment+" (one replica cannot survive a node drain)")
+	}
+	switch r := c.Etcd.Replicas; {
+	case r < 1 || r > 7 || r%2 == 0:
+		v.add("etcd.replicas", strconv.Itoa(r), "an odd number from 1 to 7 (an even member count adds no fault tolerance)")
+	case c.Environment != "dev" && r < 3:
+		v.add("etcd.replicas", strconv.Itoa(r), "at least 3 in "+c.Environment+" (quorum must survive one member loss)")
+	}
+	modes := []string{AntiAffinityNone, AntiAffinityHostname, AntiAffinityZone}
+	switch {
+	case !slices.Contains(modes, c.Etcd.AntiAffinity):
+		v.add("etcd.antiAffinity", c.Etcd.AntiAffinity, "one of "+strings.Join(modes, ", "))
+	case c.Environment == "prod" && c.Etcd.AntiAffinity != AntiAffinityZone:
+		v.add("etcd.antiAffinity", c.Etcd.AntiAffinity, `"zone" in prod (a zone outage must not take quorum)`)
+	case c.Etcd.AntiAffinity == AntiAffinityZone:
+		need := max(c.KCP.Replicas, c.Etcd.Replicas)
+		if len(c.Zones) < need {
+			v.add("zones", strings.Join(c.Zones, ","), fmt.Sprintf("at least %d zones: hard zone anti-affinity places one replica per zone", need))
+		}
+	}
+}
+
+func (c *Config) validateStorage(v *validator) {
+	if !isDNSSubdomain(c.Etcd.StorageClass) {
+		v.add("etcd.storageClass", c.Etcd.StorageClass, "a StorageClass name (DNS-1123 subdomain)")
+	}
+	m := sizeGi.FindStringSubmatch(c.Etcd.StorageSize)
+	bounds, known := storageRangeGi[c.Environment]
+	if m == nil {
+		v.add("etcd.storageSize", c.Etcd.StorageSize, `a size in Gi or Ti, e.g. "100Gi" (binary units; "Gb" and "G" are not accepted)`)
+		return
+	}
+	gi, err := strconv.Atoi(m[1])
+	if m[2] == "Ti" {
+		gi *= 1024
+	}
+	if err != nil || !known {
+		return
+	}
+	if gi < bounds[0] || gi > bounds[1] {
+		v.add("etcd.storageSize", c.Etcd.StorageSize, fmt.Sprintf("%dGi to %dGi in %s", bounds[0], bounds[1], c.Environment))
+	}
+}
+
+func (c *Config) validateBackup(v *validator) {
+	if !c.Backup.Enabled {
+		if c.Environment == "prod" {
+			v.add("backup.enabled", "false", "true in prod (etcd holds every workspace; it must be backed up)")
+		}
+		return
+	}
+	if err := ValidateCron(c.Backup.Schedule); err != nil {
+		v.add("backup.schedule", c.Backup.Schedule, "a 5-field cron expression or @daily/@hourly/@weekly/@monthly/@yearly ("+err.Error()+")")
+	}
+	if _, err := time.LoadLocation(c.Backup.TimeZone); err != nil || c.Backup.TimeZone == "" || c.Backup.TimeZone == "Local" {
+		v.add("backup.timeZone", c.Backup.TimeZone, `an IANA time zone such as "UTC" or "Europe/Berlin"`)
+	}
+}
+
+type validator struct{ errs []error }
+
+func (v *validator) add(key, value, allowed string) {
+	v.errs = append(v.errs, &FieldError{Key: key, Value: value, Allowed: allowed})
+}
+
+func (v *validator) err() error {
+	if len(v.errs) == 0 {
+		return nil
+	}
+	return joinSorted(v.errs)
+}
+
+// resources checks quantities and that requests never exceed limits.
+func (v *validator) resources(key string, r Resources) {
+	reqCPU, ok1 := v.cpu(key+".requests.cpu", r.Requests.CPU)
+	limCPU, ok2 := v.cpu(key+".limits.cpu", r.Limits.CPU)
+	if ok1 && ok2 && reqCPU > limCPU {
+		v.add(key+".requests.cpu", r.Requests.CPU, "at most limits.cpu ("+r.Limits.CPU+")")
+	}
+	reqMem, ok1 := v.memory(key+".requests.memory", r.Requests.Memory)
+	limMem, ok2 := v.memory(key+".limits.memory", r.Limits.Memory)
+	if ok1 && ok2 && reqMem > limMem {
+		v.add(key+".requests.memory", r.Requests.Memory, "at most limits.memory ("+r.Limits.Memory+")")
+	}
+}
+
+// cpu parses "500m" or "2" / "1.5" into millicores.
+func (v *validator) cpu(key, q string) (int64, bool) {
+	m := cpuQuantity.FindStringSubmatch(q)
+	if m != nil {
+		if m[1] != "" {
+			n, err := strconv.ParseInt(m[1], 10, 64)
+			if err == nil && n > 0 {
+				return n, true
+			}
+		} else if f, err := strconv.ParseFloat(m[2], 64); err == nil && f > 0 {
+			return int64(f * 1000), true
+		}
+	}
+	v.add(key, q, `a positive CPU quantity such as "500m" or "2"`)
+	return 0, false
+}
+
+// memory parses binary-suffixed quantities into bytes.
+func (v *validator) memory(key, q string) (int64, bool) {
+	if m := memQuantity.FindStringSubmatch(q); m != nil {
+		if n, err := strconv.ParseInt(m[1], 10, 64); err == nil && n > 0 {
+			return n << memUnitShift[m[2]], true
+		}
+	}
+	v.add(key, q, `a positive memory quantity in Ki, Mi, Gi or Ti such as "512Mi" ("GB" is not accepted)`)
+	return 0, false
+}
+
+func isDNSLabel(s string) bool { return len(s) <= 63 && dnsLabel.MatchString(s) }
+
+func isDNSSubdomain(s string) bool {
+	if s == "" || len(s) > 253 {
+		return false
+	}
+	for _, l := range strings.Split(s, ".") {
+		if !isDNSLabel(l) {
+			return false
+		}
+	}
+	return true
+}
+
+func isDomain(s string) bool { return strings.Contains(s, ".") && isDNSSubdomain(s) }
