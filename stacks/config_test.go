@@ -4,8 +4,8 @@ import (
 	"encoding/json"
 	"errors"
 	"os"
-	"strconv"
 	"reflect"
+	"strconv"
 	"strings"
 	"testing"
 
@@ -23,7 +23,9 @@ func (s source) GetConfig(key string) (string, bool) {
 	return v, ok
 }
 
-func (s source) IsConfigSecret(key string) bool { return s.secrets[strings.TrimPrefix(key, Namespace+":")] }
+func (s source) IsConfigSecret(key string) bool {
+	return s.secrets[strings.TrimPrefix(key, Namespace+":")]
+}
 
 // env builds a source for an environment with overrides; a value "<delete>"
 // removes the key.
