@@ -36,7 +36,7 @@ type Options struct {
 	// BackendURL is the state backend (default file://<ProjectDir>/.pulumi-state,
 	// or $PULUMI_BACKEND_URL when set).
 	BackendURL string
-	// Program is the program to run (default stacks.Program).
+	// Program is the program to run (default stacks.ProgramIn(ProjectDir)).
 	Program pulumi.RunFunc
 	// Env adds environment variables for the engine.
 	Env map[string]string
@@ -79,7 +79,7 @@ func Stack(ctx context.Context, opts Options) (auto.Stack, error) {
 	}
 	program := opts.Program
 	if program == nil {
-		program = stacks.Program
+		program = stacks.ProgramIn(dir)
 	}
 	cmd, err := pulumiCommand()
 	if err != nil {

@@ -11,20 +11,32 @@ import (
 	"github.com/kcp-tmc/kcp-tmc/components/platform"
 )
 
-// Program is the kcp-tmc Pulumi program. It validates the whole stack config
-// before registering any resource, so bad input never reaches the engine and
-// never half-applies a stack.
-func Program(ctx *pulumi.Context) error {
-	cfg, err := Load(ctx)
-	if err != nil {
-		return fmt.Errorf("stack %q: invalid configuration:\n%w", ctx.Stack(), err)
+// Program is the kcp-tmc Pulumi program as `pulumi up` runs it: relative
+// paths resolve against the project root the engine reports (or the working
+// directory, which the engine sets to it).
+func Program(ctx *pulumi.Context) error { return ProgramIn("")(ctx) }
+
+// ProgramIn is the program for a project in projectDir; the Automation API
+// needs it because inline programs run wherever the host process runs. It
+// validates the whole stack config before registering any resource, so bad
+// input never reaches the engine and never half-applies a stack.
+func ProgramIn(projectDir string) pulumi.RunFunc {
+	return func(ctx *pulumi.Context) error {
+		cfg, err := Load(ctx)
+		if err != nil {
+			return fmt.Errorf("stack %q: invalid configuration:\n%w", ctx.Stack(), err)
+		}
+		if projectDir == "" {
+			projectDir = projectRoot(ctx)
+		}
+		return Deploy(ctx, cfg, projectDir)
 	}
-	return Deploy(ctx, cfg)
 }
 
-// Deploy builds every component of a validated Config.
-func Deploy(ctx *pulumi.Context, cfg *Config) error {
-	provider, err := newKubernetesProvider(ctx, cfg)
+// Deploy builds every component of a validated Config; projectDir anchors
+// relative paths such as target.renderDir.
+func Deploy(ctx *pulumi.Context, cfg *Config, projectDir string) error {
+	provider, err := newKubernetesProvider(ctx, cfg, projectDir)
 	if err != nil {
 		return err
 	}
@@ -43,18 +55,18 @@ func Deploy(ctx *pulumi.Context, cfg *Config) error {
 	ctx.Export("environment", pulumi.String(cfg.Environment))
 	ctx.Export("namespace", plat.Namespace)
 	if cfg.Target.Mode == TargetRender {
-		ctx.Export("renderDir", pulumi.String(renderDir(ctx, cfg)))
+		ctx.Export("renderDir", pulumi.String(renderDir(cfg, projectDir)))
 	}
 	return nil
 }
 
 // newKubernetesProvider points every Kubernetes resource at the stack's
 // target: a directory of rendered YAML, or a cluster through a kubeconfig.
-func newKubernetesProvider(ctx *pulumi.Context, cfg *Config) (*kubernetes.Provider, error) {
+func newKubernetesProvider(ctx *pulumi.Context, cfg *Config, projectDir string) (*kubernetes.Provider, error) {
 	args := &kubernetes.ProviderArgs{}
 	switch cfg.Target.Mode {
 	case TargetRender:
-		args.RenderYamlToDirectory = pulumi.StringPtr(renderDir(ctx, cfg))
+		args.RenderYamlToDirectory = pulumi.StringPtr(renderDir(cfg, projectDir))
 	case TargetKubeconfig:
 		if cfg.Kubeconfig != "" {
 			args.Kubeconfig = pulumi.ToSecret(pulumi.String(cfg.Kubeconfig)).(pulumi.StringOutput).ToStringPtrOutput()
@@ -70,16 +82,19 @@ func newKubernetesProvider(ctx *pulumi.Context, cfg *Config) (*kubernetes.Provid
 	return p, nil
 }
 
-// renderDir resolves target.renderDir against the project root (where
-// Pulumi.yaml is), so the CLI, `pulumi up` and tests write to the same place
-// whatever their working directory.
-func renderDir(ctx *pulumi.Context, cfg *Config) string {
+// renderDir resolves target.renderDir against the project, so the CLI,
+// `pulumi up` and tests write to the same place whatever their working directory.
+func renderDir(cfg *Config, projectDir string) string {
 	if filepath.IsAbs(cfg.Target.RenderDir) {
 		return cfg.Target.RenderDir
 	}
-	root := ctx.RootDirectory()
-	if root == "" {
-		root, _ = os.Getwd()
+	return filepath.Join(projectDir, cfg.Target.RenderDir)
+}
+
+func projectRoot(ctx *pulumi.Context) string {
+	if root := ctx.RootDirectory(); root != "" {
+		return root
 	}
-	return filepath.Join(root, cfg.Target.RenderDir)
+	wd, _ := os.Getwd()
+	return wd
 }

@@ -1,0 +1,33 @@
+# kcp-tmc — the two commands a fresh machine needs:
+#   make up     build the pinned toolchain if missing, then deploy STACK (default dev → rendered/dev/)
+#   make test   build the pinned toolchain if missing, then vet and run every test
+SHELL := bash
+STACK ?= dev
+export PULUMI_SKIP_UPDATE_CHECK := true
+
+.PHONY: engine toolchain up preview destroy test vet fmt-check
+
+# engine: pulumi CLI + Kubernetes plugin; toolchain: that plus the test judges.
+engine:
+	@hack/toolchain.sh engine >/dev/null
+
+toolchain:
+	@hack/toolchain.sh all >/dev/null
+
+up: engine
+	go run ./cmd/kcp-tmc up --stack $(STACK)
+
+preview: engine
+	go run ./cmd/kcp-tmc preview --stack $(STACK)
+
+destroy: engine
+	go run ./cmd/kcp-tmc destroy --stack $(STACK) --yes
+
+fmt-check:
+	@out=$$(gofmt -l $$(git ls-files '*.go')); if [ -n "$$out" ]; then echo "gofmt needed:"; echo "$$out"; exit 1; fi
+
+vet:
+	go vet ./...
+
+test: toolchain fmt-check vet
+	go test -count=1 ./...

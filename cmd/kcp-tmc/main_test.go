@@ -1,0 +1,80 @@
+package main
+
+import (
+	"bytes"
+	"context"
+	"errors"
+	"os"
+	"path/filepath"
+	"strings"
+	"testing"
+
+	"github.com/kcp-tmc/kcp-tmc/internal/testenv"
+)
+
+func TestUsageErrors(t *testing.T) {
+	tests := []struct {
+		name string
+		args []string
+		want string
+	}{
+		{"no command", nil, "usage: kcp-tmc"},
+		{"unknown command", []string{"deploy", "--stack", "dev"}, `unknown command "deploy"`},
+		{"no stack", []string{"up"}, "--stack is required"},
+		{"unknown flag", []string{"up", "--stack", "dev", "--force"}, "flag provided but not defined"},
+		{"destroy without --yes", []string{"destroy", "--stack", "dev"}, "pass --yes to confirm"},
+	}
+	for _, tt := range tests {
+		t.Run(tt.name, func(t *testing.T) {
+			var stdout, stderr bytes.Buffer
+			err := run(context.Background(), tt.args, &stdout, &stderr)
+			if !errors.Is(err, errUsage) {
+				t.Fatalf("err = %v, want a usage error (exit 2)", err)
+			}
+			if !strings.Contains(stderr.String(), tt.want) {
+				t.Errorf("stderr %q does not contain %q", stderr.String(), tt.want)
+			}
+		})
+	}
+}
+
+func TestStackWithoutFileFails(t *testing.T) {
+	dir, _ := testenv.Project(t, "dev", "")
+	var stdout, stderr bytes.Buffer
+	err := run(context.Background(), []string{"preview", "--stack", "qa", "--project-dir", dir}, &stdout, &stderr)
+	if err == nil || errors.Is(err, errUsage) || !strings.Contains(err.Error(), "no Pulumi.qa.yaml") {
+		t.Fatalf("err = %v, want an operation error naming the missing stack file", err)
+	}
+}
+
+// TestPreviewUpDestroy runs the CLI's three verbs on the dev stack through
+// the real engine; progress must stream to stdout.
+func TestPreviewUpDestroy(t *testing.T) {
+	dir, _ := testenv.Project(t, "dev", "")
+	ctx := context.Background()
+	rendered := filepath.Join(dir, "rendered", "dev")
+	steps := []struct {
+		args       []string
+		wantOut    string
+		wantRender bool
+	}{
+		{[]string{"preview"}, "kubernetes:core/v1:Namespace", false},
+		{[]string{"up"}, "created", true},
+		{[]string{"preview", "--expect-no-changes"}, "unchanged", true},
+		{[]string{"destroy", "--yes"}, "deleted", false},
+	}
+	for _, s := range steps {
+		var stdout, stderr bytes.Buffer
+		args := append([]string{s.args[0], "--stack", "dev", "--project-dir", dir}, s.args[1:]...)
+		if err := run(ctx, args, &stdout, &stderr); err != nil {
+			t.Fatalf("kcp-tmc %v: %v\nstdout:\n%s\nstderr:\n%s", s.args, err, stdout.String(), stderr.String())
+		}
+		if !strings.Contains(stdout.String(), s.wantOut) {
+			t.Errorf("kcp-tmc %v: progress output lacks %q:\n%s", s.args, s.wantOut, stdout.String())
+		}
+		entries, _ := os.ReadDir(filepath.Join(rendered, "1-manifest"))
+		if got := len(entries) > 0; got != s.wantRender {
+			t.Errorf("after kcp-tmc %v: rendered manifests present = %v, want %v", s.args, got, s.wantRender)
+		}
+	}
+}

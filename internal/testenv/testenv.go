@@ -1,0 +1,81 @@
+// Package testenv gives real-engine tests an isolated copy of the project:
+// its stack files in a temp dir with its own state backend and Pulumi home,
+// so tests never touch the developer's stacks or state.
+package testenv
+
+import (
+	"os"
+	"path/filepath"
+	"testing"
+
+	"github.com/kcp-tmc/kcp-tmc/automation"
+)
+
+// RepoRoot walks up from the working directory to the directory with go.mod.
+func RepoRoot(t testing.TB) string {
+	t.Helper()
+	dir, err := os.Getwd()
+	if err != nil {
+		t.Fatal(err)
+	}
+	for {
+		if _, err := os.Stat(filepath.Join(dir, "go.mod")); err == nil {
+			return dir
+		}
+		parent := filepath.Dir(dir)
+		if parent == dir {
+			t.Fatal("no go.mod above the working directory")
+		}
+		dir = parent
+	}
+}
+
+// RequireToolchain fails (not skips: the suite must not pass without the real
+// engine) when hack/toolchain.sh has not built the pinned binaries.
+func RequireToolchain(t testing.TB) {
+	t.Helper()
+	for _, name := range []string{"pulumi", "pulumi-resource-kubernetes"} {
+		if _, err := os.Stat(filepath.Join(automation.ToolchainBin(), name)); err != nil {
+			t.Fatalf("%s is not built: run hack/toolchain.sh (make test does): %v", name, err)
+		}
+	}
+}
+
+// Project copies Pulumi.yaml and Pulumi.<stack>.yaml into a temp dir; a
+// non-empty stackFile replaces the stack file's content. It returns the
+// project dir and Options with a private backend and Pulumi home.
+func Project(t testing.TB, stack, stackFile string) (string, automation.Options) {
+	t.Helper()
+	RequireToolchain(t)
+	root := RepoRoot(t)
+	dir := t.TempDir()
+	copyFile(t, filepath.Join(root, "Pulumi.yaml"), filepath.Join(dir, "Pulumi.yaml"))
+	dst := filepath.Join(dir, "Pulumi."+stack+".yaml")
+	if stackFile == "" {
+		copyFile(t, filepath.Join(root, "Pulumi."+stack+".yaml"), dst)
+	} else if err := os.WriteFile(dst, []byte(stackFile), 0o600); err != nil {
+		t.Fatal(err)
+	}
+	state := filepath.Join(dir, ".state")
+	if err := os.MkdirAll(state, 0o700); err != nil {
+		t.Fatal(err)
+	}
+	return dir, automation.Options{
+		Stack:      stack,
+		ProjectDir: dir,
+		BackendURL: "file://" + state,
+		// A fresh Pulumi home proves the engine needs no cached or downloaded plugin.
+		Env: map[string]string{"PULUMI_HOME": filepath.Join(dir, ".pulumi-home")},
+	}
+}
+
+func copyFile(t testing.TB, src, dst string) {
+	t.Helper()
+	b, err := os.ReadFile(src)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if err := os.WriteFile(dst, b, 0o600); err != nil {
+		t.Fatal(err)
+	}
+}

@@ -1,0 +1,162 @@
+// Package tests drives the kcp-tmc program through the real Pulumi engine
+// (Automation API, inline program, local file backend).
+package tests
+
+import (
+	"context"
+	"errors"
+	"io"
+	"os"
+	"path/filepath"
+	"strings"
+	"testing"
+
+	"github.com/pulumi/pulumi/sdk/v3/go/auto"
+	"github.com/pulumi/pulumi/sdk/v3/go/auto/optpreview"
+	"github.com/pulumi/pulumi/sdk/v3/go/auto/optup"
+	"github.com/pulumi/pulumi/sdk/v3/go/common/apitype"
+	"gopkg.in/yaml.v3"
+
+	"github.com/kcp-tmc/kcp-tmc/automation"
+	"github.com/kcp-tmc/kcp-tmc/internal/testenv"
+)
+
+// TestDevStackOnRealEngine previews and ups the dev stack in render mode,
+// checks the YAML the Kubernetes provider wrote, and proves a second up is a
+// no-op (the program is deterministic, nothing is replaced).
+func TestDevStackOnRealEngine(t *testing.T) {
+	ctx := context.Background()
+	dir, opts := testenv.Project(t, "dev", "")
+	stack, err := automation.Stack(ctx, opts)
+	if err != nil {
+		t.Fatal(err)
+	}
+
+	prev, err := stack.Preview(ctx, optpreview.ProgressStreams(testWriter{t}))
+	if err != nil {
+		t.Fatalf("preview: %v", err)
+	}
+	if prev.ChangeSummary[apitype.OpCreate] < 4 { // stack, provider, component, namespace, policy
+		t.Errorf("preview plans %v, want the platform to be created", prev.ChangeSummary)
+	}
+
+	up, err := stack.Up(ctx, optup.ProgressStreams(testWriter{t}))
+	if err != nil {
+		t.Fatalf("up: %v", err)
+	}
+	if got := up.Outputs["namespace"].Value; got != "kcp" {
+		t.Errorf("output namespace = %v, want kcp", got)
+	}
+	renderDir := filepath.Join(dir, "rendered", "dev")
+	if got := up.Outputs["renderDir"].Value; got != renderDir {
+		t.Errorf("output renderDir = %v, want %s", got, renderDir)
+	}
+
+	objs := readRendered(t, renderDir)
+	ns := find(t, objs, "Namespace", "kcp")
+	labels := ns["metadata"].(map[string]any)["labels"].(map[string]any)
+	for _, mode := range []string{"enforce", "audit", "warn"} {
+		if labels["pod-security.kubernetes.io/"+mode] != "restricted" {
+			t.Errorf("rendered namespace label %s = %v, want restricted", mode, labels["pod-security.kubernetes.io/"+mode])
+		}
+	}
+	np := find(t, objs, "NetworkPolicy", "default-deny")
+	if types := np["spec"].(map[string]any)["policyTypes"]; len(types.([]any)) != 2 {
+		t.Errorf("rendered default-deny policyTypes = %v, want Ingress and Egress", types)
+	}
+
+	again, err := stack.Up(ctx, optup.ProgressStreams(testWriter{t}))
+	if err != nil {
+		t.Fatalf("second up: %v", err)
+	}
+	for op, n := range *again.Summary.ResourceChanges {
+		if op != string(apitype.OpSame) && n > 0 {
+			t.Errorf("second up changed something: %v", *again.Summary.ResourceChanges)
+		}
+	}
+	if _, err := stack.Preview(ctx, optpreview.ExpectNoChanges()); err != nil {
+		t.Errorf("preview --expect-no-changes after up: %v", err)
+	}
+}
+
+// TestBadConfigFailsPreview proves invalid stack files stop at validation,
+// with the key, value and allowed values in the engine's error.
+func TestBadConfigFailsPreview(t *testing.T) {
+	ctx := context.Background()
+	_, opts := testenv.Project(t, "dev", `config:
+  kcp-tmc:environment: dev
+  kcp-tmc:etcd:
+    replicas: 2
+    storageSize: 20Gb
+`)
+	stack, err := automation.Stack(ctx, opts)
+	if err != nil {
+		t.Fatal(err)
+	}
+	_, err = stack.Preview(ctx)
+	if err == nil {
+		t.Fatal("preview succeeded with an even etcd member count")
+	}
+	for _, want := range []string{
+		`config kcp-tmc:etcd.replicas: invalid value "2": want an odd number`,
+		`config kcp-tmc:etcd.storageSize: invalid value "20Gb"`,
+	} {
+		if !strings.Contains(err.Error(), want) {
+			t.Errorf("preview error does not contain %q:\n%v", want, err)
+		}
+	}
+	if auto.IsCompilationError(err) {
+		t.Errorf("failure was a compilation error, not validation: %v", err)
+	}
+}
+
+// readRendered parses every YAML document the provider rendered.
+func readRendered(t *testing.T, dir string) []map[string]any {
+	t.Helper()
+	var objs []map[string]any
+	err := filepath.WalkDir(dir, func(path string, d os.DirEntry, err error) error {
+		if err != nil || d.IsDir() || !strings.HasSuffix(path, ".yaml") {
+			return err
+		}
+		f, err := os.Open(path)
+		if err != nil {
+			return err
+		}
+		defer f.Close()
+		dec := yaml.NewDecoder(f)
+		for {
+			var obj map[string]any
+			if err := dec.Decode(&obj); errors.Is(err, io.EOF) {
+				return nil
+			} else if err != nil {
+				return err
+			}
+			if obj != nil {
+				objs = append(objs, obj)
+			}
+		}
+	})
+	if err != nil {
+		t.Fatalf("reading rendered manifests: %v", err)
+	}
+	return objs
+}
+
+func find(t *testing.T, objs []map[string]any, kind, name string) map[string]any {
+	t.Helper()
+	for _, o := range objs {
+		if o["kind"] == kind && o["metadata"].(map[string]any)["name"] == name {
+			return o
+		}
+	}
+	t.Fatalf("no rendered %s %q among %d objects", kind, name, len(objs))
+	return nil
+}
+
+// testWriter streams engine progress into the test log.
+type testWriter struct{ t *testing.T }
+
+func (w testWriter) Write(p []byte) (int, error) {
+	w.t.Log(strings.TrimRight(string(p), "\n"))
+	return len(p), nil
+}
