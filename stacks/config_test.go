@@ -1,15 +1,13 @@
 package stacks
 
 import (
-	"encoding/json"
 	"errors"
-	"os"
 	"reflect"
 	"strconv"
 	"strings"
 	"testing"
 
-	"gopkg.in/yaml.v3"
+	"github.com/kcp-tmc/kcp-tmc/internal/mocktest"
 )
 
 // source is a ConfigSource over plain maps, keyed without the namespace.
@@ -153,8 +151,8 @@ func TestProfilesAndOverrides(t *testing.T) {
 	}{
 		{"dev", env("dev"), 1, 1, "standard", "20Gi", TargetRender, 0, "1", AntiAffinityNone, "rendered/dev"},
 		{"staging", env("staging", "target", `{"mode":"kubeconfig","context":"stg"}`), 3, 3, "gp2", "50Gi", TargetKubeconfig, 0, "2", AntiAffinityHostname, ""},
-		{"prod", env("prod"), 3, 3, "fast-ssd", "100Gi", TargetKubeconfig, 3, "2", AntiAffinityZone, ""},
-		{"override keeps other defaults", env("prod", "etcd", `{"storageSize":"200Gi"}`), 3, 3, "fast-ssd", "200Gi", TargetKubeconfig, 3, "2", AntiAffinityZone, ""},
+		{"prod", env("prod"), 3, 3, "fast-ssd", "100Gi", TargetKubeconfig, 3, "4", AntiAffinityZone, ""},
+		{"override keeps other defaults", env("prod", "etcd", `{"storageSize":"200Gi"}`), 3, 3, "fast-ssd", "200Gi", TargetKubeconfig, 3, "4", AntiAffinityZone, ""},
 	}
 	for _, tt := range tests {
 		t.Run(tt.name, func(t *testing.T) {
@@ -202,28 +200,9 @@ func TestProdStackFileNeedsKubeconfigSecret(t *testing.T) {
 
 func stackFileSource(t *testing.T, path string) source {
 	t.Helper()
-	raw, err := os.ReadFile(path)
-	if err != nil {
-		t.Fatal(err)
-	}
-	var file struct {
-		Config map[string]any `yaml:"config"`
-	}
-	if err := yaml.Unmarshal(raw, &file); err != nil {
-		t.Fatalf("%s: %v", path, err)
-	}
 	src := source{values: map[string]string{}, secrets: map[string]bool{}}
-	for k, v := range file.Config {
-		key := strings.TrimPrefix(k, Namespace+":")
-		if s, ok := v.(string); ok {
-			src.values[key] = s
-			continue
-		}
-		js, err := json.Marshal(v)
-		if err != nil {
-			t.Fatalf("%s: %s: %v", path, k, err)
-		}
-		src.values[key] = string(js)
+	for k, v := range mocktest.StackFileConfig(t, path) {
+		src.values[strings.TrimPrefix(k, Namespace+":")] = v
 	}
 	return src
 }

@@ -19,7 +19,8 @@ var storageRangeGi = map[string][2]int{
 // Profile returns the defaults of an environment: what a stack gets for every
 // key it does not set. Values follow the seed: dev 1 replica on `standard`
 // 20Gi, staging 3 replicas 50Gi, prod 3 replicas across 3 zones on fast-ssd
-// 100Gi, with requests/limits from its performance section.
+// 100Gi, with requests/limits from its performance section (prod kcp:
+// requests 2 CPU / 4Gi, limits 4 CPU / 8Gi).
 func Profile(env string) (*Config, error) {
 	base := Config{
 		Environment:        env,
@@ -39,14 +40,14 @@ func Profile(env string) (*Config, error) {
 	case "staging":
 		base.Target = Target{Mode: TargetKubeconfig}
 		base.KCP.Replicas = 3
-		base.KCP.Resources = resources("500m", "1Gi", "2", "4Gi")
+		base.KCP.Resources = resources("1", "2Gi", "2", "4Gi")
 		base.Etcd = Etcd{Replicas: 3, StorageClass: "gp2", StorageSize: "50Gi", AntiAffinity: AntiAffinityHostname,
 			Resources: resources("500m", "1Gi", "1", "2Gi")}
 	case "prod":
 		base.Target = Target{Mode: TargetKubeconfig}
 		base.Zones = []string{"us-east-1a", "us-east-1b", "us-east-1c"}
 		base.KCP.Replicas = 3
-		base.KCP.Resources = resources("1", "2Gi", "2", "4Gi")
+		base.KCP.Resources = resources("2", "4Gi", "4", "8Gi")
 		base.Etcd = Etcd{Replicas: 3, StorageClass: "fast-ssd", StorageSize: "100Gi", AntiAffinity: AntiAffinityZone,
 			Resources: resources("1", "2Gi", "2", "4Gi")}
 	default:
