@@ -36,6 +36,11 @@ func ProgramIn(projectDir string) pulumi.RunFunc {
 // Deploy builds every component of a validated Config; projectDir anchors
 // relative paths such as target.renderDir.
 func Deploy(ctx *pulumi.Context, cfg *Config, projectDir string) error {
+	if cfg.Target.SkipAwait {
+		if err := ctx.RegisterStackTransform(skipAwaitTransform); err != nil {
+			return fmt.Errorf("target.skipAwait: %w", err)
+		}
+	}
 	provider, err := newKubernetesProvider(ctx, cfg, projectDir)
 	if err != nil {
 		return err

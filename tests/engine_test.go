@@ -26,7 +26,7 @@ import (
 // no-op (the program is deterministic, nothing is replaced).
 func TestDevStackOnRealEngine(t *testing.T) {
 	ctx := context.Background()
-	dir, opts := testenv.Project(t, "dev", "")
+	dir, opts := testenv.Project(t, "dev", nil)
 	stack, err := automation.Stack(ctx, opts)
 	if err != nil {
 		t.Fatal(err)
@@ -83,12 +83,9 @@ func TestDevStackOnRealEngine(t *testing.T) {
 // with the key, value and allowed values in the engine's error.
 func TestBadConfigFailsPreview(t *testing.T) {
 	ctx := context.Background()
-	_, opts := testenv.Project(t, "dev", `config:
-  kcp-tmc:environment: dev
-  kcp-tmc:etcd:
-    replicas: 2
-    storageSize: 20Gb
-`)
+	_, opts := testenv.Project(t, "dev", map[string]any{
+		"kcp-tmc:etcd": map[string]any{"replicas": 2, "storageSize": "20Gb"},
+	})
 	stack, err := automation.Stack(ctx, opts)
 	if err != nil {
 		t.Fatal(err)

@@ -39,7 +39,7 @@ func TestUsageErrors(t *testing.T) {
 }
 
 func TestStackWithoutFileFails(t *testing.T) {
-	dir, _ := testenv.Project(t, "dev", "")
+	dir, _ := testenv.Project(t, "dev", nil)
 	var stdout, stderr bytes.Buffer
 	err := run(context.Background(), []string{"preview", "--stack", "qa", "--project-dir", dir}, &stdout, &stderr)
 	if err == nil || errors.Is(err, errUsage) || !strings.Contains(err.Error(), "no Pulumi.qa.yaml") {
@@ -50,7 +50,7 @@ func TestStackWithoutFileFails(t *testing.T) {
 // TestPreviewUpDestroy runs the CLI's three verbs on the dev stack through
 // the real engine; progress must stream to stdout.
 func TestPreviewUpDestroy(t *testing.T) {
-	dir, _ := testenv.Project(t, "dev", "")
+	dir, _ := testenv.Project(t, "dev", nil)
 	ctx := context.Background()
 	rendered := filepath.Join(dir, "rendered", "dev")
 	steps := []struct {

@@ -105,6 +105,9 @@ func NewPlatform(ctx *pulumi.Context, name string, args Args, opts ...pulumi.Res
 			Name:      pulumi.String("default-deny"),
 			Namespace: ns.Metadata.Name().Elem(),
 			Labels:    pulumi.ToStringMap(commonLabels()),
+			// kube-score wants a policy to select some pod in its input; this
+			// one selects every pod ({}) and exists before any workload does.
+			Annotations: pulumi.StringMap{"kube-score/ignore": pulumi.String("networkpolicy-targets-pod")},
 		},
 		Spec: defaultDenySpec(!args.DenyDNS),
 	}, policyOpts...); err != nil {

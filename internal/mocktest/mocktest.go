@@ -5,12 +5,14 @@ package mocktest
 
 import (
 	"encoding/json"
+	"os"
 	"strings"
 	"sync"
 	"testing"
 
 	"github.com/pulumi/pulumi/sdk/v3/go/common/resource"
 	"github.com/pulumi/pulumi/sdk/v3/go/pulumi"
+	"gopkg.in/yaml.v3"
 )
 
 // Resource is one recorded registration.
@@ -128,4 +130,47 @@ func SetConfig(t testing.TB, values map[string]string, secretKeys ...string) {
 		t.Fatal(err)
 	}
 	t.Setenv(pulumi.EnvConfigSecretKeys, string(keys))
+}
+
+// Manifests returns every Kubernetes object registered (the inputs of each
+// kubernetes:* resource, which carry apiVersion and kind), in registration
+// order: what the provider would send to a cluster.
+func (r *Recorder) Manifests() []map[string]any {
+	var out []map[string]any
+	for _, res := range r.All() {
+		if res.Custom && strings.HasPrefix(res.Type, "kubernetes:") {
+			out = append(out, res.Input())
+		}
+	}
+	return out
+}
+
+// StackFileConfig reads a Pulumi.<stack>.yaml the way the engine hands it to
+// a program: keys in full ("kcp-tmc:etcd"), strings as they are, everything
+// else (maps, lists, numbers, booleans) as JSON.
+func StackFileConfig(t testing.TB, path string) map[string]string {
+	t.Helper()
+	raw, err := os.ReadFile(path)
+	if err != nil {
+		t.Fatal(err)
+	}
+	var file struct {
+		Config map[string]any `yaml:"config"`
+	}
+	if err := yaml.Unmarshal(raw, &file); err != nil {
+		t.Fatalf("%s: %v", path, err)
+	}
+	out := map[string]string{}
+	for k, v := range file.Config {
+		if s, ok := v.(string); ok {
+			out[k] = s
+			continue
+		}
+		js, err := json.Marshal(v)
+		if err != nil {
+			t.Fatalf("%s: %s: %v", path, k, err)
+		}
+		out[k] = string(js)
+	}
+	return out
 }

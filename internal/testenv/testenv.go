@@ -8,6 +8,8 @@ import (
 	"path/filepath"
 	"testing"
 
+	"gopkg.in/yaml.v3"
+
 	"github.com/kcp-tmc/kcp-tmc/automation"
 )
 
@@ -41,21 +43,17 @@ func RequireToolchain(t testing.TB) {
 	}
 }
 
-// Project copies Pulumi.yaml and Pulumi.<stack>.yaml into a temp dir; a
-// non-empty stackFile replaces the stack file's content. It returns the
-// project dir and Options with a private backend and Pulumi home.
-func Project(t testing.TB, stack, stackFile string) (string, automation.Options) {
+// Project copies Pulumi.yaml and Pulumi.<stack>.yaml into a temp dir, with
+// overrides merged into the stack's config (full keys, e.g. "kcp-tmc:etcd";
+// a nil value deletes the key). It returns the project dir and Options with a
+// private backend and Pulumi home.
+func Project(t testing.TB, stack string, overrides map[string]any) (string, automation.Options) {
 	t.Helper()
 	RequireToolchain(t)
 	root := RepoRoot(t)
 	dir := t.TempDir()
 	copyFile(t, filepath.Join(root, "Pulumi.yaml"), filepath.Join(dir, "Pulumi.yaml"))
-	dst := filepath.Join(dir, "Pulumi."+stack+".yaml")
-	if stackFile == "" {
-		copyFile(t, filepath.Join(root, "Pulumi."+stack+".yaml"), dst)
-	} else if err := os.WriteFile(dst, []byte(stackFile), 0o600); err != nil {
-		t.Fatal(err)
-	}
+	writeStackFile(t, filepath.Join(root, "Pulumi."+stack+".yaml"), filepath.Join(dir, "Pulumi."+stack+".yaml"), overrides)
 	state := filepath.Join(dir, ".state")
 	if err := os.MkdirAll(state, 0o700); err != nil {
 		t.Fatal(err)
@@ -66,6 +64,37 @@ func Project(t testing.TB, stack, stackFile string) (string, automation.Options)
 		BackendURL: "file://" + state,
 		// A fresh Pulumi home proves the engine needs no cached or downloaded plugin.
 		Env: map[string]string{"PULUMI_HOME": filepath.Join(dir, ".pulumi-home")},
+	}
+}
+
+func writeStackFile(t testing.TB, src, dst string, overrides map[string]any) {
+	t.Helper()
+	raw, err := os.ReadFile(src)
+	if err != nil {
+		t.Fatal(err)
+	}
+	file := map[string]any{}
+	if err := yaml.Unmarshal(raw, &file); err != nil {
+		t.Fatalf("%s: %v", src, err)
+	}
+	cfg, _ := file["config"].(map[string]any)
+	if cfg == nil {
+		cfg = map[string]any{}
+	}
+	for k, v := range overrides {
+		if v == nil {
+			delete(cfg, k)
+		} else {
+			cfg[k] = v
+		}
+	}
+	file["config"] = cfg
+	out, err := yaml.Marshal(file)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if err := os.WriteFile(dst, out, 0o600); err != nil {
+		t.Fatal(err)
 	}
 }
 

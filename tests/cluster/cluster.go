@@ -82,6 +82,8 @@ func Start(ctx context.Context, binDir, dir string) (c *Cluster, err error) {
 		"--service-account-signing-key-file="+c.path("sa.key"),
 		"--token-auth-file="+c.path("tokens.csv"),
 		"--authorization-mode=RBAC",
+		// As kubeadm and managed clusters do: privileged Pods are PodSecurity's call.
+		"--allow-privileged=true",
 		"--enable-priority-and-fairness=false",
 		"--v=1"); err != nil {
 		return nil, err

@@ -1,0 +1,65 @@
+package tests
+
+import (
+	"context"
+	"fmt"
+	"os"
+	"path/filepath"
+	"testing"
+	"time"
+
+	"github.com/kcp-tmc/kcp-tmc/automation"
+	"github.com/kcp-tmc/kcp-tmc/tests/cluster"
+)
+
+// kube is the local control plane every test in this package shares: started
+// once per `go test` run, torn down at the end.
+var kube *cluster.Cluster
+
+func TestMain(m *testing.M) {
+	os.Exit(runWithCluster(m))
+}
+
+func runWithCluster(m *testing.M) int {
+	ctx, cancel := context.WithTimeout(context.Background(), 5*time.Minute)
+	defer cancel()
+	dir, err := os.MkdirTemp("", "kcp-tmc-kube-")
+	if err != nil {
+		fmt.Fprintln(os.Stderr, err)
+		return 1
+	}
+	defer os.RemoveAll(dir)
+	start := time.Now()
+	kube, err = cluster.Start(ctx, automation.ToolchainBin(), dir)
+	if err != nil {
+		fmt.Fprintln(os.Stderr, "starting the local control plane (run hack/toolchain.sh, or make test):", err)
+		return 1
+	}
+	defer kube.Stop()
+	if err := installCRDs(ctx); err != nil {
+		fmt.Fprintln(os.Stderr, "installing upstream CRDs:", err)
+		return 1
+	}
+	fmt.Fprintf(os.Stderr, "local control plane ready with CRDs in %s\n", time.Since(start).Round(time.Millisecond))
+	return m.Run()
+}
+
+// crdSources are the upstream CRD directories hack/toolchain.sh links from the
+// pinned modules in the Go module cache.
+var crdSources = []string{"cert-manager", "prometheus-operator"}
+
+func installCRDs(ctx context.Context) error {
+	for _, src := range crdSources {
+		// The cache links each source into the module cache; kubectl does not follow a linked dir.
+		dir, err := filepath.EvalSymlinks(filepath.Join(filepath.Dir(automation.ToolchainBin()), "crds", src))
+		if err != nil {
+			return fmt.Errorf("CRD source %s (run hack/toolchain.sh): %w", src, err)
+		}
+		// Several prometheus-operator CRDs exceed the client-side apply annotation limit.
+		if _, _, err := kube.Kubectl(ctx, nil, "apply", "--server-side", "--field-manager=kcp-tmc-test", "-f", dir); err != nil {
+			return err
+		}
+	}
+	_, _, err := kube.Kubectl(ctx, nil, "wait", "--for=condition=Established", "--timeout=60s", "crd", "--all")
+	return err
+}
