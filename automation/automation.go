@@ -15,6 +15,7 @@ import (
 	"github.com/pulumi/pulumi/sdk/v3/go/auto"
 	"github.com/pulumi/pulumi/sdk/v3/go/pulumi"
 
+	"github.com/kcp-tmc/kcp-tmc/internal/toolchain"
 	"github.com/kcp-tmc/kcp-tmc/stacks"
 )
 
@@ -44,17 +45,7 @@ type Options struct {
 
 // ToolchainBin is where hack/toolchain.sh puts the pinned pulumi CLI and
 // Kubernetes plugin.
-func ToolchainBin() string {
-	if dir := os.Getenv("KCP_TMC_CACHE"); dir != "" {
-		return filepath.Join(dir, "bin")
-	}
-	cache := os.Getenv("XDG_CACHE_HOME")
-	if cache == "" {
-		home, _ := os.UserHomeDir()
-		cache = filepath.Join(home, ".cache")
-	}
-	return filepath.Join(cache, "kcp-tmc", "bin")
-}
+func ToolchainBin() string { return toolchain.Bin() }
 
 // Stack creates or selects the stack with the inline program, reading the
 // project's Pulumi.yaml and Pulumi.<stack>.yaml, so this path and

@@ -51,6 +51,12 @@ type Config struct {
 	KCP                KCP    `config:"kcp"`
 	Etcd               Etcd   `config:"etcd"`
 	Backup             Backup `config:"backup"`
+	TLS                TLS    `config:"tls"`
+	// ExistingCAs is the secret kcp-tmc:existingCAs: CAs brought by the user,
+	// by CA name (bring your own CA).
+	ExistingCAs map[string]ExistingCA `json:"-"`
+	// ExistingCAsIsSecret records whether kcp-tmc:existingCAs was set with --secret.
+	ExistingCAsIsSecret bool `json:"-"`
 	// Kubeconfig is the secret kcp-tmc:kubeconfig (kubeconfig target only).
 	Kubeconfig string `json:"-"`
 	// KubeconfigIsSecret records whether kcp-tmc:kubeconfig was set with --secret.
@@ -91,6 +97,34 @@ type Backup struct {
 	Enabled  bool   `json:"enabled"`
 	Schedule string `json:"schedule"`
 	TimeZone string `json:"timeZone"`
+}
+
+// TLS is kcp-tmc:tls: how certificates are issued (components/pki).
+type TLS struct {
+	// Mode is "cert-manager" or "self-managed" (pulumi-tls).
+	Mode string `json:"mode"`
+	// InstallCertManager installs cert-manager's Helm chart (not in render mode).
+	InstallCertManager bool   `json:"installCertManager"`
+	CertManagerVersion string `json:"certManagerVersion"`
+	// Durations in hours, Go syntax ("8760h").
+	CADuration   string `json:"caDuration"`
+	LeafDuration string `json:"leafDuration"`
+	RenewBefore  string `json:"renewBefore"`
+	// ACME, when set, issues the public front-proxy certificate from Let's Encrypt.
+	ACME *ACME `json:"acme,omitempty"`
+}
+
+// ACME is kcp-tmc:tls.acme.
+type ACME struct {
+	Email        string `json:"email"`
+	Server       string `json:"server,omitempty"`
+	IngressClass string `json:"ingressClass,omitempty"`
+}
+
+// ExistingCA is one entry of kcp-tmc:existingCAs.
+type ExistingCA struct {
+	Cert string `json:"cert"`
+	Key  string `json:"key"`
 }
 
 // Resources are container requests and limits (Kubernetes quantities).
@@ -137,6 +171,13 @@ func Load(src ConfigSource) (*Config, error) {
 		cfg.Kubeconfig = kc
 		cfg.KubeconfigIsSecret = src.IsConfigSecret(Namespace + ":kubeconfig")
 	}
+	if raw, ok := src.GetConfig(Namespace + ":existingCAs"); ok {
+		cfg.ExistingCAsIsSecret = src.IsConfigSecret(Namespace + ":existingCAs")
+		if err := decodeField("existingCAs", raw, &cfg.ExistingCAs); err != nil {
+			// Never echo a secret's content back in an error.
+			errs = append(errs, &FieldError{Key: "existingCAs", Value: "<secret>", Allowed: "a map of CA name to {cert, key} PEM strings"})
+		}
+	}
 	if len(errs) > 0 {
 		return nil, joinSorted(errs)
 	}
@@ -163,6 +204,7 @@ func configFields(c *Config) []configField {
 		{"kcp", &c.KCP},
 		{"etcd", &c.Etcd},
 		{"backup", &c.Backup},
+		{"tls", &c.TLS},
 	}
 }
 

@@ -43,6 +43,13 @@ func env(name string, kv ...string) source {
 	return s
 }
 
+// secretEnv is env with the last key set as a secret.
+func secretEnv(name string, kv ...string) source {
+	s := env(name, kv...)
+	s.secrets[kv[len(kv)-2]] = true
+	return s
+}
+
 func TestLoadRejectsBadConfig(t *testing.T) {
 	tests := []struct {
 		name    string
@@ -98,6 +105,18 @@ func TestLoadRejectsBadConfig(t *testing.T) {
 		{"backups off in prod", env("prod", "backup", `{"enabled":false}`), "kcp-tmc:backup.enabled", "false"},
 		{"backup enabled as string", env("dev", "backup", `{"enabled":"yes"}`), "kcp-tmc:backup.enabled", "a string"},
 		{"target not YAML", env("dev", "target", `{mode: render`), "kcp-tmc:target", "{mode: render"},
+		{"unknown tls mode", env("dev", "tls", `{"mode":"vault"}`), "kcp-tmc:tls.mode", "vault"},
+		{"cert-manager install in render mode", env("dev", "tls", `{"installCertManager":true}`), "kcp-tmc:tls.installCertManager", "true"},
+		{"cert-manager install in self-managed mode", env("prod", "tls", `{"mode":"self-managed"}`), "kcp-tmc:tls.installCertManager", "true"},
+		{"unpinned cert-manager", env("dev", "tls", `{"certManagerVersion":"latest"}`), "kcp-tmc:tls.certManagerVersion", "latest"},
+		{"CA duration in years", env("dev", "tls", `{"caDuration":"10y"}`), "kcp-tmc:tls.caDuration", "10y"},
+		{"renewal after expiry", env("dev", "tls", `{"leafDuration":"720h","renewBefore":"720h"}`), "kcp-tmc:tls.renewBefore", "720h"},
+		{"leaf outlives CA", env("dev", "tls", `{"caDuration":"8000h"}`), "kcp-tmc:tls.leafDuration", "8760h"},
+		{"ACME without e-mail", env("prod", "tls", `{"acme":{"email":"ops"}}`), "kcp-tmc:tls.acme.email", "ops"},
+		{"existing CAs in plaintext", env("dev", "existingCAs", `{}`), "kcp-tmc:existingCAs", "<plaintext>"},
+		{"existing CA not a certificate", secretEnv("dev", "existingCAs", `{"kcp-client-ca":{"cert":"x","key":"SECRET-KEY"}}`), "kcp-tmc:existingCAs.kcp-client-ca", "<secret>"},
+		{"existing CA unknown name", secretEnv("dev", "existingCAs", `{"root":{"cert":"x","key":"y"}}`), "kcp-tmc:existingCAs.root", "<secret>"},
+		{"existing CAs not a map", secretEnv("dev", "existingCAs", `["SECRET-KEY"]`), "kcp-tmc:existingCAs", "<secret>"},
 	}
 	for _, tt := range tests {
 		t.Run(tt.name, func(t *testing.T) {
@@ -118,6 +137,9 @@ func TestLoadRejectsBadConfig(t *testing.T) {
 			}
 			if !strings.Contains(msg, ": want ") {
 				t.Errorf("error does not say what is allowed:\n%s", msg)
+			}
+			if strings.Contains(msg, "SECRET-KEY") {
+				t.Errorf("error leaks a secret value:\n%s", msg)
 			}
 		})
 	}

@@ -1,6 +1,10 @@
 package stacks
 
-import "strings"
+import (
+	"strings"
+
+	"github.com/kcp-tmc/kcp-tmc/components/pki"
+)
 
 // Pinned versions the profiles deploy; a stack overrides them in config.
 const (
@@ -29,6 +33,9 @@ func Profile(env string) (*Config, error) {
 		PodSecurityVersion: DefaultPodSecurityVersion,
 		KCP:                KCP{Image: DefaultKCPImage, Version: DefaultKCPVersion},
 		Backup:             Backup{Enabled: true, Schedule: "0 2 * * *", TimeZone: "UTC"},
+		// CAs 10 years, leaves 1 year renewed 15 days early, as the kcp helm chart.
+		TLS: TLS{Mode: pki.ModeCertManager, CertManagerVersion: pki.DefaultCertManagerVersion,
+			CADuration: "87600h", LeafDuration: "8760h", RenewBefore: "360h"},
 	}
 	switch env {
 	case "dev":
@@ -39,12 +46,14 @@ func Profile(env string) (*Config, error) {
 			Resources: resources("100m", "256Mi", "500m", "1Gi")}
 	case "staging":
 		base.Target = Target{Mode: TargetKubeconfig}
+		base.TLS.InstallCertManager = true
 		base.KCP.Replicas = 3
 		base.KCP.Resources = resources("1", "2Gi", "2", "4Gi")
 		base.Etcd = Etcd{Replicas: 3, StorageClass: "gp2", StorageSize: "50Gi", AntiAffinity: AntiAffinityHostname,
 			Resources: resources("500m", "1Gi", "1", "2Gi")}
 	case "prod":
 		base.Target = Target{Mode: TargetKubeconfig}
+		base.TLS.InstallCertManager = true
 		base.Zones = []string{"us-east-1a", "us-east-1b", "us-east-1c"}
 		base.KCP.Replicas = 3
 		base.KCP.Resources = resources("2", "4Gi", "4", "8Gi")

@@ -4,10 +4,12 @@ import (
 	"fmt"
 	"os"
 	"path/filepath"
+	"time"
 
 	"github.com/pulumi/pulumi-kubernetes/sdk/v4/go/kubernetes"
 	"github.com/pulumi/pulumi/sdk/v3/go/pulumi"
 
+	"github.com/kcp-tmc/kcp-tmc/components/pki"
 	"github.com/kcp-tmc/kcp-tmc/components/platform"
 )
 
@@ -57,12 +59,44 @@ func Deploy(ctx *pulumi.Context, cfg *Config, projectDir string) error {
 		return fmt.Errorf("platform: %w", err)
 	}
 
+	certs, err := pki.NewPKI(ctx, "pki", pkiArgs(cfg), k8s, pulumi.DependsOn([]pulumi.Resource{plat}))
+	if err != nil {
+		return fmt.Errorf("tls: %w", err)
+	}
+
 	ctx.Export("environment", pulumi.String(cfg.Environment))
+	ctx.Export("tlsSecrets", certs.SecretNames)
 	ctx.Export("namespace", plat.Namespace)
 	if cfg.Target.Mode == TargetRender {
 		ctx.Export("renderDir", pulumi.String(renderDir(cfg, projectDir)))
 	}
 	return nil
+}
+
+// pkiArgs maps the validated kcp-tmc:tls and kcp-tmc:existingCAs keys.
+func pkiArgs(cfg *Config) pki.Args {
+	hours := func(s string) time.Duration { d, _ := time.ParseDuration(s); return d }
+	args := pki.Args{
+		Mode:               cfg.TLS.Mode,
+		Namespace:          cfg.Namespace,
+		Domain:             cfg.Domain,
+		EtcdReplicas:       cfg.Etcd.Replicas,
+		CADuration:         hours(cfg.TLS.CADuration),
+		LeafDuration:       hours(cfg.TLS.LeafDuration),
+		RenewBefore:        hours(cfg.TLS.RenewBefore),
+		InstallCertManager: cfg.TLS.InstallCertManager,
+		CertManagerVersion: cfg.TLS.CertManagerVersion,
+	}
+	if a := cfg.TLS.ACME; a != nil {
+		args.ACME = &pki.ACME{Email: a.Email, Server: a.Server, IngressClass: a.IngressClass}
+	}
+	for name, ca := range cfg.ExistingCAs {
+		if args.ExistingCAs == nil {
+			args.ExistingCAs = map[string]pki.ExistingCA{}
+		}
+		args.ExistingCAs[name] = pki.ExistingCA{CertPEM: ca.Cert, KeyPEM: ca.Key}
+	}
+	return args
 }
 
 // newKubernetesProvider points every Kubernetes resource at the stack's

@@ -9,6 +9,8 @@ import (
 	"strings"
 	"time"
 	_ "time/tzdata" // validate backup.timeZone without relying on the host's zoneinfo
+
+	"github.com/kcp-tmc/kcp-tmc/components/pki"
 )
 
 var (
@@ -50,6 +52,7 @@ func (c *Config) Validate() error {
 	v.resources("etcd.resources", c.Etcd.Resources)
 	c.validateStorage(v)
 	c.validateBackup(v)
+	c.validateTLS(v)
 	return v.err()
 }
 
@@ -147,6 +150,66 @@ func (c *Config) validateBackup(v *validator) {
 	if _, err := time.LoadLocation(c.Backup.TimeZone); err != nil || c.Backup.TimeZone == "" || c.Backup.TimeZone == "Local" {
 		v.add("backup.timeZone", c.Backup.TimeZone, `an IANA time zone such as "UTC" or "Europe/Berlin"`)
 	}
+}
+
+func (c *Config) validateTLS(v *validator) {
+	t := c.TLS
+	if t.Mode != pki.ModeCertManager && t.Mode != pki.ModeSelfManaged {
+		v.add("tls.mode", t.Mode, pki.ModeCertManager+" or "+pki.ModeSelfManaged)
+	}
+	if t.InstallCertManager && c.Target.Mode == TargetRender {
+		v.add("tls.installCertManager", "true", "false in render mode (a Helm release cannot be rendered); install cert-manager on the cluster instead")
+	}
+	if t.InstallCertManager && t.Mode != pki.ModeCertManager {
+		v.add("tls.installCertManager", "true", "false unless tls.mode is cert-manager")
+	}
+	if !semverTag.MatchString(t.CertManagerVersion) {
+		v.add("tls.certManagerVersion", t.CertManagerVersion, `a pinned release like "v1.21.2"`)
+	}
+	ca, okCA := v.hours("tls.caDuration", t.CADuration)
+	leaf, okLeaf := v.hours("tls.leafDuration", t.LeafDuration)
+	renew, okRenew := v.hours("tls.renewBefore", t.RenewBefore)
+	if okCA && okLeaf && leaf > ca {
+		v.add("tls.leafDuration", t.LeafDuration, "at most tls.caDuration ("+t.CADuration+")")
+	}
+	if okLeaf && okRenew && renew >= leaf {
+		v.add("tls.renewBefore", t.RenewBefore, "shorter than tls.leafDuration ("+t.LeafDuration+")")
+	}
+	if t.ACME != nil {
+		if t.Mode != pki.ModeCertManager {
+			v.add("tls.acme", "<set>", "only with tls.mode cert-manager")
+		}
+		if at := strings.Index(t.ACME.Email, "@"); at < 1 || !isDomain(t.ACME.Email[at+1:]) {
+			v.add("tls.acme.email", t.ACME.Email, "a contact e-mail address for the ACME account")
+		}
+		if t.ACME.Server != "" && !strings.HasPrefix(t.ACME.Server, "https://") {
+			v.add("tls.acme.server", t.ACME.Server, "an https:// ACME directory URL")
+		}
+	}
+	if c.ExistingCAs != nil && !c.ExistingCAsIsSecret {
+		v.add("existingCAs", "<plaintext>", "a secret: `pulumi config set --secret kcp-tmc:existingCAs < cas.json`")
+	}
+	names := make([]string, 0, len(c.ExistingCAs))
+	for name := range c.ExistingCAs {
+		names = append(names, name)
+	}
+	slices.Sort(names)
+	for _, name := range names {
+		ca := c.ExistingCAs[name]
+		if err := pki.CheckCA(name, pki.ExistingCA{CertPEM: ca.Cert, KeyPEM: ca.Key}); err != nil {
+			v.add("existingCAs."+name, "<secret>", err.Error())
+		}
+	}
+}
+
+// hours parses a Go duration that is a positive whole number of hours.
+func (v *validator) hours(key, s string) (time.Duration, bool) {
+	d, err := time.ParseDuration(s)
+	if err != nil || d <= 0 || d%time.Hour != 0 {
+		v.add(key, s, `a positive whole number of hours such as "8760h"`)
+		return 0, false
+	}
+	return d, true
 }
 
 type validator struct{ errs []error }

@@ -5,6 +5,7 @@ package mocktest
 
 import (
 	"encoding/json"
+	"fmt"
 	"os"
 	"strings"
 	"sync"
@@ -28,7 +29,28 @@ type Resource struct {
 }
 
 // Input returns a plain-Go view of the inputs (secrets unwrapped).
-func (r Resource) Input() map[string]any { return r.Inputs.Mappable() }
+func (r Resource) Input() map[string]any { return plain(r.Inputs) }
+
+// plain converts a property map to Go values, unwrapping secrets and
+// outputs (unknown values become nil).
+func plain(props resource.PropertyMap) map[string]any {
+	var unwrap func(resource.PropertyValue) (any, bool)
+	unwrap = func(v resource.PropertyValue) (any, bool) {
+		switch {
+		case v.IsSecret():
+			return v.SecretValue().Element.MapRepl(nil, unwrap), true
+		case v.IsOutput():
+			if !v.OutputValue().Known {
+				return nil, true
+			}
+			return v.OutputValue().Element.MapRepl(nil, unwrap), true
+		case v.IsComputed():
+			return nil, true
+		}
+		return nil, false
+	}
+	return props.MapRepl(nil, unwrap)
+}
 
 // ParentName is the logical name of the parent resource ("" for the stack).
 func (r Resource) ParentName() string {
@@ -44,7 +66,9 @@ type Recorder struct {
 	resources []Resource
 }
 
-// NewResource records the registration and echoes inputs back as state.
+// NewResource records the registration and echoes inputs back as state;
+// pulumi-tls resources get the outputs the real provider would compute
+// (see EmulateTLS), so certificates flow into Secrets as in a real run.
 func (r *Recorder) NewResource(args pulumi.MockResourceArgs) (string, resource.PropertyMap, error) {
 	res := Resource{Type: args.TypeToken, Name: args.Name, Custom: args.Custom, Inputs: args.Inputs, Provider: args.Provider}
 	if rpc := args.RegisterRPC; rpc != nil {
@@ -55,7 +79,18 @@ func (r *Recorder) NewResource(args pulumi.MockResourceArgs) (string, resource.P
 	r.mu.Lock()
 	r.resources = append(r.resources, res)
 	r.mu.Unlock()
-	return args.Name + "-id", args.Inputs, nil
+	state := args.Inputs
+	if strings.HasPrefix(args.TypeToken, "tls:") {
+		outputs, err := EmulateTLS(args.TypeToken, plain(args.Inputs))
+		if err != nil {
+			return "", nil, fmt.Errorf("%s %s: %w", args.TypeToken, args.Name, err)
+		}
+		state = args.Inputs.Copy()
+		for k, v := range outputs {
+			state[resource.PropertyKey(k)] = resource.NewProperty(v)
+		}
+	}
+	return args.Name + "-id", state, nil
 }
 
 // Call answers invokes with their arguments.
@@ -133,13 +168,16 @@ func SetConfig(t testing.TB, values map[string]string, secretKeys ...string) {
 }
 
 // Manifests returns every Kubernetes object registered (the inputs of each
-// kubernetes:* resource, which carry apiVersion and kind), in registration
-// order: what the provider would send to a cluster.
+// kubernetes:* resource that carries apiVersion and kind; Helm releases do
+// not), in registration order: what the provider would send to a cluster.
 func (r *Recorder) Manifests() []map[string]any {
 	var out []map[string]any
 	for _, res := range r.All() {
-		if res.Custom && strings.HasPrefix(res.Type, "kubernetes:") {
-			out = append(out, res.Input())
+		if !res.Custom || !strings.HasPrefix(res.Type, "kubernetes:") {
+			continue
+		}
+		if in := res.Input(); in["apiVersion"] != nil && in["kind"] != nil {
+			out = append(out, in)
 		}
 	}
 	return out

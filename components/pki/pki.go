@@ -1,0 +1,558 @@
+// Package pki issues every certificate kcp, etcd, the front proxy and the
+// syncers need, from separate CAs, in one of two interchangeable modes:
+// cert-manager (Issuers and Certificates, renewed in-cluster) or self-managed
+// (pulumi-tls keys and certificates written to Secrets, rotated by `pulumi up`
+// after the renewal point). Either way the Secrets carry the same names and
+// keys (tls.crt, tls.key, ca.crt), so consumers do not care which mode ran.
+package pki
+
+import (
+	"crypto"
+	"crypto/x509"
+	"encoding/pem"
+	"errors"
+	"fmt"
+	"regexp"
+	"slices"
+	"time"
+
+	"github.com/pulumi/pulumi-kubernetes/sdk/v4/go/kubernetes"
+	"github.com/pulumi/pulumi-kubernetes/sdk/v4/go/kubernetes/apiextensions"
+	corev1 "github.com/pulumi/pulumi-kubernetes/sdk/v4/go/kubernetes/core/v1"
+	helmv3 "github.com/pulumi/pulumi-kubernetes/sdk/v4/go/kubernetes/helm/v3"
+	metav1 "github.com/pulumi/pulumi-kubernetes/sdk/v4/go/kubernetes/meta/v1"
+	"github.com/pulumi/pulumi-tls/sdk/v5/go/tls"
+	"github.com/pulumi/pulumi/sdk/v3/go/pulumi"
+)
+
+// TypeToken is the Pulumi type of the component.
+const TypeToken = "kcp-tmc:tls:PKI"
+
+// Modes.
+const (
+	ModeCertManager = "cert-manager"
+	ModeSelfManaged = "self-managed"
+)
+
+// Defaults follow the kcp helm chart: CAs 10 years, leaves 1 year renewed 15 days early.
+const (
+	DefaultCADuration         = 87600 * time.Hour
+	DefaultLeafDuration       = 8760 * time.Hour
+	DefaultRenewBefore        = 360 * time.Hour
+	DefaultCertManagerVersion = "v1.21.2"
+)
+
+// Args configures the PKI.
+type Args struct {
+	Mode      string // ModeCertManager (default) or ModeSelfManaged
+	Namespace string // where the Secrets (and cert-manager Issuers) live
+	Domain    string // kcp is published as kcp.<Domain>
+	// EtcdReplicas sizes the etcd peer SAN list (default 1).
+	EtcdReplicas int
+	// SyncTargets gets one syncer client certificate each (revocable per
+	// target); none means one shared `syncer-client`.
+	SyncTargets []string
+	CADuration   time.Duration
+	LeafDuration time.Duration
+	RenewBefore  time.Duration
+	// ExistingCAs replaces generated CAs by name (bring your own CA): the
+	// inputs must be Pulumi secrets.
+	ExistingCAs map[string]ExistingCA
+	// InstallCertManager installs cert-manager's Helm chart (cert-manager
+	// mode; stacks turn it off in render mode).
+	InstallCertManager bool
+	CertManagerVersion string
+	// ACME, when set, adds a Let's Encrypt ClusterIssuer and a certificate
+	// for the public front-proxy hostname only (cert-manager mode).
+	ACME *ACME
+}
+
+// ExistingCA is a CA brought by the user.
+type ExistingCA struct {
+	CertPEM string
+	KeyPEM  string
+}
+
+// ACME configures the public-hostname certificate.
+type ACME struct {
+	Email        string
+	Server       string // default Let's Encrypt production
+	IngressClass string // HTTP-01 solver class (default nginx)
+}
+
+// PKI is the component.
+type PKI struct {
+	pulumi.ResourceState
+
+	// SecretNames maps every certificate and CA name to its Secret's name.
+	SecretNames pulumi.StringMapOutput `pulumi:"secretNames"`
+	// Namespace holds the Secrets.
+	Namespace string
+}
+
+// SecretName is the Secret of a certificate or CA: the one name consumers mount.
+func (p *PKI) SecretName(cert string) string { return cert }
+
+// WithDefaults fills unset fields.
+func (a Args) WithDefaults() Args {
+	if a.Mode == "" {
+		a.Mode = ModeCertManager
+	}
+	if a.EtcdReplicas == 0 {
+		a.EtcdReplicas = 1
+	}
+	if a.CADuration == 0 {
+		a.CADuration = DefaultCADuration
+	}
+	if a.LeafDuration == 0 {
+		a.LeafDuration = DefaultLeafDuration
+	}
+	if a.RenewBefore == 0 {
+		a.RenewBefore = DefaultRenewBefore
+	}
+	if a.CertManagerVersion == "" {
+		a.CertManagerVersion = DefaultCertManagerVersion
+	}
+	if a.ACME != nil {
+		acme := *a.ACME
+		if acme.Server == "" {
+			acme.Server = "https://acme-v02.api.letsencrypt.org/directory"
+		}
+		if acme.IngressClass == "" {
+			acme.IngressClass = "nginx"
+		}
+		a.ACME = &acme
+	}
+	return a
+}
+
+var (
+	dnsLabel = regexp.MustCompile(`^[a-z0-9]([-a-z0-9]*[a-z0-9])?$`)
+	semver   = regexp.MustCompile(`^v[0-9]+\.[0-9]+\.[0-9]+$`)
+)
+
+// Validate reports every invalid field.
+func (a Args) Validate() error {
+	var errs []error
+	bad := func(field string, value any, allowed string) {
+		errs = append(errs, fmt.Errorf("tls: %s %v: want %s", field, value, allowed))
+	}
+	if a.Mode != ModeCertManager && a.Mode != ModeSelfManaged {
+		bad("Mode", fmt.Sprintf("%q", a.Mode), ModeCertManager+" or "+ModeSelfManaged)
+	}
+	if !dnsLabel.MatchString(a.Namespace) || len(a.Namespace) > 63 {
+		bad("Namespace", fmt.Sprintf("%q", a.Namespace), "a DNS-1123 label")
+	}
+	if a.Domain == "" {
+		bad("Domain", `""`, "a DNS name")
+	}
+	if a.EtcdReplicas < 1 || a.EtcdReplicas%2 == 0 {
+		bad("EtcdReplicas", a.EtcdReplicas, "an odd number ≥ 1")
+	}
+	seen := map[string]bool{}
+	for _, t := range a.SyncTargets {
+		if !dnsLabel.MatchString(t) || len(t) > 40 || seen[t] {
+			bad("SyncTargets", fmt.Sprintf("%q", t), "distinct DNS-1123 labels of at most 40 characters")
+		}
+		seen[t] = true
+	}
+	if a.LeafDuration > a.CADuration {
+		bad("LeafDuration", a.LeafDuration, "at most CADuration ("+a.CADuration.String()+")")
+	}
+	if a.RenewBefore <= 0 || a.RenewBefore >= a.LeafDuration {
+		bad("RenewBefore", a.RenewBefore, "positive and shorter than LeafDuration ("+a.LeafDuration.String()+")")
+	}
+	if a.CADuration%time.Hour != 0 || a.LeafDuration%time.Hour != 0 || a.RenewBefore%time.Hour != 0 {
+		bad("durations", fmt.Sprintf("%s/%s/%s", a.CADuration, a.LeafDuration, a.RenewBefore), "whole hours")
+	}
+	if !semver.MatchString(a.CertManagerVersion) {
+		bad("CertManagerVersion", fmt.Sprintf("%q", a.CertManagerVersion), `a pinned version like "v1.21.2"`)
+	}
+	if a.ACME != nil && a.Mode != ModeCertManager {
+		bad("ACME", "set", "cert-manager mode (ACME needs an in-cluster issuer)")
+	}
+	if a.ACME != nil && a.ACME.Email == "" {
+		bad("ACME.Email", `""`, "a contact address for the ACME account")
+	}
+	for name, ca := range a.ExistingCAs {
+		if err := CheckCA(name, ca); err != nil {
+			bad("ExistingCAs["+name+"]", "<secret>", err.Error())
+		}
+	}
+	return errors.Join(errs...)
+}
+
+// CheckCA proves a brought CA has a known name and is a CA certificate with
+// a matching key; errors never quote the key.
+func CheckCA(name string, ca ExistingCA) error {
+	if !slices.ContainsFunc(CAs(), func(s Spec) bool { return s.Name == name }) {
+		return fmt.Errorf("a CA name: %s, %s, %s, %s or %s", CAEtcd, CAServer, CAClient, CARequestHeader, CAServiceAcct)
+	}
+	block, _ := pem.Decode([]byte(ca.CertPEM))
+	if block == nil {
+		return errors.New("a PEM certificate")
+	}
+	cert, err := x509.ParseCertificate(block.Bytes)
+	if err != nil || !cert.IsCA {
+		return errors.New("a CA certificate (basicConstraints CA:TRUE)")
+	}
+	keyBlock, _ := pem.Decode([]byte(ca.KeyPEM))
+	if keyBlock == nil {
+		return errors.New("a PEM private key")
+	}
+	key, err := parseKey(keyBlock.Bytes)
+	if err != nil {
+		return errors.New("a PKCS#1, PKCS#8 or EC private key")
+	}
+	pub, ok := key.(crypto.Signer)
+	if !ok {
+		return errors.New("a private key")
+	}
+	if eq, ok := pub.Public().(interface{ Equal(crypto.PublicKey) bool }); !ok || !eq.Equal(cert.PublicKey) {
+		return errors.New("a private key matching the certificate")
+	}
+	return nil
+}
+
+func parseKey(der []byte) (any, error) {
+	if k, err := x509.ParsePKCS8PrivateKey(der); err == nil {
+		return k, nil
+	}
+	if k, err := x509.ParsePKCS1PrivateKey(der); err == nil {
+		return k, nil
+	}
+	return x509.ParseECPrivateKey(der)
+}
+
+// NewPKI registers the component and its children.
+func NewPKI(ctx *pulumi.Context, name string, args Args, opts ...pulumi.ResourceOption) (*PKI, error) {
+	args = args.WithDefaults()
+	if err := args.Validate(); err != nil {
+		return nil, err
+	}
+	comp := &PKI{Namespace: args.Namespace}
+	if err := ctx.RegisterComponentResource(TypeToken, name, comp, opts...); err != nil {
+		return nil, fmt.Errorf("registering %s %q: %w", TypeToken, name, err)
+	}
+	b := &builder{ctx: ctx, name: name, args: args, parent: comp}
+	var err error
+	if args.Mode == ModeSelfManaged {
+		err = b.selfManaged()
+	} else {
+		err = b.certManager()
+	}
+	if err != nil {
+		return nil, err
+	}
+	names := pulumi.StringMap{}
+	for _, s := range append(CAs(), Leaves(args)...) {
+		names[s.Name] = pulumi.String(comp.SecretName(s.Name))
+	}
+	comp.SecretNames = names.ToStringMapOutput()
+	if err := ctx.RegisterResourceOutputs(comp, pulumi.Map{"secretNames": comp.SecretNames}); err != nil {
+		return nil, fmt.Errorf("registering outputs of %q: %w", name, err)
+	}
+	return comp, nil
+}
+
+type builder struct {
+	ctx    *pulumi.Context
+	name   string
+	args   Args
+	parent pulumi.Resource
+}
+
+func (b *builder) opts(extra ...pulumi.ResourceOption) []pulumi.ResourceOption {
+	return append([]pulumi.ResourceOption{pulumi.Parent(b.parent)}, extra...)
+}
+
+func (b *builder) meta(name string) *metav1.ObjectMetaArgs {
+	return &metav1.ObjectMetaArgs{
+		Name:      pulumi.String(name),
+		Namespace: pulumi.String(b.args.Namespace),
+		Labels: pulumi.StringMap{
+			"app.kubernetes.io/part-of":    pulumi.String("kcp-tmc"),
+			"app.kubernetes.io/managed-by": pulumi.String("pulumi"),
+			"app.kubernetes.io/component":  pulumi.String("pki"),
+		},
+	}
+}
+
+func hours(d time.Duration) int { return int(d / time.Hour) }
+
+// selfManaged builds keys and certificates with pulumi-tls.
+func (b *builder) selfManaged() error {
+	type ca struct{ cert, key pulumi.StringOutput }
+	cas := map[string]ca{}
+	for _, spec := range CAs() {
+		if existing, ok := b.args.ExistingCAs[spec.Name]; ok {
+			cas[spec.Name] = ca{
+				cert: pulumi.String(existing.CertPEM).ToStringOutput(),
+				key:  pulumi.ToSecret(pulumi.String(existing.KeyPEM)).(pulumi.StringOutput),
+			}
+		} else {
+			key, err := b.privateKey(spec.Name)
+			if err != nil {
+				return err
+			}
+			cert, err := tls.NewSelfSignedCert(b.ctx, b.name+"-"+spec.Name, &tls.SelfSignedCertArgs{
+				PrivateKeyPem:       key.PrivateKeyPem,
+				Subject:             &tls.SelfSignedCertSubjectArgs{CommonName: pulumi.String(spec.CommonName), Organization: pulumi.String(spec.Organizations[0])},
+				IsCaCertificate:     pulumi.Bool(true),
+				SetSubjectKeyId:     pulumi.Bool(true),
+				AllowedUses:         tlsUsages(spec.Usages),
+				ValidityPeriodHours: pulumi.Int(hours(b.args.CADuration)),
+			}, b.opts()...)
+			if err != nil {
+				return fmt.Errorf("CA %s: %w", spec.Name, err)
+			}
+			cas[spec.Name] = ca{cert: cert.CertPem, key: key.PrivateKeyPem}
+		}
+		// The CA's public certificate only: consumers mount ca.crt; the CA key
+		// never enters the cluster in this mode.
+		if _, err := corev1.NewSecret(b.ctx, b.name+"-"+spec.Name+"-secret", &corev1.SecretArgs{
+			Metadata:   b.meta(spec.Name),
+			Type:       pulumi.String("Opaque"),
+			StringData: pulumi.StringMap{"ca.crt": cas[spec.Name].cert, "tls.crt": cas[spec.Name].cert},
+		}, b.opts()...); err != nil {
+			return fmt.Errorf("CA secret %s: %w", spec.Name, err)
+		}
+	}
+	for _, spec := range Leaves(b.args) {
+		key, err := b.privateKey(spec.Name)
+		if err != nil {
+			return err
+		}
+		csr, err := tls.NewCertRequest(b.ctx, b.name+"-"+spec.Name, &tls.CertRequestArgs{
+			PrivateKeyPem: key.PrivateKeyPem,
+			Subject:       &tls.CertRequestSubjectArgs{CommonName: pulumi.String(spec.CommonName), Organization: firstOrNil(spec.Organizations)},
+			DnsNames:      pulumi.ToStringArray(spec.DNSNames),
+			IpAddresses:   pulumi.ToStringArray(spec.IPAddresses),
+		}, b.opts()...)
+		if err != nil {
+			return fmt.Errorf("certificate request %s: %w", spec.Name, err)
+		}
+		signer := cas[spec.CA]
+		cert, err := tls.NewLocallySignedCert(b.ctx, b.name+"-"+spec.Name, &tls.LocallySignedCertArgs{
+			CertRequestPem:      csr.CertRequestPem,
+			CaCertPem:           signer.cert,
+			CaPrivateKeyPem:     signer.key,
+			AllowedUses:         tlsUsages(spec.Usages),
+			ValidityPeriodHours: pulumi.Int(hours(b.args.LeafDuration)),
+			// After this point a `pulumi up` replaces the leaf; its CA is untouched.
+			EarlyRenewalHours: pulumi.Int(hours(b.args.RenewBefore)),
+			SetSubjectKeyId:   pulumi.Bool(true),
+		}, b.opts()...)
+		if err != nil {
+			return fmt.Errorf("certificate %s: %w", spec.Name, err)
+		}
+		if _, err := corev1.NewSecret(b.ctx, b.name+"-"+spec.Name+"-secret", &corev1.SecretArgs{
+			Metadata: b.meta(spec.Name),
+			Type:     pulumi.String("kubernetes.io/tls"),
+			StringData: pulumi.StringMap{
+				"tls.crt": cert.CertPem,
+				"tls.key": key.PrivateKeyPem,
+				"ca.crt":  signer.cert,
+			},
+		}, b.opts()...); err != nil {
+			return fmt.Errorf("secret %s: %w", spec.Name, err)
+		}
+	}
+	return nil
+}
+
+func (b *builder) privateKey(name string) (*tls.PrivateKey, error) {
+	key, err := tls.NewPrivateKey(b.ctx, b.name+"-"+name+"-key", &tls.PrivateKeyArgs{
+		Algorithm:  pulumi.String("ECDSA"),
+		EcdsaCurve: pulumi.String("P256"),
+	}, b.opts()...)
+	if err != nil {
+		return nil, fmt.Errorf("private key %s: %w", name, err)
+	}
+	return key, nil
+}
+
+func firstOrNil(s []string) pulumi.StringPtrInput {
+	if len(s) == 0 {
+		return nil
+	}
+	return pulumi.String(s[0])
+}
+
+// tlsUsages maps cert-manager usage names to pulumi-tls allowed_uses.
+func tlsUsages(usages []string) pulumi.StringArray {
+	names := map[string]string{
+		UsageDigitalSignature: "digital_signature",
+		UsageKeyEncipherment:  "key_encipherment",
+		UsageCertSign:         "cert_signing",
+		UsageCRLSign:          "crl_signing",
+		UsageServerAuth:       "server_auth",
+		UsageClientAuth:       "client_auth",
+	}
+	out := pulumi.StringArray{}
+	for _, u := range usages {
+		out = append(out, pulumi.String(names[u]))
+	}
+	return out
+}
+
+// certManager builds a self-signed bootstrap Issuer, one CA Certificate and
+// CA Issuer per CA, and the leaf Certificates.
+func (b *builder) certManager() error {
+	var deps []pulumi.Resource
+	if b.args.InstallCertManager {
+		rel, err := helmv3.NewRelease(b.ctx, b.name+"-cert-manager", &helmv3.ReleaseArgs{
+			Chart:           pulumi.String("cert-manager"),
+			Version:         pulumi.String(b.args.CertManagerVersion),
+			Namespace:       pulumi.String("cert-manager"),
+			CreateNamespace: pulumi.Bool(true),
+			RepositoryOpts:  &helmv3.RepositoryOptsArgs{Repo: pulumi.String("https://charts.jetstack.io")},
+			Values: pulumi.Map{
+				"crds":         pulumi.Map{"enabled": pulumi.Bool(true), "keep": pulumi.Bool(true)},
+				"replicaCount": pulumi.Int(2),
+			},
+		}, b.opts()...)
+		if err != nil {
+			return fmt.Errorf("cert-manager release: %w", err)
+		}
+		deps = append(deps, rel)
+	}
+	after := b.opts(pulumi.DependsOn(deps))
+	bootstrap, err := b.customResource("Issuer", "kcp-tmc-bootstrap", pulumi.Map{"selfSigned": pulumi.Map{}}, after)
+	if err != nil {
+		return err
+	}
+	issuers := map[string]pulumi.Resource{}
+	for _, spec := range CAs() {
+		var caDeps []pulumi.Resource
+		if existing, ok := b.args.ExistingCAs[spec.Name]; ok {
+			sec, err := corev1.NewSecret(b.ctx, b.name+"-"+spec.Name+"-secret", &corev1.SecretArgs{
+				Metadata: b.meta(spec.Name),
+				Type:     pulumi.String("kubernetes.io/tls"),
+				StringData: pulumi.StringMap{
+					"tls.crt": pulumi.String(existing.CertPEM),
+					"tls.key": pulumi.ToSecret(pulumi.String(existing.KeyPEM)).(pulumi.StringOutput),
+					"ca.crt":  pulumi.String(existing.CertPEM),
+				},
+			}, after...)
+			if err != nil {
+				return fmt.Errorf("existing CA %s: %w", spec.Name, err)
+			}
+			caDeps = append(caDeps, sec)
+		} else {
+			cert, err := b.certificate(spec, "kcp-tmc-bootstrap", b.args.CADuration, b.args.CADuration/3, append(after, pulumi.DependsOn([]pulumi.Resource{bootstrap})))
+			if err != nil {
+				return err
+			}
+			caDeps = append(caDeps, cert)
+		}
+		iss, err := b.customResource("Issuer", spec.Name, pulumi.Map{"ca": pulumi.Map{"secretName": pulumi.String(spec.Name)}},
+			append(after, pulumi.DependsOn(caDeps)))
+		if err != nil {
+			return err
+		}
+		issuers[spec.Name] = iss
+	}
+	for _, spec := range Leaves(b.args) {
+		if _, err := b.certificate(spec, spec.CA, b.args.LeafDuration, b.args.RenewBefore,
+			append(after, pulumi.DependsOn([]pulumi.Resource{issuers[spec.CA]}))); err != nil {
+			return err
+		}
+	}
+	if b.args.ACME != nil {
+		return b.acme(after)
+	}
+	return nil
+}
+
+// certificate is a cert-manager Certificate for spec, issued by issuer.
+func (b *builder) certificate(spec Spec, issuer string, duration, renewBefore time.Duration, opts []pulumi.ResourceOption) (pulumi.Resource, error) {
+	s := pulumi.Map{
+		"secretName":  pulumi.String(spec.Name),
+		"commonName":  pulumi.String(spec.CommonName),
+		"duration":    pulumi.String(duration.String()),
+		"renewBefore": pulumi.String(renewBefore.String()),
+		"usages":      pulumi.ToStringArray(spec.Usages),
+		"isCA":        pulumi.Bool(spec.IsCA),
+		"privateKey": pulumi.Map{
+			"algorithm":      pulumi.String("ECDSA"),
+			"size":           pulumi.Int(256),
+			"rotationPolicy": pulumi.String("Always"),
+		},
+		"issuerRef": pulumi.Map{"name": pulumi.String(issuer), "kind": pulumi.String("Issuer"), "group": pulumi.String("cert-manager.io")},
+		"secretTemplate": pulumi.Map{"labels": pulumi.StringMap{
+			"app.kubernetes.io/part-of": pulumi.String("kcp-tmc"), "app.kubernetes.io/component": pulumi.String("pki"),
+		}},
+	}
+	if len(spec.Organizations) > 0 {
+		s["subject"] = pulumi.Map{"organizations": pulumi.ToStringArray(spec.Organizations)}
+	}
+	if len(spec.DNSNames) > 0 {
+		s["dnsNames"] = pulumi.ToStringArray(spec.DNSNames)
+	}
+	if len(spec.IPAddresses) > 0 {
+		s["ipAddresses"] = pulumi.ToStringArray(spec.IPAddresses)
+	}
+	return b.customResource("Certificate", spec.Name, s, opts)
+}
+
+func (b *builder) customResource(kind, name string, spec pulumi.Map, opts []pulumi.ResourceOption) (pulumi.Resource, error) {
+	return b.customResourceIn(kind, name, b.meta(name), spec, opts)
+}
+
+func (b *builder) customResourceIn(kind, name string, meta *metav1.ObjectMetaArgs, spec pulumi.Map, opts []pulumi.ResourceOption) (pulumi.Resource, error) {
+	res, err := apiextensions.NewCustomResource(b.ctx, b.name+"-"+slug(kind)+"-"+name, &apiextensions.CustomResourceArgs{
+		ApiVersion:  pulumi.String("cert-manager.io/v1"),
+		Kind:        pulumi.String(kind),
+		Metadata:    meta,
+		OtherFields: kubernetes.UntypedArgs{"spec": spec},
+	}, opts...)
+	if err != nil {
+		return nil, fmt.Errorf("%s %s: %w", kind, name, err)
+	}
+	return res, nil
+}
+
+// acme adds the public certificate for kcp.<domain> from an ACME ClusterIssuer.
+func (b *builder) acme(opts []pulumi.ResourceOption) error {
+	a := b.args.ACME
+	meta := b.meta("kcp-tmc-acme")
+	meta.Namespace = nil // cluster-scoped
+	iss, err := b.customResourceIn("ClusterIssuer", "kcp-tmc-acme", meta, pulumi.Map{"acme": pulumi.Map{
+		"email":               pulumi.String(a.Email),
+		"server":              pulumi.String(a.Server),
+		"privateKeySecretRef": pulumi.Map{"name": pulumi.String("kcp-tmc-acme-account")},
+		"solvers": pulumi.Array{pulumi.Map{"http01": pulumi.Map{"ingress": pulumi.Map{
+			"ingressClassName": pulumi.String(a.IngressClass),
+		}}}},
+	}}, opts)
+	if err != nil {
+		return err
+	}
+	host := "kcp." + b.args.Domain
+	_, err = b.customResource("Certificate", "kcp-front-proxy-public", pulumi.Map{
+		"secretName":  pulumi.String("kcp-front-proxy-public"),
+		"commonName":  pulumi.String(host),
+		"dnsNames":    pulumi.ToStringArray([]string{host}),
+		"usages":      pulumi.ToStringArray(serverUsages),
+		"duration":    pulumi.String((2160 * time.Hour).String()),
+		"renewBefore": pulumi.String((720 * time.Hour).String()),
+		"privateKey":  pulumi.Map{"algorithm": pulumi.String("ECDSA"), "size": pulumi.Int(256), "rotationPolicy": pulumi.String("Always")},
+		"issuerRef":   pulumi.Map{"name": pulumi.String("kcp-tmc-acme"), "kind": pulumi.String("ClusterIssuer"), "group": pulumi.String("cert-manager.io")},
+	}, append(opts, pulumi.DependsOn([]pulumi.Resource{iss})))
+	return err
+}
+
+func slug(kind string) string {
+	out := []rune{}
+	for i, r := range kind {
+		if r >= 'A' && r <= 'Z' {
+			if i > 0 {
+				out = append(out, '-')
+			}
+			r += 'a' - 'A'
+		}
+		out = append(out, r)
+	}
+	return string(out)
+}

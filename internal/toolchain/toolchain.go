@@ -1,0 +1,26 @@
+// Package toolchain locates the pinned binaries hack/toolchain.sh builds.
+package toolchain
+
+import (
+	"os"
+	"path/filepath"
+)
+
+// Dir is the cache root: $KCP_TMC_CACHE, else ${XDG_CACHE_HOME:-~/.cache}/kcp-tmc.
+func Dir() string {
+	if dir := os.Getenv("KCP_TMC_CACHE"); dir != "" {
+		return dir
+	}
+	cache := os.Getenv("XDG_CACHE_HOME")
+	if cache == "" {
+		home, _ := os.UserHomeDir()
+		cache = filepath.Join(home, ".cache")
+	}
+	return filepath.Join(cache, "kcp-tmc")
+}
+
+// Bin is where the binaries are linked.
+func Bin() string { return filepath.Join(Dir(), "bin") }
+
+// Path is the path of one pinned binary.
+func Path(name string) string { return filepath.Join(Bin(), name) }
