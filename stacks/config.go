@@ -47,11 +47,12 @@ type Config struct {
 	// Zones lists the availability zones replicas are spread over.
 	Zones []string `config:"zones"`
 	// PodSecurityVersion pins the Pod Security Standards version enforced.
-	PodSecurityVersion string `config:"podSecurityVersion"`
-	KCP                KCP    `config:"kcp"`
-	Etcd               Etcd   `config:"etcd"`
-	Backup             Backup `config:"backup"`
-	TLS                TLS    `config:"tls"`
+	PodSecurityVersion string  `config:"podSecurityVersion"`
+	KCP                KCP     `config:"kcp"`
+	Etcd               Etcd    `config:"etcd"`
+	Storage            Storage `config:"storage"`
+	Backup             Backup  `config:"backup"`
+	TLS                TLS     `config:"tls"`
 	// ExistingCAs is the secret kcp-tmc:existingCAs: CAs brought by the user,
 	// by CA name (bring your own CA).
 	ExistingCAs map[string]ExistingCA `json:"-"`
@@ -81,15 +82,44 @@ type KCP struct {
 	Version   string    `json:"version"`
 	Replicas  int       `json:"replicas"`
 	Resources Resources `json:"resources"`
+	// AntiAffinity spreads kcp replicas: none, hostname or zone (hard).
+	AntiAffinity        string      `json:"antiAffinity"`
+	FrontProxyReplicas  int         `json:"frontProxyReplicas"`
+	FrontProxyResources Resources   `json:"frontProxyResources"`
+	Performance         Performance `json:"performance"`
+}
+
+// Performance is kcp-tmc:kcp.performance: the seed's knobs as kcp's own
+// apiserver flags (docs/configuration.md has the mapping).
+type Performance struct {
+	MaxRequestsInflight         int    `json:"maxRequestsInflight"`
+	MaxMutatingRequestsInflight int    `json:"maxMutatingRequestsInflight"`
+	RequestTimeout              string `json:"requestTimeout"`
 }
 
 // Etcd is kcp-tmc:etcd.
 type Etcd struct {
+	Image        string    `json:"image"`
+	Version      string    `json:"version"`
 	Replicas     int       `json:"replicas"`
 	StorageClass string    `json:"storageClass"`
 	StorageSize  string    `json:"storageSize"`
 	AntiAffinity string    `json:"antiAffinity"`
 	Resources    Resources `json:"resources"`
+	// QuotaBackendBytes caps the database, as a quantity ("8Gi").
+	QuotaBackendBytes string `json:"quotaBackendBytes"`
+}
+
+// Storage is kcp-tmc:storage: whether etcd's StorageClass is created, and how.
+type Storage struct {
+	// Create makes etcd.storageClass on the AWS EBS CSI driver; false uses an existing class.
+	Create          bool   `json:"create"`
+	VolumeType      string `json:"volumeType"`
+	IOPS            int    `json:"iops"`
+	ThroughputMiBps int    `json:"throughputMiBps"`
+	// KMSKeyID is a KMS key ARN or id for volume encryption (default: the account's EBS key).
+	KMSKeyID      string `json:"kmsKeyId"`
+	ReclaimPolicy string `json:"reclaimPolicy"`
 }
 
 // Backup is kcp-tmc:backup.
@@ -203,6 +233,7 @@ func configFields(c *Config) []configField {
 		{"podSecurityVersion", &c.PodSecurityVersion},
 		{"kcp", &c.KCP},
 		{"etcd", &c.Etcd},
+		{"storage", &c.Storage},
 		{"backup", &c.Backup},
 		{"tls", &c.TLS},
 	}

@@ -11,6 +11,8 @@ const (
 	DefaultKCPImage           = "ghcr.io/kcp-dev/kcp"
 	DefaultKCPVersion         = "v0.32.3" // what the kcp helm chart 0.16.x and kcp-operator deploy
 	DefaultPodSecurityVersion = "v1.34"   // Pod Security Standards of the Kubernetes we test against
+	DefaultEtcdImage          = "quay.io/coreos/etcd"
+	DefaultEtcdVersion        = "v3.5.35" // etcd 3.5, as the kcp helm chart; the tests run this release
 )
 
 // storageRangeGi bounds etcd volume sizes per environment (seed §1).
@@ -31,8 +33,9 @@ func Profile(env string) (*Config, error) {
 		Domain:             "example.com",
 		Namespace:          "kcp",
 		PodSecurityVersion: DefaultPodSecurityVersion,
-		KCP:                KCP{Image: DefaultKCPImage, Version: DefaultKCPVersion},
-		Backup:             Backup{Enabled: true, Schedule: "0 2 * * *", TimeZone: "UTC"},
+		KCP: KCP{Image: DefaultKCPImage, Version: DefaultKCPVersion,
+			Performance: Performance{MaxRequestsInflight: 400, MaxMutatingRequestsInflight: 200, RequestTimeout: "60s"}},
+		Backup: Backup{Enabled: true, Schedule: "0 2 * * *", TimeZone: "UTC"},
 		// CAs 10 years, leaves 1 year renewed 15 days early, as the kcp helm chart.
 		TLS: TLS{Mode: pki.ModeCertManager, CertManagerVersion: pki.DefaultCertManagerVersion,
 			CADuration: "87600h", LeafDuration: "8760h", RenewBefore: "360h"},
@@ -40,27 +43,36 @@ func Profile(env string) (*Config, error) {
 	switch env {
 	case "dev":
 		base.Target = Target{Mode: TargetRender, RenderDir: "rendered/dev"}
-		base.KCP.Replicas = 1
+		base.KCP.Replicas, base.KCP.FrontProxyReplicas, base.KCP.AntiAffinity = 1, 1, AntiAffinityNone
 		base.KCP.Resources = resources("250m", "512Mi", "1", "2Gi")
+		base.KCP.FrontProxyResources = resources("100m", "128Mi", "500m", "512Mi")
 		base.Etcd = Etcd{Replicas: 1, StorageClass: "standard", StorageSize: "20Gi", AntiAffinity: AntiAffinityNone,
 			Resources: resources("100m", "256Mi", "500m", "1Gi")}
 	case "staging":
 		base.Target = Target{Mode: TargetKubeconfig}
 		base.TLS.InstallCertManager = true
-		base.KCP.Replicas = 3
+		base.KCP.Replicas, base.KCP.FrontProxyReplicas, base.KCP.AntiAffinity = 3, 2, AntiAffinityHostname
 		base.KCP.Resources = resources("1", "2Gi", "2", "4Gi")
+		base.KCP.FrontProxyResources = resources("250m", "256Mi", "1", "1Gi")
 		base.Etcd = Etcd{Replicas: 3, StorageClass: "gp2", StorageSize: "50Gi", AntiAffinity: AntiAffinityHostname,
 			Resources: resources("500m", "1Gi", "1", "2Gi")}
 	case "prod":
 		base.Target = Target{Mode: TargetKubeconfig}
 		base.TLS.InstallCertManager = true
 		base.Zones = []string{"us-east-1a", "us-east-1b", "us-east-1c"}
-		base.KCP.Replicas = 3
+		base.KCP.Replicas, base.KCP.FrontProxyReplicas, base.KCP.AntiAffinity = 3, 3, AntiAffinityZone
 		base.KCP.Resources = resources("2", "4Gi", "4", "8Gi")
+		base.KCP.FrontProxyResources = resources("500m", "512Mi", "2", "2Gi")
 		base.Etcd = Etcd{Replicas: 3, StorageClass: "fast-ssd", StorageSize: "100Gi", AntiAffinity: AntiAffinityZone,
 			Resources: resources("1", "2Gi", "2", "4Gi")}
+		// gp3 with headroom over its 3000 IOPS / 125 MiB/s baseline: etcd is fsync-bound.
+		base.Storage = Storage{Create: true, VolumeType: "gp3", IOPS: 6000, ThroughputMiBps: 250, ReclaimPolicy: "Retain"}
 	default:
 		return nil, &FieldError{Key: "environment", Value: env, Allowed: "one of " + strings.Join(Environments, ", ")}
+	}
+	base.Etcd.Image, base.Etcd.Version, base.Etcd.QuotaBackendBytes = DefaultEtcdImage, DefaultEtcdVersion, "8Gi"
+	if !base.Storage.Create {
+		base.Storage.ReclaimPolicy = "Retain"
 	}
 	return &base, nil
 }

@@ -4,13 +4,19 @@ import (
 	"fmt"
 	"os"
 	"path/filepath"
+	"strconv"
+	"strings"
 	"time"
 
 	"github.com/pulumi/pulumi-kubernetes/sdk/v4/go/kubernetes"
 	"github.com/pulumi/pulumi/sdk/v3/go/pulumi"
 
+	"github.com/kcp-tmc/kcp-tmc/components/etcd"
+	"github.com/kcp-tmc/kcp-tmc/components/kcp"
 	"github.com/kcp-tmc/kcp-tmc/components/pki"
 	"github.com/kcp-tmc/kcp-tmc/components/platform"
+	"github.com/kcp-tmc/kcp-tmc/components/storage"
+	"github.com/kcp-tmc/kcp-tmc/components/workload"
 )
 
 // Program is the kcp-tmc Pulumi program as `pulumi up` runs it: relative
@@ -64,13 +70,104 @@ func Deploy(ctx *pulumi.Context, cfg *Config, projectDir string) error {
 		return fmt.Errorf("tls: %w", err)
 	}
 
+	stor, err := storage.NewStorage(ctx, "storage", storageArgs(cfg), k8s)
+	if err != nil {
+		return fmt.Errorf("storage: %w", err)
+	}
+	after := pulumi.DependsOn([]pulumi.Resource{plat, certs, stor})
+	db, err := etcd.NewEtcd(ctx, "etcd", etcdArgs(cfg), k8s, after)
+	if err != nil {
+		return fmt.Errorf("etcd: %w", err)
+	}
+	server, err := kcp.NewKCP(ctx, "kcp", kcpArgs(cfg), k8s, pulumi.DependsOn([]pulumi.Resource{plat, certs, db}))
+	if err != nil {
+		return fmt.Errorf("kcp: %w", err)
+	}
+
 	ctx.Export("environment", pulumi.String(cfg.Environment))
 	ctx.Export("tlsSecrets", certs.SecretNames)
+	ctx.Export("storageClass", stor.ClassName)
+	ctx.Export("etcdURL", db.ClientURL)
+	ctx.Export("kcpURL", server.URL)
 	ctx.Export("namespace", plat.Namespace)
 	if cfg.Target.Mode == TargetRender {
 		ctx.Export("renderDir", pulumi.String(renderDir(cfg, projectDir)))
 	}
 	return nil
+}
+
+// Per-container ephemeral-storage budgets: logs and scratch space (kcp's
+// includes its rotated audit log).
+var (
+	ephemeralKCP   = [2]string{"256Mi", "2Gi"}
+	ephemeralSmall = [2]string{"128Mi", "512Mi"}
+)
+
+func workloadResources(r Resources, ephemeral [2]string) workload.Resources {
+	return workload.Resources{
+		RequestCPU: r.Requests.CPU, RequestMemory: r.Requests.Memory,
+		LimitCPU: r.Limits.CPU, LimitMemory: r.Limits.Memory,
+		RequestEphemeral: ephemeral[0], LimitEphemeral: ephemeral[1],
+	}
+}
+
+// sizeInGi normalises a validated "<n>Gi" or "<n>Ti" size to Gi.
+func sizeInGi(s string) string {
+	if strings.HasSuffix(s, "Ti") {
+		n, _ := strconv.Atoi(strings.TrimSuffix(s, "Ti"))
+		return strconv.Itoa(n*1024) + "Gi"
+	}
+	return s
+}
+
+func spread(mode string, zones []string) workload.Spread {
+	return workload.Spread{Mode: mode, Zones: zones}
+}
+
+func storageArgs(cfg *Config) storage.Args {
+	a := storage.Args{
+		ClassName: cfg.Etcd.StorageClass, Create: cfg.Storage.Create, VolumeType: cfg.Storage.VolumeType,
+		IOPS: cfg.Storage.IOPS, ThroughputMiBps: cfg.Storage.ThroughputMiBps, ReclaimPolicy: cfg.Storage.ReclaimPolicy,
+	}
+	if cfg.Storage.KMSKeyID != "" {
+		a.KMSKeyID = pulumi.String(cfg.Storage.KMSKeyID)
+	}
+	return a
+}
+
+func etcdArgs(cfg *Config) etcd.Args {
+	quota, _ := (&validator{}).memory("", cfg.Etcd.QuotaBackendBytes)
+	return etcd.Args{
+		Namespace: cfg.Namespace, Replicas: cfg.Etcd.Replicas, Image: cfg.Etcd.Image, Version: cfg.Etcd.Version,
+		StorageClass: cfg.Etcd.StorageClass, StorageSize: sizeInGi(cfg.Etcd.StorageSize), QuotaBackendBytes: quota,
+		Resources:    workloadResources(cfg.Etcd.Resources, ephemeralSmall),
+		Spread:       spread(cfg.Etcd.AntiAffinity, cfg.Zones),
+		ServerSecret: pki.CertEtcdServer, PeerSecret: pki.CertEtcdPeer,
+		Protect: cfg.Environment != "dev",
+		Clients: []map[string]string{kcp.Selector(), BackupSelector},
+	}
+}
+
+// BackupSelector labels the backup job's pods (allowed to reach etcd).
+var BackupSelector = workload.Labels("etcd-backup")
+
+func kcpArgs(cfg *Config) kcp.Args {
+	p := cfg.KCP.Performance
+	return kcp.Args{
+		Namespace: cfg.Namespace, Domain: cfg.Domain, Image: cfg.KCP.Image, Version: cfg.KCP.Version,
+		Replicas: cfg.KCP.Replicas, FrontProxyReplicas: cfg.KCP.FrontProxyReplicas,
+		Resources:           workloadResources(cfg.KCP.Resources, ephemeralKCP),
+		FrontProxyResources: workloadResources(cfg.KCP.FrontProxyResources, ephemeralSmall),
+		Spread:              spread(cfg.KCP.AntiAffinity, cfg.Zones),
+		EtcdURL:             fmt.Sprintf("https://%s.%s.svc:%d", etcd.Name, cfg.Namespace, etcd.ClientPort),
+		EtcdSelector:        workload.Labels(etcd.Name),
+		Certs: kcp.Certs{
+			Server: pki.CertKCPServer, FrontProxy: pki.CertFrontProxy, FrontProxyClient: pki.CertFrontProxyClient,
+			EtcdClient: pki.CertEtcdClientKCP, ServiceAccount: pki.CertServiceAccount,
+			ClientCA: pki.CAClient, RequestHeaderCA: pki.CARequestHeader, ServerCA: pki.CAServer,
+		},
+		Performance: kcp.Performance{MaxRequestsInflight: p.MaxRequestsInflight, MaxMutatingRequestsInflight: p.MaxMutatingRequestsInflight, RequestTimeout: p.RequestTimeout},
+	}
 }
 
 // pkiArgs maps the validated kcp-tmc:tls and kcp-tmc:existingCAs keys.

@@ -2,6 +2,7 @@ package stacks
 
 import (
 	"path/filepath"
+	"reflect"
 	"strings"
 	"testing"
 
@@ -64,5 +65,56 @@ func TestProgramBadConfigRegistersNothing(t *testing.T) {
 	}
 	if n := len(rec.All()); n != 0 {
 		t.Errorf("%d resources registered before validation failed: a half-applied stack", n)
+	}
+}
+
+// TestStacksPerEnvironment checks what each environment deploys: dev one
+// etcd member on an existing `standard` class, prod three members and three
+// kcp replicas one per zone on a created, encrypted fast-ssd class.
+func TestStacksPerEnvironment(t *testing.T) {
+	tests := []struct {
+		env              string
+		config           map[string]string
+		etcd, kcp, proxy float64
+		class, size      string
+		createsClass     bool
+		zoneSpread       bool
+		kcpCPU           string
+	}{
+		{"dev", map[string]string{"environment": "dev"}, 1, 1, 1, "standard", "20Gi", false, false, "250m"},
+		{"prod", map[string]string{"environment": "prod", "kubeconfig": "apiVersion: v1"}, 3, 3, 3, "fast-ssd", "100Gi", true, true, "2"},
+	}
+	for _, tt := range tests {
+		t.Run(tt.env, func(t *testing.T) {
+			mocktest.SetConfig(t, tt.config, "kubeconfig")
+			rec, err := mocktest.Run(t, tt.env, ProgramIn(t.TempDir()))
+			if err != nil {
+				t.Fatal(err)
+			}
+			sts := rec.Object(t, "kubernetes:apps/v1:StatefulSet", "etcd")
+			kcpDeploy := rec.Object(t, "kubernetes:apps/v1:Deployment", "kcp")
+			proxy := rec.Object(t, "kubernetes:apps/v1:Deployment", "kcp-front-proxy")
+			got := []any{mocktest.Dig(sts, "spec", "replicas"), mocktest.Dig(kcpDeploy, "spec", "replicas"), mocktest.Dig(proxy, "spec", "replicas")}
+			if want := []any{tt.etcd, tt.kcp, tt.proxy}; !reflect.DeepEqual(got, want) {
+				t.Errorf("etcd/kcp/front-proxy replicas = %v, want %v", got, want)
+			}
+			pvc := rec.Object(t, "kubernetes:core/v1:PersistentVolumeClaim", "data-etcd-0")
+			if mocktest.Dig(pvc, "spec", "storageClassName") != tt.class || mocktest.Dig(pvc, "spec", "resources", "requests", "storage") != tt.size {
+				t.Errorf("etcd claim = %v", pvc["spec"])
+			}
+			if created := len(rec.OfType("kubernetes:storage.k8s.io/v1:StorageClass")) == 1; created != tt.createsClass {
+				t.Errorf("StorageClass created = %v, want %v", created, tt.createsClass)
+			}
+			key := mocktest.Dig(kcpDeploy, "spec", "template", "spec", "affinity", "podAntiAffinity", "requiredDuringSchedulingIgnoredDuringExecution", 0, "topologyKey")
+			if (key == "topology.kubernetes.io/zone") != tt.zoneSpread {
+				t.Errorf("kcp hard anti-affinity on %v, zone spread wanted: %v", key, tt.zoneSpread)
+			}
+			if got := mocktest.Dig(kcpDeploy, "spec", "template", "spec", "containers", 0, "resources", "requests", "cpu"); got != tt.kcpCPU {
+				t.Errorf("kcp CPU request = %v, want %s", got, tt.kcpCPU)
+			}
+			if len(rec.OfType("kubernetes:policy/v1:PodDisruptionBudget")) != 3 {
+				t.Error("want PDBs for etcd, kcp and the front-proxy")
+			}
+		})
 	}
 }

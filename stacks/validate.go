@@ -11,6 +11,7 @@ import (
 	_ "time/tzdata" // validate backup.timeZone without relying on the host's zoneinfo
 
 	"github.com/kcp-tmc/kcp-tmc/components/pki"
+	"github.com/kcp-tmc/kcp-tmc/components/storage"
 )
 
 var (
@@ -49,7 +50,15 @@ func (c *Config) Validate() error {
 		v.add("kcp.version", c.KCP.Version, `a pinned release tag like "v0.32.3"`)
 	}
 	v.resources("kcp.resources", c.KCP.Resources)
+	v.resources("kcp.frontProxyResources", c.KCP.FrontProxyResources)
 	v.resources("etcd.resources", c.Etcd.Resources)
+	c.validatePerformance(v)
+	if !imageRepo.MatchString(c.Etcd.Image) {
+		v.add("etcd.image", c.Etcd.Image, "an image repository without tag or digest, e.g. quay.io/coreos/etcd")
+	}
+	if !semverTag.MatchString(c.Etcd.Version) || !strings.HasPrefix(c.Etcd.Version, "v3.5.") {
+		v.add("etcd.version", c.Etcd.Version, `a pinned etcd 3.5 release tag like "v3.5.35"`)
+	}
 	c.validateStorage(v)
 	c.validateBackup(v)
 	c.validateTLS(v)
@@ -101,23 +110,63 @@ func (c *Config) validatePlacement(v *validator) {
 	case c.Environment != "dev" && r < 3:
 		v.add("etcd.replicas", strconv.Itoa(r), "at least 3 in "+c.Environment+" (quorum must survive one member loss)")
 	}
-	modes := []string{AntiAffinityNone, AntiAffinityHostname, AntiAffinityZone}
-	switch {
-	case !slices.Contains(modes, c.Etcd.AntiAffinity):
-		v.add("etcd.antiAffinity", c.Etcd.AntiAffinity, "one of "+strings.Join(modes, ", "))
-	case c.Environment == "prod" && c.Etcd.AntiAffinity != AntiAffinityZone:
-		v.add("etcd.antiAffinity", c.Etcd.AntiAffinity, `"zone" in prod (a zone outage must not take quorum)`)
-	case c.Etcd.AntiAffinity == AntiAffinityZone:
-		need := max(c.KCP.Replicas, c.Etcd.Replicas)
-		if len(c.Zones) < need {
-			v.add("zones", strings.Join(c.Zones, ","), fmt.Sprintf("at least %d zones: hard zone anti-affinity places one replica per zone", need))
+	if c.KCP.FrontProxyReplicas < 1 || c.KCP.FrontProxyReplicas > 9 {
+		v.add("kcp.frontProxyReplicas", strconv.Itoa(c.KCP.FrontProxyReplicas), "1 to 9")
+	} else if c.Environment == "prod" && c.KCP.FrontProxyReplicas < 2 {
+		v.add("kcp.frontProxyReplicas", strconv.Itoa(c.KCP.FrontProxyReplicas), "at least 2 in prod (it is the only way in)")
+	}
+	need := 0
+	for _, w := range []struct {
+		key, mode string
+		replicas  int
+	}{{"kcp.antiAffinity", c.KCP.AntiAffinity, c.KCP.Replicas}, {"etcd.antiAffinity", c.Etcd.AntiAffinity, c.Etcd.Replicas}} {
+		modes := []string{AntiAffinityNone, AntiAffinityHostname, AntiAffinityZone}
+		switch {
+		case !slices.Contains(modes, w.mode):
+			v.add(w.key, w.mode, "one of "+strings.Join(modes, ", "))
+		case c.Environment == "prod" && w.mode != AntiAffinityZone:
+			v.add(w.key, w.mode, `"zone" in prod (a zone outage must not take quorum or the API down)`)
+		case w.mode == AntiAffinityZone:
+			need = max(need, w.replicas)
 		}
+	}
+	if len(c.Zones) < need {
+		v.add("zones", strings.Join(c.Zones, ","), fmt.Sprintf("at least %d zones: hard zone anti-affinity places one replica per zone", need))
+	}
+}
+
+// validatePerformance applies kube-apiserver's limits to kcp's flags.
+func (c *Config) validatePerformance(v *validator) {
+	p := c.KCP.Performance
+	if p.MaxRequestsInflight < 1 || p.MaxRequestsInflight > 100000 {
+		v.add("kcp.performance.maxRequestsInflight", strconv.Itoa(p.MaxRequestsInflight), "1 to 100000 (0 would remove the limit)")
+	}
+	if p.MaxMutatingRequestsInflight < 1 || p.MaxMutatingRequestsInflight > p.MaxRequestsInflight {
+		v.add("kcp.performance.maxMutatingRequestsInflight", strconv.Itoa(p.MaxMutatingRequestsInflight), "1 to maxRequestsInflight")
+	}
+	if d, err := time.ParseDuration(p.RequestTimeout); err != nil || d < time.Second || d > 10*time.Minute {
+		v.add("kcp.performance.requestTimeout", p.RequestTimeout, `a duration from 1s to 10m, e.g. "60s"`)
 	}
 }
 
 func (c *Config) validateStorage(v *validator) {
 	if !isDNSSubdomain(c.Etcd.StorageClass) {
 		v.add("etcd.storageClass", c.Etcd.StorageClass, "a StorageClass name (DNS-1123 subdomain)")
+	}
+	st := c.Storage
+	if err := (storage.Args{ClassName: "x", Create: st.Create, VolumeType: st.VolumeType, IOPS: st.IOPS,
+		ThroughputMiBps: st.ThroughputMiBps, ReclaimPolicy: st.ReclaimPolicy}).WithDefaults().Validate(); err != nil {
+		v.add("storage", fmt.Sprintf("%+v", st), strings.TrimPrefix(err.Error(), "storage: "))
+	}
+	if c.Environment == "prod" && st.ReclaimPolicy == "Delete" {
+		v.add("storage.reclaimPolicy", st.ReclaimPolicy, "Retain in prod (a released etcd volume must survive)")
+	}
+	if st.KMSKeyID != "" && !st.Create {
+		v.add("storage.kmsKeyId", st.KMSKeyID, "unset unless storage.create is true (an existing class has its own key)")
+	}
+	quota, qok := v.memory("etcd.quotaBackendBytes", c.Etcd.QuotaBackendBytes)
+	if qok && quota > 8<<30 {
+		v.add("etcd.quotaBackendBytes", c.Etcd.QuotaBackendBytes, "at most 8Gi (etcd's supported maximum)")
 	}
 	m := sizeGi.FindStringSubmatch(c.Etcd.StorageSize)
 	bounds, known := storageRangeGi[c.Environment]
@@ -128,6 +177,9 @@ func (c *Config) validateStorage(v *validator) {
 	gi, err := strconv.Atoi(m[1])
 	if m[2] == "Ti" {
 		gi *= 1024
+	}
+	if qok && err == nil && quota >= int64(gi)<<30 {
+		v.add("etcd.quotaBackendBytes", c.Etcd.QuotaBackendBytes, "less than etcd.storageSize ("+c.Etcd.StorageSize+")")
 	}
 	if err != nil || !known {
 		return

@@ -51,7 +51,7 @@ type Args struct {
 	EtcdReplicas int
 	// SyncTargets gets one syncer client certificate each (revocable per
 	// target); none means one shared `syncer-client`.
-	SyncTargets []string
+	SyncTargets  []string
 	CADuration   time.Duration
 	LeafDuration time.Duration
 	RenewBefore  time.Duration

@@ -26,6 +26,8 @@ type Resource struct {
 	Provider       string
 	Protect        bool
 	RetainOnDelete bool
+	IgnoreChanges  []string
+	DependsOn      []string
 }
 
 // Input returns a plain-Go view of the inputs (secrets unwrapped).
@@ -75,6 +77,8 @@ func (r *Recorder) NewResource(args pulumi.MockResourceArgs) (string, resource.P
 		res.ParentURN = rpc.GetParent()
 		res.Protect = rpc.GetProtect()
 		res.RetainOnDelete = rpc.GetRetainOnDelete()
+		res.IgnoreChanges = rpc.GetIgnoreChanges()
+		res.DependsOn = rpc.GetDependencies()
 	}
 	r.mu.Lock()
 	r.resources = append(r.resources, res)
@@ -114,6 +118,20 @@ func (r *Recorder) OfType(typ string) []Resource {
 		}
 	}
 	return out
+}
+
+// Object returns the Kubernetes object (inputs) of the given type with
+// metadata.name name, failing the test if absent.
+func (r *Recorder) Object(t testing.TB, typ, name string) map[string]any {
+	t.Helper()
+	for _, res := range r.OfType(typ) {
+		in := res.Input()
+		if meta, ok := in["metadata"].(map[string]any); ok && meta["name"] == name {
+			return in
+		}
+	}
+	t.Fatalf("no %s object named %q was registered", typ, name)
+	return nil
 }
 
 // Named returns the resource with the given type and name, failing the test if absent.
@@ -211,4 +229,25 @@ func StackFileConfig(t testing.TB, path string) map[string]string {
 		out[k] = string(js)
 	}
 	return out
+}
+
+// Dig walks maps by string keys and lists by int indexes; nil if absent.
+func Dig(v any, path ...any) any {
+	for _, p := range path {
+		switch k := p.(type) {
+		case string:
+			m, ok := v.(map[string]any)
+			if !ok {
+				return nil
+			}
+			v = m[k]
+		case int:
+			l, ok := v.([]any)
+			if !ok || k >= len(l) {
+				return nil
+			}
+			v = l[k]
+		}
+	}
+	return v
 }

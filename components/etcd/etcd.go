@@ -1,0 +1,374 @@
+// Package etcd runs kcp's etcd: a StatefulSet of an odd number of members
+// with mutual TLS for clients and peers, its data on PersistentVolumeClaims
+// that Pulumi manages explicitly so they can be grown in place and are never
+// deleted with the stack.
+package etcd
+
+import (
+	"errors"
+	"fmt"
+	"regexp"
+	"strconv"
+	"strings"
+
+	appsv1 "github.com/pulumi/pulumi-kubernetes/sdk/v4/go/kubernetes/apps/v1"
+	corev1 "github.com/pulumi/pulumi-kubernetes/sdk/v4/go/kubernetes/core/v1"
+	metav1 "github.com/pulumi/pulumi-kubernetes/sdk/v4/go/kubernetes/meta/v1"
+	"github.com/pulumi/pulumi/sdk/v3/go/pulumi"
+
+	"github.com/kcp-tmc/kcp-tmc/components/security"
+	"github.com/kcp-tmc/kcp-tmc/components/workload"
+)
+
+// TypeToken is the Pulumi type of the component.
+const TypeToken = "kcp-tmc:etcd:Etcd"
+
+// Names and ports.
+const (
+	Name          = "etcd"
+	HeadlessName  = "etcd-headless"
+	ClientPort    = 2379
+	PeerPort      = 2380
+	MetricsPort   = 8080
+	DataClaimName = "data"
+	dataDir       = "/var/lib/etcd"
+)
+
+// DefaultImage and DefaultVersion pin etcd 3.5 (the kcp helm chart's line).
+const (
+	DefaultImage   = "quay.io/coreos/etcd"
+	DefaultVersion = "v3.5.35"
+)
+
+// Args configures etcd.
+type Args struct {
+	Namespace string
+	Replicas  int // odd; default 1
+	Image     string
+	Version   string
+	// StorageClass and StorageSize size each member's volume. Growing
+	// StorageSize patches the existing claims in place.
+	StorageClass string
+	StorageSize  string
+	// QuotaBackendBytes caps the database (--quota-backend-bytes); default 8Gi,
+	// etcd's recommended maximum, and never more than the volume.
+	QuotaBackendBytes int64
+	Resources         workload.Resources
+	Spread            workload.Spread
+	// ServerSecret and PeerSecret hold kubernetes.io/tls certificates with ca.crt.
+	ServerSecret string
+	PeerSecret   string
+	// Protect guards the StatefulSet and claims against deletion and
+	// replacement; stacks set it outside dev.
+	Protect bool
+	// Clients are the pod selectors allowed to reach the client port (kcp,
+	// backup jobs); MonitoringNamespace may scrape the metrics port.
+	Clients             []map[string]string
+	MonitoringNamespace string
+}
+
+// Etcd is the component.
+type Etcd struct {
+	pulumi.ResourceState
+
+	// ClientURL is the in-cluster client endpoint (TLS).
+	ClientURL pulumi.StringOutput `pulumi:"clientURL"`
+	// Endpoints lists every member's client URL, for clients that dial members directly.
+	Endpoints pulumi.StringArrayOutput `pulumi:"endpoints"`
+}
+
+// WithDefaults fills unset fields.
+func (a Args) WithDefaults() Args {
+	if a.Replicas == 0 {
+		a.Replicas = 1
+	}
+	if a.Image == "" {
+		a.Image = DefaultImage
+	}
+	if a.Version == "" {
+		a.Version = DefaultVersion
+	}
+	if a.QuotaBackendBytes == 0 {
+		a.QuotaBackendBytes = 8 << 30
+	}
+	if a.Spread.Mode == "" {
+		a.Spread.Mode = workload.SpreadNone
+	}
+	if a.MonitoringNamespace == "" {
+		a.MonitoringNamespace = "monitoring"
+	}
+	return a
+}
+
+var (
+	dnsLabel = regexp.MustCompile(`^[a-z0-9]([-a-z0-9]*[a-z0-9])?$`)
+	sizeGi   = regexp.MustCompile(`^([0-9]+)Gi$`)
+)
+
+// Validate reports every invalid field.
+func (a Args) Validate() error {
+	var errs []error
+	bad := func(field string, value any, allowed string) {
+		errs = append(errs, fmt.Errorf("etcd: %s %v: want %s", field, value, allowed))
+	}
+	if !dnsLabel.MatchString(a.Namespace) {
+		bad("Namespace", fmt.Sprintf("%q", a.Namespace), "a DNS-1123 label")
+	}
+	if a.Replicas < 1 || a.Replicas > 7 || a.Replicas%2 == 0 {
+		bad("Replicas", a.Replicas, "an odd number from 1 to 7")
+	}
+	if !strings.HasPrefix(a.Version, "v3.5.") {
+		bad("Version", fmt.Sprintf("%q", a.Version), "a pinned etcd 3.5 release such as v3.5.35")
+	}
+	gi, err := SizeGi(a.StorageSize)
+	if err != nil {
+		bad("StorageSize", fmt.Sprintf("%q", a.StorageSize), "a size in Gi such as \"20Gi\"")
+	} else if a.QuotaBackendBytes <= 0 || a.QuotaBackendBytes > int64(gi)<<30 {
+		bad("QuotaBackendBytes", a.QuotaBackendBytes, fmt.Sprintf("positive and at most the volume (%s)", a.StorageSize))
+	}
+	if a.StorageClass == "" {
+		bad("StorageClass", `""`, "a StorageClass name")
+	}
+	if a.ServerSecret == "" || a.PeerSecret == "" {
+		bad("ServerSecret/PeerSecret", "unset", "the etcd-server and etcd-peer Secrets of the pki component")
+	}
+	if a.Spread.Mode == workload.SpreadZone && len(a.Spread.Zones) < a.Replicas {
+		bad("Spread.Zones", a.Spread.Zones, fmt.Sprintf("at least %d zones for one member per zone", a.Replicas))
+	}
+	return errors.Join(errs...)
+}
+
+// SizeGi parses "<n>Gi" (the form stacks normalise sizes to).
+func SizeGi(s string) (int, error) {
+	m := sizeGi.FindStringSubmatch(s)
+	if m == nil {
+		return 0, fmt.Errorf("size %q is not <n>Gi", s)
+	}
+	return strconv.Atoi(m[1])
+}
+
+// MemberNames are the StatefulSet's pod names.
+func MemberNames(replicas int) []string {
+	out := make([]string, replicas)
+	for i := range replicas {
+		out[i] = fmt.Sprintf("%s-%d", Name, i)
+	}
+	return out
+}
+
+// NewEtcd registers the component and its children.
+func NewEtcd(ctx *pulumi.Context, name string, args Args, opts ...pulumi.ResourceOption) (*Etcd, error) {
+	args = args.WithDefaults()
+	if err := args.Validate(); err != nil {
+		return nil, err
+	}
+	comp := &Etcd{}
+	if err := ctx.RegisterComponentResource(TypeToken, name, comp, opts...); err != nil {
+		return nil, fmt.Errorf("registering %s %q: %w", TypeToken, name, err)
+	}
+	child := pulumi.Parent(comp)
+	ns := args.Namespace
+	stateful := []pulumi.ResourceOption{child}
+	if args.Protect {
+		stateful = append(stateful, pulumi.Protect(true), pulumi.RetainOnDelete(true))
+	}
+
+	if _, err := corev1.NewServiceAccount(ctx, name+"-sa", &corev1.ServiceAccountArgs{
+		Metadata:                     workload.Meta(Name, ns, Name),
+		AutomountServiceAccountToken: pulumi.Bool(false), // etcd never calls the Kubernetes API
+	}, child); err != nil {
+		return nil, fmt.Errorf("etcd ServiceAccount: %w", err)
+	}
+	ports := corev1.ServicePortArray{
+		corev1.ServicePortArgs{Name: pulumi.String("client"), Port: pulumi.Int(ClientPort), TargetPort: pulumi.String("client")},
+		corev1.ServicePortArgs{Name: pulumi.String("peer"), Port: pulumi.Int(PeerPort), TargetPort: pulumi.String("peer")},
+		corev1.ServicePortArgs{Name: pulumi.String("metrics"), Port: pulumi.Int(MetricsPort), TargetPort: pulumi.String("metrics")},
+	}
+	if _, err := corev1.NewService(ctx, name+"-headless", &corev1.ServiceArgs{
+		Metadata: workload.Meta(HeadlessName, ns, Name),
+		Spec: &corev1.ServiceSpecArgs{
+			ClusterIP: pulumi.String("None"),
+			// Members must resolve each other before they are ready, or the cluster never forms.
+			PublishNotReadyAddresses: pulumi.Bool(true),
+			Selector:                 pulumi.ToStringMap(workload.Labels(Name)),
+			Ports:                    ports,
+		},
+	}, child); err != nil {
+		return nil, fmt.Errorf("etcd headless Service: %w", err)
+	}
+	if _, err := corev1.NewService(ctx, name+"-client", &corev1.ServiceArgs{
+		Metadata: workload.Meta(Name, ns, Name),
+		Spec: &corev1.ServiceSpecArgs{
+			Selector: pulumi.ToStringMap(workload.Labels(Name)),
+			Ports:    corev1.ServicePortArray{ports[0], ports[2]},
+		},
+	}, child); err != nil {
+		return nil, fmt.Errorf("etcd client Service: %w", err)
+	}
+
+	// The claims the StatefulSet would create, created by Pulumi instead (same
+	// names, so the StatefulSet adopts them): a size change then patches each
+	// claim in place, where a volumeClaimTemplates change would replace the
+	// StatefulSet.
+	var claims []pulumi.Resource
+	for _, member := range MemberNames(args.Replicas) {
+		pvc, err := corev1.NewPersistentVolumeClaim(ctx, name+"-"+DataClaimName+"-"+member, &corev1.PersistentVolumeClaimArgs{
+			Metadata: workload.Meta(DataClaimName+"-"+member, ns, Name),
+			Spec:     claimSpec(args),
+		}, stateful...)
+		if err != nil {
+			return nil, fmt.Errorf("etcd claim for %s: %w", member, err)
+		}
+		claims = append(claims, pvc)
+	}
+
+	stsOpts := append(stateful, pulumi.DependsOn(claims),
+		// volumeClaimTemplates is immutable: sizes are changed on the claims above.
+		pulumi.IgnoreChanges([]string{"spec.volumeClaimTemplates"}))
+	if _, err := appsv1.NewStatefulSet(ctx, name, &appsv1.StatefulSetArgs{
+		Metadata: workload.Meta(Name, ns, Name),
+		Spec: &appsv1.StatefulSetSpecArgs{
+			Replicas:    pulumi.Int(args.Replicas),
+			ServiceName: pulumi.String(HeadlessName),
+			Selector:    &metav1.LabelSelectorArgs{MatchLabels: pulumi.ToStringMap(workload.Labels(Name))},
+			// All members start together: an initial cluster needs its quorum up at once.
+			PodManagementPolicy: pulumi.String("Parallel"),
+			UpdateStrategy:      &appsv1.StatefulSetUpdateStrategyArgs{Type: pulumi.String("RollingUpdate")},
+			PersistentVolumeClaimRetentionPolicy: &appsv1.StatefulSetPersistentVolumeClaimRetentionPolicyArgs{
+				WhenDeleted: pulumi.String("Retain"), WhenScaled: pulumi.String("Retain"),
+			},
+			VolumeClaimTemplates: corev1.PersistentVolumeClaimTypeArray{corev1.PersistentVolumeClaimTypeArgs{
+				Metadata: &metav1.ObjectMetaArgs{Name: pulumi.String(DataClaimName), Labels: pulumi.ToStringMap(workload.Labels(Name))},
+				Spec:     claimSpec(args),
+			}},
+			Template: podTemplate(args),
+		},
+	}, stsOpts...); err != nil {
+		return nil, fmt.Errorf("etcd StatefulSet: %w", err)
+	}
+	if err := workload.NewPDB(ctx, name+"-pdb", ns, Name, child); err != nil {
+		return nil, err
+	}
+	self := workload.Labels(Name)
+	ingress := []security.Flow{
+		{Pods: self, Ports: []int{PeerPort}},
+		{Namespace: args.MonitoringNamespace, Ports: []int{MetricsPort}},
+	}
+	for _, c := range args.Clients {
+		ingress = append(ingress, security.Flow{Pods: c, Ports: []int{ClientPort}})
+	}
+	if err := security.NewAllowPolicy(ctx, name+"-netpol", ns, Name, self, ingress,
+		[]security.Flow{{Pods: self, Ports: []int{PeerPort}}}, child); err != nil {
+		return nil, err
+	}
+
+	comp.ClientURL = pulumi.Sprintf("https://%s.%s.svc:%d", Name, ns, ClientPort)
+	var endpoints pulumi.StringArray
+	for _, m := range MemberNames(args.Replicas) {
+		endpoints = append(endpoints, pulumi.Sprintf("https://%s.%s.%s.svc:%d", m, HeadlessName, ns, ClientPort))
+	}
+	comp.Endpoints = endpoints.ToStringArrayOutput()
+	if err := ctx.RegisterResourceOutputs(comp, pulumi.Map{"clientURL": comp.ClientURL, "endpoints": comp.Endpoints}); err != nil {
+		return nil, fmt.Errorf("registering outputs of %q: %w", name, err)
+	}
+	return comp, nil
+}
+
+func claimSpec(a Args) *corev1.PersistentVolumeClaimSpecArgs {
+	return &corev1.PersistentVolumeClaimSpecArgs{
+		AccessModes:      pulumi.ToStringArray([]string{"ReadWriteOnce"}),
+		StorageClassName: pulumi.String(a.StorageClass),
+		Resources:        &corev1.VolumeResourceRequirementsArgs{Requests: pulumi.StringMap{"storage": pulumi.String(a.StorageSize)}},
+	}
+}
+
+// Flags returns etcd's command line for the members of a.
+func Flags(a Args) []string {
+	host := fmt.Sprintf("$(POD_NAME).%s.%s.svc", HeadlessName, a.Namespace)
+	var initial []string
+	for _, m := range MemberNames(a.Replicas) {
+		initial = append(initial, fmt.Sprintf("%s=https://%s.%s.%s.svc:%d", m, m, HeadlessName, a.Namespace, PeerPort))
+	}
+	return []string{
+		"--name=$(POD_NAME)",
+		"--data-dir=" + dataDir + "/data",
+		fmt.Sprintf("--listen-client-urls=https://0.0.0.0:%d", ClientPort),
+		fmt.Sprintf("--advertise-client-urls=https://%s:%d", host, ClientPort),
+		fmt.Sprintf("--listen-peer-urls=https://0.0.0.0:%d", PeerPort),
+		fmt.Sprintf("--initial-advertise-peer-urls=https://%s:%d", host, PeerPort),
+		"--initial-cluster=" + strings.Join(initial, ","),
+		"--initial-cluster-state=new",
+		"--initial-cluster-token=kcp-tmc-" + a.Namespace,
+		// Clients (kcp, backups) and peers both present certificates from etcd-ca.
+		"--client-cert-auth",
+		"--cert-file=/etc/etcd/tls/server/tls.crt",
+		"--key-file=/etc/etcd/tls/server/tls.key",
+		"--trusted-ca-file=/etc/etcd/tls/server/ca.crt",
+		"--peer-client-cert-auth",
+		"--peer-cert-file=/etc/etcd/tls/peer/tls.crt",
+		"--peer-key-file=/etc/etcd/tls/peer/tls.key",
+		"--peer-trusted-ca-file=/etc/etcd/tls/peer/ca.crt",
+		// Plain HTTP on its own port, for probes and Prometheus only.
+		fmt.Sprintf("--listen-metrics-urls=http://0.0.0.0:%d", MetricsPort),
+		"--quota-backend-bytes=" + strconv.FormatInt(a.QuotaBackendBytes, 10),
+		"--auto-compaction-mode=periodic",
+		"--auto-compaction-retention=1h",
+		"--snapshot-count=10000",
+		"--logger=zap",
+		"--log-outputs=stderr",
+	}
+}
+
+func podTemplate(a Args) *corev1.PodTemplateSpecArgs {
+	labels := workload.Labels(Name)
+	probe := func(path string, period, failures int) *corev1.ProbeArgs {
+		return &corev1.ProbeArgs{
+			HttpGet:          &corev1.HTTPGetActionArgs{Path: pulumi.String(path), Port: pulumi.String("metrics")},
+			PeriodSeconds:    pulumi.Int(period),
+			TimeoutSeconds:   pulumi.Int(5),
+			FailureThreshold: pulumi.Int(failures),
+		}
+	}
+	startup := probe("/readyz", 5, 60) // up to 5 minutes to join or replay the WAL
+	return &corev1.PodTemplateSpecArgs{
+		Metadata: &metav1.ObjectMetaArgs{Labels: pulumi.ToStringMap(labels)},
+		Spec: &corev1.PodSpecArgs{
+			ServiceAccountName:            pulumi.String(Name),
+			AutomountServiceAccountToken:  pulumi.Bool(false),
+			SecurityContext:               security.PodSecurityContext(),
+			Affinity:                      workload.Affinity(labels, a.Spread),
+			TopologySpreadConstraints:     workload.TopologySpread(labels, a.Spread),
+			TerminationGracePeriodSeconds: pulumi.Int(60),
+			Containers: corev1.ContainerArray{corev1.ContainerArgs{
+				Name:            pulumi.String(Name),
+				Image:           pulumi.String(a.Image + ":" + a.Version),
+				ImagePullPolicy: pulumi.String("Always"),
+				Command:         pulumi.ToStringArray([]string{"etcd"}),
+				Args:            pulumi.ToStringArray(Flags(a)),
+				Env: corev1.EnvVarArray{corev1.EnvVarArgs{
+					Name:      pulumi.String("POD_NAME"),
+					ValueFrom: &corev1.EnvVarSourceArgs{FieldRef: &corev1.ObjectFieldSelectorArgs{FieldPath: pulumi.String("metadata.name")}},
+				}},
+				Ports: corev1.ContainerPortArray{
+					corev1.ContainerPortArgs{Name: pulumi.String("client"), ContainerPort: pulumi.Int(ClientPort)},
+					corev1.ContainerPortArgs{Name: pulumi.String("peer"), ContainerPort: pulumi.Int(PeerPort)},
+					corev1.ContainerPortArgs{Name: pulumi.String("metrics"), ContainerPort: pulumi.Int(MetricsPort)},
+				},
+				StartupProbe:    startup,
+				LivenessProbe:   probe("/livez", 10, 3),
+				ReadinessProbe:  probe("/readyz", 5, 3),
+				Resources:       a.Resources.Args(),
+				SecurityContext: security.ContainerSecurityContext(),
+				VolumeMounts: corev1.VolumeMountArray{
+					corev1.VolumeMountArgs{Name: pulumi.String(DataClaimName), MountPath: pulumi.String(dataDir)},
+					corev1.VolumeMountArgs{Name: pulumi.String("tls-server"), MountPath: pulumi.String("/etc/etcd/tls/server"), ReadOnly: pulumi.Bool(true)},
+					corev1.VolumeMountArgs{Name: pulumi.String("tls-peer"), MountPath: pulumi.String("/etc/etcd/tls/peer"), ReadOnly: pulumi.Bool(true)},
+				},
+			}},
+			Volumes: corev1.VolumeArray{
+				security.SecretVolume("tls-server", a.ServerSecret),
+				security.SecretVolume("tls-peer", a.PeerSecret),
+			},
+		},
+	}
+}

@@ -1,0 +1,167 @@
+package etcd
+
+import (
+	"reflect"
+	"slices"
+	"strings"
+	"testing"
+
+	"github.com/pulumi/pulumi/sdk/v3/go/pulumi"
+
+	"github.com/kcp-tmc/kcp-tmc/components/workload"
+	"github.com/kcp-tmc/kcp-tmc/internal/mocktest"
+)
+
+const (
+	stsType = "kubernetes:apps/v1:StatefulSet"
+	pvcType = "kubernetes:core/v1:PersistentVolumeClaim"
+	pdbType = "kubernetes:policy/v1:PodDisruptionBudget"
+)
+
+func baseArgs() Args {
+	return Args{Namespace: "kcp", StorageClass: "standard", StorageSize: "20Gi", ServerSecret: "etcd-server", PeerSecret: "etcd-peer",
+		Resources: workload.Resources{RequestCPU: "1", RequestMemory: "2Gi", LimitCPU: "2", LimitMemory: "4Gi", RequestEphemeral: "128Mi", LimitEphemeral: "512Mi"}}
+}
+
+func run(t *testing.T, a Args) *mocktest.Recorder {
+	t.Helper()
+	rec, err := mocktest.Run(t, "test", func(ctx *pulumi.Context) error {
+		_, err := NewEtcd(ctx, "etcd", a)
+		return err
+	})
+	if err != nil {
+		t.Fatal(err)
+	}
+	return rec
+}
+
+func TestEtcdPerEnvironment(t *testing.T) {
+	prod := baseArgs()
+	prod.Replicas, prod.StorageClass, prod.StorageSize, prod.Protect = 3, "fast-ssd", "100Gi", true
+	prod.Spread = workload.Spread{Mode: workload.SpreadZone, Zones: []string{"a", "b", "c"}}
+	tests := []struct {
+		name      string
+		args      Args
+		members   int
+		class     string
+		size      string
+		zoneHard  bool
+		protected bool
+	}{
+		{"dev", baseArgs(), 1, "standard", "20Gi", false, false},
+		{"prod", prod, 3, "fast-ssd", "100Gi", true, true},
+	}
+	for _, tt := range tests {
+		t.Run(tt.name, func(t *testing.T) {
+			rec := run(t, tt.args)
+			sts := rec.Object(t, stsType, Name)
+			if got := mocktest.Dig(sts, "spec", "replicas"); got != float64(tt.members) {
+				t.Errorf("replicas = %v, want %d", got, tt.members)
+			}
+			claims := rec.OfType(pvcType)
+			if len(claims) != tt.members {
+				t.Fatalf("%d claims, want one per member", len(claims))
+			}
+			for i, c := range claims {
+				in := c.Input()
+				if name := mocktest.Dig(in, "metadata", "name"); name != "data-etcd-"+string(rune('0'+i)) {
+					t.Errorf("claim %d named %v: the StatefulSet would not adopt it", i, name)
+				}
+				if mocktest.Dig(in, "spec", "storageClassName") != tt.class || mocktest.Dig(in, "spec", "resources", "requests", "storage") != tt.size {
+					t.Errorf("claim %v: %v", mocktest.Dig(in, "metadata", "name"), in["spec"])
+				}
+				if !reflect.DeepEqual(mocktest.Dig(in, "spec", "accessModes"), []any{"ReadWriteOnce"}) {
+					t.Errorf("access modes %v", mocktest.Dig(in, "spec", "accessModes"))
+				}
+				if c.Protect != tt.protected || c.RetainOnDelete != tt.protected {
+					t.Errorf("claim protect=%v retain=%v, want %v", c.Protect, c.RetainOnDelete, tt.protected)
+				}
+			}
+			stsRes := rec.Named(t, stsType, "etcd")
+			if stsRes.Protect != tt.protected {
+				t.Errorf("StatefulSet protect = %v", stsRes.Protect)
+			}
+			if !slices.Contains(stsRes.IgnoreChanges, "spec.volumeClaimTemplates") {
+				t.Error("a size change would replace the StatefulSet (volumeClaimTemplates is immutable)")
+			}
+			if mocktest.Dig(sts, "spec", "persistentVolumeClaimRetentionPolicy", "whenDeleted") != "Retain" ||
+				mocktest.Dig(sts, "spec", "persistentVolumeClaimRetentionPolicy", "whenScaled") != "Retain" {
+				t.Error("claims are not retained when the StatefulSet is deleted or scaled")
+			}
+			pod := mocktest.Dig(sts, "spec", "template", "spec")
+			required := mocktest.Dig(pod, "affinity", "podAntiAffinity", "requiredDuringSchedulingIgnoredDuringExecution", 0, "topologyKey")
+			if (required == workload.ZoneKey) != tt.zoneHard {
+				t.Errorf("required anti-affinity topology = %v, want zone=%v", required, tt.zoneHard)
+			}
+			if tt.zoneHard {
+				if got := mocktest.Dig(pod, "affinity", "nodeAffinity", "requiredDuringSchedulingIgnoredDuringExecution", "nodeSelectorTerms", 0, "matchExpressions", 0, "values"); !reflect.DeepEqual(got, []any{"a", "b", "c"}) {
+					t.Errorf("node affinity zones = %v, want the zone list", got)
+				}
+				if mocktest.Dig(pod, "topologySpreadConstraints", 0, "whenUnsatisfiable") != "DoNotSchedule" {
+					t.Error("zone spread is not enforced")
+				}
+			}
+			c := mocktest.Dig(pod, "containers", 0)
+			args := strings.Join(toStrings(mocktest.Dig(c, "args")), " ")
+			for _, want := range []string{"--client-cert-auth", "--peer-client-cert-auth", "--trusted-ca-file=/etc/etcd/tls/server/ca.crt",
+				"--quota-backend-bytes=8589934592", "--auto-compaction-mode=periodic", "--listen-metrics-urls=http://0.0.0.0:8080"} {
+				if !strings.Contains(args, want) {
+					t.Errorf("etcd args lack %s", want)
+				}
+			}
+			if n := strings.Count(args, "=https://etcd-"); n != tt.members {
+				t.Errorf("initial cluster names %d members, want %d", n, tt.members)
+			}
+			if mocktest.Dig(c, "livenessProbe", "httpGet", "path") != "/livez" || mocktest.Dig(c, "readinessProbe", "httpGet", "path") != "/readyz" {
+				t.Error("probes are not etcd's /livez and /readyz")
+			}
+			if mocktest.Dig(c, "image") != DefaultImage+":"+DefaultVersion {
+				t.Errorf("image %v not pinned", mocktest.Dig(c, "image"))
+			}
+			if mocktest.Dig(pod, "automountServiceAccountToken") != false || mocktest.Dig(c, "securityContext", "readOnlyRootFilesystem") != true {
+				t.Error("etcd pod is not hardened")
+			}
+			pdb := rec.Object(t, pdbType, Name)
+			if mocktest.Dig(pdb, "spec", "maxUnavailable") != float64(1) {
+				t.Errorf("PDB = %v", pdb["spec"])
+			}
+		})
+	}
+}
+
+func toStrings(v any) []string {
+	var out []string
+	for _, e := range v.([]any) {
+		out = append(out, e.(string))
+	}
+	return out
+}
+
+func TestValidate(t *testing.T) {
+	tests := []struct {
+		name   string
+		mutate func(*Args)
+		want   string
+	}{
+		{"valid", func(*Args) {}, ""},
+		{"even members", func(a *Args) { a.Replicas = 2 }, "Replicas 2"},
+		{"etcd 3.4", func(a *Args) { a.Version = "v3.4.30" }, `Version "v3.4.30"`},
+		{"size in Ti", func(a *Args) { a.StorageSize = "1Ti" }, `StorageSize "1Ti"`},
+		{"quota above volume", func(a *Args) { a.QuotaBackendBytes = 21 << 30 }, "QuotaBackendBytes"},
+		{"no certificates", func(a *Args) { a.PeerSecret = "" }, "ServerSecret/PeerSecret"},
+		{"too few zones", func(a *Args) {
+			a.Replicas = 3
+			a.Spread = workload.Spread{Mode: workload.SpreadZone, Zones: []string{"a", "b"}}
+		}, "Spread.Zones"},
+	}
+	for _, tt := range tests {
+		t.Run(tt.name, func(t *testing.T) {
+			a := baseArgs()
+			tt.mutate(&a)
+			err := a.WithDefaults().Validate()
+			if (tt.want == "") != (err == nil) || (err != nil && !strings.Contains(err.Error(), tt.want)) {
+				t.Fatalf("err = %v, want %q", err, tt.want)
+			}
+		})
+	}
+}

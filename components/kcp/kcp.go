@@ -1,0 +1,486 @@
+// Package kcp runs the kcp server (HA: several replicas with leader
+// election, spread over zones) and the kcp-front-proxy in front of it, wired
+// to etcd and to the certificates of the pki component.
+package kcp
+
+import (
+	"errors"
+	"fmt"
+	"regexp"
+	"strconv"
+	"strings"
+	"time"
+
+	appsv1 "github.com/pulumi/pulumi-kubernetes/sdk/v4/go/kubernetes/apps/v1"
+	corev1 "github.com/pulumi/pulumi-kubernetes/sdk/v4/go/kubernetes/core/v1"
+	metav1 "github.com/pulumi/pulumi-kubernetes/sdk/v4/go/kubernetes/meta/v1"
+	"github.com/pulumi/pulumi/sdk/v3/go/pulumi"
+
+	"github.com/kcp-tmc/kcp-tmc/components/security"
+	"github.com/kcp-tmc/kcp-tmc/components/workload"
+)
+
+// TypeToken is the Pulumi type of the component.
+const TypeToken = "kcp-tmc:kcp:KCP"
+
+// Names and ports.
+const (
+	ServerName        = "kcp"
+	FrontProxyName    = "kcp-front-proxy"
+	ServerService     = "kcp-server"
+	InternalService   = "kcp-internal"
+	APIPort           = 6443
+	VirtualWSPort     = 6444
+	FrontProxyPort    = 8443
+	FrontProxyService = "kcp-front-proxy"
+)
+
+// Certs names the pki component's Secrets kcp mounts.
+type Certs struct {
+	Server, FrontProxy, FrontProxyClient, EtcdClient, ServiceAccount string
+	// CA Secrets (only ca.crt is mounted).
+	ClientCA, RequestHeaderCA, ServerCA string
+}
+
+// Performance maps the seed's knobs to kcp's (kube-apiserver's) own flags.
+type Performance struct {
+	MaxRequestsInflight         int    // --max-requests-inflight (seed: maxConcurrentOperations)
+	MaxMutatingRequestsInflight int    // --max-mutating-requests-inflight (seed: workerPoolSize)
+	RequestTimeout              string // --request-timeout (seed: operationTimeout)
+}
+
+// Audit configures the audit log's rotation.
+type Audit struct{ MaxAgeDays, MaxSizeMB, MaxBackups int }
+
+// Args configures kcp.
+type Args struct {
+	Namespace, Domain   string
+	Image, Version      string
+	Replicas            int
+	FrontProxyReplicas  int
+	Resources           workload.Resources
+	FrontProxyResources workload.Resources
+	Spread              workload.Spread
+	// EtcdURL is etcd's client endpoint (https).
+	EtcdURL     string
+	Certs       Certs
+	Performance Performance
+	Audit       Audit
+	// EtcdSelector labels etcd's pods (egress is allowed to them only).
+	EtcdSelector map[string]string
+	// MonitoringNamespace may scrape kcp's metrics.
+	MonitoringNamespace string
+}
+
+// KCP is the component.
+type KCP struct {
+	pulumi.ResourceState
+
+	// URL is the public address clients use (through the front-proxy).
+	URL pulumi.StringOutput `pulumi:"url"`
+	// InternalURL is the shard's in-cluster address.
+	InternalURL pulumi.StringOutput `pulumi:"internalURL"`
+}
+
+// Selector returns the labels of the kcp server pods (for other components' policies).
+func Selector() map[string]string { return workload.Labels(ServerName) }
+
+// WithDefaults fills unset fields.
+func (a Args) WithDefaults() Args {
+	if a.Replicas == 0 {
+		a.Replicas = 1
+	}
+	if a.FrontProxyReplicas == 0 {
+		a.FrontProxyReplicas = 1
+	}
+	p := &a.Performance
+	if p.MaxRequestsInflight == 0 {
+		p.MaxRequestsInflight = 400
+	}
+	if p.MaxMutatingRequestsInflight == 0 {
+		p.MaxMutatingRequestsInflight = 200
+	}
+	if p.RequestTimeout == "" {
+		p.RequestTimeout = "60s"
+	}
+	if a.Audit == (Audit{}) {
+		a.Audit = Audit{MaxAgeDays: 7, MaxSizeMB: 100, MaxBackups: 5}
+	}
+	if a.Spread.Mode == "" {
+		a.Spread.Mode = workload.SpreadNone
+	}
+	if a.MonitoringNamespace == "" {
+		a.MonitoringNamespace = "monitoring"
+	}
+	return a
+}
+
+var dnsLabel = regexp.MustCompile(`^[a-z0-9]([-a-z0-9]*[a-z0-9])?$`)
+
+// Validate reports every invalid field, with kube-apiserver's own limits.
+func (a Args) Validate() error {
+	var errs []error
+	bad := func(field string, value any, allowed string) {
+		errs = append(errs, fmt.Errorf("kcp: %s %v: want %s", field, value, allowed))
+	}
+	if !dnsLabel.MatchString(a.Namespace) {
+		bad("Namespace", fmt.Sprintf("%q", a.Namespace), "a DNS-1123 label")
+	}
+	if a.Domain == "" || a.Image == "" || a.Version == "" {
+		bad("Domain/Image/Version", fmt.Sprintf("%q/%q/%q", a.Domain, a.Image, a.Version), "all set")
+	}
+	if a.Replicas < 1 || a.FrontProxyReplicas < 1 {
+		bad("Replicas/FrontProxyReplicas", fmt.Sprintf("%d/%d", a.Replicas, a.FrontProxyReplicas), "at least 1")
+	}
+	if !strings.HasPrefix(a.EtcdURL, "https://") {
+		bad("EtcdURL", fmt.Sprintf("%q", a.EtcdURL), "an https:// etcd client URL")
+	}
+	c := a.Certs
+	for field, v := range map[string]string{"Server": c.Server, "FrontProxy": c.FrontProxy, "FrontProxyClient": c.FrontProxyClient,
+		"EtcdClient": c.EtcdClient, "ServiceAccount": c.ServiceAccount, "ClientCA": c.ClientCA, "RequestHeaderCA": c.RequestHeaderCA, "ServerCA": c.ServerCA} {
+		if v == "" {
+			bad("Certs."+field, `""`, "the pki component's Secret name")
+		}
+	}
+	p := a.Performance
+	if p.MaxRequestsInflight < 1 || p.MaxRequestsInflight > 100000 {
+		bad("Performance.MaxRequestsInflight", p.MaxRequestsInflight, "1–100000 (0 would disable the limit)")
+	}
+	if p.MaxMutatingRequestsInflight < 1 || p.MaxMutatingRequestsInflight > p.MaxRequestsInflight {
+		bad("Performance.MaxMutatingRequestsInflight", p.MaxMutatingRequestsInflight, "1 to MaxRequestsInflight")
+	}
+	if d, err := time.ParseDuration(p.RequestTimeout); err != nil || d < time.Second || d > 10*time.Minute {
+		bad("Performance.RequestTimeout", fmt.Sprintf("%q", p.RequestTimeout), "a duration from 1s to 10m")
+	}
+	if a.Spread.Mode == workload.SpreadZone && len(a.Spread.Zones) < a.Replicas {
+		bad("Spread.Zones", a.Spread.Zones, fmt.Sprintf("at least %d zones for one replica per zone", a.Replicas))
+	}
+	return errors.Join(errs...)
+}
+
+// NewKCP registers the component and its children.
+func NewKCP(ctx *pulumi.Context, name string, args Args, opts ...pulumi.ResourceOption) (*KCP, error) {
+	args = args.WithDefaults()
+	if err := args.Validate(); err != nil {
+		return nil, err
+	}
+	comp := &KCP{}
+	if err := ctx.RegisterComponentResource(TypeToken, name, comp, opts...); err != nil {
+		return nil, fmt.Errorf("registering %s %q: %w", TypeToken, name, err)
+	}
+	child := pulumi.Parent(comp)
+	ns := args.Namespace
+	server, proxy := workload.Labels(ServerName), workload.Labels(FrontProxyName)
+
+	for _, sa := range []string{ServerName, FrontProxyName} {
+		if _, err := corev1.NewServiceAccount(ctx, name+"-"+sa+"-sa", &corev1.ServiceAccountArgs{
+			Metadata: workload.Meta(sa, ns, sa),
+			// Neither calls the hosting cluster's API: no token in the pod.
+			AutomountServiceAccountToken: pulumi.Bool(false),
+		}, child); err != nil {
+			return nil, fmt.Errorf("ServiceAccount %s: %w", sa, err)
+		}
+	}
+	audit, err := corev1.NewConfigMap(ctx, name+"-audit-policy", &corev1.ConfigMapArgs{
+		Metadata: workload.Meta("kcp-audit-policy", ns, ServerName),
+		Data:     pulumi.StringMap{"policy.yaml": pulumi.String(auditPolicy)},
+	}, child)
+	if err != nil {
+		return nil, fmt.Errorf("audit policy: %w", err)
+	}
+	proxyConfig, err := corev1.NewConfigMap(ctx, name+"-front-proxy-config", &corev1.ConfigMapArgs{
+		Metadata: workload.Meta("kcp-front-proxy-config", ns, FrontProxyName),
+		Data: pulumi.StringMap{
+			"mapping.yaml": pulumi.String(frontProxyMapping(ns)),
+			"kubeconfig":   pulumi.String(frontProxyKubeconfig(ns)),
+		},
+	}, child)
+	if err != nil {
+		return nil, fmt.Errorf("front-proxy config: %w", err)
+	}
+
+	if _, err := appsv1.NewDeployment(ctx, name+"-server", &appsv1.DeploymentArgs{
+		Metadata: singleReplicaOK(workload.Meta(ServerName, ns, ServerName), args.Replicas),
+		Spec: &appsv1.DeploymentSpecArgs{
+			Replicas: pulumi.Int(args.Replicas),
+			Selector: &metav1.LabelSelectorArgs{MatchLabels: pulumi.ToStringMap(server)},
+			// One replica at a time; leader election keeps controllers single-active.
+			Strategy: &appsv1.DeploymentStrategyArgs{Type: pulumi.String("RollingUpdate"), RollingUpdate: &appsv1.RollingUpdateDeploymentArgs{
+				MaxUnavailable: pulumi.Int(0), MaxSurge: pulumi.Int(1),
+			}},
+			Template: serverPod(args),
+		},
+	}, child, pulumi.DependsOn([]pulumi.Resource{audit})); err != nil {
+		return nil, fmt.Errorf("kcp Deployment: %w", err)
+	}
+	if _, err := appsv1.NewDeployment(ctx, name+"-front-proxy", &appsv1.DeploymentArgs{
+		Metadata: singleReplicaOK(workload.Meta(FrontProxyName, ns, FrontProxyName), args.FrontProxyReplicas),
+		Spec: &appsv1.DeploymentSpecArgs{
+			Replicas: pulumi.Int(args.FrontProxyReplicas),
+			Selector: &metav1.LabelSelectorArgs{MatchLabels: pulumi.ToStringMap(proxy)},
+			Strategy: &appsv1.DeploymentStrategyArgs{Type: pulumi.String("RollingUpdate"), RollingUpdate: &appsv1.RollingUpdateDeploymentArgs{
+				MaxUnavailable: pulumi.Int(0), MaxSurge: pulumi.Int(1),
+			}},
+			Template: frontProxyPod(args),
+		},
+	}, child, pulumi.DependsOn([]pulumi.Resource{proxyConfig})); err != nil {
+		return nil, fmt.Errorf("front-proxy Deployment: %w", err)
+	}
+
+	apiPort := corev1.ServicePortArgs{Name: pulumi.String("https"), Port: pulumi.Int(APIPort), TargetPort: pulumi.String("https")}
+	services := []struct {
+		name     string
+		selector map[string]string
+		ports    corev1.ServicePortArray
+	}{
+		{ServerService, server, corev1.ServicePortArray{apiPort}},
+		{InternalService, server, corev1.ServicePortArray{apiPort, corev1.ServicePortArgs{
+			Name: pulumi.String("virtual-workspaces"), Port: pulumi.Int(VirtualWSPort), TargetPort: pulumi.String("virtual-ws")}}},
+		{FrontProxyService, proxy, corev1.ServicePortArray{corev1.ServicePortArgs{
+			Name: pulumi.String("https"), Port: pulumi.Int(443), TargetPort: pulumi.String("https")}}},
+	}
+	for _, s := range services {
+		if _, err := corev1.NewService(ctx, name+"-"+s.name, &corev1.ServiceArgs{
+			Metadata: workload.Meta(s.name, ns, s.selector["app.kubernetes.io/name"]),
+			Spec:     &corev1.ServiceSpecArgs{Selector: pulumi.ToStringMap(s.selector), Ports: s.ports},
+		}, child); err != nil {
+			return nil, fmt.Errorf("Service %s: %w", s.name, err)
+		}
+	}
+	for _, c := range []string{ServerName, FrontProxyName} {
+		if err := workload.NewPDB(ctx, name+"-"+c+"-pdb", ns, c, child); err != nil {
+			return nil, err
+		}
+	}
+	monitoring := security.Flow{Namespace: args.MonitoringNamespace, Ports: []int{APIPort}}
+	if err := security.NewAllowPolicy(ctx, name+"-server-netpol", ns, ServerName, server,
+		[]security.Flow{{Pods: proxy, Ports: []int{APIPort, VirtualWSPort}}, {Pods: server, Ports: []int{APIPort, VirtualWSPort}}, monitoring},
+		[]security.Flow{{Pods: args.EtcdSelector, Ports: []int{2379}}, {Pods: server, Ports: []int{APIPort, VirtualWSPort}}}, child); err != nil {
+		return nil, err
+	}
+	// The front-proxy is the public entry point: any source may reach it (the
+	// ingress controller or a passthrough load balancer), on its port only.
+	if err := security.NewAllowPolicy(ctx, name+"-front-proxy-netpol", ns, FrontProxyName, proxy,
+		[]security.Flow{{Namespace: "*", Ports: []int{FrontProxyPort}}},
+		[]security.Flow{{Pods: server, Ports: []int{APIPort, VirtualWSPort}}}, child); err != nil {
+		return nil, err
+	}
+
+	comp.URL = pulumi.Sprintf("https://kcp.%s", args.Domain)
+	comp.InternalURL = pulumi.Sprintf("https://%s.%s.svc:%d", InternalService, ns, APIPort)
+	if err := ctx.RegisterResourceOutputs(comp, pulumi.Map{"url": comp.URL, "internalURL": comp.InternalURL}); err != nil {
+		return nil, fmt.Errorf("registering outputs of %q: %w", name, err)
+	}
+	return comp, nil
+}
+
+// singleReplicaOK tells kube-score that one replica is intended: only dev
+// runs one (stack validation demands more elsewhere).
+func singleReplicaOK(meta *metav1.ObjectMetaArgs, replicas int) *metav1.ObjectMetaArgs {
+	if replicas == 1 {
+		meta.Annotations = pulumi.StringMap{"kube-score/ignore": pulumi.String("deployment-replicas")}
+	}
+	return meta
+}
+
+// ServerFlags are the kcp server's flags (the ones the kcp helm chart passes).
+func ServerFlags(a Args) []string {
+	host := "kcp." + a.Domain
+	p, au := a.Performance, a.Audit
+	return []string{
+		"--etcd-servers=" + a.EtcdURL,
+		"--etcd-certfile=/etc/kcp/tls/etcd-client/tls.crt",
+		"--etcd-keyfile=/etc/kcp/tls/etcd-client/tls.key",
+		"--etcd-cafile=/etc/kcp/tls/etcd-client/ca.crt",
+		"--tls-cert-file=/etc/kcp/tls/server/tls.crt",
+		"--tls-private-key-file=/etc/kcp/tls/server/tls.key",
+		"--client-ca-file=/etc/kcp/tls/client-ca/ca.crt",
+		"--requestheader-client-ca-file=/etc/kcp/tls/requestheader-ca/ca.crt",
+		"--requestheader-allowed-names=kcp-front-proxy",
+		"--requestheader-username-headers=X-Remote-User",
+		"--requestheader-group-headers=X-Remote-Group",
+		"--requestheader-extra-headers-prefix=X-Remote-Extra-",
+		"--service-account-key-file=/etc/kcp/tls/service-account/tls.crt",
+		"--service-account-private-key-file=/etc/kcp/tls/service-account/tls.key",
+		"--root-directory=/var/lib/kcp",
+		fmt.Sprintf("--shard-base-url=https://%s.%s.svc:%d", InternalService, a.Namespace, APIPort),
+		"--shard-external-url=https://" + host + ":443",
+		"--external-hostname=" + host + ":443",
+		"--enable-leader-election",
+		"--logging-format=json",
+		"--audit-policy-file=/etc/kcp/audit/policy.yaml",
+		"--audit-log-path=/var/log/kcp/audit.log",
+		"--audit-log-maxage=" + strconv.Itoa(au.MaxAgeDays),
+		"--audit-log-maxsize=" + strconv.Itoa(au.MaxSizeMB),
+		"--audit-log-maxbackup=" + strconv.Itoa(au.MaxBackups),
+		"--max-requests-inflight=" + strconv.Itoa(p.MaxRequestsInflight),
+		"--max-mutating-requests-inflight=" + strconv.Itoa(p.MaxMutatingRequestsInflight),
+		"--request-timeout=" + p.RequestTimeout,
+	}
+}
+
+// httpsProbe checks an HTTPS path on a named port (kcp allows anonymous health checks).
+func httpsProbe(path, port string, period, failures int) *corev1.ProbeArgs {
+	return &corev1.ProbeArgs{
+		HttpGet:          &corev1.HTTPGetActionArgs{Path: pulumi.String(path), Port: pulumi.String(port), Scheme: pulumi.String("HTTPS")},
+		PeriodSeconds:    pulumi.Int(period),
+		TimeoutSeconds:   pulumi.Int(5),
+		FailureThreshold: pulumi.Int(failures),
+	}
+}
+
+func mount(name, path string) corev1.VolumeMountArgs {
+	return corev1.VolumeMountArgs{Name: pulumi.String(name), MountPath: pulumi.String(path), ReadOnly: pulumi.Bool(true)}
+}
+
+func writable(name, path string) corev1.VolumeMountArgs {
+	return corev1.VolumeMountArgs{Name: pulumi.String(name), MountPath: pulumi.String(path)}
+}
+
+func podSpec(a Args, component string, c corev1.ContainerArgs, volumes corev1.VolumeArray) *corev1.PodTemplateSpecArgs {
+	labels := workload.Labels(component)
+	c.ImagePullPolicy = pulumi.String("Always")
+	c.SecurityContext = security.ContainerSecurityContext()
+	return &corev1.PodTemplateSpecArgs{
+		Metadata: &metav1.ObjectMetaArgs{Labels: pulumi.ToStringMap(labels)},
+		Spec: &corev1.PodSpecArgs{
+			ServiceAccountName:           pulumi.String(component),
+			AutomountServiceAccountToken: pulumi.Bool(false),
+			SecurityContext:              security.PodSecurityContext(),
+			Affinity:                     workload.Affinity(labels, a.Spread),
+			TopologySpreadConstraints:    workload.TopologySpread(labels, a.Spread),
+			Containers:                   corev1.ContainerArray{c},
+			Volumes:                      volumes,
+		},
+	}
+}
+
+func serverPod(a Args) *corev1.PodTemplateSpecArgs {
+	return podSpec(a, ServerName, corev1.ContainerArgs{
+		Name:    pulumi.String(ServerName),
+		Image:   pulumi.String(a.Image + ":" + a.Version),
+		Command: pulumi.ToStringArray([]string{"/kcp", "start"}),
+		Args:    pulumi.ToStringArray(ServerFlags(a)),
+		Ports: corev1.ContainerPortArray{
+			corev1.ContainerPortArgs{Name: pulumi.String("https"), ContainerPort: pulumi.Int(APIPort)},
+			corev1.ContainerPortArgs{Name: pulumi.String("virtual-ws"), ContainerPort: pulumi.Int(VirtualWSPort)},
+		},
+		StartupProbe:   httpsProbe("/readyz", "https", 5, 60),
+		LivenessProbe:  httpsProbe("/livez", "https", 10, 3),
+		ReadinessProbe: httpsProbe("/readyz", "https", 5, 3),
+		Resources:      a.Resources.Args(),
+		VolumeMounts: corev1.VolumeMountArray{
+			mount("tls-server", "/etc/kcp/tls/server"),
+			mount("tls-etcd-client", "/etc/kcp/tls/etcd-client"),
+			mount("tls-client-ca", "/etc/kcp/tls/client-ca"),
+			mount("tls-requestheader-ca", "/etc/kcp/tls/requestheader-ca"),
+			mount("tls-service-account", "/etc/kcp/tls/service-account"),
+			mount("audit-policy", "/etc/kcp/audit"),
+			writable("data", "/var/lib/kcp"),
+			writable("audit-log", "/var/log/kcp"),
+			writable("tmp", "/tmp"),
+		},
+	}, corev1.VolumeArray{
+		security.SecretVolume("tls-server", a.Certs.Server),
+		security.SecretVolume("tls-etcd-client", a.Certs.EtcdClient),
+		security.SecretItemsVolume("tls-client-ca", a.Certs.ClientCA, "ca.crt"),
+		security.SecretItemsVolume("tls-requestheader-ca", a.Certs.RequestHeaderCA, "ca.crt"),
+		security.SecretVolume("tls-service-account", a.Certs.ServiceAccount),
+		security.ConfigMapVolume("audit-policy", "kcp-audit-policy"),
+		security.EmptyDir("data", "1Gi"),
+		// Room for every rotated audit file plus the live one.
+		security.EmptyDir("audit-log", strconv.Itoa((a.Audit.MaxBackups+2)*a.Audit.MaxSizeMB)+"Mi"),
+		security.EmptyDir("tmp", "256Mi"),
+	})
+}
+
+func frontProxyPod(a Args) *corev1.PodTemplateSpecArgs {
+	return podSpec(a, FrontProxyName, corev1.ContainerArgs{
+		Name:    pulumi.String(FrontProxyName),
+		Image:   pulumi.String(a.Image + ":" + a.Version),
+		Command: pulumi.ToStringArray([]string{"/kcp-front-proxy"}),
+		Args: pulumi.ToStringArray([]string{
+			fmt.Sprintf("--secure-port=%d", FrontProxyPort),
+			"--tls-cert-file=/etc/kcp-front-proxy/tls/server/tls.crt",
+			"--tls-private-key-file=/etc/kcp-front-proxy/tls/server/tls.key",
+			"--client-ca-file=/etc/kcp-front-proxy/tls/client-ca/ca.crt",
+			"--service-account-key-file=/etc/kcp-front-proxy/tls/service-account/tls.crt",
+			"--mapping-file=/etc/kcp-front-proxy/config/mapping.yaml",
+			"--root-kubeconfig=/etc/kcp-front-proxy/config/kubeconfig",
+			"--shards-kubeconfig=/etc/kcp-front-proxy/config/kubeconfig",
+			"--logging-format=json",
+		}),
+		Ports:          corev1.ContainerPortArray{corev1.ContainerPortArgs{Name: pulumi.String("https"), ContainerPort: pulumi.Int(FrontProxyPort)}},
+		StartupProbe:   httpsProbe("/readyz", "https", 5, 60),
+		LivenessProbe:  httpsProbe("/livez", "https", 10, 3),
+		ReadinessProbe: httpsProbe("/readyz", "https", 5, 3),
+		Resources:      a.FrontProxyResources.Args(),
+		VolumeMounts: corev1.VolumeMountArray{
+			mount("tls-server", "/etc/kcp-front-proxy/tls/server"),
+			mount("tls-client", "/etc/kcp-front-proxy/tls/client"),
+			mount("tls-client-ca", "/etc/kcp-front-proxy/tls/client-ca"),
+			mount("tls-server-ca", "/etc/kcp-front-proxy/tls/server-ca"),
+			mount("tls-service-account", "/etc/kcp-front-proxy/tls/service-account"),
+			mount("config", "/etc/kcp-front-proxy/config"),
+			writable("tmp", "/tmp"),
+		},
+	}, corev1.VolumeArray{
+		security.SecretVolume("tls-server", a.Certs.FrontProxy),
+		security.SecretVolume("tls-client", a.Certs.FrontProxyClient),
+		security.SecretItemsVolume("tls-client-ca", a.Certs.ClientCA, "ca.crt"),
+		security.SecretItemsVolume("tls-server-ca", a.Certs.ServerCA, "ca.crt"),
+		// Only the public half: the front-proxy verifies tokens, it never signs them.
+		security.SecretItemsVolume("tls-service-account", a.Certs.ServiceAccount, "tls.crt"),
+		security.ConfigMapVolume("config", "kcp-front-proxy-config"),
+		security.EmptyDir("tmp", "256Mi"),
+	})
+}
+
+// auditPolicy records who did what (metadata) for every request except the
+// read-only health and discovery noise.
+const auditPolicy = `apiVersion: audit.k8s.io/v1
+kind: Policy
+omitStages: ["RequestReceived"]
+rules:
+- level: None
+  nonResourceURLs: ["/livez*", "/readyz*", "/healthz*", "/metrics", "/version", "/openapi*"]
+- level: Metadata
+`
+
+func frontProxyMapping(ns string) string {
+	var b strings.Builder
+	for _, m := range []struct {
+		path string
+		port int
+	}{{"/services/", VirtualWSPort}, {"/clusters/", APIPort}} {
+		fmt.Fprintf(&b, `- path: %s
+  backend: https://%s.%s.svc:%d
+  backend_server_ca: /etc/kcp-front-proxy/tls/server-ca/ca.crt
+  proxy_client_cert: /etc/kcp-front-proxy/tls/client/tls.crt
+  proxy_client_key: /etc/kcp-front-proxy/tls/client/tls.key
+`, m.path, InternalService, ns, m.port)
+	}
+	return b.String()
+}
+
+// frontProxyKubeconfig points at the shard with file references only: the
+// certificates stay in their Secrets.
+func frontProxyKubeconfig(ns string) string {
+	return fmt.Sprintf(`apiVersion: v1
+kind: Config
+clusters:
+- name: shard
+  cluster:
+    server: https://%s.%s.svc:%d
+    certificate-authority: /etc/kcp-front-proxy/tls/server-ca/ca.crt
+users:
+- name: front-proxy
+  user:
+    client-certificate: /etc/kcp-front-proxy/tls/client/tls.crt
+    client-key: /etc/kcp-front-proxy/tls/client/tls.key
+contexts:
+- name: shard
+  context: {cluster: shard, user: front-proxy}
+current-context: shard
+`, InternalService, ns, APIPort)
+}

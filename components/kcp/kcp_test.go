@@ -1,0 +1,152 @@
+package kcp
+
+import (
+	"reflect"
+	"strings"
+	"testing"
+
+	"github.com/pulumi/pulumi/sdk/v3/go/pulumi"
+
+	"github.com/kcp-tmc/kcp-tmc/components/workload"
+	"github.com/kcp-tmc/kcp-tmc/internal/mocktest"
+)
+
+const deployType = "kubernetes:apps/v1:Deployment"
+
+func prodArgs() Args {
+	return Args{
+		Namespace: "kcp", Domain: "example.com", Image: "ghcr.io/kcp-dev/kcp", Version: "v0.32.3",
+		Replicas: 3, FrontProxyReplicas: 3,
+		Resources:           workload.Resources{RequestCPU: "2", RequestMemory: "4Gi", LimitCPU: "4", LimitMemory: "8Gi", RequestEphemeral: "256Mi", LimitEphemeral: "2Gi"},
+		FrontProxyResources: workload.Resources{RequestCPU: "500m", RequestMemory: "512Mi", LimitCPU: "2", LimitMemory: "2Gi", RequestEphemeral: "128Mi", LimitEphemeral: "512Mi"},
+		Spread:              workload.Spread{Mode: workload.SpreadZone, Zones: []string{"us-east-1a", "us-east-1b", "us-east-1c"}},
+		EtcdURL:             "https://etcd.kcp.svc:2379",
+		EtcdSelector:        workload.Labels("etcd"),
+		Certs: Certs{Server: "kcp-server", FrontProxy: "kcp-front-proxy", FrontProxyClient: "kcp-front-proxy-client", EtcdClient: "etcd-client-kcp",
+			ServiceAccount: "kcp-service-account", ClientCA: "kcp-client-ca", RequestHeaderCA: "requestheader-ca", ServerCA: "kcp-server-ca"},
+	}
+}
+
+func run(t *testing.T, a Args) *mocktest.Recorder {
+	t.Helper()
+	rec, err := mocktest.Run(t, "test", func(ctx *pulumi.Context) error {
+		_, err := NewKCP(ctx, "kcp", a)
+		return err
+	})
+	if err != nil {
+		t.Fatal(err)
+	}
+	return rec
+}
+
+func TestProdServer(t *testing.T) {
+	rec := run(t, prodArgs())
+	d := rec.Object(t, deployType, ServerName)
+	if mocktest.Dig(d, "spec", "replicas") != float64(3) {
+		t.Errorf("replicas = %v", mocktest.Dig(d, "spec", "replicas"))
+	}
+	pod := mocktest.Dig(d, "spec", "template", "spec")
+	if got := mocktest.Dig(pod, "affinity", "podAntiAffinity", "requiredDuringSchedulingIgnoredDuringExecution", 0, "topologyKey"); got != workload.ZoneKey {
+		t.Errorf("required anti-affinity on %v, want zones", got)
+	}
+	terms := mocktest.Dig(pod, "affinity", "nodeAffinity", "requiredDuringSchedulingIgnoredDuringExecution", "nodeSelectorTerms", 0, "matchExpressions", 0)
+	if !reflect.DeepEqual(terms, map[string]any{"key": workload.ZoneKey, "operator": "In", "values": []any{"us-east-1a", "us-east-1b", "us-east-1c"}}) {
+		t.Errorf("zone node affinity = %v (a list, never a comma-joined nodeSelector)", terms)
+	}
+	if pod.(map[string]any)["nodeSelector"] != nil {
+		t.Error("nodeSelector set: it cannot express several zones")
+	}
+	if mocktest.Dig(pod, "topologySpreadConstraints", 0, "topologyKey") != workload.ZoneKey {
+		t.Error("no zone topology spread")
+	}
+	c := mocktest.Dig(pod, "containers", 0)
+	for probe, path := range map[string]string{"livenessProbe": "/livez", "readinessProbe": "/readyz", "startupProbe": "/readyz"} {
+		if mocktest.Dig(c, probe, "httpGet", "path") != path || mocktest.Dig(c, probe, "httpGet", "scheme") != "HTTPS" || mocktest.Dig(c, probe, "httpGet", "port") != "https" {
+			t.Errorf("%s = %v", probe, mocktest.Dig(c, probe))
+		}
+	}
+	if !reflect.DeepEqual(mocktest.Dig(c, "resources", "requests", "cpu"), "2") || mocktest.Dig(c, "resources", "limits", "memory") != "8Gi" {
+		t.Errorf("resources = %v, want the seed's 2 CPU/4Gi → 4 CPU/8Gi", mocktest.Dig(c, "resources"))
+	}
+	args := strings.Join(strs(mocktest.Dig(c, "args")), " ")
+	for _, want := range []string{
+		"--etcd-servers=https://etcd.kcp.svc:2379", "--etcd-certfile=", "--etcd-cafile=", "--client-ca-file=", "--tls-cert-file=",
+		"--service-account-key-file=", "--external-hostname=kcp.example.com:443", "--shard-base-url=https://kcp-internal.kcp.svc:6443",
+		"--logging-format=json", "--audit-log-maxbackup=5", "--audit-policy-file=", "--max-requests-inflight=400",
+		"--max-mutating-requests-inflight=200", "--request-timeout=60s", "--enable-leader-election",
+	} {
+		if !strings.Contains(args, want) {
+			t.Errorf("kcp args lack %s", want)
+		}
+	}
+	for _, svc := range []string{ServerService, InternalService, FrontProxyService} {
+		rec.Object(t, "kubernetes:core/v1:Service", svc)
+	}
+	for _, pdb := range []string{ServerName, FrontProxyName} {
+		if mocktest.Dig(rec.Object(t, "kubernetes:policy/v1:PodDisruptionBudget", pdb), "spec", "maxUnavailable") != float64(1) {
+			t.Errorf("PDB %s missing or not maxUnavailable 1", pdb)
+		}
+	}
+	fp := rec.Object(t, deployType, FrontProxyName)
+	if mocktest.Dig(fp, "spec", "replicas") != float64(3) {
+		t.Error("front-proxy replicas")
+	}
+	// The front-proxy mounts the service-account certificate without its key.
+	for _, v := range mocktest.Dig(fp, "spec", "template", "spec", "volumes").([]any) {
+		if mocktest.Dig(v, "name") == "tls-service-account" && !reflect.DeepEqual(mocktest.Dig(v, "secret", "items"), []any{map[string]any{"key": "tls.crt", "path": "tls.crt"}}) {
+			t.Errorf("front-proxy service-account volume = %v", v)
+		}
+	}
+	if mocktest.Dig(d, "metadata", "annotations") != nil {
+		t.Error("a 3-replica Deployment suppresses kube-score's replica check")
+	}
+}
+
+func TestNetworkPolicies(t *testing.T) {
+	rec := run(t, prodArgs())
+	server := rec.Object(t, "kubernetes:networking.k8s.io/v1:NetworkPolicy", "allow-kcp")
+	if got := mocktest.Dig(server, "spec", "egress", 0, "to", 0, "podSelector", "matchLabels", "app.kubernetes.io/name"); got != "etcd" {
+		t.Errorf("kcp egress goes to %v, want etcd", got)
+	}
+	if got := mocktest.Dig(server, "spec", "egress", 0, "ports", 0, "port"); got != float64(2379) {
+		t.Errorf("kcp egress port %v, want 2379", got)
+	}
+	proxy := rec.Object(t, "kubernetes:networking.k8s.io/v1:NetworkPolicy", "allow-kcp-front-proxy")
+	if got := mocktest.Dig(proxy, "spec", "ingress", 0, "ports", 0, "port"); got != float64(FrontProxyPort) {
+		t.Errorf("front-proxy ingress port %v", got)
+	}
+}
+
+func TestValidate(t *testing.T) {
+	tests := []struct {
+		name   string
+		mutate func(*Args)
+		want   string
+	}{
+		{"valid", func(*Args) {}, ""},
+		{"unlimited inflight", func(a *Args) { a.Performance.MaxRequestsInflight = -1 }, "MaxRequestsInflight"},
+		{"mutating above total", func(a *Args) { a.Performance.MaxMutatingRequestsInflight = 500 }, "MaxMutatingRequestsInflight 500"},
+		{"timeout too long", func(a *Args) { a.Performance.RequestTimeout = "1h" }, "RequestTimeout"},
+		{"plain etcd", func(a *Args) { a.EtcdURL = "http://etcd:2379" }, "EtcdURL"},
+		{"missing cert", func(a *Args) { a.Certs.ClientCA = "" }, "Certs.ClientCA"},
+		{"too few zones", func(a *Args) { a.Spread.Zones = a.Spread.Zones[:2] }, "Spread.Zones"},
+	}
+	for _, tt := range tests {
+		t.Run(tt.name, func(t *testing.T) {
+			a := prodArgs()
+			tt.mutate(&a)
+			err := a.WithDefaults().Validate()
+			if (tt.want == "") != (err == nil) || (err != nil && !strings.Contains(err.Error(), tt.want)) {
+				t.Fatalf("err = %v, want %q", err, tt.want)
+			}
+		})
+	}
+}
+
+func strs(v any) []string {
+	var out []string
+	for _, e := range v.([]any) {
+		out = append(out, e.(string))
+	}
+	return out
+}

@@ -1,0 +1,133 @@
+// Package workload holds the pod-spec pieces kcp and etcd share: labels,
+// resources, zone/host spreading and disruption budgets, so placement rules
+// are written once.
+package workload
+
+import (
+	"fmt"
+
+	corev1 "github.com/pulumi/pulumi-kubernetes/sdk/v4/go/kubernetes/core/v1"
+	metav1 "github.com/pulumi/pulumi-kubernetes/sdk/v4/go/kubernetes/meta/v1"
+	policyv1 "github.com/pulumi/pulumi-kubernetes/sdk/v4/go/kubernetes/policy/v1"
+	"github.com/pulumi/pulumi/sdk/v3/go/pulumi"
+)
+
+// Spreading modes.
+const (
+	SpreadNone     = "none"
+	SpreadHostname = "hostname"
+	SpreadZone     = "zone"
+)
+
+// Topology keys.
+const (
+	ZoneKey     = "topology.kubernetes.io/zone"
+	HostnameKey = "kubernetes.io/hostname"
+)
+
+// Resources are a container's requests and limits, ephemeral storage included
+// (kubelets evict pods that overrun an unset ephemeral-storage budget).
+type Resources struct {
+	RequestCPU, RequestMemory, LimitCPU, LimitMemory string
+	RequestEphemeral, LimitEphemeral                 string
+}
+
+// Args converts to the Kubernetes type.
+func (r Resources) Args() *corev1.ResourceRequirementsArgs {
+	return &corev1.ResourceRequirementsArgs{
+		Requests: pulumi.StringMap{"cpu": pulumi.String(r.RequestCPU), "memory": pulumi.String(r.RequestMemory), "ephemeral-storage": pulumi.String(r.RequestEphemeral)},
+		Limits:   pulumi.StringMap{"cpu": pulumi.String(r.LimitCPU), "memory": pulumi.String(r.LimitMemory), "ephemeral-storage": pulumi.String(r.LimitEphemeral)},
+	}
+}
+
+// Labels are the selector labels of one workload.
+func Labels(component string) map[string]string {
+	return map[string]string{
+		"app.kubernetes.io/name":     component,
+		"app.kubernetes.io/instance": "kcp-tmc",
+	}
+}
+
+// Meta is object metadata with the common labels.
+func Meta(name, namespace, component string) *metav1.ObjectMetaArgs {
+	labels := Labels(component)
+	labels["app.kubernetes.io/part-of"] = "kcp-tmc"
+	labels["app.kubernetes.io/managed-by"] = "pulumi"
+	return &metav1.ObjectMetaArgs{Name: pulumi.String(name), Namespace: pulumi.String(namespace), Labels: pulumi.ToStringMap(labels)}
+}
+
+// Spread says how replicas are kept apart.
+type Spread struct {
+	// Mode: SpreadZone (one replica per zone, hard), SpreadHostname (one per
+	// node, hard) or SpreadNone (best effort).
+	Mode string
+	// Zones restricts scheduling to these zones (node affinity with a list:
+	// a nodeSelector cannot name several zones).
+	Zones []string
+}
+
+// Affinity builds node affinity to the zones and pod anti-affinity for the mode.
+// A preferred per-node rule is always present, so even zone-spread replicas
+// avoid sharing a node when a zone has several.
+func Affinity(selector map[string]string, s Spread) *corev1.AffinityArgs {
+	sel := &metav1.LabelSelectorArgs{MatchLabels: pulumi.ToStringMap(selector)}
+	anti := &corev1.PodAntiAffinityArgs{
+		PreferredDuringSchedulingIgnoredDuringExecution: corev1.WeightedPodAffinityTermArray{corev1.WeightedPodAffinityTermArgs{
+			Weight:          pulumi.Int(100),
+			PodAffinityTerm: corev1.PodAffinityTermArgs{LabelSelector: sel, TopologyKey: pulumi.String(HostnameKey)},
+		}},
+	}
+	switch s.Mode {
+	case SpreadZone, SpreadHostname:
+		key := HostnameKey
+		if s.Mode == SpreadZone {
+			key = ZoneKey
+		}
+		anti.RequiredDuringSchedulingIgnoredDuringExecution = corev1.PodAffinityTermArray{
+			corev1.PodAffinityTermArgs{LabelSelector: sel, TopologyKey: pulumi.String(key)},
+		}
+	}
+	aff := &corev1.AffinityArgs{PodAntiAffinity: anti}
+	if len(s.Zones) > 0 {
+		aff.NodeAffinity = &corev1.NodeAffinityArgs{
+			RequiredDuringSchedulingIgnoredDuringExecution: &corev1.NodeSelectorArgs{
+				NodeSelectorTerms: corev1.NodeSelectorTermArray{corev1.NodeSelectorTermArgs{
+					MatchExpressions: corev1.NodeSelectorRequirementArray{corev1.NodeSelectorRequirementArgs{
+						Key: pulumi.String(ZoneKey), Operator: pulumi.String("In"), Values: pulumi.ToStringArray(s.Zones),
+					}},
+				}},
+			},
+		}
+	}
+	return aff
+}
+
+// TopologySpread keeps replicas balanced across zones: strictly in zone
+// mode, best effort otherwise.
+func TopologySpread(selector map[string]string, s Spread) corev1.TopologySpreadConstraintArray {
+	when := "ScheduleAnyway"
+	if s.Mode == SpreadZone {
+		when = "DoNotSchedule"
+	}
+	return corev1.TopologySpreadConstraintArray{corev1.TopologySpreadConstraintArgs{
+		MaxSkew:           pulumi.Int(1),
+		TopologyKey:       pulumi.String(ZoneKey),
+		WhenUnsatisfiable: pulumi.String(when),
+		LabelSelector:     &metav1.LabelSelectorArgs{MatchLabels: pulumi.ToStringMap(selector)},
+	}}
+}
+
+// NewPDB allows at most one replica of the workload to be disrupted at once.
+func NewPDB(ctx *pulumi.Context, name, namespace, component string, opts ...pulumi.ResourceOption) error {
+	_, err := policyv1.NewPodDisruptionBudget(ctx, name, &policyv1.PodDisruptionBudgetArgs{
+		Metadata: Meta(component, namespace, component),
+		Spec: &policyv1.PodDisruptionBudgetSpecArgs{
+			MaxUnavailable: pulumi.Int(1),
+			Selector:       &metav1.LabelSelectorArgs{MatchLabels: pulumi.ToStringMap(Labels(component))},
+		},
+	}, opts...)
+	if err != nil {
+		return fmt.Errorf("PodDisruptionBudget %s: %w", component, err)
+	}
+	return nil
+}
