@@ -53,6 +53,7 @@ type Config struct {
 	Storage            Storage `config:"storage"`
 	Backup             Backup  `config:"backup"`
 	TLS                TLS     `config:"tls"`
+	Ingress            Ingress `config:"ingress"`
 	// ExistingCAs is the secret kcp-tmc:existingCAs: CAs brought by the user,
 	// by CA name (bring your own CA).
 	ExistingCAs map[string]ExistingCA `json:"-"`
@@ -142,6 +143,17 @@ type TLS struct {
 	RenewBefore  string `json:"renewBefore"`
 	// ACME, when set, issues the public front-proxy certificate from Let's Encrypt.
 	ACME *ACME `json:"acme,omitempty"`
+}
+
+// Ingress is kcp-tmc:ingress: how kcp.<domain> reaches the front-proxy.
+type Ingress struct {
+	// Mode is passthrough (nginx SSL passthrough), loadbalancer (NLB, TCP) or
+	// terminate (TLS ends at nginx: breaks client-certificate auth).
+	Mode               string `json:"mode"`
+	ClassName          string `json:"className"`
+	InstallController  bool   `json:"installController"`
+	ControllerVersion  string `json:"controllerVersion"`
+	ControllerReplicas int    `json:"controllerReplicas"`
 }
 
 // ACME is kcp-tmc:tls.acme.
@@ -236,6 +248,7 @@ func configFields(c *Config) []configField {
 		{"storage", &c.Storage},
 		{"backup", &c.Backup},
 		{"tls", &c.TLS},
+		{"ingress", &c.Ingress},
 	}
 }
 

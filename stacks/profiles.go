@@ -3,6 +3,7 @@ package stacks
 import (
 	"strings"
 
+	"github.com/kcp-tmc/kcp-tmc/components/ingress"
 	"github.com/kcp-tmc/kcp-tmc/components/pki"
 )
 
@@ -37,6 +38,8 @@ func Profile(env string) (*Config, error) {
 			Performance: Performance{MaxRequestsInflight: 400, MaxMutatingRequestsInflight: 200, RequestTimeout: "60s"}},
 		Backup: Backup{Enabled: true, Schedule: "0 2 * * *", TimeZone: "UTC"},
 		// CAs 10 years, leaves 1 year renewed 15 days early, as the kcp helm chart.
+		Ingress: Ingress{Mode: ingress.ModePassthrough, ClassName: ingress.DefaultClassName,
+			ControllerVersion: ingress.DefaultControllerVersion, ControllerReplicas: 2},
 		TLS: TLS{Mode: pki.ModeCertManager, CertManagerVersion: pki.DefaultCertManagerVersion,
 			CADuration: "87600h", LeafDuration: "8760h", RenewBefore: "360h"},
 	}
@@ -51,6 +54,7 @@ func Profile(env string) (*Config, error) {
 	case "staging":
 		base.Target = Target{Mode: TargetKubeconfig}
 		base.TLS.InstallCertManager = true
+		base.Ingress.InstallController = true
 		base.KCP.Replicas, base.KCP.FrontProxyReplicas, base.KCP.AntiAffinity = 3, 2, AntiAffinityHostname
 		base.KCP.Resources = resources("1", "2Gi", "2", "4Gi")
 		base.KCP.FrontProxyResources = resources("250m", "256Mi", "1", "1Gi")
@@ -59,6 +63,7 @@ func Profile(env string) (*Config, error) {
 	case "prod":
 		base.Target = Target{Mode: TargetKubeconfig}
 		base.TLS.InstallCertManager = true
+		base.Ingress.InstallController, base.Ingress.ControllerReplicas = true, 3
 		base.Zones = []string{"us-east-1a", "us-east-1b", "us-east-1c"}
 		base.KCP.Replicas, base.KCP.FrontProxyReplicas, base.KCP.AntiAffinity = 3, 3, AntiAffinityZone
 		base.KCP.Resources = resources("2", "4Gi", "4", "8Gi")

@@ -12,6 +12,7 @@ import (
 	"github.com/pulumi/pulumi/sdk/v3/go/pulumi"
 
 	"github.com/kcp-tmc/kcp-tmc/components/etcd"
+	"github.com/kcp-tmc/kcp-tmc/components/ingress"
 	"github.com/kcp-tmc/kcp-tmc/components/kcp"
 	"github.com/kcp-tmc/kcp-tmc/components/pki"
 	"github.com/kcp-tmc/kcp-tmc/components/platform"
@@ -83,12 +84,24 @@ func Deploy(ctx *pulumi.Context, cfg *Config, projectDir string) error {
 	if err != nil {
 		return fmt.Errorf("kcp: %w", err)
 	}
+	entry, err := ingress.NewIngress(ctx, "ingress", ingress.Args{
+		Mode: cfg.Ingress.Mode, Namespace: cfg.Namespace, Host: "kcp." + cfg.Domain, ClassName: cfg.Ingress.ClassName,
+		BackendService: kcp.FrontProxyService, BackendPort: 443, TargetPort: kcp.FrontProxyPort,
+		NLB:               cfg.Environment == "prod",
+		InstallController: cfg.Ingress.InstallController, ControllerVersion: cfg.Ingress.ControllerVersion,
+		ControllerReplicas: cfg.Ingress.ControllerReplicas,
+		PodSecurityVersion: cfg.PodSecurityVersion,
+		Labels:             map[string]string{"kcp-tmc.io/environment": cfg.Environment},
+	}, k8s, pulumi.DependsOn([]pulumi.Resource{server}))
+	if err != nil {
+		return fmt.Errorf("ingress: %w", err)
+	}
 
 	ctx.Export("environment", pulumi.String(cfg.Environment))
 	ctx.Export("tlsSecrets", certs.SecretNames)
 	ctx.Export("storageClass", stor.ClassName)
 	ctx.Export("etcdURL", db.ClientURL)
-	ctx.Export("kcpURL", server.URL)
+	ctx.Export("kcpURL", entry.URL)
 	ctx.Export("namespace", plat.Namespace)
 	if cfg.Target.Mode == TargetRender {
 		ctx.Export("renderDir", pulumi.String(renderDir(cfg, projectDir)))
@@ -166,7 +179,8 @@ func kcpArgs(cfg *Config) kcp.Args {
 			EtcdClient: pki.CertEtcdClientKCP, ServiceAccount: pki.CertServiceAccount,
 			ClientCA: pki.CAClient, RequestHeaderCA: pki.CARequestHeader, ServerCA: pki.CAServer,
 		},
-		Performance: kcp.Performance{MaxRequestsInflight: p.MaxRequestsInflight, MaxMutatingRequestsInflight: p.MaxMutatingRequestsInflight, RequestTimeout: p.RequestTimeout},
+		Performance:       kcp.Performance{MaxRequestsInflight: p.MaxRequestsInflight, MaxMutatingRequestsInflight: p.MaxMutatingRequestsInflight, RequestTimeout: p.RequestTimeout},
+		FrontProxyClients: ingress.FrontProxyClients(cfg.Ingress.Mode),
 	}
 }
 

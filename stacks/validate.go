@@ -10,6 +10,7 @@ import (
 	"time"
 	_ "time/tzdata" // validate backup.timeZone without relying on the host's zoneinfo
 
+	"github.com/kcp-tmc/kcp-tmc/components/ingress"
 	"github.com/kcp-tmc/kcp-tmc/components/pki"
 	"github.com/kcp-tmc/kcp-tmc/components/storage"
 )
@@ -62,6 +63,7 @@ func (c *Config) Validate() error {
 	c.validateStorage(v)
 	c.validateBackup(v)
 	c.validateTLS(v)
+	c.validateIngress(v)
 	return v.err()
 }
 
@@ -251,6 +253,31 @@ func (c *Config) validateTLS(v *validator) {
 		if err := pki.CheckCA(name, pki.ExistingCA{CertPEM: ca.Cert, KeyPEM: ca.Key}); err != nil {
 			v.add("existingCAs."+name, "<secret>", err.Error())
 		}
+	}
+}
+
+func (c *Config) validateIngress(v *validator) {
+	in := c.Ingress
+	modes := []string{ingress.ModePassthrough, ingress.ModeLoadBalancer, ingress.ModeTerminate}
+	if !slices.Contains(modes, in.Mode) {
+		v.add("ingress.mode", in.Mode, "one of "+strings.Join(modes, ", ")+" (passthrough keeps client-certificate auth working)")
+	}
+	if !isDNSLabel(in.ClassName) {
+		v.add("ingress.className", in.ClassName, "an IngressClass name")
+	}
+	if in.InstallController && c.Target.Mode == TargetRender {
+		v.add("ingress.installController", "true", "false in render mode (a Helm release cannot be rendered)")
+	}
+	if in.InstallController && in.Mode == ingress.ModeLoadBalancer {
+		v.add("ingress.installController", "true", "false with ingress.mode loadbalancer (no controller is involved)")
+	}
+	if !regexp.MustCompile(`^[0-9]+\.[0-9]+\.[0-9]+$`).MatchString(in.ControllerVersion) {
+		v.add("ingress.controllerVersion", in.ControllerVersion, `a pinned ingress-nginx chart version like "4.12.1"`)
+	}
+	if in.ControllerReplicas < 1 || in.ControllerReplicas > 9 {
+		v.add("ingress.controllerReplicas", strconv.Itoa(in.ControllerReplicas), "1 to 9")
+	} else if c.Environment == "prod" && in.InstallController && in.ControllerReplicas < 2 {
+		v.add("ingress.controllerReplicas", strconv.Itoa(in.ControllerReplicas), "at least 2 in prod")
 	}
 }
 

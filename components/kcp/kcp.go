@@ -70,6 +70,10 @@ type Args struct {
 	EtcdSelector map[string]string
 	// MonitoringNamespace may scrape kcp's metrics.
 	MonitoringNamespace string
+	// FrontProxyClients may reach the front-proxy (default: any pod in any
+	// namespace); the ingress component says who: its controller's namespace,
+	// or the internet behind a passthrough load balancer.
+	FrontProxyClients []security.Flow
 }
 
 // KCP is the component.
@@ -258,10 +262,18 @@ func NewKCP(ctx *pulumi.Context, name string, args Args, opts ...pulumi.Resource
 		[]security.Flow{{Pods: args.EtcdSelector, Ports: []int{2379}}, {Pods: server, Ports: []int{APIPort, VirtualWSPort}}}, child); err != nil {
 		return nil, err
 	}
-	// The front-proxy is the public entry point: any source may reach it (the
-	// ingress controller or a passthrough load balancer), on its port only.
-	if err := security.NewAllowPolicy(ctx, name+"-front-proxy-netpol", ns, FrontProxyName, proxy,
-		[]security.Flow{{Namespace: "*", Ports: []int{FrontProxyPort}}},
+	// The front-proxy is the entry point: its clients (the ingress controller
+	// or a passthrough load balancer) may reach its port, nothing else.
+	clients := args.FrontProxyClients
+	if len(clients) == 0 {
+		clients = []security.Flow{{Namespace: "*"}}
+	}
+	var proxyIngress []security.Flow
+	for _, c := range clients {
+		c.Ports = []int{FrontProxyPort}
+		proxyIngress = append(proxyIngress, c)
+	}
+	if err := security.NewAllowPolicy(ctx, name+"-front-proxy-netpol", ns, FrontProxyName, proxy, proxyIngress,
 		[]security.Flow{{Pods: server, Ports: []int{APIPort, VirtualWSPort}}}, child); err != nil {
 		return nil, err
 	}

@@ -84,11 +84,12 @@ func SecretItemsVolume(name, secret string, keys ...string) corev1.VolumeArgs {
 }
 
 // Flow is one allowed connection: pods with these labels (nil = any pod in
-// the namespace; Namespace selects another namespace by name, "*" any)
-// on these TCP ports.
+// the namespace; Namespace selects another namespace by name, "*" any), or
+// the addresses in CIDR (traffic from outside the cluster), on these TCP ports.
 type Flow struct {
 	Pods      map[string]string
 	Namespace string
+	CIDR      string
 	Ports     []int
 }
 
@@ -97,6 +98,11 @@ type Flow struct {
 // exactly the given flows; everything else stays denied by the namespace's
 // default-deny policy.
 func NewAllowPolicy(ctx *pulumi.Context, urnName, namespace, component string, selector map[string]string, ingress, egress []Flow, opts ...pulumi.ResourceOption) error {
+	return NewAnnotatedAllowPolicy(ctx, urnName, namespace, component, selector, ingress, egress, nil, opts...)
+}
+
+// NewAnnotatedAllowPolicy is NewAllowPolicy with annotations on the policy.
+func NewAnnotatedAllowPolicy(ctx *pulumi.Context, urnName, namespace, component string, selector map[string]string, ingress, egress []Flow, annotations map[string]string, opts ...pulumi.ResourceOption) error {
 	var in networkingv1.NetworkPolicyIngressRuleArray
 	for _, f := range ingress {
 		in = append(in, networkingv1.NetworkPolicyIngressRuleArgs{From: f.peers(), Ports: f.ports()})
@@ -115,7 +121,8 @@ func NewAllowPolicy(ctx *pulumi.Context, urnName, namespace, component string, s
 	name := "allow-" + component
 	_, err := networkingv1.NewNetworkPolicy(ctx, urnName, &networkingv1.NetworkPolicyArgs{
 		Metadata: &metav1.ObjectMetaArgs{Name: pulumi.String(name), Namespace: pulumi.String(namespace),
-			Labels: pulumi.StringMap{"app.kubernetes.io/part-of": pulumi.String("kcp-tmc"), "app.kubernetes.io/managed-by": pulumi.String("pulumi")}},
+			Labels:      pulumi.StringMap{"app.kubernetes.io/part-of": pulumi.String("kcp-tmc"), "app.kubernetes.io/managed-by": pulumi.String("pulumi")},
+			Annotations: pulumi.ToStringMap(annotations)},
 		Spec: networkingv1.NetworkPolicySpecArgs{
 			PodSelector: metav1.LabelSelectorArgs{MatchLabels: pulumi.ToStringMap(selector)},
 			PolicyTypes: pulumi.ToStringArray(types),
@@ -130,6 +137,9 @@ func NewAllowPolicy(ctx *pulumi.Context, urnName, namespace, component string, s
 }
 
 func (f Flow) peers() networkingv1.NetworkPolicyPeerArray {
+	if f.CIDR != "" {
+		return networkingv1.NetworkPolicyPeerArray{networkingv1.NetworkPolicyPeerArgs{IpBlock: &networkingv1.IPBlockArgs{Cidr: pulumi.String(f.CIDR)}}}
+	}
 	peer := networkingv1.NetworkPolicyPeerArgs{}
 	if f.Pods != nil {
 		peer.PodSelector = metav1.LabelSelectorArgs{MatchLabels: pulumi.ToStringMap(f.Pods)}

@@ -1,0 +1,304 @@
+// Package ingress publishes kcp at kcp.<domain>. kcp clients authenticate
+// with client certificates, so the default keeps TLS end to end: nginx's SSL
+// passthrough, or a TCP (NLB) load balancer. Terminating TLS at nginx is
+// available only as an explicit mode (see docs/ingress.md for why it breaks
+// client-certificate authentication).
+package ingress
+
+import (
+	"errors"
+	"fmt"
+	"regexp"
+
+	corev1 "github.com/pulumi/pulumi-kubernetes/sdk/v4/go/kubernetes/core/v1"
+	helmv3 "github.com/pulumi/pulumi-kubernetes/sdk/v4/go/kubernetes/helm/v3"
+	networkingv1 "github.com/pulumi/pulumi-kubernetes/sdk/v4/go/kubernetes/networking/v1"
+	"github.com/pulumi/pulumi/sdk/v3/go/pulumi"
+
+	"github.com/kcp-tmc/kcp-tmc/components/platform"
+	"github.com/kcp-tmc/kcp-tmc/components/security"
+	"github.com/kcp-tmc/kcp-tmc/components/workload"
+)
+
+// TypeToken is the Pulumi type of the component.
+const TypeToken = "kcp-tmc:ingress:Ingress"
+
+// Exposure modes.
+const (
+	ModePassthrough  = "passthrough"  // nginx Ingress, ssl-passthrough: TLS reaches kcp untouched
+	ModeLoadBalancer = "loadbalancer" // a LoadBalancer Service (NLB, TCP): TLS reaches kcp untouched
+	ModeTerminate    = "terminate"    // nginx terminates TLS (the seed's GRPC mode): breaks client-cert auth
+)
+
+// Defaults.
+const (
+	DefaultClassName         = "nginx"
+	DefaultControllerVersion = "4.12.1" // ingress-nginx Helm chart
+	DefaultTerminateSecret   = "kcp-tls-cert"
+	ControllerNamespace      = "ingress-nginx"
+)
+
+// NLBAnnotations make the AWS Load Balancer Controller provision an internet-facing NLB
+// that forwards TCP to pod IPs.
+var NLBAnnotations = map[string]string{
+	"service.beta.kubernetes.io/aws-load-balancer-type":            "external",
+	"service.beta.kubernetes.io/aws-load-balancer-nlb-target-type": "ip",
+	"service.beta.kubernetes.io/aws-load-balancer-scheme":          "internet-facing",
+}
+
+// Args configures the exposure.
+type Args struct {
+	Mode      string
+	Namespace string // kcp's namespace (the front-proxy Service)
+	Host      string // kcp.<domain>
+	ClassName string
+	// BackendService and BackendPort name the front-proxy Service; TargetPort
+	// is its container port (for the load balancer).
+	BackendService string
+	BackendPort    int
+	TargetPort     int
+	// TerminateSecret is the TLS Secret nginx serves in terminate mode.
+	TerminateSecret string
+	// NLB annotates load-balancer Services for an AWS NLB (prod).
+	NLB bool
+	// InstallController installs ingress-nginx with --enable-ssl-passthrough
+	// (not in render mode).
+	InstallController  bool
+	ControllerVersion  string
+	ControllerReplicas int
+	// PodSecurityVersion and Labels configure the controller's namespace,
+	// built like kcp's: Pod Security `restricted`, default deny.
+	PodSecurityVersion string
+	Labels             map[string]string
+	// MonitoringNamespace may scrape the controller's metrics.
+	MonitoringNamespace string
+}
+
+// Ingress is the component.
+type Ingress struct {
+	pulumi.ResourceState
+
+	// URL is where clients reach kcp.
+	URL pulumi.StringOutput `pulumi:"url"`
+}
+
+// WithDefaults fills unset fields.
+func (a Args) WithDefaults() Args {
+	if a.Mode == "" {
+		a.Mode = ModePassthrough
+	}
+	if a.ClassName == "" {
+		a.ClassName = DefaultClassName
+	}
+	if a.TerminateSecret == "" {
+		a.TerminateSecret = DefaultTerminateSecret
+	}
+	if a.ControllerVersion == "" {
+		a.ControllerVersion = DefaultControllerVersion
+	}
+	if a.ControllerReplicas == 0 {
+		a.ControllerReplicas = 2
+	}
+	return a
+}
+
+var (
+	hostname = regexp.MustCompile(`^([a-z0-9]([-a-z0-9]*[a-z0-9])?\.)+[a-z0-9]([-a-z0-9]*[a-z0-9])?$`)
+	version  = regexp.MustCompile(`^[0-9]+\.[0-9]+\.[0-9]+$`)
+)
+
+// Validate reports every invalid field.
+func (a Args) Validate() error {
+	var errs []error
+	bad := func(field string, value any, allowed string) {
+		errs = append(errs, fmt.Errorf("ingress: %s %v: want %s", field, value, allowed))
+	}
+	switch a.Mode {
+	case ModePassthrough, ModeLoadBalancer, ModeTerminate:
+	default:
+		bad("Mode", fmt.Sprintf("%q", a.Mode), "passthrough, loadbalancer or terminate")
+	}
+	if !hostname.MatchString(a.Host) {
+		bad("Host", fmt.Sprintf("%q", a.Host), "a DNS name")
+	}
+	if a.BackendService == "" || a.BackendPort < 1 || a.TargetPort < 1 {
+		bad("Backend", fmt.Sprintf("%s:%d→%d", a.BackendService, a.BackendPort, a.TargetPort), "the front-proxy Service, its port and target port")
+	}
+	if a.InstallController && a.Mode == ModeLoadBalancer {
+		bad("InstallController", true, "false in loadbalancer mode (no ingress controller is involved)")
+	}
+	if !version.MatchString(a.ControllerVersion) {
+		bad("ControllerVersion", fmt.Sprintf("%q", a.ControllerVersion), `a pinned chart version like "4.12.1"`)
+	}
+	if a.ControllerReplicas < 1 {
+		bad("ControllerReplicas", a.ControllerReplicas, "at least 1")
+	}
+	return errors.Join(errs...)
+}
+
+// FrontProxyClients is who must be able to reach the front-proxy in a mode:
+// the controller's namespace, or (load balancer, client IPs preserved) anyone.
+func FrontProxyClients(mode string) []security.Flow {
+	if mode == ModeLoadBalancer {
+		return []security.Flow{{CIDR: "0.0.0.0/0"}}
+	}
+	return []security.Flow{{Namespace: ControllerNamespace}}
+}
+
+// NewIngress registers the component and its children.
+func NewIngress(ctx *pulumi.Context, name string, args Args, opts ...pulumi.ResourceOption) (*Ingress, error) {
+	args = args.WithDefaults()
+	if err := args.Validate(); err != nil {
+		return nil, err
+	}
+	comp := &Ingress{}
+	if err := ctx.RegisterComponentResource(TypeToken, name, comp, opts...); err != nil {
+		return nil, fmt.Errorf("registering %s %q: %w", TypeToken, name, err)
+	}
+	child := []pulumi.ResourceOption{pulumi.Parent(comp)}
+	if args.InstallController {
+		rel, err := installController(ctx, name, args, child)
+		if err != nil {
+			return nil, err
+		}
+		child = append(child, pulumi.DependsOn([]pulumi.Resource{rel}))
+	}
+
+	var err error
+	if args.Mode == ModeLoadBalancer {
+		err = loadBalancer(ctx, name, args, child)
+	} else {
+		err = ingressObject(ctx, name, args, child)
+	}
+	if err != nil {
+		return nil, err
+	}
+	comp.URL = pulumi.Sprintf("https://%s", args.Host)
+	if err := ctx.RegisterResourceOutputs(comp, pulumi.Map{"url": comp.URL}); err != nil {
+		return nil, fmt.Errorf("registering outputs of %q: %w", name, err)
+	}
+	return comp, nil
+}
+
+// Annotations are the Ingress annotations of a mode.
+func Annotations(a Args) map[string]string {
+	if a.Mode == ModeTerminate {
+		// The seed's mode: nginx decrypts and speaks gRPC to the backend; the
+		// client's certificate ends at nginx.
+		return map[string]string{"nginx.ingress.kubernetes.io/backend-protocol": "GRPC"}
+	}
+	return map[string]string{
+		"nginx.ingress.kubernetes.io/ssl-passthrough":  "true",
+		"nginx.ingress.kubernetes.io/backend-protocol": "HTTPS",
+	}
+}
+
+func ingressObject(ctx *pulumi.Context, name string, a Args, opts []pulumi.ResourceOption) error {
+	meta := workload.Meta("kcp", a.Namespace, "kcp-front-proxy")
+	meta.Annotations = pulumi.ToStringMap(Annotations(a))
+	spec := &networkingv1.IngressSpecArgs{
+		IngressClassName: pulumi.String(a.ClassName),
+		Rules: networkingv1.IngressRuleArray{networkingv1.IngressRuleArgs{
+			Host: pulumi.String(a.Host),
+			Http: &networkingv1.HTTPIngressRuleValueArgs{Paths: networkingv1.HTTPIngressPathArray{networkingv1.HTTPIngressPathArgs{
+				Path: pulumi.String("/"), PathType: pulumi.String("Prefix"),
+				Backend: networkingv1.IngressBackendArgs{Service: &networkingv1.IngressServiceBackendArgs{
+					Name: pulumi.String(a.BackendService), Port: &networkingv1.ServiceBackendPortArgs{Number: pulumi.Int(a.BackendPort)},
+				}},
+			}}},
+		}},
+	}
+	if a.Mode == ModeTerminate {
+		spec.Tls = networkingv1.IngressTLSArray{networkingv1.IngressTLSArgs{
+			Hosts: pulumi.ToStringArray([]string{a.Host}), SecretName: pulumi.String(a.TerminateSecret),
+		}}
+	}
+	if _, err := networkingv1.NewIngress(ctx, name+"-kcp", &networkingv1.IngressArgs{Metadata: meta, Spec: spec}, opts...); err != nil {
+		return fmt.Errorf("Ingress for %s: %w", a.Host, err)
+	}
+	return nil
+}
+
+func loadBalancer(ctx *pulumi.Context, name string, a Args, opts []pulumi.ResourceOption) error {
+	meta := workload.Meta("kcp-front-proxy-lb", a.Namespace, "kcp-front-proxy")
+	if a.NLB {
+		meta.Annotations = pulumi.ToStringMap(NLBAnnotations)
+	}
+	_, err := corev1.NewService(ctx, name+"-lb", &corev1.ServiceArgs{
+		Metadata: meta,
+		Spec: &corev1.ServiceSpecArgs{
+			Type:                  pulumi.String("LoadBalancer"),
+			ExternalTrafficPolicy: pulumi.String("Local"), // keep client IPs; no second hop
+			Selector:              pulumi.ToStringMap(workload.Labels("kcp-front-proxy")),
+			Ports: corev1.ServicePortArray{corev1.ServicePortArgs{
+				Name: pulumi.String("https"), Protocol: pulumi.String("TCP"), Port: pulumi.Int(443), TargetPort: pulumi.Int(a.TargetPort),
+			}},
+		},
+	}, opts...)
+	if err != nil {
+		return fmt.Errorf("LoadBalancer Service: %w", err)
+	}
+	return nil
+}
+
+// installController installs ingress-nginx with SSL passthrough enabled,
+// spread over zones, with a disruption budget and (prod) an NLB in front.
+func installController(ctx *pulumi.Context, name string, a Args, opts []pulumi.ResourceOption) (pulumi.Resource, error) {
+	labels := pulumi.StringMap{"app.kubernetes.io/name": pulumi.String("ingress-nginx"), "app.kubernetes.io/component": pulumi.String("controller")}
+	controller := pulumi.Map{
+		"replicaCount":         pulumi.Int(a.ControllerReplicas),
+		"extraArgs":            pulumi.Map{"enable-ssl-passthrough": pulumi.String("true")},
+		"ingressClassResource": pulumi.Map{"name": pulumi.String(a.ClassName)},
+		"topologySpreadConstraints": pulumi.Array{pulumi.Map{
+			"maxSkew": pulumi.Int(1), "topologyKey": pulumi.String(workload.ZoneKey),
+			"whenUnsatisfiable": pulumi.String("ScheduleAnyway"), "labelSelector": pulumi.Map{"matchLabels": labels},
+		}},
+		"podDisruptionBudget": pulumi.Map{"enabled": pulumi.Bool(a.ControllerReplicas > 1), "maxUnavailable": pulumi.Int(1)},
+	}
+	if a.NLB {
+		controller["service"] = pulumi.Map{"annotations": pulumi.ToStringMap(NLBAnnotations), "externalTrafficPolicy": pulumi.String("Local")}
+	}
+	// `restricted` allows adding NET_BIND_SERVICE, the one capability nginx needs.
+	controller["image"] = pulumi.Map{"allowPrivilegeEscalation": pulumi.Bool(false)}
+	controller["containerSecurityContext"] = pulumi.Map{
+		"runAsNonRoot": pulumi.Bool(true), "runAsUser": pulumi.Int(101), "runAsGroup": pulumi.Int(82),
+		"allowPrivilegeEscalation": pulumi.Bool(false), "seccompProfile": pulumi.Map{"type": pulumi.String("RuntimeDefault")},
+		"capabilities": pulumi.Map{"drop": pulumi.ToStringArray([]string{"ALL"}), "add": pulumi.ToStringArray([]string{"NET_BIND_SERVICE"})},
+	}
+	ns, err := platform.NewPlatform(ctx, name+"-controller", platform.Args{
+		Namespace: ControllerNamespace, PodSecurityVersion: a.PodSecurityVersion, Labels: a.Labels,
+	}, opts...)
+	if err != nil {
+		return nil, fmt.Errorf("controller namespace: %w", err)
+	}
+	monitoring := a.MonitoringNamespace
+	if monitoring == "" {
+		monitoring = "monitoring"
+	}
+	// kube-score cannot see the controller's pods: the Helm release creates them.
+	ignore := map[string]string{"kube-score/ignore": "networkpolicy-targets-pod"}
+	if err := security.NewAnnotatedAllowPolicy(ctx, name+"-controller-netpol", ControllerNamespace, "ingress-nginx",
+		map[string]string{"app.kubernetes.io/name": "ingress-nginx"},
+		[]security.Flow{
+			{CIDR: "0.0.0.0/0", Ports: []int{80, 443}},
+			{CIDR: "0.0.0.0/0", Ports: []int{8443}}, // admission webhook, called by the API server
+			{Namespace: monitoring, Ports: []int{10254}},
+		},
+		[]security.Flow{
+			{Pods: workload.Labels("kcp-front-proxy"), Namespace: a.Namespace, Ports: []int{a.TargetPort}},
+			{CIDR: "0.0.0.0/0", Ports: []int{443, 6443}}, // the Kubernetes API (its address differs per cluster)
+		}, ignore, append(opts, pulumi.DependsOn([]pulumi.Resource{ns}))...); err != nil {
+		return nil, err
+	}
+	rel, err := helmv3.NewRelease(ctx, name+"-ingress-nginx", &helmv3.ReleaseArgs{
+		Chart:          pulumi.String("ingress-nginx"),
+		Version:        pulumi.String(a.ControllerVersion),
+		Namespace:      ns.Namespace,
+		RepositoryOpts: &helmv3.RepositoryOptsArgs{Repo: pulumi.String("https://kubernetes.github.io/ingress-nginx")},
+		Values:         pulumi.Map{"controller": controller},
+	}, append(opts, pulumi.DependsOn([]pulumi.Resource{ns}))...)
+	if err != nil {
+		return nil, fmt.Errorf("ingress-nginx release: %w", err)
+	}
+	return rel, nil
+}

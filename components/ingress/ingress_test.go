@@ -1,0 +1,113 @@
+package ingress
+
+import (
+	"reflect"
+	"strings"
+	"testing"
+
+	"github.com/pulumi/pulumi/sdk/v3/go/pulumi"
+
+	"github.com/kcp-tmc/kcp-tmc/internal/mocktest"
+)
+
+func args(mode string) Args {
+	return Args{Mode: mode, Namespace: "kcp", Host: "kcp.example.com", BackendService: "kcp-front-proxy", BackendPort: 443, TargetPort: 8443}
+}
+
+func run(t *testing.T, a Args) *mocktest.Recorder {
+	t.Helper()
+	rec, err := mocktest.Run(t, "test", func(ctx *pulumi.Context) error {
+		_, err := NewIngress(ctx, "ingress", a)
+		return err
+	})
+	if err != nil {
+		t.Fatal(err)
+	}
+	return rec
+}
+
+func TestModes(t *testing.T) {
+	tests := []struct {
+		name        string
+		args        Args
+		annotations map[string]any
+		tlsSecret   any
+		lb          bool
+	}{
+		{"passthrough keeps client certificates", args(ModePassthrough),
+			map[string]any{"nginx.ingress.kubernetes.io/ssl-passthrough": "true", "nginx.ingress.kubernetes.io/backend-protocol": "HTTPS"}, nil, false},
+		{"terminate is the seed's GRPC mode", args(ModeTerminate),
+			map[string]any{"nginx.ingress.kubernetes.io/backend-protocol": "GRPC"}, "kcp-tls-cert", false},
+		{"load balancer passes TCP through", func() Args { a := args(ModeLoadBalancer); a.NLB = true; return a }(), nil, nil, true},
+	}
+	for _, tt := range tests {
+		t.Run(tt.name, func(t *testing.T) {
+			rec := run(t, tt.args)
+			if tt.lb {
+				svc := rec.Object(t, "kubernetes:core/v1:Service", "kcp-front-proxy-lb")
+				if mocktest.Dig(svc, "spec", "type") != "LoadBalancer" || mocktest.Dig(svc, "spec", "ports", 0, "targetPort") != float64(8443) ||
+					mocktest.Dig(svc, "metadata", "annotations", "service.beta.kubernetes.io/aws-load-balancer-type") != "external" {
+					t.Errorf("load balancer = %v", svc)
+				}
+				if len(rec.OfType("kubernetes:networking.k8s.io/v1:Ingress")) != 0 {
+					t.Error("an Ingress exists in load-balancer mode")
+				}
+				return
+			}
+			ing := rec.Object(t, "kubernetes:networking.k8s.io/v1:Ingress", "kcp")
+			if got := mocktest.Dig(ing, "metadata", "annotations"); !reflect.DeepEqual(got, tt.annotations) {
+				t.Errorf("annotations = %v, want %v", got, tt.annotations)
+			}
+			if mocktest.Dig(ing, "spec", "rules", 0, "host") != "kcp.example.com" ||
+				mocktest.Dig(ing, "spec", "rules", 0, "http", "paths", 0, "backend", "service", "name") != "kcp-front-proxy" {
+				t.Errorf("rule = %v", mocktest.Dig(ing, "spec", "rules"))
+			}
+			if got := mocktest.Dig(ing, "spec", "tls", 0, "secretName"); got != tt.tlsSecret {
+				t.Errorf("TLS secret = %v, want %v", got, tt.tlsSecret)
+			}
+		})
+	}
+}
+
+func TestControllerInstall(t *testing.T) {
+	a := args(ModePassthrough)
+	a.InstallController, a.ControllerReplicas, a.NLB = true, 3, true
+	rec := run(t, a)
+	rel := rec.OfType("kubernetes:helm.sh/v3:Release")
+	if len(rel) != 1 {
+		t.Fatalf("%d releases", len(rel))
+	}
+	values := mocktest.Dig(rel[0].Input(), "values", "controller")
+	if mocktest.Dig(values, "extraArgs", "enable-ssl-passthrough") != "true" || mocktest.Dig(values, "replicaCount") != float64(3) ||
+		mocktest.Dig(values, "podDisruptionBudget", "enabled") != true ||
+		mocktest.Dig(values, "service", "annotations", "service.beta.kubernetes.io/aws-load-balancer-nlb-target-type") != "ip" ||
+		mocktest.Dig(values, "topologySpreadConstraints", 0, "topologyKey") != "topology.kubernetes.io/zone" {
+		t.Errorf("controller values = %v", values)
+	}
+	ns := rec.Object(t, "kubernetes:core/v1:Namespace", ControllerNamespace)
+	if mocktest.Dig(ns, "metadata", "labels", "pod-security.kubernetes.io/enforce") != "restricted" {
+		t.Error("controller namespace is not restricted")
+	}
+	rec.Object(t, "kubernetes:networking.k8s.io/v1:NetworkPolicy", "allow-ingress-nginx")
+}
+
+func TestValidate(t *testing.T) {
+	tests := []struct {
+		name string
+		a    Args
+		want string
+	}{
+		{"unknown mode", args("http"), `Mode "http"`},
+		{"bad host", func() Args { a := args(ModePassthrough); a.Host = "kcp_example"; return a }(), `Host "kcp_example"`},
+		{"controller for a load balancer", func() Args { a := args(ModeLoadBalancer); a.InstallController = true; return a }(), "InstallController"},
+		{"unpinned chart", func() Args { a := args(ModePassthrough); a.ControllerVersion = "latest"; return a }(), `ControllerVersion "latest"`},
+	}
+	for _, tt := range tests {
+		t.Run(tt.name, func(t *testing.T) {
+			err := tt.a.WithDefaults().Validate()
+			if err == nil || !strings.Contains(err.Error(), tt.want) {
+				t.Fatalf("err = %v, want %q", err, tt.want)
+			}
+		})
+	}
+}
