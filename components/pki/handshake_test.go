@@ -1,8 +1,6 @@
 package pki
 
 import (
-	"bytes"
-	"context"
 	"crypto/tls"
 	"fmt"
 	"io"
@@ -12,10 +10,10 @@ import (
 	"os/exec"
 	"path/filepath"
 	"strings"
-	"syscall"
 	"testing"
 	"time"
 
+	"github.com/kcp-tmc/kcp-tmc/internal/etcdtest"
 	"github.com/kcp-tmc/kcp-tmc/internal/toolchain"
 )
 
@@ -26,14 +24,19 @@ import (
 // certificate from another CA, is refused.
 func TestEtcdMutualTLS(t *testing.T) {
 	// All ports up front, held together, so the parallel clusters never collide.
-	ports := freePorts(t, 6*len(modes))
+	ports := etcdtest.FreePorts(t, 6*len(modes))
 	for i, mode := range modes {
 		t.Run(mode.name, func(t *testing.T) {
 			t.Parallel() // each mode runs its own cluster on its own ports
 			b := mode.bundles(t, testArgs(mode.name).WithDefaults())
 			dir := t.TempDir()
 			files := writeBundles(t, dir, b)
-			endpoints := startEtcdCluster(t, dir, files, ports[6*i:6*i+6])
+			cluster := etcdtest.New(dir, 3, ports[6*i:6*i+6], etcdtest.TLS{
+				ServerCert: files[CertEtcdServer].crt, ServerKey: files[CertEtcdServer].key,
+				PeerCert: files[CertEtcdPeer].crt, PeerKey: files[CertEtcdPeer].key, CA: files[CertEtcdServer].ca,
+			})
+			cluster.Start(t, files[CertEtcdClientKCP].crt, files[CertEtcdClientKCP].key)
+			endpoints := cluster.Endpoints()
 
 			etcdctl := func(cert string, args ...string) (string, error) {
 				base := []string{"--endpoints=" + endpoints, "--cacert=" + files[CertEtcdServer].ca,
@@ -154,64 +157,4 @@ func writeBundles(t *testing.T, dir string, b map[string]bundle) map[string]pemF
 		out[name] = f
 	}
 	return out
-}
-
-// startEtcdCluster runs three members with the etcd-server certificate for
-// clients and the etcd-peer certificate between members, client-cert auth
-// on both, and returns the client endpoints.
-func startEtcdCluster(t *testing.T, dir string, f map[string]pemFiles, ports []int) string {
-	t.Helper()
-	if _, err := os.Stat(toolchain.Path("etcd")); err != nil {
-		t.Fatalf("etcd not built (run hack/toolchain.sh judges): %v", err)
-	}
-	type member struct{ name, client, peer string }
-	var members []member
-	var initial, endpoints []string
-	for i := range 3 {
-		m := member{fmt.Sprintf("etcd-%d", i), fmt.Sprintf("https://127.0.0.1:%d", ports[2*i]), fmt.Sprintf("https://127.0.0.1:%d", ports[2*i+1])}
-		members = append(members, m)
-		initial = append(initial, m.name+"="+m.peer)
-		endpoints = append(endpoints, m.client)
-	}
-	for _, m := range members {
-		var log bytes.Buffer
-		cmd := exec.Command(toolchain.Path("etcd"),
-			"--name="+m.name, "--data-dir="+filepath.Join(dir, m.name),
-			"--listen-client-urls="+m.client, "--advertise-client-urls="+m.client,
-			"--listen-peer-urls="+m.peer, "--initial-advertise-peer-urls="+m.peer,
-			"--initial-cluster="+strings.Join(initial, ","), "--initial-cluster-state=new",
-			"--cert-file="+f[CertEtcdServer].crt, "--key-file="+f[CertEtcdServer].key,
-			"--trusted-ca-file="+f[CertEtcdServer].ca, "--client-cert-auth",
-			"--peer-cert-file="+f[CertEtcdPeer].crt, "--peer-key-file="+f[CertEtcdPeer].key,
-			"--peer-trusted-ca-file="+f[CertEtcdPeer].ca, "--peer-client-cert-auth",
-			"--log-level=warn", "--unsafe-no-fsync")
-		cmd.Stdout, cmd.Stderr = &log, &log
-		cmd.SysProcAttr = &syscall.SysProcAttr{Setpgid: true, Pdeathsig: syscall.SIGKILL}
-		if err := cmd.Start(); err != nil {
-			t.Fatal(err)
-		}
-		t.Cleanup(func() {
-			_ = syscall.Kill(-cmd.Process.Pid, syscall.SIGKILL)
-			_ = cmd.Wait()
-			if t.Failed() {
-				t.Logf("%s log:\n%s", m.name, log.String())
-			}
-		})
-	}
-	ctx, cancel := context.WithTimeout(context.Background(), 30*time.Second)
-	defer cancel()
-	for ctx.Err() == nil {
-		out, err := exec.Command(toolchain.Path("etcdctl"), "--endpoints="+strings.Join(endpoints, ","),
-			"--cacert="+f[CertEtcdServer].ca, "--cert="+f[CertEtcdClientKCP].crt, "--key="+f[CertEtcdClientKCP].key,
-			"endpoint", "health", "--dial-timeout=2s").CombinedOutput()
-		if err == nil {
-			return strings.Join(endpoints, ",")
-		}
-		if ctx.Err() != nil {
-			t.Fatalf("etcd cluster not healthy: %s", out)
-		}
-		time.Sleep(300 * time.Millisecond)
-	}
-	t.Fatal("etcd cluster not healthy within 30s")
-	return ""
 }

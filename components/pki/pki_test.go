@@ -4,7 +4,6 @@ import (
 	"crypto/tls"
 	"crypto/x509"
 	"fmt"
-	"net"
 	"reflect"
 	"slices"
 	"strings"
@@ -468,20 +467,4 @@ func TestValidate(t *testing.T) {
 			}
 		})
 	}
-}
-
-// freePorts reserves n distinct loopback ports for real servers in the
-// handshake tests, holding them all until it returns.
-func freePorts(t *testing.T, n int) []int {
-	t.Helper()
-	var ports []int
-	for range n {
-		l, err := net.Listen("tcp", "127.0.0.1:0")
-		if err != nil {
-			t.Fatal(err)
-		}
-		defer l.Close()
-		ports = append(ports, l.Addr().(*net.TCPAddr).Port)
-	}
-	return ports
 }

@@ -1,0 +1,122 @@
+#!/bin/sh
+# etcd-backup.sh — the one backup script: the backup CronJob, the weekly
+# verification CronJob and the DR drill all run it.
+#
+#   etcd-backup.sh backup            snapshot a healthy member, verify, upload
+#   etcd-backup.sh latest            print the newest snapshot's key
+#   etcd-backup.sh fetch KEY FILE    download a snapshot
+#   etcd-backup.sh verify-latest     fetch the newest snapshot and prove it restores
+#
+# Environment:
+#   ETCD_ENDPOINTS     comma-separated https:// client URLs (backup)
+#   ETCDCTL_CACERT, ETCDCTL_CERT, ETCDCTL_KEY   the etcd-client-backup certificate
+#   BACKUP_TARGET      s3://bucket/prefix or file:///directory
+#   CLUSTER_NAME       goes into every object key
+#   SSE_KMS_KEY_ID     KMS key for SSE-KMS uploads (s3 targets; empty: the bucket default key)
+#   AWS_ENDPOINT_URL   an S3-compatible endpoint instead of AWS (optional)
+#   WORK_DIR           scratch space (default /tmp/etcd-backup)
+# Requires etcdctl, etcdutl and, for s3 targets, the aws CLI. Any failed step
+# exits non-zero with a message naming the step.
+set -eu
+
+WORK_DIR=${WORK_DIR:-/tmp/etcd-backup}
+CLUSTER_NAME=${CLUSTER_NAME:?CLUSTER_NAME is required}
+BACKUP_TARGET=${BACKUP_TARGET:?BACKUP_TARGET is required (s3://bucket/prefix or file:///dir)}
+BACKUP_TARGET=${BACKUP_TARGET%/}
+
+fail() { echo "etcd-backup: FAILED: $*" >&2; exit 1; }
+log() { echo "etcd-backup: $*" >&2; }
+
+aws_s3() {
+  if [ -n "${AWS_ENDPOINT_URL:-}" ]; then aws --endpoint-url "$AWS_ENDPOINT_URL" s3 "$@"; else aws s3 "$@"; fi
+}
+
+# status FILE: prints "hash revision totalKey" from etcdutl's JSON.
+status() {
+  json=$(etcdutl snapshot status "$1" -w json) || fail "etcdutl snapshot status $1"
+  hash=$(echo "$json" | sed -n 's/.*"hash":\([0-9]*\).*/\1/p')
+  rev=$(echo "$json" | sed -n 's/.*"revision":\([0-9]*\).*/\1/p')
+  keys=$(echo "$json" | sed -n 's/.*"totalKey":\([0-9]*\).*/\1/p')
+  [ -n "$hash" ] && [ -n "$rev" ] && [ -n "$keys" ] || fail "cannot read hash/revision/keys from: $json"
+  [ "$keys" -gt 0 ] || fail "snapshot $1 holds no keys"
+  echo "$hash $rev $keys"
+}
+
+put() { # put FILE KEY
+  case "$BACKUP_TARGET" in
+    s3://*)
+      if [ -n "${SSE_KMS_KEY_ID:-}" ]; then
+        aws_s3 cp "$1" "$BACKUP_TARGET/$2" --only-show-errors --sse aws:kms --sse-kms-key-id "$SSE_KMS_KEY_ID"
+      else
+        aws_s3 cp "$1" "$BACKUP_TARGET/$2" --only-show-errors --sse aws:kms
+      fi ;;
+    file://*)
+      dir=${BACKUP_TARGET#file://}
+      mkdir -p "$(dirname "$dir/$2")" && cp "$1" "$dir/$2.tmp" && mv "$dir/$2.tmp" "$dir/$2" ;;
+    *) fail "BACKUP_TARGET $BACKUP_TARGET: want s3://bucket/prefix or file:///dir" ;;
+  esac || fail "upload of $2 to $BACKUP_TARGET"
+}
+
+latest() {
+  case "$BACKUP_TARGET" in
+    s3://*) aws_s3 ls "$BACKUP_TARGET/$CLUSTER_NAME/" --recursive | awk '{print $4}' | grep '\.db$' | sort | tail -n 1 |
+              sed "s|^${BACKUP_TARGET#s3://*/}/||" ;;
+    file://*) (cd "${BACKUP_TARGET#file://}" && find "$CLUSTER_NAME" -name '*.db' | sort | tail -n 1) ;;
+  esac
+}
+
+fetch() { # fetch KEY FILE
+  case "$BACKUP_TARGET" in
+    s3://*) aws_s3 cp "$BACKUP_TARGET/$1" "$2" --only-show-errors ;;
+    file://*) cp "${BACKUP_TARGET#file://}/$1" "$2" ;;
+  esac || fail "download of $1 from $BACKUP_TARGET"
+}
+
+backup() {
+  : "${ETCD_ENDPOINTS:?ETCD_ENDPOINTS is required}"
+  mkdir -p "$WORK_DIR"
+  snap="$WORK_DIR/snapshot.db"
+  rm -f "$snap" "$snap.part"
+  # A healthy member, so one sick member never blocks the backup.
+  member=""
+  for ep in $(echo "$ETCD_ENDPOINTS" | tr ',' ' '); do
+    if etcdctl --endpoints="$ep" --dial-timeout=5s --command-timeout=10s endpoint health >/dev/null 2>&1; then
+      member=$ep; break
+    fi
+    log "member $ep is not healthy, trying the next"
+  done
+  [ -n "$member" ] || fail "no healthy etcd member among $ETCD_ENDPOINTS"
+  etcdctl --endpoints="$member" --dial-timeout=10s --command-timeout=10m snapshot save "$snap" >/dev/null ||
+    fail "etcdctl snapshot save from $member"
+  set -- $(status "$snap")
+  hash=$1 rev=$2 keys=$3
+  stamp=$(date -u +%Y%m%dT%H%M%SZ)
+  key="$CLUSTER_NAME/$(date -u +%Y/%m/%d)/etcd-$CLUSTER_NAME-$stamp-rev$rev.db"
+  printf '{"cluster":"%s","time":"%s","member":"%s","hash":%s,"revision":%s,"totalKey":%s,"bytes":%s}\n' \
+    "$CLUSTER_NAME" "$stamp" "$member" "$hash" "$rev" "$keys" "$(wc -c <"$snap" | tr -d ' ')" >"$snap.json"
+  put "$snap" "$key"
+  put "$snap.json" "$key.json"
+  log "OK $key hash=$hash revision=$rev keys=$keys"
+  echo "$key"
+}
+
+verify_latest() {
+  key=$(latest) || fail "listing $BACKUP_TARGET"
+  [ -n "$key" ] || fail "no snapshot of $CLUSTER_NAME under $BACKUP_TARGET"
+  mkdir -p "$WORK_DIR"
+  rm -rf "$WORK_DIR/verify" "$WORK_DIR/latest.db"
+  fetch "$key" "$WORK_DIR/latest.db"
+  set -- $(status "$WORK_DIR/latest.db")
+  etcdutl snapshot restore "$WORK_DIR/latest.db" --data-dir "$WORK_DIR/verify" >/dev/null 2>&1 ||
+    fail "restore of $key into a scratch data dir"
+  rm -rf "$WORK_DIR/verify" "$WORK_DIR/latest.db"
+  log "OK verified $key hash=$1 revision=$2 keys=$3"
+}
+
+case "${1:-backup}" in
+  backup) backup ;;
+  latest) latest ;;
+  fetch) [ $# -eq 3 ] || fail "usage: fetch KEY FILE"; fetch "$2" "$3" ;;
+  verify-latest) verify_latest ;;
+  *) fail "unknown command $1 (backup, latest, fetch, verify-latest)" ;;
+esac
