@@ -128,6 +128,28 @@ type Backup struct {
 	Enabled  bool   `json:"enabled"`
 	Schedule string `json:"schedule"`
 	TimeZone string `json:"timeZone"`
+	// VerifySchedule runs the restore verification of the newest snapshot.
+	VerifySchedule string `json:"verifySchedule"`
+	// Target is s3 (AWS, or an S3-compatible endpoint) or pvc.
+	Target string `json:"target"`
+	// Image has sh, etcdctl, etcdutl and the aws CLI (hack/backup-image).
+	Image    string `json:"image"`
+	Bucket   string `json:"bucket"`
+	Prefix   string `json:"prefix"`
+	Region   string `json:"region"`
+	Endpoint string `json:"endpoint"`
+	// Lifecycle in days (S3 on AWS).
+	TransitionDays int `json:"transitionDays"`
+	ArchiveDays    int `json:"archiveDays"`
+	RetentionDays  int `json:"retentionDays"`
+	NoncurrentDays int `json:"noncurrentDays"`
+	ObjectLockDays int `json:"objectLockDays"`
+	// OIDCProviderARN and OIDCIssuer identify the cluster's IRSA provider.
+	OIDCProviderARN string `json:"oidcProviderArn"`
+	OIDCIssuer      string `json:"oidcIssuer"`
+	// PVCSize and PVCStorageClass size the pvc target (class default: etcd.storageClass).
+	PVCSize         string `json:"pvcSize"`
+	PVCStorageClass string `json:"pvcStorageClass"`
 }
 
 // TLS is kcp-tmc:tls: how certificates are issued (components/pki).

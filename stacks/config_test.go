@@ -33,6 +33,9 @@ func env(name string, kv ...string) source {
 		s.values["kubeconfig"] = "apiVersion: v1\nkind: Config\n"
 		s.secrets["kubeconfig"] = true
 	}
+	if name == "prod" || name == "staging" {
+		s.values["backup"] = testIRSA
+	}
 	for i := 0; i+1 < len(kv); i += 2 {
 		if kv[i+1] == "<delete>" {
 			delete(s.values, kv[i])
@@ -42,6 +45,9 @@ func env(name string, kv ...string) source {
 	}
 	return s
 }
+
+// testIRSA is the backup identity provider staging and prod need.
+const testIRSA = `{"oidcProviderArn":"arn:aws:iam::123456789012:oidc-provider/oidc.example/id/T","oidcIssuer":"oidc.example/id/T"}`
 
 // secretEnv is env with the last key set as a secret.
 func secretEnv(name string, kv ...string) source {
@@ -101,6 +107,11 @@ func TestLoadRejectsBadConfig(t *testing.T) {
 		{"cron minute out of range", env("dev", "backup", `{"schedule":"61 2 * * *"}`), "kcp-tmc:backup.schedule", "61 2 * * *"},
 		{"cron unknown descriptor", env("dev", "backup", `{"schedule":"@sometimes"}`), "kcp-tmc:backup.schedule", "@sometimes"},
 		{"cron zero step", env("dev", "backup", `{"schedule":"*/0 * * * *"}`), "kcp-tmc:backup.schedule", "*/0 * * * *"},
+		{"backups on a PVC in prod", env("prod", "backup", `{"target":"pvc","pvcSize":"100Gi"}`), "kcp-tmc:backup.target", "pvc"},
+		{"IA transition too early", env("staging", "backup", `{"transitionDays":7}`), "kcp-tmc:backup.transitionDays", "7"},
+		{"IRSA provider of the wrong kind", env("prod", "backup", `{"oidcProviderArn":"arn:aws:iam::1:role/x","oidcIssuer":"x"}`), "kcp-tmc:backup.oidcProviderArn", "arn:aws:iam::1:role/x"},
+		{"bucket with capitals", env("dev", "backup", `{"target":"s3","bucket":"My_Backups","endpoint":"http://minio:9000"}`), "kcp-tmc:backup.bucket", "My_Backups"},
+		{"endpoint without scheme", env("dev", "backup", `{"target":"s3","endpoint":"minio:9000"}`), "kcp-tmc:backup.endpoint", "minio:9000"},
 		{"bad time zone", env("dev", "backup", `{"timeZone":"Mars/Olympus"}`), "kcp-tmc:backup.timeZone", "Mars/Olympus"},
 		{"backups off in prod", env("prod", "backup", `{"enabled":false}`), "kcp-tmc:backup.enabled", "false"},
 		{"backup enabled as string", env("dev", "backup", `{"enabled":"yes"}`), "kcp-tmc:backup.enabled", "a string"},

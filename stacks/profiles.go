@@ -3,6 +3,7 @@ package stacks
 import (
 	"strings"
 
+	"github.com/kcp-tmc/kcp-tmc/components/backup"
 	"github.com/kcp-tmc/kcp-tmc/components/ingress"
 	"github.com/kcp-tmc/kcp-tmc/components/pki"
 )
@@ -36,7 +37,9 @@ func Profile(env string) (*Config, error) {
 		PodSecurityVersion: DefaultPodSecurityVersion,
 		KCP: KCP{Image: DefaultKCPImage, Version: DefaultKCPVersion,
 			Performance: Performance{MaxRequestsInflight: 400, MaxMutatingRequestsInflight: 200, RequestTimeout: "60s"}},
-		Backup: Backup{Enabled: true, Schedule: "0 2 * * *", TimeZone: "UTC"},
+		Backup: Backup{Enabled: true, Schedule: "0 2 * * *", TimeZone: "UTC", VerifySchedule: "0 4 * * 0",
+			Image: backup.DefaultImage + ":" + backup.DefaultTag, Target: backup.TargetS3, Prefix: "etcd", Region: "us-east-1",
+			Bucket: "kcp-tmc-" + env + "-etcd-backups", TransitionDays: 30, RetentionDays: 90, NoncurrentDays: 30},
 		// CAs 10 years, leaves 1 year renewed 15 days early, as the kcp helm chart.
 		Ingress: Ingress{Mode: ingress.ModePassthrough, ClassName: ingress.DefaultClassName,
 			ControllerVersion: ingress.DefaultControllerVersion, ControllerReplicas: 2},
@@ -46,6 +49,7 @@ func Profile(env string) (*Config, error) {
 	switch env {
 	case "dev":
 		base.Target = Target{Mode: TargetRender, RenderDir: "rendered/dev"}
+		base.Backup.Target, base.Backup.PVCSize = backup.TargetPVC, "20Gi"
 		base.KCP.Replicas, base.KCP.FrontProxyReplicas, base.KCP.AntiAffinity = 1, 1, AntiAffinityNone
 		base.KCP.Resources = resources("250m", "512Mi", "1", "2Gi")
 		base.KCP.FrontProxyResources = resources("100m", "128Mi", "500m", "512Mi")
@@ -70,6 +74,8 @@ func Profile(env string) (*Config, error) {
 		base.KCP.FrontProxyResources = resources("500m", "512Mi", "2", "2Gi")
 		base.Etcd = Etcd{Replicas: 3, StorageClass: "fast-ssd", StorageSize: "100Gi", AntiAffinity: AntiAffinityZone,
 			Resources: resources("1", "2Gi", "2", "4Gi")}
+		// A year of dailies; archived after 90 days; recent ones locked against deletion.
+		base.Backup.ArchiveDays, base.Backup.RetentionDays, base.Backup.ObjectLockDays = 120, 365, 30
 		// gp3 with headroom over its 3000 IOPS / 125 MiB/s baseline: etcd is fsync-bound.
 		base.Storage = Storage{Create: true, VolumeType: "gp3", IOPS: 6000, ThroughputMiBps: 250, ReclaimPolicy: "Retain"}
 	default:

@@ -8,9 +8,11 @@ import (
 	"strings"
 	"time"
 
+	"github.com/pulumi/pulumi-aws/sdk/v6/go/aws"
 	"github.com/pulumi/pulumi-kubernetes/sdk/v4/go/kubernetes"
 	"github.com/pulumi/pulumi/sdk/v3/go/pulumi"
 
+	"github.com/kcp-tmc/kcp-tmc/components/backup"
 	"github.com/kcp-tmc/kcp-tmc/components/etcd"
 	"github.com/kcp-tmc/kcp-tmc/components/ingress"
 	"github.com/kcp-tmc/kcp-tmc/components/kcp"
@@ -97,6 +99,23 @@ func Deploy(ctx *pulumi.Context, cfg *Config, projectDir string) error {
 		return fmt.Errorf("ingress: %w", err)
 	}
 
+	if cfg.Backup.Enabled {
+		providers := []pulumi.ProviderResource{provider}
+		if a := backupArgs(cfg); a.Target == backup.TargetS3 && a.S3.Endpoint == "" {
+			awsProvider, err := aws.NewProvider(ctx, "aws", &aws.ProviderArgs{Region: pulumi.String(cfg.Backup.Region)})
+			if err != nil {
+				return fmt.Errorf("aws provider: %w", err)
+			}
+			providers = append(providers, awsProvider)
+		}
+		snapshots, err := backup.NewBackup(ctx, "backup", backupArgs(cfg), pulumi.Providers(providers...),
+			pulumi.DependsOn([]pulumi.Resource{plat, certs, db}))
+		if err != nil {
+			return fmt.Errorf("backup: %w", err)
+		}
+		ctx.Export("backupTarget", snapshots.Target)
+	}
+
 	ctx.Export("environment", pulumi.String(cfg.Environment))
 	ctx.Export("tlsSecrets", certs.SecretNames)
 	ctx.Export("storageClass", stor.ClassName)
@@ -162,7 +181,32 @@ func etcdArgs(cfg *Config) etcd.Args {
 }
 
 // BackupSelector labels the backup job's pods (allowed to reach etcd).
-var BackupSelector = workload.Labels("etcd-backup")
+var BackupSelector = workload.Labels(backup.Name)
+
+func backupArgs(cfg *Config) backup.Args {
+	b := cfg.Backup
+	class := b.PVCStorageClass
+	if class == "" {
+		class = cfg.Etcd.StorageClass
+	}
+	var endpoints []string
+	for _, m := range etcd.MemberNames(cfg.Etcd.Replicas) {
+		endpoints = append(endpoints, fmt.Sprintf("https://%s.%s.%s.svc:%d", m, etcd.HeadlessName, cfg.Namespace, etcd.ClientPort))
+	}
+	return backup.Args{
+		Namespace: cfg.Namespace, ClusterName: "kcp-tmc-" + cfg.Environment,
+		Schedule: b.Schedule, TimeZone: b.TimeZone, VerifySchedule: b.VerifySchedule, Image: b.Image,
+		EtcdEndpoints: endpoints, ClientSecret: pki.CertEtcdClientBackup, EtcdSelector: workload.Labels(etcd.Name),
+		Target: b.Target,
+		S3: backup.S3{Bucket: b.Bucket, Prefix: b.Prefix, Region: b.Region, Endpoint: b.Endpoint,
+			TransitionDays: b.TransitionDays, ArchiveDays: b.ArchiveDays, RetentionDays: b.RetentionDays,
+			NoncurrentDays: b.NoncurrentDays, ObjectLockDays: b.ObjectLockDays,
+			OIDCProviderARN: b.OIDCProviderARN, OIDCIssuer: b.OIDCIssuer},
+		PVC:       backup.PVC{StorageClass: class, Size: b.PVCSize},
+		Resources: workload.Resources{RequestCPU: "100m", RequestMemory: "128Mi", LimitCPU: "1", LimitMemory: "512Mi", RequestEphemeral: "1Gi", LimitEphemeral: "10Gi"},
+		Protect:   cfg.Environment != "dev",
+	}
+}
 
 func kcpArgs(cfg *Config) kcp.Args {
 	p := cfg.KCP.Performance

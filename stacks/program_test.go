@@ -38,7 +38,7 @@ func TestProgramDevRendersIntoProject(t *testing.T) {
 }
 
 func TestProgramProdUsesSecretKubeconfigAndRetainsNamespace(t *testing.T) {
-	mocktest.SetConfig(t, map[string]string{"environment": "prod", "kubeconfig": "apiVersion: v1\nkind: Config\n"}, "kubeconfig")
+	mocktest.SetConfig(t, map[string]string{"environment": "prod", "kubeconfig": "apiVersion: v1\nkind: Config\n", "backup": testIRSA}, "kubeconfig")
 	rec, err := mocktest.Run(t, "prod", Program)
 	if err != nil {
 		t.Fatal(err)
@@ -82,7 +82,7 @@ func TestStacksPerEnvironment(t *testing.T) {
 		kcpCPU           string
 	}{
 		{"dev", map[string]string{"environment": "dev"}, 1, 1, 1, "standard", "20Gi", false, false, "250m"},
-		{"prod", map[string]string{"environment": "prod", "kubeconfig": "apiVersion: v1"}, 3, 3, 3, "fast-ssd", "100Gi", true, true, "2"},
+		{"prod", map[string]string{"environment": "prod", "kubeconfig": "apiVersion: v1", "backup": testIRSA}, 3, 3, 3, "fast-ssd", "100Gi", true, true, "2"},
 	}
 	for _, tt := range tests {
 		t.Run(tt.env, func(t *testing.T) {

@@ -10,6 +10,7 @@ import (
 	"time"
 	_ "time/tzdata" // validate backup.timeZone without relying on the host's zoneinfo
 
+	"github.com/kcp-tmc/kcp-tmc/components/backup"
 	"github.com/kcp-tmc/kcp-tmc/components/ingress"
 	"github.com/kcp-tmc/kcp-tmc/components/pki"
 	"github.com/kcp-tmc/kcp-tmc/components/storage"
@@ -201,8 +202,46 @@ func (c *Config) validateBackup(v *validator) {
 	if err := ValidateCron(c.Backup.Schedule); err != nil {
 		v.add("backup.schedule", c.Backup.Schedule, "a 5-field cron expression or @daily/@hourly/@weekly/@monthly/@yearly ("+err.Error()+")")
 	}
+	if err := ValidateCron(c.Backup.VerifySchedule); err != nil {
+		v.add("backup.verifySchedule", c.Backup.VerifySchedule, "a 5-field cron expression ("+err.Error()+")")
+	}
 	if _, err := time.LoadLocation(c.Backup.TimeZone); err != nil || c.Backup.TimeZone == "" || c.Backup.TimeZone == "Local" {
 		v.add("backup.timeZone", c.Backup.TimeZone, `an IANA time zone such as "UTC" or "Europe/Berlin"`)
+	}
+	if c.Backup.Target == backup.TargetPVC && c.Environment == "prod" {
+		v.add("backup.target", c.Backup.Target, "s3 in prod (a PVC dies with the cluster it backs up)")
+	}
+	if c.Backup.Endpoint != "" && !strings.HasPrefix(c.Backup.Endpoint, "https://") && !strings.HasPrefix(c.Backup.Endpoint, "http://") {
+		v.add("backup.endpoint", c.Backup.Endpoint, "an http(s):// URL of an S3-compatible server")
+	}
+	componentErrors(v, backupArgs(c).WithDefaults().Validate(), "backup", map[string]string{
+		"Target": "target", "Image": "image", "S3.Bucket": "bucket", "S3.Prefix": "prefix", "S3.Region": "region",
+		"S3.TransitionDays": "transitionDays", "S3.ArchiveDays": "archiveDays", "S3.RetentionDays": "retentionDays",
+		"S3.NoncurrentDays": "noncurrentDays", "S3.ObjectLockDays": "objectLockDays",
+		"S3.OIDCProviderARN": "oidcProviderArn", "S3.OIDCIssuer": "oidcIssuer", "PVC": "pvcSize",
+	})
+}
+
+// componentErrors re-keys a component's Validate errors ("area: Field value:
+// want allowed", one per line) to config keys, so the user sees the key to fix.
+func componentErrors(v *validator, err error, prefix string, keys map[string]string) {
+	if err == nil {
+		return
+	}
+	for _, line := range strings.Split(err.Error(), "\n") {
+		rest := strings.TrimPrefix(line, prefix+": ")
+		fieldValue, allowed, ok := strings.Cut(rest, ": want ")
+		if !ok {
+			continue
+		}
+		field, value, _ := strings.Cut(fieldValue, " ")
+		key, known := keys[field]
+		if !known {
+			// A field stacks fills itself: report it against the area.
+			v.add(prefix, fieldValue, allowed)
+			continue
+		}
+		v.add(prefix+"."+key, strings.Trim(value, `"`), allowed)
 	}
 }
 

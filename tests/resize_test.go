@@ -29,6 +29,7 @@ func TestEtcdResizeKeepsData(t *testing.T) {
 			"kcp-tmc:etcd":    map[string]any{"storageSize": s},
 			"kcp-tmc:tls":     map[string]any{"mode": "cert-manager", "installCertManager": false}, // no TLS plugin here
 			"kcp-tmc:ingress": map[string]any{"installController": false},                          // render mode: no Helm
+			"kcp-tmc:backup":  map[string]any{"target": "pvc", "pvcSize": "100Gi"},                 // no AWS plugin here
 			"kcp-tmc:zones":   []string{"us-east-1a", "us-east-1b", "us-east-1c"},
 		}
 	}

@@ -94,6 +94,13 @@ func (r *Recorder) NewResource(args pulumi.MockResourceArgs) (string, resource.P
 			state[resource.PropertyKey(k)] = resource.NewProperty(v)
 		}
 	}
+	if strings.HasPrefix(args.TypeToken, "aws:") {
+		// What AWS would assign: an ARN (and a key id) derived from the name.
+		state = state.Copy()
+		mod := strings.Split(args.TypeToken, ":")[1]
+		state["arn"] = resource.NewProperty(fmt.Sprintf("arn:aws:%s:us-east-1:123456789012:%s", strings.Split(mod, "/")[0], args.Name))
+		state["keyId"] = resource.NewProperty(args.Name + "-key-id")
+	}
 	return args.Name + "-id", state, nil
 }
 

@@ -1,0 +1,498 @@
+// Package backup takes daily etcd snapshots and proves they restore: an
+// encrypted, versioned S3 bucket with a dedicated KMS key and a
+// least-privilege IRSA role (or, for dev, a PVC or an S3-compatible
+// endpoint), a backup CronJob and a weekly verification CronJob running the
+// one script in scripts/etcd-backup.sh, and a restore plan (restore.go).
+package backup
+
+import (
+	"encoding/json"
+	"errors"
+	"fmt"
+	"regexp"
+	"strings"
+
+	"github.com/pulumi/pulumi-aws/sdk/v6/go/aws/iam"
+	"github.com/pulumi/pulumi-aws/sdk/v6/go/aws/kms"
+	"github.com/pulumi/pulumi-aws/sdk/v6/go/aws/s3"
+	batchv1 "github.com/pulumi/pulumi-kubernetes/sdk/v4/go/kubernetes/batch/v1"
+	corev1 "github.com/pulumi/pulumi-kubernetes/sdk/v4/go/kubernetes/core/v1"
+	metav1 "github.com/pulumi/pulumi-kubernetes/sdk/v4/go/kubernetes/meta/v1"
+	"github.com/pulumi/pulumi/sdk/v3/go/pulumi"
+
+	"github.com/kcp-tmc/kcp-tmc/components/security"
+	"github.com/kcp-tmc/kcp-tmc/components/workload"
+)
+
+// TypeToken is the Pulumi type of the component.
+const TypeToken = "kcp-tmc:backup:Backup"
+
+// Names.
+const (
+	Name           = "etcd-backup"
+	VerifyName     = "etcd-backup-verify"
+	ServiceAccount = "etcd-backup"
+	ScriptMount    = "/scripts"
+	DefaultImage   = "ghcr.io/kcp-tmc/etcd-backup"
+	DefaultTag     = "v3.5.35-1" // built from hack/backup-image (etcd 3.5.35 tools + aws CLI)
+)
+
+// Targets.
+const (
+	TargetS3  = "s3"
+	TargetPVC = "pvc"
+)
+
+// Args configures backups.
+type Args struct {
+	Namespace   string
+	ClusterName string // in every object key
+	Schedule    string // cron, default "0 2 * * *"
+	TimeZone    string // default UTC
+	// VerifySchedule runs the restore verification (default weekly, Sunday 04:00).
+	VerifySchedule string
+	Image          string // repository:tag with sh, etcdctl, etcdutl and the aws CLI
+	EtcdEndpoints  []string
+	ClientSecret   string // the etcd-client-backup certificate Secret
+	EtcdSelector   map[string]string
+	Target         string
+	S3             S3
+	PVC            PVC
+	Resources      workload.Resources
+	// Protect keeps the bucket, key and PVC through `pulumi destroy`.
+	Protect bool
+}
+
+// S3 configures an S3 target. With Endpoint set (an S3-compatible server,
+// e.g. MinIO) no AWS resources are created: the bucket must exist.
+type S3 struct {
+	Bucket, Prefix, Region, Endpoint string
+	// Lifecycle, in days: to STANDARD_IA, to GLACIER (0 = never), expiry,
+	// and expiry of overwritten (noncurrent) versions.
+	TransitionDays, ArchiveDays, RetentionDays, NoncurrentDays int
+	// ObjectLockDays > 0 turns on Object Lock (governance mode) for that many
+	// days: a stolen credential cannot delete recent backups.
+	ObjectLockDays int
+	// OIDCProviderARN and OIDCIssuer (host/path, no scheme) identify the
+	// cluster's IRSA identity provider.
+	OIDCProviderARN, OIDCIssuer string
+}
+
+// PVC configures a volume target (dev).
+type PVC struct{ StorageClass, Size string }
+
+// Backup is the component.
+type Backup struct {
+	pulumi.ResourceState
+
+	// Target is where snapshots go (s3://bucket/prefix or a PVC path).
+	Target pulumi.StringOutput `pulumi:"target"`
+	// BucketARN, KeyARN and RoleARN are set for AWS S3 targets.
+	BucketARN pulumi.StringOutput `pulumi:"bucketArn"`
+	KeyARN    pulumi.StringOutput `pulumi:"keyArn"`
+	RoleARN   pulumi.StringOutput `pulumi:"roleArn"`
+}
+
+// WithDefaults fills unset fields.
+func (a Args) WithDefaults() Args {
+	if a.Schedule == "" {
+		a.Schedule = "0 2 * * *"
+	}
+	if a.TimeZone == "" {
+		a.TimeZone = "UTC"
+	}
+	if a.VerifySchedule == "" {
+		a.VerifySchedule = "0 4 * * 0"
+	}
+	if a.Image == "" {
+		a.Image = DefaultImage + ":" + DefaultTag
+	}
+	if a.Target == TargetS3 && a.S3.Prefix == "" {
+		a.S3.Prefix = "etcd"
+	}
+	return a
+}
+
+var bucketName = regexp.MustCompile(`^[a-z0-9][a-z0-9.-]{1,61}[a-z0-9]$`)
+
+// Validate reports every invalid field, with S3's own lifecycle rules.
+func (a Args) Validate() error {
+	var errs []error
+	bad := func(field string, value any, allowed string) {
+		errs = append(errs, fmt.Errorf("backup: %s %v: want %s", field, value, allowed))
+	}
+	if a.Namespace == "" || a.ClusterName == "" || a.ClientSecret == "" || len(a.EtcdEndpoints) == 0 {
+		bad("Namespace/ClusterName/ClientSecret/EtcdEndpoints", "unset", "all set")
+	}
+	if !strings.Contains(a.Image, ":") || strings.HasSuffix(a.Image, ":latest") {
+		bad("Image", fmt.Sprintf("%q", a.Image), "a pinned repository:tag")
+	}
+	switch a.Target {
+	case TargetPVC:
+		if a.PVC.Size == "" || a.PVC.StorageClass == "" {
+			bad("PVC", fmt.Sprintf("%+v", a.PVC), "a StorageClass and a size")
+		}
+	case TargetS3:
+		s := a.S3
+		if !bucketName.MatchString(s.Bucket) || strings.Contains(s.Bucket, "..") {
+			bad("S3.Bucket", fmt.Sprintf("%q", s.Bucket), "an S3 bucket name (3–63 lowercase letters, digits, dots, hyphens)")
+		}
+		if s.Prefix == "" || strings.HasPrefix(s.Prefix, "/") || strings.HasSuffix(s.Prefix, "/") {
+			bad("S3.Prefix", fmt.Sprintf("%q", s.Prefix), "a key prefix without leading or trailing slash")
+		}
+		if s.Region == "" {
+			bad("S3.Region", `""`, "an AWS region")
+		}
+		if s.Endpoint == "" {
+			if !strings.HasPrefix(s.OIDCProviderARN, "arn:aws") || !strings.Contains(s.OIDCProviderARN, ":oidc-provider/") {
+				bad("S3.OIDCProviderARN", fmt.Sprintf("%q", s.OIDCProviderARN), "the ARN of the cluster's IAM OIDC provider (arn:aws:iam::<account>:oidc-provider/<issuer>)")
+			}
+			if s.OIDCIssuer == "" || strings.Contains(s.OIDCIssuer, "://") || !strings.HasSuffix(s.OIDCProviderARN, "/"+s.OIDCIssuer) {
+				bad("S3.OIDCIssuer", fmt.Sprintf("%q", s.OIDCIssuer), "the provider's issuer without https://, the end of its ARN")
+			}
+			if s.TransitionDays != 0 && s.TransitionDays < 30 {
+				bad("S3.TransitionDays", s.TransitionDays, "0 or at least 30 (S3's minimum for STANDARD_IA)")
+			}
+			if s.ArchiveDays != 0 && s.ArchiveDays < s.TransitionDays+30 {
+				bad("S3.ArchiveDays", s.ArchiveDays, "0 or at least TransitionDays+30")
+			}
+			if s.RetentionDays <= max(s.ArchiveDays, s.TransitionDays) {
+				bad("S3.RetentionDays", s.RetentionDays, "longer than the transitions")
+			}
+			if s.NoncurrentDays < 1 {
+				bad("S3.NoncurrentDays", s.NoncurrentDays, "at least 1")
+			}
+			if s.ObjectLockDays < 0 || s.ObjectLockDays > s.RetentionDays {
+				bad("S3.ObjectLockDays", s.ObjectLockDays, "0 (off) up to RetentionDays")
+			}
+		}
+	default:
+		bad("Target", fmt.Sprintf("%q", a.Target), "s3 or pvc")
+	}
+	return errors.Join(errs...)
+}
+
+// awsTarget is true when this component owns AWS resources.
+func (a Args) awsTarget() bool { return a.Target == TargetS3 && a.S3.Endpoint == "" }
+
+// NewBackup registers the component and its children. AWS resources use the
+// aws provider passed in opts (pulumi.Providers).
+func NewBackup(ctx *pulumi.Context, name string, args Args, opts ...pulumi.ResourceOption) (*Backup, error) {
+	args = args.WithDefaults()
+	if err := args.Validate(); err != nil {
+		return nil, err
+	}
+	comp := &Backup{}
+	if err := ctx.RegisterComponentResource(TypeToken, name, comp, opts...); err != nil {
+		return nil, fmt.Errorf("registering %s %q: %w", TypeToken, name, err)
+	}
+	child := pulumi.Parent(comp)
+	keep := []pulumi.ResourceOption{child}
+	if args.Protect {
+		keep = append(keep, pulumi.Protect(true), pulumi.RetainOnDelete(true))
+	}
+	comp.BucketARN = pulumi.String("").ToStringOutput()
+	comp.KeyARN, comp.RoleARN = comp.BucketARN, comp.BucketARN
+	comp.Target = pulumi.String("file:///backups").ToStringOutput()
+	if args.Target == TargetS3 {
+		comp.Target = pulumi.Sprintf("s3://%s/%s", args.S3.Bucket, args.S3.Prefix).ToStringOutput()
+	}
+	if args.awsTarget() {
+		if err := comp.aws(ctx, name, args, keep); err != nil {
+			return nil, err
+		}
+	}
+	if err := comp.kubernetes(ctx, name, args, keep); err != nil {
+		return nil, err
+	}
+	if err := ctx.RegisterResourceOutputs(comp, pulumi.Map{
+		"target": comp.Target, "bucketArn": comp.BucketARN, "keyArn": comp.KeyARN, "roleArn": comp.RoleARN,
+	}); err != nil {
+		return nil, fmt.Errorf("registering outputs of %q: %w", name, err)
+	}
+	return comp, nil
+}
+
+func (b *Backup) aws(ctx *pulumi.Context, name string, a Args, keep []pulumi.ResourceOption) error {
+	child := keep[0]
+	s := a.S3
+	key, err := kms.NewKey(ctx, name+"-key", &kms.KeyArgs{
+		Description:          pulumi.Sprintf("kcp-tmc etcd backups of %s", a.ClusterName),
+		EnableKeyRotation:    pulumi.Bool(true),
+		DeletionWindowInDays: pulumi.Int(30),
+	}, keep...)
+	if err != nil {
+		return fmt.Errorf("KMS key: %w", err)
+	}
+	if _, err := kms.NewAlias(ctx, name+"-key-alias", &kms.AliasArgs{
+		Name: pulumi.Sprintf("alias/kcp-tmc-%s-etcd-backups", a.ClusterName), TargetKeyId: key.KeyId,
+	}, child); err != nil {
+		return fmt.Errorf("KMS alias: %w", err)
+	}
+	bucket, err := s3.NewBucketV2(ctx, name+"-bucket", &s3.BucketV2Args{
+		Bucket:            pulumi.String(s.Bucket),
+		ObjectLockEnabled: pulumi.Bool(s.ObjectLockDays > 0),
+		ForceDestroy:      pulumi.Bool(false),
+	}, keep...)
+	if err != nil {
+		return fmt.Errorf("bucket: %w", err)
+	}
+	if _, err := s3.NewBucketVersioningV2(ctx, name+"-versioning", &s3.BucketVersioningV2Args{
+		Bucket: bucket.ID(), VersioningConfiguration: &s3.BucketVersioningV2VersioningConfigurationArgs{Status: pulumi.String("Enabled")},
+	}, keep...); err != nil {
+		return fmt.Errorf("bucket versioning: %w", err)
+	}
+	if _, err := s3.NewBucketServerSideEncryptionConfigurationV2(ctx, name+"-encryption", &s3.BucketServerSideEncryptionConfigurationV2Args{
+		Bucket: bucket.ID(),
+		Rules: s3.BucketServerSideEncryptionConfigurationV2RuleArray{s3.BucketServerSideEncryptionConfigurationV2RuleArgs{
+			ApplyServerSideEncryptionByDefault: &s3.BucketServerSideEncryptionConfigurationV2RuleApplyServerSideEncryptionByDefaultArgs{
+				SseAlgorithm: pulumi.String("aws:kms"), KmsMasterKeyId: key.Arn,
+			},
+			BucketKeyEnabled: pulumi.Bool(true),
+		}},
+	}, keep...); err != nil {
+		return fmt.Errorf("bucket encryption: %w", err)
+	}
+	if _, err := s3.NewBucketPublicAccessBlock(ctx, name+"-public-access-block", &s3.BucketPublicAccessBlockArgs{
+		Bucket: bucket.ID(), BlockPublicAcls: pulumi.Bool(true), BlockPublicPolicy: pulumi.Bool(true),
+		IgnorePublicAcls: pulumi.Bool(true), RestrictPublicBuckets: pulumi.Bool(true),
+	}, keep...); err != nil {
+		return fmt.Errorf("public access block: %w", err)
+	}
+	if _, err := s3.NewBucketPolicy(ctx, name+"-bucket-policy", &s3.BucketPolicyArgs{
+		Bucket: bucket.ID(),
+		Policy: pulumi.All(bucket.Arn, key.Arn).ApplyT(func(v []any) (string, error) {
+			return BucketPolicy(v[0].(string), v[1].(string))
+		}).(pulumi.StringOutput),
+	}, keep...); err != nil {
+		return fmt.Errorf("bucket policy: %w", err)
+	}
+	if _, err := s3.NewBucketLifecycleConfigurationV2(ctx, name+"-lifecycle", &s3.BucketLifecycleConfigurationV2Args{
+		Bucket: bucket.ID(), Rules: lifecycle(s),
+	}, keep...); err != nil {
+		return fmt.Errorf("bucket lifecycle: %w", err)
+	}
+	if s.ObjectLockDays > 0 {
+		if _, err := s3.NewBucketObjectLockConfigurationV2(ctx, name+"-object-lock", &s3.BucketObjectLockConfigurationV2Args{
+			Bucket: bucket.ID(),
+			Rule: &s3.BucketObjectLockConfigurationV2RuleArgs{DefaultRetention: s3.BucketObjectLockConfigurationV2RuleDefaultRetentionArgs{
+				Mode: pulumi.String("GOVERNANCE"), Days: pulumi.Int(s.ObjectLockDays),
+			}},
+		}, keep...); err != nil {
+			return fmt.Errorf("object lock: %w", err)
+		}
+	}
+	trust, err := TrustPolicy(s.OIDCProviderARN, s.OIDCIssuer, a.Namespace, ServiceAccount)
+	if err != nil {
+		return err
+	}
+	role, err := iam.NewRole(ctx, name+"-role", &iam.RoleArgs{
+		Description:      pulumi.Sprintf("etcd backups of %s (IRSA: %s/%s only)", a.ClusterName, a.Namespace, ServiceAccount),
+		AssumeRolePolicy: pulumi.String(trust),
+	}, child)
+	if err != nil {
+		return fmt.Errorf("IAM role: %w", err)
+	}
+	if _, err := iam.NewRolePolicy(ctx, name+"-role-policy", &iam.RolePolicyArgs{
+		Role: role.ID(),
+		Policy: pulumi.All(bucket.Arn, key.Arn).ApplyT(func(v []any) (string, error) {
+			return AccessPolicy(v[0].(string), s.Prefix, v[1].(string))
+		}).(pulumi.StringOutput),
+	}, child); err != nil {
+		return fmt.Errorf("IAM role policy: %w", err)
+	}
+	b.BucketARN, b.KeyARN, b.RoleARN = bucket.Arn, key.Arn, role.Arn
+	return nil
+}
+
+func lifecycle(s S3) s3.BucketLifecycleConfigurationV2RuleArray {
+	var transitions s3.BucketLifecycleConfigurationV2RuleTransitionArray
+	if s.TransitionDays > 0 {
+		transitions = append(transitions, s3.BucketLifecycleConfigurationV2RuleTransitionArgs{Days: pulumi.Int(s.TransitionDays), StorageClass: pulumi.String("STANDARD_IA")})
+	}
+	if s.ArchiveDays > 0 {
+		transitions = append(transitions, s3.BucketLifecycleConfigurationV2RuleTransitionArgs{Days: pulumi.Int(s.ArchiveDays), StorageClass: pulumi.String("GLACIER")})
+	}
+	return s3.BucketLifecycleConfigurationV2RuleArray{s3.BucketLifecycleConfigurationV2RuleArgs{
+		Id:                             pulumi.String("etcd-snapshots"),
+		Status:                         pulumi.String("Enabled"),
+		Filter:                         &s3.BucketLifecycleConfigurationV2RuleFilterArgs{Prefix: pulumi.String(s.Prefix + "/")},
+		Transitions:                    transitions,
+		Expiration:                     &s3.BucketLifecycleConfigurationV2RuleExpirationArgs{Days: pulumi.Int(s.RetentionDays)},
+		NoncurrentVersionExpiration:    &s3.BucketLifecycleConfigurationV2RuleNoncurrentVersionExpirationArgs{NoncurrentDays: pulumi.Int(s.NoncurrentDays)},
+		AbortIncompleteMultipartUpload: &s3.BucketLifecycleConfigurationV2RuleAbortIncompleteMultipartUploadArgs{DaysAfterInitiation: pulumi.Int(7)},
+	}}
+}
+
+type statement struct {
+	Sid       string         `json:"Sid,omitempty"`
+	Effect    string         `json:"Effect"`
+	Principal any            `json:"Principal,omitempty"`
+	Action    any            `json:"Action"`
+	Resource  any            `json:"Resource,omitempty"`
+	Condition map[string]any `json:"Condition,omitempty"`
+}
+
+func policyJSON(statements ...statement) (string, error) {
+	b, err := json.Marshal(map[string]any{"Version": "2012-10-17", "Statement": statements})
+	if err != nil {
+		return "", fmt.Errorf("policy JSON: %w", err)
+	}
+	return string(b), nil
+}
+
+// TrustPolicy lets exactly one ServiceAccount assume the role through the
+// cluster's OIDC provider (both the subject and the audience are pinned).
+func TrustPolicy(providerARN, issuer, namespace, serviceAccount string) (string, error) {
+	return policyJSON(statement{
+		Effect:    "Allow",
+		Principal: map[string]string{"Federated": providerARN},
+		Action:    "sts:AssumeRoleWithWebIdentity",
+		Condition: map[string]any{"StringEquals": map[string]string{
+			issuer + ":sub": "system:serviceaccount:" + namespace + ":" + serviceAccount,
+			issuer + ":aud": "sts.amazonaws.com",
+		}},
+	})
+}
+
+// AccessPolicy allows writing, reading and listing snapshots under the
+// prefix only, with the backup key only. No delete: expiry is the lifecycle's job.
+func AccessPolicy(bucketARN, prefix, keyARN string) (string, error) {
+	return policyJSON(
+		statement{Sid: "Snapshots", Effect: "Allow", Action: []string{"s3:PutObject", "s3:GetObject"}, Resource: bucketARN + "/" + prefix + "/*"},
+		statement{Sid: "ListSnapshots", Effect: "Allow", Action: "s3:ListBucket", Resource: bucketARN,
+			Condition: map[string]any{"StringLike": map[string]any{"s3:prefix": []string{prefix + "/*", prefix + "/"}}}},
+		statement{Sid: "BackupKey", Effect: "Allow", Action: []string{"kms:Encrypt", "kms:Decrypt", "kms:GenerateDataKey"}, Resource: keyARN},
+	)
+}
+
+// BucketPolicy refuses plain-HTTP access and any upload not encrypted with
+// the backup key.
+func BucketPolicy(bucketARN, keyARN string) (string, error) {
+	return policyJSON(
+		statement{Sid: "DenyInsecureTransport", Effect: "Deny", Principal: "*", Action: "s3:*",
+			Resource: []string{bucketARN, bucketARN + "/*"}, Condition: map[string]any{"Bool": map[string]string{"aws:SecureTransport": "false"}}},
+		statement{Sid: "DenyUnencryptedUploads", Effect: "Deny", Principal: "*", Action: "s3:PutObject", Resource: bucketARN + "/*",
+			Condition: map[string]any{"StringNotEquals": map[string]string{"s3:x-amz-server-side-encryption": "aws:kms"}}},
+		statement{Sid: "DenyOtherKeys", Effect: "Deny", Principal: "*", Action: "s3:PutObject", Resource: bucketARN + "/*",
+			Condition: map[string]any{"StringNotEqualsIfExists": map[string]string{"s3:x-amz-server-side-encryption-aws-kms-key-id": keyARN}}},
+	)
+}
+
+func (b *Backup) kubernetes(ctx *pulumi.Context, name string, a Args, keep []pulumi.ResourceOption) error {
+	child := keep[0]
+	ns := a.Namespace
+	saMeta := workload.Meta(ServiceAccount, ns, Name)
+	if a.awsTarget() {
+		// IRSA: the EKS webhook injects a projected web-identity token for this role.
+		saMeta.Annotations = pulumi.StringMap{"eks.amazonaws.com/role-arn": b.RoleARN}
+	}
+	if _, err := corev1.NewServiceAccount(ctx, name+"-sa", &corev1.ServiceAccountArgs{
+		Metadata: saMeta, AutomountServiceAccountToken: pulumi.Bool(false),
+	}, child); err != nil {
+		return fmt.Errorf("backup ServiceAccount: %w", err)
+	}
+	if _, err := corev1.NewConfigMap(ctx, name+"-script", &corev1.ConfigMapArgs{
+		Metadata: workload.Meta("etcd-backup-script", ns, Name),
+		Data:     pulumi.StringMap{"etcd-backup.sh": pulumi.String(Script)},
+	}, child); err != nil {
+		return fmt.Errorf("backup script ConfigMap: %w", err)
+	}
+	if a.Target == TargetPVC {
+		if _, err := corev1.NewPersistentVolumeClaim(ctx, name+"-pvc", &corev1.PersistentVolumeClaimArgs{
+			Metadata: workload.Meta("etcd-backups", ns, Name),
+			Spec: &corev1.PersistentVolumeClaimSpecArgs{
+				AccessModes:      pulumi.ToStringArray([]string{"ReadWriteOnce"}),
+				StorageClassName: pulumi.String(a.PVC.StorageClass),
+				Resources:        &corev1.VolumeResourceRequirementsArgs{Requests: pulumi.StringMap{"storage": pulumi.String(a.PVC.Size)}},
+			},
+		}, keep...); err != nil {
+			return fmt.Errorf("backup PVC: %w", err)
+		}
+	}
+	for _, job := range []struct{ name, schedule, command string }{
+		{Name, a.Schedule, "backup"},
+		{VerifyName, a.VerifySchedule, "verify-latest"},
+	} {
+		if _, err := batchv1.NewCronJob(ctx, name+"-"+job.command, &batchv1.CronJobArgs{
+			Metadata: workload.Meta(job.name, ns, Name),
+			Spec: &batchv1.CronJobSpecArgs{
+				Schedule:                   pulumi.String(job.schedule),
+				TimeZone:                   pulumi.String(a.TimeZone),
+				ConcurrencyPolicy:          pulumi.String("Forbid"),
+				StartingDeadlineSeconds:    pulumi.Int(600),
+				SuccessfulJobsHistoryLimit: pulumi.Int(3),
+				FailedJobsHistoryLimit:     pulumi.Int(5),
+				JobTemplate: batchv1.JobTemplateSpecArgs{Spec: batchv1.JobSpecArgs{
+					BackoffLimit:            pulumi.Int(2),
+					ActiveDeadlineSeconds:   pulumi.Int(3600),
+					TtlSecondsAfterFinished: pulumi.Int(7 * 24 * 3600),
+					Template:                podTemplate(a, b, job.command),
+				}},
+			},
+		}, child); err != nil {
+			return fmt.Errorf("CronJob %s: %w", job.name, err)
+		}
+	}
+	egress := []security.Flow{{Pods: a.EtcdSelector, Ports: []int{2379}}}
+	if a.Target == TargetS3 {
+		egress = append(egress, security.Flow{CIDR: "0.0.0.0/0", Ports: []int{443}}) // S3 and STS
+	}
+	return security.NewAllowPolicy(ctx, name+"-netpol", ns, Name, workload.Labels(Name), nil, egress, child)
+}
+
+func podTemplate(a Args, b *Backup, command string) corev1.PodTemplateSpecArgs {
+	env := corev1.EnvVarArray{
+		corev1.EnvVarArgs{Name: pulumi.String("ETCD_ENDPOINTS"), Value: pulumi.String(strings.Join(a.EtcdEndpoints, ","))},
+		corev1.EnvVarArgs{Name: pulumi.String("ETCDCTL_CACERT"), Value: pulumi.String("/etc/etcd-backup/tls/ca.crt")},
+		corev1.EnvVarArgs{Name: pulumi.String("ETCDCTL_CERT"), Value: pulumi.String("/etc/etcd-backup/tls/tls.crt")},
+		corev1.EnvVarArgs{Name: pulumi.String("ETCDCTL_KEY"), Value: pulumi.String("/etc/etcd-backup/tls/tls.key")},
+		corev1.EnvVarArgs{Name: pulumi.String("BACKUP_TARGET"), Value: b.Target},
+		corev1.EnvVarArgs{Name: pulumi.String("CLUSTER_NAME"), Value: pulumi.String(a.ClusterName)},
+		corev1.EnvVarArgs{Name: pulumi.String("WORK_DIR"), Value: pulumi.String("/work")},
+		corev1.EnvVarArgs{Name: pulumi.String("HOME"), Value: pulumi.String("/work")}, // the aws CLI writes a cache
+	}
+	if a.Target == TargetS3 {
+		env = append(env,
+			corev1.EnvVarArgs{Name: pulumi.String("AWS_REGION"), Value: pulumi.String(a.S3.Region)},
+			corev1.EnvVarArgs{Name: pulumi.String("SSE_KMS_KEY_ID"), Value: b.KeyARN})
+		if a.S3.Endpoint != "" {
+			env = append(env, corev1.EnvVarArgs{Name: pulumi.String("AWS_ENDPOINT_URL"), Value: pulumi.String(a.S3.Endpoint)})
+		}
+	}
+	mounts := corev1.VolumeMountArray{
+		corev1.VolumeMountArgs{Name: pulumi.String("script"), MountPath: pulumi.String(ScriptMount), ReadOnly: pulumi.Bool(true)},
+		corev1.VolumeMountArgs{Name: pulumi.String("tls"), MountPath: pulumi.String("/etc/etcd-backup/tls"), ReadOnly: pulumi.Bool(true)},
+		corev1.VolumeMountArgs{Name: pulumi.String("work"), MountPath: pulumi.String("/work")},
+	}
+	volumes := corev1.VolumeArray{
+		security.ConfigMapVolume("script", "etcd-backup-script"),
+		security.SecretVolume("tls", a.ClientSecret),
+		security.EmptyDir("work", "10Gi"), // a snapshot is at most the 8Gi quota
+	}
+	if a.Target == TargetPVC {
+		mounts = append(mounts, corev1.VolumeMountArgs{Name: pulumi.String("backups"), MountPath: pulumi.String("/backups")})
+		volumes = append(volumes, corev1.VolumeArgs{Name: pulumi.String("backups"),
+			PersistentVolumeClaim: &corev1.PersistentVolumeClaimVolumeSourceArgs{ClaimName: pulumi.String("etcd-backups")}})
+	}
+	return corev1.PodTemplateSpecArgs{
+		Metadata: &metav1.ObjectMetaArgs{Labels: pulumi.ToStringMap(workload.Labels(Name))},
+		Spec: &corev1.PodSpecArgs{
+			ServiceAccountName:           pulumi.String(ServiceAccount),
+			AutomountServiceAccountToken: pulumi.Bool(false),
+			RestartPolicy:                pulumi.String("Never"),
+			SecurityContext:              security.PodSecurityContext(),
+			Containers: corev1.ContainerArray{corev1.ContainerArgs{
+				Name:            pulumi.String(command),
+				Image:           pulumi.String(a.Image),
+				ImagePullPolicy: pulumi.String("Always"),
+				Command:         pulumi.ToStringArray([]string{"sh", ScriptMount + "/etcd-backup.sh", command}),
+				Env:             env,
+				Resources:       a.Resources.Args(),
+				SecurityContext: security.ContainerSecurityContext(),
+				VolumeMounts:    mounts,
+			}},
+			Volumes: volumes,
+		},
+	}
+}

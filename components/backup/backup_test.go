@@ -1,0 +1,260 @@
+package backup
+
+import (
+	"encoding/json"
+	"strings"
+	"testing"
+
+	"github.com/pulumi/pulumi/sdk/v3/go/pulumi"
+
+	"github.com/kcp-tmc/kcp-tmc/components/workload"
+	"github.com/kcp-tmc/kcp-tmc/internal/mocktest"
+)
+
+func s3Args() Args {
+	return Args{
+		Namespace: "kcp", ClusterName: "prod", EtcdEndpoints: []string{"https://etcd-0.etcd-headless.kcp.svc:2379"},
+		ClientSecret: "etcd-client-backup", EtcdSelector: workload.Labels("etcd"), Target: TargetS3, Protect: true,
+		S3: S3{Bucket: "kcp-tmc-prod-etcd-backups", Region: "us-east-1", TransitionDays: 30, ArchiveDays: 90, RetentionDays: 365,
+			NoncurrentDays: 30, ObjectLockDays: 30,
+			OIDCProviderARN: "arn:aws:iam::123456789012:oidc-provider/oidc.eks.us-east-1.amazonaws.com/id/ABC",
+			OIDCIssuer:      "oidc.eks.us-east-1.amazonaws.com/id/ABC"},
+		Resources: workload.Resources{RequestCPU: "100m", RequestMemory: "128Mi", LimitCPU: "1", LimitMemory: "512Mi", RequestEphemeral: "1Gi", LimitEphemeral: "10Gi"},
+	}
+}
+
+func run(t *testing.T, a Args) *mocktest.Recorder {
+	t.Helper()
+	rec, err := mocktest.Run(t, "test", func(ctx *pulumi.Context) error {
+		_, err := NewBackup(ctx, "backup", a)
+		return err
+	})
+	if err != nil {
+		t.Fatal(err)
+	}
+	return rec
+}
+
+type policy struct {
+	Statement []struct {
+		Sid       string
+		Effect    string
+		Principal any
+		Action    any
+		Resource  any
+		Condition map[string]map[string]any
+	}
+}
+
+func parse(t *testing.T, doc string) policy {
+	t.Helper()
+	var p policy
+	if err := json.Unmarshal([]byte(doc), &p); err != nil {
+		t.Fatalf("%v: %s", err, doc)
+	}
+	return p
+}
+
+func TestBucketAndKey(t *testing.T) {
+	rec := run(t, s3Args())
+	key := rec.Named(t, "aws:kms/key:Key", "backup-key")
+	if key.Input()["enableKeyRotation"] != true || !key.Protect || !key.RetainOnDelete {
+		t.Errorf("key: %v protect=%v retain=%v", key.Input(), key.Protect, key.RetainOnDelete)
+	}
+	bucket := rec.Named(t, "aws:s3/bucketV2:BucketV2", "backup-bucket")
+	if !bucket.Protect || !bucket.RetainOnDelete || bucket.Input()["forceDestroy"] != false || bucket.Input()["objectLockEnabled"] != true {
+		t.Errorf("bucket: %v protect=%v retain=%v", bucket.Input(), bucket.Protect, bucket.RetainOnDelete)
+	}
+	if v := rec.Named(t, "aws:s3/bucketVersioningV2:BucketVersioningV2", "backup-versioning").Input(); mocktest.Dig(v, "versioningConfiguration", "status") != "Enabled" {
+		t.Errorf("versioning = %v", v)
+	}
+	enc := rec.Named(t, "aws:s3/bucketServerSideEncryptionConfigurationV2:BucketServerSideEncryptionConfigurationV2", "backup-encryption").Input()
+	if mocktest.Dig(enc, "rules", 0, "applyServerSideEncryptionByDefault", "sseAlgorithm") != "aws:kms" ||
+		mocktest.Dig(enc, "rules", 0, "applyServerSideEncryptionByDefault", "kmsMasterKeyId") != "arn:aws:kms:us-east-1:123456789012:backup-key" {
+		t.Errorf("encryption = %v, want SSE-KMS with the backup key", enc)
+	}
+	pab := rec.Named(t, "aws:s3/bucketPublicAccessBlock:BucketPublicAccessBlock", "backup-public-access-block").Input()
+	for _, k := range []string{"blockPublicAcls", "blockPublicPolicy", "ignorePublicAcls", "restrictPublicBuckets"} {
+		if pab[k] != true {
+			t.Errorf("public access block %s = %v", k, pab[k])
+		}
+	}
+	lc := rec.Named(t, "aws:s3/bucketLifecycleConfigurationV2:BucketLifecycleConfigurationV2", "backup-lifecycle").Input()
+	r := mocktest.Dig(lc, "rules", 0)
+	if mocktest.Dig(r, "transitions", 0, "storageClass") != "STANDARD_IA" || mocktest.Dig(r, "transitions", 1, "storageClass") != "GLACIER" ||
+		mocktest.Dig(r, "expiration", "days") != float64(365) || mocktest.Dig(r, "noncurrentVersionExpiration", "noncurrentDays") != float64(30) ||
+		mocktest.Dig(r, "filter", "prefix") != "etcd/" {
+		t.Errorf("lifecycle = %v", r)
+	}
+	lock := rec.Named(t, "aws:s3/bucketObjectLockConfigurationV2:BucketObjectLockConfigurationV2", "backup-object-lock").Input()
+	if mocktest.Dig(lock, "rule", "defaultRetention", "days") != float64(30) {
+		t.Errorf("object lock = %v", lock)
+	}
+}
+
+func TestBucketPolicyDeniesInsecureAndUnencrypted(t *testing.T) {
+	rec := run(t, s3Args())
+	p := parse(t, rec.Named(t, "aws:s3/bucketPolicy:BucketPolicy", "backup-bucket-policy").Input()["policy"].(string))
+	found := map[string]bool{}
+	for _, s := range p.Statement {
+		if s.Effect != "Deny" {
+			t.Errorf("statement %s allows", s.Sid)
+		}
+		switch {
+		case s.Condition["Bool"]["aws:SecureTransport"] == "false" && s.Action == "s3:*":
+			found["tls"] = true
+		case s.Condition["StringNotEquals"]["s3:x-amz-server-side-encryption"] == "aws:kms":
+			found["sse"] = true
+		case s.Condition["StringNotEqualsIfExists"]["s3:x-amz-server-side-encryption-aws-kms-key-id"] == "arn:aws:kms:us-east-1:123456789012:backup-key":
+			found["key"] = true
+		}
+	}
+	for _, want := range []string{"tls", "sse", "key"} {
+		if !found[want] {
+			t.Errorf("bucket policy lacks the %s deny: %+v", want, p)
+		}
+	}
+}
+
+func TestIRSATrustIsThatServiceAccountOnly(t *testing.T) {
+	rec := run(t, s3Args())
+	p := parse(t, rec.Named(t, "aws:iam/role:Role", "backup-role").Input()["assumeRolePolicy"].(string))
+	if len(p.Statement) != 1 {
+		t.Fatalf("trust policy = %+v", p)
+	}
+	s := p.Statement[0]
+	eq := s.Condition["StringEquals"]
+	issuer := "oidc.eks.us-east-1.amazonaws.com/id/ABC"
+	if s.Action != "sts:AssumeRoleWithWebIdentity" || mocktest.Dig(s.Principal, "Federated") != s3Args().S3.OIDCProviderARN {
+		t.Errorf("trust = %+v", s)
+	}
+	// Another ServiceAccount (or namespace) presents a different sub, which StringEquals rejects;
+	// a token minted for another audience is rejected by aud.
+	if eq[issuer+":sub"] != "system:serviceaccount:kcp:etcd-backup" || eq[issuer+":aud"] != "sts.amazonaws.com" || len(eq) != 2 {
+		t.Errorf("trust conditions = %v", eq)
+	}
+	if len(s.Condition) != 1 {
+		t.Errorf("extra (looser) condition operators: %v", s.Condition)
+	}
+	sa := rec.Object(t, "kubernetes:core/v1:ServiceAccount", ServiceAccount)
+	if mocktest.Dig(sa, "metadata", "annotations", "eks.amazonaws.com/role-arn") != "arn:aws:iam:us-east-1:123456789012:backup-role" {
+		t.Errorf("ServiceAccount annotation = %v", mocktest.Dig(sa, "metadata", "annotations"))
+	}
+}
+
+func TestRolePolicyIsLeastPrivilege(t *testing.T) {
+	rec := run(t, s3Args())
+	p := parse(t, rec.Named(t, "aws:iam/rolePolicy:RolePolicy", "backup-role-policy").Input()["policy"].(string))
+	bucket := "arn:aws:s3:us-east-1:123456789012:backup-bucket"
+	for _, s := range p.Statement {
+		actions := strings.Join(toStrings(s.Action), ",")
+		if strings.Contains(actions, "*") || strings.Contains(actions, "Delete") {
+			t.Errorf("statement %s grants %s", s.Sid, actions)
+		}
+		switch s.Sid {
+		case "Snapshots":
+			if s.Resource != bucket+"/etcd/*" {
+				t.Errorf("object access on %v, want the prefix only", s.Resource)
+			}
+		case "ListSnapshots":
+			if s.Resource != bucket || s.Condition["StringLike"]["s3:prefix"] == nil {
+				t.Errorf("list = %+v", s)
+			}
+		case "BackupKey":
+			if s.Resource != "arn:aws:kms:us-east-1:123456789012:backup-key" || actions != "kms:Encrypt,kms:Decrypt,kms:GenerateDataKey" {
+				t.Errorf("key access = %+v", s)
+			}
+		default:
+			t.Errorf("unexpected statement %+v", s)
+		}
+	}
+}
+
+func TestCronJobs(t *testing.T) {
+	rec := run(t, s3Args())
+	for name, command := range map[string]string{Name: "backup", VerifyName: "verify-latest"} {
+		cj := rec.Object(t, "kubernetes:batch/v1:CronJob", name)
+		spec := cj["spec"]
+		if mocktest.Dig(spec, "concurrencyPolicy") != "Forbid" || mocktest.Dig(spec, "timeZone") != "UTC" ||
+			mocktest.Dig(spec, "startingDeadlineSeconds") == nil || mocktest.Dig(spec, "jobTemplate", "spec", "backoffLimit") != float64(2) ||
+			mocktest.Dig(spec, "jobTemplate", "spec", "activeDeadlineSeconds") == nil {
+			t.Errorf("%s spec = %v", name, spec)
+		}
+		c := mocktest.Dig(spec, "jobTemplate", "spec", "template", "spec", "containers", 0)
+		if got := toStrings(mocktest.Dig(c, "command")); strings.Join(got, " ") != "sh /scripts/etcd-backup.sh "+command {
+			t.Errorf("%s runs %v", name, got)
+		}
+	}
+	if got := mocktest.Dig(rec.Object(t, "kubernetes:batch/v1:CronJob", Name), "spec", "schedule"); got != "0 2 * * *" {
+		t.Errorf("backup schedule = %v", got)
+	}
+	cm := rec.Object(t, "kubernetes:core/v1:ConfigMap", "etcd-backup-script")
+	if mocktest.Dig(cm, "data", "etcd-backup.sh") != Script {
+		t.Error("the CronJobs do not run the embedded script")
+	}
+}
+
+func TestPVCTargetHasNoAWS(t *testing.T) {
+	a := s3Args()
+	a.Target, a.PVC, a.Protect = TargetPVC, PVC{StorageClass: "standard", Size: "20Gi"}, false
+	rec := run(t, a)
+	for _, r := range rec.All() {
+		if strings.HasPrefix(r.Type, "aws:") {
+			t.Errorf("pvc target created %s", r.Type)
+		}
+	}
+	env := mocktest.Dig(rec.Object(t, "kubernetes:batch/v1:CronJob", Name), "spec", "jobTemplate", "spec", "template", "spec", "containers", 0, "env")
+	found := false
+	for _, e := range env.([]any) {
+		if mocktest.Dig(e, "name") == "BACKUP_TARGET" && mocktest.Dig(e, "value") == "file:///backups" {
+			found = true
+		}
+	}
+	if !found {
+		t.Errorf("pvc target env = %v", env)
+	}
+	rec.Object(t, "kubernetes:core/v1:PersistentVolumeClaim", "etcd-backups")
+}
+
+func TestValidate(t *testing.T) {
+	tests := []struct {
+		name   string
+		mutate func(*Args)
+		want   string
+	}{
+		{"unknown target", func(a *Args) { a.Target = "gcs" }, `Target "gcs"`},
+		{"bad bucket", func(a *Args) { a.S3.Bucket = "Backups_Bucket" }, "S3.Bucket"},
+		{"IA too early", func(a *Args) { a.S3.TransitionDays = 10 }, "S3.TransitionDays 10"},
+		{"glacier right after IA", func(a *Args) { a.S3.ArchiveDays = 40 }, "S3.ArchiveDays 40"},
+		{"expire before archive", func(a *Args) { a.S3.RetentionDays = 60 }, "S3.RetentionDays 60"},
+		{"no IRSA provider", func(a *Args) { a.S3.OIDCProviderARN = "" }, `S3.OIDCProviderARN ""`},
+		{"issuer with scheme", func(a *Args) { a.S3.OIDCIssuer = "https://oidc" }, `S3.OIDCIssuer "https://oidc"`},
+		{"issuer of another provider", func(a *Args) { a.S3.OIDCIssuer = "oidc.eks.us-east-1.amazonaws.com/id/OTHER" }, "S3.OIDCIssuer"},
+		{"lock longer than retention", func(a *Args) { a.S3.ObjectLockDays = 400 }, "S3.ObjectLockDays 400"},
+		{"unpinned image", func(a *Args) { a.Image = "etcd-backup:latest" }, "Image"},
+	}
+	for _, tt := range tests {
+		t.Run(tt.name, func(t *testing.T) {
+			a := s3Args()
+			tt.mutate(&a)
+			err := a.WithDefaults().Validate()
+			if err == nil || !strings.Contains(err.Error(), tt.want) {
+				t.Fatalf("err = %v, want %q", err, tt.want)
+			}
+		})
+	}
+}
+
+func toStrings(v any) []string {
+	switch x := v.(type) {
+	case string:
+		return []string{x}
+	case []any:
+		var out []string
+		for _, e := range x {
+			out = append(out, e.(string))
+		}
+		return out
+	}
+	return nil
+}
