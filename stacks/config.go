@@ -47,13 +47,14 @@ type Config struct {
 	// Zones lists the availability zones replicas are spread over.
 	Zones []string `config:"zones"`
 	// PodSecurityVersion pins the Pod Security Standards version enforced.
-	PodSecurityVersion string  `config:"podSecurityVersion"`
-	KCP                KCP     `config:"kcp"`
-	Etcd               Etcd    `config:"etcd"`
-	Storage            Storage `config:"storage"`
-	Backup             Backup  `config:"backup"`
-	TLS                TLS     `config:"tls"`
-	Ingress            Ingress `config:"ingress"`
+	PodSecurityVersion string     `config:"podSecurityVersion"`
+	KCP                KCP        `config:"kcp"`
+	Etcd               Etcd       `config:"etcd"`
+	Storage            Storage    `config:"storage"`
+	Backup             Backup     `config:"backup"`
+	TLS                TLS        `config:"tls"`
+	Ingress            Ingress    `config:"ingress"`
+	Monitoring         Monitoring `config:"monitoring"`
 	// ExistingCAs is the secret kcp-tmc:existingCAs: CAs brought by the user,
 	// by CA name (bring your own CA).
 	ExistingCAs map[string]ExistingCA `json:"-"`
@@ -178,6 +179,22 @@ type Ingress struct {
 	ControllerReplicas int    `json:"controllerReplicas"`
 }
 
+// Monitoring is kcp-tmc:monitoring. The Slack webhook URL and the PagerDuty
+// routing key are the secrets kcp-tmc:slackWebhookUrl and kcp-tmc:pagerDutyKey.
+type Monitoring struct {
+	Enabled      bool   `json:"enabled"`
+	Interval     string `json:"interval"`
+	SlackChannel string `json:"slackChannel"`
+	// InstallStack installs kube-prometheus-stack (not in render mode).
+	InstallStack bool   `json:"installStack"`
+	StackVersion string `json:"stackVersion"`
+	// RuleLabels make an existing Prometheus operator select our monitors and rules.
+	RuleLabels map[string]string `json:"ruleLabels"`
+
+	SlackWebhookURL string `json:"-"`
+	PagerDutyKey    string `json:"-"`
+}
+
 // ACME is kcp-tmc:tls.acme.
 type ACME struct {
 	Email        string `json:"email"`
@@ -231,6 +248,19 @@ func Load(src ConfigSource) (*Config, error) {
 			errs = append(errs, err)
 		}
 	}
+	for _, sec := range []struct {
+		key string
+		dst *string
+	}{{"slackWebhookUrl", &cfg.Monitoring.SlackWebhookURL}, {"pagerDutyKey", &cfg.Monitoring.PagerDutyKey}} {
+		if v, ok := src.GetConfig(Namespace + ":" + sec.key); ok {
+			if !src.IsConfigSecret(Namespace + ":" + sec.key) {
+				// Refuse before anything can copy it into state or logs.
+				errs = append(errs, &FieldError{Key: sec.key, Value: "<plaintext>", Allowed: "a secret: `pulumi config set --secret kcp-tmc:" + sec.key + "`"})
+				continue
+			}
+			*sec.dst = v
+		}
+	}
 	if kc, ok := src.GetConfig(Namespace + ":kubeconfig"); ok {
 		cfg.Kubeconfig = kc
 		cfg.KubeconfigIsSecret = src.IsConfigSecret(Namespace + ":kubeconfig")
@@ -271,6 +301,7 @@ func configFields(c *Config) []configField {
 		{"backup", &c.Backup},
 		{"tls", &c.TLS},
 		{"ingress", &c.Ingress},
+		{"monitoring", &c.Monitoring},
 	}
 }
 

@@ -36,6 +36,10 @@ func env(name string, kv ...string) source {
 	if name == "prod" || name == "staging" {
 		s.values["backup"] = testIRSA
 	}
+	if name == "prod" {
+		s.values["slackWebhookUrl"] = "https://hooks.slack.com/services/T/B/SECRET-KEY-NOT-ECHOED"
+		s.secrets["slackWebhookUrl"] = true
+	}
 	for i := 0; i+1 < len(kv); i += 2 {
 		if kv[i+1] == "<delete>" {
 			delete(s.values, kv[i])
@@ -112,6 +116,13 @@ func TestLoadRejectsBadConfig(t *testing.T) {
 		{"IRSA provider of the wrong kind", env("prod", "backup", `{"oidcProviderArn":"arn:aws:iam::1:role/x","oidcIssuer":"x"}`), "kcp-tmc:backup.oidcProviderArn", "arn:aws:iam::1:role/x"},
 		{"bucket with capitals", env("dev", "backup", `{"target":"s3","bucket":"My_Backups","endpoint":"http://minio:9000"}`), "kcp-tmc:backup.bucket", "My_Backups"},
 		{"endpoint without scheme", env("dev", "backup", `{"target":"s3","endpoint":"minio:9000"}`), "kcp-tmc:backup.endpoint", "minio:9000"},
+		{"slack webhook in plaintext", env("dev", "slackWebhookUrl", "https://hooks.slack.com/services/SECRET-KEY"), "kcp-tmc:slackWebhookUrl", "<plaintext>"},
+		{"prod without slack webhook", env("prod", "slackWebhookUrl", "<delete>"), "kcp-tmc:slackWebhookUrl", "<unset>"},
+		{"slack webhook over http", secretEnv("dev", "slackWebhookUrl", "http://SECRET-KEY"), "kcp-tmc:slackWebhookUrl", "<secret>"},
+		{"monitoring stack in render mode", env("dev", "monitoring", `{"installStack":true}`), "kcp-tmc:monitoring.installStack", "true"},
+		{"scrape interval in hours", env("dev", "monitoring", `{"interval":"1h"}`), "kcp-tmc:monitoring.interval", "1h"},
+		{"slack channel without #", secretEnv("dev", "monitoring", `{"slackChannel":"alerts"}`, "slackWebhookUrl", "https://hooks.slack.com/x"), "kcp-tmc:monitoring.slackChannel", "alerts"},
+		{"monitoring off in prod", env("prod", "monitoring", `{"enabled":false}`), "kcp-tmc:monitoring.enabled", "false"},
 		{"bad time zone", env("dev", "backup", `{"timeZone":"Mars/Olympus"}`), "kcp-tmc:backup.timeZone", "Mars/Olympus"},
 		{"backups off in prod", env("prod", "backup", `{"enabled":false}`), "kcp-tmc:backup.enabled", "false"},
 		{"backup enabled as string", env("dev", "backup", `{"enabled":"yes"}`), "kcp-tmc:backup.enabled", "a string"},
@@ -226,9 +237,10 @@ func TestStackFilesAreValid(t *testing.T) {
 	for _, stack := range Environments {
 		t.Run(stack, func(t *testing.T) {
 			src := stackFileSource(t, "../Pulumi."+stack+".yaml")
-			if stack == "prod" { // the one secret a user must add with `pulumi config set --secret`
+			if stack == "prod" { // the secrets a user must add with `pulumi config set --secret`
 				src.values["kubeconfig"] = "apiVersion: v1\nkind: Config\n"
-				src.secrets["kubeconfig"] = true
+				src.values["slackWebhookUrl"] = "https://hooks.slack.com/services/T/B/X"
+				src.secrets["kubeconfig"], src.secrets["slackWebhookUrl"] = true, true
 			}
 			cfg, err := Load(src)
 			if err != nil {

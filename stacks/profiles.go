@@ -5,6 +5,7 @@ import (
 
 	"github.com/kcp-tmc/kcp-tmc/components/backup"
 	"github.com/kcp-tmc/kcp-tmc/components/ingress"
+	"github.com/kcp-tmc/kcp-tmc/components/monitoring"
 	"github.com/kcp-tmc/kcp-tmc/components/pki"
 )
 
@@ -41,6 +42,7 @@ func Profile(env string) (*Config, error) {
 			Image: backup.DefaultImage + ":" + backup.DefaultTag, Target: backup.TargetS3, Prefix: "etcd", Region: "us-east-1",
 			Bucket: "kcp-tmc-" + env + "-etcd-backups", TransitionDays: 30, RetentionDays: 90, NoncurrentDays: 30},
 		// CAs 10 years, leaves 1 year renewed 15 days early, as the kcp helm chart.
+		Monitoring: Monitoring{Enabled: true, Interval: "30s", SlackChannel: "#kcp-alerts", StackVersion: monitoring.DefaultStackVersion},
 		Ingress: Ingress{Mode: ingress.ModePassthrough, ClassName: ingress.DefaultClassName,
 			ControllerVersion: ingress.DefaultControllerVersion, ControllerReplicas: 2},
 		TLS: TLS{Mode: pki.ModeCertManager, CertManagerVersion: pki.DefaultCertManagerVersion,
@@ -59,6 +61,7 @@ func Profile(env string) (*Config, error) {
 		base.Target = Target{Mode: TargetKubeconfig}
 		base.TLS.InstallCertManager = true
 		base.Ingress.InstallController = true
+		base.Monitoring.InstallStack = true
 		base.KCP.Replicas, base.KCP.FrontProxyReplicas, base.KCP.AntiAffinity = 3, 2, AntiAffinityHostname
 		base.KCP.Resources = resources("1", "2Gi", "2", "4Gi")
 		base.KCP.FrontProxyResources = resources("250m", "256Mi", "1", "1Gi")
@@ -68,6 +71,7 @@ func Profile(env string) (*Config, error) {
 		base.Target = Target{Mode: TargetKubeconfig}
 		base.TLS.InstallCertManager = true
 		base.Ingress.InstallController, base.Ingress.ControllerReplicas = true, 3
+		base.Monitoring.InstallStack = true
 		base.Zones = []string{"us-east-1a", "us-east-1b", "us-east-1c"}
 		base.KCP.Replicas, base.KCP.FrontProxyReplicas, base.KCP.AntiAffinity = 3, 3, AntiAffinityZone
 		base.KCP.Resources = resources("2", "4Gi", "4", "8Gi")

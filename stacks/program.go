@@ -16,6 +16,7 @@ import (
 	"github.com/kcp-tmc/kcp-tmc/components/etcd"
 	"github.com/kcp-tmc/kcp-tmc/components/ingress"
 	"github.com/kcp-tmc/kcp-tmc/components/kcp"
+	"github.com/kcp-tmc/kcp-tmc/components/monitoring"
 	"github.com/kcp-tmc/kcp-tmc/components/pki"
 	"github.com/kcp-tmc/kcp-tmc/components/platform"
 	"github.com/kcp-tmc/kcp-tmc/components/storage"
@@ -116,6 +117,13 @@ func Deploy(ctx *pulumi.Context, cfg *Config, projectDir string) error {
 		ctx.Export("backupTarget", snapshots.Target)
 	}
 
+	if cfg.Monitoring.Enabled {
+		if _, err := monitoring.NewMonitoring(ctx, "monitoring", monitoringArgs(cfg), k8s,
+			pulumi.DependsOn([]pulumi.Resource{plat, certs, server})); err != nil {
+			return fmt.Errorf("monitoring: %w", err)
+		}
+	}
+
 	ctx.Export("environment", pulumi.String(cfg.Environment))
 	ctx.Export("tlsSecrets", certs.SecretNames)
 	ctx.Export("storageClass", stor.ClassName)
@@ -178,6 +186,22 @@ func etcdArgs(cfg *Config) etcd.Args {
 		Protect: cfg.Environment != "dev",
 		Clients: []map[string]string{kcp.Selector(), BackupSelector},
 	}
+}
+
+func monitoringArgs(cfg *Config) monitoring.Args {
+	m := cfg.Monitoring
+	a := monitoring.Args{
+		Namespace: cfg.Namespace, Interval: m.Interval, RuleLabels: m.RuleLabels,
+		ServerCASecret: pki.CAServer, MetricsViewerSecret: pki.CertMetricsViewer,
+		SlackChannel: m.SlackChannel, InstallStack: m.InstallStack, StackVersion: m.StackVersion,
+	}
+	if m.SlackWebhookURL != "" {
+		a.SlackWebhookURL = pulumi.ToSecret(pulumi.String(m.SlackWebhookURL)).(pulumi.StringOutput)
+	}
+	if m.PagerDutyKey != "" {
+		a.PagerDutyKey = pulumi.ToSecret(pulumi.String(m.PagerDutyKey)).(pulumi.StringOutput)
+	}
+	return a
 }
 
 // BackupSelector labels the backup job's pods (allowed to reach etcd).

@@ -38,7 +38,7 @@ func TestProgramDevRendersIntoProject(t *testing.T) {
 }
 
 func TestProgramProdUsesSecretKubeconfigAndRetainsNamespace(t *testing.T) {
-	mocktest.SetConfig(t, map[string]string{"environment": "prod", "kubeconfig": "apiVersion: v1\nkind: Config\n", "backup": testIRSA}, "kubeconfig")
+	mocktest.SetConfig(t, map[string]string{"environment": "prod", "kubeconfig": "apiVersion: v1\nkind: Config\n", "backup": testIRSA, "slackWebhookUrl": "https://hooks.slack.com/services/T/B/X"}, "kubeconfig", "slackWebhookUrl")
 	rec, err := mocktest.Run(t, "prod", Program)
 	if err != nil {
 		t.Fatal(err)
@@ -82,11 +82,11 @@ func TestStacksPerEnvironment(t *testing.T) {
 		kcpCPU           string
 	}{
 		{"dev", map[string]string{"environment": "dev"}, 1, 1, 1, "standard", "20Gi", false, false, "250m"},
-		{"prod", map[string]string{"environment": "prod", "kubeconfig": "apiVersion: v1", "backup": testIRSA}, 3, 3, 3, "fast-ssd", "100Gi", true, true, "2"},
+		{"prod", map[string]string{"environment": "prod", "kubeconfig": "apiVersion: v1", "backup": testIRSA, "slackWebhookUrl": "https://hooks.slack.com/services/T/B/X"}, 3, 3, 3, "fast-ssd", "100Gi", true, true, "2"},
 	}
 	for _, tt := range tests {
 		t.Run(tt.env, func(t *testing.T) {
-			mocktest.SetConfig(t, tt.config, "kubeconfig")
+			mocktest.SetConfig(t, tt.config, "kubeconfig", "slackWebhookUrl")
 			rec, err := mocktest.Run(t, tt.env, ProgramIn(t.TempDir()))
 			if err != nil {
 				t.Fatal(err)

@@ -65,6 +65,7 @@ func (c *Config) Validate() error {
 	c.validateBackup(v)
 	c.validateTLS(v)
 	c.validateIngress(v)
+	c.validateMonitoring(v)
 	return v.err()
 }
 
@@ -318,6 +319,28 @@ func (c *Config) validateIngress(v *validator) {
 	} else if c.Environment == "prod" && in.InstallController && in.ControllerReplicas < 2 {
 		v.add("ingress.controllerReplicas", strconv.Itoa(in.ControllerReplicas), "at least 2 in prod")
 	}
+}
+
+func (c *Config) validateMonitoring(v *validator) {
+	m := c.Monitoring
+	if !m.Enabled {
+		if c.Environment == "prod" {
+			v.add("monitoring.enabled", "false", "true in prod")
+		}
+		return
+	}
+	if m.InstallStack && c.Target.Mode == TargetRender {
+		v.add("monitoring.installStack", "true", "false in render mode (a Helm release cannot be rendered)")
+	}
+	if c.Environment == "prod" && m.SlackWebhookURL == "" {
+		v.add("slackWebhookUrl", "<unset>", "a Slack incoming-webhook URL in prod, set with `pulumi config set --secret kcp-tmc:slackWebhookUrl`")
+	}
+	if m.SlackWebhookURL != "" && !strings.HasPrefix(m.SlackWebhookURL, "https://") {
+		v.add("slackWebhookUrl", "<secret>", "an https:// webhook URL")
+	}
+	componentErrors(v, monitoringArgs(c).WithDefaults().Validate(), "monitoring", map[string]string{
+		"Interval": "interval", "SlackChannel": "slackChannel", "StackVersion": "stackVersion",
+	})
 }
 
 // hours parses a Go duration that is a positive whole number of hours.

@@ -42,8 +42,10 @@ func stackManifests(t *testing.T, stack, ns string) string {
 	}
 	cfg := mocktest.StackFileConfig(t, filepath.Join(testenv.RepoRoot(t), "Pulumi."+stack+".yaml"))
 	cfg["kcp-tmc:namespace"] = ns
-	cfg["kcp-tmc:kubeconfig"] = "apiVersion: v1\nkind: Config\n" // the secret a user adds; unused by mocks
-	mocktest.SetConfig(t, cfg, "kcp-tmc:kubeconfig")
+	// The secrets a user adds; the mocks never contact them.
+	cfg["kcp-tmc:kubeconfig"] = "apiVersion: v1\nkind: Config\n"
+	cfg["kcp-tmc:slackWebhookUrl"] = "https://hooks.slack.com/services/T000/B000/test"
+	mocktest.SetConfig(t, cfg, "kcp-tmc:kubeconfig", "kcp-tmc:slackWebhookUrl")
 	rec, err := mocktest.Run(t, stack, stacks.ProgramIn(t.TempDir()))
 	if err != nil {
 		t.Fatalf("%s program under mocks: %v", stack, err)

@@ -196,8 +196,11 @@ func NewEtcd(ctx *pulumi.Context, name string, args Args, opts ...pulumi.Resourc
 	}, child); err != nil {
 		return nil, fmt.Errorf("etcd headless Service: %w", err)
 	}
+	clientMeta := workload.Meta(Name, ns, Name)
+	clientMeta.Labels = pulumi.StringMap{"app.kubernetes.io/name": pulumi.String(Name), "app.kubernetes.io/part-of": pulumi.String("kcp-tmc"),
+		"kcp-tmc.io/scrape": pulumi.String("true")} // the one Service Prometheus scrapes
 	if _, err := corev1.NewService(ctx, name+"-client", &corev1.ServiceArgs{
-		Metadata: workload.Meta(Name, ns, Name),
+		Metadata: clientMeta,
 		Spec: &corev1.ServiceSpecArgs{
 			Selector: pulumi.ToStringMap(workload.Labels(Name)),
 			Ports:    corev1.ServicePortArray{ports[0], ports[2]},

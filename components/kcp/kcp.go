@@ -108,7 +108,7 @@ func (a Args) WithDefaults() Args {
 		p.RequestTimeout = "60s"
 	}
 	if a.Audit == (Audit{}) {
-		a.Audit = Audit{MaxAgeDays: 7, MaxSizeMB: 100, MaxBackups: 5}
+		a.Audit = Audit{MaxAgeDays: 30, MaxSizeMB: 100, MaxBackups: 10} // the seed's logging section
 	}
 	if a.Spread.Mode == "" {
 		a.Spread.Mode = workload.SpreadNone
@@ -244,8 +244,13 @@ func NewKCP(ctx *pulumi.Context, name string, args Args, opts ...pulumi.Resource
 			Name: pulumi.String("https"), Port: pulumi.Int(443), TargetPort: pulumi.String("https")}}},
 	}
 	for _, s := range services {
+		meta := workload.Meta(s.name, ns, s.selector["app.kubernetes.io/name"])
+		if s.name != InternalService { // one Service per workload is scraped
+			meta.Labels = pulumi.StringMap{"app.kubernetes.io/name": pulumi.String(s.selector["app.kubernetes.io/name"]),
+				"app.kubernetes.io/part-of": pulumi.String("kcp-tmc"), "kcp-tmc.io/scrape": pulumi.String("true")}
+		}
 		if _, err := corev1.NewService(ctx, name+"-"+s.name, &corev1.ServiceArgs{
-			Metadata: workload.Meta(s.name, ns, s.selector["app.kubernetes.io/name"]),
+			Metadata: meta,
 			Spec:     &corev1.ServiceSpecArgs{Selector: pulumi.ToStringMap(s.selector), Ports: s.ports},
 		}, child); err != nil {
 			return nil, fmt.Errorf("Service %s: %w", s.name, err)
@@ -269,7 +274,7 @@ func NewKCP(ctx *pulumi.Context, name string, args Args, opts ...pulumi.Resource
 		clients = []security.Flow{{Namespace: "*"}}
 	}
 	var proxyIngress []security.Flow
-	for _, c := range clients {
+	for _, c := range append(clients, security.Flow{Namespace: args.MonitoringNamespace}) {
 		c.Ports = []int{FrontProxyPort}
 		proxyIngress = append(proxyIngress, c)
 	}

@@ -72,7 +72,7 @@ func TestProdServer(t *testing.T) {
 	for _, want := range []string{
 		"--etcd-servers=https://etcd.kcp.svc:2379", "--etcd-certfile=", "--etcd-cafile=", "--client-ca-file=", "--tls-cert-file=",
 		"--service-account-key-file=", "--external-hostname=kcp.example.com:443", "--shard-base-url=https://kcp-internal.kcp.svc:6443",
-		"--logging-format=json", "--audit-log-maxbackup=5", "--audit-policy-file=", "--max-requests-inflight=400",
+		"--logging-format=json", "--audit-log-maxbackup=10", "--audit-policy-file=", "--max-requests-inflight=400",
 		"--max-mutating-requests-inflight=200", "--request-timeout=60s", "--enable-leader-election",
 	} {
 		if !strings.Contains(args, want) {

@@ -37,10 +37,14 @@ type Cluster struct {
 	Dir string
 	// Kubeconfig is the path of an admin (system:masters) kubeconfig.
 	Kubeconfig string
-	// Server is the apiserver URL.
-	Server string
-	bin    string
-	procs  []*exec.Cmd
+	// Server is the apiserver URL; CAFile verifies it; AdminToken authenticates as system:masters.
+	Server     string
+	CAFile     string
+	AdminToken string
+	// EtcdMetricsURL is etcd's plain-HTTP metrics endpoint.
+	EtcdMetricsURL string
+	bin            string
+	procs          []*exec.Cmd
 }
 
 // Start launches etcd, kube-apiserver and kube-controller-manager from binDir
@@ -60,6 +64,8 @@ func Start(ctx context.Context, binDir, dir string) (c *Cluster, err error) {
 		return nil, err
 	}
 	etcdURL := "http://127.0.0.1:" + strconv.Itoa(ports[0])
+	c.EtcdMetricsURL = "http://127.0.0.1:" + strconv.Itoa(ports[4]) + "/metrics"
+	c.CAFile, c.AdminToken = c.path("ca.crt"), adminToken
 	peerURL := "http://127.0.0.1:" + strconv.Itoa(ports[1])
 	if err := c.start("etcd",
 		"--name=test", "--data-dir="+c.path("etcd-data"),

@@ -1,0 +1,89 @@
+package monitoring
+
+import (
+	"strings"
+	"testing"
+
+	"github.com/pulumi/pulumi/sdk/v3/go/pulumi"
+
+	"github.com/kcp-tmc/kcp-tmc/internal/mocktest"
+)
+
+func run(t *testing.T, a Args) *mocktest.Recorder {
+	t.Helper()
+	rec, err := mocktest.Run(t, "test", func(ctx *pulumi.Context) error {
+		_, err := NewMonitoring(ctx, "monitoring", a)
+		return err
+	})
+	if err != nil {
+		t.Fatal(err)
+	}
+	return rec
+}
+
+func base() Args {
+	return Args{Namespace: "kcp", ServerCASecret: "kcp-server-ca", MetricsViewerSecret: "kcp-metrics-viewer", SlackChannel: "#kcp-alerts"}
+}
+
+func TestServiceMonitors(t *testing.T) {
+	rec := run(t, base())
+	kcp := rec.Object(t, "kubernetes:monitoring.coreos.com/v1:ServiceMonitor", JobKCP)
+	ep := mocktest.Dig(kcp, "spec", "endpoints", 0)
+	if mocktest.Dig(ep, "scheme") != "https" || mocktest.Dig(ep, "interval") != "30s" ||
+		mocktest.Dig(ep, "tlsConfig", "cert", "secret", "name") != "kcp-metrics-viewer" ||
+		mocktest.Dig(ep, "tlsConfig", "keySecret", "name") != "kcp-metrics-viewer" ||
+		mocktest.Dig(ep, "tlsConfig", "ca", "secret", "name") != "kcp-server-ca" {
+		t.Errorf("kcp endpoint = %v: want HTTPS with the metrics-viewer client certificate", ep)
+	}
+	if mocktest.Dig(kcp, "spec", "jobLabel") != "app.kubernetes.io/name" || mocktest.Dig(kcp, "spec", "selector", "matchLabels", ScrapeLabel) != "true" {
+		t.Errorf("kcp selector/jobLabel = %v", kcp["spec"])
+	}
+	etcd := rec.Object(t, "kubernetes:monitoring.coreos.com/v1:ServiceMonitor", JobEtcd)
+	if mocktest.Dig(etcd, "spec", "endpoints", 0, "port") != "metrics" {
+		t.Errorf("etcd endpoint = %v", mocktest.Dig(etcd, "spec", "endpoints"))
+	}
+}
+
+func TestRulesAndDashboards(t *testing.T) {
+	rec := run(t, base())
+	rule := rec.Object(t, "kubernetes:monitoring.coreos.com/v1:PrometheusRule", "kcp-tmc")
+	got := map[string]bool{}
+	for _, g := range mocktest.Dig(rule, "spec", "groups").([]any) {
+		for _, r := range mocktest.Dig(g, "rules").([]any) {
+			if a, ok := mocktest.Dig(r, "alert").(string); ok {
+				got[a] = mocktest.Dig(r, "annotations", "runbook_url") != nil
+			}
+		}
+	}
+	for _, a := range Alerts() {
+		if !got[a.Alert] {
+			t.Errorf("alert %s missing from the PrometheusRule (or without runbook_url)", a.Alert)
+		}
+	}
+	dashboards := 0
+	for _, cm := range rec.OfType("kubernetes:core/v1:ConfigMap") {
+		if mocktest.Dig(cm.Input(), "metadata", "labels", DashboardLabel) == "1" {
+			dashboards++
+		}
+	}
+	if dashboards != len(Dashboards()) {
+		t.Errorf("%d dashboard ConfigMaps with the sidecar label, want %d", dashboards, len(Dashboards()))
+	}
+}
+
+func TestAlertmanagerSecretKeepsWebhookSecret(t *testing.T) {
+	a := base()
+	a.SlackWebhookURL = pulumi.ToSecret(pulumi.String("https://hooks.slack.com/services/T/B/SECRET")).(pulumi.StringOutput)
+	rec := run(t, a)
+	sec := rec.Named(t, "kubernetes:core/v1:Secret", "monitoring-alertmanager")
+	sd := sec.Inputs["stringData"]
+	if !sd.IsSecret() && !sd.ObjectValue()["alertmanager.yaml"].IsSecret() {
+		t.Error("alertmanager.yaml (with the webhook URL) is not a Pulumi secret")
+	}
+	if cfg := mocktest.Dig(sec.Input(), "stringData", "alertmanager.yaml"); !strings.Contains(cfg.(string), "SECRET") {
+		t.Errorf("config does not carry the webhook: %v", cfg)
+	}
+	if len(run(t, base()).OfType("kubernetes:core/v1:Secret")) != 0 {
+		t.Error("an Alertmanager Secret exists without a webhook")
+	}
+}

@@ -1,0 +1,350 @@
+package monitoring
+
+import (
+	"fmt"
+	"os"
+	"os/exec"
+	"path/filepath"
+	"regexp"
+	"sort"
+	"strings"
+	"testing"
+
+	"gopkg.in/yaml.v3"
+)
+
+// series is one input series of a promtool unit test.
+type series struct{ Series, Values string }
+
+// scenario makes one alert fire on failing series, stay silent on healthy
+// ones, and stay pending until its `for:` has passed.
+type scenario struct {
+	alert            string
+	interval         string
+	failing, healthy []series
+	silentAt, fireAt string // silentAt: condition true but `for:` not yet over ("" when for is 0)
+	labels           map[string]string
+}
+
+var ns = map[string]string{"namespace": "kcp"}
+
+func with(extra map[string]string, base ...map[string]string) map[string]string {
+	out := map[string]string{}
+	for _, b := range base {
+		for k, v := range b {
+			out[k] = v
+		}
+	}
+	for k, v := range extra {
+		out[k] = v
+	}
+	return out
+}
+
+func histogram(name, labels string, bucketsFailing, bucketsHealthy map[string]string) ([]series, []series) {
+	var f, h []series
+	for _, le := range sortedKeys(bucketsFailing) {
+		f = append(f, series{fmt.Sprintf(`%s{%s,le="%s"}`, name, labels, le), bucketsFailing[le]})
+		h = append(h, series{fmt.Sprintf(`%s{%s,le="%s"}`, name, labels, le), bucketsHealthy[le]})
+	}
+	return f, h
+}
+
+func sortedKeys(m map[string]string) []string {
+	var k []string
+	for key := range m {
+		k = append(k, key)
+	}
+	sort.Strings(k)
+	return k
+}
+
+func scenarios() []scenario {
+	slow := func(name, labels, threshold, above string) ([]series, []series) {
+		// All observations above the threshold bucket (failing) or within it (healthy).
+		return histogram(name, labels,
+			map[string]string{threshold: "0x40", above: "0+10x40", "+Inf": "0+10x40"},
+			map[string]string{threshold: "0+10x40", above: "0+10x40", "+Inf": "0+10x40"})
+	}
+	fsyncF, fsyncH := slow("etcd_disk_wal_fsync_duration_seconds_bucket", `job="etcd",namespace="kcp",instance="etcd-0"`, "0.5", "1")
+	commitF, commitH := slow("etcd_disk_backend_commit_duration_seconds_bucket", `job="etcd",namespace="kcp",instance="etcd-0"`, "0.25", "0.5")
+	syncF, syncH := slow("controller_runtime_reconcile_time_seconds_bucket", `job="api-syncagent",namespace="kcp",controller="sync"`, "5", "10")
+	apiF, apiH := slow("apiserver_request_duration_seconds_bucket", `job="kcp",namespace="kcp",verb="GET"`, "1", "2")
+	errors := func(fivexx string) []series {
+		return []series{
+			{`apiserver_request_total{job="kcp",namespace="kcp",code="200"}`, "0+100x5000"},
+			{`apiserver_request_total{job="kcp",namespace="kcp",code="500"}`, fivexx},
+		}
+	}
+	burn := func(alert, silentAt, fireAt string) scenario {
+		return scenario{alert: alert, interval: "1m", failing: errors("0+2x5000"), healthy: errors("0x5000"),
+			silentAt: silentAt, fireAt: fireAt, labels: with(nil, ns)}
+	}
+	etcd0 := `job="etcd",namespace="kcp",instance="etcd-0"`
+	return []scenario{
+		{"TMCComponentDown", "1m", []series{{`up{` + etcd0 + `}`, "0x20"}}, []series{{`up{` + etcd0 + `}`, "1x20"}},
+			"4m", "6m", with(map[string]string{"job": "etcd", "component": "etcd"}, ns)},
+		{"SyncerHighErrorRate", "1m", []series{{`controller_runtime_reconcile_errors_total{job="api-syncagent",namespace="kcp",controller="sync"}`, "0+60x20"}},
+			[]series{{`controller_runtime_reconcile_errors_total{job="api-syncagent",namespace="kcp",controller="sync"}`, "0x20"}},
+			"2m", "5m", with(map[string]string{"controller": "sync"}, ns)},
+		{"SyncLatencyHigh", "1m", syncF, syncH, "8m", "15m", with(nil, ns)},
+		{"SyncerHeartbeatStale", "1m",
+			[]series{{`kube_customresource_synctarget_condition{condition="HeartbeatHealthy",status="False",name="cluster-a"}`, "1x20"}},
+			[]series{{`kube_customresource_synctarget_condition{condition="HeartbeatHealthy",status="False",name="cluster-a"}`, "0x20"}},
+			"4m", "6m", map[string]string{"condition": "HeartbeatHealthy", "status": "False", "name": "cluster-a"}},
+		{"EtcdNoLeader", "1m", []series{{`etcd_server_has_leader{` + etcd0 + `}`, "0x10"}}, []series{{`etcd_server_has_leader{` + etcd0 + `}`, "1x10"}},
+			"30s", "2m", map[string]string{"job": "etcd", "namespace": "kcp", "instance": "etcd-0"}},
+		{"EtcdMembersDown", "1m", []series{{`up{` + etcd0 + `}`, "0x10"}, {`up{job="etcd",namespace="kcp",instance="etcd-1"}`, "1x10"}},
+			[]series{{`up{` + etcd0 + `}`, "1x10"}}, "2m", "4m", with(nil, ns)},
+		{"EtcdHighFsyncDuration", "1m", fsyncF, fsyncH, "8m", "15m", with(map[string]string{"instance": "etcd-0"}, ns)},
+		{"EtcdHighCommitDuration", "1m", commitF, commitH, "8m", "15m", with(map[string]string{"instance": "etcd-0"}, ns)},
+		{"EtcdDatabaseNearQuota", "1m",
+			[]series{{`etcd_mvcc_db_total_size_in_bytes{` + etcd0 + `}`, "900x20"}, {`etcd_server_quota_backend_bytes{` + etcd0 + `}`, "1000x20"}},
+			[]series{{`etcd_mvcc_db_total_size_in_bytes{` + etcd0 + `}`, "100x20"}, {`etcd_server_quota_backend_bytes{` + etcd0 + `}`, "1000x20"}},
+			"8m", "12m", map[string]string{"job": "etcd", "namespace": "kcp", "instance": "etcd-0"}},
+		{"KCPAPIErrorRate", "1m", errors("0+2x40"), errors("0x40"), "8m", "15m", with(nil, ns)},
+		{"KCPAPIHighLatency", "1m", apiF, apiH, "8m", "15m", with(nil, ns)},
+		{"KCPWorkqueueBacklog", "1m", []series{{`workqueue_depth{job="kcp",namespace="kcp",name="apibinding"}`, "5000x30"}},
+			[]series{{`workqueue_depth{job="kcp",namespace="kcp",name="apibinding"}`, "3x30"}}, "10m", "20m", with(map[string]string{"name": "apibinding"}, ns)},
+		// Short windows see the burn at once, so each alert fires right after its `for:`.
+		burn("KCPErrorBudgetBurnFast", "1m", "5m"),
+		burn("KCPErrorBudgetBurnMedium", "10m", "20m"),
+		burn("KCPErrorBudgetBurnSlow", "30m", "1h10m"),
+		burn("KCPErrorBudgetBurnTicket", "2h", "3h10m"),
+		// Sample intervals stay under Prometheus' 5m lookback, or `for:` would reset between samples.
+		{"CertificateExpiresSoon", "1m", []series{{`certmanager_certificate_expiration_timestamp_seconds{name="kcp-server",namespace="kcp"}`, "864000x200"}},
+			[]series{{`certmanager_certificate_expiration_timestamp_seconds{name="kcp-server",namespace="kcp"}`, "8640000x200"}},
+			"30m", "2h", map[string]string{"name": "kcp-server", "namespace": "kcp"}},
+		{"CertificateExpiresVerySoon", "1m", []series{{`certmanager_certificate_expiration_timestamp_seconds{name="kcp-server",namespace="kcp"}`, "172800x20"}},
+			[]series{{`certmanager_certificate_expiration_timestamp_seconds{name="kcp-server",namespace="kcp"}`, "864000x20"}},
+			"5m", "12m", map[string]string{"name": "kcp-server", "namespace": "kcp"}},
+		{"EtcdBackupStale", "4m", []series{{`kube_cronjob_status_last_successful_time{cronjob="etcd-backup",namespace="kcp"}`, "0x500"}},
+			[]series{{`kube_cronjob_status_last_successful_time{cronjob="etcd-backup",namespace="kcp"}`, "0+240x500"}},
+			"26h5m", "27h", map[string]string{"cronjob": "etcd-backup", "namespace": "kcp"}},
+		{"EtcdBackupFailed", "1m", []series{{`kube_job_status_failed{job_name="etcd-backup-29000000",namespace="kcp"}`, "1x10"}},
+			[]series{{`kube_job_status_failed{job_name="etcd-backup-29000000",namespace="kcp"}`, "0x10"}},
+			"", "1m", map[string]string{"job_name": "etcd-backup-29000000", "namespace": "kcp"}},
+		{"EtcdBackupVerificationStale", "4m", []series{{`kube_cronjob_status_last_successful_time{cronjob="etcd-backup-verify",namespace="kcp"}`, "0x3000"}},
+			[]series{{`kube_cronjob_status_last_successful_time{cronjob="etcd-backup-verify",namespace="kcp"}`, "0+240x3000"}},
+			"8d30m", "8d2h", map[string]string{"cronjob": "etcd-backup-verify", "namespace": "kcp"}},
+	}
+}
+
+// writeRules writes the rules for promtool: annotations dropped for the unit
+// tests (promtool would demand their rendered text; their presence is
+// checked in TestEveryAlertIsDocumented), kept for `check rules`.
+func writeRules(t *testing.T, dir string, keepAnnotations bool) string {
+	t.Helper()
+	groups := Groups()
+	if !keepAnnotations {
+		for gi := range groups {
+			for ri := range groups[gi].Rules {
+				groups[gi].Rules[ri].Annotations = nil
+			}
+		}
+	}
+	rules, err := RulesFile(groups)
+	if err != nil {
+		t.Fatal(err)
+	}
+	path := filepath.Join(dir, "rules.yaml")
+	if err := os.WriteFile(path, []byte(rules), 0o600); err != nil {
+		t.Fatal(err)
+	}
+	return path
+}
+
+func promtool(t *testing.T, args ...string) string {
+	t.Helper()
+	bin, err := exec.LookPath("promtool")
+	if err != nil {
+		t.Fatalf("promtool not installed (hack/toolchain.sh judges installs Debian's prometheus): %v", err)
+	}
+	out, err := exec.Command(bin, args...).CombinedOutput()
+	if err != nil {
+		t.Fatalf("promtool %s: %v\n%s", strings.Join(args, " "), err, out)
+	}
+	return string(out)
+}
+
+func TestRulesPassPromtoolCheck(t *testing.T) {
+	out := promtool(t, "check", "rules", writeRules(t, t.TempDir(), true))
+	if !strings.Contains(out, "SUCCESS") {
+		t.Errorf("promtool check rules:\n%s", out)
+	}
+}
+
+// TestAlertsUnderPromtool runs a promtool unit test per alert: it fires on
+// failing series, stays silent on healthy ones and before its `for:` is over.
+func TestAlertsUnderPromtool(t *testing.T) {
+	dir := t.TempDir()
+	writeRules(t, dir, false)
+	covered := map[string]bool{}
+	var tests []map[string]any
+	for _, s := range scenarios() {
+		covered[s.alert] = true
+		firing := []map[string]any{{"exp_labels": with(map[string]string{"severity": severityOf(t, s.alert)}, s.labels)}}
+		failing := []map[string]any{{"eval_time": s.fireAt, "alertname": s.alert, "exp_alerts": firing}}
+		if s.silentAt != "" {
+			failing = append(failing, map[string]any{"eval_time": s.silentAt, "alertname": s.alert, "exp_alerts": []any{}})
+		}
+		tests = append(tests,
+			map[string]any{"name": s.alert + " fires", "interval": s.interval, "input_series": toInput(s.failing), "alert_rule_test": failing},
+			map[string]any{"name": s.alert + " stays silent when healthy", "interval": s.interval, "input_series": toInput(s.healthy),
+				"alert_rule_test": []map[string]any{{"eval_time": s.fireAt, "alertname": s.alert, "exp_alerts": []any{}}}})
+	}
+	for _, a := range Alerts() {
+		if !covered[a.Alert] {
+			t.Errorf("alert %s has no promtool unit test scenario", a.Alert)
+		}
+	}
+	b, err := yaml.Marshal(map[string]any{"rule_files": []string{"rules.yaml"}, "evaluation_interval": "1m", "tests": tests})
+	if err != nil {
+		t.Fatal(err)
+	}
+	path := filepath.Join(dir, "rules_test.yaml")
+	if err := os.WriteFile(path, b, 0o600); err != nil {
+		t.Fatal(err)
+	}
+	out := promtool(t, "test", "rules", path)
+	if !strings.Contains(out, "SUCCESS") {
+		t.Errorf("promtool test rules:\n%s", out)
+	}
+}
+
+func toInput(ss []series) []map[string]string {
+	var out []map[string]string
+	for _, s := range ss {
+		out = append(out, map[string]string{"series": s.Series, "values": s.Values})
+	}
+	return out
+}
+
+func severityOf(t *testing.T, alert string) string {
+	t.Helper()
+	for _, a := range Alerts() {
+		if a.Alert == alert {
+			return a.Labels["severity"]
+		}
+	}
+	t.Fatalf("no alert %s", alert)
+	return ""
+}
+
+// TestEveryAlertIsDocumented checks the annotations every alert must carry
+// and that its runbook anchor exists in docs/runbook.md.
+func TestEveryAlertIsDocumented(t *testing.T) {
+	runbook, err := os.ReadFile("../../docs/runbook.md")
+	if err != nil {
+		t.Fatal(err)
+	}
+	headings := map[string]bool{}
+	for _, m := range regexp.MustCompile(`(?m)^#+ (\S+)\s*$`).FindAllStringSubmatch(string(runbook), -1) {
+		headings[strings.ToLower(m[1])] = true
+	}
+	for _, a := range Alerts() {
+		for _, k := range []string{"summary", "description", "runbook_url"} {
+			if a.Annotations[k] == "" {
+				t.Errorf("%s has no %s", a.Alert, k)
+			}
+		}
+		anchor := strings.TrimPrefix(a.Annotations["runbook_url"], RunbookURL+"#")
+		if !headings[anchor] {
+			t.Errorf("%s: runbook anchor #%s has no heading in docs/runbook.md", a.Alert, anchor)
+		}
+		if s := a.Labels["severity"]; s != "warning" && s != "critical" {
+			t.Errorf("%s severity %q", a.Alert, s)
+		}
+	}
+	want := map[string]struct{ severity, forDur string }{
+		"TMCComponentDown": {"critical", "5m"}, "SyncerHighErrorRate": {"warning", "2m"},
+	}
+	for _, a := range Alerts() {
+		if w, ok := want[a.Alert]; ok && (a.Labels["severity"] != w.severity || a.For != w.forDur) {
+			t.Errorf("seed alert %s = %s for %s, want %s for %s", a.Alert, a.Labels["severity"], a.For, w.severity, w.forDur)
+		}
+	}
+}
+
+// TestDashboardQueries parses every panel query with Prometheus' own parser
+// (promtool) and checks it uses a series the rules rely on too.
+func TestDashboardQueries(t *testing.T) {
+	metric := regexp.MustCompile(`[a-zA-Z_:][a-zA-Z0-9_:]*`)
+	ruleSeries := map[string]bool{}
+	for _, g := range Groups() {
+		for _, r := range g.Rules {
+			for _, m := range metric.FindAllString(r.Expr, -1) {
+				ruleSeries[m] = true
+			}
+			if r.Record != "" {
+				ruleSeries[r.Record] = true
+			}
+		}
+	}
+	var rules []Rule
+	for _, d := range Dashboards() {
+		if _, err := d.JSON(); err != nil {
+			t.Fatal(err)
+		}
+		for i, p := range d.Panels {
+			rules = append(rules, Rule{Record: fmt.Sprintf("dashboard:%s:panel%d", strings.ReplaceAll(d.UID, "-", "_"), i), Expr: p.Expr})
+			uses := false
+			for _, m := range metric.FindAllString(p.Expr, -1) {
+				if (strings.Contains(m, "_") || m == "up") && ruleSeries[m] {
+					uses = true
+				}
+			}
+			if !uses {
+				t.Errorf("%s / %q uses no series the rules rely on: %s", d.Title, p.Title, p.Expr)
+			}
+		}
+	}
+	dir := t.TempDir()
+	file, err := RulesFile([]Group{{Name: "dashboards", Rules: rules}})
+	if err != nil {
+		t.Fatal(err)
+	}
+	path := filepath.Join(dir, "dashboards.yaml")
+	if err := os.WriteFile(path, []byte(file), 0o600); err != nil {
+		t.Fatal(err)
+	}
+	promtool(t, "check", "rules", path)
+}
+
+func TestAlertmanagerConfigPassesAmtool(t *testing.T) {
+	amtool, err := exec.LookPath("amtool")
+	if err != nil {
+		t.Fatalf("amtool not installed (hack/toolchain.sh judges installs Debian's prometheus-alertmanager): %v", err)
+	}
+	for _, pd := range []string{"", "0123456789abcdef0123456789abcdef"} {
+		cfg, err := AlertmanagerConfig("https://hooks.slack.com/services/T000/B000/XXXX", "#kcp-alerts", pd)
+		if err != nil {
+			t.Fatal(err)
+		}
+		path := filepath.Join(t.TempDir(), "alertmanager.yaml")
+		if err := os.WriteFile(path, []byte(cfg), 0o600); err != nil {
+			t.Fatal(err)
+		}
+		out, err := exec.Command(amtool, "check-config", path).CombinedOutput()
+		if err != nil || !strings.Contains(string(out), "SUCCESS") {
+			t.Errorf("amtool check-config (pagerduty=%v): %v\n%s\n%s", pd != "", err, out, cfg)
+		}
+		// Routing: a critical alert reaches PagerDuty (when configured) and Slack.
+		routes, err := exec.Command(amtool, "config", "routes", "test", "--config.file="+path, "severity=critical", "alertname=EtcdNoLeader").CombinedOutput()
+		if err != nil {
+			t.Fatalf("amtool config routes test: %v\n%s", err, routes)
+		}
+		want := "slack"
+		if pd != "" {
+			want = "pagerduty,slack"
+		}
+		if got := lastLine(string(routes)); got != want { // amtool may print a warning line first
+			t.Errorf("critical alert routed to %q, want %q", got, want)
+		}
+	}
+}
+
+func lastLine(s string) string {
+	lines := strings.Split(strings.TrimSpace(s), "\n")
+	return strings.TrimSpace(lines[len(lines)-1])
+}

@@ -1,0 +1,178 @@
+package monitoring
+
+import (
+	"fmt"
+	"strings"
+
+	"gopkg.in/yaml.v3"
+)
+
+// Rule is one Prometheus recording or alerting rule.
+type Rule struct {
+	Record      string            `yaml:"record,omitempty"`
+	Alert       string            `yaml:"alert,omitempty"`
+	Expr        string            `yaml:"expr"`
+	For         string            `yaml:"for,omitempty"`
+	Labels      map[string]string `yaml:"labels,omitempty"`
+	Annotations map[string]string `yaml:"annotations,omitempty"`
+}
+
+// Group is a rule group.
+type Group struct {
+	Name     string `yaml:"name"`
+	Interval string `yaml:"interval,omitempty"`
+	Rules    []Rule `yaml:"rules"`
+}
+
+// Jobs are the scrape job names the rules rely on (the ServiceMonitors'
+// jobLabel makes them so).
+const (
+	JobKCP        = "kcp"
+	JobFrontProxy = "kcp-front-proxy"
+	JobEtcd       = "etcd"
+	JobSyncAgent  = "api-syncagent"
+)
+
+// SLO targets (seed KPIs): 99.9% availability, < 0.1% errors, sync < 5 s.
+const (
+	AvailabilityTarget = 0.999
+	errorBudget        = 1 - AvailabilityTarget
+	SyncLatencySeconds = 5
+)
+
+func alert(name, severity, expr, forDur, summary, description string) Rule {
+	return Rule{
+		Alert: name, Expr: expr, For: forDur,
+		Labels: map[string]string{"severity": severity},
+		Annotations: map[string]string{
+			"summary":     summary,
+			"description": description,
+			"runbook_url": RunbookURL + "#" + strings.ToLower(name),
+		},
+	}
+}
+
+// RunbookURL is where every alert's runbook_url points (one anchor per alert).
+var RunbookURL = "https://github.com/kcp-tmc/kcp-tmc/blob/main/docs/runbook.md"
+
+// Groups returns every rule group. Only series that exist upstream are used:
+// up, apiserver_*, etcd_*, workqueue_*, kube-state-metrics kube_*,
+// cert-manager's certmanager_*, and controller-runtime's metrics of the
+// api-syncagent. The seed's tmc_component_health and syncer_sync_errors_total
+// do not exist anywhere; they are recording rules over real series here.
+func Groups() []Group {
+	burn := func(window string) string {
+		// "or ... * 0": with no 5xx at all the ratio is 0, not absent.
+		return fmt.Sprintf(`(
+  sum by (namespace) (rate(apiserver_request_total{job="%[1]s",code=~"5.."}[%[2]s]))
+  or
+  sum by (namespace) (rate(apiserver_request_total{job="%[1]s"}[%[2]s])) * 0
+)
+/
+sum by (namespace) (rate(apiserver_request_total{job="%[1]s"}[%[2]s]))`, JobKCP, window)
+	}
+	var slo []Rule
+	for _, w := range []string{"5m", "30m", "1h", "2h", "6h", "1d", "3d"} {
+		slo = append(slo, Rule{Record: "kcp:apiserver_request:error_ratio_rate" + w, Expr: burn(w)})
+	}
+	// Multi-window, multi-burn-rate (SRE workbook, table 5-8) over a 30-day 99.9% SLO.
+	burnAlert := func(name, severity, long, short string, factor float64, forDur string) Rule {
+		threshold := fmt.Sprintf("%g", factor*errorBudget)
+		return alert(name, severity,
+			fmt.Sprintf("kcp:apiserver_request:error_ratio_rate%s > %s\nand\nkcp:apiserver_request:error_ratio_rate%s > %s", long, threshold, short, threshold),
+			forDur,
+			fmt.Sprintf("kcp is burning its 99.9%% availability budget %gx too fast", factor),
+			fmt.Sprintf("Over the last %s (and %s) more than %s of kcp API requests in {{ $labels.namespace }} failed with 5xx.", long, short, threshold))
+	}
+	slo = append(slo,
+		burnAlert("KCPErrorBudgetBurnFast", "critical", "1h", "5m", 14.4, "2m"),
+		burnAlert("KCPErrorBudgetBurnMedium", "critical", "6h", "30m", 6, "15m"),
+		burnAlert("KCPErrorBudgetBurnSlow", "warning", "1d", "2h", 3, "1h"),
+		burnAlert("KCPErrorBudgetBurnTicket", "warning", "3d", "6h", 1, "3h"),
+	)
+
+	return []Group{
+		{Name: "kcp-tmc.components", Rules: []Rule{
+			{Record: "tmc_component_health", Expr: fmt.Sprintf(
+				`label_replace(min by (namespace, job) (up{job=~"%s|%s|%s"}), "component", "$1", "job", "(.*)")`, JobKCP, JobFrontProxy, JobEtcd)},
+			{Record: "syncer_sync_errors_total", Expr: fmt.Sprintf(
+				`sum by (namespace, controller) (controller_runtime_reconcile_errors_total{job="%s"})`, JobSyncAgent)},
+			alert("TMCComponentDown", "critical", "tmc_component_health == 0", "5m",
+				"{{ $labels.component }} is down in {{ $labels.namespace }}",
+				"At least one {{ $labels.component }} instance has not answered Prometheus' scrape for 5 minutes."),
+			alert("SyncerHighErrorRate", "warning", "rate(syncer_sync_errors_total[5m]) > 0.1", "2m",
+				"api-syncagent {{ $labels.controller }} fails to sync",
+				"The agent's controller {{ $labels.controller }} reports {{ $value | humanize }} reconcile errors per second."),
+			alert("SyncLatencyHigh", "warning", fmt.Sprintf(
+				`histogram_quantile(0.99, sum by (namespace, le) (rate(controller_runtime_reconcile_time_seconds_bucket{job="%s"}[5m]))) > %d`, JobSyncAgent, SyncLatencySeconds), "10m",
+				"Syncing takes longer than the 5 s objective",
+				"The 99th percentile of api-syncagent reconcile time is {{ $value | humanizeDuration }}."),
+			alert("SyncerHeartbeatStale", "critical",
+				`kube_customresource_synctarget_condition{condition="HeartbeatHealthy",status="False"} == 1`, "5m",
+				"SyncTarget {{ $labels.name }} lost its syncer",
+				"The legacy TMC syncer of {{ $labels.name }} has not heartbeated within kcp's threshold."),
+		}},
+		{Name: "kcp-tmc.etcd", Rules: []Rule{
+			alert("EtcdNoLeader", "critical", fmt.Sprintf(`etcd_server_has_leader{job="%s"} == 0`, JobEtcd), "1m",
+				"etcd member {{ $labels.instance }} has no leader", "The member cannot serve writes: the cluster lost quorum or this member is partitioned."),
+			alert("EtcdMembersDown", "critical", fmt.Sprintf(`count by (namespace) (up{job="%s"} == 0) > 0`, JobEtcd), "3m",
+				"{{ $value }} etcd member(s) down in {{ $labels.namespace }}", "One more failure may cost quorum and with it every kcp write."),
+			alert("EtcdHighFsyncDuration", "warning", fmt.Sprintf(
+				`histogram_quantile(0.99, sum by (namespace, instance, le) (rate(etcd_disk_wal_fsync_duration_seconds_bucket{job="%s"}[5m]))) > 0.5`, JobEtcd), "10m",
+				"etcd WAL fsync is slow on {{ $labels.instance }}", "p99 WAL fsync is {{ $value | humanizeDuration }}: the disk is too slow for etcd."),
+			alert("EtcdHighCommitDuration", "warning", fmt.Sprintf(
+				`histogram_quantile(0.99, sum by (namespace, instance, le) (rate(etcd_disk_backend_commit_duration_seconds_bucket{job="%s"}[5m]))) > 0.25`, JobEtcd), "10m",
+				"etcd backend commits are slow on {{ $labels.instance }}", "p99 backend commit is {{ $value | humanizeDuration }}."),
+			alert("EtcdDatabaseNearQuota", "warning", fmt.Sprintf(
+				`etcd_mvcc_db_total_size_in_bytes{job="%[1]s"} / etcd_server_quota_backend_bytes{job="%[1]s"} > 0.8`, JobEtcd), "10m",
+				"etcd database on {{ $labels.instance }} is above 80% of its quota", "At the quota etcd refuses writes (NOSPACE): compact and defragment, or raise etcd.quotaBackendBytes."),
+		}},
+		{Name: "kcp-tmc.kcp-api", Rules: []Rule{
+			alert("KCPAPIErrorRate", "warning", fmt.Sprintf(
+				`sum by (namespace) (rate(apiserver_request_total{job="%[1]s",code=~"5.."}[5m])) / sum by (namespace) (rate(apiserver_request_total{job="%[1]s"}[5m])) > %g`, JobKCP, errorBudget), "10m",
+				"kcp API error rate above 0.1%", "{{ $value | humanizePercentage }} of kcp API requests fail with 5xx."),
+			alert("KCPAPIHighLatency", "warning", fmt.Sprintf(
+				`histogram_quantile(0.99, sum by (namespace, le) (rate(apiserver_request_duration_seconds_bucket{job="%s",verb!~"WATCH|CONNECT"}[5m]))) > 1`, JobKCP), "10m",
+				"kcp API p99 latency above 1 s", "p99 request latency is {{ $value | humanizeDuration }}."),
+			alert("KCPWorkqueueBacklog", "warning", fmt.Sprintf(`sum by (namespace, name) (workqueue_depth{job="%s"}) > 1000`, JobKCP), "15m",
+				"kcp controller queue {{ $labels.name }} is backing up", "{{ $value }} items are waiting in workqueue {{ $labels.name }}."),
+		}},
+		{Name: "kcp-tmc.slo", Rules: slo},
+		{Name: "kcp-tmc.certificates", Rules: []Rule{
+			alert("CertificateExpiresSoon", "warning", `certmanager_certificate_expiration_timestamp_seconds - time() < 14 * 86400`, "1h",
+				"Certificate {{ $labels.name }} expires in less than 14 days", "cert-manager has not renewed {{ $labels.namespace }}/{{ $labels.name }}; check its CertificateRequest."),
+			alert("CertificateExpiresVerySoon", "critical", `certmanager_certificate_expiration_timestamp_seconds - time() < 3 * 86400`, "10m",
+				"Certificate {{ $labels.name }} expires in less than 3 days", "When it expires, clients of {{ $labels.name }} are refused."),
+		}},
+		{Name: "kcp-tmc.backup", Rules: []Rule{
+			alert("EtcdBackupStale", "critical", `time() - kube_cronjob_status_last_successful_time{cronjob="etcd-backup"} > 26 * 3600`, "10m",
+				"No successful etcd backup for 26 hours", "The last successful etcd-backup run in {{ $labels.namespace }} was {{ $value | humanizeDuration }} ago."),
+			alert("EtcdBackupFailed", "warning", `kube_job_status_failed{job_name=~"etcd-backup-.*"} > 0`, "0m",
+				"etcd backup job {{ $labels.job_name }} failed", "Its log names the failed step: `etcd-backup: FAILED: <step>`."),
+			alert("EtcdBackupVerificationStale", "warning", `time() - kube_cronjob_status_last_successful_time{cronjob="etcd-backup-verify"} > 8 * 86400`, "1h",
+				"No verified restore of the newest snapshot for 8 days", "The weekly etcd-backup-verify job has not succeeded; backups may not restore."),
+		}},
+	}
+}
+
+// Alerts returns every alerting rule.
+func Alerts() []Rule {
+	var out []Rule
+	for _, g := range Groups() {
+		for _, r := range g.Rules {
+			if r.Alert != "" {
+				out = append(out, r)
+			}
+		}
+	}
+	return out
+}
+
+// RulesFile renders the groups as a Prometheus rules file (what promtool reads).
+func RulesFile(groups []Group) (string, error) {
+	b, err := yaml.Marshal(map[string]any{"groups": groups})
+	if err != nil {
+		return "", fmt.Errorf("rules file: %w", err)
+	}
+	return string(b), nil
+}
