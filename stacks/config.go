@@ -55,6 +55,7 @@ type Config struct {
 	TLS                TLS        `config:"tls"`
 	Ingress            Ingress    `config:"ingress"`
 	Monitoring         Monitoring `config:"monitoring"`
+	Logging            Logging    `config:"logging"`
 	// ExistingCAs is the secret kcp-tmc:existingCAs: CAs brought by the user,
 	// by CA name (bring your own CA).
 	ExistingCAs map[string]ExistingCA `json:"-"`
@@ -195,6 +196,20 @@ type Monitoring struct {
 	PagerDutyKey    string `json:"-"`
 }
 
+// Logging is kcp-tmc:logging: fluent-bit to Elasticsearch. The password is
+// the secret kcp-tmc:elasticsearchPassword.
+type Logging struct {
+	Enabled           bool   `json:"enabled"`
+	ElasticsearchHost string `json:"elasticsearchHost"`
+	ElasticsearchPort int    `json:"elasticsearchPort"`
+	Index             string `json:"index"`
+	TLS               bool   `json:"tls"`
+	Username          string `json:"username"`
+	Image             string `json:"image"`
+
+	Password string `json:"-"`
+}
+
 // ACME is kcp-tmc:tls.acme.
 type ACME struct {
 	Email        string `json:"email"`
@@ -251,7 +266,8 @@ func Load(src ConfigSource) (*Config, error) {
 	for _, sec := range []struct {
 		key string
 		dst *string
-	}{{"slackWebhookUrl", &cfg.Monitoring.SlackWebhookURL}, {"pagerDutyKey", &cfg.Monitoring.PagerDutyKey}} {
+	}{{"slackWebhookUrl", &cfg.Monitoring.SlackWebhookURL}, {"pagerDutyKey", &cfg.Monitoring.PagerDutyKey},
+		{"elasticsearchPassword", &cfg.Logging.Password}} {
 		if v, ok := src.GetConfig(Namespace + ":" + sec.key); ok {
 			if !src.IsConfigSecret(Namespace + ":" + sec.key) {
 				// Refuse before anything can copy it into state or logs.
@@ -302,6 +318,7 @@ func configFields(c *Config) []configField {
 		{"tls", &c.TLS},
 		{"ingress", &c.Ingress},
 		{"monitoring", &c.Monitoring},
+		{"logging", &c.Logging},
 	}
 }
 

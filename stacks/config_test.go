@@ -123,6 +123,10 @@ func TestLoadRejectsBadConfig(t *testing.T) {
 		{"scrape interval in hours", env("dev", "monitoring", `{"interval":"1h"}`), "kcp-tmc:monitoring.interval", "1h"},
 		{"slack channel without #", secretEnv("dev", "monitoring", `{"slackChannel":"alerts"}`, "slackWebhookUrl", "https://hooks.slack.com/x"), "kcp-tmc:monitoring.slackChannel", "alerts"},
 		{"monitoring off in prod", env("prod", "monitoring", `{"enabled":false}`), "kcp-tmc:monitoring.enabled", "false"},
+		{"logs without a password", env("dev", "logging", `{"enabled":true,"elasticsearchHost":"logs","username":"kcp"}`), "kcp-tmc:elasticsearchPassword", "<unset>"},
+		{"log host with scheme", env("dev", "logging", `{"enabled":true,"elasticsearchHost":"https://logs"}`), "kcp-tmc:logging.elasticsearchHost", "https://logs"},
+		{"uppercase log index", env("dev", "logging", `{"enabled":true,"elasticsearchHost":"logs","index":"KCP"}`), "kcp-tmc:logging.index", "KCP"},
+		{"password in plaintext", env("dev", "elasticsearchPassword", "SECRET-KEY"), "kcp-tmc:elasticsearchPassword", "<plaintext>"},
 		{"bad time zone", env("dev", "backup", `{"timeZone":"Mars/Olympus"}`), "kcp-tmc:backup.timeZone", "Mars/Olympus"},
 		{"backups off in prod", env("prod", "backup", `{"enabled":false}`), "kcp-tmc:backup.enabled", "false"},
 		{"backup enabled as string", env("dev", "backup", `{"enabled":"yes"}`), "kcp-tmc:backup.enabled", "a string"},
@@ -240,7 +244,8 @@ func TestStackFilesAreValid(t *testing.T) {
 			if stack == "prod" { // the secrets a user must add with `pulumi config set --secret`
 				src.values["kubeconfig"] = "apiVersion: v1\nkind: Config\n"
 				src.values["slackWebhookUrl"] = "https://hooks.slack.com/services/T/B/X"
-				src.secrets["kubeconfig"], src.secrets["slackWebhookUrl"] = true, true
+				src.values["elasticsearchPassword"] = "x"
+				src.secrets["kubeconfig"], src.secrets["slackWebhookUrl"], src.secrets["elasticsearchPassword"] = true, true, true
 			}
 			cfg, err := Load(src)
 			if err != nil {
@@ -253,10 +258,12 @@ func TestStackFilesAreValid(t *testing.T) {
 	}
 }
 
-func TestProdStackFileNeedsKubeconfigSecret(t *testing.T) {
+func TestProdStackFileNeedsItsSecrets(t *testing.T) {
 	_, err := Load(stackFileSource(t, "../Pulumi.prod.yaml"))
-	if err == nil || !strings.Contains(err.Error(), "config kcp-tmc:kubeconfig:") {
-		t.Fatalf("prod without its kubeconfig secret: err = %v", err)
+	for _, key := range []string{"kubeconfig", "slackWebhookUrl", "elasticsearchPassword"} {
+		if err == nil || !strings.Contains(err.Error(), "config kcp-tmc:"+key+":") {
+			t.Errorf("prod without its %s secret: err = %v", key, err)
+		}
 	}
 }
 

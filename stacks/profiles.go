@@ -5,6 +5,7 @@ import (
 
 	"github.com/kcp-tmc/kcp-tmc/components/backup"
 	"github.com/kcp-tmc/kcp-tmc/components/ingress"
+	"github.com/kcp-tmc/kcp-tmc/components/logging"
 	"github.com/kcp-tmc/kcp-tmc/components/monitoring"
 	"github.com/kcp-tmc/kcp-tmc/components/pki"
 )
@@ -43,6 +44,7 @@ func Profile(env string) (*Config, error) {
 			Bucket: "kcp-tmc-" + env + "-etcd-backups", TransitionDays: 30, RetentionDays: 90, NoncurrentDays: 30},
 		// CAs 10 years, leaves 1 year renewed 15 days early, as the kcp helm chart.
 		Monitoring: Monitoring{Enabled: true, Interval: "30s", SlackChannel: "#kcp-alerts", StackVersion: monitoring.DefaultStackVersion},
+		Logging:    Logging{ElasticsearchPort: 9200, Index: logging.DefaultIndex, TLS: true, Image: logging.DefaultImage},
 		Ingress: Ingress{Mode: ingress.ModePassthrough, ClassName: ingress.DefaultClassName,
 			ControllerVersion: ingress.DefaultControllerVersion, ControllerReplicas: 2},
 		TLS: TLS{Mode: pki.ModeCertManager, CertManagerVersion: pki.DefaultCertManagerVersion,

@@ -16,6 +16,7 @@ import (
 	"github.com/kcp-tmc/kcp-tmc/components/etcd"
 	"github.com/kcp-tmc/kcp-tmc/components/ingress"
 	"github.com/kcp-tmc/kcp-tmc/components/kcp"
+	"github.com/kcp-tmc/kcp-tmc/components/logging"
 	"github.com/kcp-tmc/kcp-tmc/components/monitoring"
 	"github.com/kcp-tmc/kcp-tmc/components/pki"
 	"github.com/kcp-tmc/kcp-tmc/components/platform"
@@ -124,6 +125,12 @@ func Deploy(ctx *pulumi.Context, cfg *Config, projectDir string) error {
 		}
 	}
 
+	if cfg.Logging.Enabled {
+		if _, err := logging.NewLogging(ctx, "logging", loggingArgs(cfg), k8s); err != nil {
+			return fmt.Errorf("logging: %w", err)
+		}
+	}
+
 	ctx.Export("environment", pulumi.String(cfg.Environment))
 	ctx.Export("tlsSecrets", certs.SecretNames)
 	ctx.Export("storageClass", stor.ClassName)
@@ -186,6 +193,17 @@ func etcdArgs(cfg *Config) etcd.Args {
 		Protect: cfg.Environment != "dev",
 		Clients: []map[string]string{kcp.Selector(), BackupSelector},
 	}
+}
+
+func loggingArgs(cfg *Config) logging.Args {
+	l := cfg.Logging
+	a := logging.Args{ElasticsearchHost: l.ElasticsearchHost, ElasticsearchPort: l.ElasticsearchPort, Index: l.Index,
+		TLS: l.TLS, Username: l.Username, Image: l.Image,
+		Resources: workload.Resources{RequestCPU: "50m", RequestMemory: "64Mi", LimitCPU: "500m", LimitMemory: "256Mi", RequestEphemeral: "64Mi", LimitEphemeral: "256Mi"}}
+	if l.Password != "" {
+		a.Password = pulumi.ToSecret(pulumi.String(l.Password)).(pulumi.StringOutput)
+	}
+	return a
 }
 
 func monitoringArgs(cfg *Config) monitoring.Args {

@@ -66,6 +66,7 @@ func (c *Config) Validate() error {
 	c.validateTLS(v)
 	c.validateIngress(v)
 	c.validateMonitoring(v)
+	c.validateLogging(v)
 	return v.err()
 }
 
@@ -340,6 +341,19 @@ func (c *Config) validateMonitoring(v *validator) {
 	}
 	componentErrors(v, monitoringArgs(c).WithDefaults().Validate(), "monitoring", map[string]string{
 		"Interval": "interval", "SlackChannel": "slackChannel", "StackVersion": "stackVersion",
+	})
+}
+
+func (c *Config) validateLogging(v *validator) {
+	l := c.Logging
+	if !l.Enabled {
+		return
+	}
+	if l.Username != "" && l.Password == "" {
+		v.add("elasticsearchPassword", "<unset>", "the password of logging.username, set with `pulumi config set --secret kcp-tmc:elasticsearchPassword`")
+	}
+	componentErrors(v, loggingArgs(c).WithDefaults().Validate(), "logging", map[string]string{
+		"ElasticsearchHost": "elasticsearchHost", "ElasticsearchPort": "elasticsearchPort", "Index": "index", "Image": "image",
 	})
 }
 

@@ -2,6 +2,7 @@ package tests
 
 import (
 	"context"
+	"encoding/json"
 	"fmt"
 	"os"
 	"os/exec"
@@ -45,7 +46,8 @@ func stackManifests(t *testing.T, stack, ns string) string {
 	// The secrets a user adds; the mocks never contact them.
 	cfg["kcp-tmc:kubeconfig"] = "apiVersion: v1\nkind: Config\n"
 	cfg["kcp-tmc:slackWebhookUrl"] = "https://hooks.slack.com/services/T000/B000/test"
-	mocktest.SetConfig(t, cfg, "kcp-tmc:kubeconfig", "kcp-tmc:slackWebhookUrl")
+	cfg["kcp-tmc:elasticsearchPassword"] = "test"
+	mocktest.SetConfig(t, cfg, "kcp-tmc:kubeconfig", "kcp-tmc:slackWebhookUrl", "kcp-tmc:elasticsearchPassword")
 	rec, err := mocktest.Run(t, stack, stacks.ProgramIn(t.TempDir()))
 	if err != nil {
 		t.Fatalf("%s program under mocks: %v", stack, err)
@@ -335,6 +337,12 @@ func assertPodsAdmitted(t *testing.T, w workload) {
 	t.Helper()
 	ctx := context.Background()
 	selector := w.Selector
+	if w.Kind == "DaemonSet" {
+		// No node exists, so the controller creates no Pod: submit the
+		// template as a Pod (server-side dry run) to the same admission.
+		assertTemplateAdmitted(t, w)
+		return
+	}
 	if w.Kind == "CronJob" {
 		job := w.Name + "-probe"
 		if _, _, err := kube.Kubectl(ctx, nil, "create", "job", job, "--from=cronjob/"+w.Name, "-n", w.Namespace); err != nil {
@@ -356,6 +364,32 @@ func assertPodsAdmitted(t *testing.T, w workload) {
 	events, _, _ := kube.Kubectl(ctx, nil, "get", "events", "-n", w.Namespace)
 	t.Errorf("%s %s/%s: no Pod created within 60s; events:\n%s\ncontroller-manager log:\n%s",
 		w.Kind, w.Namespace, w.Name, events, kube.Log("kube-controller-manager"))
+}
+
+// assertTemplateAdmitted dry-runs a Pod made from the workload's template.
+func assertTemplateAdmitted(t *testing.T, w workload) {
+	t.Helper()
+	ctx := context.Background()
+	out, _, err := kube.Kubectl(ctx, nil, "get", strings.ToLower(w.Kind), w.Name, "-n", w.Namespace, "-o", "json")
+	if err != nil {
+		t.Fatal(err)
+	}
+	var obj struct {
+		Spec struct {
+			Template struct {
+				Metadata map[string]any `json:"metadata"`
+				Spec     map[string]any `json:"spec"`
+			} `json:"template"`
+		} `json:"spec"`
+	}
+	if err := json.Unmarshal([]byte(out), &obj); err != nil {
+		t.Fatal(err)
+	}
+	obj.Spec.Template.Metadata["name"] = w.Name + "-admission-probe"
+	pod, _ := json.Marshal(map[string]any{"apiVersion": "v1", "kind": "Pod", "metadata": obj.Spec.Template.Metadata, "spec": obj.Spec.Template.Spec})
+	if _, stderr, err := kube.Kubectl(ctx, pod, "create", "--dry-run=server", "-n", w.Namespace, "-f", "-"); err != nil || strings.Contains(stderr, "Warning") {
+		t.Errorf("%s %s/%s: its Pod is not admitted cleanly: %v %s", w.Kind, w.Namespace, w.Name, err, stderr)
+	}
 }
 
 var forbiddenEvent = regexp.MustCompile(`FailedCreate.*violates PodSecurity "restricted`)

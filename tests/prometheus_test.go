@@ -91,13 +91,20 @@ scrape_configs:
 		t.Errorf("alerts firing while everything is healthy: %v", firing)
 	}
 	// The series the etcd and kcp rules read exist on the real targets.
-	for _, series := range []string{`etcd_server_has_leader{job="etcd"}`, `etcd_mvcc_db_total_size_in_bytes{job="etcd"}`,
-		`etcd_server_quota_backend_bytes{job="etcd"}`, `etcd_disk_wal_fsync_duration_seconds_bucket{job="etcd"}`,
-		`apiserver_request_total{job="kcp"}`, `apiserver_request_duration_seconds_bucket{job="kcp"}`, `workqueue_depth{job="kcp"}`,
-		`tmc_component_health`, `kcp:apiserver_request:error_ratio_rate5m`} {
-		if n := query(t, web, "count("+series+")"); n == "" || n == "0" {
-			t.Errorf("no series %s on the real targets", series)
+	eventually(t, 30*time.Second, "the rules' series on the real targets", func() string {
+		var missing []string
+		for _, series := range []string{`etcd_server_has_leader{job="etcd"}`, `etcd_mvcc_db_total_size_in_bytes{job="etcd"}`,
+			`etcd_server_quota_backend_bytes{job="etcd"}`, `etcd_disk_wal_fsync_duration_seconds_bucket{job="etcd"}`,
+			`apiserver_request_total{job="kcp"}`, `apiserver_request_duration_seconds_bucket{job="kcp"}`, `workqueue_depth{job="kcp"}`,
+			`tmc_component_health`, `kcp:apiserver_request:error_ratio_rate5m`} {
+			if n := query(t, web, "count("+series+")"); n == "" || n == "0" {
+				missing = append(missing, series)
+			}
 		}
+		return strings.Join(missing, ", ")
+	})
+	if firing := firingAlerts(t, web); len(firing) > 0 {
+		t.Errorf("alerts firing while everything is healthy: %v", firing)
 	}
 
 	// Failure: one etcd member gone.

@@ -25,12 +25,13 @@ func TestEtcdResizeKeepsData(t *testing.T) {
 	ctx := context.Background()
 	size := func(s string) map[string]any {
 		return map[string]any{
-			"kcp-tmc:target":  map[string]any{"mode": "render", "renderDir": "rendered/staging"},
-			"kcp-tmc:etcd":    map[string]any{"storageSize": s},
-			"kcp-tmc:tls":     map[string]any{"mode": "cert-manager", "installCertManager": false}, // no TLS plugin here
-			"kcp-tmc:ingress": map[string]any{"installController": false},                          // render mode: no Helm
-			"kcp-tmc:backup":  map[string]any{"target": "pvc", "pvcSize": "100Gi"},                 // no AWS plugin here
-			"kcp-tmc:zones":   []string{"us-east-1a", "us-east-1b", "us-east-1c"},
+			"kcp-tmc:target":     map[string]any{"mode": "render", "renderDir": "rendered/staging"},
+			"kcp-tmc:etcd":       map[string]any{"storageSize": s},
+			"kcp-tmc:tls":        map[string]any{"mode": "cert-manager", "installCertManager": false}, // no TLS plugin here
+			"kcp-tmc:ingress":    map[string]any{"installController": false},                          // render mode: no Helm
+			"kcp-tmc:backup":     map[string]any{"target": "pvc", "pvcSize": "100Gi"},                 // no AWS plugin here
+			"kcp-tmc:monitoring": map[string]any{"installStack": false},
+			"kcp-tmc:zones":      []string{"us-east-1a", "us-east-1b", "us-east-1c"},
 		}
 	}
 	dir, opts := testenv.Project(t, "staging", size("100Gi"))

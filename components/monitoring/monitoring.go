@@ -18,6 +18,7 @@ import (
 	metav1 "github.com/pulumi/pulumi-kubernetes/sdk/v4/go/kubernetes/meta/v1"
 	"github.com/pulumi/pulumi/sdk/v3/go/pulumi"
 
+	"github.com/kcp-tmc/kcp-tmc/components/platform"
 	"github.com/kcp-tmc/kcp-tmc/components/workload"
 )
 
@@ -27,10 +28,6 @@ const TypeToken = "kcp-tmc:monitoring:Monitoring"
 // ScrapeLabel marks the one Service per workload a ServiceMonitor selects
 // (kcp and etcd have several Services over the same pods).
 const ScrapeLabel = "kcp-tmc.io/scrape"
-
-// PolicyException annotates a namespace that cannot meet kcp-tmc's security
-// rules, with the reason; the policy test reports it instead of failing.
-const PolicyException = "kcp-tmc.io/policy-exception"
 
 // Defaults.
 const (
@@ -272,13 +269,13 @@ func installStack(ctx *pulumi.Context, name string, a Args, opts []pulumi.Resour
 		Name: pulumi.String(a.MonitoringNamespace),
 		Labels: pulumi.StringMap{
 			// Third-party chart, not verified under `restricted` here: enforce
-			// baseline, and audit and warn at restricted to surface every gap.
+			// baseline, audit at restricted to record every gap.
 			"pod-security.kubernetes.io/enforce": pulumi.String("baseline"),
 			"pod-security.kubernetes.io/audit":   pulumi.String("restricted"),
-			"pod-security.kubernetes.io/warn":    pulumi.String("restricted"),
+			"pod-security.kubernetes.io/warn":    pulumi.String("baseline"),
 			"app.kubernetes.io/part-of":          pulumi.String("kcp-tmc"),
 		},
-		Annotations: pulumi.StringMap{PolicyException: pulumi.String("kube-prometheus-stack: enforce baseline, no default-deny (the chart's own components and flows)")},
+		Annotations: pulumi.StringMap{platform.PolicyException: pulumi.String("kube-prometheus-stack: enforce baseline, no default-deny (the chart's own components and flows)")},
 	}}, opts...)
 	if err != nil {
 		return nil, fmt.Errorf("monitoring namespace: %w", err)

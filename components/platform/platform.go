@@ -43,7 +43,16 @@ type Args struct {
 	// RetainOnDelete keeps the namespace (and the etcd volumes claimed in it)
 	// when the stack is destroyed; stacks set it outside dev.
 	RetainOnDelete bool
+	// EnforceLevel lowers what Pod Security Admission enforces and warns
+	// about (audit stays restricted) for a workload that cannot be restricted; it
+	// requires ExceptionReason, recorded in the PolicyException annotation.
+	EnforceLevel    string
+	ExceptionReason string
 }
+
+// PolicyException annotates a namespace that cannot meet kcp-tmc's security
+// rules, with the reason; the policy test reports it instead of failing.
+const PolicyException = "kcp-tmc.io/policy-exception"
 
 // Platform is the component: the namespace and its baseline policies.
 type Platform struct {
@@ -58,6 +67,9 @@ func (a Args) WithDefaults() Args {
 	if a.PodSecurityVersion == "" {
 		a.PodSecurityVersion = DefaultPodSecurityVersion
 	}
+	if a.EnforceLevel == "" {
+		a.EnforceLevel = "restricted"
+	}
 	return a
 }
 
@@ -69,6 +81,12 @@ func (a Args) Validate() error {
 	}
 	if !pssVersion.MatchString(a.PodSecurityVersion) {
 		errs = append(errs, fmt.Errorf("platform: PodSecurityVersion %q: want a pinned version like v1.34", a.PodSecurityVersion))
+	}
+	switch {
+	case a.EnforceLevel != "restricted" && a.EnforceLevel != "baseline" && a.EnforceLevel != "privileged":
+		errs = append(errs, fmt.Errorf("platform: EnforceLevel %q: want restricted, baseline or privileged", a.EnforceLevel))
+	case a.EnforceLevel != "restricted" && a.ExceptionReason == "":
+		errs = append(errs, fmt.Errorf("platform: EnforceLevel %q: want an ExceptionReason for anything below restricted", a.EnforceLevel))
 	}
 	return errors.Join(errs...)
 }
@@ -91,8 +109,9 @@ func NewPlatform(ctx *pulumi.Context, name string, args Args, opts ...pulumi.Res
 	}
 	ns, err := corev1.NewNamespace(ctx, name+"-namespace", &corev1.NamespaceArgs{
 		Metadata: &metav1.ObjectMetaArgs{
-			Name:   pulumi.String(args.Namespace),
-			Labels: pulumi.ToStringMap(NamespaceLabels(args)),
+			Name:        pulumi.String(args.Namespace),
+			Labels:      pulumi.ToStringMap(NamespaceLabels(args)),
+			Annotations: exceptionAnnotation(args),
 		},
 	}, nsOpts...)
 	if err != nil {
@@ -133,7 +152,20 @@ func NamespaceLabels(args Args) map[string]string {
 		labels["pod-security.kubernetes.io/"+mode] = "restricted"
 		labels["pod-security.kubernetes.io/"+mode+"-version"] = args.PodSecurityVersion
 	}
+	if args.EnforceLevel != "" && args.EnforceLevel != "restricted" {
+		// Audit keeps recording every gap to restricted; clients are warned
+		// only about what the exception does not cover.
+		labels["pod-security.kubernetes.io/enforce"] = args.EnforceLevel
+		labels["pod-security.kubernetes.io/warn"] = args.EnforceLevel
+	}
 	return labels
+}
+
+func exceptionAnnotation(a Args) pulumi.StringMap {
+	if a.EnforceLevel == "restricted" {
+		return nil
+	}
+	return pulumi.StringMap{PolicyException: pulumi.String(a.ExceptionReason)}
 }
 
 func commonLabels() map[string]string {

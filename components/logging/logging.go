@@ -1,0 +1,284 @@
+// Package logging ships every container's logs (kcp and etcd log JSON to
+// stdout) to Elasticsearch with fluent-bit: a DaemonSet tailing the nodes'
+// container logs, parsing JSON into fields and enriching them with
+// Kubernetes metadata, in its own namespace.
+package logging
+
+import (
+	"errors"
+	"fmt"
+	"regexp"
+	"strconv"
+	"strings"
+
+	appsv1 "github.com/pulumi/pulumi-kubernetes/sdk/v4/go/kubernetes/apps/v1"
+	corev1 "github.com/pulumi/pulumi-kubernetes/sdk/v4/go/kubernetes/core/v1"
+	metav1 "github.com/pulumi/pulumi-kubernetes/sdk/v4/go/kubernetes/meta/v1"
+	rbacv1 "github.com/pulumi/pulumi-kubernetes/sdk/v4/go/kubernetes/rbac/v1"
+	"github.com/pulumi/pulumi/sdk/v3/go/pulumi"
+
+	"github.com/kcp-tmc/kcp-tmc/components/platform"
+	"github.com/kcp-tmc/kcp-tmc/components/security"
+	"github.com/kcp-tmc/kcp-tmc/components/workload"
+)
+
+// TypeToken is the Pulumi type of the component.
+const TypeToken = "kcp-tmc:logging:Logging"
+
+// Defaults.
+const (
+	Namespace    = "logging"
+	Name         = "fluent-bit"
+	DefaultImage = "cr.fluentbit.io/fluent/fluent-bit:3.2.10"
+	DefaultIndex = "kcp-logs"
+)
+
+// Args configures log shipping.
+type Args struct {
+	ElasticsearchHost string
+	ElasticsearchPort int
+	Index             string
+	TLS               bool
+	Username          string
+	Password          pulumi.StringInput // a Pulumi secret; required with Username
+	Image             string
+	Resources         workload.Resources
+}
+
+// Logging is the component.
+type Logging struct {
+	pulumi.ResourceState
+
+	// Destination is host:port/index.
+	Destination pulumi.StringOutput `pulumi:"destination"`
+}
+
+// WithDefaults fills unset fields.
+func (a Args) WithDefaults() Args {
+	if a.ElasticsearchPort == 0 {
+		a.ElasticsearchPort = 9200
+	}
+	if a.Index == "" {
+		a.Index = DefaultIndex
+	}
+	if a.Image == "" {
+		a.Image = DefaultImage
+	}
+	return a
+}
+
+var host = regexp.MustCompile(`^[a-z0-9]([-a-z0-9.]*[a-z0-9])?$`)
+
+// Validate reports every invalid field.
+func (a Args) Validate() error {
+	var errs []error
+	bad := func(field string, value any, allowed string) {
+		errs = append(errs, fmt.Errorf("logging: %s %v: want %s", field, value, allowed))
+	}
+	if !host.MatchString(a.ElasticsearchHost) {
+		bad("ElasticsearchHost", fmt.Sprintf("%q", a.ElasticsearchHost), "a host name or IP address, without scheme")
+	}
+	if a.ElasticsearchPort < 1 || a.ElasticsearchPort > 65535 {
+		bad("ElasticsearchPort", a.ElasticsearchPort, "1–65535")
+	}
+	if !regexp.MustCompile(`^[a-z0-9][a-z0-9_.-]*$`).MatchString(a.Index) {
+		bad("Index", fmt.Sprintf("%q", a.Index), "a lowercase Elasticsearch index name")
+	}
+	if a.Username != "" && a.Password == nil {
+		bad("Password", "unset", "a Pulumi secret when Username is set")
+	}
+	if !strings.Contains(a.Image, ":") || strings.HasSuffix(a.Image, ":latest") {
+		bad("Image", fmt.Sprintf("%q", a.Image), "a pinned image")
+	}
+	return errors.Join(errs...)
+}
+
+// Config is fluent-bit's configuration (classic format). Host, port and
+// credentials come from the environment, so the ConfigMap holds no secret.
+func Config(a Args) string {
+	tls := "Off"
+	if a.TLS {
+		tls = "On"
+	}
+	auth := ""
+	if a.Username != "" {
+		auth = "    HTTP_User         ${ES_USER}\n    HTTP_Passwd       ${ES_PASSWORD}\n"
+	}
+	return `[SERVICE]
+    Flush             5
+    Log_Level         info
+    Daemon            Off
+    HTTP_Server       On
+    HTTP_Listen       0.0.0.0
+    HTTP_Port         2020
+    Health_Check      On
+    storage.path      /var/lib/fluent-bit/storage
+
+[INPUT]
+    Name              tail
+    Tag               kube.*
+    Path              /var/log/containers/*.log
+    multiline.parser  cri, docker
+    DB                /var/lib/fluent-bit/tail.db
+    Mem_Buf_Limit     50MB
+    Skip_Long_Lines   On
+    storage.type      filesystem
+
+[FILTER]
+    Name              kubernetes
+    Match             kube.*
+    Merge_Log         On
+    Keep_Log          Off
+    K8S-Logging.Parser On
+    K8S-Logging.Exclude On
+
+[OUTPUT]
+    Name              es
+    Match             kube.*
+    Host              ${ES_HOST}
+    Port              ${ES_PORT}
+    Index             ` + a.Index + `
+` + auth + `    tls               ` + tls + `
+    tls.verify        On
+    Suppress_Type_Name On
+    Replace_Dots      On
+    Retry_Limit       False
+`
+}
+
+// NewLogging registers the component and its children.
+func NewLogging(ctx *pulumi.Context, name string, args Args, opts ...pulumi.ResourceOption) (*Logging, error) {
+	args = args.WithDefaults()
+	if err := args.Validate(); err != nil {
+		return nil, err
+	}
+	comp := &Logging{}
+	if err := ctx.RegisterComponentResource(TypeToken, name, comp, opts...); err != nil {
+		return nil, fmt.Errorf("registering %s %q: %w", TypeToken, name, err)
+	}
+	child := pulumi.Parent(comp)
+	// Reading the nodes' log files needs hostPath and root: no Pod Security
+	// level but privileged allows that. Audit and warn stay restricted, and
+	// the namespace still denies all traffic but fluent-bit's own.
+	ns, err := platform.NewPlatform(ctx, name+"-namespace", platform.Args{
+		Namespace: Namespace, EnforceLevel: "privileged",
+		ExceptionReason: "fluent-bit reads /var/log on every node as root (read-only, no capabilities)",
+	}, child)
+	if err != nil {
+		return nil, fmt.Errorf("logging namespace: %w", err)
+	}
+	after := []pulumi.ResourceOption{child, pulumi.DependsOn([]pulumi.Resource{ns})}
+	if _, err := corev1.NewServiceAccount(ctx, name+"-sa", &corev1.ServiceAccountArgs{
+		Metadata: workload.Meta(Name, Namespace, Name),
+		// The kubernetes filter reads pod metadata from the API.
+		AutomountServiceAccountToken: pulumi.Bool(true),
+	}, after...); err != nil {
+		return nil, fmt.Errorf("fluent-bit ServiceAccount: %w", err)
+	}
+	role, err := rbacv1.NewClusterRole(ctx, name+"-role", &rbacv1.ClusterRoleArgs{
+		Metadata: &metav1.ObjectMetaArgs{Name: pulumi.String("kcp-tmc-fluent-bit")},
+		Rules: rbacv1.PolicyRuleArray{rbacv1.PolicyRuleArgs{
+			ApiGroups: pulumi.ToStringArray([]string{""}),
+			Resources: pulumi.ToStringArray([]string{"pods", "namespaces"}),
+			Verbs:     pulumi.ToStringArray([]string{"get", "list", "watch"}),
+		}},
+	}, child)
+	if err != nil {
+		return nil, fmt.Errorf("fluent-bit ClusterRole: %w", err)
+	}
+	if _, err := rbacv1.NewClusterRoleBinding(ctx, name+"-binding", &rbacv1.ClusterRoleBindingArgs{
+		Metadata: &metav1.ObjectMetaArgs{Name: pulumi.String("kcp-tmc-fluent-bit")},
+		RoleRef:  rbacv1.RoleRefArgs{ApiGroup: pulumi.String("rbac.authorization.k8s.io"), Kind: pulumi.String("ClusterRole"), Name: role.Metadata.Name().Elem()},
+		Subjects: rbacv1.SubjectArray{rbacv1.SubjectArgs{Kind: pulumi.String("ServiceAccount"), Name: pulumi.String(Name), Namespace: pulumi.String(Namespace)}},
+	}, child); err != nil {
+		return nil, fmt.Errorf("fluent-bit ClusterRoleBinding: %w", err)
+	}
+	if _, err := corev1.NewConfigMap(ctx, name+"-config", &corev1.ConfigMapArgs{
+		Metadata: workload.Meta("fluent-bit-config", Namespace, Name),
+		Data:     pulumi.StringMap{"fluent-bit.conf": pulumi.String(Config(args))},
+	}, after...); err != nil {
+		return nil, fmt.Errorf("fluent-bit config: %w", err)
+	}
+	env := corev1.EnvVarArray{
+		corev1.EnvVarArgs{Name: pulumi.String("ES_HOST"), Value: pulumi.String(args.ElasticsearchHost)},
+		corev1.EnvVarArgs{Name: pulumi.String("ES_PORT"), Value: pulumi.String(strconv.Itoa(args.ElasticsearchPort))},
+	}
+	if args.Username != "" {
+		if _, err := corev1.NewSecret(ctx, name+"-credentials", &corev1.SecretArgs{
+			Metadata:   workload.Meta("fluent-bit-elasticsearch", Namespace, Name),
+			StringData: pulumi.StringMap{"username": pulumi.String(args.Username), "password": pulumi.ToSecret(args.Password).(pulumi.StringOutput)},
+		}, after...); err != nil {
+			return nil, fmt.Errorf("Elasticsearch credentials: %w", err)
+		}
+		for key, envName := range map[string]string{"username": "ES_USER", "password": "ES_PASSWORD"} {
+			env = append(env, corev1.EnvVarArgs{Name: pulumi.String(envName), ValueFrom: &corev1.EnvVarSourceArgs{
+				SecretKeyRef: &corev1.SecretKeySelectorArgs{Name: pulumi.String("fluent-bit-elasticsearch"), Key: pulumi.String(key)},
+			}})
+		}
+	}
+	egress := []security.Flow{{CIDR: "0.0.0.0/0", Ports: []int{args.ElasticsearchPort, 443, 6443}}} // Elasticsearch and the API
+	if err := security.NewAllowPolicy(ctx, name+"-netpol", Namespace, Name, workload.Labels(Name),
+		[]security.Flow{{Namespace: "monitoring", Ports: []int{2020}}}, egress, after...); err != nil {
+		return nil, err
+	}
+	dsMeta := workload.Meta(Name, Namespace, Name)
+	dsMeta.Annotations = pulumi.StringMap{
+		"kcp-tmc.io/needs-api-token": pulumi.String("true"), // the kubernetes filter
+		// Root (UID 0) is what reading the nodes' root-owned log files takes.
+		"kube-score/ignore": pulumi.String("container-security-context-user-group-id"),
+	}
+	if _, err := appsv1.NewDaemonSet(ctx, name, &appsv1.DaemonSetArgs{
+		Metadata: dsMeta,
+		Spec: &appsv1.DaemonSetSpecArgs{
+			Selector:       &metav1.LabelSelectorArgs{MatchLabels: pulumi.ToStringMap(workload.Labels(Name))},
+			UpdateStrategy: &appsv1.DaemonSetUpdateStrategyArgs{Type: pulumi.String("RollingUpdate")},
+			Template: corev1.PodTemplateSpecArgs{
+				Metadata: &metav1.ObjectMetaArgs{Labels: pulumi.ToStringMap(workload.Labels(Name))},
+				Spec: &corev1.PodSpecArgs{
+					ServiceAccountName: pulumi.String(Name),
+					// Every node, control-plane and tainted ones included.
+					Tolerations: corev1.TolerationArray{corev1.TolerationArgs{Operator: pulumi.String("Exists")}},
+					SecurityContext: &corev1.PodSecurityContextArgs{
+						SeccompProfile: &corev1.SeccompProfileArgs{Type: pulumi.String("RuntimeDefault")},
+					},
+					Containers: corev1.ContainerArray{corev1.ContainerArgs{
+						Name:            pulumi.String(Name),
+						Image:           pulumi.String(args.Image),
+						ImagePullPolicy: pulumi.String("Always"),
+						Args:            pulumi.ToStringArray([]string{"--config=/fluent-bit/etc/fluent-bit.conf"}),
+						Env:             env,
+						Ports:           corev1.ContainerPortArray{corev1.ContainerPortArgs{Name: pulumi.String("http"), ContainerPort: pulumi.Int(2020)}},
+						LivenessProbe:   &corev1.ProbeArgs{HttpGet: &corev1.HTTPGetActionArgs{Path: pulumi.String("/"), Port: pulumi.String("http")}},
+						ReadinessProbe:  &corev1.ProbeArgs{HttpGet: &corev1.HTTPGetActionArgs{Path: pulumi.String("/api/v1/health"), Port: pulumi.String("http")}},
+						Resources:       args.Resources.Args(),
+						SecurityContext: &corev1.SecurityContextArgs{
+							// Root only to read the nodes' root-owned log files; nothing else.
+							RunAsUser:                pulumi.Int(0),
+							AllowPrivilegeEscalation: pulumi.Bool(false),
+							ReadOnlyRootFilesystem:   pulumi.Bool(true),
+							Capabilities:             &corev1.CapabilitiesArgs{Drop: pulumi.ToStringArray([]string{"ALL"})},
+						},
+						VolumeMounts: corev1.VolumeMountArray{
+							corev1.VolumeMountArgs{Name: pulumi.String("varlog"), MountPath: pulumi.String("/var/log"), ReadOnly: pulumi.Bool(true)},
+							corev1.VolumeMountArgs{Name: pulumi.String("state"), MountPath: pulumi.String("/var/lib/fluent-bit")},
+							corev1.VolumeMountArgs{Name: pulumi.String("config"), MountPath: pulumi.String("/fluent-bit/etc"), ReadOnly: pulumi.Bool(true)},
+						},
+					}},
+					Volumes: corev1.VolumeArray{
+						corev1.VolumeArgs{Name: pulumi.String("varlog"), HostPath: &corev1.HostPathVolumeSourceArgs{Path: pulumi.String("/var/log")}},
+						// Read positions survive restarts, so nothing is shipped twice or lost.
+						corev1.VolumeArgs{Name: pulumi.String("state"), HostPath: &corev1.HostPathVolumeSourceArgs{Path: pulumi.String("/var/lib/fluent-bit"), Type: pulumi.String("DirectoryOrCreate")}},
+						security.ConfigMapVolume("config", "fluent-bit-config"),
+					},
+				},
+			},
+		},
+	}, after...); err != nil {
+		return nil, fmt.Errorf("fluent-bit DaemonSet: %w", err)
+	}
+	comp.Destination = pulumi.Sprintf("%s:%d/%s", args.ElasticsearchHost, args.ElasticsearchPort, args.Index)
+	if err := ctx.RegisterResourceOutputs(comp, pulumi.Map{"destination": comp.Destination}); err != nil {
+		return nil, fmt.Errorf("registering outputs of %q: %w", name, err)
+	}
+	return comp, nil
+}
