@@ -108,7 +108,7 @@ sum by (namespace) (rate(apiserver_request_total{job="%[1]s"}[%[2]s]))`, JobKCP,
 				"Syncing takes longer than the 5 s objective",
 				"The 99th percentile of api-syncagent reconcile time is {{ $value | humanizeDuration }}."),
 			alert("SyncerHeartbeatStale", "critical",
-				`kube_customresource_synctarget_condition{condition="HeartbeatHealthy",status="False"} == 1`, "5m",
+				`kube_customresource_synctarget_conditions{type="HeartbeatHealthy"} == 0`, "5m",
 				"SyncTarget {{ $labels.name }} lost its syncer",
 				"The legacy TMC syncer of {{ $labels.name }} has not heartbeated within kcp's threshold."),
 		}},
@@ -154,6 +154,30 @@ sum by (namespace) (rate(apiserver_request_total{job="%[1]s"}[%[2]s]))`, JobKCP,
 		}},
 	}
 }
+
+// SyncTargetStateMetrics is kube-state-metrics' custom-resource-state
+// configuration (--custom-resource-state-config) that turns legacy TMC
+// SyncTarget conditions into kube_customresource_synctarget_conditions{type}
+// (1 = True, 0 = False), for a kube-state-metrics instance pointed at kcp.
+const SyncTargetStateMetrics = `kind: CustomResourceStateMetrics
+spec:
+  resources:
+  - groupVersionKind: {group: workload.kcp.io, version: v1alpha1, kind: SyncTarget}
+    metricNamePrefix: kube_customresource_synctarget
+    labelsFromPath:
+      name: [metadata, name]
+      workspace: [metadata, annotations, kcp.io/cluster]
+    metrics:
+    - name: conditions
+      help: SyncTarget conditions (SyncerReady, HeartbeatHealthy, ...), 1 when True.
+      each:
+        type: Gauge
+        gauge:
+          path: [status, conditions]
+          labelsFromPath:
+            type: [type]
+          valueFrom: [status]
+`
 
 // Alerts returns every alerting rule.
 func Alerts() []Rule {
