@@ -25,14 +25,10 @@ func s3Args() Args {
 
 func run(t *testing.T, a Args) *mocktest.Recorder {
 	t.Helper()
-	rec, err := mocktest.Run(t, "test", func(ctx *pulumi.Context) error {
+	return mocktest.MustRun(t, func(ctx *pulumi.Context) error {
 		_, err := NewBackup(ctx, "backup", a)
 		return err
 	})
-	if err != nil {
-		t.Fatal(err)
-	}
-	return rec
 }
 
 type policy struct {

@@ -25,14 +25,10 @@ func baseArgs() Args {
 
 func run(t *testing.T, a Args) *mocktest.Recorder {
 	t.Helper()
-	rec, err := mocktest.Run(t, "test", func(ctx *pulumi.Context) error {
+	return mocktest.MustRun(t, func(ctx *pulumi.Context) error {
 		_, err := NewEtcd(ctx, "etcd", a)
 		return err
 	})
-	if err != nil {
-		t.Fatal(err)
-	}
-	return rec
 }
 
 func TestEtcdPerEnvironment(t *testing.T) {

@@ -16,14 +16,10 @@ func args(mode string) Args {
 
 func run(t *testing.T, a Args) *mocktest.Recorder {
 	t.Helper()
-	rec, err := mocktest.Run(t, "test", func(ctx *pulumi.Context) error {
+	return mocktest.MustRun(t, func(ctx *pulumi.Context) error {
 		_, err := NewIngress(ctx, "ingress", a)
 		return err
 	})
-	if err != nil {
-		t.Fatal(err)
-	}
-	return rec
 }
 
 func TestModes(t *testing.T) {

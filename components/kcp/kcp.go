@@ -203,32 +203,30 @@ func NewKCP(ctx *pulumi.Context, name string, args Args, opts ...pulumi.Resource
 		return nil, fmt.Errorf("front-proxy config: %w", err)
 	}
 
-	if _, err := appsv1.NewDeployment(ctx, name+"-server", &appsv1.DeploymentArgs{
-		Metadata: singleReplicaOK(workload.Meta(ServerName, ns, ServerName), args.Replicas),
-		Spec: &appsv1.DeploymentSpecArgs{
-			Replicas: pulumi.Int(args.Replicas),
-			Selector: &metav1.LabelSelectorArgs{MatchLabels: pulumi.ToStringMap(server)},
-			// One replica at a time; leader election keeps controllers single-active.
-			Strategy: &appsv1.DeploymentStrategyArgs{Type: pulumi.String("RollingUpdate"), RollingUpdate: &appsv1.RollingUpdateDeploymentArgs{
-				MaxUnavailable: pulumi.Int(0), MaxSurge: pulumi.Int(1),
-			}},
-			Template: serverPod(args),
-		},
-	}, child, pulumi.DependsOn([]pulumi.Resource{audit})); err != nil {
-		return nil, fmt.Errorf("kcp Deployment: %w", err)
-	}
-	if _, err := appsv1.NewDeployment(ctx, name+"-front-proxy", &appsv1.DeploymentArgs{
-		Metadata: singleReplicaOK(workload.Meta(FrontProxyName, ns, FrontProxyName), args.FrontProxyReplicas),
-		Spec: &appsv1.DeploymentSpecArgs{
-			Replicas: pulumi.Int(args.FrontProxyReplicas),
-			Selector: &metav1.LabelSelectorArgs{MatchLabels: pulumi.ToStringMap(proxy)},
-			Strategy: &appsv1.DeploymentStrategyArgs{Type: pulumi.String("RollingUpdate"), RollingUpdate: &appsv1.RollingUpdateDeploymentArgs{
-				MaxUnavailable: pulumi.Int(0), MaxSurge: pulumi.Int(1),
-			}},
-			Template: frontProxyPod(args),
-		},
-	}, child, pulumi.DependsOn([]pulumi.Resource{proxyConfig})); err != nil {
-		return nil, fmt.Errorf("front-proxy Deployment: %w", err)
+	for _, d := range []struct {
+		urn, component string
+		replicas       int
+		template       *corev1.PodTemplateSpecArgs
+		config         pulumi.Resource
+	}{
+		{"server", ServerName, args.Replicas, serverPod(args), audit},
+		{"front-proxy", FrontProxyName, args.FrontProxyReplicas, frontProxyPod(args), proxyConfig},
+	} {
+		if _, err := appsv1.NewDeployment(ctx, name+"-"+d.urn, &appsv1.DeploymentArgs{
+			Metadata: singleReplicaOK(workload.Meta(d.component, ns, d.component), d.replicas),
+			Spec: &appsv1.DeploymentSpecArgs{
+				Replicas: pulumi.Int(d.replicas),
+				Selector: &metav1.LabelSelectorArgs{MatchLabels: pulumi.ToStringMap(workload.Labels(d.component))},
+				// One replica at a time, never below the desired count; kcp's
+				// leader election keeps its controllers single-active meanwhile.
+				Strategy: &appsv1.DeploymentStrategyArgs{Type: pulumi.String("RollingUpdate"), RollingUpdate: &appsv1.RollingUpdateDeploymentArgs{
+					MaxUnavailable: pulumi.Int(0), MaxSurge: pulumi.Int(1),
+				}},
+				Template: d.template,
+			},
+		}, child, pulumi.DependsOn([]pulumi.Resource{d.config})); err != nil {
+			return nil, fmt.Errorf("%s Deployment: %w", d.component, err)
+		}
 	}
 
 	apiPort := corev1.ServicePortArgs{Name: pulumi.String("https"), Port: pulumi.Int(APIPort), TargetPort: pulumi.String("https")}

@@ -29,14 +29,10 @@ func prodArgs() Args {
 
 func run(t *testing.T, a Args) *mocktest.Recorder {
 	t.Helper()
-	rec, err := mocktest.Run(t, "test", func(ctx *pulumi.Context) error {
+	return mocktest.MustRun(t, func(ctx *pulumi.Context) error {
 		_, err := NewKCP(ctx, "kcp", a)
 		return err
 	})
-	if err != nil {
-		t.Fatal(err)
-	}
-	return rec
 }
 
 func TestProdServer(t *testing.T) {

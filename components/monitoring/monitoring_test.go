@@ -12,14 +12,10 @@ import (
 
 func run(t *testing.T, a Args) *mocktest.Recorder {
 	t.Helper()
-	rec, err := mocktest.Run(t, "test", func(ctx *pulumi.Context) error {
+	return mocktest.MustRun(t, func(ctx *pulumi.Context) error {
 		_, err := NewMonitoring(ctx, "monitoring", a)
 		return err
 	})
-	if err != nil {
-		t.Fatal(err)
-	}
-	return rec
 }
 
 func base() Args {

@@ -258,3 +258,13 @@ func Dig(v any, path ...any) any {
 	}
 	return v
 }
+
+// MustRun is Run for programs that must succeed: it fails the test otherwise.
+func MustRun(t testing.TB, fn pulumi.RunFunc) *Recorder {
+	t.Helper()
+	rec, err := Run(t, "test", fn)
+	if err != nil {
+		t.Fatal(err)
+	}
+	return rec
+}
