@@ -159,10 +159,10 @@ func (c *Config) validateStorage(v *validator) {
 		v.add("etcd.storageClass", c.Etcd.StorageClass, "a StorageClass name (DNS-1123 subdomain)")
 	}
 	st := c.Storage
-	if err := (storage.Args{ClassName: "x", Create: st.Create, VolumeType: st.VolumeType, IOPS: st.IOPS,
-		ThroughputMiBps: st.ThroughputMiBps, ReclaimPolicy: st.ReclaimPolicy}).WithDefaults().Validate(); err != nil {
-		v.add("storage", fmt.Sprintf("%+v", st), strings.TrimPrefix(err.Error(), "storage: "))
-	}
+	componentErrors(v, storage.Args{ClassName: "x", Create: st.Create, VolumeType: st.VolumeType, IOPS: st.IOPS,
+		ThroughputMiBps: st.ThroughputMiBps, ReclaimPolicy: st.ReclaimPolicy}.WithDefaults().Validate(), "storage", map[string]string{
+		"VolumeType": "volumeType", "IOPS": "iops", "ThroughputMiBps": "throughputMiBps", "IOPS/ThroughputMiBps": "iops", "ReclaimPolicy": "reclaimPolicy",
+	})
 	if c.Environment == "prod" && st.ReclaimPolicy == "Delete" {
 		v.add("storage.reclaimPolicy", st.ReclaimPolicy, "Retain in prod (a released etcd volume must survive)")
 	}
