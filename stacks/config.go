@@ -56,6 +56,15 @@ type Config struct {
 	Ingress            Ingress    `config:"ingress"`
 	Monitoring         Monitoring `config:"monitoring"`
 	Logging            Logging    `config:"logging"`
+	// Clusters are the physical clusters connected to kcp, one agent each.
+	Clusters []Cluster `config:"clusters"`
+	// AgentResources are every agent container's requests and limits.
+	AgentResources Resources `config:"agentResources"`
+	// ClusterKubeconfigs is the secret kcp-tmc:clusterKubeconfigs (cluster name → kubeconfig).
+	ClusterKubeconfigs map[string]string `json:"-"`
+	// KCPKubeconfig is the secret kcp-tmc:kcpKubeconfig: kcp's admin access, for the
+	// kcp side of the agents once kcp runs.
+	KCPKubeconfig string `json:"-"`
 	// ExistingCAs is the secret kcp-tmc:existingCAs: CAs brought by the user,
 	// by CA name (bring your own CA).
 	ExistingCAs map[string]ExistingCA `json:"-"`
@@ -210,6 +219,36 @@ type Logging struct {
 	Password string `json:"-"`
 }
 
+// Cluster is one entry of kcp-tmc:clusters.
+type Cluster struct {
+	Name string `json:"name"`
+	// Agent is api-syncagent (default) or tmc-syncer (legacy).
+	Agent     string `json:"agent"`
+	Image     string `json:"image"`
+	Replicas  int    `json:"replicas"`
+	Namespace string `json:"namespace"`
+	// Workspace is the kcp workspace the agent serves (default root:compute).
+	Workspace string       `json:"workspace"`
+	Region    string       `json:"region"`
+	Zone      string       `json:"zone"`
+	Resources []SyncedKind `json:"resources"`
+	// QPS and Burst tune the TMC syncer's kcp client.
+	QPS   int `json:"qps"`
+	Burst int `json:"burst"`
+	// The seed's knobs; no agent has flags for them, so setting one is an error.
+	MaxSyncWorkers   int `json:"maxSyncWorkers"`
+	SyncBacklogLimit int `json:"syncBacklogLimit"`
+	BatchSize        int `json:"batchSize"`
+}
+
+// SyncedKind is one resource an agent syncs.
+type SyncedKind struct {
+	Group   string `json:"group"`
+	Version string `json:"version"`
+	Kind    string `json:"kind"`
+	Plural  string `json:"plural"`
+}
+
 // ACME is kcp-tmc:tls.acme.
 type ACME struct {
 	Email        string `json:"email"`
@@ -277,6 +316,20 @@ func Load(src ConfigSource) (*Config, error) {
 			*sec.dst = v
 		}
 	}
+	if raw, ok := src.GetConfig(Namespace + ":clusterKubeconfigs"); ok {
+		if !src.IsConfigSecret(Namespace + ":clusterKubeconfigs") {
+			errs = append(errs, &FieldError{Key: "clusterKubeconfigs", Value: "<plaintext>", Allowed: "a secret: `pulumi config set --secret kcp-tmc:clusterKubeconfigs < kubeconfigs.json`"})
+		} else if err := decodeField("clusterKubeconfigs", raw, &cfg.ClusterKubeconfigs); err != nil {
+			errs = append(errs, &FieldError{Key: "clusterKubeconfigs", Value: "<secret>", Allowed: "a map of cluster name to kubeconfig"})
+		}
+	}
+	if v, ok := src.GetConfig(Namespace + ":kcpKubeconfig"); ok {
+		if !src.IsConfigSecret(Namespace + ":kcpKubeconfig") {
+			errs = append(errs, &FieldError{Key: "kcpKubeconfig", Value: "<plaintext>", Allowed: "a secret: `pulumi config set --secret kcp-tmc:kcpKubeconfig < admin.kubeconfig`"})
+		} else {
+			cfg.KCPKubeconfig = v
+		}
+	}
 	if kc, ok := src.GetConfig(Namespace + ":kubeconfig"); ok {
 		cfg.Kubeconfig = kc
 		cfg.KubeconfigIsSecret = src.IsConfigSecret(Namespace + ":kubeconfig")
@@ -319,6 +372,8 @@ func configFields(c *Config) []configField {
 		{"ingress", &c.Ingress},
 		{"monitoring", &c.Monitoring},
 		{"logging", &c.Logging},
+		{"clusters", &c.Clusters},
+		{"agentResources", &c.AgentResources},
 	}
 }
 

@@ -57,6 +57,7 @@ func Profile(env string) (*Config, error) {
 		base.KCP.Replicas, base.KCP.FrontProxyReplicas, base.KCP.AntiAffinity = 1, 1, AntiAffinityNone
 		base.KCP.Resources = resources("250m", "512Mi", "1", "2Gi")
 		base.KCP.FrontProxyResources = resources("100m", "128Mi", "500m", "512Mi")
+		base.AgentResources = resources("100m", "128Mi", "500m", "512Mi")
 		base.Etcd = Etcd{Replicas: 1, StorageClass: "standard", StorageSize: "20Gi", AntiAffinity: AntiAffinityNone,
 			Resources: resources("100m", "256Mi", "500m", "1Gi")}
 	case "staging":
@@ -67,6 +68,7 @@ func Profile(env string) (*Config, error) {
 		base.KCP.Replicas, base.KCP.FrontProxyReplicas, base.KCP.AntiAffinity = 3, 2, AntiAffinityHostname
 		base.KCP.Resources = resources("1", "2Gi", "2", "4Gi")
 		base.KCP.FrontProxyResources = resources("250m", "256Mi", "1", "1Gi")
+		base.AgentResources = resources("250m", "512Mi", "1", "2Gi")
 		base.Etcd = Etcd{Replicas: 3, StorageClass: "gp2", StorageSize: "50Gi", AntiAffinity: AntiAffinityHostname,
 			Resources: resources("500m", "1Gi", "1", "2Gi")}
 	case "prod":
@@ -78,6 +80,7 @@ func Profile(env string) (*Config, error) {
 		base.KCP.Replicas, base.KCP.FrontProxyReplicas, base.KCP.AntiAffinity = 3, 3, AntiAffinityZone
 		base.KCP.Resources = resources("2", "4Gi", "4", "8Gi")
 		base.KCP.FrontProxyResources = resources("500m", "512Mi", "2", "2Gi")
+		base.AgentResources = resources("1", "2Gi", "2", "4Gi") // seed §8
 		base.Etcd = Etcd{Replicas: 3, StorageClass: "fast-ssd", StorageSize: "100Gi", AntiAffinity: AntiAffinityZone,
 			Resources: resources("1", "2Gi", "2", "4Gi")}
 		// A year of dailies; archived after 90 days; recent ones locked against deletion.

@@ -12,6 +12,7 @@ import (
 	"github.com/pulumi/pulumi-kubernetes/sdk/v4/go/kubernetes"
 	"github.com/pulumi/pulumi/sdk/v3/go/pulumi"
 
+	"github.com/kcp-tmc/kcp-tmc/components/agents"
 	"github.com/kcp-tmc/kcp-tmc/components/backup"
 	"github.com/kcp-tmc/kcp-tmc/components/etcd"
 	"github.com/kcp-tmc/kcp-tmc/components/ingress"
@@ -131,6 +132,10 @@ func Deploy(ctx *pulumi.Context, cfg *Config, projectDir string) error {
 		}
 	}
 
+	if err := deployAgents(ctx, cfg, projectDir, certs); err != nil {
+		return err
+	}
+
 	ctx.Export("environment", pulumi.String(cfg.Environment))
 	ctx.Export("tlsSecrets", certs.SecretNames)
 	ctx.Export("storageClass", stor.ClassName)
@@ -193,6 +198,84 @@ func etcdArgs(cfg *Config) etcd.Args {
 		Protect: cfg.Environment != "dev",
 		Clients: []map[string]string{kcp.Selector(), BackupSelector},
 	}
+}
+
+// agentArgs maps one kcp-tmc:clusters entry (identity filled in by the caller).
+func agentArgs(cfg *Config, cl Cluster) agents.Args {
+	kind := cl.Agent
+	if kind == "" {
+		kind = agents.KindSyncAgent
+	}
+	workspace := cl.Workspace
+	if workspace == "" {
+		workspace = "root:compute"
+	}
+	labels := map[string]string{}
+	if cl.Region != "" {
+		labels["topology.kubernetes.io/region"] = cl.Region
+	}
+	if cl.Zone != "" {
+		labels["topology.kubernetes.io/zone"] = cl.Zone
+	}
+	var res []agents.Resource
+	for _, r := range cl.Resources {
+		res = append(res, agents.Resource{Group: r.Group, Version: r.Version, Kind: r.Kind, Plural: r.Plural})
+	}
+	return agents.Args{
+		Cluster: cl.Name, Kind: kind, Image: cl.Image, Replicas: cl.Replicas, Namespace: cl.Namespace,
+		KCPServer: "https://kcp." + cfg.Domain, Workspace: workspace, Resources: res, Labels: labels,
+		QPS: cl.QPS, Burst: cl.Burst, PodSecurityVersion: cfg.PodSecurityVersion,
+		Container: workloadResources(cfg.AgentResources, ephemeralSmall),
+	}
+}
+
+// deployAgents connects every configured cluster: a provider per cluster
+// (its kubeconfig, or its own render directory) and one agents component.
+// kcp's side goes through a provider for kcp: rendered in render mode,
+// applied once kcp runs and kcp-tmc:kcpKubeconfig is set.
+func deployAgents(ctx *pulumi.Context, cfg *Config, projectDir string, certs *pki.PKI) error {
+	if len(cfg.Clusters) == 0 {
+		return nil
+	}
+	var kcpProvider pulumi.ProviderResource
+	switch {
+	case cfg.Target.Mode == TargetRender:
+		p, err := kubernetes.NewProvider(ctx, "kcp", &kubernetes.ProviderArgs{
+			RenderYamlToDirectory: pulumi.StringPtr(filepath.Join(renderDir(cfg, projectDir), "kcp"))})
+		if err != nil {
+			return fmt.Errorf("kcp provider: %w", err)
+		}
+		kcpProvider = p
+	case cfg.KCPKubeconfig != "":
+		p, err := kubernetes.NewProvider(ctx, "kcp", &kubernetes.ProviderArgs{
+			Kubeconfig: pulumi.ToSecret(pulumi.String(cfg.KCPKubeconfig)).(pulumi.StringOutput).ToStringPtrOutput()})
+		if err != nil {
+			return fmt.Errorf("kcp provider: %w", err)
+		}
+		kcpProvider = p
+	}
+	for _, cl := range cfg.Clusters {
+		args := &kubernetes.ProviderArgs{}
+		if cfg.Target.Mode == TargetRender {
+			args.RenderYamlToDirectory = pulumi.StringPtr(filepath.Join(renderDir(cfg, projectDir), "clusters", cl.Name))
+		} else {
+			args.Kubeconfig = pulumi.ToSecret(pulumi.String(cfg.ClusterKubeconfigs[cl.Name])).(pulumi.StringOutput).ToStringPtrOutput()
+		}
+		provider, err := kubernetes.NewProvider(ctx, "cluster-"+cl.Name, args)
+		if err != nil {
+			return fmt.Errorf("cluster %s provider: %w", cl.Name, err)
+		}
+		id, ok := certs.Identities[cl.Name]
+		if !ok {
+			return fmt.Errorf("cluster %s: no identity from the pki component (tls.mode must be self-managed)", cl.Name)
+		}
+		a := agentArgs(cfg, cl)
+		a.ClientCert, a.ClientKey, a.ServerCA, a.KCPProvider = id.Cert, id.Key, id.ServerCA, kcpProvider
+		if _, err := agents.NewAgent(ctx, "agent-"+cl.Name, a, pulumi.Providers(provider)); err != nil {
+			return fmt.Errorf("cluster %s: %w", cl.Name, err)
+		}
+	}
+	return nil
 }
 
 func loggingArgs(cfg *Config) logging.Args {
@@ -270,6 +353,14 @@ func kcpArgs(cfg *Config) kcp.Args {
 	}
 }
 
+func clusterNames(cfg *Config) []string {
+	var names []string
+	for _, cl := range cfg.Clusters {
+		names = append(names, cl.Name)
+	}
+	return names
+}
+
 // pkiArgs maps the validated kcp-tmc:tls and kcp-tmc:existingCAs keys.
 func pkiArgs(cfg *Config) pki.Args {
 	hours := func(s string) time.Duration { d, _ := time.ParseDuration(s); return d }
@@ -278,6 +369,7 @@ func pkiArgs(cfg *Config) pki.Args {
 		Namespace:          cfg.Namespace,
 		Domain:             cfg.Domain,
 		EtcdReplicas:       cfg.Etcd.Replicas,
+		SyncTargets:        clusterNames(cfg),
 		CADuration:         hours(cfg.TLS.CADuration),
 		LeafDuration:       hours(cfg.TLS.LeafDuration),
 		RenewBefore:        hours(cfg.TLS.RenewBefore),

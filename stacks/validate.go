@@ -10,6 +10,8 @@ import (
 	"time"
 	_ "time/tzdata" // validate backup.timeZone without relying on the host's zoneinfo
 
+	"github.com/pulumi/pulumi/sdk/v3/go/pulumi"
+
 	"github.com/kcp-tmc/kcp-tmc/components/backup"
 	"github.com/kcp-tmc/kcp-tmc/components/ingress"
 	"github.com/kcp-tmc/kcp-tmc/components/pki"
@@ -67,6 +69,7 @@ func (c *Config) Validate() error {
 	c.validateIngress(v)
 	c.validateMonitoring(v)
 	c.validateLogging(v)
+	c.validateClusters(v)
 	return v.err()
 }
 
@@ -237,13 +240,20 @@ func componentErrors(v *validator, err error, prefix string, keys map[string]str
 			continue
 		}
 		field, value, _ := strings.Cut(fieldValue, " ")
-		key, known := keys[field]
-		if !known {
+		base, index, indexed := strings.Cut(field, "[")
+		key, known := keys[base]
+		switch {
+		case !known:
 			// A field stacks fills itself: report it against the area.
 			v.add(prefix, fieldValue, allowed)
 			continue
+		case indexed:
+			key += "[" + index
 		}
-		v.add(prefix+"."+key, strings.Trim(value, `"`), allowed)
+		if !strings.Contains(key, "[") { // keys with an index are already absolute
+			key = prefix + "." + key
+		}
+		v.add(key, strings.Trim(value, `"`), allowed)
 	}
 }
 
@@ -355,6 +365,38 @@ func (c *Config) validateLogging(v *validator) {
 	componentErrors(v, loggingArgs(c).WithDefaults().Validate(), "logging", map[string]string{
 		"ElasticsearchHost": "elasticsearchHost", "ElasticsearchPort": "elasticsearchPort", "Index": "index", "Image": "image",
 	})
+}
+
+func (c *Config) validateClusters(v *validator) {
+	if len(c.Clusters) == 0 {
+		return
+	}
+	v.resources("agentResources", c.AgentResources)
+	if c.TLS.Mode != pki.ModeSelfManaged {
+		v.add("tls.mode", c.TLS.Mode, "self-managed when kcp-tmc:clusters is set: Pulumi writes each agent's kubeconfig, with its own key, onto its cluster, and cert-manager keeps keys inside the kcp cluster")
+	}
+	seen := map[string]bool{}
+	for i, cl := range c.Clusters {
+		key := fmt.Sprintf("clusters[%d]", i)
+		if seen[cl.Name] {
+			v.add(key+".name", cl.Name, "a name used once")
+		}
+		seen[cl.Name] = true
+		for knob, val := range map[string]int{"maxSyncWorkers": cl.MaxSyncWorkers, "syncBacklogLimit": cl.SyncBacklogLimit, "batchSize": cl.BatchSize} {
+			if val != 0 {
+				v.add(key+"."+knob, strconv.Itoa(val), "unset: neither api-syncagent (4 fixed sync workers) nor the TMC syncer (2 fixed workers) has such a flag; tmc-syncer takes qps and burst")
+			}
+		}
+		if c.Target.Mode == TargetKubeconfig && c.ClusterKubeconfigs[cl.Name] == "" {
+			v.add("clusterKubeconfigs", "<no entry for "+cl.Name+">", "a kubeconfig for every cluster in kcp-tmc:clusters")
+		}
+		a := agentArgs(c, cl)
+		a.ClientCert, a.ClientKey, a.ServerCA = pulumi.String("x"), pulumi.String("x"), pulumi.String("x")
+		componentErrors(v, a.WithDefaults().Validate(), "agents", map[string]string{
+			"Cluster": key + ".name", "Kind": key + ".agent", "Image": key + ".image", "Replicas": key + ".replicas",
+			"QPS/Burst": key + ".qps", "KCPServer/Workspace": key + ".workspace", "Resources": key + ".resources",
+		})
+	}
 }
 
 // hours parses a Go duration that is a positive whole number of hours.

@@ -30,6 +30,13 @@ import (
 // run of the same program: every kubernetes:* resource's inputs.
 func stackManifests(t *testing.T, stack, ns string) string {
 	t.Helper()
+	return stackManifestsWith(t, stack, ns, nil)
+}
+
+// stackManifestsWith is stackManifests with extra config (full keys) and
+// secret config (set as secrets) over the stack file, for mock-run stacks.
+func stackManifestsWith(t *testing.T, stack, ns string, extra map[string]string, extraSecrets ...string) string {
+	t.Helper()
 	if stack == "dev" {
 		dir, opts := testenv.Project(t, "dev", map[string]any{"kcp-tmc:namespace": ns})
 		s, err := automation.Stack(context.Background(), opts)
@@ -47,7 +54,10 @@ func stackManifests(t *testing.T, stack, ns string) string {
 	cfg["kcp-tmc:kubeconfig"] = "apiVersion: v1\nkind: Config\n"
 	cfg["kcp-tmc:slackWebhookUrl"] = "https://hooks.slack.com/services/T000/B000/test"
 	cfg["kcp-tmc:elasticsearchPassword"] = "test"
-	mocktest.SetConfig(t, cfg, "kcp-tmc:kubeconfig", "kcp-tmc:slackWebhookUrl", "kcp-tmc:elasticsearchPassword")
+	for k, v := range extra {
+		cfg[k] = v
+	}
+	mocktest.SetConfig(t, cfg, append([]string{"kcp-tmc:kubeconfig", "kcp-tmc:slackWebhookUrl", "kcp-tmc:elasticsearchPassword"}, extraSecrets...)...)
 	rec, err := mocktest.Run(t, stack, stacks.ProgramIn(t.TempDir()))
 	if err != nil {
 		t.Fatalf("%s program under mocks: %v", stack, err)

@@ -14,6 +14,7 @@ import (
 	"fmt"
 	"regexp"
 	"slices"
+	"strings"
 	"time"
 
 	"github.com/pulumi/pulumi-kubernetes/sdk/v4/go/kubernetes"
@@ -86,8 +87,17 @@ type PKI struct {
 
 	// SecretNames maps every certificate and CA name to its Secret's name.
 	SecretNames pulumi.StringMapOutput `pulumi:"secretNames"`
+	// Identities are the sync targets' client certificates with the CA that
+	// verifies kcp, for writing kubeconfigs onto their clusters. Self-managed
+	// mode only: with cert-manager the keys never leave the kcp cluster.
+	Identities map[string]Identity
 	// Namespace holds the Secrets.
 	Namespace string
+}
+
+// Identity is a client certificate (key secret) and the CA of kcp's serving certificate.
+type Identity struct {
+	Cert, Key, ServerCA pulumi.StringOutput
 }
 
 // SecretName is the Secret of a certificate or CA: the one name consumers mount.
@@ -234,7 +244,7 @@ func NewPKI(ctx *pulumi.Context, name string, args Args, opts ...pulumi.Resource
 	if err := ctx.RegisterComponentResource(TypeToken, name, comp, opts...); err != nil {
 		return nil, fmt.Errorf("registering %s %q: %w", TypeToken, name, err)
 	}
-	b := &builder{ctx: ctx, name: name, args: args, parent: comp}
+	b := &builder{ctx: ctx, name: name, args: args, parent: comp, identities: map[string]Identity{}}
 	var err error
 	if args.Mode == ModeSelfManaged {
 		err = b.selfManaged()
@@ -249,6 +259,7 @@ func NewPKI(ctx *pulumi.Context, name string, args Args, opts ...pulumi.Resource
 		names[s.Name] = pulumi.String(comp.SecretName(s.Name))
 	}
 	comp.SecretNames = names.ToStringMapOutput()
+	comp.Identities = b.identities
 	if err := ctx.RegisterResourceOutputs(comp, pulumi.Map{"secretNames": comp.SecretNames}); err != nil {
 		return nil, fmt.Errorf("registering outputs of %q: %w", name, err)
 	}
@@ -256,10 +267,11 @@ func NewPKI(ctx *pulumi.Context, name string, args Args, opts ...pulumi.Resource
 }
 
 type builder struct {
-	ctx    *pulumi.Context
-	name   string
-	args   Args
-	parent pulumi.Resource
+	ctx        *pulumi.Context
+	name       string
+	args       Args
+	parent     pulumi.Resource
+	identities map[string]Identity
 }
 
 func (b *builder) opts(extra ...pulumi.ResourceOption) []pulumi.ResourceOption {
@@ -345,6 +357,10 @@ func (b *builder) selfManaged() error {
 		}, b.opts()...)
 		if err != nil {
 			return fmt.Errorf("certificate %s: %w", spec.Name, err)
+		}
+		if strings.HasPrefix(spec.Name, SyncerClientPrefix+"-") {
+			b.identities[strings.TrimPrefix(spec.Name, SyncerClientPrefix+"-")] = Identity{
+				Cert: cert.CertPem, Key: key.PrivateKeyPem, ServerCA: cas[CAServer].cert}
 		}
 		if _, err := corev1.NewSecret(b.ctx, b.name+"-"+spec.Name+"-secret", &corev1.SecretArgs{
 			Metadata: b.meta(spec.Name),

@@ -1,0 +1,508 @@
+// Package agents connects one physical cluster to kcp: the agent running on
+// that cluster (the maintained kcp-dev/api-syncagent, or the legacy TMC
+// syncer frozen in kcp-dev/contrib-tmc), its own identity (a client
+// certificate of its own, revocable alone), least-privilege RBAC for exactly
+// the synced resources, and what kcp needs for it (an APIExport, or a
+// SyncTarget). One component per cluster, every name derived from the
+// cluster's, so adding or removing a cluster touches nothing else.
+package agents
+
+import (
+	"encoding/base64"
+	"errors"
+	"fmt"
+	"regexp"
+	"strconv"
+	"strings"
+
+	"github.com/pulumi/pulumi-kubernetes/sdk/v4/go/kubernetes"
+	"github.com/pulumi/pulumi-kubernetes/sdk/v4/go/kubernetes/apiextensions"
+	appsv1 "github.com/pulumi/pulumi-kubernetes/sdk/v4/go/kubernetes/apps/v1"
+	corev1 "github.com/pulumi/pulumi-kubernetes/sdk/v4/go/kubernetes/core/v1"
+	metav1 "github.com/pulumi/pulumi-kubernetes/sdk/v4/go/kubernetes/meta/v1"
+	rbacv1 "github.com/pulumi/pulumi-kubernetes/sdk/v4/go/kubernetes/rbac/v1"
+	"github.com/pulumi/pulumi/sdk/v3/go/pulumi"
+
+	"github.com/kcp-tmc/kcp-tmc/components/platform"
+	"github.com/kcp-tmc/kcp-tmc/components/security"
+	"github.com/kcp-tmc/kcp-tmc/components/workload"
+)
+
+// TypeToken is the Pulumi type of the component.
+const TypeToken = "kcp-tmc:agents:Agent"
+
+// Agent kinds.
+const (
+	KindSyncAgent = "api-syncagent" // kcp-dev/api-syncagent (maintained)
+	KindTMCSyncer = "tmc-syncer"    // TMC syncer, removed from kcp in 2023 (kcp-dev/contrib-tmc)
+)
+
+// Defaults and ports.
+const (
+	DefaultSyncAgentImage = "ghcr.io/kcp-dev/api-syncagent:v0.5.0" // the kcp helm chart's appVersion
+	DefaultNamespace      = "kcp-agent"
+	MetricsPort           = 8085
+	HealthPort            = 8086
+	kubeconfigSecret      = "kcp-kubeconfig"
+	kubeconfigMount       = "/etc/kcp-agent/kcp"
+)
+
+// Resource is one synced resource.
+type Resource struct{ Group, Version, Kind, Plural string }
+
+// Args configures one cluster's agent.
+type Args struct {
+	Cluster   string // the cluster's name: DNS-1035 label
+	Kind      string
+	Image     string // pinned; required for tmc-syncer (contrib-tmc publishes no release tags)
+	Replicas  int    // api-syncagent: 2 (leader election); tmc-syncer: 1 (it has none)
+	Namespace string // on the physical cluster
+	// KCPServer is kcp's public URL; Workspace the logical cluster path the
+	// agent serves (the APIExport's or the SyncTarget's workspace).
+	KCPServer, Workspace string
+	// APIExport is the export the api-syncagent fills (default <cluster>-export).
+	APIExport string
+	Resources []Resource
+	// Labels (region, zone) go on the agent's objects and the SyncTarget.
+	Labels map[string]string
+	// QPS and Burst tune the TMC syncer's kcp client (--qps/--burst);
+	// api-syncagent has no such flags.
+	QPS, Burst int
+	// Identity: the cluster's own client certificate and key (Pulumi secrets)
+	// and the CA that verifies kcp.
+	ClientCert, ClientKey, ServerCA pulumi.StringInput
+	Container                       workload.Resources
+	PodSecurityVersion              string
+	// KCPProvider, when set, creates the kcp side (APIExport and its RBAC, or
+	// a SyncTarget) through it; agents' cluster objects use the component's provider.
+	KCPProvider pulumi.ProviderResource
+}
+
+// Agent is the component.
+type Agent struct {
+	pulumi.ResourceState
+
+	// Namespace holds the agent on its cluster.
+	Namespace pulumi.StringOutput `pulumi:"namespace"`
+	// User is the agent's identity in kcp (its certificate's CN).
+	User pulumi.StringOutput `pulumi:"user"`
+}
+
+// WithDefaults fills unset fields.
+func (a Args) WithDefaults() Args {
+	if a.Namespace == "" {
+		a.Namespace = DefaultNamespace
+	}
+	if a.Kind == KindSyncAgent {
+		if a.Image == "" {
+			a.Image = DefaultSyncAgentImage
+		}
+		if a.Replicas == 0 {
+			a.Replicas = 2
+		}
+		if a.APIExport == "" {
+			a.APIExport = a.Cluster + "-export"
+		}
+	}
+	if a.Kind == KindTMCSyncer {
+		if a.Replicas == 0 {
+			a.Replicas = 1
+		}
+		if a.QPS == 0 {
+			a.QPS = 20
+		}
+		if a.Burst == 0 {
+			a.Burst = 30
+		}
+	}
+	return a
+}
+
+var (
+	dns1035   = regexp.MustCompile(`^[a-z]([-a-z0-9]*[a-z0-9])?$`)
+	group     = regexp.MustCompile(`^([a-z0-9]([-a-z0-9]*[a-z0-9])?(\.[a-z0-9]([-a-z0-9]*[a-z0-9])?)*)?$`)
+	kindName  = regexp.MustCompile(`^[A-Z][A-Za-z0-9]*$`)
+	version   = regexp.MustCompile(`^v[0-9]+((alpha|beta)[0-9]+)?$`)
+	workspace = regexp.MustCompile(`^root(:[a-z0-9]([-a-z0-9]*[a-z0-9])?)*$`)
+)
+
+// Validate reports every invalid field.
+func (a Args) Validate() error {
+	var errs []error
+	bad := func(field string, value any, allowed string) {
+		errs = append(errs, fmt.Errorf("agents: %s %v: want %s", field, value, allowed))
+	}
+	if !dns1035.MatchString(a.Cluster) || len(a.Cluster) > 40 {
+		bad("Cluster", fmt.Sprintf("%q", a.Cluster), "a DNS-1035 label of at most 40 characters (it names the agent, which must never change)")
+	}
+	switch a.Kind {
+	case KindSyncAgent:
+		if a.QPS != 0 || a.Burst != 0 {
+			bad("QPS/Burst", fmt.Sprintf("%d/%d", a.QPS, a.Burst), "unset for api-syncagent (it has no such flags)")
+		}
+		if a.Replicas < 1 {
+			bad("Replicas", a.Replicas, "at least 1 (leader election keeps one active)")
+		}
+	case KindTMCSyncer:
+		if a.Replicas != 1 {
+			bad("Replicas", a.Replicas, "1 for tmc-syncer (it has no leader election)")
+		}
+		if a.QPS < 1 || a.Burst < a.QPS {
+			bad("QPS/Burst", fmt.Sprintf("%d/%d", a.QPS, a.Burst), "QPS ≥ 1 and Burst ≥ QPS")
+		}
+	default:
+		bad("Kind", fmt.Sprintf("%q", a.Kind), "api-syncagent or tmc-syncer")
+	}
+	if !strings.Contains(a.Image, ":") || strings.HasSuffix(a.Image, ":latest") {
+		bad("Image", fmt.Sprintf("%q", a.Image), "a pinned repository:tag")
+	}
+	if !strings.HasPrefix(a.KCPServer, "https://") || !workspace.MatchString(a.Workspace) {
+		bad("KCPServer/Workspace", fmt.Sprintf("%q/%q", a.KCPServer, a.Workspace), `kcp's https:// URL and a workspace path like "root:compute"`)
+	}
+	if len(a.Resources) == 0 {
+		bad("Resources", "none", "at least one resource to sync")
+	}
+	seen := map[string]bool{}
+	for i, r := range a.Resources {
+		id := r.Plural + "." + r.Group
+		if !group.MatchString(r.Group) || !version.MatchString(r.Version) || !kindName.MatchString(r.Kind) || !dns1035.MatchString(r.Plural) || seen[id] {
+			bad(fmt.Sprintf("Resources[%d]", i), fmt.Sprintf("%+v", r), "a distinct {group, version, kind, plural} such as {apps, v1, Deployment, deployments}")
+		}
+		seen[id] = true
+	}
+	if a.ClientCert == nil || a.ClientKey == nil || a.ServerCA == nil {
+		bad("ClientCert/ClientKey/ServerCA", "unset", "the cluster's identity from the pki component")
+	}
+	return errors.Join(errs...)
+}
+
+// User is the agent's user name in kcp: its certificate's common name.
+func User(cluster string) string { return "syncer-client-" + cluster }
+
+// NewAgent registers the component and its children.
+func NewAgent(ctx *pulumi.Context, name string, args Args, opts ...pulumi.ResourceOption) (*Agent, error) {
+	args = args.WithDefaults()
+	if err := args.Validate(); err != nil {
+		return nil, err
+	}
+	comp := &Agent{}
+	if err := ctx.RegisterComponentResource(TypeToken, name, comp, opts...); err != nil {
+		return nil, fmt.Errorf("registering %s %q: %w", TypeToken, name, err)
+	}
+	child := pulumi.Parent(comp)
+	ns, err := platform.NewPlatform(ctx, name+"-platform", platform.Args{
+		Namespace: args.Namespace, PodSecurityVersion: args.PodSecurityVersion, Labels: args.Labels,
+	}, child)
+	if err != nil {
+		return nil, fmt.Errorf("agent namespace: %w", err)
+	}
+	after := []pulumi.ResourceOption{child, pulumi.DependsOn([]pulumi.Resource{ns})}
+	labels := workload.Labels(args.Kind)
+	if err := rbac(ctx, name, args, after); err != nil {
+		return nil, err
+	}
+	if _, err := corev1.NewSecret(ctx, name+"-kubeconfig", &corev1.SecretArgs{
+		Metadata:   workload.Meta(kubeconfigSecret, args.Namespace, args.Kind),
+		StringData: pulumi.StringMap{"kubeconfig": pulumi.ToSecret(kubeconfig(args)).(pulumi.StringOutput)},
+	}, after...); err != nil {
+		return nil, fmt.Errorf("kcp kubeconfig Secret: %w", err)
+	}
+	if args.Kind == KindSyncAgent {
+		for _, r := range args.Resources {
+			if _, err := apiextensions.NewCustomResource(ctx, name+"-published-"+r.Plural+"-"+dashed(r.Group), &apiextensions.CustomResourceArgs{
+				ApiVersion: pulumi.String("syncagent.kcp.io/v1alpha1"), Kind: pulumi.String("PublishedResource"),
+				Metadata: &metav1.ObjectMetaArgs{Name: pulumi.String(r.Plural + "." + dashedOrCore(r.Group)), Labels: pulumi.ToStringMap(labels)},
+				OtherFields: kubernetes.UntypedArgs{"spec": pulumi.Map{"resource": pulumi.Map{
+					"apiGroup": pulumi.String(r.Group), "versions": pulumi.ToStringArray([]string{r.Version}), "kind": pulumi.String(r.Kind),
+				}}},
+			}, after...); err != nil {
+				return nil, fmt.Errorf("PublishedResource %s: %w", r.Plural, err)
+			}
+		}
+	}
+	// The agent talks to its cluster's API and to kcp over 443/6443 only.
+	if err := security.NewAllowPolicy(ctx, name+"-netpol", args.Namespace, args.Kind, labels,
+		[]security.Flow{{Namespace: "monitoring", Ports: []int{MetricsPort}}},
+		[]security.Flow{{CIDR: "0.0.0.0/0", Ports: []int{443, 6443}}}, after...); err != nil {
+		return nil, err
+	}
+	if _, err := appsv1.NewDeployment(ctx, name+"-deployment", &appsv1.DeploymentArgs{
+		Metadata: deploymentMeta(args),
+		Spec:     deploymentSpec(args, labels),
+	}, after...); err != nil {
+		return nil, fmt.Errorf("agent Deployment: %w", err)
+	}
+	if args.Replicas > 1 {
+		if err := workload.NewPDB(ctx, name+"-pdb", args.Namespace, args.Kind, after...); err != nil {
+			return nil, err
+		}
+	}
+	if args.KCPProvider != nil {
+		if err := kcpSide(ctx, name, args, pulumi.Parent(comp), pulumi.Provider(args.KCPProvider)); err != nil {
+			return nil, err
+		}
+	}
+	comp.Namespace = pulumi.String(args.Namespace).ToStringOutput()
+	comp.User = pulumi.String(User(args.Cluster)).ToStringOutput()
+	if err := ctx.RegisterResourceOutputs(comp, pulumi.Map{"namespace": comp.Namespace, "user": comp.User}); err != nil {
+		return nil, fmt.Errorf("registering outputs of %q: %w", name, err)
+	}
+	return comp, nil
+}
+
+func dashed(g string) string {
+	if g == "" {
+		return "core"
+	}
+	return strings.ReplaceAll(g, ".", "-")
+}
+
+func dashedOrCore(g string) string {
+	if g == "" {
+		return "core"
+	}
+	return g
+}
+
+// kubeconfig points at kcp's workspace with the cluster's own certificate.
+func kubeconfig(a Args) pulumi.StringOutput {
+	return pulumi.All(a.ClientCert, a.ClientKey, a.ServerCA).ApplyT(func(v []any) string {
+		b64 := func(i int) string { return base64.StdEncoding.EncodeToString([]byte(v[i].(string))) }
+		return fmt.Sprintf(`apiVersion: v1
+kind: Config
+clusters:
+- name: kcp
+  cluster:
+    server: %s/clusters/%s
+    certificate-authority-data: %s
+users:
+- name: %s
+  user:
+    client-certificate-data: %s
+    client-key-data: %s
+contexts:
+- name: kcp
+  context: {cluster: kcp, user: %s}
+current-context: kcp
+`, a.KCPServer, a.Workspace, b64(2), User(a.Cluster), b64(0), b64(1), User(a.Cluster))
+	}).(pulumi.StringOutput)
+}
+
+// Flags are the agent's command line (docs/design/agents-research.md).
+func Flags(a Args) []string {
+	if a.Kind == KindSyncAgent {
+		return []string{
+			"--namespace=" + a.Namespace,
+			"--agent-name=" + a.Cluster + "-syncagent",
+			"--kcp-kubeconfig=" + kubeconfigMount + "/kubeconfig",
+			"--apiexport-ref=" + a.APIExport,
+			"--enable-leader-election",
+			fmt.Sprintf("--metrics-address=0.0.0.0:%d", MetricsPort),
+			fmt.Sprintf("--health-address=0.0.0.0:%d", HealthPort),
+			"--log-format=JSON",
+		}
+	}
+	flags := []string{
+		"--from-kubeconfig=" + kubeconfigMount + "/kubeconfig",
+		"--sync-target-name=" + a.Cluster,
+		"--from-cluster=" + a.Workspace,
+		"--qps=" + strconv.Itoa(a.QPS),
+		"--burst=" + strconv.Itoa(a.Burst),
+		"--dns-image=" + a.Image,
+	}
+	for _, r := range a.Resources {
+		flags = append(flags, "--resources="+strings.TrimSuffix(r.Plural+"."+r.Group, "."))
+	}
+	return flags
+}
+
+func deploymentMeta(a Args) *metav1.ObjectMetaArgs {
+	meta := workload.Meta(a.Kind, a.Namespace, a.Kind)
+	annotations := pulumi.StringMap{"kcp-tmc.io/needs-api-token": pulumi.String("true")} // it syncs its cluster's API
+	if a.Replicas == 1 {
+		annotations["kube-score/ignore"] = pulumi.String("deployment-replicas") // tmc-syncer: no leader election
+	}
+	meta.Annotations = annotations
+	labels := pulumi.StringMap{"app.kubernetes.io/name": pulumi.String(a.Kind), "app.kubernetes.io/part-of": pulumi.String("kcp-tmc"),
+		"kcp-tmc.io/cluster": pulumi.String(a.Cluster)}
+	for k, v := range a.Labels {
+		labels[k] = pulumi.String(v)
+	}
+	meta.Labels = labels
+	return meta
+}
+
+func deploymentSpec(a Args, labels map[string]string) *appsv1.DeploymentSpecArgs {
+	strategy := &appsv1.DeploymentStrategyArgs{Type: pulumi.String("Recreate")} // one syncer per SyncTarget, ever
+	ports := corev1.ContainerPortArray{}
+	var liveness, readiness *corev1.ProbeArgs
+	if a.Kind == KindSyncAgent {
+		strategy = &appsv1.DeploymentStrategyArgs{Type: pulumi.String("RollingUpdate"),
+			RollingUpdate: &appsv1.RollingUpdateDeploymentArgs{MaxUnavailable: pulumi.Int(1), MaxSurge: pulumi.Int(0)}}
+		ports = corev1.ContainerPortArray{
+			corev1.ContainerPortArgs{Name: pulumi.String("metrics"), ContainerPort: pulumi.Int(MetricsPort)},
+			corev1.ContainerPortArgs{Name: pulumi.String("health"), ContainerPort: pulumi.Int(HealthPort)},
+		}
+		probe := func(path string) *corev1.ProbeArgs {
+			return &corev1.ProbeArgs{HttpGet: &corev1.HTTPGetActionArgs{Path: pulumi.String(path), Port: pulumi.String("health")}, PeriodSeconds: pulumi.Int(10)}
+		}
+		liveness, readiness = probe("/healthz"), probe("/readyz")
+	}
+	return &appsv1.DeploymentSpecArgs{
+		Replicas: pulumi.Int(a.Replicas),
+		Selector: &metav1.LabelSelectorArgs{MatchLabels: pulumi.ToStringMap(labels)},
+		Strategy: strategy,
+		Template: corev1.PodTemplateSpecArgs{
+			Metadata: &metav1.ObjectMetaArgs{Labels: pulumi.ToStringMap(labels)},
+			Spec: &corev1.PodSpecArgs{
+				ServiceAccountName: pulumi.String(a.Kind),
+				SecurityContext:    security.PodSecurityContext(),
+				Affinity:           workload.Affinity(labels, workload.Spread{Mode: workload.SpreadNone}),
+				Containers: corev1.ContainerArray{corev1.ContainerArgs{
+					Name: pulumi.String(a.Kind), Image: pulumi.String(a.Image), ImagePullPolicy: pulumi.String("Always"),
+					Args:  pulumi.ToStringArray(Flags(a)),
+					Ports: ports,
+					Env: corev1.EnvVarArray{corev1.EnvVarArgs{Name: pulumi.String("NAMESPACE"),
+						ValueFrom: &corev1.EnvVarSourceArgs{FieldRef: &corev1.ObjectFieldSelectorArgs{FieldPath: pulumi.String("metadata.namespace")}}}},
+					LivenessProbe: liveness, ReadinessProbe: readiness,
+					Resources:       a.Container.Args(),
+					SecurityContext: security.ContainerSecurityContext(),
+					VolumeMounts: corev1.VolumeMountArray{
+						corev1.VolumeMountArgs{Name: pulumi.String("kcp-kubeconfig"), MountPath: pulumi.String(kubeconfigMount), ReadOnly: pulumi.Bool(true)},
+						corev1.VolumeMountArgs{Name: pulumi.String("tmp"), MountPath: pulumi.String("/tmp")},
+					},
+				}},
+				Volumes: corev1.VolumeArray{security.SecretVolume("kcp-kubeconfig", kubeconfigSecret), security.EmptyDir("tmp", "64Mi")},
+			},
+		},
+	}
+}
+
+// rbac grants the agent exactly what it needs on its cluster: the synced
+// resources (named, no wildcards) and its own bookkeeping.
+func rbac(ctx *pulumi.Context, name string, a Args, opts []pulumi.ResourceOption) error {
+	sync := []string{"get", "list", "watch", "create", "update", "patch", "delete"}
+	rules := rbacv1.PolicyRuleArray{
+		rbacv1.PolicyRuleArgs{ApiGroups: pulumi.ToStringArray([]string{""}), Resources: pulumi.ToStringArray([]string{"namespaces"}),
+			Verbs: pulumi.ToStringArray([]string{"get", "list", "watch", "create"})},
+	}
+	for _, r := range a.Resources {
+		rules = append(rules, rbacv1.PolicyRuleArgs{ApiGroups: pulumi.ToStringArray([]string{r.Group}),
+			Resources: pulumi.ToStringArray([]string{r.Plural}), Verbs: pulumi.ToStringArray(sync)})
+	}
+	if a.Kind == KindSyncAgent {
+		rules = append(rules,
+			rbacv1.PolicyRuleArgs{ApiGroups: pulumi.ToStringArray([]string{""}), Resources: pulumi.ToStringArray([]string{"secrets"}),
+				Verbs: pulumi.ToStringArray([]string{"get", "list", "watch", "create", "update"})},
+			rbacv1.PolicyRuleArgs{ApiGroups: pulumi.ToStringArray([]string{"apiextensions.k8s.io"}), Resources: pulumi.ToStringArray([]string{"customresourcedefinitions"}),
+				Verbs: pulumi.ToStringArray([]string{"get", "list", "watch"})},
+			rbacv1.PolicyRuleArgs{ApiGroups: pulumi.ToStringArray([]string{"syncagent.kcp.io"}), Resources: pulumi.ToStringArray([]string{"publishedresources"}),
+				Verbs: pulumi.ToStringArray([]string{"get", "list", "watch"})},
+			rbacv1.PolicyRuleArgs{ApiGroups: pulumi.ToStringArray([]string{"syncagent.kcp.io"}), Resources: pulumi.ToStringArray([]string{"publishedresources/status"}),
+				Verbs: pulumi.ToStringArray([]string{"get", "update", "patch"})})
+	}
+	roleName := "kcp-tmc-" + a.Kind + "-" + a.Cluster
+	if _, err := corev1.NewServiceAccount(ctx, name+"-sa", &corev1.ServiceAccountArgs{
+		Metadata: workload.Meta(a.Kind, a.Namespace, a.Kind),
+	}, opts...); err != nil {
+		return fmt.Errorf("agent ServiceAccount: %w", err)
+	}
+	subject := rbacv1.SubjectArray{rbacv1.SubjectArgs{Kind: pulumi.String("ServiceAccount"), Name: pulumi.String(a.Kind), Namespace: pulumi.String(a.Namespace)}}
+	if _, err := rbacv1.NewClusterRole(ctx, name+"-clusterrole", &rbacv1.ClusterRoleArgs{
+		Metadata: &metav1.ObjectMetaArgs{Name: pulumi.String(roleName)}, Rules: rules,
+	}, opts...); err != nil {
+		return fmt.Errorf("agent ClusterRole: %w", err)
+	}
+	if _, err := rbacv1.NewClusterRoleBinding(ctx, name+"-clusterrolebinding", &rbacv1.ClusterRoleBindingArgs{
+		Metadata: &metav1.ObjectMetaArgs{Name: pulumi.String(roleName)},
+		RoleRef:  rbacv1.RoleRefArgs{ApiGroup: pulumi.String("rbac.authorization.k8s.io"), Kind: pulumi.String("ClusterRole"), Name: pulumi.String(roleName)},
+		Subjects: subject,
+	}, opts...); err != nil {
+		return fmt.Errorf("agent ClusterRoleBinding: %w", err)
+	}
+	// Leader election and events, in its own namespace only.
+	if _, err := rbacv1.NewRole(ctx, name+"-role", &rbacv1.RoleArgs{
+		Metadata: workload.Meta(a.Kind, a.Namespace, a.Kind),
+		Rules: rbacv1.PolicyRuleArray{
+			rbacv1.PolicyRuleArgs{ApiGroups: pulumi.ToStringArray([]string{"coordination.k8s.io"}), Resources: pulumi.ToStringArray([]string{"leases"}),
+				Verbs: pulumi.ToStringArray([]string{"get", "list", "watch", "create", "update", "patch"})},
+			rbacv1.PolicyRuleArgs{ApiGroups: pulumi.ToStringArray([]string{""}), Resources: pulumi.ToStringArray([]string{"events"}),
+				Verbs: pulumi.ToStringArray([]string{"create", "patch"})},
+		},
+	}, opts...); err != nil {
+		return fmt.Errorf("agent Role: %w", err)
+	}
+	if _, err := rbacv1.NewRoleBinding(ctx, name+"-rolebinding", &rbacv1.RoleBindingArgs{
+		Metadata: workload.Meta(a.Kind, a.Namespace, a.Kind),
+		RoleRef:  rbacv1.RoleRefArgs{ApiGroup: pulumi.String("rbac.authorization.k8s.io"), Kind: pulumi.String("Role"), Name: pulumi.String(a.Kind)},
+		Subjects: subject,
+	}, opts...); err != nil {
+		return fmt.Errorf("agent RoleBinding: %w", err)
+	}
+	return nil
+}
+
+// kcpSide creates what kcp needs for the agent, in its workspace.
+func kcpSide(ctx *pulumi.Context, name string, a Args, opts ...pulumi.ResourceOption) error {
+	user := User(a.Cluster)
+	var rules rbacv1.PolicyRuleArray
+	if a.Kind == KindSyncAgent {
+		if _, err := apiextensions.NewCustomResource(ctx, name+"-apiexport", &apiextensions.CustomResourceArgs{
+			ApiVersion: pulumi.String("apis.kcp.io/v1alpha1"), Kind: pulumi.String("APIExport"),
+			Metadata:    &metav1.ObjectMetaArgs{Name: pulumi.String(a.APIExport)},
+			OtherFields: kubernetes.UntypedArgs{"spec": pulumi.Map{}}, // the agent fills it in
+		}, opts...); err != nil {
+			return fmt.Errorf("APIExport: %w", err)
+		}
+		rule := func(group, resource string, names []string, verbs ...string) rbacv1.PolicyRuleArgs {
+			r := rbacv1.PolicyRuleArgs{ApiGroups: pulumi.ToStringArray([]string{group}), Resources: pulumi.ToStringArray([]string{resource}), Verbs: pulumi.ToStringArray(verbs)}
+			if names != nil {
+				r.ResourceNames = pulumi.ToStringArray(names)
+			}
+			return r
+		}
+		export := []string{a.APIExport}
+		rules = rbacv1.PolicyRuleArray{
+			rule("core.kcp.io", "logicalclusters", []string{"cluster"}, "get"),
+			rule("apis.kcp.io", "apiexports", export, "get", "list", "watch", "patch", "update"),
+			rule("apis.kcp.io", "apiexportendpointslices", export, "get", "list", "watch"),
+			rule("apis.kcp.io", "apiresourceschemas", nil, "get", "list", "watch", "create"),
+			// Upstream grants "*" on the export's content; the verbs spelled out are the same set.
+			rule("apis.kcp.io", "apiexports/content", export, "get", "list", "watch", "create", "update", "patch", "delete"),
+			rule("", "events", nil, "get", "create", "patch", "update"),
+		}
+	} else {
+		labels := pulumi.StringMap{}
+		for k, v := range a.Labels {
+			labels[k] = pulumi.String(v)
+		}
+		if _, err := apiextensions.NewCustomResource(ctx, name+"-synctarget", &apiextensions.CustomResourceArgs{
+			ApiVersion: pulumi.String("workload.kcp.io/v1alpha1"), Kind: pulumi.String("SyncTarget"),
+			Metadata: &metav1.ObjectMetaArgs{Name: pulumi.String(a.Cluster), Labels: labels},
+			OtherFields: kubernetes.UntypedArgs{"spec": pulumi.Map{"supportedAPIExports": pulumi.Array{
+				pulumi.Map{"path": pulumi.String("root:compute"), "export": pulumi.String("kubernetes")}}}},
+		}, opts...); err != nil {
+			return fmt.Errorf("SyncTarget: %w", err)
+		}
+		rules = rbacv1.PolicyRuleArray{
+			rbacv1.PolicyRuleArgs{ApiGroups: pulumi.ToStringArray([]string{"workload.kcp.io"}), Resources: pulumi.ToStringArray([]string{"synctargets"}),
+				ResourceNames: pulumi.ToStringArray([]string{a.Cluster}), Verbs: pulumi.ToStringArray([]string{"sync", "get", "update"})},
+			rbacv1.PolicyRuleArgs{ApiGroups: pulumi.ToStringArray([]string{"workload.kcp.io"}), Resources: pulumi.ToStringArray([]string{"synctargets/status", "synctargets/tunnel"}),
+				ResourceNames: pulumi.ToStringArray([]string{a.Cluster}), Verbs: pulumi.ToStringArray([]string{"get", "update", "patch"})},
+		}
+	}
+	roleName := "kcp-tmc:agent:" + a.Cluster
+	if _, err := rbacv1.NewClusterRole(ctx, name+"-kcp-clusterrole", &rbacv1.ClusterRoleArgs{
+		Metadata: &metav1.ObjectMetaArgs{Name: pulumi.String(roleName)}, Rules: rules,
+	}, opts...); err != nil {
+		return fmt.Errorf("kcp ClusterRole: %w", err)
+	}
+	if _, err := rbacv1.NewClusterRoleBinding(ctx, name+"-kcp-clusterrolebinding", &rbacv1.ClusterRoleBindingArgs{
+		Metadata: &metav1.ObjectMetaArgs{Name: pulumi.String(roleName)},
+		RoleRef:  rbacv1.RoleRefArgs{ApiGroup: pulumi.String("rbac.authorization.k8s.io"), Kind: pulumi.String("ClusterRole"), Name: pulumi.String(roleName)},
+		Subjects: rbacv1.SubjectArray{rbacv1.SubjectArgs{Kind: pulumi.String("User"), Name: pulumi.String(user), ApiGroup: pulumi.String("rbac.authorization.k8s.io")}},
+	}, opts...); err != nil {
+		return fmt.Errorf("kcp ClusterRoleBinding: %w", err)
+	}
+	return nil
+}

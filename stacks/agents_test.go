@@ -1,0 +1,159 @@
+package stacks
+
+import (
+	"encoding/json"
+	"fmt"
+	"sort"
+	"strings"
+	"testing"
+
+	"github.com/pulumi/pulumi/sdk/v3/go/pulumi"
+
+	"github.com/kcp-tmc/kcp-tmc/internal/mocktest"
+)
+
+// clusterConfig is a prod stack with n clusters (alternating agent kinds).
+func clusterConfig(names ...string) map[string]string {
+	var clusters []map[string]any
+	kubeconfigs := map[string]string{}
+	for _, n := range names {
+		// Everything about a cluster derives from its name, never its position.
+		h := int(n[len(n)-1])
+		c := map[string]any{"name": n, "region": "us-east-1", "zone": fmt.Sprintf("us-east-1%c", 'a'+h%3),
+			"resources": []map[string]string{{"group": "apps", "version": "v1", "kind": "Deployment", "plural": "deployments"}}}
+		if h%2 == 1 {
+			c["agent"], c["image"] = "tmc-syncer", "ghcr.io/kcp-dev/contrib-tmc/syncer:0b1a2c3"
+		}
+		clusters = append(clusters, c)
+		kubeconfigs[n] = "apiVersion: v1\nkind: Config\n"
+	}
+	js, _ := json.Marshal(clusters)
+	kc, _ := json.Marshal(kubeconfigs)
+	return map[string]string{
+		"environment": "prod", "kubeconfig": "apiVersion: v1", "backup": testIRSA,
+		"slackWebhookUrl": "https://hooks.slack.com/services/T/B/X",
+		"tls":             `{"mode":"self-managed","installCertManager":false}`,
+		"clusters":        string(js), "clusterKubeconfigs": string(kc),
+	}
+}
+
+var clusterSecrets = []string{"kubeconfig", "slackWebhookUrl", "clusterKubeconfigs"}
+
+// TestRemovingAClusterTouchesOnlyIt compares the resources of a stack with
+// clusters a, b, c against the same stack without b: exactly b's agent,
+// provider and certificate go, and nothing else changes its inputs.
+func TestRemovingAClusterTouchesOnlyIt(t *testing.T) {
+	inputs := map[string]map[string]string{}
+	names := func(clusters ...string) map[string]bool {
+		mocktest.SetConfig(t, clusterConfig(clusters...), clusterSecrets...)
+		rec, err := mocktest.Run(t, "prod", ProgramIn(t.TempDir()))
+		if err != nil {
+			t.Fatal(err)
+		}
+		out := map[string]bool{}
+		key := strings.Join(clusters, ",")
+		inputs[key] = map[string]string{}
+		for _, r := range rec.All() {
+			out[r.Type+"::"+r.Name] = true
+			// Keys and certificates are minted afresh on every mock run, and so is what embeds them.
+			if !strings.HasPrefix(r.Type, "tls:") && r.Type != "kubernetes:core/v1:Secret" {
+				b, _ := json.Marshal(r.Input())
+				inputs[key][r.Type+"::"+r.Name] = string(b)
+			}
+		}
+		return out
+	}
+	all, without := names("alpha", "bravo", "charlie"), names("alpha", "charlie")
+	var removed, added []string
+	for n := range all {
+		if !without[n] {
+			removed = append(removed, n)
+		}
+	}
+	for n := range without {
+		if !all[n] {
+			added = append(added, n)
+		}
+	}
+	sort.Strings(removed)
+	if len(added) != 0 {
+		t.Errorf("removing bravo created resources: %v", added)
+	}
+	if len(removed) < 10 {
+		t.Errorf("only %d resources removed with bravo: %v", len(removed), removed)
+	}
+	for _, n := range removed {
+		if !strings.Contains(n, "bravo") {
+			t.Errorf("removing bravo removes %s", n)
+		}
+	}
+	before, after := inputs["alpha,bravo,charlie"], inputs["alpha,charlie"]
+	for n, in := range after {
+		if before[n] != in {
+			t.Errorf("removing bravo changes %s", n)
+		}
+	}
+}
+
+func TestClusterConfigErrors(t *testing.T) {
+	tests := []struct {
+		name   string
+		mutate func(map[string]string)
+		want   string
+	}{
+		{"cert-manager keeps agent keys in kcp's cluster", func(c map[string]string) { delete(c, "tls") }, "config kcp-tmc:tls.mode:"},
+		{"missing kubeconfig for a cluster", func(c map[string]string) { c["clusterKubeconfigs"] = `{"alpha":"x"}` }, `config kcp-tmc:clusterKubeconfigs: invalid value "<no entry for bravo>"`},
+		{"seed knob the agents lack", func(c map[string]string) {
+			c["clusters"] = `[{"name":"alpha","maxSyncWorkers":8,"resources":[{"group":"apps","version":"v1","kind":"Deployment","plural":"deployments"}]}]`
+		}, `config kcp-tmc:clusters[0].maxSyncWorkers: invalid value "8"`},
+		{"duplicate cluster", func(c map[string]string) {
+			c["clusters"] = `[{"name":"alpha","resources":[{"group":"apps","version":"v1","kind":"Deployment","plural":"deployments"}]},{"name":"alpha","resources":[{"group":"apps","version":"v1","kind":"Deployment","plural":"deployments"}]}]`
+		}, `config kcp-tmc:clusters[1].name: invalid value "alpha"`},
+		{"bad cluster name", func(c map[string]string) {
+			c["clusters"] = `[{"name":"EU_1","resources":[{"group":"apps","version":"v1","kind":"Deployment","plural":"deployments"}]}]`
+		}, `config kcp-tmc:clusters[0].name: invalid value "EU_1"`},
+		{"resource without a kind", func(c map[string]string) {
+			c["clusters"] = `[{"name":"alpha","resources":[{"group":"apps","version":"v1","plural":"deployments"}]}]`
+		}, "config kcp-tmc:clusters[0].resources[0]:"},
+		{"qps for api-syncagent", func(c map[string]string) {
+			c["clusters"] = `[{"name":"alpha","qps":50,"resources":[{"group":"apps","version":"v1","kind":"Deployment","plural":"deployments"}]}]`
+		}, `config kcp-tmc:clusters[0].qps: invalid value "50/0"`},
+		{"cluster kubeconfigs in plaintext", func(c map[string]string) {}, `config kcp-tmc:clusterKubeconfigs: invalid value "<plaintext>"`},
+	}
+	for _, tt := range tests {
+		t.Run(tt.name, func(t *testing.T) {
+			cfg := clusterConfig("alpha", "bravo")
+			tt.mutate(cfg)
+			secrets := clusterSecrets
+			if strings.Contains(tt.want, "<plaintext>") {
+				secrets = []string{"kubeconfig", "slackWebhookUrl"}
+			}
+			mocktest.SetConfig(t, cfg, secrets...)
+			_, err := mocktest.Run(t, "prod", ProgramIn(t.TempDir()))
+			if err == nil || !strings.Contains(err.Error(), tt.want) {
+				t.Fatalf("err = %v\nwant it to contain %s", err, tt.want)
+			}
+		})
+	}
+}
+
+// BenchmarkProdStack evaluates the prod stack under mocks with N clusters
+// (seed KPI: 100+ clusters). Figures: README "Scale".
+func BenchmarkProdStack(b *testing.B) {
+	for _, n := range []int{10, 100, 1000} {
+		b.Run(fmt.Sprintf("clusters=%d", n), func(b *testing.B) {
+			names := make([]string, n)
+			for i := range names {
+				names[i] = fmt.Sprintf("c%04d", i)
+			}
+			mocktest.SetConfig(b, clusterConfig(names...), clusterSecrets...)
+			dir := b.TempDir()
+			b.ResetTimer()
+			for range b.N {
+				if err := pulumi.RunErr(ProgramIn(dir), pulumi.WithMocks("kcp-tmc", "prod", mocktest.Discard{})); err != nil {
+					b.Fatal(err)
+				}
+			}
+		})
+	}
+}

@@ -1,0 +1,84 @@
+package tests
+
+import (
+	"os"
+	"path/filepath"
+	"strings"
+	"testing"
+)
+
+// kcpGroups are API groups served by kcp or the api-syncagent, whose CRDs are
+// not available offline (kcp and api-syncagent are not in the Go module proxy):
+// their objects are checked by unit tests, not applied here.
+var kcpGroups = []string{"apis.kcp.io/", "workload.kcp.io/", "syncagent.kcp.io/"}
+
+// TestTwoClusterStack renders a prod stack with two clusters, one per agent
+// kind, and holds every object the real apiserver can know to the same
+// judges as the stacks: server-side apply with zero warnings, Pods admitted,
+// kube-score and the security policy.
+func TestTwoClusterStack(t *testing.T) {
+	clusters := `[
+ {"name":"eu-west","agent":"api-syncagent","namespace":"kcp-agent-eu","region":"eu-west-1","zone":"eu-west-1a",
+  "resources":[{"group":"apps","version":"v1","kind":"Deployment","plural":"deployments"},{"group":"","version":"v1","kind":"Service","plural":"services"}]},
+ {"name":"us-east","agent":"tmc-syncer","namespace":"kcp-agent-us","image":"ghcr.io/kcp-dev/contrib-tmc/syncer:0b1a2c3","region":"us-east-1","zone":"us-east-1b",
+  "resources":[{"group":"apps","version":"v1","kind":"Deployment","plural":"deployments"}]}]`
+	dir := stackManifestsWith(t, "prod", "kcp-agents", map[string]string{
+		"kcp-tmc:tls":                `{"mode":"self-managed","installCertManager":false}`,
+		"kcp-tmc:clusters":           clusters,
+		"kcp-tmc:clusterKubeconfigs": `{"eu-west":"apiVersion: v1","us-east":"apiVersion: v1"}`,
+		"kcp-tmc:kcpKubeconfig":      "apiVersion: v1",
+	}, "kcp-tmc:clusterKubeconfigs", "kcp-tmc:kcpKubeconfig")
+	var files []string
+	skipped := 0
+	for _, f := range yamlFiles(t, dir) {
+		b, err := os.ReadFile(f)
+		if err != nil {
+			t.Fatal(err)
+		}
+		kcpObject := false
+		for _, g := range kcpGroups {
+			kcpObject = kcpObject || strings.Contains(string(b), "apiVersion: "+g)
+		}
+		if kcpObject {
+			skipped++
+			continue
+		}
+		files = append(files, f)
+	}
+	if skipped < 3 { // the APIExport, the SyncTarget, the PublishedResources
+		t.Errorf("only %d kcp-side objects rendered", skipped)
+	}
+	agentDir := t.TempDir()
+	agentsFound := 0
+	for _, f := range files {
+		if strings.Contains(filepath.Base(f), "deployment-api-syncagent") || strings.Contains(filepath.Base(f), "deployment-tmc-syncer") {
+			agentsFound++
+		}
+		b, _ := os.ReadFile(f)
+		if err := os.WriteFile(filepath.Join(agentDir, filepath.Base(f)), b, 0o600); err != nil {
+			t.Fatal(err)
+		}
+	}
+	if agentsFound != 2 {
+		t.Fatalf("%d agent Deployments rendered, want 2", agentsFound)
+	}
+	if stderr := applyInOrder(t, files); strings.Contains(stderr, "Warning") {
+		t.Errorf("the apiserver warned:\n%s", stderr)
+	}
+	for _, w := range workloads(t, files) {
+		assertPodsAdmitted(t, w)
+	}
+	if findings := kubeScore(t, files...); len(findings) > 0 {
+		t.Errorf("kube-score findings:\n%s", strings.Join(findings, "\n"))
+	}
+	objs := readObjects(t, agentDir)
+	for _, r := range policyRules {
+		for _, o := range objs {
+			for _, violation := range r.check(o, objs) {
+				if why := exception(o, objs); !(r.exceptable && why != "") {
+					t.Errorf("%s: %s: %s", o.id(), r.name, violation)
+				}
+			}
+		}
+	}
+}
