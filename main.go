@@ -8,4 +8,7 @@ import (
 	"github.com/kcp-tmc/kcp-tmc/stacks"
 )
 
-func main() { pulumi.Run(stacks.Program) }
+func main() {
+	stacks.TuneGC()
+	pulumi.Run(stacks.Program)
+}

@@ -140,6 +140,7 @@ func TestClusterConfigErrors(t *testing.T) {
 // BenchmarkProdStack evaluates the prod stack under mocks with N clusters
 // (seed KPI: 100+ clusters). Figures: README "Scale".
 func BenchmarkProdStack(b *testing.B) {
+	TuneGC() // as main.go and cmd/kcp-tmc do
 	for _, n := range []int{10, 100, 1000} {
 		b.Run(fmt.Sprintf("clusters=%d", n), func(b *testing.B) {
 			names := make([]string, n)

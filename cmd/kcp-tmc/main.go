@@ -23,6 +23,7 @@ import (
 	"github.com/pulumi/pulumi/sdk/v3/go/auto/optup"
 
 	"github.com/kcp-tmc/kcp-tmc/automation"
+	"github.com/kcp-tmc/kcp-tmc/stacks"
 )
 
 const usage = `usage: kcp-tmc <preview|up|destroy> --stack <dev|staging|prod> [flags]
@@ -33,6 +34,7 @@ flags:
 var errUsage = errors.New("usage")
 
 func main() {
+	stacks.TuneGC()
 	ctx, stop := signal.NotifyContext(context.Background(), os.Interrupt)
 	defer stop()
 	err := run(ctx, os.Args[1:], os.Stdout, os.Stderr)
