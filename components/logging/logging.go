@@ -17,6 +17,8 @@ import (
 	rbacv1 "github.com/pulumi/pulumi-kubernetes/sdk/v4/go/kubernetes/rbac/v1"
 	"github.com/pulumi/pulumi/sdk/v3/go/pulumi"
 
+	"github.com/kcp-tmc/kcp-tmc/components/internal/component"
+
 	"github.com/kcp-tmc/kcp-tmc/components/platform"
 	"github.com/kcp-tmc/kcp-tmc/components/security"
 	"github.com/kcp-tmc/kcp-tmc/components/workload"
@@ -149,12 +151,9 @@ func Config(a Args) string {
 // NewLogging registers the component and its children.
 func NewLogging(ctx *pulumi.Context, name string, args Args, opts ...pulumi.ResourceOption) (*Logging, error) {
 	args = args.WithDefaults()
-	if err := args.Validate(); err != nil {
-		return nil, err
-	}
 	comp := &Logging{}
-	if err := ctx.RegisterComponentResource(TypeToken, name, comp, opts...); err != nil {
-		return nil, fmt.Errorf("registering %s %q: %w", TypeToken, name, err)
+	if err := component.Register(ctx, TypeToken, name, comp, args.Validate(), opts...); err != nil {
+		return nil, err
 	}
 	child := pulumi.Parent(comp)
 	// Reading the nodes' log files needs hostPath and root: no Pod Security

@@ -18,6 +18,8 @@ import (
 	metav1 "github.com/pulumi/pulumi-kubernetes/sdk/v4/go/kubernetes/meta/v1"
 	"github.com/pulumi/pulumi/sdk/v3/go/pulumi"
 
+	"github.com/kcp-tmc/kcp-tmc/components/internal/component"
+
 	"github.com/kcp-tmc/kcp-tmc/components/platform"
 	"github.com/kcp-tmc/kcp-tmc/components/workload"
 )
@@ -109,12 +111,9 @@ func (a Args) Validate() error {
 // NewMonitoring registers the component and its children.
 func NewMonitoring(ctx *pulumi.Context, name string, args Args, opts ...pulumi.ResourceOption) (*Monitoring, error) {
 	args = args.WithDefaults()
-	if err := args.Validate(); err != nil {
-		return nil, err
-	}
 	comp := &Monitoring{}
-	if err := ctx.RegisterComponentResource(TypeToken, name, comp, opts...); err != nil {
-		return nil, fmt.Errorf("registering %s %q: %w", TypeToken, name, err)
+	if err := component.Register(ctx, TypeToken, name, comp, args.Validate(), opts...); err != nil {
+		return nil, err
 	}
 	child := []pulumi.ResourceOption{pulumi.Parent(comp)}
 	if args.InstallStack {

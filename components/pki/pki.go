@@ -24,6 +24,8 @@ import (
 	metav1 "github.com/pulumi/pulumi-kubernetes/sdk/v4/go/kubernetes/meta/v1"
 	"github.com/pulumi/pulumi-tls/sdk/v5/go/tls"
 	"github.com/pulumi/pulumi/sdk/v3/go/pulumi"
+
+	"github.com/kcp-tmc/kcp-tmc/components/internal/component"
 )
 
 // TypeToken is the Pulumi type of the component.
@@ -237,12 +239,9 @@ func parseKey(der []byte) (any, error) {
 // NewPKI registers the component and its children.
 func NewPKI(ctx *pulumi.Context, name string, args Args, opts ...pulumi.ResourceOption) (*PKI, error) {
 	args = args.WithDefaults()
-	if err := args.Validate(); err != nil {
-		return nil, err
-	}
 	comp := &PKI{Namespace: args.Namespace}
-	if err := ctx.RegisterComponentResource(TypeToken, name, comp, opts...); err != nil {
-		return nil, fmt.Errorf("registering %s %q: %w", TypeToken, name, err)
+	if err := component.Register(ctx, TypeToken, name, comp, args.Validate(), opts...); err != nil {
+		return nil, err
 	}
 	b := &builder{ctx: ctx, name: name, args: args, parent: comp, identities: map[string]Identity{}}
 	var err error

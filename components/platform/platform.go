@@ -13,6 +13,8 @@ import (
 	metav1 "github.com/pulumi/pulumi-kubernetes/sdk/v4/go/kubernetes/meta/v1"
 	networkingv1 "github.com/pulumi/pulumi-kubernetes/sdk/v4/go/kubernetes/networking/v1"
 	"github.com/pulumi/pulumi/sdk/v3/go/pulumi"
+
+	"github.com/kcp-tmc/kcp-tmc/components/internal/component"
 )
 
 // TypeToken is the Pulumi type of the component.
@@ -94,12 +96,9 @@ func (a Args) Validate() error {
 // NewPlatform registers the component and its children.
 func NewPlatform(ctx *pulumi.Context, name string, args Args, opts ...pulumi.ResourceOption) (*Platform, error) {
 	args = args.WithDefaults()
-	if err := args.Validate(); err != nil {
-		return nil, err
-	}
 	comp := &Platform{}
-	if err := ctx.RegisterComponentResource(TypeToken, name, comp, opts...); err != nil {
-		return nil, fmt.Errorf("registering %s %q: %w", TypeToken, name, err)
+	if err := component.Register(ctx, TypeToken, name, comp, args.Validate(), opts...); err != nil {
+		return nil, err
 	}
 	child := []pulumi.ResourceOption{pulumi.Parent(comp)}
 

@@ -13,6 +13,8 @@ import (
 	metav1 "github.com/pulumi/pulumi-kubernetes/sdk/v4/go/kubernetes/meta/v1"
 	storagev1 "github.com/pulumi/pulumi-kubernetes/sdk/v4/go/kubernetes/storage/v1"
 	"github.com/pulumi/pulumi/sdk/v3/go/pulumi"
+
+	"github.com/kcp-tmc/kcp-tmc/components/internal/component"
 )
 
 // TypeToken is the Pulumi type of the component.
@@ -107,12 +109,9 @@ func (a Args) Validate() error {
 // NewStorage registers the component (and the class, when Create).
 func NewStorage(ctx *pulumi.Context, name string, args Args, opts ...pulumi.ResourceOption) (*Storage, error) {
 	args = args.WithDefaults()
-	if err := args.Validate(); err != nil {
-		return nil, err
-	}
 	comp := &Storage{}
-	if err := ctx.RegisterComponentResource(TypeToken, name, comp, opts...); err != nil {
-		return nil, fmt.Errorf("registering %s %q: %w", TypeToken, name, err)
+	if err := component.Register(ctx, TypeToken, name, comp, args.Validate(), opts...); err != nil {
+		return nil, err
 	}
 	comp.ClassName = pulumi.String(args.ClassName).ToStringOutput()
 	if args.Create {
