@@ -231,6 +231,11 @@ func NewAgent(ctx *pulumi.Context, name string, args Args, opts ...pulumi.Resour
 	}, after...); err != nil {
 		return nil, fmt.Errorf("agent Deployment: %w", err)
 	}
+	if args.Kind == KindSyncAgent {
+		if err := metrics(ctx, name, args, labels, after); err != nil {
+			return nil, err
+		}
+	}
 	if args.Replicas > 1 {
 		if err := workload.NewPDB(ctx, name+"-pdb", args.Namespace, args.Kind, after...); err != nil {
 			return nil, err
@@ -375,6 +380,32 @@ func deploymentSpec(a Args, labels map[string]string) *appsv1.DeploymentSpecArgs
 			},
 		},
 	}
+}
+
+// metrics publishes api-syncagent's controller-runtime metrics to the
+// cluster's Prometheus operator as job "api-syncagent" (what the alerts read).
+func metrics(ctx *pulumi.Context, name string, a Args, labels map[string]string, opts []pulumi.ResourceOption) error {
+	meta := workload.Meta(a.Kind+"-metrics", a.Namespace, a.Kind)
+	meta.Labels = pulumi.StringMap{"app.kubernetes.io/name": pulumi.String(a.Kind), "app.kubernetes.io/part-of": pulumi.String("kcp-tmc")}
+	if _, err := corev1.NewService(ctx, name+"-metrics", &corev1.ServiceArgs{
+		Metadata: meta,
+		Spec: &corev1.ServiceSpecArgs{Selector: pulumi.ToStringMap(labels), Ports: corev1.ServicePortArray{corev1.ServicePortArgs{
+			Name: pulumi.String("metrics"), Port: pulumi.Int(MetricsPort), TargetPort: pulumi.String("metrics")}}},
+	}, opts...); err != nil {
+		return fmt.Errorf("agent metrics Service: %w", err)
+	}
+	if _, err := apiextensions.NewCustomResource(ctx, name+"-servicemonitor", &apiextensions.CustomResourceArgs{
+		ApiVersion: pulumi.String("monitoring.coreos.com/v1"), Kind: pulumi.String("ServiceMonitor"),
+		Metadata: workload.Meta(a.Kind, a.Namespace, a.Kind),
+		OtherFields: kubernetes.UntypedArgs{"spec": pulumi.Map{
+			"jobLabel":  pulumi.String("app.kubernetes.io/name"),
+			"selector":  pulumi.Map{"matchLabels": pulumi.StringMap{"app.kubernetes.io/name": pulumi.String(a.Kind)}},
+			"endpoints": pulumi.Array{pulumi.Map{"port": pulumi.String("metrics"), "interval": pulumi.String("30s")}},
+		}},
+	}, opts...); err != nil {
+		return fmt.Errorf("agent ServiceMonitor: %w", err)
+	}
+	return nil
 }
 
 // rbac grants the agent exactly what it needs on its cluster: the synced

@@ -113,6 +113,10 @@ func TestAgentKinds(t *testing.T) {
 		t.Errorf("api-syncagent: 2 replicas with probes, got %v", sa["spec"])
 	}
 	rec.Object(t, "kubernetes:syncagent.kcp.io/v1alpha1:PublishedResource", "deployments.apps")
+	sm := rec.Object(t, "kubernetes:monitoring.coreos.com/v1:ServiceMonitor", KindSyncAgent)
+	if mocktest.Dig(sm, "spec", "jobLabel") != "app.kubernetes.io/name" || mocktest.Dig(sm, "spec", "endpoints", 0, "port") != "metrics" {
+		t.Errorf("ServiceMonitor = %v: the alerts read job=\"api-syncagent\"", sm["spec"])
+	}
 	rec.Object(t, "kubernetes:apis.kcp.io/v1alpha1:APIExport", "eu-export")
 
 	ts := rec.Object(t, "kubernetes:apps/v1:Deployment", KindTMCSyncer)
