@@ -56,6 +56,9 @@ type Config struct {
 	Ingress            Ingress    `config:"ingress"`
 	Monitoring         Monitoring `config:"monitoring"`
 	Logging            Logging    `config:"logging"`
+	// Cloud says where the hosting cluster comes from: existing (kubeconfig or
+	// context) or eks (created by the cloud component).
+	Cloud Cloud `config:"cloud"`
 	// Clusters are the physical clusters connected to kcp, one agent each.
 	Clusters []Cluster `config:"clusters"`
 	// AgentResources are every agent container's requests and limits.
@@ -219,6 +222,26 @@ type Logging struct {
 	Password string `json:"-"`
 }
 
+// Cloud is kcp-tmc:cloud (components/cloud).
+type Cloud struct {
+	Mode              string   `json:"mode"` // existing (default) or eks
+	Region            string   `json:"region"`
+	KubernetesVersion string   `json:"kubernetesVersion"`
+	VPCCIDR           string   `json:"vpcCidr"`
+	NATPerZone        bool     `json:"natPerZone"`
+	PublicEndpoint    bool     `json:"publicEndpoint"`
+	PublicCIDRs       []string `json:"publicCidrs"`
+	InstanceTypes     []string `json:"instanceTypes"`
+	NodesPerZone      struct {
+		Min     int `json:"min"`
+		Desired int `json:"desired"`
+		Max     int `json:"max"`
+	} `json:"nodesPerZone"`
+	// Owner and CostCenter tag every AWS resource, with the environment.
+	Owner      string `json:"owner"`
+	CostCenter string `json:"costCenter"`
+}
+
 // Cluster is one entry of kcp-tmc:clusters.
 type Cluster struct {
 	Name string `json:"name"`
@@ -372,6 +395,7 @@ func configFields(c *Config) []configField {
 		{"ingress", &c.Ingress},
 		{"monitoring", &c.Monitoring},
 		{"logging", &c.Logging},
+		{"cloud", &c.Cloud},
 		{"clusters", &c.Clusters},
 		{"agentResources", &c.AgentResources},
 	}

@@ -4,6 +4,7 @@ import (
 	"strings"
 
 	"github.com/kcp-tmc/kcp-tmc/components/backup"
+	"github.com/kcp-tmc/kcp-tmc/components/cloud"
 	"github.com/kcp-tmc/kcp-tmc/components/ingress"
 	"github.com/kcp-tmc/kcp-tmc/components/logging"
 	"github.com/kcp-tmc/kcp-tmc/components/monitoring"
@@ -45,6 +46,8 @@ func Profile(env string) (*Config, error) {
 		// CAs 10 years, leaves 1 year renewed 15 days early, as the kcp helm chart.
 		Monitoring: Monitoring{Enabled: true, Interval: "30s", SlackChannel: "#kcp-alerts", StackVersion: monitoring.DefaultStackVersion},
 		Logging:    Logging{ElasticsearchPort: 9200, Index: logging.DefaultIndex, TLS: true, Image: logging.DefaultImage},
+		Cloud: Cloud{Mode: "existing", Region: "us-east-1", KubernetesVersion: cloud.DefaultKubernetesVersion,
+			VPCCIDR: "10.0.0.0/16", NATPerZone: env == "prod", InstanceTypes: []string{"m6i.xlarge"}},
 		Ingress: Ingress{Mode: ingress.ModePassthrough, ClassName: ingress.DefaultClassName,
 			ControllerVersion: ingress.DefaultControllerVersion, ControllerReplicas: 2},
 		TLS: TLS{Mode: pki.ModeCertManager, CertManagerVersion: pki.DefaultCertManagerVersion,
@@ -91,6 +94,7 @@ func Profile(env string) (*Config, error) {
 		return nil, &FieldError{Key: "environment", Value: env, Allowed: "one of " + strings.Join(Environments, ", ")}
 	}
 	base.Etcd.Image, base.Etcd.Version, base.Etcd.QuotaBackendBytes = DefaultEtcdImage, DefaultEtcdVersion, "8Gi"
+	base.Cloud.NodesPerZone.Min, base.Cloud.NodesPerZone.Desired, base.Cloud.NodesPerZone.Max = 1, 2, 4
 	if !base.Storage.Create {
 		base.Storage.ReclaimPolicy = "Retain"
 	}

@@ -14,6 +14,7 @@ import (
 
 	"github.com/kcp-tmc/kcp-tmc/components/agents"
 	"github.com/kcp-tmc/kcp-tmc/components/backup"
+	"github.com/kcp-tmc/kcp-tmc/components/cloud"
 	"github.com/kcp-tmc/kcp-tmc/components/etcd"
 	"github.com/kcp-tmc/kcp-tmc/components/ingress"
 	"github.com/kcp-tmc/kcp-tmc/components/kcp"
@@ -55,7 +56,20 @@ func Deploy(ctx *pulumi.Context, cfg *Config, projectDir string) error {
 			return fmt.Errorf("target.skipAwait: %w", err)
 		}
 	}
-	provider, err := newKubernetesProvider(ctx, cfg, projectDir)
+	awsProvider := awsProviders(ctx)
+	var aws *cloud.EKS
+	if cfg.Cloud.Mode == "eks" {
+		p, err := awsProvider(cfg.Cloud.Region)
+		if err != nil {
+			return err
+		}
+		if aws, err = cloud.NewEKS(ctx, "cloud", cloudArgs(cfg), pulumi.Provider(p)); err != nil {
+			return fmt.Errorf("cloud: %w", err)
+		}
+		ctx.Export("clusterName", aws.ClusterName)
+		ctx.Export("oidcProviderArn", aws.OIDCProviderARN)
+	}
+	provider, err := newKubernetesProvider(ctx, cfg, projectDir, aws)
 	if err != nil {
 		return err
 	}
@@ -76,7 +90,11 @@ func Deploy(ctx *pulumi.Context, cfg *Config, projectDir string) error {
 		return fmt.Errorf("tls: %w", err)
 	}
 
-	stor, err := storage.NewStorage(ctx, "storage", storageArgs(cfg), k8s)
+	storArgs := storageArgs(cfg)
+	if aws != nil && storArgs.Create && storArgs.KMSKeyID == nil {
+		storArgs.KMSKeyID = aws.VolumeKeyARN // the cloud layer's volume key
+	}
+	stor, err := storage.NewStorage(ctx, "storage", storArgs, k8s)
 	if err != nil {
 		return fmt.Errorf("storage: %w", err)
 	}
@@ -105,11 +123,11 @@ func Deploy(ctx *pulumi.Context, cfg *Config, projectDir string) error {
 	if cfg.Backup.Enabled {
 		providers := []pulumi.ProviderResource{provider}
 		if a := backupArgs(cfg); a.Target == backup.TargetS3 && a.S3.Endpoint == "" {
-			awsProvider, err := aws.NewProvider(ctx, "aws", &aws.ProviderArgs{Region: pulumi.String(cfg.Backup.Region)})
+			p, err := awsProvider(cfg.Backup.Region)
 			if err != nil {
-				return fmt.Errorf("aws provider: %w", err)
+				return err
 			}
-			providers = append(providers, awsProvider)
+			providers = append(providers, p)
 		}
 		snapshots, err := backup.NewBackup(ctx, "backup", backupArgs(cfg), pulumi.Providers(providers...),
 			pulumi.DependsOn([]pulumi.Resource{plat, certs, db}))
@@ -361,6 +379,38 @@ func clusterNames(cfg *Config) []string {
 	return names
 }
 
+// awsProviders returns a function giving the program's AWS provider for a
+// region, creating one per region on first use.
+func awsProviders(ctx *pulumi.Context) func(region string) (*aws.Provider, error) {
+	made := map[string]*aws.Provider{}
+	return func(region string) (*aws.Provider, error) {
+		if p, ok := made[region]; ok {
+			return p, nil
+		}
+		name := "aws"
+		if len(made) > 0 {
+			name = "aws-" + region
+		}
+		p, err := aws.NewProvider(ctx, name, &aws.ProviderArgs{Region: pulumi.String(region)})
+		if err != nil {
+			return nil, fmt.Errorf("aws provider for %s: %w", region, err)
+		}
+		made[region] = p
+		return p, nil
+	}
+}
+
+func cloudArgs(cfg *Config) cloud.Args {
+	c := cfg.Cloud
+	return cloud.Args{
+		ClusterName: "kcp-tmc-" + cfg.Environment, Region: c.Region, Zones: cfg.Zones, KubernetesVersion: c.KubernetesVersion,
+		VPCCIDR: c.VPCCIDR, NATPerZone: c.NATPerZone, PublicEndpoint: c.PublicEndpoint, PublicCIDRs: c.PublicCIDRs,
+		InstanceTypes: c.InstanceTypes,
+		NodesPerZone:  cloud.Nodes{Min: c.NodesPerZone.Min, Desired: c.NodesPerZone.Desired, Max: c.NodesPerZone.Max},
+		Tags:          map[string]string{"environment": cfg.Environment, "owner": c.Owner, "cost-center": c.CostCenter},
+	}
+}
+
 // pkiArgs maps the validated kcp-tmc:tls and kcp-tmc:existingCAs keys.
 func pkiArgs(cfg *Config) pki.Args {
 	hours := func(s string) time.Duration { d, _ := time.ParseDuration(s); return d }
@@ -390,8 +440,11 @@ func pkiArgs(cfg *Config) pki.Args {
 
 // newKubernetesProvider points every Kubernetes resource at the stack's
 // target: a directory of rendered YAML, or a cluster through a kubeconfig.
-func newKubernetesProvider(ctx *pulumi.Context, cfg *Config, projectDir string) (*kubernetes.Provider, error) {
+func newKubernetesProvider(ctx *pulumi.Context, cfg *Config, projectDir string, aws *cloud.EKS) (*kubernetes.Provider, error) {
 	args := &kubernetes.ProviderArgs{}
+	if aws != nil {
+		args.Kubeconfig = aws.Kubeconfig.ToStringPtrOutput()
+	}
 	switch cfg.Target.Mode {
 	case TargetRender:
 		args.RenderYamlToDirectory = pulumi.StringPtr(renderDir(cfg, projectDir))

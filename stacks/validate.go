@@ -70,6 +70,7 @@ func (c *Config) Validate() error {
 	c.validateMonitoring(v)
 	c.validateLogging(v)
 	c.validateClusters(v)
+	c.validateCloud(v)
 	return v.err()
 }
 
@@ -81,6 +82,9 @@ func (c *Config) validateTarget(v *validator) {
 			v.add("target.renderDir", t.RenderDir, "a directory inside the project, e.g. rendered/"+c.Environment)
 		}
 	case TargetKubeconfig:
+		if c.Cloud.Mode == "eks" {
+			break // the cloud layer provides the kubeconfig
+		}
 		if c.Kubeconfig == "" && t.Context == "" {
 			v.add("kubeconfig", "<unset>", "a kubeconfig set with `pulumi config set --secret kcp-tmc:kubeconfig`, or target.context naming a context of ~/.kube/config")
 		}
@@ -397,6 +401,27 @@ func (c *Config) validateClusters(v *validator) {
 			"QPS/Burst": key + ".qps", "KCPServer/Workspace": key + ".workspace", "Resources": key + ".resources",
 		})
 	}
+}
+
+func (c *Config) validateCloud(v *validator) {
+	switch c.Cloud.Mode {
+	case "existing":
+		return
+	case "eks":
+	default:
+		v.add("cloud.mode", c.Cloud.Mode, "existing (a kubeconfig or context) or eks (created here)")
+		return
+	}
+	if c.Target.Mode != TargetKubeconfig {
+		v.add("target.mode", c.Target.Mode, "kubeconfig with cloud.mode eks (the cluster's kubeconfig comes from the cloud layer)")
+	}
+	if c.Environment == "prod" && !c.Cloud.NATPerZone {
+		v.add("cloud.natPerZone", "false", "true in prod (one zone's NAT must not cut off the others)")
+	}
+	componentErrors(v, cloudArgs(c).WithDefaults().Validate(), "cloud", map[string]string{
+		"ClusterName": "clusterName", "Region": "region", "Zones": "zones", "KubernetesVersion": "kubernetesVersion",
+		"VPCCIDR": "vpcCidr", "PublicCIDRs": "publicCidrs", "NodesPerZone": "nodesPerZone",
+	})
 }
 
 // hours parses a Go duration that is a positive whole number of hours.

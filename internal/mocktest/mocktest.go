@@ -100,6 +100,19 @@ func (r *Recorder) NewResource(args pulumi.MockResourceArgs) (string, resource.P
 		mod := strings.Split(args.TypeToken, ":")[1]
 		state["arn"] = resource.NewProperty(fmt.Sprintf("arn:aws:%s:us-east-1:123456789012:%s", strings.Split(mod, "/")[0], args.Name))
 		state["keyId"] = resource.NewProperty(args.Name + "-key-id")
+		if _, ok := state["name"]; !ok {
+			state["name"] = resource.NewProperty(args.Name)
+		}
+		if args.TypeToken == "aws:eks/cluster:Cluster" {
+			// What EKS reports for a new cluster: its OIDC issuer, endpoint and CA.
+			state["identities"] = resource.NewProperty([]resource.PropertyValue{resource.NewProperty(resource.PropertyMap{
+				"oidcs": resource.NewProperty([]resource.PropertyValue{resource.NewProperty(resource.PropertyMap{
+					"issuer": resource.NewProperty("https://oidc.eks.us-east-1.amazonaws.com/id/MOCK" + strings.ToUpper(args.Name)),
+				})}),
+			})})
+			state["endpoint"] = resource.NewProperty("https://" + args.Name + ".gr7.us-east-1.eks.amazonaws.com")
+			state["certificateAuthority"] = resource.NewProperty(resource.PropertyMap{"data": resource.NewProperty("Q0EtREFUQQ==")})
+		}
 	}
 	return args.Name + "-id", state, nil
 }

@@ -1,0 +1,357 @@
+// Package cloud is the AWS side of a stack: a VPC across the zones, an EKS
+// cluster with encrypted Secrets and control-plane logs, an IAM OIDC
+// provider for IRSA, one managed node group per zone (EBS volumes are zonal,
+// so every zone always has nodes for its etcd member) and the EBS CSI driver
+// with its own IRSA role. Its outputs (kubeconfig, OIDC provider, volume key)
+// feed the Kubernetes provider and the components below, which never know
+// whether the cluster is EKS or existing.
+package cloud
+
+import (
+	"errors"
+	"fmt"
+	"net"
+	"regexp"
+	"strings"
+
+	"github.com/pulumi/pulumi-aws/sdk/v6/go/aws/ec2"
+	"github.com/pulumi/pulumi-aws/sdk/v6/go/aws/eks"
+	"github.com/pulumi/pulumi-aws/sdk/v6/go/aws/iam"
+	"github.com/pulumi/pulumi-aws/sdk/v6/go/aws/kms"
+	"github.com/pulumi/pulumi/sdk/v3/go/pulumi"
+
+	"github.com/kcp-tmc/kcp-tmc/components/internal/component"
+)
+
+// TypeToken is the Pulumi type of the component.
+const TypeToken = "kcp-tmc:cloud:EKS"
+
+// DefaultKubernetesVersion is the EKS version the stacks pin.
+const DefaultKubernetesVersion = "1.33"
+
+// Nodes sizes each zone's node group.
+type Nodes struct{ Min, Desired, Max int }
+
+// Args configures the AWS side.
+type Args struct {
+	ClusterName       string
+	Region            string
+	Zones             []string
+	KubernetesVersion string
+	VPCCIDR           string // default 10.0.0.0/16; one /20 public and one /19 private per zone
+	NATPerZone        bool   // prod: a NAT gateway per zone, so one zone's loss cuts no other zone off
+	PublicEndpoint    bool
+	PublicCIDRs       []string // who may reach a public endpoint
+	InstanceTypes     []string
+	NodesPerZone      Nodes
+	Tags              map[string]string // environment, owner, cost-center: on every resource
+}
+
+// EKS is the component.
+type EKS struct {
+	pulumi.ResourceState
+
+	ClusterName pulumi.StringOutput `pulumi:"clusterName"`
+	Endpoint    pulumi.StringOutput `pulumi:"endpoint"`
+	// Kubeconfig authenticates with `aws eks get-token` (a Pulumi secret).
+	Kubeconfig      pulumi.StringOutput `pulumi:"kubeconfig"`
+	OIDCProviderARN pulumi.StringOutput `pulumi:"oidcProviderArn"`
+	// OIDCIssuer is the issuer without https:// (the IRSA condition prefix).
+	OIDCIssuer pulumi.StringOutput `pulumi:"oidcIssuer"`
+	// VolumeKeyARN encrypts EBS volumes (the storage component's kmsKeyId).
+	VolumeKeyARN pulumi.StringOutput `pulumi:"volumeKeyArn"`
+}
+
+// WithDefaults fills unset fields.
+func (a Args) WithDefaults() Args {
+	if a.KubernetesVersion == "" {
+		a.KubernetesVersion = DefaultKubernetesVersion
+	}
+	if a.VPCCIDR == "" {
+		a.VPCCIDR = "10.0.0.0/16"
+	}
+	if len(a.InstanceTypes) == 0 {
+		a.InstanceTypes = []string{"m6i.xlarge"}
+	}
+	if a.NodesPerZone == (Nodes{}) {
+		a.NodesPerZone = Nodes{Min: 1, Desired: 2, Max: 4}
+	}
+	return a
+}
+
+var (
+	clusterName = regexp.MustCompile(`^[a-zA-Z][-a-zA-Z0-9]{0,99}$`)
+	region      = regexp.MustCompile(`^[a-z]{2}(-gov)?-[a-z]+-[0-9]$`)
+	k8sVersion  = regexp.MustCompile(`^1\.[0-9]+$`)
+)
+
+// Validate reports every invalid field.
+func (a Args) Validate() error {
+	var errs []error
+	bad := func(field string, value any, allowed string) {
+		errs = append(errs, fmt.Errorf("cloud: %s %v: want %s", field, value, allowed))
+	}
+	if !clusterName.MatchString(a.ClusterName) {
+		bad("ClusterName", fmt.Sprintf("%q", a.ClusterName), "an EKS cluster name (letters, digits, '-', starting with a letter)")
+	}
+	if !region.MatchString(a.Region) {
+		bad("Region", fmt.Sprintf("%q", a.Region), "an AWS region such as us-east-1")
+	}
+	if len(a.Zones) < 2 {
+		bad("Zones", a.Zones, "at least 2 zones (EKS needs subnets in two)")
+	}
+	seen := map[string]bool{}
+	for _, z := range a.Zones {
+		if !strings.HasPrefix(z, a.Region) || len(z) != len(a.Region)+1 || seen[z] {
+			bad("Zones", z, "distinct zones of region "+a.Region+", such as "+a.Region+"a")
+		}
+		seen[z] = true
+	}
+	if !k8sVersion.MatchString(a.KubernetesVersion) {
+		bad("KubernetesVersion", fmt.Sprintf("%q", a.KubernetesVersion), `a pinned minor version such as "1.33"`)
+	}
+	if _, n, err := net.ParseCIDR(a.VPCCIDR); err != nil || !strings.HasSuffix(n.String(), "/16") {
+		bad("VPCCIDR", fmt.Sprintf("%q", a.VPCCIDR), "a /16 (each zone gets a /20 public and a /19 private subnet)")
+	} else if len(a.Zones) > 4 {
+		bad("Zones", len(a.Zones), "at most 4 zones in one /16")
+	}
+	if a.PublicEndpoint && len(a.PublicCIDRs) == 0 {
+		bad("PublicCIDRs", "none", "the CIDRs allowed to reach a public endpoint (never the whole internet by default)")
+	}
+	for _, c := range a.PublicCIDRs {
+		if _, _, err := net.ParseCIDR(c); err != nil {
+			bad("PublicCIDRs", c, "CIDRs such as 203.0.113.0/24")
+		}
+	}
+	n := a.NodesPerZone
+	if n.Min < 1 || n.Desired < n.Min || n.Max < n.Desired {
+		bad("NodesPerZone", fmt.Sprintf("%d/%d/%d", n.Min, n.Desired, n.Max), "1 ≤ min ≤ desired ≤ max (every zone keeps a node for its etcd member)")
+	}
+	return errors.Join(errs...)
+}
+
+// subnet returns the /20 (public) or /19 (private) block of zone i.
+func subnet(vpc string, i int, public bool) string {
+	ip, _, _ := net.ParseCIDR(vpc)
+	b := ip.To4()
+	if public {
+		return fmt.Sprintf("%d.%d.%d.0/20", b[0], b[1], 128+16*i)
+	}
+	return fmt.Sprintf("%d.%d.%d.0/19", b[0], b[1], 32*i)
+}
+
+func assumeRole(service string) string {
+	return fmt.Sprintf(`{"Version":"2012-10-17","Statement":[{"Effect":"Allow","Principal":{"Service":"%s"},"Action":"sts:AssumeRole"}]}`, service)
+}
+
+// NewEKS registers the component and its children.
+func NewEKS(ctx *pulumi.Context, name string, args Args, opts ...pulumi.ResourceOption) (*EKS, error) {
+	args = args.WithDefaults()
+	comp := &EKS{}
+	if err := component.Register(ctx, TypeToken, name, comp, args.Validate(), opts...); err != nil {
+		return nil, err
+	}
+	child := pulumi.Parent(comp)
+	tags := func(extra map[string]string) pulumi.StringMap {
+		t := pulumi.StringMap{"kcp-tmc.io/cluster": pulumi.String(args.ClusterName)}
+		for k, v := range args.Tags {
+			t[k] = pulumi.String(v)
+		}
+		for k, v := range extra {
+			t[k] = pulumi.String(v)
+		}
+		return t
+	}
+	keys := map[string]*kms.Key{}
+	for _, use := range []string{"secrets", "volumes"} {
+		k, err := kms.NewKey(ctx, name+"-"+use+"-key", &kms.KeyArgs{
+			Description: pulumi.Sprintf("kcp-tmc %s: EKS %s", args.ClusterName, use), EnableKeyRotation: pulumi.Bool(true),
+			DeletionWindowInDays: pulumi.Int(30), Tags: tags(nil),
+		}, child, pulumi.Protect(true))
+		if err != nil {
+			return nil, fmt.Errorf("%s key: %w", use, err)
+		}
+		keys[use] = k
+	}
+
+	vpc, err := ec2.NewVpc(ctx, name+"-vpc", &ec2.VpcArgs{CidrBlock: pulumi.String(args.VPCCIDR),
+		EnableDnsHostnames: pulumi.Bool(true), EnableDnsSupport: pulumi.Bool(true), Tags: tags(map[string]string{"Name": args.ClusterName})}, child)
+	if err != nil {
+		return nil, fmt.Errorf("VPC: %w", err)
+	}
+	igw, err := ec2.NewInternetGateway(ctx, name+"-igw", &ec2.InternetGatewayArgs{VpcId: vpc.ID(), Tags: tags(nil)}, child)
+	if err != nil {
+		return nil, fmt.Errorf("internet gateway: %w", err)
+	}
+	publicRT, err := ec2.NewRouteTable(ctx, name+"-public", &ec2.RouteTableArgs{VpcId: vpc.ID(),
+		Routes: ec2.RouteTableRouteArray{ec2.RouteTableRouteArgs{CidrBlock: pulumi.String("0.0.0.0/0"), GatewayId: igw.ID()}}, Tags: tags(nil)}, child)
+	if err != nil {
+		return nil, fmt.Errorf("public route table: %w", err)
+	}
+	clusterTag := "kubernetes.io/cluster/" + args.ClusterName
+	var public, private pulumi.StringArray
+	privateByZone := map[string]pulumi.StringOutput{}
+	var nat *ec2.NatGateway
+	for i, zone := range args.Zones {
+		pub, err := ec2.NewSubnet(ctx, name+"-public-"+zone, &ec2.SubnetArgs{VpcId: vpc.ID(), AvailabilityZone: pulumi.String(zone),
+			CidrBlock: pulumi.String(subnet(args.VPCCIDR, i, true)), MapPublicIpOnLaunch: pulumi.Bool(false),
+			Tags: tags(map[string]string{"kubernetes.io/role/elb": "1", clusterTag: "shared"})}, child)
+		if err != nil {
+			return nil, fmt.Errorf("public subnet %s: %w", zone, err)
+		}
+		if _, err := ec2.NewRouteTableAssociation(ctx, name+"-public-"+zone, &ec2.RouteTableAssociationArgs{SubnetId: pub.ID(), RouteTableId: publicRT.ID()}, child); err != nil {
+			return nil, err
+		}
+		if nat == nil || args.NATPerZone {
+			eip, err := ec2.NewEip(ctx, name+"-nat-"+zone, &ec2.EipArgs{Domain: pulumi.String("vpc"), Tags: tags(nil)}, child)
+			if err != nil {
+				return nil, fmt.Errorf("NAT address %s: %w", zone, err)
+			}
+			if nat, err = ec2.NewNatGateway(ctx, name+"-nat-"+zone, &ec2.NatGatewayArgs{AllocationId: eip.ID(), SubnetId: pub.ID(), Tags: tags(nil)}, child); err != nil {
+				return nil, fmt.Errorf("NAT gateway %s: %w", zone, err)
+			}
+		}
+		priv, err := ec2.NewSubnet(ctx, name+"-private-"+zone, &ec2.SubnetArgs{VpcId: vpc.ID(), AvailabilityZone: pulumi.String(zone),
+			CidrBlock: pulumi.String(subnet(args.VPCCIDR, i, false)),
+			Tags:      tags(map[string]string{"kubernetes.io/role/internal-elb": "1", clusterTag: "shared"})}, child)
+		if err != nil {
+			return nil, fmt.Errorf("private subnet %s: %w", zone, err)
+		}
+		rt, err := ec2.NewRouteTable(ctx, name+"-private-"+zone, &ec2.RouteTableArgs{VpcId: vpc.ID(),
+			Routes: ec2.RouteTableRouteArray{ec2.RouteTableRouteArgs{CidrBlock: pulumi.String("0.0.0.0/0"), NatGatewayId: nat.ID()}}, Tags: tags(nil)}, child)
+		if err != nil {
+			return nil, fmt.Errorf("private route table %s: %w", zone, err)
+		}
+		if _, err := ec2.NewRouteTableAssociation(ctx, name+"-private-"+zone, &ec2.RouteTableAssociationArgs{SubnetId: priv.ID(), RouteTableId: rt.ID()}, child); err != nil {
+			return nil, err
+		}
+		public = append(public, pub.ID().ToStringOutput())
+		private = append(private, priv.ID().ToStringOutput())
+		privateByZone[zone] = priv.ID().ToStringOutput()
+	}
+
+	clusterRole, err := iam.NewRole(ctx, name+"-cluster-role", &iam.RoleArgs{AssumeRolePolicy: pulumi.String(assumeRole("eks.amazonaws.com")), Tags: tags(nil)}, child)
+	if err != nil {
+		return nil, fmt.Errorf("cluster role: %w", err)
+	}
+	attach := func(urn string, role *iam.Role, policy string) error {
+		_, err := iam.NewRolePolicyAttachment(ctx, urn, &iam.RolePolicyAttachmentArgs{Role: role.Name, PolicyArn: pulumi.String("arn:aws:iam::aws:policy/" + policy)}, child)
+		return err
+	}
+	if err := attach(name+"-cluster-policy", clusterRole, "AmazonEKSClusterPolicy"); err != nil {
+		return nil, err
+	}
+	endpointCIDRs := args.PublicCIDRs
+	cluster, err := eks.NewCluster(ctx, name+"-cluster", &eks.ClusterArgs{
+		Name: pulumi.String(args.ClusterName), Version: pulumi.String(args.KubernetesVersion), RoleArn: clusterRole.Arn,
+		VpcConfig: &eks.ClusterVpcConfigArgs{
+			SubnetIds:             append(append(pulumi.StringArray{}, private...), public...),
+			EndpointPrivateAccess: pulumi.Bool(true), EndpointPublicAccess: pulumi.Bool(args.PublicEndpoint),
+			PublicAccessCidrs: pulumi.ToStringArray(endpointCIDRs),
+		},
+		EncryptionConfig: &eks.ClusterEncryptionConfigArgs{
+			Provider: eks.ClusterEncryptionConfigProviderArgs{KeyArn: keys["secrets"].Arn}, Resources: pulumi.ToStringArray([]string{"secrets"}),
+		},
+		EnabledClusterLogTypes: pulumi.ToStringArray([]string{"api", "audit", "authenticator", "controllerManager", "scheduler"}),
+		AccessConfig:           &eks.ClusterAccessConfigArgs{AuthenticationMode: pulumi.String("API")},
+		Tags:                   tags(nil),
+	}, child)
+	if err != nil {
+		return nil, fmt.Errorf("EKS cluster: %w", err)
+	}
+	issuerURL := cluster.Identities.Index(pulumi.Int(0)).Oidcs().Index(pulumi.Int(0)).Issuer().Elem()
+	oidc, err := iam.NewOpenIdConnectProvider(ctx, name+"-oidc", &iam.OpenIdConnectProviderArgs{
+		Url: issuerURL, ClientIdLists: pulumi.ToStringArray([]string{"sts.amazonaws.com"}), Tags: tags(nil),
+	}, child)
+	if err != nil {
+		return nil, fmt.Errorf("OIDC provider: %w", err)
+	}
+	issuer := issuerURL.ApplyT(func(u string) string { return strings.TrimPrefix(u, "https://") }).(pulumi.StringOutput)
+
+	nodeRole, err := iam.NewRole(ctx, name+"-node-role", &iam.RoleArgs{AssumeRolePolicy: pulumi.String(assumeRole("ec2.amazonaws.com")), Tags: tags(nil)}, child)
+	if err != nil {
+		return nil, fmt.Errorf("node role: %w", err)
+	}
+	// Only what nodes need: join the cluster, run the VPC CNI, pull images.
+	for _, p := range []string{"AmazonEKSWorkerNodePolicy", "AmazonEKS_CNI_Policy", "AmazonEC2ContainerRegistryReadOnly"} {
+		if err := attach(name+"-node-"+p, nodeRole, p); err != nil {
+			return nil, err
+		}
+	}
+	for _, zone := range args.Zones {
+		if _, err := eks.NewNodeGroup(ctx, name+"-nodes-"+zone, &eks.NodeGroupArgs{
+			ClusterName: cluster.Name, NodeGroupName: pulumi.String(args.ClusterName + "-" + zone), NodeRoleArn: nodeRole.Arn,
+			SubnetIds:     pulumi.StringArray{privateByZone[zone]},
+			InstanceTypes: pulumi.ToStringArray(args.InstanceTypes),
+			ScalingConfig: eks.NodeGroupScalingConfigArgs{MinSize: pulumi.Int(args.NodesPerZone.Min), DesiredSize: pulumi.Int(args.NodesPerZone.Desired), MaxSize: pulumi.Int(args.NodesPerZone.Max)},
+			Tags:          tags(map[string]string{"topology.kubernetes.io/zone": zone}),
+		}, child); err != nil {
+			return nil, fmt.Errorf("node group %s: %w", zone, err)
+		}
+	}
+
+	csiRole, err := iam.NewRole(ctx, name+"-ebs-csi-role", &iam.RoleArgs{
+		AssumeRolePolicy: pulumi.All(oidc.Arn, issuer).ApplyT(func(v []any) (string, error) {
+			return IRSATrust(v[0].(string), v[1].(string), "kube-system", "ebs-csi-controller-sa"), nil
+		}).(pulumi.StringOutput),
+		Tags: tags(nil),
+	}, child)
+	if err != nil {
+		return nil, fmt.Errorf("EBS CSI role: %w", err)
+	}
+	if _, err := iam.NewRolePolicyAttachment(ctx, name+"-ebs-csi-policy", &iam.RolePolicyAttachmentArgs{
+		Role: csiRole.Name, PolicyArn: pulumi.String("arn:aws:iam::aws:policy/service-role/AmazonEBSCSIDriverPolicy")}, child); err != nil {
+		return nil, err
+	}
+	if _, err := eks.NewAddon(ctx, name+"-ebs-csi", &eks.AddonArgs{
+		ClusterName: cluster.Name, AddonName: pulumi.String("aws-ebs-csi-driver"), ServiceAccountRoleArn: csiRole.Arn,
+		ResolveConflictsOnUpdate: pulumi.String("OVERWRITE"), Tags: tags(nil),
+	}, child); err != nil {
+		return nil, fmt.Errorf("EBS CSI add-on: %w", err)
+	}
+
+	comp.ClusterName = cluster.Name
+	comp.Endpoint = cluster.Endpoint
+	comp.OIDCProviderARN, comp.OIDCIssuer = oidc.Arn, issuer
+	comp.VolumeKeyARN = keys["volumes"].Arn
+	comp.Kubeconfig = pulumi.ToSecret(pulumi.All(cluster.Name, cluster.Endpoint, cluster.CertificateAuthority.Data().Elem()).ApplyT(func(v []any) string {
+		return Kubeconfig(v[0].(string), v[1].(string), v[2].(string), args.Region)
+	})).(pulumi.StringOutput)
+	if err := ctx.RegisterResourceOutputs(comp, pulumi.Map{
+		"clusterName": comp.ClusterName, "endpoint": comp.Endpoint, "kubeconfig": comp.Kubeconfig,
+		"oidcProviderArn": comp.OIDCProviderARN, "oidcIssuer": comp.OIDCIssuer, "volumeKeyArn": comp.VolumeKeyARN,
+	}); err != nil {
+		return nil, fmt.Errorf("registering outputs of %q: %w", name, err)
+	}
+	return comp, nil
+}
+
+// IRSATrust lets exactly one ServiceAccount assume a role (sub and aud pinned).
+func IRSATrust(providerARN, issuer, namespace, serviceAccount string) string {
+	return fmt.Sprintf(`{"Version":"2012-10-17","Statement":[{"Effect":"Allow","Principal":{"Federated":%q},"Action":"sts:AssumeRoleWithWebIdentity","Condition":{"StringEquals":{%q:%q,%q:"sts.amazonaws.com"}}}]}`,
+		providerARN, issuer+":sub", "system:serviceaccount:"+namespace+":"+serviceAccount, issuer+":aud")
+}
+
+// Kubeconfig authenticates with `aws eks get-token`: no long-lived credential in it.
+func Kubeconfig(cluster, endpoint, caData, region string) string {
+	return fmt.Sprintf(`apiVersion: v1
+kind: Config
+clusters:
+- name: %[1]s
+  cluster:
+    server: %[2]s
+    certificate-authority-data: %[3]s
+users:
+- name: %[1]s
+  user:
+    exec:
+      apiVersion: client.authentication.k8s.io/v1beta1
+      command: aws
+      args: [eks, get-token, --cluster-name, %[1]s, --region, %[4]s]
+      interactiveMode: Never
+contexts:
+- name: %[1]s
+  context: {cluster: %[1]s, user: %[1]s}
+current-context: %[1]s
+`, cluster, endpoint, caData, region)
+}

@@ -1,0 +1,188 @@
+package cloud
+
+import (
+	"encoding/json"
+	"strings"
+	"testing"
+
+	"github.com/pulumi/pulumi/sdk/v3/go/pulumi"
+
+	"github.com/kcp-tmc/kcp-tmc/internal/mocktest"
+)
+
+func args(natPerZone bool) Args {
+	return Args{ClusterName: "kcp-tmc-prod", Region: "us-east-1", Zones: []string{"us-east-1a", "us-east-1b", "us-east-1c"},
+		NATPerZone: natPerZone, NodesPerZone: Nodes{Min: 1, Desired: 2, Max: 4},
+		Tags: map[string]string{"environment": "prod", "owner": "platform", "cost-center": "cc-42"}}
+}
+
+func run(t *testing.T, a Args) (*mocktest.Recorder, *EKS) {
+	t.Helper()
+	var out *EKS
+	rec := mocktest.MustRun(t, func(ctx *pulumi.Context) error {
+		var err error
+		out, err = NewEKS(ctx, "cloud", a)
+		return err
+	})
+	return rec, out
+}
+
+func TestNodeGroupPerZone(t *testing.T) {
+	rec, _ := run(t, args(true))
+	groups := rec.OfType("aws:eks/nodeGroup:NodeGroup")
+	if len(groups) != 3 {
+		t.Fatalf("%d node groups, want one per zone", len(groups))
+	}
+	subnetZone := map[string]string{}
+	for _, s := range rec.OfType("aws:ec2/subnet:Subnet") {
+		subnetZone[s.Name+"-id"] = s.Input()["availabilityZone"].(string)
+	}
+	zones := map[string]bool{}
+	for _, g := range groups {
+		subnets := g.Input()["subnetIds"].([]any)
+		if len(subnets) != 1 || !strings.Contains(subnets[0].(string), "private") {
+			t.Errorf("%s spans %v: want exactly its zone's private subnet", g.Name, subnets)
+			continue
+		}
+		zones[subnetZone[subnets[0].(string)]] = true
+	}
+	if len(zones) != 3 {
+		t.Errorf("node groups cover zones %v", zones)
+	}
+}
+
+func TestNATPerZoneOnlyInProd(t *testing.T) {
+	for _, tt := range []struct {
+		perZone bool
+		want    int
+	}{{true, 3}, {false, 1}} {
+		rec, _ := run(t, args(tt.perZone))
+		if n := len(rec.OfType("aws:ec2/natGateway:NatGateway")); n != tt.want {
+			t.Errorf("NATPerZone=%v: %d NAT gateways, want %d", tt.perZone, n, tt.want)
+		}
+	}
+}
+
+func TestClusterHardening(t *testing.T) {
+	rec, out := run(t, args(true))
+	c := rec.Named(t, "aws:eks/cluster:Cluster", "cloud-cluster").Input()
+	if mocktest.Dig(c, "encryptionConfig", "resources", 0) != "secrets" || mocktest.Dig(c, "encryptionConfig", "provider", "keyArn") == nil {
+		t.Errorf("Secrets not envelope-encrypted: %v", c["encryptionConfig"])
+	}
+	if len(c["enabledClusterLogTypes"].([]any)) != 5 {
+		t.Errorf("control-plane logs = %v", c["enabledClusterLogTypes"])
+	}
+	if mocktest.Dig(c, "vpcConfig", "endpointPublicAccess") != false || mocktest.Dig(c, "vpcConfig", "endpointPrivateAccess") != true {
+		t.Errorf("endpoint access = %v", c["vpcConfig"])
+	}
+	if c["version"] != DefaultKubernetesVersion {
+		t.Errorf("version = %v", c["version"])
+	}
+	for _, k := range rec.OfType("aws:kms/key:Key") {
+		if k.Input()["enableKeyRotation"] != true {
+			t.Errorf("%s without rotation", k.Name)
+		}
+	}
+	var attached []string
+	for _, a := range rec.OfType("aws:iam/rolePolicyAttachment:RolePolicyAttachment") {
+		if strings.Contains(a.Name, "-node-") {
+			attached = append(attached, a.Input()["policyArn"].(string))
+		}
+	}
+	if len(attached) != 3 {
+		t.Errorf("node role policies = %v, want exactly the worker, CNI and ECR read-only policies", attached)
+	}
+	kc := waitString(t, out.Kubeconfig)
+	if !strings.Contains(kc, "command: aws") || !strings.Contains(kc, "get-token") || strings.Contains(kc, "token:") {
+		t.Errorf("kubeconfig does not use aws eks get-token:\n%s", kc)
+	}
+}
+
+func TestEBSCSIRoleTrustsOnlyItsServiceAccount(t *testing.T) {
+	rec, out := run(t, args(true))
+	addon := rec.Named(t, "aws:eks/addon:Addon", "cloud-ebs-csi").Input()
+	if addon["addonName"] != "aws-ebs-csi-driver" || addon["serviceAccountRoleArn"] == nil {
+		t.Errorf("EBS CSI add-on = %v", addon)
+	}
+	var trust struct {
+		Statement []struct {
+			Principal map[string]string
+			Action    string
+			Condition map[string]map[string]string
+		}
+	}
+	doc := rec.Named(t, "aws:iam/role:Role", "cloud-ebs-csi-role").Input()["assumeRolePolicy"].(string)
+	if err := json.Unmarshal([]byte(doc), &trust); err != nil {
+		t.Fatal(err)
+	}
+	issuer := "oidc.eks.us-east-1.amazonaws.com/id/MOCKCLOUD-CLUSTER"
+	eq := trust.Statement[0].Condition["StringEquals"]
+	if len(trust.Statement) != 1 || trust.Statement[0].Action != "sts:AssumeRoleWithWebIdentity" ||
+		eq[issuer+":sub"] != "system:serviceaccount:kube-system:ebs-csi-controller-sa" || eq[issuer+":aud"] != "sts.amazonaws.com" || len(eq) != 2 {
+		t.Errorf("trust = %s", doc)
+	}
+	if got := waitString(t, out.OIDCIssuer); got != issuer {
+		t.Errorf("OIDCIssuer output = %q, want %q (no scheme)", got, issuer)
+	}
+}
+
+func TestTagsEverywhere(t *testing.T) {
+	rec, _ := run(t, args(false))
+	tagged := 0
+	for _, r := range rec.All() {
+		if !strings.HasPrefix(r.Type, "aws:") {
+			continue
+		}
+		tags, ok := r.Input()["tags"].(map[string]any)
+		if !ok {
+			// Only associations and attachments take no tags.
+			if !strings.Contains(r.Type, "Association") && !strings.Contains(r.Type, "Attachment") {
+				t.Errorf("%s %s carries no tags", r.Type, r.Name)
+			}
+			continue
+		}
+		tagged++
+		for _, k := range []string{"environment", "owner", "cost-center"} {
+			if tags[k] == nil {
+				t.Errorf("%s %s lacks tag %s", r.Type, r.Name, k)
+			}
+		}
+	}
+	if tagged < 20 {
+		t.Errorf("only %d tagged resources", tagged)
+	}
+}
+
+func TestValidate(t *testing.T) {
+	tests := []struct {
+		name   string
+		mutate func(*Args)
+		want   string
+	}{
+		{"zone of another region", func(a *Args) { a.Zones[2] = "eu-west-1a" }, "Zones eu-west-1a"},
+		{"one zone", func(a *Args) { a.Zones = a.Zones[:1] }, "at least 2 zones"},
+		{"bad region", func(a *Args) { a.Region = "useast1" }, `Region "useast1"`},
+		{"unpinned version", func(a *Args) { a.KubernetesVersion = "latest" }, `KubernetesVersion "latest"`},
+		{"public endpoint open to all", func(a *Args) { a.PublicEndpoint = true }, "PublicCIDRs none"},
+		{"VPC too small", func(a *Args) { a.VPCCIDR = "10.0.0.0/24" }, "VPCCIDR"},
+		{"no nodes", func(a *Args) { a.NodesPerZone = Nodes{Min: 0, Desired: 0, Max: 3} }, "NodesPerZone 0/0/3"},
+	}
+	for _, tt := range tests {
+		t.Run(tt.name, func(t *testing.T) {
+			a := args(true)
+			tt.mutate(&a)
+			err := a.WithDefaults().Validate()
+			if err == nil || !strings.Contains(err.Error(), tt.want) {
+				t.Fatalf("err = %v, want %q", err, tt.want)
+			}
+		})
+	}
+}
+
+// waitString reads a (known) output under mocks.
+func waitString(t *testing.T, o pulumi.StringOutput) string {
+	t.Helper()
+	ch := make(chan string, 1)
+	o.ApplyT(func(s string) string { ch <- s; return s })
+	return <-ch
+}

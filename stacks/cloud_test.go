@@ -1,0 +1,69 @@
+package stacks
+
+import (
+	"strings"
+	"testing"
+
+	"github.com/kcp-tmc/kcp-tmc/internal/mocktest"
+)
+
+func eksConfig(cloud string) map[string]string {
+	return map[string]string{"environment": "prod", "backup": testIRSA,
+		"slackWebhookUrl": "https://hooks.slack.com/services/T/B/X", "cloud": cloud}
+}
+
+// TestEKSFeedsTheStack: with cloud.mode eks the cluster's kubeconfig drives
+// the Kubernetes provider (no kubeconfig secret needed) and its volume key
+// encrypts the etcd StorageClass.
+func TestEKSFeedsTheStack(t *testing.T) {
+	mocktest.SetConfig(t, eksConfig(`{"mode":"eks","owner":"platform","costCenter":"cc-42"}`), "slackWebhookUrl")
+	rec, err := mocktest.Run(t, "prod", ProgramIn(t.TempDir()))
+	if err != nil {
+		t.Fatal(err)
+	}
+	rec.Named(t, "kcp-tmc:cloud:EKS", "cloud")
+	if n := len(rec.OfType("aws:eks/nodeGroup:NodeGroup")); n != 3 {
+		t.Errorf("%d node groups, want 3 (one per prod zone)", n)
+	}
+	kc := rec.Named(t, "pulumi:providers:kubernetes", "kubernetes").Inputs["kubeconfig"]
+	if !kc.IsSecret() || !strings.Contains(kc.SecretValue().Element.StringValue(), "get-token") {
+		t.Errorf("kubernetes provider kubeconfig = %v, want the cloud layer's (secret, aws eks get-token)", kc)
+	}
+	sc := rec.Object(t, "kubernetes:storage.k8s.io/v1:StorageClass", "fast-ssd")
+	if got := mocktest.Dig(sc, "parameters", "kmsKeyId"); got != "arn:aws:kms:us-east-1:123456789012:cloud-volumes-key" {
+		t.Errorf("etcd volumes encrypted with %v, want the cloud layer's volume key", got)
+	}
+	for _, r := range rec.OfType("aws:eks/cluster:Cluster") {
+		if mocktest.Dig(r.Input(), "tags", "cost-center") != "cc-42" {
+			t.Errorf("cluster tags = %v", mocktest.Dig(r.Input(), "tags"))
+		}
+	}
+}
+
+func TestCloudConfigErrors(t *testing.T) {
+	tests := []struct {
+		name, cloud, want string
+		extra             map[string]string
+	}{
+		{"unknown mode", `{"mode":"gke"}`, `config kcp-tmc:cloud.mode: invalid value "gke"`, nil},
+		{"single NAT in prod", `{"mode":"eks","natPerZone":false}`, `config kcp-tmc:cloud.natPerZone: invalid value "false"`, nil},
+		{"zone outside the region", `{"mode":"eks","region":"eu-west-1"}`, `config kcp-tmc:cloud.zones: invalid value "us-east-1a"`, nil},
+		{"unpinned EKS version", `{"mode":"eks","kubernetesVersion":"latest"}`, `config kcp-tmc:cloud.kubernetesVersion: invalid value "latest"`, nil},
+		{"public endpoint without CIDRs", `{"mode":"eks","publicEndpoint":true}`, `config kcp-tmc:cloud.publicCidrs: invalid value "none"`, nil},
+		{"too few nodes", `{"mode":"eks","nodesPerZone":{"min":0,"desired":0,"max":1}}`, `config kcp-tmc:cloud.nodesPerZone: invalid value "0/0/1"`, nil},
+		{"render target", `{"mode":"eks"}`, `config kcp-tmc:target.mode: invalid value "render"`, map[string]string{"target": `{"mode":"render","renderDir":"r"}`}},
+	}
+	for _, tt := range tests {
+		t.Run(tt.name, func(t *testing.T) {
+			cfg := eksConfig(tt.cloud)
+			for k, v := range tt.extra {
+				cfg[k] = v
+			}
+			mocktest.SetConfig(t, cfg, "slackWebhookUrl")
+			_, err := mocktest.Run(t, "prod", ProgramIn(t.TempDir()))
+			if err == nil || !strings.Contains(err.Error(), tt.want) {
+				t.Fatalf("err = %v\nwant %s", err, tt.want)
+			}
+		})
+	}
+}
