@@ -8,13 +8,14 @@ import (
 )
 
 func eksConfig(cloud string) map[string]string {
-	return map[string]string{"environment": "prod", "backup": testIRSA,
+	return map[string]string{"environment": "prod",
 		"slackWebhookUrl": "https://hooks.slack.com/services/T/B/X", "cloud": cloud}
 }
 
 // TestEKSFeedsTheStack: with cloud.mode eks the cluster's kubeconfig drives
-// the Kubernetes provider (no kubeconfig secret needed) and its volume key
-// encrypts the etcd StorageClass.
+// the Kubernetes provider (no kubeconfig secret needed), its volume key
+// encrypts the etcd StorageClass and the backup role trusts its OIDC
+// provider (no backup.oidc* config needed).
 func TestEKSFeedsTheStack(t *testing.T) {
 	mocktest.SetConfig(t, eksConfig(`{"mode":"eks","owner":"platform","costCenter":"cc-42"}`), "slackWebhookUrl")
 	rec, err := mocktest.Run(t, "prod", ProgramIn(t.TempDir()))
@@ -32,6 +33,11 @@ func TestEKSFeedsTheStack(t *testing.T) {
 	sc := rec.Object(t, "kubernetes:storage.k8s.io/v1:StorageClass", "fast-ssd")
 	if got := mocktest.Dig(sc, "parameters", "kmsKeyId"); got != "arn:aws:kms:us-east-1:123456789012:cloud-volumes-key" {
 		t.Errorf("etcd volumes encrypted with %v, want the cloud layer's volume key", got)
+	}
+	trust := rec.Named(t, "aws:iam/role:Role", "backup-role").Input()["assumeRolePolicy"].(string)
+	issuer := "oidc.eks.us-east-1.amazonaws.com/id/MOCKCLOUD-CLUSTER"
+	if !strings.Contains(trust, `"`+issuer+`:sub":"system:serviceaccount:kcp:etcd-backup"`) || !strings.Contains(trust, "arn:aws:iam:us-east-1:123456789012:cloud-oidc") {
+		t.Errorf("backup role does not trust the cloud layer's OIDC provider: %s", trust)
 	}
 	for _, r := range rec.OfType("aws:eks/cluster:Cluster") {
 		if mocktest.Dig(r.Input(), "tags", "cost-center") != "cc-42" {
@@ -51,6 +57,11 @@ func TestCloudConfigErrors(t *testing.T) {
 		{"unpinned EKS version", `{"mode":"eks","kubernetesVersion":"latest"}`, `config kcp-tmc:cloud.kubernetesVersion: invalid value "latest"`, nil},
 		{"public endpoint without CIDRs", `{"mode":"eks","publicEndpoint":true}`, `config kcp-tmc:cloud.publicCidrs: invalid value "none"`, nil},
 		{"too few nodes", `{"mode":"eks","nodesPerZone":{"min":0,"desired":0,"max":1}}`, `config kcp-tmc:cloud.nodesPerZone: invalid value "0/0/1"`, nil},
+		{"existing VPC without subnets", `{"mode":"eks","existingVpc":{"id":"vpc-1"}}`, `config kcp-tmc:cloud.existingVpc: invalid value "us-east-1a"`, nil},
+		{"existing VPC with a bad id", `{"mode":"eks","existingVpc":{"id":"net-1"}}`, `config kcp-tmc:cloud.existingVpc.id: invalid value "net-1"`, nil},
+		{"too few nodes for per-node anti-affinity", `{"mode":"eks","natPerZone":true,"nodesPerZone":{"min":1,"desired":1,"max":2}}`,
+			`config kcp-tmc:cloud.nodesPerZone.min: invalid value "1"`, map[string]string{"zones": `["us-east-1a","us-east-1b"]`,
+				"kcp": `{"antiAffinity":"hostname"}`, "etcd": `{"antiAffinity":"hostname"}`}},
 		{"render target", `{"mode":"eks"}`, `config kcp-tmc:target.mode: invalid value "render"`, map[string]string{"target": `{"mode":"render","renderDir":"r"}`}},
 	}
 	for _, tt := range tests {

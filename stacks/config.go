@@ -240,6 +240,13 @@ type Cloud struct {
 	// Owner and CostCenter tag every AWS resource, with the environment.
 	Owner      string `json:"owner"`
 	CostCenter string `json:"costCenter"`
+	// ExistingVPC uses a network that exists: its id and a private and a
+	// public subnet id per zone.
+	ExistingVPC *struct {
+		ID             string            `json:"id"`
+		PrivateSubnets map[string]string `json:"privateSubnets"`
+		PublicSubnets  map[string]string `json:"publicSubnets"`
+	} `json:"existingVpc,omitempty"`
 }
 
 // Cluster is one entry of kcp-tmc:clusters.

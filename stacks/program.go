@@ -129,7 +129,12 @@ func Deploy(ctx *pulumi.Context, cfg *Config, projectDir string) error {
 			}
 			providers = append(providers, p)
 		}
-		snapshots, err := backup.NewBackup(ctx, "backup", backupArgs(cfg), pulumi.Providers(providers...),
+		bArgs := backupArgs(cfg)
+		if aws != nil && bArgs.S3.IRSA != nil {
+			// The backup role trusts the cluster the cloud layer created.
+			bArgs.S3.IRSA = &backup.IRSAProvider{ARN: aws.OIDCProviderARN, Issuer: aws.OIDCIssuer}
+		}
+		snapshots, err := backup.NewBackup(ctx, "backup", bArgs, pulumi.Providers(providers...),
 			pulumi.DependsOn([]pulumi.Resource{plat, certs, db}))
 		if err != nil {
 			return fmt.Errorf("backup: %w", err)
@@ -336,7 +341,7 @@ func backupArgs(cfg *Config) backup.Args {
 	for _, m := range etcd.MemberNames(cfg.Etcd.Replicas) {
 		endpoints = append(endpoints, fmt.Sprintf("https://%s.%s.%s.svc:%d", m, etcd.HeadlessName, cfg.Namespace, etcd.ClientPort))
 	}
-	return backup.Args{
+	a := backup.Args{
 		Namespace: cfg.Namespace, ClusterName: "kcp-tmc-" + cfg.Environment,
 		Schedule: b.Schedule, TimeZone: b.TimeZone, VerifySchedule: b.VerifySchedule, Image: b.Image,
 		EtcdEndpoints: endpoints, ClientSecret: pki.CertEtcdClientBackup, EtcdSelector: workload.Labels(etcd.Name),
@@ -349,6 +354,11 @@ func backupArgs(cfg *Config) backup.Args {
 		Resources: workload.Resources{RequestCPU: "100m", RequestMemory: "128Mi", LimitCPU: "1", LimitMemory: "512Mi", RequestEphemeral: "1Gi", LimitEphemeral: "10Gi"},
 		Protect:   cfg.Environment != "dev",
 	}
+	if cfg.Cloud.Mode == "eks" {
+		// Known once the cloud layer exists: Deploy puts its outputs here.
+		a.S3.IRSA = &backup.IRSAProvider{ARN: pulumi.String(""), Issuer: pulumi.String("")}
+	}
+	return a
 }
 
 func kcpArgs(cfg *Config) kcp.Args {
@@ -402,7 +412,12 @@ func awsProviders(ctx *pulumi.Context) func(region string) (*aws.Provider, error
 
 func cloudArgs(cfg *Config) cloud.Args {
 	c := cfg.Cloud
+	var existing *cloud.ExistingVPC
+	if v := c.ExistingVPC; v != nil {
+		existing = &cloud.ExistingVPC{ID: v.ID, PrivateSubnets: v.PrivateSubnets, PublicSubnets: v.PublicSubnets}
+	}
 	return cloud.Args{
+		ExistingVPC: existing,
 		ClusterName: "kcp-tmc-" + cfg.Environment, Region: c.Region, Zones: cfg.Zones, KubernetesVersion: c.KubernetesVersion,
 		VPCCIDR: c.VPCCIDR, NATPerZone: c.NATPerZone, PublicEndpoint: c.PublicEndpoint, PublicCIDRs: c.PublicCIDRs,
 		InstanceTypes: c.InstanceTypes,

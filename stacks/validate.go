@@ -415,12 +415,24 @@ func (c *Config) validateCloud(v *validator) {
 	if c.Target.Mode != TargetKubeconfig {
 		v.add("target.mode", c.Target.Mode, "kubeconfig with cloud.mode eks (the cluster's kubeconfig comes from the cloud layer)")
 	}
+	// Hard per-node anti-affinity needs as many nodes as replicas, even at the
+	// node groups' minimum.
+	for _, w := range []struct {
+		mode     string
+		replicas int
+	}{{c.KCP.AntiAffinity, c.KCP.Replicas}, {c.Etcd.AntiAffinity, c.Etcd.Replicas}} {
+		if w.mode == AntiAffinityHostname && len(c.Zones)*c.Cloud.NodesPerZone.Min < w.replicas {
+			v.add("cloud.nodesPerZone.min", strconv.Itoa(c.Cloud.NodesPerZone.Min),
+				fmt.Sprintf("at least %d nodes in all (%d zones × min) for %d replicas with hard per-node anti-affinity", w.replicas, len(c.Zones), w.replicas))
+		}
+	}
 	if c.Environment == "prod" && !c.Cloud.NATPerZone {
 		v.add("cloud.natPerZone", "false", "true in prod (one zone's NAT must not cut off the others)")
 	}
 	componentErrors(v, cloudArgs(c).WithDefaults().Validate(), "cloud", map[string]string{
 		"ClusterName": "clusterName", "Region": "region", "Zones": "zones", "KubernetesVersion": "kubernetesVersion",
 		"VPCCIDR": "vpcCidr", "PublicCIDRs": "publicCidrs", "NodesPerZone": "nodesPerZone",
+		"ExistingVPC.ID": "existingVpc.id", "ExistingVPC.Subnets": "existingVpc",
 	})
 }
 

@@ -78,7 +78,13 @@ type S3 struct {
 	// OIDCProviderARN and OIDCIssuer (host/path, no scheme) identify the
 	// cluster's IRSA identity provider.
 	OIDCProviderARN, OIDCIssuer string
+	// IRSA, when set, supplies the provider from the cloud layer's outputs
+	// instead (the strings above are then ignored).
+	IRSA *IRSAProvider
 }
+
+// IRSAProvider is an IAM OIDC provider known only as outputs.
+type IRSAProvider struct{ ARN, Issuer pulumi.StringInput }
 
 // PVC configures a volume target (dev).
 type PVC struct{ StorageClass, Size string }
@@ -146,10 +152,10 @@ func (a Args) Validate() error {
 			bad("S3.Region", `""`, "an AWS region")
 		}
 		if s.Endpoint == "" {
-			if !strings.HasPrefix(s.OIDCProviderARN, "arn:aws") || !strings.Contains(s.OIDCProviderARN, ":oidc-provider/") {
+			if s.IRSA == nil && (!strings.HasPrefix(s.OIDCProviderARN, "arn:aws") || !strings.Contains(s.OIDCProviderARN, ":oidc-provider/")) {
 				bad("S3.OIDCProviderARN", fmt.Sprintf("%q", s.OIDCProviderARN), "the ARN of the cluster's IAM OIDC provider (arn:aws:iam::<account>:oidc-provider/<issuer>)")
 			}
-			if s.OIDCIssuer == "" || strings.Contains(s.OIDCIssuer, "://") || !strings.HasSuffix(s.OIDCProviderARN, "/"+s.OIDCIssuer) {
+			if s.IRSA == nil && (s.OIDCIssuer == "" || strings.Contains(s.OIDCIssuer, "://") || !strings.HasSuffix(s.OIDCProviderARN, "/"+s.OIDCIssuer)) {
 				bad("S3.OIDCIssuer", fmt.Sprintf("%q", s.OIDCIssuer), "the provider's issuer without https://, the end of its ARN")
 			}
 			if s.TransitionDays != 0 && s.TransitionDays < 30 {
@@ -281,13 +287,16 @@ func (b *Backup) aws(ctx *pulumi.Context, name string, a Args, keep []pulumi.Res
 			return fmt.Errorf("object lock: %w", err)
 		}
 	}
-	trust, err := TrustPolicy(s.OIDCProviderARN, s.OIDCIssuer, a.Namespace, ServiceAccount)
-	if err != nil {
-		return err
+	irsa := s.IRSA
+	if irsa == nil {
+		irsa = &IRSAProvider{ARN: pulumi.String(s.OIDCProviderARN), Issuer: pulumi.String(s.OIDCIssuer)}
 	}
+	trust := pulumi.All(irsa.ARN, irsa.Issuer).ApplyT(func(v []any) (string, error) {
+		return TrustPolicy(v[0].(string), v[1].(string), a.Namespace, ServiceAccount)
+	}).(pulumi.StringOutput)
 	role, err := iam.NewRole(ctx, name+"-role", &iam.RoleArgs{
 		Description:      pulumi.Sprintf("etcd backups of %s (IRSA: %s/%s only)", a.ClusterName, a.Namespace, ServiceAccount),
-		AssumeRolePolicy: pulumi.String(trust),
+		AssumeRolePolicy: trust,
 	}, child)
 	if err != nil {
 		return fmt.Errorf("IAM role: %w", err)

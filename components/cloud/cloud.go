@@ -45,6 +45,14 @@ type Args struct {
 	InstanceTypes     []string
 	NodesPerZone      Nodes
 	Tags              map[string]string // environment, owner, cost-center: on every resource
+	// ExistingVPC uses an existing network instead of creating one.
+	ExistingVPC *ExistingVPC
+}
+
+// ExistingVPC names a network by id: a private and a public subnet per zone.
+type ExistingVPC struct {
+	ID                            string
+	PrivateSubnets, PublicSubnets map[string]string // zone → subnet id
 }
 
 // EKS is the component.
@@ -123,6 +131,16 @@ func (a Args) Validate() error {
 			bad("PublicCIDRs", c, "CIDRs such as 203.0.113.0/24")
 		}
 	}
+	if v := a.ExistingVPC; v != nil {
+		if !strings.HasPrefix(v.ID, "vpc-") {
+			bad("ExistingVPC.ID", fmt.Sprintf("%q", v.ID), "a VPC id (vpc-...)")
+		}
+		for _, z := range a.Zones {
+			if !strings.HasPrefix(v.PrivateSubnets[z], "subnet-") || !strings.HasPrefix(v.PublicSubnets[z], "subnet-") {
+				bad("ExistingVPC.Subnets", z, "a private and a public subnet id (subnet-...) for every zone")
+			}
+		}
+	}
 	n := a.NodesPerZone
 	if n.Min < 1 || n.Desired < n.Min || n.Max < n.Desired {
 		bad("NodesPerZone", fmt.Sprintf("%d/%d/%d", n.Min, n.Desired, n.Max), "1 ≤ min ≤ desired ≤ max (every zone keeps a node for its etcd member)")
@@ -174,60 +192,16 @@ func NewEKS(ctx *pulumi.Context, name string, args Args, opts ...pulumi.Resource
 		keys[use] = k
 	}
 
-	vpc, err := ec2.NewVpc(ctx, name+"-vpc", &ec2.VpcArgs{CidrBlock: pulumi.String(args.VPCCIDR),
-		EnableDnsHostnames: pulumi.Bool(true), EnableDnsSupport: pulumi.Bool(true), Tags: tags(map[string]string{"Name": args.ClusterName})}, child)
-	if err != nil {
-		return nil, fmt.Errorf("VPC: %w", err)
-	}
-	igw, err := ec2.NewInternetGateway(ctx, name+"-igw", &ec2.InternetGatewayArgs{VpcId: vpc.ID(), Tags: tags(nil)}, child)
-	if err != nil {
-		return nil, fmt.Errorf("internet gateway: %w", err)
-	}
-	publicRT, err := ec2.NewRouteTable(ctx, name+"-public", &ec2.RouteTableArgs{VpcId: vpc.ID(),
-		Routes: ec2.RouteTableRouteArray{ec2.RouteTableRouteArgs{CidrBlock: pulumi.String("0.0.0.0/0"), GatewayId: igw.ID()}}, Tags: tags(nil)}, child)
-	if err != nil {
-		return nil, fmt.Errorf("public route table: %w", err)
-	}
-	clusterTag := "kubernetes.io/cluster/" + args.ClusterName
 	var public, private pulumi.StringArray
 	privateByZone := map[string]pulumi.StringOutput{}
-	var nat *ec2.NatGateway
-	for i, zone := range args.Zones {
-		pub, err := ec2.NewSubnet(ctx, name+"-public-"+zone, &ec2.SubnetArgs{VpcId: vpc.ID(), AvailabilityZone: pulumi.String(zone),
-			CidrBlock: pulumi.String(subnet(args.VPCCIDR, i, true)), MapPublicIpOnLaunch: pulumi.Bool(false),
-			Tags: tags(map[string]string{"kubernetes.io/role/elb": "1", clusterTag: "shared"})}, child)
-		if err != nil {
-			return nil, fmt.Errorf("public subnet %s: %w", zone, err)
+	if v := args.ExistingVPC; v != nil {
+		for _, zone := range args.Zones {
+			public = append(public, pulumi.String(v.PublicSubnets[zone]))
+			private = append(private, pulumi.String(v.PrivateSubnets[zone]))
+			privateByZone[zone] = pulumi.String(v.PrivateSubnets[zone]).ToStringOutput()
 		}
-		if _, err := ec2.NewRouteTableAssociation(ctx, name+"-public-"+zone, &ec2.RouteTableAssociationArgs{SubnetId: pub.ID(), RouteTableId: publicRT.ID()}, child); err != nil {
-			return nil, err
-		}
-		if nat == nil || args.NATPerZone {
-			eip, err := ec2.NewEip(ctx, name+"-nat-"+zone, &ec2.EipArgs{Domain: pulumi.String("vpc"), Tags: tags(nil)}, child)
-			if err != nil {
-				return nil, fmt.Errorf("NAT address %s: %w", zone, err)
-			}
-			if nat, err = ec2.NewNatGateway(ctx, name+"-nat-"+zone, &ec2.NatGatewayArgs{AllocationId: eip.ID(), SubnetId: pub.ID(), Tags: tags(nil)}, child); err != nil {
-				return nil, fmt.Errorf("NAT gateway %s: %w", zone, err)
-			}
-		}
-		priv, err := ec2.NewSubnet(ctx, name+"-private-"+zone, &ec2.SubnetArgs{VpcId: vpc.ID(), AvailabilityZone: pulumi.String(zone),
-			CidrBlock: pulumi.String(subnet(args.VPCCIDR, i, false)),
-			Tags:      tags(map[string]string{"kubernetes.io/role/internal-elb": "1", clusterTag: "shared"})}, child)
-		if err != nil {
-			return nil, fmt.Errorf("private subnet %s: %w", zone, err)
-		}
-		rt, err := ec2.NewRouteTable(ctx, name+"-private-"+zone, &ec2.RouteTableArgs{VpcId: vpc.ID(),
-			Routes: ec2.RouteTableRouteArray{ec2.RouteTableRouteArgs{CidrBlock: pulumi.String("0.0.0.0/0"), NatGatewayId: nat.ID()}}, Tags: tags(nil)}, child)
-		if err != nil {
-			return nil, fmt.Errorf("private route table %s: %w", zone, err)
-		}
-		if _, err := ec2.NewRouteTableAssociation(ctx, name+"-private-"+zone, &ec2.RouteTableAssociationArgs{SubnetId: priv.ID(), RouteTableId: rt.ID()}, child); err != nil {
-			return nil, err
-		}
-		public = append(public, pub.ID().ToStringOutput())
-		private = append(private, priv.ID().ToStringOutput())
-		privateByZone[zone] = priv.ID().ToStringOutput()
+	} else if err := network(ctx, name, args, tags, child, &public, &private, privateByZone); err != nil {
+		return nil, err
 	}
 
 	clusterRole, err := iam.NewRole(ctx, name+"-cluster-role", &iam.RoleArgs{AssumeRolePolicy: pulumi.String(assumeRole("eks.amazonaws.com")), Tags: tags(nil)}, child)
@@ -354,4 +328,64 @@ contexts:
   context: {cluster: %[1]s, user: %[1]s}
 current-context: %[1]s
 `, cluster, endpoint, caData, region)
+}
+
+// network creates the VPC, its per-zone public and private subnets, the
+// internet gateway and NAT, and reports the subnets.
+func network(ctx *pulumi.Context, name string, args Args, tags func(map[string]string) pulumi.StringMap, child pulumi.ResourceOption,
+	public, private *pulumi.StringArray, privateByZone map[string]pulumi.StringOutput) error {
+	vpc, err := ec2.NewVpc(ctx, name+"-vpc", &ec2.VpcArgs{CidrBlock: pulumi.String(args.VPCCIDR),
+		EnableDnsHostnames: pulumi.Bool(true), EnableDnsSupport: pulumi.Bool(true), Tags: tags(map[string]string{"Name": args.ClusterName})}, child)
+	if err != nil {
+		return fmt.Errorf("VPC: %w", err)
+	}
+	igw, err := ec2.NewInternetGateway(ctx, name+"-igw", &ec2.InternetGatewayArgs{VpcId: vpc.ID(), Tags: tags(nil)}, child)
+	if err != nil {
+		return fmt.Errorf("internet gateway: %w", err)
+	}
+	publicRT, err := ec2.NewRouteTable(ctx, name+"-public", &ec2.RouteTableArgs{VpcId: vpc.ID(),
+		Routes: ec2.RouteTableRouteArray{ec2.RouteTableRouteArgs{CidrBlock: pulumi.String("0.0.0.0/0"), GatewayId: igw.ID()}}, Tags: tags(nil)}, child)
+	if err != nil {
+		return fmt.Errorf("public route table: %w", err)
+	}
+	clusterTag := "kubernetes.io/cluster/" + args.ClusterName
+	var nat *ec2.NatGateway
+	for i, zone := range args.Zones {
+		pub, err := ec2.NewSubnet(ctx, name+"-public-"+zone, &ec2.SubnetArgs{VpcId: vpc.ID(), AvailabilityZone: pulumi.String(zone),
+			CidrBlock: pulumi.String(subnet(args.VPCCIDR, i, true)), MapPublicIpOnLaunch: pulumi.Bool(false),
+			Tags: tags(map[string]string{"kubernetes.io/role/elb": "1", clusterTag: "shared"})}, child)
+		if err != nil {
+			return fmt.Errorf("public subnet %s: %w", zone, err)
+		}
+		if _, err := ec2.NewRouteTableAssociation(ctx, name+"-public-"+zone, &ec2.RouteTableAssociationArgs{SubnetId: pub.ID(), RouteTableId: publicRT.ID()}, child); err != nil {
+			return err
+		}
+		if nat == nil || args.NATPerZone {
+			eip, err := ec2.NewEip(ctx, name+"-nat-"+zone, &ec2.EipArgs{Domain: pulumi.String("vpc"), Tags: tags(nil)}, child)
+			if err != nil {
+				return fmt.Errorf("NAT address %s: %w", zone, err)
+			}
+			if nat, err = ec2.NewNatGateway(ctx, name+"-nat-"+zone, &ec2.NatGatewayArgs{AllocationId: eip.ID(), SubnetId: pub.ID(), Tags: tags(nil)}, child); err != nil {
+				return fmt.Errorf("NAT gateway %s: %w", zone, err)
+			}
+		}
+		priv, err := ec2.NewSubnet(ctx, name+"-private-"+zone, &ec2.SubnetArgs{VpcId: vpc.ID(), AvailabilityZone: pulumi.String(zone),
+			CidrBlock: pulumi.String(subnet(args.VPCCIDR, i, false)),
+			Tags:      tags(map[string]string{"kubernetes.io/role/internal-elb": "1", clusterTag: "shared"})}, child)
+		if err != nil {
+			return fmt.Errorf("private subnet %s: %w", zone, err)
+		}
+		rt, err := ec2.NewRouteTable(ctx, name+"-private-"+zone, &ec2.RouteTableArgs{VpcId: vpc.ID(),
+			Routes: ec2.RouteTableRouteArray{ec2.RouteTableRouteArgs{CidrBlock: pulumi.String("0.0.0.0/0"), NatGatewayId: nat.ID()}}, Tags: tags(nil)}, child)
+		if err != nil {
+			return fmt.Errorf("private route table %s: %w", zone, err)
+		}
+		if _, err := ec2.NewRouteTableAssociation(ctx, name+"-private-"+zone, &ec2.RouteTableAssociationArgs{SubnetId: priv.ID(), RouteTableId: rt.ID()}, child); err != nil {
+			return err
+		}
+		*public = append(*public, pub.ID().ToStringOutput())
+		*private = append(*private, priv.ID().ToStringOutput())
+		privateByZone[zone] = priv.ID().ToStringOutput()
+	}
+	return nil
 }

@@ -186,3 +186,26 @@ func waitString(t *testing.T, o pulumi.StringOutput) string {
 	o.ApplyT(func(s string) string { ch <- s; return s })
 	return <-ch
 }
+
+func TestExistingVPC(t *testing.T) {
+	a := args(true)
+	a.ExistingVPC = &ExistingVPC{ID: "vpc-0abc",
+		PrivateSubnets: map[string]string{"us-east-1a": "subnet-a1", "us-east-1b": "subnet-b1", "us-east-1c": "subnet-c1"},
+		PublicSubnets:  map[string]string{"us-east-1a": "subnet-a2", "us-east-1b": "subnet-b2", "us-east-1c": "subnet-c2"}}
+	rec, _ := run(t, a)
+	for _, r := range rec.All() {
+		if strings.HasPrefix(r.Type, "aws:ec2/") {
+			t.Errorf("existing VPC, yet %s %s was created", r.Type, r.Name)
+		}
+	}
+	for _, g := range rec.OfType("aws:eks/nodeGroup:NodeGroup") {
+		subnets := g.Input()["subnetIds"].([]any)
+		if len(subnets) != 1 || !strings.HasSuffix(subnets[0].(string), "1") {
+			t.Errorf("%s uses %v, want its zone's existing private subnet", g.Name, subnets)
+		}
+	}
+	a.ExistingVPC.PublicSubnets = map[string]string{}
+	if err := a.WithDefaults().Validate(); err == nil || !strings.Contains(err.Error(), "ExistingVPC.Subnets us-east-1a") {
+		t.Errorf("missing public subnets accepted: %v", err)
+	}
+}
