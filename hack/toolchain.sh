@@ -6,7 +6,7 @@
 #   hack/toolchain.sh [engine|judges|all]   # default: all
 #     engine  pulumi CLI + pulumi-resource-kubernetes          (make up)
 #     judges  kube-apiserver, kube-controller-manager, kubectl, etcd, etcdctl,
-#             etcdutl, kube-score, and the upstream CRD sources (make test)
+#             etcdutl, kube-score, actionlint, and the upstream CRD sources (make test)
 set -euo pipefail
 
 root=$(cd "$(dirname "$0")/.." && pwd)
@@ -78,6 +78,11 @@ build_etcd() {
   (cd "$root/hack/tools/etcd" && go build -o "$1" "$pkg")
 }
 
+build_actionlint() {
+  (cd "$root/hack/tools/actionlint" &&
+    go build -o "$1" -ldflags "-X main.version=$ACTIONLINT_VERSION" github.com/rhysd/actionlint/cmd/actionlint)
+}
+
 build_kube_score() {
   (cd "$root/hack/tools/judges" &&
     go build -o "$1" -ldflags "-X main.version=$KUBE_SCORE_VERSION" github.com/zegl/kube-score/cmd/kube-score)
@@ -124,6 +129,7 @@ judges() {
     build_once "$cmd" "$ETCD_VERSION" build_etcd
   done
   build_once kube-score "$KUBE_SCORE_VERSION" build_kube_score
+  build_once actionlint "$ACTIONLINT_VERSION" build_actionlint
   crd_dir "github.com/cert-manager/cert-manager@$CERT_MANAGER_VERSION" deploy/crds cert-manager
   crd_dir "github.com/prometheus-operator/prometheus-operator@$PROMETHEUS_OPERATOR_VERSION" \
     example/prometheus-operator-crd prometheus-operator
