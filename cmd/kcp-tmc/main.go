@@ -5,11 +5,12 @@
 //	kcp-tmc up      --stack dev
 //	kcp-tmc destroy --stack dev --yes
 //
-// Exit codes: 0 success, 1 the operation failed, 2 bad usage.
+// Exit codes: 0 success, 1 the operation failed, 2 bad usage, 3 drift.
 package main
 
 import (
 	"context"
+	"encoding/json"
 	"errors"
 	"flag"
 	"fmt"
@@ -20,18 +21,27 @@ import (
 	"github.com/pulumi/pulumi/sdk/v3/go/auto"
 	"github.com/pulumi/pulumi/sdk/v3/go/auto/optdestroy"
 	"github.com/pulumi/pulumi/sdk/v3/go/auto/optpreview"
+	"github.com/pulumi/pulumi/sdk/v3/go/auto/optrefresh"
 	"github.com/pulumi/pulumi/sdk/v3/go/auto/optup"
+	"github.com/pulumi/pulumi/sdk/v3/go/common/apitype"
 
 	"github.com/kcp-tmc/kcp-tmc/automation"
 	"github.com/kcp-tmc/kcp-tmc/stacks"
 )
 
-const usage = `usage: kcp-tmc <preview|up|destroy> --stack <dev|staging|prod> [flags]
+const usage = `usage: kcp-tmc <preview|up|destroy|refresh|outputs|drift> --stack <dev|staging|prod> [flags]
+
+  drift   exits 3 when the stack differs from its program (refresh, then preview;
+          --refresh=false for render-mode stacks)
+  outputs prints the stack outputs as JSON (secrets masked)
 
 flags:
 `
 
-var errUsage = errors.New("usage")
+var (
+	errUsage = errors.New("usage")
+	errDrift = errors.New("drift detected")
+)
 
 func main() {
 	stacks.TuneGC()
@@ -42,6 +52,9 @@ func main() {
 	case err == nil:
 	case errors.Is(err, errUsage):
 		os.Exit(2)
+	case errors.Is(err, errDrift):
+		fmt.Fprintln(os.Stderr, "kcp-tmc:", err)
+		os.Exit(3)
 	default:
 		fmt.Fprintln(os.Stderr, "kcp-tmc:", err)
 		os.Exit(1)
@@ -61,6 +74,7 @@ func run(ctx context.Context, args []string, stdout, stderr io.Writer) error {
 	dir := fs.String("project-dir", ".", "directory holding Pulumi.yaml and Pulumi.<stack>.yaml")
 	yes := fs.Bool("yes", false, "confirm a destroy")
 	expectNoChanges := fs.Bool("expect-no-changes", false, "fail if the operation would change anything")
+	refresh := fs.Bool("refresh", true, "drift: refresh from the cluster first (false for render-mode stacks, which have no cluster)")
 	if err := fs.Parse(args[1:]); err != nil {
 		return errUsage
 	}
@@ -97,6 +111,52 @@ func run(ctx context.Context, args []string, stdout, stderr io.Writer) error {
 		op = func(s auto.Stack) error {
 			_, err := s.Destroy(ctx, optdestroy.ProgressStreams(stdout), optdestroy.ErrorProgressStreams(stderr))
 			return err
+		}
+	case "refresh":
+		op = func(s auto.Stack) error {
+			_, err := s.Refresh(ctx, optrefresh.ProgressStreams(stdout), optrefresh.ErrorProgressStreams(stderr))
+			return err
+		}
+	case "outputs":
+		op = func(s auto.Stack) error {
+			outs, err := s.Outputs(ctx)
+			if err != nil {
+				return err
+			}
+			plain := map[string]any{}
+			for k, v := range outs {
+				if v.Secret {
+					plain[k] = "[secret]"
+				} else {
+					plain[k] = v.Value
+				}
+			}
+			enc := json.NewEncoder(stdout)
+			enc.SetIndent("", "  ")
+			return enc.Encode(plain)
+		}
+	case "drift":
+		op = func(s auto.Stack) error {
+			opts := []optpreview.Option{optpreview.ErrorProgressStreams(stderr)}
+			if *refresh {
+				opts = append(opts, optpreview.Refresh())
+			}
+			res, err := s.Preview(ctx, opts...)
+			if err != nil {
+				return err
+			}
+			changed := 0
+			for opType, n := range res.ChangeSummary {
+				if opType != apitype.OpSame {
+					changed += n
+				}
+			}
+			if changed > 0 {
+				fmt.Fprintf(stdout, "drift: stack %q would change %d resource(s): %v\n", *stack, changed, res.ChangeSummary)
+				return errDrift
+			}
+			fmt.Fprintf(stdout, "no drift: stack %q matches its program\n", *stack)
+			return nil
 		}
 	default:
 		fmt.Fprintf(stderr, "kcp-tmc: unknown command %q\n", command)

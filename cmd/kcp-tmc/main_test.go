@@ -78,3 +78,37 @@ func TestPreviewUpDestroy(t *testing.T) {
 		}
 	}
 }
+
+// TestOutputsAndDrift: after an up, outputs prints JSON and drift reports
+// none; once the stack's configuration changes, drift exits with errDrift
+// (exit code 3). Render-mode stacks have no cluster to refresh from.
+func TestOutputsAndDrift(t *testing.T) {
+	dir, _ := testenv.Project(t, "dev", nil)
+	ctx := context.Background()
+	cli := func(args ...string) (string, error) {
+		var stdout, stderr bytes.Buffer
+		err := run(ctx, append([]string{args[0], "--stack", "dev", "--project-dir", dir}, args[1:]...), &stdout, &stderr)
+		return stdout.String() + stderr.String(), err
+	}
+	if out, err := cli("up"); err != nil {
+		t.Fatalf("up: %v\n%s", err, out)
+	}
+	out, err := cli("outputs")
+	if err != nil || !strings.Contains(out, `"namespace": "kcp"`) {
+		t.Fatalf("outputs: %v\n%s", err, out)
+	}
+	if out, err := cli("drift", "--refresh=false"); err != nil || !strings.Contains(out, "no drift") {
+		t.Fatalf("drift right after up: %v\n%s", err, out)
+	}
+	file := filepath.Join(dir, "Pulumi.dev.yaml")
+	b, err := os.ReadFile(file)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if err := os.WriteFile(file, []byte(strings.Replace(string(b), "dev.kcp.example.com", "other.kcp.example.com", 1)), 0o600); err != nil {
+		t.Fatal(err)
+	}
+	if out, err := cli("drift", "--refresh=false"); !errors.Is(err, errDrift) || !strings.Contains(out, "would change") {
+		t.Fatalf("drift after a config change: err = %v\n%s", err, out)
+	}
+}
