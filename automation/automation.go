@@ -72,7 +72,7 @@ func Stack(ctx context.Context, opts Options) (auto.Stack, error) {
 	if program == nil {
 		program = stacks.ProgramIn(dir)
 	}
-	cmd, err := pulumiCommand()
+	cmd, err := PulumiCommand()
 	if err != nil {
 		return auto.Stack{}, err
 	}
@@ -84,9 +84,9 @@ func Stack(ctx context.Context, opts Options) (auto.Stack, error) {
 	return s, nil
 }
 
-// pulumiCommand prefers the pinned CLI from the toolchain cache over whatever
+// PulumiCommand prefers the pinned CLI from the toolchain cache over whatever
 // pulumi is on PATH, so runs are reproducible.
-func pulumiCommand() (auto.PulumiCommand, error) {
+func PulumiCommand() (auto.PulumiCommand, error) {
 	opts := &auto.PulumiCommandOptions{SkipVersionCheck: false}
 	if _, err := os.Stat(filepath.Join(ToolchainBin(), "pulumi")); err == nil {
 		opts.Root = filepath.Dir(ToolchainBin()) // Root/bin/pulumi

@@ -48,6 +48,22 @@ func ProgramIn(projectDir string) pulumi.RunFunc {
 	}
 }
 
+// NewProgram is the program for a Config built in Go rather than read from
+// a stack file — for another Go program that runs it with
+// auto.UpsertStackInlineSource (examples/embed). Start from Profile(env) so
+// unset fields get the environment's defaults; NewProgram validates the whole
+// Config before the engine sees anything. Secret fields (Kubeconfig,
+// ExistingCAs, webhook URLs, passwords) never pass through a stack file here
+// and are registered as Pulumi secrets. projectDir anchors a relative
+// target.renderDir.
+func NewProgram(cfg Config, projectDir string) (pulumi.RunFunc, error) {
+	cfg.KubeconfigIsSecret, cfg.ExistingCAsIsSecret = true, true
+	if err := cfg.Validate(); err != nil {
+		return nil, fmt.Errorf("invalid configuration:\n%w", err)
+	}
+	return func(ctx *pulumi.Context) error { return Deploy(ctx, &cfg, projectDir) }, nil
+}
+
 // Deploy builds every component of a validated Config; projectDir anchors
 // relative paths such as target.renderDir.
 func Deploy(ctx *pulumi.Context, cfg *Config, projectDir string) error {

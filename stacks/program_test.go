@@ -68,6 +68,30 @@ func TestProgramBadConfigRegistersNothing(t *testing.T) {
 	}
 }
 
+// TestNewProgramFromGoConfig: an embedder's Go Config is validated up front
+// (bad values named by key) and its kubeconfig is registered as a secret.
+func TestNewProgramFromGoConfig(t *testing.T) {
+	bad, _ := Profile("prod")
+	bad.Etcd.Replicas = 2
+	if _, err := NewProgram(*bad, t.TempDir()); err == nil || !strings.Contains(err.Error(), "kcp-tmc:etcd.replicas") {
+		t.Fatalf("NewProgram(etcd.replicas=2) err = %v, want an error naming kcp-tmc:etcd.replicas", err)
+	}
+	good, _ := Profile("staging")
+	good.Kubeconfig = "apiVersion: v1\nkind: Config\n"
+	good.Backup.OIDCProviderARN, good.Backup.OIDCIssuer = "arn:aws:iam::123456789012:oidc-provider/oidc.example/id/T", "oidc.example/id/T"
+	program, err := NewProgram(*good, t.TempDir())
+	if err != nil {
+		t.Fatal(err)
+	}
+	rec, err := mocktest.Run(t, "staging", program)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if kc := rec.Named(t, providerType, "kubernetes").Inputs["kubeconfig"]; !kc.IsSecret() {
+		t.Errorf("the kubeconfig from a Go Config reaches the provider as %v, want a secret", kc)
+	}
+}
+
 // TestStacksPerEnvironment checks what each environment deploys: dev one
 // etcd member on an existing `standard` class, prod three members and three
 // kcp replicas one per zone on a created, encrypted fast-ssd class.
