@@ -135,3 +135,27 @@ func orDefault(s, def string) string {
 	}
 	return s
 }
+
+// Config is the stack's validated, typed configuration, read from its stack
+// file with secrets decrypted (for operations that act on the deployed stack,
+// like the backup drill and the smoke test).
+func Config(ctx context.Context, s auto.Stack) (*stacks.Config, error) {
+	all, err := s.GetAllConfig(ctx)
+	if err != nil {
+		return nil, fmt.Errorf("reading stack %q config: %w", s.Name(), err)
+	}
+	cfg, err := stacks.Load(configMap(all))
+	if err != nil {
+		return nil, fmt.Errorf("stack %q: invalid configuration:\n%w", s.Name(), err)
+	}
+	return cfg, nil
+}
+
+type configMap auto.ConfigMap
+
+func (m configMap) GetConfig(key string) (string, bool) {
+	v, ok := m[key]
+	return v.Value, ok
+}
+
+func (m configMap) IsConfigSecret(key string) bool { return m[key].Secret }

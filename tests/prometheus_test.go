@@ -15,7 +15,7 @@ import (
 	"time"
 
 	"github.com/kcp-tmc/kcp-tmc/components/monitoring"
-	"github.com/kcp-tmc/kcp-tmc/internal/etcdtest"
+	"github.com/kcp-tmc/kcp-tmc/internal/etcdlocal"
 	"github.com/kcp-tmc/kcp-tmc/internal/toolchain"
 )
 
@@ -32,7 +32,7 @@ func TestRulesOnRealPrometheus(t *testing.T) {
 		t.Fatalf("prometheus not installed (hack/toolchain.sh judges installs it): %v", err)
 	}
 	dir := t.TempDir()
-	ports := etcdtest.FreePorts(t, 4)
+	ports := etcdlocal.MustFreePorts(t, 4)
 	extra := startPlainEtcd(t, dir, ports[0], ports[1], ports[2])
 
 	groups := monitoring.Groups()

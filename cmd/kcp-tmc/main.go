@@ -4,8 +4,10 @@
 //	kcp-tmc preview --stack dev
 //	kcp-tmc up      --stack dev
 //	kcp-tmc destroy --stack dev --yes
+//	kcp-tmc backup verify --stack prod
+//	kcp-tmc drill --stack prod --json
 //
-// Exit codes: 0 success, 1 the operation failed, 2 bad usage, 3 drift.
+// Exit codes: 0 success, 1 the operation or check failed, 2 bad usage, 3 drift.
 package main
 
 import (
@@ -17,6 +19,8 @@ import (
 	"io"
 	"os"
 	"os/signal"
+	"strings"
+	"time"
 
 	"github.com/pulumi/pulumi/sdk/v3/go/auto"
 	"github.com/pulumi/pulumi/sdk/v3/go/auto/optdestroy"
@@ -26,14 +30,22 @@ import (
 	"github.com/pulumi/pulumi/sdk/v3/go/common/apitype"
 
 	"github.com/kcp-tmc/kcp-tmc/automation"
+	"github.com/kcp-tmc/kcp-tmc/ops"
 	"github.com/kcp-tmc/kcp-tmc/stacks"
 )
 
-const usage = `usage: kcp-tmc <preview|up|destroy|refresh|outputs|drift> --stack <dev|staging|prod> [flags]
+const usage = `usage: kcp-tmc <command> --stack <dev|staging|prod> [flags]
 
-  drift   exits 3 when the stack differs from its program (refresh, then preview;
-          --refresh=false for render-mode stacks)
-  outputs prints the stack outputs as JSON (secrets masked)
+  preview, up, destroy, refresh   the Pulumi operations, progress streamed
+  drift          exits 3 when the stack differs from its program (refresh, then
+                 preview; --refresh=false for render-mode stacks)
+  outputs        prints the stack outputs as JSON (secrets masked)
+  backup verify  fetches the newest etcd snapshot from the stack's backup target,
+                 checks and restores it in scratch space, checks its age (RPO)
+  drill          the DR drill: newest snapshot restored into a scratch etcd
+                 cluster on loopback, data read back, RPO and RTO checked
+  restore        writes every etcd member's restored data dir under --out from
+                 --snapshot (default: the newest), for docs/runbook.md's restore
 
 flags:
 `
@@ -41,6 +53,8 @@ flags:
 var (
 	errUsage = errors.New("usage")
 	errDrift = errors.New("drift detected")
+	// errCheck: a check ran and found problems (exit 1, like a failed operation).
+	errCheck = errors.New("check failed")
 )
 
 func main() {
@@ -67,6 +81,13 @@ func run(ctx context.Context, args []string, stdout, stderr io.Writer) error {
 		return errUsage
 	}
 	command := args[0]
+	if command == "backup" {
+		if len(args) < 2 || args[1] != "verify" {
+			fmt.Fprintln(stderr, "kcp-tmc: backup needs a subcommand: backup verify")
+			return errUsage
+		}
+		command, args = "backup verify", args[1:]
+	}
 	fs := flag.NewFlagSet("kcp-tmc "+command, flag.ContinueOnError)
 	fs.SetOutput(stderr)
 	fs.Usage = func() { fmt.Fprint(stderr, usage); fs.PrintDefaults() }
@@ -75,6 +96,10 @@ func run(ctx context.Context, args []string, stdout, stderr io.Writer) error {
 	yes := fs.Bool("yes", false, "confirm a destroy")
 	expectNoChanges := fs.Bool("expect-no-changes", false, "fail if the operation would change anything")
 	refresh := fs.Bool("refresh", true, "drift: refresh from the cluster first (false for render-mode stacks, which have no cluster)")
+	asJSON := fs.Bool("json", false, "print the result as JSON (outputs, drift, backup verify, drill, restore)")
+	target := fs.String("target", "", "backup verify, drill, restore: read snapshots from this s3://bucket/prefix or file:///dir instead of the stack's backup target")
+	snapshot := fs.String("snapshot", "latest", "restore: the snapshot's object key, or latest")
+	out := fs.String("out", "", "restore: directory for the members' data dirs (must not hold data)")
 	if err := fs.Parse(args[1:]); err != nil {
 		return errUsage
 	}
@@ -131,9 +156,7 @@ func run(ctx context.Context, args []string, stdout, stderr io.Writer) error {
 					plain[k] = v.Value
 				}
 			}
-			enc := json.NewEncoder(stdout)
-			enc.SetIndent("", "  ")
-			return enc.Encode(plain)
+			return printJSON(stdout, plain)
 		}
 	case "drift":
 		op = func(s auto.Stack) error {
@@ -151,12 +174,35 @@ func run(ctx context.Context, args []string, stdout, stderr io.Writer) error {
 					changed += n
 				}
 			}
-			if changed > 0 {
+			if *asJSON {
+				if err := printJSON(stdout, map[string]any{"stack": *stack, "drift": changed > 0, "changes": res.ChangeSummary}); err != nil {
+					return err
+				}
+			} else if changed > 0 {
 				fmt.Fprintf(stdout, "drift: stack %q would change %d resource(s): %v\n", *stack, changed, res.ChangeSummary)
+			} else {
+				fmt.Fprintf(stdout, "no drift: stack %q matches its program\n", *stack)
+			}
+			if changed > 0 {
 				return errDrift
 			}
-			fmt.Fprintf(stdout, "no drift: stack %q matches its program\n", *stack)
 			return nil
+		}
+	case "backup verify", "drill", "restore":
+		if command == "restore" && *out == "" {
+			fmt.Fprintln(stderr, "kcp-tmc: restore needs --out <dir> for the members' data dirs")
+			return errUsage
+		}
+		op = func(s auto.Stack) error {
+			cfg, err := automation.Config(ctx, s)
+			if err != nil {
+				return err
+			}
+			src, err := backupSource(cfg, *target)
+			if err != nil {
+				return err
+			}
+			return backupOp(ctx, command, cfg, src, *snapshot, *out, *asJSON, stdout)
 		}
 	default:
 		fmt.Fprintf(stderr, "kcp-tmc: unknown command %q\n", command)
@@ -172,4 +218,77 @@ func run(ctx context.Context, args []string, stdout, stderr io.Writer) error {
 		return fmt.Errorf("%s of stack %q failed: %w", command, *stack, err)
 	}
 	return nil
+}
+
+// backupSource is the stack's backup target, or the --target override with
+// the stack's cluster name.
+func backupSource(cfg *stacks.Config, target string) (ops.BackupSource, error) {
+	if target == "" {
+		return ops.BackupSourceOf(cfg)
+	}
+	if !strings.HasPrefix(target, "s3://") && !strings.HasPrefix(target, "file:///") {
+		return ops.BackupSource{}, fmt.Errorf("--target %q: want s3://bucket/prefix or file:///dir", target)
+	}
+	return ops.BackupSource{Target: target, ClusterName: "kcp-tmc-" + cfg.Environment,
+		Region: cfg.Backup.Region, Endpoint: cfg.Backup.Endpoint}, nil
+}
+
+// backupOp runs backup verify, drill or restore and reports the result.
+func backupOp(ctx context.Context, command string, cfg *stacks.Config, src ops.BackupSource, snapshot, out string, asJSON bool, stdout io.Writer) error {
+	var result any
+	var problems []string
+	switch command {
+	case "backup verify":
+		v, err := ops.VerifyBackup(ctx, src, ops.DefaultObjectives, time.Now())
+		if err != nil {
+			return err
+		}
+		result, problems = v, v.Problems
+		if !asJSON {
+			fmt.Fprintf(stdout, "snapshot %s\n  taken %s (%s ago, RPO %s), revision %d, restorable: %v\n",
+				v.Key, v.Taken.Format(time.RFC3339), v.Age, v.RPO, v.Revision, v.Restorable)
+		}
+	case "drill":
+		r, err := ops.Drill(ctx, src, cfg.Etcd.Replicas, ops.DefaultObjectives, time.Now)
+		if err != nil {
+			return err
+		}
+		result, problems = r, r.Problems
+		if !asJSON {
+			fmt.Fprintf(stdout, "DR drill of %s into %d scratch members:\n  %d keys served at revision %d (snapshot revision %d)\n"+
+				"  RPO: snapshot %s old (objective %s)\n  RTO: recovered in %s (objective %s)\n",
+				r.Key, r.Members, r.KeysServed, r.Revision, r.Snapshot.Revision, r.Age, r.RPO, r.RecoveryTime, r.RTO)
+		}
+	case "restore":
+		plan, snap, err := ops.Restore(ctx, src, snapshot, out, cfg.Namespace, cfg.Etcd.Replicas, time.Now())
+		if err != nil {
+			return err
+		}
+		result = map[string]any{"snapshot": snap, "token": plan.Token, "initialCluster": plan.InitialCluster(), "members": plan.Members}
+		if !asJSON {
+			fmt.Fprintf(stdout, "restored %s (revision %d) into %s, cluster token %s:\n", snap.Key, snap.Revision, out, plan.Token)
+			for _, m := range plan.Members {
+				fmt.Fprintf(stdout, "  %s → %s (copy into the volume data-%s at /var/lib/etcd/data)\n", m.Name, m.DataDir, m.Name)
+			}
+			fmt.Fprintln(stdout, "next: docs/runbook.md#restore-etcd-from-a-snapshot-rto-objective-15-minutes, step 2")
+		}
+	}
+	if asJSON {
+		if err := printJSON(stdout, result); err != nil {
+			return err
+		}
+	}
+	if len(problems) > 0 {
+		return fmt.Errorf("%w: %s", errCheck, strings.Join(problems, "; "))
+	}
+	if !asJSON {
+		fmt.Fprintln(stdout, "OK")
+	}
+	return nil
+}
+
+func printJSON(w io.Writer, v any) error {
+	enc := json.NewEncoder(w)
+	enc.SetIndent("", "  ")
+	return enc.Encode(v)
 }

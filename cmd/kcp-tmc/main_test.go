@@ -4,11 +4,13 @@ import (
 	"bytes"
 	"context"
 	"errors"
+	"fmt"
 	"os"
 	"path/filepath"
 	"strings"
 	"testing"
 
+	"github.com/kcp-tmc/kcp-tmc/internal/backuptest"
 	"github.com/kcp-tmc/kcp-tmc/internal/testenv"
 )
 
@@ -112,3 +114,66 @@ func TestOutputsAndDrift(t *testing.T) {
 		t.Fatalf("drift after a config change: err = %v\n%s", err, out)
 	}
 }
+
+// TestBackupVerifyDrillRestore drives the backup verbs the way an operator
+// does, on a stack whose backup target is an S3-compatible server holding a
+// real snapshot made by the backup script.
+func TestBackupVerifyDrillRestore(t *testing.T) {
+	endpoint := backuptest.FakeS3(t, "kcp-backups")
+	key := backuptest.Seed(t, "s3://kcp-backups/etcd", "kcp-tmc-dev", endpoint)
+	dir, _ := testenv.Project(t, "dev", map[string]any{
+		"kcp-tmc:backup": map[string]any{"target": "s3", "bucket": "kcp-backups", "prefix": "etcd", "endpoint": endpoint},
+	})
+	cli := func(args ...string) (string, error) {
+		var stdout, stderr bytes.Buffer
+		err := run(context.Background(), args, &stdout, &stderr)
+		return stdout.String() + stderr.String(), err
+	}
+	restoreDir := t.TempDir()
+	tests := []struct {
+		args    []string
+		want    []string
+		wantErr error
+	}{
+		{[]string{"backup", "verify"}, []string{"snapshot " + key, "restorable: true", "OK"}, nil},
+		{[]string{"backup", "verify", "--json"}, []string{`"key": "` + key + `"`, `"restorable": true`, `"rpo": "26h0m0s"`}, nil},
+		{[]string{"drill"}, []string{"DR drill of " + key + " into 1 scratch members", fmt.Sprintf("%d keys served", backuptest.Keys), "RTO: recovered in", "OK"}, nil},
+		{[]string{"drill", "--json"}, []string{fmt.Sprintf(`"keysServed": %d`, backuptest.Keys), `"rto": "15m0s"`}, nil},
+		{[]string{"restore", "--out", restoreDir}, []string{"restored " + key, "etcd-0 → " + filepath.Join(restoreDir, "etcd-0"), "OK"}, nil},
+		{[]string{"restore", "--out", restoreDir}, []string{"is not empty"}, errAny},
+		{[]string{"backup", "verify", "--target", "file://" + t.TempDir()}, []string{"no snapshot of kcp-tmc-dev"}, errAny},
+		{[]string{"backup", "verify", "--target", "ftp://x"}, []string{`--target "ftp://x"`}, errAny},
+		{[]string{"restore"}, []string{"restore needs --out"}, errUsage},
+		{[]string{"backup", "list"}, []string{"backup needs a subcommand"}, errUsage},
+	}
+	for _, tt := range tests {
+		t.Run(strings.Join(tt.args, " "), func(t *testing.T) {
+			n := 1
+			if tt.args[0] == "backup" {
+				n = 2
+			}
+			args := append(append(append([]string{}, tt.args[:n]...), "--stack", "dev", "--project-dir", dir), tt.args[n:]...)
+			out, err := cli(args...)
+			switch {
+			case tt.wantErr == nil && err != nil:
+				t.Fatalf("%v\n%s", err, out)
+			case tt.wantErr == errAny && (err == nil || errors.Is(err, errUsage)):
+				t.Fatalf("err = %v, want an operation error\n%s", err, out)
+			case tt.wantErr == errUsage && !errors.Is(err, errUsage):
+				t.Fatalf("err = %v, want a usage error\n%s", err, out)
+			}
+			msg := out
+			if err != nil {
+				msg += err.Error()
+			}
+			for _, w := range tt.want {
+				if !strings.Contains(msg, w) {
+					t.Errorf("output lacks %q:\n%s", w, msg)
+				}
+			}
+		})
+	}
+}
+
+// errAny marks a case that must fail as an operation (exit 1), not as usage.
+var errAny = errors.New("any operation error")

@@ -18,7 +18,7 @@ import (
 	clientv3 "go.etcd.io/etcd/client/v3"
 
 	"github.com/kcp-tmc/kcp-tmc/components/pki"
-	"github.com/kcp-tmc/kcp-tmc/internal/etcdtest"
+	"github.com/kcp-tmc/kcp-tmc/internal/etcdlocal"
 	"github.com/kcp-tmc/kcp-tmc/internal/pkitest"
 	"github.com/kcp-tmc/kcp-tmc/internal/toolchain"
 )
@@ -39,14 +39,14 @@ func TestDisasterRecoveryDrill(t *testing.T) {
 	ctx := context.Background()
 	dir := t.TempDir()
 	certs := pkitest.Write(t, dir, pki.Args{Namespace: "kcp", Domain: "example.com", EtcdReplicas: 3})
-	tlsFiles := etcdtest.TLS{
+	tlsFiles := etcdlocal.TLS{
 		ServerCert: certs[pki.CertEtcdServer].Cert, ServerKey: certs[pki.CertEtcdServer].Key,
 		PeerCert: certs[pki.CertEtcdPeer].Cert, PeerKey: certs[pki.CertEtcdPeer].Key, CA: certs[pki.CertEtcdServer].CA,
 	}
 	kcpClient, backupClient := certs[pki.CertEtcdClientKCP], certs[pki.CertEtcdClientBackup]
-	ports := etcdtest.FreePorts(t, 6)
-	cluster := etcdtest.New(filepath.Join(dir, "data"), 3, ports, tlsFiles)
-	cluster.Start(t, kcpClient.Cert, kcpClient.Key)
+	ports := etcdlocal.MustFreePorts(t, 6)
+	cluster := etcdlocal.New(filepath.Join(dir, "data"), 3, ports, tlsFiles)
+	cluster.MustStart(t, kcpClient.Cert, kcpClient.Key)
 
 	// Write the keys as kcp would, through kcp's client certificate.
 	cli := client(t, cluster.Endpoints(), kcpClient)
@@ -101,7 +101,7 @@ func TestDisasterRecoveryDrill(t *testing.T) {
 	if out, err := script(env, scriptPath(t), "fetch", objectKey, snapshot); err != nil {
 		t.Fatalf("fetch: %v\n%s", err, out)
 	}
-	restored := etcdtest.New(filepath.Join(dir, "data"), 3, ports, tlsFiles)
+	restored := etcdlocal.New(filepath.Join(dir, "data"), 3, ports, tlsFiles)
 	var members []RestoreMember
 	for _, m := range restored.Members {
 		members = append(members, RestoreMember{Name: m.Name, PeerURL: m.PeerURL, DataDir: m.DataDir})
@@ -111,7 +111,7 @@ func TestDisasterRecoveryDrill(t *testing.T) {
 	if err := plan.Run(ctx, toolchain.Path("etcdutl")); err != nil {
 		t.Fatal(err)
 	}
-	restored.Start(t, kcpClient.Cert, kcpClient.Key)
+	restored.MustStart(t, kcpClient.Cert, kcpClient.Key)
 
 	cli = client(t, restored.Endpoints(), kcpClient)
 	defer cli.Close()

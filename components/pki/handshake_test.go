@@ -13,7 +13,7 @@ import (
 	"testing"
 	"time"
 
-	"github.com/kcp-tmc/kcp-tmc/internal/etcdtest"
+	"github.com/kcp-tmc/kcp-tmc/internal/etcdlocal"
 	"github.com/kcp-tmc/kcp-tmc/internal/toolchain"
 )
 
@@ -24,18 +24,18 @@ import (
 // certificate from another CA, is refused.
 func TestEtcdMutualTLS(t *testing.T) {
 	// All ports up front, held together, so the parallel clusters never collide.
-	ports := etcdtest.FreePorts(t, 6*len(modes))
+	ports := etcdlocal.MustFreePorts(t, 6*len(modes))
 	for i, mode := range modes {
 		t.Run(mode.name, func(t *testing.T) {
 			t.Parallel() // each mode runs its own cluster on its own ports
 			b := mode.bundles(t, testArgs(mode.name).WithDefaults())
 			dir := t.TempDir()
 			files := writeBundles(t, dir, b)
-			cluster := etcdtest.New(dir, 3, ports[6*i:6*i+6], etcdtest.TLS{
+			cluster := etcdlocal.New(dir, 3, ports[6*i:6*i+6], etcdlocal.TLS{
 				ServerCert: files[CertEtcdServer].crt, ServerKey: files[CertEtcdServer].key,
 				PeerCert: files[CertEtcdPeer].crt, PeerKey: files[CertEtcdPeer].key, CA: files[CertEtcdServer].ca,
 			})
-			cluster.Start(t, files[CertEtcdClientKCP].crt, files[CertEtcdClientKCP].key)
+			cluster.MustStart(t, files[CertEtcdClientKCP].crt, files[CertEtcdClientKCP].key)
 			endpoints := cluster.Endpoints()
 
 			etcdctl := func(cert string, args ...string) (string, error) {

@@ -1,6 +1,7 @@
-// Package etcdtest runs real etcd clusters (the pinned binary from the test
-// toolchain) on loopback with mutual TLS, for the TLS and backup tests.
-package etcdtest
+// Package etcdlocal runs real etcd clusters (the pinned binary from the
+// toolchain) on loopback with mutual TLS: the TLS and backup tests use it, and
+// so does `kcp-tmc drill`, which restores a stack's newest snapshot into one.
+package etcdlocal
 
 import (
 	"bytes"
@@ -12,7 +13,6 @@ import (
 	"path/filepath"
 	"strings"
 	"syscall"
-	"testing"
 	"time"
 
 	"github.com/kcp-tmc/kcp-tmc/internal/toolchain"
@@ -56,24 +56,23 @@ func (c *Cluster) InitialCluster() string {
 }
 
 // FreePorts reserves n distinct loopback ports, holding them all until it returns.
-func FreePorts(t testing.TB, n int) []int {
-	t.Helper()
+func FreePorts(n int) ([]int, error) {
 	var ports []int
 	for range n {
 		l, err := net.Listen("tcp", "127.0.0.1:0")
 		if err != nil {
-			t.Fatal(err)
+			return nil, fmt.Errorf("reserving a loopback port: %w", err)
 		}
 		defer l.Close()
 		ports = append(ports, l.Addr().(*net.TCPAddr).Port)
 	}
-	return ports
+	return ports, nil
 }
 
 // New describes a cluster of n members with data under dir, on the given
 // ports (2 per member); Start runs it.
 func New(dir string, n int, ports []int, tls TLS) *Cluster {
-	c := &Cluster{TLS: tls, Token: "etcdtest"}
+	c := &Cluster{TLS: tls, Token: "etcdlocal"}
 	for i := range n {
 		c.Members = append(c.Members, &Member{
 			Name:      fmt.Sprintf("etcd-%d", i),
@@ -85,12 +84,12 @@ func New(dir string, n int, ports []int, tls TLS) *Cluster {
 	return c
 }
 
-// Start launches every member with client and peer mTLS and waits until the
-// cluster is healthy through clientCert/clientKey.
-func (c *Cluster) Start(t testing.TB, clientCert, clientKey string) {
-	t.Helper()
+// Start launches every member with client and peer mTLS and waits (up to
+// 30s) until the cluster is healthy through clientCert/clientKey. On failure
+// the members are stopped and the error carries their logs.
+func (c *Cluster) Start(ctx context.Context, clientCert, clientKey string) error {
 	if _, err := os.Stat(toolchain.Path("etcd")); err != nil {
-		t.Fatalf("etcd not built (run hack/toolchain.sh judges): %v", err)
+		return fmt.Errorf("etcd not built (run hack/toolchain.sh judges): %w", err)
 	}
 	for _, m := range c.Members {
 		m.log = &bytes.Buffer{}
@@ -107,33 +106,37 @@ func (c *Cluster) Start(t testing.TB, clientCert, clientKey string) {
 		m.cmd.Stdout, m.cmd.Stderr = m.log, m.log
 		m.cmd.SysProcAttr = &syscall.SysProcAttr{Setpgid: true, Pdeathsig: syscall.SIGKILL}
 		if err := m.cmd.Start(); err != nil {
-			t.Fatal(err)
+			c.Stop()
+			return fmt.Errorf("starting %s: %w", m.Name, err)
 		}
 	}
-	t.Cleanup(func() {
-		if t.Failed() {
-			for _, m := range c.Members {
-				if m.log != nil {
-					t.Logf("%s log:\n%s", m.Name, m.log.String())
-				}
-			}
-		}
-		c.Stop()
-	})
-	ctx, cancel := context.WithTimeout(context.Background(), 30*time.Second)
+	ctx, cancel := context.WithTimeout(ctx, 30*time.Second)
 	defer cancel()
 	for {
 		out, err := exec.CommandContext(ctx, toolchain.Path("etcdctl"), "--endpoints="+c.Endpoints(),
 			"--cacert="+c.TLS.CA, "--cert="+clientCert, "--key="+clientKey,
 			"endpoint", "health", "--dial-timeout=2s").CombinedOutput()
 		if err == nil {
-			return
+			return nil
 		}
 		if ctx.Err() != nil {
-			t.Fatalf("etcd cluster not healthy within 30s: %s", out)
+			logs := c.Logs()
+			c.Stop()
+			return fmt.Errorf("etcd cluster not healthy within 30s: %s\n%s", out, logs)
 		}
 		time.Sleep(300 * time.Millisecond)
 	}
+}
+
+// Logs are every member's output so far.
+func (c *Cluster) Logs() string {
+	var b strings.Builder
+	for _, m := range c.Members {
+		if m.log != nil {
+			fmt.Fprintf(&b, "%s log:\n%s\n", m.Name, m.log.String())
+		}
+	}
+	return b.String()
 }
 
 // Stop kills every member (as a crash would) and waits for them.
@@ -146,4 +149,39 @@ func (c *Cluster) Stop() {
 		_ = m.cmd.Wait()
 		m.cmd = nil
 	}
+}
+
+// TB is the part of testing.TB the test helpers use (kept out of the
+// non-test API so the CLI does not link the testing package).
+type TB interface {
+	Helper()
+	Fatal(args ...any)
+	Cleanup(func())
+	Failed() bool
+	Logf(format string, args ...any)
+}
+
+// MustFreePorts is FreePorts for tests.
+func MustFreePorts(t TB, n int) []int {
+	t.Helper()
+	ports, err := FreePorts(n)
+	if err != nil {
+		t.Fatal(err)
+	}
+	return ports
+}
+
+// MustStart is Start for tests: it stops the cluster at cleanup and prints
+// the members' logs when the test failed.
+func (c *Cluster) MustStart(t TB, clientCert, clientKey string) {
+	t.Helper()
+	if err := c.Start(context.Background(), clientCert, clientKey); err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() {
+		if t.Failed() {
+			t.Logf("%s", c.Logs())
+		}
+		c.Stop()
+	})
 }
