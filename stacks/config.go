@@ -34,46 +34,83 @@ const (
 
 // Config is the whole, typed configuration of one stack. Each field tagged
 // `config` is read from the Pulumi config key kcp-tmc:<tag>; objects are
-// YAML maps in Pulumi.<stack>.yaml. docs/configuration.md lists every key.
+// YAML maps in Pulumi.<stack>.yaml. Fields tagged `json:"-"` are secrets read
+// by Load under their own keys, or bookkeeping.
+//
+// docs/configuration.md is generated from these types, their doc comments and
+// the profiles (go run ./hack/gen-config-docs): every field needs a doc comment
+// saying what it does and which values are allowed.
 type Config struct {
-	// Environment selects the profile whose defaults fill unset keys.
+	// Environment selects the profile whose defaults fill every key a stack
+	// does not set. Required: `dev`, `staging` or `prod`.
 	Environment string `config:"environment"`
-	// Target says where Kubernetes objects go.
+	// Target says where Kubernetes objects go: rendered to YAML files, or
+	// applied to a cluster.
 	Target Target `config:"target"`
-	// Domain is the DNS zone kcp is published under (kcp.<domain>).
+	// Domain is the DNS zone kcp is published under (`kcp.<domain>`): a
+	// lowercase DNS name with at least two labels.
 	Domain string `config:"domain"`
-	// Namespace is where kcp, etcd and their jobs run.
+	// Namespace is where kcp, etcd and their jobs run: a DNS-1123 label.
 	Namespace string `config:"namespace"`
-	// Zones lists the availability zones replicas are spread over.
+	// Zones lists the availability zones replicas are spread over: distinct
+	// zone names. With zone anti-affinity, at least as many as the larger of
+	// kcp.replicas and etcd.replicas; with cloud.mode `eks`, 2 to 4 zones of
+	// cloud.region.
 	Zones []string `config:"zones"`
-	// PodSecurityVersion pins the Pod Security Standards version enforced.
-	PodSecurityVersion string     `config:"podSecurityVersion"`
-	KCP                KCP        `config:"kcp"`
-	Etcd               Etcd       `config:"etcd"`
-	Storage            Storage    `config:"storage"`
-	Backup             Backup     `config:"backup"`
-	TLS                TLS        `config:"tls"`
-	Ingress            Ingress    `config:"ingress"`
-	Monitoring         Monitoring `config:"monitoring"`
-	Logging            Logging    `config:"logging"`
-	// Cloud says where the hosting cluster comes from: existing (kubeconfig or
-	// context) or eks (created by the cloud component).
+	// PodSecurityVersion pins the Pod Security Standards version enforced on
+	// the namespace: `v1.N` (`latest` is not pinned).
+	PodSecurityVersion string `config:"podSecurityVersion"`
+	// KCP sizes and places the kcp servers and the front-proxy
+	// (docs/control-plane.md).
+	KCP KCP `config:"kcp"`
+	// Etcd sizes and places the etcd cluster that stores every workspace.
+	Etcd Etcd `config:"etcd"`
+	// Storage says whether etcd's StorageClass is created on the AWS EBS CSI
+	// driver, and how, or an existing class is used.
+	Storage Storage `config:"storage"`
+	// Backup schedules etcd snapshots and their restore verification, to S3 or
+	// a PVC (docs/backup.md).
+	Backup Backup `config:"backup"`
+	// TLS says how certificates are issued (docs/tls.md).
+	TLS TLS `config:"tls"`
+	// Ingress says how `kcp.<domain>` reaches the front-proxy (docs/ingress.md).
+	Ingress Ingress `config:"ingress"`
+	// Monitoring scrapes kcp and etcd and routes alerts to Slack and PagerDuty
+	// (docs/monitoring.md). The webhook and the routing key are the secrets
+	// slackWebhookUrl and pagerDutyKey.
+	Monitoring Monitoring `config:"monitoring"`
+	// Logging ships container logs with fluent-bit to Elasticsearch
+	// (docs/monitoring.md). The password is the secret elasticsearchPassword.
+	Logging Logging `config:"logging"`
+	// Cloud says where the hosting cluster comes from: `existing` (kubeconfig or
+	// context) or `eks` (created by the cloud component, docs/cloud.md).
 	Cloud Cloud `config:"cloud"`
-	// Clusters are the physical clusters connected to kcp, one agent each.
+	// Clusters are the physical clusters connected to kcp, one agent each
+	// (docs/agents.md). Setting any requires tls.mode `self-managed` and, in
+	// kubeconfig mode, each cluster's kubeconfig in the secret
+	// clusterKubeconfigs.
 	Clusters []Cluster `config:"clusters"`
-	// AgentResources are every agent container's requests and limits.
+	// AgentResources are every agent container's requests and limits (checked
+	// only when `clusters` is set).
 	AgentResources Resources `config:"agentResources"`
-	// ClusterKubeconfigs is the secret kcp-tmc:clusterKubeconfigs (cluster name → kubeconfig).
+	// ClusterKubeconfigs is the secret kcp-tmc:clusterKubeconfigs: a JSON map of
+	// cluster name to kubeconfig. In kubeconfig mode, every entry of `clusters`
+	// needs one.
 	ClusterKubeconfigs map[string]string `json:"-"`
-	// KCPKubeconfig is the secret kcp-tmc:kcpKubeconfig: kcp's admin access, for the
-	// kcp side of the agents once kcp runs.
+	// KCPKubeconfig is the secret kcp-tmc:kcpKubeconfig: the admin kubeconfig
+	// of kcp. Once kcp runs, it lets the agents' kcp side (APIExport or
+	// SyncTarget, and RBAC) be created.
 	KCPKubeconfig string `json:"-"`
-	// ExistingCAs is the secret kcp-tmc:existingCAs: CAs brought by the user,
-	// by CA name (bring your own CA).
+	// ExistingCAs is the secret kcp-tmc:existingCAs: CAs brought by the user
+	// (bring your own CA), as a JSON map of CA name to `{cert, key}`. Names:
+	// `etcd-ca`, `kcp-server-ca`, `kcp-client-ca`, `requestheader-ca`,
+	// `service-account-ca`.
 	ExistingCAs map[string]ExistingCA `json:"-"`
 	// ExistingCAsIsSecret records whether kcp-tmc:existingCAs was set with --secret.
 	ExistingCAsIsSecret bool `json:"-"`
-	// Kubeconfig is the secret kcp-tmc:kubeconfig (kubeconfig target only).
+	// Kubeconfig is the secret kcp-tmc:kubeconfig: the hosting cluster's
+	// kubeconfig in kubeconfig mode (or target.context). Required in prod,
+	// which never deploys through an ambient context.
 	Kubeconfig string `json:"-"`
 	// KubeconfigIsSecret records whether kcp-tmc:kubeconfig was set with --secret.
 	KubeconfigIsSecret bool `json:"-"`
@@ -81,226 +118,395 @@ type Config struct {
 
 // Target is kcp-tmc:target.
 type Target struct {
-	// Mode is "render" (write YAML to RenderDir) or "kubeconfig" (a real cluster).
+	// Mode is `render` (write YAML under renderDir; no cluster needed) or
+	// `kubeconfig` (apply to a real cluster). cloud.mode `eks` needs kubeconfig.
 	Mode string `json:"mode"`
-	// RenderDir is where render mode writes manifests, relative to the project.
+	// RenderDir is where render mode writes manifests: a directory inside the
+	// project (no `..`).
 	RenderDir string `json:"renderDir,omitempty"`
-	// Context selects a context of the kubeconfig (or of ~/.kube/config).
+	// Context selects a context of the kubeconfig secret or, without that
+	// secret (not in prod), of ~/.kube/config.
 	Context string `json:"context,omitempty"`
-	// SkipAwait stops the provider from waiting for workloads to become ready.
+	// SkipAwait annotates every object `pulumi.com/skipAwait: "true"`, so the
+	// provider does not wait for workloads to become ready (control planes
+	// without nodes, e.g. CI).
 	SkipAwait bool `json:"skipAwait,omitempty"`
 }
 
 // KCP is kcp-tmc:kcp.
 type KCP struct {
-	Image     string    `json:"image"`
-	Version   string    `json:"version"`
-	Replicas  int       `json:"replicas"`
+	// Image is the image repository of kcp, without tag or digest (the tag is
+	// kcp.version).
+	Image string `json:"image"`
+	// Version is the kcp release tag, `vX.Y.Z[-pre]`.
+	Version string `json:"version"`
+	// Replicas is the number of kcp servers: 1 to 9, at least 2 outside dev.
+	Replicas int `json:"replicas"`
+	// Resources are each kcp server's requests and limits.
 	Resources Resources `json:"resources"`
-	// AntiAffinity spreads kcp replicas: none, hostname or zone (hard).
-	AntiAffinity        string      `json:"antiAffinity"`
-	FrontProxyReplicas  int         `json:"frontProxyReplicas"`
-	FrontProxyResources Resources   `json:"frontProxyResources"`
-	Performance         Performance `json:"performance"`
+	// AntiAffinity spreads kcp replicas: `none`, `hostname` (hard: one per
+	// node) or `zone` (hard: one per zone, so `zones` needs at least
+	// kcp.replicas entries). Prod must use `zone`.
+	AntiAffinity string `json:"antiAffinity"`
+	// FrontProxyReplicas is the number of front-proxy pods, the only way in:
+	// 1 to 9, at least 2 in prod.
+	FrontProxyReplicas int `json:"frontProxyReplicas"`
+	// FrontProxyResources are each front-proxy pod's requests and limits.
+	FrontProxyResources Resources `json:"frontProxyResources"`
+	// Performance holds the seed's performance knobs as kcp's own apiserver
+	// flags.
+	Performance Performance `json:"performance"`
 }
 
 // Performance is kcp-tmc:kcp.performance: the seed's knobs as kcp's own
 // apiserver flags (docs/configuration.md has the mapping).
 type Performance struct {
-	MaxRequestsInflight         int    `json:"maxRequestsInflight"`
-	MaxMutatingRequestsInflight int    `json:"maxMutatingRequestsInflight"`
-	RequestTimeout              string `json:"requestTimeout"`
+	// MaxRequestsInflight caps concurrent non-mutating requests
+	// (`--max-requests-inflight`): 1 to 100000; 0 (unlimited) is refused.
+	MaxRequestsInflight int `json:"maxRequestsInflight"`
+	// MaxMutatingRequestsInflight caps concurrent writes, the work etcd has to
+	// absorb (`--max-mutating-requests-inflight`): 1 to maxRequestsInflight.
+	MaxMutatingRequestsInflight int `json:"maxMutatingRequestsInflight"`
+	// RequestTimeout is the default timeout of a request (`--request-timeout`):
+	// a duration from 1s to 10m. Watches are not affected.
+	RequestTimeout string `json:"requestTimeout"`
 }
 
 // Etcd is kcp-tmc:etcd.
 type Etcd struct {
-	Image        string    `json:"image"`
-	Version      string    `json:"version"`
-	Replicas     int       `json:"replicas"`
-	StorageClass string    `json:"storageClass"`
-	StorageSize  string    `json:"storageSize"`
-	AntiAffinity string    `json:"antiAffinity"`
-	Resources    Resources `json:"resources"`
-	// QuotaBackendBytes caps the database, as a quantity ("8Gi").
+	// Image is the image repository of etcd, without tag or digest (the tag
+	// is etcd.version).
+	Image string `json:"image"`
+	// Version is a pinned etcd 3.5 release tag, `v3.5.x`.
+	Version string `json:"version"`
+	// Replicas is the number of etcd members: odd, 1 to 7; at least 3 outside
+	// dev, so quorum survives the loss of a member.
+	Replicas int `json:"replicas"`
+	// StorageClass is the StorageClass of etcd's volumes (a DNS-1123
+	// subdomain); storage.create makes it, otherwise it must exist.
+	StorageClass string `json:"storageClass"`
+	// StorageSize is each member's volume, `<n>Gi` or `<n>Ti`: dev 20–50Gi,
+	// staging 20–200Gi, prod 100–500Gi.
+	StorageSize string `json:"storageSize"`
+	// AntiAffinity spreads etcd members: `none`, `hostname` or `zone`, as
+	// kcp.antiAffinity. Prod must use `zone`.
+	AntiAffinity string `json:"antiAffinity"`
+	// Resources are each etcd member's requests and limits.
+	Resources Resources `json:"resources"`
+	// QuotaBackendBytes caps the database (`--quota-backend-bytes`), as a
+	// memory quantity such as `8Gi`: at most 8Gi, and less than
+	// etcd.storageSize.
 	QuotaBackendBytes string `json:"quotaBackendBytes"`
 }
 
 // Storage is kcp-tmc:storage: whether etcd's StorageClass is created, and how.
 type Storage struct {
-	// Create makes etcd.storageClass on the AWS EBS CSI driver; false uses an existing class.
-	Create          bool   `json:"create"`
-	VolumeType      string `json:"volumeType"`
-	IOPS            int    `json:"iops"`
-	ThroughputMiBps int    `json:"throughputMiBps"`
-	// KMSKeyID is a KMS key ARN or id for volume encryption (default: the account's EBS key).
-	KMSKeyID      string `json:"kmsKeyId"`
+	// Create makes etcd.storageClass on the AWS EBS CSI driver; false uses an
+	// existing class of that name.
+	Create bool `json:"create"`
+	// VolumeType is the EBS volume type when creating: `gp3` (the default when
+	// unset), `io2` or `gp2`.
+	VolumeType string `json:"volumeType"`
+	// IOPS are the volumes' provisioned IOPS: gp3 3000–16000 (0: the 3000
+	// baseline); io2 100–256000, required; gp2 none.
+	IOPS int `json:"iops"`
+	// ThroughputMiBps is the volumes' throughput: gp3 125–1000 (0: the 125
+	// baseline); io2 and gp2 none.
+	ThroughputMiBps int `json:"throughputMiBps"`
+	// KMSKeyID is a KMS key id or ARN for volume encryption; only with
+	// storage.create. Unset: the cloud layer's volume key with cloud.mode
+	// `eks`, otherwise the account's EBS key.
+	KMSKeyID string `json:"kmsKeyId"`
+	// ReclaimPolicy is `Retain` or `Delete`; prod must keep `Retain`, so a
+	// released etcd volume survives.
 	ReclaimPolicy string `json:"reclaimPolicy"`
 }
 
 // Backup is kcp-tmc:backup.
 type Backup struct {
-	Enabled  bool   `json:"enabled"`
+	// Enabled deploys the backup and verification CronJobs and their storage;
+	// must be true in prod.
+	Enabled bool `json:"enabled"`
+	// Schedule is when a snapshot is taken: a 5-field cron expression or
+	// `@daily`, `@hourly`, `@weekly`, `@monthly`, `@yearly`.
 	Schedule string `json:"schedule"`
+	// TimeZone is the IANA time zone of the schedules, such as `UTC` or
+	// `Europe/Berlin`.
 	TimeZone string `json:"timeZone"`
-	// VerifySchedule runs the restore verification of the newest snapshot.
+	// VerifySchedule is when the newest snapshot is restored and checked: a
+	// 5-field cron expression.
 	VerifySchedule string `json:"verifySchedule"`
-	// Target is s3 (AWS, or an S3-compatible endpoint) or pvc.
+	// Target is `s3` (AWS, or an S3-compatible endpoint) or `pvc`; prod must
+	// use `s3`, since a PVC dies with the cluster it backs up.
 	Target string `json:"target"`
-	// Image has sh, etcdctl, etcdutl and the aws CLI (hack/backup-image).
-	Image    string `json:"image"`
-	Bucket   string `json:"bucket"`
-	Prefix   string `json:"prefix"`
-	Region   string `json:"region"`
+	// Image is a pinned repository:tag with sh, etcdctl, etcdutl and the aws
+	// CLI (hack/backup-image).
+	Image string `json:"image"`
+	// Bucket is the S3 bucket name (3–63 lowercase letters, digits, dots,
+	// hyphens).
+	Bucket string `json:"bucket"`
+	// Prefix is the key prefix of the snapshots, without leading or trailing
+	// slash.
+	Prefix string `json:"prefix"`
+	// Region is the bucket's AWS region; an AWS provider in it is created only
+	// for AWS S3.
+	Region string `json:"region"`
+	// Endpoint is an http(s):// S3-compatible server (e.g. MinIO). When set, no
+	// AWS resources are created and the lifecycle and IRSA keys are unused.
 	Endpoint string `json:"endpoint"`
-	// Lifecycle in days (S3 on AWS).
+	// TransitionDays moves snapshots to STANDARD_IA after this many days (AWS
+	// S3): 0 or at least 30.
 	TransitionDays int `json:"transitionDays"`
-	ArchiveDays    int `json:"archiveDays"`
-	RetentionDays  int `json:"retentionDays"`
+	// ArchiveDays moves snapshots to an archive class after this many days:
+	// 0 (never) or at least transitionDays+30.
+	ArchiveDays int `json:"archiveDays"`
+	// RetentionDays deletes snapshots after this many days: longer than
+	// transitionDays and archiveDays.
+	RetentionDays int `json:"retentionDays"`
+	// NoncurrentDays deletes overwritten object versions after this many days:
+	// at least 1.
 	NoncurrentDays int `json:"noncurrentDays"`
+	// ObjectLockDays locks new snapshots against deletion (governance mode):
+	// 0 (off) up to retentionDays.
 	ObjectLockDays int `json:"objectLockDays"`
-	// OIDCProviderARN and OIDCIssuer identify the cluster's IRSA provider.
+	// OIDCProviderARN is the ARN of the cluster's IAM OIDC provider
+	// (`arn:aws:iam::<account>:oidc-provider/<issuer>`), for IRSA. Required for
+	// AWS S3 unless cloud.mode `eks` supplies it.
 	OIDCProviderARN string `json:"oidcProviderArn"`
-	OIDCIssuer      string `json:"oidcIssuer"`
-	// PVCSize and PVCStorageClass size the pvc target (class default: etcd.storageClass).
-	PVCSize         string `json:"pvcSize"`
+	// OIDCIssuer is that provider's issuer without https://, the end of its
+	// ARN. Required with oidcProviderArn.
+	OIDCIssuer string `json:"oidcIssuer"`
+	// PVCSize sizes the volume of the pvc target.
+	PVCSize string `json:"pvcSize"`
+	// PVCStorageClass is the StorageClass of the pvc target (unset:
+	// etcd.storageClass).
 	PVCStorageClass string `json:"pvcStorageClass"`
 }
 
 // TLS is kcp-tmc:tls: how certificates are issued (components/pki).
 type TLS struct {
-	// Mode is "cert-manager" or "self-managed" (pulumi-tls).
+	// Mode is `cert-manager` (issued and renewed in-cluster) or `self-managed`
+	// (pulumi-tls, rotated by `pulumi up`).
 	Mode string `json:"mode"`
-	// InstallCertManager installs cert-manager's Helm chart (not in render mode).
-	InstallCertManager bool   `json:"installCertManager"`
+	// InstallCertManager installs cert-manager's Helm chart: only in
+	// cert-manager mode, and not in render mode.
+	InstallCertManager bool `json:"installCertManager"`
+	// CertManagerVersion is the pinned cert-manager release, `vX.Y.Z`.
 	CertManagerVersion string `json:"certManagerVersion"`
-	// Durations in hours, Go syntax ("8760h").
-	CADuration   string `json:"caDuration"`
+	// CADuration is the CAs' lifetime in whole hours, Go syntax (`87600h`): at
+	// least leafDuration.
+	CADuration string `json:"caDuration"`
+	// LeafDuration is the leaf certificates' lifetime in whole hours (`8760h`).
 	LeafDuration string `json:"leafDuration"`
-	RenewBefore  string `json:"renewBefore"`
-	// ACME, when set, issues the public front-proxy certificate from Let's Encrypt.
+	// RenewBefore is how long before expiry a leaf is renewed, in whole hours:
+	// shorter than leafDuration.
+	RenewBefore string `json:"renewBefore"`
+	// ACME is optional: when set (cert-manager mode only), the public
+	// front-proxy certificate for `kcp.<domain>` comes from Let's Encrypt;
+	// every other certificate stays private.
 	ACME *ACME `json:"acme,omitempty"`
 }
 
 // Ingress is kcp-tmc:ingress: how kcp.<domain> reaches the front-proxy.
 type Ingress struct {
-	// Mode is passthrough (nginx SSL passthrough), loadbalancer (NLB, TCP) or
-	// terminate (TLS ends at nginx: breaks client-certificate auth).
-	Mode               string `json:"mode"`
-	ClassName          string `json:"className"`
-	InstallController  bool   `json:"installController"`
-	ControllerVersion  string `json:"controllerVersion"`
-	ControllerReplicas int    `json:"controllerReplicas"`
+	// Mode is `passthrough` (nginx SSL passthrough), `loadbalancer` (an NLB,
+	// TCP) or `terminate` (TLS ends at nginx, which breaks client-certificate
+	// auth).
+	Mode string `json:"mode"`
+	// ClassName is the IngressClass name.
+	ClassName string `json:"className"`
+	// InstallController installs ingress-nginx with `--enable-ssl-passthrough`;
+	// not in render mode, nor with mode `loadbalancer`.
+	InstallController bool `json:"installController"`
+	// ControllerVersion is the pinned ingress-nginx chart version, `X.Y.Z`.
+	ControllerVersion string `json:"controllerVersion"`
+	// ControllerReplicas is the number of ingress-nginx controllers: 1 to 9, at
+	// least 2 in prod when installed.
+	ControllerReplicas int `json:"controllerReplicas"`
 }
 
 // Monitoring is kcp-tmc:monitoring. The Slack webhook URL and the PagerDuty
 // routing key are the secrets kcp-tmc:slackWebhookUrl and kcp-tmc:pagerDutyKey.
 type Monitoring struct {
-	Enabled      bool   `json:"enabled"`
-	Interval     string `json:"interval"`
+	// Enabled deploys the ServiceMonitors, alert rules and alert routing; must
+	// be true in prod.
+	Enabled bool `json:"enabled"`
+	// Interval is the scrape interval, `<n>s` or `<n>m`.
+	Interval string `json:"interval"`
+	// SlackChannel is the `#channel` alerts are posted to.
 	SlackChannel string `json:"slackChannel"`
 	// InstallStack installs kube-prometheus-stack (not in render mode).
-	InstallStack bool   `json:"installStack"`
+	InstallStack bool `json:"installStack"`
+	// StackVersion is the pinned kube-prometheus-stack chart version.
 	StackVersion string `json:"stackVersion"`
-	// RuleLabels make an existing Prometheus operator select our monitors and rules.
+	// RuleLabels are labels that make an existing Prometheus operator select
+	// our monitors and rules (e.g. `release: kube-prometheus-stack`).
 	RuleLabels map[string]string `json:"ruleLabels"`
 
+	// SlackWebhookURL is the secret kcp-tmc:slackWebhookUrl: the Slack incoming
+	// webhook (https://) alerts go to. Required in prod.
 	SlackWebhookURL string `json:"-"`
-	PagerDutyKey    string `json:"-"`
+	// PagerDutyKey is the secret kcp-tmc:pagerDutyKey: a PagerDuty routing key.
+	// When set, critical alerts also page.
+	PagerDutyKey string `json:"-"`
 }
 
 // Logging is kcp-tmc:logging: fluent-bit to Elasticsearch. The password is
 // the secret kcp-tmc:elasticsearchPassword.
 type Logging struct {
-	Enabled           bool   `json:"enabled"`
+	// Enabled ships logs with fluent-bit.
+	Enabled bool `json:"enabled"`
+	// ElasticsearchHost is a host name or IP address, without scheme.
 	ElasticsearchHost string `json:"elasticsearchHost"`
-	ElasticsearchPort int    `json:"elasticsearchPort"`
-	Index             string `json:"index"`
-	TLS               bool   `json:"tls"`
-	Username          string `json:"username"`
-	Image             string `json:"image"`
+	// ElasticsearchPort is the port of Elasticsearch, 1 to 65535.
+	ElasticsearchPort int `json:"elasticsearchPort"`
+	// Index is a lowercase Elasticsearch index name.
+	Index string `json:"index"`
+	// TLS connects to Elasticsearch over TLS.
+	TLS bool `json:"tls"`
+	// Username authenticates to Elasticsearch, with the secret
+	// elasticsearchPassword.
+	Username string `json:"username"`
+	// Image is the pinned fluent-bit image.
+	Image string `json:"image"`
 
+	// Password is the secret kcp-tmc:elasticsearchPassword: the password of
+	// logging.username. Required when the username is set.
 	Password string `json:"-"`
 }
 
 // Cloud is kcp-tmc:cloud (components/cloud).
 type Cloud struct {
-	Mode              string   `json:"mode"` // existing (default) or eks
-	Region            string   `json:"region"`
-	KubernetesVersion string   `json:"kubernetesVersion"`
-	VPCCIDR           string   `json:"vpcCidr"`
-	NATPerZone        bool     `json:"natPerZone"`
-	PublicEndpoint    bool     `json:"publicEndpoint"`
-	PublicCIDRs       []string `json:"publicCidrs"`
-	InstanceTypes     []string `json:"instanceTypes"`
-	NodesPerZone      struct {
-		Min     int `json:"min"`
+	// Mode is `existing` (a cluster reached through the kubeconfig or context)
+	// or `eks` (created here; needs target.mode `kubeconfig` and no kubeconfig
+	// secret).
+	Mode string `json:"mode"`
+	// Region is the AWS region; `zones` must be in it.
+	Region string `json:"region"`
+	// KubernetesVersion is the pinned EKS minor version, such as `1.33`.
+	KubernetesVersion string `json:"kubernetesVersion"`
+	// VPCCIDR is the VPC's /16; each zone gets a /20 public and a /19 private
+	// subnet.
+	VPCCIDR string `json:"vpcCidr"`
+	// NATPerZone gives each zone its own NAT gateway; must be true in prod with
+	// eks, so one zone's NAT cannot cut off the others.
+	NATPerZone bool `json:"natPerZone"`
+	// PublicEndpoint opens the EKS API endpoint to publicCidrs.
+	PublicEndpoint bool `json:"publicEndpoint"`
+	// PublicCIDRs are the CIDRs allowed to reach a public endpoint: required
+	// with publicEndpoint (never the whole internet by default).
+	PublicCIDRs []string `json:"publicCidrs"`
+	// InstanceTypes are the node groups' EC2 instance types.
+	InstanceTypes []string `json:"instanceTypes"`
+	// NodesPerZone sizes the node group of each zone: 1 ≤ min ≤ desired ≤ max.
+	NodesPerZone struct {
+		// Min is the fewest nodes per zone. With hostname anti-affinity,
+		// zones × min must reach the kcp and etcd replicas.
+		Min int `json:"min"`
+		// Desired is the initial number of nodes per zone.
 		Desired int `json:"desired"`
-		Max     int `json:"max"`
+		// Max is the most nodes per zone.
+		Max int `json:"max"`
 	} `json:"nodesPerZone"`
-	// Owner and CostCenter tag every AWS resource, with the environment.
-	Owner      string `json:"owner"`
+	// Owner tags every AWS resource (with the environment and costCenter).
+	Owner string `json:"owner"`
+	// CostCenter tags every AWS resource.
 	CostCenter string `json:"costCenter"`
-	// ExistingVPC uses a network that exists: its id and a private and a
-	// public subnet id per zone.
+	// ExistingVPC uses a network that exists instead of creating one: its id
+	// and a private and a public subnet id for every zone.
 	ExistingVPC *struct {
-		ID             string            `json:"id"`
+		// ID is the VPC id, `vpc-…`.
+		ID string `json:"id"`
+		// PrivateSubnets maps every zone to a private subnet id, `subnet-…`.
 		PrivateSubnets map[string]string `json:"privateSubnets"`
-		PublicSubnets  map[string]string `json:"publicSubnets"`
+		// PublicSubnets maps every zone to a public subnet id, `subnet-…`.
+		PublicSubnets map[string]string `json:"publicSubnets"`
 	} `json:"existingVpc,omitempty"`
 }
 
 // Cluster is one entry of kcp-tmc:clusters.
 type Cluster struct {
+	// Name names the cluster and its agent, which must never change: a
+	// DNS-1035 label of at most 40 characters, used once.
 	Name string `json:"name"`
-	// Agent is api-syncagent (default) or tmc-syncer (legacy).
-	Agent     string `json:"agent"`
-	Image     string `json:"image"`
-	Replicas  int    `json:"replicas"`
+	// Agent is `api-syncagent` (default) or `tmc-syncer` (legacy).
+	Agent string `json:"agent"`
+	// Image is the agent's pinned repository:tag: required for tmc-syncer;
+	// api-syncagent defaults to the kcp helm chart's api-syncagent image.
+	Image string `json:"image"`
+	// Replicas is the number of agent pods: api-syncagent at least 1 (default
+	// 2, leader-elected); tmc-syncer exactly 1.
+	Replicas int `json:"replicas"`
+	// Namespace is where the agent runs on its cluster (default `kcp-agent`).
 	Namespace string `json:"namespace"`
-	// Workspace is the kcp workspace the agent serves (default root:compute).
-	Workspace string       `json:"workspace"`
-	Region    string       `json:"region"`
-	Zone      string       `json:"zone"`
+	// Workspace is the kcp workspace the agent serves (default `root:compute`).
+	Workspace string `json:"workspace"`
+	// Region labels the cluster `topology.kubernetes.io/region`.
+	Region string `json:"region"`
+	// Zone labels the cluster `topology.kubernetes.io/zone`.
+	Zone string `json:"zone"`
+	// Resources are the kinds the agent syncs: at least one, each distinct.
 	Resources []SyncedKind `json:"resources"`
-	// QPS and Burst tune the TMC syncer's kcp client.
-	QPS   int `json:"qps"`
+	// QPS is the TMC syncer's kcp client rate (tmc-syncer only; default 20).
+	QPS int `json:"qps"`
+	// Burst is the TMC syncer's kcp client burst, at least `qps` (tmc-syncer
+	// only; default 30).
 	Burst int `json:"burst"`
-	// The seed's knobs; no agent has flags for them, so setting one is an error.
-	MaxSyncWorkers   int `json:"maxSyncWorkers"`
+	// MaxSyncWorkers is one of the seed's knobs no agent has a flag for:
+	// setting it is an error (api-syncagent has 4 fixed sync workers).
+	MaxSyncWorkers int `json:"maxSyncWorkers"`
+	// SyncBacklogLimit is one of the seed's knobs no agent has a flag for:
+	// setting it is an error.
 	SyncBacklogLimit int `json:"syncBacklogLimit"`
-	BatchSize        int `json:"batchSize"`
+	// BatchSize is one of the seed's knobs no agent has a flag for: setting it
+	// is an error.
+	BatchSize int `json:"batchSize"`
 }
 
 // SyncedKind is one resource an agent syncs.
 type SyncedKind struct {
-	Group   string `json:"group"`
+	// Group is the API group (`apps`; empty for the core group).
+	Group string `json:"group"`
+	// Version is the API version (`v1`).
 	Version string `json:"version"`
-	Kind    string `json:"kind"`
-	Plural  string `json:"plural"`
+	// Kind is the kind (`Deployment`).
+	Kind string `json:"kind"`
+	// Plural is the resource name (`deployments`).
+	Plural string `json:"plural"`
 }
 
 // ACME is kcp-tmc:tls.acme.
 type ACME struct {
-	Email        string `json:"email"`
-	Server       string `json:"server,omitempty"`
+	// Email is the contact address of the ACME account.
+	Email string `json:"email"`
+	// Server is an https:// ACME directory URL (default: Let's Encrypt
+	// production).
+	Server string `json:"server,omitempty"`
+	// IngressClass is the class of the HTTP-01 solver (default `nginx`).
 	IngressClass string `json:"ingressClass,omitempty"`
 }
 
 // ExistingCA is one entry of kcp-tmc:existingCAs.
 type ExistingCA struct {
+	// Cert is the CA certificate, PEM.
 	Cert string `json:"cert"`
-	Key  string `json:"key"`
+	// Key is the CA's private key, PEM.
+	Key string `json:"key"`
 }
 
 // Resources are container requests and limits (Kubernetes quantities).
 type Resources struct {
+	// Requests are what the scheduler reserves; each at most its limit.
 	Requests ResourceList `json:"requests"`
-	Limits   ResourceList `json:"limits"`
+	// Limits are the most the container may use.
+	Limits ResourceList `json:"limits"`
 }
 
 // ResourceList is a CPU and memory pair.
 type ResourceList struct {
-	CPU    string `json:"cpu"`
+	// CPU is a CPU quantity such as `500m` or `2`.
+	CPU string `json:"cpu"`
+	// Memory is a memory quantity in Ki, Mi, Gi or Ti, such as `512Mi`.
 	Memory string `json:"memory"`
 }
 
