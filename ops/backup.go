@@ -207,13 +207,26 @@ func Restore(ctx context.Context, src BackupSource, key, out, namespace string, 
 	return plan, snap, nil
 }
 
-// Duration prints and marshals as Go duration text, rounded to seconds.
+// Duration prints and marshals as Go duration text, rounded to seconds
+// (milliseconds below 10s).
 type Duration time.Duration
 
-func (d Duration) String() string { return time.Duration(d).Round(time.Second).String() }
+func (d Duration) String() string {
+	if time.Duration(d) < 10*time.Second {
+		return time.Duration(d).Round(time.Millisecond).String()
+	}
+	return time.Duration(d).Round(time.Second).String()
+}
 
 // MarshalText makes JSON output readable ("26h0m0s", not nanoseconds).
 func (d Duration) MarshalText() ([]byte, error) { return []byte(d.String()), nil }
+
+// UnmarshalText reads what MarshalText wrote, so reports round-trip.
+func (d *Duration) UnmarshalText(b []byte) error {
+	v, err := time.ParseDuration(string(b))
+	*d = Duration(v)
+	return err
+}
 
 func lastLine(s string) string {
 	lines := strings.Split(strings.TrimSpace(s), "\n")

@@ -1,4 +1,4 @@
-package main
+package cli
 
 import (
 	"bytes"
@@ -29,8 +29,8 @@ func TestUsageErrors(t *testing.T) {
 	for _, tt := range tests {
 		t.Run(tt.name, func(t *testing.T) {
 			var stdout, stderr bytes.Buffer
-			err := run(context.Background(), tt.args, &stdout, &stderr)
-			if !errors.Is(err, errUsage) {
+			err := Run(context.Background(), tt.args, &stdout, &stderr)
+			if !errors.Is(err, ErrUsage) {
 				t.Fatalf("err = %v, want a usage error (exit 2)", err)
 			}
 			if !strings.Contains(stderr.String(), tt.want) {
@@ -43,8 +43,8 @@ func TestUsageErrors(t *testing.T) {
 func TestStackWithoutFileFails(t *testing.T) {
 	dir, _ := testenv.Project(t, "dev", nil)
 	var stdout, stderr bytes.Buffer
-	err := run(context.Background(), []string{"preview", "--stack", "qa", "--project-dir", dir}, &stdout, &stderr)
-	if err == nil || errors.Is(err, errUsage) || !strings.Contains(err.Error(), "no Pulumi.qa.yaml") {
+	err := Run(context.Background(), []string{"preview", "--stack", "qa", "--project-dir", dir}, &stdout, &stderr)
+	if err == nil || errors.Is(err, ErrUsage) || !strings.Contains(err.Error(), "no Pulumi.qa.yaml") {
 		t.Fatalf("err = %v, want an operation error naming the missing stack file", err)
 	}
 }
@@ -68,7 +68,7 @@ func TestPreviewUpDestroy(t *testing.T) {
 	for _, s := range steps {
 		var stdout, stderr bytes.Buffer
 		args := append([]string{s.args[0], "--stack", "dev", "--project-dir", dir}, s.args[1:]...)
-		if err := run(ctx, args, &stdout, &stderr); err != nil {
+		if err := Run(ctx, args, &stdout, &stderr); err != nil {
 			t.Fatalf("kcp-tmc %v: %v\nstdout:\n%s\nstderr:\n%s", s.args, err, stdout.String(), stderr.String())
 		}
 		if !strings.Contains(stdout.String(), s.wantOut) {
@@ -82,14 +82,14 @@ func TestPreviewUpDestroy(t *testing.T) {
 }
 
 // TestOutputsAndDrift: after an up, outputs prints JSON and drift reports
-// none; once the stack's configuration changes, drift exits with errDrift
+// none; once the stack's configuration changes, drift exits with ErrDrift
 // (exit code 3). Render-mode stacks have no cluster to refresh from.
 func TestOutputsAndDrift(t *testing.T) {
 	dir, _ := testenv.Project(t, "dev", nil)
 	ctx := context.Background()
 	cli := func(args ...string) (string, error) {
 		var stdout, stderr bytes.Buffer
-		err := run(ctx, append([]string{args[0], "--stack", "dev", "--project-dir", dir}, args[1:]...), &stdout, &stderr)
+		err := Run(ctx, append([]string{args[0], "--stack", "dev", "--project-dir", dir}, args[1:]...), &stdout, &stderr)
 		return stdout.String() + stderr.String(), err
 	}
 	if out, err := cli("up"); err != nil {
@@ -110,7 +110,7 @@ func TestOutputsAndDrift(t *testing.T) {
 	if err := os.WriteFile(file, []byte(strings.Replace(string(b), "dev.kcp.example.com", "other.kcp.example.com", 1)), 0o600); err != nil {
 		t.Fatal(err)
 	}
-	if out, err := cli("drift", "--refresh=false"); !errors.Is(err, errDrift) || !strings.Contains(out, "would change") {
+	if out, err := cli("drift", "--refresh=false"); !errors.Is(err, ErrDrift) || !strings.Contains(out, "would change") {
 		t.Fatalf("drift after a config change: err = %v\n%s", err, out)
 	}
 }
@@ -126,7 +126,7 @@ func TestBackupVerifyDrillRestore(t *testing.T) {
 	})
 	cli := func(args ...string) (string, error) {
 		var stdout, stderr bytes.Buffer
-		err := run(context.Background(), args, &stdout, &stderr)
+		err := Run(context.Background(), args, &stdout, &stderr)
 		return stdout.String() + stderr.String(), err
 	}
 	restoreDir := t.TempDir()
@@ -143,8 +143,8 @@ func TestBackupVerifyDrillRestore(t *testing.T) {
 		{[]string{"restore", "--out", restoreDir}, []string{"is not empty"}, errAny},
 		{[]string{"backup", "verify", "--target", "file://" + t.TempDir()}, []string{"no snapshot of kcp-tmc-dev"}, errAny},
 		{[]string{"backup", "verify", "--target", "ftp://x"}, []string{`--target "ftp://x"`}, errAny},
-		{[]string{"restore"}, []string{"restore needs --out"}, errUsage},
-		{[]string{"backup", "list"}, []string{"backup needs a subcommand"}, errUsage},
+		{[]string{"restore"}, []string{"restore needs --out"}, ErrUsage},
+		{[]string{"backup", "list"}, []string{"backup needs a subcommand"}, ErrUsage},
 	}
 	for _, tt := range tests {
 		t.Run(strings.Join(tt.args, " "), func(t *testing.T) {
@@ -157,9 +157,9 @@ func TestBackupVerifyDrillRestore(t *testing.T) {
 			switch {
 			case tt.wantErr == nil && err != nil:
 				t.Fatalf("%v\n%s", err, out)
-			case tt.wantErr == errAny && (err == nil || errors.Is(err, errUsage)):
+			case tt.wantErr == errAny && (err == nil || errors.Is(err, ErrUsage)):
 				t.Fatalf("err = %v, want an operation error\n%s", err, out)
-			case tt.wantErr == errUsage && !errors.Is(err, errUsage):
+			case tt.wantErr == ErrUsage && !errors.Is(err, ErrUsage):
 				t.Fatalf("err = %v, want a usage error\n%s", err, out)
 			}
 			msg := out
@@ -177,3 +177,30 @@ func TestBackupVerifyDrillRestore(t *testing.T) {
 
 // errAny marks a case that must fail as an operation (exit 1), not as usage.
 var errAny = errors.New("any operation error")
+
+func TestExitCode(t *testing.T) {
+	tests := []struct {
+		err  error
+		want int
+	}{
+		{nil, 0},
+		{fmt.Errorf("up of stack %q failed: %w", "dev", errors.New("boom")), 1},
+		{fmt.Errorf("%w: smoke test: kcp ready: 503", ErrCheck), 1},
+		{ErrUsage, 2},
+		{fmt.Errorf("drift of stack %q failed: %w", "dev", ErrDrift), 3},
+	}
+	for _, tt := range tests {
+		if got := ExitCode(tt.err); got != tt.want {
+			t.Errorf("ExitCode(%v) = %d, want %d", tt.err, got, tt.want)
+		}
+	}
+}
+
+func TestSmokeNeedsACluster(t *testing.T) {
+	dir, _ := testenv.Project(t, "dev", nil)
+	var stdout, stderr bytes.Buffer
+	err := Run(context.Background(), []string{"smoke", "--stack", "dev", "--project-dir", dir}, &stdout, &stderr)
+	if err == nil || ExitCode(err) != 1 || !strings.Contains(err.Error(), "there is no cluster to smoke-test") {
+		t.Fatalf("smoke on a render-mode stack: %v", err)
+	}
+}

@@ -1,0 +1,159 @@
+package cli
+
+import (
+	"context"
+	"flag"
+	"fmt"
+	"io"
+	"os"
+	"strings"
+	"time"
+
+	"k8s.io/apimachinery/pkg/apis/meta/v1/unstructured"
+	"k8s.io/client-go/discovery"
+	"k8s.io/client-go/discovery/cached/memory"
+	"k8s.io/client-go/rest"
+	"k8s.io/client-go/restmapper"
+	"k8s.io/client-go/tools/clientcmd"
+	"sigs.k8s.io/yaml"
+
+	"github.com/kcp-tmc/kcp-tmc/components/agents"
+	"github.com/kcp-tmc/kcp-tmc/ops"
+	"github.com/kcp-tmc/kcp-tmc/stacks"
+)
+
+type smokeFlags struct {
+	kcpKubeconfig, kubeconfig, workload string
+	loadDuration, syncTimeout           time.Duration
+	loadWorkers                         int
+	maxP99                              time.Duration
+}
+
+func (f *smokeFlags) register(fs *flag.FlagSet) {
+	fs.StringVar(&f.kcpKubeconfig, "kcp-kubeconfig", "", "smoke: kcp admin kubeconfig file (default: the stack's secret kcp-tmc:kcpKubeconfig)")
+	fs.StringVar(&f.kubeconfig, "kubeconfig", "", "smoke: kubeconfig of the cluster kcp runs on (default: the stack's kcp-tmc:kubeconfig or target.context, else $KUBECONFIG)")
+	fs.StringVar(&f.workload, "workload", "", "smoke: YAML of the object created in kcp to prove syncing (default: a ConfigMap; api-syncagent clusters need an object of a published API)")
+	fs.DurationVar(&f.loadDuration, "load-duration", 30*time.Second, "smoke: length of the load test (0 skips it)")
+	fs.IntVar(&f.loadWorkers, "load-workers", 4, "smoke: concurrent load-test workers")
+	fs.DurationVar(&f.maxP99, "load-max-p99", time.Second, "smoke: the load test fails above this p99 request latency")
+	fs.DurationVar(&f.syncTimeout, "sync-timeout", 2*time.Minute, "smoke: how long the test workload may take to reach (and leave) every cluster")
+}
+
+// target resolves the stack's clusters: kcp from its admin kubeconfig, the
+// hosting cluster like the stack's Kubernetes provider, each physical cluster
+// from kcp-tmc:clusterKubeconfigs.
+func (f *smokeFlags) target(cfg *stacks.Config) (ops.SmokeTarget, error) {
+	t := ops.SmokeTarget{Namespace: cfg.Namespace, SyncTimeout: f.syncTimeout,
+		Load: ops.LoadSpec{Duration: f.loadDuration, Workers: f.loadWorkers, MaxP99: f.maxP99}}
+	var err error
+	switch {
+	case f.kcpKubeconfig != "":
+		t.KCP, err = clientcmd.BuildConfigFromFlags("", f.kcpKubeconfig)
+	case cfg.KCPKubeconfig != "":
+		t.KCP, err = clientcmd.RESTConfigFromKubeConfig([]byte(cfg.KCPKubeconfig))
+	default:
+		return t, fmt.Errorf("smoke needs kcp's admin kubeconfig: set kcp-tmc:kcpKubeconfig (secret) or pass --kcp-kubeconfig")
+	}
+	if err != nil {
+		return t, fmt.Errorf("kcp kubeconfig: %w", err)
+	}
+	if t.Host, err = hostConfig(cfg, f.kubeconfig); err != nil {
+		return t, fmt.Errorf("hosting cluster kubeconfig: %w", err)
+	}
+	for _, cl := range cfg.Clusters {
+		kc, ok := cfg.ClusterKubeconfigs[cl.Name]
+		if !ok {
+			return t, fmt.Errorf("cluster %q has no kubeconfig in kcp-tmc:clusterKubeconfigs", cl.Name)
+		}
+		rc, err := clientcmd.RESTConfigFromKubeConfig([]byte(kc))
+		if err != nil {
+			return t, fmt.Errorf("kcp-tmc:clusterKubeconfigs[%s]: %w", cl.Name, err)
+		}
+		ns := cl.Namespace
+		if ns == "" {
+			ns = agents.DefaultNamespace
+		}
+		t.Clusters = append(t.Clusters, ops.SmokeCluster{Name: cl.Name, AgentKind: cl.Agent, AgentNamespace: ns, Config: rc})
+	}
+	if f.workload != "" {
+		if t.Workload, err = readWorkload(f.workload); err != nil {
+			return t, err
+		}
+		dc, err := discovery.NewDiscoveryClientForConfig(t.KCP)
+		if err != nil {
+			return t, fmt.Errorf("kcp discovery: %w", err)
+		}
+		mapping, err := restmapper.NewDeferredDiscoveryRESTMapper(memory.NewMemCacheClient(dc)).
+			RESTMapping(t.Workload.GroupVersionKind().GroupKind(), t.Workload.GroupVersionKind().Version)
+		if err != nil {
+			return t, fmt.Errorf("--workload %s: kcp does not serve %s: %w", f.workload, t.Workload.GroupVersionKind(), err)
+		}
+		t.WorkloadResource = mapping.Resource
+		t.WorkloadNamespace = t.Workload.GetNamespace()
+	}
+	return t, nil
+}
+
+func hostConfig(cfg *stacks.Config, file string) (*rest.Config, error) {
+	if file == "" && cfg.Kubeconfig != "" {
+		raw, err := clientcmd.Load([]byte(cfg.Kubeconfig))
+		if err != nil {
+			return nil, err
+		}
+		return clientcmd.NewNonInteractiveClientConfig(*raw, cfg.Target.Context, &clientcmd.ConfigOverrides{}, nil).ClientConfig()
+	}
+	rules := clientcmd.NewDefaultClientConfigLoadingRules()
+	if file != "" {
+		rules.ExplicitPath = file
+	}
+	return clientcmd.NewNonInteractiveDeferredLoadingClientConfig(rules, &clientcmd.ConfigOverrides{CurrentContext: cfg.Target.Context}).ClientConfig()
+}
+
+func readWorkload(path string) (*unstructured.Unstructured, error) {
+	raw, err := os.ReadFile(path)
+	if err != nil {
+		return nil, fmt.Errorf("--workload: %w", err)
+	}
+	obj := &unstructured.Unstructured{}
+	if err := yaml.Unmarshal(raw, &obj.Object); err != nil {
+		return nil, fmt.Errorf("--workload %s: %w", path, err)
+	}
+	if obj.GetKind() == "" || obj.GetAPIVersion() == "" || obj.GetName() == "" {
+		return nil, fmt.Errorf("--workload %s: want one object with apiVersion, kind and metadata.name", path)
+	}
+	return obj, nil
+}
+
+func (f *smokeFlags) run(ctx context.Context, cfg *stacks.Config, asJSON bool, stdout io.Writer) error {
+	if cfg.Target.Mode == stacks.TargetRender {
+		return fmt.Errorf("stack %q renders YAML (target.mode render): there is no cluster to smoke-test", cfg.Environment)
+	}
+	t, err := f.target(cfg)
+	if err != nil {
+		return err
+	}
+	report, err := ops.Smoke(ctx, t)
+	if err != nil {
+		return err
+	}
+	if asJSON {
+		if err := printJSON(stdout, report); err != nil {
+			return err
+		}
+	} else {
+		for _, c := range report.Checks {
+			mark := "ok  "
+			if !c.OK {
+				mark = "FAIL"
+			}
+			fmt.Fprintf(stdout, "%s %s (%s): %s\n", mark, c.Name, c.Took, c.Detail)
+		}
+	}
+	if !report.OK() {
+		return fmt.Errorf("%w: smoke test: %s", ErrCheck, strings.Join(report.Failed(), "; "))
+	}
+	if !asJSON {
+		fmt.Fprintln(stdout, "OK")
+	}
+	return nil
+}

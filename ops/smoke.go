@@ -1,0 +1,430 @@
+package ops
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"net/http"
+	"slices"
+	"strings"
+	"sync"
+	"time"
+
+	apierrors "k8s.io/apimachinery/pkg/api/errors"
+	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
+	"k8s.io/apimachinery/pkg/apis/meta/v1/unstructured"
+	"k8s.io/apimachinery/pkg/runtime/schema"
+	"k8s.io/client-go/dynamic"
+	"k8s.io/client-go/rest"
+
+	"github.com/kcp-tmc/kcp-tmc/components/etcd"
+	"github.com/kcp-tmc/kcp-tmc/components/kcp"
+)
+
+// SmokeLabel marks every object the smoke test creates, with the run's id.
+const SmokeLabel = "kcp-tmc.io/smoke"
+
+var (
+	deployments  = schema.GroupVersionResource{Group: "apps", Version: "v1", Resource: "deployments"}
+	statefulSets = schema.GroupVersionResource{Group: "apps", Version: "v1", Resource: "statefulsets"}
+	configMaps   = schema.GroupVersionResource{Version: "v1", Resource: "configmaps"}
+)
+
+// SmokeCluster is one physical cluster with its agent.
+type SmokeCluster struct {
+	Name string
+	// AgentKind is the agent's Deployment name (api-syncagent or tmc-syncer)
+	// in AgentNamespace.
+	AgentKind, AgentNamespace string
+	Config                    *rest.Config
+	// SyncedNamespace is where the agent puts synced objects ("": look in
+	// every namespace; agents derive it from the workspace).
+	SyncedNamespace string
+}
+
+// SmokeTarget is what the smoke test talks to.
+type SmokeTarget struct {
+	// KCP is an admin of the kcp workspace the test workload goes to.
+	KCP *rest.Config
+	// Host is the cluster kcp and etcd run on; Namespace holds them.
+	Host      *rest.Config
+	Namespace string
+	Clusters  []SmokeCluster
+	// Workload is the object created in kcp to prove syncing (default a
+	// ConfigMap); WorkloadResource is its resource, on kcp and downstream.
+	Workload         *unstructured.Unstructured
+	WorkloadResource schema.GroupVersionResource
+	// WorkloadNamespace is where in the kcp workspace the test objects go.
+	WorkloadNamespace string
+	SyncTimeout       time.Duration
+	Load              LoadSpec
+	// RunID names this run's objects (default: the start time).
+	RunID string
+}
+
+// LoadSpec is the short load test: Workers loops of create, get, list and
+// delete of a ConfigMap in kcp for Duration.
+type LoadSpec struct {
+	Duration     time.Duration
+	Workers      int
+	MaxP99       time.Duration
+	MaxErrorRate float64
+}
+
+// Check is one smoke check's result.
+type Check struct {
+	Name   string   `json:"name"`
+	OK     bool     `json:"ok"`
+	Detail string   `json:"detail"`
+	Took   Duration `json:"took"`
+}
+
+// LoadResult is what the load test measured.
+type LoadResult struct {
+	Requests  int      `json:"requests"`
+	Errors    int      `json:"errors"`
+	PerSecond float64  `json:"perSecond"`
+	P50       Duration `json:"p50"`
+	P99       Duration `json:"p99"`
+	Max       Duration `json:"max"`
+}
+
+// SmokeReport is every check, in order.
+type SmokeReport struct {
+	RunID  string      `json:"runId"`
+	Checks []Check     `json:"checks"`
+	Load   *LoadResult `json:"load,omitempty"`
+}
+
+// OK says whether every check passed.
+func (r SmokeReport) OK() bool {
+	for _, c := range r.Checks {
+		if !c.OK {
+			return false
+		}
+	}
+	return len(r.Checks) > 0
+}
+
+// Failed lists the failed checks as "name: detail".
+func (r SmokeReport) Failed() []string {
+	var out []string
+	for _, c := range r.Checks {
+		if !c.OK {
+			out = append(out, c.Name+": "+c.Detail)
+		}
+	}
+	return out
+}
+
+func (t *SmokeTarget) defaults() {
+	if t.RunID == "" {
+		t.RunID = time.Now().UTC().Format("20060102t150405")
+	}
+	if t.WorkloadNamespace == "" {
+		t.WorkloadNamespace = "default"
+	}
+	if t.SyncTimeout == 0 {
+		t.SyncTimeout = 2 * time.Minute
+	}
+	if t.Workload == nil {
+		t.Workload = &unstructured.Unstructured{Object: map[string]any{
+			"apiVersion": "v1", "kind": "ConfigMap",
+			"metadata": map[string]any{"name": "kcp-tmc-smoke-" + t.RunID},
+			"data":     map[string]any{"purpose": "kcp-tmc smoke test: synced to every physical cluster, then deleted"},
+		}}
+		t.WorkloadResource = configMaps
+	}
+	if t.Load.Workers == 0 {
+		t.Load.Workers = 4
+	}
+	if t.Load.MaxP99 == 0 {
+		t.Load.MaxP99 = time.Second
+	}
+	if t.Load.MaxErrorRate == 0 {
+		t.Load.MaxErrorRate = 0.01
+	}
+}
+
+// Smoke runs the smoke test after a deploy: kcp ready (and its etcd check),
+// kcp, front-proxy and etcd workloads fully ready, every agent ready, a test
+// workload created in kcp reaching every physical cluster and being removed
+// from it after its deletion, then a short load test. Every check runs even
+// when an earlier one failed, so one report names every problem.
+func Smoke(ctx context.Context, t SmokeTarget) (SmokeReport, error) {
+	t.defaults()
+	// client-go's default 5 requests/s would measure the client, not kcp.
+	kcpConfig := rest.CopyConfig(t.KCP)
+	kcpConfig.QPS, kcpConfig.Burst = 1000, 2000
+	kcpClient, err := dynamic.NewForConfig(kcpConfig)
+	if err != nil {
+		return SmokeReport{}, fmt.Errorf("kcp client: %w", err)
+	}
+	host, err := dynamic.NewForConfig(t.Host)
+	if err != nil {
+		return SmokeReport{}, fmt.Errorf("host cluster client: %w", err)
+	}
+	r := SmokeReport{RunID: t.RunID}
+	check := func(name string, fn func() (string, error)) {
+		start := time.Now()
+		detail, err := fn()
+		c := Check{Name: name, OK: err == nil, Detail: detail, Took: Duration(time.Since(start))}
+		if err != nil {
+			c.Detail = err.Error()
+		}
+		r.Checks = append(r.Checks, c)
+	}
+
+	check("kcp ready", func() (string, error) { return readyz(ctx, t.KCP, "/readyz") })
+	check("etcd healthy (kcp's etcd check)", func() (string, error) { return readyz(ctx, t.KCP, "/readyz/etcd") })
+	for _, w := range []struct {
+		gvr  schema.GroupVersionResource
+		name string
+	}{{statefulSets, etcd.Name}, {deployments, kcp.ServerName}, {deployments, kcp.FrontProxyName}} {
+		check(fmt.Sprintf("%s %s/%s ready", strings.TrimSuffix(w.gvr.Resource, "s"), t.Namespace, w.name), func() (string, error) {
+			return workloadReady(ctx, host, w.gvr, t.Namespace, w.name)
+		})
+	}
+	clients := map[string]dynamic.Interface{}
+	for _, cl := range t.Clusters {
+		check(fmt.Sprintf("agent %s ready on cluster %s", cl.AgentKind, cl.Name), func() (string, error) {
+			c, err := dynamic.NewForConfig(cl.Config)
+			if err != nil {
+				return "", fmt.Errorf("client: %w", err)
+			}
+			clients[cl.Name] = c
+			return workloadReady(ctx, c, deployments, cl.AgentNamespace, cl.AgentKind)
+		})
+	}
+	if len(t.Clusters) > 0 {
+		check("test workload synced to every cluster and cleaned up", func() (string, error) {
+			return syncWorkload(ctx, t, kcpClient, clients)
+		})
+	}
+	if t.Load.Duration > 0 {
+		check(fmt.Sprintf("load: %d workers for %s", t.Load.Workers, t.Load.Duration), func() (string, error) {
+			res, err := load(ctx, kcpClient, t)
+			r.Load = &res
+			return fmt.Sprintf("%d requests, %.0f/s, p50 %s, p99 %s, %d errors", res.Requests, res.PerSecond, res.P50, res.P99, res.Errors), err
+		})
+	}
+	return r, nil
+}
+
+// readyz GETs a health endpoint; kcp is a generic apiserver, so /readyz
+// covers its own checks and /readyz/etcd its storage.
+func readyz(ctx context.Context, cfg *rest.Config, path string) (string, error) {
+	client, err := rest.HTTPClientFor(cfg)
+	if err != nil {
+		return "", err
+	}
+	req, err := http.NewRequestWithContext(ctx, http.MethodGet, strings.TrimSuffix(cfg.Host, "/")+path+"?verbose", nil)
+	if err != nil {
+		return "", err
+	}
+	resp, err := client.Do(req)
+	if err != nil {
+		return "", fmt.Errorf("GET %s: %w", path, err)
+	}
+	defer resp.Body.Close()
+	body := make([]byte, 64<<10)
+	n, _ := resp.Body.Read(body)
+	text := strings.TrimSpace(string(body[:n]))
+	if resp.StatusCode != http.StatusOK {
+		var failed []string
+		for _, line := range strings.Split(text, "\n") {
+			if strings.HasPrefix(line, "[-]") {
+				failed = append(failed, line)
+			}
+		}
+		return "", fmt.Errorf("GET %s: %s: %s", path, resp.Status, strings.Join(failed, "; "))
+	}
+	return fmt.Sprintf("GET %s: %d checks passed", path, strings.Count(text, "[+]")), nil
+}
+
+// workloadReady: every desired replica ready, on the current generation.
+func workloadReady(ctx context.Context, c dynamic.Interface, gvr schema.GroupVersionResource, ns, name string) (string, error) {
+	obj, err := c.Resource(gvr).Namespace(ns).Get(ctx, name, metav1.GetOptions{})
+	if err != nil {
+		return "", err
+	}
+	want, found, _ := unstructured.NestedInt64(obj.Object, "spec", "replicas")
+	if !found {
+		want = 1
+	}
+	ready, _, _ := unstructured.NestedInt64(obj.Object, "status", "readyReplicas")
+	updated, _, _ := unstructured.NestedInt64(obj.Object, "status", "updatedReplicas")
+	observed, _, _ := unstructured.NestedInt64(obj.Object, "status", "observedGeneration")
+	detail := fmt.Sprintf("%d/%d ready, %d updated", ready, want, updated)
+	switch {
+	case observed < obj.GetGeneration():
+		return "", fmt.Errorf("%s: generation %d not yet observed (controller behind)", detail, obj.GetGeneration())
+	case ready < want || updated < want:
+		return "", fmt.Errorf("%s", detail)
+	}
+	return detail, nil
+}
+
+// syncWorkload creates the test workload in kcp and waits for an object of
+// the same resource carrying its label on every cluster (both agents copy
+// labels to the objects they sync), then deletes it and waits for every
+// copy to go.
+func syncWorkload(ctx context.Context, t SmokeTarget, kcpClient dynamic.Interface, clusters map[string]dynamic.Interface) (string, error) {
+	obj := t.Workload.DeepCopy()
+	labels := obj.GetLabels()
+	if labels == nil {
+		labels = map[string]string{}
+	}
+	labels[SmokeLabel] = t.RunID
+	obj.SetLabels(labels)
+	res := kcpClient.Resource(t.WorkloadResource).Namespace(t.WorkloadNamespace)
+	if _, err := res.Create(ctx, obj, metav1.CreateOptions{}); err != nil {
+		return "", fmt.Errorf("creating %s %s/%s in kcp: %w", obj.GetKind(), t.WorkloadNamespace, obj.GetName(), err)
+	}
+	deleted := false
+	defer func() {
+		if !deleted {
+			_ = res.Delete(context.WithoutCancel(ctx), obj.GetName(), metav1.DeleteOptions{})
+		}
+	}()
+	selector := metav1.ListOptions{LabelSelector: SmokeLabel + "=" + t.RunID}
+	namespaces := map[string]string{}
+	for _, cl := range t.Clusters {
+		namespaces[cl.Name] = cl.SyncedNamespace
+	}
+	copies := func(name string, c dynamic.Interface) (int, error) {
+		l, err := c.Resource(t.WorkloadResource).Namespace(namespaces[name]).List(ctx, selector)
+		if err != nil {
+			return 0, err
+		}
+		return len(l.Items), nil
+	}
+	start := time.Now()
+	if err := waitAll(ctx, t.SyncTimeout, clusters, func(name string, c dynamic.Interface) (bool, error) { n, err := copies(name, c); return n > 0, err }); err != nil {
+		return "", fmt.Errorf("%s %s not synced: %w", obj.GetKind(), obj.GetName(), err)
+	}
+	synced := time.Since(start)
+	if err := res.Delete(ctx, obj.GetName(), metav1.DeleteOptions{}); err != nil {
+		return "", fmt.Errorf("deleting the test workload in kcp: %w", err)
+	}
+	deleted = true
+	if err := waitAll(ctx, t.SyncTimeout, clusters, func(name string, c dynamic.Interface) (bool, error) { n, err := copies(name, c); return n == 0, err }); err != nil {
+		return "", fmt.Errorf("%s %s not cleaned up downstream after its deletion: %w", obj.GetKind(), obj.GetName(), err)
+	}
+	return fmt.Sprintf("%s synced to %d cluster(s) in %s, removed in %s", obj.GetKind(), len(clusters),
+		Duration(synced), Duration(time.Since(start)-synced)), nil
+}
+
+// waitAll polls cond on every cluster until it holds on all, or timeout; the
+// error names the clusters where it never held.
+func waitAll(ctx context.Context, timeout time.Duration, clusters map[string]dynamic.Interface, cond func(string, dynamic.Interface) (bool, error)) error {
+	deadline := time.Now().Add(timeout)
+	pending := map[string]error{}
+	for name := range clusters {
+		pending[name] = nil
+	}
+	for {
+		for name := range pending {
+			ok, err := cond(name, clusters[name])
+			if ok {
+				delete(pending, name)
+			} else {
+				pending[name] = err
+			}
+		}
+		if len(pending) == 0 {
+			return nil
+		}
+		if time.Now().After(deadline) || ctx.Err() != nil {
+			var names []string
+			for name, err := range pending {
+				if err != nil {
+					name += " (" + err.Error() + ")"
+				}
+				names = append(names, name)
+			}
+			slices.Sort(names)
+			return fmt.Errorf("within %s on: %s", timeout, strings.Join(names, ", "))
+		}
+		time.Sleep(500 * time.Millisecond)
+	}
+}
+
+// load runs the short load test against kcp and cleans up after itself.
+func load(ctx context.Context, c dynamic.Interface, t SmokeTarget) (LoadResult, error) {
+	res := c.Resource(configMaps).Namespace(t.WorkloadNamespace)
+	label := SmokeLabel + "=" + t.RunID + "-load"
+	defer func() {
+		_ = res.DeleteCollection(context.WithoutCancel(ctx), metav1.DeleteOptions{}, metav1.ListOptions{LabelSelector: label})
+	}()
+	var mu sync.Mutex
+	var latencies []time.Duration
+	errs := 0
+	var firstErr error
+	record := func(d time.Duration, err error) {
+		mu.Lock()
+		defer mu.Unlock()
+		latencies = append(latencies, d)
+		if err != nil {
+			errs++
+			if firstErr == nil {
+				firstErr = err
+			}
+		}
+	}
+	timed := func(fn func() error) error {
+		start := time.Now()
+		err := fn()
+		record(time.Since(start), err)
+		return err
+	}
+	start := time.Now()
+	stop := start.Add(t.Load.Duration)
+	var wg sync.WaitGroup
+	for w := range t.Load.Workers {
+		wg.Add(1)
+		go func() {
+			defer wg.Done()
+			for i := 0; time.Now().Before(stop) && ctx.Err() == nil; i++ {
+				name := fmt.Sprintf("kcp-tmc-load-%s-%d-%d", t.RunID, w, i)
+				cm := &unstructured.Unstructured{Object: map[string]any{
+					"apiVersion": "v1", "kind": "ConfigMap",
+					"metadata": map[string]any{"name": name, "labels": map[string]any{SmokeLabel: t.RunID + "-load"}},
+					"data":     map[string]any{"worker": fmt.Sprint(w), "i": fmt.Sprint(i)},
+				}}
+				if timed(func() error { _, err := res.Create(ctx, cm, metav1.CreateOptions{}); return err }) != nil {
+					continue
+				}
+				_ = timed(func() error { _, err := res.Get(ctx, name, metav1.GetOptions{}); return err })
+				_ = timed(func() error { _, err := res.List(ctx, metav1.ListOptions{LabelSelector: label, Limit: 50}); return err })
+				_ = timed(func() error {
+					err := res.Delete(ctx, name, metav1.DeleteOptions{})
+					if apierrors.IsNotFound(err) {
+						return nil
+					}
+					return err
+				})
+			}
+		}()
+	}
+	wg.Wait()
+	elapsed := time.Since(start)
+	out := LoadResult{Requests: len(latencies), Errors: errs, PerSecond: float64(len(latencies)) / elapsed.Seconds()}
+	if len(latencies) == 0 {
+		return out, errors.New("no request completed")
+	}
+	slices.Sort(latencies)
+	pct := func(p float64) Duration { return Duration(latencies[int(p*float64(len(latencies)-1))]) }
+	out.P50, out.P99, out.Max = pct(0.50), pct(0.99), Duration(latencies[len(latencies)-1])
+	var problems []string
+	if rate := float64(errs) / float64(len(latencies)); rate > t.Load.MaxErrorRate {
+		problems = append(problems, fmt.Sprintf("error rate %.1f%% > %.1f%% (first: %v)", 100*rate, 100*t.Load.MaxErrorRate, firstErr))
+	}
+	if time.Duration(out.P99) > t.Load.MaxP99 {
+		problems = append(problems, fmt.Sprintf("p99 %s > %s", out.P99, Duration(t.Load.MaxP99)))
+	}
+	if len(problems) > 0 {
+		return out, errors.New(strings.Join(problems, "; "))
+	}
+	return out, nil
+}
