@@ -5,7 +5,7 @@ SHELL := bash
 STACK ?= dev
 export PULUMI_SKIP_UPDATE_CHECK := true
 
-.PHONY: engine toolchain up preview destroy test vet fmt-check drill
+.PHONY: engine toolchain up preview destroy test vet fmt-check drill bench
 
 # engine: pulumi CLI + Kubernetes plugin; toolchain: that plus the test judges.
 engine:
@@ -37,3 +37,9 @@ test: toolchain fmt-check vet
 # prints the recovery time.
 drill: toolchain
 	go test -count=1 -run TestDisasterRecoveryDrill -v ./components/backup
+
+# Benchmarks (README "Performance" and "Scale"): the program under mocks per
+# stack and per cluster count, real-engine previews against an empty program,
+# and a no-op up.
+bench: engine
+	go test -run XXX -bench . -benchtime=5x ./stacks ./automation
