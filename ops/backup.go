@@ -53,8 +53,8 @@ func BackupSourceOf(cfg *stacks.Config) (BackupSource, error) {
 		return BackupSource{}, fmt.Errorf("stack %q: kcp-tmc:backup.enabled is false: no snapshots to use", cfg.Environment)
 	case b.Target != backup.TargetS3:
 		return BackupSource{}, fmt.Errorf("stack %q: kcp-tmc:backup.target is %q: snapshots live on an in-cluster volume; "+
-			"run `kubectl -n %s create job --from=cronjob/%s verify-now`, or copy them out and pass --target file:///dir",
-			cfg.Environment, b.Target, cfg.Namespace, backup.VerifyName)
+			"run `kubectl -n %s create job --from=cronjob/%s %s-manual-$(date +%%s)`, or copy them out and pass --target file:///dir",
+			cfg.Environment, b.Target, cfg.Namespace, backup.VerifyName, backup.VerifyName)
 	}
 	return BackupSource{
 		Target:      "s3://" + b.Bucket + "/" + strings.Trim(b.Prefix, "/"),

@@ -218,7 +218,9 @@ type Storage struct {
 	// `eks`, otherwise the account's EBS key.
 	KMSKeyID string `json:"kmsKeyId"`
 	// ReclaimPolicy is `Retain` or `Delete`; prod must keep `Retain`, so a
-	// released etcd volume survives.
+	// released etcd volume survives. It applies only to a class kcp-tmc
+	// creates (storage.create); an existing class keeps its own (EKS's gp2:
+	// Delete), where the protected, retained claims are what keeps the data.
 	ReclaimPolicy string `json:"reclaimPolicy"`
 }
 

@@ -86,7 +86,7 @@ func Profile(env string) (*Config, error) {
 		base.AgentResources = resources("1", "2Gi", "2", "4Gi") // seed §8
 		base.Etcd = Etcd{Replicas: 3, StorageClass: "fast-ssd", StorageSize: "100Gi", AntiAffinity: AntiAffinityZone,
 			Resources: resources("1", "2Gi", "2", "4Gi")}
-		// A year of dailies; archived after 90 days; recent ones locked against deletion.
+		// A year of dailies; archived after 120 days; recent ones locked against deletion.
 		base.Backup.ArchiveDays, base.Backup.RetentionDays, base.Backup.ObjectLockDays = 120, 365, 30
 		// gp3 with headroom over its 3000 IOPS / 125 MiB/s baseline: etcd is fsync-bound.
 		base.Storage = Storage{Create: true, VolumeType: "gp3", IOPS: 6000, ThroughputMiBps: 250, ReclaimPolicy: "Retain"}

@@ -9,7 +9,9 @@ import (
 	"encoding/json"
 	"errors"
 	"fmt"
+	"net/url"
 	"regexp"
+	"strconv"
 	"strings"
 
 	"github.com/pulumi/pulumi-aws/sdk/v6/go/aws/iam"
@@ -230,7 +232,7 @@ func (b *Backup) aws(ctx *pulumi.Context, name string, a Args, keep []pulumi.Res
 		return fmt.Errorf("KMS key: %w", err)
 	}
 	if _, err := kms.NewAlias(ctx, name+"-key-alias", &kms.AliasArgs{
-		Name: pulumi.Sprintf("alias/kcp-tmc-%s-etcd-backups", a.ClusterName), TargetKeyId: key.KeyId,
+		Name: pulumi.Sprintf("alias/%s-etcd-backups", a.ClusterName), TargetKeyId: key.KeyId,
 	}, child); err != nil {
 		return fmt.Errorf("KMS alias: %w", err)
 	}
@@ -444,7 +446,7 @@ func (b *Backup) kubernetes(ctx *pulumi.Context, name string, a Args, keep []pul
 	}
 	egress := []security.Flow{{Pods: a.EtcdSelector, Ports: []int{2379}}}
 	if a.Target == TargetS3 {
-		egress = append(egress, security.Flow{CIDR: "0.0.0.0/0", Ports: []int{443}}) // S3 and STS
+		egress = append(egress, security.Flow{CIDR: "0.0.0.0/0", Ports: s3Ports(a.S3.Endpoint)})
 	}
 	return security.NewAllowPolicy(ctx, name+"-netpol", ns, Name, workload.Labels(Name), nil, egress, child)
 }
@@ -503,4 +505,25 @@ func podTemplate(a Args, b *Backup, command string) corev1.PodTemplateSpecArgs {
 			Volumes: volumes,
 		},
 	}
+}
+
+// s3Ports are the ports the backup jobs reach storage on: 443 for AWS (S3
+// and STS), plus an S3-compatible endpoint's own port.
+func s3Ports(endpoint string) []int {
+	ports := []int{443}
+	u, err := url.Parse(endpoint)
+	if endpoint == "" || err != nil {
+		return ports
+	}
+	port := 443
+	if u.Scheme == "http" {
+		port = 80
+	}
+	if p, err := strconv.Atoi(u.Port()); err == nil {
+		port = p
+	}
+	if port != 443 {
+		ports = append(ports, port)
+	}
+	return ports
 }

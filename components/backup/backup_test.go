@@ -2,6 +2,7 @@ package backup
 
 import (
 	"encoding/json"
+	"reflect"
 	"strings"
 	"testing"
 
@@ -56,6 +57,9 @@ func TestBucketAndKey(t *testing.T) {
 	key := rec.Named(t, "aws:kms/key:Key", "backup-key")
 	if key.Input()["enableKeyRotation"] != true || !key.Protect || !key.RetainOnDelete {
 		t.Errorf("key: %v protect=%v retain=%v", key.Input(), key.Protect, key.RetainOnDelete)
+	}
+	if alias := rec.Named(t, "aws:kms/alias:Alias", "backup-key-alias").Input()["name"]; alias != "alias/prod-etcd-backups" {
+		t.Errorf("key alias = %v, want alias/<cluster name>-etcd-backups", alias)
 	}
 	bucket := rec.Named(t, "aws:s3/bucketV2:BucketV2", "backup-bucket")
 	if !bucket.Protect || !bucket.RetainOnDelete || bucket.Input()["forceDestroy"] != false || bucket.Input()["objectLockEnabled"] != true {
@@ -253,4 +257,24 @@ func toStrings(v any) []string {
 		return out
 	}
 	return nil
+}
+
+// TestS3Ports: the backup jobs' egress reaches AWS on 443 and an
+// S3-compatible endpoint on its own port.
+func TestS3Ports(t *testing.T) {
+	tests := []struct {
+		endpoint string
+		want     []int
+	}{
+		{"", []int{443}},
+		{"https://minio.example.com", []int{443}},
+		{"http://minio.storage.svc", []int{443, 80}},
+		{"https://minio.storage.svc:9000", []int{443, 9000}},
+		{"http://10.0.0.5:9000/", []int{443, 9000}},
+	}
+	for _, tt := range tests {
+		if got := s3Ports(tt.endpoint); !reflect.DeepEqual(got, tt.want) {
+			t.Errorf("s3Ports(%q) = %v, want %v", tt.endpoint, got, tt.want)
+		}
+	}
 }
