@@ -455,7 +455,9 @@ func pkiArgs(cfg *Config) pki.Args {
 		LeafDuration:       hours(cfg.TLS.LeafDuration),
 		RenewBefore:        hours(cfg.TLS.RenewBefore),
 		InstallCertManager: cfg.TLS.InstallCertManager,
-		CertManagerVersion: cfg.TLS.CertManagerVersion,
+		// The certificate-expiry alerts read cert-manager's metrics.
+		CertManagerServiceMonitor: cfg.Monitoring.Enabled,
+		CertManagerVersion:        cfg.TLS.CertManagerVersion,
 	}
 	if a := cfg.TLS.ACME; a != nil {
 		args.ACME = &pki.ACME{Email: a.Email, Server: a.Server, IngressClass: a.IngressClass}

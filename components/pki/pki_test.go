@@ -373,6 +373,25 @@ func TestCertManagerObjects(t *testing.T) {
 	}
 }
 
+// TestCertManagerInstall: the installed cert-manager exposes metrics with a
+// ServiceMonitor when monitoring is on (the certificate-expiry alerts read
+// them) and keeps its CRDs (and so every Certificate) on uninstall.
+func TestCertManagerInstall(t *testing.T) {
+	for _, monitored := range []bool{true, false} {
+		args := testArgs("cert-manager")
+		args.InstallCertManager, args.CertManagerVersion, args.CertManagerServiceMonitor = true, "v1.18.2", monitored
+		rec := run(t, args)
+		rel := rec.OfType("kubernetes:helm.sh/v3:Release")
+		if len(rel) != 1 {
+			t.Fatalf("%d cert-manager releases", len(rel))
+		}
+		v := rel[0].Input()["values"]
+		if mocktest.Dig(v, "prometheus", "servicemonitor", "enabled") != monitored || mocktest.Dig(v, "crds", "keep") != true {
+			t.Errorf("monitored=%v: cert-manager values %v", monitored, v)
+		}
+	}
+}
+
 func TestSelfManagedRotation(t *testing.T) {
 	args := testArgs(ModeSelfManaged)
 	args.RenewBefore = 720 * time.Hour
