@@ -391,6 +391,7 @@ func kcpArgs(cfg *Config) kcp.Args {
 			Server: pki.CertKCPServer, FrontProxy: pki.CertFrontProxy, FrontProxyClient: pki.CertFrontProxyClient,
 			EtcdClient: pki.CertEtcdClientKCP, ServiceAccount: pki.CertServiceAccount,
 			ClientCA: pki.CAClient, RequestHeaderCA: pki.CARequestHeader, ServerCA: pki.CAServer,
+			FrontProxyPublic: frontProxyPublic(cfg),
 		},
 		Performance:       kcp.Performance{MaxRequestsInflight: p.MaxRequestsInflight, MaxMutatingRequestsInflight: p.MaxMutatingRequestsInflight, RequestTimeout: p.RequestTimeout},
 		FrontProxyClients: ingress.FrontProxyClients(cfg.Ingress.Mode),
@@ -511,4 +512,13 @@ func projectRoot(ctx *pulumi.Context) string {
 	}
 	wd, _ := os.Getwd()
 	return wd
+}
+
+// frontProxyPublic is the ACME certificate the front-proxy serves for
+// kcp.<domain>, when tls.acme asks for one.
+func frontProxyPublic(cfg *Config) string {
+	if cfg.TLS.ACME != nil {
+		return pki.CertFrontProxyPublic
+	}
+	return ""
 }

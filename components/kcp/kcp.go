@@ -42,6 +42,10 @@ type Certs struct {
 	Server, FrontProxy, FrontProxyClient, EtcdClient, ServiceAccount string
 	// CA Secrets (only ca.crt is mounted).
 	ClientCA, RequestHeaderCA, ServerCA string
+	// FrontProxyPublic, when set, is a publicly trusted certificate (ACME)
+	// the front-proxy serves to clients asking for kcp.<domain> by SNI; every
+	// other name (the in-cluster Service) keeps FrontProxy.
+	FrontProxyPublic string
 }
 
 // Performance maps the seed's knobs to kcp's (kube-apiserver's) own flags.
@@ -409,36 +413,27 @@ func serverPod(a Args) *corev1.PodTemplateSpecArgs {
 }
 
 func frontProxyPod(a Args) *corev1.PodTemplateSpecArgs {
-	return podSpec(a, FrontProxyName, corev1.ContainerArgs{
-		Name:    pulumi.String(FrontProxyName),
-		Image:   pulumi.String(a.Image + ":" + a.Version),
-		Command: pulumi.ToStringArray([]string{"/kcp-front-proxy"}),
-		Args: pulumi.ToStringArray([]string{
-			fmt.Sprintf("--secure-port=%d", FrontProxyPort),
-			"--tls-cert-file=/etc/kcp-front-proxy/tls/server/tls.crt",
-			"--tls-private-key-file=/etc/kcp-front-proxy/tls/server/tls.key",
-			"--client-ca-file=/etc/kcp-front-proxy/tls/client-ca/ca.crt",
-			"--service-account-key-file=/etc/kcp-front-proxy/tls/service-account/tls.crt",
-			"--mapping-file=/etc/kcp-front-proxy/config/mapping.yaml",
-			"--root-kubeconfig=/etc/kcp-front-proxy/config/kubeconfig",
-			"--shards-kubeconfig=/etc/kcp-front-proxy/config/kubeconfig",
-			"--logging-format=json",
-		}),
-		Ports:          corev1.ContainerPortArray{corev1.ContainerPortArgs{Name: pulumi.String("https"), ContainerPort: pulumi.Int(FrontProxyPort)}},
-		StartupProbe:   httpsProbe("/readyz", "https", 5, 60),
-		LivenessProbe:  httpsProbe("/livez", "https", 10, 3),
-		ReadinessProbe: httpsProbe("/readyz", "https", 5, 3),
-		Resources:      a.FrontProxyResources.Args(),
-		VolumeMounts: corev1.VolumeMountArray{
-			mount("tls-server", "/etc/kcp-front-proxy/tls/server"),
-			mount("tls-client", "/etc/kcp-front-proxy/tls/client"),
-			mount("tls-client-ca", "/etc/kcp-front-proxy/tls/client-ca"),
-			mount("tls-server-ca", "/etc/kcp-front-proxy/tls/server-ca"),
-			mount("tls-service-account", "/etc/kcp-front-proxy/tls/service-account"),
-			mount("config", "/etc/kcp-front-proxy/config"),
-			writable("tmp", "/tmp"),
-		},
-	}, corev1.VolumeArray{
+	args := []string{
+		fmt.Sprintf("--secure-port=%d", FrontProxyPort),
+		"--tls-cert-file=/etc/kcp-front-proxy/tls/server/tls.crt",
+		"--tls-private-key-file=/etc/kcp-front-proxy/tls/server/tls.key",
+		"--client-ca-file=/etc/kcp-front-proxy/tls/client-ca/ca.crt",
+		"--service-account-key-file=/etc/kcp-front-proxy/tls/service-account/tls.crt",
+		"--mapping-file=/etc/kcp-front-proxy/config/mapping.yaml",
+		"--root-kubeconfig=/etc/kcp-front-proxy/config/kubeconfig",
+		"--shards-kubeconfig=/etc/kcp-front-proxy/config/kubeconfig",
+		"--logging-format=json",
+	}
+	mounts := corev1.VolumeMountArray{
+		mount("tls-server", "/etc/kcp-front-proxy/tls/server"),
+		mount("tls-client", "/etc/kcp-front-proxy/tls/client"),
+		mount("tls-client-ca", "/etc/kcp-front-proxy/tls/client-ca"),
+		mount("tls-server-ca", "/etc/kcp-front-proxy/tls/server-ca"),
+		mount("tls-service-account", "/etc/kcp-front-proxy/tls/service-account"),
+		mount("config", "/etc/kcp-front-proxy/config"),
+		writable("tmp", "/tmp"),
+	}
+	volumes := corev1.VolumeArray{
 		security.SecretVolume("tls-server", a.Certs.FrontProxy),
 		security.SecretVolume("tls-client", a.Certs.FrontProxyClient),
 		security.SecretItemsVolume("tls-client-ca", a.Certs.ClientCA, "ca.crt"),
@@ -447,7 +442,24 @@ func frontProxyPod(a Args) *corev1.PodTemplateSpecArgs {
 		security.SecretItemsVolume("tls-service-account", a.Certs.ServiceAccount, "tls.crt"),
 		security.ConfigMapVolume("config", "kcp-front-proxy-config"),
 		security.EmptyDir("tmp", "256Mi"),
-	})
+	}
+	if a.Certs.FrontProxyPublic != "" {
+		args = append(args, "--tls-sni-cert-key=/etc/kcp-front-proxy/tls/public/tls.crt,/etc/kcp-front-proxy/tls/public/tls.key:kcp."+a.Domain)
+		mounts = append(mounts, mount("tls-public", "/etc/kcp-front-proxy/tls/public"))
+		volumes = append(volumes, security.SecretVolume("tls-public", a.Certs.FrontProxyPublic))
+	}
+	return podSpec(a, FrontProxyName, corev1.ContainerArgs{
+		Name:           pulumi.String(FrontProxyName),
+		Image:          pulumi.String(a.Image + ":" + a.Version),
+		Command:        pulumi.ToStringArray([]string{"/kcp-front-proxy"}),
+		Args:           pulumi.ToStringArray(args),
+		Ports:          corev1.ContainerPortArray{corev1.ContainerPortArgs{Name: pulumi.String("https"), ContainerPort: pulumi.Int(FrontProxyPort)}},
+		StartupProbe:   httpsProbe("/readyz", "https", 5, 60),
+		LivenessProbe:  httpsProbe("/livez", "https", 10, 3),
+		ReadinessProbe: httpsProbe("/readyz", "https", 5, 3),
+		Resources:      a.FrontProxyResources.Args(),
+		VolumeMounts:   mounts,
+	}, volumes)
 }
 
 // auditPolicy records who did what (metadata) for every request except the

@@ -1,6 +1,7 @@
 package kcp
 
 import (
+	"fmt"
 	"reflect"
 	"strings"
 	"testing"
@@ -96,6 +97,34 @@ func TestProdServer(t *testing.T) {
 	if mocktest.Dig(d, "metadata", "annotations") != nil {
 		t.Error("a 3-replica Deployment suppresses kube-score's replica check")
 	}
+}
+
+// TestFrontProxyPublicCertificate: with an ACME certificate the front-proxy
+// serves it for kcp.<domain> by SNI and keeps the internal one otherwise;
+// without, nothing public is mounted.
+func TestFrontProxyPublicCertificate(t *testing.T) {
+	const flag = "--tls-sni-cert-key=/etc/kcp-front-proxy/tls/public/tls.crt,/etc/kcp-front-proxy/tls/public/tls.key:kcp.example.com"
+	for _, public := range []string{"kcp-front-proxy-public", ""} {
+		a := prodArgs()
+		a.Certs.FrontProxyPublic = public
+		pod := mocktest.Dig(run(t, a).Object(t, deployType, FrontProxyName), "spec", "template", "spec")
+		args := strings.Join(toStrings(mocktest.Dig(pod, "containers", 0, "args")), " ")
+		hasVolume := strings.Contains(fmt.Sprint(mocktest.Dig(pod, "volumes")), "secretName:kcp-front-proxy-public")
+		if strings.Contains(args, flag) != (public != "") || hasVolume != (public != "") {
+			t.Errorf("public=%q: SNI flag %v, volume %v", public, strings.Contains(args, flag), hasVolume)
+		}
+		if !strings.Contains(args, "--tls-cert-file=/etc/kcp-front-proxy/tls/server/tls.crt") {
+			t.Errorf("public=%q: the internal serving certificate is gone", public)
+		}
+	}
+}
+
+func toStrings(v any) []string {
+	var out []string
+	for _, x := range v.([]any) {
+		out = append(out, fmt.Sprint(x))
+	}
+	return out
 }
 
 func TestNetworkPolicies(t *testing.T) {

@@ -28,8 +28,10 @@ const (
 
 // Certificate names (also the names of their kubernetes.io/tls Secrets).
 const (
-	CertKCPServer        = "kcp-server"
-	CertFrontProxy       = "kcp-front-proxy"
+	CertKCPServer  = "kcp-server"
+	CertFrontProxy = "kcp-front-proxy"
+	// CertFrontProxyPublic is the ACME certificate for kcp.<domain> (tls.acme).
+	CertFrontProxyPublic = "kcp-front-proxy-public"
 	CertFrontProxyClient = "kcp-front-proxy-client"
 	CertServiceAccount   = "kcp-service-account"
 	CertAdmin            = "kcp-admin"

@@ -551,8 +551,8 @@ func (b *builder) acme(opts []pulumi.ResourceOption) error {
 		return err
 	}
 	host := "kcp." + b.args.Domain
-	_, err = b.customResource("Certificate", "kcp-front-proxy-public", pulumi.Map{
-		"secretName":  pulumi.String("kcp-front-proxy-public"),
+	_, err = b.customResource("Certificate", CertFrontProxyPublic, pulumi.Map{
+		"secretName":  pulumi.String(CertFrontProxyPublic),
 		"commonName":  pulumi.String(host),
 		"dnsNames":    pulumi.ToStringArray([]string{host}),
 		"usages":      pulumi.ToStringArray(serverUsages),
