@@ -41,6 +41,8 @@ type Options struct {
 	Program pulumi.RunFunc
 	// Env adds environment variables for the engine.
 	Env map[string]string
+	// MustExist selects an existing stack instead of creating it.
+	MustExist bool
 }
 
 // ToolchainBin is where hack/toolchain.sh puts the pinned pulumi CLI and
@@ -76,8 +78,11 @@ func Stack(ctx context.Context, opts Options) (auto.Stack, error) {
 	if err != nil {
 		return auto.Stack{}, err
 	}
-	s, err := auto.UpsertStackInlineSource(ctx, opts.Stack, "kcp-tmc", program,
-		auto.WorkDir(dir), auto.EnvVars(env), auto.Pulumi(cmd))
+	open := auto.UpsertStackInlineSource
+	if opts.MustExist {
+		open = auto.SelectStackInlineSource
+	}
+	s, err := open(ctx, opts.Stack, "kcp-tmc", program, auto.WorkDir(dir), auto.EnvVars(env), auto.Pulumi(cmd))
 	if err != nil {
 		return auto.Stack{}, fmt.Errorf("selecting stack %q (backend %s): %w", opts.Stack, env["PULUMI_BACKEND_URL"], err)
 	}

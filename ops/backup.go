@@ -113,7 +113,7 @@ func (s BackupSource) Fetch(ctx context.Context, key, dir string) (Snapshot, err
 			return Snapshot{}, err
 		}
 		if latest == "" {
-			return Snapshot{}, fmt.Errorf("no snapshot of %s under %s", s.ClusterName, s.Target)
+			return Snapshot{}, fmt.Errorf("no snapshot of %s under %s (the listing succeeded, so credentials are fine)", s.ClusterName, s.Target)
 		}
 		key = lastLine(latest)
 	}
@@ -126,9 +126,12 @@ func (s BackupSource) Fetch(ctx context.Context, key, dir string) (Snapshot, err
 	if _, err := s.script(ctx, dir, "fetch", key, snap.File); err != nil {
 		return Snapshot{}, err
 	}
-	out, err := exec.CommandContext(ctx, toolchain.Path("etcdutl"), "snapshot", "status", snap.File, "-w", "json").CombinedOutput()
+	var stderr strings.Builder
+	status := exec.CommandContext(ctx, toolchain.Path("etcdutl"), "snapshot", "status", snap.File, "-w", "json")
+	status.Stderr = &stderr
+	out, err := status.Output()
 	if err != nil {
-		return Snapshot{}, fmt.Errorf("etcdutl snapshot status %s: %w: %s", key, err, out)
+		return Snapshot{}, fmt.Errorf("etcdutl snapshot status %s: %w: %s", key, err, stderr.String())
 	}
 	var st struct {
 		Hash     uint64 `json:"hash"`
@@ -189,10 +192,23 @@ func VerifyBackup(ctx context.Context, src BackupSource, obj Objectives, now tim
 // and one fresh cluster token, ready to be copied onto the members' volumes
 // (docs/runbook.md). It refuses to overwrite existing data.
 func Restore(ctx context.Context, src BackupSource, key, out, namespace string, replicas int, now time.Time) (backup.RestorePlan, Snapshot, error) {
+	// Refuse before downloading gigabytes: out must be new or empty (never a
+	// shared directory like /tmp), and only its owner may read the data.
+	if entries, err := os.ReadDir(out); err == nil && len(entries) > 0 {
+		return backup.RestorePlan{}, Snapshot{}, fmt.Errorf("restore dir %s is not empty: give a new directory", out)
+	}
 	if err := os.MkdirAll(out, 0o700); err != nil {
 		return backup.RestorePlan{}, Snapshot{}, fmt.Errorf("restore dir: %w", err)
 	}
-	snap, err := src.Fetch(ctx, key, out)
+	if err := os.Chmod(out, 0o700); err != nil {
+		return backup.RestorePlan{}, Snapshot{}, fmt.Errorf("restore dir: %w", err)
+	}
+	work, err := os.MkdirTemp("", "kcp-tmc-restore-")
+	if err != nil {
+		return backup.RestorePlan{}, Snapshot{}, err
+	}
+	defer os.RemoveAll(work) // the downloaded snapshot: the data lives on in out
+	snap, err := src.Fetch(ctx, key, work)
 	if err != nil {
 		return backup.RestorePlan{}, Snapshot{}, err
 	}

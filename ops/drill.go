@@ -99,8 +99,9 @@ func Drill(ctx context.Context, src BackupSource, members int, obj Objectives, n
 	return r, nil
 }
 
-// readBack counts the live keys of a cluster and reads its revision, through
-// every member in turn (each must answer).
+// readBack counts the live keys of a cluster through every member in turn:
+// each must answer with the same count; the revision returned is the lowest
+// any member serves.
 func readBack(ctx context.Context, endpoints, ca, cert, key string) (int64, int64, error) {
 	pair, err := tls.LoadX509KeyPair(cert, key)
 	if err != nil {
@@ -113,7 +114,7 @@ func readBack(ctx context.Context, endpoints, ca, cert, key string) (int64, int6
 	pool := x509.NewCertPool()
 	pool.AppendCertsFromPEM(pem)
 	var count, rev int64
-	for _, ep := range strings.Split(endpoints, ",") {
+	for i, ep := range strings.Split(endpoints, ",") {
 		cli, err := clientv3.New(clientv3.Config{
 			Endpoints: []string{ep}, DialTimeout: 5 * time.Second,
 			TLS: &tls.Config{Certificates: []tls.Certificate{pair}, RootCAs: pool, MinVersion: tls.VersionTLS12},
@@ -121,15 +122,20 @@ func readBack(ctx context.Context, endpoints, ca, cert, key string) (int64, int6
 		if err != nil {
 			return 0, 0, fmt.Errorf("%s: %w", ep, err)
 		}
-		resp, err := cli.Get(ctx, "\x00", clientv3.WithFromKey(), clientv3.WithCountOnly())
+		getCtx, cancel := context.WithTimeout(ctx, 30*time.Second)
+		resp, err := cli.Get(getCtx, "\x00", clientv3.WithFromKey(), clientv3.WithCountOnly())
+		cancel()
 		cli.Close()
 		if err != nil {
 			return 0, 0, fmt.Errorf("%s: %w", ep, err)
 		}
-		if count != 0 && resp.Count != count {
+		if i > 0 && resp.Count != count {
 			return 0, 0, fmt.Errorf("%s serves %d keys, another member %d", ep, resp.Count, count)
 		}
-		count, rev = resp.Count, resp.Header.Revision
+		if i == 0 || resp.Header.Revision < rev {
+			rev = resp.Header.Revision
+		}
+		count = resp.Count
 	}
 	return count, rev, nil
 }

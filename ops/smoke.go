@@ -4,6 +4,7 @@ import (
 	"context"
 	"errors"
 	"fmt"
+	"io"
 	"net/http"
 	"slices"
 	"strings"
@@ -28,7 +29,14 @@ var (
 	deployments  = schema.GroupVersionResource{Group: "apps", Version: "v1", Resource: "deployments"}
 	statefulSets = schema.GroupVersionResource{Group: "apps", Version: "v1", Resource: "statefulsets"}
 	configMaps   = schema.GroupVersionResource{Version: "v1", Resource: "configmaps"}
+	// Leases carry the load test: every kcp workspace serves them and no
+	// agent syncs them, so load never fans out to the physical clusters.
+	leases = schema.GroupVersionResource{Group: "coordination.k8s.io", Version: "v1", Resource: "leases"}
 )
+
+// requestTimeout bounds every request of the smoke test, so a hung kcp fails
+// the check instead of blocking a deploy.
+const requestTimeout = 30 * time.Second
 
 // SmokeCluster is one physical cluster with its agent.
 type SmokeCluster struct {
@@ -63,7 +71,9 @@ type SmokeTarget struct {
 }
 
 // LoadSpec is the short load test: Workers loops of create, get, list and
-// delete of a ConfigMap in kcp for Duration.
+// delete of a Lease in kcp for Duration. A worker backs off after an error
+// and gives up after maxConsecutiveErrors in a row, so a failing kcp is not
+// hammered.
 type LoadSpec struct {
 	Duration     time.Duration
 	Workers      int
@@ -154,13 +164,13 @@ func (t *SmokeTarget) defaults() {
 func Smoke(ctx context.Context, t SmokeTarget) (SmokeReport, error) {
 	t.defaults()
 	// client-go's default 5 requests/s would measure the client, not kcp.
-	kcpConfig := rest.CopyConfig(t.KCP)
+	kcpConfig := withTimeout(t.KCP)
 	kcpConfig.QPS, kcpConfig.Burst = 1000, 2000
 	kcpClient, err := dynamic.NewForConfig(kcpConfig)
 	if err != nil {
 		return SmokeReport{}, fmt.Errorf("kcp client: %w", err)
 	}
-	host, err := dynamic.NewForConfig(t.Host)
+	host, err := dynamic.NewForConfig(withTimeout(t.Host))
 	if err != nil {
 		return SmokeReport{}, fmt.Errorf("host cluster client: %w", err)
 	}
@@ -175,8 +185,8 @@ func Smoke(ctx context.Context, t SmokeTarget) (SmokeReport, error) {
 		r.Checks = append(r.Checks, c)
 	}
 
-	check("kcp ready", func() (string, error) { return readyz(ctx, t.KCP, "/readyz") })
-	check("etcd healthy (kcp's etcd check)", func() (string, error) { return readyz(ctx, t.KCP, "/readyz/etcd") })
+	check("kcp ready", func() (string, error) { return readyz(ctx, kcpConfig, "/readyz") })
+	check("etcd healthy (kcp's etcd check)", func() (string, error) { return readyz(ctx, kcpConfig, "/readyz/etcd") })
 	for _, w := range []struct {
 		gvr  schema.GroupVersionResource
 		name string
@@ -188,7 +198,7 @@ func Smoke(ctx context.Context, t SmokeTarget) (SmokeReport, error) {
 	clients := map[string]dynamic.Interface{}
 	for _, cl := range t.Clusters {
 		check(fmt.Sprintf("agent %s ready on cluster %s", cl.AgentKind, cl.Name), func() (string, error) {
-			c, err := dynamic.NewForConfig(cl.Config)
+			c, err := dynamic.NewForConfig(withTimeout(cl.Config))
 			if err != nil {
 				return "", fmt.Errorf("client: %w", err)
 			}
@@ -227,9 +237,11 @@ func readyz(ctx context.Context, cfg *rest.Config, path string) (string, error) 
 		return "", fmt.Errorf("GET %s: %w", path, err)
 	}
 	defer resp.Body.Close()
-	body := make([]byte, 64<<10)
-	n, _ := resp.Body.Read(body)
-	text := strings.TrimSpace(string(body[:n]))
+	body, err := io.ReadAll(io.LimitReader(resp.Body, 256<<10))
+	if err != nil {
+		return "", fmt.Errorf("GET %s: reading the answer: %w", path, err)
+	}
+	text := strings.TrimSpace(string(body))
 	if resp.StatusCode != http.StatusOK {
 		var failed []string
 		for _, line := range strings.Split(text, "\n") {
@@ -252,15 +264,22 @@ func workloadReady(ctx context.Context, c dynamic.Interface, gvr schema.GroupVer
 	if !found {
 		want = 1
 	}
-	ready, _, _ := unstructured.NestedInt64(obj.Object, "status", "readyReplicas")
-	updated, _, _ := unstructured.NestedInt64(obj.Object, "status", "updatedReplicas")
-	observed, _, _ := unstructured.NestedInt64(obj.Object, "status", "observedGeneration")
-	detail := fmt.Sprintf("%d/%d ready, %d updated", ready, want, updated)
+	status := func(field string) int64 { v, _, _ := unstructured.NestedInt64(obj.Object, "status", field); return v }
+	ready, updated, total := status("readyReplicas"), status("updatedReplicas"), status("replicas")
+	detail := fmt.Sprintf("%d/%d ready, %d updated, %d running", ready, want, updated, total)
+	current, _, _ := unstructured.NestedString(obj.Object, "status", "currentRevision")
+	update, _, _ := unstructured.NestedString(obj.Object, "status", "updateRevision")
 	switch {
-	case observed < obj.GetGeneration():
+	case want == 0:
+		return "", fmt.Errorf("scaled to 0")
+	case status("observedGeneration") < obj.GetGeneration():
 		return "", fmt.Errorf("%s: generation %d not yet observed (controller behind)", detail, obj.GetGeneration())
 	case ready < want || updated < want:
 		return "", fmt.Errorf("%s", detail)
+	case total > want:
+		return "", fmt.Errorf("%s: a rollout is still replacing old replicas", detail)
+	case gvr == statefulSets && current != "" && current != update:
+		return "", fmt.Errorf("%s: rolling from revision %s to %s", detail, current, update)
 	}
 	return detail, nil
 }
@@ -268,8 +287,28 @@ func workloadReady(ctx context.Context, c dynamic.Interface, gvr schema.GroupVer
 // syncWorkload creates the test workload in kcp and waits for an object of
 // the same resource carrying its label on every cluster (both agents copy
 // labels to the objects they sync), then deletes it and waits for every
-// copy to go.
-func syncWorkload(ctx context.Context, t SmokeTarget, kcpClient dynamic.Interface, clusters map[string]dynamic.Interface) (string, error) {
+// copy to go. Leftovers of an earlier, interrupted run are removed first.
+func syncWorkload(ctx context.Context, t SmokeTarget, kcpClient dynamic.Interface, clusters map[string]dynamic.Interface) (detail string, err error) {
+	for _, cl := range t.Clusters {
+		if clusters[cl.Name] == nil {
+			return "", fmt.Errorf("no client for cluster %s (see its agent check)", cl.Name)
+		}
+	}
+	res := kcpClient.Resource(t.WorkloadResource).Namespace(t.WorkloadNamespace)
+	swept, err := sweep(ctx, res, t.RunID)
+	if err != nil {
+		return "", err
+	}
+	if swept > 0 {
+		defer func() {
+			note := fmt.Sprintf("removed %d leftover(s) of earlier runs", swept)
+			if err != nil {
+				err = fmt.Errorf("%w; %s", err, note)
+			} else {
+				detail += "; " + note
+			}
+		}()
+	}
 	obj := t.Workload.DeepCopy()
 	labels := obj.GetLabels()
 	if labels == nil {
@@ -277,14 +316,18 @@ func syncWorkload(ctx context.Context, t SmokeTarget, kcpClient dynamic.Interfac
 	}
 	labels[SmokeLabel] = t.RunID
 	obj.SetLabels(labels)
-	res := kcpClient.Resource(t.WorkloadResource).Namespace(t.WorkloadNamespace)
 	if _, err := res.Create(ctx, obj, metav1.CreateOptions{}); err != nil {
 		return "", fmt.Errorf("creating %s %s/%s in kcp: %w", obj.GetKind(), t.WorkloadNamespace, obj.GetName(), err)
 	}
 	deleted := false
 	defer func() {
-		if !deleted {
-			_ = res.Delete(context.WithoutCancel(ctx), obj.GetName(), metav1.DeleteOptions{})
+		if deleted {
+			return
+		}
+		cleanup, cancel := context.WithTimeout(context.WithoutCancel(ctx), requestTimeout)
+		defer cancel()
+		if derr := res.Delete(cleanup, obj.GetName(), metav1.DeleteOptions{}); derr != nil && !apierrors.IsNotFound(derr) {
+			err = fmt.Errorf("%w; and the test workload %s/%s is left in kcp: %v", err, t.WorkloadNamespace, obj.GetName(), derr)
 		}
 	}()
 	selector := metav1.ListOptions{LabelSelector: SmokeLabel + "=" + t.RunID}
@@ -313,6 +356,21 @@ func syncWorkload(ctx context.Context, t SmokeTarget, kcpClient dynamic.Interfac
 	}
 	return fmt.Sprintf("%s synced to %d cluster(s) in %s, removed in %s", obj.GetKind(), len(clusters),
 		Duration(synced), Duration(time.Since(start)-synced)), nil
+}
+
+// sweep deletes smoke objects of other runs (an interrupted run leaves its
+// workload behind) and says how many it found.
+func sweep(ctx context.Context, res dynamic.ResourceInterface, runID string) (int, error) {
+	old, err := res.List(ctx, metav1.ListOptions{LabelSelector: SmokeLabel + "," + SmokeLabel + "!=" + runID})
+	if err != nil {
+		return 0, fmt.Errorf("listing leftovers of earlier smoke runs: %w", err)
+	}
+	for _, o := range old.Items {
+		if err := res.Delete(ctx, o.GetName(), metav1.DeleteOptions{}); err != nil && !apierrors.IsNotFound(err) {
+			return 0, fmt.Errorf("removing %s, left by an earlier smoke run: %w", o.GetName(), err)
+		}
+	}
+	return len(old.Items), nil
 }
 
 // waitAll polls cond on every cluster until it holds on all, or timeout; the
@@ -350,12 +408,17 @@ func waitAll(ctx context.Context, timeout time.Duration, clusters map[string]dyn
 	}
 }
 
+// maxConsecutiveErrors stops a load worker that only gets errors.
+const maxConsecutiveErrors = 20
+
 // load runs the short load test against kcp and cleans up after itself.
 func load(ctx context.Context, c dynamic.Interface, t SmokeTarget) (LoadResult, error) {
-	res := c.Resource(configMaps).Namespace(t.WorkloadNamespace)
+	res := c.Resource(leases).Namespace(t.WorkloadNamespace)
 	label := SmokeLabel + "=" + t.RunID + "-load"
 	defer func() {
-		_ = res.DeleteCollection(context.WithoutCancel(ctx), metav1.DeleteOptions{}, metav1.ListOptions{LabelSelector: label})
+		cleanup, cancel := context.WithTimeout(context.WithoutCancel(ctx), requestTimeout)
+		defer cancel()
+		_ = res.DeleteCollection(cleanup, metav1.DeleteOptions{}, metav1.ListOptions{LabelSelector: label})
 	}()
 	var mu sync.Mutex
 	var latencies []time.Duration
@@ -385,16 +448,20 @@ func load(ctx context.Context, c dynamic.Interface, t SmokeTarget) (LoadResult, 
 		wg.Add(1)
 		go func() {
 			defer wg.Done()
-			for i := 0; time.Now().Before(stop) && ctx.Err() == nil; i++ {
+			failures := 0
+			for i := 0; time.Now().Before(stop) && ctx.Err() == nil && failures < maxConsecutiveErrors; i++ {
 				name := fmt.Sprintf("kcp-tmc-load-%s-%d-%d", t.RunID, w, i)
-				cm := &unstructured.Unstructured{Object: map[string]any{
-					"apiVersion": "v1", "kind": "ConfigMap",
+				lease := &unstructured.Unstructured{Object: map[string]any{
+					"apiVersion": "coordination.k8s.io/v1", "kind": "Lease",
 					"metadata": map[string]any{"name": name, "labels": map[string]any{SmokeLabel: t.RunID + "-load"}},
-					"data":     map[string]any{"worker": fmt.Sprint(w), "i": fmt.Sprint(i)},
+					"spec":     map[string]any{"holderIdentity": fmt.Sprintf("kcp-tmc-smoke-%d", w), "leaseDurationSeconds": int64(15)},
 				}}
-				if timed(func() error { _, err := res.Create(ctx, cm, metav1.CreateOptions{}); return err }) != nil {
+				if timed(func() error { _, err := res.Create(ctx, lease, metav1.CreateOptions{}); return err }) != nil {
+					failures++
+					time.Sleep(time.Duration(failures) * 50 * time.Millisecond) // back off a failing kcp
 					continue
 				}
+				failures = 0
 				_ = timed(func() error { _, err := res.Get(ctx, name, metav1.GetOptions{}); return err })
 				_ = timed(func() error { _, err := res.List(ctx, metav1.ListOptions{LabelSelector: label, Limit: 50}); return err })
 				_ = timed(func() error {
@@ -427,4 +494,11 @@ func load(ctx context.Context, c dynamic.Interface, t SmokeTarget) (LoadResult, 
 		return out, errors.New(strings.Join(problems, "; "))
 	}
 	return out, nil
+}
+
+// withTimeout is cfg with every request bounded by requestTimeout.
+func withTimeout(cfg *rest.Config) *rest.Config {
+	c := rest.CopyConfig(cfg)
+	c.Timeout = requestTimeout
+	return c
 }

@@ -2,8 +2,10 @@ package stacks
 
 import (
 	"fmt"
+	"maps"
 	"os"
 	"path/filepath"
+	"slices"
 	"strconv"
 	"strings"
 	"time"
@@ -57,11 +59,21 @@ func ProgramIn(projectDir string) pulumi.RunFunc {
 // and are registered as Pulumi secrets. projectDir anchors a relative
 // target.renderDir.
 func NewProgram(cfg Config, projectDir string) (pulumi.RunFunc, error) {
+	// Own copies of the slices and maps: the caller changing them later must
+	// not bypass the validation below.
+	cfg.Zones, cfg.Clusters = slices.Clone(cfg.Zones), slices.Clone(cfg.Clusters)
+	cfg.ClusterKubeconfigs, cfg.ExistingCAs = maps.Clone(cfg.ClusterKubeconfigs), maps.Clone(cfg.ExistingCAs)
 	cfg.KubeconfigIsSecret, cfg.ExistingCAsIsSecret = true, true
 	if err := cfg.Validate(); err != nil {
 		return nil, fmt.Errorf("invalid configuration:\n%w", err)
 	}
-	return func(ctx *pulumi.Context) error { return Deploy(ctx, &cfg, projectDir) }, nil
+	return func(ctx *pulumi.Context) error {
+		dir := projectDir
+		if dir == "" {
+			dir = projectRoot(ctx)
+		}
+		return Deploy(ctx, &cfg, dir)
+	}, nil
 }
 
 // Deploy builds every component of a validated Config; projectDir anchors

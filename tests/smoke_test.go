@@ -125,9 +125,20 @@ func TestCLIOnLocalControlPlane(t *testing.T) {
 		t.Errorf("smoke after the workloads are ready: %+v", report)
 	}
 	t.Logf("load test on the local apiserver: %+v", *report.Load)
-	left, _, _ := kube.Kubectl(ctx, nil, "get", "configmaps", "-A", "-l", ops.SmokeLabel, "-o", "name")
-	if strings.TrimSpace(left) != "" {
-		t.Errorf("smoke left objects behind:\n%s", left)
+	assertNoSmokeObjects(t, "configmaps", "leases")
+}
+
+// assertNoSmokeObjects fails when objects a smoke run created are left.
+func assertNoSmokeObjects(t *testing.T, resources ...string) {
+	t.Helper()
+	for _, r := range resources {
+		left, _, err := kube.Kubectl(context.Background(), nil, "get", r, "-A", "-l", ops.SmokeLabel, "-o", "name")
+		if err != nil {
+			t.Fatal(err)
+		}
+		if strings.TrimSpace(left) != "" {
+			t.Errorf("smoke left objects behind:\n%s", left)
+		}
 	}
 }
 
@@ -200,9 +211,11 @@ func TestSmokeSyncCheck(t *testing.T) {
 	}
 
 	agentCtx, stopAgent := context.WithCancel(ctx)
-	go standInAgent(agentCtx, "smoke-kcp", "smoke-downstream")
+	agentDone := make(chan struct{})
+	go func() { standInAgent(agentCtx, "smoke-kcp", "smoke-downstream"); close(agentDone) }()
 	r, err := ops.Smoke(ctx, target("with-agent"))
 	stopAgent()
+	<-agentDone // the no-agent run below must really have no agent
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -223,9 +236,26 @@ func TestSmokeSyncCheck(t *testing.T) {
 	if c := check(r, "test workload synced"); c.OK || !strings.Contains(c.Detail, "not synced") || !strings.Contains(c.Detail, "on: east") {
 		t.Errorf("sync check without an agent: %+v", c)
 	}
-	left, _, _ := kube.Kubectl(ctx, nil, "-n", "smoke-kcp", "get", "configmaps", "-l", ops.SmokeLabel, "-o", "name")
-	if strings.TrimSpace(left) != "" {
-		t.Errorf("a failed smoke left its workload in kcp: %s", left)
+	// A copy the agent made before it stopped stays downstream (no agent to
+	// remove it), but nothing may stay in "kcp".
+	left, _, err := kube.Kubectl(ctx, nil, "-n", "smoke-kcp", "get", "configmaps", "-l", ops.SmokeLabel, "-o", "name")
+	if err != nil || strings.TrimSpace(left) != "" {
+		t.Errorf("a failed smoke left its workload in kcp: %s (%v)", left, err)
+	}
+
+	// A run killed mid-way leaves its workload; the next run removes it.
+	if _, _, err := kube.Kubectl(ctx, nil, "-n", "smoke-kcp", "create", "configmap", "kcp-tmc-smoke-killed"); err != nil {
+		t.Fatal(err)
+	}
+	if _, _, err := kube.Kubectl(ctx, nil, "-n", "smoke-kcp", "label", "configmap", "kcp-tmc-smoke-killed", ops.SmokeLabel+"=killed"); err != nil {
+		t.Fatal(err)
+	}
+	r, err = ops.Smoke(ctx, target("after-kill"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	if c := check(r, "test workload synced"); !strings.Contains(c.Detail, "removed 1 leftover(s)") {
+		t.Errorf("leftover of a killed run not swept: %+v", c)
 	}
 }
 

@@ -10,6 +10,7 @@ import (
 	"fmt"
 	"os"
 	"os/signal"
+	"syscall"
 
 	"github.com/kcp-tmc/kcp-tmc/internal/cli"
 	"github.com/kcp-tmc/kcp-tmc/stacks"
@@ -17,7 +18,9 @@ import (
 
 func main() {
 	stacks.TuneGC()
-	ctx, stop := signal.NotifyContext(context.Background(), os.Interrupt)
+	// SIGTERM too (CI cancellation, timeout): the defers remove fetched
+	// snapshots and smoke objects.
+	ctx, stop := signal.NotifyContext(context.Background(), os.Interrupt, syscall.SIGTERM)
 	defer stop()
 	err := cli.Run(ctx, os.Args[1:], os.Stdout, os.Stderr)
 	if err != nil && !errors.Is(err, cli.ErrUsage) {

@@ -158,7 +158,9 @@ func TestBackupScriptFailsLoudly(t *testing.T) {
 		want string
 	}{
 		{"no healthy member", []string{"BACKUP_TARGET=file://" + dir, "ETCD_ENDPOINTS=https://127.0.0.1:1"}, []string{"backup"}, "no healthy etcd member"},
-		{"bad target", []string{"BACKUP_TARGET=ftp://x", "ETCD_ENDPOINTS=https://127.0.0.1:1"}, []string{"latest"}, ""},
+		{"bad target", []string{"BACKUP_TARGET=ftp://x", "ETCD_ENDPOINTS=https://127.0.0.1:1"}, []string{"latest"}, "BACKUP_TARGET ftp://x"},
+		{"missing directory", []string{"BACKUP_TARGET=file://" + dir + "/nowhere"}, []string{"latest"}, "BACKUP_TARGET directory " + dir + "/nowhere does not exist"},
+		{"S3 listing refused", []string{"BACKUP_TARGET=s3://no-such-bucket/etcd", "AWS_ENDPOINT_URL=http://127.0.0.1:1", "AWS_ACCESS_KEY_ID=x", "AWS_SECRET_ACCESS_KEY=y", "AWS_DEFAULT_REGION=us-east-1", "AWS_MAX_ATTEMPTS=1"}, []string{"latest"}, "listing s3://no-such-bucket/etcd/x/"},
 		{"nothing to verify", []string{"BACKUP_TARGET=file://" + dir}, []string{"verify-latest"}, "no snapshot of x"},
 		{"unknown command", []string{"BACKUP_TARGET=file://" + dir}, []string{"restore"}, "unknown command restore"},
 	}

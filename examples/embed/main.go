@@ -61,6 +61,15 @@ func run(ctx context.Context, dir string, destroy bool, progress io.Writer) erro
 	if err := os.MkdirAll(state, 0o700); err != nil {
 		return fmt.Errorf("state dir: %w", err)
 	}
+	// A rendered dev stack holds no secret; anything that reaches a cluster
+	// encrypts its kubeconfig in state, so it needs a real passphrase.
+	passphrase := os.Getenv("PULUMI_CONFIG_PASSPHRASE")
+	if passphrase == "" {
+		if cfg.Target.Mode != stacks.TargetRender {
+			return fmt.Errorf("set PULUMI_CONFIG_PASSPHRASE: this stack's secrets are encrypted with it")
+		}
+		passphrase = automation.DevPassphrase
+	}
 	pulumiCmd, err := automation.PulumiCommand()
 	if err != nil {
 		return err
@@ -69,7 +78,7 @@ func run(ctx context.Context, dir string, destroy bool, progress io.Writer) erro
 		auto.Pulumi(pulumiCmd),
 		auto.EnvVars(map[string]string{
 			"PULUMI_BACKEND_URL":       "file://" + state,
-			"PULUMI_CONFIG_PASSPHRASE": automation.DevPassphrase, // this stack holds no secret
+			"PULUMI_CONFIG_PASSPHRASE": passphrase,
 			"PULUMI_SKIP_UPDATE_CHECK": "true",
 			"PATH":                     automation.ToolchainBin() + string(os.PathListSeparator) + os.Getenv("PATH"),
 		}))

@@ -55,9 +55,11 @@ func Seed(t *testing.T, target, clusterName, endpoint string) string {
 		"BACKUP_TARGET="+target, "CLUSTER_NAME="+clusterName, "WORK_DIR="+filepath.Join(dir, "work"),
 		"ETCD_ENDPOINTS="+cluster.Endpoints(), "ETCDCTL_CACERT="+files.CA, "ETCDCTL_CERT="+cert, "ETCDCTL_KEY="+key,
 		"AWS_ENDPOINT_URL="+endpoint, "AWS_DEFAULT_REGION=us-east-1")
+	var stderr strings.Builder
+	cmd.Stderr = &stderr
 	out, err := cmd.Output()
 	if err != nil {
-		t.Fatalf("backup: %v\n%s", err, out)
+		t.Fatalf("backup: %v\n%s%s", err, out, stderr.String())
 	}
 	lines := strings.Split(strings.TrimSpace(string(out)), "\n")
 	return lines[len(lines)-1]

@@ -108,10 +108,15 @@ func Run(ctx context.Context, args []string, stdout, stderr io.Writer) error {
 	if err := fs.Parse(args[1:]); err != nil {
 		return ErrUsage
 	}
+	if fs.NArg() > 0 {
+		fmt.Fprintf(stderr, "kcp-tmc: unexpected argument %q (flags only)\n", fs.Arg(0))
+		return ErrUsage
+	}
+	set := map[string]bool{}
+	fs.Visit(func(f *flag.Flag) { set[f.Name] = true })
 	// --refresh defaults to true only for drift; preview and up refresh when asked.
-	refreshSet := false
-	fs.Visit(func(f *flag.Flag) { refreshSet = refreshSet || f.Name == "refresh" })
-	refreshFirst := *refresh && (command == "drift" || refreshSet)
+	refreshFirst := *refresh && (command == "drift" || set["refresh"])
+	smoke.loadSet = set["load-duration"]
 	if *stack == "" {
 		fmt.Fprintln(stderr, "kcp-tmc: --stack is required")
 		return ErrUsage
@@ -244,11 +249,18 @@ func Run(ctx context.Context, args []string, stdout, stderr io.Writer) error {
 		return ErrUsage
 	}
 
-	s, err := automation.Stack(ctx, automation.Options{Stack: *stack, ProjectDir: *dir})
-	if err != nil {
-		return err
+	// Verbs that read or change existing state need the stack to exist: a
+	// mistyped backend must not look like an empty stack.
+	stateVerb := command == "outputs" || command == "drift" || command == "refresh" || command == "destroy"
+	s, err := automation.Stack(ctx, automation.Options{Stack: *stack, ProjectDir: *dir, MustExist: stateVerb})
+	if err == nil {
+		err = op(s)
 	}
-	if err := op(s); err != nil {
+	if err != nil && *asJSON && !errors.Is(err, ErrDrift) && !errors.Is(err, ErrCheck) {
+		// Scripts reading --json get a document even when the operation failed.
+		_ = printJSON(stdout, map[string]any{"stack": *stack, "command": command, "error": err.Error()})
+	}
+	if err != nil {
 		return fmt.Errorf("%s of stack %q failed: %w", command, *stack, err)
 	}
 	return nil
@@ -263,8 +275,9 @@ func backupSource(cfg *stacks.Config, target string) (ops.BackupSource, error) {
 	if !strings.HasPrefix(target, "s3://") && !strings.HasPrefix(target, "file:///") {
 		return ops.BackupSource{}, fmt.Errorf("--target %q: want s3://bucket/prefix or file:///dir", target)
 	}
-	return ops.BackupSource{Target: target, ClusterName: "kcp-tmc-" + cfg.Environment,
-		Region: cfg.Backup.Region, Endpoint: cfg.Backup.Endpoint}, nil
+	// The stack's S3-compatible endpoint belongs to its own target: an
+	// override is AWS unless AWS_ENDPOINT_URL says otherwise.
+	return ops.BackupSource{Target: target, ClusterName: "kcp-tmc-" + cfg.Environment, Region: cfg.Backup.Region}, nil
 }
 
 // backupOp runs backup verify, drill or restore and reports the result.

@@ -129,7 +129,10 @@ func TestBackupVerifyDrillRestore(t *testing.T) {
 		err := Run(context.Background(), args, &stdout, &stderr)
 		return stdout.String() + stderr.String(), err
 	}
-	restoreDir := t.TempDir()
+	restoreDir, usedDir := t.TempDir(), t.TempDir()
+	if err := os.WriteFile(filepath.Join(usedDir, "old-data"), nil, 0o600); err != nil {
+		t.Fatal(err)
+	}
 	tests := []struct {
 		args    []string
 		want    []string
@@ -140,7 +143,9 @@ func TestBackupVerifyDrillRestore(t *testing.T) {
 		{[]string{"drill"}, []string{"DR drill of " + key + " into 1 scratch members", fmt.Sprintf("%d keys served", backuptest.Keys), "RTO: recovered in", "OK"}, nil},
 		{[]string{"drill", "--json"}, []string{fmt.Sprintf(`"keysServed": %d`, backuptest.Keys), `"rto": "15m0s"`}, nil},
 		{[]string{"restore", "--out", restoreDir}, []string{"restored " + key, "etcd-0 → " + filepath.Join(restoreDir, "etcd-0"), "OK"}, nil},
-		{[]string{"restore", "--out", restoreDir}, []string{"is not empty"}, errAny},
+		{[]string{"restore", "--out", usedDir}, []string{"restore dir " + usedDir + " is not empty"}, errAny},
+		{[]string{"drill", "extra"}, []string{`unexpected argument "extra"`}, ErrUsage},
+		{[]string{"backup", "verify", "--json", "--target", "file://" + t.TempDir()}, []string{`"error":`, "no snapshot of kcp-tmc-dev"}, errAny},
 		{[]string{"backup", "verify", "--target", "file://" + t.TempDir()}, []string{"no snapshot of kcp-tmc-dev"}, errAny},
 		{[]string{"backup", "verify", "--target", "ftp://x"}, []string{`--target "ftp://x"`}, errAny},
 		{[]string{"restore"}, []string{"restore needs --out"}, ErrUsage},

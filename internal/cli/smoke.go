@@ -27,13 +27,15 @@ type smokeFlags struct {
 	loadDuration, syncTimeout           time.Duration
 	loadWorkers                         int
 	maxP99                              time.Duration
+	// loadSet: --load-duration was given (prod runs no load unless asked).
+	loadSet bool
 }
 
 func (f *smokeFlags) register(fs *flag.FlagSet) {
 	fs.StringVar(&f.kcpKubeconfig, "kcp-kubeconfig", "", "smoke: kcp admin kubeconfig file (default: the stack's secret kcp-tmc:kcpKubeconfig)")
 	fs.StringVar(&f.kubeconfig, "kubeconfig", "", "smoke: kubeconfig of the cluster kcp runs on (default: the stack's kcp-tmc:kubeconfig or target.context, else $KUBECONFIG)")
 	fs.StringVar(&f.workload, "workload", "", "smoke: YAML of the object created in kcp to prove syncing (default: a ConfigMap; api-syncagent clusters need an object of a published API)")
-	fs.DurationVar(&f.loadDuration, "load-duration", 30*time.Second, "smoke: length of the load test (0 skips it)")
+	fs.DurationVar(&f.loadDuration, "load-duration", 30*time.Second, "smoke: length of the load test (0 skips it; prod stacks default to 0)")
 	fs.IntVar(&f.loadWorkers, "load-workers", 4, "smoke: concurrent load-test workers")
 	fs.DurationVar(&f.maxP99, "load-max-p99", time.Second, "smoke: the load test fails above this p99 request latency")
 	fs.DurationVar(&f.syncTimeout, "sync-timeout", 2*time.Minute, "smoke: how long the test workload may take to reach (and leave) every cluster")
@@ -45,6 +47,9 @@ func (f *smokeFlags) register(fs *flag.FlagSet) {
 func (f *smokeFlags) target(cfg *stacks.Config) (ops.SmokeTarget, error) {
 	t := ops.SmokeTarget{Namespace: cfg.Namespace, SyncTimeout: f.syncTimeout,
 		Load: ops.LoadSpec{Duration: f.loadDuration, Workers: f.loadWorkers, MaxP99: f.maxP99}}
+	if cfg.Environment == "prod" && !f.loadSet {
+		t.Load.Duration = 0 // never load-test production by default
+	}
 	var err error
 	switch {
 	case f.kcpKubeconfig != "":
@@ -94,7 +99,13 @@ func (f *smokeFlags) target(cfg *stacks.Config) (ops.SmokeTarget, error) {
 	return t, nil
 }
 
+// hostConfig is the cluster kcp runs on, never an ambient current context
+// (which may well be another cluster with the same namespace).
 func hostConfig(cfg *stacks.Config, file string) (*rest.Config, error) {
+	if file == "" && cfg.Kubeconfig == "" && cfg.Target.Context == "" {
+		return nil, fmt.Errorf("stack %q names no cluster: set kcp-tmc:kubeconfig or kcp-tmc:target.context, or pass --kubeconfig "+
+			"(cloud.mode eks: `aws eks update-kubeconfig --name kcp-tmc-%s --kubeconfig FILE`)", cfg.Environment, cfg.Environment)
+	}
 	if file == "" && cfg.Kubeconfig != "" {
 		raw, err := clientcmd.Load([]byte(cfg.Kubeconfig))
 		if err != nil {

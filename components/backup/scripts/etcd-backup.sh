@@ -59,9 +59,20 @@ put() { # put FILE KEY
 
 latest() {
   case "$BACKUP_TARGET" in
-    s3://*) aws_s3 ls "$BACKUP_TARGET/$CLUSTER_NAME/" --recursive | awk '{print $4}' | grep '\.db$' | sort | tail -n 1 |
-              sed "s|^${BACKUP_TARGET#s3://*/}/||" ;;
-    file://*) (cd "${BACKUP_TARGET#file://}" && find "$CLUSTER_NAME" -name '*.db' | sort | tail -n 1) ;;
+    s3://*)
+      # List first: a pipe would turn AccessDenied into "no snapshot".
+      # (aws s3 ls exits 1 when nothing matches the prefix: that is "none".)
+      mkdir -p "$WORK_DIR"
+      listing=$(aws_s3 ls "$BACKUP_TARGET/$CLUSTER_NAME/" --recursive 2>"$WORK_DIR/ls-err") || {
+        if [ -s "$WORK_DIR/ls-err" ]; then fail "listing $BACKUP_TARGET/$CLUSTER_NAME/: $(cat "$WORK_DIR/ls-err")"; fi
+        listing=""
+      }
+      rm -f "$WORK_DIR/ls-err"
+      echo "$listing" | awk '{print $4}' | grep '\.db$' | sort | tail -n 1 | sed "s|^${BACKUP_TARGET#s3://*/}/||" ;;
+    file://*)
+      [ -d "${BACKUP_TARGET#file://}" ] || fail "BACKUP_TARGET directory ${BACKUP_TARGET#file://} does not exist"
+      (cd "${BACKUP_TARGET#file://}" && find "$CLUSTER_NAME" -name '*.db' 2>/dev/null | sort | tail -n 1) ;;
+    *) fail "BACKUP_TARGET $BACKUP_TARGET: want s3://bucket/prefix or file:///dir" ;;
   esac
 }
 
