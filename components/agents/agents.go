@@ -24,6 +24,7 @@ import (
 	"github.com/pulumi/pulumi/sdk/v3/go/pulumi"
 
 	"github.com/kcp-tmc/kcp-tmc/components/internal/component"
+	"github.com/kcp-tmc/kcp-tmc/components/monitoring"
 
 	"github.com/kcp-tmc/kcp-tmc/components/platform"
 	"github.com/kcp-tmc/kcp-tmc/components/security"
@@ -404,6 +405,14 @@ func metrics(ctx *pulumi.Context, name string, a Args, labels map[string]string,
 		}},
 	}, opts...); err != nil {
 		return fmt.Errorf("agent ServiceMonitor: %w", err)
+	}
+	// The agent alerts where the agent's metrics are: this cluster's Prometheus.
+	if _, err := apiextensions.NewCustomResource(ctx, name+"-rules", &apiextensions.CustomResourceArgs{
+		ApiVersion: pulumi.String("monitoring.coreos.com/v1"), Kind: pulumi.String("PrometheusRule"),
+		Metadata:    workload.Meta(a.Kind+"-rules", a.Namespace, a.Kind),
+		OtherFields: kubernetes.UntypedArgs{"spec": pulumi.Map{"groups": monitoring.RuleGroups([]monitoring.Group{monitoring.AgentGroup()})}},
+	}, opts...); err != nil {
+		return fmt.Errorf("agent PrometheusRule: %w", err)
 	}
 	return nil
 }

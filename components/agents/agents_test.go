@@ -2,6 +2,7 @@ package agents
 
 import (
 	"encoding/base64"
+	"fmt"
 	"reflect"
 	"strings"
 	"testing"
@@ -116,6 +117,15 @@ func TestAgentKinds(t *testing.T) {
 	sm := rec.Object(t, "kubernetes:monitoring.coreos.com/v1:ServiceMonitor", KindSyncAgent)
 	if mocktest.Dig(sm, "spec", "jobLabel") != "app.kubernetes.io/name" || mocktest.Dig(sm, "spec", "endpoints", 0, "port") != "metrics" {
 		t.Errorf("ServiceMonitor = %v: the alerts read job=\"api-syncagent\"", sm["spec"])
+	}
+	rules := fmt.Sprint(mocktest.Dig(rec.Object(t, "kubernetes:monitoring.coreos.com/v1:PrometheusRule", KindSyncAgent+"-rules"), "spec", "groups"))
+	for _, alert := range []string{"SyncerHighErrorRate", "SyncLatencyHigh", `job="api-syncagent"`} {
+		if !strings.Contains(rules, alert) {
+			t.Errorf("the agent's cluster lacks %s in its PrometheusRule: %s", alert, rules)
+		}
+	}
+	if n := len(rec.OfType("kubernetes:monitoring.coreos.com/v1:PrometheusRule")); n != 1 {
+		t.Errorf("%d PrometheusRules: only api-syncagent has metrics (the TMC syncer has none)", n)
 	}
 	rec.Object(t, "kubernetes:apis.kcp.io/v1alpha1:APIExport", "eu-export")
 

@@ -128,19 +128,15 @@ func NewMonitoring(ctx *pulumi.Context, name string, args Args, opts ...pulumi.R
 			return nil, err
 		}
 	}
-	var groups pulumi.Array
 	var alerts []string
 	for _, g := range Groups() {
-		var rules pulumi.Array
 		for _, r := range g.Rules {
-			rules = append(rules, ruleMap(r))
 			if r.Alert != "" {
 				alerts = append(alerts, r.Alert)
 			}
 		}
-		groups = append(groups, pulumi.Map{"name": pulumi.String(g.Name), "rules": rules})
 	}
-	if _, err := customResource(ctx, name+"-rules", "PrometheusRule", "kcp-tmc", args, pulumi.Map{"groups": groups}, child); err != nil {
+	if _, err := customResource(ctx, name+"-rules", "PrometheusRule", "kcp-tmc", args, pulumi.Map{"groups": RuleGroups(Groups())}, child); err != nil {
 		return nil, err
 	}
 	for _, d := range Dashboards() {
@@ -309,4 +305,17 @@ func installStack(ctx *pulumi.Context, name string, a Args, opts []pulumi.Resour
 		return nil, fmt.Errorf("kube-prometheus-stack release: %w", err)
 	}
 	return rel, nil
+}
+
+// RuleGroups is groups as a PrometheusRule's spec.groups.
+func RuleGroups(groups []Group) pulumi.Array {
+	var out pulumi.Array
+	for _, g := range groups {
+		var rules pulumi.Array
+		for _, r := range g.Rules {
+			rules = append(rules, ruleMap(r))
+		}
+		out = append(out, pulumi.Map{"name": pulumi.String(g.Name), "rules": rules})
+	}
+	return out
 }

@@ -60,6 +60,23 @@ var RunbookURL = "https://github.com/kcp-tmc/kcp-tmc/blob/main/docs/runbook.md"
 // cert-manager's certmanager_*, and controller-runtime's metrics of the
 // api-syncagent. The seed's tmc_component_health and syncer_sync_errors_total
 // do not exist anywhere; they are recording rules over real series here.
+// AgentGroup is the api-syncagent rules. The agents' metrics are scraped on
+// their physical clusters, so the agents component installs this group there
+// too; Groups includes it for a Prometheus that federates those metrics.
+func AgentGroup() Group {
+	return Group{Name: "kcp-tmc.agents", Rules: []Rule{
+		{Record: "syncer_sync_errors_total", Expr: fmt.Sprintf(
+			`sum by (namespace, controller) (controller_runtime_reconcile_errors_total{job="%s"})`, JobSyncAgent)},
+		alert("SyncerHighErrorRate", "warning", "rate(syncer_sync_errors_total[5m]) > 0.1", "2m",
+			"api-syncagent {{ $labels.controller }} fails to sync",
+			"The agent's controller {{ $labels.controller }} reports {{ $value | humanize }} reconcile errors per second."),
+		alert("SyncLatencyHigh", "warning", fmt.Sprintf(
+			`histogram_quantile(0.99, sum by (namespace, le) (rate(controller_runtime_reconcile_time_seconds_bucket{job="%s"}[5m]))) > %d`, JobSyncAgent, SyncLatencySeconds), "10m",
+			"Syncing takes longer than the 5 s objective",
+			"The 99th percentile of api-syncagent reconcile time is {{ $value | humanizeDuration }}."),
+	}}
+}
+
 func Groups() []Group {
 	burn := func(window string) string {
 		// "or ... * 0": with no 5xx at all the ratio is 0, not absent.
@@ -95,23 +112,15 @@ sum by (namespace) (rate(apiserver_request_total{job="%[1]s"}[%[2]s]))`, JobKCP,
 		{Name: "kcp-tmc.components", Rules: []Rule{
 			{Record: "tmc_component_health", Expr: fmt.Sprintf(
 				`label_replace(min by (namespace, job) (up{job=~"%s|%s|%s"}), "component", "$1", "job", "(.*)")`, JobKCP, JobFrontProxy, JobEtcd)},
-			{Record: "syncer_sync_errors_total", Expr: fmt.Sprintf(
-				`sum by (namespace, controller) (controller_runtime_reconcile_errors_total{job="%s"})`, JobSyncAgent)},
 			alert("TMCComponentDown", "critical", "tmc_component_health == 0", "5m",
 				"{{ $labels.component }} is down in {{ $labels.namespace }}",
 				"At least one {{ $labels.component }} instance has not answered Prometheus' scrape for 5 minutes."),
-			alert("SyncerHighErrorRate", "warning", "rate(syncer_sync_errors_total[5m]) > 0.1", "2m",
-				"api-syncagent {{ $labels.controller }} fails to sync",
-				"The agent's controller {{ $labels.controller }} reports {{ $value | humanize }} reconcile errors per second."),
-			alert("SyncLatencyHigh", "warning", fmt.Sprintf(
-				`histogram_quantile(0.99, sum by (namespace, le) (rate(controller_runtime_reconcile_time_seconds_bucket{job="%s"}[5m]))) > %d`, JobSyncAgent, SyncLatencySeconds), "10m",
-				"Syncing takes longer than the 5 s objective",
-				"The 99th percentile of api-syncagent reconcile time is {{ $value | humanizeDuration }}."),
 			alert("SyncerHeartbeatStale", "critical",
 				`kube_customresource_synctarget_conditions{type="HeartbeatHealthy"} == 0`, "5m",
 				"SyncTarget {{ $labels.name }} lost its syncer",
 				"The legacy TMC syncer of {{ $labels.name }} has not heartbeated within kcp's threshold."),
 		}},
+		AgentGroup(),
 		{Name: "kcp-tmc.etcd", Rules: []Rule{
 			alert("EtcdNoLeader", "critical", fmt.Sprintf(`etcd_server_has_leader{job="%s"} == 0`, JobEtcd), "1m",
 				"etcd member {{ $labels.instance }} has no leader", "The member cannot serve writes: the cluster lost quorum or this member is partitioned."),

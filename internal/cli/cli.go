@@ -20,6 +20,7 @@ import (
 	"flag"
 	"fmt"
 	"io"
+	"slices"
 	"strings"
 	"time"
 
@@ -60,6 +61,23 @@ var (
 	ErrDrift = errors.New("drift detected")
 	// ErrCheck: a check ran and found problems (exit 1, like a failed operation).
 	ErrCheck = errors.New("check failed")
+)
+
+// commonFlags apply to every command; commandFlags lists each command's own.
+var (
+	commonFlags  = map[string]bool{"stack": true, "project-dir": true}
+	commandFlags = map[string][]string{
+		"preview":       {"expect-no-changes", "refresh"},
+		"up":            {"expect-no-changes", "refresh"},
+		"destroy":       {"yes"},
+		"refresh":       nil,
+		"outputs":       {"json"}, // always JSON; accepted for symmetry
+		"drift":         {"refresh", "json"},
+		"backup verify": {"target", "json"},
+		"drill":         {"target", "json"},
+		"restore":       {"target", "snapshot", "out", "json"},
+		"smoke":         {"json", "kcp-kubeconfig", "kubeconfig", "workload", "load-duration", "load-workers", "load-max-p99", "sync-timeout"},
+	}
 )
 
 // ExitCode maps Run's error to the process exit code: 0 success, 1 the
@@ -114,6 +132,13 @@ func Run(ctx context.Context, args []string, stdout, stderr io.Writer) error {
 	}
 	set := map[string]bool{}
 	fs.Visit(func(f *flag.Flag) { set[f.Name] = true })
+	for name := range set {
+		if allowed, known := commandFlags[command]; known && !commonFlags[name] && !slices.Contains(allowed, name) {
+			// A flag another command takes would be silently ignored here.
+			fmt.Fprintf(stderr, "kcp-tmc: %s does not take --%s\n", command, name)
+			return ErrUsage
+		}
+	}
 	// --refresh defaults to true only for drift; preview and up refresh when asked.
 	refreshFirst := *refresh && (command == "drift" || set["refresh"])
 	smoke.loadSet = set["load-duration"]

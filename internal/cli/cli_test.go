@@ -25,6 +25,9 @@ func TestUsageErrors(t *testing.T) {
 		{"no stack", []string{"up"}, "--stack is required"},
 		{"unknown flag", []string{"up", "--stack", "dev", "--force"}, "flag provided but not defined"},
 		{"destroy without --yes", []string{"destroy", "--stack", "dev"}, "pass --yes to confirm"},
+		{"another command's flag", []string{"drill", "--stack", "dev", "--snapshot", "x"}, "drill does not take --snapshot"},
+		{"--yes on up", []string{"up", "--stack", "dev", "--yes"}, "up does not take --yes"},
+		{"positional argument", []string{"outputs", "--stack", "dev", "extra"}, `unexpected argument "extra"`},
 	}
 	for _, tt := range tests {
 		t.Run(tt.name, func(t *testing.T) {
