@@ -226,9 +226,18 @@ func NewAgent(ctx *pulumi.Context, name string, args Args, opts ...pulumi.Resour
 		[]security.Flow{{CIDR: "0.0.0.0/0", Ports: []int{443, 6443}}}, after...); err != nil {
 		return nil, err
 	}
+	// kcp's side first: the TMC syncer needs its SyncTarget's uid.
+	var syncTargetUID pulumi.StringOutput
+	if args.KCPProvider != nil {
+		uid, err := kcpSide(ctx, name, args, pulumi.Parent(comp), pulumi.Provider(args.KCPProvider))
+		if err != nil {
+			return nil, err
+		}
+		syncTargetUID = uid
+	}
 	if _, err := appsv1.NewDeployment(ctx, name+"-deployment", &appsv1.DeploymentArgs{
 		Metadata: deploymentMeta(args),
-		Spec:     deploymentSpec(args, labels),
+		Spec:     deploymentSpec(args, labels, syncTargetUID),
 	}, after...); err != nil {
 		return nil, fmt.Errorf("agent Deployment: %w", err)
 	}
@@ -239,11 +248,6 @@ func NewAgent(ctx *pulumi.Context, name string, args Args, opts ...pulumi.Resour
 	}
 	if args.Replicas > 1 {
 		if err := workload.NewPDB(ctx, name+"-pdb", args.Namespace, args.Kind, after...); err != nil {
-			return nil, err
-		}
-	}
-	if args.KCPProvider != nil {
-		if err := kcpSide(ctx, name, args, pulumi.Parent(comp), pulumi.Provider(args.KCPProvider)); err != nil {
 			return nil, err
 		}
 	}
@@ -337,7 +341,22 @@ func deploymentMeta(a Args) *metav1.ObjectMetaArgs {
 	return meta
 }
 
-func deploymentSpec(a Args, labels map[string]string) *appsv1.DeploymentSpecArgs {
+// containerArgs are Flags(a), plus the SyncTarget's uid for the TMC syncer
+// once kcp has assigned it (absent in render mode, where nothing assigns one).
+func containerArgs(a Args, syncTargetUID pulumi.StringOutput) pulumi.StringArrayInput {
+	if a.Kind != KindTMCSyncer || syncTargetUID == (pulumi.StringOutput{}) {
+		return pulumi.ToStringArray(Flags(a))
+	}
+	return syncTargetUID.ApplyT(func(uid string) []string {
+		flags := Flags(a)
+		if uid != "" {
+			flags = append(flags, "--sync-target-uid="+uid)
+		}
+		return flags
+	}).(pulumi.StringArrayOutput)
+}
+
+func deploymentSpec(a Args, labels map[string]string, syncTargetUID pulumi.StringOutput) *appsv1.DeploymentSpecArgs {
 	strategy := &appsv1.DeploymentStrategyArgs{Type: pulumi.String("Recreate")} // one syncer per SyncTarget, ever
 	ports := corev1.ContainerPortArray{}
 	var liveness, readiness *corev1.ProbeArgs
@@ -365,7 +384,7 @@ func deploymentSpec(a Args, labels map[string]string) *appsv1.DeploymentSpecArgs
 				Affinity:           workload.Affinity(labels, workload.Spread{Mode: workload.SpreadNone}),
 				Containers: corev1.ContainerArray{corev1.ContainerArgs{
 					Name: pulumi.String(a.Kind), Image: pulumi.String(a.Image), ImagePullPolicy: pulumi.String("Always"),
-					Args:  pulumi.ToStringArray(Flags(a)),
+					Args:  containerArgs(a, syncTargetUID),
 					Ports: ports,
 					Env: corev1.EnvVarArray{corev1.EnvVarArgs{Name: pulumi.String("NAMESPACE"),
 						ValueFrom: &corev1.EnvVarSourceArgs{FieldRef: &corev1.ObjectFieldSelectorArgs{FieldPath: pulumi.String("metadata.namespace")}}}},
@@ -481,8 +500,10 @@ func rbac(ctx *pulumi.Context, name string, a Args, opts []pulumi.ResourceOption
 	return nil
 }
 
-// kcpSide creates what kcp needs for the agent, in its workspace.
-func kcpSide(ctx *pulumi.Context, name string, a Args, opts ...pulumi.ResourceOption) error {
+// kcpSide creates what kcp needs for the agent, in its workspace, and
+// returns the SyncTarget's uid (TMC syncer only).
+func kcpSide(ctx *pulumi.Context, name string, a Args, opts ...pulumi.ResourceOption) (pulumi.StringOutput, error) {
+	var uid pulumi.StringOutput
 	user := User(a.Cluster)
 	var rules rbacv1.PolicyRuleArray
 	if a.Kind == KindSyncAgent {
@@ -491,7 +512,7 @@ func kcpSide(ctx *pulumi.Context, name string, a Args, opts ...pulumi.ResourceOp
 			Metadata:    &metav1.ObjectMetaArgs{Name: pulumi.String(a.APIExport)},
 			OtherFields: kubernetes.UntypedArgs{"spec": pulumi.Map{}}, // the agent fills it in
 		}, opts...); err != nil {
-			return fmt.Errorf("APIExport: %w", err)
+			return uid, fmt.Errorf("APIExport: %w", err)
 		}
 		rule := func(group, resource string, names []string, verbs ...string) rbacv1.PolicyRuleArgs {
 			r := rbacv1.PolicyRuleArgs{ApiGroups: pulumi.ToStringArray([]string{group}), Resources: pulumi.ToStringArray([]string{resource}), Verbs: pulumi.ToStringArray(verbs)}
@@ -515,14 +536,16 @@ func kcpSide(ctx *pulumi.Context, name string, a Args, opts ...pulumi.ResourceOp
 		for k, v := range a.Labels {
 			labels[k] = pulumi.String(v)
 		}
-		if _, err := apiextensions.NewCustomResource(ctx, name+"-synctarget", &apiextensions.CustomResourceArgs{
+		st, err := apiextensions.NewCustomResource(ctx, name+"-synctarget", &apiextensions.CustomResourceArgs{
 			ApiVersion: pulumi.String("workload.kcp.io/v1alpha1"), Kind: pulumi.String("SyncTarget"),
 			Metadata: &metav1.ObjectMetaArgs{Name: pulumi.String(a.Cluster), Labels: labels},
 			OtherFields: kubernetes.UntypedArgs{"spec": pulumi.Map{"supportedAPIExports": pulumi.Array{
 				pulumi.Map{"path": pulumi.String("root:compute"), "export": pulumi.String("kubernetes")}}}},
-		}, opts...); err != nil {
-			return fmt.Errorf("SyncTarget: %w", err)
+		}, opts...)
+		if err != nil {
+			return uid, fmt.Errorf("SyncTarget: %w", err)
 		}
+		uid = st.Metadata.Uid().Elem()
 		rules = rbacv1.PolicyRuleArray{
 			rbacv1.PolicyRuleArgs{ApiGroups: pulumi.ToStringArray([]string{"workload.kcp.io"}), Resources: pulumi.ToStringArray([]string{"synctargets"}),
 				ResourceNames: pulumi.ToStringArray([]string{a.Cluster}), Verbs: pulumi.ToStringArray([]string{"sync", "get", "update"})},
@@ -534,14 +557,14 @@ func kcpSide(ctx *pulumi.Context, name string, a Args, opts ...pulumi.ResourceOp
 	if _, err := rbacv1.NewClusterRole(ctx, name+"-kcp-clusterrole", &rbacv1.ClusterRoleArgs{
 		Metadata: &metav1.ObjectMetaArgs{Name: pulumi.String(roleName)}, Rules: rules,
 	}, opts...); err != nil {
-		return fmt.Errorf("kcp ClusterRole: %w", err)
+		return uid, fmt.Errorf("kcp ClusterRole: %w", err)
 	}
 	if _, err := rbacv1.NewClusterRoleBinding(ctx, name+"-kcp-clusterrolebinding", &rbacv1.ClusterRoleBindingArgs{
 		Metadata: &metav1.ObjectMetaArgs{Name: pulumi.String(roleName)},
 		RoleRef:  rbacv1.RoleRefArgs{ApiGroup: pulumi.String("rbac.authorization.k8s.io"), Kind: pulumi.String("ClusterRole"), Name: pulumi.String(roleName)},
 		Subjects: rbacv1.SubjectArray{rbacv1.SubjectArgs{Kind: pulumi.String("User"), Name: pulumi.String(user), ApiGroup: pulumi.String("rbac.authorization.k8s.io")}},
 	}, opts...); err != nil {
-		return fmt.Errorf("kcp ClusterRoleBinding: %w", err)
+		return uid, fmt.Errorf("kcp ClusterRoleBinding: %w", err)
 	}
-	return nil
+	return uid, nil
 }

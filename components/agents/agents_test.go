@@ -131,7 +131,8 @@ func TestAgentKinds(t *testing.T) {
 
 	ts := rec.Object(t, "kubernetes:apps/v1:Deployment", KindTMCSyncer)
 	tsArgs := strings.Join(toStrings(mocktest.Dig(ts, "spec", "template", "spec", "containers", 0, "args")), " ")
-	for _, want := range []string{"--sync-target-name=us", "--resources=deployments.apps", "--resources=services", "--qps=20", "--burst=30"} {
+	// The uid kcp assigned the SyncTarget (the mocks answer like the apiserver).
+	for _, want := range []string{"--sync-target-name=us", "--sync-target-uid=uid-agent-us-synctarget", "--resources=deployments.apps", "--resources=services", "--qps=20", "--burst=30"} {
 		if !strings.Contains(tsArgs, want) {
 			t.Errorf("tmc-syncer args lack %s: %s", want, tsArgs)
 		}

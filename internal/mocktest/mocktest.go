@@ -94,6 +94,13 @@ func (r *Recorder) NewResource(args pulumi.MockResourceArgs) (string, resource.P
 			state[resource.PropertyKey(k)] = resource.NewProperty(v)
 		}
 	}
+	if meta, ok := state["metadata"]; ok && strings.HasPrefix(args.TypeToken, "kubernetes:") && meta.IsObject() {
+		// What the apiserver assigns every object: a uid.
+		state = state.Copy()
+		m := meta.ObjectValue().Copy()
+		m["uid"] = resource.NewProperty("uid-" + args.Name)
+		state["metadata"] = resource.NewProperty(m)
+	}
 	if strings.HasPrefix(args.TypeToken, "aws:") {
 		// What AWS would assign: an ARN (and a key id) derived from the name.
 		state = state.Copy()
