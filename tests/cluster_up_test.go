@@ -24,21 +24,7 @@ import (
 func TestDevStackUpOnRealAPIServer(t *testing.T) {
 	ctx := context.Background()
 	const ns = "kcp-up"
-	_, opts := testenv.Project(t, "dev", map[string]any{
-		"kcp-tmc:namespace": ns,
-		"kcp-tmc:target":    map[string]any{"mode": "kubeconfig", "skipAwait": true},
-	})
-	stack, err := automation.Stack(ctx, opts)
-	if err != nil {
-		t.Fatal(err)
-	}
-	kubeconfig, err := os.ReadFile(kube.Kubeconfig)
-	if err != nil {
-		t.Fatal(err)
-	}
-	if err := stack.SetConfig(ctx, "kcp-tmc:kubeconfig", auto.ConfigValue{Value: string(kubeconfig), Secret: true}); err != nil {
-		t.Fatal(err)
-	}
+	_, opts, stack := clusterStack(t, ns, "kcp-tmc:kubeconfig")
 
 	up, err := stack.Up(ctx, optup.ProgressStreams(testWriter{t}))
 	if err != nil {
@@ -106,4 +92,29 @@ func assertNotInState(t *testing.T, backendURL, secret string) {
 	if err != nil || files == 0 {
 		t.Fatalf("reading the state backend %s: %v (%d files)", root, err, files)
 	}
+}
+
+// clusterStack is a private copy of the dev stack that deploys into
+// namespace ns of the local apiserver (kubeconfig target, skipAwait: no
+// kubelet), with the apiserver's admin kubeconfig set as each secret key.
+func clusterStack(t *testing.T, ns string, secretKeys ...string) (string, automation.Options, auto.Stack) {
+	t.Helper()
+	dir, opts := testenv.Project(t, "dev", map[string]any{
+		"kcp-tmc:namespace": ns,
+		"kcp-tmc:target":    map[string]any{"mode": "kubeconfig", "skipAwait": true},
+	})
+	stack, err := automation.Stack(context.Background(), opts)
+	if err != nil {
+		t.Fatal(err)
+	}
+	kubeconfig, err := os.ReadFile(kube.Kubeconfig)
+	if err != nil {
+		t.Fatal(err)
+	}
+	for _, key := range secretKeys {
+		if err := stack.SetConfig(context.Background(), key, auto.ConfigValue{Value: string(kubeconfig), Secret: true}); err != nil {
+			t.Fatal(err)
+		}
+	}
+	return dir, opts, stack
 }

@@ -5,17 +5,13 @@ import (
 	"context"
 	"encoding/json"
 	"errors"
-	"os"
 	"strings"
 	"testing"
 	"time"
 
-	"github.com/pulumi/pulumi/sdk/v3/go/auto"
 	"k8s.io/client-go/tools/clientcmd"
 
-	"github.com/kcp-tmc/kcp-tmc/automation"
 	"github.com/kcp-tmc/kcp-tmc/internal/cli"
-	"github.com/kcp-tmc/kcp-tmc/internal/testenv"
 	"github.com/kcp-tmc/kcp-tmc/ops"
 )
 
@@ -27,23 +23,7 @@ import (
 func TestCLIOnLocalControlPlane(t *testing.T) {
 	ctx := context.Background()
 	const ns = "kcp-cli"
-	dir, opts := testenv.Project(t, "dev", map[string]any{
-		"kcp-tmc:namespace": ns,
-		"kcp-tmc:target":    map[string]any{"mode": "kubeconfig", "skipAwait": true},
-	})
-	stack, err := automation.Stack(ctx, opts)
-	if err != nil {
-		t.Fatal(err)
-	}
-	kubeconfig, err := os.ReadFile(kube.Kubeconfig)
-	if err != nil {
-		t.Fatal(err)
-	}
-	for _, key := range []string{"kcp-tmc:kubeconfig", "kcp-tmc:kcpKubeconfig"} {
-		if err := stack.SetConfig(ctx, key, auto.ConfigValue{Value: string(kubeconfig), Secret: true}); err != nil {
-			t.Fatal(err)
-		}
-	}
+	dir, opts, _ := clusterStack(t, ns, "kcp-tmc:kubeconfig", "kcp-tmc:kcpKubeconfig")
 	for k, v := range opts.Env {
 		t.Setenv(k, v)
 	}
