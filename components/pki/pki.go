@@ -488,6 +488,13 @@ func (b *builder) certManager() error {
 
 // certificate is a cert-manager Certificate for spec, issued by issuer.
 func (b *builder) certificate(spec Spec, issuer string, duration, renewBefore time.Duration, opts []pulumi.ResourceOption) (pulumi.Resource, error) {
+	// Leaves get a new key on every renewal. A CA keeps its key: leaves it
+	// signed before its renewal then still verify against the renewed CA,
+	// instead of failing until each of them is renewed too.
+	rotation := "Always"
+	if spec.IsCA {
+		rotation = "Never"
+	}
 	s := pulumi.Map{
 		"secretName":  pulumi.String(spec.Name),
 		"commonName":  pulumi.String(spec.CommonName),
@@ -498,7 +505,7 @@ func (b *builder) certificate(spec Spec, issuer string, duration, renewBefore ti
 		"privateKey": pulumi.Map{
 			"algorithm":      pulumi.String("ECDSA"),
 			"size":           pulumi.Int(256),
-			"rotationPolicy": pulumi.String("Always"),
+			"rotationPolicy": pulumi.String(rotation),
 		},
 		"issuerRef": pulumi.Map{"name": pulumi.String(issuer), "kind": pulumi.String("Issuer"), "group": pulumi.String("cert-manager.io")},
 		"secretTemplate": pulumi.Map{"labels": pulumi.StringMap{

@@ -348,6 +348,9 @@ func TestCertManagerObjects(t *testing.T) {
 		if issuers[ca.Name]["ca"].(map[string]any)["secretName"] != ca.Name {
 			t.Errorf("CA issuer %s does not sign with its CA secret", ca.Name)
 		}
+		if pk := c["privateKey"].(map[string]any); pk["rotationPolicy"] != "Never" {
+			t.Errorf("CA %s gets a new key on renewal: every leaf it signed would stop verifying", ca.Name)
+		}
 	}
 	for _, leaf := range Leaves(args.WithDefaults()) {
 		c := certs[leaf.Name]
