@@ -5,6 +5,8 @@ import (
 	"context"
 	"encoding/json"
 	"errors"
+	"os"
+	"path/filepath"
 	"strings"
 	"testing"
 	"time"
@@ -23,7 +25,7 @@ import (
 func TestCLIOnLocalControlPlane(t *testing.T) {
 	ctx := context.Background()
 	const ns = "kcp-cli"
-	dir, opts, _ := clusterStack(t, ns, "kcp-tmc:kubeconfig", "kcp-tmc:kcpKubeconfig")
+	dir, opts, _ := clusterStack(t, ns, "kcp-tmc:kubeconfig")
 	for k, v := range opts.Env {
 		t.Setenv(k, v)
 	}
@@ -84,19 +86,39 @@ func TestCLIOnLocalControlPlane(t *testing.T) {
 		}
 	}
 
+	// kcp's admin access as the stack keeps it on the hosting cluster: the
+	// kcp-admin certificate and kcp-server-ca (here: accepted by the apiserver
+	// that stands in for kcp).
+	kcpServer := "--kcp-server=" + kube.Server
+	if out, err := kcpCLI("smoke", kcpServer); err == nil || !strings.Contains(out+err.Error(), "secret "+ns+"/kcp-admin") {
+		t.Fatalf("smoke without kcp admin access: %v\n%s", err, out)
+	}
+	crt, key, err := kube.ClientCert("kcp-admin", "system:masters")
+	if err != nil {
+		t.Fatal(err)
+	}
+	secretDir := t.TempDir()
+	for name, data := range map[string][]byte{"tls.crt": crt, "tls.key": key} {
+		if err := os.WriteFile(filepath.Join(secretDir, name), data, 0o600); err != nil {
+			t.Fatal(err)
+		}
+	}
+	kubectl("create", "secret", "tls", "kcp-admin", "--cert="+filepath.Join(secretDir, "tls.crt"), "--key="+filepath.Join(secretDir, "tls.key"))
+	kubectl("create", "secret", "generic", "kcp-server-ca", "--from-file=ca.crt="+kube.CAFile)
+
 	// No kubelet: no Pod is ever ready, and smoke must say which workloads.
-	out, err := kcpCLI("smoke", "--load-duration", "0")
+	out, err := kcpCLI("smoke", kcpServer, "--load-duration", "0")
 	if !errors.Is(err, cli.ErrCheck) || cli.ExitCode(err) != 1 {
 		t.Fatalf("smoke with no ready Pod: err = %v, want a failed check\n%s", err, out)
 	}
-	for _, want := range []string{"ok   kcp ready", "ok   etcd healthy", "FAIL statefulset " + ns + "/etcd ready", "FAIL deployment " + ns + "/kcp ready", "0/1 ready"} {
+	for _, want := range []string{"ok   kcp front door ready", "ok   kcp serves its API", "FAIL statefulset " + ns + "/etcd ready", "FAIL deployment " + ns + "/kcp ready", "0/1 ready"} {
 		if !strings.Contains(out, want) {
 			t.Errorf("smoke output lacks %q:\n%s", want, out)
 		}
 	}
 
 	playKubelet(t, ns, "statefulset/etcd", "deployment/kcp", "deployment/kcp-front-proxy")
-	out = mustCLI("smoke", "--json", "--load-duration", "3s")
+	out = mustCLI("smoke", kcpServer, "--json", "--load-duration", "3s")
 	var report ops.SmokeReport
 	if err := json.Unmarshal([]byte(out[:strings.LastIndex(out, "}")+1]), &report); err != nil {
 		t.Fatalf("smoke --json: %v\n%s", err, out)

@@ -76,7 +76,7 @@ var (
 		"backup verify": {"target", "json"},
 		"drill":         {"target", "json"},
 		"restore":       {"target", "snapshot", "out", "json"},
-		"smoke":         {"json", "kcp-kubeconfig", "kubeconfig", "workload", "load-duration", "load-workers", "load-max-p99", "sync-timeout"},
+		"smoke":         {"json", "kcp-kubeconfig", "kcp-server", "kubeconfig", "workload", "load-duration", "load-workers", "load-max-p99", "sync-timeout"},
 	}
 )
 

@@ -2,6 +2,7 @@ package cli
 
 import (
 	"context"
+	"encoding/base64"
 	"flag"
 	"fmt"
 	"io"
@@ -9,30 +10,35 @@ import (
 	"strings"
 	"time"
 
+	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
 	"k8s.io/apimachinery/pkg/apis/meta/v1/unstructured"
+	"k8s.io/apimachinery/pkg/runtime/schema"
 	"k8s.io/client-go/discovery"
 	"k8s.io/client-go/discovery/cached/memory"
+	"k8s.io/client-go/dynamic"
 	"k8s.io/client-go/rest"
 	"k8s.io/client-go/restmapper"
 	"k8s.io/client-go/tools/clientcmd"
 	"sigs.k8s.io/yaml"
 
 	"github.com/kcp-tmc/kcp-tmc/components/agents"
+	"github.com/kcp-tmc/kcp-tmc/components/pki"
 	"github.com/kcp-tmc/kcp-tmc/ops"
 	"github.com/kcp-tmc/kcp-tmc/stacks"
 )
 
 type smokeFlags struct {
-	kcpKubeconfig, kubeconfig, workload string
-	loadDuration, syncTimeout           time.Duration
-	loadWorkers                         int
-	maxP99                              time.Duration
+	kcpKubeconfig, kcpServer, kubeconfig, workload string
+	loadDuration, syncTimeout                      time.Duration
+	loadWorkers                                    int
+	maxP99                                         time.Duration
 	// loadSet: --load-duration was given (prod runs no load unless asked).
 	loadSet bool
 }
 
 func (f *smokeFlags) register(fs *flag.FlagSet) {
-	fs.StringVar(&f.kcpKubeconfig, "kcp-kubeconfig", "", "smoke: kcp admin kubeconfig file (default: the stack's secret kcp-tmc:kcpKubeconfig)")
+	fs.StringVar(&f.kcpKubeconfig, "kcp-kubeconfig", "", "smoke: kcp admin kubeconfig file (default: the stack's secret kcp-tmc:kcpKubeconfig, else the kcp-admin certificate from the hosting cluster)")
+	fs.StringVar(&f.kcpServer, "kcp-server", "", "smoke: kcp's URL when the admin certificate comes from the hosting cluster (default https://kcp.<domain>/clusters/root)")
 	fs.StringVar(&f.kubeconfig, "kubeconfig", "", "smoke: kubeconfig of the cluster kcp runs on (default: the stack's kcp-tmc:kubeconfig or target.context, else $KUBECONFIG)")
 	fs.StringVar(&f.workload, "workload", "", "smoke: YAML of the object created in kcp to prove syncing (default: a ConfigMap; api-syncagent clusters need an object of a published API)")
 	fs.DurationVar(&f.loadDuration, "load-duration", 30*time.Second, "smoke: length of the load test (0 skips it; prod stacks default to 0)")
@@ -44,26 +50,30 @@ func (f *smokeFlags) register(fs *flag.FlagSet) {
 // target resolves the stack's clusters: kcp from its admin kubeconfig, the
 // hosting cluster like the stack's Kubernetes provider, each physical cluster
 // from kcp-tmc:clusterKubeconfigs.
-func (f *smokeFlags) target(cfg *stacks.Config) (ops.SmokeTarget, error) {
+func (f *smokeFlags) target(ctx context.Context, cfg *stacks.Config) (ops.SmokeTarget, error) {
 	t := ops.SmokeTarget{Namespace: cfg.Namespace, SyncTimeout: f.syncTimeout,
 		Load: ops.LoadSpec{Duration: f.loadDuration, Workers: f.loadWorkers, MaxP99: f.maxP99}}
 	if cfg.Environment == "prod" && !f.loadSet {
 		t.Load.Duration = 0 // never load-test production by default
 	}
 	var err error
+	if t.Host, err = hostConfig(cfg, f.kubeconfig); err != nil {
+		return t, fmt.Errorf("hosting cluster kubeconfig: %w", err)
+	}
 	switch {
 	case f.kcpKubeconfig != "":
 		t.KCP, err = clientcmd.BuildConfigFromFlags("", f.kcpKubeconfig)
 	case cfg.KCPKubeconfig != "":
 		t.KCP, err = clientcmd.RESTConfigFromKubeConfig([]byte(cfg.KCPKubeconfig))
 	default:
-		return t, fmt.Errorf("smoke needs kcp's admin kubeconfig: set kcp-tmc:kcpKubeconfig (secret) or pass --kcp-kubeconfig")
+		server := f.kcpServer
+		if server == "" {
+			server = "https://kcp." + cfg.Domain + "/clusters/root"
+		}
+		t.KCP, err = adminFromHost(ctx, t.Host, cfg.Namespace, server)
 	}
 	if err != nil {
-		return t, fmt.Errorf("kcp kubeconfig: %w", err)
-	}
-	if t.Host, err = hostConfig(cfg, f.kubeconfig); err != nil {
-		return t, fmt.Errorf("hosting cluster kubeconfig: %w", err)
+		return t, fmt.Errorf("kcp admin access: %w", err)
 	}
 	for _, cl := range cfg.Clusters {
 		kc, ok := cfg.ClusterKubeconfigs[cl.Name]
@@ -139,7 +149,7 @@ func (f *smokeFlags) run(ctx context.Context, cfg *stacks.Config, asJSON bool, s
 	if cfg.Target.Mode == stacks.TargetRender {
 		return fmt.Errorf("stack %q renders YAML (target.mode render): there is no cluster to smoke-test", cfg.Environment)
 	}
-	t, err := f.target(cfg)
+	t, err := f.target(ctx, cfg)
 	if err != nil {
 		return err
 	}
@@ -167,4 +177,38 @@ func (f *smokeFlags) run(ctx context.Context, cfg *stacks.Config, asJSON bool, s
 		fmt.Fprintln(stdout, "OK")
 	}
 	return nil
+}
+
+// adminFromHost is kcp admin access from the certificates the stack keeps on
+// the hosting cluster: the kcp-admin client certificate and kcp-server-ca.
+// Always current (cert-manager renews them in place), nothing to copy.
+func adminFromHost(ctx context.Context, host *rest.Config, namespace, server string) (*rest.Config, error) {
+	c, err := dynamic.NewForConfig(host)
+	if err != nil {
+		return nil, err
+	}
+	secrets := c.Resource(schema.GroupVersionResource{Version: "v1", Resource: "secrets"}).Namespace(namespace)
+	field := func(name, key string) ([]byte, error) {
+		s, err := secrets.Get(ctx, name, metav1.GetOptions{})
+		if err != nil {
+			return nil, fmt.Errorf("secret %s/%s (or set kcp-tmc:kcpKubeconfig / --kcp-kubeconfig): %w", namespace, name, err)
+		}
+		v, _, _ := unstructured.NestedString(s.Object, "data", key)
+		data, err := base64.StdEncoding.DecodeString(v)
+		if err != nil || len(data) == 0 {
+			return nil, fmt.Errorf("secret %s/%s has no %s", namespace, name, key)
+		}
+		return data, nil
+	}
+	cfg := &rest.Config{Host: server}
+	if cfg.CertData, err = field(pki.CertAdmin, "tls.crt"); err != nil {
+		return nil, err
+	}
+	if cfg.KeyData, err = field(pki.CertAdmin, "tls.key"); err != nil {
+		return nil, err
+	}
+	if cfg.CAData, err = field(pki.CAServer, "ca.crt"); err != nil {
+		return nil, err
+	}
+	return cfg, nil
 }

@@ -327,3 +327,49 @@ func freePorts(n int) ([]int, error) {
 	}
 	return ports, nil
 }
+
+// ClientCert mints a client certificate (PEM cert and key) the apiserver
+// accepts, signed by the cluster's CA, for user cn in groups orgs.
+func (c *Cluster) ClientCert(cn string, orgs ...string) ([]byte, []byte, error) {
+	raw, err := os.ReadFile(c.path("ca.key"))
+	if err != nil {
+		return nil, nil, err
+	}
+	block, _ := pem.Decode(raw)
+	if block == nil {
+		return nil, nil, fmt.Errorf("ca.key: no PEM block")
+	}
+	caKey, err := x509.ParseECPrivateKey(block.Bytes)
+	if err != nil {
+		return nil, nil, err
+	}
+	raw, err = os.ReadFile(c.path("ca.crt"))
+	if err != nil {
+		return nil, nil, err
+	}
+	block, _ = pem.Decode(raw)
+	if block == nil {
+		return nil, nil, fmt.Errorf("ca.crt: no PEM block")
+	}
+	caCert, err := x509.ParseCertificate(block.Bytes)
+	if err != nil {
+		return nil, nil, err
+	}
+	key, err := ecdsa.GenerateKey(elliptic.P256(), rand.Reader)
+	if err != nil {
+		return nil, nil, err
+	}
+	der, err := x509.CreateCertificate(rand.Reader, &x509.Certificate{
+		SerialNumber: big.NewInt(time.Now().UnixNano()), Subject: pkix.Name{CommonName: cn, Organization: orgs},
+		NotBefore: time.Now().Add(-time.Hour), NotAfter: time.Now().Add(24 * time.Hour),
+		KeyUsage: x509.KeyUsageDigitalSignature, ExtKeyUsage: []x509.ExtKeyUsage{x509.ExtKeyUsageClientAuth},
+	}, caCert, &key.PublicKey, caKey)
+	if err != nil {
+		return nil, nil, err
+	}
+	keyDER, err := x509.MarshalECPrivateKey(key)
+	if err != nil {
+		return nil, nil, err
+	}
+	return pemBlock("CERTIFICATE", der), pemBlock("EC PRIVATE KEY", keyDER), nil
+}
