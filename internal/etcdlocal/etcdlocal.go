@@ -6,6 +6,7 @@ package etcdlocal
 import (
 	"bytes"
 	"context"
+	"errors"
 	"fmt"
 	"net"
 	"os"
@@ -28,6 +29,8 @@ type Member struct {
 	Name, ClientURL, PeerURL, DataDir string
 	cmd                               *exec.Cmd
 	log                               *bytes.Buffer
+	// exited is closed when the process ends (its Wait has returned).
+	exited chan struct{}
 }
 
 // Cluster is a running cluster.
@@ -109,10 +112,23 @@ func (c *Cluster) Start(ctx context.Context, clientCert, clientKey string) error
 			c.Stop()
 			return fmt.Errorf("starting %s: %w", m.Name, err)
 		}
+		m.exited = make(chan struct{})
+		go func(cmd *exec.Cmd, done chan struct{}) { _ = cmd.Wait(); close(done) }(m.cmd, m.exited)
 	}
-	ctx, cancel := context.WithTimeout(ctx, 30*time.Second)
+	deadline, cancel := context.WithTimeout(ctx, 30*time.Second)
 	defer cancel()
+	ctx = deadline
 	for {
+		// A member that died (a port taken, bad flags) will not come back.
+		for _, m := range c.Members {
+			select {
+			case <-m.exited:
+				logs := c.Logs()
+				c.Stop()
+				return fmt.Errorf("etcd member %s exited while starting:\n%s", m.Name, logs)
+			default:
+			}
+		}
 		out, err := exec.CommandContext(ctx, toolchain.Path("etcdctl"), "--endpoints="+c.Endpoints(),
 			"--cacert="+c.TLS.CA, "--cert="+clientCert, "--key="+clientKey,
 			"endpoint", "health", "--dial-timeout=2s").CombinedOutput()
@@ -122,6 +138,9 @@ func (c *Cluster) Start(ctx context.Context, clientCert, clientKey string) error
 		if ctx.Err() != nil {
 			logs := c.Logs()
 			c.Stop()
+			if errors.Is(ctx.Err(), context.Canceled) {
+				return fmt.Errorf("starting etcd: %w", ctx.Err())
+			}
 			return fmt.Errorf("etcd cluster not healthy within 30s: %s\n%s", out, logs)
 		}
 		time.Sleep(300 * time.Millisecond)
@@ -146,7 +165,7 @@ func (c *Cluster) Stop() {
 			continue
 		}
 		_ = syscall.Kill(-m.cmd.Process.Pid, syscall.SIGKILL)
-		_ = m.cmd.Wait()
+		<-m.exited
 		m.cmd = nil
 	}
 }
