@@ -347,6 +347,9 @@ func monitoringArgs(cfg *Config) monitoring.Args {
 		ServerCASecret: pki.CAServer, MetricsViewerSecret: pki.CertMetricsViewer,
 		SlackChannel: m.SlackChannel, InstallStack: m.InstallStack, StackVersion: m.StackVersion,
 	}
+	if cfg.TLS.Mode == pki.ModeCertManager && cfg.TLS.InstallCertManager {
+		a.CertManagerNamespace = "cert-manager" // where the pki component installs it
+	}
 	if m.SlackWebhookURL != "" {
 		a.SlackWebhookURL = pulumi.ToSecret(pulumi.String(m.SlackWebhookURL)).(pulumi.StringOutput)
 	}
@@ -468,9 +471,7 @@ func pkiArgs(cfg *Config) pki.Args {
 		LeafDuration:       hours(cfg.TLS.LeafDuration),
 		RenewBefore:        hours(cfg.TLS.RenewBefore),
 		InstallCertManager: cfg.TLS.InstallCertManager,
-		// The certificate-expiry alerts read cert-manager's metrics.
-		CertManagerServiceMonitor: cfg.Monitoring.Enabled,
-		CertManagerVersion:        cfg.TLS.CertManagerVersion,
+		CertManagerVersion: cfg.TLS.CertManagerVersion,
 	}
 	if a := cfg.TLS.ACME; a != nil {
 		args.ACME = &pki.ACME{Email: a.Email, Server: a.Server, IngressClass: a.IngressClass}

@@ -220,11 +220,7 @@ func NewKCP(ctx *pulumi.Context, name string, args Args, opts ...pulumi.Resource
 			Spec: &appsv1.DeploymentSpecArgs{
 				Replicas: pulumi.Int(d.replicas),
 				Selector: &metav1.LabelSelectorArgs{MatchLabels: pulumi.ToStringMap(workload.Labels(d.component))},
-				// One replica at a time, never below the desired count; kcp's
-				// leader election keeps its controllers single-active meanwhile.
-				Strategy: &appsv1.DeploymentStrategyArgs{Type: pulumi.String("RollingUpdate"), RollingUpdate: &appsv1.RollingUpdateDeploymentArgs{
-					MaxUnavailable: pulumi.Int(0), MaxSurge: pulumi.Int(1),
-				}},
+				Strategy: rollout(args.Spread),
 				Template: d.template,
 			},
 		}, child, pulumi.DependsOn([]pulumi.Resource{d.config})); err != nil {
@@ -509,4 +505,20 @@ contexts:
   context: {cluster: shard, user: front-proxy}
 current-context: shard
 `, InternalService, ns, APIPort)
+}
+
+// rollout replaces one replica at a time. Without hard spreading a new pod
+// starts before an old one stops (never below the desired count). With hard
+// one-per-zone or one-per-node anti-affinity a surge pod has nowhere to go
+// when replicas fill the zones, so an old pod stops first (the PDB allows
+// one): the others keep serving, and kcp's leader election keeps its
+// controllers single-active meanwhile.
+func rollout(s workload.Spread) *appsv1.DeploymentStrategyArgs {
+	surge, unavailable := 1, 0
+	if s.Mode == workload.SpreadZone || s.Mode == workload.SpreadHostname {
+		surge, unavailable = 0, 1
+	}
+	return &appsv1.DeploymentStrategyArgs{Type: pulumi.String("RollingUpdate"), RollingUpdate: &appsv1.RollingUpdateDeploymentArgs{
+		MaxUnavailable: pulumi.Int(unavailable), MaxSurge: pulumi.Int(surge),
+	}}
 }

@@ -127,6 +127,31 @@ func toStrings(v any) []string {
 	return out
 }
 
+// TestRolloutFitsTheSpread: with one replica per zone in exactly as many
+// zones, a surge pod could never schedule and every rollout would stall, so
+// hard spreading replaces one pod at a time instead.
+func TestRolloutFitsTheSpread(t *testing.T) {
+	tests := []struct {
+		mode               string
+		surge, unavailable float64
+	}{
+		{workload.SpreadZone, 0, 1},
+		{workload.SpreadHostname, 0, 1},
+		{workload.SpreadNone, 1, 0},
+	}
+	for _, tt := range tests {
+		a := prodArgs()
+		a.Spread.Mode = tt.mode
+		rec := run(t, a)
+		for _, name := range []string{ServerName, FrontProxyName} {
+			ru := mocktest.Dig(rec.Object(t, deployType, name), "spec", "strategy", "rollingUpdate")
+			if mocktest.Dig(ru, "maxSurge") != tt.surge || mocktest.Dig(ru, "maxUnavailable") != tt.unavailable {
+				t.Errorf("%s with spread %s: rollingUpdate %v, want maxSurge %v maxUnavailable %v", name, tt.mode, ru, tt.surge, tt.unavailable)
+			}
+		}
+	}
+}
+
 func TestNetworkPolicies(t *testing.T) {
 	rec := run(t, prodArgs())
 	server := rec.Object(t, "kubernetes:networking.k8s.io/v1:NetworkPolicy", "allow-kcp")

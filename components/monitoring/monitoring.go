@@ -54,6 +54,9 @@ type Args struct {
 	SlackChannel    string
 	SlackWebhookURL pulumi.StringInput
 	PagerDutyKey    pulumi.StringInput
+	// CertManagerNamespace, when set, is where a cert-manager kcp-tmc
+	// installed runs: its metrics are scraped for the certificate alerts.
+	CertManagerNamespace string
 	// InstallStack installs kube-prometheus-stack into MonitoringNamespace.
 	InstallStack        bool
 	StackVersion        string
@@ -201,13 +204,29 @@ func serviceMonitors(a Args) []monitor {
 			"endpoints": pulumi.Array{endpoint},
 		}
 	}
-	return []monitor{
+	monitors := []monitor{
 		// kcp requires a client certificate for its metrics (the metrics-viewer identity).
 		{JobKCP, spec(JobKCP, tlsEndpoint("/clusters/root/metrics", "kcp-server."+a.Namespace+".svc"))},
 		{JobFrontProxy, spec(JobFrontProxy, tlsEndpoint("/metrics", "kcp-front-proxy."+a.Namespace+".svc"))},
 		{JobEtcd, spec(JobEtcd, pulumi.Map{"port": pulumi.String("metrics"), "scheme": pulumi.String("http"),
 			"path": pulumi.String("/metrics"), "interval": pulumi.String(a.Interval)})},
 	}
+	if a.CertManagerNamespace != "" {
+		// The certificate alerts read cert-manager's metrics. The monitor is
+		// ours, not the chart's: the chart is installed before the
+		// prometheus-operator CRDs exist.
+		monitors = append(monitors, monitor{"cert-manager", pulumi.Map{
+			"jobLabel":          pulumi.String("app.kubernetes.io/name"),
+			"namespaceSelector": pulumi.Map{"matchNames": pulumi.ToStringArray([]string{a.CertManagerNamespace})},
+			"selector": pulumi.Map{"matchLabels": pulumi.StringMap{
+				"app.kubernetes.io/name": pulumi.String("cert-manager"), "app.kubernetes.io/component": pulumi.String("controller"),
+			}},
+			// cert-manager ≥ 1.21 names its metrics port http-metrics.
+			"endpoints": pulumi.Array{pulumi.Map{"port": pulumi.String("http-metrics"), "path": pulumi.String("/metrics"),
+				"interval": pulumi.String(a.Interval)}},
+		}})
+	}
+	return monitors
 }
 
 func ruleMap(r Rule) pulumi.Map {

@@ -39,6 +39,18 @@ func TestServiceMonitors(t *testing.T) {
 	if mocktest.Dig(etcd, "spec", "endpoints", 0, "port") != "metrics" {
 		t.Errorf("etcd endpoint = %v", mocktest.Dig(etcd, "spec", "endpoints"))
 	}
+	if n := len(rec.OfType("kubernetes:monitoring.coreos.com/v1:ServiceMonitor")); n != 3 {
+		t.Errorf("%d ServiceMonitors without a cert-manager to scrape, want 3", n)
+	}
+
+	// A cert-manager kcp-tmc installed: its metrics feed the certificate alerts.
+	a := base()
+	a.CertManagerNamespace = "cert-manager"
+	cm := run(t, a).Object(t, "kubernetes:monitoring.coreos.com/v1:ServiceMonitor", "cert-manager")
+	if mocktest.Dig(cm, "spec", "namespaceSelector", "matchNames", 0) != "cert-manager" || mocktest.Dig(cm, "spec", "endpoints", 0, "port") != "http-metrics" ||
+		mocktest.Dig(cm, "spec", "selector", "matchLabels", "app.kubernetes.io/component") != "controller" {
+		t.Errorf("cert-manager ServiceMonitor = %v", cm["spec"])
+	}
 }
 
 func TestRulesAndDashboards(t *testing.T) {

@@ -121,8 +121,11 @@ func scenarios() []scenario {
 		{"EtcdBackupStale", "4m", []series{{`kube_cronjob_status_last_successful_time{cronjob="etcd-backup",namespace="kcp"}`, "0x500"}},
 			[]series{{`kube_cronjob_status_last_successful_time{cronjob="etcd-backup",namespace="kcp"}`, "0+240x500"}},
 			"26h5m", "27h", map[string]string{"cronjob": "etcd-backup", "namespace": "kcp"}},
-		{"EtcdBackupFailed", "1m", []series{{`kube_job_status_failed{job_name="etcd-backup-29000000",namespace="kcp"}`, "1x10"}},
-			[]series{{`kube_job_status_failed{job_name="etcd-backup-29000000",namespace="kcp"}`, "0x10"}},
+		// Failed means the Job gave up; a pod that failed before a retry
+		// succeeded (status.failed 1, no Failed condition) is healthy.
+		{"EtcdBackupFailed", "1m", []series{{`kube_job_failed{job_name="etcd-backup-29000000",namespace="kcp",condition="true"}`, "1x10"}},
+			[]series{{`kube_job_failed{job_name="etcd-backup-29000000",namespace="kcp",condition="true"}`, "0x10"},
+				{`kube_job_status_failed{job_name="etcd-backup-29000000",namespace="kcp"}`, "1x10"}},
 			"", "1m", map[string]string{"job_name": "etcd-backup-29000000", "namespace": "kcp"}},
 		{"EtcdBackupVerificationStale", "4m", []series{{`kube_cronjob_status_last_successful_time{cronjob="etcd-backup-verify",namespace="kcp"}`, "0x3000"}},
 			[]series{{`kube_cronjob_status_last_successful_time{cronjob="etcd-backup-verify",namespace="kcp"}`, "0+240x3000"}},

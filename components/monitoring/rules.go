@@ -156,7 +156,7 @@ sum by (namespace) (rate(apiserver_request_total{job="%[1]s"}[%[2]s]))`, JobKCP,
 		{Name: "kcp-tmc.backup", Rules: []Rule{
 			alert("EtcdBackupStale", "critical", `time() - kube_cronjob_status_last_successful_time{cronjob="etcd-backup"} > 26 * 3600`, "10m",
 				"No successful etcd backup for 26 hours", "The last successful etcd-backup run in {{ $labels.namespace }} was {{ $value | humanizeDuration }} ago."),
-			alert("EtcdBackupFailed", "warning", `kube_job_status_failed{job_name=~"etcd-backup-.*"} > 0`, "0m",
+			alert("EtcdBackupFailed", "warning", `max by (namespace, job_name) (kube_job_failed{job_name=~"etcd-backup-.*",condition="true"}) == 1`, "0m",
 				"etcd backup job {{ $labels.job_name }} failed", "Its log names the failed step: `etcd-backup: FAILED: <step>`."),
 			alert("EtcdBackupVerificationStale", "warning", `time() - kube_cronjob_status_last_successful_time{cronjob="etcd-backup-verify"} > 8 * 86400`, "1h",
 				"No verified restore of the newest snapshot for 8 days", "The weekly etcd-backup-verify job has not succeeded; backups may not restore."),

@@ -65,9 +65,6 @@ type Args struct {
 	// mode; stacks turn it off in render mode).
 	InstallCertManager bool
 	CertManagerVersion string
-	// CertManagerServiceMonitor makes the installed cert-manager's metrics
-	// scraped (prometheus-operator), which the certificate-expiry alerts read.
-	CertManagerServiceMonitor bool
 	// ACME, when set, adds a Let's Encrypt ClusterIssuer and a certificate
 	// for the public front-proxy hostname only (cert-manager mode).
 	ACME *ACME
@@ -428,9 +425,9 @@ func (b *builder) certManager() error {
 			Values: pulumi.Map{
 				"crds":         pulumi.Map{"enabled": pulumi.Bool(true), "keep": pulumi.Bool(true)},
 				"replicaCount": pulumi.Int(2),
-				"prometheus": pulumi.Map{"enabled": pulumi.Bool(true), "servicemonitor": pulumi.Map{
-					"enabled": pulumi.Bool(b.args.CertManagerServiceMonitor),
-				}},
+				// The metrics Service; the monitoring component scrapes it (the
+				// chart's own ServiceMonitor would precede the operator's CRDs).
+				"prometheus": pulumi.Map{"enabled": pulumi.Bool(true), "servicemonitor": pulumi.Map{"enabled": pulumi.Bool(false)}},
 			},
 		}, b.opts()...)
 		if err != nil {

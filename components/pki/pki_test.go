@@ -376,22 +376,20 @@ func TestCertManagerObjects(t *testing.T) {
 	}
 }
 
-// TestCertManagerInstall: the installed cert-manager exposes metrics with a
-// ServiceMonitor when monitoring is on (the certificate-expiry alerts read
-// them) and keeps its CRDs (and so every Certificate) on uninstall.
+// TestCertManagerInstall: the installed cert-manager exposes its metrics
+// Service (the monitoring component scrapes it) without a ServiceMonitor of
+// its own, which would precede the prometheus-operator CRDs, and keeps its
+// CRDs (and so every Certificate) on uninstall.
 func TestCertManagerInstall(t *testing.T) {
-	for _, monitored := range []bool{true, false} {
-		args := testArgs("cert-manager")
-		args.InstallCertManager, args.CertManagerVersion, args.CertManagerServiceMonitor = true, "v1.18.2", monitored
-		rec := run(t, args)
-		rel := rec.OfType("kubernetes:helm.sh/v3:Release")
-		if len(rel) != 1 {
-			t.Fatalf("%d cert-manager releases", len(rel))
-		}
-		v := rel[0].Input()["values"]
-		if mocktest.Dig(v, "prometheus", "servicemonitor", "enabled") != monitored || mocktest.Dig(v, "crds", "keep") != true {
-			t.Errorf("monitored=%v: cert-manager values %v", monitored, v)
-		}
+	args := testArgs("cert-manager")
+	args.InstallCertManager, args.CertManagerVersion = true, "v1.21.2"
+	rel := run(t, args).OfType("kubernetes:helm.sh/v3:Release")
+	if len(rel) != 1 {
+		t.Fatalf("%d cert-manager releases", len(rel))
+	}
+	v := rel[0].Input()["values"]
+	if mocktest.Dig(v, "prometheus", "enabled") != true || mocktest.Dig(v, "prometheus", "servicemonitor", "enabled") != false || mocktest.Dig(v, "crds", "keep") != true {
+		t.Errorf("cert-manager values %v", v)
 	}
 }
 
