@@ -433,12 +433,15 @@ func (b *Backup) kubernetes(ctx *pulumi.Context, name string, a Args, keep []pul
 				StartingDeadlineSeconds:    pulumi.Int(600),
 				SuccessfulJobsHistoryLimit: pulumi.Int(3),
 				FailedJobsHistoryLimit:     pulumi.Int(5),
-				JobTemplate: batchv1.JobTemplateSpecArgs{Spec: batchv1.JobSpecArgs{
-					BackoffLimit:            pulumi.Int(2),
-					ActiveDeadlineSeconds:   pulumi.Int(3600),
-					TtlSecondsAfterFinished: pulumi.Int(7 * 24 * 3600),
-					Template:                podTemplate(a, b, job.command),
-				}},
+				JobTemplate: batchv1.JobTemplateSpecArgs{
+					// Labelled like their pods, so `kubectl get jobs -l app.kubernetes.io/name=etcd-backup` finds them.
+					Metadata: &metav1.ObjectMetaArgs{Labels: pulumi.ToStringMap(workload.Labels(Name))},
+					Spec: batchv1.JobSpecArgs{
+						BackoffLimit:            pulumi.Int(2),
+						ActiveDeadlineSeconds:   pulumi.Int(3600),
+						TtlSecondsAfterFinished: pulumi.Int(7 * 24 * 3600),
+						Template:                podTemplate(a, b, job.command),
+					}},
 			},
 		}, child); err != nil {
 			return fmt.Errorf("CronJob %s: %w", job.name, err)

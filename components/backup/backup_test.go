@@ -180,6 +180,9 @@ func TestCronJobs(t *testing.T) {
 			mocktest.Dig(spec, "jobTemplate", "spec", "activeDeadlineSeconds") == nil {
 			t.Errorf("%s spec = %v", name, spec)
 		}
+		if mocktest.Dig(spec, "jobTemplate", "metadata", "labels", "app.kubernetes.io/name") != Name {
+			t.Errorf("%s: its Jobs are not labelled app.kubernetes.io/name=%s (the runbook selects them so)", name, Name)
+		}
 		c := mocktest.Dig(spec, "jobTemplate", "spec", "template", "spec", "containers", 0)
 		if got := toStrings(mocktest.Dig(c, "command")); strings.Join(got, " ") != "sh /scripts/etcd-backup.sh "+command {
 			t.Errorf("%s runs %v", name, got)
