@@ -157,8 +157,8 @@ func (t *SmokeTarget) defaults() {
 	}
 }
 
-// Smoke runs the smoke test after a deploy: kcp ready (and its etcd check),
-// kcp, front-proxy and etcd workloads fully ready, every agent ready, a test
+// Smoke runs the smoke test after a deploy: kcp's front door ready, a quorum
+// read through kcp, kcp, front-proxy and etcd workloads fully ready, every agent ready, a test
 // workload created in kcp reaching every physical cluster and being removed
 // from it after its deletion, then a short load test. Every check runs even
 // when an earlier one failed, so one report names every problem.

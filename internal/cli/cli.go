@@ -48,9 +48,11 @@ const usage = `usage: kcp-tmc <command> --stack <dev|staging|prod> [flags]
                  cluster on loopback, data read back, RPO and RTO checked
   restore        writes every etcd member's restored data dir under --out from
                  --snapshot (default: the newest), for docs/runbook.md's restore
-  smoke          after a deploy: kcp and etcd health, kcp/front-proxy/etcd and
-                 every agent ready, a test workload synced to every physical
-                 cluster and cleaned up, a short load test (--load-duration)
+  smoke          after a deploy: GET /readyz at kcp's public address (the
+                 front-proxy), a list through kcp (a quorum read from etcd),
+                 etcd/kcp/front-proxy and every agent ready, a test workload
+                 synced to every physical cluster and cleaned up, a short load
+                 test (--load-duration)
 
 flags:
 `
