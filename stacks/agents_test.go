@@ -158,3 +158,68 @@ func BenchmarkProdStack(b *testing.B) {
 		})
 	}
 }
+
+// TestKCPSidePerWorkspace: each cluster's kcp-side objects go through a
+// provider for its own workspace (kcpKubeconfig pointed at
+// /clusters/<workspace>), and a kcpKubeconfig that is not one is refused
+// before anything is registered.
+func TestKCPSidePerWorkspace(t *testing.T) {
+	const kcpKubeconfig = `apiVersion: v1
+kind: Config
+clusters: [{name: kcp, cluster: {server: "https://kcp.example.com/clusters/root"}}]
+users: [{name: admin, user: {token: t}}]
+contexts: [{name: kcp, context: {cluster: kcp, user: admin}}]
+current-context: kcp
+`
+	cfg := clusterConfig("a", "b", "c")
+	var clusters []map[string]any
+	if err := json.Unmarshal([]byte(cfg["clusters"]), &clusters); err != nil {
+		t.Fatal(err)
+	}
+	clusters[1]["workspace"] = "root:team-b"
+	js, _ := json.Marshal(clusters)
+	cfg["clusters"], cfg["kcpKubeconfig"] = string(js), kcpKubeconfig
+	mocktest.SetConfig(t, cfg, append(clusterSecrets, "kcpKubeconfig")...)
+	rec, err := mocktest.Run(t, "prod", ProgramIn(t.TempDir()))
+	if err != nil {
+		t.Fatal(err)
+	}
+	servers := map[string]string{}
+	for _, p := range rec.OfType(providerType) {
+		if kc, _ := p.Input()["kubeconfig"].(string); strings.HasPrefix(p.Name, "kcp") {
+			servers[p.Name] = kc
+		}
+	}
+	for name, want := range map[string]string{"kcp": "https://kcp.example.com/clusters/root:compute", "kcp-root-team-b": "https://kcp.example.com/clusters/root:team-b"} {
+		if !strings.Contains(servers[name], "server: "+want) {
+			t.Errorf("kcp provider %s kubeconfig does not point at %s:\n%s", name, want, servers[name])
+		}
+	}
+	checked := 0
+	for _, r := range rec.All() {
+		if !strings.HasSuffix(r.Name, "-synctarget") && !strings.HasSuffix(r.Name, "-apiexport") {
+			continue
+		}
+		checked++
+		want := "::kcp::"
+		if strings.HasPrefix(r.Name, "agent-b-") {
+			want = "::kcp-root-team-b::"
+		}
+		if !strings.Contains(r.Provider, want) {
+			t.Errorf("%s goes through %s, want the provider %s", r.Name, r.Provider, want)
+		}
+	}
+	if checked != 3 {
+		t.Errorf("%d APIExports/SyncTargets, want one per cluster", checked)
+	}
+
+	cfg["kcpKubeconfig"] = "not: [a kubeconfig"
+	mocktest.SetConfig(t, cfg, append(clusterSecrets, "kcpKubeconfig")...)
+	rec, err = mocktest.Run(t, "prod", ProgramIn(t.TempDir()))
+	if err == nil || !strings.Contains(err.Error(), `kcp-tmc:kcpKubeconfig: invalid value "<secret>"`) || strings.Contains(err.Error(), "not: [a") {
+		t.Errorf("bad kcpKubeconfig: err = %v", err)
+	}
+	if n := len(rec.All()); n != 0 {
+		t.Errorf("%d resources registered before the bad kcpKubeconfig was refused", n)
+	}
+}

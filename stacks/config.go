@@ -99,7 +99,8 @@ type Config struct {
 	ClusterKubeconfigs map[string]string `json:"-"`
 	// KCPKubeconfig is the secret kcp-tmc:kcpKubeconfig: the admin kubeconfig
 	// of kcp. Once kcp runs, it lets the agents' kcp side (APIExport or
-	// SyncTarget, and RBAC) be created.
+	// SyncTarget, and RBAC) be created, each in its cluster's workspace (the
+	// servers' path is set to /clusters/<workspace>).
 	KCPKubeconfig string `json:"-"`
 	// ExistingCAs is the secret kcp-tmc:existingCAs: CAs brought by the user
 	// (bring your own CA), as a JSON map of CA name to `{cert, key}`. Names:

@@ -1,8 +1,10 @@
 package stacks
 
 import (
+	"errors"
 	"fmt"
 	"maps"
+	"net/url"
 	"os"
 	"path/filepath"
 	"slices"
@@ -13,6 +15,7 @@ import (
 	"github.com/pulumi/pulumi-aws/sdk/v6/go/aws"
 	"github.com/pulumi/pulumi-kubernetes/sdk/v4/go/kubernetes"
 	"github.com/pulumi/pulumi/sdk/v3/go/pulumi"
+	"k8s.io/client-go/tools/clientcmd"
 
 	"github.com/kcp-tmc/kcp-tmc/components/agents"
 	"github.com/kcp-tmc/kcp-tmc/components/backup"
@@ -288,22 +291,9 @@ func deployAgents(ctx *pulumi.Context, cfg *Config, projectDir string, certs *pk
 	if len(cfg.Clusters) == 0 {
 		return nil
 	}
-	var kcpProvider pulumi.ProviderResource
-	switch {
-	case cfg.Target.Mode == TargetRender:
-		p, err := kubernetes.NewProvider(ctx, "kcp", &kubernetes.ProviderArgs{
-			RenderYamlToDirectory: pulumi.StringPtr(filepath.Join(renderDir(cfg, projectDir), "kcp"))})
-		if err != nil {
-			return fmt.Errorf("kcp provider: %w", err)
-		}
-		kcpProvider = p
-	case cfg.KCPKubeconfig != "":
-		p, err := kubernetes.NewProvider(ctx, "kcp", &kubernetes.ProviderArgs{
-			Kubeconfig: pulumi.ToSecret(pulumi.String(cfg.KCPKubeconfig)).(pulumi.StringOutput).ToStringPtrOutput()})
-		if err != nil {
-			return fmt.Errorf("kcp provider: %w", err)
-		}
-		kcpProvider = p
+	kcpProviders, err := newKCPProviders(ctx, cfg, projectDir)
+	if err != nil {
+		return err
 	}
 	for _, cl := range cfg.Clusters {
 		args := &kubernetes.ProviderArgs{}
@@ -321,12 +311,80 @@ func deployAgents(ctx *pulumi.Context, cfg *Config, projectDir string, certs *pk
 			return fmt.Errorf("cluster %s: no identity from the pki component (tls.mode must be self-managed)", cl.Name)
 		}
 		a := agentArgs(cfg, cl)
-		a.ClientCert, a.ClientKey, a.ServerCA, a.KCPProvider = id.Cert, id.Key, id.ServerCA, kcpProvider
+		a.ClientCert, a.ClientKey, a.ServerCA = id.Cert, id.Key, id.ServerCA
+		if p, ok := kcpProviders[a.Workspace]; ok {
+			a.KCPProvider = p
+		}
 		if _, err := agents.NewAgent(ctx, "agent-"+cl.Name, a, pulumi.Providers(provider)); err != nil {
 			return fmt.Errorf("cluster %s: %w", cl.Name, err)
 		}
 	}
 	return nil
+}
+
+// newKCPProviders makes one provider for kcp per workspace the clusters use,
+// so each cluster's APIExport or SyncTarget lands in that cluster's
+// workspace: kcp-tmc:kcpKubeconfig with its server path set to
+// /clusters/<workspace>. The first workspace's provider keeps the name "kcp"
+// (and render mode its directory "kcp"). No kcpKubeconfig and no render
+// mode: no kcp side yet (a first up installs kcp, a second connects).
+func newKCPProviders(ctx *pulumi.Context, cfg *Config, projectDir string) (map[string]pulumi.ProviderResource, error) {
+	out := map[string]pulumi.ProviderResource{}
+	if cfg.Target.Mode != TargetRender && cfg.KCPKubeconfig == "" {
+		return out, nil
+	}
+	for _, cl := range cfg.Clusters {
+		ws := agentArgs(cfg, cl).Workspace
+		if _, done := out[ws]; done {
+			continue
+		}
+		name := "kcp"
+		if len(out) > 0 {
+			name = "kcp-" + strings.ReplaceAll(ws, ":", "-")
+		}
+		args := &kubernetes.ProviderArgs{}
+		if cfg.Target.Mode == TargetRender {
+			args.RenderYamlToDirectory = pulumi.StringPtr(filepath.Join(renderDir(cfg, projectDir), name))
+		} else {
+			kc, err := workspaceKubeconfig(cfg.KCPKubeconfig, ws)
+			if err != nil {
+				// Never echo the kubeconfig: it holds credentials.
+				return nil, fmt.Errorf("kcp-tmc:kcpKubeconfig: %w", err)
+			}
+			args.Kubeconfig = pulumi.ToSecret(pulumi.String(kc)).(pulumi.StringOutput).ToStringPtrOutput()
+		}
+		p, err := kubernetes.NewProvider(ctx, name, args)
+		if err != nil {
+			return nil, fmt.Errorf("kcp provider for workspace %s: %w", ws, err)
+		}
+		out[ws] = p
+	}
+	return out, nil
+}
+
+// workspaceKubeconfig points every cluster entry of a kcp kubeconfig at the
+// logical cluster ws (https://host/clusters/<ws>).
+func workspaceKubeconfig(kubeconfig, ws string) (string, error) {
+	cfg, err := clientcmd.Load([]byte(kubeconfig))
+	if err != nil {
+		return "", errors.New("not a kubeconfig")
+	}
+	if len(cfg.Clusters) == 0 {
+		return "", errors.New("the kubeconfig names no cluster")
+	}
+	for name, c := range cfg.Clusters {
+		u, err := url.Parse(c.Server)
+		if err != nil || u.Host == "" {
+			return "", fmt.Errorf("cluster %q: server is not a URL", name)
+		}
+		u.Path, u.RawPath = "/clusters/"+ws, ""
+		c.Server = u.String()
+	}
+	b, err := clientcmd.Write(*cfg)
+	if err != nil {
+		return "", fmt.Errorf("writing the workspace kubeconfig: %w", err)
+	}
+	return string(b), nil
 }
 
 func loggingArgs(cfg *Config) logging.Args {

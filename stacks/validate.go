@@ -379,6 +379,12 @@ func (c *Config) validateClusters(v *validator) {
 	if c.TLS.Mode != pki.ModeSelfManaged {
 		v.add("tls.mode", c.TLS.Mode, "self-managed when kcp-tmc:clusters is set: Pulumi writes each agent's kubeconfig, with its own key, onto its cluster, and cert-manager keeps keys inside the kcp cluster")
 	}
+	if c.KCPKubeconfig != "" {
+		if _, err := workspaceKubeconfig(c.KCPKubeconfig, "root"); err != nil {
+			// The kubeconfig itself is never echoed: it holds credentials.
+			v.add("kcpKubeconfig", "<secret>", "a kubeconfig for kcp whose clusters have https:// servers ("+err.Error()+")")
+		}
+	}
 	seen := map[string]bool{}
 	for i, cl := range c.Clusters {
 		key := fmt.Sprintf("clusters[%d]", i)
