@@ -100,7 +100,7 @@ func ExitCode(err error) int {
 // progress and results to stdout and problems to stderr.
 func Run(ctx context.Context, args []string, stdout, stderr io.Writer) error {
 	if len(args) == 0 {
-		fmt.Fprint(stderr, usage)
+		fmt.Fprint(stderr, usage+"  (kcp-tmc <command> -h lists a command's flags)\n")
 		return ErrUsage
 	}
 	command := args[0]
@@ -113,7 +113,21 @@ func Run(ctx context.Context, args []string, stdout, stderr io.Writer) error {
 	}
 	fs := flag.NewFlagSet("kcp-tmc "+command, flag.ContinueOnError)
 	fs.SetOutput(stderr)
-	fs.Usage = func() { fmt.Fprint(stderr, usage); fs.PrintDefaults() }
+	fs.Usage = func() {
+		fmt.Fprint(stderr, usage)
+		// Only the flags this command takes (all of them for an unknown command).
+		allowed, known := commandFlags[command]
+		fs.VisitAll(func(f *flag.Flag) {
+			if known && !commonFlags[f.Name] && !slices.Contains(allowed, f.Name) {
+				return
+			}
+			fmt.Fprintf(stderr, "  --%s\t%s", f.Name, f.Usage)
+			if f.DefValue != "" && f.DefValue != "false" {
+				fmt.Fprintf(stderr, " (default %s)", f.DefValue)
+			}
+			fmt.Fprintln(stderr)
+		})
+	}
 	stack := fs.String("stack", "", "stack to operate on: dev, staging or prod")
 	dir := fs.String("project-dir", ".", "directory holding Pulumi.yaml and Pulumi.<stack>.yaml")
 	yes := fs.Bool("yes", false, "confirm a destroy")
