@@ -212,3 +212,18 @@ func TestSmokeNeedsACluster(t *testing.T) {
 		t.Fatalf("smoke on a render-mode stack: %v", err)
 	}
 }
+
+// TestHelpListsOnlyTheCommandsFlags: `kcp-tmc drill -h` shows drill's flags,
+// not restore's.
+func TestHelpListsOnlyTheCommandsFlags(t *testing.T) {
+	var stdout, stderr bytes.Buffer
+	if err := Run(context.Background(), []string{"drill", "-h"}, &stdout, &stderr); !errors.Is(err, ErrUsage) {
+		t.Fatalf("drill -h: %v", err)
+	}
+	help := stderr.String()
+	for flag, want := range map[string]bool{"--target": true, "--json": true, "--stack": true, "--snapshot": false, "--out": false, "--yes": false} {
+		if strings.Contains(help, flag+"\t") != want {
+			t.Errorf("drill -h lists %s: %v, want %v\n%s", flag, !want, want, help)
+		}
+	}
+}
