@@ -26,7 +26,9 @@ func TestTwoClusterStack(t *testing.T) {
 		"kcp-tmc:tls":                `{"mode":"self-managed","installCertManager":false}`,
 		"kcp-tmc:clusters":           clusters,
 		"kcp-tmc:clusterKubeconfigs": `{"eu-west":"apiVersion: v1","us-east":"apiVersion: v1"}`,
-		"kcp-tmc:kcpKubeconfig":      "apiVersion: v1",
+		"kcp-tmc:kcpKubeconfig": "apiVersion: v1\nkind: Config\n" +
+			"clusters: [{name: kcp, cluster: {server: \"https://kcp.example.com/clusters/root\"}}]\n" +
+			"users: [{name: admin, user: {token: t}}]\ncontexts: [{name: kcp, context: {cluster: kcp, user: admin}}]\ncurrent-context: kcp\n",
 	}, "kcp-tmc:clusterKubeconfigs", "kcp-tmc:kcpKubeconfig")
 	var files []string
 	skipped := 0
