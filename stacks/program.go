@@ -404,6 +404,7 @@ func monitoringArgs(cfg *Config) monitoring.Args {
 		Namespace: cfg.Namespace, Interval: m.Interval, RuleLabels: m.RuleLabels,
 		ServerCASecret: pki.CAServer, MetricsViewerSecret: pki.CertMetricsViewer,
 		SlackChannel: m.SlackChannel, InstallStack: m.InstallStack, StackVersion: m.StackVersion,
+		PodSecurityVersion: cfg.PodSecurityVersion,
 	}
 	if cfg.TLS.Mode == pki.ModeCertManager && cfg.TLS.InstallCertManager {
 		a.CertManagerNamespace = "cert-manager" // where the pki component installs it

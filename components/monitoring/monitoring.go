@@ -57,6 +57,9 @@ type Args struct {
 	// CertManagerNamespace, when set, is where a cert-manager kcp-tmc
 	// installed runs: its metrics are scraped for the certificate alerts.
 	CertManagerNamespace string
+	// PodSecurityVersion pins the Pod Security Standards version of the
+	// monitoring namespace's levels (like every other namespace's).
+	PodSecurityVersion string
 	// InstallStack installs kube-prometheus-stack into MonitoringNamespace.
 	InstallStack        bool
 	StackVersion        string
@@ -286,16 +289,22 @@ func alertmanagerSecret(ctx *pulumi.Context, name string, a Args, opts []pulumi.
 // installStack installs kube-prometheus-stack with Alertmanager reading our
 // config Secret and Grafana's sidecar loading our dashboards.
 func installStack(ctx *pulumi.Context, name string, a Args, opts []pulumi.ResourceOption) (pulumi.Resource, error) {
+	labels := pulumi.StringMap{
+		// Third-party chart, not verified under `restricted` here: enforce
+		// baseline, audit at restricted to record every gap.
+		"pod-security.kubernetes.io/enforce": pulumi.String("baseline"),
+		"pod-security.kubernetes.io/audit":   pulumi.String("restricted"),
+		"pod-security.kubernetes.io/warn":    pulumi.String("baseline"),
+		"app.kubernetes.io/part-of":          pulumi.String("kcp-tmc"),
+	}
+	if a.PodSecurityVersion != "" {
+		for _, mode := range []string{"enforce", "audit", "warn"} {
+			labels["pod-security.kubernetes.io/"+mode+"-version"] = pulumi.String(a.PodSecurityVersion)
+		}
+	}
 	ns, err := corev1.NewNamespace(ctx, name+"-namespace", &corev1.NamespaceArgs{Metadata: &metav1.ObjectMetaArgs{
-		Name: pulumi.String(a.MonitoringNamespace),
-		Labels: pulumi.StringMap{
-			// Third-party chart, not verified under `restricted` here: enforce
-			// baseline, audit at restricted to record every gap.
-			"pod-security.kubernetes.io/enforce": pulumi.String("baseline"),
-			"pod-security.kubernetes.io/audit":   pulumi.String("restricted"),
-			"pod-security.kubernetes.io/warn":    pulumi.String("baseline"),
-			"app.kubernetes.io/part-of":          pulumi.String("kcp-tmc"),
-		},
+		Name:        pulumi.String(a.MonitoringNamespace),
+		Labels:      labels,
 		Annotations: pulumi.StringMap{platform.PolicyException: pulumi.String("kube-prometheus-stack: enforce baseline, no default-deny (the chart's own components and flows)")},
 	}}, opts...)
 	if err != nil {

@@ -126,3 +126,29 @@ func alertExpr(t *testing.T, name string) string {
 	t.Fatalf("no alert %s", name)
 	return ""
 }
+
+// TestInstalledStackNamespace: the kube-prometheus-stack namespace is a
+// recorded Pod Security exception (enforce baseline, audit restricted), at
+// the pinned Pod Security version like every other namespace.
+func TestInstalledStackNamespace(t *testing.T) {
+	a := base()
+	a.InstallStack, a.MonitoringNamespace, a.PodSecurityVersion = true, "monitoring", "v1.34"
+	rec := run(t, a)
+	ns := rec.Object(t, "kubernetes:core/v1:Namespace", "monitoring")
+	labels, _ := mocktest.Dig(ns, "metadata", "labels").(map[string]any)
+	for k, want := range map[string]string{
+		"pod-security.kubernetes.io/enforce": "baseline", "pod-security.kubernetes.io/audit": "restricted",
+		"pod-security.kubernetes.io/enforce-version": "v1.34", "pod-security.kubernetes.io/audit-version": "v1.34",
+		"pod-security.kubernetes.io/warn-version": "v1.34",
+	} {
+		if labels[k] != want {
+			t.Errorf("monitoring namespace %s = %v, want %s", k, labels[k], want)
+		}
+	}
+	if mocktest.Dig(ns, "metadata", "annotations", "kcp-tmc.io/policy-exception") == nil {
+		t.Error("the monitoring namespace's exception is not recorded")
+	}
+	if len(rec.OfType("kubernetes:helm.sh/v3:Release")) != 1 {
+		t.Error("kube-prometheus-stack not installed")
+	}
+}
