@@ -289,22 +289,12 @@ func alertmanagerSecret(ctx *pulumi.Context, name string, a Args, opts []pulumi.
 // installStack installs kube-prometheus-stack with Alertmanager reading our
 // config Secret and Grafana's sidecar loading our dashboards.
 func installStack(ctx *pulumi.Context, name string, a Args, opts []pulumi.ResourceOption) (pulumi.Resource, error) {
-	labels := pulumi.StringMap{
-		// Third-party chart, not verified under `restricted` here: enforce
-		// baseline, audit at restricted to record every gap.
-		"pod-security.kubernetes.io/enforce": pulumi.String("baseline"),
-		"pod-security.kubernetes.io/audit":   pulumi.String("restricted"),
-		"pod-security.kubernetes.io/warn":    pulumi.String("baseline"),
-		"app.kubernetes.io/part-of":          pulumi.String("kcp-tmc"),
-	}
-	if a.PodSecurityVersion != "" {
-		for _, mode := range []string{"enforce", "audit", "warn"} {
-			labels["pod-security.kubernetes.io/"+mode+"-version"] = pulumi.String(a.PodSecurityVersion)
-		}
-	}
+	// Third-party chart, not verified under `restricted` here: enforce
+	// baseline, audit at restricted to record every gap (the platform's labels).
+	labels := platform.NamespaceLabels(platform.Args{PodSecurityVersion: a.PodSecurityVersion, EnforceLevel: "baseline"}.WithDefaults())
 	ns, err := corev1.NewNamespace(ctx, name+"-namespace", &corev1.NamespaceArgs{Metadata: &metav1.ObjectMetaArgs{
 		Name:        pulumi.String(a.MonitoringNamespace),
-		Labels:      labels,
+		Labels:      pulumi.ToStringMap(labels),
 		Annotations: pulumi.StringMap{platform.PolicyException: pulumi.String("kube-prometheus-stack: enforce baseline, no default-deny (the chart's own components and flows)")},
 	}}, opts...)
 	if err != nil {
