@@ -53,8 +53,10 @@ const usage = `usage: kcp-tmc <command> --stack <dev|staging|prod> [flags]
                  etcd/kcp/front-proxy and every agent ready, a test workload
                  synced to every physical cluster and cleaned up, a short load
                  test (--load-duration)
+  help [command] this text, or a command's flags (also: <command> --help)
 
-flags:
+every command takes --stack and --project-dir (default .); exit codes: 0 ok,
+1 the operation or a check failed, 2 bad usage, 3 drift
 `
 
 // Errors Run wraps, for ExitCode and callers.
@@ -100,8 +102,17 @@ func ExitCode(err error) int {
 // progress and results to stdout and problems to stderr.
 func Run(ctx context.Context, args []string, stdout, stderr io.Writer) error {
 	if len(args) == 0 {
-		fmt.Fprint(stderr, usage+"  (kcp-tmc <command> -h lists a command's flags)\n")
+		fmt.Fprint(stderr, usage)
 		return ErrUsage
+	}
+	// kcp-tmc --help / -h / help print the usage; help <command> is <command> --help.
+	switch args[0] {
+	case "help", "-h", "-help", "--help":
+		if len(args) == 1 || args[0] != "help" {
+			fmt.Fprint(stdout, usage)
+			return nil
+		}
+		args = append(slices.Clone(args[1:]), "--help")
 	}
 	command := args[0]
 	if command == "backup" {
@@ -111,21 +122,26 @@ func Run(ctx context.Context, args []string, stdout, stderr io.Writer) error {
 		}
 		command, args = "backup verify", args[1:]
 	}
+	allowed, known := commandFlags[command]
+	if !known {
+		fmt.Fprintf(stderr, "kcp-tmc: unknown command %q\n%s", command, usage)
+		return ErrUsage
+	}
 	fs := flag.NewFlagSet("kcp-tmc "+command, flag.ContinueOnError)
-	fs.SetOutput(stderr)
+	var help strings.Builder
+	fs.SetOutput(&help)
 	fs.Usage = func() {
-		fmt.Fprint(stderr, usage)
-		// Only the flags this command takes (all of them for an unknown command).
-		allowed, known := commandFlags[command]
+		fmt.Fprintf(&help, "usage: kcp-tmc %s --stack <dev|staging|prod> [flags]\n\nflags:\n", command)
+		// Only the flags this command takes.
 		fs.VisitAll(func(f *flag.Flag) {
-			if known && !commonFlags[f.Name] && !slices.Contains(allowed, f.Name) {
+			if !commonFlags[f.Name] && !slices.Contains(allowed, f.Name) {
 				return
 			}
-			fmt.Fprintf(stderr, "  --%s\t%s", f.Name, f.Usage)
+			fmt.Fprintf(&help, "  --%s\t%s", f.Name, f.Usage)
 			if f.DefValue != "" && f.DefValue != "false" {
-				fmt.Fprintf(stderr, " (default %s)", f.DefValue)
+				fmt.Fprintf(&help, " (default %s)", f.DefValue)
 			}
-			fmt.Fprintln(stderr)
+			fmt.Fprintln(&help)
 		})
 	}
 	stack := fs.String("stack", "", "stack to operate on: dev, staging or prod")
@@ -140,6 +156,12 @@ func Run(ctx context.Context, args []string, stdout, stderr io.Writer) error {
 	var smoke smokeFlags
 	smoke.register(fs)
 	if err := fs.Parse(args[1:]); err != nil {
+		if errors.Is(err, flag.ErrHelp) {
+			// Asked for: usage on stdout, success.
+			fmt.Fprint(stdout, help.String())
+			return nil
+		}
+		fmt.Fprint(stderr, help.String())
 		return ErrUsage
 	}
 	if fs.NArg() > 0 {
@@ -149,7 +171,7 @@ func Run(ctx context.Context, args []string, stdout, stderr io.Writer) error {
 	set := map[string]bool{}
 	fs.Visit(func(f *flag.Flag) { set[f.Name] = true })
 	for name := range set {
-		if allowed, known := commandFlags[command]; known && !commonFlags[name] && !slices.Contains(allowed, name) {
+		if !commonFlags[name] && !slices.Contains(allowed, name) {
 			// A flag another command takes would be silently ignored here.
 			fmt.Fprintf(stderr, "kcp-tmc: %s does not take --%s\n", command, name)
 			return ErrUsage
@@ -284,10 +306,8 @@ func Run(ctx context.Context, args []string, stdout, stderr io.Writer) error {
 			}
 			return smoke.run(ctx, cfg, *asJSON, stdout)
 		}
-	default:
-		fmt.Fprintf(stderr, "kcp-tmc: unknown command %q\n", command)
-		fs.Usage()
-		return ErrUsage
+	default: // commandFlags lists a command this switch does not run
+		return fmt.Errorf("kcp-tmc: command %q is not implemented", command)
 	}
 
 	// Verbs that read or change existing state need the stack to exist: a

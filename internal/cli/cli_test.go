@@ -213,17 +213,45 @@ func TestSmokeNeedsACluster(t *testing.T) {
 	}
 }
 
-// TestHelpListsOnlyTheCommandsFlags: `kcp-tmc drill -h` shows drill's flags,
-// not restore's.
-func TestHelpListsOnlyTheCommandsFlags(t *testing.T) {
-	var stdout, stderr bytes.Buffer
-	if err := Run(context.Background(), []string{"drill", "-h"}, &stdout, &stderr); !errors.Is(err, ErrUsage) {
-		t.Fatalf("drill -h: %v", err)
+// TestHelp: --help, -h and help [command] print usage on stdout and succeed
+// (exit 0); a command's help lists only that command's flags; help for an
+// unknown command is a usage error.
+func TestHelp(t *testing.T) {
+	tests := []struct {
+		args          []string
+		want, notWant []string
+	}{
+		{[]string{"--help"}, []string{"usage: kcp-tmc <command>", "backup verify", "help [command]"}, nil},
+		{[]string{"-h"}, []string{"usage: kcp-tmc <command>"}, nil},
+		{[]string{"help"}, []string{"usage: kcp-tmc <command>"}, nil},
+		{[]string{"help", "up"}, []string{"usage: kcp-tmc up", "--expect-no-changes\t", "--stack\t"}, []string{"--yes\t"}},
+		{[]string{"up", "--help"}, []string{"usage: kcp-tmc up", "--refresh\t"}, []string{"--snapshot\t"}},
+		{[]string{"drill", "-h"}, []string{"--target\t", "--json\t", "--stack\t"}, []string{"--snapshot\t", "--out\t", "--yes\t"}},
+		{[]string{"help", "backup", "verify"}, []string{"usage: kcp-tmc backup verify", "--target\t"}, []string{"--out\t"}},
+		{[]string{"destroy", "--stack", "dev", "-h"}, []string{"--yes\t"}, nil},
 	}
-	help := stderr.String()
-	for flag, want := range map[string]bool{"--target": true, "--json": true, "--stack": true, "--snapshot": false, "--out": false, "--yes": false} {
-		if strings.Contains(help, flag+"\t") != want {
-			t.Errorf("drill -h lists %s: %v, want %v\n%s", flag, !want, want, help)
-		}
+	for _, tt := range tests {
+		t.Run(strings.Join(tt.args, " "), func(t *testing.T) {
+			var stdout, stderr bytes.Buffer
+			if err := Run(context.Background(), tt.args, &stdout, &stderr); err != nil {
+				t.Fatalf("err = %v (exit %d), want success; stderr:\n%s", err, ExitCode(err), stderr.String())
+			}
+			help := stdout.String()
+			for _, w := range tt.want {
+				if !strings.Contains(help, w) {
+					t.Errorf("help lacks %q:\n%s", w, help)
+				}
+			}
+			for _, w := range tt.notWant {
+				if strings.Contains(help, w) {
+					t.Errorf("help lists %q, which this command does not take:\n%s", w, help)
+				}
+			}
+		})
+	}
+	var stdout, stderr bytes.Buffer
+	if err := Run(context.Background(), []string{"help", "deploy"}, &stdout, &stderr); ExitCode(err) != 2 ||
+		!strings.Contains(stderr.String(), `unknown command "deploy"`) {
+		t.Errorf("help deploy: err %v, stderr %q; want exit 2 naming the unknown command", err, stderr.String())
 	}
 }
