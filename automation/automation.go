@@ -8,8 +8,10 @@ import (
 	"context"
 	"errors"
 	"fmt"
+	"maps"
 	"os"
 	"path/filepath"
+	"slices"
 	"strings"
 
 	"github.com/pulumi/pulumi/sdk/v3/go/auto"
@@ -164,3 +166,5 @@ func (m configMap) GetConfig(key string) (string, bool) {
 }
 
 func (m configMap) IsConfigSecret(key string) bool { return m[key].Secret }
+
+func (m configMap) ConfigKeys() []string { return slices.Sorted(maps.Keys(m)) }

@@ -9,8 +9,11 @@ import (
 	"encoding/json"
 	"errors"
 	"fmt"
+	"slices"
 	"sort"
 	"strings"
+
+	"github.com/agext/levenshtein"
 )
 
 // Namespace is the Pulumi config namespace (the project name) of every key.
@@ -520,18 +523,94 @@ type ConfigSource interface {
 	IsConfigSecret(key string) bool
 }
 
+// KeyLister is a ConfigSource that can list every key the stack sets (all
+// namespaces). Load refuses the kcp-tmc keys it does not know only when its
+// source can list them; every source in this repository can.
+type KeyLister interface {
+	ConfigKeys() []string
+}
+
+// Keys are every kcp-tmc:* key the program reads (without the namespace), sorted.
+func Keys() []string {
+	var keys []string
+	for _, f := range configFields(&Config{}) {
+		keys = append(keys, f.key)
+	}
+	for _, s := range secretKeys { // the secrets, read from keys of their own
+		keys = append(keys, s.key)
+	}
+	slices.Sort(keys)
+	return keys
+}
+
+// UnknownKeyError is a config key the program does not read: a typo that
+// would otherwise leave the setting silently at its default.
+type UnknownKeyError struct {
+	// Key is the full key as set, e.g. "kcp-tmc:etdc".
+	Key string
+	// Nearest is the known key closest to it.
+	Nearest string
+}
+
+func (e *UnknownKeyError) Error() string {
+	return fmt.Sprintf("config %s: unknown key; the nearest known key is %s:%s; the valid keys are %s (docs/configuration.md)",
+		e.Key, Namespace, e.Nearest, strings.Join(Keys(), ", "))
+}
+
+// unknownKeys returns an error for every key in the kcp-tmc namespace, or in
+// a namespace one or two typos away from it, that the program does not read.
+// Other namespaces (kubernetes:, aws:, ...) belong to providers.
+func unknownKeys(keys []string) []error {
+	known := Keys()
+	var errs []error
+	for _, full := range keys {
+		ns, key, ok := strings.Cut(full, ":")
+		if !ok {
+			continue
+		}
+		if ns == Namespace && slices.Contains(known, key) {
+			continue
+		}
+		if ns != Namespace && levenshtein.Distance(ns, Namespace, nil) > 2 {
+			continue
+		}
+		nearest, best := "", 0
+		for _, k := range known {
+			if d := keyDistance(key, k); nearest == "" || d < best {
+				nearest, best = k, d
+			}
+		}
+		errs = append(errs, &UnknownKeyError{Key: full, Nearest: nearest})
+	}
+	return errs
+}
+
+// keyDistance ranks known keys for "did you mean": edits ignoring case, and a
+// key that starts the other (agents → agentResources, etcdReplicas → etcd)
+// counts as one edit.
+func keyDistance(typed, known string) int {
+	a, b := strings.ToLower(typed), strings.ToLower(known)
+	if a != b && (strings.HasPrefix(a, b) || strings.HasPrefix(b, a)) {
+		return 1
+	}
+	return levenshtein.Distance(a, b, nil)
+}
+
 // Load reads every kcp-tmc:* key over the environment's profile and validates
 // the result. All problems are returned together, each naming its key.
 func Load(src ConfigSource) (*Config, error) {
+	var errs []error
+	if l, ok := src.(KeyLister); ok {
+		errs = unknownKeys(l.ConfigKeys())
+	}
 	envRaw, ok := src.GetConfig(Namespace + ":environment")
 	if !ok {
-		return nil, &FieldError{Key: "environment", Value: "<unset>", Allowed: "one of " + strings.Join(Environments, ", ")}
+		return nil, errors.Join(append(errs, &FieldError{Key: "environment", Value: "<unset>", Allowed: "one of " + strings.Join(Environments, ", ")})...)
 	}
 	cfg, err := Profile(envRaw)
 	if err != nil {
-		return nil, err
+		return nil, errors.Join(append(errs, err)...)
 	}
-	var errs []error
 	for _, f := range configFields(cfg) {
 		raw, ok := src.GetConfig(Namespace + ":" + f.key)
 		if !ok || f.key == "environment" {
@@ -580,11 +659,19 @@ func Load(src ConfigSource) (*Config, error) {
 			errs = append(errs, &FieldError{Key: "existingCAs", Value: "<secret>", Allowed: "a map of CA name to {cert, key} PEM strings"})
 		}
 	}
+	// A value that did not decode leaves the Config half-set: validating it
+	// would report follow-on errors. Otherwise every problem in one round:
+	// bad values and unknown keys together.
+	decoded := !slices.ContainsFunc(errs, func(err error) bool { _, unknown := err.(*UnknownKeyError); return !unknown })
+	if err := cfg.Validate(); err != nil && decoded {
+		if joined, ok := err.(interface{ Unwrap() []error }); ok {
+			errs = append(errs, joined.Unwrap()...)
+		} else {
+			errs = append(errs, err)
+		}
+	}
 	if len(errs) > 0 {
 		return nil, joinSorted(errs)
-	}
-	if err := cfg.Validate(); err != nil {
-		return nil, err
 	}
 	return cfg, nil
 }

@@ -25,6 +25,19 @@ func (s source) IsConfigSecret(key string) bool {
 	return s.secrets[strings.TrimPrefix(key, Namespace+":")]
 }
 
+// ConfigKeys lists the keys set, as a stack's config does: every table test
+// below also proves that the keys it uses are known.
+func (s source) ConfigKeys() []string {
+	keys := make([]string, 0, len(s.values))
+	for k := range s.values {
+		if !strings.Contains(k, ":") {
+			k = Namespace + ":" + k
+		}
+		keys = append(keys, k)
+	}
+	return keys
+}
+
 // env builds a source for an environment with overrides; a value "<delete>"
 // removes the key.
 func env(name string, kv ...string) source {
@@ -187,6 +200,94 @@ func TestLoadRejectsBadConfig(t *testing.T) {
 				t.Errorf("error leaks a secret value:\n%s", msg)
 			}
 		})
+	}
+}
+
+// TestLoadRefusesUnknownKeys: a misspelled key would leave its setting at
+// the profile default without a word; each is refused with the nearest known
+// key and the list of valid ones, together with every other problem.
+func TestLoadRefusesUnknownKeys(t *testing.T) {
+	tests := []struct {
+		name, key, nearest string
+	}{
+		{"misspelled area", "etdc", "etcd"},
+		{"wrong case", "Monitoring", "monitoring"},
+		{"nested key at the top", "etcdReplicas", "etcd"},
+		{"secret misspelled", "slackWebhookURL", "slackWebhookUrl"},
+		{"namespace typo", "kcp_tmc:etcd", "etcd"},
+		{"namespace transposed", "kcp-tcm:domain", "domain"},
+	}
+	for _, tt := range tests {
+		t.Run(tt.name, func(t *testing.T) {
+			_, err := Load(env("dev", tt.key, `{"replicas":3}`, "domain", "bad_domain"))
+			full := tt.key
+			if !strings.Contains(full, ":") {
+				full = Namespace + ":" + full
+			}
+			var unknown *UnknownKeyError
+			if !errors.As(err, &unknown) {
+				t.Fatalf("err = %v, want an UnknownKeyError", err)
+			}
+			msg := err.Error()
+			for _, want := range []string{
+				"config " + full + ": unknown key",
+				"nearest known key is kcp-tmc:" + tt.nearest + ";",
+				"valid keys are " + strings.Join(Keys(), ", "),
+				"config kcp-tmc:domain: invalid value", // reported in the same round
+			} {
+				if !strings.Contains(msg, want) {
+					t.Errorf("error lacks %q:\n%s", want, msg)
+				}
+			}
+		})
+	}
+	// Providers' namespaces are theirs.
+	if _, err := Load(env("dev", "kubernetes:enableServerSideApply", "true", "aws:region", "eu-west-1")); err != nil {
+		t.Errorf("provider keys refused: %v", err)
+	}
+}
+
+// TestRulesApplyToUnusedModes: a value given is checked whether or not the
+// chosen mode (or a disabled area) reads it; only what a mode requires is
+// skipped when the mode is not chosen.
+func TestRulesApplyToUnusedModes(t *testing.T) {
+	tests := []struct {
+		name             string
+		src              source
+		wantKey, wantVal string
+	}{
+		{"plaintext kubeconfig in render mode", env("dev", "kubeconfig", "apiVersion: v1 SECRET-KEY"), "kcp-tmc:kubeconfig", "<plaintext>"},
+		{"render dir escaping in kubeconfig mode", secretEnv("staging", "target", `{"mode":"kubeconfig","renderDir":"../x"}`, "kubeconfig", "k"), "kcp-tmc:target.renderDir", "../x"},
+		{"bad schedule, backup off", env("dev", "backup", `{"enabled":false,"schedule":"every day"}`), "kcp-tmc:backup.schedule", "every day"},
+		{"bad time zone, backup off", env("dev", "backup", `{"enabled":false,"timeZone":"Mars/Base"}`), "kcp-tmc:backup.timeZone", "Mars/Base"},
+		{"bad endpoint, backup off", env("dev", "backup", `{"enabled":false,"endpoint":"minio:9000"}`), "kcp-tmc:backup.endpoint", "minio:9000"},
+		{"bad interval, monitoring off", env("dev", "monitoring", `{"enabled":false,"interval":"often"}`), "kcp-tmc:monitoring.interval", "often"},
+		{"stack install in render mode, monitoring off", env("dev", "monitoring", `{"enabled":false,"installStack":true}`), "kcp-tmc:monitoring.installStack", "true"},
+		{"username without password, logging off", env("dev", "logging", `{"enabled":false,"username":"u"}`), "kcp-tmc:elasticsearchPassword", "<unset>"},
+		{"bad port, logging off", env("dev", "logging", `{"enabled":false,"elasticsearchPort":70000}`), "kcp-tmc:logging.elasticsearchPort", "70000"},
+		{"bad region, cloud existing", env("dev", "cloud", `{"mode":"existing","region":"mars-1"}`), "kcp-tmc:cloud.region", "mars-1"},
+		{"bad VPC CIDR, cloud existing", env("dev", "cloud", `{"vpcCidr":"10.0.0.0/8"}`), "kcp-tmc:cloud.vpcCidr", "10.0.0.0/8"},
+		{"bad agent resources, no clusters", env("dev", "agentResources", `{"requests":{"cpu":"2","memory":"1Gi"},"limits":{"cpu":"1","memory":"1Gi"}}`), "kcp-tmc:agentResources.requests.cpu", "2"},
+		{"kubeconfig for no cluster", secretEnv("dev", "clusterKubeconfigs", `{"edge-1":"apiVersion: v1"}`), "kcp-tmc:clusterKubeconfigs", "<entry for edge-1>"},
+	}
+	for _, tt := range tests {
+		t.Run(tt.name, func(t *testing.T) {
+			_, err := Load(tt.src)
+			if err == nil {
+				t.Fatal("accepted")
+			}
+			if msg := err.Error(); !strings.Contains(msg, "config "+tt.wantKey+": invalid value "+strconv.Quote(tt.wantVal)) {
+				t.Errorf("error does not name %s = %q:\n%s", tt.wantKey, tt.wantVal, msg)
+			} else if strings.Contains(msg, "SECRET-KEY") {
+				t.Errorf("error leaks a secret value:\n%s", msg)
+			}
+		})
+	}
+	// What only a mode needs is not asked for when the mode is not chosen:
+	// dev has backup, logging and the EKS layer off and sets none of their
+	// required keys.
+	if _, err := Load(env("dev", "backup", `{"enabled":false,"target":"s3"}`, "logging", `{"enabled":false}`, "monitoring", `{"enabled":false}`)); err != nil {
+		t.Errorf("a disabled area's unset requirements refused: %v", err)
 	}
 }
 

@@ -81,7 +81,11 @@ func TestSecretKeysAreWhatLoadReads(t *testing.T) {
 		"pagerDutyKey":          "routing-key",
 		"elasticsearchPassword": "password",
 		"clusterKubeconfigs":    `{"edge":"apiVersion: v1"}`,
-		"kcpKubeconfig":         "apiVersion: v1\nkind: Config\n",
+		"kcpKubeconfig":         "apiVersion: v1\nkind: Config\nclusters: [{name: kcp, cluster: {server: \"https://kcp.example.com\"}}]\n",
+	}
+	// What a secret needs beside it to be valid.
+	needs := map[string][]string{
+		"clusterKubeconfigs": {"tls", `{"mode":"self-managed"}`, "clusters", `[{"name":"edge","resources":[{"group":"apps","version":"v1","kind":"Deployment","plural":"deployments"}]}]`},
 	}
 	for _, s := range secretKeys {
 		t.Run(s.key, func(t *testing.T) {
@@ -89,7 +93,7 @@ func TestSecretKeysAreWhatLoadReads(t *testing.T) {
 			if !ok {
 				t.Fatalf("no test value for the secret %s", s.key)
 			}
-			cfg, err := Load(secretEnv("dev", s.key, v))
+			cfg, err := Load(secretEnv("dev", append(needs[s.key], s.key, v)...))
 			if err != nil {
 				t.Fatal(err)
 			}

@@ -1,6 +1,7 @@
 package stacks
 
 import (
+	"encoding/json"
 	"errors"
 	"fmt"
 	"maps"
@@ -16,6 +17,7 @@ import (
 	"github.com/pulumi/pulumi-kubernetes/sdk/v4/go/kubernetes"
 	"github.com/pulumi/pulumi/sdk/v3/go/pulumi"
 	"k8s.io/client-go/tools/clientcmd"
+	"sigs.k8s.io/yaml"
 
 	"github.com/kcp-tmc/kcp-tmc/components/agents"
 	"github.com/kcp-tmc/kcp-tmc/components/backup"
@@ -42,15 +44,67 @@ func Program(ctx *pulumi.Context) error { return ProgramIn("")(ctx) }
 // input never reaches the engine and never half-applies a stack.
 func ProgramIn(projectDir string) pulumi.RunFunc {
 	return func(ctx *pulumi.Context) error {
-		cfg, err := Load(ctx)
+		dir := projectDir
+		if dir == "" {
+			dir = projectRoot(ctx)
+		}
+		keys, err := stackConfigKeys(ctx.Stack(), dir)
+		if err != nil {
+			return fmt.Errorf("stack %q: %w", ctx.Stack(), err)
+		}
+		cfg, err := Load(programConfig{ctx, keys})
 		if err != nil {
 			return fmt.Errorf("stack %q: invalid configuration:\n%w", ctx.Stack(), err)
 		}
-		if projectDir == "" {
-			projectDir = projectRoot(ctx)
-		}
-		return Deploy(ctx, cfg, projectDir)
+		return Deploy(ctx, cfg, dir)
 	}
+}
+
+// programConfig is the running program's config and the keys it was given,
+// so Load can refuse keys it does not know.
+type programConfig struct {
+	*pulumi.Context
+	keys []string
+}
+
+func (p programConfig) ConfigKeys() []string { return p.keys }
+
+// stackConfigKeys lists the config keys of the run: PULUMI_CONFIG when the Go
+// language host runs main.go (`pulumi up`) or a mock test, else the stack's
+// own files, which an inline run through the Automation API reads (the SDK
+// does not let an inline program list its config).
+func stackConfigKeys(stack, projectDir string) ([]string, error) {
+	if env := os.Getenv(pulumi.EnvConfig); env != "" {
+		var cfg map[string]json.RawMessage
+		if err := json.Unmarshal([]byte(env), &cfg); err != nil {
+			return nil, fmt.Errorf("reading %s: %w", pulumi.EnvConfig, err)
+		}
+		return slices.Sorted(maps.Keys(cfg)), nil
+	}
+	var keys []string
+	for _, name := range []string{"Pulumi.yaml", "Pulumi." + stack + ".yaml"} {
+		data, err := os.ReadFile(filepath.Join(projectDir, name))
+		if errors.Is(err, os.ErrNotExist) {
+			continue
+		}
+		if err != nil {
+			return nil, err
+		}
+		var file struct {
+			Config map[string]json.RawMessage `json:"config"`
+		}
+		if err := yaml.Unmarshal(data, &file); err != nil {
+			return nil, fmt.Errorf("reading %s: %w", name, err)
+		}
+		for k := range file.Config {
+			if !strings.Contains(k, ":") {
+				k = Namespace + ":" + k // a key without namespace is the project's
+			}
+			keys = append(keys, k)
+		}
+	}
+	slices.Sort(keys)
+	return slices.Compact(keys), nil
 }
 
 // NewProgram is the program for a Config built in Go rather than read from

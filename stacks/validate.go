@@ -2,6 +2,7 @@ package stacks
 
 import (
 	"fmt"
+	"maps"
 	"path/filepath"
 	"regexp"
 	"slices"
@@ -76,20 +77,25 @@ func (c *Config) Validate() error {
 
 func (c *Config) validateTarget(v *validator) {
 	t := c.Target
-	switch t.Mode {
-	case TargetRender:
-		if t.RenderDir == "" || slices.Contains(strings.Split(filepath.ToSlash(t.RenderDir), "/"), "..") {
+	// Rules on a value given apply in every mode: a key the chosen mode does
+	// not read is still refused when it is wrong (a plaintext kubeconfig is a
+	// leaked credential whether or not this stack deploys with it).
+	if t.Mode == TargetRender || t.RenderDir != "" {
+		if t.RenderDir == "" || filepath.IsAbs(t.RenderDir) || slices.Contains(strings.Split(filepath.ToSlash(t.RenderDir), "/"), "..") {
 			v.add("target.renderDir", t.RenderDir, "a directory inside the project, e.g. rendered/"+c.Environment)
 		}
+	}
+	if c.Kubeconfig != "" && !c.KubeconfigIsSecret {
+		v.add("kubeconfig", "<plaintext>", "a secret: set it with `pulumi config set --secret kcp-tmc:kubeconfig < kubeconfig`")
+	}
+	switch t.Mode {
+	case TargetRender:
 	case TargetKubeconfig:
 		if c.Cloud.Mode == "eks" {
 			break // the cloud layer provides the kubeconfig
 		}
 		if c.Kubeconfig == "" && t.Context == "" {
 			v.add("kubeconfig", "<unset>", "a kubeconfig set with `pulumi config set --secret kcp-tmc:kubeconfig`, or target.context naming a context of ~/.kube/config")
-		}
-		if c.Kubeconfig != "" && !c.KubeconfigIsSecret {
-			v.add("kubeconfig", "<plaintext>", "a secret: set it with `pulumi config set --secret kcp-tmc:kubeconfig < kubeconfig`")
 		}
 		if c.Environment == "prod" && c.Kubeconfig == "" {
 			v.add("kubeconfig", "<unset>", "prod deploys only with an explicit secret kcp-tmc:kubeconfig, never an ambient context")
@@ -167,7 +173,7 @@ func (c *Config) validateStorage(v *validator) {
 	}
 	st := c.Storage
 	componentErrors(v, storage.Args{ClassName: "x", Create: st.Create, VolumeType: st.VolumeType, IOPS: st.IOPS,
-		ThroughputMiBps: st.ThroughputMiBps, ReclaimPolicy: st.ReclaimPolicy}.WithDefaults().Validate(), "storage", map[string]string{
+		ThroughputMiBps: st.ThroughputMiBps, ReclaimPolicy: st.ReclaimPolicy}.WithDefaults().Validate(), true, "storage", map[string]string{
 		"VolumeType": "volumeType", "IOPS": "iops", "ThroughputMiBps": "throughputMiBps", "IOPS/ThroughputMiBps": "iops", "ReclaimPolicy": "reclaimPolicy",
 	})
 	if c.Environment == "prod" && st.ReclaimPolicy == "Delete" {
@@ -202,11 +208,8 @@ func (c *Config) validateStorage(v *validator) {
 }
 
 func (c *Config) validateBackup(v *validator) {
-	if !c.Backup.Enabled {
-		if c.Environment == "prod" {
-			v.add("backup.enabled", "false", "true in prod (etcd holds every workspace; it must be backed up)")
-		}
-		return
+	if !c.Backup.Enabled && c.Environment == "prod" {
+		v.add("backup.enabled", "false", "true in prod (etcd holds every workspace; it must be backed up)")
 	}
 	if err := ValidateCron(c.Backup.Schedule); err != nil {
 		v.add("backup.schedule", c.Backup.Schedule, "a 5-field cron expression or @daily/@hourly/@weekly/@monthly/@yearly ("+err.Error()+")")
@@ -223,7 +226,7 @@ func (c *Config) validateBackup(v *validator) {
 	if c.Backup.Endpoint != "" && !strings.HasPrefix(c.Backup.Endpoint, "https://") && !strings.HasPrefix(c.Backup.Endpoint, "http://") {
 		v.add("backup.endpoint", c.Backup.Endpoint, "an http(s):// URL of an S3-compatible server")
 	}
-	componentErrors(v, backupArgs(c).WithDefaults().Validate(), "backup", map[string]string{
+	componentErrors(v, backupArgs(c).WithDefaults().Validate(), c.Backup.Enabled, "backup", map[string]string{
 		"Target": "target", "Image": "image", "S3.Bucket": "bucket", "S3.Prefix": "prefix", "S3.Region": "region",
 		"S3.TransitionDays": "transitionDays", "S3.ArchiveDays": "archiveDays", "S3.RetentionDays": "retentionDays",
 		"S3.NoncurrentDays": "noncurrentDays", "S3.ObjectLockDays": "objectLockDays",
@@ -233,7 +236,11 @@ func (c *Config) validateBackup(v *validator) {
 
 // componentErrors re-keys a component's Validate errors ("area: Field value:
 // want allowed", one per line) to config keys, so the user sees the key to fix.
-func componentErrors(v *validator, err error, prefix string, keys map[string]string) {
+// inUse is false when the stack does not use the area (disabled, or another
+// mode): then a value given must still be valid, but nothing is required and
+// rules on fields stacks fills itself (derived, or shared with other areas)
+// do not apply.
+func componentErrors(v *validator, err error, inUse bool, prefix string, keys map[string]string) {
 	if err == nil {
 		return
 	}
@@ -246,6 +253,9 @@ func componentErrors(v *validator, err error, prefix string, keys map[string]str
 		field, value, _ := strings.Cut(fieldValue, " ")
 		base, index, indexed := strings.Cut(field, "[")
 		key, known := keys[base]
+		if !inUse && (!known || slices.Contains([]string{"", `""`, "unset", "none", "[]"}, value)) {
+			continue
+		}
 		switch {
 		case !known:
 			// A field stacks fills itself: report it against the area.
@@ -338,45 +348,46 @@ func (c *Config) validateIngress(v *validator) {
 
 func (c *Config) validateMonitoring(v *validator) {
 	m := c.Monitoring
-	if !m.Enabled {
-		if c.Environment == "prod" {
-			v.add("monitoring.enabled", "false", "true in prod")
-		}
-		return
+	if !m.Enabled && c.Environment == "prod" {
+		v.add("monitoring.enabled", "false", "true in prod")
 	}
 	if m.InstallStack && c.Target.Mode == TargetRender {
 		v.add("monitoring.installStack", "true", "false in render mode (a Helm release cannot be rendered)")
 	}
-	if c.Environment == "prod" && m.SlackWebhookURL == "" {
+	if m.Enabled && c.Environment == "prod" && m.SlackWebhookURL == "" {
 		v.add("slackWebhookUrl", "<unset>", "a Slack incoming-webhook URL in prod, set with `pulumi config set --secret kcp-tmc:slackWebhookUrl`")
 	}
 	if m.SlackWebhookURL != "" && !strings.HasPrefix(m.SlackWebhookURL, "https://") {
 		v.add("slackWebhookUrl", "<secret>", "an https:// webhook URL")
 	}
-	componentErrors(v, monitoringArgs(c).WithDefaults().Validate(), "monitoring", map[string]string{
+	componentErrors(v, monitoringArgs(c).WithDefaults().Validate(), m.Enabled, "monitoring", map[string]string{
 		"Interval": "interval", "SlackChannel": "slackChannel", "StackVersion": "stackVersion",
 	})
 }
 
 func (c *Config) validateLogging(v *validator) {
 	l := c.Logging
-	if !l.Enabled {
-		return
-	}
 	if l.Username != "" && l.Password == "" {
 		v.add("elasticsearchPassword", "<unset>", "the password of logging.username, set with `pulumi config set --secret kcp-tmc:elasticsearchPassword`")
 	}
-	componentErrors(v, loggingArgs(c).WithDefaults().Validate(), "logging", map[string]string{
+	componentErrors(v, loggingArgs(c).WithDefaults().Validate(), l.Enabled, "logging", map[string]string{
 		"ElasticsearchHost": "elasticsearchHost", "ElasticsearchPort": "elasticsearchPort", "Index": "index", "Image": "image",
 	})
 }
 
 func (c *Config) validateClusters(v *validator) {
-	if len(c.Clusters) == 0 {
-		return
-	}
 	v.resources("agentResources", c.AgentResources)
-	if c.TLS.Mode != pki.ModeSelfManaged {
+	names := map[string]bool{}
+	for _, cl := range c.Clusters {
+		names[cl.Name] = true
+	}
+	for _, name := range slices.Sorted(maps.Keys(c.ClusterKubeconfigs)) {
+		if !names[name] {
+			// An entry no cluster uses would be silently ignored.
+			v.add("clusterKubeconfigs", "<entry for "+name+">", "entries only for clusters in kcp-tmc:clusters ("+strings.Join(slices.Sorted(maps.Keys(names)), ", ")+")")
+		}
+	}
+	if len(c.Clusters) > 0 && c.TLS.Mode != pki.ModeSelfManaged {
 		v.add("tls.mode", c.TLS.Mode, "self-managed when kcp-tmc:clusters is set: Pulumi writes each agent's kubeconfig, with its own key, onto its cluster, and cert-manager keeps keys inside the kcp cluster")
 	}
 	if c.KCPKubeconfig != "" {
@@ -402,7 +413,7 @@ func (c *Config) validateClusters(v *validator) {
 		}
 		a := agentArgs(c, cl)
 		a.ClientCert, a.ClientKey, a.ServerCA = pulumi.String("x"), pulumi.String("x"), pulumi.String("x")
-		componentErrors(v, a.WithDefaults().Validate(), "agents", map[string]string{
+		componentErrors(v, a.WithDefaults().Validate(), true, "agents", map[string]string{
 			"Cluster": key + ".name", "Kind": key + ".agent", "Image": key + ".image", "Replicas": key + ".replicas",
 			"QPS/Burst": key + ".qps", "KCPServer/Workspace": key + ".workspace", "Resources": key + ".resources",
 		})
@@ -410,12 +421,22 @@ func (c *Config) validateClusters(v *validator) {
 }
 
 func (c *Config) validateCloud(v *validator) {
-	switch c.Cloud.Mode {
-	case "existing":
-		return
-	case "eks":
-	default:
+	eks := c.Cloud.Mode == "eks"
+	if !eks && c.Cloud.Mode != "existing" {
 		v.add("cloud.mode", c.Cloud.Mode, "existing (a kubeconfig or context) or eks (created here)")
+	}
+	// The cloud.* values are checked in every mode; what EKS itself needs
+	// (zones of the region, nodes for the replicas, NAT per zone) only with eks.
+	keys := map[string]string{
+		"Region": "region", "KubernetesVersion": "kubernetesVersion",
+		"VPCCIDR": "vpcCidr", "PublicCIDRs": "publicCidrs", "NodesPerZone": "nodesPerZone",
+		"ExistingVPC.ID": "existingVpc.id", "ExistingVPC.Subnets": "existingVpc",
+	}
+	if eks {
+		keys["ClusterName"], keys["Zones"] = "clusterName", "zones"
+	}
+	componentErrors(v, cloudArgs(c).WithDefaults().Validate(), eks, "cloud", keys)
+	if !eks {
 		return
 	}
 	if c.Target.Mode != TargetKubeconfig {
@@ -435,11 +456,6 @@ func (c *Config) validateCloud(v *validator) {
 	if c.Environment == "prod" && !c.Cloud.NATPerZone {
 		v.add("cloud.natPerZone", "false", "true in prod (one zone's NAT must not cut off the others)")
 	}
-	componentErrors(v, cloudArgs(c).WithDefaults().Validate(), "cloud", map[string]string{
-		"ClusterName": "clusterName", "Region": "region", "Zones": "zones", "KubernetesVersion": "kubernetesVersion",
-		"VPCCIDR": "vpcCidr", "PublicCIDRs": "publicCidrs", "NodesPerZone": "nodesPerZone",
-		"ExistingVPC.ID": "existingVpc.id", "ExistingVPC.Subnets": "existingVpc",
-	})
 }
 
 // hours parses a Go duration that is a positive whole number of hours.
