@@ -1,11 +1,15 @@
 # kcp-tmc — the two commands a fresh machine needs:
 #   make up     build the pinned toolchain if missing, then deploy STACK (default dev → rendered/dev/)
 #   make test   build the pinned toolchain if missing, then vet and run every test
+# A long first step prints a line when it starts and when it ends; the go
+# command's output goes to a log under $(LOGS), named on that line.
 SHELL := bash
 STACK ?= dev
+CACHE := $(or $(KCP_TMC_CACHE),$(or $(XDG_CACHE_HOME),$(HOME)/.cache)/kcp-tmc)
+LOGS := $(CACHE)/logs
 export PULUMI_SKIP_UPDATE_CHECK := true
 
-.PHONY: engine toolchain up preview destroy test vet fmt-check drill bench
+.PHONY: engine toolchain modules cli up preview destroy test vet fmt-check drill bench
 
 # engine: pulumi CLI + Kubernetes plugin; toolchain: that plus the test judges.
 engine:
@@ -14,19 +18,28 @@ engine:
 toolchain:
 	@hack/toolchain.sh all >/dev/null
 
-up: engine
-	go run ./cmd/kcp-tmc up --stack $(STACK)
+# Downloads first, into a log: otherwise a fresh machine's first go command
+# prints hundreds of "go: downloading" lines.
+modules:
+	@hack/step.sh "downloading Go modules" $(LOGS)/go-mod-download.log go mod download
 
-preview: engine
-	go run ./cmd/kcp-tmc preview --stack $(STACK)
+cli: modules
+	@hack/step.sh "compiling bin/kcp-tmc" $(LOGS)/kcp-tmc-build.log go build -o bin/kcp-tmc ./cmd/kcp-tmc
 
-destroy: engine
-	go run ./cmd/kcp-tmc destroy --stack $(STACK) --yes
+up: engine cli
+	bin/kcp-tmc up --stack $(STACK)
+
+preview: engine cli
+	bin/kcp-tmc preview --stack $(STACK)
+
+destroy: engine cli
+	bin/kcp-tmc destroy --stack $(STACK) --yes
 
 fmt-check:
 	@out=$$(gofmt -l $$(git ls-files '*.go')); if [ -n "$$out" ]; then echo "gofmt needed:"; echo "$$out"; exit 1; fi
 
-vet:
+vet: modules
+	@echo "make: go vet ./... (on a cold build cache this compiles every package first)" >&2
 	go vet ./...
 
 test: toolchain fmt-check vet

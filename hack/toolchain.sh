@@ -1,12 +1,17 @@
 #!/usr/bin/env bash
 # Builds the pinned tools kcp-tmc needs from the Go module proxy into a cache
 # outside the repo, keyed by version, and prints the bin directory to put on
-# PATH. A warm cache makes this a no-op (seconds); a cold one pays once.
+# PATH. A warm cache makes this a no-op (under a second); a cold one pays once.
 #
 #   hack/toolchain.sh [engine|judges|all]   # default: all
-#     engine  pulumi CLI + pulumi-resource-kubernetes          (make up)
-#     judges  kube-apiserver, kube-controller-manager, kubectl, etcd, etcdctl,
-#             etcdutl, kube-score, actionlint, and the upstream CRD sources (make test)
+#     engine  pulumi CLI + pulumi-resource-kubernetes                (make up)
+#     judges  kube-apiserver, kube-controller-manager, kubectl; etcd, etcdctl,
+#             etcdutl; kube-score; actionlint; prometheus and promtool;
+#             amtool; the upstream CRD sources                        (make test)
+#
+# Progress goes to stderr, one line when a tool starts and one when it ends;
+# the go command's own output goes to $cache/logs/<tool>-<version>.log, whose
+# tail is printed if a build fails.
 set -euo pipefail
 
 root=$(cd "$(dirname "$0")/.." && pwd)
@@ -14,30 +19,26 @@ root=$(cd "$(dirname "$0")/.." && pwd)
 
 cache=${KCP_TMC_CACHE:-${XDG_CACHE_HOME:-$HOME/.cache}/kcp-tmc}
 bin="$cache/bin"
-mkdir -p "$bin"
+logs="$cache/logs"
+mkdir -p "$bin" "$logs"
 
-log() { echo "toolchain: $*" >&2; }
+say() { echo "toolchain: $*" >&2; }
 
-# build_once NAME VERSION FUNC: runs FUNC only when the versioned binary is
-# absent, then links bin/NAME to it, so a version bump never reuses a stale binary.
-build_once() {
-  local name=$1 version=$2 fn=$3
-  local out="$cache/$name-$version/$name"
-  if [ ! -x "$out" ]; then
-    log "building $name $version (cold cache: minutes)"
-    local start=$SECONDS
-    mkdir -p "$(dirname "$out")"
-    "$fn" "$out.tmp" "$name"
-    mv "$out.tmp" "$out"
-    log "built $name $version in $((SECONDS - start))s"
-  fi
-  ln -sf "$out" "$bin/$name"
-}
+# duration SECONDS → "4m05s" / "12s"
+duration() { if [ "$1" -ge 60 ]; then printf '%dm%02ds' $(($1 / 60)) $(($1 % 60)); else printf '%ds' "$1"; fi; }
+
+# Tool builds carry no debug information, which the tests never read: the
+# compiler skips generating DWARF (-dwarf=false) and the linker writes no
+# symbol table (-s -w), so the large binaries (pulumi, the plugin,
+# kube-apiserver) compile and link faster and take a third of the disk.
+strip="-s -w"
+export GOFLAGS="${GOFLAGS:+$GOFLAGS }-gcflags=all=-dwarf=false"
+
+# ---- builders: each writes its binaries into the directory $1 ----
 
 build_pulumi() {
   (cd "$root/hack/tools/pulumi" &&
-    go build -o "$1" \
-      -ldflags "-X github.com/pulumi/pulumi/sdk/v3/go/common/version.Version=v$PULUMI_VERSION" \
+    go build -o "$1/" -ldflags "$strip -X github.com/pulumi/pulumi/sdk/v3/go/common/version.Version=v$PULUMI_VERSION" \
       github.com/pulumi/pulumi/pkg/v3/cmd/pulumi)
 }
 
@@ -47,98 +48,188 @@ build_pulumi() {
 build_kubernetes_plugin() {
   local scratch mod
   scratch=$(mktemp -d)
+  trap 'rm -rf "$scratch"' RETURN
   cp "$root/hack/tools/kubernetes/go.mod" "$root/hack/tools/kubernetes/go.sum" "$scratch/"
   (cd "$root/hack/tools/kubernetes" && go mod download github.com/pulumi/pulumi-kubernetes/provider/v4)
   mod=$(cd "$root/hack/tools/kubernetes" && go list -m -f '{{.Dir}}' github.com/pulumi/pulumi-kubernetes/provider/v4)
   cp "$mod"/cmd/pulumi-resource-kubernetes/{main.go,generate.go,schema.json,terraform-mapping.json} "$scratch/"
   chmod -R u+w "$scratch"
   (cd "$scratch" && VERSION="$KUBERNETES_PLUGIN_VERSION" go run generate.go &&
-    go build -o "$1" \
-      -ldflags "-X github.com/pulumi/pulumi-kubernetes/provider/v4/pkg/version.Version=$KUBERNETES_PLUGIN_VERSION" \
+    go build -o "$1/pulumi-resource-kubernetes" \
+      -ldflags "$strip -X github.com/pulumi/pulumi-kubernetes/provider/v4/pkg/version.Version=$KUBERNETES_PLUGIN_VERSION" \
       main.go)
-  rm -rf "$scratch"
 }
 
 # Kubernetes binaries need their version stamped, or kubectl cannot parse the
-# server version.
+# server version. One go build for the three shares every common package.
 build_kube() {
   local v=$KUBE_VERSION minor=${KUBE_VERSION#v1.}
   minor=${minor%%.*}
-  local ld=""
+  local ld="$strip"
   for pkg in k8s.io/component-base/version k8s.io/client-go/pkg/version; do
     ld+=" -X $pkg.gitVersion=$v -X $pkg.gitMajor=1 -X $pkg.gitMinor=$minor"
     ld+=" -X $pkg.gitTreeState=clean -X $pkg.buildDate=2026-01-01T00:00:00Z"
   done
-  (cd "$root/hack/tools/kube" && go build -o "$1" -ldflags "$ld" "k8s.io/kubernetes/cmd/$2")
+  (cd "$root/hack/tools/kube" && go build -o "$1/" -ldflags "$ld" \
+    k8s.io/kubernetes/cmd/kube-apiserver k8s.io/kubernetes/cmd/kube-controller-manager k8s.io/kubernetes/cmd/kubectl)
 }
 
 build_etcd() {
-  local pkg=go.etcd.io/etcd/$2/v3
-  [ "$2" = etcd ] && pkg=go.etcd.io/etcd/server/v3
-  (cd "$root/hack/tools/etcd" && go build -o "$1" "$pkg")
-}
-
-build_actionlint() {
-  (cd "$root/hack/tools/actionlint" &&
-    go build -o "$1" -ldflags "-X main.version=$ACTIONLINT_VERSION" github.com/rhysd/actionlint/cmd/actionlint)
+  (cd "$root/hack/tools/etcd" && go build -o "$1/" -ldflags "$strip" \
+    go.etcd.io/etcd/server/v3 go.etcd.io/etcd/etcdctl/v3 go.etcd.io/etcd/etcdutl/v3)
+  mv "$1/server" "$1/etcd" # the server module's main package is named after its directory
 }
 
 build_kube_score() {
   (cd "$root/hack/tools/judges" &&
-    go build -o "$1" -ldflags "-X main.version=$KUBE_SCORE_VERSION" github.com/zegl/kube-score/cmd/kube-score)
+    go build -o "$1/" -ldflags "$strip -X main.version=$KUBE_SCORE_VERSION" github.com/zegl/kube-score/cmd/kube-score)
 }
 
-# crd_dir MODULE@VERSION SUBDIR: downloads the module zip into the module cache
-# and links its CRD directory as $cache/crds/<name>, so tests read upstream's
-# own YAML offline.
-crd_dir() {
-  local modver=$1 sub=$2 name=$3 dir
-  dir=$(cd "$root/hack/tools/judges" && GOFLAGS=-mod=mod go mod download -json "$modver" |
-    sed -n 's/^[[:space:]]*"Dir": "\(.*\)",$/\1/p')
-  [ -d "$dir/$sub" ] || { log "no $sub in $modver"; exit 1; }
-  mkdir -p "$cache/crds"
-  ln -sfn "$dir/$sub" "$cache/crds/$name"
+build_actionlint() {
+  (cd "$root/hack/tools/actionlint" &&
+    go build -o "$1/" -ldflags "$strip -X main.version=$ACTIONLINT_VERSION" github.com/rhysd/actionlint/cmd/actionlint)
 }
 
-engine() {
-  build_once pulumi "$PULUMI_VERSION" build_pulumi
-  build_once pulumi-resource-kubernetes "$KUBERNETES_PLUGIN_VERSION" build_kubernetes_plugin
+# Prometheus 3 from its Go module. remove_all_sd leaves out the cloud service
+# discoveries (AWS, Azure, GCE, Kubernetes, ...): the tests scrape static
+# targets only, and those packages are most of the compile time.
+build_prometheus() {
+  # Module v0.316.0 is release 3.16.0: minor = major*100 + minor.
+  local n=${PROMETHEUS_VERSION#v0.} pkg=github.com/prometheus/common/version
+  local release="$((${n%%.*} / 100)).$((${n%%.*} % 100)).${n#*.}"
+  local ld="$strip -X $pkg.Version=$release -X $pkg.Branch=module -X $pkg.Revision=$PROMETHEUS_VERSION"
+  (cd "$root/hack/tools/prometheus" && go build -tags remove_all_sd -o "$1/" -ldflags "$ld" \
+    github.com/prometheus/prometheus/cmd/prometheus github.com/prometheus/prometheus/cmd/promtool)
 }
 
-# Prometheus, promtool and amtool: Debian's packages at pinned versions (the
-# Go module builds take far longer and are not needed for these checks).
-debian_prometheus() {
-  if dpkg-query -W -f='${Version}' prometheus 2>/dev/null | grep -qx "$PROMETHEUS_DEB" &&
-     dpkg-query -W -f='${Version}' prometheus-alertmanager 2>/dev/null | grep -qx "$ALERTMANAGER_DEB"; then
-    return
-  fi
-  log "installing prometheus $PROMETHEUS_DEB and prometheus-alertmanager $ALERTMANAGER_DEB from Debian"
-  local sudo=""
-  [ "$(id -u)" = 0 ] || sudo=sudo
-  $sudo apt-get update -qq
-  DEBIAN_FRONTEND=noninteractive $sudo apt-get install -y -qq --no-install-recommends \
-    "prometheus=$PROMETHEUS_DEB" "prometheus-alertmanager=$ALERTMANAGER_DEB" >/dev/null
+build_alertmanager() {
+  local pkg=github.com/prometheus/common/version
+  (cd "$root/hack/tools/alertmanager" && go build -o "$1/" \
+    -ldflags "$strip -X $pkg.Version=${ALERTMANAGER_VERSION#v} -X $pkg.Branch=module -X $pkg.Revision=$ALERTMANAGER_VERSION" \
+    github.com/prometheus/alertmanager/cmd/amtool)
 }
 
-judges() {
-  debian_prometheus
-  for cmd in kube-apiserver kube-controller-manager kubectl; do
-    build_once "$cmd" "$KUBE_VERSION" build_kube
+# Upstream CRD YAML from the module zips (cert-manager deploy/crds,
+# prometheus-operator example/prometheus-operator-crd), linked as crds/<name>
+# so tests read upstream's own files offline. Nothing is compiled.
+build_crds() {
+  local spec modver sub name dir
+  for spec in "github.com/cert-manager/cert-manager@$CERT_MANAGER_VERSION deploy/crds cert-manager" \
+    "github.com/prometheus-operator/prometheus-operator@$PROMETHEUS_OPERATOR_VERSION example/prometheus-operator-crd prometheus-operator"; do
+    read -r modver sub name <<<"$spec"
+    dir=$(cd "$root/hack/tools/judges" && GOFLAGS=-mod=mod go mod download -json "$modver" |
+      sed -n 's/^[[:space:]]*"Dir": "\(.*\)",$/\1/p')
+    [ -d "$dir/$sub" ] || { echo "no $sub in $modver ($dir)"; return 1; }
+    ln -sfn "$dir/$sub" "$1/$name"
   done
-  for cmd in etcd etcdctl etcdutl; do
-    build_once "$cmd" "$ETCD_VERSION" build_etcd
+}
+
+# ---- the tools: name|version|builder|what it produces (binaries, or crds/<dir>) ----
+engine_tools=(
+  "pulumi|$PULUMI_VERSION|build_pulumi|pulumi"
+  "pulumi-resource-kubernetes|$KUBERNETES_PLUGIN_VERSION|build_kubernetes_plugin|pulumi-resource-kubernetes"
+)
+judge_tools=(
+  "kube|$KUBE_VERSION|build_kube|kube-apiserver kube-controller-manager kubectl"
+  "etcd|$ETCD_VERSION|build_etcd|etcd etcdctl etcdutl"
+  "kube-score|$KUBE_SCORE_VERSION|build_kube_score|kube-score"
+  "actionlint|$ACTIONLINT_VERSION|build_actionlint|actionlint"
+  "prometheus|$PROMETHEUS_VERSION|build_prometheus|prometheus promtool"
+  "alertmanager|$ALERTMANAGER_VERSION|build_alertmanager|amtool"
+  "crds|$CERT_MANAGER_VERSION-$PROMETHEUS_OPERATOR_VERSION|build_crds|crds:cert-manager crds:prometheus-operator"
+)
+
+# built NAME VERSION OUTPUTS: every output of the tool exists in its versioned dir.
+built() {
+  local dir="$cache/$1-$2" out
+  for out in $3; do
+    case $out in
+      crds:*) [ -d "$dir/${out#crds:}/" ] || return 1 ;;
+      *) [ -x "$dir/$out" ] || return 1 ;;
+    esac
   done
-  build_once kube-score "$KUBE_SCORE_VERSION" build_kube_score
-  build_once actionlint "$ACTIONLINT_VERSION" build_actionlint
-  crd_dir "github.com/cert-manager/cert-manager@$CERT_MANAGER_VERSION" deploy/crds cert-manager
-  crd_dir "github.com/prometheus-operator/prometheus-operator@$PROMETHEUS_OPERATOR_VERSION" \
-    example/prometheus-operator-crd prometheus-operator
+}
+
+# link NAME VERSION OUTPUTS: bin/<binary> and crds/<dir> point into the versioned dir.
+link() {
+  local dir="$cache/$1-$2" out
+  for out in $3; do
+    case $out in
+      crds:*) mkdir -p "$cache/crds" && ln -sfn "$dir/${out#crds:}" "$cache/crds/${out#crds:}" ;;
+      *) ln -sfn "$dir/$out" "$bin/$out" ;;
+    esac
+  done
+}
+
+# reuse_pulumi: a Pulumi CLI already installed (on PATH or in
+# $PULUMI_HOME/bin) at the pinned version or newer within major 3 serves as
+# well as one built here (the engine is backward compatible with older SDKs);
+# link it instead of spending minutes building one. KCP_TMC_BUILD_PULUMI=1
+# forces the build.
+reuse_pulumi() {
+  [ "${KCP_TMC_BUILD_PULUMI:-0}" = 1 ] && return 1
+  built pulumi "$PULUMI_VERSION" pulumi && return 1 # our own build is there already
+  local cand v
+  for cand in $(type -ap pulumi 2>/dev/null) "${PULUMI_HOME:-$HOME/.pulumi}/bin/pulumi"; do
+    [ -x "$cand" ] || continue
+    cand=$(readlink -f "$cand")
+    case $cand in "$cache"/*) continue ;; esac
+    v=$("$cand" version 2>/dev/null) || continue
+    v=${v#v}
+    if [ "${v%%.*}" = 3 ] && [ "$(printf '%s\n%s\n' "$PULUMI_VERSION" "${v%%-*}" | sort -V | head -1)" = "$PULUMI_VERSION" ]; then
+      ln -sfn "$cand" "$bin/pulumi"
+      say "pulumi: using the installed $cand (v$v ≥ pinned $PULUMI_VERSION); KCP_TMC_BUILD_PULUMI=1 builds the pinned one"
+      return 0
+    fi
+    say "pulumi: not using the installed $cand (v$v): kcp-tmc needs 3.x at $PULUMI_VERSION or newer"
+  done
+  return 1
+}
+
+# run_tools TOOL...: builds the missing ones, one progress line at each start
+# and end, then links everything.
+run_tools() {
+  local todo=() spec name version fn outs
+  for spec in "$@"; do
+    IFS='|' read -r name version fn outs <<<"$spec"
+    # An installed CLI is checked on every run: it may have been upgraded or removed.
+    if [ "$name" = pulumi ] && reuse_pulumi; then
+      continue
+    fi
+    if built "$name" "$version" "$outs"; then
+      link "$name" "$version" "$outs"
+    else
+      todo+=("$spec")
+    fi
+  done
+  [ ${#todo[@]} -eq 0 ] && return 0
+
+  local n=${#todo[@]} i=0 start=$SECONDS t0 log dir left
+  for spec in "${todo[@]}"; do
+    IFS='|' read -r name version fn outs <<<"$spec"
+    i=$((i + 1))
+    log="$logs/$name-$version.log"
+    dir="$cache/$name-$version"
+    say "[$i/$n] $name $version: building (go output: $log)"
+    t0=$SECONDS
+    rm -rf "$dir.tmp" && mkdir -p "$dir.tmp"
+    if ! "$fn" "$dir.tmp" >"$log" 2>&1; then
+      say "[$i/$n] $name $version: FAILED after $(duration $((SECONDS - t0))); last 40 lines of $log:"
+      tail -n 40 "$log" | sed 's/^/    /' >&2
+      exit 1
+    fi
+    rm -rf "$dir" && mv "$dir.tmp" "$dir"
+    link "$name" "$version" "$outs"
+    left=""
+    for rest in "${todo[@]:$i}"; do left+="${left:+, }${rest%%|*}"; done
+    say "[$i/$n] $name $version: built in $(duration $((SECONDS - t0))) (toolchain $(duration $((SECONDS - start))) so far; left: ${left:-nothing})"
+  done
 }
 
 case "${1:-all}" in
-  engine) engine ;;
-  judges) judges ;;
-  all) engine; judges ;;
+  engine) run_tools "${engine_tools[@]}" ;;
+  judges) run_tools "${judge_tools[@]}" ;;
+  all) run_tools "${engine_tools[@]}" "${judge_tools[@]}" ;;
   *) echo "usage: $0 [engine|judges|all]" >&2; exit 2 ;;
 esac
 echo "$bin"

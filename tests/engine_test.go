@@ -107,6 +107,25 @@ func TestBadConfigFailsPreview(t *testing.T) {
 	}
 }
 
+// TestConfigSetOfUnknownKeyFailsPreview: `pulumi config set` (here through
+// the Automation API, which runs that command) of a misspelled key is caught
+// by the next preview, naming the key and the one meant.
+func TestConfigSetOfUnknownKeyFailsPreview(t *testing.T) {
+	ctx := context.Background()
+	_, opts := testenv.Project(t, "dev", nil)
+	stack, err := automation.Stack(ctx, opts)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if err := stack.SetConfig(ctx, "kcp-tmc:monitorng", auto.ConfigValue{Value: `{"enabled":false}`}); err != nil {
+		t.Fatal(err)
+	}
+	_, err = stack.Preview(ctx)
+	if err == nil || !strings.Contains(err.Error(), "config kcp-tmc:monitorng: unknown key; the nearest known key is kcp-tmc:monitoring") {
+		t.Fatalf("preview: %v, want the unknown key refused", err)
+	}
+}
+
 // readRendered parses every YAML document the provider rendered.
 func readRendered(t *testing.T, dir string) []map[string]any {
 	t.Helper()

@@ -19,7 +19,7 @@ import (
 	"github.com/kcp-tmc/kcp-tmc/internal/toolchain"
 )
 
-// TestRulesOnRealPrometheus runs a real Prometheus (Debian's, pinned by
+// TestRulesOnRealPrometheus runs a real Prometheus 3 (built from its Go module by
 // hack/toolchain.sh) that scrapes the test control plane's kube-apiserver
 // (as job "kcp": kcp is an apiserver with the same metrics) and two etcds,
 // and loads our rules with `for:` shortened to 0 (promtool's unit tests cover
@@ -27,9 +27,9 @@ import (
 // while all is healthy, and stopping one etcd fires TMCComponentDown and
 // EtcdMembersDown.
 func TestRulesOnRealPrometheus(t *testing.T) {
-	bin, err := exec.LookPath("prometheus")
+	bin, err := toolchain.Find("prometheus")
 	if err != nil {
-		t.Fatalf("prometheus not installed (hack/toolchain.sh judges installs it): %v", err)
+		t.Fatal(err)
 	}
 	dir := t.TempDir()
 	ports := etcdlocal.MustFreePorts(t, 4)

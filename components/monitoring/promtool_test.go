@@ -11,6 +11,8 @@ import (
 	"testing"
 
 	"gopkg.in/yaml.v3"
+
+	"github.com/kcp-tmc/kcp-tmc/internal/toolchain"
 )
 
 // series is one input series of a promtool unit test.
@@ -159,9 +161,9 @@ func writeRules(t *testing.T, dir string, keepAnnotations bool) string {
 
 func promtool(t *testing.T, args ...string) string {
 	t.Helper()
-	bin, err := exec.LookPath("promtool")
+	bin, err := toolchain.Find("promtool")
 	if err != nil {
-		t.Fatalf("promtool not installed (hack/toolchain.sh judges installs Debian's prometheus): %v", err)
+		t.Fatal(err)
 	}
 	out, err := exec.Command(bin, args...).CombinedOutput()
 	if err != nil {
@@ -315,9 +317,9 @@ func TestDashboardQueries(t *testing.T) {
 }
 
 func TestAlertmanagerConfigPassesAmtool(t *testing.T) {
-	amtool, err := exec.LookPath("amtool")
+	amtool, err := toolchain.Find("amtool")
 	if err != nil {
-		t.Fatalf("amtool not installed (hack/toolchain.sh judges installs Debian's prometheus-alertmanager): %v", err)
+		t.Fatal(err)
 	}
 	for _, pd := range []string{"", "0123456789abcdef0123456789abcdef"} {
 		cfg, err := AlertmanagerConfig("https://hooks.slack.com/services/T000/B000/XXXX", "#kcp-alerts", pd)

@@ -2,6 +2,7 @@
 package toolchain
 
 import (
+	"fmt"
 	"os"
 	"path/filepath"
 )
@@ -24,3 +25,12 @@ func Bin() string { return filepath.Join(Dir(), "bin") }
 
 // Path is the path of one pinned binary.
 func Path(name string) string { return filepath.Join(Bin(), name) }
+
+// Find is the path of one pinned binary, or an error saying how to build it.
+func Find(name string) (string, error) {
+	p := Path(name)
+	if _, err := os.Stat(p); err != nil {
+		return "", fmt.Errorf("%s is not built: run hack/toolchain.sh (make test does): %w", name, err)
+	}
+	return p, nil
+}
