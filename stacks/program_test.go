@@ -68,6 +68,23 @@ func TestProgramBadConfigRegistersNothing(t *testing.T) {
 	}
 }
 
+// TestProgramRefusesUnknownKeys: under `pulumi up` the program sees its
+// config in PULUMI_CONFIG; a misspelled key stops it before any resource.
+func TestProgramRefusesUnknownKeys(t *testing.T) {
+	mocktest.SetConfig(t, map[string]string{"environment": "dev", "domain": "dev.example.com",
+		"target": `{"mode":"render","renderDir":"out"}`, "etdc": `{"replicas":3}`, "kubernetes:context": "x"})
+	rec, err := mocktest.Run(t, "dev", Program)
+	if err == nil || !strings.Contains(err.Error(), "config kcp-tmc:etdc: unknown key; the nearest known key is kcp-tmc:etcd") {
+		t.Fatalf("err = %v, want kcp-tmc:etdc refused", err)
+	}
+	if strings.Contains(err.Error(), "kubernetes:context") {
+		t.Errorf("a provider's key was refused: %v", err)
+	}
+	if n := len(rec.All()); n != 0 {
+		t.Errorf("%d resources registered before validation failed", n)
+	}
+}
+
 // TestNewProgramFromGoConfig: an embedder's Go Config is validated up front
 // (bad values named by key) and its kubeconfig is registered as a secret.
 func TestNewProgramFromGoConfig(t *testing.T) {
