@@ -11,11 +11,11 @@ import (
 	"regexp"
 
 	corev1 "github.com/pulumi/pulumi-kubernetes/sdk/v4/go/kubernetes/core/v1"
-	helmv3 "github.com/pulumi/pulumi-kubernetes/sdk/v4/go/kubernetes/helm/v3"
 	networkingv1 "github.com/pulumi/pulumi-kubernetes/sdk/v4/go/kubernetes/networking/v1"
 	"github.com/pulumi/pulumi/sdk/v3/go/pulumi"
 
 	"github.com/kcp-tmc/kcp-tmc/components/internal/component"
+	"github.com/kcp-tmc/kcp-tmc/components/internal/helmrelease"
 
 	"github.com/kcp-tmc/kcp-tmc/components/platform"
 	"github.com/kcp-tmc/kcp-tmc/components/security"
@@ -289,12 +289,12 @@ func installController(ctx *pulumi.Context, name string, a Args, opts []pulumi.R
 		}, ignore, append(opts, pulumi.DependsOn([]pulumi.Resource{ns}))...); err != nil {
 		return nil, err
 	}
-	rel, err := helmv3.NewRelease(ctx, name+"-ingress-nginx", &helmv3.ReleaseArgs{
-		Chart:          pulumi.String("ingress-nginx"),
-		Version:        pulumi.String(a.ControllerVersion),
-		Namespace:      ns.Namespace,
-		RepositoryOpts: &helmv3.RepositoryOptsArgs{Repo: pulumi.String("https://kubernetes.github.io/ingress-nginx")},
-		Values:         pulumi.Map{"controller": controller},
+	rel, err := helmrelease.New(ctx, name+"-ingress-nginx", helmrelease.Args{
+		Chart:     pulumi.String("ingress-nginx"),
+		Version:   pulumi.String(a.ControllerVersion),
+		Namespace: ns.Namespace,
+		Repo:      "https://kubernetes.github.io/ingress-nginx",
+		Values:    pulumi.Map{"controller": controller},
 	}, append(opts, pulumi.DependsOn([]pulumi.Resource{ns}))...)
 	if err != nil {
 		return nil, fmt.Errorf("ingress-nginx release: %w", err)

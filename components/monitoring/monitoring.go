@@ -14,11 +14,11 @@ import (
 	"github.com/pulumi/pulumi-kubernetes/sdk/v4/go/kubernetes"
 	"github.com/pulumi/pulumi-kubernetes/sdk/v4/go/kubernetes/apiextensions"
 	corev1 "github.com/pulumi/pulumi-kubernetes/sdk/v4/go/kubernetes/core/v1"
-	helmv3 "github.com/pulumi/pulumi-kubernetes/sdk/v4/go/kubernetes/helm/v3"
 	metav1 "github.com/pulumi/pulumi-kubernetes/sdk/v4/go/kubernetes/meta/v1"
 	"github.com/pulumi/pulumi/sdk/v3/go/pulumi"
 
 	"github.com/kcp-tmc/kcp-tmc/components/internal/component"
+	"github.com/kcp-tmc/kcp-tmc/components/internal/helmrelease"
 
 	"github.com/kcp-tmc/kcp-tmc/components/platform"
 	"github.com/kcp-tmc/kcp-tmc/components/workload"
@@ -300,12 +300,12 @@ func installStack(ctx *pulumi.Context, name string, a Args, opts []pulumi.Resour
 	if err != nil {
 		return nil, fmt.Errorf("monitoring namespace: %w", err)
 	}
-	rel, err := helmv3.NewRelease(ctx, name+"-kube-prometheus-stack", &helmv3.ReleaseArgs{
-		Name:           pulumi.String("kube-prometheus-stack"),
-		Chart:          pulumi.String("kube-prometheus-stack"),
-		Version:        pulumi.String(a.StackVersion),
-		Namespace:      ns.Metadata.Name().Elem(),
-		RepositoryOpts: &helmv3.RepositoryOptsArgs{Repo: pulumi.String("https://prometheus-community.github.io/helm-charts")},
+	rel, err := helmrelease.New(ctx, name+"-kube-prometheus-stack", helmrelease.Args{
+		Name:      pulumi.String("kube-prometheus-stack"),
+		Chart:     pulumi.String("kube-prometheus-stack"),
+		Version:   pulumi.String(a.StackVersion),
+		Namespace: ns.Metadata.Name().Elem(),
+		Repo:      "https://prometheus-community.github.io/helm-charts",
 		Values: pulumi.Map{
 			"prometheus": pulumi.Map{"prometheusSpec": pulumi.Map{
 				"ruleSelectorNilUsesHelmValues":           pulumi.Bool(false),

@@ -20,12 +20,12 @@ import (
 	"github.com/pulumi/pulumi-kubernetes/sdk/v4/go/kubernetes"
 	"github.com/pulumi/pulumi-kubernetes/sdk/v4/go/kubernetes/apiextensions"
 	corev1 "github.com/pulumi/pulumi-kubernetes/sdk/v4/go/kubernetes/core/v1"
-	helmv3 "github.com/pulumi/pulumi-kubernetes/sdk/v4/go/kubernetes/helm/v3"
 	metav1 "github.com/pulumi/pulumi-kubernetes/sdk/v4/go/kubernetes/meta/v1"
 	"github.com/pulumi/pulumi-tls/sdk/v5/go/tls"
 	"github.com/pulumi/pulumi/sdk/v3/go/pulumi"
 
 	"github.com/kcp-tmc/kcp-tmc/components/internal/component"
+	"github.com/kcp-tmc/kcp-tmc/components/internal/helmrelease"
 )
 
 // TypeToken is the Pulumi type of the component.
@@ -416,12 +416,12 @@ func tlsUsages(usages []string) pulumi.StringArray {
 func (b *builder) certManager() error {
 	var deps []pulumi.Resource
 	if b.args.InstallCertManager {
-		rel, err := helmv3.NewRelease(b.ctx, b.name+"-cert-manager", &helmv3.ReleaseArgs{
+		rel, err := helmrelease.New(b.ctx, b.name+"-cert-manager", helmrelease.Args{
 			Chart:           pulumi.String("cert-manager"),
 			Version:         pulumi.String(b.args.CertManagerVersion),
 			Namespace:       pulumi.String("cert-manager"),
-			CreateNamespace: pulumi.Bool(true),
-			RepositoryOpts:  &helmv3.RepositoryOptsArgs{Repo: pulumi.String("https://charts.jetstack.io")},
+			CreateNamespace: true,
+			Repo:            "https://charts.jetstack.io",
 			Values: pulumi.Map{
 				"crds":         pulumi.Map{"enabled": pulumi.Bool(true), "keep": pulumi.Bool(true)},
 				"replicaCount": pulumi.Int(2),

@@ -28,6 +28,8 @@ type Resource struct {
 	RetainOnDelete bool
 	IgnoreChanges  []string
 	DependsOn      []string
+	// Version is the provider plugin version the registration asks for.
+	Version string
 }
 
 // Input returns a plain-Go view of the inputs (secrets unwrapped).
@@ -79,6 +81,7 @@ func (r *Recorder) NewResource(args pulumi.MockResourceArgs) (string, resource.P
 		res.RetainOnDelete = rpc.GetRetainOnDelete()
 		res.IgnoreChanges = rpc.GetIgnoreChanges()
 		res.DependsOn = rpc.GetDependencies()
+		res.Version = rpc.GetVersion()
 	}
 	r.mu.Lock()
 	r.resources = append(r.resources, res)
