@@ -42,8 +42,10 @@ vet: modules
 	@echo "make: go vet ./... (on a cold build cache this compiles every package first)" >&2
 	go vet ./...
 
+# Test binaries are linked without DWARF (-s -w): tracebacks keep their file
+# and line, and each of the ~25 links is a quarter faster.
 test: toolchain fmt-check vet
-	go test -count=1 ./...
+	go test -count=1 -ldflags='-s -w' ./...
 
 # The DR drill (seed §14) on real etcd: 10,000 keys, backup through the aws CLI
 # to an S3-compatible server, cluster destroyed, restored, every key checked;
