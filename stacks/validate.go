@@ -81,7 +81,7 @@ func (c *Config) validateTarget(v *validator) {
 	// not read is still refused when it is wrong (a plaintext kubeconfig is a
 	// leaked credential whether or not this stack deploys with it).
 	if t.Mode == TargetRender || t.RenderDir != "" {
-		if t.RenderDir == "" || filepath.IsAbs(t.RenderDir) || slices.Contains(strings.Split(filepath.ToSlash(t.RenderDir), "/"), "..") {
+		if t.RenderDir == "" || slices.Contains(strings.Split(filepath.ToSlash(t.RenderDir), "/"), "..") {
 			v.add("target.renderDir", t.RenderDir, "a directory inside the project, e.g. rendered/"+c.Environment)
 		}
 	}
