@@ -3,6 +3,7 @@ package toolchain
 import (
 	"bufio"
 	"errors"
+	"fmt"
 	"os"
 	"os/exec"
 	"path/filepath"
@@ -187,10 +188,10 @@ func cacheWithout(t *testing.T, skip ...string) string {
 }
 
 // TestToolchainReportsProgressAndFailure runs hack/toolchain.sh on a copy of
-// hack/ whose actionlint tools module is broken, with every other tool taken
+// hack/ whose tools module for one tool is broken, with every other tool taken
 // from the real cache: one start line naming the log, then a FAILED line with
-// the log's tail and exit 1. A run with the real cache prints nothing
-// (everything cached) and ends with the bin directory.
+// the log's tail and exit 1, and nothing else rebuilt. A run with the real
+// cache prints nothing (everything cached) and ends with the bin directory.
 func TestToolchainReportsProgressAndFailure(t *testing.T) {
 	warm := exec.Command(filepath.Join(repo, "hack", "toolchain.sh"), "all")
 	var stderr strings.Builder
@@ -203,29 +204,102 @@ func TestToolchainReportsProgressAndFailure(t *testing.T) {
 		t.Errorf("warm run rebuilt something:\n%s", s)
 	}
 
-	version := versionsEnv(t)["ACTIONLINT_VERSION"]
-	root := copyHack(t, "actionlint")
-	cache := cacheWithout(t, "actionlint-")
-	cmd := exec.Command(filepath.Join(root, "hack", "toolchain.sh"), "judges")
-	cmd.Env = append(os.Environ(), "KCP_TMC_CACHE="+cache)
-	got, err := cmd.CombinedOutput()
-	var exit *exec.ExitError
-	if !errors.As(err, &exit) || exit.ExitCode() != 1 {
-		t.Fatalf("err = %v, want exit 1\n%s", err, got)
-	}
-	log := filepath.Join(cache, "logs", "actionlint-"+version+".log")
-	for _, want := range []string{
-		"toolchain: [1/1] actionlint " + version + ": building (go output: " + log + ")",
-		"toolchain: [1/1] actionlint " + version + ": FAILED after",
-		"last 40 lines of " + log,
-		"does-not-exist",
+	env := versionsEnv(t)
+	for _, tc := range []struct {
+		tool, version, module, group string
+	}{
+		{"actionlint", env["ACTIONLINT_VERSION"], "actionlint", "judges"},
+		// The plugin's builder is the one with a scratch dir to clean up.
+		{"pulumi-resource-kubernetes", env["KUBERNETES_PLUGIN_VERSION"], "kubernetes", "engine"},
 	} {
-		if !strings.Contains(string(got), want) {
-			t.Errorf("output lacks %q:\n%s", want, got)
+		t.Run(tc.tool, func(t *testing.T) {
+			root := copyHack(t, tc.module)
+			cache := cacheWithout(t, tc.tool+"-"+tc.version)
+			cmd := exec.Command(filepath.Join(root, "hack", "toolchain.sh"), tc.group)
+			cmd.Env = append(os.Environ(), "KCP_TMC_CACHE="+cache)
+			got, err := cmd.CombinedOutput()
+			var exit *exec.ExitError
+			if !errors.As(err, &exit) || exit.ExitCode() != 1 {
+				t.Fatalf("err = %v, want exit 1\n%s", err, got)
+			}
+			log := filepath.Join(cache, "logs", tc.tool+"-"+tc.version+".log")
+			for _, want := range []string{
+				"toolchain: [1/1] " + tc.tool + " " + tc.version + ": building (go output: " + log + ")",
+				"toolchain: [1/1] " + tc.tool + " " + tc.version + ": FAILED after",
+				"last 40 lines of " + log,
+				"does-not-exist",
+			} {
+				if !strings.Contains(string(got), want) {
+					t.Errorf("output lacks %q:\n%s", want, got)
+				}
+			}
+			if lines := strings.Count(string(got), "toolchain: ["); lines != 2 {
+				t.Errorf("%d progress lines, want the start and the failure of the one missing tool:\n%s", lines, got)
+			}
+			if strings.Contains(string(got), "unbound variable") {
+				t.Errorf("the script itself failed:\n%s", got)
+			}
+		})
+	}
+}
+
+// TestToolchainBuildsEveryTool drives hack/toolchain.sh from an empty cache
+// through every builder with a stand-in go command (testdata/fakego): each
+// tool gets its start and end lines in order with what is left, every binary
+// and CRD directory the tests use is linked, and a second run builds nothing.
+// The real builds run on every cold machine (.ci/run); this catches the
+// script's own mistakes in a second.
+func TestToolchainBuildsEveryTool(t *testing.T) {
+	fake := t.TempDir()
+	bin := filepath.Join(fake, "bin")
+	if err := os.MkdirAll(bin, 0o755); err != nil {
+		t.Fatal(err)
+	}
+	self, err := filepath.Abs(filepath.Join("testdata", "fakego"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	if err := os.Symlink(self, filepath.Join(bin, "go")); err != nil {
+		t.Fatal(err)
+	}
+	cache := filepath.Join(fake, "cache")
+	run := func() string {
+		cmd := exec.Command(filepath.Join(repo, "hack", "toolchain.sh"), "all")
+		cmd.Env = append(os.Environ(), "KCP_TMC_CACHE="+cache, "FAKE="+fake, "KCP_TMC_BUILD_PULUMI=1",
+			"PATH="+bin+string(os.PathListSeparator)+os.Getenv("PATH"))
+		var stderr strings.Builder
+		cmd.Stderr = &stderr
+		out, err := cmd.Output()
+		if err != nil || strings.TrimSpace(string(out)) != filepath.Join(cache, "bin") {
+			t.Fatalf("toolchain.sh: %v, stdout %q\n%s", err, out, stderr.String())
+		}
+		return stderr.String()
+	}
+	progress := run()
+	tools := []string{"pulumi", "pulumi-resource-kubernetes", "kube", "etcd", "kube-score", "actionlint", "prometheus", "alertmanager", "crds"}
+	for i, tool := range tools {
+		n := fmt.Sprintf("[%d/%d] %s ", i+1, len(tools), tool)
+		left := "nothing"
+		if i+1 < len(tools) {
+			left = strings.Join(tools[i+1:], ", ")
+		}
+		if !strings.Contains(progress, "toolchain: "+n) || !regexp.MustCompile(regexp.QuoteMeta(n)+`\S+: built in \d+s \(toolchain \d+s so far; left: `+regexp.QuoteMeta(left)+`\)`).MatchString(progress) {
+			t.Errorf("no start and end lines for %s (left: %s):\n%s", tool, left, progress)
 		}
 	}
-	if strings.Contains(string(got), "kube ") || strings.Contains(string(got), "etcd ") {
-		t.Errorf("cached tools were rebuilt:\n%s", got)
+	for _, name := range []string{"pulumi", "pulumi-resource-kubernetes", "kube-apiserver", "kube-controller-manager", "kubectl",
+		"etcd", "etcdctl", "etcdutl", "kube-score", "actionlint", "prometheus", "promtool", "amtool"} {
+		if out, err := exec.Command(filepath.Join(cache, "bin", name)).Output(); err != nil || !strings.HasPrefix(string(out), "fake ") {
+			t.Errorf("bin/%s: %v %q", name, err, out)
+		}
+	}
+	for _, crd := range []string{"cert-manager", "prometheus-operator"} {
+		if st, err := os.Stat(filepath.Join(cache, "crds", crd)); err != nil || !st.IsDir() {
+			t.Errorf("crds/%s: %v", crd, err)
+		}
+	}
+	if again := run(); again != "" {
+		t.Errorf("a warm run printed (rebuilt?):\n%s", again)
 	}
 }
 
