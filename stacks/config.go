@@ -157,23 +157,6 @@ type KCP struct {
 	FrontProxyReplicas int `json:"frontProxyReplicas"`
 	// FrontProxyResources are each front-proxy pod's requests and limits.
 	FrontProxyResources Resources `json:"frontProxyResources"`
-	// Performance holds the seed's performance knobs as kcp's own apiserver
-	// flags.
-	Performance Performance `json:"performance"`
-}
-
-// Performance is kcp-tmc:kcp.performance: the seed's knobs as kcp's own
-// apiserver flags (docs/configuration.md has the mapping).
-type Performance struct {
-	// MaxRequestsInflight caps concurrent non-mutating requests
-	// (`--max-requests-inflight`): 1 to 100000; 0 (unlimited) is refused.
-	MaxRequestsInflight int `json:"maxRequestsInflight"`
-	// MaxMutatingRequestsInflight caps concurrent writes, the work etcd has to
-	// absorb (`--max-mutating-requests-inflight`): 1 to maxRequestsInflight.
-	MaxMutatingRequestsInflight int `json:"maxMutatingRequestsInflight"`
-	// RequestTimeout is the default timeout of a request (`--request-timeout`):
-	// a duration from 1s to 10m. Watches are not affected.
-	RequestTimeout string `json:"requestTimeout"`
 }
 
 // Etcd is kcp-tmc:etcd.
@@ -720,6 +703,14 @@ func decodeField(key, raw string, ptr any) error {
 	return nil
 }
 
+// unsupportedKeys are keys a user may expect (from the seed or an earlier
+// kcp-tmc) that no setting of the pinned programs can honour: refused with why.
+var unsupportedKeys = map[string]string{
+	"kcp.performance": "unset: kcp v0.32.3 has no flag for it. The seed's maxConcurrentOperations, workerPoolSize and operationTimeout " +
+		"would be kube-apiserver's --max-requests-inflight, --max-mutating-requests-inflight and --request-timeout, which kcp " +
+		"leaves out of the apiserver flags it registers (and exits on); see docs/configuration.md",
+}
+
 // decodeError turns encoding/json errors into FieldErrors with the full key path.
 func decodeError(key, raw string, err error) error {
 	var typeErr *json.UnmarshalTypeError
@@ -735,6 +726,9 @@ func decodeError(key, raw string, err error) error {
 		return &FieldError{Key: key, Value: raw, Allowed: "a YAML map, list or scalar of the documented shape"}
 	case strings.HasPrefix(err.Error(), "json: unknown field "):
 		field := strings.Trim(strings.TrimPrefix(err.Error(), "json: unknown field "), `"`)
+		if why, ok := unsupportedKeys[key+"."+field]; ok {
+			return &FieldError{Key: key + "." + field, Value: "<set>", Allowed: why}
+		}
 		return &FieldError{Key: key + "." + field, Value: "<set>", Allowed: "no such key; see docs/configuration.md for " + key}
 	default:
 		return &FieldError{Key: key, Value: raw, Allowed: err.Error()}

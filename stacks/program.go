@@ -506,7 +506,6 @@ func backupArgs(cfg *Config) backup.Args {
 }
 
 func kcpArgs(cfg *Config) kcp.Args {
-	p := cfg.KCP.Performance
 	return kcp.Args{
 		Namespace: cfg.Namespace, Domain: cfg.Domain, Image: cfg.KCP.Image, Version: cfg.KCP.Version,
 		Replicas: cfg.KCP.Replicas, FrontProxyReplicas: cfg.KCP.FrontProxyReplicas,
@@ -521,7 +520,6 @@ func kcpArgs(cfg *Config) kcp.Args {
 			ClientCA: pki.CAClient, RequestHeaderCA: pki.CARequestHeader, ServerCA: pki.CAServer,
 			FrontProxyPublic: frontProxyPublic(cfg),
 		},
-		Performance:       kcp.Performance{MaxRequestsInflight: p.MaxRequestsInflight, MaxMutatingRequestsInflight: p.MaxMutatingRequestsInflight, RequestTimeout: p.RequestTimeout},
 		FrontProxyClients: ingress.FrontProxyClients(cfg.Ingress.Mode),
 	}
 }

@@ -57,7 +57,6 @@ func (c *Config) Validate() error {
 	v.resources("kcp.resources", c.KCP.Resources)
 	v.resources("kcp.frontProxyResources", c.KCP.FrontProxyResources)
 	v.resources("etcd.resources", c.Etcd.Resources)
-	c.validatePerformance(v)
 	if !imageRepo.MatchString(c.Etcd.Image) {
 		v.add("etcd.image", c.Etcd.Image, "an image repository without tag or digest, e.g. quay.io/coreos/etcd")
 	}
@@ -150,20 +149,6 @@ func (c *Config) validatePlacement(v *validator) {
 	}
 	if len(c.Zones) < need {
 		v.add("zones", strings.Join(c.Zones, ","), fmt.Sprintf("at least %d zones: hard zone anti-affinity places one replica per zone", need))
-	}
-}
-
-// validatePerformance applies kube-apiserver's limits to kcp's flags.
-func (c *Config) validatePerformance(v *validator) {
-	p := c.KCP.Performance
-	if p.MaxRequestsInflight < 1 || p.MaxRequestsInflight > 100000 {
-		v.add("kcp.performance.maxRequestsInflight", strconv.Itoa(p.MaxRequestsInflight), "1 to 100000 (0 would remove the limit)")
-	}
-	if p.MaxMutatingRequestsInflight < 1 || p.MaxMutatingRequestsInflight > p.MaxRequestsInflight {
-		v.add("kcp.performance.maxMutatingRequestsInflight", strconv.Itoa(p.MaxMutatingRequestsInflight), "1 to maxRequestsInflight")
-	}
-	if d, err := time.ParseDuration(p.RequestTimeout); err != nil || d < time.Second || d > 10*time.Minute {
-		v.add("kcp.performance.requestTimeout", p.RequestTimeout, `a duration from 1s to 10m, e.g. "60s"`)
 	}
 }
 

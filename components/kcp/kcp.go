@@ -9,7 +9,6 @@ import (
 	"regexp"
 	"strconv"
 	"strings"
-	"time"
 
 	appsv1 "github.com/pulumi/pulumi-kubernetes/sdk/v4/go/kubernetes/apps/v1"
 	corev1 "github.com/pulumi/pulumi-kubernetes/sdk/v4/go/kubernetes/core/v1"
@@ -48,13 +47,6 @@ type Certs struct {
 	FrontProxyPublic string
 }
 
-// Performance maps the seed's knobs to kcp's (kube-apiserver's) own flags.
-type Performance struct {
-	MaxRequestsInflight         int    // --max-requests-inflight (seed: maxConcurrentOperations)
-	MaxMutatingRequestsInflight int    // --max-mutating-requests-inflight (seed: workerPoolSize)
-	RequestTimeout              string // --request-timeout (seed: operationTimeout)
-}
-
 // Audit configures the audit log's rotation.
 type Audit struct{ MaxAgeDays, MaxSizeMB, MaxBackups int }
 
@@ -68,10 +60,9 @@ type Args struct {
 	FrontProxyResources workload.Resources
 	Spread              workload.Spread
 	// EtcdURL is etcd's client endpoint (https).
-	EtcdURL     string
-	Certs       Certs
-	Performance Performance
-	Audit       Audit
+	EtcdURL string
+	Certs   Certs
+	Audit   Audit
 	// EtcdSelector labels etcd's pods (egress is allowed to them only).
 	EtcdSelector map[string]string
 	// MonitoringNamespace may scrape kcp's metrics.
@@ -102,16 +93,6 @@ func (a Args) WithDefaults() Args {
 	}
 	if a.FrontProxyReplicas == 0 {
 		a.FrontProxyReplicas = 1
-	}
-	p := &a.Performance
-	if p.MaxRequestsInflight == 0 {
-		p.MaxRequestsInflight = 400
-	}
-	if p.MaxMutatingRequestsInflight == 0 {
-		p.MaxMutatingRequestsInflight = 200
-	}
-	if p.RequestTimeout == "" {
-		p.RequestTimeout = "60s"
 	}
 	if a.Audit == (Audit{}) {
 		a.Audit = Audit{MaxAgeDays: 30, MaxSizeMB: 100, MaxBackups: 10} // the seed's logging section
@@ -151,16 +132,6 @@ func (a Args) Validate() error {
 		if v == "" {
 			bad("Certs."+field, `""`, "the pki component's Secret name")
 		}
-	}
-	p := a.Performance
-	if p.MaxRequestsInflight < 1 || p.MaxRequestsInflight > 100000 {
-		bad("Performance.MaxRequestsInflight", p.MaxRequestsInflight, "1–100000 (0 would disable the limit)")
-	}
-	if p.MaxMutatingRequestsInflight < 1 || p.MaxMutatingRequestsInflight > p.MaxRequestsInflight {
-		bad("Performance.MaxMutatingRequestsInflight", p.MaxMutatingRequestsInflight, "1 to MaxRequestsInflight")
-	}
-	if d, err := time.ParseDuration(p.RequestTimeout); err != nil || d < time.Second || d > 10*time.Minute {
-		bad("Performance.RequestTimeout", fmt.Sprintf("%q", p.RequestTimeout), "a duration from 1s to 10m")
 	}
 	if a.Spread.Mode == workload.SpreadZone && len(a.Spread.Zones) < a.Replicas {
 		bad("Spread.Zones", a.Spread.Zones, fmt.Sprintf("at least %d zones for one replica per zone", a.Replicas))
@@ -298,9 +269,12 @@ func singleReplicaOK(meta *metav1.ObjectMetaArgs, replicas int) *metav1.ObjectMe
 }
 
 // ServerFlags are the kcp server's flags (the ones the kcp helm chart passes).
+// Each must be one kcp v0.32.3 registers: it exits on an unknown flag, and
+// it registers only an allow-list of kube-apiserver's (kcp_test.go checks
+// every flag against that list).
 func ServerFlags(a Args) []string {
 	host := "kcp." + a.Domain
-	p, au := a.Performance, a.Audit
+	au := a.Audit
 	return []string{
 		"--etcd-servers=" + a.EtcdURL,
 		"--etcd-certfile=/etc/kcp/tls/etcd-client/tls.crt",
@@ -327,9 +301,6 @@ func ServerFlags(a Args) []string {
 		"--audit-log-maxage=" + strconv.Itoa(au.MaxAgeDays),
 		"--audit-log-maxsize=" + strconv.Itoa(au.MaxSizeMB),
 		"--audit-log-maxbackup=" + strconv.Itoa(au.MaxBackups),
-		"--max-requests-inflight=" + strconv.Itoa(p.MaxRequestsInflight),
-		"--max-mutating-requests-inflight=" + strconv.Itoa(p.MaxMutatingRequestsInflight),
-		"--request-timeout=" + p.RequestTimeout,
 	}
 }
 

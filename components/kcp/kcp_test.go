@@ -2,6 +2,8 @@ package kcp
 
 import (
 	"fmt"
+	"os"
+	"path/filepath"
 	"reflect"
 	"strings"
 	"testing"
@@ -69,8 +71,7 @@ func TestProdServer(t *testing.T) {
 	for _, want := range []string{
 		"--etcd-servers=https://etcd.kcp.svc:2379", "--etcd-certfile=", "--etcd-cafile=", "--client-ca-file=", "--tls-cert-file=",
 		"--service-account-key-file=", "--external-hostname=kcp.example.com:443", "--shard-base-url=https://kcp-internal.kcp.svc:6443",
-		"--logging-format=json", "--audit-log-maxbackup=10", "--audit-policy-file=", "--max-requests-inflight=400",
-		"--max-mutating-requests-inflight=200", "--request-timeout=60s", "--enable-leader-election",
+		"--logging-format=json", "--audit-log-maxbackup=10", "--audit-policy-file=", "--enable-leader-election",
 	} {
 		if !strings.Contains(args, want) {
 			t.Errorf("kcp args lack %s", want)
@@ -174,9 +175,6 @@ func TestValidate(t *testing.T) {
 		want   string
 	}{
 		{"valid", func(*Args) {}, ""},
-		{"unlimited inflight", func(a *Args) { a.Performance.MaxRequestsInflight = -1 }, "MaxRequestsInflight"},
-		{"mutating above total", func(a *Args) { a.Performance.MaxMutatingRequestsInflight = 500 }, "MaxMutatingRequestsInflight 500"},
-		{"timeout too long", func(a *Args) { a.Performance.RequestTimeout = "1h" }, "RequestTimeout"},
 		{"plain etcd", func(a *Args) { a.EtcdURL = "http://etcd:2379" }, "EtcdURL"},
 		{"missing cert", func(a *Args) { a.Certs.ClientCA = "" }, "Certs.ClientCA"},
 		{"too few zones", func(a *Args) { a.Spread.Zones = a.Spread.Zones[:2] }, "Spread.Zones"},
@@ -199,4 +197,52 @@ func strs(v any) []string {
 		out = append(out, e.(string))
 	}
 	return out
+}
+
+// registeredFlags reads a flag list of the pinned kcp release
+// (testdata/*-v0.32.3.txt: `kcp start options` and `kcp-front-proxy --help`
+// of binaries built from the v0.32.3 tag, one flag per line).
+func registeredFlags(t *testing.T, file string) map[string]bool {
+	t.Helper()
+	data, err := os.ReadFile(filepath.Join("testdata", file))
+	if err != nil {
+		t.Fatal(err)
+	}
+	flags := map[string]bool{}
+	for _, line := range strings.Split(string(data), "\n") {
+		if strings.HasPrefix(line, "--") {
+			flags[line] = true
+		}
+	}
+	if len(flags) < 50 {
+		t.Fatalf("%s lists %d flags: not a flag list", file, len(flags))
+	}
+	return flags
+}
+
+// TestFlagsAreOnesKCPRegisters: kcp and the front-proxy exit at once on a
+// flag they do not register (kcp registers only an allow-list of
+// kube-apiserver's flags), so every flag we render must be on the pinned
+// release's own list.
+func TestFlagsAreOnesKCPRegisters(t *testing.T) {
+	// Registered but hidden (deprecated), so not in `kcp start options`.
+	hidden := map[string]bool{"--external-hostname": true}
+	rec := run(t, prodArgs())
+	for _, tc := range []struct{ deployment, list string }{
+		{ServerName, "kcp-start-v0.32.3.txt"},
+		{FrontProxyName, "kcp-front-proxy-v0.32.3.txt"},
+	} {
+		known := registeredFlags(t, tc.list)
+		d := rec.Object(t, "kubernetes:apps/v1:Deployment", tc.deployment)
+		args := strs(mocktest.Dig(d, "spec", "template", "spec", "containers", 0, "args"))
+		if len(args) == 0 {
+			t.Fatalf("%s has no args", tc.deployment)
+		}
+		for _, arg := range args {
+			flag, _, _ := strings.Cut(arg, "=")
+			if !known[flag] && !(tc.deployment == ServerName && hidden[flag]) {
+				t.Errorf("%s: %s is not a flag kcp v0.32.3 registers (%s)", tc.deployment, flag, tc.list)
+			}
+		}
+	}
 }
