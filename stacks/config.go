@@ -157,6 +157,11 @@ type KCP struct {
 	FrontProxyReplicas int `json:"frontProxyReplicas"`
 	// FrontProxyResources are each front-proxy pod's requests and limits.
 	FrontProxyResources Resources `json:"frontProxyResources"`
+	// HomeWorkspaces turns on kcp's home workspaces
+	// (`--enable-home-workspaces`): every authenticated user, agents'
+	// identities included, gets a private workspace on first access in which
+	// it is cluster-admin. Off by default, unlike kcp's own default.
+	HomeWorkspaces bool `json:"homeWorkspaces"`
 }
 
 // Etcd is kcp-tmc:etcd.

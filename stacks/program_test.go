@@ -1,6 +1,7 @@
 package stacks
 
 import (
+	"fmt"
 	"path/filepath"
 	"reflect"
 	"strings"
@@ -157,5 +158,27 @@ func TestStacksPerEnvironment(t *testing.T) {
 				t.Error("want PDBs for etcd, kcp and the front-proxy")
 			}
 		})
+	}
+}
+
+// TestHomeWorkspaces: kcp's home workspaces (on by kcp's own default) stay
+// off unless kcp-tmc:kcp.homeWorkspaces turns them on.
+func TestHomeWorkspaces(t *testing.T) {
+	for _, tc := range []struct {
+		kcp, want string
+	}{
+		{`{}`, "--enable-home-workspaces=false"},
+		{`{"homeWorkspaces":true}`, "--enable-home-workspaces=true"},
+	} {
+		mocktest.SetConfig(t, map[string]string{"environment": "dev", "target": `{"mode":"render","renderDir":"rendered/dev"}`, "kcp": tc.kcp})
+		rec, err := mocktest.Run(t, "dev", Program)
+		if err != nil {
+			t.Fatal(err)
+		}
+		d := rec.Object(t, "kubernetes:apps/v1:Deployment", "kcp")
+		args := fmt.Sprint(mocktest.Dig(d, "spec", "template", "spec", "containers", 0, "args"))
+		if !strings.Contains(args, tc.want) || !strings.Contains(args, "--batteries-included=workspace-types") {
+			t.Errorf("kcp %s: args %s lack %s or the explicit batteries", tc.kcp, args, tc.want)
+		}
 	}
 }

@@ -63,6 +63,9 @@ type Args struct {
 	EtcdURL string
 	Certs   Certs
 	Audit   Audit
+	// HomeWorkspaces: a private workspace per user on first access
+	// (kcp's --enable-home-workspaces, whose own default is on).
+	HomeWorkspaces bool
 	// EtcdSelector labels etcd's pods (egress is allowed to them only).
 	EtcdSelector map[string]string
 	// MonitoringNamespace may scrape kcp's metrics.
@@ -301,6 +304,14 @@ func ServerFlags(a Args) []string {
 		"--audit-log-maxage=" + strconv.Itoa(au.MaxAgeDays),
 		"--audit-log-maxsize=" + strconv.Itoa(au.MaxSizeMB),
 		"--audit-log-maxbackup=" + strconv.Itoa(au.MaxBackups),
+		// Explicit, because kcp's defaults are for trying it out: home
+		// workspaces make every authenticated identity cluster-admin of one,
+		// and the default "admin" battery writes a system:masters kubeconfig
+		// into every pod's root directory. The kcp-admin certificate of the
+		// PKI is the admin identity; workspace-types keeps the organization
+		// and team WorkspaceTypes.
+		"--enable-home-workspaces=" + strconv.FormatBool(a.HomeWorkspaces),
+		"--batteries-included=workspace-types",
 	}
 }
 
