@@ -285,6 +285,11 @@ func ServerFlags(a Args) []string {
 		"--etcd-cafile=/etc/kcp/tls/etcd-client/ca.crt",
 		"--tls-cert-file=/etc/kcp/tls/server/tls.crt",
 		"--tls-private-key-file=/etc/kcp/tls/server/tls.key",
+		// The CA that signs the serving certificate (ca.crt of its Secret in
+		// both PKI modes). Without it kcp publishes the serving leaf itself as
+		// the root CA (kube-root-ca.crt, token secrets) and trusts that leaf
+		// for its own virtual-workspace calls (pkg/server/controllers.go).
+		"--root-ca-file=/etc/kcp/tls/server/ca.crt",
 		"--client-ca-file=/etc/kcp/tls/client-ca/ca.crt",
 		"--requestheader-client-ca-file=/etc/kcp/tls/requestheader-ca/ca.crt",
 		"--requestheader-allowed-names=kcp-front-proxy",

@@ -72,7 +72,7 @@ func TestProdServer(t *testing.T) {
 		"--etcd-servers=https://etcd.kcp.svc:2379", "--etcd-certfile=", "--etcd-cafile=", "--client-ca-file=", "--tls-cert-file=",
 		"--service-account-key-file=", "--external-hostname=kcp.example.com:443", "--shard-base-url=https://kcp-internal.kcp.svc:6443",
 		"--logging-format=json", "--audit-log-maxbackup=10", "--audit-policy-file=", "--enable-leader-election",
-		"--enable-home-workspaces=false", "--batteries-included=workspace-types",
+		"--enable-home-workspaces=false", "--batteries-included=workspace-types", "--root-ca-file=/etc/kcp/tls/server/ca.crt",
 	} {
 		if !strings.Contains(args, want) {
 			t.Errorf("kcp args lack %s", want)
