@@ -574,7 +574,7 @@ func unknownKeys(keys []string) []error {
 }
 
 // keyDistance ranks known keys for "did you mean": edits ignoring case, and a
-// key that starts the other (agents → agentResources, etcdReplicas → etcd)
+// key that starts the other (etcdReplicas → etcd, zone → zones)
 // counts as one edit.
 func keyDistance(typed, known string) int {
 	a, b := strings.ToLower(typed), strings.ToLower(known)
