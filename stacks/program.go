@@ -188,12 +188,18 @@ func Deploy(ctx *pulumi.Context, cfg *Config, projectDir string) error {
 	if err != nil {
 		return fmt.Errorf("etcd: %w", err)
 	}
-	server, err := kcp.NewKCP(ctx, "kcp", kcpArgs(cfg), k8s, pulumi.DependsOn([]pulumi.Resource{plat, certs, db}))
+	kcpProviders, err := newKCPProviders(ctx, cfg, projectDir)
+	if err != nil {
+		return err
+	}
+	kArgs := kcpArgs(cfg)
+	kArgs.KCPProvider = kcpProviders[rootWorkspace]
+	server, err := kcp.NewKCP(ctx, "kcp", kArgs, k8s, pulumi.DependsOn([]pulumi.Resource{plat, certs, db}))
 	if err != nil {
 		return fmt.Errorf("kcp: %w", err)
 	}
 	entry, err := ingress.NewIngress(ctx, "ingress", ingress.Args{
-		Mode: cfg.Ingress.Mode, Namespace: cfg.Namespace, Host: "kcp." + cfg.Domain, ClassName: cfg.Ingress.ClassName,
+		Mode: cfg.Ingress.Mode, Namespace: cfg.Namespace, Host: kcp.PublicHost(cfg.Domain), ClassName: cfg.Ingress.ClassName,
 		BackendService: kcp.FrontProxyService, BackendPort: 443, TargetPort: kcp.FrontProxyPort,
 		NLB:               cfg.Environment == "prod",
 		InstallController: cfg.Ingress.InstallController, ControllerVersion: cfg.Ingress.ControllerVersion,
@@ -240,7 +246,7 @@ func Deploy(ctx *pulumi.Context, cfg *Config, projectDir string) error {
 		}
 	}
 
-	if err := deployAgents(ctx, cfg, projectDir, certs); err != nil {
+	if err := deployAgents(ctx, cfg, projectDir, certs, kcpProviders); err != nil {
 		return err
 	}
 
@@ -331,7 +337,7 @@ func agentArgs(cfg *Config, cl Cluster) agents.Args {
 	}
 	return agents.Args{
 		Cluster: cl.Name, Kind: kind, Image: cl.Image, Replicas: cl.Replicas, Namespace: cl.Namespace,
-		KCPServer: "https://kcp." + cfg.Domain, Workspace: workspace, Resources: res, Labels: labels,
+		KCPServer: kcp.PublicURL(cfg.Domain), Workspace: workspace, Resources: res, Labels: labels,
 		QPS: cl.QPS, Burst: cl.Burst, PodSecurityVersion: cfg.PodSecurityVersion,
 		Container: workloadResources(cfg.AgentResources, ephemeralSmall),
 	}
@@ -341,14 +347,7 @@ func agentArgs(cfg *Config, cl Cluster) agents.Args {
 // (its kubeconfig, or its own render directory) and one agents component.
 // kcp's side goes through a provider for kcp: rendered in render mode,
 // applied once kcp runs and kcp-tmc:kcpKubeconfig is set.
-func deployAgents(ctx *pulumi.Context, cfg *Config, projectDir string, certs *pki.PKI) error {
-	if len(cfg.Clusters) == 0 {
-		return nil
-	}
-	kcpProviders, err := newKCPProviders(ctx, cfg, projectDir)
-	if err != nil {
-		return err
-	}
+func deployAgents(ctx *pulumi.Context, cfg *Config, projectDir string, certs *pki.PKI, kcpProviders map[string]pulumi.ProviderResource) error {
 	for _, cl := range cfg.Clusters {
 		args := &kubernetes.ProviderArgs{}
 		if cfg.Target.Mode == TargetRender {
@@ -376,19 +375,27 @@ func deployAgents(ctx *pulumi.Context, cfg *Config, projectDir string, certs *pk
 	return nil
 }
 
-// newKCPProviders makes one provider for kcp per workspace the clusters use,
-// so each cluster's APIExport or SyncTarget lands in that cluster's
-// workspace: kcp-tmc:kcpKubeconfig with its server path set to
-// /clusters/<workspace>. The first workspace's provider keeps the name "kcp"
-// (and render mode its directory "kcp"). No kcpKubeconfig and no render
-// mode: no kcp side yet (a first up installs kcp, a second connects).
+// rootWorkspace holds kcp's own RBAC (the metrics reader binding).
+const rootWorkspace = "root"
+
+// newKCPProviders makes one provider for kcp per workspace the stack writes
+// to, so each cluster's APIExport or SyncTarget lands in that cluster's
+// workspace and kcp's own RBAC in root: kcp-tmc:kcpKubeconfig with its
+// server path set to /clusters/<workspace>. The clusters' workspaces come
+// first, and the first keeps the name "kcp" (render mode: its directory
+// "kcp"), so stacks that had clusters before root was added keep their
+// provider. No kcpKubeconfig and no render mode: no kcp side yet (a first
+// up installs kcp, a second connects).
 func newKCPProviders(ctx *pulumi.Context, cfg *Config, projectDir string) (map[string]pulumi.ProviderResource, error) {
 	out := map[string]pulumi.ProviderResource{}
 	if cfg.Target.Mode != TargetRender && cfg.KCPKubeconfig == "" {
 		return out, nil
 	}
+	var workspaces []string
 	for _, cl := range cfg.Clusters {
-		ws := agentArgs(cfg, cl).Workspace
+		workspaces = append(workspaces, agentArgs(cfg, cl).Workspace)
+	}
+	for _, ws := range append(workspaces, rootWorkspace) {
 		if _, done := out[ws]; done {
 			continue
 		}
@@ -516,10 +523,12 @@ func kcpArgs(cfg *Config) kcp.Args {
 		EtcdSelector:        workload.Labels(etcd.Name),
 		Certs: kcp.Certs{
 			Server: pki.CertKCPServer, FrontProxy: pki.CertFrontProxy, FrontProxyClient: pki.CertFrontProxyClient,
-			EtcdClient: pki.CertEtcdClientKCP, ServiceAccount: pki.CertServiceAccount,
+			FrontProxyKubeconfig: pki.CertFrontProxyKubeconfig,
+			EtcdClient:           pki.CertEtcdClientKCP, ServiceAccount: pki.CertServiceAccount,
 			ClientCA: pki.CAClient, RequestHeaderCA: pki.CARequestHeader, ServerCA: pki.CAServer,
 			FrontProxyPublic: frontProxyPublic(cfg),
 		},
+		MetricsGroup:      pki.MetricsViewersGroup,
 		FrontProxyClients: ingress.FrontProxyClients(cfg.Ingress.Mode),
 	}
 }

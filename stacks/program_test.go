@@ -31,10 +31,24 @@ func TestProgramDevRendersIntoProject(t *testing.T) {
 	if ns.RetainOnDelete {
 		t.Error("dev namespace must be removable by destroy")
 	}
+	// kcp's own RBAC goes to kcp's root workspace (rendered under kcp/),
+	// everything else to the hosting cluster.
+	kcpRoot, _ := rec.Named(t, providerType, "kcp").Input()["renderYamlToDirectory"].(string)
+	if !strings.HasSuffix(kcpRoot, filepath.Join("rendered", "dev", "kcp")) {
+		t.Errorf("kcp provider renders into %q", kcpRoot)
+	}
+	onKCP := map[string]bool{}
 	for _, r := range rec.All() {
-		if r.Custom && r.Type != providerType && !strings.HasSuffix(r.Provider, "::kubernetes::kubernetes-id") {
+		switch {
+		case !r.Custom || r.Type == providerType || strings.HasSuffix(r.Provider, "::kubernetes::kubernetes-id"):
+		case strings.HasSuffix(r.Provider, "::pulumi:providers:kubernetes::kcp::kcp-id"):
+			onKCP[r.Type+" "+r.Name] = true
+		default:
 			t.Errorf("%s %s does not use the stack's kubernetes provider (provider %q)", r.Type, r.Name, r.Provider)
 		}
+	}
+	if want := map[string]bool{"kubernetes:rbac.authorization.k8s.io/v1:ClusterRoleBinding kcp-metrics-reader": true}; !reflect.DeepEqual(onKCP, want) {
+		t.Errorf("objects in kcp = %v, want %v", onKCP, want)
 	}
 }
 

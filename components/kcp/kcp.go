@@ -13,6 +13,7 @@ import (
 	appsv1 "github.com/pulumi/pulumi-kubernetes/sdk/v4/go/kubernetes/apps/v1"
 	corev1 "github.com/pulumi/pulumi-kubernetes/sdk/v4/go/kubernetes/core/v1"
 	metav1 "github.com/pulumi/pulumi-kubernetes/sdk/v4/go/kubernetes/meta/v1"
+	rbacv1 "github.com/pulumi/pulumi-kubernetes/sdk/v4/go/kubernetes/rbac/v1"
 	"github.com/pulumi/pulumi/sdk/v3/go/pulumi"
 
 	"github.com/kcp-tmc/kcp-tmc/components/internal/component"
@@ -26,12 +27,13 @@ const TypeToken = "kcp-tmc:kcp:KCP"
 
 // Names and ports.
 const (
-	ServerName        = "kcp"
-	FrontProxyName    = "kcp-front-proxy"
-	ServerService     = "kcp-server"
-	InternalService   = "kcp-internal"
+	ServerName      = "kcp"
+	FrontProxyName  = "kcp-front-proxy"
+	ServerService   = "kcp-server"
+	InternalService = "kcp-internal"
+	// APIPort serves the API and, in kcp v0.32.3, the virtual workspaces
+	// (/services/) too: kcp runs them in-process on its main port.
 	APIPort           = 6443
-	VirtualWSPort     = 6444
 	FrontProxyPort    = 8443
 	FrontProxyService = "kcp-front-proxy"
 )
@@ -39,6 +41,9 @@ const (
 // Certs names the pki component's Secrets kcp mounts.
 type Certs struct {
 	Server, FrontProxy, FrontProxyClient, EtcdClient, ServiceAccount string
+	// FrontProxyKubeconfig is the front-proxy's own identity towards kcp
+	// (signed by the client CA; FrontProxyClient is the requestheader one).
+	FrontProxyKubeconfig string
 	// CA Secrets (only ca.crt is mounted).
 	ClientCA, RequestHeaderCA, ServerCA string
 	// FrontProxyPublic, when set, is a publicly trusted certificate (ACME)
@@ -70,6 +75,12 @@ type Args struct {
 	EtcdSelector map[string]string
 	// MonitoringNamespace may scrape kcp's metrics.
 	MonitoringNamespace string
+	// KCPProvider, when set, reaches kcp's root workspace as an admin: kcp's
+	// own RBAC (the metrics reader binding) is created through it.
+	KCPProvider pulumi.ProviderResource
+	// MetricsGroup is the client-certificate group kcp lets read its
+	// shard-wide /metrics (bound to kcp's system:kcp:metrics-reader in root).
+	MetricsGroup string
 	// FrontProxyClients may reach the front-proxy (default: any pod in any
 	// namespace); the ingress component says who: its controller's namespace,
 	// or the internet behind a passthrough load balancer.
@@ -130,7 +141,7 @@ func (a Args) Validate() error {
 		bad("EtcdURL", fmt.Sprintf("%q", a.EtcdURL), "an https:// etcd client URL")
 	}
 	c := a.Certs
-	for field, v := range map[string]string{"Server": c.Server, "FrontProxy": c.FrontProxy, "FrontProxyClient": c.FrontProxyClient,
+	for field, v := range map[string]string{"Server": c.Server, "FrontProxy": c.FrontProxy, "FrontProxyClient": c.FrontProxyClient, "FrontProxyKubeconfig": c.FrontProxyKubeconfig,
 		"EtcdClient": c.EtcdClient, "ServiceAccount": c.ServiceAccount, "ClientCA": c.ClientCA, "RequestHeaderCA": c.RequestHeaderCA, "ServerCA": c.ServerCA} {
 		if v == "" {
 			bad("Certs."+field, `""`, "the pki component's Secret name")
@@ -209,8 +220,7 @@ func NewKCP(ctx *pulumi.Context, name string, args Args, opts ...pulumi.Resource
 		ports    corev1.ServicePortArray
 	}{
 		{ServerService, server, corev1.ServicePortArray{apiPort}},
-		{InternalService, server, corev1.ServicePortArray{apiPort, corev1.ServicePortArgs{
-			Name: pulumi.String("virtual-workspaces"), Port: pulumi.Int(VirtualWSPort), TargetPort: pulumi.String("virtual-ws")}}},
+		{InternalService, server, corev1.ServicePortArray{apiPort}},
 		{FrontProxyService, proxy, corev1.ServicePortArray{corev1.ServicePortArgs{
 			Name: pulumi.String("https"), Port: pulumi.Int(443), TargetPort: pulumi.String("https")}}},
 	}
@@ -234,8 +244,8 @@ func NewKCP(ctx *pulumi.Context, name string, args Args, opts ...pulumi.Resource
 	}
 	monitoring := security.Flow{Namespace: args.MonitoringNamespace, Ports: []int{APIPort}}
 	if err := security.NewAllowPolicy(ctx, name+"-server-netpol", ns, ServerName, server,
-		[]security.Flow{{Pods: proxy, Ports: []int{APIPort, VirtualWSPort}}, {Pods: server, Ports: []int{APIPort, VirtualWSPort}}, monitoring},
-		[]security.Flow{{Pods: args.EtcdSelector, Ports: []int{2379}}, {Pods: server, Ports: []int{APIPort, VirtualWSPort}}}, child); err != nil {
+		[]security.Flow{{Pods: proxy, Ports: []int{APIPort}}, {Pods: server, Ports: []int{APIPort}}, monitoring},
+		[]security.Flow{{Pods: args.EtcdSelector, Ports: []int{2379}}, {Pods: server, Ports: []int{APIPort}}}, child); err != nil {
 		return nil, err
 	}
 	// The front-proxy is the entry point: its clients (the ingress controller
@@ -250,16 +260,42 @@ func NewKCP(ctx *pulumi.Context, name string, args Args, opts ...pulumi.Resource
 		proxyIngress = append(proxyIngress, c)
 	}
 	if err := security.NewAllowPolicy(ctx, name+"-front-proxy-netpol", ns, FrontProxyName, proxy, proxyIngress,
-		[]security.Flow{{Pods: server, Ports: []int{APIPort, VirtualWSPort}}}, child); err != nil {
+		[]security.Flow{{Pods: server, Ports: []int{APIPort}}}, child); err != nil {
 		return nil, err
 	}
 
-	comp.URL = pulumi.Sprintf("https://kcp.%s", args.Domain)
-	comp.InternalURL = pulumi.Sprintf("https://%s.%s.svc:%d", InternalService, ns, APIPort)
+	if args.KCPProvider != nil && args.MetricsGroup != "" {
+		if err := metricsReader(ctx, name, args.MetricsGroup, pulumi.Parent(comp), pulumi.Provider(args.KCPProvider)); err != nil {
+			return nil, err
+		}
+	}
+
+	comp.URL = pulumi.String(PublicURL(args.Domain)).ToStringOutput()
+	comp.InternalURL = pulumi.String(ShardURL(ns)).ToStringOutput()
 	if err := ctx.RegisterResourceOutputs(comp, pulumi.Map{"url": comp.URL, "internalURL": comp.InternalURL}); err != nil {
 		return nil, fmt.Errorf("registering outputs of %q: %w", name, err)
 	}
 	return comp, nil
+}
+
+// MetricsReaderRole is kcp v0.32.3's ClusterRole for GET /metrics
+// (pkg/authorization/bootstrap/policy.go); a binding in root counts on
+// every shard.
+const MetricsReaderRole = "system:kcp:metrics-reader"
+
+// metricsReader lets group scrape kcp: without it kcp answers 403 to the
+// ServiceMonitor and no kcp alert can fire.
+func metricsReader(ctx *pulumi.Context, name, group string, opts ...pulumi.ResourceOption) error {
+	if _, err := rbacv1.NewClusterRoleBinding(ctx, name+"-metrics-reader", &rbacv1.ClusterRoleBindingArgs{
+		Metadata: &metav1.ObjectMetaArgs{Name: pulumi.String("kcp-tmc:metrics-reader")},
+		RoleRef: rbacv1.RoleRefArgs{ApiGroup: pulumi.String("rbac.authorization.k8s.io"), Kind: pulumi.String("ClusterRole"),
+			Name: pulumi.String(MetricsReaderRole)},
+		Subjects: rbacv1.SubjectArray{rbacv1.SubjectArgs{Kind: pulumi.String("Group"), Name: pulumi.String(group),
+			ApiGroup: pulumi.String("rbac.authorization.k8s.io")}},
+	}, opts...); err != nil {
+		return fmt.Errorf("kcp metrics reader binding: %w", err)
+	}
+	return nil
 }
 
 // singleReplicaOK tells kube-score that one replica is intended: only dev
@@ -276,7 +312,7 @@ func singleReplicaOK(meta *metav1.ObjectMetaArgs, replicas int) *metav1.ObjectMe
 // it registers only an allow-list of kube-apiserver's (kcp_test.go checks
 // every flag against that list).
 func ServerFlags(a Args) []string {
-	host := "kcp." + a.Domain
+	host := PublicHost(a.Domain)
 	au := a.Audit
 	return []string{
 		"--etcd-servers=" + a.EtcdURL,
@@ -299,8 +335,14 @@ func ServerFlags(a Args) []string {
 		"--service-account-key-file=/etc/kcp/tls/service-account/tls.crt",
 		"--service-account-private-key-file=/etc/kcp/tls/service-account/tls.key",
 		"--root-directory=/var/lib/kcp",
-		fmt.Sprintf("--shard-base-url=https://%s.%s.svc:%d", InternalService, a.Namespace, APIPort),
+		"--shard-base-url=" + ShardURL(a.Namespace),
 		"--shard-external-url=https://" + host + ":443",
+		// Where APIExportEndpointSlices send agents: the front door, which
+		// routes /services/ to the shard. The default (--shard-base-url) is
+		// an in-cluster name no agent on another cluster can resolve.
+		// kcp itself reads this URL only with an external virtual-workspace
+		// server (pkg/server/config.go), which it does not run here.
+		"--shard-virtual-workspace-url=https://" + host + ":443",
 		"--external-hostname=" + host + ":443",
 		"--enable-leader-election",
 		"--logging-format=json",
@@ -364,7 +406,6 @@ func serverPod(a Args) *corev1.PodTemplateSpecArgs {
 		Args:    pulumi.ToStringArray(ServerFlags(a)),
 		Ports: corev1.ContainerPortArray{
 			corev1.ContainerPortArgs{Name: pulumi.String("https"), ContainerPort: pulumi.Int(APIPort)},
-			corev1.ContainerPortArgs{Name: pulumi.String("virtual-ws"), ContainerPort: pulumi.Int(VirtualWSPort)},
 		},
 		StartupProbe:   httpsProbe("/readyz", "https", 5, 60),
 		LivenessProbe:  httpsProbe("/livez", "https", 10, 3),
@@ -410,6 +451,7 @@ func frontProxyPod(a Args) *corev1.PodTemplateSpecArgs {
 	mounts := corev1.VolumeMountArray{
 		mount("tls-server", "/etc/kcp-front-proxy/tls/server"),
 		mount("tls-client", "/etc/kcp-front-proxy/tls/client"),
+		mount("tls-kubeconfig", "/etc/kcp-front-proxy/tls/kubeconfig"),
 		mount("tls-client-ca", "/etc/kcp-front-proxy/tls/client-ca"),
 		mount("tls-server-ca", "/etc/kcp-front-proxy/tls/server-ca"),
 		mount("tls-service-account", "/etc/kcp-front-proxy/tls/service-account"),
@@ -419,6 +461,7 @@ func frontProxyPod(a Args) *corev1.PodTemplateSpecArgs {
 	volumes := corev1.VolumeArray{
 		security.SecretVolume("tls-server", a.Certs.FrontProxy),
 		security.SecretVolume("tls-client", a.Certs.FrontProxyClient),
+		security.SecretItemsVolume("tls-kubeconfig", a.Certs.FrontProxyKubeconfig, "tls.crt", "tls.key"),
 		security.SecretItemsVolume("tls-client-ca", a.Certs.ClientCA, "ca.crt"),
 		security.SecretItemsVolume("tls-server-ca", a.Certs.ServerCA, "ca.crt"),
 		// Only the public half: the front-proxy verifies tokens, it never signs them.
@@ -427,7 +470,7 @@ func frontProxyPod(a Args) *corev1.PodTemplateSpecArgs {
 		security.EmptyDir("tmp", "256Mi"),
 	}
 	if a.Certs.FrontProxyPublic != "" {
-		args = append(args, "--tls-sni-cert-key=/etc/kcp-front-proxy/tls/public/tls.crt,/etc/kcp-front-proxy/tls/public/tls.key:kcp."+a.Domain)
+		args = append(args, "--tls-sni-cert-key=/etc/kcp-front-proxy/tls/public/tls.crt,/etc/kcp-front-proxy/tls/public/tls.key:"+PublicHost(a.Domain))
 		mounts = append(mounts, mount("tls-public", "/etc/kcp-front-proxy/tls/public"))
 		volumes = append(volumes, security.SecretVolume("tls-public", a.Certs.FrontProxyPublic))
 	}
@@ -456,20 +499,33 @@ rules:
 - level: Metadata
 `
 
+// frontProxyMapping routes workspaces (/clusters/, to the shard that holds
+// each: the front-proxy's index) and virtual workspaces (/services/, which
+// kcp v0.32.3 serves on its API port) to the shard, presenting the
+// requestheader certificate with the caller's identity in headers.
 func frontProxyMapping(ns string) string {
 	var b strings.Builder
-	for _, m := range []struct {
-		path string
-		port int
-	}{{"/services/", VirtualWSPort}, {"/clusters/", APIPort}} {
+	for _, path := range []string{"/services/", "/clusters/"} {
 		fmt.Fprintf(&b, `- path: %s
-  backend: https://%s.%s.svc:%d
+  backend: %s
   backend_server_ca: /etc/kcp-front-proxy/tls/server-ca/ca.crt
   proxy_client_cert: /etc/kcp-front-proxy/tls/client/tls.crt
   proxy_client_key: /etc/kcp-front-proxy/tls/client/tls.key
-`, m.path, InternalService, ns, m.port)
+`, path, ShardURL(ns))
 	}
 	return b.String()
+}
+
+// PublicHost is the name clients (and agents on other clusters) reach kcp
+// by: the front-proxy's, behind the ingress.
+func PublicHost(domain string) string { return "kcp." + domain }
+
+// PublicURL is https://PublicHost.
+func PublicURL(domain string) string { return "https://" + PublicHost(domain) }
+
+// ShardURL is the shard's in-cluster address (its --shard-base-url).
+func ShardURL(ns string) string {
+	return fmt.Sprintf("https://%s.%s.svc:%d", InternalService, ns, APIPort)
 }
 
 // frontProxyKubeconfig points at the shard with file references only: the
@@ -480,18 +536,18 @@ kind: Config
 clusters:
 - name: shard
   cluster:
-    server: https://%s.%s.svc:%d
+    server: %s
     certificate-authority: /etc/kcp-front-proxy/tls/server-ca/ca.crt
 users:
 - name: front-proxy
   user:
-    client-certificate: /etc/kcp-front-proxy/tls/client/tls.crt
-    client-key: /etc/kcp-front-proxy/tls/client/tls.key
+    client-certificate: /etc/kcp-front-proxy/tls/kubeconfig/tls.crt
+    client-key: /etc/kcp-front-proxy/tls/kubeconfig/tls.key
 contexts:
 - name: shard
   context: {cluster: shard, user: front-proxy}
 current-context: shard
-`, InternalService, ns, APIPort)
+`, ShardURL(ns))
 }
 
 // rollout replaces one replica at a time. Without hard spreading a new pod

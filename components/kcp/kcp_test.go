@@ -25,7 +25,7 @@ func prodArgs() Args {
 		Spread:              workload.Spread{Mode: workload.SpreadZone, Zones: []string{"us-east-1a", "us-east-1b", "us-east-1c"}},
 		EtcdURL:             "https://etcd.kcp.svc:2379",
 		EtcdSelector:        workload.Labels("etcd"),
-		Certs: Certs{Server: "kcp-server", FrontProxy: "kcp-front-proxy", FrontProxyClient: "kcp-front-proxy-client", EtcdClient: "etcd-client-kcp",
+		Certs: Certs{Server: "kcp-server", FrontProxy: "kcp-front-proxy", FrontProxyClient: "kcp-front-proxy-client", FrontProxyKubeconfig: "kcp-front-proxy-kubeconfig", EtcdClient: "etcd-client-kcp",
 			ServiceAccount: "kcp-service-account", ClientCA: "kcp-client-ca", RequestHeaderCA: "requestheader-ca", ServerCA: "kcp-server-ca"},
 	}
 }
@@ -73,6 +73,7 @@ func TestProdServer(t *testing.T) {
 		"--service-account-key-file=", "--external-hostname=kcp.example.com:443", "--shard-base-url=https://kcp-internal.kcp.svc:6443",
 		"--logging-format=json", "--audit-log-maxbackup=10", "--audit-policy-file=", "--enable-leader-election",
 		"--enable-home-workspaces=false", "--batteries-included=workspace-types", "--root-ca-file=/etc/kcp/tls/server/ca.crt",
+		"--shard-virtual-workspace-url=https://kcp.example.com:443",
 	} {
 		if !strings.Contains(args, want) {
 			t.Errorf("kcp args lack %s", want)
@@ -150,6 +151,36 @@ func TestRolloutFitsTheSpread(t *testing.T) {
 			if mocktest.Dig(ru, "maxSurge") != tt.surge || mocktest.Dig(ru, "maxUnavailable") != tt.unavailable {
 				t.Errorf("%s with spread %s: rollingUpdate %v, want maxSurge %v maxUnavailable %v", name, tt.mode, ru, tt.surge, tt.unavailable)
 			}
+		}
+	}
+}
+
+// TestFrontProxyRouting: the front-proxy reaches kcp as itself with a
+// certificate kcp's --client-ca-file trusts (kcp refused the requestheader
+// one), and sends both workspaces and virtual workspaces to kcp's API port,
+// the only port kcp v0.32.3 listens on.
+func TestFrontProxyRouting(t *testing.T) {
+	rec := run(t, prodArgs())
+	cm := rec.Object(t, "kubernetes:core/v1:ConfigMap", "kcp-front-proxy-config")
+	kubeconfig := fmt.Sprint(mocktest.Dig(cm, "data", "kubeconfig"))
+	for _, want := range []string{"client-certificate: /etc/kcp-front-proxy/tls/kubeconfig/tls.crt", "server: https://kcp-internal.kcp.svc:6443"} {
+		if !strings.Contains(kubeconfig, want) {
+			t.Errorf("front-proxy kubeconfig lacks %q:\n%s", want, kubeconfig)
+		}
+	}
+	mapping := fmt.Sprint(mocktest.Dig(cm, "data", "mapping.yaml"))
+	for _, path := range []string{"/services/", "/clusters/"} {
+		if !strings.Contains(mapping, "- path: "+path+"\n  backend: https://kcp-internal.kcp.svc:6443\n") {
+			t.Errorf("mapping does not send %s to kcp's API port:\n%s", path, mapping)
+		}
+	}
+	volumes := fmt.Sprint(mocktest.Dig(rec.Object(t, deployType, FrontProxyName), "spec", "template", "spec", "volumes"))
+	if !strings.Contains(volumes, "secretName:kcp-front-proxy-kubeconfig") {
+		t.Errorf("front-proxy does not mount its kubeconfig identity: %s", volumes)
+	}
+	for _, svc := range []string{InternalService, ServerService} {
+		if ports := mocktest.Dig(rec.Object(t, "kubernetes:core/v1:Service", svc), "spec", "ports"); len(ports.([]any)) != 1 {
+			t.Errorf("Service %s exposes %v: kcp listens on %d only", svc, ports, APIPort)
 		}
 	}
 }

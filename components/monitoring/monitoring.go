@@ -208,8 +208,10 @@ func serviceMonitors(a Args) []monitor {
 		}
 	}
 	monitors := []monitor{
-		// kcp requires a client certificate for its metrics (the metrics-viewer identity).
-		{JobKCP, spec(JobKCP, tlsEndpoint("/clusters/root/metrics", "kcp-server."+a.Namespace+".svc"))},
+		// kcp serves its metrics shard-wide at /metrics (a workspace path
+		// answers 501) to a client certificate bound to kcp's metrics reader
+		// role (the kcp component's binding for the metrics-viewer group).
+		{JobKCP, spec(JobKCP, tlsEndpoint("/metrics", "kcp-server."+a.Namespace+".svc"))},
 		{JobFrontProxy, spec(JobFrontProxy, tlsEndpoint("/metrics", "kcp-front-proxy."+a.Namespace+".svc"))},
 		{JobEtcd, spec(JobEtcd, pulumi.Map{"port": pulumi.String("metrics"), "scheme": pulumi.String("http"),
 			"path": pulumi.String("/metrics"), "interval": pulumi.String(a.Interval)})},

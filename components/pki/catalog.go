@@ -33,15 +33,25 @@ const (
 	// CertFrontProxyPublic is the ACME certificate for kcp.<domain> (tls.acme).
 	CertFrontProxyPublic = "kcp-front-proxy-public"
 	CertFrontProxyClient = "kcp-front-proxy-client"
-	CertServiceAccount   = "kcp-service-account"
-	CertAdmin            = "kcp-admin"
-	CertMetricsViewer    = "kcp-metrics-viewer"
-	CertEtcdServer       = "etcd-server"
-	CertEtcdPeer         = "etcd-peer"
-	CertEtcdClientKCP    = "etcd-client-kcp"
-	CertEtcdClientBackup = "etcd-client-backup"
-	SyncerClientPrefix   = "syncer-client"
+	// CertFrontProxyKubeconfig is the front-proxy's own identity towards kcp
+	// (its --root-kubeconfig/--shards-kubeconfig: shard and workspace
+	// discovery). kcp's --client-ca-file must trust it, so the client CA
+	// signs it; the requestheader certificate above only vouches for the
+	// users it forwards.
+	CertFrontProxyKubeconfig = "kcp-front-proxy-kubeconfig"
+	CertServiceAccount       = "kcp-service-account"
+	CertAdmin                = "kcp-admin"
+	CertMetricsViewer        = "kcp-metrics-viewer"
+	CertEtcdServer           = "etcd-server"
+	CertEtcdPeer             = "etcd-peer"
+	CertEtcdClientKCP        = "etcd-client-kcp"
+	CertEtcdClientBackup     = "etcd-client-backup"
+	SyncerClientPrefix       = "syncer-client"
 )
+
+// MetricsViewersGroup is the metrics-viewer certificate's organization: the
+// group kcp lets read /metrics.
+const MetricsViewersGroup = "kcp-tmc:metrics-viewers"
 
 // Spec is one certificate: who it is, what it may be used for, who signs it.
 // Both modes build exactly these, so the catalog is the one definition.
@@ -91,11 +101,17 @@ func Leaves(a Args) []Spec {
 
 	leaves := []Spec{
 		{Name: CertKCPServer, CA: CAServer, CommonName: kcpHost, DNSNames: serverSANs, IPAddresses: []string{"127.0.0.1"}, Usages: serverUsages},
-		{Name: CertFrontProxy, CA: CAServer, CommonName: kcpHost, DNSNames: append([]string{kcpHost}, svc("kcp-front-proxy")...), Usages: serverUsages},
+		// localhost: `kubectl port-forward svc/kcp-front-proxy 8443:443` reaches kcp
+		// without an ingress (dev), as it does for the kcp server.
+		{Name: CertFrontProxy, CA: CAServer, CommonName: kcpHost, DNSNames: append(append([]string{kcpHost}, svc("kcp-front-proxy")...), "localhost"),
+			IPAddresses: []string{"127.0.0.1"}, Usages: serverUsages},
 		{Name: CertFrontProxyClient, CA: CARequestHeader, CommonName: "kcp-front-proxy", Usages: clientUsages},
+		// As the kcp helm chart and kcp-operator do: the front-proxy reads every
+		// shard's index of workspaces and logical clusters.
+		{Name: CertFrontProxyKubeconfig, CA: CAClient, CommonName: "kcp-front-proxy", Organizations: []string{"system:masters"}, Usages: clientUsages},
 		{Name: CertServiceAccount, CA: CAServiceAcct, CommonName: "kcp-service-account", Usages: []string{UsageDigitalSignature, UsageKeyEncipherment}},
 		{Name: CertAdmin, CA: CAClient, CommonName: "kcp-admin", Organizations: []string{"system:kcp:admin"}, Usages: clientUsages},
-		{Name: CertMetricsViewer, CA: CAClient, CommonName: "kcp-metrics-viewer", Organizations: []string{"kcp-tmc:metrics-viewers"}, Usages: clientUsages},
+		{Name: CertMetricsViewer, CA: CAClient, CommonName: "kcp-metrics-viewer", Organizations: []string{MetricsViewersGroup}, Usages: clientUsages},
 		{Name: CertEtcdServer, CA: CAEtcd, CommonName: "etcd-server", DNSNames: etcdSANs, IPAddresses: []string{"127.0.0.1"}, Usages: bothUsages},
 		{Name: CertEtcdPeer, CA: CAEtcd, CommonName: "etcd-peer", DNSNames: append(etcdPeers, "localhost"), IPAddresses: []string{"127.0.0.1"}, Usages: bothUsages},
 		{Name: CertEtcdClientKCP, CA: CAEtcd, CommonName: "kcp", Usages: clientUsages},

@@ -107,6 +107,8 @@ func TestKCPServerClientAuth(t *testing.T) {
 				{CertMetricsViewer, "kcp-internal.kcp.svc.cluster.local", true},
 				{"syncer-client-eu-west", "kcp-server.kcp.svc", true},
 				{CertEtcdClientKCP, "kcp.example.com", false},
+				{CertFrontProxyKubeconfig, "kcp-internal.kcp.svc", true},
+				// Only kcp's requestheader CA trusts it, never its client CA.
 				{CertFrontProxyClient, "kcp.example.com", false},
 				{"", "kcp.example.com", false},
 			} {

@@ -286,12 +286,13 @@ func TestCatalog(t *testing.T) {
 		usages       []string
 	}{
 		{CertKCPServer, CAServer, "kcp.example.com", []string{"kcp.example.com", "kcp-internal.kcp.svc.cluster.local", "kcp-server.kcp.svc"}, serverUsages},
-		{CertFrontProxy, CAServer, "kcp.example.com", []string{"kcp.example.com", "kcp-front-proxy.kcp.svc.cluster.local"}, serverUsages},
+		{CertFrontProxy, CAServer, "kcp.example.com", []string{"kcp.example.com", "kcp-front-proxy.kcp.svc.cluster.local", "localhost"}, serverUsages},
 		{CertEtcdServer, CAEtcd, "etcd-server", []string{"etcd.kcp.svc.cluster.local", "etcd-0.etcd-headless.kcp.svc", "etcd-2.etcd-headless.kcp.svc.cluster.local"}, bothUsages},
 		{CertEtcdPeer, CAEtcd, "etcd-peer", []string{"etcd-1.etcd-headless.kcp.svc.cluster.local"}, bothUsages},
 		{CertEtcdClientKCP, CAEtcd, "kcp", nil, clientUsages},
 		{CertEtcdClientBackup, CAEtcd, "etcd-backup", nil, clientUsages},
 		{CertFrontProxyClient, CARequestHeader, "kcp-front-proxy", nil, clientUsages},
+		{CertFrontProxyKubeconfig, CAClient, "kcp-front-proxy", nil, clientUsages},
 		{CertAdmin, CAClient, "kcp-admin", nil, clientUsages},
 		{CertMetricsViewer, CAClient, "kcp-metrics-viewer", nil, clientUsages},
 		{"syncer-client-us-east", CAClient, "syncer-client-us-east", nil, clientUsages},
