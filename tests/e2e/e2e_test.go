@@ -1,0 +1,332 @@
+// Package e2e runs what a stack renders as the real programs: etcd, kcp and
+// kcp-front-proxy (and the api-syncagent of a cluster entry), started as
+// local processes with exactly the args, files and certificates of the
+// stack's objects (only file paths, host names and ports mapped to this
+// machine), then acts as the stack's users do: an admin through the
+// front-proxy, Prometheus as its ServiceMonitor scrapes, an agent syncing.
+//
+// kcp, kcp-front-proxy and api-syncagent come from KCP_BIN,
+// KCP_FRONT_PROXY_BIN and API_SYNCAGENT_BIN (README "Real-binary e2e");
+// without them the tests skip, saying so. `make e2e` refuses to run without.
+package e2e
+
+import (
+	"bytes"
+	"crypto/tls"
+	"crypto/x509"
+	"encoding/json"
+	"fmt"
+	"io"
+	"net/http"
+	"os"
+	"path/filepath"
+	"reflect"
+	"regexp"
+	"strings"
+	"testing"
+	"time"
+
+	"github.com/kcp-tmc/kcp-tmc/components/etcd"
+	"github.com/kcp-tmc/kcp-tmc/components/kcp"
+	"github.com/kcp-tmc/kcp-tmc/components/monitoring"
+	"github.com/kcp-tmc/kcp-tmc/components/pki"
+	"github.com/kcp-tmc/kcp-tmc/internal/mocktest"
+	"github.com/kcp-tmc/kcp-tmc/internal/toolchain"
+	"github.com/kcp-tmc/kcp-tmc/stacks"
+)
+
+// binary is the path in env var name, or a skip naming what is missing.
+func binary(t *testing.T, env string) string {
+	t.Helper()
+	p := os.Getenv(env)
+	if p == "" {
+		t.Skipf("%s is not set: the real-binary e2e needs kcp v0.32.3's binaries (README \"Real-binary e2e\"; make e2e)", env)
+	}
+	if _, err := os.Stat(p); err != nil {
+		t.Fatalf("%s=%s: %v", env, p, err)
+	}
+	return p
+}
+
+// render runs the program under mocks for the stack with extra config and
+// returns its objects. TLS is self-managed so every certificate of the
+// PKI catalog is minted with real crypto (internal/mocktest), the same
+// catalog cert-manager mode issues into Secrets of the same names.
+func render(t *testing.T, stack string, config map[string]string, secrets ...string) (objects, []mocktest.Resource) {
+	t.Helper()
+	values := map[string]string{"environment": stack}
+	for k, v := range config {
+		values[k] = v
+	}
+	mocktest.SetConfig(t, values, secrets...)
+	rec, err := mocktest.Run(t, stack, stacks.Program)
+	if err != nil {
+		t.Fatalf("rendering %s: %v", stack, err)
+	}
+	return objects(rec.Manifests()), rec.All()
+}
+
+// controlPlane is a running etcd, kcp and front-proxy of one stack.
+type controlPlane struct {
+	objs       objects
+	m          *machine
+	dir        string
+	publicHost string
+	admin      *client
+}
+
+// startControlPlane starts the stack's etcd, kcp and front-proxy.
+func startControlPlane(t *testing.T, objs objects) *controlPlane {
+	t.Helper()
+	kcpBin, proxyBin := binary(t, "KCP_BIN"), binary(t, "KCP_FRONT_PROXY_BIN")
+	etcdBin, err := toolchain.Find("etcd")
+	if err != nil {
+		t.Fatal(err)
+	}
+	dir := t.TempDir()
+	server := objs.get(t, "Deployment", kcp.ServerName)
+	kcpArgs := fmt.Sprint(mocktest.Dig(server, "spec", "template", "spec", "containers", 0, "args"))
+	public := regexp.MustCompile(`--external-hostname=([^: \]]+)`).FindStringSubmatch(kcpArgs)
+	if public == nil {
+		t.Fatalf("kcp has no --external-hostname: %s", kcpArgs)
+	}
+	m := newMachine(t, public[1], etcd.ClientPort, etcd.PeerPort, etcd.MetricsPort, kcp.APIPort, kcp.FrontProxyPort)
+	m.alias(443, kcp.FrontProxyPort) // Service kcp-front-proxy and the public address
+	cp := &controlPlane{objs: objs, m: m, dir: dir, publicHost: public[1]}
+
+	sts := objs.get(t, "StatefulSet", etcd.Name)
+	if r := mocktest.Dig(sts, "spec", "replicas"); r != float64(1) {
+		t.Fatalf("etcd has %v replicas; this e2e runs the dev stack's one", r)
+	}
+	ep := materialize(t, objs, m, etcd.Name+"-0", sts, filepath.Join(dir, "etcd"))
+	waitProbe(t, start(t, "etcd", etcdBin, ep.args, ep.dir), ep, m, time.Minute)
+
+	kp := materialize(t, objs, m, kcp.ServerName+"-0", server, filepath.Join(dir, "kcp"))
+	// The container listens on 6443 of its pod; here, on a loopback port.
+	listen := []string{fmt.Sprintf("--secure-port=%d", m.local(t, kcp.APIPort)), "--bind-address=127.0.0.1"}
+	took := waitProbe(t, start(t, "kcp", kcpBin, append(kp.args, listen...), kp.dir), kp, m, 3*time.Minute)
+	t.Logf("kcp ready after %s", took.Round(time.Second))
+
+	proxy := objs.get(t, "Deployment", kcp.FrontProxyName)
+	fp := materialize(t, objs, m, kcp.FrontProxyName+"-0", proxy, filepath.Join(dir, "front-proxy"))
+	took = waitProbe(t, start(t, "kcp-front-proxy", proxyBin, fp.args, fp.dir), fp, m, 2*time.Minute)
+	t.Logf("front-proxy ready after %s", took.Round(time.Second))
+
+	cp.admin = cp.client(t, pki.CertAdmin, fmt.Sprintf("https://localhost:%d", m.local(t, 443)), "")
+	return cp
+}
+
+// client is an HTTPS client with one of the PKI's client certificates that
+// verifies the server with kcp-server-ca, as the stack's kubeconfigs do.
+type client struct {
+	base string
+	http *http.Client
+}
+
+func (cp *controlPlane) client(t *testing.T, cert, base, serverName string) *client {
+	t.Helper()
+	ca := x509.NewCertPool()
+	if !ca.AppendCertsFromPEM([]byte(cp.objs.data(t, "Secret", pki.CAServer)["ca.crt"])) {
+		t.Fatal("no CA certificate in Secret " + pki.CAServer)
+	}
+	cfg := &tls.Config{RootCAs: ca, ServerName: serverName, MinVersion: tls.VersionTLS12}
+	if cert != "" {
+		d := cp.objs.data(t, "Secret", cert)
+		pair, err := tls.X509KeyPair([]byte(d["tls.crt"]), []byte(d["tls.key"]))
+		if err != nil {
+			t.Fatalf("Secret %s: %v", cert, err)
+		}
+		cfg.Certificates = []tls.Certificate{pair}
+	}
+	return &client{base: base, http: &http.Client{Timeout: 30 * time.Second, Transport: &http.Transport{TLSClientConfig: cfg}}}
+}
+
+// do sends a JSON request and returns the status and body.
+func (c *client) do(t *testing.T, method, path string, body any) (int, []byte) {
+	t.Helper()
+	var r io.Reader
+	if body != nil {
+		b, err := json.Marshal(body)
+		if err != nil {
+			t.Fatal(err)
+		}
+		r = bytes.NewReader(b)
+	}
+	req, err := http.NewRequest(method, c.base+path, r)
+	if err != nil {
+		t.Fatal(err)
+	}
+	req.Header.Set("Content-Type", "application/json")
+	resp, err := c.http.Do(req)
+	if err != nil {
+		t.Fatalf("%s %s: %v", method, path, err)
+	}
+	defer resp.Body.Close()
+	b, _ := io.ReadAll(resp.Body)
+	return resp.StatusCode, b
+}
+
+// must sends a request that must succeed and decodes the answer.
+func (c *client) must(t *testing.T, method, path string, body any) map[string]any {
+	t.Helper()
+	code, b := c.do(t, method, path, body)
+	if code/100 != 2 {
+		t.Fatalf("%s %s: HTTP %d: %s", method, path, code, b)
+	}
+	out := map[string]any{}
+	_ = json.Unmarshal(b, &out)
+	return out
+}
+
+// eventually polls get until cond holds on its answer.
+func (c *client) eventually(t *testing.T, path string, timeout time.Duration, cond func(map[string]any) bool) map[string]any {
+	t.Helper()
+	deadline := time.Now().Add(timeout)
+	var last []byte
+	for time.Now().Before(deadline) {
+		code, b := c.do(t, http.MethodGet, path, nil)
+		last = b
+		if code == http.StatusOK {
+			out := map[string]any{}
+			if json.Unmarshal(b, &out) == nil && cond(out) {
+				return out
+			}
+		}
+		time.Sleep(time.Second)
+	}
+	t.Fatalf("GET %s: condition not met after %s; last answer: %s", path, timeout, last)
+	return nil
+}
+
+// applyKCPSide creates, in kcp's root workspace, the objects the stack
+// sends through its kcp provider (render mode writes them under kcp/):
+// what `kcp-tmc up` applies once kcp-tmc:kcpKubeconfig is set.
+func (cp *controlPlane) applyKCPSide(t *testing.T, rec []mocktest.Resource, providerName, workspace string) {
+	t.Helper()
+	n := 0
+	for _, r := range rec {
+		if !strings.HasSuffix(r.Provider, "::pulumi:providers:kubernetes::"+providerName+"::"+providerName+"-id") {
+			continue
+		}
+		obj := r.Input()
+		gv, kind := fmt.Sprint(obj["apiVersion"]), fmt.Sprint(obj["kind"])
+		prefix := "/apis/" + gv
+		if !strings.Contains(gv, "/") {
+			prefix = "/api/" + gv
+		}
+		plural := strings.ToLower(kind) + "s"
+		if strings.HasSuffix(kind, "y") {
+			plural = strings.ToLower(strings.TrimSuffix(kind, "y")) + "ies"
+		}
+		cp.admin.must(t, http.MethodPost, "/clusters/"+workspace+prefix+"/"+plural, obj)
+		n++
+	}
+	if n == 0 {
+		t.Fatalf("the stack sends nothing through its %s provider", providerName)
+	}
+}
+
+// TestDevStackRuns: the dev stack's etcd, kcp and front-proxy start from
+// what the stack renders; an admin creates a workspace through the
+// front-proxy and uses it; a virtual workspace answers through /services/;
+// Prometheus' scrape of kcp returns every series the kcp alerts read.
+func TestDevStackRuns(t *testing.T) {
+	binary(t, "KCP_BIN")
+	binary(t, "KCP_FRONT_PROXY_BIN")
+	objs, rec := render(t, "dev", map[string]string{"tls": `{"mode":"self-managed"}`})
+	t.Run("workloads do not depend on the TLS mode", func(t *testing.T) {
+		cm, _ := render(t, "dev", nil)
+		for _, w := range []struct{ kind, name string }{{"Deployment", kcp.ServerName}, {"Deployment", kcp.FrontProxyName}, {"StatefulSet", etcd.Name}} {
+			if a, b := mocktest.Dig(objs.get(t, w.kind, w.name), "spec"), mocktest.Dig(cm.get(t, w.kind, w.name), "spec"); !reflect.DeepEqual(a, b) {
+				t.Errorf("%s %s differs between tls modes: the e2e would not run what cert-manager mode deploys", w.kind, w.name)
+			}
+		}
+	})
+	cp := startControlPlane(t, objs)
+	admin := cp.admin
+
+	t.Run("admin creates a workspace through the front-proxy and uses it", func(t *testing.T) {
+		admin.must(t, http.MethodPost, "/clusters/root/apis/tenancy.kcp.io/v1alpha1/workspaces", map[string]any{
+			"apiVersion": "tenancy.kcp.io/v1alpha1", "kind": "Workspace", "metadata": map[string]any{"name": "e2e"}})
+		began := time.Now()
+		admin.eventually(t, "/clusters/root/apis/tenancy.kcp.io/v1alpha1/workspaces/e2e", 2*time.Minute, func(ws map[string]any) bool {
+			return mocktest.Dig(ws, "status", "phase") == "Ready"
+		})
+		t.Logf("workspace Ready after %s", time.Since(began).Round(time.Second))
+		admin.must(t, http.MethodPost, "/clusters/root:e2e/api/v1/namespaces/default/configmaps", map[string]any{
+			"apiVersion": "v1", "kind": "ConfigMap", "metadata": map[string]any{"name": "hello"}, "data": map[string]any{"from": "e2e"}})
+		if got := admin.must(t, http.MethodGet, "/clusters/root:e2e/api/v1/namespaces/default/configmaps/hello", nil); mocktest.Dig(got, "data", "from") != "e2e" {
+			t.Errorf("read back %v", got)
+		}
+	})
+
+	t.Run("a virtual workspace answers through /services/ at the URL agents are given", func(t *testing.T) {
+		admin.must(t, http.MethodPost, "/clusters/root:e2e/apis/apis.kcp.io/v1alpha1/apiexports", map[string]any{
+			"apiVersion": "apis.kcp.io/v1alpha1", "kind": "APIExport", "metadata": map[string]any{"name": "e2e.example.com"}, "spec": map[string]any{}})
+		// kcp serves an export's virtual workspace once something binds it.
+		admin.must(t, http.MethodPost, "/clusters/root:e2e/apis/apis.kcp.io/v1alpha1/apibindings", map[string]any{
+			"apiVersion": "apis.kcp.io/v1alpha1", "kind": "APIBinding", "metadata": map[string]any{"name": "e2e.example.com"},
+			"spec": map[string]any{"reference": map[string]any{"export": map[string]any{"name": "e2e.example.com"}}}})
+		slice := admin.eventually(t, "/clusters/root:e2e/apis/apis.kcp.io/v1alpha1/apiexportendpointslices/e2e.example.com", 2*time.Minute, func(s map[string]any) bool {
+			return len(asList(mocktest.Dig(s, "status", "endpoints"))) > 0
+		})
+		url := fmt.Sprint(mocktest.Dig(slice, "status", "endpoints", 0, "url"))
+		front := fmt.Sprintf("https://localhost:%d/services/", cp.m.local(t, 443))
+		if !strings.HasPrefix(url, front) {
+			t.Fatalf("the endpoint slice sends agents to %s, not through the front door %s", url, front)
+		}
+		code, body := admin.do(t, http.MethodGet, strings.TrimPrefix(url, admin.base)+"/clusters/*/apis", nil)
+		if code != http.StatusOK {
+			t.Fatalf("GET %s/clusters/*/apis through the front-proxy: HTTP %d: %s", url, code, body)
+		}
+	})
+
+	t.Run("Prometheus scrapes kcp as its ServiceMonitor says and finds what the alerts read", func(t *testing.T) {
+		cp.applyKCPSide(t, rec, "kcp", "root")
+		sm := objs.get(t, "ServiceMonitor", monitoring.JobKCP)
+		ep := asMap(mocktest.Dig(sm, "spec", "endpoints", 0))
+		tlsCfg := asMap(ep["tlsConfig"])
+		certSecret := fmt.Sprint(mocktest.Dig(tlsCfg, "cert", "secret", "name"))
+		if ca := fmt.Sprint(mocktest.Dig(tlsCfg, "ca", "secret", "name")); ca != pki.CAServer {
+			t.Fatalf("ServiceMonitor verifies kcp with %s", ca)
+		}
+		scraper := cp.client(t, certSecret, fmt.Sprintf("https://127.0.0.1:%d", cp.m.local(t, kcp.APIPort)), fmt.Sprint(tlsCfg["serverName"]))
+		path := fmt.Sprint(ep["path"])
+		var code int
+		var body []byte
+		// The binding reaches kcp's authorizer through its informers.
+		for i := 0; i < 30; i++ {
+			if code, body = scraper.do(t, http.MethodGet, path, nil); code == http.StatusOK {
+				break
+			}
+			time.Sleep(time.Second)
+		}
+		if code != http.StatusOK {
+			t.Fatalf("scrape %s: HTTP %d: %.300s", path, code, body)
+		}
+		series := map[string]bool{}
+		for _, line := range strings.Split(string(body), "\n") {
+			if name, _, ok := strings.Cut(line, "{"); ok && !strings.HasPrefix(line, "#") {
+				series[name] = true
+			} else if f := strings.Fields(line); len(f) == 2 && !strings.HasPrefix(line, "#") {
+				series[f[0]] = true
+			}
+		}
+		read := regexp.MustCompile(`([a-zA-Z_:][a-zA-Z0-9_:]*)\{job="` + monitoring.JobKCP + `"[,}]`)
+		checked := 0
+		for _, g := range monitoring.Groups() {
+			for _, r := range g.Rules {
+				for _, mm := range read.FindAllStringSubmatch(r.Expr, -1) {
+					checked++
+					if !series[mm[1]] {
+						t.Errorf("rule %s%s reads %s, which kcp does not serve", r.Alert, r.Record, mm[1])
+					}
+				}
+			}
+		}
+		if checked == 0 {
+			t.Fatal("no rule reads a kcp series: nothing was checked")
+		}
+		t.Logf("scraped %d series; %d reads by the rules all found", len(series), checked)
+	})
+}

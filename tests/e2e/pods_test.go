@@ -1,0 +1,357 @@
+package e2e
+
+import (
+	"bufio"
+	"context"
+	"crypto/tls"
+	"encoding/base64"
+	"fmt"
+	"net"
+	"net/http"
+	"os"
+	"os/exec"
+	"path/filepath"
+	"regexp"
+	"sort"
+	"strconv"
+	"strings"
+	"testing"
+	"time"
+
+	"github.com/kcp-tmc/kcp-tmc/internal/mocktest"
+)
+
+// objects are the Kubernetes objects a program run registered.
+type objects []map[string]any
+
+// get returns the object of kind and name, failing the test if absent.
+func (o objects) get(t *testing.T, kind, name string) map[string]any {
+	t.Helper()
+	for _, m := range o {
+		if m["kind"] == kind && mocktest.Dig(m, "metadata", "name") == name {
+			return m
+		}
+	}
+	t.Fatalf("the stack renders no %s %s", kind, name)
+	return nil
+}
+
+// data is a Secret's or ConfigMap's content (stringData, or decoded data).
+func (o objects) data(t *testing.T, kind, name string) map[string]string {
+	t.Helper()
+	m := o.get(t, kind, name)
+	out := map[string]string{}
+	for k, v := range asMap(m["data"]) {
+		s := fmt.Sprint(v)
+		if kind == "Secret" {
+			b, err := base64.StdEncoding.DecodeString(s)
+			if err != nil {
+				t.Fatalf("Secret %s key %s: %v", name, k, err)
+			}
+			s = string(b)
+		}
+		out[k] = s
+	}
+	for k, v := range asMap(m["stringData"]) {
+		out[k] = fmt.Sprint(v)
+	}
+	return out
+}
+
+func asMap(v any) map[string]any {
+	m, _ := v.(map[string]any)
+	return m
+}
+
+func asList(v any) []any {
+	l, _ := v.([]any)
+	return l
+}
+
+// machine maps what a pod sees in the cluster to this machine: every port
+// a Service or container exposes to a free loopback port, and every
+// in-cluster or public host name to localhost. Nothing else of what the
+// stack renders changes.
+type machine struct {
+	ports map[int]int // cluster port → local port
+	hosts *regexp.Regexp
+}
+
+func newMachine(t *testing.T, publicHost string, clusterPorts ...int) *machine {
+	t.Helper()
+	m := &machine{ports: map[int]int{}}
+	for _, p := range clusterPorts {
+		if _, ok := m.ports[p]; !ok {
+			m.ports[p] = freePort(t)
+		}
+	}
+	m.hosts = regexp.MustCompile(`(0\.0\.0\.0|localhost|127\.0\.0\.1|[a-z0-9-]+(?:\.[a-z0-9-]+)*\.svc(?:\.cluster\.local)?|` +
+		regexp.QuoteMeta(publicHost) + `):(\d+)`)
+	return m
+}
+
+// alias makes cluster port from reach what to reaches (a Service's port to
+// its target's container port).
+func (m *machine) alias(from, to int) { m.ports[from] = m.ports[to] }
+
+func (m *machine) local(t *testing.T, clusterPort int) int {
+	t.Helper()
+	p, ok := m.ports[clusterPort]
+	if !ok {
+		t.Fatalf("port %d is not one the stack's Services or containers expose", clusterPort)
+	}
+	return p
+}
+
+// rewrite maps host:port pairs and listener flags in s.
+func (m *machine) rewrite(t *testing.T, s string) string {
+	t.Helper()
+	s = m.hosts.ReplaceAllStringFunc(s, func(hp string) string {
+		i := strings.LastIndex(hp, ":")
+		host, port := hp[:i], hp[i+1:]
+		n, _ := strconv.Atoi(port)
+		local := "localhost"
+		if host == "0.0.0.0" || host == "127.0.0.1" {
+			local = "127.0.0.1"
+		}
+		return local + ":" + strconv.Itoa(m.local(t, n))
+	})
+	return regexp.MustCompile(`^--secure-port=(\d+)$`).ReplaceAllStringFunc(s, func(f string) string {
+		n, _ := strconv.Atoi(strings.TrimPrefix(f, "--secure-port="))
+		return "--secure-port=" + strconv.Itoa(m.local(t, n))
+	})
+}
+
+func freePort(t *testing.T) int {
+	t.Helper()
+	l, err := net.Listen("tcp", "127.0.0.1:0")
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer l.Close()
+	return l.Addr().(*net.TCPAddr).Port
+}
+
+// pod is one container of a rendered pod template, with its volumes
+// written to a directory and its args mapped to this machine.
+type pod struct {
+	name      string
+	container map[string]any
+	args      []string
+	dir       string
+}
+
+// materialize writes every volume of the workload's pod template (Secrets
+// and ConfigMaps from the stack's own objects; emptyDirs and a
+// StatefulSet's claims empty) under dir, and returns
+// the first container's command line with mount paths, host names,
+// ports and $(VAR) references mapped.
+func materialize(t *testing.T, objs objects, m *machine, name string, workload map[string]any, dir string) *pod {
+	t.Helper()
+	template := asMap(mocktest.Dig(workload, "spec", "template"))
+	spec := asMap(template["spec"])
+	c := asMap(asList(spec["containers"])[0])
+	volumes := map[string]map[string]any{}
+	for _, v := range asList(spec["volumes"]) {
+		volumes[fmt.Sprint(asMap(v)["name"])] = asMap(v)
+	}
+	for _, claim := range asList(mocktest.Dig(workload, "spec", "volumeClaimTemplates")) {
+		n := fmt.Sprint(mocktest.Dig(claim, "metadata", "name"))
+		volumes[n] = map[string]any{"name": n, "emptyDir": map[string]any{}}
+	}
+	// Mount paths, longest first, so /x/server-ca is mapped before /x/server.
+	type mountMap struct{ from, to string }
+	var mounts []mountMap
+	for _, vm := range asList(c["volumeMounts"]) {
+		vm := asMap(vm)
+		mounts = append(mounts, mountMap{fmt.Sprint(vm["mountPath"]), filepath.Join(dir, fmt.Sprint(vm["name"]))})
+	}
+	sort.Slice(mounts, func(i, j int) bool { return len(mounts[i].from) > len(mounts[j].from) })
+	// One pass over all of them: a local path must not be mapped again
+	// (the pod's /tmp mount would otherwise catch /tmp/...).
+	local := map[string]string{}
+	var alternatives []string
+	for _, mm := range mounts {
+		local[mm.from] = mm.to
+		alternatives = append(alternatives, regexp.QuoteMeta(mm.from))
+	}
+	paths := regexp.MustCompile(`(` + strings.Join(alternatives, "|") + `)($|[/,:\s"])`)
+	mapPaths := func(s string) string {
+		if len(mounts) > 0 {
+			s = paths.ReplaceAllStringFunc(s, func(match string) string {
+				sub := paths.FindStringSubmatch(match)
+				return local[sub[1]] + sub[2]
+			})
+		}
+		return m.rewrite(t, s)
+	}
+	for _, vm := range asList(c["volumeMounts"]) {
+		vname := fmt.Sprint(asMap(vm)["name"])
+		v, ok := volumes[vname]
+		if !ok {
+			t.Fatalf("%s mounts volume %s, which the pod does not define", name, vname)
+		}
+		vdir := filepath.Join(dir, vname)
+		if err := os.MkdirAll(vdir, 0o700); err != nil {
+			t.Fatal(err)
+		}
+		var files map[string]string
+		var items []any
+		switch {
+		case v["secret"] != nil:
+			files = objs.data(t, "Secret", fmt.Sprint(asMap(v["secret"])["secretName"]))
+			items = asList(asMap(v["secret"])["items"])
+		case v["configMap"] != nil:
+			files = objs.data(t, "ConfigMap", fmt.Sprint(asMap(v["configMap"])["name"]))
+			items = asList(asMap(v["configMap"])["items"])
+			for k, s := range files {
+				files[k] = mapPaths(s)
+			}
+		case v["emptyDir"] != nil:
+			continue
+		default:
+			t.Fatalf("%s: volume %s is neither a Secret, a ConfigMap nor an emptyDir", name, vname)
+		}
+		if len(items) > 0 {
+			picked := map[string]string{}
+			for _, it := range items {
+				key, path := fmt.Sprint(asMap(it)["key"]), fmt.Sprint(asMap(it)["path"])
+				s, ok := files[key]
+				if !ok {
+					t.Fatalf("%s: volume %s wants key %s, which its source lacks", name, vname, key)
+				}
+				picked[path] = s
+			}
+			files = picked
+		}
+		for k, s := range files {
+			if err := os.WriteFile(filepath.Join(vdir, k), []byte(s), 0o600); err != nil {
+				t.Fatal(err)
+			}
+		}
+	}
+	env := map[string]string{}
+	for _, e := range asList(c["env"]) {
+		e := asMap(e)
+		switch path := mocktest.Dig(e, "valueFrom", "fieldRef", "fieldPath"); path {
+		case "metadata.name":
+			env[fmt.Sprint(e["name"])] = name
+		case "metadata.namespace":
+			env[fmt.Sprint(e["name"])] = fmt.Sprint(mocktest.Dig(workload, "metadata", "namespace"))
+		default:
+			if v, ok := e["value"]; ok {
+				env[fmt.Sprint(e["name"])] = fmt.Sprint(v)
+			}
+		}
+	}
+	p := &pod{name: name, container: c, dir: dir}
+	// The command's first word is the binary the test is given; the rest
+	// (kcp's "start") stays.
+	command := asList(c["command"])
+	if len(command) > 1 {
+		command = command[1:]
+	} else {
+		command = nil
+	}
+	for _, a := range append(command, asList(c["args"])...) {
+		s := fmt.Sprint(a)
+		for k, v := range env {
+			s = strings.ReplaceAll(s, "$("+k+")", v)
+		}
+		p.args = append(p.args, mapPaths(s))
+	}
+	return p
+}
+
+// process is a started program; its output goes to a log file.
+type process struct {
+	name, log string
+	cmd       *exec.Cmd
+	done      chan error
+}
+
+func start(t *testing.T, name, bin string, args []string, dir string) *process {
+	t.Helper()
+	log := filepath.Join(dir, name+".log")
+	f, err := os.Create(log)
+	if err != nil {
+		t.Fatal(err)
+	}
+	cmd := exec.Command(bin, args...)
+	cmd.Dir, cmd.Stdout, cmd.Stderr = dir, f, f
+	if err := cmd.Start(); err != nil {
+		t.Fatalf("starting %s: %v", name, err)
+	}
+	p := &process{name: name, log: log, cmd: cmd, done: make(chan error, 1)}
+	go func() { p.done <- cmd.Wait(); f.Close() }()
+	t.Cleanup(func() {
+		_ = cmd.Process.Kill()
+		<-p.done
+		if t.Failed() {
+			t.Logf("%s log (last 40 lines):\n%s", name, tail(log, 40))
+		}
+	})
+	return p
+}
+
+func tail(path string, n int) string {
+	f, err := os.Open(path)
+	if err != nil {
+		return err.Error()
+	}
+	defer f.Close()
+	var lines []string
+	s := bufio.NewScanner(f)
+	s.Buffer(make([]byte, 1<<20), 1<<20)
+	for s.Scan() {
+		lines = append(lines, s.Text())
+	}
+	if len(lines) > n {
+		lines = lines[len(lines)-n:]
+	}
+	return strings.Join(lines, "\n")
+}
+
+// waitProbe polls the container's readiness probe as the kubelet does
+// (HTTP GET on the named port; HTTPS without verifying the certificate)
+// until it answers 2xx, the process exits, or the timeout passes.
+func waitProbe(t *testing.T, p *process, pd *pod, m *machine, timeout time.Duration) time.Duration {
+	t.Helper()
+	probe := asMap(mocktest.Dig(pd.container, "readinessProbe", "httpGet"))
+	if probe == nil {
+		t.Fatalf("%s has no HTTP readiness probe", pd.name)
+	}
+	port := 0
+	for _, cp := range asList(pd.container["ports"]) {
+		cp := asMap(cp)
+		if cp["name"] == probe["port"] || fmt.Sprint(cp["containerPort"]) == fmt.Sprint(probe["port"]) {
+			port = int(cp["containerPort"].(float64))
+		}
+	}
+	scheme := strings.ToLower(fmt.Sprint(probe["scheme"]))
+	if scheme != "https" {
+		scheme = "http"
+	}
+	url := fmt.Sprintf("%s://127.0.0.1:%d%s", scheme, m.local(t, port), probe["path"])
+	client := &http.Client{Timeout: 3 * time.Second, Transport: &http.Transport{TLSClientConfig: &tls.Config{InsecureSkipVerify: true}}} //nolint:gosec // as the kubelet probes
+	ctx, cancel := context.WithTimeout(context.Background(), timeout)
+	defer cancel()
+	began := time.Now()
+	for {
+		resp, err := client.Get(url)
+		if err == nil {
+			resp.Body.Close()
+			if resp.StatusCode/100 == 2 {
+				return time.Since(began)
+			}
+		}
+		select {
+		case err := <-p.done:
+			p.done <- err
+			t.Fatalf("%s exited before ready (%v):\n%s", pd.name, err, tail(p.log, 40))
+		case <-ctx.Done():
+			t.Fatalf("%s not ready at %s after %s (last: %v):\n%s", pd.name, url, timeout, err, tail(p.log, 40))
+		case <-time.After(time.Second):
+		}
+	}
+}
