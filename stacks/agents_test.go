@@ -12,7 +12,7 @@ import (
 	"github.com/kcp-tmc/kcp-tmc/internal/mocktest"
 )
 
-// clusterConfig is a prod stack with n clusters (alternating agent kinds).
+// clusterConfig is a prod stack with n clusters.
 func clusterConfig(names ...string) map[string]string {
 	var clusters []map[string]any
 	kubeconfigs := map[string]string{}
@@ -21,9 +21,6 @@ func clusterConfig(names ...string) map[string]string {
 		h := int(n[len(n)-1])
 		c := map[string]any{"name": n, "region": "us-east-1", "zone": fmt.Sprintf("us-east-1%c", 'a'+h%3),
 			"resources": []map[string]string{{"group": "apps", "version": "v1", "kind": "Deployment", "plural": "deployments"}}}
-		if h%2 == 1 {
-			c["agent"], c["image"] = "tmc-syncer", "ghcr.io/kcp-dev/contrib-tmc/syncer:0b1a2c3"
-		}
 		clusters = append(clusters, c)
 		kubeconfigs[n] = "apiVersion: v1\nkind: Config\n"
 	}
@@ -117,7 +114,10 @@ func TestClusterConfigErrors(t *testing.T) {
 		}, "config kcp-tmc:clusters[0].resources[0]:"},
 		{"qps for api-syncagent", func(c map[string]string) {
 			c["clusters"] = `[{"name":"alpha","qps":50,"resources":[{"group":"apps","version":"v1","kind":"Deployment","plural":"deployments"}]}]`
-		}, `config kcp-tmc:clusters[0].qps: invalid value "50/0"`},
+		}, `config kcp-tmc:clusters[0].qps: invalid value "50"`},
+		{"the legacy TMC syncer, which kcp v0.32.3 cannot serve", func(c map[string]string) {
+			c["clusters"] = `[{"name":"alpha","agent":"tmc-syncer","image":"ghcr.io/kcp-dev/contrib-tmc/syncer:0b1a2c3","resources":[{"group":"apps","version":"v1","kind":"Deployment","plural":"deployments"}]}]`
+		}, `config kcp-tmc:clusters[0].agent: invalid value "tmc-syncer": want api-syncagent: the TMC syncer needs a SyncTarget API`},
 		{"cluster kubeconfigs in plaintext", func(c map[string]string) {}, `config kcp-tmc:clusterKubeconfigs: invalid value "<plaintext>"`},
 	}
 	for _, tt := range tests {
@@ -190,18 +190,19 @@ current-context: kcp
 			servers[p.Name] = kc
 		}
 	}
-	for name, want := range map[string]string{"kcp": "https://kcp.example.com/clusters/root:compute", "kcp-root-team-b": "https://kcp.example.com/clusters/root:team-b"} {
+	for name, want := range map[string]string{"kcp": "https://kcp.example.com/clusters/root", "kcp-root-compute": "https://kcp.example.com/clusters/root:compute",
+		"kcp-root-team-b": "https://kcp.example.com/clusters/root:team-b"} {
 		if !strings.Contains(servers[name], "server: "+want) {
 			t.Errorf("kcp provider %s kubeconfig does not point at %s:\n%s", name, want, servers[name])
 		}
 	}
 	checked := 0
 	for _, r := range rec.All() {
-		if !strings.HasSuffix(r.Name, "-synctarget") && !strings.HasSuffix(r.Name, "-apiexport") {
+		if !strings.HasSuffix(r.Name, "-apiexport") {
 			continue
 		}
 		checked++
-		want := "::kcp::"
+		want := "::kcp-root-compute::"
 		if strings.HasPrefix(r.Name, "agent-b-") {
 			want = "::kcp-root-team-b::"
 		}
@@ -210,7 +211,20 @@ current-context: kcp
 		}
 	}
 	if checked != 3 {
-		t.Errorf("%d APIExports/SyncTargets, want one per cluster", checked)
+		t.Errorf("%d APIExports, want one per cluster", checked)
+	}
+	// Each workspace is created once, in root, kept when the stack lets go
+	// of it, and waited for until kcp says Ready.
+	for _, ws := range []string{"compute", "team-b"} {
+		r := rec.Named(t, "kubernetes:tenancy.kcp.io/v1alpha1:Workspace", "workspace-root-"+ws)
+		if !strings.HasSuffix(r.Provider, "::kcp::kcp-id") || !r.RetainOnDelete ||
+			mocktest.Dig(r.Input(), "metadata", "annotations", "pulumi.com/waitFor") != "jsonpath={.status.phase}=Ready" ||
+			mocktest.Dig(r.Input(), "metadata", "name") != ws {
+			t.Errorf("workspace %s: provider %s, retained %v, inputs %v", ws, r.Provider, r.RetainOnDelete, r.Input())
+		}
+	}
+	if n := len(rec.OfType("kubernetes:tenancy.kcp.io/v1alpha1:Workspace")); n != 2 {
+		t.Errorf("%d workspaces, want 2", n)
 	}
 
 	cfg["kcpKubeconfig"] = "not: [a kubeconfig"

@@ -423,13 +423,14 @@ type Cluster struct {
 	// Name names the cluster and its agent, which must never change: a
 	// DNS-1035 label of at most 40 characters, used once.
 	Name string `json:"name"`
-	// Agent is `api-syncagent` (default) or `tmc-syncer` (legacy).
+	// Agent is `api-syncagent` (the default and only choice: `tmc-syncer`
+	// is refused, kcp v0.32.3 has no SyncTarget API; docs/migrate-from-tmc.md).
 	Agent string `json:"agent"`
-	// Image is the agent's pinned repository:tag: required for tmc-syncer;
-	// api-syncagent defaults to the kcp helm chart's api-syncagent image.
+	// Image is the agent's pinned repository:tag (default
+	// ghcr.io/kcp-dev/api-syncagent:v0.7.0, the release for kcp 0.32).
 	Image string `json:"image"`
-	// Replicas is the number of agent pods: api-syncagent at least 1 (default
-	// 2, leader-elected); tmc-syncer exactly 1.
+	// Replicas is the number of agent pods: at least 1 (default 2,
+	// leader-elected).
 	Replicas int `json:"replicas"`
 	// Namespace is where the agent runs on its cluster (default `kcp-agent`).
 	Namespace string `json:"namespace"`
@@ -441,10 +442,10 @@ type Cluster struct {
 	Zone string `json:"zone"`
 	// Resources are the kinds the agent syncs: at least one, each distinct.
 	Resources []SyncedKind `json:"resources"`
-	// QPS is the TMC syncer's kcp client rate (tmc-syncer only; default 20).
+	// QPS was the TMC syncer's kcp client rate: setting it is an error
+	// (api-syncagent has no such flag).
 	QPS int `json:"qps"`
-	// Burst is the TMC syncer's kcp client burst, at least `qps` (tmc-syncer
-	// only; default 30).
+	// Burst was the TMC syncer's kcp client burst: setting it is an error.
 	Burst int `json:"burst"`
 	// MaxSyncWorkers is one of the seed's knobs no agent has a flag for:
 	// setting it is an error (api-syncagent has 4 fixed sync workers).

@@ -15,6 +15,8 @@ import (
 
 	"github.com/pulumi/pulumi-aws/sdk/v6/go/aws"
 	"github.com/pulumi/pulumi-kubernetes/sdk/v4/go/kubernetes"
+	"github.com/pulumi/pulumi-kubernetes/sdk/v4/go/kubernetes/apiextensions"
+	metav1 "github.com/pulumi/pulumi-kubernetes/sdk/v4/go/kubernetes/meta/v1"
 	"github.com/pulumi/pulumi/sdk/v3/go/pulumi"
 	"k8s.io/client-go/tools/clientcmd"
 	"sigs.k8s.io/yaml"
@@ -338,8 +340,8 @@ func agentArgs(cfg *Config, cl Cluster) agents.Args {
 	return agents.Args{
 		Cluster: cl.Name, Kind: kind, Image: cl.Image, Replicas: cl.Replicas, Namespace: cl.Namespace,
 		KCPServer: kcp.PublicURL(cfg.Domain), Workspace: workspace, Resources: res, Labels: labels,
-		QPS: cl.QPS, Burst: cl.Burst, PodSecurityVersion: cfg.PodSecurityVersion,
-		Container: workloadResources(cfg.AgentResources, ephemeralSmall),
+		PodSecurityVersion: cfg.PodSecurityVersion,
+		Container:          workloadResources(cfg.AgentResources, ephemeralSmall),
 	}
 }
 
@@ -348,6 +350,10 @@ func agentArgs(cfg *Config, cl Cluster) agents.Args {
 // kcp's side goes through a provider for kcp: rendered in render mode,
 // applied once kcp runs and kcp-tmc:kcpKubeconfig is set.
 func deployAgents(ctx *pulumi.Context, cfg *Config, projectDir string, certs *pki.PKI, kcpProviders map[string]pulumi.ProviderResource) error {
+	workspaces, err := kcpWorkspaces(ctx, cfg, kcpProviders)
+	if err != nil {
+		return err
+	}
 	for _, cl := range cfg.Clusters {
 		args := &kubernetes.ProviderArgs{}
 		if cfg.Target.Mode == TargetRender {
@@ -367,6 +373,7 @@ func deployAgents(ctx *pulumi.Context, cfg *Config, projectDir string, certs *pk
 		a.ClientCert, a.ClientKey, a.ServerCA = id.Cert, id.Key, id.ServerCA
 		if p, ok := kcpProviders[a.Workspace]; ok {
 			a.KCPProvider = p
+			a.KCPDependsOn = []pulumi.Resource{workspaces[a.Workspace]}
 		}
 		if _, err := agents.NewAgent(ctx, "agent-"+cl.Name, a, pulumi.Providers(provider)); err != nil {
 			return fmt.Errorf("cluster %s: %w", cl.Name, err)
@@ -375,17 +382,24 @@ func deployAgents(ctx *pulumi.Context, cfg *Config, projectDir string, certs *pk
 	return nil
 }
 
+// kcpProviderName is "kcp" for root and kcp-<path with dashes> for the
+// workspaces below it (also their render directories).
+func kcpProviderName(ws string) string {
+	if ws == rootWorkspace {
+		return "kcp"
+	}
+	return "kcp-" + strings.ReplaceAll(ws, ":", "-")
+}
+
 // rootWorkspace holds kcp's own RBAC (the metrics reader binding).
 const rootWorkspace = "root"
 
 // newKCPProviders makes one provider for kcp per workspace the stack writes
-// to, so each cluster's APIExport or SyncTarget lands in that cluster's
-// workspace and kcp's own RBAC in root: kcp-tmc:kcpKubeconfig with its
-// server path set to /clusters/<workspace>. The clusters' workspaces come
-// first, and the first keeps the name "kcp" (render mode: its directory
-// "kcp"), so stacks that had clusters before root was added keep their
-// provider. No kcpKubeconfig and no render mode: no kcp side yet (a first
-// up installs kcp, a second connects).
+// to, so each cluster's APIExport lands in that cluster's workspace, each
+// workspace is created through its parent's provider, and kcp's own RBAC
+// lands in root: kcp-tmc:kcpKubeconfig with its server path set to
+// /clusters/<workspace>. No kcpKubeconfig and no render mode: no kcp side
+// yet (a first up installs kcp, a second connects).
 func newKCPProviders(ctx *pulumi.Context, cfg *Config, projectDir string) (map[string]pulumi.ProviderResource, error) {
 	out := map[string]pulumi.ProviderResource{}
 	if cfg.Target.Mode != TargetRender && cfg.KCPKubeconfig == "" {
@@ -395,14 +409,15 @@ func newKCPProviders(ctx *pulumi.Context, cfg *Config, projectDir string) (map[s
 	for _, cl := range cfg.Clusters {
 		workspaces = append(workspaces, agentArgs(cfg, cl).Workspace)
 	}
+	// Then every ancestor, whose provider creates the workspace below it.
+	for _, ws := range workspaces {
+		workspaces = append(workspaces, ancestors(ws)...)
+	}
 	for _, ws := range append(workspaces, rootWorkspace) {
 		if _, done := out[ws]; done {
 			continue
 		}
-		name := "kcp"
-		if len(out) > 0 {
-			name = "kcp-" + strings.ReplaceAll(ws, ":", "-")
-		}
+		name := kcpProviderName(ws)
 		args := &kubernetes.ProviderArgs{}
 		if cfg.Target.Mode == TargetRender {
 			args.RenderYamlToDirectory = pulumi.StringPtr(filepath.Join(renderDir(cfg, projectDir), name))
@@ -419,6 +434,62 @@ func newKCPProviders(ctx *pulumi.Context, cfg *Config, projectDir string) (map[s
 			return nil, fmt.Errorf("kcp provider for workspace %s: %w", ws, err)
 		}
 		out[ws] = p
+	}
+	return out, nil
+}
+
+// ancestors are the workspace paths above ws, nearest first, down to root
+// ("root:a:b" → "root:a", "root").
+func ancestors(ws string) []string {
+	var out []string
+	for i := strings.LastIndex(ws, ":"); i > 0; i = strings.LastIndex(ws, ":") {
+		ws = ws[:i]
+		out = append(out, ws)
+	}
+	return out
+}
+
+// kcpWorkspaces creates every workspace the clusters use that is not root,
+// each through its parent's provider, and returns them by path. A fresh kcp
+// has none of them (kcp v0.32.3 has no root:compute), and a workspace's
+// content can only be written once it is Ready, so Pulumi waits for that.
+// Workspaces hold their users' data: destroy or removing a cluster leaves
+// them in kcp.
+func kcpWorkspaces(ctx *pulumi.Context, cfg *Config, providers map[string]pulumi.ProviderResource) (map[string]pulumi.Resource, error) {
+	out := map[string]pulumi.Resource{}
+	var create func(ws string) error
+	create = func(ws string) error {
+		if _, done := out[ws]; done || ws == rootWorkspace {
+			return nil
+		}
+		parent := ancestors(ws)[0]
+		if err := create(parent); err != nil {
+			return err
+		}
+		opts := []pulumi.ResourceOption{pulumi.Provider(providers[parent]), pulumi.RetainOnDelete(true)}
+		if p, ok := out[parent]; ok {
+			opts = append(opts, pulumi.DependsOn([]pulumi.Resource{p}))
+		}
+		res, err := apiextensions.NewCustomResource(ctx, "workspace-"+strings.ReplaceAll(ws, ":", "-"), &apiextensions.CustomResourceArgs{
+			ApiVersion: pulumi.String("tenancy.kcp.io/v1alpha1"), Kind: pulumi.String("Workspace"),
+			Metadata: &metav1.ObjectMetaArgs{
+				Name:        pulumi.String(ws[strings.LastIndex(ws, ":")+1:]),
+				Annotations: pulumi.StringMap{"pulumi.com/waitFor": pulumi.String("jsonpath={.status.phase}=Ready")},
+			},
+		}, opts...)
+		if err != nil {
+			return fmt.Errorf("kcp workspace %s: %w", ws, err)
+		}
+		out[ws] = res
+		return nil
+	}
+	if len(providers) == 0 {
+		return out, nil
+	}
+	for _, cl := range cfg.Clusters {
+		if err := create(agentArgs(cfg, cl).Workspace); err != nil {
+			return nil, err
+		}
 	}
 	return out, nil
 }

@@ -388,9 +388,12 @@ func (c *Config) validateClusters(v *validator) {
 			v.add(key+".name", cl.Name, "a name used once")
 		}
 		seen[cl.Name] = true
-		for knob, val := range map[string]int{"maxSyncWorkers": cl.MaxSyncWorkers, "syncBacklogLimit": cl.SyncBacklogLimit, "batchSize": cl.BatchSize} {
-			if val != 0 {
-				v.add(key+"."+knob, strconv.Itoa(val), "unset: neither api-syncagent (4 fixed sync workers) nor the TMC syncer (2 fixed workers) has such a flag; tmc-syncer takes qps and burst")
+		for _, knob := range []struct {
+			key string
+			val int
+		}{{"maxSyncWorkers", cl.MaxSyncWorkers}, {"syncBacklogLimit", cl.SyncBacklogLimit}, {"batchSize", cl.BatchSize}, {"qps", cl.QPS}, {"burst", cl.Burst}} {
+			if knob.val != 0 {
+				v.add(key+"."+knob.key, strconv.Itoa(knob.val), "unset: api-syncagent v0.7.0 has no such flag (4 fixed sync workers; qps and burst were the retired TMC syncer's)")
 			}
 		}
 		if c.Target.Mode == TargetKubeconfig && c.ClusterKubeconfigs[cl.Name] == "" {
@@ -400,7 +403,7 @@ func (c *Config) validateClusters(v *validator) {
 		a.ClientCert, a.ClientKey, a.ServerCA = pulumi.String("x"), pulumi.String("x"), pulumi.String("x")
 		componentErrors(v, a.WithDefaults().Validate(), true, "agents", map[string]string{
 			"Cluster": key + ".name", "Kind": key + ".agent", "Image": key + ".image", "Replicas": key + ".replicas",
-			"QPS/Burst": key + ".qps", "KCPServer/Workspace": key + ".workspace", "Resources": key + ".resources",
+			"KCPServer/Workspace": key + ".workspace", "Resources": key + ".resources",
 		})
 	}
 }

@@ -1,18 +1,22 @@
-// Package agents connects one physical cluster to kcp: the agent running on
-// that cluster (the maintained kcp-dev/api-syncagent, or the legacy TMC
-// syncer frozen in kcp-dev/contrib-tmc), its own identity (a client
-// certificate of its own, revocable alone), least-privilege RBAC for exactly
-// the synced resources, and what kcp needs for it (an APIExport, or a
-// SyncTarget). One component per cluster, every name derived from the
-// cluster's, so adding or removing a cluster touches nothing else.
+// Package agents connects one physical cluster to kcp: the maintained
+// kcp-dev/api-syncagent running on that cluster, its own identity (a
+// client certificate of its own, revocable alone), least-privilege RBAC
+// for exactly the synced resources, the PublishedResource CRD it reads,
+// and what kcp needs for it (an APIExport, its RBAC and workspace access).
+// One component per cluster, every name derived from the cluster's, so
+// adding or removing a cluster touches nothing else.
+//
+// The legacy TMC syncer is refused: kcp ≥ 0.12 (this stack runs v0.32.3)
+// has no SyncTarget API, so it cannot work against the kcp we deploy
+// (docs/migrate-from-tmc.md).
 package agents
 
 import (
+	_ "embed"
 	"encoding/base64"
 	"errors"
 	"fmt"
 	"regexp"
-	"strconv"
 	"strings"
 
 	"github.com/pulumi/pulumi-kubernetes/sdk/v4/go/kubernetes"
@@ -22,6 +26,7 @@ import (
 	metav1 "github.com/pulumi/pulumi-kubernetes/sdk/v4/go/kubernetes/meta/v1"
 	rbacv1 "github.com/pulumi/pulumi-kubernetes/sdk/v4/go/kubernetes/rbac/v1"
 	"github.com/pulumi/pulumi/sdk/v3/go/pulumi"
+	"sigs.k8s.io/yaml"
 
 	"github.com/kcp-tmc/kcp-tmc/components/internal/component"
 	"github.com/kcp-tmc/kcp-tmc/components/monitoring"
@@ -37,18 +42,35 @@ const TypeToken = "kcp-tmc:agents:Agent"
 // Agent kinds.
 const (
 	KindSyncAgent = "api-syncagent" // kcp-dev/api-syncagent (maintained)
-	KindTMCSyncer = "tmc-syncer"    // TMC syncer, removed from kcp in 2023 (kcp-dev/contrib-tmc)
+	// KindTMCSyncer is refused (see the package comment); named so the
+	// error can say why.
+	KindTMCSyncer = "tmc-syncer"
 )
+
+// TMCRefusal says why a tmc-syncer cannot be deployed.
+const TMCRefusal = "api-syncagent: the TMC syncer needs a SyncTarget API, which kcp removed in v0.12 (this stack runs kcp v0.32.3); " +
+	"it lives only in the unmaintained kcp-dev/contrib-tmc fork. Move to api-syncagent: docs/migrate-from-tmc.md"
 
 // Defaults and ports.
 const (
-	DefaultSyncAgentImage = "ghcr.io/kcp-dev/api-syncagent:v0.5.0" // the kcp helm chart's appVersion
+	// DefaultSyncAgentImage is the release built against kcp's sdk v0.32.0,
+	// the match for kcp 0.32 (v0.5 and older take flags v0.7.0 dropped).
+	DefaultSyncAgentImage = "ghcr.io/kcp-dev/api-syncagent:v0.7.0"
 	DefaultNamespace      = "kcp-agent"
 	MetricsPort           = 8085
-	HealthPort            = 8086
 	kubeconfigSecret      = "kcp-kubeconfig"
 	kubeconfigMount       = "/etc/kcp-agent/kcp"
+	// WorkspaceAccessRole is kcp's ClusterRole that lets a user into a
+	// workspace at all (pkg/authorization/bootstrap/policy.go); without a
+	// binding to it kcp denies the agent every request in the workspace.
+	WorkspaceAccessRole = "system:kcp:workspace:access"
 )
+
+// publishedResourceCRD is api-syncagent v0.7.0's PublishedResource CRD
+// (deploy/crd/kcp.io of the release; crds/README.md says how it was taken).
+//
+//go:embed crds/syncagent.kcp.io_publishedresources.yaml
+var publishedResourceCRD []byte
 
 // Resource is one synced resource.
 type Resource struct{ Group, Version, Kind, Plural string }
@@ -56,29 +78,29 @@ type Resource struct{ Group, Version, Kind, Plural string }
 // Args configures one cluster's agent.
 type Args struct {
 	Cluster   string // the cluster's name: DNS-1035 label
-	Kind      string
-	Image     string // pinned; required for tmc-syncer (contrib-tmc publishes no release tags)
-	Replicas  int    // api-syncagent: 2 (leader election); tmc-syncer: 1 (it has none)
+	Kind      string // api-syncagent (tmc-syncer is refused)
+	Image     string // pinned repository:tag
+	Replicas  int    // default 2 (leader election keeps one active)
 	Namespace string // on the physical cluster
 	// KCPServer is kcp's public URL; Workspace the logical cluster path the
-	// agent serves (the APIExport's or the SyncTarget's workspace).
+	// agent serves (the APIExport's workspace).
 	KCPServer, Workspace string
-	// APIExport is the export the api-syncagent fills (default <cluster>-export).
+	// APIExport is the export the api-syncagent fills (default
+	// <cluster>-export); kcp creates its endpoint slice of the same name.
 	APIExport string
 	Resources []Resource
-	// Labels (region, zone) go on the agent's objects and the SyncTarget.
+	// Labels (region, zone) go on the agent's objects.
 	Labels map[string]string
-	// QPS and Burst tune the TMC syncer's kcp client (--qps/--burst);
-	// api-syncagent has no such flags.
-	QPS, Burst int
 	// Identity: the cluster's own client certificate and key (Pulumi secrets)
 	// and the CA that verifies kcp.
 	ClientCert, ClientKey, ServerCA pulumi.StringInput
 	Container                       workload.Resources
 	PodSecurityVersion              string
-	// KCPProvider, when set, creates the kcp side (APIExport and its RBAC, or
-	// a SyncTarget) through it; agents' cluster objects use the component's provider.
+	// KCPProvider, when set, creates the kcp side (the APIExport and its
+	// RBAC) through it; agents' cluster objects use the component's provider.
 	KCPProvider pulumi.ProviderResource
+	// KCPDependsOn must exist in kcp first (the workspace the provider points into).
+	KCPDependsOn []pulumi.Resource
 }
 
 // Agent is the component.
@@ -96,27 +118,17 @@ func (a Args) WithDefaults() Args {
 	if a.Namespace == "" {
 		a.Namespace = DefaultNamespace
 	}
-	if a.Kind == KindSyncAgent {
-		if a.Image == "" {
-			a.Image = DefaultSyncAgentImage
-		}
-		if a.Replicas == 0 {
-			a.Replicas = 2
-		}
-		if a.APIExport == "" {
-			a.APIExport = a.Cluster + "-export"
-		}
+	if a.Kind == "" {
+		a.Kind = KindSyncAgent
 	}
-	if a.Kind == KindTMCSyncer {
-		if a.Replicas == 0 {
-			a.Replicas = 1
-		}
-		if a.QPS == 0 {
-			a.QPS = 20
-		}
-		if a.Burst == 0 {
-			a.Burst = 30
-		}
+	if a.Image == "" {
+		a.Image = DefaultSyncAgentImage
+	}
+	if a.Replicas == 0 {
+		a.Replicas = 2
+	}
+	if a.APIExport == "" {
+		a.APIExport = a.Cluster + "-export"
 	}
 	return a
 }
@@ -140,27 +152,19 @@ func (a Args) Validate() error {
 	}
 	switch a.Kind {
 	case KindSyncAgent:
-		if a.QPS != 0 || a.Burst != 0 {
-			bad("QPS/Burst", fmt.Sprintf("%d/%d", a.QPS, a.Burst), "unset for api-syncagent (it has no such flags)")
-		}
-		if a.Replicas < 1 {
-			bad("Replicas", a.Replicas, "at least 1 (leader election keeps one active)")
-		}
 	case KindTMCSyncer:
-		if a.Replicas != 1 {
-			bad("Replicas", a.Replicas, "1 for tmc-syncer (it has no leader election)")
-		}
-		if a.QPS < 1 || a.Burst < a.QPS {
-			bad("QPS/Burst", fmt.Sprintf("%d/%d", a.QPS, a.Burst), "QPS ≥ 1 and Burst ≥ QPS")
-		}
+		bad("Kind", fmt.Sprintf("%q", a.Kind), TMCRefusal)
 	default:
-		bad("Kind", fmt.Sprintf("%q", a.Kind), "api-syncagent or tmc-syncer")
+		bad("Kind", fmt.Sprintf("%q", a.Kind), "api-syncagent")
+	}
+	if a.Replicas < 1 {
+		bad("Replicas", a.Replicas, "at least 1 (leader election keeps one active)")
 	}
 	if !strings.Contains(a.Image, ":") || strings.HasSuffix(a.Image, ":latest") {
 		bad("Image", fmt.Sprintf("%q", a.Image), "a pinned repository:tag")
 	}
-	if !strings.HasPrefix(a.KCPServer, "https://") || !workspace.MatchString(a.Workspace) {
-		bad("KCPServer/Workspace", fmt.Sprintf("%q/%q", a.KCPServer, a.Workspace), `kcp's https:// URL and a workspace path like "root:compute"`)
+	if !strings.HasPrefix(a.KCPServer, "https://") || !workspace.MatchString(a.Workspace) || a.Workspace == "root" {
+		bad("KCPServer/Workspace", fmt.Sprintf("%q/%q", a.KCPServer, a.Workspace), `kcp's https:// URL and a workspace under root like "root:compute"`)
 	}
 	if len(a.Resources) == 0 {
 		bad("Resources", "none", "at least one resource to sync")
@@ -207,17 +211,19 @@ func NewAgent(ctx *pulumi.Context, name string, args Args, opts ...pulumi.Resour
 	}, after...); err != nil {
 		return nil, fmt.Errorf("kcp kubeconfig Secret: %w", err)
 	}
-	if args.Kind == KindSyncAgent {
-		for _, r := range args.Resources {
-			if _, err := apiextensions.NewCustomResource(ctx, name+"-published-"+r.Plural+"-"+dashed(r.Group), &apiextensions.CustomResourceArgs{
-				ApiVersion: pulumi.String("syncagent.kcp.io/v1alpha1"), Kind: pulumi.String("PublishedResource"),
-				Metadata: &metav1.ObjectMetaArgs{Name: pulumi.String(r.Plural + "." + dashedOrCore(r.Group)), Labels: pulumi.ToStringMap(labels)},
-				OtherFields: kubernetes.UntypedArgs{"spec": pulumi.Map{"resource": pulumi.Map{
-					"apiGroup": pulumi.String(r.Group), "versions": pulumi.ToStringArray([]string{r.Version}), "kind": pulumi.String(r.Kind),
-				}}},
-			}, after...); err != nil {
-				return nil, fmt.Errorf("PublishedResource %s: %w", r.Plural, err)
-			}
+	crd, err := publishedResourceDefinition(ctx, name, child)
+	if err != nil {
+		return nil, err
+	}
+	for _, r := range args.Resources {
+		if _, err := apiextensions.NewCustomResource(ctx, name+"-published-"+r.Plural+"-"+dashed(r.Group), &apiextensions.CustomResourceArgs{
+			ApiVersion: pulumi.String("syncagent.kcp.io/v1alpha1"), Kind: pulumi.String("PublishedResource"),
+			Metadata: &metav1.ObjectMetaArgs{Name: pulumi.String(r.Plural + "." + dashedOrCore(r.Group)), Labels: pulumi.ToStringMap(labels)},
+			OtherFields: kubernetes.UntypedArgs{"spec": pulumi.Map{"resource": pulumi.Map{
+				"apiGroup": pulumi.String(r.Group), "versions": pulumi.ToStringArray([]string{r.Version}), "kind": pulumi.String(r.Kind),
+			}}},
+		}, child, pulumi.DependsOn([]pulumi.Resource{crd})); err != nil {
+			return nil, fmt.Errorf("PublishedResource %s: %w", r.Plural, err)
 		}
 	}
 	// The agent talks to its cluster's API and to kcp over 443/6443 only.
@@ -226,25 +232,19 @@ func NewAgent(ctx *pulumi.Context, name string, args Args, opts ...pulumi.Resour
 		[]security.Flow{{CIDR: "0.0.0.0/0", Ports: []int{443, 6443}}}, after...); err != nil {
 		return nil, err
 	}
-	// kcp's side first: the TMC syncer needs its SyncTarget's uid.
-	var syncTargetUID pulumi.StringOutput
 	if args.KCPProvider != nil {
-		uid, err := kcpSide(ctx, name, args, pulumi.Parent(comp), pulumi.Provider(args.KCPProvider))
-		if err != nil {
+		if err := kcpSide(ctx, name, args, pulumi.Parent(comp), pulumi.Provider(args.KCPProvider), pulumi.DependsOn(args.KCPDependsOn)); err != nil {
 			return nil, err
 		}
-		syncTargetUID = uid
 	}
 	if _, err := appsv1.NewDeployment(ctx, name+"-deployment", &appsv1.DeploymentArgs{
 		Metadata: deploymentMeta(args),
-		Spec:     deploymentSpec(args, labels, syncTargetUID),
+		Spec:     deploymentSpec(args, labels),
 	}, after...); err != nil {
 		return nil, fmt.Errorf("agent Deployment: %w", err)
 	}
-	if args.Kind == KindSyncAgent {
-		if err := metrics(ctx, name, args, labels, after); err != nil {
-			return nil, err
-		}
+	if err := metrics(ctx, name, args, labels, after); err != nil {
+		return nil, err
 	}
 	if args.Replicas > 1 {
 		if err := workload.NewPDB(ctx, name+"-pdb", args.Namespace, args.Kind, after...); err != nil {
@@ -257,6 +257,29 @@ func NewAgent(ctx *pulumi.Context, name string, args Args, opts ...pulumi.Resour
 		return nil, fmt.Errorf("registering outputs of %q: %w", name, err)
 	}
 	return comp, nil
+}
+
+// publishedResourceDefinition installs the agent's CRD on its cluster: the
+// agent reads PublishedResources and exits without their API.
+func publishedResourceDefinition(ctx *pulumi.Context, name string, opts ...pulumi.ResourceOption) (pulumi.Resource, error) {
+	var crd map[string]any
+	if err := yaml.Unmarshal(publishedResourceCRD, &crd); err != nil {
+		return nil, fmt.Errorf("PublishedResource CRD: %w", err)
+	}
+	meta, _ := crd["metadata"].(map[string]any)
+	annotations := pulumi.StringMap{}
+	for k, v := range meta["annotations"].(map[string]any) {
+		annotations[k] = pulumi.String(fmt.Sprint(v))
+	}
+	res, err := apiextensions.NewCustomResource(ctx, name+"-publishedresources-crd", &apiextensions.CustomResourceArgs{
+		ApiVersion: pulumi.String("apiextensions.k8s.io/v1"), Kind: pulumi.String("CustomResourceDefinition"),
+		Metadata:    &metav1.ObjectMetaArgs{Name: pulumi.String(fmt.Sprint(meta["name"])), Annotations: annotations},
+		OtherFields: kubernetes.UntypedArgs{"spec": crd["spec"]},
+	}, opts...)
+	if err != nil {
+		return nil, fmt.Errorf("PublishedResource CRD: %w", err)
+	}
+	return res, nil
 }
 
 func dashed(g string) string {
@@ -297,39 +320,30 @@ current-context: kcp
 	}).(pulumi.StringOutput)
 }
 
-// Flags are the agent's command line (docs/design/agents-research.md).
+// Flags are api-syncagent v0.7.0's command line (cmd/api-syncagent/options.go
+// of the release; docs/agents.md).
 func Flags(a Args) []string {
-	if a.Kind == KindSyncAgent {
-		return []string{
-			"--namespace=" + a.Namespace,
-			"--agent-name=" + a.Cluster + "-syncagent",
-			"--kcp-kubeconfig=" + kubeconfigMount + "/kubeconfig",
-			"--apiexport-ref=" + a.APIExport,
-			"--enable-leader-election",
-			fmt.Sprintf("--metrics-address=0.0.0.0:%d", MetricsPort),
-			fmt.Sprintf("--health-address=0.0.0.0:%d", HealthPort),
-			"--log-format=JSON",
-		}
+	return []string{
+		"--namespace=" + a.Namespace,
+		"--agent-name=" + a.Cluster + "-syncagent",
+		"--kcp-kubeconfig=" + kubeconfigMount + "/kubeconfig",
+		// kcp creates an endpoint slice named after each APIExport; the
+		// agent finds its export through it (--apiexport-ref is gone).
+		"--apiexportendpointslice-ref=" + a.APIExport,
+		"--enable-leader-election",
+		fmt.Sprintf("--metrics-address=0.0.0.0:%d", MetricsPort),
+		// No --health-address: v0.7.0 registers no health checks, so its
+		// probe server answers 404 on /readyz and /healthz (a probe there
+		// would never pass and liveness would restart it forever).
+		"--log-format=JSON",
 	}
-	flags := []string{
-		"--from-kubeconfig=" + kubeconfigMount + "/kubeconfig",
-		"--sync-target-name=" + a.Cluster,
-		"--from-cluster=" + a.Workspace,
-		"--qps=" + strconv.Itoa(a.QPS),
-		"--burst=" + strconv.Itoa(a.Burst),
-		"--dns-image=" + a.Image,
-	}
-	for _, r := range a.Resources {
-		flags = append(flags, "--resources="+strings.TrimSuffix(r.Plural+"."+r.Group, "."))
-	}
-	return flags
 }
 
 func deploymentMeta(a Args) *metav1.ObjectMetaArgs {
 	meta := workload.Meta(a.Kind, a.Namespace, a.Kind)
 	annotations := pulumi.StringMap{"kcp-tmc.io/needs-api-token": pulumi.String("true")} // it syncs its cluster's API
 	if a.Replicas == 1 {
-		annotations["kube-score/ignore"] = pulumi.String("deployment-replicas") // tmc-syncer: no leader election
+		annotations["kube-score/ignore"] = pulumi.String("deployment-replicas") // one replica asked for
 	}
 	meta.Annotations = annotations
 	labels := pulumi.StringMap{"app.kubernetes.io/name": pulumi.String(a.Kind), "app.kubernetes.io/part-of": pulumi.String("kcp-tmc"),
@@ -341,41 +355,16 @@ func deploymentMeta(a Args) *metav1.ObjectMetaArgs {
 	return meta
 }
 
-// containerArgs are Flags(a), plus the SyncTarget's uid for the TMC syncer
-// once kcp has assigned it (absent in render mode, where nothing assigns one).
-func containerArgs(a Args, syncTargetUID pulumi.StringOutput) pulumi.StringArrayInput {
-	if a.Kind != KindTMCSyncer || syncTargetUID == (pulumi.StringOutput{}) {
-		return pulumi.ToStringArray(Flags(a))
-	}
-	return syncTargetUID.ApplyT(func(uid string) []string {
-		flags := Flags(a)
-		if uid != "" {
-			flags = append(flags, "--sync-target-uid="+uid)
-		}
-		return flags
-	}).(pulumi.StringArrayOutput)
-}
-
-func deploymentSpec(a Args, labels map[string]string, syncTargetUID pulumi.StringOutput) *appsv1.DeploymentSpecArgs {
-	strategy := &appsv1.DeploymentStrategyArgs{Type: pulumi.String("Recreate")} // one syncer per SyncTarget, ever
-	ports := corev1.ContainerPortArray{}
-	var liveness, readiness *corev1.ProbeArgs
-	if a.Kind == KindSyncAgent {
-		strategy = &appsv1.DeploymentStrategyArgs{Type: pulumi.String("RollingUpdate"),
-			RollingUpdate: &appsv1.RollingUpdateDeploymentArgs{MaxUnavailable: pulumi.Int(1), MaxSurge: pulumi.Int(0)}}
-		ports = corev1.ContainerPortArray{
-			corev1.ContainerPortArgs{Name: pulumi.String("metrics"), ContainerPort: pulumi.Int(MetricsPort)},
-			corev1.ContainerPortArgs{Name: pulumi.String("health"), ContainerPort: pulumi.Int(HealthPort)},
-		}
-		probe := func(path string) *corev1.ProbeArgs {
-			return &corev1.ProbeArgs{HttpGet: &corev1.HTTPGetActionArgs{Path: pulumi.String(path), Port: pulumi.String("health")}, PeriodSeconds: pulumi.Int(10)}
-		}
-		liveness, readiness = probe("/healthz"), probe("/readyz")
-	}
+func deploymentSpec(a Args, labels map[string]string) *appsv1.DeploymentSpecArgs {
+	// Probed where v0.7.0 really serves: its metrics endpoint answers once
+	// the manager runs.
+	readiness := &corev1.ProbeArgs{HttpGet: &corev1.HTTPGetActionArgs{Path: pulumi.String("/metrics"), Port: pulumi.String("metrics")}, PeriodSeconds: pulumi.Int(10)}
+	liveness := &corev1.ProbeArgs{TcpSocket: &corev1.TCPSocketActionArgs{Port: pulumi.String("metrics")}, PeriodSeconds: pulumi.Int(20), FailureThreshold: pulumi.Int(3)}
 	return &appsv1.DeploymentSpecArgs{
 		Replicas: pulumi.Int(a.Replicas),
 		Selector: &metav1.LabelSelectorArgs{MatchLabels: pulumi.ToStringMap(labels)},
-		Strategy: strategy,
+		Strategy: &appsv1.DeploymentStrategyArgs{Type: pulumi.String("RollingUpdate"),
+			RollingUpdate: &appsv1.RollingUpdateDeploymentArgs{MaxUnavailable: pulumi.Int(1), MaxSurge: pulumi.Int(0)}},
 		Template: corev1.PodTemplateSpecArgs{
 			Metadata: &metav1.ObjectMetaArgs{Labels: pulumi.ToStringMap(labels)},
 			Spec: &corev1.PodSpecArgs{
@@ -384,8 +373,10 @@ func deploymentSpec(a Args, labels map[string]string, syncTargetUID pulumi.Strin
 				Affinity:           workload.Affinity(labels, workload.Spread{Mode: workload.SpreadNone}),
 				Containers: corev1.ContainerArray{corev1.ContainerArgs{
 					Name: pulumi.String(a.Kind), Image: pulumi.String(a.Image), ImagePullPolicy: pulumi.String("Always"),
-					Args:  containerArgs(a, syncTargetUID),
-					Ports: ports,
+					Args: pulumi.ToStringArray(Flags(a)),
+					Ports: corev1.ContainerPortArray{
+						corev1.ContainerPortArgs{Name: pulumi.String("metrics"), ContainerPort: pulumi.Int(MetricsPort)},
+					},
 					Env: corev1.EnvVarArray{corev1.EnvVarArgs{Name: pulumi.String("NAMESPACE"),
 						ValueFrom: &corev1.EnvVarSourceArgs{FieldRef: &corev1.ObjectFieldSelectorArgs{FieldPath: pulumi.String("metadata.namespace")}}}},
 					LivenessProbe: liveness, ReadinessProbe: readiness,
@@ -448,17 +439,15 @@ func rbac(ctx *pulumi.Context, name string, a Args, opts []pulumi.ResourceOption
 		rules = append(rules, rbacv1.PolicyRuleArgs{ApiGroups: pulumi.ToStringArray([]string{r.Group}),
 			Resources: pulumi.ToStringArray([]string{r.Plural}), Verbs: pulumi.ToStringArray(sync)})
 	}
-	if a.Kind == KindSyncAgent {
-		rules = append(rules,
-			rbacv1.PolicyRuleArgs{ApiGroups: pulumi.ToStringArray([]string{""}), Resources: pulumi.ToStringArray([]string{"secrets"}),
-				Verbs: pulumi.ToStringArray([]string{"get", "list", "watch", "create", "update"})},
-			rbacv1.PolicyRuleArgs{ApiGroups: pulumi.ToStringArray([]string{"apiextensions.k8s.io"}), Resources: pulumi.ToStringArray([]string{"customresourcedefinitions"}),
-				Verbs: pulumi.ToStringArray([]string{"get", "list", "watch"})},
-			rbacv1.PolicyRuleArgs{ApiGroups: pulumi.ToStringArray([]string{"syncagent.kcp.io"}), Resources: pulumi.ToStringArray([]string{"publishedresources"}),
-				Verbs: pulumi.ToStringArray([]string{"get", "list", "watch"})},
-			rbacv1.PolicyRuleArgs{ApiGroups: pulumi.ToStringArray([]string{"syncagent.kcp.io"}), Resources: pulumi.ToStringArray([]string{"publishedresources/status"}),
-				Verbs: pulumi.ToStringArray([]string{"get", "update", "patch"})})
-	}
+	rules = append(rules,
+		rbacv1.PolicyRuleArgs{ApiGroups: pulumi.ToStringArray([]string{""}), Resources: pulumi.ToStringArray([]string{"secrets"}),
+			Verbs: pulumi.ToStringArray([]string{"get", "list", "watch", "create", "update"})},
+		rbacv1.PolicyRuleArgs{ApiGroups: pulumi.ToStringArray([]string{"apiextensions.k8s.io"}), Resources: pulumi.ToStringArray([]string{"customresourcedefinitions"}),
+			Verbs: pulumi.ToStringArray([]string{"get", "list", "watch"})},
+		rbacv1.PolicyRuleArgs{ApiGroups: pulumi.ToStringArray([]string{"syncagent.kcp.io"}), Resources: pulumi.ToStringArray([]string{"publishedresources"}),
+			Verbs: pulumi.ToStringArray([]string{"get", "list", "watch"})},
+		rbacv1.PolicyRuleArgs{ApiGroups: pulumi.ToStringArray([]string{"syncagent.kcp.io"}), Resources: pulumi.ToStringArray([]string{"publishedresources/status"}),
+			Verbs: pulumi.ToStringArray([]string{"get", "update", "patch"})})
 	roleName := "kcp-tmc-" + a.Kind + "-" + a.Cluster
 	if _, err := corev1.NewServiceAccount(ctx, name+"-sa", &corev1.ServiceAccountArgs{
 		Metadata: workload.Meta(a.Kind, a.Namespace, a.Kind),
@@ -500,71 +489,57 @@ func rbac(ctx *pulumi.Context, name string, a Args, opts []pulumi.ResourceOption
 	return nil
 }
 
-// kcpSide creates what kcp needs for the agent, in its workspace, and
-// returns the SyncTarget's uid (TMC syncer only).
-func kcpSide(ctx *pulumi.Context, name string, a Args, opts ...pulumi.ResourceOption) (pulumi.StringOutput, error) {
-	var uid pulumi.StringOutput
+// kcpSide creates what kcp needs for the agent, in its workspace: the
+// APIExport, the agent's rules on it (api-syncagent's getting-started
+// guide, resource names spelled out), and workspace access, without which
+// kcp denies every request the agent makes there.
+func kcpSide(ctx *pulumi.Context, name string, a Args, opts ...pulumi.ResourceOption) error {
 	user := User(a.Cluster)
-	var rules rbacv1.PolicyRuleArray
-	if a.Kind == KindSyncAgent {
-		if _, err := apiextensions.NewCustomResource(ctx, name+"-apiexport", &apiextensions.CustomResourceArgs{
-			ApiVersion: pulumi.String("apis.kcp.io/v1alpha1"), Kind: pulumi.String("APIExport"),
-			Metadata:    &metav1.ObjectMetaArgs{Name: pulumi.String(a.APIExport)},
-			OtherFields: kubernetes.UntypedArgs{"spec": pulumi.Map{}}, // the agent fills it in
-		}, opts...); err != nil {
-			return uid, fmt.Errorf("APIExport: %w", err)
+	if _, err := apiextensions.NewCustomResource(ctx, name+"-apiexport", &apiextensions.CustomResourceArgs{
+		ApiVersion: pulumi.String("apis.kcp.io/v1alpha1"), Kind: pulumi.String("APIExport"),
+		Metadata:    &metav1.ObjectMetaArgs{Name: pulumi.String(a.APIExport)},
+		OtherFields: kubernetes.UntypedArgs{"spec": pulumi.Map{}}, // the agent fills it in
+	}, opts...); err != nil {
+		return fmt.Errorf("APIExport: %w", err)
+	}
+	rule := func(group, resource string, names []string, verbs ...string) rbacv1.PolicyRuleArgs {
+		r := rbacv1.PolicyRuleArgs{ApiGroups: pulumi.ToStringArray([]string{group}), Resources: pulumi.ToStringArray([]string{resource}), Verbs: pulumi.ToStringArray(verbs)}
+		if names != nil {
+			r.ResourceNames = pulumi.ToStringArray(names)
 		}
-		rule := func(group, resource string, names []string, verbs ...string) rbacv1.PolicyRuleArgs {
-			r := rbacv1.PolicyRuleArgs{ApiGroups: pulumi.ToStringArray([]string{group}), Resources: pulumi.ToStringArray([]string{resource}), Verbs: pulumi.ToStringArray(verbs)}
-			if names != nil {
-				r.ResourceNames = pulumi.ToStringArray(names)
-			}
-			return r
-		}
-		export := []string{a.APIExport}
-		rules = rbacv1.PolicyRuleArray{
-			rule("core.kcp.io", "logicalclusters", []string{"cluster"}, "get"),
-			rule("apis.kcp.io", "apiexports", export, "get", "list", "watch", "patch", "update"),
-			rule("apis.kcp.io", "apiexportendpointslices", export, "get", "list", "watch"),
-			rule("apis.kcp.io", "apiresourceschemas", nil, "get", "list", "watch", "create"),
-			// Upstream grants "*" on the export's content; the verbs spelled out are the same set.
-			rule("apis.kcp.io", "apiexports/content", export, "get", "list", "watch", "create", "update", "patch", "delete"),
-			rule("", "events", nil, "get", "create", "patch", "update"),
-		}
-	} else {
-		labels := pulumi.StringMap{}
-		for k, v := range a.Labels {
-			labels[k] = pulumi.String(v)
-		}
-		st, err := apiextensions.NewCustomResource(ctx, name+"-synctarget", &apiextensions.CustomResourceArgs{
-			ApiVersion: pulumi.String("workload.kcp.io/v1alpha1"), Kind: pulumi.String("SyncTarget"),
-			Metadata: &metav1.ObjectMetaArgs{Name: pulumi.String(a.Cluster), Labels: labels},
-			OtherFields: kubernetes.UntypedArgs{"spec": pulumi.Map{"supportedAPIExports": pulumi.Array{
-				pulumi.Map{"path": pulumi.String("root:compute"), "export": pulumi.String("kubernetes")}}}},
-		}, opts...)
-		if err != nil {
-			return uid, fmt.Errorf("SyncTarget: %w", err)
-		}
-		uid = st.Metadata.Uid().Elem()
-		rules = rbacv1.PolicyRuleArray{
-			rbacv1.PolicyRuleArgs{ApiGroups: pulumi.ToStringArray([]string{"workload.kcp.io"}), Resources: pulumi.ToStringArray([]string{"synctargets"}),
-				ResourceNames: pulumi.ToStringArray([]string{a.Cluster}), Verbs: pulumi.ToStringArray([]string{"sync", "get", "update"})},
-			rbacv1.PolicyRuleArgs{ApiGroups: pulumi.ToStringArray([]string{"workload.kcp.io"}), Resources: pulumi.ToStringArray([]string{"synctargets/status", "synctargets/tunnel"}),
-				ResourceNames: pulumi.ToStringArray([]string{a.Cluster}), Verbs: pulumi.ToStringArray([]string{"get", "update", "patch"})},
-		}
+		return r
+	}
+	export := []string{a.APIExport}
+	rules := rbacv1.PolicyRuleArray{
+		rule("core.kcp.io", "logicalclusters", []string{"cluster"}, "get"),
+		rule("apis.kcp.io", "apiexports", export, "get", "list", "watch", "patch", "update"),
+		// v0.7.0 lists and watches endpoint slices without a name selector,
+		// which a rule with resourceNames cannot allow (kcp answered 403 and
+		// the agent never became ready): read-only, in this workspace.
+		rule("apis.kcp.io", "apiexportendpointslices", nil, "get", "list", "watch"),
+		rule("apis.kcp.io", "apiresourceschemas", nil, "get", "list", "watch", "create"),
+		// Upstream grants "*" on the export's content; the verbs spelled out are the same set.
+		rule("apis.kcp.io", "apiexports/content", export, "get", "list", "watch", "create", "update", "patch", "delete"),
+		rule("", "events", nil, "get", "create", "patch", "update"),
 	}
 	roleName := "kcp-tmc:agent:" + a.Cluster
 	if _, err := rbacv1.NewClusterRole(ctx, name+"-kcp-clusterrole", &rbacv1.ClusterRoleArgs{
 		Metadata: &metav1.ObjectMetaArgs{Name: pulumi.String(roleName)}, Rules: rules,
 	}, opts...); err != nil {
-		return uid, fmt.Errorf("kcp ClusterRole: %w", err)
+		return fmt.Errorf("kcp ClusterRole: %w", err)
 	}
-	if _, err := rbacv1.NewClusterRoleBinding(ctx, name+"-kcp-clusterrolebinding", &rbacv1.ClusterRoleBindingArgs{
-		Metadata: &metav1.ObjectMetaArgs{Name: pulumi.String(roleName)},
-		RoleRef:  rbacv1.RoleRefArgs{ApiGroup: pulumi.String("rbac.authorization.k8s.io"), Kind: pulumi.String("ClusterRole"), Name: pulumi.String(roleName)},
-		Subjects: rbacv1.SubjectArray{rbacv1.SubjectArgs{Kind: pulumi.String("User"), Name: pulumi.String(user), ApiGroup: pulumi.String("rbac.authorization.k8s.io")}},
-	}, opts...); err != nil {
-		return uid, fmt.Errorf("kcp ClusterRoleBinding: %w", err)
+	subjects := rbacv1.SubjectArray{rbacv1.SubjectArgs{Kind: pulumi.String("User"), Name: pulumi.String(user), ApiGroup: pulumi.String("rbac.authorization.k8s.io")}}
+	for _, b := range []struct{ urn, name, role string }{
+		{"-kcp-clusterrolebinding", roleName, roleName},
+		{"-kcp-workspace-access", roleName + ":access", WorkspaceAccessRole},
+	} {
+		if _, err := rbacv1.NewClusterRoleBinding(ctx, name+b.urn, &rbacv1.ClusterRoleBindingArgs{
+			Metadata: &metav1.ObjectMetaArgs{Name: pulumi.String(b.name)},
+			RoleRef:  rbacv1.RoleRefArgs{ApiGroup: pulumi.String("rbac.authorization.k8s.io"), Kind: pulumi.String("ClusterRole"), Name: pulumi.String(b.role)},
+			Subjects: subjects,
+		}, opts...); err != nil {
+			return fmt.Errorf("kcp ClusterRoleBinding %s: %w", b.name, err)
+		}
 	}
-	return uid, nil
+	return nil
 }

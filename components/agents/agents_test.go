@@ -4,6 +4,7 @@ import (
 	"encoding/base64"
 	"fmt"
 	"reflect"
+	"slices"
 	"strings"
 	"testing"
 
@@ -22,9 +23,6 @@ func args(cluster, kind string) Args {
 		Resources: []Resource{deployments, services}, Labels: map[string]string{"topology.kubernetes.io/region": "eu-west-1"},
 		ClientCert: pulumi.String("CERT-" + cluster), ClientKey: pulumi.ToSecret(pulumi.String("KEY-" + cluster)).(pulumi.StringOutput),
 		ServerCA: pulumi.String("CA")}
-	if kind == KindTMCSyncer {
-		a.Image = "ghcr.io/kcp-dev/contrib-tmc/syncer:0b1a2c3"
-	}
 	return a
 }
 
@@ -75,7 +73,7 @@ func TestIdentitiesDifferPerCluster(t *testing.T) {
 }
 
 func TestRBACNamesOnlyTheSyncedResources(t *testing.T) {
-	for _, kind := range []string{KindSyncAgent, KindTMCSyncer} {
+	for _, kind := range []string{KindSyncAgent} {
 		t.Run(kind, func(t *testing.T) {
 			rec := run(t, args("eu", kind))
 			role := rec.Object(t, "kubernetes:rbac.authorization.k8s.io/v1:ClusterRole", "kcp-tmc-"+kind+"-eu")
@@ -101,19 +99,34 @@ func TestRBACNamesOnlyTheSyncedResources(t *testing.T) {
 	}
 }
 
-func TestAgentKinds(t *testing.T) {
-	rec := run(t, args("eu", KindSyncAgent), args("us", KindTMCSyncer))
+// TestSyncAgent: api-syncagent v0.7.0's own flags (an endpoint slice, not
+// the removed --apiexport-ref), its CRD on its cluster before any
+// PublishedResource, its metrics and alerts, and kcp's side with
+// workspace access.
+func TestSyncAgent(t *testing.T) {
+	rec := run(t, args("eu", KindSyncAgent))
 	sa := rec.Object(t, "kubernetes:apps/v1:Deployment", KindSyncAgent)
-	saArgs := strings.Join(toStrings(mocktest.Dig(sa, "spec", "template", "spec", "containers", 0, "args")), " ")
-	for _, want := range []string{"--agent-name=eu-syncagent", "--apiexport-ref=eu-export", "--enable-leader-election", "--kcp-kubeconfig="} {
-		if !strings.Contains(saArgs, want) {
-			t.Errorf("api-syncagent args lack %s: %s", want, saArgs)
-		}
+	saArgs := toStrings(mocktest.Dig(sa, "spec", "template", "spec", "containers", 0, "args"))
+	want := []string{"--namespace=kcp-agent", "--agent-name=eu-syncagent", "--kcp-kubeconfig=/etc/kcp-agent/kcp/kubeconfig",
+		"--apiexportendpointslice-ref=eu-export", "--enable-leader-election", "--metrics-address=0.0.0.0:8085", "--log-format=JSON"}
+	if !reflect.DeepEqual(saArgs, want) {
+		t.Errorf("api-syncagent args = %v, want %v", saArgs, want)
 	}
-	if mocktest.Dig(sa, "spec", "replicas") != float64(2) || mocktest.Dig(sa, "spec", "template", "spec", "containers", 0, "readinessProbe", "httpGet", "path") != "/readyz" {
+	if mocktest.Dig(sa, "spec", "replicas") != float64(2) || mocktest.Dig(sa, "spec", "template", "spec", "containers", 0, "readinessProbe", "httpGet", "path") != "/metrics" {
 		t.Errorf("api-syncagent: 2 replicas with probes, got %v", sa["spec"])
 	}
-	rec.Object(t, "kubernetes:syncagent.kcp.io/v1alpha1:PublishedResource", "deployments.apps")
+	if img := mocktest.Dig(sa, "spec", "template", "spec", "containers", 0, "image"); img != "ghcr.io/kcp-dev/api-syncagent:v0.7.0" {
+		t.Errorf("image %v: v0.7.0 is the release built for kcp 0.32", img)
+	}
+	crd := rec.Named(t, "kubernetes:apiextensions.k8s.io/v1:CustomResourceDefinition", "agent-eu-publishedresources-crd")
+	if mocktest.Dig(crd.Input(), "metadata", "name") != "publishedresources.syncagent.kcp.io" ||
+		mocktest.Dig(crd.Input(), "spec", "versions", 0, "name") != "v1alpha1" {
+		t.Errorf("PublishedResource CRD = %v", crd.Input()["metadata"])
+	}
+	pr := rec.Named(t, "kubernetes:syncagent.kcp.io/v1alpha1:PublishedResource", "agent-eu-published-deployments-apps")
+	if !slices.ContainsFunc(pr.DependsOn, func(urn string) bool { return strings.HasSuffix(urn, "::"+crd.Name) }) {
+		t.Errorf("PublishedResource does not wait for its CRD: depends on %v", pr.DependsOn)
+	}
 	sm := rec.Object(t, "kubernetes:monitoring.coreos.com/v1:ServiceMonitor", KindSyncAgent)
 	if mocktest.Dig(sm, "spec", "jobLabel") != "app.kubernetes.io/name" || mocktest.Dig(sm, "spec", "endpoints", 0, "port") != "metrics" {
 		t.Errorf("ServiceMonitor = %v: the alerts read job=\"api-syncagent\"", sm["spec"])
@@ -124,25 +137,10 @@ func TestAgentKinds(t *testing.T) {
 			t.Errorf("the agent's cluster lacks %s in its PrometheusRule: %s", alert, rules)
 		}
 	}
-	if n := len(rec.OfType("kubernetes:monitoring.coreos.com/v1:PrometheusRule")); n != 1 {
-		t.Errorf("%d PrometheusRules: only api-syncagent has metrics (the TMC syncer has none)", n)
-	}
 	rec.Object(t, "kubernetes:apis.kcp.io/v1alpha1:APIExport", "eu-export")
-
-	ts := rec.Object(t, "kubernetes:apps/v1:Deployment", KindTMCSyncer)
-	tsArgs := strings.Join(toStrings(mocktest.Dig(ts, "spec", "template", "spec", "containers", 0, "args")), " ")
-	// The uid kcp assigned the SyncTarget (the mocks answer like the apiserver).
-	for _, want := range []string{"--sync-target-name=us", "--sync-target-uid=uid-agent-us-synctarget", "--resources=deployments.apps", "--resources=services", "--qps=20", "--burst=30"} {
-		if !strings.Contains(tsArgs, want) {
-			t.Errorf("tmc-syncer args lack %s: %s", want, tsArgs)
-		}
-	}
-	if mocktest.Dig(ts, "spec", "strategy", "type") != "Recreate" || mocktest.Dig(ts, "spec", "replicas") != float64(1) {
-		t.Error("tmc-syncer must run one replica, replaced not rolled")
-	}
-	st := rec.Object(t, "kubernetes:workload.kcp.io/v1alpha1:SyncTarget", "us")
-	if mocktest.Dig(st, "metadata", "labels", "topology.kubernetes.io/region") != "eu-west-1" {
-		t.Errorf("SyncTarget labels = %v", mocktest.Dig(st, "metadata", "labels"))
+	access := rec.Object(t, "kubernetes:rbac.authorization.k8s.io/v1:ClusterRoleBinding", "kcp-tmc:agent:eu:access")
+	if mocktest.Dig(access, "roleRef", "name") != WorkspaceAccessRole || mocktest.Dig(access, "subjects", 0, "name") != "syncer-client-eu" {
+		t.Errorf("workspace access binding = %v", access)
 	}
 }
 
@@ -155,14 +153,14 @@ func TestValidate(t *testing.T) {
 		{"name with capitals", func(a *Args) { a.Cluster = "EU" }, `Cluster "EU"`},
 		{"name starting with a digit", func(a *Args) { a.Cluster = "1eu" }, `Cluster "1eu"`},
 		{"unknown agent", func(a *Args) { a.Kind = "karmada" }, `Kind "karmada"`},
-		{"qps for api-syncagent", func(a *Args) { a.QPS = 50 }, "QPS/Burst 50/0"},
+		{"the retired TMC syncer", func(a *Args) { a.Kind = KindTMCSyncer }, "Kind \"tmc-syncer\": want api-syncagent: the TMC syncer needs a SyncTarget API"},
+		{"workspace root itself", func(a *Args) { a.Workspace = "root" }, "KCPServer/Workspace"},
 		{"no resources", func(a *Args) { a.Resources = nil }, "Resources none"},
 		{"resource without kind", func(a *Args) { a.Resources = []Resource{{Group: "apps", Version: "v1", Plural: "deployments"}} }, "Resources[0]"},
 		{"duplicate resource", func(a *Args) { a.Resources = []Resource{deployments, deployments} }, "Resources[1]"},
 		{"bad workspace", func(a *Args) { a.Workspace = "compute" }, "KCPServer/Workspace"},
 		{"unpinned image", func(a *Args) { a.Image = "ghcr.io/kcp-dev/api-syncagent:latest" }, "Image"},
-		{"two tmc-syncers", func(a *Args) { a.Kind, a.Image, a.Replicas = KindTMCSyncer, "x/syncer:1", 2 }, "Replicas 2"},
-		{"tmc-syncer without image", func(a *Args) { a.Kind = KindTMCSyncer }, `Image ""`},
+		{"no replicas", func(a *Args) { a.Replicas = -1 }, "Replicas -1"},
 	}
 	for _, tt := range tests {
 		t.Run(tt.name, func(t *testing.T) {

@@ -373,3 +373,7 @@ func (c *Cluster) ClientCert(cn string, orgs ...string) ([]byte, []byte, error) 
 	}
 	return pemBlock("CERTIFICATE", der), pemBlock("EC PRIVATE KEY", keyDER), nil
 }
+
+// KubeconfigFor writes a kubeconfig for this apiserver that authenticates
+// with token (a ServiceAccount's, say) to path.
+func (c *Cluster) KubeconfigFor(path, token string) error { return c.writeKubeconfig(path, token) }

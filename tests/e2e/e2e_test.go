@@ -198,15 +198,23 @@ func (c *client) eventually(t *testing.T, path string, timeout time.Duration, co
 	return nil
 }
 
-// applyKCPSide creates, in kcp's root workspace, the objects the stack
-// sends through its kcp provider (render mode writes them under kcp/):
-// what `kcp-tmc up` applies once kcp-tmc:kcpKubeconfig is set.
-func (cp *controlPlane) applyKCPSide(t *testing.T, rec []mocktest.Resource, providerName, workspace string) {
+// applyKCPSide creates in kcp, in registration order, the objects the
+// stack sends through its providers for kcp (render mode writes them under
+// kcp*/): what `kcp-tmc up` applies once kcp-tmc:kcpKubeconfig is set.
+// workspaces maps each such provider's name to the workspace it points
+// into. It waits as the provider does for a pulumi.com/waitFor annotation.
+func (cp *controlPlane) applyKCPSide(t *testing.T, rec []mocktest.Resource, workspaces map[string]string) {
 	t.Helper()
 	n := 0
+	provider := regexp.MustCompile(`::pulumi:providers:kubernetes::(kcp[^:]*)::`)
 	for _, r := range rec {
-		if !strings.HasSuffix(r.Provider, "::pulumi:providers:kubernetes::"+providerName+"::"+providerName+"-id") {
+		p := provider.FindStringSubmatch(r.Provider)
+		if p == nil || !r.Custom {
 			continue
+		}
+		ws, ok := workspaces[p[1]]
+		if !ok {
+			t.Fatalf("%s %s goes through kcp provider %s, which the test does not know", r.Type, r.Name, p[1])
 		}
 		obj := r.Input()
 		gv, kind := fmt.Sprint(obj["apiVersion"]), fmt.Sprint(obj["kind"])
@@ -215,14 +223,21 @@ func (cp *controlPlane) applyKCPSide(t *testing.T, rec []mocktest.Resource, prov
 			prefix = "/api/" + gv
 		}
 		plural := strings.ToLower(kind) + "s"
-		if strings.HasSuffix(kind, "y") {
-			plural = strings.ToLower(strings.TrimSuffix(kind, "y")) + "ies"
-		}
-		cp.admin.must(t, http.MethodPost, "/clusters/"+workspace+prefix+"/"+plural, obj)
+		path := "/clusters/" + ws + prefix + "/" + plural
+		cp.admin.must(t, http.MethodPost, path, obj)
 		n++
+		switch wait := mocktest.Dig(obj, "metadata", "annotations", "pulumi.com/waitFor"); wait {
+		case nil:
+		case "jsonpath={.status.phase}=Ready":
+			cp.admin.eventually(t, path+"/"+fmt.Sprint(mocktest.Dig(obj, "metadata", "name")), 2*time.Minute, func(o map[string]any) bool {
+				return mocktest.Dig(o, "status", "phase") == "Ready"
+			})
+		default:
+			t.Fatalf("%s %s: the test does not know how to wait for %v", kind, r.Name, wait)
+		}
 	}
 	if n == 0 {
-		t.Fatalf("the stack sends nothing through its %s provider", providerName)
+		t.Fatal("the stack sends nothing to kcp")
 	}
 }
 
@@ -282,7 +297,7 @@ func TestDevStackRuns(t *testing.T) {
 	})
 
 	t.Run("Prometheus scrapes kcp as its ServiceMonitor says and finds what the alerts read", func(t *testing.T) {
-		cp.applyKCPSide(t, rec, "kcp", "root")
+		cp.applyKCPSide(t, rec, map[string]string{"kcp": "root"})
 		sm := objs.get(t, "ServiceMonitor", monitoring.JobKCP)
 		ep := asMap(mocktest.Dig(sm, "spec", "endpoints", 0))
 		tlsCfg := asMap(ep["tlsConfig"])

@@ -75,19 +75,28 @@ func asList(v any) []any {
 type machine struct {
 	ports map[int]int // cluster port → local port
 	hosts *regexp.Regexp
+	// httpsHosts are https:// URLs without a port (443).
+	httpsHosts *regexp.Regexp
 }
 
 func newMachine(t *testing.T, publicHost string, clusterPorts ...int) *machine {
 	t.Helper()
 	m := &machine{ports: map[int]int{}}
+	m.add(t, clusterPorts...)
+	names := `[a-z0-9-]+(?:\.[a-z0-9-]+)*\.svc(?:\.cluster\.local)?|` + regexp.QuoteMeta(publicHost)
+	m.hosts = regexp.MustCompile(`(0\.0\.0\.0|localhost|127\.0\.0\.1|` + names + `):(\d+)`)
+	m.httpsHosts = regexp.MustCompile(`https://(` + names + `)([/"\s]|$)`)
+	return m
+}
+
+// add gives more cluster ports a local port each.
+func (m *machine) add(t *testing.T, clusterPorts ...int) {
+	t.Helper()
 	for _, p := range clusterPorts {
 		if _, ok := m.ports[p]; !ok {
 			m.ports[p] = freePort(t)
 		}
 	}
-	m.hosts = regexp.MustCompile(`(0\.0\.0\.0|localhost|127\.0\.0\.1|[a-z0-9-]+(?:\.[a-z0-9-]+)*\.svc(?:\.cluster\.local)?|` +
-		regexp.QuoteMeta(publicHost) + `):(\d+)`)
-	return m
 }
 
 // alias makes cluster port from reach what to reaches (a Service's port to
@@ -115,6 +124,10 @@ func (m *machine) rewrite(t *testing.T, s string) string {
 			local = "127.0.0.1"
 		}
 		return local + ":" + strconv.Itoa(m.local(t, n))
+	})
+	s = m.httpsHosts.ReplaceAllStringFunc(s, func(u string) string {
+		sub := m.httpsHosts.FindStringSubmatch(u)
+		return "https://localhost:" + strconv.Itoa(m.local(t, 443)) + sub[2]
 	})
 	return regexp.MustCompile(`^--secure-port=(\d+)$`).ReplaceAllStringFunc(s, func(f string) string {
 		n, _ := strconv.Atoi(strings.TrimPrefix(f, "--secure-port="))
@@ -201,6 +214,9 @@ func materialize(t *testing.T, objs objects, m *machine, name string, workload m
 		case v["secret"] != nil:
 			files = objs.data(t, "Secret", fmt.Sprint(asMap(v["secret"])["secretName"]))
 			items = asList(asMap(v["secret"])["items"])
+			for k, s := range files {
+				files[k] = m.rewrite(t, s) // a kubeconfig's server; PEM has no host:port
+			}
 		case v["configMap"] != nil:
 			files = objs.data(t, "ConfigMap", fmt.Sprint(asMap(v["configMap"])["name"]))
 			items = asList(asMap(v["configMap"])["items"])
