@@ -42,7 +42,7 @@ const requestTimeout = 30 * time.Second
 // SmokeCluster is one physical cluster with its agent.
 type SmokeCluster struct {
 	Name string
-	// AgentKind is the agent's Deployment name (api-syncagent or tmc-syncer)
+	// AgentKind is the agent's Deployment name (api-syncagent)
 	// in AgentNamespace.
 	AgentKind, AgentNamespace string
 	Config                    *rest.Config

@@ -101,9 +101,9 @@ type Config struct {
 	// needs one.
 	ClusterKubeconfigs map[string]string `json:"-"`
 	// KCPKubeconfig is the secret kcp-tmc:kcpKubeconfig: the admin kubeconfig
-	// of kcp. Once kcp runs, it lets the agents' kcp side (APIExport or
-	// SyncTarget, and RBAC) be created, each in its cluster's workspace (the
-	// servers' path is set to /clusters/<workspace>).
+	// of kcp. Once kcp runs, it lets the kcp side be created: kcp's own RBAC
+	// (the metrics reader binding) in root, and per cluster its workspace,
+	// APIExport and RBAC (the servers' path is set to /clusters/<workspace>).
 	KCPKubeconfig string `json:"-"`
 	// ExistingCAs is the secret kcp-tmc:existingCAs: CAs brought by the user
 	// (bring your own CA), as a JSON map of CA name to `{cert, key}`. Names:

@@ -7,20 +7,19 @@ import (
 	"testing"
 )
 
-// kcpGroups are API groups served by kcp or the api-syncagent, whose CRDs are
-// not available offline (kcp and api-syncagent are not in the Go module proxy):
-// their objects are checked by unit tests, not applied here.
-var kcpGroups = []string{"apis.kcp.io/", "workload.kcp.io/", "syncagent.kcp.io/"}
+// kcpGroups are API groups kcp serves: their objects go to kcp, not to a
+// cluster, and run against the real kcp in tests/e2e. (The agents'
+// PublishedResources are applied here: the stack installs their CRD.)
+var kcpGroups = []string{"apis.kcp.io/", "tenancy.kcp.io/"}
 
-// TestTwoClusterStack renders a prod stack with two clusters, one per agent
-// kind, and holds every object the real apiserver can know to the same
+// TestTwoClusterStack renders a prod stack with two clusters and holds every object the real apiserver can know to the same
 // judges as the stacks: server-side apply with zero warnings, Pods admitted,
 // kube-score and the security policy.
 func TestTwoClusterStack(t *testing.T) {
 	clusters := `[
  {"name":"eu-west","agent":"api-syncagent","namespace":"kcp-agent-eu","region":"eu-west-1","zone":"eu-west-1a",
   "resources":[{"group":"apps","version":"v1","kind":"Deployment","plural":"deployments"},{"group":"","version":"v1","kind":"Service","plural":"services"}]},
- {"name":"us-east","agent":"tmc-syncer","namespace":"kcp-agent-us","image":"ghcr.io/kcp-dev/contrib-tmc/syncer:0b1a2c3","region":"us-east-1","zone":"us-east-1b",
+ {"name":"us-east","namespace":"kcp-agent-us","region":"us-east-1","zone":"us-east-1b",
   "resources":[{"group":"apps","version":"v1","kind":"Deployment","plural":"deployments"}]}]`
 	dir := stackManifestsWith(t, "prod", "kcp-agents", map[string]string{
 		"kcp-tmc:tls":                `{"mode":"self-managed","installCertManager":false}`,
@@ -47,13 +46,13 @@ func TestTwoClusterStack(t *testing.T) {
 		}
 		files = append(files, f)
 	}
-	if skipped < 3 { // the APIExport, the SyncTarget, the PublishedResources
+	if skipped < 3 { // the two APIExports and their workspace root:compute
 		t.Errorf("only %d kcp-side objects rendered", skipped)
 	}
 	agentDir := t.TempDir()
 	agentsFound := 0
 	for _, f := range files {
-		if strings.Contains(filepath.Base(f), "deployment-api-syncagent") || strings.Contains(filepath.Base(f), "deployment-tmc-syncer") {
+		if strings.Contains(filepath.Base(f), "deployment-api-syncagent") {
 			agentsFound++
 		}
 		b, _ := os.ReadFile(f)

@@ -119,7 +119,7 @@ func applyInOrder(t *testing.T, files []string) string {
 	t.Helper()
 	var first, rest []string
 	for _, f := range files {
-		if kindOf(t, f) == "Namespace" {
+		if k := kindOf(t, f); k == "Namespace" || k == "CustomResourceDefinition" {
 			first = append(first, "-f", f)
 		} else {
 			rest = append(rest, "-f", f)
@@ -135,6 +135,12 @@ func applyInOrder(t *testing.T, files []string) string {
 			t.Fatal(err)
 		}
 		warnings += stderr
+		if len(rest) > 0 && len(batch) == len(first) {
+			// Objects of a CRD the batch installed wait for its API.
+			if _, stderr, err := kube.Kubectl(context.Background(), nil, "wait", "--for=condition=Established", "crd", "--all", "--timeout=60s"); err != nil {
+				t.Fatalf("CRDs not established: %v\n%s", err, stderr)
+			}
+		}
 	}
 	return warnings
 }

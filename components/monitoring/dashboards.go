@@ -41,7 +41,6 @@ func Dashboards() []Dashboard {
 			{"Reconcile errors", `rate(syncer_sync_errors_total[5m])`, "ops"},
 			{"Reconcile p99 (objective 5 s)", `histogram_quantile(0.99, sum by (controller, le) (rate(controller_runtime_reconcile_time_seconds_bucket{job="api-syncagent"}[5m])))`, "s"},
 			{"Work queue depth", `sum by (name) (workqueue_depth{job="api-syncagent"})`, "none"},
-			{"SyncTargets without heartbeat", `count(kube_customresource_synctarget_conditions{type="HeartbeatHealthy"} == 0)`, "none"},
 		}},
 	}
 }

@@ -159,13 +159,6 @@ func NewMonitoring(ctx *pulumi.Context, name string, args Args, opts ...pulumi.R
 			return nil, fmt.Errorf("dashboard %s: %w", d.UID, err)
 		}
 	}
-	// For a kube-state-metrics pointed at kcp (legacy TMC SyncTargets).
-	if _, err := corev1.NewConfigMap(ctx, name+"-synctarget-state-metrics", &corev1.ConfigMapArgs{
-		Metadata: workload.Meta("kube-state-metrics-synctargets", args.Namespace, "monitoring"),
-		Data:     pulumi.StringMap{"custom-resource-state.yaml": pulumi.String(SyncTargetStateMetrics)},
-	}, child...); err != nil {
-		return nil, fmt.Errorf("SyncTarget state metrics config: %w", err)
-	}
 	if args.SlackWebhookURL != nil {
 		if err := alertmanagerSecret(ctx, name, args, child); err != nil {
 			return nil, err

@@ -5,7 +5,6 @@ import (
 	"testing"
 
 	"github.com/pulumi/pulumi/sdk/v3/go/pulumi"
-	"gopkg.in/yaml.v3"
 
 	"github.com/kcp-tmc/kcp-tmc/internal/mocktest"
 )
@@ -94,26 +93,6 @@ func TestAlertmanagerSecretKeepsWebhookSecret(t *testing.T) {
 	}
 	if len(run(t, base()).OfType("kubernetes:core/v1:Secret")) != 0 {
 		t.Error("an Alertmanager Secret exists without a webhook")
-	}
-}
-
-func TestSyncTargetStateMetricsConfig(t *testing.T) {
-	var cfg struct {
-		Kind string
-		Spec struct {
-			Resources []struct {
-				MetricNamePrefix string `yaml:"metricNamePrefix"`
-				Metrics          []struct{ Name string }
-			}
-		}
-	}
-	if err := yaml.Unmarshal([]byte(SyncTargetStateMetrics), &cfg); err != nil {
-		t.Fatal(err)
-	}
-	r := cfg.Spec.Resources[0]
-	// The alert reads <prefix>_<metric>: the config must produce exactly that name.
-	if got := r.MetricNamePrefix + "_" + r.Metrics[0].Name; cfg.Kind != "CustomResourceStateMetrics" || !strings.Contains(alertExpr(t, "SyncerHeartbeatStale"), got) {
-		t.Errorf("config yields %s, alert reads %s", got, alertExpr(t, "SyncerHeartbeatStale"))
 	}
 }
 

@@ -115,10 +115,6 @@ sum by (namespace) (rate(apiserver_request_total{job="%[1]s"}[%[2]s]))`, JobKCP,
 			alert("TMCComponentDown", "critical", "tmc_component_health == 0", "5m",
 				"{{ $labels.component }} is down in {{ $labels.namespace }}",
 				"At least one {{ $labels.component }} instance has not answered Prometheus' scrape for 5 minutes."),
-			alert("SyncerHeartbeatStale", "critical",
-				`kube_customresource_synctarget_conditions{type="HeartbeatHealthy"} == 0`, "5m",
-				"SyncTarget {{ $labels.name }} lost its syncer",
-				"The legacy TMC syncer of {{ $labels.name }} has not heartbeated within kcp's threshold."),
 		}},
 		AgentGroup(),
 		{Name: "kcp-tmc.etcd", Rules: []Rule{
@@ -163,30 +159,6 @@ sum by (namespace) (rate(apiserver_request_total{job="%[1]s"}[%[2]s]))`, JobKCP,
 		}},
 	}
 }
-
-// SyncTargetStateMetrics is kube-state-metrics' custom-resource-state
-// configuration (--custom-resource-state-config) that turns legacy TMC
-// SyncTarget conditions into kube_customresource_synctarget_conditions{type}
-// (1 = True, 0 = False), for a kube-state-metrics instance pointed at kcp.
-const SyncTargetStateMetrics = `kind: CustomResourceStateMetrics
-spec:
-  resources:
-  - groupVersionKind: {group: workload.kcp.io, version: v1alpha1, kind: SyncTarget}
-    metricNamePrefix: kube_customresource_synctarget
-    labelsFromPath:
-      name: [metadata, name]
-      workspace: [metadata, annotations, kcp.io/cluster]
-    metrics:
-    - name: conditions
-      help: SyncTarget conditions (SyncerReady, HeartbeatHealthy, ...), 1 when True.
-      each:
-        type: Gauge
-        gauge:
-          path: [status, conditions]
-          labelsFromPath:
-            type: [type]
-          valueFrom: [status]
-`
 
 // Alerts returns every alerting rule.
 func Alerts() []Rule {

@@ -4,6 +4,7 @@ import (
 	"context"
 	"encoding/json"
 	"fmt"
+	"io"
 	"net/http"
 	"os"
 	"path/filepath"
@@ -12,6 +13,7 @@ import (
 	"time"
 
 	"github.com/kcp-tmc/kcp-tmc/components/agents"
+	"github.com/kcp-tmc/kcp-tmc/components/monitoring"
 	"github.com/kcp-tmc/kcp-tmc/internal/mocktest"
 	"github.com/kcp-tmc/kcp-tmc/internal/toolchain"
 	"github.com/kcp-tmc/kcp-tmc/tests/cluster"
@@ -93,8 +95,12 @@ func TestSyncAgentCluster(t *testing.T) {
 	}
 	// Namespaces and CRDs first, as the provider's dependencies order them.
 	for _, phase := range []func(string) bool{
-		func(o string) bool { return strings.Contains(o, `"kind":"Namespace"`) || strings.Contains(o, `"kind":"CustomResourceDefinition"`) },
-		func(o string) bool { return !strings.Contains(o, `"kind":"Namespace"`) && !strings.Contains(o, `"kind":"CustomResourceDefinition"`) },
+		func(o string) bool {
+			return strings.Contains(o, `"kind":"Namespace"`) || strings.Contains(o, `"kind":"CustomResourceDefinition"`)
+		},
+		func(o string) bool {
+			return !strings.Contains(o, `"kind":"Namespace"`) && !strings.Contains(o, `"kind":"CustomResourceDefinition"`)
+		},
 	} {
 		for _, o := range onCluster {
 			if phase(o) {
@@ -118,9 +124,7 @@ func TestSyncAgentCluster(t *testing.T) {
 	}
 	cp.m.add(t, agents.MetricsPort)
 	ap := materialize(t, objs, cp.m, agents.KindSyncAgent+"-0", dep, filepath.Join(dir, "agent"))
-	if err := os.Setenv("NAMESPACE", ns); err != nil { // the Deployment's env (downward API)
-		t.Fatal(err)
-	}
+	t.Setenv("NAMESPACE", ns) // the Deployment's env (downward API)
 	agent := start(t, "api-syncagent", agentBin, append(ap.args, "--kubeconfig="+inCluster), ap.dir)
 	took := waitProbe(t, agent, ap, cp.m, 2*time.Minute)
 	t.Logf("api-syncagent ready after %s", took.Round(time.Second))
@@ -186,4 +190,17 @@ func TestSyncAgentCluster(t *testing.T) {
 		return mocktest.Dig(w, "status", "phase") == "Provisioned"
 	})
 	t.Logf("cluster → kcp status in %s", time.Since(began).Round(100*time.Millisecond))
+
+	// Its Prometheus scrapes it as the agent's ServiceMonitor says.
+	sm := objs.get(t, "ServiceMonitor", agents.KindSyncAgent)
+	if port := mocktest.Dig(sm, "spec", "endpoints", 0, "port"); port != "metrics" {
+		t.Fatalf("the agent's ServiceMonitor scrapes port %v", port)
+	}
+	resp, err := http.Get(fmt.Sprintf("http://127.0.0.1:%d/metrics", cp.m.local(t, agents.MetricsPort)))
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer resp.Body.Close()
+	body, _ := io.ReadAll(resp.Body)
+	rulesFindSeries(t, body, monitoring.JobSyncAgent)
 }

@@ -319,29 +319,39 @@ func TestDevStackRuns(t *testing.T) {
 		if code != http.StatusOK {
 			t.Fatalf("scrape %s: HTTP %d: %.300s", path, code, body)
 		}
-		series := map[string]bool{}
-		for _, line := range strings.Split(string(body), "\n") {
-			if name, _, ok := strings.Cut(line, "{"); ok && !strings.HasPrefix(line, "#") {
-				series[name] = true
-			} else if f := strings.Fields(line); len(f) == 2 && !strings.HasPrefix(line, "#") {
-				series[f[0]] = true
-			}
+		rulesFindSeries(t, body, monitoring.JobKCP)
+	})
+}
+
+// rulesFindSeries checks that every series the alerting and recording
+// rules read for job is in the scrape body (Prometheus' text format).
+func rulesFindSeries(t *testing.T, body []byte, job string) {
+	t.Helper()
+	series := map[string]bool{}
+	for _, line := range strings.Split(string(body), "\n") {
+		if strings.HasPrefix(line, "#") {
+			continue
 		}
-		read := regexp.MustCompile(`([a-zA-Z_:][a-zA-Z0-9_:]*)\{job="` + monitoring.JobKCP + `"[,}]`)
-		checked := 0
-		for _, g := range monitoring.Groups() {
-			for _, r := range g.Rules {
-				for _, mm := range read.FindAllStringSubmatch(r.Expr, -1) {
-					checked++
-					if !series[mm[1]] {
-						t.Errorf("rule %s%s reads %s, which kcp does not serve", r.Alert, r.Record, mm[1])
-					}
+		if name, _, ok := strings.Cut(line, "{"); ok {
+			series[name] = true
+		} else if f := strings.Fields(line); len(f) == 2 {
+			series[f[0]] = true
+		}
+	}
+	read := regexp.MustCompile(`([a-zA-Z_:][a-zA-Z0-9_:]*)\{job="` + regexp.QuoteMeta(job) + `"[,}]`)
+	checked := 0
+	for _, g := range monitoring.Groups() {
+		for _, r := range g.Rules {
+			for _, m := range read.FindAllStringSubmatch(r.Expr, -1) {
+				checked++
+				if !series[m[1]] {
+					t.Errorf("rule %s%s reads %s, which %s does not serve", r.Alert, r.Record, m[1], job)
 				}
 			}
 		}
-		if checked == 0 {
-			t.Fatal("no rule reads a kcp series: nothing was checked")
-		}
-		t.Logf("scraped %d series; %d reads by the rules all found", len(series), checked)
-	})
+	}
+	if checked == 0 {
+		t.Fatalf("no rule reads a %s series: nothing was checked", job)
+	}
+	t.Logf("%s: scraped %d series; the %d reads by the rules all found", job, len(series), checked)
 }
