@@ -98,7 +98,6 @@ func TestClusterConfigErrors(t *testing.T) {
 		mutate func(map[string]string)
 		want   string
 	}{
-		{"cert-manager keeps agent keys in kcp's cluster", func(c map[string]string) { delete(c, "tls") }, "config kcp-tmc:tls.mode:"},
 		{"missing kubeconfig for a cluster", func(c map[string]string) { c["clusterKubeconfigs"] = `{"alpha":"x"}` }, `config kcp-tmc:clusterKubeconfigs: invalid value "<no entry for bravo>"`},
 		{"seed knob the agents lack", func(c map[string]string) {
 			c["clusters"] = `[{"name":"alpha","maxSyncWorkers":8,"resources":[{"group":"apps","version":"v1","kind":"Deployment","plural":"deployments"}]}]`
@@ -236,4 +235,28 @@ current-context: kcp
 	if n := len(rec.All()); n != 0 {
 		t.Errorf("%d resources registered before the bad kcpKubeconfig was refused", n)
 	}
+}
+
+// TestClustersInCertManagerMode: a stack with clusters needs no pulumi-tls
+// (whose plugin a machine may not be able to fetch): the agents' keys are
+// issued by cert-manager and copied by `kcp-tmc agent-identity`, so Pulumi
+// manages no identity Secret and mints nothing.
+func TestClustersInCertManagerMode(t *testing.T) {
+	cfg := clusterConfig("alpha")
+	delete(cfg, "tls") // prod's default: cert-manager
+	mocktest.SetConfig(t, cfg, clusterSecrets...)
+	rec, err := mocktest.Run(t, "prod", ProgramIn(t.TempDir()))
+	if err != nil {
+		t.Fatal(err)
+	}
+	for _, r := range rec.All() {
+		if strings.HasPrefix(r.Type, "tls:") || r.Name == "agent-alpha-identity" {
+			t.Errorf("%s %s registered in cert-manager mode", r.Type, r.Name)
+		}
+	}
+	cert := rec.Object(t, "kubernetes:cert-manager.io/v1:Certificate", "syncer-client-alpha")
+	if mocktest.Dig(cert, "spec", "secretName") != "syncer-client-alpha" {
+		t.Errorf("the agent's certificate = %v", cert["spec"])
+	}
+	rec.Named(t, "kubernetes:apps/v1:Deployment", "agent-alpha-deployment")
 }

@@ -365,12 +365,15 @@ func deployAgents(ctx *pulumi.Context, cfg *Config, projectDir string, certs *pk
 		if err != nil {
 			return fmt.Errorf("cluster %s provider: %w", cl.Name, err)
 		}
-		id, ok := certs.Identities[cl.Name]
-		if !ok {
-			return fmt.Errorf("cluster %s: no identity from the pki component (tls.mode must be self-managed)", cl.Name)
-		}
 		a := agentArgs(cfg, cl)
-		a.ClientCert, a.ClientKey, a.ServerCA = id.Cert, id.Key, id.ServerCA
+		// Self-managed: Pulumi minted the key and writes it onto the cluster.
+		// cert-manager: the key is issued in kcp's cluster after up, and
+		// `kcp-tmc agent-identity` copies it (docs/agents.md).
+		if id, ok := certs.Identities[cl.Name]; ok {
+			a.ClientCert, a.ClientKey, a.ServerCA = id.Cert, id.Key, id.ServerCA
+		} else {
+			a.CopiedIdentity = true
+		}
 		if p, ok := kcpProviders[a.Workspace]; ok {
 			a.KCPProvider = p
 			a.KCPDependsOn = []pulumi.Resource{workspaces[a.Workspace]}

@@ -372,9 +372,6 @@ func (c *Config) validateClusters(v *validator) {
 			v.add("clusterKubeconfigs", "<entry for "+name+">", "entries only for clusters in kcp-tmc:clusters ("+strings.Join(slices.Sorted(maps.Keys(names)), ", ")+")")
 		}
 	}
-	if len(c.Clusters) > 0 && c.TLS.Mode != pki.ModeSelfManaged {
-		v.add("tls.mode", c.TLS.Mode, "self-managed when kcp-tmc:clusters is set: Pulumi writes each agent's kubeconfig, with its own key, onto its cluster, and cert-manager keeps keys inside the kcp cluster")
-	}
 	if c.KCPKubeconfig != "" {
 		if _, err := workspaceKubeconfig(c.KCPKubeconfig, "root"); err != nil {
 			// The kubeconfig itself is never echoed: it holds credentials.
@@ -400,7 +397,11 @@ func (c *Config) validateClusters(v *validator) {
 			v.add("clusterKubeconfigs", "<no entry for "+cl.Name+">", "a kubeconfig for every cluster in kcp-tmc:clusters")
 		}
 		a := agentArgs(c, cl)
-		a.ClientCert, a.ClientKey, a.ServerCA = pulumi.String("x"), pulumi.String("x"), pulumi.String("x")
+		if c.TLS.Mode == pki.ModeSelfManaged {
+			a.ClientCert, a.ClientKey, a.ServerCA = pulumi.String("x"), pulumi.String("x"), pulumi.String("x")
+		} else {
+			a.CopiedIdentity = true
+		}
 		componentErrors(v, a.WithDefaults().Validate(), true, "agents", map[string]string{
 			"Cluster": key + ".name", "Kind": key + ".agent", "Image": key + ".image", "Replicas": key + ".replicas",
 			"KCPServer/Workspace": key + ".workspace", "Resources": key + ".resources",

@@ -79,6 +79,40 @@ func TestDevStackOnRealEngine(t *testing.T) {
 	}
 }
 
+// TestDevStackWithClusterOnRealEngine: a dev stack with one physical
+// cluster renders on the real engine with no pulumi-tls plugin (cert-manager
+// mode: the agent's identity is copied by kcp-tmc agent-identity), into one
+// directory per cluster and per kcp workspace.
+func TestDevStackWithClusterOnRealEngine(t *testing.T) {
+	ctx := context.Background()
+	dir, opts := testenv.Project(t, "dev", map[string]any{
+		"kcp-tmc:clusters": []any{map[string]any{"name": "edge",
+			"resources": []any{map[string]any{"group": "example.com", "version": "v1", "kind": "Widget", "plural": "widgets"}}}},
+	})
+	stack, err := automation.Stack(ctx, opts)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if _, err := stack.Up(ctx, optup.ProgressStreams(testWriter{t})); err != nil {
+		t.Fatalf("up: %v", err)
+	}
+	rendered := filepath.Join(dir, "rendered", "dev")
+	onCluster := readRendered(t, filepath.Join(rendered, "clusters", "edge"))
+	find(t, onCluster, "Deployment", "api-syncagent")
+	find(t, onCluster, "CustomResourceDefinition", "publishedresources.syncagent.kcp.io")
+	find(t, onCluster, "PublishedResource", "widgets.example.com")
+	find(t, onCluster, "ConfigMap", "kcp-kubeconfig")
+	for _, o := range onCluster {
+		if o["kind"] == "Secret" {
+			t.Errorf("a Secret is rendered onto the cluster in cert-manager mode: %v", o["metadata"])
+		}
+	}
+	find(t, readRendered(t, filepath.Join(rendered, "kcp-root-compute")), "APIExport", "edge-export")
+	root := readRendered(t, filepath.Join(rendered, "kcp"))
+	find(t, root, "Workspace", "compute")
+	find(t, root, "ClusterRoleBinding", "kcp-tmc:metrics-reader")
+}
+
 // TestBadConfigFailsPreview proves invalid stack files stop at validation,
 // with the key, value and allowed values in the engine's error.
 func TestBadConfigFailsPreview(t *testing.T) {

@@ -13,7 +13,6 @@ package agents
 
 import (
 	_ "embed"
-	"encoding/base64"
 	"errors"
 	"fmt"
 	"regexp"
@@ -58,8 +57,13 @@ const (
 	DefaultSyncAgentImage = "ghcr.io/kcp-dev/api-syncagent:v0.7.0"
 	DefaultNamespace      = "kcp-agent"
 	MetricsPort           = 8085
-	kubeconfigSecret      = "kcp-kubeconfig"
+	kubeconfigConfigMap   = "kcp-kubeconfig"
 	kubeconfigMount       = "/etc/kcp-agent/kcp"
+	// IdentitySecret holds the agent's kcp identity on its cluster
+	// (kubernetes.io/tls: tls.crt, tls.key, and ca.crt = the CA that verifies
+	// kcp); the kubeconfig refers to its files.
+	IdentitySecret = "kcp-agent-identity"
+	identityMount  = "/etc/kcp-agent/identity"
 	// WorkspaceAccessRole is kcp's ClusterRole that lets a user into a
 	// workspace at all (pkg/authorization/bootstrap/policy.go); without a
 	// binding to it kcp denies the agent every request in the workspace.
@@ -92,8 +96,12 @@ type Args struct {
 	// Labels (region, zone) go on the agent's objects.
 	Labels map[string]string
 	// Identity: the cluster's own client certificate and key (Pulumi secrets)
-	// and the CA that verifies kcp.
+	// and the CA that verifies kcp, written into IdentitySecret on the
+	// cluster. With CopiedIdentity they stay unset: the key is issued inside
+	// kcp's hosting cluster (tls.mode cert-manager), out of Pulumi's reach,
+	// and `kcp-tmc agent-identity` copies it to IdentitySecret.
 	ClientCert, ClientKey, ServerCA pulumi.StringInput
+	CopiedIdentity                  bool
 	Container                       workload.Resources
 	PodSecurityVersion              string
 	// KCPProvider, when set, creates the kcp side (the APIExport and its
@@ -177,8 +185,10 @@ func (a Args) Validate() error {
 		}
 		seen[id] = true
 	}
-	if a.ClientCert == nil || a.ClientKey == nil || a.ServerCA == nil {
-		bad("ClientCert/ClientKey/ServerCA", "unset", "the cluster's identity from the pki component")
+	if set := a.ClientCert != nil && a.ClientKey != nil && a.ServerCA != nil; set == a.CopiedIdentity ||
+		(!set && (a.ClientCert != nil || a.ClientKey != nil || a.ServerCA != nil)) {
+		bad("ClientCert/ClientKey/ServerCA", fmt.Sprintf("set=%v with CopiedIdentity=%v", set, a.CopiedIdentity),
+			"all three from the pki component (self-managed), or none with CopiedIdentity (cert-manager)")
 	}
 	return errors.Join(errs...)
 }
@@ -205,11 +215,25 @@ func NewAgent(ctx *pulumi.Context, name string, args Args, opts ...pulumi.Resour
 	if err := rbac(ctx, name, args, after); err != nil {
 		return nil, err
 	}
-	if _, err := corev1.NewSecret(ctx, name+"-kubeconfig", &corev1.SecretArgs{
-		Metadata:   workload.Meta(kubeconfigSecret, args.Namespace, args.Kind),
-		StringData: pulumi.StringMap{"kubeconfig": pulumi.ToSecret(kubeconfig(args)).(pulumi.StringOutput)},
+	// The kubeconfig holds no credential, only paths into IdentitySecret.
+	if _, err := corev1.NewConfigMap(ctx, name+"-kubeconfig", &corev1.ConfigMapArgs{
+		Metadata: workload.Meta(kubeconfigConfigMap, args.Namespace, args.Kind),
+		Data:     pulumi.StringMap{"kubeconfig": pulumi.String(kubeconfig(args))},
 	}, after...); err != nil {
-		return nil, fmt.Errorf("kcp kubeconfig Secret: %w", err)
+		return nil, fmt.Errorf("kcp kubeconfig ConfigMap: %w", err)
+	}
+	if !args.CopiedIdentity {
+		meta := workload.Meta(IdentitySecret, args.Namespace, args.Kind)
+		if _, err := corev1.NewSecret(ctx, name+"-identity", &corev1.SecretArgs{
+			Metadata: meta, Type: pulumi.String("kubernetes.io/tls"),
+			StringData: pulumi.StringMap{
+				"tls.crt": args.ClientCert.ToStringOutput(),
+				"tls.key": pulumi.ToSecret(args.ClientKey).(pulumi.StringOutput),
+				"ca.crt":  args.ServerCA.ToStringOutput(),
+			},
+		}, after...); err != nil {
+			return nil, fmt.Errorf("agent identity Secret: %w", err)
+		}
 	}
 	crd, err := publishedResourceDefinition(ctx, name, child)
 	if err != nil {
@@ -296,28 +320,26 @@ func dashedOrCore(g string) string {
 	return g
 }
 
-// kubeconfig points at kcp's workspace with the cluster's own certificate.
-func kubeconfig(a Args) pulumi.StringOutput {
-	return pulumi.All(a.ClientCert, a.ClientKey, a.ServerCA).ApplyT(func(v []any) string {
-		b64 := func(i int) string { return base64.StdEncoding.EncodeToString([]byte(v[i].(string))) }
-		return fmt.Sprintf(`apiVersion: v1
+// kubeconfig points at kcp's workspace with the cluster's own certificate
+// (files of IdentitySecret).
+func kubeconfig(a Args) string {
+	return fmt.Sprintf(`apiVersion: v1
 kind: Config
 clusters:
 - name: kcp
   cluster:
-    server: %s/clusters/%s
-    certificate-authority-data: %s
+    server: %[1]s/clusters/%[2]s
+    certificate-authority: %[3]s/ca.crt
 users:
-- name: %s
+- name: %[4]s
   user:
-    client-certificate-data: %s
-    client-key-data: %s
+    client-certificate: %[3]s/tls.crt
+    client-key: %[3]s/tls.key
 contexts:
 - name: kcp
-  context: {cluster: kcp, user: %s}
+  context: {cluster: kcp, user: %[4]s}
 current-context: kcp
-`, a.KCPServer, a.Workspace, b64(2), User(a.Cluster), b64(0), b64(1), User(a.Cluster))
-	}).(pulumi.StringOutput)
+`, a.KCPServer, a.Workspace, identityMount, User(a.Cluster))
 }
 
 // Flags are api-syncagent v0.7.0's command line (cmd/api-syncagent/options.go
@@ -384,10 +406,12 @@ func deploymentSpec(a Args, labels map[string]string) *appsv1.DeploymentSpecArgs
 					SecurityContext: security.ContainerSecurityContext(),
 					VolumeMounts: corev1.VolumeMountArray{
 						corev1.VolumeMountArgs{Name: pulumi.String("kcp-kubeconfig"), MountPath: pulumi.String(kubeconfigMount), ReadOnly: pulumi.Bool(true)},
+						corev1.VolumeMountArgs{Name: pulumi.String("identity"), MountPath: pulumi.String(identityMount), ReadOnly: pulumi.Bool(true)},
 						corev1.VolumeMountArgs{Name: pulumi.String("tmp"), MountPath: pulumi.String("/tmp")},
 					},
 				}},
-				Volumes: corev1.VolumeArray{security.SecretVolume("kcp-kubeconfig", kubeconfigSecret), security.EmptyDir("tmp", "64Mi")},
+				Volumes: corev1.VolumeArray{security.ConfigMapVolume("kcp-kubeconfig", kubeconfigConfigMap),
+					security.SecretVolume("identity", IdentitySecret), security.EmptyDir("tmp", "64Mi")},
 			},
 		},
 	}

@@ -1,7 +1,6 @@
 package agents
 
 import (
-	"encoding/base64"
 	"fmt"
 	"reflect"
 	"slices"
@@ -44,31 +43,59 @@ func run(t *testing.T, list ...Args) *mocktest.Recorder {
 	})
 }
 
+// TestIdentitiesDifferPerCluster: each cluster's identity Secret carries
+// its own certificate, the key only as a Pulumi secret, and the kubeconfig
+// (a ConfigMap: no credential in it) points at the workspace with the
+// Secret's files.
 func TestIdentitiesDifferPerCluster(t *testing.T) {
 	rec := run(t, args("eu", KindSyncAgent), args("us", KindSyncAgent))
-	users := map[string]string{}
+	certs := map[string]string{}
 	for _, s := range rec.OfType("kubernetes:core/v1:Secret") {
-		if !s.Inputs["stringData"].IsSecret() && !s.Inputs["stringData"].ObjectValue()["kubeconfig"].IsSecret() {
-			t.Errorf("%s: the kubeconfig (with its key) is not a Pulumi secret", s.Name)
+		if mocktest.Dig(s.Input(), "metadata", "name") != IdentitySecret {
+			continue
 		}
-		var kc struct {
-			Clusters []struct{ Cluster struct{ Server string } }
-			Users    []struct {
-				Name string
-				User map[string]string
-			}
+		if key := s.Inputs["stringData"]; !key.IsSecret() && !key.ObjectValue()["tls.key"].IsSecret() {
+			t.Errorf("%s: the key is not a Pulumi secret", s.Name)
 		}
-		if err := yaml.Unmarshal([]byte(mocktest.Dig(s.Input(), "stringData", "kubeconfig").(string)), &kc); err != nil {
-			t.Fatal(err)
+		if mocktest.Dig(s.Input(), "type") != "kubernetes.io/tls" || mocktest.Dig(s.Input(), "stringData", "ca.crt") != "CA" {
+			t.Errorf("%s: %v", s.Name, s.Input())
 		}
-		cert, _ := base64.StdEncoding.DecodeString(kc.Users[0].User["client-certificate-data"])
-		users[kc.Users[0].Name] = string(cert)
-		if kc.Clusters[0].Cluster.Server != "https://kcp.example.com/clusters/root:compute" {
-			t.Errorf("server = %s", kc.Clusters[0].Cluster.Server)
+		certs[s.Name] = fmt.Sprint(mocktest.Dig(s.Input(), "stringData", "tls.crt"))
+	}
+	if certs["agent-eu-identity"] != "CERT-eu" || certs["agent-us-identity"] != "CERT-us" {
+		t.Errorf("identities = %v: each cluster must carry its own certificate", certs)
+	}
+	var kc struct {
+		Clusters []struct{ Cluster map[string]string }
+		Users    []struct {
+			Name string
+			User map[string]string
 		}
 	}
-	if users["syncer-client-eu"] != "CERT-eu" || users["syncer-client-us"] != "CERT-us" {
-		t.Errorf("identities = %v: each cluster must carry its own certificate", users)
+	cm := rec.Named(t, "kubernetes:core/v1:ConfigMap", "agent-eu-kubeconfig")
+	if err := yaml.Unmarshal([]byte(fmt.Sprint(mocktest.Dig(cm.Input(), "data", "kubeconfig"))), &kc); err != nil {
+		t.Fatal(err)
+	}
+	if kc.Clusters[0].Cluster["server"] != "https://kcp.example.com/clusters/root:compute" ||
+		kc.Clusters[0].Cluster["certificate-authority"] != "/etc/kcp-agent/identity/ca.crt" ||
+		kc.Users[0].Name != "syncer-client-eu" || kc.Users[0].User["client-key"] != "/etc/kcp-agent/identity/tls.key" {
+		t.Errorf("kubeconfig = %+v", kc)
+	}
+}
+
+// TestCopiedIdentity: in cert-manager mode Pulumi has no key to write, so
+// no identity Secret is managed (kcp-tmc agent-identity copies it) and the
+// agent still mounts it.
+func TestCopiedIdentity(t *testing.T) {
+	a := args("eu", KindSyncAgent)
+	a.ClientCert, a.ClientKey, a.ServerCA, a.CopiedIdentity = nil, nil, nil, true
+	rec := run(t, a)
+	for _, s := range rec.OfType("kubernetes:core/v1:Secret") {
+		t.Errorf("Secret %s managed although the identity is copied", s.Name)
+	}
+	vols := fmt.Sprint(mocktest.Dig(rec.Object(t, "kubernetes:apps/v1:Deployment", KindSyncAgent), "spec", "template", "spec", "volumes"))
+	if !strings.Contains(vols, "secretName:"+IdentitySecret) {
+		t.Errorf("the agent does not mount %s: %s", IdentitySecret, vols)
 	}
 }
 
@@ -161,6 +188,8 @@ func TestValidate(t *testing.T) {
 		{"bad workspace", func(a *Args) { a.Workspace = "compute" }, "KCPServer/Workspace"},
 		{"unpinned image", func(a *Args) { a.Image = "ghcr.io/kcp-dev/api-syncagent:latest" }, "Image"},
 		{"no replicas", func(a *Args) { a.Replicas = -1 }, "Replicas -1"},
+		{"identity both given and copied", func(a *Args) { a.CopiedIdentity = true }, "ClientCert/ClientKey/ServerCA set=true with CopiedIdentity=true"},
+		{"half an identity", func(a *Args) { a.ClientKey = nil }, "ClientCert/ClientKey/ServerCA set=false with CopiedIdentity=false"},
 	}
 	for _, tt := range tests {
 		t.Run(tt.name, func(t *testing.T) {

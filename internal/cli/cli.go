@@ -53,6 +53,9 @@ const usage = `usage: kcp-tmc <command> --stack <dev|staging|prod> [flags]
                  etcd/kcp/front-proxy and every agent ready, a test workload
                  synced to every physical cluster and cleaned up, a short load
                  test (--load-duration)
+  agent-identity writes each agent's kcp identity onto its physical cluster
+                 (tls.mode cert-manager: the key cert-manager issued in kcp's
+                 cluster; run after up and after each renewal; --cluster one)
   help [command] this text, or a command's flags (also: <command> --help)
 
 every command takes --stack and --project-dir (default .); exit codes: 0 ok,
@@ -71,16 +74,17 @@ var (
 var (
 	commonFlags  = map[string]bool{"stack": true, "project-dir": true}
 	commandFlags = map[string][]string{
-		"preview":       {"expect-no-changes", "refresh"},
-		"up":            {"expect-no-changes", "refresh"},
-		"destroy":       {"yes"},
-		"refresh":       nil,
-		"outputs":       {"json"}, // always JSON; accepted for symmetry
-		"drift":         {"refresh", "json"},
-		"backup verify": {"target", "json"},
-		"drill":         {"target", "json"},
-		"restore":       {"target", "snapshot", "out", "json"},
-		"smoke":         {"json", "kcp-kubeconfig", "kcp-server", "kubeconfig", "workload", "load-duration", "load-workers", "load-max-p99", "sync-timeout"},
+		"preview":        {"expect-no-changes", "refresh"},
+		"up":             {"expect-no-changes", "refresh"},
+		"destroy":        {"yes"},
+		"refresh":        nil,
+		"outputs":        {"json"}, // always JSON; accepted for symmetry
+		"drift":          {"refresh", "json"},
+		"backup verify":  {"target", "json"},
+		"drill":          {"target", "json"},
+		"restore":        {"target", "snapshot", "out", "json"},
+		"smoke":          {"json", "kcp-kubeconfig", "kcp-server", "kubeconfig", "workload", "load-duration", "load-workers", "load-max-p99", "sync-timeout"},
+		"agent-identity": {"kubeconfig", "cluster"},
 	}
 )
 
@@ -153,6 +157,7 @@ func Run(ctx context.Context, args []string, stdout, stderr io.Writer) error {
 	target := fs.String("target", "", "backup verify, drill, restore: read snapshots from this s3://bucket/prefix or file:///dir instead of the stack's backup target")
 	snapshot := fs.String("snapshot", "latest", "restore: the snapshot's object key, or latest")
 	out := fs.String("out", "", "restore: directory for the members' data dirs (must not hold data)")
+	cluster := fs.String("cluster", "", "agent-identity: only this cluster of kcp-tmc:clusters (default: every one)")
 	var smoke smokeFlags
 	smoke.register(fs)
 	if err := fs.Parse(args[1:]); err != nil {
@@ -305,6 +310,14 @@ func Run(ctx context.Context, args []string, stdout, stderr io.Writer) error {
 				return err
 			}
 			return smoke.run(ctx, cfg, *asJSON, stdout)
+		}
+	case "agent-identity":
+		op = func(s auto.Stack) error {
+			cfg, err := automation.Config(ctx, s)
+			if err != nil {
+				return err
+			}
+			return agentIdentity(ctx, cfg, smoke.kubeconfig, *cluster, stdout)
 		}
 	default: // commandFlags lists a command this switch does not run
 		return fmt.Errorf("kcp-tmc: command %q is not implemented", command)

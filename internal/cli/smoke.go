@@ -39,7 +39,7 @@ type smokeFlags struct {
 func (f *smokeFlags) register(fs *flag.FlagSet) {
 	fs.StringVar(&f.kcpKubeconfig, "kcp-kubeconfig", "", "smoke: kcp admin kubeconfig file (default: the stack's secret kcp-tmc:kcpKubeconfig, else the kcp-admin certificate from the hosting cluster)")
 	fs.StringVar(&f.kcpServer, "kcp-server", "", "smoke: kcp's URL when the admin certificate comes from the hosting cluster (default https://kcp.<domain>/clusters/root)")
-	fs.StringVar(&f.kubeconfig, "kubeconfig", "", "smoke: kubeconfig of the cluster kcp runs on (default: the stack's kcp-tmc:kubeconfig; else target.context, looked up in $KUBECONFIG or ~/.kube/config; with none of the three set, smoke refuses rather than use the current context)")
+	fs.StringVar(&f.kubeconfig, "kubeconfig", "", "smoke, agent-identity: kubeconfig of the cluster kcp runs on (default: the stack's kcp-tmc:kubeconfig; else target.context, looked up in $KUBECONFIG or ~/.kube/config; with none of the three set, smoke refuses rather than use the current context)")
 	fs.StringVar(&f.workload, "workload", "", "smoke: YAML of the object created in kcp to prove syncing (default: a ConfigMap; api-syncagent clusters need an object of a published API)")
 	fs.DurationVar(&f.loadDuration, "load-duration", 30*time.Second, "smoke: length of the load test (0 skips it; prod stacks default to 0)")
 	fs.IntVar(&f.loadWorkers, "load-workers", 4, "smoke: concurrent load-test workers")
