@@ -201,5 +201,7 @@ func TestSyncAgentCluster(t *testing.T) {
 	}
 	defer resp.Body.Close()
 	body, _ := io.ReadAll(resp.Body)
-	rulesFindSeries(t, body, monitoring.JobSyncAgent)
+	if rulesFindSeries(t, body, monitoring.JobSyncAgent) == 0 {
+		t.Error("no rule reads an api-syncagent series: nothing was checked")
+	}
 }
