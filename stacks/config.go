@@ -162,6 +162,13 @@ type KCP struct {
 	// identities included, gets a private workspace on first access in which
 	// it is cluster-admin. Off by default, unlike kcp's own default.
 	HomeWorkspaces bool `json:"homeWorkspaces"`
+	// ExtraFlags are appended to kcp's generated flags: the escape hatch for
+	// what no typed key covers (`--oidc-*`, `--feature-gates`, `--v`). Each
+	// must be one kcp v0.32.3 registers and kcp-tmc does not set.
+	ExtraFlags []string `json:"extraFlags"`
+	// FrontProxyExtraFlags are appended to the front-proxy's flags, with the
+	// same rules.
+	FrontProxyExtraFlags []string `json:"frontProxyExtraFlags"`
 }
 
 // Etcd is kcp-tmc:etcd.

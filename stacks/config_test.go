@@ -376,3 +376,25 @@ func stackFileSource(t *testing.T, path string) source {
 	}
 	return src
 }
+
+// TestExtraFlagsNameTheirKey: a bad entry of kcp.extraFlags is refused
+// before anything registers, naming the key, the entry and why.
+func TestExtraFlagsNameTheirKey(t *testing.T) {
+	for _, tt := range []struct{ config, want string }{
+		{`{"extraFlags":["--max-requests-inflight=800"]}`, `config kcp-tmc:kcp.extraFlags[0]: invalid value "--max-requests-inflight=800": want a flag kcp v0.32.3 registers`},
+		{`{"frontProxyExtraFlags":["--secure-port=9443"]}`, `config kcp-tmc:kcp.frontProxyExtraFlags[0]: invalid value "--secure-port=9443": want a flag kcp-tmc does not already set`},
+	} {
+		mocktest.SetConfig(t, map[string]string{"environment": "dev", "kcp": tt.config})
+		rec, err := mocktest.Run(t, "dev", Program)
+		if err == nil || !strings.Contains(err.Error(), tt.want) {
+			t.Errorf("err = %v\nwant %s", err, tt.want)
+		}
+		if n := len(rec.All()); n != 0 {
+			t.Errorf("%d resources registered", n)
+		}
+	}
+	mocktest.SetConfig(t, map[string]string{"environment": "dev", "kcp": `{"extraFlags":["--v=2"]}`})
+	if _, err := mocktest.Run(t, "dev", Program); err != nil {
+		t.Errorf("a flag kcp has was refused: %v", err)
+	}
+}

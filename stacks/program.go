@@ -590,6 +590,7 @@ func kcpArgs(cfg *Config) kcp.Args {
 	return kcp.Args{
 		Namespace: cfg.Namespace, Domain: cfg.Domain, Image: cfg.KCP.Image, Version: cfg.KCP.Version,
 		Replicas: cfg.KCP.Replicas, FrontProxyReplicas: cfg.KCP.FrontProxyReplicas, HomeWorkspaces: cfg.KCP.HomeWorkspaces,
+		ExtraFlags: cfg.KCP.ExtraFlags, FrontProxyExtraFlags: cfg.KCP.FrontProxyExtraFlags,
 		Resources:           workloadResources(cfg.KCP.Resources, ephemeralKCP),
 		FrontProxyResources: workloadResources(cfg.KCP.FrontProxyResources, ephemeralSmall),
 		Spread:              spread(cfg.KCP.AntiAffinity, cfg.Zones),

@@ -56,6 +56,11 @@ func (c *Config) Validate() error {
 	}
 	v.resources("kcp.resources", c.KCP.Resources)
 	v.resources("kcp.frontProxyResources", c.KCP.FrontProxyResources)
+	// Only the extra-flag rules come from the component (inUse=false drops
+	// its other fields, which have stack rules of their own here).
+	componentErrors(v, kcpArgs(c).WithDefaults().Validate(), false, "kcp", map[string]string{
+		"ExtraFlags": "kcp.extraFlags", "FrontProxyExtraFlags": "kcp.frontProxyExtraFlags",
+	})
 	v.resources("etcd.resources", c.Etcd.Resources)
 	if !imageRepo.MatchString(c.Etcd.Image) {
 		v.add("etcd.image", c.Etcd.Image, "an image repository without tag or digest, e.g. quay.io/coreos/etcd")

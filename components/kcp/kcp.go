@@ -71,6 +71,9 @@ type Args struct {
 	// HomeWorkspaces: a private workspace per user on first access
 	// (kcp's --enable-home-workspaces, whose own default is on).
 	HomeWorkspaces bool
+	// ExtraFlags and FrontProxyExtraFlags are appended to the generated
+	// flags: each one kcp v0.32.3 registers and kcp-tmc does not set.
+	ExtraFlags, FrontProxyExtraFlags []string
 	// EtcdSelector labels etcd's pods (egress is allowed to them only).
 	EtcdSelector map[string]string
 	// MonitoringNamespace may scrape kcp's metrics.
@@ -147,6 +150,10 @@ func (a Args) Validate() error {
 			bad("Certs."+field, `""`, "the pki component's Secret name")
 		}
 	}
+	// The pod's wiring: probes, Services and policies use these ports.
+	errs = append(errs, checkExtraFlags("ExtraFlags", a.ExtraFlags, ServerFlags(a),
+		KnownServerFlags(), "--secure-port", "--bind-address"))
+	errs = append(errs, checkExtraFlags("FrontProxyExtraFlags", a.FrontProxyExtraFlags, frontProxyArgs(a), KnownFrontProxyFlags(), "--bind-address"))
 	if a.Spread.Mode == workload.SpreadZone && len(a.Spread.Zones) < a.Replicas {
 		bad("Spread.Zones", a.Spread.Zones, fmt.Sprintf("at least %d zones for one replica per zone", a.Replicas))
 	}
@@ -362,6 +369,9 @@ func ServerFlags(a Args) []string {
 	}
 }
 
+// serverArgs are the generated flags and then the user's extra ones.
+func serverArgs(a Args) []string { return append(ServerFlags(a), a.ExtraFlags...) }
+
 // httpsProbe checks an HTTPS path on a named port (kcp allows anonymous health checks).
 func httpsProbe(path, port string, period, failures int) *corev1.ProbeArgs {
 	return &corev1.ProbeArgs{
@@ -403,7 +413,7 @@ func serverPod(a Args) *corev1.PodTemplateSpecArgs {
 		Name:    pulumi.String(ServerName),
 		Image:   pulumi.String(a.Image + ":" + a.Version),
 		Command: pulumi.ToStringArray([]string{"/kcp", "start"}),
-		Args:    pulumi.ToStringArray(ServerFlags(a)),
+		Args:    pulumi.ToStringArray(serverArgs(a)),
 		Ports: corev1.ContainerPortArray{
 			corev1.ContainerPortArgs{Name: pulumi.String("https"), ContainerPort: pulumi.Int(APIPort)},
 		},
@@ -436,7 +446,8 @@ func serverPod(a Args) *corev1.PodTemplateSpecArgs {
 	})
 }
 
-func frontProxyPod(a Args) *corev1.PodTemplateSpecArgs {
+// frontProxyArgs are the front-proxy's generated flags.
+func frontProxyArgs(a Args) []string {
 	args := []string{
 		fmt.Sprintf("--secure-port=%d", FrontProxyPort),
 		"--tls-cert-file=/etc/kcp-front-proxy/tls/server/tls.crt",
@@ -448,6 +459,14 @@ func frontProxyPod(a Args) *corev1.PodTemplateSpecArgs {
 		"--shards-kubeconfig=/etc/kcp-front-proxy/config/kubeconfig",
 		"--logging-format=json",
 	}
+	if a.Certs.FrontProxyPublic != "" {
+		args = append(args, "--tls-sni-cert-key=/etc/kcp-front-proxy/tls/public/tls.crt,/etc/kcp-front-proxy/tls/public/tls.key:"+PublicHost(a.Domain))
+	}
+	return args
+}
+
+func frontProxyPod(a Args) *corev1.PodTemplateSpecArgs {
+	args := append(frontProxyArgs(a), a.FrontProxyExtraFlags...)
 	mounts := corev1.VolumeMountArray{
 		mount("tls-server", "/etc/kcp-front-proxy/tls/server"),
 		mount("tls-client", "/etc/kcp-front-proxy/tls/client"),
@@ -470,7 +489,6 @@ func frontProxyPod(a Args) *corev1.PodTemplateSpecArgs {
 		security.EmptyDir("tmp", "256Mi"),
 	}
 	if a.Certs.FrontProxyPublic != "" {
-		args = append(args, "--tls-sni-cert-key=/etc/kcp-front-proxy/tls/public/tls.crt,/etc/kcp-front-proxy/tls/public/tls.key:"+PublicHost(a.Domain))
 		mounts = append(mounts, mount("tls-public", "/etc/kcp-front-proxy/tls/public"))
 		volumes = append(volumes, security.SecretVolume("tls-public", a.Certs.FrontProxyPublic))
 	}

@@ -2,8 +2,6 @@ package kcp
 
 import (
 	"fmt"
-	"os"
-	"path/filepath"
 	"reflect"
 	"strings"
 	"testing"
@@ -231,40 +229,23 @@ func strs(v any) []string {
 	return out
 }
 
-// registeredFlags reads a flag list of the pinned kcp release
-// (testdata/*-v0.32.3.txt: `kcp start options` and `kcp-front-proxy --help`
-// of binaries built from the v0.32.3 tag, one flag per line).
-func registeredFlags(t *testing.T, file string) map[string]bool {
-	t.Helper()
-	data, err := os.ReadFile(filepath.Join("testdata", file))
-	if err != nil {
-		t.Fatal(err)
-	}
-	flags := map[string]bool{}
-	for _, line := range strings.Split(string(data), "\n") {
-		if strings.HasPrefix(line, "--") {
-			flags[line] = true
-		}
-	}
-	if len(flags) < 50 {
-		t.Fatalf("%s lists %d flags: not a flag list", file, len(flags))
-	}
-	return flags
-}
-
 // TestFlagsAreOnesKCPRegisters: kcp and the front-proxy exit at once on a
 // flag they do not register (kcp registers only an allow-list of
 // kube-apiserver's flags), so every flag we render must be on the pinned
 // release's own list.
 func TestFlagsAreOnesKCPRegisters(t *testing.T) {
-	// Registered but hidden (deprecated), so not in `kcp start options`.
-	hidden := map[string]bool{"--external-hostname": true}
 	rec := run(t, prodArgs())
-	for _, tc := range []struct{ deployment, list string }{
-		{ServerName, "kcp-start-v0.32.3.txt"},
-		{FrontProxyName, "kcp-front-proxy-v0.32.3.txt"},
+	for _, tc := range []struct {
+		deployment string
+		known      map[string]bool
+	}{
+		{ServerName, KnownServerFlags()},
+		{FrontProxyName, KnownFrontProxyFlags()},
 	} {
-		known := registeredFlags(t, tc.list)
+		if len(tc.known) < 50 {
+			t.Fatalf("%s: %d known flags: not a flag list", tc.deployment, len(tc.known))
+		}
+		known := tc.known
 		d := rec.Object(t, "kubernetes:apps/v1:Deployment", tc.deployment)
 		args := strs(mocktest.Dig(d, "spec", "template", "spec", "containers", 0, "args"))
 		if len(args) == 0 {
@@ -272,9 +253,48 @@ func TestFlagsAreOnesKCPRegisters(t *testing.T) {
 		}
 		for _, arg := range args {
 			flag, _, _ := strings.Cut(arg, "=")
-			if !known[flag] && !(tc.deployment == ServerName && hidden[flag]) {
-				t.Errorf("%s: %s is not a flag kcp v0.32.3 registers (%s)", tc.deployment, flag, tc.list)
+			if !known[flag] {
+				t.Errorf("%s: %s is not a flag kcp v0.32.3 registers (components/kcp/flags/)", tc.deployment, flag)
 			}
 		}
+	}
+}
+
+// TestExtraFlags: the escape hatch takes any flag the pinned release has
+// and kcp-tmc does not set, appends it, and refuses the rest by name.
+func TestExtraFlags(t *testing.T) {
+	tests := []struct {
+		name          string
+		server, proxy []string
+		want          string // "" = accepted
+	}{
+		{"OIDC flags kcp has", []string{"--oidc-issuer-url=https://id.example.com", "--oidc-client-id=kcp"}, nil, ""},
+		{"front-proxy verbosity", nil, []string{"--v=4"}, ""},
+		{"a flag kcp does not have", []string{"--max-requests-inflight=800"}, nil, `ExtraFlags[0] "--max-requests-inflight=800": want a flag kcp v0.32.3 registers`},
+		{"a flag kcp-tmc sets", []string{"--batteries-included=admin"}, nil, `ExtraFlags[0] "--batteries-included=admin": want a flag kcp-tmc does not already set`},
+		{"the pod's port", []string{"--secure-port=7443"}, nil, "want a flag kcp-tmc does not already set"},
+		{"front-proxy mapping", nil, []string{"--mapping-file=/x"}, `FrontProxyExtraFlags[0] "--mapping-file=/x"`},
+		{"twice", []string{"--v=2", "--v=4"}, nil, `ExtraFlags[1] "--v=4": want each flag once`},
+		{"not a flag", []string{"v=2"}, nil, `ExtraFlags[0] "v=2": want --name or --name=value`},
+	}
+	for _, tt := range tests {
+		t.Run(tt.name, func(t *testing.T) {
+			a := prodArgs()
+			a.ExtraFlags, a.FrontProxyExtraFlags = tt.server, tt.proxy
+			err := a.WithDefaults().Validate()
+			if (tt.want == "") != (err == nil) || (err != nil && !strings.Contains(err.Error(), tt.want)) {
+				t.Fatalf("err = %v, want %q", err, tt.want)
+			}
+			if err != nil {
+				return
+			}
+			rec := run(t, a)
+			for d, extra := range map[string][]string{ServerName: tt.server, FrontProxyName: tt.proxy} {
+				args := strs(mocktest.Dig(rec.Object(t, deployType, d), "spec", "template", "spec", "containers", 0, "args"))
+				if len(extra) > 0 && !reflect.DeepEqual(args[len(args)-len(extra):], extra) {
+					t.Errorf("%s args end %v, want %v appended", d, args[len(args)-len(extra):], extra)
+				}
+			}
+		})
 	}
 }

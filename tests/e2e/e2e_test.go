@@ -248,9 +248,11 @@ func (cp *controlPlane) applyKCPSide(t *testing.T, rec []mocktest.Resource, work
 func TestDevStackRuns(t *testing.T) {
 	binary(t, "KCP_BIN")
 	binary(t, "KCP_FRONT_PROXY_BIN")
-	objs, rec := render(t, "dev", map[string]string{"tls": `{"mode":"self-managed"}`})
+	// The escape hatch too: a flag of each program, appended to ours.
+	extra := `{"extraFlags":["--v=2"],"frontProxyExtraFlags":["--v=2"]}`
+	objs, rec := render(t, "dev", map[string]string{"tls": `{"mode":"self-managed"}`, "kcp": extra})
 	t.Run("workloads do not depend on the TLS mode", func(t *testing.T) {
-		cm, _ := render(t, "dev", nil)
+		cm, _ := render(t, "dev", map[string]string{"kcp": extra})
 		for _, w := range []struct{ kind, name string }{{"Deployment", kcp.ServerName}, {"Deployment", kcp.FrontProxyName}, {"StatefulSet", etcd.Name}} {
 			if a, b := mocktest.Dig(objs.get(t, w.kind, w.name), "spec"), mocktest.Dig(cm.get(t, w.kind, w.name), "spec"); !reflect.DeepEqual(a, b) {
 				t.Errorf("%s %s differs between tls modes: the e2e would not run what cert-manager mode deploys", w.kind, w.name)
