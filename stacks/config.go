@@ -162,6 +162,9 @@ type KCP struct {
 	// identities included, gets a private workspace on first access in which
 	// it is cluster-admin. Off by default, unlike kcp's own default.
 	HomeWorkspaces bool `json:"homeWorkspaces"`
+	// OIDC signs humans in with an OpenID Connect issuer, on kcp and the
+	// front-proxy (clients keep their certificates too).
+	OIDC *OIDC `json:"oidc"`
 	// ExtraFlags are appended to kcp's generated flags: the escape hatch for
 	// what no typed key covers (`--oidc-*`, `--feature-gates`, `--v`). Each
 	// must be one kcp v0.32.3 registers and kcp-tmc does not set.
@@ -169,6 +172,26 @@ type KCP struct {
 	// FrontProxyExtraFlags are appended to the front-proxy's flags, with the
 	// same rules.
 	FrontProxyExtraFlags []string `json:"frontProxyExtraFlags"`
+}
+
+// OIDC is kcp-tmc:kcp.oidc.
+type OIDC struct {
+	// IssuerURL is the issuer's https:// URL, exactly as its tokens' `iss`.
+	IssuerURL string `json:"issuerURL"`
+	// ClientID is the client id the tokens are issued for (their `aud`).
+	ClientID string `json:"clientID"`
+	// UsernameClaim is the claim that names the user (default `sub`).
+	UsernameClaim string `json:"usernameClaim"`
+	// UsernamePrefix is put before every username (default `oidc:`, so no
+	// token can claim kcp's or the PKI's user names; `-` for none).
+	UsernamePrefix string `json:"usernamePrefix"`
+	// GroupsClaim is the claim that lists the user's groups (default `groups`).
+	GroupsClaim string `json:"groupsClaim"`
+	// GroupsPrefix is put before every group (default `oidc:`; `-` for none).
+	GroupsPrefix string `json:"groupsPrefix"`
+	// CABundle is the PEM CA of the issuer's serving certificate (default:
+	// the system roots, for a public issuer).
+	CABundle string `json:"caBundle"`
 }
 
 // Etcd is kcp-tmc:etcd.

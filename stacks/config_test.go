@@ -398,3 +398,23 @@ func TestExtraFlagsNameTheirKey(t *testing.T) {
 		t.Errorf("a flag kcp has was refused: %v", err)
 	}
 }
+
+// TestOIDCNamesItsKeys: kcp.oidc's rules name the key, the value and what
+// is allowed; a valid block renders.
+func TestOIDCNamesItsKeys(t *testing.T) {
+	mocktest.SetConfig(t, map[string]string{"environment": "dev", "kcp": `{"oidc":{"issuerURL":"http://id.example.com","groupsClaim":" "}}`})
+	_, err := mocktest.Run(t, "dev", Program)
+	for _, want := range []string{
+		`config kcp-tmc:kcp.oidc.issuerURL: invalid value "http://id.example.com": want the issuer's https:// URL`,
+		`config kcp-tmc:kcp.oidc.clientID: invalid value "": want the client id`,
+		`config kcp-tmc:kcp.oidc.groupsClaim: invalid value " ": want a claim name`,
+	} {
+		if err == nil || !strings.Contains(err.Error(), want) {
+			t.Errorf("err = %v\nwant %s", err, want)
+		}
+	}
+	mocktest.SetConfig(t, map[string]string{"environment": "dev", "kcp": `{"oidc":{"issuerURL":"https://id.example.com","clientID":"kcp"}}`})
+	if _, err := mocktest.Run(t, "dev", Program); err != nil {
+		t.Errorf("a valid oidc block was refused: %v", err)
+	}
+}

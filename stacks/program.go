@@ -586,11 +586,19 @@ func backupArgs(cfg *Config) backup.Args {
 	return a
 }
 
+func oidcArgs(o *OIDC) *kcp.OIDC {
+	if o == nil {
+		return nil
+	}
+	return &kcp.OIDC{IssuerURL: o.IssuerURL, ClientID: o.ClientID, UsernameClaim: o.UsernameClaim, UsernamePrefix: o.UsernamePrefix,
+		GroupsClaim: o.GroupsClaim, GroupsPrefix: o.GroupsPrefix, CABundle: o.CABundle}
+}
+
 func kcpArgs(cfg *Config) kcp.Args {
 	return kcp.Args{
 		Namespace: cfg.Namespace, Domain: cfg.Domain, Image: cfg.KCP.Image, Version: cfg.KCP.Version,
 		Replicas: cfg.KCP.Replicas, FrontProxyReplicas: cfg.KCP.FrontProxyReplicas, HomeWorkspaces: cfg.KCP.HomeWorkspaces,
-		ExtraFlags: cfg.KCP.ExtraFlags, FrontProxyExtraFlags: cfg.KCP.FrontProxyExtraFlags,
+		ExtraFlags: cfg.KCP.ExtraFlags, FrontProxyExtraFlags: cfg.KCP.FrontProxyExtraFlags, OIDC: oidcArgs(cfg.KCP.OIDC),
 		Resources:           workloadResources(cfg.KCP.Resources, ephemeralKCP),
 		FrontProxyResources: workloadResources(cfg.KCP.FrontProxyResources, ephemeralSmall),
 		Spread:              spread(cfg.KCP.AntiAffinity, cfg.Zones),

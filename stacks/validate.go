@@ -61,6 +61,12 @@ func (c *Config) Validate() error {
 	componentErrors(v, kcpArgs(c).WithDefaults().Validate(), false, "kcp", map[string]string{
 		"ExtraFlags": "kcp.extraFlags", "FrontProxyExtraFlags": "kcp.frontProxyExtraFlags",
 	})
+	if o := kcpArgs(c).WithDefaults().OIDC; o != nil {
+		componentErrors(v, o.Validate(), true, "kcp", map[string]string{
+			"OIDC.IssuerURL": "oidc.issuerURL", "OIDC.ClientID": "oidc.clientID", "OIDC.UsernameClaim": "oidc.usernameClaim",
+			"OIDC.GroupsClaim": "oidc.groupsClaim", "OIDC.CABundle": "oidc.caBundle",
+		})
+	}
 	v.resources("etcd.resources", c.Etcd.Resources)
 	if !imageRepo.MatchString(c.Etcd.Image) {
 		v.add("etcd.image", c.Etcd.Image, "an image repository without tag or digest, e.g. quay.io/coreos/etcd")

@@ -71,6 +71,8 @@ type Args struct {
 	// HomeWorkspaces: a private workspace per user on first access
 	// (kcp's --enable-home-workspaces, whose own default is on).
 	HomeWorkspaces bool
+	// OIDC, when set, signs humans in with an OpenID Connect issuer.
+	OIDC *OIDC
 	// ExtraFlags and FrontProxyExtraFlags are appended to the generated
 	// flags: each one kcp v0.32.3 registers and kcp-tmc does not set.
 	ExtraFlags, FrontProxyExtraFlags []string
@@ -120,6 +122,10 @@ func (a Args) WithDefaults() Args {
 	if a.MonitoringNamespace == "" {
 		a.MonitoringNamespace = "monitoring"
 	}
+	if a.OIDC != nil {
+		o := a.OIDC.WithDefaults()
+		a.OIDC = &o
+	}
 	return a
 }
 
@@ -150,8 +156,11 @@ func (a Args) Validate() error {
 			bad("Certs."+field, `""`, "the pki component's Secret name")
 		}
 	}
+	if a.OIDC != nil {
+		errs = append(errs, a.OIDC.Validate())
+	}
 	// The pod's wiring: probes, Services and policies use these ports.
-	errs = append(errs, checkExtraFlags("ExtraFlags", a.ExtraFlags, ServerFlags(a),
+	errs = append(errs, checkExtraFlags("ExtraFlags", a.ExtraFlags, generatedServerFlags(a),
 		KnownServerFlags(), "--secure-port", "--bind-address"))
 	errs = append(errs, checkExtraFlags("FrontProxyExtraFlags", a.FrontProxyExtraFlags, frontProxyArgs(a), KnownFrontProxyFlags(), "--bind-address"))
 	if a.Spread.Mode == workload.SpreadZone && len(a.Spread.Zones) < a.Replicas {
@@ -186,6 +195,14 @@ func NewKCP(ctx *pulumi.Context, name string, args Args, opts ...pulumi.Resource
 	}, child)
 	if err != nil {
 		return nil, fmt.Errorf("audit policy: %w", err)
+	}
+	if a := args.OIDC; a != nil && a.CABundle != "" {
+		if _, err := corev1.NewConfigMap(ctx, name+"-oidc-ca", &corev1.ConfigMapArgs{
+			Metadata: workload.Meta(oidcCAConfigMap, ns, ServerName),
+			Data:     pulumi.StringMap{"ca.crt": pulumi.String(a.CABundle)},
+		}, child); err != nil {
+			return nil, fmt.Errorf("OIDC CA bundle: %w", err)
+		}
 	}
 	proxyConfig, err := corev1.NewConfigMap(ctx, name+"-front-proxy-config", &corev1.ConfigMapArgs{
 		Metadata: workload.Meta("kcp-front-proxy-config", ns, FrontProxyName),
@@ -250,9 +267,14 @@ func NewKCP(ctx *pulumi.Context, name string, args Args, opts ...pulumi.Resource
 		}
 	}
 	monitoring := security.Flow{Namespace: args.MonitoringNamespace, Ports: []int{APIPort}}
+	// Both authenticate OIDC tokens, so both fetch the issuer's keys.
+	var issuer []security.Flow
+	if args.OIDC != nil {
+		issuer = []security.Flow{{CIDR: "0.0.0.0/0", Ports: []int{args.OIDC.port()}}}
+	}
 	if err := security.NewAllowPolicy(ctx, name+"-server-netpol", ns, ServerName, server,
 		[]security.Flow{{Pods: proxy, Ports: []int{APIPort}}, {Pods: server, Ports: []int{APIPort}}, monitoring},
-		[]security.Flow{{Pods: args.EtcdSelector, Ports: []int{2379}}, {Pods: server, Ports: []int{APIPort}}}, child); err != nil {
+		append([]security.Flow{{Pods: args.EtcdSelector, Ports: []int{2379}}, {Pods: server, Ports: []int{APIPort}}}, issuer...), child); err != nil {
 		return nil, err
 	}
 	// The front-proxy is the entry point: its clients (the ingress controller
@@ -267,7 +289,7 @@ func NewKCP(ctx *pulumi.Context, name string, args Args, opts ...pulumi.Resource
 		proxyIngress = append(proxyIngress, c)
 	}
 	if err := security.NewAllowPolicy(ctx, name+"-front-proxy-netpol", ns, FrontProxyName, proxy, proxyIngress,
-		[]security.Flow{{Pods: server, Ports: []int{APIPort}}}, child); err != nil {
+		append([]security.Flow{{Pods: server, Ports: []int{APIPort}}}, issuer...), child); err != nil {
 		return nil, err
 	}
 
@@ -370,7 +392,19 @@ func ServerFlags(a Args) []string {
 }
 
 // serverArgs are the generated flags and then the user's extra ones.
-func serverArgs(a Args) []string { return append(ServerFlags(a), a.ExtraFlags...) }
+func serverArgs(a Args) []string { return append(generatedServerFlags(a), a.ExtraFlags...) }
+
+// generatedServerFlags are ServerFlags plus the optional sign-in flags.
+func generatedServerFlags(a Args) []string {
+	f := ServerFlags(a)
+	if a.OIDC != nil {
+		f = append(f, a.OIDC.flags(oidcDir(ServerName))...)
+	}
+	return f
+}
+
+// oidcDir is where a pod mounts the OIDC CA bundle.
+func oidcDir(component string) string { return "/etc/" + component + "/oidc" }
 
 // httpsProbe checks an HTTPS path on a named port (kcp allows anonymous health checks).
 func httpsProbe(path, port string, period, failures int) *corev1.ProbeArgs {
@@ -393,6 +427,10 @@ func writable(name, path string) corev1.VolumeMountArgs {
 func podSpec(a Args, component string, c corev1.ContainerArgs, volumes corev1.VolumeArray) *corev1.PodTemplateSpecArgs {
 	labels := workload.Labels(component)
 	c.ImagePullPolicy = pulumi.String("Always")
+	if a.OIDC != nil && a.OIDC.CABundle != "" {
+		c.VolumeMounts = append(c.VolumeMounts.(corev1.VolumeMountArray), mount("oidc-ca", oidcDir(component)))
+		volumes = append(volumes, security.ConfigMapVolume("oidc-ca", oidcCAConfigMap))
+	}
 	c.SecurityContext = security.ContainerSecurityContext()
 	return &corev1.PodTemplateSpecArgs{
 		Metadata: &metav1.ObjectMetaArgs{Labels: pulumi.ToStringMap(labels)},
@@ -461,6 +499,9 @@ func frontProxyArgs(a Args) []string {
 	}
 	if a.Certs.FrontProxyPublic != "" {
 		args = append(args, "--tls-sni-cert-key=/etc/kcp-front-proxy/tls/public/tls.crt,/etc/kcp-front-proxy/tls/public/tls.key:"+PublicHost(a.Domain))
+	}
+	if a.OIDC != nil {
+		args = append(args, a.OIDC.flags(oidcDir(FrontProxyName))...)
 	}
 	return args
 }

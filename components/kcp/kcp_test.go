@@ -1,10 +1,18 @@
 package kcp
 
 import (
+	"crypto/ecdsa"
+	"crypto/elliptic"
+	"crypto/rand"
+	"crypto/x509"
+	"crypto/x509/pkix"
+	"encoding/pem"
 	"fmt"
+	"math/big"
 	"reflect"
 	"strings"
 	"testing"
+	"time"
 
 	"github.com/pulumi/pulumi/sdk/v3/go/pulumi"
 
@@ -297,4 +305,75 @@ func TestExtraFlags(t *testing.T) {
 			}
 		})
 	}
+}
+
+// TestOIDC: sign-in flags on kcp and on the front-proxy (which
+// authenticates callers), the CA bundle mounted into both, egress to the
+// issuer, and every bad field refused by name.
+func TestOIDC(t *testing.T) {
+	ca := testCAPEM(t)
+	a := prodArgs()
+	a.OIDC = &OIDC{IssuerURL: "https://id.example.com:8443/realms/kcp", ClientID: "kcp", CABundle: ca}
+	rec := run(t, a)
+	for _, tc := range []struct{ deployment, dir string }{{ServerName, "/etc/kcp/oidc"}, {FrontProxyName, "/etc/kcp-front-proxy/oidc"}} {
+		pod := mocktest.Dig(rec.Object(t, deployType, tc.deployment), "spec", "template", "spec")
+		args := strings.Join(strs(mocktest.Dig(pod, "containers", 0, "args")), " ")
+		for _, want := range []string{"--oidc-issuer-url=https://id.example.com:8443/realms/kcp", "--oidc-client-id=kcp",
+			"--oidc-username-claim=sub", "--oidc-username-prefix=oidc:", "--oidc-groups-claim=groups", "--oidc-groups-prefix=oidc:",
+			"--oidc-ca-file=" + tc.dir + "/ca.crt"} {
+			if !strings.Contains(args, want) {
+				t.Errorf("%s lacks %s", tc.deployment, want)
+			}
+		}
+		if !strings.Contains(fmt.Sprint(mocktest.Dig(pod, "containers", 0, "volumeMounts")), "mountPath:"+tc.dir) {
+			t.Errorf("%s does not mount the CA bundle at %s", tc.deployment, tc.dir)
+		}
+	}
+	if got := mocktest.Dig(rec.Object(t, "kubernetes:core/v1:ConfigMap", oidcCAConfigMap), "data", "ca.crt"); got != ca {
+		t.Errorf("CA bundle ConfigMap = %v", got)
+	}
+	for _, policy := range []string{"allow-kcp", "allow-kcp-front-proxy"} {
+		if egress := fmt.Sprint(mocktest.Dig(rec.Object(t, "kubernetes:networking.k8s.io/v1:NetworkPolicy", policy), "spec", "egress")); !strings.Contains(egress, "port:8443") {
+			t.Errorf("%s lets no traffic out to the issuer's port 8443: %s", policy, egress)
+		}
+	}
+	a.ExtraFlags = []string{"--oidc-client-id=other"}
+	if err := a.WithDefaults().Validate(); err == nil || !strings.Contains(err.Error(), "want a flag kcp-tmc does not already set") {
+		t.Errorf("extraFlags may override the OIDC flags: %v", err)
+	}
+
+	for _, tt := range []struct {
+		name string
+		o    OIDC
+		want string
+	}{
+		{"plain http", OIDC{IssuerURL: "http://id.example.com", ClientID: "kcp"}, `OIDC.IssuerURL "http://id.example.com": want the issuer's https:// URL`},
+		{"no client", OIDC{IssuerURL: "https://id.example.com"}, `OIDC.ClientID "": want the client id`},
+		{"blank claim", OIDC{IssuerURL: "https://id.example.com", ClientID: "kcp", UsernameClaim: " "}, `OIDC.UsernameClaim " ": want a claim name`},
+		{"CA not PEM", OIDC{IssuerURL: "https://id.example.com", ClientID: "kcp", CABundle: "nope"}, `OIDC.CABundle "<not PEM>"`},
+	} {
+		t.Run(tt.name, func(t *testing.T) {
+			a := prodArgs()
+			o := tt.o
+			a.OIDC = &o
+			if err := a.WithDefaults().Validate(); err == nil || !strings.Contains(err.Error(), tt.want) {
+				t.Errorf("err = %v, want %q", err, tt.want)
+			}
+		})
+	}
+}
+
+func testCAPEM(t *testing.T) string {
+	t.Helper()
+	key, err := ecdsa.GenerateKey(elliptic.P256(), rand.Reader)
+	if err != nil {
+		t.Fatal(err)
+	}
+	tmpl := &x509.Certificate{SerialNumber: big.NewInt(1), Subject: pkix.Name{CommonName: "test CA"}, IsCA: true,
+		BasicConstraintsValid: true, NotBefore: time.Now(), NotAfter: time.Now().Add(time.Hour), KeyUsage: x509.KeyUsageCertSign}
+	der, err := x509.CreateCertificate(rand.Reader, tmpl, tmpl, &key.PublicKey, key)
+	if err != nil {
+		t.Fatal(err)
+	}
+	return string(pem.EncodeToMemory(&pem.Block{Type: "CERTIFICATE", Bytes: der}))
 }

@@ -12,6 +12,8 @@ package e2e
 
 import (
 	"bytes"
+	"crypto/rand"
+	"crypto/rsa"
 	"crypto/tls"
 	"crypto/x509"
 	"encoding/json"
@@ -119,8 +121,9 @@ func startControlPlane(t *testing.T, objs objects) *controlPlane {
 // client is an HTTPS client with one of the PKI's client certificates that
 // verifies the server with kcp-server-ca, as the stack's kubeconfigs do.
 type client struct {
-	base string
-	http *http.Client
+	base  string
+	http  *http.Client
+	token string // a bearer token instead of a client certificate
 }
 
 func (cp *controlPlane) client(t *testing.T, cert, base, serverName string) *client {
@@ -157,6 +160,9 @@ func (c *client) do(t *testing.T, method, path string, body any) (int, []byte) {
 		t.Fatal(err)
 	}
 	req.Header.Set("Content-Type", "application/json")
+	if c.token != "" {
+		req.Header.Set("Authorization", "Bearer "+c.token)
+	}
 	resp, err := c.http.Do(req)
 	if err != nil {
 		t.Fatalf("%s %s: %v", method, path, err)
@@ -248,8 +254,10 @@ func (cp *controlPlane) applyKCPSide(t *testing.T, rec []mocktest.Resource, work
 func TestDevStackRuns(t *testing.T) {
 	binary(t, "KCP_BIN")
 	binary(t, "KCP_FRONT_PROXY_BIN")
-	// The escape hatch too: a flag of each program, appended to ours.
-	extra := `{"extraFlags":["--v=2"],"frontProxyExtraFlags":["--v=2"]}`
+	// Humans sign in with OIDC, and the escape hatch carries a flag of each program.
+	idp := startIssuer(t)
+	oidc, _ := json.Marshal(map[string]any{"issuerURL": idp.URL, "clientID": "kcp-e2e", "caBundle": idp.CAPEM})
+	extra := `{"oidc":` + string(oidc) + `,"extraFlags":["--v=2"],"frontProxyExtraFlags":["--v=2"]}`
 	objs, rec := render(t, "dev", map[string]string{"tls": `{"mode":"self-managed"}`, "kcp": extra})
 	t.Run("workloads do not depend on the TLS mode", func(t *testing.T) {
 		cm, _ := render(t, "dev", map[string]string{"kcp": extra})
@@ -275,6 +283,33 @@ func TestDevStackRuns(t *testing.T) {
 		if got := admin.must(t, http.MethodGet, "/clusters/root:e2e/api/v1/namespaces/default/configmaps/hello", nil); mocktest.Dig(got, "data", "from") != "e2e" {
 			t.Errorf("read back %v", got)
 		}
+	})
+
+	t.Run("a human signs in with an OIDC token through the front-proxy", func(t *testing.T) {
+		// Workspace e2e (made above) lets nobody but its creator in.
+		list := "/clusters/root:e2e/api/v1/namespaces/default/configmaps"
+		forged, err := rsa.GenerateKey(rand.Reader, 2048)
+		if err != nil {
+			t.Fatal(err)
+		}
+		if code, body := cp.bearer(t, idp.token(t, forged, "kcp-e2e", "mallory")).do(t, http.MethodGet, list, nil); code != http.StatusUnauthorized {
+			t.Errorf("a token the issuer did not sign: HTTP %d: %.200s", code, body)
+		}
+		if code, body := cp.bearer(t, idp.token(t, idp.key, "another-client", "alice")).do(t, http.MethodGet, list, nil); code != http.StatusUnauthorized {
+			t.Errorf("a token for another client: HTTP %d: %.200s", code, body)
+		}
+		alice := cp.bearer(t, idp.token(t, idp.key, "kcp-e2e", "alice", "devs"))
+		// Authenticated as oidc:alice (the prefix), but not allowed anything yet.
+		code, body := alice.do(t, http.MethodGet, list, nil)
+		if code != http.StatusForbidden || !strings.Contains(string(body), `User \"oidc:alice\"`) {
+			t.Fatalf("alice before any binding: HTTP %d: %.300s", code, body)
+		}
+		admin.must(t, http.MethodPost, "/clusters/root:e2e/apis/rbac.authorization.k8s.io/v1/clusterrolebindings", map[string]any{
+			"apiVersion": "rbac.authorization.k8s.io/v1", "kind": "ClusterRoleBinding", "metadata": map[string]any{"name": "e2e-devs"},
+			"roleRef":  map[string]any{"apiGroup": "rbac.authorization.k8s.io", "kind": "ClusterRole", "name": "cluster-admin"},
+			"subjects": []any{map[string]any{"apiGroup": "rbac.authorization.k8s.io", "kind": "Group", "name": "oidc:devs"}}})
+		// Her groups claim, prefixed, is what the binding names.
+		alice.eventually(t, list, time.Minute, func(map[string]any) bool { return true })
 	})
 
 	t.Run("a virtual workspace answers through /services/ at the URL agents are given", func(t *testing.T) {

@@ -123,6 +123,9 @@ func (m *machine) rewrite(t *testing.T, s string) string {
 		if host == "0.0.0.0" || host == "127.0.0.1" {
 			local = "127.0.0.1"
 		}
+		if _, exposed := m.ports[n]; !exposed && (host == "localhost" || host == "127.0.0.1") {
+			return hp // a service of this machine (the test's OIDC issuer), not of the stack
+		}
 		return local + ":" + strconv.Itoa(m.local(t, n))
 	})
 	s = m.httpsHosts.ReplaceAllStringFunc(s, func(u string) string {

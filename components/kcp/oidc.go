@@ -1,0 +1,94 @@
+package kcp
+
+import (
+	"crypto/x509"
+	"errors"
+	"fmt"
+	"net/url"
+	"strconv"
+	"strings"
+)
+
+// OIDC signs humans in with an OpenID Connect issuer, on kcp and on the
+// front-proxy (which authenticates the caller and forwards who it is).
+type OIDC struct {
+	IssuerURL, ClientID           string
+	UsernameClaim, UsernamePrefix string
+	GroupsClaim, GroupsPrefix     string
+	// CABundle is PEM; empty trusts the system roots (a public issuer).
+	CABundle string
+}
+
+// oidcCAConfigMap holds OIDC.CABundle, mounted into kcp and the front-proxy.
+const oidcCAConfigMap = "kcp-oidc-ca"
+
+// WithDefaults fills the claims and prefixes: usernames from "sub" and
+// groups from "groups", both prefixed "oidc:" so no token can claim a
+// name kcp or the PKI's identities use (system:…, kcp-admin).
+func (o OIDC) WithDefaults() OIDC {
+	for _, f := range []struct {
+		field *string
+		value string
+	}{
+		{&o.UsernameClaim, "sub"}, {&o.UsernamePrefix, "oidc:"}, {&o.GroupsClaim, "groups"}, {&o.GroupsPrefix, "oidc:"},
+	} {
+		if *f.field == "" {
+			*f.field = f.value
+		}
+	}
+	return o
+}
+
+// Validate reports every invalid field (errors name OIDC.<Field>).
+func (o OIDC) Validate() error {
+	var errs []error
+	bad := func(field, value, allowed string) {
+		errs = append(errs, fmt.Errorf("kcp: OIDC.%s %q: want %s", field, value, allowed))
+	}
+	if u, err := url.Parse(o.IssuerURL); err != nil || u.Scheme != "https" || u.Host == "" || u.RawQuery != "" || u.Fragment != "" {
+		bad("IssuerURL", o.IssuerURL, "the issuer's https:// URL, exactly as its tokens' iss claim (no query or fragment)")
+	}
+	if o.ClientID == "" {
+		bad("ClientID", o.ClientID, "the client id tokens are issued for (their aud claim)")
+	}
+	for field, v := range map[string]string{"UsernameClaim": o.UsernameClaim, "GroupsClaim": o.GroupsClaim} {
+		if strings.TrimSpace(v) == "" || strings.ContainsAny(v, " \t") {
+			bad(field, v, "a claim name such as sub, email or groups")
+		}
+	}
+	if o.CABundle != "" {
+		if pool := x509.NewCertPool(); !pool.AppendCertsFromPEM([]byte(o.CABundle)) {
+			bad("CABundle", "<not PEM>", "PEM certificates of the CA that signs the issuer's serving certificate")
+		}
+	}
+	return errors.Join(errs...)
+}
+
+// flags are kcp v0.32.3's --oidc-* flags (the same on the front-proxy);
+// caDir is where the CA bundle is mounted.
+func (o OIDC) flags(caDir string) []string {
+	f := []string{
+		"--oidc-issuer-url=" + o.IssuerURL,
+		"--oidc-client-id=" + o.ClientID,
+		"--oidc-username-claim=" + o.UsernameClaim,
+		"--oidc-username-prefix=" + o.UsernamePrefix,
+		"--oidc-groups-claim=" + o.GroupsClaim,
+		"--oidc-groups-prefix=" + o.GroupsPrefix,
+	}
+	if o.CABundle != "" {
+		f = append(f, "--oidc-ca-file="+caDir+"/ca.crt")
+	}
+	return f
+}
+
+// port is the issuer's TCP port (egress must reach it to fetch its keys).
+func (o OIDC) port() int {
+	u, err := url.Parse(o.IssuerURL)
+	if err != nil {
+		return 443
+	}
+	if p, err := strconv.Atoi(u.Port()); err == nil {
+		return p
+	}
+	return 443
+}
