@@ -263,8 +263,10 @@ type Backup struct {
 	// Target is `s3` (AWS, or an S3-compatible endpoint) or `pvc`; prod must
 	// use `s3`, since a PVC dies with the cluster it backs up.
 	Target string `json:"target"`
-	// Image is a pinned repository:tag with sh, etcdctl, etcdutl and the aws
-	// CLI (hack/backup-image).
+	// Image runs the upload and fetch steps: a pinned repository:tag with sh
+	// and the aws CLI (default the AWS CLI's official image; hack/backup-image
+	// builds an alternative). The snapshot and restore steps run on etcd's
+	// own image.
 	Image string `json:"image"`
 	// Bucket is the S3 bucket name (3–63 lowercase letters, digits, dots,
 	// hyphens).

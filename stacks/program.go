@@ -569,6 +569,7 @@ func backupArgs(cfg *Config) backup.Args {
 	a := backup.Args{
 		Namespace: cfg.Namespace, ClusterName: "kcp-tmc-" + cfg.Environment,
 		Schedule: b.Schedule, TimeZone: b.TimeZone, VerifySchedule: b.VerifySchedule, Image: b.Image,
+		EtcdImage: cfg.Etcd.Image + ":" + cfg.Etcd.Version, EtcdURL: etcd.ClientURL(cfg.Namespace),
 		EtcdEndpoints: endpoints, ClientSecret: pki.CertEtcdClientBackup, EtcdSelector: workload.Labels(etcd.Name),
 		Target: b.Target,
 		S3: backup.S3{Bucket: b.Bucket, Prefix: b.Prefix, Region: b.Region, Endpoint: b.Endpoint,
@@ -602,7 +603,7 @@ func kcpArgs(cfg *Config) kcp.Args {
 		Resources:           workloadResources(cfg.KCP.Resources, ephemeralKCP),
 		FrontProxyResources: workloadResources(cfg.KCP.FrontProxyResources, ephemeralSmall),
 		Spread:              spread(cfg.KCP.AntiAffinity, cfg.Zones),
-		EtcdURL:             fmt.Sprintf("https://%s.%s.svc:%d", etcd.Name, cfg.Namespace, etcd.ClientPort),
+		EtcdURL:             etcd.ClientURL(cfg.Namespace),
 		EtcdSelector:        workload.Labels(etcd.Name),
 		Certs: kcp.Certs{
 			Server: pki.CertKCPServer, FrontProxy: pki.CertFrontProxy, FrontProxyClient: pki.CertFrontProxyClient,

@@ -37,8 +37,11 @@ const (
 	VerifyName     = "etcd-backup-verify"
 	ServiceAccount = "etcd-backup"
 	ScriptMount    = "/scripts"
-	DefaultImage   = "ghcr.io/kcp-tmc/etcd-backup"
-	DefaultTag     = "v3.5.35-1" // built from hack/backup-image (etcd 3.5.35 tools + aws CLI)
+	// DefaultImage runs the script's transfer steps (sh and the aws CLI):
+	// the AWS CLI's official image. The etcd steps run on the stack's own
+	// etcd image (etcdctl, etcdutl), so no step needs a private image.
+	DefaultImage = "public.ecr.aws/aws-cli/aws-cli"
+	DefaultTag   = "2.22.0"
 )
 
 // Targets.
@@ -55,14 +58,22 @@ type Args struct {
 	TimeZone    string // default UTC
 	// VerifySchedule runs the restore verification (default weekly, Sunday 04:00).
 	VerifySchedule string
-	Image          string // repository:tag with sh, etcdctl, etcdutl and the aws CLI
-	EtcdEndpoints  []string
-	ClientSecret   string // the etcd-client-backup certificate Secret
-	EtcdSelector   map[string]string
-	Target         string
-	S3             S3
-	PVC            PVC
-	Resources      workload.Resources
+	// Image runs the upload and fetch steps: repository:tag with sh and the
+	// aws CLI (hack/backup-image's, which also has the etcd tools, works too).
+	Image string
+	// EtcdImage is the pinned etcd image (etcdctl, etcdutl) the snapshot,
+	// check and restore steps run on: the one etcd itself runs.
+	EtcdImage string
+	// EtcdURL is etcd's client Service: it routes to ready members only, so
+	// the snapshot comes from a healthy one.
+	EtcdURL       string
+	EtcdEndpoints []string
+	ClientSecret  string // the etcd-client-backup certificate Secret
+	EtcdSelector  map[string]string
+	Target        string
+	S3            S3
+	PVC           PVC
+	Resources     workload.Resources
 	// Protect keeps the bucket, key and PVC through `pulumi destroy`.
 	Protect bool
 }
@@ -134,8 +145,13 @@ func (a Args) Validate() error {
 	if a.Namespace == "" || a.ClusterName == "" || a.ClientSecret == "" || len(a.EtcdEndpoints) == 0 {
 		bad("Namespace/ClusterName/ClientSecret/EtcdEndpoints", "unset", "all set")
 	}
-	if !strings.Contains(a.Image, ":") || strings.HasSuffix(a.Image, ":latest") {
-		bad("Image", fmt.Sprintf("%q", a.Image), "a pinned repository:tag")
+	for field, img := range map[string]string{"Image": a.Image, "EtcdImage": a.EtcdImage} {
+		if !strings.Contains(img, ":") || strings.HasSuffix(img, ":latest") {
+			bad(field, fmt.Sprintf("%q", img), "a pinned repository:tag")
+		}
+	}
+	if !strings.HasPrefix(a.EtcdURL, "https://") {
+		bad("EtcdURL", fmt.Sprintf("%q", a.EtcdURL), "etcd's https:// client Service URL")
 	}
 	switch a.Target {
 	case TargetPVC:
@@ -420,11 +436,14 @@ func (b *Backup) kubernetes(ctx *pulumi.Context, name string, a Args, keep []pul
 			return fmt.Errorf("backup PVC: %w", err)
 		}
 	}
-	for _, job := range []struct{ name, schedule, command string }{
-		{Name, a.Schedule, "backup"},
-		{VerifyName, a.VerifySchedule, "verify-latest"},
+	for _, job := range []struct {
+		name, schedule, urn string
+		steps               []Step
+	}{
+		{Name, a.Schedule, "backup", BackupSteps(a)},
+		{VerifyName, a.VerifySchedule, "verify-latest", VerifySteps(a)},
 	} {
-		if _, err := batchv1.NewCronJob(ctx, name+"-"+job.command, &batchv1.CronJobArgs{
+		if _, err := batchv1.NewCronJob(ctx, name+"-"+job.urn, &batchv1.CronJobArgs{
 			Metadata: workload.Meta(job.name, ns, Name),
 			Spec: &batchv1.CronJobSpecArgs{
 				Schedule:                   pulumi.String(job.schedule),
@@ -440,7 +459,7 @@ func (b *Backup) kubernetes(ctx *pulumi.Context, name string, a Args, keep []pul
 						BackoffLimit:            pulumi.Int(2),
 						ActiveDeadlineSeconds:   pulumi.Int(3600),
 						TtlSecondsAfterFinished: pulumi.Int(7 * 24 * 3600),
-						Template:                podTemplate(a, b, job.command),
+						Template:                podTemplate(a, b, job.steps),
 					}},
 			},
 		}, child); err != nil {
@@ -454,7 +473,39 @@ func (b *Backup) kubernetes(ctx *pulumi.Context, name string, a Args, keep []pul
 	return security.NewAllowPolicy(ctx, name+"-netpol", ns, Name, workload.Labels(Name), nil, egress, child)
 }
 
-func podTemplate(a Args, b *Backup, command string) corev1.PodTemplateSpecArgs {
+// Step is one container of a backup pod: all but the last run as init
+// containers, in order, sharing /work; any failure fails the Job.
+type Step struct {
+	Name, Image string
+	Command     []string
+}
+
+const work = "/work"
+
+// BackupSteps: etcdctl takes the snapshot through the client Service and
+// etcdutl checks it (hash, readable) on the etcd image; the script uploads
+// it with the aws CLI.
+func BackupSteps(a Args) []Step {
+	snap := work + "/snapshot.db"
+	return []Step{
+		{"snapshot", a.EtcdImage, []string{"etcdctl", "--endpoints=" + a.EtcdURL, "--dial-timeout=10s", "--command-timeout=10m", "snapshot", "save", snap}},
+		{"check", a.EtcdImage, []string{"etcdutl", "snapshot", "status", snap, "-w", "json"}},
+		{"upload", a.Image, []string{"sh", ScriptMount + "/etcd-backup.sh", "upload", snap}},
+	}
+}
+
+// VerifySteps: the script fetches the newest snapshot; etcdutl checks it
+// and restores it into scratch space, as a recovery would.
+func VerifySteps(a Args) []Step {
+	latest := work + "/latest.db"
+	return []Step{
+		{"fetch", a.Image, []string{"sh", ScriptMount + "/etcd-backup.sh", "fetch-latest", latest}},
+		{"check", a.EtcdImage, []string{"etcdutl", "snapshot", "status", latest, "-w", "json"}},
+		{"restore", a.EtcdImage, []string{"etcdutl", "snapshot", "restore", latest, "--data-dir", work + "/verify"}},
+	}
+}
+
+func podTemplate(a Args, b *Backup, steps []Step) corev1.PodTemplateSpecArgs {
 	env := corev1.EnvVarArray{
 		corev1.EnvVarArgs{Name: pulumi.String("ETCD_ENDPOINTS"), Value: pulumi.String(strings.Join(a.EtcdEndpoints, ","))},
 		corev1.EnvVarArgs{Name: pulumi.String("ETCDCTL_CACERT"), Value: pulumi.String("/etc/etcd-backup/tls/ca.crt")},
@@ -462,8 +513,8 @@ func podTemplate(a Args, b *Backup, command string) corev1.PodTemplateSpecArgs {
 		corev1.EnvVarArgs{Name: pulumi.String("ETCDCTL_KEY"), Value: pulumi.String("/etc/etcd-backup/tls/tls.key")},
 		corev1.EnvVarArgs{Name: pulumi.String("BACKUP_TARGET"), Value: b.Target},
 		corev1.EnvVarArgs{Name: pulumi.String("CLUSTER_NAME"), Value: pulumi.String(a.ClusterName)},
-		corev1.EnvVarArgs{Name: pulumi.String("WORK_DIR"), Value: pulumi.String("/work")},
-		corev1.EnvVarArgs{Name: pulumi.String("HOME"), Value: pulumi.String("/work")}, // the aws CLI writes a cache
+		corev1.EnvVarArgs{Name: pulumi.String("WORK_DIR"), Value: pulumi.String(work)},
+		corev1.EnvVarArgs{Name: pulumi.String("HOME"), Value: pulumi.String(work)}, // the aws CLI writes a cache
 	}
 	if a.Target == TargetS3 {
 		env = append(env,
@@ -488,6 +539,19 @@ func podTemplate(a Args, b *Backup, command string) corev1.PodTemplateSpecArgs {
 		volumes = append(volumes, corev1.VolumeArgs{Name: pulumi.String("backups"),
 			PersistentVolumeClaim: &corev1.PersistentVolumeClaimVolumeSourceArgs{ClaimName: pulumi.String("etcd-backups")}})
 	}
+	var containers corev1.ContainerArray
+	for _, st := range steps {
+		containers = append(containers, corev1.ContainerArgs{
+			Name:            pulumi.String(st.Name),
+			Image:           pulumi.String(st.Image),
+			ImagePullPolicy: pulumi.String("Always"),
+			Command:         pulumi.ToStringArray(st.Command),
+			Env:             env,
+			Resources:       a.Resources.Args(),
+			SecurityContext: security.ContainerSecurityContext(),
+			VolumeMounts:    mounts,
+		})
+	}
 	return corev1.PodTemplateSpecArgs{
 		Metadata: &metav1.ObjectMetaArgs{Labels: pulumi.ToStringMap(workload.Labels(Name))},
 		Spec: &corev1.PodSpecArgs{
@@ -495,17 +559,9 @@ func podTemplate(a Args, b *Backup, command string) corev1.PodTemplateSpecArgs {
 			AutomountServiceAccountToken: pulumi.Bool(false),
 			RestartPolicy:                pulumi.String("Never"),
 			SecurityContext:              security.PodSecurityContext(),
-			Containers: corev1.ContainerArray{corev1.ContainerArgs{
-				Name:            pulumi.String(command),
-				Image:           pulumi.String(a.Image),
-				ImagePullPolicy: pulumi.String("Always"),
-				Command:         pulumi.ToStringArray([]string{"sh", ScriptMount + "/etcd-backup.sh", command}),
-				Env:             env,
-				Resources:       a.Resources.Args(),
-				SecurityContext: security.ContainerSecurityContext(),
-				VolumeMounts:    mounts,
-			}},
-			Volumes: volumes,
+			InitContainers:               containers[:len(containers)-1],
+			Containers:                   containers[len(containers)-1:],
+			Volumes:                      volumes,
 		},
 	}
 }

@@ -2,6 +2,7 @@ package backup
 
 import (
 	"encoding/json"
+	"fmt"
 	"reflect"
 	"strings"
 	"testing"
@@ -15,6 +16,7 @@ import (
 func s3Args() Args {
 	return Args{
 		Namespace: "kcp", ClusterName: "prod", EtcdEndpoints: []string{"https://etcd-0.etcd-headless.kcp.svc:2379"},
+		EtcdImage: "quay.io/coreos/etcd:v3.5.35", EtcdURL: "https://etcd.kcp.svc:2379",
 		ClientSecret: "etcd-client-backup", EtcdSelector: workload.Labels("etcd"), Target: TargetS3, Protect: true,
 		S3: S3{Bucket: "kcp-tmc-prod-etcd-backups", Region: "us-east-1", TransitionDays: 30, ArchiveDays: 90, RetentionDays: 365,
 			NoncurrentDays: 30, ObjectLockDays: 30,
@@ -172,7 +174,11 @@ func TestRolePolicyIsLeastPrivilege(t *testing.T) {
 
 func TestCronJobs(t *testing.T) {
 	rec := run(t, s3Args())
-	for name, command := range map[string]string{Name: "backup", VerifyName: "verify-latest"} {
+	for name, steps := range map[string][]string{
+		// Published images only: etcd's own for etcdctl/etcdutl, the AWS CLI's for the transfer.
+		Name:       {"snapshot quay.io/coreos/etcd:v3.5.35", "check quay.io/coreos/etcd:v3.5.35", "upload public.ecr.aws/aws-cli/aws-cli:2.22.0"},
+		VerifyName: {"fetch public.ecr.aws/aws-cli/aws-cli:2.22.0", "check quay.io/coreos/etcd:v3.5.35", "restore quay.io/coreos/etcd:v3.5.35"},
+	} {
 		cj := rec.Object(t, "kubernetes:batch/v1:CronJob", name)
 		spec := cj["spec"]
 		if mocktest.Dig(spec, "concurrencyPolicy") != "Forbid" || mocktest.Dig(spec, "timeZone") != "UTC" ||
@@ -183,9 +189,13 @@ func TestCronJobs(t *testing.T) {
 		if mocktest.Dig(spec, "jobTemplate", "metadata", "labels", "app.kubernetes.io/name") != Name {
 			t.Errorf("%s: its Jobs are not labelled app.kubernetes.io/name=%s (the runbook selects them so)", name, Name)
 		}
-		c := mocktest.Dig(spec, "jobTemplate", "spec", "template", "spec", "containers", 0)
-		if got := toStrings(mocktest.Dig(c, "command")); strings.Join(got, " ") != "sh /scripts/etcd-backup.sh "+command {
-			t.Errorf("%s runs %v", name, got)
+		pod := mocktest.Dig(spec, "jobTemplate", "spec", "template", "spec")
+		var got []string
+		for _, c := range append(asList(mocktest.Dig(pod, "initContainers")), asList(mocktest.Dig(pod, "containers"))...) {
+			got = append(got, fmt.Sprint(mocktest.Dig(c, "name"), " ", mocktest.Dig(c, "image")))
+		}
+		if !reflect.DeepEqual(got, steps) {
+			t.Errorf("%s steps = %v, want %v", name, got, steps)
 		}
 	}
 	if got := mocktest.Dig(rec.Object(t, "kubernetes:batch/v1:CronJob", Name), "spec", "schedule"); got != "0 2 * * *" {
@@ -280,4 +290,9 @@ func TestS3Ports(t *testing.T) {
 			t.Errorf("s3Ports(%q) = %v, want %v", tt.endpoint, got, tt.want)
 		}
 	}
+}
+
+func asList(v any) []any {
+	l, _ := v.([]any)
+	return l
 }

@@ -264,7 +264,7 @@ func NewEtcd(ctx *pulumi.Context, name string, args Args, opts ...pulumi.Resourc
 		return nil, err
 	}
 
-	comp.ClientURL = pulumi.Sprintf("https://%s.%s.svc:%d", Name, ns, ClientPort)
+	comp.ClientURL = pulumi.String(ClientURL(ns)).ToStringOutput()
 	var endpoints pulumi.StringArray
 	for _, m := range MemberNames(args.Replicas) {
 		endpoints = append(endpoints, pulumi.Sprintf("https://%s.%s.%s.svc:%d", m, HeadlessName, ns, ClientPort))
@@ -283,6 +283,9 @@ func claimSpec(a Args) *corev1.PersistentVolumeClaimSpecArgs {
 		Resources:        &corev1.VolumeResourceRequirementsArgs{Requests: pulumi.StringMap{"storage": pulumi.String(a.StorageSize)}},
 	}
 }
+
+// ClientURL is etcd's in-cluster client address (its Service; TLS).
+func ClientURL(ns string) string { return fmt.Sprintf("https://%s.%s.svc:%d", Name, ns, ClientPort) }
 
 // Flags returns etcd's command line for the members of a.
 func Flags(a Args) []string {

@@ -2,10 +2,13 @@
 # etcd-backup.sh — the one backup script: the backup CronJob, the weekly
 # verification CronJob and the DR drill all run it.
 #
-#   etcd-backup.sh backup            snapshot a healthy member, verify, upload
-#   etcd-backup.sh latest            print the newest snapshot's key
-#   etcd-backup.sh fetch KEY FILE    download a snapshot
-#   etcd-backup.sh verify-latest     fetch the newest snapshot and prove it restores
+#   etcd-backup.sh upload FILE        upload a snapshot etcdctl took (the CronJob:
+#                                     its etcd-image steps took and checked it)
+#   etcd-backup.sh fetch-latest FILE  download the newest snapshot (the verify CronJob)
+#   etcd-backup.sh backup             snapshot a healthy member, verify, upload (all in one)
+#   etcd-backup.sh latest             print the newest snapshot's key
+#   etcd-backup.sh fetch KEY FILE     download a snapshot
+#   etcd-backup.sh verify-latest      fetch the newest snapshot and prove it restores
 #
 # Environment:
 #   ETCD_ENDPOINTS     comma-separated https:// client URLs (backup)
@@ -15,8 +18,10 @@
 #   SSE_KMS_KEY_ID     KMS key for SSE-KMS uploads (s3 targets; empty: the bucket default key)
 #   AWS_ENDPOINT_URL   an S3-compatible endpoint instead of AWS (optional)
 #   WORK_DIR           scratch space (default /tmp/etcd-backup)
-# Requires etcdctl, etcdutl and, for s3 targets, the aws CLI. Any failed step
-# exits non-zero with a message naming the step.
+# upload and fetch-latest need only sh, coreutils and (s3 targets) the aws
+# CLI, so they run on the AWS CLI's official image; backup and verify-latest
+# also need etcdctl and etcdutl. Any failed step exits non-zero with a
+# message naming the step.
 set -eu
 
 WORK_DIR=${WORK_DIR:-/tmp/etcd-backup}
@@ -83,6 +88,28 @@ fetch() { # fetch KEY FILE
   esac || fail "download of $1 from $BACKUP_TARGET"
 }
 
+# upload FILE: the snapshot under a timestamped key, with a metadata object
+# (its sha256, so a download can be checked without etcd's tools).
+upload() {
+  [ -s "$1" ] || fail "snapshot $1 is missing or empty"
+  stamp=$(date -u +%Y%m%dT%H%M%SZ)
+  key="$CLUSTER_NAME/$(date -u +%Y/%m/%d)/etcd-$CLUSTER_NAME-$stamp.db"
+  sum=$(sha256sum "$1" | cut -d' ' -f1) || fail "sha256 of $1"
+  printf '{"cluster":"%s","time":"%s","sha256":"%s","bytes":%s}\n' \
+    "$CLUSTER_NAME" "$stamp" "$sum" "$(wc -c <"$1" | tr -d ' ')" >"$1.json"
+  put "$1" "$key"
+  put "$1.json" "$key.json"
+  log "OK $key sha256=$sum"
+  echo "$key"
+}
+
+fetch_latest() { # fetch_latest FILE
+  key=$(latest) || fail "listing $BACKUP_TARGET"
+  [ -n "$key" ] || fail "no snapshot of $CLUSTER_NAME under $BACKUP_TARGET"
+  fetch "$key" "$1"
+  log "OK fetched $key"
+}
+
 backup() {
   : "${ETCD_ENDPOINTS:?ETCD_ENDPOINTS is required}"
   mkdir -p "$WORK_DIR"
@@ -125,9 +152,11 @@ verify_latest() {
 }
 
 case "${1:-backup}" in
+  upload) [ $# -eq 2 ] || fail "usage: upload FILE"; upload "$2" ;;
+  fetch-latest) [ $# -eq 2 ] || fail "usage: fetch-latest FILE"; fetch_latest "$2" ;;
   backup) backup ;;
   latest) latest ;;
   fetch) [ $# -eq 3 ] || fail "usage: fetch KEY FILE"; fetch "$2" "$3" ;;
   verify-latest) verify_latest ;;
-  *) fail "unknown command $1 (backup, latest, fetch, verify-latest)" ;;
+  *) fail "unknown command $1 (upload, fetch-latest, backup, latest, fetch, verify-latest)" ;;
 esac

@@ -1,0 +1,128 @@
+package backup
+
+import (
+	"fmt"
+	"net/http/httptest"
+	"os"
+	"os/exec"
+	"path/filepath"
+	"strings"
+	"testing"
+
+	"github.com/johannesboyne/gofakes3"
+	"github.com/johannesboyne/gofakes3/backend/s3mem"
+
+	"github.com/kcp-tmc/kcp-tmc/components/pki"
+	"github.com/kcp-tmc/kcp-tmc/internal/etcdlocal"
+	"github.com/kcp-tmc/kcp-tmc/internal/mocktest"
+	"github.com/kcp-tmc/kcp-tmc/internal/pkitest"
+	"github.com/kcp-tmc/kcp-tmc/internal/toolchain"
+)
+
+// TestCronJobStepsRun runs the backup and verify CronJobs' containers, in
+// their order, as local processes with their rendered commands and env
+// (only /work, the mounts and etcd's Service address mapped to this
+// machine): etcdctl and etcdutl as the etcd image has them, sh and the aws
+// CLI as the AWS CLI image has them, against a real mTLS etcd and an
+// S3-compatible server. The snapshot is uploaded with its metadata, and
+// the verify Job fetches it and restores it.
+func TestCronJobStepsRun(t *testing.T) {
+	if _, err := exec.LookPath("aws"); err != nil {
+		t.Fatalf("aws not on PATH (.ci/run installs it): %v", err)
+	}
+	dir := t.TempDir()
+	certs := pkitest.Write(t, dir, pki.Args{Namespace: "kcp", Domain: "example.com", EtcdReplicas: 1})
+	tlsFiles := etcdlocal.TLS{ServerCert: certs[pki.CertEtcdServer].Cert, ServerKey: certs[pki.CertEtcdServer].Key,
+		PeerCert: certs[pki.CertEtcdPeer].Cert, PeerKey: certs[pki.CertEtcdPeer].Key, CA: certs[pki.CertEtcdServer].CA}
+	cluster := etcdlocal.New(filepath.Join(dir, "data"), 1, etcdlocal.MustFreePorts(t, 2), tlsFiles)
+	kcpClient := certs[pki.CertEtcdClientKCP]
+	cluster.MustStart(t, kcpClient.Cert, kcpClient.Key)
+	cli := client(t, cluster.Endpoints(), kcpClient)
+	if _, err := cli.Put(t.Context(), "/registry/steps/a", "kcp"); err != nil {
+		t.Fatal(err)
+	}
+	cli.Close()
+
+	s3 := httptest.NewServer(gofakes3.New(s3mem.New()).Server())
+	defer s3.Close()
+	a := s3Args()
+	a.S3.Endpoint = s3.URL
+	rec := run(t, a)
+
+	// The pod's mounts, here.
+	tlsDir, scripts, workDir := filepath.Join(dir, "tls"), filepath.Join(dir, "scripts"), filepath.Join(dir, "work")
+	for _, d := range []string{tlsDir, scripts, workDir} {
+		if err := os.MkdirAll(d, 0o700); err != nil {
+			t.Fatal(err)
+		}
+	}
+	backupClient := certs[pki.CertEtcdClientBackup]
+	for src, dst := range map[string]string{backupClient.Cert: "tls.crt", backupClient.Key: "tls.key", backupClient.CA: "ca.crt"} {
+		b, err := os.ReadFile(src)
+		if err != nil {
+			t.Fatal(err)
+		}
+		if err := os.WriteFile(filepath.Join(tlsDir, dst), b, 0o600); err != nil {
+			t.Fatal(err)
+		}
+	}
+	if err := os.WriteFile(filepath.Join(scripts, "etcd-backup.sh"), []byte(fmt.Sprint(mocktest.Dig(rec.Object(t, "kubernetes:core/v1:ConfigMap", "etcd-backup-script"), "data", "etcd-backup.sh"))), 0o600); err != nil {
+		t.Fatal(err)
+	}
+	local := strings.NewReplacer("/etc/etcd-backup/tls", tlsDir, ScriptMount, scripts, work, workDir,
+		a.EtcdURL, cluster.Endpoints())
+	binaries := map[string]string{"etcdctl": toolchain.Path("etcdctl"), "etcdutl": toolchain.Path("etcdutl")}
+
+	runJob := func(name string) string {
+		t.Helper()
+		pod := mocktest.Dig(rec.Object(t, "kubernetes:batch/v1:CronJob", name), "spec", "jobTemplate", "spec", "template", "spec")
+		var out strings.Builder
+		for _, c := range append(asList(mocktest.Dig(pod, "initContainers")), asList(mocktest.Dig(pod, "containers"))...) {
+			var argv []string
+			for _, w := range asList(mocktest.Dig(c, "command")) {
+				argv = append(argv, local.Replace(fmt.Sprint(w)))
+			}
+			if bin, ok := binaries[argv[0]]; ok {
+				argv[0] = bin
+			}
+			cmd := exec.Command(argv[0], argv[1:]...)
+			cmd.Env = append(os.Environ(), "AWS_ACCESS_KEY_ID=steps", "AWS_SECRET_ACCESS_KEY=steps-secret")
+			for _, e := range asList(mocktest.Dig(c, "env")) {
+				cmd.Env = append(cmd.Env, fmt.Sprint(mocktest.Dig(e, "name"))+"="+local.Replace(fmt.Sprint(mocktest.Dig(e, "value"))))
+			}
+			b, err := cmd.CombinedOutput()
+			if err != nil {
+				t.Fatalf("%s: step %s (%s) failed: %v\n%s", name, mocktest.Dig(c, "name"), strings.Join(argv, " "), err, b)
+			}
+			out.Write(b)
+		}
+		return out.String()
+	}
+	awsCmd := func(args ...string) *exec.Cmd {
+		cmd := exec.Command("aws", append([]string{"--endpoint-url", s3.URL}, args...)...)
+		cmd.Env = append(os.Environ(), "AWS_ACCESS_KEY_ID=steps", "AWS_SECRET_ACCESS_KEY=steps-secret", "AWS_DEFAULT_REGION=us-east-1")
+		return cmd
+	}
+	if out, err := awsCmd("s3", "mb", "s3://"+a.S3.Bucket).CombinedOutput(); err != nil {
+		t.Fatalf("creating the bucket: %v\n%s", err, out)
+	}
+	uploaded := runJob(Name)
+	if !strings.Contains(uploaded, "etcd-backup: OK prod/") || !strings.Contains(uploaded, "sha256=") {
+		t.Fatalf("the backup Job did not report an upload:\n%s", uploaded)
+	}
+	listing, err := awsCmd("s3", "ls", "--recursive", "s3://"+a.S3.Bucket+"/").CombinedOutput()
+	if err != nil || !strings.Contains(string(listing), ".db.json") || strings.Count(string(listing), ".db") < 2 {
+		t.Fatalf("bucket after the backup Job: %v\n%s", err, listing)
+	}
+	if err := os.RemoveAll(workDir); err != nil { // a new pod: fresh /work
+		t.Fatal(err)
+	}
+	if err := os.MkdirAll(workDir, 0o700); err != nil {
+		t.Fatal(err)
+	}
+	out := runJob(VerifyName)
+	if _, err := os.Stat(filepath.Join(workDir, "verify", "member")); err != nil {
+		entries, _ := filepath.Glob(filepath.Join(workDir, "*"))
+		t.Errorf("the verify Job restored nothing: %v (work holds %v)\n%s", err, entries, out)
+	}
+}
