@@ -189,7 +189,8 @@ current-context: kcp
 			servers[p.Name] = kc
 		}
 	}
-	for name, want := range map[string]string{"kcp": "https://kcp.example.com/clusters/root", "kcp-root-compute": "https://kcp.example.com/clusters/root:compute",
+	// The first cluster's workspace keeps the provider name "kcp" it always had.
+	for name, want := range map[string]string{"kcp-root": "https://kcp.example.com/clusters/root", "kcp": "https://kcp.example.com/clusters/root:compute",
 		"kcp-root-team-b": "https://kcp.example.com/clusters/root:team-b"} {
 		if !strings.Contains(servers[name], "server: "+want) {
 			t.Errorf("kcp provider %s kubeconfig does not point at %s:\n%s", name, want, servers[name])
@@ -201,7 +202,7 @@ current-context: kcp
 			continue
 		}
 		checked++
-		want := "::kcp-root-compute::"
+		want := "::kcp::"
 		if strings.HasPrefix(r.Name, "agent-b-") {
 			want = "::kcp-root-team-b::"
 		}
@@ -216,7 +217,7 @@ current-context: kcp
 	// of it, and waited for until kcp says Ready.
 	for _, ws := range []string{"compute", "team-b"} {
 		r := rec.Named(t, "kubernetes:tenancy.kcp.io/v1alpha1:Workspace", "workspace-root-"+ws)
-		if !strings.HasSuffix(r.Provider, "::kcp::kcp-id") || !r.RetainOnDelete ||
+		if !strings.HasSuffix(r.Provider, "::kcp-root::kcp-root-id") || !r.RetainOnDelete ||
 			mocktest.Dig(r.Input(), "metadata", "annotations", "pulumi.com/waitFor") != "jsonpath={.status.phase}=Ready" ||
 			mocktest.Dig(r.Input(), "metadata", "name") != ws {
 			t.Errorf("workspace %s: provider %s, retained %v, inputs %v", ws, r.Provider, r.RetainOnDelete, r.Input())
@@ -259,4 +260,18 @@ func TestClustersInCertManagerMode(t *testing.T) {
 		t.Errorf("the agent's certificate = %v", cert["spec"])
 	}
 	rec.Named(t, "kubernetes:apps/v1:Deployment", "agent-alpha-deployment")
+}
+
+// TestWorkspacePathsStayDistinct: provider and workspace resources are
+// named by the path with dashes, so root:a-b and root:a:b would collide;
+// the stack says so instead of failing with a duplicate URN.
+func TestWorkspacePathsStayDistinct(t *testing.T) {
+	cfg := clusterConfig("a", "b")
+	cfg["clusters"] = `[{"name":"a","workspace":"root:x-y","resources":[{"group":"apps","version":"v1","kind":"Deployment","plural":"deployments"}]},
+	 {"name":"b","workspace":"root:x:y","resources":[{"group":"apps","version":"v1","kind":"Deployment","plural":"deployments"}]}]`
+	mocktest.SetConfig(t, cfg, clusterSecrets...)
+	_, err := mocktest.Run(t, "prod", ProgramIn(t.TempDir()))
+	if err == nil || !strings.Contains(err.Error(), `config kcp-tmc:clusters[].workspace: invalid value "root:x:y"`) {
+		t.Errorf("err = %v", err)
+	}
 }

@@ -382,6 +382,7 @@ func stackFileSource(t *testing.T, path string) source {
 func TestExtraFlagsNameTheirKey(t *testing.T) {
 	for _, tt := range []struct{ config, want string }{
 		{`{"extraFlags":["--max-requests-inflight=800"]}`, `config kcp-tmc:kcp.extraFlags[0]: invalid value "--max-requests-inflight=800": want a flag kcp v0.32.3 registers`},
+		{`{"extraFlags":[""]}`, `config kcp-tmc:kcp.extraFlags[0]: invalid value "": want --name or --name=value`},
 		{`{"frontProxyExtraFlags":["--secure-port=9443"]}`, `config kcp-tmc:kcp.frontProxyExtraFlags[0]: invalid value "--secure-port=9443": want a flag kcp-tmc does not already set`},
 	} {
 		mocktest.SetConfig(t, map[string]string{"environment": "dev", "kcp": tt.config})

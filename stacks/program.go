@@ -369,6 +369,7 @@ func deployAgents(ctx *pulumi.Context, cfg *Config, projectDir string, certs *pk
 		// Self-managed: Pulumi minted the key and writes it onto the cluster.
 		// cert-manager: the key is issued in kcp's cluster after up, and
 		// `kcp-tmc agent-identity` copies it (docs/agents.md).
+		a.PublicServerCert = cfg.TLS.ACME != nil
 		if id, ok := certs.Identities[cl.Name]; ok {
 			a.ClientCert, a.ClientKey, a.ServerCA = id.Cert, id.Key, id.ServerCA
 		} else {
@@ -385,13 +386,39 @@ func deployAgents(ctx *pulumi.Context, cfg *Config, projectDir string, certs *pk
 	return nil
 }
 
-// kcpProviderName is "kcp" for root and kcp-<path with dashes> for the
-// workspaces below it (also their render directories).
-func kcpProviderName(ws string) string {
-	if ws == rootWorkspace {
+// kcpProviderName names the provider (and render directory) of a
+// workspace: kcp-<path with dashes>, except that the first cluster's
+// workspace keeps the name "kcp" it has had since stacks had clusters, so
+// no existing APIExport moves to another provider (which would replace it).
+func kcpProviderName(cfg *Config, ws string) string {
+	if len(cfg.Clusters) > 0 && ws == agentArgs(cfg, cfg.Clusters[0]).Workspace {
 		return "kcp"
 	}
 	return "kcp-" + strings.ReplaceAll(ws, ":", "-")
+}
+
+// kcpWorkspacePaths are the workspaces the stack writes to: the clusters',
+// then every ancestor (whose provider creates the workspace below it), then
+// root; each once.
+func kcpWorkspacePaths(cfg *Config) []string {
+	var out []string
+	seen := map[string]bool{}
+	add := func(ws string) {
+		if !seen[ws] {
+			seen[ws] = true
+			out = append(out, ws)
+		}
+	}
+	for _, cl := range cfg.Clusters {
+		add(agentArgs(cfg, cl).Workspace)
+	}
+	for _, cl := range cfg.Clusters {
+		for _, a := range ancestors(agentArgs(cfg, cl).Workspace) {
+			add(a)
+		}
+	}
+	add(rootWorkspace)
+	return out
 }
 
 // rootWorkspace holds kcp's own RBAC (the metrics reader binding).
@@ -408,19 +435,8 @@ func newKCPProviders(ctx *pulumi.Context, cfg *Config, projectDir string) (map[s
 	if cfg.Target.Mode != TargetRender && cfg.KCPKubeconfig == "" {
 		return out, nil
 	}
-	var workspaces []string
-	for _, cl := range cfg.Clusters {
-		workspaces = append(workspaces, agentArgs(cfg, cl).Workspace)
-	}
-	// Then every ancestor, whose provider creates the workspace below it.
-	for _, ws := range workspaces {
-		workspaces = append(workspaces, ancestors(ws)...)
-	}
-	for _, ws := range append(workspaces, rootWorkspace) {
-		if _, done := out[ws]; done {
-			continue
-		}
-		name := kcpProviderName(ws)
+	for _, ws := range kcpWorkspacePaths(cfg) {
+		name := kcpProviderName(cfg, ws)
 		args := &kubernetes.ProviderArgs{}
 		if cfg.Target.Mode == TargetRender {
 			args.RenderYamlToDirectory = pulumi.StringPtr(filepath.Join(renderDir(cfg, projectDir), name))

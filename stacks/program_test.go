@@ -33,15 +33,15 @@ func TestProgramDevRendersIntoProject(t *testing.T) {
 	}
 	// kcp's own RBAC goes to kcp's root workspace (rendered under kcp/),
 	// everything else to the hosting cluster.
-	kcpRoot, _ := rec.Named(t, providerType, "kcp").Input()["renderYamlToDirectory"].(string)
-	if !strings.HasSuffix(kcpRoot, filepath.Join("rendered", "dev", "kcp")) {
+	kcpRoot, _ := rec.Named(t, providerType, "kcp-root").Input()["renderYamlToDirectory"].(string)
+	if !strings.HasSuffix(kcpRoot, filepath.Join("rendered", "dev", "kcp-root")) {
 		t.Errorf("kcp provider renders into %q", kcpRoot)
 	}
 	onKCP := map[string]bool{}
 	for _, r := range rec.All() {
 		switch {
 		case !r.Custom || r.Type == providerType || strings.HasSuffix(r.Provider, "::kubernetes::kubernetes-id"):
-		case strings.HasSuffix(r.Provider, "::pulumi:providers:kubernetes::kcp::kcp-id"):
+		case strings.HasSuffix(r.Provider, "::pulumi:providers:kubernetes::kcp-root::kcp-root-id"):
 			onKCP[r.Type+" "+r.Name] = true
 		default:
 			t.Errorf("%s %s does not use the stack's kubernetes provider (provider %q)", r.Type, r.Name, r.Provider)

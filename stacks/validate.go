@@ -56,9 +56,9 @@ func (c *Config) Validate() error {
 	}
 	v.resources("kcp.resources", c.KCP.Resources)
 	v.resources("kcp.frontProxyResources", c.KCP.FrontProxyResources)
-	// Only the extra-flag rules come from the component (inUse=false drops
-	// its other fields, which have stack rules of their own here).
-	componentErrors(v, kcpArgs(c).WithDefaults().Validate(), false, "kcp", map[string]string{
+	// Only the extra-flag rules come from the component (its other fields
+	// have stack rules of their own here).
+	componentErrors(v, kcpArgs(c).WithDefaults().ValidateExtraFlags(), true, "kcp", map[string]string{
 		"ExtraFlags": "kcp.extraFlags", "FrontProxyExtraFlags": "kcp.frontProxyExtraFlags",
 	})
 	if o := kcpArgs(c).WithDefaults().OIDC; o != nil {
@@ -388,6 +388,15 @@ func (c *Config) validateClusters(v *validator) {
 			// The kubeconfig itself is never echoed: it holds credentials.
 			v.add("kcpKubeconfig", "<secret>", "a kubeconfig for kcp whose clusters have https:// servers ("+err.Error()+")")
 		}
+	}
+	// Provider and workspace resources are named by the path with dashes.
+	byName := map[string]string{}
+	for _, ws := range kcpWorkspacePaths(c) {
+		n := strings.ReplaceAll(ws, ":", "-")
+		if other, ok := byName[n]; ok {
+			v.add("clusters[].workspace", ws, "workspace paths that stay distinct with \":\" read as \"-\" ("+other+" and "+ws+" do not)")
+		}
+		byName[n] = ws
 	}
 	seen := map[string]bool{}
 	for i, cl := range c.Clusters {

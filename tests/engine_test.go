@@ -107,8 +107,8 @@ func TestDevStackWithClusterOnRealEngine(t *testing.T) {
 			t.Errorf("a Secret is rendered onto the cluster in cert-manager mode: %v", o["metadata"])
 		}
 	}
-	find(t, readRendered(t, filepath.Join(rendered, "kcp-root-compute")), "APIExport", "edge-export")
-	root := readRendered(t, filepath.Join(rendered, "kcp"))
+	find(t, readRendered(t, filepath.Join(rendered, "kcp")), "APIExport", "edge-export")
+	root := readRendered(t, filepath.Join(rendered, "kcp-root"))
 	find(t, root, "Workspace", "compute")
 	find(t, root, "ClusterRoleBinding", "kcp-tmc:metrics-reader")
 }

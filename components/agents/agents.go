@@ -102,8 +102,12 @@ type Args struct {
 	// and `kcp-tmc agent-identity` copies it to IdentitySecret.
 	ClientCert, ClientKey, ServerCA pulumi.StringInput
 	CopiedIdentity                  bool
-	Container                       workload.Resources
-	PodSecurityVersion              string
+	// PublicServerCert: kcp's public address serves a publicly trusted
+	// certificate (tls.acme), so the agent verifies it with the system roots
+	// of its image, not with the private server CA.
+	PublicServerCert   bool
+	Container          workload.Resources
+	PodSecurityVersion string
 	// KCPProvider, when set, creates the kcp side (the APIExport and its
 	// RBAC) through it; agents' cluster objects use the component's provider.
 	KCPProvider pulumi.ProviderResource
@@ -323,13 +327,16 @@ func dashedOrCore(g string) string {
 // kubeconfig points at kcp's workspace with the cluster's own certificate
 // (files of IdentitySecret).
 func kubeconfig(a Args) string {
+	ca := "\n    certificate-authority: " + identityMount + "/ca.crt"
+	if a.PublicServerCert {
+		ca = ""
+	}
 	return fmt.Sprintf(`apiVersion: v1
 kind: Config
 clusters:
 - name: kcp
   cluster:
-    server: %[1]s/clusters/%[2]s
-    certificate-authority: %[3]s/ca.crt
+    server: %[1]s/clusters/%[2]s%[5]s
 users:
 - name: %[4]s
   user:
@@ -339,7 +346,7 @@ contexts:
 - name: kcp
   context: {cluster: kcp, user: %[4]s}
 current-context: kcp
-`, a.KCPServer, a.Workspace, identityMount, User(a.Cluster))
+`, a.KCPServer, a.Workspace, identityMount, User(a.Cluster), ca)
 }
 
 // Flags are api-syncagent v0.7.0's command line (cmd/api-syncagent/options.go
@@ -366,6 +373,12 @@ func deploymentMeta(a Args) *metav1.ObjectMetaArgs {
 	annotations := pulumi.StringMap{"kcp-tmc.io/needs-api-token": pulumi.String("true")} // it syncs its cluster's API
 	if a.Replicas == 1 {
 		annotations["kube-score/ignore"] = pulumi.String("deployment-replicas") // one replica asked for
+	}
+	if a.CopiedIdentity {
+		// Its pods wait for IdentitySecret, which `kcp-tmc agent-identity`
+		// writes after this up: awaiting them would fail the up that has to
+		// come first.
+		annotations["pulumi.com/skipAwait"] = pulumi.String("true")
 	}
 	meta.Annotations = annotations
 	labels := pulumi.StringMap{"app.kubernetes.io/name": pulumi.String(a.Kind), "app.kubernetes.io/part-of": pulumi.String("kcp-tmc"),

@@ -93,7 +93,15 @@ func TestCopiedIdentity(t *testing.T) {
 	for _, s := range rec.OfType("kubernetes:core/v1:Secret") {
 		t.Errorf("Secret %s managed although the identity is copied", s.Name)
 	}
-	vols := fmt.Sprint(mocktest.Dig(rec.Object(t, "kubernetes:apps/v1:Deployment", KindSyncAgent), "spec", "template", "spec", "volumes"))
+	dep := rec.Object(t, "kubernetes:apps/v1:Deployment", KindSyncAgent)
+	if mocktest.Dig(dep, "metadata", "annotations", "pulumi.com/skipAwait") != "true" {
+		t.Error("the up that must come before agent-identity would wait for pods that wait for its Secret")
+	}
+	vols := fmt.Sprint(mocktest.Dig(dep, "spec", "template", "spec", "volumes"))
+	kc := fmt.Sprint(mocktest.Dig(rec.Object(t, "kubernetes:core/v1:ConfigMap", "kcp-kubeconfig"), "data", "kubeconfig"))
+	if !strings.Contains(kc, "certificate-authority: /etc/kcp-agent/identity/ca.crt") {
+		t.Errorf("kubeconfig does not verify kcp with the private CA:\n%s", kc)
+	}
 	if !strings.Contains(vols, "secretName:"+IdentitySecret) {
 		t.Errorf("the agent does not mount %s: %s", IdentitySecret, vols)
 	}
@@ -218,5 +226,22 @@ func TestKCPSideUsesTheKCPProvider(t *testing.T) {
 		if r.Custom && kcpSide != strings.Contains(r.Provider, "::kcp::") {
 			t.Errorf("%s %s goes through provider %q", r.Type, r.Name, r.Provider)
 		}
+	}
+}
+
+// TestPublicServerCertificate: with tls.acme kcp's public address serves a
+// Let's Encrypt certificate, which the private server CA cannot verify:
+// the agent trusts its image's system roots instead.
+func TestPublicServerCertificate(t *testing.T) {
+	a := args("eu", KindSyncAgent)
+	a.PublicServerCert = true
+	rec := run(t, a)
+	kc := fmt.Sprint(mocktest.Dig(rec.Object(t, "kubernetes:core/v1:ConfigMap", "kcp-kubeconfig"), "data", "kubeconfig"))
+	var parsed map[string]any
+	if err := yaml.Unmarshal([]byte(kc), &parsed); err != nil {
+		t.Fatalf("%v:\n%s", err, kc)
+	}
+	if strings.Contains(kc, "certificate-authority") || mocktest.Dig(parsed, "clusters", 0, "cluster", "server") != "https://kcp.example.com/clusters/root:compute" {
+		t.Errorf("kubeconfig = %s", kc)
 	}
 }

@@ -44,16 +44,25 @@ func flagName(arg string) string {
 	return name
 }
 
+// ValidateExtraFlags reports the extra flags kcp or the front-proxy would
+// not take as meant (Validate includes it; the stack calls it alone).
+func (a Args) ValidateExtraFlags() error {
+	// The pod's wiring: probes, Services and policies use these.
+	return errors.Join(
+		checkExtraFlags("ExtraFlags", a.ExtraFlags, generatedServerFlags(a), KnownServerFlags(), "--secure-port", "--bind-address"),
+		checkExtraFlags("FrontProxyExtraFlags", a.FrontProxyExtraFlags, frontProxyArgs(a), KnownFrontProxyFlags(), "--bind-address"))
+}
+
 // checkExtraFlags refuses an extra flag that is malformed, that the release
-// does not register, or that the component already sets (or wires, like
-// the port its probes and Service use): kcp would exit, or the last of two
-// values would silently win.
+// does not register, that the component already sets or wires (kcp would
+// exit, or the value would silently replace or merge with ours), or that
+// has a typed key (--oidc-*: kcp.oidc also mounts the CA and opens egress).
+// A flag may repeat (list flags such as --tls-sni-cert-key take several).
 func checkExtraFlags(field string, extra, generated []string, known map[string]bool, wired ...string) error {
 	set := map[string]bool{}
 	for _, g := range append(generated, wired...) {
 		set[flagName(g)] = true
 	}
-	seen := map[string]bool{}
 	var errs []error
 	for i, f := range extra {
 		name := flagName(f)
@@ -64,10 +73,9 @@ func checkExtraFlags(field string, extra, generated []string, known map[string]b
 			errs = append(errs, fmt.Errorf("kcp: %s[%d] %q: want a flag kcp v0.32.3 registers (%s is not one; the list: components/kcp/flags/)", field, i, f, name))
 		case set[name]:
 			errs = append(errs, fmt.Errorf("kcp: %s[%d] %q: want a flag kcp-tmc does not already set (%s is set from its own config key)", field, i, f, name))
-		case seen[name]:
-			errs = append(errs, fmt.Errorf("kcp: %s[%d] %q: want each flag once", field, i, f))
+		case strings.HasPrefix(name, "--oidc-"):
+			errs = append(errs, fmt.Errorf("kcp: %s[%d] %q: want kcp-tmc:kcp.oidc for OIDC (it also mounts the CA and lets kcp reach the issuer)", field, i, f))
 		}
-		seen[name] = true
 	}
 	return errors.Join(errs...)
 }

@@ -159,10 +159,7 @@ func (a Args) Validate() error {
 	if a.OIDC != nil {
 		errs = append(errs, a.OIDC.Validate())
 	}
-	// The pod's wiring: probes, Services and policies use these ports.
-	errs = append(errs, checkExtraFlags("ExtraFlags", a.ExtraFlags, generatedServerFlags(a),
-		KnownServerFlags(), "--secure-port", "--bind-address"))
-	errs = append(errs, checkExtraFlags("FrontProxyExtraFlags", a.FrontProxyExtraFlags, frontProxyArgs(a), KnownFrontProxyFlags(), "--bind-address"))
+	errs = append(errs, a.ValidateExtraFlags())
 	if a.Spread.Mode == workload.SpreadZone && len(a.Spread.Zones) < a.Replicas {
 		bad("Spread.Zones", a.Spread.Zones, fmt.Sprintf("at least %d zones for one replica per zone", a.Replicas))
 	}

@@ -276,13 +276,15 @@ func TestExtraFlags(t *testing.T) {
 		server, proxy []string
 		want          string // "" = accepted
 	}{
-		{"OIDC flags kcp has", []string{"--oidc-issuer-url=https://id.example.com", "--oidc-client-id=kcp"}, nil, ""},
+		{"feature gates", []string{"--feature-gates=WorkspaceMounts=true"}, nil, ""},
+		{"a list flag twice", nil, []string{"--tls-sni-cert-key=/a.crt,/a.key:a.example.com", "--tls-sni-cert-key=/b.crt,/b.key:b.example.com"}, ""},
+		{"OIDC has its key", []string{"--oidc-issuer-url=https://id.example.com"}, nil, `ExtraFlags[0] "--oidc-issuer-url=https://id.example.com": want kcp-tmc:kcp.oidc`},
 		{"front-proxy verbosity", nil, []string{"--v=4"}, ""},
 		{"a flag kcp does not have", []string{"--max-requests-inflight=800"}, nil, `ExtraFlags[0] "--max-requests-inflight=800": want a flag kcp v0.32.3 registers`},
 		{"a flag kcp-tmc sets", []string{"--batteries-included=admin"}, nil, `ExtraFlags[0] "--batteries-included=admin": want a flag kcp-tmc does not already set`},
 		{"the pod's port", []string{"--secure-port=7443"}, nil, "want a flag kcp-tmc does not already set"},
 		{"front-proxy mapping", nil, []string{"--mapping-file=/x"}, `FrontProxyExtraFlags[0] "--mapping-file=/x"`},
-		{"twice", []string{"--v=2", "--v=4"}, nil, `ExtraFlags[1] "--v=4": want each flag once`},
+
 		{"not a flag", []string{"v=2"}, nil, `ExtraFlags[0] "v=2": want --name or --name=value`},
 	}
 	for _, tt := range tests {
@@ -336,6 +338,10 @@ func TestOIDC(t *testing.T) {
 		if egress := fmt.Sprint(mocktest.Dig(rec.Object(t, "kubernetes:networking.k8s.io/v1:NetworkPolicy", policy), "spec", "egress")); !strings.Contains(egress, "port:8443") {
 			t.Errorf("%s lets no traffic out to the issuer's port 8443: %s", policy, egress)
 		}
+	}
+	o := OIDC{IssuerURL: "https://id.example.com", ClientID: "kcp", UsernamePrefix: "-", GroupsPrefix: "-"}
+	if f := strings.Join(o.WithDefaults().flags("/x"), " "); !strings.Contains(f, "--oidc-username-prefix=- ") || !strings.HasSuffix(f, "--oidc-groups-prefix=") {
+		t.Errorf(`"-" must turn both prefixes off: %s`, f)
 	}
 	a.ExtraFlags = []string{"--oidc-client-id=other"}
 	if err := a.WithDefaults().Validate(); err == nil || !strings.Contains(err.Error(), "want a flag kcp-tmc does not already set") {

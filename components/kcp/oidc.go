@@ -73,7 +73,7 @@ func (o OIDC) flags(caDir string) []string {
 		"--oidc-username-claim=" + o.UsernameClaim,
 		"--oidc-username-prefix=" + o.UsernamePrefix,
 		"--oidc-groups-claim=" + o.GroupsClaim,
-		"--oidc-groups-prefix=" + o.GroupsPrefix,
+		"--oidc-groups-prefix=" + groupsPrefix(o.GroupsPrefix),
 	}
 	if o.CABundle != "" {
 		f = append(f, "--oidc-ca-file="+caDir+"/ca.crt")
@@ -91,4 +91,13 @@ func (o OIDC) port() int {
 		return p
 	}
 	return 443
+}
+
+// groupsPrefix: "-" means none, as it does for usernames (where kube-apiserver
+// itself reads it so); for groups only the empty flag value does.
+func groupsPrefix(p string) string {
+	if p == "-" {
+		return ""
+	}
+	return p
 }

@@ -8,6 +8,7 @@ import (
 	"k8s.io/client-go/tools/clientcmd"
 
 	"github.com/kcp-tmc/kcp-tmc/components/agents"
+	"github.com/kcp-tmc/kcp-tmc/components/pki"
 	"github.com/kcp-tmc/kcp-tmc/ops"
 	"github.com/kcp-tmc/kcp-tmc/stacks"
 )
@@ -15,6 +16,13 @@ import (
 // agentIdentity copies each agent's cert-manager-issued identity from kcp's
 // hosting cluster to its physical cluster (all clusters, or only).
 func agentIdentity(ctx context.Context, cfg *stacks.Config, hostKubeconfig, only string, stdout io.Writer) error {
+	if cfg.TLS.Mode != pki.ModeCertManager {
+		// Pulumi writes the Secret itself; a copy would take it over.
+		return fmt.Errorf("stack tls.mode is %s: `kcp-tmc up` writes each agent's identity; agent-identity is for tls.mode %s", cfg.TLS.Mode, pki.ModeCertManager)
+	}
+	if len(cfg.Clusters) == 0 {
+		return fmt.Errorf("the stack has no kcp-tmc:clusters: no agent identity to copy")
+	}
 	host, err := hostConfig(cfg, hostKubeconfig)
 	if err != nil {
 		return fmt.Errorf("hosting cluster kubeconfig: %w", err)

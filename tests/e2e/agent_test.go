@@ -109,7 +109,7 @@ func TestSyncAgentCluster(t *testing.T) {
 		kubectl("", "wait", "--for=condition=Established", "crd/publishedresources.syncagent.kcp.io", "--timeout=60s")
 	}
 
-	cp.applyKCPSide(t, rec, map[string]string{"kcp": "root", "kcp-root-compute": "root:compute"})
+	cp.applyKCPSide(t, rec, map[string]string{"kcp-root": "root", "kcp": "root:compute"})
 
 	// The agent: the Deployment's container, in-cluster identity = its
 	// ServiceAccount's token (what the kubelet would mount).

@@ -334,7 +334,7 @@ func TestDevStackRuns(t *testing.T) {
 	})
 
 	t.Run("Prometheus scrapes kcp, the front-proxy and etcd as their ServiceMonitors say and finds what the rules read", func(t *testing.T) {
-		cp.applyKCPSide(t, rec, map[string]string{"kcp": "root"})
+		cp.applyKCPSide(t, rec, map[string]string{"kcp-root": "root"})
 		for _, job := range []struct {
 			name string
 			port int // the Service port the endpoint names

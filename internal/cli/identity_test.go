@@ -1,0 +1,29 @@
+package cli
+
+import (
+	"context"
+	"io"
+	"strings"
+	"testing"
+
+	"github.com/kcp-tmc/kcp-tmc/components/pki"
+	"github.com/kcp-tmc/kcp-tmc/stacks"
+)
+
+// TestAgentIdentityRefusesWhatItWouldBreak: in self-managed mode Pulumi
+// owns the Secret (a copy would take it over), and a stack without clusters
+// has nothing to copy; both are said plainly before any cluster is touched.
+func TestAgentIdentityRefusesWhatItWouldBreak(t *testing.T) {
+	for _, tt := range []struct {
+		cfg  stacks.Config
+		want string
+	}{
+		{stacks.Config{TLS: stacks.TLS{Mode: pki.ModeSelfManaged}, Clusters: []stacks.Cluster{{Name: "edge"}}}, "`kcp-tmc up` writes each agent's identity"},
+		{stacks.Config{TLS: stacks.TLS{Mode: pki.ModeCertManager}}, "no kcp-tmc:clusters"},
+	} {
+		err := agentIdentity(context.Background(), &tt.cfg, "", "", io.Discard)
+		if err == nil || !strings.Contains(err.Error(), tt.want) {
+			t.Errorf("err = %v, want %q", err, tt.want)
+		}
+	}
+}
