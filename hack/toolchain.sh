@@ -110,12 +110,14 @@ build_alertmanager() {
 }
 
 # Upstream CRD YAML from the module zips (cert-manager deploy/crds,
-# prometheus-operator example/prometheus-operator-crd), linked as crds/<name>
+# prometheus-operator example/prometheus-operator-crd, gateway-api
+# config/crd/standard), linked as crds/<name>
 # so tests read upstream's own files offline. Nothing is compiled.
 build_crds() {
   local spec modver sub name dir
   for spec in "github.com/cert-manager/cert-manager@$CERT_MANAGER_VERSION deploy/crds cert-manager" \
-    "github.com/prometheus-operator/prometheus-operator@$PROMETHEUS_OPERATOR_VERSION example/prometheus-operator-crd prometheus-operator"; do
+    "github.com/prometheus-operator/prometheus-operator@$PROMETHEUS_OPERATOR_VERSION example/prometheus-operator-crd prometheus-operator" \
+    "sigs.k8s.io/gateway-api@$GATEWAY_API_VERSION config/crd/standard gateway-api"; do
     read -r modver sub name <<<"$spec"
     dir=$(cd "$root/hack/tools/judges" && GOFLAGS=-mod=mod go mod download -json "$modver" |
       sed -n 's/^[[:space:]]*"Dir": "\(.*\)",$/\1/p')
@@ -136,7 +138,7 @@ judge_tools=(
   "actionlint|$ACTIONLINT_VERSION|build_actionlint|actionlint"
   "prometheus|$PROMETHEUS_VERSION|build_prometheus|prometheus promtool"
   "alertmanager|$ALERTMANAGER_VERSION|build_alertmanager|amtool"
-  "crds|$CERT_MANAGER_VERSION-$PROMETHEUS_OPERATOR_VERSION|build_crds|crds:cert-manager crds:prometheus-operator"
+  "crds|$CERT_MANAGER_VERSION-$PROMETHEUS_OPERATOR_VERSION-$GATEWAY_API_VERSION|build_crds|crds:cert-manager crds:prometheus-operator crds:gateway-api"
 )
 
 # built NAME VERSION OUTPUTS: every output of the tool exists in its versioned dir.

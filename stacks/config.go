@@ -335,9 +335,11 @@ type TLS struct {
 
 // Ingress is kcp-tmc:ingress: how kcp.<domain> reaches the front-proxy.
 type Ingress struct {
-	// Mode is `passthrough` (nginx SSL passthrough), `loadbalancer` (an NLB,
-	// TCP) or `terminate` (TLS ends at nginx, which breaks client-certificate
-	// auth).
+	// Mode is `loadbalancer` (an NLB, TCP; staging and prod), `gateway` (a
+	// Gateway API TLSRoute in passthrough mode), or the legacy ingress-nginx
+	// modes `passthrough` (SSL passthrough) and `terminate` (TLS ends at
+	// nginx, which breaks client-certificate auth); ingress-nginx was retired
+	// in March 2026.
 	Mode string `json:"mode"`
 	// ClassName is the IngressClass name.
 	ClassName string `json:"className"`
@@ -349,6 +351,23 @@ type Ingress struct {
 	// ControllerReplicas is the number of ingress-nginx controllers: 1 to 9, at
 	// least 2 in prod when installed.
 	ControllerReplicas int `json:"controllerReplicas"`
+	// Gateway is the Gateway of mode `gateway`.
+	Gateway *Gateway `json:"gateway"`
+}
+
+// Gateway is kcp-tmc:ingress.gateway.
+type Gateway struct {
+	// Name is the Gateway the TLSRoute attaches to (default `kcp`).
+	Name string `json:"name"`
+	// Namespace is the Gateway's namespace (default: kcp's).
+	Namespace string `json:"namespace"`
+	// Listener is the Gateway's TLS listener (sectionName; default
+	// `kcp-tls`); it must be in Passthrough mode and allow routes from kcp's
+	// namespace.
+	Listener string `json:"listener"`
+	// ClassName, when set, creates that Gateway with this GatewayClass: one
+	// TLS Passthrough listener on 443 for kcp.<domain>.
+	ClassName string `json:"className"`
 }
 
 // Monitoring is kcp-tmc:monitoring. The Slack webhook URL and the PagerDuty

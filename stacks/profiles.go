@@ -65,7 +65,9 @@ func Profile(env string) (*Config, error) {
 	case "staging":
 		base.Target = Target{Mode: TargetKubeconfig}
 		base.TLS.InstallCertManager = true
-		base.Ingress.InstallController = true
+		// AWS: an NLB straight to the front-proxy (ingress-nginx, retired in
+		// March 2026, is an explicit legacy choice).
+		base.Ingress.Mode = ingress.ModeLoadBalancer
 		base.Monitoring.InstallStack = true
 		base.KCP.Replicas, base.KCP.FrontProxyReplicas, base.KCP.AntiAffinity = 3, 2, AntiAffinityHostname
 		base.KCP.Resources = resources("1", "2Gi", "2", "4Gi")
@@ -76,7 +78,7 @@ func Profile(env string) (*Config, error) {
 	case "prod":
 		base.Target = Target{Mode: TargetKubeconfig}
 		base.TLS.InstallCertManager = true
-		base.Ingress.InstallController, base.Ingress.ControllerReplicas = true, 3
+		base.Ingress.Mode, base.Ingress.ControllerReplicas = ingress.ModeLoadBalancer, 3
 		base.Monitoring.InstallStack = true
 		base.Zones = []string{"us-east-1a", "us-east-1b", "us-east-1c"}
 		base.KCP.Replicas, base.KCP.FrontProxyReplicas, base.KCP.AntiAffinity = 3, 3, AntiAffinityZone

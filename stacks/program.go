@@ -200,15 +200,11 @@ func Deploy(ctx *pulumi.Context, cfg *Config, projectDir string) error {
 	if err != nil {
 		return fmt.Errorf("kcp: %w", err)
 	}
-	entry, err := ingress.NewIngress(ctx, "ingress", ingress.Args{
-		Mode: cfg.Ingress.Mode, Namespace: cfg.Namespace, Host: kcp.PublicHost(cfg.Domain), ClassName: cfg.Ingress.ClassName,
-		BackendService: kcp.FrontProxyService, BackendPort: 443, TargetPort: kcp.FrontProxyPort,
-		NLB:               cfg.Environment == "prod",
-		InstallController: cfg.Ingress.InstallController, ControllerVersion: cfg.Ingress.ControllerVersion,
-		ControllerReplicas: cfg.Ingress.ControllerReplicas,
-		PodSecurityVersion: cfg.PodSecurityVersion,
-		Labels:             map[string]string{"kcp-tmc.io/environment": cfg.Environment},
-	}, k8s, pulumi.DependsOn([]pulumi.Resource{server}))
+	if m := cfg.Ingress.Mode; m == ingress.ModePassthrough || m == ingress.ModeTerminate {
+		_ = ctx.Log.Warn(fmt.Sprintf("kcp-tmc:ingress.mode %s relies on ingress-nginx, retired in March 2026 (no releases, no CVE fixes): "+
+			"move to ingress.mode gateway or loadbalancer (docs/ingress.md)", m), nil)
+	}
+	entry, err := ingress.NewIngress(ctx, "ingress", ingressArgs(cfg), k8s, pulumi.DependsOn([]pulumi.Resource{server}))
 	if err != nil {
 		return fmt.Errorf("ingress: %w", err)
 	}
@@ -599,6 +595,22 @@ func backupArgs(cfg *Config) backup.Args {
 	if cfg.Cloud.Mode == "eks" {
 		// Known once the cloud layer exists: Deploy puts its outputs here.
 		a.S3.IRSA = &backup.IRSAProvider{ARN: pulumi.String(""), Issuer: pulumi.String("")}
+	}
+	return a
+}
+
+func ingressArgs(cfg *Config) ingress.Args {
+	a := ingress.Args{
+		Mode: cfg.Ingress.Mode, Namespace: cfg.Namespace, Host: kcp.PublicHost(cfg.Domain), ClassName: cfg.Ingress.ClassName,
+		BackendService: kcp.FrontProxyService, BackendPort: 443, TargetPort: kcp.FrontProxyPort,
+		NLB:               cfg.Environment == "prod",
+		InstallController: cfg.Ingress.InstallController, ControllerVersion: cfg.Ingress.ControllerVersion,
+		ControllerReplicas: cfg.Ingress.ControllerReplicas,
+		PodSecurityVersion: cfg.PodSecurityVersion,
+		Labels:             map[string]string{"kcp-tmc.io/environment": cfg.Environment},
+	}
+	if g := cfg.Ingress.Gateway; g != nil {
+		a.Gateway = ingress.Gateway{Name: g.Name, Namespace: g.Namespace, Listener: g.Listener, ClassName: g.ClassName}
 	}
 	return a
 }

@@ -319,9 +319,18 @@ func (c *Config) validateTLS(v *validator) {
 
 func (c *Config) validateIngress(v *validator) {
 	in := c.Ingress
-	modes := []string{ingress.ModePassthrough, ingress.ModeLoadBalancer, ingress.ModeTerminate}
+	modes := []string{ingress.ModeGateway, ingress.ModeLoadBalancer, ingress.ModePassthrough, ingress.ModeTerminate}
 	if !slices.Contains(modes, in.Mode) {
-		v.add("ingress.mode", in.Mode, "one of "+strings.Join(modes, ", ")+" (passthrough keeps client-certificate auth working)")
+		v.add("ingress.mode", in.Mode, "one of "+strings.Join(modes, ", ")+" (gateway and loadbalancer keep TLS end to end without the retired ingress-nginx)")
+	}
+	if in.Gateway != nil && in.Mode != ingress.ModeGateway {
+		v.add("ingress.gateway", "<set>", "unset unless ingress.mode is gateway")
+	}
+	if in.Mode == ingress.ModeGateway {
+		componentErrors(v, ingressArgs(c).WithDefaults().Validate(), true, "ingress", map[string]string{
+			"Gateway.Name": "gateway.name", "Gateway.Namespace": "gateway.namespace", "Gateway.Listener": "gateway.listener",
+			"Gateway.ClassName": "gateway.className", "InstallController": "installController",
+		})
 	}
 	if !isDNSLabel(in.ClassName) {
 		v.add("ingress.className", in.ClassName, "an IngressClass name")

@@ -46,7 +46,7 @@ func runWithCluster(m *testing.M) int {
 
 // crdSources are the upstream CRD directories hack/toolchain.sh links from the
 // pinned modules in the Go module cache.
-var crdSources = []string{"cert-manager", "prometheus-operator"}
+var crdSources = []string{"cert-manager", "prometheus-operator", "gateway-api"}
 
 func installCRDs(ctx context.Context) error {
 	for _, src := range crdSources {

@@ -9,10 +9,14 @@ import (
 	"errors"
 	"fmt"
 	"regexp"
+	"strings"
 
+	"github.com/pulumi/pulumi-kubernetes/sdk/v4/go/kubernetes"
+	"github.com/pulumi/pulumi-kubernetes/sdk/v4/go/kubernetes/apiextensions"
 	corev1 "github.com/pulumi/pulumi-kubernetes/sdk/v4/go/kubernetes/core/v1"
 	networkingv1 "github.com/pulumi/pulumi-kubernetes/sdk/v4/go/kubernetes/networking/v1"
 	"github.com/pulumi/pulumi/sdk/v3/go/pulumi"
+	"k8s.io/apimachinery/pkg/util/validation"
 
 	"github.com/kcp-tmc/kcp-tmc/components/internal/component"
 	"github.com/kcp-tmc/kcp-tmc/components/internal/helmrelease"
@@ -30,6 +34,10 @@ const (
 	ModePassthrough  = "passthrough"  // nginx Ingress, ssl-passthrough: TLS reaches kcp untouched
 	ModeLoadBalancer = "loadbalancer" // a LoadBalancer Service (NLB, TCP): TLS reaches kcp untouched
 	ModeTerminate    = "terminate"    // nginx terminates TLS (the seed's GRPC mode): breaks client-cert auth
+	// ModeGateway routes by SNI through a Gateway API TLSRoute in
+	// passthrough mode: TLS reaches kcp untouched, on any conformant
+	// Gateway implementation (ingress-nginx was retired in March 2026).
+	ModeGateway = "gateway"
 )
 
 // Defaults.
@@ -74,6 +82,21 @@ type Args struct {
 	Labels             map[string]string
 	// MonitoringNamespace may scrape the controller's metrics.
 	MonitoringNamespace string
+	// Gateway is the Gateway the TLSRoute attaches to (mode gateway).
+	Gateway Gateway
+}
+
+// Gateway names the Gateway of mode gateway: an existing one (its TLS
+// listener in Passthrough mode must allow routes from kcp's namespace), or
+// one created here when ClassName is set.
+type Gateway struct {
+	Name, Namespace string
+	// ClassName, when set, creates the Gateway with this GatewayClass: one
+	// TLS listener on 443 for the host, Passthrough, routes from kcp's
+	// namespace only.
+	ClassName string
+	// Listener is the listener (sectionName) the route attaches to.
+	Listener string
 }
 
 // Ingress is the component.
@@ -101,6 +124,17 @@ func (a Args) WithDefaults() Args {
 	if a.ControllerReplicas == 0 {
 		a.ControllerReplicas = 2
 	}
+	if a.Mode == ModeGateway {
+		if a.Gateway.Name == "" {
+			a.Gateway.Name = "kcp"
+		}
+		if a.Gateway.Namespace == "" {
+			a.Gateway.Namespace = a.Namespace
+		}
+		if a.Gateway.Listener == "" {
+			a.Gateway.Listener = "kcp-tls"
+		}
+	}
 	return a
 }
 
@@ -117,8 +151,22 @@ func (a Args) Validate() error {
 	}
 	switch a.Mode {
 	case ModePassthrough, ModeLoadBalancer, ModeTerminate:
+	case ModeGateway:
+		for field, v := range map[string]string{"Gateway.Name": a.Gateway.Name, "Gateway.Namespace": a.Gateway.Namespace, "Gateway.Listener": a.Gateway.Listener} {
+			if errs := validation.IsDNS1123Label(v); len(errs) > 0 {
+				bad(field, fmt.Sprintf("%q", v), "a DNS-1123 label ("+strings.Join(errs, "; ")+")")
+			}
+		}
+		if c := a.Gateway.ClassName; c != "" {
+			if errs := validation.IsDNS1123Subdomain(c); len(errs) > 0 {
+				bad("Gateway.ClassName", fmt.Sprintf("%q", c), "a GatewayClass name (DNS-1123 subdomain)")
+			}
+		}
+		if a.InstallController {
+			bad("InstallController", true, "false in gateway mode (it installs ingress-nginx; the Gateway's implementation is installed with its GatewayClass)")
+		}
 	default:
-		bad("Mode", fmt.Sprintf("%q", a.Mode), "passthrough, loadbalancer or terminate")
+		bad("Mode", fmt.Sprintf("%q", a.Mode), "gateway, loadbalancer, passthrough or terminate")
 	}
 	if !hostname.MatchString(a.Host) {
 		bad("Host", fmt.Sprintf("%q", a.Host), "a DNS name")
@@ -141,8 +189,14 @@ func (a Args) Validate() error {
 // FrontProxyClients is who must be able to reach the front-proxy in a mode:
 // the controller's namespace, or (load balancer, client IPs preserved) anyone.
 func FrontProxyClients(mode string) []security.Flow {
-	if mode == ModeLoadBalancer {
+	switch mode {
+	case ModeLoadBalancer:
 		return []security.Flow{{CIDR: "0.0.0.0/0"}}
+	case ModeGateway:
+		// Where a Gateway's data plane runs depends on its implementation
+		// (its own namespace, the Gateway's, a node port): any pod may
+		// connect; the front-proxy still demands a client certificate.
+		return []security.Flow{{Namespace: "*"}}
 	}
 	return []security.Flow{{Namespace: ControllerNamespace}}
 }
@@ -164,9 +218,12 @@ func NewIngress(ctx *pulumi.Context, name string, args Args, opts ...pulumi.Reso
 	}
 
 	var err error
-	if args.Mode == ModeLoadBalancer {
+	switch args.Mode {
+	case ModeLoadBalancer:
 		err = loadBalancer(ctx, name, args, child)
-	} else {
+	case ModeGateway:
+		err = gatewayRoute(ctx, name, args, child)
+	default:
 		err = ingressObject(ctx, name, args, child)
 	}
 	if err != nil {
@@ -214,6 +271,50 @@ func ingressObject(ctx *pulumi.Context, name string, a Args, opts []pulumi.Resou
 	}
 	if _, err := networkingv1.NewIngress(ctx, name+"-kcp", &networkingv1.IngressArgs{Metadata: meta, Spec: spec}, opts...); err != nil {
 		return fmt.Errorf("Ingress for %s: %w", a.Host, err)
+	}
+	return nil
+}
+
+// gatewayRoute attaches a TLSRoute for the host to the Gateway's
+// passthrough listener, backed by the front-proxy Service; with a
+// GatewayClass it creates that Gateway too.
+func gatewayRoute(ctx *pulumi.Context, name string, a Args, opts []pulumi.ResourceOption) error {
+	g := a.Gateway
+	if g.ClassName != "" {
+		gw, err := apiextensions.NewCustomResource(ctx, name+"-gateway", &apiextensions.CustomResourceArgs{
+			ApiVersion: pulumi.String("gateway.networking.k8s.io/v1"), Kind: pulumi.String("Gateway"),
+			Metadata: workload.Meta(g.Name, g.Namespace, "kcp-front-proxy"),
+			OtherFields: kubernetes.UntypedArgs{"spec": pulumi.Map{
+				"gatewayClassName": pulumi.String(g.ClassName),
+				"listeners": pulumi.Array{pulumi.Map{
+					"name": pulumi.String(g.Listener), "protocol": pulumi.String("TLS"), "port": pulumi.Int(443),
+					"hostname": pulumi.String(a.Host),
+					"tls":      pulumi.Map{"mode": pulumi.String("Passthrough")},
+					"allowedRoutes": pulumi.Map{
+						"kinds": pulumi.Array{pulumi.Map{"kind": pulumi.String("TLSRoute")}},
+						"namespaces": pulumi.Map{"from": pulumi.String("Selector"), "selector": pulumi.Map{"matchLabels": pulumi.StringMap{
+							"kubernetes.io/metadata.name": pulumi.String(a.Namespace)}}},
+					},
+				}},
+			}},
+		}, opts...)
+		if err != nil {
+			return fmt.Errorf("Gateway %s: %w", g.Name, err)
+		}
+		opts = append(opts, pulumi.DependsOn([]pulumi.Resource{gw}))
+	}
+	if _, err := apiextensions.NewCustomResource(ctx, name+"-tlsroute", &apiextensions.CustomResourceArgs{
+		ApiVersion: pulumi.String("gateway.networking.k8s.io/v1"), Kind: pulumi.String("TLSRoute"),
+		Metadata: workload.Meta("kcp", a.Namespace, "kcp-front-proxy"),
+		OtherFields: kubernetes.UntypedArgs{"spec": pulumi.Map{
+			"parentRefs": pulumi.Array{pulumi.Map{"name": pulumi.String(g.Name), "namespace": pulumi.String(g.Namespace),
+				"sectionName": pulumi.String(g.Listener)}},
+			"hostnames": pulumi.ToStringArray([]string{a.Host}),
+			"rules": pulumi.Array{pulumi.Map{"backendRefs": pulumi.Array{pulumi.Map{
+				"name": pulumi.String(a.BackendService), "port": pulumi.Int(a.BackendPort)}}}},
+		}},
+	}, opts...); err != nil {
+		return fmt.Errorf("TLSRoute for %s: %w", a.Host, err)
 	}
 	return nil
 }

@@ -107,3 +107,44 @@ func TestValidate(t *testing.T) {
 		})
 	}
 }
+
+// TestGatewayPassthrough: mode gateway attaches a TLSRoute for the host to
+// the Gateway's passthrough listener, backed by the front-proxy Service;
+// with a GatewayClass the Gateway comes too, accepting routes from kcp's
+// namespace only. No Ingress and no ingress-nginx.
+func TestGatewayPassthrough(t *testing.T) {
+	a := args(ModeGateway)
+	a.Gateway = Gateway{ClassName: "eg"}
+	rec := run(t, a)
+	route := rec.Object(t, "kubernetes:gateway.networking.k8s.io/v1:TLSRoute", "kcp")
+	want := map[string]any{
+		"parentRefs": []any{map[string]any{"name": "kcp", "namespace": "kcp", "sectionName": "kcp-tls"}},
+		"hostnames":  []any{"kcp.example.com"},
+		"rules":      []any{map[string]any{"backendRefs": []any{map[string]any{"name": "kcp-front-proxy", "port": float64(443)}}}},
+	}
+	if !reflect.DeepEqual(route["spec"], want) {
+		t.Errorf("TLSRoute spec = %v\nwant %v", route["spec"], want)
+	}
+	l := mocktest.Dig(rec.Object(t, "kubernetes:gateway.networking.k8s.io/v1:Gateway", "kcp"), "spec", "listeners", 0)
+	if mocktest.Dig(l, "tls", "mode") != "Passthrough" || mocktest.Dig(l, "protocol") != "TLS" || mocktest.Dig(l, "hostname") != "kcp.example.com" ||
+		mocktest.Dig(l, "allowedRoutes", "namespaces", "selector", "matchLabels", "kubernetes.io/metadata.name") != "kcp" {
+		t.Errorf("listener = %v", l)
+	}
+	if n := len(rec.OfType("kubernetes:networking.k8s.io/v1:Ingress")); n != 0 {
+		t.Errorf("%d Ingresses in gateway mode", n)
+	}
+	// An existing Gateway elsewhere: only the route, pointing at it.
+	a.Gateway = Gateway{Name: "shared", Namespace: "gateways", Listener: "tls"}
+	rec = run(t, a)
+	if n := len(rec.OfType("kubernetes:gateway.networking.k8s.io/v1:Gateway")); n != 0 {
+		t.Errorf("a Gateway was created although one exists")
+	}
+	if got := mocktest.Dig(rec.Object(t, "kubernetes:gateway.networking.k8s.io/v1:TLSRoute", "kcp"), "spec", "parentRefs", 0); !reflect.DeepEqual(got,
+		map[string]any{"name": "shared", "namespace": "gateways", "sectionName": "tls"}) {
+		t.Errorf("parentRef = %v", got)
+	}
+	a.InstallController = true
+	if err := a.WithDefaults().Validate(); err == nil || !strings.Contains(err.Error(), "InstallController true: want false in gateway mode") {
+		t.Errorf("ingress-nginx install in gateway mode: %v", err)
+	}
+}

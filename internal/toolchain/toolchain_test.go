@@ -293,7 +293,7 @@ func TestToolchainBuildsEveryTool(t *testing.T) {
 			t.Errorf("bin/%s: %v %q", name, err, out)
 		}
 	}
-	for _, crd := range []string{"cert-manager", "prometheus-operator"} {
+	for _, crd := range []string{"cert-manager", "prometheus-operator", "gateway-api"} {
 		if st, err := os.Stat(filepath.Join(cache, "crds", crd)); err != nil || !st.IsDir() {
 			t.Errorf("crds/%s: %v", crd, err)
 		}

@@ -1,5 +1,5 @@
 // Tools module for the external judges the tests run: kube-score. Upstream CRD
-// YAML (cert-manager, prometheus-operator) is read from these modules' zips in
+// YAML (cert-manager, prometheus-operator, gateway-api) is read from these modules' zips in
 // the module cache, never copied into the repo.
 module kcp-tmc/tools/judges
 
