@@ -58,7 +58,7 @@ func BackupSourceOf(cfg *stacks.Config) (BackupSource, error) {
 	}
 	return BackupSource{
 		Target:      "s3://" + b.Bucket + "/" + strings.Trim(b.Prefix, "/"),
-		ClusterName: "kcp-tmc-" + cfg.Environment,
+		ClusterName: stacks.ClusterName(cfg.Environment),
 		Region:      b.Region, Endpoint: b.Endpoint,
 	}, nil
 }

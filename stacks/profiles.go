@@ -41,7 +41,7 @@ func Profile(env string) (*Config, error) {
 		KCP:                KCP{Image: DefaultKCPImage, Version: DefaultKCPVersion},
 		Backup: Backup{Enabled: true, Schedule: "0 2 * * *", TimeZone: "UTC", VerifySchedule: "0 4 * * 0",
 			Image: backup.DefaultImage + ":" + backup.DefaultTag, Target: backup.TargetS3, Prefix: "etcd", Region: "us-east-1",
-			Bucket: "kcp-tmc-" + env + "-etcd-backups", TransitionDays: 30, RetentionDays: 90, NoncurrentDays: 30},
+			Bucket: ClusterName(env) + "-etcd-backups", TransitionDays: 30, RetentionDays: 90, NoncurrentDays: 30},
 		// CAs 10 years, leaves 1 year renewed 15 days early, as the kcp helm chart.
 		Monitoring: Monitoring{Enabled: true, Interval: "30s", SlackChannel: "#kcp-alerts", StackVersion: monitoring.DefaultStackVersion},
 		Logging:    Logging{ElasticsearchPort: 9200, Index: logging.DefaultIndex, TLS: true, Image: logging.DefaultImage},

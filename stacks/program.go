@@ -576,10 +576,10 @@ func backupArgs(cfg *Config) backup.Args {
 	}
 	var endpoints []string
 	for _, m := range etcd.MemberNames(cfg.Etcd.Replicas) {
-		endpoints = append(endpoints, fmt.Sprintf("https://%s.%s.%s.svc:%d", m, etcd.HeadlessName, cfg.Namespace, etcd.ClientPort))
+		endpoints = append(endpoints, etcd.MemberURL(m, cfg.Namespace, etcd.ClientPort))
 	}
 	a := backup.Args{
-		Namespace: cfg.Namespace, ClusterName: "kcp-tmc-" + cfg.Environment,
+		Namespace: cfg.Namespace, ClusterName: ClusterName(cfg.Environment),
 		Schedule: b.Schedule, TimeZone: b.TimeZone, VerifySchedule: b.VerifySchedule, Image: b.Image,
 		EtcdImage: cfg.Etcd.Image + ":" + cfg.Etcd.Version, EtcdURL: etcd.ClientURL(cfg.Namespace),
 		EtcdEndpoints: endpoints, ClientSecret: pki.CertEtcdClientBackup, EtcdSelector: workload.Labels(etcd.Name),
@@ -598,6 +598,10 @@ func backupArgs(cfg *Config) backup.Args {
 	}
 	return a
 }
+
+// ClusterName is the stack's name for its cluster: the EKS cluster, the
+// backup objects' key prefix, the AWS resources' names.
+func ClusterName(env string) string { return "kcp-tmc-" + env }
 
 func ingressArgs(cfg *Config) ingress.Args {
 	a := ingress.Args{
@@ -682,7 +686,7 @@ func cloudArgs(cfg *Config) cloud.Args {
 	}
 	return cloud.Args{
 		ExistingVPC: existing,
-		ClusterName: "kcp-tmc-" + cfg.Environment, Region: c.Region, Zones: cfg.Zones, KubernetesVersion: c.KubernetesVersion,
+		ClusterName: ClusterName(cfg.Environment), Region: c.Region, Zones: cfg.Zones, KubernetesVersion: c.KubernetesVersion,
 		VPCCIDR: c.VPCCIDR, NATPerZone: c.NATPerZone, PublicEndpoint: c.PublicEndpoint, PublicCIDRs: c.PublicCIDRs,
 		InstanceTypes: c.InstanceTypes,
 		NodesPerZone:  cloud.Nodes{Min: c.NodesPerZone.Min, Desired: c.NodesPerZone.Desired, Max: c.NodesPerZone.Max},

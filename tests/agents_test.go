@@ -29,8 +29,28 @@ func TestTwoClusterStack(t *testing.T) {
 			"clusters: [{name: kcp, cluster: {server: \"https://kcp.example.com/clusters/root\"}}]\n" +
 			"users: [{name: admin, user: {token: t}}]\ncontexts: [{name: kcp, context: {cluster: kcp, user: admin}}]\ncurrent-context: kcp\n",
 	}, "kcp-tmc:clusterKubeconfigs", "kcp-tmc:kcpKubeconfig")
-	var files []string
-	skipped := 0
+	files, skipped := judgeStack(t, dir)
+	if skipped < 3 { // the two APIExports and their workspace root:compute
+		t.Errorf("only %d kcp-side objects rendered", skipped)
+	}
+	agentsFound := 0
+	for _, f := range files {
+		if strings.Contains(filepath.Base(f), "deployment-api-syncagent") {
+			agentsFound++
+		}
+	}
+	if agentsFound != 2 {
+		t.Errorf("%d agent Deployments rendered, want 2", agentsFound)
+	}
+}
+
+// judgeStack holds every object of a rendered stack that a Kubernetes
+// cluster serves (kcp's own kinds go to kcp: they are counted and skipped)
+// to the judges: server-side apply with zero warnings, Pods admitted,
+// kube-score and the security policy. It returns the judged files.
+func judgeStack(t *testing.T, dir string) (files []string, kcpSide int) {
+	t.Helper()
+	judged := t.TempDir()
 	for _, f := range yamlFiles(t, dir) {
 		b, err := os.ReadFile(f)
 		if err != nil {
@@ -41,27 +61,13 @@ func TestTwoClusterStack(t *testing.T) {
 			kcpObject = kcpObject || strings.Contains(string(b), "apiVersion: "+g)
 		}
 		if kcpObject {
-			skipped++
+			kcpSide++
 			continue
 		}
 		files = append(files, f)
-	}
-	if skipped < 3 { // the two APIExports and their workspace root:compute
-		t.Errorf("only %d kcp-side objects rendered", skipped)
-	}
-	agentDir := t.TempDir()
-	agentsFound := 0
-	for _, f := range files {
-		if strings.Contains(filepath.Base(f), "deployment-api-syncagent") {
-			agentsFound++
-		}
-		b, _ := os.ReadFile(f)
-		if err := os.WriteFile(filepath.Join(agentDir, filepath.Base(f)), b, 0o600); err != nil {
+		if err := os.WriteFile(filepath.Join(judged, filepath.Base(f)), b, 0o600); err != nil {
 			t.Fatal(err)
 		}
-	}
-	if agentsFound != 2 {
-		t.Fatalf("%d agent Deployments rendered, want 2", agentsFound)
 	}
 	if stderr := applyInOrder(t, files); strings.Contains(stderr, "Warning") {
 		t.Errorf("the apiserver warned:\n%s", stderr)
@@ -72,7 +78,7 @@ func TestTwoClusterStack(t *testing.T) {
 	if findings := kubeScore(t, files...); len(findings) > 0 {
 		t.Errorf("kube-score findings:\n%s", strings.Join(findings, "\n"))
 	}
-	objs := readObjects(t, agentDir)
+	objs := readObjects(t, judged)
 	for _, r := range policyRules {
 		for _, o := range objs {
 			for _, violation := range r.check(o, objs) {
@@ -82,4 +88,5 @@ func TestTwoClusterStack(t *testing.T) {
 			}
 		}
 	}
+	return files, kcpSide
 }

@@ -267,7 +267,7 @@ func NewEtcd(ctx *pulumi.Context, name string, args Args, opts ...pulumi.Resourc
 	comp.ClientURL = pulumi.String(ClientURL(ns)).ToStringOutput()
 	var endpoints pulumi.StringArray
 	for _, m := range MemberNames(args.Replicas) {
-		endpoints = append(endpoints, pulumi.Sprintf("https://%s.%s.%s.svc:%d", m, HeadlessName, ns, ClientPort))
+		endpoints = append(endpoints, pulumi.String(MemberURL(m, ns, ClientPort)).ToStringOutput())
 	}
 	comp.Endpoints = endpoints.ToStringArrayOutput()
 	if err := ctx.RegisterResourceOutputs(comp, pulumi.Map{"clientURL": comp.ClientURL, "endpoints": comp.Endpoints}); err != nil {
@@ -287,12 +287,22 @@ func claimSpec(a Args) *corev1.PersistentVolumeClaimSpecArgs {
 // ClientURL is etcd's in-cluster client address (its Service; TLS).
 func ClientURL(ns string) string { return fmt.Sprintf("https://%s.%s.svc:%d", Name, ns, ClientPort) }
 
+// MemberHost is a member's stable DNS name behind the headless Service.
+func MemberHost(member, ns string) string {
+	return fmt.Sprintf("%s.%s.%s.svc", member, HeadlessName, ns)
+}
+
+// MemberURL is https://MemberHost:port.
+func MemberURL(member, ns string, port int) string {
+	return fmt.Sprintf("https://%s:%d", MemberHost(member, ns), port)
+}
+
 // Flags returns etcd's command line for the members of a.
 func Flags(a Args) []string {
-	host := fmt.Sprintf("$(POD_NAME).%s.%s.svc", HeadlessName, a.Namespace)
+	host := MemberHost("$(POD_NAME)", a.Namespace)
 	var initial []string
 	for _, m := range MemberNames(a.Replicas) {
-		initial = append(initial, fmt.Sprintf("%s=https://%s.%s.%s.svc:%d", m, m, HeadlessName, a.Namespace, PeerPort))
+		initial = append(initial, m+"="+MemberURL(m, a.Namespace, PeerPort))
 	}
 	return []string{
 		"--name=$(POD_NAME)",

@@ -1,8 +1,10 @@
 package pki
 
 import (
-	"fmt"
 	"sort"
+
+	"github.com/kcp-tmc/kcp-tmc/components/etcd"
+	"github.com/kcp-tmc/kcp-tmc/components/kcp"
 )
 
 // Key usages, spelled as cert-manager spells them; pulumi-tls names are
@@ -89,13 +91,13 @@ func Leaves(a Args) []Spec {
 	svc := func(name string) []string {
 		return []string{name, name + "." + ns, name + "." + ns + ".svc", name + "." + ns + ".svc.cluster.local"}
 	}
-	kcpHost := "kcp." + d
+	kcpHost := kcp.PublicHost(d)
 
-	serverSANs := append([]string{kcpHost}, svc("kcp-internal")...)
-	serverSANs = append(serverSANs, svc("kcp-server")...)
+	serverSANs := append([]string{kcpHost}, svc(kcp.InternalService)...)
+	serverSANs = append(serverSANs, svc(kcp.ServerService)...)
 	serverSANs = append(serverSANs, "localhost")
 
-	etcdSANs := append(svc("etcd"), "localhost")
+	etcdSANs := append(svc(etcd.Name), "localhost")
 	etcdPeers := etcdPeerNames(ns, a.EtcdReplicas)
 	etcdSANs = append(etcdSANs, etcdPeers...)
 
@@ -103,7 +105,7 @@ func Leaves(a Args) []Spec {
 		{Name: CertKCPServer, CA: CAServer, CommonName: kcpHost, DNSNames: serverSANs, IPAddresses: []string{"127.0.0.1"}, Usages: serverUsages},
 		// localhost: `kubectl port-forward svc/kcp-front-proxy 8443:443` reaches kcp
 		// without an ingress (dev), as it does for the kcp server.
-		{Name: CertFrontProxy, CA: CAServer, CommonName: kcpHost, DNSNames: append(append([]string{kcpHost}, svc("kcp-front-proxy")...), "localhost"),
+		{Name: CertFrontProxy, CA: CAServer, CommonName: kcpHost, DNSNames: append(append([]string{kcpHost}, svc(kcp.FrontProxyService)...), "localhost"),
 			IPAddresses: []string{"127.0.0.1"}, Usages: serverUsages},
 		{Name: CertFrontProxyClient, CA: CARequestHeader, CommonName: "kcp-front-proxy", Usages: clientUsages},
 		// As the kcp helm chart and kcp-operator do: the front-proxy reads every
@@ -141,8 +143,8 @@ func syncTargets(a Args) []string {
 // headless Service etcd-headless.
 func etcdPeerNames(ns string, replicas int) []string {
 	var out []string
-	for i := range replicas {
-		base := fmt.Sprintf("etcd-%d.etcd-headless.%s.svc", i, ns)
+	for _, m := range etcd.MemberNames(replicas) {
+		base := etcd.MemberHost(m, ns)
 		out = append(out, base, base+".cluster.local")
 	}
 	return out

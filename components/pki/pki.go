@@ -26,6 +26,7 @@ import (
 
 	"github.com/kcp-tmc/kcp-tmc/components/internal/component"
 	"github.com/kcp-tmc/kcp-tmc/components/internal/helmrelease"
+	"github.com/kcp-tmc/kcp-tmc/components/kcp"
 )
 
 // TypeToken is the Pulumi type of the component.
@@ -554,7 +555,7 @@ func (b *builder) acme(opts []pulumi.ResourceOption) error {
 	if err != nil {
 		return err
 	}
-	host := "kcp." + b.args.Domain
+	host := kcp.PublicHost(b.args.Domain)
 	_, err = b.customResource("Certificate", CertFrontProxyPublic, pulumi.Map{
 		"secretName":  pulumi.String(CertFrontProxyPublic),
 		"commonName":  pulumi.String(host),

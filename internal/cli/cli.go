@@ -351,7 +351,7 @@ func backupSource(cfg *stacks.Config, target string) (ops.BackupSource, error) {
 	}
 	// The stack's S3-compatible endpoint belongs to its own target: an
 	// override is AWS unless AWS_ENDPOINT_URL says otherwise.
-	return ops.BackupSource{Target: target, ClusterName: "kcp-tmc-" + cfg.Environment, Region: cfg.Backup.Region}, nil
+	return ops.BackupSource{Target: target, ClusterName: stacks.ClusterName(cfg.Environment), Region: cfg.Backup.Region}, nil
 }
 
 // backupOp runs backup verify, drill or restore and reports the result.
