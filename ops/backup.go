@@ -76,8 +76,10 @@ type Snapshot struct {
 }
 
 // snapshotKey matches the backup script's object keys:
-// <cluster>/YYYY/MM/DD/etcd-<cluster>-<YYYYMMDDTHHMMSSZ>-rev<revision>.db.
-var snapshotKey = regexp.MustCompile(`-(\d{8}T\d{6}Z)-rev(\d+)\.db$`)
+// <cluster>/YYYY/MM/DD/etcd-<cluster>-<YYYYMMDDTHHMMSSZ>[-rev<revision>].db
+// (the CronJobs' upload step runs without etcd's tools, so its keys carry
+// no revision; the all-in-one `backup` command's do).
+var snapshotKey = regexp.MustCompile(`-(\d{8}T\d{6}Z)(?:-rev(\d+))?\.db$`)
 
 // script runs the embedded backup script (the CronJobs' own) against the source.
 func (s BackupSource) script(ctx context.Context, work string, args ...string) (string, error) {
@@ -119,7 +121,7 @@ func (s BackupSource) Fetch(ctx context.Context, key, dir string) (Snapshot, err
 	}
 	m := snapshotKey.FindStringSubmatch(key)
 	if m == nil || !strings.HasPrefix(key, s.ClusterName+"/") {
-		return Snapshot{}, fmt.Errorf("snapshot key %q: want %s/YYYY/MM/DD/etcd-%s-<YYYYMMDDTHHMMSSZ>-rev<N>.db", key, s.ClusterName, s.ClusterName)
+		return Snapshot{}, fmt.Errorf("snapshot key %q: want %s/YYYY/MM/DD/etcd-%s-<YYYYMMDDTHHMMSSZ>[-rev<N>].db", key, s.ClusterName, s.ClusterName)
 	}
 	taken, _ := time.Parse("20060102T150405Z", m[1])
 	snap := Snapshot{Key: key, Taken: taken, File: filepath.Join(dir, "snapshot.db")}
@@ -141,7 +143,7 @@ func (s BackupSource) Fetch(ctx context.Context, key, dir string) (Snapshot, err
 	if err := json.Unmarshal(out, &st); err != nil {
 		return Snapshot{}, fmt.Errorf("etcdutl snapshot status %s: %w: %s", key, err, out)
 	}
-	if want, _ := strconv.ParseInt(m[2], 10, 64); st.Revision != want {
+	if want, _ := strconv.ParseInt(m[2], 10, 64); m[2] != "" && st.Revision != want {
 		return Snapshot{}, fmt.Errorf("snapshot %s holds revision %d, its name says %d", key, st.Revision, want)
 	}
 	snap.Hash, snap.Revision, snap.TotalKeys = st.Hash, st.Revision, st.TotalKey

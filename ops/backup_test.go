@@ -62,6 +62,26 @@ func TestVerifyRestoreAndDrill(t *testing.T) {
 	if _, _, err := Restore(ctx, src, key, out, "kcp", 3, time.Now()); err == nil || !strings.Contains(err.Error(), "is not empty") {
 		t.Errorf("a second restore into the same dir: err = %v, want a refusal to overwrite data", err)
 	}
+
+	// A snapshot the CronJob uploaded (its upload step has no etcd tools,
+	// so its key names no revision) verifies too.
+	work := t.TempDir()
+	file := filepath.Join(work, "snapshot.db")
+	if _, err := src.script(ctx, work, "fetch", key, file); err != nil {
+		t.Fatal(err)
+	}
+	uploaded, err := src.script(ctx, work, "upload", file)
+	if err != nil {
+		t.Fatal(err)
+	}
+	uploaded = lastLine(uploaded)
+	if strings.Contains(uploaded, "-rev") {
+		t.Fatalf("upload key %s names a revision", uploaded)
+	}
+	cron, err := VerifyBackup(ctx, src, DefaultObjectives, time.Now())
+	if err != nil || !cron.OK() || cron.Key != uploaded || cron.Revision != v.Revision {
+		t.Errorf("verification of the CronJob's upload = %+v (%v), want OK for %s at revision %d", cron, err, uploaded, v.Revision)
+	}
 }
 
 // TestBackupFailuresAreNamed: what the operator sees when there is nothing
