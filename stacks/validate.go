@@ -12,6 +12,7 @@ import (
 	_ "time/tzdata" // validate backup.timeZone without relying on the host's zoneinfo
 
 	"github.com/pulumi/pulumi/sdk/v3/go/pulumi"
+	"k8s.io/apimachinery/pkg/util/validation"
 
 	"github.com/kcp-tmc/kcp-tmc/components/backup"
 	"github.com/kcp-tmc/kcp-tmc/components/ingress"
@@ -20,7 +21,6 @@ import (
 )
 
 var (
-	dnsLabel     = regexp.MustCompile(`^[a-z0-9]([-a-z0-9]*[a-z0-9])?$`)
 	imageRepo    = regexp.MustCompile(`^[a-z0-9]+([._-][a-z0-9]+)*(:[0-9]+)?(/[a-z0-9]+([._-][a-z0-9]+)*)+$`)
 	semverTag    = regexp.MustCompile(`^v[0-9]+\.[0-9]+\.[0-9]+(-[0-9A-Za-z.-]+)?$`)
 	pssVersion   = regexp.MustCompile(`^v1\.[0-9]+$`)
@@ -541,7 +541,7 @@ func (v *validator) memory(key, q string) (int64, bool) {
 	return 0, false
 }
 
-func isDNSLabel(s string) bool { return len(s) <= 63 && dnsLabel.MatchString(s) }
+func isDNSLabel(s string) bool { return len(validation.IsDNS1123Label(s)) == 0 }
 
 func isDNSSubdomain(s string) bool {
 	if s == "" || len(s) > 253 {

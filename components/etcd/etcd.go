@@ -15,6 +15,7 @@ import (
 	corev1 "github.com/pulumi/pulumi-kubernetes/sdk/v4/go/kubernetes/core/v1"
 	metav1 "github.com/pulumi/pulumi-kubernetes/sdk/v4/go/kubernetes/meta/v1"
 	"github.com/pulumi/pulumi/sdk/v3/go/pulumi"
+	"k8s.io/apimachinery/pkg/util/validation"
 
 	"github.com/kcp-tmc/kcp-tmc/components/internal/component"
 
@@ -103,8 +104,7 @@ func (a Args) WithDefaults() Args {
 }
 
 var (
-	dnsLabel = regexp.MustCompile(`^[a-z0-9]([-a-z0-9]*[a-z0-9])?$`)
-	sizeGi   = regexp.MustCompile(`^([0-9]+)Gi$`)
+	sizeGi = regexp.MustCompile(`^([0-9]+)Gi$`)
 )
 
 // Validate reports every invalid field.
@@ -113,7 +113,7 @@ func (a Args) Validate() error {
 	bad := func(field string, value any, allowed string) {
 		errs = append(errs, fmt.Errorf("etcd: %s %v: want %s", field, value, allowed))
 	}
-	if !dnsLabel.MatchString(a.Namespace) {
+	if len(validation.IsDNS1123Label(a.Namespace)) > 0 {
 		bad("Namespace", fmt.Sprintf("%q", a.Namespace), "a DNS-1123 label")
 	}
 	if a.Replicas < 1 || a.Replicas > 7 || a.Replicas%2 == 0 {

@@ -6,7 +6,6 @@ package kcp
 import (
 	"errors"
 	"fmt"
-	"regexp"
 	"strconv"
 	"strings"
 
@@ -15,6 +14,7 @@ import (
 	metav1 "github.com/pulumi/pulumi-kubernetes/sdk/v4/go/kubernetes/meta/v1"
 	rbacv1 "github.com/pulumi/pulumi-kubernetes/sdk/v4/go/kubernetes/rbac/v1"
 	"github.com/pulumi/pulumi/sdk/v3/go/pulumi"
+	"k8s.io/apimachinery/pkg/util/validation"
 
 	"github.com/kcp-tmc/kcp-tmc/components/internal/component"
 
@@ -129,15 +129,13 @@ func (a Args) WithDefaults() Args {
 	return a
 }
 
-var dnsLabel = regexp.MustCompile(`^[a-z0-9]([-a-z0-9]*[a-z0-9])?$`)
-
 // Validate reports every invalid field, with kube-apiserver's own limits.
 func (a Args) Validate() error {
 	var errs []error
 	bad := func(field string, value any, allowed string) {
 		errs = append(errs, fmt.Errorf("kcp: %s %v: want %s", field, value, allowed))
 	}
-	if !dnsLabel.MatchString(a.Namespace) {
+	if len(validation.IsDNS1123Label(a.Namespace)) > 0 {
 		bad("Namespace", fmt.Sprintf("%q", a.Namespace), "a DNS-1123 label")
 	}
 	if a.Domain == "" || a.Image == "" || a.Version == "" {

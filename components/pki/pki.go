@@ -23,6 +23,7 @@ import (
 	metav1 "github.com/pulumi/pulumi-kubernetes/sdk/v4/go/kubernetes/meta/v1"
 	"github.com/pulumi/pulumi-tls/sdk/v5/go/tls"
 	"github.com/pulumi/pulumi/sdk/v3/go/pulumi"
+	"k8s.io/apimachinery/pkg/util/validation"
 
 	"github.com/kcp-tmc/kcp-tmc/components/internal/component"
 	"github.com/kcp-tmc/kcp-tmc/components/internal/helmrelease"
@@ -140,8 +141,7 @@ func (a Args) WithDefaults() Args {
 }
 
 var (
-	dnsLabel = regexp.MustCompile(`^[a-z0-9]([-a-z0-9]*[a-z0-9])?$`)
-	semver   = regexp.MustCompile(`^v[0-9]+\.[0-9]+\.[0-9]+$`)
+	semver = regexp.MustCompile(`^v[0-9]+\.[0-9]+\.[0-9]+$`)
 )
 
 // Validate reports every invalid field.
@@ -153,7 +153,7 @@ func (a Args) Validate() error {
 	if a.Mode != ModeCertManager && a.Mode != ModeSelfManaged {
 		bad("Mode", fmt.Sprintf("%q", a.Mode), ModeCertManager+" or "+ModeSelfManaged)
 	}
-	if !dnsLabel.MatchString(a.Namespace) || len(a.Namespace) > 63 {
+	if len(validation.IsDNS1123Label(a.Namespace)) > 0 {
 		bad("Namespace", fmt.Sprintf("%q", a.Namespace), "a DNS-1123 label")
 	}
 	if a.Domain == "" {
@@ -164,7 +164,7 @@ func (a Args) Validate() error {
 	}
 	seen := map[string]bool{}
 	for _, t := range a.SyncTargets {
-		if !dnsLabel.MatchString(t) || len(t) > 40 || seen[t] {
+		if len(validation.IsDNS1123Label(t)) > 0 || len(t) > 40 || seen[t] {
 			bad("SyncTargets", fmt.Sprintf("%q", t), "distinct DNS-1123 labels of at most 40 characters")
 		}
 		seen[t] = true

@@ -13,6 +13,7 @@ import (
 	metav1 "github.com/pulumi/pulumi-kubernetes/sdk/v4/go/kubernetes/meta/v1"
 	networkingv1 "github.com/pulumi/pulumi-kubernetes/sdk/v4/go/kubernetes/networking/v1"
 	"github.com/pulumi/pulumi/sdk/v3/go/pulumi"
+	"k8s.io/apimachinery/pkg/util/validation"
 
 	"github.com/kcp-tmc/kcp-tmc/components/internal/component"
 )
@@ -28,7 +29,6 @@ const DefaultPodSecurityVersion = "v1.34"
 var psaModes = []string{"enforce", "audit", "warn"}
 
 var (
-	dnsLabel   = regexp.MustCompile(`^[a-z0-9]([-a-z0-9]*[a-z0-9])?$`)
 	pssVersion = regexp.MustCompile(`^v1\.[0-9]+$`)
 )
 
@@ -78,7 +78,7 @@ func (a Args) WithDefaults() Args {
 // Validate reports every invalid field.
 func (a Args) Validate() error {
 	var errs []error
-	if len(a.Namespace) > 63 || !dnsLabel.MatchString(a.Namespace) {
+	if len(validation.IsDNS1123Label(a.Namespace)) > 0 {
 		errs = append(errs, fmt.Errorf("platform: Namespace %q: want a DNS-1123 label", a.Namespace))
 	}
 	if !pssVersion.MatchString(a.PodSecurityVersion) {
