@@ -563,6 +563,20 @@ type ConfigSource interface {
 	IsConfigSecret(key string) bool
 }
 
+// SecretKeys maps the `json:"-"` fields that Load reads from their own,
+// secret, config keys (by Go field path) to those keys, in the order the
+// reference lists them. A `json:"-"` field in neither SecretKeys nor the
+// generator's internal fields makes generation fail, so a new secret cannot go undocumented.
+var SecretKeys = []struct{ Field, Key string }{
+	{"Kubeconfig", "kubeconfig"},
+	{"ExistingCAs", "existingCAs"},
+	{"Monitoring.SlackWebhookURL", "slackWebhookUrl"},
+	{"Monitoring.PagerDutyKey", "pagerDutyKey"},
+	{"Logging.Password", "elasticsearchPassword"},
+	{"ClusterKubeconfigs", "clusterKubeconfigs"},
+	{"KCPKubeconfig", "kcpKubeconfig"},
+}
+
 // KeyLister is a ConfigSource that can list every key the stack sets (all
 // namespaces). Load refuses the kcp-tmc keys it does not know only when its
 // source can list them; every source in this repository can.
@@ -576,8 +590,8 @@ func Keys() []string {
 	for _, f := range configFields(&Config{}) {
 		keys = append(keys, f.key)
 	}
-	for _, s := range secretKeys { // the secrets, read from keys of their own
-		keys = append(keys, s.key)
+	for _, s := range SecretKeys { // the secrets, read from keys of their own
+		keys = append(keys, s.Key)
 	}
 	slices.Sort(keys)
 	return keys

@@ -421,3 +421,58 @@ func TestOIDCNamesItsKeys(t *testing.T) {
 		t.Errorf("a valid oidc block was refused: %v", err)
 	}
 }
+
+// TestSecretKeysAreWhatLoadReads sets each documented secret key and checks
+// that Load puts it into the field the reference documents it by.
+func TestSecretKeysAreWhatLoadReads(t *testing.T) {
+	values := map[string]string{
+		"kubeconfig":            "apiVersion: v1\nkind: Config\n",
+		"existingCAs":           `{}`,
+		"slackWebhookUrl":       "https://hooks.slack.com/services/T/B/X",
+		"pagerDutyKey":          "routing-key",
+		"elasticsearchPassword": "password",
+		"clusterKubeconfigs":    `{"edge":"apiVersion: v1"}`,
+		"kcpKubeconfig":         "apiVersion: v1\nkind: Config\nclusters: [{name: kcp, cluster: {server: \"https://kcp.example.com\"}}]\n",
+	}
+	// What a secret needs beside it to be valid.
+	needs := map[string][]string{
+		"clusterKubeconfigs": {"tls", `{"mode":"self-managed"}`, "clusters", `[{"name":"edge","resources":[{"group":"apps","version":"v1","kind":"Deployment","plural":"deployments"}]}]`},
+	}
+	for _, s := range SecretKeys {
+		t.Run(s.Key, func(t *testing.T) {
+			v, ok := values[s.Key]
+			if !ok {
+				t.Fatalf("no test value for the secret %s", s.Key)
+			}
+			cfg, err := Load(secretEnv("dev", append(needs[s.Key], s.Key, v)...))
+			if err != nil {
+				t.Fatal(err)
+			}
+			field := reflect.ValueOf(cfg).Elem().FieldByName(strings.Split(s.Field, ".")[0])
+			for _, name := range strings.Split(s.Field, ".")[1:] {
+				field = field.FieldByName(name)
+			}
+			if !field.IsValid() || field.IsZero() {
+				t.Errorf("Load left %s unset for kcp-tmc:%s", s.Field, s.Key)
+			}
+		})
+	}
+}
+
+// TestConfigTagsAreTheLoadedKeys keeps the `config` tags the reference is
+// built from in step with the keys Load reads (configFields).
+func TestConfigTagsAreTheLoadedKeys(t *testing.T) {
+	var tags, loaded []string
+	typ := reflect.TypeOf(Config{})
+	for i := range typ.NumField() {
+		if tag := typ.Field(i).Tag.Get("config"); tag != "" {
+			tags = append(tags, tag)
+		}
+	}
+	for _, f := range configFields(&Config{}) {
+		loaded = append(loaded, f.key)
+	}
+	if !reflect.DeepEqual(tags, loaded) {
+		t.Errorf("config tags %v, but Load reads %v", tags, loaded)
+	}
+}

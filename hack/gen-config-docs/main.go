@@ -13,13 +13,11 @@ import (
 	"fmt"
 	"os"
 	"path/filepath"
-
-	"github.com/kcp-tmc/kcp-tmc/stacks"
 )
 
 func main() {
 	root := flag.String("root", "", "repository root (default: the directory of the nearest go.mod above the working directory)")
-	check := flag.Bool("check", false, "only report whether "+stacks.ConfigDocPath+" is current")
+	check := flag.Bool("check", false, "only report whether "+ConfigDocPath+" is current")
 	flag.Parse()
 	if err := run(*root, *check); err != nil {
 		fmt.Fprintln(os.Stderr, "gen-config-docs:", err)
@@ -34,18 +32,18 @@ func run(root string, check bool) error {
 			return err
 		}
 	}
-	doc, err := stacks.ConfigReference(root)
+	doc, err := ConfigReference(root)
 	if err != nil {
 		return err
 	}
-	path := filepath.Join(root, stacks.ConfigDocPath)
+	path := filepath.Join(root, ConfigDocPath)
 	if check {
 		current, err := os.ReadFile(path)
 		if err != nil {
 			return err
 		}
 		if !bytes.Equal(current, []byte(doc)) {
-			return fmt.Errorf("%s is stale: run go run ./hack/gen-config-docs", stacks.ConfigDocPath)
+			return fmt.Errorf("%s is stale: run go run ./hack/gen-config-docs", ConfigDocPath)
 		}
 		return nil
 	}
