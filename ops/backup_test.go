@@ -8,7 +8,7 @@ import (
 	"testing"
 	"time"
 
-	"github.com/kcp-tmc/kcp-tmc/internal/backuptest"
+	"github.com/kcp-tmc/kcp-tmc/internal/test/backuptest"
 	"github.com/kcp-tmc/kcp-tmc/stacks"
 )
 

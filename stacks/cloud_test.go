@@ -4,7 +4,7 @@ import (
 	"strings"
 	"testing"
 
-	"github.com/kcp-tmc/kcp-tmc/internal/mocktest"
+	"github.com/kcp-tmc/kcp-tmc/internal/test/mocktest"
 )
 
 func eksConfig(cloud string) map[string]string {

@@ -7,7 +7,7 @@ import (
 	"strings"
 	"testing"
 
-	"github.com/kcp-tmc/kcp-tmc/internal/mocktest"
+	"github.com/kcp-tmc/kcp-tmc/internal/test/mocktest"
 )
 
 // source is a ConfigSource over plain maps, keyed without the namespace.

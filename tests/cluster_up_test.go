@@ -14,7 +14,7 @@ import (
 	"github.com/pulumi/pulumi/sdk/v3/go/common/apitype"
 
 	"github.com/kcp-tmc/kcp-tmc/automation"
-	"github.com/kcp-tmc/kcp-tmc/internal/testenv"
+	"github.com/kcp-tmc/kcp-tmc/internal/test/testenv"
 )
 
 // TestDevStackUpOnRealAPIServer deploys the dev stack through the real

@@ -18,7 +18,7 @@ import (
 	"gopkg.in/yaml.v3"
 
 	"github.com/kcp-tmc/kcp-tmc/automation"
-	"github.com/kcp-tmc/kcp-tmc/internal/testenv"
+	"github.com/kcp-tmc/kcp-tmc/internal/test/testenv"
 )
 
 // TestDevStackOnRealEngine previews and ups the dev stack in render mode,

@@ -11,7 +11,7 @@ import (
 	"github.com/pulumi/pulumi/sdk/v3/go/pulumi"
 	"gopkg.in/yaml.v3"
 
-	"github.com/kcp-tmc/kcp-tmc/internal/mocktest"
+	"github.com/kcp-tmc/kcp-tmc/internal/test/mocktest"
 )
 
 var deployments = Resource{Group: "apps", Version: "v1", Kind: "Deployment", Plural: "deployments"}

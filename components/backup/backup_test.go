@@ -10,7 +10,7 @@ import (
 	"github.com/pulumi/pulumi/sdk/v3/go/pulumi"
 
 	"github.com/kcp-tmc/kcp-tmc/components/workload"
-	"github.com/kcp-tmc/kcp-tmc/internal/mocktest"
+	"github.com/kcp-tmc/kcp-tmc/internal/test/mocktest"
 )
 
 func s3Args() Args {

@@ -14,8 +14,8 @@ import (
 
 	"github.com/kcp-tmc/kcp-tmc/components/pki"
 	"github.com/kcp-tmc/kcp-tmc/internal/etcdlocal"
-	"github.com/kcp-tmc/kcp-tmc/internal/mocktest"
-	"github.com/kcp-tmc/kcp-tmc/internal/pkitest"
+	"github.com/kcp-tmc/kcp-tmc/internal/test/mocktest"
+	"github.com/kcp-tmc/kcp-tmc/internal/test/pkitest"
 	"github.com/kcp-tmc/kcp-tmc/internal/toolchain"
 )
 

@@ -8,7 +8,7 @@ import (
 	"strings"
 	"testing"
 
-	"github.com/kcp-tmc/kcp-tmc/internal/testenv"
+	"github.com/kcp-tmc/kcp-tmc/internal/test/testenv"
 )
 
 // TestEmbeddedProgramRunsOnTheRealEngine runs the example as a user would:

@@ -10,8 +10,8 @@ import (
 	"strings"
 	"testing"
 
-	"github.com/kcp-tmc/kcp-tmc/internal/backuptest"
-	"github.com/kcp-tmc/kcp-tmc/internal/testenv"
+	"github.com/kcp-tmc/kcp-tmc/internal/test/backuptest"
+	"github.com/kcp-tmc/kcp-tmc/internal/test/testenv"
 )
 
 func TestUsageErrors(t *testing.T) {

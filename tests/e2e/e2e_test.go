@@ -32,7 +32,7 @@ import (
 	"github.com/kcp-tmc/kcp-tmc/components/kcp"
 	"github.com/kcp-tmc/kcp-tmc/components/monitoring"
 	"github.com/kcp-tmc/kcp-tmc/components/pki"
-	"github.com/kcp-tmc/kcp-tmc/internal/mocktest"
+	"github.com/kcp-tmc/kcp-tmc/internal/test/mocktest"
 	"github.com/kcp-tmc/kcp-tmc/internal/toolchain"
 	"github.com/kcp-tmc/kcp-tmc/stacks"
 )
@@ -52,7 +52,7 @@ func binary(t *testing.T, env string) string {
 
 // render runs the program under mocks for the stack with extra config and
 // returns its objects. TLS is self-managed so every certificate of the
-// PKI catalog is minted with real crypto (internal/mocktest), the same
+// PKI catalog is minted with real crypto (internal/test/mocktest), the same
 // catalog cert-manager mode issues into Secrets of the same names.
 func render(t *testing.T, stack string, config map[string]string, secrets ...string) (objects, []mocktest.Resource) {
 	t.Helper()
