@@ -1,0 +1,279 @@
+package stacks
+
+// The mapping of the stack config to each component's Args.
+
+import (
+	"strconv"
+	"strings"
+	"time"
+
+	"github.com/pulumi/pulumi/sdk/v3/go/pulumi"
+
+	"github.com/kcp-tmc/kcp-tmc/components/agents"
+	"github.com/kcp-tmc/kcp-tmc/components/backup"
+	"github.com/kcp-tmc/kcp-tmc/components/cloud"
+	"github.com/kcp-tmc/kcp-tmc/components/etcd"
+	"github.com/kcp-tmc/kcp-tmc/components/ingress"
+	"github.com/kcp-tmc/kcp-tmc/components/kcp"
+	"github.com/kcp-tmc/kcp-tmc/components/logging"
+	"github.com/kcp-tmc/kcp-tmc/components/monitoring"
+	"github.com/kcp-tmc/kcp-tmc/components/pki"
+	"github.com/kcp-tmc/kcp-tmc/components/storage"
+	"github.com/kcp-tmc/kcp-tmc/components/workload"
+)
+
+// Per-container ephemeral-storage budgets: logs and scratch space (kcp's
+// includes its rotated audit log).
+var (
+	ephemeralKCP   = [2]string{"256Mi", "2Gi"}
+	ephemeralSmall = [2]string{"128Mi", "512Mi"}
+)
+
+func workloadResources(r Resources, ephemeral [2]string) workload.Resources {
+	return workload.Resources{
+		RequestCPU: r.Requests.CPU, RequestMemory: r.Requests.Memory,
+		LimitCPU: r.Limits.CPU, LimitMemory: r.Limits.Memory,
+		RequestEphemeral: ephemeral[0], LimitEphemeral: ephemeral[1],
+	}
+}
+
+// sizeInGi normalises a validated "<n>Gi" or "<n>Ti" size to Gi.
+func sizeInGi(s string) string {
+	if strings.HasSuffix(s, "Ti") {
+		n, _ := strconv.Atoi(strings.TrimSuffix(s, "Ti"))
+		return strconv.Itoa(n*1024) + "Gi"
+	}
+	return s
+}
+
+func spread(mode string, zones []string) workload.Spread {
+	return workload.Spread{Mode: mode, Zones: zones}
+}
+
+func storageArgs(cfg *Config) storage.Args {
+	a := storage.Args{
+		ClassName: cfg.Etcd.StorageClass, Create: cfg.Storage.Create, VolumeType: cfg.Storage.VolumeType,
+		IOPS: cfg.Storage.IOPS, ThroughputMiBps: cfg.Storage.ThroughputMiBps, ReclaimPolicy: cfg.Storage.ReclaimPolicy,
+	}
+	if cfg.Storage.KMSKeyID != "" {
+		a.KMSKeyID = pulumi.String(cfg.Storage.KMSKeyID)
+	}
+	return a
+}
+
+func etcdArgs(cfg *Config) etcd.Args {
+	quota, _ := (&validator{}).memory("", cfg.Etcd.QuotaBackendBytes)
+	return etcd.Args{
+		Namespace: cfg.Namespace, Replicas: cfg.Etcd.Replicas, Image: cfg.Etcd.Image, Version: cfg.Etcd.Version,
+		StorageClass: cfg.Etcd.StorageClass, StorageSize: sizeInGi(cfg.Etcd.StorageSize), QuotaBackendBytes: quota,
+		Resources:    workloadResources(cfg.Etcd.Resources, ephemeralSmall),
+		Spread:       spread(cfg.Etcd.AntiAffinity, cfg.Zones),
+		ServerSecret: pki.CertEtcdServer, PeerSecret: pki.CertEtcdPeer,
+		Protect: cfg.Environment != "dev",
+		Clients: []map[string]string{kcp.Selector(), BackupSelector},
+	}
+}
+
+// agentArgs maps one kcp-tmc:clusters entry (identity filled in by the caller).
+func agentArgs(cfg *Config, cl Cluster) agents.Args {
+	kind := cl.Agent
+	if kind == "" {
+		kind = agents.KindSyncAgent
+	}
+	workspace := cl.Workspace
+	if workspace == "" {
+		workspace = "root:compute"
+	}
+	labels := map[string]string{}
+	if cl.Region != "" {
+		labels["topology.kubernetes.io/region"] = cl.Region
+	}
+	if cl.Zone != "" {
+		labels["topology.kubernetes.io/zone"] = cl.Zone
+	}
+	var res []agents.Resource
+	for _, r := range cl.Resources {
+		res = append(res, agents.Resource{Group: r.Group, Version: r.Version, Kind: r.Kind, Plural: r.Plural})
+	}
+	return agents.Args{
+		Cluster: cl.Name, Kind: kind, Image: cl.Image, Replicas: cl.Replicas, Namespace: cl.Namespace,
+		KCPServer: kcp.PublicURL(cfg.Domain), Workspace: workspace, Resources: res, Labels: labels,
+		PodSecurityVersion: cfg.PodSecurityVersion,
+		Container:          workloadResources(cfg.AgentResources, ephemeralSmall),
+	}
+}
+
+func loggingArgs(cfg *Config) logging.Args {
+	l := cfg.Logging
+	a := logging.Args{ElasticsearchHost: l.ElasticsearchHost, ElasticsearchPort: l.ElasticsearchPort, Index: l.Index,
+		TLS: l.TLS, Username: l.Username, Image: l.Image,
+		Resources: workload.Resources{RequestCPU: "50m", RequestMemory: "64Mi", LimitCPU: "500m", LimitMemory: "256Mi", RequestEphemeral: "64Mi", LimitEphemeral: "256Mi"}}
+	if l.Password != "" {
+		a.Password = pulumi.ToSecret(pulumi.String(l.Password)).(pulumi.StringOutput)
+	}
+	return a
+}
+
+func monitoringArgs(cfg *Config) monitoring.Args {
+	m := cfg.Monitoring
+	a := monitoring.Args{
+		Namespace: cfg.Namespace, Interval: m.Interval, RuleLabels: m.RuleLabels,
+		ServerCASecret: pki.CAServer, MetricsViewerSecret: pki.CertMetricsViewer,
+		SlackChannel: m.SlackChannel, InstallStack: m.InstallStack, StackVersion: m.StackVersion,
+		PodSecurityVersion: cfg.PodSecurityVersion,
+	}
+	if cfg.TLS.Mode == pki.ModeCertManager && cfg.TLS.InstallCertManager {
+		a.CertManagerNamespace = "cert-manager" // where the pki component installs it
+	}
+	if m.SlackWebhookURL != "" {
+		a.SlackWebhookURL = pulumi.ToSecret(pulumi.String(m.SlackWebhookURL)).(pulumi.StringOutput)
+	}
+	if m.PagerDutyKey != "" {
+		a.PagerDutyKey = pulumi.ToSecret(pulumi.String(m.PagerDutyKey)).(pulumi.StringOutput)
+	}
+	return a
+}
+
+// BackupSelector labels the backup job's pods (allowed to reach etcd).
+var BackupSelector = workload.Labels(backup.Name)
+
+func backupArgs(cfg *Config) backup.Args {
+	b := cfg.Backup
+	class := b.PVCStorageClass
+	if class == "" {
+		class = cfg.Etcd.StorageClass
+	}
+	var endpoints []string
+	for _, m := range etcd.MemberNames(cfg.Etcd.Replicas) {
+		endpoints = append(endpoints, etcd.MemberURL(m, cfg.Namespace, etcd.ClientPort))
+	}
+	a := backup.Args{
+		Namespace: cfg.Namespace, ClusterName: ClusterName(cfg.Environment),
+		Schedule: b.Schedule, TimeZone: b.TimeZone, VerifySchedule: b.VerifySchedule, Image: b.Image,
+		EtcdImage: cfg.Etcd.Image + ":" + cfg.Etcd.Version, EtcdURL: etcd.ClientURL(cfg.Namespace),
+		EtcdEndpoints: endpoints, ClientSecret: pki.CertEtcdClientBackup, EtcdSelector: workload.Labels(etcd.Name),
+		Target: b.Target,
+		S3: backup.S3{Bucket: b.Bucket, Prefix: b.Prefix, Region: b.Region, Endpoint: b.Endpoint,
+			TransitionDays: b.TransitionDays, ArchiveDays: b.ArchiveDays, RetentionDays: b.RetentionDays,
+			NoncurrentDays: b.NoncurrentDays, ObjectLockDays: b.ObjectLockDays,
+			OIDCProviderARN: b.OIDCProviderARN, OIDCIssuer: b.OIDCIssuer},
+		PVC:       backup.PVC{StorageClass: class, Size: b.PVCSize},
+		Resources: workload.Resources{RequestCPU: "100m", RequestMemory: "128Mi", LimitCPU: "1", LimitMemory: "512Mi", RequestEphemeral: "1Gi", LimitEphemeral: "10Gi"},
+		Protect:   cfg.Environment != "dev",
+	}
+	if cfg.Cloud.Mode == "eks" {
+		// Known once the cloud layer exists: Deploy puts its outputs here.
+		a.S3.IRSA = &backup.IRSAProvider{ARN: pulumi.String(""), Issuer: pulumi.String("")}
+	}
+	return a
+}
+
+// ClusterName is the stack's name for its cluster: the EKS cluster, the
+// backup objects' key prefix, the AWS resources' names.
+func ClusterName(env string) string { return "kcp-tmc-" + env }
+
+func ingressArgs(cfg *Config) ingress.Args {
+	a := ingress.Args{
+		Mode: cfg.Ingress.Mode, Namespace: cfg.Namespace, Host: kcp.PublicHost(cfg.Domain), ClassName: cfg.Ingress.ClassName,
+		BackendService: kcp.FrontProxyService, BackendPort: 443, TargetPort: kcp.FrontProxyPort,
+		NLB:               cfg.Environment == "prod",
+		InstallController: cfg.Ingress.InstallController, ControllerVersion: cfg.Ingress.ControllerVersion,
+		ControllerReplicas: cfg.Ingress.ControllerReplicas,
+		PodSecurityVersion: cfg.PodSecurityVersion,
+		Labels:             map[string]string{"kcp-tmc.io/environment": cfg.Environment},
+	}
+	if g := cfg.Ingress.Gateway; g != nil {
+		a.Gateway = ingress.Gateway{Name: g.Name, Namespace: g.Namespace, Listener: g.Listener, ClassName: g.ClassName}
+	}
+	return a
+}
+
+func oidcArgs(o *OIDC) *kcp.OIDC {
+	if o == nil {
+		return nil
+	}
+	return &kcp.OIDC{IssuerURL: o.IssuerURL, ClientID: o.ClientID, UsernameClaim: o.UsernameClaim, UsernamePrefix: o.UsernamePrefix,
+		GroupsClaim: o.GroupsClaim, GroupsPrefix: o.GroupsPrefix, CABundle: o.CABundle}
+}
+
+func kcpArgs(cfg *Config) kcp.Args {
+	return kcp.Args{
+		Namespace: cfg.Namespace, Domain: cfg.Domain, Image: cfg.KCP.Image, Version: cfg.KCP.Version,
+		Replicas: cfg.KCP.Replicas, FrontProxyReplicas: cfg.KCP.FrontProxyReplicas, HomeWorkspaces: cfg.KCP.HomeWorkspaces,
+		ExtraFlags: cfg.KCP.ExtraFlags, FrontProxyExtraFlags: cfg.KCP.FrontProxyExtraFlags, OIDC: oidcArgs(cfg.KCP.OIDC),
+		Resources:           workloadResources(cfg.KCP.Resources, ephemeralKCP),
+		FrontProxyResources: workloadResources(cfg.KCP.FrontProxyResources, ephemeralSmall),
+		Spread:              spread(cfg.KCP.AntiAffinity, cfg.Zones),
+		EtcdURL:             etcd.ClientURL(cfg.Namespace),
+		EtcdSelector:        workload.Labels(etcd.Name),
+		Certs: kcp.Certs{
+			Server: pki.CertKCPServer, FrontProxy: pki.CertFrontProxy, FrontProxyClient: pki.CertFrontProxyClient,
+			FrontProxyKubeconfig: pki.CertFrontProxyKubeconfig,
+			EtcdClient:           pki.CertEtcdClientKCP, ServiceAccount: pki.CertServiceAccount,
+			ClientCA: pki.CAClient, RequestHeaderCA: pki.CARequestHeader, ServerCA: pki.CAServer,
+			FrontProxyPublic: frontProxyPublic(cfg),
+		},
+		MetricsGroup:      pki.MetricsViewersGroup,
+		FrontProxyClients: ingress.FrontProxyClients(cfg.Ingress.Mode),
+	}
+}
+
+func clusterNames(cfg *Config) []string {
+	var names []string
+	for _, cl := range cfg.Clusters {
+		names = append(names, cl.Name)
+	}
+	return names
+}
+
+func cloudArgs(cfg *Config) cloud.Args {
+	c := cfg.Cloud
+	var existing *cloud.ExistingVPC
+	if v := c.ExistingVPC; v != nil {
+		existing = &cloud.ExistingVPC{ID: v.ID, PrivateSubnets: v.PrivateSubnets, PublicSubnets: v.PublicSubnets}
+	}
+	return cloud.Args{
+		ExistingVPC: existing,
+		ClusterName: ClusterName(cfg.Environment), Region: c.Region, Zones: cfg.Zones, KubernetesVersion: c.KubernetesVersion,
+		VPCCIDR: c.VPCCIDR, NATPerZone: c.NATPerZone, PublicEndpoint: c.PublicEndpoint, PublicCIDRs: c.PublicCIDRs,
+		InstanceTypes: c.InstanceTypes,
+		NodesPerZone:  cloud.Nodes{Min: c.NodesPerZone.Min, Desired: c.NodesPerZone.Desired, Max: c.NodesPerZone.Max},
+		Tags:          map[string]string{"environment": cfg.Environment, "owner": c.Owner, "cost-center": c.CostCenter},
+	}
+}
+
+// pkiArgs maps the validated kcp-tmc:tls and kcp-tmc:existingCAs keys.
+func pkiArgs(cfg *Config) pki.Args {
+	hours := func(s string) time.Duration { d, _ := time.ParseDuration(s); return d }
+	args := pki.Args{
+		Mode:               cfg.TLS.Mode,
+		Namespace:          cfg.Namespace,
+		Domain:             cfg.Domain,
+		EtcdReplicas:       cfg.Etcd.Replicas,
+		SyncTargets:        clusterNames(cfg),
+		CADuration:         hours(cfg.TLS.CADuration),
+		LeafDuration:       hours(cfg.TLS.LeafDuration),
+		RenewBefore:        hours(cfg.TLS.RenewBefore),
+		InstallCertManager: cfg.TLS.InstallCertManager,
+		CertManagerVersion: cfg.TLS.CertManagerVersion,
+	}
+	if a := cfg.TLS.ACME; a != nil {
+		args.ACME = &pki.ACME{Email: a.Email, Server: a.Server, IngressClass: a.IngressClass}
+	}
+	for name, ca := range cfg.ExistingCAs {
+		if args.ExistingCAs == nil {
+			args.ExistingCAs = map[string]pki.ExistingCA{}
+		}
+		args.ExistingCAs[name] = pki.ExistingCA{CertPEM: ca.Cert, KeyPEM: ca.Key}
+	}
+	return args
+}
+
+// frontProxyPublic is the ACME certificate the front-proxy serves for
+// kcp.<domain>, when tls.acme asks for one.
+func frontProxyPublic(cfg *Config) string {
+	if cfg.TLS.ACME != nil {
+		return pki.CertFrontProxyPublic
+	}
+	return ""
+}

@@ -1,0 +1,280 @@
+package stacks
+
+// The providers: the hosting cluster's, each physical cluster's, kcp's
+// per workspace (and the workspaces they write into), AWS's.
+
+import (
+	"errors"
+	"fmt"
+	"net/url"
+	"os"
+	"path/filepath"
+	"strings"
+
+	"github.com/pulumi/pulumi-aws/sdk/v6/go/aws"
+	"github.com/pulumi/pulumi-kubernetes/sdk/v4/go/kubernetes"
+	"github.com/pulumi/pulumi-kubernetes/sdk/v4/go/kubernetes/apiextensions"
+	metav1 "github.com/pulumi/pulumi-kubernetes/sdk/v4/go/kubernetes/meta/v1"
+	"github.com/pulumi/pulumi/sdk/v3/go/pulumi"
+	"k8s.io/client-go/tools/clientcmd"
+
+	"github.com/kcp-tmc/kcp-tmc/components/agents"
+	"github.com/kcp-tmc/kcp-tmc/components/cloud"
+	"github.com/kcp-tmc/kcp-tmc/components/pki"
+)
+
+// deployAgents connects every configured cluster: a provider per cluster
+// (its kubeconfig, or its own render directory) and one agents component.
+// kcp's side goes through a provider for kcp: rendered in render mode,
+// applied once kcp runs and kcp-tmc:kcpKubeconfig is set.
+func deployAgents(ctx *pulumi.Context, cfg *Config, projectDir string, certs *pki.PKI, kcpProviders map[string]pulumi.ProviderResource) error {
+	workspaces, err := kcpWorkspaces(ctx, cfg, kcpProviders)
+	if err != nil {
+		return err
+	}
+	for _, cl := range cfg.Clusters {
+		args := &kubernetes.ProviderArgs{}
+		if cfg.Target.Mode == TargetRender {
+			args.RenderYamlToDirectory = pulumi.StringPtr(filepath.Join(renderDir(cfg, projectDir), "clusters", cl.Name))
+		} else {
+			args.Kubeconfig = pulumi.ToSecret(pulumi.String(cfg.ClusterKubeconfigs[cl.Name])).(pulumi.StringOutput).ToStringPtrOutput()
+		}
+		provider, err := kubernetes.NewProvider(ctx, "cluster-"+cl.Name, args)
+		if err != nil {
+			return fmt.Errorf("cluster %s provider: %w", cl.Name, err)
+		}
+		a := agentArgs(cfg, cl)
+		// Self-managed: Pulumi minted the key and writes it onto the cluster.
+		// cert-manager: the key is issued in kcp's cluster after up, and
+		// `kcp-tmc agent-identity` copies it (docs/agents.md).
+		a.PublicServerCert = cfg.TLS.ACME != nil
+		if id, ok := certs.Identities[cl.Name]; ok {
+			a.ClientCert, a.ClientKey, a.ServerCA = id.Cert, id.Key, id.ServerCA
+		} else {
+			a.CopiedIdentity = true
+		}
+		if p, ok := kcpProviders[a.Workspace]; ok {
+			a.KCPProvider = p
+			a.KCPDependsOn = []pulumi.Resource{workspaces[a.Workspace]}
+		}
+		if _, err := agents.NewAgent(ctx, "agent-"+cl.Name, a, pulumi.Providers(provider)); err != nil {
+			return fmt.Errorf("cluster %s: %w", cl.Name, err)
+		}
+	}
+	return nil
+}
+
+// kcpProviderName names the provider (and render directory) of a
+// workspace: kcp-<path with dashes>, except that the first cluster's
+// workspace keeps the name "kcp" it has had since stacks had clusters, so
+// no existing APIExport moves to another provider (which would replace it).
+func kcpProviderName(cfg *Config, ws string) string {
+	if len(cfg.Clusters) > 0 && ws == agentArgs(cfg, cfg.Clusters[0]).Workspace {
+		return "kcp"
+	}
+	return "kcp-" + strings.ReplaceAll(ws, ":", "-")
+}
+
+// kcpWorkspacePaths are the workspaces the stack writes to: the clusters',
+// then every ancestor (whose provider creates the workspace below it), then
+// root; each once.
+func kcpWorkspacePaths(cfg *Config) []string {
+	var out []string
+	seen := map[string]bool{}
+	add := func(ws string) {
+		if !seen[ws] {
+			seen[ws] = true
+			out = append(out, ws)
+		}
+	}
+	for _, cl := range cfg.Clusters {
+		add(agentArgs(cfg, cl).Workspace)
+	}
+	for _, cl := range cfg.Clusters {
+		for _, a := range ancestors(agentArgs(cfg, cl).Workspace) {
+			add(a)
+		}
+	}
+	add(rootWorkspace)
+	return out
+}
+
+// rootWorkspace holds kcp's own RBAC (the metrics reader binding).
+const rootWorkspace = "root"
+
+// newKCPProviders makes one provider for kcp per workspace the stack writes
+// to, so each cluster's APIExport lands in that cluster's workspace, each
+// workspace is created through its parent's provider, and kcp's own RBAC
+// lands in root: kcp-tmc:kcpKubeconfig with its server path set to
+// /clusters/<workspace>. No kcpKubeconfig and no render mode: no kcp side
+// yet (a first up installs kcp, a second connects).
+func newKCPProviders(ctx *pulumi.Context, cfg *Config, projectDir string) (map[string]pulumi.ProviderResource, error) {
+	out := map[string]pulumi.ProviderResource{}
+	if cfg.Target.Mode != TargetRender && cfg.KCPKubeconfig == "" {
+		return out, nil
+	}
+	for _, ws := range kcpWorkspacePaths(cfg) {
+		name := kcpProviderName(cfg, ws)
+		args := &kubernetes.ProviderArgs{}
+		if cfg.Target.Mode == TargetRender {
+			args.RenderYamlToDirectory = pulumi.StringPtr(filepath.Join(renderDir(cfg, projectDir), name))
+		} else {
+			kc, err := workspaceKubeconfig(cfg.KCPKubeconfig, ws)
+			if err != nil {
+				// Never echo the kubeconfig: it holds credentials.
+				return nil, fmt.Errorf("kcp-tmc:kcpKubeconfig: %w", err)
+			}
+			args.Kubeconfig = pulumi.ToSecret(pulumi.String(kc)).(pulumi.StringOutput).ToStringPtrOutput()
+		}
+		p, err := kubernetes.NewProvider(ctx, name, args)
+		if err != nil {
+			return nil, fmt.Errorf("kcp provider for workspace %s: %w", ws, err)
+		}
+		out[ws] = p
+	}
+	return out, nil
+}
+
+// ancestors are the workspace paths above ws, nearest first, down to root
+// ("root:a:b" → "root:a", "root").
+func ancestors(ws string) []string {
+	var out []string
+	for i := strings.LastIndex(ws, ":"); i > 0; i = strings.LastIndex(ws, ":") {
+		ws = ws[:i]
+		out = append(out, ws)
+	}
+	return out
+}
+
+// kcpWorkspaces creates every workspace the clusters use that is not root,
+// each through its parent's provider, and returns them by path. A fresh kcp
+// has none of them (kcp v0.32.3 has no root:compute), and a workspace's
+// content can only be written once it is Ready, so Pulumi waits for that.
+// Workspaces hold their users' data: destroy or removing a cluster leaves
+// them in kcp.
+func kcpWorkspaces(ctx *pulumi.Context, cfg *Config, providers map[string]pulumi.ProviderResource) (map[string]pulumi.Resource, error) {
+	out := map[string]pulumi.Resource{}
+	var create func(ws string) error
+	create = func(ws string) error {
+		if _, done := out[ws]; done || ws == rootWorkspace {
+			return nil
+		}
+		parent := ancestors(ws)[0]
+		if err := create(parent); err != nil {
+			return err
+		}
+		opts := []pulumi.ResourceOption{pulumi.Provider(providers[parent]), pulumi.RetainOnDelete(true)}
+		if p, ok := out[parent]; ok {
+			opts = append(opts, pulumi.DependsOn([]pulumi.Resource{p}))
+		}
+		res, err := apiextensions.NewCustomResource(ctx, "workspace-"+strings.ReplaceAll(ws, ":", "-"), &apiextensions.CustomResourceArgs{
+			ApiVersion: pulumi.String("tenancy.kcp.io/v1alpha1"), Kind: pulumi.String("Workspace"),
+			Metadata: &metav1.ObjectMetaArgs{
+				Name:        pulumi.String(ws[strings.LastIndex(ws, ":")+1:]),
+				Annotations: pulumi.StringMap{"pulumi.com/waitFor": pulumi.String("jsonpath={.status.phase}=Ready")},
+			},
+		}, opts...)
+		if err != nil {
+			return fmt.Errorf("kcp workspace %s: %w", ws, err)
+		}
+		out[ws] = res
+		return nil
+	}
+	if len(providers) == 0 {
+		return out, nil
+	}
+	for _, cl := range cfg.Clusters {
+		if err := create(agentArgs(cfg, cl).Workspace); err != nil {
+			return nil, err
+		}
+	}
+	return out, nil
+}
+
+// workspaceKubeconfig points every cluster entry of a kcp kubeconfig at the
+// logical cluster ws (https://host/clusters/<ws>).
+func workspaceKubeconfig(kubeconfig, ws string) (string, error) {
+	cfg, err := clientcmd.Load([]byte(kubeconfig))
+	if err != nil {
+		return "", errors.New("not a kubeconfig")
+	}
+	if len(cfg.Clusters) == 0 {
+		return "", errors.New("the kubeconfig names no cluster")
+	}
+	for name, c := range cfg.Clusters {
+		u, err := url.Parse(c.Server)
+		if err != nil || u.Host == "" {
+			return "", fmt.Errorf("cluster %q: server is not a URL", name)
+		}
+		u.Path, u.RawPath = "/clusters/"+ws, ""
+		c.Server = u.String()
+	}
+	b, err := clientcmd.Write(*cfg)
+	if err != nil {
+		return "", fmt.Errorf("writing the workspace kubeconfig: %w", err)
+	}
+	return string(b), nil
+}
+
+// awsProviders returns a function giving the program's AWS provider for a
+// region, creating one per region on first use.
+func awsProviders(ctx *pulumi.Context) func(region string) (*aws.Provider, error) {
+	made := map[string]*aws.Provider{}
+	return func(region string) (*aws.Provider, error) {
+		if p, ok := made[region]; ok {
+			return p, nil
+		}
+		name := "aws"
+		if len(made) > 0 {
+			name = "aws-" + region
+		}
+		p, err := aws.NewProvider(ctx, name, &aws.ProviderArgs{Region: pulumi.String(region)})
+		if err != nil {
+			return nil, fmt.Errorf("aws provider for %s: %w", region, err)
+		}
+		made[region] = p
+		return p, nil
+	}
+}
+
+// newKubernetesProvider points every Kubernetes resource at the stack's
+// target: a directory of rendered YAML, or a cluster through a kubeconfig.
+func newKubernetesProvider(ctx *pulumi.Context, cfg *Config, projectDir string, aws *cloud.EKS) (*kubernetes.Provider, error) {
+	args := &kubernetes.ProviderArgs{}
+	if aws != nil {
+		args.Kubeconfig = aws.Kubeconfig.ToStringPtrOutput()
+	}
+	switch cfg.Target.Mode {
+	case TargetRender:
+		args.RenderYamlToDirectory = pulumi.StringPtr(renderDir(cfg, projectDir))
+	case TargetKubeconfig:
+		if cfg.Kubeconfig != "" {
+			args.Kubeconfig = pulumi.ToSecret(pulumi.String(cfg.Kubeconfig)).(pulumi.StringOutput).ToStringPtrOutput()
+		}
+		if cfg.Target.Context != "" {
+			args.Context = pulumi.StringPtr(cfg.Target.Context)
+		}
+	}
+	p, err := kubernetes.NewProvider(ctx, "kubernetes", args)
+	if err != nil {
+		return nil, fmt.Errorf("kubernetes provider: %w", err)
+	}
+	return p, nil
+}
+
+// renderDir resolves target.renderDir against the project, so the CLI,
+// `pulumi up` and tests write to the same place whatever their working directory.
+func renderDir(cfg *Config, projectDir string) string {
+	if filepath.IsAbs(cfg.Target.RenderDir) {
+		return cfg.Target.RenderDir
+	}
+	return filepath.Join(projectDir, cfg.Target.RenderDir)
+}
+
+func projectRoot(ctx *pulumi.Context) string {
+	if root := ctx.RootDirectory(); root != "" {
+		return root
+	}
+	wd, _ := os.Getwd()
+	return wd
+}
