@@ -4,7 +4,6 @@ package agents
 // and in kcp (its APIExport, and access to the workspace).
 
 import (
-	_ "embed"
 	"fmt"
 
 	"github.com/pulumi/pulumi-kubernetes/sdk/v4/go/kubernetes"
