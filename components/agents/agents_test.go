@@ -122,7 +122,7 @@ func TestRBACNamesOnlyTheSyncedResources(t *testing.T) {
 					}
 				}
 				for _, res := range r.(map[string]any)["resources"].([]any) {
-					if strings.Contains(strings.Join(toStrings(r.(map[string]any)["verbs"]), ","), "delete") {
+					if strings.Contains(strings.Join(mocktest.Strings(r.(map[string]any)["verbs"]), ","), "delete") {
 						synced[res.(string)] = true
 					}
 				}
@@ -141,7 +141,7 @@ func TestRBACNamesOnlyTheSyncedResources(t *testing.T) {
 func TestSyncAgent(t *testing.T) {
 	rec := run(t, args("eu", KindSyncAgent))
 	sa := rec.Object(t, "kubernetes:apps/v1:Deployment", KindSyncAgent)
-	saArgs := toStrings(mocktest.Dig(sa, "spec", "template", "spec", "containers", 0, "args"))
+	saArgs := mocktest.Strings(mocktest.Dig(sa, "spec", "template", "spec", "containers", 0, "args"))
 	want := []string{"--namespace=kcp-agent", "--agent-name=eu-syncagent", "--kcp-kubeconfig=/etc/kcp-agent/kcp/kubeconfig",
 		"--apiexportendpointslice-ref=eu-export", "--enable-leader-election", "--metrics-address=0.0.0.0:8085", "--log-format=JSON"}
 	if !reflect.DeepEqual(saArgs, want) {
@@ -209,14 +209,6 @@ func TestValidate(t *testing.T) {
 			}
 		})
 	}
-}
-
-func toStrings(v any) []string {
-	var out []string
-	for _, e := range v.([]any) {
-		out = append(out, e.(string))
-	}
-	return out
 }
 
 func TestKCPSideUsesTheKCPProvider(t *testing.T) {

@@ -149,7 +149,7 @@ func TestRolePolicyIsLeastPrivilege(t *testing.T) {
 	p := parse(t, rec.Named(t, "aws:iam/rolePolicy:RolePolicy", "backup-role-policy").Input()["policy"].(string))
 	bucket := "arn:aws:s3:us-east-1:123456789012:backup-bucket"
 	for _, s := range p.Statement {
-		actions := strings.Join(toStrings(s.Action), ",")
+		actions := strings.Join(mocktest.Strings(s.Action), ",")
 		if strings.Contains(actions, "*") || strings.Contains(actions, "Delete") {
 			t.Errorf("statement %s grants %s", s.Sid, actions)
 		}
@@ -191,7 +191,7 @@ func TestCronJobs(t *testing.T) {
 		}
 		pod := mocktest.Dig(spec, "jobTemplate", "spec", "template", "spec")
 		var got []string
-		for _, c := range append(asList(mocktest.Dig(pod, "initContainers")), asList(mocktest.Dig(pod, "containers"))...) {
+		for _, c := range append(mocktest.List(mocktest.Dig(pod, "initContainers")), mocktest.List(mocktest.Dig(pod, "containers"))...) {
 			got = append(got, fmt.Sprint(mocktest.Dig(c, "name"), " ", mocktest.Dig(c, "image")))
 		}
 		if !reflect.DeepEqual(got, steps) {
@@ -258,20 +258,6 @@ func TestValidate(t *testing.T) {
 	}
 }
 
-func toStrings(v any) []string {
-	switch x := v.(type) {
-	case string:
-		return []string{x}
-	case []any:
-		var out []string
-		for _, e := range x {
-			out = append(out, e.(string))
-		}
-		return out
-	}
-	return nil
-}
-
 // TestS3Ports: the backup jobs' egress reaches AWS on 443 and an
 // S3-compatible endpoint on its own port.
 func TestS3Ports(t *testing.T) {
@@ -290,9 +276,4 @@ func TestS3Ports(t *testing.T) {
 			t.Errorf("s3Ports(%q) = %v, want %v", tt.endpoint, got, tt.want)
 		}
 	}
-}
-
-func asList(v any) []any {
-	l, _ := v.([]any)
-	return l
 }

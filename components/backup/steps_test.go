@@ -77,9 +77,9 @@ func TestCronJobStepsRun(t *testing.T) {
 		t.Helper()
 		pod := mocktest.Dig(rec.Object(t, "kubernetes:batch/v1:CronJob", name), "spec", "jobTemplate", "spec", "template", "spec")
 		var out strings.Builder
-		for _, c := range append(asList(mocktest.Dig(pod, "initContainers")), asList(mocktest.Dig(pod, "containers"))...) {
+		for _, c := range append(mocktest.List(mocktest.Dig(pod, "initContainers")), mocktest.List(mocktest.Dig(pod, "containers"))...) {
 			var argv []string
-			for _, w := range asList(mocktest.Dig(c, "command")) {
+			for _, w := range mocktest.List(mocktest.Dig(c, "command")) {
 				argv = append(argv, local.Replace(fmt.Sprint(w)))
 			}
 			if bin, ok := binaries[argv[0]]; ok {
@@ -87,7 +87,7 @@ func TestCronJobStepsRun(t *testing.T) {
 			}
 			cmd := exec.Command(argv[0], argv[1:]...)
 			cmd.Env = append(os.Environ(), "AWS_ACCESS_KEY_ID=steps", "AWS_SECRET_ACCESS_KEY=steps-secret")
-			for _, e := range asList(mocktest.Dig(c, "env")) {
+			for _, e := range mocktest.List(mocktest.Dig(c, "env")) {
 				cmd.Env = append(cmd.Env, fmt.Sprint(mocktest.Dig(e, "name"))+"="+local.Replace(fmt.Sprint(mocktest.Dig(e, "value"))))
 			}
 			b, err := cmd.CombinedOutput()

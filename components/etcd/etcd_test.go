@@ -102,7 +102,7 @@ func TestEtcdPerEnvironment(t *testing.T) {
 				}
 			}
 			c := mocktest.Dig(pod, "containers", 0)
-			args := strings.Join(toStrings(mocktest.Dig(c, "args")), " ")
+			args := strings.Join(mocktest.Strings(mocktest.Dig(c, "args")), " ")
 			for _, want := range []string{"--client-cert-auth", "--peer-client-cert-auth", "--trusted-ca-file=/etc/etcd/tls/server/ca.crt",
 				"--quota-backend-bytes=8589934592", "--auto-compaction-mode=periodic", "--listen-metrics-urls=http://0.0.0.0:8080"} {
 				if !strings.Contains(args, want) {
@@ -127,14 +127,6 @@ func TestEtcdPerEnvironment(t *testing.T) {
 			}
 		})
 	}
-}
-
-func toStrings(v any) []string {
-	var out []string
-	for _, e := range v.([]any) {
-		out = append(out, e.(string))
-	}
-	return out
 }
 
 func TestValidate(t *testing.T) {

@@ -73,7 +73,7 @@ func TestProdServer(t *testing.T) {
 	if !reflect.DeepEqual(mocktest.Dig(c, "resources", "requests", "cpu"), "2") || mocktest.Dig(c, "resources", "limits", "memory") != "8Gi" {
 		t.Errorf("resources = %v, want the seed's 2 CPU/4Gi → 4 CPU/8Gi", mocktest.Dig(c, "resources"))
 	}
-	args := strings.Join(strs(mocktest.Dig(c, "args")), " ")
+	args := strings.Join(mocktest.Strings(mocktest.Dig(c, "args")), " ")
 	for _, want := range []string{
 		"--etcd-servers=https://etcd.kcp.svc:2379", "--etcd-certfile=", "--etcd-cafile=", "--client-ca-file=", "--tls-cert-file=",
 		"--service-account-key-file=", "--external-hostname=kcp.example.com:443", "--shard-base-url=https://kcp-internal.kcp.svc:6443",
@@ -117,7 +117,7 @@ func TestFrontProxyPublicCertificate(t *testing.T) {
 		a := prodArgs()
 		a.Certs.FrontProxyPublic = public
 		pod := mocktest.Dig(run(t, a).Object(t, deployType, FrontProxyName), "spec", "template", "spec")
-		args := strings.Join(toStrings(mocktest.Dig(pod, "containers", 0, "args")), " ")
+		args := strings.Join(mocktest.Strings(mocktest.Dig(pod, "containers", 0, "args")), " ")
 		hasVolume := strings.Contains(fmt.Sprint(mocktest.Dig(pod, "volumes")), "secretName:kcp-front-proxy-public")
 		if strings.Contains(args, flag) != (public != "") || hasVolume != (public != "") {
 			t.Errorf("public=%q: SNI flag %v, volume %v", public, strings.Contains(args, flag), hasVolume)
@@ -126,14 +126,6 @@ func TestFrontProxyPublicCertificate(t *testing.T) {
 			t.Errorf("public=%q: the internal serving certificate is gone", public)
 		}
 	}
-}
-
-func toStrings(v any) []string {
-	var out []string
-	for _, x := range v.([]any) {
-		out = append(out, fmt.Sprint(x))
-	}
-	return out
 }
 
 // TestRolloutFitsTheSpread: with one replica per zone in exactly as many
@@ -229,14 +221,6 @@ func TestValidate(t *testing.T) {
 	}
 }
 
-func strs(v any) []string {
-	var out []string
-	for _, e := range v.([]any) {
-		out = append(out, e.(string))
-	}
-	return out
-}
-
 // TestFlagsAreOnesKCPRegisters: kcp and the front-proxy exit at once on a
 // flag they do not register (kcp registers only an allow-list of
 // kube-apiserver's flags), so every flag we render must be on the pinned
@@ -255,7 +239,7 @@ func TestFlagsAreOnesKCPRegisters(t *testing.T) {
 		}
 		known := tc.known
 		d := rec.Object(t, "kubernetes:apps/v1:Deployment", tc.deployment)
-		args := strs(mocktest.Dig(d, "spec", "template", "spec", "containers", 0, "args"))
+		args := mocktest.Strings(mocktest.Dig(d, "spec", "template", "spec", "containers", 0, "args"))
 		if len(args) == 0 {
 			t.Fatalf("%s has no args", tc.deployment)
 		}
@@ -300,7 +284,7 @@ func TestExtraFlags(t *testing.T) {
 			}
 			rec := run(t, a)
 			for d, extra := range map[string][]string{ServerName: tt.server, FrontProxyName: tt.proxy} {
-				args := strs(mocktest.Dig(rec.Object(t, deployType, d), "spec", "template", "spec", "containers", 0, "args"))
+				args := mocktest.Strings(mocktest.Dig(rec.Object(t, deployType, d), "spec", "template", "spec", "containers", 0, "args"))
 				if len(extra) > 0 && !reflect.DeepEqual(args[len(args)-len(extra):], extra) {
 					t.Errorf("%s args end %v, want %v appended", d, args[len(args)-len(extra):], extra)
 				}
@@ -319,7 +303,7 @@ func TestOIDC(t *testing.T) {
 	rec := run(t, a)
 	for _, tc := range []struct{ deployment, dir string }{{ServerName, "/etc/kcp/oidc"}, {FrontProxyName, "/etc/kcp-front-proxy/oidc"}} {
 		pod := mocktest.Dig(rec.Object(t, deployType, tc.deployment), "spec", "template", "spec")
-		args := strings.Join(strs(mocktest.Dig(pod, "containers", 0, "args")), " ")
+		args := strings.Join(mocktest.Strings(mocktest.Dig(pod, "containers", 0, "args")), " ")
 		for _, want := range []string{"--oidc-issuer-url=https://id.example.com:8443/realms/kcp", "--oidc-client-id=kcp",
 			"--oidc-username-claim=sub", "--oidc-username-prefix=oidc:", "--oidc-groups-claim=groups", "--oidc-groups-prefix=oidc:",
 			"--oidc-ca-file=" + tc.dir + "/ca.crt"} {

@@ -311,3 +311,25 @@ func (Discard) NewResource(args pulumi.MockResourceArgs) (string, resource.Prope
 
 // Call answers invokes with their arguments.
 func (Discard) Call(args pulumi.MockCallArgs) (resource.PropertyMap, error) { return args.Args, nil }
+
+// Strings is a recorded list (or a single string) as []string: args,
+// verbs, hostnames.
+func Strings(v any) []string {
+	switch x := v.(type) {
+	case string:
+		return []string{x}
+	case []any:
+		out := make([]string, 0, len(x))
+		for _, e := range x {
+			out = append(out, fmt.Sprint(e))
+		}
+		return out
+	}
+	return nil
+}
+
+// List is a recorded list, or nil when v is none.
+func List(v any) []any {
+	l, _ := v.([]any)
+	return l
+}
