@@ -3,8 +3,6 @@ package stacks
 // The mapping of the stack config to each component's Args.
 
 import (
-	"strconv"
-	"strings"
 	"time"
 
 	"github.com/pulumi/pulumi/sdk/v3/go/pulumi"
@@ -18,6 +16,7 @@ import (
 	"github.com/kcp-tmc/kcp-tmc/components/logging"
 	"github.com/kcp-tmc/kcp-tmc/components/monitoring"
 	"github.com/kcp-tmc/kcp-tmc/components/pki"
+	"github.com/kcp-tmc/kcp-tmc/components/platform"
 	"github.com/kcp-tmc/kcp-tmc/components/storage"
 	"github.com/kcp-tmc/kcp-tmc/components/workload"
 )
@@ -37,17 +36,17 @@ func workloadResources(r Resources, ephemeral [2]string) workload.Resources {
 	}
 }
 
-// sizeInGi normalises a validated "<n>Gi" or "<n>Ti" size to Gi.
-func sizeInGi(s string) string {
-	if strings.HasSuffix(s, "Ti") {
-		n, _ := strconv.Atoi(strings.TrimSuffix(s, "Ti"))
-		return strconv.Itoa(n*1024) + "Gi"
-	}
-	return s
-}
-
 func spread(mode string, zones []string) workload.Spread {
 	return workload.Spread{Mode: mode, Zones: zones}
+}
+
+func platformArgs(cfg *Config) platform.Args {
+	return platform.Args{
+		Namespace:          cfg.Namespace,
+		PodSecurityVersion: cfg.PodSecurityVersion,
+		Labels:             map[string]string{"kcp-tmc.io/environment": cfg.Environment},
+		RetainOnDelete:     cfg.Environment != "dev",
+	}
 }
 
 func storageArgs(cfg *Config) storage.Args {
@@ -62,10 +61,9 @@ func storageArgs(cfg *Config) storage.Args {
 }
 
 func etcdArgs(cfg *Config) etcd.Args {
-	quota, _ := (&validator{}).memory("", cfg.Etcd.QuotaBackendBytes)
 	return etcd.Args{
 		Namespace: cfg.Namespace, Replicas: cfg.Etcd.Replicas, Image: cfg.Etcd.Image, Version: cfg.Etcd.Version,
-		StorageClass: cfg.Etcd.StorageClass, StorageSize: sizeInGi(cfg.Etcd.StorageSize), QuotaBackendBytes: quota,
+		StorageClass: cfg.Etcd.StorageClass, StorageSize: cfg.Etcd.StorageSize, QuotaBackendBytes: cfg.Etcd.QuotaBackendBytes,
 		Resources:    workloadResources(cfg.Etcd.Resources, ephemeralSmall),
 		Spread:       spread(cfg.Etcd.AntiAffinity, cfg.Zones),
 		ServerSecret: pki.CertEtcdServer, PeerSecret: pki.CertEtcdPeer,

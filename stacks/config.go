@@ -376,7 +376,8 @@ type Monitoring struct {
 	// Enabled deploys the ServiceMonitors, alert rules and alert routing; must
 	// be true in prod.
 	Enabled bool `json:"enabled"`
-	// Interval is the scrape interval, `<n>s` or `<n>m`.
+	// Interval is the scrape interval: 1s to 5m (Prometheus' staleness
+	// window) in whole seconds, such as `30s` or `1m`.
 	Interval string `json:"interval"`
 	// SlackChannel is the `#channel` alerts are posted to.
 	SlackChannel string `json:"slackChannel"`

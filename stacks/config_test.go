@@ -112,7 +112,7 @@ func TestLoadRejectsBadConfig(t *testing.T) {
 		{"bad storage class", env("dev", "etcd", `{"storageClass":"Fast SSD"}`), "kcp-tmc:etcd.storageClass", "Fast SSD"},
 		{"unknown anti-affinity", env("dev", "etcd", `{"antiAffinity":"rack"}`), "kcp-tmc:etcd.antiAffinity", "rack"},
 		{"prod without zone anti-affinity", env("prod", "etcd", `{"antiAffinity":"hostname"}`), "kcp-tmc:etcd.antiAffinity", "hostname"},
-		{"fewer zones than replicas", env("prod", "zones", `["us-east-1a","us-east-1b"]`), "kcp-tmc:zones", "us-east-1a,us-east-1b"},
+		{"fewer zones than replicas", env("prod", "zones", `["us-east-1a","us-east-1b"]`), "kcp-tmc:kcp.antiAffinity", "zone"},
 		{"zones as a string", env("prod", "zones", `"us-east-1a"`), "kcp-tmc:zones", "a string"},
 		{"duplicate zone", env("prod", "zones", `["us-east-1a","us-east-1a","us-east-1b"]`), "kcp-tmc:zones[1]", "us-east-1a"},
 		{"bad zone name", env("prod", "zones", `["us-east-1a","us-east-1b","US East C"]`), "kcp-tmc:zones[2]", "US East C"},

@@ -152,12 +152,7 @@ func Deploy(ctx *pulumi.Context, cfg *Config, projectDir string) error {
 	}
 	k8s := pulumi.Providers(provider)
 
-	plat, err := platform.NewPlatform(ctx, "platform", platform.Args{
-		Namespace:          cfg.Namespace,
-		PodSecurityVersion: cfg.PodSecurityVersion,
-		Labels:             map[string]string{"kcp-tmc.io/environment": cfg.Environment},
-		RetainOnDelete:     cfg.Environment != "dev",
-	}, k8s)
+	plat, err := platform.NewPlatform(ctx, "platform", platformArgs(cfg), k8s)
 	if err != nil {
 		return fmt.Errorf("platform: %w", err)
 	}

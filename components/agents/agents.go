@@ -13,10 +13,10 @@ package agents
 
 import (
 	_ "embed"
-	"errors"
 	"fmt"
 	"regexp"
 	"strings"
+	"unicode"
 
 	"github.com/pulumi/pulumi-kubernetes/sdk/v4/go/kubernetes"
 	"github.com/pulumi/pulumi-kubernetes/sdk/v4/go/kubernetes/apiextensions"
@@ -24,11 +24,13 @@ import (
 	corev1 "github.com/pulumi/pulumi-kubernetes/sdk/v4/go/kubernetes/core/v1"
 	metav1 "github.com/pulumi/pulumi-kubernetes/sdk/v4/go/kubernetes/meta/v1"
 	"github.com/pulumi/pulumi/sdk/v3/go/pulumi"
+	"k8s.io/apimachinery/pkg/util/validation"
+	"k8s.io/apimachinery/pkg/util/validation/field"
 	"sigs.k8s.io/yaml"
 
+	"github.com/kcp-tmc/kcp-tmc/components/internal/check"
 	"github.com/kcp-tmc/kcp-tmc/components/internal/component"
 	"github.com/kcp-tmc/kcp-tmc/components/monitoring"
-
 	"github.com/kcp-tmc/kcp-tmc/components/platform"
 	"github.com/kcp-tmc/kcp-tmc/components/security"
 	"github.com/kcp-tmc/kcp-tmc/components/workload"
@@ -144,56 +146,67 @@ func (a Args) WithDefaults() Args {
 	return a
 }
 
-var (
-	dns1035   = regexp.MustCompile(`^[a-z]([-a-z0-9]*[a-z0-9])?$`)
-	group     = regexp.MustCompile(`^([a-z0-9]([-a-z0-9]*[a-z0-9])?(\.[a-z0-9]([-a-z0-9]*[a-z0-9])?)*)?$`)
-	kindName  = regexp.MustCompile(`^[A-Z][A-Za-z0-9]*$`)
-	version   = regexp.MustCompile(`^v[0-9]+((alpha|beta)[0-9]+)?$`)
-	workspace = regexp.MustCompile(`^root(:[a-z0-9]([-a-z0-9]*[a-z0-9])?)*$`)
-)
+var workspace = regexp.MustCompile(`^root(:[a-z0-9]([-a-z0-9]*[a-z0-9])?)*$`)
 
-// Validate reports every invalid field.
-func (a Args) Validate() error {
-	var errs []error
-	bad := func(field string, value any, allowed string) {
-		errs = append(errs, fmt.Errorf("agents: %s %v: want %s", field, value, allowed))
+// Validate reports every invalid field under fld (the stack's clusters[i]),
+// children named by the stack's keys.
+func (a Args) Validate(fld *field.Path) field.ErrorList {
+	var errs field.ErrorList
+	if msgs := validation.IsDNS1035Label(a.Cluster); len(msgs) > 0 || len(a.Cluster) > 40 {
+		errs = append(errs, field.Invalid(fld.Child("name"), a.Cluster, "a DNS-1035 label of at most 40 characters (it names the agent, which must never change)"))
 	}
-	if !dns1035.MatchString(a.Cluster) || len(a.Cluster) > 40 {
-		bad("Cluster", fmt.Sprintf("%q", a.Cluster), "a DNS-1035 label of at most 40 characters (it names the agent, which must never change)")
-	}
-	switch a.Kind {
-	case KindSyncAgent:
-	case KindTMCSyncer:
-		bad("Kind", fmt.Sprintf("%q", a.Kind), TMCRefusal)
-	default:
-		bad("Kind", fmt.Sprintf("%q", a.Kind), "api-syncagent")
+	if a.Kind == KindTMCSyncer {
+		errs = append(errs, field.Invalid(fld.Child("agent"), a.Kind, TMCRefusal))
+	} else {
+		errs = append(errs, check.OneOf(fld.Child("agent"), a.Kind, KindSyncAgent)...)
 	}
 	if a.Replicas < 1 {
-		bad("Replicas", a.Replicas, "at least 1 (leader election keeps one active)")
+		errs = append(errs, field.Invalid(fld.Child("replicas"), a.Replicas, "at least 1 (leader election keeps one active)"))
 	}
-	if !strings.Contains(a.Image, ":") || strings.HasSuffix(a.Image, ":latest") {
-		bad("Image", fmt.Sprintf("%q", a.Image), "a pinned repository:tag")
+	errs = append(errs, check.Image(fld.Child("image"), a.Image)...)
+	errs = append(errs, check.DNSLabel(fld.Child("namespace"), a.Namespace, "a namespace on the cluster")...)
+	if !strings.HasPrefix(a.KCPServer, "https://") {
+		errs = append(errs, field.Invalid(fld.Child("kcpServer"), a.KCPServer, "kcp's https:// URL"))
 	}
-	if !strings.HasPrefix(a.KCPServer, "https://") || !workspace.MatchString(a.Workspace) || a.Workspace == "root" {
-		bad("KCPServer/Workspace", fmt.Sprintf("%q/%q", a.KCPServer, a.Workspace), `kcp's https:// URL and a workspace under root like "root:compute"`)
+	if !workspace.MatchString(a.Workspace) || a.Workspace == "root" {
+		errs = append(errs, field.Invalid(fld.Child("workspace"), a.Workspace, `a workspace under root like "root:compute"`))
 	}
 	if len(a.Resources) == 0 {
-		bad("Resources", "none", "at least one resource to sync")
+		errs = append(errs, field.Required(fld.Child("resources"), "at least one resource to sync"))
 	}
 	seen := map[string]bool{}
 	for i, r := range a.Resources {
-		id := r.Plural + "." + r.Group
-		if !group.MatchString(r.Group) || !version.MatchString(r.Version) || !kindName.MatchString(r.Kind) || !dns1035.MatchString(r.Plural) || seen[id] {
-			bad(fmt.Sprintf("Resources[%d]", i), fmt.Sprintf("%+v", r), "a distinct {group, version, kind, plural} such as {apps, v1, Deployment, deployments}")
+		if msg := r.problem(); msg != "" || seen[r.Plural+"."+r.Group] {
+			if msg == "" {
+				msg = "each {group, plural} once"
+			}
+			errs = append(errs, field.Invalid(fld.Child("resources").Index(i), fmt.Sprintf("%+v", r), msg+", such as {apps, v1, Deployment, deployments}"))
 		}
-		seen[id] = true
+		seen[r.Plural+"."+r.Group] = true
 	}
+	errs = append(errs, a.Container.Validate(fld.Child("container"))...)
 	if set := a.ClientCert != nil && a.ClientKey != nil && a.ServerCA != nil; set == a.CopiedIdentity ||
 		(!set && (a.ClientCert != nil || a.ClientKey != nil || a.ServerCA != nil)) {
-		bad("ClientCert/ClientKey/ServerCA", fmt.Sprintf("set=%v with CopiedIdentity=%v", set, a.CopiedIdentity),
-			"all three from the pki component (self-managed), or none with CopiedIdentity (cert-manager)")
+		errs = append(errs, field.Invalid(fld.Child("identity"), fmt.Sprintf("set=%v with CopiedIdentity=%v", set, a.CopiedIdentity),
+			"all three from the pki component (self-managed), or none with CopiedIdentity (cert-manager)"))
 	}
-	return errors.Join(errs...)
+	return errs
+}
+
+// problem says what is wrong with a synced kind, with the apiserver's own
+// rules for group, version, kind and resource names; "" when nothing is.
+func (r Resource) problem() string {
+	switch {
+	case r.Group != "" && len(validation.IsDNS1123Subdomain(r.Group)) > 0:
+		return "group: a DNS-1123 subdomain or empty (core)"
+	case len(validation.IsDNS1035Label(r.Version)) > 0 || !strings.HasPrefix(r.Version, "v"):
+		return "version: an API version such as v1 or v1beta1"
+	case r.Kind == "" || !unicode.IsUpper(rune(r.Kind[0])) || len(validation.IsDNS1035Label(strings.ToLower(r.Kind))) > 0 || strings.Contains(r.Kind, "-"):
+		return "kind: a CamelCase kind such as Deployment"
+	case len(validation.IsDNS1035Label(r.Plural)) > 0:
+		return "plural: a lowercase resource name such as deployments"
+	}
+	return ""
 }
 
 // User is the agent's user name in kcp: its certificate's common name.
@@ -203,7 +216,7 @@ func User(cluster string) string { return "syncer-client-" + cluster }
 func NewAgent(ctx *pulumi.Context, name string, args Args, opts ...pulumi.ResourceOption) (*Agent, error) {
 	args = args.WithDefaults()
 	comp := &Agent{}
-	if err := component.Register(ctx, TypeToken, name, comp, args.Validate(), opts...); err != nil {
+	if err := component.Register(ctx, TypeToken, name, comp, args.Validate(field.NewPath("agent")), opts...); err != nil {
 		return nil, err
 	}
 	child := pulumi.Parent(comp)

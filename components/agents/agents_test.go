@@ -10,7 +10,10 @@ import (
 	"github.com/pulumi/pulumi-kubernetes/sdk/v4/go/kubernetes"
 	"github.com/pulumi/pulumi/sdk/v3/go/pulumi"
 	"gopkg.in/yaml.v3"
+	"k8s.io/apimachinery/pkg/util/validation/field"
 
+	"github.com/kcp-tmc/kcp-tmc/components/workload"
+	"github.com/kcp-tmc/kcp-tmc/internal/test/fieldtest"
 	"github.com/kcp-tmc/kcp-tmc/internal/test/mocktest"
 )
 
@@ -21,7 +24,8 @@ func args(cluster, kind string) Args {
 	a := Args{Cluster: cluster, Kind: kind, KCPServer: "https://kcp.example.com", Workspace: "root:compute",
 		Resources: []Resource{deployments, services}, Labels: map[string]string{"topology.kubernetes.io/region": "eu-west-1"},
 		ClientCert: pulumi.String("CERT-" + cluster), ClientKey: pulumi.ToSecret(pulumi.String("KEY-" + cluster)).(pulumi.StringOutput),
-		ServerCA: pulumi.String("CA")}
+		ServerCA:  pulumi.String("CA"),
+		Container: workload.Resources{RequestCPU: "100m", RequestMemory: "128Mi", LimitCPU: "500m", LimitMemory: "512Mi", RequestEphemeral: "128Mi", LimitEphemeral: "512Mi"}}
 	return a
 }
 
@@ -181,32 +185,37 @@ func TestSyncAgent(t *testing.T) {
 
 func TestValidate(t *testing.T) {
 	tests := []struct {
-		name   string
-		mutate func(*Args)
-		want   string
+		name        string
+		mutate      func(*Args)
+		field, want string
 	}{
-		{"name with capitals", func(a *Args) { a.Cluster = "EU" }, `Cluster "EU"`},
-		{"name starting with a digit", func(a *Args) { a.Cluster = "1eu" }, `Cluster "1eu"`},
-		{"unknown agent", func(a *Args) { a.Kind = "karmada" }, `Kind "karmada"`},
-		{"the retired TMC syncer", func(a *Args) { a.Kind = KindTMCSyncer }, "Kind \"tmc-syncer\": want api-syncagent: the TMC syncer needs a SyncTarget API"},
-		{"workspace root itself", func(a *Args) { a.Workspace = "root" }, "KCPServer/Workspace"},
-		{"no resources", func(a *Args) { a.Resources = nil }, "Resources none"},
-		{"resource without kind", func(a *Args) { a.Resources = []Resource{{Group: "apps", Version: "v1", Plural: "deployments"}} }, "Resources[0]"},
-		{"duplicate resource", func(a *Args) { a.Resources = []Resource{deployments, deployments} }, "Resources[1]"},
-		{"bad workspace", func(a *Args) { a.Workspace = "compute" }, "KCPServer/Workspace"},
-		{"unpinned image", func(a *Args) { a.Image = "ghcr.io/kcp-dev/api-syncagent:latest" }, "Image"},
-		{"no replicas", func(a *Args) { a.Replicas = -1 }, "Replicas -1"},
-		{"identity both given and copied", func(a *Args) { a.CopiedIdentity = true }, "ClientCert/ClientKey/ServerCA set=true with CopiedIdentity=true"},
-		{"half an identity", func(a *Args) { a.ClientKey = nil }, "ClientCert/ClientKey/ServerCA set=false with CopiedIdentity=false"},
+		{"name with capitals", func(a *Args) { a.Cluster = "EU" }, "agent.name", `"EU": a DNS-1035 label`},
+		{"name starting with a digit", func(a *Args) { a.Cluster = "1eu" }, "agent.name", `"1eu"`},
+		{"unknown agent", func(a *Args) { a.Kind = "karmada" }, "agent.agent", `"karmada": supported values: "api-syncagent"`},
+		{"the retired TMC syncer", func(a *Args) { a.Kind = KindTMCSyncer }, "agent.agent", `"tmc-syncer": api-syncagent: the TMC syncer needs a SyncTarget API`},
+		{"workspace root itself", func(a *Args) { a.Workspace = "root" }, "agent.workspace", "a workspace under root"},
+		{"no resources", func(a *Args) { a.Resources = nil }, "agent.resources", "at least one resource"},
+		{"resource without kind", func(a *Args) { a.Resources = []Resource{{Group: "apps", Version: "v1", Plural: "deployments"}} }, "agent.resources[0]", "kind: a CamelCase kind"},
+		{"resource with a bad group", func(a *Args) {
+			a.Resources = []Resource{{Group: "Apps", Version: "v1", Kind: "Deployment", Plural: "deployments"}}
+		}, "agent.resources[0]", "group: a DNS-1123 subdomain"},
+		{"duplicate resource", func(a *Args) { a.Resources = []Resource{deployments, deployments} }, "agent.resources[1]", "each {group, plural} once"},
+		{"bad workspace", func(a *Args) { a.Workspace = "compute" }, "agent.workspace", `"compute"`},
+		{"plain kcp", func(a *Args) { a.KCPServer = "http://kcp.example.com" }, "agent.kcpServer", "https://"},
+		{"unpinned image", func(a *Args) { a.Image = "ghcr.io/kcp-dev/api-syncagent:latest" }, "agent.image", "a pinned image"},
+		{"no replicas", func(a *Args) { a.Replicas = -1 }, "agent.replicas", "-1: at least 1"},
+		{"memory in decimal units", func(a *Args) { a.Container.LimitMemory = "1G" }, "agent.container.limits.memory", "in Ki, Mi, Gi or Ti"},
+		{"identity both given and copied", func(a *Args) { a.CopiedIdentity = true }, "agent.identity", "set=true with CopiedIdentity=true"},
+		{"half an identity", func(a *Args) { a.ClientKey = nil }, "agent.identity", "set=false with CopiedIdentity=false"},
+	}
+	if errs := args("eu", KindSyncAgent).WithDefaults().Validate(field.NewPath("agent")); len(errs) > 0 {
+		t.Fatalf("valid args refused: %v", errs)
 	}
 	for _, tt := range tests {
 		t.Run(tt.name, func(t *testing.T) {
 			a := args("eu", KindSyncAgent)
 			tt.mutate(&a)
-			err := a.WithDefaults().Validate()
-			if err == nil || !strings.Contains(err.Error(), tt.want) {
-				t.Fatalf("err = %v, want %q", err, tt.want)
-			}
+			fieldtest.Expect(t, a.WithDefaults().Validate(field.NewPath("agent")), tt.field, tt.want)
 		})
 	}
 }

@@ -7,12 +7,13 @@ package backup
 
 import (
 	"encoding/json"
-	"errors"
 	"fmt"
 	"net/url"
 	"regexp"
 	"strconv"
 	"strings"
+	"time"
+	_ "time/tzdata" // validate TimeZone without relying on the host's zoneinfo
 
 	"github.com/pulumi/pulumi-aws/sdk/v6/go/aws/iam"
 	"github.com/pulumi/pulumi-aws/sdk/v6/go/aws/kms"
@@ -21,9 +22,11 @@ import (
 	corev1 "github.com/pulumi/pulumi-kubernetes/sdk/v4/go/kubernetes/core/v1"
 	metav1 "github.com/pulumi/pulumi-kubernetes/sdk/v4/go/kubernetes/meta/v1"
 	"github.com/pulumi/pulumi/sdk/v3/go/pulumi"
+	"k8s.io/apimachinery/pkg/api/resource"
+	"k8s.io/apimachinery/pkg/util/validation/field"
 
+	"github.com/kcp-tmc/kcp-tmc/components/internal/check"
 	"github.com/kcp-tmc/kcp-tmc/components/internal/component"
-
 	"github.com/kcp-tmc/kcp-tmc/components/security"
 	"github.com/kcp-tmc/kcp-tmc/components/workload"
 )
@@ -136,66 +139,96 @@ func (a Args) WithDefaults() Args {
 
 var bucketName = regexp.MustCompile(`^[a-z0-9][a-z0-9.-]{1,61}[a-z0-9]$`)
 
-// Validate reports every invalid field, with S3's own lifecycle rules.
-func (a Args) Validate() error {
-	var errs []error
-	bad := func(field string, value any, allowed string) {
-		errs = append(errs, fmt.Errorf("backup: %s %v: want %s", field, value, allowed))
-	}
-	if a.Namespace == "" || a.ClusterName == "" || a.ClientSecret == "" || len(a.EtcdEndpoints) == 0 {
-		bad("Namespace/ClusterName/ClientSecret/EtcdEndpoints", "unset", "all set")
-	}
-	for field, img := range map[string]string{"Image": a.Image, "EtcdImage": a.EtcdImage} {
-		if !strings.Contains(img, ":") || strings.HasSuffix(img, ":latest") {
-			bad(field, fmt.Sprintf("%q", img), "a pinned repository:tag")
+// Validate reports every invalid field under fld, children named by the
+// stack's keys (the S3 fields sit directly under backup there).
+func (a Args) Validate(fld *field.Path) field.ErrorList {
+	var errs field.ErrorList
+	for _, req := range []struct {
+		key string
+		set bool
+	}{{"namespace", a.Namespace != ""}, {"clusterName", a.ClusterName != ""}, {"clientSecret", a.ClientSecret != ""}, {"etcdEndpoints", len(a.EtcdEndpoints) > 0}} {
+		if !req.set {
+			errs = append(errs, field.Required(fld.Child(req.key), "set by the stack"))
 		}
 	}
+	if err := ValidateCron(a.Schedule); err != nil {
+		errs = append(errs, field.Invalid(fld.Child("schedule"), a.Schedule, "a 5-field cron expression or @daily/@hourly/@weekly/@monthly/@yearly ("+err.Error()+")"))
+	}
+	if err := ValidateCron(a.VerifySchedule); err != nil {
+		errs = append(errs, field.Invalid(fld.Child("verifySchedule"), a.VerifySchedule, "a 5-field cron expression ("+err.Error()+")"))
+	}
+	if _, err := time.LoadLocation(a.TimeZone); err != nil || a.TimeZone == "" || a.TimeZone == "Local" {
+		errs = append(errs, field.Invalid(fld.Child("timeZone"), a.TimeZone, `an IANA time zone such as "UTC" or "Europe/Berlin"`))
+	}
+	errs = append(errs, check.Image(fld.Child("image"), a.Image)...)
+	errs = append(errs, check.Image(fld.Child("etcdImage"), a.EtcdImage)...)
 	if !strings.HasPrefix(a.EtcdURL, "https://") {
-		bad("EtcdURL", fmt.Sprintf("%q", a.EtcdURL), "etcd's https:// client Service URL")
+		errs = append(errs, field.Invalid(fld.Child("etcdURL"), a.EtcdURL, "etcd's https:// client Service URL"))
+	}
+	if e := a.S3.Endpoint; e != "" {
+		if u, err := url.Parse(e); err != nil || (u.Scheme != "https" && u.Scheme != "http") || u.Host == "" {
+			errs = append(errs, field.Invalid(fld.Child("endpoint"), e, "an http(s):// URL of an S3-compatible server"))
+		}
 	}
 	switch a.Target {
 	case TargetPVC:
-		if a.PVC.Size == "" || a.PVC.StorageClass == "" {
-			bad("PVC", fmt.Sprintf("%+v", a.PVC), "a StorageClass and a size")
-		}
+		errs = append(errs, a.PVC.validate(fld)...)
 	case TargetS3:
-		s := a.S3
-		if !bucketName.MatchString(s.Bucket) || strings.Contains(s.Bucket, "..") {
-			bad("S3.Bucket", fmt.Sprintf("%q", s.Bucket), "an S3 bucket name (3–63 lowercase letters, digits, dots, hyphens)")
-		}
-		if s.Prefix == "" || strings.HasPrefix(s.Prefix, "/") || strings.HasSuffix(s.Prefix, "/") {
-			bad("S3.Prefix", fmt.Sprintf("%q", s.Prefix), "a key prefix without leading or trailing slash")
-		}
-		if s.Region == "" {
-			bad("S3.Region", `""`, "an AWS region")
-		}
-		if s.Endpoint == "" {
-			if s.IRSA == nil && (!strings.HasPrefix(s.OIDCProviderARN, "arn:aws") || !strings.Contains(s.OIDCProviderARN, ":oidc-provider/")) {
-				bad("S3.OIDCProviderARN", fmt.Sprintf("%q", s.OIDCProviderARN), "the ARN of the cluster's IAM OIDC provider (arn:aws:iam::<account>:oidc-provider/<issuer>)")
-			}
-			if s.IRSA == nil && (s.OIDCIssuer == "" || strings.Contains(s.OIDCIssuer, "://") || !strings.HasSuffix(s.OIDCProviderARN, "/"+s.OIDCIssuer)) {
-				bad("S3.OIDCIssuer", fmt.Sprintf("%q", s.OIDCIssuer), "the provider's issuer without https://, the end of its ARN")
-			}
-			if s.TransitionDays != 0 && s.TransitionDays < 30 {
-				bad("S3.TransitionDays", s.TransitionDays, "0 or at least 30 (S3's minimum for STANDARD_IA)")
-			}
-			if s.ArchiveDays != 0 && s.ArchiveDays < s.TransitionDays+30 {
-				bad("S3.ArchiveDays", s.ArchiveDays, "0 or at least TransitionDays+30")
-			}
-			if s.RetentionDays <= max(s.ArchiveDays, s.TransitionDays) {
-				bad("S3.RetentionDays", s.RetentionDays, "longer than the transitions")
-			}
-			if s.NoncurrentDays < 1 {
-				bad("S3.NoncurrentDays", s.NoncurrentDays, "at least 1")
-			}
-			if s.ObjectLockDays < 0 || s.ObjectLockDays > s.RetentionDays {
-				bad("S3.ObjectLockDays", s.ObjectLockDays, "0 (off) up to RetentionDays")
-			}
-		}
+		errs = append(errs, a.S3.validate(fld)...)
 	default:
-		bad("Target", fmt.Sprintf("%q", a.Target), "s3 or pvc")
+		errs = append(errs, field.NotSupported(fld.Child("target"), a.Target, []string{TargetS3, TargetPVC}))
 	}
-	return errors.Join(errs...)
+	return errs
+}
+
+func (p PVC) validate(fld *field.Path) field.ErrorList {
+	errs := check.DNSSubdomain(fld.Child("pvcStorageClass"), p.StorageClass, "a StorageClass name")
+	if q, err := resource.ParseQuantity(p.Size); err != nil || q.Sign() <= 0 || q.Format != resource.BinarySI {
+		errs = append(errs, field.Invalid(fld.Child("pvcSize"), p.Size, `a volume size in binary units such as "20Gi"`))
+	}
+	return errs
+}
+
+// validate checks the S3 target with S3's own lifecycle rules.
+func (s S3) validate(fld *field.Path) field.ErrorList {
+	var errs field.ErrorList
+	bad := func(key string, value any, allowed string) {
+		errs = append(errs, field.Invalid(fld.Child(key), value, allowed))
+	}
+	if !bucketName.MatchString(s.Bucket) || strings.Contains(s.Bucket, "..") {
+		bad("bucket", s.Bucket, "an S3 bucket name (3–63 lowercase letters, digits, dots, hyphens)")
+	}
+	if s.Prefix == "" || strings.HasPrefix(s.Prefix, "/") || strings.HasSuffix(s.Prefix, "/") {
+		bad("prefix", s.Prefix, "a key prefix without leading or trailing slash")
+	}
+	if s.Region == "" {
+		errs = append(errs, field.Required(fld.Child("region"), "an AWS region"))
+	}
+	if s.Endpoint != "" {
+		return errs // an S3-compatible server: no AWS lifecycle or IRSA
+	}
+	if s.IRSA == nil && (!strings.HasPrefix(s.OIDCProviderARN, "arn:aws") || !strings.Contains(s.OIDCProviderARN, ":oidc-provider/")) {
+		bad("oidcProviderArn", s.OIDCProviderARN, "the ARN of the cluster's IAM OIDC provider (arn:aws:iam::<account>:oidc-provider/<issuer>)")
+	}
+	if s.IRSA == nil && (s.OIDCIssuer == "" || strings.Contains(s.OIDCIssuer, "://") || !strings.HasSuffix(s.OIDCProviderARN, "/"+s.OIDCIssuer)) {
+		bad("oidcIssuer", s.OIDCIssuer, "the provider's issuer without https://, the end of its ARN")
+	}
+	if s.TransitionDays != 0 && s.TransitionDays < 30 {
+		bad("transitionDays", s.TransitionDays, "0 or at least 30 (S3's minimum for STANDARD_IA)")
+	}
+	if s.ArchiveDays != 0 && s.ArchiveDays < s.TransitionDays+30 {
+		bad("archiveDays", s.ArchiveDays, "0 or at least transitionDays+30")
+	}
+	if s.RetentionDays <= max(s.ArchiveDays, s.TransitionDays) {
+		bad("retentionDays", s.RetentionDays, "longer than transitionDays and archiveDays")
+	}
+	if s.NoncurrentDays < 1 {
+		bad("noncurrentDays", s.NoncurrentDays, "at least 1")
+	}
+	if s.ObjectLockDays < 0 || s.ObjectLockDays > s.RetentionDays {
+		bad("objectLockDays", s.ObjectLockDays, "0 (off) up to retentionDays")
+	}
+	return errs
 }
 
 // awsTarget is true when this component owns AWS resources.
@@ -206,7 +239,7 @@ func (a Args) awsTarget() bool { return a.Target == TargetS3 && a.S3.Endpoint ==
 func NewBackup(ctx *pulumi.Context, name string, args Args, opts ...pulumi.ResourceOption) (*Backup, error) {
 	args = args.WithDefaults()
 	comp := &Backup{}
-	if err := component.Register(ctx, TypeToken, name, comp, args.Validate(), opts...); err != nil {
+	if err := component.Register(ctx, TypeToken, name, comp, args.Validate(field.NewPath("backup")), opts...); err != nil {
 		return nil, err
 	}
 	child := pulumi.Parent(comp)

@@ -8,8 +8,10 @@ import (
 	"testing"
 
 	"github.com/pulumi/pulumi/sdk/v3/go/pulumi"
+	"k8s.io/apimachinery/pkg/util/validation/field"
 
 	"github.com/kcp-tmc/kcp-tmc/components/workload"
+	"github.com/kcp-tmc/kcp-tmc/internal/test/fieldtest"
 	"github.com/kcp-tmc/kcp-tmc/internal/test/mocktest"
 )
 
@@ -231,29 +233,33 @@ func TestPVCTargetHasNoAWS(t *testing.T) {
 
 func TestValidate(t *testing.T) {
 	tests := []struct {
-		name   string
-		mutate func(*Args)
-		want   string
+		name        string
+		mutate      func(*Args)
+		field, want string
 	}{
-		{"unknown target", func(a *Args) { a.Target = "gcs" }, `Target "gcs"`},
-		{"bad bucket", func(a *Args) { a.S3.Bucket = "Backups_Bucket" }, "S3.Bucket"},
-		{"IA too early", func(a *Args) { a.S3.TransitionDays = 10 }, "S3.TransitionDays 10"},
-		{"glacier right after IA", func(a *Args) { a.S3.ArchiveDays = 40 }, "S3.ArchiveDays 40"},
-		{"expire before archive", func(a *Args) { a.S3.RetentionDays = 60 }, "S3.RetentionDays 60"},
-		{"no IRSA provider", func(a *Args) { a.S3.OIDCProviderARN = "" }, `S3.OIDCProviderARN ""`},
-		{"issuer with scheme", func(a *Args) { a.S3.OIDCIssuer = "https://oidc" }, `S3.OIDCIssuer "https://oidc"`},
-		{"issuer of another provider", func(a *Args) { a.S3.OIDCIssuer = "oidc.eks.us-east-1.amazonaws.com/id/OTHER" }, "S3.OIDCIssuer"},
-		{"lock longer than retention", func(a *Args) { a.S3.ObjectLockDays = 400 }, "S3.ObjectLockDays 400"},
-		{"unpinned image", func(a *Args) { a.Image = "etcd-backup:latest" }, "Image"},
+		{"unknown target", func(a *Args) { a.Target = "gcs" }, "backup.target", `"gcs": supported values: "s3", "pvc"`},
+		{"bad bucket", func(a *Args) { a.S3.Bucket = "Backups_Bucket" }, "backup.bucket", "an S3 bucket name"},
+		{"IA too early", func(a *Args) { a.S3.TransitionDays = 10 }, "backup.transitionDays", "10: 0 or at least 30"},
+		{"glacier right after IA", func(a *Args) { a.S3.ArchiveDays = 40 }, "backup.archiveDays", "40: 0 or at least transitionDays+30"},
+		{"expire before archive", func(a *Args) { a.S3.RetentionDays = 60 }, "backup.retentionDays", "60: longer than"},
+		{"no IRSA provider", func(a *Args) { a.S3.OIDCProviderARN = "" }, "backup.oidcProviderArn", `"": the ARN`},
+		{"issuer with scheme", func(a *Args) { a.S3.OIDCIssuer = "https://oidc" }, "backup.oidcIssuer", `"https://oidc"`},
+		{"issuer of another provider", func(a *Args) { a.S3.OIDCIssuer = "oidc.eks.us-east-1.amazonaws.com/id/OTHER" }, "backup.oidcIssuer", "the end of its ARN"},
+		{"lock longer than retention", func(a *Args) { a.S3.ObjectLockDays = 400 }, "backup.objectLockDays", "400: 0 (off) up to retentionDays"},
+		{"unpinned image", func(a *Args) { a.Image = "etcd-backup:latest" }, "backup.image", "a pinned image repository:tag"},
+		{"endpoint without scheme", func(a *Args) { a.S3.Endpoint = "minio:9000" }, "backup.endpoint", "an http(s):// URL"},
+		{"four-field cron", func(a *Args) { a.Schedule = "0 2 * *" }, "backup.schedule", "a 5-field cron expression"},
+		{"local time", func(a *Args) { a.TimeZone = "Local" }, "backup.timeZone", "an IANA time zone"},
+		{"pvc in decimal units", func(a *Args) { a.Target, a.PVC = TargetPVC, PVC{StorageClass: "standard", Size: "20G"} }, "backup.pvcSize", "binary units"},
+	}
+	if errs := s3Args().WithDefaults().Validate(field.NewPath("backup")); len(errs) > 0 {
+		t.Fatalf("valid args refused: %v", errs)
 	}
 	for _, tt := range tests {
 		t.Run(tt.name, func(t *testing.T) {
 			a := s3Args()
 			tt.mutate(&a)
-			err := a.WithDefaults().Validate()
-			if err == nil || !strings.Contains(err.Error(), tt.want) {
-				t.Fatalf("err = %v, want %q", err, tt.want)
-			}
+			fieldtest.Expect(t, a.WithDefaults().Validate(field.NewPath("backup")), tt.field, tt.want)
 		})
 	}
 }

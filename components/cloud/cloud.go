@@ -8,7 +8,6 @@
 package cloud
 
 import (
-	"errors"
 	"fmt"
 	"net"
 	"regexp"
@@ -19,6 +18,8 @@ import (
 	"github.com/pulumi/pulumi-aws/sdk/v6/go/aws/iam"
 	"github.com/pulumi/pulumi-aws/sdk/v6/go/aws/kms"
 	"github.com/pulumi/pulumi/sdk/v3/go/pulumi"
+	"golang.org/x/mod/semver"
+	"k8s.io/apimachinery/pkg/util/validation/field"
 
 	"github.com/kcp-tmc/kcp-tmc/components/internal/component"
 )
@@ -90,62 +91,68 @@ func (a Args) WithDefaults() Args {
 var (
 	clusterName = regexp.MustCompile(`^[a-zA-Z][-a-zA-Z0-9]{0,99}$`)
 	region      = regexp.MustCompile(`^[a-z]{2}(-gov)?-[a-z]+-[0-9]$`)
-	k8sVersion  = regexp.MustCompile(`^1\.[0-9]+$`)
 )
 
-// Validate reports every invalid field.
-func (a Args) Validate() error {
-	var errs []error
-	bad := func(field string, value any, allowed string) {
-		errs = append(errs, fmt.Errorf("cloud: %s %v: want %s", field, value, allowed))
-	}
+// Validate reports every invalid field under fld, children named by the
+// stack's keys (zones is the stack's top-level key: stacks mount it there).
+func (a Args) Validate(fld *field.Path) field.ErrorList {
+	var errs field.ErrorList
+	bad := func(p *field.Path, value any, allowed string) { errs = append(errs, field.Invalid(p, value, allowed)) }
 	if !clusterName.MatchString(a.ClusterName) {
-		bad("ClusterName", fmt.Sprintf("%q", a.ClusterName), "an EKS cluster name (letters, digits, '-', starting with a letter)")
+		bad(fld.Child("clusterName"), a.ClusterName, "an EKS cluster name (letters, digits, '-', starting with a letter)")
 	}
 	if !region.MatchString(a.Region) {
-		bad("Region", fmt.Sprintf("%q", a.Region), "an AWS region such as us-east-1")
+		bad(fld.Child("region"), a.Region, "an AWS region such as us-east-1")
 	}
-	if len(a.Zones) < 2 {
-		bad("Zones", a.Zones, "at least 2 zones (EKS needs subnets in two)")
+	zones := fld.Child("zones")
+	switch {
+	case len(a.Zones) == 0:
+		errs = append(errs, field.Required(zones, "2 to 4 zones of the region (EKS needs subnets in two)"))
+	case len(a.Zones) < 2 || len(a.Zones) > 4:
+		bad(zones, strings.Join(a.Zones, ","), "2 to 4 zones (EKS needs subnets in two; one /16 holds four zones' subnets)")
 	}
 	seen := map[string]bool{}
-	for _, z := range a.Zones {
+	for i, z := range a.Zones {
 		if !strings.HasPrefix(z, a.Region) || len(z) != len(a.Region)+1 || seen[z] {
-			bad("Zones", z, "distinct zones of region "+a.Region+", such as "+a.Region+"a")
+			bad(zones.Index(i), z, "distinct zones of region "+a.Region+", such as "+a.Region+"a")
 		}
 		seen[z] = true
 	}
-	if !k8sVersion.MatchString(a.KubernetesVersion) {
-		bad("KubernetesVersion", fmt.Sprintf("%q", a.KubernetesVersion), `a pinned minor version such as "1.33"`)
+	if v := "v" + a.KubernetesVersion + ".0"; !semver.IsValid(v) || semver.Canonical(v) != v || semver.Major(v) != "v1" {
+		bad(fld.Child("kubernetesVersion"), a.KubernetesVersion, `a pinned minor version such as "`+DefaultKubernetesVersion+`"`)
 	}
 	if _, n, err := net.ParseCIDR(a.VPCCIDR); err != nil || !strings.HasSuffix(n.String(), "/16") {
-		bad("VPCCIDR", fmt.Sprintf("%q", a.VPCCIDR), "a /16 (each zone gets a /20 public and a /19 private subnet)")
-	} else if len(a.Zones) > 4 {
-		bad("Zones", len(a.Zones), "at most 4 zones in one /16")
+		bad(fld.Child("vpcCidr"), a.VPCCIDR, "a /16 (each zone gets a /20 public and a /19 private subnet)")
 	}
 	if a.PublicEndpoint && len(a.PublicCIDRs) == 0 {
-		bad("PublicCIDRs", "none", "the CIDRs allowed to reach a public endpoint (never the whole internet by default)")
+		errs = append(errs, field.Required(fld.Child("publicCidrs"), "the CIDRs allowed to reach a public endpoint (never the whole internet by default)"))
 	}
-	for _, c := range a.PublicCIDRs {
+	for i, c := range a.PublicCIDRs {
 		if _, _, err := net.ParseCIDR(c); err != nil {
-			bad("PublicCIDRs", c, "CIDRs such as 203.0.113.0/24")
+			bad(fld.Child("publicCidrs").Index(i), c, "a CIDR such as 203.0.113.0/24")
 		}
 	}
 	if v := a.ExistingVPC; v != nil {
+		p := fld.Child("existingVpc")
 		if !strings.HasPrefix(v.ID, "vpc-") {
-			bad("ExistingVPC.ID", fmt.Sprintf("%q", v.ID), "a VPC id (vpc-...)")
+			bad(p.Child("id"), v.ID, "a VPC id (vpc-...)")
 		}
 		for _, z := range a.Zones {
-			if !strings.HasPrefix(v.PrivateSubnets[z], "subnet-") || !strings.HasPrefix(v.PublicSubnets[z], "subnet-") {
-				bad("ExistingVPC.Subnets", z, "a private and a public subnet id (subnet-...) for every zone")
+			for _, subnets := range []struct {
+				key string
+				ids map[string]string
+			}{{"privateSubnets", v.PrivateSubnets}, {"publicSubnets", v.PublicSubnets}} {
+				if !strings.HasPrefix(subnets.ids[z], "subnet-") {
+					bad(p.Child(subnets.key).Key(z), subnets.ids[z], "a subnet id (subnet-...) for every zone")
+				}
 			}
 		}
 	}
 	n := a.NodesPerZone
 	if n.Min < 1 || n.Desired < n.Min || n.Max < n.Desired {
-		bad("NodesPerZone", fmt.Sprintf("%d/%d/%d", n.Min, n.Desired, n.Max), "1 ≤ min ≤ desired ≤ max (every zone keeps a node for its etcd member)")
+		bad(fld.Child("nodesPerZone"), fmt.Sprintf("%d/%d/%d", n.Min, n.Desired, n.Max), "1 ≤ min ≤ desired ≤ max (every zone keeps a node for its etcd member)")
 	}
-	return errors.Join(errs...)
+	return errs
 }
 
 // subnet returns the /20 (public) or /19 (private) block of zone i.
@@ -166,7 +173,7 @@ func assumeRole(service string) string {
 func NewEKS(ctx *pulumi.Context, name string, args Args, opts ...pulumi.ResourceOption) (*EKS, error) {
 	args = args.WithDefaults()
 	comp := &EKS{}
-	if err := component.Register(ctx, TypeToken, name, comp, args.Validate(), opts...); err != nil {
+	if err := component.Register(ctx, TypeToken, name, comp, args.Validate(field.NewPath("cloud")), opts...); err != nil {
 		return nil, err
 	}
 	child := pulumi.Parent(comp)

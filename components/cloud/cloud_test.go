@@ -6,7 +6,9 @@ import (
 	"testing"
 
 	"github.com/pulumi/pulumi/sdk/v3/go/pulumi"
+	"k8s.io/apimachinery/pkg/util/validation/field"
 
+	"github.com/kcp-tmc/kcp-tmc/internal/test/fieldtest"
 	"github.com/kcp-tmc/kcp-tmc/internal/test/mocktest"
 )
 
@@ -155,26 +157,27 @@ func TestTagsEverywhere(t *testing.T) {
 
 func TestValidate(t *testing.T) {
 	tests := []struct {
-		name   string
-		mutate func(*Args)
-		want   string
+		name        string
+		mutate      func(*Args)
+		field, want string
 	}{
-		{"zone of another region", func(a *Args) { a.Zones[2] = "eu-west-1a" }, "Zones eu-west-1a"},
-		{"one zone", func(a *Args) { a.Zones = a.Zones[:1] }, "at least 2 zones"},
-		{"bad region", func(a *Args) { a.Region = "useast1" }, `Region "useast1"`},
-		{"unpinned version", func(a *Args) { a.KubernetesVersion = "latest" }, `KubernetesVersion "latest"`},
-		{"public endpoint open to all", func(a *Args) { a.PublicEndpoint = true }, "PublicCIDRs none"},
-		{"VPC too small", func(a *Args) { a.VPCCIDR = "10.0.0.0/24" }, "VPCCIDR"},
-		{"no nodes", func(a *Args) { a.NodesPerZone = Nodes{Min: 0, Desired: 0, Max: 3} }, "NodesPerZone 0/0/3"},
+		{"zone of another region", func(a *Args) { a.Zones[2] = "eu-west-1a" }, "cloud.zones[2]", `"eu-west-1a": distinct zones of region us-east-1`},
+		{"one zone", func(a *Args) { a.Zones = a.Zones[:1] }, "cloud.zones", "2 to 4 zones"},
+		{"bad region", func(a *Args) { a.Region = "useast1" }, "cloud.region", `"useast1"`},
+		{"unpinned version", func(a *Args) { a.KubernetesVersion = "latest" }, "cloud.kubernetesVersion", `"latest": a pinned minor version`},
+		{"a patch version", func(a *Args) { a.KubernetesVersion = "1.33.1" }, "cloud.kubernetesVersion", "a pinned minor version"},
+		{"public endpoint open to all", func(a *Args) { a.PublicEndpoint = true }, "cloud.publicCidrs", "Required value"},
+		{"VPC too small", func(a *Args) { a.VPCCIDR = "10.0.0.0/24" }, "cloud.vpcCidr", "a /16"},
+		{"no nodes", func(a *Args) { a.NodesPerZone = Nodes{Min: 0, Desired: 0, Max: 3} }, "cloud.nodesPerZone", `"0/0/3"`},
+	}
+	if errs := args(true).WithDefaults().Validate(field.NewPath("cloud")); len(errs) > 0 {
+		t.Fatalf("valid args refused: %v", errs)
 	}
 	for _, tt := range tests {
 		t.Run(tt.name, func(t *testing.T) {
 			a := args(true)
 			tt.mutate(&a)
-			err := a.WithDefaults().Validate()
-			if err == nil || !strings.Contains(err.Error(), tt.want) {
-				t.Fatalf("err = %v, want %q", err, tt.want)
-			}
+			fieldtest.Expect(t, a.WithDefaults().Validate(field.NewPath("cloud")), tt.field, tt.want)
 		})
 	}
 }
@@ -205,7 +208,5 @@ func TestExistingVPC(t *testing.T) {
 		}
 	}
 	a.ExistingVPC.PublicSubnets = map[string]string{}
-	if err := a.WithDefaults().Validate(); err == nil || !strings.Contains(err.Error(), "ExistingVPC.Subnets us-east-1a") {
-		t.Errorf("missing public subnets accepted: %v", err)
-	}
+	fieldtest.Expect(t, a.WithDefaults().Validate(field.NewPath("cloud")), "cloud.existingVpc.publicSubnets[us-east-1a]", "a subnet id")
 }

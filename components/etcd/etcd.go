@@ -5,9 +5,7 @@
 package etcd
 
 import (
-	"errors"
 	"fmt"
-	"regexp"
 	"strconv"
 	"strings"
 
@@ -15,10 +13,11 @@ import (
 	corev1 "github.com/pulumi/pulumi-kubernetes/sdk/v4/go/kubernetes/core/v1"
 	metav1 "github.com/pulumi/pulumi-kubernetes/sdk/v4/go/kubernetes/meta/v1"
 	"github.com/pulumi/pulumi/sdk/v3/go/pulumi"
-	"k8s.io/apimachinery/pkg/util/validation"
+	"k8s.io/apimachinery/pkg/api/resource"
+	"k8s.io/apimachinery/pkg/util/validation/field"
 
+	"github.com/kcp-tmc/kcp-tmc/components/internal/check"
 	"github.com/kcp-tmc/kcp-tmc/components/internal/component"
-
 	"github.com/kcp-tmc/kcp-tmc/components/security"
 	"github.com/kcp-tmc/kcp-tmc/components/workload"
 )
@@ -53,9 +52,9 @@ type Args struct {
 	// StorageSize patches the existing claims in place.
 	StorageClass string
 	StorageSize  string
-	// QuotaBackendBytes caps the database (--quota-backend-bytes); default 8Gi,
-	// etcd's recommended maximum, and never more than the volume.
-	QuotaBackendBytes int64
+	// QuotaBackendBytes caps the database (--quota-backend-bytes), a binary
+	// quantity; default 8Gi, etcd's recommended maximum, and less than the volume.
+	QuotaBackendBytes string
 	Resources         workload.Resources
 	Spread            workload.Spread
 	// ServerSecret and PeerSecret hold kubernetes.io/tls certificates with ca.crt.
@@ -82,17 +81,14 @@ type Etcd struct {
 
 // WithDefaults fills unset fields.
 func (a Args) WithDefaults() Args {
-	if a.Replicas == 0 {
-		a.Replicas = 1
-	}
 	if a.Image == "" {
 		a.Image = DefaultImage
 	}
 	if a.Version == "" {
 		a.Version = DefaultVersion
 	}
-	if a.QuotaBackendBytes == 0 {
-		a.QuotaBackendBytes = 8 << 30
+	if a.QuotaBackendBytes == "" {
+		a.QuotaBackendBytes = "8Gi"
 	}
 	if a.Spread.Mode == "" {
 		a.Spread.Mode = workload.SpreadNone
@@ -103,50 +99,56 @@ func (a Args) WithDefaults() Args {
 	return a
 }
 
-var (
-	sizeGi = regexp.MustCompile(`^([0-9]+)Gi$`)
-)
-
-// Validate reports every invalid field.
-func (a Args) Validate() error {
-	var errs []error
-	bad := func(field string, value any, allowed string) {
-		errs = append(errs, fmt.Errorf("etcd: %s %v: want %s", field, value, allowed))
-	}
-	if len(validation.IsDNS1123Label(a.Namespace)) > 0 {
-		bad("Namespace", fmt.Sprintf("%q", a.Namespace), "a DNS-1123 label")
-	}
+// Validate reports every invalid field under fld, children named by the
+// stack's keys.
+func (a Args) Validate(fld *field.Path) field.ErrorList {
+	errs := check.DNSLabel(fld.Child("namespace"), a.Namespace, "a namespace")
 	if a.Replicas < 1 || a.Replicas > 7 || a.Replicas%2 == 0 {
-		bad("Replicas", a.Replicas, "an odd number from 1 to 7")
+		errs = append(errs, field.Invalid(fld.Child("replicas"), a.Replicas, "an odd number from 1 to 7 (an even member count adds no fault tolerance)"))
 	}
-	if !strings.HasPrefix(a.Version, "v3.5.") {
-		bad("Version", fmt.Sprintf("%q", a.Version), "a pinned etcd 3.5 release such as v3.5.35")
+	errs = append(errs, check.Repository(fld.Child("image"), a.Image, DefaultImage)...)
+	errs = append(errs, check.Release(fld.Child("version"), a.Version, "v3.5", DefaultVersion)...)
+	errs = append(errs, check.DNSSubdomain(fld.Child("storageClass"), a.StorageClass, "a StorageClass name")...)
+	size, sizeErr := a.volumeBytes(fld.Child("storageSize"))
+	quota, quotaErr := a.quotaBytes(fld.Child("quotaBackendBytes"))
+	errs = append(append(errs, sizeErr...), quotaErr...)
+	if sizeErr == nil && quotaErr == nil && quota >= size {
+		errs = append(errs, field.Invalid(fld.Child("quotaBackendBytes"), a.QuotaBackendBytes, "less than storageSize ("+a.StorageSize+"): the database must fit the volume"))
 	}
-	gi, err := SizeGi(a.StorageSize)
-	if err != nil {
-		bad("StorageSize", fmt.Sprintf("%q", a.StorageSize), "a size in Gi such as \"20Gi\"")
-	} else if a.QuotaBackendBytes <= 0 || a.QuotaBackendBytes > int64(gi)<<30 {
-		bad("QuotaBackendBytes", a.QuotaBackendBytes, fmt.Sprintf("positive and at most the volume (%s)", a.StorageSize))
+	errs = append(errs, a.Resources.Validate(fld.Child("resources"))...)
+	errs = append(errs, a.Spread.Validate(fld.Child("antiAffinity"), a.Replicas)...)
+	if a.ServerSecret == "" {
+		errs = append(errs, field.Required(fld.Child("serverSecret"), "the etcd-server Secret of the pki component"))
 	}
-	if a.StorageClass == "" {
-		bad("StorageClass", `""`, "a StorageClass name")
+	if a.PeerSecret == "" {
+		errs = append(errs, field.Required(fld.Child("peerSecret"), "the etcd-peer Secret of the pki component"))
 	}
-	if a.ServerSecret == "" || a.PeerSecret == "" {
-		bad("ServerSecret/PeerSecret", "unset", "the etcd-server and etcd-peer Secrets of the pki component")
-	}
-	if a.Spread.Mode == workload.SpreadZone && len(a.Spread.Zones) < a.Replicas {
-		bad("Spread.Zones", a.Spread.Zones, fmt.Sprintf("at least %d zones for one member per zone", a.Replicas))
-	}
-	return errors.Join(errs...)
+	return errs
 }
 
-// SizeGi parses "<n>Gi" (the form stacks normalise sizes to).
-func SizeGi(s string) (int, error) {
-	m := sizeGi.FindStringSubmatch(s)
-	if m == nil {
-		return 0, fmt.Errorf("size %q is not <n>Gi", s)
+// volumeBytes is StorageSize: a whole number of Gi (or Ti), binary units.
+func (a Args) volumeBytes(fld *field.Path) (int64, field.ErrorList) {
+	q, err := resource.ParseQuantity(a.StorageSize)
+	if err != nil || q.Format != resource.BinarySI || q.Sign() <= 0 || q.Value()%(1<<30) != 0 {
+		return 0, field.ErrorList{field.Invalid(fld, a.StorageSize, `a whole number of Gi or Ti, e.g. "100Gi" (binary units; "Gb" and "G" are not accepted)`)}
 	}
-	return strconv.Atoi(m[1])
+	return q.Value(), nil
+}
+
+// volumeSize is the claims' size, always in Gi: a claim template's request
+// never changes spelling (1Ti stays 1024Gi), so no update reads as a resize.
+func (a Args) volumeSize() string {
+	q := resource.MustParse(a.StorageSize)
+	return strconv.FormatInt(q.Value()>>30, 10) + "Gi"
+}
+
+// quotaBytes is QuotaBackendBytes: at most 8Gi, etcd's supported maximum.
+func (a Args) quotaBytes(fld *field.Path) (int64, field.ErrorList) {
+	q, err := resource.ParseQuantity(a.QuotaBackendBytes)
+	if err != nil || q.Format != resource.BinarySI || q.Sign() <= 0 || q.Value() > 8<<30 {
+		return 0, field.ErrorList{field.Invalid(fld, a.QuotaBackendBytes, `a positive memory quantity of at most 8Gi (etcd's supported maximum), such as "8Gi"`)}
+	}
+	return q.Value(), nil
 }
 
 // MemberNames are the StatefulSet's pod names.
@@ -162,7 +164,7 @@ func MemberNames(replicas int) []string {
 func NewEtcd(ctx *pulumi.Context, name string, args Args, opts ...pulumi.ResourceOption) (*Etcd, error) {
 	args = args.WithDefaults()
 	comp := &Etcd{}
-	if err := component.Register(ctx, TypeToken, name, comp, args.Validate(), opts...); err != nil {
+	if err := component.Register(ctx, TypeToken, name, comp, args.Validate(field.NewPath("etcd")), opts...); err != nil {
 		return nil, err
 	}
 	child := pulumi.Parent(comp)
@@ -280,7 +282,7 @@ func claimSpec(a Args) *corev1.PersistentVolumeClaimSpecArgs {
 	return &corev1.PersistentVolumeClaimSpecArgs{
 		AccessModes:      pulumi.ToStringArray([]string{"ReadWriteOnce"}),
 		StorageClassName: pulumi.String(a.StorageClass),
-		Resources:        &corev1.VolumeResourceRequirementsArgs{Requests: pulumi.StringMap{"storage": pulumi.String(a.StorageSize)}},
+		Resources:        &corev1.VolumeResourceRequirementsArgs{Requests: pulumi.StringMap{"storage": pulumi.String(a.volumeSize())}},
 	}
 }
 
@@ -299,6 +301,7 @@ func MemberURL(member, ns string, port int) string {
 
 // Flags returns etcd's command line for the members of a.
 func Flags(a Args) []string {
+	quota := resource.MustParse(a.QuotaBackendBytes) // validated
 	host := MemberHost("$(POD_NAME)", a.Namespace)
 	var initial []string
 	for _, m := range MemberNames(a.Replicas) {
@@ -325,7 +328,7 @@ func Flags(a Args) []string {
 		"--peer-trusted-ca-file=/etc/etcd/tls/peer/ca.crt",
 		// Plain HTTP on its own port, for probes and Prometheus only.
 		fmt.Sprintf("--listen-metrics-urls=http://0.0.0.0:%d", MetricsPort),
-		"--quota-backend-bytes=" + strconv.FormatInt(a.QuotaBackendBytes, 10),
+		"--quota-backend-bytes=" + strconv.FormatInt(quota.Value(), 10),
 		"--auto-compaction-mode=periodic",
 		"--auto-compaction-retention=1h",
 		"--snapshot-count=10000",

@@ -7,8 +7,10 @@ import (
 	"testing"
 
 	"github.com/pulumi/pulumi/sdk/v3/go/pulumi"
+	"k8s.io/apimachinery/pkg/util/validation/field"
 
 	"github.com/kcp-tmc/kcp-tmc/components/workload"
+	"github.com/kcp-tmc/kcp-tmc/internal/test/fieldtest"
 	"github.com/kcp-tmc/kcp-tmc/internal/test/mocktest"
 )
 
@@ -19,7 +21,7 @@ const (
 )
 
 func baseArgs() Args {
-	return Args{Namespace: "kcp", StorageClass: "standard", StorageSize: "20Gi", ServerSecret: "etcd-server", PeerSecret: "etcd-peer",
+	return Args{Namespace: "kcp", Replicas: 1, StorageClass: "standard", StorageSize: "20Gi", ServerSecret: "etcd-server", PeerSecret: "etcd-peer",
 		Resources: workload.Resources{RequestCPU: "1", RequestMemory: "2Gi", LimitCPU: "2", LimitMemory: "4Gi", RequestEphemeral: "128Mi", LimitEphemeral: "512Mi"}}
 }
 
@@ -131,29 +133,50 @@ func TestEtcdPerEnvironment(t *testing.T) {
 
 func TestValidate(t *testing.T) {
 	tests := []struct {
-		name   string
-		mutate func(*Args)
-		want   string
+		name        string
+		mutate      func(*Args)
+		field, want string
 	}{
-		{"valid", func(*Args) {}, ""},
-		{"even members", func(a *Args) { a.Replicas = 2 }, "Replicas 2"},
-		{"etcd 3.4", func(a *Args) { a.Version = "v3.4.30" }, `Version "v3.4.30"`},
-		{"size in Ti", func(a *Args) { a.StorageSize = "1Ti" }, `StorageSize "1Ti"`},
-		{"quota above volume", func(a *Args) { a.QuotaBackendBytes = 21 << 30 }, "QuotaBackendBytes"},
-		{"no certificates", func(a *Args) { a.PeerSecret = "" }, "ServerSecret/PeerSecret"},
+		{"even members", func(a *Args) { a.Replicas = 2 }, "etcd.replicas", "an odd number from 1 to 7"},
+		{"etcd 3.4", func(a *Args) { a.Version = "v3.4.30" }, "etcd.version", "v3.5.x release"},
+		{"short version", func(a *Args) { a.Version = "v3.5" }, "etcd.version", "v3.5.x release"},
+		{"tagged repository", func(a *Args) { a.Image = "quay.io/coreos/etcd:v3.5.35" }, "etcd.image", "without tag or digest"},
+		{"decimal size", func(a *Args) { a.StorageSize = "100G" }, "etcd.storageSize", `"G" are not accepted`},
+		{"size not whole Gi", func(a *Args) { a.StorageSize = "1500Mi" }, "etcd.storageSize", "whole number of Gi"},
+		{"quota above etcd's maximum", func(a *Args) { a.QuotaBackendBytes = "21Gi" }, "etcd.quotaBackendBytes", "at most 8Gi"},
+		{"quota fills the volume", func(a *Args) { a.StorageSize = "8Gi" }, "etcd.quotaBackendBytes", "less than storageSize (8Gi)"},
+		{"request above limit", func(a *Args) { a.Resources.RequestMemory = "8Gi" }, "etcd.resources.requests.memory", "at most limits.memory (4Gi)"},
+		{"memory in decimal units", func(a *Args) { a.Resources.LimitMemory = "4GB" }, "etcd.resources.limits.memory", `"GB" and "G" are not accepted`},
+		{"no certificates", func(a *Args) { a.PeerSecret = "" }, "etcd.peerSecret", "Required value"},
+		{"unknown spreading", func(a *Args) { a.Spread.Mode = "rack" }, "etcd.antiAffinity", `supported values: "none", "hostname", "zone"`},
 		{"too few zones", func(a *Args) {
 			a.Replicas = 3
 			a.Spread = workload.Spread{Mode: workload.SpreadZone, Zones: []string{"a", "b"}}
-		}, "Spread.Zones"},
+		}, "etcd.antiAffinity", "at least 3 entries in zones"},
+	}
+	if errs := baseArgs().WithDefaults().Validate(field.NewPath("etcd")); len(errs) > 0 {
+		t.Fatalf("valid args refused: %v", errs)
 	}
 	for _, tt := range tests {
 		t.Run(tt.name, func(t *testing.T) {
 			a := baseArgs()
 			tt.mutate(&a)
-			err := a.WithDefaults().Validate()
-			if (tt.want == "") != (err == nil) || (err != nil && !strings.Contains(err.Error(), tt.want)) {
-				t.Fatalf("err = %v, want %q", err, tt.want)
-			}
+			fieldtest.Expect(t, a.WithDefaults().Validate(field.NewPath("etcd")), tt.field, tt.want)
 		})
+	}
+}
+
+// A size in Ti renders in Gi, so switching 1Ti to 1024Gi (or back) is no
+// change to the claims.
+func TestVolumeSizeInGi(t *testing.T) {
+	a := baseArgs()
+	a.StorageSize = "1Ti"
+	claims := run(t, a.WithDefaults()).OfType(pvcType)
+	if len(claims) != 1 {
+		t.Fatalf("%d claims, want 1", len(claims))
+	}
+	// The exact spelling matters (a quantity type would read both as 1Ti).
+	if got := mocktest.Dig(claims[0].Input(), "spec", "resources", "requests", "storage"); got != "1024Gi" {
+		t.Errorf("claim size = %v, want 1024Gi", got)
 	}
 }

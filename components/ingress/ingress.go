@@ -6,21 +6,18 @@
 package ingress
 
 import (
-	"errors"
 	"fmt"
-	"regexp"
-	"strings"
 
 	"github.com/pulumi/pulumi-kubernetes/sdk/v4/go/kubernetes"
 	"github.com/pulumi/pulumi-kubernetes/sdk/v4/go/kubernetes/apiextensions"
 	corev1 "github.com/pulumi/pulumi-kubernetes/sdk/v4/go/kubernetes/core/v1"
 	networkingv1 "github.com/pulumi/pulumi-kubernetes/sdk/v4/go/kubernetes/networking/v1"
 	"github.com/pulumi/pulumi/sdk/v3/go/pulumi"
-	"k8s.io/apimachinery/pkg/util/validation"
+	"k8s.io/apimachinery/pkg/util/validation/field"
 
+	"github.com/kcp-tmc/kcp-tmc/components/internal/check"
 	"github.com/kcp-tmc/kcp-tmc/components/internal/component"
 	"github.com/kcp-tmc/kcp-tmc/components/internal/helmrelease"
-
 	"github.com/kcp-tmc/kcp-tmc/components/platform"
 	"github.com/kcp-tmc/kcp-tmc/components/security"
 	"github.com/kcp-tmc/kcp-tmc/components/workload"
@@ -138,52 +135,32 @@ func (a Args) WithDefaults() Args {
 	return a
 }
 
-var (
-	hostname = regexp.MustCompile(`^([a-z0-9]([-a-z0-9]*[a-z0-9])?\.)+[a-z0-9]([-a-z0-9]*[a-z0-9])?$`)
-	version  = regexp.MustCompile(`^[0-9]+\.[0-9]+\.[0-9]+$`)
-)
-
-// Validate reports every invalid field.
-func (a Args) Validate() error {
-	var errs []error
-	bad := func(field string, value any, allowed string) {
-		errs = append(errs, fmt.Errorf("ingress: %s %v: want %s", field, value, allowed))
-	}
-	switch a.Mode {
-	case ModePassthrough, ModeLoadBalancer, ModeTerminate:
-	case ModeGateway:
-		for field, v := range map[string]string{"Gateway.Name": a.Gateway.Name, "Gateway.Namespace": a.Gateway.Namespace, "Gateway.Listener": a.Gateway.Listener} {
-			if errs := validation.IsDNS1123Label(v); len(errs) > 0 {
-				bad(field, fmt.Sprintf("%q", v), "a DNS-1123 label ("+strings.Join(errs, "; ")+")")
-			}
+// Validate reports every invalid field under fld, children named by the
+// stack's keys.
+func (a Args) Validate(fld *field.Path) field.ErrorList {
+	errs := check.OneOf(fld.Child("mode"), a.Mode, ModeGateway, ModeLoadBalancer, ModePassthrough, ModeTerminate)
+	if a.Mode == ModeGateway {
+		g := fld.Child("gateway")
+		errs = append(errs, check.DNSLabel(g.Child("name"), a.Gateway.Name, "a Gateway name")...)
+		errs = append(errs, check.DNSLabel(g.Child("namespace"), a.Gateway.Namespace, "a namespace")...)
+		errs = append(errs, check.DNSLabel(g.Child("listener"), a.Gateway.Listener, "a listener (sectionName)")...)
+		if a.Gateway.ClassName != "" {
+			errs = append(errs, check.DNSSubdomain(g.Child("className"), a.Gateway.ClassName, "a GatewayClass name")...)
 		}
-		if c := a.Gateway.ClassName; c != "" {
-			if errs := validation.IsDNS1123Subdomain(c); len(errs) > 0 {
-				bad("Gateway.ClassName", fmt.Sprintf("%q", c), "a GatewayClass name (DNS-1123 subdomain)")
-			}
-		}
-		if a.InstallController {
-			bad("InstallController", true, "false in gateway mode (it installs ingress-nginx; the Gateway's implementation is installed with its GatewayClass)")
-		}
-	default:
-		bad("Mode", fmt.Sprintf("%q", a.Mode), "gateway, loadbalancer, passthrough or terminate")
 	}
-	if !hostname.MatchString(a.Host) {
-		bad("Host", fmt.Sprintf("%q", a.Host), "a DNS name")
-	}
+	errs = append(errs, check.DNSSubdomain(fld.Child("host"), a.Host, "a DNS name")...)
 	if a.BackendService == "" || a.BackendPort < 1 || a.TargetPort < 1 {
-		bad("Backend", fmt.Sprintf("%s:%d→%d", a.BackendService, a.BackendPort, a.TargetPort), "the front-proxy Service, its port and target port")
+		errs = append(errs, field.Required(fld.Child("backend"), "the front-proxy Service, its port and target port"))
 	}
-	if a.InstallController && a.Mode == ModeLoadBalancer {
-		bad("InstallController", true, "false in loadbalancer mode (no ingress controller is involved)")
+	switch {
+	case a.InstallController && a.Mode == ModeLoadBalancer:
+		errs = append(errs, field.Invalid(fld.Child("installController"), true, "false with mode loadbalancer (no ingress controller is involved)"))
+	case a.InstallController && a.Mode == ModeGateway:
+		errs = append(errs, field.Invalid(fld.Child("installController"), true, "false with mode gateway (it installs ingress-nginx; the Gateway's implementation is installed with its GatewayClass)"))
 	}
-	if !version.MatchString(a.ControllerVersion) {
-		bad("ControllerVersion", fmt.Sprintf("%q", a.ControllerVersion), `a pinned chart version like "4.12.1"`)
-	}
-	if a.ControllerReplicas < 1 {
-		bad("ControllerReplicas", a.ControllerReplicas, "at least 1")
-	}
-	return errors.Join(errs...)
+	errs = append(errs, check.DNSLabel(fld.Child("className"), a.ClassName, "an IngressClass name")...)
+	errs = append(errs, check.ChartVersion(fld.Child("controllerVersion"), a.ControllerVersion, DefaultControllerVersion)...)
+	return append(errs, check.Range(fld.Child("controllerReplicas"), a.ControllerReplicas, 1, 9, "")...)
 }
 
 // FrontProxyClients is who must be able to reach the front-proxy in a mode:
@@ -205,7 +182,7 @@ func FrontProxyClients(mode string) []security.Flow {
 func NewIngress(ctx *pulumi.Context, name string, args Args, opts ...pulumi.ResourceOption) (*Ingress, error) {
 	args = args.WithDefaults()
 	comp := &Ingress{}
-	if err := component.Register(ctx, TypeToken, name, comp, args.Validate(), opts...); err != nil {
+	if err := component.Register(ctx, TypeToken, name, comp, args.Validate(field.NewPath("ingress")), opts...); err != nil {
 		return nil, err
 	}
 	child := []pulumi.ResourceOption{pulumi.Parent(comp)}

@@ -2,11 +2,12 @@ package ingress
 
 import (
 	"reflect"
-	"strings"
 	"testing"
 
 	"github.com/pulumi/pulumi/sdk/v3/go/pulumi"
+	"k8s.io/apimachinery/pkg/util/validation/field"
 
+	"github.com/kcp-tmc/kcp-tmc/internal/test/fieldtest"
 	"github.com/kcp-tmc/kcp-tmc/internal/test/mocktest"
 )
 
@@ -89,21 +90,24 @@ func TestControllerInstall(t *testing.T) {
 
 func TestValidate(t *testing.T) {
 	tests := []struct {
-		name string
-		a    Args
-		want string
+		name        string
+		a           Args
+		field, want string
 	}{
-		{"unknown mode", args("http"), `Mode "http"`},
-		{"bad host", func() Args { a := args(ModePassthrough); a.Host = "kcp_example"; return a }(), `Host "kcp_example"`},
-		{"controller for a load balancer", func() Args { a := args(ModeLoadBalancer); a.InstallController = true; return a }(), "InstallController"},
-		{"unpinned chart", func() Args { a := args(ModePassthrough); a.ControllerVersion = "latest"; return a }(), `ControllerVersion "latest"`},
+		{"unknown mode", args("http"), "ingress.mode", `"http": supported values`},
+		{"bad host", func() Args { a := args(ModePassthrough); a.Host = "kcp_example"; return a }(), "ingress.host", `"kcp_example"`},
+		{"controller for a load balancer", func() Args { a := args(ModeLoadBalancer); a.InstallController = true; return a }(), "ingress.installController", "false with mode loadbalancer"},
+		{"unpinned chart", func() Args { a := args(ModePassthrough); a.ControllerVersion = "latest"; return a }(), "ingress.controllerVersion", `"latest": a pinned chart version`},
+		{"chart version with v", func() Args { a := args(ModePassthrough); a.ControllerVersion = "v4.12.1"; return a }(), "ingress.controllerVersion", "a pinned chart version"},
+		{"gateway in another namespace, misspelt", func() Args {
+			a := args(ModeGateway)
+			a.Gateway = Gateway{Name: "kcp", Namespace: "Gateways", Listener: "tls"}
+			return a
+		}(), "ingress.gateway.namespace", `"Gateways"`},
 	}
 	for _, tt := range tests {
 		t.Run(tt.name, func(t *testing.T) {
-			err := tt.a.WithDefaults().Validate()
-			if err == nil || !strings.Contains(err.Error(), tt.want) {
-				t.Fatalf("err = %v, want %q", err, tt.want)
-			}
+			fieldtest.Expect(t, tt.a.WithDefaults().Validate(field.NewPath("ingress")), tt.field, tt.want)
 		})
 	}
 }
@@ -144,7 +148,5 @@ func TestGatewayPassthrough(t *testing.T) {
 		t.Errorf("parentRef = %v", got)
 	}
 	a.InstallController = true
-	if err := a.WithDefaults().Validate(); err == nil || !strings.Contains(err.Error(), "InstallController true: want false in gateway mode") {
-		t.Errorf("ingress-nginx install in gateway mode: %v", err)
-	}
+	fieldtest.Expect(t, a.WithDefaults().Validate(field.NewPath("ingress")), "ingress.installController", "false with mode gateway")
 }

@@ -2,9 +2,9 @@ package kcp
 
 import (
 	_ "embed"
-	"errors"
-	"fmt"
 	"strings"
+
+	"k8s.io/apimachinery/pkg/util/validation/field"
 )
 
 // The flags the pinned release registers, listed by its own binaries
@@ -45,12 +45,12 @@ func flagName(arg string) string {
 }
 
 // ValidateExtraFlags reports the extra flags kcp or the front-proxy would
-// not take as meant (Validate includes it; the stack calls it alone).
-func (a Args) ValidateExtraFlags() error {
+// not take as meant (Validate includes it).
+func (a Args) ValidateExtraFlags(fld *field.Path) field.ErrorList {
 	// The pod's wiring: probes, Services and policies use these.
-	return errors.Join(
-		checkExtraFlags("ExtraFlags", a.ExtraFlags, generatedServerFlags(a), KnownServerFlags(), "--secure-port", "--bind-address"),
-		checkExtraFlags("FrontProxyExtraFlags", a.FrontProxyExtraFlags, frontProxyArgs(a), KnownFrontProxyFlags(), "--bind-address"))
+	return append(
+		checkExtraFlags(fld.Child("extraFlags"), a.ExtraFlags, generatedServerFlags(a), KnownServerFlags(), "--secure-port", "--bind-address"),
+		checkExtraFlags(fld.Child("frontProxyExtraFlags"), a.FrontProxyExtraFlags, frontProxyArgs(a), KnownFrontProxyFlags(), "--bind-address")...)
 }
 
 // checkExtraFlags refuses an extra flag that is malformed, that the release
@@ -58,24 +58,28 @@ func (a Args) ValidateExtraFlags() error {
 // exit, or the value would silently replace or merge with ours), or that
 // has a typed key (--oidc-*: kcp.oidc also mounts the CA and opens egress).
 // A flag may repeat (list flags such as --tls-sni-cert-key take several).
-func checkExtraFlags(field string, extra, generated []string, known map[string]bool, wired ...string) error {
+func checkExtraFlags(fld *field.Path, extra, generated []string, known map[string]bool, wired ...string) field.ErrorList {
 	set := map[string]bool{}
 	for _, g := range append(generated, wired...) {
 		set[flagName(g)] = true
 	}
-	var errs []error
+	var errs field.ErrorList
 	for i, f := range extra {
 		name := flagName(f)
+		var allowed string
 		switch {
 		case !strings.HasPrefix(f, "--") || len(name) < 3 || strings.ContainsAny(name, " \t"):
-			errs = append(errs, fmt.Errorf("kcp: %s[%d] %q: want --name or --name=value", field, i, f))
+			allowed = "--name or --name=value"
 		case !known[name]:
-			errs = append(errs, fmt.Errorf("kcp: %s[%d] %q: want a flag kcp v0.32.3 registers (%s is not one; the list: components/kcp/flags/)", field, i, f, name))
+			allowed = "a flag kcp v0.32.3 registers (" + name + " is not one; the list: components/kcp/flags/)"
 		case set[name]:
-			errs = append(errs, fmt.Errorf("kcp: %s[%d] %q: want a flag kcp-tmc does not already set (%s is set from its own config key)", field, i, f, name))
+			allowed = "a flag kcp-tmc does not already set (" + name + " is set from its own config key)"
 		case strings.HasPrefix(name, "--oidc-"):
-			errs = append(errs, fmt.Errorf("kcp: %s[%d] %q: want kcp-tmc:kcp.oidc for OIDC (it also mounts the CA and lets kcp reach the issuer)", field, i, f))
+			allowed = "kcp-tmc:kcp.oidc for OIDC (it also mounts the CA and lets kcp reach the issuer)"
+		}
+		if allowed != "" {
+			errs = append(errs, field.Invalid(fld.Index(i), f, allowed))
 		}
 	}
-	return errors.Join(errs...)
+	return errs
 }

@@ -4,7 +4,6 @@
 package kcp
 
 import (
-	"errors"
 	"fmt"
 	"strconv"
 	"strings"
@@ -15,9 +14,10 @@ import (
 	rbacv1 "github.com/pulumi/pulumi-kubernetes/sdk/v4/go/kubernetes/rbac/v1"
 	"github.com/pulumi/pulumi/sdk/v3/go/pulumi"
 	"k8s.io/apimachinery/pkg/util/validation"
+	"k8s.io/apimachinery/pkg/util/validation/field"
 
+	"github.com/kcp-tmc/kcp-tmc/components/internal/check"
 	"github.com/kcp-tmc/kcp-tmc/components/internal/component"
-
 	"github.com/kcp-tmc/kcp-tmc/components/security"
 	"github.com/kcp-tmc/kcp-tmc/components/workload"
 )
@@ -107,12 +107,6 @@ func Selector() map[string]string { return workload.Labels(ServerName) }
 
 // WithDefaults fills unset fields.
 func (a Args) WithDefaults() Args {
-	if a.Replicas == 0 {
-		a.Replicas = 1
-	}
-	if a.FrontProxyReplicas == 0 {
-		a.FrontProxyReplicas = 1
-	}
 	if a.Audit == (Audit{}) {
 		a.Audit = Audit{MaxAgeDays: 30, MaxSizeMB: 100, MaxBackups: 10} // the seed's logging section
 	}
@@ -129,46 +123,43 @@ func (a Args) WithDefaults() Args {
 	return a
 }
 
-// Validate reports every invalid field, with kube-apiserver's own limits.
-func (a Args) Validate() error {
-	var errs []error
-	bad := func(field string, value any, allowed string) {
-		errs = append(errs, fmt.Errorf("kcp: %s %v: want %s", field, value, allowed))
+// Validate reports every invalid field under fld, children named by the
+// stack's keys.
+func (a Args) Validate(fld *field.Path) field.ErrorList {
+	errs := check.DNSLabel(fld.Child("namespace"), a.Namespace, "a namespace")
+	if msgs := validation.IsDNS1123Subdomain(a.Domain); len(msgs) > 0 || !strings.Contains(a.Domain, ".") {
+		errs = append(errs, field.Invalid(fld.Child("domain"), a.Domain, "a lowercase DNS name with at least two labels, e.g. example.com"))
 	}
-	if len(validation.IsDNS1123Label(a.Namespace)) > 0 {
-		bad("Namespace", fmt.Sprintf("%q", a.Namespace), "a DNS-1123 label")
-	}
-	if a.Domain == "" || a.Image == "" || a.Version == "" {
-		bad("Domain/Image/Version", fmt.Sprintf("%q/%q/%q", a.Domain, a.Image, a.Version), "all set")
-	}
-	if a.Replicas < 1 || a.FrontProxyReplicas < 1 {
-		bad("Replicas/FrontProxyReplicas", fmt.Sprintf("%d/%d", a.Replicas, a.FrontProxyReplicas), "at least 1")
-	}
+	errs = append(errs, check.Repository(fld.Child("image"), a.Image, "ghcr.io/kcp-dev/kcp (the tag is kcp.version)")...)
+	errs = append(errs, check.Release(fld.Child("version"), a.Version, "", "v0.32.3")...)
+	errs = append(errs, check.Range(fld.Child("replicas"), a.Replicas, 1, 9, "")...)
+	errs = append(errs, check.Range(fld.Child("frontProxyReplicas"), a.FrontProxyReplicas, 1, 9, "")...)
+	errs = append(errs, a.Resources.Validate(fld.Child("resources"))...)
+	errs = append(errs, a.FrontProxyResources.Validate(fld.Child("frontProxyResources"))...)
+	errs = append(errs, a.Spread.Validate(fld.Child("antiAffinity"), a.Replicas)...)
 	if !strings.HasPrefix(a.EtcdURL, "https://") {
-		bad("EtcdURL", fmt.Sprintf("%q", a.EtcdURL), "an https:// etcd client URL")
+		errs = append(errs, field.Invalid(fld.Child("etcdURL"), a.EtcdURL, "an https:// etcd client URL"))
 	}
 	c := a.Certs
-	for field, v := range map[string]string{"Server": c.Server, "FrontProxy": c.FrontProxy, "FrontProxyClient": c.FrontProxyClient, "FrontProxyKubeconfig": c.FrontProxyKubeconfig,
-		"EtcdClient": c.EtcdClient, "ServiceAccount": c.ServiceAccount, "ClientCA": c.ClientCA, "RequestHeaderCA": c.RequestHeaderCA, "ServerCA": c.ServerCA} {
-		if v == "" {
-			bad("Certs."+field, `""`, "the pki component's Secret name")
+	for _, cert := range []struct{ name, secret string }{
+		{"server", c.Server}, {"frontProxy", c.FrontProxy}, {"frontProxyClient", c.FrontProxyClient}, {"frontProxyKubeconfig", c.FrontProxyKubeconfig},
+		{"etcdClient", c.EtcdClient}, {"serviceAccount", c.ServiceAccount}, {"clientCA", c.ClientCA}, {"requestHeaderCA", c.RequestHeaderCA}, {"serverCA", c.ServerCA},
+	} {
+		if cert.secret == "" {
+			errs = append(errs, field.Required(fld.Child("certs", cert.name), "the pki component's Secret name"))
 		}
 	}
 	if a.OIDC != nil {
-		errs = append(errs, a.OIDC.Validate())
+		errs = append(errs, a.OIDC.Validate(fld.Child("oidc"))...)
 	}
-	errs = append(errs, a.ValidateExtraFlags())
-	if a.Spread.Mode == workload.SpreadZone && len(a.Spread.Zones) < a.Replicas {
-		bad("Spread.Zones", a.Spread.Zones, fmt.Sprintf("at least %d zones for one replica per zone", a.Replicas))
-	}
-	return errors.Join(errs...)
+	return append(errs, a.ValidateExtraFlags(fld)...)
 }
 
 // NewKCP registers the component and its children.
 func NewKCP(ctx *pulumi.Context, name string, args Args, opts ...pulumi.ResourceOption) (*KCP, error) {
 	args = args.WithDefaults()
 	comp := &KCP{}
-	if err := component.Register(ctx, TypeToken, name, comp, args.Validate(), opts...); err != nil {
+	if err := component.Register(ctx, TypeToken, name, comp, args.Validate(field.NewPath("kcp")), opts...); err != nil {
 		return nil, err
 	}
 	child := pulumi.Parent(comp)

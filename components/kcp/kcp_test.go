@@ -15,8 +15,10 @@ import (
 	"time"
 
 	"github.com/pulumi/pulumi/sdk/v3/go/pulumi"
+	"k8s.io/apimachinery/pkg/util/validation/field"
 
 	"github.com/kcp-tmc/kcp-tmc/components/workload"
+	"github.com/kcp-tmc/kcp-tmc/internal/test/fieldtest"
 	"github.com/kcp-tmc/kcp-tmc/internal/test/mocktest"
 )
 
@@ -200,23 +202,27 @@ func TestNetworkPolicies(t *testing.T) {
 
 func TestValidate(t *testing.T) {
 	tests := []struct {
-		name   string
-		mutate func(*Args)
-		want   string
+		name        string
+		mutate      func(*Args)
+		field, want string
 	}{
-		{"valid", func(*Args) {}, ""},
-		{"plain etcd", func(a *Args) { a.EtcdURL = "http://etcd:2379" }, "EtcdURL"},
-		{"missing cert", func(a *Args) { a.Certs.ClientCA = "" }, "Certs.ClientCA"},
-		{"too few zones", func(a *Args) { a.Spread.Zones = a.Spread.Zones[:2] }, "Spread.Zones"},
+		{"plain etcd", func(a *Args) { a.EtcdURL = "http://etcd:2379" }, "kcp.etcdURL", "an https:// etcd client URL"},
+		{"missing cert", func(a *Args) { a.Certs.ClientCA = "" }, "kcp.certs.clientCA", "Required value"},
+		{"too few zones", func(a *Args) { a.Spread.Zones = a.Spread.Zones[:2] }, "kcp.antiAffinity", "at least 3 entries in zones"},
+		{"too many replicas", func(a *Args) { a.Replicas = 10 }, "kcp.replicas", "1 to 9"},
+		{"tag in the repository", func(a *Args) { a.Image = "ghcr.io/kcp-dev/kcp:v0.32.3" }, "kcp.image", "without tag or digest"},
+		{"unpinned version", func(a *Args) { a.Version = "latest" }, "kcp.version", `a pinned release tag like "v0.32.3"`},
+		{"one-label domain", func(a *Args) { a.Domain = "localhost" }, "kcp.domain", "at least two labels"},
+		{"cpu not a quantity", func(a *Args) { a.FrontProxyResources.LimitCPU = "two" }, "kcp.frontProxyResources.limits.cpu", "a positive CPU quantity"},
+	}
+	if errs := prodArgs().WithDefaults().Validate(field.NewPath("kcp")); len(errs) > 0 {
+		t.Fatalf("valid args refused: %v", errs)
 	}
 	for _, tt := range tests {
 		t.Run(tt.name, func(t *testing.T) {
 			a := prodArgs()
 			tt.mutate(&a)
-			err := a.WithDefaults().Validate()
-			if (tt.want == "") != (err == nil) || (err != nil && !strings.Contains(err.Error(), tt.want)) {
-				t.Fatalf("err = %v, want %q", err, tt.want)
-			}
+			fieldtest.Expect(t, a.WithDefaults().Validate(field.NewPath("kcp")), tt.field, tt.want)
 		})
 	}
 }
@@ -258,29 +264,29 @@ func TestExtraFlags(t *testing.T) {
 	tests := []struct {
 		name          string
 		server, proxy []string
-		want          string // "" = accepted
+		field, want   string // "" = accepted
 	}{
-		{"feature gates", []string{"--feature-gates=WorkspaceMounts=true"}, nil, ""},
-		{"a list flag twice", nil, []string{"--tls-sni-cert-key=/a.crt,/a.key:a.example.com", "--tls-sni-cert-key=/b.crt,/b.key:b.example.com"}, ""},
-		{"OIDC has its key", []string{"--oidc-issuer-url=https://id.example.com"}, nil, `ExtraFlags[0] "--oidc-issuer-url=https://id.example.com": want kcp-tmc:kcp.oidc`},
-		{"front-proxy verbosity", nil, []string{"--v=4"}, ""},
-		{"a flag kcp does not have", []string{"--max-requests-inflight=800"}, nil, `ExtraFlags[0] "--max-requests-inflight=800": want a flag kcp v0.32.3 registers`},
-		{"a flag kcp-tmc sets", []string{"--batteries-included=admin"}, nil, `ExtraFlags[0] "--batteries-included=admin": want a flag kcp-tmc does not already set`},
-		{"the pod's port", []string{"--secure-port=7443"}, nil, "want a flag kcp-tmc does not already set"},
-		{"front-proxy mapping", nil, []string{"--mapping-file=/x"}, `FrontProxyExtraFlags[0] "--mapping-file=/x"`},
-
-		{"not a flag", []string{"v=2"}, nil, `ExtraFlags[0] "v=2": want --name or --name=value`},
+		{"feature gates", []string{"--feature-gates=WorkspaceMounts=true"}, nil, "", ""},
+		{"a list flag twice", nil, []string{"--tls-sni-cert-key=/a.crt,/a.key:a.example.com", "--tls-sni-cert-key=/b.crt,/b.key:b.example.com"}, "", ""},
+		{"OIDC has its key", []string{"--oidc-issuer-url=https://id.example.com"}, nil, "kcp.extraFlags[0]", `"--oidc-issuer-url=https://id.example.com": kcp-tmc:kcp.oidc`},
+		{"front-proxy verbosity", nil, []string{"--v=4"}, "", ""},
+		{"a flag kcp does not have", []string{"--max-requests-inflight=800"}, nil, "kcp.extraFlags[0]", `"--max-requests-inflight=800": a flag kcp v0.32.3 registers`},
+		{"a flag kcp-tmc sets", []string{"--batteries-included=admin"}, nil, "kcp.extraFlags[0]", `"--batteries-included=admin": a flag kcp-tmc does not already set`},
+		{"the pod's port", []string{"--secure-port=7443"}, nil, "kcp.extraFlags[0]", "a flag kcp-tmc does not already set"},
+		{"front-proxy mapping", nil, []string{"--mapping-file=/x"}, "kcp.frontProxyExtraFlags[0]", `"--mapping-file=/x"`},
+		{"not a flag", []string{"v=2"}, nil, "kcp.extraFlags[0]", `"v=2": --name or --name=value`},
 	}
 	for _, tt := range tests {
 		t.Run(tt.name, func(t *testing.T) {
 			a := prodArgs()
 			a.ExtraFlags, a.FrontProxyExtraFlags = tt.server, tt.proxy
-			err := a.WithDefaults().Validate()
-			if (tt.want == "") != (err == nil) || (err != nil && !strings.Contains(err.Error(), tt.want)) {
-				t.Fatalf("err = %v, want %q", err, tt.want)
-			}
-			if err != nil {
+			errs := a.WithDefaults().Validate(field.NewPath("kcp"))
+			if tt.field != "" {
+				fieldtest.Expect(t, errs, tt.field, tt.want)
 				return
+			}
+			if len(errs) > 0 {
+				t.Fatalf("refused: %v", errs)
 			}
 			rec := run(t, a)
 			for d, extra := range map[string][]string{ServerName: tt.server, FrontProxyName: tt.proxy} {
@@ -328,27 +334,23 @@ func TestOIDC(t *testing.T) {
 		t.Errorf(`"-" must turn both prefixes off: %s`, f)
 	}
 	a.ExtraFlags = []string{"--oidc-client-id=other"}
-	if err := a.WithDefaults().Validate(); err == nil || !strings.Contains(err.Error(), "want a flag kcp-tmc does not already set") {
-		t.Errorf("extraFlags may override the OIDC flags: %v", err)
-	}
+	fieldtest.Expect(t, a.WithDefaults().Validate(field.NewPath("kcp")), "kcp.extraFlags[0]", "a flag kcp-tmc does not already set")
 
 	for _, tt := range []struct {
-		name string
-		o    OIDC
-		want string
+		name        string
+		o           OIDC
+		field, want string
 	}{
-		{"plain http", OIDC{IssuerURL: "http://id.example.com", ClientID: "kcp"}, `OIDC.IssuerURL "http://id.example.com": want the issuer's https:// URL`},
-		{"no client", OIDC{IssuerURL: "https://id.example.com"}, `OIDC.ClientID "": want the client id`},
-		{"blank claim", OIDC{IssuerURL: "https://id.example.com", ClientID: "kcp", UsernameClaim: " "}, `OIDC.UsernameClaim " ": want a claim name`},
-		{"CA not PEM", OIDC{IssuerURL: "https://id.example.com", ClientID: "kcp", CABundle: "nope"}, `OIDC.CABundle "<not PEM>"`},
+		{"plain http", OIDC{IssuerURL: "http://id.example.com", ClientID: "kcp"}, "kcp.oidc.issuerURL", `"http://id.example.com": the issuer's https:// URL`},
+		{"no client", OIDC{IssuerURL: "https://id.example.com"}, "kcp.oidc.clientID", `"": the client id`},
+		{"blank claim", OIDC{IssuerURL: "https://id.example.com", ClientID: "kcp", UsernameClaim: " "}, "kcp.oidc.usernameClaim", `" ": a claim name`},
+		{"CA not PEM", OIDC{IssuerURL: "https://id.example.com", ClientID: "kcp", CABundle: "nope"}, "kcp.oidc.caBundle", `"<not PEM>"`},
 	} {
 		t.Run(tt.name, func(t *testing.T) {
 			a := prodArgs()
 			o := tt.o
 			a.OIDC = &o
-			if err := a.WithDefaults().Validate(); err == nil || !strings.Contains(err.Error(), tt.want) {
-				t.Errorf("err = %v, want %q", err, tt.want)
-			}
+			fieldtest.Expect(t, a.WithDefaults().Validate(field.NewPath("kcp")), tt.field, tt.want)
 		})
 	}
 }

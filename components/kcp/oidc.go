@@ -2,11 +2,11 @@ package kcp
 
 import (
 	"crypto/x509"
-	"errors"
-	"fmt"
 	"net/url"
 	"strconv"
 	"strings"
+
+	"k8s.io/apimachinery/pkg/util/validation/field"
 )
 
 // OIDC signs humans in with an OpenID Connect issuer, on kcp and on the
@@ -39,29 +39,26 @@ func (o OIDC) WithDefaults() OIDC {
 	return o
 }
 
-// Validate reports every invalid field (errors name OIDC.<Field>).
-func (o OIDC) Validate() error {
-	var errs []error
-	bad := func(field, value, allowed string) {
-		errs = append(errs, fmt.Errorf("kcp: OIDC.%s %q: want %s", field, value, allowed))
-	}
+// Validate reports every invalid field under fld.
+func (o OIDC) Validate(fld *field.Path) field.ErrorList {
+	var errs field.ErrorList
 	if u, err := url.Parse(o.IssuerURL); err != nil || u.Scheme != "https" || u.Host == "" || u.RawQuery != "" || u.Fragment != "" {
-		bad("IssuerURL", o.IssuerURL, "the issuer's https:// URL, exactly as its tokens' iss claim (no query or fragment)")
+		errs = append(errs, field.Invalid(fld.Child("issuerURL"), o.IssuerURL, "the issuer's https:// URL, exactly as its tokens' iss claim (no query or fragment)"))
 	}
 	if o.ClientID == "" {
-		bad("ClientID", o.ClientID, "the client id tokens are issued for (their aud claim)")
+		errs = append(errs, field.Invalid(fld.Child("clientID"), o.ClientID, "the client id tokens are issued for (their aud claim)"))
 	}
-	for field, v := range map[string]string{"UsernameClaim": o.UsernameClaim, "GroupsClaim": o.GroupsClaim} {
-		if strings.TrimSpace(v) == "" || strings.ContainsAny(v, " \t") {
-			bad(field, v, "a claim name such as sub, email or groups")
+	for _, claim := range []struct{ key, value string }{{"usernameClaim", o.UsernameClaim}, {"groupsClaim", o.GroupsClaim}} {
+		if strings.TrimSpace(claim.value) == "" || strings.ContainsAny(claim.value, " \t") {
+			errs = append(errs, field.Invalid(fld.Child(claim.key), claim.value, "a claim name such as sub, email or groups"))
 		}
 	}
 	if o.CABundle != "" {
 		if pool := x509.NewCertPool(); !pool.AppendCertsFromPEM([]byte(o.CABundle)) {
-			bad("CABundle", "<not PEM>", "PEM certificates of the CA that signs the issuer's serving certificate")
+			errs = append(errs, field.Invalid(fld.Child("caBundle"), "<not PEM>", "PEM certificates of the CA that signs the issuer's serving certificate"))
 		}
 	}
-	return errors.Join(errs...)
+	return errs
 }
 
 // flags are kcp v0.32.3's --oidc-* flags (the same on the front-proxy);

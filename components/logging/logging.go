@@ -5,9 +5,8 @@
 package logging
 
 import (
-	"errors"
 	"fmt"
-	"regexp"
+	"net"
 	"strconv"
 	"strings"
 
@@ -16,9 +15,11 @@ import (
 	metav1 "github.com/pulumi/pulumi-kubernetes/sdk/v4/go/kubernetes/meta/v1"
 	rbacv1 "github.com/pulumi/pulumi-kubernetes/sdk/v4/go/kubernetes/rbac/v1"
 	"github.com/pulumi/pulumi/sdk/v3/go/pulumi"
+	"k8s.io/apimachinery/pkg/util/validation"
+	"k8s.io/apimachinery/pkg/util/validation/field"
 
+	"github.com/kcp-tmc/kcp-tmc/components/internal/check"
 	"github.com/kcp-tmc/kcp-tmc/components/internal/component"
-
 	"github.com/kcp-tmc/kcp-tmc/components/platform"
 	"github.com/kcp-tmc/kcp-tmc/components/security"
 	"github.com/kcp-tmc/kcp-tmc/components/workload"
@@ -69,30 +70,25 @@ func (a Args) WithDefaults() Args {
 	return a
 }
 
-var host = regexp.MustCompile(`^[a-z0-9]([-a-z0-9.]*[a-z0-9])?$`)
-
-// Validate reports every invalid field.
-func (a Args) Validate() error {
-	var errs []error
-	bad := func(field string, value any, allowed string) {
-		errs = append(errs, fmt.Errorf("logging: %s %v: want %s", field, value, allowed))
+// Validate reports every invalid field under fld, children named by the
+// stack's keys.
+func (a Args) Validate(fld *field.Path) field.ErrorList {
+	var errs field.ErrorList
+	switch h := a.ElasticsearchHost; {
+	case h == "":
+		errs = append(errs, field.Required(fld.Child("elasticsearchHost"), "a host name or IP address, without scheme"))
+	case net.ParseIP(h) == nil && len(validation.IsDNS1123Subdomain(h)) > 0:
+		errs = append(errs, field.Invalid(fld.Child("elasticsearchHost"), h, "a host name or IP address, without scheme"))
 	}
-	if !host.MatchString(a.ElasticsearchHost) {
-		bad("ElasticsearchHost", fmt.Sprintf("%q", a.ElasticsearchHost), "a host name or IP address, without scheme")
-	}
-	if a.ElasticsearchPort < 1 || a.ElasticsearchPort > 65535 {
-		bad("ElasticsearchPort", a.ElasticsearchPort, "1–65535")
-	}
-	if !regexp.MustCompile(`^[a-z0-9][a-z0-9_.-]*$`).MatchString(a.Index) {
-		bad("Index", fmt.Sprintf("%q", a.Index), "a lowercase Elasticsearch index name")
+	errs = append(errs, check.Range(fld.Child("elasticsearchPort"), a.ElasticsearchPort, 1, 65535, "")...)
+	// Elasticsearch's rules: lowercase, no leading -, _ or +, none of \/*?"<>| ,#:
+	if a.Index == "" || a.Index != strings.ToLower(a.Index) || strings.ContainsAny(a.Index, `\/*?"<>| ,#:`) || strings.ContainsAny(a.Index[:1], "-_+") {
+		errs = append(errs, field.Invalid(fld.Child("index"), a.Index, "a lowercase Elasticsearch index name"))
 	}
 	if a.Username != "" && a.Password == nil {
-		bad("Password", "unset", "a Pulumi secret when Username is set")
+		errs = append(errs, field.Required(fld.Child("password"), "a Pulumi secret when username is set"))
 	}
-	if !strings.Contains(a.Image, ":") || strings.HasSuffix(a.Image, ":latest") {
-		bad("Image", fmt.Sprintf("%q", a.Image), "a pinned image")
-	}
-	return errors.Join(errs...)
+	return append(errs, check.Image(fld.Child("image"), a.Image)...)
 }
 
 // Config is fluent-bit's configuration (classic format). Host, port and
@@ -152,7 +148,7 @@ func Config(a Args) string {
 func NewLogging(ctx *pulumi.Context, name string, args Args, opts ...pulumi.ResourceOption) (*Logging, error) {
 	args = args.WithDefaults()
 	comp := &Logging{}
-	if err := component.Register(ctx, TypeToken, name, comp, args.Validate(), opts...); err != nil {
+	if err := component.Register(ctx, TypeToken, name, comp, args.Validate(field.NewPath("logging")), opts...); err != nil {
 		return nil, err
 	}
 	child := pulumi.Parent(comp)

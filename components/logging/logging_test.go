@@ -7,7 +7,9 @@ import (
 	"testing"
 
 	"github.com/pulumi/pulumi/sdk/v3/go/pulumi"
+	"k8s.io/apimachinery/pkg/util/validation/field"
 
+	"github.com/kcp-tmc/kcp-tmc/internal/test/fieldtest"
 	"github.com/kcp-tmc/kcp-tmc/internal/test/mocktest"
 )
 
@@ -117,18 +119,21 @@ func TestDaemonSet(t *testing.T) {
 
 func TestValidate(t *testing.T) {
 	tests := []struct {
-		a    Args
-		want string
+		a           Args
+		field, want string
 	}{
-		{Args{ElasticsearchHost: "https://logs"}, "ElasticsearchHost"},
-		{Args{ElasticsearchHost: "logs", ElasticsearchPort: 70000}, "ElasticsearchPort 70000"},
-		{Args{ElasticsearchHost: "logs", Index: "KCP"}, `Index "KCP"`},
-		{Args{ElasticsearchHost: "logs", Username: "u"}, "Password unset"},
-		{Args{ElasticsearchHost: "logs", Image: "fluent-bit:latest"}, "Image"},
+		{Args{ElasticsearchHost: "https://logs"}, "logging.elasticsearchHost", "without scheme"},
+		{Args{}, "logging.elasticsearchHost", "Required value"},
+		{Args{ElasticsearchHost: "logs", ElasticsearchPort: 70000}, "logging.elasticsearchPort", "70000: 1 to 65535"},
+		{Args{ElasticsearchHost: "logs", Index: "KCP"}, "logging.index", `"KCP": a lowercase`},
+		{Args{ElasticsearchHost: "logs", Index: "_kcp"}, "logging.index", "a lowercase Elasticsearch index name"},
+		{Args{ElasticsearchHost: "logs", Username: "u"}, "logging.password", "Required value"},
+		{Args{ElasticsearchHost: "logs", Image: "fluent-bit:latest"}, "logging.image", "a pinned image"},
+	}
+	if errs := (Args{ElasticsearchHost: "10.0.0.5"}).WithDefaults().Validate(field.NewPath("logging")); len(errs) > 0 {
+		t.Fatalf("valid args refused: %v", errs)
 	}
 	for _, tt := range tests {
-		if err := tt.a.WithDefaults().Validate(); err == nil || !strings.Contains(err.Error(), tt.want) {
-			t.Errorf("%+v: err = %v, want %q", tt.a, err, tt.want)
-		}
+		fieldtest.Expect(t, tt.a.WithDefaults().Validate(field.NewPath("logging")), tt.field, tt.want)
 	}
 }

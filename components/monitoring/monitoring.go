@@ -6,20 +6,20 @@
 package monitoring
 
 import (
-	"errors"
 	"fmt"
-	"regexp"
 	"strings"
+	"time"
 
 	"github.com/pulumi/pulumi-kubernetes/sdk/v4/go/kubernetes"
 	"github.com/pulumi/pulumi-kubernetes/sdk/v4/go/kubernetes/apiextensions"
 	corev1 "github.com/pulumi/pulumi-kubernetes/sdk/v4/go/kubernetes/core/v1"
 	metav1 "github.com/pulumi/pulumi-kubernetes/sdk/v4/go/kubernetes/meta/v1"
 	"github.com/pulumi/pulumi/sdk/v3/go/pulumi"
+	"k8s.io/apimachinery/pkg/util/validation/field"
 
+	"github.com/kcp-tmc/kcp-tmc/components/internal/check"
 	"github.com/kcp-tmc/kcp-tmc/components/internal/component"
 	"github.com/kcp-tmc/kcp-tmc/components/internal/helmrelease"
-
 	"github.com/kcp-tmc/kcp-tmc/components/platform"
 	"github.com/kcp-tmc/kcp-tmc/components/workload"
 )
@@ -88,37 +88,31 @@ func (a Args) WithDefaults() Args {
 	return a
 }
 
-var (
-	duration = regexp.MustCompile(`^[0-9]+(s|m)$`)
-	version  = regexp.MustCompile(`^[0-9]+\.[0-9]+\.[0-9]+$`)
-)
-
-// Validate reports every invalid field.
-func (a Args) Validate() error {
-	var errs []error
-	bad := func(field string, value any, allowed string) {
-		errs = append(errs, fmt.Errorf("monitoring: %s %v: want %s", field, value, allowed))
+// Validate reports every invalid field under fld, children named by the
+// stack's keys.
+func (a Args) Validate(fld *field.Path) field.ErrorList {
+	var errs field.ErrorList
+	for _, req := range []struct{ key, value string }{{"namespace", a.Namespace}, {"serverCASecret", a.ServerCASecret}, {"metricsViewerSecret", a.MetricsViewerSecret}} {
+		if req.value == "" {
+			errs = append(errs, field.Required(fld.Child(req.key), "set by the stack"))
+		}
 	}
-	if a.Namespace == "" || a.ServerCASecret == "" || a.MetricsViewerSecret == "" {
-		bad("Namespace/ServerCASecret/MetricsViewerSecret", "unset", "all set")
-	}
-	if !duration.MatchString(a.Interval) {
-		bad("Interval", fmt.Sprintf("%q", a.Interval), `a scrape interval such as "30s"`)
+	// Whole seconds (what Go and Prometheus read alike), and at most
+	// Prometheus' 5m staleness window, or series vanish between scrapes.
+	if d, err := time.ParseDuration(a.Interval); err != nil || d < time.Second || d > 5*time.Minute || d%time.Second != 0 {
+		errs = append(errs, field.Invalid(fld.Child("interval"), a.Interval, `a scrape interval from 1s to 5m in whole seconds, such as "30s" or "1m"`))
 	}
 	if a.SlackWebhookURL != nil && !strings.HasPrefix(a.SlackChannel, "#") {
-		bad("SlackChannel", fmt.Sprintf("%q", a.SlackChannel), `a channel such as "#kcp-alerts"`)
+		errs = append(errs, field.Invalid(fld.Child("slackChannel"), a.SlackChannel, `a channel such as "#kcp-alerts"`))
 	}
-	if !version.MatchString(a.StackVersion) {
-		bad("StackVersion", fmt.Sprintf("%q", a.StackVersion), `a pinned chart version like "75.18.1"`)
-	}
-	return errors.Join(errs...)
+	return append(errs, check.ChartVersion(fld.Child("stackVersion"), a.StackVersion, DefaultStackVersion)...)
 }
 
 // NewMonitoring registers the component and its children.
 func NewMonitoring(ctx *pulumi.Context, name string, args Args, opts ...pulumi.ResourceOption) (*Monitoring, error) {
 	args = args.WithDefaults()
 	comp := &Monitoring{}
-	if err := component.Register(ctx, TypeToken, name, comp, args.Validate(), opts...); err != nil {
+	if err := component.Register(ctx, TypeToken, name, comp, args.Validate(field.NewPath("monitoring")), opts...); err != nil {
 		return nil, err
 	}
 	child := []pulumi.ResourceOption{pulumi.Parent(comp)}

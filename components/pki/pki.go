@@ -12,8 +12,9 @@ import (
 	"encoding/pem"
 	"errors"
 	"fmt"
-	"regexp"
+	"maps"
 	"slices"
+	"strconv"
 	"strings"
 	"time"
 
@@ -24,7 +25,9 @@ import (
 	"github.com/pulumi/pulumi-tls/sdk/v5/go/tls"
 	"github.com/pulumi/pulumi/sdk/v3/go/pulumi"
 	"k8s.io/apimachinery/pkg/util/validation"
+	"k8s.io/apimachinery/pkg/util/validation/field"
 
+	"github.com/kcp-tmc/kcp-tmc/components/internal/check"
 	"github.com/kcp-tmc/kcp-tmc/components/internal/component"
 	"github.com/kcp-tmc/kcp-tmc/components/internal/helmrelease"
 	"github.com/kcp-tmc/kcp-tmc/components/kcp"
@@ -140,60 +143,58 @@ func (a Args) WithDefaults() Args {
 	return a
 }
 
-var (
-	semver = regexp.MustCompile(`^v[0-9]+\.[0-9]+\.[0-9]+$`)
-)
-
-// Validate reports every invalid field.
-func (a Args) Validate() error {
-	var errs []error
-	bad := func(field string, value any, allowed string) {
-		errs = append(errs, fmt.Errorf("tls: %s %v: want %s", field, value, allowed))
-	}
-	if a.Mode != ModeCertManager && a.Mode != ModeSelfManaged {
-		bad("Mode", fmt.Sprintf("%q", a.Mode), ModeCertManager+" or "+ModeSelfManaged)
-	}
-	if len(validation.IsDNS1123Label(a.Namespace)) > 0 {
-		bad("Namespace", fmt.Sprintf("%q", a.Namespace), "a DNS-1123 label")
-	}
-	if a.Domain == "" {
-		bad("Domain", `""`, "a DNS name")
-	}
+// Validate reports every invalid field under fld (the stack's tls key;
+// derived fields keep their Go names).
+func (a Args) Validate(fld *field.Path) field.ErrorList {
+	errs := check.OneOf(fld.Child("mode"), a.Mode, ModeCertManager, ModeSelfManaged)
+	errs = append(errs, check.DNSLabel(fld.Child("namespace"), a.Namespace, "a namespace")...)
+	errs = append(errs, check.DNSSubdomain(fld.Child("domain"), a.Domain, "a DNS name")...)
 	if a.EtcdReplicas < 1 || a.EtcdReplicas%2 == 0 {
-		bad("EtcdReplicas", a.EtcdReplicas, "an odd number ≥ 1")
+		errs = append(errs, field.Invalid(fld.Child("etcdReplicas"), a.EtcdReplicas, "an odd number ≥ 1"))
 	}
 	seen := map[string]bool{}
-	for _, t := range a.SyncTargets {
+	for i, t := range a.SyncTargets {
 		if len(validation.IsDNS1123Label(t)) > 0 || len(t) > 40 || seen[t] {
-			bad("SyncTargets", fmt.Sprintf("%q", t), "distinct DNS-1123 labels of at most 40 characters")
+			errs = append(errs, field.Invalid(fld.Child("syncTargets").Index(i), t, "distinct DNS-1123 labels of at most 40 characters"))
 		}
 		seen[t] = true
 	}
-	if a.LeafDuration > a.CADuration {
-		bad("LeafDuration", a.LeafDuration, "at most CADuration ("+a.CADuration.String()+")")
-	}
-	if a.RenewBefore <= 0 || a.RenewBefore >= a.LeafDuration {
-		bad("RenewBefore", a.RenewBefore, "positive and shorter than LeafDuration ("+a.LeafDuration.String()+")")
-	}
-	if a.CADuration%time.Hour != 0 || a.LeafDuration%time.Hour != 0 || a.RenewBefore%time.Hour != 0 {
-		bad("durations", fmt.Sprintf("%s/%s/%s", a.CADuration, a.LeafDuration, a.RenewBefore), "whole hours")
-	}
-	if !semver.MatchString(a.CertManagerVersion) {
-		bad("CertManagerVersion", fmt.Sprintf("%q", a.CertManagerVersion), `a pinned version like "v1.21.2"`)
-	}
-	if a.ACME != nil && a.Mode != ModeCertManager {
-		bad("ACME", "set", "cert-manager mode (ACME needs an in-cluster issuer)")
-	}
-	if a.ACME != nil && a.ACME.Email == "" {
-		bad("ACME.Email", `""`, "a contact address for the ACME account")
-	}
-	for name, ca := range a.ExistingCAs {
-		if err := CheckCA(name, ca); err != nil {
-			bad("ExistingCAs["+name+"]", "<secret>", err.Error())
+	for _, d := range []struct {
+		key string
+		d   time.Duration
+	}{{"caDuration", a.CADuration}, {"leafDuration", a.LeafDuration}, {"renewBefore", a.RenewBefore}} {
+		if d.d <= 0 || d.d%time.Hour != 0 {
+			errs = append(errs, field.Invalid(fld.Child(d.key), d.d.String(), `a positive whole number of hours such as "8760h"`))
 		}
 	}
-	return errors.Join(errs...)
+	if a.LeafDuration > a.CADuration {
+		errs = append(errs, field.Invalid(fld.Child("leafDuration"), spell(a.LeafDuration), "at most caDuration ("+spell(a.CADuration)+")"))
+	}
+	if a.RenewBefore >= a.LeafDuration {
+		errs = append(errs, field.Invalid(fld.Child("renewBefore"), spell(a.RenewBefore), "shorter than leafDuration ("+spell(a.LeafDuration)+")"))
+	}
+	errs = append(errs, check.Release(fld.Child("certManagerVersion"), a.CertManagerVersion, "", DefaultCertManagerVersion)...)
+	if a.ACME != nil {
+		if a.Mode != ModeCertManager {
+			errs = append(errs, field.Invalid(fld.Child("acme"), "<set>", "only with tls.mode cert-manager (ACME needs an in-cluster issuer)"))
+		}
+		if at := strings.Index(a.ACME.Email, "@"); at < 1 || len(validation.IsDNS1123Subdomain(a.ACME.Email[at+1:])) > 0 {
+			errs = append(errs, field.Invalid(fld.Child("acme", "email"), a.ACME.Email, "a contact e-mail address for the ACME account"))
+		}
+		if !strings.HasPrefix(a.ACME.Server, "https://") {
+			errs = append(errs, field.Invalid(fld.Child("acme", "server"), a.ACME.Server, "an https:// ACME directory URL"))
+		}
+	}
+	for _, name := range slices.Sorted(maps.Keys(a.ExistingCAs)) {
+		if err := CheckCA(name, a.ExistingCAs[name]); err != nil {
+			errs = append(errs, field.Invalid(fld.Child("existingCAs").Key(name), "<secret>", err.Error()))
+		}
+	}
+	return errs
 }
+
+// spell writes a duration as the stack keys do ("8760h").
+func spell(d time.Duration) string { return strconv.Itoa(hours(d)) + "h" }
 
 // CheckCA proves a brought CA has a known name and is a CA certificate with
 // a matching key; errors never quote the key.
@@ -241,7 +242,7 @@ func parseKey(der []byte) (any, error) {
 func NewPKI(ctx *pulumi.Context, name string, args Args, opts ...pulumi.ResourceOption) (*PKI, error) {
 	args = args.WithDefaults()
 	comp := &PKI{Namespace: args.Namespace}
-	if err := component.Register(ctx, TypeToken, name, comp, args.Validate(), opts...); err != nil {
+	if err := component.Register(ctx, TypeToken, name, comp, args.Validate(field.NewPath("tls")), opts...); err != nil {
 		return nil, err
 	}
 	b := &builder{ctx: ctx, name: name, args: args, parent: comp, identities: map[string]Identity{}}

@@ -11,7 +11,9 @@ import (
 	"time"
 
 	"github.com/pulumi/pulumi/sdk/v3/go/pulumi"
+	"k8s.io/apimachinery/pkg/util/validation/field"
 
+	"github.com/kcp-tmc/kcp-tmc/internal/test/fieldtest"
 	"github.com/kcp-tmc/kcp-tmc/internal/test/mocktest"
 )
 
@@ -452,40 +454,35 @@ func TestExistingCA(t *testing.T) {
 func TestValidate(t *testing.T) {
 	notCA, _ := mocktest.EmulateTLS("tls:index/privateKey:PrivateKey", map[string]any{"algorithm": "ECDSA", "ecdsaCurve": "P256"})
 	tests := []struct {
-		name   string
-		mutate func(*Args)
-		want   string
+		name        string
+		mutate      func(*Args)
+		field, want string
 	}{
-		{"valid", func(*Args) {}, ""},
-		{"unknown mode", func(a *Args) { a.Mode = "vault" }, `Mode "vault"`},
-		{"bad namespace", func(a *Args) { a.Namespace = "Kcp" }, `Namespace "Kcp"`},
-		{"even etcd", func(a *Args) { a.EtcdReplicas = 2 }, "EtcdReplicas 2"},
-		{"duplicate target", func(a *Args) { a.SyncTargets = []string{"a", "a"} }, `SyncTargets "a"`},
-		{"renew after expiry", func(a *Args) { a.RenewBefore = 9000 * time.Hour }, "RenewBefore"},
-		{"leaf outlives CA", func(a *Args) { a.LeafDuration = 100000 * time.Hour }, "LeafDuration"},
-		{"minutes", func(a *Args) { a.RenewBefore = 90 * time.Minute }, "whole hours"},
-		{"ACME in self-managed", func(a *Args) { a.Mode = ModeSelfManaged; a.ACME = &ACME{Email: "a@b.c"} }, "ACME set"},
-		{"ACME without email", func(a *Args) { a.ACME = &ACME{} }, "ACME.Email"},
-		{"unknown existing CA", func(a *Args) { a.ExistingCAs = map[string]ExistingCA{"root": {}} }, `ExistingCAs[root] <secret>: want a CA name`},
-		{"existing CA not PEM", func(a *Args) { a.ExistingCAs = map[string]ExistingCA{CAEtcd: {CertPEM: "x"}} }, "ExistingCAs[etcd-ca]"},
+		{"unknown mode", func(a *Args) { a.Mode = "vault" }, "tls.mode", `"vault": supported values: "cert-manager", "self-managed"`},
+		{"bad namespace", func(a *Args) { a.Namespace = "Kcp" }, "tls.namespace", `"Kcp"`},
+		{"even etcd", func(a *Args) { a.EtcdReplicas = 2 }, "tls.etcdReplicas", "2: an odd number"},
+		{"duplicate target", func(a *Args) { a.SyncTargets = []string{"a", "a"} }, "tls.syncTargets[1]", `"a": distinct`},
+		{"renew after expiry", func(a *Args) { a.RenewBefore = 9000 * time.Hour }, "tls.renewBefore", `"9000h": shorter than leafDuration (8760h)`},
+		{"leaf outlives CA", func(a *Args) { a.LeafDuration = 100000 * time.Hour }, "tls.leafDuration", "at most caDuration"},
+		{"minutes", func(a *Args) { a.RenewBefore = 90 * time.Minute }, "tls.renewBefore", "whole number of hours"},
+		{"unpinned cert-manager", func(a *Args) { a.CertManagerVersion = "v1.21" }, "tls.certManagerVersion", "a pinned release tag"},
+		{"ACME in self-managed", func(a *Args) { a.Mode = ModeSelfManaged; a.ACME = &ACME{Email: "a@b.c"} }, "tls.acme", "only with tls.mode cert-manager"},
+		{"ACME without email", func(a *Args) { a.ACME = &ACME{} }, "tls.acme.email", "a contact e-mail address"},
+		{"ACME over http", func(a *Args) { a.ACME = &ACME{Email: "a@b.c", Server: "http://acme.example.com"} }, "tls.acme.server", "an https:// ACME directory URL"},
+		{"unknown existing CA", func(a *Args) { a.ExistingCAs = map[string]ExistingCA{"root": {}} }, "tls.existingCAs[root]", `"<secret>": a CA name`},
+		{"existing CA not PEM", func(a *Args) { a.ExistingCAs = map[string]ExistingCA{CAEtcd: {CertPEM: "x"}} }, "tls.existingCAs[etcd-ca]", "<secret>"},
 		{"existing CA key only", func(a *Args) {
 			a.ExistingCAs = map[string]ExistingCA{CAEtcd: {CertPEM: notCA["publicKeyPem"], KeyPEM: notCA["privateKeyPem"]}}
-		}, "ExistingCAs[etcd-ca]"},
+		}, "tls.existingCAs[etcd-ca]", "<secret>"},
+	}
+	if errs := testArgs(ModeCertManager).WithDefaults().Validate(field.NewPath("tls")); len(errs) > 0 {
+		t.Fatalf("valid args refused: %v", errs)
 	}
 	for _, tt := range tests {
 		t.Run(tt.name, func(t *testing.T) {
 			a := testArgs(ModeCertManager)
 			tt.mutate(&a)
-			err := a.WithDefaults().Validate()
-			if tt.want == "" {
-				if err != nil {
-					t.Fatal(err)
-				}
-				return
-			}
-			if err == nil || !strings.Contains(err.Error(), tt.want) {
-				t.Errorf("err = %v, want %q", err, tt.want)
-			}
+			fieldtest.Expect(t, a.WithDefaults().Validate(field.NewPath("tls")), tt.field, tt.want)
 		})
 	}
 }

@@ -5,16 +5,16 @@
 package platform
 
 import (
-	"errors"
 	"fmt"
-	"regexp"
 
 	corev1 "github.com/pulumi/pulumi-kubernetes/sdk/v4/go/kubernetes/core/v1"
 	metav1 "github.com/pulumi/pulumi-kubernetes/sdk/v4/go/kubernetes/meta/v1"
 	networkingv1 "github.com/pulumi/pulumi-kubernetes/sdk/v4/go/kubernetes/networking/v1"
 	"github.com/pulumi/pulumi/sdk/v3/go/pulumi"
-	"k8s.io/apimachinery/pkg/util/validation"
+	"golang.org/x/mod/semver"
+	"k8s.io/apimachinery/pkg/util/validation/field"
 
+	"github.com/kcp-tmc/kcp-tmc/components/internal/check"
 	"github.com/kcp-tmc/kcp-tmc/components/internal/component"
 )
 
@@ -27,10 +27,6 @@ const DefaultPodSecurityVersion = "v1.34"
 
 // Pod Security Admission label keys (pod-security.kubernetes.io/<mode>[-version]).
 var psaModes = []string{"enforce", "audit", "warn"}
-
-var (
-	pssVersion = regexp.MustCompile(`^v1\.[0-9]+$`)
-)
 
 // Args configures the platform.
 type Args struct {
@@ -75,29 +71,31 @@ func (a Args) WithDefaults() Args {
 	return a
 }
 
-// Validate reports every invalid field.
-func (a Args) Validate() error {
-	var errs []error
-	if len(validation.IsDNS1123Label(a.Namespace)) > 0 {
-		errs = append(errs, fmt.Errorf("platform: Namespace %q: want a DNS-1123 label", a.Namespace))
+// Validate reports every invalid field under fld.
+func (a Args) Validate(fld *field.Path) field.ErrorList {
+	errs := check.DNSLabel(fld.Child("namespace"), a.Namespace, "a namespace")
+	errs = append(errs, ValidatePodSecurityVersion(fld.Child("podSecurityVersion"), a.PodSecurityVersion)...)
+	errs = append(errs, check.OneOf(fld.Child("enforceLevel"), a.EnforceLevel, "restricted", "baseline", "privileged")...)
+	if a.EnforceLevel != "restricted" && a.ExceptionReason == "" {
+		errs = append(errs, field.Required(fld.Child("exceptionReason"), "the reason for enforcing anything below restricted"))
 	}
-	if !pssVersion.MatchString(a.PodSecurityVersion) {
-		errs = append(errs, fmt.Errorf("platform: PodSecurityVersion %q: want a pinned version like v1.34", a.PodSecurityVersion))
+	return errs
+}
+
+// ValidatePodSecurityVersion accepts a pinned Pod Security Standards version
+// v1.N ("latest" is not pinned).
+func ValidatePodSecurityVersion(fld *field.Path, v string) field.ErrorList {
+	if semver.IsValid(v) && semver.MajorMinor(v) == v && semver.Major(v) == "v1" {
+		return nil
 	}
-	switch {
-	case a.EnforceLevel != "restricted" && a.EnforceLevel != "baseline" && a.EnforceLevel != "privileged":
-		errs = append(errs, fmt.Errorf("platform: EnforceLevel %q: want restricted, baseline or privileged", a.EnforceLevel))
-	case a.EnforceLevel != "restricted" && a.ExceptionReason == "":
-		errs = append(errs, fmt.Errorf("platform: EnforceLevel %q: want an ExceptionReason for anything below restricted", a.EnforceLevel))
-	}
-	return errors.Join(errs...)
+	return field.ErrorList{field.Invalid(fld, v, `a pinned Pod Security Standards version like "`+DefaultPodSecurityVersion+`" ("latest" is not pinned)`)}
 }
 
 // NewPlatform registers the component and its children.
 func NewPlatform(ctx *pulumi.Context, name string, args Args, opts ...pulumi.ResourceOption) (*Platform, error) {
 	args = args.WithDefaults()
 	comp := &Platform{}
-	if err := component.Register(ctx, TypeToken, name, comp, args.Validate(), opts...); err != nil {
+	if err := component.Register(ctx, TypeToken, name, comp, args.Validate(field.NewPath("platform")), opts...); err != nil {
 		return nil, err
 	}
 	child := []pulumi.ResourceOption{pulumi.Parent(comp)}

@@ -6,7 +6,9 @@ import (
 	"testing"
 
 	"github.com/pulumi/pulumi/sdk/v3/go/pulumi"
+	"k8s.io/apimachinery/pkg/util/validation/field"
 
+	"github.com/kcp-tmc/kcp-tmc/internal/test/fieldtest"
 	"github.com/kcp-tmc/kcp-tmc/internal/test/mocktest"
 )
 
@@ -115,28 +117,28 @@ func TestChildrenAreParentedAndTyped(t *testing.T) {
 
 func TestValidate(t *testing.T) {
 	tests := []struct {
-		name string
-		args Args
-		want string // substring of the error; "" = valid
+		name        string
+		args        Args
+		field, want string // "" = valid
 	}{
-		{"defaults are valid", Args{Namespace: "kcp"}, ""},
-		{"empty namespace", Args{}, `Namespace ""`},
-		{"uppercase namespace", Args{Namespace: "KCP"}, `Namespace "KCP"`},
-		{"namespace too long", Args{Namespace: strings.Repeat("a", 64)}, "DNS-1123"},
-		{"unpinned version", Args{Namespace: "kcp", PodSecurityVersion: "latest"}, `PodSecurityVersion "latest"`},
+		{"defaults are valid", Args{Namespace: "kcp"}, "", ""},
+		{"empty namespace", Args{}, "platform.namespace", `""`},
+		{"uppercase namespace", Args{Namespace: "KCP"}, "platform.namespace", `"KCP"`},
+		{"namespace too long", Args{Namespace: strings.Repeat("a", 64)}, "platform.namespace", "DNS-1123"},
+		{"unpinned version", Args{Namespace: "kcp", PodSecurityVersion: "latest"}, "platform.podSecurityVersion", `"latest": a pinned`},
+		{"a patch version", Args{Namespace: "kcp", PodSecurityVersion: "v1.34.1"}, "platform.podSecurityVersion", "a pinned"},
+		{"privileged without a reason", Args{Namespace: "kcp", EnforceLevel: "privileged"}, "platform.exceptionReason", "Required value"},
 	}
 	for _, tt := range tests {
 		t.Run(tt.name, func(t *testing.T) {
-			err := tt.args.WithDefaults().Validate()
-			if tt.want == "" {
-				if err != nil {
-					t.Fatalf("unexpected error: %v", err)
+			errs := tt.args.WithDefaults().Validate(field.NewPath("platform"))
+			if tt.field == "" {
+				if len(errs) > 0 {
+					t.Fatalf("unexpected errors: %v", errs)
 				}
 				return
 			}
-			if err == nil || !strings.Contains(err.Error(), tt.want) {
-				t.Fatalf("error = %v, want it to mention %q", err, tt.want)
-			}
+			fieldtest.Expect(t, errs, tt.field, tt.want)
 			if _, runErr := run(t, tt.args); runErr == nil {
 				t.Error("NewPlatform accepted args that Validate rejects")
 			}

@@ -4,16 +4,15 @@
 package storage
 
 import (
-	"errors"
 	"fmt"
-	"regexp"
-	"slices"
 	"strconv"
 
 	metav1 "github.com/pulumi/pulumi-kubernetes/sdk/v4/go/kubernetes/meta/v1"
 	storagev1 "github.com/pulumi/pulumi-kubernetes/sdk/v4/go/kubernetes/storage/v1"
 	"github.com/pulumi/pulumi/sdk/v3/go/pulumi"
+	"k8s.io/apimachinery/pkg/util/validation/field"
 
+	"github.com/kcp-tmc/kcp-tmc/components/internal/check"
 	"github.com/kcp-tmc/kcp-tmc/components/internal/component"
 )
 
@@ -63,54 +62,45 @@ func (a Args) WithDefaults() Args {
 	return a
 }
 
-var className = regexp.MustCompile(`^[a-z0-9]([-a-z0-9.]*[a-z0-9])?$`)
-
-// Validate reports every invalid field, with EBS's own limits.
-func (a Args) Validate() error {
-	var errs []error
-	bad := func(field string, value any, allowed string) {
-		errs = append(errs, fmt.Errorf("storage: %s %v: want %s", field, value, allowed))
-	}
-	if !className.MatchString(a.ClassName) || len(a.ClassName) > 253 {
-		bad("ClassName", fmt.Sprintf("%q", a.ClassName), "a StorageClass name")
-	}
-	if a.ReclaimPolicy != "Retain" && a.ReclaimPolicy != "Delete" {
-		bad("ReclaimPolicy", fmt.Sprintf("%q", a.ReclaimPolicy), "Retain or Delete")
-	}
+// Validate reports every invalid field under fld (children are named by the
+// stack's keys), with EBS's own limits.
+func (a Args) Validate(fld *field.Path) field.ErrorList {
+	errs := check.DNSSubdomain(fld.Child("className"), a.ClassName, "a StorageClass name")
+	errs = append(errs, check.OneOf(fld.Child("reclaimPolicy"), a.ReclaimPolicy, "Retain", "Delete")...)
 	if !a.Create {
-		return errors.Join(errs...)
+		return errs
 	}
-	if !slices.Contains(VolumeTypes, a.VolumeType) {
-		bad("VolumeType", fmt.Sprintf("%q", a.VolumeType), "gp3, io2 or gp2")
-	}
+	errs = append(errs, check.OneOf(fld.Child("volumeType"), a.VolumeType, VolumeTypes...)...)
+	iops, tput := fld.Child("iops"), fld.Child("throughputMiBps")
 	switch a.VolumeType {
 	case "gp3":
-		if a.IOPS != 0 && (a.IOPS < 3000 || a.IOPS > 16000) {
-			bad("IOPS", a.IOPS, "3000–16000 for gp3")
-		}
-		if a.ThroughputMiBps != 0 && (a.ThroughputMiBps < 125 || a.ThroughputMiBps > 1000) {
-			bad("ThroughputMiBps", a.ThroughputMiBps, "125–1000 for gp3")
-		}
-	case "io2":
-		if a.IOPS < 100 || a.IOPS > 256000 {
-			bad("IOPS", a.IOPS, "100–256000 for io2 (required: io2 is provisioned IOPS)")
+		if a.IOPS != 0 {
+			errs = append(errs, check.Range(iops, a.IOPS, 3000, 16000, " for gp3 (0: the 3000 baseline)")...)
 		}
 		if a.ThroughputMiBps != 0 {
-			bad("ThroughputMiBps", a.ThroughputMiBps, "unset for io2 (throughput follows IOPS)")
+			errs = append(errs, check.Range(tput, a.ThroughputMiBps, 125, 1000, " for gp3 (0: the 125 baseline)")...)
+		}
+	case "io2":
+		errs = append(errs, check.Range(iops, a.IOPS, 100, 256000, " for io2 (required: io2 is provisioned IOPS)")...)
+		if a.ThroughputMiBps != 0 {
+			errs = append(errs, field.Invalid(tput, a.ThroughputMiBps, "unset for io2 (throughput follows IOPS)"))
 		}
 	case "gp2":
-		if a.IOPS != 0 || a.ThroughputMiBps != 0 {
-			bad("IOPS/ThroughputMiBps", fmt.Sprintf("%d/%d", a.IOPS, a.ThroughputMiBps), "unset for gp2")
+		if a.IOPS != 0 {
+			errs = append(errs, field.Invalid(iops, a.IOPS, "unset for gp2"))
+		}
+		if a.ThroughputMiBps != 0 {
+			errs = append(errs, field.Invalid(tput, a.ThroughputMiBps, "unset for gp2"))
 		}
 	}
-	return errors.Join(errs...)
+	return errs
 }
 
 // NewStorage registers the component (and the class, when Create).
 func NewStorage(ctx *pulumi.Context, name string, args Args, opts ...pulumi.ResourceOption) (*Storage, error) {
 	args = args.WithDefaults()
 	comp := &Storage{}
-	if err := component.Register(ctx, TypeToken, name, comp, args.Validate(), opts...); err != nil {
+	if err := component.Register(ctx, TypeToken, name, comp, args.Validate(field.NewPath("storage")), opts...); err != nil {
 		return nil, err
 	}
 	comp.ClassName = pulumi.String(args.ClassName).ToStringOutput()

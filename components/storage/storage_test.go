@@ -1,11 +1,12 @@
 package storage
 
 import (
-	"strings"
 	"testing"
 
 	"github.com/pulumi/pulumi/sdk/v3/go/pulumi"
+	"k8s.io/apimachinery/pkg/util/validation/field"
 
+	"github.com/kcp-tmc/kcp-tmc/internal/test/fieldtest"
 	"github.com/kcp-tmc/kcp-tmc/internal/test/mocktest"
 )
 
@@ -59,24 +60,22 @@ func TestStorageClass(t *testing.T) {
 
 func TestValidate(t *testing.T) {
 	tests := []struct {
-		name string
-		args Args
-		want string
+		name        string
+		args        Args
+		field, want string
 	}{
-		{"gp3 iops too low", Args{ClassName: "x", Create: true, IOPS: 100}, "IOPS 100"},
-		{"gp3 throughput too high", Args{ClassName: "x", Create: true, ThroughputMiBps: 2000}, "ThroughputMiBps 2000"},
-		{"io2 without iops", Args{ClassName: "x", Create: true, VolumeType: "io2"}, "IOPS 0"},
-		{"io2 with throughput", Args{ClassName: "x", Create: true, VolumeType: "io2", IOPS: 1000, ThroughputMiBps: 200}, "ThroughputMiBps 200"},
-		{"hdd", Args{ClassName: "x", Create: true, VolumeType: "sc1"}, `VolumeType "sc1"`},
-		{"bad reclaim", Args{ClassName: "x", ReclaimPolicy: "Recycle"}, `ReclaimPolicy "Recycle"`},
-		{"bad name", Args{ClassName: "Fast SSD"}, `ClassName "Fast SSD"`},
+		{"gp3 iops too low", Args{ClassName: "x", Create: true, IOPS: 100}, "storage.iops", "3000 to 16000 for gp3"},
+		{"gp3 throughput too high", Args{ClassName: "x", Create: true, ThroughputMiBps: 2000}, "storage.throughputMiBps", "125 to 1000"},
+		{"io2 without iops", Args{ClassName: "x", Create: true, VolumeType: "io2"}, "storage.iops", "required: io2 is provisioned IOPS"},
+		{"io2 with throughput", Args{ClassName: "x", Create: true, VolumeType: "io2", IOPS: 1000, ThroughputMiBps: 200}, "storage.throughputMiBps", "unset for io2"},
+		{"gp2 with iops", Args{ClassName: "x", Create: true, VolumeType: "gp2", IOPS: 1000}, "storage.iops", "unset for gp2"},
+		{"hdd", Args{ClassName: "x", Create: true, VolumeType: "sc1"}, "storage.volumeType", `"sc1": supported values: "gp3", "io2", "gp2"`},
+		{"bad reclaim", Args{ClassName: "x", ReclaimPolicy: "Recycle"}, "storage.reclaimPolicy", `"Recycle"`},
+		{"bad name", Args{ClassName: "Fast SSD"}, "storage.className", "a StorageClass name"},
 	}
 	for _, tt := range tests {
 		t.Run(tt.name, func(t *testing.T) {
-			err := tt.args.WithDefaults().Validate()
-			if err == nil || !strings.Contains(err.Error(), tt.want) {
-				t.Fatalf("err = %v, want %q", err, tt.want)
-			}
+			fieldtest.Expect(t, tt.args.WithDefaults().Validate(field.NewPath("storage")), tt.field, tt.want)
 		})
 	}
 }

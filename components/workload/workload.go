@@ -5,11 +5,14 @@ package workload
 
 import (
 	"fmt"
+	"slices"
 
 	corev1 "github.com/pulumi/pulumi-kubernetes/sdk/v4/go/kubernetes/core/v1"
 	metav1 "github.com/pulumi/pulumi-kubernetes/sdk/v4/go/kubernetes/meta/v1"
 	policyv1 "github.com/pulumi/pulumi-kubernetes/sdk/v4/go/kubernetes/policy/v1"
 	"github.com/pulumi/pulumi/sdk/v3/go/pulumi"
+	"k8s.io/apimachinery/pkg/api/resource"
+	"k8s.io/apimachinery/pkg/util/validation/field"
 )
 
 // Spreading modes.
@@ -128,6 +131,54 @@ func NewPDB(ctx *pulumi.Context, name, namespace, component string, opts ...pulu
 	}, opts...)
 	if err != nil {
 		return fmt.Errorf("PodDisruptionBudget %s: %w", component, err)
+	}
+	return nil
+}
+
+// Validate checks the quantities under fld as the stack spells them
+// (requests.cpu, limits.memory, …): positive, memory in binary units, and
+// each request at most its limit.
+func (r Resources) Validate(fld *field.Path) field.ErrorList {
+	var errs field.ErrorList
+	for _, pair := range []struct {
+		name, req, lim string
+		binary         bool
+	}{{"cpu", r.RequestCPU, r.LimitCPU, false}, {"memory", r.RequestMemory, r.LimitMemory, true}, {"ephemeralStorage", r.RequestEphemeral, r.LimitEphemeral, true}} {
+		if pair.name == "ephemeralStorage" && pair.req == "" && pair.lim == "" {
+			continue // set by the stack, not a key of its own
+		}
+		req, reqErr := quantity(fld.Child("requests", pair.name), pair.req, pair.binary)
+		lim, limErr := quantity(fld.Child("limits", pair.name), pair.lim, pair.binary)
+		errs = append(append(errs, reqErr...), limErr...)
+		if reqErr == nil && limErr == nil && req.Cmp(lim) > 0 {
+			errs = append(errs, field.Invalid(fld.Child("requests", pair.name), pair.req, "at most limits."+pair.name+" ("+pair.lim+")"))
+		}
+	}
+	return errs
+}
+
+// quantity parses a positive Kubernetes quantity; memory and storage must use
+// binary suffixes (Ki…Ei), since "512M" and "2G" are usually meant as Mi/Gi.
+func quantity(fld *field.Path, s string, binary bool) (resource.Quantity, field.ErrorList) {
+	q, err := resource.ParseQuantity(s)
+	switch {
+	case err == nil && q.Sign() > 0 && (!binary || q.Format == resource.BinarySI):
+		return q, nil
+	case binary:
+		return q, field.ErrorList{field.Invalid(fld, s, `a positive quantity in Ki, Mi, Gi or Ti such as "512Mi" ("GB" and "G" are not accepted)`)}
+	default:
+		return q, field.ErrorList{field.Invalid(fld, s, `a positive CPU quantity such as "500m" or "2"`)}
+	}
+}
+
+// Validate checks the spreading mode under fld (the stack's antiAffinity
+// key): zone mode places one of replicas per zone, so it needs that many.
+func (s Spread) Validate(fld *field.Path, replicas int) field.ErrorList {
+	if !slices.Contains([]string{SpreadNone, SpreadHostname, SpreadZone}, s.Mode) {
+		return field.ErrorList{field.NotSupported(fld, s.Mode, []string{SpreadNone, SpreadHostname, SpreadZone})}
+	}
+	if s.Mode == SpreadZone && len(s.Zones) < replicas {
+		return field.ErrorList{field.Invalid(fld, s.Mode, fmt.Sprintf("at least %d entries in zones for one replica per zone (zones has %d)", replicas, len(s.Zones)))}
 	}
 	return nil
 }

@@ -1,0 +1,90 @@
+// Package check holds the field rules several components share, as
+// field.ErrorList under the caller's path, so one rule has one wording.
+package check
+
+import (
+	"fmt"
+	"strconv"
+	"strings"
+
+	"github.com/distribution/reference"
+	"golang.org/x/mod/semver"
+	"k8s.io/apimachinery/pkg/util/validation"
+	"k8s.io/apimachinery/pkg/util/validation/field"
+)
+
+// Image accepts a pinned repository:tag: never untagged, never "latest".
+func Image(fld *field.Path, s string) field.ErrorList {
+	ref, err := reference.ParseNormalizedNamed(s)
+	if err == nil {
+		if t, ok := ref.(reference.Tagged); ok && t.Tag() != "latest" {
+			return nil
+		}
+	}
+	return field.ErrorList{field.Invalid(fld, s, "a pinned image repository:tag such as ghcr.io/kcp-dev/api-syncagent:v0.7.0 (not :latest)")}
+}
+
+// Repository accepts an image repository without tag or digest (the tag is a
+// key of its own).
+func Repository(fld *field.Path, s, example string) field.ErrorList {
+	ref, err := reference.ParseNormalizedNamed(s)
+	if err == nil && reference.IsNameOnly(ref) {
+		return nil
+	}
+	return field.ErrorList{field.Invalid(fld, s, "an image repository without tag or digest, e.g. "+example)}
+}
+
+// DNSLabel accepts a DNS-1123 label (namespaces, zone names, IngressClasses).
+func DNSLabel(fld *field.Path, s, what string) field.ErrorList {
+	if msgs := validation.IsDNS1123Label(s); len(msgs) > 0 {
+		return field.ErrorList{field.Invalid(fld, s, what+" (a DNS-1123 label: "+strings.Join(msgs, "; ")+")")}
+	}
+	return nil
+}
+
+// DNSSubdomain accepts a DNS-1123 subdomain (StorageClass and host names).
+func DNSSubdomain(fld *field.Path, s, what string) field.ErrorList {
+	if msgs := validation.IsDNS1123Subdomain(s); len(msgs) > 0 {
+		return field.ErrorList{field.Invalid(fld, s, what+" (a DNS-1123 subdomain: "+strings.Join(msgs, "; ")+")")}
+	}
+	return nil
+}
+
+// Range accepts lo ≤ n ≤ hi; why says what the bounds protect.
+func Range(fld *field.Path, n, lo, hi int, why string) field.ErrorList {
+	if n < lo || n > hi {
+		return field.ErrorList{field.Invalid(fld, n, fmt.Sprintf("%d to %d%s", lo, hi, why))}
+	}
+	return nil
+}
+
+// OneOf accepts one of the allowed strings.
+func OneOf(fld *field.Path, s string, allowed ...string) field.ErrorList {
+	for _, a := range allowed {
+		if s == a {
+			return nil
+		}
+	}
+	return field.ErrorList{field.NotSupported(fld, s, allowed)}
+}
+
+// Release accepts a pinned release tag vX.Y.Z[-pre] (no short forms such as
+// v1.2, no build metadata), optionally on one minor line ("v3.5").
+func Release(fld *field.Path, v, line, example string) field.ErrorList {
+	if v != "" && semver.Canonical(v) == v && (line == "" || semver.MajorMinor(v) == line) {
+		return nil
+	}
+	what := "a pinned release tag like " + strconv.Quote(example)
+	if line != "" {
+		what = "a pinned " + line + ".x release tag like " + strconv.Quote(example)
+	}
+	return field.ErrorList{field.Invalid(fld, v, what)}
+}
+
+// ChartVersion accepts a pinned Helm chart version X.Y.Z (no v, no ranges).
+func ChartVersion(fld *field.Path, v, example string) field.ErrorList {
+	if semver.Canonical("v"+v) == "v"+v && !strings.HasPrefix(v, "v") {
+		return nil
+	}
+	return field.ErrorList{field.Invalid(fld, v, "a pinned chart version like "+strconv.Quote(example))}
+}
