@@ -72,16 +72,10 @@ func etcdArgs(cfg *Config) etcd.Args {
 	}
 }
 
-// agentArgs maps one kcp-tmc:clusters entry (identity filled in by the caller).
+// agentArgs maps one kcp-tmc:clusters entry (identity filled in by the
+// caller), with the agents component's defaults applied: the workspace it
+// picks is the one the kcp side is created in.
 func agentArgs(cfg *Config, cl Cluster) agents.Args {
-	kind := cl.Agent
-	if kind == "" {
-		kind = agents.KindSyncAgent
-	}
-	workspace := cl.Workspace
-	if workspace == "" {
-		workspace = "root:compute"
-	}
 	labels := map[string]string{}
 	if cl.Region != "" {
 		labels["topology.kubernetes.io/region"] = cl.Region
@@ -94,11 +88,11 @@ func agentArgs(cfg *Config, cl Cluster) agents.Args {
 		res = append(res, agents.Resource{Group: r.Group, Version: r.Version, Kind: r.Kind, Plural: r.Plural})
 	}
 	return agents.Args{
-		Cluster: cl.Name, Kind: kind, Image: cl.Image, Replicas: cl.Replicas, Namespace: cl.Namespace,
-		KCPServer: kcp.PublicURL(cfg.Domain), Workspace: workspace, Resources: res, Labels: labels,
+		Cluster: cl.Name, Kind: cl.Agent, Image: cl.Image, Replicas: cl.Replicas, Namespace: cl.Namespace,
+		KCPServer: kcp.PublicURL(cfg.Domain), Workspace: cl.Workspace, Resources: res, Labels: labels,
 		PodSecurityVersion: cfg.PodSecurityVersion,
 		Container:          workloadResources(cfg.AgentResources, ephemeralSmall),
-	}
+	}.WithDefaults()
 }
 
 func loggingArgs(cfg *Config) logging.Args {

@@ -5,19 +5,14 @@ import (
 
 	"github.com/kcp-tmc/kcp-tmc/components/backup"
 	"github.com/kcp-tmc/kcp-tmc/components/cloud"
+	"github.com/kcp-tmc/kcp-tmc/components/etcd"
 	"github.com/kcp-tmc/kcp-tmc/components/ingress"
+	"github.com/kcp-tmc/kcp-tmc/components/kcp"
 	"github.com/kcp-tmc/kcp-tmc/components/logging"
 	"github.com/kcp-tmc/kcp-tmc/components/monitoring"
 	"github.com/kcp-tmc/kcp-tmc/components/pki"
-)
-
-// Pinned versions the profiles deploy; a stack overrides them in config.
-const (
-	DefaultKCPImage           = "ghcr.io/kcp-dev/kcp"
-	DefaultKCPVersion         = "v0.32.3" // what the kcp helm chart 0.16.x and kcp-operator deploy
-	DefaultPodSecurityVersion = "v1.34"   // Pod Security Standards of the Kubernetes we test against
-	DefaultEtcdImage          = "quay.io/coreos/etcd"
-	DefaultEtcdVersion        = "v3.5.35" // etcd 3.5, as the kcp helm chart; the tests run this release
+	"github.com/kcp-tmc/kcp-tmc/components/platform"
+	"github.com/kcp-tmc/kcp-tmc/components/storage"
 )
 
 // storageRangeGi bounds etcd volume sizes per environment (seed §1).
@@ -33,24 +28,36 @@ var storageRangeGi = map[string][2]int{
 // 100Gi, with requests/limits from its performance section (prod kcp:
 // requests 2 CPU / 4Gi, limits 4 CPU / 8Gi).
 func Profile(env string) (*Config, error) {
+	// The values every environment shares are the components' own
+	// defaults: each is written once, in its component, and the profile
+	// reads it so that stack files and docs/configuration.md show it.
+	kc := kcp.Args{}.WithDefaults()
+	ed := etcd.Args{}.WithDefaults()
+	st := storage.Args{}.WithDefaults()
+	bk := backup.Args{Target: backup.TargetS3}.WithDefaults()
+	tl := pki.Args{}.WithDefaults()
+	in := ingress.Args{}.WithDefaults()
+	mo := monitoring.Args{}.WithDefaults()
+	lo := logging.Args{}.WithDefaults()
+	cl := cloud.Args{}.WithDefaults()
 	base := Config{
 		Environment:        env,
 		Domain:             "example.com",
 		Namespace:          "kcp",
-		PodSecurityVersion: DefaultPodSecurityVersion,
-		KCP:                KCP{Image: DefaultKCPImage, Version: DefaultKCPVersion},
-		Backup: Backup{Enabled: true, Schedule: "0 2 * * *", TimeZone: "UTC", VerifySchedule: "0 4 * * 0",
-			Image: backup.DefaultImage + ":" + backup.DefaultTag, Target: backup.TargetS3, Prefix: "etcd", Region: "us-east-1",
+		PodSecurityVersion: platform.Args{}.WithDefaults().PodSecurityVersion,
+		KCP:                KCP{Image: kc.Image, Version: kc.Version},
+		Backup: Backup{Enabled: true, Schedule: bk.Schedule, TimeZone: bk.TimeZone, VerifySchedule: bk.VerifySchedule,
+			Image: bk.Image, Target: backup.TargetS3, Prefix: bk.S3.Prefix, Region: "us-east-1",
 			Bucket: ClusterName(env) + "-etcd-backups", TransitionDays: 30, RetentionDays: 90, NoncurrentDays: 30},
-		// CAs 10 years, leaves 1 year renewed 15 days early, as the kcp helm chart.
-		Monitoring: Monitoring{Enabled: true, Interval: "30s", SlackChannel: "#kcp-alerts", StackVersion: monitoring.DefaultStackVersion},
-		Logging:    Logging{ElasticsearchPort: 9200, Index: logging.DefaultIndex, TLS: true, Image: logging.DefaultImage},
-		Cloud: Cloud{Mode: "existing", Region: "us-east-1", KubernetesVersion: cloud.DefaultKubernetesVersion,
-			VPCCIDR: "10.0.0.0/16", NATPerZone: env == "prod", InstanceTypes: []string{"m6i.xlarge"}},
-		Ingress: Ingress{Mode: ingress.ModePassthrough, ClassName: ingress.DefaultClassName,
-			ControllerVersion: ingress.DefaultControllerVersion, ControllerReplicas: 2},
-		TLS: TLS{Mode: pki.ModeCertManager, CertManagerVersion: pki.DefaultCertManagerVersion,
-			CADuration: "87600h", LeafDuration: "8760h", RenewBefore: "360h"},
+		Monitoring: Monitoring{Enabled: true, Interval: mo.Interval, SlackChannel: "#kcp-alerts", StackVersion: mo.StackVersion},
+		Logging:    Logging{ElasticsearchPort: lo.ElasticsearchPort, Index: lo.Index, TLS: true, Image: lo.Image},
+		Cloud: Cloud{Mode: "existing", Region: "us-east-1", KubernetesVersion: cl.KubernetesVersion,
+			VPCCIDR: cl.VPCCIDR, NATPerZone: env == "prod", InstanceTypes: cl.InstanceTypes},
+		Ingress: Ingress{Mode: in.Mode, ClassName: in.ClassName,
+			ControllerVersion: in.ControllerVersion, ControllerReplicas: in.ControllerReplicas},
+		TLS: TLS{Mode: tl.Mode, CertManagerVersion: tl.CertManagerVersion,
+			CADuration: pki.HoursString(tl.CADuration), LeafDuration: pki.HoursString(tl.LeafDuration), RenewBefore: pki.HoursString(tl.RenewBefore)},
+		Storage: Storage{ReclaimPolicy: st.ReclaimPolicy},
 	}
 	switch env {
 	case "dev":
@@ -90,15 +97,12 @@ func Profile(env string) (*Config, error) {
 		// A year of dailies; archived after 120 days; recent ones locked against deletion.
 		base.Backup.ArchiveDays, base.Backup.RetentionDays, base.Backup.ObjectLockDays = 120, 365, 30
 		// gp3 with headroom over its 3000 IOPS / 125 MiB/s baseline: etcd is fsync-bound.
-		base.Storage = Storage{Create: true, VolumeType: "gp3", IOPS: 6000, ThroughputMiBps: 250, ReclaimPolicy: "Retain"}
+		base.Storage = Storage{Create: true, VolumeType: st.VolumeType, IOPS: 6000, ThroughputMiBps: 250, ReclaimPolicy: st.ReclaimPolicy}
 	default:
 		return nil, &FieldError{Key: "environment", Value: env, Allowed: "one of " + strings.Join(Environments, ", ")}
 	}
-	base.Etcd.Image, base.Etcd.Version, base.Etcd.QuotaBackendBytes = DefaultEtcdImage, DefaultEtcdVersion, "8Gi"
-	base.Cloud.NodesPerZone.Min, base.Cloud.NodesPerZone.Desired, base.Cloud.NodesPerZone.Max = 1, 2, 4
-	if !base.Storage.Create {
-		base.Storage.ReclaimPolicy = "Retain"
-	}
+	base.Etcd.Image, base.Etcd.Version, base.Etcd.QuotaBackendBytes = ed.Image, ed.Version, ed.QuotaBackendBytes
+	base.Cloud.NodesPerZone.Min, base.Cloud.NodesPerZone.Desired, base.Cloud.NodesPerZone.Max = cl.NodesPerZone.Min, cl.NodesPerZone.Desired, cl.NodesPerZone.Max
 	return &base, nil
 }
 

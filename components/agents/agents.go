@@ -57,6 +57,7 @@ const (
 	// the match for kcp 0.32 (v0.5 and older take flags v0.7.0 dropped).
 	DefaultSyncAgentImage = "ghcr.io/kcp-dev/api-syncagent:v0.7.0"
 	DefaultNamespace      = "kcp-agent"
+	DefaultWorkspace      = "root:compute"
 	MetricsPort           = 8085
 	kubeconfigConfigMap   = "kcp-kubeconfig"
 	kubeconfigMount       = "/etc/kcp-agent/kcp"
@@ -139,6 +140,9 @@ func (a Args) WithDefaults() Args {
 	}
 	if a.Replicas == 0 {
 		a.Replicas = 2
+	}
+	if a.Workspace == "" {
+		a.Workspace = DefaultWorkspace
 	}
 	if a.APIExport == "" {
 		a.APIExport = a.Cluster + "-export"

@@ -38,6 +38,13 @@ const (
 	FrontProxyService = "kcp-front-proxy"
 )
 
+// DefaultImage and DefaultVersion pin kcp: the release the kcp helm chart
+// 0.16.x and the kcp-operator deploy, and the one the e2e runs.
+const (
+	DefaultImage   = "ghcr.io/kcp-dev/kcp"
+	DefaultVersion = "v0.32.3"
+)
+
 // Certs names the pki component's Secrets kcp mounts.
 type Certs struct {
 	Server, FrontProxy, FrontProxyClient, EtcdClient, ServiceAccount string
@@ -107,6 +114,12 @@ func Selector() map[string]string { return workload.Labels(ServerName) }
 
 // WithDefaults fills unset fields.
 func (a Args) WithDefaults() Args {
+	if a.Image == "" {
+		a.Image = DefaultImage
+	}
+	if a.Version == "" {
+		a.Version = DefaultVersion
+	}
 	if a.Audit == (Audit{}) {
 		a.Audit = Audit{MaxAgeDays: 30, MaxSizeMB: 100, MaxBackups: 10} // the seed's logging section
 	}

@@ -168,10 +168,10 @@ func (a Args) Validate(fld *field.Path) field.ErrorList {
 		}
 	}
 	if a.LeafDuration > a.CADuration {
-		errs = append(errs, field.Invalid(fld.Child("leafDuration"), spell(a.LeafDuration), "at most caDuration ("+spell(a.CADuration)+")"))
+		errs = append(errs, field.Invalid(fld.Child("leafDuration"), HoursString(a.LeafDuration), "at most caDuration ("+HoursString(a.CADuration)+")"))
 	}
 	if a.RenewBefore >= a.LeafDuration {
-		errs = append(errs, field.Invalid(fld.Child("renewBefore"), spell(a.RenewBefore), "shorter than leafDuration ("+spell(a.LeafDuration)+")"))
+		errs = append(errs, field.Invalid(fld.Child("renewBefore"), HoursString(a.RenewBefore), "shorter than leafDuration ("+HoursString(a.LeafDuration)+")"))
 	}
 	errs = append(errs, check.Release(fld.Child("certManagerVersion"), a.CertManagerVersion, "", DefaultCertManagerVersion)...)
 	if a.ACME != nil {
@@ -193,8 +193,8 @@ func (a Args) Validate(fld *field.Path) field.ErrorList {
 	return errs
 }
 
-// spell writes a duration as the stack keys do ("8760h").
-func spell(d time.Duration) string { return strconv.Itoa(hours(d)) + "h" }
+// HoursString writes a duration as the stack keys do ("8760h").
+func HoursString(d time.Duration) string { return strconv.Itoa(hours(d)) + "h" }
 
 // CheckCA proves a brought CA has a known name and is a CA certificate with
 // a matching key; errors never quote the key.
