@@ -8,59 +8,88 @@ import (
 	"strings"
 	"testing"
 
-	"gopkg.in/yaml.v3"
+	appsv1 "k8s.io/api/apps/v1"
+	batchv1 "k8s.io/api/batch/v1"
+	corev1 "k8s.io/api/core/v1"
+	networkingv1 "k8s.io/api/networking/v1"
+	rbacv1 "k8s.io/api/rbac/v1"
+	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
+	"sigs.k8s.io/yaml"
 
 	"github.com/kcp-tmc/kcp-tmc/components/security"
 	"github.com/kcp-tmc/kcp-tmc/stacks"
 )
 
-// object is one rendered Kubernetes object.
-type object map[string]any
+// object is one rendered Kubernetes object: its kind and metadata, the
+// pod spec of a pod-creating kind, and the rest decoded by kind where a
+// rule needs it. Decoding is strict, so a misspelt field fails the test.
+type object struct {
+	metav1.TypeMeta
+	Meta metav1.ObjectMeta
+	pod  *corev1.PodSpec
+	raw  []byte
+}
 
-func (o object) kind() string { return fmt.Sprint(o["kind"]) }
-func (o object) name() string { return fmt.Sprint(dig(o, "metadata", "name")) }
+func (o object) kind() string { return o.Kind }
+func (o object) name() string { return o.Meta.Name }
 func (o object) id() string   { return o.kind() + "/" + o.name() }
 
-func dig(v any, path ...string) any {
-	if o, ok := v.(object); ok {
-		v = map[string]any(o)
-	}
-	for _, p := range path {
-		m, ok := v.(map[string]any)
-		if !ok {
-			return nil
-		}
-		v = m[p]
-	}
-	return v
-}
-
-func list(v any) []any { l, _ := v.([]any); return l }
-
-// nonZero reports whether v is a number other than 0 (YAML ints or JSON floats).
-func nonZero(v any) bool {
-	switch n := v.(type) {
-	case int:
-		return n != 0
-	case float64:
-		return n != 0
-	}
-	return false
-}
-
 // podSpec returns the pod spec of any pod-creating object, or nil.
-func (o object) podSpec() map[string]any {
-	var spec any
-	switch o.kind() {
-	case "Pod":
-		spec = o["spec"]
-	case "Deployment", "StatefulSet", "DaemonSet", "ReplicaSet", "Job":
-		spec = dig(o, "spec", "template", "spec")
-	case "CronJob":
-		spec = dig(o, "spec", "jobTemplate", "spec", "template", "spec")
+func (o object) podSpec() *corev1.PodSpec { return o.pod }
+
+// parseObject reads one manifest into k8s.io/api types.
+func parseObject(t testing.TB, b []byte) object {
+	t.Helper()
+	var o object
+	var head struct {
+		metav1.TypeMeta `json:",inline"`
+		Metadata        metav1.ObjectMeta `json:"metadata"`
 	}
-	m, _ := spec.(map[string]any)
-	return m
+	if err := yaml.Unmarshal(b, &head); err != nil {
+		t.Fatalf("%v\n%s", err, b)
+	}
+	o.TypeMeta, o.Meta, o.raw = head.TypeMeta, head.Metadata, b
+	strict := func(into any) {
+		if err := yaml.UnmarshalStrict(b, into); err != nil {
+			t.Fatalf("%s %s does not decode as %T: %v", o.Kind, o.Meta.Name, into, err)
+		}
+	}
+	switch o.Kind {
+	case "Pod":
+		var x corev1.Pod
+		strict(&x)
+		o.pod = &x.Spec
+	case "Deployment":
+		var x appsv1.Deployment
+		strict(&x)
+		o.pod = &x.Spec.Template.Spec
+	case "StatefulSet":
+		var x appsv1.StatefulSet
+		strict(&x)
+		o.pod = &x.Spec.Template.Spec
+	case "DaemonSet":
+		var x appsv1.DaemonSet
+		strict(&x)
+		o.pod = &x.Spec.Template.Spec
+	case "Job":
+		var x batchv1.Job
+		strict(&x)
+		o.pod = &x.Spec.Template.Spec
+	case "CronJob":
+		var x batchv1.CronJob
+		strict(&x)
+		o.pod = &x.Spec.JobTemplate.Spec.Template.Spec
+	}
+	return o
+}
+
+// decode reads the whole object as T (a NetworkPolicy, a Role, ...).
+func decode[T any](o object) T {
+	var x T
+	if err := yaml.Unmarshal(o.raw, &x); err != nil {
+		panic(fmt.Sprintf("%s: %v", o.id(), err)) // parseObject read it already
+	}
+	return x
 }
 
 // rule is one security rule: check returns a violation per broken item.
@@ -76,13 +105,13 @@ const policyException = "kcp-tmc.io/policy-exception"
 
 // exception returns the reason o (or its namespace) is exempt, or "".
 func exception(o object, all []object) string {
-	ns := fmt.Sprint(dig(o, "metadata", "namespace"))
+	ns := o.Meta.Namespace
 	if o.kind() == "Namespace" {
 		ns = o.name()
 	}
 	for _, n := range all {
 		if n.kind() == "Namespace" && n.name() == ns {
-			if r, ok := dig(n, "metadata", "annotations", policyException).(string); ok {
+			if r, ok := n.Meta.Annotations[policyException]; ok {
 				return r
 			}
 		}
@@ -98,12 +127,12 @@ var policyRules = []rule{
 			return nil
 		}
 		var v []string
-		labels, _ := dig(o, "metadata", "labels").(map[string]any)
+		labels := o.Meta.Labels
 		for _, mode := range []string{"enforce", "audit", "warn"} {
 			if labels["pod-security.kubernetes.io/"+mode] != "restricted" {
 				v = append(v, mode+" is not restricted")
 			}
-			if ver := fmt.Sprint(labels["pod-security.kubernetes.io/"+mode+"-version"]); !strings.HasPrefix(ver, "v1.") {
+			if ver := labels["pod-security.kubernetes.io/"+mode+"-version"]; !strings.HasPrefix(ver, "v1.") {
 				v = append(v, mode+"-version "+ver+" is not pinned")
 			}
 		}
@@ -114,9 +143,11 @@ var policyRules = []rule{
 			return nil
 		}
 		for _, p := range all {
-			if p.kind() == "NetworkPolicy" && dig(p, "metadata", "namespace") == o.name() &&
-				len(dig(p, "spec", "podSelector").(map[string]any)) == 0 && len(list(dig(p, "spec", "policyTypes"))) == 2 &&
-				dig(p, "spec", "ingress") == nil {
+			if p.kind() != "NetworkPolicy" || p.Meta.Namespace != o.name() {
+				continue
+			}
+			if spec := decode[networkingv1.NetworkPolicy](p).Spec; len(spec.PodSelector.MatchLabels) == 0 && len(spec.PodSelector.MatchExpressions) == 0 &&
+				len(spec.PolicyTypes) == 2 && spec.Ingress == nil {
 				return nil
 			}
 		}
@@ -128,31 +159,42 @@ var policyRules = []rule{
 			return nil
 		}
 		var v []string
-		psc, _ := pod["securityContext"].(map[string]any)
-		if !nonZero(psc["fsGroup"]) {
+		psc := pod.SecurityContext
+		if psc == nil {
+			psc = &corev1.PodSecurityContext{}
+		}
+		if psc.FSGroup == nil || *psc.FSGroup == 0 {
 			v = append(v, "pod fsGroup unset or 0")
 		}
-		for _, c := range append(list(pod["containers"]), list(pod["initContainers"])...) {
-			name := fmt.Sprint(dig(c, "name"))
-			sc, _ := dig(c, "securityContext").(map[string]any)
-			get := func(k string) any {
-				if v, ok := sc[k]; ok {
-					return v
-				}
-				return psc[k]
+		for _, c := range append(slices.Clone(pod.Containers), pod.InitContainers...) {
+			sc := c.SecurityContext
+			if sc == nil {
+				sc = &corev1.SecurityContext{}
 			}
+			// A container's own setting wins over the pod's.
+			runAsNonRoot, runAsUser, seccomp := sc.RunAsNonRoot, sc.RunAsUser, sc.SeccompProfile
+			if runAsNonRoot == nil {
+				runAsNonRoot = psc.RunAsNonRoot
+			}
+			if runAsUser == nil {
+				runAsUser = psc.RunAsUser
+			}
+			if seccomp == nil {
+				seccomp = psc.SeccompProfile
+			}
+			caps := sc.Capabilities
 			checks := map[string]bool{
-				"runAsNonRoot":                   get("runAsNonRoot") == true,
-				"runAsUser non-zero":             nonZero(get("runAsUser")),
-				"allowPrivilegeEscalation false": sc["allowPrivilegeEscalation"] == false,
-				"capabilities drop ALL":          slices.Contains(list(dig(sc, "capabilities", "drop")), any("ALL")) && dig(sc, "capabilities", "add") == nil,
-				"seccomp RuntimeDefault":         dig(get("seccompProfile"), "type") == "RuntimeDefault",
-				"readOnlyRootFilesystem":         sc["readOnlyRootFilesystem"] == true,
-				"not privileged":                 sc["privileged"] != true,
+				"runAsNonRoot":                   runAsNonRoot != nil && *runAsNonRoot,
+				"runAsUser non-zero":             runAsUser != nil && *runAsUser != 0,
+				"allowPrivilegeEscalation false": sc.AllowPrivilegeEscalation != nil && !*sc.AllowPrivilegeEscalation,
+				"capabilities drop ALL":          caps != nil && slices.Contains(caps.Drop, "ALL") && caps.Add == nil,
+				"seccomp RuntimeDefault":         seccomp != nil && seccomp.Type == corev1.SeccompProfileTypeRuntimeDefault,
+				"readOnlyRootFilesystem":         sc.ReadOnlyRootFilesystem != nil && *sc.ReadOnlyRootFilesystem,
+				"not privileged":                 sc.Privileged == nil || !*sc.Privileged,
 			}
 			for what, ok := range checks {
 				if !ok {
-					v = append(v, "container "+name+": "+what)
+					v = append(v, "container "+c.Name+": "+what)
 				}
 			}
 		}
@@ -165,15 +207,20 @@ var policyRules = []rule{
 			return nil
 		}
 		var v []string
-		for _, vol := range list(pod["volumes"]) {
-			for k := range vol.(map[string]any) {
-				if k != "name" && !slices.Contains(security.AllowedVolumeTypes, k) {
-					v = append(v, fmt.Sprintf("volume %v is %s", dig(vol, "name"), k))
+		for _, vol := range pod.Volumes {
+			// The volume source's one set field, by its JSON name.
+			src := map[string]any{}
+			if err := yaml.Unmarshal(must(yaml.Marshal(vol.VolumeSource)), &src); err != nil {
+				v = append(v, fmt.Sprintf("volume %s: %v", vol.Name, err))
+			}
+			for k := range src {
+				if !slices.Contains(security.AllowedVolumeTypes, k) {
+					v = append(v, fmt.Sprintf("volume %s is %s", vol.Name, k))
 				}
 			}
 		}
-		for _, host := range []string{"hostNetwork", "hostPID", "hostIPC"} {
-			if pod[host] == true {
+		for host, on := range map[string]bool{"hostNetwork": pod.HostNetwork, "hostPID": pod.HostPID, "hostIPC": pod.HostIPC} {
+			if on {
 				v = append(v, host)
 			}
 		}
@@ -185,11 +232,11 @@ var policyRules = []rule{
 			return nil
 		}
 		var v []string
-		if sa := fmt.Sprint(pod["serviceAccountName"]); sa == "" || sa == "<nil>" || sa == "default" {
+		if sa := pod.ServiceAccountName; sa == "" || sa == "default" {
 			v = append(v, "runs as the default ServiceAccount")
 		}
 		// A workload that calls the API says so with this annotation.
-		if pod["automountServiceAccountToken"] != false && dig(o, "metadata", "annotations", "kcp-tmc.io/needs-api-token") != "true" {
+		if (pod.AutomountServiceAccountToken == nil || *pod.AutomountServiceAccountToken) && o.Meta.Annotations["kcp-tmc.io/needs-api-token"] != "true" {
 			v = append(v, "automounts a service-account token")
 		}
 		return v
@@ -200,19 +247,19 @@ var policyRules = []rule{
 			return nil
 		}
 		var v []string
-		for _, c := range append(list(pod["containers"]), list(pod["initContainers"])...) {
-			name, image := fmt.Sprint(dig(c, "name")), fmt.Sprint(dig(c, "image"))
-			if i := strings.LastIndex(image, ":"); i < strings.LastIndex(image, "/") || strings.HasSuffix(image, ":latest") {
-				v = append(v, "container "+name+": image "+image+" is not pinned")
+		for _, c := range append(slices.Clone(pod.Containers), pod.InitContainers...) {
+			if i := strings.LastIndex(c.Image, ":"); i < strings.LastIndex(c.Image, "/") || strings.HasSuffix(c.Image, ":latest") {
+				v = append(v, "container "+c.Name+": image "+c.Image+" is not pinned")
 			}
-			for _, kind := range []string{"requests", "limits"} {
-				for _, res := range []string{"cpu", "memory", "ephemeral-storage"} {
-					if dig(c, "resources", kind, res) == nil {
-						v = append(v, "container "+name+": no "+res+" "+kind)
+			for kind, list := range map[string]corev1.ResourceList{"requests": c.Resources.Requests, "limits": c.Resources.Limits} {
+				for _, res := range []corev1.ResourceName{corev1.ResourceCPU, corev1.ResourceMemory, corev1.ResourceEphemeralStorage} {
+					if _, ok := list[res]; !ok {
+						v = append(v, "container "+c.Name+": no "+string(res)+" "+kind)
 					}
 				}
 			}
 		}
+		sort.Strings(v)
 		return v
 	}, false},
 	{"RBAC rules name their verbs, resources and API groups (no wildcards)", func(o object, _ []object) []string {
@@ -220,20 +267,21 @@ var policyRules = []rule{
 			return nil
 		}
 		var v []string
-		for i, r := range list(o["rules"]) {
-			for _, field := range []string{"verbs", "resources", "apiGroups"} {
-				if slices.Contains(list(dig(r, field)), any("*")) {
+		for i, r := range decode[rbacv1.ClusterRole](o).Rules { // a Role's rules read the same
+			for field, values := range map[string][]string{"verbs": r.Verbs, "resources": r.Resources, "apiGroups": r.APIGroups} {
+				if slices.Contains(values, "*") {
 					v = append(v, fmt.Sprintf("rule %d: %s has *", i, field))
 				}
 			}
 		}
+		sort.Strings(v)
 		return v
 	}, false},
 	{"kcp's Ingress passes TLS through (client certificates reach kcp) unless terminate mode is explicit", func(o object, _ []object) []string {
 		if o.kind() != "Ingress" {
 			return nil
 		}
-		a, _ := dig(o, "metadata", "annotations").(map[string]any)
+		a := o.Meta.Annotations
 		if a["nginx.ingress.kubernetes.io/ssl-passthrough"] == "true" && a["nginx.ingress.kubernetes.io/backend-protocol"] == "HTTPS" {
 			return nil
 		}
@@ -312,13 +360,9 @@ func readObjects(t *testing.T, dir string) []object {
 	return out
 }
 
-// parseObject decodes into a plain map: yaml.v3 would give nested maps the
-// named type too, and the rules walk plain maps.
-func parseObject(t *testing.T, b []byte) object {
-	t.Helper()
-	var m map[string]any
-	if err := yaml.Unmarshal(b, &m); err != nil {
-		t.Fatalf("%v\n%s", err, b)
+func must[T any](v T, err error) T {
+	if err != nil {
+		panic(err)
 	}
-	return object(m)
+	return v
 }

@@ -136,7 +136,7 @@ func TestSyncAgentCluster(t *testing.T) {
 	})
 	// The agent publishes the Widget schema into the export first.
 	admin.eventually(t, "/clusters/root:compute/apis/apis.kcp.io/v1alpha1/apiexports/"+export, 2*time.Minute, func(e map[string]any) bool {
-		return len(asList(mocktest.Dig(e, "spec", "latestResourceSchemas"))) > 0
+		return len(mocktest.List(mocktest.Dig(e, "spec", "latestResourceSchemas"))) > 0
 	})
 	admin.must(t, http.MethodPost, "/clusters/root:consumer/apis/apis.kcp.io/v1alpha1/apibindings", map[string]any{
 		"apiVersion": "apis.kcp.io/v1alpha1", "kind": "APIBinding", "metadata": map[string]any{"name": "widgets"},
@@ -166,7 +166,7 @@ func TestSyncAgentCluster(t *testing.T) {
 		if err := json.Unmarshal([]byte(kubectl("", "get", "widgets.example.com", "-A", "-o", "json")), &list); err != nil {
 			t.Fatal(err)
 		}
-		if items := asList(list["items"]); len(items) > 0 {
+		if items := mocktest.List(list["items"]); len(items) > 0 {
 			synced = asMap(items[0])
 			break
 		}

@@ -320,7 +320,7 @@ func TestDevStackRuns(t *testing.T) {
 			"apiVersion": "apis.kcp.io/v1alpha1", "kind": "APIBinding", "metadata": map[string]any{"name": "e2e.example.com"},
 			"spec": map[string]any{"reference": map[string]any{"export": map[string]any{"name": "e2e.example.com"}}}})
 		slice := admin.eventually(t, "/clusters/root:e2e/apis/apis.kcp.io/v1alpha1/apiexportendpointslices/e2e.example.com", 2*time.Minute, func(s map[string]any) bool {
-			return len(asList(mocktest.Dig(s, "status", "endpoints"))) > 0
+			return len(mocktest.List(mocktest.Dig(s, "status", "endpoints"))) > 0
 		})
 		url := fmt.Sprint(mocktest.Dig(slice, "status", "endpoints", 0, "url"))
 		front := fmt.Sprintf("https://localhost:%d/services/", cp.m.local(t, 443))

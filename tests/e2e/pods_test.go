@@ -63,11 +63,6 @@ func asMap(v any) map[string]any {
 	return m
 }
 
-func asList(v any) []any {
-	l, _ := v.([]any)
-	return l
-}
-
 // machine maps what a pod sees in the cluster to this machine: every port
 // a Service or container exposes to a free loopback port, and every
 // in-cluster or public host name to localhost. Nothing else of what the
@@ -166,19 +161,19 @@ func materialize(t *testing.T, objs objects, m *machine, name string, workload m
 	t.Helper()
 	template := asMap(mocktest.Dig(workload, "spec", "template"))
 	spec := asMap(template["spec"])
-	c := asMap(asList(spec["containers"])[0])
+	c := asMap(mocktest.List(spec["containers"])[0])
 	volumes := map[string]map[string]any{}
-	for _, v := range asList(spec["volumes"]) {
+	for _, v := range mocktest.List(spec["volumes"]) {
 		volumes[fmt.Sprint(asMap(v)["name"])] = asMap(v)
 	}
-	for _, claim := range asList(mocktest.Dig(workload, "spec", "volumeClaimTemplates")) {
+	for _, claim := range mocktest.List(mocktest.Dig(workload, "spec", "volumeClaimTemplates")) {
 		n := fmt.Sprint(mocktest.Dig(claim, "metadata", "name"))
 		volumes[n] = map[string]any{"name": n, "emptyDir": map[string]any{}}
 	}
 	// Mount paths, longest first, so /x/server-ca is mapped before /x/server.
 	type mountMap struct{ from, to string }
 	var mounts []mountMap
-	for _, vm := range asList(c["volumeMounts"]) {
+	for _, vm := range mocktest.List(c["volumeMounts"]) {
 		vm := asMap(vm)
 		mounts = append(mounts, mountMap{fmt.Sprint(vm["mountPath"]), filepath.Join(dir, fmt.Sprint(vm["name"]))})
 	}
@@ -201,7 +196,7 @@ func materialize(t *testing.T, objs objects, m *machine, name string, workload m
 		}
 		return m.rewrite(t, s)
 	}
-	for _, vm := range asList(c["volumeMounts"]) {
+	for _, vm := range mocktest.List(c["volumeMounts"]) {
 		vname := fmt.Sprint(asMap(vm)["name"])
 		v, ok := volumes[vname]
 		if !ok {
@@ -216,13 +211,13 @@ func materialize(t *testing.T, objs objects, m *machine, name string, workload m
 		switch {
 		case v["secret"] != nil:
 			files = objs.data(t, "Secret", fmt.Sprint(asMap(v["secret"])["secretName"]))
-			items = asList(asMap(v["secret"])["items"])
+			items = mocktest.List(asMap(v["secret"])["items"])
 			for k, s := range files {
 				files[k] = m.rewrite(t, s) // a kubeconfig's server; PEM has no host:port
 			}
 		case v["configMap"] != nil:
 			files = objs.data(t, "ConfigMap", fmt.Sprint(asMap(v["configMap"])["name"]))
-			items = asList(asMap(v["configMap"])["items"])
+			items = mocktest.List(asMap(v["configMap"])["items"])
 			for k, s := range files {
 				files[k] = mapPaths(s)
 			}
@@ -250,7 +245,7 @@ func materialize(t *testing.T, objs objects, m *machine, name string, workload m
 		}
 	}
 	env := map[string]string{}
-	for _, e := range asList(c["env"]) {
+	for _, e := range mocktest.List(c["env"]) {
 		e := asMap(e)
 		switch path := mocktest.Dig(e, "valueFrom", "fieldRef", "fieldPath"); path {
 		case "metadata.name":
@@ -266,13 +261,13 @@ func materialize(t *testing.T, objs objects, m *machine, name string, workload m
 	p := &pod{name: name, container: c, dir: dir}
 	// The command's first word is the binary the test is given; the rest
 	// (kcp's "start") stays.
-	command := asList(c["command"])
+	command := mocktest.List(c["command"])
 	if len(command) > 1 {
 		command = command[1:]
 	} else {
 		command = nil
 	}
-	for _, a := range append(command, asList(c["args"])...) {
+	for _, a := range append(command, mocktest.List(c["args"])...) {
 		s := fmt.Sprint(a)
 		for k, v := range env {
 			s = strings.ReplaceAll(s, "$("+k+")", v)
@@ -341,7 +336,7 @@ func waitProbe(t *testing.T, p *process, pd *pod, m *machine, timeout time.Durat
 		t.Fatalf("%s has no HTTP readiness probe", pd.name)
 	}
 	port := 0
-	for _, cp := range asList(pd.container["ports"]) {
+	for _, cp := range mocktest.List(pd.container["ports"]) {
 		cp := asMap(cp)
 		if cp["name"] == probe["port"] || fmt.Sprint(cp["containerPort"]) == fmt.Sprint(probe["port"]) {
 			port = int(cp["containerPort"].(float64))
