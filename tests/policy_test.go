@@ -49,38 +49,34 @@ func parseObject(t testing.TB, b []byte) object {
 		t.Fatalf("%v\n%s", err, b)
 	}
 	o.TypeMeta, o.Meta, o.raw = head.TypeMeta, head.Metadata, b
-	strict := func(into any) {
-		if err := yaml.UnmarshalStrict(b, into); err != nil {
-			t.Fatalf("%s %s does not decode as %T: %v", o.Kind, o.Meta.Name, into, err)
+	if read, ok := podSpecs[o.Kind]; ok {
+		pod, err := read(b)
+		if err != nil {
+			t.Fatalf("%s %s does not decode: %v", o.Kind, o.Meta.Name, err)
 		}
-	}
-	switch o.Kind {
-	case "Pod":
-		var x corev1.Pod
-		strict(&x)
-		o.pod = &x.Spec
-	case "Deployment":
-		var x appsv1.Deployment
-		strict(&x)
-		o.pod = &x.Spec.Template.Spec
-	case "StatefulSet":
-		var x appsv1.StatefulSet
-		strict(&x)
-		o.pod = &x.Spec.Template.Spec
-	case "DaemonSet":
-		var x appsv1.DaemonSet
-		strict(&x)
-		o.pod = &x.Spec.Template.Spec
-	case "Job":
-		var x batchv1.Job
-		strict(&x)
-		o.pod = &x.Spec.Template.Spec
-	case "CronJob":
-		var x batchv1.CronJob
-		strict(&x)
-		o.pod = &x.Spec.JobTemplate.Spec.Template.Spec
+		o.pod = pod
 	}
 	return o
+}
+
+// podSpecs read the pod spec of every pod-creating kind, strictly.
+var podSpecs = map[string]func([]byte) (*corev1.PodSpec, error){
+	"Pod":         podSpecOf(func(x *corev1.Pod) *corev1.PodSpec { return &x.Spec }),
+	"Deployment":  podSpecOf(func(x *appsv1.Deployment) *corev1.PodSpec { return &x.Spec.Template.Spec }),
+	"StatefulSet": podSpecOf(func(x *appsv1.StatefulSet) *corev1.PodSpec { return &x.Spec.Template.Spec }),
+	"DaemonSet":   podSpecOf(func(x *appsv1.DaemonSet) *corev1.PodSpec { return &x.Spec.Template.Spec }),
+	"Job":         podSpecOf(func(x *batchv1.Job) *corev1.PodSpec { return &x.Spec.Template.Spec }),
+	"CronJob":     podSpecOf(func(x *batchv1.CronJob) *corev1.PodSpec { return &x.Spec.JobTemplate.Spec.Template.Spec }),
+}
+
+func podSpecOf[T any](spec func(*T) *corev1.PodSpec) func([]byte) (*corev1.PodSpec, error) {
+	return func(b []byte) (*corev1.PodSpec, error) {
+		var x T
+		if err := yaml.UnmarshalStrict(b, &x); err != nil {
+			return nil, err
+		}
+		return spec(&x), nil
+	}
 }
 
 // decode reads the whole object as T (a NetworkPolicy, a Role, ...).

@@ -6,6 +6,10 @@ import (
 	"strings"
 	"testing"
 
+	appsv1 "k8s.io/api/apps/v1"
+	corev1 "k8s.io/api/core/v1"
+	"k8s.io/apimachinery/pkg/api/resource"
+
 	"github.com/pulumi/pulumi/sdk/v3/go/pulumi"
 	"k8s.io/apimachinery/pkg/util/validation/field"
 
@@ -53,22 +57,23 @@ func TestEtcdPerEnvironment(t *testing.T) {
 		t.Run(tt.name, func(t *testing.T) {
 			rec := run(t, tt.args)
 			sts := rec.Object(t, stsType, Name)
-			if got := mocktest.Dig(sts, "spec", "replicas"); got != float64(tt.members) {
+			if got := mocktest.Decode[appsv1.StatefulSet](t, sts).Spec.Replicas; got == nil || *got != int32(tt.members) {
 				t.Errorf("replicas = %v, want %d", got, tt.members)
 			}
 			claims := rec.OfType(pvcType)
 			if len(claims) != tt.members {
 				t.Fatalf("%d claims, want one per member", len(claims))
 			}
-			names := map[any]bool{}
+			names := map[string]bool{}
 			for _, c := range claims {
-				in := c.Input()
-				names[mocktest.Dig(in, "metadata", "name")] = true
-				if mocktest.Dig(in, "spec", "storageClassName") != tt.class || mocktest.Dig(in, "spec", "resources", "requests", "storage") != tt.size {
-					t.Errorf("claim %v: %v", mocktest.Dig(in, "metadata", "name"), in["spec"])
+				pvc := mocktest.Decode[corev1.PersistentVolumeClaim](t, c.Input())
+				names[pvc.Name] = true
+				size := pvc.Spec.Resources.Requests[corev1.ResourceStorage]
+				if class := pvc.Spec.StorageClassName; class == nil || *class != tt.class || size.Cmp(resource.MustParse(tt.size)) != 0 {
+					t.Errorf("claim %s: %+v", pvc.Name, pvc.Spec)
 				}
-				if !reflect.DeepEqual(mocktest.Dig(in, "spec", "accessModes"), []any{"ReadWriteOnce"}) {
-					t.Errorf("access modes %v", mocktest.Dig(in, "spec", "accessModes"))
+				if !reflect.DeepEqual(pvc.Spec.AccessModes, []corev1.PersistentVolumeAccessMode{corev1.ReadWriteOnce}) {
+					t.Errorf("access modes %v", pvc.Spec.AccessModes)
 				}
 				if c.Protect != tt.protected || c.RetainOnDelete != tt.protected {
 					t.Errorf("claim protect=%v retain=%v, want %v", c.Protect, c.RetainOnDelete, tt.protected)
