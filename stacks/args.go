@@ -83,13 +83,9 @@ func agentArgs(cfg *Config, cl Cluster) agents.Args {
 	if cl.Zone != "" {
 		labels["topology.kubernetes.io/zone"] = cl.Zone
 	}
-	var res []agents.Resource
-	for _, r := range cl.Resources {
-		res = append(res, agents.Resource{Group: r.Group, Version: r.Version, Kind: r.Kind, Plural: r.Plural})
-	}
 	return agents.Args{
 		Cluster: cl.Name, Kind: cl.Agent, Image: cl.Image, Replicas: cl.Replicas, Namespace: cl.Namespace,
-		KCPServer: kcp.PublicURL(cfg.Domain), Workspace: cl.Workspace, Resources: res, Labels: labels,
+		KCPServer: kcp.PublicURL(cfg.Domain), Workspace: cl.Workspace, Resources: cl.Resources, Labels: labels,
 		PodSecurityVersion: cfg.PodSecurityVersion,
 		Container:          workloadResources(cfg.AgentResources, ephemeralSmall),
 	}.WithDefaults()
@@ -175,24 +171,16 @@ func ingressArgs(cfg *Config) ingress.Args {
 		Labels:             map[string]string{"kcp-tmc.io/environment": cfg.Environment},
 	}
 	if g := cfg.Ingress.Gateway; g != nil {
-		a.Gateway = ingress.Gateway{Name: g.Name, Namespace: g.Namespace, Listener: g.Listener, ClassName: g.ClassName}
+		a.Gateway = *g
 	}
 	return a
-}
-
-func oidcArgs(o *OIDC) *kcp.OIDC {
-	if o == nil {
-		return nil
-	}
-	return &kcp.OIDC{IssuerURL: o.IssuerURL, ClientID: o.ClientID, UsernameClaim: o.UsernameClaim, UsernamePrefix: o.UsernamePrefix,
-		GroupsClaim: o.GroupsClaim, GroupsPrefix: o.GroupsPrefix, CABundle: o.CABundle}
 }
 
 func kcpArgs(cfg *Config) kcp.Args {
 	return kcp.Args{
 		Namespace: cfg.Namespace, Domain: cfg.Domain, Image: cfg.KCP.Image, Version: cfg.KCP.Version,
 		Replicas: cfg.KCP.Replicas, FrontProxyReplicas: cfg.KCP.FrontProxyReplicas, HomeWorkspaces: cfg.KCP.HomeWorkspaces,
-		ExtraFlags: cfg.KCP.ExtraFlags, FrontProxyExtraFlags: cfg.KCP.FrontProxyExtraFlags, OIDC: oidcArgs(cfg.KCP.OIDC),
+		ExtraFlags: cfg.KCP.ExtraFlags, FrontProxyExtraFlags: cfg.KCP.FrontProxyExtraFlags, OIDC: cfg.KCP.OIDC,
 		Resources:           workloadResources(cfg.KCP.Resources, ephemeralKCP),
 		FrontProxyResources: workloadResources(cfg.KCP.FrontProxyResources, ephemeralSmall),
 		Spread:              spread(cfg.KCP.AntiAffinity, cfg.Zones),
@@ -249,9 +237,7 @@ func pkiArgs(cfg *Config) pki.Args {
 		InstallCertManager: cfg.TLS.InstallCertManager,
 		CertManagerVersion: cfg.TLS.CertManagerVersion,
 	}
-	if a := cfg.TLS.ACME; a != nil {
-		args.ACME = &pki.ACME{Email: a.Email, Server: a.Server, IngressClass: a.IngressClass}
-	}
+	args.ACME = cfg.TLS.ACME // WithDefaults copies before it fills
 	for name, ca := range cfg.ExistingCAs {
 		if args.ExistingCAs == nil {
 			args.ExistingCAs = map[string]pki.ExistingCA{}

@@ -14,6 +14,10 @@ import (
 	"strings"
 
 	"github.com/agext/levenshtein"
+	"github.com/kcp-tmc/kcp-tmc/components/agents"
+	"github.com/kcp-tmc/kcp-tmc/components/ingress"
+	"github.com/kcp-tmc/kcp-tmc/components/kcp"
+	"github.com/kcp-tmc/kcp-tmc/components/pki"
 )
 
 // Namespace is the Pulumi config namespace (the project name) of every key.
@@ -164,7 +168,7 @@ type KCP struct {
 	HomeWorkspaces bool `json:"homeWorkspaces"`
 	// OIDC signs humans in with an OpenID Connect issuer, on kcp and the
 	// front-proxy (clients keep their certificates too).
-	OIDC *OIDC `json:"oidc"`
+	OIDC *kcp.OIDC `json:"oidc"`
 	// ExtraFlags are appended to kcp's generated flags: the escape hatch for
 	// what no typed key covers (`--oidc-*`, `--feature-gates`, `--v`). Each
 	// must be one kcp v0.32.3 registers and kcp-tmc does not set.
@@ -172,26 +176,6 @@ type KCP struct {
 	// FrontProxyExtraFlags are appended to the front-proxy's flags, with the
 	// same rules.
 	FrontProxyExtraFlags []string `json:"frontProxyExtraFlags"`
-}
-
-// OIDC is kcp-tmc:kcp.oidc.
-type OIDC struct {
-	// IssuerURL is the issuer's https:// URL, exactly as its tokens' `iss`.
-	IssuerURL string `json:"issuerURL"`
-	// ClientID is the client id the tokens are issued for (their `aud`).
-	ClientID string `json:"clientID"`
-	// UsernameClaim is the claim that names the user (default `sub`).
-	UsernameClaim string `json:"usernameClaim"`
-	// UsernamePrefix is put before every username (default `oidc:`, so no
-	// token can claim kcp's or the PKI's user names; `-` for none).
-	UsernamePrefix string `json:"usernamePrefix"`
-	// GroupsClaim is the claim that lists the user's groups (default `groups`).
-	GroupsClaim string `json:"groupsClaim"`
-	// GroupsPrefix is put before every group (default `oidc:`; `-` for none).
-	GroupsPrefix string `json:"groupsPrefix"`
-	// CABundle is the PEM CA of the issuer's serving certificate (default:
-	// the system roots, for a public issuer).
-	CABundle string `json:"caBundle"`
 }
 
 // Etcd is kcp-tmc:etcd.
@@ -330,7 +314,7 @@ type TLS struct {
 	// ACME is optional: when set (cert-manager mode only), the public
 	// front-proxy certificate for `kcp.<domain>` comes from Let's Encrypt;
 	// every other certificate stays private.
-	ACME *ACME `json:"acme,omitempty"`
+	ACME *pki.ACME `json:"acme,omitempty"`
 }
 
 // Ingress is kcp-tmc:ingress: how kcp.<domain> reaches the front-proxy.
@@ -352,22 +336,7 @@ type Ingress struct {
 	// least 2 in prod when installed.
 	ControllerReplicas int `json:"controllerReplicas"`
 	// Gateway is the Gateway of mode `gateway`.
-	Gateway *Gateway `json:"gateway"`
-}
-
-// Gateway is kcp-tmc:ingress.gateway.
-type Gateway struct {
-	// Name is the Gateway the TLSRoute attaches to (default `kcp`).
-	Name string `json:"name"`
-	// Namespace is the Gateway's namespace (default: kcp's).
-	Namespace string `json:"namespace"`
-	// Listener is the Gateway's TLS listener (sectionName; default
-	// `kcp-tls`); it must be in Passthrough mode and allow routes from kcp's
-	// namespace.
-	Listener string `json:"listener"`
-	// ClassName, when set, creates that Gateway with this GatewayClass: one
-	// TLS Passthrough listener on 443 for kcp.<domain>.
-	ClassName string `json:"className"`
+	Gateway *ingress.Gateway `json:"gateway"`
 }
 
 // Monitoring is kcp-tmc:monitoring. The Slack webhook URL and the PagerDuty
@@ -493,7 +462,7 @@ type Cluster struct {
 	// Zone labels the cluster `topology.kubernetes.io/zone`.
 	Zone string `json:"zone"`
 	// Resources are the kinds the agent syncs: at least one, each distinct.
-	Resources []SyncedKind `json:"resources"`
+	Resources []agents.Resource `json:"resources"`
 	// QPS was the TMC syncer's kcp client rate: setting it is an error
 	// (api-syncagent has no such flag).
 	QPS int `json:"qps"`
@@ -508,29 +477,6 @@ type Cluster struct {
 	// BatchSize is one of the seed's knobs no agent has a flag for: setting it
 	// is an error.
 	BatchSize int `json:"batchSize"`
-}
-
-// SyncedKind is one resource an agent syncs.
-type SyncedKind struct {
-	// Group is the API group (`apps`; empty for the core group).
-	Group string `json:"group"`
-	// Version is the API version (`v1`).
-	Version string `json:"version"`
-	// Kind is the kind (`Deployment`).
-	Kind string `json:"kind"`
-	// Plural is the resource name (`deployments`).
-	Plural string `json:"plural"`
-}
-
-// ACME is kcp-tmc:tls.acme.
-type ACME struct {
-	// Email is the contact address of the ACME account.
-	Email string `json:"email"`
-	// Server is an https:// ACME directory URL (default: Let's Encrypt
-	// production).
-	Server string `json:"server,omitempty"`
-	// IngressClass is the class of the HTTP-01 solver (default `nginx`).
-	IngressClass string `json:"ingressClass,omitempty"`
 }
 
 // ExistingCA is one entry of kcp-tmc:existingCAs.

@@ -78,8 +78,17 @@ const (
 //go:embed crds/syncagent.kcp.io_publishedresources.yaml
 var publishedResourceCRD []byte
 
-// Resource is one synced resource.
-type Resource struct{ Group, Version, Kind, Plural string }
+// Resource is one kind an agent syncs (the stack key clusters[].resources[]).
+type Resource struct {
+	// Group is the API group (`apps`; empty for the core group).
+	Group string `json:"group"`
+	// Version is the API version (`v1`).
+	Version string `json:"version"`
+	// Kind is the kind (`Deployment`).
+	Kind string `json:"kind"`
+	// Plural is the resource name (`deployments`).
+	Plural string `json:"plural"`
+}
 
 // Args configures one cluster's agent.
 type Args struct {

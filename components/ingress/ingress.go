@@ -85,15 +85,20 @@ type Args struct {
 
 // Gateway names the Gateway of mode gateway: an existing one (its TLS
 // listener in Passthrough mode must allow routes from kcp's namespace), or
-// one created here when ClassName is set.
+// one created here when ClassName is set. It is also the stack key
+// kcp-tmc:ingress.gateway.
 type Gateway struct {
-	Name, Namespace string
-	// ClassName, when set, creates the Gateway with this GatewayClass: one
-	// TLS listener on 443 for the host, Passthrough, routes from kcp's
-	// namespace only.
-	ClassName string
-	// Listener is the listener (sectionName) the route attaches to.
-	Listener string
+	// Name is the Gateway the TLSRoute attaches to (default `kcp`).
+	Name string `json:"name"`
+	// Namespace is the Gateway's namespace (default: kcp's).
+	Namespace string `json:"namespace"`
+	// Listener is the Gateway's TLS listener (sectionName; default
+	// `kcp-tls`); it must be in Passthrough mode and allow routes from kcp's
+	// namespace.
+	Listener string `json:"listener"`
+	// ClassName, when set, creates that Gateway with this GatewayClass: one
+	// TLS Passthrough listener on 443 for kcp.<domain>.
+	ClassName string `json:"className"`
 }
 
 // Ingress is the component.

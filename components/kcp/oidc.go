@@ -10,13 +10,26 @@ import (
 )
 
 // OIDC signs humans in with an OpenID Connect issuer, on kcp and on the
-// front-proxy (which authenticates the caller and forwards who it is).
+// front-proxy (which authenticates the caller and forwards who it is). It is
+// also the stack key kcp-tmc:kcp.oidc, so the doc comments are what
+// docs/configuration.md says.
 type OIDC struct {
-	IssuerURL, ClientID           string
-	UsernameClaim, UsernamePrefix string
-	GroupsClaim, GroupsPrefix     string
-	// CABundle is PEM; empty trusts the system roots (a public issuer).
-	CABundle string
+	// IssuerURL is the issuer's https:// URL, exactly as its tokens' `iss`.
+	IssuerURL string `json:"issuerURL"`
+	// ClientID is the client id the tokens are issued for (their `aud`).
+	ClientID string `json:"clientID"`
+	// UsernameClaim is the claim that names the user (default `sub`).
+	UsernameClaim string `json:"usernameClaim"`
+	// UsernamePrefix is put before every username (default `oidc:`, so no
+	// token can claim kcp's or the PKI's user names; `-` for none).
+	UsernamePrefix string `json:"usernamePrefix"`
+	// GroupsClaim is the claim that lists the user's groups (default `groups`).
+	GroupsClaim string `json:"groupsClaim"`
+	// GroupsPrefix is put before every group (default `oidc:`; `-` for none).
+	GroupsPrefix string `json:"groupsPrefix"`
+	// CABundle is the PEM CA of the issuer's serving certificate (default:
+	// the system roots, for a public issuer).
+	CABundle string `json:"caBundle"`
 }
 
 // oidcCAConfigMap holds OIDC.CABundle, mounted into kcp and the front-proxy.

@@ -81,11 +81,16 @@ type ExistingCA struct {
 	KeyPEM  string
 }
 
-// ACME configures the public-hostname certificate.
+// ACME configures the public-hostname certificate; it is also the stack key
+// kcp-tmc:tls.acme.
 type ACME struct {
-	Email        string
-	Server       string // default Let's Encrypt production
-	IngressClass string // HTTP-01 solver class (default nginx)
+	// Email is the contact address of the ACME account.
+	Email string `json:"email"`
+	// Server is an https:// ACME directory URL (default: Let's Encrypt
+	// production).
+	Server string `json:"server,omitempty"`
+	// IngressClass is the class of the HTTP-01 solver (default `nginx`).
+	IngressClass string `json:"ingressClass,omitempty"`
 }
 
 // PKI is the component.

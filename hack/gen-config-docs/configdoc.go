@@ -6,6 +6,7 @@ import (
 	"go/ast"
 	"go/parser"
 	"go/token"
+	"maps"
 	"os"
 	"path/filepath"
 	"reflect"
@@ -84,7 +85,7 @@ func ConfigReference(root string) (string, error) {
 
 // configKeys lists every key of Config, secrets included, in struct order.
 func configKeys(root string) ([]keyDoc, error) {
-	docs, err := fieldDocs(filepath.Join(root, "stacks", "config.go"))
+	docs, err := fieldDocs(filepath.Join(root, "stacks", "config.go"), "")
 	if err != nil {
 		return nil, err
 	}
@@ -96,7 +97,7 @@ func configKeys(root string) ([]keyDoc, error) {
 		}
 		vals[i] = reflect.ValueOf(cfg).Elem()
 	}
-	w := &keyWalker{docs: docs, secrets: map[string]keyDoc{}}
+	w := &keyWalker{docs: docs, secrets: map[string]keyDoc{}, root: root, loaded: map[string]bool{}}
 	if err := w.walkStruct(reflect.TypeOf(stacks.Config{}), "Config", "", "", "", vals); err != nil {
 		return nil, err
 	}
@@ -112,7 +113,12 @@ func configKeys(root string) ([]keyDoc, error) {
 }
 
 type keyWalker struct {
-	docs           map[string]string // "Owner.Field" → doc comment
+	// docs maps "Owner.Field" to its doc comment; a type declared in a
+	// component (a stack key whose shape is the component's own, such as
+	// kcp.OIDC) is owned as "<package path>.Type".
+	docs           map[string]string
+	root           string
+	loaded         map[string]bool // component packages whose docs are in docs
 	out            []keyDoc
 	secrets        map[string]keyDoc   // Go field path → the secret's row
 	secretChildren map[string][]keyDoc // secret key → rows of its entries' fields
@@ -206,17 +212,27 @@ func (w *keyWalker) add(t reflect.Type, docName, key, goPath, section, doc strin
 	}
 	row := keyDoc{Key: key, Section: section, Description: doc}
 	// owner of t's fields in docs: its type name, or this field for an anonymous struct.
-	owner := func(t reflect.Type) string {
-		if t.Name() != "" {
-			return t.Name()
+	owner := func(t reflect.Type) (string, error) {
+		switch {
+		case t.Name() == "":
+			return docName, nil
+		case t.PkgPath() == reflect.TypeOf(stacks.Config{}).PkgPath():
+			return t.Name(), nil
 		}
-		return docName
+		if err := w.loadDocs(t.PkgPath()); err != nil {
+			return "", err
+		}
+		return t.PkgPath() + "." + t.Name(), nil
 	}
 	switch t.Kind() {
 	case reflect.Struct:
 		row.Type, row.Object = "object", true
 		w.out = append(w.out, row)
-		return w.walkStruct(t, owner(t), key+".", goPath, section, vals)
+		o, err := owner(t)
+		if err != nil {
+			return err
+		}
+		return w.walkStruct(t, o, key+".", goPath, section, vals)
 	case reflect.Slice, reflect.Map:
 		kind, sep := "list", "[]."
 		if t.Kind() == reflect.Map {
@@ -230,7 +246,11 @@ func (w *keyWalker) add(t reflect.Type, docName, key, goPath, section, doc strin
 			row.Type, row.Object = kind+" of object", true
 			row.Defaults = renderDefaults(vals)
 			w.out = append(w.out, row)
-			return w.walkStruct(elem, owner(elem), key+sep, goPath, section, [3]reflect.Value{})
+			o, err := owner(elem)
+			if err != nil {
+				return err
+			}
+			return w.walkStruct(elem, o, key+sep, goPath, section, [3]reflect.Value{})
 		}
 		name, err := scalarType(elem)
 		if err != nil {
@@ -305,10 +325,38 @@ func renderValue(v reflect.Value) string {
 	return fmt.Sprint(v.Interface())
 }
 
+// loadDocs adds the field docs of a component package (its non-test files),
+// keyed "<package path>.Type.Field".
+func (w *keyWalker) loadDocs(pkgPath string) error {
+	if w.loaded[pkgPath] {
+		return nil
+	}
+	w.loaded[pkgPath] = true
+	dir := filepath.Join(w.root, strings.TrimPrefix(strings.TrimPrefix(pkgPath, module), "/"))
+	files, err := filepath.Glob(filepath.Join(dir, "*.go"))
+	if err != nil || len(files) == 0 {
+		return fmt.Errorf("config type of package %s: no Go files in %s", pkgPath, dir)
+	}
+	for _, f := range files {
+		if strings.HasSuffix(f, "_test.go") {
+			continue
+		}
+		docs, err := fieldDocs(f, pkgPath+".")
+		if err != nil {
+			return err
+		}
+		maps.Copy(w.docs, docs)
+	}
+	return nil
+}
+
+// module is this repository's module path.
+const module = "github.com/kcp-tmc/kcp-tmc"
+
 // fieldDocs reads the doc comments of every struct field in a Go file, keyed
-// "Type.Field" (anonymous structs: "Type.Field.Inner"), without the leading
-// field name: "Replicas is the number of …" becomes "The number of …".
-func fieldDocs(path string) (map[string]string, error) {
+// prefix+"Type.Field" (anonymous structs: "Type.Field.Inner"), without the
+// leading field name: "Replicas is the number of …" becomes "The number of …".
+func fieldDocs(path, prefix string) (map[string]string, error) {
 	fset := token.NewFileSet()
 	file, err := parser.ParseFile(fset, path, nil, parser.ParseComments)
 	if err != nil {
@@ -339,7 +387,7 @@ func fieldDocs(path string) (map[string]string, error) {
 		for _, spec := range gen.Specs {
 			ts := spec.(*ast.TypeSpec)
 			if st, ok := ts.Type.(*ast.StructType); ok {
-				fields(ts.Name.Name, st)
+				fields(prefix+ts.Name.Name, st)
 			}
 		}
 	}
