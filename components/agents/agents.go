@@ -281,7 +281,7 @@ func NewAgent(ctx *pulumi.Context, name string, args Args, opts ...pulumi.Resour
 	}
 	// The agent talks to its cluster's API and to kcp over 443/6443 only.
 	if err := security.NewAllowPolicy(ctx, name+"-netpol", args.Namespace, args.Kind, labels,
-		[]security.Flow{{Namespace: "monitoring", Ports: []int{MetricsPort}}},
+		[]security.Flow{{Namespace: security.MonitoringNamespace, Ports: []int{MetricsPort}}},
 		[]security.Flow{{CIDR: "0.0.0.0/0", Ports: []int{443, 6443}}}, after...); err != nil {
 		return nil, err
 	}

@@ -94,7 +94,7 @@ func (a Args) WithDefaults() Args {
 		a.Spread.Mode = workload.SpreadNone
 	}
 	if a.MonitoringNamespace == "" {
-		a.MonitoringNamespace = "monitoring"
+		a.MonitoringNamespace = security.MonitoringNamespace
 	}
 	return a
 }

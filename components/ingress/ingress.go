@@ -355,7 +355,7 @@ func installController(ctx *pulumi.Context, name string, a Args, opts []pulumi.R
 	}
 	monitoring := a.MonitoringNamespace
 	if monitoring == "" {
-		monitoring = "monitoring"
+		monitoring = security.MonitoringNamespace
 	}
 	// kube-score cannot see the controller's pods: the Helm release creates them.
 	ignore := map[string]string{"kube-score/ignore": "networkpolicy-targets-pod"}

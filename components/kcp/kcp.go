@@ -127,7 +127,7 @@ func (a Args) WithDefaults() Args {
 		a.Spread.Mode = workload.SpreadNone
 	}
 	if a.MonitoringNamespace == "" {
-		a.MonitoringNamespace = "monitoring"
+		a.MonitoringNamespace = security.MonitoringNamespace
 	}
 	if a.OIDC != nil {
 		o := a.OIDC.WithDefaults()

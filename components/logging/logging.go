@@ -213,7 +213,7 @@ func NewLogging(ctx *pulumi.Context, name string, args Args, opts ...pulumi.Reso
 	}
 	egress := []security.Flow{{CIDR: "0.0.0.0/0", Ports: []int{args.ElasticsearchPort, 443, 6443}}} // Elasticsearch and the API
 	if err := security.NewAllowPolicy(ctx, name+"-netpol", Namespace, Name, workload.Labels(Name),
-		[]security.Flow{{Namespace: "monitoring", Ports: []int{2020}}}, egress, after...); err != nil {
+		[]security.Flow{{Namespace: security.MonitoringNamespace, Ports: []int{2020}}}, egress, after...); err != nil {
 		return nil, err
 	}
 	dsMeta := workload.Meta(Name, Namespace, Name)

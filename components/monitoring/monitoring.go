@@ -21,6 +21,7 @@ import (
 	"github.com/kcp-tmc/kcp-tmc/components/internal/component"
 	"github.com/kcp-tmc/kcp-tmc/components/internal/helmrelease"
 	"github.com/kcp-tmc/kcp-tmc/components/platform"
+	"github.com/kcp-tmc/kcp-tmc/components/security"
 	"github.com/kcp-tmc/kcp-tmc/components/workload"
 )
 
@@ -83,7 +84,7 @@ func (a Args) WithDefaults() Args {
 		a.StackVersion = DefaultStackVersion
 	}
 	if a.MonitoringNamespace == "" {
-		a.MonitoringNamespace = "monitoring"
+		a.MonitoringNamespace = security.MonitoringNamespace
 	}
 	return a
 }

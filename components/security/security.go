@@ -21,6 +21,10 @@ const (
 	GID = 65532
 )
 
+// MonitoringNamespace is where Prometheus runs (the monitoring component's
+// default): every component's policies let it scrape from there.
+const MonitoringNamespace = "monitoring"
+
 // AllowedVolumeTypes are the volume sources a pod may use (the seed's list).
 var AllowedVolumeTypes = []string{"configMap", "emptyDir", "projected", "secret", "downwardAPI", "persistentVolumeClaim"}
 
