@@ -111,7 +111,7 @@ func monitoringArgs(cfg *Config) monitoring.Args {
 		PodSecurityVersion: cfg.PodSecurityVersion,
 	}
 	if cfg.TLS.Mode == pki.ModeCertManager && cfg.TLS.InstallCertManager {
-		a.CertManagerNamespace = "cert-manager" // where the pki component installs it
+		a.CertManagerNamespace = pki.CertManagerNamespace
 	}
 	if m.SlackWebhookURL != "" {
 		a.SlackWebhookURL = pulumi.ToSecret(pulumi.String(m.SlackWebhookURL)).(pulumi.StringOutput)

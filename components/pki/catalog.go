@@ -112,7 +112,7 @@ func Leaves(a Args) []Spec {
 		// shard's index of workspaces and logical clusters.
 		{Name: CertFrontProxyKubeconfig, CA: CAClient, CommonName: "kcp-front-proxy", Organizations: []string{"system:masters"}, Usages: clientUsages},
 		{Name: CertServiceAccount, CA: CAServiceAcct, CommonName: "kcp-service-account", Usages: []string{UsageDigitalSignature, UsageKeyEncipherment}},
-		{Name: CertAdmin, CA: CAClient, CommonName: "kcp-admin", Organizations: []string{"system:kcp:admin"}, Usages: clientUsages},
+		{Name: CertAdmin, CA: CAClient, CommonName: CertAdmin, Organizations: []string{"system:kcp:admin"}, Usages: clientUsages},
 		{Name: CertMetricsViewer, CA: CAClient, CommonName: "kcp-metrics-viewer", Organizations: []string{MetricsViewersGroup}, Usages: clientUsages},
 		{Name: CertEtcdServer, CA: CAEtcd, CommonName: "etcd-server", DNSNames: etcdSANs, IPAddresses: []string{"127.0.0.1"}, Usages: bothUsages},
 		{Name: CertEtcdPeer, CA: CAEtcd, CommonName: "etcd-peer", DNSNames: append(etcdPeers, "localhost"), IPAddresses: []string{"127.0.0.1"}, Usages: bothUsages},

@@ -418,6 +418,9 @@ func tlsUsages(usages []string) pulumi.StringArray {
 	return out
 }
 
+// CertManagerNamespace is where InstallCertManager installs cert-manager.
+const CertManagerNamespace = "cert-manager"
+
 // certManager builds a self-signed bootstrap Issuer, one CA Certificate and
 // CA Issuer per CA, and the leaf Certificates.
 func (b *builder) certManager() error {
@@ -426,7 +429,7 @@ func (b *builder) certManager() error {
 		rel, err := helmrelease.New(b.ctx, b.name+"-cert-manager", helmrelease.Args{
 			Chart:           pulumi.String("cert-manager"),
 			Version:         pulumi.String(b.args.CertManagerVersion),
-			Namespace:       pulumi.String("cert-manager"),
+			Namespace:       pulumi.String(CertManagerNamespace),
 			CreateNamespace: true,
 			Repo:            "https://charts.jetstack.io",
 			Values: pulumi.Map{
