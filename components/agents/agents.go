@@ -138,24 +138,12 @@ type Agent struct {
 
 // WithDefaults fills unset fields.
 func (a Args) WithDefaults() Args {
-	if a.Namespace == "" {
-		a.Namespace = DefaultNamespace
-	}
-	if a.Kind == "" {
-		a.Kind = KindSyncAgent
-	}
-	if a.Image == "" {
-		a.Image = DefaultSyncAgentImage
-	}
-	if a.Replicas == 0 {
-		a.Replicas = 2
-	}
-	if a.Workspace == "" {
-		a.Workspace = DefaultWorkspace
-	}
-	if a.APIExport == "" {
-		a.APIExport = a.Cluster + "-export"
-	}
+	component.Default(&a.Namespace, DefaultNamespace)
+	component.Default(&a.Kind, KindSyncAgent)
+	component.Default(&a.Image, DefaultSyncAgentImage)
+	component.Default(&a.Replicas, 2)
+	component.Default(&a.Workspace, DefaultWorkspace)
+	component.Default(&a.APIExport, a.Cluster+"-export")
 	return a
 }
 

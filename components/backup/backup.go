@@ -119,18 +119,10 @@ type Backup struct {
 
 // WithDefaults fills unset fields.
 func (a Args) WithDefaults() Args {
-	if a.Schedule == "" {
-		a.Schedule = "0 2 * * *"
-	}
-	if a.TimeZone == "" {
-		a.TimeZone = "UTC"
-	}
-	if a.VerifySchedule == "" {
-		a.VerifySchedule = "0 4 * * 0"
-	}
-	if a.Image == "" {
-		a.Image = DefaultImage + ":" + DefaultTag
-	}
+	component.Default(&a.Schedule, "0 2 * * *")
+	component.Default(&a.TimeZone, "UTC")
+	component.Default(&a.VerifySchedule, "0 4 * * 0")
+	component.Default(&a.Image, DefaultImage+":"+DefaultTag)
 	if a.Target == TargetS3 && a.S3.Prefix == "" {
 		a.S3.Prefix = "etcd"
 	}

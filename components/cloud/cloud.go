@@ -73,18 +73,12 @@ type EKS struct {
 
 // WithDefaults fills unset fields.
 func (a Args) WithDefaults() Args {
-	if a.KubernetesVersion == "" {
-		a.KubernetesVersion = DefaultKubernetesVersion
-	}
-	if a.VPCCIDR == "" {
-		a.VPCCIDR = "10.0.0.0/16"
-	}
+	component.Default(&a.KubernetesVersion, DefaultKubernetesVersion)
+	component.Default(&a.VPCCIDR, "10.0.0.0/16")
 	if len(a.InstanceTypes) == 0 {
 		a.InstanceTypes = []string{"m6i.xlarge"}
 	}
-	if a.NodesPerZone == (Nodes{}) {
-		a.NodesPerZone = Nodes{Min: 1, Desired: 2, Max: 4}
-	}
+	component.Default(&a.NodesPerZone, Nodes{Min: 1, Desired: 2, Max: 4})
 	return a
 }
 

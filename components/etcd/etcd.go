@@ -81,21 +81,11 @@ type Etcd struct {
 
 // WithDefaults fills unset fields.
 func (a Args) WithDefaults() Args {
-	if a.Image == "" {
-		a.Image = DefaultImage
-	}
-	if a.Version == "" {
-		a.Version = DefaultVersion
-	}
-	if a.QuotaBackendBytes == "" {
-		a.QuotaBackendBytes = "8Gi"
-	}
-	if a.Spread.Mode == "" {
-		a.Spread.Mode = workload.SpreadNone
-	}
-	if a.MonitoringNamespace == "" {
-		a.MonitoringNamespace = security.MonitoringNamespace
-	}
+	component.Default(&a.Image, DefaultImage)
+	component.Default(&a.Version, DefaultVersion)
+	component.Default(&a.QuotaBackendBytes, "8Gi")
+	component.Default(&a.Spread.Mode, workload.SpreadNone)
+	component.Default(&a.MonitoringNamespace, security.MonitoringNamespace)
 	return a
 }
 

@@ -111,21 +111,11 @@ type Ingress struct {
 
 // WithDefaults fills unset fields.
 func (a Args) WithDefaults() Args {
-	if a.Mode == "" {
-		a.Mode = ModePassthrough
-	}
-	if a.ClassName == "" {
-		a.ClassName = DefaultClassName
-	}
-	if a.TerminateSecret == "" {
-		a.TerminateSecret = DefaultTerminateSecret
-	}
-	if a.ControllerVersion == "" {
-		a.ControllerVersion = DefaultControllerVersion
-	}
-	if a.ControllerReplicas == 0 {
-		a.ControllerReplicas = 2
-	}
+	component.Default(&a.Mode, ModePassthrough)
+	component.Default(&a.ClassName, DefaultClassName)
+	component.Default(&a.TerminateSecret, DefaultTerminateSecret)
+	component.Default(&a.ControllerVersion, DefaultControllerVersion)
+	component.Default(&a.ControllerReplicas, 2)
 	if a.Mode == ModeGateway {
 		if a.Gateway.Name == "" {
 			a.Gateway.Name = "kcp"

@@ -114,21 +114,11 @@ func Selector() map[string]string { return workload.Labels(ServerName) }
 
 // WithDefaults fills unset fields.
 func (a Args) WithDefaults() Args {
-	if a.Image == "" {
-		a.Image = DefaultImage
-	}
-	if a.Version == "" {
-		a.Version = DefaultVersion
-	}
-	if a.Audit == (Audit{}) {
-		a.Audit = Audit{MaxAgeDays: 30, MaxSizeMB: 100, MaxBackups: 10} // the seed's logging section
-	}
-	if a.Spread.Mode == "" {
-		a.Spread.Mode = workload.SpreadNone
-	}
-	if a.MonitoringNamespace == "" {
-		a.MonitoringNamespace = security.MonitoringNamespace
-	}
+	component.Default(&a.Image, DefaultImage)
+	component.Default(&a.Version, DefaultVersion)
+	component.Default(&a.Audit, Audit{MaxAgeDays: 30, MaxSizeMB: 100, MaxBackups: 10}) // the seed's logging section
+	component.Default(&a.Spread.Mode, workload.SpreadNone)
+	component.Default(&a.MonitoringNamespace, security.MonitoringNamespace)
 	if a.OIDC != nil {
 		o := a.OIDC.WithDefaults()
 		a.OIDC = &o

@@ -6,6 +6,7 @@ import (
 	"strconv"
 	"strings"
 
+	"github.com/kcp-tmc/kcp-tmc/components/internal/component"
 	"k8s.io/apimachinery/pkg/util/validation/field"
 )
 
@@ -39,16 +40,10 @@ const oidcCAConfigMap = "kcp-oidc-ca"
 // groups from "groups", both prefixed "oidc:" so no token can claim a
 // name kcp or the PKI's identities use (system:…, kcp-admin).
 func (o OIDC) WithDefaults() OIDC {
-	for _, f := range []struct {
-		field *string
-		value string
-	}{
-		{&o.UsernameClaim, "sub"}, {&o.UsernamePrefix, "oidc:"}, {&o.GroupsClaim, "groups"}, {&o.GroupsPrefix, "oidc:"},
-	} {
-		if *f.field == "" {
-			*f.field = f.value
-		}
-	}
+	component.Default(&o.UsernameClaim, "sub")
+	component.Default(&o.UsernamePrefix, "oidc:")
+	component.Default(&o.GroupsClaim, "groups")
+	component.Default(&o.GroupsPrefix, "oidc:")
 	return o
 }
 

@@ -58,15 +58,9 @@ type Logging struct {
 
 // WithDefaults fills unset fields.
 func (a Args) WithDefaults() Args {
-	if a.ElasticsearchPort == 0 {
-		a.ElasticsearchPort = 9200
-	}
-	if a.Index == "" {
-		a.Index = DefaultIndex
-	}
-	if a.Image == "" {
-		a.Image = DefaultImage
-	}
+	component.Default(&a.ElasticsearchPort, 9200)
+	component.Default(&a.Index, DefaultIndex)
+	component.Default(&a.Image, DefaultImage)
 	return a
 }
 

@@ -77,15 +77,9 @@ type Monitoring struct {
 
 // WithDefaults fills unset fields.
 func (a Args) WithDefaults() Args {
-	if a.Interval == "" {
-		a.Interval = DefaultInterval
-	}
-	if a.StackVersion == "" {
-		a.StackVersion = DefaultStackVersion
-	}
-	if a.MonitoringNamespace == "" {
-		a.MonitoringNamespace = security.MonitoringNamespace
-	}
+	component.Default(&a.Interval, DefaultInterval)
+	component.Default(&a.StackVersion, DefaultStackVersion)
+	component.Default(&a.MonitoringNamespace, security.MonitoringNamespace)
 	return a
 }
 

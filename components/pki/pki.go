@@ -117,32 +117,16 @@ func (p *PKI) SecretName(cert string) string { return cert }
 
 // WithDefaults fills unset fields.
 func (a Args) WithDefaults() Args {
-	if a.Mode == "" {
-		a.Mode = ModeCertManager
-	}
-	if a.EtcdReplicas == 0 {
-		a.EtcdReplicas = 1
-	}
-	if a.CADuration == 0 {
-		a.CADuration = DefaultCADuration
-	}
-	if a.LeafDuration == 0 {
-		a.LeafDuration = DefaultLeafDuration
-	}
-	if a.RenewBefore == 0 {
-		a.RenewBefore = DefaultRenewBefore
-	}
-	if a.CertManagerVersion == "" {
-		a.CertManagerVersion = DefaultCertManagerVersion
-	}
+	component.Default(&a.Mode, ModeCertManager)
+	component.Default(&a.EtcdReplicas, 1)
+	component.Default(&a.CADuration, DefaultCADuration)
+	component.Default(&a.LeafDuration, DefaultLeafDuration)
+	component.Default(&a.RenewBefore, DefaultRenewBefore)
+	component.Default(&a.CertManagerVersion, DefaultCertManagerVersion)
 	if a.ACME != nil {
 		acme := *a.ACME
-		if acme.Server == "" {
-			acme.Server = "https://acme-v02.api.letsencrypt.org/directory"
-		}
-		if acme.IngressClass == "" {
-			acme.IngressClass = "nginx"
-		}
+		component.Default(&acme.Server, "https://acme-v02.api.letsencrypt.org/directory")
+		component.Default(&acme.IngressClass, "nginx")
 		a.ACME = &acme
 	}
 	return a

@@ -62,12 +62,8 @@ type Platform struct {
 
 // WithDefaults returns a copy of a with every unset optional field defaulted.
 func (a Args) WithDefaults() Args {
-	if a.PodSecurityVersion == "" {
-		a.PodSecurityVersion = DefaultPodSecurityVersion
-	}
-	if a.EnforceLevel == "" {
-		a.EnforceLevel = "restricted"
-	}
+	component.Default(&a.PodSecurityVersion, DefaultPodSecurityVersion)
+	component.Default(&a.EnforceLevel, "restricted")
 	return a
 }
 

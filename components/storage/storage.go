@@ -53,12 +53,8 @@ type Storage struct {
 
 // WithDefaults fills unset fields.
 func (a Args) WithDefaults() Args {
-	if a.VolumeType == "" {
-		a.VolumeType = "gp3"
-	}
-	if a.ReclaimPolicy == "" {
-		a.ReclaimPolicy = "Retain"
-	}
+	component.Default(&a.VolumeType, "gp3")
+	component.Default(&a.ReclaimPolicy, "Retain")
 	return a
 }
 

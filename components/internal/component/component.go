@@ -20,3 +20,12 @@ func Register(ctx *pulumi.Context, typ, name string, comp pulumi.ComponentResour
 	}
 	return nil
 }
+
+// Default sets *field to value when it holds its zero value: the one line
+// each optional Args field's default takes in WithDefaults.
+func Default[T comparable](field *T, value T) {
+	var zero T
+	if *field == zero {
+		*field = value
+	}
+}
