@@ -184,11 +184,7 @@ func TestSyncAgent(t *testing.T) {
 }
 
 func TestValidate(t *testing.T) {
-	tests := []struct {
-		name        string
-		mutate      func(*Args)
-		field, want string
-	}{
+	fieldtest.Table(t, func() Args { return args("eu", KindSyncAgent) }, func(a Args) field.ErrorList { return a.WithDefaults().Validate(field.NewPath("agent")) }, []fieldtest.Case[Args]{
 		{"name with capitals", func(a *Args) { a.Cluster = "EU" }, "agent.name", `"EU": a DNS-1035 label`},
 		{"name starting with a digit", func(a *Args) { a.Cluster = "1eu" }, "agent.name", `"1eu"`},
 		{"unknown agent", func(a *Args) { a.Kind = "karmada" }, "agent.agent", `"karmada": supported values: "api-syncagent"`},
@@ -207,17 +203,7 @@ func TestValidate(t *testing.T) {
 		{"memory in decimal units", func(a *Args) { a.Container.LimitMemory = "1G" }, "agent.container.limits.memory", "in Ki, Mi, Gi or Ti"},
 		{"identity both given and copied", func(a *Args) { a.CopiedIdentity = true }, "agent.identity", "set=true with CopiedIdentity=true"},
 		{"half an identity", func(a *Args) { a.ClientKey = nil }, "agent.identity", "set=false with CopiedIdentity=false"},
-	}
-	if errs := args("eu", KindSyncAgent).WithDefaults().Validate(field.NewPath("agent")); len(errs) > 0 {
-		t.Fatalf("valid args refused: %v", errs)
-	}
-	for _, tt := range tests {
-		t.Run(tt.name, func(t *testing.T) {
-			a := args("eu", KindSyncAgent)
-			tt.mutate(&a)
-			fieldtest.Expect(t, a.WithDefaults().Validate(field.NewPath("agent")), tt.field, tt.want)
-		})
-	}
+	})
 }
 
 func TestKCPSideUsesTheKCPProvider(t *testing.T) {

@@ -232,11 +232,7 @@ func TestPVCTargetHasNoAWS(t *testing.T) {
 }
 
 func TestValidate(t *testing.T) {
-	tests := []struct {
-		name        string
-		mutate      func(*Args)
-		field, want string
-	}{
+	fieldtest.Table(t, s3Args, func(a Args) field.ErrorList { return a.WithDefaults().Validate(field.NewPath("backup")) }, []fieldtest.Case[Args]{
 		{"unknown target", func(a *Args) { a.Target = "gcs" }, "backup.target", `"gcs": supported values: "s3", "pvc"`},
 		{"bad bucket", func(a *Args) { a.S3.Bucket = "Backups_Bucket" }, "backup.bucket", "an S3 bucket name"},
 		{"IA too early", func(a *Args) { a.S3.TransitionDays = 10 }, "backup.transitionDays", "10: 0 or at least 30"},
@@ -251,17 +247,7 @@ func TestValidate(t *testing.T) {
 		{"four-field cron", func(a *Args) { a.Schedule = "0 2 * *" }, "backup.schedule", "a 5-field cron expression"},
 		{"local time", func(a *Args) { a.TimeZone = "Local" }, "backup.timeZone", "an IANA time zone"},
 		{"pvc in decimal units", func(a *Args) { a.Target, a.PVC = TargetPVC, PVC{StorageClass: "standard", Size: "20G"} }, "backup.pvcSize", "binary units"},
-	}
-	if errs := s3Args().WithDefaults().Validate(field.NewPath("backup")); len(errs) > 0 {
-		t.Fatalf("valid args refused: %v", errs)
-	}
-	for _, tt := range tests {
-		t.Run(tt.name, func(t *testing.T) {
-			a := s3Args()
-			tt.mutate(&a)
-			fieldtest.Expect(t, a.WithDefaults().Validate(field.NewPath("backup")), tt.field, tt.want)
-		})
-	}
+	})
 }
 
 // TestS3Ports: the backup jobs' egress reaches AWS on 443 and an

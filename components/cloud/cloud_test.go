@@ -156,11 +156,7 @@ func TestTagsEverywhere(t *testing.T) {
 }
 
 func TestValidate(t *testing.T) {
-	tests := []struct {
-		name        string
-		mutate      func(*Args)
-		field, want string
-	}{
+	fieldtest.Table(t, func() Args { return args(true) }, func(a Args) field.ErrorList { return a.WithDefaults().Validate(field.NewPath("cloud")) }, []fieldtest.Case[Args]{
 		{"zone of another region", func(a *Args) { a.Zones[2] = "eu-west-1a" }, "cloud.zones[2]", `"eu-west-1a": distinct zones of region us-east-1`},
 		{"one zone", func(a *Args) { a.Zones = a.Zones[:1] }, "cloud.zones", "2 to 4 zones"},
 		{"bad region", func(a *Args) { a.Region = "useast1" }, "cloud.region", `"useast1"`},
@@ -169,17 +165,7 @@ func TestValidate(t *testing.T) {
 		{"public endpoint open to all", func(a *Args) { a.PublicEndpoint = true }, "cloud.publicCidrs", "Required value"},
 		{"VPC too small", func(a *Args) { a.VPCCIDR = "10.0.0.0/24" }, "cloud.vpcCidr", "a /16"},
 		{"no nodes", func(a *Args) { a.NodesPerZone = Nodes{Min: 0, Desired: 0, Max: 3} }, "cloud.nodesPerZone", `"0/0/3"`},
-	}
-	if errs := args(true).WithDefaults().Validate(field.NewPath("cloud")); len(errs) > 0 {
-		t.Fatalf("valid args refused: %v", errs)
-	}
-	for _, tt := range tests {
-		t.Run(tt.name, func(t *testing.T) {
-			a := args(true)
-			tt.mutate(&a)
-			fieldtest.Expect(t, a.WithDefaults().Validate(field.NewPath("cloud")), tt.field, tt.want)
-		})
-	}
+	})
 }
 
 // waitString reads a (known) output under mocks.

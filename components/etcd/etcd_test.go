@@ -137,11 +137,7 @@ func TestEtcdPerEnvironment(t *testing.T) {
 }
 
 func TestValidate(t *testing.T) {
-	tests := []struct {
-		name        string
-		mutate      func(*Args)
-		field, want string
-	}{
+	fieldtest.Table(t, baseArgs, func(a Args) field.ErrorList { return a.WithDefaults().Validate(field.NewPath("etcd")) }, []fieldtest.Case[Args]{
 		{"even members", func(a *Args) { a.Replicas = 2 }, "etcd.replicas", "an odd number from 1 to 7"},
 		{"etcd 3.4", func(a *Args) { a.Version = "v3.4.30" }, "etcd.version", "v3.5.x release"},
 		{"short version", func(a *Args) { a.Version = "v3.5" }, "etcd.version", "v3.5.x release"},
@@ -158,17 +154,7 @@ func TestValidate(t *testing.T) {
 			a.Replicas = 3
 			a.Spread = workload.Spread{Mode: workload.SpreadZone, Zones: []string{"a", "b"}}
 		}, "etcd.antiAffinity", "at least 3 entries in zones"},
-	}
-	if errs := baseArgs().WithDefaults().Validate(field.NewPath("etcd")); len(errs) > 0 {
-		t.Fatalf("valid args refused: %v", errs)
-	}
-	for _, tt := range tests {
-		t.Run(tt.name, func(t *testing.T) {
-			a := baseArgs()
-			tt.mutate(&a)
-			fieldtest.Expect(t, a.WithDefaults().Validate(field.NewPath("etcd")), tt.field, tt.want)
-		})
-	}
+	})
 }
 
 // A size in Ti renders in Gi, so switching 1Ti to 1024Gi (or back) is no

@@ -201,11 +201,7 @@ func TestNetworkPolicies(t *testing.T) {
 }
 
 func TestValidate(t *testing.T) {
-	tests := []struct {
-		name        string
-		mutate      func(*Args)
-		field, want string
-	}{
+	fieldtest.Table(t, prodArgs, func(a Args) field.ErrorList { return a.WithDefaults().Validate(field.NewPath("kcp")) }, []fieldtest.Case[Args]{
 		{"plain etcd", func(a *Args) { a.EtcdURL = "http://etcd:2379" }, "kcp.etcdURL", "an https:// etcd client URL"},
 		{"missing cert", func(a *Args) { a.Certs.ClientCA = "" }, "kcp.certs.clientCA", "Required value"},
 		{"too few zones", func(a *Args) { a.Spread.Zones = a.Spread.Zones[:2] }, "kcp.antiAffinity", "at least 3 entries in zones"},
@@ -214,17 +210,7 @@ func TestValidate(t *testing.T) {
 		{"unpinned version", func(a *Args) { a.Version = "latest" }, "kcp.version", `a pinned release tag like "v0.32.3"`},
 		{"one-label domain", func(a *Args) { a.Domain = "localhost" }, "kcp.domain", "at least two labels"},
 		{"cpu not a quantity", func(a *Args) { a.FrontProxyResources.LimitCPU = "two" }, "kcp.frontProxyResources.limits.cpu", "a positive CPU quantity"},
-	}
-	if errs := prodArgs().WithDefaults().Validate(field.NewPath("kcp")); len(errs) > 0 {
-		t.Fatalf("valid args refused: %v", errs)
-	}
-	for _, tt := range tests {
-		t.Run(tt.name, func(t *testing.T) {
-			a := prodArgs()
-			tt.mutate(&a)
-			fieldtest.Expect(t, a.WithDefaults().Validate(field.NewPath("kcp")), tt.field, tt.want)
-		})
-	}
+	})
 }
 
 // TestFlagsAreOnesKCPRegisters: kcp and the front-proxy exit at once on a

@@ -453,11 +453,7 @@ func TestExistingCA(t *testing.T) {
 
 func TestValidate(t *testing.T) {
 	notCA, _ := mocktest.EmulateTLS("tls:index/privateKey:PrivateKey", map[string]any{"algorithm": "ECDSA", "ecdsaCurve": "P256"})
-	tests := []struct {
-		name        string
-		mutate      func(*Args)
-		field, want string
-	}{
+	fieldtest.Table(t, func() Args { return testArgs(ModeCertManager) }, func(a Args) field.ErrorList { return a.WithDefaults().Validate(field.NewPath("tls")) }, []fieldtest.Case[Args]{
 		{"unknown mode", func(a *Args) { a.Mode = "vault" }, "tls.mode", `"vault": supported values: "cert-manager", "self-managed"`},
 		{"bad namespace", func(a *Args) { a.Namespace = "Kcp" }, "tls.namespace", `"Kcp"`},
 		{"even etcd", func(a *Args) { a.EtcdReplicas = 2 }, "tls.etcdReplicas", "2: an odd number"},
@@ -474,15 +470,5 @@ func TestValidate(t *testing.T) {
 		{"existing CA key only", func(a *Args) {
 			a.ExistingCAs = map[string]ExistingCA{CAEtcd: {CertPEM: notCA["publicKeyPem"], KeyPEM: notCA["privateKeyPem"]}}
 		}, "tls.existingCAs[etcd-ca]", "<secret>"},
-	}
-	if errs := testArgs(ModeCertManager).WithDefaults().Validate(field.NewPath("tls")); len(errs) > 0 {
-		t.Fatalf("valid args refused: %v", errs)
-	}
-	for _, tt := range tests {
-		t.Run(tt.name, func(t *testing.T) {
-			a := testArgs(ModeCertManager)
-			tt.mutate(&a)
-			fieldtest.Expect(t, a.WithDefaults().Validate(field.NewPath("tls")), tt.field, tt.want)
-		})
-	}
+	})
 }
