@@ -208,16 +208,12 @@ func clusterNames(cfg *Config) []string {
 
 func cloudArgs(cfg *Config) cloud.Args {
 	c := cfg.Cloud
-	var existing *cloud.ExistingVPC
-	if v := c.ExistingVPC; v != nil {
-		existing = &cloud.ExistingVPC{ID: v.ID, PrivateSubnets: v.PrivateSubnets, PublicSubnets: v.PublicSubnets}
-	}
 	return cloud.Args{
-		ExistingVPC: existing,
+		ExistingVPC: c.ExistingVPC,
 		ClusterName: ClusterName(cfg.Environment), Region: c.Region, Zones: cfg.Zones, KubernetesVersion: c.KubernetesVersion,
 		VPCCIDR: c.VPCCIDR, NATPerZone: c.NATPerZone, PublicEndpoint: c.PublicEndpoint, PublicCIDRs: c.PublicCIDRs,
 		InstanceTypes: c.InstanceTypes,
-		NodesPerZone:  cloud.Nodes{Min: c.NodesPerZone.Min, Desired: c.NodesPerZone.Desired, Max: c.NodesPerZone.Max},
+		NodesPerZone:  c.NodesPerZone,
 		Tags:          map[string]string{"environment": cfg.Environment, "owner": c.Owner, "cost-center": c.CostCenter},
 	}
 }

@@ -15,6 +15,7 @@ import (
 
 	"github.com/agext/levenshtein"
 	"github.com/kcp-tmc/kcp-tmc/components/agents"
+	"github.com/kcp-tmc/kcp-tmc/components/cloud"
 	"github.com/kcp-tmc/kcp-tmc/components/ingress"
 	"github.com/kcp-tmc/kcp-tmc/components/kcp"
 	"github.com/kcp-tmc/kcp-tmc/components/pki"
@@ -414,29 +415,14 @@ type Cloud struct {
 	// InstanceTypes are the node groups' EC2 instance types.
 	InstanceTypes []string `json:"instanceTypes"`
 	// NodesPerZone sizes the node group of each zone: 1 ≤ min ≤ desired ≤ max.
-	NodesPerZone struct {
-		// Min is the fewest nodes per zone. With hostname anti-affinity,
-		// zones × min must reach the kcp and etcd replicas.
-		Min int `json:"min"`
-		// Desired is the initial number of nodes per zone.
-		Desired int `json:"desired"`
-		// Max is the most nodes per zone.
-		Max int `json:"max"`
-	} `json:"nodesPerZone"`
+	NodesPerZone cloud.Nodes `json:"nodesPerZone"`
 	// Owner tags every AWS resource (with the environment and costCenter).
 	Owner string `json:"owner"`
 	// CostCenter tags every AWS resource.
 	CostCenter string `json:"costCenter"`
 	// ExistingVPC uses a network that exists instead of creating one: its id
 	// and a private and a public subnet id for every zone.
-	ExistingVPC *struct {
-		// ID is the VPC id, `vpc-…`.
-		ID string `json:"id"`
-		// PrivateSubnets maps every zone to a private subnet id, `subnet-…`.
-		PrivateSubnets map[string]string `json:"privateSubnets"`
-		// PublicSubnets maps every zone to a public subnet id, `subnet-…`.
-		PublicSubnets map[string]string `json:"publicSubnets"`
-	} `json:"existingVpc,omitempty"`
+	ExistingVPC *cloud.ExistingVPC `json:"existingVpc,omitempty"`
 }
 
 // Cluster is one entry of kcp-tmc:clusters.

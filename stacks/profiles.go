@@ -52,7 +52,7 @@ func Profile(env string) (*Config, error) {
 		Monitoring: Monitoring{Enabled: true, Interval: mo.Interval, SlackChannel: "#kcp-alerts", StackVersion: mo.StackVersion},
 		Logging:    Logging{ElasticsearchPort: lo.ElasticsearchPort, Index: lo.Index, TLS: true, Image: lo.Image},
 		Cloud: Cloud{Mode: "existing", Region: "us-east-1", KubernetesVersion: cl.KubernetesVersion,
-			VPCCIDR: cl.VPCCIDR, NATPerZone: env == "prod", InstanceTypes: cl.InstanceTypes},
+			VPCCIDR: cl.VPCCIDR, NATPerZone: env == "prod", InstanceTypes: cl.InstanceTypes, NodesPerZone: cl.NodesPerZone},
 		Ingress: Ingress{Mode: in.Mode, ClassName: in.ClassName,
 			ControllerVersion: in.ControllerVersion, ControllerReplicas: in.ControllerReplicas},
 		TLS: TLS{Mode: tl.Mode, CertManagerVersion: tl.CertManagerVersion,
@@ -102,7 +102,6 @@ func Profile(env string) (*Config, error) {
 		return nil, &FieldError{Key: "environment", Value: env, Allowed: "one of " + strings.Join(Environments, ", ")}
 	}
 	base.Etcd.Image, base.Etcd.Version, base.Etcd.QuotaBackendBytes = ed.Image, ed.Version, ed.QuotaBackendBytes
-	base.Cloud.NodesPerZone.Min, base.Cloud.NodesPerZone.Desired, base.Cloud.NodesPerZone.Max = cl.NodesPerZone.Min, cl.NodesPerZone.Desired, cl.NodesPerZone.Max
 	return &base, nil
 }
 

@@ -30,8 +30,16 @@ const TypeToken = "kcp-tmc:cloud:EKS"
 // DefaultKubernetesVersion is the EKS version the stacks pin.
 const DefaultKubernetesVersion = "1.33"
 
-// Nodes sizes each zone's node group.
-type Nodes struct{ Min, Desired, Max int }
+// Nodes sizes each zone's node group (the stack key cloud.nodesPerZone).
+type Nodes struct {
+	// Min is the fewest nodes per zone. With hostname anti-affinity,
+	// zones × min must reach the kcp and etcd replicas.
+	Min int `json:"min"`
+	// Desired is the initial number of nodes per zone.
+	Desired int `json:"desired"`
+	// Max is the most nodes per zone.
+	Max int `json:"max"`
+}
 
 // Args configures the AWS side.
 type Args struct {
@@ -50,10 +58,15 @@ type Args struct {
 	ExistingVPC *ExistingVPC
 }
 
-// ExistingVPC names a network by id: a private and a public subnet per zone.
+// ExistingVPC names a network by id: a private and a public subnet per zone
+// (the stack key cloud.existingVpc).
 type ExistingVPC struct {
-	ID                            string
-	PrivateSubnets, PublicSubnets map[string]string // zone → subnet id
+	// ID is the VPC id, `vpc-…`.
+	ID string `json:"id"`
+	// PrivateSubnets maps every zone to a private subnet id, `subnet-…`.
+	PrivateSubnets map[string]string `json:"privateSubnets"`
+	// PublicSubnets maps every zone to a public subnet id, `subnet-…`.
+	PublicSubnets map[string]string `json:"publicSubnets"`
 }
 
 // EKS is the component.

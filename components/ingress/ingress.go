@@ -117,15 +117,9 @@ func (a Args) WithDefaults() Args {
 	component.Default(&a.ControllerVersion, DefaultControllerVersion)
 	component.Default(&a.ControllerReplicas, 2)
 	if a.Mode == ModeGateway {
-		if a.Gateway.Name == "" {
-			a.Gateway.Name = "kcp"
-		}
-		if a.Gateway.Namespace == "" {
-			a.Gateway.Namespace = a.Namespace
-		}
-		if a.Gateway.Listener == "" {
-			a.Gateway.Listener = "kcp-tls"
-		}
+		component.Default(&a.Gateway.Name, "kcp")
+		component.Default(&a.Gateway.Namespace, a.Namespace)
+		component.Default(&a.Gateway.Listener, "kcp-tls")
 	}
 	return a
 }
