@@ -184,14 +184,11 @@ func (p PVC) validate(fld *field.Path) field.ErrorList {
 // validate checks the S3 target with S3's own lifecycle rules.
 func (s S3) validate(fld *field.Path) field.ErrorList {
 	var errs field.ErrorList
-	bad := func(key string, value any, allowed string) {
-		errs = append(errs, field.Invalid(fld.Child(key), value, allowed))
-	}
 	if !bucketName.MatchString(s.Bucket) || strings.Contains(s.Bucket, "..") {
-		bad("bucket", s.Bucket, "an S3 bucket name (3–63 lowercase letters, digits, dots, hyphens)")
+		errs = append(errs, field.Invalid(fld.Child("bucket"), s.Bucket, "an S3 bucket name (3–63 lowercase letters, digits, dots, hyphens)"))
 	}
 	if s.Prefix == "" || strings.HasPrefix(s.Prefix, "/") || strings.HasSuffix(s.Prefix, "/") {
-		bad("prefix", s.Prefix, "a key prefix without leading or trailing slash")
+		errs = append(errs, field.Invalid(fld.Child("prefix"), s.Prefix, "a key prefix without leading or trailing slash"))
 	}
 	if s.Region == "" {
 		errs = append(errs, field.Required(fld.Child("region"), "an AWS region"))
@@ -200,25 +197,25 @@ func (s S3) validate(fld *field.Path) field.ErrorList {
 		return errs // an S3-compatible server: no AWS lifecycle or IRSA
 	}
 	if s.IRSA == nil && (!strings.HasPrefix(s.OIDCProviderARN, "arn:aws") || !strings.Contains(s.OIDCProviderARN, ":oidc-provider/")) {
-		bad("oidcProviderArn", s.OIDCProviderARN, "the ARN of the cluster's IAM OIDC provider (arn:aws:iam::<account>:oidc-provider/<issuer>)")
+		errs = append(errs, field.Invalid(fld.Child("oidcProviderArn"), s.OIDCProviderARN, "the ARN of the cluster's IAM OIDC provider (arn:aws:iam::<account>:oidc-provider/<issuer>)"))
 	}
 	if s.IRSA == nil && (s.OIDCIssuer == "" || strings.Contains(s.OIDCIssuer, "://") || !strings.HasSuffix(s.OIDCProviderARN, "/"+s.OIDCIssuer)) {
-		bad("oidcIssuer", s.OIDCIssuer, "the provider's issuer without https://, the end of its ARN")
+		errs = append(errs, field.Invalid(fld.Child("oidcIssuer"), s.OIDCIssuer, "the provider's issuer without https://, the end of its ARN"))
 	}
 	if s.TransitionDays != 0 && s.TransitionDays < 30 {
-		bad("transitionDays", s.TransitionDays, "0 or at least 30 (S3's minimum for STANDARD_IA)")
+		errs = append(errs, field.Invalid(fld.Child("transitionDays"), s.TransitionDays, "0 or at least 30 (S3's minimum for STANDARD_IA)"))
 	}
 	if s.ArchiveDays != 0 && s.ArchiveDays < s.TransitionDays+30 {
-		bad("archiveDays", s.ArchiveDays, "0 or at least transitionDays+30")
+		errs = append(errs, field.Invalid(fld.Child("archiveDays"), s.ArchiveDays, "0 or at least transitionDays+30"))
 	}
 	if s.RetentionDays <= max(s.ArchiveDays, s.TransitionDays) {
-		bad("retentionDays", s.RetentionDays, "longer than transitionDays and archiveDays")
+		errs = append(errs, field.Invalid(fld.Child("retentionDays"), s.RetentionDays, "longer than transitionDays and archiveDays"))
 	}
 	if s.NoncurrentDays < 1 {
-		bad("noncurrentDays", s.NoncurrentDays, "at least 1")
+		errs = append(errs, field.Invalid(fld.Child("noncurrentDays"), s.NoncurrentDays, "at least 1"))
 	}
 	if s.ObjectLockDays < 0 || s.ObjectLockDays > s.RetentionDays {
-		bad("objectLockDays", s.ObjectLockDays, "0 (off) up to retentionDays")
+		errs = append(errs, field.Invalid(fld.Child("objectLockDays"), s.ObjectLockDays, "0 (off) up to retentionDays"))
 	}
 	return errs
 }

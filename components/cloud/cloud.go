@@ -104,45 +104,44 @@ var (
 // stack's keys (zones is the stack's top-level key: stacks mount it there).
 func (a Args) Validate(fld *field.Path) field.ErrorList {
 	var errs field.ErrorList
-	bad := func(p *field.Path, value any, allowed string) { errs = append(errs, field.Invalid(p, value, allowed)) }
 	if !clusterName.MatchString(a.ClusterName) {
-		bad(fld.Child("clusterName"), a.ClusterName, "an EKS cluster name (letters, digits, '-', starting with a letter)")
+		errs = append(errs, field.Invalid(fld.Child("clusterName"), a.ClusterName, "an EKS cluster name (letters, digits, '-', starting with a letter)"))
 	}
 	if !region.MatchString(a.Region) {
-		bad(fld.Child("region"), a.Region, "an AWS region such as us-east-1")
+		errs = append(errs, field.Invalid(fld.Child("region"), a.Region, "an AWS region such as us-east-1"))
 	}
 	zones := fld.Child("zones")
 	switch {
 	case len(a.Zones) == 0:
 		errs = append(errs, field.Required(zones, "2 to 4 zones of the region (EKS needs subnets in two)"))
 	case len(a.Zones) < 2 || len(a.Zones) > 4:
-		bad(zones, strings.Join(a.Zones, ","), "2 to 4 zones (EKS needs subnets in two; one /16 holds four zones' subnets)")
+		errs = append(errs, field.Invalid(zones, strings.Join(a.Zones, ","), "2 to 4 zones (EKS needs subnets in two; one /16 holds four zones' subnets)"))
 	}
 	seen := map[string]bool{}
 	for i, z := range a.Zones {
 		if !strings.HasPrefix(z, a.Region) || len(z) != len(a.Region)+1 || seen[z] {
-			bad(zones.Index(i), z, "distinct zones of region "+a.Region+", such as "+a.Region+"a")
+			errs = append(errs, field.Invalid(zones.Index(i), z, "distinct zones of region "+a.Region+", such as "+a.Region+"a"))
 		}
 		seen[z] = true
 	}
 	if v := "v" + a.KubernetesVersion + ".0"; !semver.IsValid(v) || semver.Canonical(v) != v || semver.Major(v) != "v1" {
-		bad(fld.Child("kubernetesVersion"), a.KubernetesVersion, `a pinned minor version such as "`+DefaultKubernetesVersion+`"`)
+		errs = append(errs, field.Invalid(fld.Child("kubernetesVersion"), a.KubernetesVersion, `a pinned minor version such as "`+DefaultKubernetesVersion+`"`))
 	}
 	if _, n, err := net.ParseCIDR(a.VPCCIDR); err != nil || !strings.HasSuffix(n.String(), "/16") {
-		bad(fld.Child("vpcCidr"), a.VPCCIDR, "a /16 (each zone gets a /20 public and a /19 private subnet)")
+		errs = append(errs, field.Invalid(fld.Child("vpcCidr"), a.VPCCIDR, "a /16 (each zone gets a /20 public and a /19 private subnet)"))
 	}
 	if a.PublicEndpoint && len(a.PublicCIDRs) == 0 {
 		errs = append(errs, field.Required(fld.Child("publicCidrs"), "the CIDRs allowed to reach a public endpoint (never the whole internet by default)"))
 	}
 	for i, c := range a.PublicCIDRs {
 		if _, _, err := net.ParseCIDR(c); err != nil {
-			bad(fld.Child("publicCidrs").Index(i), c, "a CIDR such as 203.0.113.0/24")
+			errs = append(errs, field.Invalid(fld.Child("publicCidrs").Index(i), c, "a CIDR such as 203.0.113.0/24"))
 		}
 	}
 	if v := a.ExistingVPC; v != nil {
 		p := fld.Child("existingVpc")
 		if !strings.HasPrefix(v.ID, "vpc-") {
-			bad(p.Child("id"), v.ID, "a VPC id (vpc-...)")
+			errs = append(errs, field.Invalid(p.Child("id"), v.ID, "a VPC id (vpc-...)"))
 		}
 		for _, z := range a.Zones {
 			for _, subnets := range []struct {
@@ -150,14 +149,14 @@ func (a Args) Validate(fld *field.Path) field.ErrorList {
 				ids map[string]string
 			}{{"privateSubnets", v.PrivateSubnets}, {"publicSubnets", v.PublicSubnets}} {
 				if !strings.HasPrefix(subnets.ids[z], "subnet-") {
-					bad(p.Child(subnets.key).Key(z), subnets.ids[z], "a subnet id (subnet-...) for every zone")
+					errs = append(errs, field.Invalid(p.Child(subnets.key).Key(z), subnets.ids[z], "a subnet id (subnet-...) for every zone"))
 				}
 			}
 		}
 	}
 	n := a.NodesPerZone
 	if n.Min < 1 || n.Desired < n.Min || n.Max < n.Desired {
-		bad(fld.Child("nodesPerZone"), fmt.Sprintf("%d/%d/%d", n.Min, n.Desired, n.Max), "1 ≤ min ≤ desired ≤ max (every zone keeps a node for its etcd member)")
+		errs = append(errs, field.Invalid(fld.Child("nodesPerZone"), fmt.Sprintf("%d/%d/%d", n.Min, n.Desired, n.Max), "1 ≤ min ≤ desired ≤ max (every zone keeps a node for its etcd member)"))
 	}
 	return errs
 }
