@@ -60,9 +60,14 @@ func storageArgs(cfg *Config) storage.Args {
 	return a
 }
 
+// rootEtcd is the root shard's etcd cluster.
+func rootEtcd(cfg *Config) etcd.Cluster {
+	return etcd.Cluster{Name: etcd.Name, Namespace: cfg.Namespace}
+}
+
 func etcdArgs(cfg *Config) etcd.Args {
 	return etcd.Args{
-		Namespace: cfg.Namespace, Replicas: cfg.Etcd.Replicas, Image: cfg.Etcd.Image, Version: cfg.Etcd.Version,
+		Name: rootEtcd(cfg).Name, Namespace: cfg.Namespace, Replicas: cfg.Etcd.Replicas, Image: cfg.Etcd.Image, Version: cfg.Etcd.Version,
 		StorageClass: cfg.Etcd.StorageClass, StorageSize: cfg.Etcd.StorageSize, QuotaBackendBytes: cfg.Etcd.QuotaBackendBytes,
 		Resources:    workloadResources(cfg.Etcd.Resources, ephemeralSmall),
 		Spread:       spread(cfg.Etcd.AntiAffinity, cfg.Zones),
@@ -132,13 +137,13 @@ func backupArgs(cfg *Config) backup.Args {
 		class = cfg.Etcd.StorageClass
 	}
 	var endpoints []string
-	for _, m := range etcd.MemberNames(cfg.Etcd.Replicas) {
-		endpoints = append(endpoints, etcd.MemberURL(m, cfg.Namespace, etcd.ClientPort))
+	for _, m := range rootEtcd(cfg).MemberNames(cfg.Etcd.Replicas) {
+		endpoints = append(endpoints, rootEtcd(cfg).MemberURL(m, etcd.ClientPort))
 	}
 	a := backup.Args{
 		Namespace: cfg.Namespace, ClusterName: ClusterName(cfg.Environment),
 		Schedule: b.Schedule, TimeZone: b.TimeZone, VerifySchedule: b.VerifySchedule, Image: b.Image,
-		EtcdImage: cfg.Etcd.Image + ":" + cfg.Etcd.Version, EtcdURL: etcd.ClientURL(cfg.Namespace),
+		EtcdImage: cfg.Etcd.Image + ":" + cfg.Etcd.Version, EtcdURL: rootEtcd(cfg).ClientURL(),
 		EtcdEndpoints: endpoints, ClientSecret: pki.CertEtcdClientBackup, EtcdSelector: workload.Labels(etcd.Name),
 		Target: b.Target,
 		S3: backup.S3{Bucket: b.Bucket, Prefix: b.Prefix, Region: b.Region, Endpoint: b.Endpoint,
@@ -184,7 +189,7 @@ func kcpArgs(cfg *Config) kcp.Args {
 		Resources:           workloadResources(cfg.KCP.Resources, ephemeralKCP),
 		FrontProxyResources: workloadResources(cfg.KCP.FrontProxyResources, ephemeralSmall),
 		Spread:              spread(cfg.KCP.AntiAffinity, cfg.Zones),
-		EtcdURL:             etcd.ClientURL(cfg.Namespace),
+		EtcdURL:             rootEtcd(cfg).ClientURL(),
 		EtcdSelector:        workload.Labels(etcd.Name),
 		Certs: kcp.Certs{
 			Server: pki.CertKCPServer, FrontProxy: pki.CertFrontProxy, FrontProxyClient: pki.CertFrontProxyClient,

@@ -27,8 +27,8 @@ const TypeToken = "kcp-tmc:etcd:Etcd"
 
 // Names and ports.
 const (
+	// Name is the default cluster's name: the root shard's etcd.
 	Name          = "etcd"
-	HeadlessName  = "etcd-headless"
 	ClientPort    = 2379
 	PeerPort      = 2380
 	MetricsPort   = 8080
@@ -44,6 +44,8 @@ const (
 
 // Args configures etcd.
 type Args struct {
+	// Name names the cluster and everything of it (default Name, "etcd").
+	Name      string
 	Namespace string
 	Replicas  int // odd; default 1
 	Image     string
@@ -81,6 +83,7 @@ type Etcd struct {
 
 // WithDefaults fills unset fields.
 func (a Args) WithDefaults() Args {
+	component.Default(&a.Name, Name)
 	component.Default(&a.Image, DefaultImage)
 	component.Default(&a.Version, DefaultVersion)
 	component.Default(&a.QuotaBackendBytes, "8Gi")
@@ -141,14 +144,40 @@ func (a Args) quotaBytes(fld *field.Path) (int64, field.ErrorList) {
 	return q.Value(), nil
 }
 
+// Cluster names one etcd cluster: its StatefulSet, Services, members and
+// the DNS names clients and certificates use. Every derived name comes from
+// here, so a second cluster (another shard's) never collides with the first.
+type Cluster struct{ Name, Namespace string }
+
+// HeadlessName is the headless Service that gives members stable names.
+func (c Cluster) HeadlessName() string { return c.Name + "-headless" }
+
 // MemberNames are the StatefulSet's pod names.
-func MemberNames(replicas int) []string {
+func (c Cluster) MemberNames(replicas int) []string {
 	out := make([]string, replicas)
 	for i := range replicas {
-		out[i] = fmt.Sprintf("%s-%d", Name, i)
+		out[i] = fmt.Sprintf("%s-%d", c.Name, i)
 	}
 	return out
 }
+
+// MemberHost is a member's stable DNS name behind the headless Service.
+func (c Cluster) MemberHost(member string) string {
+	return fmt.Sprintf("%s.%s.%s.svc", member, c.HeadlessName(), c.Namespace)
+}
+
+// MemberURL is https://MemberHost:port.
+func (c Cluster) MemberURL(member string, port int) string {
+	return fmt.Sprintf("https://%s:%d", c.MemberHost(member), port)
+}
+
+// ClientURL is the in-cluster client address (the client Service; TLS).
+func (c Cluster) ClientURL() string {
+	return fmt.Sprintf("https://%s.%s.svc:%d", c.Name, c.Namespace, ClientPort)
+}
+
+// Cluster is the etcd cluster a describes.
+func (a Args) Cluster() Cluster { return Cluster{Name: a.Name, Namespace: a.Namespace} }
 
 // NewEtcd registers the component and its children.
 func NewEtcd(ctx *pulumi.Context, name string, args Args, opts ...pulumi.ResourceOption) (*Etcd, error) {
@@ -159,13 +188,14 @@ func NewEtcd(ctx *pulumi.Context, name string, args Args, opts ...pulumi.Resourc
 	}
 	child := pulumi.Parent(comp)
 	ns := args.Namespace
+	cluster, app := args.Cluster(), args.Name
 	stateful := []pulumi.ResourceOption{child}
 	if args.Protect {
 		stateful = append(stateful, pulumi.Protect(true), pulumi.RetainOnDelete(true))
 	}
 
 	if _, err := corev1.NewServiceAccount(ctx, name+"-sa", &corev1.ServiceAccountArgs{
-		Metadata:                     workload.Meta(Name, ns, Name),
+		Metadata:                     workload.Meta(app, ns, app),
 		AutomountServiceAccountToken: pulumi.Bool(false), // etcd never calls the Kubernetes API
 	}, child); err != nil {
 		return nil, fmt.Errorf("etcd ServiceAccount: %w", err)
@@ -176,24 +206,24 @@ func NewEtcd(ctx *pulumi.Context, name string, args Args, opts ...pulumi.Resourc
 		corev1.ServicePortArgs{Name: pulumi.String("metrics"), Port: pulumi.Int(MetricsPort), TargetPort: pulumi.String("metrics")},
 	}
 	if _, err := corev1.NewService(ctx, name+"-headless", &corev1.ServiceArgs{
-		Metadata: workload.Meta(HeadlessName, ns, Name),
+		Metadata: workload.Meta(cluster.HeadlessName(), ns, app),
 		Spec: &corev1.ServiceSpecArgs{
 			ClusterIP: pulumi.String("None"),
 			// Members must resolve each other before they are ready, or the cluster never forms.
 			PublishNotReadyAddresses: pulumi.Bool(true),
-			Selector:                 pulumi.ToStringMap(workload.Labels(Name)),
+			Selector:                 pulumi.ToStringMap(workload.Labels(app)),
 			Ports:                    ports,
 		},
 	}, child); err != nil {
 		return nil, fmt.Errorf("etcd headless Service: %w", err)
 	}
-	clientMeta := workload.Meta(Name, ns, Name)
-	clientMeta.Labels = pulumi.StringMap{"app.kubernetes.io/name": pulumi.String(Name), "app.kubernetes.io/part-of": pulumi.String("kcp-tmc"),
+	clientMeta := workload.Meta(app, ns, app)
+	clientMeta.Labels = pulumi.StringMap{"app.kubernetes.io/name": pulumi.String(app), "app.kubernetes.io/part-of": pulumi.String("kcp-tmc"),
 		"kcp-tmc.io/scrape": pulumi.String("true")} // the one Service Prometheus scrapes
 	if _, err := corev1.NewService(ctx, name+"-client", &corev1.ServiceArgs{
 		Metadata: clientMeta,
 		Spec: &corev1.ServiceSpecArgs{
-			Selector: pulumi.ToStringMap(workload.Labels(Name)),
+			Selector: pulumi.ToStringMap(workload.Labels(app)),
 			Ports:    corev1.ServicePortArray{ports[0], ports[2]},
 		},
 	}, child); err != nil {
@@ -205,9 +235,9 @@ func NewEtcd(ctx *pulumi.Context, name string, args Args, opts ...pulumi.Resourc
 	// claim in place, where a volumeClaimTemplates change would replace the
 	// StatefulSet.
 	var claims []pulumi.Resource
-	for _, member := range MemberNames(args.Replicas) {
+	for _, member := range cluster.MemberNames(args.Replicas) {
 		pvc, err := corev1.NewPersistentVolumeClaim(ctx, name+"-"+DataClaimName+"-"+member, &corev1.PersistentVolumeClaimArgs{
-			Metadata: workload.Meta(DataClaimName+"-"+member, ns, Name),
+			Metadata: workload.Meta(DataClaimName+"-"+member, ns, app),
 			Spec:     claimSpec(args),
 		}, stateful...)
 		if err != nil {
@@ -220,11 +250,11 @@ func NewEtcd(ctx *pulumi.Context, name string, args Args, opts ...pulumi.Resourc
 		// volumeClaimTemplates is immutable: sizes are changed on the claims above.
 		pulumi.IgnoreChanges([]string{"spec.volumeClaimTemplates"}))
 	if _, err := appsv1.NewStatefulSet(ctx, name, &appsv1.StatefulSetArgs{
-		Metadata: workload.Meta(Name, ns, Name),
+		Metadata: workload.Meta(app, ns, app),
 		Spec: &appsv1.StatefulSetSpecArgs{
 			Replicas:    pulumi.Int(args.Replicas),
-			ServiceName: pulumi.String(HeadlessName),
-			Selector:    &metav1.LabelSelectorArgs{MatchLabels: pulumi.ToStringMap(workload.Labels(Name))},
+			ServiceName: pulumi.String(cluster.HeadlessName()),
+			Selector:    &metav1.LabelSelectorArgs{MatchLabels: pulumi.ToStringMap(workload.Labels(app))},
 			// All members start together: an initial cluster needs its quorum up at once.
 			PodManagementPolicy: pulumi.String("Parallel"),
 			UpdateStrategy:      &appsv1.StatefulSetUpdateStrategyArgs{Type: pulumi.String("RollingUpdate")},
@@ -232,7 +262,7 @@ func NewEtcd(ctx *pulumi.Context, name string, args Args, opts ...pulumi.Resourc
 				WhenDeleted: pulumi.String("Retain"), WhenScaled: pulumi.String("Retain"),
 			},
 			VolumeClaimTemplates: corev1.PersistentVolumeClaimTypeArray{corev1.PersistentVolumeClaimTypeArgs{
-				Metadata: &metav1.ObjectMetaArgs{Name: pulumi.String(DataClaimName), Labels: pulumi.ToStringMap(workload.Labels(Name))},
+				Metadata: &metav1.ObjectMetaArgs{Name: pulumi.String(DataClaimName), Labels: pulumi.ToStringMap(workload.Labels(app))},
 				Spec:     claimSpec(args),
 			}},
 			Template: podTemplate(args),
@@ -240,10 +270,10 @@ func NewEtcd(ctx *pulumi.Context, name string, args Args, opts ...pulumi.Resourc
 	}, stsOpts...); err != nil {
 		return nil, fmt.Errorf("etcd StatefulSet: %w", err)
 	}
-	if err := workload.NewPDB(ctx, name+"-pdb", ns, Name, child); err != nil {
+	if err := workload.NewPDB(ctx, name+"-pdb", ns, app, child); err != nil {
 		return nil, err
 	}
-	self := workload.Labels(Name)
+	self := workload.Labels(app)
 	ingress := []security.Flow{
 		{Pods: self, Ports: []int{PeerPort}},
 		{Namespace: args.MonitoringNamespace, Ports: []int{MetricsPort}},
@@ -251,15 +281,15 @@ func NewEtcd(ctx *pulumi.Context, name string, args Args, opts ...pulumi.Resourc
 	for _, c := range args.Clients {
 		ingress = append(ingress, security.Flow{Pods: c, Ports: []int{ClientPort}})
 	}
-	if err := security.NewAllowPolicy(ctx, name+"-netpol", ns, Name, self, ingress,
+	if err := security.NewAllowPolicy(ctx, name+"-netpol", ns, app, self, ingress,
 		[]security.Flow{{Pods: self, Ports: []int{PeerPort}}}, child); err != nil {
 		return nil, err
 	}
 
-	comp.ClientURL = pulumi.String(ClientURL(ns)).ToStringOutput()
+	comp.ClientURL = pulumi.String(cluster.ClientURL()).ToStringOutput()
 	var endpoints pulumi.StringArray
-	for _, m := range MemberNames(args.Replicas) {
-		endpoints = append(endpoints, pulumi.String(MemberURL(m, ns, ClientPort)).ToStringOutput())
+	for _, m := range cluster.MemberNames(args.Replicas) {
+		endpoints = append(endpoints, pulumi.String(cluster.MemberURL(m, ClientPort)).ToStringOutput())
 	}
 	comp.Endpoints = endpoints.ToStringArrayOutput()
 	if err := ctx.RegisterResourceOutputs(comp, pulumi.Map{"clientURL": comp.ClientURL, "endpoints": comp.Endpoints}); err != nil {
@@ -276,26 +306,14 @@ func claimSpec(a Args) *corev1.PersistentVolumeClaimSpecArgs {
 	}
 }
 
-// ClientURL is etcd's in-cluster client address (its Service; TLS).
-func ClientURL(ns string) string { return fmt.Sprintf("https://%s.%s.svc:%d", Name, ns, ClientPort) }
-
-// MemberHost is a member's stable DNS name behind the headless Service.
-func MemberHost(member, ns string) string {
-	return fmt.Sprintf("%s.%s.%s.svc", member, HeadlessName, ns)
-}
-
-// MemberURL is https://MemberHost:port.
-func MemberURL(member, ns string, port int) string {
-	return fmt.Sprintf("https://%s:%d", MemberHost(member, ns), port)
-}
-
 // Flags returns etcd's command line for the members of a.
 func Flags(a Args) []string {
 	quota := resource.MustParse(a.QuotaBackendBytes) // validated
-	host := MemberHost("$(POD_NAME)", a.Namespace)
+	c := a.Cluster()
+	host := c.MemberHost("$(POD_NAME)")
 	var initial []string
-	for _, m := range MemberNames(a.Replicas) {
-		initial = append(initial, m+"="+MemberURL(m, a.Namespace, PeerPort))
+	for _, m := range c.MemberNames(a.Replicas) {
+		initial = append(initial, m+"="+c.MemberURL(m, PeerPort))
 	}
 	return []string{
 		"--name=$(POD_NAME)",
@@ -328,7 +346,7 @@ func Flags(a Args) []string {
 }
 
 func podTemplate(a Args) *corev1.PodTemplateSpecArgs {
-	labels := workload.Labels(Name)
+	labels := workload.Labels(a.Name)
 	probe := func(path string, period, failures int) *corev1.ProbeArgs {
 		return &corev1.ProbeArgs{
 			HttpGet:          &corev1.HTTPGetActionArgs{Path: pulumi.String(path), Port: pulumi.String("metrics")},
@@ -341,14 +359,14 @@ func podTemplate(a Args) *corev1.PodTemplateSpecArgs {
 	return &corev1.PodTemplateSpecArgs{
 		Metadata: &metav1.ObjectMetaArgs{Labels: pulumi.ToStringMap(labels)},
 		Spec: &corev1.PodSpecArgs{
-			ServiceAccountName:            pulumi.String(Name),
+			ServiceAccountName:            pulumi.String(a.Name),
 			AutomountServiceAccountToken:  pulumi.Bool(false),
 			SecurityContext:               security.PodSecurityContext(),
 			Affinity:                      workload.Affinity(labels, a.Spread),
 			TopologySpreadConstraints:     workload.TopologySpread(labels, a.Spread),
 			TerminationGracePeriodSeconds: pulumi.Int(60),
 			Containers: corev1.ContainerArray{corev1.ContainerArgs{
-				Name:            pulumi.String(Name),
+				Name:            pulumi.String(Name), // the program; the cluster is a.Name
 				Image:           pulumi.String(a.Image + ":" + a.Version),
 				ImagePullPolicy: pulumi.String("Always"),
 				Command:         pulumi.ToStringArray([]string{"etcd"}),

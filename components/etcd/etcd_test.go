@@ -79,7 +79,7 @@ func TestEtcdPerEnvironment(t *testing.T) {
 					t.Errorf("claim protect=%v retain=%v, want %v", c.Protect, c.RetainOnDelete, tt.protected)
 				}
 			}
-			for _, m := range MemberNames(tt.members) {
+			for _, m := range (Cluster{Name: Name, Namespace: "kcp"}).MemberNames(tt.members) {
 				if !names["data-"+m] {
 					t.Errorf("no claim data-%s: the StatefulSet would create its own, outside Pulumi (have %v)", m, names)
 				}
@@ -169,5 +169,38 @@ func TestVolumeSizeInGi(t *testing.T) {
 	// The exact spelling matters (a quantity type would read both as 1Ti).
 	if got := mocktest.Dig(claims[0].Input(), "spec", "resources", "requests", "storage"); got != "1024Gi" {
 		t.Errorf("claim size = %v, want 1024Gi", got)
+	}
+}
+
+// TestTwoClusters: a second etcd cluster (another shard's) in the same
+// namespace gets its own StatefulSet, Services, claims, members and policy,
+// and the default cluster keeps every name it had (renaming a StatefulSet
+// or a claim would replace stateful objects).
+func TestTwoClusters(t *testing.T) {
+	second := baseArgs()
+	second.Name = "etcd-shard-1"
+	rec := mocktest.MustRun(t, func(ctx *pulumi.Context) error {
+		if _, err := NewEtcd(ctx, "etcd", baseArgs()); err != nil {
+			return err
+		}
+		_, err := NewEtcd(ctx, "etcd-shard-1", second)
+		return err
+	})
+	for _, tc := range []struct{ typ, name string }{
+		{stsType, "etcd"}, {stsType, "etcd-shard-1"},
+		{"kubernetes:core/v1:Service", "etcd"}, {"kubernetes:core/v1:Service", "etcd-headless"},
+		{"kubernetes:core/v1:Service", "etcd-shard-1"}, {"kubernetes:core/v1:Service", "etcd-shard-1-headless"},
+		{pvcType, "data-etcd-0"}, {pvcType, "data-etcd-shard-1-0"},
+		{pdbType, "etcd"}, {pdbType, "etcd-shard-1"},
+	} {
+		rec.Object(t, tc.typ, tc.name)
+	}
+	sts := mocktest.Decode[appsv1.StatefulSet](t, rec.Object(t, stsType, "etcd-shard-1"))
+	if sts.Spec.ServiceName != "etcd-shard-1-headless" || sts.Spec.Selector.MatchLabels["app.kubernetes.io/name"] != "etcd-shard-1" {
+		t.Errorf("second StatefulSet: service %q, selector %v", sts.Spec.ServiceName, sts.Spec.Selector.MatchLabels)
+	}
+	args := strings.Join(sts.Spec.Template.Spec.Containers[0].Args, " ")
+	if !strings.Contains(args, "--initial-cluster=etcd-shard-1-0=https://etcd-shard-1-0.etcd-shard-1-headless.kcp.svc:2380") {
+		t.Errorf("second cluster's members: %s", args)
 	}
 }

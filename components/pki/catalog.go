@@ -143,8 +143,9 @@ func syncTargets(a Args) []string {
 // headless Service etcd-headless.
 func etcdPeerNames(ns string, replicas int) []string {
 	var out []string
-	for _, m := range etcd.MemberNames(replicas) {
-		base := etcd.MemberHost(m, ns)
+	c := etcd.Cluster{Name: etcd.Name, Namespace: ns}
+	for _, m := range c.MemberNames(replicas) {
+		base := c.MemberHost(m)
 		out = append(out, base, base+".cluster.local")
 	}
 	return out
