@@ -21,21 +21,6 @@ import (
 	"github.com/kcp-tmc/kcp-tmc/components/workload"
 )
 
-// Per-container ephemeral-storage budgets: logs and scratch space (kcp's
-// includes its rotated audit log).
-var (
-	ephemeralKCP   = [2]string{"256Mi", "2Gi"}
-	ephemeralSmall = [2]string{"128Mi", "512Mi"}
-)
-
-func workloadResources(r Resources, ephemeral [2]string) workload.Resources {
-	return workload.Resources{
-		RequestCPU: r.Requests.CPU, RequestMemory: r.Requests.Memory,
-		LimitCPU: r.Limits.CPU, LimitMemory: r.Limits.Memory,
-		RequestEphemeral: ephemeral[0], LimitEphemeral: ephemeral[1],
-	}
-}
-
 func spread(mode string, zones []string) workload.Spread {
 	return workload.Spread{Mode: mode, Zones: zones}
 }
@@ -69,7 +54,7 @@ func etcdArgs(cfg *Config) etcd.Args {
 	return etcd.Args{
 		Name: rootEtcd(cfg).Name, Namespace: cfg.Namespace, Replicas: cfg.Etcd.Replicas, Image: cfg.Etcd.Image, Version: cfg.Etcd.Version,
 		StorageClass: cfg.Etcd.StorageClass, StorageSize: cfg.Etcd.StorageSize, QuotaBackendBytes: cfg.Etcd.QuotaBackendBytes,
-		Resources:    workloadResources(cfg.Etcd.Resources, ephemeralSmall),
+		Resources:    cfg.Etcd.Resources,
 		Spread:       spread(cfg.Etcd.AntiAffinity, cfg.Zones),
 		ServerSecret: pki.CertEtcdServer, PeerSecret: pki.CertEtcdPeer,
 		Protect: cfg.Environment != "dev",
@@ -92,15 +77,14 @@ func agentArgs(cfg *Config, cl Cluster) agents.Args {
 		Cluster: cl.Name, Kind: cl.Agent, Image: cl.Image, Replicas: cl.Replicas, Namespace: cl.Namespace,
 		KCPServer: kcp.PublicURL(cfg.Domain), Workspace: cl.Workspace, Resources: cl.Resources, Labels: labels,
 		PodSecurityVersion: cfg.PodSecurityVersion,
-		Container:          workloadResources(cfg.AgentResources, ephemeralSmall),
+		Container:          cfg.AgentResources,
 	}.WithDefaults()
 }
 
 func loggingArgs(cfg *Config) logging.Args {
 	l := cfg.Logging
 	a := logging.Args{ElasticsearchHost: l.ElasticsearchHost, ElasticsearchPort: l.ElasticsearchPort, Index: l.Index,
-		TLS: l.TLS, Username: l.Username, Image: l.Image,
-		Resources: workload.Resources{RequestCPU: "50m", RequestMemory: "64Mi", LimitCPU: "500m", LimitMemory: "256Mi", RequestEphemeral: "64Mi", LimitEphemeral: "256Mi"}}
+		TLS: l.TLS, Username: l.Username, Image: l.Image}
 	if l.Password != "" {
 		a.Password = pulumi.ToSecret(pulumi.String(l.Password)).(pulumi.StringOutput)
 	}
@@ -150,9 +134,8 @@ func backupArgs(cfg *Config) backup.Args {
 			TransitionDays: b.TransitionDays, ArchiveDays: b.ArchiveDays, RetentionDays: b.RetentionDays,
 			NoncurrentDays: b.NoncurrentDays, ObjectLockDays: b.ObjectLockDays,
 			OIDCProviderARN: b.OIDCProviderARN, OIDCIssuer: b.OIDCIssuer},
-		PVC:       backup.PVC{StorageClass: class, Size: b.PVCSize},
-		Resources: workload.Resources{RequestCPU: "100m", RequestMemory: "128Mi", LimitCPU: "1", LimitMemory: "512Mi", RequestEphemeral: "1Gi", LimitEphemeral: "10Gi"},
-		Protect:   cfg.Environment != "dev",
+		PVC:     backup.PVC{StorageClass: class, Size: b.PVCSize},
+		Protect: cfg.Environment != "dev",
 	}
 	if cfg.Cloud.Mode == "eks" {
 		// Known once the cloud layer exists: Deploy puts its outputs here.
@@ -186,8 +169,8 @@ func kcpArgs(cfg *Config) kcp.Args {
 		Namespace: cfg.Namespace, Domain: cfg.Domain, Image: cfg.KCP.Image, Version: cfg.KCP.Version,
 		Replicas: cfg.KCP.Replicas, FrontProxyReplicas: cfg.KCP.FrontProxyReplicas, HomeWorkspaces: cfg.KCP.HomeWorkspaces,
 		ExtraFlags: cfg.KCP.ExtraFlags, FrontProxyExtraFlags: cfg.KCP.FrontProxyExtraFlags, OIDC: cfg.KCP.OIDC,
-		Resources:           workloadResources(cfg.KCP.Resources, ephemeralKCP),
-		FrontProxyResources: workloadResources(cfg.KCP.FrontProxyResources, ephemeralSmall),
+		Resources:           cfg.KCP.Resources,
+		FrontProxyResources: cfg.KCP.FrontProxyResources,
 		Spread:              spread(cfg.KCP.AntiAffinity, cfg.Zones),
 		EtcdURL:             rootEtcd(cfg).ClientURL(),
 		EtcdSelector:        workload.Labels(etcd.Name),

@@ -19,6 +19,7 @@ import (
 	"github.com/kcp-tmc/kcp-tmc/components/ingress"
 	"github.com/kcp-tmc/kcp-tmc/components/kcp"
 	"github.com/kcp-tmc/kcp-tmc/components/pki"
+	"github.com/kcp-tmc/kcp-tmc/components/workload"
 )
 
 // Namespace is the Pulumi config namespace (the project name) of every key.
@@ -100,7 +101,7 @@ type Config struct {
 	Clusters []Cluster `config:"clusters"`
 	// AgentResources are every agent container's requests and limits (checked
 	// only when `clusters` is set).
-	AgentResources Resources `config:"agentResources"`
+	AgentResources workload.Resources `config:"agentResources"`
 	// ClusterKubeconfigs is the secret kcp-tmc:clusterKubeconfigs: a JSON map of
 	// cluster name to kubeconfig. In kubeconfig mode, every entry of `clusters`
 	// needs one.
@@ -152,7 +153,7 @@ type KCP struct {
 	// Replicas is the number of kcp servers: 1 to 9, at least 2 outside dev.
 	Replicas int `json:"replicas"`
 	// Resources are each kcp server's requests and limits.
-	Resources Resources `json:"resources"`
+	Resources workload.Resources `json:"resources"`
 	// AntiAffinity spreads kcp replicas: `none`, `hostname` (hard: one per
 	// node) or `zone` (hard: one per zone, so `zones` needs at least
 	// kcp.replicas entries). Prod must use `zone`.
@@ -161,7 +162,7 @@ type KCP struct {
 	// 1 to 9, at least 2 in prod.
 	FrontProxyReplicas int `json:"frontProxyReplicas"`
 	// FrontProxyResources are each front-proxy pod's requests and limits.
-	FrontProxyResources Resources `json:"frontProxyResources"`
+	FrontProxyResources workload.Resources `json:"frontProxyResources"`
 	// HomeWorkspaces turns on kcp's home workspaces
 	// (`--enable-home-workspaces`): every authenticated user, agents'
 	// identities included, gets a private workspace on first access in which
@@ -199,7 +200,7 @@ type Etcd struct {
 	// kcp.antiAffinity. Prod must use `zone`.
 	AntiAffinity string `json:"antiAffinity"`
 	// Resources are each etcd member's requests and limits.
-	Resources Resources `json:"resources"`
+	Resources workload.Resources `json:"resources"`
 	// QuotaBackendBytes caps the database (`--quota-backend-bytes`), as a
 	// memory quantity such as `8Gi`: at most 8Gi, and less than
 	// etcd.storageSize.
@@ -471,22 +472,6 @@ type ExistingCA struct {
 	Cert string `json:"cert"`
 	// Key is the CA's private key, PEM.
 	Key string `json:"key"`
-}
-
-// Resources are container requests and limits (Kubernetes quantities).
-type Resources struct {
-	// Requests are what the scheduler reserves; each at most its limit.
-	Requests ResourceList `json:"requests"`
-	// Limits are the most the container may use.
-	Limits ResourceList `json:"limits"`
-}
-
-// ResourceList is a CPU and memory pair.
-type ResourceList struct {
-	// CPU is a CPU quantity such as `500m` or `2`.
-	CPU string `json:"cpu"`
-	// Memory is a memory quantity in Ki, Mi, Gi or Ti, such as `512Mi`.
-	Memory string `json:"memory"`
 }
 
 // ConfigSource is what Load reads: a stack's config values by full key

@@ -3,6 +3,7 @@ package stacks
 import (
 	"strings"
 
+	"github.com/kcp-tmc/kcp-tmc/components/agents"
 	"github.com/kcp-tmc/kcp-tmc/components/backup"
 	"github.com/kcp-tmc/kcp-tmc/components/cloud"
 	"github.com/kcp-tmc/kcp-tmc/components/etcd"
@@ -13,6 +14,7 @@ import (
 	"github.com/kcp-tmc/kcp-tmc/components/pki"
 	"github.com/kcp-tmc/kcp-tmc/components/platform"
 	"github.com/kcp-tmc/kcp-tmc/components/storage"
+	"github.com/kcp-tmc/kcp-tmc/components/workload"
 )
 
 // storageRangeGi bounds etcd volume sizes per environment (seed §1).
@@ -102,12 +104,22 @@ func Profile(env string) (*Config, error) {
 		return nil, &FieldError{Key: "environment", Value: env, Allowed: "one of " + strings.Join(Environments, ", ")}
 	}
 	base.Etcd.Image, base.Etcd.Version, base.Etcd.QuotaBackendBytes = ed.Image, ed.Version, ed.QuotaBackendBytes
+	// Ephemeral-storage budgets are the components' own.
+	base.KCP.Resources = budget(base.KCP.Resources, kc.Resources)
+	base.KCP.FrontProxyResources = budget(base.KCP.FrontProxyResources, kc.FrontProxyResources)
+	base.Etcd.Resources = budget(base.Etcd.Resources, ed.Resources)
+	base.AgentResources = budget(base.AgentResources, agents.Args{}.WithDefaults().Container)
 	return &base, nil
 }
 
-func resources(reqCPU, reqMem, limCPU, limMem string) Resources {
-	return Resources{
-		Requests: ResourceList{CPU: reqCPU, Memory: reqMem},
-		Limits:   ResourceList{CPU: limCPU, Memory: limMem},
+func resources(reqCPU, reqMem, limCPU, limMem string) workload.Resources {
+	return workload.Resources{
+		Requests: workload.ResourceList{CPU: reqCPU, Memory: reqMem},
+		Limits:   workload.ResourceList{CPU: limCPU, Memory: limMem},
 	}
+}
+
+// budget gives r the ephemeral-storage budget of a component's defaults.
+func budget(r, defaults workload.Resources) workload.Resources {
+	return r.WithEphemeral(defaults.Requests.EphemeralStorage, defaults.Limits.EphemeralStorage)
 }

@@ -15,6 +15,7 @@ import (
 	"k8s.io/apimachinery/pkg/util/validation"
 	"k8s.io/apimachinery/pkg/util/validation/field"
 
+	"github.com/kcp-tmc/kcp-tmc/components/agents"
 	"github.com/kcp-tmc/kcp-tmc/components/backup"
 	"github.com/kcp-tmc/kcp-tmc/components/ingress"
 	"github.com/kcp-tmc/kcp-tmc/components/pki"
@@ -306,7 +307,7 @@ func (c *Config) validateLogging(v *validator) {
 func (c *Config) validateClusters(v *validator) {
 	// Every agent's container gets these (the components' copies are
 	// derived, so their errors are dropped): checked once, at their key.
-	v.component(workloadResources(c.AgentResources, ephemeralSmall).Validate(field.NewPath("agentResources")), true)
+	v.component(agents.Args{Container: c.AgentResources}.WithDefaults().Container.Validate(field.NewPath("agentResources")), true)
 	names := map[string]bool{}
 	for _, cl := range c.Clusters {
 		names[cl.Name] = true

@@ -18,10 +18,11 @@ func TestIsConfigKey(t *testing.T) {
 		"zones[2]":           true,
 		"etcd.serverSecret":  false, // derived by the stack
 		"kcp.certs.clientCA": false,
-		"agentResources.requests.ephemeralStorage": false,
-		"slackWebhookUrl":                          false, // a secret: checked by its own rule
-		"etcd.quotaBackendBytes[0]":                false,
-		"nosuchkey":                                false,
+		"agentResources.requests.ephemeralStorage": true,
+		"kcp.etcdURL":               false,
+		"slackWebhookUrl":           false, // a secret: checked by its own rule
+		"etcd.quotaBackendBytes[0]": false,
+		"nosuchkey":                 false,
 	} {
 		if got := isConfigKey(path); got != want {
 			t.Errorf("isConfigKey(%q) = %v, want %v", path, got, want)

@@ -143,6 +143,7 @@ func (a Args) WithDefaults() Args {
 	component.Default(&a.Image, DefaultSyncAgentImage)
 	component.Default(&a.Replicas, 2)
 	component.Default(&a.Workspace, DefaultWorkspace)
+	a.Container = a.Container.WithEphemeral("128Mi", "512Mi")
 	component.Default(&a.APIExport, a.Cluster+"-export")
 	return a
 }

@@ -25,7 +25,7 @@ func args(cluster, kind string) Args {
 		Resources: []Resource{deployments, services}, Labels: map[string]string{"topology.kubernetes.io/region": "eu-west-1"},
 		ClientCert: pulumi.String("CERT-" + cluster), ClientKey: pulumi.ToSecret(pulumi.String("KEY-" + cluster)).(pulumi.StringOutput),
 		ServerCA:  pulumi.String("CA"),
-		Container: workload.Resources{RequestCPU: "100m", RequestMemory: "128Mi", LimitCPU: "500m", LimitMemory: "512Mi", RequestEphemeral: "128Mi", LimitEphemeral: "512Mi"}}
+		Container: workload.Resources{Requests: workload.ResourceList{CPU: "100m", Memory: "128Mi", EphemeralStorage: "128Mi"}, Limits: workload.ResourceList{CPU: "500m", Memory: "512Mi", EphemeralStorage: "512Mi"}}}
 	return a
 }
 
@@ -200,7 +200,7 @@ func TestValidate(t *testing.T) {
 		{"plain kcp", func(a *Args) { a.KCPServer = "http://kcp.example.com" }, "agent.kcpServer", "https://"},
 		{"unpinned image", func(a *Args) { a.Image = "ghcr.io/kcp-dev/api-syncagent:latest" }, "agent.image", "a pinned image"},
 		{"no replicas", func(a *Args) { a.Replicas = -1 }, "agent.replicas", "-1: at least 1"},
-		{"memory in decimal units", func(a *Args) { a.Container.LimitMemory = "1G" }, "agent.container.limits.memory", "in Ki, Mi, Gi or Ti"},
+		{"memory in decimal units", func(a *Args) { a.Container.Limits.Memory = "1G" }, "agent.container.limits.memory", "in Ki, Mi, Gi or Ti"},
 		{"identity both given and copied", func(a *Args) { a.CopiedIdentity = true }, "agent.identity", "set=true with CopiedIdentity=true"},
 		{"half an identity", func(a *Args) { a.ClientKey = nil }, "agent.identity", "set=false with CopiedIdentity=false"},
 	})

@@ -120,6 +120,10 @@ type Backup struct {
 // WithDefaults fills unset fields.
 func (a Args) WithDefaults() Args {
 	component.Default(&a.Schedule, "0 2 * * *")
+	// A snapshot is staged on the pod's scratch space before upload.
+	component.Default(&a.Resources, workload.Resources{
+		Requests: workload.ResourceList{CPU: "100m", Memory: "128Mi", EphemeralStorage: "1Gi"},
+		Limits:   workload.ResourceList{CPU: "1", Memory: "512Mi", EphemeralStorage: "10Gi"}})
 	component.Default(&a.TimeZone, "UTC")
 	component.Default(&a.VerifySchedule, "0 4 * * 0")
 	component.Default(&a.Image, DefaultImage+":"+DefaultTag)

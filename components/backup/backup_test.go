@@ -24,7 +24,7 @@ func s3Args() Args {
 			NoncurrentDays: 30, ObjectLockDays: 30,
 			OIDCProviderARN: "arn:aws:iam::123456789012:oidc-provider/oidc.eks.us-east-1.amazonaws.com/id/ABC",
 			OIDCIssuer:      "oidc.eks.us-east-1.amazonaws.com/id/ABC"},
-		Resources: workload.Resources{RequestCPU: "100m", RequestMemory: "128Mi", LimitCPU: "1", LimitMemory: "512Mi", RequestEphemeral: "1Gi", LimitEphemeral: "10Gi"},
+		Resources: workload.Resources{Requests: workload.ResourceList{CPU: "100m", Memory: "128Mi", EphemeralStorage: "1Gi"}, Limits: workload.ResourceList{CPU: "1", Memory: "512Mi", EphemeralStorage: "10Gi"}},
 	}
 }
 

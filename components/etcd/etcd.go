@@ -84,6 +84,7 @@ type Etcd struct {
 // WithDefaults fills unset fields.
 func (a Args) WithDefaults() Args {
 	component.Default(&a.Name, Name)
+	a.Resources = a.Resources.WithEphemeral("128Mi", "512Mi")
 	component.Default(&a.Image, DefaultImage)
 	component.Default(&a.Version, DefaultVersion)
 	component.Default(&a.QuotaBackendBytes, "8Gi")

@@ -26,7 +26,7 @@ const (
 
 func baseArgs() Args {
 	return Args{Namespace: "kcp", Replicas: 1, StorageClass: "standard", StorageSize: "20Gi", ServerSecret: "etcd-server", PeerSecret: "etcd-peer",
-		Resources: workload.Resources{RequestCPU: "1", RequestMemory: "2Gi", LimitCPU: "2", LimitMemory: "4Gi", RequestEphemeral: "128Mi", LimitEphemeral: "512Mi"}}
+		Resources: workload.Resources{Requests: workload.ResourceList{CPU: "1", Memory: "2Gi", EphemeralStorage: "128Mi"}, Limits: workload.ResourceList{CPU: "2", Memory: "4Gi", EphemeralStorage: "512Mi"}}}
 }
 
 func run(t *testing.T, a Args) *mocktest.Recorder {
@@ -146,8 +146,8 @@ func TestValidate(t *testing.T) {
 		{"size not whole Gi", func(a *Args) { a.StorageSize = "1500Mi" }, "etcd.storageSize", "whole number of Gi"},
 		{"quota above etcd's maximum", func(a *Args) { a.QuotaBackendBytes = "21Gi" }, "etcd.quotaBackendBytes", "at most 8Gi"},
 		{"quota fills the volume", func(a *Args) { a.StorageSize = "8Gi" }, "etcd.quotaBackendBytes", "less than storageSize (8Gi)"},
-		{"request above limit", func(a *Args) { a.Resources.RequestMemory = "8Gi" }, "etcd.resources.requests.memory", "at most limits.memory (4Gi)"},
-		{"memory in decimal units", func(a *Args) { a.Resources.LimitMemory = "4GB" }, "etcd.resources.limits.memory", `"GB" and "G" are not accepted`},
+		{"request above limit", func(a *Args) { a.Resources.Requests.Memory = "8Gi" }, "etcd.resources.requests.memory", "at most limits.memory (4Gi)"},
+		{"memory in decimal units", func(a *Args) { a.Resources.Limits.Memory = "4GB" }, "etcd.resources.limits.memory", `"GB" and "G" are not accepted`},
 		{"no certificates", func(a *Args) { a.PeerSecret = "" }, "etcd.peerSecret", "Required value"},
 		{"unknown spreading", func(a *Args) { a.Spread.Mode = "rack" }, "etcd.antiAffinity", `supported values: "none", "hostname", "zone"`},
 		{"too few zones", func(a *Args) {

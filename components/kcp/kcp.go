@@ -116,6 +116,9 @@ func Selector() map[string]string { return workload.Labels(ServerName) }
 func (a Args) WithDefaults() Args {
 	component.Default(&a.Image, DefaultImage)
 	component.Default(&a.Version, DefaultVersion)
+	// Scratch space and logs; kcp's includes its rotated audit log.
+	a.Resources = a.Resources.WithEphemeral("256Mi", "2Gi")
+	a.FrontProxyResources = a.FrontProxyResources.WithEphemeral("128Mi", "512Mi")
 	component.Default(&a.Audit, Audit{MaxAgeDays: 30, MaxSizeMB: 100, MaxBackups: 10}) // the seed's logging section
 	component.Default(&a.Spread.Mode, workload.SpreadNone)
 	component.Default(&a.MonitoringNamespace, security.MonitoringNamespace)

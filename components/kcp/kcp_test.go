@@ -28,8 +28,8 @@ func prodArgs() Args {
 	return Args{
 		Namespace: "kcp", Domain: "example.com", Image: "ghcr.io/kcp-dev/kcp", Version: "v0.32.3",
 		Replicas: 3, FrontProxyReplicas: 3,
-		Resources:           workload.Resources{RequestCPU: "2", RequestMemory: "4Gi", LimitCPU: "4", LimitMemory: "8Gi", RequestEphemeral: "256Mi", LimitEphemeral: "2Gi"},
-		FrontProxyResources: workload.Resources{RequestCPU: "500m", RequestMemory: "512Mi", LimitCPU: "2", LimitMemory: "2Gi", RequestEphemeral: "128Mi", LimitEphemeral: "512Mi"},
+		Resources:           workload.Resources{Requests: workload.ResourceList{CPU: "2", Memory: "4Gi", EphemeralStorage: "256Mi"}, Limits: workload.ResourceList{CPU: "4", Memory: "8Gi", EphemeralStorage: "2Gi"}},
+		FrontProxyResources: workload.Resources{Requests: workload.ResourceList{CPU: "500m", Memory: "512Mi", EphemeralStorage: "128Mi"}, Limits: workload.ResourceList{CPU: "2", Memory: "2Gi", EphemeralStorage: "512Mi"}},
 		Spread:              workload.Spread{Mode: workload.SpreadZone, Zones: []string{"us-east-1a", "us-east-1b", "us-east-1c"}},
 		EtcdURL:             "https://etcd.kcp.svc:2379",
 		EtcdSelector:        workload.Labels("etcd"),
@@ -209,7 +209,7 @@ func TestValidate(t *testing.T) {
 		{"tag in the repository", func(a *Args) { a.Image = "ghcr.io/kcp-dev/kcp:v0.32.3" }, "kcp.image", "without tag or digest"},
 		{"unpinned version", func(a *Args) { a.Version = "latest" }, "kcp.version", `a pinned release tag like "v0.32.3"`},
 		{"one-label domain", func(a *Args) { a.Domain = "localhost" }, "kcp.domain", "at least two labels"},
-		{"cpu not a quantity", func(a *Args) { a.FrontProxyResources.LimitCPU = "two" }, "kcp.frontProxyResources.limits.cpu", "a positive CPU quantity"},
+		{"cpu not a quantity", func(a *Args) { a.FrontProxyResources.Limits.CPU = "two" }, "kcp.frontProxyResources.limits.cpu", "a positive CPU quantity"},
 	})
 }
 

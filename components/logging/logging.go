@@ -58,6 +58,9 @@ type Logging struct {
 
 // WithDefaults fills unset fields.
 func (a Args) WithDefaults() Args {
+	component.Default(&a.Resources, workload.Resources{
+		Requests: workload.ResourceList{CPU: "50m", Memory: "64Mi", EphemeralStorage: "64Mi"},
+		Limits:   workload.ResourceList{CPU: "500m", Memory: "256Mi", EphemeralStorage: "256Mi"}})
 	component.Default(&a.ElasticsearchPort, 9200)
 	component.Default(&a.Index, DefaultIndex)
 	component.Default(&a.Image, DefaultImage)

@@ -28,19 +28,45 @@ const (
 	HostnameKey = "kubernetes.io/hostname"
 )
 
-// Resources are a container's requests and limits, ephemeral storage included
-// (kubelets evict pods that overrun an unset ephemeral-storage budget).
+// Resources are a container's requests and limits, ephemeral storage
+// included (kubelets evict pods that overrun an unset ephemeral-storage
+// budget). It is also the shape of the stack's resources keys.
 type Resources struct {
-	RequestCPU, RequestMemory, LimitCPU, LimitMemory string
-	RequestEphemeral, LimitEphemeral                 string
+	// Requests are what the scheduler reserves; each at most its limit.
+	Requests ResourceList `json:"requests"`
+	// Limits are the most the container may use.
+	Limits ResourceList `json:"limits"`
+}
+
+// ResourceList is one side of Resources.
+type ResourceList struct {
+	// CPU is a CPU quantity such as `500m` or `2`.
+	CPU string `json:"cpu"`
+	// Memory is a memory quantity in Ki, Mi, Gi or Ti, such as `512Mi`.
+	Memory string `json:"memory"`
+	// EphemeralStorage is the container's scratch space and logs, in Ki,
+	// Mi, Gi or Ti (default: the component's budget).
+	EphemeralStorage string `json:"ephemeralStorage,omitempty"`
+}
+
+// WithEphemeral fills an unset ephemeral-storage request and limit: each
+// component's own budget.
+func (r Resources) WithEphemeral(request, limit string) Resources {
+	if r.Requests.EphemeralStorage == "" {
+		r.Requests.EphemeralStorage = request
+	}
+	if r.Limits.EphemeralStorage == "" {
+		r.Limits.EphemeralStorage = limit
+	}
+	return r
 }
 
 // Args converts to the Kubernetes type.
 func (r Resources) Args() *corev1.ResourceRequirementsArgs {
-	return &corev1.ResourceRequirementsArgs{
-		Requests: pulumi.StringMap{"cpu": pulumi.String(r.RequestCPU), "memory": pulumi.String(r.RequestMemory), "ephemeral-storage": pulumi.String(r.RequestEphemeral)},
-		Limits:   pulumi.StringMap{"cpu": pulumi.String(r.LimitCPU), "memory": pulumi.String(r.LimitMemory), "ephemeral-storage": pulumi.String(r.LimitEphemeral)},
+	list := func(l ResourceList) pulumi.StringMap {
+		return pulumi.StringMap{"cpu": pulumi.String(l.CPU), "memory": pulumi.String(l.Memory), "ephemeral-storage": pulumi.String(l.EphemeralStorage)}
 	}
+	return &corev1.ResourceRequirementsArgs{Requests: list(r.Requests), Limits: list(r.Limits)}
 }
 
 // Labels are the selector labels of one workload.
@@ -143,10 +169,8 @@ func (r Resources) Validate(fld *field.Path) field.ErrorList {
 	for _, pair := range []struct {
 		name, req, lim string
 		binary         bool
-	}{{"cpu", r.RequestCPU, r.LimitCPU, false}, {"memory", r.RequestMemory, r.LimitMemory, true}, {"ephemeralStorage", r.RequestEphemeral, r.LimitEphemeral, true}} {
-		if pair.name == "ephemeralStorage" && pair.req == "" && pair.lim == "" {
-			continue // set by the stack, not a key of its own
-		}
+	}{{"cpu", r.Requests.CPU, r.Limits.CPU, false}, {"memory", r.Requests.Memory, r.Limits.Memory, true},
+		{"ephemeralStorage", r.Requests.EphemeralStorage, r.Limits.EphemeralStorage, true}} {
 		req, reqErr := quantity(fld.Child("requests", pair.name), pair.req, pair.binary)
 		lim, limErr := quantity(fld.Child("limits", pair.name), pair.lim, pair.binary)
 		errs = append(append(errs, reqErr...), limErr...)
