@@ -57,7 +57,7 @@ func TestCloudConfigErrors(t *testing.T) {
 		{"unpinned EKS version", `{"mode":"eks","kubernetesVersion":"latest"}`, `config kcp-tmc:cloud.kubernetesVersion: invalid value "latest"`, nil},
 		{"public endpoint without CIDRs", `{"mode":"eks","publicEndpoint":true}`, `config kcp-tmc:cloud.publicCidrs: invalid value "<unset>"`, nil},
 		{"too few nodes", `{"mode":"eks","nodesPerZone":{"min":0,"desired":0,"max":1}}`, `config kcp-tmc:cloud.nodesPerZone: invalid value "0/0/1"`, nil},
-		{"existing VPC without subnets", `{"mode":"eks","existingVpc":{"id":"vpc-1"}}`, `config kcp-tmc:cloud.existingVpc.privateSubnets[us-east-1a]: invalid value ""`, nil},
+		{"existing VPC without subnets", `{"mode":"eks","existingVpc":{"id":"vpc-1"}}`, `config kcp-tmc:cloud.existingVpc.privateSubnets[us-east-1a]: invalid value "<none>"`, nil},
 		{"existing VPC with a bad id", `{"mode":"eks","existingVpc":{"id":"net-1"}}`, `config kcp-tmc:cloud.existingVpc.id: invalid value "net-1"`, nil},
 		{"too few nodes for per-node anti-affinity", `{"mode":"eks","natPerZone":true,"nodesPerZone":{"min":1,"desired":1,"max":2}}`,
 			`config kcp-tmc:cloud.nodesPerZone.min: invalid value "1"`, map[string]string{"zones": `["us-east-1a","us-east-1b"]`,

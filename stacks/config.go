@@ -9,6 +9,7 @@ import (
 	"encoding/json"
 	"errors"
 	"fmt"
+	"reflect"
 	"slices"
 	"sort"
 	"strings"
@@ -631,6 +632,9 @@ func Load(src ConfigSource) (*Config, error) {
 			errs = append(errs, &FieldError{Key: "existingCAs", Value: "<secret>", Allowed: "a map of CA name to {cert, key} PEM strings"})
 		}
 	}
+	if profile, err := Profile(envRaw); err == nil {
+		errs = append(errs, emptied(reflect.ValueOf(cfg).Elem(), reflect.ValueOf(profile).Elem(), "")...)
+	}
 	// A value that did not decode leaves the Config half-set: validating it
 	// would report follow-on errors. Otherwise every problem in one round:
 	// bad values and unknown keys together.
@@ -646,6 +650,34 @@ func Load(src ConfigSource) (*Config, error) {
 		return nil, joinSorted(errs)
 	}
 	return cfg, nil
+}
+
+// emptied refuses a string key set to "" where the profile has a value: an
+// empty value is no way to ask for a default (the component's may differ
+// from the environment's), and every such key needs one.
+func emptied(got, profile reflect.Value, prefix string) []error {
+	var errs []error
+	for i := range got.NumField() {
+		f := got.Type().Field(i)
+		tag := f.Tag.Get("json")
+		if prefix == "" {
+			tag = f.Tag.Get("config")
+		}
+		name, _, _ := strings.Cut(tag, ",")
+		if name == "" || name == "-" {
+			continue
+		}
+		switch g, p := got.Field(i), profile.Field(i); g.Kind() {
+		case reflect.String:
+			if g.String() == "" && p.String() != "" {
+				errs = append(errs, &FieldError{Key: prefix + name, Value: "", Allowed: "a value; leave the key out for the " +
+					"environment's default (" + p.String() + ")"})
+			}
+		case reflect.Struct:
+			errs = append(errs, emptied(g, p, prefix+name+".")...)
+		}
+	}
+	return errs
 }
 
 type configField struct {

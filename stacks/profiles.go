@@ -56,7 +56,7 @@ func Profile(env string) (*Config, error) {
 		Cloud: Cloud{Mode: "existing", Region: "us-east-1", KubernetesVersion: cl.KubernetesVersion,
 			VPCCIDR: cl.VPCCIDR, NATPerZone: env == "prod", InstanceTypes: cl.InstanceTypes, NodesPerZone: cl.NodesPerZone},
 		Ingress: Ingress{Mode: in.Mode, ClassName: in.ClassName,
-			ControllerVersion: in.ControllerVersion, ControllerReplicas: in.ControllerReplicas},
+			ControllerVersion: in.ControllerVersion, ControllerReplicas: 2},
 		TLS: TLS{Mode: tl.Mode, CertManagerVersion: tl.CertManagerVersion,
 			CADuration: pki.HoursString(tl.CADuration), LeafDuration: pki.HoursString(tl.LeafDuration), RenewBefore: pki.HoursString(tl.RenewBefore)},
 		Storage: Storage{ReclaimPolicy: st.ReclaimPolicy},

@@ -121,7 +121,7 @@ func (c *Config) validateStorage(v *validator) {
 	// environment is the stack's.
 	size, err := resource.ParseQuantity(c.Etcd.StorageSize)
 	bounds, known := storageRangeGi[c.Environment]
-	if err != nil || !known {
+	if err != nil || !known || v.keys["etcd.storageSize"] {
 		return
 	}
 	if gi := size.Value() >> 30; gi < int64(bounds[0]) || gi > int64(bounds[1]) {
@@ -136,7 +136,11 @@ func (c *Config) validateBackup(v *validator) {
 	if c.Backup.Target == backup.TargetPVC && c.Environment == "prod" {
 		v.add("backup.target", c.Backup.Target, "s3 in prod (a PVC dies with the cluster it backs up)")
 	}
-	v.component(backupArgs(c).WithDefaults().Validate(field.NewPath("backup")), c.Backup.Enabled)
+	var derived []mount
+	if c.Backup.PVCStorageClass == "" {
+		derived = append(derived, mount{"backup.pvcStorageClass", "etcd.storageClass"}) // its default
+	}
+	v.component(backupArgs(c).WithDefaults().Validate(field.NewPath("backup")), c.Backup.Enabled, derived...)
 }
 
 // component adds a component's Validate errors, whose paths are already the
@@ -177,6 +181,9 @@ type mount struct{ from, to string }
 // isConfigKey reports whether path (field.Path syntax: a.b[0].c, m[key])
 // names a value a stack file can set.
 func isConfigKey(path string) bool {
+	if path == "" {
+		return false
+	}
 	t := reflect.TypeOf(Config{})
 	for i, seg := range splitPath(path) {
 		name, index, indexed := strings.Cut(seg, "[")
@@ -249,7 +256,7 @@ func (c *Config) validateTLS(v *validator) {
 	// The stack spells durations as Go strings; whole hours and their order
 	// are the pki component's rules.
 	for _, d := range []struct{ key, value string }{{"tls.caDuration", t.CADuration}, {"tls.leafDuration", t.LeafDuration}, {"tls.renewBefore", t.RenewBefore}} {
-		if _, err := time.ParseDuration(d.value); err != nil {
+		if n, err := time.ParseDuration(d.value); err != nil || n <= 0 {
 			v.add(d.key, d.value, `a positive whole number of hours such as "8760h"`)
 		}
 	}
@@ -276,7 +283,11 @@ func (c *Config) validateIngress(v *validator) {
 	if c.Environment == "prod" && in.InstallController && in.ControllerReplicas == 1 {
 		v.add("ingress.controllerReplicas", "1", "at least 2 in prod")
 	}
-	v.component(ingressArgs(c).WithDefaults().Validate(field.NewPath("ingress")), true)
+	var derived []mount
+	if in.Gateway == nil || in.Gateway.Namespace == "" {
+		derived = append(derived, mount{"ingress.gateway.namespace", "namespace"}) // its default
+	}
+	v.component(ingressArgs(c).WithDefaults().Validate(field.NewPath("ingress")), true, derived...)
 }
 
 func (c *Config) validateMonitoring(v *validator) {
@@ -368,11 +379,15 @@ func (c *Config) validateCloud(v *validator) {
 	}
 	// The cloud.* values are checked in every mode; what EKS itself needs
 	// (zones of the region, nodes for the replicas) only with eks.
-	a := cloudArgs(c)
+	errs := cloudArgs(c).WithDefaults().Validate(field.NewPath("cloud"))
 	if !eks {
-		a.Zones = nil
+		// zones serve kcp and etcd here, not EKS: its rules for them wait.
+		errs = errs.Filter(func(err error) bool {
+			f := err.(*field.Error).Field
+			return f == "cloud.zones" || strings.HasPrefix(f, "cloud.zones[")
+		})
 	}
-	v.component(a.WithDefaults().Validate(field.NewPath("cloud")), eks, mount{"cloud.zones", "zones"})
+	v.component(errs, eks, mount{"cloud.zones", "zones"})
 	if !eks {
 		return
 	}

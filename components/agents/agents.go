@@ -148,7 +148,11 @@ func (a Args) WithDefaults() Args {
 	return a
 }
 
-var workspace = regexp.MustCompile(`^root(:[a-z0-9]([-a-z0-9]*[a-z0-9])?)*$`)
+var (
+	workspace = regexp.MustCompile(`^root(:[a-z0-9]([-a-z0-9]*[a-z0-9])?)*$`)
+	// apiVersion is Kubernetes' version naming: v1, v1beta1, v2alpha3.
+	apiVersion = regexp.MustCompile(`^v[1-9][0-9]*((alpha|beta)[1-9][0-9]*)?$`)
+)
 
 // Validate reports every invalid field under fld (the stack's clusters[i]),
 // children named by the stack's keys.
@@ -165,7 +169,7 @@ func (a Args) Validate(fld *field.Path) field.ErrorList {
 	if a.Replicas < 1 {
 		errs = append(errs, field.Invalid(fld.Child("replicas"), a.Replicas, "at least 1 (leader election keeps one active)"))
 	}
-	errs = append(errs, check.Image(fld.Child("image"), a.Image)...)
+	errs = append(errs, check.Image(fld.Child("image"), a.Image, DefaultSyncAgentImage)...)
 	errs = append(errs, check.DNSLabel(fld.Child("namespace"), a.Namespace, "a namespace on the cluster")...)
 	if !strings.HasPrefix(a.KCPServer, "https://") {
 		errs = append(errs, field.Invalid(fld.Child("kcpServer"), a.KCPServer, "kcp's https:// URL"))
@@ -201,7 +205,7 @@ func (r Resource) problem() string {
 	switch {
 	case r.Group != "" && len(validation.IsDNS1123Subdomain(r.Group)) > 0:
 		return "group: a DNS-1123 subdomain or empty (core)"
-	case len(validation.IsDNS1035Label(r.Version)) > 0 || !strings.HasPrefix(r.Version, "v"):
+	case !apiVersion.MatchString(r.Version):
 		return "version: an API version such as v1 or v1beta1"
 	case r.Kind == "" || !unicode.IsUpper(rune(r.Kind[0])) || len(validation.IsDNS1035Label(strings.ToLower(r.Kind))) > 0 || strings.Contains(r.Kind, "-"):
 		return "kind: a CamelCase kind such as Deployment"

@@ -156,8 +156,8 @@ func (a Args) Validate(fld *field.Path) field.ErrorList {
 	if _, err := time.LoadLocation(a.TimeZone); err != nil || a.TimeZone == "" || a.TimeZone == "Local" {
 		errs = append(errs, field.Invalid(fld.Child("timeZone"), a.TimeZone, `an IANA time zone such as "UTC" or "Europe/Berlin"`))
 	}
-	errs = append(errs, check.Image(fld.Child("image"), a.Image)...)
-	errs = append(errs, check.Image(fld.Child("etcdImage"), a.EtcdImage)...)
+	errs = append(errs, check.Image(fld.Child("image"), a.Image, DefaultImage+":"+DefaultTag)...)
+	errs = append(errs, check.Image(fld.Child("etcdImage"), a.EtcdImage, "quay.io/coreos/etcd:v3.5.35")...)
 	if !strings.HasPrefix(a.EtcdURL, "https://") {
 		errs = append(errs, field.Invalid(fld.Child("etcdURL"), a.EtcdURL, "etcd's https:// client Service URL"))
 	}

@@ -242,7 +242,7 @@ func TestValidate(t *testing.T) {
 		{"issuer with scheme", func(a *Args) { a.S3.OIDCIssuer = "https://oidc" }, "backup.oidcIssuer", `"https://oidc"`},
 		{"issuer of another provider", func(a *Args) { a.S3.OIDCIssuer = "oidc.eks.us-east-1.amazonaws.com/id/OTHER" }, "backup.oidcIssuer", "the end of its ARN"},
 		{"lock longer than retention", func(a *Args) { a.S3.ObjectLockDays = 400 }, "backup.objectLockDays", "400: 0 (off) up to retentionDays"},
-		{"unpinned image", func(a *Args) { a.Image = "etcd-backup:latest" }, "backup.image", "a pinned image repository:tag"},
+		{"unpinned image", func(a *Args) { a.Image = "etcd-backup:latest" }, "backup.image", "a pinned image, repository:tag"},
 		{"endpoint without scheme", func(a *Args) { a.S3.Endpoint = "minio:9000" }, "backup.endpoint", "an http(s):// URL"},
 		{"four-field cron", func(a *Args) { a.Schedule = "0 2 * *" }, "backup.schedule", "a 5-field cron expression"},
 		{"local time", func(a *Args) { a.TimeZone = "Local" }, "backup.timeZone", "an IANA time zone"},

@@ -148,8 +148,12 @@ func (a Args) Validate(fld *field.Path) field.ErrorList {
 				key string
 				ids map[string]string
 			}{{"privateSubnets", v.PrivateSubnets}, {"publicSubnets", v.PublicSubnets}} {
-				if !strings.HasPrefix(subnets.ids[z], "subnet-") {
-					errs = append(errs, field.Invalid(p.Child(subnets.key).Key(z), subnets.ids[z], "a subnet id (subnet-...) for every zone"))
+				// A missing entry is a bad value of existingVpc (given), not an
+				// unset key: it is refused even where EKS is not used.
+				if id, ok := subnets.ids[z]; !ok {
+					errs = append(errs, field.Invalid(p.Child(subnets.key).Key(z), "<none>", "a subnet id (subnet-...) for every zone"))
+				} else if !strings.HasPrefix(id, "subnet-") {
+					errs = append(errs, field.Invalid(p.Child(subnets.key).Key(z), id, "a subnet id (subnet-...) for every zone"))
 				}
 			}
 		}

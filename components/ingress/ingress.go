@@ -115,7 +115,6 @@ func (a Args) WithDefaults() Args {
 	component.Default(&a.ClassName, DefaultClassName)
 	component.Default(&a.TerminateSecret, DefaultTerminateSecret)
 	component.Default(&a.ControllerVersion, DefaultControllerVersion)
-	component.Default(&a.ControllerReplicas, 2)
 	if a.Mode == ModeGateway {
 		component.Default(&a.Gateway.Name, "kcp")
 		component.Default(&a.Gateway.Namespace, a.Namespace)

@@ -12,7 +12,7 @@ import (
 )
 
 func args(mode string) Args {
-	return Args{Mode: mode, Namespace: "kcp", Host: "kcp.example.com", BackendService: "kcp-front-proxy", BackendPort: 443, TargetPort: 8443}
+	return Args{Mode: mode, Namespace: "kcp", Host: "kcp.example.com", BackendService: "kcp-front-proxy", BackendPort: 443, TargetPort: 8443, ControllerReplicas: 2}
 }
 
 func run(t *testing.T, a Args) *mocktest.Recorder {

@@ -13,7 +13,6 @@ import (
 	metav1 "github.com/pulumi/pulumi-kubernetes/sdk/v4/go/kubernetes/meta/v1"
 	rbacv1 "github.com/pulumi/pulumi-kubernetes/sdk/v4/go/kubernetes/rbac/v1"
 	"github.com/pulumi/pulumi/sdk/v3/go/pulumi"
-	"k8s.io/apimachinery/pkg/util/validation"
 	"k8s.io/apimachinery/pkg/util/validation/field"
 
 	"github.com/kcp-tmc/kcp-tmc/components/internal/check"
@@ -133,9 +132,7 @@ func (a Args) WithDefaults() Args {
 // stack's keys.
 func (a Args) Validate(fld *field.Path) field.ErrorList {
 	errs := check.DNSLabel(fld.Child("namespace"), a.Namespace, "a namespace")
-	if msgs := validation.IsDNS1123Subdomain(a.Domain); len(msgs) > 0 || !strings.Contains(a.Domain, ".") {
-		errs = append(errs, field.Invalid(fld.Child("domain"), a.Domain, "a lowercase DNS name with at least two labels, e.g. example.com"))
-	}
+	errs = append(errs, check.Domain(fld.Child("domain"), a.Domain, "the DNS zone kcp is published under")...)
 	errs = append(errs, check.Repository(fld.Child("image"), a.Image, "ghcr.io/kcp-dev/kcp (the tag is kcp.version)")...)
 	errs = append(errs, check.Release(fld.Child("version"), a.Version, "", "v0.32.3")...)
 	errs = append(errs, check.Range(fld.Child("replicas"), a.Replicas, 1, 9, "")...)

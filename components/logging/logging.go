@@ -7,8 +7,8 @@ package logging
 import (
 	"fmt"
 	"net"
+	"regexp"
 	"strconv"
-	"strings"
 
 	appsv1 "github.com/pulumi/pulumi-kubernetes/sdk/v4/go/kubernetes/apps/v1"
 	corev1 "github.com/pulumi/pulumi-kubernetes/sdk/v4/go/kubernetes/core/v1"
@@ -67,6 +67,8 @@ func (a Args) WithDefaults() Args {
 	return a
 }
 
+var indexName = regexp.MustCompile(`^[a-z0-9][a-z0-9_.-]*$`)
+
 // Validate reports every invalid field under fld, children named by the
 // stack's keys.
 func (a Args) Validate(fld *field.Path) field.ErrorList {
@@ -78,14 +80,15 @@ func (a Args) Validate(fld *field.Path) field.ErrorList {
 		errs = append(errs, field.Invalid(fld.Child("elasticsearchHost"), h, "a host name or IP address, without scheme"))
 	}
 	errs = append(errs, check.Range(fld.Child("elasticsearchPort"), a.ElasticsearchPort, 1, 65535, "")...)
-	// Elasticsearch's rules: lowercase, no leading -, _ or +, none of \/*?"<>| ,#:
-	if a.Index == "" || a.Index != strings.ToLower(a.Index) || strings.ContainsAny(a.Index, `\/*?"<>| ,#:`) || strings.ContainsAny(a.Index[:1], "-_+") {
-		errs = append(errs, field.Invalid(fld.Child("index"), a.Index, "a lowercase Elasticsearch index name"))
+	// Stricter than Elasticsearch: the name is written into fluent-bit's
+	// config, where a newline or a space would start another setting.
+	if !indexName.MatchString(a.Index) || len(a.Index) > 255 {
+		errs = append(errs, field.Invalid(fld.Child("index"), a.Index, "a lowercase Elasticsearch index name (letters, digits, '.', '_', '-', starting with a letter or digit, at most 255)"))
 	}
 	if a.Username != "" && a.Password == nil {
 		errs = append(errs, field.Required(fld.Child("password"), "a Pulumi secret when username is set"))
 	}
-	return append(errs, check.Image(fld.Child("image"), a.Image)...)
+	return append(errs, check.Image(fld.Child("image"), a.Image, DefaultImage)...)
 }
 
 // Config is fluent-bit's configuration (classic format). Host, port and

@@ -7,6 +7,7 @@ package monitoring
 
 import (
 	"fmt"
+	"regexp"
 	"strings"
 	"time"
 
@@ -83,6 +84,8 @@ func (a Args) WithDefaults() Args {
 	return a
 }
 
+var promDuration = regexp.MustCompile(`^([0-9]+h)?([0-9]+m)?([0-9]+s)?$`)
+
 // Validate reports every invalid field under fld, children named by the
 // stack's keys.
 func (a Args) Validate(fld *field.Path) field.ErrorList {
@@ -92,9 +95,10 @@ func (a Args) Validate(fld *field.Path) field.ErrorList {
 			errs = append(errs, field.Required(fld.Child(req.key), "set by the stack"))
 		}
 	}
-	// Whole seconds (what Go and Prometheus read alike), and at most
-	// Prometheus' 5m staleness window, or series vanish between scrapes.
-	if d, err := time.ParseDuration(a.Interval); err != nil || d < time.Second || d > 5*time.Minute || d%time.Second != 0 {
+	// The Prometheus operator's duration grammar (h, m, s; no fractions or
+	// signs), from 1s to Prometheus' 5m staleness window, or series vanish
+	// between scrapes.
+	if d, err := time.ParseDuration(a.Interval); !promDuration.MatchString(a.Interval) || err != nil || d < time.Second || d > 5*time.Minute {
 		errs = append(errs, field.Invalid(fld.Child("interval"), a.Interval, `a scrape interval from 1s to 5m in whole seconds, such as "30s" or "1m"`))
 	}
 	if a.SlackWebhookURL != nil && !strings.HasPrefix(a.SlackChannel, "#") {

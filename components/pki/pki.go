@@ -167,7 +167,7 @@ func (a Args) Validate(fld *field.Path) field.ErrorList {
 		if a.Mode != ModeCertManager {
 			errs = append(errs, field.Invalid(fld.Child("acme"), "<set>", "only with tls.mode cert-manager (ACME needs an in-cluster issuer)"))
 		}
-		if at := strings.Index(a.ACME.Email, "@"); at < 1 || len(validation.IsDNS1123Subdomain(a.ACME.Email[at+1:])) > 0 {
+		if at := strings.Index(a.ACME.Email, "@"); at < 1 || check.Domain(nil, a.ACME.Email[at+1:], "") != nil {
 			errs = append(errs, field.Invalid(fld.Child("acme", "email"), a.ACME.Email, "a contact e-mail address for the ACME account"))
 		}
 		if !strings.HasPrefix(a.ACME.Server, "https://") {

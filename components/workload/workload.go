@@ -6,6 +6,7 @@ package workload
 import (
 	"fmt"
 	"slices"
+	"strings"
 
 	corev1 "github.com/pulumi/pulumi-kubernetes/sdk/v4/go/kubernetes/core/v1"
 	metav1 "github.com/pulumi/pulumi-kubernetes/sdk/v4/go/kubernetes/meta/v1"
@@ -185,8 +186,14 @@ func (r Resources) Validate(fld *field.Path) field.ErrorList {
 // binary suffixes (Ki…Ei), since "512M" and "2G" are usually meant as Mi/Gi.
 func quantity(fld *field.Path, s string, binary bool) (resource.Quantity, field.ErrorList) {
 	q, err := resource.ParseQuantity(s)
+	// CPU in cores or millicores only: "1Gi", "2k" or "1e3" cores parse, but
+	// no pod asking for them would ever be scheduled.
+	cores := strings.TrimSuffix(s, "m")
+	plainCPU := strings.Trim(cores, "0123456789.") == ""
 	switch {
-	case err == nil && q.Sign() > 0 && (!binary || q.Format == resource.BinarySI):
+	case err == nil && q.Sign() > 0 && binary && q.Format == resource.BinarySI:
+		return q, nil
+	case err == nil && q.Sign() > 0 && !binary && plainCPU:
 		return q, nil
 	case binary:
 		return q, field.ErrorList{field.Invalid(fld, s, `a positive quantity in Ki, Mi, Gi or Ti such as "512Mi" ("GB" and "G" are not accepted)`)}

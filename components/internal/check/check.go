@@ -13,25 +13,31 @@ import (
 	"k8s.io/apimachinery/pkg/util/validation/field"
 )
 
-// Image accepts a pinned repository:tag: never untagged, never "latest".
-func Image(fld *field.Path, s string) field.ErrorList {
+// Image accepts a pinned image: repository:tag (never "latest") or
+// repository@digest; example is the default, as the message shows it.
+func Image(fld *field.Path, s, example string) field.ErrorList {
 	ref, err := reference.ParseNormalizedNamed(s)
 	if err == nil {
+		if _, ok := ref.(reference.Digested); ok {
+			return nil
+		}
 		if t, ok := ref.(reference.Tagged); ok && t.Tag() != "latest" {
 			return nil
 		}
 	}
-	return field.ErrorList{field.Invalid(fld, s, "a pinned image repository:tag such as ghcr.io/kcp-dev/api-syncagent:v0.7.0 (not :latest)")}
+	return field.ErrorList{field.Invalid(fld, s, "a pinned image, repository:tag (not :latest) or repository@sha256:…, such as "+example)}
 }
 
 // Repository accepts an image repository without tag or digest (the tag is a
 // key of its own).
 func Repository(fld *field.Path, s, example string) field.ErrorList {
+	// A registry or an organisation in the path: "kcp" alone would be
+	// Docker Hub's official-image namespace.
 	ref, err := reference.ParseNormalizedNamed(s)
-	if err == nil && reference.IsNameOnly(ref) {
+	if err == nil && reference.IsNameOnly(ref) && strings.Contains(s, "/") {
 		return nil
 	}
-	return field.ErrorList{field.Invalid(fld, s, "an image repository without tag or digest, e.g. "+example)}
+	return field.ErrorList{field.Invalid(fld, s, "an image repository with its registry or organisation, without tag or digest, e.g. "+example)}
 }
 
 // DNSLabel accepts a DNS-1123 label (namespaces, zone names, IngressClasses).
@@ -44,8 +50,23 @@ func DNSLabel(fld *field.Path, s, what string) field.ErrorList {
 
 // DNSSubdomain accepts a DNS-1123 subdomain (StorageClass and host names).
 func DNSSubdomain(fld *field.Path, s, what string) field.ErrorList {
-	if msgs := validation.IsDNS1123Subdomain(s); len(msgs) > 0 {
+	msgs := validation.IsDNS1123Subdomain(s)
+	for _, label := range strings.Split(s, ".") {
+		if len(label) > validation.DNS1123LabelMaxLength {
+			msgs = append(msgs, "label "+strconv.Quote(label)+" is longer than 63 characters")
+		}
+	}
+	if len(msgs) > 0 {
 		return field.ErrorList{field.Invalid(fld, s, what+" (a DNS-1123 subdomain: "+strings.Join(msgs, "; ")+")")}
+	}
+	return nil
+}
+
+// Domain accepts a DNS name of at least two labels, each at most 63
+// characters (a public host name, the domain of an e-mail address).
+func Domain(fld *field.Path, s, what string) field.ErrorList {
+	if errs := validation.IsFullyQualifiedDomainName(fld, s); len(errs) > 0 || strings.ToLower(s) != s {
+		return field.ErrorList{field.Invalid(fld, s, what+" (a lowercase DNS name with at least two labels, each at most 63 characters, e.g. example.com)")}
 	}
 	return nil
 }
