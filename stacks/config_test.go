@@ -99,6 +99,7 @@ func TestLoadRejectsBadConfig(t *testing.T) {
 		{"etcd spreading emptied", env("staging", "etcd", `{"antiAffinity":""}`, "target", `{"mode":"kubeconfig","context":"s"}`), "kcp-tmc:etcd.antiAffinity", ""},
 		{"ingress controllers zero", env("dev", "ingress", `{"controllerReplicas":0}`), "kcp-tmc:ingress.controllerReplicas", "0"},
 		{"leaf lifetime zero", env("dev", "tls", `{"leafDuration":"0h"}`), "kcp-tmc:tls.leafDuration", "0h"},
+		{"renewal in minutes, as typed", env("dev", "tls", `{"renewBefore":"90m"}`), "kcp-tmc:tls.renewBefore", "90m"},
 		{"CPU in Gi", env("dev", "kcp", `{"resources":{"requests":{"cpu":"1Gi","memory":"1Gi"},"limits":{"cpu":"2Gi","memory":"2Gi"}}}`), "kcp-tmc:kcp.resources.limits.cpu", "2Gi"},
 		{"CPU in kilocores", env("dev", "agentResources", `{"requests":{"cpu":"2k","memory":"1Gi"},"limits":{"cpu":"2k","memory":"1Gi"}}`), "kcp-tmc:agentResources.requests.cpu", "2k"},
 		{"index with a newline", env("dev", "logging", `{"index":"kcp\nx"}`), "kcp-tmc:logging.index", "kcp\nx"},

@@ -253,11 +253,12 @@ func (c *Config) validateTLS(v *validator) {
 	if t.InstallCertManager && t.Mode != pki.ModeCertManager {
 		v.add("tls.installCertManager", "true", "false unless tls.mode is cert-manager")
 	}
-	// The stack spells durations as Go strings; whole hours and their order
-	// are the pki component's rules.
+	// The stack spells durations as Go strings: checked here with the pki
+	// component's rule, so errors quote the user's spelling; their order is
+	// the component's rule.
 	for _, d := range []struct{ key, value string }{{"tls.caDuration", t.CADuration}, {"tls.leafDuration", t.LeafDuration}, {"tls.renewBefore", t.RenewBefore}} {
-		if n, err := time.ParseDuration(d.value); err != nil || n <= 0 {
-			v.add(d.key, d.value, `a positive whole number of hours such as "8760h"`)
+		if n, err := time.ParseDuration(d.value); err != nil || !pki.WholeHours(n) {
+			v.add(d.key, d.value, pki.WholeHoursRule)
 		}
 	}
 	v.component(pkiArgs(c).WithDefaults().Validate(field.NewPath("tls")), true)

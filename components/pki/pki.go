@@ -152,8 +152,8 @@ func (a Args) Validate(fld *field.Path) field.ErrorList {
 		key string
 		d   time.Duration
 	}{{"caDuration", a.CADuration}, {"leafDuration", a.LeafDuration}, {"renewBefore", a.RenewBefore}} {
-		if d.d <= 0 || d.d%time.Hour != 0 {
-			errs = append(errs, field.Invalid(fld.Child(d.key), d.d.String(), `a positive whole number of hours such as "8760h"`))
+		if !WholeHours(d.d) {
+			errs = append(errs, field.Invalid(fld.Child(d.key), d.d.String(), WholeHoursRule))
 		}
 	}
 	if a.LeafDuration > a.CADuration {
@@ -181,6 +181,12 @@ func (a Args) Validate(fld *field.Path) field.ErrorList {
 	}
 	return errs
 }
+
+// WholeHoursRule says what the certificate lifetimes accept.
+const WholeHoursRule = `a positive whole number of hours such as "8760h"`
+
+// WholeHours is the rule of the certificate lifetimes.
+func WholeHours(d time.Duration) bool { return d > 0 && d%time.Hour == 0 }
 
 // HoursString writes a duration as the stack keys do ("8760h").
 func HoursString(d time.Duration) string { return strconv.Itoa(hours(d)) + "h" }
