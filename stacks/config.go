@@ -658,13 +658,8 @@ func Load(src ConfigSource) (*Config, error) {
 func emptied(got, profile reflect.Value, prefix string) []error {
 	var errs []error
 	for i := range got.NumField() {
-		f := got.Type().Field(i)
-		tag := f.Tag.Get("json")
-		if prefix == "" {
-			tag = f.Tag.Get("config")
-		}
-		name, _, _ := strings.Cut(tag, ",")
-		if name == "" || name == "-" {
+		name := keyName(got.Type().Field(i), prefix == "")
+		if name == "" {
 			continue
 		}
 		switch g, p := got.Field(i), profile.Field(i); g.Kind() {

@@ -215,16 +215,25 @@ func isConfigKey(path string) bool {
 // level, the json name below.
 func fieldByKey(t reflect.Type, key string, top bool) (reflect.StructField, bool) {
 	for i := range t.NumField() {
-		f := t.Field(i)
-		tag := f.Tag.Get("json")
-		if top {
-			tag = f.Tag.Get("config")
-		}
-		if name, _, _ := strings.Cut(tag, ","); name == key && name != "-" {
+		if f := t.Field(i); keyName(f, top) == key && key != "" {
 			return f, true
 		}
 	}
 	return reflect.StructField{}, false
+}
+
+// keyName is the key a stack file sets a field by: the `config` tag of a
+// field of Config (top), the json name below; "" for none (secrets,
+// bookkeeping).
+func keyName(f reflect.StructField, top bool) string {
+	tag := f.Tag.Get("json")
+	if top {
+		tag = f.Tag.Get("config")
+	}
+	if name, _, _ := strings.Cut(tag, ","); name != "-" {
+		return name
+	}
+	return ""
 }
 
 // splitPath splits a field path at the dots outside [map keys].
