@@ -49,7 +49,8 @@ func flagName(arg string) string {
 func (a Args) ValidateExtraFlags(fld *field.Path) field.ErrorList {
 	// The pod's wiring: probes, Services and policies use these.
 	return append(
-		checkExtraFlags(fld.Child("extraFlags"), a.ExtraFlags, generatedServerFlags(a), KnownServerFlags(), "--secure-port", "--bind-address"),
+		checkExtraFlags(fld.Child("extraFlags"), a.ExtraFlags, generatedServerFlags(a, a.servers()[0]), KnownServerFlags(),
+			append([]string{"--secure-port", "--bind-address"}, shardWiredFlags...)...),
 		checkExtraFlags(fld.Child("frontProxyExtraFlags"), a.FrontProxyExtraFlags, frontProxyArgs(a), KnownFrontProxyFlags(), "--bind-address")...)
 }
 

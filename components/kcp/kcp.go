@@ -5,6 +5,7 @@ package kcp
 
 import (
 	"fmt"
+	"slices"
 	"strconv"
 	"strings"
 
@@ -56,6 +57,11 @@ type Certs struct {
 	// the front-proxy serves to clients asking for kcp.<domain> by SNI; every
 	// other name (the in-cluster Service) keeps FrontProxy.
 	FrontProxyPublic string
+	// The shards' identities towards each other (client CA): ShardAdmin
+	// (system:masters) registers a shard with the root shard and reads its
+	// cache; LogicalClusterAdmin acts on another shard's logical clusters,
+	// ExternalLogicalClusterAdmin does so through the front-proxy.
+	ShardAdmin, LogicalClusterAdmin, ExternalLogicalClusterAdmin string
 }
 
 // Audit configures the audit log's rotation.
@@ -96,6 +102,8 @@ type Args struct {
 	// namespace); the ingress component says who: its controller's namespace,
 	// or the internet behind a passthrough load balancer.
 	FrontProxyClients []security.Flow
+	// Shards are the shards besides the root shard (kcp.shards).
+	Shards []Shard
 }
 
 // KCP is the component.
@@ -115,9 +123,13 @@ func Selector() map[string]string { return workload.Labels(ServerName) }
 func (a Args) WithDefaults() Args {
 	component.Default(&a.Image, DefaultImage)
 	component.Default(&a.Version, DefaultVersion)
-	// Scratch space and logs; kcp's includes its rotated audit log.
-	a.Resources = a.Resources.WithEphemeral("256Mi", "2Gi")
+	// Scratch space and logs.
+	a.Resources = serverEphemeral(a.Resources)
 	a.FrontProxyResources = a.FrontProxyResources.WithEphemeral("128Mi", "512Mi")
+	a.Shards = slices.Clone(a.Shards)
+	for i := range a.Shards {
+		a.Shards[i].Resources = serverEphemeral(a.Shards[i].Resources)
+	}
 	component.Default(&a.Audit, Audit{MaxAgeDays: 30, MaxSizeMB: 100, MaxBackups: 10}) // the seed's logging section
 	component.Default(&a.Spread.Mode, workload.SpreadNone)
 	component.Default(&a.MonitoringNamespace, security.MonitoringNamespace)
@@ -127,6 +139,10 @@ func (a Args) WithDefaults() Args {
 	}
 	return a
 }
+
+// serverEphemeral is a shard's default scratch space and logs; kcp's
+// includes its rotated audit log.
+func serverEphemeral(r workload.Resources) workload.Resources { return r.WithEphemeral("256Mi", "2Gi") }
 
 // Validate reports every invalid field under fld, children named by the
 // stack's keys.
@@ -147,6 +163,7 @@ func (a Args) Validate(fld *field.Path) field.ErrorList {
 	for _, cert := range []struct{ name, secret string }{
 		{"server", c.Server}, {"frontProxy", c.FrontProxy}, {"frontProxyClient", c.FrontProxyClient}, {"frontProxyKubeconfig", c.FrontProxyKubeconfig},
 		{"etcdClient", c.EtcdClient}, {"serviceAccount", c.ServiceAccount}, {"clientCA", c.ClientCA}, {"requestHeaderCA", c.RequestHeaderCA}, {"serverCA", c.ServerCA},
+		{"shardAdmin", c.ShardAdmin}, {"logicalClusterAdmin", c.LogicalClusterAdmin}, {"externalLogicalClusterAdmin", c.ExternalLogicalClusterAdmin},
 	} {
 		if cert.secret == "" {
 			errs = append(errs, field.Required(fld.Child("certs", cert.name), "the pki component's Secret name"))
@@ -155,6 +172,7 @@ func (a Args) Validate(fld *field.Path) field.ErrorList {
 	if a.OIDC != nil {
 		errs = append(errs, a.OIDC.Validate(fld.Child("oidc"))...)
 	}
+	errs = append(errs, a.validateShards(fld.Child("shards"))...)
 	return append(errs, a.ValidateExtraFlags(fld)...)
 }
 
@@ -204,15 +222,28 @@ func NewKCP(ctx *pulumi.Context, name string, args Args, opts ...pulumi.Resource
 		return nil, fmt.Errorf("front-proxy config: %w", err)
 	}
 
-	for _, d := range []struct {
+	kubeconfigs, err := corev1.NewConfigMap(ctx, name+"-shard-kubeconfigs", &corev1.ConfigMapArgs{
+		Metadata: workload.Meta(shardKubeconfigCM, ns, ServerName),
+		Data:     pulumi.ToStringMap(shardKubeconfigs(ns)),
+	}, child)
+	if err != nil {
+		return nil, fmt.Errorf("shard kubeconfigs: %w", err)
+	}
+
+	type deployment struct {
 		urn, component string
 		replicas       int
 		template       *corev1.PodTemplateSpecArgs
-		config         pulumi.Resource
-	}{
-		{"server", ServerName, args.Replicas, serverPod(args), audit},
-		{"front-proxy", FrontProxyName, args.FrontProxyReplicas, frontProxyPod(args), proxyConfig},
-	} {
+	}
+	deployments := []deployment{{"front-proxy", FrontProxyName, args.FrontProxyReplicas, frontProxyPod(args)}}
+	for _, s := range args.servers() {
+		urn := "server" // the root shard's, as before there were shards
+		if s.Name != RootShard {
+			urn = "shard-" + s.Name
+		}
+		deployments = append(deployments, deployment{urn, ShardComponent(s.Name), s.Replicas, serverPod(args, s)})
+	}
+	for _, d := range deployments {
 		if _, err := appsv1.NewDeployment(ctx, name+"-"+d.urn, &appsv1.DeploymentArgs{
 			Metadata: singleReplicaOK(workload.Meta(d.component, ns, d.component), d.replicas),
 			Spec: &appsv1.DeploymentSpecArgs{
@@ -221,27 +252,44 @@ func NewKCP(ctx *pulumi.Context, name string, args Args, opts ...pulumi.Resource
 				Strategy: rollout(args.Spread),
 				Template: d.template,
 			},
-		}, child, pulumi.DependsOn([]pulumi.Resource{d.config})); err != nil {
+		}, child, pulumi.DependsOn([]pulumi.Resource{audit, proxyConfig, kubeconfigs})); err != nil {
 			return nil, fmt.Errorf("%s Deployment: %w", d.component, err)
+		}
+		if err := workload.NewPDB(ctx, name+"-"+d.component+"-pdb", ns, d.component, child); err != nil {
+			return nil, err
 		}
 	}
 
 	apiPort := corev1.ServicePortArgs{Name: pulumi.String("https"), Port: pulumi.Int(APIPort), TargetPort: pulumi.String("https")}
-	services := []struct {
+	type service struct {
 		name     string
 		selector map[string]string
 		ports    corev1.ServicePortArray
-	}{
-		{ServerService, server, corev1.ServicePortArray{apiPort}},
-		{InternalService, server, corev1.ServicePortArray{apiPort}},
+		// scraped: the one Service per workload Prometheus scrapes (job = its app.kubernetes.io/name).
+		scraped map[string]string
+	}
+	services := []service{
+		{InternalService, server, corev1.ServicePortArray{apiPort}, nil},
 		{FrontProxyService, proxy, corev1.ServicePortArray{corev1.ServicePortArgs{
-			Name: pulumi.String("https"), Port: pulumi.Int(443), TargetPort: pulumi.String("https")}}},
+			Name: pulumi.String("https"), Port: pulumi.Int(443), TargetPort: pulumi.String("https")}},
+			map[string]string{"app.kubernetes.io/name": FrontProxyName}},
+	}
+	for _, s := range args.servers() {
+		svc := ShardService(s.Name)
+		if s.Name == RootShard {
+			svc = ServerService // the scraped one; kcp-internal is the root's base URL
+		}
+		services = append(services, service{svc, workload.Labels(ShardComponent(s.Name)), corev1.ServicePortArray{apiPort},
+			map[string]string{"app.kubernetes.io/name": ServerName, ShardLabel: s.Name}})
 	}
 	for _, s := range services {
 		meta := workload.Meta(s.name, ns, s.selector["app.kubernetes.io/name"])
-		if s.name != InternalService { // one Service per workload is scraped
-			meta.Labels = pulumi.StringMap{"app.kubernetes.io/name": pulumi.String(s.selector["app.kubernetes.io/name"]),
-				"app.kubernetes.io/part-of": pulumi.String("kcp-tmc"), "kcp-tmc.io/scrape": pulumi.String("true")}
+		if s.scraped != nil {
+			labels := pulumi.StringMap{"app.kubernetes.io/part-of": pulumi.String("kcp-tmc"), "kcp-tmc.io/scrape": pulumi.String("true")}
+			for k, v := range s.scraped {
+				labels[k] = pulumi.String(v)
+			}
+			meta.Labels = labels
 		}
 		if _, err := corev1.NewService(ctx, name+"-"+s.name, &corev1.ServiceArgs{
 			Metadata: meta,
@@ -250,21 +298,26 @@ func NewKCP(ctx *pulumi.Context, name string, args Args, opts ...pulumi.Resource
 			return nil, fmt.Errorf("Service %s: %w", s.name, err)
 		}
 	}
-	for _, c := range []string{ServerName, FrontProxyName} {
-		if err := workload.NewPDB(ctx, name+"-"+c+"-pdb", ns, c, child); err != nil {
-			return nil, err
-		}
-	}
 	monitoring := security.Flow{Namespace: args.MonitoringNamespace, Ports: []int{APIPort}}
 	// Both authenticate OIDC tokens, so both fetch the issuer's keys.
 	var issuer []security.Flow
 	if args.OIDC != nil {
 		issuer = []security.Flow{{CIDR: "0.0.0.0/0", Ports: []int{args.OIDC.port()}}}
 	}
-	if err := security.NewAllowPolicy(ctx, name+"-server-netpol", ns, ServerName, server,
-		[]security.Flow{{Pods: proxy, Ports: []int{APIPort}}, {Pods: server, Ports: []int{APIPort}}, monitoring},
-		append([]security.Flow{{Pods: args.EtcdSelector, Ports: []int{2379}}, {Pods: server, Ports: []int{APIPort}}}, issuer...), child); err != nil {
-		return nil, err
+	shards := security.Flow{Pods: ServerRole, Ports: []int{APIPort}}
+	for _, s := range args.servers() {
+		urn := name + "-server-netpol"
+		if s.Name != RootShard {
+			urn = name + "-shard-" + s.Name + "-netpol"
+		}
+		c := ShardComponent(s.Name)
+		// Shards reach each other (registration, cache, logical-cluster admin)
+		// and the front-proxy (external logical-cluster admin).
+		if err := security.NewAllowPolicy(ctx, urn, ns, c, workload.Labels(c),
+			[]security.Flow{{Pods: proxy, Ports: []int{APIPort}}, shards, monitoring},
+			append([]security.Flow{{Pods: s.EtcdSelector, Ports: []int{2379}}, shards, {Pods: proxy, Ports: []int{FrontProxyPort}}}, issuer...), child); err != nil {
+			return nil, err
+		}
 	}
 	// The front-proxy is the entry point: its clients (the ingress controller
 	// or a passthrough load balancer) may reach its port, nothing else.
@@ -273,12 +326,12 @@ func NewKCP(ctx *pulumi.Context, name string, args Args, opts ...pulumi.Resource
 		clients = []security.Flow{{Namespace: "*"}}
 	}
 	var proxyIngress []security.Flow
-	for _, c := range append(clients, security.Flow{Namespace: args.MonitoringNamespace}) {
+	for _, c := range append(clients, security.Flow{Namespace: args.MonitoringNamespace}, security.Flow{Pods: ServerRole}) {
 		c.Ports = []int{FrontProxyPort}
 		proxyIngress = append(proxyIngress, c)
 	}
 	if err := security.NewAllowPolicy(ctx, name+"-front-proxy-netpol", ns, FrontProxyName, proxy, proxyIngress,
-		append([]security.Flow{{Pods: server, Ports: []int{APIPort}}}, issuer...), child); err != nil {
+		append([]security.Flow{shards}, issuer...), child); err != nil {
 		return nil, err
 	}
 
@@ -325,15 +378,28 @@ func singleReplicaOK(meta *metav1.ObjectMetaArgs, replicas int) *metav1.ObjectMe
 	return meta
 }
 
-// ServerFlags are the kcp server's flags (the ones the kcp helm chart passes).
-// Each must be one kcp v0.32.3 registers: it exits on an unknown flag, and
-// it registers only an allow-list of kube-apiserver's (kcp_test.go checks
-// every flag against that list).
-func ServerFlags(a Args) []string {
+// ServerFlags are the root shard's flags; see shardServerFlags.
+func ServerFlags(a Args) []string { return shardServerFlags(a, a.servers()[0]) }
+
+// ShardFlags are the flags of the shard named shard ("root" or one of Shards).
+func ShardFlags(a Args, shard string) []string {
+	for _, s := range a.servers() {
+		if s.Name == shard {
+			return shardServerFlags(a, s)
+		}
+	}
+	return nil
+}
+
+// shardServerFlags are a kcp server's flags (the ones the kcp helm chart
+// passes). Each must be one kcp v0.32.3 registers: it exits on an unknown
+// flag, and it registers only an allow-list of kube-apiserver's (kcp_test.go
+// checks every flag against that list).
+func shardServerFlags(a Args, s Shard) []string {
 	host := PublicHost(a.Domain)
 	au := a.Audit
-	return []string{
-		"--etcd-servers=" + a.EtcdURL,
+	flags := []string{
+		"--etcd-servers=" + s.EtcdURL,
 		"--etcd-certfile=/etc/kcp/tls/etcd-client/tls.crt",
 		"--etcd-keyfile=/etc/kcp/tls/etcd-client/tls.key",
 		"--etcd-cafile=/etc/kcp/tls/etcd-client/ca.crt",
@@ -353,15 +419,24 @@ func ServerFlags(a Args) []string {
 		"--service-account-key-file=/etc/kcp/tls/service-account/tls.crt",
 		"--service-account-private-key-file=/etc/kcp/tls/service-account/tls.key",
 		"--root-directory=/var/lib/kcp",
-		"--shard-base-url=" + ShardURL(a.Namespace),
+		"--shard-base-url=" + ShardBaseURL(a.Namespace, s.Name),
 		"--shard-external-url=https://" + host + ":443",
-		// Where APIExportEndpointSlices send agents: the front door, which
-		// routes /services/ to the shard. The default (--shard-base-url) is
-		// an in-cluster name no agent on another cluster can resolve.
-		// kcp itself reads this URL only with an external virtual-workspace
-		// server (pkg/server/config.go), which it does not run here.
-		"--shard-virtual-workspace-url=https://" + host + ":443",
 		"--external-hostname=" + host + ":443",
+	}
+	if s.Name == RootShard {
+		// Where APIExportEndpointSlices send agents: the front door, which
+		// routes /services/ to the root shard. The default (--shard-base-url)
+		// is an in-cluster name no agent on another cluster can resolve.
+		// kcp itself reads this URL only with an external virtual-workspace
+		// server (pkg/server/config.go), which it does not run here. Other
+		// shards keep the default: the front-proxy cannot route /services/
+		// by shard (docs/sharding.md).
+		flags = append(flags, "--shard-virtual-workspace-url=https://"+host+":443")
+	} else {
+		flags = append(flags, shardFlags(s)...)
+	}
+	flags = append(flags, adminFlags()...)
+	return append(flags,
 		"--enable-leader-election",
 		"--logging-format=json",
 		"--audit-policy-file=/etc/kcp/audit/policy.yaml",
@@ -377,15 +452,17 @@ func ServerFlags(a Args) []string {
 		// and team WorkspaceTypes.
 		"--enable-home-workspaces=" + strconv.FormatBool(a.HomeWorkspaces),
 		"--batteries-included=workspace-types",
-	}
+	)
 }
 
-// serverArgs are the generated flags and then the user's extra ones.
-func serverArgs(a Args) []string { return append(generatedServerFlags(a), a.ExtraFlags...) }
+// serverArgs are a shard's generated flags and then the user's extra ones.
+func serverArgs(a Args, s Shard) []string {
+	return append(generatedServerFlags(a, s), a.ExtraFlags...)
+}
 
-// generatedServerFlags are ServerFlags plus the optional sign-in flags.
-func generatedServerFlags(a Args) []string {
-	f := ServerFlags(a)
+// generatedServerFlags are a shard's flags plus the optional sign-in flags.
+func generatedServerFlags(a Args, s Shard) []string {
+	f := shardServerFlags(a, s)
 	if a.OIDC != nil {
 		f = append(f, a.OIDC.flags(oidcDir(ServerName))...)
 	}
@@ -413,18 +490,22 @@ func writable(name, path string) corev1.VolumeMountArgs {
 	return corev1.VolumeMountArgs{Name: pulumi.String(name), MountPath: pulumi.String(path)}
 }
 
-func podSpec(a Args, component string, c corev1.ContainerArgs, volumes corev1.VolumeArray) *corev1.PodTemplateSpecArgs {
+func podSpec(a Args, component, serviceAccount string, role map[string]string, c corev1.ContainerArgs, volumes corev1.VolumeArray) *corev1.PodTemplateSpecArgs {
 	labels := workload.Labels(component)
+	podLabels := pulumi.ToStringMap(labels)
+	for k, v := range role {
+		podLabels[k] = pulumi.String(v)
+	}
 	c.ImagePullPolicy = pulumi.String("Always")
 	if a.OIDC != nil && a.OIDC.CABundle != "" {
-		c.VolumeMounts = append(c.VolumeMounts.(corev1.VolumeMountArray), mount("oidc-ca", oidcDir(component)))
+		c.VolumeMounts = append(c.VolumeMounts.(corev1.VolumeMountArray), mount("oidc-ca", oidcDir(serviceAccount)))
 		volumes = append(volumes, security.ConfigMapVolume("oidc-ca", oidcCAConfigMap))
 	}
 	c.SecurityContext = security.ContainerSecurityContext()
 	return &corev1.PodTemplateSpecArgs{
-		Metadata: &metav1.ObjectMetaArgs{Labels: pulumi.ToStringMap(labels)},
+		Metadata: &metav1.ObjectMetaArgs{Labels: podLabels},
 		Spec: &corev1.PodSpecArgs{
-			ServiceAccountName:           pulumi.String(component),
+			ServiceAccountName:           pulumi.String(serviceAccount),
 			AutomountServiceAccountToken: pulumi.Bool(false),
 			SecurityContext:              security.PodSecurityContext(),
 			Affinity:                     workload.Affinity(labels, a.Spread),
@@ -435,42 +516,65 @@ func podSpec(a Args, component string, c corev1.ContainerArgs, volumes corev1.Vo
 	}
 }
 
-func serverPod(a Args) *corev1.PodTemplateSpecArgs {
-	return podSpec(a, ServerName, corev1.ContainerArgs{
+// servers are the root shard (from Args) and the other shards.
+func (a Args) servers() []Shard {
+	root := Shard{Name: RootShard, Replicas: a.Replicas, Resources: a.Resources, EtcdURL: a.EtcdURL,
+		EtcdSelector: a.EtcdSelector, ServerSecret: a.Certs.Server}
+	return append([]Shard{root}, a.Shards...)
+}
+
+// serverPod is a pod of shard s.
+func serverPod(a Args, s Shard) *corev1.PodTemplateSpecArgs {
+	identities := []struct{ dir, secret string }{
+		{"logical-cluster-admin", a.Certs.LogicalClusterAdmin},
+		{"external-logical-cluster-admin", a.Certs.ExternalLogicalClusterAdmin},
+	}
+	if s.Name != RootShard {
+		identities = append(identities, struct{ dir, secret string }{"shard-admin", a.Certs.ShardAdmin})
+	}
+	mounts := corev1.VolumeMountArray{
+		mount("tls-server", "/etc/kcp/tls/server"),
+		mount("tls-etcd-client", "/etc/kcp/tls/etcd-client"),
+		mount("tls-client-ca", "/etc/kcp/tls/client-ca"),
+		mount("tls-requestheader-ca", "/etc/kcp/tls/requestheader-ca"),
+		mount("tls-service-account", "/etc/kcp/tls/service-account"),
+		mount("kubeconfigs", kubeconfigDir),
+		mount("audit-policy", "/etc/kcp/audit"),
+		writable("data", "/var/lib/kcp"),
+		writable("audit-log", "/var/log/kcp"),
+		writable("tmp", "/tmp"),
+	}
+	volumes := corev1.VolumeArray{
+		security.SecretVolume("tls-server", s.ServerSecret),
+		security.SecretVolume("tls-etcd-client", a.Certs.EtcdClient),
+		security.SecretItemsVolume("tls-client-ca", a.Certs.ClientCA, "ca.crt"),
+		security.SecretItemsVolume("tls-requestheader-ca", a.Certs.RequestHeaderCA, "ca.crt"),
+		security.SecretVolume("tls-service-account", a.Certs.ServiceAccount),
+		security.ConfigMapVolume("kubeconfigs", shardKubeconfigCM),
+		security.ConfigMapVolume("audit-policy", "kcp-audit-policy"),
+		security.EmptyDir("data", "1Gi"),
+		// Room for every rotated audit file plus the live one.
+		security.EmptyDir("audit-log", strconv.Itoa((a.Audit.MaxBackups+2)*a.Audit.MaxSizeMB)+"Mi"),
+		security.EmptyDir("tmp", "256Mi"),
+	}
+	for _, id := range identities {
+		mounts = append(mounts, mount("tls-"+id.dir, "/etc/kcp/tls/"+id.dir))
+		volumes = append(volumes, security.SecretItemsVolume("tls-"+id.dir, id.secret, "tls.crt", "tls.key"))
+	}
+	return podSpec(a, ShardComponent(s.Name), ServerName, ServerRole, corev1.ContainerArgs{
 		Name:    pulumi.String(ServerName),
 		Image:   pulumi.String(a.Image + ":" + a.Version),
 		Command: pulumi.ToStringArray([]string{"/kcp", "start"}),
-		Args:    pulumi.ToStringArray(serverArgs(a)),
+		Args:    pulumi.ToStringArray(serverArgs(a, s)),
 		Ports: corev1.ContainerPortArray{
 			corev1.ContainerPortArgs{Name: pulumi.String("https"), ContainerPort: pulumi.Int(APIPort)},
 		},
 		StartupProbe:   httpsProbe("/readyz", "https", 5, 60),
 		LivenessProbe:  httpsProbe("/livez", "https", 10, 3),
 		ReadinessProbe: httpsProbe("/readyz", "https", 5, 3),
-		Resources:      a.Resources.Args(),
-		VolumeMounts: corev1.VolumeMountArray{
-			mount("tls-server", "/etc/kcp/tls/server"),
-			mount("tls-etcd-client", "/etc/kcp/tls/etcd-client"),
-			mount("tls-client-ca", "/etc/kcp/tls/client-ca"),
-			mount("tls-requestheader-ca", "/etc/kcp/tls/requestheader-ca"),
-			mount("tls-service-account", "/etc/kcp/tls/service-account"),
-			mount("audit-policy", "/etc/kcp/audit"),
-			writable("data", "/var/lib/kcp"),
-			writable("audit-log", "/var/log/kcp"),
-			writable("tmp", "/tmp"),
-		},
-	}, corev1.VolumeArray{
-		security.SecretVolume("tls-server", a.Certs.Server),
-		security.SecretVolume("tls-etcd-client", a.Certs.EtcdClient),
-		security.SecretItemsVolume("tls-client-ca", a.Certs.ClientCA, "ca.crt"),
-		security.SecretItemsVolume("tls-requestheader-ca", a.Certs.RequestHeaderCA, "ca.crt"),
-		security.SecretVolume("tls-service-account", a.Certs.ServiceAccount),
-		security.ConfigMapVolume("audit-policy", "kcp-audit-policy"),
-		security.EmptyDir("data", "1Gi"),
-		// Room for every rotated audit file plus the live one.
-		security.EmptyDir("audit-log", strconv.Itoa((a.Audit.MaxBackups+2)*a.Audit.MaxSizeMB)+"Mi"),
-		security.EmptyDir("tmp", "256Mi"),
-	})
+		Resources:      s.Resources.Args(),
+		VolumeMounts:   mounts,
+	}, volumes)
 }
 
 // frontProxyArgs are the front-proxy's generated flags.
@@ -522,7 +626,7 @@ func frontProxyPod(a Args) *corev1.PodTemplateSpecArgs {
 		mounts = append(mounts, mount("tls-public", "/etc/kcp-front-proxy/tls/public"))
 		volumes = append(volumes, security.SecretVolume("tls-public", a.Certs.FrontProxyPublic))
 	}
-	return podSpec(a, FrontProxyName, corev1.ContainerArgs{
+	return podSpec(a, FrontProxyName, FrontProxyName, nil, corev1.ContainerArgs{
 		Name:           pulumi.String(FrontProxyName),
 		Image:          pulumi.String(a.Image + ":" + a.Version),
 		Command:        pulumi.ToStringArray([]string{"/kcp-front-proxy"}),
@@ -570,11 +674,6 @@ func PublicHost(domain string) string { return "kcp." + domain }
 
 // PublicURL is https://PublicHost.
 func PublicURL(domain string) string { return "https://" + PublicHost(domain) }
-
-// ShardURL is the shard's in-cluster address (its --shard-base-url).
-func ShardURL(ns string) string {
-	return fmt.Sprintf("https://%s.%s.svc:%d", InternalService, ns, APIPort)
-}
 
 // frontProxyKubeconfig points at the shard with file references only: the
 // certificates stay in their Secrets.

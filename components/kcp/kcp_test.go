@@ -34,7 +34,8 @@ func prodArgs() Args {
 		EtcdURL:             "https://etcd.kcp.svc:2379",
 		EtcdSelector:        workload.Labels("etcd"),
 		Certs: Certs{Server: "kcp-server", FrontProxy: "kcp-front-proxy", FrontProxyClient: "kcp-front-proxy-client", FrontProxyKubeconfig: "kcp-front-proxy-kubeconfig", EtcdClient: "etcd-client-kcp",
-			ServiceAccount: "kcp-service-account", ClientCA: "kcp-client-ca", RequestHeaderCA: "requestheader-ca", ServerCA: "kcp-server-ca"},
+			ServiceAccount: "kcp-service-account", ClientCA: "kcp-client-ca", RequestHeaderCA: "requestheader-ca", ServerCA: "kcp-server-ca",
+			ShardAdmin: "kcp-shard-admin", LogicalClusterAdmin: "kcp-logical-cluster-admin", ExternalLogicalClusterAdmin: "kcp-external-logical-cluster-admin"},
 	}
 }
 
