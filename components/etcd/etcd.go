@@ -177,6 +177,17 @@ func (c Cluster) ClientURL() string {
 	return fmt.Sprintf("https://%s.%s.svc:%d", c.Name, c.Namespace, ClientPort)
 }
 
+// ShardClusterName is the name of the etcd cluster of the kcp shard named
+// shard (the root shard's is Name).
+func ShardClusterName(shard string) string { return Name + "-" + shard }
+
+// ServerSecret and PeerSecret name the cluster's certificates (the root's:
+// etcd-server, etcd-peer).
+func (c Cluster) ServerSecret() string { return c.Name + "-server" }
+
+// PeerSecret: see ServerSecret.
+func (c Cluster) PeerSecret() string { return c.Name + "-peer" }
+
 // Cluster is the etcd cluster a describes.
 func (a Args) Cluster() Cluster { return Cluster{Name: a.Name, Namespace: a.Namespace} }
 

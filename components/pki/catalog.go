@@ -44,8 +44,14 @@ const (
 	CertServiceAccount       = "kcp-service-account"
 	CertAdmin                = "kcp-admin"
 	CertMetricsViewer        = "kcp-metrics-viewer"
-	CertEtcdServer           = "etcd-server"
-	CertEtcdPeer             = "etcd-peer"
+	// The shards' identities towards each other (the kcp component's
+	// Certs.ShardAdmin and the logical-cluster admins), in the groups kcp
+	// v0.32.3 authorizes them by.
+	CertShardAdmin                  = "kcp-shard-admin"
+	CertLogicalClusterAdmin         = "kcp-logical-cluster-admin"
+	CertExternalLogicalClusterAdmin = "kcp-external-logical-cluster-admin"
+	CertEtcdServer                  = "etcd-server"
+	CertEtcdPeer                    = "etcd-peer"
 	CertEtcdClientKCP        = "etcd-client-kcp"
 	CertEtcdClientBackup     = "etcd-client-backup"
 	SyncerClientPrefix       = "syncer-client"
@@ -88,18 +94,12 @@ var (
 // Leaves returns every leaf certificate for args (defaults applied).
 func Leaves(a Args) []Spec {
 	ns, d := a.Namespace, a.Domain
-	svc := func(name string) []string {
-		return []string{name, name + "." + ns, name + "." + ns + ".svc", name + "." + ns + ".svc.cluster.local"}
-	}
+	svc := func(name string) []string { return serviceNames(name, ns) }
 	kcpHost := kcp.PublicHost(d)
 
 	serverSANs := append([]string{kcpHost}, svc(kcp.InternalService)...)
 	serverSANs = append(serverSANs, svc(kcp.ServerService)...)
 	serverSANs = append(serverSANs, "localhost")
-
-	etcdSANs := append(svc(etcd.Name), "localhost")
-	etcdPeers := etcdPeerNames(ns, a.EtcdReplicas)
-	etcdSANs = append(etcdSANs, etcdPeers...)
 
 	leaves := []Spec{
 		{Name: CertKCPServer, CA: CAServer, CommonName: kcpHost, DNSNames: serverSANs, IPAddresses: []string{"127.0.0.1"}, Usages: serverUsages},
@@ -114,10 +114,20 @@ func Leaves(a Args) []Spec {
 		{Name: CertServiceAccount, CA: CAServiceAcct, CommonName: "kcp-service-account", Usages: []string{UsageDigitalSignature, UsageKeyEncipherment}},
 		{Name: CertAdmin, CA: CAClient, CommonName: CertAdmin, Organizations: []string{"system:kcp:admin"}, Usages: clientUsages},
 		{Name: CertMetricsViewer, CA: CAClient, CommonName: "kcp-metrics-viewer", Organizations: []string{MetricsViewersGroup}, Usages: clientUsages},
-		{Name: CertEtcdServer, CA: CAEtcd, CommonName: "etcd-server", DNSNames: etcdSANs, IPAddresses: []string{"127.0.0.1"}, Usages: bothUsages},
-		{Name: CertEtcdPeer, CA: CAEtcd, CommonName: "etcd-peer", DNSNames: append(etcdPeers, "localhost"), IPAddresses: []string{"127.0.0.1"}, Usages: bothUsages},
-		{Name: CertEtcdClientKCP, CA: CAEtcd, CommonName: "kcp", Usages: clientUsages},
-		{Name: CertEtcdClientBackup, CA: CAEtcd, CommonName: "etcd-backup", Usages: clientUsages},
+		{Name: CertShardAdmin, CA: CAClient, CommonName: "kcp-shard-admin", Organizations: []string{"system:masters"}, Usages: clientUsages},
+		{Name: CertLogicalClusterAdmin, CA: CAClient, CommonName: "kcp-logical-cluster-admin", Organizations: []string{"system:kcp:logical-cluster-admin"}, Usages: clientUsages},
+		{Name: CertExternalLogicalClusterAdmin, CA: CAClient, CommonName: "kcp-external-logical-cluster-admin",
+			Organizations: []string{"system:kcp:external-logical-cluster-admin"}, Usages: clientUsages},
+	}
+	leaves = append(leaves, etcdCerts(etcd.Cluster{Name: etcd.Name, Namespace: ns}, a.EtcdReplicas)...)
+	leaves = append(leaves,
+		Spec{Name: CertEtcdClientKCP, CA: CAEtcd, CommonName: "kcp", Usages: clientUsages},
+		Spec{Name: CertEtcdClientBackup, CA: CAEtcd, CommonName: "etcd-backup", Usages: clientUsages})
+	for _, sh := range a.Shards {
+		name := kcp.ShardService(sh.Name)
+		leaves = append(leaves, Spec{Name: ShardServerCert(sh.Name), CA: CAServer, CommonName: name,
+			DNSNames: append(svc(name), "localhost"), IPAddresses: []string{"127.0.0.1"}, Usages: serverUsages})
+		leaves = append(leaves, etcdCerts(etcd.Cluster{Name: etcd.ShardClusterName(sh.Name), Namespace: ns}, sh.EtcdReplicas)...)
 	}
 	for _, target := range syncTargets(a) {
 		name, cn := SyncerClientPrefix, SyncerClientPrefix
@@ -139,11 +149,28 @@ func syncTargets(a Args) []string {
 	return t
 }
 
-// etcdPeerNames are the stable DNS names of StatefulSet members behind the
-// headless Service etcd-headless.
-func etcdPeerNames(ns string, replicas int) []string {
+// serviceNames are the names a Service is reached by in-cluster.
+func serviceNames(name, ns string) []string {
+	return []string{name, name + "." + ns, name + "." + ns + ".svc", name + "." + ns + ".svc.cluster.local"}
+}
+
+// ShardServerCert is the serving certificate of a shard besides the root.
+func ShardServerCert(shard string) string { return kcp.ShardComponent(shard) + "-server" }
+
+// etcdCerts are the server and peer certificates of one etcd cluster.
+func etcdCerts(c etcd.Cluster, replicas int) []Spec {
+	svc := serviceNames(c.Name, c.Namespace)
+	peers := etcdPeerNames(c, replicas)
+	return []Spec{
+		{Name: c.ServerSecret(), CA: CAEtcd, CommonName: c.ServerSecret(), DNSNames: append(append(svc, "localhost"), peers...), IPAddresses: []string{"127.0.0.1"}, Usages: bothUsages},
+		{Name: c.PeerSecret(), CA: CAEtcd, CommonName: c.PeerSecret(), DNSNames: append(peers, "localhost"), IPAddresses: []string{"127.0.0.1"}, Usages: bothUsages},
+	}
+}
+
+// etcdPeerNames are the stable DNS names of a cluster's StatefulSet members
+// behind its headless Service.
+func etcdPeerNames(c etcd.Cluster, replicas int) []string {
 	var out []string
-	c := etcd.Cluster{Name: etcd.Name, Namespace: ns}
 	for _, m := range c.MemberNames(replicas) {
 		base := c.MemberHost(m)
 		out = append(out, base, base+".cluster.local")

@@ -57,6 +57,9 @@ type Args struct {
 	Domain    string // kcp is published as kcp.<Domain>
 	// EtcdReplicas sizes the etcd peer SAN list (default 1).
 	EtcdReplicas int
+	// Shards are the kcp shards besides the root shard: each gets a serving
+	// certificate and its etcd cluster's server and peer certificates.
+	Shards []Shard
 	// SyncTargets gets one syncer client certificate each (revocable per
 	// target); none means one shared `syncer-client`.
 	SyncTargets  []string
@@ -73,6 +76,12 @@ type Args struct {
 	// ACME, when set, adds a Let's Encrypt ClusterIssuer and a certificate
 	// for the public front-proxy hostname only (cert-manager mode).
 	ACME *ACME
+}
+
+// Shard is a kcp shard besides the root shard.
+type Shard struct {
+	Name         string
+	EtcdReplicas int
 }
 
 // ExistingCA is a CA brought by the user.
@@ -140,6 +149,12 @@ func (a Args) Validate(fld *field.Path) field.ErrorList {
 	errs = append(errs, check.DNSSubdomain(fld.Child("domain"), a.Domain, "a DNS name")...)
 	if a.EtcdReplicas < 1 || a.EtcdReplicas%2 == 0 {
 		errs = append(errs, field.Invalid(fld.Child("etcdReplicas"), a.EtcdReplicas, "an odd number ≥ 1"))
+	}
+	for i, sh := range a.Shards {
+		errs = append(errs, check.DNSLabel(fld.Child("shards").Index(i).Child("name"), sh.Name, "a DNS label")...)
+		if sh.EtcdReplicas < 1 || sh.EtcdReplicas%2 == 0 {
+			errs = append(errs, field.Invalid(fld.Child("shards").Index(i).Child("etcdReplicas"), sh.EtcdReplicas, "an odd number ≥ 1"))
+		}
 	}
 	seen := map[string]bool{}
 	for i, t := range a.SyncTargets {

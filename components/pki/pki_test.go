@@ -277,7 +277,9 @@ func pool(t *testing.T, pemData string) *x509.CertPool {
 }
 
 func TestCatalog(t *testing.T) {
-	args := testArgs(ModeCertManager).WithDefaults()
+	args := testArgs(ModeCertManager)
+	args.Shards = []Shard{{Name: "shard-1", EtcdReplicas: 3}}
+	args = args.WithDefaults()
 	byName := map[string]Spec{}
 	for _, s := range Leaves(args) {
 		byName[s.Name] = s
@@ -300,6 +302,24 @@ func TestCatalog(t *testing.T) {
 		{"syncer-client-us-east", CAClient, "syncer-client-us-east", nil, clientUsages},
 		{"syncer-client-eu-west", CAClient, "syncer-client-eu-west", nil, clientUsages},
 		{CertServiceAccount, CAServiceAcct, "kcp-service-account", nil, []string{UsageDigitalSignature, UsageKeyEncipherment}},
+		{CertShardAdmin, CAClient, "kcp-shard-admin", nil, clientUsages},
+		{CertLogicalClusterAdmin, CAClient, "kcp-logical-cluster-admin", nil, clientUsages},
+		{CertExternalLogicalClusterAdmin, CAClient, "kcp-external-logical-cluster-admin", nil, clientUsages},
+		// A shard's own serving certificate and etcd cluster: adding a shard
+		// adds certificates and changes none.
+		{"kcp-shard-1-server", CAServer, "kcp-shard-1", []string{"kcp-shard-1.kcp.svc", "kcp-shard-1.kcp.svc.cluster.local", "localhost"}, serverUsages},
+		{"etcd-shard-1-server", CAEtcd, "etcd-shard-1-server", []string{"etcd-shard-1.kcp.svc", "etcd-shard-1-2.etcd-shard-1-headless.kcp.svc"}, bothUsages},
+		{"etcd-shard-1-peer", CAEtcd, "etcd-shard-1-peer", []string{"etcd-shard-1-0.etcd-shard-1-headless.kcp.svc.cluster.local"}, bothUsages},
+	}
+	// The groups kcp v0.32.3 authorizes the shards' identities by.
+	for cert, org := range map[string]string{CertShardAdmin: "system:masters", CertLogicalClusterAdmin: "system:kcp:logical-cluster-admin",
+		CertExternalLogicalClusterAdmin: "system:kcp:external-logical-cluster-admin", CertAdmin: "system:kcp:admin"} {
+		if got := byName[cert].Organizations; !reflect.DeepEqual(got, []string{org}) {
+			t.Errorf("%s organizations = %v, want %s", cert, got, org)
+		}
+	}
+	if slices.Contains(byName[CertEtcdServer].DNSNames, "etcd-shard-1.kcp.svc") {
+		t.Error("the root etcd's certificate names a shard's etcd: adding a shard would reissue it")
 	}
 	for _, tt := range tests {
 		t.Run(tt.cert, func(t *testing.T) {
