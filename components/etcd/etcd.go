@@ -177,6 +177,9 @@ func (c Cluster) ClientURL() string {
 	return fmt.Sprintf("https://%s.%s.svc:%d", c.Name, c.Namespace, ClientPort)
 }
 
+// ClusterLabel on the scraped Service names the etcd cluster.
+const ClusterLabel = "kcp-tmc.io/etcd-cluster"
+
 // ShardClusterName is the name of the etcd cluster of the kcp shard named
 // shard (the root shard's is Name).
 func ShardClusterName(shard string) string { return Name + "-" + shard }
@@ -230,8 +233,10 @@ func NewEtcd(ctx *pulumi.Context, name string, args Args, opts ...pulumi.Resourc
 		return nil, fmt.Errorf("etcd headless Service: %w", err)
 	}
 	clientMeta := workload.Meta(app, ns, app)
-	clientMeta.Labels = pulumi.StringMap{"app.kubernetes.io/name": pulumi.String(app), "app.kubernetes.io/part-of": pulumi.String("kcp-tmc"),
-		"kcp-tmc.io/scrape": pulumi.String("true")} // the one Service Prometheus scrapes
+	// The one Service Prometheus scrapes: every cluster under job etcd (the
+	// program, which the alerts select), told apart by its cluster label.
+	clientMeta.Labels = pulumi.StringMap{"app.kubernetes.io/name": pulumi.String(Name), "app.kubernetes.io/part-of": pulumi.String("kcp-tmc"),
+		"kcp-tmc.io/scrape": pulumi.String("true"), ClusterLabel: pulumi.String(app)}
 	if _, err := corev1.NewService(ctx, name+"-client", &corev1.ServiceArgs{
 		Metadata: clientMeta,
 		Spec: &corev1.ServiceSpecArgs{

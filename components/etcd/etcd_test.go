@@ -203,4 +203,12 @@ func TestTwoClusters(t *testing.T) {
 	if !strings.Contains(args, "--initial-cluster=etcd-shard-1-0=https://etcd-shard-1-0.etcd-shard-1-headless.kcp.svc:2380") {
 		t.Errorf("second cluster's members: %s", args)
 	}
+	// Both are scraped as job etcd (the alerts' selector), each under its
+	// own cluster label.
+	for _, cluster := range []string{"etcd", "etcd-shard-1"} {
+		svc := mocktest.Decode[corev1.Service](t, rec.Object(t, "kubernetes:core/v1:Service", cluster))
+		if svc.Labels["app.kubernetes.io/name"] != "etcd" || svc.Labels[ClusterLabel] != cluster || svc.Spec.Selector["app.kubernetes.io/name"] != cluster {
+			t.Errorf("Service %s: labels %v, selector %v", cluster, svc.Labels, svc.Spec.Selector)
+		}
+	}
 }
