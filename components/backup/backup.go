@@ -25,6 +25,7 @@ import (
 	"k8s.io/apimachinery/pkg/api/resource"
 	"k8s.io/apimachinery/pkg/util/validation/field"
 
+	"github.com/kcp-tmc/kcp-tmc/components/etcd"
 	"github.com/kcp-tmc/kcp-tmc/components/internal/check"
 	"github.com/kcp-tmc/kcp-tmc/components/internal/component"
 	"github.com/kcp-tmc/kcp-tmc/components/security"
@@ -36,8 +37,8 @@ const TypeToken = "kcp-tmc:backup:Backup"
 
 // Names.
 const (
-	Name           = "etcd-backup"
-	VerifyName     = "etcd-backup-verify"
+	Name           = "etcd-backup"        // JobName("etcd"), the root shard's cluster
+	VerifyName     = "etcd-backup-verify" // VerifyJobName("etcd")
 	ServiceAccount = "etcd-backup"
 	ScriptMount    = "/scripts"
 	// DefaultImage runs the script's transfer steps (sh and the aws CLI):
@@ -79,6 +80,45 @@ type Args struct {
 	Resources     workload.Resources
 	// Protect keeps the bucket, key and PVC through `pulumi destroy`.
 	Protect bool
+	// Shards are the etcd clusters of the kcp shards besides the root shard
+	// (the one above): each is backed up and verified by its own jobs.
+	Shards []Shard
+
+	// job names the jobs, pods and policy of the cluster being rendered.
+	job string
+}
+
+// Shard is the etcd cluster of a kcp shard besides the root shard: its jobs
+// are <Cluster>-backup and <Cluster>-backup-verify, its snapshots go under
+// <ClusterName>-<Cluster>/, beside (never inside) the root's.
+type Shard struct {
+	Cluster       string
+	EtcdURL       string
+	EtcdEndpoints []string
+	EtcdSelector  map[string]string
+}
+
+// JobName is the backup CronJob (and its pods' app name) of an etcd cluster.
+func JobName(cluster string) string { return cluster + "-backup" }
+
+// VerifyJobName is the verification CronJob of an etcd cluster.
+func VerifyJobName(cluster string) string { return JobName(cluster) + "-verify" }
+
+// forShard is a with the shard's cluster in place of the root's.
+func (a Args) forShard(s Shard) Args {
+	a.EtcdURL, a.EtcdEndpoints, a.EtcdSelector = s.EtcdURL, s.EtcdEndpoints, s.EtcdSelector
+	a.ClusterName += "-" + s.Cluster
+	a.job = JobName(s.Cluster)
+	a.Shards = nil
+	return a
+}
+
+// jobName is the cluster's backup job name (the root's is Name).
+func (a Args) jobName() string {
+	if a.job == "" {
+		return Name
+	}
+	return a.job
 }
 
 // S3 configures an S3 target. With Endpoint set (an S3-compatible server,
@@ -160,6 +200,25 @@ func (a Args) Validate(fld *field.Path) field.ErrorList {
 	errs = append(errs, check.Image(fld.Child("etcdImage"), a.EtcdImage, "quay.io/coreos/etcd:v3.5.35")...)
 	if !strings.HasPrefix(a.EtcdURL, "https://") {
 		errs = append(errs, field.Invalid(fld.Child("etcdURL"), a.EtcdURL, "etcd's https:// client Service URL"))
+	}
+	seen := map[string]bool{etcd.Name: true}
+	for i, sh := range a.Shards {
+		f := fld.Child("shards").Index(i)
+		if seen[sh.Cluster] {
+			errs = append(errs, field.Duplicate(f.Child("cluster"), sh.Cluster))
+		}
+		seen[sh.Cluster] = true
+		// <cluster>-backup-verify names a CronJob, at most 52 characters.
+		errs = append(errs, check.DNSLabel(f.Child("cluster"), sh.Cluster, "an etcd cluster name")...)
+		if len(VerifyJobName(sh.Cluster)) > 52 {
+			errs = append(errs, field.TooLong(f.Child("cluster"), sh.Cluster, 52-len(VerifyJobName(""))))
+		}
+		if !strings.HasPrefix(sh.EtcdURL, "https://") {
+			errs = append(errs, field.Invalid(f.Child("etcdURL"), sh.EtcdURL, "etcd's https:// client Service URL"))
+		}
+		if len(sh.EtcdEndpoints) == 0 || len(sh.EtcdSelector) == 0 {
+			errs = append(errs, field.Required(f.Child("etcdEndpoints"), "the cluster's member URLs and pod labels"))
+		}
 	}
 	if e := a.S3.Endpoint; e != "" {
 		if u, err := url.Parse(e); err != nil || (u.Scheme != "https" && u.Scheme != "http") || u.Host == "" {
@@ -462,15 +521,30 @@ func (b *Backup) kubernetes(ctx *pulumi.Context, name string, a Args, keep []pul
 			return fmt.Errorf("backup PVC: %w", err)
 		}
 	}
+	if err := b.jobs(ctx, name, a, child); err != nil {
+		return err
+	}
+	for _, sh := range a.Shards {
+		if err := b.jobs(ctx, name+"-"+sh.Cluster, a.forShard(sh), child); err != nil {
+			return err
+		}
+	}
+	return nil
+}
+
+// jobs are one etcd cluster's backup and verification CronJobs and the
+// policy that lets their pods reach that cluster only.
+func (b *Backup) jobs(ctx *pulumi.Context, name string, a Args, child pulumi.ResourceOption) error {
+	ns, app := a.Namespace, a.jobName()
 	for _, job := range []struct {
 		name, schedule, urn string
 		steps               []Step
 	}{
-		{Name, a.Schedule, "backup", BackupSteps(a)},
-		{VerifyName, a.VerifySchedule, "verify-latest", VerifySteps(a)},
+		{app, a.Schedule, "backup", BackupSteps(a)},
+		{app + "-verify", a.VerifySchedule, "verify-latest", VerifySteps(a)},
 	} {
 		if _, err := batchv1.NewCronJob(ctx, name+"-"+job.urn, &batchv1.CronJobArgs{
-			Metadata: workload.Meta(job.name, ns, Name),
+			Metadata: workload.Meta(job.name, ns, app),
 			Spec: &batchv1.CronJobSpecArgs{
 				Schedule:                   pulumi.String(job.schedule),
 				TimeZone:                   pulumi.String(a.TimeZone),
@@ -480,7 +554,7 @@ func (b *Backup) kubernetes(ctx *pulumi.Context, name string, a Args, keep []pul
 				FailedJobsHistoryLimit:     pulumi.Int(5),
 				JobTemplate: batchv1.JobTemplateSpecArgs{
 					// Labelled like their pods, so `kubectl get jobs -l app.kubernetes.io/name=etcd-backup` finds them.
-					Metadata: &metav1.ObjectMetaArgs{Labels: pulumi.ToStringMap(workload.Labels(Name))},
+					Metadata: &metav1.ObjectMetaArgs{Labels: pulumi.ToStringMap(workload.Labels(app))},
 					Spec: batchv1.JobSpecArgs{
 						BackoffLimit:            pulumi.Int(2),
 						ActiveDeadlineSeconds:   pulumi.Int(3600),
@@ -496,7 +570,7 @@ func (b *Backup) kubernetes(ctx *pulumi.Context, name string, a Args, keep []pul
 	if a.Target == TargetS3 {
 		egress = append(egress, security.Flow{CIDR: "0.0.0.0/0", Ports: s3Ports(a.S3.Endpoint)})
 	}
-	return security.NewAllowPolicy(ctx, name+"-netpol", ns, Name, workload.Labels(Name), nil, egress, child)
+	return security.NewAllowPolicy(ctx, name+"-netpol", ns, app, workload.Labels(app), nil, egress, child)
 }
 
 // Step is one container of a backup pod: all but the last run as init
@@ -579,7 +653,7 @@ func podTemplate(a Args, b *Backup, steps []Step) corev1.PodTemplateSpecArgs {
 		})
 	}
 	return corev1.PodTemplateSpecArgs{
-		Metadata: &metav1.ObjectMetaArgs{Labels: pulumi.ToStringMap(workload.Labels(Name))},
+		Metadata: &metav1.ObjectMetaArgs{Labels: pulumi.ToStringMap(workload.Labels(a.jobName()))},
 		Spec: &corev1.PodSpecArgs{
 			ServiceAccountName:           pulumi.String(ServiceAccount),
 			AutomountServiceAccountToken: pulumi.Bool(false),
