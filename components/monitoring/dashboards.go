@@ -26,11 +26,11 @@ func Dashboards() []Dashboard {
 			{"kcp API p99 latency", `histogram_quantile(0.99, sum by (le) (rate(apiserver_request_duration_seconds_bucket{job="kcp",verb!~"WATCH|CONNECT"}[5m])))`, "s"},
 			{"kcp controller queues", `sum by (name) (workqueue_depth{job="kcp"})`, "none"},
 			{"Agent sync errors", `sum by (controller) (rate(syncer_sync_errors_total[5m]))`, "ops"},
-			{"Hours since last etcd backup", `(time() - kube_cronjob_status_last_successful_time{cronjob="etcd-backup"}) / 3600`, "h"},
+			{"Hours since last etcd backup", `max((time() - kube_cronjob_status_last_successful_time{cronjob=~"`+backupJobs+`"}) / 3600)`, "h"},
 		}},
 		{UID: "kcp-tmc-etcd", Title: "kcp etcd", Panels: []Panel{
 			{"Has leader", `etcd_server_has_leader{job="etcd"}`, "none"},
-			{"Members up", `sum(up{job="etcd"})`, "none"},
+			{"Members up", `sum by (service) (up{job="etcd"})`, "none"},
 			{"DB size / quota", `etcd_mvcc_db_total_size_in_bytes{job="etcd"} / etcd_server_quota_backend_bytes{job="etcd"}`, "percentunit"},
 			{"WAL fsync p99", `histogram_quantile(0.99, sum by (instance, le) (rate(etcd_disk_wal_fsync_duration_seconds_bucket{job="etcd"}[5m])))`, "s"},
 			{"Backend commit p99", `histogram_quantile(0.99, sum by (instance, le) (rate(etcd_disk_backend_commit_duration_seconds_bucket{job="etcd"}[5m])))`, "s"},

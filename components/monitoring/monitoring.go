@@ -21,6 +21,7 @@ import (
 	"github.com/kcp-tmc/kcp-tmc/components/internal/check"
 	"github.com/kcp-tmc/kcp-tmc/components/internal/component"
 	"github.com/kcp-tmc/kcp-tmc/components/internal/helmrelease"
+	"github.com/kcp-tmc/kcp-tmc/components/kcp"
 	"github.com/kcp-tmc/kcp-tmc/components/platform"
 	"github.com/kcp-tmc/kcp-tmc/components/security"
 	"github.com/kcp-tmc/kcp-tmc/components/workload"
@@ -44,6 +45,9 @@ const (
 // Args configures monitoring.
 type Args struct {
 	Namespace string // kcp's namespace: monitors, rules, dashboards and secrets live there
+	// Shards are the kcp shards besides the root shard: each is scraped by a
+	// monitor of its own.
+	Shards []string
 	Interval  string
 	// RuleLabels are added to ServiceMonitors and PrometheusRules so that the
 	// Prometheus operator selects them (kube-prometheus-stack: release=<name>).
@@ -182,26 +186,36 @@ func serviceMonitors(a Args) []monitor {
 			},
 		}
 	}
-	spec := func(app string, endpoint pulumi.Map) pulumi.Map {
+	spec := func(app string, endpoint pulumi.Map, extra ...string) pulumi.Map {
+		match := pulumi.StringMap{"app.kubernetes.io/name": pulumi.String(app), ScrapeLabel: pulumi.String("true")}
+		for i := 0; i+1 < len(extra); i += 2 {
+			match[extra[i]] = pulumi.String(extra[i+1])
+		}
 		return pulumi.Map{
 			// job = the Service's app.kubernetes.io/name: kcp, kcp-front-proxy, etcd.
 			"jobLabel":          pulumi.String("app.kubernetes.io/name"),
 			"namespaceSelector": pulumi.Map{"matchNames": pulumi.ToStringArray([]string{a.Namespace})},
-			"selector": pulumi.Map{"matchLabels": pulumi.StringMap{
-				"app.kubernetes.io/name": pulumi.String(app), ScrapeLabel: pulumi.String("true"),
-			}},
-			"endpoints": pulumi.Array{endpoint},
+			"selector":          pulumi.Map{"matchLabels": match},
+			"endpoints":         pulumi.Array{endpoint},
 		}
 	}
+	// kcp serves its metrics shard-wide at /metrics (a workspace path
+	// answers 501) to a client certificate bound to kcp's metrics reader
+	// role (the kcp component's binding for the metrics-viewer group). One
+	// monitor per shard: each verifies its shard's own serving name.
 	monitors := []monitor{
-		// kcp serves its metrics shard-wide at /metrics (a workspace path
-		// answers 501) to a client certificate bound to kcp's metrics reader
-		// role (the kcp component's binding for the metrics-viewer group).
-		{JobKCP, spec(JobKCP, tlsEndpoint("/metrics", "kcp-server."+a.Namespace+".svc"))},
-		{JobFrontProxy, spec(JobFrontProxy, tlsEndpoint("/metrics", "kcp-front-proxy."+a.Namespace+".svc"))},
-		{JobEtcd, spec(JobEtcd, pulumi.Map{"port": pulumi.String("metrics"), "scheme": pulumi.String("http"),
-			"path": pulumi.String("/metrics"), "interval": pulumi.String(a.Interval)})},
+		{JobKCP, spec(JobKCP, tlsEndpoint("/metrics", kcp.ServerService+"."+a.Namespace+".svc"), kcp.ShardLabel, kcp.RootShard)},
 	}
+	for _, shard := range a.Shards {
+		monitors = append(monitors, monitor{kcp.ShardComponent(shard),
+			spec(JobKCP, tlsEndpoint("/metrics", kcp.ShardService(shard)+"."+a.Namespace+".svc"), kcp.ShardLabel, shard)})
+	}
+	monitors = append(monitors,
+		monitor{JobFrontProxy, spec(JobFrontProxy, tlsEndpoint("/metrics", "kcp-front-proxy."+a.Namespace+".svc"))},
+		// Every etcd cluster: the root shard's and each other shard's.
+		monitor{JobEtcd, spec(JobEtcd, pulumi.Map{"port": pulumi.String("metrics"), "scheme": pulumi.String("http"),
+			"path": pulumi.String("/metrics"), "interval": pulumi.String(a.Interval)})},
+	)
 	if a.CertManagerNamespace != "" {
 		// The certificate alerts read cert-manager's metrics. The monitor is
 		// ours, not the chart's: the chart is installed before the

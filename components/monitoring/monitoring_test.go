@@ -131,3 +131,31 @@ func TestInstalledStackNamespace(t *testing.T) {
 		t.Error("kube-prometheus-stack not installed")
 	}
 }
+
+// TestShardMonitors: every kcp shard is scraped as job kcp (the alerts'
+// selector) by a monitor that selects only its Service and verifies its own
+// serving name; a shard added later adds a monitor and changes none.
+func TestShardMonitors(t *testing.T) {
+	a := base()
+	a.Shards = []string{"shard-1"}
+	rec := run(t, a)
+	for _, tc := range []struct{ monitor, shard, serverName string }{
+		{JobKCP, "root", "kcp-server.kcp.svc"},
+		{"kcp-shard-1", "shard-1", "kcp-shard-1.kcp.svc"},
+	} {
+		m := rec.Object(t, "kubernetes:monitoring.coreos.com/v1:ServiceMonitor", tc.monitor)
+		if got := mocktest.Dig(m, "spec", "selector", "matchLabels", "kcp-tmc.io/shard"); got != tc.shard {
+			t.Errorf("%s selects shard %v, want %s", tc.monitor, got, tc.shard)
+		}
+		if got := mocktest.Dig(m, "spec", "selector", "matchLabels", "app.kubernetes.io/name"); got != JobKCP {
+			t.Errorf("%s selects %v: its series would not be job kcp", tc.monitor, got)
+		}
+		if got := mocktest.Dig(m, "spec", "endpoints", 0, "tlsConfig", "serverName"); got != tc.serverName {
+			t.Errorf("%s verifies %v, want %s", tc.monitor, got, tc.serverName)
+		}
+	}
+	one := run(t, base()).Object(t, "kubernetes:monitoring.coreos.com/v1:ServiceMonitor", JobKCP)
+	if !strings.EqualFold(mocktest.Dig(one, "spec", "selector", "matchLabels", "kcp-tmc.io/shard").(string), "root") {
+		t.Error("the root monitor's selector depends on the number of shards")
+	}
+}

@@ -92,8 +92,11 @@ func scenarios() []scenario {
 		{"SyncLatencyHigh", "1m", syncF, syncH, "8m", "15m", with(nil, ns)},
 		{"EtcdNoLeader", "1m", []series{{`etcd_server_has_leader{` + etcd0 + `}`, "0x10"}}, []series{{`etcd_server_has_leader{` + etcd0 + `}`, "1x10"}},
 			"30s", "2m", map[string]string{"job": "etcd", "namespace": "kcp", "instance": "etcd-0"}},
-		{"EtcdMembersDown", "1m", []series{{`up{` + etcd0 + `}`, "0x10"}, {`up{job="etcd",namespace="kcp",instance="etcd-1"}`, "1x10"}},
-			[]series{{`up{` + etcd0 + `}`, "1x10"}}, "2m", "4m", with(nil, ns)},
+		// One cluster down to 2 of 3 alerts for that cluster; the other shard's is healthy.
+		{"EtcdMembersDown", "1m", []series{{`up{job="etcd",namespace="kcp",service="etcd-shard-1",instance="etcd-shard-1-0"}`, "0x10"},
+			{`up{job="etcd",namespace="kcp",service="etcd-shard-1",instance="etcd-shard-1-1"}`, "1x10"},
+			{`up{job="etcd",namespace="kcp",service="etcd",instance="etcd-0"}`, "1x10"}},
+			[]series{{`up{` + etcd0 + `}`, "1x10"}}, "2m", "4m", with(map[string]string{"service": "etcd-shard-1"}, ns)},
 		{"EtcdHighFsyncDuration", "1m", fsyncF, fsyncH, "8m", "15m", with(map[string]string{"instance": "etcd-0"}, ns)},
 		{"EtcdHighCommitDuration", "1m", commitF, commitH, "8m", "15m", with(map[string]string{"instance": "etcd-0"}, ns)},
 		{"EtcdDatabaseNearQuota", "1m",
@@ -121,13 +124,14 @@ func scenarios() []scenario {
 			"26h5m", "27h", map[string]string{"cronjob": "etcd-backup", "namespace": "kcp"}},
 		// Failed means the Job gave up; a pod that failed before a retry
 		// succeeded (status.failed 1, no Failed condition) is healthy.
-		{"EtcdBackupFailed", "1m", []series{{`kube_job_failed{job_name="etcd-backup-29000000",namespace="kcp",condition="true"}`, "1x10"}},
-			[]series{{`kube_job_failed{job_name="etcd-backup-29000000",namespace="kcp",condition="true"}`, "0x10"},
-				{`kube_job_status_failed{job_name="etcd-backup-29000000",namespace="kcp"}`, "1x10"}},
-			"", "1m", map[string]string{"job_name": "etcd-backup-29000000", "namespace": "kcp"}},
-		{"EtcdBackupVerificationStale", "4m", []series{{`kube_cronjob_status_last_successful_time{cronjob="etcd-backup-verify",namespace="kcp"}`, "0x3000"}},
-			[]series{{`kube_cronjob_status_last_successful_time{cronjob="etcd-backup-verify",namespace="kcp"}`, "0+240x3000"}},
-			"8d30m", "8d2h", map[string]string{"cronjob": "etcd-backup-verify", "namespace": "kcp"}},
+		// A shard's etcd (etcd-<shard>-backup) is covered like the root's.
+		{"EtcdBackupFailed", "1m", []series{{`kube_job_failed{job_name="etcd-shard-1-backup-29000000",namespace="kcp",condition="true"}`, "1x10"}},
+			[]series{{`kube_job_failed{job_name="etcd-shard-1-backup-29000000",namespace="kcp",condition="true"}`, "0x10"},
+				{`kube_job_status_failed{job_name="etcd-shard-1-backup-29000000",namespace="kcp"}`, "1x10"}},
+			"", "1m", map[string]string{"job_name": "etcd-shard-1-backup-29000000", "namespace": "kcp"}},
+		{"EtcdBackupVerificationStale", "4m", []series{{`kube_cronjob_status_last_successful_time{cronjob="etcd-shard-1-backup-verify",namespace="kcp"}`, "0x3000"}},
+			[]series{{`kube_cronjob_status_last_successful_time{cronjob="etcd-shard-1-backup-verify",namespace="kcp"}`, "0+240x3000"}},
+			"8d30m", "8d2h", map[string]string{"cronjob": "etcd-shard-1-backup-verify", "namespace": "kcp"}},
 	}
 }
 

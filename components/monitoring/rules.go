@@ -30,6 +30,9 @@ const (
 	JobKCP        = "kcp"
 	JobFrontProxy = "kcp-front-proxy"
 	JobEtcd       = "etcd"
+	// backupJobs matches the backup CronJobs of every etcd cluster
+	// (backup.JobName): etcd-backup and etcd-<shard>-backup.
+	backupJobs = "etcd(-.+)?-backup"
 	JobSyncAgent  = "api-syncagent"
 )
 
@@ -120,8 +123,10 @@ sum by (namespace) (rate(apiserver_request_total{job="%[1]s"}[%[2]s]))`, JobKCP,
 		{Name: "kcp-tmc.etcd", Rules: []Rule{
 			alert("EtcdNoLeader", "critical", fmt.Sprintf(`etcd_server_has_leader{job="%s"} == 0`, JobEtcd), "1m",
 				"etcd member {{ $labels.instance }} has no leader", "The member cannot serve writes: the cluster lost quorum or this member is partitioned."),
-			alert("EtcdMembersDown", "critical", fmt.Sprintf(`count by (namespace) (up{job="%s"} == 0) > 0`, JobEtcd), "3m",
-				"{{ $value }} etcd member(s) down in {{ $labels.namespace }}", "One more failure may cost quorum and with it every kcp write."),
+			// Per cluster (the scraped Service): each shard's etcd has its own quorum.
+			alert("EtcdMembersDown", "critical", fmt.Sprintf(`count by (namespace, service) (up{job="%s"} == 0) > 0`, JobEtcd), "3m",
+				"{{ $value }} member(s) of etcd cluster {{ $labels.service }} down in {{ $labels.namespace }}",
+				"One more failure may cost that cluster its quorum and with it every write of its kcp shard."),
 			alert("EtcdHighFsyncDuration", "warning", fmt.Sprintf(
 				`histogram_quantile(0.99, sum by (namespace, instance, le) (rate(etcd_disk_wal_fsync_duration_seconds_bucket{job="%s"}[5m]))) > 0.5`, JobEtcd), "10m",
 				"etcd WAL fsync is slow on {{ $labels.instance }}", "p99 WAL fsync is {{ $value | humanizeDuration }}: the disk is too slow for etcd."),
@@ -150,12 +155,14 @@ sum by (namespace) (rate(apiserver_request_total{job="%[1]s"}[%[2]s]))`, JobKCP,
 				"Certificate {{ $labels.name }} expires in less than 3 days", "When it expires, clients of {{ $labels.name }} are refused."),
 		}},
 		{Name: "kcp-tmc.backup", Rules: []Rule{
-			alert("EtcdBackupStale", "critical", `time() - kube_cronjob_status_last_successful_time{cronjob="etcd-backup"} > 26 * 3600`, "10m",
-				"No successful etcd backup for 26 hours", "The last successful etcd-backup run in {{ $labels.namespace }} was {{ $value | humanizeDuration }} ago."),
-			alert("EtcdBackupFailed", "warning", `max by (namespace, job_name) (kube_job_failed{job_name=~"etcd-backup-.*",condition="true"}) == 1`, "0m",
+			// Every etcd cluster's jobs: etcd-backup (the root shard's) and
+			// etcd-<shard>-backup.
+			alert("EtcdBackupStale", "critical", `time() - kube_cronjob_status_last_successful_time{cronjob=~"`+backupJobs+`"} > 26 * 3600`, "10m",
+				"No successful backup by {{ $labels.cronjob }} for 26 hours", "The last successful {{ $labels.cronjob }} run in {{ $labels.namespace }} was {{ $value | humanizeDuration }} ago."),
+			alert("EtcdBackupFailed", "warning", `max by (namespace, job_name) (kube_job_failed{job_name=~"`+backupJobs+`-.*",condition="true"}) == 1`, "0m",
 				"etcd backup job {{ $labels.job_name }} failed", "Its log names the failed step: `etcd-backup: FAILED: <step>`."),
-			alert("EtcdBackupVerificationStale", "warning", `time() - kube_cronjob_status_last_successful_time{cronjob="etcd-backup-verify"} > 8 * 86400`, "1h",
-				"No verified restore of the newest snapshot for 8 days", "The weekly etcd-backup-verify job has not succeeded; backups may not restore."),
+			alert("EtcdBackupVerificationStale", "warning", `time() - kube_cronjob_status_last_successful_time{cronjob=~"`+backupJobs+`-verify"} > 8 * 86400`, "1h",
+				"No verified restore of the newest snapshot by {{ $labels.cronjob }} for 8 days", "The weekly {{ $labels.cronjob }} job has not succeeded; that cluster's backups may not restore."),
 		}},
 	}
 }
