@@ -50,6 +50,60 @@ func rootEtcd(cfg *Config) etcd.Cluster {
 	return etcd.Cluster{Name: etcd.Name, Namespace: cfg.Namespace}
 }
 
+// shard is a kcp.shards entry with the defaults it takes from kcp.* and etcd.*.
+type shard struct {
+	name      string
+	replicas  int
+	resources workload.Resources
+	etcd      etcd.Cluster
+	etcdSize  string
+	etcdClass string
+}
+
+// shards resolves kcp.shards: every component reads a shard from here.
+func shards(cfg *Config) []shard {
+	var out []shard
+	for _, s := range cfg.KCP.Shards {
+		sh := shard{name: s.Name, replicas: cfg.KCP.Replicas, resources: cfg.KCP.Resources,
+			etcd:     etcd.Cluster{Name: etcd.ShardClusterName(s.Name), Namespace: cfg.Namespace},
+			etcdSize: cfg.Etcd.StorageSize, etcdClass: cfg.Etcd.StorageClass}
+		if s.Replicas != nil {
+			sh.replicas = *s.Replicas
+		}
+		if s.Resources != nil {
+			sh.resources = *s.Resources
+		}
+		if s.Etcd.StorageSize != "" {
+			sh.etcdSize = s.Etcd.StorageSize
+		}
+		if s.Etcd.StorageClass != "" {
+			sh.etcdClass = s.Etcd.StorageClass
+		}
+		out = append(out, sh)
+	}
+	return out
+}
+
+// shardEtcdArgs is a shard's etcd cluster: etcd.* but for its name, its
+// volumes and its clients (that shard's kcp and backup jobs).
+func shardEtcdArgs(cfg *Config, s shard) etcd.Args {
+	a := etcdArgs(cfg)
+	a.Name, a.StorageSize, a.StorageClass = s.etcd.Name, s.etcdSize, s.etcdClass
+	a.ServerSecret, a.PeerSecret = s.etcd.ServerSecret(), s.etcd.PeerSecret()
+	a.Clients = []map[string]string{workload.Labels(kcp.ShardComponent(s.name)), workload.Labels(backup.JobName(s.etcd.Name))}
+	return a
+}
+
+// memberURLs are a cluster's members' client URLs (for clients that dial
+// members directly).
+func memberURLs(c etcd.Cluster, replicas int) []string {
+	var out []string
+	for _, m := range c.MemberNames(replicas) {
+		out = append(out, c.MemberURL(m, etcd.ClientPort))
+	}
+	return out
+}
+
 func etcdArgs(cfg *Config) etcd.Args {
 	return etcd.Args{
 		Name: rootEtcd(cfg).Name, Namespace: cfg.Namespace, Replicas: cfg.Etcd.Replicas, Image: cfg.Etcd.Image, Version: cfg.Etcd.Version,
@@ -94,7 +148,7 @@ func loggingArgs(cfg *Config) logging.Args {
 func monitoringArgs(cfg *Config) monitoring.Args {
 	m := cfg.Monitoring
 	a := monitoring.Args{
-		Namespace: cfg.Namespace, Interval: m.Interval, RuleLabels: m.RuleLabels,
+		Namespace: cfg.Namespace, Interval: m.Interval, RuleLabels: m.RuleLabels, Shards: shardNames(cfg),
 		ServerCASecret: pki.CAServer, MetricsViewerSecret: pki.CertMetricsViewer,
 		SlackChannel: m.SlackChannel, InstallStack: m.InstallStack, StackVersion: m.StackVersion,
 		PodSecurityVersion: cfg.PodSecurityVersion,
@@ -120,10 +174,7 @@ func backupArgs(cfg *Config) backup.Args {
 	if class == "" {
 		class = cfg.Etcd.StorageClass
 	}
-	var endpoints []string
-	for _, m := range rootEtcd(cfg).MemberNames(cfg.Etcd.Replicas) {
-		endpoints = append(endpoints, rootEtcd(cfg).MemberURL(m, etcd.ClientPort))
-	}
+	endpoints := memberURLs(rootEtcd(cfg), cfg.Etcd.Replicas)
 	a := backup.Args{
 		Namespace: cfg.Namespace, ClusterName: ClusterName(cfg.Environment),
 		Schedule: b.Schedule, TimeZone: b.TimeZone, VerifySchedule: b.VerifySchedule, Image: b.Image,
@@ -136,6 +187,10 @@ func backupArgs(cfg *Config) backup.Args {
 			OIDCProviderARN: b.OIDCProviderARN, OIDCIssuer: b.OIDCIssuer},
 		PVC:     backup.PVC{StorageClass: class, Size: b.PVCSize},
 		Protect: cfg.Environment != "dev",
+	}
+	for _, s := range shards(cfg) {
+		a.Shards = append(a.Shards, backup.Shard{Cluster: s.etcd.Name, EtcdURL: s.etcd.ClientURL(),
+			EtcdEndpoints: memberURLs(s.etcd, cfg.Etcd.Replicas), EtcdSelector: workload.Labels(s.etcd.Name)})
 	}
 	if cfg.Cloud.Mode == "eks" {
 		// Known once the cloud layer exists: Deploy puts its outputs here.
@@ -180,10 +235,30 @@ func kcpArgs(cfg *Config) kcp.Args {
 			EtcdClient:           pki.CertEtcdClientKCP, ServiceAccount: pki.CertServiceAccount,
 			ClientCA: pki.CAClient, RequestHeaderCA: pki.CARequestHeader, ServerCA: pki.CAServer,
 			FrontProxyPublic: frontProxyPublic(cfg),
+			ShardAdmin:       pki.CertShardAdmin, LogicalClusterAdmin: pki.CertLogicalClusterAdmin,
+			ExternalLogicalClusterAdmin: pki.CertExternalLogicalClusterAdmin,
 		},
 		MetricsGroup:      pki.MetricsViewersGroup,
 		FrontProxyClients: ingress.FrontProxyClients(cfg.Ingress.Mode),
+		Shards:            kcpShards(cfg),
 	}
+}
+
+func kcpShards(cfg *Config) []kcp.Shard {
+	var out []kcp.Shard
+	for _, s := range shards(cfg) {
+		out = append(out, kcp.Shard{Name: s.name, Replicas: s.replicas, Resources: s.resources, EtcdURL: s.etcd.ClientURL(),
+			EtcdSelector: workload.Labels(s.etcd.Name), ServerSecret: pki.ShardServerCert(s.name)})
+	}
+	return out
+}
+
+func shardNames(cfg *Config) []string {
+	var names []string
+	for _, s := range cfg.KCP.Shards {
+		names = append(names, s.Name)
+	}
+	return names
 }
 
 func clusterNames(cfg *Config) []string {
@@ -215,6 +290,7 @@ func pkiArgs(cfg *Config) pki.Args {
 		Domain:             cfg.Domain,
 		EtcdReplicas:       cfg.Etcd.Replicas,
 		SyncTargets:        clusterNames(cfg),
+		Shards:             pkiShards(cfg),
 		CADuration:         hours(cfg.TLS.CADuration),
 		LeafDuration:       hours(cfg.TLS.LeafDuration),
 		RenewBefore:        hours(cfg.TLS.RenewBefore),
@@ -229,6 +305,14 @@ func pkiArgs(cfg *Config) pki.Args {
 		args.ExistingCAs[name] = pki.ExistingCA{CertPEM: ca.Cert, KeyPEM: ca.Key}
 	}
 	return args
+}
+
+func pkiShards(cfg *Config) []pki.Shard {
+	var out []pki.Shard
+	for _, s := range cfg.KCP.Shards {
+		out = append(out, pki.Shard{Name: s.Name, EtcdReplicas: cfg.Etcd.Replicas})
+	}
+	return out
 }
 
 // frontProxyPublic is the ACME certificate the front-proxy serves for

@@ -179,6 +179,39 @@ type KCP struct {
 	// FrontProxyExtraFlags are appended to the front-proxy's flags, with the
 	// same rules.
 	FrontProxyExtraFlags []string `json:"frontProxyExtraFlags"`
+	// Shards are more kcp shards beside the root shard (which is always there
+	// and holds the root workspace): each runs its own kcp Deployment and
+	// its own etcd cluster, registers with the root shard and is reached
+	// through the one front-proxy (docs/sharding.md). Default: none.
+	Shards []Shard `json:"shards,omitempty"`
+}
+
+// Shard is one entry of kcp.shards.
+type Shard struct {
+	// Name is the shard's name in kcp (a Workspace picks it with
+	// `spec.location.selector.matchLabels.name`) and names its objects
+	// (`kcp-<name>`, `etcd-<name>`): a DNS label of at most 40 characters,
+	// not `root`.
+	Name string `json:"name"`
+	// Replicas is the number of the shard's kcp servers (default
+	// kcp.replicas; the same rules).
+	Replicas *int `json:"replicas,omitempty"`
+	// Resources are each of its servers' requests and limits (default
+	// kcp.resources).
+	Resources *workload.Resources `json:"resources,omitempty"`
+	// Etcd sizes the shard's own etcd cluster; its members, image,
+	// resources and spreading are etcd.*'s.
+	Etcd ShardEtcd `json:"etcd,omitempty"`
+}
+
+// ShardEtcd is kcp.shards[].etcd.
+type ShardEtcd struct {
+	// StorageSize is each member's volume (default etcd.storageSize; the
+	// same rules).
+	StorageSize string `json:"storageSize,omitempty"`
+	// StorageClass is the StorageClass of its volumes (default
+	// etcd.storageClass).
+	StorageClass string `json:"storageClass,omitempty"`
 }
 
 // Etcd is kcp-tmc:etcd.

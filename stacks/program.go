@@ -175,13 +175,21 @@ func Deploy(ctx *pulumi.Context, cfg *Config, projectDir string) error {
 	if err != nil {
 		return fmt.Errorf("etcd: %w", err)
 	}
+	dbs := []pulumi.Resource{plat, certs, db}
+	for _, s := range shards(cfg) {
+		shardDB, err := etcd.NewEtcd(ctx, s.etcd.Name, shardEtcdArgs(cfg, s), k8s, after)
+		if err != nil {
+			return fmt.Errorf("etcd of shard %s: %w", s.name, err)
+		}
+		dbs = append(dbs, shardDB)
+	}
 	kcpProviders, err := newKCPProviders(ctx, cfg, projectDir)
 	if err != nil {
 		return err
 	}
 	kArgs := kcpArgs(cfg)
 	kArgs.KCPProvider = kcpProviders[rootWorkspace]
-	server, err := kcp.NewKCP(ctx, "kcp", kArgs, k8s, pulumi.DependsOn([]pulumi.Resource{plat, certs, db}))
+	server, err := kcp.NewKCP(ctx, "kcp", kArgs, k8s, pulumi.DependsOn(dbs))
 	if err != nil {
 		return fmt.Errorf("kcp: %w", err)
 	}
@@ -208,8 +216,7 @@ func Deploy(ctx *pulumi.Context, cfg *Config, projectDir string) error {
 			// The backup role trusts the cluster the cloud layer created.
 			bArgs.S3.IRSA = &backup.IRSAProvider{ARN: aws.OIDCProviderARN, Issuer: aws.OIDCIssuer}
 		}
-		snapshots, err := backup.NewBackup(ctx, "backup", bArgs, pulumi.Providers(providers...),
-			pulumi.DependsOn([]pulumi.Resource{plat, certs, db}))
+		snapshots, err := backup.NewBackup(ctx, "backup", bArgs, pulumi.Providers(providers...), pulumi.DependsOn(dbs))
 		if err != nil {
 			return fmt.Errorf("backup: %w", err)
 		}

@@ -38,6 +38,7 @@ func (c *Config) Validate() error {
 	v.component(kcpArgs(c).WithDefaults().Validate(field.NewPath("kcp")), true, shared...)
 	v.component(etcdArgs(c).WithDefaults().Validate(field.NewPath("etcd")), true)
 	c.validateStorage(v)
+	c.validateShards(v)
 	c.validateBackup(v)
 	c.validateTLS(v)
 	c.validateIngress(v)
@@ -117,15 +118,32 @@ func (c *Config) validateStorage(v *validator) {
 	if st.KMSKeyID != "" && !st.Create {
 		v.add("storage.kmsKeyId", st.KMSKeyID, "unset unless storage.create is true (an existing class has its own key)")
 	}
-	// The size's syntax is the etcd component's rule; its range per
-	// environment is the stack's.
-	size, err := resource.ParseQuantity(c.Etcd.StorageSize)
+	c.validateStorageSize(v, "etcd.storageSize", c.Etcd.StorageSize)
+}
+
+// validateStorageSize checks an etcd volume size against the environment's
+// range; its syntax is the etcd component's rule.
+func (c *Config) validateStorageSize(v *validator, key, value string) {
+	size, err := resource.ParseQuantity(value)
 	bounds, known := storageRangeGi[c.Environment]
-	if err != nil || !known || v.keys["etcd.storageSize"] {
+	if err != nil || !known || v.keys[key] {
 		return
 	}
 	if gi := size.Value() >> 30; gi < int64(bounds[0]) || gi > int64(bounds[1]) {
-		v.add("etcd.storageSize", c.Etcd.StorageSize, fmt.Sprintf("%dGi to %dGi in %s", bounds[0], bounds[1], c.Environment))
+		v.add(key, value, fmt.Sprintf("%dGi to %dGi in %s", bounds[0], bounds[1], c.Environment))
+	}
+}
+
+// validateShards checks what kcp.shards adds beyond the kcp component's
+// rules: each shard's etcd cluster and the environment's rules for both.
+func (c *Config) validateShards(v *validator) {
+	for i, s := range shards(c) {
+		key := field.NewPath("kcp", "shards").Index(i)
+		v.component(shardEtcdArgs(c, s).WithDefaults().Validate(key.Child("etcd")), true)
+		if c.Environment != "dev" && s.replicas == 1 {
+			v.add(key.Child("replicas").String(), "1", "at least 2 in "+c.Environment+" (one replica cannot survive a node drain)")
+		}
+		c.validateStorageSize(v, key.Child("etcd", "storageSize").String(), s.etcdSize)
 	}
 }
 

@@ -8,6 +8,7 @@ import (
 	"os/exec"
 	"path/filepath"
 	"regexp"
+	"slices"
 	"sort"
 	"strings"
 	"testing"
@@ -30,7 +31,23 @@ import (
 // run of the same program: every kubernetes:* resource's inputs.
 func stackManifests(t *testing.T, stack, ns string) string {
 	t.Helper()
+	if v, ok := stackVariants[stack]; ok {
+		return stackManifestsWith(t, v.env, ns, v.config)
+	}
 	return stackManifestsWith(t, stack, ns, nil)
+}
+
+// judgedStacks are what the judges (apiserver, kube-score, policy) check:
+// every environment's stack file, and the variants below.
+var judgedStacks = append(append([]string(nil), stacks.Environments...), "prod-sharded")
+
+// stackVariants are a stack file with more config: prod-sharded is prod
+// with a second kcp shard (its own Deployment, etcd, certificates, backups).
+var stackVariants = map[string]struct {
+	env    string
+	config map[string]string
+}{
+	"prod-sharded": {"prod", map[string]string{"kcp-tmc:kcp": `{"shards":[{"name":"shard-1","etcd":{"storageSize":"200Gi"}}]}`}},
 }
 
 // stackManifestsWith is stackManifests with extra config (full keys) and
@@ -82,7 +99,7 @@ func stackManifestsWith(t *testing.T, stack, ns string, extra map[string]string,
 // non-compliant workloads), every object readable back, and every workload's
 // Pods created by the controller-manager and admitted.
 func TestStacksApplyToRealAPIServer(t *testing.T) {
-	for _, stack := range stacks.Environments {
+	for _, stack := range judgedStacks {
 		t.Run(stack, func(t *testing.T) {
 			ctx := context.Background()
 			ns := "kcp-" + stack
@@ -101,6 +118,14 @@ func TestStacksApplyToRealAPIServer(t *testing.T) {
 			}
 			if got := len(strings.Fields(out)); got != len(files) {
 				t.Errorf("read back %d objects, applied %d:\n%s", got, len(files), out)
+			}
+			if stack == "prod-sharded" {
+				for _, want := range []string{"deployment.apps/kcp-shard-1", "statefulset.apps/etcd-shard-1", "cronjob.batch/etcd-shard-1-backup",
+					"servicemonitor.monitoring.coreos.com/kcp-shard-1", "certificate.cert-manager.io/kcp-shard-1-server"} {
+					if !slices.Contains(strings.Fields(out), want) {
+						t.Errorf("the sharded stack has no %s", want)
+					}
+				}
 			}
 			labels, _, err := kube.Kubectl(ctx, nil, "get", "namespace", ns, "-o", "jsonpath={.metadata.labels.pod-security\\.kubernetes\\.io/enforce}")
 			if err != nil || labels != "restricted" {
@@ -162,7 +187,7 @@ func kindOf(t *testing.T, file string) string {
 // CRITICAL finding fails. A finding that is wrong for kcp is suppressed on its
 // object with the `kube-score/ignore` annotation and a reason beside it.
 func TestKubeScore(t *testing.T) {
-	for _, stack := range stacks.Environments {
+	for _, stack := range judgedStacks {
 		t.Run(stack, func(t *testing.T) {
 			files := yamlFiles(t, stackManifests(t, stack, "kcp-"+stack))
 			findings := kubeScore(t, files...)

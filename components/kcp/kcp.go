@@ -441,16 +441,16 @@ func shardServerFlags(a Args, s Shard) []string {
 		"--logging-format=json",
 		"--audit-policy-file=/etc/kcp/audit/policy.yaml",
 		"--audit-log-path=/var/log/kcp/audit.log",
-		"--audit-log-maxage=" + strconv.Itoa(au.MaxAgeDays),
-		"--audit-log-maxsize=" + strconv.Itoa(au.MaxSizeMB),
-		"--audit-log-maxbackup=" + strconv.Itoa(au.MaxBackups),
+		"--audit-log-maxage="+strconv.Itoa(au.MaxAgeDays),
+		"--audit-log-maxsize="+strconv.Itoa(au.MaxSizeMB),
+		"--audit-log-maxbackup="+strconv.Itoa(au.MaxBackups),
 		// Explicit, because kcp's defaults are for trying it out: home
 		// workspaces make every authenticated identity cluster-admin of one,
 		// and the default "admin" battery writes a system:masters kubeconfig
 		// into every pod's root directory. The kcp-admin certificate of the
 		// PKI is the admin identity; workspace-types keeps the organization
 		// and team WorkspaceTypes.
-		"--enable-home-workspaces=" + strconv.FormatBool(a.HomeWorkspaces),
+		"--enable-home-workspaces="+strconv.FormatBool(a.HomeWorkspaces),
 		"--batteries-included=workspace-types",
 	)
 }

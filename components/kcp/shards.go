@@ -99,9 +99,9 @@ func shardKubeconfigs(ns string) map[string]string {
 	frontProxy := fmt.Sprintf("https://%s.%s.svc:443", FrontProxyService, ns)
 	return map[string]string{
 		// kcp reads the context shard-base of the root shard kubeconfig.
-		"root-shard.kubeconfig":                    kubeconfig(ShardURL(ns), "shard-admin", "shard-base"),
-		"cache.kubeconfig":                         kubeconfig(ShardURL(ns), "shard-admin", "cache"),
-		"logical-cluster-admin.kubeconfig":         kubeconfig(ShardURL(ns), "logical-cluster-admin", "base"),
+		"root-shard.kubeconfig":                     kubeconfig(ShardURL(ns), "shard-admin", "shard-base"),
+		"cache.kubeconfig":                          kubeconfig(ShardURL(ns), "shard-admin", "cache"),
+		"logical-cluster-admin.kubeconfig":          kubeconfig(ShardURL(ns), "logical-cluster-admin", "base"),
 		"external-logical-cluster-admin.kubeconfig": kubeconfig(frontProxy, "external-logical-cluster-admin", "external"),
 	}
 }

@@ -26,7 +26,7 @@ func Dashboards() []Dashboard {
 			{"kcp API p99 latency", `histogram_quantile(0.99, sum by (le) (rate(apiserver_request_duration_seconds_bucket{job="kcp",verb!~"WATCH|CONNECT"}[5m])))`, "s"},
 			{"kcp controller queues", `sum by (name) (workqueue_depth{job="kcp"})`, "none"},
 			{"Agent sync errors", `sum by (controller) (rate(syncer_sync_errors_total[5m]))`, "ops"},
-			{"Hours since last etcd backup", `max((time() - kube_cronjob_status_last_successful_time{cronjob=~"`+backupJobs+`"}) / 3600)`, "h"},
+			{"Hours since last etcd backup", `max((time() - kube_cronjob_status_last_successful_time{cronjob=~"` + backupJobs + `"}) / 3600)`, "h"},
 		}},
 		{UID: "kcp-tmc-etcd", Title: "kcp etcd", Panels: []Panel{
 			{"Has leader", `etcd_server_has_leader{job="etcd"}`, "none"},

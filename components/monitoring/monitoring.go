@@ -47,8 +47,8 @@ type Args struct {
 	Namespace string // kcp's namespace: monitors, rules, dashboards and secrets live there
 	// Shards are the kcp shards besides the root shard: each is scraped by a
 	// monitor of its own.
-	Shards []string
-	Interval  string
+	Shards   []string
+	Interval string
 	// RuleLabels are added to ServiceMonitors and PrometheusRules so that the
 	// Prometheus operator selects them (kube-prometheus-stack: release=<name>).
 	RuleLabels map[string]string

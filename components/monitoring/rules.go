@@ -32,8 +32,8 @@ const (
 	JobEtcd       = "etcd"
 	// backupJobs matches the backup CronJobs of every etcd cluster
 	// (backup.JobName): etcd-backup and etcd-<shard>-backup.
-	backupJobs = "etcd(-.+)?-backup"
-	JobSyncAgent  = "api-syncagent"
+	backupJobs   = "etcd(-.+)?-backup"
+	JobSyncAgent = "api-syncagent"
 )
 
 // SLO targets (seed KPIs): 99.9% availability, < 0.1% errors, sync < 5 s.

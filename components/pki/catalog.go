@@ -52,9 +52,9 @@ const (
 	CertExternalLogicalClusterAdmin = "kcp-external-logical-cluster-admin"
 	CertEtcdServer                  = "etcd-server"
 	CertEtcdPeer                    = "etcd-peer"
-	CertEtcdClientKCP        = "etcd-client-kcp"
-	CertEtcdClientBackup     = "etcd-client-backup"
-	SyncerClientPrefix       = "syncer-client"
+	CertEtcdClientKCP               = "etcd-client-kcp"
+	CertEtcdClientBackup            = "etcd-client-backup"
+	SyncerClientPrefix              = "syncer-client"
 )
 
 // MetricsViewersGroup is the metrics-viewer certificate's organization: the
