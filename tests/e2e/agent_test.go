@@ -121,7 +121,6 @@ func TestSyncAgentCluster(t *testing.T) {
 	if err := kube.KubeconfigFor(inCluster, token); err != nil {
 		t.Fatal(err)
 	}
-	cp.m.add(t, agents.MetricsPort)
 	ap := materialize(t, objs, cp.m, agents.KindSyncAgent+"-0", dep, filepath.Join(dir, "agent"))
 	t.Setenv("NAMESPACE", ns) // the Deployment's env (downward API)
 	agent := start(t, "api-syncagent", agentBin, append(ap.args, "--kubeconfig="+inCluster), ap.dir)
@@ -195,7 +194,7 @@ func TestSyncAgentCluster(t *testing.T) {
 	if port := mocktest.Dig(sm, "spec", "endpoints", 0, "port"); port != "metrics" {
 		t.Fatalf("the agent's ServiceMonitor scrapes port %v", port)
 	}
-	resp, err := http.Get(fmt.Sprintf("http://127.0.0.1:%d/metrics", cp.m.local(t, agents.MetricsPort)))
+	resp, err := http.Get(fmt.Sprintf("http://127.0.0.1:%d/metrics", cp.m.local(t, agents.KindSyncAgent, agents.MetricsPort)))
 	if err != nil {
 		t.Fatal(err)
 	}

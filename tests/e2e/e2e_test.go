@@ -75,6 +75,7 @@ type controlPlane struct {
 	dir        string
 	publicHost string
 	admin      *client
+	shards     int // kcp server sets started, the root shard's first
 }
 
 // startControlPlane starts the stack's etcd, kcp and front-proxy.
@@ -92,29 +93,44 @@ func startControlPlane(t *testing.T, objs objects) *controlPlane {
 	if public == nil {
 		t.Fatalf("kcp has no --external-hostname: %s", kcpArgs)
 	}
-	m := newMachine(t, public[1], etcd.ClientPort, etcd.PeerPort, etcd.MetricsPort, kcp.APIPort, kcp.FrontProxyPort)
-	m.alias(443, kcp.FrontProxyPort) // Service kcp-front-proxy and the public address
+	m := newMachine(t, objs, public[1], kcp.FrontProxyService)
 	cp := &controlPlane{objs: objs, m: m, dir: dir, publicHost: public[1]}
 
-	sts := objs.get(t, "StatefulSet", etcd.Name)
-	if r := mocktest.Dig(sts, "spec", "replicas"); r != float64(1) {
-		t.Fatalf("etcd has %v replicas; this e2e runs the dev stack's one", r)
+	// Every etcd cluster (the root shard's and each other shard's), then the
+	// root shard, the other shards (they register with the root), the front-proxy.
+	for _, o := range objs {
+		if o["kind"] != "StatefulSet" {
+			continue
+		}
+		name := fmt.Sprint(mocktest.Dig(o, "metadata", "name"))
+		if r := mocktest.Dig(o, "spec", "replicas"); r != float64(1) {
+			t.Fatalf("etcd %s has %v replicas; this e2e runs the dev stack's one", name, r)
+		}
+		ep := materialize(t, objs, m, name+"-0", o, filepath.Join(dir, name))
+		waitProbe(t, start(t, name, etcdBin, ep.args, ep.dir), ep, m, time.Minute)
 	}
-	ep := materialize(t, objs, m, etcd.Name+"-0", sts, filepath.Join(dir, "etcd"))
-	waitProbe(t, start(t, "etcd", etcdBin, ep.args, ep.dir), ep, m, time.Minute)
-
-	kp := materialize(t, objs, m, kcp.ServerName+"-0", server, filepath.Join(dir, "kcp"))
-	// The container listens on 6443 of its pod; here, on a loopback port.
-	listen := []string{fmt.Sprintf("--secure-port=%d", m.local(t, kcp.APIPort)), "--bind-address=127.0.0.1"}
-	took := waitProbe(t, start(t, "kcp", kcpBin, append(kp.args, listen...), kp.dir), kp, m, 3*time.Minute)
-	t.Logf("kcp ready after %s", took.Round(time.Second))
+	for _, d := range objs {
+		name := fmt.Sprint(mocktest.Dig(d, "metadata", "name"))
+		if d["kind"] != "Deployment" || mocktest.Dig(d, "spec", "template", "metadata", "labels", "kcp-tmc.io/role") != "kcp-server" {
+			continue
+		}
+		if name != kcp.ServerName && cp.shards == 0 {
+			t.Fatalf("the root shard %s is not the first kcp server", kcp.ServerName)
+		}
+		kp := materialize(t, objs, m, name+"-0", d, filepath.Join(dir, name))
+		// The container listens on 6443 of its pod; here, on a loopback port.
+		listen := []string{fmt.Sprintf("--secure-port=%d", m.local(t, name, kcp.APIPort)), "--bind-address=127.0.0.1"}
+		took := waitProbe(t, start(t, name, kcpBin, append(kp.args, listen...), kp.dir), kp, m, 3*time.Minute)
+		t.Logf("%s ready after %s", name, took.Round(time.Second))
+		cp.shards++
+	}
 
 	proxy := objs.get(t, "Deployment", kcp.FrontProxyName)
 	fp := materialize(t, objs, m, kcp.FrontProxyName+"-0", proxy, filepath.Join(dir, "front-proxy"))
-	took = waitProbe(t, start(t, "kcp-front-proxy", proxyBin, fp.args, fp.dir), fp, m, 2*time.Minute)
+	took := waitProbe(t, start(t, "kcp-front-proxy", proxyBin, fp.args, fp.dir), fp, m, 2*time.Minute)
 	t.Logf("front-proxy ready after %s", took.Round(time.Second))
 
-	cp.admin = cp.client(t, pki.CertAdmin, fmt.Sprintf("https://localhost:%d", m.local(t, 443)), "")
+	cp.admin = cp.client(t, pki.CertAdmin, fmt.Sprintf("https://localhost:%d", m.front(t)), "")
 	return cp
 }
 
@@ -323,7 +339,7 @@ func TestDevStackRuns(t *testing.T) {
 			return len(mocktest.List(mocktest.Dig(s, "status", "endpoints"))) > 0
 		})
 		url := fmt.Sprint(mocktest.Dig(slice, "status", "endpoints", 0, "url"))
-		front := fmt.Sprintf("https://localhost:%d/services/", cp.m.local(t, 443))
+		front := fmt.Sprintf("https://localhost:%d/services/", cp.m.front(t))
 		if !strings.HasPrefix(url, front) {
 			t.Fatalf("the endpoint slice sends agents to %s, not through the front door %s", url, front)
 		}
@@ -336,10 +352,10 @@ func TestDevStackRuns(t *testing.T) {
 	t.Run("Prometheus scrapes kcp, the front-proxy and etcd as their ServiceMonitors say and finds what the rules read", func(t *testing.T) {
 		cp.applyKCPSide(t, rec, map[string]string{"kcp-root": "root"})
 		for _, job := range []struct {
-			name string
-			port int // the Service port the endpoint names
-		}{{monitoring.JobKCP, kcp.APIPort}, {monitoring.JobFrontProxy, 443}, {monitoring.JobEtcd, etcd.MetricsPort}} {
-			body := cp.scrape(t, job.name, job.port)
+			name, workload string
+			port           int // the Service port the endpoint names
+		}{{monitoring.JobKCP, kcp.ServerName, kcp.APIPort}, {monitoring.JobFrontProxy, kcp.FrontProxyName, 443}, {monitoring.JobEtcd, etcd.Name, etcd.MetricsPort}} {
+			body := cp.scrape(t, job.name, job.workload, job.port)
 			if n := rulesFindSeries(t, body, job.name); n == 0 && job.name != monitoring.JobFrontProxy {
 				t.Errorf("no rule reads a %s series: nothing was checked", job.name)
 			}
@@ -347,13 +363,14 @@ func TestDevStackRuns(t *testing.T) {
 	})
 }
 
-// scrape GETs a job's metrics as its ServiceMonitor's first endpoint says
-// (path, scheme, CA, client certificate, server name), retrying while kcp's
-// authorizer catches up with a new binding.
-func (cp *controlPlane) scrape(t *testing.T, job string, port int) []byte {
+// scrape GETs a workload's metrics as the ServiceMonitor's first endpoint
+// says (path, scheme, CA, client certificate, server name), retrying while
+// kcp's authorizer catches up with a new binding.
+func (cp *controlPlane) scrape(t *testing.T, monitor, workload string, port int) []byte {
 	t.Helper()
-	ep := asMap(mocktest.Dig(cp.objs.get(t, "ServiceMonitor", job), "spec", "endpoints", 0))
-	base := fmt.Sprintf("http://127.0.0.1:%d", cp.m.local(t, port))
+	job := monitor
+	ep := asMap(mocktest.Dig(cp.objs.get(t, "ServiceMonitor", monitor), "spec", "endpoints", 0))
+	base := fmt.Sprintf("http://127.0.0.1:%d", cp.m.local(t, workload, port))
 	sc := &client{base: base, http: &http.Client{Timeout: 30 * time.Second}}
 	if ep["scheme"] == "https" {
 		tlsCfg := asMap(ep["tlsConfig"])
@@ -361,7 +378,7 @@ func (cp *controlPlane) scrape(t *testing.T, job string, port int) []byte {
 			t.Fatalf("%s: ServiceMonitor verifies with %s", job, ca)
 		}
 		sc = cp.client(t, fmt.Sprint(mocktest.Dig(tlsCfg, "cert", "secret", "name")),
-			fmt.Sprintf("https://127.0.0.1:%d", cp.m.local(t, port)), fmt.Sprint(tlsCfg["serverName"]))
+			fmt.Sprintf("https://127.0.0.1:%d", cp.m.local(t, workload, port)), fmt.Sprint(tlsCfg["serverName"]))
 	}
 	path := fmt.Sprint(ep["path"])
 	var code int

@@ -64,51 +64,129 @@ func asMap(v any) map[string]any {
 }
 
 // machine maps what a pod sees in the cluster to this machine: every port
-// a Service or container exposes to a free loopback port, and every
+// a workload's containers or Services expose to a free loopback port of its
+// own (two shards both listen on 6443, two etcd clusters on 2379), and every
 // in-cluster or public host name to localhost. Nothing else of what the
 // stack renders changes.
 type machine struct {
-	ports map[int]int // cluster port → local port
-	hosts *regexp.Regexp
+	ports map[endpoint]int
+	// services maps a Service to the workload its selector picks.
+	services map[string]string
+	// public is the workload behind the public host name.
+	public     string
+	publicHost string
+	hosts      *regexp.Regexp
 	// httpsHosts are https:// URLs without a port (443).
 	httpsHosts *regexp.Regexp
 }
 
-func newMachine(t *testing.T, publicHost string, clusterPorts ...int) *machine {
+// endpoint is a port of a workload's pods (a Deployment or StatefulSet).
+type endpoint struct {
+	workload string
+	port     int
+}
+
+// newMachine maps every workload and Service of objs; publicService is the
+// Service the public host name (and the ingress) leads to.
+func newMachine(t *testing.T, objs objects, publicHost, publicService string) *machine {
 	t.Helper()
-	m := &machine{ports: map[int]int{}}
-	m.add(t, clusterPorts...)
+	m := &machine{ports: map[endpoint]int{}, services: map[string]string{}, publicHost: publicHost}
+	type workload struct {
+		labels map[string]any
+		ports  map[string]int // container port name → number
+	}
+	workloads := map[string]workload{}
+	for _, o := range objs {
+		if o["kind"] != "Deployment" && o["kind"] != "StatefulSet" {
+			continue
+		}
+		name := fmt.Sprint(mocktest.Dig(o, "metadata", "name"))
+		w := workload{labels: asMap(mocktest.Dig(o, "spec", "template", "metadata", "labels")), ports: map[string]int{}}
+		for _, c := range mocktest.List(mocktest.Dig(o, "spec", "template", "spec", "containers")) {
+			for _, cp := range mocktest.List(asMap(c)["ports"]) {
+				n := int(asMap(cp)["containerPort"].(float64))
+				w.ports[fmt.Sprint(asMap(cp)["name"])] = n
+				m.ports[endpoint{name, n}] = freePort(t)
+			}
+		}
+		workloads[name] = w
+	}
+	for _, o := range objs {
+		if o["kind"] != "Service" {
+			continue
+		}
+		svc := fmt.Sprint(mocktest.Dig(o, "metadata", "name"))
+		selector := asMap(mocktest.Dig(o, "spec", "selector"))
+		for name, w := range workloads {
+			matches := len(selector) > 0
+			for k, v := range selector {
+				matches = matches && w.labels[k] == v
+			}
+			if !matches {
+				continue
+			}
+			m.services[svc] = name
+			for _, p := range mocktest.List(mocktest.Dig(o, "spec", "ports")) {
+				port, target := int(asMap(p)["port"].(float64)), asMap(p)["targetPort"]
+				n, named := w.ports[fmt.Sprint(target)]
+				if !named {
+					n = port
+					if f, ok := target.(float64); ok {
+						n = int(f)
+					}
+				}
+				if local, ok := m.ports[endpoint{name, n}]; ok {
+					m.ports[endpoint{name, port}] = local
+				}
+			}
+		}
+	}
+	m.public = m.services[publicService]
+	if m.public == "" {
+		t.Fatalf("Service %s selects no workload of the stack", publicService)
+	}
 	names := `[a-z0-9-]+(?:\.[a-z0-9-]+)*\.svc(?:\.cluster\.local)?|` + regexp.QuoteMeta(publicHost)
 	m.hosts = regexp.MustCompile(`(0\.0\.0\.0|localhost|127\.0\.0\.1|` + names + `):(\d+)`)
 	m.httpsHosts = regexp.MustCompile(`https://(` + names + `)([/"\s]|$)`)
 	return m
 }
 
-// add gives more cluster ports a local port each.
-func (m *machine) add(t *testing.T, clusterPorts ...int) {
+// local is the loopback port of a workload's port.
+func (m *machine) local(t *testing.T, workload string, port int) int {
 	t.Helper()
-	for _, p := range clusterPorts {
-		if _, ok := m.ports[p]; !ok {
-			m.ports[p] = freePort(t)
-		}
-	}
-}
-
-// alias makes cluster port from reach what to reaches (a Service's port to
-// its target's container port).
-func (m *machine) alias(from, to int) { m.ports[from] = m.ports[to] }
-
-func (m *machine) local(t *testing.T, clusterPort int) int {
-	t.Helper()
-	p, ok := m.ports[clusterPort]
+	p, ok := m.ports[endpoint{workload, port}]
 	if !ok {
-		t.Fatalf("port %d is not one the stack's Services or containers expose", clusterPort)
+		t.Fatalf("port %d is not one %s's containers or Services expose", port, workload)
 	}
 	return p
 }
 
-// rewrite maps host:port pairs and listener flags in s.
-func (m *machine) rewrite(t *testing.T, s string) string {
+// front is the loopback port of the public address (443).
+func (m *machine) front(t *testing.T) int { return m.local(t, m.public, 443) }
+
+// workloadOf is the workload a host name leads to, seen from self's pods.
+func (m *machine) workloadOf(t *testing.T, self, host string) string {
+	t.Helper()
+	switch {
+	case host == "0.0.0.0" || host == "127.0.0.1" || host == "localhost":
+		return self
+	case host == m.publicHost:
+		return m.public
+	}
+	// name.ns.svc or member.headless.ns.svc: the Service is the label before the namespace.
+	labels := strings.Split(strings.TrimSuffix(strings.TrimSuffix(host, ".cluster.local"), ".svc"), ".")
+	if len(labels) < 2 {
+		t.Fatalf("host %s is not an in-cluster Service name", host)
+	}
+	w, ok := m.services[labels[len(labels)-2]]
+	if !ok {
+		t.Fatalf("host %s: the stack has no Service %s selecting a workload", host, labels[len(labels)-2])
+	}
+	return w
+}
+
+// rewrite maps host:port pairs and listener flags in s, as self's pods see them.
+func (m *machine) rewrite(t *testing.T, self, s string) string {
 	t.Helper()
 	s = m.hosts.ReplaceAllStringFunc(s, func(hp string) string {
 		i := strings.LastIndex(hp, ":")
@@ -118,18 +196,19 @@ func (m *machine) rewrite(t *testing.T, s string) string {
 		if host == "0.0.0.0" || host == "127.0.0.1" {
 			local = "127.0.0.1"
 		}
-		if _, exposed := m.ports[n]; !exposed && (host == "localhost" || host == "127.0.0.1") {
+		w := m.workloadOf(t, self, host)
+		if _, exposed := m.ports[endpoint{w, n}]; !exposed && (host == "localhost" || host == "127.0.0.1") {
 			return hp // a service of this machine (the test's OIDC issuer), not of the stack
 		}
-		return local + ":" + strconv.Itoa(m.local(t, n))
+		return local + ":" + strconv.Itoa(m.local(t, w, n))
 	})
 	s = m.httpsHosts.ReplaceAllStringFunc(s, func(u string) string {
 		sub := m.httpsHosts.FindStringSubmatch(u)
-		return "https://localhost:" + strconv.Itoa(m.local(t, 443)) + sub[2]
+		return "https://localhost:" + strconv.Itoa(m.local(t, m.workloadOf(t, self, sub[1]), 443)) + sub[2]
 	})
 	return regexp.MustCompile(`^--secure-port=(\d+)$`).ReplaceAllStringFunc(s, func(f string) string {
 		n, _ := strconv.Atoi(strings.TrimPrefix(f, "--secure-port="))
-		return "--secure-port=" + strconv.Itoa(m.local(t, n))
+		return "--secure-port=" + strconv.Itoa(m.local(t, self, n))
 	})
 }
 
@@ -147,6 +226,7 @@ func freePort(t *testing.T) int {
 // written to a directory and its args mapped to this machine.
 type pod struct {
 	name      string
+	workload  string
 	container map[string]any
 	args      []string
 	dir       string
@@ -159,6 +239,7 @@ type pod struct {
 // ports and $(VAR) references mapped.
 func materialize(t *testing.T, objs objects, m *machine, name string, workload map[string]any, dir string) *pod {
 	t.Helper()
+	self := fmt.Sprint(mocktest.Dig(workload, "metadata", "name"))
 	template := asMap(mocktest.Dig(workload, "spec", "template"))
 	spec := asMap(template["spec"])
 	c := asMap(mocktest.List(spec["containers"])[0])
@@ -194,7 +275,7 @@ func materialize(t *testing.T, objs objects, m *machine, name string, workload m
 				return local[sub[1]] + sub[2]
 			})
 		}
-		return m.rewrite(t, s)
+		return m.rewrite(t, self, s)
 	}
 	for _, vm := range mocktest.List(c["volumeMounts"]) {
 		vname := fmt.Sprint(asMap(vm)["name"])
@@ -213,7 +294,7 @@ func materialize(t *testing.T, objs objects, m *machine, name string, workload m
 			files = objs.data(t, "Secret", fmt.Sprint(asMap(v["secret"])["secretName"]))
 			items = mocktest.List(asMap(v["secret"])["items"])
 			for k, s := range files {
-				files[k] = m.rewrite(t, s) // a kubeconfig's server; PEM has no host:port
+				files[k] = m.rewrite(t, self, s) // a kubeconfig's server; PEM has no host:port
 			}
 		case v["configMap"] != nil:
 			files = objs.data(t, "ConfigMap", fmt.Sprint(asMap(v["configMap"])["name"]))
@@ -258,7 +339,7 @@ func materialize(t *testing.T, objs objects, m *machine, name string, workload m
 			}
 		}
 	}
-	p := &pod{name: name, container: c, dir: dir}
+	p := &pod{name: name, workload: self, container: c, dir: dir}
 	// The command's first word is the binary the test is given; the rest
 	// (kcp's "start") stays.
 	command := mocktest.List(c["command"])
@@ -346,7 +427,7 @@ func waitProbe(t *testing.T, p *process, pd *pod, m *machine, timeout time.Durat
 	if scheme != "https" {
 		scheme = "http"
 	}
-	url := fmt.Sprintf("%s://127.0.0.1:%d%s", scheme, m.local(t, port), probe["path"])
+	url := fmt.Sprintf("%s://127.0.0.1:%d%s", scheme, m.local(t, pd.workload, port), probe["path"])
 	client := &http.Client{Timeout: 3 * time.Second, Transport: &http.Transport{TLSClientConfig: &tls.Config{InsecureSkipVerify: true}}} //nolint:gosec // as the kubelet probes
 	ctx, cancel := context.WithTimeout(context.Background(), timeout)
 	defer cancel()
