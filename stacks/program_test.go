@@ -47,7 +47,8 @@ func TestProgramDevRendersIntoProject(t *testing.T) {
 			t.Errorf("%s %s does not use the stack's kubernetes provider (provider %q)", r.Type, r.Name, r.Provider)
 		}
 	}
-	if want := map[string]bool{"kubernetes:rbac.authorization.k8s.io/v1:ClusterRoleBinding kcp-metrics-reader": true}; !reflect.DeepEqual(onKCP, want) {
+	if want := map[string]bool{"kubernetes:rbac.authorization.k8s.io/v1:ClusterRoleBinding kcp-metrics-reader": true,
+		"kubernetes:rbac.authorization.k8s.io/v1:ClusterRole kcp-metrics-reader-role": true}; !reflect.DeepEqual(onKCP, want) {
 		t.Errorf("objects in kcp = %v, want %v", onKCP, want)
 	}
 }

@@ -349,21 +349,41 @@ func NewKCP(ctx *pulumi.Context, name string, args Args, opts ...pulumi.Resource
 	return comp, nil
 }
 
-// MetricsReaderRole is kcp v0.32.3's ClusterRole for GET /metrics
-// (pkg/authorization/bootstrap/policy.go); a binding in root counts on
-// every shard.
-const MetricsReaderRole = "system:kcp:metrics-reader"
+// MetricsReaderRole is kcp-tmc's ClusterRole in root for GET /metrics.
+const MetricsReaderRole = "kcp-tmc:metrics-reader"
 
-// metricsReader lets group scrape kcp: without it kcp answers 403 to the
-// ServiceMonitor and no kcp alert can fire.
+// metricsReplicationMarker is a WorkspaceType name no workspace type has.
+const metricsReplicationMarker = "kcp-tmc-replicate-metrics-reader"
+
+// metricsReader lets group scrape every shard: without it kcp answers 403
+// to the ServiceMonitors and no kcp alert can fire. kcp v0.32.3 authorizes
+// a shard's /metrics against root; a shard other than the root shard sees
+// root's RBAC only through the cache server, and kcp replicates a role and
+// its bindings there only if the role may "use" a WorkspaceType
+// (pkg/reconciler/tenancy/replicateclusterrole). kcp's own
+// system:kcp:metrics-reader has no such rule, so a binding to it works on
+// the root shard alone (proven by tests/e2e). This role adds a "use" rule
+// limited to a type name that does not exist: it grants nothing, and it
+// makes kcp replicate the role and binding to every shard.
 func metricsReader(ctx *pulumi.Context, name, group string, opts ...pulumi.ResourceOption) error {
+	role, err := rbacv1.NewClusterRole(ctx, name+"-metrics-reader-role", &rbacv1.ClusterRoleArgs{
+		Metadata: &metav1.ObjectMetaArgs{Name: pulumi.String(MetricsReaderRole)},
+		Rules: rbacv1.PolicyRuleArray{
+			rbacv1.PolicyRuleArgs{NonResourceURLs: pulumi.ToStringArray([]string{"/metrics"}), Verbs: pulumi.ToStringArray([]string{"get"})},
+			rbacv1.PolicyRuleArgs{ApiGroups: pulumi.ToStringArray([]string{"tenancy.kcp.io"}), Resources: pulumi.ToStringArray([]string{"workspacetypes"}),
+				ResourceNames: pulumi.ToStringArray([]string{metricsReplicationMarker}), Verbs: pulumi.ToStringArray([]string{"use"})},
+		},
+	}, opts...)
+	if err != nil {
+		return fmt.Errorf("kcp metrics reader role: %w", err)
+	}
 	if _, err := rbacv1.NewClusterRoleBinding(ctx, name+"-metrics-reader", &rbacv1.ClusterRoleBindingArgs{
 		Metadata: &metav1.ObjectMetaArgs{Name: pulumi.String("kcp-tmc:metrics-reader")},
 		RoleRef: rbacv1.RoleRefArgs{ApiGroup: pulumi.String("rbac.authorization.k8s.io"), Kind: pulumi.String("ClusterRole"),
 			Name: pulumi.String(MetricsReaderRole)},
 		Subjects: rbacv1.SubjectArray{rbacv1.SubjectArgs{Kind: pulumi.String("Group"), Name: pulumi.String(group),
 			ApiGroup: pulumi.String("rbac.authorization.k8s.io")}},
-	}, opts...); err != nil {
+	}, append(opts, pulumi.DependsOn([]pulumi.Resource{role}))...); err != nil {
 		return fmt.Errorf("kcp metrics reader binding: %w", err)
 	}
 	return nil

@@ -1,0 +1,121 @@
+package e2e
+
+import (
+	"fmt"
+	"net/http"
+	"os"
+	"os/exec"
+	"path/filepath"
+	"slices"
+	"strings"
+	"testing"
+	"time"
+
+	"github.com/kcp-tmc/kcp-tmc/components/etcd"
+	"github.com/kcp-tmc/kcp-tmc/components/kcp"
+	"github.com/kcp-tmc/kcp-tmc/components/pki"
+	"github.com/kcp-tmc/kcp-tmc/internal/test/mocktest"
+	"github.com/kcp-tmc/kcp-tmc/internal/toolchain"
+)
+
+// TestShardedStackRuns: a dev stack with kcp.shards [shard-1] runs as real
+// processes from what it renders: two etcd clusters, the root shard (with
+// kcp's embedded cache server), shard-1 registering with it, one
+// front-proxy. Through the front-proxy an admin creates a workspace on
+// each shard and uses it; each workspace's objects are in its own shard's
+// etcd and only there; each shard is scraped as its ServiceMonitor says.
+func TestShardedStackRuns(t *testing.T) {
+	binary(t, "KCP_BIN")
+	binary(t, "KCP_FRONT_PROXY_BIN")
+	const shard = "shard-1"
+	objs, rec := render(t, "dev", map[string]string{"tls": `{"mode":"self-managed"}`, "kcp": `{"shards":[{"name":"` + shard + `"}]}`})
+	cp := startControlPlane(t, objs)
+	if cp.shards != 2 {
+		t.Fatalf("%d kcp server sets started, want the root shard and %s", cp.shards, shard)
+	}
+	admin := cp.admin
+
+	t.Run("both shards are registered with the root shard", func(t *testing.T) {
+		admin.eventually(t, "/clusters/root/apis/core.kcp.io/v1alpha1/shards", time.Minute, func(l map[string]any) bool {
+			var names []string
+			for _, s := range mocktest.List(l["items"]) {
+				names = append(names, fmt.Sprint(mocktest.Dig(s, "metadata", "name")))
+			}
+			return slices.Contains(names, kcp.RootShard) && slices.Contains(names, shard)
+		})
+	})
+
+	placed := map[string]string{} // shard → the ConfigMap written into a workspace on it
+	for _, s := range []string{kcp.RootShard, shard} {
+		t.Run("a workspace scheduled onto "+s+" through the front-proxy is Ready and usable", func(t *testing.T) {
+			ws := "on-" + s
+			admin.must(t, http.MethodPost, "/clusters/root/apis/tenancy.kcp.io/v1alpha1/workspaces", map[string]any{
+				"apiVersion": "tenancy.kcp.io/v1alpha1", "kind": "Workspace", "metadata": map[string]any{"name": ws},
+				"spec": map[string]any{"location": map[string]any{"selector": map[string]any{"matchLabels": map[string]any{"name": s}}}}})
+			began := time.Now()
+			admin.eventually(t, "/clusters/root/apis/tenancy.kcp.io/v1alpha1/workspaces/"+ws, 2*time.Minute, func(w map[string]any) bool {
+				return mocktest.Dig(w, "status", "phase") == "Ready"
+			})
+			t.Logf("workspace on %s Ready after %s", s, time.Since(began).Round(time.Second))
+			name := "placed-on-" + s
+			admin.must(t, http.MethodPost, "/clusters/root:"+ws+"/api/v1/namespaces/default/configmaps", map[string]any{
+				"apiVersion": "v1", "kind": "ConfigMap", "metadata": map[string]any{"name": name}, "data": map[string]any{"shard": s}})
+			if got := admin.must(t, http.MethodGet, "/clusters/root:"+ws+"/api/v1/namespaces/default/configmaps/"+name, nil); mocktest.Dig(got, "data", "shard") != s {
+				t.Fatalf("read back %v", got)
+			}
+			placed[s] = name
+		})
+	}
+
+	t.Run("each workspace's objects are in its shard's etcd and only there", func(t *testing.T) {
+		if len(placed) != 2 {
+			t.Skip("a workspace above failed")
+		}
+		for s, cluster := range map[string]string{kcp.RootShard: etcd.Name, shard: etcd.ShardClusterName(shard)} {
+			keys := cp.etcdKeys(t, cluster)
+			for other, name := range placed {
+				if got, want := strings.Contains(keys, "/"+name+"\n"), other == s; got != want {
+					t.Errorf("etcd %s holds %s: %v, want %v", cluster, name, got, want)
+				}
+			}
+		}
+	})
+
+	t.Run("each shard is scraped as its ServiceMonitor says and serves what the kcp rules read", func(t *testing.T) {
+		cp.applyKCPSide(t, rec, map[string]string{"kcp-root": "root"}) // the metrics reader binding
+		for _, s := range []string{kcp.RootShard, shard} {
+			monitor := kcp.ShardComponent(s)
+			if n := rulesFindSeries(t, cp.scrape(t, monitor, kcp.ShardComponent(s), kcp.APIPort), "kcp"); n == 0 {
+				t.Errorf("%s: no rule reads a kcp series", monitor)
+			}
+		}
+	})
+}
+
+// etcdKeys lists an etcd cluster's keys with etcdctl, as kcp's etcd client
+// identity (etcd-client-kcp) over the cluster's client port.
+func (cp *controlPlane) etcdKeys(t *testing.T, cluster string) string {
+	t.Helper()
+	etcdctl, err := toolchain.Find("etcdctl")
+	if err != nil {
+		t.Fatal(err)
+	}
+	dir := t.TempDir()
+	files := map[string]string{}
+	for k, v := range cp.objs.data(t, "Secret", pki.CertEtcdClientKCP) {
+		files[k] = filepath.Join(dir, k)
+		if err := os.WriteFile(files[k], []byte(v), 0o600); err != nil {
+			t.Fatal(err)
+		}
+	}
+	out, err := exec.Command(etcdctl, "--endpoints", fmt.Sprintf("https://127.0.0.1:%d", cp.m.local(t, cluster, etcd.ClientPort)),
+		"--cacert", files["ca.crt"], "--cert", files["tls.crt"], "--key", files["tls.key"],
+		"get", "/", "--prefix", "--keys-only").CombinedOutput()
+	if err != nil {
+		t.Fatalf("etcdctl get on %s: %v\n%s", cluster, err, out)
+	}
+	if len(out) == 0 {
+		t.Fatalf("etcd %s has no keys", cluster)
+	}
+	return string(out)
+}
