@@ -31,21 +31,26 @@ func TestCronJobStepsRun(t *testing.T) {
 		t.Fatalf("aws not on PATH (.ci/run installs it): %v", err)
 	}
 	dir := t.TempDir()
-	certs := pkitest.Write(t, dir, pki.Args{Namespace: "kcp", Domain: "example.com", EtcdReplicas: 1})
-	tlsFiles := etcdlocal.TLS{ServerCert: certs[pki.CertEtcdServer].Cert, ServerKey: certs[pki.CertEtcdServer].Key,
-		PeerCert: certs[pki.CertEtcdPeer].Cert, PeerKey: certs[pki.CertEtcdPeer].Key, CA: certs[pki.CertEtcdServer].CA}
-	cluster := etcdlocal.New(filepath.Join(dir, "data"), 1, etcdlocal.MustFreePorts(t, 2), tlsFiles)
+	// The root shard's etcd and a second shard's, each with its own certificates.
+	certs := pkitest.Write(t, dir, pki.Args{Namespace: "kcp", Domain: "example.com", EtcdReplicas: 1, Shards: []pki.Shard{{Name: "shard-1", EtcdReplicas: 1}}})
 	kcpClient := certs[pki.CertEtcdClientKCP]
-	cluster.MustStart(t, kcpClient.Cert, kcpClient.Key)
-	cli := client(t, cluster.Endpoints(), kcpClient)
-	if _, err := cli.Put(t.Context(), "/registry/steps/a", "kcp"); err != nil {
-		t.Fatal(err)
+	startEtcd := func(name, key string) string {
+		tlsFiles := etcdlocal.TLS{ServerCert: certs[name+"-server"].Cert, ServerKey: certs[name+"-server"].Key,
+			PeerCert: certs[name+"-peer"].Cert, PeerKey: certs[name+"-peer"].Key, CA: certs[name+"-server"].CA}
+		cluster := etcdlocal.New(filepath.Join(dir, name), 1, etcdlocal.MustFreePorts(t, 2), tlsFiles)
+		cluster.MustStart(t, kcpClient.Cert, kcpClient.Key)
+		cli := client(t, cluster.Endpoints(), kcpClient)
+		defer cli.Close()
+		if _, err := cli.Put(t.Context(), key, name); err != nil {
+			t.Fatal(err)
+		}
+		return cluster.Endpoints()
 	}
-	cli.Close()
+	rootEndpoints, shardEndpoints := startEtcd("etcd", "/registry/steps/a"), startEtcd("etcd-shard-1", "/registry/steps/shard")
 
 	s3 := httptest.NewServer(gofakes3.New(s3mem.New()).Server())
 	defer s3.Close()
-	a := s3Args()
+	a := shardedArgs()
 	a.S3.Endpoint = s3.URL
 	rec := run(t, a)
 
@@ -70,7 +75,7 @@ func TestCronJobStepsRun(t *testing.T) {
 		t.Fatal(err)
 	}
 	local := strings.NewReplacer("/etc/etcd-backup/tls", tlsDir, ScriptMount, scripts, work, workDir,
-		a.EtcdURL, cluster.Endpoints())
+		a.EtcdURL, rootEndpoints, a.Shards[0].EtcdURL, shardEndpoints)
 	binaries := map[string]string{"etcdctl": toolchain.Path("etcdctl"), "etcdutl": toolchain.Path("etcdutl")}
 
 	runJob := func(name string) string {
@@ -124,5 +129,30 @@ func TestCronJobStepsRun(t *testing.T) {
 	if _, err := os.Stat(filepath.Join(workDir, "verify", "member")); err != nil {
 		entries, _ := filepath.Glob(filepath.Join(workDir, "*"))
 		t.Errorf("the verify Job restored nothing: %v (work holds %v)\n%s", err, entries, out)
+	}
+
+	// The shard's etcd: its own jobs snapshot it under its own prefix, and
+	// its verification fetches that snapshot, never the root's.
+	if err := os.RemoveAll(workDir); err != nil {
+		t.Fatal(err)
+	}
+	if err := os.MkdirAll(workDir, 0o700); err != nil {
+		t.Fatal(err)
+	}
+	if uploaded := runJob(JobName("etcd-shard-1")); !strings.Contains(uploaded, "etcd-backup: OK prod-etcd-shard-1/") {
+		t.Fatalf("the shard's backup Job did not report an upload under its prefix:\n%s", uploaded)
+	}
+	if err := os.RemoveAll(workDir); err != nil {
+		t.Fatal(err)
+	}
+	if err := os.MkdirAll(workDir, 0o700); err != nil {
+		t.Fatal(err)
+	}
+	out = runJob(VerifyJobName("etcd-shard-1"))
+	if !strings.Contains(out, "OK fetched prod-etcd-shard-1/") {
+		t.Errorf("the shard's verify Job did not fetch the shard's snapshot:\n%s", out)
+	}
+	if _, err := os.Stat(filepath.Join(workDir, "verify", "member")); err != nil {
+		t.Errorf("the shard's verify Job restored nothing: %v\n%s", err, out)
 	}
 }
