@@ -16,6 +16,7 @@ import (
 	"time"
 
 	"github.com/kcp-tmc/kcp-tmc/components/backup"
+	"github.com/kcp-tmc/kcp-tmc/components/etcd"
 	"github.com/kcp-tmc/kcp-tmc/internal/toolchain"
 	"github.com/kcp-tmc/kcp-tmc/stacks"
 )
@@ -43,10 +44,14 @@ type BackupSource struct {
 	Region, Endpoint string
 }
 
-// BackupSourceOf is the backup target of a stack's config. Snapshots on an
-// in-cluster PVC are not reachable from here: verify those with the
-// etcd-backup-verify CronJob.
-func BackupSourceOf(cfg *stacks.Config) (BackupSource, error) {
+// BackupSourceOf is where the snapshots of one etcd cluster of a stack
+// (etcd, the root shard's, or etcd-<shard>) are. Snapshots on an in-cluster
+// PVC are not reachable from here: verify those with the cluster's verify
+// CronJob.
+func BackupSourceOf(cfg *stacks.Config, etcdCluster string) (BackupSource, error) {
+	if _, err := EtcdClusterOf(cfg, etcdCluster); err != nil {
+		return BackupSource{}, err
+	}
 	b := cfg.Backup
 	switch {
 	case !b.Enabled:
@@ -54,13 +59,26 @@ func BackupSourceOf(cfg *stacks.Config) (BackupSource, error) {
 	case b.Target != backup.TargetS3:
 		return BackupSource{}, fmt.Errorf("stack %q: kcp-tmc:backup.target is %q: snapshots live on an in-cluster volume; "+
 			"run `kubectl -n %s create job --from=cronjob/%s %s-manual-$(date +%%s)`, or copy them out and pass --target file:///dir",
-			cfg.Environment, b.Target, cfg.Namespace, backup.VerifyName, backup.VerifyName)
+			cfg.Environment, b.Target, cfg.Namespace, backup.VerifyJobName(etcdCluster), backup.VerifyJobName(etcdCluster))
 	}
 	return BackupSource{
 		Target:      "s3://" + b.Bucket + "/" + strings.Trim(b.Prefix, "/"),
-		ClusterName: stacks.ClusterName(cfg.Environment),
+		ClusterName: backup.SnapshotPrefix(stacks.ClusterName(cfg.Environment), etcdCluster),
 		Region:      b.Region, Endpoint: b.Endpoint,
 	}, nil
+}
+
+// EtcdClusterOf is the stack's etcd cluster of that name, or an error
+// listing the stack's clusters.
+func EtcdClusterOf(cfg *stacks.Config, name string) (etcd.Cluster, error) {
+	var names []string
+	for _, c := range stacks.EtcdClusters(cfg) {
+		if c.Name == name {
+			return c, nil
+		}
+		names = append(names, c.Name)
+	}
+	return etcd.Cluster{}, fmt.Errorf("stack %q has no etcd cluster %q: it has %s", cfg.Environment, name, strings.Join(names, ", "))
 }
 
 // Snapshot is one etcd snapshot, downloaded and checked by etcdutl.
@@ -193,7 +211,7 @@ func VerifyBackup(ctx context.Context, src BackupSource, obj Objectives, now tim
 // under out (out/etcd-<i>), with the in-cluster member names and peer URLs
 // and one fresh cluster token, ready to be copied onto the members' volumes
 // (docs/runbook.md). It refuses to overwrite existing data.
-func Restore(ctx context.Context, src BackupSource, key, out, namespace string, replicas int, now time.Time) (backup.RestorePlan, Snapshot, error) {
+func Restore(ctx context.Context, src BackupSource, key, out string, cluster etcd.Cluster, replicas int, now time.Time) (backup.RestorePlan, Snapshot, error) {
 	// Refuse before downloading gigabytes: out must be new or empty (never a
 	// shared directory like /tmp), and only its owner may read the data.
 	if entries, err := os.ReadDir(out); err == nil && len(entries) > 0 {
@@ -214,7 +232,7 @@ func Restore(ctx context.Context, src BackupSource, key, out, namespace string, 
 	if err != nil {
 		return backup.RestorePlan{}, Snapshot{}, err
 	}
-	members := backup.InClusterMembers(namespace, replicas)
+	members := backup.InClusterMembers(cluster, replicas)
 	for i := range members {
 		members[i].DataDir = filepath.Join(out, members[i].Name)
 	}

@@ -8,6 +8,8 @@ import (
 	"testing"
 	"time"
 
+	"github.com/kcp-tmc/kcp-tmc/components/etcd"
+
 	"github.com/kcp-tmc/kcp-tmc/internal/test/backuptest"
 	"github.com/kcp-tmc/kcp-tmc/stacks"
 )
@@ -47,7 +49,7 @@ func TestVerifyRestoreAndDrill(t *testing.T) {
 	}
 
 	out := t.TempDir()
-	plan, snap, err := Restore(ctx, src, key, out, "kcp", 3, time.Now())
+	plan, snap, err := Restore(ctx, src, key, out, etcd.Cluster{Name: etcd.Name, Namespace: "kcp"}, 3, time.Now())
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -59,7 +61,12 @@ func TestVerifyRestoreAndDrill(t *testing.T) {
 			t.Errorf("member %s has no restored database: %v", m.Name, err)
 		}
 	}
-	if _, _, err := Restore(ctx, src, key, out, "kcp", 3, time.Now()); err == nil || !strings.Contains(err.Error(), "is not empty") {
+	// A shard's cluster restores with its own member names.
+	shardPlan, _, err := Restore(ctx, src, key, t.TempDir(), etcd.Cluster{Name: "etcd-shard-1", Namespace: "kcp"}, 3, time.Now())
+	if err != nil || !strings.Contains(shardPlan.InitialCluster(), "etcd-shard-1-0=https://etcd-shard-1-0.etcd-shard-1-headless.kcp.svc:2380") {
+		t.Errorf("shard restore plan %v: %+v", err, shardPlan)
+	}
+	if _, _, err := Restore(ctx, src, key, out, etcd.Cluster{Name: etcd.Name, Namespace: "kcp"}, 3, time.Now()); err == nil || !strings.Contains(err.Error(), "is not empty") {
 		t.Errorf("a second restore into the same dir: err = %v, want a refusal to overwrite data", err)
 	}
 
@@ -124,19 +131,22 @@ func TestBackupSourceOf(t *testing.T) {
 	dev, _ := stacks.Profile("dev")
 	off, _ := stacks.Profile("staging")
 	off.Backup.Enabled = false
+	prod.KCP.Shards = []stacks.Shard{{Name: "shard-1"}}
 	tests := []struct {
-		name    string
-		cfg     *stacks.Config
-		want    BackupSource
-		wantErr string
+		name, etcd string
+		cfg        *stacks.Config
+		want       BackupSource
+		wantErr    string
 	}{
-		{"prod s3", prod, BackupSource{Target: "s3://kcp-tmc-prod-etcd-backups/etcd", ClusterName: "kcp-tmc-prod", Region: "us-east-1"}, ""},
-		{"dev pvc", dev, BackupSource{}, "kcp-tmc:backup.target is \"pvc\""},
-		{"disabled", off, BackupSource{}, "kcp-tmc:backup.enabled is false"},
+		{"prod s3", "etcd", prod, BackupSource{Target: "s3://kcp-tmc-prod-etcd-backups/etcd", ClusterName: "kcp-tmc-prod", Region: "us-east-1"}, ""},
+		{"a shard's etcd", "etcd-shard-1", prod, BackupSource{Target: "s3://kcp-tmc-prod-etcd-backups/etcd", ClusterName: "kcp-tmc-prod-etcd-shard-1", Region: "us-east-1"}, ""},
+		{"no such shard", "etcd-shard-2", prod, BackupSource{}, `has no etcd cluster "etcd-shard-2": it has etcd, etcd-shard-1`},
+		{"dev pvc", "etcd", dev, BackupSource{}, "kcp-tmc:backup.target is \"pvc\""},
+		{"disabled", "etcd", off, BackupSource{}, "kcp-tmc:backup.enabled is false"},
 	}
 	for _, tt := range tests {
 		t.Run(tt.name, func(t *testing.T) {
-			got, err := BackupSourceOf(tt.cfg)
+			got, err := BackupSourceOf(tt.cfg, tt.etcd)
 			if tt.wantErr != "" {
 				if err == nil || !strings.Contains(err.Error(), tt.wantErr) {
 					t.Fatalf("err = %v, want %q", err, tt.wantErr)

@@ -84,6 +84,16 @@ func shards(cfg *Config) []shard {
 	return out
 }
 
+// EtcdClusters are the stack's etcd clusters: the root shard's, then each
+// other shard's (all with etcd.replicas members).
+func EtcdClusters(cfg *Config) []etcd.Cluster {
+	out := []etcd.Cluster{rootEtcd(cfg)}
+	for _, s := range shards(cfg) {
+		out = append(out, s.etcd)
+	}
+	return out
+}
+
 // shardEtcdArgs is a shard's etcd cluster: etcd.* but for its name, its
 // volumes and its clients (that shard's kcp and backup jobs).
 func shardEtcdArgs(cfg *Config, s shard) etcd.Args {

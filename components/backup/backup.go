@@ -98,6 +98,16 @@ type Shard struct {
 	EtcdSelector  map[string]string
 }
 
+// SnapshotPrefix is the first path element of an etcd cluster's snapshot
+// keys: the stack's cluster name for the root shard's etcd, and
+// <clusterName>-<etcdCluster> beside it for another shard's.
+func SnapshotPrefix(clusterName, etcdCluster string) string {
+	if etcdCluster == etcd.Name {
+		return clusterName
+	}
+	return clusterName + "-" + etcdCluster
+}
+
 // JobName is the backup CronJob (and its pods' app name) of an etcd cluster.
 func JobName(cluster string) string { return cluster + "-backup" }
 
@@ -107,7 +117,7 @@ func VerifyJobName(cluster string) string { return JobName(cluster) + "-verify" 
 // forShard is a with the shard's cluster in place of the root's.
 func (a Args) forShard(s Shard) Args {
 	a.EtcdURL, a.EtcdEndpoints, a.EtcdSelector = s.EtcdURL, s.EtcdEndpoints, s.EtcdSelector
-	a.ClusterName += "-" + s.Cluster
+	a.ClusterName = SnapshotPrefix(a.ClusterName, s.Cluster)
 	a.job = JobName(s.Cluster)
 	a.Shards = nil
 	return a

@@ -2,6 +2,8 @@ package backup
 
 import (
 	"context"
+
+	"github.com/kcp-tmc/kcp-tmc/components/etcd"
 	"errors"
 	"fmt"
 	"os"
@@ -32,16 +34,11 @@ func NewRestorePlan(snapshot string, members []RestoreMember, now time.Time) Res
 	return RestorePlan{Snapshot: snapshot, Members: members, Token: "kcp-tmc-restore-" + now.UTC().Format("20060102T150405Z")}
 }
 
-// InClusterMembers are the members of the etcd component in namespace ns.
-func InClusterMembers(ns string, replicas int) []RestoreMember {
+// InClusterMembers are the members of an etcd cluster of the etcd component.
+func InClusterMembers(c etcd.Cluster, replicas int) []RestoreMember {
 	var out []RestoreMember
-	for i := range replicas {
-		name := fmt.Sprintf("etcd-%d", i)
-		out = append(out, RestoreMember{
-			Name:    name,
-			PeerURL: fmt.Sprintf("https://%s.etcd-headless.%s.svc:2380", name, ns),
-			DataDir: "/var/lib/etcd/data",
-		})
+	for _, name := range c.MemberNames(replicas) {
+		out = append(out, RestoreMember{Name: name, PeerURL: c.MemberURL(name, etcd.PeerPort), DataDir: "/var/lib/etcd/data"})
 	}
 	return out
 }

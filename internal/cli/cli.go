@@ -32,6 +32,8 @@ import (
 	"github.com/pulumi/pulumi/sdk/v3/go/common/apitype"
 
 	"github.com/kcp-tmc/kcp-tmc/automation"
+	"github.com/kcp-tmc/kcp-tmc/components/backup"
+	"github.com/kcp-tmc/kcp-tmc/components/etcd"
 	"github.com/kcp-tmc/kcp-tmc/ops"
 	"github.com/kcp-tmc/kcp-tmc/stacks"
 )
@@ -80,9 +82,9 @@ var (
 		"refresh":        nil,
 		"outputs":        {"json"}, // always JSON; accepted for symmetry
 		"drift":          {"refresh", "json"},
-		"backup verify":  {"target", "json"},
-		"drill":          {"target", "json"},
-		"restore":        {"target", "snapshot", "out", "json"},
+		"backup verify":  {"target", "etcd", "json"},
+		"drill":          {"target", "etcd", "json"},
+		"restore":        {"target", "etcd", "snapshot", "out", "json"},
 		"smoke":          {"json", "kcp-kubeconfig", "kcp-server", "kubeconfig", "workload", "load-duration", "load-workers", "load-max-p99", "sync-timeout"},
 		"agent-identity": {"kubeconfig", "cluster"},
 	}
@@ -156,6 +158,7 @@ func Run(ctx context.Context, args []string, stdout, stderr io.Writer) error {
 	asJSON := fs.Bool("json", false, "print the result as JSON (outputs, drift, backup verify, drill, restore, smoke)")
 	target := fs.String("target", "", "backup verify, drill, restore: read snapshots from this s3://bucket/prefix or file:///dir instead of the stack's backup target")
 	snapshot := fs.String("snapshot", "latest", "restore: the snapshot's object key, or latest")
+	etcdCluster := fs.String("etcd", etcd.Name, "backup verify, drill, restore: the etcd cluster: etcd (the root shard's) or etcd-<shard> (docs/sharding.md)")
 	out := fs.String("out", "", "restore: directory for the members' data dirs (must not hold data)")
 	cluster := fs.String("cluster", "", "agent-identity: only this cluster of kcp-tmc:clusters (default: every one)")
 	var smoke smokeFlags
@@ -297,11 +300,15 @@ func Run(ctx context.Context, args []string, stdout, stderr io.Writer) error {
 			if err != nil {
 				return err
 			}
-			src, err := backupSource(cfg, *target)
+			cluster, err := ops.EtcdClusterOf(cfg, *etcdCluster)
 			if err != nil {
 				return err
 			}
-			return backupOp(ctx, command, cfg, src, *snapshot, *out, *asJSON, stdout)
+			src, err := backupSource(cfg, cluster.Name, *target)
+			if err != nil {
+				return err
+			}
+			return backupOp(ctx, command, cfg, cluster, src, *snapshot, *out, *asJSON, stdout)
 		}
 	case "smoke":
 		op = func(s auto.Stack) error {
@@ -340,22 +347,22 @@ func Run(ctx context.Context, args []string, stdout, stderr io.Writer) error {
 	return nil
 }
 
-// backupSource is the stack's backup target, or the --target override with
-// the stack's cluster name.
-func backupSource(cfg *stacks.Config, target string) (ops.BackupSource, error) {
+// backupSource is where an etcd cluster's snapshots are: the stack's backup
+// target, or the --target override, under the cluster's snapshot prefix.
+func backupSource(cfg *stacks.Config, etcdCluster, target string) (ops.BackupSource, error) {
 	if target == "" {
-		return ops.BackupSourceOf(cfg)
+		return ops.BackupSourceOf(cfg, etcdCluster)
 	}
 	if !strings.HasPrefix(target, "s3://") && !strings.HasPrefix(target, "file:///") {
 		return ops.BackupSource{}, fmt.Errorf("--target %q: want s3://bucket/prefix or file:///dir", target)
 	}
 	// The stack's S3-compatible endpoint belongs to its own target: an
 	// override is AWS unless AWS_ENDPOINT_URL says otherwise.
-	return ops.BackupSource{Target: target, ClusterName: stacks.ClusterName(cfg.Environment), Region: cfg.Backup.Region}, nil
+	return ops.BackupSource{Target: target, ClusterName: backup.SnapshotPrefix(stacks.ClusterName(cfg.Environment), etcdCluster), Region: cfg.Backup.Region}, nil
 }
 
 // backupOp runs backup verify, drill or restore and reports the result.
-func backupOp(ctx context.Context, command string, cfg *stacks.Config, src ops.BackupSource, snapshot, out string, asJSON bool, stdout io.Writer) error {
+func backupOp(ctx context.Context, command string, cfg *stacks.Config, cluster etcd.Cluster, src ops.BackupSource, snapshot, out string, asJSON bool, stdout io.Writer) error {
 	var result any
 	var problems []string
 	switch command {
@@ -381,7 +388,7 @@ func backupOp(ctx context.Context, command string, cfg *stacks.Config, src ops.B
 				r.Key, r.Members, r.KeysServed, r.Revision, r.Snapshot.Revision, r.Age, r.RPO, r.RecoveryTime, r.RTO)
 		}
 	case "restore":
-		plan, snap, err := ops.Restore(ctx, src, snapshot, out, cfg.Namespace, cfg.Etcd.Replicas, time.Now())
+		plan, snap, err := ops.Restore(ctx, src, snapshot, out, cluster, cfg.Etcd.Replicas, time.Now())
 		if err != nil {
 			return err
 		}

@@ -124,15 +124,18 @@ func TestOutputsAndDrift(t *testing.T) {
 func TestBackupVerifyDrillRestore(t *testing.T) {
 	endpoint := backuptest.FakeS3(t, "kcp-backups")
 	key := backuptest.Seed(t, "s3://kcp-backups/etcd", "kcp-tmc-dev", endpoint)
+	// A second shard's etcd keeps its snapshots beside the root's.
+	shardKey := backuptest.Seed(t, "s3://kcp-backups/etcd", "kcp-tmc-dev-etcd-shard-1", endpoint)
 	dir, _ := testenv.Project(t, "dev", map[string]any{
 		"kcp-tmc:backup": map[string]any{"target": "s3", "bucket": "kcp-backups", "prefix": "etcd", "endpoint": endpoint},
+		"kcp-tmc:kcp":    map[string]any{"shards": []any{map[string]any{"name": "shard-1"}}},
 	})
 	cli := func(args ...string) (string, error) {
 		var stdout, stderr bytes.Buffer
 		err := Run(context.Background(), args, &stdout, &stderr)
 		return stdout.String() + stderr.String(), err
 	}
-	restoreDir, usedDir := t.TempDir(), t.TempDir()
+	restoreDir, usedDir, shardDir := t.TempDir(), t.TempDir(), t.TempDir()
 	if err := os.WriteFile(filepath.Join(usedDir, "old-data"), nil, 0o600); err != nil {
 		t.Fatal(err)
 	}
@@ -147,6 +150,9 @@ func TestBackupVerifyDrillRestore(t *testing.T) {
 		{[]string{"drill", "--json"}, []string{fmt.Sprintf(`"keysServed": %d`, backuptest.Keys), `"rto": "15m0s"`}, nil},
 		{[]string{"restore", "--out", restoreDir}, []string{"restored " + key, "etcd-0 → " + filepath.Join(restoreDir, "etcd-0"), "OK"}, nil},
 		{[]string{"restore", "--out", usedDir}, []string{"restore dir " + usedDir + " is not empty"}, errAny},
+		{[]string{"backup", "verify", "--etcd", "etcd-shard-1"}, []string{"snapshot " + shardKey, "restorable: true", "OK"}, nil},
+		{[]string{"restore", "--etcd", "etcd-shard-1", "--out", shardDir}, []string{"restored " + shardKey, "etcd-shard-1-0 → " + filepath.Join(shardDir, "etcd-shard-1-0")}, nil},
+		{[]string{"drill", "--etcd", "etcd-shard-2"}, []string{`has no etcd cluster "etcd-shard-2": it has etcd, etcd-shard-1`}, errAny},
 		{[]string{"drill", "extra"}, []string{`unexpected argument "extra"`}, ErrUsage},
 		{[]string{"backup", "verify", "--json", "--target", "file://" + t.TempDir()}, []string{`"error":`, "no snapshot of kcp-tmc-dev"}, errAny},
 		{[]string{"backup", "verify", "--target", "file://" + t.TempDir()}, []string{"no snapshot of kcp-tmc-dev"}, errAny},
