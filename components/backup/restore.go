@@ -3,9 +3,9 @@ package backup
 import (
 	"context"
 
-	"github.com/kcp-tmc/kcp-tmc/components/etcd"
 	"errors"
 	"fmt"
+	"github.com/kcp-tmc/kcp-tmc/components/etcd"
 	"os"
 	"os/exec"
 	"strings"
