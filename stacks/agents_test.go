@@ -175,9 +175,10 @@ current-context: kcp
 	if err := json.Unmarshal([]byte(cfg["clusters"]), &clusters); err != nil {
 		t.Fatal(err)
 	}
-	clusters[1]["workspace"] = "root:team-b"
+	clusters[1]["workspace"], clusters[1]["shard"] = "root:team-b", "shard-1"
 	js, _ := json.Marshal(clusters)
 	cfg["clusters"], cfg["kcpKubeconfig"] = string(js), kcpKubeconfig
+	cfg["kcp"] = `{"shards":[{"name":"shard-1"}]}`
 	mocktest.SetConfig(t, cfg, append(clusterSecrets, "kcpKubeconfig")...)
 	rec, err := mocktest.Run(t, "prod", ProgramIn(t.TempDir()))
 	if err != nil {
@@ -225,6 +226,13 @@ current-context: kcp
 	}
 	if n := len(rec.OfType("kubernetes:tenancy.kcp.io/v1alpha1:Workspace")); n != 2 {
 		t.Errorf("%d workspaces, want 2", n)
+	}
+	// clusters[].shard schedules its workspace onto that shard; the others are kcp's choice.
+	for ws, want := range map[string]any{"team-b": "shard-1", "compute": nil} {
+		in := rec.Named(t, "kubernetes:tenancy.kcp.io/v1alpha1:Workspace", "workspace-root-"+ws).Input()
+		if got := mocktest.Dig(in, "spec", "location", "selector", "matchLabels", "name"); got != want {
+			t.Errorf("workspace %s is placed on %v, want %v", ws, got, want)
+		}
 	}
 
 	cfg["kcpKubeconfig"] = "not: [a kubeconfig"

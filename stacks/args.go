@@ -226,6 +226,10 @@ func ingressArgs(cfg *Config) ingress.Args {
 	if g := cfg.Ingress.Gateway; g != nil {
 		a.Gateway = *g
 	}
+	for _, s := range shards(cfg) {
+		a.Shards = append(a.Shards, ingress.ShardRoute{Name: s.name, Host: kcp.ShardPublicHost(cfg.Domain, s.name),
+			Service: kcp.ShardService(s.name), Port: kcp.APIPort, Selector: workload.Labels(kcp.ShardComponent(s.name))})
+	}
 	return a
 }
 

@@ -478,6 +478,10 @@ type Cluster struct {
 	Namespace string `json:"namespace"`
 	// Workspace is the kcp workspace the agent serves (default `root:compute`).
 	Workspace string `json:"workspace"`
+	// Shard is the kcp shard kcp-tmc schedules that workspace onto when it
+	// creates it: `root` or a name of kcp.shards (default: kcp's choice).
+	// kcp never moves a workspace, so set it before the workspace exists.
+	Shard string `json:"shard,omitempty"`
 	// Region labels the cluster `topology.kubernetes.io/region`.
 	Region string `json:"region"`
 	// Zone labels the cluster `topology.kubernetes.io/zone`.

@@ -95,6 +95,8 @@ func TestLoadRejectsBadConfig(t *testing.T) {
 		{"unpinned pod security", env("dev", "podSecurityVersion", "latest"), "kcp-tmc:podSecurityVersion", "latest"},
 		{"kcp replicas zero", env("dev", "kcp", `{"replicas":0}`), "kcp-tmc:kcp.replicas", "0"},
 		{"shard named root", env("dev", "kcp", `{"shards":[{"name":"root"}]}`), "kcp-tmc:kcp.shards[0].name", "root"},
+		{"cluster on an unknown shard", env("dev", "clusters", `[{"name":"a","resources":[{"group":"example.com","version":"v1","kind":"Widget","plural":"widgets"}],"shard":"shard-9"}]`), "kcp-tmc:clusters[0].shard", "shard-9"},
+		{"one workspace on two shards", env("dev", "kcp", `{"shards":[{"name":"s1"}]}`, "clusters", `[{"name":"a","resources":[{"group":"example.com","version":"v1","kind":"Widget","plural":"widgets"}],"shard":"root"},{"name":"b","resources":[{"group":"example.com","version":"v1","kind":"Widget","plural":"widgets"}],"shard":"s1"}]`), "kcp-tmc:clusters[1].shard", "s1"},
 		{"shard named twice", env("dev", "kcp", `{"shards":[{"name":"a"},{"name":"a"}]}`), "kcp-tmc:kcp.shards[1].name", "a"},
 		{"shard name not a label", env("dev", "kcp", `{"shards":[{"name":"Shard_1"}]}`), "kcp-tmc:kcp.shards[0].name", "Shard_1"},
 		{"shard without replicas", env("dev", "kcp", `{"shards":[{"name":"s1","replicas":0}]}`), "kcp-tmc:kcp.shards[0].replicas", "0"},

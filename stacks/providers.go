@@ -154,6 +154,12 @@ func ancestors(ws string) []string {
 // them in kcp.
 func kcpWorkspaces(ctx *pulumi.Context, cfg *Config, providers map[string]pulumi.ProviderResource) (map[string]pulumi.Resource, error) {
 	out := map[string]pulumi.Resource{}
+	shardOf := map[string]string{} // clusters[].shard: where kcp schedules the workspace
+	for _, cl := range cfg.Clusters {
+		if cl.Shard != "" {
+			shardOf[agentArgs(cfg, cl).Workspace] = cl.Shard
+		}
+	}
 	var create func(ws string) error
 	create = func(ws string) error {
 		if _, done := out[ws]; done || ws == rootWorkspace {
@@ -167,13 +173,19 @@ func kcpWorkspaces(ctx *pulumi.Context, cfg *Config, providers map[string]pulumi
 		if p, ok := out[parent]; ok {
 			opts = append(opts, pulumi.DependsOn([]pulumi.Resource{p}))
 		}
-		res, err := apiextensions.NewCustomResource(ctx, "workspace-"+strings.ReplaceAll(ws, ":", "-"), &apiextensions.CustomResourceArgs{
+		args := &apiextensions.CustomResourceArgs{
 			ApiVersion: pulumi.String("tenancy.kcp.io/v1alpha1"), Kind: pulumi.String("Workspace"),
 			Metadata: &metav1.ObjectMetaArgs{
 				Name:        pulumi.String(ws[strings.LastIndex(ws, ":")+1:]),
 				Annotations: pulumi.StringMap{"pulumi.com/waitFor": pulumi.String("jsonpath={.status.phase}=Ready")},
 			},
-		}, opts...)
+		}
+		if shard := shardOf[ws]; shard != "" {
+			// A shard is picked by its Shard object's name label.
+			args.OtherFields = kubernetes.UntypedArgs{"spec": pulumi.Map{"location": pulumi.Map{"selector": pulumi.Map{
+				"matchLabels": pulumi.StringMap{"name": pulumi.String(shard)}}}}}
+		}
+		res, err := apiextensions.NewCustomResource(ctx, "workspace-"+strings.ReplaceAll(ws, ":", "-"), args, opts...)
 		if err != nil {
 			return fmt.Errorf("kcp workspace %s: %w", ws, err)
 		}

@@ -18,6 +18,7 @@ import (
 	"github.com/kcp-tmc/kcp-tmc/components/agents"
 	"github.com/kcp-tmc/kcp-tmc/components/backup"
 	"github.com/kcp-tmc/kcp-tmc/components/ingress"
+	"github.com/kcp-tmc/kcp-tmc/components/kcp"
 	"github.com/kcp-tmc/kcp-tmc/components/pki"
 )
 
@@ -373,8 +374,20 @@ func (c *Config) validateClusters(v *validator) {
 		byName[n] = ws
 	}
 	seen := map[string]bool{}
+	shardOf := map[string]string{} // workspace → the shard a cluster puts it on
+	known := append([]string{kcp.RootShard}, shardNames(c)...)
 	for i, cl := range c.Clusters {
 		key := field.NewPath("clusters").Index(i)
+		if cl.Shard != "" {
+			ws := agentArgs(c, cl).Workspace
+			switch {
+			case !slices.Contains(known, cl.Shard):
+				v.add(key.Child("shard").String(), cl.Shard, "root or a name of kcp.shards ("+strings.Join(known, ", ")+")")
+			case shardOf[ws] != "" && shardOf[ws] != cl.Shard:
+				v.add(key.Child("shard").String(), cl.Shard, "the shard the other clusters of workspace "+ws+" name ("+shardOf[ws]+")")
+			}
+			shardOf[ws] = cl.Shard
+		}
 		if seen[cl.Name] {
 			v.add(key.Child("name").String(), cl.Name, "a name used once")
 		}

@@ -81,6 +81,18 @@ type Args struct {
 	MonitoringNamespace string
 	// Gateway is the Gateway the TLSRoute attaches to (mode gateway).
 	Gateway Gateway
+	// Shards are the kcp shards besides the root shard: each gets a route
+	// of its public host straight to its Service (TLS untouched), where
+	// agents reach its virtual workspaces.
+	Shards []ShardRoute
+}
+
+// ShardRoute exposes one shard.
+type ShardRoute struct {
+	Name, Host, Service string
+	Port                int
+	// Selector labels the shard's pods (the load balancer selects them).
+	Selector map[string]string
 }
 
 // Gateway names the Gateway of mode gateway: an existing one (its TLS
@@ -215,29 +227,46 @@ func Annotations(a Args) map[string]string {
 }
 
 func ingressObject(ctx *pulumi.Context, name string, a Args, opts []pulumi.ResourceOption) error {
-	meta := workload.Meta("kcp", a.Namespace, "kcp-front-proxy")
-	meta.Annotations = pulumi.ToStringMap(Annotations(a))
-	spec := &networkingv1.IngressSpecArgs{
-		IngressClassName: pulumi.String(a.ClassName),
-		Rules: networkingv1.IngressRuleArray{networkingv1.IngressRuleArgs{
-			Host: pulumi.String(a.Host),
-			Http: &networkingv1.HTTPIngressRuleValueArgs{Paths: networkingv1.HTTPIngressPathArray{networkingv1.HTTPIngressPathArgs{
-				Path: pulumi.String("/"), PathType: pulumi.String("Prefix"),
-				Backend: networkingv1.IngressBackendArgs{Service: &networkingv1.IngressServiceBackendArgs{
-					Name: pulumi.String(a.BackendService), Port: &networkingv1.ServiceBackendPortArgs{Number: pulumi.Int(a.BackendPort)},
-				}},
-			}}},
-		}},
-	}
-	if a.Mode == ModeTerminate {
-		spec.Tls = networkingv1.IngressTLSArray{networkingv1.IngressTLSArgs{
-			Hosts: pulumi.ToStringArray([]string{a.Host}), SecretName: pulumi.String(a.TerminateSecret),
-		}}
-	}
-	if _, err := networkingv1.NewIngress(ctx, name+"-kcp", &networkingv1.IngressArgs{Metadata: meta, Spec: spec}, opts...); err != nil {
-		return fmt.Errorf("Ingress for %s: %w", a.Host, err)
+	routes := append([]ShardRoute{{Name: "kcp", Host: a.Host, Service: a.BackendService, Port: a.BackendPort}}, a.Shards...)
+	for i, r := range routes {
+		urn, object := name+"-kcp", "kcp"
+		if i > 0 {
+			urn, object = name+"-shard-"+r.Name, "kcp-"+r.Name
+		}
+		meta := workload.Meta(object, a.Namespace, "kcp-front-proxy")
+		meta.Annotations = pulumi.ToStringMap(Annotations(a))
+		spec := &networkingv1.IngressSpecArgs{
+			IngressClassName: pulumi.String(a.ClassName),
+			Rules: networkingv1.IngressRuleArray{networkingv1.IngressRuleArgs{
+				Host: pulumi.String(r.Host),
+				Http: &networkingv1.HTTPIngressRuleValueArgs{Paths: networkingv1.HTTPIngressPathArray{networkingv1.HTTPIngressPathArgs{
+					Path: pulumi.String("/"), PathType: pulumi.String("Prefix"),
+					Backend: networkingv1.IngressBackendArgs{Service: &networkingv1.IngressServiceBackendArgs{
+						Name: pulumi.String(r.Service), Port: &networkingv1.ServiceBackendPortArgs{Number: pulumi.Int(r.Port)},
+					}},
+				}}},
+			}},
+		}
+		if a.Mode == ModeTerminate {
+			spec.Tls = networkingv1.IngressTLSArray{networkingv1.IngressTLSArgs{
+				Hosts: pulumi.ToStringArray([]string{r.Host}), SecretName: pulumi.String(a.TerminateSecret),
+			}}
+		}
+		if _, err := networkingv1.NewIngress(ctx, urn, &networkingv1.IngressArgs{Metadata: meta, Spec: spec}, opts...); err != nil {
+			return fmt.Errorf("Ingress for %s: %w", r.Host, err)
+		}
 	}
 	return nil
+}
+
+// ShardListener is the listener of the Gateway the shards' routes attach
+// to: a created Gateway's second listener (*.<kcp host>), or an existing
+// Gateway's listener, whose hostname must then cover the shards' hosts.
+func ShardListener(a Args) string {
+	if a.Gateway.ClassName != "" {
+		return a.Gateway.Listener + "-shards"
+	}
+	return a.Gateway.Listener
 }
 
 // gatewayRoute attaches a TLSRoute for the host to the Gateway's
@@ -251,16 +280,9 @@ func gatewayRoute(ctx *pulumi.Context, name string, a Args, opts []pulumi.Resour
 			Metadata: workload.Meta(g.Name, g.Namespace, "kcp-front-proxy"),
 			OtherFields: kubernetes.UntypedArgs{"spec": pulumi.Map{
 				"gatewayClassName": pulumi.String(g.ClassName),
-				"listeners": pulumi.Array{pulumi.Map{
-					"name": pulumi.String(g.Listener), "protocol": pulumi.String("TLS"), "port": pulumi.Int(443),
-					"hostname": pulumi.String(a.Host),
-					"tls":      pulumi.Map{"mode": pulumi.String("Passthrough")},
-					"allowedRoutes": pulumi.Map{
-						"kinds": pulumi.Array{pulumi.Map{"kind": pulumi.String("TLSRoute")}},
-						"namespaces": pulumi.Map{"from": pulumi.String("Selector"), "selector": pulumi.Map{"matchLabels": pulumi.StringMap{
-							"kubernetes.io/metadata.name": pulumi.String(a.Namespace)}}},
-					},
-				}},
+				// kcp.<domain> (the front-proxy) and *.kcp.<domain> (shards'
+				// own addresses), both only for routes in kcp's namespace.
+				"listeners": pulumi.Array{listener(a, g.Listener, a.Host), listener(a, ShardListener(a), "*."+a.Host)},
 			}},
 		}, opts...)
 		if err != nil {
@@ -268,40 +290,69 @@ func gatewayRoute(ctx *pulumi.Context, name string, a Args, opts []pulumi.Resour
 		}
 		opts = append(opts, pulumi.DependsOn([]pulumi.Resource{gw}))
 	}
-	if _, err := apiextensions.NewCustomResource(ctx, name+"-tlsroute", &apiextensions.CustomResourceArgs{
-		ApiVersion: pulumi.String("gateway.networking.k8s.io/v1"), Kind: pulumi.String("TLSRoute"),
-		Metadata: workload.Meta("kcp", a.Namespace, "kcp-front-proxy"),
-		OtherFields: kubernetes.UntypedArgs{"spec": pulumi.Map{
-			"parentRefs": pulumi.Array{pulumi.Map{"name": pulumi.String(g.Name), "namespace": pulumi.String(g.Namespace),
-				"sectionName": pulumi.String(g.Listener)}},
-			"hostnames": pulumi.ToStringArray([]string{a.Host}),
-			"rules": pulumi.Array{pulumi.Map{"backendRefs": pulumi.Array{pulumi.Map{
-				"name": pulumi.String(a.BackendService), "port": pulumi.Int(a.BackendPort)}}}},
-		}},
-	}, opts...); err != nil {
-		return fmt.Errorf("TLSRoute for %s: %w", a.Host, err)
+	routes := append([]ShardRoute{{Name: "kcp", Host: a.Host, Service: a.BackendService, Port: a.BackendPort}}, a.Shards...)
+	for i, r := range routes {
+		urn, object, section := name+"-tlsroute", "kcp", g.Listener
+		if i > 0 {
+			urn, object, section = name+"-tlsroute-"+r.Name, "kcp-"+r.Name, ShardListener(a)
+		}
+		if _, err := apiextensions.NewCustomResource(ctx, urn, &apiextensions.CustomResourceArgs{
+			ApiVersion: pulumi.String("gateway.networking.k8s.io/v1"), Kind: pulumi.String("TLSRoute"),
+			Metadata: workload.Meta(object, a.Namespace, "kcp-front-proxy"),
+			OtherFields: kubernetes.UntypedArgs{"spec": pulumi.Map{
+				"parentRefs": pulumi.Array{pulumi.Map{"name": pulumi.String(g.Name), "namespace": pulumi.String(g.Namespace),
+					"sectionName": pulumi.String(section)}},
+				"hostnames": pulumi.ToStringArray([]string{r.Host}),
+				"rules": pulumi.Array{pulumi.Map{"backendRefs": pulumi.Array{pulumi.Map{
+					"name": pulumi.String(r.Service), "port": pulumi.Int(r.Port)}}}},
+			}},
+		}, opts...); err != nil {
+			return fmt.Errorf("TLSRoute for %s: %w", r.Host, err)
+		}
 	}
 	return nil
 }
 
-func loadBalancer(ctx *pulumi.Context, name string, a Args, opts []pulumi.ResourceOption) error {
-	meta := workload.Meta("kcp-front-proxy-lb", a.Namespace, "kcp-front-proxy")
-	if a.NLB {
-		meta.Annotations = pulumi.ToStringMap(NLBAnnotations)
-	}
-	_, err := corev1.NewService(ctx, name+"-lb", &corev1.ServiceArgs{
-		Metadata: meta,
-		Spec: &corev1.ServiceSpecArgs{
-			Type:                  pulumi.String("LoadBalancer"),
-			ExternalTrafficPolicy: pulumi.String("Local"), // keep client IPs; no second hop
-			Selector:              pulumi.ToStringMap(workload.Labels("kcp-front-proxy")),
-			Ports: corev1.ServicePortArray{corev1.ServicePortArgs{
-				Name: pulumi.String("https"), Protocol: pulumi.String("TCP"), Port: pulumi.Int(443), TargetPort: pulumi.Int(a.TargetPort),
-			}},
+// listener is a TLS passthrough listener on 443 for routes in kcp's namespace.
+func listener(a Args, name, host string) pulumi.Map {
+	return pulumi.Map{
+		"name": pulumi.String(name), "protocol": pulumi.String("TLS"), "port": pulumi.Int(443),
+		"hostname": pulumi.String(host),
+		"tls":      pulumi.Map{"mode": pulumi.String("Passthrough")},
+		"allowedRoutes": pulumi.Map{
+			"kinds": pulumi.Array{pulumi.Map{"kind": pulumi.String("TLSRoute")}},
+			"namespaces": pulumi.Map{"from": pulumi.String("Selector"), "selector": pulumi.Map{"matchLabels": pulumi.StringMap{
+				"kubernetes.io/metadata.name": pulumi.String(a.Namespace)}}},
 		},
-	}, opts...)
-	if err != nil {
-		return fmt.Errorf("LoadBalancer Service: %w", err)
+	}
+}
+
+// loadBalancer is one LoadBalancer Service for the front-proxy and one per
+// shard (each host's DNS record points at its own).
+func loadBalancer(ctx *pulumi.Context, name string, a Args, opts []pulumi.ResourceOption) error {
+	routes := append([]ShardRoute{{Name: "kcp-front-proxy", Port: a.TargetPort, Selector: workload.Labels("kcp-front-proxy")}}, a.Shards...)
+	for i, r := range routes {
+		urn, object := name+"-lb", "kcp-front-proxy-lb"
+		if i > 0 {
+			urn, object = name+"-lb-"+r.Name, "kcp-"+r.Name+"-lb"
+		}
+		meta := workload.Meta(object, a.Namespace, "kcp-front-proxy")
+		if a.NLB {
+			meta.Annotations = pulumi.ToStringMap(NLBAnnotations)
+		}
+		if _, err := corev1.NewService(ctx, urn, &corev1.ServiceArgs{
+			Metadata: meta,
+			Spec: &corev1.ServiceSpecArgs{
+				Type:                  pulumi.String("LoadBalancer"),
+				ExternalTrafficPolicy: pulumi.String("Local"), // keep client IPs; no second hop
+				Selector:              pulumi.ToStringMap(r.Selector),
+				Ports: corev1.ServicePortArray{corev1.ServicePortArgs{
+					Name: pulumi.String("https"), Protocol: pulumi.String("TCP"), Port: pulumi.Int(443), TargetPort: pulumi.Int(r.Port),
+				}},
+			},
+		}, opts...); err != nil {
+			return fmt.Errorf("LoadBalancer Service %s: %w", object, err)
+		}
 	}
 	return nil
 }

@@ -150,3 +150,55 @@ func TestGatewayPassthrough(t *testing.T) {
 	a.InstallController = true
 	fieldtest.Expect(t, a.WithDefaults().Validate(field.NewPath("ingress")), "ingress.installController", "false with mode gateway")
 }
+
+// TestShardRoutes: in every mode a shard's public host leads straight to its
+// own Service (TLS untouched, so its client-certificate and token checks
+// stay), as its own object beside the front-proxy's.
+func TestShardRoutes(t *testing.T) {
+	shard := ShardRoute{Name: "shard-1", Host: "shard-1.kcp.example.com", Service: "kcp-shard-1", Port: 6443,
+		Selector: map[string]string{"app.kubernetes.io/name": "kcp-shard-1"}}
+	gw := args(ModeGateway)
+	gw.Gateway = Gateway{ClassName: "example"}
+	tests := []struct {
+		name, typ, object string
+		args              Args
+		host, backend     []any // path to the host and to the backend name
+		port              []any
+		want              any // the backend port
+	}{
+		{"passthrough", "kubernetes:networking.k8s.io/v1:Ingress", "kcp-shard-1", args(ModePassthrough),
+			[]any{"spec", "rules", 0, "host"}, []any{"spec", "rules", 0, "http", "paths", 0, "backend", "service", "name"},
+			[]any{"spec", "rules", 0, "http", "paths", 0, "backend", "service", "port", "number"}, float64(6443)},
+		{"gateway", "kubernetes:gateway.networking.k8s.io/v1:TLSRoute", "kcp-shard-1", gw,
+			[]any{"spec", "hostnames", 0}, []any{"spec", "rules", 0, "backendRefs", 0, "name"},
+			[]any{"spec", "rules", 0, "backendRefs", 0, "port"}, float64(6443)},
+		{"load balancer", "kubernetes:core/v1:Service", "kcp-shard-1-lb", args(ModeLoadBalancer),
+			nil, []any{"spec", "selector", "app.kubernetes.io/name"}, []any{"spec", "ports", 0, "targetPort"}, float64(6443)},
+	}
+	for _, tt := range tests {
+		t.Run(tt.name, func(t *testing.T) {
+			a := tt.args
+			a.Shards = []ShardRoute{shard}
+			o := run(t, a).Object(t, tt.typ, tt.object)
+			if tt.host != nil && mocktest.Dig(o, tt.host...) != shard.Host {
+				t.Errorf("host = %v", mocktest.Dig(o, tt.host...))
+			}
+			if got := mocktest.Dig(o, tt.backend...); got != "kcp-shard-1" {
+				t.Errorf("backend = %v, want the shard's", got)
+			}
+			if got := mocktest.Dig(o, tt.port...); got != tt.want {
+				t.Errorf("port = %v, want %v", got, tt.want)
+			}
+		})
+	}
+	// A created Gateway listens for the shards' hosts too, and the shard's
+	// route attaches to that listener.
+	gw.Shards = []ShardRoute{shard}
+	rec := run(t, gw)
+	if got := mocktest.Dig(rec.Object(t, "kubernetes:gateway.networking.k8s.io/v1:Gateway", "kcp"), "spec", "listeners", 1, "hostname"); got != "*.kcp.example.com" {
+		t.Errorf("Gateway's shard listener hostname = %v", got)
+	}
+	if got := mocktest.Dig(rec.Object(t, "kubernetes:gateway.networking.k8s.io/v1:TLSRoute", "kcp-shard-1"), "spec", "parentRefs", 0, "sectionName"); got != "kcp-tls-shards" {
+		t.Errorf("shard route attaches to %v", got)
+	}
+}

@@ -304,6 +304,12 @@ func NewKCP(ctx *pulumi.Context, name string, args Args, opts ...pulumi.Resource
 	if args.OIDC != nil {
 		issuer = []security.Flow{{CIDR: "0.0.0.0/0", Ports: []int{args.OIDC.port()}}}
 	}
+	// The front-proxy is the entry point: its clients (the ingress controller
+	// or a passthrough load balancer) may reach its port, nothing else.
+	clients := args.FrontProxyClients
+	if len(clients) == 0 {
+		clients = []security.Flow{{Namespace: "*"}}
+	}
 	shards := security.Flow{Pods: ServerRole, Ports: []int{APIPort}}
 	for _, s := range args.servers() {
 		urn := name + "-server-netpol"
@@ -311,19 +317,20 @@ func NewKCP(ctx *pulumi.Context, name string, args Args, opts ...pulumi.Resource
 			urn = name + "-shard-" + s.Name + "-netpol"
 		}
 		c := ShardComponent(s.Name)
+		ingress := []security.Flow{{Pods: proxy, Ports: []int{APIPort}}, shards, monitoring}
+		if s.Name != RootShard {
+			// Its public address (virtual workspaces): the front-proxy's clients.
+			for _, f := range clients {
+				f.Ports = []int{APIPort}
+				ingress = append(ingress, f)
+			}
+		}
 		// Shards reach each other (registration, cache, logical-cluster admin)
 		// and the front-proxy (external logical-cluster admin).
-		if err := security.NewAllowPolicy(ctx, urn, ns, c, workload.Labels(c),
-			[]security.Flow{{Pods: proxy, Ports: []int{APIPort}}, shards, monitoring},
+		if err := security.NewAllowPolicy(ctx, urn, ns, c, workload.Labels(c), ingress,
 			append([]security.Flow{{Pods: s.EtcdSelector, Ports: []int{2379}}, shards, {Pods: proxy, Ports: []int{FrontProxyPort}}}, issuer...), child); err != nil {
 			return nil, err
 		}
-	}
-	// The front-proxy is the entry point: its clients (the ingress controller
-	// or a passthrough load balancer) may reach its port, nothing else.
-	clients := args.FrontProxyClients
-	if len(clients) == 0 {
-		clients = []security.Flow{{Namespace: "*"}}
 	}
 	var proxyIngress []security.Flow
 	for _, c := range append(clients, security.Flow{Namespace: args.MonitoringNamespace}, security.Flow{Pods: ServerRole}) {
@@ -443,16 +450,20 @@ func shardServerFlags(a Args, s Shard) []string {
 		"--shard-external-url=https://" + host + ":443",
 		"--external-hostname=" + host + ":443",
 	}
-	if s.Name == RootShard {
-		// Where APIExportEndpointSlices send agents: the front door, which
-		// routes /services/ to the root shard. The default (--shard-base-url)
-		// is an in-cluster name no agent on another cluster can resolve.
-		// kcp itself reads this URL only with an external virtual-workspace
-		// server (pkg/server/config.go), which it does not run here. Other
-		// shards keep the default: the front-proxy cannot route /services/
-		// by shard (docs/sharding.md).
-		flags = append(flags, "--shard-virtual-workspace-url=https://"+host+":443")
-	} else {
+	// Where APIExportEndpointSlices send agents for the workspaces on this
+	// shard. The default (--shard-base-url) is an in-cluster name no agent
+	// on another cluster can resolve. The root shard's is the front door,
+	// which routes /services/ to it; the front-proxy cannot route /services/
+	// by shard (kcp v0.32.3: one backend per path), so another shard's is
+	// its own public address, routed by the ingress straight to it. kcp
+	// itself calls this URL only with an external virtual-workspace server,
+	// which it does not run here (pkg/server/controllers.go).
+	vw := "https://" + host + ":443"
+	if s.Name != RootShard {
+		vw = "https://" + ShardPublicHost(a.Domain, s.Name) + ":443"
+	}
+	flags = append(flags, "--shard-virtual-workspace-url="+vw)
+	if s.Name != RootShard {
 		flags = append(flags, shardFlags(s)...)
 	}
 	flags = append(flags, adminFlags()...)

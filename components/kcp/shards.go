@@ -37,6 +37,12 @@ func ShardComponent(shard string) string {
 	return ServerName + "-" + shard
 }
 
+// ShardPublicHost is where clients outside the cluster reach a shard other
+// than the root shard directly: its virtual workspaces (the front-proxy
+// routes /services/ to the root shard only), so agents on other clusters
+// can serve the workspaces scheduled onto it.
+func ShardPublicHost(domain, shard string) string { return shard + "." + PublicHost(domain) }
+
 // ShardService is the Service a shard is reached by (its --shard-base-url).
 func ShardService(shard string) string {
 	if shard == RootShard {

@@ -50,7 +50,9 @@ func TestShardFlags(t *testing.T) {
 			"--root-shard-kubeconfig-file=/etc/kcp/kubeconfig/root-shard.kubeconfig",
 			"--cache-kubeconfig=/etc/kcp/kubeconfig/cache.kubeconfig",
 			"--logical-cluster-admin-kubeconfig=/etc/kcp/kubeconfig/logical-cluster-admin.kubeconfig",
-		}, []string{"--shard-virtual-workspace-url"}},
+			// Agents reach its virtual workspaces at its own public address.
+			"--shard-virtual-workspace-url=https://shard-1.kcp.example.com:443",
+		}, nil},
 	} {
 		args := strings.Join(podArgs(t, rec, tc.deployment), "\n") + "\n"
 		for _, w := range tc.want {

@@ -125,8 +125,9 @@ func Leaves(a Args) []Spec {
 		Spec{Name: CertEtcdClientBackup, CA: CAEtcd, CommonName: "etcd-backup", Usages: clientUsages})
 	for _, sh := range a.Shards {
 		name := kcp.ShardService(sh.Name)
+		// Its public name too: agents reach its virtual workspaces there.
 		leaves = append(leaves, Spec{Name: ShardServerCert(sh.Name), CA: CAServer, CommonName: name,
-			DNSNames: append(svc(name), "localhost"), IPAddresses: []string{"127.0.0.1"}, Usages: serverUsages})
+			DNSNames: append(append([]string{kcp.ShardPublicHost(d, sh.Name)}, svc(name)...), "localhost"), IPAddresses: []string{"127.0.0.1"}, Usages: serverUsages})
 		leaves = append(leaves, etcdCerts(etcd.Cluster{Name: etcd.ShardClusterName(sh.Name), Namespace: ns}, sh.EtcdReplicas)...)
 	}
 	for _, target := range syncTargets(a) {

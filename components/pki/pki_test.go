@@ -307,7 +307,7 @@ func TestCatalog(t *testing.T) {
 		{CertExternalLogicalClusterAdmin, CAClient, "kcp-external-logical-cluster-admin", nil, clientUsages},
 		// A shard's own serving certificate and etcd cluster: adding a shard
 		// adds certificates and changes none.
-		{"kcp-shard-1-server", CAServer, "kcp-shard-1", []string{"kcp-shard-1.kcp.svc", "kcp-shard-1.kcp.svc.cluster.local", "localhost"}, serverUsages},
+		{"kcp-shard-1-server", CAServer, "kcp-shard-1", []string{"shard-1.kcp.example.com", "kcp-shard-1.kcp.svc", "kcp-shard-1.kcp.svc.cluster.local", "localhost"}, serverUsages},
 		{"etcd-shard-1-server", CAEtcd, "etcd-shard-1-server", []string{"etcd-shard-1.kcp.svc", "etcd-shard-1-2.etcd-shard-1-headless.kcp.svc"}, bothUsages},
 		{"etcd-shard-1-peer", CAEtcd, "etcd-shard-1-peer", []string{"etcd-shard-1-0.etcd-shard-1-headless.kcp.svc.cluster.local"}, bothUsages},
 	}

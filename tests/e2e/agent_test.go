@@ -12,6 +12,7 @@ import (
 	"time"
 
 	"github.com/kcp-tmc/kcp-tmc/components/agents"
+	"github.com/kcp-tmc/kcp-tmc/components/kcp"
 	"github.com/kcp-tmc/kcp-tmc/components/monitoring"
 	"github.com/kcp-tmc/kcp-tmc/internal/test/mocktest"
 	"github.com/kcp-tmc/kcp-tmc/internal/toolchain"
@@ -47,16 +48,31 @@ spec:
 // ServiceAccount's token; a consumer binds the export through the
 // front-proxy, a Widget created in kcp appears on the cluster, and the
 // status the cluster writes comes back to kcp.
-func TestSyncAgentCluster(t *testing.T) {
+func TestSyncAgentCluster(t *testing.T) { syncAgentCluster(t, "") }
+
+// TestSyncAgentOnShard: the same with kcp.shards [shard-1] and the
+// cluster's workspace (its APIExport) and the consumer on shard-1: the
+// endpoint slice sends the agent to shard-1's own public address (the
+// front-proxy routes /services/ to the root shard only), and it syncs.
+func TestSyncAgentOnShard(t *testing.T) { syncAgentCluster(t, "shard-1") }
+
+func syncAgentCluster(t *testing.T, shard string) {
 	binary(t, "KCP_BIN")
 	binary(t, "KCP_FRONT_PROXY_BIN")
 	agentBin := binary(t, "API_SYNCAGENT_BIN")
 	const name, export = "edge", "edge-export"
-	objs, rec := render(t, "dev", map[string]string{
+	config := map[string]string{
 		"tls": `{"mode":"self-managed"}`,
 		"clusters": `[{"name":"` + name + `","replicas":1,
 		  "resources":[{"group":"example.com","version":"v1","kind":"Widget","plural":"widgets"}]}]`,
-	})
+	}
+	consumer := map[string]any{"apiVersion": "tenancy.kcp.io/v1alpha1", "kind": "Workspace", "metadata": map[string]any{"name": "consumer"}}
+	if shard != "" {
+		config["kcp"] = `{"shards":[{"name":"` + shard + `"}]}`
+		config["clusters"] = strings.Replace(config["clusters"], `"replicas":1,`, `"replicas":1,"shard":"`+shard+`",`, 1)
+		consumer["spec"] = map[string]any{"location": map[string]any{"selector": map[string]any{"matchLabels": map[string]any{"name": shard}}}}
+	}
+	objs, rec := render(t, "dev", config)
 	cp := startControlPlane(t, objs)
 	admin := cp.admin
 
@@ -128,8 +144,7 @@ func TestSyncAgentCluster(t *testing.T) {
 	t.Logf("api-syncagent ready after %s", took.Round(time.Second))
 
 	// A consumer binds the export through the front door.
-	admin.must(t, http.MethodPost, "/clusters/root/apis/tenancy.kcp.io/v1alpha1/workspaces", map[string]any{
-		"apiVersion": "tenancy.kcp.io/v1alpha1", "kind": "Workspace", "metadata": map[string]any{"name": "consumer"}})
+	admin.must(t, http.MethodPost, "/clusters/root/apis/tenancy.kcp.io/v1alpha1/workspaces", consumer)
 	admin.eventually(t, "/clusters/root/apis/tenancy.kcp.io/v1alpha1/workspaces/consumer", 2*time.Minute, func(ws map[string]any) bool {
 		return mocktest.Dig(ws, "status", "phase") == "Ready"
 	})
@@ -142,6 +157,20 @@ func TestSyncAgentCluster(t *testing.T) {
 		"spec": map[string]any{"reference": map[string]any{"export": map[string]any{"path": "root:compute", "name": export}}}})
 	admin.eventually(t, "/clusters/root:consumer/apis/apis.kcp.io/v1alpha1/apibindings/widgets", 2*time.Minute, func(b map[string]any) bool {
 		return mocktest.Dig(b, "status", "phase") == "Bound"
+	})
+	// Where agents are sent: the front door for the root shard, the
+	// shard's own public address (its Ingress rule) for another.
+	want := fmt.Sprintf("https://localhost:%d/services/", cp.m.front(t))
+	if shard != "" {
+		want = fmt.Sprintf("https://localhost:%d/services/", cp.m.publicPort(t, kcp.ShardPublicHost(strings.TrimPrefix(cp.publicHost, "kcp."), shard)))
+	}
+	admin.eventually(t, "/clusters/root:compute/apis/apis.kcp.io/v1alpha1/apiexportendpointslices/"+export, 2*time.Minute, func(s map[string]any) bool {
+		for _, e := range mocktest.List(mocktest.Dig(s, "status", "endpoints")) {
+			if strings.HasPrefix(fmt.Sprint(asMap(e)["url"]), want) {
+				return true
+			}
+		}
+		return false
 	})
 	widgets := "/clusters/root:consumer/apis/example.com/v1/namespaces/default/widgets"
 	deadline := time.Now().Add(time.Minute)

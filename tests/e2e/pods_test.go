@@ -72,8 +72,9 @@ type machine struct {
 	ports map[endpoint]int
 	// services maps a Service to the workload its selector picks.
 	services map[string]string
-	// public is the workload behind the public host name.
-	public     string
+	// ingress maps each public host name (the stack's Ingress rules: the
+	// front door, each shard's own address) to the endpoint it leads to.
+	ingress    map[string]endpoint
 	publicHost string
 	hosts      *regexp.Regexp
 	// httpsHosts are https:// URLs without a port (443).
@@ -86,11 +87,11 @@ type endpoint struct {
 	port     int
 }
 
-// newMachine maps every workload and Service of objs; publicService is the
-// Service the public host name (and the ingress) leads to.
-func newMachine(t *testing.T, objs objects, publicHost, publicService string) *machine {
+// newMachine maps every workload, Service and Ingress rule of objs;
+// publicHost is kcp's public name (the front door).
+func newMachine(t *testing.T, objs objects, publicHost string) *machine {
 	t.Helper()
-	m := &machine{ports: map[endpoint]int{}, services: map[string]string{}, publicHost: publicHost}
+	m := &machine{ports: map[endpoint]int{}, services: map[string]string{}, ingress: map[string]endpoint{}, publicHost: publicHost}
 	type workload struct {
 		labels map[string]any
 		ports  map[string]int // container port name → number
@@ -141,11 +142,26 @@ func newMachine(t *testing.T, objs objects, publicHost, publicService string) *m
 			}
 		}
 	}
-	m.public = m.services[publicService]
-	if m.public == "" {
-		t.Fatalf("Service %s selects no workload of the stack", publicService)
+	var hosts []string
+	for _, o := range objs {
+		if o["kind"] != "Ingress" {
+			continue
+		}
+		for _, r := range mocktest.List(mocktest.Dig(o, "spec", "rules")) {
+			host := fmt.Sprint(asMap(r)["host"])
+			backend := asMap(mocktest.Dig(r, "http", "paths", 0, "backend", "service"))
+			w, ok := m.services[fmt.Sprint(backend["name"])]
+			if !ok {
+				t.Fatalf("Ingress host %s leads to Service %v, which selects no workload", host, backend["name"])
+			}
+			m.ingress[host] = endpoint{w, int(mocktest.Dig(backend, "port", "number").(float64))}
+			hosts = append(hosts, regexp.QuoteMeta(host))
+		}
 	}
-	names := `[a-z0-9-]+(?:\.[a-z0-9-]+)*\.svc(?:\.cluster\.local)?|` + regexp.QuoteMeta(publicHost)
+	if _, ok := m.ingress[publicHost]; !ok {
+		t.Fatalf("no Ingress rule for kcp's public host %s", publicHost)
+	}
+	names := `[a-z0-9-]+(?:\.[a-z0-9-]+)*\.svc(?:\.cluster\.local)?|` + strings.Join(hosts, "|")
 	m.hosts = regexp.MustCompile(`(0\.0\.0\.0|localhost|127\.0\.0\.1|` + names + `):(\d+)`)
 	m.httpsHosts = regexp.MustCompile(`https://(` + names + `)([/"\s]|$)`)
 	return m
@@ -162,16 +178,23 @@ func (m *machine) local(t *testing.T, workload string, port int) int {
 }
 
 // front is the loopback port of the public address (443).
-func (m *machine) front(t *testing.T) int { return m.local(t, m.public, 443) }
+func (m *machine) front(t *testing.T) int { return m.publicPort(t, m.publicHost) }
 
-// workloadOf is the workload a host name leads to, seen from self's pods.
+// publicPort is the loopback port of a public host name (443 at the ingress).
+func (m *machine) publicPort(t *testing.T, host string) int {
+	t.Helper()
+	e, ok := m.ingress[host]
+	if !ok {
+		t.Fatalf("no Ingress rule for %s", host)
+	}
+	return m.local(t, e.workload, e.port)
+}
+
+// workloadOf is the workload an in-cluster host name leads to, seen from self's pods.
 func (m *machine) workloadOf(t *testing.T, self, host string) string {
 	t.Helper()
-	switch {
-	case host == "0.0.0.0" || host == "127.0.0.1" || host == "localhost":
+	if host == "0.0.0.0" || host == "127.0.0.1" || host == "localhost" {
 		return self
-	case host == m.publicHost:
-		return m.public
 	}
 	// name.ns.svc or member.headless.ns.svc: the Service is the label before the namespace.
 	labels := strings.Split(strings.TrimSuffix(strings.TrimSuffix(host, ".cluster.local"), ".svc"), ".")
@@ -196,6 +219,9 @@ func (m *machine) rewrite(t *testing.T, self, s string) string {
 		if host == "0.0.0.0" || host == "127.0.0.1" {
 			local = "127.0.0.1"
 		}
+		if _, public := m.ingress[host]; public {
+			return local + ":" + strconv.Itoa(m.publicPort(t, host))
+		}
 		w := m.workloadOf(t, self, host)
 		if _, exposed := m.ports[endpoint{w, n}]; !exposed && (host == "localhost" || host == "127.0.0.1") {
 			return hp // a service of this machine (the test's OIDC issuer), not of the stack
@@ -204,6 +230,9 @@ func (m *machine) rewrite(t *testing.T, self, s string) string {
 	})
 	s = m.httpsHosts.ReplaceAllStringFunc(s, func(u string) string {
 		sub := m.httpsHosts.FindStringSubmatch(u)
+		if _, public := m.ingress[sub[1]]; public {
+			return "https://localhost:" + strconv.Itoa(m.publicPort(t, sub[1])) + sub[2]
+		}
 		return "https://localhost:" + strconv.Itoa(m.local(t, m.workloadOf(t, self, sub[1]), 443)) + sub[2]
 	})
 	return regexp.MustCompile(`^--secure-port=(\d+)$`).ReplaceAllStringFunc(s, func(f string) string {
