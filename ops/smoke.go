@@ -30,6 +30,7 @@ var (
 	deployments  = schema.GroupVersionResource{Group: "apps", Version: "v1", Resource: "deployments"}
 	statefulSets = schema.GroupVersionResource{Group: "apps", Version: "v1", Resource: "statefulsets"}
 	configMaps   = schema.GroupVersionResource{Version: "v1", Resource: "configmaps"}
+	shardObjects = schema.GroupVersionResource{Group: "core.kcp.io", Version: "v1alpha1", Resource: "shards"}
 	// Leases carry the load test: every kcp workspace serves them and no
 	// agent syncs them, so load never fans out to the physical clusters.
 	leases = schema.GroupVersionResource{Group: "coordination.k8s.io", Version: "v1", Resource: "leases"}
@@ -58,6 +59,9 @@ type SmokeTarget struct {
 	// Host is the cluster kcp and etcd run on; Namespace holds them.
 	Host      *rest.Config
 	Namespace string
+	// Shards are the shards of kcp.shards: each one's kcp and etcd must be
+	// ready and registered with the root shard.
+	Shards []string
 	Clusters  []SmokeCluster
 	// Workload is the object created in kcp to prove syncing (default a
 	// ConfigMap); WorkloadResource is its resource, on kcp and downstream.
@@ -195,10 +199,20 @@ func Smoke(ctx context.Context, t SmokeTarget) (SmokeReport, error) {
 		}
 		return fmt.Sprintf("list at resourceVersion %s in %s", l.GetResourceVersion(), Duration(time.Since(start))), nil
 	})
-	for _, w := range []struct {
+	type workload struct {
 		gvr  schema.GroupVersionResource
 		name string
-	}{{statefulSets, etcd.Name}, {deployments, kcp.ServerName}, {deployments, kcp.FrontProxyName}} {
+	}
+	workloads := []workload{{statefulSets, etcd.Name}, {deployments, kcp.ServerName}, {deployments, kcp.FrontProxyName}}
+	for _, shard := range t.Shards {
+		workloads = append(workloads, workload{statefulSets, etcd.ShardClusterName(shard)}, workload{deployments, kcp.ShardComponent(shard)})
+	}
+	if len(t.Shards) > 0 {
+		check("every shard registered with the root shard", func() (string, error) {
+			return shardsRegistered(ctx, t.KCP, t.Shards)
+		})
+	}
+	for _, w := range workloads {
 		check(fmt.Sprintf("%s %s/%s ready", strings.TrimSuffix(w.gvr.Resource, "s"), t.Namespace, w.name), func() (string, error) {
 			return workloadReady(ctx, host, w.gvr, t.Namespace, w.name)
 		})
@@ -227,6 +241,38 @@ func Smoke(ctx context.Context, t SmokeTarget) (SmokeReport, error) {
 		})
 	}
 	return r, nil
+}
+
+// shardsRegistered lists the Shard objects in kcp's root workspace (each
+// shard creates its own when it starts) and wants every shard there.
+func shardsRegistered(ctx context.Context, kcpConfig *rest.Config, shards []string) (string, error) {
+	root := rest.CopyConfig(withTimeout(kcpConfig))
+	if i := strings.Index(root.Host, "/clusters/"); i >= 0 {
+		root.Host = root.Host[:i]
+	}
+	root.Host = strings.TrimSuffix(root.Host, "/") + "/clusters/root"
+	c, err := dynamic.NewForConfig(root)
+	if err != nil {
+		return "", fmt.Errorf("client: %w", err)
+	}
+	l, err := c.Resource(shardObjects).List(ctx, metav1.ListOptions{})
+	if err != nil {
+		return "", fmt.Errorf("listing shards in root: %w", err)
+	}
+	registered := map[string]bool{}
+	for _, s := range l.Items {
+		registered[s.GetName()] = true
+	}
+	var missing []string
+	for _, s := range append([]string{kcp.RootShard}, shards...) {
+		if !registered[s] {
+			missing = append(missing, s)
+		}
+	}
+	if len(missing) > 0 {
+		return "", fmt.Errorf("not registered: %s", strings.Join(missing, ", "))
+	}
+	return fmt.Sprintf("%d shards", len(shards)+1), nil
 }
 
 // readyz GETs a health endpoint at the root of the server (a kubeconfig for

@@ -158,7 +158,7 @@ func loggingArgs(cfg *Config) logging.Args {
 func monitoringArgs(cfg *Config) monitoring.Args {
 	m := cfg.Monitoring
 	a := monitoring.Args{
-		Namespace: cfg.Namespace, Interval: m.Interval, RuleLabels: m.RuleLabels, Shards: shardNames(cfg),
+		Namespace: cfg.Namespace, Interval: m.Interval, RuleLabels: m.RuleLabels, Shards: ShardNames(cfg),
 		ServerCASecret: pki.CAServer, MetricsViewerSecret: pki.CertMetricsViewer,
 		SlackChannel: m.SlackChannel, InstallStack: m.InstallStack, StackVersion: m.StackVersion,
 		PodSecurityVersion: cfg.PodSecurityVersion,
@@ -267,7 +267,8 @@ func kcpShards(cfg *Config) []kcp.Shard {
 	return out
 }
 
-func shardNames(cfg *Config) []string {
+// ShardNames are the names of kcp.shards.
+func ShardNames(cfg *Config) []string {
 	var names []string
 	for _, s := range cfg.KCP.Shards {
 		names = append(names, s.Name)

@@ -375,7 +375,7 @@ func (c *Config) validateClusters(v *validator) {
 	}
 	seen := map[string]bool{}
 	shardOf := map[string]string{} // workspace → the shard a cluster puts it on
-	known := append([]string{kcp.RootShard}, shardNames(c)...)
+	known := append([]string{kcp.RootShard}, ShardNames(c)...)
 	for i, cl := range c.Clusters {
 		key := field.NewPath("clusters").Index(i)
 		if cl.Shard != "" {

@@ -230,6 +230,18 @@ func TestSmokeSyncCheck(t *testing.T) {
 	if c := check(r, "deployment smoke-host/kcp ready"); c.OK {
 		t.Errorf("a missing kcp Deployment passed: %+v", c)
 	}
+	// A sharded stack's smoke also wants each shard's kcp and etcd ready and registered.
+	sharded := target("sharded")
+	sharded.Shards = []string{"shard-1"}
+	r, err = ops.Smoke(ctx, sharded)
+	if err != nil {
+		t.Fatal(err)
+	}
+	for _, name := range []string{"deployment smoke-host/kcp-shard-1 ready", "statefulset smoke-host/etcd-shard-1 ready", "every shard registered"} {
+		if c := check(r, name); c.OK {
+			t.Errorf("%s passed on a cluster without it: %+v", name, c)
+		}
+	}
 
 	r, err = ops.Smoke(ctx, target("no-agent"))
 	if err != nil {
