@@ -14,6 +14,8 @@ var (
 	serverFlagList string
 	//go:embed flags/kcp-front-proxy-v0.32.3.txt
 	frontProxyFlagList string
+	//go:embed flags/cache-server-v0.32.3.txt
+	cacheServerFlagList string
 )
 
 // hiddenServerFlags are registered but hidden (deprecated), so not listed.
@@ -27,6 +29,9 @@ func KnownServerFlags() map[string]bool {
 
 // KnownFrontProxyFlags: see KnownServerFlags.
 func KnownFrontProxyFlags() map[string]bool { return flagSet(frontProxyFlagList) }
+
+// KnownCacheServerFlags: see KnownServerFlags.
+func KnownCacheServerFlags() map[string]bool { return flagSet(cacheServerFlagList) }
 
 func flagSet(list string, extra ...string) map[string]bool {
 	out := map[string]bool{}

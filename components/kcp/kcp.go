@@ -104,6 +104,9 @@ type Args struct {
 	FrontProxyClients []security.Flow
 	// Shards are the shards besides the root shard (kcp.shards).
 	Shards []Shard
+	// Cache, when set, runs the cache server on its own (kcp.cache.mode
+	// separate); nil keeps it embedded in the root shard.
+	Cache *Cache
 }
 
 // KCP is the component.
@@ -126,6 +129,11 @@ func (a Args) WithDefaults() Args {
 	// Scratch space and logs.
 	a.Resources = serverEphemeral(a.Resources)
 	a.FrontProxyResources = a.FrontProxyResources.WithEphemeral("128Mi", "512Mi")
+	if a.Cache != nil {
+		c := *a.Cache
+		c.Resources = c.Resources.WithEphemeral("128Mi", "512Mi")
+		a.Cache = &c
+	}
 	a.Shards = slices.Clone(a.Shards)
 	for i := range a.Shards {
 		a.Shards[i].Resources = serverEphemeral(a.Shards[i].Resources)
@@ -173,6 +181,7 @@ func (a Args) Validate(fld *field.Path) field.ErrorList {
 		errs = append(errs, a.OIDC.Validate(fld.Child("oidc"))...)
 	}
 	errs = append(errs, a.validateShards(fld.Child("shards"))...)
+	errs = append(errs, a.validateCache(fld.Child("cache"))...)
 	return append(errs, a.ValidateExtraFlags(fld)...)
 }
 
@@ -187,7 +196,11 @@ func NewKCP(ctx *pulumi.Context, name string, args Args, opts ...pulumi.Resource
 	ns := args.Namespace
 	server, proxy := workload.Labels(ServerName), workload.Labels(FrontProxyName)
 
-	for _, sa := range []string{ServerName, FrontProxyName} {
+	accounts := []string{ServerName, FrontProxyName}
+	if args.Cache != nil {
+		accounts = append(accounts, CacheName)
+	}
+	for _, sa := range accounts {
 		if _, err := corev1.NewServiceAccount(ctx, name+"-"+sa+"-sa", &corev1.ServiceAccountArgs{
 			Metadata: workload.Meta(sa, ns, sa),
 			// Neither calls the hosting cluster's API: no token in the pod.
@@ -224,7 +237,7 @@ func NewKCP(ctx *pulumi.Context, name string, args Args, opts ...pulumi.Resource
 
 	kubeconfigs, err := corev1.NewConfigMap(ctx, name+"-shard-kubeconfigs", &corev1.ConfigMapArgs{
 		Metadata: workload.Meta(shardKubeconfigCM, ns, ServerName),
-		Data:     pulumi.ToStringMap(shardKubeconfigs(ns)),
+		Data:     pulumi.ToStringMap(shardKubeconfigs(ns, args.Cache != nil)),
 	}, child)
 	if err != nil {
 		return nil, fmt.Errorf("shard kubeconfigs: %w", err)
@@ -236,6 +249,9 @@ func NewKCP(ctx *pulumi.Context, name string, args Args, opts ...pulumi.Resource
 		template       *corev1.PodTemplateSpecArgs
 	}
 	deployments := []deployment{{"front-proxy", FrontProxyName, args.FrontProxyReplicas, frontProxyPod(args)}}
+	if args.Cache != nil {
+		deployments = append(deployments, deployment{"cache", CacheName, args.Cache.Replicas, cachePod(args)})
+	}
 	for _, s := range args.servers() {
 		urn := "server" // the root shard's, as before there were shards
 		if s.Name != RootShard {
@@ -274,6 +290,9 @@ func NewKCP(ctx *pulumi.Context, name string, args Args, opts ...pulumi.Resource
 			Name: pulumi.String("https"), Port: pulumi.Int(443), TargetPort: pulumi.String("https")}},
 			map[string]string{"app.kubernetes.io/name": FrontProxyName}},
 	}
+	if args.Cache != nil {
+		services = append(services, service{CacheName, CacheSelector(), corev1.ServicePortArray{apiPort}, nil})
+	}
 	for _, s := range args.servers() {
 		svc := ShardService(s.Name)
 		if s.Name == RootShard {
@@ -311,6 +330,15 @@ func NewKCP(ctx *pulumi.Context, name string, args Args, opts ...pulumi.Resource
 		clients = []security.Flow{{Namespace: "*"}}
 	}
 	shards := security.Flow{Pods: ServerRole, Ports: []int{APIPort}}
+	var cache []security.Flow
+	if args.Cache != nil {
+		cache = []security.Flow{{Pods: CacheSelector(), Ports: []int{APIPort}}}
+		// Only the shards use it; it uses only its etcd.
+		if err := security.NewAllowPolicy(ctx, name+"-cache-netpol", ns, CacheName, CacheSelector(), []security.Flow{shards},
+			[]security.Flow{{Pods: args.Cache.EtcdSelector, Ports: []int{2379}}}, child); err != nil {
+			return nil, err
+		}
+	}
 	for _, s := range args.servers() {
 		urn := name + "-server-netpol"
 		if s.Name != RootShard {
@@ -328,7 +356,7 @@ func NewKCP(ctx *pulumi.Context, name string, args Args, opts ...pulumi.Resource
 		// Shards reach each other (registration, cache, logical-cluster admin)
 		// and the front-proxy (external logical-cluster admin).
 		if err := security.NewAllowPolicy(ctx, urn, ns, c, workload.Labels(c), ingress,
-			append([]security.Flow{{Pods: s.EtcdSelector, Ports: []int{2379}}, shards, {Pods: proxy, Ports: []int{FrontProxyPort}}}, issuer...), child); err != nil {
+			append(append([]security.Flow{{Pods: s.EtcdSelector, Ports: []int{2379}}, shards, {Pods: proxy, Ports: []int{FrontProxyPort}}}, cache...), issuer...), child); err != nil {
 			return nil, err
 		}
 	}
@@ -463,8 +491,12 @@ func shardServerFlags(a Args, s Shard) []string {
 		vw = "https://" + ShardPublicHost(a.Domain, s.Name) + ":443"
 	}
 	flags = append(flags, "--shard-virtual-workspace-url="+vw)
-	if s.Name != RootShard {
+	switch {
+	case s.Name != RootShard:
 		flags = append(flags, shardFlags(s)...)
+	case a.Cache != nil:
+		// The root shard too replicates through the separate cache.
+		flags = append(flags, cacheKubeconfigFlag)
 	}
 	flags = append(flags, adminFlags()...)
 	return append(flags,
@@ -560,7 +592,7 @@ func serverPod(a Args, s Shard) *corev1.PodTemplateSpecArgs {
 		{"logical-cluster-admin", a.Certs.LogicalClusterAdmin},
 		{"external-logical-cluster-admin", a.Certs.ExternalLogicalClusterAdmin},
 	}
-	if s.Name != RootShard {
+	if s.Name != RootShard || a.Cache != nil {
 		identities = append(identities, struct{ dir, secret string }{"shard-admin", a.Certs.ShardAdmin})
 	}
 	mounts := corev1.VolumeMountArray{

@@ -82,9 +82,12 @@ func shardFlags(s Shard) []string {
 	return []string{
 		"--shard-name=" + s.Name,
 		"--root-shard-kubeconfig-file=" + kubeconfigDir + "/root-shard.kubeconfig",
-		"--cache-kubeconfig=" + kubeconfigDir + "/cache.kubeconfig",
+		cacheKubeconfigFlag,
 	}
 }
+
+// cacheKubeconfigFlag points a shard at the cache (CacheURL).
+const cacheKubeconfigFlag = "--cache-kubeconfig=" + kubeconfigDir + "/cache.kubeconfig"
 
 // adminFlags let every shard act on logical clusters of the others: directly
 // (the shard's base URL replaces the kubeconfig's server) and through the
@@ -101,12 +104,12 @@ var shardWiredFlags = []string{"--shard-name", "--root-shard-kubeconfig-file", "
 
 // shardKubeconfigs are the server pods' kubeconfigs, file references into
 // the mounted Secrets only: the keys stay in their Secrets.
-func shardKubeconfigs(ns string) map[string]string {
+func shardKubeconfigs(ns string, separateCache bool) map[string]string {
 	frontProxy := fmt.Sprintf("https://%s.%s.svc:443", FrontProxyService, ns)
 	return map[string]string{
 		// kcp reads the context shard-base of the root shard kubeconfig.
 		"root-shard.kubeconfig":                     kubeconfig(ShardURL(ns), "shard-admin", "shard-base"),
-		"cache.kubeconfig":                          kubeconfig(ShardURL(ns), "shard-admin", "cache"),
+		"cache.kubeconfig":                          kubeconfig(CacheURL(ns, separateCache), "shard-admin", "cache"),
 		"logical-cluster-admin.kubeconfig":          kubeconfig(ShardURL(ns), "logical-cluster-admin", "base"),
 		"external-logical-cluster-admin.kubeconfig": kubeconfig(frontProxy, "external-logical-cluster-admin", "external"),
 	}
@@ -139,8 +142,8 @@ func (a Args) validateShards(fld *field.Path) field.ErrorList {
 	for i, s := range a.Shards {
 		f := fld.Index(i)
 		switch {
-		case s.Name == RootShard:
-			errs = append(errs, field.Invalid(f.Child("name"), s.Name, "a name other than root (the root shard is implicit)"))
+		case s.Name == RootShard || s.Name == "cache":
+			errs = append(errs, field.Invalid(f.Child("name"), s.Name, "a name other than root (the root shard is implicit) and cache (kcp-cache, etcd-cache are the cache server's)"))
 		case seen[s.Name]:
 			errs = append(errs, field.Duplicate(f.Child("name"), s.Name))
 		default:

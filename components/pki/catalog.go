@@ -50,6 +50,8 @@ const (
 	CertShardAdmin                  = "kcp-shard-admin"
 	CertLogicalClusterAdmin         = "kcp-logical-cluster-admin"
 	CertExternalLogicalClusterAdmin = "kcp-external-logical-cluster-admin"
+	// CertCacheServer serves the separate cache server (kcp.cache).
+	CertCacheServer                 = "kcp-cache-server"
 	CertEtcdServer                  = "etcd-server"
 	CertEtcdPeer                    = "etcd-peer"
 	CertEtcdClientKCP               = "etcd-client-kcp"
@@ -129,6 +131,11 @@ func Leaves(a Args) []Spec {
 		leaves = append(leaves, Spec{Name: ShardServerCert(sh.Name), CA: CAServer, CommonName: name,
 			DNSNames: append(append([]string{kcp.ShardPublicHost(d, sh.Name)}, svc(name)...), "localhost"), IPAddresses: []string{"127.0.0.1"}, Usages: serverUsages})
 		leaves = append(leaves, etcdCerts(etcd.Cluster{Name: etcd.ShardClusterName(sh.Name), Namespace: ns}, sh.EtcdReplicas)...)
+	}
+	if c := a.Cache; c != nil {
+		leaves = append(leaves, Spec{Name: CertCacheServer, CA: CAServer, CommonName: kcp.CacheName,
+			DNSNames: append(svc(kcp.CacheName), "localhost"), IPAddresses: []string{"127.0.0.1"}, Usages: serverUsages})
+		leaves = append(leaves, etcdCerts(etcd.Cluster{Name: etcd.ShardClusterName(c.Name), Namespace: ns}, c.EtcdReplicas)...)
 	}
 	for _, target := range syncTargets(a) {
 		name, cn := SyncerClientPrefix, SyncerClientPrefix

@@ -60,6 +60,9 @@ type Args struct {
 	// Shards are the kcp shards besides the root shard: each gets a serving
 	// certificate and its etcd cluster's server and peer certificates.
 	Shards []Shard
+	// Cache, when set, is the separate cache server (kcp.cache.mode
+	// separate): a serving certificate and its etcd cluster's certificates.
+	Cache *Shard
 	// SyncTargets gets one syncer client certificate each (revocable per
 	// target); none means one shared `syncer-client`.
 	SyncTargets  []string

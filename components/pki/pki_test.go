@@ -279,6 +279,7 @@ func pool(t *testing.T, pemData string) *x509.CertPool {
 func TestCatalog(t *testing.T) {
 	args := testArgs(ModeCertManager)
 	args.Shards = []Shard{{Name: "shard-1", EtcdReplicas: 3}}
+	args.Cache = &Shard{Name: "cache", EtcdReplicas: 3}
 	args = args.WithDefaults()
 	byName := map[string]Spec{}
 	for _, s := range Leaves(args) {
@@ -310,6 +311,10 @@ func TestCatalog(t *testing.T) {
 		{"kcp-shard-1-server", CAServer, "kcp-shard-1", []string{"shard-1.kcp.example.com", "kcp-shard-1.kcp.svc", "kcp-shard-1.kcp.svc.cluster.local", "localhost"}, serverUsages},
 		{"etcd-shard-1-server", CAEtcd, "etcd-shard-1-server", []string{"etcd-shard-1.kcp.svc", "etcd-shard-1-2.etcd-shard-1-headless.kcp.svc"}, bothUsages},
 		{"etcd-shard-1-peer", CAEtcd, "etcd-shard-1-peer", []string{"etcd-shard-1-0.etcd-shard-1-headless.kcp.svc.cluster.local"}, bothUsages},
+		// The separate cache server and its etcd.
+		{CertCacheServer, CAServer, "kcp-cache", []string{"kcp-cache.kcp.svc", "localhost"}, serverUsages},
+		{"etcd-cache-server", CAEtcd, "etcd-cache-server", []string{"etcd-cache.kcp.svc", "etcd-cache-0.etcd-cache-headless.kcp.svc"}, bothUsages},
+		{"etcd-cache-peer", CAEtcd, "etcd-cache-peer", []string{"etcd-cache-2.etcd-cache-headless.kcp.svc"}, bothUsages},
 	}
 	// The groups kcp v0.32.3 authorizes the shards' identities by.
 	for cert, org := range map[string]string{CertShardAdmin: "system:masters", CertLogicalClusterAdmin: "system:kcp:logical-cluster-admin",

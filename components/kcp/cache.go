@@ -1,0 +1,111 @@
+package kcp
+
+import (
+	"fmt"
+	"strings"
+
+	corev1 "github.com/pulumi/pulumi-kubernetes/sdk/v4/go/kubernetes/core/v1"
+	"github.com/pulumi/pulumi/sdk/v3/go/pulumi"
+	"k8s.io/apimachinery/pkg/util/validation/field"
+
+	"github.com/kcp-tmc/kcp-tmc/components/internal/check"
+	"github.com/kcp-tmc/kcp-tmc/components/security"
+	"github.com/kcp-tmc/kcp-tmc/components/workload"
+)
+
+// CacheName names the separate cache server's Deployment, Service and pods.
+const CacheName = "kcp-cache"
+
+// Cache runs kcp's cache server on its own, with its own etcd: the shards
+// replicate what they all need (APIExports, workspace types, RBAC for
+// them) through it instead of through the root shard's embedded one.
+type Cache struct {
+	Replicas  int
+	Resources workload.Resources
+	// EtcdURL and EtcdSelector: its own etcd cluster.
+	EtcdURL      string
+	EtcdSelector map[string]string
+	// ServerSecret is its serving certificate (its Service's names).
+	ServerSecret string
+}
+
+// CacheURL is where the shards reach the cache: the separate cache
+// server's Service, or the root shard's embedded one (at its base URL).
+func CacheURL(ns string, separate bool) string {
+	if separate {
+		return fmt.Sprintf("https://%s.%s.svc:%d", CacheName, ns, APIPort)
+	}
+	return ShardURL(ns)
+}
+
+// CacheSelector labels the separate cache server's pods.
+func CacheSelector() map[string]string { return workload.Labels(CacheName) }
+
+// cacheFlags are the cache server's flags; each one cache-server v0.32.3
+// registers (kcp_test.go checks them against its list).
+func cacheFlags(c Cache) []string {
+	return []string{
+		"--root-directory=/var/lib/kcp-cache",
+		fmt.Sprintf("--secure-port=%d", APIPort),
+		"--tls-cert-file=/etc/kcp-cache/tls/server/tls.crt",
+		"--tls-private-key-file=/etc/kcp-cache/tls/server/tls.key",
+		// It authorizes system:masters only (the shards' shard-admin identity).
+		"--client-ca-file=/etc/kcp-cache/tls/client-ca/ca.crt",
+		"--etcd-servers=" + c.EtcdURL,
+		"--etcd-certfile=/etc/kcp-cache/tls/etcd-client/tls.crt",
+		"--etcd-keyfile=/etc/kcp-cache/tls/etcd-client/tls.key",
+		"--etcd-cafile=/etc/kcp-cache/tls/etcd-client/ca.crt",
+		"--logging-format=json",
+	}
+}
+
+func cachePod(a Args) *corev1.PodTemplateSpecArgs {
+	c := *a.Cache
+	return podSpec(a, CacheName, CacheName, nil, corev1.ContainerArgs{
+		Name:    pulumi.String(CacheName),
+		Image:   pulumi.String(a.Image + ":" + a.Version),
+		Command: pulumi.ToStringArray([]string{"/cache-server"}),
+		Args:    pulumi.ToStringArray(cacheFlags(c)),
+		Ports: corev1.ContainerPortArray{
+			corev1.ContainerPortArgs{Name: pulumi.String("https"), ContainerPort: pulumi.Int(APIPort)},
+		},
+		StartupProbe:   httpsProbe("/readyz", "https", 5, 60),
+		LivenessProbe:  httpsProbe("/livez", "https", 10, 3),
+		ReadinessProbe: httpsProbe("/readyz", "https", 5, 3),
+		Resources:      c.Resources.Args(),
+		VolumeMounts: corev1.VolumeMountArray{
+			mount("tls-server", "/etc/kcp-cache/tls/server"),
+			mount("tls-client-ca", "/etc/kcp-cache/tls/client-ca"),
+			mount("tls-etcd-client", "/etc/kcp-cache/tls/etcd-client"),
+			writable("data", "/var/lib/kcp-cache"),
+			writable("tmp", "/tmp"),
+		},
+	}, corev1.VolumeArray{
+		security.SecretVolume("tls-server", c.ServerSecret),
+		security.SecretItemsVolume("tls-client-ca", a.Certs.ClientCA, "ca.crt"),
+		security.SecretVolume("tls-etcd-client", a.Certs.EtcdClient),
+		security.EmptyDir("data", "256Mi"),
+		security.EmptyDir("tmp", "256Mi"),
+	})
+}
+
+// validateCache checks kcp.cache (children named by the stack's keys).
+func (a Args) validateCache(fld *field.Path) field.ErrorList {
+	c := a.Cache
+	if c == nil {
+		return nil
+	}
+	errs := check.Range(fld.Child("replicas"), c.Replicas, 1, 9, "")
+	errs = append(errs, c.Resources.Validate(fld.Child("resources"))...)
+	errs = append(errs, a.Spread.Validate(fld.Root().Child("antiAffinity"), c.Replicas)...)
+	if !strings.HasPrefix(c.EtcdURL, "https://") {
+		errs = append(errs, field.Invalid(fld.Child("etcdURL"), c.EtcdURL, "an https:// etcd client URL"))
+	}
+	if len(c.EtcdSelector) == 0 {
+		errs = append(errs, field.Required(fld.Child("etcdSelector"), "the labels of the cache's etcd pods"))
+	}
+	if c.ServerSecret == "" {
+		errs = append(errs, field.Required(fld.Child("serverSecret"), "the pki component's Secret name"))
+	}
+	return errs
+}
