@@ -62,7 +62,7 @@ bench: engine
 # Real-binary e2e (README "Real-binary e2e"): the stacks' etcd, kcp,
 # front-proxy and api-syncagent as real processes. The kcp binaries are not
 # in the Go module proxy; bring them (kcp's release archives) and name them.
-E2E_BINS := KCP_BIN KCP_FRONT_PROXY_BIN API_SYNCAGENT_BIN
+E2E_BINS := KCP_BIN KCP_FRONT_PROXY_BIN CACHE_SERVER_BIN API_SYNCAGENT_BIN
 e2e: toolchain
 	@missing=""; for v in $(E2E_BINS); do [ -n "$${!v}" ] && [ -x "$${!v}" ] || missing="$$missing $$v"; done; \
 	if [ -n "$$missing" ]; then echo "make e2e: set$$missing to executable kcp v0.32.3 / api-syncagent v0.7.0 binaries (README \"Real-binary e2e\")" >&2; exit 2; fi

@@ -84,6 +84,35 @@ func shards(cfg *Config) []shard {
 	return out
 }
 
+// cacheEtcd is the separate cache server's etcd cluster (kcp.cache).
+func cacheEtcd(cfg *Config) etcd.Cluster {
+	return etcd.Cluster{Name: etcd.ShardClusterName("cache"), Namespace: cfg.Namespace}
+}
+
+// separateCache resolves kcp.cache in separate mode (nil when embedded),
+// with the defaults it takes from kcp.* and etcd.*.
+func separateCache(cfg *Config) *shard {
+	c := cfg.KCP.Cache
+	if c.Mode != CacheSeparate {
+		return nil
+	}
+	sh := &shard{name: "cache", replicas: cfg.KCP.FrontProxyReplicas, resources: cfg.KCP.FrontProxyResources,
+		etcd: cacheEtcd(cfg), etcdSize: cfg.Etcd.StorageSize, etcdClass: cfg.Etcd.StorageClass}
+	if c.Replicas != nil {
+		sh.replicas = *c.Replicas
+	}
+	if c.Resources != nil {
+		sh.resources = *c.Resources
+	}
+	if c.Etcd.StorageSize != "" {
+		sh.etcdSize = c.Etcd.StorageSize
+	}
+	if c.Etcd.StorageClass != "" {
+		sh.etcdClass = c.Etcd.StorageClass
+	}
+	return sh
+}
+
 // EtcdClusters are the stack's etcd clusters: the root shard's, then each
 // other shard's (all with etcd.replicas members).
 func EtcdClusters(cfg *Config) []etcd.Cluster {
@@ -101,6 +130,15 @@ func shardEtcdArgs(cfg *Config, s shard) etcd.Args {
 	a.Name, a.StorageSize, a.StorageClass = s.etcd.Name, s.etcdSize, s.etcdClass
 	a.ServerSecret, a.PeerSecret = s.etcd.ServerSecret(), s.etcd.PeerSecret()
 	a.Clients = []map[string]string{workload.Labels(kcp.ShardComponent(s.name)), workload.Labels(backup.JobName(s.etcd.Name))}
+	return a
+}
+
+// cacheEtcdArgs is the separate cache server's etcd: etcd.* but for its
+// name, volumes and its one client. It holds only what the shards replicate
+// into it, so it is not backed up: the shards write it again.
+func cacheEtcdArgs(cfg *Config, c shard) etcd.Args {
+	a := shardEtcdArgs(cfg, c)
+	a.Clients = []map[string]string{kcp.CacheSelector()}
 	return a
 }
 
@@ -255,7 +293,17 @@ func kcpArgs(cfg *Config) kcp.Args {
 		MetricsGroup:      pki.MetricsViewersGroup,
 		FrontProxyClients: ingress.FrontProxyClients(cfg.Ingress.Mode),
 		Shards:            kcpShards(cfg),
+		Cache:             kcpCache(cfg),
 	}
+}
+
+func kcpCache(cfg *Config) *kcp.Cache {
+	c := separateCache(cfg)
+	if c == nil {
+		return nil
+	}
+	return &kcp.Cache{Replicas: c.replicas, Resources: c.resources, EtcdURL: c.etcd.ClientURL(),
+		EtcdSelector: workload.Labels(c.etcd.Name), ServerSecret: pki.CertCacheServer}
 }
 
 func kcpShards(cfg *Config) []kcp.Shard {
@@ -270,8 +318,8 @@ func kcpShards(cfg *Config) []kcp.Shard {
 // ShardNames are the names of kcp.shards.
 func ShardNames(cfg *Config) []string {
 	var names []string
-	for _, s := range cfg.KCP.Shards {
-		names = append(names, s.Name)
+	for _, s := range shards(cfg) {
+		names = append(names, s.name)
 	}
 	return names
 }
@@ -306,6 +354,7 @@ func pkiArgs(cfg *Config) pki.Args {
 		EtcdReplicas:       cfg.Etcd.Replicas,
 		SyncTargets:        clusterNames(cfg),
 		Shards:             pkiShards(cfg),
+		Cache:              pkiCache(cfg),
 		CADuration:         hours(cfg.TLS.CADuration),
 		LeafDuration:       hours(cfg.TLS.LeafDuration),
 		RenewBefore:        hours(cfg.TLS.RenewBefore),
@@ -324,10 +373,17 @@ func pkiArgs(cfg *Config) pki.Args {
 
 func pkiShards(cfg *Config) []pki.Shard {
 	var out []pki.Shard
-	for _, s := range cfg.KCP.Shards {
-		out = append(out, pki.Shard{Name: s.Name, EtcdReplicas: cfg.Etcd.Replicas})
+	for _, s := range shards(cfg) {
+		out = append(out, pki.Shard{Name: s.name, EtcdReplicas: cfg.Etcd.Replicas})
 	}
 	return out
+}
+
+func pkiCache(cfg *Config) *pki.Shard {
+	if separateCache(cfg) == nil {
+		return nil
+	}
+	return &pki.Shard{Name: "cache", EtcdReplicas: cfg.Etcd.Replicas}
 }
 
 // frontProxyPublic is the ACME certificate the front-proxy serves for

@@ -184,7 +184,34 @@ type KCP struct {
 	// its own etcd cluster, registers with the root shard and is reached
 	// through the one front-proxy (docs/sharding.md). Default: none.
 	Shards []Shard `json:"shards,omitempty"`
+	// Cache is where the shards replicate what they all share (APIExports,
+	// workspace types, their RBAC): kcp's cache server.
+	Cache Cache `json:"cache,omitempty"`
 }
+
+// Cache is kcp.cache.
+type Cache struct {
+	// Mode is `embedded` (the root shard serves the cache; default) or
+	// `separate`: a cache server Deployment `kcp-cache` with its own etcd
+	// `etcd-cache`, which takes that load off the root shard in large
+	// stacks.
+	Mode string `json:"mode,omitempty"`
+	// Replicas is the number of cache servers in separate mode (default
+	// kcp.frontProxyReplicas).
+	Replicas *int `json:"replicas,omitempty"`
+	// Resources are each cache server's requests and limits in separate
+	// mode (default kcp.frontProxyResources).
+	Resources *workload.Resources `json:"resources,omitempty"`
+	// Etcd sizes its etcd in separate mode; its members, image, resources
+	// and spreading are etcd.*'s.
+	Etcd ShardEtcd `json:"etcd,omitempty"`
+}
+
+// Cache modes.
+const (
+	CacheEmbedded = "embedded"
+	CacheSeparate = "separate"
+)
 
 // Shard is one entry of kcp.shards.
 type Shard struct {

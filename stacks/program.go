@@ -183,6 +183,13 @@ func Deploy(ctx *pulumi.Context, cfg *Config, projectDir string) error {
 		}
 		dbs = append(dbs, shardDB)
 	}
+	if c := separateCache(cfg); c != nil {
+		cacheDB, err := etcd.NewEtcd(ctx, c.etcd.Name, cacheEtcdArgs(cfg, *c), k8s, after)
+		if err != nil {
+			return fmt.Errorf("etcd of the cache server: %w", err)
+		}
+		dbs = append(dbs, cacheDB)
+	}
 	kcpProviders, err := newKCPProviders(ctx, cfg, projectDir)
 	if err != nil {
 		return err

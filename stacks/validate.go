@@ -146,6 +146,29 @@ func (c *Config) validateShards(v *validator) {
 		}
 		c.validateStorageSize(v, key.Child("etcd", "storageSize").String(), s.etcdSize)
 	}
+	if len(c.KCP.Shards) > 0 && c.TLS.ACME != nil {
+		// An agent's kubeconfig then trusts the public roots only, and a
+		// shard's own address serves a kcp-server-ca certificate.
+		v.add("tls.acme", "<set>", "unset with kcp.shards: agents reach a shard's virtual workspaces at its own address, whose certificate kcp-server-ca signs (docs/sharding.md)")
+	}
+	cache := c.KCP.Cache
+	if cache.Mode != CacheSeparate {
+		if cache.Mode != CacheEmbedded {
+			v.add("kcp.cache.mode", cache.Mode, CacheEmbedded+" or "+CacheSeparate)
+		}
+		if cache.Replicas != nil || cache.Resources != nil || cache.Etcd != (ShardEtcd{}) {
+			// Set but never read would be silently ignored.
+			v.add("kcp.cache", "<set>", "replicas, resources and etcd only with kcp.cache.mode "+CacheSeparate)
+		}
+		return
+	}
+	s := separateCache(c)
+	key := field.NewPath("kcp", "cache")
+	v.component(cacheEtcdArgs(c, *s).WithDefaults().Validate(key.Child("etcd")), true)
+	if c.Environment != "dev" && s.replicas == 1 {
+		v.add(key.Child("replicas").String(), "1", "at least 2 in "+c.Environment+" (every shard needs it)")
+	}
+	c.validateStorageSize(v, key.Child("etcd", "storageSize").String(), s.etcdSize)
 }
 
 func (c *Config) validateBackup(v *validator) {
@@ -440,7 +463,7 @@ func (c *Config) validateCloud(v *validator) {
 	for _, w := range []struct {
 		mode     string
 		replicas int
-	}{{c.KCP.AntiAffinity, c.KCP.Replicas}, {c.Etcd.AntiAffinity, c.Etcd.Replicas}} {
+	}{{c.KCP.AntiAffinity, c.KCP.Replicas}, {c.Etcd.AntiAffinity, c.Etcd.Replicas}, {c.KCP.AntiAffinity, maxShardReplicas(c)}} {
 		if w.mode == AntiAffinityHostname && len(c.Zones)*c.Cloud.NodesPerZone.Min < w.replicas {
 			v.add("cloud.nodesPerZone.min", strconv.Itoa(c.Cloud.NodesPerZone.Min),
 				fmt.Sprintf("at least %d nodes in all (%d zones × min) for %d replicas with hard per-node anti-affinity", w.replicas, len(c.Zones), w.replicas))
@@ -449,6 +472,15 @@ func (c *Config) validateCloud(v *validator) {
 	if c.Environment == "prod" && !c.Cloud.NATPerZone {
 		v.add("cloud.natPerZone", "false", "true in prod (one zone's NAT must not cut off the others)")
 	}
+}
+
+// maxShardReplicas is the most kcp replicas any shard besides the root runs.
+func maxShardReplicas(c *Config) int {
+	n := 0
+	for _, s := range shards(c) {
+		n = max(n, s.replicas)
+	}
+	return n
 }
 
 type validator struct {

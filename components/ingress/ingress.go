@@ -108,8 +108,9 @@ type Gateway struct {
 	// `kcp-tls`); it must be in Passthrough mode and allow routes from kcp's
 	// namespace.
 	Listener string `json:"listener"`
-	// ClassName, when set, creates that Gateway with this GatewayClass: one
-	// TLS Passthrough listener on 443 for kcp.<domain>.
+	// ClassName, when set, creates that Gateway with this GatewayClass: TLS
+	// Passthrough listeners on 443 for kcp.<domain> and (shards' own
+	// addresses) *.kcp.<domain>.
 	ClassName string `json:"className"`
 }
 
@@ -227,13 +228,8 @@ func Annotations(a Args) map[string]string {
 }
 
 func ingressObject(ctx *pulumi.Context, name string, a Args, opts []pulumi.ResourceOption) error {
-	routes := append([]ShardRoute{{Name: "kcp", Host: a.Host, Service: a.BackendService, Port: a.BackendPort}}, a.Shards...)
-	for i, r := range routes {
-		urn, object := name+"-kcp", "kcp"
-		if i > 0 {
-			urn, object = name+"-shard-"+r.Name, "kcp-"+r.Name
-		}
-		meta := workload.Meta(object, a.Namespace, "kcp-front-proxy")
+	for _, r := range routes(a) {
+		meta := workload.Meta(r.object, a.Namespace, "kcp-front-proxy")
 		meta.Annotations = pulumi.ToStringMap(Annotations(a))
 		spec := &networkingv1.IngressSpecArgs{
 			IngressClassName: pulumi.String(a.ClassName),
@@ -252,11 +248,39 @@ func ingressObject(ctx *pulumi.Context, name string, a Args, opts []pulumi.Resou
 				Hosts: pulumi.ToStringArray([]string{r.Host}), SecretName: pulumi.String(a.TerminateSecret),
 			}}
 		}
-		if _, err := networkingv1.NewIngress(ctx, urn, &networkingv1.IngressArgs{Metadata: meta, Spec: spec}, opts...); err != nil {
+		if _, err := networkingv1.NewIngress(ctx, name+"-"+r.urn, &networkingv1.IngressArgs{Metadata: meta, Spec: spec}, opts...); err != nil {
 			return fmt.Errorf("Ingress for %s: %w", r.Host, err)
 		}
 	}
 	return nil
+}
+
+// route is one public host and what it leads to: the front-proxy's first,
+// then each shard's own.
+type route struct {
+	ShardRoute
+	urn, object string // Pulumi name suffix and object name
+	shard       bool
+}
+
+// routes are the front-proxy's route and each shard's; object names the
+// Ingress or TLSRoute of a host (kcp, kcp-<shard>).
+func routes(a Args) []route {
+	out := []route{{ShardRoute: ShardRoute{Name: "kcp", Host: a.Host, Service: a.BackendService, Port: a.BackendPort,
+		Selector: workload.Labels("kcp-front-proxy")}, urn: "kcp", object: "kcp"}}
+	for _, s := range a.Shards {
+		out = append(out, route{ShardRoute: s, urn: "shard-" + s.Name, object: "kcp-" + s.Name, shard: true})
+	}
+	return out
+}
+
+// shardFlows let the ingress controller reach each shard's port.
+func shardFlows(a Args) []security.Flow {
+	var out []security.Flow
+	for _, s := range a.Shards {
+		out = append(out, security.Flow{Pods: s.Selector, Namespace: a.Namespace, Ports: []int{s.Port}})
+	}
+	return out
 }
 
 // ShardListener is the listener of the Gateway the shards' routes attach
@@ -290,15 +314,14 @@ func gatewayRoute(ctx *pulumi.Context, name string, a Args, opts []pulumi.Resour
 		}
 		opts = append(opts, pulumi.DependsOn([]pulumi.Resource{gw}))
 	}
-	routes := append([]ShardRoute{{Name: "kcp", Host: a.Host, Service: a.BackendService, Port: a.BackendPort}}, a.Shards...)
-	for i, r := range routes {
-		urn, object, section := name+"-tlsroute", "kcp", g.Listener
-		if i > 0 {
-			urn, object, section = name+"-tlsroute-"+r.Name, "kcp-"+r.Name, ShardListener(a)
+	for _, r := range routes(a) {
+		urn, section := name+"-tlsroute", g.Listener
+		if r.shard {
+			urn, section = name+"-tlsroute-"+r.Name, ShardListener(a)
 		}
 		if _, err := apiextensions.NewCustomResource(ctx, urn, &apiextensions.CustomResourceArgs{
 			ApiVersion: pulumi.String("gateway.networking.k8s.io/v1"), Kind: pulumi.String("TLSRoute"),
-			Metadata: workload.Meta(object, a.Namespace, "kcp-front-proxy"),
+			Metadata: workload.Meta(r.object, a.Namespace, "kcp-front-proxy"),
 			OtherFields: kubernetes.UntypedArgs{"spec": pulumi.Map{
 				"parentRefs": pulumi.Array{pulumi.Map{"name": pulumi.String(g.Name), "namespace": pulumi.String(g.Namespace),
 					"sectionName": pulumi.String(section)}},
@@ -330,11 +353,11 @@ func listener(a Args, name, host string) pulumi.Map {
 // loadBalancer is one LoadBalancer Service for the front-proxy and one per
 // shard (each host's DNS record points at its own).
 func loadBalancer(ctx *pulumi.Context, name string, a Args, opts []pulumi.ResourceOption) error {
-	routes := append([]ShardRoute{{Name: "kcp-front-proxy", Port: a.TargetPort, Selector: workload.Labels("kcp-front-proxy")}}, a.Shards...)
-	for i, r := range routes {
-		urn, object := name+"-lb", "kcp-front-proxy-lb"
-		if i > 0 {
-			urn, object = name+"-lb-"+r.Name, "kcp-"+r.Name+"-lb"
+	for _, r := range routes(a) {
+		// The load balancer sends TCP to the pods' own port.
+		urn, object, port := name+"-lb", "kcp-front-proxy-lb", a.TargetPort
+		if r.shard {
+			urn, object, port = name+"-lb-"+r.Name, r.object+"-lb", r.Port
 		}
 		meta := workload.Meta(object, a.Namespace, "kcp-front-proxy")
 		if a.NLB {
@@ -347,7 +370,7 @@ func loadBalancer(ctx *pulumi.Context, name string, a Args, opts []pulumi.Resour
 				ExternalTrafficPolicy: pulumi.String("Local"), // keep client IPs; no second hop
 				Selector:              pulumi.ToStringMap(r.Selector),
 				Ports: corev1.ServicePortArray{corev1.ServicePortArgs{
-					Name: pulumi.String("https"), Protocol: pulumi.String("TCP"), Port: pulumi.Int(443), TargetPort: pulumi.Int(r.Port),
+					Name: pulumi.String("https"), Protocol: pulumi.String("TCP"), Port: pulumi.Int(443), TargetPort: pulumi.Int(port),
 				}},
 			},
 		}, opts...); err != nil {
@@ -400,10 +423,10 @@ func installController(ctx *pulumi.Context, name string, a Args, opts []pulumi.R
 			{CIDR: "0.0.0.0/0", Ports: []int{8443}}, // admission webhook, called by the API server
 			{Namespace: monitoring, Ports: []int{10254}},
 		},
-		[]security.Flow{
+		append([]security.Flow{
 			{Pods: workload.Labels("kcp-front-proxy"), Namespace: a.Namespace, Ports: []int{a.TargetPort}},
 			{CIDR: "0.0.0.0/0", Ports: []int{443, 6443}}, // the Kubernetes API (its address differs per cluster)
-		}, ignore, append(opts, pulumi.DependsOn([]pulumi.Resource{ns}))...); err != nil {
+		}, shardFlows(a)...), ignore, append(opts, pulumi.DependsOn([]pulumi.Resource{ns}))...); err != nil {
 		return nil, err
 	}
 	rel, err := helmrelease.New(ctx, name+"-ingress-nginx", helmrelease.Args{

@@ -1,7 +1,9 @@
 package ingress
 
 import (
+	"fmt"
 	"reflect"
+	"strings"
 	"testing"
 
 	"github.com/pulumi/pulumi/sdk/v3/go/pulumi"
@@ -190,6 +192,13 @@ func TestShardRoutes(t *testing.T) {
 				t.Errorf("port = %v, want %v", got, tt.want)
 			}
 		})
+	}
+	// The controller kcp-tmc installs may reach each shard's port.
+	ctl := args(ModePassthrough)
+	ctl.InstallController, ctl.Shards = true, []ShardRoute{shard}
+	egress := fmt.Sprint(mocktest.Dig(run(t, ctl).Object(t, "kubernetes:networking.k8s.io/v1:NetworkPolicy", "allow-ingress-nginx"), "spec", "egress"))
+	if !strings.Contains(egress, "app.kubernetes.io/name:kcp-shard-1") || !strings.Contains(egress, "port:6443") {
+		t.Errorf("the controller cannot reach the shard: %s", egress)
 	}
 	// A created Gateway listens for the shards' hosts too, and the shard's
 	// route attaches to that listener.

@@ -2,6 +2,8 @@ package kcp
 
 import (
 	"fmt"
+	"maps"
+	"slices"
 	"strings"
 
 	"k8s.io/apimachinery/pkg/util/validation/field"
@@ -135,6 +137,17 @@ current-context: %s
 `, server, identity, identity, identity, context, identity, context)
 }
 
+// MaxShardName keeps every derived name within Kubernetes' limits: the
+// longest, the shard etcd's verify CronJob etcd-<name>-backup-verify, may
+// have 52 characters.
+const MaxShardName = 33
+
+// reservedShardNames would make kcp-<name> or etcd-<name> an object the
+// stack already has (kcp-front-proxy, kcp-server, kcp-internal, kcp-cache,
+// etcd-headless, etcd-backup, …).
+var reservedShardNames = map[string]bool{RootShard: true, "cache": true, "front-proxy": true, "front-proxy-config": true,
+	"server": true, "internal": true, "audit-policy": true, "shard-kubeconfigs": true, "oidc-ca": true, "headless": true, "backup": true}
+
 // validateShards checks kcp.shards (children named by the stack's keys).
 func (a Args) validateShards(fld *field.Path) field.ErrorList {
 	var errs field.ErrorList
@@ -142,21 +155,24 @@ func (a Args) validateShards(fld *field.Path) field.ErrorList {
 	for i, s := range a.Shards {
 		f := fld.Index(i)
 		switch {
-		case s.Name == RootShard || s.Name == "cache":
-			errs = append(errs, field.Invalid(f.Child("name"), s.Name, "a name other than root (the root shard is implicit) and cache (kcp-cache, etcd-cache are the cache server's)"))
+		case reservedShardNames[s.Name]:
+			errs = append(errs, field.Invalid(f.Child("name"), s.Name, "a name other than "+strings.Join(slices.Sorted(maps.Keys(reservedShardNames)), ", ")+
+				" (root is implicit; the others would collide with kcp-tmc's own objects)"))
+		case strings.HasSuffix(s.Name, "-headless") || strings.HasSuffix(s.Name, "-backup"):
+			errs = append(errs, field.Invalid(f.Child("name"), s.Name, "a name not ending in -headless or -backup (etcd-<name> would collide with another shard's etcd Service or backup objects)"))
 		case seen[s.Name]:
 			errs = append(errs, field.Duplicate(f.Child("name"), s.Name))
 		default:
-			// kcp-<name>-server is its certificate's Secret, a DNS label.
+			// etcd-<name>-backup-verify names a CronJob: at most 52 characters.
 			errs = append(errs, check.DNSLabel(f.Child("name"), s.Name, "a DNS label such as shard-1")...)
-			if len(s.Name) > 40 {
-				errs = append(errs, field.TooLong(f.Child("name"), s.Name, 40))
+			if len(s.Name) > MaxShardName {
+				errs = append(errs, field.TooLong(f.Child("name"), s.Name, MaxShardName))
 			}
 		}
 		seen[s.Name] = true
 		errs = append(errs, check.Range(f.Child("replicas"), s.Replicas, 1, 9, "")...)
 		errs = append(errs, s.Resources.Validate(f.Child("resources"))...)
-		errs = append(errs, a.Spread.Validate(fld.Root().Child("antiAffinity"), s.Replicas)...)
+		errs = append(errs, a.Spread.Validate(f.Child("replicas"), s.Replicas)...)
 		if !strings.HasPrefix(s.EtcdURL, "https://") {
 			errs = append(errs, field.Invalid(f.Child("etcdURL"), s.EtcdURL, "an https:// etcd client URL"))
 		}

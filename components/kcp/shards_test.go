@@ -149,10 +149,15 @@ func TestAddingAShardChangesNoExistingObject(t *testing.T) {
 
 func TestValidateShards(t *testing.T) {
 	fieldtest.Table(t, shardedArgs, func(a Args) field.ErrorList { return a.WithDefaults().Validate(field.NewPath("kcp")) }, []fieldtest.Case[Args]{
-		{"root is implicit", func(a *Args) { a.Shards[0].Name = "root" }, "kcp.shards[0].name", "a name other than root"},
+		{"root is implicit", func(a *Args) { a.Shards[0].Name = "root" }, "kcp.shards[0].name", "a name other than "},
+		{"the front-proxy's name", func(a *Args) { a.Shards[0].Name = "front-proxy" }, "kcp.shards[0].name", "collide with kcp-tmc's own objects"},
+		{"the cache's name", func(a *Args) { a.Shards[0].Name = "cache" }, "kcp.shards[0].name", "collide"},
+		{"the etcd headless Service", func(a *Args) { a.Shards[0].Name = "headless" }, "kcp.shards[0].name", "collide"},
+		{"another shard's headless Service", func(a *Args) { a.Shards[0].Name = "shard-1-headless" }, "kcp.shards[0].name", "not ending in -headless"},
+		{"backup objects", func(a *Args) { a.Shards[0].Name = "eu-backup" }, "kcp.shards[0].name", "not ending in -headless or -backup"},
 		{"twice", func(a *Args) { a.Shards = append(a.Shards, a.Shards[0]) }, "kcp.shards[1].name", "Duplicate value"},
 		{"not a label", func(a *Args) { a.Shards[0].Name = "Shard_1" }, "kcp.shards[0].name", "a DNS label such as shard-1"},
-		{"too long", func(a *Args) { a.Shards[0].Name = strings.Repeat("s", 41) }, "kcp.shards[0].name", "may not be more than 40"},
+		{"too long", func(a *Args) { a.Shards[0].Name = strings.Repeat("s", 34) }, "kcp.shards[0].name", "may not be more than 33"},
 		{"no replicas", func(a *Args) { a.Shards[0].Replicas = 0 }, "kcp.shards[0].replicas", "1 to 9"},
 		{"bad memory", func(a *Args) { a.Shards[0].Resources.Limits.Memory = "8GB" }, "kcp.shards[0].resources.limits.memory", "in Ki, Mi, Gi or Ti"},
 		{"plain etcd", func(a *Args) { a.Shards[0].EtcdURL = "http://etcd-shard-1:2379" }, "kcp.shards[0].etcdURL", "https://"},

@@ -109,6 +109,13 @@ func startControlPlane(t *testing.T, objs objects) *controlPlane {
 		ep := materialize(t, objs, m, name+"-0", o, filepath.Join(dir, name))
 		waitProbe(t, start(t, name, etcdBin, ep.args, ep.dir), ep, m, time.Minute)
 	}
+	// A separate cache server (kcp.cache.mode separate) before every shard.
+	if cache := objs.find(kcp.CacheName); cache != nil {
+		cacheBin := binary(t, "CACHE_SERVER_BIN")
+		cp2 := materialize(t, objs, m, kcp.CacheName+"-0", cache, filepath.Join(dir, kcp.CacheName))
+		took := waitProbe(t, start(t, kcp.CacheName, cacheBin, append(cp2.args, "--bind-address=127.0.0.1"), cp2.dir), cp2, m, 2*time.Minute)
+		t.Logf("%s ready after %s", kcp.CacheName, took.Round(time.Second))
+	}
 	// The root shard first: the others register with it.
 	servers := []map[string]any{server}
 	for _, d := range objs {

@@ -36,6 +36,16 @@ func (o objects) get(t *testing.T, kind, name string) map[string]any {
 	return nil
 }
 
+// find returns the Deployment named name, or nil.
+func (o objects) find(name string) map[string]any {
+	for _, m := range o {
+		if m["kind"] == "Deployment" && mocktest.Dig(m, "metadata", "name") == name {
+			return m
+		}
+	}
+	return nil
+}
+
 // data is a Secret's or ConfigMap's content (stringData, or decoded data).
 func (o objects) data(t *testing.T, kind, name string) map[string]string {
 	t.Helper()

@@ -24,11 +24,26 @@ import (
 // front-proxy. Through the front-proxy an admin creates a workspace on
 // each shard and uses it; each workspace's objects are in its own shard's
 // etcd and only there; each shard is scraped as its ServiceMonitor says.
-func TestShardedStackRuns(t *testing.T) {
+func TestShardedStackRuns(t *testing.T) { shardedStackRuns(t, `{"shards":[{"name":"shard-1"}]}`) }
+
+// TestShardedStackWithSeparateCacheRuns: the same with kcp.cache.mode
+// separate: cache-server runs on its own etcd, every shard (the root too)
+// replicates through it, and what they replicate is in its etcd.
+func TestShardedStackWithSeparateCacheRuns(t *testing.T) {
+	binary(t, "CACHE_SERVER_BIN")
+	cp := shardedStackRuns(t, `{"shards":[{"name":"shard-1"}],"cache":{"mode":"separate"}}`)
+	t.Run("the shards replicate into the cache server's own etcd", func(t *testing.T) {
+		if keys := cp.etcdKeys(t, etcd.ShardClusterName("cache")); !strings.Contains(keys, "workspacetypes") {
+			t.Errorf("etcd-cache holds no replicated WorkspaceType:\n%s", keys)
+		}
+	})
+}
+
+func shardedStackRuns(t *testing.T, kcpConfig string) *controlPlane {
 	binary(t, "KCP_BIN")
 	binary(t, "KCP_FRONT_PROXY_BIN")
 	const shard = "shard-1"
-	objs, rec := render(t, "dev", map[string]string{"tls": `{"mode":"self-managed"}`, "kcp": `{"shards":[{"name":"` + shard + `"}]}`})
+	objs, rec := render(t, "dev", map[string]string{"tls": `{"mode":"self-managed"}`, "kcp": kcpConfig})
 	cp := startControlPlane(t, objs)
 	if cp.shards != 2 {
 		t.Fatalf("%d kcp server sets started, want the root shard and %s", cp.shards, shard)
@@ -90,6 +105,7 @@ func TestShardedStackRuns(t *testing.T) {
 			}
 		}
 	})
+	return cp
 }
 
 // etcdKeys lists an etcd cluster's keys with etcdctl, as kcp's etcd client

@@ -1,0 +1,64 @@
+package stacks
+
+import (
+	"encoding/json"
+	"fmt"
+	"strings"
+	"testing"
+
+	"github.com/kcp-tmc/kcp-tmc/internal/test/mocktest"
+)
+
+// TestShardNamesNeverCollide renders a prod stack with shard names chosen to
+// sit next to kcp-tmc's own names (a prefix of another shard's, the longest
+// allowed, names close to reserved ones) and the separate cache: every
+// Kubernetes object keeps a distinct kind/namespace/name, every name fits
+// its kind's limit, and the kcp objects are each shard's own.
+func TestShardNamesNeverCollide(t *testing.T) {
+	names := []string{"a", "a-1", "proxy", "front", "internal-1", "verify", strings.Repeat("s", 33)}
+	var shards []map[string]any
+	for _, n := range names {
+		shards = append(shards, map[string]any{"name": n})
+	}
+	kcpCfg, _ := json.Marshal(map[string]any{"shards": shards, "cache": map[string]any{"mode": "separate"}})
+	mocktest.SetConfig(t, map[string]string{"environment": "prod", "kubeconfig": "apiVersion: v1\nkind: Config\n", "backup": testIRSA,
+		"slackWebhookUrl": "https://hooks.slack.com/services/T/B/X", "kcp": string(kcpCfg)}, "kubeconfig", "slackWebhookUrl")
+	rec, err := mocktest.Run(t, "prod", ProgramIn(t.TempDir()))
+	if err != nil {
+		t.Fatal(err)
+	}
+	seen := map[string]bool{}
+	for _, o := range rec.Manifests() {
+		name := fmt.Sprint(mocktest.Dig(o, "metadata", "name"))
+		key := fmt.Sprintf("%s/%v/%s", o["kind"], mocktest.Dig(o, "metadata", "namespace"), name)
+		if seen[key] {
+			t.Errorf("two objects are %s", key)
+		}
+		seen[key] = true
+		limit := 253
+		switch o["kind"] {
+		case "Service", "Namespace":
+			limit = 63
+		case "CronJob":
+			limit = 52
+		}
+		if len(name) > limit {
+			t.Errorf("%s: name longer than %d", key, limit)
+		}
+	}
+	for _, n := range names {
+		for _, want := range []string{"Deployment/kcp/kcp-" + n, "StatefulSet/kcp/etcd-" + n, "CronJob/kcp/etcd-" + n + "-backup-verify"} {
+			if !seen[want] {
+				t.Errorf("no %s", want)
+			}
+		}
+	}
+	for _, want := range []string{"Deployment/kcp/kcp-cache", "StatefulSet/kcp/etcd-cache"} {
+		if !seen[want] {
+			t.Errorf("no %s", want)
+		}
+	}
+	if seen["CronJob/kcp/etcd-cache-backup"] {
+		t.Error("the cache's etcd is backed up: it holds only what the shards write again")
+	}
+}
