@@ -61,8 +61,8 @@ type SmokeTarget struct {
 	Namespace string
 	// Shards are the shards of kcp.shards: each one's kcp and etcd must be
 	// ready and registered with the root shard.
-	Shards []string
-	Clusters  []SmokeCluster
+	Shards   []string
+	Clusters []SmokeCluster
 	// Workload is the object created in kcp to prove syncing (default a
 	// ConfigMap); WorkloadResource is its resource, on kcp and downstream.
 	Workload         *unstructured.Unstructured

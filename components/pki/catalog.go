@@ -51,12 +51,12 @@ const (
 	CertLogicalClusterAdmin         = "kcp-logical-cluster-admin"
 	CertExternalLogicalClusterAdmin = "kcp-external-logical-cluster-admin"
 	// CertCacheServer serves the separate cache server (kcp.cache).
-	CertCacheServer                 = "kcp-cache-server"
-	CertEtcdServer                  = "etcd-server"
-	CertEtcdPeer                    = "etcd-peer"
-	CertEtcdClientKCP               = "etcd-client-kcp"
-	CertEtcdClientBackup            = "etcd-client-backup"
-	SyncerClientPrefix              = "syncer-client"
+	CertCacheServer      = "kcp-cache-server"
+	CertEtcdServer       = "etcd-server"
+	CertEtcdPeer         = "etcd-peer"
+	CertEtcdClientKCP    = "etcd-client-kcp"
+	CertEtcdClientBackup = "etcd-client-backup"
+	SyncerClientPrefix   = "syncer-client"
 )
 
 // MetricsViewersGroup is the metrics-viewer certificate's organization: the
