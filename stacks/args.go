@@ -196,7 +196,7 @@ func loggingArgs(cfg *Config) logging.Args {
 func monitoringArgs(cfg *Config) monitoring.Args {
 	m := cfg.Monitoring
 	a := monitoring.Args{
-		Namespace: cfg.Namespace, Interval: m.Interval, RuleLabels: m.RuleLabels, Shards: ShardNames(cfg),
+		Namespace: cfg.Namespace, Interval: m.Interval, RuleLabels: m.RuleLabels, Shards: ShardNames(cfg), SeparateCache: separateCache(cfg) != nil,
 		ServerCASecret: pki.CAServer, MetricsViewerSecret: pki.CertMetricsViewer,
 		SlackChannel: m.SlackChannel, InstallStack: m.InstallStack, StackVersion: m.StackVersion,
 		PodSecurityVersion: cfg.PodSecurityVersion,

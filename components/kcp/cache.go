@@ -55,6 +55,9 @@ func cacheFlags(c Cache) []string {
 		"--etcd-certfile=/etc/kcp-cache/tls/etcd-client/tls.crt",
 		"--etcd-keyfile=/etc/kcp-cache/tls/etcd-client/tls.key",
 		"--etcd-cafile=/etc/kcp-cache/tls/etcd-client/ca.crt",
+		// It authorizes system:masters alone; its metrics are for Prometheus
+		// (its NetworkPolicy lets only the shards and monitoring in).
+		"--authorization-always-allow-paths=/healthz,/readyz,/livez,/metrics",
 		"--logging-format=json",
 	}
 }

@@ -291,7 +291,8 @@ func NewKCP(ctx *pulumi.Context, name string, args Args, opts ...pulumi.Resource
 			map[string]string{"app.kubernetes.io/name": FrontProxyName}},
 	}
 	if args.Cache != nil {
-		services = append(services, service{CacheName, CacheSelector(), corev1.ServicePortArray{apiPort}, nil})
+		services = append(services, service{CacheName, CacheSelector(), corev1.ServicePortArray{apiPort},
+			map[string]string{"app.kubernetes.io/name": CacheName}})
 	}
 	for _, s := range args.servers() {
 		svc := ShardService(s.Name)
@@ -334,7 +335,7 @@ func NewKCP(ctx *pulumi.Context, name string, args Args, opts ...pulumi.Resource
 	if args.Cache != nil {
 		cache = []security.Flow{{Pods: CacheSelector(), Ports: []int{APIPort}}}
 		// Only the shards use it; it uses only its etcd.
-		if err := security.NewAllowPolicy(ctx, name+"-cache-netpol", ns, CacheName, CacheSelector(), []security.Flow{shards},
+		if err := security.NewAllowPolicy(ctx, name+"-cache-netpol", ns, CacheName, CacheSelector(), []security.Flow{shards, monitoring},
 			[]security.Flow{{Pods: args.Cache.EtcdSelector, Ports: []int{2379}}}, child); err != nil {
 			return nil, err
 		}

@@ -47,8 +47,10 @@ type Args struct {
 	Namespace string // kcp's namespace: monitors, rules, dashboards and secrets live there
 	// Shards are the kcp shards besides the root shard: each is scraped by a
 	// monitor of its own.
-	Shards   []string
-	Interval string
+	Shards []string
+	// SeparateCache scrapes the separate cache server (kcp.cache.mode separate).
+	SeparateCache bool
+	Interval      string
 	// RuleLabels are added to ServiceMonitors and PrometheusRules so that the
 	// Prometheus operator selects them (kube-prometheus-stack: release=<name>).
 	RuleLabels map[string]string
@@ -209,6 +211,9 @@ func serviceMonitors(a Args) []monitor {
 	for _, shard := range a.Shards {
 		monitors = append(monitors, monitor{kcp.ShardComponent(shard),
 			spec(JobKCP, tlsEndpoint("/metrics", kcp.ShardService(shard)+"."+a.Namespace+".svc"), kcp.ShardLabel, shard)})
+	}
+	if a.SeparateCache {
+		monitors = append(monitors, monitor{JobCache, spec(JobCache, tlsEndpoint("/metrics", kcp.CacheName+"."+a.Namespace+".svc"))})
 	}
 	monitors = append(monitors,
 		monitor{JobFrontProxy, spec(JobFrontProxy, tlsEndpoint("/metrics", "kcp-front-proxy."+a.Namespace+".svc"))},

@@ -154,6 +154,11 @@ func TestShardMonitors(t *testing.T) {
 			t.Errorf("%s verifies %v, want %s", tc.monitor, got, tc.serverName)
 		}
 	}
+	a.SeparateCache = true
+	cache := run(t, a).Object(t, "kubernetes:monitoring.coreos.com/v1:ServiceMonitor", JobCache)
+	if got := mocktest.Dig(cache, "spec", "endpoints", 0, "tlsConfig", "serverName"); got != "kcp-cache.kcp.svc" {
+		t.Errorf("cache monitor verifies %v", got)
+	}
 	one := run(t, base()).Object(t, "kubernetes:monitoring.coreos.com/v1:ServiceMonitor", JobKCP)
 	if !strings.EqualFold(mocktest.Dig(one, "spec", "selector", "matchLabels", "kcp-tmc.io/shard").(string), "root") {
 		t.Error("the root monitor's selector depends on the number of shards")

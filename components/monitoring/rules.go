@@ -29,6 +29,8 @@ type Group struct {
 const (
 	JobKCP        = "kcp"
 	JobFrontProxy = "kcp-front-proxy"
+	// JobCache is the separate cache server (kcp.cache.mode separate).
+	JobCache = "kcp-cache"
 	JobEtcd       = "etcd"
 	// backupJobs matches the backup CronJobs of every etcd cluster
 	// (backup.JobName): etcd-backup and etcd-<shard>-backup.
@@ -114,7 +116,7 @@ sum by (namespace) (rate(apiserver_request_total{job="%[1]s"}[%[2]s]))`, JobKCP,
 	return []Group{
 		{Name: "kcp-tmc.components", Rules: []Rule{
 			{Record: "tmc_component_health", Expr: fmt.Sprintf(
-				`label_replace(min by (namespace, job) (up{job=~"%s|%s|%s"}), "component", "$1", "job", "(.*)")`, JobKCP, JobFrontProxy, JobEtcd)},
+				`label_replace(min by (namespace, job) (up{job=~"%s|%s|%s|%s"}), "component", "$1", "job", "(.*)")`, JobKCP, JobFrontProxy, JobEtcd, JobCache)},
 			alert("TMCComponentDown", "critical", "tmc_component_health == 0", "5m",
 				"{{ $labels.component }} is down in {{ $labels.namespace }}",
 				"At least one {{ $labels.component }} instance has not answered Prometheus' scrape for 5 minutes."),

@@ -13,6 +13,7 @@ import (
 
 	"github.com/kcp-tmc/kcp-tmc/components/etcd"
 	"github.com/kcp-tmc/kcp-tmc/components/kcp"
+	"github.com/kcp-tmc/kcp-tmc/components/monitoring"
 	"github.com/kcp-tmc/kcp-tmc/components/pki"
 	"github.com/kcp-tmc/kcp-tmc/internal/test/mocktest"
 	"github.com/kcp-tmc/kcp-tmc/internal/toolchain"
@@ -32,6 +33,11 @@ func TestShardedStackRuns(t *testing.T) { shardedStackRuns(t, `{"shards":[{"name
 func TestShardedStackWithSeparateCacheRuns(t *testing.T) {
 	binary(t, "CACHE_SERVER_BIN")
 	cp := shardedStackRuns(t, `{"shards":[{"name":"shard-1"}],"cache":{"mode":"separate"}}`)
+	t.Run("the cache server is scraped as its ServiceMonitor says", func(t *testing.T) {
+		if body := cp.scrape(t, monitoring.JobCache, kcp.CacheName, kcp.APIPort); !strings.Contains(string(body), "apiserver_request_total") {
+			t.Errorf("kcp-cache metrics lack apiserver_request_total:\n%.500s", body)
+		}
+	})
 	t.Run("the shards replicate into the cache server's own etcd", func(t *testing.T) {
 		if keys := cp.etcdKeys(t, etcd.ShardClusterName("cache")); !strings.Contains(keys, "workspacetypes") {
 			t.Errorf("etcd-cache holds no replicated WorkspaceType:\n%s", keys)
