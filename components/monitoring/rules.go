@@ -31,7 +31,7 @@ const (
 	JobFrontProxy = "kcp-front-proxy"
 	// JobCache is the separate cache server (kcp.cache.mode separate).
 	JobCache = "kcp-cache"
-	JobEtcd       = "etcd"
+	JobEtcd  = "etcd"
 	// backupJobs matches the backup CronJobs of every etcd cluster
 	// (backup.JobName): etcd-backup and etcd-<shard>-backup.
 	backupJobs   = "etcd(-.+)?-backup"
