@@ -67,21 +67,26 @@ func shards(cfg *Config) []shard {
 		sh := shard{name: s.Name, replicas: cfg.KCP.Replicas, resources: cfg.KCP.Resources,
 			etcd:     etcd.Cluster{Name: etcd.ShardClusterName(s.Name), Namespace: cfg.Namespace},
 			etcdSize: cfg.Etcd.StorageSize, etcdClass: cfg.Etcd.StorageClass}
-		if s.Replicas != nil {
-			sh.replicas = *s.Replicas
-		}
-		if s.Resources != nil {
-			sh.resources = *s.Resources
-		}
-		if s.Etcd.StorageSize != "" {
-			sh.etcdSize = s.Etcd.StorageSize
-		}
-		if s.Etcd.StorageClass != "" {
-			sh.etcdClass = s.Etcd.StorageClass
-		}
-		out = append(out, sh)
+		out = append(out, sh.with(s.Replicas, s.Resources, s.Etcd))
 	}
 	return out
+}
+
+// with is sh with the values its entry sets in place of the defaults.
+func (sh shard) with(replicas *int, resources *workload.Resources, e ShardEtcd) shard {
+	if replicas != nil {
+		sh.replicas = *replicas
+	}
+	if resources != nil {
+		sh.resources = *resources
+	}
+	if e.StorageSize != "" {
+		sh.etcdSize = e.StorageSize
+	}
+	if e.StorageClass != "" {
+		sh.etcdClass = e.StorageClass
+	}
+	return sh
 }
 
 // cacheEtcd is the separate cache server's etcd cluster (kcp.cache).
@@ -96,21 +101,9 @@ func separateCache(cfg *Config) *shard {
 	if c.Mode != CacheSeparate {
 		return nil
 	}
-	sh := &shard{name: "cache", replicas: cfg.KCP.FrontProxyReplicas, resources: cfg.KCP.FrontProxyResources,
-		etcd: cacheEtcd(cfg), etcdSize: cfg.Etcd.StorageSize, etcdClass: cfg.Etcd.StorageClass}
-	if c.Replicas != nil {
-		sh.replicas = *c.Replicas
-	}
-	if c.Resources != nil {
-		sh.resources = *c.Resources
-	}
-	if c.Etcd.StorageSize != "" {
-		sh.etcdSize = c.Etcd.StorageSize
-	}
-	if c.Etcd.StorageClass != "" {
-		sh.etcdClass = c.Etcd.StorageClass
-	}
-	return sh
+	sh := shard{name: "cache", replicas: cfg.KCP.FrontProxyReplicas, resources: cfg.KCP.FrontProxyResources,
+		etcd: cacheEtcd(cfg), etcdSize: cfg.Etcd.StorageSize, etcdClass: cfg.Etcd.StorageClass}.with(c.Replicas, c.Resources, c.Etcd)
+	return &sh
 }
 
 // EtcdClusters are the stack's etcd clusters: the root shard's, then each

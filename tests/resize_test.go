@@ -8,13 +8,8 @@ import (
 	"testing"
 
 	"github.com/pulumi/pulumi/sdk/v3/go/auto"
-	"github.com/pulumi/pulumi/sdk/v3/go/auto/events"
-	"github.com/pulumi/pulumi/sdk/v3/go/auto/optpreview"
 	"github.com/pulumi/pulumi/sdk/v3/go/auto/optup"
 	"github.com/pulumi/pulumi/sdk/v3/go/common/apitype"
-
-	"github.com/kcp-tmc/kcp-tmc/automation"
-	"github.com/kcp-tmc/kcp-tmc/internal/test/testenv"
 )
 
 // TestEtcdResizeKeepsData grows etcd's volumes from 100Gi to 200Gi on the
@@ -23,45 +18,14 @@ import (
 // replace or delete of the StatefulSet or of any claim.
 func TestEtcdResizeKeepsData(t *testing.T) {
 	ctx := context.Background()
-	size := func(s string) map[string]any {
-		return map[string]any{
-			"kcp-tmc:target":     map[string]any{"mode": "render", "renderDir": "rendered/staging"},
-			"kcp-tmc:etcd":       map[string]any{"storageSize": s},
-			"kcp-tmc:tls":        map[string]any{"mode": "cert-manager", "installCertManager": false}, // no TLS plugin here
-			"kcp-tmc:ingress":    map[string]any{"installController": false},                          // render mode: no Helm
-			"kcp-tmc:backup":     map[string]any{"target": "pvc", "pvcSize": "100Gi"},                 // no AWS plugin here
-			"kcp-tmc:monitoring": map[string]any{"installStack": false},
-			"kcp-tmc:zones":      []string{"us-east-1a", "us-east-1b", "us-east-1c"},
-		}
-	}
-	dir, opts := testenv.Project(t, "staging", size("100Gi"))
-	opts.Env["PULUMI_CONFIG_PASSPHRASE"] = "test"
-	stack, err := automation.Stack(ctx, opts)
-	if err != nil {
-		t.Fatal(err)
-	}
-	if _, err := stack.Up(ctx, optup.SuppressProgress()); err != nil {
-		t.Fatalf("up at 100Gi: %v", err)
-	}
+	dir, stack := upRenderedStaging(t, map[string]any{
+		"kcp-tmc:etcd":  map[string]any{"storageSize": "100Gi"},
+		"kcp-tmc:zones": []string{"us-east-1a", "us-east-1b", "us-east-1c"},
+	})
 	if err := stack.SetConfigWithOptions(ctx, "kcp-tmc:etcd.storageSize", auto.ConfigValue{Value: "200Gi"}, &auto.ConfigOptions{Path: true}); err != nil {
 		t.Fatal(err)
 	}
-
-	evs := make(chan events.EngineEvent)
-	ops := map[string]apitype.OpType{} // URN → planned op
-	done := make(chan struct{})
-	go func() {
-		for e := range evs {
-			if e.ResourcePreEvent != nil {
-				ops[e.ResourcePreEvent.Metadata.URN] = e.ResourcePreEvent.Metadata.Op
-			}
-		}
-		close(done)
-	}()
-	if _, err := stack.Preview(ctx, optpreview.EventStreams(evs)); err != nil {
-		t.Fatalf("preview at 200Gi: %v", err)
-	}
-	<-done
+	ops := previewOps(t, stack)
 	claims := 0
 	for urn, op := range ops {
 		stateful := strings.Contains(urn, "kubernetes:apps/v1:StatefulSet") || strings.Contains(urn, "kubernetes:core/v1:PersistentVolumeClaim")

@@ -2,13 +2,11 @@ package kcp
 
 import (
 	"fmt"
-	"strings"
 
 	corev1 "github.com/pulumi/pulumi-kubernetes/sdk/v4/go/kubernetes/core/v1"
 	"github.com/pulumi/pulumi/sdk/v3/go/pulumi"
 	"k8s.io/apimachinery/pkg/util/validation/field"
 
-	"github.com/kcp-tmc/kcp-tmc/components/internal/check"
 	"github.com/kcp-tmc/kcp-tmc/components/security"
 	"github.com/kcp-tmc/kcp-tmc/components/workload"
 )
@@ -98,17 +96,5 @@ func (a Args) validateCache(fld *field.Path) field.ErrorList {
 	if c == nil {
 		return nil
 	}
-	errs := check.Range(fld.Child("replicas"), c.Replicas, 1, 9, "")
-	errs = append(errs, c.Resources.Validate(fld.Child("resources"))...)
-	errs = append(errs, a.Spread.Validate(fld.Root().Child("antiAffinity"), c.Replicas)...)
-	if !strings.HasPrefix(c.EtcdURL, "https://") {
-		errs = append(errs, field.Invalid(fld.Child("etcdURL"), c.EtcdURL, "an https:// etcd client URL"))
-	}
-	if len(c.EtcdSelector) == 0 {
-		errs = append(errs, field.Required(fld.Child("etcdSelector"), "the labels of the cache's etcd pods"))
-	}
-	if c.ServerSecret == "" {
-		errs = append(errs, field.Required(fld.Child("serverSecret"), "the pki component's Secret name"))
-	}
-	return errs
+	return a.validateServers(fld, c.Replicas, c.Resources, c.EtcdURL, c.EtcdSelector, c.ServerSecret)
 }

@@ -170,18 +170,26 @@ func (a Args) validateShards(fld *field.Path) field.ErrorList {
 			}
 		}
 		seen[s.Name] = true
-		errs = append(errs, check.Range(f.Child("replicas"), s.Replicas, 1, 9, "")...)
-		errs = append(errs, s.Resources.Validate(f.Child("resources"))...)
-		errs = append(errs, a.Spread.Validate(f.Child("replicas"), s.Replicas)...)
-		if !strings.HasPrefix(s.EtcdURL, "https://") {
-			errs = append(errs, field.Invalid(f.Child("etcdURL"), s.EtcdURL, "an https:// etcd client URL"))
-		}
-		if len(s.EtcdSelector) == 0 {
-			errs = append(errs, field.Required(f.Child("etcdSelector"), "the labels of the shard's etcd pods"))
-		}
-		if s.ServerSecret == "" {
-			errs = append(errs, field.Required(f.Child("serverSecret"), "the pki component's Secret name"))
-		}
+		errs = append(errs, a.validateServers(f, s.Replicas, s.Resources, s.EtcdURL, s.EtcdSelector, s.ServerSecret)...)
+	}
+	return errs
+}
+
+// validateServers checks what a shard and the separate cache server both
+// have: replicas spread as the root shard's, resources, their own etcd and
+// serving certificate.
+func (a Args) validateServers(f *field.Path, replicas int, resources workload.Resources, etcdURL string, etcdSelector map[string]string, serverSecret string) field.ErrorList {
+	errs := check.Range(f.Child("replicas"), replicas, 1, 9, "")
+	errs = append(errs, resources.Validate(f.Child("resources"))...)
+	errs = append(errs, a.Spread.Validate(f.Child("replicas"), replicas)...)
+	if !strings.HasPrefix(etcdURL, "https://") {
+		errs = append(errs, field.Invalid(f.Child("etcdURL"), etcdURL, "an https:// etcd client URL"))
+	}
+	if len(etcdSelector) == 0 {
+		errs = append(errs, field.Required(f.Child("etcdSelector"), "the labels of its etcd pods"))
+	}
+	if serverSecret == "" {
+		errs = append(errs, field.Required(f.Child("serverSecret"), "the pki component's Secret name"))
 	}
 	return errs
 }
