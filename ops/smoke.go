@@ -61,8 +61,10 @@ type SmokeTarget struct {
 	Namespace string
 	// Shards are the shards of kcp.shards: each one's kcp and etcd must be
 	// ready and registered with the root shard.
-	Shards   []string
-	Clusters []SmokeCluster
+	Shards []string
+	// SeparateCache: the cache server and its etcd must be ready too.
+	SeparateCache bool
+	Clusters      []SmokeCluster
 	// Workload is the object created in kcp to prove syncing (default a
 	// ConfigMap); WorkloadResource is its resource, on kcp and downstream.
 	Workload         *unstructured.Unstructured
@@ -206,6 +208,9 @@ func Smoke(ctx context.Context, t SmokeTarget) (SmokeReport, error) {
 	workloads := []workload{{statefulSets, etcd.Name}, {deployments, kcp.ServerName}, {deployments, kcp.FrontProxyName}}
 	for _, shard := range t.Shards {
 		workloads = append(workloads, workload{statefulSets, etcd.ShardClusterName(shard)}, workload{deployments, kcp.ShardComponent(shard)})
+	}
+	if t.SeparateCache {
+		workloads = append(workloads, workload{statefulSets, etcd.ShardClusterName("cache")}, workload{deployments, kcp.CacheName})
 	}
 	if len(t.Shards) > 0 {
 		check("every shard registered with the root shard", func() (string, error) {

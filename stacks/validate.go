@@ -474,11 +474,15 @@ func (c *Config) validateCloud(v *validator) {
 	}
 }
 
-// maxShardReplicas is the most kcp replicas any shard besides the root runs.
+// maxShardReplicas is the most replicas any shard besides the root, or the
+// separate cache server, runs (all spread as kcp.antiAffinity says).
 func maxShardReplicas(c *Config) int {
 	n := 0
 	for _, s := range shards(c) {
 		n = max(n, s.replicas)
+	}
+	if cache := separateCache(c); cache != nil {
+		n = max(n, cache.replicas)
 	}
 	return n
 }

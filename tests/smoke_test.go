@@ -232,12 +232,13 @@ func TestSmokeSyncCheck(t *testing.T) {
 	}
 	// A sharded stack's smoke also wants each shard's kcp and etcd ready and registered.
 	sharded := target("sharded")
-	sharded.Shards = []string{"shard-1"}
+	sharded.Shards, sharded.SeparateCache = []string{"shard-1"}, true
 	r, err = ops.Smoke(ctx, sharded)
 	if err != nil {
 		t.Fatal(err)
 	}
-	for _, name := range []string{"deployment smoke-host/kcp-shard-1 ready", "statefulset smoke-host/etcd-shard-1 ready", "every shard registered"} {
+	for _, name := range []string{"deployment smoke-host/kcp-shard-1 ready", "statefulset smoke-host/etcd-shard-1 ready", "every shard registered",
+		"deployment smoke-host/kcp-cache ready", "statefulset smoke-host/etcd-cache ready"} {
 		if c := check(r, name); c.OK {
 			t.Errorf("%s passed on a cluster without it: %+v", name, c)
 		}

@@ -36,6 +36,10 @@ func CacheURL(ns string, separate bool) string {
 	return ShardURL(ns)
 }
 
+// CacheAnnotation on every kcp server pod names the cache it replicates
+// through, so changing kcp.cache.mode rolls every shard.
+const CacheAnnotation = "kcp-tmc.io/cache-url"
+
 // CacheSelector labels the separate cache server's pods.
 func CacheSelector() map[string]string { return workload.Labels(CacheName) }
 

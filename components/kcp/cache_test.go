@@ -57,6 +57,14 @@ func TestSeparateCache(t *testing.T) {
 
 	// Embedded (no Cache): the root shard runs it, the shards use the root's base URL.
 	embedded := run(t, shardedArgs())
+	// kcp reads the kubeconfig once: switching the mode must roll every shard.
+	for _, d := range []string{ServerName, "kcp-shard-1"} {
+		before := mocktest.Dig(embedded.Object(t, deployType, d), "spec", "template", "metadata", "annotations", CacheAnnotation)
+		after := mocktest.Dig(rec.Object(t, deployType, d), "spec", "template", "metadata", "annotations", CacheAnnotation)
+		if before != "https://kcp-internal.kcp.svc:6443" || after != "https://kcp-cache.kcp.svc:6443" {
+			t.Errorf("%s pod template names cache %v (embedded) and %v (separate)", d, before, after)
+		}
+	}
 	if strings.Contains(strings.Join(podArgs(t, embedded, ServerName), " "), "--cache-kubeconfig") {
 		t.Error("the root shard with the embedded cache points at a cache")
 	}

@@ -625,7 +625,7 @@ func serverPod(a Args, s Shard) *corev1.PodTemplateSpecArgs {
 		mounts = append(mounts, mount("tls-"+id.dir, "/etc/kcp/tls/"+id.dir))
 		volumes = append(volumes, security.SecretItemsVolume("tls-"+id.dir, id.secret, "tls.crt", "tls.key"))
 	}
-	return podSpec(a, ShardComponent(s.Name), ServerName, ServerRole, corev1.ContainerArgs{
+	pod := podSpec(a, ShardComponent(s.Name), ServerName, ServerRole, corev1.ContainerArgs{
 		Name:    pulumi.String(ServerName),
 		Image:   pulumi.String(a.Image + ":" + a.Version),
 		Command: pulumi.ToStringArray([]string{"/kcp", "start"}),
@@ -639,6 +639,10 @@ func serverPod(a Args, s Shard) *corev1.PodTemplateSpecArgs {
 		Resources:      s.Resources.Args(),
 		VolumeMounts:   mounts,
 	}, volumes)
+	// kcp reads its kubeconfigs once, at start: a pod whose cache moves
+	// (kcp.cache.mode) must restart, though its flags stay the same.
+	pod.Metadata.(*metav1.ObjectMetaArgs).Annotations = pulumi.StringMap{CacheAnnotation: pulumi.String(CacheURL(a.Namespace, a.Cache != nil))}
+	return pod
 }
 
 // frontProxyArgs are the front-proxy's generated flags.

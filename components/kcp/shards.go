@@ -158,8 +158,8 @@ func (a Args) validateShards(fld *field.Path) field.ErrorList {
 		case reservedShardNames[s.Name]:
 			errs = append(errs, field.Invalid(f.Child("name"), s.Name, "a name other than "+strings.Join(slices.Sorted(maps.Keys(reservedShardNames)), ", ")+
 				" (root is implicit; the others would collide with kcp-tmc's own objects)"))
-		case strings.HasSuffix(s.Name, "-headless") || strings.HasSuffix(s.Name, "-backup"):
-			errs = append(errs, field.Invalid(f.Child("name"), s.Name, "a name not ending in -headless or -backup (etcd-<name> would collide with another shard's etcd Service or backup objects)"))
+		case strings.HasSuffix(s.Name, "-headless") || strings.HasSuffix(s.Name, "-backup") || strings.HasSuffix(s.Name, "-lb"):
+			errs = append(errs, field.Invalid(f.Child("name"), s.Name, "a name not ending in -headless, -backup or -lb (its objects would collide with another shard's etcd Service, backup objects or load balancer)"))
 		case seen[s.Name]:
 			errs = append(errs, field.Duplicate(f.Child("name"), s.Name))
 		default:
