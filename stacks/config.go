@@ -217,8 +217,9 @@ const (
 type Shard struct {
 	// Name is the shard's name in kcp (a Workspace picks it with
 	// `spec.location.selector.matchLabels.name`) and names its objects
-	// (`kcp-<name>`, `etcd-<name>`): a DNS label of at most 40 characters,
-	// not `root`.
+	// (`kcp-<name>`, `etcd-<name>`): a DNS label of at most 33 characters,
+	// not `root`, `cache` or a name of kcp-tmc's own objects, not ending in
+	// `-headless`, `-backup` or `-lb`.
 	Name string `json:"name"`
 	// Replicas is the number of the shard's kcp servers (default
 	// kcp.replicas; the same rules).
