@@ -62,3 +62,67 @@ func TestShardNamesNeverCollide(t *testing.T) {
 		t.Error("the cache's etcd is backed up: it holds only what the shards write again")
 	}
 }
+
+// TestAddingAShardChangesNothingExisting: in prod (load balancer, S3
+// backups, cert-manager, monitoring, logging) and with a created Gateway,
+// every resource of the stack without the shard is registered unchanged
+// once the shard is added — the engine test proves the preview for the
+// rendered staging stack; this covers the other modes' objects.
+func TestAddingAShardChangesNothingExisting(t *testing.T) {
+	base := map[string]string{"environment": "prod", "kubeconfig": "apiVersion: v1\nkind: Config\n", "backup": testIRSA,
+		"slackWebhookUrl": "https://hooks.slack.com/services/T/B/X"}
+	for _, tc := range []struct {
+		name string
+		with map[string]string
+	}{
+		{"prod", nil},
+		{"gateway", map[string]string{"ingress": `{"mode":"gateway","gateway":{"className":"example"}}`}},
+		{"separate cache", map[string]string{"kcp": `{"cache":{"mode":"separate"}}`}},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			render := func(shard bool) []mocktest.Resource {
+				cfg := map[string]string{}
+				for k, v := range base {
+					cfg[k] = v
+				}
+				for k, v := range tc.with {
+					cfg[k] = v
+				}
+				if shard {
+					var kcp map[string]any
+					_ = json.Unmarshal([]byte(cfg["kcp"]+" "), &kcp)
+					if kcp == nil {
+						kcp = map[string]any{}
+					}
+					kcp["shards"] = []any{map[string]any{"name": "shard-1"}}
+					b, _ := json.Marshal(kcp)
+					cfg["kcp"] = string(b)
+				}
+				mocktest.SetConfig(t, cfg, "kubeconfig", "slackWebhookUrl")
+				rec, err := mocktest.Run(t, "prod", ProgramIn(t.TempDir()))
+				if err != nil {
+					t.Fatal(err)
+				}
+				return rec.All()
+			}
+			after := map[string]mocktest.Resource{}
+			for _, r := range render(true) {
+				after[r.Type+" "+r.Name] = r
+			}
+			before := render(false)
+			for _, r := range before {
+				got, ok := after[r.Type+" "+r.Name]
+				if !ok {
+					t.Errorf("%s %s is gone once a shard is added", r.Type, r.Name)
+					continue
+				}
+				if fmt.Sprint(got.Input()) != fmt.Sprint(r.Input()) || got.Protect != r.Protect {
+					t.Errorf("%s %s changes once a shard is added", r.Type, r.Name)
+				}
+			}
+			if len(after) <= len(before)+20 {
+				t.Errorf("%d resources with the shard, %d without: the shard's are missing", len(after), len(before))
+			}
+		})
+	}
+}
