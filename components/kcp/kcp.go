@@ -253,11 +253,7 @@ func NewKCP(ctx *pulumi.Context, name string, args Args, opts ...pulumi.Resource
 		deployments = append(deployments, deployment{"cache", CacheName, args.Cache.Replicas, cachePod(args)})
 	}
 	for _, s := range args.servers() {
-		urn := "server" // the root shard's, as before there were shards
-		if s.Name != RootShard {
-			urn = "shard-" + s.Name
-		}
-		deployments = append(deployments, deployment{urn, ShardComponent(s.Name), s.Replicas, serverPod(args, s)})
+		deployments = append(deployments, deployment{shardURN(s.Name), ShardComponent(s.Name), s.Replicas, serverPod(args, s)})
 	}
 	for _, d := range deployments {
 		if _, err := appsv1.NewDeployment(ctx, name+"-"+d.urn, &appsv1.DeploymentArgs{
@@ -341,10 +337,7 @@ func NewKCP(ctx *pulumi.Context, name string, args Args, opts ...pulumi.Resource
 		}
 	}
 	for _, s := range args.servers() {
-		urn := name + "-server-netpol"
-		if s.Name != RootShard {
-			urn = name + "-shard-" + s.Name + "-netpol"
-		}
+		urn := name + "-" + shardURN(s.Name) + "-netpol"
 		c := ShardComponent(s.Name)
 		ingress := []security.Flow{{Pods: proxy, Ports: []int{APIPort}}, shards, monitoring}
 		if s.Name != RootShard {

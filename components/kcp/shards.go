@@ -45,6 +45,15 @@ func ShardComponent(shard string) string {
 // can serve the workspaces scheduled onto it.
 func ShardPublicHost(domain, shard string) string { return shard + "." + PublicHost(domain) }
 
+// shardURN names a shard's resources in the stack: the root shard's keep
+// the names they had before there were shards.
+func shardURN(shard string) string {
+	if shard == RootShard {
+		return "server"
+	}
+	return "shard-" + shard
+}
+
 // ShardService is the Service a shard is reached by (its --shard-base-url).
 func ShardService(shard string) string {
 	if shard == RootShard {
