@@ -9,7 +9,7 @@ CACHE := $(or $(KCP_TMC_CACHE),$(or $(XDG_CACHE_HOME),$(HOME)/.cache)/kcp-tmc)
 LOGS := $(CACHE)/logs
 export PULUMI_SKIP_UPDATE_CHECK := true
 
-.PHONY: engine toolchain modules cli up preview destroy test vet fmt-check drill bench e2e
+.PHONY: engine toolchain modules cli up preview destroy test vet fmt-check drill bench e2e cluster-e2e
 
 # engine: pulumi CLI + Kubernetes plugin; toolchain: that plus the test judges.
 engine:
@@ -68,3 +68,22 @@ e2e: toolchain
 	if [ -n "$$missing" ]; then echo "make e2e: set$$missing to executable kcp v0.32.3 / api-syncagent v0.7.0 binaries (README \"Real-binary e2e\")" >&2; exit 2; fi
 	@mkdir -p $(LOGS); echo "make e2e: full output in $(LOGS)/e2e.log (programs' JSON log lines left out here)"
 	set -o pipefail; go test -count=1 -v -timeout 20m ./tests/e2e 2>&1 | tee $(LOGS)/e2e.log | grep -v '^        {'
+
+# Cluster e2e (README "Cluster e2e"): `kcp-tmc up` of the dev stack onto a
+# single-node cluster that runs its Pods (kubelet, containerd, kube-proxy,
+# CoreDNS, cert-manager, Prometheus), smoke, a second up, destroy. Root on
+# Linux; installs Debian's containerd, runc and CNI plugins by name when
+# missing; the kcp, api-syncagent and cert-manager binaries come from the
+# variables below, as for make e2e.
+CLUSTER_E2E_BINS := KCP_BIN KCP_FRONT_PROXY_BIN API_SYNCAGENT_BIN CERT_MANAGER_CONTROLLER_BIN
+NODE_PACKAGES := containerd runc containernetworking-plugins iptables iproute2
+cluster-e2e: toolchain
+	@if [ "$$(uname -s)" != Linux ] || [ "$$(id -u)" != 0 ]; then echo "make cluster-e2e: needs root on Linux (it runs containerd, a kubelet and kube-proxy)" >&2; exit 2; fi
+	@missing=""; for v in $(CLUSTER_E2E_BINS); do [ -n "$${!v}" ] && [ -x "$${!v}" ] || missing="$$missing $$v"; done; \
+	if [ -n "$$missing" ]; then echo "make cluster-e2e: set$$missing to executable, statically linked kcp v0.32.3 / api-syncagent v0.7.0 / cert-manager v1.21.2 binaries (README \"Cluster e2e\")" >&2; exit 2; fi
+	@if ! command -v containerd >/dev/null || ! command -v runc >/dev/null || [ ! -x /usr/lib/cni/bridge ]; then \
+	  echo "make cluster-e2e: installing $(NODE_PACKAGES) (Debian)"; \
+	  apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq $(NODE_PACKAGES) >/dev/null; fi
+	@hack/toolchain.sh cluster >/dev/null
+	@mkdir -p $(LOGS); echo "make cluster-e2e: full output in $(LOGS)/cluster-e2e.log"
+	set -o pipefail; KCP_TMC_CLUSTER_E2E=1 go test -count=1 -v -timeout 45m ./tests/clustere2e 2>&1 | tee $(LOGS)/cluster-e2e.log | grep -v '^        {'

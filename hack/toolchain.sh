@@ -3,11 +3,14 @@
 # outside the repo, keyed by version, and prints the bin directory to put on
 # PATH. A warm cache makes this a no-op (under a second); a cold one pays once.
 #
-#   hack/toolchain.sh [engine|judges|all]   # default: all
+#   hack/toolchain.sh [engine|judges|all|cluster]   # default: all
 #     engine  pulumi CLI + pulumi-resource-kubernetes                (make up)
 #     judges  kube-apiserver, kube-controller-manager, kubectl; etcd, etcdctl,
 #             etcdutl; kube-score; actionlint; prometheus and promtool;
 #             amtool; the upstream CRD sources                        (make test)
+#     cluster kubelet, kube-scheduler, kube-proxy; CoreDNS; prometheus-operator
+#             and its config reloader; Prometheus with Kubernetes service
+#             discovery                                      (make cluster-e2e)
 #
 # Progress goes to stderr, one line when a tool starts and one when it ends;
 # the go command's own output goes to $cache/logs/<tool>-<version>.log, whose
@@ -33,6 +36,9 @@ duration() { if [ "$1" -ge 60 ]; then printf '%dm%02ds' $(($1 / 60)) $(($1 % 60)
 # kube-apiserver) compile and link faster and take a third of the disk.
 strip="-s -w"
 export GOFLAGS="${GOFLAGS:+$GOFLAGS }-gcflags=all=-dwarf=false"
+# Static binaries (no cgo, as upstream releases them): the cluster e2e copies
+# etcd, CoreDNS, Prometheus and the operator into images that have no C library.
+export CGO_ENABLED=0
 
 # ---- builders: each writes its binaries into the directory $1 ----
 
@@ -61,17 +67,26 @@ build_kubernetes_plugin() (
 )
 
 # Kubernetes binaries need their version stamped, or kubectl cannot parse the
-# server version. One go build for the three shares every common package.
-build_kube() {
-  local v=$KUBE_VERSION minor=${KUBE_VERSION#v1.}
+# server version. One go build per family shares every common package.
+kube_ldflags() {
+  local v=$KUBE_VERSION minor=${KUBE_VERSION#v1.} pkg ld="$strip"
   minor=${minor%%.*}
-  local ld="$strip"
   for pkg in k8s.io/component-base/version k8s.io/client-go/pkg/version; do
     ld+=" -X $pkg.gitVersion=$v -X $pkg.gitMajor=1 -X $pkg.gitMinor=$minor"
     ld+=" -X $pkg.gitTreeState=clean -X $pkg.buildDate=2026-01-01T00:00:00Z"
   done
-  (cd "$root/hack/tools/kube" && go build -o "$1/" -ldflags "$ld" \
+  echo "$ld"
+}
+
+build_kube() {
+  (cd "$root/hack/tools/kube" && go build -o "$1/" -ldflags "$(kube_ldflags)" \
     k8s.io/kubernetes/cmd/kube-apiserver k8s.io/kubernetes/cmd/kube-controller-manager k8s.io/kubernetes/cmd/kubectl)
+}
+
+# The node of the cluster e2e (make cluster-e2e): same module and version.
+build_kube_node() {
+  (cd "$root/hack/tools/kube" && go build -o "$1/" -ldflags "$(kube_ldflags)" \
+    k8s.io/kubernetes/cmd/kubelet k8s.io/kubernetes/cmd/kube-scheduler k8s.io/kubernetes/cmd/kube-proxy)
 }
 
 build_etcd() {
@@ -93,13 +108,23 @@ build_actionlint() {
 # Prometheus 3 from its Go module. remove_all_sd leaves out the cloud service
 # discoveries (AWS, Azure, GCE, Kubernetes, ...): the tests scrape static
 # targets only, and those packages are most of the compile time.
-build_prometheus() {
+prometheus_ldflags() {
   # Module v0.316.0 is release 3.16.0: minor = major*100 + minor.
   local n=${PROMETHEUS_VERSION#v0.} pkg=github.com/prometheus/common/version
   local release="$((${n%%.*} / 100)).$((${n%%.*} % 100)).${n#*.}"
-  local ld="$strip -X $pkg.Version=$release -X $pkg.Branch=module -X $pkg.Revision=$PROMETHEUS_VERSION"
-  (cd "$root/hack/tools/prometheus" && go build -tags remove_all_sd -o "$1/" -ldflags "$ld" \
+  echo "$strip -X $pkg.Version=$release -X $pkg.Branch=module -X $pkg.Revision=$PROMETHEUS_VERSION"
+}
+
+build_prometheus() {
+  (cd "$root/hack/tools/prometheus" && go build -tags remove_all_sd -o "$1/" -ldflags "$(prometheus_ldflags)" \
     github.com/prometheus/prometheus/cmd/prometheus github.com/prometheus/prometheus/cmd/promtool)
+}
+
+# The cluster e2e's Prometheus finds its targets as prometheus-operator
+# configures it: through Kubernetes service discovery, and nothing else.
+build_prometheus_kubernetes() {
+  (cd "$root/hack/tools/prometheus" && go build -tags remove_all_sd,enable_kubernetes_sd -o "$1/prometheus-kubernetes" \
+    -ldflags "$(prometheus_ldflags)" github.com/prometheus/prometheus/cmd/prometheus)
 }
 
 build_alertmanager() {
@@ -107,6 +132,21 @@ build_alertmanager() {
   (cd "$root/hack/tools/alertmanager" && go build -o "$1/" \
     -ldflags "$strip -X $pkg.Version=${ALERTMANAGER_VERSION#v} -X $pkg.Branch=module -X $pkg.Revision=$ALERTMANAGER_VERSION" \
     github.com/prometheus/alertmanager/cmd/amtool)
+}
+
+# The cluster e2e's add-ons, run as Pods from images of these binaries.
+build_coredns() {
+  (cd "$root/hack/tools/coredns" &&
+    go build -o "$1/" -ldflags "$strip -X github.com/coredns/coredns/coremain.GitCommit=$COREDNS_VERSION" github.com/coredns/coredns)
+}
+
+# Without the version stamp the operator's default reloader image has no tag.
+build_prometheus_operator() {
+  local pkg=github.com/prometheus/common/version
+  (cd "$root/hack/tools/prometheus-operator" && go build -o "$1/" \
+    -ldflags "$strip -X $pkg.Version=${PROMETHEUS_OPERATOR_VERSION#v} -X $pkg.Branch=module -X $pkg.Revision=$PROMETHEUS_OPERATOR_VERSION" \
+    github.com/prometheus-operator/prometheus-operator/cmd/operator \
+    github.com/prometheus-operator/prometheus-operator/cmd/prometheus-config-reloader)
 }
 
 # Upstream CRD YAML from the module zips (cert-manager deploy/crds,
@@ -139,6 +179,15 @@ judge_tools=(
   "prometheus|$PROMETHEUS_VERSION|build_prometheus|prometheus promtool"
   "alertmanager|$ALERTMANAGER_VERSION|build_alertmanager|amtool"
   "crds|$CERT_MANAGER_VERSION-$PROMETHEUS_OPERATOR_VERSION-$GATEWAY_API_VERSION|build_crds|crds:cert-manager crds:prometheus-operator crds:gateway-api"
+)
+
+# The single-node cluster of make cluster-e2e (kubelet, scheduler, kube-proxy)
+# and its add-ons' images.
+cluster_tools=(
+  "kube-node|$KUBE_VERSION|build_kube_node|kubelet kube-scheduler kube-proxy"
+  "coredns|$COREDNS_VERSION|build_coredns|coredns"
+  "prometheus-operator|$PROMETHEUS_OPERATOR_VERSION|build_prometheus_operator|operator prometheus-config-reloader"
+  "prometheus-kubernetes|$PROMETHEUS_VERSION|build_prometheus_kubernetes|prometheus-kubernetes"
 )
 
 # built NAME VERSION OUTPUTS: every output of the tool exists in its versioned dir.
@@ -232,6 +281,7 @@ case "${1:-all}" in
   engine) run_tools "${engine_tools[@]}" ;;
   judges) run_tools "${judge_tools[@]}" ;;
   all) run_tools "${engine_tools[@]}" "${judge_tools[@]}" ;;
-  *) echo "usage: $0 [engine|judges|all]" >&2; exit 2 ;;
+  cluster) run_tools "${cluster_tools[@]}" ;;
+  *) echo "usage: $0 [engine|judges|all|cluster]" >&2; exit 2 ;;
 esac
 echo "$bin"

@@ -74,6 +74,8 @@ func TestVersionsMatchToolModules(t *testing.T) {
 		{"ACTIONLINT_VERSION", "hack/tools/actionlint/go.mod", "github.com/rhysd/actionlint", ""},
 		{"PROMETHEUS_VERSION", "hack/tools/prometheus/go.mod", "github.com/prometheus/prometheus", ""},
 		{"ALERTMANAGER_VERSION", "hack/tools/alertmanager/go.mod", "github.com/prometheus/alertmanager", ""},
+		{"COREDNS_VERSION", "hack/tools/coredns/go.mod", "github.com/coredns/coredns", ""},
+		{"PROMETHEUS_OPERATOR_VERSION", "hack/tools/prometheus-operator/go.mod", "github.com/prometheus-operator/prometheus-operator", ""},
 	} {
 		t.Run(tc.key+" "+tc.module, func(t *testing.T) {
 			want, ok := env[tc.key]

@@ -1,8 +1,9 @@
 // Package cluster runs a real, local Kubernetes control plane for tests:
 // etcd, kube-apiserver (RBAC, PodSecurity admission) and
 // kube-controller-manager, all on loopback, from the pinned binaries
-// hack/toolchain.sh builds. No kubelet or scheduler runs: Pods are created and
-// admitted, never started.
+// hack/toolchain.sh builds. Start runs no kubelet or scheduler: Pods are
+// created and admitted, never started. StartWithNode adds a real node
+// (node.go): containerd, a kubelet, kube-scheduler, kube-proxy and CoreDNS.
 package cluster
 
 import (
@@ -45,12 +46,24 @@ type Cluster struct {
 	EtcdMetricsURL string
 	bin            string
 	procs          []*exec.Cmd
+	// nodeIP is the address Pods reach the apiserver at ("" on loopback only).
+	nodeIP string
+	// node holds what the node added (node.go); nil without one or once
+	// stopped; nodeDir stays for Leftovers.
+	node    *node
+	nodeDir string
 }
 
 // Start launches etcd, kube-apiserver and kube-controller-manager from binDir
 // in dir and waits until the apiserver is ready. Call Stop when done.
 func Start(ctx context.Context, binDir, dir string) (c *Cluster, err error) {
-	c = &Cluster{Dir: dir, bin: binDir}
+	return start(ctx, binDir, dir, "")
+}
+
+// start is Start with the apiserver also reachable at nodeIP (and advertised
+// there, so the kubernetes Service's endpoint is an address Pods can reach).
+func start(ctx context.Context, binDir, dir, nodeIP string) (c *Cluster, err error) {
+	c = &Cluster{Dir: dir, bin: binDir, nodeIP: nodeIP}
 	defer func() {
 		if err != nil {
 			c.Stop()
@@ -76,9 +89,12 @@ func Start(ctx context.Context, binDir, dir string) (c *Cluster, err error) {
 		return nil, err
 	}
 	c.Server = "https://127.0.0.1:" + strconv.Itoa(ports[2])
-	if err := c.start("kube-apiserver",
+	listen := []string{"--bind-address=127.0.0.1", "--advertise-address=127.0.0.1", "--endpoint-reconciler-type=none"}
+	if nodeIP != "" {
+		listen = []string{"--bind-address=0.0.0.0", "--advertise-address=" + nodeIP}
+	}
+	if err := c.start("kube-apiserver", append(listen,
 		"--etcd-servers="+etcdURL,
-		"--bind-address=127.0.0.1", "--advertise-address=127.0.0.1", "--endpoint-reconciler-type=none",
 		"--secure-port="+strconv.Itoa(ports[2]), "--cert-dir="+c.path("apiserver-certs"),
 		"--tls-cert-file="+c.path("serving.crt"), "--tls-private-key-file="+c.path("serving.key"),
 		"--client-ca-file="+c.path("ca.crt"),
@@ -91,7 +107,7 @@ func Start(ctx context.Context, binDir, dir string) (c *Cluster, err error) {
 		// As kubeadm and managed clusters do: privileged Pods are PodSecurity's call.
 		"--allow-privileged=true",
 		"--enable-priority-and-fairness=false",
-		"--v=1"); err != nil {
+		"--v=1")...); err != nil {
 		return nil, err
 	}
 	if err := c.waitReady(ctx); err != nil {
@@ -116,21 +132,15 @@ func Start(ctx context.Context, binDir, dir string) (c *Cluster, err error) {
 	return c, nil
 }
 
-// Stop kills every process group it started and waits for them.
+// Stop kills every process group it started and waits for them, and with a
+// node also removes what the node left (containers, mounts, links, rules).
 func (c *Cluster) Stop() {
+	if c.node != nil {
+		c.stopNode()
+	}
 	for i := len(c.procs) - 1; i >= 0; i-- {
-		p := c.procs[i]
-		if p.Process == nil {
-			continue
-		}
-		_ = syscall.Kill(-p.Process.Pid, syscall.SIGTERM)
-		done := make(chan struct{})
-		go func() { _ = p.Wait(); close(done) }()
-		select {
-		case <-done:
-		case <-time.After(10 * time.Second):
-			_ = syscall.Kill(-p.Process.Pid, syscall.SIGKILL)
-			<-done
+		if p := c.procs[i]; p.Process != nil {
+			stopGroup(p, 10*time.Second)
 		}
 	}
 	c.procs = nil
@@ -168,11 +178,17 @@ const (
 func (c *Cluster) path(name string) string { return filepath.Join(c.Dir, name) }
 
 func (c *Cluster) start(name string, args ...string) error {
+	return c.startBinary(name, filepath.Join(c.bin, name), args...)
+}
+
+// startBinary starts program with its output in <logName>.log.
+func (c *Cluster) startBinary(logName, program string, args ...string) error {
+	name := logName
 	logf, err := os.Create(c.path(name + ".log"))
 	if err != nil {
 		return err
 	}
-	cmd := exec.Command(filepath.Join(c.bin, name), args...)
+	cmd := exec.Command(program, args...)
 	cmd.Stdout, cmd.Stderr = logf, logf
 	// Own process group, so Stop reaches every child.
 	cmd.SysProcAttr = &syscall.SysProcAttr{Setpgid: true, Pdeathsig: syscall.SIGKILL}
@@ -270,6 +286,9 @@ func (c *Cluster) writePKI() error {
 		ExtKeyUsage: []x509.ExtKeyUsage{x509.ExtKeyUsageServerAuth},
 		DNSNames:    []string{"localhost", "kubernetes", "kubernetes.default", "kubernetes.default.svc"},
 		IPAddresses: []net.IP{net.ParseIP("127.0.0.1"), net.ParseIP("10.96.0.1")},
+	}
+	if c.nodeIP != "" {
+		srvTmpl.IPAddresses = append(srvTmpl.IPAddresses, net.ParseIP(c.nodeIP))
 	}
 	srvDER, err := x509.CreateCertificate(rand.Reader, srvTmpl, caCert, &srvKey.PublicKey, caKey)
 	if err != nil {

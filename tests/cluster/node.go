@@ -1,0 +1,595 @@
+package cluster
+
+import (
+	"bufio"
+	"context"
+	"errors"
+	"fmt"
+	"net"
+	"os"
+	"os/exec"
+	"path/filepath"
+	"runtime"
+	"sort"
+	"strconv"
+	"strings"
+	"syscall"
+	"time"
+)
+
+// A node turns the control plane into a single-node cluster that runs Pods:
+// containerd and runc (Debian's packages), CNI bridge + host-local (Debian's
+// containernetworking-plugins), and the pinned kubelet, kube-scheduler and
+// kube-proxy. Images come from in-process registries (registry.go) that
+// containerd uses as mirrors of the upstream registries, so Pods name their
+// upstream image references unchanged, with any pull policy.
+
+const (
+	// NodeName is the node's name (and the kubelet's hostname override).
+	NodeName = "kcp-tmc-node"
+	// PodCIDR is the bridge's subnet; ServiceCIDR the apiserver's.
+	PodCIDR     = "10.244.0.0/24"
+	ServiceCIDR = "10.96.0.0/16"
+	// DNSServiceIP is the cluster DNS Service's address.
+	DNSServiceIP = "10.96.0.10"
+	// bridgeName is the CNI bridge: short, and unique to this harness so
+	// cleanup deletes only its own link.
+	bridgeName = "kcptmc0"
+)
+
+// cniBinDir is where Debian's containernetworking-plugins put the plugins.
+var cniBinDir = "/usr/lib/cni"
+
+// node is what StartWithNode started and must undo.
+type node struct {
+	dir        string // short: containerd's socket path must fit 108 bytes
+	sock       string
+	sysctls    map[string]string // values to restore
+	registries *Registries
+	lb         *loadBalancer
+	hosts      *hostsFile
+	netnsSeen  map[string]bool // /var/run/netns entries that existed before
+}
+
+// NodeMissing lists what this machine lacks to run a node (root, Linux, the
+// Debian packages, the toolchain's cluster binaries), each with how to get it;
+// empty when a node can start.
+func NodeMissing(binDir string) []string {
+	var missing []string
+	if runtime.GOOS != "linux" {
+		missing = append(missing, "Linux (this is "+runtime.GOOS+")")
+	}
+	if os.Geteuid() != 0 {
+		missing = append(missing, "root (containerd, the kubelet and kube-proxy need it)")
+	}
+	for _, b := range []string{"containerd", "ctr", "runc", "iptables", "ip"} {
+		if _, err := exec.LookPath(b); err != nil {
+			missing = append(missing, b+" (apt-get install containerd runc containernetworking-plugins iptables iproute2)")
+		}
+	}
+	for _, p := range []string{"bridge", "host-local", "loopback", "portmap"} {
+		if _, err := os.Stat(filepath.Join(cniBinDir, p)); err != nil {
+			missing = append(missing, filepath.Join(cniBinDir, p)+" (apt-get install containernetworking-plugins)")
+		}
+	}
+	for _, b := range []string{"kubelet", "kube-scheduler", "kube-proxy", "coredns"} {
+		if _, err := os.Stat(filepath.Join(binDir, b)); err != nil {
+			missing = append(missing, filepath.Join(binDir, b)+" (hack/toolchain.sh cluster)")
+		}
+	}
+	return missing
+}
+
+// StartWithNode starts the control plane reachable at this machine's address
+// and a node that runs its Pods, with CoreDNS, a StorageClass "standard" of
+// local volumes and a load balancer for Services of type LoadBalancer
+// (addons.go). images are served to the node by reference. dir holds
+// everything; Stop removes every process, container, mount, link and rule.
+func StartWithNode(ctx context.Context, binDir, dir string, images []Image) (c *Cluster, err error) {
+	if missing := NodeMissing(binDir); len(missing) > 0 {
+		return nil, fmt.Errorf("a node cannot run here; missing: %s", strings.Join(missing, "; "))
+	}
+	ip, err := nodeAddress()
+	if err != nil {
+		return nil, err
+	}
+	c, err = start(ctx, binDir, dir, ip)
+	if err != nil {
+		return nil, err
+	}
+	// Sockets need a short path; everything else of the node lives there too.
+	short, err := os.MkdirTemp("", "kn-")
+	if err != nil {
+		c.Stop()
+		return nil, err
+	}
+	c.nodeDir = short
+	c.node = &node{dir: short, sock: filepath.Join(short, "c.sock"), sysctls: map[string]string{}, netnsSeen: map[string]bool{}}
+	defer func() {
+		if err != nil {
+			c.Stop()
+		}
+	}()
+	if entries, err := os.ReadDir("/var/run/netns"); err == nil {
+		for _, e := range entries {
+			c.node.netnsSeen[e.Name()] = true
+		}
+	}
+	// Forwarding between the bridge and Services, and bridged traffic through
+	// kube-proxy's rules (a Pod reaching a Service backed by a Pod on the same bridge).
+	for k, v := range map[string]string{"net/ipv4/ip_forward": "1", "net/bridge/bridge-nf-call-iptables": "1"} {
+		if err := c.node.setSysctl(k, v); err != nil {
+			return nil, err
+		}
+	}
+	if c.node.registries, err = ServeImages(images); err != nil {
+		return nil, fmt.Errorf("serving images: %w", err)
+	}
+	if err := c.startContainerd(ctx); err != nil {
+		return nil, err
+	}
+	if err := c.startNodeComponents(ctx); err != nil {
+		return nil, err
+	}
+	if err := c.installAddons(ctx); err != nil {
+		return nil, err
+	}
+	return c, nil
+}
+
+// NodeIP is the node's address (where the apiserver, the kubelet and
+// hostNetwork Pods listen).
+func (c *Cluster) NodeIP() string { return c.nodeIP }
+
+// nodeAddress is the IPv4 address of the default route's interface: what
+// kubeadm advertises. Pods reach the apiserver there.
+func nodeAddress() (string, error) {
+	// A UDP "connection" only picks the route; nothing is sent.
+	if conn, err := net.Dial("udp4", "192.0.2.254:9"); err == nil {
+		defer conn.Close()
+		if a, ok := conn.LocalAddr().(*net.UDPAddr); ok && !a.IP.IsLoopback() {
+			return a.IP.String(), nil
+		}
+	}
+	addrs, err := net.InterfaceAddrs()
+	if err != nil {
+		return "", fmt.Errorf("listing addresses: %w", err)
+	}
+	for _, a := range addrs {
+		if n, ok := a.(*net.IPNet); ok && n.IP.To4() != nil && !n.IP.IsLoopback() {
+			return n.IP.String(), nil
+		}
+	}
+	return "", errors.New("no non-loopback IPv4 address for the node")
+}
+
+func (n *node) setSysctl(key, value string) error {
+	p := filepath.Join("/proc/sys", key)
+	old, err := os.ReadFile(p)
+	if err != nil {
+		return fmt.Errorf("sysctl %s: %w", key, err)
+	}
+	if strings.TrimSpace(string(old)) == value {
+		return nil
+	}
+	if err := os.WriteFile(p, []byte(value), 0o644); err != nil {
+		return fmt.Errorf("sysctl %s=%s: %w", key, value, err)
+	}
+	n.sysctls[key] = strings.TrimSpace(string(old))
+	return nil
+}
+
+// startContainerd runs containerd as a plain process with its own root,
+// state and socket; the CRI plugin uses the harness's CNI config and the
+// in-process registries as mirrors.
+func (c *Cluster) startContainerd(ctx context.Context) error {
+	n := c.node
+	cniConf := filepath.Join(n.dir, "cni")
+	certsD := filepath.Join(n.dir, "certs.d")
+	if err := os.MkdirAll(cniConf, 0o755); err != nil {
+		return err
+	}
+	conflist := fmt.Sprintf(`{"cniVersion": "1.0.0", "name": "kcp-tmc", "plugins": [
+  {"type": "bridge", "bridge": %q, "isGateway": true, "ipMasq": true, "hairpinMode": true,
+   "ipam": {"type": "host-local", "ranges": [[{"subnet": %q}]], "routes": [{"dst": "0.0.0.0/0"}], "dataDir": %q}},
+  {"type": "portmap", "capabilities": {"portMappings": true}}]}
+`, bridgeName, PodCIDR, filepath.Join(n.dir, "ipam"))
+	if err := os.WriteFile(filepath.Join(cniConf, "10-kcp-tmc.conflist"), []byte(conflist), 0o644); err != nil {
+		return err
+	}
+	if err := n.registries.WriteHosts(certsD); err != nil {
+		return err
+	}
+	// restrict_oom_score_adj: this machine forbids lowering oom_score_adj, and
+	// without it every sandbox fails ("can't get final child's PID from pipe").
+	cfg := fmt.Sprintf(`version = 2
+root = %q
+state = %q
+[grpc]
+  address = %q
+[plugins."io.containerd.grpc.v1.cri"]
+  sandbox_image = %q
+  restrict_oom_score_adj = true
+  [plugins."io.containerd.grpc.v1.cri".cni]
+    bin_dir = %q
+    conf_dir = %q
+  [plugins."io.containerd.grpc.v1.cri".registry]
+    config_path = %q
+`, filepath.Join(n.dir, "root"), filepath.Join(n.dir, "state"), n.sock, PauseImage, cniBinDir, cniConf, certsD)
+	cfgPath := filepath.Join(n.dir, "containerd.toml")
+	if err := os.WriteFile(cfgPath, []byte(cfg), 0o644); err != nil {
+		return err
+	}
+	if err := c.startPath("containerd", "containerd", "--config", cfgPath); err != nil {
+		return err
+	}
+	return waitFor(ctx, 30*time.Second, "containerd", func() error {
+		_, err := c.ctr(ctx, "version")
+		return err
+	}, func() string { return c.Log("containerd") })
+}
+
+// ctr runs Debian's ctr against the node's containerd in the CRI namespace.
+func (c *Cluster) ctr(ctx context.Context, args ...string) (string, error) {
+	cmd := exec.CommandContext(ctx, "ctr", append([]string{"--address", c.node.sock, "--namespace", "k8s.io"}, args...)...)
+	out, err := cmd.CombinedOutput()
+	if err != nil {
+		return string(out), fmt.Errorf("ctr %s: %w: %s", strings.Join(args, " "), err, strings.TrimSpace(string(out)))
+	}
+	return string(out), nil
+}
+
+// startNodeComponents starts the kubelet, kube-scheduler and kube-proxy
+// (admin credentials: a test node, not a hardened one) and waits for the
+// node to be Ready.
+func (c *Cluster) startNodeComponents(ctx context.Context) error {
+	n := c.node
+	ports, err := freePorts(6)
+	if err != nil {
+		return err
+	}
+	kubelet := fmt.Sprintf(`apiVersion: kubelet.config.k8s.io/v1beta1
+kind: KubeletConfiguration
+cgroupDriver: cgroupfs
+failSwapOn: false
+address: %s
+port: %d
+readOnlyPort: 0
+healthzBindAddress: 127.0.0.1
+healthzPort: %d
+authentication:
+  anonymous: {enabled: false}
+  webhook: {enabled: true}
+  x509: {clientCAFile: %q}
+authorization: {mode: Webhook}
+clusterDomain: cluster.local
+clusterDNS: [%s]
+containerRuntimeEndpoint: unix://%s
+resolvConf: /etc/resolv.conf
+serializeImagePulls: false
+# A test machine's disk is shared: evict only when it is really full.
+evictionHard: {"memory.available": "100Mi", "nodefs.available": "1%%", "imagefs.available": "1%%", "nodefs.inodesFree": "1%%"}
+imageGCHighThresholdPercent: 100
+imageGCLowThresholdPercent: 99
+`, c.nodeIP, ports[0], ports[1], c.path("ca.crt"), DNSServiceIP, n.sock)
+	kubeletCfg := filepath.Join(n.dir, "kubelet.yaml")
+	if err := os.WriteFile(kubeletCfg, []byte(kubelet), 0o644); err != nil {
+		return err
+	}
+	if err := c.start("kubelet", "--config="+kubeletCfg, "--kubeconfig="+c.Kubeconfig,
+		"--root-dir="+filepath.Join(n.dir, "kubelet"), "--cert-dir="+filepath.Join(n.dir, "kubelet-pki"),
+		"--hostname-override="+NodeName, "--node-ip="+c.nodeIP, "--v=1"); err != nil {
+		return err
+	}
+	if err := c.start("kube-scheduler", "--kubeconfig="+c.Kubeconfig, "--authentication-kubeconfig="+c.Kubeconfig,
+		"--authorization-kubeconfig="+c.Kubeconfig, "--leader-elect=false",
+		"--bind-address=127.0.0.1", "--secure-port="+strconv.Itoa(ports[2]), "--v=1"); err != nil {
+		return err
+	}
+	// conntrack values 0: leave the machine's settings alone (they may be read-only).
+	proxy := fmt.Sprintf(`apiVersion: kubeproxy.config.k8s.io/v1alpha1
+kind: KubeProxyConfiguration
+clientConnection: {kubeconfig: %q}
+mode: iptables
+clusterCIDR: %s
+hostnameOverride: %s
+bindAddress: 0.0.0.0
+healthzBindAddress: 127.0.0.1:%d
+metricsBindAddress: 127.0.0.1:%d
+conntrack: {maxPerCore: 0, min: 0, tcpEstablishedTimeout: 0s, tcpCloseWaitTimeout: 0s}
+`, c.Kubeconfig, PodCIDR, NodeName, ports[3], ports[4])
+	proxyCfg := filepath.Join(n.dir, "kube-proxy.yaml")
+	if err := os.WriteFile(proxyCfg, []byte(proxy), 0o644); err != nil {
+		return err
+	}
+	if err := c.start("kube-proxy", "--config="+proxyCfg, "--v=1"); err != nil {
+		return err
+	}
+	return waitFor(ctx, 2*time.Minute, "node "+NodeName+" Ready", func() error {
+		out, _, err := c.Kubectl(ctx, nil, "get", "node", NodeName, "-o", `jsonpath={.status.conditions[?(@.type=="Ready")].status}`)
+		if err != nil {
+			return err
+		}
+		if out != "True" {
+			return fmt.Errorf("Ready=%q", out)
+		}
+		return nil
+	}, func() string { return c.Log("kubelet") })
+}
+
+// startPath starts a program found on PATH (Debian's containerd) like start.
+func (c *Cluster) startPath(logName, program string, args ...string) error {
+	p, err := exec.LookPath(program)
+	if err != nil {
+		return err
+	}
+	return c.startBinary(logName, p, args...)
+}
+
+// waitFor polls check every half second until it succeeds or timeout passes;
+// the error names what and carries the last failure and log().
+func waitFor(ctx context.Context, timeout time.Duration, what string, check func() error, log func() string) error {
+	deadline := time.Now().Add(timeout)
+	var last error
+	for {
+		if last = check(); last == nil {
+			return nil
+		}
+		if time.Now().After(deadline) {
+			return fmt.Errorf("%s: not after %s: %v; log tail:\n%s", what, timeout, last, log())
+		}
+		select {
+		case <-ctx.Done():
+			return fmt.Errorf("%s: %w (last: %v)", what, ctx.Err(), last)
+		case <-time.After(500 * time.Millisecond):
+		}
+	}
+}
+
+// stopNode undoes the node in the order that lets each part clean up after
+// itself: no controller recreates Pods, the kubelet stops every Pod (CNI
+// DEL frees addresses and rules), then the processes stop, and whatever a
+// kill left behind (containers, mounts, the bridge, rules) is removed.
+func (c *Cluster) stopNode() {
+	n := c.node
+	ctx, cancel := context.WithTimeout(context.Background(), 3*time.Minute)
+	defer cancel()
+	if n.lb != nil {
+		n.lb.stop()
+	}
+	c.stopProcess("kube-controller-manager")
+	c.stopProcess("kube-scheduler")
+	if c.running("kubelet") {
+		// Force-deleted Pods leave the API at once; the kubelet still stops
+		// their containers and sandboxes, so wait for containerd to have none running.
+		_, _, _ = c.Kubectl(ctx, nil, "delete", "pods", "--all", "--all-namespaces", "--grace-period=0", "--force", "--wait=false")
+		_ = waitFor(ctx, 90*time.Second, "Pods stopped", func() error {
+			out, err := c.ctr(ctx, "tasks", "ls")
+			if err != nil {
+				return nil // containerd gone: nothing to wait for
+			}
+			if running := strings.Count(out, "RUNNING"); running > 0 {
+				return fmt.Errorf("%d tasks running", running)
+			}
+			return nil
+		}, func() string { return "" })
+	}
+	c.stopProcess("kubelet")
+	c.stopProcess("kube-proxy")
+	// kube-proxy's own cleanup removes every rule it wrote.
+	if out, err := exec.Command(filepath.Join(c.bin, "kube-proxy"), "--cleanup").CombinedOutput(); err != nil {
+		fmt.Fprintf(os.Stderr, "kube-proxy --cleanup: %v: %s\n", err, out)
+	}
+	if out, err := c.ctr(ctx, "containers", "ls", "-q"); err == nil {
+		for _, id := range strings.Fields(out) {
+			_, _ = c.ctr(ctx, "tasks", "kill", "-s", "SIGKILL", id)
+			_, _ = c.ctr(ctx, "tasks", "delete", "-f", id)
+			_, _ = c.ctr(ctx, "containers", "delete", id)
+		}
+	}
+	c.stopProcess("containerd")
+	if n.registries != nil {
+		n.registries.Close()
+	}
+	if n.hosts != nil {
+		if err := n.hosts.restore(); err != nil {
+			fmt.Fprintln(os.Stderr, "restoring /etc/hosts:", err)
+		}
+	}
+	unmountUnder(n.dir)
+	unmountUnder(c.Dir)
+	c.removeNetns()
+	_ = exec.Command("ip", "link", "delete", bridgeName).Run()
+	removeCNIRules()
+	for k, v := range n.sysctls {
+		_ = os.WriteFile(filepath.Join("/proc/sys", k), []byte(v), 0o644)
+	}
+	_ = os.RemoveAll(n.dir)
+	c.node = nil
+}
+
+// running reports whether a process of that name was started and not stopped.
+func (c *Cluster) running(name string) bool {
+	for _, p := range c.procs {
+		if filepath.Base(p.Path) == name && p.Process != nil && p.ProcessState == nil {
+			return true
+		}
+	}
+	return false
+}
+
+// stopProcess stops the named process (SIGTERM, then SIGKILL after 20s).
+func (c *Cluster) stopProcess(name string) {
+	for i, p := range c.procs {
+		if filepath.Base(p.Path) != name || p.Process == nil {
+			continue
+		}
+		stopGroup(p, 20*time.Second)
+		c.procs = append(c.procs[:i], c.procs[i+1:]...)
+		return
+	}
+}
+
+// stopGroup signals a process group and waits, killing it after grace.
+func stopGroup(p *exec.Cmd, grace time.Duration) {
+	_ = syscall.Kill(-p.Process.Pid, syscall.SIGTERM)
+	done := make(chan struct{})
+	go func() { _ = p.Wait(); close(done) }()
+	select {
+	case <-done:
+	case <-time.After(grace):
+		_ = syscall.Kill(-p.Process.Pid, syscall.SIGKILL)
+		<-done
+	}
+}
+
+// mountsUnder lists the mount points at or below dir, deepest first.
+func mountsUnder(dir string) []string {
+	f, err := os.Open("/proc/self/mountinfo")
+	if err != nil {
+		return nil
+	}
+	defer f.Close()
+	real, err := filepath.EvalSymlinks(dir)
+	if err != nil {
+		real = dir
+	}
+	var out []string
+	s := bufio.NewScanner(f)
+	for s.Scan() {
+		fields := strings.Fields(s.Text())
+		if len(fields) < 5 {
+			continue
+		}
+		// Octal escapes (\040 for a space) never occur in the harness's paths.
+		mp := fields[4]
+		if mp == real || strings.HasPrefix(mp, real+"/") {
+			out = append(out, mp)
+		}
+	}
+	sort.Slice(out, func(i, j int) bool { return len(out[i]) > len(out[j]) })
+	return out
+}
+
+func unmountUnder(dir string) {
+	// A bind mount can stack; repeat until nothing is left.
+	for range 5 {
+		mps := mountsUnder(dir)
+		if len(mps) == 0 {
+			return
+		}
+		for _, mp := range mps {
+			_ = syscall.Unmount(mp, syscall.MNT_DETACH)
+		}
+	}
+}
+
+// removeNetns removes network namespaces containerd created and left behind.
+func (c *Cluster) removeNetns() {
+	entries, err := os.ReadDir("/var/run/netns")
+	if err != nil {
+		return
+	}
+	for _, e := range entries {
+		if c.node.netnsSeen[e.Name()] || !strings.HasPrefix(e.Name(), "cni-") {
+			continue
+		}
+		p := filepath.Join("/var/run/netns", e.Name())
+		_ = syscall.Unmount(p, syscall.MNT_DETACH)
+		_ = os.Remove(p)
+	}
+}
+
+// removeCNIRules deletes the masquerade rules and chains the bridge plugin
+// adds per Pod (named CNI-…), in case a sandbox went without a CNI DEL.
+func removeCNIRules() {
+	out, err := exec.Command("iptables-save", "-t", "nat").Output()
+	if err != nil {
+		return
+	}
+	var chains []string
+	for _, line := range strings.Split(string(out), "\n") {
+		if strings.HasPrefix(line, "-A POSTROUTING") && strings.Contains(line, "-j CNI-") {
+			rule := strings.Fields(strings.TrimPrefix(line, "-A POSTROUTING "))
+			_ = exec.Command("iptables", append([]string{"-t", "nat", "-D", "POSTROUTING"}, unquote(rule)...)...).Run()
+		}
+		if strings.HasPrefix(line, ":CNI-") {
+			chains = append(chains, strings.Fields(line[1:])[0])
+		}
+	}
+	for _, ch := range chains {
+		_ = exec.Command("iptables", "-t", "nat", "-F", ch).Run()
+	}
+	for _, ch := range chains {
+		_ = exec.Command("iptables", "-t", "nat", "-X", ch).Run()
+	}
+}
+
+// unquote joins iptables-save's quoted comment back into single arguments.
+func unquote(fields []string) []string {
+	var out []string
+	for i := 0; i < len(fields); i++ {
+		f := fields[i]
+		if strings.HasPrefix(f, `"`) {
+			j := i
+			for !strings.HasSuffix(fields[j], `"`) || (j == i && len(f) == 1) {
+				j++
+				if j >= len(fields) {
+					j = len(fields) - 1
+					break
+				}
+			}
+			f = strings.Trim(strings.Join(fields[i:j+1], " "), `"`)
+			i = j
+		}
+		out = append(out, f)
+	}
+	return out
+}
+
+// Leftovers lists what a stopped node left on the machine: processes
+// started from its directories (or containerd's shims), mounts under them,
+// the bridge or any veth, network namespaces, and kube-proxy's or CNI's
+// iptables chains. Empty after a clean Stop.
+func (c *Cluster) Leftovers() []string {
+	var left []string
+	for _, d := range []string{c.Dir, c.nodeDir} {
+		for _, mp := range mountsUnder(d) {
+			left = append(left, "mount "+mp)
+		}
+		if out, err := exec.Command("pgrep", "-a", "-f", d).Output(); err == nil {
+			for _, line := range strings.Split(strings.TrimSpace(string(out)), "\n") {
+				left = append(left, "process "+line)
+			}
+		}
+	}
+	if out, err := exec.Command("pgrep", "-a", "-x", "containerd-shim-runc-v2").Output(); err == nil {
+		left = append(left, "process "+strings.TrimSpace(string(out)))
+	}
+	if out, err := exec.Command("ip", "-o", "link", "show").Output(); err == nil {
+		for _, line := range strings.Split(string(out), "\n") {
+			if strings.Contains(line, bridgeName) || strings.Contains(line, ": veth") {
+				left = append(left, "link "+strings.TrimSpace(line))
+			}
+		}
+	}
+	if entries, err := os.ReadDir("/var/run/netns"); err == nil {
+		for _, e := range entries {
+			if strings.HasPrefix(e.Name(), "cni-") {
+				left = append(left, "netns "+e.Name())
+			}
+		}
+	}
+	for _, table := range []string{"nat", "filter", "mangle"} {
+		out, err := exec.Command("iptables-save", "-t", table).Output()
+		if err != nil {
+			continue
+		}
+		for _, line := range strings.Split(string(out), "\n") {
+			if strings.HasPrefix(line, ":KUBE-") || strings.HasPrefix(line, ":CNI-") {
+				left = append(left, "iptables "+table+" chain "+strings.Fields(line[1:])[0])
+			}
+		}
+	}
+	return left
+}

@@ -1,0 +1,163 @@
+// Package clustere2e deploys stacks with `kcp-tmc up` onto a single-node
+// Kubernetes cluster that runs their Pods (tests/cluster: the pinned
+// kube-apiserver, controller-manager, scheduler, kubelet and kube-proxy,
+// containerd and runc, CNI bridge, CoreDNS, cert-manager, prometheus-operator
+// and Prometheus), then uses the platform as its users do.
+//
+// Opt-in (`make cluster-e2e`): it needs root on Linux, changes this
+// machine's network settings while it runs (restored at the end) and the
+// kcp, api-syncagent and cert-manager binaries, which the Go module proxy
+// does not serve. Without KCP_TMC_CLUSTER_E2E=1 and those, it skips saying why.
+package clustere2e
+
+import (
+	"context"
+	"fmt"
+	"os"
+	"os/exec"
+	"path/filepath"
+	"strings"
+	"testing"
+	"time"
+
+	"github.com/kcp-tmc/kcp-tmc/internal/toolchain"
+	"github.com/kcp-tmc/kcp-tmc/stacks"
+	"github.com/kcp-tmc/kcp-tmc/tests/cluster"
+)
+
+// binaries the Go module proxy does not serve: env var → what it must be.
+var binaries = []struct{ env, what string }{
+	{"KCP_BIN", "kcp v0.32.3"},
+	{"KCP_FRONT_PROXY_BIN", "kcp-front-proxy v0.32.3"},
+	{"API_SYNCAGENT_BIN", "api-syncagent v0.7.0"},
+	{"CERT_MANAGER_CONTROLLER_BIN", "cert-manager's controller v1.21.2 (quay.io/jetstack/cert-manager-controller's /app/cmd/controller/controller)"},
+}
+
+// kube is the cluster every test here deploys to; nil when skipped.
+var (
+	kube     *cluster.Cluster
+	skipWhy  string
+	startErr error
+)
+
+func TestMain(m *testing.M) {
+	code := run(m)
+	os.Exit(code)
+}
+
+func run(m *testing.M) int {
+	if os.Getenv("KCP_TMC_CLUSTER_E2E") != "1" {
+		skipWhy = "KCP_TMC_CLUSTER_E2E is not 1: the cluster e2e runs only through make cluster-e2e (root; it changes this machine's network settings while it runs)"
+		return m.Run()
+	}
+	var missing []string
+	for _, b := range binaries {
+		if p := os.Getenv(b.env); p == "" {
+			missing = append(missing, b.env+" ("+b.what+")")
+		} else if _, err := os.Stat(p); err != nil {
+			missing = append(missing, b.env+"="+p+": "+err.Error())
+		}
+	}
+	missing = append(missing, cluster.NodeMissing(toolchain.Bin())...)
+	if len(missing) > 0 {
+		skipWhy = "the cluster e2e needs: " + strings.Join(missing, "; ")
+		return m.Run()
+	}
+	dir, err := os.MkdirTemp("", "kcp-tmc-cluster-")
+	if err != nil {
+		fmt.Fprintln(os.Stderr, err)
+		return 1
+	}
+	defer os.RemoveAll(dir)
+	start := time.Now()
+	kube, startErr = startCluster(dir)
+	if kube != nil {
+		defer func() {
+			t0 := time.Now()
+			kube.Stop()
+			fmt.Fprintf(os.Stderr, "cluster stopped in %s\n", time.Since(t0).Round(time.Second))
+			if left := kube.Leftovers(); len(left) > 0 {
+				fmt.Fprintf(os.Stderr, "FAIL: the stopped cluster left behind:\n  %s\n", strings.Join(left, "\n  "))
+				os.Exit(1)
+			}
+		}()
+	}
+	if startErr != nil {
+		fmt.Fprintln(os.Stderr, "starting the cluster:", startErr)
+		return 1
+	}
+	fmt.Fprintf(os.Stderr, "cluster with cert-manager and Prometheus ready in %s\n", time.Since(start).Round(time.Second))
+	return m.Run()
+}
+
+// startCluster builds every image the dev stack and the add-ons run, starts
+// the node and installs the add-ons.
+func startCluster(dir string) (*cluster.Cluster, error) {
+	ctx, cancel := context.WithTimeout(context.Background(), 15*time.Minute)
+	defer cancel()
+	bin := toolchain.Bin()
+	pause := filepath.Join(dir, "pause")
+	build := exec.Command("go", "build", "-o", pause, "./tests/cluster/cmd/pause")
+	build.Dir, build.Env = repoRoot(), append(os.Environ(), "CGO_ENABLED=0")
+	if out, err := build.CombinedOutput(); err != nil {
+		return nil, fmt.Errorf("building the pause program: %w: %s", err, out)
+	}
+	images, err := stackImages(bin)
+	if err != nil {
+		return nil, err
+	}
+	images = append(images, cluster.AddonImages(bin, pause, os.Getenv("CERT_MANAGER_CONTROLLER_BIN"))...)
+	kube, err := cluster.StartWithNode(ctx, bin, dir, images)
+	if err != nil {
+		return kube, err
+	}
+	crds := filepath.Join(filepath.Dir(bin), "crds")
+	for _, src := range []string{"cert-manager", "prometheus-operator"} {
+		if err := kube.InstallCRDs(ctx, filepath.Join(crds, src)); err != nil {
+			return kube, fmt.Errorf("%s CRDs: %w", src, err)
+		}
+	}
+	if err := kube.InstallCertManager(ctx); err != nil {
+		return kube, fmt.Errorf("cert-manager: %w", err)
+	}
+	if err := kube.InstallPrometheus(ctx); err != nil {
+		return kube, fmt.Errorf("Prometheus: %w", err)
+	}
+	return kube, nil
+}
+
+// stackImages are the images the dev stack's Pods name, at the exact
+// references its profile renders, from the binaries of the pinned versions.
+func stackImages(bin string) ([]cluster.Image, error) {
+	cfg, err := stacks.Profile("dev")
+	if err != nil {
+		return nil, err
+	}
+	env := os.Getenv
+	return []cluster.Image{
+		{Ref: cfg.KCP.Image + ":" + cfg.KCP.Version, User: "65532", Entrypoint: []string{"/kcp"},
+			Files: []cluster.File{{Path: "/kcp", Source: env("KCP_BIN")}, {Path: "/kcp-front-proxy", Source: env("KCP_FRONT_PROXY_BIN")}}},
+		{Ref: cfg.Etcd.Image + ":" + cfg.Etcd.Version, User: "65532", Entrypoint: []string{"/usr/local/bin/etcd"},
+			Files: []cluster.File{{Path: "/usr/local/bin/etcd", Source: filepath.Join(bin, "etcd")},
+				{Path: "/usr/local/bin/etcdctl", Source: filepath.Join(bin, "etcdctl")},
+				{Path: "/usr/local/bin/etcdutl", Source: filepath.Join(bin, "etcdutl")}}},
+		{Ref: agentImage(), User: "65532", Entrypoint: []string{"/api-syncagent"},
+			Files: []cluster.File{{Path: "/api-syncagent", Source: env("API_SYNCAGENT_BIN")}}},
+	}, nil
+}
+
+// require skips the test when the cluster is not running, saying why.
+func require(t *testing.T) {
+	t.Helper()
+	if skipWhy != "" {
+		t.Skip(skipWhy)
+	}
+	if kube == nil || startErr != nil {
+		t.Fatalf("the cluster did not start: %v", startErr)
+	}
+}
+
+func repoRoot() string {
+	wd, _ := os.Getwd()
+	return filepath.Join(wd, "..", "..")
+}

@@ -1,0 +1,269 @@
+package clustere2e
+
+import (
+	"bytes"
+	"context"
+	"encoding/json"
+	"fmt"
+	"net/http"
+	"os"
+	"strings"
+	"testing"
+	"time"
+
+	"github.com/pulumi/pulumi/sdk/v3/go/auto"
+
+	"github.com/kcp-tmc/kcp-tmc/automation"
+	"github.com/kcp-tmc/kcp-tmc/components/agents"
+	"github.com/kcp-tmc/kcp-tmc/components/pki"
+	"github.com/kcp-tmc/kcp-tmc/internal/cli"
+	"github.com/kcp-tmc/kcp-tmc/internal/test/testenv"
+)
+
+func agentImage() string { return agents.DefaultSyncAgentImage }
+
+// platform is one stack deployed to the node through the CLI.
+type platform struct {
+	t     *testing.T
+	dir   string
+	stack auto.Stack
+	ns    string
+}
+
+// newPlatform copies the dev stack with the kubeconfig target (no
+// skipAwait: the node runs the Pods) and a LoadBalancer Service as kcp's
+// front door (the node's load balancer gives it an address), plus overrides.
+func newPlatform(t *testing.T, overrides map[string]any) *platform {
+	t.Helper()
+	cfg := map[string]any{
+		"kcp-tmc:target":  map[string]any{"mode": "kubeconfig"},
+		"kcp-tmc:ingress": map[string]any{"mode": "loadbalancer"},
+	}
+	for k, v := range overrides {
+		cfg[k] = v
+	}
+	dir, opts := testenv.Project(t, "dev", cfg)
+	for k, v := range opts.Env {
+		t.Setenv(k, v)
+	}
+	t.Setenv("PULUMI_BACKEND_URL", opts.BackendURL)
+	stack, err := automation.Stack(context.Background(), opts)
+	if err != nil {
+		t.Fatal(err)
+	}
+	p := &platform{t: t, dir: dir, stack: stack, ns: "kcp"}
+	kubeconfig, err := os.ReadFile(kube.Kubeconfig)
+	if err != nil {
+		t.Fatal(err)
+	}
+	p.setSecret("kcp-tmc:kubeconfig", string(kubeconfig))
+	return p
+}
+
+func (p *platform) setSecret(key, value string) {
+	p.t.Helper()
+	if err := p.stack.SetConfig(context.Background(), key, auto.ConfigValue{Value: value, Secret: true}); err != nil {
+		p.t.Fatal(err)
+	}
+}
+
+// cli runs `kcp-tmc <command> --stack dev --project-dir <dir> args...`.
+func (p *platform) cli(command string, args ...string) (string, error) {
+	var out bytes.Buffer
+	err := cli.Run(context.Background(), append([]string{command, "--stack", "dev", "--project-dir", p.dir}, args...), &out, &out)
+	return out.String(), err
+}
+
+// must runs the CLI, failing the test with its output on error, and logs
+// how long it took.
+func (p *platform) must(command string, args ...string) string {
+	p.t.Helper()
+	t0 := time.Now()
+	out, err := p.cli(command, args...)
+	if err != nil {
+		p.t.Fatalf("kcp-tmc %s %v after %s: %v\n%s\n%s", command, args, time.Since(t0).Round(time.Second), err, tail(out, 6000), p.state())
+	}
+	p.t.Logf("kcp-tmc %s %s: %s", command, strings.Join(args, " "), time.Since(t0).Round(time.Second))
+	return out
+}
+
+// state is the namespace's Pods and recent events, for failure messages.
+func (p *platform) state() string {
+	ctx := context.Background()
+	pods, _, _ := kube.Kubectl(ctx, nil, "-n", p.ns, "get", "pods,pvc,certificates", "-o", "wide")
+	events, _, _ := kube.Kubectl(ctx, nil, "-n", p.ns, "get", "events", "--sort-by=.lastTimestamp")
+	return "objects:\n" + pods + "\nevents:\n" + tail(events, 4000)
+}
+
+func tail(s string, n int) string {
+	if len(s) > n {
+		return "…" + s[len(s)-n:]
+	}
+	return s
+}
+
+// publishFrontDoor makes kcp.<domain> resolve to the front door's
+// load-balancer address, here and in the cluster (a DNS record).
+func (p *platform) publishFrontDoor(service, host string) {
+	p.t.Helper()
+	ctx := context.Background()
+	ip, err := kube.LoadBalancerIP(ctx, p.ns, service)
+	if err != nil {
+		p.t.Fatal(err)
+	}
+	if err := kube.PublishHost(ctx, host, ip); err != nil {
+		p.t.Fatal(err)
+	}
+}
+
+// kcpAdminKubeconfig is an admin kubeconfig for kcp at its public address,
+// from the kcp-admin certificate cert-manager issued: the override a user
+// sets as kcp-tmc:kcpKubeconfig for the objects the stack puts into kcp.
+func (p *platform) kcpAdminKubeconfig(server string) string {
+	p.t.Helper()
+	field := func(secret, key string) string {
+		out, _, err := kube.Kubectl(context.Background(), nil, "-n", p.ns, "get", "secret", secret, "-o", "jsonpath={.data."+strings.ReplaceAll(key, ".", `\.`)+"}")
+		if err != nil || out == "" {
+			p.t.Fatalf("secret %s key %s: %v", secret, key, err)
+		}
+		return out
+	}
+	return fmt.Sprintf(`apiVersion: v1
+kind: Config
+clusters: [{name: kcp, cluster: {server: %q, certificate-authority-data: %s}}]
+users: [{name: admin, user: {client-certificate-data: %s, client-key-data: %s}}]
+contexts: [{name: kcp, context: {cluster: kcp, user: admin}}]
+current-context: kcp
+`, server, field(pki.CAServer, "ca.crt"), field(pki.CertAdmin, "tls.crt"), field(pki.CertAdmin, "tls.key"))
+}
+
+// TestDevStackOnANode: one `kcp-tmc up` of the dev stack returns once every
+// workload is Ready on the node; smoke passes with its defaults through the
+// public address; with the kcp side applied, the cluster's Prometheus
+// scrapes kcp, the front-proxy and etcd through their ServiceMonitors; a
+// second up changes nothing; destroy removes it.
+func TestDevStackOnANode(t *testing.T) {
+	require(t)
+	ctx := context.Background()
+	const host = "kcp.dev.kcp.example.com"
+	p := newPlatform(t, nil)
+	destroyed := false
+	t.Cleanup(func() {
+		if !destroyed {
+			if out, err := p.cli("destroy", "--yes"); err != nil {
+				t.Errorf("destroy: %v\n%s", err, tail(out, 3000))
+			}
+		}
+	})
+
+	p.must("up")
+	// Every Pod of the stack is running and Ready now, with nothing skipped.
+	pods, _, err := kube.Kubectl(ctx, nil, "-n", p.ns, "get", "pods", "-o",
+		`jsonpath={range .items[*]}{.metadata.name} {.status.phase} {.status.conditions[?(@.type=="Ready")].status}{"\n"}{end}`)
+	if err != nil {
+		t.Fatal(err)
+	}
+	for _, want := range []string{"etcd-0 Running True", "kcp-", "kcp-front-proxy-"} {
+		if !strings.Contains(pods, want) {
+			t.Errorf("after up, no Pod %q in:\n%s", want, pods)
+		}
+	}
+	for _, line := range strings.Split(strings.TrimSpace(pods), "\n") {
+		if !strings.HasSuffix(line, "Running True") {
+			t.Errorf("after up, Pod not Running and Ready: %s", line)
+		}
+	}
+
+	p.publishFrontDoor("kcp-front-proxy-lb", host)
+	t.Log(p.must("smoke"))
+
+	// The kcp side (the metrics reader binding in root) through the admin
+	// identity at the public address; then Prometheus finds every target up.
+	p.setSecret("kcp-tmc:kcpKubeconfig", p.kcpAdminKubeconfig("https://"+host+":443"))
+	p.must("up")
+	p.must("up", "--expect-no-changes")
+	promTargetsUp(t, []string{"kcp", "kcp-front-proxy", "etcd"})
+
+	p.must("destroy", "--yes")
+	destroyed = true
+	if err := waitGone(ctx, "namespace", p.ns, "", 3*time.Minute); err != nil {
+		t.Error(err)
+	}
+}
+
+// waitGone waits until kubectl get finds no such object.
+func waitGone(ctx context.Context, kind, name, ns string, timeout time.Duration) error {
+	deadline := time.Now().Add(timeout)
+	for time.Now().Before(deadline) {
+		args := []string{"get", kind, name}
+		if ns != "" {
+			args = append(args, "-n", ns)
+		}
+		if _, _, err := kube.Kubectl(ctx, nil, args...); err != nil && strings.Contains(err.Error(), "NotFound") {
+			return nil
+		}
+		time.Sleep(time.Second)
+	}
+	return fmt.Errorf("%s %s still exists %s after destroy", kind, name, timeout)
+}
+
+// promTargetsUp waits until the cluster's Prometheus has a target of each
+// job and every target of those jobs is up.
+func promTargetsUp(t *testing.T, jobs []string) {
+	t.Helper()
+	ctx := context.Background()
+	ip, _, err := kube.Kubectl(ctx, nil, "-n", "monitoring", "get", "pod", "prometheus-k8s-0", "-o", "jsonpath={.status.podIP}")
+	if err != nil {
+		t.Fatal(err)
+	}
+	var last string
+	deadline := time.Now().Add(3 * time.Minute)
+	for time.Now().Before(deadline) {
+		last = checkTargets(ip, jobs)
+		if last == "" {
+			t.Logf("Prometheus in the cluster: every target of %v up", jobs)
+			return
+		}
+		time.Sleep(5 * time.Second)
+	}
+	t.Errorf("Prometheus targets after 3m: %s", last)
+}
+
+// checkTargets is "" when every job has targets and all are up, else why not.
+func checkTargets(ip string, jobs []string) string {
+	resp, err := http.Get("http://" + ip + ":9090/api/v1/targets?state=active")
+	if err != nil {
+		return err.Error()
+	}
+	defer resp.Body.Close()
+	var body struct {
+		Data struct {
+			ActiveTargets []struct {
+				Labels    map[string]string `json:"labels"`
+				Health    string            `json:"health"`
+				LastError string            `json:"lastError"`
+				ScrapeURL string            `json:"scrapeUrl"`
+			} `json:"activeTargets"`
+		} `json:"data"`
+	}
+	if err := json.NewDecoder(resp.Body).Decode(&body); err != nil {
+		return err.Error()
+	}
+	var problems []string
+	for _, job := range jobs {
+		n := 0
+		for _, tg := range body.Data.ActiveTargets {
+			if tg.Labels["job"] != job {
+				continue
+			}
+			n++
+			if tg.Health != "up" {
+				problems = append(problems, fmt.Sprintf("%s %s: %s %s", job, tg.ScrapeURL, tg.Health, tg.LastError))
+			}
+		}
+		if n == 0 {
+			problems = append(problems, "no target of job "+job)
+		}
+	}
+	return strings.Join(problems, "; ")
+}
