@@ -210,6 +210,8 @@ state = %q
 [plugins."io.containerd.grpc.v1.cri"]
   sandbox_image = %q
   restrict_oom_score_adj = true
+  # Pods' network namespaces under the state dir, not /var/run/netns.
+  netns_mounts_under_state_dir = true
   [plugins."io.containerd.grpc.v1.cri".cni]
     bin_dir = %q
     conf_dir = %q
@@ -266,12 +268,13 @@ clusterDomain: cluster.local
 clusterDNS: [%s]
 containerRuntimeEndpoint: unix://%s
 resolvConf: /etc/resolv.conf
+podLogsRootDirectory: %q
 serializeImagePulls: false
 # A test machine's disk is shared: evict only when it is really full.
 evictionHard: {"memory.available": "100Mi", "nodefs.available": "1%%", "imagefs.available": "1%%", "nodefs.inodesFree": "1%%"}
 imageGCHighThresholdPercent: 100
 imageGCLowThresholdPercent: 99
-`, c.nodeIP, ports[0], ports[1], c.path("ca.crt"), DNSServiceIP, n.sock)
+`, c.nodeIP, ports[0], ports[1], c.path("ca.crt"), DNSServiceIP, n.sock, filepath.Join(n.dir, "pod-logs"))
 	kubeletCfg := filepath.Join(n.dir, "kubelet.yaml")
 	if err := os.WriteFile(kubeletCfg, []byte(kubelet), 0o644); err != nil {
 		return err
