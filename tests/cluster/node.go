@@ -403,7 +403,7 @@ func (c *Cluster) stopNode() {
 	unmountUnder(c.Dir)
 	c.removeNetns()
 	_ = exec.Command("ip", "link", "delete", bridgeName).Run()
-	removeCNIRules()
+	removeChains()
 	for k, v := range n.sysctls {
 		_ = os.WriteFile(filepath.Join("/proc/sys", k), []byte(v), 0o644)
 	}
@@ -503,51 +503,59 @@ func (c *Cluster) removeNetns() {
 	}
 }
 
-// removeCNIRules deletes the masquerade rules and chains the bridge plugin
-// adds per Pod (named CNI-…), in case a sandbox went without a CNI DEL.
-func removeCNIRules() {
-	out, err := exec.Command("iptables-save", "-t", "nat").Output()
-	if err != nil {
-		return
-	}
-	var chains []string
-	for _, line := range strings.Split(string(out), "\n") {
-		if strings.HasPrefix(line, "-A POSTROUTING") && strings.Contains(line, "-j CNI-") {
-			rule := strings.Fields(strings.TrimPrefix(line, "-A POSTROUTING "))
-			_ = exec.Command("iptables", append([]string{"-t", "nat", "-D", "POSTROUTING"}, unquote(rule)...)...).Run()
+// removeChains deletes the iptables chains named KUBE-… or CNI-… that
+// kube-proxy's cleanup leaves (the kubelet's own: KUBE-FIREWALL,
+// KUBE-KUBELET-CANARY, KUBE-IPTABLES-HINT) and those of a Pod whose sandbox
+// went without a CNI DEL: first the jumps to them, then their rules, then them.
+func removeChains() {
+	for _, table := range []string{"nat", "filter", "mangle"} {
+		out, err := exec.Command("iptables-save", "-t", table).Output()
+		if err != nil {
+			continue
 		}
-		if strings.HasPrefix(line, ":CNI-") {
-			chains = append(chains, strings.Fields(line[1:])[0])
+		var ours []string
+		builtin := map[string]bool{}
+		for _, line := range strings.Split(string(out), "\n") {
+			if !strings.HasPrefix(line, ":") {
+				continue
+			}
+			ch := strings.Fields(line[1:])[0]
+			if strings.HasPrefix(ch, "KUBE-") || strings.HasPrefix(ch, "CNI-") {
+				ours = append(ours, ch)
+			} else {
+				builtin[ch] = true
+			}
 		}
-	}
-	for _, ch := range chains {
-		_ = exec.Command("iptables", "-t", "nat", "-F", ch).Run()
-	}
-	for _, ch := range chains {
-		_ = exec.Command("iptables", "-t", "nat", "-X", ch).Run()
+		if len(ours) == 0 {
+			continue
+		}
+		for ch := range builtin {
+			deleteJumps(table, ch)
+		}
+		for _, ch := range ours {
+			_ = exec.Command("iptables", "-t", table, "-F", ch).Run()
+		}
+		for _, ch := range ours {
+			_ = exec.Command("iptables", "-t", table, "-X", ch).Run()
+		}
 	}
 }
 
-// unquote joins iptables-save's quoted comment back into single arguments.
-func unquote(fields []string) []string {
-	var out []string
-	for i := 0; i < len(fields); i++ {
-		f := fields[i]
-		if strings.HasPrefix(f, `"`) {
-			j := i
-			for !strings.HasSuffix(fields[j], `"`) || (j == i && len(f) == 1) {
-				j++
-				if j >= len(fields) {
-					j = len(fields) - 1
-					break
-				}
-			}
-			f = strings.Trim(strings.Join(fields[i:j+1], " "), `"`)
-			i = j
-		}
-		out = append(out, f)
+// deleteJumps deletes, by number and from the last, the rules of chain
+// that jump to a KUBE-… or CNI-… chain.
+func deleteJumps(table, chain string) {
+	out, err := exec.Command("iptables", "-t", table, "-L", chain, "-n", "--line-numbers").Output()
+	if err != nil {
+		return
 	}
-	return out
+	lines := strings.Split(string(out), "\n")
+	for i := len(lines) - 1; i >= 0; i-- {
+		f := strings.Fields(lines[i])
+		if len(f) < 2 || (!strings.HasPrefix(f[1], "KUBE-") && !strings.HasPrefix(f[1], "CNI-")) {
+			continue
+		}
+		_ = exec.Command("iptables", "-t", table, "-D", chain, f[0]).Run()
+	}
 }
 
 // Leftovers lists what a stopped node left on the machine: processes
