@@ -72,6 +72,18 @@ func start(ctx context.Context, binDir, dir, nodeIP string) (c *Cluster, err err
 	if err := c.writePKI(); err != nil {
 		return nil, fmt.Errorf("writing PKI: %w", err)
 	}
+	if nodeIP != "" {
+		crt, key, err := c.ClientCert("kube-apiserver-kubelet-client", "system:masters")
+		if err != nil {
+			return nil, err
+		}
+		if err := os.WriteFile(c.path("kubelet-client.crt"), crt, 0o600); err != nil {
+			return nil, err
+		}
+		if err := os.WriteFile(c.path("kubelet-client.key"), key, 0o600); err != nil {
+			return nil, err
+		}
+	}
 	ports, err := freePorts(5)
 	if err != nil {
 		return nil, err
@@ -91,7 +103,11 @@ func start(ctx context.Context, binDir, dir, nodeIP string) (c *Cluster, err err
 	c.Server = "https://127.0.0.1:" + strconv.Itoa(ports[2])
 	listen := []string{"--bind-address=127.0.0.1", "--advertise-address=127.0.0.1", "--endpoint-reconciler-type=none"}
 	if nodeIP != "" {
-		listen = []string{"--bind-address=0.0.0.0", "--advertise-address=" + nodeIP}
+		// The node's name resolves nowhere: reach the kubelet (logs, exec)
+		// at its address, as a client it authorizes.
+		listen = []string{"--bind-address=0.0.0.0", "--advertise-address=" + nodeIP,
+			"--kubelet-preferred-address-types=InternalIP",
+			"--kubelet-client-certificate=" + c.path("kubelet-client.crt"), "--kubelet-client-key=" + c.path("kubelet-client.key")}
 	}
 	if err := c.start("kube-apiserver", append(listen,
 		"--etcd-servers="+etcdURL,

@@ -268,7 +268,7 @@ clusterDomain: cluster.local
 clusterDNS: [%s]
 containerRuntimeEndpoint: unix://%s
 resolvConf: /etc/resolv.conf
-podLogsRootDirectory: %q
+podLogsDir: %q
 serializeImagePulls: false
 # A test machine's disk is shared: evict only when it is really full.
 evictionHard: {"memory.available": "100Mi", "nodefs.available": "1%%", "imagefs.available": "1%%", "nodefs.inodesFree": "1%%"}
@@ -574,7 +574,8 @@ func (c *Cluster) Leftovers() []string {
 			}
 		}
 	}
-	if out, err := exec.Command("pgrep", "-a", "-x", "containerd-shim-runc-v2").Output(); err == nil {
+	// pgrep -x matches 15 characters of a name at most: match the command line.
+	if out, err := exec.Command("pgrep", "-a", "-f", "containerd-shim-runc-v2").Output(); err == nil {
 		left = append(left, "process "+strings.TrimSpace(string(out)))
 	}
 	if out, err := exec.Command("ip", "-o", "link", "show").Output(); err == nil {

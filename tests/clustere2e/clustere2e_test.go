@@ -15,8 +15,10 @@ import (
 	"fmt"
 	"os"
 	"os/exec"
+	"os/signal"
 	"path/filepath"
 	"strings"
+	"syscall"
 	"testing"
 	"time"
 
@@ -70,6 +72,18 @@ func run(m *testing.M) int {
 	}
 	defer os.RemoveAll(dir)
 	start := time.Now()
+	// Ctrl-C or a timeout's SIGTERM still stops the cluster: its containers,
+	// mounts and rules would outlive the test otherwise.
+	sig := make(chan os.Signal, 1)
+	signal.Notify(sig, os.Interrupt, syscall.SIGTERM)
+	go func() {
+		s := <-sig
+		fmt.Fprintf(os.Stderr, "%s: stopping the cluster\n", s)
+		if kube != nil {
+			kube.Stop()
+		}
+		os.Exit(1)
+	}()
 	kube, startErr = startCluster(dir)
 	if kube != nil {
 		defer func() {

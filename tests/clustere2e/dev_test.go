@@ -87,12 +87,25 @@ func (p *platform) must(command string, args ...string) string {
 	return out
 }
 
-// state is the namespace's Pods and recent events, for failure messages.
+// state is the namespace's Pods, the logs of those not ready and recent
+// events, for failure messages.
 func (p *platform) state() string {
 	ctx := context.Background()
-	pods, _, _ := kube.Kubectl(ctx, nil, "-n", p.ns, "get", "pods,pvc,certificates", "-o", "wide")
+	objs, _, _ := kube.Kubectl(ctx, nil, "-n", p.ns, "get", "pods,pvc,certificates", "-o", "wide")
 	events, _, _ := kube.Kubectl(ctx, nil, "-n", p.ns, "get", "events", "--sort-by=.lastTimestamp")
-	return "objects:\n" + pods + "\nevents:\n" + tail(events, 4000)
+	var logs strings.Builder
+	notReady, _, _ := kube.Kubectl(ctx, nil, "-n", p.ns, "get", "pods", "-o",
+		`jsonpath={range .items[?(@.status.containerStatuses[0].ready==false)]}{.metadata.name}{"\n"}{end}`)
+	for _, pod := range strings.Fields(notReady) {
+		for _, prev := range []string{"--previous", ""} {
+			out, _, err := kube.Kubectl(ctx, nil, "-n", p.ns, "logs", pod, "--all-containers", "--tail=25", prev)
+			if err == nil && out != "" {
+				fmt.Fprintf(&logs, "--- %s %s\n%s\n", pod, prev, out)
+				break
+			}
+		}
+	}
+	return "objects:\n" + objs + "\nlogs of Pods not ready:\n" + logs.String() + "\nevents:\n" + tail(events, 3000)
 }
 
 func tail(s string, n int) string {
