@@ -283,7 +283,6 @@ func kcpArgs(cfg *Config) kcp.Args {
 			ShardAdmin:       pki.CertShardAdmin, LogicalClusterAdmin: pki.CertLogicalClusterAdmin,
 			ExternalLogicalClusterAdmin: pki.CertExternalLogicalClusterAdmin,
 		},
-		MetricsGroup:      pki.MetricsViewersGroup,
 		FrontProxyClients: ingress.FrontProxyClients(cfg.Ingress.Mode),
 		Shards:            kcpShards(cfg),
 		Cache:             kcpCache(cfg),

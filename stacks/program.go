@@ -190,13 +190,7 @@ func Deploy(ctx *pulumi.Context, cfg *Config, projectDir string) error {
 		}
 		dbs = append(dbs, cacheDB)
 	}
-	kcpProviders, err := newKCPProviders(ctx, cfg, projectDir)
-	if err != nil {
-		return err
-	}
-	kArgs := kcpArgs(cfg)
-	kArgs.KCPProvider = kcpProviders[rootWorkspace]
-	server, err := kcp.NewKCP(ctx, "kcp", kArgs, k8s, pulumi.DependsOn(dbs))
+	server, err := kcp.NewKCP(ctx, "kcp", kcpArgs(cfg), k8s, pulumi.DependsOn(dbs))
 	if err != nil {
 		return fmt.Errorf("kcp: %w", err)
 	}
@@ -207,6 +201,19 @@ func Deploy(ctx *pulumi.Context, cfg *Config, projectDir string) error {
 	entry, err := ingress.NewIngress(ctx, "ingress", ingressArgs(cfg), k8s, pulumi.DependsOn([]pulumi.Resource{server}))
 	if err != nil {
 		return fmt.Errorf("ingress: %w", err)
+	}
+	// What the stack writes into kcp goes through its front door: created
+	// after it, and destroyed before kcp and the front door go.
+	kcpProviders, err := newKCPProviders(ctx, cfg, projectDir, server, entry)
+	if err != nil {
+		return err
+	}
+	if p, ok := kcpProviders[rootWorkspace]; ok {
+		// Aliased: these were children of the kcp component before.
+		if err := kcp.MetricsReader(ctx, "kcp", pki.MetricsViewersGroup, pulumi.Provider(p),
+			pulumi.Aliases([]pulumi.Alias{{Parent: server}})); err != nil {
+			return err
+		}
 	}
 
 	if cfg.Backup.Enabled {

@@ -51,6 +51,15 @@ func TestProgramDevRendersIntoProject(t *testing.T) {
 		"kubernetes:rbac.authorization.k8s.io/v1:ClusterRole kcp-metrics-reader-role": true}; !reflect.DeepEqual(onKCP, want) {
 		t.Errorf("objects in kcp = %v, want %v", onKCP, want)
 	}
+	// Destroy deletes what is in kcp while kcp is still reachable: the kcp
+	// provider depends on the front door (found on a real node: with the
+	// LoadBalancer Service gone first, deleting the role failed).
+	deps := strings.Join(rec.Named(t, providerType, "kcp-root").DependsOn, " ")
+	for _, want := range []string{"kcp-tmc:ingress:Ingress$kubernetes:networking.k8s.io/v1:Ingress::ingress-kcp", "Deployment::kcp-server", "Deployment::kcp-front-proxy"} {
+		if !strings.Contains(deps, want) {
+			t.Errorf("the kcp provider does not depend on %s (it depends on %s)", want, deps)
+		}
+	}
 }
 
 func TestProgramProdUsesSecretKubeconfigAndRetainsNamespace(t *testing.T) {

@@ -107,8 +107,10 @@ const rootWorkspace = "root"
 // workspace is created through its parent's provider, and kcp's own RBAC
 // lands in root: kcp-tmc:kcpKubeconfig with its server path set to
 // /clusters/<workspace>. No kcpKubeconfig and no render mode: no kcp side
-// yet (a first up installs kcp, a second connects).
-func newKCPProviders(ctx *pulumi.Context, cfg *Config, projectDir string) (map[string]pulumi.ProviderResource, error) {
+// yet (a first up installs kcp, a second connects). Each provider depends on
+// kcp's workloads and its front door: everything written through it is
+// created once kcp is reachable and deleted while it still is.
+func newKCPProviders(ctx *pulumi.Context, cfg *Config, projectDir string, reachedThrough ...pulumi.Resource) (map[string]pulumi.ProviderResource, error) {
 	out := map[string]pulumi.ProviderResource{}
 	if cfg.Target.Mode != TargetRender && cfg.KCPKubeconfig == "" {
 		return out, nil
@@ -126,7 +128,7 @@ func newKCPProviders(ctx *pulumi.Context, cfg *Config, projectDir string) (map[s
 			}
 			args.Kubeconfig = pulumi.ToSecret(pulumi.String(kc)).(pulumi.StringOutput).ToStringPtrOutput()
 		}
-		p, err := kubernetes.NewProvider(ctx, name, args)
+		p, err := kubernetes.NewProvider(ctx, name, args, pulumi.DependsOn(reachedThrough))
 		if err != nil {
 			return nil, fmt.Errorf("kcp provider for workspace %s: %w", ws, err)
 		}

@@ -92,12 +92,6 @@ type Args struct {
 	EtcdSelector map[string]string
 	// MonitoringNamespace may scrape kcp's metrics.
 	MonitoringNamespace string
-	// KCPProvider, when set, reaches kcp's root workspace as an admin: kcp's
-	// own RBAC (the metrics reader binding) is created through it.
-	KCPProvider pulumi.ProviderResource
-	// MetricsGroup is the client-certificate group kcp lets read its
-	// shard-wide /metrics (bound to kcp's system:kcp:metrics-reader in root).
-	MetricsGroup string
 	// FrontProxyClients may reach the front-proxy (default: any pod in any
 	// namespace); the ingress component says who: its controller's namespace,
 	// or the internet behind a passthrough load balancer.
@@ -364,12 +358,6 @@ func NewKCP(ctx *pulumi.Context, name string, args Args, opts ...pulumi.Resource
 		return nil, err
 	}
 
-	if args.KCPProvider != nil && args.MetricsGroup != "" {
-		if err := metricsReader(ctx, name, args.MetricsGroup, pulumi.Parent(comp), pulumi.Provider(args.KCPProvider)); err != nil {
-			return nil, err
-		}
-	}
-
 	comp.URL = pulumi.String(PublicURL(args.Domain)).ToStringOutput()
 	comp.InternalURL = pulumi.String(ShardURL(ns)).ToStringOutput()
 	if err := ctx.RegisterResourceOutputs(comp, pulumi.Map{"url": comp.URL, "internalURL": comp.InternalURL}); err != nil {
@@ -384,7 +372,7 @@ const MetricsReaderRole = "kcp-tmc:metrics-reader"
 // metricsReplicationMarker is a WorkspaceType name no workspace type has.
 const metricsReplicationMarker = "kcp-tmc-replicate-metrics-reader"
 
-// metricsReader lets group scrape every shard: without it kcp answers 403
+// MetricsReader, through a provider for kcp's root workspace, lets group scrape every shard: without it kcp answers 403
 // to the ServiceMonitors and no kcp alert can fire. kcp v0.32.3 authorizes
 // a shard's /metrics against root; a shard other than the root shard sees
 // root's RBAC only through the cache server, and kcp replicates a role and
@@ -394,7 +382,7 @@ const metricsReplicationMarker = "kcp-tmc-replicate-metrics-reader"
 // the root shard alone (proven by tests/e2e). This role adds a "use" rule
 // limited to a type name that does not exist: it grants nothing, and it
 // makes kcp replicate the role and binding to every shard.
-func metricsReader(ctx *pulumi.Context, name, group string, opts ...pulumi.ResourceOption) error {
+func MetricsReader(ctx *pulumi.Context, name, group string, opts ...pulumi.ResourceOption) error {
 	role, err := rbacv1.NewClusterRole(ctx, name+"-metrics-reader-role", &rbacv1.ClusterRoleArgs{
 		Metadata: &metav1.ObjectMetaArgs{Name: pulumi.String(MetricsReaderRole)},
 		Rules: rbacv1.PolicyRuleArray{
