@@ -227,6 +227,15 @@ current-context: kcp
 	if n := len(rec.OfType("kubernetes:tenancy.kcp.io/v1alpha1:Workspace")); n != 2 {
 		t.Errorf("%d workspaces, want 2", n)
 	}
+	// A workspace's provider starts once the workspace exists: the
+	// Kubernetes provider reads a cluster's schema when it starts and marks
+	// a missing one unreachable for the whole up (found on a real node).
+	for provider, ws := range map[string]string{"kcp": "compute", "kcp-root-team-b": "team-b"} {
+		deps := strings.Join(rec.Named(t, providerType, provider).DependsOn, " ")
+		if !strings.Contains(deps, "Workspace::workspace-root-"+ws) || !strings.Contains(deps, "Deployment::kcp-front-proxy") {
+			t.Errorf("provider %s does not wait for workspace %s and kcp's front door; depends on %s", provider, ws, deps)
+		}
+	}
 	// clusters[].shard schedules its workspace onto that shard; the others are kcp's choice.
 	for ws, want := range map[string]any{"team-b": "shard-1", "compute": nil} {
 		in := rec.Named(t, "kubernetes:tenancy.kcp.io/v1alpha1:Workspace", "workspace-root-"+ws).Input()

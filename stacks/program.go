@@ -204,7 +204,7 @@ func Deploy(ctx *pulumi.Context, cfg *Config, projectDir string) error {
 	}
 	// What the stack writes into kcp goes through its front door: created
 	// after it, and destroyed before kcp and the front door go.
-	kcpProviders, err := newKCPProviders(ctx, cfg, projectDir, server, entry)
+	kcpProviders, workspaces, err := newKCPProviders(ctx, cfg, projectDir, server, entry)
 	if err != nil {
 		return err
 	}
@@ -250,7 +250,7 @@ func Deploy(ctx *pulumi.Context, cfg *Config, projectDir string) error {
 		}
 	}
 
-	if err := deployAgents(ctx, cfg, projectDir, certs, kcpProviders); err != nil {
+	if err := deployAgents(ctx, cfg, projectDir, certs, kcpProviders, workspaces); err != nil {
 		return err
 	}
 

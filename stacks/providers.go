@@ -27,11 +27,7 @@ import (
 // (its kubeconfig, or its own render directory) and one agents component.
 // kcp's side goes through a provider for kcp: rendered in render mode,
 // applied once kcp runs and kcp-tmc:kcpKubeconfig is set.
-func deployAgents(ctx *pulumi.Context, cfg *Config, projectDir string, certs *pki.PKI, kcpProviders map[string]pulumi.ProviderResource) error {
-	workspaces, err := kcpWorkspaces(ctx, cfg, kcpProviders)
-	if err != nil {
-		return err
-	}
+func deployAgents(ctx *pulumi.Context, cfg *Config, projectDir string, certs *pki.PKI, kcpProviders map[string]pulumi.ProviderResource, workspaces map[string]pulumi.Resource) error {
 	for _, cl := range cfg.Clusters {
 		args := &kubernetes.ProviderArgs{}
 		if cfg.Target.Mode == TargetRender {
@@ -108,14 +104,17 @@ const rootWorkspace = "root"
 // lands in root: kcp-tmc:kcpKubeconfig with its server path set to
 // /clusters/<workspace>. No kcpKubeconfig and no render mode: no kcp side
 // yet (a first up installs kcp, a second connects). Each provider depends on
-// kcp's workloads and its front door: everything written through it is
-// created once kcp is reachable and deleted while it still is.
-func newKCPProviders(ctx *pulumi.Context, cfg *Config, projectDir string, reachedThrough ...pulumi.Resource) (map[string]pulumi.ProviderResource, error) {
-	out := map[string]pulumi.ProviderResource{}
+// kcp's workloads and its front door (everything written through it is
+// created once kcp is reachable and deleted while it still is), and a
+// workspace's provider on that workspace: the Kubernetes provider reads a
+// cluster's schema when it starts, and a workspace that does not exist yet
+// made it "unreachable" for the whole up (found on a real node).
+func newKCPProviders(ctx *pulumi.Context, cfg *Config, projectDir string, reachedThrough ...pulumi.Resource) (map[string]pulumi.ProviderResource, map[string]pulumi.Resource, error) {
+	providers := map[string]pulumi.ProviderResource{}
 	if cfg.Target.Mode != TargetRender && cfg.KCPKubeconfig == "" {
-		return out, nil
+		return providers, nil, nil
 	}
-	for _, ws := range kcpWorkspacePaths(cfg) {
+	provider := func(ws string, deps []pulumi.Resource) error {
 		name := kcpProviderName(cfg, ws)
 		args := &kubernetes.ProviderArgs{}
 		if cfg.Target.Mode == TargetRender {
@@ -124,17 +123,27 @@ func newKCPProviders(ctx *pulumi.Context, cfg *Config, projectDir string, reache
 			kc, err := workspaceKubeconfig(cfg.KCPKubeconfig, ws)
 			if err != nil {
 				// Never echo the kubeconfig: it holds credentials.
-				return nil, fmt.Errorf("kcp-tmc:kcpKubeconfig: %w", err)
+				return fmt.Errorf("kcp-tmc:kcpKubeconfig: %w", err)
 			}
 			args.Kubeconfig = pulumi.ToSecret(pulumi.String(kc)).(pulumi.StringOutput).ToStringPtrOutput()
 		}
-		p, err := kubernetes.NewProvider(ctx, name, args, pulumi.DependsOn(reachedThrough))
+		p, err := kubernetes.NewProvider(ctx, name, args, pulumi.DependsOn(deps))
 		if err != nil {
-			return nil, fmt.Errorf("kcp provider for workspace %s: %w", ws, err)
+			return fmt.Errorf("kcp provider for workspace %s: %w", ws, err)
 		}
-		out[ws] = p
+		providers[ws] = p
+		return nil
 	}
-	return out, nil
+	if err := provider(rootWorkspace, reachedThrough); err != nil {
+		return nil, nil, err
+	}
+	workspaces, err := kcpWorkspaces(ctx, cfg, providers, func(ws string, created pulumi.Resource) error {
+		return provider(ws, append(append([]pulumi.Resource{}, reachedThrough...), created))
+	})
+	if err != nil {
+		return nil, nil, err
+	}
+	return providers, workspaces, nil
 }
 
 // ancestors are the workspace paths above ws, nearest first, down to root
@@ -154,7 +163,8 @@ func ancestors(ws string) []string {
 // content can only be written once it is Ready, so Pulumi waits for that.
 // Workspaces hold their users' data: destroy or removing a cluster leaves
 // them in kcp.
-func kcpWorkspaces(ctx *pulumi.Context, cfg *Config, providers map[string]pulumi.ProviderResource) (map[string]pulumi.Resource, error) {
+// Once a workspace exists, created(ws, it) makes its provider.
+func kcpWorkspaces(ctx *pulumi.Context, cfg *Config, providers map[string]pulumi.ProviderResource, created func(string, pulumi.Resource) error) (map[string]pulumi.Resource, error) {
 	out := map[string]pulumi.Resource{}
 	shardOf := map[string]string{} // clusters[].shard: where kcp schedules the workspace
 	for _, cl := range cfg.Clusters {
@@ -192,7 +202,7 @@ func kcpWorkspaces(ctx *pulumi.Context, cfg *Config, providers map[string]pulumi
 			return fmt.Errorf("kcp workspace %s: %w", ws, err)
 		}
 		out[ws] = res
-		return nil
+		return created(ws, res)
 	}
 	if len(providers) == 0 {
 		return out, nil
