@@ -74,6 +74,12 @@ func TestAgentOnTheSameNode(t *testing.T) {
 		t.Fatalf("the agent did not become Ready: %v\nlog:\n%s", err, logs)
 	}
 
+	t.Cleanup(func() {
+		if t.Failed() {
+			logs, _, _ := kube.Kubectl(ctx, nil, "-n", "kcp-agent", "logs", "deployment/api-syncagent", "--tail=30")
+			t.Logf("agent log:\n%s", tail(logs, 6000))
+		}
+	})
 	adminFile := filepath.Join(t.TempDir(), "kcp-admin.kubeconfig")
 	if err := os.WriteFile(adminFile, []byte(admin), 0o600); err != nil {
 		t.Fatal(err)
@@ -112,7 +118,7 @@ metadata: {name: consumer}
 	waitCmd(t, "workspace consumer Ready", 2*time.Minute, poll("root", "Ready", "get", "workspace", "consumer", "-o", "jsonpath={.status.phase}"))
 	export := "local-export"
 	waitCmd(t, "the agent publishes Widget into "+export, 2*time.Minute,
-		poll("root:compute", "", "get", "apiexport", export, "-o", "jsonpath={.spec.latestResourceSchemas}"))
+		poll("root:compute", "", "get", "apiexports.v1alpha1.apis.kcp.io", export, "-o", "jsonpath={.spec.latestResourceSchemas}"))
 	kcp("root:consumer", fmt.Sprintf(`apiVersion: apis.kcp.io/v1alpha1
 kind: APIBinding
 metadata: {name: widgets}
