@@ -351,23 +351,29 @@ func (c *Cluster) InstallCRDs(ctx context.Context, dir string) error {
 	return err
 }
 
-// InstallCertManager runs cert-manager's controller (the issuing part; no
-// webhook, whose validation the stack does not rely on) with cluster-admin.
-func (c *Cluster) InstallCertManager(ctx context.Context) error {
-	manifest := fmt.Sprintf(`apiVersion: v1
+// adminServiceAccount is a namespace and a ServiceAccount in it bound to
+// cluster-admin: the harness's add-ons are not under test, their RBAC is not.
+func adminServiceAccount(namespace, name string) string {
+	return fmt.Sprintf(`apiVersion: v1
 kind: Namespace
-metadata: {name: cert-manager}
+metadata: {name: %[1]s}
 ---
 apiVersion: v1
 kind: ServiceAccount
-metadata: {name: cert-manager, namespace: cert-manager}
+metadata: {name: %[2]s, namespace: %[1]s}
 ---
 apiVersion: rbac.authorization.k8s.io/v1
 kind: ClusterRoleBinding
-metadata: {name: kcp-tmc-harness-cert-manager}
+metadata: {name: kcp-tmc-harness-%[2]s}
 roleRef: {apiGroup: rbac.authorization.k8s.io, kind: ClusterRole, name: cluster-admin}
-subjects: [{kind: ServiceAccount, name: cert-manager, namespace: cert-manager}]
----
+subjects: [{kind: ServiceAccount, name: %[2]s, namespace: %[1]s}]
+`, namespace, name)
+}
+
+// InstallCertManager runs cert-manager's controller (the issuing part; no
+// webhook, whose validation the stack does not rely on) with cluster-admin.
+func (c *Cluster) InstallCertManager(ctx context.Context) error {
+	manifest := adminServiceAccount("cert-manager", "cert-manager") + fmt.Sprintf(`---
 apiVersion: apps/v1
 kind: Deployment
 metadata: {name: cert-manager, namespace: cert-manager}
@@ -396,20 +402,7 @@ spec:
 // every ServiceMonitor and PrometheusRule in every namespace, as a
 // kube-prometheus-stack install does.
 func (c *Cluster) InstallPrometheus(ctx context.Context) error {
-	manifest := fmt.Sprintf(`apiVersion: v1
-kind: Namespace
-metadata: {name: monitoring}
----
-apiVersion: v1
-kind: ServiceAccount
-metadata: {name: prometheus-operator, namespace: monitoring}
----
-apiVersion: rbac.authorization.k8s.io/v1
-kind: ClusterRoleBinding
-metadata: {name: kcp-tmc-harness-prometheus-operator}
-roleRef: {apiGroup: rbac.authorization.k8s.io, kind: ClusterRole, name: cluster-admin}
-subjects: [{kind: ServiceAccount, name: prometheus-operator, namespace: monitoring}]
----
+	manifest := adminServiceAccount("monitoring", "prometheus-operator") + fmt.Sprintf(`---
 apiVersion: apps/v1
 kind: Deployment
 metadata: {name: prometheus-operator, namespace: monitoring}

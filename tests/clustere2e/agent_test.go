@@ -9,27 +9,9 @@ import (
 	"strings"
 	"testing"
 	"time"
-)
 
-// widgetCRD is the service cluster's own API that the agent publishes to
-// kcp (api-syncagent publishes CRD-backed resources).
-const widgetCRD = `apiVersion: apiextensions.k8s.io/v1
-kind: CustomResourceDefinition
-metadata: {name: widgets.example.com}
-spec:
-  group: example.com
-  scope: Namespaced
-  names: {kind: Widget, listKind: WidgetList, plural: widgets, singular: widget}
-  versions:
-  - name: v1
-    served: true
-    storage: true
-    subresources: {status: {}}
-    schema:
-      openAPIV3Schema:
-        type: object
-        x-kubernetes-preserve-unknown-fields: true
-`
+	"github.com/kcp-tmc/kcp-tmc/tests/cluster"
+)
 
 // TestAgentOnTheSameNode: the dev stack with one api-syncagent cluster entry
 // whose physical cluster is the node itself. After up, the kcp side and the
@@ -41,7 +23,7 @@ func TestAgentOnTheSameNode(t *testing.T) {
 	require(t)
 	ctx := context.Background()
 	const host = "kcp.dev.kcp.example.com"
-	if err := kube.Apply(ctx, widgetCRD); err != nil {
+	if err := kube.Apply(ctx, cluster.WidgetCRD); err != nil {
 		t.Fatal(err)
 	}
 	p := newPlatform(t, map[string]any{
@@ -54,14 +36,7 @@ func TestAgentOnTheSameNode(t *testing.T) {
 	}
 	kc, _ := json.Marshal(map[string]string{"local": string(kubeconfig)})
 	p.setSecret("kcp-tmc:clusterKubeconfigs", string(kc))
-	destroyed := false
-	t.Cleanup(func() {
-		if !destroyed {
-			if out, err := p.cli("destroy", "--yes"); err != nil {
-				t.Errorf("destroy: %v\n%s", err, tail(out, 3000))
-			}
-		}
-	})
+	p.destroyAtCleanup()
 
 	p.must("up")
 	p.publishFrontDoor("kcp-front-proxy-lb", host)
@@ -152,8 +127,7 @@ spec: {reference: {export: {path: "root:compute", name: %s}}}
 		poll("root:consumer", "Provisioned", "get", "widgets.example.com", "w1", "-n", "default", "-o", "jsonpath={.status.phase}"))
 	t.Logf("node → kcp status in %s", time.Since(began).Round(100*time.Millisecond))
 
-	p.must("destroy", "--yes")
-	destroyed = true
+	p.destroy()
 }
 
 // waitCmd polls check every second until it reports done, failing the test

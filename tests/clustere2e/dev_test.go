@@ -24,10 +24,29 @@ func agentImage() string { return agents.DefaultSyncAgentImage }
 
 // platform is one stack deployed to the node through the CLI.
 type platform struct {
-	t     *testing.T
-	dir   string
-	stack auto.Stack
-	ns    string
+	t         *testing.T
+	dir       string
+	stack     auto.Stack
+	ns        string
+	destroyed bool
+}
+
+// destroyAtCleanup destroys the stack when the test ends, unless it did.
+func (p *platform) destroyAtCleanup() {
+	p.t.Cleanup(func() {
+		if !p.destroyed {
+			if out, err := p.cli("destroy", "--yes"); err != nil {
+				p.t.Errorf("destroy: %v\n%s", err, tail(out, 3000))
+			}
+		}
+	})
+}
+
+// destroy runs `kcp-tmc destroy --yes`, failing the test if it fails.
+func (p *platform) destroy() {
+	p.t.Helper()
+	p.destroyed = true
+	p.must("destroy", "--yes")
 }
 
 // newPlatform copies the dev stack with the kubeconfig target (no
@@ -160,14 +179,7 @@ func TestDevStackOnANode(t *testing.T) {
 	ctx := context.Background()
 	const host = "kcp.dev.kcp.example.com"
 	p := newPlatform(t, nil)
-	destroyed := false
-	t.Cleanup(func() {
-		if !destroyed {
-			if out, err := p.cli("destroy", "--yes"); err != nil {
-				t.Errorf("destroy: %v\n%s", err, tail(out, 3000))
-			}
-		}
-	})
+	p.destroyAtCleanup()
 
 	p.must("up")
 	// Every Pod of the stack is running and Ready now, with nothing skipped.
@@ -197,8 +209,7 @@ func TestDevStackOnANode(t *testing.T) {
 	p.must("up", "--expect-no-changes")
 	promTargetsUp(t, []string{"kcp", "kcp-front-proxy", "etcd"})
 
-	p.must("destroy", "--yes")
-	destroyed = true
+	p.destroy()
 	if err := waitGone(ctx, "namespace", p.ns, "", 3*time.Minute); err != nil {
 		t.Error(err)
 	}

@@ -19,28 +19,6 @@ import (
 	"github.com/kcp-tmc/kcp-tmc/tests/cluster"
 )
 
-// widgetCRD is the service owner's API on the physical cluster: what the
-// agent publishes to kcp (api-syncagent publishes CRD-backed resources).
-const widgetCRD = `apiVersion: apiextensions.k8s.io/v1
-kind: CustomResourceDefinition
-metadata: {name: widgets.example.com}
-spec:
-  group: example.com
-  names: {kind: Widget, listKind: WidgetList, plural: widgets, singular: widget}
-  scope: Namespaced
-  versions:
-  - name: v1
-    served: true
-    storage: true
-    subresources: {status: {}}
-    schema:
-      openAPIV3Schema:
-        type: object
-        properties:
-          spec: {type: object, x-kubernetes-preserve-unknown-fields: true}
-          status: {type: object, x-kubernetes-preserve-unknown-fields: true}
-`
-
 // TestSyncAgentCluster: a dev stack with one api-syncagent cluster. The
 // stack's objects for the cluster are applied to a local kube-apiserver
 // standing in for it, its objects for kcp to the running kcp, and the
@@ -92,7 +70,7 @@ func syncAgentCluster(t *testing.T, shard string) {
 		}
 		return out
 	}
-	kubectl(widgetCRD, "apply", "--server-side", "-f", "-")
+	kubectl(cluster.WidgetCRD, "apply", "--server-side", "-f", "-")
 	var onCluster []string
 	for _, r := range rec {
 		if !r.Custom || !strings.Contains(r.Provider, "::pulumi:providers:kubernetes::cluster-"+name+"::") ||
