@@ -208,6 +208,7 @@ func TestDevStackOnANode(t *testing.T) {
 	p.must("up")
 	p.must("up", "--expect-no-changes")
 	promTargetsUp(t, []string{"kcp", "kcp-front-proxy", "etcd"})
+	promRulesHealthy(t, p.ns)
 
 	p.destroy()
 	if err := waitGone(ctx, "namespace", p.ns, "", 3*time.Minute); err != nil {
@@ -290,4 +291,63 @@ func checkTargets(ip string, jobs []string) string {
 		}
 	}
 	return strings.Join(problems, "; ")
+}
+
+// promRulesHealthy: the cluster's Prometheus loaded the rule groups of the
+// stack's PrometheusRules (the operator names their files after namespace
+// ns) and every rule evaluates without error on the real series.
+func promRulesHealthy(t *testing.T, ns string) {
+	t.Helper()
+	ctx := context.Background()
+	ip, _, err := kube.Kubectl(ctx, nil, "-n", "monitoring", "get", "pod", "prometheus-k8s-0", "-o", "jsonpath={.status.podIP}")
+	if err != nil {
+		t.Fatal(err)
+	}
+	var last string
+	for deadline := time.Now().Add(2 * time.Minute); time.Now().Before(deadline); time.Sleep(5 * time.Second) {
+		resp, err := http.Get("http://" + ip + ":9090/api/v1/rules")
+		if err != nil {
+			last = err.Error()
+			continue
+		}
+		var body struct {
+			Data struct {
+				Groups []struct {
+					Name  string `json:"name"`
+					File  string `json:"file"`
+					Rules []struct {
+						Name      string `json:"name"`
+						Health    string `json:"health"`
+						LastError string `json:"lastError"`
+					} `json:"rules"`
+				} `json:"groups"`
+			} `json:"data"`
+		}
+		err = json.NewDecoder(resp.Body).Decode(&body)
+		resp.Body.Close()
+		if err != nil {
+			last = err.Error()
+			continue
+		}
+		groups, rules := 0, 0
+		var bad []string
+		for _, g := range body.Data.Groups {
+			if !strings.Contains(g.File, ns+"-") {
+				continue
+			}
+			groups++
+			for _, r := range g.Rules {
+				rules++
+				if r.Health != "ok" {
+					bad = append(bad, fmt.Sprintf("%s/%s: %s %s", g.Name, r.Name, r.Health, r.LastError))
+				}
+			}
+		}
+		if groups > 0 && len(bad) == 0 {
+			t.Logf("Prometheus in the cluster: %d rule groups (%d rules) of the stack loaded, every rule evaluating", groups, rules)
+			return
+		}
+		last = fmt.Sprintf("%d groups of namespace %s; unhealthy: %v", groups, ns, bad)
+	}
+	t.Errorf("the stack's rules in Prometheus after 2m: %s", last)
 }
