@@ -232,15 +232,22 @@ func waitGone(ctx context.Context, kind, name, ns string, timeout time.Duration)
 	return fmt.Errorf("%s %s still exists %s after destroy", kind, name, timeout)
 }
 
+// prometheusIP is the cluster's Prometheus Pod address (this machine
+// reaches Pod addresses through the bridge).
+func prometheusIP(t *testing.T) string {
+	t.Helper()
+	ip, _, err := kube.Kubectl(context.Background(), nil, "-n", "monitoring", "get", "pod", "prometheus-k8s-0", "-o", "jsonpath={.status.podIP}")
+	if err != nil {
+		t.Fatal(err)
+	}
+	return ip
+}
+
 // promTargetsUp waits until the cluster's Prometheus has a target of each
 // job and every target of those jobs is up.
 func promTargetsUp(t *testing.T, jobs []string) {
 	t.Helper()
-	ctx := context.Background()
-	ip, _, err := kube.Kubectl(ctx, nil, "-n", "monitoring", "get", "pod", "prometheus-k8s-0", "-o", "jsonpath={.status.podIP}")
-	if err != nil {
-		t.Fatal(err)
-	}
+	ip := prometheusIP(t)
 	var last string
 	deadline := time.Now().Add(3 * time.Minute)
 	for time.Now().Before(deadline) {
@@ -298,11 +305,7 @@ func checkTargets(ip string, jobs []string) string {
 // ns) and every rule evaluates without error on the real series.
 func promRulesHealthy(t *testing.T, ns string) {
 	t.Helper()
-	ctx := context.Background()
-	ip, _, err := kube.Kubectl(ctx, nil, "-n", "monitoring", "get", "pod", "prometheus-k8s-0", "-o", "jsonpath={.status.podIP}")
-	if err != nil {
-		t.Fatal(err)
-	}
+	ip := prometheusIP(t)
 	var last string
 	for deadline := time.Now().Add(2 * time.Minute); time.Now().Before(deadline); time.Sleep(5 * time.Second) {
 		resp, err := http.Get("http://" + ip + ":9090/api/v1/rules")
