@@ -156,6 +156,7 @@ func TestLoadRejectsBadConfig(t *testing.T) {
 		{"cron zero step", env("dev", "backup", `{"schedule":"*/0 * * * *"}`), "kcp-tmc:backup.schedule", "*/0 * * * *"},
 		{"backups on a PVC in prod", env("prod", "backup", `{"target":"pvc","pvcSize":"100Gi"}`), "kcp-tmc:backup.target", "pvc"},
 		{"IA transition too early", env("staging", "backup", `{"transitionDays":7}`), "kcp-tmc:backup.transitionDays", "7"},
+		{"retention before transition on the dev PVC", env("dev", "backup", `{"retentionDays":10,"transitionDays":30}`), "kcp-tmc:backup.retentionDays", "10"},
 		{"IRSA provider of the wrong kind", env("prod", "backup", `{"oidcProviderArn":"arn:aws:iam::1:role/x","oidcIssuer":"x"}`), "kcp-tmc:backup.oidcProviderArn", "arn:aws:iam::1:role/x"},
 		{"bucket with capitals", env("dev", "backup", `{"target":"s3","bucket":"My_Backups","endpoint":"http://minio:9000"}`), "kcp-tmc:backup.bucket", "My_Backups"},
 		{"endpoint without scheme", env("dev", "backup", `{"target":"s3","endpoint":"minio:9000"}`), "kcp-tmc:backup.endpoint", "minio:9000"},

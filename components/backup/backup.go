@@ -235,6 +235,7 @@ func (a Args) Validate(fld *field.Path) field.ErrorList {
 			errs = append(errs, field.Invalid(fld.Child("endpoint"), e, "an http(s):// URL of an S3-compatible server"))
 		}
 	}
+	errs = append(errs, a.S3.validateLifecycle(fld)...)
 	switch a.Target {
 	case TargetPVC:
 		errs = append(errs, a.PVC.validate(fld)...)
@@ -254,7 +255,7 @@ func (p PVC) validate(fld *field.Path) field.ErrorList {
 	return errs
 }
 
-// validate checks the S3 target with S3's own lifecycle rules.
+// validate checks the S3 target's bucket and identity.
 func (s S3) validate(fld *field.Path) field.ErrorList {
 	var errs field.ErrorList
 	if !bucketName.MatchString(s.Bucket) || strings.Contains(s.Bucket, "..") {
@@ -267,7 +268,7 @@ func (s S3) validate(fld *field.Path) field.ErrorList {
 		errs = append(errs, field.Required(fld.Child("region"), "an AWS region"))
 	}
 	if s.Endpoint != "" {
-		return errs // an S3-compatible server: no AWS lifecycle or IRSA
+		return errs // an S3-compatible server: no IRSA
 	}
 	if s.IRSA == nil && (!strings.HasPrefix(s.OIDCProviderARN, "arn:aws") || !strings.Contains(s.OIDCProviderARN, ":oidc-provider/")) {
 		errs = append(errs, field.Invalid(fld.Child("oidcProviderArn"), s.OIDCProviderARN, "the ARN of the cluster's IAM OIDC provider (arn:aws:iam::<account>:oidc-provider/<issuer>)"))
@@ -275,6 +276,14 @@ func (s S3) validate(fld *field.Path) field.ErrorList {
 	if s.IRSA == nil && (s.OIDCIssuer == "" || strings.Contains(s.OIDCIssuer, "://") || !strings.HasSuffix(s.OIDCProviderARN, "/"+s.OIDCIssuer)) {
 		errs = append(errs, field.Invalid(fld.Child("oidcIssuer"), s.OIDCIssuer, "the provider's issuer without https://, the end of its ARN"))
 	}
+	return errs
+}
+
+// validateLifecycle checks the snapshot lifecycle's days against each other
+// on every target: retentionDays prunes a PVC target too, and a rule on
+// values the user wrote holds whatever the target.
+func (s S3) validateLifecycle(fld *field.Path) field.ErrorList {
+	var errs field.ErrorList
 	if s.TransitionDays != 0 && s.TransitionDays < 30 {
 		errs = append(errs, field.Invalid(fld.Child("transitionDays"), s.TransitionDays, "0 or at least 30 (S3's minimum for STANDARD_IA)"))
 	}
@@ -625,6 +634,11 @@ func podTemplate(a Args, b *Backup, steps []Step) corev1.PodTemplateSpecArgs {
 		corev1.EnvVarArgs{Name: pulumi.String("CLUSTER_NAME"), Value: pulumi.String(a.ClusterName)},
 		corev1.EnvVarArgs{Name: pulumi.String("WORK_DIR"), Value: pulumi.String(work)},
 		corev1.EnvVarArgs{Name: pulumi.String("HOME"), Value: pulumi.String(work)}, // the aws CLI writes a cache
+	}
+	if a.Target == TargetPVC {
+		// S3's lifecycle expires snapshots in the bucket; a volume only
+		// empties when the upload step prunes it.
+		env = append(env, corev1.EnvVarArgs{Name: pulumi.String("RETENTION_DAYS"), Value: pulumi.String(strconv.Itoa(a.S3.RetentionDays))})
 	}
 	if a.Target == TargetS3 {
 		env = append(env,

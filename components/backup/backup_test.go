@@ -4,6 +4,7 @@ import (
 	"encoding/json"
 	"fmt"
 	"reflect"
+	"strconv"
 	"strings"
 	"testing"
 
@@ -219,14 +220,14 @@ func TestPVCTargetHasNoAWS(t *testing.T) {
 		}
 	}
 	env := mocktest.Dig(rec.Object(t, "kubernetes:batch/v1:CronJob", Name), "spec", "jobTemplate", "spec", "template", "spec", "containers", 0, "env")
-	found := false
+	want := map[string]string{"BACKUP_TARGET": "file:///backups", "RETENTION_DAYS": strconv.Itoa(a.S3.RetentionDays)}
 	for _, e := range env.([]any) {
-		if mocktest.Dig(e, "name") == "BACKUP_TARGET" && mocktest.Dig(e, "value") == "file:///backups" {
-			found = true
+		if v, ok := want[mocktest.Dig(e, "name").(string)]; ok && mocktest.Dig(e, "value") == v {
+			delete(want, mocktest.Dig(e, "name").(string))
 		}
 	}
-	if !found {
-		t.Errorf("pvc target env = %v", env)
+	if len(want) > 0 {
+		t.Errorf("pvc target env = %v, missing %v", env, want)
 	}
 	rec.Object(t, "kubernetes:core/v1:PersistentVolumeClaim", "etcd-backups")
 }
@@ -246,6 +247,10 @@ func TestValidate(t *testing.T) {
 		{"endpoint without scheme", func(a *Args) { a.S3.Endpoint = "minio:9000" }, "backup.endpoint", "an http(s):// URL"},
 		{"four-field cron", func(a *Args) { a.Schedule = "0 2 * *" }, "backup.schedule", "a 5-field cron expression"},
 		{"local time", func(a *Args) { a.TimeZone = "Local" }, "backup.timeZone", "an IANA time zone"},
+		{"pvc target: expire before IA", func(a *Args) {
+			a.Target, a.PVC, a.S3.RetentionDays = TargetPVC, PVC{StorageClass: "standard", Size: "20Gi"}, 10
+		}, "backup.retentionDays", "10: longer than transitionDays"},
+		{"S3-compatible: lock longer than retention", func(a *Args) { a.S3.Endpoint, a.S3.ObjectLockDays = "http://minio:9000", 400 }, "backup.objectLockDays", "400"},
 		{"pvc in decimal units", func(a *Args) { a.Target, a.PVC = TargetPVC, PVC{StorageClass: "standard", Size: "20G"} }, "backup.pvcSize", "binary units"},
 	})
 }

@@ -5,10 +5,12 @@ import (
 	"crypto/tls"
 	"crypto/x509"
 	"fmt"
+	"io/fs"
 	"net/http/httptest"
 	"os"
 	"os/exec"
 	"path/filepath"
+	"slices"
 	"strings"
 	"testing"
 	"time"
@@ -177,6 +179,55 @@ func TestBackupScriptFailsLoudly(t *testing.T) {
 				t.Errorf("err = %v, output %q, want FAILED: %s", err, out, tt.want)
 			}
 		})
+	}
+}
+
+// TestPVCTargetPrunes: on a file:// target the upload keeps the snapshot it
+// wrote and every one younger than RETENTION_DAYS, and deletes the older
+// ones of its own cluster only (S3's lifecycle does this for a bucket).
+func TestPVCTargetPrunes(t *testing.T) {
+	dir := t.TempDir()
+	old := time.Now().Add(-11 * 24 * time.Hour)
+	files := map[string]time.Time{
+		"x/2026-01-01T000000Z.db": old,                                 // past retention: pruned
+		"x/2026-01-09T000000Z.db": time.Now().Add(-9 * 24 * time.Hour), // within: kept
+		"y/2026-01-01T000000Z.db": old,                                 // another cluster's: kept
+	}
+	for name, mtime := range files {
+		p := filepath.Join(dir, name)
+		if err := os.MkdirAll(filepath.Dir(p), 0o755); err != nil {
+			t.Fatal(err)
+		}
+		if err := os.WriteFile(p, []byte("snapshot"), 0o644); err != nil {
+			t.Fatal(err)
+		}
+		if err := os.Chtimes(p, mtime, mtime); err != nil {
+			t.Fatal(err)
+		}
+	}
+	snap := filepath.Join(t.TempDir(), "snapshot.db")
+	if err := os.WriteFile(snap, []byte("new"), 0o644); err != nil {
+		t.Fatal(err)
+	}
+	env := append(os.Environ(), "CLUSTER_NAME=x", "WORK_DIR="+t.TempDir(), "BACKUP_TARGET=file://"+dir, "RETENTION_DAYS=10")
+	out, err := script(env, scriptPath(t), "upload", snap)
+	if err != nil {
+		t.Fatalf("upload: %v\n%s", err, out)
+	}
+	var left []string
+	_ = filepath.WalkDir(dir, func(p string, d fs.DirEntry, err error) error {
+		if err == nil && !d.IsDir() {
+			rel, _ := filepath.Rel(dir, p)
+			left = append(left, rel)
+		}
+		return nil
+	})
+	if len(left) != 4 || slices.Contains(left, "x/2026-01-01T000000Z.db") || slices.Contains(left, "x/2026-01-01T000000Z.db.json") ||
+		!slices.Contains(left, "x/2026-01-09T000000Z.db") || !slices.Contains(left, "y/2026-01-01T000000Z.db") {
+		t.Errorf("after upload with RETENTION_DAYS=10 the target holds %v, want the new snapshot and its metadata, x's 9-day-old one and y's", left)
+	}
+	if !strings.Contains(out, "pruned x/2026-01-01T000000Z.db") {
+		t.Errorf("upload did not say what it pruned: %q", out)
 	}
 }
 

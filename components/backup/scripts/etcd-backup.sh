@@ -17,6 +17,8 @@
 #   CLUSTER_NAME       goes into every object key
 #   SSE_KMS_KEY_ID     KMS key for SSE-KMS uploads (s3 targets; empty: the bucket default key)
 #   AWS_ENDPOINT_URL   an S3-compatible endpoint instead of AWS (optional)
+#   RETENTION_DAYS     file:// targets: upload deletes this cluster's snapshots
+#                      older than this many days (S3's lifecycle does it there)
 #   WORK_DIR           scratch space (default /tmp/etcd-backup)
 # upload and fetch-latest need only sh, coreutils and (s3 targets) the aws
 # CLI, so they run on the AWS CLI's official image; backup and verify-latest
@@ -60,6 +62,18 @@ put() { # put FILE KEY
       mkdir -p "$(dirname "$dir/$2")" && cp "$1" "$dir/$2.tmp" && mv "$dir/$2.tmp" "$dir/$2" ;;
     *) fail "BACKUP_TARGET $BACKUP_TARGET: want s3://bucket/prefix or file:///dir" ;;
   esac || fail "upload of $2 to $BACKUP_TARGET"
+  prune "$2"
+}
+
+# prune KEEP: on a file:// target, delete this cluster's snapshots (and
+# their metadata) older than RETENTION_DAYS, never KEEP (the one just
+# uploaded).
+prune() {
+  case "$BACKUP_TARGET" in file://*) ;; *) return 0 ;; esac
+  [ -n "${RETENTION_DAYS:-}" ] || return 0
+  dir=${BACKUP_TARGET#file://}
+  find "$dir/$CLUSTER_NAME" -type f -name '*.db' -mmin +$((RETENTION_DAYS * 1440)) ! -path "$dir/$1" -print 2>/dev/null |
+    while read -r old; do rm -f "$old" "$old.json" && log "pruned ${old#"$dir"/} (older than $RETENTION_DAYS days)"; done
 }
 
 latest() {
