@@ -75,7 +75,7 @@ e2e: toolchain
 # Linux; installs Debian's containerd, runc and CNI plugins by name when
 # missing; the kcp, api-syncagent and cert-manager binaries come from the
 # variables below, as for make e2e.
-CLUSTER_E2E_BINS := KCP_BIN KCP_FRONT_PROXY_BIN API_SYNCAGENT_BIN CERT_MANAGER_CONTROLLER_BIN
+CLUSTER_E2E_BINS := KCP_BIN KCP_FRONT_PROXY_BIN API_SYNCAGENT_BIN CERT_MANAGER_CONTROLLER_BIN CERT_MANAGER_WEBHOOK_BIN CERT_MANAGER_CAINJECTOR_BIN
 NODE_PACKAGES := containerd runc containernetworking-plugins iptables iproute2
 cluster-e2e: toolchain
 	@if [ "$$(uname -s)" != Linux ] || [ "$$(id -u)" != 0 ]; then echo "make cluster-e2e: needs root on Linux (it runs containerd, a kubelet and kube-proxy)" >&2; exit 2; fi

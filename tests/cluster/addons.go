@@ -332,6 +332,8 @@ func (c *Cluster) LoadBalancerIP(ctx context.Context, namespace, service string)
 // Add-on images: the references the harness's own manifests name.
 const (
 	CertManagerControllerImage = "quay.io/jetstack/cert-manager-controller:v1.21.2"
+	CertManagerWebhookImage    = "quay.io/jetstack/cert-manager-webhook:v1.21.2"
+	CertManagerCAInjectorImage = "quay.io/jetstack/cert-manager-cainjector:v1.21.2"
 	PrometheusOperatorImage    = "quay.io/prometheus-operator/prometheus-operator:v0.85.0"
 	ConfigReloaderImage        = "quay.io/prometheus-operator/prometheus-config-reloader:v0.85.0"
 	PrometheusImage            = "quay.io/prometheus/prometheus:v3.16.0"
@@ -370,8 +372,21 @@ subjects: [{kind: ServiceAccount, name: %[2]s, namespace: %[1]s}]
 `, namespace, name)
 }
 
-// InstallCertManager runs cert-manager's controller (the issuing part; no
-// webhook, whose validation the stack does not rely on) with cluster-admin.
+// CertManagerBins are cert-manager's three release binaries, each at the
+// path its upstream image runs it from.
+type CertManagerBins struct{ Controller, Webhook, CAInjector string }
+
+// certManagerWebhook is the webhook's Service, named as the helm chart names
+// it for a release called cert-manager: its serving certificate's DNS names
+// and the webhook configurations' clientConfig come from it.
+const certManagerWebhook = "cert-manager-webhook"
+
+// InstallCertManager runs cert-manager as its helm chart does: the
+// controller, the webhook (validating and mutating every cert-manager.io
+// object, failurePolicy Fail) and the cainjector that puts the webhook's CA
+// into those configurations. It returns once the webhook judges requests, so
+// every Certificate and Issuer the stack applies passes cert-manager's own
+// validation. The add-ons run with cluster-admin: their RBAC is not under test.
 func (c *Cluster) InstallCertManager(ctx context.Context) error {
 	manifest := adminServiceAccount("cert-manager", "cert-manager") + fmt.Sprintf(`---
 apiVersion: apps/v1
@@ -387,15 +402,127 @@ spec:
       securityContext: {runAsUser: 65532, runAsGroup: 65532, runAsNonRoot: true, seccompProfile: {type: RuntimeDefault}}
       containers:
       - name: controller
-        image: %s
+        image: %[1]s
         args: [--v=2, --leader-elect=false, --cluster-resource-namespace=cert-manager]
         livenessProbe: {httpGet: {path: /livez, port: 9403}, periodSeconds: 10}
         securityContext: {allowPrivilegeEscalation: false, readOnlyRootFilesystem: true, capabilities: {drop: [ALL]}}
-`, CertManagerControllerImage)
+---
+apiVersion: apps/v1
+kind: Deployment
+metadata: {name: cert-manager-cainjector, namespace: cert-manager}
+spec:
+  replicas: 1
+  selector: {matchLabels: {app: cainjector}}
+  template:
+    metadata: {labels: {app: cainjector}}
+    spec:
+      serviceAccountName: cert-manager
+      securityContext: {runAsUser: 65532, runAsGroup: 65532, runAsNonRoot: true, seccompProfile: {type: RuntimeDefault}}
+      containers:
+      - name: cainjector
+        image: %[2]s
+        args: [--v=2, --leader-elect=false]
+        securityContext: {allowPrivilegeEscalation: false, readOnlyRootFilesystem: true, capabilities: {drop: [ALL]}}
+---
+apiVersion: apps/v1
+kind: Deployment
+metadata: {name: %[4]s, namespace: cert-manager}
+spec:
+  replicas: 1
+  selector: {matchLabels: {app: webhook}}
+  template:
+    metadata: {labels: {app: webhook}}
+    spec:
+      serviceAccountName: cert-manager
+      securityContext: {runAsUser: 65532, runAsGroup: 65532, runAsNonRoot: true, seccompProfile: {type: RuntimeDefault}}
+      containers:
+      - name: webhook
+        image: %[3]s
+        args:
+        - --v=2
+        - --secure-port=10250
+        - --dynamic-serving-ca-secret-namespace=cert-manager
+        - --dynamic-serving-ca-secret-name=%[4]s-ca
+        - --dynamic-serving-dns-names=%[4]s
+        - --dynamic-serving-dns-names=%[4]s.cert-manager
+        - --dynamic-serving-dns-names=%[4]s.cert-manager.svc
+        ports:
+        - {name: https, containerPort: 10250}
+        - {name: healthcheck, containerPort: 6080}
+        livenessProbe: {httpGet: {path: /livez, port: healthcheck}, initialDelaySeconds: 60, periodSeconds: 10}
+        readinessProbe: {httpGet: {path: /healthz, port: healthcheck}, initialDelaySeconds: 5, periodSeconds: 5}
+        securityContext: {allowPrivilegeEscalation: false, readOnlyRootFilesystem: true, capabilities: {drop: [ALL]}}
+---
+apiVersion: v1
+kind: Service
+metadata: {name: %[4]s, namespace: cert-manager}
+spec:
+  selector: {app: webhook}
+  ports: [{name: https, port: 443, targetPort: https}]
+---
+apiVersion: admissionregistration.k8s.io/v1
+kind: ValidatingWebhookConfiguration
+metadata:
+  name: %[4]s
+  annotations: {cert-manager.io/inject-ca-from-secret: cert-manager/%[4]s-ca}
+webhooks:
+- name: webhook.cert-manager.io
+  rules: [{apiGroups: [cert-manager.io, acme.cert-manager.io], apiVersions: [v1], operations: [CREATE, UPDATE], resources: ["*/*"]}]
+  admissionReviewVersions: [v1]
+  matchPolicy: Equivalent
+  timeoutSeconds: 30
+  failurePolicy: Fail
+  sideEffects: None
+  clientConfig: {service: {name: %[4]s, namespace: cert-manager, path: /validate}}
+---
+apiVersion: admissionregistration.k8s.io/v1
+kind: MutatingWebhookConfiguration
+metadata:
+  name: %[4]s
+  annotations: {cert-manager.io/inject-ca-from-secret: cert-manager/%[4]s-ca}
+webhooks:
+- name: webhook.cert-manager.io
+  rules: [{apiGroups: [cert-manager.io], apiVersions: [v1], operations: [CREATE], resources: [certificaterequests]}]
+  admissionReviewVersions: [v1]
+  matchPolicy: Equivalent
+  timeoutSeconds: 30
+  failurePolicy: Fail
+  sideEffects: None
+  clientConfig: {service: {name: %[4]s, namespace: cert-manager, path: /mutate}}
+`, CertManagerControllerImage, CertManagerCAInjectorImage, CertManagerWebhookImage, certManagerWebhook)
 	if err := c.Apply(ctx, manifest); err != nil {
 		return err
 	}
-	return c.WaitRollout(ctx, "cert-manager", "deployment/cert-manager", 3*time.Minute)
+	for _, d := range []string{"cert-manager", "cert-manager-cainjector", certManagerWebhook} {
+		if err := c.WaitRollout(ctx, "cert-manager", "deployment/"+d, 3*time.Minute); err != nil {
+			return err
+		}
+	}
+	return c.waitCertManagerWebhook(ctx)
+}
+
+// waitCertManagerWebhook waits until the apiserver sends cert-manager objects
+// to the webhook and trusts it (the cainjector has injected its CA): a
+// Certificate that the CRD's schema admits but names no subject is refused
+// by the webhook's validation, not stored.
+func (c *Cluster) waitCertManagerWebhook(ctx context.Context) error {
+	invalid := `apiVersion: cert-manager.io/v1
+kind: Certificate
+metadata: {name: kcp-tmc-harness-webhook-check, namespace: cert-manager}
+spec: {secretName: kcp-tmc-harness-webhook-check, issuerRef: {name: any}}
+`
+	var last string
+	return waitFor(ctx, 3*time.Minute, "cert-manager's webhook judging requests", func() error {
+		_, stderr, err := c.Kubectl(ctx, []byte(invalid), "create", "--dry-run=server", "-f", "-")
+		last = stderr
+		if err == nil {
+			return fmt.Errorf("a Certificate naming no subject was accepted: the webhook is not called")
+		}
+		if !strings.Contains(stderr, `admission webhook "webhook.cert-manager.io" denied the request`) {
+			return fmt.Errorf("not yet denied by the webhook")
+		}
+		return nil
+	}, func() string { return last })
 }
 
 // InstallPrometheus runs prometheus-operator and one Prometheus that selects
@@ -475,18 +602,25 @@ spec:
 }
 
 // AddonImages are the images of the node's add-ons, from the toolchain's
-// binaries in binDir and cert-manager's controller binary.
-func AddonImages(binDir, pauseBin, certManagerController string) []Image {
+// binaries in binDir and cert-manager's release binaries.
+func AddonImages(binDir, pauseBin string, certManager CertManagerBins) []Image {
 	bin := func(name string) string { return filepath.Join(binDir, name) }
 	return []Image{
 		{Ref: PauseImage, Files: []File{{"/pause", pauseBin}}, Entrypoint: []string{"/pause"}, User: "65535"},
 		{Ref: CoreDNSImage, Files: []File{{"/coredns", bin("coredns")}}, Entrypoint: []string{"/coredns"}, User: "65532"},
-		{Ref: CertManagerControllerImage, Files: []File{{"/app/cmd/controller/controller", certManagerController}},
-			Entrypoint: []string{"/app/cmd/controller/controller"}, User: "65532"},
+		certManagerImage(CertManagerControllerImage, "controller", certManager.Controller),
+		certManagerImage(CertManagerWebhookImage, "webhook", certManager.Webhook),
+		certManagerImage(CertManagerCAInjectorImage, "cainjector", certManager.CAInjector),
 		{Ref: PrometheusOperatorImage, Files: []File{{"/bin/operator", bin("operator")}}, Entrypoint: []string{"/bin/operator"}, User: "65534"},
 		{Ref: ConfigReloaderImage, Files: []File{{"/bin/prometheus-config-reloader", bin("prometheus-config-reloader")}},
 			Entrypoint: []string{"/bin/prometheus-config-reloader"}, User: "65534"},
 		{Ref: PrometheusImage, Files: []File{{"/bin/prometheus", bin("prometheus-kubernetes")}},
 			Entrypoint: []string{"/bin/prometheus"}, User: "65534"},
 	}
+}
+
+// certManagerImage lays a cert-manager binary out as its Containerfile does.
+func certManagerImage(ref, name, bin string) Image {
+	path := "/app/cmd/" + name + "/" + name
+	return Image{Ref: ref, Files: []File{{path, bin}}, Entrypoint: []string{path}, User: "65532"}
 }

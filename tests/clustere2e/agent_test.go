@@ -48,6 +48,7 @@ func TestAgentOnTheSameNode(t *testing.T) {
 		logs, _, _ := kube.Kubectl(ctx, nil, "-n", "kcp-agent", "logs", "deployment/api-syncagent", "--tail=40")
 		t.Fatalf("the agent did not become Ready: %v\nlog:\n%s", err, logs)
 	}
+	p.must("up", "--expect-no-changes")
 
 	t.Cleanup(func() {
 		if t.Failed() {

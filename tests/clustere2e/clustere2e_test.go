@@ -33,6 +33,8 @@ var binaries = []struct{ env, what string }{
 	{"KCP_FRONT_PROXY_BIN", "kcp-front-proxy v0.32.3"},
 	{"API_SYNCAGENT_BIN", "api-syncagent v0.7.0"},
 	{"CERT_MANAGER_CONTROLLER_BIN", "cert-manager's controller v1.21.2 (quay.io/jetstack/cert-manager-controller's /app/cmd/controller/controller)"},
+	{"CERT_MANAGER_WEBHOOK_BIN", "cert-manager's webhook v1.21.2 (quay.io/jetstack/cert-manager-webhook's /app/cmd/webhook/webhook)"},
+	{"CERT_MANAGER_CAINJECTOR_BIN", "cert-manager's cainjector v1.21.2 (quay.io/jetstack/cert-manager-cainjector's /app/cmd/cainjector/cainjector)"},
 }
 
 // kube is the cluster every test here deploys to; nil when skipped.
@@ -120,7 +122,11 @@ func startCluster(dir string) (*cluster.Cluster, error) {
 	if err != nil {
 		return nil, err
 	}
-	images = append(images, cluster.AddonImages(bin, pause, os.Getenv("CERT_MANAGER_CONTROLLER_BIN"))...)
+	images = append(images, cluster.AddonImages(bin, pause, cluster.CertManagerBins{
+		Controller: os.Getenv("CERT_MANAGER_CONTROLLER_BIN"),
+		Webhook:    os.Getenv("CERT_MANAGER_WEBHOOK_BIN"),
+		CAInjector: os.Getenv("CERT_MANAGER_CAINJECTOR_BIN"),
+	})...)
 	kube, err := cluster.StartWithNode(ctx, bin, dir, images)
 	if err != nil {
 		return kube, err

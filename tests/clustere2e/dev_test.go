@@ -5,8 +5,10 @@ import (
 	"context"
 	"encoding/json"
 	"fmt"
+	"io/fs"
 	"net/http"
 	"os"
+	"path/filepath"
 	"strings"
 	"testing"
 	"time"
@@ -50,13 +52,12 @@ func (p *platform) destroy() {
 }
 
 // newPlatform copies the dev stack with the kubeconfig target (no
-// skipAwait: the node runs the Pods) and a LoadBalancer Service as kcp's
-// front door (the node's load balancer gives it an address), plus overrides.
+// skipAwait: the node runs the Pods), plus overrides. Its default front
+// door is a LoadBalancer Service, which the node's load balancer serves.
 func newPlatform(t *testing.T, overrides map[string]any) *platform {
 	t.Helper()
 	cfg := map[string]any{
-		"kcp-tmc:target":  map[string]any{"mode": "kubeconfig"},
-		"kcp-tmc:ingress": map[string]any{"mode": "loadbalancer"},
+		"kcp-tmc:target": map[string]any{"mode": "kubeconfig"},
 	}
 	for k, v := range overrides {
 		cfg[k] = v
@@ -210,9 +211,41 @@ func TestDevStackOnANode(t *testing.T) {
 	promTargetsUp(t, []string{"kcp", "kcp-front-proxy", "etcd"})
 	promRulesHealthy(t, p.ns)
 
+	pv, _, err := kube.Kubectl(ctx, nil, "-n", p.ns, "get", "pvc", "data-etcd-0", "-o", "jsonpath={.spec.volumeName}")
+	if err != nil || pv == "" {
+		t.Fatalf("etcd's claim data-etcd-0 has no volume: %v", err)
+	}
 	p.destroy()
 	if err := waitGone(ctx, "namespace", p.ns, "", 3*time.Minute); err != nil {
 		t.Error(err)
+	}
+	etcdDataRetained(t, pv)
+}
+
+// etcdDataRetained checks that destroy kept etcd's volume and the data on
+// it: the claim goes with dev's namespace, the volume stays Released (the
+// class reclaims by Retain) with etcd's backend file in it.
+func etcdDataRetained(t *testing.T, pv string) {
+	t.Helper()
+	out, _, err := kube.Kubectl(context.Background(), nil, "get", "pv", pv, "-o", "jsonpath={.status.phase} {.spec.local.path}")
+	if err != nil {
+		t.Fatalf("etcd's volume %s after destroy: %v", pv, err)
+	}
+	phase, path, _ := strings.Cut(out, " ")
+	if phase != "Released" {
+		t.Errorf("etcd's volume %s after destroy: phase %q, want Released", pv, phase)
+	}
+	var db string
+	_ = filepath.WalkDir(path, func(p string, d fs.DirEntry, err error) error {
+		if err == nil && !d.IsDir() && d.Name() == "db" && filepath.Base(filepath.Dir(p)) == "snap" {
+			db = p
+		}
+		return nil
+	})
+	if db == "" {
+		t.Errorf("etcd's volume %s (%s) after destroy holds no member/snap/db", pv, path)
+	} else {
+		t.Logf("destroy kept etcd's volume %s: %s", pv, db)
 	}
 }
 
