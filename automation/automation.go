@@ -106,11 +106,7 @@ func PulumiCommand() (auto.PulumiCommand, error) {
 }
 
 func engineEnv(dir string, opts Options) (map[string]string, error) {
-	env := map[string]string{
-		"PULUMI_SKIP_UPDATE_CHECK": "true",
-		// The engine finds pulumi-resource-kubernetes on PATH: no plugin download.
-		"PATH": ToolchainBin() + string(os.PathListSeparator) + os.Getenv("PATH"),
-	}
+	env := map[string]string{"PULUMI_SKIP_UPDATE_CHECK": "true"}
 	backend := opts.BackendURL
 	if backend == "" {
 		backend = os.Getenv("PULUMI_BACKEND_URL")
@@ -133,7 +129,65 @@ func engineEnv(dir string, opts Options) (map[string]string, error) {
 	for k, v := range opts.Env {
 		env[k] = v
 	}
+	home := env["PULUMI_HOME"]
+	if home == "" {
+		home = os.Getenv("PULUMI_HOME")
+	}
+	linked, err := linkKubernetesPlugin(home)
+	if err != nil {
+		return nil, err
+	}
+	if linked {
+		// The Automation API puts the CLI's directory, which also holds the
+		// toolchain's plugin, first on PATH: take the plugin from the cache.
+		env["PULUMI_IGNORE_AMBIENT_PLUGINS"] = "true"
+	}
 	return env, nil
+}
+
+// linkKubernetesPlugin installs the toolchain's pulumi-resource-kubernetes
+// as the engine's plugin of its version (<PULUMI_HOME>/plugins/
+// resource-kubernetes-v<version>, the version the SDK in go.mod asks for:
+// internal/toolchain's test keeps them equal), linked rather than copied, so
+// the engine neither downloads it nor warns "using … from $PATH" on every
+// run, as it does for a plugin found on PATH. It reports whether the cache
+// holds the plugin now; without the toolchain it does nothing.
+func linkKubernetesPlugin(home string) (bool, error) {
+	const name = "pulumi-resource-kubernetes"
+	// hack/toolchain.sh keeps each tool in <cache>/<name>-<version>/.
+	bin, err := filepath.EvalSymlinks(filepath.Join(ToolchainBin(), name))
+	if err != nil {
+		return false, nil // the engine installs the plugin as for any Pulumi program
+	}
+	version, ok := strings.CutPrefix(filepath.Base(filepath.Dir(bin)), name+"-")
+	if !ok {
+		return false, fmt.Errorf("%s is not in a %s-<version> directory of the toolchain", bin, name)
+	}
+	if home == "" {
+		userHome, err := os.UserHomeDir()
+		if err != nil {
+			return false, fmt.Errorf("finding the Pulumi home for the Kubernetes plugin: %w", err)
+		}
+		home = filepath.Join(userHome, ".pulumi")
+	}
+	dir := filepath.Join(home, "plugins", "resource-kubernetes-v"+version)
+	link := filepath.Join(dir, name)
+	if fi, err := os.Lstat(link); err == nil {
+		if target, _ := os.Readlink(link); fi.Mode()&os.ModeSymlink == 0 || target == bin {
+			return true, nil // installed by pulumi, or linked already
+		}
+	}
+	if err := os.MkdirAll(dir, 0o755); err != nil {
+		return false, fmt.Errorf("installing the Kubernetes plugin: %w", err)
+	}
+	tmp := fmt.Sprintf("%s.%d.tmp", link, os.Getpid()) // concurrent runs each rename a whole link
+	if err := os.Symlink(bin, tmp); err != nil {
+		return false, fmt.Errorf("installing the Kubernetes plugin: %w", err)
+	}
+	if err := os.Rename(tmp, link); err != nil {
+		return false, fmt.Errorf("installing the Kubernetes plugin: %w", err)
+	}
+	return true, nil
 }
 
 func orDefault(s, def string) string {

@@ -326,7 +326,9 @@ type Backup struct {
 	// for AWS S3.
 	Region string `json:"region"`
 	// Endpoint is an http(s):// S3-compatible server (e.g. MinIO). When set, no
-	// AWS resources are created and the lifecycle and IRSA keys are unused.
+	// AWS resources are created and the IRSA keys are unused; the server's own
+	// lifecycle applies (the lifecycle keys are still checked against each
+	// other).
 	Endpoint string `json:"endpoint"`
 	// TransitionDays moves snapshots to STANDARD_IA after this many days (AWS
 	// S3): 0 or at least 30.
@@ -334,8 +336,10 @@ type Backup struct {
 	// ArchiveDays moves snapshots to an archive class after this many days:
 	// 0 (never) or at least transitionDays+30.
 	ArchiveDays int `json:"archiveDays"`
-	// RetentionDays deletes snapshots after this many days: longer than
-	// transitionDays and archiveDays.
+	// RetentionDays deletes snapshots after this many days (AWS S3: the
+	// bucket's lifecycle; `pvc`: each upload prunes its cluster's older
+	// snapshots): longer than transitionDays and archiveDays, checked on
+	// every target.
 	RetentionDays int `json:"retentionDays"`
 	// NoncurrentDays deletes overwritten object versions after this many days:
 	// at least 1.
@@ -383,7 +387,8 @@ type TLS struct {
 
 // Ingress is kcp-tmc:ingress: how kcp.<domain> reaches the front-proxy.
 type Ingress struct {
-	// Mode is `loadbalancer` (an NLB, TCP; staging and prod), `gateway` (a
+	// Mode is `loadbalancer` (a LoadBalancer Service, TCP: an NLB on AWS;
+	// on a laptop cluster, its load-balancer add-on), `gateway` (a
 	// Gateway API TLSRoute in passthrough mode), or the legacy ingress-nginx
 	// modes `passthrough` (SSL passthrough) and `terminate` (TLS ends at
 	// nginx, which breaks client-certificate auth); ingress-nginx was retired

@@ -74,9 +74,6 @@ func Profile(env string) (*Config, error) {
 	case "staging":
 		base.Target = Target{Mode: TargetKubeconfig}
 		base.TLS.InstallCertManager = true
-		// AWS: an NLB straight to the front-proxy (ingress-nginx, retired in
-		// March 2026, is an explicit legacy choice).
-		base.Ingress.Mode = ingress.ModeLoadBalancer
 		base.Monitoring.InstallStack = true
 		base.KCP.Replicas, base.KCP.FrontProxyReplicas, base.KCP.AntiAffinity = 3, 2, AntiAffinityHostname
 		base.KCP.Resources = resources("1", "2Gi", "2", "4Gi")
@@ -87,7 +84,7 @@ func Profile(env string) (*Config, error) {
 	case "prod":
 		base.Target = Target{Mode: TargetKubeconfig}
 		base.TLS.InstallCertManager = true
-		base.Ingress.Mode, base.Ingress.ControllerReplicas = ingress.ModeLoadBalancer, 3
+		base.Ingress.ControllerReplicas = 3
 		base.Monitoring.InstallStack = true
 		base.Zones = []string{"us-east-1a", "us-east-1b", "us-east-1c"}
 		base.KCP.Replicas, base.KCP.FrontProxyReplicas, base.KCP.AntiAffinity = 3, 3, AntiAffinityZone

@@ -55,7 +55,7 @@ func TestProgramDevRendersIntoProject(t *testing.T) {
 	// provider depends on the front door (found on a real node: with the
 	// LoadBalancer Service gone first, deleting the role failed).
 	deps := strings.Join(rec.Named(t, providerType, "kcp-root").DependsOn, " ")
-	for _, want := range []string{"kcp-tmc:ingress:Ingress$kubernetes:networking.k8s.io/v1:Ingress::ingress-kcp", "Deployment::kcp-server", "Deployment::kcp-front-proxy"} {
+	for _, want := range []string{"kcp-tmc:ingress:Ingress$kubernetes:core/v1:Service::ingress-lb", "Deployment::kcp-server", "Deployment::kcp-front-proxy"} {
 		if !strings.Contains(deps, want) {
 			t.Errorf("the kcp provider does not depend on %s (it depends on %s)", want, deps)
 		}

@@ -23,7 +23,8 @@ import (
 
 // TestDevStackOnRealEngine previews and ups the dev stack in render mode,
 // checks the YAML the Kubernetes provider wrote, and proves a second up is a
-// no-op (the program is deterministic, nothing is replaced).
+// no-op (the program is deterministic, nothing is replaced). The defaults
+// print no warning: a user could act on none.
 func TestDevStackOnRealEngine(t *testing.T) {
 	ctx := context.Background()
 	dir, opts := testenv.Project(t, "dev", nil)
@@ -32,9 +33,15 @@ func TestDevStackOnRealEngine(t *testing.T) {
 		t.Fatal(err)
 	}
 
-	prev, err := stack.Preview(ctx, optpreview.ProgressStreams(testWriter{t}))
+	var out strings.Builder
+	prev, err := stack.Preview(ctx, optpreview.ProgressStreams(testWriter{t}, &out), optpreview.ErrorProgressStreams(testWriter{t}, &out))
 	if err != nil {
 		t.Fatalf("preview: %v", err)
+	}
+	for _, line := range strings.Split(out.String(), "\n") {
+		if strings.Contains(line, "warning") {
+			t.Errorf("the dev stack's preview warns: %s", strings.TrimSpace(line))
+		}
 	}
 	if prev.ChangeSummary[apitype.OpCreate] < 4 { // stack, provider, component, namespace, policy
 		t.Errorf("preview plans %v, want the platform to be created", prev.ChangeSummary)

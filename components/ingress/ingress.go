@@ -124,7 +124,7 @@ type Ingress struct {
 
 // WithDefaults fills unset fields.
 func (a Args) WithDefaults() Args {
-	component.Default(&a.Mode, ModePassthrough)
+	component.Default(&a.Mode, ModeLoadBalancer)
 	component.Default(&a.ClassName, DefaultClassName)
 	component.Default(&a.TerminateSecret, DefaultTerminateSecret)
 	component.Default(&a.ControllerVersion, DefaultControllerVersion)

@@ -56,7 +56,10 @@ func binary(t *testing.T, env string) string {
 // catalog cert-manager mode issues into Secrets of the same names.
 func render(t *testing.T, stack string, config map[string]string, secrets ...string) (objects, []mocktest.Resource) {
 	t.Helper()
-	values := map[string]string{"environment": stack}
+	// The machine maps public host names through the stack's Ingress rules
+	// (there is no load balancer here), so the e2e renders the legacy
+	// ingress mode unless a test chooses one.
+	values := map[string]string{"environment": stack, "ingress": `{"mode":"passthrough"}`}
 	for k, v := range config {
 		values[k] = v
 	}
