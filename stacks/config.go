@@ -526,13 +526,13 @@ type Cluster struct {
 	QPS int `json:"qps"`
 	// Burst was the TMC syncer's kcp client burst: setting it is an error.
 	Burst int `json:"burst"`
-	// MaxSyncWorkers is one of the seed's knobs no agent has a flag for:
+	// MaxSyncWorkers is a sync-tuning knob no agent has a flag for:
 	// setting it is an error (api-syncagent has 4 fixed sync workers).
 	MaxSyncWorkers int `json:"maxSyncWorkers"`
-	// SyncBacklogLimit is one of the seed's knobs no agent has a flag for:
+	// SyncBacklogLimit is a sync-tuning knob no agent has a flag for:
 	// setting it is an error.
 	SyncBacklogLimit int `json:"syncBacklogLimit"`
-	// BatchSize is one of the seed's knobs no agent has a flag for: setting it
+	// BatchSize is a sync-tuning knob no agent has a flag for: setting it
 	// is an error.
 	BatchSize int `json:"batchSize"`
 }
@@ -789,12 +789,12 @@ func decodeField(key, raw string, ptr any) error {
 	return nil
 }
 
-// unsupportedKeys are keys a user may expect (from the seed or an earlier
+// unsupportedKeys are keys a user may expect (from a platform spec or an earlier
 // kcp-tmc) that no setting of the pinned programs can honour: refused with why.
 var unsupportedKeys = map[string]string{
-	"kcp.performance": "unset: kcp v0.32.3 has no flag for it. The seed's maxConcurrentOperations, workerPoolSize and operationTimeout " +
+	"kcp.performance": "unset: kcp v0.32.3 has no flag for it. maxConcurrentOperations, workerPoolSize and operationTimeout " +
 		"would be kube-apiserver's --max-requests-inflight, --max-mutating-requests-inflight and --request-timeout, which kcp " +
-		"leaves out of the apiserver flags it registers (and exits on); see docs/configuration.md",
+		"leaves out of the apiserver flags it registers (and exits on); see docs/configuration.md, \"Performance knobs kcp has no flag for\"",
 }
 
 // decodeError turns encoding/json errors into FieldErrors with the full key path.
