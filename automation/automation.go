@@ -84,7 +84,7 @@ func Stack(ctx context.Context, opts Options) (auto.Stack, error) {
 	if opts.MustExist {
 		open = auto.SelectStackInlineSource
 	}
-	s, err := open(ctx, opts.Stack, "kcp-tmc", program, auto.WorkDir(dir), auto.EnvVars(env), auto.Pulumi(cmd))
+	s, err := open(ctx, opts.Stack, ProjectName, program, auto.WorkDir(dir), auto.EnvVars(env), auto.Pulumi(cmd))
 	if err != nil {
 		return auto.Stack{}, fmt.Errorf("selecting stack %q (backend %s): %w", opts.Stack, env["PULUMI_BACKEND_URL"], err)
 	}
@@ -107,16 +107,11 @@ func PulumiCommand() (auto.PulumiCommand, error) {
 
 func engineEnv(dir string, opts Options) (map[string]string, error) {
 	env := map[string]string{"PULUMI_SKIP_UPDATE_CHECK": "true"}
-	backend := opts.BackendURL
-	if backend == "" {
-		backend = os.Getenv("PULUMI_BACKEND_URL")
-	}
-	if backend == "" {
-		state := filepath.Join(dir, StateDir)
+	backend := BackendURL(dir, opts)
+	if state, ok := strings.CutPrefix(backend, "file://"); ok && state == filepath.Join(dir, StateDir) {
 		if err := os.MkdirAll(state, 0o700); err != nil {
 			return nil, fmt.Errorf("creating local state backend: %w", err)
 		}
-		backend = "file://" + state
 	}
 	env["PULUMI_BACKEND_URL"] = backend
 	if os.Getenv("PULUMI_CONFIG_PASSPHRASE") == "" && os.Getenv("PULUMI_CONFIG_PASSPHRASE_FILE") == "" &&
@@ -144,6 +139,21 @@ func engineEnv(dir string, opts Options) (map[string]string, error) {
 	}
 	return env, nil
 }
+
+// BackendURL is the stack's state backend: opts.BackendURL, else
+// $PULUMI_BACKEND_URL, else the local directory <project dir>/.pulumi-state.
+func BackendURL(projectDir string, opts Options) string {
+	if opts.BackendURL != "" {
+		return opts.BackendURL
+	}
+	if b := os.Getenv("PULUMI_BACKEND_URL"); b != "" {
+		return b
+	}
+	return "file://" + filepath.Join(projectDir, StateDir)
+}
+
+// ProjectName is the Pulumi project of every kcp-tmc stack (Pulumi.yaml).
+const ProjectName = "kcp-tmc"
 
 // linkKubernetesPlugin installs the toolchain's pulumi-resource-kubernetes
 // as the engine's plugin of its version (<PULUMI_HOME>/plugins/

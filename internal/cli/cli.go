@@ -58,6 +58,9 @@ const usage = `usage: kcp-tmc <command> --stack <dev|staging|prod> [flags]
   agent-identity writes each agent's kcp identity onto its physical cluster
                  (tls.mode cert-manager: the key cert-manager issued in kcp's
                  cluster; run after up and after each renewal; --cluster one)
+  unlock         removes the lock a killed deploy left on the stack's local
+                 state (refuses while its process still runs here; a lock
+                 taken on another machine needs --other-host)
   help [command] this text, or a command's flags (also: <command> --help)
 
 every command takes --stack and --project-dir (default .); exit codes: 0 ok,
@@ -87,6 +90,7 @@ var (
 		"restore":        {"target", "etcd", "snapshot", "out", "json"},
 		"smoke":          {"json", "kcp-kubeconfig", "kcp-server", "kubeconfig", "workload", "load-duration", "load-workers", "load-max-p99", "sync-timeout"},
 		"agent-identity": {"kubeconfig", "cluster"},
+		"unlock":         {"other-host"},
 	}
 )
 
@@ -161,6 +165,7 @@ func Run(ctx context.Context, args []string, stdout, stderr io.Writer) error {
 	etcdCluster := fs.String("etcd", etcd.Name, "backup verify, drill, restore: the etcd cluster: etcd (the root shard's) or etcd-<shard> (docs/sharding.md)")
 	out := fs.String("out", "", "restore: directory for the members' data dirs (must not hold data)")
 	cluster := fs.String("cluster", "", "agent-identity: only this cluster of kcp-tmc:clusters (default: every one)")
+	otherHost := fs.Bool("other-host", false, "unlock: also remove a lock taken on another machine (no deploy of the stack may run there)")
 	var smoke smokeFlags
 	smoke.register(fs)
 	if err := fs.Parse(args[1:]); err != nil {
@@ -191,6 +196,13 @@ func Run(ctx context.Context, args []string, stdout, stderr io.Writer) error {
 	if *stack == "" {
 		fmt.Fprintln(stderr, "kcp-tmc: --stack is required")
 		return ErrUsage
+	}
+
+	if command == "unlock" { // no engine: the engine refuses a locked stack
+		if err := unlock(*dir, *stack, *otherHost, stdout); err != nil {
+			return fmt.Errorf("unlock of stack %q failed: %w", *stack, err)
+		}
+		return nil
 	}
 
 	var op func(auto.Stack) error
@@ -335,7 +347,7 @@ func Run(ctx context.Context, args []string, stdout, stderr io.Writer) error {
 	stateVerb := command == "outputs" || command == "drift" || command == "refresh" || command == "destroy"
 	s, err := automation.Stack(ctx, automation.Options{Stack: *stack, ProjectDir: *dir, MustExist: stateVerb})
 	if err == nil {
-		err = op(s)
+		err = withUnlockHint(op(s), *stack)
 	}
 	if err != nil && *asJSON && !errors.Is(err, ErrDrift) && !errors.Is(err, ErrCheck) {
 		// Scripts reading --json get a document even when the operation failed.

@@ -1,0 +1,146 @@
+package cli
+
+// unlock: a deploy killed mid-way (a CI runner's timeout, SIGKILL) leaves the
+// Pulumi lock of its stack behind, and every later operation refuses to run.
+// kcp-tmc's users have no pulumi on PATH, so kcp-tmc removes the lock itself,
+// but never one whose owner still runs.
+
+import (
+	"bytes"
+	"encoding/json"
+	"errors"
+	"fmt"
+	"io"
+	"os"
+	"path/filepath"
+	"strings"
+	"syscall"
+	"time"
+
+	"github.com/kcp-tmc/kcp-tmc/automation"
+)
+
+// lockedMarker starts the engine's error for a stack another operation holds.
+const lockedMarker = "the stack is currently locked by"
+
+// withUnlockHint names the kcp-tmc command for a stale lock in the engine's
+// error, which names `pulumi cancel`.
+func withUnlockHint(err error, stack string) error {
+	if err == nil || !strings.Contains(err.Error(), lockedMarker) {
+		return err
+	}
+	return fmt.Errorf("%w\nif no deploy of stack %q runs any more (one was killed), run: kcp-tmc unlock --stack %s "+
+		"(it refuses while the lock's process still runs on this machine; docs/runbook.md#a-killed-deploy)", err, stack, stack)
+}
+
+// stackLock is one lock file of the local state backend, as the engine
+// writes it (pkg/backend/diy/lock.go: lockContent).
+type stackLock struct {
+	Path      string    `json:"-"`
+	Pid       int       `json:"pid"`
+	Username  string    `json:"username"`
+	Hostname  string    `json:"hostname"`
+	Timestamp time.Time `json:"timestamp"`
+}
+
+func (l stackLock) String() string {
+	return fmt.Sprintf("%s@%s (pid %d) since %s", l.Username, l.Hostname, l.Pid, l.Timestamp.Format(time.RFC3339))
+}
+
+// stackLocks reads the lock files of stack in the local backend under state:
+// <state>/.pulumi/locks/organization/<project>/<stack>/<id>.json.
+func stackLocks(state, stack string) ([]stackLock, error) {
+	dir := filepath.Join(state, ".pulumi", "locks", "organization", automation.ProjectName, stack)
+	entries, err := os.ReadDir(dir)
+	if errors.Is(err, os.ErrNotExist) {
+		return nil, nil
+	}
+	if err != nil {
+		return nil, fmt.Errorf("reading the locks of stack %q: %w", stack, err)
+	}
+	var locks []stackLock
+	for _, e := range entries {
+		if e.IsDir() || !strings.HasSuffix(e.Name(), ".json") {
+			continue
+		}
+		path := filepath.Join(dir, e.Name())
+		raw, err := os.ReadFile(path)
+		if err != nil {
+			return nil, fmt.Errorf("reading lock %s: %w", path, err)
+		}
+		l := stackLock{Path: path}
+		if err := json.Unmarshal(raw, &l); err != nil {
+			return nil, fmt.Errorf("lock %s is not a Pulumi lock: %w", path, err)
+		}
+		locks = append(locks, l)
+	}
+	return locks, nil
+}
+
+// running reports whether the lock's process still runs on this machine. A
+// killed process whose parent died too may linger as a zombie until init
+// reaps it: that one runs no more.
+func (l stackLock) running(host string) bool {
+	if l.Hostname != host || l.Pid <= 0 {
+		return false
+	}
+	if err := syscall.Kill(l.Pid, 0); err != nil && !errors.Is(err, syscall.EPERM) {
+		return false
+	}
+	stat, err := os.ReadFile(fmt.Sprintf("/proc/%d/stat", l.Pid))
+	if err != nil {
+		return true // no /proc (not Linux): the signal found it
+	}
+	// pid (comm) state …: comm may hold spaces.
+	after := string(stat[bytes.LastIndexByte(stat, ')')+1:])
+	return !strings.HasPrefix(strings.TrimSpace(after), "Z")
+}
+
+// unlock removes the stale locks of a stack in a local backend. It refuses
+// while a lock's process runs on this machine, and a lock taken on another
+// machine unless otherHost (kcp-tmc cannot see that machine's processes).
+func unlock(projectDir, stack string, otherHost bool, stdout io.Writer) error {
+	dir, err := filepath.Abs(projectDir)
+	if err != nil {
+		return err
+	}
+	backend := automation.BackendURL(dir, automation.Options{Stack: stack})
+	state, ok := strings.CutPrefix(backend, "file://")
+	if !ok {
+		return fmt.Errorf("%w: the backend %s is not a local directory: remove the stale lock object the error of the "+
+			"killed deploy names (under .pulumi/locks/) once no deploy runs", ErrCheck, backend)
+	}
+	locks, err := stackLocks(state, stack)
+	if err != nil {
+		return err
+	}
+	if len(locks) == 0 {
+		fmt.Fprintf(stdout, "stack %q is not locked\n", stack)
+		return nil
+	}
+	host, err := os.Hostname()
+	if err != nil {
+		return fmt.Errorf("this machine's name, to compare with the locks': %w", err)
+	}
+	var refuse []string
+	for _, l := range locks {
+		switch {
+		case l.running(host):
+			refuse = append(refuse, fmt.Sprintf("%s still runs: wait for it to end, or stop it first", l))
+		case l.Hostname != host && !otherHost:
+			refuse = append(refuse, fmt.Sprintf("%s was taken on another machine, whose processes kcp-tmc cannot see: "+
+				"make sure no deploy of stack %q runs there, then pass --other-host", l, stack))
+		}
+	}
+	if len(refuse) > 0 {
+		return fmt.Errorf("%w: not unlocking stack %q:\n  %s", ErrCheck, stack, strings.Join(refuse, "\n  "))
+	}
+	for _, l := range locks {
+		if err := os.Remove(l.Path); err != nil && !errors.Is(err, os.ErrNotExist) {
+			return fmt.Errorf("removing lock %s: %w", l.Path, err)
+		}
+		fmt.Fprintf(stdout, "removed the lock of %s\n", l)
+	}
+	fmt.Fprintf(stdout, "stack %q unlocked: run kcp-tmc up --stack %s, which finishes what the killed deploy began\n", stack, stack)
+	return nil
+}

@@ -1,0 +1,183 @@
+package cli
+
+import (
+	"bufio"
+	"bytes"
+	"context"
+	"encoding/json"
+	"errors"
+	"os"
+	"os/exec"
+	"path/filepath"
+	"strconv"
+	"strings"
+	"syscall"
+	"testing"
+	"time"
+
+	"github.com/kcp-tmc/kcp-tmc/automation"
+	"github.com/kcp-tmc/kcp-tmc/internal/test/testenv"
+)
+
+// TestMain lets the test binary run as kcp-tmc, so a test can kill a deploy
+// from outside as a CI runner's timeout does.
+func TestMain(m *testing.M) {
+	if os.Getenv("KCP_TMC_TEST_AS_CLI") == "1" {
+		os.Exit(ExitCode(Run(context.Background(), os.Args[1:], os.Stdout, os.Stderr)))
+	}
+	os.Exit(m.Run())
+}
+
+// writeLock writes a lock file as the engine does for stack dev.
+func writeLock(t *testing.T, projectDir string, l stackLock) string {
+	t.Helper()
+	dir := filepath.Join(projectDir, automation.StateDir, ".pulumi", "locks", "organization", automation.ProjectName, "dev")
+	if err := os.MkdirAll(dir, 0o700); err != nil {
+		t.Fatal(err)
+	}
+	raw, _ := json.Marshal(l)
+	path := filepath.Join(dir, "lock.json")
+	if err := os.WriteFile(path, raw, 0o600); err != nil {
+		t.Fatal(err)
+	}
+	return path
+}
+
+// deadPid is the pid of a process that has exited.
+func deadPid(t *testing.T) int {
+	t.Helper()
+	cmd := exec.Command("true")
+	if err := cmd.Run(); err != nil {
+		t.Fatal(err)
+	}
+	return cmd.Process.Pid
+}
+
+func TestUnlock(t *testing.T) {
+	host, _ := os.Hostname()
+	tests := []struct {
+		name      string
+		lock      *stackLock
+		args      []string
+		wantErr   string // "" = unlocks
+		wantKept  bool
+		wantPrint string
+	}{
+		{"not locked", nil, nil, "", false, `stack "dev" is not locked`},
+		{"owner still runs here", &stackLock{Pid: os.Getpid(), Username: "ci", Hostname: host}, nil, "still runs: wait for it to end", true, ""},
+		{"owner gone", &stackLock{Pid: deadPid(t), Username: "ci", Hostname: host}, nil, "", false, "removed the lock of ci@" + host},
+		{"another machine", &stackLock{Pid: 1, Username: "ci", Hostname: "runner-7"}, nil, "taken on another machine", true, ""},
+		{"another machine, confirmed", &stackLock{Pid: 1, Username: "ci", Hostname: "runner-7"}, []string{"--other-host"}, "", false, "removed the lock of ci@runner-7"},
+	}
+	for _, tt := range tests {
+		t.Run(tt.name, func(t *testing.T) {
+			dir := t.TempDir()
+			var path string
+			if tt.lock != nil {
+				tt.lock.Timestamp = time.Now()
+				path = writeLock(t, dir, *tt.lock)
+			}
+			var stdout, stderr bytes.Buffer
+			err := Run(context.Background(), append([]string{"unlock", "--stack", "dev", "--project-dir", dir}, tt.args...), &stdout, &stderr)
+			if tt.wantErr == "" && err != nil {
+				t.Fatalf("unlock: %v", err)
+			}
+			if tt.wantErr != "" && (err == nil || !errors.Is(err, ErrCheck) || !strings.Contains(err.Error(), tt.wantErr)) {
+				t.Fatalf("unlock: err = %v, want a refusal saying %q", err, tt.wantErr)
+			}
+			if path != "" {
+				if _, statErr := os.Stat(path); (statErr == nil) != tt.wantKept {
+					t.Errorf("lock kept = %v, want %v", statErr == nil, tt.wantKept)
+				}
+			}
+			if !strings.Contains(stdout.String(), tt.wantPrint) {
+				t.Errorf("stdout %q lacks %q", stdout.String(), tt.wantPrint)
+			}
+		})
+	}
+}
+
+// processTree is pid and every process below it (from /proc).
+func processTree(t *testing.T, pid int) []int {
+	t.Helper()
+	parent := map[int]int{}
+	entries, err := os.ReadDir("/proc")
+	if err != nil {
+		t.Fatal(err)
+	}
+	for _, e := range entries {
+		p, err := strconv.Atoi(e.Name())
+		if err != nil {
+			continue
+		}
+		stat, err := os.ReadFile(filepath.Join("/proc", e.Name(), "stat"))
+		if err != nil {
+			continue
+		}
+		// pid (comm) state ppid …: comm may hold spaces, so read after its ")".
+		fields := strings.Fields(string(stat[bytes.LastIndexByte(stat, ')')+1:]))
+		if len(fields) > 1 {
+			parent[p], _ = strconv.Atoi(fields[1])
+		}
+	}
+	tree := []int{pid}
+	for i := 0; i < len(tree); i++ {
+		for p, pp := range parent {
+			if pp == tree[i] {
+				tree = append(tree, p)
+			}
+		}
+	}
+	return tree
+}
+
+// TestKilledDeployRecovers: an up SIGKILLed mid-way with every process it
+// started (the pulumi CLI runs in its own process group: a CI runner whose
+// job times out is torn down whole) leaves the stack locked; the next up
+// fails naming `kcp-tmc unlock`, which frees it; then up converges and a
+// preview shows no changes.
+func TestKilledDeployRecovers(t *testing.T) {
+	dir, _ := testenv.Project(t, "dev", nil)
+	cmd := exec.Command(os.Args[0], "up", "--stack", "dev", "--project-dir", dir)
+	cmd.Env = append(os.Environ(), "KCP_TMC_TEST_AS_CLI=1")
+	out, err := cmd.StdoutPipe()
+	if err != nil {
+		t.Fatal(err)
+	}
+	if err := cmd.Start(); err != nil {
+		t.Fatal(err)
+	}
+	lines := bufio.NewScanner(out)
+	killed := false
+	for lines.Scan() {
+		if strings.Contains(lines.Text(), "creating") {
+			for _, pid := range processTree(t, cmd.Process.Pid) {
+				_ = syscall.Kill(pid, syscall.SIGKILL)
+			}
+			killed = true
+			break
+		}
+	}
+	_ = cmd.Wait()
+	if !killed {
+		t.Fatal("the up ended before it created anything")
+	}
+
+	run := func(args ...string) (string, error) {
+		var stdout, stderr bytes.Buffer
+		err := Run(context.Background(), append([]string{args[0], "--stack", "dev", "--project-dir", dir}, args[1:]...), &stdout, &stderr)
+		return stdout.String() + stderr.String(), err
+	}
+	if out, err := run("up"); err == nil || !strings.Contains(err.Error(), "kcp-tmc unlock --stack dev") {
+		t.Fatalf("up after a killed deploy: err = %v, want the stale lock named with kcp-tmc unlock\n%s", err, out)
+	}
+	if out, err := run("unlock"); err != nil || !strings.Contains(out, "removed the lock of") {
+		t.Fatalf("unlock: %v\n%s", err, out)
+	}
+	if out, err := run("up"); err != nil {
+		t.Fatalf("up after unlock: %v\n%s", err, out)
+	}
+	if out, err := run("preview", "--expect-no-changes"); err != nil {
+		t.Fatalf("preview after the recovered up: %v\n%s", err, out)
+	}
+}
