@@ -204,7 +204,11 @@ func Deploy(ctx *pulumi.Context, cfg *Config, projectDir string) error {
 	}
 	// What the stack writes into kcp goes through its front door: created
 	// after it, and destroyed before kcp and the front door go.
-	kcpProviders, workspaces, err := newKCPProviders(ctx, cfg, projectDir, server, entry)
+	// Named one by one: a component's dependents see only the children the
+	// SDK had registered (found by a flaky test: kcp's Deployments were
+	// sometimes missing, and destroy could delete them before the kcp side).
+	reached := append(append([]pulumi.Resource{server, entry}, server.Workloads...), entry.Routes...)
+	kcpProviders, workspaces, err := newKCPProviders(ctx, cfg, projectDir, reached...)
 	if err != nil {
 		return err
 	}

@@ -120,6 +120,11 @@ type Ingress struct {
 
 	// URL is where clients reach kcp.
 	URL pulumi.StringOutput `pulumi:"url"`
+	// Routes are the objects clients reach kcp through, for the DependsOn of
+	// what must go through them: depending on the component alone covers
+	// only the children the SDK has registered by then (it adds a child once
+	// the child's inputs resolve).
+	Routes []pulumi.Resource
 }
 
 // WithDefaults fills unset fields.
@@ -198,11 +203,11 @@ func NewIngress(ctx *pulumi.Context, name string, args Args, opts ...pulumi.Reso
 	var err error
 	switch args.Mode {
 	case ModeLoadBalancer:
-		err = loadBalancer(ctx, name, args, child)
+		comp.Routes, err = loadBalancer(ctx, name, args, child)
 	case ModeGateway:
-		err = gatewayRoute(ctx, name, args, child)
+		comp.Routes, err = gatewayRoute(ctx, name, args, child)
 	default:
-		err = ingressObject(ctx, name, args, child)
+		comp.Routes, err = ingressObject(ctx, name, args, child)
 	}
 	if err != nil {
 		return nil, err
@@ -227,7 +232,8 @@ func Annotations(a Args) map[string]string {
 	}
 }
 
-func ingressObject(ctx *pulumi.Context, name string, a Args, opts []pulumi.ResourceOption) error {
+func ingressObject(ctx *pulumi.Context, name string, a Args, opts []pulumi.ResourceOption) ([]pulumi.Resource, error) {
+	var made []pulumi.Resource
 	for _, r := range routes(a) {
 		meta := workload.Meta(r.object, a.Namespace, "kcp-front-proxy")
 		meta.Annotations = pulumi.ToStringMap(Annotations(a))
@@ -248,11 +254,13 @@ func ingressObject(ctx *pulumi.Context, name string, a Args, opts []pulumi.Resou
 				Hosts: pulumi.ToStringArray([]string{r.Host}), SecretName: pulumi.String(a.TerminateSecret),
 			}}
 		}
-		if _, err := networkingv1.NewIngress(ctx, name+"-"+r.urn, &networkingv1.IngressArgs{Metadata: meta, Spec: spec}, opts...); err != nil {
-			return fmt.Errorf("Ingress for %s: %w", r.Host, err)
+		ing, err := networkingv1.NewIngress(ctx, name+"-"+r.urn, &networkingv1.IngressArgs{Metadata: meta, Spec: spec}, opts...)
+		if err != nil {
+			return nil, fmt.Errorf("Ingress for %s: %w", r.Host, err)
 		}
+		made = append(made, ing)
 	}
-	return nil
+	return made, nil
 }
 
 // route is one public host and what it leads to: the front-proxy's first,
@@ -296,7 +304,8 @@ func ShardListener(a Args) string {
 // gatewayRoute attaches a TLSRoute for the host to the Gateway's
 // passthrough listener, backed by the front-proxy Service; with a
 // GatewayClass it creates that Gateway too.
-func gatewayRoute(ctx *pulumi.Context, name string, a Args, opts []pulumi.ResourceOption) error {
+func gatewayRoute(ctx *pulumi.Context, name string, a Args, opts []pulumi.ResourceOption) ([]pulumi.Resource, error) {
+	var made []pulumi.Resource
 	g := a.Gateway
 	if g.ClassName != "" {
 		gw, err := apiextensions.NewCustomResource(ctx, name+"-gateway", &apiextensions.CustomResourceArgs{
@@ -310,16 +319,17 @@ func gatewayRoute(ctx *pulumi.Context, name string, a Args, opts []pulumi.Resour
 			}},
 		}, opts...)
 		if err != nil {
-			return fmt.Errorf("Gateway %s: %w", g.Name, err)
+			return nil, fmt.Errorf("Gateway %s: %w", g.Name, err)
 		}
 		opts = append(opts, pulumi.DependsOn([]pulumi.Resource{gw}))
+		made = append(made, gw)
 	}
 	for _, r := range routes(a) {
 		urn, section := name+"-tlsroute", g.Listener
 		if r.shard {
 			urn, section = name+"-tlsroute-"+r.Name, ShardListener(a)
 		}
-		if _, err := apiextensions.NewCustomResource(ctx, urn, &apiextensions.CustomResourceArgs{
+		route, err := apiextensions.NewCustomResource(ctx, urn, &apiextensions.CustomResourceArgs{
 			ApiVersion: pulumi.String("gateway.networking.k8s.io/v1"), Kind: pulumi.String("TLSRoute"),
 			Metadata: workload.Meta(r.object, a.Namespace, "kcp-front-proxy"),
 			OtherFields: kubernetes.UntypedArgs{"spec": pulumi.Map{
@@ -329,11 +339,13 @@ func gatewayRoute(ctx *pulumi.Context, name string, a Args, opts []pulumi.Resour
 				"rules": pulumi.Array{pulumi.Map{"backendRefs": pulumi.Array{pulumi.Map{
 					"name": pulumi.String(r.Service), "port": pulumi.Int(r.Port)}}}},
 			}},
-		}, opts...); err != nil {
-			return fmt.Errorf("TLSRoute for %s: %w", r.Host, err)
+		}, opts...)
+		if err != nil {
+			return nil, fmt.Errorf("TLSRoute for %s: %w", r.Host, err)
 		}
+		made = append(made, route)
 	}
-	return nil
+	return made, nil
 }
 
 // listener is a TLS passthrough listener on 443 for routes in kcp's namespace.
@@ -352,7 +364,8 @@ func listener(a Args, name, host string) pulumi.Map {
 
 // loadBalancer is one LoadBalancer Service for the front-proxy and one per
 // shard (each host's DNS record points at its own).
-func loadBalancer(ctx *pulumi.Context, name string, a Args, opts []pulumi.ResourceOption) error {
+func loadBalancer(ctx *pulumi.Context, name string, a Args, opts []pulumi.ResourceOption) ([]pulumi.Resource, error) {
+	var made []pulumi.Resource
 	for _, r := range routes(a) {
 		// The load balancer sends TCP to the pods' own port.
 		urn, object, port := name+"-lb", "kcp-front-proxy-lb", a.TargetPort
@@ -363,7 +376,7 @@ func loadBalancer(ctx *pulumi.Context, name string, a Args, opts []pulumi.Resour
 		if a.NLB {
 			meta.Annotations = pulumi.ToStringMap(NLBAnnotations)
 		}
-		if _, err := corev1.NewService(ctx, urn, &corev1.ServiceArgs{
+		svc, err := corev1.NewService(ctx, urn, &corev1.ServiceArgs{
 			Metadata: meta,
 			Spec: &corev1.ServiceSpecArgs{
 				Type:                  pulumi.String("LoadBalancer"),
@@ -373,11 +386,13 @@ func loadBalancer(ctx *pulumi.Context, name string, a Args, opts []pulumi.Resour
 					Name: pulumi.String("https"), Protocol: pulumi.String("TCP"), Port: pulumi.Int(443), TargetPort: pulumi.Int(port),
 				}},
 			},
-		}, opts...); err != nil {
-			return fmt.Errorf("LoadBalancer Service %s: %w", object, err)
+		}, opts...)
+		if err != nil {
+			return nil, fmt.Errorf("LoadBalancer Service %s: %w", object, err)
 		}
+		made = append(made, svc)
 	}
-	return nil
+	return made, nil
 }
 
 // installController installs ingress-nginx with SSL passthrough enabled,

@@ -111,6 +111,11 @@ type KCP struct {
 	URL pulumi.StringOutput `pulumi:"url"`
 	// InternalURL is the shard's in-cluster address.
 	InternalURL pulumi.StringOutput `pulumi:"internalURL"`
+	// Workloads are the Deployments, for the DependsOn of what needs kcp
+	// running: depending on the component alone covers only the children the
+	// SDK has registered by then (it adds a child once the child's inputs
+	// resolve, and these wait on their ConfigMaps).
+	Workloads []pulumi.Resource
 }
 
 // Selector returns the labels of the kcp server pods (for other components' policies).
@@ -250,7 +255,7 @@ func NewKCP(ctx *pulumi.Context, name string, args Args, opts ...pulumi.Resource
 		deployments = append(deployments, deployment{shardURN(s.Name), ShardComponent(s.Name), s.Replicas, serverPod(args, s)})
 	}
 	for _, d := range deployments {
-		if _, err := appsv1.NewDeployment(ctx, name+"-"+d.urn, &appsv1.DeploymentArgs{
+		dep, err := appsv1.NewDeployment(ctx, name+"-"+d.urn, &appsv1.DeploymentArgs{
 			Metadata: singleReplicaOK(workload.Meta(d.component, ns, d.component), d.replicas),
 			Spec: &appsv1.DeploymentSpecArgs{
 				Replicas: pulumi.Int(d.replicas),
@@ -258,9 +263,11 @@ func NewKCP(ctx *pulumi.Context, name string, args Args, opts ...pulumi.Resource
 				Strategy: rollout(args.Spread),
 				Template: d.template,
 			},
-		}, child, pulumi.DependsOn([]pulumi.Resource{audit, proxyConfig, kubeconfigs})); err != nil {
+		}, child, pulumi.DependsOn([]pulumi.Resource{audit, proxyConfig, kubeconfigs}))
+		if err != nil {
 			return nil, fmt.Errorf("%s Deployment: %w", d.component, err)
 		}
+		comp.Workloads = append(comp.Workloads, dep)
 		if err := workload.NewPDB(ctx, name+"-"+d.component+"-pdb", ns, d.component, child); err != nil {
 			return nil, err
 		}
