@@ -347,8 +347,9 @@ func Run(ctx context.Context, args []string, stdout, stderr io.Writer) error {
 	stateVerb := command == "outputs" || command == "drift" || command == "refresh" || command == "destroy"
 	s, err := automation.Stack(ctx, automation.Options{Stack: *stack, ProjectDir: *dir, MustExist: stateVerb})
 	if err == nil {
-		err = withUnlockHint(op(s), *stack)
+		err = op(s)
 	}
+	err = withUnlockHint(err, *stack)
 	if err != nil && *asJSON && !errors.Is(err, ErrDrift) && !errors.Is(err, ErrCheck) {
 		// Scripts reading --json get a document even when the operation failed.
 		_ = printJSON(stdout, map[string]any{"stack": *stack, "command": command, "error": err.Error()})

@@ -20,13 +20,17 @@ import (
 	"github.com/kcp-tmc/kcp-tmc/automation"
 )
 
-// lockedMarker starts the engine's error for a stack another operation holds.
-const lockedMarker = "the stack is currently locked by"
+// The engine's errors for a stack another operation holds, and for a
+// checkpoint a killed deploy left half-written.
+const (
+	lockedMarker     = "the stack is currently locked by"
+	checkpointMarker = "failed to load checkpoint"
+)
 
-// withUnlockHint names the kcp-tmc command for a stale lock in the engine's
-// error, which names `pulumi cancel`.
+// withUnlockHint names the kcp-tmc command for a stale lock (the engine's
+// error names `pulumi cancel`) or a truncated checkpoint.
 func withUnlockHint(err error, stack string) error {
-	if err == nil || !strings.Contains(err.Error(), lockedMarker) {
+	if err == nil || (!strings.Contains(err.Error(), lockedMarker) && !strings.Contains(err.Error(), checkpointMarker)) {
 		return err
 	}
 	return fmt.Errorf("%w\nif no deploy of stack %q runs any more (one was killed), run: kcp-tmc unlock --stack %s "+
@@ -116,7 +120,7 @@ func unlock(projectDir, stack string, otherHost bool, stdout io.Writer) error {
 	}
 	if len(locks) == 0 {
 		fmt.Fprintf(stdout, "stack %q is not locked\n", stack)
-		return nil
+		return repairCheckpoint(state, stack, stdout)
 	}
 	host, err := os.Hostname()
 	if err != nil {
@@ -141,6 +145,35 @@ func unlock(projectDir, stack string, otherHost bool, stdout io.Writer) error {
 		}
 		fmt.Fprintf(stdout, "removed the lock of %s\n", l)
 	}
+	if err := repairCheckpoint(state, stack, stdout); err != nil {
+		return err
+	}
 	fmt.Fprintf(stdout, "stack %q unlocked: run kcp-tmc up --stack %s, which finishes what the killed deploy began\n", stack, stack)
+	return nil
+}
+
+// repairCheckpoint restores the stack's checkpoint from the engine's own
+// backup (<stack>.json.bak, the state before the last write) when a deploy
+// killed while writing it left it empty or cut short. The next up then
+// finishes what the killed one began.
+func repairCheckpoint(state, stack string, stdout io.Writer) error {
+	file := filepath.Join(state, ".pulumi", "stacks", automation.ProjectName, stack+".json")
+	raw, err := os.ReadFile(file)
+	if err != nil || json.Valid(raw) {
+		return nil // no checkpoint yet, or an intact one
+	}
+	bak, err := os.ReadFile(file + ".bak")
+	if err != nil || !json.Valid(bak) {
+		return fmt.Errorf("%w: the checkpoint %s is damaged (a deploy was killed while writing it) and has no intact "+
+			".bak beside it: restore it from .pulumi/history", ErrCheck, file)
+	}
+	tmp := file + ".repair"
+	if err := os.WriteFile(tmp, bak, 0o600); err != nil {
+		return fmt.Errorf("restoring the checkpoint: %w", err)
+	}
+	if err := os.Rename(tmp, file); err != nil {
+		return fmt.Errorf("restoring the checkpoint: %w", err)
+	}
+	fmt.Fprintf(stdout, "restored the checkpoint %s from its .bak: a deploy was killed while writing it\n", file)
 	return nil
 }

@@ -171,7 +171,9 @@ func TestKilledDeployRecovers(t *testing.T) {
 	if out, err := run("up"); err == nil || !strings.Contains(err.Error(), "kcp-tmc unlock --stack dev") {
 		t.Fatalf("up after a killed deploy: err = %v, want the stale lock named with kcp-tmc unlock\n%s", err, out)
 	}
-	if out, err := run("unlock"); err != nil || !strings.Contains(out, "removed the lock of") {
+	// Killed while writing its checkpoint, the deploy leaves no lock but a
+	// truncated checkpoint, which unlock restores from the engine's .bak.
+	if out, err := run("unlock"); err != nil || !strings.Contains(out, "removed the lock of") && !strings.Contains(out, "restored the checkpoint") {
 		t.Fatalf("unlock: %v\n%s", err, out)
 	}
 	if out, err := run("up"); err != nil {
@@ -179,5 +181,28 @@ func TestKilledDeployRecovers(t *testing.T) {
 	}
 	if out, err := run("preview", "--expect-no-changes"); err != nil {
 		t.Fatalf("preview after the recovered up: %v\n%s", err, out)
+	}
+}
+
+// TestUnlockRestoresATruncatedCheckpoint: a deploy killed while the engine
+// wrote its checkpoint leaves it empty; unlock puts the engine's .bak back.
+func TestUnlockRestoresATruncatedCheckpoint(t *testing.T) {
+	dir := t.TempDir()
+	file := filepath.Join(dir, automation.StateDir, ".pulumi", "stacks", automation.ProjectName, "dev.json")
+	if err := os.MkdirAll(filepath.Dir(file), 0o700); err != nil {
+		t.Fatal(err)
+	}
+	if err := os.WriteFile(file, nil, 0o600); err != nil {
+		t.Fatal(err)
+	}
+	if err := os.WriteFile(file+".bak", []byte(`{"version":3}`), 0o600); err != nil {
+		t.Fatal(err)
+	}
+	var stdout, stderr bytes.Buffer
+	if err := Run(context.Background(), []string{"unlock", "--stack", "dev", "--project-dir", dir}, &stdout, &stderr); err != nil {
+		t.Fatalf("unlock: %v", err)
+	}
+	if got, _ := os.ReadFile(file); string(got) != `{"version":3}` || !strings.Contains(stdout.String(), "restored the checkpoint") {
+		t.Errorf("checkpoint after unlock = %q, output %q", got, stdout.String())
 	}
 }
