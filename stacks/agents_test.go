@@ -3,12 +3,15 @@ package stacks
 import (
 	"encoding/json"
 	"fmt"
+	"slices"
 	"sort"
 	"strings"
 	"testing"
 
 	"github.com/pulumi/pulumi/sdk/v3/go/pulumi"
+	"k8s.io/client-go/tools/clientcmd"
 
+	"github.com/kcp-tmc/kcp-tmc/components/agents"
 	"github.com/kcp-tmc/kcp-tmc/internal/test/mocktest"
 )
 
@@ -54,7 +57,11 @@ func TestRemovingAClusterTouchesOnlyIt(t *testing.T) {
 			out[r.Type+"::"+r.Name] = true
 			// Keys and certificates are minted afresh on every mock run, and so is what embeds them.
 			if !strings.HasPrefix(r.Type, "tls:") && r.Type != "kubernetes:core/v1:Secret" {
-				b, _ := json.Marshal(r.Input())
+				in := r.Input()
+				if r.Type == providerType && strings.HasPrefix(r.Name, "kcp") {
+					delete(in, "kubeconfig") // kcp's admin certificate
+				}
+				b, _ := json.Marshal(in)
 				inputs[key][r.Type+"::"+r.Name] = string(b)
 			}
 		}
@@ -255,28 +262,126 @@ current-context: kcp
 	}
 }
 
-// TestClustersInCertManagerMode: a stack with clusters needs no pulumi-tls
-// (whose plugin a machine may not be able to fetch): the agents' keys are
-// issued by cert-manager and copied by `kcp-tmc agent-identity`, so Pulumi
-// manages no identity Secret and mints nothing.
-func TestClustersInCertManagerMode(t *testing.T) {
-	cfg := clusterConfig("alpha")
-	delete(cfg, "tls") // prod's default: cert-manager
-	mocktest.SetConfig(t, cfg, clusterSecrets...)
-	rec, err := mocktest.Run(t, "prod", ProgramIn(t.TempDir()))
+// TestKCPSideInTheSameUp: with target.kcpSide auto an up onto a cluster
+// also creates the kcp side, through kcp's admin certificate the stack owns
+// (cert-manager's, read back once its Certificate is Ready, or Pulumi's own)
+// at the front door's address or target.kcpServer, verifying kcp.<domain>;
+// the agents then get a ServiceAccount token of their own and nobody runs
+// anything after up. Off, or with skipAwait (no kcp will run), there is no
+// kcp side and the agents fall back to their certificate.
+func TestKCPSideInTheSameUp(t *testing.T) {
+	tests := []struct {
+		name               string
+		tls, target        string
+		wantServer, wantCA string // "" = no kcp side
+		wantIdentity       string
+	}{
+		{name: "cert-manager", target: `{"mode":"kubeconfig"}`, wantServer: "https://kcp.example.com:443",
+			wantCA: "CA kcp/kcp-server-ca", wantIdentity: agents.IdentityToken},
+		{name: "self-managed", tls: `{"mode":"self-managed","installCertManager":false}`, target: `{"mode":"kubeconfig"}`,
+			wantServer: "https://kcp.example.com:443", wantCA: "-----BEGIN CERTIFICATE-----", wantIdentity: agents.IdentityToken},
+		{name: "a deployer inside the network", target: `{"mode":"kubeconfig","kcpServer":"https://10.0.0.5:6443"}`,
+			wantServer: "https://10.0.0.5:6443", wantCA: "CA kcp/kcp-server-ca", wantIdentity: agents.IdentityToken},
+		{name: "off", target: `{"mode":"kubeconfig","kcpSide":"off"}`, wantIdentity: agents.IdentityCopied},
+		{name: "off, self-managed", tls: `{"mode":"self-managed","installCertManager":false}`, target: `{"mode":"kubeconfig","kcpSide":"off"}`,
+			wantIdentity: agents.IdentityCertificate},
+		{name: "skipAwait", target: `{"mode":"kubeconfig","skipAwait":true}`, wantIdentity: agents.IdentityCopied},
+	}
+	for _, tt := range tests {
+		t.Run(tt.name, func(t *testing.T) {
+			cfg := clusterConfig("alpha")
+			delete(cfg, "tls") // prod's default: cert-manager
+			if tt.tls != "" {
+				cfg["tls"] = tt.tls
+			}
+			cfg["target"] = tt.target
+			mocktest.SetConfig(t, cfg, clusterSecrets...)
+			rec, err := mocktest.Run(t, "prod", ProgramIn(t.TempDir()))
+			if err != nil {
+				t.Fatal(err)
+			}
+			var kcpProviders []mocktest.Resource
+			for _, p := range rec.OfType(providerType) {
+				if strings.HasPrefix(p.Name, "kcp") {
+					kcpProviders = append(kcpProviders, p)
+				}
+			}
+			if tt.wantServer == "" {
+				if len(kcpProviders) > 0 {
+					t.Errorf("kcp providers without a kcp side: %v", kcpProviders)
+				}
+			} else {
+				if len(kcpProviders) != 2 { // root's, and root:compute's ("kcp")
+					t.Errorf("%d kcp providers, want 2", len(kcpProviders))
+				}
+				for _, p := range kcpProviders {
+					checkAdminAccess(t, p, tt.wantServer, tt.wantCA)
+				}
+			}
+			reads := 0
+			for _, r := range rec.OfType("kubernetes:core/v1:Secret") {
+				if strings.HasSuffix(r.Name, "-read") {
+					reads++
+					cert := "::pki-certificate-" + strings.TrimSuffix(strings.TrimPrefix(r.Name, "pki-"), "-read")
+					if !slices.ContainsFunc(r.DependsOn, func(u string) bool { return strings.HasSuffix(u, cert) }) {
+						t.Errorf("%s reads before its Certificate is Ready: depends on %v", r.Name, r.DependsOn)
+					}
+				}
+			}
+			if wantReads := map[bool]int{true: 3}[tt.wantCA == "CA kcp/kcp-server-ca"]; reads != wantReads {
+				t.Errorf("%d Secrets read back, want %d", reads, wantReads)
+			}
+			if tt.wantCA == "CA kcp/kcp-server-ca" {
+				for _, name := range []string{"kcp-admin", "kcp-server-ca"} {
+					c := rec.Object(t, "kubernetes:cert-manager.io/v1:Certificate", name)
+					if mocktest.Dig(c, "metadata", "annotations", "pulumi.com/waitFor") != "condition=Ready" {
+						t.Errorf("Certificate %s is read back without waiting for Ready: %v", name, c["metadata"])
+					}
+				}
+			}
+			dep := rec.Object(t, "kubernetes:apps/v1:Deployment", "api-syncagent")
+			secret := map[string]string{agents.IdentityToken: agents.TokenSecret, agents.IdentityCertificate: agents.IdentitySecret, agents.IdentityCopied: agents.IdentitySecret}[tt.wantIdentity]
+			if vols := fmt.Sprint(mocktest.Dig(dep, "spec", "template", "spec", "volumes")); !strings.Contains(vols, "secretName:"+secret) {
+				t.Errorf("identity %s: the agent mounts %s", tt.wantIdentity, vols)
+			}
+			_, hasToken := func() (any, bool) {
+				for _, r := range rec.OfType("kubernetes:core/v1:ServiceAccount") {
+					if r.Name == "agent-alpha-kcp-sa" {
+						return r, true
+					}
+				}
+				return nil, false
+			}()
+			if hasToken != (tt.wantIdentity == agents.IdentityToken) {
+				t.Errorf("identity %s: a ServiceAccount in kcp = %v", tt.wantIdentity, hasToken)
+			}
+		})
+	}
+}
+
+// checkAdminAccess: a kcp provider reaches kcp at server (path
+// /clusters/<its workspace>) as kcp-admin, verifying the certificate of
+// kcp.example.com with caPrefix's CA; the kubeconfig is a secret, and the
+// provider is never replaced for a change of it.
+func checkAdminAccess(t *testing.T, p mocktest.Resource, server, caPrefix string) {
+	t.Helper()
+	if !p.Inputs["kubeconfig"].ContainsSecrets() {
+		t.Errorf("%s: the kubeconfig is not a Pulumi secret", p.Name)
+	}
+	kc, err := clientcmd.Load([]byte(fmt.Sprint(p.Input()["kubeconfig"])))
 	if err != nil {
-		t.Fatal(err)
+		t.Fatalf("%s: %v", p.Name, err)
 	}
-	for _, r := range rec.All() {
-		if strings.HasPrefix(r.Type, "tls:") || r.Name == "agent-alpha-identity" {
-			t.Errorf("%s %s registered in cert-manager mode", r.Type, r.Name)
-		}
+	c := kc.Clusters["kcp"]
+	if c == nil || !strings.HasPrefix(c.Server, server+"/clusters/root") || c.TLSServerName != "kcp.example.com" || !strings.HasPrefix(string(c.CertificateAuthorityData), caPrefix) {
+		t.Errorf("%s: cluster = %+v", p.Name, c)
 	}
-	cert := rec.Object(t, "kubernetes:cert-manager.io/v1:Certificate", "syncer-client-alpha")
-	if mocktest.Dig(cert, "spec", "secretName") != "syncer-client-alpha" {
-		t.Errorf("the agent's certificate = %v", cert["spec"])
+	if u := kc.AuthInfos["kcp-admin"]; u == nil || len(u.ClientCertificateData) == 0 || len(u.ClientKeyData) == 0 {
+		t.Errorf("%s: user = %+v", p.Name, u)
 	}
-	rec.Named(t, "kubernetes:apps/v1:Deployment", "agent-alpha-deployment")
+	if id := p.Input()["clusterIdentifier"]; id == nil || !strings.HasPrefix(fmt.Sprint(id), "kcp kcp.example.com root") {
+		t.Errorf("%s: clusterIdentifier = %v", p.Name, id)
+	}
 }
 
 // TestWorkspacePathsStayDistinct: provider and workspace resources are

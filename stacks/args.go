@@ -352,6 +352,8 @@ func pkiArgs(cfg *Config) pki.Args {
 		RenewBefore:        hours(cfg.TLS.RenewBefore),
 		InstallCertManager: cfg.TLS.InstallCertManager,
 		CertManagerVersion: cfg.TLS.CertManagerVersion,
+		// The kcp side needs the admin identity and the agents kcp's CA.
+		ReadAdmin: kcpSideLive(cfg) && cfg.TLS.Mode == pki.ModeCertManager,
 	}
 	args.ACME = cfg.TLS.ACME // WithDefaults copies before it fills
 	for name, ca := range cfg.ExistingCAs {

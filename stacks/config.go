@@ -35,6 +35,12 @@ const (
 	TargetKubeconfig = "kubeconfig"
 )
 
+// target.kcpSide modes.
+const (
+	KCPSideAuto = "auto"
+	KCPSideOff  = "off"
+)
+
 // Anti-affinity modes for kcp and etcd replicas.
 const (
 	AntiAffinityNone     = "none"     // no spreading (single-replica dev)
@@ -96,9 +102,9 @@ type Config struct {
 	// context) or `eks` (created by the cloud component, docs/cloud.md).
 	Cloud Cloud `config:"cloud"`
 	// Clusters are the physical clusters connected to kcp, one agent each
-	// (docs/agents.md). Setting any requires tls.mode `self-managed` and, in
-	// kubeconfig mode, each cluster's kubeconfig in the secret
-	// clusterKubeconfigs.
+	// (docs/agents.md). In kubeconfig mode each needs its kubeconfig in the
+	// secret clusterKubeconfigs; with the kcp side in the same up
+	// (target.kcpSide) each agent gets a ServiceAccount token of its own.
 	Clusters []Cluster `config:"clusters"`
 	// AgentResources are every agent container's requests and limits (checked
 	// only when `clusters` is set).
@@ -107,10 +113,11 @@ type Config struct {
 	// cluster name to kubeconfig. In kubeconfig mode, every entry of `clusters`
 	// needs one.
 	ClusterKubeconfigs map[string]string `json:"-"`
-	// KCPKubeconfig is the secret kcp-tmc:kcpKubeconfig: the admin kubeconfig
-	// of kcp. Once kcp runs, it lets the kcp side be created: kcp's own RBAC
-	// (the metrics reader binding) in root, and per cluster its workspace,
-	// APIExport and RBAC (the servers' path is set to /clusters/<workspace>).
+	// KCPKubeconfig is the secret kcp-tmc:kcpKubeconfig: an admin kubeconfig
+	// of kcp that replaces the stack's own kcp-admin certificate for the kcp
+	// side (target.kcpSide): kcp's own RBAC (the metrics reader binding) in
+	// root, and per cluster its workspace, APIExport, RBAC and agent token
+	// (the servers' path is set to /clusters/<workspace>). Optional.
 	KCPKubeconfig string `json:"-"`
 	// ExistingCAs is the secret kcp-tmc:existingCAs: CAs brought by the user
 	// (bring your own CA), as a JSON map of CA name to `{cert, key}`. Names:
@@ -142,6 +149,21 @@ type Target struct {
 	// provider does not wait for workloads to become ready (control planes
 	// without nodes, e.g. CI).
 	SkipAwait bool `json:"skipAwait,omitempty"`
+	// KCPSide says whether an up in kubeconfig mode also creates what the
+	// stack puts into kcp (the metrics reader binding in root; per cluster
+	// its workspace, APIExport, RBAC and the agent's token): `auto` does it in
+	// the same up once kcp is Ready, as kcp's admin through the stack's own
+	// kcp-admin certificate at target.kcpServer; `off` leaves it to an up
+	// with the secret kcpKubeconfig, which replaces the certificate whenever
+	// it is set. With skipAwait no kcp runs, so only kcpKubeconfig applies it.
+	KCPSide string `json:"kcpSide,omitempty"`
+	// KCPServer is the https:// URL at which this program reaches kcp's front
+	// door for the kcp side, for a deployer inside the network (an internal
+	// load balancer, a port-forward). Default: the load balancer's own
+	// address in ingress.mode `loadbalancer` (no DNS record needed), else
+	// https://kcp.<domain>. Whatever the address, the certificate is
+	// verified for kcp.<domain>.
+	KCPServer string `json:"kcpServer,omitempty"`
 }
 
 // KCP is kcp-tmc:kcp.

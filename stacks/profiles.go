@@ -100,6 +100,7 @@ func Profile(env string) (*Config, error) {
 	default:
 		return nil, &FieldError{Key: "environment", Value: env, Allowed: "one of " + strings.Join(Environments, ", ")}
 	}
+	base.Target.KCPSide = KCPSideAuto
 	base.Etcd.Image, base.Etcd.Version, base.Etcd.QuotaBackendBytes = ed.Image, ed.Version, ed.QuotaBackendBytes
 	// Ephemeral-storage budgets are the components' own.
 	base.KCP.Resources = budget(base.KCP.Resources, kc.Resources)

@@ -208,7 +208,7 @@ func Deploy(ctx *pulumi.Context, cfg *Config, projectDir string) error {
 	// SDK had registered (found by a flaky test: kcp's Deployments were
 	// sometimes missing, and destroy could delete them before the kcp side).
 	reached := append(append([]pulumi.Resource{server, entry}, server.Workloads...), entry.Routes...)
-	kcpProviders, workspaces, err := newKCPProviders(ctx, cfg, projectDir, reached...)
+	kcpProviders, workspaces, err := newKCPProviders(ctx, cfg, projectDir, kcpAccess(cfg, certs, entry), reached...)
 	if err != nil {
 		return err
 	}

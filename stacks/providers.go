@@ -6,6 +6,7 @@ package stacks
 import (
 	"errors"
 	"fmt"
+	"net"
 	"net/url"
 	"os"
 	"path/filepath"
@@ -17,16 +18,19 @@ import (
 	metav1 "github.com/pulumi/pulumi-kubernetes/sdk/v4/go/kubernetes/meta/v1"
 	"github.com/pulumi/pulumi/sdk/v3/go/pulumi"
 	"k8s.io/client-go/tools/clientcmd"
+	clientcmdapi "k8s.io/client-go/tools/clientcmd/api"
 
 	"github.com/kcp-tmc/kcp-tmc/components/agents"
 	"github.com/kcp-tmc/kcp-tmc/components/cloud"
+	"github.com/kcp-tmc/kcp-tmc/components/ingress"
+	"github.com/kcp-tmc/kcp-tmc/components/kcp"
 	"github.com/kcp-tmc/kcp-tmc/components/pki"
 )
 
 // deployAgents connects every configured cluster: a provider per cluster
 // (its kubeconfig, or its own render directory) and one agents component.
 // kcp's side goes through a provider for kcp: rendered in render mode,
-// applied once kcp runs and kcp-tmc:kcpKubeconfig is set.
+// applied in the same up otherwise (kcpSideLive).
 func deployAgents(ctx *pulumi.Context, cfg *Config, projectDir string, certs *pki.PKI, kcpProviders map[string]pulumi.ProviderResource, workspaces map[string]pulumi.Resource) error {
 	for _, cl := range cfg.Clusters {
 		args := &kubernetes.ProviderArgs{}
@@ -40,14 +44,16 @@ func deployAgents(ctx *pulumi.Context, cfg *Config, projectDir string, certs *pk
 			return fmt.Errorf("cluster %s provider: %w", cl.Name, err)
 		}
 		a := agentArgs(cfg, cl)
-		// Self-managed: Pulumi minted the key and writes it onto the cluster.
-		// cert-manager: the key is issued in kcp's cluster after up, and
-		// `kcp-tmc agent-identity` copies it (docs/agents.md).
 		a.PublicServerCert = cfg.TLS.ACME != nil
-		if id, ok := certs.Identities[cl.Name]; ok {
+		a.Identity = agentIdentity(cfg)
+		switch a.Identity {
+		case agents.IdentityToken:
+			if !a.PublicServerCert {
+				a.ServerCA = certs.Admin.ServerCA
+			}
+		case agents.IdentityCertificate:
+			id := certs.Identities[cl.Name]
 			a.ClientCert, a.ClientKey, a.ServerCA = id.Cert, id.Key, id.ServerCA
-		} else {
-			a.CopiedIdentity = true
 		}
 		if p, ok := kcpProviders[a.Workspace]; ok {
 			a.KCPProvider = p
@@ -58,6 +64,65 @@ func deployAgents(ctx *pulumi.Context, cfg *Config, projectDir string, certs *pk
 		}
 	}
 	return nil
+}
+
+// kcpSideLive says whether this up applies the kcp side to a running kcp:
+// not in render mode (which renders it); through kcpKubeconfig when set;
+// else with target.kcpSide auto, unless skipAwait says no kcp will run.
+func kcpSideLive(cfg *Config) bool {
+	return cfg.Target.Mode != TargetRender &&
+		(cfg.KCPKubeconfig != "" || (cfg.Target.KCPSide == KCPSideAuto && !cfg.Target.SkipAwait))
+}
+
+// agentIdentity is how the agents authenticate to kcp (docs/agents.md): a
+// ServiceAccount token of their own when this up applies the kcp side to a
+// running kcp, which needs nobody after it; else the certificate Pulumi
+// minted (self-managed) or the one `kcp-tmc agent-identity` copies
+// (cert-manager).
+func agentIdentity(cfg *Config) string {
+	switch {
+	case kcpSideLive(cfg):
+		return agents.IdentityToken
+	case cfg.TLS.Mode == pki.ModeSelfManaged:
+		return agents.IdentityCertificate
+	default:
+		return agents.IdentityCopied
+	}
+}
+
+// kcpAccess is the admin kubeconfig (a Pulumi secret) through which the
+// program writes the kcp side, or nil without a live kcp side:
+// kcpKubeconfig when set, else the stack's own kcp-admin certificate at
+// target.kcpServer or the front door's address, verifying kcp.<domain>.
+func kcpAccess(cfg *Config, certs *pki.PKI, entry *ingress.Ingress) pulumi.StringInput {
+	switch {
+	case !kcpSideLive(cfg):
+		return nil
+	case cfg.KCPKubeconfig != "":
+		return pulumi.ToSecret(pulumi.String(cfg.KCPKubeconfig)).(pulumi.StringOutput)
+	}
+	admin := certs.Admin
+	public := cfg.TLS.ACME != nil // a publicly trusted certificate: the system's roots verify it
+	return pulumi.ToSecret(pulumi.All(admin.Cert, admin.Key, admin.ServerCA, entry.Address).ApplyT(func(v []any) (string, error) {
+		server := cfg.Target.KCPServer
+		if server == "" {
+			server = "https://" + net.JoinHostPort(v[3].(string), "443")
+		}
+		cluster := &clientcmdapi.Cluster{Server: server, TLSServerName: kcp.PublicHost(cfg.Domain)}
+		if !public {
+			cluster.CertificateAuthorityData = []byte(v[2].(string))
+		}
+		kc := clientcmdapi.NewConfig()
+		kc.Clusters["kcp"] = cluster
+		kc.AuthInfos["kcp-admin"] = &clientcmdapi.AuthInfo{ClientCertificateData: []byte(v[0].(string)), ClientKeyData: []byte(v[1].(string))}
+		kc.Contexts["kcp"] = &clientcmdapi.Context{Cluster: "kcp", AuthInfo: "kcp-admin"}
+		kc.CurrentContext = "kcp"
+		out, err := clientcmd.Write(*kc)
+		if err != nil {
+			return "", fmt.Errorf("kcp admin kubeconfig: %w", err)
+		}
+		return string(out), nil
+	})).(pulumi.StringOutput)
 }
 
 // kcpProviderName names the provider (and render directory) of a
@@ -101,17 +166,17 @@ const rootWorkspace = "root"
 // newKCPProviders makes one provider for kcp per workspace the stack writes
 // to, so each cluster's APIExport lands in that cluster's workspace, each
 // workspace is created through its parent's provider, and kcp's own RBAC
-// lands in root: kcp-tmc:kcpKubeconfig with its server path set to
-// /clusters/<workspace>. No kcpKubeconfig and no render mode: no kcp side
-// yet (a first up installs kcp, a second connects). Each provider depends on
+// lands in root: the access kubeconfig (kcpAccess) with its server path set
+// to /clusters/<workspace>, or a render directory. No access and no render
+// mode: no kcp side. Each provider depends on
 // kcp's workloads and its front door (everything written through it is
 // created once kcp is reachable and deleted while it still is), and a
 // workspace's provider on that workspace: the Kubernetes provider reads a
 // cluster's schema when it starts, and a workspace that does not exist yet
 // made it "unreachable" for the whole up (found on a real node).
-func newKCPProviders(ctx *pulumi.Context, cfg *Config, projectDir string, reachedThrough ...pulumi.Resource) (map[string]pulumi.ProviderResource, map[string]pulumi.Resource, error) {
+func newKCPProviders(ctx *pulumi.Context, cfg *Config, projectDir string, access pulumi.StringInput, reachedThrough ...pulumi.Resource) (map[string]pulumi.ProviderResource, map[string]pulumi.Resource, error) {
 	providers := map[string]pulumi.ProviderResource{}
-	if cfg.Target.Mode != TargetRender && cfg.KCPKubeconfig == "" {
+	if cfg.Target.Mode != TargetRender && access == nil {
 		return providers, nil, nil
 	}
 	provider := func(ws string, deps []pulumi.Resource) error {
@@ -120,12 +185,15 @@ func newKCPProviders(ctx *pulumi.Context, cfg *Config, projectDir string, reache
 		if cfg.Target.Mode == TargetRender {
 			args.RenderYamlToDirectory = pulumi.StringPtr(filepath.Join(renderDir(cfg, projectDir), name))
 		} else {
-			kc, err := workspaceKubeconfig(cfg.KCPKubeconfig, ws)
-			if err != nil {
-				// Never echo the kubeconfig: it holds credentials.
-				return fmt.Errorf("kcp-tmc:kcpKubeconfig: %w", err)
-			}
-			args.Kubeconfig = pulumi.ToSecret(pulumi.String(kc)).(pulumi.StringOutput).ToStringPtrOutput()
+			// Checked before the engine saw anything (validateClusters);
+			// the error never echoes the kubeconfig, which holds credentials.
+			args.Kubeconfig = pulumi.ToSecret(access.ToStringOutput().ApplyT(func(kc string) (string, error) {
+				return workspaceKubeconfig(kc, ws)
+			})).(pulumi.StringOutput).ToStringPtrOutput()
+			// An update, never a replacement, when the access changes (a
+			// renewed admin certificate, or unknown in a preview): replacing
+			// the provider would replace everything created through it.
+			args.ClusterIdentifier = pulumi.StringPtr("kcp " + kcp.PublicHost(cfg.Domain) + " " + ws)
 		}
 		p, err := kubernetes.NewProvider(ctx, name, args, pulumi.DependsOn(deps))
 		if err != nil {

@@ -3,6 +3,7 @@ package stacks
 import (
 	"fmt"
 	"maps"
+	"net/url"
 	"path/filepath"
 	"reflect"
 	"slices"
@@ -10,7 +11,6 @@ import (
 	"strings"
 	"time"
 
-	"github.com/pulumi/pulumi/sdk/v3/go/pulumi"
 	"k8s.io/apimachinery/pkg/api/resource"
 	"k8s.io/apimachinery/pkg/util/validation"
 	"k8s.io/apimachinery/pkg/util/validation/field"
@@ -58,6 +58,14 @@ func (c *Config) validateTarget(v *validator) {
 	if t.Mode == TargetRender || t.RenderDir != "" {
 		if t.RenderDir == "" || slices.Contains(strings.Split(filepath.ToSlash(t.RenderDir), "/"), "..") {
 			v.add("target.renderDir", t.RenderDir, "a directory inside the project, e.g. rendered/"+c.Environment)
+		}
+	}
+	if t.KCPSide != KCPSideAuto && t.KCPSide != KCPSideOff {
+		v.add("target.kcpSide", t.KCPSide, KCPSideAuto+" (the kcp side in the same up) or "+KCPSideOff)
+	}
+	if t.KCPServer != "" {
+		if u, err := url.Parse(t.KCPServer); err != nil || u.Scheme != "https" || u.Host == "" || strings.Trim(u.Path, "/") != "" || u.User != nil {
+			v.add("target.kcpServer", t.KCPServer, "an https:// URL of kcp's front door without path or credentials, e.g. https://10.0.0.5:443")
 		}
 	}
 	if c.Kubeconfig != "" && !c.KubeconfigIsSecret {
@@ -427,11 +435,9 @@ func (c *Config) validateClusters(v *validator) {
 			v.add("clusterKubeconfigs", "<no entry for "+cl.Name+">", "a kubeconfig for every cluster in kcp-tmc:clusters")
 		}
 		a := agentArgs(c, cl)
-		if c.TLS.Mode == pki.ModeSelfManaged {
-			a.ClientCert, a.ClientKey, a.ServerCA = pulumi.String("x"), pulumi.String("x"), pulumi.String("x")
-		} else {
-			a.CopiedIdentity = true
-		}
+		// The identity is wired by Deploy from the PKI and the kcp side, not
+		// from a key: the user's input is checked without it.
+		a.Identity = agents.IdentityCopied
 		v.component(a.WithDefaults().Validate(key), true)
 	}
 }

@@ -39,6 +39,23 @@ import (
 // TypeToken is the Pulumi type of the component.
 const TypeToken = "kcp-tmc:agents:Agent"
 
+// Identities: how an agent authenticates to kcp.
+const (
+	// IdentityToken: a ServiceAccount of the agent's own in its workspace
+	// and its token, created through KCPProvider and written to TokenSecret
+	// in the same up. Needs no renewal (kcp's legacy tokens do not expire),
+	// is revoked by deleting its token Secret in kcp, and is valid in that
+	// one workspace only.
+	IdentityToken = "token"
+	// IdentityCertificate: a client certificate Pulumi minted (tls.mode
+	// self-managed), written to IdentitySecret; renewed by `pulumi up`.
+	IdentityCertificate = "certificate"
+	// IdentityCopied: a certificate cert-manager issues in kcp's hosting
+	// cluster, copied to IdentitySecret by `kcp-tmc agent-identity` (the
+	// fallback when the stack does not reach kcp).
+	IdentityCopied = "copied"
+)
+
 // Agent kinds.
 const (
 	KindSyncAgent = "api-syncagent" // kcp-dev/api-syncagent (maintained)
@@ -65,7 +82,13 @@ const (
 	// (kubernetes.io/tls: tls.crt, tls.key, and ca.crt = the CA that verifies
 	// kcp); the kubeconfig refers to its files.
 	IdentitySecret = "kcp-agent-identity"
-	identityMount  = "/etc/kcp-agent/identity"
+	// TokenSecret holds the agent's ServiceAccount token from kcp (token,
+	// ca.crt) on its cluster, with IdentityToken.
+	TokenSecret   = "kcp-agent-token"
+	identityMount = "/etc/kcp-agent/identity"
+	// kcpNamespace holds the agents' ServiceAccounts in their workspace (kcp
+	// creates it in every workspace).
+	kcpNamespace = "default"
 	// WorkspaceAccessRole is kcp's ClusterRole that lets a user into a
 	// workspace at all (pkg/authorization/bootstrap/policy.go); without a
 	// binding to it kcp denies the agent every request in the workspace.
@@ -106,13 +129,13 @@ type Args struct {
 	Resources []Resource
 	// Labels (region, zone) go on the agent's objects.
 	Labels map[string]string
-	// Identity: the cluster's own client certificate and key (Pulumi secrets)
-	// and the CA that verifies kcp, written into IdentitySecret on the
-	// cluster. With CopiedIdentity they stay unset: the key is issued inside
-	// kcp's hosting cluster (tls.mode cert-manager), out of Pulumi's reach,
-	// and `kcp-tmc agent-identity` copies it to IdentitySecret.
+	// Identity is how the agent authenticates to kcp (IdentityToken,
+	// IdentityCertificate or IdentityCopied; docs/agents.md weighs them).
+	Identity string
+	// ClientCert and ClientKey (Pulumi secrets) are the cluster's own client
+	// certificate (IdentityCertificate only); ServerCA is the CA that verifies
+	// kcp (IdentityToken and IdentityCertificate, unless PublicServerCert).
 	ClientCert, ClientKey, ServerCA pulumi.StringInput
-	CopiedIdentity                  bool
 	// PublicServerCert: kcp's public address serves a publicly trusted
 	// certificate (tls.acme), so the agent verifies it with the system roots
 	// of its image, not with the private server CA.
@@ -120,7 +143,8 @@ type Args struct {
 	Container          workload.Resources
 	PodSecurityVersion string
 	// KCPProvider, when set, creates the kcp side (the APIExport and its
-	// RBAC) through it; agents' cluster objects use the component's provider.
+	// RBAC, and with IdentityToken the agent's ServiceAccount and token)
+	// through it; agents' cluster objects use the component's provider.
 	KCPProvider pulumi.ProviderResource
 	// KCPDependsOn must exist in kcp first (the workspace the provider points into).
 	KCPDependsOn []pulumi.Resource
@@ -191,12 +215,29 @@ func (a Args) Validate(fld *field.Path) field.ErrorList {
 		seen[r.Plural+"."+r.Group] = true
 	}
 	errs = append(errs, a.Container.Validate(fld.Child("container"))...)
-	if set := a.ClientCert != nil && a.ClientKey != nil && a.ServerCA != nil; set == a.CopiedIdentity ||
-		(!set && (a.ClientCert != nil || a.ClientKey != nil || a.ServerCA != nil)) {
-		errs = append(errs, field.Invalid(fld.Child("identity"), fmt.Sprintf("set=%v with CopiedIdentity=%v", set, a.CopiedIdentity),
-			"all three from the pki component (self-managed), or none with CopiedIdentity (cert-manager)"))
+	return append(errs, a.validateIdentity(fld.Child("identity"))...)
+}
+
+// validateIdentity checks that the identity's inputs are exactly those it uses.
+func (a Args) validateIdentity(fld *field.Path) field.ErrorList {
+	given := fmt.Sprintf("clientCert=%v clientKey=%v serverCA=%v kcpProvider=%v",
+		a.ClientCert != nil, a.ClientKey != nil, a.ServerCA != nil, a.KCPProvider != nil)
+	ok := false
+	switch a.Identity {
+	case IdentityToken:
+		ok = a.KCPProvider != nil && a.ClientCert == nil && a.ClientKey == nil && (a.ServerCA != nil || a.PublicServerCert)
+	case IdentityCertificate:
+		ok = a.ClientCert != nil && a.ClientKey != nil && a.ServerCA != nil
+	case IdentityCopied:
+		ok = a.ClientCert == nil && a.ClientKey == nil && a.ServerCA == nil
+	default:
+		return check.OneOf(fld, a.Identity, IdentityToken, IdentityCertificate, IdentityCopied)
 	}
-	return errs
+	if !ok {
+		return field.ErrorList{field.Invalid(fld, a.Identity+": "+given,
+			"token: a kcp provider and the server CA; certificate: client certificate, key and server CA; copied: none of them")}
+	}
+	return nil
 }
 
 // problem says what is wrong with a synced kind, with the apiserver's own
@@ -215,8 +256,20 @@ func (r Resource) problem() string {
 	return ""
 }
 
-// User is the agent's user name in kcp: its certificate's common name.
+// User is the agent's user name in kcp with a certificate: its common name.
 func User(cluster string) string { return "syncer-client-" + cluster }
+
+// ServiceAccount is the agent's ServiceAccount in its workspace's default
+// namespace (IdentityToken); its token Secret is ServiceAccount(c)+"-token".
+func ServiceAccount(cluster string) string { return "syncagent-" + cluster }
+
+// UserOf is the agent's user name in kcp with its identity.
+func UserOf(a Args) string {
+	if a.Identity == IdentityToken {
+		return "system:serviceaccount:" + kcpNamespace + ":" + ServiceAccount(a.Cluster)
+	}
+	return User(a.Cluster)
+}
 
 // NewAgent registers the component and its children.
 func NewAgent(ctx *pulumi.Context, name string, args Args, opts ...pulumi.ResourceOption) (*Agent, error) {
@@ -244,18 +297,40 @@ func NewAgent(ctx *pulumi.Context, name string, args Args, opts ...pulumi.Resour
 	}, after...); err != nil {
 		return nil, fmt.Errorf("kcp kubeconfig ConfigMap: %w", err)
 	}
-	if !args.CopiedIdentity {
+	var identity []pulumi.Resource // what the agent's pods mount
+	if args.KCPProvider != nil {
+		token, err := kcpSide(ctx, name, args, pulumi.Parent(comp), pulumi.Provider(args.KCPProvider), pulumi.DependsOn(args.KCPDependsOn))
+		if err != nil {
+			return nil, err
+		}
+		if args.Identity == IdentityToken {
+			data := pulumi.StringMap{"token": token}
+			if args.ServerCA != nil {
+				data["ca.crt"] = args.ServerCA.ToStringOutput()
+			}
+			sec, err := corev1.NewSecret(ctx, name+"-token", &corev1.SecretArgs{
+				Metadata: workload.Meta(TokenSecret, args.Namespace, args.Kind), Type: pulumi.String("Opaque"), StringData: data,
+			}, after...)
+			if err != nil {
+				return nil, fmt.Errorf("agent token Secret: %w", err)
+			}
+			identity = append(identity, sec)
+		}
+	}
+	if args.Identity == IdentityCertificate {
 		meta := workload.Meta(IdentitySecret, args.Namespace, args.Kind)
-		if _, err := corev1.NewSecret(ctx, name+"-identity", &corev1.SecretArgs{
+		sec, err := corev1.NewSecret(ctx, name+"-identity", &corev1.SecretArgs{
 			Metadata: meta, Type: pulumi.String("kubernetes.io/tls"),
 			StringData: pulumi.StringMap{
 				"tls.crt": args.ClientCert.ToStringOutput(),
 				"tls.key": pulumi.ToSecret(args.ClientKey).(pulumi.StringOutput),
 				"ca.crt":  args.ServerCA.ToStringOutput(),
 			},
-		}, after...); err != nil {
+		}, after...)
+		if err != nil {
 			return nil, fmt.Errorf("agent identity Secret: %w", err)
 		}
+		identity = append(identity, sec)
 	}
 	crd, err := publishedResourceDefinition(ctx, name, child)
 	if err != nil {
@@ -278,15 +353,10 @@ func NewAgent(ctx *pulumi.Context, name string, args Args, opts ...pulumi.Resour
 		[]security.Flow{{CIDR: "0.0.0.0/0", Ports: []int{443, 6443}}}, after...); err != nil {
 		return nil, err
 	}
-	if args.KCPProvider != nil {
-		if err := kcpSide(ctx, name, args, pulumi.Parent(comp), pulumi.Provider(args.KCPProvider), pulumi.DependsOn(args.KCPDependsOn)); err != nil {
-			return nil, err
-		}
-	}
 	if _, err := appsv1.NewDeployment(ctx, name+"-deployment", &appsv1.DeploymentArgs{
 		Metadata: deploymentMeta(args),
 		Spec:     deploymentSpec(args, labels),
-	}, after...); err != nil {
+	}, child, pulumi.DependsOn(append([]pulumi.Resource{ns}, identity...))); err != nil {
 		return nil, fmt.Errorf("agent Deployment: %w", err)
 	}
 	if err := metrics(ctx, name, args, labels, after); err != nil {
@@ -298,7 +368,7 @@ func NewAgent(ctx *pulumi.Context, name string, args Args, opts ...pulumi.Resour
 		}
 	}
 	comp.Namespace = pulumi.String(args.Namespace).ToStringOutput()
-	comp.User = pulumi.String(User(args.Cluster)).ToStringOutput()
+	comp.User = pulumi.String(UserOf(args)).ToStringOutput()
 	if err := ctx.RegisterResourceOutputs(comp, pulumi.Map{"namespace": comp.Namespace, "user": comp.User}); err != nil {
 		return nil, fmt.Errorf("registering outputs of %q: %w", name, err)
 	}
@@ -342,12 +412,17 @@ func dashedOrCore(g string) string {
 	return g
 }
 
-// kubeconfig points at kcp's workspace with the cluster's own certificate
-// (files of IdentitySecret).
+// kubeconfig points at kcp's workspace with the agent's identity: files of
+// TokenSecret or IdentitySecret, mounted at identityMount. client-go reads
+// the token file again as it changes, so a new token needs no restart.
 func kubeconfig(a Args) string {
 	ca := "\n    certificate-authority: " + identityMount + "/ca.crt"
 	if a.PublicServerCert {
 		ca = ""
+	}
+	name, user := User(a.Cluster), "client-certificate: "+identityMount+"/tls.crt\n    client-key: "+identityMount+"/tls.key"
+	if a.Identity == IdentityToken {
+		name, user = ServiceAccount(a.Cluster), "tokenFile: "+identityMount+"/token"
 	}
 	return fmt.Sprintf(`apiVersion: v1
 kind: Config
@@ -358,13 +433,12 @@ clusters:
 users:
 - name: %[4]s
   user:
-    client-certificate: %[3]s/tls.crt
-    client-key: %[3]s/tls.key
+    %[3]s
 contexts:
 - name: kcp
   context: {cluster: kcp, user: %[4]s}
 current-context: kcp
-`, a.KCPServer, a.Workspace, identityMount, User(a.Cluster), ca)
+`, a.KCPServer, a.Workspace, user, name, ca)
 }
 
 // Flags are api-syncagent v0.7.0's command line (cmd/api-syncagent/options.go
@@ -386,13 +460,21 @@ func Flags(a Args) []string {
 	}
 }
 
+// identitySecret is the Secret on the cluster the agent's identity is in.
+func identitySecret(a Args) string {
+	if a.Identity == IdentityToken {
+		return TokenSecret
+	}
+	return IdentitySecret
+}
+
 func deploymentMeta(a Args) *metav1.ObjectMetaArgs {
 	meta := workload.Meta(a.Kind, a.Namespace, a.Kind)
 	annotations := pulumi.StringMap{"kcp-tmc.io/needs-api-token": pulumi.String("true")} // it syncs its cluster's API
 	if a.Replicas == 1 {
 		annotations["kube-score/ignore"] = pulumi.String("deployment-replicas") // one replica asked for
 	}
-	if a.CopiedIdentity {
+	if a.Identity == IdentityCopied {
 		// Its pods wait for IdentitySecret, which `kcp-tmc agent-identity`
 		// writes after this up: awaiting them would fail the up that has to
 		// come first.
@@ -442,7 +524,7 @@ func deploymentSpec(a Args, labels map[string]string) *appsv1.DeploymentSpecArgs
 					},
 				}},
 				Volumes: corev1.VolumeArray{security.ConfigMapVolume("kcp-kubeconfig", kubeconfigConfigMap),
-					security.SecretVolume("identity", IdentitySecret), security.EmptyDir("tmp", "64Mi")},
+					security.SecretVolume("identity", identitySecret(a)), security.EmptyDir("tmp", "64Mi")},
 			},
 		},
 	}

@@ -24,7 +24,7 @@ func args(cluster, kind string) Args {
 	a := Args{Cluster: cluster, Kind: kind, KCPServer: "https://kcp.example.com", Workspace: "root:compute",
 		Resources: []Resource{deployments, services}, Labels: map[string]string{"topology.kubernetes.io/region": "eu-west-1"},
 		ClientCert: pulumi.String("CERT-" + cluster), ClientKey: pulumi.ToSecret(pulumi.String("KEY-" + cluster)).(pulumi.StringOutput),
-		ServerCA:  pulumi.String("CA"),
+		ServerCA: pulumi.String("CA"), Identity: IdentityCertificate,
 		Container: workload.Resources{Requests: workload.ResourceList{CPU: "100m", Memory: "128Mi", EphemeralStorage: "128Mi"}, Limits: workload.ResourceList{CPU: "500m", Memory: "512Mi", EphemeralStorage: "512Mi"}}}
 	return a
 }
@@ -92,7 +92,7 @@ func TestIdentitiesDifferPerCluster(t *testing.T) {
 // agent still mounts it.
 func TestCopiedIdentity(t *testing.T) {
 	a := args("eu", KindSyncAgent)
-	a.ClientCert, a.ClientKey, a.ServerCA, a.CopiedIdentity = nil, nil, nil, true
+	a.ClientCert, a.ClientKey, a.ServerCA, a.Identity = nil, nil, nil, IdentityCopied
 	rec := run(t, a)
 	for _, s := range rec.OfType("kubernetes:core/v1:Secret") {
 		t.Errorf("Secret %s managed although the identity is copied", s.Name)
@@ -108,6 +108,64 @@ func TestCopiedIdentity(t *testing.T) {
 	}
 	if !strings.Contains(vols, "secretName:"+IdentitySecret) {
 		t.Errorf("the agent does not mount %s: %s", IdentitySecret, vols)
+	}
+}
+
+// TestTokenIdentity: the agent's identity is a ServiceAccount of its own in
+// its workspace whose token kcp issues into a token Secret (after the
+// account, or kcp deletes it); the token reaches the cluster only as a
+// Pulumi secret, beside the CA that verifies kcp, and the agent's
+// kubeconfig reads it from the file (so a new token needs no restart). kcp
+// grants the ServiceAccount, not a certificate's user.
+func TestTokenIdentity(t *testing.T) {
+	a := args("eu", KindSyncAgent)
+	a.Identity, a.ClientCert, a.ClientKey = IdentityToken, nil, nil
+	rec := run(t, a)
+	sa := rec.Named(t, "kubernetes:core/v1:ServiceAccount", "agent-eu-kcp-sa")
+	tok := rec.Named(t, "kubernetes:core/v1:Secret", "agent-eu-kcp-token")
+	for _, r := range []mocktest.Resource{sa, tok} {
+		if !strings.Contains(r.Provider, "::kcp::") || mocktest.Dig(r.Input(), "metadata", "namespace") != "default" {
+			t.Errorf("%s is not in the workspace's default namespace through kcp's provider: %s %v", r.Name, r.Provider, r.Input())
+		}
+	}
+	if mocktest.Dig(tok.Input(), "type") != "kubernetes.io/service-account-token" ||
+		mocktest.Dig(tok.Input(), "metadata", "annotations", "kubernetes.io/service-account.name") != ServiceAccount("eu") ||
+		!slices.ContainsFunc(tok.DependsOn, func(u string) bool { return strings.HasSuffix(u, "::agent-eu-kcp-sa") }) {
+		t.Errorf("token Secret = %v, depends on %v", tok.Input(), tok.DependsOn)
+	}
+	onCluster := rec.Named(t, "kubernetes:core/v1:Secret", "agent-eu-token")
+	if strings.Contains(onCluster.Provider, "::kcp::") {
+		t.Errorf("the token Secret for the agent goes to kcp: %s", onCluster.Provider)
+	}
+	data := onCluster.Inputs["stringData"]
+	if !data.ContainsSecrets() || mocktest.Dig(onCluster.Input(), "stringData", "token") != "TOKEN agent-eu-kcp-token" ||
+		mocktest.Dig(onCluster.Input(), "stringData", "ca.crt") != "CA" || mocktest.Dig(onCluster.Input(), "metadata", "name") != TokenSecret {
+		t.Errorf("token on the cluster = %v (secret: %v)", onCluster.Input(), data.ContainsSecrets())
+	}
+	kc := fmt.Sprint(mocktest.Dig(rec.Object(t, "kubernetes:core/v1:ConfigMap", "kcp-kubeconfig"), "data", "kubeconfig"))
+	if !strings.Contains(kc, "tokenFile: /etc/kcp-agent/identity/token") || !strings.Contains(kc, "certificate-authority: /etc/kcp-agent/identity/ca.crt") {
+		t.Errorf("kubeconfig:\n%s", kc)
+	}
+	dep := rec.Named(t, "kubernetes:apps/v1:Deployment", "agent-eu-deployment")
+	if vols := fmt.Sprint(mocktest.Dig(dep.Input(), "spec", "template", "spec", "volumes")); !strings.Contains(vols, "secretName:"+TokenSecret) {
+		t.Errorf("the agent does not mount %s: %s", TokenSecret, vols)
+	}
+	if !slices.ContainsFunc(dep.DependsOn, func(u string) bool { return strings.HasSuffix(u, "::agent-eu-token") }) {
+		t.Errorf("the Deployment does not wait for its token: %v", dep.DependsOn)
+	}
+	if mocktest.Dig(dep.Input(), "metadata", "annotations", "pulumi.com/skipAwait") != nil {
+		t.Error("a token identity is there in the same up: the agent's rollout must be awaited")
+	}
+	for _, name := range []string{"kcp-tmc:agent:eu", "kcp-tmc:agent:eu:access"} {
+		b := rec.Object(t, "kubernetes:rbac.authorization.k8s.io/v1:ClusterRoleBinding", name)
+		if s := mocktest.Dig(b, "subjects", 0); fmt.Sprint(s) != fmt.Sprint(map[string]any{"kind": "ServiceAccount", "name": ServiceAccount("eu"), "namespace": "default"}) {
+			t.Errorf("%s subjects = %v", name, mocktest.Dig(b, "subjects"))
+		}
+	}
+	for _, s := range rec.OfType("kubernetes:core/v1:Secret") {
+		if mocktest.Dig(s.Input(), "metadata", "name") == IdentitySecret {
+			t.Error("a token identity also writes a certificate identity")
+		}
 	}
 }
 
@@ -201,8 +259,10 @@ func TestValidate(t *testing.T) {
 		{"unpinned image", func(a *Args) { a.Image = "ghcr.io/kcp-dev/api-syncagent:latest" }, "agent.image", "a pinned image"},
 		{"no replicas", func(a *Args) { a.Replicas = -1 }, "agent.replicas", "-1: at least 1"},
 		{"memory in decimal units", func(a *Args) { a.Container.Limits.Memory = "1G" }, "agent.container.limits.memory", "in Ki, Mi, Gi or Ti"},
-		{"identity both given and copied", func(a *Args) { a.CopiedIdentity = true }, "agent.identity", "set=true with CopiedIdentity=true"},
-		{"half an identity", func(a *Args) { a.ClientKey = nil }, "agent.identity", "set=false with CopiedIdentity=false"},
+		{"identity both given and copied", func(a *Args) { a.Identity = IdentityCopied }, "agent.identity", "copied: clientCert=true clientKey=true serverCA=true"},
+		{"half an identity", func(a *Args) { a.ClientKey = nil }, "agent.identity", "certificate: clientCert=true clientKey=false"},
+		{"a token without kcp provider", func(a *Args) { a.Identity, a.ClientCert, a.ClientKey = IdentityToken, nil, nil }, "agent.identity", "token: a kcp provider and the server CA"},
+		{"an unknown identity", func(a *Args) { a.Identity = "password" }, "agent.identity", `"password": supported values`},
 	})
 }
 

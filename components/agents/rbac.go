@@ -4,6 +4,7 @@ package agents
 // and in kcp (its APIExport, and access to the workspace).
 
 import (
+	"encoding/base64"
 	"fmt"
 
 	"github.com/pulumi/pulumi-kubernetes/sdk/v4/go/kubernetes"
@@ -81,15 +82,25 @@ func rbac(ctx *pulumi.Context, name string, a Args, opts []pulumi.ResourceOption
 // kcpSide creates what kcp needs for the agent, in its workspace: the
 // APIExport, the agent's rules on it (api-syncagent's getting-started
 // guide, resource names spelled out), and workspace access, without which
-// kcp denies every request the agent makes there.
-func kcpSide(ctx *pulumi.Context, name string, a Args, opts ...pulumi.ResourceOption) error {
-	user := User(a.Cluster)
+// kcp denies every request the agent makes there. With IdentityToken also
+// the agent's ServiceAccount and its token Secret, whose token (a Pulumi
+// secret) it returns.
+func kcpSide(ctx *pulumi.Context, name string, a Args, opts ...pulumi.ResourceOption) (pulumi.StringOutput, error) {
+	var token pulumi.StringOutput
+	subjects := rbacv1.SubjectArray{rbacv1.SubjectArgs{Kind: pulumi.String("User"), Name: pulumi.String(User(a.Cluster)), ApiGroup: pulumi.String("rbac.authorization.k8s.io")}}
+	if a.Identity == IdentityToken {
+		var err error
+		if token, err = serviceAccountToken(ctx, name, a, opts); err != nil {
+			return token, err
+		}
+		subjects = rbacv1.SubjectArray{rbacv1.SubjectArgs{Kind: pulumi.String("ServiceAccount"), Name: pulumi.String(ServiceAccount(a.Cluster)), Namespace: pulumi.String(kcpNamespace)}}
+	}
 	if _, err := apiextensions.NewCustomResource(ctx, name+"-apiexport", &apiextensions.CustomResourceArgs{
 		ApiVersion: pulumi.String("apis.kcp.io/v1alpha1"), Kind: pulumi.String("APIExport"),
 		Metadata:    &metav1.ObjectMetaArgs{Name: pulumi.String(a.APIExport)},
 		OtherFields: kubernetes.UntypedArgs{"spec": pulumi.Map{}}, // the agent fills it in
 	}, opts...); err != nil {
-		return fmt.Errorf("APIExport: %w", err)
+		return token, fmt.Errorf("APIExport: %w", err)
 	}
 	rule := func(group, resource string, names []string, verbs ...string) rbacv1.PolicyRuleArgs {
 		r := rbacv1.PolicyRuleArgs{ApiGroups: pulumi.ToStringArray([]string{group}), Resources: pulumi.ToStringArray([]string{resource}), Verbs: pulumi.ToStringArray(verbs)}
@@ -115,9 +126,8 @@ func kcpSide(ctx *pulumi.Context, name string, a Args, opts ...pulumi.ResourceOp
 	if _, err := rbacv1.NewClusterRole(ctx, name+"-kcp-clusterrole", &rbacv1.ClusterRoleArgs{
 		Metadata: &metav1.ObjectMetaArgs{Name: pulumi.String(roleName)}, Rules: rules,
 	}, opts...); err != nil {
-		return fmt.Errorf("kcp ClusterRole: %w", err)
+		return token, fmt.Errorf("kcp ClusterRole: %w", err)
 	}
-	subjects := rbacv1.SubjectArray{rbacv1.SubjectArgs{Kind: pulumi.String("User"), Name: pulumi.String(user), ApiGroup: pulumi.String("rbac.authorization.k8s.io")}}
 	for _, b := range []struct{ urn, name, role string }{
 		{"-kcp-clusterrolebinding", roleName, roleName},
 		{"-kcp-workspace-access", roleName + ":access", WorkspaceAccessRole},
@@ -127,8 +137,41 @@ func kcpSide(ctx *pulumi.Context, name string, a Args, opts ...pulumi.ResourceOp
 			RoleRef:  rbacv1.RoleRefArgs{ApiGroup: pulumi.String("rbac.authorization.k8s.io"), Kind: pulumi.String("ClusterRole"), Name: pulumi.String(b.role)},
 			Subjects: subjects,
 		}, opts...); err != nil {
-			return fmt.Errorf("kcp ClusterRoleBinding %s: %w", b.name, err)
+			return token, fmt.Errorf("kcp ClusterRoleBinding %s: %w", b.name, err)
 		}
 	}
-	return nil
+	return token, nil
+}
+
+// serviceAccountToken creates the agent's ServiceAccount in its workspace
+// and a kubernetes.io/service-account-token Secret for it: kcp's token
+// controller fills in a token that does not expire, is valid in this
+// workspace only and dies with the Secret. The provider waits until the
+// token is there; the token is read from the Secret's outputs (secret).
+func serviceAccountToken(ctx *pulumi.Context, name string, a Args, opts []pulumi.ResourceOption) (pulumi.StringOutput, error) {
+	sa := ServiceAccount(a.Cluster)
+	meta := func(n string) *metav1.ObjectMetaArgs {
+		return &metav1.ObjectMetaArgs{Name: pulumi.String(n), Namespace: pulumi.String(kcpNamespace),
+			Labels: pulumi.StringMap{"app.kubernetes.io/part-of": pulumi.String("kcp-tmc"), "kcp-tmc.io/cluster": pulumi.String(a.Cluster)}}
+	}
+	account, err := corev1.NewServiceAccount(ctx, name+"-kcp-sa", &corev1.ServiceAccountArgs{Metadata: meta(sa)}, opts...)
+	if err != nil {
+		return pulumi.StringOutput{}, fmt.Errorf("kcp ServiceAccount: %w", err)
+	}
+	tokenMeta := meta(sa + "-token")
+	tokenMeta.Annotations = pulumi.StringMap{"kubernetes.io/service-account.name": pulumi.String(sa)}
+	// After the ServiceAccount: kcp deletes a token Secret whose account is missing.
+	sec, err := corev1.NewSecret(ctx, name+"-kcp-token", &corev1.SecretArgs{
+		Metadata: tokenMeta, Type: pulumi.String("kubernetes.io/service-account-token"),
+	}, append(opts, pulumi.DependsOn([]pulumi.Resource{account}))...)
+	if err != nil {
+		return pulumi.StringOutput{}, fmt.Errorf("kcp token Secret: %w", err)
+	}
+	return pulumi.ToSecret(sec.Data.MapIndex(pulumi.String("token")).ApplyT(func(v string) (string, error) {
+		out, err := base64.StdEncoding.DecodeString(v)
+		if err != nil {
+			return "", fmt.Errorf("token Secret %s: data.token is not base64: %w", sa+"-token", err)
+		}
+		return string(out), nil
+	})).(pulumi.StringOutput), nil
 }

@@ -125,6 +125,12 @@ type Ingress struct {
 	// only the children the SDK has registered by then (it adds a child once
 	// the child's inputs resolve).
 	Routes []pulumi.Resource
+	// Address is where a client outside DNS reaches the front door: in
+	// loadbalancer mode the load balancer's own IP or hostname once it has
+	// one (awaited), so the program needs no DNS record to reach kcp in the
+	// up that creates it; in the other modes the public host. The front door
+	// serves the public host's certificate either way.
+	Address pulumi.StringOutput
 }
 
 // WithDefaults fills unset fields.
@@ -213,6 +219,20 @@ func NewIngress(ctx *pulumi.Context, name string, args Args, opts ...pulumi.Reso
 		return nil, err
 	}
 	comp.URL = pulumi.Sprintf("https://%s", args.Host)
+	comp.Address = pulumi.String(args.Host).ToStringOutput()
+	if svc, ok := comp.Routes[0].(*corev1.Service); ok && args.Mode == ModeLoadBalancer {
+		comp.Address = svc.Status.LoadBalancer().Ingress().ApplyT(func(ins []corev1.LoadBalancerIngress) string {
+			for _, in := range ins {
+				if in.Ip != nil && *in.Ip != "" {
+					return *in.Ip
+				}
+				if in.Hostname != nil && *in.Hostname != "" {
+					return *in.Hostname
+				}
+			}
+			return args.Host // no address yet (render mode)
+		}).(pulumi.StringOutput)
+	}
 	if err := ctx.RegisterResourceOutputs(comp, pulumi.Map{"url": comp.URL}); err != nil {
 		return nil, fmt.Errorf("registering outputs of %q: %w", name, err)
 	}

@@ -74,6 +74,9 @@ type Spec struct {
 	IPAddresses   []string
 	Usages        []string
 	IsCA          bool
+	// KeepKey keeps the private key across renewals (as a CA does): kcp's
+	// service-account key signs tokens that must outlive a renewal.
+	KeepKey bool
 }
 
 // CAs returns the CA specs in a stable order.
@@ -113,7 +116,9 @@ func Leaves(a Args) []Spec {
 		// As the kcp helm chart and kcp-operator do: the front-proxy reads every
 		// shard's index of workspaces and logical clusters.
 		{Name: CertFrontProxyKubeconfig, CA: CAClient, CommonName: "kcp-front-proxy", Organizations: []string{"system:masters"}, Usages: clientUsages},
-		{Name: CertServiceAccount, CA: CAServiceAcct, CommonName: "kcp-service-account", Usages: []string{UsageDigitalSignature, UsageKeyEncipherment}},
+		// kcp verifies service-account tokens (agents' among them) with this
+		// key only: a new key on renewal would invalidate every token issued.
+		{Name: CertServiceAccount, CA: CAServiceAcct, CommonName: "kcp-service-account", Usages: []string{UsageDigitalSignature, UsageKeyEncipherment}, KeepKey: true},
 		{Name: CertAdmin, CA: CAClient, CommonName: CertAdmin, Organizations: []string{"system:kcp:admin"}, Usages: clientUsages},
 		{Name: CertMetricsViewer, CA: CAClient, CommonName: "kcp-metrics-viewer", Organizations: []string{MetricsViewersGroup}, Usages: clientUsages},
 		{Name: CertShardAdmin, CA: CAClient, CommonName: "kcp-shard-admin", Organizations: []string{"system:masters"}, Usages: clientUsages},

@@ -8,6 +8,7 @@ package pki
 
 import (
 	"crypto"
+	"encoding/base64"
 	"crypto/x509"
 	"encoding/pem"
 	"errors"
@@ -79,6 +80,10 @@ type Args struct {
 	// ACME, when set, adds a Let's Encrypt ClusterIssuer and a certificate
 	// for the public front-proxy hostname only (cert-manager mode).
 	ACME *ACME
+	// ReadAdmin: the Secrets land in a live cluster whose cert-manager issues
+	// them, so the admin identity is read back once issued (Admin), for the
+	// program's own access to kcp. Self-managed mode has it from Pulumi.
+	ReadAdmin bool
 }
 
 // Shard is a kcp shard besides the root shard.
@@ -117,6 +122,11 @@ type PKI struct {
 	Identities map[string]Identity
 	// Namespace holds the Secrets.
 	Namespace string
+	// Admin is kcp's admin client certificate with the server CA: set in
+	// self-managed mode, and in cert-manager mode with Args.ReadAdmin (read
+	// back from its Secrets once cert-manager issued them, so renewals reach
+	// the next up). Nil otherwise.
+	Admin *Identity
 }
 
 // Identity is a client certificate (key secret) and the CA of kcp's serving certificate.
@@ -258,7 +268,7 @@ func NewPKI(ctx *pulumi.Context, name string, args Args, opts ...pulumi.Resource
 	if err := component.Register(ctx, TypeToken, name, comp, args.Validate(field.NewPath("tls")), opts...); err != nil {
 		return nil, err
 	}
-	b := &builder{ctx: ctx, name: name, args: args, parent: comp, identities: map[string]Identity{}}
+	b := &builder{ctx: ctx, name: name, args: args, parent: comp, identities: map[string]Identity{}, issued: map[string]*apiextensions.CustomResource{}}
 	var err error
 	if args.Mode == ModeSelfManaged {
 		err = b.selfManaged()
@@ -273,7 +283,7 @@ func NewPKI(ctx *pulumi.Context, name string, args Args, opts ...pulumi.Resource
 		names[s.Name] = pulumi.String(comp.SecretName(s.Name))
 	}
 	comp.SecretNames = names.ToStringMapOutput()
-	comp.Identities = b.identities
+	comp.Identities, comp.Admin = b.identities, b.admin
 	if err := ctx.RegisterResourceOutputs(comp, pulumi.Map{"secretNames": comp.SecretNames}); err != nil {
 		return nil, fmt.Errorf("registering outputs of %q: %w", name, err)
 	}
@@ -286,6 +296,9 @@ type builder struct {
 	args       Args
 	parent     pulumi.Resource
 	identities map[string]Identity
+	admin      *Identity
+	// issued are cert-manager's Certificates by name, for reading back.
+	issued map[string]*apiextensions.CustomResource
 }
 
 func (b *builder) opts(extra ...pulumi.ResourceOption) []pulumi.ResourceOption {
@@ -375,6 +388,9 @@ func (b *builder) selfManaged() error {
 		if strings.HasPrefix(spec.Name, SyncerClientPrefix+"-") {
 			b.identities[strings.TrimPrefix(spec.Name, SyncerClientPrefix+"-")] = Identity{
 				Cert: cert.CertPem, Key: key.PrivateKeyPem, ServerCA: cas[CAServer].cert}
+		}
+		if spec.Name == CertAdmin {
+			b.admin = &Identity{Cert: cert.CertPem, Key: pulumi.ToSecret(key.PrivateKeyPem).(pulumi.StringOutput), ServerCA: cas[CAServer].cert}
 		}
 		if _, err := corev1.NewSecret(b.ctx, b.name+"-"+spec.Name+"-secret", &corev1.SecretArgs{
 			Metadata: b.meta(spec.Name),
@@ -496,18 +512,63 @@ func (b *builder) certManager() error {
 		}
 	}
 	if b.args.ACME != nil {
-		return b.acme(after)
+		if err := b.acme(after); err != nil {
+			return err
+		}
+	}
+	if b.args.ReadAdmin {
+		return b.readAdmin(after)
 	}
 	return nil
 }
 
+// readAdmin reads the admin certificate and the server CA back from the
+// Secrets cert-manager wrote, after their Certificates are Ready (a bring-
+// your-own server CA is its Secret). The ID is unknown until the Certificate
+// exists, so a preview of a first up reads nothing and shows unknowns.
+func (b *builder) readAdmin(opts []pulumi.ResourceOption) error {
+	read := func(name, key string) (pulumi.StringOutput, error) {
+		cr := b.issued[name]
+		id := pulumi.Sprintf("%s/%s", cr.Metadata.Namespace().Elem(), cr.Metadata.Name().Elem())
+		sec, err := corev1.GetSecret(b.ctx, b.name+"-"+name+"-read", id.ApplyT(func(s string) pulumi.ID { return pulumi.ID(s) }).(pulumi.IDOutput),
+			nil, append(opts, pulumi.DependsOn([]pulumi.Resource{cr}))...)
+		if err != nil {
+			return pulumi.StringOutput{}, fmt.Errorf("reading Secret %s: %w", name, err)
+		}
+		return pulumi.ToSecret(sec.Data.MapIndex(pulumi.String(key)).ApplyT(decodeBase64)).(pulumi.StringOutput), nil
+	}
+	admin := &Identity{}
+	var err error
+	if admin.Cert, err = read(CertAdmin, "tls.crt"); err != nil {
+		return err
+	}
+	if admin.Key, err = read(CertAdmin, "tls.key"); err != nil {
+		return err
+	}
+	if existing, ok := b.args.ExistingCAs[CAServer]; ok {
+		admin.ServerCA = pulumi.String(existing.CertPEM).ToStringOutput()
+	} else if admin.ServerCA, err = read(CAServer, "ca.crt"); err != nil {
+		return err
+	}
+	b.admin = admin
+	return nil
+}
+
+func decodeBase64(v string) (string, error) {
+	out, err := base64.StdEncoding.DecodeString(v)
+	if err != nil {
+		return "", fmt.Errorf("a Secret's data is not base64: %w", err)
+	}
+	return string(out), nil
+}
+
 // certificate is a cert-manager Certificate for spec, issued by issuer.
-func (b *builder) certificate(spec Spec, issuer string, duration, renewBefore time.Duration, opts []pulumi.ResourceOption) (pulumi.Resource, error) {
+func (b *builder) certificate(spec Spec, issuer string, duration, renewBefore time.Duration, opts []pulumi.ResourceOption) (*apiextensions.CustomResource, error) {
 	// Leaves get a new key on every renewal. A CA keeps its key: leaves it
 	// signed before its renewal then still verify against the renewed CA,
 	// instead of failing until each of them is renewed too.
 	rotation := "Always"
-	if spec.IsCA {
+	if spec.IsCA || spec.KeepKey {
 		rotation = "Never"
 	}
 	s := pulumi.Map{
@@ -536,14 +597,23 @@ func (b *builder) certificate(spec Spec, issuer string, duration, renewBefore ti
 	if len(spec.IPAddresses) > 0 {
 		s["ipAddresses"] = pulumi.ToStringArray(spec.IPAddresses)
 	}
-	return b.customResource("Certificate", spec.Name, s, opts)
+	meta := b.meta(spec.Name)
+	if b.args.ReadAdmin && (spec.Name == CertAdmin || spec.Name == CAServer) {
+		// Read back by readAdmin: the Secret must hold the issued certificate.
+		meta.Annotations = pulumi.StringMap{"pulumi.com/waitFor": pulumi.String("condition=Ready")}
+	}
+	res, err := b.customResourceIn("Certificate", spec.Name, meta, s, opts)
+	if err == nil {
+		b.issued[spec.Name] = res
+	}
+	return res, err
 }
 
-func (b *builder) customResource(kind, name string, spec pulumi.Map, opts []pulumi.ResourceOption) (pulumi.Resource, error) {
+func (b *builder) customResource(kind, name string, spec pulumi.Map, opts []pulumi.ResourceOption) (*apiextensions.CustomResource, error) {
 	return b.customResourceIn(kind, name, b.meta(name), spec, opts)
 }
 
-func (b *builder) customResourceIn(kind, name string, meta *metav1.ObjectMetaArgs, spec pulumi.Map, opts []pulumi.ResourceOption) (pulumi.Resource, error) {
+func (b *builder) customResourceIn(kind, name string, meta *metav1.ObjectMetaArgs, spec pulumi.Map, opts []pulumi.ResourceOption) (*apiextensions.CustomResource, error) {
 	res, err := apiextensions.NewCustomResource(b.ctx, b.name+"-"+slug(kind)+"-"+name, &apiextensions.CustomResourceArgs{
 		ApiVersion:  pulumi.String("cert-manager.io/v1"),
 		Kind:        pulumi.String(kind),

@@ -385,8 +385,11 @@ func TestCertManagerObjects(t *testing.T) {
 		if c["duration"] != "8760h0m0s" || c["renewBefore"] != "360h0m0s" || c["issuerRef"].(map[string]any)["name"] != leaf.CA {
 			t.Errorf("leaf %s: duration %v renewBefore %v issuer %v", leaf.Name, c["duration"], c["renewBefore"], c["issuerRef"])
 		}
-		if pk := c["privateKey"].(map[string]any); pk["rotationPolicy"] != "Always" {
-			t.Errorf("leaf %s keeps its key on renewal", leaf.Name)
+		// Only the service-account key outlives a renewal: kcp's tokens
+		// (the agents') are signed with it and verified against it alone.
+		want := map[bool]string{false: "Always", true: "Never"}[leaf.Name == CertServiceAccount]
+		if pk := c["privateKey"].(map[string]any); pk["rotationPolicy"] != want {
+			t.Errorf("leaf %s: rotationPolicy %v, want %s", leaf.Name, pk["rotationPolicy"], want)
 		}
 	}
 	if _, ok := issuers["kcp-tmc-bootstrap"]["selfSigned"]; !ok {

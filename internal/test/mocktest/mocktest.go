@@ -4,6 +4,7 @@
 package mocktest
 
 import (
+	"encoding/base64"
 	"encoding/json"
 	"fmt"
 	"os"
@@ -83,6 +84,9 @@ func (r *Recorder) NewResource(args pulumi.MockResourceArgs) (string, resource.P
 		res.DependsOn = rpc.GetDependencies()
 		res.Version = rpc.GetVersion()
 	}
+	if rpc := args.ReadRPC; rpc != nil { // a resource read by ID (a Get)
+		res.ParentURN, res.DependsOn, res.Version = rpc.GetParent(), rpc.GetDependencies(), rpc.GetVersion()
+	}
 	r.mu.Lock()
 	r.resources = append(r.resources, res)
 	r.mu.Unlock()
@@ -96,6 +100,9 @@ func (r *Recorder) NewResource(args pulumi.MockResourceArgs) (string, resource.P
 		for k, v := range outputs {
 			state[resource.PropertyKey(k)] = resource.NewProperty(v)
 		}
+	}
+	if args.TypeToken == "kubernetes:core/v1:Secret" {
+		state = secretData(args, state)
 	}
 	if meta, ok := state["metadata"]; ok && strings.HasPrefix(args.TypeToken, "kubernetes:") && meta.IsObject() {
 		// What the apiserver assigns every object: a uid.
@@ -125,6 +132,25 @@ func (r *Recorder) NewResource(args pulumi.MockResourceArgs) (string, resource.P
 		}
 	}
 	return args.Name + "-id", state, nil
+}
+
+// secretData is what the cluster puts into Secrets it fills: a token in a
+// service-account-token Secret (kcp's token controller), and for a Secret
+// read back by ID (cert-manager's) a certificate, key and CA naming it.
+func secretData(args pulumi.MockResourceArgs, state resource.PropertyMap) resource.PropertyMap {
+	b64 := func(s string) resource.PropertyValue {
+		return resource.NewProperty(base64.StdEncoding.EncodeToString([]byte(s)))
+	}
+	switch {
+	case args.ID != "":
+		state = state.Copy()
+		state["data"] = resource.NewProperty(resource.PropertyMap{
+			"tls.crt": b64("CERT " + args.ID), "tls.key": b64("KEY " + args.ID), "ca.crt": b64("CA " + args.ID)})
+	case state["type"].IsString() && state["type"].StringValue() == "kubernetes.io/service-account-token":
+		state = state.Copy()
+		state["data"] = resource.NewProperty(resource.PropertyMap{"token": b64("TOKEN " + args.Name)})
+	}
+	return state
 }
 
 // Call answers invokes with their arguments.
