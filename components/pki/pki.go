@@ -8,8 +8,8 @@ package pki
 
 import (
 	"crypto"
-	"encoding/base64"
 	"crypto/x509"
+	"encoding/base64"
 	"encoding/pem"
 	"errors"
 	"fmt"
