@@ -50,6 +50,18 @@ type SmokeCluster struct {
 	// SyncedNamespace is where the agent puts synced objects ("": look in
 	// every namespace; agents derive it from the workspace).
 	SyncedNamespace string
+	// Export is the agent's APIExport in Workspace and Published the first
+	// resource it publishes: without --workload, the smoke test binds the
+	// export in a workspace of its own and creates an object of Published
+	// there (api-syncagent syncs nothing else).
+	Workspace, Export string
+	Published         *PublishedResource
+}
+
+// PublishedResource is a kind an agent publishes through its export.
+type PublishedResource struct {
+	Resource schema.GroupVersionResource
+	Kind     string
 }
 
 // SmokeTarget is what the smoke test talks to.
@@ -169,6 +181,7 @@ func (t *SmokeTarget) defaults() {
 // from it after its deletion, then a short load test. Every check runs even
 // when an earlier one failed, so one report names every problem.
 func Smoke(ctx context.Context, t SmokeTarget) (SmokeReport, error) {
+	throughExports := t.Workload == nil && slices.ContainsFunc(t.Clusters, func(c SmokeCluster) bool { return c.Published != nil })
 	t.defaults()
 	// client-go's default 5 requests/s would measure the client, not kcp.
 	kcpConfig := withTimeout(t.KCP)
@@ -233,7 +246,14 @@ func Smoke(ctx context.Context, t SmokeTarget) (SmokeReport, error) {
 			return workloadReady(ctx, c, deployments, cl.AgentNamespace, cl.AgentKind)
 		})
 	}
-	if len(t.Clusters) > 0 {
+	switch {
+	case throughExports:
+		for _, cl := range t.Clusters {
+			check(fmt.Sprintf("a %s through export %s synced to cluster %s and cleaned up", cl.Published.Kind, cl.Export, cl.Name), func() (string, error) {
+				return syncThroughExport(ctx, t, cl, clients[cl.Name])
+			})
+		}
+	case len(t.Clusters) > 0:
 		check("test workload synced to every cluster and cleaned up", func() (string, error) {
 			return syncWorkload(ctx, t, kcpClient, clients)
 		})
@@ -421,6 +441,131 @@ func syncWorkload(ctx context.Context, t SmokeTarget, kcpClient dynamic.Interfac
 	}
 	return fmt.Sprintf("%s synced to %d cluster(s) in %s, removed in %s", obj.GetKind(), len(clusters),
 		Duration(synced), Duration(time.Since(start)-synced)), nil
+}
+
+// syncThroughExport is the smoke test of one api-syncagent cluster as its
+// users see it: a workspace of the test's own (kcp-tmc-smoke-<cluster>,
+// under root) binds the cluster's export, an object of its first published
+// resource created there reaches the cluster and goes after its deletion,
+// then the workspace is deleted. A leftover workspace of an interrupted run
+// is reused and its objects swept.
+func syncThroughExport(ctx context.Context, t SmokeTarget, cl SmokeCluster, downstream dynamic.Interface) (string, error) {
+	if downstream == nil {
+		return "", fmt.Errorf("no client for cluster %s (see its agent check)", cl.Name)
+	}
+	root, err := workspaceConfig(t.KCP, "root")
+	if err != nil {
+		return "", err
+	}
+	rootClient, err := dynamic.NewForConfig(withTimeout(root))
+	if err != nil {
+		return "", err
+	}
+	ws := "kcp-tmc-smoke-" + cl.Name
+	workspaces := rootClient.Resource(workspaceResource)
+	if _, err := workspaces.Create(ctx, &unstructured.Unstructured{Object: map[string]any{
+		"apiVersion": "tenancy.kcp.io/v1alpha1", "kind": "Workspace",
+		"metadata": map[string]any{"name": ws, "labels": map[string]any{SmokeLabel: t.RunID}},
+	}}, metav1.CreateOptions{}); err != nil && !apierrors.IsAlreadyExists(err) {
+		return "", fmt.Errorf("creating workspace root:%s: %w", ws, err)
+	}
+	defer func() {
+		cleanup, cancel := context.WithTimeout(context.WithoutCancel(ctx), requestTimeout)
+		defer cancel()
+		_ = workspaces.Delete(cleanup, ws, metav1.DeleteOptions{})
+	}()
+	if err := waitPhase(ctx, workspaces, ws, "Ready", t.SyncTimeout); err != nil {
+		return "", fmt.Errorf("workspace root:%s: %w", ws, err)
+	}
+	wsConfig, err := workspaceConfig(t.KCP, "root:"+ws)
+	if err != nil {
+		return "", err
+	}
+	wsClient, err := dynamic.NewForConfig(withTimeout(wsConfig))
+	if err != nil {
+		return "", err
+	}
+	bindings := wsClient.Resource(apiBindings)
+	if _, err := bindings.Create(ctx, &unstructured.Unstructured{Object: map[string]any{
+		"apiVersion": "apis.kcp.io/v1alpha1", "kind": "APIBinding",
+		"metadata": map[string]any{"name": cl.Export},
+		"spec":     map[string]any{"reference": map[string]any{"export": map[string]any{"path": cl.Workspace, "name": cl.Export}}},
+	}}, metav1.CreateOptions{}); err != nil && !apierrors.IsAlreadyExists(err) {
+		return "", fmt.Errorf("binding export %s:%s in root:%s: %w", cl.Workspace, cl.Export, ws, err)
+	}
+	if err := waitPhase(ctx, bindings, cl.Export, "Bound", t.SyncTimeout); err != nil {
+		return "", fmt.Errorf("APIBinding %s in root:%s: %w", cl.Export, ws, err)
+	}
+	one := t
+	one.Clusters = []SmokeCluster{cl}
+	one.WorkloadResource, one.WorkloadNamespace = cl.Published.Resource, "default"
+	one.Workload = &unstructured.Unstructured{Object: map[string]any{
+		"apiVersion": cl.Published.Resource.GroupVersion().String(), "kind": cl.Published.Kind,
+		"metadata": map[string]any{"name": "kcp-tmc-smoke-" + t.RunID},
+	}}
+	// The bound resource is served a moment after the binding is Bound.
+	if err := waitServed(ctx, wsClient.Resource(one.WorkloadResource).Namespace("default"), t.SyncTimeout); err != nil {
+		return "", fmt.Errorf("%s in root:%s: %w", one.WorkloadResource.Resource, ws, err)
+	}
+	detail, err := syncWorkload(ctx, one, wsClient, map[string]dynamic.Interface{cl.Name: downstream})
+	if err != nil && apierrors.IsInvalid(err) {
+		err = fmt.Errorf("%w (its schema wants fields an empty object lacks: pass --workload with a valid one)", err)
+	}
+	return detail, err
+}
+
+var (
+	workspaceResource = schema.GroupVersionResource{Group: "tenancy.kcp.io", Version: "v1alpha1", Resource: "workspaces"}
+	apiBindings       = schema.GroupVersionResource{Group: "apis.kcp.io", Version: "v1alpha1", Resource: "apibindings"}
+)
+
+// workspaceConfig is cfg pointed at the logical cluster ws of the same kcp.
+func workspaceConfig(cfg *rest.Config, ws string) (*rest.Config, error) {
+	u, err := url.Parse(cfg.Host)
+	if err != nil || u.Host == "" {
+		return nil, fmt.Errorf("kcp's URL %q: not a URL", cfg.Host)
+	}
+	u.Path, u.RawPath = "/clusters/"+ws, ""
+	out := rest.CopyConfig(cfg)
+	out.Host = u.String()
+	return out, nil
+}
+
+// waitPhase polls an object until its status.phase is want.
+func waitPhase(ctx context.Context, res dynamic.ResourceInterface, name, want string, timeout time.Duration) error {
+	deadline := time.Now().Add(timeout)
+	for {
+		obj, err := res.Get(ctx, name, metav1.GetOptions{})
+		phase := ""
+		if err == nil {
+			phase, _, _ = unstructured.NestedString(obj.Object, "status", "phase")
+			if phase == want {
+				return nil
+			}
+		}
+		if time.Now().After(deadline) || ctx.Err() != nil {
+			if err != nil {
+				return fmt.Errorf("not %s within %s: %w", want, timeout, err)
+			}
+			return fmt.Errorf("not %s within %s (phase %q)", want, timeout, phase)
+		}
+		time.Sleep(500 * time.Millisecond)
+	}
+}
+
+// waitServed polls until a list of res succeeds.
+func waitServed(ctx context.Context, res dynamic.ResourceInterface, timeout time.Duration) error {
+	deadline := time.Now().Add(timeout)
+	for {
+		_, err := res.List(ctx, metav1.ListOptions{Limit: 1})
+		if err == nil {
+			return nil
+		}
+		if time.Now().After(deadline) || ctx.Err() != nil {
+			return fmt.Errorf("not served within %s: %w", timeout, err)
+		}
+		time.Sleep(500 * time.Millisecond)
+	}
 }
 
 // sweep deletes smoke objects of other runs (an interrupted run leaves its

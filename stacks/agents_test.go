@@ -328,7 +328,7 @@ func TestKCPSideInTheSameUp(t *testing.T) {
 					}
 				}
 			}
-			if wantReads := map[bool]int{true: 3}[tt.wantCA == "CA kcp/kcp-server-ca"]; reads != wantReads {
+			if wantReads := map[bool]int{true: 2}[tt.wantCA == "CA kcp/kcp-server-ca"]; reads != wantReads {
 				t.Errorf("%d Secrets read back, want %d", reads, wantReads)
 			}
 			if tt.wantCA == "CA kcp/kcp-server-ca" {

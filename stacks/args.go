@@ -157,10 +157,11 @@ func etcdArgs(cfg *Config) etcd.Args {
 	}
 }
 
-// agentArgs maps one kcp-tmc:clusters entry (identity filled in by the
+// AgentArgs maps one kcp-tmc:clusters entry (identity filled in by the
 // caller), with the agents component's defaults applied: the workspace it
-// picks is the one the kcp side is created in.
-func agentArgs(cfg *Config, cl Cluster) agents.Args {
+// picks is the one the kcp side is created in, and the CLI's day-2 verbs
+// find the agent by the same names.
+func AgentArgs(cfg *Config, cl Cluster) agents.Args {
 	labels := map[string]string{}
 	if cl.Region != "" {
 		labels["topology.kubernetes.io/region"] = cl.Region

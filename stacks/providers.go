@@ -43,7 +43,7 @@ func deployAgents(ctx *pulumi.Context, cfg *Config, projectDir string, certs *pk
 		if err != nil {
 			return fmt.Errorf("cluster %s provider: %w", cl.Name, err)
 		}
-		a := agentArgs(cfg, cl)
+		a := AgentArgs(cfg, cl)
 		a.PublicServerCert = cfg.TLS.ACME != nil
 		a.Identity = agentIdentity(cfg)
 		switch a.Identity {
@@ -130,7 +130,7 @@ func kcpAccess(cfg *Config, certs *pki.PKI, entry *ingress.Ingress) pulumi.Strin
 // workspace keeps the name "kcp" it has had since stacks had clusters, so
 // no existing APIExport moves to another provider (which would replace it).
 func kcpProviderName(cfg *Config, ws string) string {
-	if len(cfg.Clusters) > 0 && ws == agentArgs(cfg, cfg.Clusters[0]).Workspace {
+	if len(cfg.Clusters) > 0 && ws == AgentArgs(cfg, cfg.Clusters[0]).Workspace {
 		return "kcp"
 	}
 	return "kcp-" + strings.ReplaceAll(ws, ":", "-")
@@ -149,10 +149,10 @@ func kcpWorkspacePaths(cfg *Config) []string {
 		}
 	}
 	for _, cl := range cfg.Clusters {
-		add(agentArgs(cfg, cl).Workspace)
+		add(AgentArgs(cfg, cl).Workspace)
 	}
 	for _, cl := range cfg.Clusters {
-		for _, a := range ancestors(agentArgs(cfg, cl).Workspace) {
+		for _, a := range ancestors(AgentArgs(cfg, cl).Workspace) {
 			add(a)
 		}
 	}
@@ -237,7 +237,7 @@ func kcpWorkspaces(ctx *pulumi.Context, cfg *Config, providers map[string]pulumi
 	shardOf := map[string]string{} // clusters[].shard: where kcp schedules the workspace
 	for _, cl := range cfg.Clusters {
 		if cl.Shard != "" {
-			shardOf[agentArgs(cfg, cl).Workspace] = cl.Shard
+			shardOf[AgentArgs(cfg, cl).Workspace] = cl.Shard
 		}
 	}
 	var create func(ws string) error
@@ -276,7 +276,7 @@ func kcpWorkspaces(ctx *pulumi.Context, cfg *Config, providers map[string]pulumi
 		return out, nil
 	}
 	for _, cl := range cfg.Clusters {
-		if err := create(agentArgs(cfg, cl).Workspace); err != nil {
+		if err := create(AgentArgs(cfg, cl).Workspace); err != nil {
 			return nil, err
 		}
 	}

@@ -410,7 +410,7 @@ func (c *Config) validateClusters(v *validator) {
 	for i, cl := range c.Clusters {
 		key := field.NewPath("clusters").Index(i)
 		if cl.Shard != "" {
-			ws := agentArgs(c, cl).Workspace
+			ws := AgentArgs(c, cl).Workspace
 			switch {
 			case !slices.Contains(known, cl.Shard):
 				v.add(key.Child("shard").String(), cl.Shard, "root or a name of kcp.shards ("+strings.Join(known, ", ")+")")
@@ -434,7 +434,7 @@ func (c *Config) validateClusters(v *validator) {
 		if c.Target.Mode == TargetKubeconfig && c.ClusterKubeconfigs[cl.Name] == "" {
 			v.add("clusterKubeconfigs", "<no entry for "+cl.Name+">", "a kubeconfig for every cluster in kcp-tmc:clusters")
 		}
-		a := agentArgs(c, cl)
+		a := AgentArgs(c, cl)
 		// The identity is wired by Deploy from the PKI and the kcp side, not
 		// from a key: the user's input is checked without it.
 		a.Identity = agents.IdentityCopied

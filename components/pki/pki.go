@@ -527,30 +527,33 @@ func (b *builder) certManager() error {
 // your-own server CA is its Secret). The ID is unknown until the Certificate
 // exists, so a preview of a first up reads nothing and shows unknowns.
 func (b *builder) readAdmin(opts []pulumi.ResourceOption) error {
-	read := func(name, key string) (pulumi.StringOutput, error) {
+	read := func(name string) (*corev1.Secret, error) {
 		cr := b.issued[name]
 		id := pulumi.Sprintf("%s/%s", cr.Metadata.Namespace().Elem(), cr.Metadata.Name().Elem())
 		sec, err := corev1.GetSecret(b.ctx, b.name+"-"+name+"-read", id.ApplyT(func(s string) pulumi.ID { return pulumi.ID(s) }).(pulumi.IDOutput),
 			nil, append(opts, pulumi.DependsOn([]pulumi.Resource{cr}))...)
 		if err != nil {
-			return pulumi.StringOutput{}, fmt.Errorf("reading Secret %s: %w", name, err)
+			return nil, fmt.Errorf("reading Secret %s: %w", name, err)
 		}
-		return pulumi.ToSecret(sec.Data.MapIndex(pulumi.String(key)).ApplyT(decodeBase64)).(pulumi.StringOutput), nil
+		return sec, nil
 	}
-	admin := &Identity{}
-	var err error
-	if admin.Cert, err = read(CertAdmin, "tls.crt"); err != nil {
+	field := func(sec *corev1.Secret, key string) pulumi.StringOutput {
+		return pulumi.ToSecret(sec.Data.MapIndex(pulumi.String(key)).ApplyT(decodeBase64)).(pulumi.StringOutput)
+	}
+	admin, err := read(CertAdmin)
+	if err != nil {
 		return err
 	}
-	if admin.Key, err = read(CertAdmin, "tls.key"); err != nil {
-		return err
-	}
+	b.admin = &Identity{Cert: field(admin, "tls.crt"), Key: field(admin, "tls.key")}
 	if existing, ok := b.args.ExistingCAs[CAServer]; ok {
-		admin.ServerCA = pulumi.String(existing.CertPEM).ToStringOutput()
-	} else if admin.ServerCA, err = read(CAServer, "ca.crt"); err != nil {
+		b.admin.ServerCA = pulumi.String(existing.CertPEM).ToStringOutput()
+		return nil
+	}
+	ca, err := read(CAServer)
+	if err != nil {
 		return err
 	}
-	b.admin = admin
+	b.admin.ServerCA = field(ca, "ca.crt")
 	return nil
 }
 

@@ -22,6 +22,7 @@ import (
 	"sigs.k8s.io/yaml"
 
 	"github.com/kcp-tmc/kcp-tmc/components/agents"
+	"github.com/kcp-tmc/kcp-tmc/components/kcp"
 	"github.com/kcp-tmc/kcp-tmc/components/pki"
 	"github.com/kcp-tmc/kcp-tmc/ops"
 	"github.com/kcp-tmc/kcp-tmc/stacks"
@@ -38,9 +39,9 @@ type smokeFlags struct {
 
 func (f *smokeFlags) register(fs *flag.FlagSet) {
 	fs.StringVar(&f.kcpKubeconfig, "kcp-kubeconfig", "", "smoke: kcp admin kubeconfig file (default: the stack's secret kcp-tmc:kcpKubeconfig, else the kcp-admin certificate from the hosting cluster)")
-	fs.StringVar(&f.kcpServer, "kcp-server", "", "smoke: kcp's URL when the admin certificate comes from the hosting cluster (default https://kcp.<domain>/clusters/root)")
+	fs.StringVar(&f.kcpServer, "kcp-server", "", "smoke: kcp's URL when the admin certificate comes from the hosting cluster (default: kcp-tmc:target.kcpServer, else https://kcp.<domain>; path /clusters/root); the certificate is verified for kcp.<domain>")
 	fs.StringVar(&f.kubeconfig, "kubeconfig", "", "smoke, agent-identity: kubeconfig of the cluster kcp runs on (default: the stack's kcp-tmc:kubeconfig; else target.context, looked up in $KUBECONFIG or ~/.kube/config; with none of the three set, smoke refuses rather than use the current context)")
-	fs.StringVar(&f.workload, "workload", "", "smoke: YAML of the object created in kcp to prove syncing (default: a ConfigMap; api-syncagent clusters need an object of a published API)")
+	fs.StringVar(&f.workload, "workload", "", "smoke: YAML of the object created in kcp to prove syncing (default: per api-syncagent cluster, an object of its first published resource in a workspace bound to its export; without clusters, a ConfigMap)")
 	fs.DurationVar(&f.loadDuration, "load-duration", 30*time.Second, "smoke: length of the load test (0 skips it; prod stacks default to 0)")
 	fs.IntVar(&f.loadWorkers, "load-workers", 4, "smoke: concurrent load-test workers")
 	fs.DurationVar(&f.maxP99, "load-max-p99", time.Second, "smoke: the load test fails above this p99 request latency")
@@ -68,9 +69,18 @@ func (f *smokeFlags) target(ctx context.Context, cfg *stacks.Config) (ops.SmokeT
 	default:
 		server := f.kcpServer
 		if server == "" {
-			server = "https://kcp." + cfg.Domain + "/clusters/root"
+			server = cfg.Target.KCPServer
+		}
+		if server == "" {
+			server = kcp.PublicURL(cfg.Domain)
+		}
+		if !strings.Contains(server, "/clusters/") {
+			server = strings.TrimSuffix(server, "/") + "/clusters/root"
 		}
 		t.KCP, err = adminFromHost(ctx, t.Host, cfg.Namespace, server)
+		if err == nil {
+			t.KCP.TLSClientConfig.ServerName = kcp.PublicHost(cfg.Domain)
+		}
 	}
 	if err != nil {
 		return t, fmt.Errorf("kcp admin access: %w", err)
@@ -84,11 +94,12 @@ func (f *smokeFlags) target(ctx context.Context, cfg *stacks.Config) (ops.SmokeT
 		if err != nil {
 			return t, fmt.Errorf("kcp-tmc:clusterKubeconfigs[%s]: %w", cl.Name, err)
 		}
-		ns := cl.Namespace
-		if ns == "" {
-			ns = agents.DefaultNamespace
+		a := stacks.AgentArgs(cfg, cl)
+		c := ops.SmokeCluster{Name: cl.Name, AgentKind: a.Kind, AgentNamespace: a.Namespace, Config: rc, Workspace: a.Workspace, Export: a.APIExport}
+		if r := a.Resources[0]; a.Kind == agents.KindSyncAgent {
+			c.Published = &ops.PublishedResource{Resource: schema.GroupVersionResource{Group: r.Group, Version: r.Version, Resource: r.Plural}, Kind: r.Kind}
 		}
-		t.Clusters = append(t.Clusters, ops.SmokeCluster{Name: cl.Name, AgentKind: cl.Agent, AgentNamespace: ns, Config: rc})
+		t.Clusters = append(t.Clusters, c)
 	}
 	if f.workload != "" {
 		if t.Workload, err = readWorkload(f.workload); err != nil {

@@ -10,15 +10,19 @@ import (
 	"testing"
 	"time"
 
+	"github.com/kcp-tmc/kcp-tmc/components/pki"
 	"github.com/kcp-tmc/kcp-tmc/tests/cluster"
 )
 
 // TestAgentOnTheSameNode: the dev stack with one api-syncagent cluster entry
-// whose physical cluster is the node itself. After up, the kcp side and the
-// agent's identity (cert-manager mode: `kcp-tmc agent-identity`), the agent
-// runs in the cluster, reaches kcp at its public address through CoreDNS and
-// the load balancer, and a Widget created in a consumer workspace reaches
-// the node and its status comes back.
+// whose physical cluster is the node itself. One up brings it all: kcp, the
+// kcp side (workspace, APIExport, RBAC, the agent's ServiceAccount token)
+// through the stack's own admin certificate, and the agent, Ready, reaching
+// kcp at its public address through CoreDNS and the load balancer. A Widget
+// created in a consumer workspace reaches the node and its status comes
+// back. cert-manager then renews every certificate the path depends on (the
+// service-account key's, the front-proxy's, kcp-admin's) and the agent keeps
+// syncing with no command run; the next up converges.
 func TestAgentOnTheSameNode(t *testing.T) {
 	require(t)
 	ctx := context.Background()
@@ -38,17 +42,13 @@ func TestAgentOnTheSameNode(t *testing.T) {
 	p.setSecret("kcp-tmc:clusterKubeconfigs", string(kc))
 	p.destroyAtCleanup()
 
-	p.must("up")
-	p.publishFrontDoor("kcp-front-proxy-lb", host)
-	admin := p.kcpAdminKubeconfig("https://" + host + ":443")
-	p.setSecret("kcp-tmc:kcpKubeconfig", admin)
-	p.must("up")
-	p.must("agent-identity")
-	if err := kube.WaitRollout(ctx, "kcp-agent", "deployment/api-syncagent", 5*time.Minute); err != nil {
-		logs, _, _ := kube.Kubectl(ctx, nil, "-n", "kcp-agent", "logs", "deployment/api-syncagent", "--tail=40")
-		t.Fatalf("the agent did not become Ready: %v\nlog:\n%s", err, logs)
-	}
+	p.publishFrontDoorOnceAddressed("kcp-front-proxy-lb", host)
+	p.must("up") // awaits the agent's rollout: Ready means it reached kcp
 	p.must("up", "--expect-no-changes")
+	// smoke with its defaults: a Widget through the agent's export, in a
+	// workspace of its own, to the node and back out; then it cleans up.
+	t.Log(p.must("smoke"))
+	admin := p.kcpAdminKubeconfig("https://" + host + ":443")
 
 	t.Cleanup(func() {
 		if t.Failed() {
@@ -101,26 +101,47 @@ metadata: {name: widgets}
 spec: {reference: {export: {path: "root:compute", name: %s}}}
 `, export), "create", "-f", "-")
 	waitCmd(t, "APIBinding Bound", 2*time.Minute, poll("root:consumer", "Bound", "get", "apibinding", "widgets", "-o", "jsonpath={.status.phase}"))
-	waitCmd(t, "a Widget created in kcp", time.Minute, func() (bool, string) {
-		out, err := kcpTry("root:consumer", `{"apiVersion":"example.com/v1","kind":"Widget","metadata":{"name":"w1","namespace":"default"},"spec":{"size":3}}`, "create", "-f", "-")
-		if err != nil {
-			return false, err.Error()
-		}
-		return true, out
-	})
+	// widget creates a Widget in kcp and returns where it landed on the node.
+	widget := func(name string) (ns, nodeName string) {
+		t.Helper()
+		waitCmd(t, "Widget "+name+" created in kcp", time.Minute, func() (bool, string) {
+			out, err := kcpTry("root:consumer", fmt.Sprintf(`{"apiVersion":"example.com/v1","kind":"Widget","metadata":{"name":%q,"namespace":"default"},"spec":{"size":3}}`, name), "create", "-f", "-")
+			if err != nil {
+				return false, err.Error()
+			}
+			return true, out
+		})
+		began := time.Now()
+		waitCmd(t, "Widget "+name+" reaches the node", 2*time.Minute, func() (bool, string) {
+			out, _, err := kube.Kubectl(ctx, nil, "get", "widgets.example.com", "-A", "-o", "json")
+			if err != nil {
+				return false, err.Error()
+			}
+			var list struct {
+				Items []struct {
+					Metadata struct {
+						Name, Namespace string
+						Annotations     map[string]string
+					}
+				}
+			}
+			if err := json.Unmarshal([]byte(out), &list); err != nil {
+				return false, err.Error()
+			}
+			for _, w := range list.Items {
+				// api-syncagent v0.7.0 notes the kcp object's name here (internal/sync/types.go).
+				if w.Metadata.Annotations["syncagent.kcp.io/remote-object-name"] == name {
+					ns, nodeName = w.Metadata.Namespace, w.Metadata.Name
+					return true, ""
+				}
+			}
+			return false, fmt.Sprintf("%d widgets on the node, none from %s", len(list.Items), name)
+		})
+		t.Logf("Widget %s: kcp → node in %s", name, time.Since(began).Round(100*time.Millisecond))
+		return ns, nodeName
+	}
+	ns, name := widget("w1")
 	began := time.Now()
-	var name, ns string
-	waitCmd(t, "the Widget reaches the node", 2*time.Minute, func() (bool, string) {
-		out, _, err := kube.Kubectl(ctx, nil, "get", "widgets.example.com", "-A", "-o", `jsonpath={range .items[*]}{.metadata.namespace} {.metadata.name}{"\n"}{end}`)
-		if err != nil || strings.TrimSpace(out) == "" {
-			return false, out
-		}
-		f := strings.Fields(out)
-		ns, name = f[0], f[1]
-		return true, out
-	})
-	t.Logf("kcp → node in %s", time.Since(began).Round(100*time.Millisecond))
-	began = time.Now()
 	if _, _, err := kube.Kubectl(ctx, nil, "-n", ns, "patch", "widgets.example.com", name, "--subresource=status", "--type=merge", "-p", `{"status":{"phase":"Provisioned"}}`); err != nil {
 		t.Fatal(err)
 	}
@@ -128,7 +149,40 @@ spec: {reference: {export: {path: "root:compute", name: %s}}}
 		poll("root:consumer", "Provisioned", "get", "widgets.example.com", "w1", "-n", "default", "-o", "jsonpath={.status.phase}"))
 	t.Logf("node → kcp status in %s", time.Since(began).Round(100*time.Millisecond))
 
+	// Renewals reach nobody's desk: cert-manager renews what the agent's
+	// path rests on, and a Widget created afterwards still syncs.
+	renew(t, p.ns, pki.CertServiceAccount, pki.CertFrontProxy, pki.CertAdmin)
+	widget("w2")
+	p.must("up") // reads the renewed admin certificate: an update of the kcp providers, no replacement
+	p.must("up", "--expect-no-changes")
+
 	p.destroy()
+}
+
+// renew makes cert-manager renew certificates now, as `cmctl renew` does
+// (the Issuing condition), and waits until each Secret holds a new
+// certificate and its Certificate is Ready again.
+func renew(t *testing.T, ns string, certs ...string) {
+	t.Helper()
+	ctx := context.Background()
+	crt := func(name string) string {
+		out, _, _ := kube.Kubectl(ctx, nil, "-n", ns, "get", "secret", name, "-o", `jsonpath={.data.tls\.crt}`)
+		return out
+	}
+	began := time.Now()
+	for _, name := range certs {
+		before := crt(name)
+		patch := `{"status":{"conditions":[{"type":"Issuing","status":"True","reason":"ManuallyTriggered","message":"renewal forced by the test","lastTransitionTime":"` +
+			time.Now().UTC().Format(time.RFC3339) + `"}]}}`
+		if _, _, err := kube.Kubectl(ctx, nil, "-n", ns, "patch", "certificate", name, "--subresource=status", "--type=merge", "-p", patch); err != nil {
+			t.Fatalf("forcing the renewal of %s: %v", name, err)
+		}
+		waitCmd(t, "certificate "+name+" renewed", 2*time.Minute, func() (bool, string) {
+			ready, _, _ := kube.Kubectl(ctx, nil, "-n", ns, "get", "certificate", name, "-o", `jsonpath={.status.conditions[?(@.type=="Ready")].status}`)
+			return crt(name) != before && ready == "True", "Ready=" + ready
+		})
+	}
+	t.Logf("renewed %s in %s", strings.Join(certs, ", "), time.Since(began).Round(time.Second))
 }
 
 // waitCmd polls check every second until it reports done, failing the test

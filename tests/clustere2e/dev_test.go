@@ -135,18 +135,34 @@ func tail(s string, n int) string {
 	return s
 }
 
-// publishFrontDoor makes kcp.<domain> resolve to the front door's
-// load-balancer address, here and in the cluster (a DNS record).
-func (p *platform) publishFrontDoor(service, host string) {
-	p.t.Helper()
-	ctx := context.Background()
-	ip, err := kube.LoadBalancerIP(ctx, p.ns, service)
-	if err != nil {
-		p.t.Fatal(err)
-	}
-	if err := kube.PublishHost(ctx, host, ip); err != nil {
-		p.t.Fatal(err)
-	}
+// publishFrontDoorOnceAddressed does what external-dns does for a user:
+// from now on, as soon as the front door's load balancer has an address
+// (during the up that creates it), kcp.<domain> resolves to it here and in
+// the cluster. The program itself needs no record; the agents do.
+func (p *platform) publishFrontDoorOnceAddressed(service, host string) {
+	ctx, cancel := context.WithCancel(context.Background())
+	done := make(chan error, 1)
+	go func() {
+		for {
+			out, _, _ := kube.Kubectl(ctx, nil, "-n", p.ns, "get", "service", service, "-o", "jsonpath={.status.loadBalancer.ingress[0].ip}")
+			if ip := strings.TrimSpace(out); ip != "" {
+				done <- kube.PublishHost(ctx, host, ip)
+				return
+			}
+			select {
+			case <-ctx.Done():
+				done <- nil
+				return
+			case <-time.After(2 * time.Second):
+			}
+		}
+	}()
+	p.t.Cleanup(func() {
+		cancel()
+		if err := <-done; err != nil {
+			p.t.Errorf("publishing %s: %v", host, err)
+		}
+	})
 }
 
 // kcpAdminKubeconfig is an admin kubeconfig for kcp at its public address,
@@ -182,6 +198,7 @@ func TestDevStackOnANode(t *testing.T) {
 	p := newPlatform(t, nil)
 	p.destroyAtCleanup()
 
+	p.publishFrontDoorOnceAddressed("kcp-front-proxy-lb", host)
 	p.must("up")
 	// Every Pod of the stack is running and Ready now, with nothing skipped.
 	pods, _, err := kube.Kubectl(ctx, nil, "-n", p.ns, "get", "pods", "-o",
@@ -200,13 +217,11 @@ func TestDevStackOnANode(t *testing.T) {
 		}
 	}
 
-	p.publishFrontDoor("kcp-front-proxy-lb", host)
 	t.Log(p.must("smoke"))
 
-	// The kcp side (the metrics reader binding in root) through the admin
-	// identity at the public address; then Prometheus finds every target up.
-	p.setSecret("kcp-tmc:kcpKubeconfig", p.kcpAdminKubeconfig("https://"+host+":443"))
-	p.must("up")
+	// The kcp side (the metrics reader binding in root) came with the same
+	// up, through the stack's own admin certificate at the load balancer's
+	// address: Prometheus finds every target up, nothing left to apply.
 	p.must("up", "--expect-no-changes")
 	promTargetsUp(t, []string{"kcp", "kcp-front-proxy", "etcd"})
 	promRulesHealthy(t, p.ns)

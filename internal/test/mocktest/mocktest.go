@@ -69,6 +69,17 @@ func (r Resource) ParentName() string {
 type Recorder struct {
 	mu        sync.Mutex
 	resources []Resource
+	urns      map[string]bool
+}
+
+// urn is the URN the engine would give res (type chain of its parents and
+// name), so a duplicate fails under mocks as it fails on the engine.
+func urn(res Resource) string {
+	typ := res.Type
+	if parts := strings.Split(res.ParentURN, "::"); len(parts) == 4 && !strings.HasPrefix(parts[2], "pulumi:pulumi:Stack") {
+		typ = parts[2] + "$" + typ
+	}
+	return typ + "::" + res.Name
 }
 
 // NewResource records the registration and echoes inputs back as state;
@@ -88,8 +99,16 @@ func (r *Recorder) NewResource(args pulumi.MockResourceArgs) (string, resource.P
 		res.ParentURN, res.DependsOn, res.Version = rpc.GetParent(), rpc.GetDependencies(), rpc.GetVersion()
 	}
 	r.mu.Lock()
+	if r.urns == nil {
+		r.urns = map[string]bool{}
+	}
+	dup := r.urns[urn(res)]
+	r.urns[urn(res)] = true
 	r.resources = append(r.resources, res)
 	r.mu.Unlock()
+	if dup {
+		return "", nil, fmt.Errorf("Duplicate resource URN %q; try giving it a unique name", urn(res))
+	}
 	state := args.Inputs
 	if strings.HasPrefix(args.TypeToken, "tls:") {
 		outputs, err := EmulateTLS(args.TypeToken, plain(args.Inputs))
