@@ -45,7 +45,7 @@ func deployAgents(ctx *pulumi.Context, cfg *Config, projectDir string, certs *pk
 		}
 		a := AgentArgs(cfg, cl)
 		a.PublicServerCert = cfg.TLS.ACME != nil
-		a.Identity = agentIdentity(cfg)
+		a.Identity = AgentIdentity(cfg)
 		switch a.Identity {
 		case agents.IdentityToken:
 			if !a.PublicServerCert {
@@ -74,12 +74,12 @@ func kcpSideLive(cfg *Config) bool {
 		(cfg.KCPKubeconfig != "" || (cfg.Target.KCPSide == KCPSideAuto && !cfg.Target.SkipAwait))
 }
 
-// agentIdentity is how the agents authenticate to kcp (docs/agents.md): a
+// AgentIdentity is how the agents authenticate to kcp (docs/agents.md): a
 // ServiceAccount token of their own when this up applies the kcp side to a
 // running kcp, which needs nobody after it; else the certificate Pulumi
 // minted (self-managed) or the one `kcp-tmc agent-identity` copies
 // (cert-manager).
-func agentIdentity(cfg *Config) string {
+func AgentIdentity(cfg *Config) string {
 	switch {
 	case kcpSideLive(cfg):
 		return agents.IdentityToken

@@ -16,7 +16,12 @@ import (
 // agentIdentity copies each agent's cert-manager-issued identity from kcp's
 // hosting cluster to its physical cluster (all clusters, or only).
 func agentIdentity(ctx context.Context, cfg *stacks.Config, hostKubeconfig, only string, stdout io.Writer) error {
-	if cfg.TLS.Mode != pki.ModeCertManager {
+	switch stacks.AgentIdentity(cfg) {
+	case agents.IdentityToken:
+		return fmt.Errorf("stack %q applies the kcp side in its up (target.kcpSide %s): each agent authenticates with a ServiceAccount token "+
+			"that `kcp-tmc up` writes, so there is nothing to copy; agent-identity is the fallback with target.kcpSide %s (docs/agents.md)",
+			cfg.Environment, cfg.Target.KCPSide, stacks.KCPSideOff)
+	case agents.IdentityCertificate:
 		// Pulumi writes the Secret itself; a copy would take it over.
 		return fmt.Errorf("stack tls.mode is %s: `kcp-tmc up` writes each agent's identity; agent-identity is for tls.mode %s", cfg.TLS.Mode, pki.ModeCertManager)
 	}

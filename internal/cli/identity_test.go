@@ -11,8 +11,9 @@ import (
 )
 
 // TestAgentIdentityRefusesWhatItWouldBreak: in self-managed mode Pulumi
-// owns the Secret (a copy would take it over), and a stack without clusters
-// has nothing to copy; both are said plainly before any cluster is touched.
+// owns the Secret (a copy would take it over), a stack whose up applies the
+// kcp side gives its agents tokens, and a stack without clusters has
+// nothing to copy; each is said plainly before any cluster is touched.
 func TestAgentIdentityRefusesWhatItWouldBreak(t *testing.T) {
 	for _, tt := range []struct {
 		cfg  stacks.Config
@@ -20,6 +21,8 @@ func TestAgentIdentityRefusesWhatItWouldBreak(t *testing.T) {
 	}{
 		{stacks.Config{TLS: stacks.TLS{Mode: pki.ModeSelfManaged}, Clusters: []stacks.Cluster{{Name: "edge"}}}, "`kcp-tmc up` writes each agent's identity"},
 		{stacks.Config{TLS: stacks.TLS{Mode: pki.ModeCertManager}}, "no kcp-tmc:clusters"},
+		{stacks.Config{Environment: "prod", TLS: stacks.TLS{Mode: pki.ModeCertManager}, Clusters: []stacks.Cluster{{Name: "edge"}},
+			Target: stacks.Target{Mode: stacks.TargetKubeconfig, KCPSide: stacks.KCPSideAuto}}, "each agent authenticates with a ServiceAccount token"},
 	} {
 		err := agentIdentity(context.Background(), &tt.cfg, "", "", io.Discard)
 		if err == nil || !strings.Contains(err.Error(), tt.want) {

@@ -151,7 +151,26 @@ spec: {reference: {export: {path: "root:compute", name: %s}}}
 
 	// Renewals reach nobody's desk: cert-manager renews what the agent's
 	// path rests on, and a Widget created afterwards still syncs.
+	saKey := func() string {
+		out, _, _ := kube.Kubectl(ctx, nil, "-n", p.ns, "get", "secret", pki.CertServiceAccount, "-o", `jsonpath={.data.tls\.key}`)
+		return out
+	}
+	keyBefore := saKey()
 	renew(t, p.ns, pki.CertServiceAccount, pki.CertFrontProxy, pki.CertAdmin)
+	if keyBefore == "" || saKey() != keyBefore {
+		t.Error("kcp's service-account key changed on renewal: every token kcp issued stops verifying once kcp restarts")
+	}
+	// kcp and the front-proxy read the service-account key at start: a
+	// restart (the runbook's step after a renewal, or any rescheduling)
+	// is when a changed key would lock every agent out.
+	for _, d := range []string{"deployment/kcp", "deployment/kcp-front-proxy"} {
+		if _, _, err := kube.Kubectl(ctx, nil, "-n", p.ns, "rollout", "restart", d); err != nil {
+			t.Fatal(err)
+		}
+		if err := kube.WaitRollout(ctx, p.ns, d, 5*time.Minute); err != nil {
+			t.Fatalf("%s after the restart: %v\n%s", d, err, p.state())
+		}
+	}
 	widget("w2")
 	p.must("up") // reads the renewed admin certificate: an update of the kcp providers, no replacement
 	p.must("up", "--expect-no-changes")
