@@ -271,15 +271,17 @@ current-context: kcp
 // kcp side and the agents fall back to their certificate.
 func TestKCPSideInTheSameUp(t *testing.T) {
 	tests := []struct {
-		name               string
-		tls, target        string
-		wantServer, wantCA string // "" = no kcp side
-		wantIdentity       string
+		name                 string
+		tls, target, ingress string
+		wantServer, wantCA   string // "" = no kcp side
+		wantIdentity         string
 	}{
-		{name: "cert-manager", target: `{"mode":"kubeconfig"}`, wantServer: "https://kcp.example.com:443",
+		{name: "cert-manager", target: `{"mode":"kubeconfig"}`, wantServer: "https://" + mocktest.LoadBalancerIP + ":443",
 			wantCA: "CA kcp/kcp-server-ca", wantIdentity: agents.IdentityToken},
 		{name: "self-managed", tls: `{"mode":"self-managed","installCertManager":false}`, target: `{"mode":"kubeconfig"}`,
-			wantServer: "https://kcp.example.com:443", wantCA: "-----BEGIN CERTIFICATE-----", wantIdentity: agents.IdentityToken},
+			wantServer: "https://" + mocktest.LoadBalancerIP + ":443", wantCA: "-----BEGIN CERTIFICATE-----", wantIdentity: agents.IdentityToken},
+		{name: "a gateway front door: the public name", target: `{"mode":"kubeconfig"}`, ingress: `{"mode":"gateway","gateway":{"className":"eg"}}`,
+			wantServer: "https://kcp.example.com:443", wantCA: "CA kcp/kcp-server-ca", wantIdentity: agents.IdentityToken},
 		{name: "a deployer inside the network", target: `{"mode":"kubeconfig","kcpServer":"https://10.0.0.5:6443"}`,
 			wantServer: "https://10.0.0.5:6443", wantCA: "CA kcp/kcp-server-ca", wantIdentity: agents.IdentityToken},
 		{name: "off", target: `{"mode":"kubeconfig","kcpSide":"off"}`, wantIdentity: agents.IdentityCopied},
@@ -295,6 +297,9 @@ func TestKCPSideInTheSameUp(t *testing.T) {
 				cfg["tls"] = tt.tls
 			}
 			cfg["target"] = tt.target
+			if tt.ingress != "" {
+				cfg["ingress"] = tt.ingress
+			}
 			mocktest.SetConfig(t, cfg, clusterSecrets...)
 			rec, err := mocktest.Run(t, "prod", ProgramIn(t.TempDir()))
 			if err != nil {

@@ -1,7 +1,6 @@
 package cli
 
 import (
-	"bufio"
 	"bytes"
 	"context"
 	"encoding/json"
@@ -9,13 +8,12 @@ import (
 	"os"
 	"os/exec"
 	"path/filepath"
-	"strconv"
 	"strings"
-	"syscall"
 	"testing"
 	"time"
 
 	"github.com/kcp-tmc/kcp-tmc/automation"
+	"github.com/kcp-tmc/kcp-tmc/internal/test/proctest"
 	"github.com/kcp-tmc/kcp-tmc/internal/test/testenv"
 )
 
@@ -97,40 +95,6 @@ func TestUnlock(t *testing.T) {
 	}
 }
 
-// processTree is pid and every process below it (from /proc).
-func processTree(t *testing.T, pid int) []int {
-	t.Helper()
-	parent := map[int]int{}
-	entries, err := os.ReadDir("/proc")
-	if err != nil {
-		t.Fatal(err)
-	}
-	for _, e := range entries {
-		p, err := strconv.Atoi(e.Name())
-		if err != nil {
-			continue
-		}
-		stat, err := os.ReadFile(filepath.Join("/proc", e.Name(), "stat"))
-		if err != nil {
-			continue
-		}
-		// pid (comm) state ppid …: comm may hold spaces, so read after its ")".
-		fields := strings.Fields(string(stat[bytes.LastIndexByte(stat, ')')+1:]))
-		if len(fields) > 1 {
-			parent[p], _ = strconv.Atoi(fields[1])
-		}
-	}
-	tree := []int{pid}
-	for i := 0; i < len(tree); i++ {
-		for p, pp := range parent {
-			if pp == tree[i] {
-				tree = append(tree, p)
-			}
-		}
-	}
-	return tree
-}
-
 // TestKilledDeployRecovers: an up SIGKILLed mid-way with every process it
 // started (the pulumi CLI runs in its own process group: a CI runner whose
 // job times out is torn down whole) leaves the stack locked; the next up
@@ -140,27 +104,8 @@ func TestKilledDeployRecovers(t *testing.T) {
 	dir, _ := testenv.Project(t, "dev", nil)
 	cmd := exec.Command(os.Args[0], "up", "--stack", "dev", "--project-dir", dir)
 	cmd.Env = append(os.Environ(), "KCP_TMC_TEST_AS_CLI=1")
-	out, err := cmd.StdoutPipe()
-	if err != nil {
-		t.Fatal(err)
-	}
-	if err := cmd.Start(); err != nil {
-		t.Fatal(err)
-	}
-	lines := bufio.NewScanner(out)
-	killed := false
-	for lines.Scan() {
-		if strings.Contains(lines.Text(), "creating") {
-			for _, pid := range processTree(t, cmd.Process.Pid) {
-				_ = syscall.Kill(pid, syscall.SIGKILL)
-			}
-			killed = true
-			break
-		}
-	}
-	_ = cmd.Wait()
-	if !killed {
-		t.Fatal("the up ended before it created anything")
+	if out, err := proctest.KillDuring(cmd, "creating", 0); err != nil {
+		t.Fatalf("the up ended before it created anything: %v\n%s", err, out)
 	}
 
 	run := func(args ...string) (string, error) {

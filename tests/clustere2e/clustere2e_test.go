@@ -22,6 +22,7 @@ import (
 	"testing"
 	"time"
 
+	"github.com/kcp-tmc/kcp-tmc/internal/cli"
 	"github.com/kcp-tmc/kcp-tmc/internal/toolchain"
 	"github.com/kcp-tmc/kcp-tmc/stacks"
 	"github.com/kcp-tmc/kcp-tmc/tests/cluster"
@@ -45,6 +46,10 @@ var (
 )
 
 func TestMain(m *testing.M) {
+	if os.Getenv("KCP_TMC_TEST_AS_CLI") == "1" {
+		// The test binary as kcp-tmc: a test kills it mid-deploy from outside.
+		os.Exit(cli.ExitCode(cli.Run(context.Background(), os.Args[1:], os.Stdout, os.Stderr)))
+	}
 	code := run(m)
 	os.Exit(code)
 }

@@ -8,6 +8,7 @@ import (
 	"io/fs"
 	"net/http"
 	"os"
+	"os/exec"
 	"path/filepath"
 	"strings"
 	"testing"
@@ -19,6 +20,7 @@ import (
 	"github.com/kcp-tmc/kcp-tmc/components/agents"
 	"github.com/kcp-tmc/kcp-tmc/components/pki"
 	"github.com/kcp-tmc/kcp-tmc/internal/cli"
+	"github.com/kcp-tmc/kcp-tmc/internal/test/proctest"
 	"github.com/kcp-tmc/kcp-tmc/internal/test/testenv"
 )
 
@@ -186,11 +188,13 @@ current-context: kcp
 `, server, field(pki.CAServer, "ca.crt"), field(pki.CertAdmin, "tls.crt"), field(pki.CertAdmin, "tls.key"))
 }
 
-// TestDevStackOnANode: one `kcp-tmc up` of the dev stack returns once every
-// workload is Ready on the node; smoke passes with its defaults through the
-// public address; with the kcp side applied, the cluster's Prometheus
-// scrapes kcp, the front-proxy and etcd through their ServiceMonitors; a
-// second up changes nothing; destroy removes it.
+// TestDevStackOnANode: a first `kcp-tmc up` of the dev stack is SIGKILLed
+// mid-way with everything it started, as a CI runner's timeout does; the
+// next up fails naming `kcp-tmc unlock`, which frees the stack; then one up
+// returns once every workload is Ready on the node and the kcp side is
+// applied; smoke passes with its defaults through the public address; the
+// cluster's Prometheus scrapes kcp, the front-proxy and etcd through their
+// ServiceMonitors; a second up changes nothing; destroy removes it.
 func TestDevStackOnANode(t *testing.T) {
 	require(t)
 	ctx := context.Background()
@@ -199,6 +203,16 @@ func TestDevStackOnANode(t *testing.T) {
 	p.destroyAtCleanup()
 
 	p.publishFrontDoorOnceAddressed("kcp-front-proxy-lb", host)
+	killed := exec.Command(os.Args[0], "up", "--stack", "dev", "--project-dir", p.dir)
+	killed.Env = append(os.Environ(), "KCP_TMC_TEST_AS_CLI=1")
+	// Well into the deploy: objects created on the node, others still awaited.
+	if out, err := proctest.KillDuring(killed, "creating", 20*time.Second); err != nil {
+		t.Fatalf("killing the first up: %v\n%s", err, tail(out, 3000))
+	}
+	if out, err := p.cli("up"); err == nil || !strings.Contains(err.Error(), "kcp-tmc unlock --stack dev") {
+		t.Fatalf("up after a killed deploy: err = %v, want it to name kcp-tmc unlock\n%s", err, tail(out, 3000))
+	}
+	t.Log(p.must("unlock"))
 	p.must("up")
 	// Every Pod of the stack is running and Ready now, with nothing skipped.
 	pods, _, err := kube.Kubectl(ctx, nil, "-n", p.ns, "get", "pods", "-o",

@@ -123,6 +123,13 @@ func (r *Recorder) NewResource(args pulumi.MockResourceArgs) (string, resource.P
 	if args.TypeToken == "kubernetes:core/v1:Secret" {
 		state = secretData(args, state)
 	}
+	if args.TypeToken == "kubernetes:core/v1:Service" && Dig(plain(state), "spec", "type") == "LoadBalancer" {
+		// What a load-balancer controller reports once it serves the Service.
+		state = state.Copy()
+		state["status"] = resource.NewProperty(resource.PropertyMap{"loadBalancer": resource.NewProperty(resource.PropertyMap{
+			"ingress": resource.NewProperty([]resource.PropertyValue{resource.NewProperty(resource.PropertyMap{"ip": resource.NewProperty(LoadBalancerIP)})}),
+		})})
+	}
 	if meta, ok := state["metadata"]; ok && strings.HasPrefix(args.TypeToken, "kubernetes:") && meta.IsObject() {
 		// What the apiserver assigns every object: a uid.
 		state = state.Copy()
@@ -152,6 +159,9 @@ func (r *Recorder) NewResource(args pulumi.MockResourceArgs) (string, resource.P
 	}
 	return args.Name + "-id", state, nil
 }
+
+// LoadBalancerIP is the address every LoadBalancer Service gets under mocks.
+const LoadBalancerIP = "192.0.2.10"
 
 // secretData is what the cluster puts into Secrets it fills: a token in a
 // service-account-token Secret (kcp's token controller), and for a Secret
