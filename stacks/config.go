@@ -155,7 +155,8 @@ type Target struct {
 	// the same up once kcp is Ready, as kcp's admin through the stack's own
 	// kcp-admin certificate at target.kcpServer; `off` leaves it to an up
 	// with the secret kcpKubeconfig, which replaces the certificate whenever
-	// it is set. With skipAwait no kcp runs, so only kcpKubeconfig applies it.
+	// it is set; unset is `auto`. With skipAwait no kcp runs, so only
+	// kcpKubeconfig applies it.
 	KCPSide string `json:"kcpSide,omitempty"`
 	// KCPServer is the https:// URL at which this program reaches kcp's front
 	// door for the kcp side, for a deployer inside the network (an internal

@@ -68,10 +68,11 @@ func deployAgents(ctx *pulumi.Context, cfg *Config, projectDir string, certs *pk
 
 // kcpSideLive says whether this up applies the kcp side to a running kcp:
 // not in render mode (which renders it); through kcpKubeconfig when set;
-// else with target.kcpSide auto, unless skipAwait says no kcp will run.
+// else unless target.kcpSide is off (unset means auto: a Config built in Go
+// before the key existed keeps working) or skipAwait says no kcp will run.
 func kcpSideLive(cfg *Config) bool {
 	return cfg.Target.Mode != TargetRender &&
-		(cfg.KCPKubeconfig != "" || (cfg.Target.KCPSide == KCPSideAuto && !cfg.Target.SkipAwait))
+		(cfg.KCPKubeconfig != "" || (cfg.Target.KCPSide != KCPSideOff && !cfg.Target.SkipAwait))
 }
 
 // AgentIdentity is how the agents authenticate to kcp (docs/agents.md): a

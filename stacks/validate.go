@@ -60,7 +60,7 @@ func (c *Config) validateTarget(v *validator) {
 			v.add("target.renderDir", t.RenderDir, "a directory inside the project, e.g. rendered/"+c.Environment)
 		}
 	}
-	if t.KCPSide != KCPSideAuto && t.KCPSide != KCPSideOff {
+	if t.KCPSide != "" && t.KCPSide != KCPSideAuto && t.KCPSide != KCPSideOff {
 		v.add("target.kcpSide", t.KCPSide, KCPSideAuto+" (the kcp side in the same up) or "+KCPSideOff)
 	}
 	if t.KCPServer != "" {

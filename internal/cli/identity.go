@@ -16,6 +16,9 @@ import (
 // agentIdentity copies each agent's cert-manager-issued identity from kcp's
 // hosting cluster to its physical cluster (all clusters, or only).
 func agentIdentity(ctx context.Context, cfg *stacks.Config, hostKubeconfig, only string, stdout io.Writer) error {
+	if len(cfg.Clusters) == 0 {
+		return fmt.Errorf("the stack has no kcp-tmc:clusters: no agent identity to copy")
+	}
 	switch stacks.AgentIdentity(cfg) {
 	case agents.IdentityToken:
 		return fmt.Errorf("stack %q applies the kcp side in its up (target.kcpSide %s): each agent authenticates with a ServiceAccount token "+
@@ -24,9 +27,6 @@ func agentIdentity(ctx context.Context, cfg *stacks.Config, hostKubeconfig, only
 	case agents.IdentityCertificate:
 		// Pulumi writes the Secret itself; a copy would take it over.
 		return fmt.Errorf("stack tls.mode is %s: `kcp-tmc up` writes each agent's identity; agent-identity is for tls.mode %s", cfg.TLS.Mode, pki.ModeCertManager)
-	}
-	if len(cfg.Clusters) == 0 {
-		return fmt.Errorf("the stack has no kcp-tmc:clusters: no agent identity to copy")
 	}
 	host, err := hostConfig(cfg, hostKubeconfig)
 	if err != nil {

@@ -19,7 +19,8 @@ func TestAgentIdentityRefusesWhatItWouldBreak(t *testing.T) {
 		cfg  stacks.Config
 		want string
 	}{
-		{stacks.Config{TLS: stacks.TLS{Mode: pki.ModeSelfManaged}, Clusters: []stacks.Cluster{{Name: "edge"}}}, "`kcp-tmc up` writes each agent's identity"},
+		{stacks.Config{TLS: stacks.TLS{Mode: pki.ModeSelfManaged}, Clusters: []stacks.Cluster{{Name: "edge"}},
+			Target: stacks.Target{Mode: stacks.TargetKubeconfig, KCPSide: stacks.KCPSideOff}}, "`kcp-tmc up` writes each agent's identity"},
 		{stacks.Config{TLS: stacks.TLS{Mode: pki.ModeCertManager}}, "no kcp-tmc:clusters"},
 		{stacks.Config{Environment: "prod", TLS: stacks.TLS{Mode: pki.ModeCertManager}, Clusters: []stacks.Cluster{{Name: "edge"}},
 			Target: stacks.Target{Mode: stacks.TargetKubeconfig, KCPSide: stacks.KCPSideAuto}}, "each agent authenticates with a ServiceAccount token"},

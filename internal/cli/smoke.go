@@ -39,7 +39,7 @@ type smokeFlags struct {
 
 func (f *smokeFlags) register(fs *flag.FlagSet) {
 	fs.StringVar(&f.kcpKubeconfig, "kcp-kubeconfig", "", "smoke: kcp admin kubeconfig file (default: the stack's secret kcp-tmc:kcpKubeconfig, else the kcp-admin certificate from the hosting cluster)")
-	fs.StringVar(&f.kcpServer, "kcp-server", "", "smoke: kcp's URL when the admin certificate comes from the hosting cluster (default: kcp-tmc:target.kcpServer, else https://kcp.<domain>; path /clusters/root); the certificate is verified for kcp.<domain>")
+	fs.StringVar(&f.kcpServer, "kcp-server", "", "smoke: kcp's URL when the admin certificate comes from the hosting cluster (default: kcp-tmc:target.kcpServer, verified for kcp.<domain>, else https://kcp.<domain>; each with path /clusters/root)")
 	fs.StringVar(&f.kubeconfig, "kubeconfig", "", "smoke, agent-identity: kubeconfig of the cluster kcp runs on (default: the stack's kcp-tmc:kubeconfig; else target.context, looked up in $KUBECONFIG or ~/.kube/config; with none of the three set, smoke refuses rather than use the current context)")
 	fs.StringVar(&f.workload, "workload", "", "smoke: YAML of the object created in kcp to prove syncing (default: per api-syncagent cluster, an object of its first published resource in a workspace bound to its export; without clusters, a ConfigMap)")
 	fs.DurationVar(&f.loadDuration, "load-duration", 30*time.Second, "smoke: length of the load test (0 skips it; prod stacks default to 0)")
@@ -67,19 +67,19 @@ func (f *smokeFlags) target(ctx context.Context, cfg *stacks.Config) (ops.SmokeT
 	case cfg.KCPKubeconfig != "":
 		t.KCP, err = clientcmd.RESTConfigFromKubeConfig([]byte(cfg.KCPKubeconfig))
 	default:
-		server := f.kcpServer
-		if server == "" {
-			server = cfg.Target.KCPServer
-		}
-		if server == "" {
-			server = kcp.PublicURL(cfg.Domain)
-		}
-		if !strings.Contains(server, "/clusters/") {
-			server = strings.TrimSuffix(server, "/") + "/clusters/root"
+		server, serverName := f.kcpServer, ""
+		switch {
+		case server != "":
+		case cfg.Target.KCPServer != "":
+			// The stack's own address for the deployer: kcp's certificate is
+			// verified for kcp.<domain> there, as the up does.
+			server, serverName = strings.TrimSuffix(cfg.Target.KCPServer, "/")+"/clusters/root", kcp.PublicHost(cfg.Domain)
+		default:
+			server = kcp.PublicURL(cfg.Domain) + "/clusters/root"
 		}
 		t.KCP, err = adminFromHost(ctx, t.Host, cfg.Namespace, server)
 		if err == nil {
-			t.KCP.TLSClientConfig.ServerName = kcp.PublicHost(cfg.Domain)
+			t.KCP.TLSClientConfig.ServerName = serverName
 		}
 	}
 	if err != nil {
