@@ -360,6 +360,11 @@ func TestKCPSideInTheSameUp(t *testing.T) {
 			if hasToken != (tt.wantIdentity == agents.IdentityToken) {
 				t.Errorf("identity %s: a ServiceAccount in kcp = %v", tt.wantIdentity, hasToken)
 			}
+			// A certificate of its own only where the agent uses one.
+			minted := slices.ContainsFunc(rec.All(), func(r mocktest.Resource) bool { return strings.Contains(r.Name, "syncer-client-alpha") })
+			if minted == (tt.wantIdentity == agents.IdentityToken) {
+				t.Errorf("identity %s: a syncer-client-alpha certificate = %v", tt.wantIdentity, minted)
+			}
 		})
 	}
 }

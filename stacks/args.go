@@ -317,7 +317,13 @@ func ShardNames(cfg *Config) []string {
 	return names
 }
 
-func clusterNames(cfg *Config) []string {
+// certifiedClusters are the clusters whose agents authenticate with a
+// certificate of their own: none when they get tokens (AgentIdentity), so
+// no unused per-cluster credential is minted (nor its cost paid per cluster).
+func certifiedClusters(cfg *Config) []string {
+	if AgentIdentity(cfg) == agents.IdentityToken {
+		return nil
+	}
 	var names []string
 	for _, cl := range cfg.Clusters {
 		names = append(names, cl.Name)
@@ -345,7 +351,7 @@ func pkiArgs(cfg *Config) pki.Args {
 		Namespace:          cfg.Namespace,
 		Domain:             cfg.Domain,
 		EtcdReplicas:       cfg.Etcd.Replicas,
-		SyncTargets:        clusterNames(cfg),
+		SyncTargets:        certifiedClusters(cfg),
 		Shards:             pkiShards(cfg),
 		Cache:              pkiCache(cfg),
 		CADuration:         hours(cfg.TLS.CADuration),

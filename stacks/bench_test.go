@@ -1,7 +1,9 @@
 package stacks
 
 import (
+	"fmt"
 	"path/filepath"
+	"runtime"
 	"testing"
 
 	"github.com/pulumi/pulumi/sdk/v3/go/pulumi"
@@ -33,5 +35,52 @@ func BenchmarkStacks(b *testing.B) {
 				}
 			}
 		})
+	}
+}
+
+// perClusterCost is what the program allocates for each physical cluster
+// under mocks: the difference between a prod stack with few and with more
+// clusters, divided by the clusters added (the fixed part cancels out).
+func perClusterCost(t testing.TB, few, more int) (bytes, allocs uint64) {
+	t.Helper()
+	measure := func(n int) (uint64, uint64) {
+		names := make([]string, n)
+		for i := range names {
+			names[i] = fmt.Sprintf("c%04d", i)
+		}
+		mocktest.SetConfig(t, clusterConfig(names...), clusterSecrets...)
+		dir := t.TempDir()
+		run := func() error {
+			return pulumi.RunErr(ProgramIn(dir), pulumi.WithMocks("kcp-tmc", "prod", mocktest.Discard{}))
+		}
+		if err := run(); err != nil { // warm: one-time parsing and caches
+			t.Fatal(err)
+		}
+		var before, after runtime.MemStats
+		runtime.GC()
+		runtime.ReadMemStats(&before)
+		if err := run(); err != nil {
+			t.Fatal(err)
+		}
+		runtime.ReadMemStats(&after)
+		return after.TotalAlloc - before.TotalAlloc, after.Mallocs - before.Mallocs
+	}
+	b1, a1 := measure(few)
+	b2, a2 := measure(more)
+	added := uint64(more - few)
+	return (b2 - min(b1, b2)) / added, (a2 - min(a1, a2)) / added
+}
+
+// TestPerClusterCost guards the program's cost per physical cluster:
+// bytes and allocations per added cluster, under a bound with headroom over
+// today's figures (5.0 MiB, 82.6k allocations; README "Scale" says where
+// they go). Deterministic enough to guard (the same objects every run),
+// unlike time. Lower the bound as the cost comes down; issue 29 aims at 1 MiB.
+func TestPerClusterCost(t *testing.T) {
+	bytes, allocs := perClusterCost(t, 10, 40)
+	t.Logf("per cluster: %d KiB in %d allocations", bytes/1024, allocs)
+	const maxBytes, maxAllocs = 6 << 20, 100_000
+	if bytes > maxBytes || allocs > maxAllocs {
+		t.Errorf("per cluster: %d bytes in %d allocations; the bound is %d bytes and %d allocations (README \"Scale\")", bytes, allocs, maxBytes, maxAllocs)
 	}
 }
