@@ -114,6 +114,13 @@ func engineEnv(dir string, opts Options) (map[string]string, error) {
 		}
 	}
 	env["PULUMI_BACKEND_URL"] = backend
+	// The stack owns its objects: an apply takes fields over instead of
+	// failing on another field manager's. A deploy killed mid-create leaves
+	// objects the state does not know, and the next up creates them again
+	// under a new random field manager: without force that failed with
+	// "Server-Side Apply field conflict" (found on a real node). The
+	// Kubernetes provider reads this (pulumi-kubernetes await.patchForce).
+	env[PatchForceEnv] = "true"
 	if os.Getenv("PULUMI_CONFIG_PASSPHRASE") == "" && os.Getenv("PULUMI_CONFIG_PASSPHRASE_FILE") == "" &&
 		opts.Env["PULUMI_CONFIG_PASSPHRASE"] == "" {
 		if opts.Stack != "dev" {
@@ -139,6 +146,9 @@ func engineEnv(dir string, opts Options) (map[string]string, error) {
 	}
 	return env, nil
 }
+
+// PatchForceEnv makes the Kubernetes provider force server-side applies.
+const PatchForceEnv = "PULUMI_K8S_ENABLE_PATCH_FORCE"
 
 // BackendURL is the stack's state backend: opts.BackendURL, else
 // $PULUMI_BACKEND_URL, else the local directory <project dir>/.pulumi-state.
