@@ -45,10 +45,7 @@ func agentIdentity(ctx context.Context, cfg *stacks.Config, hostKubeconfig, only
 		if err != nil {
 			return fmt.Errorf("kcp-tmc:clusterKubeconfigs[%s]: %w", cl.Name, err)
 		}
-		ns := cl.Namespace
-		if ns == "" {
-			ns = agents.DefaultNamespace
-		}
+		ns := stacks.AgentArgs(cfg, cl).Namespace // the namespace the stack deployed the agent in
 		if err := ops.CopyAgentIdentity(ctx, ops.IdentityCopy{Cluster: cl.Name, Host: host, Namespace: cfg.Namespace,
 			Target: target, AgentNamespace: ns}); err != nil {
 			return err
