@@ -55,9 +55,12 @@ drill: toolchain
 
 # Benchmarks (README "Performance" and "Scale"): the program under mocks per
 # stack and per cluster count, real-engine previews against an empty program,
-# and a no-op up.
+# and a no-op up; then, once each (minutes, not milliseconds), a real-engine
+# preview of a 100-cluster stack and the state each cluster adds.
 bench: engine
-	go test -run XXX -bench . -benchtime=5x ./stacks ./automation
+	go test -run XXX -bench . -benchtime=5x ./stacks
+	go test -run XXX -bench '^Benchmark(Preview|NoOpUp)$$' -benchtime=5x ./automation
+	go test -run XXX -bench '^Benchmark(PreviewProd|StatePerCluster)$$' -benchtime=1x ./automation
 
 # Real-binary e2e (README "Real-binary e2e"): the stacks' etcd, kcp,
 # front-proxy and api-syncagent as real processes. The kcp binaries are not

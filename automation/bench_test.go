@@ -2,8 +2,10 @@ package automation_test
 
 import (
 	"context"
+	"fmt"
 	"testing"
 
+	"github.com/pulumi/pulumi/sdk/v3/go/auto"
 	"github.com/pulumi/pulumi/sdk/v3/go/auto/optpreview"
 	"github.com/pulumi/pulumi/sdk/v3/go/auto/optup"
 	"github.com/pulumi/pulumi/sdk/v3/go/common/apitype"
@@ -35,7 +37,7 @@ func BenchmarkPreview(b *testing.B) {
 			}
 			b.ResetTimer()
 			for range b.N {
-				if _, err := s.Preview(context.Background(), optpreview.SuppressProgress()); err != nil {
+				if _, err := automation.Preview(context.Background(), s, optpreview.SuppressProgress()); err != nil {
 					b.Fatal(err)
 				}
 			}
@@ -66,4 +68,68 @@ func BenchmarkNoOpUp(b *testing.B) {
 			}
 		}
 	}
+}
+
+// renderedStaging is the staging stack file (prod's shape: three zones,
+// three kcp replicas and etcd members) with N physical clusters, rendered
+// (no cluster needed) and with what this machine has no plugin for turned
+// off: cert-manager instead of pulumi-tls, a PVC instead of S3 (which prod
+// refuses). What stays is what a prod-like stack registers and diffs per
+// cluster.
+func renderedStaging(b *testing.B, clusters int) auto.Stack {
+	b.Helper()
+	list := make([]any, clusters)
+	for i := range list {
+		list[i] = map[string]any{"name": fmt.Sprintf("c%04d", i), "region": "us-east-1",
+			"resources": []any{map[string]any{"group": "apps", "version": "v1", "kind": "Deployment", "plural": "deployments"}}}
+	}
+	_, opts := testenv.Project(b, "staging", map[string]any{
+		"kcp-tmc:target":     map[string]any{"mode": "render", "renderDir": "rendered/staging"},
+		"kcp-tmc:tls":        map[string]any{"mode": "cert-manager", "installCertManager": false},
+		"kcp-tmc:ingress":    map[string]any{"installController": false},
+		"kcp-tmc:backup":     map[string]any{"target": "pvc", "pvcSize": "100Gi"},
+		"kcp-tmc:monitoring": map[string]any{"installStack": false},
+		"kcp-tmc:clusters":   list,
+	})
+	opts.Env["PULUMI_CONFIG_PASSPHRASE"] = "bench"
+	s, err := automation.Stack(context.Background(), opts)
+	if err != nil {
+		b.Fatal(err)
+	}
+	return s
+}
+
+// BenchmarkPreviewProd is a real-engine preview of a prod-like stack with 100
+// physical clusters (rendered): what a pull request's `preview` costs a
+// user with the production target's cluster count. README "Scale".
+func BenchmarkPreviewProd(b *testing.B) {
+	s := renderedStaging(b, 100)
+	b.ResetTimer()
+	for range b.N {
+		if _, err := automation.Preview(context.Background(), s, optpreview.SuppressProgress()); err != nil {
+			b.Fatal(err)
+		}
+	}
+}
+
+// BenchmarkStatePerCluster brings up rendered prod-like stacks with 5 and 25
+// clusters and reports what each added cluster adds to the state file
+// (the fixed part cancels out). One up each, whatever b.N: the figure is a
+// size, not a time.
+func BenchmarkStatePerCluster(b *testing.B) {
+	size := func(clusters int) int {
+		s := renderedStaging(b, clusters)
+		ctx := context.Background()
+		if _, err := s.Up(ctx, optup.SuppressProgress()); err != nil {
+			b.Fatal(err)
+		}
+		state, err := s.Export(ctx)
+		if err != nil {
+			b.Fatal(err)
+		}
+		return len(state.Deployment)
+	}
+	few, more := size(5), size(25)
+	b.ReportMetric(float64(more-few)/20, "state-bytes/cluster")
+	b.ReportMetric(float64(more), "state-bytes/25-clusters")
 }

@@ -216,7 +216,7 @@ func Run(ctx context.Context, args []string, stdout, stderr io.Writer) error {
 			if refreshFirst {
 				opts = append(opts, optpreview.Refresh())
 			}
-			_, err := s.Preview(ctx, opts...)
+			_, err := automation.Preview(ctx, s, opts...)
 			return err
 		}
 	case "up":
@@ -267,7 +267,7 @@ func Run(ctx context.Context, args []string, stdout, stderr io.Writer) error {
 			if refreshFirst {
 				opts = append(opts, optpreview.Refresh())
 			}
-			res, err := s.Preview(ctx, opts...)
+			res, err := automation.Preview(ctx, s, opts...)
 			if conflicts := applyConflicts(err); len(conflicts) > 0 {
 				// A hand edit took ownership of a field the program sets:
 				// that is drift, and up would fail until it is undone.
