@@ -79,6 +79,20 @@ type controlPlane struct {
 	publicHost string
 	admin      *client
 	shards     int // kcp server sets started, the root shard's first
+	// running is what the test started, by workload name, so a test can
+	// kill and start it again as its pod's restart would.
+	running map[string]*instance
+	// owner is the test the programs belong to: a program started again in
+	// a subtest must outlive the subtest.
+	owner *testing.T
+}
+
+// instance is one started program with the command line it was started with.
+type instance struct {
+	proc *process
+	pod  *pod
+	bin  string
+	args []string
 }
 
 // startControlPlane starts the stack's etcd, kcp and front-proxy.
@@ -97,7 +111,12 @@ func startControlPlane(t *testing.T, objs objects) *controlPlane {
 		t.Fatalf("kcp has no --external-hostname: %s", kcpArgs)
 	}
 	m := newMachine(t, objs, public[1])
-	cp := &controlPlane{objs: objs, m: m, dir: dir, publicHost: public[1]}
+	cp := &controlPlane{objs: objs, m: m, dir: dir, publicHost: public[1], running: map[string]*instance{}, owner: t}
+	run := func(name, bin string, pd *pod, args []string, timeout time.Duration) time.Duration {
+		p := start(t, name, bin, args, pd.dir)
+		cp.running[pd.workload] = &instance{proc: p, pod: pd, bin: bin, args: args}
+		return waitProbe(t, p, pd, m, timeout)
+	}
 
 	// Every etcd cluster (the root shard's and each other shard's), then the
 	// root shard, the other shards (they register with the root), the front-proxy.
@@ -110,13 +129,13 @@ func startControlPlane(t *testing.T, objs objects) *controlPlane {
 			t.Fatalf("etcd %s has %v replicas; this e2e runs the dev stack's one", name, r)
 		}
 		ep := materialize(t, objs, m, name+"-0", o, filepath.Join(dir, name))
-		waitProbe(t, start(t, name, etcdBin, ep.args, ep.dir), ep, m, time.Minute)
+		run(name, etcdBin, ep, ep.args, time.Minute)
 	}
 	// A separate cache server (kcp.cache.mode separate) before every shard.
 	if cache := objs.find(kcp.CacheName); cache != nil {
 		cacheBin := binary(t, "CACHE_SERVER_BIN")
 		cp2 := materialize(t, objs, m, kcp.CacheName+"-0", cache, filepath.Join(dir, kcp.CacheName))
-		took := waitProbe(t, start(t, kcp.CacheName, cacheBin, append(cp2.args, "--bind-address=127.0.0.1"), cp2.dir), cp2, m, 2*time.Minute)
+		took := run(kcp.CacheName, cacheBin, cp2, append(cp2.args, "--bind-address=127.0.0.1"), 2*time.Minute)
 		t.Logf("%s ready after %s", kcp.CacheName, took.Round(time.Second))
 	}
 	// The root shard first: the others register with it.
@@ -132,14 +151,14 @@ func startControlPlane(t *testing.T, objs objects) *controlPlane {
 		kp := materialize(t, objs, m, name+"-0", d, filepath.Join(dir, name))
 		// The container listens on 6443 of its pod; here, on a loopback port.
 		listen := []string{fmt.Sprintf("--secure-port=%d", m.local(t, name, kcp.APIPort)), "--bind-address=127.0.0.1"}
-		took := waitProbe(t, start(t, name, kcpBin, append(kp.args, listen...), kp.dir), kp, m, 3*time.Minute)
+		took := run(name, kcpBin, kp, append(kp.args, listen...), 3*time.Minute)
 		t.Logf("%s ready after %s", name, took.Round(time.Second))
 		cp.shards++
 	}
 
 	proxy := objs.get(t, "Deployment", kcp.FrontProxyName)
 	fp := materialize(t, objs, m, kcp.FrontProxyName+"-0", proxy, filepath.Join(dir, "front-proxy"))
-	took := waitProbe(t, start(t, "kcp-front-proxy", proxyBin, fp.args, fp.dir), fp, m, 2*time.Minute)
+	took := run("kcp-front-proxy", proxyBin, fp, fp.args, 2*time.Minute)
 	t.Logf("front-proxy ready after %s", took.Round(time.Second))
 
 	cp.admin = cp.client(t, pki.CertAdmin, fmt.Sprintf("https://localhost:%d", m.front(t)), "")
