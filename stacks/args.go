@@ -148,6 +148,7 @@ func memberURLs(c etcd.Cluster, replicas int) []string {
 func etcdArgs(cfg *Config) etcd.Args {
 	return etcd.Args{
 		Name: rootEtcd(cfg).Name, Namespace: cfg.Namespace, Replicas: cfg.Etcd.Replicas, Image: cfg.Etcd.Image, Version: cfg.Etcd.Version,
+		JoinImage:    cfg.Etcd.JoinImage,
 		StorageClass: cfg.Etcd.StorageClass, StorageSize: cfg.Etcd.StorageSize, QuotaBackendBytes: cfg.Etcd.QuotaBackendBytes,
 		Resources:    cfg.Etcd.Resources,
 		Spread:       spread(cfg.Etcd.AntiAffinity, cfg.Zones),

@@ -272,6 +272,11 @@ type Etcd struct {
 	Image string `json:"image"`
 	// Version is a pinned etcd 3.5 release tag, `v3.5.x`.
 	Version string `json:"version"`
+	// JoinImage runs, before etcd in each member of a multi-member cluster,
+	// the script that replaces a member whose data is lost so it rejoins by
+	// itself (docs/runbook.md): a pinned repository:tag with sh, awk, etcd
+	// and etcdctl of etcd.version (hack/backup-image builds one).
+	JoinImage string `json:"joinImage"`
 	// Replicas is the number of etcd members: odd, 1 to 7; at least 3 outside
 	// dev, so quorum survives the loss of a member.
 	Replicas int `json:"replicas"`

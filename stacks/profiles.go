@@ -102,6 +102,7 @@ func Profile(env string) (*Config, error) {
 	}
 	base.Target.KCPSide = KCPSideAuto
 	base.Etcd.Image, base.Etcd.Version, base.Etcd.QuotaBackendBytes = ed.Image, ed.Version, ed.QuotaBackendBytes
+	base.Etcd.JoinImage = ed.JoinImage
 	// Ephemeral-storage budgets are the components' own.
 	base.KCP.Resources = budget(base.KCP.Resources, kc.Resources)
 	base.KCP.FrontProxyResources = budget(base.KCP.FrontProxyResources, kc.FrontProxyResources)

@@ -5,6 +5,7 @@
 package etcd
 
 import (
+	_ "embed"
 	"fmt"
 	"strconv"
 	"strings"
@@ -34,13 +35,26 @@ const (
 	MetricsPort   = 8080
 	DataClaimName = "data"
 	dataDir       = "/var/lib/etcd"
+	// Where the pods mount the etcd-server and etcd-peer certificates.
+	serverTLSDir = "/etc/etcd/tls/server"
+	peerTLSDir   = "/etc/etcd/tls/peer"
 )
 
 // DefaultImage and DefaultVersion pin etcd 3.5 (the kcp helm chart's line).
 const (
 	DefaultImage   = "quay.io/coreos/etcd"
 	DefaultVersion = "v3.5.35"
+	// DefaultJoinImage runs the join init container: sh, awk, etcd and
+	// etcdctl of the pinned release (etcd's own image has no shell).
+	// hack/backup-image builds it; its workflow publishes this tag.
+	DefaultJoinImage = "ghcr.io/kcp-tmc/etcd-backup:" + DefaultVersion + "-1"
 )
+
+// joinScript runs before etcd in each member of a multi-member cluster: it
+// replaces a member whose data is lost, so it rejoins by itself.
+//
+//go:embed scripts/etcd-join.sh
+var joinScript string
 
 // Args configures etcd.
 type Args struct {
@@ -50,6 +64,9 @@ type Args struct {
 	Replicas  int // odd; default 1
 	Image     string
 	Version   string
+	// JoinImage runs scripts/etcd-join.sh before etcd when Replicas > 1:
+	// repository:tag with sh, awk, etcd and etcdctl of Version.
+	JoinImage string
 	// StorageClass and StorageSize size each member's volume. Growing
 	// StorageSize patches the existing claims in place.
 	StorageClass string
@@ -87,6 +104,7 @@ func (a Args) WithDefaults() Args {
 	a.Resources = a.Resources.WithEphemeral("128Mi", "512Mi")
 	component.Default(&a.Image, DefaultImage)
 	component.Default(&a.Version, DefaultVersion)
+	component.Default(&a.JoinImage, DefaultJoinImage)
 	component.Default(&a.QuotaBackendBytes, "8Gi")
 	component.Default(&a.Spread.Mode, workload.SpreadNone)
 	component.Default(&a.MonitoringNamespace, security.MonitoringNamespace)
@@ -102,6 +120,9 @@ func (a Args) Validate(fld *field.Path) field.ErrorList {
 	}
 	errs = append(errs, check.Repository(fld.Child("image"), a.Image, DefaultImage)...)
 	errs = append(errs, check.Release(fld.Child("version"), a.Version, "v3.5", DefaultVersion)...)
+	if a.Replicas > 1 {
+		errs = append(errs, check.Image(fld.Child("joinImage"), a.JoinImage, DefaultJoinImage)...)
+	}
 	errs = append(errs, check.DNSSubdomain(fld.Child("storageClass"), a.StorageClass, "a StorageClass name")...)
 	size, sizeErr := a.volumeBytes(fld.Child("storageSize"))
 	quota, quotaErr := a.quotaBytes(fld.Child("quotaBackendBytes"))
@@ -251,7 +272,7 @@ func NewEtcd(ctx *pulumi.Context, name string, args Args, opts ...pulumi.Resourc
 	// names, so the StatefulSet adopts them): a size change then patches each
 	// claim in place, where a volumeClaimTemplates change would replace the
 	// StatefulSet.
-	var claims []pulumi.Resource
+	var before []pulumi.Resource // what the StatefulSet's pods need first
 	for _, member := range cluster.MemberNames(args.Replicas) {
 		pvc, err := corev1.NewPersistentVolumeClaim(ctx, name+"-"+DataClaimName+"-"+member, &corev1.PersistentVolumeClaimArgs{
 			Metadata: workload.Meta(DataClaimName+"-"+member, ns, app),
@@ -260,10 +281,20 @@ func NewEtcd(ctx *pulumi.Context, name string, args Args, opts ...pulumi.Resourc
 		if err != nil {
 			return nil, fmt.Errorf("etcd claim for %s: %w", member, err)
 		}
-		claims = append(claims, pvc)
+		before = append(before, pvc)
 	}
 
-	stsOpts := append(stateful, pulumi.DependsOn(claims),
+	if args.Replicas > 1 {
+		script, err := corev1.NewConfigMap(ctx, name+"-join-script", &corev1.ConfigMapArgs{
+			Metadata: workload.Meta(joinConfigMap(app), ns, app),
+			Data:     pulumi.StringMap{joinScriptKey: pulumi.String(joinScript)},
+		}, child)
+		if err != nil {
+			return nil, fmt.Errorf("etcd join script: %w", err)
+		}
+		before = append(before, script)
+	}
+	stsOpts := append(stateful, pulumi.DependsOn(before),
 		// volumeClaimTemplates is immutable: sizes are changed on the claims above.
 		pulumi.IgnoreChanges([]string{"spec.volumeClaimTemplates"}))
 	if _, err := appsv1.NewStatefulSet(ctx, name, &appsv1.StatefulSetArgs{
@@ -344,13 +375,13 @@ func Flags(a Args) []string {
 		"--initial-cluster-token=kcp-tmc-" + a.Namespace,
 		// Clients (kcp, backups) and peers both present certificates from etcd-ca.
 		"--client-cert-auth",
-		"--cert-file=/etc/etcd/tls/server/tls.crt",
-		"--key-file=/etc/etcd/tls/server/tls.key",
-		"--trusted-ca-file=/etc/etcd/tls/server/ca.crt",
+		"--cert-file=" + serverTLSDir + "/tls.crt",
+		"--key-file=" + serverTLSDir + "/tls.key",
+		"--trusted-ca-file=" + serverTLSDir + "/ca.crt",
 		"--peer-client-cert-auth",
-		"--peer-cert-file=/etc/etcd/tls/peer/tls.crt",
-		"--peer-key-file=/etc/etcd/tls/peer/tls.key",
-		"--peer-trusted-ca-file=/etc/etcd/tls/peer/ca.crt",
+		"--peer-cert-file=" + peerTLSDir + "/tls.crt",
+		"--peer-key-file=" + peerTLSDir + "/tls.key",
+		"--peer-trusted-ca-file=" + peerTLSDir + "/ca.crt",
 		// Plain HTTP on its own port, for probes and Prometheus only.
 		fmt.Sprintf("--listen-metrics-urls=http://0.0.0.0:%d", MetricsPort),
 		"--quota-backend-bytes=" + strconv.FormatInt(quota.Value(), 10),
@@ -359,6 +390,64 @@ func Flags(a Args) []string {
 		"--snapshot-count=10000",
 		"--logger=zap",
 		"--log-outputs=stderr",
+	}
+}
+
+// The join script's ConfigMap, key and mount path.
+const (
+	joinScriptKey = "etcd-join.sh"
+	joinMount     = "/scripts"
+)
+
+func joinConfigMap(cluster string) string { return cluster + "-join" }
+
+// joinContainer runs scripts/etcd-join.sh with etcd's own arguments, the
+// member's volume and certificates: a member whose data is lost is
+// replaced through the cluster's API and synced before etcd starts.
+func joinContainer(a Args, mounts corev1.VolumeMountArray) corev1.ContainerArgs {
+	env := corev1.EnvVarArray{podNameEnv()}
+	for _, e := range joinEnv(a) {
+		env = append(env, corev1.EnvVarArgs{Name: pulumi.String(e.name), Value: pulumi.String(e.value)})
+	}
+	return corev1.ContainerArgs{
+		Name:            pulumi.String("join"),
+		Image:           pulumi.String(a.JoinImage),
+		ImagePullPolicy: pulumi.String("Always"),
+		Command:         pulumi.ToStringArray([]string{"sh", joinMount + "/" + joinScriptKey}),
+		Args:            pulumi.ToStringArray(Flags(a)),
+		Env:             env,
+		Resources:       a.Resources.Args(),
+		SecurityContext: security.ContainerSecurityContext(),
+		VolumeMounts: append(mounts, corev1.VolumeMountArgs{
+			Name: pulumi.String("join-script"), MountPath: pulumi.String(joinMount), ReadOnly: pulumi.Bool(true)}),
+	}
+}
+
+func podNameEnv() corev1.EnvVarArgs {
+	return corev1.EnvVarArgs{
+		Name:      pulumi.String("POD_NAME"),
+		ValueFrom: &corev1.EnvVarSourceArgs{FieldRef: &corev1.ObjectFieldSelectorArgs{FieldPath: pulumi.String("metadata.name")}},
+	}
+}
+
+// envVar is one plain environment variable of a container.
+type envVar struct{ name, value string }
+
+// joinEnv is the join init container's environment besides POD_NAME
+// (scripts/etcd-join.sh): every member's client URL, its own, and the
+// etcd-server certificate (server and client auth) for etcdctl.
+func joinEnv(a Args) []envVar {
+	c := a.Cluster()
+	var endpoints []string
+	for _, m := range c.MemberNames(a.Replicas) {
+		endpoints = append(endpoints, c.MemberURL(m, ClientPort))
+	}
+	return []envVar{
+		{"ETCD_ENDPOINTS", strings.Join(endpoints, ",")},
+		{"LOCAL_ENDPOINT", fmt.Sprintf("https://127.0.0.1:%d", ClientPort)},
+		{"ETCDCTL_CACERT", serverTLSDir + "/ca.crt"},
+		{"ETCDCTL_CERT", serverTLSDir + "/tls.crt"},
+		{"ETCDCTL_KEY", serverTLSDir + "/tls.key"},
 	}
 }
 
@@ -373,6 +462,20 @@ func podTemplate(a Args) *corev1.PodTemplateSpecArgs {
 		}
 	}
 	startup := probe("/readyz", 5, 60) // up to 5 minutes to join or replay the WAL
+	mounts := corev1.VolumeMountArray{
+		corev1.VolumeMountArgs{Name: pulumi.String(DataClaimName), MountPath: pulumi.String(dataDir)},
+		corev1.VolumeMountArgs{Name: pulumi.String("tls-server"), MountPath: pulumi.String(serverTLSDir), ReadOnly: pulumi.Bool(true)},
+		corev1.VolumeMountArgs{Name: pulumi.String("tls-peer"), MountPath: pulumi.String(peerTLSDir), ReadOnly: pulumi.Bool(true)},
+	}
+	volumes := corev1.VolumeArray{
+		security.SecretVolume("tls-server", a.ServerSecret),
+		security.SecretVolume("tls-peer", a.PeerSecret),
+	}
+	var initContainers corev1.ContainerArray
+	if a.Replicas > 1 {
+		initContainers = corev1.ContainerArray{joinContainer(a, mounts)}
+		volumes = append(volumes, security.ConfigMapVolume("join-script", joinConfigMap(a.Name)))
+	}
 	return &corev1.PodTemplateSpecArgs{
 		Metadata: &metav1.ObjectMetaArgs{Labels: pulumi.ToStringMap(labels)},
 		Spec: &corev1.PodSpecArgs{
@@ -382,16 +485,14 @@ func podTemplate(a Args) *corev1.PodTemplateSpecArgs {
 			Affinity:                      workload.Affinity(labels, a.Spread),
 			TopologySpreadConstraints:     workload.TopologySpread(labels, a.Spread),
 			TerminationGracePeriodSeconds: pulumi.Int(60),
+			InitContainers:                initContainers,
 			Containers: corev1.ContainerArray{corev1.ContainerArgs{
 				Name:            pulumi.String(Name), // the program; the cluster is a.Name
 				Image:           pulumi.String(a.Image + ":" + a.Version),
 				ImagePullPolicy: pulumi.String("Always"),
 				Command:         pulumi.ToStringArray([]string{"etcd"}),
 				Args:            pulumi.ToStringArray(Flags(a)),
-				Env: corev1.EnvVarArray{corev1.EnvVarArgs{
-					Name:      pulumi.String("POD_NAME"),
-					ValueFrom: &corev1.EnvVarSourceArgs{FieldRef: &corev1.ObjectFieldSelectorArgs{FieldPath: pulumi.String("metadata.name")}},
-				}},
+				Env:             corev1.EnvVarArray{podNameEnv()},
 				Ports: corev1.ContainerPortArray{
 					corev1.ContainerPortArgs{Name: pulumi.String("client"), ContainerPort: pulumi.Int(ClientPort)},
 					corev1.ContainerPortArgs{Name: pulumi.String("peer"), ContainerPort: pulumi.Int(PeerPort)},
@@ -402,16 +503,9 @@ func podTemplate(a Args) *corev1.PodTemplateSpecArgs {
 				ReadinessProbe:  probe("/readyz", 5, 3),
 				Resources:       a.Resources.Args(),
 				SecurityContext: security.ContainerSecurityContext(),
-				VolumeMounts: corev1.VolumeMountArray{
-					corev1.VolumeMountArgs{Name: pulumi.String(DataClaimName), MountPath: pulumi.String(dataDir)},
-					corev1.VolumeMountArgs{Name: pulumi.String("tls-server"), MountPath: pulumi.String("/etc/etcd/tls/server"), ReadOnly: pulumi.Bool(true)},
-					corev1.VolumeMountArgs{Name: pulumi.String("tls-peer"), MountPath: pulumi.String("/etc/etcd/tls/peer"), ReadOnly: pulumi.Bool(true)},
-				},
+				VolumeMounts:    mounts,
 			}},
-			Volumes: corev1.VolumeArray{
-				security.SecretVolume("tls-server", a.ServerSecret),
-				security.SecretVolume("tls-peer", a.PeerSecret),
-			},
+			Volumes: volumes,
 		},
 	}
 }

@@ -128,6 +128,38 @@ func TestEtcdPerEnvironment(t *testing.T) {
 			if mocktest.Dig(pod, "automountServiceAccountToken") != false || mocktest.Dig(c, "securityContext", "readOnlyRootFilesystem") != true {
 				t.Error("etcd pod is not hardened")
 			}
+			// A member of a multi-member cluster rejoins by itself: the join
+			// script runs first, with etcd's own arguments, volume and certificates.
+			inits := mocktest.List(mocktest.Dig(pod, "initContainers"))
+			if tt.members == 1 {
+				if len(inits) != 0 {
+					t.Errorf("a single member has no peers to rejoin, yet init containers %v", inits)
+				}
+			} else {
+				if len(inits) != 1 {
+					t.Fatalf("init containers = %v, want the join script", inits)
+				}
+				join := inits[0]
+				if got := mocktest.Strings(mocktest.Dig(join, "args")); !reflect.DeepEqual(got, mocktest.Strings(mocktest.Dig(c, "args"))) {
+					t.Errorf("the join script gets %v, not etcd's own arguments", got)
+				}
+				if mocktest.Dig(join, "image") != DefaultJoinImage || !strings.HasSuffix(DefaultJoinImage, ":"+DefaultVersion+"-1") {
+					t.Errorf("join image %v, want %s (the pinned etcd's tools)", mocktest.Dig(join, "image"), DefaultJoinImage)
+				}
+				mounts := map[string]bool{}
+				for _, m := range mocktest.List(mocktest.Dig(join, "volumeMounts")) {
+					mounts[mocktest.Dig(m, "mountPath").(string)] = true
+				}
+				for _, want := range []string{"/var/lib/etcd", "/etc/etcd/tls/server", "/etc/etcd/tls/peer", "/scripts"} {
+					if !mounts[want] {
+						t.Errorf("the join container does not mount %s (%v)", want, mounts)
+					}
+				}
+				script := rec.Object(t, "kubernetes:core/v1:ConfigMap", "etcd-join")
+				if got := mocktest.Dig(script, "data", "etcd-join.sh"); got != joinScript {
+					t.Errorf("ConfigMap etcd-join holds %.80v, not scripts/etcd-join.sh", got)
+				}
+			}
 			pdb := rec.Object(t, pdbType, Name)
 			if mocktest.Dig(pdb, "spec", "maxUnavailable") != float64(1) {
 				t.Errorf("PDB = %v", pdb["spec"])

@@ -1,0 +1,258 @@
+package etcd
+
+import (
+	"bytes"
+	"context"
+	"fmt"
+	"os"
+	"os/exec"
+	"path/filepath"
+	"strings"
+	"sync"
+	"syscall"
+	"testing"
+	"time"
+
+	"github.com/kcp-tmc/kcp-tmc/internal/etcdlocal"
+	"github.com/kcp-tmc/kcp-tmc/internal/toolchain"
+)
+
+// localMember is one member of a three-member cluster run as processes
+// with exactly the StatefulSet's arguments (Flags), host names, ports and
+// mount paths mapped to this machine.
+type localMember struct {
+	name, dir, client string
+	args              []string
+	env               []string
+	cmd               *exec.Cmd
+	log               *bytes.Buffer
+	done              chan struct{}
+}
+
+func localMembers(t *testing.T, a Args, tlsDir string) []*localMember {
+	t.Helper()
+	c := a.Cluster()
+	names := c.MemberNames(a.Replicas)
+	ports := etcdlocal.MustFreePorts(t, 3*len(names))
+	client := func(i int) string { return fmt.Sprintf("127.0.0.1:%d", ports[3*i]) }
+	peer := func(i int) string { return fmt.Sprintf("127.0.0.1:%d", ports[3*i+1]) }
+	var out []*localMember
+	for i, name := range names {
+		dir := filepath.Join(t.TempDir(), name)
+		pairs := []string{
+			"$(POD_NAME)", name,
+			dataDir, dir,
+			serverTLSDir, tlsDir, peerTLSDir, tlsDir,
+			fmt.Sprintf("0.0.0.0:%d", ClientPort), client(i), fmt.Sprintf("127.0.0.1:%d", ClientPort), client(i),
+			fmt.Sprintf("0.0.0.0:%d", PeerPort), peer(i),
+			fmt.Sprintf("0.0.0.0:%d", MetricsPort), fmt.Sprintf("127.0.0.1:%d", ports[3*i+2]),
+		}
+		for j, other := range names {
+			pairs = append(pairs, fmt.Sprintf("%s:%d", c.MemberHost(other), ClientPort), client(j),
+				fmt.Sprintf("%s:%d", c.MemberHost(other), PeerPort), peer(j))
+		}
+		r := strings.NewReplacer(pairs...)
+		m := &localMember{name: name, dir: dir, client: "https://" + client(i)}
+		for _, f := range Flags(a) {
+			m.args = append(m.args, r.Replace(strings.ReplaceAll(f, "$(POD_NAME)", name)))
+		}
+		// The init container's environment (podTemplate's), mapped likewise.
+		for _, e := range joinEnv(a) {
+			m.env = append(m.env, e.name+"="+r.Replace(e.value))
+		}
+		m.env = append(m.env, "POD_NAME="+name)
+		out = append(out, m)
+	}
+	return out
+}
+
+func (m *localMember) start(t *testing.T) {
+	t.Helper()
+	m.log, m.done = &bytes.Buffer{}, make(chan struct{})
+	m.cmd = exec.Command(toolchain.Path("etcd"), m.args...)
+	m.cmd.Stdout, m.cmd.Stderr = m.log, m.log
+	m.cmd.SysProcAttr = &syscall.SysProcAttr{Setpgid: true, Pdeathsig: syscall.SIGKILL}
+	if err := m.cmd.Start(); err != nil {
+		t.Fatal(err)
+	}
+	go func(cmd *exec.Cmd, done chan struct{}) { _ = cmd.Wait(); close(done) }(m.cmd, m.done)
+	t.Cleanup(m.kill)
+}
+
+func (m *localMember) kill() {
+	if m.cmd != nil && m.cmd.Process != nil {
+		_ = syscall.Kill(-m.cmd.Process.Pid, syscall.SIGKILL)
+		<-m.done
+	}
+}
+
+// join runs the init container's script as the pod does: sh, the etcd
+// tools on PATH, the container's environment, etcd's arguments.
+func (m *localMember) join(t *testing.T) string {
+	t.Helper()
+	cmd := exec.Command("sh", append([]string{filepath.Join("scripts", "etcd-join.sh")}, m.args...)...)
+	cmd.Env = append(os.Environ(), m.env...)
+	cmd.Env = append(cmd.Env, "PATH="+toolchain.Bin()+":"+os.Getenv("PATH"))
+	out, err := cmd.CombinedOutput()
+	if err != nil {
+		t.Fatalf("%s: the join script failed: %v\n%s", m.name, err, out)
+	}
+	return string(out)
+}
+
+func (m *localMember) etcdctl(t *testing.T, tlsDir string, args ...string) string {
+	t.Helper()
+	base := []string{"--endpoints=" + m.client, "--cacert=" + filepath.Join(tlsDir, "ca.crt"),
+		"--cert=" + filepath.Join(tlsDir, "tls.crt"), "--key=" + filepath.Join(tlsDir, "tls.key"), "--command-timeout=10s"}
+	out, err := exec.Command(toolchain.Path("etcdctl"), append(base, args...)...).CombinedOutput()
+	if err != nil {
+		t.Fatalf("etcdctl %v on %s: %v\n%s", args, m.name, err, out)
+	}
+	return string(out)
+}
+
+// TestLostMemberRejoinsByItself: a three-member cluster from the
+// StatefulSet's arguments, with the join script run before each member as
+// the init container does. While a client writes without pause, one
+// member is killed and its data directory wiped (a replaced volume); its
+// pod's restart — the script, then etcd with the same arguments — brings
+// it back as a member with the data. Quorum is never lost (no write
+// fails) and no acknowledged key is missing from the new member.
+func TestLostMemberRejoinsByItself(t *testing.T) {
+	if _, err := os.Stat(toolchain.Path("etcd")); err != nil {
+		t.Fatalf("etcd is not built: run hack/toolchain.sh (make test does): %v", err)
+	}
+	tlsDir := t.TempDir()
+	if _, _, _, err := etcdlocal.ScratchTLS(tlsDir); err != nil {
+		t.Fatal(err)
+	}
+	a := Args{Namespace: "kcp", Replicas: 3, StorageSize: "10Gi", ServerSecret: "s", PeerSecret: "p"}.WithDefaults()
+	members := localMembers(t, a, tlsDir)
+
+	// First start, as a parallel StatefulSet starts it: two members up
+	// before the third's init container runs, which must leave it alone.
+	for _, m := range members[:2] {
+		if out := m.join(t); !strings.Contains(out, "first start") {
+			t.Fatalf("%s, first start: %s", m.name, out)
+		}
+		m.start(t)
+	}
+	waitHealthy(t, members[0], tlsDir)
+	if out := members[2].join(t); !strings.Contains(out, "never ran") {
+		t.Fatalf("%s, first start with its peers up: %s", members[2].name, out)
+	}
+	members[2].start(t)
+	waitHealthy(t, members[2], tlsDir)
+
+	// A client writing without pause through the two members that stay.
+	var (
+		mu     sync.Mutex
+		acked  []string
+		failed []string
+	)
+	stop := make(chan struct{})
+	var wg sync.WaitGroup
+	wg.Add(1)
+	go func() {
+		defer wg.Done()
+		for i := 0; ; i++ {
+			select {
+			case <-stop:
+				return
+			default:
+			}
+			key := fmt.Sprintf("/registry/rejoin/%06d", i)
+			w := members[2*(i%2)] // etcd-0 and etcd-2
+			cmd := exec.Command(toolchain.Path("etcdctl"), "--endpoints="+w.client, "--cacert="+filepath.Join(tlsDir, "ca.crt"),
+				"--cert="+filepath.Join(tlsDir, "tls.crt"), "--key="+filepath.Join(tlsDir, "tls.key"), "--command-timeout=5s", "put", key, "v")
+			out, err := cmd.CombinedOutput()
+			mu.Lock()
+			if err == nil && strings.TrimSpace(string(out)) == "OK" {
+				acked = append(acked, key)
+			} else {
+				failed = append(failed, fmt.Sprintf("%s: %v %s", key, err, out))
+			}
+			mu.Unlock()
+		}
+	}()
+	time.Sleep(2 * time.Second)
+
+	lost := members[1]
+	lost.kill()
+	if err := os.RemoveAll(lost.dir); err != nil {
+		t.Fatal(err)
+	}
+	began := time.Now()
+	out := lost.join(t)
+	if !strings.Contains(out, "replacing member") || !strings.Contains(out, "joined and synced") {
+		t.Fatalf("%s with its data lost: %s", lost.name, out)
+	}
+	lost.start(t)
+	waitHealthy(t, lost, tlsDir)
+	t.Logf("%s back %s after its pod restarted with an empty data dir", lost.name, time.Since(began).Round(100*time.Millisecond))
+	time.Sleep(2 * time.Second)
+	close(stop)
+	wg.Wait()
+
+	if len(failed) > 0 {
+		t.Errorf("%d of %d writes failed while a member was replaced (quorum must hold): %v", len(failed), len(failed)+len(acked), failed[:min(3, len(failed))])
+	}
+	list := members[0].etcdctl(t, tlsDir, "member", "list")
+	if strings.Count(list, ", started, ") != 3 || !strings.Contains(list, ", started, "+lost.name+", ") {
+		t.Errorf("member list after the rejoin:\n%s", list)
+	}
+	// Every acknowledged key, read from the new member alone.
+	keys := lost.etcdctl(t, tlsDir, "get", "--consistency=s", "--keys-only", "--prefix", "/registry/rejoin/")
+	have := map[string]bool{}
+	for _, k := range strings.Fields(keys) {
+		have[k] = true
+	}
+	var missing []string
+	for _, k := range acked {
+		if !have[k] {
+			missing = append(missing, k)
+		}
+	}
+	if len(missing) > 0 || len(acked) == 0 {
+		t.Errorf("%d acknowledged keys, %d missing on %s: %v", len(acked), len(missing), lost.name, missing[:min(5, len(missing))])
+	}
+	t.Logf("%d keys written while %s was lost and replaced, none failed, all on the new member", len(acked), lost.name)
+
+	// The next restart of that member is an ordinary one.
+	lost.kill()
+	if out := lost.join(t); !strings.Contains(out, "has its data") {
+		t.Fatalf("%s restarted with its data: %s", lost.name, out)
+	}
+	lost.start(t)
+	waitHealthy(t, lost, tlsDir)
+	if t.Failed() {
+		for _, m := range members {
+			t.Logf("%s log:\n%s", m.name, tailLines(m.log.String(), 20))
+		}
+	}
+}
+
+func waitHealthy(t *testing.T, m *localMember, tlsDir string) {
+	t.Helper()
+	ctx, cancel := context.WithTimeout(context.Background(), time.Minute)
+	defer cancel()
+	for {
+		cmd := exec.CommandContext(ctx, toolchain.Path("etcdctl"), "--endpoints="+m.client, "--cacert="+filepath.Join(tlsDir, "ca.crt"),
+			"--cert="+filepath.Join(tlsDir, "tls.crt"), "--key="+filepath.Join(tlsDir, "tls.key"), "--dial-timeout=2s", "endpoint", "health")
+		if err := cmd.Run(); err == nil {
+			return
+		}
+		select {
+		case <-m.done:
+			t.Fatalf("%s exited:\n%s", m.name, tailLines(m.log.String(), 30))
+		case <-ctx.Done():
+			t.Fatalf("%s not healthy after a minute:\n%s", m.name, tailLines(m.log.String(), 30))
+		case <-time.After(300 * time.Millisecond):
+		}
+	}
+}
+
+func tailLines(s string, n int) string {
+	lines := strings.Split(strings.TrimSpace(s), "\n")
+	return strings.Join(lines[max(0, len(lines)-n):], "\n")
+}

@@ -1,0 +1,104 @@
+#!/bin/sh
+# etcd-join: runs before etcd in every member's pod, with etcd's own
+# arguments ("$@"). A member that starts with an empty data directory while
+# its cluster runs without it has lost its data (a volume replaced or
+# wiped): etcd started with --initial-cluster-state=new cannot rejoin, so
+# this replaces the member through the cluster's API (remove, add) and
+# syncs it here with --initial-cluster-state=existing. The etcd container
+# then finds a data directory and starts as an ordinary restart, ignoring
+# the --initial-cluster flags. A first start, or a member with its data,
+# is left alone.
+#
+# Environment: POD_NAME, ETCD_ENDPOINTS (every member's client URL, comma-
+# separated), LOCAL_ENDPOINT (this member's client URL as seen from the
+# pod), ETCDCTL_CACERT/ETCDCTL_CERT/ETCDCTL_KEY (etcdctl reads them).
+# Needs sh, awk, etcd and etcdctl (hack/backup-image has them).
+set -eu
+
+log() { echo "etcd-join: $POD_NAME: $*" >&2; }
+
+# retry runs a membership change until etcd takes it: right after a change
+# etcd answers "unhealthy cluster" until every member has been connected
+# for its health interval (5 s), and it refuses any change that would cost
+# the quorum (--strict-reconfig-check, on by default).
+retry() {
+	n=0
+	until "$@"; do
+		n=$((n + 1))
+		[ "$n" -lt 60 ] || { log "gave up after 60 tries: $*"; return 1; }
+		sleep 2
+	done
+}
+
+data=""
+peer=""
+for a do
+	case "$a" in
+	--data-dir=*) data=${a#--data-dir=} ;;
+	--initial-advertise-peer-urls=*) peer=${a#--initial-advertise-peer-urls=} ;;
+	esac
+done
+[ -n "$data" ] && [ -n "$peer" ] || { log "no --data-dir or --initial-advertise-peer-urls in etcd's arguments"; exit 1; }
+
+if [ -d "$data/member" ]; then
+	log "has its data; etcd starts as itself"
+	exit 0
+fi
+
+# Every member's endpoint: ours answers nothing yet, etcdctl uses another.
+others=$ETCD_ENDPOINTS
+if ! members=$(etcdctl --endpoints="$others" --dial-timeout=5s --command-timeout=15s member list 2>/dev/null); then
+	log "no running cluster answers: a first start (or the whole cluster is being restored)"
+	exit 0
+fi
+
+# etcdctl's simple format: ID, status, name, peer URLs, client URLs, is learner.
+line=$(echo "$members" | awk -F', ' -v url="$peer" '$4 == url')
+id=$(echo "$line" | awk -F', ' '{print $1}')
+name=$(echo "$line" | awk -F', ' '{print $3}')
+clients=$(echo "$line" | awk -F', ' '{print $5}')
+if [ -n "$line" ] && [ -n "$name" ] && [ -z "$clients" ]; then
+	log "a member of the initial cluster that never ran: a first start"
+	exit 0
+fi
+
+if [ -n "$line" ] && [ -n "$clients" ]; then
+	# It ran before (it published its client URLs) and its data is gone.
+	log "data lost; replacing member $id"
+	retry etcdctl --endpoints="$others" member remove "$id"
+	line=""
+fi
+if [ -z "$line" ]; then
+	retry etcdctl --endpoints="$others" member add "$POD_NAME" --peer-urls="$peer" >/dev/null
+	log "added as a new member"
+fi
+
+# Membership as the cluster has it now, every member (as `etcdctl member
+# add` prints it; etcd checks that the count matches); ours has no name yet.
+initial=$(etcdctl --endpoints="$others" member list | awk -F', ' -v self="$POD_NAME" -v url="$peer" '
+	{ n = ($4 == url) ? self : $3; printf "%s%s=%s", sep, n, $4; sep = "," }')
+
+# Sync: etcd with the pod's arguments, joining the existing cluster.
+for a do
+	shift
+	case "$a" in
+	--initial-cluster=* | --initial-cluster-state=*) ;;
+	*) set -- "$@" "$a" ;;
+	esac
+done
+etcd "$@" --initial-cluster="$initial" --initial-cluster-state=existing &
+pid=$!
+tries=0
+until etcdctl --endpoints="$LOCAL_ENDPOINT" --dial-timeout=2s --command-timeout=5s endpoint health >/dev/null 2>&1; do
+	if ! kill -0 "$pid" 2>/dev/null; then
+		wait "$pid" || true
+		log "etcd exited before it had joined"
+		exit 1
+	fi
+	tries=$((tries + 1))
+	[ "$tries" -lt 300 ] || { kill "$pid"; log "not joined after 300 tries"; exit 1; }
+	sleep 1
+done
+kill -TERM "$pid"
+wait "$pid" || true
+log "joined and synced; etcd starts as itself"
