@@ -12,10 +12,17 @@
 # Environment: POD_NAME, ETCD_ENDPOINTS (every member's client URL, comma-
 # separated), LOCAL_ENDPOINT (this member's client URL as seen from the
 # pod), ETCDCTL_CACERT/ETCDCTL_CERT/ETCDCTL_KEY (etcdctl reads them).
-# Needs sh, awk, etcd and etcdctl (hack/backup-image has them).
+# Needs sh, cut, etcd and etcdctl (hack/backup-image has them).
 set -eu
 
 log() { echo "etcd-join: $POD_NAME: $*" >&2; }
+
+# field N of a line of etcdctl's simple format: ID, status, name, peer
+# URLs, client URLs, is learner (", "-separated; one URL each here).
+field() {
+	v=$(echo "$1" | cut -d, -f"$2")
+	echo "${v# }"
+}
 
 # retry runs a membership change until etcd takes it: right after a change
 # etcd answers "unhealthy cluster" until every member has been connected
@@ -52,11 +59,15 @@ if ! members=$(etcdctl --endpoints="$others" --dial-timeout=5s --command-timeout
 	exit 0
 fi
 
-# etcdctl's simple format: ID, status, name, peer URLs, client URLs, is learner.
-line=$(echo "$members" | awk -F', ' -v url="$peer" '$4 == url')
-id=$(echo "$line" | awk -F', ' '{print $1}')
-name=$(echo "$line" | awk -F', ' '{print $3}')
-clients=$(echo "$line" | awk -F', ' '{print $5}')
+line=""
+while IFS= read -r l; do
+	if [ -n "$l" ] && [ "$(field "$l" 4)" = "$peer" ]; then line=$l; fi
+done <<EOF
+$members
+EOF
+id=$(field "$line" 1)
+name=$(field "$line" 3)
+clients=$(field "$line" 5)
 if [ -n "$line" ] && [ -n "$name" ] && [ -z "$clients" ]; then
 	log "a member of the initial cluster that never ran: a first start"
 	exit 0
@@ -75,8 +86,16 @@ fi
 
 # Membership as the cluster has it now, every member (as `etcdctl member
 # add` prints it; etcd checks that the count matches); ours has no name yet.
-initial=$(etcdctl --endpoints="$others" member list | awk -F', ' -v self="$POD_NAME" -v url="$peer" '
-	{ n = ($4 == url) ? self : $3; printf "%s%s=%s", sep, n, $4; sep = "," }')
+initial=""
+while IFS= read -r l; do
+	[ -n "$l" ] || continue
+	n=$(field "$l" 3)
+	u=$(field "$l" 4)
+	if [ "$u" = "$peer" ]; then n=$POD_NAME; fi
+	initial="${initial:+$initial,}$n=$u"
+done <<EOF
+$(etcdctl --endpoints="$others" member list)
+EOF
 
 # Sync: etcd with the pod's arguments, joining the existing cluster.
 for a do
