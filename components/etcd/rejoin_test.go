@@ -100,11 +100,16 @@ func (m *localMember) join(t *testing.T) string {
 	return string(out)
 }
 
+// etcdctlCmd is etcdctl against one member with the scratch certificates.
+func etcdctlCmd(ctx context.Context, tlsDir, endpoint string, args ...string) *exec.Cmd {
+	base := []string{"--endpoints=" + endpoint, "--cacert=" + filepath.Join(tlsDir, "ca.crt"),
+		"--cert=" + filepath.Join(tlsDir, "tls.crt"), "--key=" + filepath.Join(tlsDir, "tls.key")}
+	return exec.CommandContext(ctx, toolchain.Path("etcdctl"), append(base, args...)...)
+}
+
 func (m *localMember) etcdctl(t *testing.T, tlsDir string, args ...string) string {
 	t.Helper()
-	base := []string{"--endpoints=" + m.client, "--cacert=" + filepath.Join(tlsDir, "ca.crt"),
-		"--cert=" + filepath.Join(tlsDir, "tls.crt"), "--key=" + filepath.Join(tlsDir, "tls.key"), "--command-timeout=10s"}
-	out, err := exec.Command(toolchain.Path("etcdctl"), append(base, args...)...).CombinedOutput()
+	out, err := etcdctlCmd(context.Background(), tlsDir, m.client, append([]string{"--command-timeout=10s"}, args...)...).CombinedOutput()
 	if err != nil {
 		t.Fatalf("etcdctl %v on %s: %v\n%s", args, m.name, err, out)
 	}
@@ -163,9 +168,7 @@ func TestLostMemberRejoinsByItself(t *testing.T) {
 			}
 			key := fmt.Sprintf("/registry/rejoin/%06d", i)
 			w := members[2*(i%2)] // etcd-0 and etcd-2
-			cmd := exec.Command(toolchain.Path("etcdctl"), "--endpoints="+w.client, "--cacert="+filepath.Join(tlsDir, "ca.crt"),
-				"--cert="+filepath.Join(tlsDir, "tls.crt"), "--key="+filepath.Join(tlsDir, "tls.key"), "--command-timeout=5s", "put", key, "v")
-			out, err := cmd.CombinedOutput()
+			out, err := etcdctlCmd(context.Background(), tlsDir, w.client, "--command-timeout=5s", "put", key, "v").CombinedOutput()
 			mu.Lock()
 			if err == nil && strings.TrimSpace(string(out)) == "OK" {
 				acked = append(acked, key)
@@ -237,9 +240,7 @@ func waitHealthy(t *testing.T, m *localMember, tlsDir string) {
 	ctx, cancel := context.WithTimeout(context.Background(), time.Minute)
 	defer cancel()
 	for {
-		cmd := exec.CommandContext(ctx, toolchain.Path("etcdctl"), "--endpoints="+m.client, "--cacert="+filepath.Join(tlsDir, "ca.crt"),
-			"--cert="+filepath.Join(tlsDir, "tls.crt"), "--key="+filepath.Join(tlsDir, "tls.key"), "--dial-timeout=2s", "endpoint", "health")
-		if err := cmd.Run(); err == nil {
+		if err := etcdctlCmd(ctx, tlsDir, m.client, "--dial-timeout=2s", "endpoint", "health").Run(); err == nil {
 			return
 		}
 		select {
