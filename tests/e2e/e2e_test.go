@@ -191,20 +191,31 @@ func (cp *controlPlane) client(t *testing.T, cert, base, serverName string) *cli
 	return &client{base: base, http: &http.Client{Timeout: 30 * time.Second, Transport: &http.Transport{TLSClientConfig: cfg}}}
 }
 
-// do sends a JSON request and returns the status and body.
+// do sends a JSON request and returns the status and body; a transport
+// error fails the test.
 func (c *client) do(t *testing.T, method, path string, body any) (int, []byte) {
 	t.Helper()
+	code, b, err := c.try(method, path, body)
+	if err != nil {
+		t.Fatalf("%s %s: %v", method, path, err)
+	}
+	return code, b
+}
+
+// try is one request that may fail: a transport error is an answer too
+// (the failure tests count them).
+func (c *client) try(method, path string, body any) (int, []byte, error) {
 	var r io.Reader
 	if body != nil {
 		b, err := json.Marshal(body)
 		if err != nil {
-			t.Fatal(err)
+			return 0, nil, err
 		}
 		r = bytes.NewReader(b)
 	}
 	req, err := http.NewRequest(method, c.base+path, r)
 	if err != nil {
-		t.Fatal(err)
+		return 0, nil, err
 	}
 	req.Header.Set("Content-Type", "application/json")
 	if c.token != "" {
@@ -212,11 +223,11 @@ func (c *client) do(t *testing.T, method, path string, body any) (int, []byte) {
 	}
 	resp, err := c.http.Do(req)
 	if err != nil {
-		t.Fatalf("%s %s: %v", method, path, err)
+		return 0, nil, err
 	}
 	defer resp.Body.Close()
-	b, _ := io.ReadAll(resp.Body)
-	return resp.StatusCode, b
+	b, err := io.ReadAll(resp.Body)
+	return resp.StatusCode, b, err
 }
 
 // must sends a request that must succeed and decodes the answer.

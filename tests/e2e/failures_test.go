@@ -1,9 +1,7 @@
 package e2e
 
 import (
-	"encoding/json"
 	"fmt"
-	"io"
 	"net/http"
 	"strings"
 	"sync"
@@ -54,26 +52,6 @@ type writeLoad struct {
 	failed  []time.Time // when each unacknowledged write was answered
 	stop    chan struct{}
 	done    sync.WaitGroup
-}
-
-// try is one request that may fail: a transport error is an answer too.
-func (c *client) try(method, path string, body any) (int, []byte, error) {
-	b, err := json.Marshal(body)
-	if err != nil {
-		return 0, nil, err
-	}
-	req, err := http.NewRequest(method, c.base+path, strings.NewReader(string(b)))
-	if err != nil {
-		return 0, nil, err
-	}
-	req.Header.Set("Content-Type", "application/json")
-	resp, err := c.http.Do(req)
-	if err != nil {
-		return 0, nil, err
-	}
-	defer resp.Body.Close()
-	out, err := io.ReadAll(resp.Body)
-	return resp.StatusCode, out, err
 }
 
 func startWriteLoad(clients []*client, workspace, prefix string) *writeLoad {
