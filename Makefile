@@ -9,7 +9,7 @@ CACHE := $(or $(KCP_TMC_CACHE),$(or $(XDG_CACHE_HOME),$(HOME)/.cache)/kcp-tmc)
 LOGS := $(CACHE)/logs
 export PULUMI_SKIP_UPDATE_CHECK := true
 
-.PHONY: engine toolchain modules cli up preview destroy test vet fmt-check drill bench e2e cluster-e2e
+.PHONY: engine toolchain modules cli up preview destroy test vet fmt-check drill bench bench-sync e2e cluster-e2e
 
 # engine: pulumi CLI + Kubernetes plugin; toolchain: that plus the test judges.
 engine:
@@ -71,6 +71,17 @@ e2e: toolchain
 	if [ -n "$$missing" ]; then echo "make e2e: set$$missing to executable kcp v0.32.3 / api-syncagent v0.7.0 binaries (README \"Real-binary e2e\")" >&2; exit 2; fi
 	@mkdir -p $(LOGS); echo "make e2e: full output in $(LOGS)/e2e.log (programs' JSON log lines left out here)"
 	set -o pipefail; go test -count=1 -v -timeout 20m ./tests/e2e 2>&1 | tee $(LOGS)/e2e.log | grep -v '^        {'
+
+# Sync at scale (README "Sync at scale"): the dev stack with up to 10
+# api-syncagent clusters, every program real, Widgets created through kcp
+# per step of KCP_TMC_BENCH_SYNC_STEPS (agents:objects@rate, default
+# tests/e2e/sync_bench_test.go's); prints latency, errors, throughput and
+# CPU/memory per step. About an hour with the default steps.
+bench-sync: toolchain
+	@missing=""; for v in $(E2E_BINS); do [ -n "$${!v}" ] && [ -x "$${!v}" ] || missing="$$missing $$v"; done; \
+	if [ -n "$$missing" ]; then echo "make bench-sync: set$$missing to executable kcp v0.32.3 / api-syncagent v0.7.0 binaries (README \"Real-binary e2e\")" >&2; exit 2; fi
+	@mkdir -p $(LOGS); echo "make bench-sync: full output in $(LOGS)/bench-sync.log"
+	set -o pipefail; go test -count=1 -v -run XXX -bench BenchmarkSync -benchtime=1x -timeout 3h ./tests/e2e 2>&1 | tee $(LOGS)/bench-sync.log | grep --line-buffered -v '^        [{EIW]'
 
 # Cluster e2e (README "Cluster e2e"): `kcp-tmc up` of the dev stack onto a
 # single-node cluster that runs its Pods (kubelet, containerd, kube-proxy,

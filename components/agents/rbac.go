@@ -117,7 +117,12 @@ func kcpSide(ctx *pulumi.Context, name string, a Args, opts ...pulumi.ResourceOp
 		// which a rule with resourceNames cannot allow (kcp answered 403 and
 		// the agent never became ready): read-only, in this workspace.
 		rule("apis.kcp.io", "apiexportendpointslices", nil, "get", "list", "watch"),
-		rule("apis.kcp.io", "apiresourceschemas", nil, "get", "list", "watch", "create"),
+		// update: clusters publishing the same CRD into one workspace share
+		// its APIResourceSchema (named by the CRD's hash), and v0.7.0
+		// rewrites the schema's agent-name label to its own before it goes
+		// on; refused, the second cluster's export never gets the schema
+		// (found by make bench-sync with two clusters in root:compute).
+		rule("apis.kcp.io", "apiresourceschemas", nil, "get", "list", "watch", "create", "update"),
 		// Upstream grants "*" on the export's content; the verbs spelled out are the same set.
 		rule("apis.kcp.io", "apiexports/content", export, "get", "list", "watch", "create", "update", "patch", "delete"),
 		rule("", "events", nil, "get", "create", "patch", "update"),

@@ -34,7 +34,7 @@ func TestSyncAgentCluster(t *testing.T) { syncAgentCluster(t, "") }
 // front-proxy routes /services/ to the root shard only), and it syncs.
 func TestSyncAgentOnShard(t *testing.T) { syncAgentCluster(t, "shard-1") }
 
-func syncAgentCluster(t *testing.T, shard string) {
+func syncAgentCluster(t testing.TB, shard string) {
 	binary(t, "KCP_BIN")
 	binary(t, "KCP_FRONT_PROXY_BIN")
 	agentBin := binary(t, "API_SYNCAGENT_BIN")
@@ -48,94 +48,17 @@ func syncAgentCluster(t *testing.T, shard string) {
 	if shard != "" {
 		config["kcp"] = `{"shards":[{"name":"` + shard + `"}]}`
 		config["clusters"] = strings.Replace(config["clusters"], `"replicas":1,`, `"replicas":1,"shard":"`+shard+`",`, 1)
-		consumer["spec"] = map[string]any{"location": map[string]any{"selector": map[string]any{"matchLabels": map[string]any{"name": shard}}}}
+		consumer = workspaceOn("consumer", shard)
 	}
 	objs, rec := render(t, "dev", config)
 	cp := startControlPlane(t, objs)
 	admin := cp.admin
 
-	// The physical cluster, with the service owner's CRD and what the stack
-	// renders for it (monitoring.coreos.com kinds are judged in tests/;
-	// this cluster has no Prometheus operator).
-	kube, err := cluster.Start(context.Background(), toolchain.Bin(), t.TempDir())
-	if err != nil {
-		t.Fatal(err)
-	}
-	t.Cleanup(kube.Stop)
-	kubectl := func(stdin string, args ...string) string {
-		t.Helper()
-		out, stderr, err := kube.Kubectl(context.Background(), []byte(stdin), args...)
-		if err != nil {
-			t.Fatalf("kubectl %s: %v\n%s", strings.Join(args, " "), err, stderr)
-		}
-		return out
-	}
-	kubectl(cluster.WidgetCRD, "apply", "--server-side", "-f", "-")
-	var onCluster []string
-	for _, r := range rec {
-		if !r.Custom || !strings.Contains(r.Provider, "::pulumi:providers:kubernetes::cluster-"+name+"::") ||
-			strings.HasPrefix(r.Type, "kubernetes:monitoring.coreos.com/") {
-			continue
-		}
-		b, err := json.Marshal(r.Input())
-		if err != nil {
-			t.Fatal(err)
-		}
-		onCluster = append(onCluster, string(b))
-	}
-	if len(onCluster) < 8 {
-		t.Fatalf("only %d objects for the cluster", len(onCluster))
-	}
-	// Namespaces and CRDs first, as the provider's dependencies order them.
-	for _, phase := range []func(string) bool{
-		func(o string) bool {
-			return strings.Contains(o, `"kind":"Namespace"`) || strings.Contains(o, `"kind":"CustomResourceDefinition"`)
-		},
-		func(o string) bool {
-			return !strings.Contains(o, `"kind":"Namespace"`) && !strings.Contains(o, `"kind":"CustomResourceDefinition"`)
-		},
-	} {
-		for _, o := range onCluster {
-			if phase(o) {
-				kubectl(o, "apply", "--server-side", "-f", "-")
-			}
-		}
-		kubectl("", "wait", "--for=condition=Established", "crd/publishedresources.syncagent.kcp.io", "--timeout=60s")
-	}
-
+	pc := startPhysicalCluster(t, rec, name)
 	cp.applyKCPSide(t, rec, map[string]string{"kcp-root": "root", "kcp": "root:compute"})
-
-	// The agent: the Deployment's container, in-cluster identity = its
-	// ServiceAccount's token (what the kubelet would mount).
-	dep := objs.get(t, "Deployment", agents.KindSyncAgent)
-	ns := fmt.Sprint(mocktest.Dig(dep, "metadata", "namespace"))
-	token := strings.TrimSpace(kubectl("", "create", "token", fmt.Sprint(mocktest.Dig(dep, "spec", "template", "spec", "serviceAccountName")), "-n", ns))
-	dir := t.TempDir()
-	inCluster := filepath.Join(dir, "in-cluster.kubeconfig")
-	if err := kube.KubeconfigFor(inCluster, token); err != nil {
-		t.Fatal(err)
-	}
-	ap := materialize(t, objs, cp.m, agents.KindSyncAgent+"-0", dep, filepath.Join(dir, "agent"))
-	t.Setenv("NAMESPACE", ns) // the Deployment's env (downward API)
-	agent := start(t, "api-syncagent", agentBin, append(ap.args, "--kubeconfig="+inCluster), ap.dir)
-	took := waitProbe(t, agent, ap, cp.m, 2*time.Minute)
-	t.Logf("api-syncagent ready after %s", took.Round(time.Second))
-
+	agent := pc.startAgent(t, cp, agentBin)
 	// A consumer binds the export through the front door.
-	admin.must(t, http.MethodPost, "/clusters/root/apis/tenancy.kcp.io/v1alpha1/workspaces", consumer)
-	admin.eventually(t, "/clusters/root/apis/tenancy.kcp.io/v1alpha1/workspaces/consumer", 2*time.Minute, func(ws map[string]any) bool {
-		return mocktest.Dig(ws, "status", "phase") == "Ready"
-	})
-	// The agent publishes the Widget schema into the export first.
-	admin.eventually(t, "/clusters/root:compute/apis/apis.kcp.io/v1alpha1/apiexports/"+export, 2*time.Minute, func(e map[string]any) bool {
-		return len(mocktest.List(mocktest.Dig(e, "spec", "latestResourceSchemas"))) > 0
-	})
-	admin.must(t, http.MethodPost, "/clusters/root:consumer/apis/apis.kcp.io/v1alpha1/apibindings", map[string]any{
-		"apiVersion": "apis.kcp.io/v1alpha1", "kind": "APIBinding", "metadata": map[string]any{"name": "widgets"},
-		"spec": map[string]any{"reference": map[string]any{"export": map[string]any{"path": "root:compute", "name": export}}}})
-	admin.eventually(t, "/clusters/root:consumer/apis/apis.kcp.io/v1alpha1/apibindings/widgets", 2*time.Minute, func(b map[string]any) bool {
-		return mocktest.Dig(b, "status", "phase") == "Bound"
-	})
+	cp.bindExport(t, consumer, export)
 	// Where agents are sent: the front door for the root shard, the
 	// shard's own public address (its Ingress rule) for another.
 	want := fmt.Sprintf("https://localhost:%d/services/", cp.m.front(t))
@@ -150,58 +73,14 @@ func syncAgentCluster(t *testing.T, shard string) {
 		}
 		return false
 	})
-	widgets := "/clusters/root:consumer/apis/example.com/v1/namespaces/default/widgets"
-	deadline := time.Now().Add(time.Minute)
-	for {
-		code, body := admin.do(t, http.MethodPost, widgets, map[string]any{
-			"apiVersion": "example.com/v1", "kind": "Widget", "metadata": map[string]any{"name": "w1"}, "spec": map[string]any{"size": 3}})
-		if code == http.StatusCreated {
-			break
-		}
-		if time.Now().After(deadline) {
-			t.Fatalf("creating a Widget in kcp: HTTP %d: %s", code, body)
-		}
-		time.Sleep(time.Second)
-	}
-
-	// kcp → cluster.
-	began := time.Now()
-	var synced map[string]any
-	for synced == nil {
-		var list map[string]any
-		if err := json.Unmarshal([]byte(kubectl("", "get", "widgets.example.com", "-A", "-o", "json")), &list); err != nil {
-			t.Fatal(err)
-		}
-		if items := mocktest.List(list["items"]); len(items) > 0 {
-			synced = asMap(items[0])
-			break
-		}
-		if time.Since(began) > 2*time.Minute {
-			t.Fatalf("the Widget never reached the cluster; agent log:\n%s", tail(agent.log, 40))
-		}
-		time.Sleep(time.Second)
-	}
-	t.Logf("kcp → cluster in %s", time.Since(began).Round(100*time.Millisecond))
-	if mocktest.Dig(synced, "spec", "size") != float64(3) {
-		t.Errorf("the cluster's copy has spec %v", synced["spec"])
-	}
-
-	// cluster → kcp: the status the service writes.
-	began = time.Now()
-	kubectl("", "patch", "widgets.example.com", fmt.Sprint(mocktest.Dig(synced, "metadata", "name")),
-		"-n", fmt.Sprint(mocktest.Dig(synced, "metadata", "namespace")),
-		"--subresource=status", "--type=merge", "-p", `{"status":{"phase":"Provisioned"}}`)
-	admin.eventually(t, widgets+"/w1", 2*time.Minute, func(w map[string]any) bool {
-		return mocktest.Dig(w, "status", "phase") == "Provisioned"
-	})
-	t.Logf("cluster → kcp status in %s", time.Since(began).Round(100*time.Millisecond))
+	cp.widgetRoundTrip(t, pc, agent, "root:consumer", "w1")
 
 	// Its Prometheus scrapes it as the agent's ServiceMonitor says.
-	sm := objs.get(t, "ServiceMonitor", agents.KindSyncAgent)
+	sm := pc.objs.get(t, "ServiceMonitor", agents.KindSyncAgent)
 	if port := mocktest.Dig(sm, "spec", "endpoints", 0, "port"); port != "metrics" {
 		t.Fatalf("the agent's ServiceMonitor scrapes port %v", port)
 	}
-	resp, err := http.Get(fmt.Sprintf("http://127.0.0.1:%d/metrics", cp.m.local(t, agents.KindSyncAgent, agents.MetricsPort)))
+	resp, err := http.Get(fmt.Sprintf("http://127.0.0.1:%d/metrics", pc.m.local(t, agents.KindSyncAgent, agents.MetricsPort)))
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -211,3 +90,185 @@ func syncAgentCluster(t *testing.T, shard string) {
 		t.Error("no rule reads an api-syncagent series: nothing was checked")
 	}
 }
+
+// physicalCluster is a local kube-apiserver standing in for one of the
+// stack's clusters, with the service owner's CRD and what the stack renders
+// for the cluster applied (monitoring.coreos.com kinds are judged in tests/;
+// this cluster has no Prometheus operator).
+type physicalCluster struct {
+	name string
+	kube *cluster.Cluster
+	// objs are the stack's objects for this cluster: its provider's.
+	objs objects
+	// m is the control plane's machine with the agent's own ports: every
+	// cluster's agent is a Deployment of the same name.
+	m *machine
+}
+
+func startPhysicalCluster(t testing.TB, rec []mocktest.Resource, name string) *physicalCluster {
+	t.Helper()
+	kube, err := cluster.Start(context.Background(), toolchain.Bin(), t.TempDir())
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(kube.Stop)
+	pc := &physicalCluster{name: name, kube: kube}
+	pc.kubectl(t, cluster.WidgetCRD, "apply", "--server-side", "-f", "-")
+	var onCluster []string
+	for _, r := range rec {
+		if !r.Custom || !strings.Contains(r.Provider, "::pulumi:providers:kubernetes::cluster-"+name+"::") {
+			continue
+		}
+		if obj := r.Input(); obj["kind"] != nil {
+			pc.objs = append(pc.objs, obj)
+		}
+		if strings.HasPrefix(r.Type, "kubernetes:monitoring.coreos.com/") {
+			continue
+		}
+		b, err := json.Marshal(r.Input())
+		if err != nil {
+			t.Fatal(err)
+		}
+		onCluster = append(onCluster, string(b))
+	}
+	if len(onCluster) < 8 {
+		t.Fatalf("only %d objects for cluster %s", len(onCluster), name)
+	}
+	// Namespaces and CRDs first, as the provider's dependencies order them.
+	for _, phase := range []func(string) bool{
+		func(o string) bool {
+			return strings.Contains(o, `"kind":"Namespace"`) || strings.Contains(o, `"kind":"CustomResourceDefinition"`)
+		},
+		func(o string) bool {
+			return !strings.Contains(o, `"kind":"Namespace"`) && !strings.Contains(o, `"kind":"CustomResourceDefinition"`)
+		},
+	} {
+		for _, o := range onCluster {
+			if phase(o) {
+				pc.kubectl(t, o, "apply", "--server-side", "-f", "-")
+			}
+		}
+		pc.kubectl(t, "", "wait", "--for=condition=Established", "crd/publishedresources.syncagent.kcp.io", "--timeout=60s")
+	}
+	return pc
+}
+
+func (pc *physicalCluster) kubectl(t testing.TB, stdin string, args ...string) string {
+	t.Helper()
+	out, stderr, err := pc.kube.Kubectl(context.Background(), []byte(stdin), args...)
+	if err != nil {
+		t.Fatalf("kubectl %s: %v\n%s", strings.Join(args, " "), err, stderr)
+	}
+	return out
+}
+
+// startAgent runs the cluster's api-syncagent as its Deployment says, its
+// in-cluster identity its ServiceAccount's token (what the kubelet would
+// mount), once the stack's kcp side is applied.
+func (pc *physicalCluster) startAgent(t testing.TB, cp *controlPlane, bin string) *process {
+	t.Helper()
+	dep := pc.objs.get(t, "Deployment", agents.KindSyncAgent)
+	ns := fmt.Sprint(mocktest.Dig(dep, "metadata", "namespace"))
+	token := strings.TrimSpace(pc.kubectl(t, "", "create", "token", fmt.Sprint(mocktest.Dig(dep, "spec", "template", "spec", "serviceAccountName")), "-n", ns))
+	dir := t.TempDir()
+	inCluster := filepath.Join(dir, "in-cluster.kubeconfig")
+	if err := pc.kube.KubeconfigFor(inCluster, token); err != nil {
+		t.Fatal(err)
+	}
+	pc.m = cp.m.withOwnPorts(t, agents.KindSyncAgent)
+	ap := materialize(t, pc.objs, pc.m, agents.KindSyncAgent+"-"+pc.name, dep, filepath.Join(dir, "agent"))
+	in := &instance{pod: ap, bin: bin, args: append(ap.args, "--kubeconfig="+inCluster), m: pc.m, key: agentKey(pc.name)}
+	took := cp.launch(t, "api-syncagent-"+pc.name, in, 2*time.Minute)
+	t.Logf("api-syncagent of %s ready after %s", pc.name, took.Round(time.Second))
+	return in.proc
+}
+
+// bindExport creates the consumer workspace (a Workspace object, in root)
+// and binds the export of root:compute in it as "widgets", once the agent
+// has published its schema into the export.
+func (cp *controlPlane) bindExport(t testing.TB, consumer map[string]any, export string) {
+	t.Helper()
+	admin := cp.admin
+	name := fmt.Sprint(mocktest.Dig(consumer, "metadata", "name"))
+	cp.createWorkspace(t, consumer)
+	exp := admin.eventually(t, "/clusters/root:compute/apis/apis.kcp.io/v1alpha1/apiexports/"+export, 2*time.Minute, func(e map[string]any) bool {
+		return len(mocktest.List(mocktest.Dig(e, "spec", "latestResourceSchemas"))) > 0
+	})
+	// The consumer accepts what the export claims: api-syncagent always
+	// claims events (it records them on the consumer's objects) and
+	// namespaces; without them kcp refuses its events.
+	var claims []any
+	for _, c := range mocktest.List(mocktest.Dig(exp, "spec", "permissionClaims")) {
+		accepted := map[string]any{"state": "Accepted"}
+		for k, v := range asMap(c) {
+			accepted[k] = v
+		}
+		claims = append(claims, accepted)
+	}
+	admin.must(t, http.MethodPost, "/clusters/root:"+name+"/apis/apis.kcp.io/v1alpha1/apibindings", map[string]any{
+		"apiVersion": "apis.kcp.io/v1alpha1", "kind": "APIBinding", "metadata": map[string]any{"name": "widgets"},
+		"spec": map[string]any{"reference": map[string]any{"export": map[string]any{"path": "root:compute", "name": export}}, "permissionClaims": claims}})
+	admin.eventually(t, "/clusters/root:"+name+"/apis/apis.kcp.io/v1alpha1/apibindings/widgets", 2*time.Minute, func(b map[string]any) bool {
+		return mocktest.Dig(b, "status", "phase") == "Bound"
+	})
+}
+
+// widgetRoundTrip creates Widget name in the consumer workspace through the
+// front-proxy, waits for the agent's copy on the cluster, writes its status
+// there as the service would and waits for that status in kcp, logging
+// both legs.
+func (cp *controlPlane) widgetRoundTrip(t testing.TB, pc *physicalCluster, agent *process, workspace, name string) {
+	t.Helper()
+	widgets := "/clusters/" + workspace + "/apis/example.com/v1/namespaces/default/widgets"
+	deadline := time.Now().Add(time.Minute)
+	for {
+		code, body := cp.admin.do(t, http.MethodPost, widgets, map[string]any{
+			"apiVersion": "example.com/v1", "kind": "Widget", "metadata": map[string]any{"name": name}, "spec": map[string]any{"size": 3}})
+		if code == http.StatusCreated {
+			break
+		}
+		if time.Now().After(deadline) {
+			t.Fatalf("creating Widget %s in kcp: HTTP %d: %s", name, code, body)
+		}
+		time.Sleep(time.Second)
+	}
+
+	// kcp → cluster: the copy carries the kcp object's name in an annotation.
+	began := time.Now()
+	var synced map[string]any
+	for synced == nil {
+		var list map[string]any
+		if err := json.Unmarshal([]byte(pc.kubectl(t, "", "get", "widgets.example.com", "-A", "-o", "json")), &list); err != nil {
+			t.Fatal(err)
+		}
+		for _, item := range mocktest.List(list["items"]) {
+			if mocktest.Dig(item, "metadata", "annotations", remoteNameAnnotation) == name {
+				synced = asMap(item)
+			}
+		}
+		if synced != nil {
+			break
+		}
+		if time.Since(began) > 2*time.Minute {
+			t.Fatalf("Widget %s never reached the cluster; agent log:\n%s", name, tail(agent.log, 40))
+		}
+		time.Sleep(time.Second)
+	}
+	t.Logf("%s: kcp → cluster in %s", name, time.Since(began).Round(100*time.Millisecond))
+	if mocktest.Dig(synced, "spec", "size") != float64(3) {
+		t.Errorf("the cluster's copy of %s has spec %v", name, synced["spec"])
+	}
+
+	// cluster → kcp: the status the service writes.
+	began = time.Now()
+	pc.kubectl(t, "", "patch", "widgets.example.com", fmt.Sprint(mocktest.Dig(synced, "metadata", "name")),
+		"-n", fmt.Sprint(mocktest.Dig(synced, "metadata", "namespace")),
+		"--subresource=status", "--type=merge", "-p", `{"status":{"phase":"Provisioned"}}`)
+	cp.admin.eventually(t, widgets+"/"+name, 2*time.Minute, func(w map[string]any) bool {
+		return mocktest.Dig(w, "status", "phase") == "Provisioned"
+	})
+	t.Logf("%s: cluster → kcp status in %s", name, time.Since(began).Round(100*time.Millisecond))
+}
+
+// agentKey names a cluster's agent in controlPlane.running.
+func agentKey(cluster string) string { return agents.KindSyncAgent + "-" + cluster }

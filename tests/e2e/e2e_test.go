@@ -38,7 +38,7 @@ import (
 )
 
 // binary is the path in env var name, or a skip naming what is missing.
-func binary(t *testing.T, env string) string {
+func binary(t testing.TB, env string) string {
 	t.Helper()
 	p := os.Getenv(env)
 	if p == "" {
@@ -54,21 +54,26 @@ func binary(t *testing.T, env string) string {
 // returns its objects. TLS is self-managed so every certificate of the
 // PKI catalog is minted with real crypto (internal/test/mocktest), the same
 // catalog cert-manager mode issues into Secrets of the same names.
-func render(t *testing.T, stack string, config map[string]string, secrets ...string) (objects, []mocktest.Resource) {
+func render(t testing.TB, stack string, config map[string]string, secrets ...string) (objects, []mocktest.Resource) {
 	t.Helper()
-	// The machine maps public host names through the stack's Ingress rules
-	// (there is no load balancer here), so the e2e renders the legacy
-	// ingress mode unless a test chooses one.
-	values := map[string]string{"environment": stack, "ingress": `{"mode":"passthrough"}`}
-	for k, v := range config {
-		values[k] = v
-	}
-	mocktest.SetConfig(t, values, secrets...)
+	mocktest.SetConfig(t, stackValues(stack, config), secrets...)
 	rec, err := mocktest.Run(t, stack, stacks.Program)
 	if err != nil {
 		t.Fatalf("rendering %s: %v", stack, err)
 	}
 	return objects(rec.Manifests()), rec.All()
+}
+
+// stackValues is the stack's config as render sets it: the machine maps
+// public host names through the stack's Ingress rules (there is no load
+// balancer here), so the e2e renders the legacy ingress mode unless a test
+// chooses one.
+func stackValues(stack string, config map[string]string) map[string]string {
+	values := map[string]string{"environment": stack, "ingress": `{"mode":"passthrough"}`}
+	for k, v := range config {
+		values[k] = v
+	}
+	return values
 }
 
 // controlPlane is a running etcd, kcp and front-proxy of one stack.
@@ -82,9 +87,10 @@ type controlPlane struct {
 	// running is what the test started, by workload name, so a test can
 	// kill and start it again as its pod's restart would.
 	running map[string]*instance
+	order   []string // the workloads in the order they were started
 	// owner is the test the programs belong to: a program started again in
 	// a subtest must outlive the subtest.
-	owner *testing.T
+	owner testing.TB
 }
 
 // instance is one started program with the command line it was started with.
@@ -93,10 +99,14 @@ type instance struct {
 	pod  *pod
 	bin  string
 	args []string
+	m    *machine // the ports it listens on (an agent's own, see withOwnPorts)
+	// key names it in controlPlane.running: its workload's name, or for
+	// programs of one workload per cluster (agents) the workload and cluster.
+	key string
 }
 
 // startControlPlane starts the stack's etcd, kcp and front-proxy.
-func startControlPlane(t *testing.T, objs objects) *controlPlane {
+func startControlPlane(t testing.TB, objs objects) *controlPlane {
 	t.Helper()
 	kcpBin, proxyBin := binary(t, "KCP_BIN"), binary(t, "KCP_FRONT_PROXY_BIN")
 	etcdBin, err := toolchain.Find("etcd")
@@ -113,9 +123,7 @@ func startControlPlane(t *testing.T, objs objects) *controlPlane {
 	m := newMachine(t, objs, public[1])
 	cp := &controlPlane{objs: objs, m: m, dir: dir, publicHost: public[1], running: map[string]*instance{}, owner: t}
 	run := func(name, bin string, pd *pod, args []string, timeout time.Duration) time.Duration {
-		p := start(t, name, bin, args, pd.dir)
-		cp.running[pd.workload] = &instance{proc: p, pod: pd, bin: bin, args: args}
-		return waitProbe(t, p, pd, m, timeout)
+		return cp.launch(t, name, &instance{pod: pd, bin: bin, args: args, m: m}, timeout)
 	}
 
 	// Every etcd cluster (the root shard's and each other shard's), then the
@@ -165,6 +173,24 @@ func startControlPlane(t *testing.T, objs objects) *controlPlane {
 	return cp
 }
 
+// launch starts in's program for the test that owns the control plane
+// (so a program started again in a subtest outlives it), records it under
+// its workload and waits for its readiness probe.
+func (cp *controlPlane) launch(t testing.TB, name string, in *instance, timeout time.Duration) time.Duration {
+	t.Helper()
+	began := time.Now()
+	in.proc = start(cp.owner, name, in.bin, in.args, in.pod.dir, in.pod.env...)
+	if in.key == "" {
+		in.key = in.pod.workload
+	}
+	if _, known := cp.running[in.key]; !known {
+		cp.order = append(cp.order, in.key)
+	}
+	cp.running[in.key] = in
+	waitProbe(t, in.proc, in.pod, in.m, timeout)
+	return time.Since(began)
+}
+
 // client is an HTTPS client with one of the PKI's client certificates that
 // verifies the server with kcp-server-ca, as the stack's kubeconfigs do.
 type client struct {
@@ -173,7 +199,7 @@ type client struct {
 	token string // a bearer token instead of a client certificate
 }
 
-func (cp *controlPlane) client(t *testing.T, cert, base, serverName string) *client {
+func (cp *controlPlane) client(t testing.TB, cert, base, serverName string) *client {
 	t.Helper()
 	ca := x509.NewCertPool()
 	if !ca.AppendCertsFromPEM([]byte(cp.objs.data(t, "Secret", pki.CAServer)["ca.crt"])) {
@@ -193,7 +219,7 @@ func (cp *controlPlane) client(t *testing.T, cert, base, serverName string) *cli
 
 // do sends a JSON request and returns the status and body; a transport
 // error fails the test.
-func (c *client) do(t *testing.T, method, path string, body any) (int, []byte) {
+func (c *client) do(t testing.TB, method, path string, body any) (int, []byte) {
 	t.Helper()
 	code, b, err := c.try(method, path, body)
 	if err != nil {
@@ -231,7 +257,7 @@ func (c *client) try(method, path string, body any) (int, []byte, error) {
 }
 
 // must sends a request that must succeed and decodes the answer.
-func (c *client) must(t *testing.T, method, path string, body any) map[string]any {
+func (c *client) must(t testing.TB, method, path string, body any) map[string]any {
 	t.Helper()
 	code, b := c.do(t, method, path, body)
 	if code/100 != 2 {
@@ -243,7 +269,7 @@ func (c *client) must(t *testing.T, method, path string, body any) map[string]an
 }
 
 // eventually polls get until cond holds on its answer.
-func (c *client) eventually(t *testing.T, path string, timeout time.Duration, cond func(map[string]any) bool) map[string]any {
+func (c *client) eventually(t testing.TB, path string, timeout time.Duration, cond func(map[string]any) bool) map[string]any {
 	t.Helper()
 	deadline := time.Now().Add(timeout)
 	var last []byte
@@ -262,12 +288,31 @@ func (c *client) eventually(t *testing.T, path string, timeout time.Duration, co
 	return nil
 }
 
+// workspaceOn is a Workspace in root scheduled onto shard (kcp's Shard
+// objects carry their name as label "name").
+func workspaceOn(name, shard string) map[string]any {
+	return map[string]any{"apiVersion": "tenancy.kcp.io/v1alpha1", "kind": "Workspace", "metadata": map[string]any{"name": name},
+		"spec": map[string]any{"location": map[string]any{"selector": map[string]any{"matchLabels": map[string]any{"name": shard}}}}}
+}
+
+// createWorkspace creates ws (a Workspace object) in root through the
+// front-proxy and waits until it is Ready.
+func (cp *controlPlane) createWorkspace(t testing.TB, ws map[string]any) {
+	t.Helper()
+	cp.admin.must(t, http.MethodPost, "/clusters/root/apis/tenancy.kcp.io/v1alpha1/workspaces", ws)
+	began := time.Now()
+	cp.admin.eventually(t, "/clusters/root/apis/tenancy.kcp.io/v1alpha1/workspaces/"+fmt.Sprint(mocktest.Dig(ws, "metadata", "name")), 2*time.Minute, func(w map[string]any) bool {
+		return mocktest.Dig(w, "status", "phase") == "Ready"
+	})
+	t.Logf("workspace %v Ready after %s", mocktest.Dig(ws, "metadata", "name"), time.Since(began).Round(time.Second))
+}
+
 // applyKCPSide creates in kcp, in registration order, the objects the
 // stack sends through its providers for kcp (render mode writes them under
 // kcp*/): what `kcp-tmc up` applies once kcp-tmc:kcpKubeconfig is set.
 // workspaces maps each such provider's name to the workspace it points
 // into. It waits as the provider does for a pulumi.com/waitFor annotation.
-func (cp *controlPlane) applyKCPSide(t *testing.T, rec []mocktest.Resource, workspaces map[string]string) {
+func (cp *controlPlane) applyKCPSide(t testing.TB, rec []mocktest.Resource, workspaces map[string]string) {
 	t.Helper()
 	n := 0
 	provider := regexp.MustCompile(`::pulumi:providers:kubernetes::(kcp[^:]*)::`)
@@ -408,7 +453,7 @@ func TestDevStackRuns(t *testing.T) {
 // scrape GETs a workload's metrics as the ServiceMonitor's first endpoint
 // says (path, scheme, CA, client certificate, server name), retrying while
 // kcp's authorizer catches up with a new binding.
-func (cp *controlPlane) scrape(t *testing.T, monitor, workload string, port int) []byte {
+func (cp *controlPlane) scrape(t testing.TB, monitor, workload string, port int) []byte {
 	t.Helper()
 	job := monitor
 	ep := asMap(mocktest.Dig(cp.objs.get(t, "ServiceMonitor", monitor), "spec", "endpoints", 0))
@@ -438,7 +483,7 @@ func (cp *controlPlane) scrape(t *testing.T, monitor, workload string, port int)
 // rulesFindSeries checks that every series the alerting and recording
 // rules read for job is in the scrape body (Prometheus' text format), and
 // returns how many reads it checked.
-func rulesFindSeries(t *testing.T, body []byte, job string) int {
+func rulesFindSeries(t testing.TB, body []byte, job string) int {
 	t.Helper()
 	series := map[string]bool{}
 	for _, line := range strings.Split(string(body), "\n") {

@@ -18,13 +18,21 @@ import (
 // kill; SIGTERM: a rolling restart), starts it again with the same command
 // line, as its pod's restart does, and returns the time from the signal to
 // the new process's readiness.
-func (cp *controlPlane) restart(t *testing.T, workload string, sig syscall.Signal) time.Duration {
+func (cp *controlPlane) restart(t testing.TB, workload string, sig syscall.Signal) time.Duration {
+	t.Helper()
+	began := time.Now()
+	cp.stop(t, workload, sig)
+	cp.startAgain(t, workload, fmt.Sprintf("after-%s", strings.ToLower(sig.String()[:4])))
+	return time.Since(began)
+}
+
+// stop signals a started workload and waits for it to exit.
+func (cp *controlPlane) stop(t testing.TB, workload string, sig syscall.Signal) {
 	t.Helper()
 	in, ok := cp.running[workload]
 	if !ok {
 		t.Fatalf("%s was not started by this test", workload)
 	}
-	began := time.Now()
 	if err := in.proc.cmd.Process.Signal(sig); err != nil {
 		t.Fatalf("signalling %s: %v", workload, err)
 	}
@@ -34,12 +42,15 @@ func (cp *controlPlane) restart(t *testing.T, workload string, sig syscall.Signa
 	case <-time.After(2 * time.Minute):
 		t.Fatalf("%s still running 2m after %v", workload, sig)
 	}
-	// Started for the test that owns the control plane, not this one, so
-	// the program is not stopped when a subtest ends.
-	p := start(cp.owner, fmt.Sprintf("%s-after-%s", in.proc.name, strings.ToLower(sig.String()[:4])), in.bin, in.args, in.pod.dir)
-	cp.running[workload] = &instance{proc: p, pod: in.pod, bin: in.bin, args: in.args}
-	waitProbe(t, p, in.pod, cp.m, 3*time.Minute)
-	return time.Since(began)
+}
+
+// startAgain starts a stopped workload with the command line it had, its
+// log named with suffix, and returns the time to its readiness.
+func (cp *controlPlane) startAgain(t testing.TB, workload, suffix string) time.Duration {
+	t.Helper()
+	in := cp.running[workload]
+	again := *in
+	return cp.launch(t, in.proc.name+"-"+suffix, &again, 3*time.Minute)
 }
 
 // writeLoad creates ConfigMaps in a workspace through the front-proxy from

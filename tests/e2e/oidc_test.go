@@ -29,7 +29,7 @@ type issuer struct {
 	key        *rsa.PrivateKey
 }
 
-func startIssuer(t *testing.T) *issuer {
+func startIssuer(t testing.TB) *issuer {
 	t.Helper()
 	caKey, err := ecdsa.GenerateKey(elliptic.P256(), rand.Reader)
 	if err != nil {
@@ -80,7 +80,7 @@ func startIssuer(t *testing.T) *issuer {
 
 // token is an ID token for subject with groups, for audience, signed by
 // key (the issuer's, or another to prove forgeries fail).
-func (is *issuer) token(t *testing.T, key *rsa.PrivateKey, audience, subject string, groups ...string) string {
+func (is *issuer) token(t testing.TB, key *rsa.PrivateKey, audience, subject string, groups ...string) string {
 	t.Helper()
 	signer, err := jose.NewSigner(jose.SigningKey{Algorithm: jose.RS256, Key: key}, (&jose.SignerOptions{}).WithType("JWT").WithHeader("kid", "e2e"))
 	if err != nil {
@@ -97,7 +97,7 @@ func (is *issuer) token(t *testing.T, key *rsa.PrivateKey, audience, subject str
 }
 
 // bearer is a client of the front-proxy that signs in with a token only.
-func (cp *controlPlane) bearer(t *testing.T, token string) *client {
+func (cp *controlPlane) bearer(t testing.TB, token string) *client {
 	t.Helper()
 	c := cp.client(t, "", cp.admin.base, "")
 	c.token = token

@@ -25,7 +25,7 @@ import (
 type objects []map[string]any
 
 // get returns the object of kind and name, failing the test if absent.
-func (o objects) get(t *testing.T, kind, name string) map[string]any {
+func (o objects) get(t testing.TB, kind, name string) map[string]any {
 	t.Helper()
 	for _, m := range o {
 		if m["kind"] == kind && mocktest.Dig(m, "metadata", "name") == name {
@@ -47,7 +47,7 @@ func (o objects) find(name string) map[string]any {
 }
 
 // data is a Secret's or ConfigMap's content (stringData, or decoded data).
-func (o objects) data(t *testing.T, kind, name string) map[string]string {
+func (o objects) data(t testing.TB, kind, name string) map[string]string {
 	t.Helper()
 	m := o.get(t, kind, name)
 	out := map[string]string{}
@@ -99,7 +99,7 @@ type endpoint struct {
 
 // newMachine maps every workload, Service and Ingress rule of objs;
 // publicHost is kcp's public name (the front door).
-func newMachine(t *testing.T, objs objects, publicHost string) *machine {
+func newMachine(t testing.TB, objs objects, publicHost string) *machine {
 	t.Helper()
 	m := &machine{ports: map[endpoint]int{}, services: map[string]string{}, ingress: map[string]endpoint{}, publicHost: publicHost}
 	type workload struct {
@@ -178,7 +178,7 @@ func newMachine(t *testing.T, objs objects, publicHost string) *machine {
 }
 
 // local is the loopback port of a workload's port.
-func (m *machine) local(t *testing.T, workload string, port int) int {
+func (m *machine) local(t testing.TB, workload string, port int) int {
 	t.Helper()
 	p, ok := m.ports[endpoint{workload, port}]
 	if !ok {
@@ -187,11 +187,31 @@ func (m *machine) local(t *testing.T, workload string, port int) int {
 	return p
 }
 
+// withOwnPorts is a copy of m in which workload's ports are new loopback
+// ports: for programs of the same name started more than once (an agent
+// per cluster), each listening on its own.
+func (m *machine) withOwnPorts(t testing.TB, workload string) *machine {
+	t.Helper()
+	c := *m
+	c.ports = make(map[endpoint]int, len(m.ports))
+	renumbered := map[int]int{} // a container port and its Service ports share one local port
+	for e, p := range m.ports {
+		if e.workload == workload {
+			if _, ok := renumbered[p]; !ok {
+				renumbered[p] = freePort(t)
+			}
+			p = renumbered[p]
+		}
+		c.ports[e] = p
+	}
+	return &c
+}
+
 // front is the loopback port of the public address (443).
-func (m *machine) front(t *testing.T) int { return m.publicPort(t, m.publicHost) }
+func (m *machine) front(t testing.TB) int { return m.publicPort(t, m.publicHost) }
 
 // publicPort is the loopback port of a public host name (443 at the ingress).
-func (m *machine) publicPort(t *testing.T, host string) int {
+func (m *machine) publicPort(t testing.TB, host string) int {
 	t.Helper()
 	e, ok := m.ingress[host]
 	if !ok {
@@ -201,7 +221,7 @@ func (m *machine) publicPort(t *testing.T, host string) int {
 }
 
 // workloadOf is the workload an in-cluster host name leads to, seen from self's pods.
-func (m *machine) workloadOf(t *testing.T, self, host string) string {
+func (m *machine) workloadOf(t testing.TB, self, host string) string {
 	t.Helper()
 	if host == "0.0.0.0" || host == "127.0.0.1" || host == "localhost" {
 		return self
@@ -219,7 +239,7 @@ func (m *machine) workloadOf(t *testing.T, self, host string) string {
 }
 
 // rewrite maps host:port pairs and listener flags in s, as self's pods see them.
-func (m *machine) rewrite(t *testing.T, self, s string) string {
+func (m *machine) rewrite(t testing.TB, self, s string) string {
 	t.Helper()
 	s = m.hosts.ReplaceAllStringFunc(s, func(hp string) string {
 		i := strings.LastIndex(hp, ":")
@@ -251,7 +271,7 @@ func (m *machine) rewrite(t *testing.T, self, s string) string {
 	})
 }
 
-func freePort(t *testing.T) int {
+func freePort(t testing.TB) int {
 	t.Helper()
 	l, err := net.Listen("tcp", "127.0.0.1:0")
 	if err != nil {
@@ -268,7 +288,11 @@ type pod struct {
 	workload  string
 	container map[string]any
 	args      []string
+	env       []string // NAME=value, mapped as args are
 	dir       string
+	// scratch are the emptyDirs and claims: what a pod on a new node
+	// (or a lost volume) starts without.
+	scratch []string
 }
 
 // materialize writes every volume of the workload's pod template (Secrets
@@ -276,12 +300,20 @@ type pod struct {
 // StatefulSet's claims empty) under dir, and returns
 // the first container's command line with mount paths, host names,
 // ports and $(VAR) references mapped.
-func materialize(t *testing.T, objs objects, m *machine, name string, workload map[string]any, dir string) *pod {
+func materialize(t testing.TB, objs objects, m *machine, name string, workload map[string]any, dir string) *pod {
+	t.Helper()
+	c := asMap(mocktest.Dig(workload, "spec", "template", "spec", "containers", 0))
+	return materializeContainer(t, objs, m, name, workload, c, dir)
+}
+
+// materializeContainer is materialize for container c of the workload's
+// pod template (an init container, or a Job's steps in turn), with its env
+// mapped as its args are (pod.env).
+func materializeContainer(t testing.TB, objs objects, m *machine, name string, workload, c map[string]any, dir string) *pod {
 	t.Helper()
 	self := fmt.Sprint(mocktest.Dig(workload, "metadata", "name"))
 	template := asMap(mocktest.Dig(workload, "spec", "template"))
 	spec := asMap(template["spec"])
-	c := asMap(mocktest.List(spec["containers"])[0])
 	volumes := map[string]map[string]any{}
 	for _, v := range mocktest.List(spec["volumes"]) {
 		volumes[fmt.Sprint(asMap(v)["name"])] = asMap(v)
@@ -316,6 +348,7 @@ func materialize(t *testing.T, objs objects, m *machine, name string, workload m
 		}
 		return m.rewrite(t, self, s)
 	}
+	p := &pod{name: name, workload: self, container: c, dir: dir}
 	for _, vm := range mocktest.List(c["volumeMounts"]) {
 		vname := fmt.Sprint(asMap(vm)["name"])
 		v, ok := volumes[vname]
@@ -342,6 +375,7 @@ func materialize(t *testing.T, objs objects, m *machine, name string, workload m
 				files[k] = mapPaths(s)
 			}
 		case v["emptyDir"] != nil:
+			p.scratch = append(p.scratch, vdir)
 			continue
 		default:
 			t.Fatalf("%s: volume %s is neither a Secret, a ConfigMap nor an emptyDir", name, vname)
@@ -373,12 +407,14 @@ func materialize(t *testing.T, objs objects, m *machine, name string, workload m
 		case "metadata.namespace":
 			env[fmt.Sprint(e["name"])] = fmt.Sprint(mocktest.Dig(workload, "metadata", "namespace"))
 		default:
-			if v, ok := e["value"]; ok {
-				env[fmt.Sprint(e["name"])] = fmt.Sprint(v)
+			v, ok := e["value"]
+			if !ok {
+				t.Fatalf("%s: env %v comes from neither a value nor the pod's name or namespace", name, e["name"])
 			}
+			env[fmt.Sprint(e["name"])] = fmt.Sprint(v)
 		}
+		p.env = append(p.env, fmt.Sprint(e["name"])+"="+mapPaths(env[fmt.Sprint(e["name"])]))
 	}
-	p := &pod{name: name, workload: self, container: c, dir: dir}
 	// The command's first word is the binary the test is given; the rest
 	// (kcp's "start") stays.
 	command := mocktest.List(c["command"])
@@ -404,7 +440,9 @@ type process struct {
 	done      chan error
 }
 
-func start(t *testing.T, name, bin string, args []string, dir string) *process {
+// start runs bin with args in dir, with this process's environment plus
+// env (a container's, NAME=value).
+func start(t testing.TB, name, bin string, args []string, dir string, env ...string) *process {
 	t.Helper()
 	log := filepath.Join(dir, name+".log")
 	f, err := os.Create(log)
@@ -412,7 +450,7 @@ func start(t *testing.T, name, bin string, args []string, dir string) *process {
 		t.Fatal(err)
 	}
 	cmd := exec.Command(bin, args...)
-	cmd.Dir, cmd.Stdout, cmd.Stderr = dir, f, f
+	cmd.Dir, cmd.Stdout, cmd.Stderr, cmd.Env = dir, f, f, append(os.Environ(), env...)
 	if err := cmd.Start(); err != nil {
 		t.Fatalf("starting %s: %v", name, err)
 	}
@@ -449,7 +487,7 @@ func tail(path string, n int) string {
 // waitProbe polls the container's readiness probe as the kubelet does
 // (HTTP GET on the named port; HTTPS without verifying the certificate)
 // until it answers 2xx, the process exits, or the timeout passes.
-func waitProbe(t *testing.T, p *process, pd *pod, m *machine, timeout time.Duration) time.Duration {
+func waitProbe(t testing.TB, p *process, pd *pod, m *machine, timeout time.Duration) time.Duration {
 	t.Helper()
 	probe := asMap(mocktest.Dig(pd.container, "readinessProbe", "httpGet"))
 	if probe == nil {

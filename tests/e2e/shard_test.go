@@ -70,14 +70,7 @@ func shardedStackRuns(t *testing.T, kcpConfig string) *controlPlane {
 	for _, s := range []string{kcp.RootShard, shard} {
 		t.Run("a workspace scheduled onto "+s+" through the front-proxy is Ready and usable", func(t *testing.T) {
 			ws := "on-" + s
-			admin.must(t, http.MethodPost, "/clusters/root/apis/tenancy.kcp.io/v1alpha1/workspaces", map[string]any{
-				"apiVersion": "tenancy.kcp.io/v1alpha1", "kind": "Workspace", "metadata": map[string]any{"name": ws},
-				"spec": map[string]any{"location": map[string]any{"selector": map[string]any{"matchLabels": map[string]any{"name": s}}}}})
-			began := time.Now()
-			admin.eventually(t, "/clusters/root/apis/tenancy.kcp.io/v1alpha1/workspaces/"+ws, 2*time.Minute, func(w map[string]any) bool {
-				return mocktest.Dig(w, "status", "phase") == "Ready"
-			})
-			t.Logf("workspace on %s Ready after %s", s, time.Since(began).Round(time.Second))
+			cp.createWorkspace(t, workspaceOn(ws, s))
 			name := "placed-on-" + s
 			admin.must(t, http.MethodPost, "/clusters/root:"+ws+"/api/v1/namespaces/default/configmaps", map[string]any{
 				"apiVersion": "v1", "kind": "ConfigMap", "metadata": map[string]any{"name": name}, "data": map[string]any{"shard": s}})
@@ -116,7 +109,7 @@ func shardedStackRuns(t *testing.T, kcpConfig string) *controlPlane {
 
 // etcdKeys lists an etcd cluster's keys with etcdctl, as kcp's etcd client
 // identity (etcd-client-kcp) over the cluster's client port.
-func (cp *controlPlane) etcdKeys(t *testing.T, cluster string) string {
+func (cp *controlPlane) etcdKeys(t testing.TB, cluster string) string {
 	t.Helper()
 	etcdctl, err := toolchain.Find("etcdctl")
 	if err != nil {
