@@ -237,16 +237,8 @@ func (cp *controlPlane) widgetRoundTrip(t testing.TB, pc *physicalCluster, agent
 	began := time.Now()
 	var synced map[string]any
 	for synced == nil {
-		var list map[string]any
-		if err := json.Unmarshal([]byte(pc.kubectl(t, "", "get", "widgets.example.com", "-A", "-o", "json")), &list); err != nil {
-			t.Fatal(err)
-		}
-		for _, item := range mocktest.List(list["items"]) {
-			if mocktest.Dig(item, "metadata", "annotations", remoteNameAnnotation) == name {
-				synced = asMap(item)
-			}
-		}
-		if synced != nil {
+		if copies := pc.copiesOf(t, name); len(copies) > 0 {
+			synced = copies[0]
 			break
 		}
 		if time.Since(began) > 2*time.Minute {
@@ -272,3 +264,20 @@ func (cp *controlPlane) widgetRoundTrip(t testing.TB, pc *physicalCluster, agent
 
 // agentKey names a cluster's agent in controlPlane.running.
 func agentKey(cluster string) string { return agents.KindSyncAgent + "-" + cluster }
+
+// copiesOf are the Widgets on the cluster that api-syncagent made of the
+// kcp Widget name (its annotation names the original).
+func (pc *physicalCluster) copiesOf(t testing.TB, name string) []map[string]any {
+	t.Helper()
+	var list map[string]any
+	if err := json.Unmarshal([]byte(pc.kubectl(t, "", "get", "widgets.example.com", "-A", "-o", "json")), &list); err != nil {
+		t.Fatal(err)
+	}
+	var out []map[string]any
+	for _, item := range mocktest.List(list["items"]) {
+		if mocktest.Dig(item, "metadata", "annotations", remoteNameAnnotation) == name {
+			out = append(out, asMap(item))
+		}
+	}
+	return out
+}
