@@ -294,10 +294,13 @@ func (cp *controlPlane) runStep(b *testing.B, lanes []*syncLane, step syncStep) 
 	}
 	tick.Stop()
 	wg.Wait()
-	// Wait for the stragglers while progress is made; a minute without
-	// any is the end (what is missing then counts as errors).
-	progress, last := -1, time.Now()
-	for {
+	// Wait for the stragglers while the agents work: an agent first adds
+	// its finalizer to every queued object and only then copies them, so
+	// a burst shows no finished object for minutes while its requests to
+	// kcp go on. Two minutes with neither a finished object nor a request,
+	// or an hour in all, is the end (what is missing then counts as errors).
+	progress, requests, last := -1, requests0, time.Now()
+	for deadline := time.Now().Add(time.Hour); time.Now().Before(deadline); time.Sleep(time.Second) {
 		done := 0
 		for i, l := range lanes {
 			l.mu.Lock()
@@ -311,12 +314,18 @@ func (cp *controlPlane) runStep(b *testing.B, lanes []*syncLane, step syncStep) 
 		if done == step.objects-res.createErrors {
 			break
 		}
-		if done != progress {
-			progress, last = done, time.Now()
-		} else if time.Since(last) > time.Minute {
+		now := 0.0
+		for _, l := range lanes {
+			now += l.kcpRequests(b)
+		}
+		if done != progress || now != requests {
+			if done/500 != progress/500 {
+				b.Logf("step %d agents × %d objects: %d of %d back after %s", step.agents, step.objects, done, step.objects, time.Since(began).Round(time.Second))
+			}
+			progress, requests, last = done, now, time.Now()
+		} else if time.Since(last) > 2*time.Minute {
 			break
 		}
-		time.Sleep(200 * time.Millisecond)
 	}
 	var end time.Time
 	for i, l := range lanes {
