@@ -7,6 +7,7 @@ import (
 	"maps"
 	"os"
 	"path/filepath"
+	"runtime/debug"
 	"slices"
 	"strings"
 
@@ -48,8 +49,27 @@ func ProgramIn(projectDir string) pulumi.RunFunc {
 		if err != nil {
 			return fmt.Errorf("stack %q: invalid configuration:\n%w", ctx.Stack(), err)
 		}
-		return Deploy(ctx, cfg, dir)
+		return onOwnStack(func() error { return Deploy(ctx, cfg, dir) })
 	}
+}
+
+// onOwnStack runs fn on a goroutine of its own and waits for it. The SDK
+// records every registration's whole Go stack in the state (≈2 KB per
+// resource); below the program that stack holds only the host's frames
+// (the Automation API's gRPC server, the test runner), which were a quarter
+// of each cluster's state and are rewritten with every checkpoint. A panic
+// in fn comes back as an error with its stack.
+func onOwnStack(fn func() error) error {
+	done := make(chan error, 1)
+	go func() {
+		defer func() {
+			if r := recover(); r != nil {
+				done <- fmt.Errorf("program panicked: %v\n%s", r, debug.Stack())
+			}
+		}()
+		done <- fn()
+	}()
+	return <-done
 }
 
 // programConfig is the running program's config and the keys it was given,

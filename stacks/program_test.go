@@ -1,6 +1,7 @@
 package stacks
 
 import (
+	"errors"
 	"fmt"
 	"path/filepath"
 	"reflect"
@@ -204,5 +205,27 @@ func TestHomeWorkspaces(t *testing.T) {
 		if !strings.Contains(args, tc.want) || !strings.Contains(args, "--batteries-included=workspace-types") {
 			t.Errorf("kcp %s: args %s lack %s or the explicit batteries", tc.kcp, args, tc.want)
 		}
+	}
+}
+
+// TestOnOwnStack: the program's body runs on its own goroutine and what it
+// returns — or a panic, as an error naming it — comes back to the caller.
+func TestOnOwnStack(t *testing.T) {
+	boom := errors.New("boom")
+	for _, tc := range []struct {
+		name string
+		fn   func() error
+		want string
+	}{
+		{"nil", func() error { return nil }, ""},
+		{"error", func() error { return boom }, "boom"},
+		{"panic", func() error { panic("bad index") }, "program panicked: bad index"},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			err := onOwnStack(tc.fn)
+			if tc.want == "" && err != nil || tc.want != "" && (err == nil || !strings.Contains(err.Error(), tc.want)) {
+				t.Fatalf("onOwnStack = %v, want an error containing %q", err, tc.want)
+			}
+		})
 	}
 }
