@@ -114,6 +114,18 @@ func BenchmarkPreviewProd(b *testing.B) {
 	}
 }
 
+// BenchmarkUpProd is the first `up` of the same 100-cluster stack (rendered):
+// every step rewrites the whole checkpoint, so its time grows with the state
+// per cluster. Not in `make bench` (minutes, not seconds); README "Scale".
+func BenchmarkUpProd(b *testing.B) {
+	for range b.N {
+		s := renderedStaging(b, 100)
+		if _, err := s.Up(context.Background(), optup.SuppressProgress()); err != nil {
+			b.Fatal(err)
+		}
+	}
+}
+
 // BenchmarkStatePerCluster brings up rendered prod-like stacks with 5 and 25
 // clusters and reports what each added cluster adds to the state file
 // (the fixed part cancels out). One up each, whatever b.N: the figure is a
