@@ -114,9 +114,9 @@ func BenchmarkPreviewProd(b *testing.B) {
 	}
 }
 
-// BenchmarkUpProd is the first `up` of the same 100-cluster stack (rendered):
-// every step rewrites the whole checkpoint, so its time grows with the state
-// per cluster. Not in `make bench` (minutes, not seconds); README "Scale".
+// BenchmarkUpProd is the first `up` of the same 100-cluster stack (rendered),
+// with per-step checkpoints as users run it. Not in `make bench` (minutes,
+// not seconds); README "Scale".
 func BenchmarkUpProd(b *testing.B) {
 	for range b.N {
 		s := renderedStaging(b, 100)

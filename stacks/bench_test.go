@@ -58,10 +58,7 @@ func perClusterCost(t testing.TB, few, more int) (bytes, allocs uint64) {
 			return pulumi.RunErr(ProgramIn(dir), pulumi.WithMocks("kcp-tmc", "prod", mocktest.Discard{}))
 		})
 	}
-	b1, a1 := measure(few)
-	b2, a2 := measure(more)
-	added := uint64(more - few)
-	return (b2 - min(b1, b2)) / added, (a2 - min(a1, a2)) / added
+	return perAdded(few, more, measure)
 }
 
 // resourcesPerCluster counts what one cluster adds: its provider, its
@@ -117,6 +114,12 @@ func sdkFloorPerCluster(t testing.TB, few, more, resources int) (bytes, allocs u
 			return pulumi.RunErr(program(n), pulumi.WithMocks("kcp-tmc", "prod", mocktest.Discard{}))
 		})
 	}
+	return perAdded(few, more, measure)
+}
+
+// perAdded is what each of the more-few added clusters costs: the
+// difference of two measured stack sizes (the fixed part cancels out).
+func perAdded(few, more int, measure func(int) (uint64, uint64)) (bytes, allocs uint64) {
 	b1, a1 := measure(few)
 	b2, a2 := measure(more)
 	added := uint64(more - few)
