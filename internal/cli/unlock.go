@@ -21,14 +21,14 @@ import (
 )
 
 // The engine's errors for a stack another operation holds, and for a
-// checkpoint a killed deploy left half-written.
+// checkpoint (or its metadata) a killed deploy left half-written.
 const (
 	lockedMarker     = "the stack is currently locked by"
 	checkpointMarker = "failed to load checkpoint"
 )
 
 // withUnlockHint names the kcp-tmc command for a stale lock (the engine's
-// error names `pulumi cancel`) or a truncated checkpoint.
+// error names `pulumi cancel`) or a checkpoint it cannot read.
 func withUnlockHint(err error, stack string) error {
 	if err == nil || (!strings.Contains(err.Error(), lockedMarker) && !strings.Contains(err.Error(), checkpointMarker)) {
 		return err
@@ -120,7 +120,7 @@ func unlock(projectDir, stack string, otherHost bool, stdout io.Writer) error {
 	}
 	if len(locks) == 0 {
 		fmt.Fprintf(stdout, "stack %q is not locked\n", stack)
-		return repairCheckpoint(state, stack, stdout)
+		return repairState(state, stack, stdout)
 	}
 	host, err := os.Hostname()
 	if err != nil {
@@ -140,22 +140,66 @@ func unlock(projectDir, stack string, otherHost bool, stdout io.Writer) error {
 		return fmt.Errorf("%w: not unlocking stack %q:\n  %s", ErrCheck, stack, strings.Join(refuse, "\n  "))
 	}
 	for _, l := range locks {
-		if err := os.Remove(l.Path); err != nil && !errors.Is(err, os.ErrNotExist) {
-			return fmt.Errorf("removing lock %s: %w", l.Path, err)
+		for _, f := range []string{l.Path, l.Path + sidecarExt} {
+			if err := os.Remove(f); err != nil && !errors.Is(err, os.ErrNotExist) {
+				return fmt.Errorf("removing lock %s: %w", f, err)
+			}
 		}
 		fmt.Fprintf(stdout, "removed the lock of %s\n", l)
 	}
-	if err := repairCheckpoint(state, stack, stdout); err != nil {
+	if err := repairState(state, stack, stdout); err != nil {
 		return err
 	}
 	fmt.Fprintf(stdout, "stack %q unlocked: run kcp-tmc up --stack %s, which finishes what the killed deploy began\n", stack, stack)
 	return nil
 }
 
+// repairState undoes what a deploy killed mid-write leaves in a local
+// backend. The engine's blob store (gocloud's fileblob) replaces a file
+// atomically, but writes its metadata sidecar (<file>.attrs) in place first:
+// killed in between, the sidecar is empty and every later read of the file
+// fails ("failed to load checkpoint: EOF"). A missing sidecar reads as the
+// defaults, so a damaged one is removed. A checkpoint damaged all the same
+// (copied by hand, a network filesystem) is restored from the engine's .bak.
+func repairState(state, stack string, stdout io.Writer) error {
+	if err := removeDamagedSidecars(filepath.Join(state, ".pulumi"), stdout); err != nil {
+		return err
+	}
+	return repairCheckpoint(state, stack, stdout)
+}
+
+// removeDamagedSidecars removes every metadata sidecar under dir that is not
+// the JSON fileblob writes.
+func removeDamagedSidecars(dir string, stdout io.Writer) error {
+	err := filepath.WalkDir(dir, func(path string, d os.DirEntry, err error) error {
+		if err != nil || d.IsDir() || !strings.HasSuffix(path, sidecarExt) {
+			return err
+		}
+		raw, err := os.ReadFile(path)
+		if err != nil {
+			return fmt.Errorf("reading %s: %w", path, err)
+		}
+		if json.Valid(raw) {
+			return nil
+		}
+		if err := os.Remove(path); err != nil {
+			return fmt.Errorf("removing the damaged %s: %w", path, err)
+		}
+		fmt.Fprintf(stdout, "removed the damaged metadata file %s: a deploy was killed while writing it\n", path)
+		return nil
+	})
+	if errors.Is(err, os.ErrNotExist) {
+		return nil // no state yet
+	}
+	return err
+}
+
+// sidecarExt is the suffix of fileblob's metadata files (gocloud.dev/blob/fileblob attrs.go).
+const sidecarExt = ".attrs"
+
 // repairCheckpoint restores the stack's checkpoint from the engine's own
-// backup (<stack>.json.bak, the state before the last write) when a deploy
-// killed while writing it left it empty or cut short. The next up then
-// finishes what the killed one began.
+// backup (<stack>.json.bak, the state before the last write) when it is
+// empty or cut short. The next up then finishes what the killed one began.
 func repairCheckpoint(state, stack string, stdout io.Writer) error {
 	file := filepath.Join(state, ".pulumi", "stacks", automation.ProjectName, stack+".json")
 	raw, err := os.ReadFile(file)

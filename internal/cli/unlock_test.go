@@ -116,9 +116,9 @@ func TestKilledDeployRecovers(t *testing.T) {
 	if out, err := run("up"); err == nil || !strings.Contains(err.Error(), "kcp-tmc unlock --stack dev") {
 		t.Fatalf("up after a killed deploy: err = %v, want the stale lock named with kcp-tmc unlock\n%s", err, out)
 	}
-	// Killed while writing its checkpoint, the deploy leaves no lock but a
-	// truncated checkpoint, which unlock restores from the engine's .bak.
-	if out, err := run("unlock"); err != nil || !strings.Contains(out, "removed the lock of") && !strings.Contains(out, "restored the checkpoint") {
+	// Killed while the engine wrote a checkpoint's metadata sidecar, the
+	// deploy leaves no lock but an empty sidecar, which unlock removes.
+	if out, err := run("unlock"); err != nil || !strings.Contains(out, "removed the lock of") && !strings.Contains(out, "removed the damaged metadata file") {
 		t.Fatalf("unlock: %v\n%s", err, out)
 	}
 	if out, err := run("up"); err != nil {
@@ -126,6 +126,36 @@ func TestKilledDeployRecovers(t *testing.T) {
 	}
 	if out, err := run("preview", "--expect-no-changes"); err != nil {
 		t.Fatalf("preview after the recovered up: %v\n%s", err, out)
+	}
+}
+
+// TestUnlockRepairsWhatAKillMidWriteLeaves: the engine (gocloud's fileblob)
+// replaces a checkpoint atomically but writes its metadata sidecar in place,
+// so a kill at the wrong moment leaves the sidecar empty. The real engine
+// then refuses the stack ("failed to load checkpoint: EOF", what CI saw from
+// TestKilledDeployRecovers); unlock removes the sidecar and the next up works.
+func TestUnlockRepairsWhatAKillMidWriteLeaves(t *testing.T) {
+	dir, _ := testenv.Project(t, "dev", nil)
+	run := func(args ...string) (string, error) {
+		var stdout, stderr bytes.Buffer
+		err := Run(context.Background(), append([]string{args[0], "--stack", "dev", "--project-dir", dir}, args[1:]...), &stdout, &stderr)
+		return stdout.String() + stderr.String(), err
+	}
+	if out, err := run("up"); err != nil {
+		t.Fatalf("first up: %v\n%s", err, out)
+	}
+	sidecar := filepath.Join(dir, automation.StateDir, ".pulumi", "stacks", automation.ProjectName, "dev.json.attrs")
+	if err := os.WriteFile(sidecar, nil, 0o600); err != nil {
+		t.Fatal(err)
+	}
+	if out, err := run("up"); err == nil || !strings.Contains(err.Error(), "failed to load checkpoint") || !strings.Contains(err.Error(), "kcp-tmc unlock --stack dev") {
+		t.Fatalf("up with an empty sidecar: err = %v, want the damaged checkpoint named with kcp-tmc unlock\n%s", err, out)
+	}
+	if out, err := run("unlock"); err != nil || !strings.Contains(out, "removed the damaged metadata file "+sidecar) {
+		t.Fatalf("unlock: %v\n%s", err, out)
+	}
+	if out, err := run("preview", "--expect-no-changes"); err != nil {
+		t.Fatalf("preview after unlock: %v\n%s", err, out)
 	}
 }
 
