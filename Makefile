@@ -47,7 +47,7 @@ vet: modules
 test: toolchain fmt-check vet
 	go test -count=1 -ldflags='-s -w' ./...
 
-# The DR drill (seed §14) on real etcd: 10,000 keys, backup through the aws CLI
+# The monthly DR drill (docs/backup.md) on real etcd: 10,000 keys, backup through the aws CLI
 # to an S3-compatible server, cluster destroyed, restored, every key checked;
 # prints the recovery time.
 drill: toolchain

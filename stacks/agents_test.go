@@ -106,7 +106,7 @@ func TestClusterConfigErrors(t *testing.T) {
 		want   string
 	}{
 		{"missing kubeconfig for a cluster", func(c map[string]string) { c["clusterKubeconfigs"] = `{"alpha":"x"}` }, `config kcp-tmc:clusterKubeconfigs: invalid value "<no entry for bravo>"`},
-		{"seed knob the agents lack", func(c map[string]string) {
+		{"a knob the agents lack", func(c map[string]string) {
 			c["clusters"] = `[{"name":"alpha","maxSyncWorkers":8,"resources":[{"group":"apps","version":"v1","kind":"Deployment","plural":"deployments"}]}]`
 		}, `config kcp-tmc:clusters[0].maxSyncWorkers: invalid value "8"`},
 		{"duplicate cluster", func(c map[string]string) {
@@ -144,7 +144,7 @@ func TestClusterConfigErrors(t *testing.T) {
 }
 
 // BenchmarkProdStack evaluates the prod stack under mocks with N clusters
-// (seed KPI: 100+ clusters). Figures: README "Scale".
+// (production target: 100+ clusters). Figures: README "Scale".
 func BenchmarkProdStack(b *testing.B) {
 	TuneGC() // as main.go and cmd/kcp-tmc do
 	for _, n := range []int{10, 100, 1000} {

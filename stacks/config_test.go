@@ -184,7 +184,7 @@ func TestLoadRejectsBadConfig(t *testing.T) {
 		{"quota above etcd's maximum", env("prod", "etcd", `{"quotaBackendBytes":"16Gi"}`), "kcp-tmc:etcd.quotaBackendBytes", "16Gi"},
 		{"kcp spread by host in prod", env("prod", "kcp", `{"antiAffinity":"hostname"}`), "kcp-tmc:kcp.antiAffinity", "hostname"},
 		{"one front-proxy in prod", env("prod", "kcp", `{"frontProxyReplicas":1}`), "kcp-tmc:kcp.frontProxyReplicas", "1"},
-		{"seed performance knobs kcp has no flag for", env("dev", "kcp", `{"performance":{"maxRequestsInflight":400}}`), "kcp-tmc:kcp.performance", "<set>"},
+		{"performance knobs kcp has no flag for", env("dev", "kcp", `{"performance":{"maxRequestsInflight":400}}`), "kcp-tmc:kcp.performance", "<set>"},
 		{"gp3 IOPS beyond EBS", env("prod", "storage", `{"iops":20000}`), "kcp-tmc:storage.iops", "20000"},
 		{"io2 without IOPS", env("prod", "storage", `{"volumeType":"io2","iops":0,"throughputMiBps":0}`), "kcp-tmc:storage.iops", "0"},
 		{"HDD volumes", env("prod", "storage", `{"volumeType":"sc1"}`), "kcp-tmc:storage.volumeType", "sc1"},

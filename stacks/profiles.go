@@ -17,7 +17,8 @@ import (
 	"github.com/kcp-tmc/kcp-tmc/components/workload"
 )
 
-// storageRangeGi bounds etcd volume sizes per environment (seed §1).
+// storageRangeGi bounds etcd volume sizes per environment: the smallest holds
+// etcd's 8 GiB database quota with room for its WAL and snapshots.
 var storageRangeGi = map[string][2]int{
 	"dev":     {20, 50},
 	"staging": {20, 200},
@@ -25,7 +26,7 @@ var storageRangeGi = map[string][2]int{
 }
 
 // Profile returns the defaults of an environment: what a stack gets for every
-// key it does not set. Values follow the seed: dev 1 replica on `standard`
+// key it does not set. Values: dev 1 replica on `standard`
 // 20Gi, staging 3 replicas 50Gi, prod 3 replicas across 3 zones on fast-ssd
 // 100Gi, with requests/limits from its performance section (prod kcp:
 // requests 2 CPU / 4Gi, limits 4 CPU / 8Gi).
@@ -90,7 +91,7 @@ func Profile(env string) (*Config, error) {
 		base.KCP.Replicas, base.KCP.FrontProxyReplicas, base.KCP.AntiAffinity = 3, 3, AntiAffinityZone
 		base.KCP.Resources = resources("2", "4Gi", "4", "8Gi")
 		base.KCP.FrontProxyResources = resources("500m", "512Mi", "2", "2Gi")
-		base.AgentResources = resources("1", "2Gi", "2", "4Gi") // seed §8
+		base.AgentResources = resources("1", "2Gi", "2", "4Gi") // an agent per cluster syncing thousands of objects
 		base.Etcd = Etcd{Replicas: 3, StorageClass: "fast-ssd", StorageSize: "100Gi", AntiAffinity: AntiAffinityZone,
 			Resources: resources("1", "2Gi", "2", "4Gi")}
 		// A year of dailies; archived after 120 days; recent ones locked against deletion.

@@ -27,7 +27,7 @@ import (
 
 const drillKeys = 10000
 
-// TestDisasterRecoveryDrill is seed §14's drill on real software: a 3-member
+// TestDisasterRecoveryDrill is the monthly DR drill (docs/backup.md) on real software: a 3-member
 // etcd with the pki component's certificates (mTLS), 10,000 keys, the backup
 // script uploading to an S3-compatible server over the aws CLI, the cluster
 // and its data destroyed, every member restored from the uploaded snapshot,

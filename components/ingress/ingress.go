@@ -30,7 +30,7 @@ const TypeToken = "kcp-tmc:ingress:Ingress"
 const (
 	ModePassthrough  = "passthrough"  // nginx Ingress, ssl-passthrough: TLS reaches kcp untouched
 	ModeLoadBalancer = "loadbalancer" // a LoadBalancer Service (NLB, TCP): TLS reaches kcp untouched
-	ModeTerminate    = "terminate"    // nginx terminates TLS (the seed's GRPC mode): breaks client-cert auth
+	ModeTerminate    = "terminate"    // nginx terminates TLS and speaks gRPC on: breaks client-cert auth
 	// ModeGateway routes by SNI through a Gateway API TLSRoute in
 	// passthrough mode: TLS reaches kcp untouched, on any conformant
 	// Gateway implementation (ingress-nginx was retired in March 2026).
@@ -242,7 +242,7 @@ func NewIngress(ctx *pulumi.Context, name string, args Args, opts ...pulumi.Reso
 // Annotations are the Ingress annotations of a mode.
 func Annotations(a Args) map[string]string {
 	if a.Mode == ModeTerminate {
-		// The seed's mode: nginx decrypts and speaks gRPC to the backend; the
+		// nginx decrypts and speaks gRPC to the backend; the
 		// client's certificate ends at nginx.
 		return map[string]string{"nginx.ingress.kubernetes.io/backend-protocol": "GRPC"}
 	}

@@ -35,7 +35,7 @@ func TestModes(t *testing.T) {
 	}{
 		{"passthrough keeps client certificates", args(ModePassthrough),
 			map[string]any{"nginx.ingress.kubernetes.io/ssl-passthrough": "true", "nginx.ingress.kubernetes.io/backend-protocol": "HTTPS"}, nil, false},
-		{"terminate is the seed's GRPC mode", args(ModeTerminate),
+		{"terminate speaks gRPC to the backend", args(ModeTerminate),
 			map[string]any{"nginx.ingress.kubernetes.io/backend-protocol": "GRPC"}, "kcp-tls-cert", false},
 		{"load balancer passes TCP through", func() Args { a := args(ModeLoadBalancer); a.NLB = true; return a }(), nil, nil, true},
 	}

@@ -137,7 +137,7 @@ func (a Args) WithDefaults() Args {
 	for i := range a.Shards {
 		a.Shards[i].Resources = serverEphemeral(a.Shards[i].Resources)
 	}
-	component.Default(&a.Audit, Audit{MaxAgeDays: 30, MaxSizeMB: 100, MaxBackups: 10}) // the seed's logging section
+	component.Default(&a.Audit, Audit{MaxAgeDays: 30, MaxSizeMB: 100, MaxBackups: 10}) // 30 days × 100 MB × 10 files: a month of audit within 1 GB per pod
 	component.Default(&a.Spread.Mode, workload.SpreadNone)
 	component.Default(&a.MonitoringNamespace, security.MonitoringNamespace)
 	if a.OIDC != nil {
@@ -420,19 +420,6 @@ func singleReplicaOK(meta *metav1.ObjectMetaArgs, replicas int) *metav1.ObjectMe
 		meta.Annotations = pulumi.StringMap{"kube-score/ignore": pulumi.String("deployment-replicas")}
 	}
 	return meta
-}
-
-// ServerFlags are the root shard's flags; see shardServerFlags.
-func ServerFlags(a Args) []string { return shardServerFlags(a, a.servers()[0]) }
-
-// ShardFlags are the flags of the shard named shard ("root" or one of Shards).
-func ShardFlags(a Args, shard string) []string {
-	for _, s := range a.servers() {
-		if s.Name == shard {
-			return shardServerFlags(a, s)
-		}
-	}
-	return nil
 }
 
 // shardServerFlags are a kcp server's flags (the ones the kcp helm chart

@@ -74,7 +74,7 @@ func TestProdServer(t *testing.T) {
 		}
 	}
 	if !reflect.DeepEqual(mocktest.Dig(c, "resources", "requests", "cpu"), "2") || mocktest.Dig(c, "resources", "limits", "memory") != "8Gi" {
-		t.Errorf("resources = %v, want the seed's 2 CPU/4Gi → 4 CPU/8Gi", mocktest.Dig(c, "resources"))
+		t.Errorf("resources = %v, want prod's 2 CPU/4Gi → 4 CPU/8Gi", mocktest.Dig(c, "resources"))
 	}
 	args := strings.Join(mocktest.Strings(mocktest.Dig(c, "args")), " ")
 	for _, want := range []string{

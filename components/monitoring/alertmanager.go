@@ -6,7 +6,7 @@ import (
 	"gopkg.in/yaml.v3"
 )
 
-// AlertmanagerConfig renders alertmanager.yaml (seed §10): alerts grouped by
+// AlertmanagerConfig renders alertmanager.yaml: alerts grouped by
 // alertname, cluster and service, to Slack; critical ones also to PagerDuty
 // when a routing key is given. The webhook URL and the key are secrets: the
 // caller passes them in from Pulumi secrets and stores the result in a Secret.

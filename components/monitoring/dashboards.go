@@ -14,7 +14,7 @@ type Dashboard struct {
 	Panels     []Panel
 }
 
-// Dashboards are the TMC overview (seed), etcd and agents dashboards; their
+// Dashboards are the TMC overview, etcd and agents dashboards; their
 // queries use the same series (and recording rules) as the alerts.
 func Dashboards() []Dashboard {
 	return []Dashboard{

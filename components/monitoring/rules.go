@@ -38,7 +38,8 @@ const (
 	JobSyncAgent = "api-syncagent"
 )
 
-// SLO targets (seed KPIs): 99.9% availability, < 0.1% errors, sync < 5 s.
+// SLO targets, the production targets the README names: 99.9% availability,
+// < 0.1% errors, sync < 5 s.
 const (
 	AvailabilityTarget = 0.999
 	errorBudget        = 1 - AvailabilityTarget
@@ -63,8 +64,8 @@ var RunbookURL = "https://github.com/kcp-tmc/kcp-tmc/blob/main/docs/runbook.md"
 // Groups returns every rule group. Only series that exist upstream are used:
 // up, apiserver_*, etcd_*, workqueue_*, kube-state-metrics kube_*,
 // cert-manager's certmanager_*, and controller-runtime's metrics of the
-// api-syncagent. The seed's tmc_component_health and syncer_sync_errors_total
-// do not exist anywhere; they are recording rules over real series here.
+// api-syncagent. The TMC-era series tmc_component_health and
+// syncer_sync_errors_total no program exports any more; they are recording rules over real series here.
 // AgentGroup is the api-syncagent rules. The agents' metrics are scraped on
 // their physical clusters, so the agents component installs this group there
 // too; Groups includes it for a Prometheus that federates those metrics.

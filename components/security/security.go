@@ -25,7 +25,8 @@ const (
 // default): every component's policies let it scrape from there.
 const MonitoringNamespace = "monitoring"
 
-// AllowedVolumeTypes are the volume sources a pod may use (the seed's list).
+// AllowedVolumeTypes are the volume sources a pod may use: none reaches the
+// node's filesystem or a network share.
 var AllowedVolumeTypes = []string{"configMap", "emptyDir", "projected", "secret", "downwardAPI", "persistentVolumeClaim"}
 
 // PodSecurityContext runs every container of the pod as UID/GID with files
