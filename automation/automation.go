@@ -18,7 +18,7 @@ import (
 	"github.com/pulumi/pulumi/sdk/v3/go/auto/optpreview"
 	"github.com/pulumi/pulumi/sdk/v3/go/pulumi"
 
-	"github.com/kcp-tmc/kcp-tmc/internal/toolchain"
+	"github.com/kcp-tmc/kcp-tmc/pkg/toolchain"
 	"github.com/kcp-tmc/kcp-tmc/stacks"
 )
 
@@ -186,7 +186,7 @@ const ProjectName = "kcp-tmc"
 // linkKubernetesPlugin installs the toolchain's pulumi-resource-kubernetes
 // as the engine's plugin of its version (<PULUMI_HOME>/plugins/
 // resource-kubernetes-v<version>, the version the SDK in go.mod asks for:
-// internal/toolchain's test keeps them equal), linked rather than copied, so
+// pkg/toolchain's test keeps them equal), linked rather than copied, so
 // the engine neither downloads it nor warns "using … from $PATH" on every
 // run, as it does for a plugin found on PATH. It reports whether the cache
 // holds the plugin now; without the toolchain it does nothing.

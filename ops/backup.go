@@ -17,7 +17,7 @@ import (
 
 	"github.com/kcp-tmc/kcp-tmc/components/backup"
 	"github.com/kcp-tmc/kcp-tmc/components/etcd"
-	"github.com/kcp-tmc/kcp-tmc/internal/toolchain"
+	"github.com/kcp-tmc/kcp-tmc/pkg/toolchain"
 	"github.com/kcp-tmc/kcp-tmc/stacks"
 )
 

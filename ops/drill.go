@@ -13,8 +13,8 @@ import (
 	clientv3 "go.etcd.io/etcd/client/v3"
 
 	"github.com/kcp-tmc/kcp-tmc/components/backup"
-	"github.com/kcp-tmc/kcp-tmc/internal/etcdlocal"
-	"github.com/kcp-tmc/kcp-tmc/internal/toolchain"
+	"github.com/kcp-tmc/kcp-tmc/pkg/etcdlocal"
+	"github.com/kcp-tmc/kcp-tmc/pkg/toolchain"
 )
 
 // DrillReport is what a DR drill measured.

@@ -12,7 +12,7 @@ import (
 	"k8s.io/client-go/rest"
 
 	"github.com/kcp-tmc/kcp-tmc/components/agents"
-	"github.com/kcp-tmc/kcp-tmc/components/pki"
+	"github.com/kcp-tmc/kcp-tmc/components/tls"
 )
 
 var secrets = schema.GroupVersionResource{Version: "v1", Resource: "secrets"}
@@ -55,11 +55,11 @@ func CopyAgentIdentity(ctx context.Context, c IdentityCopy) error {
 		}
 		return out, nil
 	}
-	pair, err := read(pki.SyncerSecretName(c.Cluster), "tls.crt", "tls.key")
+	pair, err := read(tls.SyncerSecretName(c.Cluster), "tls.crt", "tls.key")
 	if err != nil {
 		return err
 	}
-	ca, err := read(pki.CAServer, "ca.crt")
+	ca, err := read(tls.CAServer, "ca.crt")
 	if err != nil {
 		return err
 	}

@@ -15,10 +15,10 @@ import (
 	"github.com/kcp-tmc/kcp-tmc/components/kcp"
 	"github.com/kcp-tmc/kcp-tmc/components/logging"
 	"github.com/kcp-tmc/kcp-tmc/components/monitoring"
-	"github.com/kcp-tmc/kcp-tmc/components/pki"
 	"github.com/kcp-tmc/kcp-tmc/components/platform"
 	"github.com/kcp-tmc/kcp-tmc/components/storage"
-	"github.com/kcp-tmc/kcp-tmc/components/workload"
+	"github.com/kcp-tmc/kcp-tmc/components/tls"
+	"github.com/kcp-tmc/kcp-tmc/pkg/workload"
 )
 
 func spread(mode string, zones []string) workload.Spread {
@@ -152,7 +152,7 @@ func etcdArgs(cfg *Config) etcd.Args {
 		StorageClass: cfg.Etcd.StorageClass, StorageSize: cfg.Etcd.StorageSize, QuotaBackendBytes: cfg.Etcd.QuotaBackendBytes,
 		Resources:    cfg.Etcd.Resources,
 		Spread:       spread(cfg.Etcd.AntiAffinity, cfg.Zones),
-		ServerSecret: pki.CertEtcdServer, PeerSecret: pki.CertEtcdPeer,
+		ServerSecret: tls.CertEtcdServer, PeerSecret: tls.CertEtcdPeer,
 		Protect: cfg.Environment != "dev",
 		Clients: []map[string]string{kcp.Selector(), BackupSelector},
 	}
@@ -192,12 +192,12 @@ func monitoringArgs(cfg *Config) monitoring.Args {
 	m := cfg.Monitoring
 	a := monitoring.Args{
 		Namespace: cfg.Namespace, Interval: m.Interval, RuleLabels: m.RuleLabels, Shards: ShardNames(cfg), SeparateCache: separateCache(cfg) != nil,
-		ServerCASecret: pki.CAServer, MetricsViewerSecret: pki.CertMetricsViewer,
+		ServerCASecret: tls.CAServer, MetricsViewerSecret: tls.CertMetricsViewer,
 		SlackChannel: m.SlackChannel, InstallStack: m.InstallStack, StackVersion: m.StackVersion,
 		PodSecurityVersion: cfg.PodSecurityVersion,
 	}
-	if cfg.TLS.Mode == pki.ModeCertManager && cfg.TLS.InstallCertManager {
-		a.CertManagerNamespace = pki.CertManagerNamespace
+	if cfg.TLS.Mode == tls.ModeCertManager && cfg.TLS.InstallCertManager {
+		a.CertManagerNamespace = tls.CertManagerNamespace
 	}
 	if m.SlackWebhookURL != "" {
 		a.SlackWebhookURL = pulumi.ToSecret(pulumi.String(m.SlackWebhookURL)).(pulumi.StringOutput)
@@ -222,7 +222,7 @@ func backupArgs(cfg *Config) backup.Args {
 		Namespace: cfg.Namespace, ClusterName: ClusterName(cfg.Environment),
 		Schedule: b.Schedule, TimeZone: b.TimeZone, VerifySchedule: b.VerifySchedule, Image: b.Image,
 		EtcdImage: cfg.Etcd.Image + ":" + cfg.Etcd.Version, EtcdURL: rootEtcd(cfg).ClientURL(),
-		EtcdEndpoints: endpoints, ClientSecret: pki.CertEtcdClientBackup, EtcdSelector: workload.Labels(etcd.Name),
+		EtcdEndpoints: endpoints, ClientSecret: tls.CertEtcdClientBackup, EtcdSelector: workload.Labels(etcd.Name),
 		Target: b.Target,
 		S3: backup.S3{Bucket: b.Bucket, Prefix: b.Prefix, Region: b.Region, Endpoint: b.Endpoint,
 			TransitionDays: b.TransitionDays, ArchiveDays: b.ArchiveDays, RetentionDays: b.RetentionDays,
@@ -277,13 +277,13 @@ func kcpArgs(cfg *Config) kcp.Args {
 		EtcdURL:             rootEtcd(cfg).ClientURL(),
 		EtcdSelector:        workload.Labels(etcd.Name),
 		Certs: kcp.Certs{
-			Server: pki.CertKCPServer, FrontProxy: pki.CertFrontProxy, FrontProxyClient: pki.CertFrontProxyClient,
-			FrontProxyKubeconfig: pki.CertFrontProxyKubeconfig,
-			EtcdClient:           pki.CertEtcdClientKCP, ServiceAccount: pki.CertServiceAccount,
-			ClientCA: pki.CAClient, RequestHeaderCA: pki.CARequestHeader, ServerCA: pki.CAServer,
+			Server: tls.CertKCPServer, FrontProxy: tls.CertFrontProxy, FrontProxyClient: tls.CertFrontProxyClient,
+			FrontProxyKubeconfig: tls.CertFrontProxyKubeconfig,
+			EtcdClient:           tls.CertEtcdClientKCP, ServiceAccount: tls.CertServiceAccount,
+			ClientCA: tls.CAClient, RequestHeaderCA: tls.CARequestHeader, ServerCA: tls.CAServer,
 			FrontProxyPublic: frontProxyPublic(cfg),
-			ShardAdmin:       pki.CertShardAdmin, LogicalClusterAdmin: pki.CertLogicalClusterAdmin,
-			ExternalLogicalClusterAdmin: pki.CertExternalLogicalClusterAdmin,
+			ShardAdmin:       tls.CertShardAdmin, LogicalClusterAdmin: tls.CertLogicalClusterAdmin,
+			ExternalLogicalClusterAdmin: tls.CertExternalLogicalClusterAdmin,
 		},
 		FrontProxyClients: ingress.FrontProxyClients(cfg.Ingress.Mode),
 		Shards:            kcpShards(cfg),
@@ -297,14 +297,14 @@ func kcpCache(cfg *Config) *kcp.Cache {
 		return nil
 	}
 	return &kcp.Cache{Replicas: c.replicas, Resources: c.resources, EtcdURL: c.etcd.ClientURL(),
-		EtcdSelector: workload.Labels(c.etcd.Name), ServerSecret: pki.CertCacheServer}
+		EtcdSelector: workload.Labels(c.etcd.Name), ServerSecret: tls.CertCacheServer}
 }
 
 func kcpShards(cfg *Config) []kcp.Shard {
 	var out []kcp.Shard
 	for _, s := range shards(cfg) {
 		out = append(out, kcp.Shard{Name: s.name, Replicas: s.replicas, Resources: s.resources, EtcdURL: s.etcd.ClientURL(),
-			EtcdSelector: workload.Labels(s.etcd.Name), ServerSecret: pki.ShardServerCert(s.name)})
+			EtcdSelector: workload.Labels(s.etcd.Name), ServerSecret: tls.ShardServerCert(s.name)})
 	}
 	return out
 }
@@ -345,9 +345,9 @@ func cloudArgs(cfg *Config) cloud.Args {
 }
 
 // pkiArgs maps the validated kcp-tmc:tls and kcp-tmc:existingCAs keys.
-func pkiArgs(cfg *Config) pki.Args {
+func pkiArgs(cfg *Config) tls.Args {
 	hours := func(s string) time.Duration { d, _ := time.ParseDuration(s); return d }
-	args := pki.Args{
+	args := tls.Args{
 		Mode:               cfg.TLS.Mode,
 		Namespace:          cfg.Namespace,
 		Domain:             cfg.Domain,
@@ -361,38 +361,38 @@ func pkiArgs(cfg *Config) pki.Args {
 		InstallCertManager: cfg.TLS.InstallCertManager,
 		CertManagerVersion: cfg.TLS.CertManagerVersion,
 		// The kcp side needs the admin identity and the agents kcp's CA.
-		ReadAdmin: kcpSideLive(cfg) && cfg.TLS.Mode == pki.ModeCertManager,
+		ReadAdmin: kcpSideLive(cfg) && cfg.TLS.Mode == tls.ModeCertManager,
 	}
 	args.ACME = cfg.TLS.ACME // WithDefaults copies before it fills
 	for name, ca := range cfg.ExistingCAs {
 		if args.ExistingCAs == nil {
-			args.ExistingCAs = map[string]pki.ExistingCA{}
+			args.ExistingCAs = map[string]tls.ExistingCA{}
 		}
-		args.ExistingCAs[name] = pki.ExistingCA{CertPEM: ca.Cert, KeyPEM: ca.Key}
+		args.ExistingCAs[name] = tls.ExistingCA{CertPEM: ca.Cert, KeyPEM: ca.Key}
 	}
 	return args
 }
 
-func pkiShards(cfg *Config) []pki.Shard {
-	var out []pki.Shard
+func pkiShards(cfg *Config) []tls.Shard {
+	var out []tls.Shard
 	for _, s := range shards(cfg) {
-		out = append(out, pki.Shard{Name: s.name, EtcdReplicas: cfg.Etcd.Replicas})
+		out = append(out, tls.Shard{Name: s.name, EtcdReplicas: cfg.Etcd.Replicas})
 	}
 	return out
 }
 
-func pkiCache(cfg *Config) *pki.Shard {
+func pkiCache(cfg *Config) *tls.Shard {
 	if separateCache(cfg) == nil {
 		return nil
 	}
-	return &pki.Shard{Name: "cache", EtcdReplicas: cfg.Etcd.Replicas}
+	return &tls.Shard{Name: "cache", EtcdReplicas: cfg.Etcd.Replicas}
 }
 
 // frontProxyPublic is the ACME certificate the front-proxy serves for
 // kcp.<domain>, when tls.acme asks for one.
 func frontProxyPublic(cfg *Config) string {
 	if cfg.TLS.ACME != nil {
-		return pki.CertFrontProxyPublic
+		return tls.CertFrontProxyPublic
 	}
 	return ""
 }

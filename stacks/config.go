@@ -19,8 +19,8 @@ import (
 	"github.com/kcp-tmc/kcp-tmc/components/cloud"
 	"github.com/kcp-tmc/kcp-tmc/components/ingress"
 	"github.com/kcp-tmc/kcp-tmc/components/kcp"
-	"github.com/kcp-tmc/kcp-tmc/components/pki"
-	"github.com/kcp-tmc/kcp-tmc/components/workload"
+	"github.com/kcp-tmc/kcp-tmc/components/tls"
+	"github.com/kcp-tmc/kcp-tmc/pkg/workload"
 )
 
 // Namespace is the Pulumi config namespace (the project name) of every key.
@@ -389,7 +389,7 @@ type Backup struct {
 	PVCStorageClass string `json:"pvcStorageClass"`
 }
 
-// TLS is kcp-tmc:tls: how certificates are issued (components/pki).
+// TLS is kcp-tmc:tls: how certificates are issued (components/tls).
 type TLS struct {
 	// Mode is `cert-manager` (issued and renewed in-cluster) or `self-managed`
 	// (pulumi-tls, rotated by `pulumi up`).
@@ -410,7 +410,7 @@ type TLS struct {
 	// ACME is optional: when set (cert-manager mode only), the public
 	// front-proxy certificate for `kcp.<domain>` comes from Let's Encrypt;
 	// every other certificate stays private.
-	ACME *pki.ACME `json:"acme,omitempty"`
+	ACME *tls.ACME `json:"acme,omitempty"`
 }
 
 // Ingress is kcp-tmc:ingress: how kcp.<domain> reaches the front-proxy.

@@ -11,10 +11,10 @@ import (
 	"github.com/kcp-tmc/kcp-tmc/components/kcp"
 	"github.com/kcp-tmc/kcp-tmc/components/logging"
 	"github.com/kcp-tmc/kcp-tmc/components/monitoring"
-	"github.com/kcp-tmc/kcp-tmc/components/pki"
 	"github.com/kcp-tmc/kcp-tmc/components/platform"
 	"github.com/kcp-tmc/kcp-tmc/components/storage"
-	"github.com/kcp-tmc/kcp-tmc/components/workload"
+	"github.com/kcp-tmc/kcp-tmc/components/tls"
+	"github.com/kcp-tmc/kcp-tmc/pkg/workload"
 )
 
 // storageRangeGi bounds etcd volume sizes per environment: the smallest holds
@@ -38,7 +38,7 @@ func Profile(env string) (*Config, error) {
 	ed := etcd.Args{}.WithDefaults()
 	st := storage.Args{}.WithDefaults()
 	bk := backup.Args{Target: backup.TargetS3}.WithDefaults()
-	tl := pki.Args{}.WithDefaults()
+	tl := tls.Args{}.WithDefaults()
 	in := ingress.Args{}.WithDefaults()
 	mo := monitoring.Args{}.WithDefaults()
 	lo := logging.Args{}.WithDefaults()
@@ -59,7 +59,7 @@ func Profile(env string) (*Config, error) {
 		Ingress: Ingress{Mode: in.Mode, ClassName: in.ClassName,
 			ControllerVersion: in.ControllerVersion, ControllerReplicas: 2},
 		TLS: TLS{Mode: tl.Mode, CertManagerVersion: tl.CertManagerVersion,
-			CADuration: pki.HoursString(tl.CADuration), LeafDuration: pki.HoursString(tl.LeafDuration), RenewBefore: pki.HoursString(tl.RenewBefore)},
+			CADuration: tls.HoursString(tl.CADuration), LeafDuration: tls.HoursString(tl.LeafDuration), RenewBefore: tls.HoursString(tl.RenewBefore)},
 		Storage: Storage{ReclaimPolicy: st.ReclaimPolicy},
 	}
 	switch env {

@@ -21,9 +21,9 @@ import (
 	"github.com/kcp-tmc/kcp-tmc/components/kcp"
 	"github.com/kcp-tmc/kcp-tmc/components/logging"
 	"github.com/kcp-tmc/kcp-tmc/components/monitoring"
-	"github.com/kcp-tmc/kcp-tmc/components/pki"
 	"github.com/kcp-tmc/kcp-tmc/components/platform"
 	"github.com/kcp-tmc/kcp-tmc/components/storage"
+	"github.com/kcp-tmc/kcp-tmc/components/tls"
 )
 
 // Program is the kcp-tmc Pulumi program as `pulumi up` runs it: relative
@@ -177,7 +177,7 @@ func Deploy(ctx *pulumi.Context, cfg *Config, projectDir string) error {
 		return fmt.Errorf("platform: %w", err)
 	}
 
-	certs, err := pki.NewPKI(ctx, "pki", pkiArgs(cfg), k8s, pulumi.DependsOn([]pulumi.Resource{plat}))
+	certs, err := tls.NewPKI(ctx, "pki", pkiArgs(cfg), k8s, pulumi.DependsOn([]pulumi.Resource{plat}))
 	if err != nil {
 		return fmt.Errorf("tls: %w", err)
 	}
@@ -234,7 +234,7 @@ func Deploy(ctx *pulumi.Context, cfg *Config, projectDir string) error {
 	}
 	if p, ok := kcpProviders[rootWorkspace]; ok {
 		// Aliased: these were children of the kcp component before.
-		if err := kcp.MetricsReader(ctx, "kcp", pki.MetricsViewersGroup, pulumi.Provider(p),
+		if err := kcp.MetricsReader(ctx, "kcp", tls.MetricsViewersGroup, pulumi.Provider(p),
 			pulumi.Aliases([]pulumi.Alias{{Parent: server}})); err != nil {
 			return err
 		}

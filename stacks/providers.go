@@ -24,14 +24,14 @@ import (
 	"github.com/kcp-tmc/kcp-tmc/components/cloud"
 	"github.com/kcp-tmc/kcp-tmc/components/ingress"
 	"github.com/kcp-tmc/kcp-tmc/components/kcp"
-	"github.com/kcp-tmc/kcp-tmc/components/pki"
+	"github.com/kcp-tmc/kcp-tmc/components/tls"
 )
 
 // deployAgents connects every configured cluster: a provider per cluster
 // (its kubeconfig, or its own render directory) and one agents component.
 // kcp's side goes through a provider for kcp: rendered in render mode,
 // applied in the same up otherwise (kcpSideLive).
-func deployAgents(ctx *pulumi.Context, cfg *Config, projectDir string, certs *pki.PKI, kcpProviders map[string]pulumi.ProviderResource, workspaces map[string]pulumi.Resource) error {
+func deployAgents(ctx *pulumi.Context, cfg *Config, projectDir string, certs *tls.PKI, kcpProviders map[string]pulumi.ProviderResource, workspaces map[string]pulumi.Resource) error {
 	for _, cl := range cfg.Clusters {
 		args := &kubernetes.ProviderArgs{}
 		if cfg.Target.Mode == TargetRender {
@@ -84,7 +84,7 @@ func AgentIdentity(cfg *Config) string {
 	switch {
 	case kcpSideLive(cfg):
 		return agents.IdentityToken
-	case cfg.TLS.Mode == pki.ModeSelfManaged:
+	case cfg.TLS.Mode == tls.ModeSelfManaged:
 		return agents.IdentityCertificate
 	default:
 		return agents.IdentityCopied
@@ -95,7 +95,7 @@ func AgentIdentity(cfg *Config) string {
 // program writes the kcp side, or nil without a live kcp side:
 // kcpKubeconfig when set, else the stack's own kcp-admin certificate at
 // target.kcpServer or the front door's address, verifying kcp.<domain>.
-func kcpAccess(cfg *Config, certs *pki.PKI, entry *ingress.Ingress) pulumi.StringInput {
+func kcpAccess(cfg *Config, certs *tls.PKI, entry *ingress.Ingress) pulumi.StringInput {
 	switch {
 	case !kcpSideLive(cfg):
 		return nil

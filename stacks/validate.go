@@ -19,7 +19,7 @@ import (
 	"github.com/kcp-tmc/kcp-tmc/components/backup"
 	"github.com/kcp-tmc/kcp-tmc/components/ingress"
 	"github.com/kcp-tmc/kcp-tmc/components/kcp"
-	"github.com/kcp-tmc/kcp-tmc/components/pki"
+	"github.com/kcp-tmc/kcp-tmc/components/tls"
 )
 
 // Validate checks every key and returns all problems at once (errors.Join of
@@ -309,15 +309,15 @@ func (c *Config) validateTLS(v *validator) {
 	if t.InstallCertManager && c.Target.Mode == TargetRender {
 		v.add("tls.installCertManager", "true", "false in render mode (a Helm release cannot be rendered); install cert-manager on the cluster instead")
 	}
-	if t.InstallCertManager && t.Mode != pki.ModeCertManager {
+	if t.InstallCertManager && t.Mode != tls.ModeCertManager {
 		v.add("tls.installCertManager", "true", "false unless tls.mode is cert-manager")
 	}
 	// The stack spells durations as Go strings: checked here with the pki
 	// component's rule, so errors quote the user's spelling; their order is
 	// the component's rule.
 	for _, d := range []struct{ key, value string }{{"tls.caDuration", t.CADuration}, {"tls.leafDuration", t.LeafDuration}, {"tls.renewBefore", t.RenewBefore}} {
-		if n, err := time.ParseDuration(d.value); err != nil || !pki.WholeHours(n) {
-			v.add(d.key, d.value, pki.WholeHoursRule)
+		if n, err := time.ParseDuration(d.value); err != nil || !tls.WholeHours(n) {
+			v.add(d.key, d.value, tls.WholeHoursRule)
 		}
 	}
 	v.component(pkiArgs(c).WithDefaults().Validate(field.NewPath("tls")), true)
@@ -326,7 +326,7 @@ func (c *Config) validateTLS(v *validator) {
 	}
 	for _, name := range slices.Sorted(maps.Keys(c.ExistingCAs)) {
 		ca := c.ExistingCAs[name]
-		if err := pki.CheckCA(name, pki.ExistingCA{CertPEM: ca.Cert, KeyPEM: ca.Key}); err != nil {
+		if err := tls.CheckCA(name, tls.ExistingCA{CertPEM: ca.Cert, KeyPEM: ca.Key}); err != nil {
 			v.add("existingCAs."+name, "<secret>", err.Error())
 		}
 	}

@@ -10,7 +10,7 @@ import (
 	"k8s.io/client-go/tools/clientcmd"
 
 	"github.com/kcp-tmc/kcp-tmc/components/agents"
-	"github.com/kcp-tmc/kcp-tmc/components/pki"
+	"github.com/kcp-tmc/kcp-tmc/components/tls"
 	"github.com/kcp-tmc/kcp-tmc/ops"
 )
 
@@ -34,7 +34,7 @@ func TestAgentIdentityCopy(t *testing.T) {
 		t.Cleanup(func() { _, _, _ = kube.Kubectl(ctx, nil, "delete", "namespace", ns, "--wait=false") })
 	}
 	issued := func(cert string) {
-		kubectl(`{"apiVersion":"v1","kind":"Secret","type":"kubernetes.io/tls","metadata":{"name":"`+pki.SyncerSecretName("edge")+`","namespace":"identity-kcp"},
+		kubectl(`{"apiVersion":"v1","kind":"Secret","type":"kubernetes.io/tls","metadata":{"name":"`+tls.SyncerSecretName("edge")+`","namespace":"identity-kcp"},
 		  "stringData":{"tls.crt":"`+cert+`","tls.key":"KEY","ca.crt":"CLIENT-CA"}}`, "apply", "--server-side", "-f", "-")
 	}
 	rc, err := clientcmd.BuildConfigFromFlags("", kube.Kubeconfig)
@@ -48,7 +48,7 @@ func TestAgentIdentityCopy(t *testing.T) {
 		t.Fatalf("copy before cert-manager issued the certificate: err = %v", err)
 	}
 	issued("CERT-1")
-	kubectl(`{"apiVersion":"v1","kind":"Secret","metadata":{"name":"`+pki.CAServer+`","namespace":"identity-kcp"},"stringData":{"ca.crt":"SERVER-CA"}}`,
+	kubectl(`{"apiVersion":"v1","kind":"Secret","metadata":{"name":"`+tls.CAServer+`","namespace":"identity-kcp"},"stringData":{"ca.crt":"SERVER-CA"}}`,
 		"apply", "--server-side", "-f", "-")
 	read := func() map[string]string {
 		var s struct {

@@ -16,7 +16,7 @@ import (
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
 	"sigs.k8s.io/yaml"
 
-	"github.com/kcp-tmc/kcp-tmc/components/security"
+	podspec "github.com/kcp-tmc/kcp-tmc/pkg/workload"
 )
 
 // object is one rendered Kubernetes object: its kind and metadata, the
@@ -209,7 +209,7 @@ var policyRules = []rule{
 				v = append(v, fmt.Sprintf("volume %s: %v", vol.Name, err))
 			}
 			for k := range src {
-				if !slices.Contains(security.AllowedVolumeTypes, k) {
+				if !slices.Contains(podspec.AllowedVolumeTypes, k) {
 					v = append(v, fmt.Sprintf("volume %s is %s", vol.Name, k))
 				}
 			}

@@ -15,8 +15,8 @@ import (
 	"time"
 
 	"github.com/kcp-tmc/kcp-tmc/components/monitoring"
-	"github.com/kcp-tmc/kcp-tmc/internal/etcdlocal"
-	"github.com/kcp-tmc/kcp-tmc/internal/toolchain"
+	"github.com/kcp-tmc/kcp-tmc/pkg/etcdlocal"
+	"github.com/kcp-tmc/kcp-tmc/pkg/toolchain"
 )
 
 // TestRulesOnRealPrometheus runs a real Prometheus 3 (built from its Go module by

@@ -8,7 +8,7 @@ import (
 	"testing"
 
 	"github.com/kcp-tmc/kcp-tmc/internal/test/testenv"
-	"github.com/kcp-tmc/kcp-tmc/internal/toolchain"
+	"github.com/kcp-tmc/kcp-tmc/pkg/toolchain"
 )
 
 // TestWorkflowsPassActionlint runs the pinned actionlint over every workflow,

@@ -29,12 +29,12 @@ import (
 	"k8s.io/apimachinery/pkg/util/validation/field"
 	"sigs.k8s.io/yaml"
 
-	"github.com/kcp-tmc/kcp-tmc/components/internal/check"
-	"github.com/kcp-tmc/kcp-tmc/components/internal/component"
 	"github.com/kcp-tmc/kcp-tmc/components/monitoring"
 	"github.com/kcp-tmc/kcp-tmc/components/platform"
-	"github.com/kcp-tmc/kcp-tmc/components/security"
-	"github.com/kcp-tmc/kcp-tmc/components/workload"
+	"github.com/kcp-tmc/kcp-tmc/pkg/check"
+	"github.com/kcp-tmc/kcp-tmc/pkg/component"
+	"github.com/kcp-tmc/kcp-tmc/pkg/netpol"
+	"github.com/kcp-tmc/kcp-tmc/pkg/workload"
 )
 
 // TypeToken is the Pulumi type of the component.
@@ -349,9 +349,9 @@ func NewAgent(ctx *pulumi.Context, name string, args Args, opts ...pulumi.Resour
 		}
 	}
 	// The agent talks to its cluster's API and to kcp over 443/6443 only.
-	if err := security.NewAllowPolicy(ctx, name+"-netpol", args.Namespace, args.Kind, labels,
-		[]security.Flow{{Namespace: security.MonitoringNamespace, Ports: []int{MetricsPort}}},
-		[]security.Flow{{CIDR: "0.0.0.0/0", Ports: []int{443, 6443}}}, after...); err != nil {
+	if err := netpol.NewAllowPolicy(ctx, name+"-netpol", args.Namespace, args.Kind, labels,
+		[]netpol.Flow{{Namespace: netpol.MonitoringNamespace, Ports: []int{MetricsPort}}},
+		[]netpol.Flow{{CIDR: "0.0.0.0/0", Ports: []int{443, 6443}}}, after...); err != nil {
 		return nil, err
 	}
 	if _, err := appsv1.NewDeployment(ctx, name+"-deployment", &appsv1.DeploymentArgs{
@@ -558,7 +558,7 @@ func deploymentSpec(a Args, labels map[string]string) *appsv1.DeploymentSpecArgs
 			Metadata: &metav1.ObjectMetaArgs{Labels: pulumi.ToStringMap(labels)},
 			Spec: &corev1.PodSpecArgs{
 				ServiceAccountName: pulumi.String(a.Kind),
-				SecurityContext:    security.PodSecurityContext(),
+				SecurityContext:    workload.PodSecurityContext(),
 				Affinity:           workload.Affinity(labels, workload.Spread{Mode: workload.SpreadNone}),
 				Containers: corev1.ContainerArray{corev1.ContainerArgs{
 					Name: pulumi.String(a.Kind), Image: pulumi.String(a.Image), ImagePullPolicy: pulumi.String("Always"),
@@ -570,15 +570,15 @@ func deploymentSpec(a Args, labels map[string]string) *appsv1.DeploymentSpecArgs
 						ValueFrom: &corev1.EnvVarSourceArgs{FieldRef: &corev1.ObjectFieldSelectorArgs{FieldPath: pulumi.String("metadata.namespace")}}}},
 					LivenessProbe: liveness, ReadinessProbe: readiness,
 					Resources:       a.Container.Args(),
-					SecurityContext: security.ContainerSecurityContext(),
+					SecurityContext: workload.ContainerSecurityContext(),
 					VolumeMounts: corev1.VolumeMountArray{
 						corev1.VolumeMountArgs{Name: pulumi.String("kcp-kubeconfig"), MountPath: pulumi.String(kubeconfigMount), ReadOnly: pulumi.Bool(true)},
 						corev1.VolumeMountArgs{Name: pulumi.String("identity"), MountPath: pulumi.String(identityMount), ReadOnly: pulumi.Bool(true)},
 						corev1.VolumeMountArgs{Name: pulumi.String("tmp"), MountPath: pulumi.String("/tmp")},
 					},
 				}},
-				Volumes: corev1.VolumeArray{security.ConfigMapVolume("kcp-kubeconfig", kubeconfigConfigMap),
-					security.SecretVolume("identity", identitySecret(a)), security.EmptyDir("tmp", "64Mi")},
+				Volumes: corev1.VolumeArray{workload.ConfigMapVolume("kcp-kubeconfig", kubeconfigConfigMap),
+					workload.SecretVolume("identity", identitySecret(a)), workload.EmptyDir("tmp", "64Mi")},
 			},
 		},
 	}

@@ -12,9 +12,9 @@ import (
 	"gopkg.in/yaml.v3"
 	"k8s.io/apimachinery/pkg/util/validation/field"
 
-	"github.com/kcp-tmc/kcp-tmc/components/workload"
 	"github.com/kcp-tmc/kcp-tmc/internal/test/fieldtest"
 	"github.com/kcp-tmc/kcp-tmc/internal/test/mocktest"
+	"github.com/kcp-tmc/kcp-tmc/pkg/workload"
 )
 
 var deployments = Resource{Group: "apps", Version: "v1", Kind: "Deployment", Plural: "deployments"}

@@ -26,10 +26,10 @@ import (
 	"k8s.io/apimachinery/pkg/util/validation/field"
 
 	"github.com/kcp-tmc/kcp-tmc/components/etcd"
-	"github.com/kcp-tmc/kcp-tmc/components/internal/check"
-	"github.com/kcp-tmc/kcp-tmc/components/internal/component"
-	"github.com/kcp-tmc/kcp-tmc/components/security"
-	"github.com/kcp-tmc/kcp-tmc/components/workload"
+	"github.com/kcp-tmc/kcp-tmc/pkg/check"
+	"github.com/kcp-tmc/kcp-tmc/pkg/component"
+	"github.com/kcp-tmc/kcp-tmc/pkg/netpol"
+	"github.com/kcp-tmc/kcp-tmc/pkg/workload"
 )
 
 // TypeToken is the Pulumi type of the component.
@@ -585,11 +585,11 @@ func (b *Backup) jobs(ctx *pulumi.Context, name string, a Args, child pulumi.Res
 			return fmt.Errorf("CronJob %s: %w", job.name, err)
 		}
 	}
-	egress := []security.Flow{{Pods: a.EtcdSelector, Ports: []int{2379}}}
+	egress := []netpol.Flow{{Pods: a.EtcdSelector, Ports: []int{2379}}}
 	if a.Target == TargetS3 {
-		egress = append(egress, security.Flow{CIDR: "0.0.0.0/0", Ports: s3Ports(a.S3.Endpoint)})
+		egress = append(egress, netpol.Flow{CIDR: "0.0.0.0/0", Ports: s3Ports(a.S3.Endpoint)})
 	}
-	return security.NewAllowPolicy(ctx, name+"-netpol", ns, app, workload.Labels(app), nil, egress, child)
+	return netpol.NewAllowPolicy(ctx, name+"-netpol", ns, app, workload.Labels(app), nil, egress, child)
 }
 
 // Step is one container of a backup pod: all but the last run as init
@@ -654,9 +654,9 @@ func podTemplate(a Args, b *Backup, steps []Step) corev1.PodTemplateSpecArgs {
 		corev1.VolumeMountArgs{Name: pulumi.String("work"), MountPath: pulumi.String("/work")},
 	}
 	volumes := corev1.VolumeArray{
-		security.ConfigMapVolume("script", "etcd-backup-script"),
-		security.SecretVolume("tls", a.ClientSecret),
-		security.EmptyDir("work", "10Gi"), // a snapshot is at most the 8Gi quota
+		workload.ConfigMapVolume("script", "etcd-backup-script"),
+		workload.SecretVolume("tls", a.ClientSecret),
+		workload.EmptyDir("work", "10Gi"), // a snapshot is at most the 8Gi quota
 	}
 	if a.Target == TargetPVC {
 		mounts = append(mounts, corev1.VolumeMountArgs{Name: pulumi.String("backups"), MountPath: pulumi.String("/backups")})
@@ -672,7 +672,7 @@ func podTemplate(a Args, b *Backup, steps []Step) corev1.PodTemplateSpecArgs {
 			Command:         pulumi.ToStringArray(st.Command),
 			Env:             env,
 			Resources:       a.Resources.Args(),
-			SecurityContext: security.ContainerSecurityContext(),
+			SecurityContext: workload.ContainerSecurityContext(),
 			VolumeMounts:    mounts,
 		})
 	}
@@ -682,7 +682,7 @@ func podTemplate(a Args, b *Backup, steps []Step) corev1.PodTemplateSpecArgs {
 			ServiceAccountName:           pulumi.String(ServiceAccount),
 			AutomountServiceAccountToken: pulumi.Bool(false),
 			RestartPolicy:                pulumi.String("Never"),
-			SecurityContext:              security.PodSecurityContext(),
+			SecurityContext:              workload.PodSecurityContext(),
 			InitContainers:               containers[:len(containers)-1],
 			Containers:                   containers[len(containers)-1:],
 			Volumes:                      volumes,

@@ -2,7 +2,7 @@ package backup
 
 import (
 	"context"
-	"crypto/tls"
+	cryptotls "crypto/tls"
 	"crypto/x509"
 	"fmt"
 	"io/fs"
@@ -19,10 +19,10 @@ import (
 	"github.com/johannesboyne/gofakes3/backend/s3mem"
 	clientv3 "go.etcd.io/etcd/client/v3"
 
-	"github.com/kcp-tmc/kcp-tmc/components/pki"
-	"github.com/kcp-tmc/kcp-tmc/internal/etcdlocal"
+	"github.com/kcp-tmc/kcp-tmc/components/tls"
 	"github.com/kcp-tmc/kcp-tmc/internal/test/pkitest"
-	"github.com/kcp-tmc/kcp-tmc/internal/toolchain"
+	"github.com/kcp-tmc/kcp-tmc/pkg/etcdlocal"
+	"github.com/kcp-tmc/kcp-tmc/pkg/toolchain"
 )
 
 const drillKeys = 10000
@@ -40,12 +40,12 @@ func TestDisasterRecoveryDrill(t *testing.T) {
 	}
 	ctx := context.Background()
 	dir := t.TempDir()
-	certs := pkitest.Write(t, dir, pki.Args{Namespace: "kcp", Domain: "example.com", EtcdReplicas: 3})
+	certs := pkitest.Write(t, dir, tls.Args{Namespace: "kcp", Domain: "example.com", EtcdReplicas: 3})
 	tlsFiles := etcdlocal.TLS{
-		ServerCert: certs[pki.CertEtcdServer].Cert, ServerKey: certs[pki.CertEtcdServer].Key,
-		PeerCert: certs[pki.CertEtcdPeer].Cert, PeerKey: certs[pki.CertEtcdPeer].Key, CA: certs[pki.CertEtcdServer].CA,
+		ServerCert: certs[tls.CertEtcdServer].Cert, ServerKey: certs[tls.CertEtcdServer].Key,
+		PeerCert: certs[tls.CertEtcdPeer].Cert, PeerKey: certs[tls.CertEtcdPeer].Key, CA: certs[tls.CertEtcdServer].CA,
 	}
-	kcpClient, backupClient := certs[pki.CertEtcdClientKCP], certs[pki.CertEtcdClientBackup]
+	kcpClient, backupClient := certs[tls.CertEtcdClientKCP], certs[tls.CertEtcdClientBackup]
 	ports := etcdlocal.MustFreePorts(t, 6)
 	cluster := etcdlocal.New(filepath.Join(dir, "data"), 3, ports, tlsFiles)
 	cluster.MustStart(t, kcpClient.Cert, kcpClient.Key)
@@ -263,7 +263,7 @@ func envValue(env []string, key string) string {
 
 func client(t *testing.T, endpoints string, f pkitest.Files) *clientv3.Client {
 	t.Helper()
-	cert, err := tls.LoadX509KeyPair(f.Cert, f.Key)
+	cert, err := cryptotls.LoadX509KeyPair(f.Cert, f.Key)
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -276,7 +276,7 @@ func client(t *testing.T, endpoints string, f pkitest.Files) *clientv3.Client {
 	cli, err := clientv3.New(clientv3.Config{
 		Endpoints:   strings.Split(endpoints, ","),
 		DialTimeout: 5 * time.Second,
-		TLS:         &tls.Config{Certificates: []tls.Certificate{cert}, RootCAs: pool, MinVersion: tls.VersionTLS12},
+		TLS:         &cryptotls.Config{Certificates: []cryptotls.Certificate{cert}, RootCAs: pool, MinVersion: cryptotls.VersionTLS12},
 	})
 	if err != nil {
 		t.Fatal(err)

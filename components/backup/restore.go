@@ -5,11 +5,12 @@ import (
 
 	"errors"
 	"fmt"
-	"github.com/kcp-tmc/kcp-tmc/components/etcd"
 	"os"
 	"os/exec"
 	"strings"
 	"time"
+
+	"github.com/kcp-tmc/kcp-tmc/components/etcd"
 )
 
 // RestoreMember is one etcd member to rebuild from a snapshot.

@@ -9,9 +9,9 @@ import (
 	networkingv1 "k8s.io/api/networking/v1"
 	"k8s.io/apimachinery/pkg/util/validation/field"
 
-	"github.com/kcp-tmc/kcp-tmc/components/workload"
 	"github.com/kcp-tmc/kcp-tmc/internal/test/fieldtest"
 	"github.com/kcp-tmc/kcp-tmc/internal/test/mocktest"
+	"github.com/kcp-tmc/kcp-tmc/pkg/workload"
 )
 
 func shardedArgs() Args {

@@ -12,11 +12,11 @@ import (
 	"github.com/johannesboyne/gofakes3"
 	"github.com/johannesboyne/gofakes3/backend/s3mem"
 
-	"github.com/kcp-tmc/kcp-tmc/components/pki"
-	"github.com/kcp-tmc/kcp-tmc/internal/etcdlocal"
+	"github.com/kcp-tmc/kcp-tmc/components/tls"
 	"github.com/kcp-tmc/kcp-tmc/internal/test/mocktest"
 	"github.com/kcp-tmc/kcp-tmc/internal/test/pkitest"
-	"github.com/kcp-tmc/kcp-tmc/internal/toolchain"
+	"github.com/kcp-tmc/kcp-tmc/pkg/etcdlocal"
+	"github.com/kcp-tmc/kcp-tmc/pkg/toolchain"
 )
 
 // TestCronJobStepsRun runs the backup and verify CronJobs' containers, in
@@ -32,8 +32,8 @@ func TestCronJobStepsRun(t *testing.T) {
 	}
 	dir := t.TempDir()
 	// The root shard's etcd and a second shard's, each with its own certificates.
-	certs := pkitest.Write(t, dir, pki.Args{Namespace: "kcp", Domain: "example.com", EtcdReplicas: 1, Shards: []pki.Shard{{Name: "shard-1", EtcdReplicas: 1}}})
-	kcpClient := certs[pki.CertEtcdClientKCP]
+	certs := pkitest.Write(t, dir, tls.Args{Namespace: "kcp", Domain: "example.com", EtcdReplicas: 1, Shards: []tls.Shard{{Name: "shard-1", EtcdReplicas: 1}}})
+	kcpClient := certs[tls.CertEtcdClientKCP]
 	startEtcd := func(name, key string) string {
 		tlsFiles := etcdlocal.TLS{ServerCert: certs[name+"-server"].Cert, ServerKey: certs[name+"-server"].Key,
 			PeerCert: certs[name+"-peer"].Cert, PeerKey: certs[name+"-peer"].Key, CA: certs[name+"-server"].CA}
@@ -61,7 +61,7 @@ func TestCronJobStepsRun(t *testing.T) {
 			t.Fatal(err)
 		}
 	}
-	backupClient := certs[pki.CertEtcdClientBackup]
+	backupClient := certs[tls.CertEtcdClientBackup]
 	for src, dst := range map[string]string{backupClient.Cert: "tls.crt", backupClient.Key: "tls.key", backupClient.CA: "ca.crt"} {
 		b, err := os.ReadFile(src)
 		if err != nil {

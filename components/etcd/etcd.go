@@ -17,10 +17,10 @@ import (
 	"k8s.io/apimachinery/pkg/api/resource"
 	"k8s.io/apimachinery/pkg/util/validation/field"
 
-	"github.com/kcp-tmc/kcp-tmc/components/internal/check"
-	"github.com/kcp-tmc/kcp-tmc/components/internal/component"
-	"github.com/kcp-tmc/kcp-tmc/components/security"
-	"github.com/kcp-tmc/kcp-tmc/components/workload"
+	"github.com/kcp-tmc/kcp-tmc/pkg/check"
+	"github.com/kcp-tmc/kcp-tmc/pkg/component"
+	"github.com/kcp-tmc/kcp-tmc/pkg/netpol"
+	"github.com/kcp-tmc/kcp-tmc/pkg/workload"
 )
 
 // TypeToken is the Pulumi type of the component.
@@ -107,7 +107,7 @@ func (a Args) WithDefaults() Args {
 	component.Default(&a.JoinImage, DefaultJoinImage)
 	component.Default(&a.QuotaBackendBytes, "8Gi")
 	component.Default(&a.Spread.Mode, workload.SpreadNone)
-	component.Default(&a.MonitoringNamespace, security.MonitoringNamespace)
+	component.Default(&a.MonitoringNamespace, netpol.MonitoringNamespace)
 	return a
 }
 
@@ -322,15 +322,15 @@ func NewEtcd(ctx *pulumi.Context, name string, args Args, opts ...pulumi.Resourc
 		return nil, err
 	}
 	self := workload.Labels(app)
-	ingress := []security.Flow{
+	ingress := []netpol.Flow{
 		{Pods: self, Ports: []int{PeerPort}},
 		{Namespace: args.MonitoringNamespace, Ports: []int{MetricsPort}},
 	}
 	for _, c := range args.Clients {
-		ingress = append(ingress, security.Flow{Pods: c, Ports: []int{ClientPort}})
+		ingress = append(ingress, netpol.Flow{Pods: c, Ports: []int{ClientPort}})
 	}
-	if err := security.NewAllowPolicy(ctx, name+"-netpol", ns, app, self, ingress,
-		[]security.Flow{{Pods: self, Ports: []int{PeerPort}}}, child); err != nil {
+	if err := netpol.NewAllowPolicy(ctx, name+"-netpol", ns, app, self, ingress,
+		[]netpol.Flow{{Pods: self, Ports: []int{PeerPort}}}, child); err != nil {
 		return nil, err
 	}
 
@@ -417,7 +417,7 @@ func joinContainer(a Args, mounts corev1.VolumeMountArray) corev1.ContainerArgs 
 		Args:            pulumi.ToStringArray(Flags(a)),
 		Env:             env,
 		Resources:       a.Resources.Args(),
-		SecurityContext: security.ContainerSecurityContext(),
+		SecurityContext: workload.ContainerSecurityContext(),
 		VolumeMounts: append(mounts, corev1.VolumeMountArgs{
 			Name: pulumi.String("join-script"), MountPath: pulumi.String(joinMount), ReadOnly: pulumi.Bool(true)}),
 	}
@@ -468,20 +468,20 @@ func podTemplate(a Args) *corev1.PodTemplateSpecArgs {
 		corev1.VolumeMountArgs{Name: pulumi.String("tls-peer"), MountPath: pulumi.String(peerTLSDir), ReadOnly: pulumi.Bool(true)},
 	}
 	volumes := corev1.VolumeArray{
-		security.SecretVolume("tls-server", a.ServerSecret),
-		security.SecretVolume("tls-peer", a.PeerSecret),
+		workload.SecretVolume("tls-server", a.ServerSecret),
+		workload.SecretVolume("tls-peer", a.PeerSecret),
 	}
 	var initContainers corev1.ContainerArray
 	if a.Replicas > 1 {
 		initContainers = corev1.ContainerArray{joinContainer(a, mounts)}
-		volumes = append(volumes, security.ConfigMapVolume("join-script", joinConfigMap(a.Name)))
+		volumes = append(volumes, workload.ConfigMapVolume("join-script", joinConfigMap(a.Name)))
 	}
 	return &corev1.PodTemplateSpecArgs{
 		Metadata: &metav1.ObjectMetaArgs{Labels: pulumi.ToStringMap(labels)},
 		Spec: &corev1.PodSpecArgs{
 			ServiceAccountName:            pulumi.String(a.Name),
 			AutomountServiceAccountToken:  pulumi.Bool(false),
-			SecurityContext:               security.PodSecurityContext(),
+			SecurityContext:               workload.PodSecurityContext(),
 			Affinity:                      workload.Affinity(labels, a.Spread),
 			TopologySpreadConstraints:     workload.TopologySpread(labels, a.Spread),
 			TerminationGracePeriodSeconds: pulumi.Int(60),
@@ -502,7 +502,7 @@ func podTemplate(a Args) *corev1.PodTemplateSpecArgs {
 				LivenessProbe:   probe("/livez", 10, 3),
 				ReadinessProbe:  probe("/readyz", 5, 3),
 				Resources:       a.Resources.Args(),
-				SecurityContext: security.ContainerSecurityContext(),
+				SecurityContext: workload.ContainerSecurityContext(),
 				VolumeMounts:    mounts,
 			}},
 			Volumes: volumes,

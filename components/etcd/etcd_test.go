@@ -13,9 +13,9 @@ import (
 	"github.com/pulumi/pulumi/sdk/v3/go/pulumi"
 	"k8s.io/apimachinery/pkg/util/validation/field"
 
-	"github.com/kcp-tmc/kcp-tmc/components/workload"
 	"github.com/kcp-tmc/kcp-tmc/internal/test/fieldtest"
 	"github.com/kcp-tmc/kcp-tmc/internal/test/mocktest"
+	"github.com/kcp-tmc/kcp-tmc/pkg/workload"
 )
 
 const (

@@ -14,8 +14,8 @@ import (
 	"testing"
 	"time"
 
-	"github.com/kcp-tmc/kcp-tmc/internal/etcdlocal"
-	"github.com/kcp-tmc/kcp-tmc/internal/toolchain"
+	"github.com/kcp-tmc/kcp-tmc/pkg/etcdlocal"
+	"github.com/kcp-tmc/kcp-tmc/pkg/toolchain"
 )
 
 // localMember is one member of a three-member cluster run as processes

@@ -15,12 +15,12 @@ import (
 	"github.com/pulumi/pulumi/sdk/v3/go/pulumi"
 	"k8s.io/apimachinery/pkg/util/validation/field"
 
-	"github.com/kcp-tmc/kcp-tmc/components/internal/check"
-	"github.com/kcp-tmc/kcp-tmc/components/internal/component"
-	"github.com/kcp-tmc/kcp-tmc/components/internal/helmrelease"
 	"github.com/kcp-tmc/kcp-tmc/components/platform"
-	"github.com/kcp-tmc/kcp-tmc/components/security"
-	"github.com/kcp-tmc/kcp-tmc/components/workload"
+	"github.com/kcp-tmc/kcp-tmc/pkg/check"
+	"github.com/kcp-tmc/kcp-tmc/pkg/component"
+	"github.com/kcp-tmc/kcp-tmc/pkg/helmrelease"
+	"github.com/kcp-tmc/kcp-tmc/pkg/netpol"
+	"github.com/kcp-tmc/kcp-tmc/pkg/workload"
 )
 
 // TypeToken is the Pulumi type of the component.
@@ -177,17 +177,17 @@ func (a Args) Validate(fld *field.Path) field.ErrorList {
 
 // FrontProxyClients is who must be able to reach the front-proxy in a mode:
 // the controller's namespace, or (load balancer, client IPs preserved) anyone.
-func FrontProxyClients(mode string) []security.Flow {
+func FrontProxyClients(mode string) []netpol.Flow {
 	switch mode {
 	case ModeLoadBalancer:
-		return []security.Flow{{CIDR: "0.0.0.0/0"}}
+		return []netpol.Flow{{CIDR: "0.0.0.0/0"}}
 	case ModeGateway:
 		// Where a Gateway's data plane runs depends on its implementation
 		// (its own namespace, the Gateway's, a node port): any pod may
 		// connect; the front-proxy still demands a client certificate.
-		return []security.Flow{{Namespace: "*"}}
+		return []netpol.Flow{{Namespace: "*"}}
 	}
-	return []security.Flow{{Namespace: ControllerNamespace}}
+	return []netpol.Flow{{Namespace: ControllerNamespace}}
 }
 
 // NewIngress registers the component and its children.
@@ -303,10 +303,10 @@ func routes(a Args) []route {
 }
 
 // shardFlows let the ingress controller reach each shard's port.
-func shardFlows(a Args) []security.Flow {
-	var out []security.Flow
+func shardFlows(a Args) []netpol.Flow {
+	var out []netpol.Flow
 	for _, s := range a.Shards {
-		out = append(out, security.Flow{Pods: s.Selector, Namespace: a.Namespace, Ports: []int{s.Port}})
+		out = append(out, netpol.Flow{Pods: s.Selector, Namespace: a.Namespace, Ports: []int{s.Port}})
 	}
 	return out
 }
@@ -447,18 +447,18 @@ func installController(ctx *pulumi.Context, name string, a Args, opts []pulumi.R
 	}
 	monitoring := a.MonitoringNamespace
 	if monitoring == "" {
-		monitoring = security.MonitoringNamespace
+		monitoring = netpol.MonitoringNamespace
 	}
 	// kube-score cannot see the controller's pods: the Helm release creates them.
 	ignore := map[string]string{"kube-score/ignore": "networkpolicy-targets-pod"}
-	if err := security.NewAnnotatedAllowPolicy(ctx, name+"-controller-netpol", ControllerNamespace, "ingress-nginx",
+	if err := netpol.NewAnnotatedAllowPolicy(ctx, name+"-controller-netpol", ControllerNamespace, "ingress-nginx",
 		map[string]string{"app.kubernetes.io/name": "ingress-nginx"},
-		[]security.Flow{
+		[]netpol.Flow{
 			{CIDR: "0.0.0.0/0", Ports: []int{80, 443}},
 			{CIDR: "0.0.0.0/0", Ports: []int{8443}}, // admission webhook, called by the API server
 			{Namespace: monitoring, Ports: []int{10254}},
 		},
-		append([]security.Flow{
+		append([]netpol.Flow{
 			{Pods: workload.Labels("kcp-front-proxy"), Namespace: a.Namespace, Ports: []int{a.TargetPort}},
 			{CIDR: "0.0.0.0/0", Ports: []int{443, 6443}}, // the Kubernetes API (its address differs per cluster)
 		}, shardFlows(a)...), ignore, append(opts, pulumi.DependsOn([]pulumi.Resource{ns}))...); err != nil {

@@ -7,8 +7,7 @@ import (
 	"github.com/pulumi/pulumi/sdk/v3/go/pulumi"
 	"k8s.io/apimachinery/pkg/util/validation/field"
 
-	"github.com/kcp-tmc/kcp-tmc/components/security"
-	"github.com/kcp-tmc/kcp-tmc/components/workload"
+	"github.com/kcp-tmc/kcp-tmc/pkg/workload"
 )
 
 // CacheName names the separate cache server's Deployment, Service and pods.
@@ -86,11 +85,11 @@ func cachePod(a Args) *corev1.PodTemplateSpecArgs {
 			writable("tmp", "/tmp"),
 		},
 	}, corev1.VolumeArray{
-		security.SecretVolume("tls-server", c.ServerSecret),
-		security.SecretItemsVolume("tls-client-ca", a.Certs.ClientCA, "ca.crt"),
-		security.SecretVolume("tls-etcd-client", a.Certs.EtcdClient),
-		security.EmptyDir("data", "256Mi"),
-		security.EmptyDir("tmp", "256Mi"),
+		workload.SecretVolume("tls-server", c.ServerSecret),
+		workload.SecretItemsVolume("tls-client-ca", a.Certs.ClientCA, "ca.crt"),
+		workload.SecretVolume("tls-etcd-client", a.Certs.EtcdClient),
+		workload.EmptyDir("data", "256Mi"),
+		workload.EmptyDir("tmp", "256Mi"),
 	})
 }
 

@@ -7,9 +7,9 @@ import (
 
 	"k8s.io/apimachinery/pkg/util/validation/field"
 
-	"github.com/kcp-tmc/kcp-tmc/components/workload"
 	"github.com/kcp-tmc/kcp-tmc/internal/test/fieldtest"
 	"github.com/kcp-tmc/kcp-tmc/internal/test/mocktest"
+	"github.com/kcp-tmc/kcp-tmc/pkg/workload"
 )
 
 func separateCacheArgs() Args {

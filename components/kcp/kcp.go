@@ -16,10 +16,10 @@ import (
 	"github.com/pulumi/pulumi/sdk/v3/go/pulumi"
 	"k8s.io/apimachinery/pkg/util/validation/field"
 
-	"github.com/kcp-tmc/kcp-tmc/components/internal/check"
-	"github.com/kcp-tmc/kcp-tmc/components/internal/component"
-	"github.com/kcp-tmc/kcp-tmc/components/security"
-	"github.com/kcp-tmc/kcp-tmc/components/workload"
+	"github.com/kcp-tmc/kcp-tmc/pkg/check"
+	"github.com/kcp-tmc/kcp-tmc/pkg/component"
+	"github.com/kcp-tmc/kcp-tmc/pkg/netpol"
+	"github.com/kcp-tmc/kcp-tmc/pkg/workload"
 )
 
 // TypeToken is the Pulumi type of the component.
@@ -95,7 +95,7 @@ type Args struct {
 	// FrontProxyClients may reach the front-proxy (default: any pod in any
 	// namespace); the ingress component says who: its controller's namespace,
 	// or the internet behind a passthrough load balancer.
-	FrontProxyClients []security.Flow
+	FrontProxyClients []netpol.Flow
 	// Shards are the shards besides the root shard (kcp.shards).
 	Shards []Shard
 	// Cache, when set, runs the cache server on its own (kcp.cache.mode
@@ -139,7 +139,7 @@ func (a Args) WithDefaults() Args {
 	}
 	component.Default(&a.Audit, Audit{MaxAgeDays: 30, MaxSizeMB: 100, MaxBackups: 10}) // 30 days × 100 MB × 10 files: a month of audit within 1 GB per pod
 	component.Default(&a.Spread.Mode, workload.SpreadNone)
-	component.Default(&a.MonitoringNamespace, security.MonitoringNamespace)
+	component.Default(&a.MonitoringNamespace, netpol.MonitoringNamespace)
 	if a.OIDC != nil {
 		o := a.OIDC.WithDefaults()
 		a.OIDC = &o
@@ -315,32 +315,32 @@ func NewKCP(ctx *pulumi.Context, name string, args Args, opts ...pulumi.Resource
 			return nil, fmt.Errorf("Service %s: %w", s.name, err)
 		}
 	}
-	monitoring := security.Flow{Namespace: args.MonitoringNamespace, Ports: []int{APIPort}}
+	monitoring := netpol.Flow{Namespace: args.MonitoringNamespace, Ports: []int{APIPort}}
 	// Both authenticate OIDC tokens, so both fetch the issuer's keys.
-	var issuer []security.Flow
+	var issuer []netpol.Flow
 	if args.OIDC != nil {
-		issuer = []security.Flow{{CIDR: "0.0.0.0/0", Ports: []int{args.OIDC.port()}}}
+		issuer = []netpol.Flow{{CIDR: "0.0.0.0/0", Ports: []int{args.OIDC.port()}}}
 	}
 	// The front-proxy is the entry point: its clients (the ingress controller
 	// or a passthrough load balancer) may reach its port, nothing else.
 	clients := args.FrontProxyClients
 	if len(clients) == 0 {
-		clients = []security.Flow{{Namespace: "*"}}
+		clients = []netpol.Flow{{Namespace: "*"}}
 	}
-	shards := security.Flow{Pods: ServerRole, Ports: []int{APIPort}}
-	var cache []security.Flow
+	shards := netpol.Flow{Pods: ServerRole, Ports: []int{APIPort}}
+	var cache []netpol.Flow
 	if args.Cache != nil {
-		cache = []security.Flow{{Pods: CacheSelector(), Ports: []int{APIPort}}}
+		cache = []netpol.Flow{{Pods: CacheSelector(), Ports: []int{APIPort}}}
 		// Only the shards use it; it uses only its etcd.
-		if err := security.NewAllowPolicy(ctx, name+"-cache-netpol", ns, CacheName, CacheSelector(), []security.Flow{shards, monitoring},
-			[]security.Flow{{Pods: args.Cache.EtcdSelector, Ports: []int{2379}}}, child); err != nil {
+		if err := netpol.NewAllowPolicy(ctx, name+"-cache-netpol", ns, CacheName, CacheSelector(), []netpol.Flow{shards, monitoring},
+			[]netpol.Flow{{Pods: args.Cache.EtcdSelector, Ports: []int{2379}}}, child); err != nil {
 			return nil, err
 		}
 	}
 	for _, s := range args.servers() {
 		urn := name + "-" + shardURN(s.Name) + "-netpol"
 		c := ShardComponent(s.Name)
-		ingress := []security.Flow{{Pods: proxy, Ports: []int{APIPort}}, shards, monitoring}
+		ingress := []netpol.Flow{{Pods: proxy, Ports: []int{APIPort}}, shards, monitoring}
 		if s.Name != RootShard {
 			// Its public address (virtual workspaces): the front-proxy's clients.
 			for _, f := range clients {
@@ -350,18 +350,18 @@ func NewKCP(ctx *pulumi.Context, name string, args Args, opts ...pulumi.Resource
 		}
 		// Shards reach each other (registration, cache, logical-cluster admin)
 		// and the front-proxy (external logical-cluster admin).
-		if err := security.NewAllowPolicy(ctx, urn, ns, c, workload.Labels(c), ingress,
-			append(append([]security.Flow{{Pods: s.EtcdSelector, Ports: []int{2379}}, shards, {Pods: proxy, Ports: []int{FrontProxyPort}}}, cache...), issuer...), child); err != nil {
+		if err := netpol.NewAllowPolicy(ctx, urn, ns, c, workload.Labels(c), ingress,
+			append(append([]netpol.Flow{{Pods: s.EtcdSelector, Ports: []int{2379}}, shards, {Pods: proxy, Ports: []int{FrontProxyPort}}}, cache...), issuer...), child); err != nil {
 			return nil, err
 		}
 	}
-	var proxyIngress []security.Flow
-	for _, c := range append(clients, security.Flow{Namespace: args.MonitoringNamespace}, security.Flow{Pods: ServerRole}) {
+	var proxyIngress []netpol.Flow
+	for _, c := range append(clients, netpol.Flow{Namespace: args.MonitoringNamespace}, netpol.Flow{Pods: ServerRole}) {
 		c.Ports = []int{FrontProxyPort}
 		proxyIngress = append(proxyIngress, c)
 	}
-	if err := security.NewAllowPolicy(ctx, name+"-front-proxy-netpol", ns, FrontProxyName, proxy, proxyIngress,
-		append([]security.Flow{shards}, issuer...), child); err != nil {
+	if err := netpol.NewAllowPolicy(ctx, name+"-front-proxy-netpol", ns, FrontProxyName, proxy, proxyIngress,
+		append([]netpol.Flow{shards}, issuer...), child); err != nil {
 		return nil, err
 	}
 
@@ -538,15 +538,15 @@ func podSpec(a Args, component, serviceAccount string, role map[string]string, c
 	c.ImagePullPolicy = pulumi.String("Always")
 	if a.OIDC != nil && a.OIDC.CABundle != "" {
 		c.VolumeMounts = append(c.VolumeMounts.(corev1.VolumeMountArray), mount("oidc-ca", oidcDir(serviceAccount)))
-		volumes = append(volumes, security.ConfigMapVolume("oidc-ca", oidcCAConfigMap))
+		volumes = append(volumes, workload.ConfigMapVolume("oidc-ca", oidcCAConfigMap))
 	}
-	c.SecurityContext = security.ContainerSecurityContext()
+	c.SecurityContext = workload.ContainerSecurityContext()
 	return &corev1.PodTemplateSpecArgs{
 		Metadata: &metav1.ObjectMetaArgs{Labels: podLabels},
 		Spec: &corev1.PodSpecArgs{
 			ServiceAccountName:           pulumi.String(serviceAccount),
 			AutomountServiceAccountToken: pulumi.Bool(false),
-			SecurityContext:              security.PodSecurityContext(),
+			SecurityContext:              workload.PodSecurityContext(),
 			Affinity:                     workload.Affinity(labels, a.Spread),
 			TopologySpreadConstraints:    workload.TopologySpread(labels, a.Spread),
 			Containers:                   corev1.ContainerArray{c},
@@ -584,21 +584,21 @@ func serverPod(a Args, s Shard) *corev1.PodTemplateSpecArgs {
 		writable("tmp", "/tmp"),
 	}
 	volumes := corev1.VolumeArray{
-		security.SecretVolume("tls-server", s.ServerSecret),
-		security.SecretVolume("tls-etcd-client", a.Certs.EtcdClient),
-		security.SecretItemsVolume("tls-client-ca", a.Certs.ClientCA, "ca.crt"),
-		security.SecretItemsVolume("tls-requestheader-ca", a.Certs.RequestHeaderCA, "ca.crt"),
-		security.SecretVolume("tls-service-account", a.Certs.ServiceAccount),
-		security.ConfigMapVolume("kubeconfigs", shardKubeconfigCM),
-		security.ConfigMapVolume("audit-policy", "kcp-audit-policy"),
-		security.EmptyDir("data", "1Gi"),
+		workload.SecretVolume("tls-server", s.ServerSecret),
+		workload.SecretVolume("tls-etcd-client", a.Certs.EtcdClient),
+		workload.SecretItemsVolume("tls-client-ca", a.Certs.ClientCA, "ca.crt"),
+		workload.SecretItemsVolume("tls-requestheader-ca", a.Certs.RequestHeaderCA, "ca.crt"),
+		workload.SecretVolume("tls-service-account", a.Certs.ServiceAccount),
+		workload.ConfigMapVolume("kubeconfigs", shardKubeconfigCM),
+		workload.ConfigMapVolume("audit-policy", "kcp-audit-policy"),
+		workload.EmptyDir("data", "1Gi"),
 		// Room for every rotated audit file plus the live one.
-		security.EmptyDir("audit-log", strconv.Itoa((a.Audit.MaxBackups+2)*a.Audit.MaxSizeMB)+"Mi"),
-		security.EmptyDir("tmp", "256Mi"),
+		workload.EmptyDir("audit-log", strconv.Itoa((a.Audit.MaxBackups+2)*a.Audit.MaxSizeMB)+"Mi"),
+		workload.EmptyDir("tmp", "256Mi"),
 	}
 	for _, id := range identities {
 		mounts = append(mounts, mount("tls-"+id.dir, "/etc/kcp/tls/"+id.dir))
-		volumes = append(volumes, security.SecretItemsVolume("tls-"+id.dir, id.secret, "tls.crt", "tls.key"))
+		volumes = append(volumes, workload.SecretItemsVolume("tls-"+id.dir, id.secret, "tls.crt", "tls.key"))
 	}
 	pod := podSpec(a, ShardComponent(s.Name), ServerName, ServerRole, corev1.ContainerArgs{
 		Name:    pulumi.String(ServerName),
@@ -655,19 +655,19 @@ func frontProxyPod(a Args) *corev1.PodTemplateSpecArgs {
 		writable("tmp", "/tmp"),
 	}
 	volumes := corev1.VolumeArray{
-		security.SecretVolume("tls-server", a.Certs.FrontProxy),
-		security.SecretVolume("tls-client", a.Certs.FrontProxyClient),
-		security.SecretItemsVolume("tls-kubeconfig", a.Certs.FrontProxyKubeconfig, "tls.crt", "tls.key"),
-		security.SecretItemsVolume("tls-client-ca", a.Certs.ClientCA, "ca.crt"),
-		security.SecretItemsVolume("tls-server-ca", a.Certs.ServerCA, "ca.crt"),
+		workload.SecretVolume("tls-server", a.Certs.FrontProxy),
+		workload.SecretVolume("tls-client", a.Certs.FrontProxyClient),
+		workload.SecretItemsVolume("tls-kubeconfig", a.Certs.FrontProxyKubeconfig, "tls.crt", "tls.key"),
+		workload.SecretItemsVolume("tls-client-ca", a.Certs.ClientCA, "ca.crt"),
+		workload.SecretItemsVolume("tls-server-ca", a.Certs.ServerCA, "ca.crt"),
 		// Only the public half: the front-proxy verifies tokens, it never signs them.
-		security.SecretItemsVolume("tls-service-account", a.Certs.ServiceAccount, "tls.crt"),
-		security.ConfigMapVolume("config", "kcp-front-proxy-config"),
-		security.EmptyDir("tmp", "256Mi"),
+		workload.SecretItemsVolume("tls-service-account", a.Certs.ServiceAccount, "tls.crt"),
+		workload.ConfigMapVolume("config", "kcp-front-proxy-config"),
+		workload.EmptyDir("tmp", "256Mi"),
 	}
 	if a.Certs.FrontProxyPublic != "" {
 		mounts = append(mounts, mount("tls-public", "/etc/kcp-front-proxy/tls/public"))
-		volumes = append(volumes, security.SecretVolume("tls-public", a.Certs.FrontProxyPublic))
+		volumes = append(volumes, workload.SecretVolume("tls-public", a.Certs.FrontProxyPublic))
 	}
 	return podSpec(a, FrontProxyName, FrontProxyName, nil, corev1.ContainerArgs{
 		Name:           pulumi.String(FrontProxyName),

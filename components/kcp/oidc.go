@@ -6,7 +6,7 @@ import (
 	"strconv"
 	"strings"
 
-	"github.com/kcp-tmc/kcp-tmc/components/internal/component"
+	"github.com/kcp-tmc/kcp-tmc/pkg/component"
 	"k8s.io/apimachinery/pkg/util/validation/field"
 )
 

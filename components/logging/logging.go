@@ -18,11 +18,11 @@ import (
 	"k8s.io/apimachinery/pkg/util/validation"
 	"k8s.io/apimachinery/pkg/util/validation/field"
 
-	"github.com/kcp-tmc/kcp-tmc/components/internal/check"
-	"github.com/kcp-tmc/kcp-tmc/components/internal/component"
 	"github.com/kcp-tmc/kcp-tmc/components/platform"
-	"github.com/kcp-tmc/kcp-tmc/components/security"
-	"github.com/kcp-tmc/kcp-tmc/components/workload"
+	"github.com/kcp-tmc/kcp-tmc/pkg/check"
+	"github.com/kcp-tmc/kcp-tmc/pkg/component"
+	"github.com/kcp-tmc/kcp-tmc/pkg/netpol"
+	"github.com/kcp-tmc/kcp-tmc/pkg/workload"
 )
 
 // TypeToken is the Pulumi type of the component.
@@ -211,9 +211,9 @@ func NewLogging(ctx *pulumi.Context, name string, args Args, opts ...pulumi.Reso
 			}})
 		}
 	}
-	egress := []security.Flow{{CIDR: "0.0.0.0/0", Ports: []int{args.ElasticsearchPort, 443, 6443}}} // Elasticsearch and the API
-	if err := security.NewAllowPolicy(ctx, name+"-netpol", Namespace, Name, workload.Labels(Name),
-		[]security.Flow{{Namespace: security.MonitoringNamespace, Ports: []int{2020}}}, egress, after...); err != nil {
+	egress := []netpol.Flow{{CIDR: "0.0.0.0/0", Ports: []int{args.ElasticsearchPort, 443, 6443}}} // Elasticsearch and the API
+	if err := netpol.NewAllowPolicy(ctx, name+"-netpol", Namespace, Name, workload.Labels(Name),
+		[]netpol.Flow{{Namespace: netpol.MonitoringNamespace, Ports: []int{2020}}}, egress, after...); err != nil {
 		return nil, err
 	}
 	dsMeta := workload.Meta(Name, Namespace, Name)
@@ -263,7 +263,7 @@ func NewLogging(ctx *pulumi.Context, name string, args Args, opts ...pulumi.Reso
 						corev1.VolumeArgs{Name: pulumi.String("varlog"), HostPath: &corev1.HostPathVolumeSourceArgs{Path: pulumi.String("/var/log")}},
 						// Read positions survive restarts, so nothing is shipped twice or lost.
 						corev1.VolumeArgs{Name: pulumi.String("state"), HostPath: &corev1.HostPathVolumeSourceArgs{Path: pulumi.String("/var/lib/fluent-bit"), Type: pulumi.String("DirectoryOrCreate")}},
-						security.ConfigMapVolume("config", "fluent-bit-config"),
+						workload.ConfigMapVolume("config", "fluent-bit-config"),
 					},
 				},
 			},

@@ -18,13 +18,13 @@ import (
 	"github.com/pulumi/pulumi/sdk/v3/go/pulumi"
 	"k8s.io/apimachinery/pkg/util/validation/field"
 
-	"github.com/kcp-tmc/kcp-tmc/components/internal/check"
-	"github.com/kcp-tmc/kcp-tmc/components/internal/component"
-	"github.com/kcp-tmc/kcp-tmc/components/internal/helmrelease"
 	"github.com/kcp-tmc/kcp-tmc/components/kcp"
 	"github.com/kcp-tmc/kcp-tmc/components/platform"
-	"github.com/kcp-tmc/kcp-tmc/components/security"
-	"github.com/kcp-tmc/kcp-tmc/components/workload"
+	"github.com/kcp-tmc/kcp-tmc/pkg/check"
+	"github.com/kcp-tmc/kcp-tmc/pkg/component"
+	"github.com/kcp-tmc/kcp-tmc/pkg/helmrelease"
+	"github.com/kcp-tmc/kcp-tmc/pkg/netpol"
+	"github.com/kcp-tmc/kcp-tmc/pkg/workload"
 )
 
 // TypeToken is the Pulumi type of the component.
@@ -86,7 +86,7 @@ type Monitoring struct {
 func (a Args) WithDefaults() Args {
 	component.Default(&a.Interval, DefaultInterval)
 	component.Default(&a.StackVersion, DefaultStackVersion)
-	component.Default(&a.MonitoringNamespace, security.MonitoringNamespace)
+	component.Default(&a.MonitoringNamespace, netpol.MonitoringNamespace)
 	return a
 }
 

@@ -12,7 +12,7 @@ import (
 
 	"gopkg.in/yaml.v3"
 
-	"github.com/kcp-tmc/kcp-tmc/internal/toolchain"
+	"github.com/kcp-tmc/kcp-tmc/pkg/toolchain"
 )
 
 // series is one input series of a promtool unit test.

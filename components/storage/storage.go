@@ -12,8 +12,8 @@ import (
 	"github.com/pulumi/pulumi/sdk/v3/go/pulumi"
 	"k8s.io/apimachinery/pkg/util/validation/field"
 
-	"github.com/kcp-tmc/kcp-tmc/components/internal/check"
-	"github.com/kcp-tmc/kcp-tmc/components/internal/component"
+	"github.com/kcp-tmc/kcp-tmc/pkg/check"
+	"github.com/kcp-tmc/kcp-tmc/pkg/component"
 )
 
 // TypeToken is the Pulumi type of the component.

@@ -8,7 +8,7 @@ import (
 	"k8s.io/client-go/tools/clientcmd"
 
 	"github.com/kcp-tmc/kcp-tmc/components/agents"
-	"github.com/kcp-tmc/kcp-tmc/components/pki"
+	"github.com/kcp-tmc/kcp-tmc/components/tls"
 	"github.com/kcp-tmc/kcp-tmc/ops"
 	"github.com/kcp-tmc/kcp-tmc/stacks"
 )
@@ -26,7 +26,7 @@ func agentIdentity(ctx context.Context, cfg *stacks.Config, hostKubeconfig, only
 			cfg.Environment, cfg.Target.KCPSide, stacks.KCPSideOff)
 	case agents.IdentityCertificate:
 		// Pulumi writes the Secret itself; a copy would take it over.
-		return fmt.Errorf("stack tls.mode is %s: `kcp-tmc up` writes each agent's identity; agent-identity is for tls.mode %s", cfg.TLS.Mode, pki.ModeCertManager)
+		return fmt.Errorf("stack tls.mode is %s: `kcp-tmc up` writes each agent's identity; agent-identity is for tls.mode %s", cfg.TLS.Mode, tls.ModeCertManager)
 	}
 	host, err := hostConfig(cfg, hostKubeconfig)
 	if err != nil {

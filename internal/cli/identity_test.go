@@ -6,7 +6,7 @@ import (
 	"strings"
 	"testing"
 
-	"github.com/kcp-tmc/kcp-tmc/components/pki"
+	"github.com/kcp-tmc/kcp-tmc/components/tls"
 	"github.com/kcp-tmc/kcp-tmc/stacks"
 )
 
@@ -19,10 +19,10 @@ func TestAgentIdentityRefusesWhatItWouldBreak(t *testing.T) {
 		cfg  stacks.Config
 		want string
 	}{
-		{stacks.Config{TLS: stacks.TLS{Mode: pki.ModeSelfManaged}, Clusters: []stacks.Cluster{{Name: "edge"}},
+		{stacks.Config{TLS: stacks.TLS{Mode: tls.ModeSelfManaged}, Clusters: []stacks.Cluster{{Name: "edge"}},
 			Target: stacks.Target{Mode: stacks.TargetKubeconfig, KCPSide: stacks.KCPSideOff}}, "`kcp-tmc up` writes each agent's identity"},
-		{stacks.Config{TLS: stacks.TLS{Mode: pki.ModeCertManager}}, "no kcp-tmc:clusters"},
-		{stacks.Config{Environment: "prod", TLS: stacks.TLS{Mode: pki.ModeCertManager}, Clusters: []stacks.Cluster{{Name: "edge"}},
+		{stacks.Config{TLS: stacks.TLS{Mode: tls.ModeCertManager}}, "no kcp-tmc:clusters"},
+		{stacks.Config{Environment: "prod", TLS: stacks.TLS{Mode: tls.ModeCertManager}, Clusters: []stacks.Cluster{{Name: "edge"}},
 			Target: stacks.Target{Mode: stacks.TargetKubeconfig, KCPSide: stacks.KCPSideAuto}}, "each agent authenticates with a ServiceAccount token"},
 	} {
 		err := agentIdentity(context.Background(), &tt.cfg, "", "", io.Discard)

@@ -23,7 +23,7 @@ import (
 
 	"github.com/kcp-tmc/kcp-tmc/components/agents"
 	"github.com/kcp-tmc/kcp-tmc/components/kcp"
-	"github.com/kcp-tmc/kcp-tmc/components/pki"
+	"github.com/kcp-tmc/kcp-tmc/components/tls"
 	"github.com/kcp-tmc/kcp-tmc/ops"
 	"github.com/kcp-tmc/kcp-tmc/stacks"
 )
@@ -212,13 +212,13 @@ func adminFromHost(ctx context.Context, host *rest.Config, namespace, server str
 		return data, nil
 	}
 	cfg := &rest.Config{Host: server}
-	if cfg.CertData, err = field(pki.CertAdmin, "tls.crt"); err != nil {
+	if cfg.CertData, err = field(tls.CertAdmin, "tls.crt"); err != nil {
 		return nil, err
 	}
-	if cfg.KeyData, err = field(pki.CertAdmin, "tls.key"); err != nil {
+	if cfg.KeyData, err = field(tls.CertAdmin, "tls.key"); err != nil {
 		return nil, err
 	}
-	if cfg.CAData, err = field(pki.CAServer, "ca.crt"); err != nil {
+	if cfg.CAData, err = field(tls.CAServer, "ca.crt"); err != nil {
 		return nil, err
 	}
 	return cfg, nil

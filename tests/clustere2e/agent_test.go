@@ -10,7 +10,7 @@ import (
 	"testing"
 	"time"
 
-	"github.com/kcp-tmc/kcp-tmc/components/pki"
+	"github.com/kcp-tmc/kcp-tmc/components/tls"
 	"github.com/kcp-tmc/kcp-tmc/tests/cluster"
 )
 
@@ -152,11 +152,11 @@ spec: {reference: {export: {path: "root:compute", name: %s}}}
 	// Renewals reach nobody's desk: cert-manager renews what the agent's
 	// path rests on, and a Widget created afterwards still syncs.
 	saKey := func() string {
-		out, _, _ := kube.Kubectl(ctx, nil, "-n", p.ns, "get", "secret", pki.CertServiceAccount, "-o", `jsonpath={.data.tls\.key}`)
+		out, _, _ := kube.Kubectl(ctx, nil, "-n", p.ns, "get", "secret", tls.CertServiceAccount, "-o", `jsonpath={.data.tls\.key}`)
 		return out
 	}
 	keyBefore := saKey()
-	renew(t, p.ns, pki.CertServiceAccount, pki.CertFrontProxy, pki.CertAdmin)
+	renew(t, p.ns, tls.CertServiceAccount, tls.CertFrontProxy, tls.CertAdmin)
 	if keyBefore == "" || saKey() != keyBefore {
 		t.Error("kcp's service-account key changed on renewal: every token kcp issued stops verifying once kcp restarts")
 	}

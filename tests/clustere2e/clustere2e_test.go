@@ -23,7 +23,7 @@ import (
 	"time"
 
 	"github.com/kcp-tmc/kcp-tmc/internal/cli"
-	"github.com/kcp-tmc/kcp-tmc/internal/toolchain"
+	"github.com/kcp-tmc/kcp-tmc/pkg/toolchain"
 	"github.com/kcp-tmc/kcp-tmc/stacks"
 	"github.com/kcp-tmc/kcp-tmc/tests/cluster"
 )

@@ -18,7 +18,7 @@ import (
 
 	"github.com/kcp-tmc/kcp-tmc/automation"
 	"github.com/kcp-tmc/kcp-tmc/components/agents"
-	"github.com/kcp-tmc/kcp-tmc/components/pki"
+	"github.com/kcp-tmc/kcp-tmc/components/tls"
 	"github.com/kcp-tmc/kcp-tmc/internal/cli"
 	"github.com/kcp-tmc/kcp-tmc/internal/test/proctest"
 	"github.com/kcp-tmc/kcp-tmc/internal/test/testenv"
@@ -185,7 +185,7 @@ clusters: [{name: kcp, cluster: {server: %q, certificate-authority-data: %s}}]
 users: [{name: admin, user: {client-certificate-data: %s, client-key-data: %s}}]
 contexts: [{name: kcp, context: {cluster: kcp, user: admin}}]
 current-context: kcp
-`, server, field(pki.CAServer, "ca.crt"), field(pki.CertAdmin, "tls.crt"), field(pki.CertAdmin, "tls.key"))
+`, server, field(tls.CAServer, "ca.crt"), field(tls.CertAdmin, "tls.crt"), field(tls.CertAdmin, "tls.key"))
 }
 
 // TestDevStackOnANode: a first `kcp-tmc up` of the dev stack is SIGKILLed

@@ -15,7 +15,7 @@ import (
 	"github.com/kcp-tmc/kcp-tmc/components/kcp"
 	"github.com/kcp-tmc/kcp-tmc/components/monitoring"
 	"github.com/kcp-tmc/kcp-tmc/internal/test/mocktest"
-	"github.com/kcp-tmc/kcp-tmc/internal/toolchain"
+	"github.com/kcp-tmc/kcp-tmc/pkg/toolchain"
 	"github.com/kcp-tmc/kcp-tmc/tests/cluster"
 )
 

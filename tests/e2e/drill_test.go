@@ -21,8 +21,8 @@ import (
 	"github.com/kcp-tmc/kcp-tmc/components/etcd"
 	"github.com/kcp-tmc/kcp-tmc/components/kcp"
 	"github.com/kcp-tmc/kcp-tmc/internal/test/mocktest"
-	"github.com/kcp-tmc/kcp-tmc/internal/toolchain"
 	"github.com/kcp-tmc/kcp-tmc/ops"
+	"github.com/kcp-tmc/kcp-tmc/pkg/toolchain"
 	"github.com/kcp-tmc/kcp-tmc/stacks"
 )
 

@@ -14,7 +14,7 @@ import (
 	"bytes"
 	"crypto/rand"
 	"crypto/rsa"
-	"crypto/tls"
+	cryptotls "crypto/tls"
 	"crypto/x509"
 	"encoding/json"
 	"fmt"
@@ -31,9 +31,9 @@ import (
 	"github.com/kcp-tmc/kcp-tmc/components/etcd"
 	"github.com/kcp-tmc/kcp-tmc/components/kcp"
 	"github.com/kcp-tmc/kcp-tmc/components/monitoring"
-	"github.com/kcp-tmc/kcp-tmc/components/pki"
+	"github.com/kcp-tmc/kcp-tmc/components/tls"
 	"github.com/kcp-tmc/kcp-tmc/internal/test/mocktest"
-	"github.com/kcp-tmc/kcp-tmc/internal/toolchain"
+	"github.com/kcp-tmc/kcp-tmc/pkg/toolchain"
 	"github.com/kcp-tmc/kcp-tmc/stacks"
 )
 
@@ -169,7 +169,7 @@ func startControlPlane(t testing.TB, objs objects) *controlPlane {
 	took := run("kcp-front-proxy", proxyBin, fp, fp.args, 2*time.Minute)
 	t.Logf("front-proxy ready after %s", took.Round(time.Second))
 
-	cp.admin = cp.client(t, pki.CertAdmin, fmt.Sprintf("https://localhost:%d", m.front(t)), "")
+	cp.admin = cp.client(t, tls.CertAdmin, fmt.Sprintf("https://localhost:%d", m.front(t)), "")
 	return cp
 }
 
@@ -202,17 +202,17 @@ type client struct {
 func (cp *controlPlane) client(t testing.TB, cert, base, serverName string) *client {
 	t.Helper()
 	ca := x509.NewCertPool()
-	if !ca.AppendCertsFromPEM([]byte(cp.objs.data(t, "Secret", pki.CAServer)["ca.crt"])) {
-		t.Fatal("no CA certificate in Secret " + pki.CAServer)
+	if !ca.AppendCertsFromPEM([]byte(cp.objs.data(t, "Secret", tls.CAServer)["ca.crt"])) {
+		t.Fatal("no CA certificate in Secret " + tls.CAServer)
 	}
-	cfg := &tls.Config{RootCAs: ca, ServerName: serverName, MinVersion: tls.VersionTLS12}
+	cfg := &cryptotls.Config{RootCAs: ca, ServerName: serverName, MinVersion: cryptotls.VersionTLS12}
 	if cert != "" {
 		d := cp.objs.data(t, "Secret", cert)
-		pair, err := tls.X509KeyPair([]byte(d["tls.crt"]), []byte(d["tls.key"]))
+		pair, err := cryptotls.X509KeyPair([]byte(d["tls.crt"]), []byte(d["tls.key"]))
 		if err != nil {
 			t.Fatalf("Secret %s: %v", cert, err)
 		}
-		cfg.Certificates = []tls.Certificate{pair}
+		cfg.Certificates = []cryptotls.Certificate{pair}
 	}
 	return &client{base: base, http: &http.Client{Timeout: 30 * time.Second, Transport: &http.Transport{TLSClientConfig: cfg}}}
 }
@@ -461,7 +461,7 @@ func (cp *controlPlane) scrape(t testing.TB, monitor, workload string, port int)
 	sc := &client{base: base, http: &http.Client{Timeout: 30 * time.Second}}
 	if ep["scheme"] == "https" {
 		tlsCfg := asMap(ep["tlsConfig"])
-		if ca := fmt.Sprint(mocktest.Dig(tlsCfg, "ca", "secret", "name")); ca != pki.CAServer {
+		if ca := fmt.Sprint(mocktest.Dig(tlsCfg, "ca", "secret", "name")); ca != tls.CAServer {
 			t.Fatalf("%s: ServiceMonitor verifies with %s", job, ca)
 		}
 		sc = cp.client(t, fmt.Sprint(mocktest.Dig(tlsCfg, "cert", "secret", "name")),

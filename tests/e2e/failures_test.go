@@ -10,7 +10,7 @@ import (
 	"time"
 
 	"github.com/kcp-tmc/kcp-tmc/components/kcp"
-	"github.com/kcp-tmc/kcp-tmc/components/pki"
+	"github.com/kcp-tmc/kcp-tmc/components/tls"
 	"github.com/kcp-tmc/kcp-tmc/internal/test/mocktest"
 )
 
@@ -123,7 +123,7 @@ func TestKCPAndFrontProxyFailuresUnderLoad(t *testing.T) {
 	})
 	var clients []*client
 	for range 4 {
-		c := cp.client(t, pki.CertAdmin, cp.admin.base, "")
+		c := cp.client(t, tls.CertAdmin, cp.admin.base, "")
 		c.http.Timeout = 5 * time.Second // a client's request timeout; not the 30 s of the setup calls
 		clients = append(clients, c)
 	}

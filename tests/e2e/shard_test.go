@@ -14,9 +14,9 @@ import (
 	"github.com/kcp-tmc/kcp-tmc/components/etcd"
 	"github.com/kcp-tmc/kcp-tmc/components/kcp"
 	"github.com/kcp-tmc/kcp-tmc/components/monitoring"
-	"github.com/kcp-tmc/kcp-tmc/components/pki"
+	"github.com/kcp-tmc/kcp-tmc/components/tls"
 	"github.com/kcp-tmc/kcp-tmc/internal/test/mocktest"
-	"github.com/kcp-tmc/kcp-tmc/internal/toolchain"
+	"github.com/kcp-tmc/kcp-tmc/pkg/toolchain"
 )
 
 // TestShardedStackRuns: a dev stack with kcp.shards [shard-1] runs as real
@@ -117,7 +117,7 @@ func (cp *controlPlane) etcdKeys(t testing.TB, cluster string) string {
 	}
 	dir := t.TempDir()
 	files := map[string]string{}
-	for k, v := range cp.objs.data(t, "Secret", pki.CertEtcdClientKCP) {
+	for k, v := range cp.objs.data(t, "Secret", tls.CertEtcdClientKCP) {
 		files[k] = filepath.Join(dir, k)
 		if err := os.WriteFile(files[k], []byte(v), 0o600); err != nil {
 			t.Fatal(err)

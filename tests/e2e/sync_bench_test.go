@@ -24,7 +24,7 @@ import (
 
 	"github.com/kcp-tmc/kcp-tmc/components/agents"
 	"github.com/kcp-tmc/kcp-tmc/components/kcp"
-	"github.com/kcp-tmc/kcp-tmc/components/pki"
+	"github.com/kcp-tmc/kcp-tmc/components/tls"
 	"github.com/kcp-tmc/kcp-tmc/internal/test/mocktest"
 )
 
@@ -143,8 +143,8 @@ func (cp *controlPlane) startLane(b *testing.B, rec []mocktest.Resource, agentBi
 	consumer := "consumer-" + name
 	cp.bindExport(b, map[string]any{"apiVersion": "tenancy.kcp.io/v1alpha1", "kind": "Workspace", "metadata": map[string]any{"name": consumer}}, name+"-export")
 
-	ca := []byte(cp.objs.data(b, "Secret", pki.CAServer)["ca.crt"])
-	admin := cp.objs.data(b, "Secret", pki.CertAdmin)
+	ca := []byte(cp.objs.data(b, "Secret", tls.CAServer)["ca.crt"])
+	admin := cp.objs.data(b, "Secret", tls.CertAdmin)
 	kcpCfg := &rest.Config{Host: fmt.Sprintf("https://localhost:%d/clusters/root:%s", cp.m.front(b), consumer),
 		TLSClientConfig: rest.TLSClientConfig{CAData: ca, CertData: []byte(admin["tls.crt"]), KeyData: []byte(admin["tls.key"])},
 		QPS:             -1} // no client-side throttling: the rate is the benchmark's

@@ -16,8 +16,8 @@ import (
 	"github.com/johannesboyne/gofakes3/backend/s3mem"
 
 	"github.com/kcp-tmc/kcp-tmc/components/backup"
-	"github.com/kcp-tmc/kcp-tmc/internal/etcdlocal"
-	"github.com/kcp-tmc/kcp-tmc/internal/toolchain"
+	"github.com/kcp-tmc/kcp-tmc/pkg/etcdlocal"
+	"github.com/kcp-tmc/kcp-tmc/pkg/toolchain"
 )
 
 // Keys is how many keys Seed writes.

@@ -12,7 +12,7 @@ import (
 
 	"github.com/pulumi/pulumi/sdk/v3/go/pulumi"
 
-	"github.com/kcp-tmc/kcp-tmc/components/pki"
+	"github.com/kcp-tmc/kcp-tmc/components/tls"
 	"github.com/kcp-tmc/kcp-tmc/internal/test/mocktest"
 )
 
@@ -20,11 +20,11 @@ import (
 type Files struct{ Cert, Key, CA string }
 
 // Write mints the PKI for args into dir and returns each Secret's files.
-func Write(t testing.TB, dir string, args pki.Args) map[string]Files {
+func Write(t testing.TB, dir string, args tls.Args) map[string]Files {
 	t.Helper()
-	args.Mode = pki.ModeSelfManaged
+	args.Mode = tls.ModeSelfManaged
 	rec, err := mocktest.Run(t, "test", func(ctx *pulumi.Context) error {
-		_, err := pki.NewPKI(ctx, "pki", args)
+		_, err := tls.NewPKI(ctx, "pki", args)
 		return err
 	})
 	if err != nil {

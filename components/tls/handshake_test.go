@@ -1,7 +1,7 @@
-package pki
+package tls
 
 import (
-	"crypto/tls"
+	cryptotls "crypto/tls"
 	"fmt"
 	"io"
 	"net"
@@ -13,8 +13,8 @@ import (
 	"testing"
 	"time"
 
-	"github.com/kcp-tmc/kcp-tmc/internal/etcdlocal"
-	"github.com/kcp-tmc/kcp-tmc/internal/toolchain"
+	"github.com/kcp-tmc/kcp-tmc/pkg/etcdlocal"
+	"github.com/kcp-tmc/kcp-tmc/pkg/toolchain"
 )
 
 // TestEtcdMutualTLS starts a real 3-member etcd (the pinned binary) on
@@ -75,7 +75,7 @@ func TestKCPServerClientAuth(t *testing.T) {
 	for _, mode := range modes {
 		t.Run(mode.name, func(t *testing.T) {
 			b := mode.bundles(t, testArgs(mode.name).WithDefaults())
-			serverCert, err := tls.X509KeyPair([]byte(b[CertKCPServer].certPEM), []byte(b[CertKCPServer].keyPEM))
+			serverCert, err := cryptotls.X509KeyPair([]byte(b[CertKCPServer].certPEM), []byte(b[CertKCPServer].keyPEM))
 			if err != nil {
 				t.Fatal(err)
 			}
@@ -83,11 +83,11 @@ func TestKCPServerClientAuth(t *testing.T) {
 				Handler: http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
 					fmt.Fprint(w, r.TLS.PeerCertificates[0].Subject.CommonName)
 				}),
-				TLSConfig: &tls.Config{
-					Certificates: []tls.Certificate{serverCert},
+				TLSConfig: &cryptotls.Config{
+					Certificates: []cryptotls.Certificate{serverCert},
 					ClientCAs:    pool(t, b[CAClient].caPEM),
-					ClientAuth:   tls.RequireAndVerifyClientCert,
-					MinVersion:   tls.VersionTLS12,
+					ClientAuth:   cryptotls.RequireAndVerifyClientCert,
+					MinVersion:   cryptotls.VersionTLS12,
 				},
 				ErrorLog: nil,
 			}
@@ -113,13 +113,13 @@ func TestKCPServerClientAuth(t *testing.T) {
 				{"", "kcp.example.com", false},
 			} {
 				t.Run(tt.client+"@"+tt.serverName, func(t *testing.T) {
-					cfg := &tls.Config{RootCAs: pool(t, b[CertKCPServer].caPEM), ServerName: tt.serverName}
+					cfg := &cryptotls.Config{RootCAs: pool(t, b[CertKCPServer].caPEM), ServerName: tt.serverName}
 					if tt.client != "" {
-						c, err := tls.X509KeyPair([]byte(b[tt.client].certPEM), []byte(b[tt.client].keyPEM))
+						c, err := cryptotls.X509KeyPair([]byte(b[tt.client].certPEM), []byte(b[tt.client].keyPEM))
 						if err != nil {
 							t.Fatal(err)
 						}
-						cfg.Certificates = []tls.Certificate{c}
+						cfg.Certificates = []cryptotls.Certificate{c}
 					}
 					client := &http.Client{Timeout: 5 * time.Second, Transport: &http.Transport{TLSClientConfig: cfg}}
 					resp, err := client.Get(fmt.Sprintf("https://127.0.0.1:%d/", port))

@@ -4,7 +4,7 @@
 // (pulumi-tls keys and certificates written to Secrets, rotated by `pulumi up`
 // after the renewal point). Either way the Secrets carry the same names and
 // keys (tls.crt, tls.key, ca.crt), so consumers do not care which mode ran.
-package pki
+package tls
 
 import (
 	"crypto"
@@ -23,15 +23,15 @@ import (
 	"github.com/pulumi/pulumi-kubernetes/sdk/v4/go/kubernetes/apiextensions"
 	corev1 "github.com/pulumi/pulumi-kubernetes/sdk/v4/go/kubernetes/core/v1"
 	metav1 "github.com/pulumi/pulumi-kubernetes/sdk/v4/go/kubernetes/meta/v1"
-	"github.com/pulumi/pulumi-tls/sdk/v5/go/tls"
+	tlsprovider "github.com/pulumi/pulumi-tls/sdk/v5/go/tls"
 	"github.com/pulumi/pulumi/sdk/v3/go/pulumi"
 	"k8s.io/apimachinery/pkg/util/validation"
 	"k8s.io/apimachinery/pkg/util/validation/field"
 
-	"github.com/kcp-tmc/kcp-tmc/components/internal/check"
-	"github.com/kcp-tmc/kcp-tmc/components/internal/component"
-	"github.com/kcp-tmc/kcp-tmc/components/internal/helmrelease"
 	"github.com/kcp-tmc/kcp-tmc/components/kcp"
+	"github.com/kcp-tmc/kcp-tmc/pkg/check"
+	"github.com/kcp-tmc/kcp-tmc/pkg/component"
+	"github.com/kcp-tmc/kcp-tmc/pkg/helmrelease"
 )
 
 // TypeToken is the Pulumi type of the component.
@@ -334,9 +334,9 @@ func (b *builder) selfManaged() error {
 			if err != nil {
 				return err
 			}
-			cert, err := tls.NewSelfSignedCert(b.ctx, b.name+"-"+spec.Name, &tls.SelfSignedCertArgs{
+			cert, err := tlsprovider.NewSelfSignedCert(b.ctx, b.name+"-"+spec.Name, &tlsprovider.SelfSignedCertArgs{
 				PrivateKeyPem:       key.PrivateKeyPem,
-				Subject:             &tls.SelfSignedCertSubjectArgs{CommonName: pulumi.String(spec.CommonName), Organization: pulumi.String(spec.Organizations[0])},
+				Subject:             &tlsprovider.SelfSignedCertSubjectArgs{CommonName: pulumi.String(spec.CommonName), Organization: pulumi.String(spec.Organizations[0])},
 				IsCaCertificate:     pulumi.Bool(true),
 				SetSubjectKeyId:     pulumi.Bool(true),
 				AllowedUses:         tlsUsages(spec.Usages),
@@ -362,9 +362,9 @@ func (b *builder) selfManaged() error {
 		if err != nil {
 			return err
 		}
-		csr, err := tls.NewCertRequest(b.ctx, b.name+"-"+spec.Name, &tls.CertRequestArgs{
+		csr, err := tlsprovider.NewCertRequest(b.ctx, b.name+"-"+spec.Name, &tlsprovider.CertRequestArgs{
 			PrivateKeyPem: key.PrivateKeyPem,
-			Subject:       &tls.CertRequestSubjectArgs{CommonName: pulumi.String(spec.CommonName), Organization: firstOrNil(spec.Organizations)},
+			Subject:       &tlsprovider.CertRequestSubjectArgs{CommonName: pulumi.String(spec.CommonName), Organization: firstOrNil(spec.Organizations)},
 			DnsNames:      pulumi.ToStringArray(spec.DNSNames),
 			IpAddresses:   pulumi.ToStringArray(spec.IPAddresses),
 		}, b.opts()...)
@@ -372,7 +372,7 @@ func (b *builder) selfManaged() error {
 			return fmt.Errorf("certificate request %s: %w", spec.Name, err)
 		}
 		signer := cas[spec.CA]
-		cert, err := tls.NewLocallySignedCert(b.ctx, b.name+"-"+spec.Name, &tls.LocallySignedCertArgs{
+		cert, err := tlsprovider.NewLocallySignedCert(b.ctx, b.name+"-"+spec.Name, &tlsprovider.LocallySignedCertArgs{
 			CertRequestPem:      csr.CertRequestPem,
 			CaCertPem:           signer.cert,
 			CaPrivateKeyPem:     signer.key,
@@ -407,8 +407,8 @@ func (b *builder) selfManaged() error {
 	return nil
 }
 
-func (b *builder) privateKey(name string) (*tls.PrivateKey, error) {
-	key, err := tls.NewPrivateKey(b.ctx, b.name+"-"+name+"-key", &tls.PrivateKeyArgs{
+func (b *builder) privateKey(name string) (*tlsprovider.PrivateKey, error) {
+	key, err := tlsprovider.NewPrivateKey(b.ctx, b.name+"-"+name+"-key", &tlsprovider.PrivateKeyArgs{
 		Algorithm:  pulumi.String("ECDSA"),
 		EcdsaCurve: pulumi.String("P256"),
 	}, b.opts()...)

@@ -16,7 +16,7 @@ import (
 	"syscall"
 	"time"
 
-	"github.com/kcp-tmc/kcp-tmc/internal/toolchain"
+	"github.com/kcp-tmc/kcp-tmc/pkg/toolchain"
 )
 
 // TLS names the PEM files a cluster runs with.

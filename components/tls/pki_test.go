@@ -1,7 +1,7 @@
-package pki
+package tls
 
 import (
-	"crypto/tls"
+	cryptotls "crypto/tls"
 	"crypto/x509"
 	"fmt"
 	"reflect"
@@ -232,7 +232,7 @@ func assertLeaf(t *testing.T, spec Spec, b bundle, all map[string]bundle, args A
 	if slices.Contains(c.ExtKeyUsage, x509.ExtKeyUsageServerAuth) != server || slices.Contains(c.ExtKeyUsage, x509.ExtKeyUsageClientAuth) != client {
 		t.Errorf("extended key usage %v, want server=%v client=%v", c.ExtKeyUsage, server, client)
 	}
-	if _, err := tls.X509KeyPair([]byte(b.certPEM), []byte(b.keyPEM)); err != nil {
+	if _, err := cryptotls.X509KeyPair([]byte(b.certPEM), []byte(b.keyPEM)); err != nil {
 		t.Errorf("tls.crt and tls.key do not match: %v", err)
 	}
 	own := pool(t, b.caPEM)
