@@ -17,6 +17,7 @@ import (
 
 	"github.com/kcp-tmc/kcp-tmc/components/backup"
 	"github.com/kcp-tmc/kcp-tmc/components/etcd"
+	"github.com/kcp-tmc/kcp-tmc/pkg/shard"
 	"github.com/kcp-tmc/kcp-tmc/pkg/toolchain"
 	"github.com/kcp-tmc/kcp-tmc/stacks"
 )
@@ -59,7 +60,7 @@ func BackupSourceOf(cfg *stacks.Config, etcdCluster string) (BackupSource, error
 	case b.Target != backup.TargetS3:
 		return BackupSource{}, fmt.Errorf("stack %q: kcp-tmc:backup.target is %q: snapshots live on an in-cluster volume; "+
 			"run `kubectl -n %s create job --from=cronjob/%s %s-manual-$(date +%%s)`, or copy them out and pass --target file:///dir",
-			cfg.Environment, b.Target, cfg.Namespace, backup.VerifyJobName(etcdCluster), backup.VerifyJobName(etcdCluster))
+			cfg.Environment, b.Target, cfg.Namespace, shard.VerifyJob(etcdCluster), shard.VerifyJob(etcdCluster))
 	}
 	return BackupSource{
 		Target:      "s3://" + b.Bucket + "/" + strings.Trim(b.Prefix, "/"),

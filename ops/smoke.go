@@ -21,6 +21,7 @@ import (
 
 	"github.com/kcp-tmc/kcp-tmc/components/etcd"
 	"github.com/kcp-tmc/kcp-tmc/components/kcp"
+	"github.com/kcp-tmc/kcp-tmc/pkg/shard"
 )
 
 // SmokeLabel marks every object the smoke test creates, with the run's id.
@@ -73,10 +74,11 @@ type SmokeTarget struct {
 	Namespace string
 	// Shards are the shards of kcp.shards: each one's kcp and etcd must be
 	// ready and registered with the root shard.
-	Shards []string
-	// SeparateCache: the cache server and its etcd must be ready too.
-	SeparateCache bool
-	Clusters      []SmokeCluster
+	Shards []shard.Shard
+	// Cache, when set (kcp.cache.mode separate): the cache server and its
+	// etcd must be ready too.
+	Cache    *shard.Shard
+	Clusters []SmokeCluster
 	// Workload is the object created in kcp to prove syncing (default a
 	// ConfigMap); WorkloadResource is its resource, on kcp and downstream.
 	Workload         *unstructured.Unstructured
@@ -219,15 +221,16 @@ func Smoke(ctx context.Context, t SmokeTarget) (SmokeReport, error) {
 		name string
 	}
 	workloads := []workload{{statefulSets, etcd.Name}, {deployments, kcp.ServerName}, {deployments, kcp.FrontProxyName}}
-	for _, shard := range t.Shards {
-		workloads = append(workloads, workload{statefulSets, etcd.ShardClusterName(shard)}, workload{deployments, kcp.ShardComponent(shard)})
+	servers := t.Shards
+	if t.Cache != nil {
+		servers = append(slices.Clone(servers), *t.Cache)
 	}
-	if t.SeparateCache {
-		workloads = append(workloads, workload{statefulSets, etcd.ShardClusterName("cache")}, workload{deployments, kcp.CacheName})
+	for _, s := range servers {
+		workloads = append(workloads, workload{statefulSets, s.EtcdCluster()}, workload{deployments, s.Deployment()})
 	}
 	if len(t.Shards) > 0 {
 		check("every shard registered with the root shard", func() (string, error) {
-			return shardsRegistered(ctx, t.KCP, t.Shards)
+			return shardsRegistered(ctx, t.KCP, shard.Names(t.Shards))
 		})
 	}
 	for _, w := range workloads {
@@ -289,7 +292,7 @@ func shardsRegistered(ctx context.Context, kcpConfig *rest.Config, shards []stri
 		registered[s.GetName()] = true
 	}
 	var missing []string
-	for _, s := range append([]string{kcp.RootShard}, shards...) {
+	for _, s := range append([]string{shard.Root}, shards...) {
 		if !registered[s] {
 			missing = append(missing, s)
 		}

@@ -18,6 +18,7 @@ import (
 	"github.com/kcp-tmc/kcp-tmc/components/platform"
 	"github.com/kcp-tmc/kcp-tmc/components/storage"
 	"github.com/kcp-tmc/kcp-tmc/components/tls"
+	"github.com/kcp-tmc/kcp-tmc/pkg/shard"
 	"github.com/kcp-tmc/kcp-tmc/pkg/workload"
 )
 
@@ -46,103 +47,74 @@ func storageArgs(cfg *Config) storage.Args {
 }
 
 // rootEtcd is the root shard's etcd cluster.
-func rootEtcd(cfg *Config) etcd.Cluster {
-	return etcd.Cluster{Name: etcd.Name, Namespace: cfg.Namespace}
-}
+func rootEtcd(cfg *Config) etcd.Cluster { return etcd.ClusterOf(Shards(cfg).Root, cfg.Namespace) }
 
-// shard is a kcp.shards entry with the defaults it takes from kcp.* and etcd.*.
-type shard struct {
-	name      string
-	replicas  int
-	resources workload.Resources
-	etcd      etcd.Cluster
-	etcdSize  string
-	etcdClass string
-}
-
-// shards resolves kcp.shards: every component reads a shard from here.
-func shards(cfg *Config) []shard {
-	var out []shard
+// Shards resolves the stack's shards once — the root shard, kcp.shards and
+// the separate cache server of kcp.cache — with the defaults each takes
+// from kcp.* and etcd.*: every component reads a shard from here.
+func Shards(cfg *Config) shard.Set {
+	set := shard.Set{Root: shard.Shard{Name: shard.Root, Replicas: cfg.KCP.Replicas, Resources: cfg.KCP.Resources,
+		EtcdMembers: cfg.Etcd.Replicas, EtcdStorageSize: cfg.Etcd.StorageSize, EtcdStorageClass: cfg.Etcd.StorageClass}}
 	for _, s := range cfg.KCP.Shards {
-		sh := shard{name: s.Name, replicas: cfg.KCP.Replicas, resources: cfg.KCP.Resources,
-			etcd:     etcd.Cluster{Name: etcd.ShardClusterName(s.Name), Namespace: cfg.Namespace},
-			etcdSize: cfg.Etcd.StorageSize, etcdClass: cfg.Etcd.StorageClass}
-		out = append(out, sh.with(s.Replicas, s.Resources, s.Etcd))
+		set.Shards = append(set.Shards, resolve(set.Root, s.Name, s.Replicas, s.Resources, s.Etcd))
 	}
-	return out
+	if c := cfg.KCP.Cache; c.Mode == CacheSeparate {
+		// The cache server is sized like the front-proxy unless set.
+		base := set.Root
+		base.Replicas, base.Resources = cfg.KCP.FrontProxyReplicas, cfg.KCP.FrontProxyResources
+		cache := resolve(base, shard.Cache, c.Replicas, c.Resources, c.Etcd)
+		set.Cache = &cache
+	}
+	return set
 }
 
-// with is sh with the values its entry sets in place of the defaults.
-func (sh shard) with(replicas *int, resources *workload.Resources, e ShardEtcd) shard {
+// resolve is the shard named name: base with the values its entry sets.
+func resolve(base shard.Shard, name string, replicas *int, resources *workload.Resources, e ShardEtcd) shard.Shard {
+	s := base
+	s.Name = name
 	if replicas != nil {
-		sh.replicas = *replicas
+		s.Replicas = *replicas
 	}
 	if resources != nil {
-		sh.resources = *resources
+		s.Resources = *resources
 	}
 	if e.StorageSize != "" {
-		sh.etcdSize = e.StorageSize
+		s.EtcdStorageSize = e.StorageSize
 	}
 	if e.StorageClass != "" {
-		sh.etcdClass = e.StorageClass
+		s.EtcdStorageClass = e.StorageClass
 	}
-	return sh
+	return s
 }
 
-// cacheEtcd is the separate cache server's etcd cluster (kcp.cache).
-func cacheEtcd(cfg *Config) etcd.Cluster {
-	return etcd.Cluster{Name: etcd.ShardClusterName("cache"), Namespace: cfg.Namespace}
-}
-
-// separateCache resolves kcp.cache in separate mode (nil when embedded),
-// with the defaults it takes from kcp.* and etcd.*.
-func separateCache(cfg *Config) *shard {
-	c := cfg.KCP.Cache
-	if c.Mode != CacheSeparate {
-		return nil
-	}
-	sh := shard{name: "cache", replicas: cfg.KCP.FrontProxyReplicas, resources: cfg.KCP.FrontProxyResources,
-		etcd: cacheEtcd(cfg), etcdSize: cfg.Etcd.StorageSize, etcdClass: cfg.Etcd.StorageClass}.with(c.Replicas, c.Resources, c.Etcd)
-	return &sh
-}
-
-// EtcdClusters are the stack's etcd clusters: the root shard's, then each
-// other shard's (all with etcd.replicas members).
+// EtcdClusters are the stack's backed-up etcd clusters: the root shard's,
+// then each other shard's (all with etcd.replicas members).
 func EtcdClusters(cfg *Config) []etcd.Cluster {
-	out := []etcd.Cluster{rootEtcd(cfg)}
-	for _, s := range shards(cfg) {
-		out = append(out, s.etcd)
+	var out []etcd.Cluster
+	for _, s := range Shards(cfg).EtcdClusters() {
+		out = append(out, etcd.ClusterOf(s, cfg.Namespace))
 	}
 	return out
 }
 
 // shardEtcdArgs is a shard's etcd cluster: etcd.* but for its name, its
 // volumes and its clients (that shard's kcp and backup jobs).
-func shardEtcdArgs(cfg *Config, s shard) etcd.Args {
+func shardEtcdArgs(cfg *Config, s shard.Shard) etcd.Args {
 	a := etcdArgs(cfg)
-	a.Name, a.StorageSize, a.StorageClass = s.etcd.Name, s.etcdSize, s.etcdClass
-	a.ServerSecret, a.PeerSecret = s.etcd.ServerSecret(), s.etcd.PeerSecret()
-	a.Clients = []map[string]string{workload.Labels(kcp.ShardComponent(s.name)), workload.Labels(backup.JobName(s.etcd.Name))}
+	db := etcd.ClusterOf(s, cfg.Namespace)
+	a.Name, a.StorageSize, a.StorageClass = db.Name, s.EtcdStorageSize, s.EtcdStorageClass
+	a.ServerSecret, a.PeerSecret = db.ServerSecret(), db.PeerSecret()
+	a.Clients = []map[string]string{workload.Labels(s.Deployment()), workload.Labels(s.BackupJob())}
 	return a
 }
 
 // cacheEtcdArgs is the separate cache server's etcd: etcd.* but for its
 // name, volumes and its one client. It holds only what the shards replicate
 // into it, so it is not backed up: the shards write it again.
-func cacheEtcdArgs(cfg *Config, c shard) etcd.Args {
+func cacheEtcdArgs(cfg *Config, c shard.Shard) etcd.Args {
 	a := shardEtcdArgs(cfg, c)
-	a.Clients = []map[string]string{kcp.CacheSelector()}
+	a.Clients = []map[string]string{workload.Labels(c.Deployment())}
 	return a
-}
-
-// memberURLs are a cluster's members' client URLs (for clients that dial
-// members directly).
-func memberURLs(c etcd.Cluster, replicas int) []string {
-	var out []string
-	for _, m := range c.MemberNames(replicas) {
-		out = append(out, c.MemberURL(m, etcd.ClientPort))
-	}
-	return out
 }
 
 func etcdArgs(cfg *Config) etcd.Args {
@@ -191,7 +163,7 @@ func loggingArgs(cfg *Config) logging.Args {
 func monitoringArgs(cfg *Config) monitoring.Args {
 	m := cfg.Monitoring
 	a := monitoring.Args{
-		Namespace: cfg.Namespace, Interval: m.Interval, RuleLabels: m.RuleLabels, Shards: ShardNames(cfg), SeparateCache: separateCache(cfg) != nil,
+		Namespace: cfg.Namespace, Interval: m.Interval, RuleLabels: m.RuleLabels, Shards: Shards(cfg).Shards, Cache: Shards(cfg).Cache,
 		ServerCASecret: tls.CAServer, MetricsViewerSecret: tls.CertMetricsViewer,
 		SlackChannel: m.SlackChannel, InstallStack: m.InstallStack, StackVersion: m.StackVersion,
 		PodSecurityVersion: cfg.PodSecurityVersion,
@@ -217,7 +189,7 @@ func backupArgs(cfg *Config) backup.Args {
 	if class == "" {
 		class = cfg.Etcd.StorageClass
 	}
-	endpoints := memberURLs(rootEtcd(cfg), cfg.Etcd.Replicas)
+	endpoints := rootEtcd(cfg).MemberURLs(cfg.Etcd.Replicas)
 	a := backup.Args{
 		Namespace: cfg.Namespace, ClusterName: ClusterName(cfg.Environment),
 		Schedule: b.Schedule, TimeZone: b.TimeZone, VerifySchedule: b.VerifySchedule, Image: b.Image,
@@ -231,10 +203,7 @@ func backupArgs(cfg *Config) backup.Args {
 		PVC:     backup.PVC{StorageClass: class, Size: b.PVCSize},
 		Protect: cfg.Environment != "dev",
 	}
-	for _, s := range shards(cfg) {
-		a.Shards = append(a.Shards, backup.Shard{Cluster: s.etcd.Name, EtcdURL: s.etcd.ClientURL(),
-			EtcdEndpoints: memberURLs(s.etcd, cfg.Etcd.Replicas), EtcdSelector: workload.Labels(s.etcd.Name)})
-	}
+	a.Shards = Shards(cfg).Shards
 	if cfg.Cloud.Mode == "eks" {
 		// Known once the cloud layer exists: Deploy puts its outputs here.
 		a.S3.IRSA = &backup.IRSAProvider{ARN: pulumi.String(""), Issuer: pulumi.String("")}
@@ -259,10 +228,7 @@ func ingressArgs(cfg *Config) ingress.Args {
 	if g := cfg.Ingress.Gateway; g != nil {
 		a.Gateway = *g
 	}
-	for _, s := range shards(cfg) {
-		a.Shards = append(a.Shards, ingress.ShardRoute{Name: s.name, Host: kcp.ShardPublicHost(cfg.Domain, s.name),
-			Service: kcp.ShardService(s.name), Port: kcp.APIPort, Selector: workload.Labels(kcp.ShardComponent(s.name))})
-	}
+	a.Shards, a.ShardPort = Shards(cfg).Shards, kcp.APIPort
 	return a
 }
 
@@ -286,36 +252,9 @@ func kcpArgs(cfg *Config) kcp.Args {
 			ExternalLogicalClusterAdmin: tls.CertExternalLogicalClusterAdmin,
 		},
 		FrontProxyClients: ingress.FrontProxyClients(cfg.Ingress.Mode),
-		Shards:            kcpShards(cfg),
-		Cache:             kcpCache(cfg),
+		Shards:            Shards(cfg).Shards,
+		Cache:             Shards(cfg).Cache,
 	}
-}
-
-func kcpCache(cfg *Config) *kcp.Cache {
-	c := separateCache(cfg)
-	if c == nil {
-		return nil
-	}
-	return &kcp.Cache{Replicas: c.replicas, Resources: c.resources, EtcdURL: c.etcd.ClientURL(),
-		EtcdSelector: workload.Labels(c.etcd.Name), ServerSecret: tls.CertCacheServer}
-}
-
-func kcpShards(cfg *Config) []kcp.Shard {
-	var out []kcp.Shard
-	for _, s := range shards(cfg) {
-		out = append(out, kcp.Shard{Name: s.name, Replicas: s.replicas, Resources: s.resources, EtcdURL: s.etcd.ClientURL(),
-			EtcdSelector: workload.Labels(s.etcd.Name), ServerSecret: tls.ShardServerCert(s.name)})
-	}
-	return out
-}
-
-// ShardNames are the names of kcp.shards.
-func ShardNames(cfg *Config) []string {
-	var names []string
-	for _, s := range shards(cfg) {
-		names = append(names, s.name)
-	}
-	return names
 }
 
 // certifiedClusters are the clusters whose agents authenticate with a
@@ -353,8 +292,8 @@ func pkiArgs(cfg *Config) tls.Args {
 		Domain:             cfg.Domain,
 		EtcdReplicas:       cfg.Etcd.Replicas,
 		SyncTargets:        certifiedClusters(cfg),
-		Shards:             pkiShards(cfg),
-		Cache:              pkiCache(cfg),
+		Shards:             Shards(cfg).Shards,
+		Cache:              Shards(cfg).Cache,
 		CADuration:         hours(cfg.TLS.CADuration),
 		LeafDuration:       hours(cfg.TLS.LeafDuration),
 		RenewBefore:        hours(cfg.TLS.RenewBefore),
@@ -371,21 +310,6 @@ func pkiArgs(cfg *Config) tls.Args {
 		args.ExistingCAs[name] = tls.ExistingCA{CertPEM: ca.Cert, KeyPEM: ca.Key}
 	}
 	return args
-}
-
-func pkiShards(cfg *Config) []tls.Shard {
-	var out []tls.Shard
-	for _, s := range shards(cfg) {
-		out = append(out, tls.Shard{Name: s.name, EtcdReplicas: cfg.Etcd.Replicas})
-	}
-	return out
-}
-
-func pkiCache(cfg *Config) *tls.Shard {
-	if separateCache(cfg) == nil {
-		return nil
-	}
-	return &tls.Shard{Name: "cache", EtcdReplicas: cfg.Etcd.Replicas}
 }
 
 // frontProxyPublic is the ACME certificate the front-proxy serves for

@@ -196,15 +196,16 @@ func Deploy(ctx *pulumi.Context, cfg *Config, projectDir string) error {
 		return fmt.Errorf("etcd: %w", err)
 	}
 	dbs := []pulumi.Resource{plat, certs, db}
-	for _, s := range shards(cfg) {
-		shardDB, err := etcd.NewEtcd(ctx, s.etcd.Name, shardEtcdArgs(cfg, s), k8s, after)
+	shards := Shards(cfg)
+	for _, s := range shards.Shards {
+		shardDB, err := etcd.NewEtcd(ctx, s.EtcdCluster(), shardEtcdArgs(cfg, s), k8s, after)
 		if err != nil {
-			return fmt.Errorf("etcd of shard %s: %w", s.name, err)
+			return fmt.Errorf("etcd of shard %s: %w", s.Name, err)
 		}
 		dbs = append(dbs, shardDB)
 	}
-	if c := separateCache(cfg); c != nil {
-		cacheDB, err := etcd.NewEtcd(ctx, c.etcd.Name, cacheEtcdArgs(cfg, *c), k8s, after)
+	if c := shards.Cache; c != nil {
+		cacheDB, err := etcd.NewEtcd(ctx, c.EtcdCluster(), cacheEtcdArgs(cfg, *c), k8s, after)
 		if err != nil {
 			return fmt.Errorf("etcd of the cache server: %w", err)
 		}

@@ -18,8 +18,8 @@ import (
 	"github.com/kcp-tmc/kcp-tmc/components/agents"
 	"github.com/kcp-tmc/kcp-tmc/components/backup"
 	"github.com/kcp-tmc/kcp-tmc/components/ingress"
-	"github.com/kcp-tmc/kcp-tmc/components/kcp"
 	"github.com/kcp-tmc/kcp-tmc/components/tls"
+	"github.com/kcp-tmc/kcp-tmc/pkg/shard"
 )
 
 // Validate checks every key and returns all problems at once (errors.Join of
@@ -146,13 +146,14 @@ func (c *Config) validateStorageSize(v *validator, key, value string) {
 // validateShards checks what kcp.shards adds beyond the kcp component's
 // rules: each shard's etcd cluster and the environment's rules for both.
 func (c *Config) validateShards(v *validator) {
-	for i, s := range shards(c) {
+	shards := Shards(c)
+	for i, s := range shards.Shards {
 		key := field.NewPath("kcp", "shards").Index(i)
 		v.component(shardEtcdArgs(c, s).WithDefaults().Validate(key.Child("etcd")), true)
-		if c.Environment != "dev" && s.replicas == 1 {
+		if c.Environment != "dev" && s.Replicas == 1 {
 			v.add(key.Child("replicas").String(), "1", "at least 2 in "+c.Environment+" (one replica cannot survive a node drain)")
 		}
-		c.validateStorageSize(v, key.Child("etcd", "storageSize").String(), s.etcdSize)
+		c.validateStorageSize(v, key.Child("etcd", "storageSize").String(), s.EtcdStorageSize)
 	}
 	if len(c.KCP.Shards) > 0 && c.TLS.ACME != nil {
 		// An agent's kubeconfig then trusts the public roots only, and a
@@ -170,13 +171,13 @@ func (c *Config) validateShards(v *validator) {
 		}
 		return
 	}
-	s := separateCache(c)
+	s := *shards.Cache
 	key := field.NewPath("kcp", "cache")
-	v.component(cacheEtcdArgs(c, *s).WithDefaults().Validate(key.Child("etcd")), true)
-	if c.Environment != "dev" && s.replicas == 1 {
+	v.component(cacheEtcdArgs(c, s).WithDefaults().Validate(key.Child("etcd")), true)
+	if c.Environment != "dev" && s.Replicas == 1 {
 		v.add(key.Child("replicas").String(), "1", "at least 2 in "+c.Environment+" (every shard needs it)")
 	}
-	c.validateStorageSize(v, key.Child("etcd", "storageSize").String(), s.etcdSize)
+	c.validateStorageSize(v, key.Child("etcd", "storageSize").String(), s.EtcdStorageSize)
 }
 
 func (c *Config) validateBackup(v *validator) {
@@ -406,7 +407,7 @@ func (c *Config) validateClusters(v *validator) {
 	}
 	seen := map[string]bool{}
 	shardOf := map[string]string{} // workspace → the shard a cluster puts it on
-	known := append([]string{kcp.RootShard}, ShardNames(c)...)
+	known := append([]string{shard.Root}, shard.Names(Shards(c).Shards)...)
 	for i, cl := range c.Clusters {
 		key := field.NewPath("clusters").Index(i)
 		if cl.Shard != "" {
@@ -484,11 +485,12 @@ func (c *Config) validateCloud(v *validator) {
 // separate cache server, runs (all spread as kcp.antiAffinity says).
 func maxShardReplicas(c *Config) int {
 	n := 0
-	for _, s := range shards(c) {
-		n = max(n, s.replicas)
+	shards := Shards(c)
+	for _, s := range shards.Shards {
+		n = max(n, s.Replicas)
 	}
-	if cache := separateCache(c); cache != nil {
-		n = max(n, cache.replicas)
+	if cache := shards.Cache; cache != nil {
+		n = max(n, cache.Replicas)
 	}
 	return n
 }

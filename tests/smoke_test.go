@@ -15,6 +15,7 @@ import (
 
 	"github.com/kcp-tmc/kcp-tmc/internal/cli"
 	"github.com/kcp-tmc/kcp-tmc/ops"
+	"github.com/kcp-tmc/kcp-tmc/pkg/shard"
 )
 
 // TestCLIOnLocalControlPlane drives the CLI as an operator would against a
@@ -234,7 +235,7 @@ func TestSmokeSyncCheck(t *testing.T) {
 	}
 	// A sharded stack's smoke also wants each shard's kcp and etcd ready and registered.
 	sharded := target("sharded")
-	sharded.Shards, sharded.SeparateCache = []string{"shard-1"}, true
+	sharded.Shards, sharded.Cache = []shard.Shard{{Name: "shard-1"}}, &shard.Shard{Name: shard.Cache}
 	r, err = ops.Smoke(ctx, sharded)
 	if err != nil {
 		t.Fatal(err)

@@ -29,16 +29,21 @@ import (
 	"github.com/kcp-tmc/kcp-tmc/pkg/check"
 	"github.com/kcp-tmc/kcp-tmc/pkg/component"
 	"github.com/kcp-tmc/kcp-tmc/pkg/netpol"
+	"github.com/kcp-tmc/kcp-tmc/pkg/shard"
 	"github.com/kcp-tmc/kcp-tmc/pkg/workload"
 )
 
 // TypeToken is the Pulumi type of the component.
 const TypeToken = "kcp-tmc:backup:Backup"
 
+// The root shard's etcd's jobs: etcd-backup and etcd-backup-verify.
+var (
+	Name       = shard.BackupJob(shard.Etcd)
+	VerifyName = shard.VerifyJob(shard.Etcd)
+)
+
 // Names.
 const (
-	Name           = "etcd-backup"        // JobName("etcd"), the root shard's cluster
-	VerifyName     = "etcd-backup-verify" // VerifyJobName("etcd")
 	ServiceAccount = "etcd-backup"
 	ScriptMount    = "/scripts"
 	// DefaultImage runs the script's transfer steps (sh and the aws CLI):
@@ -80,22 +85,14 @@ type Args struct {
 	Resources     workload.Resources
 	// Protect keeps the bucket, key and PVC through `pulumi destroy`.
 	Protect bool
-	// Shards are the etcd clusters of the kcp shards besides the root shard
-	// (the one above): each is backed up and verified by its own jobs.
-	Shards []Shard
+	// Shards are the kcp shards besides the root shard (whose etcd is the
+	// one above): each one's etcd is backed up and verified by its own jobs,
+	// shard.Shard.BackupJob and VerifyJob, and its snapshots go under
+	// <ClusterName>-<its etcd cluster>/, beside (never inside) the root's.
+	Shards []shard.Shard
 
 	// job names the jobs, pods and policy of the cluster being rendered.
 	job string
-}
-
-// Shard is the etcd cluster of a kcp shard besides the root shard: its jobs
-// are <Cluster>-backup and <Cluster>-backup-verify, its snapshots go under
-// <ClusterName>-<Cluster>/, beside (never inside) the root's.
-type Shard struct {
-	Cluster       string
-	EtcdURL       string
-	EtcdEndpoints []string
-	EtcdSelector  map[string]string
 }
 
 // SnapshotPrefix is the first path element of an etcd cluster's snapshot
@@ -108,17 +105,12 @@ func SnapshotPrefix(clusterName, etcdCluster string) string {
 	return clusterName + "-" + etcdCluster
 }
 
-// JobName is the backup CronJob (and its pods' app name) of an etcd cluster.
-func JobName(cluster string) string { return cluster + "-backup" }
-
-// VerifyJobName is the verification CronJob of an etcd cluster.
-func VerifyJobName(cluster string) string { return JobName(cluster) + "-verify" }
-
 // forShard is a with the shard's cluster in place of the root's.
-func (a Args) forShard(s Shard) Args {
-	a.EtcdURL, a.EtcdEndpoints, a.EtcdSelector = s.EtcdURL, s.EtcdEndpoints, s.EtcdSelector
-	a.ClusterName = SnapshotPrefix(a.ClusterName, s.Cluster)
-	a.job = JobName(s.Cluster)
+func (a Args) forShard(s shard.Shard) Args {
+	db := etcd.ClusterOf(s, a.Namespace)
+	a.EtcdURL, a.EtcdEndpoints, a.EtcdSelector = db.ClientURL(), db.MemberURLs(s.EtcdMembers), db.Selector()
+	a.ClusterName = SnapshotPrefix(a.ClusterName, db.Name)
+	a.job = s.BackupJob()
 	a.Shards = nil
 	return a
 }
@@ -211,23 +203,10 @@ func (a Args) Validate(fld *field.Path) field.ErrorList {
 	if !strings.HasPrefix(a.EtcdURL, "https://") {
 		errs = append(errs, field.Invalid(fld.Child("etcdURL"), a.EtcdURL, "etcd's https:// client Service URL"))
 	}
-	seen := map[string]bool{etcd.Name: true}
+	errs = append(errs, shard.ValidateNames(fld.Child("shards"), shard.Names(a.Shards))...)
 	for i, sh := range a.Shards {
-		f := fld.Child("shards").Index(i)
-		if seen[sh.Cluster] {
-			errs = append(errs, field.Duplicate(f.Child("cluster"), sh.Cluster))
-		}
-		seen[sh.Cluster] = true
-		// <cluster>-backup-verify names a CronJob, at most 52 characters.
-		errs = append(errs, check.DNSLabel(f.Child("cluster"), sh.Cluster, "an etcd cluster name")...)
-		if len(VerifyJobName(sh.Cluster)) > 52 {
-			errs = append(errs, field.TooLong(f.Child("cluster"), sh.Cluster, 52-len(VerifyJobName(""))))
-		}
-		if !strings.HasPrefix(sh.EtcdURL, "https://") {
-			errs = append(errs, field.Invalid(f.Child("etcdURL"), sh.EtcdURL, "etcd's https:// client Service URL"))
-		}
-		if len(sh.EtcdEndpoints) == 0 || len(sh.EtcdSelector) == 0 {
-			errs = append(errs, field.Required(f.Child("etcdEndpoints"), "the cluster's member URLs and pod labels"))
+		if sh.EtcdMembers < 1 {
+			errs = append(errs, field.Invalid(fld.Child("shards").Index(i).Child("etcdMembers"), sh.EtcdMembers, "at least 1"))
 		}
 	}
 	if e := a.S3.Endpoint; e != "" {
@@ -544,7 +523,7 @@ func (b *Backup) kubernetes(ctx *pulumi.Context, name string, a Args, keep []pul
 		return err
 	}
 	for _, sh := range a.Shards {
-		if err := b.jobs(ctx, name+"-"+sh.Cluster, a.forShard(sh), child); err != nil {
+		if err := b.jobs(ctx, name+"-"+sh.EtcdCluster(), a.forShard(sh), child); err != nil {
 			return err
 		}
 	}

@@ -11,13 +11,12 @@ import (
 
 	"github.com/kcp-tmc/kcp-tmc/internal/test/fieldtest"
 	"github.com/kcp-tmc/kcp-tmc/internal/test/mocktest"
-	"github.com/kcp-tmc/kcp-tmc/pkg/workload"
+	"github.com/kcp-tmc/kcp-tmc/pkg/shard"
 )
 
 func shardedArgs() Args {
 	a := s3Args()
-	a.Shards = []Shard{{Cluster: "etcd-shard-1", EtcdURL: "https://etcd-shard-1.kcp.svc:2379",
-		EtcdEndpoints: []string{"https://etcd-shard-1-0.etcd-shard-1-headless.kcp.svc:2379"}, EtcdSelector: workload.Labels("etcd-shard-1")}}
+	a.Shards = []shard.Shard{{Name: "shard-1", EtcdMembers: 1}}
 	return a
 }
 
@@ -63,9 +62,9 @@ func TestShardBackups(t *testing.T) {
 
 func TestValidateShards(t *testing.T) {
 	fieldtest.Table(t, shardedArgs, func(a Args) field.ErrorList { return a.WithDefaults().Validate(field.NewPath("backup")) }, []fieldtest.Case[Args]{
-		{"the root's name", func(a *Args) { a.Shards[0].Cluster = "etcd" }, "backup.shards[0].cluster", "Duplicate value"},
-		{"too long", func(a *Args) { a.Shards[0].Cluster = strings.Repeat("e", 40) }, "backup.shards[0].cluster", "may not be more than 38"},
-		{"plain etcd", func(a *Args) { a.Shards[0].EtcdURL = "http://x:2379" }, "backup.shards[0].etcdURL", "https://"},
-		{"no members", func(a *Args) { a.Shards[0].EtcdEndpoints = nil }, "backup.shards[0].etcdEndpoints", "Required value"},
+		{"the root's name", func(a *Args) { a.Shards[0].Name = shard.Root }, "backup.shards[0].name", "root is implicit"},
+		{"twice", func(a *Args) { a.Shards = append(a.Shards, a.Shards[0]) }, "backup.shards[1].name", "Duplicate value"},
+		{"too long", func(a *Args) { a.Shards[0].Name = strings.Repeat("e", 34) }, "backup.shards[0].name", "may not be more than 33"},
+		{"no members", func(a *Args) { a.Shards[0].EtcdMembers = 0 }, "backup.shards[0].etcdMembers", "at least 1"},
 	})
 }

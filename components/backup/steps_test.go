@@ -12,10 +12,12 @@ import (
 	"github.com/johannesboyne/gofakes3"
 	"github.com/johannesboyne/gofakes3/backend/s3mem"
 
+	"github.com/kcp-tmc/kcp-tmc/components/etcd"
 	"github.com/kcp-tmc/kcp-tmc/components/tls"
 	"github.com/kcp-tmc/kcp-tmc/internal/test/mocktest"
 	"github.com/kcp-tmc/kcp-tmc/internal/test/pkitest"
 	"github.com/kcp-tmc/kcp-tmc/pkg/etcdlocal"
+	"github.com/kcp-tmc/kcp-tmc/pkg/shard"
 	"github.com/kcp-tmc/kcp-tmc/pkg/toolchain"
 )
 
@@ -32,7 +34,7 @@ func TestCronJobStepsRun(t *testing.T) {
 	}
 	dir := t.TempDir()
 	// The root shard's etcd and a second shard's, each with its own certificates.
-	certs := pkitest.Write(t, dir, tls.Args{Namespace: "kcp", Domain: "example.com", EtcdReplicas: 1, Shards: []tls.Shard{{Name: "shard-1", EtcdReplicas: 1}}})
+	certs := pkitest.Write(t, dir, tls.Args{Namespace: "kcp", Domain: "example.com", EtcdReplicas: 1, Shards: []shard.Shard{{Name: "shard-1", EtcdMembers: 1}}})
 	kcpClient := certs[tls.CertEtcdClientKCP]
 	startEtcd := func(name, key string) string {
 		tlsFiles := etcdlocal.TLS{ServerCert: certs[name+"-server"].Cert, ServerKey: certs[name+"-server"].Key,
@@ -75,7 +77,7 @@ func TestCronJobStepsRun(t *testing.T) {
 		t.Fatal(err)
 	}
 	local := strings.NewReplacer("/etc/etcd-backup/tls", tlsDir, ScriptMount, scripts, work, workDir,
-		a.EtcdURL, rootEndpoints, a.Shards[0].EtcdURL, shardEndpoints)
+		a.EtcdURL, rootEndpoints, etcd.ClusterOf(a.Shards[0], a.Namespace).ClientURL(), shardEndpoints)
 	binaries := map[string]string{"etcdctl": toolchain.Path("etcdctl"), "etcdutl": toolchain.Path("etcdutl")}
 
 	runJob := func(name string) string {
@@ -139,7 +141,7 @@ func TestCronJobStepsRun(t *testing.T) {
 	if err := os.MkdirAll(workDir, 0o700); err != nil {
 		t.Fatal(err)
 	}
-	if uploaded := runJob(JobName("etcd-shard-1")); !strings.Contains(uploaded, "etcd-backup: OK prod-etcd-shard-1/") {
+	if uploaded := runJob(a.Shards[0].BackupJob()); !strings.Contains(uploaded, "etcd-backup: OK prod-etcd-shard-1/") {
 		t.Fatalf("the shard's backup Job did not report an upload under its prefix:\n%s", uploaded)
 	}
 	if err := os.RemoveAll(workDir); err != nil {
@@ -148,7 +150,7 @@ func TestCronJobStepsRun(t *testing.T) {
 	if err := os.MkdirAll(workDir, 0o700); err != nil {
 		t.Fatal(err)
 	}
-	out = runJob(VerifyJobName("etcd-shard-1"))
+	out = runJob(a.Shards[0].VerifyJob())
 	if !strings.Contains(out, "OK fetched prod-etcd-shard-1/") {
 		t.Errorf("the shard's verify Job did not fetch the shard's snapshot:\n%s", out)
 	}

@@ -20,6 +20,7 @@ import (
 	"github.com/kcp-tmc/kcp-tmc/pkg/check"
 	"github.com/kcp-tmc/kcp-tmc/pkg/component"
 	"github.com/kcp-tmc/kcp-tmc/pkg/netpol"
+	"github.com/kcp-tmc/kcp-tmc/pkg/shard"
 	"github.com/kcp-tmc/kcp-tmc/pkg/workload"
 )
 
@@ -29,7 +30,7 @@ const TypeToken = "kcp-tmc:etcd:Etcd"
 // Names and ports.
 const (
 	// Name is the default cluster's name: the root shard's etcd.
-	Name          = "etcd"
+	Name          = shard.Etcd
 	ClientPort    = 2379
 	PeerPort      = 2380
 	MetricsPort   = 8080
@@ -201,9 +202,23 @@ func (c Cluster) ClientURL() string {
 // ClusterLabel on the scraped Service names the etcd cluster.
 const ClusterLabel = "kcp-tmc.io/etcd-cluster"
 
-// ShardClusterName is the name of the etcd cluster of the kcp shard named
-// shard (the root shard's is Name).
-func ShardClusterName(shard string) string { return Name + "-" + shard }
+// ClusterOf is the etcd cluster of a kcp shard.
+func ClusterOf(s shard.Shard, namespace string) Cluster {
+	return Cluster{Name: s.EtcdCluster(), Namespace: namespace}
+}
+
+// Selector labels the cluster's pods.
+func (c Cluster) Selector() map[string]string { return workload.Labels(c.Name) }
+
+// MemberURLs are the members' client URLs, for clients that dial members
+// directly.
+func (c Cluster) MemberURLs(replicas int) []string {
+	out := make([]string, 0, replicas)
+	for _, m := range c.MemberNames(replicas) {
+		out = append(out, c.MemberURL(m, ClientPort))
+	}
+	return out
+}
 
 // ServerSecret and PeerSecret name the cluster's certificates (the root's:
 // etcd-server, etcd-peer).

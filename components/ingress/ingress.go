@@ -20,6 +20,7 @@ import (
 	"github.com/kcp-tmc/kcp-tmc/pkg/component"
 	"github.com/kcp-tmc/kcp-tmc/pkg/helmrelease"
 	"github.com/kcp-tmc/kcp-tmc/pkg/netpol"
+	"github.com/kcp-tmc/kcp-tmc/pkg/shard"
 	"github.com/kcp-tmc/kcp-tmc/pkg/workload"
 )
 
@@ -82,17 +83,10 @@ type Args struct {
 	// Gateway is the Gateway the TLSRoute attaches to (mode gateway).
 	Gateway Gateway
 	// Shards are the kcp shards besides the root shard: each gets a route
-	// of its public host straight to its Service (TLS untouched), where
-	// agents reach its virtual workspaces.
-	Shards []ShardRoute
-}
-
-// ShardRoute exposes one shard.
-type ShardRoute struct {
-	Name, Host, Service string
-	Port                int
-	// Selector labels the shard's pods (the load balancer selects them).
-	Selector map[string]string
+	// of its public host (below Host) straight to its Service on ShardPort
+	// (TLS untouched), where agents reach its virtual workspaces.
+	Shards    []shard.Shard
+	ShardPort int
 }
 
 // Gateway names the Gateway of mode gateway: an existing one (its TLS
@@ -163,6 +157,10 @@ func (a Args) Validate(fld *field.Path) field.ErrorList {
 	errs = append(errs, check.DNSSubdomain(fld.Child("host"), a.Host, "a DNS name")...)
 	if a.BackendService == "" || a.BackendPort < 1 || a.TargetPort < 1 {
 		errs = append(errs, field.Required(fld.Child("backend"), "the front-proxy Service, its port and target port"))
+	}
+	errs = append(errs, shard.ValidateNames(fld.Child("shards"), shard.Names(a.Shards))...)
+	if len(a.Shards) > 0 && a.ShardPort < 1 {
+		errs = append(errs, field.Required(fld.Child("shardPort"), "the port of the shards' Services"))
 	}
 	switch {
 	case a.InstallController && a.Mode == ModeLoadBalancer:
@@ -286,7 +284,10 @@ func ingressObject(ctx *pulumi.Context, name string, a Args, opts []pulumi.Resou
 // route is one public host and what it leads to: the front-proxy's first,
 // then each shard's own.
 type route struct {
-	ShardRoute
+	Name, Host, Service string
+	Port                int
+	// Selector labels the pods behind the host (the load balancer selects them).
+	Selector    map[string]string
 	urn, object string // Pulumi name suffix and object name
 	shard       bool
 }
@@ -294,10 +295,11 @@ type route struct {
 // routes are the front-proxy's route and each shard's; object names the
 // Ingress or TLSRoute of a host (kcp, kcp-<shard>).
 func routes(a Args) []route {
-	out := []route{{ShardRoute: ShardRoute{Name: "kcp", Host: a.Host, Service: a.BackendService, Port: a.BackendPort,
-		Selector: workload.Labels("kcp-front-proxy")}, urn: "kcp", object: "kcp"}}
+	out := []route{{Name: "kcp", Host: a.Host, Service: a.BackendService, Port: a.BackendPort,
+		Selector: workload.Labels("kcp-front-proxy"), urn: "kcp", object: "kcp"}}
 	for _, s := range a.Shards {
-		out = append(out, route{ShardRoute: s, urn: "shard-" + s.Name, object: "kcp-" + s.Name, shard: true})
+		out = append(out, route{Name: s.Name, Host: s.PublicHost(a.Host), Service: s.Service(), Port: a.ShardPort,
+			Selector: workload.Labels(s.Deployment()), urn: s.URN(), object: s.Deployment(), shard: true})
 	}
 	return out
 }
@@ -306,7 +308,7 @@ func routes(a Args) []route {
 func shardFlows(a Args) []netpol.Flow {
 	var out []netpol.Flow
 	for _, s := range a.Shards {
-		out = append(out, netpol.Flow{Pods: s.Selector, Namespace: a.Namespace, Ports: []int{s.Port}})
+		out = append(out, netpol.Flow{Pods: workload.Labels(s.Deployment()), Namespace: a.Namespace, Ports: []int{a.ShardPort}})
 	}
 	return out
 }

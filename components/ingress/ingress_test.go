@@ -11,6 +11,7 @@ import (
 
 	"github.com/kcp-tmc/kcp-tmc/internal/test/fieldtest"
 	"github.com/kcp-tmc/kcp-tmc/internal/test/mocktest"
+	"github.com/kcp-tmc/kcp-tmc/pkg/shard"
 )
 
 func args(mode string) Args {
@@ -157,8 +158,7 @@ func TestGatewayPassthrough(t *testing.T) {
 // own Service (TLS untouched, so its client-certificate and token checks
 // stay), as its own object beside the front-proxy's.
 func TestShardRoutes(t *testing.T) {
-	shard := ShardRoute{Name: "shard-1", Host: "shard-1.kcp.example.com", Service: "kcp-shard-1", Port: 6443,
-		Selector: map[string]string{"app.kubernetes.io/name": "kcp-shard-1"}}
+	sh := shard.Shard{Name: "shard-1"}
 	gw := args(ModeGateway)
 	gw.Gateway = Gateway{ClassName: "example"}
 	tests := []struct {
@@ -180,9 +180,9 @@ func TestShardRoutes(t *testing.T) {
 	for _, tt := range tests {
 		t.Run(tt.name, func(t *testing.T) {
 			a := tt.args
-			a.Shards = []ShardRoute{shard}
+			a.Shards, a.ShardPort = []shard.Shard{sh}, 6443
 			o := run(t, a).Object(t, tt.typ, tt.object)
-			if tt.host != nil && mocktest.Dig(o, tt.host...) != shard.Host {
+			if tt.host != nil && mocktest.Dig(o, tt.host...) != "shard-1.kcp.example.com" {
 				t.Errorf("host = %v", mocktest.Dig(o, tt.host...))
 			}
 			if got := mocktest.Dig(o, tt.backend...); got != "kcp-shard-1" {
@@ -195,14 +195,14 @@ func TestShardRoutes(t *testing.T) {
 	}
 	// The controller kcp-tmc installs may reach each shard's port.
 	ctl := args(ModePassthrough)
-	ctl.InstallController, ctl.Shards = true, []ShardRoute{shard}
+	ctl.InstallController, ctl.Shards, ctl.ShardPort = true, []shard.Shard{sh}, 6443
 	egress := fmt.Sprint(mocktest.Dig(run(t, ctl).Object(t, "kubernetes:networking.k8s.io/v1:NetworkPolicy", "allow-ingress-nginx"), "spec", "egress"))
 	if !strings.Contains(egress, "app.kubernetes.io/name:kcp-shard-1") || !strings.Contains(egress, "port:6443") {
 		t.Errorf("the controller cannot reach the shard: %s", egress)
 	}
 	// A created Gateway listens for the shards' hosts too, and the shard's
 	// route attaches to that listener.
-	gw.Shards = []ShardRoute{shard}
+	gw.Shards, gw.ShardPort = []shard.Shard{sh}, 6443
 	rec := run(t, gw)
 	if got := mocktest.Dig(rec.Object(t, "kubernetes:gateway.networking.k8s.io/v1:Gateway", "kcp"), "spec", "listeners", 1, "hostname"); got != "*.kcp.example.com" {
 		t.Errorf("Gateway's shard listener hostname = %v", got)

@@ -7,24 +7,12 @@ import (
 	"github.com/pulumi/pulumi/sdk/v3/go/pulumi"
 	"k8s.io/apimachinery/pkg/util/validation/field"
 
+	"github.com/kcp-tmc/kcp-tmc/pkg/shard"
 	"github.com/kcp-tmc/kcp-tmc/pkg/workload"
 )
 
 // CacheName names the separate cache server's Deployment, Service and pods.
-const CacheName = "kcp-cache"
-
-// Cache runs kcp's cache server on its own, with its own etcd: the shards
-// replicate what they all need (APIExports, workspace types, RBAC for
-// them) through it instead of through the root shard's embedded one.
-type Cache struct {
-	Replicas  int
-	Resources workload.Resources
-	// EtcdURL and EtcdSelector: its own etcd cluster.
-	EtcdURL      string
-	EtcdSelector map[string]string
-	// ServerSecret is its serving certificate (its Service's names).
-	ServerSecret string
-}
+var CacheName = shard.Shard{Name: shard.Cache}.Deployment()
 
 // CacheURL is where the shards reach the cache: the separate cache
 // server's Service, or the root shard's embedded one (at its base URL).
@@ -39,12 +27,12 @@ func CacheURL(ns string, separate bool) string {
 // through, so changing kcp.cache.mode rolls every shard.
 const CacheAnnotation = "kcp-tmc.io/cache-url"
 
-// CacheSelector labels the separate cache server's pods.
-func CacheSelector() map[string]string { return workload.Labels(CacheName) }
+// cacheSelector labels the separate cache server's pods.
+func cacheSelector() map[string]string { return workload.Labels(CacheName) }
 
 // cacheFlags are the cache server's flags; each one cache-server v0.32.3
 // registers (kcp_test.go checks them against its list).
-func cacheFlags(c Cache) []string {
+func cacheFlags(c server) []string {
 	return []string{
 		"--root-directory=/var/lib/kcp-cache",
 		fmt.Sprintf("--secure-port=%d", APIPort),
@@ -52,7 +40,7 @@ func cacheFlags(c Cache) []string {
 		"--tls-private-key-file=/etc/kcp-cache/tls/server/tls.key",
 		// It authorizes system:masters only (the shards' shard-admin identity).
 		"--client-ca-file=/etc/kcp-cache/tls/client-ca/ca.crt",
-		"--etcd-servers=" + c.EtcdURL,
+		"--etcd-servers=" + c.etcdURL,
 		"--etcd-certfile=/etc/kcp-cache/tls/etcd-client/tls.crt",
 		"--etcd-keyfile=/etc/kcp-cache/tls/etcd-client/tls.key",
 		"--etcd-cafile=/etc/kcp-cache/tls/etcd-client/ca.crt",
@@ -64,7 +52,7 @@ func cacheFlags(c Cache) []string {
 }
 
 func cachePod(a Args) *corev1.PodTemplateSpecArgs {
-	c := *a.Cache
+	c := serverOf(a.Namespace, *a.Cache)
 	return podSpec(a, CacheName, CacheName, nil, corev1.ContainerArgs{
 		Name:    pulumi.String(CacheName),
 		Image:   pulumi.String(a.Image + ":" + a.Version),
@@ -85,7 +73,7 @@ func cachePod(a Args) *corev1.PodTemplateSpecArgs {
 			writable("tmp", "/tmp"),
 		},
 	}, corev1.VolumeArray{
-		workload.SecretVolume("tls-server", c.ServerSecret),
+		workload.SecretVolume("tls-server", c.serverSecret),
 		workload.SecretItemsVolume("tls-client-ca", a.Certs.ClientCA, "ca.crt"),
 		workload.SecretVolume("tls-etcd-client", a.Certs.EtcdClient),
 		workload.EmptyDir("data", "256Mi"),
@@ -99,5 +87,5 @@ func (a Args) validateCache(fld *field.Path) field.ErrorList {
 	if c == nil {
 		return nil
 	}
-	return a.validateServers(fld, c.Replicas, c.Resources, c.EtcdURL, c.EtcdSelector, c.ServerSecret)
+	return a.validateServers(fld, *c)
 }

@@ -9,13 +9,12 @@ import (
 
 	"github.com/kcp-tmc/kcp-tmc/internal/test/fieldtest"
 	"github.com/kcp-tmc/kcp-tmc/internal/test/mocktest"
-	"github.com/kcp-tmc/kcp-tmc/pkg/workload"
+	"github.com/kcp-tmc/kcp-tmc/pkg/shard"
 )
 
 func separateCacheArgs() Args {
 	a := shardedArgs()
-	a.Cache = &Cache{Replicas: 2, Resources: a.FrontProxyResources, EtcdURL: "https://etcd-cache.kcp.svc:2379",
-		EtcdSelector: workload.Labels("etcd-cache"), ServerSecret: "kcp-cache-server"}
+	a.Cache = &shard.Shard{Name: shard.Cache, Replicas: 2, Resources: a.FrontProxyResources}
 	return a
 }
 
@@ -77,7 +76,5 @@ func TestValidateCache(t *testing.T) {
 	fieldtest.Table(t, separateCacheArgs, func(a Args) field.ErrorList { return a.WithDefaults().Validate(field.NewPath("kcp")) }, []fieldtest.Case[Args]{
 		{"no replicas", func(a *Args) { a.Cache.Replicas = 0 }, "kcp.cache.replicas", "1 to 9"},
 		{"bad cpu", func(a *Args) { a.Cache.Resources.Requests.CPU = "lots" }, "kcp.cache.resources.requests.cpu", "a positive CPU quantity"},
-		{"plain etcd", func(a *Args) { a.Cache.EtcdURL = "http://etcd-cache:2379" }, "kcp.cache.etcdURL", "https://"},
-		{"no certificate", func(a *Args) { a.Cache.ServerSecret = "" }, "kcp.cache.serverSecret", "Required value"},
 	})
 }

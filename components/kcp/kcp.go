@@ -19,6 +19,7 @@ import (
 	"github.com/kcp-tmc/kcp-tmc/pkg/check"
 	"github.com/kcp-tmc/kcp-tmc/pkg/component"
 	"github.com/kcp-tmc/kcp-tmc/pkg/netpol"
+	"github.com/kcp-tmc/kcp-tmc/pkg/shard"
 	"github.com/kcp-tmc/kcp-tmc/pkg/workload"
 )
 
@@ -27,10 +28,10 @@ const TypeToken = "kcp-tmc:kcp:KCP"
 
 // Names and ports.
 const (
-	ServerName      = "kcp"
+	ServerName      = shard.Server
 	FrontProxyName  = "kcp-front-proxy"
 	ServerService   = "kcp-server"
-	InternalService = "kcp-internal"
+	InternalService = shard.InternalService
 	// APIPort serves the API and, in kcp v0.32.3, the virtual workspaces
 	// (/services/) too: kcp runs them in-process on its main port.
 	APIPort           = 6443
@@ -97,10 +98,10 @@ type Args struct {
 	// or the internet behind a passthrough load balancer.
 	FrontProxyClients []netpol.Flow
 	// Shards are the shards besides the root shard (kcp.shards).
-	Shards []Shard
+	Shards []shard.Shard
 	// Cache, when set, runs the cache server on its own (kcp.cache.mode
 	// separate); nil keeps it embedded in the root shard.
-	Cache *Cache
+	Cache *shard.Shard
 }
 
 // KCP is the component.
@@ -249,10 +250,10 @@ func NewKCP(ctx *pulumi.Context, name string, args Args, opts ...pulumi.Resource
 	}
 	deployments := []deployment{{"front-proxy", FrontProxyName, args.FrontProxyReplicas, frontProxyPod(args)}}
 	if args.Cache != nil {
-		deployments = append(deployments, deployment{"cache", CacheName, args.Cache.Replicas, cachePod(args)})
+		deployments = append(deployments, deployment{args.Cache.URN(), args.Cache.Deployment(), args.Cache.Replicas, cachePod(args)})
 	}
 	for _, s := range args.servers() {
-		deployments = append(deployments, deployment{shardURN(s.Name), ShardComponent(s.Name), s.Replicas, serverPod(args, s)})
+		deployments = append(deployments, deployment{s.URN(), s.Deployment(), s.Replicas, serverPod(args, s)})
 	}
 	for _, d := range deployments {
 		dep, err := appsv1.NewDeployment(ctx, name+"-"+d.urn, &appsv1.DeploymentArgs{
@@ -288,15 +289,15 @@ func NewKCP(ctx *pulumi.Context, name string, args Args, opts ...pulumi.Resource
 			map[string]string{"app.kubernetes.io/name": FrontProxyName}},
 	}
 	if args.Cache != nil {
-		services = append(services, service{CacheName, CacheSelector(), corev1.ServicePortArray{apiPort},
+		services = append(services, service{CacheName, cacheSelector(), corev1.ServicePortArray{apiPort},
 			map[string]string{"app.kubernetes.io/name": CacheName}})
 	}
 	for _, s := range args.servers() {
-		svc := ShardService(s.Name)
-		if s.Name == RootShard {
+		svc := s.Service()
+		if s.IsRoot() {
 			svc = ServerService // the scraped one; kcp-internal is the root's base URL
 		}
-		services = append(services, service{svc, workload.Labels(ShardComponent(s.Name)), corev1.ServicePortArray{apiPort},
+		services = append(services, service{svc, workload.Labels(s.Deployment()), corev1.ServicePortArray{apiPort},
 			map[string]string{"app.kubernetes.io/name": ServerName, ShardLabel: s.Name}})
 	}
 	for _, s := range services {
@@ -330,18 +331,18 @@ func NewKCP(ctx *pulumi.Context, name string, args Args, opts ...pulumi.Resource
 	shards := netpol.Flow{Pods: ServerRole, Ports: []int{APIPort}}
 	var cache []netpol.Flow
 	if args.Cache != nil {
-		cache = []netpol.Flow{{Pods: CacheSelector(), Ports: []int{APIPort}}}
+		cache = []netpol.Flow{{Pods: cacheSelector(), Ports: []int{APIPort}}}
 		// Only the shards use it; it uses only its etcd.
-		if err := netpol.NewAllowPolicy(ctx, name+"-cache-netpol", ns, CacheName, CacheSelector(), []netpol.Flow{shards, monitoring},
-			[]netpol.Flow{{Pods: args.Cache.EtcdSelector, Ports: []int{2379}}}, child); err != nil {
+		if err := netpol.NewAllowPolicy(ctx, name+"-"+args.Cache.URN()+"-netpol", ns, CacheName, cacheSelector(), []netpol.Flow{shards, monitoring},
+			[]netpol.Flow{{Pods: serverOf(ns, *args.Cache).etcdSelector, Ports: []int{2379}}}, child); err != nil {
 			return nil, err
 		}
 	}
 	for _, s := range args.servers() {
-		urn := name + "-" + shardURN(s.Name) + "-netpol"
-		c := ShardComponent(s.Name)
+		urn := name + "-" + s.URN() + "-netpol"
+		c := s.Deployment()
 		ingress := []netpol.Flow{{Pods: proxy, Ports: []int{APIPort}}, shards, monitoring}
-		if s.Name != RootShard {
+		if !s.IsRoot() {
 			// Its public address (virtual workspaces): the front-proxy's clients.
 			for _, f := range clients {
 				f.Ports = []int{APIPort}
@@ -351,7 +352,7 @@ func NewKCP(ctx *pulumi.Context, name string, args Args, opts ...pulumi.Resource
 		// Shards reach each other (registration, cache, logical-cluster admin)
 		// and the front-proxy (external logical-cluster admin).
 		if err := netpol.NewAllowPolicy(ctx, urn, ns, c, workload.Labels(c), ingress,
-			append(append([]netpol.Flow{{Pods: s.EtcdSelector, Ports: []int{2379}}, shards, {Pods: proxy, Ports: []int{FrontProxyPort}}}, cache...), issuer...), child); err != nil {
+			append(append([]netpol.Flow{{Pods: s.etcdSelector, Ports: []int{2379}}, shards, {Pods: proxy, Ports: []int{FrontProxyPort}}}, cache...), issuer...), child); err != nil {
 			return nil, err
 		}
 	}
@@ -426,11 +427,11 @@ func singleReplicaOK(meta *metav1.ObjectMetaArgs, replicas int) *metav1.ObjectMe
 // passes). Each must be one kcp v0.32.3 registers: it exits on an unknown
 // flag, and it registers only an allow-list of kube-apiserver's (kcp_test.go
 // checks every flag against that list).
-func shardServerFlags(a Args, s Shard) []string {
+func shardServerFlags(a Args, s server) []string {
 	host := PublicHost(a.Domain)
 	au := a.Audit
 	flags := []string{
-		"--etcd-servers=" + s.EtcdURL,
+		"--etcd-servers=" + s.etcdURL,
 		"--etcd-certfile=/etc/kcp/tls/etcd-client/tls.crt",
 		"--etcd-keyfile=/etc/kcp/tls/etcd-client/tls.key",
 		"--etcd-cafile=/etc/kcp/tls/etcd-client/ca.crt",
@@ -450,7 +451,7 @@ func shardServerFlags(a Args, s Shard) []string {
 		"--service-account-key-file=/etc/kcp/tls/service-account/tls.crt",
 		"--service-account-private-key-file=/etc/kcp/tls/service-account/tls.key",
 		"--root-directory=/var/lib/kcp",
-		"--shard-base-url=" + ShardBaseURL(a.Namespace, s.Name),
+		"--shard-base-url=" + BaseURL(a.Namespace, s.Shard),
 		"--shard-external-url=https://" + host + ":443",
 		"--external-hostname=" + host + ":443",
 	}
@@ -463,12 +464,12 @@ func shardServerFlags(a Args, s Shard) []string {
 	// itself calls this URL only with an external virtual-workspace server,
 	// which it does not run here (pkg/server/controllers.go).
 	vw := "https://" + host + ":443"
-	if s.Name != RootShard {
-		vw = "https://" + ShardPublicHost(a.Domain, s.Name) + ":443"
+	if !s.IsRoot() {
+		vw = "https://" + s.PublicHost(PublicHost(a.Domain)) + ":443"
 	}
 	flags = append(flags, "--shard-virtual-workspace-url="+vw)
 	switch {
-	case s.Name != RootShard:
+	case !s.IsRoot():
 		flags = append(flags, shardFlags(s)...)
 	case a.Cache != nil:
 		// The root shard too replicates through the separate cache.
@@ -495,12 +496,12 @@ func shardServerFlags(a Args, s Shard) []string {
 }
 
 // serverArgs are a shard's generated flags and then the user's extra ones.
-func serverArgs(a Args, s Shard) []string {
+func serverArgs(a Args, s server) []string {
 	return append(generatedServerFlags(a, s), a.ExtraFlags...)
 }
 
 // generatedServerFlags are a shard's flags plus the optional sign-in flags.
-func generatedServerFlags(a Args, s Shard) []string {
+func generatedServerFlags(a Args, s server) []string {
 	f := shardServerFlags(a, s)
 	if a.OIDC != nil {
 		f = append(f, a.OIDC.flags(oidcDir(ServerName))...)
@@ -556,19 +557,22 @@ func podSpec(a Args, component, serviceAccount string, role map[string]string, c
 }
 
 // servers are the root shard (from Args) and the other shards.
-func (a Args) servers() []Shard {
-	root := Shard{Name: RootShard, Replicas: a.Replicas, Resources: a.Resources, EtcdURL: a.EtcdURL,
-		EtcdSelector: a.EtcdSelector, ServerSecret: a.Certs.Server}
-	return append([]Shard{root}, a.Shards...)
+func (a Args) servers() []server {
+	out := []server{{Shard: shard.Shard{Name: shard.Root, Replicas: a.Replicas, Resources: a.Resources},
+		etcdURL: a.EtcdURL, etcdSelector: a.EtcdSelector, serverSecret: a.Certs.Server}}
+	for _, s := range a.Shards {
+		out = append(out, serverOf(a.Namespace, s))
+	}
+	return out
 }
 
 // serverPod is a pod of shard s.
-func serverPod(a Args, s Shard) *corev1.PodTemplateSpecArgs {
+func serverPod(a Args, s server) *corev1.PodTemplateSpecArgs {
 	identities := []struct{ dir, secret string }{
 		{"logical-cluster-admin", a.Certs.LogicalClusterAdmin},
 		{"external-logical-cluster-admin", a.Certs.ExternalLogicalClusterAdmin},
 	}
-	if s.Name != RootShard || a.Cache != nil {
+	if !s.IsRoot() || a.Cache != nil {
 		identities = append(identities, struct{ dir, secret string }{"shard-admin", a.Certs.ShardAdmin})
 	}
 	mounts := corev1.VolumeMountArray{
@@ -584,7 +588,7 @@ func serverPod(a Args, s Shard) *corev1.PodTemplateSpecArgs {
 		writable("tmp", "/tmp"),
 	}
 	volumes := corev1.VolumeArray{
-		workload.SecretVolume("tls-server", s.ServerSecret),
+		workload.SecretVolume("tls-server", s.serverSecret),
 		workload.SecretVolume("tls-etcd-client", a.Certs.EtcdClient),
 		workload.SecretItemsVolume("tls-client-ca", a.Certs.ClientCA, "ca.crt"),
 		workload.SecretItemsVolume("tls-requestheader-ca", a.Certs.RequestHeaderCA, "ca.crt"),
@@ -600,7 +604,7 @@ func serverPod(a Args, s Shard) *corev1.PodTemplateSpecArgs {
 		mounts = append(mounts, mount("tls-"+id.dir, "/etc/kcp/tls/"+id.dir))
 		volumes = append(volumes, workload.SecretItemsVolume("tls-"+id.dir, id.secret, "tls.crt", "tls.key"))
 	}
-	pod := podSpec(a, ShardComponent(s.Name), ServerName, ServerRole, corev1.ContainerArgs{
+	pod := podSpec(a, s.Deployment(), ServerName, ServerRole, corev1.ContainerArgs{
 		Name:    pulumi.String(ServerName),
 		Image:   pulumi.String(a.Image + ":" + a.Version),
 		Command: pulumi.ToStringArray([]string{"/kcp", "start"}),

@@ -10,13 +10,12 @@ import (
 
 	"github.com/kcp-tmc/kcp-tmc/internal/test/fieldtest"
 	"github.com/kcp-tmc/kcp-tmc/internal/test/mocktest"
-	"github.com/kcp-tmc/kcp-tmc/pkg/workload"
+	"github.com/kcp-tmc/kcp-tmc/pkg/shard"
 )
 
 func shardedArgs() Args {
 	a := prodArgs()
-	a.Shards = []Shard{{Name: "shard-1", Replicas: 2, Resources: a.Resources,
-		EtcdURL: "https://etcd-shard-1.kcp.svc:2379", EtcdSelector: workload.Labels("etcd-shard-1"), ServerSecret: "kcp-shard-1-server"}}
+	a.Shards = []shard.Shard{{Name: "shard-1", Replicas: 2, Resources: a.Resources}}
 	return a
 }
 
@@ -162,7 +161,6 @@ func TestValidateShards(t *testing.T) {
 		{"too long", func(a *Args) { a.Shards[0].Name = strings.Repeat("s", 34) }, "kcp.shards[0].name", "may not be more than 33"},
 		{"no replicas", func(a *Args) { a.Shards[0].Replicas = 0 }, "kcp.shards[0].replicas", "1 to 9"},
 		{"bad memory", func(a *Args) { a.Shards[0].Resources.Limits.Memory = "8GB" }, "kcp.shards[0].resources.limits.memory", "in Ki, Mi, Gi or Ti"},
-		{"plain etcd", func(a *Args) { a.Shards[0].EtcdURL = "http://etcd-shard-1:2379" }, "kcp.shards[0].etcdURL", "https://"},
 		{"no identity", func(a *Args) { a.Certs.ShardAdmin = "" }, "kcp.certs.shardAdmin", "Required value"},
 		{"shard flag as extra", func(a *Args) { a.ExtraFlags = []string{"--shard-name=x"} }, "kcp.extraFlags[0]", "a flag kcp-tmc does not already set"},
 	})

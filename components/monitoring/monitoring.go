@@ -24,6 +24,7 @@ import (
 	"github.com/kcp-tmc/kcp-tmc/pkg/component"
 	"github.com/kcp-tmc/kcp-tmc/pkg/helmrelease"
 	"github.com/kcp-tmc/kcp-tmc/pkg/netpol"
+	"github.com/kcp-tmc/kcp-tmc/pkg/shard"
 	"github.com/kcp-tmc/kcp-tmc/pkg/workload"
 )
 
@@ -47,10 +48,11 @@ type Args struct {
 	Namespace string // kcp's namespace: monitors, rules, dashboards and secrets live there
 	// Shards are the kcp shards besides the root shard: each is scraped by a
 	// monitor of its own.
-	Shards []string
-	// SeparateCache scrapes the separate cache server (kcp.cache.mode separate).
-	SeparateCache bool
-	Interval      string
+	Shards []shard.Shard
+	// Cache, when set, is the separate cache server (kcp.cache.mode
+	// separate): it is scraped too.
+	Cache    *shard.Shard
+	Interval string
 	// RuleLabels are added to ServiceMonitors and PrometheusRules so that the
 	// Prometheus operator selects them (kube-prometheus-stack: release=<name>).
 	RuleLabels map[string]string
@@ -206,14 +208,14 @@ func serviceMonitors(a Args) []monitor {
 	// role (the kcp component's binding for the metrics-viewer group). One
 	// monitor per shard: each verifies its shard's own serving name.
 	monitors := []monitor{
-		{JobKCP, spec(JobKCP, tlsEndpoint("/metrics", kcp.ServerService+"."+a.Namespace+".svc"), kcp.ShardLabel, kcp.RootShard)},
+		{JobKCP, spec(JobKCP, tlsEndpoint("/metrics", kcp.ServerService+"."+a.Namespace+".svc"), kcp.ShardLabel, shard.Root)},
 	}
-	for _, shard := range a.Shards {
-		monitors = append(monitors, monitor{kcp.ShardComponent(shard),
-			spec(JobKCP, tlsEndpoint("/metrics", kcp.ShardService(shard)+"."+a.Namespace+".svc"), kcp.ShardLabel, shard)})
+	for _, s := range a.Shards {
+		monitors = append(monitors, monitor{s.Deployment(),
+			spec(JobKCP, tlsEndpoint("/metrics", s.Service()+"."+a.Namespace+".svc"), kcp.ShardLabel, s.Name)})
 	}
-	if a.SeparateCache {
-		monitors = append(monitors, monitor{JobCache, spec(JobCache, tlsEndpoint("/metrics", kcp.CacheName+"."+a.Namespace+".svc"))})
+	if c := a.Cache; c != nil {
+		monitors = append(monitors, monitor{JobCache, spec(JobCache, tlsEndpoint("/metrics", c.Service()+"."+a.Namespace+".svc"))})
 	}
 	monitors = append(monitors,
 		monitor{JobFrontProxy, spec(JobFrontProxy, tlsEndpoint("/metrics", "kcp-front-proxy."+a.Namespace+".svc"))},

@@ -7,6 +7,7 @@ import (
 	"github.com/pulumi/pulumi/sdk/v3/go/pulumi"
 
 	"github.com/kcp-tmc/kcp-tmc/internal/test/mocktest"
+	"github.com/kcp-tmc/kcp-tmc/pkg/shard"
 )
 
 func run(t *testing.T, a Args) *mocktest.Recorder {
@@ -137,7 +138,7 @@ func TestInstalledStackNamespace(t *testing.T) {
 // serving name; a shard added later adds a monitor and changes none.
 func TestShardMonitors(t *testing.T) {
 	a := base()
-	a.Shards = []string{"shard-1"}
+	a.Shards = []shard.Shard{{Name: "shard-1"}}
 	rec := run(t, a)
 	for _, tc := range []struct{ monitor, shard, serverName string }{
 		{JobKCP, "root", "kcp-server.kcp.svc"},
@@ -154,7 +155,7 @@ func TestShardMonitors(t *testing.T) {
 			t.Errorf("%s verifies %v, want %s", tc.monitor, got, tc.serverName)
 		}
 	}
-	a.SeparateCache = true
+	a.Cache = &shard.Shard{Name: shard.Cache}
 	cache := run(t, a).Object(t, "kubernetes:monitoring.coreos.com/v1:ServiceMonitor", JobCache)
 	if got := mocktest.Dig(cache, "spec", "endpoints", 0, "tlsConfig", "serverName"); got != "kcp-cache.kcp.svc" {
 		t.Errorf("cache monitor verifies %v", got)

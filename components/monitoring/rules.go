@@ -33,7 +33,7 @@ const (
 	JobCache = "kcp-cache"
 	JobEtcd  = "etcd"
 	// backupJobs matches the backup CronJobs of every etcd cluster
-	// (backup.JobName): etcd-backup and etcd-<shard>-backup.
+	// (shard.BackupJob): etcd-backup and etcd-<shard>-backup.
 	backupJobs   = "etcd(-.+)?-backup"
 	JobSyncAgent = "api-syncagent"
 )

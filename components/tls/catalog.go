@@ -50,13 +50,11 @@ const (
 	CertShardAdmin                  = "kcp-shard-admin"
 	CertLogicalClusterAdmin         = "kcp-logical-cluster-admin"
 	CertExternalLogicalClusterAdmin = "kcp-external-logical-cluster-admin"
-	// CertCacheServer serves the separate cache server (kcp.cache).
-	CertCacheServer      = "kcp-cache-server"
-	CertEtcdServer       = "etcd-server"
-	CertEtcdPeer         = "etcd-peer"
-	CertEtcdClientKCP    = "etcd-client-kcp"
-	CertEtcdClientBackup = "etcd-client-backup"
-	SyncerClientPrefix   = "syncer-client"
+	CertEtcdServer                  = "etcd-server"
+	CertEtcdPeer                    = "etcd-peer"
+	CertEtcdClientKCP               = "etcd-client-kcp"
+	CertEtcdClientBackup            = "etcd-client-backup"
+	SyncerClientPrefix              = "syncer-client"
 )
 
 // MetricsViewersGroup is the metrics-viewer certificate's organization: the
@@ -131,16 +129,16 @@ func Leaves(a Args) []Spec {
 		Spec{Name: CertEtcdClientKCP, CA: CAEtcd, CommonName: "kcp", Usages: clientUsages},
 		Spec{Name: CertEtcdClientBackup, CA: CAEtcd, CommonName: "etcd-backup", Usages: clientUsages})
 	for _, sh := range a.Shards {
-		name := kcp.ShardService(sh.Name)
+		name := sh.Service()
 		// Its public name too: agents reach its virtual workspaces there.
-		leaves = append(leaves, Spec{Name: ShardServerCert(sh.Name), CA: CAServer, CommonName: name,
-			DNSNames: append(append([]string{kcp.ShardPublicHost(d, sh.Name)}, svc(name)...), "localhost"), IPAddresses: []string{"127.0.0.1"}, Usages: serverUsages})
-		leaves = append(leaves, etcdCerts(etcd.Cluster{Name: etcd.ShardClusterName(sh.Name), Namespace: ns}, sh.EtcdReplicas)...)
+		leaves = append(leaves, Spec{Name: sh.ServerCert(), CA: CAServer, CommonName: name,
+			DNSNames: append(append([]string{sh.PublicHost(kcp.PublicHost(d))}, svc(name)...), "localhost"), IPAddresses: []string{"127.0.0.1"}, Usages: serverUsages})
+		leaves = append(leaves, etcdCerts(etcd.ClusterOf(sh, ns), sh.EtcdMembers)...)
 	}
 	if c := a.Cache; c != nil {
-		leaves = append(leaves, Spec{Name: CertCacheServer, CA: CAServer, CommonName: kcp.CacheName,
-			DNSNames: append(svc(kcp.CacheName), "localhost"), IPAddresses: []string{"127.0.0.1"}, Usages: serverUsages})
-		leaves = append(leaves, etcdCerts(etcd.Cluster{Name: etcd.ShardClusterName(c.Name), Namespace: ns}, c.EtcdReplicas)...)
+		leaves = append(leaves, Spec{Name: c.ServerCert(), CA: CAServer, CommonName: c.Service(),
+			DNSNames: append(svc(c.Service()), "localhost"), IPAddresses: []string{"127.0.0.1"}, Usages: serverUsages})
+		leaves = append(leaves, etcdCerts(etcd.ClusterOf(*c, ns), c.EtcdMembers)...)
 	}
 	for _, target := range syncTargets(a) {
 		name, cn := SyncerClientPrefix, SyncerClientPrefix
@@ -166,9 +164,6 @@ func syncTargets(a Args) []string {
 func serviceNames(name, ns string) []string {
 	return []string{name, name + "." + ns, name + "." + ns + ".svc", name + "." + ns + ".svc.cluster.local"}
 }
-
-// ShardServerCert is the serving certificate of a shard besides the root.
-func ShardServerCert(shard string) string { return kcp.ShardComponent(shard) + "-server" }
 
 // etcdCerts are the server and peer certificates of one etcd cluster.
 func etcdCerts(c etcd.Cluster, replicas int) []Spec {

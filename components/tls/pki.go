@@ -32,6 +32,7 @@ import (
 	"github.com/kcp-tmc/kcp-tmc/pkg/check"
 	"github.com/kcp-tmc/kcp-tmc/pkg/component"
 	"github.com/kcp-tmc/kcp-tmc/pkg/helmrelease"
+	"github.com/kcp-tmc/kcp-tmc/pkg/shard"
 )
 
 // TypeToken is the Pulumi type of the component.
@@ -60,10 +61,10 @@ type Args struct {
 	EtcdReplicas int
 	// Shards are the kcp shards besides the root shard: each gets a serving
 	// certificate and its etcd cluster's server and peer certificates.
-	Shards []Shard
+	Shards []shard.Shard
 	// Cache, when set, is the separate cache server (kcp.cache.mode
 	// separate): a serving certificate and its etcd cluster's certificates.
-	Cache *Shard
+	Cache *shard.Shard
 	// SyncTargets gets one syncer client certificate each (revocable per
 	// target); none means one shared `syncer-client`.
 	SyncTargets  []string
@@ -84,12 +85,6 @@ type Args struct {
 	// them, so the admin identity is read back once issued (Admin), for the
 	// program's own access to kcp. Self-managed mode has it from Pulumi.
 	ReadAdmin bool
-}
-
-// Shard is a kcp shard besides the root shard.
-type Shard struct {
-	Name         string
-	EtcdReplicas int
 }
 
 // ExistingCA is a CA brought by the user.
@@ -163,10 +158,10 @@ func (a Args) Validate(fld *field.Path) field.ErrorList {
 	if a.EtcdReplicas < 1 || a.EtcdReplicas%2 == 0 {
 		errs = append(errs, field.Invalid(fld.Child("etcdReplicas"), a.EtcdReplicas, "an odd number ≥ 1"))
 	}
+	errs = append(errs, shard.ValidateNames(fld.Child("shards"), shard.Names(a.Shards))...)
 	for i, sh := range a.Shards {
-		errs = append(errs, check.DNSLabel(fld.Child("shards").Index(i).Child("name"), sh.Name, "a DNS label")...)
-		if sh.EtcdReplicas < 1 || sh.EtcdReplicas%2 == 0 {
-			errs = append(errs, field.Invalid(fld.Child("shards").Index(i).Child("etcdReplicas"), sh.EtcdReplicas, "an odd number ≥ 1"))
+		if sh.EtcdMembers < 1 || sh.EtcdMembers%2 == 0 {
+			errs = append(errs, field.Invalid(fld.Child("shards").Index(i).Child("etcdMembers"), sh.EtcdMembers, "an odd number ≥ 1"))
 		}
 	}
 	seen := map[string]bool{}

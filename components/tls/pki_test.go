@@ -15,6 +15,7 @@ import (
 
 	"github.com/kcp-tmc/kcp-tmc/internal/test/fieldtest"
 	"github.com/kcp-tmc/kcp-tmc/internal/test/mocktest"
+	"github.com/kcp-tmc/kcp-tmc/pkg/shard"
 )
 
 const (
@@ -278,8 +279,8 @@ func pool(t *testing.T, pemData string) *x509.CertPool {
 
 func TestCatalog(t *testing.T) {
 	args := testArgs(ModeCertManager)
-	args.Shards = []Shard{{Name: "shard-1", EtcdReplicas: 3}}
-	args.Cache = &Shard{Name: "cache", EtcdReplicas: 3}
+	args.Shards = []shard.Shard{{Name: "shard-1", EtcdMembers: 3}}
+	args.Cache = &shard.Shard{Name: shard.Cache, EtcdMembers: 3}
 	args = args.WithDefaults()
 	byName := map[string]Spec{}
 	for _, s := range Leaves(args) {
@@ -312,7 +313,7 @@ func TestCatalog(t *testing.T) {
 		{"etcd-shard-1-server", CAEtcd, "etcd-shard-1-server", []string{"etcd-shard-1.kcp.svc", "etcd-shard-1-2.etcd-shard-1-headless.kcp.svc"}, bothUsages},
 		{"etcd-shard-1-peer", CAEtcd, "etcd-shard-1-peer", []string{"etcd-shard-1-0.etcd-shard-1-headless.kcp.svc.cluster.local"}, bothUsages},
 		// The separate cache server and its etcd.
-		{CertCacheServer, CAServer, "kcp-cache", []string{"kcp-cache.kcp.svc", "localhost"}, serverUsages},
+		{"kcp-cache-server", CAServer, "kcp-cache", []string{"kcp-cache.kcp.svc", "localhost"}, serverUsages},
 		{"etcd-cache-server", CAEtcd, "etcd-cache-server", []string{"etcd-cache.kcp.svc", "etcd-cache-0.etcd-cache-headless.kcp.svc"}, bothUsages},
 		{"etcd-cache-peer", CAEtcd, "etcd-cache-peer", []string{"etcd-cache-2.etcd-cache-headless.kcp.svc"}, bothUsages},
 	}

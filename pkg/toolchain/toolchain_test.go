@@ -331,7 +331,9 @@ func TestToolchainReusesInstalledPulumi(t *testing.T) {
 				t.Fatal(err)
 			}
 			cmd := exec.Command(filepath.Join(root, "hack", "toolchain.sh"), "engine")
-			cmd.Env = append(os.Environ(), "KCP_TMC_CACHE="+cache, "PATH="+fakeBin+string(os.PathListSeparator)+os.Getenv("PATH"),
+			// Only the fake is installed: another pulumi on the developer's PATH
+			// (the toolchain cache's, say) would be reused instead.
+			cmd.Env = append(os.Environ(), "KCP_TMC_CACHE="+cache, "PATH="+fakeBin+string(os.PathListSeparator)+pathWithout("pulumi"),
 				"PULUMI_HOME="+t.TempDir())
 			if tt.force {
 				cmd.Env = append(cmd.Env, "KCP_TMC_BUILD_PULUMI=1")
@@ -349,4 +351,16 @@ func TestToolchainReusesInstalledPulumi(t *testing.T) {
 			}
 		})
 	}
+}
+
+// pathWithout is $PATH without the directories that hold an executable name.
+func pathWithout(name string) string {
+	var keep []string
+	for _, dir := range filepath.SplitList(os.Getenv("PATH")) {
+		if info, err := os.Stat(filepath.Join(dir, name)); err == nil && info.Mode()&0o111 != 0 {
+			continue
+		}
+		keep = append(keep, dir)
+	}
+	return strings.Join(keep, string(os.PathListSeparator))
 }

@@ -12,9 +12,9 @@ import (
 	"time"
 
 	"github.com/kcp-tmc/kcp-tmc/components/agents"
-	"github.com/kcp-tmc/kcp-tmc/components/kcp"
 	"github.com/kcp-tmc/kcp-tmc/components/monitoring"
 	"github.com/kcp-tmc/kcp-tmc/internal/test/mocktest"
+	"github.com/kcp-tmc/kcp-tmc/pkg/shard"
 	"github.com/kcp-tmc/kcp-tmc/pkg/toolchain"
 	"github.com/kcp-tmc/kcp-tmc/tests/cluster"
 )
@@ -34,7 +34,7 @@ func TestSyncAgentCluster(t *testing.T) { syncAgentCluster(t, "") }
 // front-proxy routes /services/ to the root shard only), and it syncs.
 func TestSyncAgentOnShard(t *testing.T) { syncAgentCluster(t, "shard-1") }
 
-func syncAgentCluster(t testing.TB, shard string) {
+func syncAgentCluster(t testing.TB, onShard string) {
 	binary(t, "KCP_BIN")
 	binary(t, "KCP_FRONT_PROXY_BIN")
 	agentBin := binary(t, "API_SYNCAGENT_BIN")
@@ -45,10 +45,10 @@ func syncAgentCluster(t testing.TB, shard string) {
 		  "resources":[{"group":"example.com","version":"v1","kind":"Widget","plural":"widgets"}]}]`,
 	}
 	consumer := map[string]any{"apiVersion": "tenancy.kcp.io/v1alpha1", "kind": "Workspace", "metadata": map[string]any{"name": "consumer"}}
-	if shard != "" {
-		config["kcp"] = `{"shards":[{"name":"` + shard + `"}]}`
-		config["clusters"] = strings.Replace(config["clusters"], `"replicas":1,`, `"replicas":1,"shard":"`+shard+`",`, 1)
-		consumer = workspaceOn("consumer", shard)
+	if onShard != "" {
+		config["kcp"] = `{"shards":[{"name":"` + onShard + `"}]}`
+		config["clusters"] = strings.Replace(config["clusters"], `"replicas":1,`, `"replicas":1,"shard":"`+onShard+`",`, 1)
+		consumer = workspaceOn("consumer", onShard)
 	}
 	objs, rec := render(t, "dev", config)
 	cp := startControlPlane(t, objs)
@@ -62,8 +62,8 @@ func syncAgentCluster(t testing.TB, shard string) {
 	// Where agents are sent: the front door for the root shard, the
 	// shard's own public address (its Ingress rule) for another.
 	want := fmt.Sprintf("https://localhost:%d/services/", cp.m.front(t))
-	if shard != "" {
-		want = fmt.Sprintf("https://localhost:%d/services/", cp.m.publicPort(t, kcp.ShardPublicHost(strings.TrimPrefix(cp.publicHost, "kcp."), shard)))
+	if onShard != "" {
+		want = fmt.Sprintf("https://localhost:%d/services/", cp.m.publicPort(t, shard.Shard{Name: onShard}.PublicHost(cp.publicHost)))
 	}
 	admin.eventually(t, "/clusters/root:compute/apis/apis.kcp.io/v1alpha1/apiexportendpointslices/"+export, 2*time.Minute, func(s map[string]any) bool {
 		for _, e := range mocktest.List(mocktest.Dig(s, "status", "endpoints")) {

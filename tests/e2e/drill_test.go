@@ -17,11 +17,10 @@ import (
 	"github.com/johannesboyne/gofakes3"
 	"github.com/johannesboyne/gofakes3/backend/s3mem"
 
-	"github.com/kcp-tmc/kcp-tmc/components/backup"
 	"github.com/kcp-tmc/kcp-tmc/components/etcd"
-	"github.com/kcp-tmc/kcp-tmc/components/kcp"
 	"github.com/kcp-tmc/kcp-tmc/internal/test/mocktest"
 	"github.com/kcp-tmc/kcp-tmc/ops"
+	"github.com/kcp-tmc/kcp-tmc/pkg/shard"
 	"github.com/kcp-tmc/kcp-tmc/pkg/toolchain"
 	"github.com/kcp-tmc/kcp-tmc/stacks"
 )
@@ -62,14 +61,14 @@ func TestWholePlatformDisasterRecovery(t *testing.T) {
 		k, v, _ := strings.Cut(kv, "=")
 		t.Setenv(k, v)
 	}
-	const bucket, shard, name, export = "kcp-tmc-drill", "shard-1", "edge", "edge-export"
+	const bucket, shardName, name, export = "kcp-tmc-drill", "shard-1", "edge", "edge-export"
 	if out, err := exec.Command("aws", "--endpoint-url", s3.URL, "--region", "us-east-1", "s3", "mb", "s3://"+bucket).CombinedOutput(); err != nil {
 		t.Fatalf("creating the bucket: %v\n%s", err, out)
 	}
 	config := map[string]string{
 		"tls": `{"mode":"self-managed"}`,
-		"kcp": `{"shards":[{"name":"` + shard + `"}],"cache":{"mode":"separate"}}`,
-		"clusters": `[{"name":"` + name + `","replicas":1,"shard":"` + shard + `",
+		"kcp": `{"shards":[{"name":"` + shardName + `"}],"cache":{"mode":"separate"}}`,
+		"clusters": `[{"name":"` + name + `","replicas":1,"shard":"` + shardName + `",
 		  "resources":[{"group":"example.com","version":"v1","kind":"Widget","plural":"widgets"}]}]`,
 		"backup": `{"enabled":true,"target":"s3","bucket":"` + bucket + `","region":"us-east-1","endpoint":"` + s3.URL + `"}`,
 	}
@@ -84,21 +83,21 @@ func TestWholePlatformDisasterRecovery(t *testing.T) {
 	pc := startPhysicalCluster(t, rec, name)
 	cp.applyKCPSide(t, rec, map[string]string{"kcp-root": "root", "kcp": "root:compute"})
 	agent := pc.startAgent(t, cp, agentBin)
-	cp.bindExport(t, workspaceOn("consumer", shard), export)
+	cp.bindExport(t, workspaceOn("consumer", shardName), export)
 	cp.widgetRoundTrip(t, pc, agent, "root:consumer", "w1")
-	cp.createWorkspace(t, workspaceOn("on-root", kcp.RootShard))
+	cp.createWorkspace(t, workspaceOn("on-root", shard.Root))
 	configMaps := "/clusters/root:on-root/api/v1/namespaces/default/configmaps"
 	cp.admin.must(t, http.MethodPost, configMaps, configMap("before-backup"))
 
 	// The stack's backup Jobs snapshot every etcd that has them.
-	backedUp := []string{etcd.Name, etcd.ShardClusterName(shard)}
+	backedUp := []string{etcd.Name, shard.EtcdCluster(shardName)}
 	for _, cluster := range backedUp {
 		began := time.Now()
-		out := cp.runJob(t, backup.JobName(cluster), awsEnv...)
+		out := cp.runJob(t, shard.BackupJob(cluster), awsEnv...)
 		if !strings.Contains(out, "etcd-backup: OK ") {
-			t.Fatalf("%s reported no upload:\n%s", backup.JobName(cluster), out)
+			t.Fatalf("%s reported no upload:\n%s", shard.BackupJob(cluster), out)
 		}
-		t.Logf("backup Job %s: %s", backup.JobName(cluster), time.Since(began).Round(100*time.Millisecond))
+		t.Logf("backup Job %s: %s", shard.BackupJob(cluster), time.Since(began).Round(100*time.Millisecond))
 	}
 	// Written after the snapshots: the restore point is before them. The
 	// Widget's copy on the physical cluster outlives the restore.
@@ -194,7 +193,7 @@ func TestWholePlatformDisasterRecovery(t *testing.T) {
 		t.Errorf("the cluster's copy of Widget after-backup: %d copies, want the one left behind (docs/backup.md: orphans after a restore)", len(orphans))
 	}
 	// The cache server's etcd has no backup: the shards write into it again.
-	if keys := cp.etcdKeys(t, etcd.ShardClusterName("cache")); !strings.Contains(keys, "workspacetypes") {
+	if keys := cp.etcdKeys(t, shard.EtcdCluster(shard.Cache)); !strings.Contains(keys, "workspacetypes") {
 		t.Errorf("the cache server's etcd holds no replicated WorkspaceType after the restore:\n%s", keys)
 	}
 

@@ -16,6 +16,7 @@ import (
 	"github.com/kcp-tmc/kcp-tmc/components/monitoring"
 	"github.com/kcp-tmc/kcp-tmc/components/tls"
 	"github.com/kcp-tmc/kcp-tmc/internal/test/mocktest"
+	"github.com/kcp-tmc/kcp-tmc/pkg/shard"
 	"github.com/kcp-tmc/kcp-tmc/pkg/toolchain"
 )
 
@@ -39,7 +40,7 @@ func TestShardedStackWithSeparateCacheRuns(t *testing.T) {
 		}
 	})
 	t.Run("the shards replicate into the cache server's own etcd", func(t *testing.T) {
-		if keys := cp.etcdKeys(t, etcd.ShardClusterName("cache")); !strings.Contains(keys, "workspacetypes") {
+		if keys := cp.etcdKeys(t, shard.EtcdCluster(shard.Cache)); !strings.Contains(keys, "workspacetypes") {
 			t.Errorf("etcd-cache holds no replicated WorkspaceType:\n%s", keys)
 		}
 	})
@@ -48,11 +49,11 @@ func TestShardedStackWithSeparateCacheRuns(t *testing.T) {
 func shardedStackRuns(t *testing.T, kcpConfig string) *controlPlane {
 	binary(t, "KCP_BIN")
 	binary(t, "KCP_FRONT_PROXY_BIN")
-	const shard = "shard-1"
+	const shardName = "shard-1"
 	objs, rec := render(t, "dev", map[string]string{"tls": `{"mode":"self-managed"}`, "kcp": kcpConfig})
 	cp := startControlPlane(t, objs)
 	if cp.shards != 2 {
-		t.Fatalf("%d kcp server sets started, want the root shard and %s", cp.shards, shard)
+		t.Fatalf("%d kcp server sets started, want the root shard and %s", cp.shards, shardName)
 	}
 	admin := cp.admin
 
@@ -62,12 +63,12 @@ func shardedStackRuns(t *testing.T, kcpConfig string) *controlPlane {
 			for _, s := range mocktest.List(l["items"]) {
 				names = append(names, fmt.Sprint(mocktest.Dig(s, "metadata", "name")))
 			}
-			return slices.Contains(names, kcp.RootShard) && slices.Contains(names, shard)
+			return slices.Contains(names, shard.Root) && slices.Contains(names, shardName)
 		})
 	})
 
 	placed := map[string]string{} // shard → the ConfigMap written into a workspace on it
-	for _, s := range []string{kcp.RootShard, shard} {
+	for _, s := range []string{shard.Root, shardName} {
 		t.Run("a workspace scheduled onto "+s+" through the front-proxy is Ready and usable", func(t *testing.T) {
 			ws := "on-" + s
 			cp.createWorkspace(t, workspaceOn(ws, s))
@@ -85,7 +86,7 @@ func shardedStackRuns(t *testing.T, kcpConfig string) *controlPlane {
 		if len(placed) != 2 {
 			t.Fatal("a workspace above failed, so there is nothing to look for in the etcds")
 		}
-		for s, cluster := range map[string]string{kcp.RootShard: etcd.Name, shard: etcd.ShardClusterName(shard)} {
+		for s, cluster := range map[string]string{shard.Root: etcd.Name, shardName: shard.EtcdCluster(shardName)} {
 			keys := cp.etcdKeys(t, cluster)
 			for other, name := range placed {
 				if got, want := strings.Contains(keys, "/"+name+"\n"), other == s; got != want {
@@ -97,9 +98,9 @@ func shardedStackRuns(t *testing.T, kcpConfig string) *controlPlane {
 
 	t.Run("each shard is scraped as its ServiceMonitor says and serves what the kcp rules read", func(t *testing.T) {
 		cp.applyKCPSide(t, rec, map[string]string{"kcp-root": "root"}) // the metrics reader binding
-		for _, s := range []string{kcp.RootShard, shard} {
-			monitor := kcp.ShardComponent(s)
-			if n := rulesFindSeries(t, cp.scrape(t, monitor, kcp.ShardComponent(s), kcp.APIPort), "kcp"); n == 0 {
+		for _, s := range []string{shard.Root, shardName} {
+			monitor := shard.Shard{Name: s}.Deployment()
+			if n := rulesFindSeries(t, cp.scrape(t, monitor, monitor, kcp.APIPort), "kcp"); n == 0 {
 				t.Errorf("%s: no rule reads a kcp series", monitor)
 			}
 		}
