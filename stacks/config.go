@@ -15,6 +15,7 @@ import (
 	"strings"
 
 	"github.com/agext/levenshtein"
+
 	"github.com/kcp-tmc/kcp-tmc/components/agents"
 	"github.com/kcp-tmc/kcp-tmc/components/cloud"
 	"github.com/kcp-tmc/kcp-tmc/components/ingress"

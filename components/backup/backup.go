@@ -6,18 +6,13 @@
 package backup
 
 import (
-	"encoding/json"
 	"fmt"
 	"net/url"
-	"regexp"
 	"strconv"
 	"strings"
 	"time"
 	_ "time/tzdata" // validate TimeZone without relying on the host's zoneinfo
 
-	"github.com/pulumi/pulumi-aws/sdk/v6/go/aws/iam"
-	"github.com/pulumi/pulumi-aws/sdk/v6/go/aws/kms"
-	"github.com/pulumi/pulumi-aws/sdk/v6/go/aws/s3"
 	batchv1 "github.com/pulumi/pulumi-kubernetes/sdk/v4/go/kubernetes/batch/v1"
 	corev1 "github.com/pulumi/pulumi-kubernetes/sdk/v4/go/kubernetes/core/v1"
 	metav1 "github.com/pulumi/pulumi-kubernetes/sdk/v4/go/kubernetes/meta/v1"
@@ -123,27 +118,6 @@ func (a Args) jobName() string {
 	return a.job
 }
 
-// S3 configures an S3 target. With Endpoint set (an S3-compatible server,
-// e.g. MinIO) no AWS resources are created: the bucket must exist.
-type S3 struct {
-	Bucket, Prefix, Region, Endpoint string
-	// Lifecycle, in days: to STANDARD_IA, to GLACIER (0 = never), expiry,
-	// and expiry of overwritten (noncurrent) versions.
-	TransitionDays, ArchiveDays, RetentionDays, NoncurrentDays int
-	// ObjectLockDays > 0 turns on Object Lock (governance mode) for that many
-	// days: a stolen credential cannot delete recent backups.
-	ObjectLockDays int
-	// OIDCProviderARN and OIDCIssuer (host/path, no scheme) identify the
-	// cluster's IRSA identity provider.
-	OIDCProviderARN, OIDCIssuer string
-	// IRSA, when set, supplies the provider from the cloud layer's outputs
-	// instead (the strings above are then ignored).
-	IRSA *IRSAProvider
-}
-
-// IRSAProvider is an IAM OIDC provider known only as outputs.
-type IRSAProvider struct{ ARN, Issuer pulumi.StringInput }
-
 // PVC configures a volume target (dev).
 type PVC struct{ StorageClass, Size string }
 
@@ -174,8 +148,6 @@ func (a Args) WithDefaults() Args {
 	}
 	return a
 }
-
-var bucketName = regexp.MustCompile(`^[a-z0-9][a-z0-9.-]{1,61}[a-z0-9]$`)
 
 // Validate reports every invalid field under fld, children named by the
 // stack's keys (the S3 fields sit directly under backup there).
@@ -235,55 +207,6 @@ func (p PVC) validate(fld *field.Path) field.ErrorList {
 }
 
 // validate checks the S3 target's bucket and identity.
-func (s S3) validate(fld *field.Path) field.ErrorList {
-	var errs field.ErrorList
-	if !bucketName.MatchString(s.Bucket) || strings.Contains(s.Bucket, "..") {
-		errs = append(errs, field.Invalid(fld.Child("bucket"), s.Bucket, "an S3 bucket name (3–63 lowercase letters, digits, dots, hyphens)"))
-	}
-	if s.Prefix == "" || strings.HasPrefix(s.Prefix, "/") || strings.HasSuffix(s.Prefix, "/") {
-		errs = append(errs, field.Invalid(fld.Child("prefix"), s.Prefix, "a key prefix without leading or trailing slash"))
-	}
-	if s.Region == "" {
-		errs = append(errs, field.Required(fld.Child("region"), "an AWS region"))
-	}
-	if s.Endpoint != "" {
-		return errs // an S3-compatible server: no IRSA
-	}
-	if s.IRSA == nil && (!strings.HasPrefix(s.OIDCProviderARN, "arn:aws") || !strings.Contains(s.OIDCProviderARN, ":oidc-provider/")) {
-		errs = append(errs, field.Invalid(fld.Child("oidcProviderArn"), s.OIDCProviderARN, "the ARN of the cluster's IAM OIDC provider (arn:aws:iam::<account>:oidc-provider/<issuer>)"))
-	}
-	if s.IRSA == nil && (s.OIDCIssuer == "" || strings.Contains(s.OIDCIssuer, "://") || !strings.HasSuffix(s.OIDCProviderARN, "/"+s.OIDCIssuer)) {
-		errs = append(errs, field.Invalid(fld.Child("oidcIssuer"), s.OIDCIssuer, "the provider's issuer without https://, the end of its ARN"))
-	}
-	return errs
-}
-
-// validateLifecycle checks the snapshot lifecycle's days against each other
-// on every target: retentionDays prunes a PVC target too, and a rule on
-// values the user wrote holds whatever the target.
-func (s S3) validateLifecycle(fld *field.Path) field.ErrorList {
-	var errs field.ErrorList
-	if s.TransitionDays != 0 && s.TransitionDays < 30 {
-		errs = append(errs, field.Invalid(fld.Child("transitionDays"), s.TransitionDays, "0 or at least 30 (S3's minimum for STANDARD_IA)"))
-	}
-	if s.ArchiveDays != 0 && s.ArchiveDays < s.TransitionDays+30 {
-		errs = append(errs, field.Invalid(fld.Child("archiveDays"), s.ArchiveDays, "0 or at least transitionDays+30"))
-	}
-	if s.RetentionDays <= max(s.ArchiveDays, s.TransitionDays) {
-		errs = append(errs, field.Invalid(fld.Child("retentionDays"), s.RetentionDays, "longer than transitionDays and archiveDays"))
-	}
-	if s.NoncurrentDays < 1 {
-		errs = append(errs, field.Invalid(fld.Child("noncurrentDays"), s.NoncurrentDays, "at least 1"))
-	}
-	if s.ObjectLockDays < 0 || s.ObjectLockDays > s.RetentionDays {
-		errs = append(errs, field.Invalid(fld.Child("objectLockDays"), s.ObjectLockDays, "0 (off) up to retentionDays"))
-	}
-	return errs
-}
-
-// awsTarget is true when this component owns AWS resources.
-func (a Args) awsTarget() bool { return a.Target == TargetS3 && a.S3.Endpoint == "" }
-
 // NewBackup registers the component and its children. AWS resources use the
 // aws provider passed in opts (pulumi.Providers).
 func NewBackup(ctx *pulumi.Context, name string, args Args, opts ...pulumi.ResourceOption) (*Backup, error) {
@@ -317,175 +240,6 @@ func NewBackup(ctx *pulumi.Context, name string, args Args, opts ...pulumi.Resou
 		return nil, fmt.Errorf("registering outputs of %q: %w", name, err)
 	}
 	return comp, nil
-}
-
-func (b *Backup) aws(ctx *pulumi.Context, name string, a Args, keep []pulumi.ResourceOption) error {
-	child := keep[0]
-	s := a.S3
-	key, err := kms.NewKey(ctx, name+"-key", &kms.KeyArgs{
-		Description:          pulumi.Sprintf("kcp-tmc etcd backups of %s", a.ClusterName),
-		EnableKeyRotation:    pulumi.Bool(true),
-		DeletionWindowInDays: pulumi.Int(30),
-	}, keep...)
-	if err != nil {
-		return fmt.Errorf("KMS key: %w", err)
-	}
-	if _, err := kms.NewAlias(ctx, name+"-key-alias", &kms.AliasArgs{
-		Name: pulumi.Sprintf("alias/%s-etcd-backups", a.ClusterName), TargetKeyId: key.KeyId,
-	}, child); err != nil {
-		return fmt.Errorf("KMS alias: %w", err)
-	}
-	bucket, err := s3.NewBucketV2(ctx, name+"-bucket", &s3.BucketV2Args{
-		Bucket:            pulumi.String(s.Bucket),
-		ObjectLockEnabled: pulumi.Bool(s.ObjectLockDays > 0),
-		ForceDestroy:      pulumi.Bool(false),
-	}, keep...)
-	if err != nil {
-		return fmt.Errorf("bucket: %w", err)
-	}
-	if _, err := s3.NewBucketVersioningV2(ctx, name+"-versioning", &s3.BucketVersioningV2Args{
-		Bucket: bucket.ID(), VersioningConfiguration: &s3.BucketVersioningV2VersioningConfigurationArgs{Status: pulumi.String("Enabled")},
-	}, keep...); err != nil {
-		return fmt.Errorf("bucket versioning: %w", err)
-	}
-	if _, err := s3.NewBucketServerSideEncryptionConfigurationV2(ctx, name+"-encryption", &s3.BucketServerSideEncryptionConfigurationV2Args{
-		Bucket: bucket.ID(),
-		Rules: s3.BucketServerSideEncryptionConfigurationV2RuleArray{s3.BucketServerSideEncryptionConfigurationV2RuleArgs{
-			ApplyServerSideEncryptionByDefault: &s3.BucketServerSideEncryptionConfigurationV2RuleApplyServerSideEncryptionByDefaultArgs{
-				SseAlgorithm: pulumi.String("aws:kms"), KmsMasterKeyId: key.Arn,
-			},
-			BucketKeyEnabled: pulumi.Bool(true),
-		}},
-	}, keep...); err != nil {
-		return fmt.Errorf("bucket encryption: %w", err)
-	}
-	if _, err := s3.NewBucketPublicAccessBlock(ctx, name+"-public-access-block", &s3.BucketPublicAccessBlockArgs{
-		Bucket: bucket.ID(), BlockPublicAcls: pulumi.Bool(true), BlockPublicPolicy: pulumi.Bool(true),
-		IgnorePublicAcls: pulumi.Bool(true), RestrictPublicBuckets: pulumi.Bool(true),
-	}, keep...); err != nil {
-		return fmt.Errorf("public access block: %w", err)
-	}
-	if _, err := s3.NewBucketPolicy(ctx, name+"-bucket-policy", &s3.BucketPolicyArgs{
-		Bucket: bucket.ID(),
-		Policy: pulumi.All(bucket.Arn, key.Arn).ApplyT(func(v []any) (string, error) {
-			return BucketPolicy(v[0].(string), v[1].(string))
-		}).(pulumi.StringOutput),
-	}, keep...); err != nil {
-		return fmt.Errorf("bucket policy: %w", err)
-	}
-	if _, err := s3.NewBucketLifecycleConfigurationV2(ctx, name+"-lifecycle", &s3.BucketLifecycleConfigurationV2Args{
-		Bucket: bucket.ID(), Rules: lifecycle(s),
-	}, keep...); err != nil {
-		return fmt.Errorf("bucket lifecycle: %w", err)
-	}
-	if s.ObjectLockDays > 0 {
-		if _, err := s3.NewBucketObjectLockConfigurationV2(ctx, name+"-object-lock", &s3.BucketObjectLockConfigurationV2Args{
-			Bucket: bucket.ID(),
-			Rule: &s3.BucketObjectLockConfigurationV2RuleArgs{DefaultRetention: s3.BucketObjectLockConfigurationV2RuleDefaultRetentionArgs{
-				Mode: pulumi.String("GOVERNANCE"), Days: pulumi.Int(s.ObjectLockDays),
-			}},
-		}, keep...); err != nil {
-			return fmt.Errorf("object lock: %w", err)
-		}
-	}
-	irsa := s.IRSA
-	if irsa == nil {
-		irsa = &IRSAProvider{ARN: pulumi.String(s.OIDCProviderARN), Issuer: pulumi.String(s.OIDCIssuer)}
-	}
-	trust := pulumi.All(irsa.ARN, irsa.Issuer).ApplyT(func(v []any) (string, error) {
-		return TrustPolicy(v[0].(string), v[1].(string), a.Namespace, ServiceAccount)
-	}).(pulumi.StringOutput)
-	role, err := iam.NewRole(ctx, name+"-role", &iam.RoleArgs{
-		Description:      pulumi.Sprintf("etcd backups of %s (IRSA: %s/%s only)", a.ClusterName, a.Namespace, ServiceAccount),
-		AssumeRolePolicy: trust,
-	}, child)
-	if err != nil {
-		return fmt.Errorf("IAM role: %w", err)
-	}
-	if _, err := iam.NewRolePolicy(ctx, name+"-role-policy", &iam.RolePolicyArgs{
-		Role: role.ID(),
-		Policy: pulumi.All(bucket.Arn, key.Arn).ApplyT(func(v []any) (string, error) {
-			return AccessPolicy(v[0].(string), s.Prefix, v[1].(string))
-		}).(pulumi.StringOutput),
-	}, child); err != nil {
-		return fmt.Errorf("IAM role policy: %w", err)
-	}
-	b.BucketARN, b.KeyARN, b.RoleARN = bucket.Arn, key.Arn, role.Arn
-	return nil
-}
-
-func lifecycle(s S3) s3.BucketLifecycleConfigurationV2RuleArray {
-	var transitions s3.BucketLifecycleConfigurationV2RuleTransitionArray
-	if s.TransitionDays > 0 {
-		transitions = append(transitions, s3.BucketLifecycleConfigurationV2RuleTransitionArgs{Days: pulumi.Int(s.TransitionDays), StorageClass: pulumi.String("STANDARD_IA")})
-	}
-	if s.ArchiveDays > 0 {
-		transitions = append(transitions, s3.BucketLifecycleConfigurationV2RuleTransitionArgs{Days: pulumi.Int(s.ArchiveDays), StorageClass: pulumi.String("GLACIER")})
-	}
-	return s3.BucketLifecycleConfigurationV2RuleArray{s3.BucketLifecycleConfigurationV2RuleArgs{
-		Id:                             pulumi.String("etcd-snapshots"),
-		Status:                         pulumi.String("Enabled"),
-		Filter:                         &s3.BucketLifecycleConfigurationV2RuleFilterArgs{Prefix: pulumi.String(s.Prefix + "/")},
-		Transitions:                    transitions,
-		Expiration:                     &s3.BucketLifecycleConfigurationV2RuleExpirationArgs{Days: pulumi.Int(s.RetentionDays)},
-		NoncurrentVersionExpiration:    &s3.BucketLifecycleConfigurationV2RuleNoncurrentVersionExpirationArgs{NoncurrentDays: pulumi.Int(s.NoncurrentDays)},
-		AbortIncompleteMultipartUpload: &s3.BucketLifecycleConfigurationV2RuleAbortIncompleteMultipartUploadArgs{DaysAfterInitiation: pulumi.Int(7)},
-	}}
-}
-
-type statement struct {
-	Sid       string         `json:"Sid,omitempty"`
-	Effect    string         `json:"Effect"`
-	Principal any            `json:"Principal,omitempty"`
-	Action    any            `json:"Action"`
-	Resource  any            `json:"Resource,omitempty"`
-	Condition map[string]any `json:"Condition,omitempty"`
-}
-
-func policyJSON(statements ...statement) (string, error) {
-	b, err := json.Marshal(map[string]any{"Version": "2012-10-17", "Statement": statements})
-	if err != nil {
-		return "", fmt.Errorf("policy JSON: %w", err)
-	}
-	return string(b), nil
-}
-
-// TrustPolicy lets exactly one ServiceAccount assume the role through the
-// cluster's OIDC provider (both the subject and the audience are pinned).
-func TrustPolicy(providerARN, issuer, namespace, serviceAccount string) (string, error) {
-	return policyJSON(statement{
-		Effect:    "Allow",
-		Principal: map[string]string{"Federated": providerARN},
-		Action:    "sts:AssumeRoleWithWebIdentity",
-		Condition: map[string]any{"StringEquals": map[string]string{
-			issuer + ":sub": "system:serviceaccount:" + namespace + ":" + serviceAccount,
-			issuer + ":aud": "sts.amazonaws.com",
-		}},
-	})
-}
-
-// AccessPolicy allows writing, reading and listing snapshots under the
-// prefix only, with the backup key only. No delete: expiry is the lifecycle's job.
-func AccessPolicy(bucketARN, prefix, keyARN string) (string, error) {
-	return policyJSON(
-		statement{Sid: "Snapshots", Effect: "Allow", Action: []string{"s3:PutObject", "s3:GetObject"}, Resource: bucketARN + "/" + prefix + "/*"},
-		statement{Sid: "ListSnapshots", Effect: "Allow", Action: "s3:ListBucket", Resource: bucketARN,
-			Condition: map[string]any{"StringLike": map[string]any{"s3:prefix": []string{prefix + "/*", prefix + "/"}}}},
-		statement{Sid: "BackupKey", Effect: "Allow", Action: []string{"kms:Encrypt", "kms:Decrypt", "kms:GenerateDataKey"}, Resource: keyARN},
-	)
-}
-
-// BucketPolicy refuses plain-HTTP access and any upload not encrypted with
-// the backup key.
-func BucketPolicy(bucketARN, keyARN string) (string, error) {
-	return policyJSON(
-		statement{Sid: "DenyInsecureTransport", Effect: "Deny", Principal: "*", Action: "s3:*",
-			Resource: []string{bucketARN, bucketARN + "/*"}, Condition: map[string]any{"Bool": map[string]string{"aws:SecureTransport": "false"}}},
-		statement{Sid: "DenyUnencryptedUploads", Effect: "Deny", Principal: "*", Action: "s3:PutObject", Resource: bucketARN + "/*",
-			Condition: map[string]any{"StringNotEquals": map[string]string{"s3:x-amz-server-side-encryption": "aws:kms"}}},
-		statement{Sid: "DenyOtherKeys", Effect: "Deny", Principal: "*", Action: "s3:PutObject", Resource: bucketARN + "/*",
-			Condition: map[string]any{"StringNotEqualsIfExists": map[string]string{"s3:x-amz-server-side-encryption-aws-kms-key-id": keyARN}}},
-	)
 }
 
 func (b *Backup) kubernetes(ctx *pulumi.Context, name string, a Args, keep []pulumi.ResourceOption) error {

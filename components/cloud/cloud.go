@@ -21,6 +21,7 @@ import (
 	"golang.org/x/mod/semver"
 	"k8s.io/apimachinery/pkg/util/validation/field"
 
+	"github.com/kcp-tmc/kcp-tmc/pkg/awsiam"
 	"github.com/kcp-tmc/kcp-tmc/pkg/component"
 )
 
@@ -283,7 +284,7 @@ func NewEKS(ctx *pulumi.Context, name string, args Args, opts ...pulumi.Resource
 
 	csiRole, err := iam.NewRole(ctx, name+"-ebs-csi-role", &iam.RoleArgs{
 		AssumeRolePolicy: pulumi.All(oidc.Arn, issuer).ApplyT(func(v []any) (string, error) {
-			return IRSATrust(v[0].(string), v[1].(string), "kube-system", "ebs-csi-controller-sa"), nil
+			return awsiam.ServiceAccountTrust(v[0].(string), v[1].(string), "kube-system", "ebs-csi-controller-sa")
 		}).(pulumi.StringOutput),
 		Tags: tags(nil),
 	}, child)
@@ -315,12 +316,6 @@ func NewEKS(ctx *pulumi.Context, name string, args Args, opts ...pulumi.Resource
 		return nil, fmt.Errorf("registering outputs of %q: %w", name, err)
 	}
 	return comp, nil
-}
-
-// IRSATrust lets exactly one ServiceAccount assume a role (sub and aud pinned).
-func IRSATrust(providerARN, issuer, namespace, serviceAccount string) string {
-	return fmt.Sprintf(`{"Version":"2012-10-17","Statement":[{"Effect":"Allow","Principal":{"Federated":%q},"Action":"sts:AssumeRoleWithWebIdentity","Condition":{"StringEquals":{%q:%q,%q:"sts.amazonaws.com"}}}]}`,
-		providerARN, issuer+":sub", "system:serviceaccount:"+namespace+":"+serviceAccount, issuer+":aud")
 }
 
 // Kubeconfig authenticates with `aws eks get-token`: no long-lived credential in it.

@@ -6,8 +6,9 @@ import (
 	"strconv"
 	"strings"
 
-	"github.com/kcp-tmc/kcp-tmc/pkg/component"
 	"k8s.io/apimachinery/pkg/util/validation/field"
+
+	"github.com/kcp-tmc/kcp-tmc/pkg/component"
 )
 
 // OIDC signs humans in with an OpenID Connect issuer, on kcp and on the
