@@ -33,6 +33,7 @@ import (
 	"github.com/kcp-tmc/kcp-tmc/components/platform"
 	"github.com/kcp-tmc/kcp-tmc/pkg/check"
 	"github.com/kcp-tmc/kcp-tmc/pkg/component"
+	"github.com/kcp-tmc/kcp-tmc/pkg/kubeconfig"
 	"github.com/kcp-tmc/kcp-tmc/pkg/netpol"
 	"github.com/kcp-tmc/kcp-tmc/pkg/workload"
 )
@@ -292,9 +293,13 @@ func NewAgent(ctx *pulumi.Context, name string, args Args, opts ...pulumi.Resour
 		return nil, err
 	}
 	// The kubeconfig holds no credential, only paths into IdentitySecret.
+	kcpConfig, err := kcpKubeconfig(args)
+	if err != nil {
+		return nil, err
+	}
 	if _, err := corev1.NewConfigMap(ctx, name+"-kubeconfig", &corev1.ConfigMapArgs{
 		Metadata: workload.Meta(kubeconfigConfigMap, args.Namespace, args.Kind),
-		Data:     pulumi.StringMap{"kubeconfig": pulumi.String(kubeconfig(args))},
+		Data:     pulumi.StringMap{"kubeconfig": pulumi.String(kcpConfig)},
 	}, after...); err != nil {
 		return nil, fmt.Errorf("kcp kubeconfig ConfigMap: %w", err)
 	}
@@ -466,33 +471,19 @@ func dashedOrCore(g string) string {
 	return g
 }
 
-// kubeconfig points at kcp's workspace with the agent's identity: files of
+// kcpKubeconfig points at kcp's workspace with the agent's identity: files of
 // TokenSecret or IdentitySecret, mounted at identityMount. client-go reads
 // the token file again as it changes, so a new token needs no restart.
-func kubeconfig(a Args) string {
-	ca := "\n    certificate-authority: " + identityMount + "/ca.crt"
-	if a.PublicServerCert {
-		ca = ""
+func kcpKubeconfig(a Args) (string, error) {
+	c := kubeconfig.Config{Context: "kcp", Server: a.KCPServer + "/clusters/" + a.Workspace, User: User(a.Cluster),
+		CertFile: identityMount + "/tls.crt", KeyFile: identityMount + "/tls.key"}
+	if !a.PublicServerCert {
+		c.CAFile = identityMount + "/ca.crt"
 	}
-	name, user := User(a.Cluster), "client-certificate: "+identityMount+"/tls.crt\n    client-key: "+identityMount+"/tls.key"
 	if a.Identity == IdentityToken {
-		name, user = ServiceAccount(a.Cluster), "tokenFile: "+identityMount+"/token"
+		c.User, c.CertFile, c.KeyFile, c.TokenFile = ServiceAccount(a.Cluster), "", "", identityMount+"/token"
 	}
-	return fmt.Sprintf(`apiVersion: v1
-kind: Config
-clusters:
-- name: kcp
-  cluster:
-    server: %[1]s/clusters/%[2]s%[5]s
-users:
-- name: %[4]s
-  user:
-    %[3]s
-contexts:
-- name: kcp
-  context: {cluster: kcp, user: %[4]s}
-current-context: kcp
-`, a.KCPServer, a.Workspace, user, name, ca)
+	return c.Render()
 }
 
 // Flags are api-syncagent v0.7.0's command line (cmd/api-syncagent/options.go

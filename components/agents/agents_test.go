@@ -102,9 +102,8 @@ func TestCopiedIdentity(t *testing.T) {
 		t.Error("the up that must come before agent-identity would wait for pods that wait for its Secret")
 	}
 	vols := fmt.Sprint(mocktest.Dig(dep, "spec", "template", "spec", "volumes"))
-	kc := fmt.Sprint(mocktest.Dig(rec.Object(t, "kubernetes:core/v1:ConfigMap", "kcp-kubeconfig"), "data", "kubeconfig"))
-	if !strings.Contains(kc, "certificate-authority: /etc/kcp-agent/identity/ca.crt") {
-		t.Errorf("kubeconfig does not verify kcp with the private CA:\n%s", kc)
+	if cl, _ := mocktest.Kubeconfig(t, mocktest.Dig(rec.Object(t, "kubernetes:core/v1:ConfigMap", "kcp-kubeconfig"), "data", "kubeconfig")); cl.CertificateAuthority != "/etc/kcp-agent/identity/ca.crt" {
+		t.Errorf("kubeconfig does not verify kcp with the private CA: %+v", cl)
 	}
 	if !strings.Contains(vols, "secretName:"+IdentitySecret) {
 		t.Errorf("the agent does not mount %s: %s", IdentitySecret, vols)
@@ -142,9 +141,9 @@ func TestTokenIdentity(t *testing.T) {
 		mocktest.Dig(onCluster.Input(), "stringData", "ca.crt") != "CA" || mocktest.Dig(onCluster.Input(), "metadata", "name") != TokenSecret {
 		t.Errorf("token on the cluster = %v (secret: %v)", onCluster.Input(), data.ContainsSecrets())
 	}
-	kc := fmt.Sprint(mocktest.Dig(rec.Object(t, "kubernetes:core/v1:ConfigMap", "kcp-kubeconfig"), "data", "kubeconfig"))
-	if !strings.Contains(kc, "tokenFile: /etc/kcp-agent/identity/token") || !strings.Contains(kc, "certificate-authority: /etc/kcp-agent/identity/ca.crt") {
-		t.Errorf("kubeconfig:\n%s", kc)
+	cl, user := mocktest.Kubeconfig(t, mocktest.Dig(rec.Object(t, "kubernetes:core/v1:ConfigMap", "kcp-kubeconfig"), "data", "kubeconfig"))
+	if user.TokenFile != "/etc/kcp-agent/identity/token" || cl.CertificateAuthority != "/etc/kcp-agent/identity/ca.crt" {
+		t.Errorf("kubeconfig: cluster %+v, user %+v", cl, user)
 	}
 	dep := rec.Named(t, "kubernetes:apps/v1:Deployment", "agent-eu-deployment")
 	if vols := fmt.Sprint(mocktest.Dig(dep.Input(), "spec", "template", "spec", "volumes")); !strings.Contains(vols, "secretName:"+TokenSecret) {

@@ -8,6 +8,7 @@
 package cloud
 
 import (
+	"encoding/base64"
 	"fmt"
 	"net"
 	"regexp"
@@ -20,9 +21,11 @@ import (
 	"github.com/pulumi/pulumi/sdk/v3/go/pulumi"
 	"golang.org/x/mod/semver"
 	"k8s.io/apimachinery/pkg/util/validation/field"
+	"k8s.io/client-go/tools/clientcmd/api"
 
 	"github.com/kcp-tmc/kcp-tmc/pkg/awsiam"
 	"github.com/kcp-tmc/kcp-tmc/pkg/component"
+	"github.com/kcp-tmc/kcp-tmc/pkg/kubeconfig"
 )
 
 // TypeToken is the Pulumi type of the component.
@@ -306,7 +309,7 @@ func NewEKS(ctx *pulumi.Context, name string, args Args, opts ...pulumi.Resource
 	comp.Endpoint = cluster.Endpoint
 	comp.OIDCProviderARN, comp.OIDCIssuer = oidc.Arn, issuer
 	comp.VolumeKeyARN = keys["volumes"].Arn
-	comp.Kubeconfig = pulumi.ToSecret(pulumi.All(cluster.Name, cluster.Endpoint, cluster.CertificateAuthority.Data().Elem()).ApplyT(func(v []any) string {
+	comp.Kubeconfig = pulumi.ToSecret(pulumi.All(cluster.Name, cluster.Endpoint, cluster.CertificateAuthority.Data().Elem()).ApplyT(func(v []any) (string, error) {
 		return Kubeconfig(v[0].(string), v[1].(string), v[2].(string), args.Region)
 	})).(pulumi.StringOutput)
 	if err := ctx.RegisterResourceOutputs(comp, pulumi.Map{
@@ -318,28 +321,18 @@ func NewEKS(ctx *pulumi.Context, name string, args Args, opts ...pulumi.Resource
 	return comp, nil
 }
 
-// Kubeconfig authenticates with `aws eks get-token`: no long-lived credential in it.
-func Kubeconfig(cluster, endpoint, caData, region string) string {
-	return fmt.Sprintf(`apiVersion: v1
-kind: Config
-clusters:
-- name: %[1]s
-  cluster:
-    server: %[2]s
-    certificate-authority-data: %[3]s
-users:
-- name: %[1]s
-  user:
-    exec:
-      apiVersion: client.authentication.k8s.io/v1beta1
-      command: aws
-      args: [eks, get-token, --cluster-name, %[1]s, --region, %[4]s]
-      interactiveMode: Never
-contexts:
-- name: %[1]s
-  context: {cluster: %[1]s, user: %[1]s}
-current-context: %[1]s
-`, cluster, endpoint, caData, region)
+// Kubeconfig authenticates with `aws eks get-token`: no long-lived
+// credential in it. caData is the cluster's CA as EKS reports it (base64).
+func Kubeconfig(cluster, endpoint, caData, region string) (string, error) {
+	ca, err := base64.StdEncoding.DecodeString(caData)
+	if err != nil {
+		return "", fmt.Errorf("the CA of EKS cluster %s is not base64: %w", cluster, err)
+	}
+	return kubeconfig.Config{Context: cluster, Server: endpoint, CAData: ca, Exec: &api.ExecConfig{
+		APIVersion: "client.authentication.k8s.io/v1beta1", Command: "aws",
+		Args:            []string{"eks", "get-token", "--cluster-name", cluster, "--region", region},
+		InteractiveMode: api.NeverExecInteractiveMode,
+	}}.Render()
 }
 
 // network creates the VPC, its per-zone public and private subnets, the

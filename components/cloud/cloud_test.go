@@ -2,6 +2,7 @@ package cloud
 
 import (
 	"encoding/json"
+	"slices"
 	"strings"
 	"testing"
 
@@ -94,9 +95,9 @@ func TestClusterHardening(t *testing.T) {
 	if len(attached) != 3 {
 		t.Errorf("node role policies = %v, want exactly the worker, CNI and ECR read-only policies", attached)
 	}
-	kc := waitString(t, out.Kubeconfig)
-	if !strings.Contains(kc, "command: aws") || !strings.Contains(kc, "get-token") || strings.Contains(kc, "token:") {
-		t.Errorf("kubeconfig does not use aws eks get-token:\n%s", kc)
+	_, user := mocktest.Kubeconfig(t, waitString(t, out.Kubeconfig))
+	if user.Exec == nil || user.Exec.Command != "aws" || !slices.Contains(user.Exec.Args, "get-token") || user.Token != "" || user.TokenFile != "" {
+		t.Errorf("kubeconfig does not use aws eks get-token: %+v", user)
 	}
 }
 

@@ -41,8 +41,8 @@ func TestSeparateCache(t *testing.T) {
 		}
 	}
 	kubeconfigs := rec.Object(t, "kubernetes:core/v1:ConfigMap", shardKubeconfigCM)
-	if got := fmt.Sprint(mocktest.Dig(kubeconfigs, "data", "cache.kubeconfig")); !strings.Contains(got, "server: https://kcp-cache.kcp.svc:6443") {
-		t.Errorf("cache kubeconfig:\n%s", got)
+	if cl, _ := mocktest.Kubeconfig(t, mocktest.Dig(kubeconfigs, "data", "cache.kubeconfig")); cl.Server != "https://kcp-cache.kcp.svc:6443" {
+		t.Errorf("cache kubeconfig's server = %s", cl.Server)
 	}
 	policy := rec.Object(t, "kubernetes:networking.k8s.io/v1:NetworkPolicy", "allow-kcp-cache")
 	if got := mocktest.Dig(policy, "spec", "egress", 0, "to", 0, "podSelector", "matchLabels", "app.kubernetes.io/name"); got != "etcd-cache" {
@@ -67,8 +67,8 @@ func TestSeparateCache(t *testing.T) {
 	if strings.Contains(strings.Join(podArgs(t, embedded, ServerName), " "), "--cache-kubeconfig") {
 		t.Error("the root shard with the embedded cache points at a cache")
 	}
-	if got := fmt.Sprint(mocktest.Dig(embedded.Object(t, "kubernetes:core/v1:ConfigMap", shardKubeconfigCM), "data", "cache.kubeconfig")); !strings.Contains(got, "server: https://kcp-internal.kcp.svc:6443") {
-		t.Errorf("embedded cache kubeconfig:\n%s", got)
+	if cl, _ := mocktest.Kubeconfig(t, mocktest.Dig(embedded.Object(t, "kubernetes:core/v1:ConfigMap", shardKubeconfigCM), "data", "cache.kubeconfig")); cl.Server != "https://kcp-internal.kcp.svc:6443" {
+		t.Errorf("embedded cache kubeconfig's server = %s", cl.Server)
 	}
 }
 

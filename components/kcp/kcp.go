@@ -18,6 +18,7 @@ import (
 
 	"github.com/kcp-tmc/kcp-tmc/pkg/check"
 	"github.com/kcp-tmc/kcp-tmc/pkg/component"
+	"github.com/kcp-tmc/kcp-tmc/pkg/kubeconfig"
 	"github.com/kcp-tmc/kcp-tmc/pkg/netpol"
 	"github.com/kcp-tmc/kcp-tmc/pkg/shard"
 	"github.com/kcp-tmc/kcp-tmc/pkg/workload"
@@ -224,20 +225,28 @@ func NewKCP(ctx *pulumi.Context, name string, args Args, opts ...pulumi.Resource
 			return nil, fmt.Errorf("OIDC CA bundle: %w", err)
 		}
 	}
+	proxyKubeconfig, err := frontProxyKubeconfig(ns)
+	if err != nil {
+		return nil, err
+	}
 	proxyConfig, err := corev1.NewConfigMap(ctx, name+"-front-proxy-config", &corev1.ConfigMapArgs{
 		Metadata: workload.Meta("kcp-front-proxy-config", ns, FrontProxyName),
 		Data: pulumi.StringMap{
 			"mapping.yaml": pulumi.String(frontProxyMapping(ns)),
-			"kubeconfig":   pulumi.String(frontProxyKubeconfig(ns)),
+			"kubeconfig":   pulumi.String(proxyKubeconfig),
 		},
 	}, child)
 	if err != nil {
 		return nil, fmt.Errorf("front-proxy config: %w", err)
 	}
 
+	shardConfigs, err := shardKubeconfigs(ns, args.Cache != nil)
+	if err != nil {
+		return nil, err
+	}
 	kubeconfigs, err := corev1.NewConfigMap(ctx, name+"-shard-kubeconfigs", &corev1.ConfigMapArgs{
 		Metadata: workload.Meta(shardKubeconfigCM, ns, ServerName),
-		Data:     pulumi.ToStringMap(shardKubeconfigs(ns, args.Cache != nil)),
+		Data:     pulumi.ToStringMap(shardConfigs),
 	}, child)
 	if err != nil {
 		return nil, fmt.Errorf("shard kubeconfigs: %w", err)
@@ -724,24 +733,10 @@ func PublicURL(domain string) string { return "https://" + PublicHost(domain) }
 
 // frontProxyKubeconfig points at the shard with file references only: the
 // certificates stay in their Secrets.
-func frontProxyKubeconfig(ns string) string {
-	return fmt.Sprintf(`apiVersion: v1
-kind: Config
-clusters:
-- name: shard
-  cluster:
-    server: %s
-    certificate-authority: /etc/kcp-front-proxy/tls/server-ca/ca.crt
-users:
-- name: front-proxy
-  user:
-    client-certificate: /etc/kcp-front-proxy/tls/kubeconfig/tls.crt
-    client-key: /etc/kcp-front-proxy/tls/kubeconfig/tls.key
-contexts:
-- name: shard
-  context: {cluster: shard, user: front-proxy}
-current-context: shard
-`, ShardURL(ns))
+func frontProxyKubeconfig(ns string) (string, error) {
+	return kubeconfig.Config{Context: "shard", User: "front-proxy", Server: ShardURL(ns),
+		CAFile:   "/etc/kcp-front-proxy/tls/server-ca/ca.crt",
+		CertFile: "/etc/kcp-front-proxy/tls/kubeconfig/tls.crt", KeyFile: "/etc/kcp-front-proxy/tls/kubeconfig/tls.key"}.Render()
 }
 
 // rollout replaces one replica at a time. Without hard spreading a new pod

@@ -163,11 +163,9 @@ func TestRolloutFitsTheSpread(t *testing.T) {
 func TestFrontProxyRouting(t *testing.T) {
 	rec := run(t, prodArgs())
 	cm := rec.Object(t, "kubernetes:core/v1:ConfigMap", "kcp-front-proxy-config")
-	kubeconfig := fmt.Sprint(mocktest.Dig(cm, "data", "kubeconfig"))
-	for _, want := range []string{"client-certificate: /etc/kcp-front-proxy/tls/kubeconfig/tls.crt", "server: https://kcp-internal.kcp.svc:6443"} {
-		if !strings.Contains(kubeconfig, want) {
-			t.Errorf("front-proxy kubeconfig lacks %q:\n%s", want, kubeconfig)
-		}
+	cl, user := mocktest.Kubeconfig(t, mocktest.Dig(cm, "data", "kubeconfig"))
+	if user.ClientCertificate != "/etc/kcp-front-proxy/tls/kubeconfig/tls.crt" || cl.Server != "https://kcp-internal.kcp.svc:6443" {
+		t.Errorf("front-proxy kubeconfig: server %s, client certificate %s", cl.Server, user.ClientCertificate)
 	}
 	mapping := fmt.Sprint(mocktest.Dig(cm, "data", "mapping.yaml"))
 	for _, path := range []string{"/services/", "/clusters/"} {

@@ -7,6 +7,7 @@ import (
 
 	"github.com/kcp-tmc/kcp-tmc/components/etcd"
 	"github.com/kcp-tmc/kcp-tmc/pkg/check"
+	"github.com/kcp-tmc/kcp-tmc/pkg/kubeconfig"
 	"github.com/kcp-tmc/kcp-tmc/pkg/shard"
 )
 
@@ -79,35 +80,24 @@ var shardWiredFlags = []string{"--shard-name", "--root-shard-kubeconfig-file", "
 
 // shardKubeconfigs are the server pods' kubeconfigs, file references into
 // the mounted Secrets only: the keys stay in their Secrets.
-func shardKubeconfigs(ns string, separateCache bool) map[string]string {
+func shardKubeconfigs(ns string, separateCache bool) (map[string]string, error) {
 	frontProxy := fmt.Sprintf("https://%s.%s.svc:443", FrontProxyService, ns)
-	return map[string]string{
+	out := map[string]string{}
+	for file, c := range map[string]struct{ server, identity, context string }{
 		// kcp reads the context shard-base of the root shard kubeconfig.
-		"root-shard.kubeconfig":                     kubeconfig(ShardURL(ns), "shard-admin", "shard-base"),
-		"cache.kubeconfig":                          kubeconfig(CacheURL(ns, separateCache), "shard-admin", "cache"),
-		"logical-cluster-admin.kubeconfig":          kubeconfig(ShardURL(ns), "logical-cluster-admin", "base"),
-		"external-logical-cluster-admin.kubeconfig": kubeconfig(frontProxy, "external-logical-cluster-admin", "external"),
+		"root-shard.kubeconfig":                     {ShardURL(ns), "shard-admin", "shard-base"},
+		"cache.kubeconfig":                          {CacheURL(ns, separateCache), "shard-admin", "cache"},
+		"logical-cluster-admin.kubeconfig":          {ShardURL(ns), "logical-cluster-admin", "base"},
+		"external-logical-cluster-admin.kubeconfig": {frontProxy, "external-logical-cluster-admin", "external"},
+	} {
+		k, err := kubeconfig.Config{Context: c.context, Cluster: "kcp", User: c.identity, Server: c.server,
+			CAFile: "/etc/kcp/tls/server/ca.crt", CertFile: "/etc/kcp/tls/" + c.identity + "/tls.crt", KeyFile: "/etc/kcp/tls/" + c.identity + "/tls.key"}.Render()
+		if err != nil {
+			return nil, err
+		}
+		out[file] = k
 	}
-}
-
-func kubeconfig(server, identity, context string) string {
-	return fmt.Sprintf(`apiVersion: v1
-kind: Config
-clusters:
-- name: kcp
-  cluster:
-    server: %s
-    certificate-authority: /etc/kcp/tls/server/ca.crt
-users:
-- name: %s
-  user:
-    client-certificate: /etc/kcp/tls/%s/tls.crt
-    client-key: /etc/kcp/tls/%s/tls.key
-contexts:
-- name: %s
-  context: {cluster: kcp, user: %s}
-current-context: %s
-`, server, identity, identity, identity, context, identity, context)
+	return out, nil
 }
 
 // validateShards checks kcp.shards (children named by the stack's keys).

@@ -15,6 +15,8 @@ import (
 	"github.com/pulumi/pulumi/sdk/v3/go/common/resource"
 	"github.com/pulumi/pulumi/sdk/v3/go/pulumi"
 	"gopkg.in/yaml.v3"
+	"k8s.io/client-go/tools/clientcmd"
+	clientcmdapi "k8s.io/client-go/tools/clientcmd/api"
 )
 
 // Resource is one recorded registration.
@@ -387,4 +389,19 @@ func Strings(v any) []string {
 func List(v any) []any {
 	l, _ := v.([]any)
 	return l
+}
+
+// Kubeconfig loads a rendered kubeconfig as client-go does and returns the
+// cluster and user of its current context.
+func Kubeconfig(t testing.TB, raw any) (*clientcmdapi.Cluster, *clientcmdapi.AuthInfo) {
+	t.Helper()
+	cfg, err := clientcmd.Load([]byte(fmt.Sprint(raw)))
+	if err != nil {
+		t.Fatalf("client-go cannot load the kubeconfig: %v\n%v", err, raw)
+	}
+	ctx := cfg.Contexts[cfg.CurrentContext]
+	if ctx == nil || cfg.Clusters[ctx.Cluster] == nil || cfg.AuthInfos[ctx.AuthInfo] == nil {
+		t.Fatalf("the kubeconfig's current context %q names no cluster and user:\n%v", cfg.CurrentContext, raw)
+	}
+	return cfg.Clusters[ctx.Cluster], cfg.AuthInfos[ctx.AuthInfo]
 }
