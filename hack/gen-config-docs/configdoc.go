@@ -59,7 +59,7 @@ type keyDoc struct {
 }
 
 // ConfigReference renders docs/configuration.md from the Config type, the doc
-// comments of its fields in stacks/config.go, the profiles and the checked-in
+// comments of its fields in stacks/config*.go, the profiles and the checked-in
 // Pulumi.<stack>.yaml files. root is the repository root.
 func ConfigReference(root string) (string, error) {
 	keys, err := configKeys(root)
@@ -85,9 +85,21 @@ func ConfigReference(root string) (string, error) {
 
 // configKeys lists every key of Config, secrets included, in struct order.
 func configKeys(root string) ([]keyDoc, error) {
-	docs, err := fieldDocs(filepath.Join(root, "stacks", "config.go"), "")
+	// The schema is stacks/config*.go (the loading is elsewhere).
+	files, err := filepath.Glob(filepath.Join(root, "stacks", "config*.go"))
 	if err != nil {
 		return nil, err
+	}
+	docs := map[string]string{}
+	for _, f := range files {
+		if strings.HasSuffix(f, "_test.go") {
+			continue
+		}
+		d, err := fieldDocs(f, "")
+		if err != nil {
+			return nil, err
+		}
+		maps.Copy(docs, d)
 	}
 	var vals [3]reflect.Value
 	for i, env := range stacks.Environments {
@@ -142,7 +154,7 @@ func (w *keyWalker) walkStruct(t reflect.Type, owner, prefix, goPath, section st
 		}
 		name, _, _ := strings.Cut(tag, ",")
 		if name == "" {
-			return fmt.Errorf("stacks/config.go: %s.%s has no config or json tag", owner, f.Name)
+			return fmt.Errorf("stacks/config*.go: %s.%s has no config or json tag", owner, f.Name)
 		}
 		doc := w.docs[owner+"."+f.Name]
 		var fv [3]reflect.Value
@@ -181,7 +193,7 @@ func (w *keyWalker) secret(f reflect.StructField, owner, path, doc string, fv [3
 		if rest, ok := strings.CutPrefix(doc, "The secret "+stacks.Namespace+":"+s.Key+": "); ok {
 			doc = capitalize(rest)
 		} else if strings.Contains(doc, stacks.Namespace+":") && !strings.Contains(doc, stacks.Namespace+":"+s.Key) {
-			return fmt.Errorf("stacks/config.go: the doc comment of %s names another key than kcp-tmc:%s", path, s.Key)
+			return fmt.Errorf("stacks/config*.go: the doc comment of %s names another key than kcp-tmc:%s", path, s.Key)
 		}
 		sub := &keyWalker{docs: w.docs, secrets: map[string]keyDoc{}}
 		if err := sub.add(f.Type, owner+"."+f.Name, s.Key, path+".", "", doc, [3]reflect.Value{}); err != nil {
@@ -197,7 +209,7 @@ func (w *keyWalker) secret(f reflect.StructField, owner, path, doc string, fv [3
 		w.secretChildren[s.Key] = sub.out[1:]
 		return nil
 	}
-	return fmt.Errorf("stacks/config.go: %s is `json:\"-\"` but neither a secret key (stacks.SecretKeys) nor bookkeeping (internalFields) in hack/gen-config-docs/configdoc.go", path)
+	return fmt.Errorf("stacks/config*.go: %s is `json:\"-\"` but neither a secret key (stacks.SecretKeys) nor bookkeeping (internalFields) in hack/gen-config-docs/configdoc.go", path)
 }
 
 // add adds the row of one key of type t and, for objects, the rows of its fields.
