@@ -12,11 +12,9 @@
 package agents
 
 import (
-	_ "embed"
 	"fmt"
 	"regexp"
 	"strings"
-	"sync"
 	"unicode"
 
 	"github.com/pulumi/pulumi-kubernetes/sdk/v4/go/kubernetes"
@@ -27,13 +25,10 @@ import (
 	"github.com/pulumi/pulumi/sdk/v3/go/pulumi"
 	"k8s.io/apimachinery/pkg/util/validation"
 	"k8s.io/apimachinery/pkg/util/validation/field"
-	"sigs.k8s.io/yaml"
 
-	"github.com/kcp-tmc/kcp-tmc/components/monitoring"
 	"github.com/kcp-tmc/kcp-tmc/components/platform"
 	"github.com/kcp-tmc/kcp-tmc/pkg/check"
 	"github.com/kcp-tmc/kcp-tmc/pkg/component"
-	"github.com/kcp-tmc/kcp-tmc/pkg/kubeconfig"
 	"github.com/kcp-tmc/kcp-tmc/pkg/netpol"
 	"github.com/kcp-tmc/kcp-tmc/pkg/workload"
 )
@@ -96,12 +91,6 @@ const (
 	// binding to it kcp denies the agent every request in the workspace.
 	WorkspaceAccessRole = "system:kcp:workspace:access"
 )
-
-// publishedResourceCRD is api-syncagent v0.7.0's PublishedResource CRD
-// (deploy/crd/kcp.io of the release; crds/README.md says how it was taken).
-//
-//go:embed crds/syncagent.kcp.io_publishedresources.yaml
-var publishedResourceCRD []byte
 
 // Resource is one kind an agent syncs (the stack key clusters[].resources[]).
 type Resource struct {
@@ -381,82 +370,6 @@ func NewAgent(ctx *pulumi.Context, name string, args Args, opts ...pulumi.Resour
 	return comp, nil
 }
 
-// publishedResourceDefinition installs the agent's CRD on its cluster: the
-// agent reads PublishedResources and exits without their API.
-func publishedResourceDefinition(ctx *pulumi.Context, name string, opts ...pulumi.ResourceOption) (pulumi.Resource, error) {
-	crd, err := publishedResourceCRDObject()
-	if err != nil {
-		return nil, fmt.Errorf("PublishedResource CRD: %w", err)
-	}
-	res, err := apiextensions.NewCustomResource(ctx, name+"-publishedresources-crd", &apiextensions.CustomResourceArgs{
-		ApiVersion: pulumi.String("apiextensions.k8s.io/v1"), Kind: pulumi.String("CustomResourceDefinition"),
-		Metadata:    &metav1.ObjectMetaArgs{Name: pulumi.String(crd.name), Annotations: crd.annotations},
-		OtherFields: kubernetes.UntypedArgs{"spec": crd.spec},
-	}, opts...)
-	if err != nil {
-		return nil, fmt.Errorf("PublishedResource CRD: %w", err)
-	}
-	return res, nil
-}
-
-// crdObject is the parts of the embedded CRD the component applies.
-type crdObject struct {
-	name        string
-	annotations pulumi.StringMap
-	spec        any
-}
-
-// publishedResourceCRDObject parses the embedded CRD once per process (it
-// is the same on every cluster; parsing it per cluster was an eighth of a
-// 100-cluster stack's time) and drops the schema's descriptions: they are
-// two thirds of its size, carried through the engine and the state once
-// per cluster, and the agent needs none of them (`kubectl explain
-// publishedresources` on a physical cluster shows no field docs; the
-// release's file, crds/, has them).
-var publishedResourceCRDObject = sync.OnceValues(func() (crdObject, error) {
-	var crd map[string]any
-	if err := yaml.Unmarshal(publishedResourceCRD, &crd); err != nil {
-		return crdObject{}, err
-	}
-	meta, _ := crd["metadata"].(map[string]any)
-	annotations := pulumi.StringMap{}
-	for k, v := range meta["annotations"].(map[string]any) {
-		annotations[k] = pulumi.String(fmt.Sprint(v))
-	}
-	return crdObject{name: fmt.Sprint(meta["name"]), annotations: annotations, spec: withoutDescriptions(crd["spec"])}, nil
-})
-
-// withoutDescriptions copies an OpenAPI schema tree without its
-// "description" fields. A property that is itself named "description" is
-// kept: it sits in a "properties" map, whose keys are names, not keywords.
-func withoutDescriptions(v any) any {
-	switch v := v.(type) {
-	case map[string]any:
-		out := make(map[string]any, len(v))
-		for k, e := range v {
-			if k == "properties" {
-				props := map[string]any{}
-				for name, schema := range e.(map[string]any) {
-					props[name] = withoutDescriptions(schema)
-				}
-				out[k] = props
-				continue
-			}
-			if k != "description" {
-				out[k] = withoutDescriptions(e)
-			}
-		}
-		return out
-	case []any:
-		out := make([]any, len(v))
-		for i, e := range v {
-			out[i] = withoutDescriptions(e)
-		}
-		return out
-	}
-	return v
-}
-
 func dashed(g string) string {
 	if g == "" {
 		return "core"
@@ -469,142 +382,4 @@ func dashedOrCore(g string) string {
 		return "core"
 	}
 	return g
-}
-
-// kcpKubeconfig points at kcp's workspace with the agent's identity: files of
-// TokenSecret or IdentitySecret, mounted at identityMount. client-go reads
-// the token file again as it changes, so a new token needs no restart.
-func kcpKubeconfig(a Args) (string, error) {
-	c := kubeconfig.Config{Context: "kcp", Server: a.KCPServer + "/clusters/" + a.Workspace, User: User(a.Cluster),
-		CertFile: identityMount + "/tls.crt", KeyFile: identityMount + "/tls.key"}
-	if !a.PublicServerCert {
-		c.CAFile = identityMount + "/ca.crt"
-	}
-	if a.Identity == IdentityToken {
-		c.User, c.CertFile, c.KeyFile, c.TokenFile = ServiceAccount(a.Cluster), "", "", identityMount+"/token"
-	}
-	return c.Render()
-}
-
-// Flags are api-syncagent v0.7.0's command line (cmd/api-syncagent/options.go
-// of the release; docs/agents.md).
-func Flags(a Args) []string {
-	return []string{
-		"--namespace=" + a.Namespace,
-		"--agent-name=" + a.Cluster + "-syncagent",
-		"--kcp-kubeconfig=" + kubeconfigMount + "/kubeconfig",
-		// kcp creates an endpoint slice named after each APIExport; the
-		// agent finds its export through it (--apiexport-ref is gone).
-		"--apiexportendpointslice-ref=" + a.APIExport,
-		"--enable-leader-election",
-		fmt.Sprintf("--metrics-address=0.0.0.0:%d", MetricsPort),
-		// No --health-address: v0.7.0 registers no health checks, so its
-		// probe server answers 404 on /readyz and /healthz (a probe there
-		// would never pass and liveness would restart it forever).
-		"--log-format=JSON",
-	}
-}
-
-// identitySecret is the Secret on the cluster the agent's identity is in.
-func identitySecret(a Args) string {
-	if a.Identity == IdentityToken {
-		return TokenSecret
-	}
-	return IdentitySecret
-}
-
-func deploymentMeta(a Args) *metav1.ObjectMetaArgs {
-	meta := workload.Meta(a.Kind, a.Namespace, a.Kind)
-	annotations := pulumi.StringMap{"kcp-tmc.io/needs-api-token": pulumi.String("true")} // it syncs its cluster's API
-	if a.Replicas == 1 {
-		annotations["kube-score/ignore"] = pulumi.String("deployment-replicas") // one replica asked for
-	}
-	if a.Identity == IdentityCopied {
-		// Its pods wait for IdentitySecret, which `kcp-tmc agent-identity`
-		// writes after this up: awaiting them would fail the up that has to
-		// come first.
-		annotations["pulumi.com/skipAwait"] = pulumi.String("true")
-	}
-	meta.Annotations = annotations
-	labels := pulumi.StringMap{"app.kubernetes.io/name": pulumi.String(a.Kind), "app.kubernetes.io/part-of": pulumi.String("kcp-tmc"),
-		"kcp-tmc.io/cluster": pulumi.String(a.Cluster)}
-	for k, v := range a.Labels {
-		labels[k] = pulumi.String(v)
-	}
-	meta.Labels = labels
-	return meta
-}
-
-func deploymentSpec(a Args, labels map[string]string) *appsv1.DeploymentSpecArgs {
-	// Probed where v0.7.0 really serves: its metrics endpoint answers once
-	// the manager runs.
-	readiness := &corev1.ProbeArgs{HttpGet: &corev1.HTTPGetActionArgs{Path: pulumi.String("/metrics"), Port: pulumi.String("metrics")}, PeriodSeconds: pulumi.Int(10)}
-	liveness := &corev1.ProbeArgs{TcpSocket: &corev1.TCPSocketActionArgs{Port: pulumi.String("metrics")}, PeriodSeconds: pulumi.Int(20), FailureThreshold: pulumi.Int(3)}
-	return &appsv1.DeploymentSpecArgs{
-		Replicas: pulumi.Int(a.Replicas),
-		Selector: &metav1.LabelSelectorArgs{MatchLabels: pulumi.ToStringMap(labels)},
-		Strategy: &appsv1.DeploymentStrategyArgs{Type: pulumi.String("RollingUpdate"),
-			RollingUpdate: &appsv1.RollingUpdateDeploymentArgs{MaxUnavailable: pulumi.Int(1), MaxSurge: pulumi.Int(0)}},
-		Template: corev1.PodTemplateSpecArgs{
-			Metadata: &metav1.ObjectMetaArgs{Labels: pulumi.ToStringMap(labels)},
-			Spec: &corev1.PodSpecArgs{
-				ServiceAccountName: pulumi.String(a.Kind),
-				SecurityContext:    workload.PodSecurityContext(),
-				Affinity:           workload.Affinity(labels, workload.Spread{Mode: workload.SpreadNone}),
-				Containers: corev1.ContainerArray{corev1.ContainerArgs{
-					Name: pulumi.String(a.Kind), Image: pulumi.String(a.Image), ImagePullPolicy: pulumi.String("Always"),
-					Args: pulumi.ToStringArray(Flags(a)),
-					Ports: corev1.ContainerPortArray{
-						corev1.ContainerPortArgs{Name: pulumi.String("metrics"), ContainerPort: pulumi.Int(MetricsPort)},
-					},
-					Env: corev1.EnvVarArray{corev1.EnvVarArgs{Name: pulumi.String("NAMESPACE"),
-						ValueFrom: &corev1.EnvVarSourceArgs{FieldRef: &corev1.ObjectFieldSelectorArgs{FieldPath: pulumi.String("metadata.namespace")}}}},
-					LivenessProbe: liveness, ReadinessProbe: readiness,
-					Resources:       a.Container.Args(),
-					SecurityContext: workload.ContainerSecurityContext(),
-					VolumeMounts: corev1.VolumeMountArray{
-						corev1.VolumeMountArgs{Name: pulumi.String("kcp-kubeconfig"), MountPath: pulumi.String(kubeconfigMount), ReadOnly: pulumi.Bool(true)},
-						corev1.VolumeMountArgs{Name: pulumi.String("identity"), MountPath: pulumi.String(identityMount), ReadOnly: pulumi.Bool(true)},
-						corev1.VolumeMountArgs{Name: pulumi.String("tmp"), MountPath: pulumi.String("/tmp")},
-					},
-				}},
-				Volumes: corev1.VolumeArray{workload.ConfigMapVolume("kcp-kubeconfig", kubeconfigConfigMap),
-					workload.SecretVolume("identity", identitySecret(a)), workload.EmptyDir("tmp", "64Mi")},
-			},
-		},
-	}
-}
-
-// metrics publishes api-syncagent's controller-runtime metrics to the
-// cluster's Prometheus operator as job "api-syncagent" (what the alerts read).
-func metrics(ctx *pulumi.Context, name string, a Args, labels map[string]string, opts []pulumi.ResourceOption) error {
-	meta := workload.Meta(a.Kind+"-metrics", a.Namespace, a.Kind)
-	meta.Labels = pulumi.StringMap{"app.kubernetes.io/name": pulumi.String(a.Kind), "app.kubernetes.io/part-of": pulumi.String("kcp-tmc")}
-	if _, err := corev1.NewService(ctx, name+"-metrics", &corev1.ServiceArgs{
-		Metadata: meta,
-		Spec: &corev1.ServiceSpecArgs{Selector: pulumi.ToStringMap(labels), Ports: corev1.ServicePortArray{corev1.ServicePortArgs{
-			Name: pulumi.String("metrics"), Port: pulumi.Int(MetricsPort), TargetPort: pulumi.String("metrics")}}},
-	}, opts...); err != nil {
-		return fmt.Errorf("agent metrics Service: %w", err)
-	}
-	if _, err := apiextensions.NewCustomResource(ctx, name+"-servicemonitor", &apiextensions.CustomResourceArgs{
-		ApiVersion: pulumi.String("monitoring.coreos.com/v1"), Kind: pulumi.String("ServiceMonitor"),
-		Metadata: workload.Meta(a.Kind, a.Namespace, a.Kind),
-		OtherFields: kubernetes.UntypedArgs{"spec": pulumi.Map{
-			"jobLabel":  pulumi.String("app.kubernetes.io/name"),
-			"selector":  pulumi.Map{"matchLabels": pulumi.StringMap{"app.kubernetes.io/name": pulumi.String(a.Kind)}},
-			"endpoints": pulumi.Array{pulumi.Map{"port": pulumi.String("metrics"), "interval": pulumi.String("30s")}},
-		}},
-	}, opts...); err != nil {
-		return fmt.Errorf("agent ServiceMonitor: %w", err)
-	}
-	// The agent alerts where the agent's metrics are: this cluster's Prometheus.
-	if _, err := apiextensions.NewCustomResource(ctx, name+"-rules", &apiextensions.CustomResourceArgs{
-		ApiVersion: pulumi.String("monitoring.coreos.com/v1"), Kind: pulumi.String("PrometheusRule"),
-		Metadata:    workload.Meta(a.Kind+"-rules", a.Namespace, a.Kind),
-		OtherFields: kubernetes.UntypedArgs{"spec": pulumi.Map{"groups": monitoring.RuleGroups([]monitoring.Group{monitoring.AgentGroup()})}},
-	}, opts...); err != nil {
-		return fmt.Errorf("agent PrometheusRule: %w", err)
-	}
-	return nil
 }
