@@ -11,6 +11,7 @@ import (
 	"slices"
 	"strings"
 
+	"github.com/pulumi/pulumi-aws/sdk/v6/go/aws"
 	"github.com/pulumi/pulumi/sdk/v3/go/pulumi"
 	"sigs.k8s.io/yaml"
 
@@ -154,19 +155,11 @@ func Deploy(ctx *pulumi.Context, cfg *Config, projectDir string) error {
 		}
 	}
 	awsProvider := awsProviders(ctx)
-	var aws *cloud.EKS
-	if cfg.Cloud.Mode == "eks" {
-		p, err := awsProvider(cfg.Cloud.Region)
-		if err != nil {
-			return err
-		}
-		if aws, err = cloud.NewEKS(ctx, "cloud", cloudArgs(cfg), pulumi.Provider(p)); err != nil {
-			return fmt.Errorf("cloud: %w", err)
-		}
-		ctx.Export("clusterName", aws.ClusterName)
-		ctx.Export("oidcProviderArn", aws.OIDCProviderARN)
+	eks, err := deployCloud(ctx, cfg, awsProvider)
+	if err != nil {
+		return err
 	}
-	provider, err := newKubernetesProvider(ctx, cfg, projectDir, aws)
+	provider, err := newKubernetesProvider(ctx, cfg, projectDir, eks)
 	if err != nil {
 		return err
 	}
@@ -183,34 +176,18 @@ func Deploy(ctx *pulumi.Context, cfg *Config, projectDir string) error {
 	}
 
 	storArgs := storageArgs(cfg)
-	if aws != nil && storArgs.Create && storArgs.KMSKeyID == nil {
-		storArgs.KMSKeyID = aws.VolumeKeyARN // the cloud layer's volume key
+	if eks != nil && storArgs.Create && storArgs.KMSKeyID == nil {
+		storArgs.KMSKeyID = eks.VolumeKeyARN // the cloud layer's volume key
 	}
 	stor, err := storage.NewStorage(ctx, "storage", storArgs, k8s)
 	if err != nil {
 		return fmt.Errorf("storage: %w", err)
 	}
-	after := pulumi.DependsOn([]pulumi.Resource{plat, certs, stor})
-	db, err := etcd.NewEtcd(ctx, "etcd", etcdArgs(cfg), k8s, after)
+	db, clusters, err := deployEtcds(ctx, cfg, k8s, pulumi.DependsOn([]pulumi.Resource{plat, certs, stor}))
 	if err != nil {
-		return fmt.Errorf("etcd: %w", err)
+		return err
 	}
-	dbs := []pulumi.Resource{plat, certs, db}
-	shards := Shards(cfg)
-	for _, s := range shards.Shards {
-		shardDB, err := etcd.NewEtcd(ctx, s.EtcdCluster(), shardEtcdArgs(cfg, s), k8s, after)
-		if err != nil {
-			return fmt.Errorf("etcd of shard %s: %w", s.Name, err)
-		}
-		dbs = append(dbs, shardDB)
-	}
-	if c := shards.Cache; c != nil {
-		cacheDB, err := etcd.NewEtcd(ctx, c.EtcdCluster(), cacheEtcdArgs(cfg, *c), k8s, after)
-		if err != nil {
-			return fmt.Errorf("etcd of the cache server: %w", err)
-		}
-		dbs = append(dbs, cacheDB)
-	}
+	dbs := append([]pulumi.Resource{plat, certs}, clusters...)
 	server, err := kcp.NewKCP(ctx, "kcp", kcpArgs(cfg), k8s, pulumi.DependsOn(dbs))
 	if err != nil {
 		return fmt.Errorf("kcp: %w", err)
@@ -242,24 +219,9 @@ func Deploy(ctx *pulumi.Context, cfg *Config, projectDir string) error {
 	}
 
 	if cfg.Backup.Enabled {
-		providers := []pulumi.ProviderResource{provider}
-		if a := backupArgs(cfg); a.Target == backup.TargetS3 && a.S3.Endpoint == "" {
-			p, err := awsProvider(cfg.Backup.Region)
-			if err != nil {
-				return err
-			}
-			providers = append(providers, p)
+		if err := deployBackup(ctx, cfg, provider, awsProvider, eks, dbs); err != nil {
+			return err
 		}
-		bArgs := backupArgs(cfg)
-		if aws != nil && bArgs.S3.IRSA != nil {
-			// The backup role trusts the cluster the cloud layer created.
-			bArgs.S3.IRSA = &backup.IRSAProvider{ARN: aws.OIDCProviderARN, Issuer: aws.OIDCIssuer}
-		}
-		snapshots, err := backup.NewBackup(ctx, "backup", bArgs, pulumi.Providers(providers...), pulumi.DependsOn(dbs))
-		if err != nil {
-			return fmt.Errorf("backup: %w", err)
-		}
-		ctx.Export("backupTarget", snapshots.Target)
 	}
 
 	if cfg.Monitoring.Enabled {
@@ -288,5 +250,73 @@ func Deploy(ctx *pulumi.Context, cfg *Config, projectDir string) error {
 	if cfg.Target.Mode == TargetRender {
 		ctx.Export("renderDir", pulumi.String(renderDir(cfg, projectDir)))
 	}
+	return nil
+}
+
+// deployCloud creates the AWS cloud layer (cloud.mode eks); nil otherwise.
+func deployCloud(ctx *pulumi.Context, cfg *Config, awsProvider func(string) (*aws.Provider, error)) (*cloud.EKS, error) {
+	if cfg.Cloud.Mode != "eks" {
+		return nil, nil
+	}
+	p, err := awsProvider(cfg.Cloud.Region)
+	if err != nil {
+		return nil, err
+	}
+	eks, err := cloud.NewEKS(ctx, "cloud", cloudArgs(cfg), pulumi.Provider(p))
+	if err != nil {
+		return nil, fmt.Errorf("cloud: %w", err)
+	}
+	ctx.Export("clusterName", eks.ClusterName)
+	ctx.Export("oidcProviderArn", eks.OIDCProviderARN)
+	return eks, nil
+}
+
+// deployEtcds creates every shard's etcd cluster and the separate cache
+// server's: the root shard's first (returned on its own), then the rest.
+func deployEtcds(ctx *pulumi.Context, cfg *Config, k8s, after pulumi.ResourceOption) (*etcd.Etcd, []pulumi.Resource, error) {
+	db, err := etcd.NewEtcd(ctx, "etcd", etcdArgs(cfg), k8s, after)
+	if err != nil {
+		return nil, nil, fmt.Errorf("etcd: %w", err)
+	}
+	dbs := []pulumi.Resource{db}
+	shards := Shards(cfg)
+	for _, s := range shards.Shards {
+		shardDB, err := etcd.NewEtcd(ctx, s.EtcdCluster(), shardEtcdArgs(cfg, s), k8s, after)
+		if err != nil {
+			return nil, nil, fmt.Errorf("etcd of shard %s: %w", s.Name, err)
+		}
+		dbs = append(dbs, shardDB)
+	}
+	if c := shards.Cache; c != nil {
+		cacheDB, err := etcd.NewEtcd(ctx, c.EtcdCluster(), cacheEtcdArgs(cfg, *c), k8s, after)
+		if err != nil {
+			return nil, nil, fmt.Errorf("etcd of the cache server: %w", err)
+		}
+		dbs = append(dbs, cacheDB)
+	}
+	return db, dbs, nil
+}
+
+// deployBackup creates the backup jobs of every etcd cluster, and on AWS
+// their bucket, key and role (trusting the cloud layer's cluster, if any).
+func deployBackup(ctx *pulumi.Context, cfg *Config, provider pulumi.ProviderResource, awsProvider func(string) (*aws.Provider, error), eks *cloud.EKS, dbs []pulumi.Resource) error {
+	providers := []pulumi.ProviderResource{provider}
+	if a := backupArgs(cfg); a.Target == backup.TargetS3 && a.S3.Endpoint == "" {
+		p, err := awsProvider(cfg.Backup.Region)
+		if err != nil {
+			return err
+		}
+		providers = append(providers, p)
+	}
+	bArgs := backupArgs(cfg)
+	if eks != nil && bArgs.S3.IRSA != nil {
+		// The backup role trusts the cluster the cloud layer created.
+		bArgs.S3.IRSA = &backup.IRSAProvider{ARN: eks.OIDCProviderARN, Issuer: eks.OIDCIssuer}
+	}
+	snapshots, err := backup.NewBackup(ctx, "backup", bArgs, pulumi.Providers(providers...), pulumi.DependsOn(dbs))
+	if err != nil {
+		return fmt.Errorf("backup: %w", err)
+	}
+	ctx.Export("backupTarget", snapshots.Target)
 	return nil
 }
