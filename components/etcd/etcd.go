@@ -176,16 +176,48 @@ func NewEtcd(ctx *pulumi.Context, name string, args Args, opts ...pulumi.Resourc
 	child := pulumi.Parent(comp)
 	ns := args.Namespace
 	cluster, app := args.Cluster(), args.Name
+	// The claims and the StatefulSet outlive a destroy when protected.
 	stateful := []pulumi.ResourceOption{child}
 	if args.Protect {
 		stateful = append(stateful, pulumi.Protect(true), pulumi.RetainOnDelete(true))
 	}
 
+	if err := newServices(ctx, name, args, child); err != nil {
+		return nil, err
+	}
+	if err := newMembers(ctx, name, args, child, stateful); err != nil {
+		return nil, err
+	}
+	self := workload.Labels(app)
+	ingress := []netpol.Flow{
+		{Pods: self, Ports: []int{PeerPort}},
+		{Namespace: args.MonitoringNamespace, Ports: []int{MetricsPort}},
+	}
+	for _, c := range args.Clients {
+		ingress = append(ingress, netpol.Flow{Pods: c, Ports: []int{ClientPort}})
+	}
+	if err := netpol.NewAllowPolicy(ctx, name+"-netpol", ns, app, self, ingress,
+		[]netpol.Flow{{Pods: self, Ports: []int{PeerPort}}}, child); err != nil {
+		return nil, err
+	}
+
+	comp.ClientURL = pulumi.String(cluster.ClientURL()).ToStringOutput()
+	comp.Endpoints = pulumi.ToStringArray(cluster.MemberURLs(args.Replicas)).ToStringArrayOutput()
+	if err := ctx.RegisterResourceOutputs(comp, pulumi.Map{"clientURL": comp.ClientURL, "endpoints": comp.Endpoints}); err != nil {
+		return nil, fmt.Errorf("registering outputs of %q: %w", name, err)
+	}
+	return comp, nil
+}
+
+// newServices registers the cluster's ServiceAccount, its headless Service
+// (the members' stable names) and its client Service (also the scraped one).
+func newServices(ctx *pulumi.Context, name string, args Args, child pulumi.ResourceOption) error {
+	ns, cluster, app := args.Namespace, args.Cluster(), args.Name
 	if _, err := corev1.NewServiceAccount(ctx, name+"-sa", &corev1.ServiceAccountArgs{
 		Metadata:                     workload.Meta(app, ns, app),
 		AutomountServiceAccountToken: pulumi.Bool(false), // etcd never calls the Kubernetes API
 	}, child); err != nil {
-		return nil, fmt.Errorf("etcd ServiceAccount: %w", err)
+		return fmt.Errorf("etcd ServiceAccount: %w", err)
 	}
 	ports := corev1.ServicePortArray{
 		corev1.ServicePortArgs{Name: pulumi.String("client"), Port: pulumi.Int(ClientPort), TargetPort: pulumi.String("client")},
@@ -202,7 +234,7 @@ func NewEtcd(ctx *pulumi.Context, name string, args Args, opts ...pulumi.Resourc
 			Ports:                    ports,
 		},
 	}, child); err != nil {
-		return nil, fmt.Errorf("etcd headless Service: %w", err)
+		return fmt.Errorf("etcd headless Service: %w", err)
 	}
 	clientMeta := workload.Meta(app, ns, app)
 	// The one Service Prometheus scrapes: every cluster under job etcd (the
@@ -216,9 +248,16 @@ func NewEtcd(ctx *pulumi.Context, name string, args Args, opts ...pulumi.Resourc
 			Ports:    corev1.ServicePortArray{ports[0], ports[2]},
 		},
 	}, child); err != nil {
-		return nil, fmt.Errorf("etcd client Service: %w", err)
+		return fmt.Errorf("etcd client Service: %w", err)
 	}
 
+	return nil
+}
+
+// newMembers registers the members: their claims, the join script, the
+// StatefulSet and its PDB.
+func newMembers(ctx *pulumi.Context, name string, args Args, child pulumi.ResourceOption, stateful []pulumi.ResourceOption) error {
+	ns, cluster, app := args.Namespace, args.Cluster(), args.Name
 	// The claims the StatefulSet would create, created by Pulumi instead (same
 	// names, so the StatefulSet adopts them): a size change then patches each
 	// claim in place, where a volumeClaimTemplates change would replace the
@@ -230,7 +269,7 @@ func NewEtcd(ctx *pulumi.Context, name string, args Args, opts ...pulumi.Resourc
 			Spec:     claimSpec(args),
 		}, stateful...)
 		if err != nil {
-			return nil, fmt.Errorf("etcd claim for %s: %w", member, err)
+			return fmt.Errorf("etcd claim for %s: %w", member, err)
 		}
 		before = append(before, pvc)
 	}
@@ -241,7 +280,7 @@ func NewEtcd(ctx *pulumi.Context, name string, args Args, opts ...pulumi.Resourc
 			Data:     pulumi.StringMap{joinScriptKey: pulumi.String(joinScript)},
 		}, child)
 		if err != nil {
-			return nil, fmt.Errorf("etcd join script: %w", err)
+			return fmt.Errorf("etcd join script: %w", err)
 		}
 		before = append(before, script)
 	}
@@ -267,32 +306,10 @@ func NewEtcd(ctx *pulumi.Context, name string, args Args, opts ...pulumi.Resourc
 			Template: podTemplate(args),
 		},
 	}, stsOpts...); err != nil {
-		return nil, fmt.Errorf("etcd StatefulSet: %w", err)
+		return fmt.Errorf("etcd StatefulSet: %w", err)
 	}
 	if err := workload.NewPDB(ctx, name+"-pdb", ns, app, child); err != nil {
-		return nil, err
+		return err
 	}
-	self := workload.Labels(app)
-	ingress := []netpol.Flow{
-		{Pods: self, Ports: []int{PeerPort}},
-		{Namespace: args.MonitoringNamespace, Ports: []int{MetricsPort}},
-	}
-	for _, c := range args.Clients {
-		ingress = append(ingress, netpol.Flow{Pods: c, Ports: []int{ClientPort}})
-	}
-	if err := netpol.NewAllowPolicy(ctx, name+"-netpol", ns, app, self, ingress,
-		[]netpol.Flow{{Pods: self, Ports: []int{PeerPort}}}, child); err != nil {
-		return nil, err
-	}
-
-	comp.ClientURL = pulumi.String(cluster.ClientURL()).ToStringOutput()
-	var endpoints pulumi.StringArray
-	for _, m := range cluster.MemberNames(args.Replicas) {
-		endpoints = append(endpoints, pulumi.String(cluster.MemberURL(m, ClientPort)).ToStringOutput())
-	}
-	comp.Endpoints = endpoints.ToStringArrayOutput()
-	if err := ctx.RegisterResourceOutputs(comp, pulumi.Map{"clientURL": comp.ClientURL, "endpoints": comp.Endpoints}); err != nil {
-		return nil, fmt.Errorf("registering outputs of %q: %w", name, err)
-	}
-	return comp, nil
+	return nil
 }
