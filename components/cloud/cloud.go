@@ -263,46 +263,11 @@ func NewEKS(ctx *pulumi.Context, name string, args Args, opts ...pulumi.Resource
 	}
 	issuer := issuerURL.ApplyT(func(u string) string { return strings.TrimPrefix(u, "https://") }).(pulumi.StringOutput)
 
-	nodeRole, err := iam.NewRole(ctx, name+"-node-role", &iam.RoleArgs{AssumeRolePolicy: pulumi.String(assumeRole("ec2.amazonaws.com")), Tags: tags(nil)}, child)
-	if err != nil {
-		return nil, fmt.Errorf("node role: %w", err)
-	}
-	// Only what nodes need: join the cluster, run the VPC CNI, pull images.
-	for _, p := range []string{"AmazonEKSWorkerNodePolicy", "AmazonEKS_CNI_Policy", "AmazonEC2ContainerRegistryReadOnly"} {
-		if err := attach(name+"-node-"+p, nodeRole, p); err != nil {
-			return nil, err
-		}
-	}
-	for _, zone := range args.Zones {
-		if _, err := eks.NewNodeGroup(ctx, name+"-nodes-"+zone, &eks.NodeGroupArgs{
-			ClusterName: cluster.Name, NodeGroupName: pulumi.String(args.ClusterName + "-" + zone), NodeRoleArn: nodeRole.Arn,
-			SubnetIds:     pulumi.StringArray{privateByZone[zone]},
-			InstanceTypes: pulumi.ToStringArray(args.InstanceTypes),
-			ScalingConfig: eks.NodeGroupScalingConfigArgs{MinSize: pulumi.Int(args.NodesPerZone.Min), DesiredSize: pulumi.Int(args.NodesPerZone.Desired), MaxSize: pulumi.Int(args.NodesPerZone.Max)},
-			Tags:          tags(map[string]string{"topology.kubernetes.io/zone": zone}),
-		}, child); err != nil {
-			return nil, fmt.Errorf("node group %s: %w", zone, err)
-		}
-	}
-
-	csiRole, err := iam.NewRole(ctx, name+"-ebs-csi-role", &iam.RoleArgs{
-		AssumeRolePolicy: pulumi.All(oidc.Arn, issuer).ApplyT(func(v []any) (string, error) {
-			return awsiam.ServiceAccountTrust(v[0].(string), v[1].(string), "kube-system", "ebs-csi-controller-sa")
-		}).(pulumi.StringOutput),
-		Tags: tags(nil),
-	}, child)
-	if err != nil {
-		return nil, fmt.Errorf("EBS CSI role: %w", err)
-	}
-	if _, err := iam.NewRolePolicyAttachment(ctx, name+"-ebs-csi-policy", &iam.RolePolicyAttachmentArgs{
-		Role: csiRole.Name, PolicyArn: pulumi.String("arn:aws:iam::aws:policy/service-role/AmazonEBSCSIDriverPolicy")}, child); err != nil {
+	if err := nodeGroups(ctx, name, args, cluster, privateByZone, tags, attach, child); err != nil {
 		return nil, err
 	}
-	if _, err := eks.NewAddon(ctx, name+"-ebs-csi", &eks.AddonArgs{
-		ClusterName: cluster.Name, AddonName: pulumi.String("aws-ebs-csi-driver"), ServiceAccountRoleArn: csiRole.Arn,
-		ResolveConflictsOnUpdate: pulumi.String("OVERWRITE"), Tags: tags(nil),
-	}, child); err != nil {
-		return nil, fmt.Errorf("EBS CSI add-on: %w", err)
+	if err := ebsCSIDriver(ctx, name, cluster, oidc, issuer, tags, child); err != nil {
+		return nil, err
 	}
 
 	comp.ClusterName = cluster.Name
@@ -319,6 +284,60 @@ func NewEKS(ctx *pulumi.Context, name string, args Args, opts ...pulumi.Resource
 		return nil, fmt.Errorf("registering outputs of %q: %w", name, err)
 	}
 	return comp, nil
+}
+
+// nodeGroups creates the nodes' role (only what nodes need) and one managed
+// node group per zone, in that zone's private subnet.
+func nodeGroups(ctx *pulumi.Context, name string, args Args, cluster *eks.Cluster, privateByZone map[string]pulumi.StringOutput,
+	tags func(map[string]string) pulumi.StringMap, attach func(string, *iam.Role, string) error, child pulumi.ResourceOption) error {
+	nodeRole, err := iam.NewRole(ctx, name+"-node-role", &iam.RoleArgs{AssumeRolePolicy: pulumi.String(assumeRole("ec2.amazonaws.com")), Tags: tags(nil)}, child)
+	if err != nil {
+		return fmt.Errorf("node role: %w", err)
+	}
+	// Only what nodes need: join the cluster, run the VPC CNI, pull images.
+	for _, p := range []string{"AmazonEKSWorkerNodePolicy", "AmazonEKS_CNI_Policy", "AmazonEC2ContainerRegistryReadOnly"} {
+		if err := attach(name+"-node-"+p, nodeRole, p); err != nil {
+			return err
+		}
+	}
+	for _, zone := range args.Zones {
+		if _, err := eks.NewNodeGroup(ctx, name+"-nodes-"+zone, &eks.NodeGroupArgs{
+			ClusterName: cluster.Name, NodeGroupName: pulumi.String(args.ClusterName + "-" + zone), NodeRoleArn: nodeRole.Arn,
+			SubnetIds:     pulumi.StringArray{privateByZone[zone]},
+			InstanceTypes: pulumi.ToStringArray(args.InstanceTypes),
+			ScalingConfig: eks.NodeGroupScalingConfigArgs{MinSize: pulumi.Int(args.NodesPerZone.Min), DesiredSize: pulumi.Int(args.NodesPerZone.Desired), MaxSize: pulumi.Int(args.NodesPerZone.Max)},
+			Tags:          tags(map[string]string{"topology.kubernetes.io/zone": zone}),
+		}, child); err != nil {
+			return fmt.Errorf("node group %s: %w", zone, err)
+		}
+	}
+	return nil
+}
+
+// ebsCSIDriver installs the EBS CSI add-on with an IRSA role that only its
+// controller's ServiceAccount may assume.
+func ebsCSIDriver(ctx *pulumi.Context, name string, cluster *eks.Cluster, oidc *iam.OpenIdConnectProvider, issuer pulumi.StringOutput,
+	tags func(map[string]string) pulumi.StringMap, child pulumi.ResourceOption) error {
+	csiRole, err := iam.NewRole(ctx, name+"-ebs-csi-role", &iam.RoleArgs{
+		AssumeRolePolicy: pulumi.All(oidc.Arn, issuer).ApplyT(func(v []any) (string, error) {
+			return awsiam.ServiceAccountTrust(v[0].(string), v[1].(string), "kube-system", "ebs-csi-controller-sa")
+		}).(pulumi.StringOutput),
+		Tags: tags(nil),
+	}, child)
+	if err != nil {
+		return fmt.Errorf("EBS CSI role: %w", err)
+	}
+	if _, err := iam.NewRolePolicyAttachment(ctx, name+"-ebs-csi-policy", &iam.RolePolicyAttachmentArgs{
+		Role: csiRole.Name, PolicyArn: pulumi.String("arn:aws:iam::aws:policy/service-role/AmazonEBSCSIDriverPolicy")}, child); err != nil {
+		return err
+	}
+	if _, err := eks.NewAddon(ctx, name+"-ebs-csi", &eks.AddonArgs{
+		ClusterName: cluster.Name, AddonName: pulumi.String("aws-ebs-csi-driver"), ServiceAccountRoleArn: csiRole.Arn,
+		ResolveConflictsOnUpdate: pulumi.String("OVERWRITE"), Tags: tags(nil),
+	}, child); err != nil {
+		return fmt.Errorf("EBS CSI add-on: %w", err)
+	}
+	return nil
 }
 
 // Kubeconfig authenticates with `aws eks get-token`: no long-lived

@@ -1,7 +1,9 @@
 package cloud
 
 import (
+	"encoding/base64"
 	"encoding/json"
+	"reflect"
 	"slices"
 	"strings"
 	"testing"
@@ -196,4 +198,45 @@ func TestExistingVPC(t *testing.T) {
 	}
 	a.ExistingVPC.PublicSubnets = map[string]string{}
 	fieldtest.Expect(t, a.WithDefaults().Validate(field.NewPath("cloud")), "cloud.existingVpc.publicSubnets[us-east-1a]", "a subnet id")
+}
+
+// TestKubeconfigKeepsTheProvidersCluster: the EKS kubeconfig was YAML text
+// until the stack rendered it from client-go's types (JSON). The Kubernetes
+// provider (v4, DiffConfig) replaces itself — and with it every object it
+// manages — only when the kubeconfig's active cluster changes; an existing
+// stack's next up must see the same cluster in the new text.
+func TestKubeconfigKeepsTheProvidersCluster(t *testing.T) {
+	ca := base64.StdEncoding.EncodeToString([]byte("CA-DATA"))
+	before := `apiVersion: v1
+kind: Config
+clusters:
+- name: kcp-tmc-prod
+  cluster:
+    server: https://x.eks.amazonaws.com
+    certificate-authority-data: ` + ca + `
+users:
+- name: kcp-tmc-prod
+  user:
+    exec:
+      apiVersion: client.authentication.k8s.io/v1beta1
+      command: aws
+      args: [eks, get-token, --cluster-name, kcp-tmc-prod, --region, us-east-1]
+      interactiveMode: Never
+contexts:
+- name: kcp-tmc-prod
+  context: {cluster: kcp-tmc-prod, user: kcp-tmc-prod}
+current-context: kcp-tmc-prod
+`
+	now, err := Kubeconfig("kcp-tmc-prod", "https://x.eks.amazonaws.com", ca, "us-east-1")
+	if err != nil {
+		t.Fatal(err)
+	}
+	oldCluster, _ := mocktest.Kubeconfig(t, before)
+	newCluster, _ := mocktest.Kubeconfig(t, now)
+	if !reflect.DeepEqual(oldCluster, newCluster) {
+		t.Errorf("the active cluster changed, so the provider would be replaced:\nbefore %#v\nnow    %#v", oldCluster, newCluster)
+	}
+	if _, err := Kubeconfig("c", "https://x", "not base64!", "us-east-1"); err == nil {
+		t.Error("a CA that is not base64 was accepted")
+	}
 }
