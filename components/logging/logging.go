@@ -216,6 +216,19 @@ func NewLogging(ctx *pulumi.Context, name string, args Args, opts ...pulumi.Reso
 		[]netpol.Flow{{Namespace: netpol.MonitoringNamespace, Ports: []int{2020}}}, egress, after...); err != nil {
 		return nil, err
 	}
+	if err := newDaemonSet(ctx, name, args, env, after); err != nil {
+		return nil, err
+	}
+	comp.Destination = pulumi.Sprintf("%s:%d/%s", args.ElasticsearchHost, args.ElasticsearchPort, args.Index)
+	if err := ctx.RegisterResourceOutputs(comp, pulumi.Map{"destination": comp.Destination}); err != nil {
+		return nil, fmt.Errorf("registering outputs of %q: %w", name, err)
+	}
+	return comp, nil
+}
+
+// newDaemonSet runs fluent-bit on every node: root only to read the nodes'
+// log files, nothing else, its read positions kept on the node.
+func newDaemonSet(ctx *pulumi.Context, name string, args Args, env corev1.EnvVarArray, after []pulumi.ResourceOption) error {
 	dsMeta := workload.Meta(Name, Namespace, Name)
 	dsMeta.Annotations = pulumi.StringMap{
 		"kcp-tmc.io/needs-api-token": pulumi.String("true"), // the kubernetes filter
@@ -269,11 +282,7 @@ func NewLogging(ctx *pulumi.Context, name string, args Args, opts ...pulumi.Reso
 			},
 		},
 	}, after...); err != nil {
-		return nil, fmt.Errorf("fluent-bit DaemonSet: %w", err)
+		return fmt.Errorf("fluent-bit DaemonSet: %w", err)
 	}
-	comp.Destination = pulumi.Sprintf("%s:%d/%s", args.ElasticsearchHost, args.ElasticsearchPort, args.Index)
-	if err := ctx.RegisterResourceOutputs(comp, pulumi.Map{"destination": comp.Destination}); err != nil {
-		return nil, fmt.Errorf("registering outputs of %q: %w", name, err)
-	}
-	return comp, nil
+	return nil
 }
