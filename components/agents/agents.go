@@ -281,6 +281,46 @@ func NewAgent(ctx *pulumi.Context, name string, args Args, opts ...pulumi.Resour
 	if err := rbac(ctx, name, args, after); err != nil {
 		return nil, err
 	}
+	identity, err := newIdentity(ctx, name, args, comp, after)
+	if err != nil {
+		return nil, err
+	}
+	if err := newPublishedResources(ctx, name, args, labels, child); err != nil {
+		return nil, err
+	}
+	// The agent talks to its cluster's API and to kcp over 443/6443 only.
+	if err := netpol.NewAllowPolicy(ctx, name+"-netpol", args.Namespace, args.Kind, labels,
+		[]netpol.Flow{{Namespace: netpol.MonitoringNamespace, Ports: []int{MetricsPort}}},
+		[]netpol.Flow{{CIDR: "0.0.0.0/0", Ports: []int{443, 6443}}}, after...); err != nil {
+		return nil, err
+	}
+	if _, err := appsv1.NewDeployment(ctx, name+"-deployment", &appsv1.DeploymentArgs{
+		Metadata: deploymentMeta(args),
+		Spec:     deploymentSpec(args, labels),
+	}, child, pulumi.DependsOn(append([]pulumi.Resource{ns}, identity...))); err != nil {
+		return nil, fmt.Errorf("agent Deployment: %w", err)
+	}
+	if err := metrics(ctx, name, args, labels, after); err != nil {
+		return nil, err
+	}
+	if args.Replicas > 1 {
+		if err := workload.NewPDB(ctx, name+"-pdb", args.Namespace, args.Kind, after...); err != nil {
+			return nil, err
+		}
+	}
+	comp.Namespace = pulumi.String(args.Namespace).ToStringOutput()
+	comp.User = pulumi.String(UserOf(args)).ToStringOutput()
+	if err := ctx.RegisterResourceOutputs(comp, pulumi.Map{"namespace": comp.Namespace, "user": comp.User}); err != nil {
+		return nil, fmt.Errorf("registering outputs of %q: %w", name, err)
+	}
+	return comp, nil
+}
+
+// newIdentity registers the agent's kubeconfig for kcp and what it
+// authenticates with: a token of its ServiceAccount in kcp (written here
+// when the up applies the kcp side) or its certificate. It returns what the
+// agent's pods mount.
+func newIdentity(ctx *pulumi.Context, name string, args Args, comp *Agent, after []pulumi.ResourceOption) ([]pulumi.Resource, error) {
 	// The kubeconfig holds no credential, only paths into IdentitySecret.
 	kcpConfig, err := kcpKubeconfig(args)
 	if err != nil {
@@ -327,9 +367,15 @@ func NewAgent(ctx *pulumi.Context, name string, args Args, opts ...pulumi.Resour
 		}
 		identity = append(identity, sec)
 	}
+	return identity, nil
+}
+
+// newPublishedResources installs the PublishedResource CRD and one
+// PublishedResource per resource the agent syncs.
+func newPublishedResources(ctx *pulumi.Context, name string, args Args, labels map[string]string, child pulumi.ResourceOption) error {
 	crd, err := publishedResourceDefinition(ctx, name, child)
 	if err != nil {
-		return nil, err
+		return err
 	}
 	for _, r := range args.Resources {
 		if _, err := apiextensions.NewCustomResource(ctx, name+"-published-"+r.Plural+"-"+dashed(r.Group), &apiextensions.CustomResourceArgs{
@@ -339,35 +385,10 @@ func NewAgent(ctx *pulumi.Context, name string, args Args, opts ...pulumi.Resour
 				"apiGroup": pulumi.String(r.Group), "versions": pulumi.ToStringArray([]string{r.Version}), "kind": pulumi.String(r.Kind),
 			}}},
 		}, child, pulumi.DependsOn([]pulumi.Resource{crd})); err != nil {
-			return nil, fmt.Errorf("PublishedResource %s: %w", r.Plural, err)
+			return fmt.Errorf("PublishedResource %s: %w", r.Plural, err)
 		}
 	}
-	// The agent talks to its cluster's API and to kcp over 443/6443 only.
-	if err := netpol.NewAllowPolicy(ctx, name+"-netpol", args.Namespace, args.Kind, labels,
-		[]netpol.Flow{{Namespace: netpol.MonitoringNamespace, Ports: []int{MetricsPort}}},
-		[]netpol.Flow{{CIDR: "0.0.0.0/0", Ports: []int{443, 6443}}}, after...); err != nil {
-		return nil, err
-	}
-	if _, err := appsv1.NewDeployment(ctx, name+"-deployment", &appsv1.DeploymentArgs{
-		Metadata: deploymentMeta(args),
-		Spec:     deploymentSpec(args, labels),
-	}, child, pulumi.DependsOn(append([]pulumi.Resource{ns}, identity...))); err != nil {
-		return nil, fmt.Errorf("agent Deployment: %w", err)
-	}
-	if err := metrics(ctx, name, args, labels, after); err != nil {
-		return nil, err
-	}
-	if args.Replicas > 1 {
-		if err := workload.NewPDB(ctx, name+"-pdb", args.Namespace, args.Kind, after...); err != nil {
-			return nil, err
-		}
-	}
-	comp.Namespace = pulumi.String(args.Namespace).ToStringOutput()
-	comp.User = pulumi.String(UserOf(args)).ToStringOutput()
-	if err := ctx.RegisterResourceOutputs(comp, pulumi.Map{"namespace": comp.Namespace, "user": comp.User}); err != nil {
-		return nil, fmt.Errorf("registering outputs of %q: %w", name, err)
-	}
-	return comp, nil
+	return nil
 }
 
 func dashed(g string) string {
