@@ -224,17 +224,8 @@ func Deploy(ctx *pulumi.Context, cfg *Config, projectDir string) error {
 		}
 	}
 
-	if cfg.Monitoring.Enabled {
-		if _, err := monitoring.NewMonitoring(ctx, "monitoring", monitoringArgs(cfg), k8s,
-			pulumi.DependsOn([]pulumi.Resource{plat, certs, server})); err != nil {
-			return fmt.Errorf("monitoring: %w", err)
-		}
-	}
-
-	if cfg.Logging.Enabled {
-		if _, err := logging.NewLogging(ctx, "logging", loggingArgs(cfg), k8s); err != nil {
-			return fmt.Errorf("logging: %w", err)
-		}
+	if err := deployObservability(ctx, cfg, k8s, pulumi.DependsOn([]pulumi.Resource{plat, certs, server})); err != nil {
+		return err
 	}
 
 	if err := deployAgents(ctx, cfg, projectDir, certs, kcpProviders, workspaces); err != nil {
@@ -318,5 +309,21 @@ func deployBackup(ctx *pulumi.Context, cfg *Config, provider pulumi.ProviderReso
 		return fmt.Errorf("backup: %w", err)
 	}
 	ctx.Export("backupTarget", snapshots.Target)
+	return nil
+}
+
+// deployObservability creates the monitors, rules and dashboards
+// (monitoring.enabled) and the log shipping (logging.enabled).
+func deployObservability(ctx *pulumi.Context, cfg *Config, k8s, after pulumi.ResourceOption) error {
+	if cfg.Monitoring.Enabled {
+		if _, err := monitoring.NewMonitoring(ctx, "monitoring", monitoringArgs(cfg), k8s, after); err != nil {
+			return fmt.Errorf("monitoring: %w", err)
+		}
+	}
+	if cfg.Logging.Enabled {
+		if _, err := logging.NewLogging(ctx, "logging", loggingArgs(cfg), k8s); err != nil {
+			return fmt.Errorf("logging: %w", err)
+		}
+	}
 	return nil
 }
