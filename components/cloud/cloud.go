@@ -201,16 +201,9 @@ func NewEKS(ctx *pulumi.Context, name string, args Args, opts ...pulumi.Resource
 		}
 		return t
 	}
-	keys := map[string]*kms.Key{}
-	for _, use := range []string{"secrets", "volumes"} {
-		k, err := kms.NewKey(ctx, name+"-"+use+"-key", &kms.KeyArgs{
-			Description: pulumi.Sprintf("kcp-tmc %s: EKS %s", args.ClusterName, use), EnableKeyRotation: pulumi.Bool(true),
-			DeletionWindowInDays: pulumi.Int(30), Tags: tags(nil),
-		}, child, pulumi.Protect(true))
-		if err != nil {
-			return nil, fmt.Errorf("%s key: %w", use, err)
-		}
-		keys[use] = k
+	keys, err := newKeys(ctx, name, args, tags, child)
+	if err != nil {
+		return nil, err
 	}
 
 	var public, private pulumi.StringArray
@@ -225,45 +218,12 @@ func NewEKS(ctx *pulumi.Context, name string, args Args, opts ...pulumi.Resource
 		return nil, err
 	}
 
-	clusterRole, err := iam.NewRole(ctx, name+"-cluster-role", &iam.RoleArgs{AssumeRolePolicy: pulumi.String(assumeRole("eks.amazonaws.com")), Tags: tags(nil)}, child)
+	cluster, oidc, issuer, err := newControlPlane(ctx, name, args, keys["secrets"], public, private, tags, child)
 	if err != nil {
-		return nil, fmt.Errorf("cluster role: %w", err)
-	}
-	attach := func(urn string, role *iam.Role, policy string) error {
-		_, err := iam.NewRolePolicyAttachment(ctx, urn, &iam.RolePolicyAttachmentArgs{Role: role.Name, PolicyArn: pulumi.String("arn:aws:iam::aws:policy/" + policy)}, child)
-		return err
-	}
-	if err := attach(name+"-cluster-policy", clusterRole, "AmazonEKSClusterPolicy"); err != nil {
 		return nil, err
 	}
-	endpointCIDRs := args.PublicCIDRs
-	cluster, err := eks.NewCluster(ctx, name+"-cluster", &eks.ClusterArgs{
-		Name: pulumi.String(args.ClusterName), Version: pulumi.String(args.KubernetesVersion), RoleArn: clusterRole.Arn,
-		VpcConfig: &eks.ClusterVpcConfigArgs{
-			SubnetIds:             append(append(pulumi.StringArray{}, private...), public...),
-			EndpointPrivateAccess: pulumi.Bool(true), EndpointPublicAccess: pulumi.Bool(args.PublicEndpoint),
-			PublicAccessCidrs: pulumi.ToStringArray(endpointCIDRs),
-		},
-		EncryptionConfig: &eks.ClusterEncryptionConfigArgs{
-			Provider: eks.ClusterEncryptionConfigProviderArgs{KeyArn: keys["secrets"].Arn}, Resources: pulumi.ToStringArray([]string{"secrets"}),
-		},
-		EnabledClusterLogTypes: pulumi.ToStringArray([]string{"api", "audit", "authenticator", "controllerManager", "scheduler"}),
-		AccessConfig:           &eks.ClusterAccessConfigArgs{AuthenticationMode: pulumi.String("API")},
-		Tags:                   tags(nil),
-	}, child)
-	if err != nil {
-		return nil, fmt.Errorf("EKS cluster: %w", err)
-	}
-	issuerURL := cluster.Identities.Index(pulumi.Int(0)).Oidcs().Index(pulumi.Int(0)).Issuer().Elem()
-	oidc, err := iam.NewOpenIdConnectProvider(ctx, name+"-oidc", &iam.OpenIdConnectProviderArgs{
-		Url: issuerURL, ClientIdLists: pulumi.ToStringArray([]string{"sts.amazonaws.com"}), Tags: tags(nil),
-	}, child)
-	if err != nil {
-		return nil, fmt.Errorf("OIDC provider: %w", err)
-	}
-	issuer := issuerURL.ApplyT(func(u string) string { return strings.TrimPrefix(u, "https://") }).(pulumi.StringOutput)
 
-	if err := nodeGroups(ctx, name, args, cluster, privateByZone, tags, attach, child); err != nil {
+	if err := nodeGroups(ctx, name, args, cluster, privateByZone, tags, child); err != nil {
 		return nil, err
 	}
 	if err := ebsCSIDriver(ctx, name, cluster, oidc, issuer, tags, child); err != nil {
@@ -286,17 +246,81 @@ func NewEKS(ctx *pulumi.Context, name string, args Args, opts ...pulumi.Resource
 	return comp, nil
 }
 
+// attachPolicy attaches an AWS-managed policy to role.
+func attachPolicy(ctx *pulumi.Context, urn string, role *iam.Role, policy string, child pulumi.ResourceOption) error {
+	_, err := iam.NewRolePolicyAttachment(ctx, urn, &iam.RolePolicyAttachmentArgs{Role: role.Name, PolicyArn: pulumi.String("arn:aws:iam::aws:policy/" + policy)}, child)
+	return err
+}
+
+// newControlPlane creates the EKS cluster (private endpoint, Secrets
+// encrypted with secretsKey, every log type) and its IAM OIDC provider; it
+// returns the provider and its issuer without https:// (IRSA's prefix).
+func newControlPlane(ctx *pulumi.Context, name string, args Args, secretsKey *kms.Key, public, private pulumi.StringArray,
+	tags func(map[string]string) pulumi.StringMap, child pulumi.ResourceOption) (*eks.Cluster, *iam.OpenIdConnectProvider, pulumi.StringOutput, error) {
+	clusterRole, err := iam.NewRole(ctx, name+"-cluster-role", &iam.RoleArgs{AssumeRolePolicy: pulumi.String(assumeRole("eks.amazonaws.com")), Tags: tags(nil)}, child)
+	if err != nil {
+		return nil, nil, pulumi.StringOutput{}, fmt.Errorf("cluster role: %w", err)
+	}
+	if err := attachPolicy(ctx, name+"-cluster-policy", clusterRole, "AmazonEKSClusterPolicy", child); err != nil {
+		return nil, nil, pulumi.StringOutput{}, err
+	}
+	endpointCIDRs := args.PublicCIDRs
+	cluster, err := eks.NewCluster(ctx, name+"-cluster", &eks.ClusterArgs{
+		Name: pulumi.String(args.ClusterName), Version: pulumi.String(args.KubernetesVersion), RoleArn: clusterRole.Arn,
+		VpcConfig: &eks.ClusterVpcConfigArgs{
+			SubnetIds:             append(append(pulumi.StringArray{}, private...), public...),
+			EndpointPrivateAccess: pulumi.Bool(true), EndpointPublicAccess: pulumi.Bool(args.PublicEndpoint),
+			PublicAccessCidrs: pulumi.ToStringArray(endpointCIDRs),
+		},
+		EncryptionConfig: &eks.ClusterEncryptionConfigArgs{
+			Provider: eks.ClusterEncryptionConfigProviderArgs{KeyArn: secretsKey.Arn}, Resources: pulumi.ToStringArray([]string{"secrets"}),
+		},
+		EnabledClusterLogTypes: pulumi.ToStringArray([]string{"api", "audit", "authenticator", "controllerManager", "scheduler"}),
+		AccessConfig:           &eks.ClusterAccessConfigArgs{AuthenticationMode: pulumi.String("API")},
+		Tags:                   tags(nil),
+	}, child)
+	if err != nil {
+		return nil, nil, pulumi.StringOutput{}, fmt.Errorf("EKS cluster: %w", err)
+	}
+	issuerURL := cluster.Identities.Index(pulumi.Int(0)).Oidcs().Index(pulumi.Int(0)).Issuer().Elem()
+	oidc, err := iam.NewOpenIdConnectProvider(ctx, name+"-oidc", &iam.OpenIdConnectProviderArgs{
+		Url: issuerURL, ClientIdLists: pulumi.ToStringArray([]string{"sts.amazonaws.com"}), Tags: tags(nil),
+	}, child)
+	if err != nil {
+		return nil, nil, pulumi.StringOutput{}, fmt.Errorf("OIDC provider: %w", err)
+	}
+	issuer := issuerURL.ApplyT(func(u string) string { return strings.TrimPrefix(u, "https://") }).(pulumi.StringOutput)
+	return cluster, oidc, issuer, nil
+}
+
+// newKeys creates the cluster's KMS keys (rotated, protected): secrets
+// encrypts its Secrets, volumes its EBS volumes.
+func newKeys(ctx *pulumi.Context, name string, args Args, tags func(map[string]string) pulumi.StringMap, child pulumi.ResourceOption) (map[string]*kms.Key, error) {
+	keys := map[string]*kms.Key{}
+	for _, use := range []string{"secrets", "volumes"} {
+		k, err := kms.NewKey(ctx, name+"-"+use+"-key", &kms.KeyArgs{
+			Description: pulumi.Sprintf("kcp-tmc %s: EKS %s", args.ClusterName, use), EnableKeyRotation: pulumi.Bool(true),
+			DeletionWindowInDays: pulumi.Int(30), Tags: tags(nil),
+		}, child, pulumi.Protect(true))
+		if err != nil {
+			return nil, fmt.Errorf("%s key: %w", use, err)
+		}
+		keys[use] = k
+	}
+	return keys, nil
+}
+
 // nodeGroups creates the nodes' role (only what nodes need) and one managed
 // node group per zone, in that zone's private subnet.
 func nodeGroups(ctx *pulumi.Context, name string, args Args, cluster *eks.Cluster, privateByZone map[string]pulumi.StringOutput,
-	tags func(map[string]string) pulumi.StringMap, attach func(string, *iam.Role, string) error, child pulumi.ResourceOption) error {
+	tags func(map[string]string) pulumi.StringMap, child pulumi.ResourceOption) error {
 	nodeRole, err := iam.NewRole(ctx, name+"-node-role", &iam.RoleArgs{AssumeRolePolicy: pulumi.String(assumeRole("ec2.amazonaws.com")), Tags: tags(nil)}, child)
 	if err != nil {
 		return fmt.Errorf("node role: %w", err)
 	}
 	// Only what nodes need: join the cluster, run the VPC CNI, pull images.
 	for _, p := range []string{"AmazonEKSWorkerNodePolicy", "AmazonEKS_CNI_Policy", "AmazonEC2ContainerRegistryReadOnly"} {
-		if err := attach(name+"-node-"+p, nodeRole, p); err != nil {
+		if err := attachPolicy(ctx, name+"-node-"+p, nodeRole, p, child); err != nil {
 			return err
 		}
 	}
