@@ -105,18 +105,34 @@ func (b *Backup) aws(ctx *pulumi.Context, name string, a Args, keep []pulumi.Res
 	}, child); err != nil {
 		return fmt.Errorf("KMS alias: %w", err)
 	}
+	bucket, err := newBucket(ctx, name, s, key, keep)
+	if err != nil {
+		return err
+	}
+	role, err := newRole(ctx, name, a, bucket, key, child)
+	if err != nil {
+		return err
+	}
+	b.BucketARN, b.KeyARN, b.RoleARN = bucket.Arn, key.Arn, role.Arn
+	return nil
+}
+
+// newBucket creates the snapshots' bucket: versioned, encrypted with key,
+// never public, TLS only, expiring by the lifecycle (and locked against
+// deletion with ObjectLockDays).
+func newBucket(ctx *pulumi.Context, name string, s S3, key *kms.Key, keep []pulumi.ResourceOption) (*s3.BucketV2, error) {
 	bucket, err := s3.NewBucketV2(ctx, name+"-bucket", &s3.BucketV2Args{
 		Bucket:            pulumi.String(s.Bucket),
 		ObjectLockEnabled: pulumi.Bool(s.ObjectLockDays > 0),
 		ForceDestroy:      pulumi.Bool(false),
 	}, keep...)
 	if err != nil {
-		return fmt.Errorf("bucket: %w", err)
+		return nil, fmt.Errorf("bucket: %w", err)
 	}
 	if _, err := s3.NewBucketVersioningV2(ctx, name+"-versioning", &s3.BucketVersioningV2Args{
 		Bucket: bucket.ID(), VersioningConfiguration: &s3.BucketVersioningV2VersioningConfigurationArgs{Status: pulumi.String("Enabled")},
 	}, keep...); err != nil {
-		return fmt.Errorf("bucket versioning: %w", err)
+		return nil, fmt.Errorf("bucket versioning: %w", err)
 	}
 	if _, err := s3.NewBucketServerSideEncryptionConfigurationV2(ctx, name+"-encryption", &s3.BucketServerSideEncryptionConfigurationV2Args{
 		Bucket: bucket.ID(),
@@ -127,13 +143,13 @@ func (b *Backup) aws(ctx *pulumi.Context, name string, a Args, keep []pulumi.Res
 			BucketKeyEnabled: pulumi.Bool(true),
 		}},
 	}, keep...); err != nil {
-		return fmt.Errorf("bucket encryption: %w", err)
+		return nil, fmt.Errorf("bucket encryption: %w", err)
 	}
 	if _, err := s3.NewBucketPublicAccessBlock(ctx, name+"-public-access-block", &s3.BucketPublicAccessBlockArgs{
 		Bucket: bucket.ID(), BlockPublicAcls: pulumi.Bool(true), BlockPublicPolicy: pulumi.Bool(true),
 		IgnorePublicAcls: pulumi.Bool(true), RestrictPublicBuckets: pulumi.Bool(true),
 	}, keep...); err != nil {
-		return fmt.Errorf("public access block: %w", err)
+		return nil, fmt.Errorf("public access block: %w", err)
 	}
 	if _, err := s3.NewBucketPolicy(ctx, name+"-bucket-policy", &s3.BucketPolicyArgs{
 		Bucket: bucket.ID(),
@@ -141,12 +157,12 @@ func (b *Backup) aws(ctx *pulumi.Context, name string, a Args, keep []pulumi.Res
 			return BucketPolicy(v[0].(string), v[1].(string))
 		}).(pulumi.StringOutput),
 	}, keep...); err != nil {
-		return fmt.Errorf("bucket policy: %w", err)
+		return nil, fmt.Errorf("bucket policy: %w", err)
 	}
 	if _, err := s3.NewBucketLifecycleConfigurationV2(ctx, name+"-lifecycle", &s3.BucketLifecycleConfigurationV2Args{
 		Bucket: bucket.ID(), Rules: lifecycle(s),
 	}, keep...); err != nil {
-		return fmt.Errorf("bucket lifecycle: %w", err)
+		return nil, fmt.Errorf("bucket lifecycle: %w", err)
 	}
 	if s.ObjectLockDays > 0 {
 		if _, err := s3.NewBucketObjectLockConfigurationV2(ctx, name+"-object-lock", &s3.BucketObjectLockConfigurationV2Args{
@@ -155,9 +171,16 @@ func (b *Backup) aws(ctx *pulumi.Context, name string, a Args, keep []pulumi.Res
 				Mode: pulumi.String("GOVERNANCE"), Days: pulumi.Int(s.ObjectLockDays),
 			}},
 		}, keep...); err != nil {
-			return fmt.Errorf("object lock: %w", err)
+			return nil, fmt.Errorf("object lock: %w", err)
 		}
 	}
+	return bucket, nil
+}
+
+// newRole creates the IRSA role the jobs assume: only their ServiceAccount
+// may, and it may only write, read and list snapshots under the prefix.
+func newRole(ctx *pulumi.Context, name string, a Args, bucket *s3.BucketV2, key *kms.Key, child pulumi.ResourceOption) (*iam.Role, error) {
+	s := a.S3
 	irsa := s.IRSA
 	if irsa == nil {
 		irsa = &IRSAProvider{ARN: pulumi.String(s.OIDCProviderARN), Issuer: pulumi.String(s.OIDCIssuer)}
@@ -170,7 +193,7 @@ func (b *Backup) aws(ctx *pulumi.Context, name string, a Args, keep []pulumi.Res
 		AssumeRolePolicy: trust,
 	}, child)
 	if err != nil {
-		return fmt.Errorf("IAM role: %w", err)
+		return nil, fmt.Errorf("IAM role: %w", err)
 	}
 	if _, err := iam.NewRolePolicy(ctx, name+"-role-policy", &iam.RolePolicyArgs{
 		Role: role.ID(),
@@ -178,10 +201,9 @@ func (b *Backup) aws(ctx *pulumi.Context, name string, a Args, keep []pulumi.Res
 			return AccessPolicy(v[0].(string), s.Prefix, v[1].(string))
 		}).(pulumi.StringOutput),
 	}, child); err != nil {
-		return fmt.Errorf("IAM role policy: %w", err)
+		return nil, fmt.Errorf("IAM role policy: %w", err)
 	}
-	b.BucketARN, b.KeyARN, b.RoleARN = bucket.Arn, key.Arn, role.Arn
-	return nil
+	return role, nil
 }
 
 func lifecycle(s S3) s3.BucketLifecycleConfigurationV2RuleArray {
