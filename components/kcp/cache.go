@@ -15,10 +15,11 @@ import (
 var CacheName = shard.Shard{Name: shard.Cache}.Deployment()
 
 // CacheURL is where the shards reach the cache: the separate cache
-// server's Service, or the root shard's embedded one (at its base URL).
-func CacheURL(ns string, separate bool) string {
-	if separate {
-		return fmt.Sprintf("https://%s.%s.svc:%d", CacheName, ns, APIPort)
+// server's Service, or (cache nil) the root shard's embedded one, at its
+// base URL.
+func CacheURL(ns string, cache *shard.Shard) string {
+	if cache != nil {
+		return BaseURL(ns, *cache)
 	}
 	return ShardURL(ns)
 }

@@ -211,7 +211,7 @@ func serverPod(a Args, s server) *corev1.PodTemplateSpecArgs {
 	}, volumes)
 	// kcp reads its kubeconfigs once, at start: a pod whose cache moves
 	// (kcp.cache.mode) must restart, though its flags stay the same.
-	pod.Metadata.(*metav1.ObjectMetaArgs).Annotations = pulumi.StringMap{CacheAnnotation: pulumi.String(CacheURL(a.Namespace, a.Cache != nil))}
+	pod.Metadata.(*metav1.ObjectMetaArgs).Annotations = pulumi.StringMap{CacheAnnotation: pulumi.String(CacheURL(a.Namespace, a.Cache))}
 	return pod
 }
 

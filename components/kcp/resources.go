@@ -64,7 +64,7 @@ func newConfigs(ctx *pulumi.Context, name string, args Args, child pulumi.Resour
 		return nil, fmt.Errorf("front-proxy config: %w", err)
 	}
 
-	shardConfigs, err := shardKubeconfigs(ns, args.Cache != nil)
+	shardConfigs, err := shardKubeconfigs(ns, args.Cache)
 	if err != nil {
 		return nil, err
 	}

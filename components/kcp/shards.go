@@ -80,13 +80,13 @@ var shardWiredFlags = []string{"--shard-name", "--root-shard-kubeconfig-file", "
 
 // shardKubeconfigs are the server pods' kubeconfigs, file references into
 // the mounted Secrets only: the keys stay in their Secrets.
-func shardKubeconfigs(ns string, separateCache bool) (map[string]string, error) {
+func shardKubeconfigs(ns string, cache *shard.Shard) (map[string]string, error) {
 	frontProxy := fmt.Sprintf("https://%s.%s.svc:443", FrontProxyService, ns)
 	out := map[string]string{}
 	for file, c := range map[string]struct{ server, identity, context string }{
 		// kcp reads the context shard-base of the root shard kubeconfig.
 		"root-shard.kubeconfig":                     {ShardURL(ns), "shard-admin", "shard-base"},
-		"cache.kubeconfig":                          {CacheURL(ns, separateCache), "shard-admin", "cache"},
+		"cache.kubeconfig":                          {CacheURL(ns, cache), "shard-admin", "cache"},
 		"logical-cluster-admin.kubeconfig":          {ShardURL(ns), "logical-cluster-admin", "base"},
 		"external-logical-cluster-admin.kubeconfig": {frontProxy, "external-logical-cluster-admin", "external"},
 	} {
