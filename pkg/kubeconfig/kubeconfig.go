@@ -30,7 +30,7 @@ type Config struct {
 // Render is c as a kubeconfig file: client-go's serialized (v1) types as
 // indented JSON, which client-go (and kubectl) read like YAML. Not YAML:
 // converting to it costs ≈80 KiB per kubeconfig, and every physical cluster
-// renders one (README "Scale").
+// renders one (stacks' TestPerClusterCost: 5086 vs 5004 KiB per cluster).
 func (c Config) Render() (string, error) {
 	if c.Context == "" || c.Server == "" {
 		return "", fmt.Errorf("kubeconfig %q: a context and a server are required", c.Context)
