@@ -22,9 +22,9 @@ type Config struct {
 	CAFile string
 	CAData []byte
 	// The user: a client certificate and key (paths), a token file (read
-	// again as it changes), or a credential plugin.
-	CertFile, KeyFile, TokenFile string
-	Exec                         *api.ExecConfig
+	// again as it changes), a token, or a credential plugin.
+	CertFile, KeyFile, TokenFile, Token string
+	Exec                                *api.ExecConfig
 }
 
 // Render is c as a kubeconfig file: client-go's serialized (v1) types as
@@ -43,7 +43,7 @@ func (c Config) Render() (string, error) {
 	b, err := json.MarshalIndent(v1.Config{
 		APIVersion: "v1", Kind: "Config",
 		Clusters:       []v1.NamedCluster{{Name: cluster, Cluster: v1.Cluster{Server: c.Server, CertificateAuthority: c.CAFile, CertificateAuthorityData: c.CAData}}},
-		AuthInfos:      []v1.NamedAuthInfo{{Name: user, AuthInfo: v1.AuthInfo{ClientCertificate: c.CertFile, ClientKey: c.KeyFile, TokenFile: c.TokenFile, Exec: exec}}},
+		AuthInfos:      []v1.NamedAuthInfo{{Name: user, AuthInfo: v1.AuthInfo{ClientCertificate: c.CertFile, ClientKey: c.KeyFile, TokenFile: c.TokenFile, Token: c.Token, Exec: exec}}},
 		Contexts:       []v1.NamedContext{{Name: c.Context, Context: v1.Context{Cluster: cluster, AuthInfo: user}}},
 		CurrentContext: c.Context,
 	}, "", "  ")

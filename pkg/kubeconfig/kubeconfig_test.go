@@ -19,6 +19,7 @@ func TestClientGoReadsWhatIsWritten(t *testing.T) {
 		{"certificate files", Config{Context: "shard-base", Cluster: "kcp", User: "shard-admin", Server: "https://kcp-internal.kcp.svc:6443",
 			CAFile: "/etc/kcp/tls/server/ca.crt", CertFile: "/etc/kcp/tls/shard-admin/tls.crt", KeyFile: "/etc/kcp/tls/shard-admin/tls.key"}},
 		{"token file", Config{Context: "kcp", User: "syncagent-a", Server: "https://kcp.example.com/clusters/root:a", TokenFile: "/etc/kcp-agent/token"}},
+		{"token, inline CA", Config{Context: "local", User: "user", Server: "https://127.0.0.1:6443", CAData: []byte("-----BEGIN CERTIFICATE-----\n"), Token: "secret"}},
 		{"exec plugin, inline CA", Config{Context: "kcp-tmc-prod", Server: "https://eks.example.com", CAData: []byte("-----BEGIN CERTIFICATE-----\n"), Exec: exec}},
 	}
 	for _, tt := range tests {
@@ -42,7 +43,7 @@ func TestClientGoReadsWhatIsWritten(t *testing.T) {
 			if cl.Server != tt.in.Server || cl.CertificateAuthority != tt.in.CAFile || string(cl.CertificateAuthorityData) != string(tt.in.CAData) {
 				t.Errorf("cluster = %+v", cl)
 			}
-			if user.ClientCertificate != tt.in.CertFile || user.ClientKey != tt.in.KeyFile || user.TokenFile != tt.in.TokenFile ||
+			if user.ClientCertificate != tt.in.CertFile || user.ClientKey != tt.in.KeyFile || user.TokenFile != tt.in.TokenFile || user.Token != tt.in.Token ||
 				(tt.in.Exec != nil) != (user.Exec != nil) || user.Exec != nil && user.Exec.Command != tt.in.Exec.Command {
 				t.Errorf("user = %+v", user)
 			}

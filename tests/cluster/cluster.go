@@ -16,7 +16,6 @@ import (
 	"crypto/tls"
 	"crypto/x509"
 	"crypto/x509/pkix"
-	"encoding/base64"
 	"encoding/pem"
 	"errors"
 	"fmt"
@@ -30,6 +29,8 @@ import (
 	"strings"
 	"syscall"
 	"time"
+
+	"github.com/kcp-tmc/kcp-tmc/pkg/kubeconfig"
 )
 
 // Cluster is a running control plane.
@@ -255,22 +256,10 @@ func (c *Cluster) writeKubeconfig(path, token string) error {
 	if err != nil {
 		return err
 	}
-	cfg := fmt.Sprintf(`apiVersion: v1
-kind: Config
-clusters:
-- name: local
-  cluster:
-    server: %s
-    certificate-authority-data: %s
-users:
-- name: user
-  user:
-    token: %s
-contexts:
-- name: local
-  context: {cluster: local, user: user}
-current-context: local
-`, c.Server, base64.StdEncoding.EncodeToString(ca), token)
+	cfg, err := kubeconfig.Config{Context: "local", User: "user", Server: c.Server, CAData: ca, Token: token}.Render()
+	if err != nil {
+		return err
+	}
 	return os.WriteFile(path, []byte(cfg), 0o600)
 }
 
