@@ -14,6 +14,7 @@ import (
 
 	"github.com/kcp-tmc/kcp-tmc/components/backup"
 	"github.com/kcp-tmc/kcp-tmc/pkg/etcdlocal"
+	"github.com/kcp-tmc/kcp-tmc/pkg/loopback"
 	"github.com/kcp-tmc/kcp-tmc/pkg/toolchain"
 )
 
@@ -60,7 +61,7 @@ func Drill(ctx context.Context, src BackupSource, members int, obj Objectives, n
 	if err != nil {
 		return r, err
 	}
-	ports, err := etcdlocal.FreePorts(2 * members)
+	ports, err := loopback.FreePorts(2 * members)
 	if err != nil {
 		return r, err
 	}

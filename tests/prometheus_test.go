@@ -15,7 +15,7 @@ import (
 	"time"
 
 	"github.com/kcp-tmc/kcp-tmc/components/monitoring"
-	"github.com/kcp-tmc/kcp-tmc/pkg/etcdlocal"
+	"github.com/kcp-tmc/kcp-tmc/pkg/loopback"
 	"github.com/kcp-tmc/kcp-tmc/pkg/toolchain"
 )
 
@@ -32,7 +32,7 @@ func TestRulesOnRealPrometheus(t *testing.T) {
 		t.Fatal(err)
 	}
 	dir := t.TempDir()
-	ports := etcdlocal.MustFreePorts(t, 4)
+	ports := loopback.MustFreePorts(t, 4)
 	extra := startPlainEtcd(t, dir, ports[0], ports[1], ports[2])
 
 	groups := monitoring.Groups()

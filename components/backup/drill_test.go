@@ -22,6 +22,7 @@ import (
 	"github.com/kcp-tmc/kcp-tmc/components/tls"
 	"github.com/kcp-tmc/kcp-tmc/internal/test/pkitest"
 	"github.com/kcp-tmc/kcp-tmc/pkg/etcdlocal"
+	"github.com/kcp-tmc/kcp-tmc/pkg/loopback"
 	"github.com/kcp-tmc/kcp-tmc/pkg/toolchain"
 )
 
@@ -46,7 +47,7 @@ func TestDisasterRecoveryDrill(t *testing.T) {
 		PeerCert: certs[tls.CertEtcdPeer].Cert, PeerKey: certs[tls.CertEtcdPeer].Key, CA: certs[tls.CertEtcdServer].CA,
 	}
 	kcpClient, backupClient := certs[tls.CertEtcdClientKCP], certs[tls.CertEtcdClientBackup]
-	ports := etcdlocal.MustFreePorts(t, 6)
+	ports := loopback.MustFreePorts(t, 6)
 	cluster := etcdlocal.New(filepath.Join(dir, "data"), 3, ports, tlsFiles)
 	cluster.MustStart(t, kcpClient.Cert, kcpClient.Key)
 

@@ -17,6 +17,7 @@ import (
 	"github.com/kcp-tmc/kcp-tmc/internal/test/mocktest"
 	"github.com/kcp-tmc/kcp-tmc/internal/test/pkitest"
 	"github.com/kcp-tmc/kcp-tmc/pkg/etcdlocal"
+	"github.com/kcp-tmc/kcp-tmc/pkg/loopback"
 	"github.com/kcp-tmc/kcp-tmc/pkg/shard"
 	"github.com/kcp-tmc/kcp-tmc/pkg/toolchain"
 )
@@ -39,7 +40,7 @@ func TestCronJobStepsRun(t *testing.T) {
 	startEtcd := func(name, key string) string {
 		tlsFiles := etcdlocal.TLS{ServerCert: certs[name+"-server"].Cert, ServerKey: certs[name+"-server"].Key,
 			PeerCert: certs[name+"-peer"].Cert, PeerKey: certs[name+"-peer"].Key, CA: certs[name+"-server"].CA}
-		cluster := etcdlocal.New(filepath.Join(dir, name), 1, etcdlocal.MustFreePorts(t, 2), tlsFiles)
+		cluster := etcdlocal.New(filepath.Join(dir, name), 1, loopback.MustFreePorts(t, 2), tlsFiles)
 		cluster.MustStart(t, kcpClient.Cert, kcpClient.Key)
 		cli := client(t, cluster.Endpoints(), kcpClient)
 		defer cli.Close()

@@ -15,6 +15,7 @@ import (
 	"time"
 
 	"github.com/kcp-tmc/kcp-tmc/pkg/etcdlocal"
+	"github.com/kcp-tmc/kcp-tmc/pkg/loopback"
 	"github.com/kcp-tmc/kcp-tmc/pkg/toolchain"
 )
 
@@ -34,7 +35,7 @@ func localMembers(t *testing.T, a Args, tlsDir string) []*localMember {
 	t.Helper()
 	c := a.Cluster()
 	names := c.MemberNames(a.Replicas)
-	ports := etcdlocal.MustFreePorts(t, 3*len(names))
+	ports := loopback.MustFreePorts(t, 3*len(names))
 	client := func(i int) string { return fmt.Sprintf("127.0.0.1:%d", ports[3*i]) }
 	peer := func(i int) string { return fmt.Sprintf("127.0.0.1:%d", ports[3*i+1]) }
 	var out []*localMember

@@ -14,6 +14,7 @@ import (
 	"time"
 
 	"github.com/kcp-tmc/kcp-tmc/pkg/etcdlocal"
+	"github.com/kcp-tmc/kcp-tmc/pkg/loopback"
 	"github.com/kcp-tmc/kcp-tmc/pkg/toolchain"
 )
 
@@ -24,7 +25,7 @@ import (
 // certificate from another CA, is refused.
 func TestEtcdMutualTLS(t *testing.T) {
 	// All ports up front, held together, so the parallel clusters never collide.
-	ports := etcdlocal.MustFreePorts(t, 6*len(modes))
+	ports := loopback.MustFreePorts(t, 6*len(modes))
 	for i, mode := range modes {
 		t.Run(mode.name, func(t *testing.T) {
 			t.Parallel() // each mode runs its own cluster on its own ports

@@ -8,7 +8,6 @@ import (
 	"context"
 	"errors"
 	"fmt"
-	"net"
 	"os"
 	"os/exec"
 	"path/filepath"
@@ -56,20 +55,6 @@ func (c *Cluster) InitialCluster() string {
 		out = append(out, m.Name+"="+m.PeerURL)
 	}
 	return strings.Join(out, ",")
-}
-
-// FreePorts reserves n distinct loopback ports, holding them all until it returns.
-func FreePorts(n int) ([]int, error) {
-	var ports []int
-	for range n {
-		l, err := net.Listen("tcp", "127.0.0.1:0")
-		if err != nil {
-			return nil, fmt.Errorf("reserving a loopback port: %w", err)
-		}
-		defer l.Close()
-		ports = append(ports, l.Addr().(*net.TCPAddr).Port)
-	}
-	return ports, nil
 }
 
 // New describes a cluster of n members with data under dir, on the given
@@ -178,16 +163,6 @@ type TB interface {
 	Cleanup(func())
 	Failed() bool
 	Logf(format string, args ...any)
-}
-
-// MustFreePorts is FreePorts for tests.
-func MustFreePorts(t TB, n int) []int {
-	t.Helper()
-	ports, err := FreePorts(n)
-	if err != nil {
-		t.Fatal(err)
-	}
-	return ports
 }
 
 // MustStart is Start for tests: it stops the cluster at cleanup and prints

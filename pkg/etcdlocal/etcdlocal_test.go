@@ -6,6 +6,8 @@ import (
 	"strings"
 	"testing"
 	"time"
+
+	"github.com/kcp-tmc/kcp-tmc/pkg/loopback"
 )
 
 // TestStartFailsFastWhenAMemberDies: a member that cannot start (its peer
@@ -17,7 +19,7 @@ func TestStartFailsFastWhenAMemberDies(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	ports := MustFreePorts(t, 3)
+	ports := loopback.MustFreePorts(t, 3)
 	New(filepath.Join(dir, "a"), 1, ports[:2], files).MustStart(t, cert, key)
 
 	start := time.Now()

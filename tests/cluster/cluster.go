@@ -17,7 +17,6 @@ import (
 	"crypto/x509"
 	"crypto/x509/pkix"
 	"encoding/pem"
-	"errors"
 	"fmt"
 	"math/big"
 	"net"
@@ -31,6 +30,7 @@ import (
 	"time"
 
 	"github.com/kcp-tmc/kcp-tmc/pkg/kubeconfig"
+	"github.com/kcp-tmc/kcp-tmc/pkg/loopback"
 )
 
 // Cluster is a running control plane.
@@ -85,7 +85,7 @@ func start(ctx context.Context, binDir, dir, nodeIP string) (c *Cluster, err err
 			return nil, err
 		}
 	}
-	ports, err := freePorts(5)
+	ports, err := loopback.FreePorts(5)
 	if err != nil {
 		return nil, err
 	}
@@ -329,27 +329,6 @@ func (c *Cluster) writePKI() error {
 
 func pemBlock(typ string, der []byte) []byte {
 	return pem.EncodeToMemory(&pem.Block{Type: typ, Bytes: der})
-}
-
-// freePorts reserves n distinct loopback ports (closed again before use; the
-// window for a clash is small and a clash fails loudly).
-func freePorts(n int) ([]int, error) {
-	var ports []int
-	var ls []net.Listener
-	defer func() {
-		for _, l := range ls {
-			l.Close()
-		}
-	}()
-	for range n {
-		l, err := net.Listen("tcp", "127.0.0.1:0")
-		if err != nil {
-			return nil, errors.Join(errors.New("reserving a loopback port"), err)
-		}
-		ls = append(ls, l)
-		ports = append(ports, l.Addr().(*net.TCPAddr).Port)
-	}
-	return ports, nil
 }
 
 // ClientCert mints a client certificate (PEM cert and key) the apiserver

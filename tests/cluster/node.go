@@ -12,6 +12,8 @@ import (
 	"strconv"
 	"strings"
 	"time"
+
+	"github.com/kcp-tmc/kcp-tmc/pkg/loopback"
 )
 
 // A node turns the control plane into a single-node cluster that runs Pods:
@@ -243,7 +245,7 @@ func (c *Cluster) ctr(ctx context.Context, args ...string) (string, error) {
 // node to be Ready.
 func (c *Cluster) startNodeComponents(ctx context.Context) error {
 	n := c.node
-	ports, err := freePorts(6)
+	ports, err := loopback.FreePorts(6)
 	if err != nil {
 		return err
 	}

@@ -6,7 +6,6 @@ import (
 	"crypto/tls"
 	"encoding/base64"
 	"fmt"
-	"net"
 	"net/http"
 	"os"
 	"os/exec"
@@ -19,6 +18,7 @@ import (
 	"time"
 
 	"github.com/kcp-tmc/kcp-tmc/internal/test/mocktest"
+	"github.com/kcp-tmc/kcp-tmc/pkg/loopback"
 )
 
 // objects are the Kubernetes objects a program run registered.
@@ -117,7 +117,7 @@ func newMachine(t testing.TB, objs objects, publicHost string) *machine {
 			for _, cp := range mocktest.List(asMap(c)["ports"]) {
 				n := int(asMap(cp)["containerPort"].(float64))
 				w.ports[fmt.Sprint(asMap(cp)["name"])] = n
-				m.ports[endpoint{name, n}] = freePort(t)
+				m.ports[endpoint{name, n}] = loopback.MustFreePorts(t, 1)[0]
 			}
 		}
 		workloads[name] = w
@@ -198,7 +198,7 @@ func (m *machine) withOwnPorts(t testing.TB, workload string) *machine {
 	for e, p := range m.ports {
 		if e.workload == workload {
 			if _, ok := renumbered[p]; !ok {
-				renumbered[p] = freePort(t)
+				renumbered[p] = loopback.MustFreePorts(t, 1)[0]
 			}
 			p = renumbered[p]
 		}
@@ -269,16 +269,6 @@ func (m *machine) rewrite(t testing.TB, self, s string) string {
 		n, _ := strconv.Atoi(strings.TrimPrefix(f, "--secure-port="))
 		return "--secure-port=" + strconv.Itoa(m.local(t, self, n))
 	})
-}
-
-func freePort(t testing.TB) int {
-	t.Helper()
-	l, err := net.Listen("tcp", "127.0.0.1:0")
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer l.Close()
-	return l.Addr().(*net.TCPAddr).Port
 }
 
 // pod is one container of a rendered pod template, with its volumes

@@ -17,6 +17,7 @@ import (
 
 	"github.com/kcp-tmc/kcp-tmc/components/backup"
 	"github.com/kcp-tmc/kcp-tmc/pkg/etcdlocal"
+	"github.com/kcp-tmc/kcp-tmc/pkg/loopback"
 	"github.com/kcp-tmc/kcp-tmc/pkg/toolchain"
 )
 
@@ -33,7 +34,7 @@ func Seed(t *testing.T, target, clusterName, endpoint string) string {
 	if err != nil {
 		t.Fatal(err)
 	}
-	cluster := etcdlocal.New(filepath.Join(dir, "data"), 3, etcdlocal.MustFreePorts(t, 6), files)
+	cluster := etcdlocal.New(filepath.Join(dir, "data"), 3, loopback.MustFreePorts(t, 6), files)
 	cluster.MustStart(t, cert, key)
 	etcdctl := func(args ...string) {
 		t.Helper()
