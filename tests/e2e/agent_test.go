@@ -2,6 +2,7 @@ package e2e
 
 import (
 	"context"
+	"encoding/base64"
 	"encoding/json"
 	"fmt"
 	"io"
@@ -169,7 +170,14 @@ func (pc *physicalCluster) startAgent(t testing.TB, cp *controlPlane, bin string
 	t.Helper()
 	dep := pc.objs.get(t, "Deployment", agents.KindSyncAgent)
 	ns := fmt.Sprint(mocktest.Dig(dep, "metadata", "namespace"))
-	token := strings.TrimSpace(pc.kubectl(t, "", "create", "token", fmt.Sprint(mocktest.Dig(dep, "spec", "template", "spec", "serviceAccountName")), "-n", ns))
+	// The kubelet renews a pod's token before its hour is up; nothing renews
+	// this one, so it must outlive the longest run (make bench-sync's 3 h
+	// timeout): with kubectl's default hour the agents lost their own
+	// cluster (Unauthorized, then their leader lease) 61 min into a run.
+	token := strings.TrimSpace(pc.kubectl(t, "", "create", "token", fmt.Sprint(mocktest.Dig(dep, "spec", "template", "spec", "serviceAccountName")), "-n", ns, "--duration=4h"))
+	if left := tokenLifetime(t, token); left < 3*time.Hour {
+		t.Fatalf("the agent's ServiceAccount token expires in %s: a run of make bench-sync would outlive it", left.Round(time.Minute))
+	}
 	dir := t.TempDir()
 	inCluster := filepath.Join(dir, "in-cluster.kubeconfig")
 	if err := pc.kube.KubeconfigFor(inCluster, token); err != nil {
@@ -280,4 +288,24 @@ func (pc *physicalCluster) copiesOf(t testing.TB, name string) []map[string]any 
 		}
 	}
 	return out
+}
+
+// tokenLifetime is how long a ServiceAccount token (a JWT) stays valid.
+func tokenLifetime(t testing.TB, token string) time.Duration {
+	t.Helper()
+	parts := strings.Split(token, ".")
+	if len(parts) != 3 {
+		t.Fatalf("the ServiceAccount token is not a JWT (%d parts)", len(parts))
+	}
+	payload, err := base64.RawURLEncoding.DecodeString(parts[1])
+	if err != nil {
+		t.Fatalf("the ServiceAccount token's claims: %v", err)
+	}
+	var claims struct {
+		Exp int64 `json:"exp"`
+	}
+	if err := json.Unmarshal(payload, &claims); err != nil {
+		t.Fatalf("the ServiceAccount token's claims: %v", err)
+	}
+	return time.Until(time.Unix(claims.Exp, 0))
 }

@@ -24,6 +24,7 @@ import (
 
 	"github.com/kcp-tmc/kcp-tmc/components/agents"
 	"github.com/kcp-tmc/kcp-tmc/components/kcp"
+	"github.com/kcp-tmc/kcp-tmc/components/monitoring"
 	"github.com/kcp-tmc/kcp-tmc/components/tls"
 	"github.com/kcp-tmc/kcp-tmc/internal/test/mocktest"
 )
@@ -232,10 +233,11 @@ type syncResult struct {
 	down, up                   []time.Duration // kcp → cluster; cluster → kcp (status)
 	notSynced, notBack         int
 	patchErrors                int
-	elapsed                    time.Duration // first create → last status back
-	kcpRequests                float64       // the agents' requests to kcp (their rest_client_requests_total)
-	kcpCPU, proxyCPU, agentCPU float64       // cores, averaged over the step (agents: all together)
-	kcpRSS, proxyRSS, agentRSS int64         // peak bytes (agents: the largest one)
+	elapsed                    time.Duration      // first create → last status back
+	kcpRequests                float64            // the agents' requests to kcp (their rest_client_requests_total)
+	served                     map[string]float64 // requests kcp served during the step, by verb and resource
+	kcpCPU, proxyCPU, agentCPU float64            // cores, averaged over the step (agents: all together)
+	kcpRSS, proxyRSS, agentRSS int64              // peak bytes (agents: the largest one)
 }
 
 func (r syncResult) errorRate() float64 {
@@ -259,6 +261,7 @@ func (cp *controlPlane) runStep(b *testing.B, lanes []*syncLane, step syncStep) 
 		watch.add(l.agent.cmd.Process.Pid)
 	}
 	res := syncResult{step: step}
+	served0 := kcpServed(cp.scrape(b, monitoring.JobKCP, kcp.ServerName, kcp.APIPort))
 	requests0 := 0.0
 	for _, l := range lanes {
 		requests0 += l.kcpRequests(b)
@@ -358,6 +361,10 @@ func (cp *controlPlane) runStep(b *testing.B, lanes []*syncLane, step syncStep) 
 		res.kcpRequests += l.kcpRequests(b)
 	}
 	res.kcpRequests -= requests0
+	res.served = kcpServed(cp.scrape(b, monitoring.JobKCP, kcp.ServerName, kcp.APIPort))
+	for k, v := range served0 {
+		res.served[k] -= v
+	}
 	sort.Slice(res.down, func(i, j int) bool { return res.down[i] < res.down[j] })
 	sort.Slice(res.up, func(i, j int) bool { return res.up[i] < res.up[j] })
 	u := watch.finish()
@@ -367,7 +374,7 @@ func (cp *controlPlane) runStep(b *testing.B, lanes []*syncLane, step syncStep) 
 		res.agentCPU += a.cores
 		res.agentRSS = max(res.agentRSS, a.peak)
 	}
-	b.Logf("step %d agents × %d objects: done in %s\n%s", step.agents, step.objects, res.elapsed.Round(time.Second), res.row())
+	b.Logf("step %d agents × %d objects: done in %s\n%s%s", step.agents, step.objects, res.elapsed.Round(time.Second), res.row(), res.servedTop(8))
 	return res
 }
 
@@ -532,4 +539,63 @@ func (l *syncLane) kcpRequests(b *testing.B) float64 {
 		total += n
 	}
 	return total
+}
+
+// kcpServed sums kcp's apiserver_request_total by verb, resource and
+// subresource: which requests a step cost kcp, from every client (the
+// agents through their virtual workspace and directly, the benchmark's
+// creates, kcp's own controllers).
+func kcpServed(body []byte) map[string]float64 {
+	out := map[string]float64{}
+	for _, line := range strings.Split(string(body), "\n") {
+		labels, ok := strings.CutPrefix(line, "apiserver_request_total{")
+		if !ok {
+			continue
+		}
+		labels, value, _ := strings.Cut(labels, "} ")
+		n, err := strconv.ParseFloat(strings.TrimSpace(value), 64)
+		if err != nil {
+			continue
+		}
+		l := map[string]string{}
+		for _, kv := range strings.Split(labels, ",") {
+			if k, v, ok := strings.Cut(kv, "="); ok {
+				l[k] = strings.Trim(v, `"`)
+			}
+		}
+		key := l["verb"] + " " + l["resource"]
+		if l["group"] != "" {
+			key += "." + l["group"]
+		}
+		if l["subresource"] != "" {
+			key += "/" + l["subresource"]
+		}
+		out[key] += n
+	}
+	return out
+}
+
+// servedTop is the step's n most frequent requests kcp served, per synced
+// object (README "Sync at scale": where the agents' traffic goes).
+func (r syncResult) servedTop(n int) string {
+	type kv struct {
+		key string
+		n   float64
+	}
+	var all []kv
+	total := 0.0
+	for k, v := range r.served {
+		if v > 0 {
+			all = append(all, kv{k, v})
+			total += v
+		}
+	}
+	sort.Slice(all, func(i, j int) bool { return all[i].n > all[j].n })
+	objects := float64(max(len(r.up), 1))
+	var s strings.Builder
+	fmt.Fprintf(&s, "kcp served %.0f requests, %.1f per synced object; the most frequent (per object):", total, total/objects)
+	for _, e := range all[:min(n, len(all))] {
+		fmt.Fprintf(&s, " %s %.1f;", e.key, e.n/objects)
+	}
+	return s.String()
 }
