@@ -143,11 +143,14 @@ func TestClusterConfigErrors(t *testing.T) {
 	}
 }
 
+// benchClusters are the stack sizes the per-cluster benchmarks measure.
+var benchClusters = []int{10, 100, 1000}
+
 // BenchmarkProdStack evaluates the prod stack under mocks with N clusters
 // (production target: 100+ clusters). Figures: README "Scale".
 func BenchmarkProdStack(b *testing.B) {
 	TuneGC() // as main.go and cmd/kcp-tmc do
-	for _, n := range []int{10, 100, 1000} {
+	for _, n := range benchClusters {
 		b.Run(fmt.Sprintf("clusters=%d", n), func(b *testing.B) {
 			names := make([]string, n)
 			for i := range names {
@@ -155,6 +158,7 @@ func BenchmarkProdStack(b *testing.B) {
 			}
 			mocktest.SetConfig(b, clusterConfig(names...), clusterSecrets...)
 			dir := b.TempDir()
+			b.ReportAllocs()
 			b.ResetTimer()
 			for range b.N {
 				if err := pulumi.RunErr(ProgramIn(dir), pulumi.WithMocks("kcp-tmc", "prod", mocktest.Discard{})); err != nil {

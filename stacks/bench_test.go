@@ -80,41 +80,65 @@ func resourcesPerCluster(t testing.TB) int {
 }
 
 // sdkFloorPerCluster is what the Pulumi Go SDK alone allocates for a
-// cluster of the same shape under the same mocks: a Kubernetes provider, a
-// component, and resources-2 minimal objects (a name, a namespace, two
-// labels) under it. Our own cost is what the program adds on top.
+// cluster of the same shape under the same mocks. Our own cost is what the
+// program adds on top.
 func sdkFloorPerCluster(t testing.TB, few, more, resources int) (bytes, allocs uint64) {
 	t.Helper()
-	program := func(n int) pulumi.RunFunc {
-		return func(ctx *pulumi.Context) error {
-			for c := range n {
-				name := fmt.Sprintf("c%04d", c)
-				p, err := kubernetes.NewProvider(ctx, "cluster-"+name, &kubernetes.ProviderArgs{Kubeconfig: pulumi.String("apiVersion: v1")})
-				if err != nil {
-					return err
-				}
-				comp := &struct{ pulumi.ResourceState }{}
-				if err := ctx.RegisterComponentResource("kcp-tmc:floor:Cluster", name, comp, pulumi.Provider(p)); err != nil {
-					return err
-				}
-				for i := range resources - 2 {
-					if _, err := corev1.NewConfigMap(ctx, fmt.Sprintf("%s-%d", name, i), &corev1.ConfigMapArgs{Metadata: &metav1.ObjectMetaArgs{
-						Name: pulumi.String(fmt.Sprintf("object-%d", i)), Namespace: pulumi.String("kcp-agent"),
-						Labels: pulumi.StringMap{"app.kubernetes.io/name": pulumi.String("api-syncagent"), "kcp-tmc.io/cluster": pulumi.String(name)},
-					}}, pulumi.Parent(comp)); err != nil {
-						return err
-					}
-				}
-			}
-			return nil
-		}
-	}
 	measure := func(n int) (uint64, uint64) {
 		return allocated(t, func() error {
-			return pulumi.RunErr(program(n), pulumi.WithMocks("kcp-tmc", "prod", mocktest.Discard{}))
+			return pulumi.RunErr(floorProgram(n, resources), pulumi.WithMocks("kcp-tmc", "prod", mocktest.Discard{}))
 		})
 	}
 	return perAdded(few, more, measure)
+}
+
+// floorProgram registers n clusters the way the prod stack does, each with
+// the least the SDK can be asked to do: a Kubernetes provider, a component,
+// and resources-2 minimal objects (a name, a namespace, two labels) under
+// it. What the SDK costs for that is a floor no program with that many
+// resources per cluster goes below.
+func floorProgram(n, resources int) pulumi.RunFunc {
+	return func(ctx *pulumi.Context) error {
+		for c := range n {
+			name := fmt.Sprintf("c%04d", c)
+			p, err := kubernetes.NewProvider(ctx, "cluster-"+name, &kubernetes.ProviderArgs{Kubeconfig: pulumi.String("apiVersion: v1")})
+			if err != nil {
+				return err
+			}
+			comp := &struct{ pulumi.ResourceState }{}
+			if err := ctx.RegisterComponentResource("kcp-tmc:floor:Cluster", name, comp, pulumi.Provider(p)); err != nil {
+				return err
+			}
+			for i := range resources - 2 {
+				if _, err := corev1.NewConfigMap(ctx, fmt.Sprintf("%s-%d", name, i), &corev1.ConfigMapArgs{Metadata: &metav1.ObjectMetaArgs{
+					Name: pulumi.String(fmt.Sprintf("object-%d", i)), Namespace: pulumi.String("kcp-agent"),
+					Labels: pulumi.StringMap{"app.kubernetes.io/name": pulumi.String("api-syncagent"), "kcp-tmc.io/cluster": pulumi.String(name)},
+				}}, pulumi.Parent(comp)); err != nil {
+					return err
+				}
+			}
+		}
+		return nil
+	}
+}
+
+// BenchmarkSDKFloor is BenchmarkProdStack's floor: as many clusters, each
+// with as many resources as the prod stack gives one, all minimal. Beside
+// BenchmarkProdStack it says how much of a cluster's cost is the program's
+// own (README "Scale").
+func BenchmarkSDKFloor(b *testing.B) {
+	TuneGC()
+	resources := resourcesPerCluster(b)
+	for _, n := range benchClusters {
+		b.Run(fmt.Sprintf("clusters=%d", n), func(b *testing.B) {
+			b.ReportAllocs()
+			for range b.N {
+				if err := pulumi.RunErr(floorProgram(n, resources), pulumi.WithMocks("kcp-tmc", "prod", mocktest.Discard{})); err != nil {
+					b.Fatal(err)
+				}
+			}
+		})
+	}
 }
 
 // perAdded is what each of the more-few added clusters costs: the
