@@ -104,11 +104,11 @@ func BenchmarkSync(b *testing.B) {
 	var lanes []*syncLane
 	var rows []syncResult
 	for range b.N { // -benchtime=1x: one pass over the steps
-		for _, step := range steps {
+		for n, step := range steps {
 			for len(lanes) < step.agents {
 				lanes = append(lanes, cp.startLane(b, rec, agentBin, benchCluster(len(lanes))))
 			}
-			rows = append(rows, cp.runStep(b, lanes[:step.agents], step))
+			rows = append(rows, cp.runStep(b, lanes[:step.agents], n, step))
 		}
 	}
 	printSyncTable(rows)
@@ -253,9 +253,13 @@ func (r syncResult) p(d []time.Duration, q float64) time.Duration {
 	return d[min(max(i, 0), len(d)-1)]
 }
 
-func (cp *controlPlane) runStep(b *testing.B, lanes []*syncLane, step syncStep) syncResult {
+// runStep runs the n-th step (from 0). Its objects' names start with the
+// step's number: two steps of the same shape (KCP_TMC_BENCH_SYNC_STEPS=
+// 1:100@5,1:600@50,1:100@5) would otherwise create the same names, and
+// the second's creates fail as AlreadyExists.
+func (cp *controlPlane) runStep(b *testing.B, lanes []*syncLane, n int, step syncStep) syncResult {
 	b.Helper()
-	prefix := fmt.Sprintf("a%do%dr%g", step.agents, step.objects, step.rate)
+	prefix := fmt.Sprintf("s%d-a%do%dr%g", n+1, step.agents, step.objects, step.rate)
 	watch := newUsage(cp.running[kcp.ServerName].proc.cmd.Process.Pid, cp.running[kcp.FrontProxyName].proc.cmd.Process.Pid)
 	for _, l := range lanes {
 		watch.add(l.agent.cmd.Process.Pid)
