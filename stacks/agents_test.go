@@ -411,3 +411,33 @@ func TestWorkspacePathsStayDistinct(t *testing.T) {
 		t.Errorf("err = %v", err)
 	}
 }
+
+// TestClusterLogDebug: clusters[].logDebug is api-syncagent's --log-debug,
+// on that cluster's agent only.
+func TestClusterLogDebug(t *testing.T) {
+	cfg := clusterConfig("alpha", "bravo")
+	cfg["clusters"] = strings.Replace(cfg["clusters"], `"name":"alpha"`, `"logDebug":true,"name":"alpha"`, 1)
+	mocktest.SetConfig(t, cfg, clusterSecrets...)
+	rec, err := mocktest.Run(t, "prod", ProgramIn(t.TempDir()))
+	if err != nil {
+		t.Fatal(err)
+	}
+	want := map[string]bool{"alpha-syncagent": true, "bravo-syncagent": false}
+	for _, r := range rec.All() {
+		if r.Type != "kubernetes:apps/v1:Deployment" {
+			continue
+		}
+		args := mocktest.Strings(mocktest.Dig(r.Input(), "spec", "template", "spec", "containers", 0, "args"))
+		for agent, debug := range want {
+			if slices.Contains(args, "--agent-name="+agent) {
+				if slices.Contains(args, "--log-debug") != debug {
+					t.Errorf("%s: --log-debug in %v, want %v", agent, args, debug)
+				}
+				delete(want, agent)
+			}
+		}
+	}
+	if len(want) != 0 {
+		t.Errorf("no Deployment for %v", want)
+	}
+}

@@ -147,6 +147,7 @@ func AgentArgs(cfg *Config, cl Cluster) agents.Args {
 		KCPServer: kcp.PublicURL(cfg.Domain), Workspace: cl.Workspace, Resources: cl.Resources, Labels: labels,
 		PodSecurityVersion: cfg.PodSecurityVersion,
 		Container:          cfg.AgentResources,
+		LogDebug:           cl.LogDebug,
 	}.WithDefaults()
 }
 

@@ -213,6 +213,10 @@ type Cluster struct {
 	Zone string `json:"zone"`
 	// Resources are the kinds the agent syncs: at least one, each distinct.
 	Resources []agents.Resource `json:"resources"`
+	// LogDebug runs the agent with `--log-debug` (default false): a log line
+	// per reconcile and per step of each object's sync, which shows where
+	// an object waits (README "Sync at scale"); several lines per object.
+	LogDebug bool `json:"logDebug"`
 	// QPS was the TMC syncer's kcp client rate: setting it is an error
 	// (api-syncagent has no such flag).
 	QPS int `json:"qps"`

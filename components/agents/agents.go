@@ -130,7 +130,9 @@ type Args struct {
 	// PublicServerCert: kcp's public address serves a publicly trusted
 	// certificate (tls.acme), so the agent verifies it with the system roots
 	// of its image, not with the private server CA.
-	PublicServerCert   bool
+	PublicServerCert bool
+	// LogDebug adds --log-debug: a log line per reconcile and sync step.
+	LogDebug           bool
 	Container          workload.Resources
 	PodSecurityVersion string
 	// KCPProvider, when set, creates the kcp side (the APIExport and its

@@ -36,7 +36,7 @@ func kcpKubeconfig(a Args) (string, error) {
 // Flags are api-syncagent v0.7.0's command line (cmd/api-syncagent/options.go
 // of the release; docs/agents.md).
 func Flags(a Args) []string {
-	return []string{
+	flags := []string{
 		"--namespace=" + a.Namespace,
 		"--agent-name=" + a.Cluster + "-syncagent",
 		"--kcp-kubeconfig=" + kubeconfigMount + "/kubeconfig",
@@ -50,6 +50,10 @@ func Flags(a Args) []string {
 		// would never pass and liveness would restart it forever).
 		"--log-format=JSON",
 	}
+	if a.LogDebug {
+		flags = append(flags, "--log-debug") // internal/log/zap.go of the release
+	}
+	return flags
 }
 
 // identitySecret is the Secret on the cluster the agent's identity is in.

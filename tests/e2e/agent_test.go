@@ -7,6 +7,7 @@ import (
 	"fmt"
 	"io"
 	"net/http"
+	"os"
 	"path/filepath"
 	"strings"
 	"testing"
@@ -42,7 +43,7 @@ func syncAgentCluster(t testing.TB, onShard string) {
 	const name, export = "edge", "edge-export"
 	config := map[string]string{
 		"tls": `{"mode":"self-managed"}`,
-		"clusters": `[{"name":"` + name + `","replicas":1,
+		"clusters": `[{"name":"` + name + `","replicas":1,"logDebug":true,
 		  "resources":[{"group":"example.com","version":"v1","kind":"Widget","plural":"widgets"}]}]`,
 	}
 	consumer := map[string]any{"apiVersion": "tenancy.kcp.io/v1alpha1", "kind": "Workspace", "metadata": map[string]any{"name": "consumer"}}
@@ -75,6 +76,11 @@ func syncAgentCluster(t testing.TB, onShard string) {
 		return false
 	})
 	cp.widgetRoundTrip(t, pc, agent, "root:consumer", "w1")
+	// clusters[].logDebug reached the agent: its sync controller logged
+	// the object's reconciles.
+	if b, err := os.ReadFile(agent.log); err != nil || !strings.Contains(string(b), `"msg":"Processing","cluster":`) || !strings.Contains(string(b), `"request":"default/w1"`) {
+		t.Errorf("logDebug: no debug line of the sync controller for w1 in the agent's log (%v)", err)
+	}
 
 	// Its Prometheus scrapes it as the agent's ServiceMonitor says.
 	sm := pc.objs.get(t, "ServiceMonitor", agents.KindSyncAgent)

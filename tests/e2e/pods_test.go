@@ -435,6 +435,14 @@ type process struct {
 func start(t testing.TB, name, bin string, args []string, dir string, env ...string) *process {
 	t.Helper()
 	log := filepath.Join(dir, name+".log")
+	// KCP_TMC_E2E_LOGS=dir keeps every program's log after the run (the
+	// test's temporary directory goes with it).
+	if keep := os.Getenv("KCP_TMC_E2E_LOGS"); keep != "" {
+		if err := os.MkdirAll(keep, 0o755); err != nil {
+			t.Fatalf("KCP_TMC_E2E_LOGS: %v", err)
+		}
+		log = filepath.Join(keep, strings.ReplaceAll(t.Name(), "/", "_")+"-"+name+".log")
+	}
 	f, err := os.Create(log)
 	if err != nil {
 		t.Fatal(err)

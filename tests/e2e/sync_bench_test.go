@@ -93,9 +93,12 @@ func BenchmarkSync(b *testing.B) {
 	for _, s := range steps {
 		clusters = max(clusters, s.agents)
 	}
+	// KCP_TMC_BENCH_SYNC_LOG_DEBUG=true: the agents' clusters[].logDebug,
+	// a line per reconcile (with KCP_TMC_E2E_LOGS, where objects wait).
+	debug := os.Getenv("KCP_TMC_BENCH_SYNC_LOG_DEBUG") == "true"
 	var entries []string
 	for i := range clusters {
-		entries = append(entries, fmt.Sprintf(`{"name":"%s","replicas":1,"resources":[{"group":"example.com","version":"v1","kind":"Widget","plural":"widgets"}]}`, benchCluster(i)))
+		entries = append(entries, fmt.Sprintf(`{"name":"%s","replicas":1,"logDebug":%t,"resources":[{"group":"example.com","version":"v1","kind":"Widget","plural":"widgets"}]}`, benchCluster(i), debug))
 	}
 	objs, rec := render(b, "dev", map[string]string{"tls": `{"mode":"self-managed"}`, "clusters": "[" + strings.Join(entries, ",") + "]"})
 	cp := startControlPlane(b, objs)
