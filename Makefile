@@ -79,12 +79,13 @@ e2e: toolchain
 # api-syncagent clusters, every program real, Widgets created through kcp
 # per step of KCP_TMC_BENCH_SYNC_STEPS (agents:objects@rate, default
 # tests/e2e/sync_bench_test.go's); prints latency, errors, throughput and
-# CPU/memory per step. About an hour with the default steps.
+# CPU/memory per step. About an hour with the default steps; each run's
+# log is its own (bench-sync-<UTC time>.log), the next keeps the last's figures.
 bench-sync: toolchain
 	@missing=""; for v in $(E2E_BINS); do [ -n "$${!v}" ] && [ -x "$${!v}" ] || missing="$$missing $$v"; done; \
 	if [ -n "$$missing" ]; then echo "make bench-sync: set$$missing to executable kcp v0.32.3 / api-syncagent v0.7.0 binaries (README \"Real-binary e2e\")" >&2; exit 2; fi
-	@mkdir -p $(LOGS); echo "make bench-sync: full output in $(LOGS)/bench-sync.log"
-	set -o pipefail; go test -count=1 -v -run XXX -bench BenchmarkSync -benchtime=1x -timeout 3h ./tests/e2e 2>&1 | tee $(LOGS)/bench-sync.log | grep --line-buffered -v '^        [{EIW]'
+	@mkdir -p $(LOGS); log=$(LOGS)/bench-sync-$$(date -u +%Y%m%dT%H%M%SZ).log; echo "make bench-sync: full output in $$log"; \
+	set -o pipefail; go test -count=1 -v -run XXX -bench BenchmarkSync -benchtime=1x -timeout 3h ./tests/e2e 2>&1 | tee $$log | grep --line-buffered -v '^        [{EIW]'
 
 # Cluster e2e (README "Cluster e2e"): `kcp-tmc up` of the dev stack onto a
 # single-node cluster that runs its Pods (kubelet, containerd, kube-proxy,
