@@ -124,6 +124,9 @@ func TestClusterConfigErrors(t *testing.T) {
 		{"the legacy TMC syncer, which kcp v0.32.3 cannot serve", func(c map[string]string) {
 			c["clusters"] = `[{"name":"alpha","agent":"tmc-syncer","image":"ghcr.io/kcp-dev/contrib-tmc/syncer:0b1a2c3","resources":[{"group":"apps","version":"v1","kind":"Deployment","plural":"deployments"}]}]`
 		}, `config kcp-tmc:clusters[0].agent: invalid value "tmc-syncer": want api-syncagent: the TMC syncer needs a SyncTarget API`},
+		{"logDebug not a boolean", func(c map[string]string) {
+			c["clusters"] = `[{"name":"alpha","logDebug":"yes","resources":[{"group":"apps","version":"v1","kind":"Deployment","plural":"deployments"}]}]`
+		}, `config kcp-tmc:clusters.logDebug: invalid value "a string": want a value of type boolean (true/false)`},
 		{"cluster kubeconfigs in plaintext", func(c map[string]string) {}, `config kcp-tmc:clusterKubeconfigs: invalid value "<plaintext>"`},
 	}
 	for _, tt := range tests {
