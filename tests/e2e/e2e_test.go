@@ -486,15 +486,8 @@ func (cp *controlPlane) scrape(t testing.TB, monitor, workload string, port int)
 func rulesFindSeries(t testing.TB, body []byte, job string) int {
 	t.Helper()
 	series := map[string]bool{}
-	for _, line := range strings.Split(string(body), "\n") {
-		if strings.HasPrefix(line, "#") {
-			continue
-		}
-		if name, _, ok := strings.Cut(line, "{"); ok {
-			series[name] = true
-		} else if f := strings.Fields(line); len(f) == 2 {
-			series[f[0]] = true
-		}
+	for _, s := range samples(body) {
+		series[s.name] = true
 	}
 	read := regexp.MustCompile(`([a-zA-Z_:][a-zA-Z0-9_:]*)\{job="` + regexp.QuoteMeta(job) + `"[,}]`)
 	checked := 0

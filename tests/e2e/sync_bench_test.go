@@ -532,18 +532,12 @@ func (l *syncLane) kcpRequests(b *testing.B) float64 {
 	if err != nil {
 		b.Fatal(err)
 	}
-	own := `host="` + strings.TrimPrefix(l.pc.kube.Server, "https://") + `"`
+	own := strings.TrimPrefix(l.pc.kube.Server, "https://")
 	total := 0.0
-	for _, line := range strings.Split(string(body), "\n") {
-		if !strings.HasPrefix(line, "rest_client_requests_total{") || strings.Contains(line, own) {
-			continue
+	for _, s := range samples(body) {
+		if s.name == "rest_client_requests_total" && s.labels["host"] != own {
+			total += s.value
 		}
-		f := strings.Fields(line)
-		n, err := strconv.ParseFloat(f[len(f)-1], 64)
-		if err != nil {
-			b.Fatalf("agent metrics line %q: %v", line, err)
-		}
-		total += n
 	}
 	return total
 }
@@ -554,22 +548,11 @@ func (l *syncLane) kcpRequests(b *testing.B) float64 {
 // creates, kcp's own controllers).
 func kcpServed(body []byte) map[string]float64 {
 	out := map[string]float64{}
-	for _, line := range strings.Split(string(body), "\n") {
-		labels, ok := strings.CutPrefix(line, "apiserver_request_total{")
-		if !ok {
+	for _, s := range samples(body) {
+		if s.name != "apiserver_request_total" {
 			continue
 		}
-		labels, value, _ := strings.Cut(labels, "} ")
-		n, err := strconv.ParseFloat(strings.TrimSpace(value), 64)
-		if err != nil {
-			continue
-		}
-		l := map[string]string{}
-		for _, kv := range strings.Split(labels, ",") {
-			if k, v, ok := strings.Cut(kv, "="); ok {
-				l[k] = strings.Trim(v, `"`)
-			}
-		}
+		l := s.labels
 		key := l["verb"] + " " + l["resource"]
 		if l["group"] != "" {
 			key += "." + l["group"]
@@ -577,7 +560,7 @@ func kcpServed(body []byte) map[string]float64 {
 		if l["subresource"] != "" {
 			key += "/" + l["subresource"]
 		}
-		out[key] += n
+		out[key] += s.value
 	}
 	return out
 }
