@@ -467,6 +467,7 @@ func installController(ctx *pulumi.Context, name string, a Args, opts []pulumi.R
 		return nil, err
 	}
 	rel, err := helmrelease.New(ctx, name+"-ingress-nginx", helmrelease.Args{
+		Name:      pulumi.String("ingress-nginx"),
 		Chart:     pulumi.String("ingress-nginx"),
 		Version:   pulumi.String(a.ControllerVersion),
 		Namespace: ns.Namespace,

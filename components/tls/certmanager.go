@@ -27,6 +27,7 @@ func (b *builder) certManager() error {
 	var deps []pulumi.Resource
 	if b.args.InstallCertManager {
 		rel, err := helmrelease.New(b.ctx, b.name+"-cert-manager", helmrelease.Args{
+			Name:            pulumi.String("cert-manager"),
 			Chart:           pulumi.String("cert-manager"),
 			Version:         pulumi.String(b.args.CertManagerVersion),
 			Namespace:       pulumi.String(CertManagerNamespace),

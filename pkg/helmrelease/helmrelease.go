@@ -18,7 +18,10 @@ const Type = "kubernetes:helm.sh/v3:Release"
 // Args are the Release inputs kcp-tmc sets; names and meaning as in the
 // SDK's helm/v3.ReleaseArgs.
 type Args struct {
-	// Name is the release name (default: the resource name plus a suffix).
+	// Name is the release name, required: one the provider picks (the
+	// resource name plus a random suffix) is picked again when an up killed
+	// during the install is redone, and a second release of the same chart
+	// then fails on the first's cluster-wide objects (its CRDs).
 	Name pulumi.StringInput
 	// Chart and Version pin what is installed, from Repo.
 	Chart, Version pulumi.StringInput
@@ -37,19 +40,17 @@ type Release struct {
 
 // New registers the release.
 func New(ctx *pulumi.Context, name string, args Args, opts ...pulumi.ResourceOption) (*Release, error) {
-	if args.Chart == nil || args.Version == nil || args.Repo == "" {
-		return nil, errors.New("helm release " + name + ": chart, version and repo are required")
+	if args.Name == nil || args.Chart == nil || args.Version == nil || args.Repo == "" {
+		return nil, errors.New("helm release " + name + ": name, chart, version and repo are required")
 	}
 	props := pulumi.Map{
 		"chart":          args.Chart,
 		"version":        args.Version,
 		"repositoryOpts": pulumi.Map{"repo": pulumi.String(args.Repo)},
 		"values":         args.Values,
+		"name":           args.Name,
 		// What helm/v3.NewRelease always sets.
 		"compat": pulumi.String("true"),
-	}
-	if args.Name != nil {
-		props["name"] = args.Name
 	}
 	if args.Namespace != nil {
 		props["namespace"] = args.Namespace
@@ -61,6 +62,9 @@ func New(ctx *pulumi.Context, name string, args Args, opts ...pulumi.ResourceOpt
 		props["values"] = pulumi.Map{}
 	}
 	var r Release
+	// A release installed before its name was given keeps the name the
+	// provider picked then: renaming it would reinstall the chart.
+	opts = append(opts, pulumi.IgnoreChanges([]string{"name"}))
 	// The SDK's own defaults: the plugin version this SDK asks for.
 	if err := ctx.RegisterResource(Type, name, props, &r, utilities.PkgResourceDefaultOpts(opts)...); err != nil {
 		return nil, err

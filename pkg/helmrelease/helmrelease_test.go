@@ -31,8 +31,8 @@ func TestReleaseInputs(t *testing.T) {
 			Namespace: pulumi.String("ns"), CreateNamespace: true, Values: pulumi.Map{"replicaCount": pulumi.Int(2)}},
 			map[string]any{"name": "rel", "chart": "c", "version": "1.2.3", "repositoryOpts": map[string]any{"repo": "https://charts.example.com"},
 				"namespace": "ns", "createNamespace": true, "values": map[string]any{"replicaCount": float64(2)}, "compat": "true"}},
-		{"defaults", Args{Chart: pulumi.String("c"), Version: pulumi.String("1.2.3"), Repo: "https://charts.example.com"},
-			map[string]any{"chart": "c", "version": "1.2.3", "repositoryOpts": map[string]any{"repo": "https://charts.example.com"},
+		{"defaults", Args{Name: pulumi.String("rel"), Chart: pulumi.String("c"), Version: pulumi.String("1.2.3"), Repo: "https://charts.example.com"},
+			map[string]any{"name": "rel", "chart": "c", "version": "1.2.3", "repositoryOpts": map[string]any{"repo": "https://charts.example.com"},
 				"values": map[string]any{}, "compat": "true"}},
 	}
 	for _, tt := range tests {
@@ -48,12 +48,21 @@ func TestReleaseInputs(t *testing.T) {
 			if got := rels[0].Input(); !reflect.DeepEqual(got, tt.want) {
 				t.Errorf("inputs\n got %v\nwant %v", got, tt.want)
 			}
+			// A release named by the provider before names were given keeps it.
+			if !reflect.DeepEqual(rels[0].IgnoreChanges, []string{"name"}) {
+				t.Errorf("ignoreChanges %q, want [name]", rels[0].IgnoreChanges)
+			}
 			if rels[0].Version != typed {
 				t.Errorf("plugin version %q, want the SDK's %s", rels[0].Version, typed)
 			}
 		})
 	}
-	if _, err := New(nil, "x", Args{Chart: pulumi.String("c")}); err == nil {
-		t.Error("a release without version and repo was accepted")
+	for _, args := range []Args{
+		{Chart: pulumi.String("c")},
+		{Chart: pulumi.String("c"), Version: pulumi.String("1.2.3"), Repo: "https://charts.example.com"}, // no name
+	} {
+		if _, err := New(nil, "x", args); err == nil {
+			t.Errorf("a release without name, version or repo was accepted: %+v", args)
+		}
 	}
 }
