@@ -2,12 +2,18 @@ package automation_test
 
 import (
 	"context"
+	"errors"
 	"fmt"
+	"io"
 	"os"
 	"path/filepath"
+	"slices"
 	"strings"
 	"testing"
 
+	"github.com/pulumi/pulumi-kubernetes/sdk/v4/go/kubernetes"
+	corev1 "github.com/pulumi/pulumi-kubernetes/sdk/v4/go/kubernetes/core/v1"
+	metav1 "github.com/pulumi/pulumi-kubernetes/sdk/v4/go/kubernetes/meta/v1"
 	"github.com/pulumi/pulumi/sdk/v3/go/auto/optpreview"
 	"github.com/pulumi/pulumi/sdk/v3/go/auto/optup"
 	"github.com/pulumi/pulumi/sdk/v3/go/pulumi"
@@ -24,6 +30,27 @@ import (
 // environment is as before once the preview is done.
 func TestCheckpointsOnlyWhereTheyKeepSomething(t *testing.T) {
 	_, opts := testenv.Project(t, "dev", nil)
+	log := logEngineCommands(t)
+	opts.Program = func(ctx *pulumi.Context) error { return nil }
+	ctx := context.Background()
+	s, err := automation.Stack(ctx, opts)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if _, err := automation.Preview(ctx, s, optpreview.SuppressProgress()); err != nil {
+		t.Fatalf("preview: %v", err)
+	}
+	if _, err := s.Up(ctx, optup.SuppressProgress()); err != nil {
+		t.Fatalf("up: %v", err)
+	}
+	checkEngineCommands(t, log, []string{"preview skip=true", "up skip=unset"})
+}
+
+// logEngineCommands puts a wrapper of the pinned pulumi CLI first, which
+// logs each engine command with PULUMI_SKIP_CHECKPOINTS, and returns the
+// log's path.
+func logEngineCommands(t *testing.T) string {
+	t.Helper()
 	cache, log := t.TempDir(), filepath.Join(t.TempDir(), "commands.log")
 	if err := os.Mkdir(filepath.Join(cache, "bin"), 0o755); err != nil {
 		t.Fatal(err)
@@ -39,34 +66,84 @@ func TestCheckpointsOnlyWhereTheyKeepSomething(t *testing.T) {
 	}
 	t.Setenv("KCP_TMC_CACHE", cache)
 	t.Setenv(automation.SkipCheckpointsEnv, "")
-	opts.Program = func(ctx *pulumi.Context) error { return nil }
-	ctx := context.Background()
-	s, err := automation.Stack(ctx, opts)
-	if err != nil {
-		t.Fatal(err)
-	}
-	if _, err := automation.Preview(ctx, s, optpreview.SuppressProgress()); err != nil {
-		t.Fatalf("preview: %v", err)
-	}
-	if _, err := s.Up(ctx, optup.SuppressProgress()); err != nil {
-		t.Fatalf("up: %v", err)
-	}
+	return log
+}
+
+// checkEngineCommands: the preview and up commands in the log, in order,
+// each "<command> skip=<PULUMI_SKIP_CHECKPOINTS>".
+func checkEngineCommands(t *testing.T, log string, want []string) {
+	t.Helper()
 	raw, err := os.ReadFile(log)
-	if err != nil {
+	if err != nil && !os.IsNotExist(err) {
 		t.Fatal(err)
 	}
-	want := map[string]string{"preview": "skip=true", "up": "skip=unset"}
+	var got []string
 	for _, line := range strings.Split(strings.TrimSpace(string(raw)), "\n") {
 		for _, command := range []string{"preview", "up"} {
 			if strings.Contains(" "+line+" ", " "+command+" ") {
-				if !strings.HasSuffix(line, want[command]) {
-					t.Errorf("%s ran with %s, want %s", command, line[strings.LastIndex(line, " ")+1:], want[command])
-				}
-				delete(want, command)
+				got = append(got, command+" "+line[strings.LastIndex(line, " ")+1:])
 			}
 		}
 	}
-	for command := range want {
-		t.Errorf("no %s in the engine commands:\n%s", command, raw)
+	if !slices.Equal(got, want) {
+		t.Errorf("engine commands = %q, want %q\n%s", got, want, raw)
 	}
+}
+
+// TestUpSkippingCheckpoints on the real engine: the dev stack's first up
+// runs without checkpoints (the engine command says so) and leaves a
+// complete state (a preview after it plans nothing); a program that would
+// create an object the Kubernetes provider names itself (random suffix) is
+// refused before any up runs, naming that object and only it.
+func TestUpSkippingCheckpoints(t *testing.T) {
+	ctx := context.Background()
+	t.Run("dev stack", func(t *testing.T) {
+		_, opts := testenv.Project(t, "dev", nil)
+		log := logEngineCommands(t)
+		s, err := automation.Stack(ctx, opts)
+		if err != nil {
+			t.Fatal(err)
+		}
+		var out strings.Builder
+		if err := automation.UpSkippingCheckpoints(ctx, s, &out, []optpreview.Option{optpreview.SuppressProgress()}, optup.SuppressProgress()); err != nil {
+			t.Fatalf("up: %v", err)
+		}
+		if !strings.Contains(out.String(), "changes planned, each one a next up can redo") {
+			t.Errorf("up said %q, want how many changes it plans", out.String())
+		}
+		if _, err := automation.Preview(ctx, s, optpreview.SuppressProgress(), optpreview.ExpectNoChanges()); err != nil {
+			t.Errorf("preview after the up: %v", err)
+		}
+		checkEngineCommands(t, log, []string{"preview skip=true", "up skip=true", "preview skip=true"})
+	})
+	t.Run("autonamed object refused", func(t *testing.T) {
+		_, opts := testenv.Project(t, "dev", nil)
+		log := logEngineCommands(t)
+		render := t.TempDir()
+		opts.Program = func(ctx *pulumi.Context) error {
+			p, err := kubernetes.NewProvider(ctx, "render", &kubernetes.ProviderArgs{RenderYamlToDirectory: pulumi.String(render)})
+			if err != nil {
+				return err
+			}
+			for name, meta := range map[string]*metav1.ObjectMetaArgs{
+				"named":   {Name: pulumi.String("named"), Namespace: pulumi.String("default")},
+				"unnamed": {Namespace: pulumi.String("default")},
+			} {
+				if _, err := corev1.NewConfigMap(ctx, name, &corev1.ConfigMapArgs{Metadata: meta}, pulumi.Provider(p)); err != nil {
+					return err
+				}
+			}
+			return nil
+		}
+		s, err := automation.Stack(ctx, opts)
+		if err != nil {
+			t.Fatal(err)
+		}
+		err = automation.UpSkippingCheckpoints(ctx, s, io.Discard, []optpreview.Option{optpreview.SuppressProgress()}, optup.SuppressProgress())
+		if !errors.Is(err, automation.ErrNotRedoable) || !strings.Contains(err.Error(), "create kubernetes:core/v1:ConfigMap unnamed") ||
+			strings.Contains(err.Error(), "ConfigMap named") {
+			t.Fatalf("err = %v, want ErrNotRedoable naming the unnamed ConfigMap only", err)
+		}
+		checkEngineCommands(t, log, []string{"preview skip=true"})
+	})
 }

@@ -22,13 +22,7 @@ func BenchmarkStacks(b *testing.B) {
 	TuneGC()
 	for _, stack := range Environments {
 		b.Run(stack, func(b *testing.B) {
-			cfg := mocktest.StackFileConfig(b, filepath.Join("..", "Pulumi."+stack+".yaml"))
-			secrets := []string{"kcp-tmc:kubeconfig", "kcp-tmc:slackWebhookUrl", "kcp-tmc:elasticsearchPassword"}
-			if stack != "dev" {
-				cfg["kcp-tmc:kubeconfig"] = "apiVersion: v1\nkind: Config\n"
-				cfg["kcp-tmc:slackWebhookUrl"] = "https://hooks.slack.com/services/T000/B000/bench"
-				cfg["kcp-tmc:elasticsearchPassword"] = "bench"
-			}
+			cfg, secrets := stackFileConfig(b, stack)
 			mocktest.SetConfig(b, cfg, secrets...)
 			dir := b.TempDir()
 			b.ReportAllocs()
@@ -40,6 +34,19 @@ func BenchmarkStacks(b *testing.B) {
 			}
 		})
 	}
+}
+
+// stackFileConfig is a checked-in stack file's config with the secrets a
+// user adds to it, and those secrets' keys.
+func stackFileConfig(t testing.TB, stack string) (map[string]string, []string) {
+	cfg := mocktest.StackFileConfig(t, filepath.Join("..", "Pulumi."+stack+".yaml"))
+	secrets := []string{"kcp-tmc:kubeconfig", "kcp-tmc:slackWebhookUrl", "kcp-tmc:elasticsearchPassword"}
+	if stack != "dev" {
+		cfg["kcp-tmc:kubeconfig"] = "apiVersion: v1\nkind: Config\n"
+		cfg["kcp-tmc:slackWebhookUrl"] = "https://hooks.slack.com/services/T000/B000/bench"
+		cfg["kcp-tmc:elasticsearchPassword"] = "bench"
+	}
+	return cfg, secrets
 }
 
 // perClusterCost is what the program allocates for each physical cluster

@@ -229,3 +229,44 @@ func TestOnOwnStack(t *testing.T) {
 		})
 	}
 }
+
+// TestEveryKubernetesObjectNamed: every Kubernetes object of every stack
+// file, and of a prod stack's agents, has a name of its own (a Helm
+// release too), never one the provider picks with a random suffix. An up after a killed one applies the
+// same objects again by name, and `kcp-tmc up --skip-checkpoints` is
+// refused for any other (automation.NotRedoable).
+func TestEveryKubernetesObjectNamed(t *testing.T) {
+	configs := map[string]func(t *testing.T) (map[string]string, []string){
+		"prod with clusters": func(*testing.T) (map[string]string, []string) { return clusterConfig("a", "b"), clusterSecrets },
+	}
+	for _, stack := range Environments {
+		configs[stack] = func(t *testing.T) (map[string]string, []string) { return stackFileConfig(t, stack) }
+	}
+	for name, config := range configs {
+		t.Run(name, func(t *testing.T) {
+			cfg, secrets := config(t)
+			mocktest.SetConfig(t, cfg, secrets...)
+			rec, err := mocktest.Run(t, cfg["kcp-tmc:environment"]+cfg["environment"], ProgramIn(t.TempDir()))
+			if err != nil {
+				t.Fatal(err)
+			}
+			objects := 0
+			for _, r := range rec.All() {
+				if !r.Custom || !strings.HasPrefix(r.Type, "kubernetes:") {
+					continue
+				}
+				objects++
+				path := []any{"metadata", "name"}
+				if strings.HasPrefix(r.Type, "kubernetes:helm.sh/") {
+					path = []any{"name"} // a release's own name
+				}
+				if name, _ := mocktest.Dig(r.Input(), path...).(string); name == "" {
+					t.Errorf("%s %s has no %v: the provider would pick one, a new one on every create", r.Type, r.Name, path)
+				}
+			}
+			if objects < 20 {
+				t.Errorf("%d Kubernetes objects, want the stack's", objects)
+			}
+		})
+	}
+}

@@ -1,8 +1,11 @@
 package tests
 
 import (
+	"bytes"
 	"context"
+	"encoding/json"
 	"os"
+	"os/exec"
 	"path/filepath"
 	"strings"
 	"testing"
@@ -14,6 +17,8 @@ import (
 	"github.com/pulumi/pulumi/sdk/v3/go/common/apitype"
 
 	"github.com/kcp-tmc/kcp-tmc/automation"
+	"github.com/kcp-tmc/kcp-tmc/internal/cli"
+	"github.com/kcp-tmc/kcp-tmc/internal/test/proctest"
 	"github.com/kcp-tmc/kcp-tmc/internal/test/testenv"
 )
 
@@ -117,4 +122,86 @@ func clusterStack(t *testing.T, ns string, secretKeys ...string) (string, automa
 		}
 	}
 	return dir, opts, stack
+}
+
+// TestKilledUpWithoutCheckpointsRecovers: `kcp-tmc up --skip-checkpoints`
+// SIGKILLed while it creates, on the real apiserver, leaves objects in the
+// cluster that its state does not know (it writes the state only at its
+// end); after `kcp-tmc unlock` the next up applies them again by name
+// (server-side, forced) without a conflict, an up after it changes
+// nothing, and destroy removes them all.
+func TestKilledUpWithoutCheckpointsRecovers(t *testing.T) {
+	ctx := context.Background()
+	const ns = "kcp-killed"
+	dir, opts, _ := clusterStack(t, ns, "kcp-tmc:kubeconfig")
+	t.Setenv("PULUMI_BACKEND_URL", opts.BackendURL) // the CLI's backend: clusterStack's
+	t.Cleanup(func() { _, _, _ = kube.Kubectl(context.Background(), nil, "delete", "namespace", ns, "--wait=false") })
+	killed := exec.Command(os.Args[0], "up", "--skip-checkpoints", "--stack", "dev", "--project-dir", dir)
+	killed.Env = append(os.Environ(), "KCP_TMC_TEST_AS_CLI=1")
+	if out, err := proctest.KillAfter(killed, "created", 40, 0); err != nil {
+		t.Fatalf("killing the up: %v\n%s", err, out)
+	}
+	const kinds = "serviceaccounts,configmaps,secrets,services,deployments,statefulsets,networkpolicies,roles,rolebindings," +
+		"poddisruptionbudgets,certificates.cert-manager.io,issuers.cert-manager.io,servicemonitors,prometheusrules"
+	left, _, err := kube.Kubectl(ctx, nil, "get", kinds, "-n", ns, "-l", "app.kubernetes.io/managed-by=pulumi", "-o", "name")
+	if err != nil || strings.TrimSpace(left) == "" {
+		t.Fatalf("the killed up left no object in %s (%v): it was killed too early to show anything", ns, err)
+	}
+	if n := stateResources(t, opts.BackendURL); n != 0 {
+		t.Fatalf("the state holds %d resources after the killed up, want none: it did not skip its checkpoints", n)
+	}
+	t.Logf("the killed up left %d objects the state does not know:\n%s", len(strings.Fields(left)), left)
+
+	run := func(args ...string) (string, error) {
+		var out bytes.Buffer
+		err := cli.Run(ctx, append([]string{args[0], "--stack", "dev", "--project-dir", dir}, args[1:]...), &out, &out)
+		return out.String(), err
+	}
+	if out, err := run("up"); err == nil || !strings.Contains(err.Error(), "kcp-tmc unlock --stack dev") {
+		t.Fatalf("up after the killed one: err = %v, want it to name kcp-tmc unlock\n%s", err, tail(out))
+	}
+	if out, err := run("unlock"); err != nil {
+		t.Fatalf("unlock: %v\n%s", err, out)
+	}
+	if out, err := run("up"); err != nil {
+		t.Fatalf("up after unlock: %v\n%s", err, tail(out))
+	}
+	if out, err := run("up", "--expect-no-changes"); err != nil {
+		t.Fatalf("the up after the recovered one: %v\n%s", err, tail(out))
+	}
+	if out, err := run("destroy", "--yes"); err != nil {
+		t.Fatalf("destroy: %v\n%s", err, tail(out))
+	}
+	if rest, _, _ := kube.Kubectl(ctx, nil, "get", kinds, "-n", ns, "-l", "app.kubernetes.io/managed-by=pulumi", "-o", "name"); strings.TrimSpace(rest) != "" {
+		t.Errorf("after destroy, still in %s:\n%s", ns, rest)
+	}
+}
+
+// stateResources counts the resources in the dev stack's checkpoint of a
+// file:// backend.
+func stateResources(t *testing.T, backendURL string) int {
+	t.Helper()
+	raw, err := os.ReadFile(filepath.Join(strings.TrimPrefix(backendURL, "file://"), ".pulumi", "stacks", automation.ProjectName, "dev.json"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	var cp struct {
+		Checkpoint struct {
+			Latest struct {
+				Resources []json.RawMessage `json:"resources"`
+			} `json:"latest"`
+		} `json:"checkpoint"`
+	}
+	if err := json.Unmarshal(raw, &cp); err != nil {
+		t.Fatal(err)
+	}
+	return len(cp.Checkpoint.Latest.Resources)
+}
+
+// tail is the end of a long output.
+func tail(s string) string {
+	if len(s) > 3000 {
+		return s[len(s)-3000:]
+	}
+	return s
 }

@@ -9,6 +9,7 @@ import (
 	"time"
 
 	"github.com/kcp-tmc/kcp-tmc/automation"
+	"github.com/kcp-tmc/kcp-tmc/internal/cli"
 	"github.com/kcp-tmc/kcp-tmc/tests/cluster"
 )
 
@@ -17,6 +18,11 @@ import (
 var kube *cluster.Cluster
 
 func TestMain(m *testing.M) {
+	// The test binary runs as kcp-tmc, so a test can kill a deploy from
+	// outside as a CI runner's timeout does.
+	if os.Getenv("KCP_TMC_TEST_AS_CLI") == "1" {
+		os.Exit(cli.ExitCode(cli.Run(context.Background(), os.Args[1:], os.Stdout, os.Stderr)))
+	}
 	os.Exit(runWithCluster(m))
 }
 

@@ -90,6 +90,7 @@ func ExitCode(err error) int {
 type flags struct {
 	stack, dir                          string
 	yes, expectNoChanges, asJSON, other bool
+	skipCheckpoints                     bool
 	refreshFirst                        bool // --refresh, resolved per command
 	target, snapshot, etcdCluster, out  string
 	cluster                             string
@@ -110,6 +111,7 @@ func (f *flags) register(fs *flag.FlagSet, refresh *bool) {
 	fs.StringVar(&f.etcdCluster, "etcd", etcd.Name, "backup verify, drill, restore: the etcd cluster: etcd (the root shard's) or etcd-<shard> (docs/sharding.md)")
 	fs.StringVar(&f.out, "out", "", "restore: directory for the members' data dirs (must not hold data)")
 	fs.StringVar(&f.cluster, "cluster", "", "agent-identity: only this cluster of kcp-tmc:clusters (default: every one)")
+	fs.BoolVar(&f.skipCheckpoints, "skip-checkpoints", false, "up: write the state once, at the end, instead of at every step (a first up of 100 clusters: 35 s instead of 22 min); refused, before anything runs, unless the preview shows only changes a next up can redo (Kubernetes objects with names of their own)")
 	fs.BoolVar(&f.other, "other-host", false, "unlock: also remove a lock taken on another machine (no deploy of the stack may run there)")
 	f.smoke.register(fs)
 }
@@ -133,7 +135,7 @@ type command struct {
 // commands is every command kcp-tmc runs.
 var commands = map[string]command{
 	"preview": {flags: []string{"expect-no-changes", "refresh"}, run: runPreview},
-	"up":      {flags: []string{"expect-no-changes", "refresh"}, run: runUp},
+	"up":      {flags: []string{"expect-no-changes", "refresh", "skip-checkpoints"}, run: runUp},
 	"destroy": {flags: []string{"yes"}, mustExist: true, run: runDestroy, usage: func(f flags) string {
 		if !f.yes {
 			return fmt.Sprintf("destroy removes stack %q's unprotected resources; pass --yes to confirm", f.stack)
@@ -309,7 +311,19 @@ func runUp(ctx context.Context, s auto.Stack, f flags, stdout, stderr io.Writer)
 	if f.refreshFirst {
 		opts = append(opts, optup.Refresh())
 	}
-	_, err := s.Up(ctx, opts...)
+	if !f.skipCheckpoints {
+		_, err := s.Up(ctx, opts...)
+		return err
+	}
+	preview := []optpreview.Option{optpreview.ErrorProgressStreams(stderr)}
+	if f.refreshFirst {
+		preview = append(preview, optpreview.Refresh())
+	}
+	fmt.Fprintln(stdout, "--skip-checkpoints: previewing what the up would change")
+	err := automation.UpSkippingCheckpoints(ctx, s, stdout, preview, opts...)
+	if errors.Is(err, automation.ErrNotRedoable) {
+		return fmt.Errorf("%w\nrun up without --skip-checkpoints", err)
+	}
 	return err
 }
 

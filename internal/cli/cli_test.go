@@ -27,6 +27,7 @@ func TestUsageErrors(t *testing.T) {
 		{"destroy without --yes", []string{"destroy", "--stack", "dev"}, "pass --yes to confirm"},
 		{"another command's flag", []string{"drill", "--stack", "dev", "--snapshot", "x"}, "drill does not take --snapshot"},
 		{"--yes on up", []string{"up", "--stack", "dev", "--yes"}, "up does not take --yes"},
+		{"--skip-checkpoints on destroy", []string{"destroy", "--stack", "dev", "--yes", "--skip-checkpoints"}, "destroy does not take --skip-checkpoints"},
 		{"positional argument", []string{"outputs", "--stack", "dev", "extra"}, `unexpected argument "extra"`},
 	}
 	for _, tt := range tests {
@@ -231,7 +232,7 @@ func TestHelp(t *testing.T) {
 		{[]string{"-h"}, []string{"usage: kcp-tmc <command>"}, nil},
 		{[]string{"help"}, []string{"usage: kcp-tmc <command>"}, nil},
 		{[]string{"help", "up"}, []string{"usage: kcp-tmc up", "--expect-no-changes\t", "--stack\t"}, []string{"--yes\t"}},
-		{[]string{"up", "--help"}, []string{"usage: kcp-tmc up", "--refresh\t"}, []string{"--snapshot\t"}},
+		{[]string{"up", "--help"}, []string{"usage: kcp-tmc up", "--refresh\t", "--skip-checkpoints\t"}, []string{"--snapshot\t"}},
 		{[]string{"drill", "-h"}, []string{"--target\t", "--json\t", "--stack\t"}, []string{"--snapshot\t", "--out\t", "--yes\t"}},
 		{[]string{"help", "backup", "verify"}, []string{"usage: kcp-tmc backup verify", "--target\t"}, []string{"--out\t"}},
 		{[]string{"destroy", "--stack", "dev", "-h"}, []string{"--yes\t"}, nil},

@@ -99,33 +99,38 @@ func TestUnlock(t *testing.T) {
 // started (the pulumi CLI runs in its own process group: a CI runner whose
 // job times out is torn down whole) leaves the stack locked; the next up
 // fails naming `kcp-tmc unlock`, which frees it; then up converges and a
-// preview shows no changes.
+// preview shows no changes. So also for an up with --skip-checkpoints,
+// whose work the state does not know at all: the next up does it again.
 func TestKilledDeployRecovers(t *testing.T) {
-	dir, _ := testenv.Project(t, "dev", nil)
-	cmd := exec.Command(os.Args[0], "up", "--stack", "dev", "--project-dir", dir)
-	cmd.Env = append(os.Environ(), "KCP_TMC_TEST_AS_CLI=1")
-	if out, err := proctest.KillDuring(cmd, "creating", 0); err != nil {
-		t.Fatalf("the up ended before it created anything: %v\n%s", err, out)
-	}
+	for _, flags := range [][]string{nil, {"--skip-checkpoints"}} {
+		t.Run(strings.Join(append([]string{"up"}, flags...), " "), func(t *testing.T) {
+			dir, _ := testenv.Project(t, "dev", nil)
+			cmd := exec.Command(os.Args[0], append([]string{"up", "--stack", "dev", "--project-dir", dir}, flags...)...)
+			cmd.Env = append(os.Environ(), "KCP_TMC_TEST_AS_CLI=1")
+			if out, err := proctest.KillDuring(cmd, "creating", 0); err != nil {
+				t.Fatalf("the up ended before it created anything: %v\n%s", err, out)
+			}
 
-	run := func(args ...string) (string, error) {
-		var stdout, stderr bytes.Buffer
-		err := Run(context.Background(), append([]string{args[0], "--stack", "dev", "--project-dir", dir}, args[1:]...), &stdout, &stderr)
-		return stdout.String() + stderr.String(), err
-	}
-	if out, err := run("up"); err == nil || !strings.Contains(err.Error(), "kcp-tmc unlock --stack dev") {
-		t.Fatalf("up after a killed deploy: err = %v, want the stale lock named with kcp-tmc unlock\n%s", err, out)
-	}
-	// Killed while the engine wrote a checkpoint's metadata sidecar, the
-	// deploy leaves no lock but an empty sidecar, which unlock removes.
-	if out, err := run("unlock"); err != nil || !strings.Contains(out, "removed the lock of") && !strings.Contains(out, "removed the damaged metadata file") {
-		t.Fatalf("unlock: %v\n%s", err, out)
-	}
-	if out, err := run("up"); err != nil {
-		t.Fatalf("up after unlock: %v\n%s", err, out)
-	}
-	if out, err := run("preview", "--expect-no-changes"); err != nil {
-		t.Fatalf("preview after the recovered up: %v\n%s", err, out)
+			run := func(args ...string) (string, error) {
+				var stdout, stderr bytes.Buffer
+				err := Run(context.Background(), append([]string{args[0], "--stack", "dev", "--project-dir", dir}, args[1:]...), &stdout, &stderr)
+				return stdout.String() + stderr.String(), err
+			}
+			if out, err := run("up"); err == nil || !strings.Contains(err.Error(), "kcp-tmc unlock --stack dev") {
+				t.Fatalf("up after a killed deploy: err = %v, want the stale lock named with kcp-tmc unlock\n%s", err, out)
+			}
+			// Killed while the engine wrote a checkpoint's metadata sidecar, the
+			// deploy leaves no lock but an empty sidecar, which unlock removes.
+			if out, err := run("unlock"); err != nil || !strings.Contains(out, "removed the lock of") && !strings.Contains(out, "removed the damaged metadata file") {
+				t.Fatalf("unlock: %v\n%s", err, out)
+			}
+			if out, err := run("up"); err != nil {
+				t.Fatalf("up after unlock: %v\n%s", err, out)
+			}
+			if out, err := run("preview", "--expect-no-changes"); err != nil {
+				t.Fatalf("preview after the recovered up: %v\n%s", err, out)
+			}
+		})
 	}
 }
 

@@ -21,6 +21,11 @@ import (
 // would leave pulumi running). It returns cmd's output up to the kill, and
 // an error if cmd ended before it could be killed.
 func KillDuring(cmd *exec.Cmd, marker string, delay time.Duration) (string, error) {
+	return KillAfter(cmd, marker, 1, delay)
+}
+
+// KillAfter is KillDuring at the nth line that contains marker.
+func KillAfter(cmd *exec.Cmd, marker string, nth int, delay time.Duration) (string, error) {
 	out, err := cmd.StdoutPipe()
 	if err != nil {
 		return "", err
@@ -33,6 +38,9 @@ func KillDuring(cmd *exec.Cmd, marker string, delay time.Duration) (string, erro
 	for lines.Scan() {
 		seen.WriteString(lines.Text() + "\n")
 		if strings.Contains(lines.Text(), marker) {
+			if nth--; nth > 0 {
+				continue
+			}
 			time.Sleep(delay)
 			for _, pid := range Tree(cmd.Process.Pid) {
 				_ = syscall.Kill(pid, syscall.SIGKILL)
@@ -42,7 +50,7 @@ func KillDuring(cmd *exec.Cmd, marker string, delay time.Duration) (string, erro
 		}
 	}
 	_ = cmd.Wait()
-	return seen.String(), fmt.Errorf("%s ended before %q appeared", cmd.Path, marker)
+	return seen.String(), fmt.Errorf("%s ended before %q appeared %d times", cmd.Path, marker, nth)
 }
 
 // Tree is pid and every process below it, read from /proc.
