@@ -114,14 +114,28 @@ func BenchmarkPreviewProd(b *testing.B) {
 	}
 }
 
-// BenchmarkUpProd is the first `up` of the same 100-cluster stack (rendered),
-// with per-step checkpoints as users run it. Not in `make bench` (minutes,
-// not seconds); README "Scale".
+// BenchmarkUpProd is the first `up` of the same stack (rendered) with N
+// clusters, with per-step checkpoints as users run it and without
+// (PULUMI_SKIP_CHECKPOINTS): with a file or S3 backend the engine rewrites
+// the whole state at each step's start and end, so that part grows with the
+// square of the clusters. Not in `make bench` (minutes, not seconds); pick a
+// size with -bench 'BenchmarkUpProd/clusters=40/'. README "Scale".
 func BenchmarkUpProd(b *testing.B) {
-	for range b.N {
-		s := renderedStaging(b, 100)
-		if _, err := s.Up(context.Background(), optup.SuppressProgress()); err != nil {
-			b.Fatal(err)
+	for _, n := range []int{20, 40, 100} {
+		for _, checkpoints := range []bool{true, false} {
+			b.Run(fmt.Sprintf("clusters=%d/checkpoints=%t", n, checkpoints), func(b *testing.B) {
+				for range b.N {
+					b.StopTimer()
+					s := renderedStaging(b, n)
+					if !checkpoints {
+						s.Workspace().SetEnvVar(automation.SkipCheckpointsEnv, "true")
+					}
+					b.StartTimer()
+					if _, err := s.Up(context.Background(), optup.SuppressProgress()); err != nil {
+						b.Fatal(err)
+					}
+				}
+			})
 		}
 	}
 }
