@@ -5,6 +5,7 @@ import (
 	"context"
 	"encoding/json"
 	"fmt"
+	"io"
 	"testing"
 
 	"github.com/pulumi/pulumi/sdk/v3/go/auto"
@@ -115,11 +116,13 @@ func BenchmarkPreviewProd(b *testing.B) {
 }
 
 // BenchmarkUpProd is the first `up` of the same stack (rendered) with N
-// clusters, with per-step checkpoints as users run it and without
-// (PULUMI_SKIP_CHECKPOINTS): with a file or S3 backend the engine rewrites
-// the whole state at each step's start and end, so that part grows with the
-// square of the clusters. Not in `make bench` (minutes, not seconds); pick a
-// size with -bench 'BenchmarkUpProd/clusters=40/'. README "Scale".
+// clusters, with per-step checkpoints as users run it, and as `kcp-tmc up
+// --skip-checkpoints` runs it (a preview that checks every change is one a
+// next up can redo, then the up with the state written once): with a file
+// or S3 backend the engine rewrites the whole state at each step's start
+// and end, so that part grows with the square of the clusters. Not in
+// `make bench` (minutes, not seconds); pick a size with -bench
+// 'BenchmarkUpProd/clusters=40/'. README "Scale".
 func BenchmarkUpProd(b *testing.B) {
 	for _, n := range []int{20, 40, 100} {
 		for _, checkpoints := range []bool{true, false} {
@@ -127,11 +130,15 @@ func BenchmarkUpProd(b *testing.B) {
 				for range b.N {
 					b.StopTimer()
 					s := renderedStaging(b, n)
-					if !checkpoints {
-						s.Workspace().SetEnvVar(automation.SkipCheckpointsEnv, "true")
-					}
 					b.StartTimer()
-					if _, err := s.Up(context.Background(), optup.SuppressProgress()); err != nil {
+					var err error
+					if checkpoints {
+						_, err = s.Up(context.Background(), optup.SuppressProgress())
+					} else {
+						err = automation.UpSkippingCheckpoints(context.Background(), s, io.Discard,
+							[]optpreview.Option{optpreview.SuppressProgress()}, optup.SuppressProgress())
+					}
+					if err != nil {
 						b.Fatal(err)
 					}
 				}
