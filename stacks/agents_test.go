@@ -90,6 +90,11 @@ func TestRemovingAClusterTouchesOnlyIt(t *testing.T) {
 		if !strings.Contains(n, "bravo") {
 			t.Errorf("removing bravo removes %s", n)
 		}
+		// What a cluster brings, a next up can redo by name, so clusters are
+		// added with `kcp-tmc up --skip-checkpoints` (README "Scale").
+		if typ := n[:strings.Index(n, "::")]; !strings.HasPrefix(typ, "kubernetes:") && !strings.HasPrefix(typ, "kcp-tmc:") && typ != providerType {
+			t.Errorf("a cluster brings %s, which --skip-checkpoints refuses", n)
+		}
 	}
 	before, after := inputs["alpha,bravo,charlie"], inputs["alpha,charlie"]
 	for n, in := range after {
