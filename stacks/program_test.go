@@ -236,17 +236,21 @@ func TestOnOwnStack(t *testing.T) {
 // same objects again by name, and `kcp-tmc up --skip-checkpoints` is
 // refused for any other (automation.NotRedoable).
 func TestEveryKubernetesObjectNamed(t *testing.T) {
-	configs := map[string]func(t *testing.T) (map[string]string, []string){
-		"prod with clusters": func(*testing.T) (map[string]string, []string) { return clusterConfig("a", "b"), clusterSecrets },
+	type stackConfig struct {
+		stack  string
+		config func(t *testing.T) (map[string]string, []string)
+	}
+	cases := map[string]stackConfig{
+		"prod with clusters": {"prod", func(*testing.T) (map[string]string, []string) { return clusterConfig("a", "b"), clusterSecrets }},
 	}
 	for _, stack := range Environments {
-		configs[stack] = func(t *testing.T) (map[string]string, []string) { return stackFileConfig(t, stack) }
+		cases[stack] = stackConfig{stack, func(t *testing.T) (map[string]string, []string) { return stackFileConfig(t, stack) }}
 	}
-	for name, config := range configs {
+	for name, c := range cases {
 		t.Run(name, func(t *testing.T) {
-			cfg, secrets := config(t)
+			cfg, secrets := c.config(t)
 			mocktest.SetConfig(t, cfg, secrets...)
-			rec, err := mocktest.Run(t, cfg["kcp-tmc:environment"]+cfg["environment"], ProgramIn(t.TempDir()))
+			rec, err := mocktest.Run(t, c.stack, ProgramIn(t.TempDir()))
 			if err != nil {
 				t.Fatal(err)
 			}
