@@ -5,6 +5,7 @@ import (
 	"errors"
 	"fmt"
 	"io"
+	"slices"
 	"strings"
 
 	"github.com/pulumi/pulumi/sdk/v3/go/auto"
@@ -108,18 +109,18 @@ func hasOwnName(inputs map[string]any) bool {
 // with ErrNotRedoable and runs nothing. Before the up it says on out how
 // many changes are planned and what to do if the up is killed.
 func UpSkippingCheckpoints(ctx context.Context, s auto.Stack, out io.Writer, preview []optpreview.Option, up ...optup.Option) error {
-	events := make(chan events.EngineEvent)
+	stream := make(chan events.EngineEvent)
 	var changes []Change
 	read := make(chan struct{})
 	go func() {
 		defer close(read)
-		for e := range events {
+		for e := range stream {
 			if e.ResourcePreEvent != nil {
 				changes = append(changes, changeOf(e.ResourcePreEvent.Metadata))
 			}
 		}
 	}()
-	if _, err := Preview(ctx, s, append(preview, optpreview.EventStreams(events))...); err != nil {
+	if _, err := Preview(ctx, s, append(slices.Clip(preview), optpreview.EventStreams(stream))...); err != nil {
 		// The stream may not have ended; what it held does not matter now.
 		return fmt.Errorf("preview before an up without checkpoints: %w", err)
 	}
