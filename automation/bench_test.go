@@ -73,6 +73,25 @@ func BenchmarkNoOpUp(b *testing.B) {
 	}
 }
 
+// clusterList is kcp-tmc:clusters with n clusters, each syncing Deployments.
+func clusterList(n int) []any {
+	list := make([]any, n)
+	for i := range list {
+		list[i] = map[string]any{"name": fmt.Sprintf("c%04d", i), "region": "us-east-1",
+			"resources": []any{map[string]any{"group": "apps", "version": "v1", "kind": "Deployment", "plural": "deployments"}}}
+	}
+	return list
+}
+
+// clustersJSON is clusterList as the value of `pulumi config set`.
+func clustersJSON(b *testing.B, n int) string {
+	raw, err := json.Marshal(clusterList(n))
+	if err != nil {
+		b.Fatal(err)
+	}
+	return string(raw)
+}
+
 // renderedStaging is the staging stack file (prod's shape: three zones,
 // three kcp replicas and etcd members) with N physical clusters, rendered
 // (no cluster needed) and with what this machine has no plugin for turned
@@ -81,11 +100,7 @@ func BenchmarkNoOpUp(b *testing.B) {
 // cluster.
 func renderedStaging(b *testing.B, clusters int) auto.Stack {
 	b.Helper()
-	list := make([]any, clusters)
-	for i := range list {
-		list[i] = map[string]any{"name": fmt.Sprintf("c%04d", i), "region": "us-east-1",
-			"resources": []any{map[string]any{"group": "apps", "version": "v1", "kind": "Deployment", "plural": "deployments"}}}
-	}
+	list := clusterList(clusters)
 	_, opts := testenv.Project(b, "staging", map[string]any{
 		"kcp-tmc:target":     map[string]any{"mode": "render", "renderDir": "rendered/staging"},
 		"kcp-tmc:tls":        map[string]any{"mode": "cert-manager", "installCertManager": false},
@@ -144,6 +159,38 @@ func BenchmarkUpProd(b *testing.B) {
 				}
 			})
 		}
+	}
+}
+
+// BenchmarkAddCluster is the day-2 `up` that adds one cluster to the same
+// stack (rendered) with 100, with per-step checkpoints and as `kcp-tmc up
+// --skip-checkpoints` runs it. The 100-cluster stack is brought up first,
+// untimed. Not in `make bench`; README "Scale".
+func BenchmarkAddCluster(b *testing.B) {
+	ctx := context.Background()
+	for _, checkpoints := range []bool{true, false} {
+		b.Run(fmt.Sprintf("checkpoints=%t", checkpoints), func(b *testing.B) {
+			for range b.N {
+				b.StopTimer()
+				s := renderedStaging(b, 100)
+				if err := automation.UpSkippingCheckpoints(ctx, s, io.Discard, nil, optup.SuppressProgress()); err != nil {
+					b.Fatal(err)
+				}
+				if err := s.SetConfig(ctx, "kcp-tmc:clusters", auto.ConfigValue{Value: clustersJSON(b, 101)}); err != nil {
+					b.Fatal(err)
+				}
+				b.StartTimer()
+				var err error
+				if checkpoints {
+					_, err = s.Up(ctx, optup.SuppressProgress())
+				} else {
+					err = automation.UpSkippingCheckpoints(ctx, s, io.Discard, []optpreview.Option{optpreview.SuppressProgress()}, optup.SuppressProgress())
+				}
+				if err != nil {
+					b.Fatal(err)
+				}
+			}
+		})
 	}
 }
 
