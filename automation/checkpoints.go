@@ -18,8 +18,7 @@ import (
 // Why an up may skip its checkpoints: with a file or S3 backend the engine
 // (pulumi v3.274, backend.SnapshotManager) rewrites the whole state at the
 // start and the end of every step, so a first up costs the square of its
-// resources: 100 clusters took 20 min here, 35 s without checkpoints
-// (README "Scale"). What the checkpoints buy is an up killed half-way (no
+// resources (README "Scale" has the figures). What the checkpoints buy is an up killed half-way (no
 // chance to write the state at its end) whose work the next up knows. An
 // up whose every change the next up simply does again needs none: a
 // Kubernetes object with a name of its own is applied again by name

@@ -20,6 +20,7 @@ import (
 	"github.com/kcp-tmc/kcp-tmc/internal/cli"
 	"github.com/kcp-tmc/kcp-tmc/internal/test/proctest"
 	"github.com/kcp-tmc/kcp-tmc/internal/test/testenv"
+	"github.com/kcp-tmc/kcp-tmc/tests/cluster"
 )
 
 // TestDevStackUpOnRealAPIServer deploys the dev stack through the real
@@ -158,19 +159,19 @@ func TestKilledUpWithoutCheckpointsRecovers(t *testing.T) {
 		return out.String(), err
 	}
 	if out, err := run("up"); err == nil || !strings.Contains(err.Error(), "kcp-tmc unlock --stack dev") {
-		t.Fatalf("up after the killed one: err = %v, want it to name kcp-tmc unlock\n%s", err, tail(out))
+		t.Fatalf("up after the killed one: err = %v, want it to name kcp-tmc unlock\n%s", err, cluster.Tail(out, 3000))
 	}
 	if out, err := run("unlock"); err != nil {
 		t.Fatalf("unlock: %v\n%s", err, out)
 	}
 	if out, err := run("up"); err != nil {
-		t.Fatalf("up after unlock: %v\n%s", err, tail(out))
+		t.Fatalf("up after unlock: %v\n%s", err, cluster.Tail(out, 3000))
 	}
 	if out, err := run("up", "--expect-no-changes"); err != nil {
-		t.Fatalf("the up after the recovered one: %v\n%s", err, tail(out))
+		t.Fatalf("the up after the recovered one: %v\n%s", err, cluster.Tail(out, 3000))
 	}
 	if out, err := run("destroy", "--yes"); err != nil {
-		t.Fatalf("destroy: %v\n%s", err, tail(out))
+		t.Fatalf("destroy: %v\n%s", err, cluster.Tail(out, 3000))
 	}
 	if rest, _, _ := kube.Kubectl(ctx, nil, "get", kinds, "-n", ns, "-l", "app.kubernetes.io/managed-by=pulumi", "-o", "name"); strings.TrimSpace(rest) != "" {
 		t.Errorf("after destroy, still in %s:\n%s", ns, rest)
@@ -196,12 +197,4 @@ func stateResources(t *testing.T, backendURL string) int {
 		t.Fatal(err)
 	}
 	return len(cp.Checkpoint.Latest.Resources)
-}
-
-// tail is the end of a long output.
-func tail(s string) string {
-	if len(s) > 3000 {
-		return s[len(s)-3000:]
-	}
-	return s
 }

@@ -111,7 +111,7 @@ func (f *flags) register(fs *flag.FlagSet, refresh *bool) {
 	fs.StringVar(&f.etcdCluster, "etcd", etcd.Name, "backup verify, drill, restore: the etcd cluster: etcd (the root shard's) or etcd-<shard> (docs/sharding.md)")
 	fs.StringVar(&f.out, "out", "", "restore: directory for the members' data dirs (must not hold data)")
 	fs.StringVar(&f.cluster, "cluster", "", "agent-identity: only this cluster of kcp-tmc:clusters (default: every one)")
-	fs.BoolVar(&f.skipCheckpoints, "skip-checkpoints", false, "up: write the state once, at the end, instead of at every step (a first up of 100 clusters here: 59 s, its preview included, instead of 20 min; for a few changes its preview costs more than it saves); refused, before anything runs, unless the preview shows only changes a next up can redo (Kubernetes objects with names of their own)")
+	fs.BoolVar(&f.skipCheckpoints, "skip-checkpoints", false, "up: write the state once, at the end, instead of at every step: for many creates (a first up of many clusters; README \"Scale\"), after a preview that refuses, before anything runs, any change a next up could not redo (only Kubernetes objects with names of their own pass)")
 	fs.BoolVar(&f.other, "other-host", false, "unlock: also remove a lock taken on another machine (no deploy of the stack may run there)")
 	f.smoke.register(fs)
 }

@@ -181,14 +181,16 @@ func (c *Cluster) WaitRollout(ctx context.Context, namespace, workload string, t
 	if err != nil {
 		pods, _, _ := c.Kubectl(ctx, nil, "-n", namespace, "get", "pods", "-o", "wide")
 		events, _, _ := c.Kubectl(ctx, nil, "-n", namespace, "get", "events", "--sort-by=.lastTimestamp")
-		return fmt.Errorf("%w\npods:\n%s\nevents:\n%s", err, pods, tail(events, 3000))
+		return fmt.Errorf("%w\npods:\n%s\nevents:\n%s", err, pods, Tail(events, 3000))
 	}
 	return nil
 }
 
-func tail(s string, n int) string {
+// Tail is the last n bytes of a long output (a command's, a log's), marked
+// as cut.
+func Tail(s string, n int) string {
 	if len(s) > n {
-		return s[len(s)-n:]
+		return "…" + s[len(s)-n:]
 	}
 	return s
 }

@@ -53,7 +53,7 @@ func TestAgentOnTheSameNode(t *testing.T) {
 	t.Cleanup(func() {
 		if t.Failed() {
 			logs, _, _ := kube.Kubectl(ctx, nil, "-n", "kcp-agent", "logs", "deployment/api-syncagent", "--tail=30")
-			t.Logf("agent log:\n%s", tail(logs, 6000))
+			t.Logf("agent log:\n%s", cluster.Tail(logs, 6000))
 		}
 	})
 	adminFile := filepath.Join(t.TempDir(), "kcp-admin.kubeconfig")

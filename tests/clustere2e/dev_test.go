@@ -22,6 +22,7 @@ import (
 	"github.com/kcp-tmc/kcp-tmc/internal/cli"
 	"github.com/kcp-tmc/kcp-tmc/internal/test/proctest"
 	"github.com/kcp-tmc/kcp-tmc/internal/test/testenv"
+	"github.com/kcp-tmc/kcp-tmc/tests/cluster"
 )
 
 func agentImage() string { return agents.DefaultSyncAgentImage }
@@ -40,7 +41,7 @@ func (p *platform) destroyAtCleanup() {
 	p.t.Cleanup(func() {
 		if !p.destroyed {
 			if out, err := p.cli("destroy", "--yes"); err != nil {
-				p.t.Errorf("destroy: %v\n%s", err, tail(out, 3000))
+				p.t.Errorf("destroy: %v\n%s", err, cluster.Tail(out, 3000))
 			}
 		}
 	})
@@ -103,7 +104,7 @@ func (p *platform) must(command string, args ...string) string {
 	t0 := time.Now()
 	out, err := p.cli(command, args...)
 	if err != nil {
-		p.t.Fatalf("kcp-tmc %s %v after %s: %v\n%s\n%s", command, args, time.Since(t0).Round(time.Second), err, tail(out, 6000), p.state())
+		p.t.Fatalf("kcp-tmc %s %v after %s: %v\n%s\n%s", command, args, time.Since(t0).Round(time.Second), err, cluster.Tail(out, 6000), p.state())
 	}
 	p.t.Logf("kcp-tmc %s %s: %s", command, strings.Join(args, " "), time.Since(t0).Round(time.Second))
 	return out
@@ -127,14 +128,7 @@ func (p *platform) state() string {
 			}
 		}
 	}
-	return "objects:\n" + objs + "\nlogs of Pods not ready:\n" + logs.String() + "\nevents:\n" + tail(events, 3000)
-}
-
-func tail(s string, n int) string {
-	if len(s) > n {
-		return "…" + s[len(s)-n:]
-	}
-	return s
+	return "objects:\n" + objs + "\nlogs of Pods not ready:\n" + logs.String() + "\nevents:\n" + cluster.Tail(events, 3000)
 }
 
 // publishFrontDoorOnceAddressed does what external-dns does for a user:
@@ -207,10 +201,10 @@ func TestDevStackOnANode(t *testing.T) {
 	killed.Env = append(os.Environ(), "KCP_TMC_TEST_AS_CLI=1")
 	// Well into the deploy: objects created on the node, others still awaited.
 	if out, err := proctest.KillDuring(killed, "creating", 20*time.Second); err != nil {
-		t.Fatalf("killing the first up: %v\n%s", err, tail(out, 3000))
+		t.Fatalf("killing the first up: %v\n%s", err, cluster.Tail(out, 3000))
 	}
 	if out, err := p.cli("up"); err == nil || !strings.Contains(err.Error(), "kcp-tmc unlock --stack dev") {
-		t.Fatalf("up after a killed deploy: err = %v, want it to name kcp-tmc unlock\n%s", err, tail(out, 3000))
+		t.Fatalf("up after a killed deploy: err = %v, want it to name kcp-tmc unlock\n%s", err, cluster.Tail(out, 3000))
 	}
 	t.Log(p.must("unlock"))
 	p.must("up")
