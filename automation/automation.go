@@ -93,7 +93,8 @@ func Stack(ctx context.Context, opts Options) (auto.Stack, error) {
 }
 
 // PulumiCommand prefers the pinned CLI from the toolchain cache over whatever
-// pulumi is on PATH, so runs are reproducible.
+// pulumi is on PATH, so runs are reproducible. Each of its commands runs
+// with a private temp directory, removed when it ends (privateTemp).
 func PulumiCommand() (auto.PulumiCommand, error) {
 	opts := &auto.PulumiCommandOptions{SkipVersionCheck: false}
 	if _, err := os.Stat(filepath.Join(ToolchainBin(), "pulumi")); err == nil {
@@ -103,7 +104,7 @@ func PulumiCommand() (auto.PulumiCommand, error) {
 	if err != nil {
 		return nil, fmt.Errorf("no usable pulumi CLI (run hack/toolchain.sh, or install Pulumi): %w", err)
 	}
-	return cmd, nil
+	return privateTemp{cmd}, nil
 }
 
 func engineEnv(dir string, opts Options) (map[string]string, error) {

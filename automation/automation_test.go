@@ -51,7 +51,20 @@ func TestCheckpointsOnlyWhereTheyKeepSomething(t *testing.T) {
 // log's path.
 func logEngineCommands(t *testing.T) string {
 	t.Helper()
-	cache, log := t.TempDir(), filepath.Join(t.TempDir(), "commands.log")
+	log := filepath.Join(t.TempDir(), "commands.log")
+	wrapEngine(t, func(pulumi string) string {
+		return fmt.Sprintf("echo \"$* skip=${PULUMI_SKIP_CHECKPOINTS:-unset}\" >> %q\nexec %q \"$@\"\n", log, pulumi)
+	})
+	t.Setenv(automation.SkipCheckpointsEnv, "")
+	return log
+}
+
+// wrapEngine makes the engine command a shell script around the pinned
+// pulumi CLI (the script's body, given that CLI's path), beside the pinned
+// Kubernetes plugin.
+func wrapEngine(t *testing.T, body func(pulumi string) string) {
+	t.Helper()
+	cache := t.TempDir()
 	if err := os.Mkdir(filepath.Join(cache, "bin"), 0o755); err != nil {
 		t.Fatal(err)
 	}
@@ -59,14 +72,11 @@ func logEngineCommands(t *testing.T) string {
 	if err := os.Symlink(filepath.Join(automation.ToolchainBin(), plugin), filepath.Join(cache, "bin", plugin)); err != nil {
 		t.Fatal(err)
 	}
-	wrapper := fmt.Sprintf("#!/bin/sh\necho \"$* skip=${PULUMI_SKIP_CHECKPOINTS:-unset}\" >> %q\nexec %q \"$@\"\n",
-		log, filepath.Join(automation.ToolchainBin(), "pulumi"))
-	if err := os.WriteFile(filepath.Join(cache, "bin", "pulumi"), []byte(wrapper), 0o755); err != nil {
+	script := "#!/bin/sh\n" + body(filepath.Join(automation.ToolchainBin(), "pulumi"))
+	if err := os.WriteFile(filepath.Join(cache, "bin", "pulumi"), []byte(script), 0o755); err != nil {
 		t.Fatal(err)
 	}
 	t.Setenv("KCP_TMC_CACHE", cache)
-	t.Setenv(automation.SkipCheckpointsEnv, "")
-	return log
 }
 
 // checkEngineCommands: the preview and up commands in the log, in order,
@@ -146,4 +156,56 @@ func TestUpSkippingCheckpoints(t *testing.T) {
 		}
 		checkEngineCommands(t, log, []string{"preview skip=true"})
 	})
+}
+
+// TestEngineLeavesNoCredentialsInTemp on the real engine: the Kubernetes
+// provider writes the kubeconfig it is given to a temp file (seen here in
+// the TMPDIR the engine command ran with), and nothing of it stays in the
+// user's temp directory once the preview is done.
+func TestEngineLeavesNoCredentialsInTemp(t *testing.T) {
+	const kubeconfig = `apiVersion: v1
+kind: Config
+clusters: [{name: c, cluster: {server: "https://127.0.0.1:1"}}]
+users: [{name: u, user: {token: not-a-real-token}}]
+contexts: [{name: c, context: {cluster: c, user: u}}]
+current-context: c
+`
+	_, opts := testenv.Project(t, "dev", nil)
+	seen := filepath.Join(t.TempDir(), "seen.log")
+	// Lists what the engine command left in its TMPDIR when it ends.
+	wrapEngine(t, func(pulumi string) string {
+		return fmt.Sprintf("%q \"$@\"\nrc=$?\nls \"$TMPDIR\" >> %q\nexit $rc\n", pulumi, seen)
+	})
+	tmp := t.TempDir()
+	t.Setenv("TMPDIR", tmp)
+	opts.Program = func(ctx *pulumi.Context) error {
+		p, err := kubernetes.NewProvider(ctx, "cluster", &kubernetes.ProviderArgs{Kubeconfig: pulumi.ToSecret(pulumi.String(kubeconfig)).(pulumi.StringOutput)})
+		if err != nil {
+			return err
+		}
+		_, err = corev1.NewConfigMap(ctx, "cm", &corev1.ConfigMapArgs{Metadata: &metav1.ObjectMetaArgs{Name: pulumi.String("cm"), Namespace: pulumi.String("default")}}, pulumi.Provider(p))
+		return err
+	}
+	ctx := context.Background()
+	s, err := automation.Stack(ctx, opts)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if _, err := automation.Preview(ctx, s, optpreview.SuppressProgress()); err != nil {
+		t.Fatalf("preview: %v", err)
+	}
+	raw, err := os.ReadFile(seen)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if !strings.Contains(string(raw), "kubeconfig") {
+		t.Errorf("the provider wrote no kubeconfig to the engine's TMPDIR (it left %q): if pulumi-kubernetes stopped writing it, the private TMPDIR is no longer needed", raw)
+	}
+	left, err := os.ReadDir(tmp)
+	if err != nil {
+		t.Fatal(err)
+	}
+	for _, e := range left {
+		t.Errorf("the preview left %s in the user's temp directory", e.Name())
+	}
 }

@@ -17,6 +17,7 @@ import (
 
 	"github.com/kcp-tmc/kcp-tmc/components/backup"
 	"github.com/kcp-tmc/kcp-tmc/components/etcd"
+	"github.com/kcp-tmc/kcp-tmc/pkg/localproc"
 	"github.com/kcp-tmc/kcp-tmc/pkg/shard"
 	"github.com/kcp-tmc/kcp-tmc/pkg/toolchain"
 	"github.com/kcp-tmc/kcp-tmc/stacks"
@@ -186,7 +187,7 @@ func (v Verification) OK() bool { return len(v.Problems) == 0 }
 // it into a scratch data dir and compares its age with the RPO. An error
 // means it could not check; Problems list what the check found.
 func VerifyBackup(ctx context.Context, src BackupSource, obj Objectives, now time.Time) (Verification, error) {
-	work, err := os.MkdirTemp("", "kcp-tmc-verify-")
+	work, err := localproc.WorkDir("verify")
 	if err != nil {
 		return Verification{}, err
 	}
@@ -224,7 +225,7 @@ func Restore(ctx context.Context, src BackupSource, key, out string, cluster etc
 	if err := os.Chmod(out, 0o700); err != nil {
 		return backup.RestorePlan{}, Snapshot{}, fmt.Errorf("restore dir: %w", err)
 	}
-	work, err := os.MkdirTemp("", "kcp-tmc-restore-")
+	work, err := localproc.WorkDir("restore")
 	if err != nil {
 		return backup.RestorePlan{}, Snapshot{}, err
 	}

@@ -14,6 +14,7 @@ import (
 
 	"github.com/kcp-tmc/kcp-tmc/components/backup"
 	"github.com/kcp-tmc/kcp-tmc/pkg/etcdlocal"
+	"github.com/kcp-tmc/kcp-tmc/pkg/localproc"
 	"github.com/kcp-tmc/kcp-tmc/pkg/loopback"
 	"github.com/kcp-tmc/kcp-tmc/pkg/toolchain"
 )
@@ -45,7 +46,7 @@ func (r DrillReport) OK() bool { return len(r.Problems) == 0 }
 // loopback (mTLS with a throwaway CA), which must then serve the snapshot's
 // revision and data. Age and recovery time are compared with the objectives.
 func Drill(ctx context.Context, src BackupSource, members int, obj Objectives, now func() time.Time) (DrillReport, error) {
-	work, err := os.MkdirTemp("", "kcp-tmc-drill-")
+	work, err := localproc.WorkDir("drill")
 	if err != nil {
 		return DrillReport{}, err
 	}

@@ -35,6 +35,17 @@ func runWithCluster(m *testing.M) int {
 		return 1
 	}
 	defer os.RemoveAll(dir)
+	// Every engine command, kcp-tmc and test of this package gets a temp
+	// directory of its own, which must be empty at the end: the Kubernetes
+	// provider left a kubeconfig with credentials there per cluster and
+	// operation before automation gave each engine command a private one.
+	tmp, err := os.MkdirTemp("", "kcp-tmc-tests-tmp-")
+	if err != nil {
+		fmt.Fprintln(os.Stderr, err)
+		return 1
+	}
+	defer os.RemoveAll(tmp)
+	os.Setenv("TMPDIR", tmp)
 	start := time.Now()
 	kube, err = cluster.Start(ctx, automation.ToolchainBin(), dir)
 	if err != nil {
@@ -47,7 +58,27 @@ func runWithCluster(m *testing.M) int {
 		return 1
 	}
 	fmt.Fprintf(os.Stderr, "local control plane ready with CRDs in %s\n", time.Since(start).Round(time.Millisecond))
-	return m.Run()
+	if code := m.Run(); code != 0 {
+		return code
+	}
+	return leftInTemp(tmp)
+}
+
+// leftInTemp fails the run when something is left in the package's temp
+// directory once every test is done.
+func leftInTemp(tmp string) int {
+	entries, err := os.ReadDir(tmp)
+	if err != nil {
+		fmt.Fprintln(os.Stderr, err)
+		return 1
+	}
+	for _, e := range entries {
+		fmt.Fprintf(os.Stderr, "FAIL: %s was left in the tests' temp directory %s\n", e.Name(), tmp)
+	}
+	if len(entries) > 0 {
+		return 1
+	}
+	return 0
 }
 
 // crdSources are the upstream CRD directories hack/toolchain.sh links from the

@@ -6,7 +6,6 @@ package cli
 // but never one whose owner still runs.
 
 import (
-	"bytes"
 	"encoding/json"
 	"errors"
 	"fmt"
@@ -14,10 +13,10 @@ import (
 	"os"
 	"path/filepath"
 	"strings"
-	"syscall"
 	"time"
 
 	"github.com/kcp-tmc/kcp-tmc/automation"
+	"github.com/kcp-tmc/kcp-tmc/pkg/localproc"
 )
 
 // The engine's errors for a stack another operation holds, and for a
@@ -81,23 +80,9 @@ func stackLocks(state, stack string) ([]stackLock, error) {
 	return locks, nil
 }
 
-// running reports whether the lock's process still runs on this machine. A
-// killed process whose parent died too may linger as a zombie until init
-// reaps it: that one runs no more.
+// running reports whether the lock's process still runs on this machine.
 func (l stackLock) running(host string) bool {
-	if l.Hostname != host || l.Pid <= 0 {
-		return false
-	}
-	if err := syscall.Kill(l.Pid, 0); err != nil && !errors.Is(err, syscall.EPERM) {
-		return false
-	}
-	stat, err := os.ReadFile(fmt.Sprintf("/proc/%d/stat", l.Pid))
-	if err != nil {
-		return true // no /proc (not Linux): the signal found it
-	}
-	// pid (comm) state …: comm may hold spaces.
-	after := string(stat[bytes.LastIndexByte(stat, ')')+1:])
-	return !strings.HasPrefix(strings.TrimSpace(after), "Z")
+	return l.Hostname == host && localproc.Running(l.Pid)
 }
 
 // unlock removes the stale locks of a stack in a local backend. It refuses

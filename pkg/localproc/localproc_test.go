@@ -1,0 +1,94 @@
+package localproc
+
+import (
+	"fmt"
+	"os"
+	"os/exec"
+	"path/filepath"
+	"slices"
+	"strings"
+	"testing"
+)
+
+func TestRunning(t *testing.T) {
+	exited := exec.Command("true")
+	if err := exited.Run(); err != nil {
+		t.Fatal(err)
+	}
+	for _, tc := range []struct {
+		name string
+		pid  int
+		want bool
+	}{
+		{"this process", os.Getpid(), true},
+		{"an exited process", exited.Process.Pid, false},
+		{"no pid", 0, false},
+	} {
+		if got := Running(tc.pid); got != tc.want {
+			t.Errorf("%s: Running(%d) = %v, want %v", tc.name, tc.pid, got, tc.want)
+		}
+	}
+}
+
+// TestWorkDirSweepsKilledProcesses: a new WorkDir removes the directories
+// of this machine's processes that no longer run, and only those.
+func TestWorkDirSweepsKilledProcesses(t *testing.T) {
+	t.Setenv("TMPDIR", t.TempDir())
+	host, err := os.Hostname()
+	if err != nil {
+		t.Fatal(err)
+	}
+	exited := exec.Command("true")
+	if err := exited.Run(); err != nil {
+		t.Fatal(err)
+	}
+	name := func(kind string, pid any, host string) string {
+		return fmt.Sprintf("kcp-tmc-%s-%v@%s-123", kind, pid, host)
+	}
+	dead, live := exited.Process.Pid, os.Getpid()
+	tests := []struct {
+		name string
+		dir  bool
+		kept bool
+	}{
+		{name("engine", dead, host), true, false},
+		{name("drill", dead, host), true, false},
+		{name("engine", live, host), true, true},
+		{name("engine", dead, "another-"+host), true, true}, // its processes cannot be seen from here
+		{name("engine", "x", host), true, true},
+		{name("engine", dead, host) + "-file", false, true},
+		{"kcp-tmc-kube-123", true, true},
+		{"kubeconfig999", false, true}, // not kcp-tmc's
+	}
+	for _, tc := range tests {
+		path := filepath.Join(os.TempDir(), tc.name)
+		if tc.dir {
+			err = os.MkdirAll(filepath.Join(path, "sub"), 0o700)
+		} else {
+			err = os.WriteFile(path, nil, 0o600)
+		}
+		if err != nil {
+			t.Fatal(err)
+		}
+	}
+	dir, err := WorkDir("engine")
+	if err != nil {
+		t.Fatal(err)
+	}
+	if fi, err := os.Stat(dir); err != nil || fi.Mode().Perm() != 0o700 || !strings.HasPrefix(filepath.Base(dir), fmt.Sprintf("kcp-tmc-engine-%d@%s-", live, host)) {
+		t.Errorf("WorkDir = %s (%v, err %v), want a private kcp-tmc-engine-<pid>@<host>-* directory", dir, fi.Mode(), err)
+	}
+	entries, err := os.ReadDir(os.TempDir())
+	if err != nil {
+		t.Fatal(err)
+	}
+	var left []string
+	for _, e := range entries {
+		left = append(left, e.Name())
+	}
+	for _, tc := range tests {
+		if slices.Contains(left, tc.name) != tc.kept {
+			t.Errorf("%s: kept = %v, want %v", tc.name, !tc.kept, tc.kept)
+		}
+	}
+}
