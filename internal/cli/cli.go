@@ -312,8 +312,7 @@ func runUp(ctx context.Context, s auto.Stack, f flags, stdout, stderr io.Writer)
 		opts = append(opts, optup.Refresh())
 	}
 	if !f.skipCheckpoints {
-		_, err := s.Up(ctx, opts...)
-		return err
+		return automation.Up(ctx, s, stdout, opts...)
 	}
 	preview := []optpreview.Option{optpreview.ErrorProgressStreams(stderr)}
 	if f.refreshFirst {

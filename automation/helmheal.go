@@ -1,0 +1,196 @@
+package automation
+
+import (
+	"cmp"
+	"context"
+	"encoding/json"
+	"fmt"
+	"io"
+	"os"
+	"slices"
+	"strconv"
+	"strings"
+
+	"github.com/pulumi/pulumi/sdk/v3/go/auto"
+	"github.com/pulumi/pulumi/sdk/v3/go/auto/optup"
+	"github.com/pulumi/pulumi/sdk/v3/go/common/apitype"
+	corev1 "k8s.io/api/core/v1"
+	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
+	"k8s.io/client-go/kubernetes"
+	"k8s.io/client-go/rest"
+	"k8s.io/client-go/tools/clientcmd"
+
+	"github.com/kcp-tmc/kcp-tmc/pkg/helmrelease"
+)
+
+// Up is s.Up after undoing what a killed up left that the next one could
+// not redo by itself: the Helm install it was in the middle of (see
+// healKilledHelmOperations). kcp-tmc up runs it.
+func Up(ctx context.Context, s auto.Stack, out io.Writer, opts ...optup.Option) error {
+	if err := healKilledHelmOperations(ctx, s, out); err != nil {
+		return err
+	}
+	_, err := s.Up(ctx, opts...)
+	return err
+}
+
+// healKilledHelmOperations removes Helm's record of the release operation a
+// killed up was in the middle of, which the state has as pending, so that
+// the next up can do it again:
+//   - an install (cert-manager's waits a minute for its webhook) leaves the
+//     release pending-install, or deployed if Helm had finished, and the
+//     state without it. The next up installs it again under its fixed name,
+//     which Helm refuses while a record of that name exists ("cannot re-use
+//     a name that is still in use"). Without the record the install runs
+//     and takes over the objects the killed one created (they carry Helm's
+//     ownership annotations for that release). Only a release with no
+//     revision besides that install is touched.
+//   - an upgrade leaves its revision pending-upgrade, and Helm refuses every
+//     later one ("another operation (install/upgrade/rollback) is in
+//     progress"). Without that revision's record the release is back at
+//     the revision before, and the next up upgrades it again.
+func healKilledHelmOperations(ctx context.Context, s auto.Stack, out io.Writer) error {
+	exported, err := s.Export(ctx)
+	if err != nil {
+		return fmt.Errorf("reading the state for installs a killed up left: %w", err)
+	}
+	if len(exported.Deployment) == 0 {
+		return nil // a new stack
+	}
+	var state apitype.DeploymentV3
+	if err := json.Unmarshal(exported.Deployment, &state); err != nil {
+		return fmt.Errorf("reading the state for installs a killed up left: %w", err)
+	}
+	for _, op := range state.PendingOperations {
+		r := op.Resource
+		if r.Type != helmrelease.Type || (op.Type != apitype.OperationTypeCreating && op.Type != apitype.OperationTypeUpdating) {
+			continue
+		}
+		name, _ := plaintext(r.Inputs["name"])
+		namespace, _ := plaintext(r.Inputs["namespace"])
+		if name == "" {
+			continue // the provider had not named it: no install ran
+		}
+		cfg, defaultNamespace, err := releaseCluster(state, r.Provider)
+		if err != nil {
+			return fmt.Errorf("release %s, which a killed up was changing: %w", name, err)
+		}
+		if namespace == "" {
+			namespace = defaultNamespace
+		}
+		if err := removeKilledRevision(ctx, cfg, namespace, name, op.Type == apitype.OperationTypeCreating, out); err != nil {
+			return err
+		}
+	}
+	return nil
+}
+
+// removeKilledRevision deletes Helm's record of the revision a killed
+// install (every record, all of revision 1) or upgrade (the newest, if
+// still pending) of namespace/name left.
+func removeKilledRevision(ctx context.Context, cfg *rest.Config, namespace, name string, install bool, out io.Writer) error {
+	cs, err := kubernetes.NewForConfig(cfg)
+	if err != nil {
+		return err
+	}
+	// Helm's default storage: a Secret per revision (pulumi-kubernetes sets no other driver).
+	list, err := cs.CoreV1().Secrets(namespace).List(ctx, metav1.ListOptions{LabelSelector: "owner=helm,name=" + name})
+	if err != nil {
+		return fmt.Errorf("reading Helm's records of release %s/%s, which a killed up was changing: %w", namespace, name, err)
+	}
+	records := list.Items
+	if len(records) == 0 {
+		return nil
+	}
+	if install {
+		for _, rec := range records {
+			if rec.Labels["version"] != "1" {
+				return fmt.Errorf("release %s/%s, which a killed up was installing, has revision %s too: it is not only that install, "+
+					"so kcp-tmc leaves it; import it into the stack or uninstall it (docs/runbook.md#a-killed-deploy)", namespace, name, rec.Labels["version"])
+			}
+		}
+	} else {
+		newest := slices.MaxFunc(records, func(a, b corev1.Secret) int { return cmp.Compare(revision(a), revision(b)) })
+		records = nil
+		if strings.HasPrefix(newest.Labels["status"], "pending-") {
+			records = []corev1.Secret{newest}
+		}
+	}
+	for _, rec := range records {
+		if err := cs.CoreV1().Secrets(namespace).Delete(ctx, rec.Name, metav1.DeleteOptions{}); err != nil {
+			return fmt.Errorf("removing Helm's record %s, left by a killed up: %w", rec.Name, err)
+		}
+		fmt.Fprintf(out, "removed Helm's record of release %s/%s revision %s (%s), left by a killed up: this up does it again\n",
+			namespace, name, rec.Labels["version"], rec.Labels["status"])
+	}
+	return nil
+}
+
+// revision is the revision a Helm record holds (0 if unreadable).
+func revision(rec corev1.Secret) int {
+	n, _ := strconv.Atoi(rec.Labels["version"])
+	return n
+}
+
+// releaseCluster is the cluster of the Kubernetes provider ref (the
+// state's "<urn>::<id>") and its default namespace, from the provider's
+// inputs as the provider reads them: kubeconfig (contents or a path) and
+// context, else the ambient configuration.
+func releaseCluster(state apitype.DeploymentV3, ref string) (*rest.Config, string, error) {
+	urn := ref
+	if i := strings.LastIndex(ref, "::"); i >= 0 {
+		urn = ref[:i]
+	}
+	var inputs map[string]any
+	for _, r := range state.Resources {
+		if string(r.URN) == urn {
+			inputs = r.Inputs
+		}
+	}
+	kubeconfig, _ := plaintext(inputs["kubeconfig"])
+	kubeContext, _ := plaintext(inputs["context"])
+	namespace, _ := plaintext(inputs["namespace"])
+	rules := clientcmd.NewDefaultClientConfigLoadingRules()
+	var cc clientcmd.ClientConfig
+	switch _, statErr := os.Stat(kubeconfig); {
+	case kubeconfig != "" && statErr != nil:
+		raw, err := clientcmd.Load([]byte(kubeconfig))
+		if err != nil {
+			return nil, "", fmt.Errorf("its provider's kubeconfig: %w", err)
+		}
+		cc = clientcmd.NewNonInteractiveClientConfig(*raw, kubeContext, &clientcmd.ConfigOverrides{}, nil)
+	default:
+		rules.ExplicitPath = kubeconfig
+		cc = clientcmd.NewNonInteractiveDeferredLoadingClientConfig(rules, &clientcmd.ConfigOverrides{CurrentContext: kubeContext})
+	}
+	cfg, err := cc.ClientConfig()
+	if err != nil {
+		return nil, "", fmt.Errorf("its provider's cluster: %w", err)
+	}
+	if namespace == "" {
+		if namespace, _, err = cc.Namespace(); err != nil || namespace == "" {
+			namespace = "default"
+		}
+	}
+	return cfg, namespace, nil
+}
+
+// plaintext is a state value as a string: plain, or a secret the export
+// showed ({"4dabf18193072939515e22adb298388d": …, "plaintext": "<JSON>"}).
+func plaintext(v any) (string, bool) {
+	switch v := v.(type) {
+	case string:
+		return v, true
+	case map[string]any:
+		p, ok := v["plaintext"].(string)
+		if !ok {
+			return "", false
+		}
+		var s string
+		if err := json.Unmarshal([]byte(p), &s); err != nil {
+			return "", false
+		}
+		return s, true
+	}
+	return "", false
+}
