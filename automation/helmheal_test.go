@@ -1,0 +1,81 @@
+package automation
+
+import (
+	"encoding/json"
+	"os"
+	"path/filepath"
+	"testing"
+
+	"github.com/pulumi/pulumi/sdk/v3/go/common/apitype"
+	"github.com/pulumi/pulumi/sdk/v3/go/common/resource"
+)
+
+func TestPlaintext(t *testing.T) {
+	tests := []struct {
+		name string
+		in   any
+		want string
+		ok   bool
+	}{
+		{"plain", "cert-manager", "cert-manager", true},
+		{"a secret the export showed", map[string]any{"4dabf18193072939515e22adb298388d": "1b47061264138c4ac30d75fd1eb44270", "plaintext": `"apiVersion: v1"`}, "apiVersion: v1", true},
+		{"a secret still encrypted", map[string]any{"4dabf18193072939515e22adb298388d": "1b47061264138c4ac30d75fd1eb44270", "ciphertext": "v1:abc"}, "", false},
+		{"absent", nil, "", false},
+	}
+	for _, tc := range tests {
+		if got, ok := plaintext(tc.in); got != tc.want || ok != tc.ok {
+			t.Errorf("%s: plaintext = %q, %v; want %q, %v", tc.name, got, ok, tc.want, tc.ok)
+		}
+	}
+}
+
+// TestReleaseCluster: the Helm heal reaches the cluster the release's
+// provider was configured with, as the provider reads its inputs.
+func TestReleaseCluster(t *testing.T) {
+	const kubeconfig = `apiVersion: v1
+kind: Config
+clusters: [{name: a, cluster: {server: "https://a.example:6443"}}, {name: b, cluster: {server: "https://b.example:6443"}}]
+users: [{name: u, user: {token: t}}]
+contexts: [{name: a, context: {cluster: a, user: u, namespace: team-a}}, {name: b, context: {cluster: b, user: u}}]
+current-context: a
+`
+	file := filepath.Join(t.TempDir(), "kubeconfig")
+	if err := os.WriteFile(file, []byte(kubeconfig), 0o600); err != nil {
+		t.Fatal(err)
+	}
+	const urn = "urn:pulumi:prod::kcp-tmc::pulumi:providers:kubernetes::cluster"
+	secret := func(s string) map[string]any {
+		return map[string]any{"4dabf18193072939515e22adb298388d": "1b47061264138c4ac30d75fd1eb44270", "plaintext": mustJSON(t, s)}
+	}
+	tests := []struct {
+		name          string
+		inputs        map[string]any
+		server, names string
+	}{
+		{"kubeconfig contents, a secret", map[string]any{"kubeconfig": map[string]any{
+			"4dabf18193072939515e22adb298388d": "1b47061264138c4ac30d75fd1eb44270", "plaintext": mustJSON(t, kubeconfig)}}, "https://a.example:6443", "team-a"},
+		{"kubeconfig path and context", map[string]any{"kubeconfig": file, "context": "b"}, "https://b.example:6443", "default"},
+		{"the provider's namespace", map[string]any{"kubeconfig": file, "namespace": secret("ops")}, "https://a.example:6443", "ops"},
+	}
+	for _, tc := range tests {
+		t.Run(tc.name, func(t *testing.T) {
+			state := apitype.DeploymentV3{Resources: []apitype.ResourceV3{{URN: resource.URN(urn), Inputs: tc.inputs}}}
+			cfg, ns, err := releaseCluster(state, urn+"::04da6b54-80e4-46f7-96ec-b56ff0331ba9")
+			if err != nil {
+				t.Fatal(err)
+			}
+			if cfg.Host != tc.server || ns != tc.names {
+				t.Errorf("cluster %s, namespace %s; want %s, %s", cfg.Host, ns, tc.server, tc.names)
+			}
+		})
+	}
+}
+
+func mustJSON(t *testing.T, s string) string {
+	t.Helper()
+	raw, err := json.Marshal(s)
+	if err != nil {
+		t.Fatal(err)
+	}
+	return string(raw)
+}
