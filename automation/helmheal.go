@@ -24,8 +24,8 @@ import (
 )
 
 // Up is s.Up after undoing what a killed up left that the next one could
-// not redo by itself: the Helm install it was in the middle of (see
-// healKilledHelmOperations). kcp-tmc up runs it.
+// not redo by itself: the Helm install or upgrade it was in the middle of
+// (healKilledHelmOperations). kcp-tmc up runs it.
 func Up(ctx context.Context, s auto.Stack, out io.Writer, opts ...optup.Option) error {
 	if err := healKilledHelmOperations(ctx, s, out); err != nil {
 		return err
@@ -52,14 +52,14 @@ func Up(ctx context.Context, s auto.Stack, out io.Writer, opts ...optup.Option) 
 func healKilledHelmOperations(ctx context.Context, s auto.Stack, out io.Writer) error {
 	exported, err := s.Export(ctx)
 	if err != nil {
-		return fmt.Errorf("reading the state for installs a killed up left: %w", err)
+		return fmt.Errorf("reading the state for Helm operations a killed up left: %w", err)
 	}
 	if len(exported.Deployment) == 0 {
 		return nil // a new stack
 	}
 	var state apitype.DeploymentV3
 	if err := json.Unmarshal(exported.Deployment, &state); err != nil {
-		return fmt.Errorf("reading the state for installs a killed up left: %w", err)
+		return fmt.Errorf("reading the state for Helm operations a killed up left: %w", err)
 	}
 	for _, op := range state.PendingOperations {
 		r := op.Resource

@@ -222,6 +222,7 @@ func waitHelmRecord(t *testing.T, ns, release, status string) {
 
 // killEngine SIGKILLs the engine and providers this test process started
 // (a CI runner's timeout kills them all; this process plays the next run).
+// Every one: this package's tests do not run in parallel.
 func killEngine(t *testing.T) {
 	t.Helper()
 	killed := 0
