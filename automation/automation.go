@@ -169,6 +169,12 @@ func Preview(ctx context.Context, s auto.Stack, opts ...optpreview.Option) (auto
 	return s.Preview(ctx, opts...)
 }
 
+// CheckpointPath is where a local (file://) backend under stateDir keeps
+// the stack's checkpoint (pulumi v3.274 backend/diy, project layout).
+func CheckpointPath(stateDir, stack string) string {
+	return filepath.Join(stateDir, ".pulumi", "stacks", ProjectName, stack+".json")
+}
+
 // BackendURL is the stack's state backend: opts.BackendURL, else
 // $PULUMI_BACKEND_URL, else the local directory <project dir>/.pulumi-state.
 func BackendURL(projectDir string, opts Options) string {

@@ -194,6 +194,25 @@ func BenchmarkAddCluster(b *testing.B) {
 	}
 }
 
+// BenchmarkUpReadsState is what automation.Up (kcp-tmc up) adds before the
+// engine runs: it reads the state for a Helm operation a killed up left
+// (`pulumi stack export`, secrets decrypted, and the JSON decoded), here
+// of the same stack with 100 clusters, brought up first, untimed. Not in
+// `make bench`; README "Scale".
+func BenchmarkUpReadsState(b *testing.B) {
+	ctx := context.Background()
+	s := renderedStaging(b, 100)
+	if err := automation.UpSkippingCheckpoints(ctx, s, io.Discard, nil, optup.SuppressProgress()); err != nil {
+		b.Fatal(err)
+	}
+	b.ResetTimer()
+	for range b.N {
+		if err := automation.HealKilledHelmOperations(ctx, s, io.Discard); err != nil {
+			b.Fatal(err)
+		}
+	}
+}
+
 // BenchmarkStatePerCluster brings up rendered prod-like stacks with 5 and 25
 // clusters and reports what each added cluster adds to the state file
 // (the fixed part cancels out). One up each, whatever b.N: the figure is a

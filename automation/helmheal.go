@@ -50,6 +50,10 @@ func Up(ctx context.Context, s auto.Stack, out io.Writer, opts ...optup.Option) 
 //     progress"). Without that revision's record the release is back at
 //     the revision before, and the next up upgrades it again.
 func healKilledHelmOperations(ctx context.Context, s auto.Stack, out io.Writer) error {
+	backend := s.Workspace().GetEnvVars()["PULUMI_BACKEND_URL"]
+	if pending, known := pendingHelmOperation(backend, s.Name()); known && !pending {
+		return nil
+	}
 	exported, err := s.Export(ctx)
 	if err != nil {
 		return fmt.Errorf("reading the state for Helm operations a killed up left: %w", err)
@@ -83,6 +87,42 @@ func healKilledHelmOperations(ctx context.Context, s auto.Stack, out io.Writer) 
 		}
 	}
 	return nil
+}
+
+// pendingHelmOperation reads a local backend's checkpoint for a pending
+// operation on a Helm release, without the engine: `pulumi stack export`
+// takes 4.5 s at 100 clusters (41 MB, secrets decrypted), the file's
+// decoding a fraction of that. known is false when the state is elsewhere
+// or not where the file backend keeps it; then the export answers.
+func pendingHelmOperation(backendURL, stack string) (pending, known bool) {
+	state, ok := strings.CutPrefix(backendURL, "file://")
+	if !ok {
+		return false, false
+	}
+	raw, err := os.ReadFile(CheckpointPath(state, stack))
+	if err != nil {
+		return false, false
+	}
+	var file struct {
+		Checkpoint struct {
+			Latest struct {
+				PendingOperations []struct {
+					Resource struct {
+						Type string `json:"type"`
+					} `json:"resource"`
+				} `json:"pending_operations"`
+			} `json:"latest"`
+		} `json:"checkpoint"`
+	}
+	if err := json.Unmarshal(raw, &file); err != nil {
+		return false, false
+	}
+	for _, op := range file.Checkpoint.Latest.PendingOperations {
+		if op.Resource.Type == helmrelease.Type {
+			return true, true
+		}
+	}
+	return false, true
 }
 
 // removeKilledRevision deletes Helm's record of the revision a killed

@@ -79,3 +79,38 @@ func mustJSON(t *testing.T, s string) string {
 	}
 	return string(raw)
 }
+
+// TestPendingHelmOperation: the local backend's checkpoint answers whether
+// a killed up left a Helm operation pending; the export answers otherwise.
+func TestPendingHelmOperation(t *testing.T) {
+	tests := []struct {
+		name           string
+		backend        string
+		checkpoint     string // "" for no file
+		pending, known bool
+	}{
+		{"a Helm install pending", "file://", `{"version":3,"checkpoint":{"latest":{"pending_operations":[{"resource":{"urn":"u","type":"kubernetes:helm.sh/v3:Release"},"type":"creating"}]}}}`, true, true},
+		{"another resource pending", "file://", `{"version":3,"checkpoint":{"latest":{"pending_operations":[{"resource":{"urn":"u","type":"kubernetes:core/v1:ConfigMap"},"type":"creating"}]}}}`, false, true},
+		{"nothing pending", "file://", `{"version":3,"checkpoint":{"latest":{"resources":[]}}}`, false, true},
+		{"no checkpoint (a new stack, or another layout)", "file://", "", false, false},
+		{"a damaged checkpoint", "file://", `{"version":3,"checkp`, false, false},
+		{"a bucket", "s3://", "", false, false},
+	}
+	for _, tc := range tests {
+		t.Run(tc.name, func(t *testing.T) {
+			dir := t.TempDir()
+			if tc.checkpoint != "" {
+				file := CheckpointPath(dir, "prod")
+				if err := os.MkdirAll(filepath.Dir(file), 0o700); err != nil {
+					t.Fatal(err)
+				}
+				if err := os.WriteFile(file, []byte(tc.checkpoint), 0o600); err != nil {
+					t.Fatal(err)
+				}
+			}
+			if pending, known := pendingHelmOperation(tc.backend+dir, "prod"); pending != tc.pending || known != tc.known {
+				t.Errorf("pending, known = %v, %v; want %v, %v", pending, known, tc.pending, tc.known)
+			}
+		})
+	}
+}

@@ -182,7 +182,7 @@ func TestKilledUpWithoutCheckpointsRecovers(t *testing.T) {
 // file:// backend.
 func stateResources(t *testing.T, backendURL string) int {
 	t.Helper()
-	raw, err := os.ReadFile(filepath.Join(strings.TrimPrefix(backendURL, "file://"), ".pulumi", "stacks", automation.ProjectName, "dev.json"))
+	raw, err := os.ReadFile(automation.CheckpointPath(strings.TrimPrefix(backendURL, "file://"), "dev"))
 	if err != nil {
 		t.Fatal(err)
 	}

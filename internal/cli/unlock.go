@@ -186,7 +186,7 @@ const sidecarExt = ".attrs"
 // backup (<stack>.json.bak, the state before the last write) when it is
 // empty or cut short. The next up then finishes what the killed one began.
 func repairCheckpoint(state, stack string, stdout io.Writer) error {
-	file := filepath.Join(state, ".pulumi", "stacks", automation.ProjectName, stack+".json")
+	file := automation.CheckpointPath(state, stack)
 	raw, err := os.ReadFile(file)
 	if err != nil || json.Valid(raw) {
 		return nil // no checkpoint yet, or an intact one

@@ -149,7 +149,7 @@ func TestUnlockRepairsWhatAKillMidWriteLeaves(t *testing.T) {
 	if out, err := run("up"); err != nil {
 		t.Fatalf("first up: %v\n%s", err, out)
 	}
-	sidecar := filepath.Join(dir, automation.StateDir, ".pulumi", "stacks", automation.ProjectName, "dev.json.attrs")
+	sidecar := automation.CheckpointPath(filepath.Join(dir, automation.StateDir), "dev") + ".attrs"
 	if err := os.WriteFile(sidecar, nil, 0o600); err != nil {
 		t.Fatal(err)
 	}
@@ -168,7 +168,7 @@ func TestUnlockRepairsWhatAKillMidWriteLeaves(t *testing.T) {
 // wrote its checkpoint leaves it empty; unlock puts the engine's .bak back.
 func TestUnlockRestoresATruncatedCheckpoint(t *testing.T) {
 	dir := t.TempDir()
-	file := filepath.Join(dir, automation.StateDir, ".pulumi", "stacks", automation.ProjectName, "dev.json")
+	file := automation.CheckpointPath(filepath.Join(dir, automation.StateDir), "dev")
 	if err := os.MkdirAll(filepath.Dir(file), 0o700); err != nil {
 		t.Fatal(err)
 	}
