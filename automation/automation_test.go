@@ -14,6 +14,7 @@ import (
 	"github.com/pulumi/pulumi-kubernetes/sdk/v4/go/kubernetes"
 	corev1 "github.com/pulumi/pulumi-kubernetes/sdk/v4/go/kubernetes/core/v1"
 	metav1 "github.com/pulumi/pulumi-kubernetes/sdk/v4/go/kubernetes/meta/v1"
+	"github.com/pulumi/pulumi/sdk/v3/go/auto"
 	"github.com/pulumi/pulumi/sdk/v3/go/auto/optpreview"
 	"github.com/pulumi/pulumi/sdk/v3/go/auto/optup"
 	"github.com/pulumi/pulumi/sdk/v3/go/pulumi"
@@ -32,6 +33,16 @@ func TestCheckpointsOnlyWhereTheyKeepSomething(t *testing.T) {
 	_, opts := testenv.Project(t, "dev", nil)
 	log := logEngineCommands(t)
 	opts.Program = func(ctx *pulumi.Context) error { return nil }
+	s := previewed(t, opts)
+	if _, err := s.Up(context.Background(), optup.SuppressProgress()); err != nil {
+		t.Fatalf("up: %v", err)
+	}
+	checkEngineCommands(t, log, []string{"preview skip=true", "up skip=unset"})
+}
+
+// previewed opens the stack of opts and previews it.
+func previewed(t *testing.T, opts automation.Options) auto.Stack {
+	t.Helper()
 	ctx := context.Background()
 	s, err := automation.Stack(ctx, opts)
 	if err != nil {
@@ -40,10 +51,7 @@ func TestCheckpointsOnlyWhereTheyKeepSomething(t *testing.T) {
 	if _, err := automation.Preview(ctx, s, optpreview.SuppressProgress()); err != nil {
 		t.Fatalf("preview: %v", err)
 	}
-	if _, err := s.Up(ctx, optup.SuppressProgress()); err != nil {
-		t.Fatalf("up: %v", err)
-	}
-	checkEngineCommands(t, log, []string{"preview skip=true", "up skip=unset"})
+	return s
 }
 
 // logEngineCommands puts a wrapper of the pinned pulumi CLI first, which
@@ -186,14 +194,7 @@ current-context: c
 		_, err = corev1.NewConfigMap(ctx, "cm", &corev1.ConfigMapArgs{Metadata: &metav1.ObjectMetaArgs{Name: pulumi.String("cm"), Namespace: pulumi.String("default")}}, pulumi.Provider(p))
 		return err
 	}
-	ctx := context.Background()
-	s, err := automation.Stack(ctx, opts)
-	if err != nil {
-		t.Fatal(err)
-	}
-	if _, err := automation.Preview(ctx, s, optpreview.SuppressProgress()); err != nil {
-		t.Fatalf("preview: %v", err)
-	}
+	previewed(t, opts)
 	raw, err := os.ReadFile(seen)
 	if err != nil {
 		t.Fatal(err)
