@@ -175,6 +175,12 @@ func CheckpointPath(stateDir, stack string) string {
 	return filepath.Join(stateDir, ".pulumi", "stacks", ProjectName, stack+".json")
 }
 
+// LocksDir is where a local (file://) backend under stateDir keeps the
+// stack's lock files (pulumi v3.274 backend/diy/lock.go).
+func LocksDir(stateDir, stack string) string {
+	return filepath.Join(stateDir, ".pulumi", "locks", "organization", ProjectName, stack)
+}
+
 // BackendURL is the stack's state backend: opts.BackendURL, else
 // $PULUMI_BACKEND_URL, else the local directory <project dir>/.pulumi-state.
 func BackendURL(projectDir string, opts Options) string {

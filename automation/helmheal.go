@@ -4,6 +4,7 @@ import (
 	"cmp"
 	"context"
 	"encoding/json"
+	"errors"
 	"fmt"
 	"io"
 	"os"
@@ -27,9 +28,7 @@ import (
 // not redo by itself: the Helm install or upgrade it was in the middle of
 // (healKilledHelmOperations). kcp-tmc up runs it.
 func Up(ctx context.Context, s auto.Stack, out io.Writer, opts ...optup.Option) error {
-	if err := healKilledHelmOperations(ctx, s, out); err != nil {
-		return err
-	}
+	healKilledHelmOperations(ctx, s, out)
 	_, err := s.Up(ctx, opts...)
 	return err
 }
@@ -49,25 +48,47 @@ func Up(ctx context.Context, s auto.Stack, out io.Writer, opts ...optup.Option) 
 //     later one ("another operation (install/upgrade/rollback) is in
 //     progress"). Without that revision's record the release is back at
 //     the revision before, and the next up upgrades it again.
-func healKilledHelmOperations(ctx context.Context, s auto.Stack, out io.Writer) error {
+//
+// Only with a local (file://) backend, where kcp-tmc can see that no other
+// up holds the stack (its lock files; unlock works there too), and only for
+// a release the state does not hold since: the engine keeps a pending
+// create in every later state until a refresh clears it. What it cannot do
+// it says, and the up goes on (Helm then refuses as before; the runbook
+// says what to delete by hand).
+func healKilledHelmOperations(ctx context.Context, s auto.Stack, out io.Writer) {
 	backend := s.Workspace().GetEnvVars()["PULUMI_BACKEND_URL"]
-	if pending, known := pendingHelmOperation(backend, s.Name()); known && !pending {
-		return nil
+	if pending, known := pendingHelmOperation(backend, s.Name()); !known || !pending {
+		return
+	}
+	warn := func(format string, a ...any) {
+		fmt.Fprintf(out, "a killed up left a Helm operation pending, which this up cannot redo by itself: "+format+
+			" (docs/runbook.md#a-killed-deploy)\n", a...)
+	}
+	if stackLocked(backend, s.Name()) {
+		return // the up fails on the lock, naming kcp-tmc unlock
 	}
 	exported, err := s.Export(ctx)
 	if err != nil {
-		return fmt.Errorf("reading the state for Helm operations a killed up left: %w", err)
-	}
-	if len(exported.Deployment) == 0 {
-		return nil // a new stack
+		warn("reading the state: %s", stderrOf(err))
+		return
 	}
 	var state apitype.DeploymentV3
 	if err := json.Unmarshal(exported.Deployment, &state); err != nil {
-		return fmt.Errorf("reading the state for Helm operations a killed up left: %w", err)
+		warn("reading the state: %v", err)
+		return
+	}
+	held := map[string]bool{}
+	for _, r := range state.Resources {
+		if !r.Delete {
+			held[string(r.URN)] = true
+		}
 	}
 	for _, op := range state.PendingOperations {
 		r := op.Resource
-		if r.Type != helmrelease.Type || (op.Type != apitype.OperationTypeCreating && op.Type != apitype.OperationTypeUpdating) {
+		creating := op.Type == apitype.OperationTypeCreating
+		// A create the state holds since was redone; an update is not kept
+		// in later states.
+		if r.Type != helmrelease.Type || (creating && held[string(r.URN)]) || (!creating && op.Type != apitype.OperationTypeUpdating) {
 			continue
 		}
 		name, _ := plaintext(r.Inputs["name"])
@@ -77,16 +98,44 @@ func healKilledHelmOperations(ctx context.Context, s auto.Stack, out io.Writer) 
 		}
 		cfg, defaultNamespace, err := releaseCluster(state, r.Provider)
 		if err != nil {
-			return fmt.Errorf("release %s, which a killed up was changing: %w", name, err)
+			warn("release %s: %v", name, err)
+			continue
 		}
 		if namespace == "" {
 			namespace = defaultNamespace
 		}
-		if err := removeKilledRevision(ctx, cfg, namespace, name, op.Type == apitype.OperationTypeCreating, out); err != nil {
-			return err
+		if err := removeKilledRevision(ctx, cfg, namespace, name, creating, out); err != nil {
+			warn("%v", err)
 		}
 	}
-	return nil
+}
+
+// stackLocked reports whether a local backend holds a lock of stack (true
+// when it cannot tell).
+func stackLocked(backendURL, stack string) bool {
+	state, ok := strings.CutPrefix(backendURL, "file://")
+	if !ok {
+		return true
+	}
+	entries, err := os.ReadDir(LocksDir(state, stack))
+	if errors.Is(err, os.ErrNotExist) {
+		return false
+	}
+	return err != nil || slices.ContainsFunc(entries, func(e os.DirEntry) bool { return strings.HasSuffix(e.Name(), ".json") })
+}
+
+// stderrOf is what an Automation API error says without the command's
+// stdout, which for `stack export --show-secrets` is the state, secrets
+// decrypted.
+func stderrOf(err error) string {
+	msg := err.Error()
+	if _, stderr, ok := strings.Cut(msg, "\nstderr: "); ok {
+		return strings.TrimSpace(stderr)
+	}
+	if before, _, ok := strings.Cut(msg, "\nstdout: "); ok {
+		return before
+	}
+	return msg
 }
 
 // pendingHelmOperation reads a local backend's checkpoint for a pending
@@ -140,7 +189,7 @@ func removeKilledRevision(ctx context.Context, cfg *rest.Config, namespace, name
 	}
 	records := list.Items
 	if len(records) == 0 {
-		return nil
+		return fmt.Errorf("release %s/%s has no record in Secrets (a Helm driver other than secret?)", namespace, name)
 	}
 	if install {
 		for _, rec := range records {
@@ -177,31 +226,35 @@ func revision(rec corev1.Secret) int {
 // inputs as the provider reads them: kubeconfig (contents or a path) and
 // context, else the ambient configuration.
 func releaseCluster(state apitype.DeploymentV3, ref string) (*rest.Config, string, error) {
-	urn := ref
-	if i := strings.LastIndex(ref, "::"); i >= 0 {
-		urn = ref[:i]
-	}
 	var inputs map[string]any
 	for _, r := range state.Resources {
-		if string(r.URN) == urn {
+		if string(r.URN)+"::"+string(r.ID) == ref {
 			inputs = r.Inputs
 		}
 	}
+	if inputs == nil {
+		return nil, "", fmt.Errorf("its provider %s is not in the state", ref)
+	}
 	kubeconfig, _ := plaintext(inputs["kubeconfig"])
 	kubeContext, _ := plaintext(inputs["context"])
+	cluster, _ := plaintext(inputs["cluster"])
 	namespace, _ := plaintext(inputs["namespace"])
+	overrides := &clientcmd.ConfigOverrides{CurrentContext: kubeContext}
+	overrides.Context.Cluster = cluster
 	rules := clientcmd.NewDefaultClientConfigLoadingRules()
 	var cc clientcmd.ClientConfig
 	switch _, statErr := os.Stat(kubeconfig); {
-	case kubeconfig != "" && statErr != nil:
+	case strings.Contains(kubeconfig, "\n"): // contents, as kcp-tmc's providers get it
 		raw, err := clientcmd.Load([]byte(kubeconfig))
 		if err != nil {
 			return nil, "", fmt.Errorf("its provider's kubeconfig: %w", err)
 		}
-		cc = clientcmd.NewNonInteractiveClientConfig(*raw, kubeContext, &clientcmd.ConfigOverrides{}, nil)
+		cc = clientcmd.NewNonInteractiveClientConfig(*raw, kubeContext, overrides, nil)
+	case kubeconfig != "" && statErr != nil:
+		return nil, "", fmt.Errorf("its provider's kubeconfig file: %w", statErr)
 	default:
 		rules.ExplicitPath = kubeconfig
-		cc = clientcmd.NewNonInteractiveDeferredLoadingClientConfig(rules, &clientcmd.ConfigOverrides{CurrentContext: kubeContext})
+		cc = clientcmd.NewNonInteractiveDeferredLoadingClientConfig(rules, overrides)
 	}
 	cfg, err := cc.ClientConfig()
 	if err != nil {

@@ -2,8 +2,10 @@ package automation
 
 import (
 	"encoding/json"
+	"errors"
 	"os"
 	"path/filepath"
+	"strings"
 	"testing"
 
 	"github.com/pulumi/pulumi/sdk/v3/go/common/apitype"
@@ -59,8 +61,11 @@ current-context: a
 	}
 	for _, tc := range tests {
 		t.Run(tc.name, func(t *testing.T) {
-			state := apitype.DeploymentV3{Resources: []apitype.ResourceV3{{URN: resource.URN(urn), Inputs: tc.inputs}}}
-			cfg, ns, err := releaseCluster(state, urn+"::04da6b54-80e4-46f7-96ec-b56ff0331ba9")
+			const id = "04da6b54-80e4-46f7-96ec-b56ff0331ba9"
+			state := apitype.DeploymentV3{Resources: []apitype.ResourceV3{
+				{URN: resource.URN(urn), ID: "replaced-provider", Inputs: map[string]any{"kubeconfig": "/nonexistent"}},
+				{URN: resource.URN(urn), ID: id, Inputs: tc.inputs}}}
+			cfg, ns, err := releaseCluster(state, urn+"::"+id)
 			if err != nil {
 				t.Fatal(err)
 			}
@@ -112,5 +117,50 @@ func TestPendingHelmOperation(t *testing.T) {
 				t.Errorf("pending, known = %v, %v; want %v, %v", pending, known, tc.pending, tc.known)
 			}
 		})
+	}
+}
+
+func TestReleaseClusterRefuses(t *testing.T) {
+	const urn = "urn:pulumi:prod::kcp-tmc::pulumi:providers:kubernetes::cluster"
+	state := apitype.DeploymentV3{Resources: []apitype.ResourceV3{{URN: resource.URN(urn), ID: "a", Inputs: map[string]any{"kubeconfig": "/nonexistent/kubeconfig"}}}}
+	for ref, want := range map[string]string{
+		urn + "::b": "its provider " + urn + "::b is not in the state",
+		urn + "::a": "its provider's kubeconfig file: stat /nonexistent/kubeconfig",
+	} {
+		if _, _, err := releaseCluster(state, ref); err == nil || !strings.Contains(err.Error(), want) {
+			t.Errorf("releaseCluster(%s) = %v, want %q", ref, err, want)
+		}
+	}
+}
+
+func TestStackLocked(t *testing.T) {
+	dir := t.TempDir()
+	if stackLocked("file://"+dir, "prod") {
+		t.Error("a stack without a lock dir is locked")
+	}
+	if !stackLocked("s3://bucket", "prod") {
+		t.Error("a bucket's stack is not locked: kcp-tmc cannot tell, so it must say locked")
+	}
+	if err := os.MkdirAll(LocksDir(dir, "prod"), 0o700); err != nil {
+		t.Fatal(err)
+	}
+	if stackLocked("file://"+dir, "prod") {
+		t.Error("an empty lock dir is locked")
+	}
+	if err := os.WriteFile(filepath.Join(LocksDir(dir, "prod"), "x.json"), []byte("{}"), 0o600); err != nil {
+		t.Fatal(err)
+	}
+	if !stackLocked("file://"+dir, "prod") {
+		t.Error("a lock file does not lock")
+	}
+}
+
+func TestStderrOf(t *testing.T) {
+	err := errors.New("failed to export stack: exit status 1\ncode: 1\nstdout: {\"secret\": \"s3cr3t\"}\nstderr: error: decrypting: bad passphrase\n")
+	if got := stderrOf(err); got != "error: decrypting: bad passphrase" {
+		t.Errorf("stderrOf = %q", got)
+	}
+	if got := stderrOf(errors.New("failed\nstdout: s3cr3t")); strings.Contains(got, "s3cr3t") {
+		t.Errorf("stderrOf = %q: it shows stdout", got)
 	}
 }

@@ -53,7 +53,7 @@ func (l stackLock) String() string {
 // stackLocks reads the lock files of stack in the local backend under state:
 // <state>/.pulumi/locks/organization/<project>/<stack>/<id>.json.
 func stackLocks(state, stack string) ([]stackLock, error) {
-	dir := filepath.Join(state, ".pulumi", "locks", "organization", automation.ProjectName, stack)
+	dir := automation.LocksDir(state, stack)
 	entries, err := os.ReadDir(dir)
 	if errors.Is(err, os.ErrNotExist) {
 		return nil, nil

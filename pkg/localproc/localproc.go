@@ -36,21 +36,20 @@ func Running(pid int) bool {
 
 // WorkDir creates a private (0700) temp directory for kind's files, to be
 // removed by its caller when done. Its name carries this process's pid and
-// this machine's name, so that a later kcp-tmc removes it if this process
+// identity (identity), so that a later kcp-tmc removes it if this process
 // is killed before it can (SIGKILL skips deferred clean-ups): WorkDir first
-// removes the directories of processes of this machine that no longer run.
-// What goes in them is sensitive: etcd snapshots, kubeconfigs. (An engine
-// that outlives its killed kcp-tmc loses its directory with it; only its
-// Helm releases read from there again, and it holds the stack's lock.)
+// removes this user's directories of processes with the same identity that
+// no longer run. What goes in them is sensitive: etcd snapshots,
+// kubeconfigs. (An engine that outlives its killed kcp-tmc loses its
+// directory with it; only its Helm releases read from there again, and it
+// holds the stack's lock.)
 func WorkDir(kind string) (string, error) {
-	host, err := os.Hostname()
+	id, err := identity()
 	if err != nil {
-		return "", fmt.Errorf("this machine's name, for a temp directory: %w", err)
-	}
-	if err := sweep(host); err != nil {
 		return "", err
 	}
-	dir, err := os.MkdirTemp("", fmt.Sprintf("%s%s-%d@%s-", workDirPrefix, kind, os.Getpid(), host))
+	sweep(id)
+	dir, err := os.MkdirTemp("", fmt.Sprintf("%s%s-%d@%s-", workDirPrefix, kind, os.Getpid(), id))
 	if err != nil {
 		return "", fmt.Errorf("a temp directory for %s: %w", kind, err)
 	}
@@ -59,26 +58,49 @@ func WorkDir(kind string) (string, error) {
 
 const workDirPrefix = "kcp-tmc-"
 
-// sweep removes the WorkDir directories whose process ran on host and runs
-// no more.
-func sweep(host string) error {
+// identity is where a pid means one process: this machine's name and, on
+// Linux, its pid namespace (containers that share a hostname and /tmp do
+// not see each other's processes).
+func identity() (string, error) {
+	host, err := os.Hostname()
+	if err != nil {
+		return "", fmt.Errorf("this machine's name, for a temp directory: %w", err)
+	}
+	ns, err := os.Readlink("/proc/self/ns/pid") // "pid:[4026531836]"
+	if err != nil {
+		return host, nil
+	}
+	return host + "~" + strings.Trim(strings.TrimPrefix(ns, "pid:"), "[]"), nil
+}
+
+// sweep removes this user's WorkDir directories whose process had identity
+// id and runs no more. It is a clean-up of what a killed process left: a
+// directory it cannot remove is left for a later one.
+func sweep(id string) {
 	entries, err := os.ReadDir(os.TempDir())
 	if err != nil {
-		return fmt.Errorf("listing %s for the temp directories of killed kcp-tmc processes: %w", os.TempDir(), err)
+		return
 	}
 	for _, e := range entries {
 		rest, ok := strings.CutPrefix(e.Name(), workDirPrefix)
-		kindPid, hostRand, found := strings.Cut(rest, "@")
-		if !ok || !found || !e.IsDir() || !strings.HasPrefix(hostRand, host+"-") {
+		kindPid, idRand, found := strings.Cut(rest, "@")
+		if !ok || !found || !e.IsDir() || strings.LastIndexByte(idRand, '-') < 0 || idRand[:strings.LastIndexByte(idRand, '-')] != id {
 			continue
 		}
 		pid, err := strconv.Atoi(kindPid[strings.LastIndexByte(kindPid, '-')+1:])
-		if err != nil || Running(pid) {
+		if err != nil || Running(pid) || !ownedByMe(e) {
 			continue
 		}
-		if err := os.RemoveAll(filepath.Join(os.TempDir(), e.Name())); err != nil {
-			return fmt.Errorf("removing the temp directory of a killed kcp-tmc: %w", err)
-		}
+		_ = os.RemoveAll(filepath.Join(os.TempDir(), e.Name()))
 	}
-	return nil
+}
+
+// ownedByMe reports whether this user owns the directory entry.
+func ownedByMe(e os.DirEntry) bool {
+	info, err := e.Info()
+	if err != nil {
+		return false
+	}
+	st, ok := info.Sys().(*syscall.Stat_t)
+	return !ok || int(st.Uid) == os.Getuid()
 }

@@ -34,7 +34,7 @@ func TestRunning(t *testing.T) {
 // of this machine's processes that no longer run, and only those.
 func TestWorkDirSweepsKilledProcesses(t *testing.T) {
 	t.Setenv("TMPDIR", t.TempDir())
-	host, err := os.Hostname()
+	host, err := identity()
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -55,6 +55,7 @@ func TestWorkDirSweepsKilledProcesses(t *testing.T) {
 		{name("drill", dead, host), true, false},
 		{name("engine", live, host), true, true},
 		{name("engine", dead, "another-"+host), true, true}, // its processes cannot be seen from here
+		{name("engine", dead, host+"-2"), true, true},       // another machine whose name starts with this one's
 		{name("engine", "x", host), true, true},
 		{name("engine", dead, host) + "-file", false, true},
 		{"kcp-tmc-kube-123", true, true},
