@@ -1,8 +1,11 @@
 package automation
 
 import (
+	"bytes"
 	"cmp"
+	"compress/gzip"
 	"context"
+	"encoding/base64"
 	"encoding/json"
 	"errors"
 	"fmt"
@@ -104,7 +107,9 @@ func healKilledHelmOperations(ctx context.Context, s auto.Stack, out io.Writer) 
 		if namespace == "" {
 			namespace = defaultNamespace
 		}
-		if err := removeKilledRevision(ctx, cfg, namespace, name, creating, out); err != nil {
+		chart, _ := plaintext(r.Inputs["chart"])
+		version, _ := plaintext(r.Inputs["version"])
+		if err := removeKilledRevision(ctx, cfg, namespace, name, creating, chartRef{chart, version}, out); err != nil {
 			warn("%v", err)
 		}
 	}
@@ -177,7 +182,7 @@ func pendingHelmOperation(backendURL, stack string) (pending, known bool) {
 // removeKilledRevision deletes Helm's record of the revision a killed
 // install (every record, all of revision 1) or upgrade (the newest, if
 // still pending) of namespace/name left.
-func removeKilledRevision(ctx context.Context, cfg *rest.Config, namespace, name string, install bool, out io.Writer) error {
+func removeKilledRevision(ctx context.Context, cfg *rest.Config, namespace, name string, install bool, want chartRef, out io.Writer) error {
 	cs, err := kubernetes.NewForConfig(cfg)
 	if err != nil {
 		return err
@@ -206,6 +211,12 @@ func removeKilledRevision(ctx context.Context, cfg *rest.Config, namespace, name
 		}
 	}
 	for _, rec := range records {
+		if got, err := recordChart(rec); err != nil || !want.matches(got) {
+			return fmt.Errorf("release %s/%s revision %s is not of the chart the killed up was installing (%s; the record: %s, %v), "+
+				"so kcp-tmc leaves it", namespace, name, rec.Labels["version"], want, got, err)
+		}
+	}
+	for _, rec := range records {
 		if err := cs.CoreV1().Secrets(namespace).Delete(ctx, rec.Name, metav1.DeleteOptions{}); err != nil {
 			return fmt.Errorf("removing Helm's record %s, left by a killed up: %w", rec.Name, err)
 		}
@@ -213,6 +224,42 @@ func removeKilledRevision(ctx context.Context, cfg *rest.Config, namespace, name
 			namespace, name, rec.Labels["version"], rec.Labels["status"])
 	}
 	return nil
+}
+
+// chartRef is a chart's name and version.
+type chartRef struct{ Name, Version string }
+
+func (c chartRef) String() string { return c.Name + " " + c.Version }
+
+// matches: a Release's chart input may be a repository path
+// ("jetstack/cert-manager") or a chart archive's URL; its version may be
+// unset (the newest).
+func (c chartRef) matches(record chartRef) bool {
+	name := c.Name[strings.LastIndex(c.Name, "/")+1:]
+	archive, isArchive := strings.CutSuffix(name, ".tgz") // <name>-<version>.tgz
+	return (name == record.Name || isArchive && strings.HasPrefix(archive, record.Name+"-")) && (c.Version == "" || c.Version == record.Version)
+}
+
+// recordChart reads the chart of a Helm record: the Secret's "release",
+// base64 of gzipped JSON (helm v3 pkg/storage/driver/util.go).
+func recordChart(rec corev1.Secret) (chartRef, error) {
+	raw, err := base64.StdEncoding.DecodeString(string(rec.Data["release"]))
+	if err != nil {
+		return chartRef{}, err
+	}
+	zr, err := gzip.NewReader(bytes.NewReader(raw))
+	if err != nil {
+		return chartRef{}, err
+	}
+	var rel struct {
+		Chart struct {
+			Metadata chartRef `json:"metadata"`
+		} `json:"chart"`
+	}
+	if err := json.NewDecoder(zr).Decode(&rel); err != nil {
+		return chartRef{}, err
+	}
+	return rel.Chart.Metadata, nil
 }
 
 // revision is the revision a Helm record holds (0 if unreadable).

@@ -1,6 +1,9 @@
 package automation
 
 import (
+	"bytes"
+	"compress/gzip"
+	"encoding/base64"
 	"encoding/json"
 	"errors"
 	"os"
@@ -10,6 +13,7 @@ import (
 
 	"github.com/pulumi/pulumi/sdk/v3/go/common/apitype"
 	"github.com/pulumi/pulumi/sdk/v3/go/common/resource"
+	corev1 "k8s.io/api/core/v1"
 )
 
 func TestPlaintext(t *testing.T) {
@@ -162,5 +166,40 @@ func TestStderrOf(t *testing.T) {
 	}
 	if got := stderrOf(errors.New("failed\nstdout: s3cr3t")); strings.Contains(got, "s3cr3t") {
 		t.Errorf("stderrOf = %q: it shows stdout", got)
+	}
+}
+
+func TestRecordChart(t *testing.T) {
+	record := func(body string) corev1.Secret {
+		var gz bytes.Buffer
+		w := gzip.NewWriter(&gz)
+		_, _ = w.Write([]byte(body))
+		_ = w.Close()
+		return corev1.Secret{Data: map[string][]byte{"release": []byte(base64.StdEncoding.EncodeToString(gz.Bytes()))}}
+	}
+	got, err := recordChart(record(`{"name":"cert-manager","chart":{"metadata":{"name":"cert-manager","version":"v1.21.2"}},"version":1}`))
+	if err != nil || got != (chartRef{"cert-manager", "v1.21.2"}) {
+		t.Fatalf("recordChart = %v, %v", got, err)
+	}
+	if _, err := recordChart(corev1.Secret{Data: map[string][]byte{"release": []byte("not base64!")}}); err == nil {
+		t.Error("an unreadable record reads")
+	}
+	tests := []struct {
+		want chartRef
+		ok   bool
+	}{
+		{chartRef{"cert-manager", "v1.21.2"}, true},
+		{chartRef{"jetstack/cert-manager", "v1.21.2"}, true},
+		{chartRef{"https://charts.example.com/cert-manager-v1.21.2.tgz", ""}, true},
+		{chartRef{"cert-manager", ""}, true},
+		{chartRef{"cert-manager", "v1.20.0"}, false},
+		{chartRef{"ingress-nginx", "v1.21.2"}, false},
+		{chartRef{"cert", "v1.21.2"}, false},
+		{chartRef{"cert-manager-webhook", "v1.21.2"}, false},
+	}
+	for _, tc := range tests {
+		if ok := tc.want.matches(got); ok != tc.ok {
+			t.Errorf("%v matches %v = %v, want %v", tc.want, got, ok, tc.ok)
+		}
 	}
 }
