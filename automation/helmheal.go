@@ -145,9 +145,9 @@ func stderrOf(err error) string {
 
 // pendingHelmOperation reads a local backend's checkpoint for a pending
 // operation on a Helm release, without the engine: `pulumi stack export`
-// takes 4.5 s at 100 clusters (41 MB, secrets decrypted), the file's
-// decoding a fraction of that. known is false when the state is elsewhere
-// or not where the file backend keeps it; then the export answers.
+// took 5.5 s at 100 clusters (41 MB, secrets decrypted), the file 0.11 s.
+// known is false when the state is not in a local backend's file (then
+// there is no heal).
 func pendingHelmOperation(backendURL, stack string) (pending, known bool) {
 	state, ok := strings.CutPrefix(backendURL, "file://")
 	if !ok {

@@ -90,7 +90,7 @@ func mustJSON(t *testing.T, s string) string {
 }
 
 // TestPendingHelmOperation: the local backend's checkpoint answers whether
-// a killed up left a Helm operation pending; the export answers otherwise.
+// a killed up left a Helm operation pending; elsewhere nothing is known.
 func TestPendingHelmOperation(t *testing.T) {
 	tests := []struct {
 		name           string
