@@ -8,6 +8,7 @@ import (
 	"context"
 	"errors"
 	"fmt"
+	"io"
 	"maps"
 	"os"
 	"path/filepath"
@@ -46,6 +47,9 @@ type Options struct {
 	Env map[string]string
 	// MustExist selects an existing stack instead of creating it.
 	MustExist bool
+	// Log receives what kcp-tmc does by itself before the engine runs (the
+	// lock a killed deploy left, removed); default: nowhere.
+	Log io.Writer
 }
 
 // ToolchainBin is where hack/toolchain.sh puts the pinned pulumi CLI and
@@ -81,6 +85,17 @@ func Stack(ctx context.Context, opts Options) (auto.Stack, error) {
 	if err != nil {
 		return auto.Stack{}, err
 	}
+	// Even selecting the stack reads its checkpoint, which a kcp-tmc killed
+	// mid-write leaves unreadable: taking the stack's hold repairs it, and
+	// removes the lock that kcp-tmc's dead engine left. Held by another
+	// kcp-tmc, there is nothing to repair (and reading it is allowed).
+	release, err := HoldStack(env["PULUMI_BACKEND_URL"], opts.Stack, "select", opts.Log)
+	switch {
+	case err == nil:
+		release()
+	case !errors.Is(err, ErrStackInUse):
+		return auto.Stack{}, err
+	}
 	open := auto.UpsertStackInlineSource
 	if opts.MustExist {
 		open = auto.SelectStackInlineSource
@@ -94,7 +109,7 @@ func Stack(ctx context.Context, opts Options) (auto.Stack, error) {
 
 // PulumiCommand prefers the pinned CLI from the toolchain cache over whatever
 // pulumi is on PATH, so runs are reproducible. Each of its commands runs
-// with a private temp directory, removed when it ends (privateTemp).
+// with a private temp directory, holding the stack (engineCommand).
 func PulumiCommand() (auto.PulumiCommand, error) {
 	opts := &auto.PulumiCommandOptions{SkipVersionCheck: false}
 	if _, err := os.Stat(filepath.Join(ToolchainBin(), "pulumi")); err == nil {
@@ -104,7 +119,7 @@ func PulumiCommand() (auto.PulumiCommand, error) {
 	if err != nil {
 		return nil, fmt.Errorf("no usable pulumi CLI (run hack/toolchain.sh, or install Pulumi): %w", err)
 	}
-	return privateTemp{cmd}, nil
+	return engineCommand{cmd}, nil
 }
 
 func engineEnv(dir string, opts Options) (map[string]string, error) {

@@ -134,7 +134,7 @@ func UpSkippingCheckpoints(ctx context.Context, s auto.Stack, out io.Writer, pre
 		}
 	}
 	fmt.Fprintf(out, "%d changes planned, each one a next up can redo: the state is written once, at the end "+
-		"(if this up is killed: kcp-tmc unlock, then up again)\n", planned)
+		"(if this up is killed: up again)\n", planned)
 	ws := s.Workspace()
 	ws.SetEnvVar(SkipCheckpointsEnv, "true")
 	defer ws.UnsetEnvVar(SkipCheckpointsEnv)

@@ -29,7 +29,7 @@ func (fakeCommand) Version() semver.Version { return semver.Version{} }
 func TestPrivateTempPerCommand(t *testing.T) {
 	t.Setenv("TMPDIR", t.TempDir())
 	var got string
-	cmd := privateTemp{fakeCommand{&got}}
+	cmd := engineCommand{fakeCommand{&got}}
 	// A TMPDIR among the workspace's variables does not win over the private one.
 	if _, _, _, err := cmd.Run(context.Background(), ".", nil, nil, nil, []string{"TMPDIR=/var/tmp"}, "preview"); err != nil {
 		t.Fatal(err)

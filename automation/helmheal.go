@@ -7,7 +7,6 @@ import (
 	"context"
 	"encoding/base64"
 	"encoding/json"
-	"errors"
 	"fmt"
 	"io"
 	"os"
@@ -28,11 +27,17 @@ import (
 )
 
 // Up is s.Up after undoing what a killed up left that the next one could
-// not redo by itself: the Helm install or upgrade it was in the middle of
+// not redo by itself: the stack's lock (holdStack, as for every engine
+// command) and the Helm install or upgrade it was in the middle of
 // (healKilledHelmOperations). kcp-tmc up runs it.
 func Up(ctx context.Context, s auto.Stack, out io.Writer, opts ...optup.Option) error {
+	release, err := HoldStack(s.Workspace().GetEnvVars()["PULUMI_BACKEND_URL"], s.Name(), "up", out)
+	if err != nil {
+		return err
+	}
+	defer release()
 	healKilledHelmOperations(ctx, s, out)
-	_, err := s.Up(ctx, opts...)
+	_, err = s.Up(ctx, opts...)
 	return err
 }
 
@@ -122,11 +127,8 @@ func stackLocked(backendURL, stack string) bool {
 	if !ok {
 		return true
 	}
-	entries, err := os.ReadDir(LocksDir(state, stack))
-	if errors.Is(err, os.ErrNotExist) {
-		return false
-	}
-	return err != nil || slices.ContainsFunc(entries, func(e os.DirEntry) bool { return strings.HasSuffix(e.Name(), ".json") })
+	locks, err := StackLocks(state, stack)
+	return err != nil || len(locks) > 0
 }
 
 // stderrOf is what an Automation API error says without the command's

@@ -128,7 +128,7 @@ func clusterStack(t *testing.T, ns string, secretKeys ...string) (string, automa
 // TestKilledUpWithoutCheckpointsRecovers: `kcp-tmc up --skip-checkpoints`
 // SIGKILLed while it creates, on the real apiserver, leaves objects in the
 // cluster that its state does not know (it writes the state only at its
-// end); after `kcp-tmc unlock` the next up applies them again by name
+// end); the next up, which removes the killed one's lock by itself, applies them again by name
 // (server-side, forced) without a conflict, an up after it changes
 // nothing, and destroy removes them all.
 func TestKilledUpWithoutCheckpointsRecovers(t *testing.T) {
@@ -158,14 +158,8 @@ func TestKilledUpWithoutCheckpointsRecovers(t *testing.T) {
 		err := cli.Run(ctx, append([]string{args[0], "--stack", "dev", "--project-dir", dir}, args[1:]...), &out, &out)
 		return out.String(), err
 	}
-	if out, err := run("up"); err == nil || !strings.Contains(err.Error(), "kcp-tmc unlock --stack dev") {
-		t.Fatalf("up after the killed one: err = %v, want it to name kcp-tmc unlock\n%s", err, cluster.Tail(out, 3000))
-	}
-	if out, err := run("unlock"); err != nil {
-		t.Fatalf("unlock: %v\n%s", err, out)
-	}
-	if out, err := run("up"); err != nil {
-		t.Fatalf("up after unlock: %v\n%s", err, cluster.Tail(out, 3000))
+	if out, err := run("up"); err != nil || !strings.Contains(out, `removed the lock of stack "dev" that a killed kcp-tmc pid `) {
+		t.Fatalf("up after the killed one: err = %v, want it to remove the killed one's lock and converge\n%s", err, cluster.Tail(out, 3000))
 	}
 	if out, err := run("up", "--expect-no-changes"); err != nil {
 		t.Fatalf("the up after the recovered one: %v\n%s", err, cluster.Tail(out, 3000))

@@ -24,7 +24,6 @@ import (
 	"github.com/pulumi/pulumi/sdk/v3/go/pulumi"
 
 	"github.com/kcp-tmc/kcp-tmc/automation"
-	"github.com/kcp-tmc/kcp-tmc/internal/cli"
 	"github.com/kcp-tmc/kcp-tmc/internal/test/proctest"
 	"github.com/kcp-tmc/kcp-tmc/internal/test/testenv"
 	"github.com/kcp-tmc/kcp-tmc/pkg/helmrelease"
@@ -36,10 +35,11 @@ import (
 // objects, as cert-manager's install does for its webhook) leaves Helm's
 // record of that revision pending, and the state with a pending operation.
 // Helm refuses the next install of that name ("cannot re-use a name that is
-// still in use") or upgrade ("another operation … is in progress"). After
-// `kcp-tmc unlock`, automation.Up (kcp-tmc up) removes that one record and
-// the up does the operation again, taking over the objects the killed one
-// created; an up after it changes nothing.
+// still in use") or upgrade ("another operation … is in progress"). The
+// killed engine's lock is gone as its up returns (no unlock), and
+// automation.Up (kcp-tmc up) removes that one record and the up does the
+// operation again, taking over the objects the killed one created; an up
+// after it changes nothing.
 func TestKilledHelmOperationIsRedone(t *testing.T) {
 	const release = "hold"
 	service := func(suffix string) string {
@@ -69,8 +69,7 @@ func TestKilledHelmOperationIsRedone(t *testing.T) {
 				t.Fatalf("%v: %s", err, stderr)
 			}
 			t.Cleanup(func() { _, _, _ = kube.Kubectl(context.Background(), nil, "delete", "namespace", ns, "--wait=false") })
-			dir, opts := testenv.Project(t, "dev", nil)
-			t.Setenv("PULUMI_BACKEND_URL", opts.BackendURL) // for kcp-tmc unlock
+			_, opts := testenv.Project(t, "dev", nil)
 			version := tc.before
 			opts.Program = func(ctx *pulumi.Context) error {
 				p, err := kubernetes.NewProvider(ctx, "cluster", &kubernetes.ProviderArgs{Kubeconfig: pulumi.ToSecret(pulumi.String(string(kubeconfig))).(pulumi.StringOutput)})
@@ -105,12 +104,11 @@ func TestKilledHelmOperationIsRedone(t *testing.T) {
 			if err := <-done; err == nil {
 				t.Fatalf("the up ended by itself before it was killed:\n%s", killed.String())
 			}
+			if !strings.Contains(killed.String(), `removed the lock of stack "dev" that its killed engine (pid `) {
+				t.Errorf("the killed up did not remove its engine's lock:\n%s", cluster.Tail(killed.String(), 3000))
+			}
 			defer giveAddresses(ns)()
 			var out bytes.Buffer
-			if err := cli.Run(ctx, []string{"unlock", "--stack", "dev", "--project-dir", dir}, &out, &out); err != nil {
-				t.Fatalf("unlock: %v\n%s", err, out.String())
-			}
-			out.Reset()
 			if err := automation.Up(ctx, s, &out, optup.ProgressStreams(&out)); err != nil {
 				t.Fatalf("the up after the killed one: %v\n%s", err, cluster.Tail(out.String(), 3000))
 			}

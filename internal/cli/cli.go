@@ -55,9 +55,10 @@ const usage = `usage: kcp-tmc <command> --stack <dev|staging|prod> [flags]
   agent-identity writes each agent's kcp identity onto its physical cluster
                  (tls.mode cert-manager: the key cert-manager issued in kcp's
                  cluster; run after up and after each renewal; --cluster one)
-  unlock         removes the lock a killed deploy left on the stack's local
-                 state (refuses while its process still runs here; a lock
-                 taken on another machine needs --other-host)
+  unlock         removes a lock a killed deploy left on the stack's local
+                 state that the next command cannot tell is stale (plain
+                 pulumi's, another machine's: --other-host); refuses while
+                 its process still runs here
   help [command] this text, or a command's flags (also: <command> --help)
 
 every command takes --stack and --project-dir (default .); exit codes: 0 ok,
@@ -190,7 +191,11 @@ func Run(ctx context.Context, args []string, stdout, stderr io.Writer) error {
 		}
 		return nil
 	}
-	s, err := automation.Stack(ctx, automation.Options{Stack: f.stack, ProjectDir: f.dir, MustExist: cmd.mustExist})
+	log := stdout
+	if f.asJSON {
+		log = stderr // stdout is one JSON document
+	}
+	s, err := automation.Stack(ctx, automation.Options{Stack: f.stack, ProjectDir: f.dir, MustExist: cmd.mustExist, Log: log})
 	if err == nil {
 		err = cmd.run(ctx, s, *f, stdout, stderr)
 	}

@@ -6,14 +6,12 @@ package cli
 // but never one whose owner still runs.
 
 import (
-	"encoding/json"
 	"errors"
 	"fmt"
 	"io"
 	"os"
 	"path/filepath"
 	"strings"
-	"time"
 
 	"github.com/kcp-tmc/kcp-tmc/automation"
 	"github.com/kcp-tmc/kcp-tmc/pkg/localproc"
@@ -36,52 +34,8 @@ func withUnlockHint(err error, stack string) error {
 		"(it refuses while the lock's process still runs on this machine; docs/runbook.md#a-killed-deploy)", err, stack, stack)
 }
 
-// stackLock is one lock file of the local state backend, as the engine
-// writes it (pkg/backend/diy/lock.go: lockContent).
-type stackLock struct {
-	Path      string    `json:"-"`
-	Pid       int       `json:"pid"`
-	Username  string    `json:"username"`
-	Hostname  string    `json:"hostname"`
-	Timestamp time.Time `json:"timestamp"`
-}
-
-func (l stackLock) String() string {
-	return fmt.Sprintf("%s@%s (pid %d) since %s", l.Username, l.Hostname, l.Pid, l.Timestamp.Format(time.RFC3339))
-}
-
-// stackLocks reads the lock files of stack in the local backend under state:
-// <state>/.pulumi/locks/organization/<project>/<stack>/<id>.json.
-func stackLocks(state, stack string) ([]stackLock, error) {
-	dir := automation.LocksDir(state, stack)
-	entries, err := os.ReadDir(dir)
-	if errors.Is(err, os.ErrNotExist) {
-		return nil, nil
-	}
-	if err != nil {
-		return nil, fmt.Errorf("reading the locks of stack %q: %w", stack, err)
-	}
-	var locks []stackLock
-	for _, e := range entries {
-		if e.IsDir() || !strings.HasSuffix(e.Name(), ".json") {
-			continue
-		}
-		path := filepath.Join(dir, e.Name())
-		raw, err := os.ReadFile(path)
-		if err != nil {
-			return nil, fmt.Errorf("reading lock %s: %w", path, err)
-		}
-		l := stackLock{Path: path}
-		if err := json.Unmarshal(raw, &l); err != nil {
-			return nil, fmt.Errorf("lock %s is not a Pulumi lock: %w", path, err)
-		}
-		locks = append(locks, l)
-	}
-	return locks, nil
-}
-
 // running reports whether the lock's process still runs on this machine.
-func (l stackLock) running(host string) bool {
+func running(l automation.StackLock, host string) bool {
 	return l.Hostname == host && localproc.Running(l.Pid)
 }
 
@@ -99,7 +53,18 @@ func unlock(projectDir, stack string, otherHost bool, stdout io.Writer) error {
 		return fmt.Errorf("%w: the backend %s is not a local directory: remove the stale lock object the error of the "+
 			"killed deploy names (under .pulumi/locks/) once no deploy runs", ErrCheck, backend)
 	}
-	locks, err := stackLocks(state, stack)
+	// Holding the stack removes the locks of a killed kcp-tmc's engines
+	// that run no more, and repairs the state; it refuses while a kcp-tmc
+	// or its engine runs on the stack.
+	release, err := automation.HoldStack(backend, stack, "unlock", stdout)
+	if errors.Is(err, automation.ErrStackInUse) {
+		return fmt.Errorf("%w: not unlocking: %w", ErrCheck, err)
+	}
+	if err != nil {
+		return err
+	}
+	defer release()
+	locks, err := automation.StackLocks(state, stack)
 	if err != nil {
 		return err
 	}
@@ -114,7 +79,7 @@ func unlock(projectDir, stack string, otherHost bool, stdout io.Writer) error {
 	var refuse []string
 	for _, l := range locks {
 		switch {
-		case l.running(host):
+		case running(l, host):
 			refuse = append(refuse, fmt.Sprintf("%s still runs: wait for it to end, or stop it first", l))
 		case l.Hostname != host && !otherHost:
 			refuse = append(refuse, fmt.Sprintf("%s was taken on another machine, whose processes kcp-tmc cannot see: "+
@@ -125,10 +90,8 @@ func unlock(projectDir, stack string, otherHost bool, stdout io.Writer) error {
 		return fmt.Errorf("%w: not unlocking stack %q:\n  %s", ErrCheck, stack, strings.Join(refuse, "\n  "))
 	}
 	for _, l := range locks {
-		for _, f := range []string{l.Path, l.Path + sidecarExt} {
-			if err := os.Remove(f); err != nil && !errors.Is(err, os.ErrNotExist) {
-				return fmt.Errorf("removing lock %s: %w", f, err)
-			}
+		if err := automation.RemoveLock(l.Path); err != nil {
+			return err
 		}
 		fmt.Fprintf(stdout, "removed the lock of %s\n", l)
 	}
@@ -139,70 +102,11 @@ func unlock(projectDir, stack string, otherHost bool, stdout io.Writer) error {
 	return nil
 }
 
-// repairState undoes what a deploy killed mid-write leaves in a local
-// backend. The engine's blob store (gocloud's fileblob) replaces a file
-// atomically, but writes its metadata sidecar (<file>.attrs) in place first:
-// killed in between, the sidecar is empty and every later read of the file
-// fails ("failed to load checkpoint: EOF"). A missing sidecar reads as the
-// defaults, so a damaged one is removed. A checkpoint damaged all the same
-// (copied by hand, a network filesystem) is restored from the engine's .bak.
+// repairState is automation.RepairState, a damaged state it cannot repair
+// being a failed check.
 func repairState(state, stack string, stdout io.Writer) error {
-	if err := removeDamagedSidecars(filepath.Join(state, ".pulumi"), stdout); err != nil {
-		return err
+	if err := automation.RepairState(state, stack, stdout); err != nil {
+		return fmt.Errorf("%w: %w", ErrCheck, err)
 	}
-	return repairCheckpoint(state, stack, stdout)
-}
-
-// removeDamagedSidecars removes every metadata sidecar under dir that is not
-// the JSON fileblob writes.
-func removeDamagedSidecars(dir string, stdout io.Writer) error {
-	err := filepath.WalkDir(dir, func(path string, d os.DirEntry, err error) error {
-		if err != nil || d.IsDir() || !strings.HasSuffix(path, sidecarExt) {
-			return err
-		}
-		raw, err := os.ReadFile(path)
-		if err != nil {
-			return fmt.Errorf("reading %s: %w", path, err)
-		}
-		if json.Valid(raw) {
-			return nil
-		}
-		if err := os.Remove(path); err != nil {
-			return fmt.Errorf("removing the damaged %s: %w", path, err)
-		}
-		fmt.Fprintf(stdout, "removed the damaged metadata file %s: a deploy was killed while writing it\n", path)
-		return nil
-	})
-	if errors.Is(err, os.ErrNotExist) {
-		return nil // no state yet
-	}
-	return err
-}
-
-// sidecarExt is the suffix of fileblob's metadata files (gocloud.dev/blob/fileblob attrs.go).
-const sidecarExt = ".attrs"
-
-// repairCheckpoint restores the stack's checkpoint from the engine's own
-// backup (<stack>.json.bak, the state before the last write) when it is
-// empty or cut short. The next up then finishes what the killed one began.
-func repairCheckpoint(state, stack string, stdout io.Writer) error {
-	file := automation.CheckpointPath(state, stack)
-	raw, err := os.ReadFile(file)
-	if err != nil || json.Valid(raw) {
-		return nil // no checkpoint yet, or an intact one
-	}
-	bak, err := os.ReadFile(file + ".bak")
-	if err != nil || !json.Valid(bak) {
-		return fmt.Errorf("%w: the checkpoint %s is damaged (a deploy was killed while writing it) and has no intact "+
-			".bak beside it: restore it from .pulumi/history", ErrCheck, file)
-	}
-	tmp := file + ".repair"
-	if err := os.WriteFile(tmp, bak, 0o600); err != nil {
-		return fmt.Errorf("restoring the checkpoint: %w", err)
-	}
-	if err := os.Rename(tmp, file); err != nil {
-		return fmt.Errorf("restoring the checkpoint: %w", err)
-	}
-	fmt.Fprintf(stdout, "restored the checkpoint %s from its .bak: a deploy was killed while writing it\n", file)
 	return nil
 }

@@ -1,7 +1,8 @@
 // Package localproc answers whether a process of this machine still runs,
 // for the clean-ups that must never take what a live process holds: a
-// stack's lock (kcp-tmc unlock) and the private temp directories of
-// kcp-tmc's processes (WorkDir), which a killed process leaves behind.
+// stack's lock (the engine's a killed kcp-tmc left, kcp-tmc unlock) and the
+// private temp directories of kcp-tmc's processes (WorkDir), which a killed
+// process leaves behind.
 package localproc
 
 import (
@@ -25,13 +26,84 @@ func Running(pid int) bool {
 	if err := syscall.Kill(pid, 0); err != nil && !errors.Is(err, syscall.EPERM) {
 		return false
 	}
-	stat, err := os.ReadFile(fmt.Sprintf("/proc/%d/stat", pid))
+	fields, err := stat(pid)
 	if err != nil {
 		return true // no /proc (not Linux): the signal found it
 	}
-	// pid (comm) state …: comm may hold spaces.
-	after := string(stat[bytes.LastIndexByte(stat, ')')+1:])
-	return !strings.HasPrefix(strings.TrimSpace(after), "Z")
+	return fields[0] != "Z"
+}
+
+// Process names one process of this machine: its pid and when it started
+// (clock ticks since boot, /proc/<pid>/stat), as the kernel reuses pids.
+type Process struct {
+	Pid     int    `json:"pid"`
+	Started uint64 `json:"started"`
+}
+
+// Find returns the running process pid, with its start.
+func Find(pid int) (Process, error) {
+	fields, err := stat(pid)
+	if err != nil {
+		return Process{}, err
+	}
+	started, err := strconv.ParseUint(fields[19], 10, 64) // field 22 of stat(5)
+	if err != nil {
+		return Process{}, fmt.Errorf("process %d: start time %q: %w", pid, fields[19], err)
+	}
+	return Process{Pid: pid, Started: started}, nil
+}
+
+// Running reports whether p still runs: its pid runs and started when p did.
+func (p Process) Running() bool {
+	now, err := Find(p.Pid)
+	return err == nil && now.Started == p.Started && Running(p.Pid)
+}
+
+// Descends reports whether process pid is a child of ancestor, or a child's
+// child (a few levels: the pulumi CLI may be started through a shim).
+func Descends(pid, ancestor int) bool {
+	for range 4 {
+		fields, err := stat(pid)
+		if err != nil {
+			return false
+		}
+		if pid, err = strconv.Atoi(fields[1]); err != nil || pid <= 1 {
+			return false
+		}
+		if pid == ancestor {
+			return true
+		}
+	}
+	return false
+}
+
+// stat is /proc/<pid>/stat after "pid (comm)", which may hold spaces:
+// state, ppid, … (stat(5) field 3 on).
+func stat(pid int) ([]string, error) {
+	raw, err := os.ReadFile(fmt.Sprintf("/proc/%d/stat", pid))
+	if err != nil {
+		return nil, err
+	}
+	fields := strings.Fields(string(raw[bytes.LastIndexByte(raw, ')')+1:]))
+	if len(fields) < 20 {
+		return nil, fmt.Errorf("process %d: /proc/%d/stat has %d fields after its name, want 20 or more", pid, pid, len(fields))
+	}
+	return fields, nil
+}
+
+// Identity is where a pid means one process, with Find's start time: this
+// machine's name and boot, and on Linux its pid namespace (containers that
+// share a hostname and a directory do not see each other's processes).
+func Identity() (string, error) {
+	id, err := identity()
+	if err != nil {
+		return "", err
+	}
+	boot, err := os.ReadFile("/proc/sys/kernel/random/boot_id")
+	if err != nil {
+		return id, nil
+	}
+	return id + "/" + strings.TrimSpace(string(boot)), nil
 }
 
 // WorkDir creates a private (0700) temp directory for kind's files, to be

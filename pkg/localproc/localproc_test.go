@@ -93,3 +93,41 @@ func TestWorkDirSweepsKilledProcesses(t *testing.T) {
 		}
 	}
 }
+
+// TestProcessNamesOneProcess: a Process found while it runs is running
+// until it exits; its pid then names nothing, or another process.
+func TestProcessNamesOneProcess(t *testing.T) {
+	child := exec.Command("sleep", "60")
+	if err := child.Start(); err != nil {
+		t.Fatal(err)
+	}
+	p, err := Find(child.Process.Pid)
+	if err != nil {
+		t.Fatal(err)
+	}
+	self, err := Find(os.Getpid())
+	if err != nil {
+		t.Fatal(err)
+	}
+	for _, tc := range []struct {
+		name string
+		p    Process
+		want bool
+	}{
+		{"a running child", p, true},
+		{"this process", self, true},
+		{"the child's pid, started at another time (a reused pid)", Process{Pid: p.Pid, Started: p.Started + 1}, false},
+	} {
+		if got := tc.p.Running(); got != tc.want {
+			t.Errorf("%s: Running() = %v, want %v", tc.name, got, tc.want)
+		}
+	}
+	if !Descends(p.Pid, os.Getpid()) || Descends(os.Getpid(), p.Pid) || Descends(os.Getpid(), os.Getpid()) {
+		t.Errorf("Descends: the child descends from this process, and not the other way round")
+	}
+	_ = child.Process.Kill()
+	_ = child.Wait()
+	if p.Running() {
+		t.Errorf("the killed child still runs")
+	}
+}

@@ -1,0 +1,420 @@
+package automation
+
+// A deploy killed mid-way (a CI job's timeout, SIGKILL, a lost runner)
+// leaves its stack's Pulumi lock behind, and every later operation refuses
+// to run until a person removes it. Pulumi's lock names a pid and a host,
+// which cannot tell a dead process from one in another container that
+// shares the host's name. kcp-tmc's own hold of the stack can: a kernel
+// lock that goes when its process goes however it dies, and a record of
+// the engine processes it started and the Pulumi locks they took. The next
+// kcp-tmc on the stack removes a lock whose engine it can see no longer
+// runs, and repairs what a kill mid-write leaves, by itself.
+
+import (
+	"encoding/json"
+	"errors"
+	"fmt"
+	"io"
+	"os"
+	"path/filepath"
+	"slices"
+	"strings"
+	"sync"
+	"syscall"
+	"time"
+
+	"github.com/kcp-tmc/kcp-tmc/pkg/localproc"
+)
+
+// StackLock is one lock file of a local backend, as the engine writes it
+// (pulumi v3.274 backend/diy/lock.go: lockContent).
+type StackLock struct {
+	Path      string    `json:"-"`
+	Pid       int       `json:"pid"`
+	Username  string    `json:"username"`
+	Hostname  string    `json:"hostname"`
+	Timestamp time.Time `json:"timestamp"`
+}
+
+func (l StackLock) String() string {
+	return fmt.Sprintf("%s@%s (pid %d) since %s", l.Username, l.Hostname, l.Pid, l.Timestamp.Format(time.RFC3339))
+}
+
+// StackLocks reads the lock files of stack in the local backend under state.
+func StackLocks(state, stack string) ([]StackLock, error) {
+	dir := LocksDir(state, stack)
+	entries, err := os.ReadDir(dir)
+	if errors.Is(err, os.ErrNotExist) {
+		return nil, nil
+	}
+	if err != nil {
+		return nil, fmt.Errorf("reading the locks of stack %q: %w", stack, err)
+	}
+	var locks []StackLock
+	for _, e := range entries {
+		if e.IsDir() || !strings.HasSuffix(e.Name(), ".json") {
+			continue
+		}
+		l, err := readLock(filepath.Join(dir, e.Name()))
+		if errors.Is(err, os.ErrNotExist) {
+			continue // its operation ended
+		}
+		if err != nil {
+			return nil, err
+		}
+		locks = append(locks, l)
+	}
+	return locks, nil
+}
+
+func readLock(path string) (StackLock, error) {
+	raw, err := os.ReadFile(path)
+	if err != nil {
+		return StackLock{}, fmt.Errorf("reading lock %s: %w", path, err)
+	}
+	l := StackLock{Path: path}
+	if err := json.Unmarshal(raw, &l); err != nil {
+		return StackLock{}, fmt.Errorf("lock %s is not a Pulumi lock: %w", path, err)
+	}
+	return l, nil
+}
+
+// RemoveLock removes a lock file and its blob store metadata sidecar.
+func RemoveLock(path string) error {
+	for _, f := range []string{path, path + sidecarExt} {
+		if err := os.Remove(f); err != nil && !errors.Is(err, os.ErrNotExist) {
+			return fmt.Errorf("removing lock %s: %w", f, err)
+		}
+	}
+	return nil
+}
+
+// guardRecord is what a holder of a stack writes beside its kernel lock:
+// who holds it, and the engines it started with the Pulumi lock each took.
+// A holder that ends removes it; one that is killed leaves it for the next.
+type guardRecord struct {
+	localproc.Process
+	Host     string       `json:"host"`
+	Identity string       `json:"identity"` // where the pids mean these processes: localproc.Identity
+	Command  string       `json:"command"`
+	Since    time.Time    `json:"since"`
+	Engines  []engineLock `json:"engines,omitempty"`
+}
+
+// engineLock is an engine process and the Pulumi lock it took.
+type engineLock struct {
+	localproc.Process
+	Lock string `json:"lock"`
+}
+
+func (r guardRecord) String() string {
+	return fmt.Sprintf("kcp-tmc pid %d on %s, `%s` since %s", r.Pid, r.Host, r.Command, r.Since.Format(time.RFC3339))
+}
+
+// stackGuard is this process's hold of one stack of a local backend: an
+// exclusive flock(2) on <state>/.kcp-tmc/stacks/<stack>.lock, whose file
+// is closed on exec so that only this process holds it, and the record at
+// <stack>.json. Engine commands of the process share it (refs).
+type stackGuard struct {
+	state, stack string
+	file         *os.File
+	out          io.Writer
+	refs         int // under guards' lock
+
+	mu  sync.Mutex // the record
+	rec guardRecord
+}
+
+var guards = struct {
+	sync.Mutex
+	held map[string]*stackGuard
+}{held: map[string]*stackGuard{}}
+
+// ErrStackInUse: another kcp-tmc, or the engine of a killed one, runs an
+// operation on the stack.
+var ErrStackInUse = errors.New("stack in use")
+
+// guardDir is where a local backend under state keeps kcp-tmc's holds of
+// its stacks (outside .pulumi/locks, where the engine counts every file
+// as a lock).
+func guardDir(state string) string { return filepath.Join(state, ".kcp-tmc", "stacks") }
+
+// holdStack takes this process's hold of stack for command, or shares the
+// one it has, and returns it; nil without a local backend, whose locks
+// kcp-tmc cannot see. Taking it first removes the Pulumi locks a killed
+// holder's engines left, once they run no more, and repairs the state a
+// kill mid-write leaves (RepairState), saying so on out. It fails with
+// ErrStackInUse while another holds the stack.
+func holdStack(backendURL, stack, command string, out io.Writer) (*stackGuard, error) {
+	state, ok := strings.CutPrefix(backendURL, "file://")
+	if !ok || state == "" || stack == "" {
+		return nil, nil
+	}
+	if out == nil {
+		out = io.Discard
+	}
+	dir := guardDir(state)
+	key := filepath.Join(dir, stack+".lock")
+	guards.Lock()
+	defer guards.Unlock()
+	if g := guards.held[key]; g != nil {
+		g.refs++
+		return g, nil
+	}
+	if err := os.MkdirAll(dir, 0o700); err != nil {
+		return nil, fmt.Errorf("stack %q: creating %s: %w", stack, dir, err)
+	}
+	f, err := os.OpenFile(key, os.O_RDWR|os.O_CREATE, 0o600)
+	if err != nil {
+		return nil, fmt.Errorf("stack %q: %w", stack, err)
+	}
+	g := &stackGuard{state: state, stack: stack, file: f, out: out, refs: 1}
+	if err := syscall.Flock(int(f.Fd()), syscall.LOCK_EX|syscall.LOCK_NB); err != nil {
+		f.Close()
+		if errors.Is(err, syscall.EWOULDBLOCK) {
+			by := "another kcp-tmc"
+			if prev, _ := g.readRecord(); prev != nil {
+				by = prev.String()
+			}
+			return nil, fmt.Errorf("%w: %s runs an operation on stack %q: wait for it to end", ErrStackInUse, by, stack)
+		}
+		return nil, fmt.Errorf("stack %q: locking %s: %w", stack, key, err)
+	}
+	if err := g.take(command); err != nil {
+		g.close()
+		return nil, err
+	}
+	guards.held[key] = g
+	return g, nil
+}
+
+// HoldStack is holdStack for a caller outside the engine's commands
+// (kcp-tmc unlock, Up): release gives the hold up.
+func HoldStack(backendURL, stack, command string, out io.Writer) (release func(), err error) {
+	g, err := holdStack(backendURL, stack, command, out)
+	if err != nil {
+		return nil, err
+	}
+	return g.release, nil
+}
+
+// take clears what a killed holder left and records this one.
+func (g *stackGuard) take(command string) error {
+	prev, err := g.readRecord()
+	if err != nil {
+		fmt.Fprintf(g.out, "ignoring %v\n", err)
+	}
+	if prev != nil {
+		if err := g.clearKilled(*prev); err != nil {
+			return err
+		}
+		// A kill mid-write leaves the checkpoint or its metadata damaged.
+		if err := RepairState(g.state, g.stack, g.out); err != nil {
+			return err
+		}
+	}
+	self, err := localproc.Find(os.Getpid())
+	if err != nil {
+		self = localproc.Process{Pid: os.Getpid()}
+	}
+	host, _ := os.Hostname()
+	id, err := localproc.Identity()
+	if err != nil {
+		return err
+	}
+	g.rec = guardRecord{Process: self, Host: host, Identity: id, Command: command, Since: time.Now()}
+	return g.writeRecord()
+}
+
+// clearKilled removes each Pulumi lock the engines of the killed holder
+// prev took, once that engine runs no more. One that still runs (only its
+// kcp-tmc was killed) holds the stack: ErrStackInUse. Engines this process
+// cannot see (prev ran on another machine, boot or pid namespace) are left
+// to kcp-tmc unlock.
+func (g *stackGuard) clearKilled(prev guardRecord) error {
+	id, err := localproc.Identity()
+	if err != nil {
+		return err
+	}
+	for _, e := range prev.Engines {
+		l, err := readLock(e.Lock)
+		if errors.Is(err, os.ErrNotExist) || (err == nil && l.Pid != e.Pid) {
+			continue // the engine removed its lock
+		}
+		if err != nil {
+			return err
+		}
+		switch {
+		case prev.Identity != id:
+			fmt.Fprintf(g.out, "the lock of stack %q by %s was left by a killed %s, on another machine, boot or "+
+				"container, whose processes this one cannot see: kcp-tmc unlock removes it\n", g.stack, l, prev)
+		case e.Running():
+			return fmt.Errorf("%w: the engine (pid %d) of a killed %s still runs and holds stack %q: it ends by itself, "+
+				"or stop it", ErrStackInUse, e.Pid, prev, g.stack)
+		default:
+			if err := RemoveLock(l.Path); err != nil {
+				return err
+			}
+			fmt.Fprintf(g.out, "removed the lock of stack %q that a killed %s left: its engine (pid %d) runs no more\n",
+				g.stack, prev, e.Pid)
+		}
+	}
+	return nil
+}
+
+// watchEngine records the Pulumi lock that an engine started by this
+// process takes (its pid descends from this one) until stop is called. The
+// engine does not say when it locks; it does so as it starts, and can get
+// far within milliseconds (to its first "creating" in about 20 ms here):
+// the lock directory is watched (inotify on Linux), not polled. A kill
+// before the lock is recorded leaves it to kcp-tmc unlock.
+func (g *stackGuard) watchEngine() (stop func()) {
+	before := map[string]bool{}
+	if locks, err := StackLocks(g.state, g.stack); err == nil {
+		for _, l := range locks {
+			before[l.Path] = true
+		}
+	}
+	stop, err := watchDir(LocksDir(g.state, g.stack), func() bool { return g.recordEngines(before) })
+	if err != nil {
+		fmt.Fprintf(g.out, "not watching for the engine's lock of stack %q (if this command is killed, kcp-tmc unlock "+
+			"removes it): %v\n", g.stack, err)
+		return func() {}
+	}
+	return stop
+}
+
+// recordEngines records the new locks of this process's engines, and
+// reports whether it found one.
+func (g *stackGuard) recordEngines(before map[string]bool) bool {
+	locks, err := StackLocks(g.state, g.stack)
+	if err != nil {
+		return false
+	}
+	found := false
+	for _, l := range locks {
+		if before[l.Path] || !localproc.Descends(l.Pid, os.Getpid()) {
+			continue
+		}
+		p, err := localproc.Find(l.Pid)
+		if err != nil {
+			continue
+		}
+		g.mu.Lock()
+		if !slices.ContainsFunc(g.rec.Engines, func(e engineLock) bool { return e.Lock == l.Path }) {
+			g.rec.Engines = append(g.rec.Engines, engineLock{Process: p, Lock: l.Path})
+			if err := g.writeRecord(); err != nil {
+				fmt.Fprintf(g.out, "%v\n", err)
+			}
+		}
+		g.mu.Unlock()
+		found = true
+	}
+	return found
+}
+
+// settle removes the locks this process's engines left that run no more
+// (killed: one that ends removes its own) and forgets them.
+func (g *stackGuard) settle() {
+	g.mu.Lock()
+	defer g.mu.Unlock()
+	kept := g.rec.Engines[:0]
+	for _, e := range g.rec.Engines {
+		l, err := readLock(e.Lock)
+		switch {
+		case errors.Is(err, os.ErrNotExist) || (err == nil && l.Pid != e.Pid):
+		case err != nil || e.Running():
+			kept = append(kept, e)
+		default:
+			if err := RemoveLock(l.Path); err != nil {
+				fmt.Fprintf(g.out, "%v\n", err)
+				kept = append(kept, e)
+				continue
+			}
+			fmt.Fprintf(g.out, "removed the lock of stack %q that its killed engine (pid %d) left\n", g.stack, e.Pid)
+		}
+	}
+	g.rec.Engines = kept
+	if err := g.writeRecord(); err != nil {
+		fmt.Fprintf(g.out, "%v\n", err)
+	}
+}
+
+// release gives up this process's share of the hold; the last one removes
+// the record (an engine still running stays recorded for the next holder)
+// and the kernel lock.
+func (g *stackGuard) release() {
+	if g == nil {
+		return
+	}
+	guards.Lock()
+	defer guards.Unlock()
+	if g.refs--; g.refs > 0 {
+		return
+	}
+	delete(guards.held, g.file.Name())
+	g.settle()
+	if len(g.rec.Engines) == 0 {
+		_ = os.Remove(g.recordPath())
+	}
+	g.close()
+}
+
+func (g *stackGuard) close() {
+	_ = syscall.Flock(int(g.file.Fd()), syscall.LOCK_UN)
+	g.file.Close()
+}
+
+func (g *stackGuard) recordPath() string { return strings.TrimSuffix(g.file.Name(), ".lock") + ".json" }
+
+// readRecord reads the record a holder left: nil when there is none.
+func (g *stackGuard) readRecord() (*guardRecord, error) {
+	raw, err := os.ReadFile(g.recordPath())
+	if errors.Is(err, os.ErrNotExist) {
+		return nil, nil
+	}
+	if err != nil {
+		return nil, fmt.Errorf("the record of stack %q's last holder: %w", g.stack, err)
+	}
+	var r guardRecord
+	if err := json.Unmarshal(raw, &r); err != nil {
+		return nil, fmt.Errorf("the record of stack %q's last holder %s: %w", g.stack, g.recordPath(), err)
+	}
+	return &r, nil
+}
+
+// writeRecord replaces the record whole, so that a kill mid-write leaves
+// the old one or the new one.
+func (g *stackGuard) writeRecord() error {
+	raw, err := json.Marshal(g.rec)
+	if err != nil {
+		return err
+	}
+	tmp := g.recordPath() + ".new"
+	if err := os.WriteFile(tmp, raw, 0o600); err != nil {
+		return fmt.Errorf("recording stack %q's holder: %w", g.stack, err)
+	}
+	if err := os.Rename(tmp, g.recordPath()); err != nil {
+		return fmt.Errorf("recording stack %q's holder: %w", g.stack, err)
+	}
+	return nil
+}
+
+// lockingCommand reports whether the pulumi command args takes the stack's
+// lock in a local backend (pulumi v3.274 backend/diy: Preview, Update,
+// Import, Refresh, Destroy, Watch, ImportDeployment, RemoveStack, rename),
+// and names it.
+func lockingCommand(args []string) (string, bool) {
+	if len(args) == 0 {
+		return "", false
+	}
+	switch args[0] {
+	case "preview", "up", "update", "refresh", "destroy", "import", "watch":
+		return args[0], true
+	case "stack":
+		if len(args) > 1 && slices.Contains([]string{"import", "rm", "rename"}, args[1]) {
+			return "stack " + args[1], true
+		}
+	}
+	return "", false
+}

@@ -1,0 +1,216 @@
+package automation
+
+import (
+	"bufio"
+	"bytes"
+	"encoding/json"
+	"errors"
+	"fmt"
+	"os"
+	"os/exec"
+	"path/filepath"
+	"strconv"
+	"strings"
+	"syscall"
+	"testing"
+	"time"
+
+	"github.com/kcp-tmc/kcp-tmc/pkg/localproc"
+)
+
+// TestMain lets the test binary run as a kcp-tmc that holds a stack and
+// starts an "engine" that locks it, so that a test can kill them as a CI
+// runner's timeout does.
+func TestMain(m *testing.M) {
+	if state := os.Getenv("KCP_TMC_TEST_HOLD_STACK"); state != "" {
+		holdAndLock(state)
+	}
+	os.Exit(m.Run())
+}
+
+// holdAndLock holds stack dev of the local backend under state, starts a
+// child process that takes the stack's Pulumi lock as the engine does,
+// prints "engine <pid>" once the hold recorded it, and waits to be killed.
+func holdAndLock(state string) {
+	g, err := holdStack("file://"+state, "dev", "up", os.Stdout)
+	if err != nil {
+		fmt.Println(err)
+		os.Exit(1)
+	}
+	stop := g.watchEngine()
+	engine := exec.Command("sleep", "600")
+	if err := engine.Start(); err != nil {
+		fmt.Println(err)
+		os.Exit(1)
+	}
+	host, _ := os.Hostname()
+	raw, _ := json.Marshal(StackLock{Pid: engine.Process.Pid, Username: "ci", Hostname: host, Timestamp: time.Now()})
+	_ = os.MkdirAll(LocksDir(state, "dev"), 0o700)
+	if err := os.WriteFile(filepath.Join(LocksDir(state, "dev"), "engine.json"), raw, 0o600); err != nil {
+		fmt.Println(err)
+		os.Exit(1)
+	}
+	for g.recorded() == 0 {
+		time.Sleep(10 * time.Millisecond)
+	}
+	stop()
+	fmt.Printf("engine %d\n", engine.Process.Pid)
+	select {}
+}
+
+func (g *stackGuard) recorded() int {
+	g.mu.Lock()
+	defer g.mu.Unlock()
+	return len(g.rec.Engines)
+}
+
+// startHolder runs holdAndLock in a new process and returns it with its
+// engine's pid.
+func startHolder(t *testing.T, state string) (*exec.Cmd, int) {
+	t.Helper()
+	cmd := exec.Command(os.Args[0], "-test.run=^$")
+	cmd.Env = append(os.Environ(), "KCP_TMC_TEST_HOLD_STACK="+state)
+	stdout, err := cmd.StdoutPipe()
+	if err != nil {
+		t.Fatal(err)
+	}
+	if err := cmd.Start(); err != nil {
+		t.Fatal(err)
+	}
+	line, err := bufio.NewReader(stdout).ReadString('\n')
+	pid, convErr := strconv.Atoi(strings.TrimSpace(strings.TrimPrefix(line, "engine ")))
+	if err != nil || convErr != nil {
+		_ = cmd.Process.Kill()
+		t.Fatalf("the holder said %q (%v)", line, err)
+	}
+	t.Cleanup(func() {
+		_ = syscall.Kill(pid, syscall.SIGKILL)
+		_ = cmd.Process.Kill()
+		_ = cmd.Wait()
+	})
+	return cmd, pid
+}
+
+// TestKilledHolderLeavesNothingToUnlock: while a kcp-tmc holds a stack no
+// other one may run on it; once it is killed, the next one removes the
+// Pulumi lock its engine took if, and only if, that engine runs no more
+// and is a process this one can see.
+func TestKilledHolderLeavesNothingToUnlock(t *testing.T) {
+	tests := []struct {
+		name        string
+		killEngine  bool
+		otherPlace  bool // the killed holder ran where its pids mean other processes
+		midWrite    bool // killed as the engine wrote the checkpoint's metadata (fileblob writes it in place)
+		wantErr     string
+		wantLock    bool
+		wantPrinted string
+	}{
+		{name: "holder and engine killed", killEngine: true,
+			wantPrinted: `removed the lock of stack "dev" that a killed kcp-tmc pid `},
+		{name: "killed mid-write", killEngine: true, midWrite: true,
+			wantPrinted: "removed the damaged metadata file "},
+		{name: "only the holder killed", wantErr: "still runs and holds stack", wantLock: true},
+		{name: "killed in another container", killEngine: true, otherPlace: true, wantLock: true,
+			wantPrinted: "whose processes this one cannot see: kcp-tmc unlock removes it"},
+	}
+	for _, tt := range tests {
+		t.Run(tt.name, func(t *testing.T) {
+			state := t.TempDir()
+			holder, engine := startHolder(t, state)
+			if _, err := holdStack("file://"+state, "dev", "up", nil); !errors.Is(err, ErrStackInUse) ||
+				!strings.Contains(err.Error(), fmt.Sprintf("kcp-tmc pid %d on ", holder.Process.Pid)) {
+				t.Fatalf("holding a stack another kcp-tmc holds: err = %v, want ErrStackInUse naming it", err)
+			}
+			_ = holder.Process.Kill()
+			_ = holder.Wait()
+			if tt.killEngine {
+				_ = syscall.Kill(engine, syscall.SIGKILL)
+				for localproc.Running(engine) {
+					time.Sleep(10 * time.Millisecond)
+				}
+			}
+			if tt.otherPlace {
+				path := filepath.Join(guardDir(state), "dev.json")
+				raw, _ := os.ReadFile(path)
+				if err := os.WriteFile(path, bytes.Replace(raw, []byte(`"identity":"`), []byte(`"identity":"elsewhere`), 1), 0o600); err != nil {
+					t.Fatal(err)
+				}
+			}
+			sidecar := CheckpointPath(state, "dev") + sidecarExt
+			if tt.midWrite {
+				if err := os.MkdirAll(filepath.Dir(sidecar), 0o700); err != nil {
+					t.Fatal(err)
+				}
+				if err := os.WriteFile(sidecar, nil, 0o600); err != nil {
+					t.Fatal(err)
+				}
+			}
+			var out bytes.Buffer
+			g, err := holdStack("file://"+state, "dev", "up", &out)
+			if tt.wantErr != "" {
+				if !errors.Is(err, ErrStackInUse) || !strings.Contains(err.Error(), tt.wantErr) {
+					t.Fatalf("err = %v, want ErrStackInUse saying %q", err, tt.wantErr)
+				}
+			} else {
+				if err != nil {
+					t.Fatalf("holding the stack after the kill: %v", err)
+				}
+				g.release()
+			}
+			if !strings.Contains(out.String(), tt.wantPrinted) {
+				t.Errorf("printed %q, want %q", out.String(), tt.wantPrinted)
+			}
+			if _, err := os.Stat(filepath.Join(LocksDir(state, "dev"), "engine.json")); (err == nil) != tt.wantLock {
+				t.Errorf("the engine's lock is there: %v, want %v", err == nil, tt.wantLock)
+			}
+			if _, err := os.Stat(sidecar); tt.midWrite && err == nil {
+				t.Errorf("the damaged %s is left: every later command fails to load the checkpoint", sidecar)
+			}
+		})
+	}
+}
+
+// TestHoldStackShares: the engine commands of one process share its hold;
+// the last release lets another take it, and leaves no record.
+func TestHoldStackShares(t *testing.T) {
+	state := t.TempDir()
+	a, err := holdStack("file://"+state, "dev", "up", nil)
+	if err != nil {
+		t.Fatal(err)
+	}
+	b, err := holdStack("file://"+state, "dev", "preview", nil)
+	if err != nil || b != a {
+		t.Fatalf("a second hold in the same process: %v, %v; want the first one shared", b, err)
+	}
+	a.release()
+	if _, ok := guards.held[a.file.Name()]; !ok {
+		t.Fatal("released while still shared")
+	}
+	b.release()
+	if _, err := os.Stat(filepath.Join(guardDir(state), "dev.json")); !os.IsNotExist(err) {
+		t.Errorf("the record is left after the last release (err %v): the next holder would think this one was killed", err)
+	}
+	if g, err := holdStack("s3://bucket", "dev", "up", nil); g != nil || err != nil {
+		t.Errorf("a bucket backend: %v, %v; want no hold (its locks cannot be seen)", g, err)
+	}
+}
+
+func TestLockingCommand(t *testing.T) {
+	for _, tc := range []struct {
+		args []string
+		want string
+	}{
+		{[]string{"up", "--yes"}, "up"},
+		{[]string{"preview"}, "preview"},
+		{[]string{"stack", "import", "--file", "x"}, "stack import"},
+		{[]string{"stack", "export"}, ""},
+		{[]string{"stack", "select"}, ""},
+		{[]string{"config", "set"}, ""},
+		{nil, ""},
+	} {
+		got, locks := lockingCommand(tc.args)
+		if got != tc.want || locks != (tc.want != "") {
+			t.Errorf("lockingCommand(%q) = %q, %v; want %q", tc.args, got, locks, tc.want)
+		}
+	}
+}
