@@ -15,6 +15,7 @@ import (
 	"strings"
 
 	"github.com/pulumi/pulumi/sdk/v3/go/auto"
+	"github.com/pulumi/pulumi/sdk/v3/go/auto/optrefresh"
 	"github.com/pulumi/pulumi/sdk/v3/go/auto/optup"
 	"github.com/pulumi/pulumi/sdk/v3/go/common/apitype"
 	corev1 "k8s.io/api/core/v1"
@@ -37,8 +38,44 @@ func Up(ctx context.Context, s auto.Stack, out io.Writer, opts ...optup.Option) 
 	}
 	defer release()
 	healKilledHelmOperations(ctx, s, out)
-	_, err = s.Up(ctx, opts...)
-	return err
+	if _, err = s.Up(ctx, opts...); err != nil {
+		return err
+	}
+	clearRedoneCreates(ctx, s, out)
+	return nil
+}
+
+// clearRedoneCreates drops from the state the pending creates a killed up
+// left, once an up has redone them all. The engine keeps such a create in
+// every later state, even with its resource created since, and warns on
+// each up that the resource is "in an unknown state", to be confirmed by
+// hand and cleared by a `pulumi refresh` (pulumi v3.274
+// deployment_executor.go printPendingOperationsWarning): a person step
+// after every killed deploy. After an up that succeeded, a pending create
+// whose resource the state holds was redone, and nothing is unknown.
+// kcp-tmc then runs the refresh that drops pending creates
+// (--clear-pending-creates) of the stack's root alone, so that no resource
+// is read. The flag drops them all: it runs only when every pending
+// operation is such a create (otherwise the engine's warning stays and
+// names them). Only with a local backend, whose checkpoint kcp-tmc reads.
+func clearRedoneCreates(ctx context.Context, s auto.Stack, out io.Writer) {
+	c, known := readCheckpoint(s.Workspace().GetEnvVars()["PULUMI_BACKEND_URL"], s.Name())
+	if !known || len(c.pending) == 0 || c.root == "" {
+		return
+	}
+	urns := make([]string, 0, len(c.pending))
+	for _, op := range c.pending {
+		if op.op != string(apitype.OperationTypeCreating) || !c.held[op.urn] {
+			return
+		}
+		urns = append(urns, op.urn)
+	}
+	if _, err := s.Refresh(ctx, optrefresh.ClearPendingCreates(), optrefresh.Target([]string{c.root})); err != nil {
+		fmt.Fprintf(out, "the engine will warn of the creates a killed up left pending, which this up redid: clearing "+
+			"them failed: %s\n", stderrOf(err))
+		return
+	}
+	fmt.Fprintf(out, "cleared the creates a killed up left pending, which this up redid:\n  %s\n", strings.Join(urns, "\n  "))
 }
 
 // healKilledHelmOperations removes Helm's record of the release operation a
@@ -145,41 +182,75 @@ func stderrOf(err error) string {
 	return msg
 }
 
-// pendingHelmOperation reads a local backend's checkpoint for a pending
-// operation on a Helm release, without the engine: `pulumi stack export`
-// took 5.5 s at 100 clusters (41 MB, secrets decrypted), the file 0.11 s.
-// known is false when the state is not in a local backend's file (then
-// there is no heal).
+// pendingHelmOperation reports whether a local backend's checkpoint has a
+// pending operation on a Helm release; known is false when the state is
+// not in a local backend's file (then there is no heal).
 func pendingHelmOperation(backendURL, stack string) (pending, known bool) {
+	c, known := readCheckpoint(backendURL, stack)
+	return slices.ContainsFunc(c.pending, func(op pendingOp) bool { return op.resourceType == helmrelease.Type }), known
+}
+
+// checkpoint is what kcp-tmc reads of a stack's state before and after
+// the engine runs: the operations a killed up left pending, the resources
+// held, the stack's root.
+type checkpoint struct {
+	pending []pendingOp
+	held    map[string]bool // URNs of resources not pending deletion
+	root    string          // the pulumi:pulumi:Stack URN
+}
+
+type pendingOp struct{ op, urn, resourceType string }
+
+// readCheckpoint reads a local backend's checkpoint file, without the
+// engine: `pulumi stack export` took 5.5 s at 100 clusters (41 MB, secrets
+// decrypted), the file 0.11 s. known is false without a local backend, or
+// a readable checkpoint.
+func readCheckpoint(backendURL, stack string) (c checkpoint, known bool) {
 	state, ok := strings.CutPrefix(backendURL, "file://")
 	if !ok {
-		return false, false
+		return c, false
 	}
 	raw, err := os.ReadFile(CheckpointPath(state, stack))
 	if err != nil {
-		return false, false
+		return c, false
+	}
+	type res struct {
+		URN    string `json:"urn"`
+		Type   string `json:"type"`
+		Delete bool   `json:"delete"`
 	}
 	var file struct {
 		Checkpoint struct {
 			Latest struct {
+				Resources         []res `json:"resources"`
 				PendingOperations []struct {
-					Resource struct {
-						Type string `json:"type"`
-					} `json:"resource"`
+					Resource res    `json:"resource"`
+					Type     string `json:"type"`
 				} `json:"pending_operations"`
 			} `json:"latest"`
 		} `json:"checkpoint"`
 	}
 	if err := json.Unmarshal(raw, &file); err != nil {
-		return false, false
+		return c, false
 	}
-	for _, op := range file.Checkpoint.Latest.PendingOperations {
-		if op.Resource.Type == helmrelease.Type {
-			return true, true
+	latest := file.Checkpoint.Latest
+	c.held = make(map[string]bool, len(latest.Resources))
+	for _, r := range latest.Resources {
+		if !r.Delete {
+			c.held[r.URN] = true
+		}
+		if r.Type == rootType {
+			c.root = r.URN
 		}
 	}
-	return false, true
+	for _, op := range latest.PendingOperations {
+		c.pending = append(c.pending, pendingOp{op: op.Type, urn: op.Resource.URN, resourceType: op.Resource.Type})
+	}
+	return c, true
 }
+
+// rootType is the type of every stack's root resource.
+const rootType = "pulumi:pulumi:Stack"
 
 // removeKilledRevision deletes Helm's record of the revision a killed
 // install (every record, all of revision 1) or upgrade (the newest, if

@@ -8,6 +8,7 @@ import (
 	"errors"
 	"os"
 	"path/filepath"
+	"reflect"
 	"strings"
 	"testing"
 
@@ -121,6 +122,29 @@ func TestPendingHelmOperation(t *testing.T) {
 				t.Errorf("pending, known = %v, %v; want %v, %v", pending, known, tc.pending, tc.known)
 			}
 		})
+	}
+}
+
+// TestReadCheckpoint: what kcp-tmc reads of the state for the Helm heal
+// and for clearing the creates an up redid.
+func TestReadCheckpoint(t *testing.T) {
+	dir := t.TempDir()
+	file := CheckpointPath(dir, "prod")
+	if err := os.MkdirAll(filepath.Dir(file), 0o700); err != nil {
+		t.Fatal(err)
+	}
+	raw := `{"version":3,"checkpoint":{"latest":{"resources":[
+		{"urn":"root","type":"pulumi:pulumi:Stack"},{"urn":"cm","type":"kubernetes:core/v1:ConfigMap"},
+		{"urn":"old","type":"kubernetes:core/v1:ConfigMap","delete":true}],
+		"pending_operations":[{"resource":{"urn":"cm","type":"kubernetes:core/v1:ConfigMap"},"type":"creating"}]}}}`
+	if err := os.WriteFile(file, []byte(raw), 0o600); err != nil {
+		t.Fatal(err)
+	}
+	c, known := readCheckpoint("file://"+dir, "prod")
+	want := checkpoint{pending: []pendingOp{{"creating", "cm", "kubernetes:core/v1:ConfigMap"}},
+		held: map[string]bool{"root": true, "cm": true}, root: "root"}
+	if !known || !reflect.DeepEqual(c, want) {
+		t.Errorf("readCheckpoint = %+v, %v; want %+v, true", c, known, want)
 	}
 }
 

@@ -3,7 +3,6 @@ package tests
 import (
 	"bytes"
 	"context"
-	"encoding/json"
 	"os"
 	"os/exec"
 	"path/filepath"
@@ -148,7 +147,7 @@ func TestKilledUpWithoutCheckpointsRecovers(t *testing.T) {
 	if err != nil || strings.TrimSpace(left) == "" {
 		t.Fatalf("the killed up left no object in %s (%v): it was killed too early to show anything", ns, err)
 	}
-	if n := stateResources(t, opts.BackendURL); n != 0 {
+	if n, _ := testenv.Checkpoint(t, opts.BackendURL); n != 0 {
 		t.Fatalf("the state holds %d resources after the killed up, want none: it did not skip its checkpoints", n)
 	}
 	t.Logf("the killed up left %d objects the state does not know:\n%s", len(strings.Fields(left)), left)
@@ -170,25 +169,4 @@ func TestKilledUpWithoutCheckpointsRecovers(t *testing.T) {
 	if rest, _, _ := kube.Kubectl(ctx, nil, "get", kinds, "-n", ns, "-l", "app.kubernetes.io/managed-by=pulumi", "-o", "name"); strings.TrimSpace(rest) != "" {
 		t.Errorf("after destroy, still in %s:\n%s", ns, rest)
 	}
-}
-
-// stateResources counts the resources in the dev stack's checkpoint of a
-// file:// backend.
-func stateResources(t *testing.T, backendURL string) int {
-	t.Helper()
-	raw, err := os.ReadFile(automation.CheckpointPath(strings.TrimPrefix(backendURL, "file://"), "dev"))
-	if err != nil {
-		t.Fatal(err)
-	}
-	var cp struct {
-		Checkpoint struct {
-			Latest struct {
-				Resources []json.RawMessage `json:"resources"`
-			} `json:"latest"`
-		} `json:"checkpoint"`
-	}
-	if err := json.Unmarshal(raw, &cp); err != nil {
-		t.Fatal(err)
-	}
-	return len(cp.Checkpoint.Latest.Resources)
 }

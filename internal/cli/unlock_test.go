@@ -127,6 +127,11 @@ func TestKilledDeployRecovers(t *testing.T) {
 			if !strings.Contains(out, `removed the lock of stack "dev" that a killed kcp-tmc pid `) {
 				t.Errorf("the up did not say it removed the killed deploy's lock:\n%s", out)
 			}
+			// What the killed up was creating, redone, is no longer pending:
+			// the engine does not warn of it on every later up.
+			if _, pending := testenv.Checkpoint(t, "file://"+filepath.Join(dir, automation.StateDir)); len(pending) != 0 {
+				t.Errorf("the state after the recovered up has operations pending: %v\n%s", pending, out)
+			}
 			if out, err := run("preview", "--expect-no-changes"); err != nil {
 				t.Fatalf("preview after the recovered up: %v\n%s", err, out)
 			}

@@ -4,8 +4,10 @@
 package testenv
 
 import (
+	"encoding/json"
 	"os"
 	"path/filepath"
+	"strings"
 	"testing"
 
 	"gopkg.in/yaml.v3"
@@ -107,4 +109,34 @@ func copyFile(t testing.TB, src, dst string) {
 	if err := os.WriteFile(dst, b, 0o600); err != nil {
 		t.Fatal(err)
 	}
+}
+
+// Checkpoint is what a test reads of the dev stack's state in the local
+// backend at backendURL: how many resources it holds, and the URNs of the
+// operations a killed deploy left pending.
+func Checkpoint(t testing.TB, backendURL string) (resources int, pending []string) {
+	t.Helper()
+	raw, err := os.ReadFile(automation.CheckpointPath(strings.TrimPrefix(backendURL, "file://"), "dev"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	var cp struct {
+		Checkpoint struct {
+			Latest struct {
+				Resources         []json.RawMessage `json:"resources"`
+				PendingOperations []struct {
+					Resource struct {
+						URN string `json:"urn"`
+					} `json:"resource"`
+				} `json:"pending_operations"`
+			} `json:"latest"`
+		} `json:"checkpoint"`
+	}
+	if err := json.Unmarshal(raw, &cp); err != nil {
+		t.Fatal(err)
+	}
+	for _, op := range cp.Checkpoint.Latest.PendingOperations {
+		pending = append(pending, op.Resource.URN)
+	}
+	return len(cp.Checkpoint.Latest.Resources), pending
 }
