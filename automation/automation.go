@@ -89,7 +89,7 @@ func Stack(ctx context.Context, opts Options) (auto.Stack, error) {
 	// mid-write leaves unreadable: taking the stack's hold repairs it, and
 	// removes the lock that kcp-tmc's dead engine left. Held by another
 	// kcp-tmc, there is nothing to repair (and reading it is allowed).
-	release, err := HoldStack(env["PULUMI_BACKEND_URL"], opts.Stack, "select", opts.Log)
+	release, err := HoldStack(env["PULUMI_BACKEND_URL"], dir, opts.Stack, "select", opts.Log)
 	switch {
 	case err == nil:
 		release()
@@ -125,7 +125,7 @@ func PulumiCommand() (auto.PulumiCommand, error) {
 func engineEnv(dir string, opts Options) (map[string]string, error) {
 	env := map[string]string{"PULUMI_SKIP_UPDATE_CHECK": "true"}
 	backend := BackendURL(dir, opts)
-	if state, ok := strings.CutPrefix(backend, "file://"); ok && state == filepath.Join(dir, StateDir) {
+	if state, ok := LocalState(backend, dir); ok && state == filepath.Join(dir, StateDir) {
 		if err := os.MkdirAll(state, 0o700); err != nil {
 			return nil, fmt.Errorf("creating local state backend: %w", err)
 		}
@@ -206,6 +206,30 @@ func BackendURL(projectDir string, opts Options) string {
 		return b
 	}
 	return "file://" + filepath.Join(projectDir, StateDir)
+}
+
+// LocalState is the directory of a local (file://) backend as the engine,
+// run in projectDir, resolves it (pulumi v3.274 backend/diy
+// massageBlobPath: the query is options, ~ is the home directory, a
+// relative path is relative to the working directory); ok is false for
+// any other backend.
+func LocalState(backendURL, projectDir string) (state string, ok bool) {
+	path, ok := strings.CutPrefix(backendURL, "file://")
+	if !ok {
+		return "", false
+	}
+	path, _, _ = strings.Cut(path, "?")
+	if rest, tilde := strings.CutPrefix(path, "~"); tilde {
+		home, err := os.UserHomeDir()
+		if err != nil {
+			return "", false
+		}
+		path = filepath.Join(home, strings.TrimPrefix(rest, "/"))
+	}
+	if !filepath.IsAbs(path) {
+		path = filepath.Join(projectDir, path)
+	}
+	return filepath.Clean(path), path != ""
 }
 
 // ProjectName is the Pulumi project of every kcp-tmc stack (Pulumi.yaml).

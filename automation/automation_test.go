@@ -210,3 +210,26 @@ current-context: c
 		t.Errorf("the preview left %s in the user's temp directory", e.Name())
 	}
 }
+
+func TestLocalState(t *testing.T) {
+	home, err := os.UserHomeDir()
+	if err != nil {
+		t.Fatal(err)
+	}
+	for _, tc := range []struct {
+		url, want string
+		ok        bool
+	}{
+		{"file:///srv/state", "/srv/state", true},
+		{"file:///srv/state?no_tmp_dir=true", "/srv/state", true},
+		{"file://~/state", filepath.Join(home, "state"), true},
+		{"file://~", home, true},
+		{"file://state", "/project/state", true}, // relative to where the engine runs
+		{"s3://bucket", "", false},
+		{"https://api.pulumi.com", "", false},
+	} {
+		if got, ok := automation.LocalState(tc.url, "/project"); got != tc.want || ok != tc.ok {
+			t.Errorf("LocalState(%q) = %q, %v; want %q, %v", tc.url, got, ok, tc.want, tc.ok)
+		}
+	}
+}

@@ -26,22 +26,21 @@ import (
 type engineCommand struct{ auto.PulumiCommand }
 
 func (p engineCommand) Run(ctx context.Context, workdir string, stdin io.Reader, out, errOut []io.Writer,
-	env []string, args ...string) (string, string, int, error) {
+	env []string, args ...string) (stdout, stderr string, code int, err error) {
 	dir, err := localproc.WorkDir("engine")
 	if err != nil {
 		return "", "", -1, err
 	}
 	defer os.RemoveAll(dir)
 	if command, locks := lockingCommand(args); locks {
-		g, err := holdStack(envValue(env, "PULUMI_BACKEND_URL"), flagValue(args, "--stack"), command, io.MultiWriter(out...))
-		if err != nil {
-			return "", err.Error(), -1, err
+		g, holdErr := holdStack(envValue(env, "PULUMI_BACKEND_URL"), workdir, flagValue(args, "--stack"), command, io.MultiWriter(out...))
+		if holdErr != nil {
+			return "", holdErr.Error(), -1, holdErr
 		}
 		if g != nil {
 			defer g.release()
-			stop := g.watchEngine()
-			defer g.settle()
-			defer stop()
+			w := g.watchEngine()
+			defer func() { w.ended(err, stderr) }() // the command's result
 		}
 	}
 	// Last, so it wins over a TMPDIR in the workspace's variables.

@@ -32,7 +32,7 @@ import (
 // command) and the Helm install or upgrade it was in the middle of
 // (healKilledHelmOperations). kcp-tmc up runs it.
 func Up(ctx context.Context, s auto.Stack, out io.Writer, opts ...optup.Option) error {
-	release, err := HoldStack(s.Workspace().GetEnvVars()["PULUMI_BACKEND_URL"], s.Name(), "up", out)
+	release, err := HoldStack(s.Workspace().GetEnvVars()["PULUMI_BACKEND_URL"], s.Workspace().WorkDir(), s.Name(), "up", out)
 	if err != nil {
 		return err
 	}
@@ -59,7 +59,7 @@ func Up(ctx context.Context, s auto.Stack, out io.Writer, opts ...optup.Option) 
 // operation is such a create (otherwise the engine's warning stays and
 // names them). Only with a local backend, whose checkpoint kcp-tmc reads.
 func clearRedoneCreates(ctx context.Context, s auto.Stack, out io.Writer) {
-	c, known := readCheckpoint(s.Workspace().GetEnvVars()["PULUMI_BACKEND_URL"], s.Name())
+	c, known := readCheckpoint(localStateOf(s), s.Name())
 	if !known || len(c.pending) == 0 || c.root == "" {
 		return
 	}
@@ -101,15 +101,15 @@ func clearRedoneCreates(ctx context.Context, s auto.Stack, out io.Writer) {
 // it says, and the up goes on (Helm then refuses as before; the runbook
 // says what to delete by hand).
 func healKilledHelmOperations(ctx context.Context, s auto.Stack, out io.Writer) {
-	backend := s.Workspace().GetEnvVars()["PULUMI_BACKEND_URL"]
-	if pending, known := pendingHelmOperation(backend, s.Name()); !known || !pending {
+	stateDir := localStateOf(s)
+	if pending, known := pendingHelmOperation(stateDir, s.Name()); !known || !pending {
 		return
 	}
 	warn := func(format string, a ...any) {
 		fmt.Fprintf(out, "a killed up left a Helm operation pending, which this up cannot redo by itself: "+format+
 			" (docs/runbook.md#a-killed-deploy)\n", a...)
 	}
-	if stackLocked(backend, s.Name()) {
+	if stackLocked(stateDir, s.Name()) {
 		return // the up fails on the lock, naming kcp-tmc unlock
 	}
 	exported, err := s.Export(ctx)
@@ -157,11 +157,16 @@ func healKilledHelmOperations(ctx context.Context, s auto.Stack, out io.Writer) 
 	}
 }
 
-// stackLocked reports whether a local backend holds a lock of stack (true
-// when it cannot tell).
-func stackLocked(backendURL, stack string) bool {
-	state, ok := strings.CutPrefix(backendURL, "file://")
-	if !ok {
+// localStateOf is the directory of s's local backend, "" for another one.
+func localStateOf(s auto.Stack) string {
+	state, _ := LocalState(s.Workspace().GetEnvVars()["PULUMI_BACKEND_URL"], s.Workspace().WorkDir())
+	return state
+}
+
+// stackLocked reports whether the local backend under state ("" for
+// another backend) holds a lock of stack (true when it cannot tell).
+func stackLocked(state, stack string) bool {
+	if state == "" {
 		return true
 	}
 	locks, err := StackLocks(state, stack)
@@ -185,8 +190,8 @@ func stderrOf(err error) string {
 // pendingHelmOperation reports whether a local backend's checkpoint has a
 // pending operation on a Helm release; known is false when the state is
 // not in a local backend's file (then there is no heal).
-func pendingHelmOperation(backendURL, stack string) (pending, known bool) {
-	c, known := readCheckpoint(backendURL, stack)
+func pendingHelmOperation(state, stack string) (pending, known bool) {
+	c, known := readCheckpoint(state, stack)
 	return slices.ContainsFunc(c.pending, func(op pendingOp) bool { return op.resourceType == helmrelease.Type }), known
 }
 
@@ -201,13 +206,12 @@ type checkpoint struct {
 
 type pendingOp struct{ op, urn, resourceType string }
 
-// readCheckpoint reads a local backend's checkpoint file, without the
-// engine: `pulumi stack export` took 5.5 s at 100 clusters (41 MB, secrets
+// readCheckpoint reads the checkpoint file of the local backend under
+// state ("" for another backend), without the engine: `pulumi stack export` took 5.5 s at 100 clusters (41 MB, secrets
 // decrypted), the file 0.11 s. known is false without a local backend, or
 // a readable checkpoint.
-func readCheckpoint(backendURL, stack string) (c checkpoint, known bool) {
-	state, ok := strings.CutPrefix(backendURL, "file://")
-	if !ok {
+func readCheckpoint(state, stack string) (c checkpoint, known bool) {
+	if state == "" {
 		return c, false
 	}
 	raw, err := os.ReadFile(CheckpointPath(state, stack))

@@ -118,7 +118,8 @@ func TestPendingHelmOperation(t *testing.T) {
 					t.Fatal(err)
 				}
 			}
-			if pending, known := pendingHelmOperation(tc.backend+dir, "prod"); pending != tc.pending || known != tc.known {
+			state, _ := LocalState(tc.backend+dir, "")
+			if pending, known := pendingHelmOperation(state, "prod"); pending != tc.pending || known != tc.known {
 				t.Errorf("pending, known = %v, %v; want %v, %v", pending, known, tc.pending, tc.known)
 			}
 		})
@@ -140,7 +141,7 @@ func TestReadCheckpoint(t *testing.T) {
 	if err := os.WriteFile(file, []byte(raw), 0o600); err != nil {
 		t.Fatal(err)
 	}
-	c, known := readCheckpoint("file://"+dir, "prod")
+	c, known := readCheckpoint(dir, "prod")
 	want := checkpoint{pending: []pendingOp{{"creating", "cm", "kubernetes:core/v1:ConfigMap"}},
 		held: map[string]bool{"root": true, "cm": true}, root: "root"}
 	if !known || !reflect.DeepEqual(c, want) {
@@ -163,22 +164,22 @@ func TestReleaseClusterRefuses(t *testing.T) {
 
 func TestStackLocked(t *testing.T) {
 	dir := t.TempDir()
-	if stackLocked("file://"+dir, "prod") {
+	if stackLocked(dir, "prod") {
 		t.Error("a stack without a lock dir is locked")
 	}
-	if !stackLocked("s3://bucket", "prod") {
+	if !stackLocked("", "prod") {
 		t.Error("a bucket's stack is not locked: kcp-tmc cannot tell, so it must say locked")
 	}
 	if err := os.MkdirAll(LocksDir(dir, "prod"), 0o700); err != nil {
 		t.Fatal(err)
 	}
-	if stackLocked("file://"+dir, "prod") {
+	if stackLocked(dir, "prod") {
 		t.Error("an empty lock dir is locked")
 	}
 	if err := os.WriteFile(filepath.Join(LocksDir(dir, "prod"), "x.json"), []byte("{}"), 0o600); err != nil {
 		t.Fatal(err)
 	}
-	if !stackLocked("file://"+dir, "prod") {
+	if !stackLocked(dir, "prod") {
 		t.Error("a lock file does not lock")
 	}
 }

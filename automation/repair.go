@@ -17,18 +17,29 @@ import (
 // fails ("failed to load checkpoint: EOF"). A missing sidecar reads as the
 // defaults, so a damaged one is removed. A checkpoint damaged all the same
 // (copied by hand, a network filesystem) is restored from the engine's .bak.
+// Only the stack's own files are touched (its checkpoint and backups, its
+// history, its locks): another stack's may be being written now.
 func RepairState(state, stack string, stdout io.Writer) error {
-	if err := removeDamagedSidecars(filepath.Join(state, ".pulumi"), stdout); err != nil {
-		return err
+	checkpoint := CheckpointPath(state, stack)
+	for _, dir := range []string{filepath.Dir(checkpoint), filepath.Join(state, ".pulumi", "history", ProjectName, stack),
+		LocksDir(state, stack)} {
+		// The checkpoint's directory holds every stack's: only this one's files.
+		only := ""
+		if dir == filepath.Dir(checkpoint) {
+			only = filepath.Base(checkpoint)
+		}
+		if err := removeDamagedSidecars(dir, only, stdout); err != nil {
+			return err
+		}
 	}
 	return repairCheckpoint(state, stack, stdout)
 }
 
-// removeDamagedSidecars removes every metadata sidecar under dir that is not
-// the JSON fileblob writes.
-func removeDamagedSidecars(dir string, stdout io.Writer) error {
+// removeDamagedSidecars removes every metadata sidecar under dir (whose
+// name starts with only, if given) that is not the JSON fileblob writes.
+func removeDamagedSidecars(dir, only string, stdout io.Writer) error {
 	err := filepath.WalkDir(dir, func(path string, d os.DirEntry, err error) error {
-		if err != nil || d.IsDir() || !strings.HasSuffix(path, sidecarExt) {
+		if err != nil || d.IsDir() || !strings.HasSuffix(path, sidecarExt) || !strings.HasPrefix(d.Name(), only) {
 			return err
 		}
 		raw, err := os.ReadFile(path)

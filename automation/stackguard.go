@@ -16,6 +16,7 @@ import (
 	"fmt"
 	"io"
 	"os"
+	"os/exec"
 	"path/filepath"
 	"slices"
 	"strings"
@@ -105,6 +106,10 @@ type guardRecord struct {
 type engineLock struct {
 	localproc.Process
 	Lock string `json:"lock"`
+	// Elsewhere is the identity of the killed holder that started the engine
+	// when it is not the record's: kept from a holder on another machine,
+	// boot or pid namespace, whose engine this process cannot see.
+	Elsewhere string `json:"elsewhere,omitempty"`
 }
 
 func (r guardRecord) String() string {
@@ -145,9 +150,9 @@ func guardDir(state string) string { return filepath.Join(state, ".kcp-tmc", "st
 // holder's engines left, once they run no more, and repairs the state a
 // kill mid-write leaves (RepairState), saying so on out. It fails with
 // ErrStackInUse while another holds the stack.
-func holdStack(backendURL, stack, command string, out io.Writer) (*stackGuard, error) {
-	state, ok := strings.CutPrefix(backendURL, "file://")
-	if !ok || state == "" || stack == "" {
+func holdStack(backendURL, projectDir, stack, command string, out io.Writer) (*stackGuard, error) {
+	state, ok := LocalState(backendURL, projectDir)
+	if !ok || stack == "" {
 		return nil, nil
 	}
 	if out == nil {
@@ -173,10 +178,10 @@ func holdStack(backendURL, stack, command string, out io.Writer) (*stackGuard, e
 		f.Close()
 		if errors.Is(err, syscall.EWOULDBLOCK) {
 			by := "another kcp-tmc"
-			if prev, _ := g.readRecord(); prev != nil {
+			if prev, _ := readRecord(g.state, g.stack); prev != nil {
 				by = prev.String()
 			}
-			return nil, fmt.Errorf("%w: %s runs an operation on stack %q: wait for it to end", ErrStackInUse, by, stack)
+			return nil, fmt.Errorf("%w: %s runs an operation on stack %q (it holds %s): wait for it to end", ErrStackInUse, by, stack, key)
 		}
 		return nil, fmt.Errorf("stack %q: locking %s: %w", stack, key, err)
 	}
@@ -190,8 +195,8 @@ func holdStack(backendURL, stack, command string, out io.Writer) (*stackGuard, e
 
 // HoldStack is holdStack for a caller outside the engine's commands
 // (kcp-tmc unlock, Up): release gives the hold up.
-func HoldStack(backendURL, stack, command string, out io.Writer) (release func(), err error) {
-	g, err := holdStack(backendURL, stack, command, out)
+func HoldStack(backendURL, projectDir, stack, command string, out io.Writer) (release func(), err error) {
+	g, err := holdStack(backendURL, projectDir, stack, command, out)
 	if err != nil {
 		return nil, err
 	}
@@ -200,17 +205,25 @@ func HoldStack(backendURL, stack, command string, out io.Writer) (release func()
 
 // take clears what a killed holder left and records this one.
 func (g *stackGuard) take(command string) error {
-	prev, err := g.readRecord()
+	prev, err := readRecord(g.state, g.stack)
 	if err != nil {
 		fmt.Fprintf(g.out, "ignoring %v\n", err)
 	}
+	id, err := localproc.Identity()
+	if err != nil {
+		return err
+	}
+	var elsewhere []engineLock
 	if prev != nil {
-		if err := g.clearKilled(*prev); err != nil {
+		if elsewhere, err = g.clearKilled(*prev, id); err != nil {
 			return err
 		}
-		// A kill mid-write leaves the checkpoint or its metadata damaged.
-		if err := RepairState(g.state, g.stack, g.out); err != nil {
-			return err
+		// A kill mid-write leaves the checkpoint or its metadata damaged;
+		// not while an engine this process cannot see may still write.
+		if len(elsewhere) == 0 {
+			if err := RepairState(g.state, g.stack, g.out); err != nil {
+				return err
+			}
 		}
 	}
 	self, err := localproc.Find(os.Getpid())
@@ -218,82 +231,100 @@ func (g *stackGuard) take(command string) error {
 		self = localproc.Process{Pid: os.Getpid()}
 	}
 	host, _ := os.Hostname()
-	id, err := localproc.Identity()
-	if err != nil {
-		return err
-	}
-	g.rec = guardRecord{Process: self, Host: host, Identity: id, Command: command, Since: time.Now()}
+	g.rec = guardRecord{Process: self, Host: host, Identity: id, Command: command, Since: time.Now(), Engines: elsewhere}
 	return g.writeRecord()
 }
 
 // clearKilled removes each Pulumi lock the engines of the killed holder
 // prev took, once that engine runs no more. One that still runs (only its
-// kcp-tmc was killed) holds the stack: ErrStackInUse. Engines this process
-// cannot see (prev ran on another machine, boot or pid namespace) are left
-// to kcp-tmc unlock.
-func (g *stackGuard) clearKilled(prev guardRecord) error {
-	id, err := localproc.Identity()
-	if err != nil {
-		return err
-	}
+// kcp-tmc was killed) holds the stack: ErrStackInUse. The engines this
+// process cannot see (started on another machine, boot or pid namespace
+// than id) are returned with their lock still there, to stay recorded:
+// kcp-tmc unlock asks for --other-host before it removes those.
+func (g *stackGuard) clearKilled(prev guardRecord, id string) (elsewhere []engineLock, err error) {
 	for _, e := range prev.Engines {
 		l, err := readLock(e.Lock)
 		if errors.Is(err, os.ErrNotExist) || (err == nil && l.Pid != e.Pid) {
 			continue // the engine removed its lock
 		}
 		if err != nil {
-			return err
+			return nil, err
+		}
+		if e.Elsewhere == "" {
+			e.Elsewhere = prev.Identity
 		}
 		switch {
-		case prev.Identity != id:
-			fmt.Fprintf(g.out, "the lock of stack %q by %s was left by a killed %s, on another machine, boot or "+
-				"container, whose processes this one cannot see: kcp-tmc unlock removes it\n", g.stack, l, prev)
+		case e.Elsewhere != id:
+			fmt.Fprintf(g.out, "the lock of stack %q by %s is of the engine (pid %d) of a killed kcp-tmc on another machine, "+
+				"boot or container (%s), which this one cannot see: once it runs no more, kcp-tmc unlock --other-host "+
+				"removes it\n", g.stack, l, e.Pid, e.Elsewhere)
+			elsewhere = append(elsewhere, e)
 		case e.Running():
-			return fmt.Errorf("%w: the engine (pid %d) of a killed %s still runs and holds stack %q: it ends by itself, "+
+			return nil, fmt.Errorf("%w: the engine (pid %d) of a killed %s still runs and holds stack %q: it ends by itself, "+
 				"or stop it", ErrStackInUse, e.Pid, prev, g.stack)
 		default:
 			if err := RemoveLock(l.Path); err != nil {
-				return err
+				return nil, err
 			}
 			fmt.Fprintf(g.out, "removed the lock of stack %q that a killed %s left: its engine (pid %d) runs no more\n",
 				g.stack, prev, e.Pid)
 		}
 	}
-	return nil
+	return elsewhere, nil
 }
 
-// watchEngine records the Pulumi lock that an engine started by this
-// process takes (its pid descends from this one) until stop is called. The
-// engine does not say when it locks; it does so as it starts, and can get
-// far within milliseconds (to its first "creating" in about 20 ms here):
-// the lock directory is watched (inotify on Linux), not polled. A kill
-// before the lock is recorded leaves it to kcp-tmc unlock.
-func (g *stackGuard) watchEngine() (stop func()) {
-	before := map[string]bool{}
+// engineWatch is one engine command's watch for the lock its engine takes.
+type engineWatch struct {
+	g      *stackGuard
+	host   string
+	since  time.Time
+	before map[string]bool // the locks there before the engine started
+	stop   func()
+}
+
+// watchEngine records the Pulumi lock that the engine this process starts
+// next takes, until the returned watch ends. The engine does not say when
+// it locks; it does so as it starts, and can get far within milliseconds
+// (to its first "creating" in about 20 ms here): the lock directory is
+// watched (inotify on Linux), not polled. A lock counts as this engine's
+// when it appeared since, was written on this host at or after since, and
+// by a process that descends from this one. A kcp-tmc killed before its
+// engine's lock is recorded leaves that lock to kcp-tmc unlock.
+func (g *stackGuard) watchEngine() *engineWatch {
+	w := &engineWatch{g: g, since: time.Now(), before: map[string]bool{}, stop: func() {}}
+	w.host, _ = os.Hostname()
 	if locks, err := StackLocks(g.state, g.stack); err == nil {
 		for _, l := range locks {
-			before[l.Path] = true
+			w.before[l.Path] = true
 		}
 	}
-	stop, err := watchDir(LocksDir(g.state, g.stack), func() bool { return g.recordEngines(before) })
+	stop, err := watchDir(LocksDir(g.state, g.stack), w.record)
 	if err != nil {
 		fmt.Fprintf(g.out, "not watching for the engine's lock of stack %q (if this command is killed, kcp-tmc unlock "+
 			"removes it): %v\n", g.stack, err)
-		return func() {}
+		return w
 	}
-	return stop
+	w.stop = stop
+	return w
 }
 
-// recordEngines records the new locks of this process's engines, and
-// reports whether it found one.
-func (g *stackGuard) recordEngines(before map[string]bool) bool {
+// ours reports whether lock l appeared during the watch, written on this
+// host by the process pid (0: any).
+func (w *engineWatch) ours(l StackLock) bool {
+	return !w.before[l.Path] && l.Hostname == w.host && !l.Timestamp.Before(w.since)
+}
+
+// record records the new locks of this process's engine, and reports
+// whether it found one.
+func (w *engineWatch) record() bool {
+	g := w.g
 	locks, err := StackLocks(g.state, g.stack)
 	if err != nil {
 		return false
 	}
 	found := false
 	for _, l := range locks {
-		if before[l.Path] || !localproc.Descends(l.Pid, os.Getpid()) {
+		if !w.ours(l) || !localproc.Descends(l.Pid, os.Getpid()) {
 			continue
 		}
 		p, err := localproc.Find(l.Pid)
@@ -313,36 +344,53 @@ func (g *stackGuard) recordEngines(before map[string]bool) bool {
 	return found
 }
 
-// settle removes the locks this process's engines left that run no more
-// (killed: one that ends removes its own) and forgets them.
-func (g *stackGuard) settle() {
+// ended ends the watch once the engine's command has returned with err:
+// the engine exited (the Automation API waits for it). An engine that ends
+// removes its lock itself, also when it fails, and one that found the
+// stack locked took none; one killed by a signal leaves its lock, which is
+// removed here (the lock its pid wrote during the watch), with what a kill
+// mid-write left (RepairState).
+func (w *engineWatch) ended(err error, stderr string) {
+	w.stop()
+	g := w.g
+	var exit *exec.ExitError
+	killed := errors.As(err, &exit) && exit.ProcessState != nil && !exit.Exited() &&
+		!strings.Contains(stderr, LockedMarker)
 	g.mu.Lock()
 	defer g.mu.Unlock()
-	kept := g.rec.Engines[:0]
-	for _, e := range g.rec.Engines {
-		l, err := readLock(e.Lock)
-		switch {
-		case errors.Is(err, os.ErrNotExist) || (err == nil && l.Pid != e.Pid):
-		case err != nil || e.Running():
-			kept = append(kept, e)
-		default:
-			if err := RemoveLock(l.Path); err != nil {
-				fmt.Fprintf(g.out, "%v\n", err)
-				kept = append(kept, e)
+	if killed {
+		pid := exit.Pid()
+		locks, _ := StackLocks(g.state, g.stack)
+		removed := false
+		for _, l := range locks {
+			if l.Pid != pid || !w.ours(l) {
 				continue
 			}
-			fmt.Fprintf(g.out, "removed the lock of stack %q that its killed engine (pid %d) left\n", g.stack, e.Pid)
+			if err := RemoveLock(l.Path); err != nil {
+				fmt.Fprintf(g.out, "%v\n", err)
+				continue
+			}
+			removed = true
+			fmt.Fprintf(g.out, "removed the lock of stack %q that its killed engine (pid %d) left\n", g.stack, pid)
+		}
+		if removed {
+			if err := RepairState(g.state, g.stack, g.out); err != nil {
+				fmt.Fprintf(g.out, "%v\n", err)
+			}
 		}
 	}
-	g.rec.Engines = kept
+	g.rec.Engines = slices.DeleteFunc(g.rec.Engines, func(e engineLock) bool { return e.Elsewhere == "" && !e.Running() })
 	if err := g.writeRecord(); err != nil {
 		fmt.Fprintf(g.out, "%v\n", err)
 	}
 }
 
+// LockedMarker is the engine's error for a stack another operation holds.
+const LockedMarker = "the stack is currently locked by"
+
 // release gives up this process's share of the hold; the last one removes
-// the record (an engine still running stays recorded for the next holder)
-// and the kernel lock.
+// the record (unless it keeps engines of a holder elsewhere) and the
+// kernel lock.
 func (g *stackGuard) release() {
 	if g == nil {
 		return
@@ -353,11 +401,29 @@ func (g *stackGuard) release() {
 		return
 	}
 	delete(guards.held, g.file.Name())
-	g.settle()
+	g.mu.Lock()
 	if len(g.rec.Engines) == 0 {
 		_ = os.Remove(g.recordPath())
 	}
+	g.mu.Unlock()
 	g.close()
+}
+
+// LocksElsewhere returns the locks of stack that the record of its last
+// holder keeps as taken by engines on another machine, boot or pid
+// namespace, by path, with where.
+func LocksElsewhere(state, stack string) (map[string]string, error) {
+	rec, err := readRecord(state, stack)
+	if rec == nil {
+		return nil, err
+	}
+	where := map[string]string{}
+	for _, e := range rec.Engines {
+		if e.Elsewhere != "" {
+			where[e.Lock] = e.Elsewhere
+		}
+	}
+	return where, nil
 }
 
 func (g *stackGuard) close() {
@@ -365,20 +431,23 @@ func (g *stackGuard) close() {
 	g.file.Close()
 }
 
-func (g *stackGuard) recordPath() string { return strings.TrimSuffix(g.file.Name(), ".lock") + ".json" }
+// recordPath is where the holder of stack records itself.
+func recordPath(state, stack string) string { return filepath.Join(guardDir(state), stack+".json") }
 
-// readRecord reads the record a holder left: nil when there is none.
-func (g *stackGuard) readRecord() (*guardRecord, error) {
-	raw, err := os.ReadFile(g.recordPath())
+func (g *stackGuard) recordPath() string { return recordPath(g.state, g.stack) }
+
+// readRecord reads the record a holder of stack left: nil when there is none.
+func readRecord(state, stack string) (*guardRecord, error) {
+	raw, err := os.ReadFile(recordPath(state, stack))
 	if errors.Is(err, os.ErrNotExist) {
 		return nil, nil
 	}
 	if err != nil {
-		return nil, fmt.Errorf("the record of stack %q's last holder: %w", g.stack, err)
+		return nil, fmt.Errorf("the record of stack %q's last holder: %w", stack, err)
 	}
 	var r guardRecord
 	if err := json.Unmarshal(raw, &r); err != nil {
-		return nil, fmt.Errorf("the record of stack %q's last holder %s: %w", g.stack, g.recordPath(), err)
+		return nil, fmt.Errorf("the record of stack %q's last holder %s: %w", stack, recordPath(state, stack), err)
 	}
 	return &r, nil
 }
@@ -403,7 +472,8 @@ func (g *stackGuard) writeRecord() error {
 // lockingCommand reports whether the pulumi command args takes the stack's
 // lock in a local backend (pulumi v3.274 backend/diy: Preview, Update,
 // Import, Refresh, Destroy, Watch, ImportDeployment, RemoveStack, rename),
-// and names it.
+// and names it. (The Automation API names the stack of `stack rm` and
+// `stack rename` without --stack: those are not held.)
 func lockingCommand(args []string) (string, bool) {
 	if len(args) == 0 {
 		return "", false

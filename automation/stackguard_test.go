@@ -6,6 +6,7 @@ import (
 	"encoding/json"
 	"errors"
 	"fmt"
+	"io"
 	"os"
 	"os/exec"
 	"path/filepath"
@@ -32,12 +33,12 @@ func TestMain(m *testing.M) {
 // child process that takes the stack's Pulumi lock as the engine does,
 // prints "engine <pid>" once the hold recorded it, and waits to be killed.
 func holdAndLock(state string) {
-	g, err := holdStack("file://"+state, "dev", "up", os.Stdout)
+	g, err := holdStack("file://"+state, "", "dev", "up", os.Stdout)
 	if err != nil {
 		fmt.Println(err)
 		os.Exit(1)
 	}
-	stop := g.watchEngine()
+	w := g.watchEngine()
 	engine := exec.Command("sleep", "600")
 	if err := engine.Start(); err != nil {
 		fmt.Println(err)
@@ -45,15 +46,20 @@ func holdAndLock(state string) {
 	}
 	host, _ := os.Hostname()
 	raw, _ := json.Marshal(StackLock{Pid: engine.Process.Pid, Username: "ci", Hostname: host, Timestamp: time.Now()})
-	_ = os.MkdirAll(LocksDir(state, "dev"), 0o700)
-	if err := os.WriteFile(filepath.Join(LocksDir(state, "dev"), "engine.json"), raw, 0o600); err != nil {
+	// As the engine's blob store writes it: a temp file renamed.
+	tmp := filepath.Join(LocksDir(state, "dev"), "engine.json.tmp")
+	if err := os.WriteFile(tmp, raw, 0o600); err != nil {
+		fmt.Println(err)
+		os.Exit(1)
+	}
+	if err := os.Rename(tmp, filepath.Join(LocksDir(state, "dev"), "engine.json")); err != nil {
 		fmt.Println(err)
 		os.Exit(1)
 	}
 	for g.recorded() == 0 {
 		time.Sleep(10 * time.Millisecond)
 	}
-	stop()
+	w.stop()
 	fmt.Printf("engine %d\n", engine.Process.Pid)
 	select {}
 }
@@ -109,15 +115,15 @@ func TestKilledHolderLeavesNothingToUnlock(t *testing.T) {
 			wantPrinted: `removed the lock of stack "dev" that a killed kcp-tmc pid `},
 		{name: "killed mid-write", killEngine: true, midWrite: true,
 			wantPrinted: "removed the damaged metadata file "},
-		{name: "only the holder killed", wantErr: "still runs and holds stack", wantLock: true},
+		{name: "only the holder killed", wantErr: "the engine (pid ", wantLock: true},
 		{name: "killed in another container", killEngine: true, otherPlace: true, wantLock: true,
-			wantPrinted: "whose processes this one cannot see: kcp-tmc unlock removes it"},
+			wantPrinted: "which this one cannot see: once it runs no more, kcp-tmc unlock --other-host removes it"},
 	}
 	for _, tt := range tests {
 		t.Run(tt.name, func(t *testing.T) {
 			state := t.TempDir()
 			holder, engine := startHolder(t, state)
-			if _, err := holdStack("file://"+state, "dev", "up", nil); !errors.Is(err, ErrStackInUse) ||
+			if _, err := holdStack("file://"+state, "", "dev", "up", nil); !errors.Is(err, ErrStackInUse) ||
 				!strings.Contains(err.Error(), fmt.Sprintf("kcp-tmc pid %d on ", holder.Process.Pid)) {
 				t.Fatalf("holding a stack another kcp-tmc holds: err = %v, want ErrStackInUse naming it", err)
 			}
@@ -146,7 +152,7 @@ func TestKilledHolderLeavesNothingToUnlock(t *testing.T) {
 				}
 			}
 			var out bytes.Buffer
-			g, err := holdStack("file://"+state, "dev", "up", &out)
+			g, err := holdStack("file://"+state, "", "dev", "up", &out)
 			if tt.wantErr != "" {
 				if !errors.Is(err, ErrStackInUse) || !strings.Contains(err.Error(), tt.wantErr) {
 					t.Fatalf("err = %v, want ErrStackInUse saying %q", err, tt.wantErr)
@@ -163,6 +169,12 @@ func TestKilledHolderLeavesNothingToUnlock(t *testing.T) {
 			if _, err := os.Stat(filepath.Join(LocksDir(state, "dev"), "engine.json")); (err == nil) != tt.wantLock {
 				t.Errorf("the engine's lock is there: %v, want %v", err == nil, tt.wantLock)
 			}
+			// A lock kept for its holder elsewhere stays recorded as such, for
+			// kcp-tmc unlock to ask for --other-host.
+			lock := filepath.Join(LocksDir(state, "dev"), "engine.json")
+			if where, err := LocksElsewhere(state, "dev"); err != nil || (where[lock] != "") != tt.otherPlace {
+				t.Errorf("LocksElsewhere = %v, %v; want the engine's lock there: %v", where, err, tt.otherPlace)
+			}
 			if _, err := os.Stat(sidecar); tt.midWrite && err == nil {
 				t.Errorf("the damaged %s is left: every later command fails to load the checkpoint", sidecar)
 			}
@@ -174,11 +186,11 @@ func TestKilledHolderLeavesNothingToUnlock(t *testing.T) {
 // the last release lets another take it, and leaves no record.
 func TestHoldStackShares(t *testing.T) {
 	state := t.TempDir()
-	a, err := holdStack("file://"+state, "dev", "up", nil)
+	a, err := holdStack("file://"+state, "", "dev", "up", nil)
 	if err != nil {
 		t.Fatal(err)
 	}
-	b, err := holdStack("file://"+state, "dev", "preview", nil)
+	b, err := holdStack("file://"+state, "", "dev", "preview", nil)
 	if err != nil || b != a {
 		t.Fatalf("a second hold in the same process: %v, %v; want the first one shared", b, err)
 	}
@@ -190,7 +202,7 @@ func TestHoldStackShares(t *testing.T) {
 	if _, err := os.Stat(filepath.Join(guardDir(state), "dev.json")); !os.IsNotExist(err) {
 		t.Errorf("the record is left after the last release (err %v): the next holder would think this one was killed", err)
 	}
-	if g, err := holdStack("s3://bucket", "dev", "up", nil); g != nil || err != nil {
+	if g, err := holdStack("s3://bucket", "", "dev", "up", nil); g != nil || err != nil {
 		t.Errorf("a bucket backend: %v, %v; want no hold (its locks cannot be seen)", g, err)
 	}
 }
@@ -212,5 +224,70 @@ func TestLockingCommand(t *testing.T) {
 		if got != tc.want || locks != (tc.want != "") {
 			t.Errorf("lockingCommand(%q) = %q, %v; want %q", tc.args, got, locks, tc.want)
 		}
+	}
+}
+
+// TestEngineEnded: as an engine command returns, the lock its engine left
+// is removed if, and only if, the engine was killed and the lock is the
+// one its pid wrote during the command on this host.
+func TestEngineEnded(t *testing.T) {
+	run := func(kill bool) (int, error) {
+		cmd := exec.Command("sleep", "0.05")
+		if kill {
+			cmd = exec.Command("sleep", "60")
+		}
+		if err := cmd.Start(); err != nil {
+			t.Fatal(err)
+		}
+		if kill {
+			_ = cmd.Process.Kill()
+		}
+		return cmd.Process.Pid, cmd.Wait()
+	}
+	host, _ := os.Hostname()
+	tests := []struct {
+		name     string
+		killed   bool
+		stderr   string
+		otherPid bool
+		host     string
+		earlier  bool // written before the command started
+		wantKept bool
+	}{
+		{name: "killed engine's lock", killed: true, host: host},
+		{name: "an engine that exited", host: host, wantKept: true},
+		{name: "killed as it found the stack locked", killed: true, stderr: "error: " + LockedMarker + " 1 lock(s)", host: host, wantKept: true},
+		{name: "another process's lock", killed: true, otherPid: true, host: host, wantKept: true},
+		{name: "a lock written on another host", killed: true, host: "runner-7", wantKept: true},
+		{name: "a lock older than the command", killed: true, host: host, earlier: true, wantKept: true},
+	}
+	for _, tt := range tests {
+		t.Run(tt.name, func(t *testing.T) {
+			state := t.TempDir()
+			g, err := holdStack("file://"+state, "", "dev", "up", io.Discard)
+			if err != nil {
+				t.Fatal(err)
+			}
+			defer g.release()
+			w := g.watchEngine()
+			pid, err := run(tt.killed)
+			lockPid := pid
+			if tt.otherPid {
+				lockPid = pid + 1
+			}
+			written := time.Now()
+			if tt.earlier {
+				written = w.since.Add(-time.Second)
+			}
+			raw, _ := json.Marshal(StackLock{Pid: lockPid, Username: "ci", Hostname: tt.host, Timestamp: written})
+			lock := filepath.Join(LocksDir(state, "dev"), "engine.json")
+			if err := os.WriteFile(lock, raw, 0o600); err != nil {
+				t.Fatal(err)
+			}
+			w.ended(err, tt.stderr)
+			if _, statErr := os.Stat(lock); (statErr == nil) != tt.wantKept {
+				t.Errorf("lock kept: %v, want %v (the command's error: %v)", statErr == nil, tt.wantKept, err)
+			}
+		})
 	}
 }

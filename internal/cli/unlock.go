@@ -20,7 +20,7 @@ import (
 // The engine's errors for a stack another operation holds, and for a
 // checkpoint (or its metadata) a killed deploy left half-written.
 const (
-	lockedMarker     = "the stack is currently locked by"
+	lockedMarker     = automation.LockedMarker
 	checkpointMarker = "failed to load checkpoint"
 )
 
@@ -48,7 +48,7 @@ func unlock(projectDir, stack string, otherHost bool, stdout io.Writer) error {
 		return err
 	}
 	backend := automation.BackendURL(dir, automation.Options{Stack: stack})
-	state, ok := strings.CutPrefix(backend, "file://")
+	state, ok := automation.LocalState(backend, dir)
 	if !ok {
 		return fmt.Errorf("%w: the backend %s is not a local directory: remove the stale lock object the error of the "+
 			"killed deploy names (under .pulumi/locks/) once no deploy runs", ErrCheck, backend)
@@ -56,7 +56,7 @@ func unlock(projectDir, stack string, otherHost bool, stdout io.Writer) error {
 	// Holding the stack removes the locks of a killed kcp-tmc's engines
 	// that run no more, and repairs the state; it refuses while a kcp-tmc
 	// or its engine runs on the stack.
-	release, err := automation.HoldStack(backend, stack, "unlock", stdout)
+	release, err := automation.HoldStack(backend, dir, stack, "unlock", stdout)
 	if errors.Is(err, automation.ErrStackInUse) {
 		return fmt.Errorf("%w: not unlocking: %w", ErrCheck, err)
 	}
@@ -76,11 +76,21 @@ func unlock(projectDir, stack string, otherHost bool, stdout io.Writer) error {
 	if err != nil {
 		return fmt.Errorf("this machine's name, to compare with the locks': %w", err)
 	}
+	// A lock a killed kcp-tmc's engine took in another container that shares
+	// this host's name: its pid means nothing here.
+	elsewhere, err := automation.LocksElsewhere(state, stack)
+	if err != nil {
+		return err
+	}
 	var refuse []string
 	for _, l := range locks {
 		switch {
 		case running(l, host):
 			refuse = append(refuse, fmt.Sprintf("%s still runs: wait for it to end, or stop it first", l))
+		case elsewhere[l.Path] != "" && !otherHost:
+			refuse = append(refuse, fmt.Sprintf("%s was taken by the engine of a killed kcp-tmc on another machine, boot or "+
+				"container (%s), whose processes kcp-tmc cannot see from here: make sure it runs no more, then pass "+
+				"--other-host", l, elsewhere[l.Path]))
 		case l.Hostname != host && !otherHost:
 			refuse = append(refuse, fmt.Sprintf("%s was taken on another machine, whose processes kcp-tmc cannot see: "+
 				"make sure no deploy of stack %q runs there, then pass --other-host", l, stack))

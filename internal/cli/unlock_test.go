@@ -60,12 +60,15 @@ func TestUnlock(t *testing.T) {
 		wantErr   string // "" = unlocks
 		wantKept  bool
 		wantPrint string
+		elsewhere bool // the lock is recorded as taken by a killed kcp-tmc's engine in another container
 	}{
-		{"not locked", nil, nil, "", false, `stack "dev" is not locked`},
-		{"owner still runs here", &automation.StackLock{Pid: os.Getpid(), Username: "ci", Hostname: host}, nil, "still runs: wait for it to end", true, ""},
-		{"owner gone", &automation.StackLock{Pid: deadPid(t), Username: "ci", Hostname: host}, nil, "", false, "removed the lock of ci@" + host},
-		{"another machine", &automation.StackLock{Pid: 1, Username: "ci", Hostname: "runner-7"}, nil, "taken on another machine", true, ""},
-		{"another machine, confirmed", &automation.StackLock{Pid: 1, Username: "ci", Hostname: "runner-7"}, []string{"--other-host"}, "", false, "removed the lock of ci@runner-7"},
+		{"not locked", nil, nil, "", false, `stack "dev" is not locked`, false},
+		{"owner still runs here", &automation.StackLock{Pid: os.Getpid(), Username: "ci", Hostname: host}, nil, "still runs: wait for it to end", true, "", false},
+		{"owner gone", &automation.StackLock{Pid: deadPid(t), Username: "ci", Hostname: host}, nil, "", false, "removed the lock of ci@" + host, false},
+		{"another machine", &automation.StackLock{Pid: 1, Username: "ci", Hostname: "runner-7"}, nil, "taken on another machine", true, "", false},
+		{"another machine, confirmed", &automation.StackLock{Pid: 1, Username: "ci", Hostname: "runner-7"}, []string{"--other-host"}, "", false, "removed the lock of ci@runner-7", false},
+		{"another container with this host's name", &automation.StackLock{Pid: deadPid(t), Username: "ci", Hostname: host}, nil, "whose processes kcp-tmc cannot see from here", true, "", true},
+		{"another container, confirmed", &automation.StackLock{Pid: deadPid(t), Username: "ci", Hostname: host}, []string{"--other-host"}, "", false, "removed the lock of ci@" + host, true},
 	}
 	for _, tt := range tests {
 		t.Run(tt.name, func(t *testing.T) {
@@ -74,6 +77,17 @@ func TestUnlock(t *testing.T) {
 			if tt.lock != nil {
 				tt.lock.Timestamp = time.Now()
 				path = writeLock(t, dir, *tt.lock)
+			}
+			if tt.elsewhere {
+				record := filepath.Join(dir, automation.StateDir, ".kcp-tmc", "stacks", "dev.json")
+				raw, _ := json.Marshal(map[string]any{"pid": deadPid(t), "identity": "other-container", "command": "up",
+					"engines": []map[string]any{{"pid": tt.lock.Pid, "started": 1, "lock": path}}})
+				if err := os.MkdirAll(filepath.Dir(record), 0o700); err != nil {
+					t.Fatal(err)
+				}
+				if err := os.WriteFile(record, raw, 0o600); err != nil {
+					t.Fatal(err)
+				}
 			}
 			var stdout, stderr bytes.Buffer
 			err := Run(context.Background(), append([]string{"unlock", "--stack", "dev", "--project-dir", dir}, tt.args...), &stdout, &stderr)
