@@ -180,6 +180,11 @@ func holdStack(backendURL, projectDir, stack, command string, out io.Writer) (*s
 			by := "another kcp-tmc"
 			if prev, _ := readRecord(g.state, g.stack); prev != nil {
 				by = prev.String()
+				// The record is still the killed holder's while the new one
+				// takes over from it.
+				if id, _ := localproc.Identity(); prev.Identity == id && !prev.Process.Running() {
+					by = "another kcp-tmc, taking over from a killed " + by + ","
+				}
 			}
 			return nil, fmt.Errorf("%w: %s runs an operation on stack %q (it holds %s): wait for it to end", ErrStackInUse, by, stack, key)
 		}

@@ -291,3 +291,42 @@ func TestEngineEnded(t *testing.T) {
 		})
 	}
 }
+
+// TestStackInUseNamesTheHolder: refused, a command names the kcp-tmc that
+// holds the stack, and does not take a killed holder, whose record the
+// live one has not replaced yet, for it.
+func TestStackInUseNamesTheHolder(t *testing.T) {
+	state := t.TempDir()
+	if err := os.MkdirAll(guardDir(state), 0o700); err != nil {
+		t.Fatal(err)
+	}
+	// Another open file description: flock excludes it as it would another process.
+	f, err := os.OpenFile(filepath.Join(guardDir(state), "dev.lock"), os.O_RDWR|os.O_CREATE, 0o600)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer f.Close()
+	if err := syscall.Flock(int(f.Fd()), syscall.LOCK_EX|syscall.LOCK_NB); err != nil {
+		t.Fatal(err)
+	}
+	id, _ := localproc.Identity()
+	self, _ := localproc.Find(os.Getpid())
+	dead := exec.Command("true")
+	_ = dead.Run()
+	for _, tc := range []struct {
+		name   string
+		holder localproc.Process
+		want   string
+	}{
+		{"a live holder", self, fmt.Sprintf("kcp-tmc pid %d on ", os.Getpid())},
+		{"the record of a killed one", localproc.Process{Pid: dead.Process.Pid, Started: 1}, "another kcp-tmc, taking over from a killed kcp-tmc pid "},
+	} {
+		raw, _ := json.Marshal(guardRecord{Process: tc.holder, Host: "vm", Identity: id, Command: "up", Since: time.Now()})
+		if err := os.WriteFile(recordPath(state, "dev"), raw, 0o600); err != nil {
+			t.Fatal(err)
+		}
+		if _, err := holdStack("file://"+state, "", "dev", "up", nil); !errors.Is(err, ErrStackInUse) || !strings.Contains(err.Error(), tc.want) {
+			t.Errorf("%s: err = %v, want ErrStackInUse naming %q", tc.name, err, tc.want)
+		}
+	}
+}
