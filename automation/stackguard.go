@@ -159,7 +159,7 @@ func holdStack(backendURL, projectDir, stack, command string, out io.Writer) (*s
 		out = io.Discard
 	}
 	dir := guardDir(state)
-	key := filepath.Join(dir, stack+".lock")
+	key := filepath.Join(dir, stack+".lock") // the record beside it: recordPath
 	guards.Lock()
 	defer guards.Unlock()
 	if g := guards.held[key]; g != nil {
@@ -314,7 +314,7 @@ func (g *stackGuard) watchEngine() *engineWatch {
 }
 
 // ours reports whether lock l appeared during the watch, written on this
-// host by the process pid (0: any).
+// host since it began.
 func (w *engineWatch) ours(l StackLock) bool {
 	return !w.before[l.Path] && l.Hostname == w.host && !l.Timestamp.Before(w.since)
 }
@@ -408,7 +408,7 @@ func (g *stackGuard) release() {
 	delete(guards.held, g.file.Name())
 	g.mu.Lock()
 	if len(g.rec.Engines) == 0 {
-		_ = os.Remove(g.recordPath())
+		_ = os.Remove(recordPath(g.state, g.stack))
 	}
 	g.mu.Unlock()
 	g.close()
@@ -439,8 +439,6 @@ func (g *stackGuard) close() {
 // recordPath is where the holder of stack records itself.
 func recordPath(state, stack string) string { return filepath.Join(guardDir(state), stack+".json") }
 
-func (g *stackGuard) recordPath() string { return recordPath(g.state, g.stack) }
-
 // readRecord reads the record a holder of stack left: nil when there is none.
 func readRecord(state, stack string) (*guardRecord, error) {
 	raw, err := os.ReadFile(recordPath(state, stack))
@@ -464,11 +462,11 @@ func (g *stackGuard) writeRecord() error {
 	if err != nil {
 		return err
 	}
-	tmp := g.recordPath() + ".new"
+	tmp := recordPath(g.state, g.stack) + ".new"
 	if err := os.WriteFile(tmp, raw, 0o600); err != nil {
 		return fmt.Errorf("recording stack %q's holder: %w", g.stack, err)
 	}
-	if err := os.Rename(tmp, g.recordPath()); err != nil {
+	if err := os.Rename(tmp, recordPath(g.state, g.stack)); err != nil {
 		return fmt.Errorf("recording stack %q's holder: %w", g.stack, err)
 	}
 	return nil
