@@ -59,7 +59,9 @@ func Up(ctx context.Context, s auto.Stack, out io.Writer, opts ...optup.Option) 
 // operation is such a create (otherwise the engine's warning stays and
 // names them). Only with a local backend, whose checkpoint kcp-tmc reads.
 func clearRedoneCreates(ctx context.Context, s auto.Stack, out io.Writer) {
-	c, known := readCheckpoint(localStateOf(s), s.Name())
+	locks := locksOf(s)
+	defer locks.Close()
+	c, known := readCheckpoint(locks)
 	if !known || len(c.pending) == 0 || c.root == "" {
 		return
 	}
@@ -101,15 +103,16 @@ func clearRedoneCreates(ctx context.Context, s auto.Stack, out io.Writer) {
 // it says, and the up goes on (Helm then refuses as before; the runbook
 // says what to delete by hand).
 func healKilledHelmOperations(ctx context.Context, s auto.Stack, out io.Writer) {
-	stateDir := localStateOf(s)
-	if pending, known := pendingHelmOperation(stateDir, s.Name()); !known || !pending {
+	locks := locksOf(s)
+	defer locks.Close()
+	if pending, known := pendingHelmOperation(locks); !known || !pending {
 		return
 	}
 	warn := func(format string, a ...any) {
 		fmt.Fprintf(out, "a killed up left a Helm operation pending, which this up cannot redo by itself: "+format+
 			" (docs/runbook.md#a-killed-deploy)\n", a...)
 	}
-	if stackLocked(stateDir, s.Name()) {
+	if stackLocked(locks) {
 		return // the up fails on the lock, naming kcp-tmc unlock
 	}
 	exported, err := s.Export(ctx)
@@ -157,20 +160,21 @@ func healKilledHelmOperations(ctx context.Context, s auto.Stack, out io.Writer) 
 	}
 }
 
-// localStateOf is the directory of s's local backend, "" for another one.
-func localStateOf(s auto.Stack) string {
-	state, _ := LocalState(s.Workspace().GetEnvVars()["PULUMI_BACKEND_URL"], s.Workspace().WorkDir())
-	return state
+// locksOf opens the locks (and checkpoint) of s in its backend: nil for a
+// backend kcp-tmc does not read, or that it cannot open now.
+func locksOf(s auto.Stack) *Locks {
+	l, _ := OpenLocks(s.Workspace().GetEnvVars()["PULUMI_BACKEND_URL"], s.Workspace().WorkDir(), s.Name())
+	return l
 }
 
-// stackLocked reports whether the local backend under state ("" for
-// another backend) holds a lock of stack (true when it cannot tell).
-func stackLocked(state, stack string) bool {
-	if state == "" {
+// stackLocked reports whether the stack has a lock (true when kcp-tmc
+// cannot tell: locks nil).
+func stackLocked(locks *Locks) bool {
+	if locks == nil {
 		return true
 	}
-	locks, err := StackLocks(state, stack)
-	return err != nil || len(locks) > 0
+	held, err := locks.List()
+	return err != nil || len(held) > 0
 }
 
 // stderrOf is what an Automation API error says without the command's
@@ -187,11 +191,11 @@ func stderrOf(err error) string {
 	return msg
 }
 
-// pendingHelmOperation reports whether a local backend's checkpoint has a
-// pending operation on a Helm release; known is false when the state is
-// not in a local backend's file (then there is no heal).
-func pendingHelmOperation(state, stack string) (pending, known bool) {
-	c, known := readCheckpoint(state, stack)
+// pendingHelmOperation reports whether the stack's checkpoint has a
+// pending operation on a Helm release; known is false when kcp-tmc cannot
+// read it (then there is no heal).
+func pendingHelmOperation(locks *Locks) (pending, known bool) {
+	c, known := readCheckpoint(locks)
 	return slices.ContainsFunc(c.pending, func(op pendingOp) bool { return op.resourceType == helmrelease.Type }), known
 }
 
@@ -206,15 +210,15 @@ type checkpoint struct {
 
 type pendingOp struct{ op, urn, resourceType string }
 
-// readCheckpoint reads the checkpoint file of the local backend under
-// state ("" for another backend), without the engine: `pulumi stack export` took 5.5 s at 100 clusters (41 MB, secrets
-// decrypted), the file 0.11 s. known is false without a local backend, or
-// a readable checkpoint.
-func readCheckpoint(state, stack string) (c checkpoint, known bool) {
-	if state == "" {
+// readCheckpoint reads the stack's checkpoint from its local directory or
+// bucket, without the engine: `pulumi stack export` took 5.5 s at 100
+// clusters (41 MB, secrets decrypted), the file 0.11 s. known is false for
+// a backend kcp-tmc does not read (locks nil), or no readable checkpoint.
+func readCheckpoint(locks *Locks) (c checkpoint, known bool) {
+	if locks == nil {
 		return c, false
 	}
-	raw, err := os.ReadFile(CheckpointPath(state, stack))
+	raw, err := locks.Checkpoint()
 	if err != nil {
 		return c, false
 	}

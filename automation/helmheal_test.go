@@ -3,6 +3,7 @@ package automation
 import (
 	"bytes"
 	"compress/gzip"
+	"context"
 	"encoding/base64"
 	"encoding/json"
 	"errors"
@@ -15,6 +16,8 @@ import (
 	"github.com/pulumi/pulumi/sdk/v3/go/common/apitype"
 	"github.com/pulumi/pulumi/sdk/v3/go/common/resource"
 	corev1 "k8s.io/api/core/v1"
+
+	"github.com/kcp-tmc/kcp-tmc/internal/test/s3backend"
 )
 
 func TestPlaintext(t *testing.T) {
@@ -104,7 +107,7 @@ func TestPendingHelmOperation(t *testing.T) {
 		{"nothing pending", "file://", `{"version":3,"checkpoint":{"latest":{"resources":[]}}}`, false, true},
 		{"no checkpoint (a new stack, or another layout)", "file://", "", false, false},
 		{"a damaged checkpoint", "file://", `{"version":3,"checkp`, false, false},
-		{"a bucket", "s3://", "", false, false},
+		{"a backend kcp-tmc does not read", "gs://", "", false, false},
 	}
 	for _, tc := range tests {
 		t.Run(tc.name, func(t *testing.T) {
@@ -118,8 +121,8 @@ func TestPendingHelmOperation(t *testing.T) {
 					t.Fatal(err)
 				}
 			}
-			state, _ := LocalState(tc.backend+dir, "")
-			if pending, known := pendingHelmOperation(state, "prod"); pending != tc.pending || known != tc.known {
+			locks, _ := OpenLocks(tc.backend+dir, "", "prod")
+			if pending, known := pendingHelmOperation(locks); pending != tc.pending || known != tc.known {
 				t.Errorf("pending, known = %v, %v; want %v, %v", pending, known, tc.pending, tc.known)
 			}
 		})
@@ -127,25 +130,53 @@ func TestPendingHelmOperation(t *testing.T) {
 }
 
 // TestReadCheckpoint: what kcp-tmc reads of the state for the Helm heal
-// and for clearing the creates an up redid.
+// and for clearing the creates an up redid, from a local backend's file
+// and from an S3 bucket.
 func TestReadCheckpoint(t *testing.T) {
-	dir := t.TempDir()
-	file := CheckpointPath(dir, "prod")
-	if err := os.MkdirAll(filepath.Dir(file), 0o700); err != nil {
-		t.Fatal(err)
-	}
 	raw := `{"version":3,"checkpoint":{"latest":{"resources":[
 		{"urn":"root","type":"pulumi:pulumi:Stack"},{"urn":"cm","type":"kubernetes:core/v1:ConfigMap"},
 		{"urn":"old","type":"kubernetes:core/v1:ConfigMap","delete":true}],
 		"pending_operations":[{"resource":{"urn":"cm","type":"kubernetes:core/v1:ConfigMap"},"type":"creating"}]}}}`
-	if err := os.WriteFile(file, []byte(raw), 0o600); err != nil {
-		t.Fatal(err)
-	}
-	c, known := readCheckpoint(dir, "prod")
 	want := checkpoint{pending: []pendingOp{{"creating", "cm", "kubernetes:core/v1:ConfigMap"}},
 		held: map[string]bool{"root": true, "cm": true}, root: "root"}
-	if !known || !reflect.DeepEqual(c, want) {
-		t.Errorf("readCheckpoint = %+v, %v; want %+v, true", c, known, want)
+	for _, backend := range []string{"file", "s3"} {
+		t.Run(backend, func(t *testing.T) {
+			dir := t.TempDir()
+			url := "file://" + dir
+			if backend == "s3" {
+				t.Setenv("XDG_STATE_HOME", t.TempDir())
+				// A path in the bucket: the engine keeps the state under it.
+				url = strings.Replace(s3backend.Start(t), "s3://state?", "s3://state/team/kcp?", 1)
+			}
+			locks, err := OpenLocks(url, "", "prod")
+			if err != nil {
+				t.Fatal(err)
+			}
+			defer locks.Close()
+			if _, known := readCheckpoint(locks); known {
+				t.Fatal("a checkpoint read before there is one")
+			}
+			if backend == "s3" {
+				b := locks.lockStore.(*s3Locks)
+				if b.checkpointK != "team/kcp/.pulumi/stacks/kcp-tmc/prod.json" {
+					t.Fatalf("the checkpoint's key is %q, not where the engine writes it", b.checkpointK)
+				}
+				if err := b.bucket.WriteAll(context.Background(), b.checkpointK, []byte(raw), nil); err != nil {
+					t.Fatal(err)
+				}
+			} else {
+				file := CheckpointPath(dir, "prod")
+				if err := os.MkdirAll(filepath.Dir(file), 0o700); err != nil {
+					t.Fatal(err)
+				}
+				if err := os.WriteFile(file, []byte(raw), 0o600); err != nil {
+					t.Fatal(err)
+				}
+			}
+			if c, known := readCheckpoint(locks); !known || !reflect.DeepEqual(c, want) {
+				t.Errorf("readCheckpoint = %+v, %v; want %+v, true", c, known, want)
+			}
+		})
 	}
 }
 
@@ -164,22 +195,23 @@ func TestReleaseClusterRefuses(t *testing.T) {
 
 func TestStackLocked(t *testing.T) {
 	dir := t.TempDir()
-	if stackLocked(dir, "prod") {
+	locks, _ := OpenLocks("file://"+dir, "", "prod")
+	if stackLocked(locks) {
 		t.Error("a stack without a lock dir is locked")
 	}
-	if !stackLocked("", "prod") {
+	if !stackLocked(nil) {
 		t.Error("a bucket's stack is not locked: kcp-tmc cannot tell, so it must say locked")
 	}
 	if err := os.MkdirAll(LocksDir(dir, "prod"), 0o700); err != nil {
 		t.Fatal(err)
 	}
-	if stackLocked(dir, "prod") {
+	if stackLocked(locks) {
 		t.Error("an empty lock dir is locked")
 	}
 	if err := os.WriteFile(filepath.Join(LocksDir(dir, "prod"), "x.json"), []byte("{}"), 0o600); err != nil {
 		t.Fatal(err)
 	}
-	if !stackLocked(dir, "prod") {
+	if !stackLocked(locks) {
 		t.Error("a lock file does not lock")
 	}
 }

@@ -42,14 +42,16 @@ func (l StackLock) String() string {
 }
 
 // StackLocks reads the lock files of stack in the local backend under state.
-func StackLocks(state, stack string) ([]StackLock, error) {
-	dir := LocksDir(state, stack)
+func StackLocks(state, stack string) ([]StackLock, error) { return locksIn(LocksDir(state, stack)) }
+
+// locksIn reads the lock files in dir.
+func locksIn(dir string) ([]StackLock, error) {
 	entries, err := os.ReadDir(dir)
 	if errors.Is(err, os.ErrNotExist) {
 		return nil, nil
 	}
 	if err != nil {
-		return nil, fmt.Errorf("reading the locks of stack %q: %w", stack, err)
+		return nil, fmt.Errorf("reading the locks in %s: %w", dir, err)
 	}
 	var locks []StackLock
 	for _, e := range entries {
@@ -102,10 +104,13 @@ type guardRecord struct {
 	Engines  []engineLock `json:"engines,omitempty"`
 }
 
-// engineLock is an engine process and the Pulumi lock it took.
+// engineLock is an engine process and the Pulumi lock it took: recorded
+// as the process starts, before it locks, its lock once seen (Lock "": the
+// lock is the stack's lock of that pid on the holder's host, written since).
 type engineLock struct {
 	localproc.Process
-	Lock string `json:"lock"`
+	Since time.Time `json:"since"` // before it started
+	Lock  string    `json:"lock,omitempty"`
 	// Elsewhere is the identity of the killed holder that started the engine
 	// when it is not the record's: kept from a holder on another machine,
 	// boot or pid namespace, whose engine this process cannot see.
@@ -116,15 +121,15 @@ func (r guardRecord) String() string {
 	return fmt.Sprintf("kcp-tmc pid %d on %s, `%s` since %s", r.Pid, r.Host, r.Command, r.Since.Format(time.RFC3339))
 }
 
-// stackGuard is this process's hold of one stack of a local backend: an
-// exclusive flock(2) on <state>/.kcp-tmc/stacks/<stack>.lock, whose file
-// is closed on exec so that only this process holds it, and the record at
-// <stack>.json. Engine commands of the process share it (refs).
+// stackGuard is this process's hold of one stack: an exclusive flock(2)
+// on <holds>/<stack>.lock (for a local backend, <state>/.kcp-tmc/stacks),
+// whose file is closed on exec so that only this process holds it, and the
+// record at <stack>.json. Engine commands of the process share it (refs).
 type stackGuard struct {
-	state, stack string
-	file         *os.File
-	out          io.Writer
-	refs         int // under guards' lock
+	*Locks
+	file *os.File
+	out  io.Writer
+	refs int // under guards' lock
 
 	mu  sync.Mutex // the record
 	rec guardRecord
@@ -145,40 +150,44 @@ var ErrStackInUse = errors.New("stack in use")
 func guardDir(state string) string { return filepath.Join(state, ".kcp-tmc", "stacks") }
 
 // holdStack takes this process's hold of stack for command, or shares the
-// one it has, and returns it; nil without a local backend, whose locks
-// kcp-tmc cannot see. Taking it first removes the Pulumi locks a killed
+// one it has, and returns it; nil for a backend whose locks kcp-tmc does
+// not read (OpenLocks). Taking it first removes the Pulumi locks a killed
 // holder's engines left, once they run no more, and repairs the state a
 // kill mid-write leaves (RepairState), saying so on out. It fails with
 // ErrStackInUse while another holds the stack.
 func holdStack(backendURL, projectDir, stack, command string, out io.Writer) (*stackGuard, error) {
-	state, ok := LocalState(backendURL, projectDir)
-	if !ok || stack == "" {
+	if stack == "" {
 		return nil, nil
 	}
 	if out == nil {
 		out = io.Discard
 	}
-	dir := guardDir(state)
-	key := filepath.Join(dir, stack+".lock") // the record beside it: recordPath
+	locks, err := OpenLocks(backendURL, projectDir, stack)
+	if locks == nil {
+		return nil, err
+	}
+	key := filepath.Join(locks.holds, stack+".lock") // the record beside it: recordPath
 	guards.Lock()
 	defer guards.Unlock()
 	if g := guards.held[key]; g != nil {
+		locks.Close()
 		g.refs++
 		return g, nil
 	}
-	if err := os.MkdirAll(dir, 0o700); err != nil {
-		return nil, fmt.Errorf("stack %q: creating %s: %w", stack, dir, err)
+	g := &stackGuard{Locks: locks, out: out, refs: 1}
+	if err := os.MkdirAll(locks.holds, 0o700); err != nil {
+		locks.Close()
+		return nil, fmt.Errorf("stack %q: creating %s: %w", stack, locks.holds, err)
 	}
-	f, err := os.OpenFile(key, os.O_RDWR|os.O_CREATE, 0o600)
-	if err != nil {
+	if g.file, err = os.OpenFile(key, os.O_RDWR|os.O_CREATE, 0o600); err != nil {
+		locks.Close()
 		return nil, fmt.Errorf("stack %q: %w", stack, err)
 	}
-	g := &stackGuard{state: state, stack: stack, file: f, out: out, refs: 1}
-	if err := syscall.Flock(int(f.Fd()), syscall.LOCK_EX|syscall.LOCK_NB); err != nil {
-		f.Close()
+	if err := syscall.Flock(int(g.file.Fd()), syscall.LOCK_EX|syscall.LOCK_NB); err != nil {
+		g.close()
 		if errors.Is(err, syscall.EWOULDBLOCK) {
 			by := "another kcp-tmc"
-			if prev, _ := readRecord(g.state, g.stack); prev != nil {
+			if prev, _ := readRecord(g.holds, g.stack); prev != nil {
 				by = prev.String()
 				// The record is still the killed holder's while the new one
 				// takes over from it.
@@ -210,7 +219,7 @@ func HoldStack(backendURL, projectDir, stack, command string, out io.Writer) (re
 
 // take clears what a killed holder left and records this one.
 func (g *stackGuard) take(command string) error {
-	prev, err := readRecord(g.state, g.stack)
+	prev, err := readRecord(g.holds, g.stack)
 	if err != nil {
 		fmt.Fprintf(g.out, "ignoring %v\n", err)
 	}
@@ -226,7 +235,7 @@ func (g *stackGuard) take(command string) error {
 		// A kill mid-write leaves the checkpoint or its metadata damaged;
 		// not while an engine this process cannot see may still write.
 		if len(elsewhere) == 0 {
-			if err := RepairState(g.state, g.stack, g.out); err != nil {
+			if err := g.Repair(g.out); err != nil {
 				return err
 			}
 		}
@@ -248,10 +257,7 @@ func (g *stackGuard) take(command string) error {
 // kcp-tmc unlock asks for --other-host before it removes those.
 func (g *stackGuard) clearKilled(prev guardRecord, id string) (elsewhere []engineLock, err error) {
 	for _, e := range prev.Engines {
-		l, err := readLock(e.Lock)
-		if errors.Is(err, os.ErrNotExist) || (err == nil && l.Pid != e.Pid) {
-			continue // the engine removed its lock
-		}
+		l, err := g.lockOf(e, prev.Host)
 		if err != nil {
 			return nil, err
 		}
@@ -259,16 +265,19 @@ func (g *stackGuard) clearKilled(prev guardRecord, id string) (elsewhere []engin
 			e.Elsewhere = prev.Identity
 		}
 		switch {
+		case l == nil && (e.Lock != "" || e.Elsewhere != id || !e.Running()):
+			continue // the engine removed its lock, or took none
 		case e.Elsewhere != id:
 			fmt.Fprintf(g.out, "the lock of stack %q by %s is of the engine (pid %d) of a killed kcp-tmc on another machine, "+
 				"boot or container (%s), which this one cannot see: once it runs no more, kcp-tmc unlock --other-host "+
 				"removes it\n", g.stack, l, e.Pid, e.Elsewhere)
+			e.Lock = l.Path
 			elsewhere = append(elsewhere, e)
 		case e.Running():
 			return nil, fmt.Errorf("%w: the engine (pid %d) of a killed %s still runs and holds stack %q: it ends by itself, "+
 				"or stop it", ErrStackInUse, e.Pid, prev, g.stack)
 		default:
-			if err := RemoveLock(l.Path); err != nil {
+			if err := g.remove(l.Path); err != nil {
 				return nil, err
 			}
 			fmt.Fprintf(g.out, "removed the lock of stack %q that a killed %s left: its engine (pid %d) runs no more\n",
@@ -278,39 +287,107 @@ func (g *stackGuard) clearKilled(prev guardRecord, id string) (elsewhere []engin
 	return elsewhere, nil
 }
 
-// engineWatch is one engine command's watch for the lock its engine takes.
-type engineWatch struct {
-	g      *stackGuard
-	host   string
-	since  time.Time
-	before map[string]bool // the locks there before the engine started
-	stop   func()
+// lockOf is the stack's lock that engine e took, nil if there is none: the
+// one recorded, while it is still e's; else one written by e's pid on host
+// since e started.
+func (g *stackGuard) lockOf(e engineLock, host string) (*StackLock, error) {
+	if e.Lock != "" {
+		l, err := g.read(e.Lock)
+		if errors.Is(err, os.ErrNotExist) || (err == nil && l.Pid != e.Pid) {
+			return nil, nil
+		}
+		if err != nil {
+			return nil, err
+		}
+		return &l, nil
+	}
+	locks, err := g.list()
+	if err != nil {
+		return nil, err
+	}
+	for _, l := range locks {
+		if l.Pid == e.Pid && l.Hostname == host && !l.Timestamp.Before(e.Since) {
+			return &l, nil
+		}
+	}
+	return nil, nil
 }
 
-// watchEngine records the Pulumi lock that the engine this process starts
-// next takes, until the returned watch ends. The engine does not say when
-// it locks; it does so as it starts, and can get far within milliseconds
-// (to its first "creating" in about 20 ms here): the lock directory is
-// watched (inotify on Linux), not polled. A lock counts as this engine's
-// when it appeared since, was written on this host at or after since, and
-// by a process that descends from this one. A kcp-tmc killed before its
-// engine's lock is recorded leaves that lock to kcp-tmc unlock.
+// engineWatch is one engine command's watch for its engine and the lock
+// that engine takes.
+type engineWatch struct {
+	g        *stackGuard
+	host     string
+	since    time.Time
+	before   map[string]bool // the locks there before the engine started
+	children []localproc.Process
+	stop     func()
+}
+
+// watchEngine records the engine this process starts next, as it starts,
+// and the Pulumi lock it takes, until the returned watch ends. The engine
+// does not say when it locks; it does so within a second of its start, and
+// can get far within milliseconds (to its first "creating" in about 20 ms
+// here). Its process is found first (a new child named pulumi, every 5 ms:
+// it locks only once its plugins and backend are loaded), so that the
+// next kcp-tmc finds its lock by pid whenever this one is killed; the lock
+// itself as it appears: a local directory is watched (inotify on Linux), a
+// bucket listed every 100 ms. A lock counts as this engine's when it
+// appeared since, was written on this host at or after since, and by a
+// process that descends from this one.
 func (g *stackGuard) watchEngine() *engineWatch {
-	w := &engineWatch{g: g, since: time.Now(), before: map[string]bool{}, stop: func() {}}
+	w := &engineWatch{g: g, since: time.Now(), before: map[string]bool{}}
 	w.host, _ = os.Hostname()
-	if locks, err := StackLocks(g.state, g.stack); err == nil {
+	w.children = localproc.Children(os.Getpid(), engineName)
+	if locks, err := g.list(); err == nil {
 		for _, l := range locks {
 			w.before[l.Path] = true
 		}
 	}
-	stop, err := watchDir(LocksDir(g.state, g.stack), w.record)
+	stopStart := poll(5*time.Millisecond, w.started)
+	stopLock, err := g.watch(w.record)
 	if err != nil {
-		fmt.Fprintf(g.out, "not watching for the engine's lock of stack %q (if this command is killed, kcp-tmc unlock "+
-			"removes it): %v\n", g.stack, err)
-		return w
+		fmt.Fprintf(g.out, "not watching for the engine's lock of stack %q in %s: %v\n", g.stack, g.lockStore, err)
+		stopLock = func() {}
 	}
-	w.stop = stop
+	w.stop = func() { stopStart(); stopLock() }
 	return w
+}
+
+// engineName is the engine's command name (/proc/<pid>/comm).
+const engineName = "pulumi"
+
+// started records the engines this process started since the watch
+// began, and reports whether it found one.
+func (w *engineWatch) started() bool {
+	found := false
+	for _, p := range localproc.Children(os.Getpid(), engineName) {
+		if slices.Contains(w.children, p) {
+			continue
+		}
+		found = true
+		w.g.mu.Lock()
+		w.g.addEngine(engineLock{Process: p, Since: w.since})
+		w.g.mu.Unlock()
+	}
+	return found
+}
+
+// addEngine records engine e, or the lock of the engine recorded as it
+// started (under g.mu).
+func (g *stackGuard) addEngine(e engineLock) {
+	i := slices.IndexFunc(g.rec.Engines, func(r engineLock) bool { return r.Process == e.Process })
+	switch {
+	case i < 0:
+		g.rec.Engines = append(g.rec.Engines, e)
+	case g.rec.Engines[i].Lock == "" && e.Lock != "":
+		g.rec.Engines[i].Lock = e.Lock
+	default:
+		return
+	}
+	if err := g.writeRecord(); err != nil {
+		fmt.Fprintf(g.out, "%v\n", err)
+	}
 }
 
 // ours reports whether lock l appeared during the watch, written on this
@@ -323,7 +400,7 @@ func (w *engineWatch) ours(l StackLock) bool {
 // whether it found one.
 func (w *engineWatch) record() bool {
 	g := w.g
-	locks, err := StackLocks(g.state, g.stack)
+	locks, err := g.list()
 	if err != nil {
 		return false
 	}
@@ -337,12 +414,7 @@ func (w *engineWatch) record() bool {
 			continue
 		}
 		g.mu.Lock()
-		if !slices.ContainsFunc(g.rec.Engines, func(e engineLock) bool { return e.Lock == l.Path }) {
-			g.rec.Engines = append(g.rec.Engines, engineLock{Process: p, Lock: l.Path})
-			if err := g.writeRecord(); err != nil {
-				fmt.Fprintf(g.out, "%v\n", err)
-			}
-		}
+		g.addEngine(engineLock{Process: p, Since: w.since, Lock: l.Path})
 		g.mu.Unlock()
 		found = true
 	}
@@ -365,13 +437,13 @@ func (w *engineWatch) ended(err error, stderr string) {
 	defer g.mu.Unlock()
 	if killed {
 		pid := exit.Pid()
-		locks, _ := StackLocks(g.state, g.stack)
+		locks, _ := g.list()
 		removed := false
 		for _, l := range locks {
 			if l.Pid != pid || !w.ours(l) {
 				continue
 			}
-			if err := RemoveLock(l.Path); err != nil {
+			if err := g.remove(l.Path); err != nil {
 				fmt.Fprintf(g.out, "%v\n", err)
 				continue
 			}
@@ -379,7 +451,7 @@ func (w *engineWatch) ended(err error, stderr string) {
 			fmt.Fprintf(g.out, "removed the lock of stack %q that its killed engine (pid %d) left\n", g.stack, pid)
 		}
 		if removed {
-			if err := RepairState(g.state, g.stack, g.out); err != nil {
+			if err := g.Repair(g.out); err != nil {
 				fmt.Fprintf(g.out, "%v\n", err)
 			}
 		}
@@ -408,40 +480,28 @@ func (g *stackGuard) release() {
 	delete(guards.held, g.file.Name())
 	g.mu.Lock()
 	if len(g.rec.Engines) == 0 {
-		_ = os.Remove(recordPath(g.state, g.stack))
+		_ = os.Remove(recordPath(g.holds, g.stack))
 	}
 	g.mu.Unlock()
 	g.close()
 }
 
-// LocksElsewhere returns the locks of stack that the record of its last
-// holder keeps as taken by engines on another machine, boot or pid
-// namespace, by path, with where.
-func LocksElsewhere(state, stack string) (map[string]string, error) {
-	rec, err := readRecord(state, stack)
-	if rec == nil {
-		return nil, err
-	}
-	where := map[string]string{}
-	for _, e := range rec.Engines {
-		if e.Elsewhere != "" {
-			where[e.Lock] = e.Elsewhere
-		}
-	}
-	return where, nil
-}
-
+// close gives up the kernel lock and the locks' store.
 func (g *stackGuard) close() {
-	_ = syscall.Flock(int(g.file.Fd()), syscall.LOCK_UN)
-	g.file.Close()
+	if g.file != nil {
+		_ = syscall.Flock(int(g.file.Fd()), syscall.LOCK_UN)
+		g.file.Close()
+	}
+	g.Locks.Close()
 }
 
-// recordPath is where the holder of stack records itself.
-func recordPath(state, stack string) string { return filepath.Join(guardDir(state), stack+".json") }
+// recordPath is where the holder of stack records itself, in the holds'
+// directory.
+func recordPath(holds, stack string) string { return filepath.Join(holds, stack+".json") }
 
 // readRecord reads the record a holder of stack left: nil when there is none.
-func readRecord(state, stack string) (*guardRecord, error) {
-	raw, err := os.ReadFile(recordPath(state, stack))
+func readRecord(holds, stack string) (*guardRecord, error) {
+	raw, err := os.ReadFile(recordPath(holds, stack))
 	if errors.Is(err, os.ErrNotExist) {
 		return nil, nil
 	}
@@ -450,7 +510,7 @@ func readRecord(state, stack string) (*guardRecord, error) {
 	}
 	var r guardRecord
 	if err := json.Unmarshal(raw, &r); err != nil {
-		return nil, fmt.Errorf("the record of stack %q's last holder %s: %w", stack, recordPath(state, stack), err)
+		return nil, fmt.Errorf("the record of stack %q's last holder %s: %w", stack, recordPath(holds, stack), err)
 	}
 	return &r, nil
 }
@@ -462,11 +522,11 @@ func (g *stackGuard) writeRecord() error {
 	if err != nil {
 		return err
 	}
-	tmp := recordPath(g.state, g.stack) + ".new"
+	tmp := recordPath(g.holds, g.stack) + ".new"
 	if err := os.WriteFile(tmp, raw, 0o600); err != nil {
 		return fmt.Errorf("recording stack %q's holder: %w", g.stack, err)
 	}
-	if err := os.Rename(tmp, recordPath(g.state, g.stack)); err != nil {
+	if err := os.Rename(tmp, recordPath(g.holds, g.stack)); err != nil {
 		return fmt.Errorf("recording stack %q's holder: %w", g.stack, err)
 	}
 	return nil

@@ -3,6 +3,7 @@ package automation
 import (
 	"bufio"
 	"bytes"
+	"context"
 	"encoding/json"
 	"errors"
 	"fmt"
@@ -16,6 +17,7 @@ import (
 	"testing"
 	"time"
 
+	"github.com/kcp-tmc/kcp-tmc/internal/test/s3backend"
 	"github.com/kcp-tmc/kcp-tmc/pkg/localproc"
 )
 
@@ -23,40 +25,46 @@ import (
 // starts an "engine" that locks it, so that a test can kill them as a CI
 // runner's timeout does.
 func TestMain(m *testing.M) {
-	if state := os.Getenv("KCP_TMC_TEST_HOLD_STACK"); state != "" {
-		holdAndLock(state)
+	if backend := os.Getenv("KCP_TMC_TEST_HOLD_STACK"); backend != "" {
+		holdAndLock(backend)
 	}
 	os.Exit(m.Run())
 }
 
-// holdAndLock holds stack dev of the local backend under state, starts a
-// child process that takes the stack's Pulumi lock as the engine does,
-// prints "engine <pid>" once the hold recorded it, and waits to be killed.
-func holdAndLock(state string) {
-	g, err := holdStack("file://"+state, "", "dev", "up", os.Stdout)
+// holdAndLock holds stack dev of the backend, starts an engine (a sleep
+// named pulumi) that takes the stack's Pulumi lock as the engine does,
+// prints "engine <pid>" once the hold recorded it, and waits to be
+// killed. With KCP_TMC_TEST_LOCK_LATER, the engine is recorded as it
+// starts and the test writes its lock after the kill.
+func holdAndLock(backend string) {
+	g, err := holdStack(backend, "", "dev", "up", os.Stdout)
 	if err != nil {
 		fmt.Println(err)
 		os.Exit(1)
 	}
 	w := g.watchEngine()
-	engine := exec.Command("sleep", "600")
+	sleep, err := exec.LookPath("sleep")
+	if err == nil {
+		err = os.Symlink(sleep, filepath.Join(os.Getenv("KCP_TMC_TEST_ENGINE_DIR"), engineName))
+	}
+	if err != nil {
+		fmt.Println(err)
+		os.Exit(1)
+	}
+	engine := exec.Command(filepath.Join(os.Getenv("KCP_TMC_TEST_ENGINE_DIR"), engineName), "600")
 	if err := engine.Start(); err != nil {
 		fmt.Println(err)
 		os.Exit(1)
 	}
+	later := os.Getenv("KCP_TMC_TEST_LOCK_LATER") != ""
 	host, _ := os.Hostname()
-	raw, _ := json.Marshal(StackLock{Pid: engine.Process.Pid, Username: "ci", Hostname: host, Timestamp: time.Now()})
-	// As the engine's blob store writes it: a temp file renamed.
-	tmp := filepath.Join(LocksDir(state, "dev"), "engine.json.tmp")
-	if err := os.WriteFile(tmp, raw, 0o600); err != nil {
-		fmt.Println(err)
-		os.Exit(1)
+	if !later {
+		if err := writeLock(backend, StackLock{Pid: engine.Process.Pid, Username: "ci", Hostname: host, Timestamp: time.Now()}); err != nil {
+			fmt.Println(err)
+			os.Exit(1)
+		}
 	}
-	if err := os.Rename(tmp, filepath.Join(LocksDir(state, "dev"), "engine.json")); err != nil {
-		fmt.Println(err)
-		os.Exit(1)
-	}
-	for g.recorded() == 0 {
+	for n, locked := g.recorded(); n == 0 || (!later && !locked); n, locked = g.recorded() {
 		time.Sleep(10 * time.Millisecond)
 	}
 	w.stop()
@@ -64,18 +72,46 @@ func holdAndLock(state string) {
 	select {}
 }
 
-func (g *stackGuard) recorded() int {
+// writeLock writes lock as stack dev's engine.json in the backend, as the
+// engine's blob store does: a local file by a temp file renamed, an object
+// whole.
+func writeLock(backend string, lock StackLock) error {
+	raw, _ := json.Marshal(lock)
+	if state, ok := LocalState(backend, ""); ok {
+		tmp := filepath.Join(LocksDir(state, "dev"), "engine.json.tmp")
+		if err := os.MkdirAll(filepath.Dir(tmp), 0o700); err != nil {
+			return err
+		}
+		if err := os.WriteFile(tmp, raw, 0o600); err != nil {
+			return err
+		}
+		return os.Rename(tmp, filepath.Join(LocksDir(state, "dev"), "engine.json"))
+	}
+	b, err := openS3Locks(backend, "dev")
+	if err != nil {
+		return err
+	}
+	defer b.close()
+	return b.bucket.WriteAll(context.Background(), b.prefix+"engine.json", raw, nil)
+}
+
+// recorded is how many engines g recorded, and whether the first one's
+// lock is.
+func (g *stackGuard) recorded() (engines int, locked bool) {
 	g.mu.Lock()
 	defer g.mu.Unlock()
-	return len(g.rec.Engines)
+	return len(g.rec.Engines), len(g.rec.Engines) > 0 && g.rec.Engines[0].Lock != ""
 }
 
 // startHolder runs holdAndLock in a new process and returns it with its
 // engine's pid.
-func startHolder(t *testing.T, state string) (*exec.Cmd, int) {
+func startHolder(t *testing.T, backend string, lockLater bool) (*exec.Cmd, int) {
 	t.Helper()
 	cmd := exec.Command(os.Args[0], "-test.run=^$")
-	cmd.Env = append(os.Environ(), "KCP_TMC_TEST_HOLD_STACK="+state)
+	cmd.Env = append(os.Environ(), "KCP_TMC_TEST_HOLD_STACK="+backend, "KCP_TMC_TEST_ENGINE_DIR="+t.TempDir())
+	if lockLater {
+		cmd.Env = append(cmd.Env, "KCP_TMC_TEST_LOCK_LATER=1")
+	}
 	stdout, err := cmd.StdoutPipe()
 	if err != nil {
 		t.Fatal(err)
@@ -102,16 +138,10 @@ func startHolder(t *testing.T, state string) (*exec.Cmd, int) {
 // Pulumi lock its engine took if, and only if, that engine runs no more
 // and is a process this one can see.
 func TestKilledHolderLeavesNothingToUnlock(t *testing.T) {
-	tests := []struct {
-		name        string
-		killEngine  bool
-		otherPlace  bool // the killed holder ran where its pids mean other processes
-		midWrite    bool // killed as the engine wrote the checkpoint's metadata (fileblob writes it in place)
-		wantErr     string
-		wantLock    bool
-		wantPrinted string
-	}{
+	tests := []killedHolderCase{
 		{name: "holder and engine killed", killEngine: true,
+			wantPrinted: `removed the lock of stack "dev" that a killed kcp-tmc pid `},
+		{name: "killed before it saw the engine's lock", killEngine: true, lockLater: true,
 			wantPrinted: `removed the lock of stack "dev" that a killed kcp-tmc pid `},
 		{name: "killed mid-write", killEngine: true, midWrite: true,
 			wantPrinted: "removed the damaged metadata file "},
@@ -119,66 +149,100 @@ func TestKilledHolderLeavesNothingToUnlock(t *testing.T) {
 		{name: "killed in another container", killEngine: true, otherPlace: true, wantLock: true,
 			wantPrinted: "which this one cannot see: once it runs no more, kcp-tmc unlock --other-host removes it"},
 	}
-	for _, tt := range tests {
-		t.Run(tt.name, func(t *testing.T) {
-			state := t.TempDir()
-			holder, engine := startHolder(t, state)
-			if _, err := holdStack("file://"+state, "", "dev", "up", nil); !errors.Is(err, ErrStackInUse) ||
-				!strings.Contains(err.Error(), fmt.Sprintf("kcp-tmc pid %d on ", holder.Process.Pid)) {
-				t.Fatalf("holding a stack another kcp-tmc holds: err = %v, want ErrStackInUse naming it", err)
+	for _, kind := range []string{"file", "s3"} {
+		for _, tt := range tests {
+			if tt.midWrite && kind != "file" {
+				continue // a bucket replaces each object whole
 			}
-			_ = holder.Process.Kill()
-			_ = holder.Wait()
-			if tt.killEngine {
-				_ = syscall.Kill(engine, syscall.SIGKILL)
-				for localproc.Running(engine) {
-					time.Sleep(10 * time.Millisecond)
-				}
-			}
-			if tt.otherPlace {
-				path := filepath.Join(guardDir(state), "dev.json")
-				raw, _ := os.ReadFile(path)
-				if err := os.WriteFile(path, bytes.Replace(raw, []byte(`"identity":"`), []byte(`"identity":"elsewhere`), 1), 0o600); err != nil {
-					t.Fatal(err)
-				}
-			}
-			sidecar := CheckpointPath(state, "dev") + sidecarExt
-			if tt.midWrite {
-				if err := os.MkdirAll(filepath.Dir(sidecar), 0o700); err != nil {
-					t.Fatal(err)
-				}
-				if err := os.WriteFile(sidecar, nil, 0o600); err != nil {
-					t.Fatal(err)
-				}
-			}
-			var out bytes.Buffer
-			g, err := holdStack("file://"+state, "", "dev", "up", &out)
-			if tt.wantErr != "" {
-				if !errors.Is(err, ErrStackInUse) || !strings.Contains(err.Error(), tt.wantErr) {
-					t.Fatalf("err = %v, want ErrStackInUse saying %q", err, tt.wantErr)
-				}
-			} else {
-				if err != nil {
-					t.Fatalf("holding the stack after the kill: %v", err)
-				}
-				g.release()
-			}
-			if !strings.Contains(out.String(), tt.wantPrinted) {
-				t.Errorf("printed %q, want %q", out.String(), tt.wantPrinted)
-			}
-			if _, err := os.Stat(filepath.Join(LocksDir(state, "dev"), "engine.json")); (err == nil) != tt.wantLock {
-				t.Errorf("the engine's lock is there: %v, want %v", err == nil, tt.wantLock)
-			}
-			// A lock kept for its holder elsewhere stays recorded as such, for
-			// kcp-tmc unlock to ask for --other-host.
-			lock := filepath.Join(LocksDir(state, "dev"), "engine.json")
-			if where, err := LocksElsewhere(state, "dev"); err != nil || (where[lock] != "") != tt.otherPlace {
-				t.Errorf("LocksElsewhere = %v, %v; want the engine's lock there: %v", where, err, tt.otherPlace)
-			}
-			if _, err := os.Stat(sidecar); tt.midWrite && err == nil {
-				t.Errorf("the damaged %s is left: every later command fails to load the checkpoint", sidecar)
-			}
-		})
+			t.Run(kind+"/"+tt.name, func(t *testing.T) { tt.run(t, kind) })
+		}
+	}
+}
+
+type killedHolderCase struct {
+	name        string
+	killEngine  bool
+	lockLater   bool // the holder was killed before it saw its engine's lock
+	otherPlace  bool // the killed holder ran where its pids mean other processes
+	midWrite    bool // killed as the engine wrote the checkpoint's metadata (fileblob writes it in place)
+	wantErr     string
+	wantLock    bool
+	wantPrinted string
+}
+
+func (tt killedHolderCase) run(t *testing.T, kind string) {
+	state := t.TempDir()
+	backend := "file://" + state
+	t.Setenv("XDG_STATE_HOME", t.TempDir()) // where the holds of a bucket's stacks are, for the child too
+	if kind == "s3" {
+		backend = s3backend.Start(t)
+	}
+	locks, err := OpenLocks(backend, "", "dev")
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer locks.Close()
+	holder, engine := startHolder(t, backend, tt.lockLater)
+	if _, err := holdStack(backend, "", "dev", "up", nil); !errors.Is(err, ErrStackInUse) ||
+		!strings.Contains(err.Error(), fmt.Sprintf("kcp-tmc pid %d on ", holder.Process.Pid)) {
+		t.Fatalf("holding a stack another kcp-tmc holds: err = %v, want ErrStackInUse naming it", err)
+	}
+	_ = holder.Process.Kill()
+	_ = holder.Wait()
+	if tt.lockLater {
+		host, _ := os.Hostname()
+		if err := writeLock(backend, StackLock{Pid: engine, Username: "ci", Hostname: host, Timestamp: time.Now()}); err != nil {
+			t.Fatal(err)
+		}
+	}
+	if tt.killEngine {
+		_ = syscall.Kill(engine, syscall.SIGKILL)
+		for localproc.Running(engine) {
+			time.Sleep(10 * time.Millisecond)
+		}
+	}
+	if tt.otherPlace {
+		path := recordPath(locks.holds, "dev")
+		raw, _ := os.ReadFile(path)
+		if err := os.WriteFile(path, bytes.Replace(raw, []byte(`"identity":"`), []byte(`"identity":"elsewhere`), 1), 0o600); err != nil {
+			t.Fatal(err)
+		}
+	}
+	sidecar := CheckpointPath(state, "dev") + sidecarExt
+	if tt.midWrite {
+		if err := os.MkdirAll(filepath.Dir(sidecar), 0o700); err != nil {
+			t.Fatal(err)
+		}
+		if err := os.WriteFile(sidecar, nil, 0o600); err != nil {
+			t.Fatal(err)
+		}
+	}
+	var out bytes.Buffer
+	g, err := holdStack(backend, "", "dev", "up", &out)
+	if tt.wantErr != "" {
+		if !errors.Is(err, ErrStackInUse) || !strings.Contains(err.Error(), tt.wantErr) {
+			t.Fatalf("err = %v, want ErrStackInUse saying %q", err, tt.wantErr)
+		}
+	} else {
+		if err != nil {
+			t.Fatalf("holding the stack after the kill: %v", err)
+		}
+		g.release()
+	}
+	if !strings.Contains(out.String(), tt.wantPrinted) {
+		t.Errorf("printed %q, want %q", out.String(), tt.wantPrinted)
+	}
+	left, err := locks.List()
+	if err != nil || len(left) > 1 || (len(left) == 1) != tt.wantLock {
+		t.Fatalf("the stack's locks after: %v, %v; want the engine's there: %v", left, err, tt.wantLock)
+	}
+	// A lock kept for its holder elsewhere stays recorded as such, for
+	// kcp-tmc unlock to ask for --other-host.
+	if where, err := locks.Elsewhere(); err != nil || (len(left) == 1 && (where[left[0].Path] != "") != tt.otherPlace) {
+		t.Errorf("Elsewhere = %v, %v; want the engine's lock there: %v", where, err, tt.otherPlace)
+	}
+	if _, err := os.Stat(sidecar); tt.midWrite && err == nil {
+		t.Errorf("the damaged %s is left: every later command fails to load the checkpoint", sidecar)
 	}
 }
 
@@ -202,8 +266,8 @@ func TestHoldStackShares(t *testing.T) {
 	if _, err := os.Stat(filepath.Join(guardDir(state), "dev.json")); !os.IsNotExist(err) {
 		t.Errorf("the record is left after the last release (err %v): the next holder would think this one was killed", err)
 	}
-	if g, err := holdStack("s3://bucket", "", "dev", "up", nil); g != nil || err != nil {
-		t.Errorf("a bucket backend: %v, %v; want no hold (its locks cannot be seen)", g, err)
+	if g, err := holdStack("gs://bucket", "", "dev", "up", nil); g != nil || err != nil {
+		t.Errorf("a Google Cloud Storage backend: %v, %v; want no hold (kcp-tmc does not read its locks)", g, err)
 	}
 }
 
@@ -322,7 +386,7 @@ func TestStackInUseNamesTheHolder(t *testing.T) {
 		{"the record of a killed one", localproc.Process{Pid: dead.Process.Pid, Started: 1}, "another kcp-tmc, taking over from a killed kcp-tmc pid "},
 	} {
 		raw, _ := json.Marshal(guardRecord{Process: tc.holder, Host: "vm", Identity: id, Command: "up", Since: time.Now()})
-		if err := os.WriteFile(recordPath(state, "dev"), raw, 0o600); err != nil {
+		if err := os.WriteFile(recordPath(guardDir(state), "dev"), raw, 0o600); err != nil {
 			t.Fatal(err)
 		}
 		if _, err := holdStack("file://"+state, "", "dev", "up", nil); !errors.Is(err, ErrStackInUse) || !strings.Contains(err.Error(), tc.want) {

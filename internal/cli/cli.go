@@ -56,9 +56,9 @@ const usage = `usage: kcp-tmc <command> --stack <dev|staging|prod> [flags]
                  (tls.mode cert-manager: the key cert-manager issued in kcp's
                  cluster; run after up and after each renewal; --cluster one)
   unlock         removes a lock a killed deploy left on the stack's local
-                 state that the next command cannot tell is stale (plain
-                 pulumi's, another machine's: --other-host); refuses while
-                 its process still runs here
+                 or S3 state that the next command cannot tell is stale
+                 (plain pulumi's, another machine's: --other-host);
+                 refuses while its process still runs here
   help [command] this text, or a command's flags (also: <command> --help)
 
 every command takes --stack and --project-dir (default .); exit codes: 0 ok,

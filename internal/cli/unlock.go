@@ -39,20 +39,25 @@ func running(l automation.StackLock, host string) bool {
 	return l.Hostname == host && localproc.Running(l.Pid)
 }
 
-// unlock removes the stale locks of a stack in a local backend. It refuses
-// while a lock's process runs on this machine, and a lock taken on another
-// machine unless otherHost (kcp-tmc cannot see that machine's processes).
+// unlock removes the stale locks of a stack in a local or S3 backend. It
+// refuses while a lock's process runs on this machine, and a lock taken on
+// another machine unless otherHost (kcp-tmc cannot see that machine's
+// processes).
 func unlock(projectDir, stack string, otherHost bool, stdout io.Writer) error {
 	dir, err := filepath.Abs(projectDir)
 	if err != nil {
 		return err
 	}
 	backend := automation.BackendURL(dir, automation.Options{Stack: stack})
-	state, ok := automation.LocalState(backend, dir)
-	if !ok {
-		return fmt.Errorf("%w: the backend %s is not a local directory: remove the stale lock object the error of the "+
-			"killed deploy names (under .pulumi/locks/) once no deploy runs", ErrCheck, backend)
+	store, err := automation.OpenLocks(backend, dir, stack)
+	if err != nil {
+		return err
 	}
+	if store == nil {
+		return fmt.Errorf("%w: kcp-tmc does not read the locks of the backend %s: remove the stale lock object the error "+
+			"of the killed deploy names (under .pulumi/locks/) once no deploy runs", ErrCheck, backend)
+	}
+	defer store.Close()
 	// Holding the stack removes the locks of a killed kcp-tmc's engines
 	// that run no more, and repairs the state; it refuses while a kcp-tmc
 	// or its engine runs on the stack.
@@ -64,13 +69,13 @@ func unlock(projectDir, stack string, otherHost bool, stdout io.Writer) error {
 		return err
 	}
 	defer release()
-	locks, err := automation.StackLocks(state, stack)
+	locks, err := store.List()
 	if err != nil {
 		return err
 	}
 	if len(locks) == 0 {
 		fmt.Fprintf(stdout, "stack %q is not locked\n", stack)
-		return repairState(state, stack, stdout)
+		return repairState(store, stdout)
 	}
 	host, err := os.Hostname()
 	if err != nil {
@@ -78,7 +83,7 @@ func unlock(projectDir, stack string, otherHost bool, stdout io.Writer) error {
 	}
 	// A lock a killed kcp-tmc's engine took in another container that shares
 	// this host's name: its pid means nothing here.
-	elsewhere, err := automation.LocksElsewhere(state, stack)
+	elsewhere, err := store.Elsewhere()
 	if err != nil {
 		return err
 	}
@@ -100,22 +105,22 @@ func unlock(projectDir, stack string, otherHost bool, stdout io.Writer) error {
 		return fmt.Errorf("%w: not unlocking stack %q:\n  %s", ErrCheck, stack, strings.Join(refuse, "\n  "))
 	}
 	for _, l := range locks {
-		if err := automation.RemoveLock(l.Path); err != nil {
+		if err := store.Remove(l); err != nil {
 			return err
 		}
 		fmt.Fprintf(stdout, "removed the lock of %s\n", l)
 	}
-	if err := repairState(state, stack, stdout); err != nil {
+	if err := repairState(store, stdout); err != nil {
 		return err
 	}
 	fmt.Fprintf(stdout, "stack %q unlocked: run kcp-tmc up --stack %s, which finishes what the killed deploy began\n", stack, stack)
 	return nil
 }
 
-// repairState is automation.RepairState, a damaged state it cannot repair
-// being a failed check.
-func repairState(state, stack string, stdout io.Writer) error {
-	if err := automation.RepairState(state, stack, stdout); err != nil {
+// repairState is Locks.Repair, a damaged state it cannot repair being a
+// failed check.
+func repairState(store *automation.Locks, stdout io.Writer) error {
+	if err := store.Repair(stdout); err != nil {
 		return fmt.Errorf("%w: %w", ErrCheck, err)
 	}
 	return nil

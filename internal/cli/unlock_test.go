@@ -12,8 +12,11 @@ import (
 	"testing"
 	"time"
 
+	"gocloud.dev/blob"
+
 	"github.com/kcp-tmc/kcp-tmc/automation"
 	"github.com/kcp-tmc/kcp-tmc/internal/test/proctest"
+	"github.com/kcp-tmc/kcp-tmc/internal/test/s3backend"
 	"github.com/kcp-tmc/kcp-tmc/internal/test/testenv"
 )
 
@@ -26,15 +29,28 @@ func TestMain(m *testing.M) {
 	os.Exit(m.Run())
 }
 
-// writeLock writes a lock file as the engine does for stack dev.
-func writeLock(t *testing.T, projectDir string, l automation.StackLock) string {
+// writeLock writes a lock of stack dev as the engine does, in the local
+// backend of projectDir or in the bucket at backend, and returns its path
+// or key.
+func writeLock(t *testing.T, backend, projectDir string, l automation.StackLock) string {
 	t.Helper()
-	dir := filepath.Join(projectDir, automation.StateDir, ".pulumi", "locks", "organization", automation.ProjectName, "dev")
-	if err := os.MkdirAll(dir, 0o700); err != nil {
+	raw, _ := json.Marshal(l)
+	rel := filepath.Join(".pulumi", "locks", "organization", automation.ProjectName, "dev", "lock.json")
+	if backend != "" {
+		bucket, err := blob.OpenBucket(context.Background(), backend)
+		if err != nil {
+			t.Fatal(err)
+		}
+		defer bucket.Close()
+		if err := bucket.WriteAll(context.Background(), rel, raw, nil); err != nil {
+			t.Fatal(err)
+		}
+		return rel
+	}
+	path := filepath.Join(projectDir, automation.StateDir, rel)
+	if err := os.MkdirAll(filepath.Dir(path), 0o700); err != nil {
 		t.Fatal(err)
 	}
-	raw, _ := json.Marshal(l)
-	path := filepath.Join(dir, "lock.json")
 	if err := os.WriteFile(path, raw, 0o600); err != nil {
 		t.Fatal(err)
 	}
@@ -53,15 +69,7 @@ func deadPid(t *testing.T) int {
 
 func TestUnlock(t *testing.T) {
 	host, _ := os.Hostname()
-	tests := []struct {
-		name      string
-		lock      *automation.StackLock
-		args      []string
-		wantErr   string // "" = unlocks
-		wantKept  bool
-		wantPrint string
-		elsewhere bool // the lock is recorded as taken by a killed kcp-tmc's engine in another container
-	}{
+	tests := []unlockTest{
 		{"not locked", nil, nil, "", false, `stack "dev" is not locked`, false},
 		{"owner still runs here", &automation.StackLock{Pid: os.Getpid(), Username: "ci", Hostname: host}, nil, "still runs: wait for it to end", true, "", false},
 		{"owner gone", &automation.StackLock{Pid: deadPid(t), Username: "ci", Hostname: host}, nil, "", false, "removed the lock of ci@" + host, false},
@@ -70,42 +78,75 @@ func TestUnlock(t *testing.T) {
 		{"another container with this host's name", &automation.StackLock{Pid: deadPid(t), Username: "ci", Hostname: host}, nil, "whose processes kcp-tmc cannot see from here", true, "", true},
 		{"another container, confirmed", &automation.StackLock{Pid: deadPid(t), Username: "ci", Hostname: host}, []string{"--other-host"}, "", false, "removed the lock of ci@" + host, true},
 	}
-	for _, tt := range tests {
-		t.Run(tt.name, func(t *testing.T) {
-			dir := t.TempDir()
-			var path string
-			if tt.lock != nil {
-				tt.lock.Timestamp = time.Now()
-				path = writeLock(t, dir, *tt.lock)
-			}
-			if tt.elsewhere {
-				record := filepath.Join(dir, automation.StateDir, ".kcp-tmc", "stacks", "dev.json")
-				raw, _ := json.Marshal(map[string]any{"pid": deadPid(t), "identity": "other-container", "command": "up",
-					"engines": []map[string]any{{"pid": tt.lock.Pid, "started": 1, "lock": path}}})
-				if err := os.MkdirAll(filepath.Dir(record), 0o700); err != nil {
-					t.Fatal(err)
-				}
-				if err := os.WriteFile(record, raw, 0o600); err != nil {
-					t.Fatal(err)
-				}
-			}
-			var stdout, stderr bytes.Buffer
-			err := Run(context.Background(), append([]string{"unlock", "--stack", "dev", "--project-dir", dir}, tt.args...), &stdout, &stderr)
-			if tt.wantErr == "" && err != nil {
-				t.Fatalf("unlock: %v", err)
-			}
-			if tt.wantErr != "" && (err == nil || !errors.Is(err, ErrCheck) || !strings.Contains(err.Error(), tt.wantErr)) {
-				t.Fatalf("unlock: err = %v, want a refusal saying %q", err, tt.wantErr)
-			}
-			if path != "" {
-				if _, statErr := os.Stat(path); (statErr == nil) != tt.wantKept {
-					t.Errorf("lock kept = %v, want %v", statErr == nil, tt.wantKept)
-				}
-			}
-			if !strings.Contains(stdout.String(), tt.wantPrint) {
-				t.Errorf("stdout %q lacks %q", stdout.String(), tt.wantPrint)
-			}
-		})
+	for _, kind := range []string{"file", "s3"} {
+		for _, tt := range tests {
+			t.Run(kind+"/"+tt.name, func(t *testing.T) {
+				tt.run(t, kind)
+			})
+		}
+	}
+}
+
+type unlockTest struct {
+	name      string
+	lock      *automation.StackLock
+	args      []string
+	wantErr   string // "" = unlocks
+	wantKept  bool
+	wantPrint string
+	elsewhere bool // the lock is recorded as taken by a killed kcp-tmc's engine in another container
+}
+
+func (tt unlockTest) run(t *testing.T, kind string) {
+	dir := t.TempDir()
+	backend, url := "", "file://"+filepath.Join(dir, automation.StateDir)
+	holds := filepath.Join(dir, automation.StateDir, ".kcp-tmc", "stacks")
+	if kind == "s3" {
+		backend = s3backend.Start(t)
+		url = backend
+		t.Setenv("PULUMI_BACKEND_URL", backend)
+		t.Setenv("XDG_STATE_HOME", t.TempDir())
+		var err error
+		if holds, err = automation.HoldsDir(backend); err != nil {
+			t.Fatal(err)
+		}
+	}
+	var path string
+	if tt.lock != nil {
+		tt.lock.Timestamp = time.Now()
+		path = writeLock(t, backend, dir, *tt.lock)
+	}
+	if tt.elsewhere {
+		record := filepath.Join(holds, "dev.json")
+		raw, _ := json.Marshal(map[string]any{"pid": deadPid(t), "identity": "other-container", "command": "up",
+			"engines": []map[string]any{{"pid": tt.lock.Pid, "started": 1, "lock": path}}})
+		if err := os.MkdirAll(filepath.Dir(record), 0o700); err != nil {
+			t.Fatal(err)
+		}
+		if err := os.WriteFile(record, raw, 0o600); err != nil {
+			t.Fatal(err)
+		}
+	}
+	var stdout, stderr bytes.Buffer
+	err := Run(context.Background(), append([]string{"unlock", "--stack", "dev", "--project-dir", dir}, tt.args...), &stdout, &stderr)
+	if tt.wantErr == "" && err != nil {
+		t.Fatalf("unlock: %v", err)
+	}
+	if tt.wantErr != "" && (err == nil || !errors.Is(err, ErrCheck) || !strings.Contains(err.Error(), tt.wantErr)) {
+		t.Fatalf("unlock: err = %v, want a refusal saying %q", err, tt.wantErr)
+	}
+	if path != "" {
+		store, err := automation.OpenLocks(url, dir, "dev")
+		if err != nil {
+			t.Fatal(err)
+		}
+		defer store.Close()
+		if left, err := store.List(); err != nil || (len(left) == 1) != tt.wantKept {
+			t.Errorf("locks left: %v (%v), want the lock kept: %v", left, err, tt.wantKept)
+		}
+	}
+	if !strings.Contains(stdout.String(), tt.wantPrint) {
+		t.Errorf("stdout %q lacks %q", stdout.String(), tt.wantPrint)
 	}
 }
 
@@ -116,40 +157,57 @@ func TestUnlock(t *testing.T) {
 // changes. So also for an up with --skip-checkpoints, whose work the state
 // does not know at all: the next up does it again.
 func TestKilledDeployRecovers(t *testing.T) {
-	for _, flags := range [][]string{nil, {"--skip-checkpoints"}} {
-		t.Run(strings.Join(append([]string{"up"}, flags...), " "), func(t *testing.T) {
-			dir, _ := testenv.Project(t, "dev", nil)
-			cmd := exec.Command(os.Args[0], append([]string{"up", "--stack", "dev", "--project-dir", dir}, flags...)...)
-			cmd.Env = append(os.Environ(), "KCP_TMC_TEST_AS_CLI=1")
-			if out, err := proctest.KillDuring(cmd, "creating", 0); err != nil {
-				t.Fatalf("the up ended before it created anything: %v\n%s", err, out)
-			}
-			locks, err := automation.StackLocks(filepath.Join(dir, automation.StateDir), "dev")
-			if err != nil || len(locks) != 1 {
-				t.Fatalf("locks after the killed up: %v (%v), want the one it took", locks, err)
-			}
+	for _, backend := range []string{"file", "s3"} {
+		for _, flags := range [][]string{nil, {"--skip-checkpoints"}} {
+			t.Run(backend+"/"+strings.Join(append([]string{"up"}, flags...), " "), func(t *testing.T) {
+				killedDeployRecovers(t, backend, flags)
+			})
+		}
+	}
+}
 
-			run := func(args ...string) (string, error) {
-				var stdout, stderr bytes.Buffer
-				err := Run(context.Background(), append([]string{args[0], "--stack", "dev", "--project-dir", dir}, args[1:]...), &stdout, &stderr)
-				return stdout.String() + stderr.String(), err
-			}
-			out, err := run("up")
-			if err != nil {
-				t.Fatalf("up after a killed deploy: %v\n%s", err, out)
-			}
-			if !strings.Contains(out, `removed the lock of stack "dev" that a killed kcp-tmc pid `) {
-				t.Errorf("the up did not say it removed the killed deploy's lock:\n%s", out)
-			}
-			// What the killed up was creating, redone, is no longer pending:
-			// the engine does not warn of it on every later up.
-			if _, pending := testenv.Checkpoint(t, "file://"+filepath.Join(dir, automation.StateDir)); len(pending) != 0 {
-				t.Errorf("the state after the recovered up has operations pending: %v\n%s", pending, out)
-			}
-			if out, err := run("preview", "--expect-no-changes"); err != nil {
-				t.Fatalf("preview after the recovered up: %v\n%s", err, out)
-			}
-		})
+func killedDeployRecovers(t *testing.T, backend string, flags []string) {
+	dir, _ := testenv.Project(t, "dev", nil)
+	url := "file://" + filepath.Join(dir, automation.StateDir)
+	if backend == "s3" {
+		url = s3backend.Start(t)
+		t.Setenv("PULUMI_BACKEND_URL", url)
+		t.Setenv("XDG_STATE_HOME", t.TempDir()) // kcp-tmc's holds of the bucket's stacks
+	}
+	cmd := exec.Command(os.Args[0], append([]string{"up", "--stack", "dev", "--project-dir", dir}, flags...)...)
+	cmd.Env = append(os.Environ(), "KCP_TMC_TEST_AS_CLI=1")
+	if out, err := proctest.KillDuring(cmd, "creating", 0); err != nil {
+		t.Fatalf("the up ended before it created anything: %v\n%s", err, out)
+	}
+	store, err := automation.OpenLocks(url, dir, "dev")
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer store.Close()
+	locks, err := store.List()
+	if err != nil || len(locks) != 1 {
+		t.Fatalf("locks after the killed up: %v (%v), want the one it took", locks, err)
+	}
+
+	run := func(args ...string) (string, error) {
+		var stdout, stderr bytes.Buffer
+		err := Run(context.Background(), append([]string{args[0], "--stack", "dev", "--project-dir", dir}, args[1:]...), &stdout, &stderr)
+		return stdout.String() + stderr.String(), err
+	}
+	out, err := run("up")
+	if err != nil {
+		t.Fatalf("up after a killed deploy: %v\n%s", err, out)
+	}
+	if !strings.Contains(out, `removed the lock of stack "dev" that a killed kcp-tmc pid `) {
+		t.Errorf("the up did not say it removed the killed deploy's lock:\n%s", out)
+	}
+	// What the killed up was creating, redone, is no longer pending:
+	// the engine does not warn of it on every later up.
+	if _, pending := testenv.Checkpoint(t, url); len(pending) != 0 {
+		t.Errorf("the state after the recovered up has operations pending: %v\n%s", pending, out)
+	}
+	if out, err := run("preview", "--expect-no-changes"); err != nil {
+		t.Fatalf("preview after the recovered up: %v\n%s", err, out)
 	}
 }
 

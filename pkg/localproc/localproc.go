@@ -77,6 +77,45 @@ func Descends(pid, ancestor int) bool {
 	return false
 }
 
+// Children returns the running children of process pid whose command name
+// is name (/proc/<pid>/task/*/children; without it, every process's ppid).
+func Children(pid int, name string) []Process {
+	var pids []int
+	tasks, _ := filepath.Glob(fmt.Sprintf("/proc/%d/task/*/children", pid))
+	for _, task := range tasks {
+		raw, err := os.ReadFile(task)
+		if err != nil {
+			continue
+		}
+		for _, f := range strings.Fields(string(raw)) {
+			if child, err := strconv.Atoi(f); err == nil {
+				pids = append(pids, child)
+			}
+		}
+	}
+	if len(tasks) == 0 { // a kernel without CONFIG_PROC_CHILDREN
+		entries, _ := os.ReadDir("/proc")
+		for _, e := range entries {
+			if child, err := strconv.Atoi(e.Name()); err == nil {
+				if fields, err := stat(child); err == nil && fields[1] == strconv.Itoa(pid) {
+					pids = append(pids, child)
+				}
+			}
+		}
+	}
+	var children []Process
+	for _, child := range pids {
+		comm, err := os.ReadFile(fmt.Sprintf("/proc/%d/comm", child))
+		if err != nil || strings.TrimSpace(string(comm)) != name {
+			continue
+		}
+		if p, err := Find(child); err == nil {
+			children = append(children, p)
+		}
+	}
+	return children
+}
+
 // stat is /proc/<pid>/stat after "pid (comm)", which may hold spaces:
 // state, ppid, … (stat(5) field 3 on).
 func stat(pid int) ([]string, error) {

@@ -125,6 +125,12 @@ func TestProcessNamesOneProcess(t *testing.T) {
 	if !Descends(p.Pid, os.Getpid()) || Descends(os.Getpid(), p.Pid) || Descends(os.Getpid(), os.Getpid()) {
 		t.Errorf("Descends: the child descends from this process, and not the other way round")
 	}
+	if got := Children(os.Getpid(), "sleep"); !slices.Contains(got, p) {
+		t.Errorf("Children(this process, sleep) = %v, want the child %v among them", got, p)
+	}
+	if got := Children(os.Getpid(), "pulumi"); len(got) != 0 {
+		t.Errorf("Children(this process, pulumi) = %v, want none (the name is matched)", got)
+	}
 	_ = child.Process.Kill()
 	_ = child.Wait()
 	if p.Running() {

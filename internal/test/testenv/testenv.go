@@ -7,7 +7,6 @@ import (
 	"encoding/json"
 	"os"
 	"path/filepath"
-	"strings"
 	"testing"
 
 	"gopkg.in/yaml.v3"
@@ -112,11 +111,16 @@ func copyFile(t testing.TB, src, dst string) {
 }
 
 // Checkpoint is what a test reads of the dev stack's state in the local
-// backend at backendURL: how many resources it holds, and the URNs of the
-// operations a killed deploy left pending.
+// or S3 backend at backendURL: how many resources it holds, and the URNs
+// of the operations a killed deploy left pending.
 func Checkpoint(t testing.TB, backendURL string) (resources int, pending []string) {
 	t.Helper()
-	raw, err := os.ReadFile(automation.CheckpointPath(strings.TrimPrefix(backendURL, "file://"), "dev"))
+	locks, err := automation.OpenLocks(backendURL, "", "dev")
+	if err != nil || locks == nil {
+		t.Fatalf("opening the dev stack's state in %s: %v", backendURL, err)
+	}
+	defer locks.Close()
+	raw, err := locks.Checkpoint()
 	if err != nil {
 		t.Fatal(err)
 	}

@@ -1,0 +1,313 @@
+package automation
+
+import (
+	"context"
+	"crypto/sha256"
+	"encoding/hex"
+	"encoding/json"
+	"errors"
+	"fmt"
+	"io"
+	"net/url"
+	"os"
+	"path"
+	"path/filepath"
+	"strings"
+	"time"
+
+	"gocloud.dev/blob"
+	_ "gocloud.dev/blob/s3blob" // s3://, as the engine opens it
+	"gocloud.dev/gcerrors"
+)
+
+// Locks are the Pulumi locks of one stack in a self-managed backend, and
+// where kcp-tmc holds that stack (stackGuard): a local directory (file://)
+// keeps both, in its .pulumi/locks and .kcp-tmc/stacks; an S3 bucket keeps
+// the locks, and this machine the hold (HoldsDir).
+type Locks struct {
+	lockStore
+	stack string
+	holds string // the hold's directory: its kernel lock and record
+	state string // a local backend's directory; "" for a bucket
+}
+
+// lockStore is where a backend keeps one stack's locks. A lock's Path is
+// its file or its key in the bucket.
+type lockStore interface {
+	list() ([]StackLock, error)
+	read(path string) (StackLock, error) // wraps os.ErrNotExist once removed
+	remove(path string) error
+	// watch calls changed once, then as locks may have been taken, until
+	// it returns true or stop is called.
+	watch(changed func() bool) (stop func(), err error)
+	String() string // where the locks are, for messages
+	// checkpoint reads the stack's checkpoint (the state's latest file).
+	checkpoint() ([]byte, error)
+	close()
+}
+
+// OpenLocks opens the locks of stack in the backend at backendURL, run in
+// projectDir; nil for a backend whose locks kcp-tmc does not read (Pulumi
+// Cloud, which has its own; gs://, azblob://).
+func OpenLocks(backendURL, projectDir, stack string) (*Locks, error) {
+	if state, ok := LocalState(backendURL, projectDir); ok {
+		return &Locks{lockStore: dirLocks{state, stack}, stack: stack, holds: guardDir(state), state: state}, nil
+	}
+	if !strings.HasPrefix(backendURL, "s3://") {
+		return nil, nil
+	}
+	b, err := openS3Locks(backendURL, stack)
+	if err != nil {
+		return nil, err
+	}
+	holds, err := HoldsDir(backendURL)
+	if err != nil {
+		b.close()
+		return nil, err
+	}
+	return &Locks{lockStore: b, stack: stack, holds: holds}, nil
+}
+
+// List reads the stack's locks.
+func (l *Locks) List() ([]StackLock, error) { return l.list() }
+
+// Checkpoint reads the stack's checkpoint as the backend keeps it.
+func (l *Locks) Checkpoint() ([]byte, error) { return l.checkpoint() }
+
+// Remove removes one of them.
+func (l *Locks) Remove(lock StackLock) error { return l.remove(lock.Path) }
+
+// Close releases what opening them took (nothing for nil).
+func (l *Locks) Close() {
+	if l != nil {
+		l.close()
+	}
+}
+
+// Elsewhere returns the locks that the record of the stack's last holder
+// keeps as taken by engines on another machine, boot or pid namespace, by
+// path, with where.
+func (l *Locks) Elsewhere() (map[string]string, error) {
+	rec, err := readRecord(l.holds, l.stack)
+	if rec == nil {
+		return nil, err
+	}
+	where := map[string]string{}
+	for _, e := range rec.Engines {
+		if e.Elsewhere != "" {
+			where[e.Lock] = e.Elsewhere
+		}
+	}
+	return where, nil
+}
+
+// Repair undoes what a kill mid-write leaves in a local backend
+// (RepairState); a bucket replaces each object whole.
+func (l *Locks) Repair(out io.Writer) error {
+	if l.state == "" {
+		return nil
+	}
+	return RepairState(l.state, l.stack, out)
+}
+
+// HoldsDir is where kcp-tmc on this machine holds the stacks of the bucket
+// backend at backendURL: under $XDG_STATE_HOME (~/.local/state), one
+// directory per URL. A holder elsewhere, or one that spells the URL
+// otherwise, is not seen: its locks are left to kcp-tmc unlock.
+func HoldsDir(backendURL string) (string, error) {
+	base := os.Getenv("XDG_STATE_HOME")
+	if base == "" {
+		home, err := os.UserHomeDir()
+		if err != nil {
+			return "", fmt.Errorf("where to hold the stacks of %s: %w", redactURL(backendURL), err)
+		}
+		base = filepath.Join(home, ".local", "state")
+	}
+	sum := sha256.Sum256([]byte(backendURL))
+	return filepath.Join(base, "kcp-tmc", "holds", hex.EncodeToString(sum[:8])), nil
+}
+
+// dirLocks is one stack's locks in the local backend under state.
+type dirLocks struct{ state, stack string }
+
+func (d dirLocks) list() ([]StackLock, error)          { return StackLocks(d.state, d.stack) }
+func (d dirLocks) read(path string) (StackLock, error) { return readLock(path) }
+func (d dirLocks) remove(path string) error            { return RemoveLock(path) }
+func (d dirLocks) watch(changed func() bool) (func(), error) {
+	return watchDir(LocksDir(d.state, d.stack), changed)
+}
+func (d dirLocks) String() string { return LocksDir(d.state, d.stack) }
+func (d dirLocks) checkpoint() ([]byte, error) {
+	return os.ReadFile(CheckpointPath(d.state, d.stack))
+}
+func (d dirLocks) close() {}
+
+// s3Locks is a stack's lock prefix in an S3 bucket.
+type s3Locks struct {
+	bucket      *blob.Bucket
+	prefix      string // <bucket path>/.pulumi/locks/organization/<project>/<stack>/
+	checkpointK string // <bucket path>/.pulumi/stacks/<project>/<stack>.json
+	url         string // without credentials
+}
+
+// openS3Locks opens the bucket as the engine does (pulumi v3.274
+// backend/diy New: massageBlobPath, then a prefixed bucket for the URL's
+// path), with the gocloud.dev the engine's go.mod pins; credentials and
+// region come from the same AWS configuration.
+func openS3Locks(backendURL, stack string) (*s3Locks, error) {
+	u, err := engineS3URL(backendURL)
+	if err != nil {
+		return nil, fmt.Errorf("backend %s: %w", redactURL(backendURL), err)
+	}
+	p, err := url.Parse(u)
+	if err != nil {
+		return nil, fmt.Errorf("backend %s: %w", redactURL(backendURL), err)
+	}
+	ctx, cancel := context.WithTimeout(context.Background(), time.Minute)
+	defer cancel()
+	bucket, err := blob.OpenBucket(ctx, u)
+	if err != nil {
+		return nil, fmt.Errorf("opening the locks of stack %q in %s: %w", stack, redactURL(backendURL), err)
+	}
+	root := strings.Trim(p.Path, "/") // the engine's prefixed bucket
+	return &s3Locks{bucket: bucket, url: redactURL(backendURL),
+		prefix:      strings.TrimPrefix(path.Join(root, ".pulumi", "locks", "organization", ProjectName, stack)+"/", "/"),
+		checkpointK: strings.TrimPrefix(path.Join(root, ".pulumi", "stacks", ProjectName, stack+".json"), "/")}, nil
+}
+
+// engineS3URL rewrites the query parameters of the AWS SDK v1 that the
+// engine still accepts (pulumi v3.274 backend/diy translateLegacyS3Params):
+// disableSSL, an endpoint without a scheme, and, for an endpoint that is
+// not AWS, checksums only when required.
+func engineS3URL(raw string) (string, error) {
+	u, err := url.Parse(raw)
+	if err != nil {
+		return "", err
+	}
+	q := u.Query()
+	disableSSL := false
+	if v, ok := q["disableSSL"]; ok {
+		if disableSSL, err = parseBool(v[len(v)-1]); err != nil {
+			return "", fmt.Errorf("query parameter disableSSL: %w", err)
+		}
+		q.Del("disableSSL")
+		if !strings.Contains(q.Get("endpoint"), "://") {
+			q.Set("disable_https", fmt.Sprint(disableSSL))
+		}
+	}
+	if endpoint := q.Get("endpoint"); endpoint != "" {
+		if !strings.Contains(endpoint, "://") {
+			scheme := "https"
+			if disableSSL {
+				scheme = "http"
+			}
+			q.Set("endpoint", scheme+"://"+endpoint)
+		}
+		if q.Get("request_checksum_calculation") == "" && os.Getenv("AWS_REQUEST_CHECKSUM_CALCULATION") == "" {
+			q.Set("request_checksum_calculation", "when_required")
+		}
+		// Not the engine's: stores that answer without checksums would
+		// have the SDK warn on every read of a lock.
+		if q.Get("response_checksum_validation") == "" && os.Getenv("AWS_RESPONSE_CHECKSUM_VALIDATION") == "" {
+			q.Set("response_checksum_validation", "when_required")
+		}
+	}
+	u.RawQuery = q.Encode()
+	return u.String(), nil
+}
+
+func parseBool(s string) (bool, error) {
+	switch strings.ToLower(s) {
+	case "1", "t", "true":
+		return true, nil
+	case "0", "f", "false":
+		return false, nil
+	}
+	return false, fmt.Errorf("%q is not a boolean", s)
+}
+
+// redactURL is u without a user or password.
+func redactURL(u string) string {
+	p, err := url.Parse(u)
+	if err != nil || p.User == nil {
+		return u
+	}
+	p.User = nil
+	return p.String()
+}
+
+func (b *s3Locks) ctx() (context.Context, context.CancelFunc) {
+	return context.WithTimeout(context.Background(), time.Minute)
+}
+
+func (b *s3Locks) list() ([]StackLock, error) {
+	ctx, cancel := b.ctx()
+	defer cancel()
+	it := b.bucket.List(&blob.ListOptions{Prefix: b.prefix, Delimiter: "/"})
+	var locks []StackLock
+	for {
+		o, err := it.Next(ctx)
+		if errors.Is(err, io.EOF) {
+			return locks, nil
+		}
+		if err != nil {
+			return nil, fmt.Errorf("listing the locks in %s: %w", b, err)
+		}
+		if o.IsDir || !strings.HasSuffix(o.Key, ".json") {
+			continue
+		}
+		l, err := b.read(o.Key)
+		if errors.Is(err, os.ErrNotExist) {
+			continue // its operation ended
+		}
+		if err != nil {
+			return nil, err
+		}
+		locks = append(locks, l)
+	}
+}
+
+func (b *s3Locks) read(key string) (StackLock, error) {
+	ctx, cancel := b.ctx()
+	defer cancel()
+	raw, err := b.bucket.ReadAll(ctx, key)
+	if gcerrors.Code(err) == gcerrors.NotFound {
+		return StackLock{}, fmt.Errorf("reading lock %s: %w", key, os.ErrNotExist)
+	}
+	if err != nil {
+		return StackLock{}, fmt.Errorf("reading lock %s in %s: %w", key, b, err)
+	}
+	l := StackLock{Path: key}
+	if err := json.Unmarshal(raw, &l); err != nil {
+		return StackLock{}, fmt.Errorf("lock %s in %s is not a Pulumi lock: %w", key, b, err)
+	}
+	return l, nil
+}
+
+func (b *s3Locks) remove(key string) error {
+	ctx, cancel := b.ctx()
+	defer cancel()
+	if err := b.bucket.Delete(ctx, key); err != nil && gcerrors.Code(err) != gcerrors.NotFound {
+		return fmt.Errorf("removing lock %s in %s: %w", key, b, err)
+	}
+	return nil
+}
+
+// watch lists the locks every 100 ms: a bucket tells nobody of a new
+// object. The engine takes its lock within seconds of its start, after
+// which changed reports it found it and the listing stops; after two
+// minutes it stops anyway (the engine's process is recorded already, by
+// which its lock is found too).
+func (b *s3Locks) watch(changed func() bool) (func(), error) {
+	until := time.Now().Add(2 * time.Minute)
+	return poll(100*time.Millisecond, func() bool { return changed() || time.Now().After(until) }), nil
+}
+
+func (b *s3Locks) checkpoint() ([]byte, error) {
+	ctx, cancel := b.ctx()
+	defer cancel()
+	return b.bucket.ReadAll(ctx, b.checkpointK)
+}
+
+func (b *s3Locks) String() string { return b.url + " " + b.prefix }
+func (b *s3Locks) close()         { b.bucket.Close() }
