@@ -57,7 +57,8 @@ func Up(ctx context.Context, s auto.Stack, out io.Writer, opts ...optup.Option) 
 // (--clear-pending-creates) of the stack's root alone, so that no resource
 // is read. The flag drops them all: it runs only when every pending
 // operation is such a create (otherwise the engine's warning stays and
-// names them). Only with a local backend, whose checkpoint kcp-tmc reads.
+// names them). Only with a local or S3 backend, whose checkpoint kcp-tmc
+// reads.
 func clearRedoneCreates(ctx context.Context, s auto.Stack, out io.Writer) {
 	locks := locksOf(s)
 	defer locks.Close()
@@ -105,6 +106,11 @@ func clearRedoneCreates(ctx context.Context, s auto.Stack, out io.Writer) {
 func healKilledHelmOperations(ctx context.Context, s auto.Stack, out io.Writer) {
 	locks := locksOf(s)
 	defer locks.Close()
+	// Only in a local backend: in a bucket, an up on another machine may
+	// take the stack between the look for a lock below and the removal.
+	if locks == nil || !locks.Local() {
+		return
+	}
 	if pending, known := pendingHelmOperation(locks); !known || !pending {
 		return
 	}

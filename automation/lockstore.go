@@ -10,14 +10,15 @@ import (
 	"io"
 	"net/url"
 	"os"
-	"path"
 	"path/filepath"
+	"strconv"
 	"strings"
 	"time"
 
 	"gocloud.dev/blob"
 	_ "gocloud.dev/blob/s3blob" // s3://, as the engine opens it
 	"gocloud.dev/gcerrors"
+	"sigs.k8s.io/yaml"
 )
 
 // Locks are the Pulumi locks of one stack in a self-managed backend, and
@@ -57,7 +58,7 @@ func OpenLocks(backendURL, projectDir, stack string) (*Locks, error) {
 		return nil, nil
 	}
 	b, err := openS3Locks(backendURL, stack)
-	if err != nil {
+	if b == nil {
 		return nil, err
 	}
 	holds, err := HoldsDir(backendURL)
@@ -101,6 +102,10 @@ func (l *Locks) Elsewhere() (map[string]string, error) {
 	return where, nil
 }
 
+// Local reports whether the stack's state is a local directory (else a
+// bucket, which machines share).
+func (l *Locks) Local() bool { return l.state != "" }
+
 // Repair undoes what a kill mid-write leaves in a local backend
 // (RepairState); a bucket replaces each object whole.
 func (l *Locks) Repair(out io.Writer) error {
@@ -112,8 +117,9 @@ func (l *Locks) Repair(out io.Writer) error {
 
 // HoldsDir is where kcp-tmc on this machine holds the stacks of the bucket
 // backend at backendURL: under $XDG_STATE_HOME (~/.local/state), one
-// directory per URL. A holder elsewhere, or one that spells the URL
-// otherwise, is not seen: its locks are left to kcp-tmc unlock.
+// directory per URL (as the engine reads it, its query sorted). A holder
+// elsewhere, or one that names the bucket otherwise (another endpoint
+// spelling), is not seen: its locks are left to kcp-tmc unlock.
 func HoldsDir(backendURL string) (string, error) {
 	base := os.Getenv("XDG_STATE_HOME")
 	if base == "" {
@@ -122,6 +128,9 @@ func HoldsDir(backendURL string) (string, error) {
 			return "", fmt.Errorf("where to hold the stacks of %s: %w", redactURL(backendURL), err)
 		}
 		base = filepath.Join(home, ".local", "state")
+	}
+	if u, err := engineS3URL(backendURL); err == nil {
+		backendURL = strings.TrimSuffix(u, "/")
 	}
 	sum := sha256.Sum256([]byte(backendURL))
 	return filepath.Join(base, "kcp-tmc", "holds", hex.EncodeToString(sum[:8])), nil
@@ -153,7 +162,10 @@ type s3Locks struct {
 // openS3Locks opens the bucket as the engine does (pulumi v3.274
 // backend/diy New: massageBlobPath, then a prefixed bucket for the URL's
 // path), with the gocloud.dev the engine's go.mod pins; credentials and
-// region come from the same AWS configuration.
+// region come from the same AWS configuration. nil for a state in the
+// legacy layout (no .pulumi/meta.yaml of version 1 or more, in a bucket
+// that has state; meta.go ensurePulumiMeta), whose keys kcp-tmc does not
+// read.
 func openS3Locks(backendURL, stack string) (*s3Locks, error) {
 	u, err := engineS3URL(backendURL)
 	if err != nil {
@@ -169,10 +181,49 @@ func openS3Locks(backendURL, stack string) (*s3Locks, error) {
 	if err != nil {
 		return nil, fmt.Errorf("opening the locks of stack %q in %s: %w", stack, redactURL(backendURL), err)
 	}
-	root := strings.Trim(p.Path, "/") // the engine's prefixed bucket
-	return &s3Locks{bucket: bucket, url: redactURL(backendURL),
-		prefix:      strings.TrimPrefix(path.Join(root, ".pulumi", "locks", "organization", ProjectName, stack)+"/", "/"),
-		checkpointK: strings.TrimPrefix(path.Join(root, ".pulumi", "stacks", ProjectName, stack+".json"), "/")}, nil
+	root := strings.TrimLeft(p.Path, "/") // the engine's prefixed bucket
+	if root != "" && !strings.HasSuffix(root, "/") {
+		root += "/"
+	}
+	b := &s3Locks{bucket: bucket, url: redactURL(backendURL),
+		prefix:      root + ".pulumi/locks/organization/" + ProjectName + "/" + stack + "/",
+		checkpointK: root + ".pulumi/stacks/" + ProjectName + "/" + stack + ".json"}
+	legacy, err := b.legacyLayout(root)
+	if err != nil || legacy {
+		bucket.Close()
+		return nil, err
+	}
+	return b, nil
+}
+
+// legacyLayout reports whether the state under root is in the engine's
+// legacy layout: its .pulumi/meta.yaml says version 0, or there is none in
+// a bucket that has state (a new one gets the project layout, unless
+// PULUMI_DIY_BACKEND_LEGACY_LAYOUT asks otherwise).
+func (b *s3Locks) legacyLayout(root string) (bool, error) {
+	ctx, cancel := b.ctx()
+	defer cancel()
+	raw, err := b.bucket.ReadAll(ctx, root+".pulumi/meta.yaml")
+	if err == nil {
+		var meta struct {
+			Version int `json:"version"`
+		}
+		if err := yaml.Unmarshal(raw, &meta); err != nil {
+			return false, fmt.Errorf("%s: .pulumi/meta.yaml: %w", b.url, err)
+		}
+		return meta.Version == 0, nil
+	}
+	if gcerrors.Code(err) != gcerrors.NotFound {
+		return false, fmt.Errorf("reading %s .pulumi/meta.yaml: %w", b.url, err)
+	}
+	if v, _ := strconv.ParseBool(os.Getenv("PULUMI_DIY_BACKEND_LEGACY_LAYOUT")); v {
+		return true, nil
+	}
+	_, err = b.bucket.List(&blob.ListOptions{Prefix: root + ".pulumi/"}).Next(ctx)
+	if errors.Is(err, io.EOF) {
+		return false, nil
+	}
+	return err == nil, err
 }
 
 // engineS3URL rewrites the query parameters of the AWS SDK v1 that the
@@ -236,8 +287,9 @@ func redactURL(u string) string {
 	return p.String()
 }
 
+// ctx bounds each request: a watch's stop waits for one in flight.
 func (b *s3Locks) ctx() (context.Context, context.CancelFunc) {
-	return context.WithTimeout(context.Background(), time.Minute)
+	return context.WithTimeout(context.Background(), 15*time.Second)
 }
 
 func (b *s3Locks) list() ([]StackLock, error) {
@@ -303,10 +355,33 @@ func (b *s3Locks) watch(changed func() bool) (func(), error) {
 	return poll(100*time.Millisecond, func() bool { return changed() || time.Now().After(until) }), nil
 }
 
+// checkpoint reads <stack>.json, if it is the newest of the engine's
+// variants (pulumi v3.274 backend/diy stackPath: .json, .json.gz,
+// .json.zst); a compressed one is not read.
 func (b *s3Locks) checkpoint() ([]byte, error) {
 	ctx, cancel := b.ctx()
 	defer cancel()
-	return b.bucket.ReadAll(ctx, b.checkpointK)
+	it := b.bucket.List(&blob.ListOptions{Prefix: b.checkpointK, Delimiter: "/"})
+	newest, at := "", time.Time{}
+	for {
+		o, err := it.Next(ctx)
+		if errors.Is(err, io.EOF) {
+			break
+		}
+		if err != nil {
+			return nil, fmt.Errorf("listing the checkpoint in %s: %w", b, err)
+		}
+		if rest := strings.TrimPrefix(o.Key, b.checkpointK); (rest == "" || rest == ".gz" || rest == ".zst") && !o.ModTime.Before(at) {
+			newest, at = o.Key, o.ModTime
+		}
+	}
+	switch newest {
+	case "":
+		return nil, fmt.Errorf("no checkpoint %s in %s: %w", b.checkpointK, b.url, os.ErrNotExist)
+	case b.checkpointK:
+		return b.bucket.ReadAll(ctx, b.checkpointK)
+	}
+	return nil, fmt.Errorf("the checkpoint %s in %s is compressed: %w", newest, b.url, errors.ErrUnsupported)
 }
 
 func (b *s3Locks) String() string { return b.url + " " + b.prefix }

@@ -17,6 +17,7 @@ import (
 	"io"
 	"os"
 	"os/exec"
+	"os/user"
 	"path/filepath"
 	"slices"
 	"strings"
@@ -288,8 +289,10 @@ func (g *stackGuard) clearKilled(prev guardRecord, id string) (elsewhere []engin
 }
 
 // lockOf is the stack's lock that engine e took, nil if there is none: the
-// one recorded, while it is still e's; else one written by e's pid on host
-// since e started.
+// one recorded, while it is still e's; else one written by e's pid, as
+// this user, on host, within engineLocksWithin of e's start, whose pid no
+// process has now (the pid alone does not tell e from a process that got
+// it since, nor from a machine that shares the host's name).
 func (g *stackGuard) lockOf(e engineLock, host string) (*StackLock, error) {
 	if e.Lock != "" {
 		l, err := g.read(e.Lock)
@@ -305,12 +308,29 @@ func (g *stackGuard) lockOf(e engineLock, host string) (*StackLock, error) {
 	if err != nil {
 		return nil, err
 	}
+	user := currentUser()
 	for _, l := range locks {
-		if l.Pid == e.Pid && l.Hostname == host && !l.Timestamp.Before(e.Since) {
+		if l.Pid == e.Pid && l.Hostname == host && l.Username == user && !l.Timestamp.Before(e.Since) &&
+			l.Timestamp.Before(e.Since.Add(engineLocksWithin)) && !localproc.Running(l.Pid) {
 			return &l, nil
 		}
 	}
 	return nil, nil
+}
+
+// engineLocksWithin bounds when an engine takes the stack's lock after it
+// starts: it does so once its plugins and backend are loaded, in about a
+// second here. One that took longer leaves its lock to kcp-tmc unlock.
+const engineLocksWithin = 5 * time.Minute
+
+// currentUser is the user name the engine writes into its locks (pulumi
+// v3.274 backend/diy/lock.go newLockContent: user.Current).
+func currentUser() string {
+	u, err := user.Current()
+	if err != nil {
+		return ""
+	}
+	return u.Username
 }
 
 // engineWatch is one engine command's watch for its engine and the lock
@@ -435,9 +455,14 @@ func (w *engineWatch) ended(err error, stderr string) {
 		!strings.Contains(stderr, LockedMarker)
 	g.mu.Lock()
 	defer g.mu.Unlock()
+	keep := false // the killed engine, while its lock may be left: for the next holder
 	if killed {
 		pid := exit.Pid()
-		locks, _ := g.list()
+		locks, err := g.list()
+		if err != nil {
+			fmt.Fprintf(g.out, "%v\n", err)
+			keep = true
+		}
 		removed := false
 		for _, l := range locks {
 			if l.Pid != pid || !w.ours(l) {
@@ -445,6 +470,7 @@ func (w *engineWatch) ended(err error, stderr string) {
 			}
 			if err := g.remove(l.Path); err != nil {
 				fmt.Fprintf(g.out, "%v\n", err)
+				keep = true
 				continue
 			}
 			removed = true
@@ -456,7 +482,9 @@ func (w *engineWatch) ended(err error, stderr string) {
 			}
 		}
 	}
-	g.rec.Engines = slices.DeleteFunc(g.rec.Engines, func(e engineLock) bool { return e.Elsewhere == "" && !e.Running() })
+	g.rec.Engines = slices.DeleteFunc(g.rec.Engines, func(e engineLock) bool {
+		return e.Elsewhere == "" && !e.Running() && !(keep && e.Pid == exit.Pid())
+	})
 	if err := g.writeRecord(); err != nil {
 		fmt.Fprintf(g.out, "%v\n", err)
 	}

@@ -191,7 +191,7 @@ func (tt killedHolderCase) run(t *testing.T, kind string) {
 	_ = holder.Wait()
 	if tt.lockLater {
 		host, _ := os.Hostname()
-		if err := writeLock(backend, StackLock{Pid: engine, Username: "ci", Hostname: host, Timestamp: time.Now()}); err != nil {
+		if err := writeLock(backend, StackLock{Pid: engine, Username: currentUser(), Hostname: host, Timestamp: time.Now()}); err != nil {
 			t.Fatal(err)
 		}
 	}

@@ -99,6 +99,10 @@ func unlock(projectDir, stack string, otherHost bool, stdout io.Writer) error {
 		case l.Hostname != host && !otherHost:
 			refuse = append(refuse, fmt.Sprintf("%s was taken on another machine, whose processes kcp-tmc cannot see: "+
 				"make sure no deploy of stack %q runs there, then pass --other-host", l, stack))
+		case !store.Local() && !otherHost:
+			// Machines that share a bucket may share a name (containers).
+			refuse = append(refuse, fmt.Sprintf("%s is in a bucket that other machines may share under this machine's "+
+				"name: make sure no deploy of stack %q runs on any of them, then pass --other-host", l, stack))
 		}
 	}
 	if len(refuse) > 0 {
