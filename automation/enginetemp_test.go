@@ -56,7 +56,7 @@ func (killedEngine) Run(_ context.Context, _ string, _ io.Reader, _, _ []io.Writ
 		return "", "", -1, err
 	}
 	host, _ := os.Hostname()
-	raw, _ := json.Marshal(StackLock{Pid: engine.Process.Pid, Username: "ci", Hostname: host, Timestamp: time.Now()})
+	raw, _ := json.Marshal(StackLock{Pid: engine.Process.Pid, Username: currentUser(), Hostname: host, Timestamp: time.Now()})
 	if err := os.WriteFile(filepath.Join(LocksDir(state, flagValue(args, "--stack")), "engine.json"), raw, 0o600); err != nil {
 		return "", "", -1, err
 	}

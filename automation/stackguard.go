@@ -336,12 +336,12 @@ func currentUser() string {
 // engineWatch is one engine command's watch for its engine and the lock
 // that engine takes.
 type engineWatch struct {
-	g        *stackGuard
-	host     string
-	since    time.Time
-	before   map[string]bool // the locks there before the engine started
-	children []localproc.Process
-	stop     func()
+	g          *stackGuard
+	host, user string
+	since      time.Time
+	before     map[string]bool // the locks there before the engine started
+	children   []localproc.Process
+	stop       func()
 }
 
 // watchEngine records the engine this process starts next, as it starts,
@@ -358,6 +358,7 @@ type engineWatch struct {
 func (g *stackGuard) watchEngine() *engineWatch {
 	w := &engineWatch{g: g, since: time.Now(), before: map[string]bool{}}
 	w.host, _ = os.Hostname()
+	w.user = currentUser()
 	w.children = localproc.Children(os.Getpid(), engineName)
 	if locks, err := g.list(); err == nil {
 		for _, l := range locks {
@@ -410,10 +411,10 @@ func (g *stackGuard) addEngine(e engineLock) {
 	}
 }
 
-// ours reports whether lock l appeared during the watch, written on this
-// host since it began.
+// ours reports whether lock l appeared during the watch, written by this
+// user on this host since it began.
 func (w *engineWatch) ours(l StackLock) bool {
-	return !w.before[l.Path] && l.Hostname == w.host && !l.Timestamp.Before(w.since)
+	return !w.before[l.Path] && l.Hostname == w.host && l.Username == w.user && !l.Timestamp.Before(w.since)
 }
 
 // record records the new locks of this process's engine, and reports

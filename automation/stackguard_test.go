@@ -59,7 +59,7 @@ func holdAndLock(backend string) {
 	later := os.Getenv("KCP_TMC_TEST_LOCK_LATER") != ""
 	host, _ := os.Hostname()
 	if !later {
-		if err := writeLock(backend, StackLock{Pid: engine.Process.Pid, Username: "ci", Hostname: host, Timestamp: time.Now()}); err != nil {
+		if err := writeLock(backend, StackLock{Pid: engine.Process.Pid, Username: currentUser(), Hostname: host, Timestamp: time.Now()}); err != nil {
 			fmt.Println(err)
 			os.Exit(1)
 		}
@@ -310,19 +310,21 @@ func TestEngineEnded(t *testing.T) {
 	}
 	host, _ := os.Hostname()
 	tests := []struct {
-		name     string
-		killed   bool
-		stderr   string
-		otherPid bool
-		host     string
-		earlier  bool // written before the command started
-		wantKept bool
+		name      string
+		killed    bool
+		stderr    string
+		otherPid  bool
+		host      string
+		earlier   bool // written before the command started
+		otherUser bool
+		wantKept  bool
 	}{
 		{name: "killed engine's lock", killed: true, host: host},
 		{name: "an engine that exited", host: host, wantKept: true},
 		{name: "killed as it found the stack locked", killed: true, stderr: "error: " + LockedMarker + " 1 lock(s)", host: host, wantKept: true},
 		{name: "another process's lock", killed: true, otherPid: true, host: host, wantKept: true},
 		{name: "a lock written on another host", killed: true, host: "runner-7", wantKept: true},
+		{name: "a lock written by another user", killed: true, host: host, otherUser: true, wantKept: true},
 		{name: "a lock older than the command", killed: true, host: host, earlier: true, wantKept: true},
 	}
 	for _, tt := range tests {
@@ -343,7 +345,11 @@ func TestEngineEnded(t *testing.T) {
 			if tt.earlier {
 				written = w.since.Add(-time.Second)
 			}
-			raw, _ := json.Marshal(StackLock{Pid: lockPid, Username: "ci", Hostname: tt.host, Timestamp: written})
+			user := currentUser()
+			if tt.otherUser {
+				user = "someone-else"
+			}
+			raw, _ := json.Marshal(StackLock{Pid: lockPid, Username: user, Hostname: tt.host, Timestamp: written})
 			lock := filepath.Join(LocksDir(state, "dev"), "engine.json")
 			if err := os.WriteFile(lock, raw, 0o600); err != nil {
 				t.Fatal(err)
