@@ -32,12 +32,12 @@ import (
 // command) and the Helm install or upgrade it was in the middle of
 // (healKilledHelmOperations). kcp-tmc up runs it.
 func Up(ctx context.Context, s auto.Stack, out io.Writer, opts ...optup.Option) error {
-	release, err := HoldStack(s.Workspace().GetEnvVars()["PULUMI_BACKEND_URL"], s.Workspace().WorkDir(), s.Name(), "up", out)
+	g, err := holdStack(s.Workspace().GetEnvVars()["PULUMI_BACKEND_URL"], s.Workspace().WorkDir(), s.Name(), "up", out)
 	if err != nil {
 		return err
 	}
-	defer release()
-	healKilledHelmOperations(ctx, s, out)
+	defer g.release()
+	healKilledHelmOperations(ctx, s, g, out)
 	if _, err = s.Up(ctx, opts...); err != nil {
 		return err
 	}
@@ -97,30 +97,29 @@ func clearRedoneCreates(ctx context.Context, s auto.Stack, out io.Writer) {
 //     progress"). Without that revision's record the release is back at
 //     the revision before, and the next up upgrades it again.
 //
-// Only with a local (file://) backend, where kcp-tmc can see that no other
-// up holds the stack (its lock files; unlock works there too), and only for
-// a release the state does not hold since: the engine keeps a pending
-// create in every later state until a refresh clears it. What it cannot do
-// it says, and the up goes on (Helm then refuses as before; the runbook
-// says what to delete by hand).
-func healKilledHelmOperations(ctx context.Context, s auto.Stack, out io.Writer) {
-	locks := locksOf(s)
-	defer locks.Close()
-	// Only in a local backend: in a bucket, an up on another machine may
-	// take the stack between the look for a lock below and the removal.
-	if locks == nil || !locks.Local() {
+// Only with a backend whose locks kcp-tmc reads (g, the stack's hold: a
+// local directory or S3), holding the stack's Pulumi lock while it reads
+// and removes (g.lockStack: no engine, on any machine, runs beside it), and
+// only for a release the state does not hold since: the engine keeps a
+// pending create in every later state until a refresh clears it. What it
+// cannot do it says, and the up goes on (Helm then refuses as before; the
+// runbook says what to delete by hand).
+func healKilledHelmOperations(ctx context.Context, s auto.Stack, g *stackGuard, out io.Writer) {
+	if g == nil {
 		return
 	}
-	if pending, known := pendingHelmOperation(locks); !known || !pending {
+	if pending, known := pendingHelmOperation(g.Locks); !known || !pending {
 		return
 	}
 	warn := func(format string, a ...any) {
 		fmt.Fprintf(out, "a killed up left a Helm operation pending, which this up cannot redo by itself: "+format+
 			" (docs/runbook.md#a-killed-deploy)\n", a...)
 	}
-	if stackLocked(locks) {
+	unlock, err := g.lockStack()
+	if err != nil {
 		return // the up fails on the lock, naming kcp-tmc unlock
 	}
+	defer unlock()
 	exported, err := s.Export(ctx)
 	if err != nil {
 		warn("reading the state: %s", stderrOf(err))
@@ -171,16 +170,6 @@ func healKilledHelmOperations(ctx context.Context, s auto.Stack, out io.Writer) 
 func locksOf(s auto.Stack) *Locks {
 	l, _ := OpenLocks(s.Workspace().GetEnvVars()["PULUMI_BACKEND_URL"], s.Workspace().WorkDir(), s.Name())
 	return l
-}
-
-// stackLocked reports whether the stack has a lock (true when kcp-tmc
-// cannot tell: locks nil).
-func stackLocked(locks *Locks) bool {
-	if locks == nil {
-		return true
-	}
-	held, err := locks.List()
-	return err != nil || len(held) > 0
 }
 
 // stderrOf is what an Automation API error says without the command's

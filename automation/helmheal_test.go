@@ -7,6 +7,7 @@ import (
 	"encoding/base64"
 	"encoding/json"
 	"errors"
+	"io"
 	"os"
 	"path/filepath"
 	"reflect"
@@ -193,26 +194,44 @@ func TestReleaseClusterRefuses(t *testing.T) {
 	}
 }
 
-func TestStackLocked(t *testing.T) {
-	dir := t.TempDir()
-	locks, _ := OpenLocks("file://"+dir, "", "prod")
-	if stackLocked(locks) {
-		t.Error("a stack without a lock dir is locked")
-	}
-	if !stackLocked(nil) {
-		t.Error("a bucket's stack is not locked: kcp-tmc cannot tell, so it must say locked")
-	}
-	if err := os.MkdirAll(LocksDir(dir, "prod"), 0o700); err != nil {
-		t.Fatal(err)
-	}
-	if stackLocked(locks) {
-		t.Error("an empty lock dir is locked")
-	}
-	if err := os.WriteFile(filepath.Join(LocksDir(dir, "prod"), "x.json"), []byte("{}"), 0o600); err != nil {
-		t.Fatal(err)
-	}
-	if !stackLocked(locks) {
-		t.Error("a lock file does not lock")
+// TestLockStack: what kcp-tmc changes outside the engine (the Helm heal)
+// it changes holding the stack's Pulumi lock, taken as the engine takes
+// it, in a local directory and in a bucket.
+func TestLockStack(t *testing.T) {
+	for _, kind := range []string{"file", "s3"} {
+		t.Run(kind, func(t *testing.T) {
+			t.Setenv("XDG_STATE_HOME", t.TempDir())
+			backend := "file://" + t.TempDir()
+			if kind == "s3" {
+				backend = s3backend.Start(t)
+			}
+			g, err := holdStack(backend, "", "dev", "up", io.Discard)
+			if err != nil {
+				t.Fatal(err)
+			}
+			defer g.release()
+			unlock, err := g.lockStack()
+			if err != nil {
+				t.Fatal(err)
+			}
+			held, err := g.list()
+			if err != nil || len(held) != 1 || held[0].Pid != os.Getpid() {
+				t.Fatalf("the stack's locks while kcp-tmc holds it: %v, %v; want its own", held, err)
+			}
+			if n, locked := g.recorded(); n != 1 || !locked {
+				t.Errorf("the lock is not recorded as this process's (engines %d, locked %v): a kill now would leave it", n, locked)
+			}
+			if _, err := g.lockStack(); !errors.Is(err, ErrStackInUse) {
+				t.Errorf("taking a locked stack's lock: %v, want ErrStackInUse", err)
+			}
+			unlock()
+			if held, err := g.list(); err != nil || len(held) != 0 {
+				t.Errorf("locks after unlock: %v, %v", held, err)
+			}
+			if n, _ := g.recorded(); n != 0 {
+				t.Errorf("still recorded after unlock: %d", n)
+			}
+		})
 	}
 }
 

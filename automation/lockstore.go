@@ -38,6 +38,9 @@ type lockStore interface {
 	list() ([]StackLock, error)
 	read(path string) (StackLock, error) // wraps os.ErrNotExist once removed
 	remove(path string) error
+	// write writes lock name whole (no reader sees it half-written) and
+	// returns its path.
+	write(name string, raw []byte) (string, error)
 	// watch calls changed once, then as locks may have been taken, until
 	// it returns true or stop is called.
 	watch(changed func() bool) (stop func(), err error)
@@ -142,6 +145,17 @@ type dirLocks struct{ state, stack string }
 func (d dirLocks) list() ([]StackLock, error)          { return StackLocks(d.state, d.stack) }
 func (d dirLocks) read(path string) (StackLock, error) { return readLock(path) }
 func (d dirLocks) remove(path string) error            { return RemoveLock(path) }
+func (d dirLocks) write(name string, raw []byte) (string, error) {
+	dir := LocksDir(d.state, d.stack)
+	if err := os.MkdirAll(dir, 0o700); err != nil {
+		return "", err
+	}
+	path := filepath.Join(dir, name)
+	if err := os.WriteFile(path+".new", raw, 0o600); err != nil {
+		return "", err
+	}
+	return path, os.Rename(path+".new", path)
+}
 func (d dirLocks) watch(changed func() bool) (func(), error) {
 	return watchDir(LocksDir(d.state, d.stack), changed)
 }
@@ -343,6 +357,15 @@ func (b *s3Locks) remove(key string) error {
 		return fmt.Errorf("removing lock %s in %s: %w", key, b, err)
 	}
 	return nil
+}
+
+func (b *s3Locks) write(name string, raw []byte) (string, error) {
+	ctx, cancel := b.ctx()
+	defer cancel()
+	if err := b.bucket.WriteAll(ctx, b.prefix+name, raw, nil); err != nil {
+		return "", fmt.Errorf("writing lock %s in %s: %w", name, b, err)
+	}
+	return b.prefix + name, nil
 }
 
 // watch lists the locks every 100 ms: a bucket tells nobody of a new

@@ -333,6 +333,58 @@ func currentUser() string {
 	return u.Username
 }
 
+// lockStack takes the stack's Pulumi lock as the engine does (pulumi
+// v3.274 backend/diy lock.go Lock: refused while a lock is there; written;
+// given up if another appeared meanwhile), for what kcp-tmc changes
+// outside the engine that no engine, on any machine, may run beside. It is
+// recorded as taken by this process, so that the next holder removes it if
+// this one is killed; unlock removes it. ErrStackInUse while locked.
+func (g *stackGuard) lockStack() (unlock func(), err error) {
+	locked := func(held []StackLock, err error) error {
+		if err != nil {
+			return err
+		}
+		return fmt.Errorf("%w: stack %q is locked by %v", ErrStackInUse, g.stack, held)
+	}
+	if held, err := g.list(); err != nil || len(held) > 0 {
+		return nil, locked(held, err)
+	}
+	self, err := localproc.Find(os.Getpid())
+	if err != nil {
+		return nil, err
+	}
+	host, _ := os.Hostname()
+	l := StackLock{Pid: os.Getpid(), Username: currentUser(), Hostname: host, Timestamp: time.Now()}
+	raw, err := json.Marshal(l)
+	if err != nil {
+		return nil, err
+	}
+	key, err := g.write(fmt.Sprintf("kcp-tmc-%d-%d.json", l.Pid, l.Timestamp.UnixNano()), raw)
+	if err != nil {
+		return nil, err
+	}
+	g.mu.Lock()
+	g.addEngine(engineLock{Process: self, Since: l.Timestamp, Lock: key})
+	g.mu.Unlock()
+	unlock = func() {
+		if err := g.remove(key); err != nil {
+			fmt.Fprintf(g.out, "%v\n", err) // recorded: the next holder removes it
+			return
+		}
+		g.mu.Lock()
+		defer g.mu.Unlock()
+		g.rec.Engines = slices.DeleteFunc(g.rec.Engines, func(e engineLock) bool { return e.Lock == key })
+		if err := g.writeRecord(); err != nil {
+			fmt.Fprintf(g.out, "%v\n", err)
+		}
+	}
+	if held, err := g.list(); err != nil || len(held) != 1 {
+		unlock()
+		return nil, locked(held, err)
+	}
+	return unlock, nil
+}
+
 // engineWatch is one engine command's watch for its engine and the lock
 // that engine takes.
 type engineWatch struct {

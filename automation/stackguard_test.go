@@ -42,6 +42,14 @@ func holdAndLock(backend string) {
 		fmt.Println(err)
 		os.Exit(1)
 	}
+	if os.Getenv("KCP_TMC_TEST_LOCK_ITSELF") != "" { // as for the Helm heal
+		if _, err := g.lockStack(); err != nil {
+			fmt.Println(err)
+			os.Exit(1)
+		}
+		fmt.Printf("engine %d\n", os.Getpid())
+		select {}
+	}
 	w := g.watchEngine()
 	sleep, err := exec.LookPath("sleep")
 	if err == nil {
@@ -105,12 +113,15 @@ func (g *stackGuard) recorded() (engines int, locked bool) {
 
 // startHolder runs holdAndLock in a new process and returns it with its
 // engine's pid.
-func startHolder(t *testing.T, backend string, lockLater bool) (*exec.Cmd, int) {
+func startHolder(t *testing.T, backend string, lockLater, lockItself bool) (*exec.Cmd, int) {
 	t.Helper()
 	cmd := exec.Command(os.Args[0], "-test.run=^$")
 	cmd.Env = append(os.Environ(), "KCP_TMC_TEST_HOLD_STACK="+backend, "KCP_TMC_TEST_ENGINE_DIR="+t.TempDir())
 	if lockLater {
 		cmd.Env = append(cmd.Env, "KCP_TMC_TEST_LOCK_LATER=1")
+	}
+	if lockItself {
+		cmd.Env = append(cmd.Env, "KCP_TMC_TEST_LOCK_ITSELF=1")
 	}
 	stdout, err := cmd.StdoutPipe()
 	if err != nil {
@@ -143,6 +154,8 @@ func TestKilledHolderLeavesNothingToUnlock(t *testing.T) {
 			wantPrinted: `removed the lock of stack "dev" that a killed kcp-tmc pid `},
 		{name: "killed before it saw the engine's lock", killEngine: true, lockLater: true,
 			wantPrinted: `removed the lock of stack "dev" that a killed kcp-tmc pid `},
+		{name: "killed as it held the stack's lock itself", killEngine: true, lockItself: true,
+			wantPrinted: `removed the lock of stack "dev" that a killed kcp-tmc pid `},
 		{name: "killed mid-write", killEngine: true, midWrite: true,
 			wantPrinted: "removed the damaged metadata file "},
 		{name: "only the holder killed", wantErr: "the engine (pid ", wantLock: true},
@@ -163,6 +176,7 @@ type killedHolderCase struct {
 	name        string
 	killEngine  bool
 	lockLater   bool // the holder was killed before it saw its engine's lock
+	lockItself  bool // the holder took the stack's Pulumi lock itself (g.lockStack), no engine
 	otherPlace  bool // the killed holder ran where its pids mean other processes
 	midWrite    bool // killed as the engine wrote the checkpoint's metadata (fileblob writes it in place)
 	wantErr     string
@@ -182,7 +196,7 @@ func (tt killedHolderCase) run(t *testing.T, kind string) {
 		t.Fatal(err)
 	}
 	defer locks.Close()
-	holder, engine := startHolder(t, backend, tt.lockLater)
+	holder, engine := startHolder(t, backend, tt.lockLater, tt.lockItself)
 	if _, err := holdStack(backend, "", "dev", "up", nil); !errors.Is(err, ErrStackInUse) ||
 		!strings.Contains(err.Error(), fmt.Sprintf("kcp-tmc pid %d on ", holder.Process.Pid)) {
 		t.Fatalf("holding a stack another kcp-tmc holds: err = %v, want ErrStackInUse naming it", err)

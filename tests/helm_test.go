@@ -25,6 +25,7 @@ import (
 
 	"github.com/kcp-tmc/kcp-tmc/automation"
 	"github.com/kcp-tmc/kcp-tmc/internal/test/proctest"
+	"github.com/kcp-tmc/kcp-tmc/internal/test/s3backend"
 	"github.com/kcp-tmc/kcp-tmc/internal/test/testenv"
 	"github.com/kcp-tmc/kcp-tmc/pkg/helmrelease"
 	"github.com/kcp-tmc/kcp-tmc/tests/cluster"
@@ -41,7 +42,6 @@ import (
 // operation again, taking over the objects the killed one created; an up
 // after it changes nothing.
 func TestKilledHelmOperationIsRedone(t *testing.T) {
-	const release = "hold"
 	service := func(suffix string) string {
 		return fmt.Sprintf("---\napiVersion: v1\nkind: Service\nmetadata:\n  name: {{ .Release.Name }}%s\nspec:\n  type: LoadBalancer\n  ports: [{port: 80}]\n", suffix)
 	}
@@ -51,90 +51,105 @@ func TestKilledHelmOperationIsRedone(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	tests := []struct {
-		name          string
-		before        string // the version installed first, "" for none
-		killed        string // the version the killed up installs or upgrades to
-		pendingStatus string
-		want          string // Helm's records after the redo, "revision=status …"
-	}{
+	tests := []helmRedoCase{
 		{"install", "", "0.1.0", "pending-install", "1=deployed"},
 		{"upgrade", "0.1.0", "0.2.0", "pending-upgrade", "1=superseded 2=deployed"},
 	}
-	for _, tc := range tests {
-		t.Run(tc.name, func(t *testing.T) {
-			ctx := context.Background()
-			ns := "kcp-helm-" + tc.name
-			if _, stderr, err := kube.Kubectl(ctx, nil, "create", "namespace", ns); err != nil {
-				t.Fatalf("%v: %s", err, stderr)
-			}
-			t.Cleanup(func() { _, _, _ = kube.Kubectl(context.Background(), nil, "delete", "namespace", ns, "--wait=false") })
-			_, opts := testenv.Project(t, "dev", nil)
-			version := tc.before
-			opts.Program = func(ctx *pulumi.Context) error {
-				p, err := kubernetes.NewProvider(ctx, "cluster", &kubernetes.ProviderArgs{Kubeconfig: pulumi.ToSecret(pulumi.String(string(kubeconfig))).(pulumi.StringOutput)})
-				if err != nil {
-					return err
-				}
-				_, err = helmrelease.New(ctx, release, helmrelease.Args{Name: pulumi.String(release), Chart: pulumi.String(release), Version: pulumi.String(version),
-					Repo: repo, Namespace: pulumi.String(ns)}, pulumi.Provider(p))
-				return err
-			}
-			s, err := automation.Stack(ctx, opts)
-			if err != nil {
-				t.Fatal(err)
-			}
-			if tc.before != "" {
-				stop := giveAddresses(ns)
-				_, err := s.Up(ctx, optup.SuppressProgress())
-				stop()
-				if err != nil {
-					t.Fatalf("installing %s: %v", tc.before, err)
-				}
-			}
-			version = tc.killed
-			var killed bytes.Buffer
-			done := make(chan error, 1)
-			go func() {
-				_, err := s.Up(ctx, optup.ProgressStreams(&killed))
-				done <- err
-			}()
-			waitHelmRecord(t, ns, release, tc.pendingStatus)
-			killEngine(t)
-			if err := <-done; err == nil {
-				t.Fatalf("the up ended by itself before it was killed:\n%s", killed.String())
-			}
-			if !strings.Contains(killed.String(), `removed the lock of stack "dev" that its killed engine (pid `) {
-				t.Errorf("the killed up did not remove its engine's lock:\n%s", cluster.Tail(killed.String(), 3000))
-			}
-			defer giveAddresses(ns)()
-			var out bytes.Buffer
-			if err := automation.Up(ctx, s, &out, optup.ProgressStreams(&out)); err != nil {
-				t.Fatalf("the up after the killed one: %v\n%s", err, cluster.Tail(out.String(), 3000))
-			}
-			if !strings.Contains(out.String(), "removed Helm's record of release "+ns+"/"+release) {
-				t.Errorf("the up did not say it removed the killed operation's record:\n%s", cluster.Tail(out.String(), 3000))
-			}
-			if got := helmRecords(t, ns, release); got != tc.want {
-				t.Errorf("Helm's records of %s after the redo: %q, want %q", release, got, tc.want)
-			}
-			// Redone, the killed create is no longer pending: the engine does
-			// not warn of it on every later up.
-			if _, pending := testenv.Checkpoint(t, opts.BackendURL); len(pending) != 0 {
-				t.Errorf("the state after the redo has operations pending: %v\n%s", pending, cluster.Tail(out.String(), 3000))
-			}
-			// The next up must leave the release be.
-			out.Reset()
-			if err := automation.Up(ctx, s, &out, optup.SuppressProgress(), optup.ExpectNoChanges()); err != nil {
-				t.Errorf("an up after the redo: %v", err)
-			}
-			if got := helmRecords(t, ns, release); got != tc.want || strings.Contains(out.String(), "removed") {
-				t.Errorf("after an up after the redo, Helm's records are %q, want %q; it said:\n%s", got, tc.want, out.String())
-			}
-			if _, err := s.Destroy(ctx); err != nil {
-				t.Errorf("destroy: %v", err)
-			}
-		})
+	for _, backend := range []string{"file", "s3"} {
+		for _, tc := range tests {
+			t.Run(backend+"/"+tc.name, func(t *testing.T) {
+				tc.run(t, backend, repo, kubeconfig)
+			})
+		}
+	}
+}
+
+// release is the chart and release the killed operations install.
+const release = "hold"
+
+type helmRedoCase struct {
+	name          string
+	before        string // the version installed first, "" for none
+	killed        string // the version the killed up installs or upgrades to
+	pendingStatus string
+	want          string // Helm's records after the redo, "revision=status …"
+}
+
+func (tc helmRedoCase) run(t *testing.T, backend, repo string, kubeconfig []byte) {
+	ctx := context.Background()
+	ns := "kcp-helm-" + backend + "-" + tc.name
+	if _, stderr, err := kube.Kubectl(ctx, nil, "create", "namespace", ns); err != nil {
+		t.Fatalf("%v: %s", err, stderr)
+	}
+	t.Cleanup(func() { _, _, _ = kube.Kubectl(context.Background(), nil, "delete", "namespace", ns, "--wait=false") })
+	_, opts := testenv.Project(t, "dev", nil)
+	if backend == "s3" {
+		t.Setenv("XDG_STATE_HOME", t.TempDir()) // kcp-tmc's holds of the bucket's stacks
+		opts.BackendURL = s3backend.Start(t)
+	}
+	version := tc.before
+	opts.Program = func(ctx *pulumi.Context) error {
+		p, err := kubernetes.NewProvider(ctx, "cluster", &kubernetes.ProviderArgs{Kubeconfig: pulumi.ToSecret(pulumi.String(string(kubeconfig))).(pulumi.StringOutput)})
+		if err != nil {
+			return err
+		}
+		_, err = helmrelease.New(ctx, release, helmrelease.Args{Name: pulumi.String(release), Chart: pulumi.String(release), Version: pulumi.String(version),
+			Repo: repo, Namespace: pulumi.String(ns)}, pulumi.Provider(p))
+		return err
+	}
+	s, err := automation.Stack(ctx, opts)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if tc.before != "" {
+		stop := giveAddresses(ns)
+		_, err := s.Up(ctx, optup.SuppressProgress())
+		stop()
+		if err != nil {
+			t.Fatalf("installing %s: %v", tc.before, err)
+		}
+	}
+	version = tc.killed
+	var killed bytes.Buffer
+	done := make(chan error, 1)
+	go func() {
+		_, err := s.Up(ctx, optup.ProgressStreams(&killed))
+		done <- err
+	}()
+	waitHelmRecord(t, ns, release, tc.pendingStatus)
+	killEngine(t)
+	if err := <-done; err == nil {
+		t.Fatalf("the up ended by itself before it was killed:\n%s", killed.String())
+	}
+	if !strings.Contains(killed.String(), `removed the lock of stack "dev" that its killed engine (pid `) {
+		t.Errorf("the killed up did not remove its engine's lock:\n%s", cluster.Tail(killed.String(), 3000))
+	}
+	defer giveAddresses(ns)()
+	var out bytes.Buffer
+	if err := automation.Up(ctx, s, &out, optup.ProgressStreams(&out)); err != nil {
+		t.Fatalf("the up after the killed one: %v\n%s", err, cluster.Tail(out.String(), 3000))
+	}
+	if !strings.Contains(out.String(), "removed Helm's record of release "+ns+"/"+release) {
+		t.Errorf("the up did not say it removed the killed operation's record:\n%s", cluster.Tail(out.String(), 3000))
+	}
+	if got := helmRecords(t, ns, release); got != tc.want {
+		t.Errorf("Helm's records of %s after the redo: %q, want %q", release, got, tc.want)
+	}
+	// Redone, the killed create is no longer pending: the engine does
+	// not warn of it on every later up.
+	if _, pending := testenv.Checkpoint(t, opts.BackendURL); len(pending) != 0 {
+		t.Errorf("the state after the redo has operations pending: %v\n%s", pending, cluster.Tail(out.String(), 3000))
+	}
+	// The next up must leave the release be.
+	out.Reset()
+	if err := automation.Up(ctx, s, &out, optup.SuppressProgress(), optup.ExpectNoChanges()); err != nil {
+		t.Errorf("an up after the redo: %v", err)
+	}
+	if got := helmRecords(t, ns, release); got != tc.want || strings.Contains(out.String(), "removed") {
+		t.Errorf("after an up after the redo, Helm's records are %q, want %q; it said:\n%s", got, tc.want, out.String())
+	}
+	if _, err := s.Destroy(ctx); err != nil {
+		t.Errorf("destroy: %v", err)
 	}
 }
 
