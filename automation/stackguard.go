@@ -430,12 +430,17 @@ func (g *stackGuard) watchEngine() *engineWatch {
 // engineName is the engine's command name (/proc/<pid>/comm).
 const engineName = "pulumi"
 
-// started records the engines this process started since the watch
-// began, and reports whether it found one.
+// started records the engines this process started on the stack since
+// the watch began (the Automation API names it with --stack; another
+// stack's engine of this process is not this one's), and reports whether
+// it found one.
 func (w *engineWatch) started() bool {
 	found := false
 	for _, p := range localproc.Children(os.Getpid(), engineName) {
 		if slices.Contains(w.children, p) {
+			continue
+		}
+		if args, err := localproc.Args(p.Pid); err != nil || flagValue(args, "--stack") != w.g.stack {
 			continue
 		}
 		found = true

@@ -25,14 +25,18 @@ import (
 // starts an "engine" that locks it, so that a test can kill them as a CI
 // runner's timeout does.
 func TestMain(m *testing.M) {
+	if os.Getenv("KCP_TMC_TEST_ENGINE") != "" { // an engine that waits to be killed
+		time.Sleep(10 * time.Minute)
+		os.Exit(0)
+	}
 	if backend := os.Getenv("KCP_TMC_TEST_HOLD_STACK"); backend != "" {
 		holdAndLock(backend)
 	}
 	os.Exit(m.Run())
 }
 
-// holdAndLock holds stack dev of the backend, starts an engine (a sleep
-// named pulumi) that takes the stack's Pulumi lock as the engine does,
+// holdAndLock holds stack dev of the backend, starts an engine (this
+// binary, named pulumi, run as the Automation API runs it: --stack dev) that takes the stack's Pulumi lock as the engine does,
 // prints "engine <pid>" once the hold recorded it, and waits to be
 // killed. With KCP_TMC_TEST_LOCK_LATER, the engine is recorded as it
 // starts and the test writes its lock after the kill.
@@ -51,15 +55,16 @@ func holdAndLock(backend string) {
 		select {}
 	}
 	w := g.watchEngine()
-	sleep, err := exec.LookPath("sleep")
+	self, err := os.Executable()
 	if err == nil {
-		err = os.Symlink(sleep, filepath.Join(os.Getenv("KCP_TMC_TEST_ENGINE_DIR"), engineName))
+		err = os.Symlink(self, filepath.Join(os.Getenv("KCP_TMC_TEST_ENGINE_DIR"), engineName))
 	}
 	if err != nil {
 		fmt.Println(err)
 		os.Exit(1)
 	}
-	engine := exec.Command(filepath.Join(os.Getenv("KCP_TMC_TEST_ENGINE_DIR"), engineName), "600")
+	engine := exec.Command(filepath.Join(os.Getenv("KCP_TMC_TEST_ENGINE_DIR"), engineName), "preview", "--stack", "dev")
+	engine.Env = append(os.Environ(), "KCP_TMC_TEST_ENGINE=1")
 	if err := engine.Start(); err != nil {
 		fmt.Println(err)
 		os.Exit(1)
@@ -412,5 +417,45 @@ func TestStackInUseNamesTheHolder(t *testing.T) {
 		if _, err := holdStack("file://"+state, "", "dev", "up", nil); !errors.Is(err, ErrStackInUse) || !strings.Contains(err.Error(), tc.want) {
 			t.Errorf("%s: err = %v, want ErrStackInUse naming %q", tc.name, err, tc.want)
 		}
+	}
+}
+
+// TestStartedRecordsThisStacksEngine: the engine recorded as it starts is
+// this stack's (the Automation API names it with --stack), not another
+// stack's engine of the same process.
+func TestStartedRecordsThisStacksEngine(t *testing.T) {
+	self, err := os.Executable()
+	if err != nil {
+		t.Fatal(err)
+	}
+	engine := filepath.Join(t.TempDir(), engineName)
+	if err := os.Symlink(self, engine); err != nil {
+		t.Fatal(err)
+	}
+	for _, tc := range []struct {
+		stack string
+		want  bool
+	}{{"prod", false}, {"dev", true}} {
+		g, err := holdStack("file://"+t.TempDir(), "", "dev", "up", io.Discard)
+		if err != nil {
+			t.Fatal(err)
+		}
+		w := g.watchEngine()
+		cmd := exec.Command(engine, "up", "--stack", tc.stack)
+		cmd.Env = append(os.Environ(), "KCP_TMC_TEST_ENGINE=1")
+		if err := cmd.Start(); err != nil {
+			t.Fatal(err)
+		}
+		deadline := time.Now().Add(2 * time.Second) // found within milliseconds
+		for n, _ := g.recorded(); n == 0 && time.Now().Before(deadline); n, _ = g.recorded() {
+			time.Sleep(10 * time.Millisecond)
+		}
+		if n, _ := g.recorded(); (n == 1) != tc.want {
+			t.Errorf("an engine of stack %s: recorded %d engines for stack dev, want one: %v", tc.stack, n, tc.want)
+		}
+		_ = cmd.Process.Kill()
+		err = cmd.Wait()
+		w.ended(err, "")
+		g.release()
 	}
 }

@@ -116,6 +116,15 @@ func Children(pid int, name string) []Process {
 	return children
 }
 
+// Args returns the command line process pid runs (/proc/<pid>/cmdline).
+func Args(pid int) ([]string, error) {
+	raw, err := os.ReadFile(fmt.Sprintf("/proc/%d/cmdline", pid))
+	if err != nil {
+		return nil, err
+	}
+	return strings.Split(strings.TrimSuffix(string(raw), "\x00"), "\x00"), nil
+}
+
 // stat is /proc/<pid>/stat after "pid (comm)", which may hold spaces:
 // state, ppid, … (stat(5) field 3 on).
 func stat(pid int) ([]string, error) {

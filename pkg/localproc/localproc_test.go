@@ -128,6 +128,9 @@ func TestProcessNamesOneProcess(t *testing.T) {
 	if got := Children(os.Getpid(), "sleep"); !slices.Contains(got, p) {
 		t.Errorf("Children(this process, sleep) = %v, want the child %v among them", got, p)
 	}
+	if args, err := Args(p.Pid); err != nil || !slices.Equal(args, []string{"sleep", "60"}) {
+		t.Errorf("Args(the child) = %q, %v; want sleep 60", args, err)
+	}
 	if got := Children(os.Getpid(), "pulumi"); len(got) != 0 {
 		t.Errorf("Children(this process, pulumi) = %v, want none (the name is matched)", got)
 	}
