@@ -7,6 +7,7 @@ import (
 	"context"
 	"encoding/base64"
 	"encoding/json"
+	"errors"
 	"fmt"
 	"io"
 	"os"
@@ -116,8 +117,12 @@ func healKilledHelmOperations(ctx context.Context, s auto.Stack, g *stackGuard, 
 			" (docs/runbook.md#a-killed-deploy)\n", a...)
 	}
 	unlock, err := g.lockStack()
-	if err != nil {
+	if errors.Is(err, ErrStackInUse) {
 		return // the up fails on the lock, naming kcp-tmc unlock
+	}
+	if err != nil {
+		warn("locking the stack: %v", err)
+		return
 	}
 	defer unlock()
 	exported, err := s.Export(ctx)

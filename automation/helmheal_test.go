@@ -209,7 +209,7 @@ func TestLockStack(t *testing.T) {
 			if err != nil {
 				t.Fatal(err)
 			}
-			defer g.release()
+			defer func() { g.release() }() // the last hold taken
 			unlock, err := g.lockStack()
 			if err != nil {
 				t.Fatal(err)
@@ -230,6 +230,20 @@ func TestLockStack(t *testing.T) {
 			}
 			if n, _ := g.recorded(); n != 0 {
 				t.Errorf("still recorded after unlock: %d", n)
+			}
+			// A lock whose removal failed stays recorded; this same process,
+			// holding the stack again, removes it instead of refusing.
+			if _, err := g.lockStack(); err != nil {
+				t.Fatal(err)
+			}
+			g.release()
+			var out bytes.Buffer
+			g, err = holdStack(backend, "", "dev", "up", &out)
+			if err != nil || !strings.Contains(out.String(), "that this kcp-tmc could not remove before") {
+				t.Fatalf("holding the stack again over its own lock left: %v; it said %q", err, out.String())
+			}
+			if held, err := g.list(); err != nil || len(held) != 0 {
+				t.Errorf("locks after holding again: %v, %v", held, err)
 			}
 		})
 	}

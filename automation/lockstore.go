@@ -11,7 +11,6 @@ import (
 	"net/url"
 	"os"
 	"path/filepath"
-	"strconv"
 	"strings"
 	"time"
 
@@ -38,9 +37,11 @@ type lockStore interface {
 	list() ([]StackLock, error)
 	read(path string) (StackLock, error) // wraps os.ErrNotExist once removed
 	remove(path string) error
-	// write writes lock name whole (no reader sees it half-written) and
-	// returns its path.
-	write(name string, raw []byte) (string, error)
+	// lockPath is where lock name is written (write).
+	lockPath(name string) string
+	// write writes lock name whole: no reader, the engine included, sees
+	// it half-written or under another name.
+	write(name string, raw []byte) error
 	// watch calls changed once, then as locks may have been taken, until
 	// it returns true or stop is called.
 	watch(changed func() bool) (stop func(), err error)
@@ -145,16 +146,21 @@ type dirLocks struct{ state, stack string }
 func (d dirLocks) list() ([]StackLock, error)          { return StackLocks(d.state, d.stack) }
 func (d dirLocks) read(path string) (StackLock, error) { return readLock(path) }
 func (d dirLocks) remove(path string) error            { return RemoveLock(path) }
-func (d dirLocks) write(name string, raw []byte) (string, error) {
-	dir := LocksDir(d.state, d.stack)
-	if err := os.MkdirAll(dir, 0o700); err != nil {
-		return "", err
+func (d dirLocks) lockPath(name string) string {
+	return filepath.Join(LocksDir(d.state, d.stack), name)
+}
+
+// write writes the lock beside the holds (the engine counts every file in
+// the lock directory as a lock) and moves it in.
+func (d dirLocks) write(name string, raw []byte) error {
+	if err := os.MkdirAll(filepath.Dir(d.lockPath(name)), 0o700); err != nil {
+		return err
 	}
-	path := filepath.Join(dir, name)
-	if err := os.WriteFile(path+".new", raw, 0o600); err != nil {
-		return "", err
+	tmp := filepath.Join(guardDir(d.state), name+".new")
+	if err := os.WriteFile(tmp, raw, 0o600); err != nil {
+		return err
 	}
-	return path, os.Rename(path+".new", path)
+	return os.Rename(tmp, d.lockPath(name))
 }
 func (d dirLocks) watch(changed func() bool) (func(), error) {
 	return watchDir(LocksDir(d.state, d.stack), changed)
@@ -230,10 +236,10 @@ func (b *s3Locks) legacyLayout(root string) (bool, error) {
 	if gcerrors.Code(err) != gcerrors.NotFound {
 		return false, fmt.Errorf("reading %s .pulumi/meta.yaml: %w", b.url, err)
 	}
-	if v, _ := strconv.ParseBool(os.Getenv("PULUMI_DIY_BACKEND_LEGACY_LAYOUT")); v {
+	if v := os.Getenv("PULUMI_DIY_BACKEND_LEGACY_LAYOUT"); v == "1" || v == "true" {
 		return true, nil
 	}
-	_, err = b.bucket.List(&blob.ListOptions{Prefix: root + ".pulumi/"}).Next(ctx)
+	_, err = b.bucket.List(&blob.ListOptions{Prefix: root + ".pulumi/stacks/"}).Next(ctx)
 	if errors.Is(err, io.EOF) {
 		return false, nil
 	}
@@ -359,13 +365,15 @@ func (b *s3Locks) remove(key string) error {
 	return nil
 }
 
-func (b *s3Locks) write(name string, raw []byte) (string, error) {
+func (b *s3Locks) lockPath(name string) string { return b.prefix + name }
+
+func (b *s3Locks) write(name string, raw []byte) error {
 	ctx, cancel := b.ctx()
 	defer cancel()
-	if err := b.bucket.WriteAll(ctx, b.prefix+name, raw, nil); err != nil {
-		return "", fmt.Errorf("writing lock %s in %s: %w", name, b, err)
+	if err := b.bucket.WriteAll(ctx, b.lockPath(name), raw, nil); err != nil {
+		return fmt.Errorf("writing lock %s in %s: %w", name, b, err)
 	}
-	return b.prefix + name, nil
+	return nil
 }
 
 // watch lists the locks every 100 ms: a bucket tells nobody of a new

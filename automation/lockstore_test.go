@@ -113,6 +113,12 @@ func TestS3Layout(t *testing.T) {
 	} else {
 		l.Close()
 	}
+	put("team/.pulumi/locks/x", `{}`) // not state
+	if l := open(); l == nil {
+		t.Fatal("a bucket with no stack yet read as the legacy layout")
+	} else {
+		l.Close()
+	}
 	put("team/.pulumi/stacks/dev.json", `{}`) // a legacy state: no meta.yaml
 	if l := open(); l != nil {
 		l.Close()
@@ -132,11 +138,13 @@ func TestS3Layout(t *testing.T) {
 	if _, err := l.Checkpoint(); !errors.Is(err, os.ErrNotExist) {
 		t.Errorf("no checkpoint yet: %v", err)
 	}
+	put("team/.pulumi/stacks/kcp-tmc/dev.json.gz", "compressed, older")
+	time.Sleep(1100 * time.Millisecond) // a later modification time, to the second
 	put("team/.pulumi/stacks/kcp-tmc/dev.json", `{"version":3}`)
 	if raw, err := l.Checkpoint(); err != nil || string(raw) != `{"version":3}` {
-		t.Errorf("Checkpoint = %q, %v", raw, err)
+		t.Errorf("Checkpoint with an older compressed one beside it = %q, %v", raw, err)
 	}
-	time.Sleep(1100 * time.Millisecond) // a later modification time, to the second
+	time.Sleep(1100 * time.Millisecond)
 	put("team/.pulumi/stacks/kcp-tmc/dev.json.gz", "compressed")
 	if _, err := l.Checkpoint(); !errors.Is(err, errors.ErrUnsupported) {
 		t.Errorf("with a newer compressed checkpoint: %v, want it refused, not the older plain one read", err)

@@ -265,9 +265,15 @@ func (g *stackGuard) clearKilled(prev guardRecord, id string) (elsewhere []engin
 		if e.Elsewhere == "" {
 			e.Elsewhere = prev.Identity
 		}
+		ownLeft := e.Elsewhere == id && e.Pid == os.Getpid() && e.Running() // this process's lockStack, left by a failed removal
 		switch {
 		case l == nil && (e.Lock != "" || e.Elsewhere != id || !e.Running()):
 			continue // the engine removed its lock, or took none
+		case ownLeft:
+			if err := g.remove(l.Path); err != nil {
+				return nil, err
+			}
+			fmt.Fprintf(g.out, "removed the lock of stack %q that this kcp-tmc could not remove before\n", g.stack)
 		case e.Elsewhere != id:
 			fmt.Fprintf(g.out, "the lock of stack %q by %s is of the engine (pid %d) of a killed kcp-tmc on another machine, "+
 				"boot or container (%s), which this one cannot see: once it runs no more, kcp-tmc unlock --other-host "+
@@ -349,25 +355,29 @@ func (g *stackGuard) lockStack() (unlock func(), err error) {
 	if held, err := g.list(); err != nil || len(held) > 0 {
 		return nil, locked(held, err)
 	}
-	self, err := localproc.Find(os.Getpid())
-	if err != nil {
-		return nil, err
-	}
+	self := g.rec.Process // this process, as take recorded it
 	host, _ := os.Hostname()
 	l := StackLock{Pid: os.Getpid(), Username: currentUser(), Hostname: host, Timestamp: time.Now()}
 	raw, err := json.Marshal(l)
 	if err != nil {
 		return nil, err
 	}
-	key, err := g.write(fmt.Sprintf("kcp-tmc-%d-%d.json", l.Pid, l.Timestamp.UnixNano()), raw)
-	if err != nil {
-		return nil, err
-	}
+	name := fmt.Sprintf("kcp-tmc-%d-%d.json", l.Pid, l.Timestamp.UnixNano())
+	key := g.lockPath(name)
+	// Recorded first: a kill between the two leaves no lock unrecorded (a
+	// recorded lock that is not there counts as gone).
 	g.mu.Lock()
 	g.addEngine(engineLock{Process: self, Since: l.Timestamp, Lock: key})
 	g.mu.Unlock()
 	unlock = func() {
-		if err := g.remove(key); err != nil {
+		var err error
+		for try := range 3 {
+			time.Sleep(time.Duration(try) * time.Second)
+			if err = g.remove(key); err == nil {
+				break
+			}
+		}
+		if err != nil {
 			fmt.Fprintf(g.out, "%v\n", err) // recorded: the next holder removes it
 			return
 		}
@@ -378,7 +388,11 @@ func (g *stackGuard) lockStack() (unlock func(), err error) {
 			fmt.Fprintf(g.out, "%v\n", err)
 		}
 	}
-	if held, err := g.list(); err != nil || len(held) != 1 {
+	if err := g.write(name, raw); err != nil {
+		unlock()
+		return nil, err
+	}
+	if held, err := g.list(); err != nil || len(held) != 1 || held[0].Path != key {
 		unlock()
 		return nil, locked(held, err)
 	}
