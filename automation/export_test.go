@@ -18,4 +18,11 @@ func HealKilledHelmOperations(ctx context.Context, s auto.Stack, out io.Writer) 
 }
 
 // ClearRedoneCreates is Up's last step, for BenchmarkClearRedoneCreates.
-var ClearRedoneCreates = clearRedoneCreates
+func ClearRedoneCreates(ctx context.Context, s auto.Stack, out io.Writer) {
+	locks, err := OpenLocks(s.Workspace().GetEnvVars()["PULUMI_BACKEND_URL"], s.Workspace().WorkDir(), s.Name())
+	if err != nil {
+		panic(err)
+	}
+	defer locks.Close()
+	clearRedoneCreates(ctx, s, locks, out)
+}

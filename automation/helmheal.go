@@ -42,7 +42,9 @@ func Up(ctx context.Context, s auto.Stack, out io.Writer, opts ...optup.Option) 
 	if _, err = s.Up(ctx, opts...); err != nil {
 		return err
 	}
-	clearRedoneCreates(ctx, s, out)
+	if g != nil {
+		clearRedoneCreates(ctx, s, g.Locks, out)
+	}
 	return nil
 }
 
@@ -60,9 +62,7 @@ func Up(ctx context.Context, s auto.Stack, out io.Writer, opts ...optup.Option) 
 // operation is such a create (otherwise the engine's warning stays and
 // names them). Only with a local or S3 backend, whose checkpoint kcp-tmc
 // reads.
-func clearRedoneCreates(ctx context.Context, s auto.Stack, out io.Writer) {
-	locks := locksOf(s)
-	defer locks.Close()
+func clearRedoneCreates(ctx context.Context, s auto.Stack, locks *Locks, out io.Writer) {
 	c, known := readCheckpoint(locks)
 	if !known || len(c.pending) == 0 || c.root == "" {
 		return
@@ -168,13 +168,6 @@ func healKilledHelmOperations(ctx context.Context, s auto.Stack, g *stackGuard, 
 			warn("%v", err)
 		}
 	}
-}
-
-// locksOf opens the locks (and checkpoint) of s in its backend: nil for a
-// backend kcp-tmc does not read, or that it cannot open now.
-func locksOf(s auto.Stack) *Locks {
-	l, _ := OpenLocks(s.Workspace().GetEnvVars()["PULUMI_BACKEND_URL"], s.Workspace().WorkDir(), s.Name())
-	return l
 }
 
 // stderrOf is what an Automation API error says without the command's
