@@ -238,6 +238,7 @@ func kcpArgs(cfg *Config) kcp.Args {
 		Namespace: cfg.Namespace, Domain: cfg.Domain, Image: cfg.KCP.Image, Version: cfg.KCP.Version,
 		Replicas: cfg.KCP.Replicas, FrontProxyReplicas: cfg.KCP.FrontProxyReplicas, HomeWorkspaces: cfg.KCP.HomeWorkspaces,
 		ExtraFlags: cfg.KCP.ExtraFlags, FrontProxyExtraFlags: cfg.KCP.FrontProxyExtraFlags, OIDC: cfg.KCP.OIDC,
+		KubectlImage:        cfg.KCP.KubectlImage,
 		Resources:           cfg.KCP.Resources,
 		FrontProxyResources: cfg.KCP.FrontProxyResources,
 		Spread:              spread(cfg.KCP.AntiAffinity, cfg.Zones),

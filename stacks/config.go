@@ -189,6 +189,11 @@ type KCP struct {
 	// FrontProxyExtraFlags are appended to the front-proxy's flags, with the
 	// same rules.
 	FrontProxyExtraFlags []string `json:"frontProxyExtraFlags"`
+	// KubectlImage restarts the front-proxy weekly, rolling, so that it
+	// picks up its renewed forwarding certificate, which it reads only at
+	// start (docs/tls.md "Renewals"): an image whose entrypoint is kubectl,
+	// repository:tag (Kubernetes' own by default; a mirror of it offline).
+	KubectlImage string `json:"kubectlImage"`
 	// Shards are more kcp shards beside the root shard (which is always there
 	// and holds the root workspace): each runs its own kcp Deployment and
 	// its own etcd cluster, registers with the root shard and is reached

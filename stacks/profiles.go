@@ -48,7 +48,7 @@ func Profile(env string) (*Config, error) {
 		Domain:             "example.com",
 		Namespace:          "kcp",
 		PodSecurityVersion: platform.Args{}.WithDefaults().PodSecurityVersion,
-		KCP:                KCP{Image: kc.Image, Version: kc.Version, Cache: Cache{Mode: CacheEmbedded}},
+		KCP:                KCP{Image: kc.Image, Version: kc.Version, KubectlImage: kc.KubectlImage, Cache: Cache{Mode: CacheEmbedded}},
 		Backup: Backup{Enabled: true, Schedule: bk.Schedule, TimeZone: bk.TimeZone, VerifySchedule: bk.VerifySchedule,
 			Image: bk.Image, Target: backup.TargetS3, Prefix: bk.S3.Prefix, Region: "us-east-1",
 			Bucket: ClusterName(env) + "-etcd-backups", TransitionDays: 30, RetentionDays: 90, NoncurrentDays: 30},

@@ -18,6 +18,7 @@ import (
 	"gopkg.in/yaml.v3"
 
 	"github.com/kcp-tmc/kcp-tmc/automation"
+	"github.com/kcp-tmc/kcp-tmc/components/kcp"
 	"github.com/kcp-tmc/kcp-tmc/internal/test/mocktest"
 	"github.com/kcp-tmc/kcp-tmc/internal/test/testenv"
 	"github.com/kcp-tmc/kcp-tmc/stacks"
@@ -134,7 +135,63 @@ func TestStacksApplyToRealAPIServer(t *testing.T) {
 			for _, w := range workloads(t, files) {
 				assertPodsAdmitted(t, w)
 			}
+			assertFrontProxyRestart(t, ns, files)
 		})
+	}
+}
+
+// assertFrontProxyRestart runs what the stack's restart CronJob runs — the
+// pinned kubectl with the container's args, as its ServiceAccount — and
+// checks that it rolled the front-proxy's pod template, and that the same
+// identity may restart nothing else.
+func assertFrontProxyRestart(t *testing.T, ns string, files []string) {
+	t.Helper()
+	ctx := context.Background()
+	var args []string
+	for _, f := range files {
+		b, err := os.ReadFile(f)
+		if err != nil {
+			t.Fatal(err)
+		}
+		var obj map[string]any
+		if err := yaml.Unmarshal(b, &obj); err != nil {
+			t.Fatalf("%s: %v", f, err)
+		}
+		if obj["kind"] == "CronJob" && mocktest.Dig(obj, "metadata", "name") == kcp.FrontProxyRestartName {
+			for _, a := range mocktest.List(mocktest.Dig(obj, "spec", "jobTemplate", "spec", "template", "spec", "containers", 0, "args")) {
+				args = append(args, fmt.Sprint(a))
+			}
+		}
+	}
+	if len(args) == 0 {
+		t.Fatalf("the stack has no CronJob %s restarting the front-proxy", kcp.FrontProxyRestartName)
+	}
+	token, _, err := kube.Kubectl(ctx, nil, "create", "token", kcp.FrontProxyRestartName, "-n", ns)
+	if err != nil {
+		t.Fatal(err)
+	}
+	asJob := func(args ...string) (string, error) {
+		// An empty kubeconfig: the token is the only credential, as in the pod.
+		empty := filepath.Join(t.TempDir(), "kubeconfig")
+		if err := os.WriteFile(empty, []byte("apiVersion: v1\nkind: Config\n"), 0o600); err != nil {
+			t.Fatal(err)
+		}
+		cmd := exec.CommandContext(ctx, filepath.Join(automation.ToolchainBin(), "kubectl"), append([]string{"--kubeconfig=" + empty,
+			"--server=" + kube.Server, "--certificate-authority=" + kube.CAFile, "--token=" + strings.TrimSpace(token)}, args...)...)
+		cmd.Env = append(os.Environ(), "HOME="+t.TempDir())
+		out, err := cmd.CombinedOutput()
+		return string(out), err
+	}
+	restartedAt := func(deployment string) string {
+		out, _, _ := kube.Kubectl(ctx, nil, "-n", ns, "get", "deployment", deployment, "-o",
+			`jsonpath={.spec.template.metadata.annotations.kubectl\.kubernetes\.io/restartedAt}`)
+		return out
+	}
+	if out, err := asJob(args...); err != nil || restartedAt(kcp.FrontProxyName) == "" {
+		t.Errorf("the restart Job's kubectl %s: %v\n%s\nthe front-proxy's template has no restartedAt", strings.Join(args, " "), err, out)
+	}
+	if out, err := asJob("rollout", "restart", "deployment/"+kcp.ServerName, "--namespace="+ns); err == nil || !strings.Contains(out, "forbidden") {
+		t.Errorf("the restart Job's identity restarted kcp too (err %v): %s", err, out)
 	}
 }
 

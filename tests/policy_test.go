@@ -231,7 +231,7 @@ var policyRules = []rule{
 			v = append(v, "runs as the default ServiceAccount")
 		}
 		// A workload that calls the API says so with this annotation.
-		if (pod.AutomountServiceAccountToken == nil || *pod.AutomountServiceAccountToken) && o.Meta.Annotations["kcp-tmc.io/needs-api-token"] != "true" {
+		if (pod.AutomountServiceAccountToken == nil || *pod.AutomountServiceAccountToken) && o.Meta.Annotations[podspec.NeedsAPIToken] != "true" {
 			v = append(v, "automounts a service-account token")
 		}
 		return v

@@ -66,7 +66,7 @@ func identitySecret(a Args) string {
 
 func deploymentMeta(a Args) *metav1.ObjectMetaArgs {
 	meta := workload.Meta(a.Kind, a.Namespace, a.Kind)
-	annotations := pulumi.StringMap{"kcp-tmc.io/needs-api-token": pulumi.String("true")} // it syncs its cluster's API
+	annotations := pulumi.StringMap{workload.NeedsAPIToken: pulumi.String("true")} // it syncs its cluster's API
 	if a.Replicas == 1 {
 		annotations["kube-score/ignore"] = pulumi.String("deployment-replicas") // one replica asked for
 	}

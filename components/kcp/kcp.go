@@ -101,6 +101,9 @@ type Args struct {
 	// Cache, when set, runs the cache server on its own (kcp.cache.mode
 	// separate); nil keeps it embedded in the root shard.
 	Cache *shard.Shard
+	// KubectlImage runs the front-proxy's weekly restart (restart.go):
+	// an image whose entrypoint is kubectl.
+	KubectlImage string
 }
 
 // KCP is the component.
@@ -125,6 +128,7 @@ func Selector() map[string]string { return workload.Labels(ServerName) }
 func (a Args) WithDefaults() Args {
 	component.Default(&a.Image, DefaultImage)
 	component.Default(&a.Version, DefaultVersion)
+	component.Default(&a.KubectlImage, DefaultKubectlImage)
 	// Scratch space and logs.
 	a.Resources = serverEphemeral(a.Resources)
 	a.FrontProxyResources = a.FrontProxyResources.WithEphemeral("128Mi", "512Mi")
@@ -158,6 +162,7 @@ func (a Args) Validate(fld *field.Path) field.ErrorList {
 	errs = append(errs, check.Domain(fld.Child("domain"), a.Domain, "the DNS zone kcp is published under")...)
 	errs = append(errs, check.Repository(fld.Child("image"), a.Image, "ghcr.io/kcp-dev/kcp (the tag is kcp.version)")...)
 	errs = append(errs, check.Release(fld.Child("version"), a.Version, "", "v0.32.3")...)
+	errs = append(errs, check.Image(fld.Child("kubectlImage"), a.KubectlImage, DefaultKubectlImage)...)
 	errs = append(errs, check.Range(fld.Child("replicas"), a.Replicas, 1, 9, "")...)
 	errs = append(errs, check.Range(fld.Child("frontProxyReplicas"), a.FrontProxyReplicas, 1, 9, "")...)
 	errs = append(errs, a.Resources.Validate(fld.Child("resources"))...)
@@ -203,6 +208,9 @@ func NewKCP(ctx *pulumi.Context, name string, args Args, opts ...pulumi.Resource
 		return nil, err
 	}
 	if err := newPolicies(ctx, name, args, child); err != nil {
+		return nil, err
+	}
+	if err := newFrontProxyRestart(ctx, name, args, child); err != nil {
 		return nil, err
 	}
 	comp.URL = pulumi.String(PublicURL(args.Domain)).ToStringOutput()

@@ -209,6 +209,7 @@ func TestValidate(t *testing.T) {
 		{"unpinned version", func(a *Args) { a.Version = "latest" }, "kcp.version", `a pinned release tag like "v0.32.3"`},
 		{"one-label domain", func(a *Args) { a.Domain = "localhost" }, "kcp.domain", "at least two labels"},
 		{"cpu not a quantity", func(a *Args) { a.FrontProxyResources.Limits.CPU = "two" }, "kcp.frontProxyResources.limits.cpu", "a positive CPU quantity"},
+		{"unpinned kubectl", func(a *Args) { a.KubectlImage = "registry.k8s.io/kubectl" }, "kcp.kubectlImage", "a pinned image"},
 	})
 }
 
@@ -353,4 +354,60 @@ func testCAPEM(t *testing.T) string {
 		t.Fatal(err)
 	}
 	return string(pem.EncodeToMemory(&pem.Block{Type: "CERTIFICATE", Bytes: der}))
+}
+
+// TestFrontProxyRestart: the front-proxy reads its forwarding certificate
+// only at start, so a weekly CronJob restarts it, rolling, with kubectl
+// allowed nothing but that: get and patch of that one Deployment, and
+// egress to the Kubernetes API only.
+func TestFrontProxyRestart(t *testing.T) {
+	rec := run(t, prodArgs())
+	cron := rec.Object(t, "kubernetes:batch/v1:CronJob", FrontProxyRestartName)
+	if got := mocktest.Dig(cron, "spec", "schedule"); got != FrontProxyRestartSchedule {
+		t.Errorf("schedule %v, want %s", got, FrontProxyRestartSchedule)
+	}
+	if got := mocktest.Dig(cron, "spec", "concurrencyPolicy"); got != "Forbid" {
+		t.Errorf("concurrencyPolicy %v, want Forbid", got)
+	}
+	pod := mocktest.Dig(cron, "spec", "jobTemplate", "spec", "template", "spec")
+	c := mocktest.Dig(pod, "containers", 0)
+	if got := mocktest.Dig(c, "image"); got != DefaultKubectlImage {
+		t.Errorf("image %v, want %s", got, DefaultKubectlImage)
+	}
+	if got := fmt.Sprint(mocktest.Dig(c, "args")); got != "[rollout restart deployment/kcp-front-proxy --namespace=kcp]" {
+		t.Errorf("args %s", got)
+	}
+	if got := mocktest.Dig(pod, "serviceAccountName"); got != FrontProxyRestartName {
+		t.Errorf("serviceAccountName %v", got)
+	}
+	if got := mocktest.Dig(pod, "automountServiceAccountToken"); got == false {
+		t.Error("the restart pod has no token: kubectl cannot reach the API")
+	}
+	if got := mocktest.Dig(c, "securityContext", "readOnlyRootFilesystem"); got != true {
+		t.Errorf("readOnlyRootFilesystem %v", got)
+	}
+	role := rec.Object(t, "kubernetes:rbac.authorization.k8s.io/v1:Role", FrontProxyRestartName)
+	rules := mocktest.List(mocktest.Dig(role, "rules"))
+	if len(rules) != 1 || fmt.Sprint(mocktest.Dig(rules[0], "resourceNames")) != "[kcp-front-proxy]" ||
+		fmt.Sprint(mocktest.Dig(rules[0], "verbs")) != "[get patch]" || fmt.Sprint(mocktest.Dig(rules[0], "resources")) != "[deployments]" {
+		t.Errorf("role rules %v, want get and patch of deployment kcp-front-proxy only", rules)
+	}
+	binding := rec.Object(t, "kubernetes:rbac.authorization.k8s.io/v1:RoleBinding", FrontProxyRestartName)
+	if got := mocktest.Dig(binding, "subjects", 0, "name"); got != FrontProxyRestartName {
+		t.Errorf("binding subject %v", got)
+	}
+	policy := rec.Object(t, "kubernetes:networking.k8s.io/v1:NetworkPolicy", "allow-"+FrontProxyRestartName)
+	if got := fmt.Sprint(mocktest.Dig(policy, "spec", "egress", 0, "ports")); !strings.Contains(got, "443") || !strings.Contains(got, "6443") {
+		t.Errorf("egress ports %s, want the API's 443 and 6443", got)
+	}
+	if ingress := mocktest.List(mocktest.Dig(policy, "spec", "ingress")); len(ingress) != 0 {
+		t.Errorf("the restart pod accepts ingress: %v", ingress)
+	}
+
+	a := prodArgs()
+	a.KubectlImage = "mirror.example.com/kubectl:v1.34.4"
+	c = mocktest.Dig(run(t, a).Object(t, "kubernetes:batch/v1:CronJob", FrontProxyRestartName), "spec", "jobTemplate", "spec", "template", "spec", "containers", 0)
+	if got := mocktest.Dig(c, "image"); got != a.KubectlImage {
+		t.Errorf("kcp.kubectlImage %s ignored: image %v", a.KubectlImage, got)
+	}
 }

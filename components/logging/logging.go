@@ -231,7 +231,7 @@ func NewLogging(ctx *pulumi.Context, name string, args Args, opts ...pulumi.Reso
 func newDaemonSet(ctx *pulumi.Context, name string, args Args, env corev1.EnvVarArray, after []pulumi.ResourceOption) error {
 	dsMeta := workload.Meta(Name, Namespace, Name)
 	dsMeta.Annotations = pulumi.StringMap{
-		"kcp-tmc.io/needs-api-token": pulumi.String("true"), // the kubernetes filter
+		workload.NeedsAPIToken: pulumi.String("true"), // the kubernetes filter
 		// Root (UID 0) is what reading the nodes' root-owned log files takes.
 		"kube-score/ignore": pulumi.String("container-security-context-user-group-id"),
 	}

@@ -24,6 +24,7 @@ import (
 	"k8s.io/apimachinery/pkg/util/validation"
 	"k8s.io/apimachinery/pkg/util/validation/field"
 
+	"github.com/kcp-tmc/kcp-tmc/components/kcp"
 	"github.com/kcp-tmc/kcp-tmc/pkg/check"
 	"github.com/kcp-tmc/kcp-tmc/pkg/component"
 	"github.com/kcp-tmc/kcp-tmc/pkg/shard"
@@ -178,6 +179,13 @@ func (a Args) Validate(fld *field.Path) field.ErrorList {
 	}
 	if a.RenewBefore >= a.LeafDuration {
 		errs = append(errs, field.Invalid(fld.Child("renewBefore"), HoursString(a.RenewBefore), "shorter than leafDuration ("+HoursString(a.LeafDuration)+")"))
+	}
+	// The front-proxy reads its forwarding certificate only at start and is
+	// restarted weekly: a renewal must come a week and a day (a failed
+	// restart's retry) before the old certificate expires.
+	if least := kcp.FrontProxyRestartEvery + 24*time.Hour; a.RenewBefore < least {
+		errs = append(errs, field.Invalid(fld.Child("renewBefore"), HoursString(a.RenewBefore), "at least "+HoursString(least)+
+			": the front-proxy picks up its renewed forwarding certificate at its weekly restart (docs/tls.md \"Renewals\")"))
 	}
 	errs = append(errs, check.Release(fld.Child("certManagerVersion"), a.CertManagerVersion, "", DefaultCertManagerVersion)...)
 	if a.ACME != nil {

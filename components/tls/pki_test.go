@@ -490,6 +490,7 @@ func TestValidate(t *testing.T) {
 		{"renew after expiry", func(a *Args) { a.RenewBefore = 9000 * time.Hour }, "tls.renewBefore", `"9000h": shorter than leafDuration (8760h)`},
 		{"leaf outlives CA", func(a *Args) { a.LeafDuration = 100000 * time.Hour }, "tls.leafDuration", "at most caDuration"},
 		{"minutes", func(a *Args) { a.RenewBefore = 90 * time.Minute }, "tls.renewBefore", "whole number of hours"},
+		{"renewal inside the front-proxy's restart week", func(a *Args) { a.RenewBefore = 100 * time.Hour }, "tls.renewBefore", `"100h": at least 192h: the front-proxy`},
 		{"unpinned cert-manager", func(a *Args) { a.CertManagerVersion = "v1.21" }, "tls.certManagerVersion", "a pinned release tag"},
 		{"ACME in self-managed", func(a *Args) { a.Mode = ModeSelfManaged; a.ACME = &ACME{Email: "a@b.c"} }, "tls.acme", "only with tls.mode cert-manager"},
 		{"ACME without email", func(a *Args) { a.ACME = &ACME{} }, "tls.acme.email", "a contact e-mail address"},

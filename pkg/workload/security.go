@@ -11,6 +11,11 @@ import (
 	"github.com/pulumi/pulumi/sdk/v3/go/pulumi"
 )
 
+// NeedsAPIToken annotates a workload whose pods call the Kubernetes API,
+// so their automounted service-account token is intended (the security
+// policy refuses it on any other).
+const NeedsAPIToken = "kcp-tmc.io/needs-api-token"
+
 // UID and GID every container runs as: non-root, above 10000 so it never
 // collides with a node's users (kube-score's threshold).
 const (
