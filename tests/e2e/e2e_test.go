@@ -448,6 +448,11 @@ func TestDevStackRuns(t *testing.T) {
 			}
 		}
 	})
+
+	// Last: it restarts kcp and the front-proxy.
+	t.Run("a renewed forwarding certificate reaches the front-proxy at its restart, not before", func(t *testing.T) {
+		forwardingRenewal(t, cp, rec)
+	})
 }
 
 // scrape GETs a workload's metrics as the ServiceMonitor's first endpoint
