@@ -10,6 +10,7 @@ import (
 	"testing"
 	"time"
 
+	kcpc "github.com/kcp-tmc/kcp-tmc/components/kcp"
 	"github.com/kcp-tmc/kcp-tmc/components/tls"
 	"github.com/kcp-tmc/kcp-tmc/tests/cluster"
 )
@@ -21,8 +22,11 @@ import (
 // kcp at its public address through CoreDNS and the load balancer. A Widget
 // created in a consumer workspace reaches the node and its status comes
 // back. cert-manager then renews every certificate the path depends on (the
-// service-account key's, the front-proxy's, kcp-admin's) and the agent keeps
-// syncing with no command run; the next up converges.
+// service-account key's, the front-proxy's serving and forwarding ones,
+// kcp-admin's), kcp restarts (it keeps the service-account key), the
+// front-proxy's restart CronJob runs (its image, ServiceAccount and RBAC on
+// the node), and the agent keeps syncing with no command run; the next up
+// converges.
 func TestAgentOnTheSameNode(t *testing.T) {
 	require(t)
 	ctx := context.Background()
@@ -156,21 +160,36 @@ spec: {reference: {export: {path: "root:compute", name: %s}}}
 		return out
 	}
 	keyBefore := saKey()
-	renew(t, p.ns, tls.CertServiceAccount, tls.CertFrontProxy, tls.CertAdmin)
+	renew(t, p.ns, tls.CertServiceAccount, tls.CertFrontProxy, tls.CertFrontProxyClient, tls.CertAdmin)
 	if keyBefore == "" || saKey() != keyBefore {
 		t.Error("kcp's service-account key changed on renewal: every token kcp issued stops verifying once kcp restarts")
 	}
-	// kcp and the front-proxy read the service-account key at start: a
-	// restart (the runbook's step after a renewal, or any rescheduling)
-	// is when a changed key would lock every agent out.
-	for _, d := range []string{"deployment/kcp", "deployment/kcp-front-proxy"} {
-		if _, _, err := kube.Kubectl(ctx, nil, "-n", p.ns, "rollout", "restart", d); err != nil {
-			t.Fatal(err)
-		}
-		if err := kube.WaitRollout(ctx, p.ns, d, 5*time.Minute); err != nil {
-			t.Fatalf("%s after the restart: %v\n%s", d, err, p.state())
-		}
+	// kcp reads the service-account key at start: a restart (any
+	// rescheduling) is when a changed key would lock every agent out.
+	if _, _, err := kube.Kubectl(ctx, nil, "-n", p.ns, "rollout", "restart", "deployment/"+kcpc.ServerName); err != nil {
+		t.Fatal(err)
 	}
+	if err := kube.WaitRollout(ctx, p.ns, "deployment/"+kcpc.ServerName, 5*time.Minute); err != nil {
+		t.Fatalf("kcp after the restart: %v\n%s", err, p.state())
+	}
+	// The front-proxy reads its forwarding certificate only at start: the
+	// stack's CronJob restarts it weekly; its Job now, as the schedule would.
+	began = time.Now()
+	if _, _, err := kube.Kubectl(ctx, nil, "-n", p.ns, "create", "job", "--from=cronjob/"+kcpc.FrontProxyRestartName, "restart-now"); err != nil {
+		t.Fatal(err)
+	}
+	if _, _, err := kube.Kubectl(ctx, nil, "-n", p.ns, "wait", "--for=condition=complete", "job/restart-now", "--timeout=3m"); err != nil {
+		logs, _, _ := kube.Kubectl(ctx, nil, "-n", p.ns, "logs", "job/restart-now")
+		t.Fatalf("the front-proxy's restart Job: %v\n%s\n%s", err, logs, p.state())
+	}
+	if err := kube.WaitRollout(ctx, p.ns, "deployment/"+kcpc.FrontProxyName, 5*time.Minute); err != nil {
+		t.Fatalf("the front-proxy after its restart Job: %v\n%s", err, p.state())
+	}
+	if at, _, _ := kube.Kubectl(ctx, nil, "-n", p.ns, "get", "deployment", kcpc.FrontProxyName, "-o",
+		`jsonpath={.spec.template.metadata.annotations.kubectl\.kubernetes\.io/restartedAt}`); at == "" {
+		t.Error("the restart Job completed but did not restart the front-proxy")
+	}
+	t.Logf("the front-proxy restarted by its CronJob's Job in %s", time.Since(began).Round(time.Second))
 	widget("w2")
 	p.must("up") // reads the renewed admin certificate: an update of the kcp providers, no replacement
 	p.must("up", "--expect-no-changes")

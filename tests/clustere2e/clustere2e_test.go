@@ -168,6 +168,9 @@ func stackImages(bin string) ([]cluster.Image, error) {
 				{Path: "/usr/local/bin/etcdutl", Source: filepath.Join(bin, "etcdutl")}}},
 		{Ref: agentImage(), User: "65532", Entrypoint: []string{"/api-syncagent"},
 			Files: []cluster.File{{Path: "/api-syncagent", Source: env("API_SYNCAGENT_BIN")}}},
+		// Kubernetes' kubectl image: the front-proxy's restart CronJob.
+		{Ref: cfg.KCP.KubectlImage, User: "65532", Entrypoint: []string{"/bin/kubectl"},
+			Files: []cluster.File{{Path: "/bin/kubectl", Source: filepath.Join(bin, "kubectl")}}},
 	}, nil
 }
 
