@@ -366,6 +366,9 @@ func TestFrontProxyRestart(t *testing.T) {
 	if got := mocktest.Dig(cron, "spec", "schedule"); got != FrontProxyRestartSchedule {
 		t.Errorf("schedule %v, want %s", got, FrontProxyRestartSchedule)
 	}
+	if got := mocktest.Dig(cron, "spec", "timeZone"); got != "Etc/UTC" {
+		t.Errorf("timeZone %v, want Etc/UTC (the documented Mondays 03:30 UTC)", got)
+	}
 	if got := mocktest.Dig(cron, "spec", "concurrencyPolicy"); got != "Forbid" {
 		t.Errorf("concurrencyPolicy %v, want Forbid", got)
 	}

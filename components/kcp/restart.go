@@ -25,9 +25,10 @@ import (
 const (
 	// FrontProxyRestartName names the CronJob and everything of it.
 	FrontProxyRestartName = "kcp-front-proxy-restart"
-	// FrontProxyRestartSchedule is weekly (Mondays 03:30), off the
+	// FrontProxyRestartSchedule is weekly (Mondays 03:30 UTC), off the
 	// backups' hours.
 	FrontProxyRestartSchedule = "30 3 * * 1"
+	frontProxyRestartTimeZone = "Etc/UTC"
 	// FrontProxyRestartEvery is the longest time between two restarts.
 	FrontProxyRestartEvery = 7 * 24 * time.Hour
 	// DefaultKubectlImage runs the restart: Kubernetes' own kubectl image
@@ -35,9 +36,9 @@ const (
 	DefaultKubectlImage = "registry.k8s.io/kubectl:v1.34.4"
 )
 
-// FrontProxyRestartArgs are the restart Job's kubectl arguments: a rolling
+// frontProxyRestartArgs are the restart Job's kubectl arguments: a rolling
 // restart, as `kubectl rollout restart` does it by hand.
-func FrontProxyRestartArgs(namespace string) []string {
+func frontProxyRestartArgs(namespace string) []string {
 	return []string{"rollout", "restart", "deployment/" + FrontProxyName, "--namespace=" + namespace}
 }
 
@@ -76,6 +77,7 @@ func newFrontProxyRestart(ctx *pulumi.Context, name string, args Args, child pul
 		Metadata: meta,
 		Spec: &batchv1.CronJobSpecArgs{
 			Schedule:                   pulumi.String(FrontProxyRestartSchedule),
+			TimeZone:                   pulumi.String(frontProxyRestartTimeZone),
 			ConcurrencyPolicy:          pulumi.String("Forbid"),
 			StartingDeadlineSeconds:    pulumi.Int(3600),
 			SuccessfulJobsHistoryLimit: pulumi.Int(1),
@@ -96,7 +98,7 @@ func newFrontProxyRestart(ctx *pulumi.Context, name string, args Args, child pul
 								Name:            pulumi.String("restart"),
 								Image:           pulumi.String(args.KubectlImage),
 								ImagePullPolicy: pulumi.String("Always"),
-								Args:            pulumi.ToStringArray(FrontProxyRestartArgs(ns)),
+								Args:            pulumi.ToStringArray(frontProxyRestartArgs(ns)),
 								// kubectl caches discovery under $HOME/.kube.
 								Env: corev1.EnvVarArray{corev1.EnvVarArgs{Name: pulumi.String("HOME"), Value: pulumi.String("/tmp")}},
 								Resources: workload.Resources{
