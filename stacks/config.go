@@ -330,7 +330,8 @@ type TLS struct {
 	// LeafDuration is the leaf certificates' lifetime in whole hours (`8760h`).
 	LeafDuration string `json:"leafDuration"`
 	// RenewBefore is how long before expiry a leaf is renewed, in whole hours:
-	// shorter than leafDuration.
+	// shorter than leafDuration and at least 192h (the front-proxy takes its
+	// renewed forwarding certificate at its weekly restart).
 	RenewBefore string `json:"renewBefore"`
 	// ACME is optional: when set (cert-manager mode only), the public
 	// front-proxy certificate for `kcp.<domain>` comes from Let's Encrypt;

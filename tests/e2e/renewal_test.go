@@ -51,11 +51,15 @@ func forwardingRenewal(t *testing.T, cp *controlPlane, rec []mocktest.Resource) 
 	time.Sleep(time.Until(expires) + 2*time.Second)
 	took := cp.restart(t, kcp.ServerName, syscall.SIGTERM)
 	t.Logf("the forwarding certificate the front-proxy loaded expired; kcp restarted in %s", took.Round(time.Second))
-	if code, body, err := cp.admin.try(http.MethodGet, list, nil); err == nil && code/100 == 2 {
+	switch code, body, err := cp.admin.try(http.MethodGet, list, nil); {
+	case err == nil && code/100 == 2:
 		t.Errorf("the front-proxy forwarded with a renewed certificate it was not restarted for: kcp %s reads it by itself now "+
 			"(kcp-dev/kcp#1308), so the CronJob %s is no longer needed", kcp.DefaultVersion, kcp.FrontProxyRestartName)
-	} else {
-		t.Logf("the running front-proxy, its forwarding certificate expired and renewed on disk: HTTP %d %v: %.200s", code, err, body)
+	case err != nil || code != http.StatusUnauthorized:
+		// Only kcp refusing the expired forwarding certificate proves the point.
+		t.Errorf("the running front-proxy after the expiry: HTTP %d %v, want 401 (kcp refusing its expired forwarding certificate): %.200s", code, err, body)
+	default:
+		t.Logf("the running front-proxy, its forwarding certificate expired and renewed on disk: HTTP 401: %.200s", body)
 	}
 	took = cp.restart(t, kcp.FrontProxyName, syscall.SIGTERM)
 	cp.admin.must(t, http.MethodGet, list, nil)
