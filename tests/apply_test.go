@@ -141,13 +141,14 @@ func TestStacksApplyToRealAPIServer(t *testing.T) {
 }
 
 // assertFrontProxyRestart runs what the stack's restart CronJob runs — the
-// pinned kubectl with the container's args, as its ServiceAccount — and
-// checks that it rolled the front-proxy's pod template, and that the same
-// identity may restart nothing else.
+// pinned kubectl with its init container's args, then its container's, as
+// its ServiceAccount — and checks that it rolled the front-proxy's pod
+// template and may watch the rollout, and that the same identity may
+// restart nothing else.
 func assertFrontProxyRestart(t *testing.T, ns string, files []string) {
 	t.Helper()
 	ctx := context.Background()
-	var args []string
+	var restart, status []string
 	for _, f := range files {
 		b, err := os.ReadFile(f)
 		if err != nil {
@@ -158,13 +159,17 @@ func assertFrontProxyRestart(t *testing.T, ns string, files []string) {
 			t.Fatalf("%s: %v", f, err)
 		}
 		if obj["kind"] == "CronJob" && mocktest.Dig(obj, "metadata", "name") == kcp.FrontProxyRestartName {
-			for _, a := range mocktest.List(mocktest.Dig(obj, "spec", "jobTemplate", "spec", "template", "spec", "containers", 0, "args")) {
-				args = append(args, fmt.Sprint(a))
+			pod := mocktest.Dig(obj, "spec", "jobTemplate", "spec", "template", "spec")
+			for _, a := range mocktest.List(mocktest.Dig(pod, "initContainers", 0, "args")) {
+				restart = append(restart, fmt.Sprint(a))
+			}
+			for _, a := range mocktest.List(mocktest.Dig(pod, "containers", 0, "args")) {
+				status = append(status, fmt.Sprint(a))
 			}
 		}
 	}
-	if len(args) == 0 {
-		t.Fatalf("the stack has no CronJob %s restarting the front-proxy", kcp.FrontProxyRestartName)
+	if len(restart) == 0 || len(status) == 0 {
+		t.Fatalf("the stack has no CronJob %s restarting the front-proxy and waiting for it", kcp.FrontProxyRestartName)
 	}
 	token, _, err := kube.Kubectl(ctx, nil, "create", "token", kcp.FrontProxyRestartName, "-n", ns)
 	if err != nil {
@@ -187,8 +192,15 @@ func assertFrontProxyRestart(t *testing.T, ns string, files []string) {
 			`jsonpath={.spec.template.metadata.annotations.kubectl\.kubernetes\.io/restartedAt}`)
 		return out
 	}
-	if out, err := asJob(args...); err != nil || restartedAt(kcp.FrontProxyName) == "" {
-		t.Errorf("the restart Job's kubectl %s: %v\n%s\nthe front-proxy's template has no restartedAt", strings.Join(args, " "), err, out)
+	if out, err := asJob(restart...); err != nil || restartedAt(kcp.FrontProxyName) == "" {
+		t.Errorf("the restart Job's kubectl %s: %v\n%s\nthe front-proxy's template has no restartedAt", strings.Join(restart, " "), err, out)
+	}
+	// No pod becomes ready here (no kubelet): the wait times out, having
+	// read the Deployment and watched its rollout. A watch it may not do
+	// is logged as forbidden and retried until the timeout.
+	out, err := asJob(append(status, "--timeout=5s")...)
+	if err == nil || strings.Contains(out, "forbidden") || !strings.Contains(out, `Waiting for deployment "`+kcp.FrontProxyName+`"`) {
+		t.Errorf("the restart Job's kubectl %s (err %v) did not watch the rollout:\n%s", strings.Join(status, " "), err, out)
 	}
 	if out, err := asJob("rollout", "restart", "deployment/"+kcp.ServerName, "--namespace="+ns); err == nil || !strings.Contains(out, "forbidden") {
 		t.Errorf("the restart Job's identity restarted kcp too (err %v): %s", err, out)

@@ -357,9 +357,9 @@ func testCAPEM(t *testing.T) string {
 }
 
 // TestFrontProxyRestart: the front-proxy reads its forwarding certificate
-// only at start, so a weekly CronJob restarts it, rolling, with kubectl
-// allowed nothing but that: get and patch of that one Deployment, and
-// egress to the Kubernetes API only.
+// only at start, so a weekly CronJob restarts it, rolling, and waits for the
+// rollout, with kubectl allowed nothing but that (one Deployment, by name)
+// and egress to the Kubernetes API only.
 func TestFrontProxyRestart(t *testing.T) {
 	rec := run(t, prodArgs())
 	cron := rec.Object(t, "kubernetes:batch/v1:CronJob", FrontProxyRestartName)
@@ -373,12 +373,26 @@ func TestFrontProxyRestart(t *testing.T) {
 		t.Errorf("concurrencyPolicy %v, want Forbid", got)
 	}
 	pod := mocktest.Dig(cron, "spec", "jobTemplate", "spec", "template", "spec")
-	c := mocktest.Dig(pod, "containers", 0)
-	if got := mocktest.Dig(c, "image"); got != DefaultKubectlImage {
-		t.Errorf("image %v, want %s", got, DefaultKubectlImage)
+	// The restart, then the wait for its rollout: the Job succeeds only
+	// once the restarted pods are ready, within the Job's deadline.
+	steps := []struct{ list, args string }{
+		{"initContainers", "[rollout restart deployment/kcp-front-proxy --namespace=kcp]"},
+		{"containers", "[rollout status deployment/kcp-front-proxy --namespace=kcp --timeout=10m0s]"},
 	}
-	if got := fmt.Sprint(mocktest.Dig(c, "args")); got != "[rollout restart deployment/kcp-front-proxy --namespace=kcp]" {
-		t.Errorf("args %s", got)
+	for _, s := range steps {
+		c := mocktest.Dig(pod, s.list, 0)
+		if got := mocktest.Dig(c, "image"); got != DefaultKubectlImage {
+			t.Errorf("%s image %v, want %s", s.list, got, DefaultKubectlImage)
+		}
+		if got := fmt.Sprint(mocktest.Dig(c, "args")); got != s.args {
+			t.Errorf("%s args %s, want %s", s.list, got, s.args)
+		}
+		if got := mocktest.Dig(c, "securityContext", "readOnlyRootFilesystem"); got != true {
+			t.Errorf("%s readOnlyRootFilesystem %v", s.list, got)
+		}
+	}
+	if got := fmt.Sprint(mocktest.Dig(cron, "spec", "jobTemplate", "spec", "activeDeadlineSeconds")); got != "900" {
+		t.Errorf("activeDeadlineSeconds %s, want 900: above the rollout's 10 minutes", got)
 	}
 	if got := mocktest.Dig(pod, "serviceAccountName"); got != FrontProxyRestartName {
 		t.Errorf("serviceAccountName %v", got)
@@ -386,14 +400,11 @@ func TestFrontProxyRestart(t *testing.T) {
 	if got := mocktest.Dig(pod, "automountServiceAccountToken"); got == false {
 		t.Error("the restart pod has no token: kubectl cannot reach the API")
 	}
-	if got := mocktest.Dig(c, "securityContext", "readOnlyRootFilesystem"); got != true {
-		t.Errorf("readOnlyRootFilesystem %v", got)
-	}
 	role := rec.Object(t, "kubernetes:rbac.authorization.k8s.io/v1:Role", FrontProxyRestartName)
 	rules := mocktest.List(mocktest.Dig(role, "rules"))
 	if len(rules) != 1 || fmt.Sprint(mocktest.Dig(rules[0], "resourceNames")) != "[kcp-front-proxy]" ||
-		fmt.Sprint(mocktest.Dig(rules[0], "verbs")) != "[get patch]" || fmt.Sprint(mocktest.Dig(rules[0], "resources")) != "[deployments]" {
-		t.Errorf("role rules %v, want get and patch of deployment kcp-front-proxy only", rules)
+		fmt.Sprint(mocktest.Dig(rules[0], "verbs")) != "[get patch list watch]" || fmt.Sprint(mocktest.Dig(rules[0], "resources")) != "[deployments]" {
+		t.Errorf("role rules %v, want get, patch, list and watch of deployment kcp-front-proxy only", rules)
 	}
 	binding := rec.Object(t, "kubernetes:rbac.authorization.k8s.io/v1:RoleBinding", FrontProxyRestartName)
 	if got := mocktest.Dig(binding, "subjects", 0, "name"); got != FrontProxyRestartName {
@@ -409,8 +420,10 @@ func TestFrontProxyRestart(t *testing.T) {
 
 	a := prodArgs()
 	a.KubectlImage = "mirror.example.com/kubectl:v1.34.4"
-	c = mocktest.Dig(run(t, a).Object(t, "kubernetes:batch/v1:CronJob", FrontProxyRestartName), "spec", "jobTemplate", "spec", "template", "spec", "containers", 0)
-	if got := mocktest.Dig(c, "image"); got != a.KubectlImage {
-		t.Errorf("kcp.kubectlImage %s ignored: image %v", a.KubectlImage, got)
+	pod = mocktest.Dig(run(t, a).Object(t, "kubernetes:batch/v1:CronJob", FrontProxyRestartName), "spec", "jobTemplate", "spec", "template", "spec")
+	for _, s := range steps {
+		if got := mocktest.Dig(pod, s.list, 0, "image"); got != a.KubectlImage {
+			t.Errorf("kcp.kubectlImage %s ignored: %s image %v", a.KubectlImage, s.list, got)
+		}
 	}
 }

@@ -29,22 +29,41 @@ const (
 	// backups' hours.
 	FrontProxyRestartSchedule = "30 3 * * 1"
 	frontProxyRestartTimeZone = "Etc/UTC"
-	// FrontProxyRestartEvery is the longest time between two restarts.
+	// FrontProxyRestartEvery is the time between two scheduled restarts.
 	FrontProxyRestartEvery = 7 * 24 * time.Hour
+	// FrontProxyRestartLate is how long after the last successful restart
+	// the next one is missed: the schedule's week, the CronJob's starting
+	// deadline (1 h) and the Job's (15 min), with slack. The alert
+	// FrontProxyRestartStale fires then.
+	FrontProxyRestartLate = FrontProxyRestartEvery + 3*time.Hour
+	// MinRenewBefore is the least tls.renewBefore: a renewal just after a
+	// restart reaches the front-proxy at the next one, a week later; when
+	// that one is missed, FrontProxyRestartStale leaves an operator about
+	// 20 hours before the old certificate expires.
+	MinRenewBefore = FrontProxyRestartEvery + 24*time.Hour
+	// frontProxyRolloutTimeout bounds the wait for the restarted pods to
+	// be ready, inside the Job's deadline (frontProxyRestartDeadline).
+	frontProxyRolloutTimeout  = 10 * time.Minute
+	frontProxyRestartDeadline = 15 * time.Minute
 	// DefaultKubectlImage runs the restart: Kubernetes' own kubectl image
 	// (entrypoint kubectl), at the version the tests' control plane pins.
 	DefaultKubectlImage = "registry.k8s.io/kubectl:v1.34.4"
 )
 
-// frontProxyRestartArgs are the restart Job's kubectl arguments: a rolling
-// restart, as `kubectl rollout restart` does it by hand.
-func frontProxyRestartArgs(namespace string) []string {
-	return []string{"rollout", "restart", "deployment/" + FrontProxyName, "--namespace=" + namespace}
+// frontProxyRestartArgs are the restart Job's two kubectl steps: a rolling
+// restart, as `kubectl rollout restart` does it by hand, then the wait for
+// it to finish, so that the Job succeeds only once pods holding the renewed
+// certificate serve (a rollout stuck on a pod that cannot start fails the
+// Job, and FrontProxyRestartFailed fires, while the old pods still serve).
+func frontProxyRestartArgs(namespace string) (restart, status []string) {
+	deployment, ns := "deployment/"+FrontProxyName, "--namespace="+namespace
+	return []string{"rollout", "restart", deployment, ns},
+		[]string{"rollout", "status", deployment, ns, "--timeout=" + frontProxyRolloutTimeout.String()}
 }
 
 // newFrontProxyRestart registers the CronJob, its ServiceAccount with the
-// one permission it needs (get and patch the front-proxy's Deployment),
-// and its NetworkPolicy (the Kubernetes API only).
+// one permission it needs (restart the front-proxy's Deployment and watch
+// its rollout), and its NetworkPolicy (the Kubernetes API only).
 func newFrontProxyRestart(ctx *pulumi.Context, name string, args Args, child pulumi.ResourceOption) error {
 	ns, app := args.Namespace, FrontProxyRestartName
 	sa, err := corev1.NewServiceAccount(ctx, name+"-restart-sa", &corev1.ServiceAccountArgs{
@@ -57,7 +76,9 @@ func newFrontProxyRestart(ctx *pulumi.Context, name string, args Args, child pul
 		Metadata: workload.Meta(app, ns, app),
 		Rules: rbacv1.PolicyRuleArray{rbacv1.PolicyRuleArgs{
 			ApiGroups: pulumi.ToStringArray([]string{"apps"}), Resources: pulumi.ToStringArray([]string{"deployments"}),
-			ResourceNames: pulumi.ToStringArray([]string{FrontProxyName}), Verbs: pulumi.ToStringArray([]string{"get", "patch"}),
+			// list and watch by name: rollout status watches with a
+			// metadata.name field selector, which resourceNames allows.
+			ResourceNames: pulumi.ToStringArray([]string{FrontProxyName}), Verbs: pulumi.ToStringArray([]string{"get", "patch", "list", "watch"}),
 		}},
 	}, child)
 	if err != nil {
@@ -69,6 +90,23 @@ func newFrontProxyRestart(ctx *pulumi.Context, name string, args Args, child pul
 		Subjects: rbacv1.SubjectArray{rbacv1.SubjectArgs{Kind: pulumi.String("ServiceAccount"), Name: sa.Metadata.Name().Elem(), Namespace: pulumi.String(ns)}},
 	}, child); err != nil {
 		return fmt.Errorf("RoleBinding %s: %w", app, err)
+	}
+	restart, status := frontProxyRestartArgs(ns)
+	kubectl := func(name string, cmd []string) corev1.ContainerArgs {
+		return corev1.ContainerArgs{
+			Name:            pulumi.String(name),
+			Image:           pulumi.String(args.KubectlImage),
+			ImagePullPolicy: pulumi.String("Always"),
+			Args:            pulumi.ToStringArray(cmd),
+			// kubectl caches discovery under $HOME/.kube.
+			Env: corev1.EnvVarArray{corev1.EnvVarArgs{Name: pulumi.String("HOME"), Value: pulumi.String("/tmp")}},
+			Resources: workload.Resources{
+				Requests: workload.ResourceList{CPU: "10m", Memory: "32Mi", EphemeralStorage: "16Mi"},
+				Limits:   workload.ResourceList{CPU: "100m", Memory: "128Mi", EphemeralStorage: "64Mi"},
+			}.Args(),
+			SecurityContext: workload.ContainerSecurityContext(),
+			VolumeMounts:    corev1.VolumeMountArray{corev1.VolumeMountArgs{Name: pulumi.String("tmp"), MountPath: pulumi.String("/tmp")}},
+		}
 	}
 	labels := pulumi.ToStringMap(workload.Labels(app))
 	meta := workload.Meta(app, ns, app)
@@ -86,7 +124,7 @@ func newFrontProxyRestart(ctx *pulumi.Context, name string, args Args, child pul
 				Metadata: &metav1.ObjectMetaArgs{Labels: labels},
 				Spec: batchv1.JobSpecArgs{
 					BackoffLimit:            pulumi.Int(3),
-					ActiveDeadlineSeconds:   pulumi.Int(600),
+					ActiveDeadlineSeconds:   pulumi.Int(int(frontProxyRestartDeadline.Seconds())),
 					TtlSecondsAfterFinished: pulumi.Int(7 * 24 * 3600),
 					Template: corev1.PodTemplateSpecArgs{
 						Metadata: &metav1.ObjectMetaArgs{Labels: labels},
@@ -94,21 +132,9 @@ func newFrontProxyRestart(ctx *pulumi.Context, name string, args Args, child pul
 							ServiceAccountName: sa.Metadata.Name().Elem(),
 							RestartPolicy:      pulumi.String("Never"),
 							SecurityContext:    workload.PodSecurityContext(),
-							Containers: corev1.ContainerArray{corev1.ContainerArgs{
-								Name:            pulumi.String("restart"),
-								Image:           pulumi.String(args.KubectlImage),
-								ImagePullPolicy: pulumi.String("Always"),
-								Args:            pulumi.ToStringArray(frontProxyRestartArgs(ns)),
-								// kubectl caches discovery under $HOME/.kube.
-								Env: corev1.EnvVarArray{corev1.EnvVarArgs{Name: pulumi.String("HOME"), Value: pulumi.String("/tmp")}},
-								Resources: workload.Resources{
-									Requests: workload.ResourceList{CPU: "10m", Memory: "32Mi", EphemeralStorage: "16Mi"},
-									Limits:   workload.ResourceList{CPU: "100m", Memory: "128Mi", EphemeralStorage: "64Mi"},
-								}.Args(),
-								SecurityContext: workload.ContainerSecurityContext(),
-								VolumeMounts:    corev1.VolumeMountArray{corev1.VolumeMountArgs{Name: pulumi.String("tmp"), MountPath: pulumi.String("/tmp")}},
-							}},
-							Volumes: corev1.VolumeArray{workload.EmptyDir("tmp", "64Mi")},
+							InitContainers:     corev1.ContainerArray{kubectl("restart", restart)},
+							Containers:         corev1.ContainerArray{kubectl("rollout-status", status)},
+							Volumes:            corev1.VolumeArray{workload.EmptyDir("tmp", "64Mi")},
 						},
 					},
 				}},

@@ -129,9 +129,10 @@ func scenarios() []scenario {
 			[]series{{`kube_job_failed{job_name="etcd-shard-1-backup-29000000",namespace="kcp",condition="true"}`, "0x10"},
 				{`kube_job_status_failed{job_name="etcd-shard-1-backup-29000000",namespace="kcp"}`, "1x10"}},
 			"", "1m", map[string]string{"job_name": "etcd-shard-1-backup-29000000", "namespace": "kcp"}},
+		// A week, the CronJob's and the Job's deadlines, slack: 7d3h, then 15m.
 		{"FrontProxyRestartStale", "4m", []series{{`kube_cronjob_status_last_successful_time{cronjob="kcp-front-proxy-restart",namespace="kcp"}`, "0x3000"}},
 			[]series{{`kube_cronjob_status_last_successful_time{cronjob="kcp-front-proxy-restart",namespace="kcp"}`, "0+240x3000"}},
-			"8d30m", "8d2h", map[string]string{"cronjob": "kcp-front-proxy-restart", "namespace": "kcp"}},
+			"7d3h10m", "7d3h30m", map[string]string{"cronjob": "kcp-front-proxy-restart", "namespace": "kcp"}},
 		{"FrontProxyRestartFailed", "1m", []series{{`kube_job_failed{job_name="kcp-front-proxy-restart-29000000",namespace="kcp",condition="true"}`, "1x10"}},
 			[]series{{`kube_job_failed{job_name="kcp-front-proxy-restart-29000000",namespace="kcp",condition="true"}`, "0x10"},
 				{`kube_job_status_failed{job_name="kcp-front-proxy-restart-29000000",namespace="kcp"}`, "1x10"}},

@@ -160,9 +160,10 @@ sum by (namespace) (rate(apiserver_request_total{job="%[1]s"}[%[2]s]))`, JobKCP,
 				"Certificate {{ $labels.name }} expires in less than 3 days", "When it expires, clients of {{ $labels.name }} are refused."),
 			// The front-proxy takes its renewed forwarding certificate only
 			// at the weekly restart (kcp.FrontProxyRestartName).
-			alert("FrontProxyRestartStale", "warning", `time() - kube_cronjob_status_last_successful_time{cronjob="`+kcp.FrontProxyRestartName+`"} > 8 * 86400`, "1h",
-				"The front-proxy has not been restarted by {{ $labels.cronjob }} for 8 days",
-				"A renewed forwarding certificate reaches the front-proxy only at that restart: once the old one expires, every request through it is refused."),
+			alert("FrontProxyRestartStale", "warning", fmt.Sprintf(`time() - kube_cronjob_status_last_successful_time{cronjob="%s"} > %d`,
+				kcp.FrontProxyRestartName, int(kcp.FrontProxyRestartLate.Seconds())), "15m",
+				"The front-proxy's weekly restart by {{ $labels.cronjob }} was missed",
+				"Its last success was {{ $value | humanizeDuration }} ago. A renewed forwarding certificate reaches the front-proxy only at that restart: once the old one expires, every request through it is refused."),
 			alert("FrontProxyRestartFailed", "warning", `max by (namespace, job_name) (kube_job_failed{job_name=~"`+kcp.FrontProxyRestartName+`-.*",condition="true"}) == 1`, "0m",
 				"The front-proxy's restart job {{ $labels.job_name }} failed", "Its log says why kubectl could not restart deployment/kcp-front-proxy."),
 		}},

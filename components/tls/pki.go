@@ -181,9 +181,8 @@ func (a Args) Validate(fld *field.Path) field.ErrorList {
 		errs = append(errs, field.Invalid(fld.Child("renewBefore"), HoursString(a.RenewBefore), "shorter than leafDuration ("+HoursString(a.LeafDuration)+")"))
 	}
 	// The front-proxy reads its forwarding certificate only at start and is
-	// restarted weekly: a renewal must come a week and a day (a failed
-	// restart's retry) before the old certificate expires.
-	if least := kcp.FrontProxyRestartEvery + 24*time.Hour; a.RenewBefore < least {
+	// restarted weekly: a renewal must come early enough for that.
+	if least := kcp.MinRenewBefore; a.RenewBefore < least {
 		errs = append(errs, field.Invalid(fld.Child("renewBefore"), HoursString(a.RenewBefore), "at least "+HoursString(least)+
 			": the front-proxy picks up its renewed forwarding certificate at its weekly restart (docs/tls.md \"Renewals\")"))
 	}
