@@ -13,6 +13,10 @@ import (
 	"testing"
 
 	"golang.org/x/mod/modfile"
+
+	"github.com/kcp-tmc/kcp-tmc/components/etcd"
+	"github.com/kcp-tmc/kcp-tmc/components/kcp"
+	"github.com/kcp-tmc/kcp-tmc/components/tls"
 )
 
 const repo = "../.."
@@ -86,6 +90,22 @@ func TestVersionsMatchToolModules(t *testing.T) {
 				t.Errorf("%s requires %s %s, hack/versions.env %s=%s", tc.gomod, tc.module, got, tc.key, want)
 			}
 		})
+	}
+}
+
+// TestDefaultsAreTheTestedVersions: what a stack deploys by default is the
+// version the suite runs and judges (hack/versions.env): kubectl in the
+// front-proxy's restart Job, etcd, cert-manager.
+func TestDefaultsAreTheTestedVersions(t *testing.T) {
+	env := versionsEnv(t)
+	for _, tc := range []struct{ key, what, got string }{
+		{"KUBE_VERSION", "kcp.DefaultKubectlImage's tag", kcp.DefaultKubectlImage[strings.LastIndex(kcp.DefaultKubectlImage, ":")+1:]},
+		{"ETCD_VERSION", "etcd.DefaultVersion", etcd.DefaultVersion},
+		{"CERT_MANAGER_VERSION", "tls.DefaultCertManagerVersion", tls.DefaultCertManagerVersion},
+	} {
+		if want := env[tc.key]; tc.got != want {
+			t.Errorf("%s is %q, hack/versions.env %s=%q: the suite tests another version than the stack deploys", tc.what, tc.got, tc.key, want)
+		}
 	}
 }
 
