@@ -233,3 +233,78 @@ func TestLocalState(t *testing.T) {
 		}
 	}
 }
+
+// TestUpTargets on the real engine: an up targeted at one resource (what
+// kcp-tmc renew does with the certificates due) changes it and what depends
+// on it, and leaves every other change of the program for a later up.
+func TestUpTargets(t *testing.T) {
+	ctx := context.Background()
+	_, opts := testenv.Project(t, "dev", nil)
+	render := t.TempDir()
+	gen, other := "1", "1"
+	opts.Program = func(ctx *pulumi.Context) error {
+		p, err := kubernetes.NewProvider(ctx, "render", &kubernetes.ProviderArgs{RenderYamlToDirectory: pulumi.String(render)})
+		if err != nil {
+			return err
+		}
+		configMap := func(name string, data pulumi.StringInput) (*corev1.ConfigMap, error) {
+			return corev1.NewConfigMap(ctx, name, &corev1.ConfigMapArgs{
+				Metadata: &metav1.ObjectMetaArgs{Name: pulumi.String(name), Namespace: pulumi.String("default")},
+				Data:     pulumi.StringMap{"v": data},
+			}, pulumi.Provider(p))
+		}
+		cert, err := configMap("cert", pulumi.String(gen))
+		if err != nil {
+			return err
+		}
+		if _, err := configMap("secret", cert.Data.MapIndex(pulumi.String("v"))); err != nil { // as a Secret holds its certificate
+			return err
+		}
+		_, err = configMap("other", pulumi.String(other))
+		return err
+	}
+	s, err := automation.Stack(ctx, opts)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if err := automation.Up(ctx, s, io.Discard, optup.SuppressProgress()); err != nil {
+		t.Fatal(err)
+	}
+	outs, err := s.Export(ctx)
+	if err != nil {
+		t.Fatal(err)
+	}
+	var urn string
+	for _, line := range strings.Split(string(outs.Deployment), `"`) {
+		if strings.HasSuffix(line, "kubernetes:core/v1:ConfigMap::cert") {
+			urn = line
+		}
+	}
+	if urn == "" {
+		t.Fatalf("no ConfigMap cert in the state:\n%s", outs.Deployment)
+	}
+	gen, other = "2", "2"
+	if err := automation.UpTargets(ctx, s, io.Discard, []string{urn}, optup.SuppressProgress()); err != nil {
+		t.Fatal(err)
+	}
+	rendered := func(name string) string {
+		b, err := os.ReadFile(filepath.Join(render, "1-manifest", "v1-configmap-default-"+name+".yaml"))
+		if err != nil {
+			t.Fatal(err)
+		}
+		return string(b)
+	}
+	for name, want := range map[string]string{"cert": "v: \"2\"", "secret": "v: \"2\"", "other": "v: \"1\""} {
+		if got := rendered(name); !strings.Contains(got, want) {
+			t.Errorf("ConfigMap %s after the targeted up:\n%s\nwant %s", name, got, want)
+		}
+	}
+	res, err := automation.Preview(ctx, s, optpreview.SuppressProgress())
+	if err != nil {
+		t.Fatal(err)
+	}
+	// A ConfigMap's data change is a replace for the Kubernetes provider.
+	if res.ChangeSummary["replace"] != 1 || len(res.ChangeSummary) != 2 {
+		t.Errorf("after the targeted up the program still changes %v, want the one change it did not target", res.ChangeSummary)
+	}
+}

@@ -125,14 +125,9 @@ func healKilledHelmOperations(ctx context.Context, s auto.Stack, g *stackGuard, 
 		return
 	}
 	defer unlock()
-	exported, err := s.Export(ctx)
+	state, err := exportState(ctx, s)
 	if err != nil {
-		warn("reading the state: %s", stderrOf(err))
-		return
-	}
-	var state apitype.DeploymentV3
-	if err := json.Unmarshal(exported.Deployment, &state); err != nil {
-		warn("reading the state: %v", err)
+		warn("%v", err)
 		return
 	}
 	held := map[string]bool{}

@@ -22,6 +22,7 @@ import (
 	"io"
 	"slices"
 	"strings"
+	"time"
 
 	"github.com/pulumi/pulumi/sdk/v3/go/auto"
 	"github.com/pulumi/pulumi/sdk/v3/go/auto/optdestroy"
@@ -40,6 +41,9 @@ const usage = `usage: kcp-tmc <command> --stack <dev|staging|prod> [flags]
   preview, up, destroy, refresh   the Pulumi operations, progress streamed
   drift          exits 3 when the stack differs from its program (refresh, then
                  preview; --refresh=false for render-mode stacks)
+  renew          tls.mode self-managed: an up of only the certificates due for
+                 renewal and what uses them (run it daily; the drift workflow
+                 does); nothing due, nothing runs
   outputs        prints the stack outputs as JSON (secrets masked)
   backup verify  fetches the newest etcd snapshot from the stack's backup target,
                  checks and restores it in scratch space, checks its age (RPO)
@@ -106,7 +110,7 @@ func (f *flags) register(fs *flag.FlagSet, refresh *bool) {
 	fs.BoolVar(&f.yes, "yes", false, "confirm a destroy")
 	fs.BoolVar(&f.expectNoChanges, "expect-no-changes", false, "fail if the operation would change anything")
 	fs.BoolVar(refresh, "refresh", true, "drift (default true), preview and up (default false): refresh from the cluster first; false for render-mode stacks, which have no cluster")
-	fs.BoolVar(&f.asJSON, "json", false, "print the result as JSON (outputs, drift, backup verify, drill, restore, smoke)")
+	fs.BoolVar(&f.asJSON, "json", false, "print the result as JSON (outputs, drift, renew, backup verify, drill, restore, smoke)")
 	fs.StringVar(&f.target, "target", "", "backup verify, drill, restore: read snapshots from this s3://bucket/prefix or file:///dir instead of the stack's backup target")
 	fs.StringVar(&f.snapshot, "snapshot", "latest", "restore: the snapshot's object key, or latest")
 	fs.StringVar(&f.etcdCluster, "etcd", etcd.Name, "backup verify, drill, restore: the etcd cluster: etcd (the root shard's) or etcd-<shard> (docs/sharding.md)")
@@ -146,6 +150,7 @@ var commands = map[string]command{
 	"refresh":       {mustExist: true, run: runRefresh},
 	"outputs":       {flags: []string{"json"}, mustExist: true, run: runOutputs}, // always JSON; --json accepted for symmetry
 	"drift":         {flags: []string{"refresh", "json"}, mustExist: true, run: runDrift},
+	"renew":         {flags: []string{"json"}, mustExist: true, run: runRenew},
 	"backup verify": {flags: []string{"target", "etcd", "json"}, run: backupCommand("backup verify")},
 	"drill":         {flags: []string{"target", "etcd", "json"}, run: backupCommand("drill")},
 	"restore": {flags: []string{"target", "etcd", "snapshot", "out", "json"}, run: backupCommand("restore"), usage: func(f flags) string {
@@ -395,6 +400,32 @@ func runDrift(ctx context.Context, s auto.Stack, f flags, stdout, stderr io.Writ
 	}
 	if changed > 0 {
 		return ErrDrift
+	}
+	return nil
+}
+
+// runRenew renews the stack's self-managed certificates that are due, in an
+// up of them and their dependents only, so it runs unattended (pulumi-tls
+// renews only at an update: without one, a certificate simply expires).
+func runRenew(ctx context.Context, s auto.Stack, f flags, stdout, stderr io.Writer) error {
+	progress := stdout
+	if f.asJSON {
+		progress = stderr
+	}
+	r, err := automation.Renew(ctx, s, time.Now(), progress, optup.ProgressStreams(progress), optup.ErrorProgressStreams(stderr))
+	if err != nil {
+		return err
+	}
+	if f.asJSON {
+		return printJSON(stdout, map[string]any{"stack": f.stack, "renewed": append([]automation.Certificate{}, r.Due...), "next": r.Next})
+	}
+	switch {
+	case len(r.Due) > 0:
+		fmt.Fprintf(stdout, "renewed %d certificate(s) of stack %q\n", len(r.Due), f.stack)
+	case r.Next == nil:
+		fmt.Fprintf(stdout, "stack %q has no self-managed certificate to renew (tls.mode cert-manager renews in the cluster)\n", f.stack)
+	default:
+		fmt.Fprintf(stdout, "no certificate of stack %q is due for renewal; the next is %s, due %s\n", f.stack, r.Next.Name, r.Next.RenewAt.UTC().Format(time.RFC3339))
 	}
 	return nil
 }

@@ -86,8 +86,8 @@ func TestPreviewUpDestroy(t *testing.T) {
 }
 
 // TestOutputsAndDrift: after an up, outputs prints JSON and drift reports
-// none; once the stack's configuration changes, drift exits with ErrDrift
-// (exit code 3). Render-mode stacks have no cluster to refresh from.
+// none; once the stack's configuration changes, renew (no certificate due)
+// leaves it, and drift exits with ErrDrift (exit code 3). Render-mode stacks have no cluster to refresh from.
 func TestOutputsAndDrift(t *testing.T) {
 	dir, _ := testenv.Project(t, "dev", nil)
 	ctx := context.Background()
@@ -113,6 +113,14 @@ func TestOutputsAndDrift(t *testing.T) {
 	}
 	if err := os.WriteFile(file, []byte(strings.Replace(string(b), "dev.kcp.example.com", "other.kcp.example.com", 1)), 0o600); err != nil {
 		t.Fatal(err)
+	}
+	// renew changes only certificates due; dev's are cert-manager's, so it
+	// runs no up and leaves the change for the up it belongs to.
+	if out, err := cli("renew"); err != nil || !strings.Contains(out, `stack "dev" has no self-managed certificate to renew`) {
+		t.Fatalf("renew: %v\n%s", err, out)
+	}
+	if out, err := cli("renew", "--json"); err != nil || !strings.Contains(out, `"renewed": []`) {
+		t.Fatalf("renew --json: %v\n%s", err, out)
 	}
 	if out, err := cli("drift", "--refresh=false"); !errors.Is(err, ErrDrift) || !strings.Contains(out, "would change") {
 		t.Fatalf("drift after a config change: err = %v\n%s", err, out)
