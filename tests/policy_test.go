@@ -148,6 +148,32 @@ var policyRules = []rule{
 		}
 		return []string{"no default-deny policy"}
 	}, true},
+	{"a NetworkPolicy rule open to every IPv4 address is open to every IPv6 one (IPv6 and dual-stack clusters)", func(o object, _ []object) []string {
+		if o.kind() != "NetworkPolicy" {
+			return nil
+		}
+		var v []string
+		check := func(dir string, i int, peers []networkingv1.NetworkPolicyPeer) {
+			var v4, v6 bool
+			for _, p := range peers {
+				if p.IPBlock != nil {
+					v4 = v4 || p.IPBlock.CIDR == "0.0.0.0/0"
+					v6 = v6 || p.IPBlock.CIDR == "::/0"
+				}
+			}
+			if v4 && !v6 {
+				v = append(v, fmt.Sprintf("%s rule %d allows 0.0.0.0/0 without ::/0", dir, i))
+			}
+		}
+		spec := decode[networkingv1.NetworkPolicy](o).Spec
+		for i, r := range spec.Ingress {
+			check("ingress", i, r.From)
+		}
+		for i, r := range spec.Egress {
+			check("egress", i, r.To)
+		}
+		return v
+	}, false},
 	{"containers run hardened: non-root, no escalation, no capabilities, RuntimeDefault seccomp, read-only root", func(o object, _ []object) []string {
 		pod := o.podSpec()
 		if pod == nil {
@@ -324,6 +350,7 @@ func TestSecurityPolicyCatchesViolations(t *testing.T) {
 		`{kind: Pod, metadata: {name: p}, spec: {containers: [{name: c, image: "nginx"}]}}`,
 		`{kind: ClusterRole, metadata: {name: r}, rules: [{apiGroups: [""], resources: ["*"], verbs: [get]}]}`,
 		`{kind: Ingress, metadata: {name: i, annotations: {nginx.ingress.kubernetes.io/backend-protocol: GRPC}}}`,
+		`{kind: NetworkPolicy, metadata: {name: n}, spec: {egress: [{to: [{ipBlock: {cidr: 0.0.0.0/0}}], ports: [{port: 443}]}]}}`,
 	}
 	var objs []object
 	for _, b := range bad {

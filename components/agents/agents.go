@@ -293,7 +293,7 @@ func NewAgent(ctx *pulumi.Context, name string, args Args, opts ...pulumi.Resour
 	// The agent talks to its cluster's API and to kcp over 443/6443 only.
 	if err := netpol.NewAllowPolicy(ctx, name+"-netpol", args.Namespace, args.Kind, labels,
 		[]netpol.Flow{{Namespace: netpol.MonitoringNamespace, Ports: []int{MetricsPort}}},
-		[]netpol.Flow{{CIDR: "0.0.0.0/0", Ports: []int{443, 6443}}}, after...); err != nil {
+		[]netpol.Flow{netpol.Anywhere(netpol.KubernetesAPIPorts...)}, after...); err != nil {
 		return nil, err
 	}
 	if _, err := appsv1.NewDeployment(ctx, name+"-deployment", &appsv1.DeploymentArgs{

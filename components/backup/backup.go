@@ -320,7 +320,7 @@ func (b *Backup) jobs(ctx *pulumi.Context, name string, a Args, child pulumi.Res
 	}
 	egress := []netpol.Flow{{Pods: a.EtcdSelector, Ports: []int{2379}}}
 	if a.Target == TargetS3 {
-		egress = append(egress, netpol.Flow{CIDR: "0.0.0.0/0", Ports: s3Ports(a.S3.Endpoint)})
+		egress = append(egress, netpol.Anywhere(s3Ports(a.S3.Endpoint)...))
 	}
 	return netpol.NewAllowPolicy(ctx, name+"-netpol", ns, app, workload.Labels(app), nil, egress, child)
 }

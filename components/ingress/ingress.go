@@ -178,7 +178,7 @@ func (a Args) Validate(fld *field.Path) field.ErrorList {
 func FrontProxyClients(mode string) []netpol.Flow {
 	switch mode {
 	case ModeLoadBalancer:
-		return []netpol.Flow{{CIDR: "0.0.0.0/0"}}
+		return []netpol.Flow{netpol.Anywhere()}
 	case ModeGateway:
 		// Where a Gateway's data plane runs depends on its implementation
 		// (its own namespace, the Gateway's, a node port): any pod may
@@ -456,13 +456,13 @@ func installController(ctx *pulumi.Context, name string, a Args, opts []pulumi.R
 	if err := netpol.NewAnnotatedAllowPolicy(ctx, name+"-controller-netpol", ControllerNamespace, "ingress-nginx",
 		map[string]string{"app.kubernetes.io/name": "ingress-nginx"},
 		[]netpol.Flow{
-			{CIDR: "0.0.0.0/0", Ports: []int{80, 443}},
-			{CIDR: "0.0.0.0/0", Ports: []int{8443}}, // admission webhook, called by the API server
+			netpol.Anywhere(80, 443),
+			netpol.Anywhere(8443), // admission webhook, called by the API server
 			{Namespace: monitoring, Ports: []int{10254}},
 		},
 		append([]netpol.Flow{
 			{Pods: workload.Labels("kcp-front-proxy"), Namespace: a.Namespace, Ports: []int{a.TargetPort}},
-			{CIDR: "0.0.0.0/0", Ports: []int{443, 6443}}, // the Kubernetes API (its address differs per cluster)
+			netpol.Anywhere(netpol.KubernetesAPIPorts...), // the Kubernetes API (its address differs per cluster)
 		}, shardFlows(a)...), ignore, append(opts, pulumi.DependsOn([]pulumi.Resource{ns}))...); err != nil {
 		return nil, err
 	}

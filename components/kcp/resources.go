@@ -179,7 +179,7 @@ func newPolicies(ctx *pulumi.Context, name string, args Args, child pulumi.Resou
 	// Both authenticate OIDC tokens, so both fetch the issuer's keys.
 	var issuer []netpol.Flow
 	if args.OIDC != nil {
-		issuer = []netpol.Flow{{CIDR: "0.0.0.0/0", Ports: []int{args.OIDC.port()}}}
+		issuer = []netpol.Flow{netpol.Anywhere(args.OIDC.port())}
 	}
 	// The front-proxy is the entry point: its clients (the ingress controller
 	// or a passthrough load balancer) may reach its port, nothing else.

@@ -144,5 +144,5 @@ func newFrontProxyRestart(ctx *pulumi.Context, name string, args Args, child pul
 	}
 	// The Kubernetes API's address is the cluster's: any, on its ports.
 	return netpol.NewAllowPolicy(ctx, name+"-restart-netpol", ns, app, workload.Labels(app), nil,
-		[]netpol.Flow{{CIDR: "0.0.0.0/0", Ports: []int{443, 6443}}}, child)
+		[]netpol.Flow{netpol.Anywhere(netpol.KubernetesAPIPorts...)}, child)
 }

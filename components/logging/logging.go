@@ -211,7 +211,7 @@ func NewLogging(ctx *pulumi.Context, name string, args Args, opts ...pulumi.Reso
 			}})
 		}
 	}
-	egress := []netpol.Flow{{CIDR: "0.0.0.0/0", Ports: []int{args.ElasticsearchPort, 443, 6443}}} // Elasticsearch and the API
+	egress := []netpol.Flow{netpol.Anywhere(append([]int{args.ElasticsearchPort}, netpol.KubernetesAPIPorts...)...)} // Elasticsearch and the API
 	if err := netpol.NewAllowPolicy(ctx, name+"-netpol", Namespace, Name, workload.Labels(Name),
 		[]netpol.Flow{{Namespace: netpol.MonitoringNamespace, Ports: []int{2020}}}, egress, after...); err != nil {
 		return nil, err

@@ -17,13 +17,26 @@ const MonitoringNamespace = "monitoring"
 
 // Flow is one allowed connection: pods with these labels (nil = any pod in
 // the namespace; Namespace selects another namespace by name, "*" any), or
-// the addresses in CIDR (traffic from outside the cluster), on these TCP ports.
+// the addresses in CIDRs (traffic from outside the cluster), on these TCP
+// ports (none: every port).
 type Flow struct {
 	Pods      map[string]string
 	Namespace string
-	CIDR      string
+	CIDRs     []string
 	Ports     []int
 }
+
+// Anywhere is every IPv4 and IPv6 address, for a peer whose address the
+// stack cannot know (the Kubernetes API's, an object store, an OIDC
+// issuer, a load balancer's clients): an IPv4-only block would cut an
+// IPv6 or dual-stack cluster's pods off from it.
+func Anywhere(ports ...int) Flow {
+	return Flow{CIDRs: []string{"0.0.0.0/0", "::/0"}, Ports: ports}
+}
+
+// KubernetesAPIPorts are the API server's: 443 (its Service), 6443 (the
+// endpoints that address is translated to, which most CNIs match).
+var KubernetesAPIPorts = []int{443, 6443}
 
 // NewAllowPolicy (NetworkPolicy allow-<component>, Pulumi name urnName) lets
 // the pods selected by selector accept ingress from and open egress to
@@ -69,8 +82,12 @@ func NewAnnotatedAllowPolicy(ctx *pulumi.Context, urnName, namespace, component 
 }
 
 func (f Flow) peers() networkingv1.NetworkPolicyPeerArray {
-	if f.CIDR != "" {
-		return networkingv1.NetworkPolicyPeerArray{networkingv1.NetworkPolicyPeerArgs{IpBlock: &networkingv1.IPBlockArgs{Cidr: pulumi.String(f.CIDR)}}}
+	if len(f.CIDRs) > 0 {
+		var peers networkingv1.NetworkPolicyPeerArray
+		for _, cidr := range f.CIDRs {
+			peers = append(peers, networkingv1.NetworkPolicyPeerArgs{IpBlock: &networkingv1.IPBlockArgs{Cidr: pulumi.String(cidr)}})
+		}
+		return peers
 	}
 	peer := networkingv1.NetworkPolicyPeerArgs{}
 	if f.Pods != nil {
