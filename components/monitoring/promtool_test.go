@@ -129,6 +129,20 @@ func scenarios() []scenario {
 			[]series{{`kube_job_failed{job_name="etcd-shard-1-backup-29000000",namespace="kcp",condition="true"}`, "0x10"},
 				{`kube_job_status_failed{job_name="etcd-shard-1-backup-29000000",namespace="kcp"}`, "1x10"}},
 			"", "1m", map[string]string{"job_name": "etcd-shard-1-backup-29000000", "namespace": "kcp"}},
+		// A request with such a certificate in the window: the bucket grows.
+		{"KCPClientCertificateExpiresSoon", "1m", []series{{`apiserver_client_certificate_expiration_seconds_bucket{job="kcp",namespace="kcp",le="604800"}`, "0+1x120"}},
+			[]series{{`apiserver_client_certificate_expiration_seconds_bucket{job="kcp",namespace="kcp",le="604800"}`, "5x120"}},
+			"", "30m", ns},
+		{"KCPClientCertificateExpiresVerySoon", "1m", []series{{`apiserver_client_certificate_expiration_seconds_bucket{job="kcp",namespace="kcp",le="86400"}`, "0+1x60"}},
+			[]series{{`apiserver_client_certificate_expiration_seconds_bucket{job="kcp",namespace="kcp",le="86400"}`, "5x60"}},
+			"", "20m", ns},
+		// Ten 401s to one 200 per minute; healthy: one to a hundred.
+		{"FrontProxyUnauthorized", "1m",
+			[]series{{`proxy_request_duration_seconds_count{job="kcp-front-proxy",namespace="kcp",method="GET",code="401"}`, "0+10x60"},
+				{`proxy_request_duration_seconds_count{job="kcp-front-proxy",namespace="kcp",method="GET",code="200"}`, "0+1x60"}},
+			[]series{{`proxy_request_duration_seconds_count{job="kcp-front-proxy",namespace="kcp",method="GET",code="401"}`, "0+1x60"},
+				{`proxy_request_duration_seconds_count{job="kcp-front-proxy",namespace="kcp",method="GET",code="200"}`, "0+100x60"}},
+			"6m", "15m", ns},
 		// A week, the CronJob's and the Job's deadlines, slack: 7d3h, then 15m.
 		{"FrontProxyRestartStale", "4m", []series{{`kube_cronjob_status_last_successful_time{cronjob="kcp-front-proxy-restart",namespace="kcp"}`, "0x3000"}},
 			[]series{{`kube_cronjob_status_last_successful_time{cronjob="kcp-front-proxy-restart",namespace="kcp"}`, "0+240x3000"}},

@@ -158,6 +158,25 @@ sum by (namespace) (rate(apiserver_request_total{job="%[1]s"}[%[2]s]))`, JobKCP,
 				"Certificate {{ $labels.name }} expires in less than 14 days", "cert-manager has not renewed {{ $labels.namespace }}/{{ $labels.name }}; check its CertificateRequest."),
 			alert("CertificateExpiresVerySoon", "critical", `certmanager_certificate_expiration_timestamp_seconds - time() < 3 * 86400`, "10m",
 				"Certificate {{ $labels.name }} expires in less than 3 days", "When it expires, clients of {{ $labels.name }} are refused."),
+			// kcp measures the certificate of every client that presents one
+			// to it directly (Prometheus, the front-proxy's index connection,
+			// agents' certificate identities, other shards), per request: one
+			// this close to expiry was not renewed or its renewal not picked
+			// up, in any TLS mode (self-managed stacks have no cert-manager
+			// series).
+			alert("KCPClientCertificateExpiresSoon", "warning", fmt.Sprintf(
+				`sum by (namespace) (increase(apiserver_client_certificate_expiration_seconds_bucket{job="%s",le="604800"}[1h])) > 0`, JobKCP), "0m",
+				"A client presented a certificate to kcp that expires within 7 days",
+				"Renewals happen earlier (tls.renewBefore, at least 8 days): a client is using a certificate that was not renewed, or an old one it keeps in memory."),
+			alert("KCPClientCertificateExpiresVerySoon", "critical", fmt.Sprintf(
+				`sum by (namespace) (increase(apiserver_client_certificate_expiration_seconds_bucket{job="%s",le="86400"}[15m])) > 0`, JobKCP), "0m",
+				"A client presented a certificate to kcp that expires within a day", "When it expires, kcp refuses that client."),
+			// The front-proxy forwards with a certificate it read at start:
+			// once that expires kcp refuses everything it forwards (401).
+			alert("FrontProxyUnauthorized", "critical", fmt.Sprintf(
+				`sum by (namespace) (rate(proxy_request_duration_seconds_count{job="%[1]s",code="401"}[5m])) / sum by (namespace) (rate(proxy_request_duration_seconds_count{job="%[1]s"}[5m])) > 0.5`, JobFrontProxy), "10m",
+				"Most requests through the front-proxy are refused as unauthorized",
+				"{{ $value | humanizePercentage }} of the front-proxy's answers are 401: its forwarding certificate may have expired in the running front-proxy (restart it), or the requestheader CA changed."),
 			// The front-proxy takes its renewed forwarding certificate only
 			// at the weekly restart (kcp.FrontProxyRestartName).
 			alert("FrontProxyRestartStale", "warning", fmt.Sprintf(`time() - kube_cronjob_status_last_successful_time{cronjob="%s"} > %d`,

@@ -217,6 +217,18 @@ func (cp *controlPlane) client(t testing.TB, cert, base, serverName string) *cli
 	return &client{base: base, http: &http.Client{Timeout: 30 * time.Second, Transport: &http.Transport{TLSClientConfig: cfg}}}
 }
 
+// withCert is c presenting ck instead of its client certificate.
+func (c *client) withCert(t testing.TB, ck certKey) *client {
+	t.Helper()
+	pair, err := cryptotls.X509KeyPair(ck.cert, ck.key)
+	if err != nil {
+		t.Fatal(err)
+	}
+	cfg := c.http.Transport.(*http.Transport).TLSClientConfig.Clone()
+	cfg.Certificates = []cryptotls.Certificate{pair}
+	return &client{base: c.base, http: &http.Client{Timeout: c.http.Timeout, Transport: &http.Transport{TLSClientConfig: cfg}}}
+}
+
 // do sends a JSON request and returns the status and body; a transport
 // error fails the test.
 func (c *client) do(t testing.TB, method, path string, body any) (int, []byte) {
@@ -438,6 +450,17 @@ func TestDevStackRuns(t *testing.T) {
 
 	t.Run("Prometheus scrapes kcp, the front-proxy and etcd as their ServiceMonitors say and finds what the rules read", func(t *testing.T) {
 		cp.applyKCPSide(t, rec, map[string]string{"kcp-root": "root"})
+		// kcp measures every client certificate it is shown: one expiring
+		// within a day, as a client that missed its renewal presents it,
+		// lands where KCPClientCertificateExpiresVerySoon looks.
+		short := clientCertExpiring(t, cp, rec, tls.CertMetricsViewer, 12*time.Hour)
+		if code, body := cp.scraper(t, monitoring.JobKCP, kcp.ServerName, kcp.APIPort).withCert(t, short).do(t, http.MethodGet, "/metrics", nil); code != http.StatusOK {
+			t.Fatalf("kcp's /metrics with a %s certificate expiring in 12 h: HTTP %d: %.200s", tls.CertMetricsViewer, code, body)
+		}
+		if n := sampleValue(cp.scrape(t, monitoring.JobKCP, kcp.ServerName, kcp.APIPort),
+			"apiserver_client_certificate_expiration_seconds_bucket", map[string]string{"le": "86400"}); n < 1 {
+			t.Errorf("kcp counted %v requests with a client certificate expiring within a day, want at least 1: the client certificate alerts read nothing", n)
+		}
 		for _, job := range []struct {
 			name, workload string
 			port           int // the Service port the endpoint names
@@ -461,18 +484,8 @@ func TestDevStackRuns(t *testing.T) {
 func (cp *controlPlane) scrape(t testing.TB, monitor, workload string, port int) []byte {
 	t.Helper()
 	job := monitor
-	ep := asMap(mocktest.Dig(cp.objs.get(t, "ServiceMonitor", monitor), "spec", "endpoints", 0))
-	base := fmt.Sprintf("http://127.0.0.1:%d", cp.m.local(t, workload, port))
-	sc := &client{base: base, http: &http.Client{Timeout: 30 * time.Second}}
-	if ep["scheme"] == "https" {
-		tlsCfg := asMap(ep["tlsConfig"])
-		if ca := fmt.Sprint(mocktest.Dig(tlsCfg, "ca", "secret", "name")); ca != tls.CAServer {
-			t.Fatalf("%s: ServiceMonitor verifies with %s", job, ca)
-		}
-		sc = cp.client(t, fmt.Sprint(mocktest.Dig(tlsCfg, "cert", "secret", "name")),
-			fmt.Sprintf("https://127.0.0.1:%d", cp.m.local(t, workload, port)), fmt.Sprint(tlsCfg["serverName"]))
-	}
-	path := fmt.Sprint(ep["path"])
+	sc := cp.scraper(t, monitor, workload, port)
+	path := fmt.Sprint(asMap(mocktest.Dig(cp.objs.get(t, "ServiceMonitor", monitor), "spec", "endpoints", 0))["path"])
 	var code int
 	var body []byte
 	for i := 0; i < 30; i++ {
@@ -483,6 +496,37 @@ func (cp *controlPlane) scrape(t testing.TB, monitor, workload string, port int)
 	}
 	t.Fatalf("%s: scrape %s: HTTP %d: %.300s", job, path, code, body)
 	return nil
+}
+
+// scraper is a client of a workload's metrics as the ServiceMonitor's
+// first endpoint says (scheme, CA, client certificate, server name).
+func (cp *controlPlane) scraper(t testing.TB, monitor, workload string, port int) *client {
+	t.Helper()
+	ep := asMap(mocktest.Dig(cp.objs.get(t, "ServiceMonitor", monitor), "spec", "endpoints", 0))
+	if ep["scheme"] != "https" {
+		return &client{base: fmt.Sprintf("http://127.0.0.1:%d", cp.m.local(t, workload, port)), http: &http.Client{Timeout: 30 * time.Second}}
+	}
+	tlsCfg := asMap(ep["tlsConfig"])
+	if ca := fmt.Sprint(mocktest.Dig(tlsCfg, "ca", "secret", "name")); ca != tls.CAServer {
+		t.Fatalf("%s: ServiceMonitor verifies with %s", monitor, ca)
+	}
+	return cp.client(t, fmt.Sprint(mocktest.Dig(tlsCfg, "cert", "secret", "name")),
+		fmt.Sprintf("https://127.0.0.1:%d", cp.m.local(t, workload, port)), fmt.Sprint(tlsCfg["serverName"]))
+}
+
+// sampleValue is the sum of the scrape's samples of name with labels.
+func sampleValue(body []byte, name string, labels map[string]string) float64 {
+	var sum float64
+	for _, s := range samples(body) {
+		match := s.name == name
+		for k, v := range labels {
+			match = match && s.labels[k] == v
+		}
+		if match {
+			sum += s.value
+		}
+	}
+	return sum
 }
 
 // rulesFindSeries checks that every series the alerting and recording

@@ -18,6 +18,7 @@ import (
 	"time"
 
 	"github.com/kcp-tmc/kcp-tmc/components/kcp"
+	"github.com/kcp-tmc/kcp-tmc/components/monitoring"
 	"github.com/kcp-tmc/kcp-tmc/components/tls"
 	"github.com/kcp-tmc/kcp-tmc/internal/test/mocktest"
 )
@@ -60,10 +61,23 @@ func forwardingRenewal(t *testing.T, cp *controlPlane, rec []mocktest.Resource) 
 		t.Errorf("the running front-proxy after the expiry: HTTP %d %v, want 401 (kcp refusing its expired forwarding certificate): %.200s", code, err, body)
 	default:
 		t.Logf("the running front-proxy, its forwarding certificate expired and renewed on disk: HTTP 401: %.200s", body)
+		// What FrontProxyUnauthorized reads: the front-proxy counts the 401s it passes on.
+		if n := sampleValue(cp.scrape(t, monitoring.JobFrontProxy, kcp.FrontProxyName, 443), "proxy_request_duration_seconds_count",
+			map[string]string{"code": "401"}); n < 1 {
+			t.Errorf("the front-proxy counted %v answers with code 401, want at least 1: FrontProxyUnauthorized reads nothing", n)
+		}
 	}
 	took = cp.restart(t, kcp.FrontProxyName, syscall.SIGTERM)
 	cp.admin.must(t, http.MethodGet, list, nil)
 	t.Logf("the front-proxy restarted in %s forwards with the renewed certificate", took.Round(time.Second))
+}
+
+// clientCertExpiring is the stack's certificate cert reissued by its CA to
+// expire in ttl.
+func clientCertExpiring(t *testing.T, cp *controlPlane, rec []mocktest.Resource, cert string, ttl time.Duration) certKey {
+	t.Helper()
+	caCert, caKey := signerOf(t, rec, cert)
+	return reissue(t, parseCert(t, []byte(cp.objs.data(t, "Secret", cert)["tls.crt"])), caCert, caKey, time.Now().Add(ttl))
 }
 
 // signerOf is the CA certificate and key that signed cert in the stack's
