@@ -32,6 +32,7 @@ import (
 	"github.com/pulumi/pulumi/sdk/v3/go/common/apitype"
 
 	"github.com/kcp-tmc/kcp-tmc/automation"
+	"github.com/kcp-tmc/kcp-tmc/components/agents"
 	"github.com/kcp-tmc/kcp-tmc/components/etcd"
 	"github.com/kcp-tmc/kcp-tmc/stacks"
 )
@@ -41,9 +42,10 @@ const usage = `usage: kcp-tmc <command> --stack <dev|staging|prod> [flags]
   preview, up, destroy, refresh   the Pulumi operations, progress streamed
   drift          exits 3 when the stack differs from its program (refresh, then
                  preview; --refresh=false for render-mode stacks)
-  renew          tls.mode self-managed: an up of only the certificates due for
-                 renewal and what uses them (run it daily; the drift workflow
-                 does); nothing due, nothing runs
+  renew          run it daily (the drift workflow does): tls.mode self-managed,
+                 an up of only the certificates due for renewal and what uses
+                 them (nothing due, no up); agents with copied identities,
+                 agent-identity again
   outputs        prints the stack outputs as JSON (secrets masked)
   backup verify  fetches the newest etcd snapshot from the stack's backup target,
                  checks and restores it in scratch space, checks its age (RPO)
@@ -416,8 +418,24 @@ func runRenew(ctx context.Context, s auto.Stack, f flags, stdout, stderr io.Writ
 	if err != nil {
 		return err
 	}
+	cfg, err := automation.Config(ctx, s)
+	if err != nil {
+		return err
+	}
+	copied := []string{}
+	if renewsCopiedIdentities(cfg) {
+		// cert-manager renews a copied identity in kcp's cluster only: copy
+		// it to the agents' clusters again (the same content is no change).
+		if err := agentIdentity(ctx, cfg, "", "", progress); err != nil {
+			return fmt.Errorf("copying the agents' identities: %w", err)
+		}
+		for _, cl := range cfg.Clusters {
+			copied = append(copied, cl.Name)
+		}
+	}
 	if f.asJSON {
-		return printJSON(stdout, map[string]any{"stack": f.stack, "renewed": append([]automation.Certificate{}, r.Due...), "next": r.Next})
+		return printJSON(stdout, map[string]any{"stack": f.stack, "renewed": append([]automation.Certificate{}, r.Due...), "next": r.Next,
+			"identitiesCopied": copied})
 	}
 	switch {
 	case len(r.Due) > 0:
@@ -428,6 +446,13 @@ func runRenew(ctx context.Context, s auto.Stack, f flags, stdout, stderr io.Writ
 		fmt.Fprintf(stdout, "no certificate of stack %q is due for renewal; the next is %s, due %s\n", f.stack, r.Next.Name, r.Next.RenewAt.UTC().Format(time.RFC3339))
 	}
 	return nil
+}
+
+// renewsCopiedIdentities: the stack's agents use identities agent-identity
+// copies from kcp's cluster (tls.mode cert-manager without a kcp side), and
+// kcp-tmc reaches that cluster (not render mode).
+func renewsCopiedIdentities(cfg *stacks.Config) bool {
+	return len(cfg.Clusters) > 0 && stacks.AgentIdentity(cfg) == agents.IdentityCopied && cfg.Target.Mode != stacks.TargetRender
 }
 
 // withConfig runs a day-2 command on the stack's validated config.

@@ -119,7 +119,7 @@ func TestOutputsAndDrift(t *testing.T) {
 	if out, err := cli("renew"); err != nil || !strings.Contains(out, `stack "dev" has no self-managed certificate to renew`) {
 		t.Fatalf("renew: %v\n%s", err, out)
 	}
-	if out, err := cli("renew", "--json"); err != nil || !strings.Contains(out, `"renewed": []`) {
+	if out, err := cli("renew", "--json"); err != nil || !strings.Contains(out, `"renewed": []`) || !strings.Contains(out, `"identitiesCopied": []`) {
 		t.Fatalf("renew --json: %v\n%s", err, out)
 	}
 	if out, err := cli("drift", "--refresh=false"); !errors.Is(err, ErrDrift) || !strings.Contains(out, "would change") {

@@ -31,3 +31,29 @@ func TestAgentIdentityRefusesWhatItWouldBreak(t *testing.T) {
 		}
 	}
 }
+
+// TestRenewCopiesIdentities: renew copies the agents' identities again only
+// where agent-identity is how they get one and a cluster is reachable.
+func TestRenewCopiesIdentities(t *testing.T) {
+	edge := []stacks.Cluster{{Name: "edge"}}
+	certManager, selfManaged := stacks.TLS{Mode: tls.ModeCertManager}, stacks.TLS{Mode: tls.ModeSelfManaged}
+	for _, tt := range []struct {
+		name string
+		cfg  stacks.Config
+		want bool
+	}{
+		{"copied identities on a cluster", stacks.Config{TLS: certManager, Clusters: edge,
+			Target: stacks.Target{Mode: stacks.TargetKubeconfig, KCPSide: stacks.KCPSideOff}}, true},
+		{"tokens: the up writes them", stacks.Config{TLS: certManager, Clusters: edge,
+			Target: stacks.Target{Mode: stacks.TargetKubeconfig, KCPSide: stacks.KCPSideAuto}}, false},
+		{"self-managed: Pulumi's certificates", stacks.Config{TLS: selfManaged, Clusters: edge,
+			Target: stacks.Target{Mode: stacks.TargetKubeconfig, KCPSide: stacks.KCPSideOff}}, false},
+		{"render mode: no cluster to copy from", stacks.Config{TLS: certManager, Clusters: edge,
+			Target: stacks.Target{Mode: stacks.TargetRender, KCPSide: stacks.KCPSideOff}}, false},
+		{"no clusters", stacks.Config{TLS: certManager, Target: stacks.Target{Mode: stacks.TargetKubeconfig, KCPSide: stacks.KCPSideOff}}, false},
+	} {
+		if got := renewsCopiedIdentities(&tt.cfg); got != tt.want {
+			t.Errorf("%s: renew copies identities = %v, want %v", tt.name, got, tt.want)
+		}
+	}
+}
