@@ -129,8 +129,9 @@ func scenarios() []scenario {
 			[]series{{`kube_job_failed{job_name="etcd-shard-1-backup-29000000",namespace="kcp",condition="true"}`, "0x10"},
 				{`kube_job_status_failed{job_name="etcd-shard-1-backup-29000000",namespace="kcp"}`, "1x10"}},
 			"", "1m", map[string]string{"job_name": "etcd-shard-1-backup-29000000", "namespace": "kcp"}},
-		// A request with such a certificate in the window: the bucket grows.
-		{"KCPClientCertificateExpiresSoon", "1m", []series{{`apiserver_client_certificate_expiration_seconds_bucket{job="kcp",namespace="kcp",le="604800"}`, "0+1x120"}},
+		// A request with such a certificate in the window: the bucket grows
+		// (le as Prometheus 3 stores it, and as Prometheus 2 did).
+		{"KCPClientCertificateExpiresSoon", "1m", []series{{`apiserver_client_certificate_expiration_seconds_bucket{job="kcp",namespace="kcp",le="604800.0"}`, "0+1x120"}},
 			[]series{{`apiserver_client_certificate_expiration_seconds_bucket{job="kcp",namespace="kcp",le="604800"}`, "5x120"}},
 			"", "30m", ns},
 		{"KCPClientCertificateExpiresVerySoon", "1m", []series{{`apiserver_client_certificate_expiration_seconds_bucket{job="kcp",namespace="kcp",le="86400"}`, "0+1x60"}},

@@ -163,13 +163,14 @@ sum by (namespace) (rate(apiserver_request_total{job="%[1]s"}[%[2]s]))`, JobKCP,
 			// agents' certificate identities, other shards), per request: one
 			// this close to expiry was not renewed or its renewal not picked
 			// up, in any TLS mode (self-managed stacks have no cert-manager
-			// series).
+			// series). Prometheus 3 stores a bucket's le as a float
+			// ("604800.0"), 2 as exposed ("604800"): both match.
 			alert("KCPClientCertificateExpiresSoon", "warning", fmt.Sprintf(
-				`sum by (namespace) (increase(apiserver_client_certificate_expiration_seconds_bucket{job="%s",le="604800"}[1h])) > 0`, JobKCP), "0m",
+				`sum by (namespace) (increase(apiserver_client_certificate_expiration_seconds_bucket{job="%s",le=~"604800(\\.0)?"}[1h])) > 0`, JobKCP), "0m",
 				"A client presented a certificate to kcp that expires within 7 days",
 				"Renewals happen earlier (tls.renewBefore, at least 8 days): a client is using a certificate that was not renewed, or an old one it keeps in memory."),
 			alert("KCPClientCertificateExpiresVerySoon", "critical", fmt.Sprintf(
-				`sum by (namespace) (increase(apiserver_client_certificate_expiration_seconds_bucket{job="%s",le="86400"}[15m])) > 0`, JobKCP), "0m",
+				`sum by (namespace) (increase(apiserver_client_certificate_expiration_seconds_bucket{job="%s",le=~"86400(\\.0)?"}[15m])) > 0`, JobKCP), "0m",
 				"A client presented a certificate to kcp that expires within a day", "When it expires, kcp refuses that client."),
 			// The front-proxy forwards with a certificate it read at start:
 			// once that expires kcp refuses everything it forwards (401).

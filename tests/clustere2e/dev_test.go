@@ -7,9 +7,11 @@ import (
 	"fmt"
 	"io/fs"
 	"net/http"
+	"net/url"
 	"os"
 	"os/exec"
 	"path/filepath"
+	"regexp"
 	"strings"
 	"testing"
 	"time"
@@ -18,6 +20,7 @@ import (
 
 	"github.com/kcp-tmc/kcp-tmc/automation"
 	"github.com/kcp-tmc/kcp-tmc/components/agents"
+	"github.com/kcp-tmc/kcp-tmc/components/monitoring"
 	"github.com/kcp-tmc/kcp-tmc/components/tls"
 	"github.com/kcp-tmc/kcp-tmc/internal/cli"
 	"github.com/kcp-tmc/kcp-tmc/internal/test/proctest"
@@ -231,6 +234,7 @@ func TestDevStackOnANode(t *testing.T) {
 	p.must("up", "--expect-no-changes")
 	promTargetsUp(t, []string{"kcp", "kcp-front-proxy", "etcd"})
 	promRulesHealthy(t, p.ns)
+	promBucketsFound(t)
 
 	pv, _, err := kube.Kubectl(ctx, nil, "-n", p.ns, "get", "pvc", "data-etcd-0", "-o", "jsonpath={.spec.volumeName}")
 	if err != nil || pv == "" {
@@ -352,6 +356,63 @@ func checkTargets(ip string, jobs []string) string {
 		}
 	}
 	return strings.Join(problems, "; ")
+}
+
+// promBucketsFound: every histogram bucket a rule selects by its le label
+// is a series in the cluster's Prometheus, as it stores it (Prometheus 3
+// writes le="604800" as "604800.0": a rule matching the exposed form alone
+// would never fire, and still evaluate without error).
+func promBucketsFound(t *testing.T) {
+	t.Helper()
+	ip := prometheusIP(t)
+	selector := regexp.MustCompile(`[a-zA-Z_:][a-zA-Z0-9_:]*\{[^}]*\ble=~?"[^"]*"[^}]*\}`)
+	found := 0
+	for _, g := range monitoring.Groups() {
+		for _, r := range g.Rules {
+			for _, sel := range selector.FindAllString(r.Expr, -1) {
+				var last string
+				for deadline := time.Now().Add(2 * time.Minute); ; time.Sleep(5 * time.Second) {
+					n, err := promSeries(ip, sel)
+					if err == nil && n > 0 {
+						found++
+						break
+					}
+					last = fmt.Sprintf("%d series, %v", n, err)
+					if time.Now().After(deadline) {
+						t.Errorf("rule %s selects %s, which the cluster's Prometheus does not have: %s", r.Alert+r.Record, sel, last)
+						break
+					}
+				}
+			}
+		}
+	}
+	if found == 0 {
+		t.Error("no rule selects a histogram bucket by le: nothing was checked")
+	}
+	t.Logf("Prometheus in the cluster: the %d bucket selectors of the rules each find their series", found)
+}
+
+// promSeries is how many series an instant query of selector returns.
+func promSeries(ip, selector string) (int, error) {
+	resp, err := http.Get("http://" + ip + ":9090/api/v1/query?query=" + url.QueryEscape(selector))
+	if err != nil {
+		return 0, err
+	}
+	defer resp.Body.Close()
+	var body struct {
+		Status string `json:"status"`
+		Error  string `json:"error"`
+		Data   struct {
+			Result []json.RawMessage `json:"result"`
+		} `json:"data"`
+	}
+	if err := json.NewDecoder(resp.Body).Decode(&body); err != nil {
+		return 0, err
+	}
+	if body.Status != "success" {
+		return 0, fmt.Errorf("query %s: %s", selector, body.Error)
+	}
+	return len(body.Data.Result), nil
 }
 
 // promRulesHealthy: the cluster's Prometheus loaded the rule groups of the
