@@ -234,10 +234,14 @@ func TestLocalState(t *testing.T) {
 	}
 }
 
-// TestUpTargets on the real engine: an up targeted at one resource (what
-// kcp-tmc renew does with the certificates due) changes it and what depends
-// on it, and leaves every other change of the program for a later up.
-func TestUpTargets(t *testing.T) {
+// TestUpWithDirectUsers on the real engine, in the program's shape: a PKI
+// component holds a certificate and the Secret written from it, and another
+// component DependsOn the PKI (as etcd and kcp do). An up of the
+// certificate and its direct users (what kcp-tmc renew does with the
+// certificates due) changes both and leaves the other component's pending
+// change for a later up — which --target-dependents would have applied: the
+// SDK makes DependsOn on a component a dependency on each resource in it.
+func TestUpWithDirectUsers(t *testing.T) {
 	ctx := context.Background()
 	_, opts := testenv.Project(t, "dev", nil)
 	render := t.TempDir()
@@ -247,20 +251,32 @@ func TestUpTargets(t *testing.T) {
 		if err != nil {
 			return err
 		}
-		configMap := func(name string, data pulumi.StringInput) (*corev1.ConfigMap, error) {
+		configMap := func(name string, data pulumi.StringInput, parent pulumi.Resource) (*corev1.ConfigMap, error) {
 			return corev1.NewConfigMap(ctx, name, &corev1.ConfigMapArgs{
 				Metadata: &metav1.ObjectMetaArgs{Name: pulumi.String(name), Namespace: pulumi.String("default")},
 				Data:     pulumi.StringMap{"v": data},
-			}, pulumi.Provider(p))
+			}, pulumi.Provider(p), pulumi.Parent(parent))
 		}
-		cert, err := configMap("cert", pulumi.String(gen))
+		component := func(name string, opts ...pulumi.ResourceOption) (pulumi.Resource, error) {
+			c := &struct{ pulumi.ResourceState }{}
+			return c, ctx.RegisterComponentResource("kcp-tmc:test:Component", name, c, opts...)
+		}
+		pki, err := component("pki")
 		if err != nil {
 			return err
 		}
-		if _, err := configMap("secret", cert.Data.MapIndex(pulumi.String("v"))); err != nil { // as a Secret holds its certificate
+		cert, err := configMap("cert", pulumi.String(gen), pki)
+		if err != nil {
 			return err
 		}
-		_, err = configMap("other", pulumi.String(other))
+		if _, err := configMap("secret", cert.Data.MapIndex(pulumi.String("v")), pki); err != nil { // as a Secret holds its certificate
+			return err
+		}
+		etcd, err := component("etcd", pulumi.DependsOn([]pulumi.Resource{pki}))
+		if err != nil {
+			return err
+		}
+		_, err = configMap("other", pulumi.String(other), etcd)
 		return err
 	}
 	s, err := automation.Stack(ctx, opts)
@@ -276,7 +292,7 @@ func TestUpTargets(t *testing.T) {
 	}
 	var urn string
 	for _, line := range strings.Split(string(outs.Deployment), `"`) {
-		if strings.HasSuffix(line, "kubernetes:core/v1:ConfigMap::cert") {
+		if strings.HasSuffix(line, "$kubernetes:core/v1:ConfigMap::cert") {
 			urn = line
 		}
 	}
@@ -284,7 +300,7 @@ func TestUpTargets(t *testing.T) {
 		t.Fatalf("no ConfigMap cert in the state:\n%s", outs.Deployment)
 	}
 	gen, other = "2", "2"
-	if err := automation.UpTargets(ctx, s, io.Discard, []string{urn}, optup.SuppressProgress()); err != nil {
+	if err := automation.UpWithDirectUsers(ctx, s, io.Discard, []string{urn}, optup.SuppressProgress()); err != nil {
 		t.Fatal(err)
 	}
 	rendered := func(name string) string {

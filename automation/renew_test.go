@@ -31,28 +31,32 @@ func TestRenewals(t *testing.T) {
 		resources []apitype.ResourceV3
 		due       []string
 		next      string
+		expiring  []string
 	}{
 		{"none yet: the soonest is next", []apitype.ResourceV3{
 			cert("pki-kcp-server", leaf, in(400*time.Hour), 360, nil),
 			cert("pki-kcp-admin", leaf, in(380*time.Hour), 360, nil),
-		}, nil, "pki-kcp-admin"},
+		}, nil, "pki-kcp-admin", nil},
 		{"inside renewBefore", []apitype.ResourceV3{
 			cert("pki-kcp-server", leaf, in(359*time.Hour), 360, nil),
 			cert("pki-kcp-admin", leaf, in(400*time.Hour), 360, nil),
-		}, []string{"pki-kcp-server"}, "pki-kcp-admin"},
+		}, []string{"pki-kcp-server"}, "pki-kcp-admin", nil},
 		{"exactly at the renewal time", []apitype.ResourceV3{cert("pki-kcp-server", leaf, in(360*time.Hour), 360, nil)},
-			[]string{"pki-kcp-server"}, ""},
-		{"expired", []apitype.ResourceV3{cert("pki-kcp-server", leaf, in(-time.Hour), 360, nil)}, []string{"pki-kcp-server"}, ""},
+			[]string{"pki-kcp-server"}, "", nil},
+		{"expired", []apitype.ResourceV3{cert("pki-kcp-server", leaf, in(-time.Hour), 360, nil)}, []string{"pki-kcp-server"}, "", nil},
 		{"a refresh found it ready", []apitype.ResourceV3{cert("pki-kcp-server", leaf, in(1000*time.Hour), 360, map[string]any{"readyForRenewal": true})},
-			[]string{"pki-kcp-server"}, ""},
-		{"a CA has no early renewal", []apitype.ResourceV3{cert("pki-kcp-server-ca", ca, in(-time.Hour), 0, nil)}, nil, ""},
-		{"a self-signed certificate with one", []apitype.ResourceV3{cert("pki-self", ca, in(time.Hour), 24, nil)}, []string{"pki-self"}, ""},
+			[]string{"pki-kcp-server"}, "", nil},
+		{"a CA has no early renewal: expired, it is reported", []apitype.ResourceV3{cert("pki-kcp-server-ca", ca, in(-time.Hour), 0, nil)}, nil, "",
+			[]string{"pki-kcp-server-ca"}},
+		{"a CA within the notice", []apitype.ResourceV3{cert("pki-kcp-server-ca", ca, in(80*24*time.Hour), 0, nil)}, nil, "", []string{"pki-kcp-server-ca"}},
+		{"a CA of years", []apitype.ResourceV3{cert("pki-kcp-server-ca", ca, in(3*365*24*time.Hour), 0, nil)}, nil, "", nil},
+		{"a self-signed certificate with one", []apitype.ResourceV3{cert("pki-self", ca, in(time.Hour), 24, nil)}, []string{"pki-self"}, "", nil},
 		{"being deleted", []apitype.ResourceV3{func() apitype.ResourceV3 {
 			r := cert("pki-old", leaf, in(-time.Hour), 360, nil)
 			r.Delete = true
 			return r
-		}()}, nil, ""},
-		{"another type", []apitype.ResourceV3{cert("secret", "kubernetes:core/v1:Secret", in(-time.Hour), 360, nil)}, nil, ""},
+		}()}, nil, "", nil},
+		{"another type", []apitype.ResourceV3{cert("secret", "kubernetes:core/v1:Secret", in(-time.Hour), 360, nil)}, nil, "", nil},
 	} {
 		t.Run(tc.name, func(t *testing.T) {
 			r, err := renewals(apitype.DeploymentV3{Resources: tc.resources}, now)
@@ -75,6 +79,13 @@ func TestRenewals(t *testing.T) {
 			}
 			if next != tc.next {
 				t.Errorf("next %q, want %q", next, tc.next)
+			}
+			var expiring []string
+			for _, c := range r.Expiring {
+				expiring = append(expiring, c.Name)
+			}
+			if strings.Join(expiring, ",") != strings.Join(tc.expiring, ",") {
+				t.Errorf("expiring %v, want %v", expiring, tc.expiring)
 			}
 		})
 	}

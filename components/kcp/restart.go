@@ -123,7 +123,10 @@ func newFrontProxyRestart(ctx *pulumi.Context, name string, args Args, child pul
 			JobTemplate: batchv1.JobTemplateSpecArgs{
 				Metadata: &metav1.ObjectMetaArgs{Labels: labels},
 				Spec: batchv1.JobSpecArgs{
-					BackoffLimit:            pulumi.Int(3),
+					// One retry, for a failure of the restart's API call: after
+					// a rollout that did not finish in its 10 minutes, the Job's
+					// 15 are nearly over, and a retry would restart again.
+					BackoffLimit:            pulumi.Int(1),
 					ActiveDeadlineSeconds:   pulumi.Int(int(frontProxyRestartDeadline.Seconds())),
 					TtlSecondsAfterFinished: pulumi.Int(7 * 24 * 3600),
 					Template: corev1.PodTemplateSpecArgs{

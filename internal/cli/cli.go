@@ -407,8 +407,10 @@ func runDrift(ctx context.Context, s auto.Stack, f flags, stdout, stderr io.Writ
 }
 
 // runRenew renews the stack's self-managed certificates that are due, in an
-// up of them and their dependents only, so it runs unattended (pulumi-tls
-// renews only at an update: without one, a certificate simply expires).
+// up of them and what is built from them only, so it runs unattended
+// (pulumi-tls renews only at an update: without one, a certificate simply
+// expires); copies copied agent identities again; fails naming a CA near
+// its end.
 func runRenew(ctx context.Context, s auto.Stack, f flags, stdout, stderr io.Writer) error {
 	progress := stdout
 	if f.asJSON {
@@ -433,9 +435,21 @@ func runRenew(ctx context.Context, s auto.Stack, f flags, stdout, stderr io.Writ
 			copied = append(copied, cl.Name)
 		}
 	}
+	// A CA is replaced by a plan, not unattended: the run fails, naming it.
+	var expiring []string
+	for _, c := range r.Expiring {
+		expiring = append(expiring, c.Name+" expires "+c.Expires.UTC().Format(time.RFC3339))
+	}
+	var caErr error
+	if len(expiring) > 0 {
+		caErr = fmt.Errorf("%w: replace the CA(s) of stack %q (docs/runbook.md \"Certificate expired\"): %s", ErrCheck, f.stack, strings.Join(expiring, "; "))
+	}
 	if f.asJSON {
-		return printJSON(stdout, map[string]any{"stack": f.stack, "renewed": append([]automation.Certificate{}, r.Due...), "next": r.Next,
-			"identitiesCopied": copied})
+		if err := printJSON(stdout, map[string]any{"stack": f.stack, "renewed": append([]automation.Certificate{}, r.Due...), "next": r.Next,
+			"identitiesCopied": copied, "expiringCAs": append([]automation.Certificate{}, r.Expiring...)}); err != nil {
+			return err
+		}
+		return caErr
 	}
 	switch {
 	case len(r.Due) > 0:
@@ -445,7 +459,7 @@ func runRenew(ctx context.Context, s auto.Stack, f flags, stdout, stderr io.Writ
 	default:
 		fmt.Fprintf(stdout, "no certificate of stack %q is due for renewal; the next is %s, due %s\n", f.stack, r.Next.Name, r.Next.RenewAt.UTC().Format(time.RFC3339))
 	}
-	return nil
+	return caErr
 }
 
 // renewsCopiedIdentities: the stack's agents use identities agent-identity
