@@ -3,6 +3,7 @@ package monitoring
 import (
 	"fmt"
 	"strings"
+	"time"
 
 	"gopkg.in/yaml.v3"
 
@@ -47,6 +48,18 @@ const (
 	errorBudget        = 1 - AvailabilityTarget
 	SyncLatencySeconds = 5
 )
+
+// cronJobLate: no run of a CronJob whose name matches cronjobs (a regular
+// expression) succeeded for longer than late.
+func cronJobLate(cronjobs string, late time.Duration) string {
+	return fmt.Sprintf(`time() - kube_cronjob_status_last_successful_time{cronjob=~"%s"} > %d`, cronjobs, int(late.Seconds()))
+}
+
+// jobGaveUp: a Job of a CronJob whose name matches cronjobs gave up (its
+// Failed condition; a pod that failed before a retry succeeded is not that).
+func jobGaveUp(cronjobs string) string {
+	return `max by (namespace, job_name) (kube_job_failed{job_name=~"` + cronjobs + `-.*",condition="true"}) == 1`
+}
 
 func alert(name, severity, expr, forDur, summary, description string) Rule {
 	return Rule{
@@ -180,21 +193,20 @@ sum by (namespace) (rate(apiserver_request_total{job="%[1]s"}[%[2]s]))`, JobKCP,
 				"{{ $value | humanizePercentage }} of the front-proxy's answers are 401: its forwarding certificate may have expired in the running front-proxy (restart it), or the requestheader CA changed."),
 			// The front-proxy takes its renewed forwarding certificate only
 			// at the weekly restart (kcp.FrontProxyRestartName).
-			alert("FrontProxyRestartStale", "warning", fmt.Sprintf(`time() - kube_cronjob_status_last_successful_time{cronjob="%s"} > %d`,
-				kcp.FrontProxyRestartName, int(kcp.FrontProxyRestartLate.Seconds())), "15m",
+			alert("FrontProxyRestartStale", "warning", cronJobLate(kcp.FrontProxyRestartName, kcp.FrontProxyRestartLate), "15m",
 				"The front-proxy's weekly restart by {{ $labels.cronjob }} was missed",
 				"Its last success was {{ $value | humanizeDuration }} ago. A renewed forwarding certificate reaches the front-proxy only at that restart: once the old one expires, every request through it is refused."),
-			alert("FrontProxyRestartFailed", "warning", `max by (namespace, job_name) (kube_job_failed{job_name=~"`+kcp.FrontProxyRestartName+`-.*",condition="true"}) == 1`, "0m",
+			alert("FrontProxyRestartFailed", "warning", jobGaveUp(kcp.FrontProxyRestartName), "0m",
 				"The front-proxy's restart job {{ $labels.job_name }} failed", "Its log says why kubectl could not restart deployment/kcp-front-proxy."),
 		}},
 		{Name: "kcp-tmc.backup", Rules: []Rule{
 			// Every etcd cluster's jobs: etcd-backup (the root shard's) and
 			// etcd-<shard>-backup.
-			alert("EtcdBackupStale", "critical", `time() - kube_cronjob_status_last_successful_time{cronjob=~"`+backupJobs+`"} > 26 * 3600`, "10m",
+			alert("EtcdBackupStale", "critical", cronJobLate(backupJobs, 26*time.Hour), "10m",
 				"No successful backup by {{ $labels.cronjob }} for 26 hours", "The last successful {{ $labels.cronjob }} run in {{ $labels.namespace }} was {{ $value | humanizeDuration }} ago."),
-			alert("EtcdBackupFailed", "warning", `max by (namespace, job_name) (kube_job_failed{job_name=~"`+backupJobs+`-.*",condition="true"}) == 1`, "0m",
+			alert("EtcdBackupFailed", "warning", jobGaveUp(backupJobs), "0m",
 				"etcd backup job {{ $labels.job_name }} failed", "Its log names the failed step: `etcd-backup: FAILED: <step>`."),
-			alert("EtcdBackupVerificationStale", "warning", `time() - kube_cronjob_status_last_successful_time{cronjob=~"`+backupJobs+`-verify"} > 8 * 86400`, "1h",
+			alert("EtcdBackupVerificationStale", "warning", cronJobLate(backupJobs+"-verify", 8*24*time.Hour), "1h",
 				"No verified restore of the newest snapshot by {{ $labels.cronjob }} for 8 days", "The weekly {{ $labels.cronjob }} job has not succeeded; that cluster's backups may not restore."),
 		}},
 	}
