@@ -122,10 +122,8 @@ func scenarios() []scenario {
 		{"EtcdBackupStale", "4m", []series{{`kube_cronjob_status_last_successful_time{cronjob="etcd-backup",namespace="kcp"}`, "0x500"}},
 			[]series{{`kube_cronjob_status_last_successful_time{cronjob="etcd-backup",namespace="kcp"}`, "0+240x500"}},
 			"26h5m", "27h", map[string]string{"cronjob": "etcd-backup", "namespace": "kcp"}},
-		// Failed means the Job gave up; a pod that failed before a retry
-		// succeeded (status.failed 1, no Failed condition) is healthy.
 		// A shard's etcd (etcd-<shard>-backup) is covered like the root's.
-		jobGaveUp("EtcdBackupFailed", "etcd-shard-1-backup-29000000"),
+		gaveUpScenario("EtcdBackupFailed", "etcd-shard-1-backup-29000000"),
 		// A request with such a certificate in the window: the bucket grows
 		// (le as Prometheus 3 stores it, and as Prometheus 2 did).
 		{"KCPClientCertificateExpiresSoon", "1m", []series{{`apiserver_client_certificate_expiration_seconds_bucket{job="kcp",namespace="kcp",le="604800.0"}`, "0+1x120"}},
@@ -145,17 +143,17 @@ func scenarios() []scenario {
 		{"FrontProxyRestartStale", "4m", []series{{`kube_cronjob_status_last_successful_time{cronjob="kcp-front-proxy-restart",namespace="kcp"}`, "0x3000"}},
 			[]series{{`kube_cronjob_status_last_successful_time{cronjob="kcp-front-proxy-restart",namespace="kcp"}`, "0+240x3000"}},
 			"7d3h10m", "7d3h30m", map[string]string{"cronjob": "kcp-front-proxy-restart", "namespace": "kcp"}},
-		jobGaveUp("FrontProxyRestartFailed", "kcp-front-proxy-restart-29000000"),
+		gaveUpScenario("FrontProxyRestartFailed", "kcp-front-proxy-restart-29000000"),
 		{"EtcdBackupVerificationStale", "4m", []series{{`kube_cronjob_status_last_successful_time{cronjob="etcd-shard-1-backup-verify",namespace="kcp"}`, "0x3000"}},
 			[]series{{`kube_cronjob_status_last_successful_time{cronjob="etcd-shard-1-backup-verify",namespace="kcp"}`, "0+240x3000"}},
 			"8d30m", "8d2h", map[string]string{"cronjob": "etcd-shard-1-backup-verify", "namespace": "kcp"}},
 	}
 }
 
-// jobGaveUp is the scenario of an alert on a Job that gave up (its Failed
+// gaveUpScenario is the scenario of an alert on a Job that gave up (its Failed
 // condition) and stays quiet on one whose pod failed before a retry
 // succeeded (status.failed 1, no Failed condition).
-func jobGaveUp(alert, job string) scenario {
+func gaveUpScenario(alert, job string) scenario {
 	failed := fmt.Sprintf(`kube_job_failed{job_name="%s",namespace="kcp",condition="true"}`, job)
 	return scenario{alert, "1m", []series{{failed, "1x10"}},
 		[]series{{failed, "0x10"}, {fmt.Sprintf(`kube_job_status_failed{job_name="%s",namespace="kcp"}`, job), "1x10"}},
