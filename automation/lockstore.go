@@ -176,6 +176,7 @@ type s3Locks struct {
 	bucket      *blob.Bucket
 	prefix      string // <bucket path>/.pulumi/locks/organization/<project>/<stack>/
 	checkpointK string // <bucket path>/.pulumi/stacks/<project>/<stack>.json
+	leases      string // <bucket path>/.kcp-tmc/leases/<project>/<stack>/: the holders' leases (lease.go)
 	url         string // without credentials
 }
 
@@ -207,7 +208,8 @@ func openS3Locks(backendURL, stack string) (*s3Locks, error) {
 	}
 	b := &s3Locks{bucket: bucket, url: redactURL(backendURL),
 		prefix:      root + ".pulumi/locks/organization/" + ProjectName + "/" + stack + "/",
-		checkpointK: root + ".pulumi/stacks/" + ProjectName + "/" + stack + ".json"}
+		checkpointK: root + ".pulumi/stacks/" + ProjectName + "/" + stack + ".json",
+		leases:      root + ".kcp-tmc/leases/" + ProjectName + "/" + stack + "/"}
 	legacy, err := b.legacyLayout(root)
 	if err != nil || legacy {
 		bucket.Close()

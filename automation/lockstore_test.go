@@ -49,7 +49,7 @@ func TestLockOfByPid(t *testing.T) {
 				t.Fatal(err)
 			}
 			g := &stackGuard{Locks: locks}
-			l, err := g.lockOf(tc.engine, host)
+			l, err := g.lockOf(tc.engine, host, currentUser(), true)
 			if err != nil || (l != nil) != tc.want {
 				t.Errorf("lockOf = %v, %v; want a lock: %v", l, err, tc.want)
 			}

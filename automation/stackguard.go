@@ -134,6 +134,12 @@ type stackGuard struct {
 
 	mu  sync.Mutex // the record
 	rec guardRecord
+
+	// A bucket's stack: this holder's lease there, and its keeper (lease.go).
+	leaseKey               string
+	leaseEvery, leaseLapse time.Duration
+	keeper                 *exec.Cmd
+	keeperIn               io.WriteCloser
 }
 
 var guards = struct {
@@ -144,6 +150,10 @@ var guards = struct {
 // ErrStackInUse: another kcp-tmc, or the engine of a killed one, runs an
 // operation on the stack.
 var ErrStackInUse = errors.New("stack in use")
+
+// thisIdentity is where this process's pids mean its processes
+// (localproc.Identity); a test stands in for another machine with it.
+var thisIdentity = localproc.Identity
 
 // guardDir is where a local backend under state keeps kcp-tmc's holds of
 // its stacks (outside .pulumi/locks, where the engine counts every file
@@ -204,6 +214,15 @@ func holdStack(backendURL, projectDir, stack, command string, out io.Writer) (*s
 		g.close()
 		return nil, err
 	}
+	if b, ok := g.lockStore.(*s3Locks); ok {
+		if err := g.takeLease(b, backendURL, g.rec.Identity); err != nil {
+			if g.leaseKey != "" {
+				_ = b.removeLease(g.leaseKey)
+			}
+			g.close()
+			return nil, err
+		}
+	}
 	guards.held[key] = g
 	return g, nil
 }
@@ -224,7 +243,7 @@ func (g *stackGuard) take(command string) error {
 	if err != nil {
 		fmt.Fprintf(g.out, "ignoring %v\n", err)
 	}
-	id, err := localproc.Identity()
+	id, err := thisIdentity()
 	if err != nil {
 		return err
 	}
@@ -258,7 +277,7 @@ func (g *stackGuard) take(command string) error {
 // kcp-tmc unlock asks for --other-host before it removes those.
 func (g *stackGuard) clearKilled(prev guardRecord, id string) (elsewhere []engineLock, err error) {
 	for _, e := range prev.Engines {
-		l, err := g.lockOf(e, prev.Host)
+		l, err := g.lockOf(e, prev.Host, currentUser(), true)
 		if err != nil {
 			return nil, err
 		}
@@ -296,10 +315,11 @@ func (g *stackGuard) clearKilled(prev guardRecord, id string) (elsewhere []engin
 
 // lockOf is the stack's lock that engine e took, nil if there is none: the
 // one recorded, while it is still e's; else one written by e's pid, as
-// this user, on host, within engineLocksWithin of e's start, whose pid no
-// process has now (the pid alone does not tell e from a process that got
-// it since, nor from a machine that shares the host's name).
-func (g *stackGuard) lockOf(e engineLock, host string) (*StackLock, error) {
+// user, on host, within engineLocksWithin of e's start, whose pid, when e
+// ran here, no process has now (the pid alone does not tell e from a
+// process that got it since, nor from a machine that shares the host's
+// name).
+func (g *stackGuard) lockOf(e engineLock, host, user string, here bool) (*StackLock, error) {
 	if e.Lock != "" {
 		l, err := g.read(e.Lock)
 		if errors.Is(err, os.ErrNotExist) || (err == nil && l.Pid != e.Pid) {
@@ -314,10 +334,9 @@ func (g *stackGuard) lockOf(e engineLock, host string) (*StackLock, error) {
 	if err != nil {
 		return nil, err
 	}
-	user := currentUser()
 	for _, l := range locks {
 		if l.Pid == e.Pid && l.Hostname == host && l.Username == user && !l.Timestamp.Before(e.Since) &&
-			l.Timestamp.Before(e.Since.Add(engineLocksWithin)) && !localproc.Running(l.Pid) {
+			l.Timestamp.Before(e.Since.Add(engineLocksWithin)) && !(here && localproc.Running(l.Pid)) {
 			return &l, nil
 		}
 	}
@@ -578,6 +597,7 @@ func (g *stackGuard) release() {
 		return
 	}
 	delete(guards.held, g.file.Name())
+	g.endLease()
 	g.mu.Lock()
 	if len(g.rec.Engines) == 0 {
 		_ = os.Remove(recordPath(g.holds, g.stack))

@@ -1,0 +1,422 @@
+package automation
+
+// A deploy killed with the machine it ran on (a CI runner lost with its
+// job) leaves its Pulumi lock in the bucket and no kcp-tmc on that machine
+// to clear it: its hold (stackGuard) was on that machine. So a holder of a
+// bucket backend's stack also keeps a lease in the bucket: an object
+// beside the state, rewritten every leaseEvery by a keeper process that
+// lives as long as the holder or any engine it started (an engine goes on
+// when its kcp-tmc alone is killed), and marked ended by the keeper once
+// none of them runs. Another kcp-tmc, on any machine, removes the Pulumi
+// locks a lease names once it has ended, or lapsed: not rewritten for its
+// lapse, by the bucket's clock. The bucket cannot stop an engine cut off
+// from it for that long and then back; its writes would fail meanwhile.
+
+import (
+	"encoding/json"
+	"errors"
+	"fmt"
+	"io"
+	"os"
+	"os/exec"
+	"os/signal"
+	"slices"
+	"strings"
+	"syscall"
+	"time"
+
+	"gocloud.dev/blob"
+	"gocloud.dev/gcerrors"
+
+	"github.com/kcp-tmc/kcp-tmc/pkg/localproc"
+)
+
+// lease is what a holder of a bucket's stack publishes there: its record
+// (the engines it started and the locks they took), how often it is
+// renewed and after how long it counts as lapsed.
+type lease struct {
+	guardRecord
+	User  string        `json:"user"` // the engine's locks name it
+	Every time.Duration `json:"every"`
+	Lapse time.Duration `json:"lapse"`
+	// Ended: the keeper saw the holder and its engines end; the locks
+	// still named are left by killed processes.
+	Ended bool `json:"ended,omitempty"`
+}
+
+// leaseObject is a lease as read from the bucket.
+type leaseObject struct {
+	lease
+	key     string
+	renewed time.Time // the object's modification time, by the bucket's clock
+}
+
+// leaseName is the object name of the lease of holder on host.
+func leaseName(host string, holder localproc.Process) string {
+	safe := strings.Map(func(r rune) rune {
+		if r == '/' || r == '\\' || r < ' ' {
+			return '_'
+		}
+		return r
+	}, host)
+	return fmt.Sprintf("%s-%d-%d.json", safe, holder.Pid, holder.Started)
+}
+
+// writeLease writes l as name whole and returns when the bucket says it
+// was written.
+func (b *s3Locks) writeLease(name string, l lease) (time.Time, error) {
+	raw, err := json.Marshal(l)
+	if err != nil {
+		return time.Time{}, err
+	}
+	ctx, cancel := b.ctx()
+	defer cancel()
+	key := b.leases + name
+	if err := b.bucket.WriteAll(ctx, key, raw, nil); err != nil {
+		return time.Time{}, fmt.Errorf("writing the lease %s in %s: %w", key, b.url, err)
+	}
+	attrs, err := b.bucket.Attributes(ctx, key)
+	if err != nil {
+		return time.Time{}, fmt.Errorf("reading the lease %s in %s: %w", key, b.url, err)
+	}
+	return attrs.ModTime, nil
+}
+
+// readLeases reads the stack's leases.
+func (b *s3Locks) readLeases() ([]leaseObject, error) {
+	ctx, cancel := b.ctx()
+	defer cancel()
+	it := b.bucket.List(&blob.ListOptions{Prefix: b.leases, Delimiter: "/"})
+	var leases []leaseObject
+	for {
+		o, err := it.Next(ctx)
+		if errors.Is(err, io.EOF) {
+			return leases, nil
+		}
+		if err != nil {
+			return nil, fmt.Errorf("listing the leases in %s %s: %w", b.url, b.leases, err)
+		}
+		if o.IsDir || !strings.HasSuffix(o.Key, ".json") {
+			continue
+		}
+		raw, err := b.bucket.ReadAll(ctx, o.Key)
+		if gcerrors.Code(err) == gcerrors.NotFound {
+			continue // its holder ended
+		}
+		if err != nil {
+			return nil, fmt.Errorf("reading the lease %s in %s: %w", o.Key, b.url, err)
+		}
+		l := leaseObject{key: o.Key, renewed: o.ModTime}
+		if err := json.Unmarshal(raw, &l.lease); err != nil {
+			return nil, fmt.Errorf("the lease %s in %s: %w", o.Key, b.url, err)
+		}
+		leases = append(leases, l)
+	}
+}
+
+func (b *s3Locks) removeLease(key string) error {
+	ctx, cancel := b.ctx()
+	defer cancel()
+	if err := b.bucket.Delete(ctx, key); err != nil && gcerrors.Code(err) != gcerrors.NotFound {
+		return fmt.Errorf("removing the lease %s in %s: %w", key, b.url, err)
+	}
+	return nil
+}
+
+// gone reports whether l's holder and engines run no more, and why: on
+// this machine (id) by their processes, elsewhere by the lease having
+// ended or lapsed at now, by the bucket's clock.
+func (l leaseObject) gone(now time.Time, id string) (bool, string) {
+	if l.Identity == id {
+		if l.Process.Running() {
+			return false, ""
+		}
+		for _, e := range l.Engines {
+			if (e.Elsewhere == "" || e.Elsewhere == id) && e.Running() {
+				return false, ""
+			}
+		}
+		return true, "none of its processes runs on this machine"
+	}
+	if l.Ended {
+		return true, "its lease says its holder and engines ended"
+	}
+	if age, lapse := now.Sub(l.renewed), l.lapse(); age > lapse {
+		return true, fmt.Sprintf("its lease was last renewed %s ago (it lapses after %s: the machine is gone)", age.Round(time.Second), lapse)
+	}
+	return false, ""
+}
+
+// takeLease publishes this holder's lease in the bucket, removes the locks
+// that holders whose leases ended or lapsed left, and starts the keeper.
+// A live lease of a holder elsewhere is waited for: ErrStackInUse as soon
+// as it is renewed, taken over once it lapses (a CI job rerun on another
+// runner right after its first one was lost goes on by itself).
+func (g *stackGuard) takeLease(b *s3Locks, backendURL, id string) error {
+	every, lapse, err := leaseTimes()
+	if err != nil {
+		return err
+	}
+	name := leaseName(g.rec.Host, g.rec.Process)
+	g.leaseKey = b.leases + name
+	renew := func() (time.Time, error) { return b.writeLease(name, g.leaseNow(every, lapse)) }
+	now, err := renew()
+	if err != nil {
+		return err
+	}
+	others, err := b.readLeases()
+	if err != nil {
+		return err
+	}
+	for _, o := range others {
+		if o.key == g.leaseKey {
+			continue
+		}
+		why, err := g.awaitLease(b, o, now, id, renew)
+		if err != nil {
+			return err
+		}
+		for _, e := range o.Engines {
+			l, err := g.lockOf(e, o.Host, o.User, false)
+			if err != nil {
+				return err
+			}
+			if l == nil {
+				continue
+			}
+			if err := g.remove(l.Path); err != nil {
+				return err
+			}
+			fmt.Fprintf(g.out, "removed the lock of stack %q by %s that a killed %s left: %s\n", g.stack, l, o.guardRecord, why)
+		}
+		if err := b.removeLease(o.key); err != nil {
+			return err
+		}
+	}
+	return g.startKeeper(backendURL, every, lapse)
+}
+
+// awaitLease returns once the holder of lease o runs no more, saying why,
+// or fails with ErrStackInUse once it is seen running: on this machine
+// (id) by its processes; elsewhere, when its lease is renewed. A lease
+// neither renewed nor ended is read every second, and this holder's
+// renewed (renew), whose time says the bucket's, until it lapses.
+func (g *stackGuard) awaitLease(b *s3Locks, o leaseObject, now time.Time, id string, renew func() (time.Time, error)) (string, error) {
+	inUse := func(o leaseObject, now time.Time) error {
+		return fmt.Errorf("%w: %s runs an operation on stack %q: its lease %s in %s was renewed %s ago (it is renewed "+
+			"every %s while it or an engine it started runs; if its machine is lost, it lapses %s after its last "+
+			"renewal and kcp-tmc takes over)", ErrStackInUse, o.guardRecord, g.stack, o.key, b.url,
+			now.Sub(o.renewed).Round(time.Second), o.Every, o.Lapse)
+	}
+	first := o
+	for waited := false; ; waited = true {
+		if gone, why := o.gone(now, id); gone {
+			return why, nil
+		}
+		if o.Identity == id || o.renewed.After(first.renewed) {
+			return "", inUse(o, now)
+		}
+		if !waited {
+			fmt.Fprintf(g.out, "waiting for the lease of %s on stack %q, renewed %s ago: if it is not renewed within %s, "+
+				"its machine is gone and this kcp-tmc takes over\n", o.guardRecord, g.stack,
+				now.Sub(o.renewed).Round(time.Second), o.lapse()-now.Sub(o.renewed).Round(time.Second))
+		}
+		time.Sleep(time.Second)
+		var err error
+		if now, err = renew(); err != nil {
+			return "", err
+		}
+		leases, err := b.readLeases()
+		if err != nil {
+			return "", err
+		}
+		i := slices.IndexFunc(leases, func(l leaseObject) bool { return l.key == o.key })
+		if i < 0 {
+			return "its holder ended and removed its lease", nil
+		}
+		o = leases[i]
+	}
+}
+
+// lapse is how long o lives without a renewal, as its holder set it.
+func (o leaseObject) lapse() time.Duration {
+	if o.Lapse <= 0 {
+		return defaultLeaseLapse
+	}
+	return o.Lapse
+}
+
+// leaseTimes is how often a keeper renews its holder's lease and after how
+// long without a renewal another kcp-tmc takes the holder for lost with
+// its machine: KCP_TMC_LEASE_LAPSE, by default two minutes, renewed six
+// times within it, so that a slow bucket does not lose a live holder.
+func leaseTimes() (every, lapse time.Duration, err error) {
+	lapse = defaultLeaseLapse
+	if v := os.Getenv(leaseLapseEnv); v != "" {
+		if lapse, err = time.ParseDuration(v); err != nil || lapse < minLeaseLapse {
+			return 0, 0, fmt.Errorf("%s: invalid value %q: want a duration of at least %s (default %s), "+
+				"e.g. 90s", leaseLapseEnv, v, minLeaseLapse, defaultLeaseLapse)
+		}
+	}
+	return lapse / 6, lapse, nil
+}
+
+const (
+	leaseLapseEnv     = "KCP_TMC_LEASE_LAPSE"
+	defaultLeaseLapse = 2 * time.Minute
+	// The bucket's clock counts seconds (S3's Last-Modified).
+	minLeaseLapse = 3 * time.Second
+)
+
+// leaseNow is this holder's lease as of its record (under g.mu, or before
+// the keeper starts).
+func (g *stackGuard) leaseNow(every, lapse time.Duration) lease {
+	return lease{guardRecord: g.rec, User: currentUser(), Every: every, Lapse: lapse}
+}
+
+// keeperEnv carries a keeper's spec into the process that runs it: this
+// program again (os.Executable), which runs the keeper instead of itself
+// from this package's init, so that any program that embeds automation
+// keeps its leases.
+const keeperEnv = "KCP_TMC_LEASE_KEEPER"
+
+// keeperSpec is what a keeper keeps.
+type keeperSpec struct {
+	Backend string            `json:"backend"`
+	Stack   string            `json:"stack"`
+	Holds   string            `json:"holds"` // where the holder's record is
+	Lease   string            `json:"lease"` // the lease's name
+	Holder  localproc.Process `json:"holder"`
+	User    string            `json:"user"`
+	Every   time.Duration     `json:"every"`
+	Lapse   time.Duration     `json:"lapse"`
+}
+
+func init() {
+	if spec := os.Getenv(keeperEnv); spec != "" {
+		os.Exit(keepLease(spec))
+	}
+}
+
+// startKeeper starts the keeper of this holder's lease: in a session of
+// its own, so that a terminal's ^C, which the engine handles by ending
+// its operation, does not end the keeper first; its stdin a pipe that
+// this process never writes, whose end tells it the holder is gone.
+func (g *stackGuard) startKeeper(backendURL string, every, lapse time.Duration) error {
+	self, err := os.Executable()
+	if err != nil {
+		return fmt.Errorf("starting the keeper of stack %q's lease: %w", g.stack, err)
+	}
+	spec, err := json.Marshal(keeperSpec{Backend: backendURL, Stack: g.stack, Holds: g.holds,
+		Lease: strings.TrimPrefix(g.leaseKey, g.lockStore.(*s3Locks).leases), Holder: g.rec.Process,
+		User: currentUser(), Every: every, Lapse: lapse})
+	if err != nil {
+		return err
+	}
+	cmd := exec.Command(self)
+	cmd.Env = append(os.Environ(), keeperEnv+"="+string(spec))
+	cmd.SysProcAttr = &syscall.SysProcAttr{Setsid: true}
+	// No stdout or stderr: a write to the holder's, once it is gone, would
+	// kill the keeper with SIGPIPE.
+	if g.keeperIn, err = cmd.StdinPipe(); err != nil {
+		return err
+	}
+	if err := cmd.Start(); err != nil {
+		g.keeperIn.Close()
+		return fmt.Errorf("starting the keeper of stack %q's lease: %w", g.stack, err)
+	}
+	g.keeper, g.leaseEvery, g.leaseLapse = cmd, every, lapse
+	return nil
+}
+
+// endLease stops the keeper (SIGUSR1: it exits between two writes) and
+// removes the lease, or, while the record keeps engines whose locks may be
+// left, marks it ended for the next holder, wherever it runs.
+func (g *stackGuard) endLease() {
+	b, ok := g.lockStore.(*s3Locks)
+	if !ok || g.leaseKey == "" {
+		return
+	}
+	if g.keeper != nil {
+		_ = g.keeper.Process.Signal(syscall.SIGUSR1)
+		_ = g.keeper.Wait()
+		g.keeperIn.Close()
+		g.keeper = nil
+	}
+	g.mu.Lock()
+	defer g.mu.Unlock()
+	if len(g.rec.Engines) == 0 {
+		if err := b.removeLease(g.leaseKey); err != nil {
+			fmt.Fprintf(g.out, "%v\n", err) // it lapses
+		}
+		return
+	}
+	l := g.leaseNow(g.leaseEvery, g.leaseLapse)
+	l.Ended = true
+	if _, err := b.writeLease(strings.TrimPrefix(g.leaseKey, b.leases), l); err != nil {
+		fmt.Fprintf(g.out, "%v\n", err)
+	}
+}
+
+// keepLease is the keeper: every second it reads the holder's record,
+// rewrites the lease when the record changed or leaseEvery passed, and
+// ends it once neither the holder nor an engine it recorded runs. It
+// exits at once on SIGUSR1 (the holder released the stack). Errors go
+// unreported (nowhere to report them): a lease not renewed lapses.
+func keepLease(raw string) int {
+	stop := make(chan os.Signal, 1)
+	signal.Notify(stop, syscall.SIGUSR1)
+	signal.Ignore(syscall.SIGINT, syscall.SIGTERM, syscall.SIGHUP, syscall.SIGPIPE)
+	var s keeperSpec
+	if err := json.Unmarshal([]byte(raw), &s); err != nil {
+		return 2
+	}
+	b, err := openS3Locks(s.Backend, s.Stack)
+	if err != nil || b == nil {
+		return 1
+	}
+	defer b.close()
+	holderGone := make(chan struct{})
+	go func() {
+		_, _ = io.Copy(io.Discard, os.Stdin)
+		close(holderGone)
+	}()
+	tick := time.NewTicker(min(time.Second, s.Every))
+	defer tick.Stop()
+	l := lease{User: s.User, Every: s.Every, Lapse: s.Lapse}
+	var written time.Time
+	var last []byte
+	for {
+		select {
+		case <-stop:
+			return 0
+		case <-tick.C:
+		}
+		rec, _ := readRecord(s.Holds, s.Stack)
+		ours := rec != nil && rec.Process == s.Holder // else a holder on this machine took over from this one
+		if ours {
+			l.guardRecord = *rec
+		}
+		alive := false
+		select {
+		case <-holderGone:
+		default:
+			alive = ours
+		}
+		for _, e := range l.Engines {
+			alive = alive || (ours && e.Elsewhere == "" && e.Running())
+		}
+		if !alive {
+			l.Ended = true
+			_, _ = b.writeLease(s.Lease, l)
+			return 0
+		}
+		now, _ := json.Marshal(l)
+		if string(now) == string(last) && time.Since(written) < s.Every {
+			continue
+		}
+		if _, err := b.writeLease(s.Lease, l); err == nil {
+			written, last = time.Now(), now
+		}
+	}
+}
