@@ -358,7 +358,7 @@ func (g *stackGuard) endLease() {
 	}
 }
 
-// keepLease is the keeper: every second it reads the holder's record,
+// keepLease is the keeper: every 100 ms it reads the holder's record,
 // rewrites the lease when the record changed or leaseEvery passed, and
 // ends it once neither the holder nor an engine it recorded runs. It
 // exits at once on SIGUSR1 (the holder released the stack). Errors go
@@ -381,7 +381,9 @@ func keepLease(raw string) int {
 		_, _ = io.Copy(io.Discard, os.Stdin)
 		close(holderGone)
 	}()
-	tick := time.NewTicker(min(time.Second, s.Every))
+	// The record is read every 100 ms, so that the lease names an engine,
+	// and the lock it took, before a kill in its first second.
+	tick := time.NewTicker(min(100*time.Millisecond, s.Every))
 	defer tick.Stop()
 	l := lease{User: s.User, Every: s.Every, Lapse: s.Lapse}
 	var written time.Time

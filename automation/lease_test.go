@@ -167,7 +167,7 @@ func TestLeaseOutlivesAKilledHolder(t *testing.T) {
 				t.Fatalf("the holder's keepers: %v, want one", keepers)
 			}
 			t.Cleanup(func() { _ = syscall.Kill(keepers[0].Pid, syscall.SIGKILL) })
-			// The lease names the engine's lock within a second (the keeper reads the record every second).
+			// The lease names the engine's lock within 100 ms (the keeper reads the record that often).
 			deadline := time.Now().Add(5 * time.Second)
 			for named := false; !named; {
 				if time.Now().After(deadline) {
@@ -199,7 +199,7 @@ func TestLeaseOutlivesAKilledHolder(t *testing.T) {
 				refused("with its engine still running")
 				_ = syscall.Kill(engine, syscall.SIGKILL)
 				for localproc.Running(keepers[0].Pid) || localproc.Running(engine) {
-					time.Sleep(50 * time.Millisecond) // the keeper ends the lease within a second
+					time.Sleep(50 * time.Millisecond) // the keeper ends the lease within 100 ms
 				}
 			}
 			var out bytes.Buffer

@@ -217,6 +217,56 @@ func killedDeployRecovers(t *testing.T, backend string, flags []string) {
 	}
 }
 
+// TestDeployKilledWithItsMachineRecovers: an up on an S3 backend killed
+// with everything it ran (a CI runner lost with its job: kcp-tmc, its
+// engine and its lease's keeper) is taken over by the next up on another
+// machine once the killed one's lease lapses, with no unlock. The other
+// machine is a new UTS and pid namespace, with another host name and its
+// own state directory: it sees none of the killed processes, nor their
+// pids' meaning.
+func TestDeployKilledWithItsMachineRecovers(t *testing.T) {
+	asAnotherMachine := []string{"unshare", "--uts", "--pid", "--fork", "--mount-proc", "sh", "-c", `hostname runner-b && exec "$0" "$@"`}
+	if out, err := exec.Command(asAnotherMachine[0], append(asAnotherMachine[1:], "true")...).CombinedOutput(); err != nil {
+		t.Skipf("another machine is a new UTS and pid namespace here, which needs unshare(1) as root: %v: %s", err, out)
+	}
+	dir, _ := testenv.Project(t, "dev", nil)
+	url := strings.Replace(s3backend.Start(t), "s3://state?", "s3://state/kcp/?", 1)
+	t.Setenv("PULUMI_BACKEND_URL", url)
+	t.Setenv("XDG_STATE_HOME", t.TempDir())
+	t.Setenv("KCP_TMC_LEASE_LAPSE", "5s")
+	cmd := exec.Command(os.Args[0], "up", "--stack", "dev", "--project-dir", dir)
+	cmd.Env = append(os.Environ(), "KCP_TMC_TEST_AS_CLI=1")
+	if out, err := proctest.KillDuring(cmd, "creating", 0); err != nil { // its whole tree, the keeper too
+		t.Fatalf("the up ended before it created anything: %v\n%s", err, out)
+	}
+
+	t.Setenv("XDG_STATE_HOME", t.TempDir())
+	other := exec.Command(asAnotherMachine[0], append(asAnotherMachine[1:], os.Args[0], "up", "--stack", "dev", "--project-dir", dir)...)
+	other.Env = append(os.Environ(), "KCP_TMC_TEST_AS_CLI=1")
+	start := time.Now()
+	raw, err := other.CombinedOutput()
+	out := string(raw)
+	if err != nil {
+		t.Fatalf("up on another machine after one killed with its machine: %v\n%s", err, out)
+	}
+	for _, want := range []string{"waiting for the lease of kcp-tmc pid ", "its lease was last renewed ",
+		`removed the lock of stack "dev" by `} {
+		if !strings.Contains(out, want) {
+			t.Errorf("the up on another machine did not say %q:\n%s", want, out)
+		}
+	}
+	if took := time.Since(start); took < 4*time.Second {
+		t.Errorf("the up on another machine took %s, less than the killed one's lease of 5s: it did not wait for it", took)
+	}
+	if _, pending := testenv.Checkpoint(t, url); len(pending) != 0 {
+		t.Errorf("the state after the recovered up has operations pending: %v\n%s", pending, out)
+	}
+	var stdout, stderr bytes.Buffer
+	if err := Run(context.Background(), []string{"preview", "--stack", "dev", "--project-dir", dir, "--expect-no-changes"}, &stdout, &stderr); err != nil {
+		t.Fatalf("preview after the recovered up: %v\n%s%s", err, stdout.String(), stderr.String())
+	}
+}
+
 // TestUnlockRepairsWhatAKillMidWriteLeaves: the engine (gocloud's fileblob)
 // replaces a checkpoint atomically but writes its metadata sidecar in place,
 // so a kill at the wrong moment leaves the sidecar empty. The real engine
