@@ -301,7 +301,10 @@ func init() {
 // startKeeper starts the keeper of this holder's lease: in a session of
 // its own, so that a terminal's ^C, which the engine handles by ending
 // its operation, does not end the keeper first; its stdin a pipe that
-// this process never writes, whose end tells it the holder is gone.
+// this process never writes, whose end tells it the holder is gone. A
+// keeper that ends while the hold lasts (killed by someone, out of memory)
+// is started again: without one, the lease would lapse under a live
+// holder.
 func (g *stackGuard) startKeeper(backendURL string, every, lapse time.Duration) error {
 	self, err := os.Executable()
 	if err != nil {
@@ -313,35 +316,75 @@ func (g *stackGuard) startKeeper(backendURL string, every, lapse time.Duration) 
 	if err != nil {
 		return err
 	}
-	cmd := exec.Command(self)
-	cmd.Env = append(os.Environ(), keeperEnv+"="+string(spec))
-	cmd.SysProcAttr = &syscall.SysProcAttr{Setsid: true}
-	// No stdout or stderr: a write to the holder's, once it is gone, would
-	// kill the keeper with SIGPIPE.
-	if g.keeperIn, err = cmd.StdinPipe(); err != nil {
+	start := func() (*exec.Cmd, io.WriteCloser, error) {
+		cmd := exec.Command(self)
+		cmd.Env = append(os.Environ(), keeperEnv+"="+string(spec))
+		cmd.SysProcAttr = &syscall.SysProcAttr{Setsid: true}
+		// No stdout or stderr: a write to the holder's, once it is gone,
+		// would kill the keeper with SIGPIPE.
+		in, err := cmd.StdinPipe()
+		if err != nil {
+			return nil, nil, err
+		}
+		if err := cmd.Start(); err != nil {
+			in.Close()
+			return nil, nil, fmt.Errorf("starting the keeper of stack %q's lease: %w", g.stack, err)
+		}
+		return cmd, in, nil
+	}
+	cmd, in, err := start()
+	if err != nil {
 		return err
 	}
-	if err := cmd.Start(); err != nil {
-		g.keeperIn.Close()
-		return fmt.Errorf("starting the keeper of stack %q's lease: %w", g.stack, err)
-	}
-	g.keeper, g.leaseEvery, g.leaseLapse = cmd, every, lapse
+	stop, done := make(chan struct{}), make(chan struct{})
+	g.stopKeeper = func() { close(stop); <-done }
+	g.leaseEvery, g.leaseLapse = every, lapse
+	go func() {
+		defer close(done)
+		for restarts := 0; ; restarts++ {
+			exited := make(chan error, 1)
+			go func() { exited <- cmd.Wait() }()
+			select {
+			case <-stop:
+				_ = cmd.Process.Signal(syscall.SIGUSR1) // it exits between two writes
+				<-exited
+				in.Close()
+				return
+			case err := <-exited:
+				in.Close()
+				if restarts == maxKeeperRestarts {
+					fmt.Fprintf(g.out, "the keeper of stack %q's lease ended (%v) %d times: its lease lapses %s after "+
+						"its last renewal\n", g.stack, err, restarts+1, lapse)
+					<-stop
+					return
+				}
+				fmt.Fprintf(g.out, "the keeper of stack %q's lease ended (%v): starting another\n", g.stack, err)
+			}
+			time.Sleep(time.Second)
+			if cmd, in, err = start(); err != nil {
+				fmt.Fprintf(g.out, "%v: its lease lapses %s after its last renewal\n", err, lapse)
+				<-stop
+				return
+			}
+		}
+	}()
 	return nil
 }
 
-// endLease stops the keeper (SIGUSR1: it exits between two writes) and
-// removes the lease, or, while the record keeps engines whose locks may be
-// left, marks it ended for the next holder, wherever it runs.
+// maxKeeperRestarts bounds how often a hold starts its lease's keeper again.
+const maxKeeperRestarts = 10
+
+// endLease stops the keeper and removes the lease, or, while the record
+// keeps engines whose locks may be left, marks it ended for the next
+// holder, wherever it runs.
 func (g *stackGuard) endLease() {
 	b, ok := g.lockStore.(*s3Locks)
 	if !ok || g.leaseKey == "" {
 		return
 	}
-	if g.keeper != nil {
-		_ = g.keeper.Process.Signal(syscall.SIGUSR1)
-		_ = g.keeper.Wait()
-		g.keeperIn.Close()
-		g.keeper = nil
+	if g.stopKeeper != nil {
+		g.stopKeeper()
+		g.stopKeeper = nil
 	}
 	g.mu.Lock()
 	defer g.mu.Unlock()
@@ -371,9 +414,23 @@ func keepLease(raw string) int {
 	if err := json.Unmarshal([]byte(raw), &s); err != nil {
 		return 2
 	}
-	b, err := openS3Locks(s.Backend, s.Stack)
-	if err != nil || b == nil {
-		return 1
+	// A bucket out of reach is tried again until the lease has lapsed.
+	var b *s3Locks
+	for until := time.Now().Add(s.Lapse); b == nil; {
+		var err error
+		if b, err = openS3Locks(s.Backend, s.Stack); err == nil && b == nil {
+			return 1 // a legacy layout: its holder holds no lease
+		}
+		if b == nil && time.Now().After(until) {
+			return 1
+		}
+		if b == nil {
+			select {
+			case <-stop:
+				return 0
+			case <-time.After(time.Second):
+			}
+		}
 	}
 	defer b.close()
 	holderGone := make(chan struct{})

@@ -189,6 +189,19 @@ func TestLeaseOutlivesAKilledHolder(t *testing.T) {
 				}
 			}
 			refused("while it runs")
+			// A keeper killed under a live holder is started again.
+			_ = syscall.Kill(keepers[0].Pid, syscall.SIGKILL)
+			for deadline := time.Now().Add(5 * time.Second); ; time.Sleep(100 * time.Millisecond) {
+				if again := localproc.Children(holder.Process.Pid, comm); len(again) == 1 && again[0] != keepers[0] {
+					keepers = again
+					break
+				}
+				if time.Now().After(deadline) {
+					t.Fatal("no keeper started again after the first one was killed")
+				}
+			}
+			time.Sleep(4 * time.Second) // longer than the lapse
+			refused("after its first keeper was killed")
 			_ = holder.Process.Kill()
 			_ = holder.Wait()
 			if tc.lost {

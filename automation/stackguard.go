@@ -138,8 +138,7 @@ type stackGuard struct {
 	// A bucket's stack: this holder's lease there, and its keeper (lease.go).
 	leaseKey               string
 	leaseEvery, leaseLapse time.Duration
-	keeper                 *exec.Cmd
-	keeperIn               io.WriteCloser
+	stopKeeper             func()
 }
 
 var guards = struct {
