@@ -346,9 +346,11 @@ func (g *stackGuard) startKeeper(backendURL string, every, lapse time.Duration) 
 			go func() { exited <- cmd.Wait() }()
 			select {
 			case <-stop:
-				_ = cmd.Process.Signal(syscall.SIGUSR1) // it exits between two writes
-				<-exited
+				// Written, not signalled: the pipe keeps it until a keeper
+				// that has just started reads it. It exits between two writes.
+				_, _ = in.Write([]byte(keeperRelease))
 				in.Close()
+				<-exited
 				return
 			case err := <-exited:
 				in.Close()
@@ -370,6 +372,10 @@ func (g *stackGuard) startKeeper(backendURL string, every, lapse time.Duration) 
 	}()
 	return nil
 }
+
+// keeperRelease is what a holder writes to its keeper's stdin when it
+// releases the stack.
+const keeperRelease = "released\n"
 
 // maxKeeperRestarts bounds how often a hold starts its lease's keeper again.
 const maxKeeperRestarts = 10
@@ -404,16 +410,24 @@ func (g *stackGuard) endLease() {
 // keepLease is the keeper: every 100 ms it reads the holder's record,
 // rewrites the lease when the record changed or leaseEvery passed, and
 // ends it once neither the holder nor an engine it recorded runs. It
-// exits at once on SIGUSR1 (the holder released the stack). Errors go
+// exits between two writes once the holder releases the stack. Errors go
 // unreported (nowhere to report them): a lease not renewed lapses.
 func keepLease(raw string) int {
-	stop := make(chan os.Signal, 1)
-	signal.Notify(stop, syscall.SIGUSR1)
 	signal.Ignore(syscall.SIGINT, syscall.SIGTERM, syscall.SIGHUP, syscall.SIGPIPE)
 	var s keeperSpec
 	if err := json.Unmarshal([]byte(raw), &s); err != nil {
 		return 2
 	}
+	// The holder writes keeperRelease when it releases the stack; its
+	// stdin ends without it when the holder is gone.
+	stop, holderGone := make(chan struct{}), make(chan struct{})
+	go func() {
+		if n, _ := io.ReadFull(os.Stdin, make([]byte, len(keeperRelease))); n > 0 {
+			close(stop)
+			return
+		}
+		close(holderGone)
+	}()
 	// A bucket out of reach is tried again until the lease has lapsed.
 	var b *s3Locks
 	for until := time.Now().Add(s.Lapse); b == nil; {
@@ -433,11 +447,6 @@ func keepLease(raw string) int {
 		}
 	}
 	defer b.close()
-	holderGone := make(chan struct{})
-	go func() {
-		_, _ = io.Copy(io.Discard, os.Stdin)
-		close(holderGone)
-	}()
 	// The record is read every 100 ms, so that the lease names an engine,
 	// and the lock it took, before a kill in its first second.
 	tick := time.NewTicker(min(100*time.Millisecond, s.Every))
