@@ -14,7 +14,6 @@ package automation
 
 import (
 	"encoding/json"
-	"errors"
 	"fmt"
 	"io"
 	"os"
@@ -25,7 +24,6 @@ import (
 	"syscall"
 	"time"
 
-	"gocloud.dev/blob"
 	"gocloud.dev/gcerrors"
 
 	"github.com/kcp-tmc/kcp-tmc/pkg/localproc"
@@ -84,22 +82,15 @@ func (b *s3Locks) writeLease(name string, l lease) (time.Time, error) {
 
 // readLeases reads the stack's leases.
 func (b *s3Locks) readLeases() ([]leaseObject, error) {
-	ctx, cancel := b.ctx()
-	defer cancel()
-	it := b.bucket.List(&blob.ListOptions{Prefix: b.leases, Delimiter: "/"})
+	objects, err := b.jsonObjects(b.leases)
+	if err != nil {
+		return nil, fmt.Errorf("the leases: %w", err)
+	}
 	var leases []leaseObject
-	for {
-		o, err := it.Next(ctx)
-		if errors.Is(err, io.EOF) {
-			return leases, nil
-		}
-		if err != nil {
-			return nil, fmt.Errorf("listing the leases in %s %s: %w", b.url, b.leases, err)
-		}
-		if o.IsDir || !strings.HasSuffix(o.Key, ".json") {
-			continue
-		}
+	for _, o := range objects {
+		ctx, cancel := b.ctx()
 		raw, err := b.bucket.ReadAll(ctx, o.Key)
+		cancel()
 		if gcerrors.Code(err) == gcerrors.NotFound {
 			continue // its holder ended
 		}
@@ -112,6 +103,7 @@ func (b *s3Locks) readLeases() ([]leaseObject, error) {
 		}
 		leases = append(leases, l)
 	}
+	return leases, nil
 }
 
 func (b *s3Locks) removeLease(key string) error {

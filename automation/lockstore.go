@@ -314,22 +314,33 @@ func (b *s3Locks) ctx() (context.Context, context.CancelFunc) {
 	return context.WithTimeout(context.Background(), 15*time.Second)
 }
 
-func (b *s3Locks) list() ([]StackLock, error) {
+// jsonObjects lists the .json objects directly under prefix.
+func (b *s3Locks) jsonObjects(prefix string) ([]*blob.ListObject, error) {
 	ctx, cancel := b.ctx()
 	defer cancel()
-	it := b.bucket.List(&blob.ListOptions{Prefix: b.prefix, Delimiter: "/"})
-	var locks []StackLock
+	it := b.bucket.List(&blob.ListOptions{Prefix: prefix, Delimiter: "/"})
+	var objects []*blob.ListObject
 	for {
 		o, err := it.Next(ctx)
 		if errors.Is(err, io.EOF) {
-			return locks, nil
+			return objects, nil
 		}
 		if err != nil {
-			return nil, fmt.Errorf("listing the locks in %s: %w", b, err)
+			return nil, fmt.Errorf("listing %s in %s: %w", prefix, b.url, err)
 		}
-		if o.IsDir || !strings.HasSuffix(o.Key, ".json") {
-			continue
+		if !o.IsDir && strings.HasSuffix(o.Key, ".json") {
+			objects = append(objects, o)
 		}
+	}
+}
+
+func (b *s3Locks) list() ([]StackLock, error) {
+	objects, err := b.jsonObjects(b.prefix)
+	if err != nil {
+		return nil, fmt.Errorf("the locks: %w", err)
+	}
+	var locks []StackLock
+	for _, o := range objects {
 		l, err := b.read(o.Key)
 		if errors.Is(err, os.ErrNotExist) {
 			continue // its operation ended
@@ -339,6 +350,7 @@ func (b *s3Locks) list() ([]StackLock, error) {
 		}
 		locks = append(locks, l)
 	}
+	return locks, nil
 }
 
 func (b *s3Locks) read(key string) (StackLock, error) {
