@@ -119,6 +119,9 @@ func (b *s3Locks) removeLease(key string) error {
 // this machine (id) by their processes, elsewhere by the lease having
 // ended or lapsed at now, by the bucket's clock.
 func (l leaseObject) gone(now time.Time, id string) (bool, string) {
+	if l.Ended { // also of a process that goes on after it released the stack
+		return true, "its lease says its holder and engines ended"
+	}
 	if l.Identity == id {
 		if l.Process.Running() {
 			return false, ""
@@ -129,9 +132,6 @@ func (l leaseObject) gone(now time.Time, id string) (bool, string) {
 			}
 		}
 		return true, "none of its processes runs on this machine"
-	}
-	if l.Ended {
-		return true, "its lease says its holder and engines ended"
 	}
 	if age, lapse := now.Sub(l.renewed), l.lapse(); age > lapse {
 		return true, fmt.Sprintf("its lease was last renewed %s ago (it lapses after %s: the machine is gone)", age.Round(time.Second), lapse)

@@ -51,6 +51,7 @@ func TestLeaseLetsAnotherMachineTakeOver(t *testing.T) {
 		lapse       time.Duration
 		ended       bool
 		renewed     bool // by its keeper, while this one waits
+		here        bool // the holder is this process, as a holder on this machine that released the stack and goes on
 		recorded    bool // the lease names the lock; else the engine's pid, host and user find it
 		lockPid     int
 		wantErr     string
@@ -66,6 +67,10 @@ func TestLeaseLetsAnotherMachineTakeOver(t *testing.T) {
 		{name: "ended before it saw its engine's lock", lapse: time.Hour, ended: true, lockPid: enginePid,
 			wantPrinted: "its lease says its holder and engines ended"},
 		{name: "ended, the lock another process's", lapse: time.Hour, ended: true, lockPid: enginePid + 1, wantLock: true},
+		{name: "ended, by a process on this machine that goes on", here: true, lapse: time.Hour, ended: true, recorded: true,
+			lockPid: enginePid, wantPrinted: "its lease says its holder and engines ended"},
+		{name: "a live holder on this machine", here: true, lapse: time.Hour, recorded: true, lockPid: enginePid,
+			wantLock: true, wantErr: "`up` since"},
 	}
 	for _, tt := range tests {
 		t.Run(tt.name, func(t *testing.T) {
@@ -89,6 +94,10 @@ func TestLeaseLetsAnotherMachineTakeOver(t *testing.T) {
 			held := lease{guardRecord: guardRecord{Process: localproc.Process{Pid: 1, Started: 1}, Host: "runner-7",
 				Identity: "runner-7/boot", Command: "up", Since: since, Engines: []engineLock{e}},
 				User: "ci", Every: 20 * time.Second, Lapse: tt.lapse, Ended: tt.ended}
+			if tt.here {
+				held.Identity, _ = thisIdentity()
+				held.Process, _ = localproc.Find(os.Getpid())
+			}
 			if _, err := b.writeLease("runner-7-1-1.json", held); err != nil {
 				t.Fatal(err)
 			}
