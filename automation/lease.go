@@ -40,6 +40,9 @@ type lease struct {
 	// Ended: the keeper saw the holder and its engines end; the locks
 	// still named are left by killed processes.
 	Ended bool `json:"ended,omitempty"`
+	// Waiting: the lease of a kcp-tmc that waits to take the stack, and
+	// holds nothing yet.
+	Waiting bool `json:"waiting,omitempty"`
 }
 
 // leaseObject is a lease as read from the bucket.
@@ -49,15 +52,16 @@ type leaseObject struct {
 	renewed time.Time // the object's modification time, by the bucket's clock
 }
 
-// leaseName is the object name of the lease of holder on host.
-func leaseName(host string, holder localproc.Process) string {
+// leaseName is the object name of the lease of holder's hold since since,
+// on host (a process that holds the stack again holds a new lease).
+func leaseName(host string, holder localproc.Process, since time.Time) string {
 	safe := strings.Map(func(r rune) rune {
 		if r == '/' || r == '\\' || r < ' ' {
 			return '_'
 		}
 		return r
 	}, host)
-	return fmt.Sprintf("%s-%d-%d.json", safe, holder.Pid, holder.Started)
+	return fmt.Sprintf("%s-%d-%d-%d.json", safe, holder.Pid, holder.Started, since.UnixNano())
 }
 
 // writeLease writes l as name whole and returns when the bucket says it
@@ -149,9 +153,15 @@ func (g *stackGuard) takeLease(b *s3Locks, backendURL, id string) error {
 	if err != nil {
 		return err
 	}
-	name := leaseName(g.rec.Host, g.rec.Process)
+	name := leaseName(g.rec.Host, g.rec.Process, g.rec.Since)
 	g.leaseKey = b.leases + name
-	renew := func() (time.Time, error) { return b.writeLease(name, g.leaseNow(every, lapse)) }
+	// Until it holds the stack, this one's lease says it waits: a taker
+	// killed while waiting holds nothing that another should wait for.
+	renew := func() (time.Time, error) {
+		l := g.leaseNow(every, lapse)
+		l.Waiting = true
+		return b.writeLease(name, l)
+	}
 	now, err := renew()
 	if err != nil {
 		return err
@@ -162,6 +172,14 @@ func (g *stackGuard) takeLease(b *s3Locks, backendURL, id string) error {
 	}
 	for _, o := range others {
 		if o.key == g.leaseKey {
+			continue
+		}
+		if o.Waiting { // another taker: the engine's own lock decides between two
+			if gone, _ := o.gone(now, id); gone {
+				if err := b.removeLease(o.key); err != nil {
+					return err
+				}
+			}
 			continue
 		}
 		why, err := g.awaitLease(b, o, now, id, renew)
@@ -195,10 +213,14 @@ func (g *stackGuard) takeLease(b *s3Locks, backendURL, id string) error {
 // renewed (renew), whose time says the bucket's, until it lapses.
 func (g *stackGuard) awaitLease(b *s3Locks, o leaseObject, now time.Time, id string, renew func() (time.Time, error)) (string, error) {
 	inUse := func(o leaseObject, now time.Time) error {
+		if o.Identity == id {
+			return fmt.Errorf("%w: %s runs an operation on stack %q on this machine, with its state elsewhere (its lease %s "+
+				"in %s): wait for it to end", ErrStackInUse, o.guardRecord, g.stack, o.key, b.url)
+		}
 		return fmt.Errorf("%w: %s runs an operation on stack %q: its lease %s in %s was renewed %s ago (it is renewed "+
 			"every %s while it or an engine it started runs; if its machine is lost, it lapses %s after its last "+
 			"renewal and kcp-tmc takes over)", ErrStackInUse, o.guardRecord, g.stack, o.key, b.url,
-			now.Sub(o.renewed).Round(time.Second), o.Every, o.Lapse)
+			max(0, now.Sub(o.renewed)).Round(time.Second), o.every(), o.lapse())
 	}
 	first := o
 	for waited := false; ; waited = true {
@@ -211,7 +233,7 @@ func (g *stackGuard) awaitLease(b *s3Locks, o leaseObject, now time.Time, id str
 		if !waited {
 			fmt.Fprintf(g.out, "waiting for the lease of %s on stack %q, renewed %s ago: if it is not renewed within %s, "+
 				"its machine is gone and this kcp-tmc takes over\n", o.guardRecord, g.stack,
-				now.Sub(o.renewed).Round(time.Second), o.lapse()-now.Sub(o.renewed).Round(time.Second))
+				max(0, now.Sub(o.renewed)).Round(time.Second), (o.lapse() - max(0, now.Sub(o.renewed))).Round(time.Second))
 		}
 		time.Sleep(time.Second)
 		var err error
@@ -228,6 +250,14 @@ func (g *stackGuard) awaitLease(b *s3Locks, o leaseObject, now time.Time, id str
 		}
 		o = leases[i]
 	}
+}
+
+// every is how often o is renewed, as its holder set it.
+func (o leaseObject) every() time.Duration {
+	if o.Every <= 0 {
+		return o.lapse() / 6
+	}
+	return o.Every
 }
 
 // lapse is how long o lives without a renewal, as its holder set it.
@@ -310,6 +340,9 @@ func (g *stackGuard) startKeeper(backendURL string, every, lapse time.Duration) 
 	}
 	start := func() (*exec.Cmd, io.WriteCloser, error) {
 		cmd := exec.Command(self)
+		if _, err := os.Stat(self); err != nil { // replaced since it started (an upgrade): this process's binary still is
+			cmd = exec.Command("/proc/self/exe")
+		}
 		cmd.Env = append(os.Environ(), keeperEnv+"="+string(spec))
 		cmd.SysProcAttr = &syscall.SysProcAttr{Setsid: true}
 		// No stdout or stderr: a write to the holder's, once it is gone,
@@ -333,32 +366,37 @@ func (g *stackGuard) startKeeper(backendURL string, every, lapse time.Duration) 
 	g.leaseEvery, g.leaseLapse = every, lapse
 	go func() {
 		defer close(done)
-		for restarts := 0; ; restarts++ {
-			exited := make(chan error, 1)
-			go func() { exited <- cmd.Wait() }()
+		// Started again for as long as the hold lasts, waiting longer each
+		// time (up to keeperRetryMax), so that a failing one does not spin.
+		wait := time.Second
+		for {
+			if cmd != nil {
+				exited := make(chan error, 1)
+				go func(cmd *exec.Cmd) { exited <- cmd.Wait() }(cmd)
+				select {
+				case <-stop:
+					// Written, not signalled: the pipe keeps it until a
+					// keeper that has just started reads it. It exits
+					// between two writes.
+					_, _ = in.Write([]byte(keeperRelease))
+					in.Close()
+					<-exited
+					return
+				case err := <-exited:
+					in.Close()
+					cmd = nil
+					fmt.Fprintf(g.out, "the keeper of stack %q's lease ended (%v): starting another in %s\n", g.stack, err, wait)
+				}
+			}
 			select {
 			case <-stop:
-				// Written, not signalled: the pipe keeps it until a keeper
-				// that has just started reads it. It exits between two writes.
-				_, _ = in.Write([]byte(keeperRelease))
-				in.Close()
-				<-exited
 				return
-			case err := <-exited:
-				in.Close()
-				if restarts == maxKeeperRestarts {
-					fmt.Fprintf(g.out, "the keeper of stack %q's lease ended (%v) %d times: its lease lapses %s after "+
-						"its last renewal\n", g.stack, err, restarts+1, lapse)
-					<-stop
-					return
-				}
-				fmt.Fprintf(g.out, "the keeper of stack %q's lease ended (%v): starting another\n", g.stack, err)
+			case <-time.After(wait):
 			}
-			time.Sleep(time.Second)
-			if cmd, in, err = start(); err != nil {
-				fmt.Fprintf(g.out, "%v: its lease lapses %s after its last renewal\n", err, lapse)
-				<-stop
-				return
+			cmd, in, err = start()
+			wait = min(2*wait, keeperRetryMax)
+			if err != nil {
+				fmt.Fprintf(g.out, "%v: trying again in %s (its lease lapses %s after its last renewal)\n", err, wait, lapse)
 			}
 		}
 	}()
@@ -369,8 +407,9 @@ func (g *stackGuard) startKeeper(backendURL string, every, lapse time.Duration) 
 // releases the stack.
 const keeperRelease = "released\n"
 
-// maxKeeperRestarts bounds how often a hold starts its lease's keeper again.
-const maxKeeperRestarts = 10
+// keeperRetryMax is the longest a hold waits to start its lease's keeper
+// again: well within the lapse, a keeper started by then renews in time.
+const keeperRetryMax = 15 * time.Second
 
 // endLease stops the keeper and removes the lease, or, while the record
 // keeps engines whose locks may be left, marks it ended for the next
@@ -444,6 +483,7 @@ func keepLease(raw string) int {
 	tick := time.NewTicker(min(100*time.Millisecond, s.Every))
 	defer tick.Stop()
 	l := lease{User: s.User, Every: s.Every, Lapse: s.Lapse}
+	ours := true // the holder's record is its own
 	var written time.Time
 	var last []byte
 	for {
@@ -452,10 +492,15 @@ func keepLease(raw string) int {
 			return 0
 		case <-tick.C:
 		}
-		rec, _ := readRecord(s.Holds, s.Stack)
-		ours := rec != nil && rec.Process == s.Holder // else a holder on this machine took over from this one
-		if ours {
+		// A record that cannot be read is no news; one of another holder
+		// (on this machine, taking over from this one, which it holds
+		// for killed) leaves the engines last seen to watch.
+		switch rec, err := readRecord(s.Holds, s.Stack); {
+		case err != nil:
+		case rec != nil && rec.Process == s.Holder:
 			l.guardRecord = *rec
+		default:
+			ours = false
 		}
 		alive := false
 		select {
@@ -464,7 +509,7 @@ func keepLease(raw string) int {
 			alive = ours
 		}
 		for _, e := range l.Engines {
-			alive = alive || (ours && e.Elsewhere == "" && e.Running())
+			alive = alive || (e.Elsewhere == "" && e.Running())
 		}
 		if !alive {
 			l.Ended = true

@@ -6,6 +6,7 @@ import (
 	"errors"
 	"os"
 	"path/filepath"
+	"slices"
 	"strconv"
 	"strings"
 	"syscall"
@@ -51,6 +52,8 @@ func TestLeaseLetsAnotherMachineTakeOver(t *testing.T) {
 		lapse       time.Duration
 		ended       bool
 		renewed     bool // by its keeper, while this one waits
+		waiting     bool // the lease of a kcp-tmc waiting to take the stack
+		leasesLeft  int  // after this one released the stack
 		here        bool // the holder is this process, as a holder on this machine that released the stack and goes on
 		recorded    bool // the lease names the lock; else the engine's pid, host and user find it
 		lockPid     int
@@ -69,6 +72,8 @@ func TestLeaseLetsAnotherMachineTakeOver(t *testing.T) {
 		{name: "ended, the lock another process's", lapse: time.Hour, ended: true, lockPid: enginePid + 1, wantLock: true},
 		{name: "ended, by a process on this machine that goes on", here: true, lapse: time.Hour, ended: true, recorded: true,
 			lockPid: enginePid, wantPrinted: "its lease says its holder and engines ended"},
+		{name: "a taker that waits, or was killed waiting: not waited for", waiting: true, lapse: time.Hour,
+			recorded: true, lockPid: enginePid, wantLock: true, leasesLeft: 1},
 		{name: "a live holder on this machine", here: true, lapse: time.Hour, recorded: true, lockPid: enginePid,
 			wantLock: true, wantErr: "`up` since"},
 	}
@@ -93,7 +98,7 @@ func TestLeaseLetsAnotherMachineTakeOver(t *testing.T) {
 			}
 			held := lease{guardRecord: guardRecord{Process: localproc.Process{Pid: 1, Started: 1}, Host: "runner-7",
 				Identity: "runner-7/boot", Command: "up", Since: since, Engines: []engineLock{e}},
-				User: "ci", Every: 20 * time.Second, Lapse: tt.lapse, Ended: tt.ended}
+				User: "ci", Every: 20 * time.Second, Lapse: tt.lapse, Ended: tt.ended, Waiting: tt.waiting}
 			if tt.here {
 				held.Identity, _ = thisIdentity()
 				held.Process, _ = localproc.Find(os.Getpid())
@@ -133,12 +138,12 @@ func TestLeaseLetsAnotherMachineTakeOver(t *testing.T) {
 					t.Errorf("printed %q, want %q", out.String(), tt.wantPrinted)
 				}
 				leases := leasesOf(t, backend)
-				if len(leases) != 1 || leases[0].key != g.leaseKey || leases[0].Host == "runner-7" {
-					t.Errorf("leases while held: %+v; want this holder's alone", leases)
+				if len(leases) != 1+tt.leasesLeft || !slices.ContainsFunc(leases, func(l leaseObject) bool { return l.key == g.leaseKey }) {
+					t.Errorf("leases while held: %+v; want this holder's, and %d other", leases, tt.leasesLeft)
 				}
 				g.release()
-				if n := len(leasesOf(t, backend)); n != 0 {
-					t.Errorf("%d leases left after the release, want none", n)
+				if n := len(leasesOf(t, backend)); n != tt.leasesLeft {
+					t.Errorf("%d leases left after the release, want %d", n, tt.leasesLeft)
 				}
 			}
 			locks, err := b.list()
@@ -272,5 +277,56 @@ func TestLeaseTimes(t *testing.T) {
 		if err != nil || every != tc.every || lapse != tc.lapse {
 			t.Errorf("%s=%q: %s, %s, %v; want %s, %s", leaseLapseEnv, tc.env, every, lapse, err, tc.every, tc.lapse)
 		}
+	}
+}
+
+// TestLeaseKeepsAnEngineWhoseHolderWasTakenOver: a kcp-tmc in another pid
+// namespace that shares the holds' directory takes the hold of one killed
+// alone, and rewrites the record; the killed one's keeper still watches
+// the engine it last saw, so the lock of that running engine stays, and
+// goes once the engine ends.
+func TestLeaseKeepsAnEngineWhoseHolderWasTakenOver(t *testing.T) {
+	backend := s3backend.Start(t)
+	t.Setenv("XDG_STATE_HOME", t.TempDir())
+	t.Setenv(leaseLapseEnv, "3s")
+	holder, engine := startHolder(t, backend, false, false)
+	for deadline := time.Now().Add(5 * time.Second); ; time.Sleep(100 * time.Millisecond) {
+		leases := leasesOf(t, backend)
+		if len(leases) == 1 && len(leases[0].Engines) == 1 && leases[0].Engines[0].Lock != "" {
+			break
+		}
+		if time.Now().After(deadline) {
+			t.Fatalf("the lease does not name the engine's lock: %+v", leases)
+		}
+	}
+	_ = holder.Process.Kill()
+	_ = holder.Wait()
+	prev := thisIdentity
+	thisIdentity = func() (string, error) { return "another-container/boot", nil }
+	defer func() { thisIdentity = prev }()
+	var out bytes.Buffer
+	if _, err := holdStack(backend, "", "dev", "up", &out); !errors.Is(err, ErrStackInUse) {
+		t.Fatalf("holding the stack while the killed holder's engine runs: %v, want ErrStackInUse\n%s", err, out.String())
+	}
+	b, err := openS3Locks(backend, "dev")
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer b.close()
+	if locks, err := b.list(); err != nil || len(locks) != 1 {
+		t.Fatalf("the running engine's lock: %v, %v; want it kept", locks, err)
+	}
+	_ = syscall.Kill(engine, syscall.SIGKILL)
+	for localproc.Running(engine) {
+		time.Sleep(50 * time.Millisecond)
+	}
+	out.Reset()
+	g, err := holdStack(backend, "", "dev", "up", &out)
+	if err != nil {
+		t.Fatalf("holding the stack once the engine ended: %v\n%s", err, out.String())
+	}
+	g.release()
+	if locks, err := b.list(); err != nil || len(locks) != 0 {
+		t.Errorf("the ended engine's lock: %v, %v; want it removed\n%s", locks, err, out.String())
 	}
 }
