@@ -4,7 +4,7 @@ package automation
 // job) leaves its Pulumi lock in the bucket and no kcp-tmc on that machine
 // to clear it: its hold (stackGuard) was on that machine. So a holder of a
 // bucket backend's stack also keeps a lease in the bucket: an object
-// beside the state, rewritten every leaseEvery by a keeper process that
+// beside the state, rewritten every sixth of its lapse by a keeper process that
 // lives as long as the holder or any engine it started (an engine goes on
 // when its kcp-tmc alone is killed), and marked ended by the keeper once
 // none of them runs. Another kcp-tmc, on any machine, removes the Pulumi
