@@ -266,8 +266,8 @@ type Etcd struct {
 	Version string `json:"version"`
 	// JoinImage runs, before etcd in each member of a multi-member cluster,
 	// the script that replaces a member whose data is lost so it rejoins by
-	// itself (docs/runbook.md): a pinned repository:tag with sh, cut, etcd
-	// and etcdctl of etcd.version (hack/backup-image builds one).
+	// itself (docs/runbook.md): a pinned repository:tag with sh, cut, rm,
+	// sleep, etcd and etcdctl of etcd.version (hack/backup-image builds one).
 	JoinImage string `json:"joinImage"`
 	// Replicas is the number of etcd members: odd, 1 to 7; at least 3 outside
 	// dev, so quorum survives the loss of a member.

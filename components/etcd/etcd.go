@@ -44,8 +44,8 @@ const (
 const (
 	DefaultImage   = "quay.io/coreos/etcd"
 	DefaultVersion = "v3.5.35"
-	// DefaultJoinImage runs the join init container: sh, cut, etcd and
-	// etcdctl of the pinned release (etcd's own image has no shell).
+	// DefaultJoinImage runs the join init container: sh, cut, rm, sleep,
+	// etcd and etcdctl of the pinned release (etcd's own image has no shell).
 	// hack/backup-image builds it; its workflow publishes this tag.
 	DefaultJoinImage = "ghcr.io/kcp-tmc/etcd-backup:" + DefaultVersion + "-1"
 )
@@ -65,7 +65,7 @@ type Args struct {
 	Image     string
 	Version   string
 	// JoinImage runs scripts/etcd-join.sh before etcd when Replicas > 1:
-	// repository:tag with sh, cut, etcd and etcdctl of Version.
+	// repository:tag with sh, cut, rm, sleep, etcd and etcdctl of Version.
 	JoinImage string
 	// StorageClass and StorageSize size each member's volume. Growing
 	// StorageSize patches the existing claims in place.

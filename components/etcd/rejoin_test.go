@@ -92,14 +92,63 @@ func (m *localMember) kill() {
 // tools on PATH, the container's environment, etcd's arguments.
 func (m *localMember) join(t *testing.T) string {
 	t.Helper()
-	cmd := exec.Command("sh", append([]string{filepath.Join("scripts", "etcd-join.sh")}, m.args...)...)
-	cmd.Env = append(os.Environ(), m.env...)
-	cmd.Env = append(cmd.Env, "PATH="+toolchain.Bin()+":"+os.Getenv("PATH"))
-	out, err := cmd.CombinedOutput()
+	out, err := m.joinCmd().CombinedOutput()
 	if err != nil {
 		t.Fatalf("%s: the join script failed: %v\n%s", m.name, err, out)
 	}
 	return string(out)
+}
+
+func (m *localMember) joinCmd() *exec.Cmd {
+	cmd := exec.Command("sh", append([]string{filepath.Join("scripts", "etcd-join.sh")}, m.args...)...)
+	cmd.Env = append(os.Environ(), m.env...)
+	cmd.Env = append(cmd.Env, "PATH="+toolchain.Bin()+":"+os.Getenv("PATH"))
+	return cmd
+}
+
+// joinKilledAfter runs the join script as join does and SIGKILLs it, with
+// the etcd it started, as soon as its output has line: a pod deleted or a
+// node lost in the middle of the join.
+func (m *localMember) joinKilledAfter(t *testing.T, line string) string {
+	t.Helper()
+	cmd := m.joinCmd()
+	var mu sync.Mutex
+	var out bytes.Buffer
+	cmd.Stdout = lockedWriter{&mu, &out}
+	cmd.Stderr = cmd.Stdout
+	cmd.SysProcAttr = &syscall.SysProcAttr{Setpgid: true, Pdeathsig: syscall.SIGKILL}
+	if err := cmd.Start(); err != nil {
+		t.Fatal(err)
+	}
+	exited := make(chan error, 1)
+	go func() { exited <- cmd.Wait() }()
+	for deadline := time.Now().Add(time.Minute); ; time.Sleep(10 * time.Millisecond) {
+		mu.Lock()
+		seen := strings.Contains(out.String(), line)
+		mu.Unlock()
+		if seen || time.Now().After(deadline) {
+			break
+		}
+	}
+	_ = syscall.Kill(-cmd.Process.Pid, syscall.SIGKILL)
+	<-exited
+	mu.Lock()
+	defer mu.Unlock()
+	if !strings.Contains(out.String(), line) {
+		t.Fatalf("%s: the join script never said %q:\n%s", m.name, line, out.String())
+	}
+	return out.String()
+}
+
+type lockedWriter struct {
+	mu *sync.Mutex
+	w  *bytes.Buffer
+}
+
+func (l lockedWriter) Write(p []byte) (int, error) {
+	l.mu.Lock()
+	defer l.mu.Unlock()
+	return l.w.Write(p)
 }
 
 // etcdctlCmd is etcdctl against one member with the scratch certificates.
@@ -126,30 +175,7 @@ func (m *localMember) etcdctl(t *testing.T, tlsDir string, args ...string) strin
 // it back as a member with the data. Quorum is never lost (no write
 // fails) and no acknowledged key is missing from the new member.
 func TestLostMemberRejoinsByItself(t *testing.T) {
-	if _, err := os.Stat(toolchain.Path("etcd")); err != nil {
-		t.Fatalf("etcd is not built: run hack/toolchain.sh (make test does): %v", err)
-	}
-	tlsDir := t.TempDir()
-	if _, _, _, err := etcdlocal.ScratchTLS(tlsDir); err != nil {
-		t.Fatal(err)
-	}
-	a := Args{Namespace: "kcp", Replicas: 3, StorageSize: "10Gi", ServerSecret: "s", PeerSecret: "p"}.WithDefaults()
-	members := localMembers(t, a, tlsDir)
-
-	// First start, as a parallel StatefulSet starts it: two members up
-	// before the third's init container runs, which must leave it alone.
-	for _, m := range members[:2] {
-		if out := m.join(t); !strings.Contains(out, "first start") {
-			t.Fatalf("%s, first start: %s", m.name, out)
-		}
-		m.start(t)
-	}
-	waitHealthy(t, members[0], tlsDir)
-	if out := members[2].join(t); !strings.Contains(out, "never ran") {
-		t.Fatalf("%s, first start with its peers up: %s", members[2].name, out)
-	}
-	members[2].start(t)
-	waitHealthy(t, members[2], tlsDir)
+	members, tlsDir := startThree(t)
 
 	// A client writing without pause through the two members that stay.
 	type failure struct {
@@ -262,6 +288,72 @@ func TestLostMemberRejoinsByItself(t *testing.T) {
 		for _, m := range members {
 			t.Logf("%s log:\n%s", m.name, tailLines(m.log.String(), 20))
 		}
+	}
+}
+
+// startThree starts a three-member cluster from the StatefulSet's
+// arguments as a parallel StatefulSet starts it: two members up before the
+// third's init container runs, which must leave it alone.
+func startThree(t *testing.T) ([]*localMember, string) {
+	t.Helper()
+	if _, err := os.Stat(toolchain.Path("etcd")); err != nil {
+		t.Fatalf("etcd is not built: run hack/toolchain.sh (make test does): %v", err)
+	}
+	tlsDir := t.TempDir()
+	if _, _, _, err := etcdlocal.ScratchTLS(tlsDir); err != nil {
+		t.Fatal(err)
+	}
+	a := Args{Namespace: "kcp", Replicas: 3, StorageSize: "10Gi", ServerSecret: "s", PeerSecret: "p"}.WithDefaults()
+	members := localMembers(t, a, tlsDir)
+	for _, m := range members[:2] {
+		if out := m.join(t); !strings.Contains(out, "first start") {
+			t.Fatalf("%s, first start: %s", m.name, out)
+		}
+		m.start(t)
+	}
+	waitHealthy(t, members[0], tlsDir)
+	if out := members[2].join(t); !strings.Contains(out, "never ran") {
+		t.Fatalf("%s, first start with its peers up: %s", members[2].name, out)
+	}
+	members[2].start(t)
+	waitHealthy(t, members[2], tlsDir)
+	return members, tlsDir
+}
+
+// TestInterruptedJoinStartsOver: a member lost its data, and its join was
+// cut short after it had replaced the member in the cluster and its
+// syncing etcd had made member/snap but no WAL yet (its pod deleted, its
+// node lost). The next run of the script starts that directory over and
+// joins as the member it added: etcd would otherwise take the directory
+// for a new cluster's (it looks for a WAL) and be refused for good.
+func TestInterruptedJoinStartsOver(t *testing.T) {
+	members, tlsDir := startThree(t)
+	lost := members[1]
+	lost.kill()
+	if err := os.RemoveAll(lost.dir); err != nil {
+		t.Fatal(err)
+	}
+	lost.joinKilledAfter(t, "added as a new member")
+	// What etcd 3.5 leaves when it is killed before it has the WAL: the
+	// data dir and member/snap (etcdserver.NewServer makes them first).
+	member := filepath.Join(lost.dir, "data", "member")
+	if err := os.RemoveAll(filepath.Join(member, "wal")); err != nil {
+		t.Fatal(err)
+	}
+	if err := os.MkdirAll(filepath.Join(member, "snap"), 0o700); err != nil {
+		t.Fatal(err)
+	}
+	out := lost.join(t)
+	for _, want := range []string{"a sync cut short", "joined and synced"} {
+		if !strings.Contains(out, want) {
+			t.Errorf("%s's next join after one cut short has no %q:\n%s", lost.name, want, out)
+		}
+	}
+	lost.start(t)
+	waitHealthy(t, lost, tlsDir)
+	list := members[0].etcdctl(t, tlsDir, "member", "list")
+	if strings.Count(list, ", started, ") != 3 || !strings.Contains(list, ", started, "+lost.name+", ") {
+		t.Errorf("member list after the rejoin:\n%s", list)
 	}
 }
 

@@ -12,7 +12,7 @@
 # Environment: POD_NAME, ETCD_ENDPOINTS (every member's client URL, comma-
 # separated), LOCAL_ENDPOINT (this member's client URL as seen from the
 # pod), ETCDCTL_CACERT/ETCDCTL_CERT/ETCDCTL_KEY (etcdctl reads them).
-# Needs sh, cut, etcd and etcdctl (hack/backup-image has them).
+# Needs sh, cut, rm, sleep, etcd and etcdctl (hack/backup-image has them).
 set -eu
 
 log() { echo "etcd-join: $POD_NAME: $*" >&2; }
@@ -47,9 +47,20 @@ for a do
 done
 [ -n "$data" ] && [ -n "$peer" ] || { log "no --data-dir or --initial-advertise-peer-urls in etcd's arguments"; exit 1; }
 
+# etcd's own test (wal.Exist): a member has its data when its WAL has a
+# file. etcd makes member/snap before it writes the WAL, so a sync cut
+# short (its pod deleted, the node lost) leaves member/ without one: etcd
+# would then bootstrap afresh as a member of a new cluster, refused by its
+# peers for good. Such a directory holds nothing and starts over.
+for f in "$data/member/wal/"*.wal; do
+	if [ -e "$f" ]; then
+		log "has its data; etcd starts as itself"
+		exit 0
+	fi
+done
 if [ -d "$data/member" ]; then
-	log "has its data; etcd starts as itself"
-	exit 0
+	log "no WAL in $data/member (a sync cut short): starting it over"
+	rm -rf "$data/member"
 fi
 
 # Every member's endpoint: ours answers nothing yet, etcdctl uses another.
