@@ -52,12 +52,16 @@ done
 # short (its pod deleted, the node lost) leaves member/ without one: etcd
 # would then bootstrap afresh as a member of a new cluster, refused by its
 # peers for good. Such a directory holds nothing and starts over.
-for f in "$data/member/wal/"*.wal; do
-	if [ -e "$f" ]; then
-		log "has its data; etcd starts as itself"
-		exit 0
-	fi
-done
+has_wal() {
+	for f in "$data/member/wal/"*.wal; do
+		[ -e "$f" ] && return 0
+	done
+	return 1
+}
+if has_wal; then
+	log "has its data; etcd starts as itself"
+	exit 0
+fi
 if [ -d "$data/member" ]; then
 	log "no WAL in $data/member (a sync cut short): starting it over"
 	rm -rf "$data/member"
@@ -116,18 +120,37 @@ for a do
 	*) set -- "$@" "$a" ;;
 	esac
 done
-etcd "$@" --initial-cluster="$initial" --initial-cluster-state=existing &
-pid=$!
+# A pod that replaces a lost one has a new address, which the peers find
+# for its name only once DNS has it (CoreDNS caches answers, 30 s by
+# default); until then they refuse its certificate (etcd matches a peer's
+# DNS names against its address) and etcd, unable to fetch the
+# membership, exits having written nothing: it is started again. One that
+# exits after writing its WAL took part in raft and is not started over.
 tries=0
-until etcdctl --endpoints="$LOCAL_ENDPOINT" --dial-timeout=2s --command-timeout=5s endpoint health >/dev/null 2>&1; do
-	if ! kill -0 "$pid" 2>/dev/null; then
-		wait "$pid" || true
-		log "etcd exited before it had joined"
+while :; do
+	etcd "$@" --initial-cluster="$initial" --initial-cluster-state=existing &
+	pid=$!
+	joined=""
+	while kill -0 "$pid" 2>/dev/null; do
+		if etcdctl --endpoints="$LOCAL_ENDPOINT" --dial-timeout=2s --command-timeout=5s endpoint health >/dev/null 2>&1; then
+			joined=yes
+			break
+		fi
+		tries=$((tries + 1))
+		[ "$tries" -lt 300 ] || { kill "$pid"; log "not joined after 300 s"; exit 1; }
+		sleep 1
+	done
+	[ -z "$joined" ] || break
+	wait "$pid" || true
+	if has_wal; then
+		log "etcd exited before it had joined, after writing its WAL"
 		exit 1
 	fi
-	tries=$((tries + 1))
-	[ "$tries" -lt 300 ] || { kill "$pid"; log "not joined after 300 tries"; exit 1; }
-	sleep 1
+	tries=$((tries + 5))
+	[ "$tries" -lt 300 ] || { log "etcd exited before it had joined, for 300 s"; exit 1; }
+	log "etcd exited before it had joined (its peers may not yet resolve this pod's address); again in 5 s"
+	rm -rf "$data/member"
+	sleep 5
 done
 kill -TERM "$pid"
 wait "$pid" || true
