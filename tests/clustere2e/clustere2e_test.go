@@ -38,6 +38,9 @@ var binaries = []struct{ env, what string }{
 	{"CERT_MANAGER_CAINJECTOR_BIN", "cert-manager's cainjector v1.21.2 (quay.io/jetstack/cert-manager-cainjector's /app/cmd/cainjector/cainjector)"},
 }
 
+// busybox is Debian's busybox-static, statically linked.
+const busybox = "/bin/busybox"
+
 // kube is the cluster every test here deploys to; nil when skipped.
 var (
 	kube     *cluster.Cluster
@@ -66,6 +69,9 @@ func run(m *testing.M) int {
 		} else if _, err := os.Stat(p); err != nil {
 			missing = append(missing, b.env+"="+p+": "+err.Error())
 		}
+	}
+	if _, err := os.Stat(busybox); err != nil {
+		missing = append(missing, busybox+" (apt-get install busybox-static: sh and cut of etcd's join image)")
 	}
 	missing = append(missing, cluster.NodeMissing(toolchain.Bin())...)
 	if len(missing) > 0 {
@@ -168,6 +174,13 @@ func stackImages(bin string) ([]cluster.Image, error) {
 				{Path: "/usr/local/bin/etcdutl", Source: filepath.Join(bin, "etcdutl")}}},
 		{Ref: agentImage(), User: "65532", Entrypoint: []string{"/api-syncagent"},
 			Files: []cluster.File{{Path: "/api-syncagent", Source: env("API_SYNCAGENT_BIN")}}},
+		// etcd's join init container (etcd.joinImage; hack/backup-image):
+		// sh, cut, rm and sleep (Debian's static busybox, which runs as the
+		// applet it is named), etcd and etcdctl.
+		{Ref: cfg.Etcd.JoinImage, User: "65532",
+			Files: []cluster.File{{Path: "/bin/sh", Source: busybox}, {Path: "/bin/cut", Source: busybox}, {Path: "/bin/rm", Source: busybox}, {Path: "/bin/sleep", Source: busybox},
+				{Path: "/usr/local/bin/etcd", Source: filepath.Join(bin, "etcd")},
+				{Path: "/usr/local/bin/etcdctl", Source: filepath.Join(bin, "etcdctl")}}},
 		// Kubernetes' kubectl image: the front-proxy's restart CronJob.
 		{Ref: cfg.KCP.KubectlImage, User: "65532", Entrypoint: []string{"/bin/kubectl"},
 			Files: []cluster.File{{Path: "/bin/kubectl", Source: filepath.Join(bin, "kubectl")}}},
