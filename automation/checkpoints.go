@@ -43,6 +43,22 @@ type Change struct {
 	Autonamed bool
 }
 
+// Changed counts the steps of a preview's summary that would change
+// something, as the engine's --expect-no-changes does (v3.274
+// engine.HasChanges): reading an existing object back (read, read-discard,
+// read-replacement) changes nothing.
+func Changed(summary map[apitype.OpType]int) int {
+	n := 0
+	for op, count := range summary {
+		switch op {
+		case apitype.OpSame, apitype.OpRead, apitype.OpReadDiscard, apitype.OpReadReplacement:
+		default:
+			n += count
+		}
+	}
+	return n
+}
+
 // noEffect are the steps that change nothing outside the state.
 var noEffect = map[apitype.OpType]bool{
 	apitype.OpSame: true, apitype.OpRead: true, apitype.OpReadReplacement: true,

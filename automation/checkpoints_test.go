@@ -49,3 +49,27 @@ func TestNotRedoable(t *testing.T) {
 		})
 	}
 }
+
+// TestChanged: drift counts what --expect-no-changes counts; a stack that
+// reads objects back (the kcp-admin Secret, with the kubeconfig target)
+// has read steps in every preview, which are no drift.
+func TestChanged(t *testing.T) {
+	for _, tc := range []struct {
+		name    string
+		summary map[apitype.OpType]int
+		want    int
+	}{
+		{"nothing", nil, 0},
+		{"same only", map[apitype.OpType]int{apitype.OpSame: 81}, 0},
+		{"reads back", map[apitype.OpType]int{apitype.OpSame: 81, apitype.OpRead: 2}, 0},
+		{"read replaced or discarded", map[apitype.OpType]int{apitype.OpReadReplacement: 1, apitype.OpReadDiscard: 1}, 0},
+		{"an update among reads", map[apitype.OpType]int{apitype.OpSame: 80, apitype.OpRead: 2, apitype.OpUpdate: 1}, 1},
+		{"creates, deletes, replaces", map[apitype.OpType]int{apitype.OpCreate: 2, apitype.OpDelete: 1, apitype.OpReplace: 3}, 6},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			if got := Changed(tc.summary); got != tc.want {
+				t.Errorf("Changed(%v) = %d, want %d", tc.summary, got, tc.want)
+			}
+		})
+	}
+}

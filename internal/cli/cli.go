@@ -29,7 +29,6 @@ import (
 	"github.com/pulumi/pulumi/sdk/v3/go/auto/optpreview"
 	"github.com/pulumi/pulumi/sdk/v3/go/auto/optrefresh"
 	"github.com/pulumi/pulumi/sdk/v3/go/auto/optup"
-	"github.com/pulumi/pulumi/sdk/v3/go/common/apitype"
 
 	"github.com/kcp-tmc/kcp-tmc/automation"
 	"github.com/kcp-tmc/kcp-tmc/components/agents"
@@ -384,12 +383,7 @@ func runDrift(ctx context.Context, s auto.Stack, f flags, stdout, stderr io.Writ
 	if err != nil {
 		return err
 	}
-	changed := 0
-	for opType, n := range res.ChangeSummary {
-		if opType != apitype.OpSame {
-			changed += n
-		}
-	}
+	changed := automation.Changed(res.ChangeSummary)
 	switch {
 	case f.asJSON:
 		if err := printJSON(stdout, map[string]any{"stack": f.stack, "drift": changed > 0, "changes": res.ChangeSummary}); err != nil {
