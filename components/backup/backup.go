@@ -41,6 +41,8 @@ var (
 const (
 	ServiceAccount = "etcd-backup"
 	ScriptMount    = "/scripts"
+	// PVCClaim holds the snapshots of a `pvc` target (dev), at /backups.
+	PVCClaim = "etcd-backups"
 	// DefaultImage runs the script's transfer steps (sh and the aws CLI):
 	// the AWS CLI's official image. The etcd steps run on the stack's own
 	// etcd image (etcdctl, etcdutl), so no step needs a private image.
@@ -263,7 +265,7 @@ func (b *Backup) kubernetes(ctx *pulumi.Context, name string, a Args, keep []pul
 	}
 	if a.Target == TargetPVC {
 		if _, err := corev1.NewPersistentVolumeClaim(ctx, name+"-pvc", &corev1.PersistentVolumeClaimArgs{
-			Metadata: workload.Meta("etcd-backups", ns, Name),
+			Metadata: workload.Meta(PVCClaim, ns, Name),
 			Spec: &corev1.PersistentVolumeClaimSpecArgs{
 				AccessModes:      pulumi.ToStringArray([]string{"ReadWriteOnce"}),
 				StorageClassName: pulumi.String(a.PVC.StorageClass),
@@ -394,7 +396,7 @@ func podTemplate(a Args, b *Backup, steps []Step) corev1.PodTemplateSpecArgs {
 	if a.Target == TargetPVC {
 		mounts = append(mounts, corev1.VolumeMountArgs{Name: pulumi.String("backups"), MountPath: pulumi.String("/backups")})
 		volumes = append(volumes, corev1.VolumeArgs{Name: pulumi.String("backups"),
-			PersistentVolumeClaim: &corev1.PersistentVolumeClaimVolumeSourceArgs{ClaimName: pulumi.String("etcd-backups")}})
+			PersistentVolumeClaim: &corev1.PersistentVolumeClaimVolumeSourceArgs{ClaimName: pulumi.String(PVCClaim)}})
 	}
 	var containers corev1.ContainerArray
 	for _, st := range steps {

@@ -22,6 +22,7 @@ import (
 	"testing"
 	"time"
 
+	"github.com/kcp-tmc/kcp-tmc/components/backup"
 	"github.com/kcp-tmc/kcp-tmc/internal/cli"
 	"github.com/kcp-tmc/kcp-tmc/pkg/toolchain"
 	"github.com/kcp-tmc/kcp-tmc/stacks"
@@ -71,7 +72,10 @@ func run(m *testing.M) int {
 		}
 	}
 	if _, err := os.Stat(busybox); err != nil {
-		missing = append(missing, busybox+" (apt-get install busybox-static: sh and cut of etcd's join image)")
+		missing = append(missing, busybox+" (apt-get install busybox-static: the shell tools of etcd's join image and the backup image)")
+	}
+	if _, err := exec.LookPath("jq"); err != nil {
+		missing = append(missing, "jq (apt-get install jq: the runbook's restore commands)")
 	}
 	missing = append(missing, cluster.NodeMissing(toolchain.Bin())...)
 	if len(missing) > 0 {
@@ -175,16 +179,31 @@ func stackImages(bin string) ([]cluster.Image, error) {
 		{Ref: agentImage(), User: "65532", Entrypoint: []string{"/api-syncagent"},
 			Files: []cluster.File{{Path: "/api-syncagent", Source: env("API_SYNCAGENT_BIN")}}},
 		// etcd's join init container (etcd.joinImage; hack/backup-image):
-		// sh, cut, rm and sleep (Debian's static busybox, which runs as the
-		// applet it is named), etcd and etcdctl.
+		// sh, cut, rm and sleep (Debian's static busybox), etcd and etcdctl.
 		{Ref: cfg.Etcd.JoinImage, User: "65532",
-			Files: []cluster.File{{Path: "/bin/sh", Source: busybox}, {Path: "/bin/cut", Source: busybox}, {Path: "/bin/rm", Source: busybox}, {Path: "/bin/sleep", Source: busybox},
-				{Path: "/usr/local/bin/etcd", Source: filepath.Join(bin, "etcd")},
-				{Path: "/usr/local/bin/etcdctl", Source: filepath.Join(bin, "etcdctl")}}},
+			Files: append(busyboxApplets("sh", "cut", "rm", "sleep"),
+				cluster.File{Path: "/usr/local/bin/etcd", Source: filepath.Join(bin, "etcd")},
+				cluster.File{Path: "/usr/local/bin/etcdctl", Source: filepath.Join(bin, "etcdctl")})},
+		// The backup CronJobs' transfer steps (backup.image, the aws CLI's
+		// image): components/backup/scripts/etcd-backup.sh's tools for a
+		// file:// target (dev's volume; no aws CLI).
+		{Ref: backup.Args{Image: cfg.Backup.Image}.WithDefaults().Image, User: "65532",
+			Files: busyboxApplets("sh", "awk", "cat", "cp", "cut", "date", "dirname", "find", "grep", "mkdir", "mv",
+				"rm", "sed", "sha256sum", "sort", "tail", "tr", "wc")},
 		// Kubernetes' kubectl image: the front-proxy's restart CronJob.
 		{Ref: cfg.KCP.KubectlImage, User: "65532", Entrypoint: []string{"/bin/kubectl"},
 			Files: []cluster.File{{Path: "/bin/kubectl", Source: filepath.Join(bin, "kubectl")}}},
 	}, nil
+}
+
+// busyboxApplets installs the static busybox once per applet, under
+// /bin/<applet>: it runs as the applet it is named.
+func busyboxApplets(applets ...string) []cluster.File {
+	var files []cluster.File
+	for _, a := range applets {
+		files = append(files, cluster.File{Path: "/bin/" + a, Source: busybox})
+	}
+	return files
 }
 
 // require skips the test when the cluster is not running, saying why.

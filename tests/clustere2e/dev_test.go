@@ -3,9 +3,9 @@ package clustere2e
 import (
 	"bytes"
 	"context"
+	"crypto/sha256"
 	"encoding/json"
 	"fmt"
-	"io/fs"
 	"net/http"
 	"net/url"
 	"os"
@@ -20,6 +20,7 @@ import (
 
 	"github.com/kcp-tmc/kcp-tmc/automation"
 	"github.com/kcp-tmc/kcp-tmc/components/agents"
+	"github.com/kcp-tmc/kcp-tmc/components/backup"
 	"github.com/kcp-tmc/kcp-tmc/components/monitoring"
 	"github.com/kcp-tmc/kcp-tmc/components/tls"
 	"github.com/kcp-tmc/kcp-tmc/internal/cli"
@@ -236,15 +237,111 @@ func TestDevStackOnANode(t *testing.T) {
 	promRulesHealthy(t, p.ns)
 	promBucketsFound(t)
 
-	pv, _, err := kube.Kubectl(ctx, nil, "-n", p.ns, "get", "pvc", "data-etcd-0", "-o", "jsonpath={.spec.volumeName}")
-	if err != nil || pv == "" {
-		t.Fatalf("etcd's claim data-etcd-0 has no volume: %v", err)
+	// The daily backup and the weekly verification, run now; then etcd
+	// restored from that snapshot by the runbook's commands. An object of
+	// kcp written before the backup is back, one written after it is not.
+	admin := p.kcpAdminKubeconfig("https://" + host + "/clusters/root") // the runbook's admin.kubeconfig
+	adminFile := filepath.Join(t.TempDir(), "admin.kubeconfig")
+	if err := os.WriteFile(adminFile, []byte(admin), 0o600); err != nil {
+		t.Fatal(err)
 	}
+	kcpCreate := func(ns string) {
+		if _, stderr, err := kube.Kubectl(ctx, nil, "--kubeconfig="+adminFile, "create", "namespace", ns); err != nil {
+			t.Fatalf("namespace %s in kcp: %v: %s", ns, err, stderr)
+		}
+	}
+	kcpCreate("before-the-backup")
+	key := backupsRun(t, p.ns)
+	kcpCreate("after-the-backup")
+	restoreByTheRunbook(t, p, admin, key)
+	if !kcpNamespace(t, adminFile, "before-the-backup") || kcpNamespace(t, adminFile, "after-the-backup") {
+		t.Errorf("after the restore: namespace before-the-backup %v (want true), after-the-backup %v (want false)",
+			kcpNamespace(t, adminFile, "before-the-backup"), kcpNamespace(t, adminFile, "after-the-backup"))
+	}
+	p.must("up", "--expect-no-changes")
+
+	pv, _ := claimVolume(t, p.ns, "data-etcd-0")
 	p.destroy()
 	if err := waitGone(ctx, "namespace", p.ns, "", 3*time.Minute); err != nil {
 		t.Error(err)
 	}
 	etcdDataRetained(t, pv)
+}
+
+// claimVolume is the local volume bound to a claim and its directory on
+// this machine.
+func claimVolume(t *testing.T, ns, claim string) (pv, dir string) {
+	t.Helper()
+	ctx := context.Background()
+	out, _, err := kube.Kubectl(ctx, nil, "-n", ns, "get", "pvc", claim, "-o", "jsonpath={.spec.volumeName}")
+	if pv = strings.TrimSpace(out); err != nil || pv == "" {
+		t.Fatalf("claim %s has no volume: %v", claim, err)
+	}
+	out, _, err = kube.Kubectl(ctx, nil, "get", "pv", pv, "-o", "jsonpath={.spec.local.path}")
+	if dir = strings.TrimSpace(out); err != nil || dir == "" {
+		t.Fatalf("the local path of %s's volume %s: %v", claim, pv, err)
+	}
+	return pv, dir
+}
+
+// backupsRun runs the stack's backup and verification CronJobs now, as
+// their schedules would: a snapshot of etcd lands on dev's backup volume
+// with its metadata, and the verification fetches that newest snapshot,
+// checks it and restores it into scratch space.
+func backupsRun(t *testing.T, ns string) (key string) {
+	t.Helper()
+	t0 := time.Now()
+	out := runCronJob(t, ns, backup.Name)
+	m := regexp.MustCompile(`etcd-backup: OK (\S+\.db) sha256=([0-9a-f]{64})`).FindStringSubmatch(out)
+	if m == nil {
+		t.Fatalf("the backup's log names no snapshot:\n%s", cluster.Tail(out, 3000))
+	}
+	key, sum := m[1], m[2]
+	_, dir := claimVolume(t, ns, backup.PVCClaim)
+	db, err := os.ReadFile(filepath.Join(dir, key))
+	if err != nil {
+		t.Fatalf("the snapshot on the backup volume: %v", err)
+	}
+	if got := fmt.Sprintf("%x", sha256.Sum256(db)); got != sum {
+		t.Errorf("snapshot %s on the backup volume: sha256 %s, the backup logged %s", key, got, sum)
+	}
+	meta, err := os.ReadFile(filepath.Join(dir, key+".json"))
+	if err != nil || !strings.Contains(string(meta), `"sha256":"`+sum+`"`) {
+		t.Errorf("the snapshot's metadata %s.json: %v %s", key, err, meta)
+	}
+	t.Logf("backup: %s (%d bytes) on volume %s in %s", key, len(db), backup.PVCClaim, time.Since(t0).Round(time.Second))
+	t0 = time.Now()
+	if out := runCronJob(t, ns, backup.VerifyName); !strings.Contains(out, "OK fetched "+key) {
+		t.Errorf("the verification did not fetch the newest snapshot %s:\n%s", key, cluster.Tail(out, 3000))
+	}
+	t.Logf("verification: fetched, checked and restored %s in %s", key, time.Since(t0).Round(time.Second))
+	return key
+}
+
+// runCronJob creates a Job from a CronJob of the stack, as its schedule
+// would, waits until it completes and returns the log of every step.
+func runCronJob(t *testing.T, ns, cronjob string) string {
+	t.Helper()
+	ctx := context.Background()
+	job := fmt.Sprintf("%s-manual-%d", cronjob, time.Now().Unix())
+	if _, stderr, err := kube.Kubectl(ctx, nil, "-n", ns, "create", "job", "--from=cronjob/"+cronjob, job); err != nil {
+		t.Fatalf("a Job from CronJob %s: %v: %s", cronjob, err, stderr)
+	}
+	logs := func() string {
+		out, _, _ := kube.Kubectl(ctx, nil, "-n", ns, "logs", "-l", "batch.kubernetes.io/job-name="+job,
+			"--all-containers", "--prefix", "--tail=-1")
+		return out
+	}
+	waitCmd(t, "Job "+job, 5*time.Minute, func() (bool, string) {
+		out, _, _ := kube.Kubectl(ctx, nil, "-n", ns, "get", "job", job, "-o",
+			`jsonpath={.status.conditions[?(@.status=="True")].type}`)
+		if strings.Contains(out, "Failed") {
+			pods, _, _ := kube.Kubectl(ctx, nil, "-n", ns, "get", "pods", "-l", "batch.kubernetes.io/job-name="+job, "-o", "wide")
+			t.Fatalf("Job %s failed:\n%s\n%s", job, pods, cluster.Tail(logs(), 4000))
+		}
+		return strings.Contains(out, "Complete"), out
+	})
+	return logs()
 }
 
 // etcdDataRetained checks that destroy kept etcd's volume and the data on
@@ -260,17 +357,12 @@ func etcdDataRetained(t *testing.T, pv string) {
 	if phase != "Released" {
 		t.Errorf("etcd's volume %s after destroy: phase %q, want Released", pv, phase)
 	}
-	var db string
-	_ = filepath.WalkDir(path, func(p string, d fs.DirEntry, err error) error {
-		if err == nil && !d.IsDir() && d.Name() == "db" && filepath.Base(filepath.Dir(p)) == "snap" {
-			db = p
-		}
-		return nil
-	})
-	if db == "" {
-		t.Errorf("etcd's volume %s (%s) after destroy holds no member/snap/db", pv, path)
+	// etcd's data dir (the pod's --data-dir), not a copy a restore moved aside.
+	db := filepath.Join(path, "data", "member", "snap", "db")
+	if st, err := os.Stat(db); err != nil || st.Size() == 0 {
+		t.Errorf("etcd's volume %s (%s) after destroy holds no data/member/snap/db: %v", pv, path, err)
 	} else {
-		t.Logf("destroy kept etcd's volume %s: %s", pv, db)
+		t.Logf("destroy kept etcd's volume %s: %s (%d bytes)", pv, db, st.Size())
 	}
 }
 

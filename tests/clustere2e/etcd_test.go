@@ -174,12 +174,7 @@ func loseEtcdDisk(t *testing.T, ns, pod string) {
 		}
 		return strings.TrimSpace(out)
 	}
-	pv := kubectl("get", "pvc", "data-"+pod, "-o", "jsonpath={.spec.volumeName}")
-	dir, _, err := kube.Kubectl(ctx, nil, "get", "pv", pv, "-o", "jsonpath={.spec.local.path}")
-	if err != nil || strings.TrimSpace(dir) == "" {
-		t.Fatalf("the local path of %s's volume %s: %v", pod, pv, err)
-	}
-	dir = strings.TrimSpace(dir)
+	pv, dir := claimVolume(t, ns, "data-"+pod)
 	const hold = "kcp-tmc.test/hold"
 	kubectl("patch", "pod", pod, "--type=merge", "-p", `{"metadata":{"finalizers":["`+hold+`"]}}`)
 	release := func() {
