@@ -1,7 +1,6 @@
 package cluster
 
 import (
-	"bytes"
 	"context"
 	"fmt"
 	"net"
@@ -196,7 +195,10 @@ func Tail(s string, n int) string {
 }
 
 // PublishHost makes name resolve to ip on this machine (/etc/hosts, restored
-// at Stop) and in the cluster (CoreDNS): what a public DNS record does.
+// at Stop) and in the cluster (CoreDNS): what a public DNS record does. It
+// replaces what an earlier call published for name (a stack deployed again
+// gets its load balancer another address; a stale first entry would be
+// dialled first).
 func (c *Cluster) PublishHost(ctx context.Context, name, ip string) error {
 	if net.ParseIP(ip) == nil {
 		return fmt.Errorf("PublishHost %s: %q is not an IP address", name, ip)
@@ -208,9 +210,23 @@ func (c *Cluster) PublishHost(ctx context.Context, name, ip string) error {
 	if err != nil {
 		return err
 	}
-	patch := fmt.Sprintf(`{"data":{"hosts":%q}}`, cm+ip+" "+name+"\n")
+	patch := fmt.Sprintf(`{"data":{"hosts":%q}}`, withoutHost(cm, name)+ip+" "+name+"\n")
 	_, _, err = c.Kubectl(ctx, nil, "-n", "kube-system", "patch", "configmap", "coredns", "--type=merge", "-p", patch)
 	return err
+}
+
+// withoutHost is a hosts file without the lines that map name (an address,
+// then name alone), ending in a newline unless empty.
+func withoutHost(hosts, name string) string {
+	var b strings.Builder
+	for _, l := range strings.SplitAfter(hosts, "\n") {
+		fields := strings.Fields(strings.SplitN(l, "#", 2)[0])
+		if l == "" || (len(fields) == 2 && fields[1] == name) {
+			continue
+		}
+		b.WriteString(strings.TrimSuffix(l, "\n") + "\n")
+	}
+	return b.String()
 }
 
 // hostsFile adds lines to /etc/hosts and puts the original back.
@@ -231,9 +247,7 @@ func (h *hostsFile) add(name, ip string) error {
 	if !h.saved {
 		h.original, h.saved = cur, true
 	}
-	if len(cur) > 0 && !bytes.HasSuffix(cur, []byte("\n")) {
-		cur = append(cur, '\n')
-	}
+	cur = []byte(withoutHost(string(cur), name))
 	cur = append(cur, []byte(ip+" "+name+" # kcp-tmc cluster e2e\n")...)
 	return os.WriteFile(h.path, cur, 0o644)
 }

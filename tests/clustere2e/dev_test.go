@@ -237,27 +237,7 @@ func TestDevStackOnANode(t *testing.T) {
 	promRulesHealthy(t, p.ns)
 	promBucketsFound(t)
 
-	// The daily backup and the weekly verification, run now; then etcd
-	// restored from that snapshot by the runbook's commands. An object of
-	// kcp written before the backup is back, one written after it is not.
-	admin := p.kcpAdminKubeconfig("https://" + host + "/clusters/root") // the runbook's admin.kubeconfig
-	adminFile := filepath.Join(t.TempDir(), "admin.kubeconfig")
-	if err := os.WriteFile(adminFile, []byte(admin), 0o600); err != nil {
-		t.Fatal(err)
-	}
-	kcpCreate := func(ns string) {
-		if _, stderr, err := kube.Kubectl(ctx, nil, "--kubeconfig="+adminFile, "create", "namespace", ns); err != nil {
-			t.Fatalf("namespace %s in kcp: %v: %s", ns, err, stderr)
-		}
-	}
-	kcpCreate("before-the-backup")
-	key := backupsRun(t, p.ns)
-	kcpCreate("after-the-backup")
-	restoreByTheRunbook(t, p, admin, key)
-	if !kcpNamespace(t, adminFile, "before-the-backup") || kcpNamespace(t, adminFile, "after-the-backup") {
-		t.Errorf("after the restore: namespace before-the-backup %v (want true), after-the-backup %v (want false)",
-			kcpNamespace(t, adminFile, "before-the-backup"), kcpNamespace(t, adminFile, "after-the-backup"))
-	}
+	backupAndRestore(t, p, host, 1)
 	p.must("up", "--expect-no-changes")
 
 	pv, _ := claimVolume(t, p.ns, "data-etcd-0")

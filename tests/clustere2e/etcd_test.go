@@ -29,7 +29,8 @@ import (
 // everything on its volume removed. Nobody runs a command: the new pod's join init container
 // (etcd.joinImage) replaces the member through the cluster's API and syncs
 // it, and it serves again with every key; kcp kept serving through the
-// other two; the next up has nothing to change.
+// other two; the next up has nothing to change. Then a backup, and all
+// three members restored from it by the runbook's commands.
 func TestLostEtcdMemberRejoinsByItself(t *testing.T) {
 	require(t)
 	ctx := context.Background()
@@ -93,6 +94,12 @@ func TestLostEtcdMemberRejoinsByItself(t *testing.T) {
 
 	// The member kept its claim and volume: nothing for Pulumi to redo.
 	p.must("up", "--expect-no-changes")
+
+	// A restore of all three members from one snapshot, by the runbook.
+	backupAndRestore(t, p, host, 3)
+	if m := etcdMembers(t, p.ns); len(m) != 3 {
+		t.Errorf("members after the restore: %v, want 3 started", m)
+	}
 }
 
 // ectl runs etcdctl in a member's etcd container against that member, with
