@@ -192,7 +192,9 @@ current-context: kcp
 // returns once every workload is Ready on the node and the kcp side is
 // applied; smoke passes with its defaults through the public address; the
 // cluster's Prometheus scrapes kcp, the front-proxy and etcd through their
-// ServiceMonitors; a second up changes nothing; destroy removes it.
+// ServiceMonitors; a second up changes nothing; the backup CronJobs run
+// and etcd is restored from their snapshot by the runbook's commands;
+// destroy removes the stack and keeps etcd's volume.
 func TestDevStackOnANode(t *testing.T) {
 	require(t)
 	ctx := context.Background()
@@ -237,8 +239,7 @@ func TestDevStackOnANode(t *testing.T) {
 	promRulesHealthy(t, p.ns)
 	promBucketsFound(t)
 
-	backupAndRestore(t, p, host, 1)
-	p.must("up", "--expect-no-changes")
+	backupAndRestore(t, p, host, 1) // ends with up --expect-no-changes
 
 	pv, _ := claimVolume(t, p.ns, "data-etcd-0")
 	p.destroy()
