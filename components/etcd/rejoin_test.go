@@ -26,6 +26,7 @@ type localMember struct {
 	name, dir, client string
 	args              []string
 	env               []string
+	pathFirst         string // "dir:" searched before the toolchain by the join script
 	cmd               *exec.Cmd
 	log               *bytes.Buffer
 	done              chan struct{}
@@ -102,7 +103,7 @@ func (m *localMember) join(t *testing.T) string {
 func (m *localMember) joinCmd() *exec.Cmd {
 	cmd := exec.Command("sh", append([]string{filepath.Join("scripts", "etcd-join.sh")}, m.args...)...)
 	cmd.Env = append(os.Environ(), m.env...)
-	cmd.Env = append(cmd.Env, "PATH="+toolchain.Bin()+":"+os.Getenv("PATH"))
+	cmd.Env = append(cmd.Env, "PATH="+m.pathFirst+toolchain.Bin()+":"+os.Getenv("PATH"))
 	return cmd
 }
 
@@ -347,6 +348,49 @@ func TestInterruptedJoinStartsOver(t *testing.T) {
 	for _, want := range []string{"a sync cut short", "joined and synced"} {
 		if !strings.Contains(out, want) {
 			t.Errorf("%s's next join after one cut short has no %q:\n%s", lost.name, want, out)
+		}
+	}
+	lost.start(t)
+	waitHealthy(t, lost, tlsDir)
+	list := members[0].etcdctl(t, tlsDir, "member", "list")
+	if strings.Count(list, ", started, ") != 3 || !strings.Contains(list, ", started, "+lost.name+", ") {
+		t.Errorf("member list after the rejoin:\n%s", list)
+	}
+}
+
+// TestJoinStartsAnEarlyExitAgain: the join's syncing etcd exits before
+// it has written its WAL — as it does while the peers refuse a new pod's
+// address that DNS does not have yet ("does not match any of DNSNames") —
+// leaving member/snap behind. The script removes that and starts etcd
+// again, which then joins.
+func TestJoinStartsAnEarlyExitAgain(t *testing.T) {
+	members, tlsDir := startThree(t)
+	lost := members[1]
+	lost.kill()
+	if err := os.RemoveAll(lost.dir); err != nil {
+		t.Fatal(err)
+	}
+	// etcd as the join script finds it on PATH: the first start makes
+	// member/snap, as etcd does first, and exits; later ones are etcd.
+	bin := t.TempDir()
+	wrapper := `#!/bin/sh
+for a do case "$a" in --data-dir=*) data=${a#--data-dir=} ;; esac; done
+if [ ! -e ` + bin + `/started ]; then
+	touch ` + bin + `/started
+	mkdir -p "$data/member/snap"
+	echo "discovery failed (the test's first start)" >&2
+	exit 1
+fi
+exec ` + toolchain.Path("etcd") + ` "$@"
+`
+	if err := os.WriteFile(filepath.Join(bin, "etcd"), []byte(wrapper), 0o755); err != nil {
+		t.Fatal(err)
+	}
+	lost.pathFirst = bin + ":"
+	out := lost.join(t)
+	for _, want := range []string{"again in 5 s", "joined and synced"} {
+		if !strings.Contains(out, want) {
+			t.Errorf("%s's join, its first etcd exiting early, has no %q:\n%s", lost.name, want, out)
 		}
 	}
 	lost.start(t)
