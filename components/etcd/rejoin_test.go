@@ -82,6 +82,24 @@ func (m *localMember) start(t *testing.T) {
 	t.Cleanup(m.kill)
 }
 
+// loseData kills m and removes its data dir: a member lost with its volume.
+func (m *localMember) loseData(t *testing.T) {
+	t.Helper()
+	m.kill()
+	if err := os.RemoveAll(m.dir); err != nil {
+		t.Fatal(err)
+	}
+}
+
+// allStarted: etcd-0 lists every member started, lost among them.
+func allStarted(t *testing.T, members []*localMember, lost *localMember, tlsDir string) {
+	t.Helper()
+	list := members[0].etcdctl(t, tlsDir, "member", "list")
+	if strings.Count(list, ", started, ") != len(members) || !strings.Contains(list, ", started, "+lost.name+", ") {
+		t.Errorf("member list after %s rejoined:\n%s", lost.name, list)
+	}
+}
+
 func (m *localMember) kill() {
 	if m.cmd != nil && m.cmd.Process != nil {
 		_ = syscall.Kill(-m.cmd.Process.Pid, syscall.SIGKILL)
@@ -229,10 +247,7 @@ func TestLostMemberRejoinsByItself(t *testing.T) {
 	}
 	leader := status[0].Status.Leader == status[0].Status.Header.MemberID
 	killed := time.Now()
-	lost.kill()
-	if err := os.RemoveAll(lost.dir); err != nil {
-		t.Fatal(err)
-	}
+	lost.loseData(t)
 	began := time.Now()
 	out := lost.join(t)
 	if !strings.Contains(out, "replacing member") || !strings.Contains(out, "joined and synced") {
@@ -256,10 +271,7 @@ func TestLostMemberRejoinsByItself(t *testing.T) {
 		t.Errorf("%d of %d writes failed while a member was replaced (lost member led: %v; quorum must hold): %v",
 			len(outside), len(failed)+len(acked), leader, outside[:min(3, len(outside))])
 	}
-	list := members[0].etcdctl(t, tlsDir, "member", "list")
-	if strings.Count(list, ", started, ") != 3 || !strings.Contains(list, ", started, "+lost.name+", ") {
-		t.Errorf("member list after the rejoin:\n%s", list)
-	}
+	allStarted(t, members, lost, tlsDir)
 	// Every acknowledged key, read from the new member alone.
 	keys := lost.etcdctl(t, tlsDir, "get", "--consistency=s", "--keys-only", "--prefix", "/registry/rejoin/")
 	have := map[string]bool{}
@@ -330,10 +342,7 @@ func startThree(t *testing.T) ([]*localMember, string) {
 func TestInterruptedJoinStartsOver(t *testing.T) {
 	members, tlsDir := startThree(t)
 	lost := members[1]
-	lost.kill()
-	if err := os.RemoveAll(lost.dir); err != nil {
-		t.Fatal(err)
-	}
+	lost.loseData(t)
 	lost.joinKilledAfter(t, "added as a new member")
 	// What etcd 3.5 leaves when it is killed before it has the WAL: the
 	// data dir and member/snap (etcdserver.NewServer makes them first).
@@ -344,18 +353,7 @@ func TestInterruptedJoinStartsOver(t *testing.T) {
 	if err := os.MkdirAll(filepath.Join(member, "snap"), 0o700); err != nil {
 		t.Fatal(err)
 	}
-	out := lost.join(t)
-	for _, want := range []string{"a sync cut short", "joined and synced"} {
-		if !strings.Contains(out, want) {
-			t.Errorf("%s's next join after one cut short has no %q:\n%s", lost.name, want, out)
-		}
-	}
-	lost.start(t)
-	waitHealthy(t, lost, tlsDir)
-	list := members[0].etcdctl(t, tlsDir, "member", "list")
-	if strings.Count(list, ", started, ") != 3 || !strings.Contains(list, ", started, "+lost.name+", ") {
-		t.Errorf("member list after the rejoin:\n%s", list)
-	}
+	rejoins(t, members, lost, tlsDir, "a sync cut short", "joined and synced")
 }
 
 // TestJoinStartsAnEarlyExitAgain: the join's syncing etcd exits before
@@ -366,10 +364,7 @@ func TestInterruptedJoinStartsOver(t *testing.T) {
 func TestJoinStartsAnEarlyExitAgain(t *testing.T) {
 	members, tlsDir := startThree(t)
 	lost := members[1]
-	lost.kill()
-	if err := os.RemoveAll(lost.dir); err != nil {
-		t.Fatal(err)
-	}
+	lost.loseData(t)
 	// etcd as the join script finds it on PATH: the first start makes
 	// member/snap, as etcd does first, and exits; later ones are etcd.
 	bin := t.TempDir()
@@ -387,18 +382,22 @@ exec ` + toolchain.Path("etcd") + ` "$@"
 		t.Fatal(err)
 	}
 	lost.pathFirst = bin + ":"
+	rejoins(t, members, lost, tlsDir, "again in 5 s", "joined and synced")
+}
+
+// rejoins runs lost's join, which must log each of wants, then starts it:
+// it serves, and every member is started.
+func rejoins(t *testing.T, members []*localMember, lost *localMember, tlsDir string, wants ...string) {
+	t.Helper()
 	out := lost.join(t)
-	for _, want := range []string{"again in 5 s", "joined and synced"} {
+	for _, want := range wants {
 		if !strings.Contains(out, want) {
-			t.Errorf("%s's join, its first etcd exiting early, has no %q:\n%s", lost.name, want, out)
+			t.Errorf("%s's join has no %q:\n%s", lost.name, want, out)
 		}
 	}
 	lost.start(t)
 	waitHealthy(t, lost, tlsDir)
-	list := members[0].etcdctl(t, tlsDir, "member", "list")
-	if strings.Count(list, ", started, ") != 3 || !strings.Contains(list, ", started, "+lost.name+", ") {
-		t.Errorf("member list after the rejoin:\n%s", list)
-	}
+	allStarted(t, members, lost, tlsDir)
 }
 
 func waitHealthy(t *testing.T, m *localMember, tlsDir string) {
