@@ -111,6 +111,23 @@ func TestProdServer(t *testing.T) {
 	}
 }
 
+// TestPodsDrainBeforeTheyStop: every pod of kcp's Deployments — each
+// shard's servers, the front-proxy and the cache server — goes on serving
+// for drainSeconds after it is told to stop, while its Service's endpoints
+// stop sending it connections, and has time left for what is in flight.
+func TestPodsDrainBeforeTheyStop(t *testing.T) {
+	rec := run(t, separateCacheArgs())
+	for _, name := range []string{ServerName, ServerName + "-shard-1", FrontProxyName, CacheName} {
+		pod := mocktest.Dig(rec.Object(t, deployType, name), "spec", "template", "spec")
+		if got := mocktest.Dig(pod, "containers", 0, "lifecycle", "preStop", "sleep", "seconds"); got != float64(drainSeconds) {
+			t.Errorf("%s: preStop sleep %v, want %d s", name, got, drainSeconds)
+		}
+		if grace, _ := mocktest.Dig(pod, "terminationGracePeriodSeconds").(float64); grace < drainSeconds+20 {
+			t.Errorf("%s: terminationGracePeriodSeconds %v leaves under 20 s after the %d s drain", name, grace, drainSeconds)
+		}
+	}
+}
+
 // TestFrontProxyPublicCertificate: with an ACME certificate the front-proxy
 // serves it for kcp.<domain> by SNI and keeps the internal one otherwise;
 // without, nothing public is mounted.

@@ -121,6 +121,16 @@ func writable(name, path string) corev1.VolumeMountArgs {
 	return corev1.VolumeMountArgs{Name: pulumi.String(name), MountPath: pulumi.String(path)}
 }
 
+// drainSeconds is how long a pod told to stop (a rollout, a drained node,
+// the front-proxy's weekly restart) goes on serving before its program
+// gets SIGTERM: the time its Service's endpoints (kube-proxy, a load
+// balancer, an ingress controller) take to stop sending it new
+// connections. kcp and the front-proxy close their listener on SIGTERM, so
+// without it the connections opened in that window are refused and the
+// requests on them fail (tests/clustere2e TestDisruptionsUnderLoad). The
+// kubelet sleeps (preStop sleep): the images hold no shell.
+const drainSeconds = 10
+
 func podSpec(a Args, component, serviceAccount string, role map[string]string, c corev1.ContainerArgs, volumes corev1.VolumeArray) *corev1.PodTemplateSpecArgs {
 	labels := workload.Labels(component)
 	podLabels := pulumi.ToStringMap(labels)
@@ -133,6 +143,8 @@ func podSpec(a Args, component, serviceAccount string, role map[string]string, c
 		volumes = append(volumes, workload.ConfigMapVolume("oidc-ca", oidcCAConfigMap))
 	}
 	c.SecurityContext = workload.ContainerSecurityContext()
+	c.Lifecycle = &corev1.LifecycleArgs{PreStop: &corev1.LifecycleHandlerArgs{
+		Sleep: &corev1.SleepActionArgs{Seconds: pulumi.Int(drainSeconds)}}}
 	return &corev1.PodTemplateSpecArgs{
 		Metadata: &metav1.ObjectMetaArgs{Labels: podLabels},
 		Spec: &corev1.PodSpecArgs{
@@ -141,8 +153,10 @@ func podSpec(a Args, component, serviceAccount string, role map[string]string, c
 			SecurityContext:              workload.PodSecurityContext(),
 			Affinity:                     workload.Affinity(labels, a.Spread),
 			TopologySpreadConstraints:    workload.TopologySpread(labels, a.Spread),
-			Containers:                   corev1.ContainerArray{c},
-			Volumes:                      volumes,
+			// The drain, then as long again for what is in flight.
+			TerminationGracePeriodSeconds: pulumi.Int(drainSeconds + 30),
+			Containers:                    corev1.ContainerArray{c},
+			Volumes:                       volumes,
 		},
 	}
 }

@@ -47,7 +47,7 @@ func TestLostEtcdMemberRejoinsByItself(t *testing.T) {
 	lost := etcdLeader(t, p.ns, before)
 	t.Logf("etcd members %v; the leader, %s, loses its machine and disk", before, lost)
 
-	w := startKCPWriter(t, p.kcpAdminKubeconfig("https://"+host+":443/clusters/root"))
+	w := startKCPWriter(t, p.kcpAdminKubeconfig("https://"+host+":443/clusters/root"), "etcd-loss", 1, 100*time.Millisecond)
 	time.Sleep(5 * time.Second) // writes acknowledged before the loss, too
 
 	began := time.Now()
@@ -292,53 +292,73 @@ func memberPIDs(ns, pod string) []int {
 	return pids
 }
 
-// kcpWriter creates ConfigMaps in kcp's root workspace through the front
-// door, one after the other, until stopped.
+// kcpWriter creates ConfigMaps in a namespace of kcp's root workspace
+// through the front door: each of its writers one after the other, with a
+// pause between two, until stopped.
 type kcpWriter struct {
 	client *kubernetes.Clientset
 	ns     string
 	done   chan struct{}
 	wg     sync.WaitGroup
+	mu     sync.Mutex
 	acked  []string
 	failed []string
 }
 
-func startKCPWriter(t *testing.T, kubeconfig string) *kcpWriter {
+func startKCPWriter(t *testing.T, kubeconfig, ns string, writers int, pause time.Duration) *kcpWriter {
 	t.Helper()
 	cfg, err := clientcmd.RESTConfigFromKubeConfig([]byte(kubeconfig))
 	if err != nil {
 		t.Fatal(err)
 	}
-	cfg.QPS, cfg.Burst = 50, 50
-	w := &kcpWriter{client: kubernetes.NewForConfigOrDie(cfg), ns: "etcd-loss", done: make(chan struct{})}
+	cfg.QPS, cfg.Burst = 200, 200
+	w := &kcpWriter{client: kubernetes.NewForConfigOrDie(cfg), ns: ns, done: make(chan struct{})}
 	ctx := context.Background()
 	if _, err := w.client.CoreV1().Namespaces().Create(ctx, &corev1.Namespace{ObjectMeta: metav1.ObjectMeta{Name: w.ns}}, metav1.CreateOptions{}); err != nil {
 		t.Fatalf("namespace %s in kcp's root workspace: %v", w.ns, err)
 	}
-	w.wg.Add(1)
-	go func() {
-		defer w.wg.Done()
-		for i := 0; ; i++ {
-			select {
-			case <-w.done:
-				return
-			case <-time.After(100 * time.Millisecond):
+	for k := range writers {
+		w.wg.Add(1)
+		go func() {
+			defer w.wg.Done()
+			for i := 0; ; i++ {
+				select {
+				case <-w.done:
+					return
+				case <-time.After(pause):
+				}
+				name := fmt.Sprintf("w%d-%05d", k, i)
+				rctx, cancel := context.WithTimeout(ctx, 15*time.Second)
+				t0 := time.Now()
+				_, err := w.client.CoreV1().ConfigMaps(w.ns).Create(rctx, &corev1.ConfigMap{
+					ObjectMeta: metav1.ObjectMeta{Name: name}, Data: map[string]string{"at": t0.UTC().Format(time.RFC3339Nano)}}, metav1.CreateOptions{})
+				cancel()
+				w.mu.Lock()
+				if err != nil {
+					w.failed = append(w.failed, fmt.Sprintf("%s at %s (%s): %v", name, t0.Format("15:04:05.000"), time.Since(t0).Round(time.Millisecond), err))
+				} else {
+					w.acked = append(w.acked, name)
+				}
+				w.mu.Unlock()
 			}
-			name := fmt.Sprintf("w-%05d", i)
-			rctx, cancel := context.WithTimeout(ctx, 15*time.Second)
-			t0 := time.Now()
-			_, err := w.client.CoreV1().ConfigMaps(w.ns).Create(rctx, &corev1.ConfigMap{
-				ObjectMeta: metav1.ObjectMeta{Name: name}, Data: map[string]string{"at": t0.UTC().Format(time.RFC3339Nano)}}, metav1.CreateOptions{})
-			cancel()
-			if err != nil {
-				w.failed = append(w.failed, fmt.Sprintf("%s at %s (%s): %v", name, t0.Format("15:04:05.000"), time.Since(t0).Round(time.Millisecond), err))
-			} else {
-				w.acked = append(w.acked, name)
-			}
-		}
-	}()
+		}()
+	}
 	t.Cleanup(func() { w.stop() })
 	return w
+}
+
+// counts is how many writes were acknowledged and how many failed so far.
+func (w *kcpWriter) counts() (acked, failed int) {
+	w.mu.Lock()
+	defer w.mu.Unlock()
+	return len(w.acked), len(w.failed)
+}
+
+// failedSince is the failures after the first n.
+func (w *kcpWriter) failedSince(n int) []string {
+	w.mu.Lock()
+	defer w.mu.Unlock()
+	return slices.Clone(w.failed[n:])
 }
 
 // stop ends the writes; it returns the names acknowledged and the failures.
