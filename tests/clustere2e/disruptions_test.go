@@ -57,8 +57,11 @@ func TestDisruptionsUnderLoad(t *testing.T) {
 	// A pod replaced on purpose drains first (components/kcp drainSeconds):
 	// its Service stops sending it connections before it stops listening,
 	// so no client is refused. What was in flight on it when it stopped may
-	// fail: at most one write per client (measured 2026-12-05: 3 and 4;
-	// 16 and 5 before the drain, connections refused for 0.2 s).
+	// fail: at most one write per client. Measured 2026-12-05: the
+	// front-proxy's restart 5 before the drain (refused), 4 and 0 with it;
+	// kcp's replacement 16, then 3 and 10 with the drain — it still fails
+	// here: each front-proxy is pinned to one kcp pod over one HTTP/2
+	// connection and does not retry the writes crossing its GOAWAY (open).
 	replaced := writers
 	for _, d := range []struct {
 		what    string
