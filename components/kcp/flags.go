@@ -59,10 +59,26 @@ func (a Args) ValidateExtraFlags(fld *field.Path) field.ErrorList {
 		checkExtraFlags(fld.Child("frontProxyExtraFlags"), a.FrontProxyExtraFlags, frontProxyArgs(a), KnownFrontProxyFlags(), "--bind-address")...)
 }
 
+// refusedFlags are flags kcp v0.32.3 registers that break kcp behind its
+// front-proxy, and why (measured on the node: docs/control-plane.md).
+var refusedFlags = map[string]string{
+	// k8s's remedy for HTTP/2 clients pinned to one apiserver; the
+	// front-proxy cannot replay a proxied body, so the writes that cross
+	// each GOAWAY fail.
+	"--goaway-chance": "kcp-front-proxy v0.32.3 cannot retry a write that crosses the GOAWAY it sends " +
+		"(at 0.02, 5 of 2,907 writes through the front door failed with 502)",
+	// k8s's remedy for load balancers slow to drop a stopping apiserver
+	// (kcp's pods drain before SIGTERM instead); kcp cancels its requests
+	// at SIGTERM, so it would fail all it takes meanwhile.
+	"--shutdown-delay-duration": "kcp v0.32.3 fails every request it takes after SIGTERM (at 5s, 448 writes through " +
+		"the front door failed in those 5 s); its pods already drain for 10 s before SIGTERM",
+}
+
 // checkExtraFlags refuses an extra flag that is malformed, that the release
 // does not register, that the component already sets or wires (kcp would
 // exit, or the value would silently replace or merge with ours), or that
-// has a typed key (--oidc-*: kcp.oidc also mounts the CA and opens egress).
+// has a typed key (--oidc-*: kcp.oidc also mounts the CA and opens egress),
+// or that is in refusedFlags.
 // A flag may repeat (list flags such as --tls-sni-cert-key take several).
 func checkExtraFlags(fld *field.Path, extra, generated []string, known map[string]bool, wired ...string) field.ErrorList {
 	set := map[string]bool{}
@@ -82,6 +98,8 @@ func checkExtraFlags(fld *field.Path, extra, generated []string, known map[strin
 			allowed = "a flag kcp-tmc does not already set (" + name + " is set from its own config key)"
 		case strings.HasPrefix(name, "--oidc-"):
 			allowed = "kcp-tmc:kcp.oidc for OIDC (it also mounts the CA and lets kcp reach the issuer)"
+		case refusedFlags[name] != "":
+			allowed = "not " + name + ": " + refusedFlags[name]
 		}
 		if allowed != "" {
 			errs = append(errs, field.Invalid(fld.Index(i), f, allowed))

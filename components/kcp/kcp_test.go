@@ -275,6 +275,8 @@ func TestExtraFlags(t *testing.T) {
 		{"front-proxy verbosity", nil, []string{"--v=4"}, "", ""},
 		{"a flag kcp does not have", []string{"--max-requests-inflight=800"}, nil, "kcp.extraFlags[0]", `"--max-requests-inflight=800": a flag kcp v0.32.3 registers`},
 		{"a flag kcp-tmc sets", []string{"--batteries-included=admin"}, nil, "kcp.extraFlags[0]", `"--batteries-included=admin": a flag kcp-tmc does not already set`},
+		{"pinned clients rotated", []string{"--goaway-chance=0.001"}, nil, "kcp.extraFlags[0]", `"--goaway-chance=0.001": not --goaway-chance: kcp-front-proxy v0.32.3 cannot retry`},
+		{"serving on after SIGTERM", []string{"--shutdown-delay-duration=5s"}, nil, "kcp.extraFlags[0]", `"--shutdown-delay-duration=5s": not --shutdown-delay-duration: kcp v0.32.3 fails every request`},
 		{"the pod's port", []string{"--secure-port=7443"}, nil, "kcp.extraFlags[0]", "a flag kcp-tmc does not already set"},
 		{"front-proxy mapping", nil, []string{"--mapping-file=/x"}, "kcp.frontProxyExtraFlags[0]", `"--mapping-file=/x"`},
 		{"not a flag", []string{"v=2"}, nil, "kcp.extraFlags[0]", `"v=2": --name or --name=value`},
