@@ -83,7 +83,7 @@ func TestLostEtcdMemberRejoinsByItself(t *testing.T) {
 	// "request timed out" after 7 s, during the election): a client retries
 	// it. More is an outage the other two members should have prevented.
 	if len(failed) > 2 {
-		t.Errorf("%d writes through kcp failed while etcd had quorum:\n%s", len(failed), strings.Join(failed, "\n"))
+		t.Errorf("%d writes through kcp failed while etcd had quorum:\n%s", len(failed), lines(failed))
 	}
 	if len(acked) < 20 {
 		t.Errorf("only %d writes through kcp acknowledged: the writer did not run", len(acked))
@@ -302,7 +302,19 @@ type kcpWriter struct {
 	wg     sync.WaitGroup
 	mu     sync.Mutex
 	acked  []string
-	failed []string
+	failed []writeFailure
+}
+
+// writeFailure is a write a client saw fail.
+type writeFailure struct {
+	name string
+	at   time.Time
+	took time.Duration
+	err  error
+}
+
+func (f writeFailure) String() string {
+	return fmt.Sprintf("%s at %s (%s): %v", f.name, f.at.Format("15:04:05.000"), f.took.Round(time.Millisecond), f.err)
 }
 
 func startKCPWriter(t *testing.T, kubeconfig, ns string, writers int, pause time.Duration) *kcpWriter {
@@ -335,7 +347,7 @@ func startKCPWriter(t *testing.T, kubeconfig, ns string, writers int, pause time
 				cancel()
 				w.mu.Lock()
 				if err != nil {
-					w.failed = append(w.failed, fmt.Sprintf("%s at %s (%s): %v", name, t0.Format("15:04:05.000"), time.Since(t0).Round(time.Millisecond), err))
+					w.failed = append(w.failed, writeFailure{name: name, at: t0, took: time.Since(t0), err: err})
 				} else {
 					w.acked = append(w.acked, name)
 				}
@@ -355,14 +367,14 @@ func (w *kcpWriter) counts() (acked, failed int) {
 }
 
 // failedSince is the failures after the first n.
-func (w *kcpWriter) failedSince(n int) []string {
+func (w *kcpWriter) failedSince(n int) []writeFailure {
 	w.mu.Lock()
 	defer w.mu.Unlock()
 	return slices.Clone(w.failed[n:])
 }
 
 // stop ends the writes; it returns the names acknowledged and the failures.
-func (w *kcpWriter) stop() (acked, failed []string) {
+func (w *kcpWriter) stop() (acked []string, failed []writeFailure) {
 	select {
 	case <-w.done:
 	default:
