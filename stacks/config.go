@@ -184,7 +184,9 @@ type KCP struct {
 	OIDC *kcp.OIDC `json:"oidc"`
 	// ExtraFlags are appended to kcp's generated flags: the escape hatch for
 	// what no typed key covers (`--oidc-*`, `--feature-gates`, `--v`). Each
-	// must be one kcp v0.32.3 registers and kcp-tmc does not set.
+	// must be one kcp v0.32.3 registers and kcp-tmc does not set;
+	// `--goaway-chance` and `--shutdown-delay-duration` are refused (they
+	// fail writes through the front-proxy: docs/control-plane.md).
 	ExtraFlags []string `json:"extraFlags"`
 	// FrontProxyExtraFlags are appended to the front-proxy's flags, with the
 	// same rules.
