@@ -65,12 +65,12 @@ func TestDisruptionsUnderLoad(t *testing.T) {
 	// context: docs/design/upstream-kcp-shutdown.md), and each front-proxy
 	// is pinned to one kcp pod over one HTTP/2 connection until that pod
 	// closes it ≈0.1 s after its SIGTERM. How many writes fail in that
-	// window grows with the clients' rate (measured: 3, 10, 0, 3 and 30),
+	// window grows with the clients' rate (measured: 3, 10, 0, 3, 30 and 7),
 	// so a replaced kcp is judged by the window: at most one burst of
 	// failures per server, each within burstMax.
 	const burstMax = time.Second
 	// etcd hands its leadership over when the leader stops; a write caught
-	// in it times out after 7 s (measured: 2, 1, 4, 0, 0): at most one per
+	// in it times out after 7 s (measured: 2, 1, 4, 0, 0, 1): at most one per
 	// client and member replaced.
 	const members = 3
 	for _, d := range []struct {
@@ -80,15 +80,15 @@ func TestDisruptionsUnderLoad(t *testing.T) {
 		// before the phase's writes are counted (rollout status returns
 		// once the last one is told to stop, 10 s before it does).
 		stopping string
-		allowed  int // failed writes clients may see; -1: judged by bursts
-		bursts   int // of failed writes, each within burstMax
+		allowed  int // failed writes clients may see, unless bursts is set
+		bursts   int // if set: at most this many bursts of failed writes, each within burstMax
 	}{
-		{"kcp's servers replaced one by one (an upgrade, a changed flag, a drained node)", rollout("deployment", kcpc.ServerName), kcpc.ServerName, -1, 3},
+		{"kcp's servers replaced one by one (an upgrade, a changed flag, a drained node)", rollout("deployment", kcpc.ServerName), kcpc.ServerName, 0, 3},
 		{"the front-proxy's weekly restart by its CronJob", func() { runCronJob(t, p.ns, kcpc.FrontProxyRestartName) }, kcpc.FrontProxyName, writers, 0},
 		{"etcd's members replaced one by one", rollout("statefulset", "etcd"), "etcd", writers * members, 0},
 		// Killed, a server answers nothing more: what was in flight on it
 		// fails, and what the front-proxy sent it before it saw its
-		// connection gone (measured: 11, 15, 12, 8, 9 for three kills):
+		// connection gone (measured: 11, 15, 12, 8, 9, 10 for three kills):
 		// at most two writes per client and kill.
 		{"each kcp server killed in turn (SIGKILL)", func() { killEach(t, p.ns, kcpc.ServerName) }, kcpc.ServerName, 2 * writers * 3, 0},
 	} {
@@ -103,10 +103,10 @@ func TestDisruptionsUnderLoad(t *testing.T) {
 		spans := bursts(failed, burstMax)
 		t.Logf("%s: %s; %d writes, %d failed (%.2f %%) in %d bursts %v", d.what, time.Since(began).Round(time.Second), total, len(failed),
 			100*float64(len(failed))/float64(max(total, 1)), len(spans), spans)
-		if d.allowed >= 0 && len(failed) > d.allowed {
+		if d.bursts == 0 && len(failed) > d.allowed {
 			t.Errorf("%s: %d writes failed (at most %d allowed):\n%s", d.what, len(failed), d.allowed, lines(failed))
 		}
-		if d.allowed < 0 && (len(spans) > d.bursts || slices.Max(append(spans, 0)) > burstMax) {
+		if d.bursts > 0 && (len(spans) > d.bursts || slices.Max(append(spans, 0)) > burstMax) {
 			t.Errorf("%s: writes failed in %d bursts %v (at most %d, each within %s):\n%s", d.what, len(spans), spans, d.bursts, burstMax, lines(failed))
 		}
 		for _, f := range failed {
