@@ -132,12 +132,29 @@ func scenarios() []scenario {
 		{"KCPClientCertificateExpiresVerySoon", "1m", []series{{`apiserver_client_certificate_expiration_seconds_bucket{job="kcp",namespace="kcp",le="86400"}`, "0+1x60"}},
 			[]series{{`apiserver_client_certificate_expiration_seconds_bucket{job="kcp",namespace="kcp",le="86400"}`, "5x60"}},
 			"", "20m", ns},
-		// Ten 401s to one 200 per minute; healthy: one to a hundred.
+		// Ten 401s to one 200 per minute, kcp failing to authenticate as
+		// many; quiet: the same answers from the front-proxy while kcp
+		// authenticates everything it gets — one client with a bad
+		// credential, which the front-proxy refuses itself.
 		{"FrontProxyUnauthorized", "1m",
 			[]series{{`proxy_request_duration_seconds_count{job="kcp-front-proxy",namespace="kcp",method="GET",code="401"}`, "0+10x60"},
-				{`proxy_request_duration_seconds_count{job="kcp-front-proxy",namespace="kcp",method="GET",code="200"}`, "0+1x60"}},
+				{`proxy_request_duration_seconds_count{job="kcp-front-proxy",namespace="kcp",method="GET",code="200"}`, "0+1x60"},
+				{`authentication_attempts{job="kcp",namespace="kcp",result="error"}`, "0+10x60"},
+				{`authentication_attempts{job="kcp",namespace="kcp",result="success"}`, "0+1x60"}},
+			[]series{{`proxy_request_duration_seconds_count{job="kcp-front-proxy",namespace="kcp",method="GET",code="401"}`, "0+10x60"},
+				{`proxy_request_duration_seconds_count{job="kcp-front-proxy",namespace="kcp",method="GET",code="200"}`, "0+1x60"},
+				{`authentication_attempts{job="kcp",namespace="kcp",result="error"}`, "0x60"},
+				{`authentication_attempts{job="kcp",namespace="kcp",result="success"}`, "0+1x60"}},
+			"6m", "15m", ns},
+		// Quiet: kcp refusing a client that goes to it directly (an expired
+		// certificate) while the front-proxy's answers are healthy.
+		{"FrontProxyUnauthorized", "1m",
+			[]series{{`proxy_request_duration_seconds_count{job="kcp-front-proxy",namespace="kcp",method="GET",code="401"}`, "0+10x60"},
+				{`proxy_request_duration_seconds_count{job="kcp-front-proxy",namespace="kcp",method="GET",code="200"}`, "0+1x60"},
+				{`authentication_attempts{job="kcp",namespace="kcp",result="error"}`, "0+1x60"}},
 			[]series{{`proxy_request_duration_seconds_count{job="kcp-front-proxy",namespace="kcp",method="GET",code="401"}`, "0+1x60"},
-				{`proxy_request_duration_seconds_count{job="kcp-front-proxy",namespace="kcp",method="GET",code="200"}`, "0+100x60"}},
+				{`proxy_request_duration_seconds_count{job="kcp-front-proxy",namespace="kcp",method="GET",code="200"}`, "0+100x60"},
+				{`authentication_attempts{job="kcp",namespace="kcp",result="error"}`, "0+10x60"}},
 			"6m", "15m", ns},
 		// A week, the CronJob's and the Job's deadlines, slack: 7d3h, then 15m.
 		{"FrontProxyRestartStale", "4m", []series{{`kube_cronjob_status_last_successful_time{cronjob="kcp-front-proxy-restart",namespace="kcp"}`, "0x3000"}},

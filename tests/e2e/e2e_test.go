@@ -470,6 +470,32 @@ func TestDevStackRuns(t *testing.T) {
 				t.Errorf("no rule reads a %s series: nothing was checked", job.name)
 			}
 		}
+		// One client with a bad credential: the front-proxy refuses it
+		// itself and kcp sees nothing, so FrontProxyUnauthorized's second
+		// condition (kcp failing to authenticate) stays false for it.
+		forged, err := rsa.GenerateKey(rand.Reader, 2048)
+		if err != nil {
+			t.Fatal(err)
+		}
+		kcpErrors := func() float64 {
+			return sampleValue(cp.scrape(t, monitoring.JobKCP, kcp.ServerName, kcp.APIPort), "authentication_attempts", map[string]string{"result": "error"})
+		}
+		frontProxy401 := func() float64 {
+			return sampleValue(cp.scrape(t, monitoring.JobFrontProxy, kcp.FrontProxyName, 443), "proxy_request_duration_seconds_count", map[string]string{"code": "401"})
+		}
+		errorsBefore, refusedBefore := kcpErrors(), frontProxy401()
+		const bad = 5
+		for range bad {
+			if code, body := cp.bearer(t, idp.token(t, forged, "kcp-e2e", "mallory")).do(t, http.MethodGet, "/clusters/root/api/v1/namespaces", nil); code != http.StatusUnauthorized {
+				t.Fatalf("a token the issuer did not sign: HTTP %d: %.200s", code, body)
+			}
+		}
+		if n := frontProxy401() - refusedBefore; n < bad {
+			t.Errorf("the front-proxy counted %v answers with code 401 for %d bad tokens, want %d", n, bad, bad)
+		}
+		if n := kcpErrors() - errorsBefore; n != 0 {
+			t.Errorf("kcp counted %v authentication errors for %d bad tokens the front-proxy refused itself, want 0: FrontProxyUnauthorized would fire for one bad client", n, bad)
+		}
 	})
 
 	// Last: it restarts kcp and the front-proxy.
