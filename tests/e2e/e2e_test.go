@@ -477,13 +477,10 @@ func TestDevStackRuns(t *testing.T) {
 		if err != nil {
 			t.Fatal(err)
 		}
-		kcpErrors := func() float64 {
-			return sampleValue(cp.scrape(t, monitoring.JobKCP, kcp.ServerName, kcp.APIPort), "authentication_attempts", map[string]string{"result": "error"})
-		}
 		frontProxy401 := func() float64 {
 			return sampleValue(cp.scrape(t, monitoring.JobFrontProxy, kcp.FrontProxyName, 443), "proxy_request_duration_seconds_count", map[string]string{"code": "401"})
 		}
-		errorsBefore, refusedBefore := kcpErrors(), frontProxy401()
+		errorsBefore, refusedBefore := cp.authenticationErrors(t), frontProxy401()
 		const bad = 5
 		for range bad {
 			if code, body := cp.bearer(t, idp.token(t, forged, "kcp-e2e", "mallory")).do(t, http.MethodGet, "/clusters/root/api/v1/namespaces", nil); code != http.StatusUnauthorized {
@@ -493,7 +490,7 @@ func TestDevStackRuns(t *testing.T) {
 		if n := frontProxy401() - refusedBefore; n < bad {
 			t.Errorf("the front-proxy counted %v answers with code 401 for %d bad tokens, want %d", n, bad, bad)
 		}
-		if n := kcpErrors() - errorsBefore; n != 0 {
+		if n := cp.authenticationErrors(t) - errorsBefore; n != 0 {
 			t.Errorf("kcp counted %v authentication errors for %d bad tokens the front-proxy refused itself, want 0: FrontProxyUnauthorized would fire for one bad client", n, bad)
 		}
 	})
@@ -538,6 +535,13 @@ func (cp *controlPlane) scraper(t testing.TB, monitor, workload string, port int
 	}
 	return cp.client(t, fmt.Sprint(mocktest.Dig(tlsCfg, "cert", "secret", "name")),
 		fmt.Sprintf("https://127.0.0.1:%d", cp.m.local(t, workload, port)), fmt.Sprint(tlsCfg["serverName"]))
+}
+
+// authenticationErrors is how many requests kcp failed to authenticate
+// (a credential that did not verify), what FrontProxyUnauthorized reads.
+func (cp *controlPlane) authenticationErrors(t testing.TB) float64 {
+	t.Helper()
+	return sampleValue(cp.scrape(t, monitoring.JobKCP, kcp.ServerName, kcp.APIPort), "authentication_attempts", map[string]string{"result": "error"})
 }
 
 // sampleValue is the sum of the scrape's samples of name with labels.

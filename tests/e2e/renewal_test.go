@@ -52,10 +52,7 @@ func forwardingRenewal(t *testing.T, cp *controlPlane, rec []mocktest.Resource) 
 	time.Sleep(time.Until(expires) + 2*time.Second)
 	took := cp.restart(t, kcp.ServerName, syscall.SIGTERM)
 	t.Logf("the forwarding certificate the front-proxy loaded expired; kcp restarted in %s", took.Round(time.Second))
-	authErrors := func() float64 {
-		return sampleValue(cp.scrape(t, monitoring.JobKCP, kcp.ServerName, kcp.APIPort), "authentication_attempts", map[string]string{"result": "error"})
-	}
-	errorsBefore := authErrors()
+	errorsBefore := cp.authenticationErrors(t)
 	switch code, body, err := cp.admin.try(http.MethodGet, list, nil); {
 	case err == nil && code/100 == 2:
 		t.Errorf("the front-proxy forwarded with a renewed certificate it was not restarted for: kcp %s reads it by itself now "+
@@ -72,7 +69,7 @@ func forwardingRenewal(t *testing.T, cp *controlPlane, rec []mocktest.Resource) 
 		}
 		// What tells FrontProxyUnauthorized the 401s are kcp's, not the
 		// front-proxy's own answer to a client with a bad credential.
-		if n := authErrors() - errorsBefore; n < 1 {
+		if n := cp.authenticationErrors(t) - errorsBefore; n < 1 {
 			t.Errorf("kcp counted %v more authentication errors after refusing the expired forwarding certificate, want at least 1: FrontProxyUnauthorized cannot fire", n)
 		} else {
 			t.Logf("kcp counted %v authentication errors for it (authentication_attempts{result=\"error\"}), %v before", n, errorsBefore)
