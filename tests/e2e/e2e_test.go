@@ -544,6 +544,13 @@ func (cp *controlPlane) authenticationErrors(t testing.TB) float64 {
 	return sampleValue(cp.scrape(t, monitoring.JobKCP, kcp.ServerName, kcp.APIPort), "authentication_attempts", map[string]string{"result": "error"})
 }
 
+// expiredClientCertificates is how many requests showed kcp a client
+// certificate that had expired (the le="0" bucket of its measure).
+func (cp *controlPlane) expiredClientCertificates(t testing.TB) float64 {
+	t.Helper()
+	return sampleValue(cp.scrape(t, monitoring.JobKCP, kcp.ServerName, kcp.APIPort), "apiserver_client_certificate_expiration_seconds_bucket", map[string]string{"le": "0"})
+}
+
 // sampleValue is the sum of the scrape's samples of name with labels.
 func sampleValue(body []byte, name string, labels map[string]string) float64 {
 	var sum float64

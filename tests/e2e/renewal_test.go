@@ -53,6 +53,7 @@ func forwardingRenewal(t *testing.T, cp *controlPlane, rec []mocktest.Resource) 
 	took := cp.restart(t, kcp.ServerName, syscall.SIGTERM)
 	t.Logf("the forwarding certificate the front-proxy loaded expired; kcp restarted in %s", took.Round(time.Second))
 	errorsBefore := cp.authenticationErrors(t)
+	expiredBefore := cp.expiredClientCertificates(t)
 	switch code, body, err := cp.admin.try(http.MethodGet, list, nil); {
 	case err == nil && code/100 == 2:
 		t.Errorf("the front-proxy forwarded with a renewed certificate it was not restarted for: kcp %s reads it by itself now "+
@@ -73,6 +74,11 @@ func forwardingRenewal(t *testing.T, cp *controlPlane, rec []mocktest.Resource) 
 			t.Errorf("kcp counted %v more authentication errors after refusing the expired forwarding certificate, want at least 1: FrontProxyUnauthorized cannot fire", n)
 		} else {
 			t.Logf("kcp counted %v authentication errors for it (authentication_attempts{result=\"error\"}), %v before", n, errorsBefore)
+		}
+		// kcp measures the expired certificate too, so the client
+		// certificate alerts (cumulative buckets) fire for it.
+		if n := cp.expiredClientCertificates(t) - expiredBefore; n < 1 {
+			t.Errorf("kcp counted %v more requests with an expired client certificate, want at least 1: KCPClientCertificateExpiresVerySoon stays silent for it", n)
 		}
 	}
 	took = cp.restart(t, kcp.FrontProxyName, syscall.SIGTERM)
