@@ -477,17 +477,14 @@ func TestDevStackRuns(t *testing.T) {
 		if err != nil {
 			t.Fatal(err)
 		}
-		frontProxy401 := func() float64 {
-			return sampleValue(cp.scrape(t, monitoring.JobFrontProxy, kcp.FrontProxyName, 443), "proxy_request_duration_seconds_count", map[string]string{"code": "401"})
-		}
-		errorsBefore, refusedBefore := cp.authenticationErrors(t), frontProxy401()
+		errorsBefore, refusedBefore := cp.authenticationErrors(t), cp.frontProxyUnauthorized(t)
 		const bad = 5
 		for range bad {
 			if code, body := cp.bearer(t, idp.token(t, forged, "kcp-e2e", "mallory")).do(t, http.MethodGet, "/clusters/root/api/v1/namespaces", nil); code != http.StatusUnauthorized {
 				t.Fatalf("a token the issuer did not sign: HTTP %d: %.200s", code, body)
 			}
 		}
-		if n := frontProxy401() - refusedBefore; n < bad {
+		if n := cp.frontProxyUnauthorized(t) - refusedBefore; n < bad {
 			t.Errorf("the front-proxy counted %v answers with code 401 for %d bad tokens, want %d", n, bad, bad)
 		}
 		if n := cp.authenticationErrors(t) - errorsBefore; n != 0 {
@@ -535,6 +532,13 @@ func (cp *controlPlane) scraper(t testing.TB, monitor, workload string, port int
 	}
 	return cp.client(t, fmt.Sprint(mocktest.Dig(tlsCfg, "cert", "secret", "name")),
 		fmt.Sprintf("https://127.0.0.1:%d", cp.m.local(t, workload, port)), fmt.Sprint(tlsCfg["serverName"]))
+}
+
+// frontProxyUnauthorized is how many answers the front-proxy counted with
+// code 401 (its own refusals and kcp's it passed on).
+func (cp *controlPlane) frontProxyUnauthorized(t testing.TB) float64 {
+	t.Helper()
+	return sampleValue(cp.scrape(t, monitoring.JobFrontProxy, kcp.FrontProxyName, 443), "proxy_request_duration_seconds_count", map[string]string{"code": "401"})
 }
 
 // authenticationErrors is how many requests kcp failed to authenticate

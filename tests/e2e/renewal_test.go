@@ -18,7 +18,6 @@ import (
 	"time"
 
 	"github.com/kcp-tmc/kcp-tmc/components/kcp"
-	"github.com/kcp-tmc/kcp-tmc/components/monitoring"
 	"github.com/kcp-tmc/kcp-tmc/components/tls"
 	"github.com/kcp-tmc/kcp-tmc/internal/test/mocktest"
 )
@@ -64,8 +63,7 @@ func forwardingRenewal(t *testing.T, cp *controlPlane, rec []mocktest.Resource) 
 	default:
 		t.Logf("the running front-proxy, its forwarding certificate expired and renewed on disk: HTTP 401: %.200s", body)
 		// What FrontProxyUnauthorized reads: the front-proxy counts the 401s it passes on.
-		if n := sampleValue(cp.scrape(t, monitoring.JobFrontProxy, kcp.FrontProxyName, 443), "proxy_request_duration_seconds_count",
-			map[string]string{"code": "401"}); n < 1 {
+		if n := cp.frontProxyUnauthorized(t); n < 1 {
 			t.Errorf("the front-proxy counted %v answers with code 401, want at least 1: FrontProxyUnauthorized reads nothing", n)
 		}
 		// What tells FrontProxyUnauthorized the 401s are kcp's, not the
