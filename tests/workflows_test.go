@@ -7,6 +7,8 @@ import (
 	"strings"
 	"testing"
 
+	"sigs.k8s.io/yaml"
+
 	"github.com/kcp-tmc/kcp-tmc/internal/test/testenv"
 	"github.com/kcp-tmc/kcp-tmc/pkg/toolchain"
 )
@@ -59,5 +61,53 @@ func TestAffectedStacks(t *testing.T) {
 				t.Errorf("affected-stacks %v = %q (%v), want %s", tt.changed, out, err, tt.want)
 			}
 		})
+	}
+}
+
+// TestWorkflowsRunTheEngineThroughKCPTMC: a workflow that changes a stack
+// (up, refresh, destroy) runs kcp-tmc, whose lease lets the next run take
+// over from a lost runner and whose up heals what a killed one left; plain
+// pulumi (pulumi/actions) may only preview. (The CLI's version pin:
+// pkg/toolchain TestWorkflowsPinThePulumiCLI.)
+func TestWorkflowsRunTheEngineThroughKCPTMC(t *testing.T) {
+	files, err := filepath.Glob(filepath.Join(testenv.RepoRoot(t), ".github", "workflows", "*.yml"))
+	if err != nil || len(files) < 3 {
+		t.Fatalf("workflows: %v %v", files, err)
+	}
+	changes := 0
+	for _, f := range files {
+		data, err := os.ReadFile(f)
+		if err != nil {
+			t.Fatal(err)
+		}
+		var workflow struct {
+			Jobs map[string]struct {
+				Steps []struct {
+					Name string            `json:"name"`
+					Uses string            `json:"uses"`
+					Run  string            `json:"run"`
+					With map[string]string `json:"with"`
+				} `json:"steps"`
+			} `json:"jobs"`
+		}
+		if err := yaml.Unmarshal(data, &workflow); err != nil {
+			t.Fatalf("%s: %v", f, err)
+		}
+		for job, j := range workflow.Jobs {
+			for _, s := range j.Steps {
+				if c := s.With["command"]; strings.HasPrefix(s.Uses, "pulumi/actions@") && c != "" && c != "preview" {
+					t.Errorf("%s job %s step %q: pulumi/actions runs %q; a change to a stack goes through kcp-tmc (its lease and heal)", filepath.Base(f), job, s.Name, c)
+				}
+				for _, verb := range []string{" up ", " refresh ", " destroy ", " renew "} {
+					if strings.Contains(s.Run, `"$RUNNER_TEMP/kcp-tmc"`+verb) {
+						changes++
+					}
+				}
+			}
+		}
+	}
+	// deploy's two ups and drift's renew: the test reads what it should.
+	if changes < 3 {
+		t.Errorf("found %d kcp-tmc runs that change a stack in the workflows, want at least 3", changes)
 	}
 }

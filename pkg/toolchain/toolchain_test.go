@@ -109,6 +109,36 @@ func TestDefaultsAreTheTestedVersions(t *testing.T) {
 	}
 }
 
+// workflowPulumiVersion is a workflow's `pulumi-version:` (pulumi/actions).
+var workflowPulumiVersion = regexp.MustCompile(`(?m)^\s*pulumi-version:\s*["']?([^"'\s#]*)`)
+
+// TestWorkflowsPinThePulumiCLI: every Pulumi CLI a workflow installs is
+// the version the program's SDK is (hack/versions.env PULUMI_VERSION, which
+// TestVersionsMatchToolModules ties to go.mod), not whatever is newest on
+// the day; and every pulumi/actions step names one.
+func TestWorkflowsPinThePulumiCLI(t *testing.T) {
+	want := versionsEnv(t)["PULUMI_VERSION"]
+	files, err := filepath.Glob(filepath.Join(repo, ".github", "workflows", "*.yml"))
+	if err != nil || len(files) == 0 {
+		t.Fatalf("workflows: %v %v", files, err)
+	}
+	for _, f := range files {
+		data, err := os.ReadFile(f)
+		if err != nil {
+			t.Fatal(err)
+		}
+		pins := workflowPulumiVersion.FindAllStringSubmatch(string(data), -1)
+		if uses := strings.Count(string(data), "uses: pulumi/actions@"); len(pins) != uses {
+			t.Errorf("%s: %d pulumi/actions steps, %d pulumi-version pins: each step pins the CLI", filepath.Base(f), uses, len(pins))
+		}
+		for _, m := range pins {
+			if m[1] != want {
+				t.Errorf("%s: pulumi-version %q, want %s (hack/versions.env PULUMI_VERSION, the SDK in go.mod)", filepath.Base(f), m[1], want)
+			}
+		}
+	}
+}
+
 // aptPin is an apt package argument with an exact version (name=version).
 var aptPin = regexp.MustCompile(`apt(-get)?\s+install\b[^\n]*\s["']?[a-z0-9][a-z0-9.+-]*=["']?[0-9$]`)
 
