@@ -189,15 +189,21 @@ func NewEtcd(ctx *pulumi.Context, name string, args Args, opts ...pulumi.Resourc
 		return nil, err
 	}
 	self := workload.Labels(app)
+	members := netpol.Flow{Pods: self, Ports: []int{PeerPort}}
+	if args.Replicas > 1 {
+		// The join init container reads and changes the membership through
+		// the other members' client port (scripts/etcd-join.sh).
+		members.Ports = append(members.Ports, ClientPort)
+	}
 	ingress := []netpol.Flow{
-		{Pods: self, Ports: []int{PeerPort}},
+		members,
 		{Namespace: args.MonitoringNamespace, Ports: []int{MetricsPort}},
 	}
 	for _, c := range args.Clients {
 		ingress = append(ingress, netpol.Flow{Pods: c, Ports: []int{ClientPort}})
 	}
 	if err := netpol.NewAllowPolicy(ctx, name+"-netpol", ns, app, self, ingress,
-		[]netpol.Flow{{Pods: self, Ports: []int{PeerPort}}}, child); err != nil {
+		[]netpol.Flow{members}, child); err != nil {
 		return nil, err
 	}
 

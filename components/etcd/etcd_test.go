@@ -3,11 +3,13 @@ package etcd
 import (
 	"reflect"
 	"slices"
+	"strconv"
 	"strings"
 	"testing"
 
 	appsv1 "k8s.io/api/apps/v1"
 	corev1 "k8s.io/api/core/v1"
+	networkingv1 "k8s.io/api/networking/v1"
 	"k8s.io/apimachinery/pkg/api/resource"
 
 	"github.com/pulumi/pulumi/sdk/v3/go/pulumi"
@@ -242,5 +244,47 @@ func TestTwoClusters(t *testing.T) {
 		if svc.Labels["app.kubernetes.io/name"] != "etcd" || svc.Labels[ClusterLabel] != cluster || svc.Spec.Selector["app.kubernetes.io/name"] != cluster {
 			t.Errorf("Service %s: labels %v, selector %v", cluster, svc.Labels, svc.Spec.Selector)
 		}
+	}
+}
+
+// TestMembersReachEachOther: a member's join init container lists and
+// changes the membership through the other members' client port
+// (scripts/etcd-join.sh), so with more than one member the cluster's policy
+// lets members reach each other there as well as on the peer port. A CNI
+// that enforces policies refused it before, and a member whose data was
+// lost then crash-looped instead of rejoining.
+func TestMembersReachEachOther(t *testing.T) {
+	for _, tt := range []struct {
+		replicas int
+		want     []int32
+	}{
+		{1, []int32{PeerPort}},
+		{3, []int32{PeerPort, ClientPort}},
+	} {
+		t.Run(strconv.Itoa(tt.replicas), func(t *testing.T) {
+			a := baseArgs()
+			a.Replicas = tt.replicas
+			np := mocktest.Decode[networkingv1.NetworkPolicy](t, run(t, a).Object(t, "kubernetes:networking.k8s.io/v1:NetworkPolicy", "allow-"+Name))
+			members := func(peers []networkingv1.NetworkPolicyPeer, ports []networkingv1.NetworkPolicyPort) []int32 {
+				if len(peers) != 1 || peers[0].PodSelector == nil || !reflect.DeepEqual(peers[0].PodSelector.MatchLabels, workload.Labels(Name)) {
+					return nil
+				}
+				var got []int32
+				for _, p := range ports {
+					got = append(got, p.Port.IntVal)
+				}
+				return got
+			}
+			var in, out []int32
+			for _, r := range np.Spec.Ingress {
+				in = append(in, members(r.From, r.Ports)...)
+			}
+			for _, r := range np.Spec.Egress {
+				out = append(out, members(r.To, r.Ports)...)
+			}
+			if !slices.Equal(in, tt.want) || !slices.Equal(out, tt.want) {
+				t.Errorf("members reach each other on ingress %v, egress %v; want %v both ways", in, out, tt.want)
+			}
+		})
 	}
 }

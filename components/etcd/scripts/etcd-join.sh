@@ -68,11 +68,22 @@ if [ -d "$data/member" ]; then
 fi
 
 # Every member's endpoint: ours answers nothing yet, etcdctl uses another.
+# One unanswered read is not proof that no cluster runs: a network policy
+# may not yet know this new pod's address (a policy plugin learns it from
+# the API a moment after the pod starts). Concluding "a first start" from
+# it would start a member that lost its data as a new one, which then
+# crash-loops ("member … has already been bootstrapped"); so ask a few
+# times first (≈20 s, once, at a cluster's first start).
 others=$ETCD_ENDPOINTS
-if ! members=$(etcdctl --endpoints="$others" --dial-timeout=5s --command-timeout=15s member list 2>/dev/null); then
-	log "no running cluster answers: a first start (or the whole cluster is being restored)"
-	exit 0
-fi
+tries=0
+until members=$(etcdctl --endpoints="$others" --dial-timeout=5s --command-timeout=15s member list 2>/dev/null); do
+	tries=$((tries + 1))
+	if [ "$tries" -ge 3 ]; then
+		log "no running cluster answers: a first start (or the whole cluster is being restored)"
+		exit 0
+	fi
+	sleep 2
+done
 
 line=""
 while IFS= read -r l; do
