@@ -140,6 +140,12 @@ build_coredns() {
     go build -o "$1/" -ldflags "$strip -X github.com/coredns/coredns/coremain.GitCommit=$COREDNS_VERSION" github.com/coredns/coredns)
 }
 
+# Runs on the node as a process (tests/cluster/node.go), not as a Pod.
+build_kube_network_policies() {
+  (cd "$root/hack/tools/kube-network-policies" &&
+    go build -o "$1/kube-network-policies" -ldflags "$strip" sigs.k8s.io/kube-network-policies/cmd)
+}
+
 # Without the version stamp the operator's default reloader image has no tag.
 build_prometheus_operator() {
   local pkg=github.com/prometheus/common/version
@@ -186,6 +192,7 @@ judge_tools=(
 cluster_tools=(
   "kube-node|$KUBE_VERSION|build_kube_node|kubelet kube-scheduler kube-proxy"
   "coredns|$COREDNS_VERSION|build_coredns|coredns"
+  "kube-network-policies|$KUBE_NETWORK_POLICIES_VERSION|build_kube_network_policies|kube-network-policies"
   "prometheus-operator|$PROMETHEUS_OPERATOR_VERSION|build_prometheus_operator|operator prometheus-config-reloader"
   "prometheus-kubernetes|$PROMETHEUS_VERSION|build_prometheus_kubernetes|prometheus-kubernetes"
 )

@@ -79,6 +79,7 @@ func TestVersionsMatchToolModules(t *testing.T) {
 		{"PROMETHEUS_VERSION", "hack/tools/prometheus/go.mod", "github.com/prometheus/prometheus", ""},
 		{"ALERTMANAGER_VERSION", "hack/tools/alertmanager/go.mod", "github.com/prometheus/alertmanager", ""},
 		{"COREDNS_VERSION", "hack/tools/coredns/go.mod", "github.com/coredns/coredns", ""},
+		{"KUBE_NETWORK_POLICIES_VERSION", "hack/tools/kube-network-policies/go.mod", "sigs.k8s.io/kube-network-policies", ""},
 		{"PROMETHEUS_OPERATOR_VERSION", "hack/tools/prometheus-operator/go.mod", "github.com/prometheus-operator/prometheus-operator", ""},
 	} {
 		t.Run(tc.key+" "+tc.module, func(t *testing.T) {

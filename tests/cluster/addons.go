@@ -92,8 +92,10 @@ spec:
 }
 
 // installCoreDNS runs CoreDNS as upstream's manifest does (kube-dns Service
-// at DNSServiceIP), listening on 1053 so it needs no capability. Names a
-// test publishes (PublishHost) resolve from a hosts file it reloads.
+// at DNSServiceIP), listening on 53 as a real cluster's does — NetworkPolicies
+// name the port the Service translates to, and the node enforces them — as
+// a non-root user the pod's safe sysctl lets bind it. Names a test
+// publishes (PublishHost) resolve from a hosts file it reloads.
 func (c *Cluster) installCoreDNS(ctx context.Context) error {
 	manifest := fmt.Sprintf(`apiVersion: v1
 kind: ServiceAccount
@@ -118,7 +120,7 @@ metadata: {name: coredns, namespace: kube-system}
 data:
   hosts: ""
   Corefile: |
-    .:1053 {
+    .:53 {
         errors
         health :8080
         ready :8181
@@ -146,12 +148,17 @@ spec:
     spec:
       serviceAccountName: coredns
       dnsPolicy: Default
-      securityContext: {runAsUser: 65532, runAsGroup: 65532, runAsNonRoot: true, seccompProfile: {type: RuntimeDefault}}
+      securityContext:
+        runAsUser: 65532
+        runAsGroup: 65532
+        runAsNonRoot: true
+        seccompProfile: {type: RuntimeDefault}
+        sysctls: [{name: net.ipv4.ip_unprivileged_port_start, value: "0"}]
       containers:
       - name: coredns
         image: %s
         args: [-conf, /etc/coredns/Corefile]
-        ports: [{containerPort: 1053, protocol: UDP, name: dns}, {containerPort: 1053, protocol: TCP, name: dns-tcp}]
+        ports: [{containerPort: 53, protocol: UDP, name: dns}, {containerPort: 53, protocol: TCP, name: dns-tcp}]
         readinessProbe: {httpGet: {path: /ready, port: 8181}, periodSeconds: 2}
         livenessProbe: {httpGet: {path: /health, port: 8080}, periodSeconds: 10}
         securityContext: {allowPrivilegeEscalation: false, readOnlyRootFilesystem: true, capabilities: {drop: [ALL]}}
@@ -165,8 +172,8 @@ spec:
   clusterIP: %s
   selector: {k8s-app: kube-dns}
   ports:
-  - {name: dns, port: 53, targetPort: 1053, protocol: UDP}
-  - {name: dns-tcp, port: 53, targetPort: 1053, protocol: TCP}
+  - {name: dns, port: 53, targetPort: 53, protocol: UDP}
+  - {name: dns-tcp, port: 53, targetPort: 53, protocol: TCP}
 `, CoreDNSImage, DNSServiceIP)
 	if err := c.Apply(ctx, manifest); err != nil {
 		return err

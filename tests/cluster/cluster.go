@@ -104,6 +104,16 @@ func start(ctx context.Context, binDir, dir, nodeIP string) (c *Cluster, err err
 	c.Server = "https://127.0.0.1:" + strconv.Itoa(ports[2])
 	listen := []string{"--bind-address=127.0.0.1", "--advertise-address=127.0.0.1", "--endpoint-reconciler-type=none"}
 	if nodeIP != "" {
+		// kubeadm's port: the stack's NetworkPolicies allow the API at
+		// 443 and 6443 (netpol.KubernetesAPIPorts), and the node enforces
+		// them on the address the kubernetes Service translates to.
+		if l, err := net.Listen("tcp", fmt.Sprintf(":%d", APIServerNodePort)); err != nil {
+			return nil, fmt.Errorf("the node's apiserver needs port %d: %w", APIServerNodePort, err)
+		} else {
+			l.Close()
+		}
+		ports[2] = APIServerNodePort
+		c.Server = "https://127.0.0.1:" + strconv.Itoa(ports[2])
 		// The node's name resolves nowhere: reach the kubelet (logs, exec)
 		// at its address, as a client it authorizes.
 		listen = []string{"--bind-address=0.0.0.0", "--advertise-address=" + nodeIP,

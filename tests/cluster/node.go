@@ -34,6 +34,15 @@ const (
 	// bridgeName is the CNI bridge: short, and unique to this harness so
 	// cleanup deletes only its own link.
 	bridgeName = "kcptmc0"
+	// APIServerNodePort is the apiserver's port on a node cluster: kubeadm's.
+	APIServerNodePort = 6443
+	// netpolTable is the nftables table kube-network-policies writes where
+	// the kernel lets it; netpolChain the harness's iptables chain (mangle
+	// table; KUBE-, so teardown's removeChains takes it) that queues Pods'
+	// new connections to it on netpolQueue.
+	netpolTable = "kube-network-policies"
+	netpolChain = "KUBE-NETWORK-POLICIES"
+	netpolQueue = 100
 )
 
 // cniBinDir is where Debian's containernetworking-plugins put the plugins.
@@ -61,9 +70,9 @@ func NodeMissing(binDir string) []string {
 	if os.Geteuid() != 0 {
 		missing = append(missing, "root (containerd, the kubelet and kube-proxy need it)")
 	}
-	for _, b := range []string{"containerd", "ctr", "runc", "iptables", "ip"} {
+	for _, b := range []string{"containerd", "ctr", "runc", "iptables", "ip", "nft", "unshare", "mount"} {
 		if _, err := exec.LookPath(b); err != nil {
-			missing = append(missing, b+" (apt-get install containerd runc containernetworking-plugins iptables iproute2)")
+			missing = append(missing, b+" (apt-get install containerd runc containernetworking-plugins iptables iproute2 nftables util-linux mount)")
 		}
 	}
 	for _, p := range []string{"bridge", "host-local", "loopback", "portmap"} {
@@ -71,7 +80,7 @@ func NodeMissing(binDir string) []string {
 			missing = append(missing, filepath.Join(cniBinDir, p)+" (apt-get install containernetworking-plugins)")
 		}
 	}
-	for _, b := range []string{"kubelet", "kube-scheduler", "kube-proxy", "coredns"} {
+	for _, b := range []string{"kubelet", "kube-scheduler", "kube-proxy", "coredns", "kube-network-policies"} {
 		if _, err := os.Stat(filepath.Join(binDir, b)); err != nil {
 			missing = append(missing, filepath.Join(binDir, b)+" (hack/toolchain.sh cluster)")
 		}
@@ -307,6 +316,9 @@ conntrack: {maxPerCore: 0, min: 0, tcpEstablishedTimeout: 0s, tcpCloseWaitTimeou
 	if err := c.start("kube-proxy", "--config="+proxyCfg, "--v=1"); err != nil {
 		return err
 	}
+	if err := c.startNetworkPolicies(ports[5]); err != nil {
+		return err
+	}
 	return waitFor(ctx, 2*time.Minute, "node "+NodeName+" Ready", func() error {
 		out, _, err := c.Kubectl(ctx, nil, "get", "node", NodeName, "-o", `jsonpath={.status.conditions[?(@.type=="Ready")].status}`)
 		if err != nil {
@@ -317,6 +329,74 @@ conntrack: {maxPerCore: 0, min: 0, tcpEstablishedTimeout: 0s, tcpCloseWaitTimeou
 		}
 		return nil
 	}, func() string { return c.Log("kubelet") })
+}
+
+// startNetworkPolicies enforces NetworkPolicies on the node as a real
+// cluster's network plugin does, so the stack's policies are tested for
+// what they allow and what they cut: kube-network-policies (SIG Network's
+// implementation) judges every new connection of a Pod in userspace,
+// through an NFQUEUE, and drops what no policy allows.
+//
+// Its own rules queue with nftables' queue statement, which this machine's
+// kernel lacks (CONFIG_NFT_QUEUE unset: "Could not process rule: No such
+// file or directory"); it still judges whatever reaches its queue. So the
+// harness queues the packets its rules would (controller.go
+// syncNFTablesRules: postrouting before SNAT, root's own traffic such as
+// the kubelet's probes and established connections excepted) with
+// iptables' NFQUEUE target, which the kernel has; a Pod no policy selects
+// is let through by its verdict. No bypass: if it stops, Pods' new
+// connections fail, as they would on a node whose plugin is down.
+//
+// It reads only in-cluster credentials (rest.InClusterConfig), so it runs
+// in a mount namespace of its own with the admin token at the
+// ServiceAccount path, leaving the machine's /run alone.
+func (c *Cluster) startNetworkPolicies(metricsPort int) error {
+	sa := filepath.Join(c.node.dir, "netpol-sa")
+	if err := os.MkdirAll(sa, 0o700); err != nil {
+		return err
+	}
+	if err := os.WriteFile(filepath.Join(sa, "token"), []byte(c.AdminToken), 0o600); err != nil {
+		return err
+	}
+	ca, err := os.ReadFile(c.CAFile)
+	if err != nil {
+		return err
+	}
+	if err := os.WriteFile(filepath.Join(sa, "ca.crt"), ca, 0o600); err != nil {
+		return err
+	}
+	script := `set -e
+mount -t tmpfs -o mode=0755 kcp-tmc-netpol /run
+mkdir -p /run/secrets/kubernetes.io/serviceaccount
+mount --bind "$1" /run/secrets/kubernetes.io/serviceaccount
+shift
+exec "$@"`
+	if err := c.startPath("kube-network-policies", "unshare", "--mount", "--propagation", "private", "--",
+		"sh", "-c", script, "sh", sa,
+		"env", "KUBERNETES_SERVICE_HOST="+c.nodeIP, "KUBERNETES_SERVICE_PORT="+strconv.Itoa(APIServerNodePort),
+		filepath.Join(c.bin, "kube-network-policies"),
+		"--hostname-override="+NodeName, "--disable-nri", // containerd 1.6 has no NRI
+		"--nfqueue-id="+strconv.Itoa(netpolQueue),
+		// Kernels from 6.12 have the conntrack fix; DNS is judged like the rest.
+		"--netfilter-bug-1766-fix=false",
+		"--metrics-bind-address=127.0.0.1:"+strconv.Itoa(metricsPort),
+		"--v=2"); err != nil { // a line per judged connection: what a drop was
+		return err
+	}
+	queue := []string{"-j", "NFQUEUE", "--queue-num", strconv.Itoa(netpolQueue)}
+	for _, rule := range [][]string{
+		{"-N", netpolChain},
+		{"-A", netpolChain, "-m", "owner", "--uid-owner", "0", "-j", "RETURN"},
+		{"-A", netpolChain, "-m", "conntrack", "--ctstate", "ESTABLISHED,RELATED", "-j", "RETURN"},
+		append([]string{"-A", netpolChain, "-s", PodCIDR}, queue...),
+		append([]string{"-A", netpolChain, "-d", PodCIDR}, queue...),
+		{"-A", "POSTROUTING", "-j", netpolChain},
+	} {
+		if out, err := exec.Command("iptables", append([]string{"-t", "mangle"}, rule...)...).CombinedOutput(); err != nil {
+			return fmt.Errorf("iptables -t mangle %s: %v: %s", strings.Join(rule, " "), err, out)
+		}
+	}
+	return nil
 }
 
 // startPath starts a program found on PATH (Debian's containerd) like start.

@@ -46,6 +46,11 @@ func (c *Cluster) stopNode() {
 	}
 	c.stopProcess("kubelet")
 	c.stopProcess("kube-proxy")
+	// kube-network-policies (under unshare) cleans up on SIGINT only:
+	// its table goes with the node, or the next Pods' traffic would be
+	// queued to nobody.
+	c.stopProcess("unshare")
+	_ = exec.Command("nft", "delete", "table", "inet", netpolTable).Run()
 	// kube-proxy's own cleanup removes every rule it wrote.
 	if out, err := exec.Command(filepath.Join(c.bin, "kube-proxy"), "--cleanup").CombinedOutput(); err != nil {
 		fmt.Fprintf(os.Stderr, "kube-proxy --cleanup: %v: %s\n", err, out)
@@ -258,6 +263,12 @@ func (c *Cluster) Leftovers() []string {
 				left = append(left, "netns "+e.Name())
 			}
 		}
+	}
+	if exec.Command("nft", "list", "table", "inet", netpolTable).Run() == nil {
+		left = append(left, "nftables table inet "+netpolTable)
+	}
+	if exec.Command("nft", "list", "table", "inet", netpolTable).Run() == nil {
+		left = append(left, "nftables table inet "+netpolTable)
 	}
 	for _, table := range []string{"nat", "filter", "mangle"} {
 		out, err := exec.Command("iptables-save", "-t", table).Output()
