@@ -75,6 +75,9 @@ func NodeMissing(binDir string) []string {
 			missing = append(missing, b+" (apt-get install containerd runc containernetworking-plugins iptables iproute2 nftables util-linux mount)")
 		}
 	}
+	if _, err := os.Stat(Busybox); err != nil {
+		missing = append(missing, Busybox+" (apt-get install busybox-static: the shell tools of the NetworkPolicy probe's, etcd's join and the backup images)")
+	}
 	for _, p := range []string{"bridge", "host-local", "loopback", "portmap"} {
 		if _, err := os.Stat(filepath.Join(cniBinDir, p)); err != nil {
 			missing = append(missing, filepath.Join(cniBinDir, p)+" (apt-get install containernetworking-plugins)")
@@ -113,9 +116,11 @@ func StartWithNode(ctx context.Context, binDir, dir string, images []Image) (c *
 	}
 	c.nodeDir = short
 	c.node = &node{dir: short, sock: filepath.Join(short, "c.sock"), sysctls: map[string]string{}, netnsSeen: map[string]bool{}}
+	// The node's own handle: a failure below returns a nil *Cluster.
+	started := c
 	defer func() {
 		if err != nil {
-			c.Stop()
+			started.Stop()
 		}
 	}()
 	if entries, err := os.ReadDir("/var/run/netns"); err == nil {
@@ -130,7 +135,7 @@ func StartWithNode(ctx context.Context, binDir, dir string, images []Image) (c *
 			return nil, err
 		}
 	}
-	if c.node.registries, err = ServeImages(images); err != nil {
+	if c.node.registries, err = ServeImages(append(images, netpolProbeImage())); err != nil {
 		return nil, fmt.Errorf("serving images: %w", err)
 	}
 	if err := c.startContainerd(ctx); err != nil {
@@ -140,6 +145,9 @@ func StartWithNode(ctx context.Context, binDir, dir string, images []Image) (c *
 		return nil, err
 	}
 	if err := c.installAddons(ctx); err != nil {
+		return nil, err
+	}
+	if err := c.checkNetworkPoliciesEnforced(ctx); err != nil {
 		return nil, err
 	}
 	return c, nil
@@ -397,6 +405,72 @@ exec "$@"`
 		}
 	}
 	return nil
+}
+
+// Busybox is Debian's busybox-static (statically linked): an image's
+// applet is a copy of it named after the applet.
+const Busybox = "/bin/busybox"
+
+// netpolProbeRef is the image of checkNetworkPoliciesEnforced's Pods.
+const netpolProbeRef = "registry.k8s.io/kcp-tmc-harness/netpol-probe:1"
+
+func netpolProbeImage() Image {
+	var files []File
+	for _, a := range []string{"sh", "nc", "sleep", "true"} {
+		files = append(files, File{Path: "/bin/" + a, Source: Busybox})
+	}
+	return Image{Ref: netpolProbeRef, Files: files, User: "65532"}
+}
+
+// checkNetworkPoliciesEnforced proves the node drops what no policy allows
+// before any test relies on it (a suite that passed with enforcement off
+// would prove nothing): a Pod opens a TCP connection to the cluster's DNS
+// Service; it must get through with no policy in its namespace and fail
+// once one denies its egress.
+func (c *Cluster) checkNetworkPoliciesEnforced(ctx context.Context) error {
+	const ns = "kcp-tmc-netpol-check"
+	probe := func(name string) (string, error) {
+		// The sleep lets the policy plugin learn the Pod's address first
+		// (no NRI here): before that its connections count as from outside.
+		pod := fmt.Sprintf(`apiVersion: v1
+kind: Pod
+metadata: {name: %s, namespace: %s}
+spec:
+  restartPolicy: Never
+  securityContext: {runAsUser: 65532, runAsNonRoot: true, seccompProfile: {type: RuntimeDefault}}
+  containers:
+  - name: probe
+    image: %s
+    command: [sh, -c, 'sleep 3; if nc -w 3 %s 53 -e /bin/true 2>/dev/null; then echo reached; else echo blocked; fi']
+    securityContext: {allowPrivilegeEscalation: false, readOnlyRootFilesystem: true, capabilities: {drop: [ALL]}}
+`, name, ns, netpolProbeRef, DNSServiceIP)
+		if err := c.Apply(ctx, pod); err != nil {
+			return "", err
+		}
+		if _, stderr, err := c.Kubectl(ctx, nil, "-n", ns, "wait", "--for=jsonpath={.status.phase}=Succeeded", "--timeout=90s", "pod/"+name); err != nil {
+			return "", fmt.Errorf("probe %s: %v: %s", name, err, stderr)
+		}
+		out, _, err := c.Kubectl(ctx, nil, "-n", ns, "logs", name)
+		return strings.TrimSpace(out), err
+	}
+	if err := c.Apply(ctx, "apiVersion: v1\nkind: Namespace\nmetadata: {name: "+ns+"}\n"); err != nil {
+		return err
+	}
+	if got, err := probe("open"); err != nil || got != "reached" {
+		return fmt.Errorf("NetworkPolicy check: with no policy a Pod's connection to the DNS Service %s (%v)", got, err)
+	}
+	if err := c.Apply(ctx, fmt.Sprintf(`apiVersion: networking.k8s.io/v1
+kind: NetworkPolicy
+metadata: {name: deny-egress, namespace: %s}
+spec: {podSelector: {}, policyTypes: [Egress]}
+`, ns)); err != nil {
+		return err
+	}
+	if got, err := probe("denied"); err != nil || got != "blocked" {
+		return fmt.Errorf("NetworkPolicies are not enforced: with egress denied a Pod's connection to the DNS Service %s (%v); see kube-network-policies.log", got, err)
+	}
+	_, _, err := c.Kubectl(ctx, nil, "delete", "namespace", ns, "--wait=false")
+	return err
 }
 
 // startPath starts a program found on PATH (Debian's containerd) like start.

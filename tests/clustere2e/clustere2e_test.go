@@ -39,8 +39,9 @@ var binaries = []struct{ env, what string }{
 	{"CERT_MANAGER_CAINJECTOR_BIN", "cert-manager's cainjector v1.21.2 (quay.io/jetstack/cert-manager-cainjector's /app/cmd/cainjector/cainjector)"},
 }
 
-// busybox is Debian's busybox-static, statically linked.
-const busybox = "/bin/busybox"
+// busybox is Debian's busybox-static, statically linked (cluster.NodeMissing
+// checks it): the shell tools of etcd's join image and the backup image.
+const busybox = cluster.Busybox
 
 // kube is the cluster every test here deploys to; nil when skipped.
 var (
@@ -70,9 +71,6 @@ func run(m *testing.M) int {
 		} else if _, err := os.Stat(p); err != nil {
 			missing = append(missing, b.env+"="+p+": "+err.Error())
 		}
-	}
-	if _, err := os.Stat(busybox); err != nil {
-		missing = append(missing, busybox+" (apt-get install busybox-static: the shell tools of etcd's join image and the backup image)")
 	}
 	if _, err := exec.LookPath("jq"); err != nil {
 		missing = append(missing, "jq (apt-get install jq: the runbook's restore commands)")
