@@ -165,12 +165,13 @@ type KCP struct {
 	Replicas int `json:"replicas"`
 	// Resources are each kcp server's requests and limits.
 	Resources workload.Resources `json:"resources"`
-	// AntiAffinity spreads kcp replicas: `none`, `hostname` (hard: one per
-	// node) or `zone` (hard: one per zone, so `zones` needs at least
-	// kcp.replicas entries). Prod must use `zone`.
+	// AntiAffinity spreads kcp replicas and the front-proxies: `none`,
+	// `hostname` (hard: one per node) or `zone` (hard: one per zone, so
+	// `zones` needs at least kcp.replicas and kcp.frontProxyReplicas
+	// entries). Prod must use `zone`.
 	AntiAffinity string `json:"antiAffinity"`
 	// FrontProxyReplicas is the number of front-proxy pods, the only way in:
-	// 1 to 9, at least 2 in prod.
+	// 1 to 9, at least 2 in prod; spread as kcp.antiAffinity says.
 	FrontProxyReplicas int `json:"frontProxyReplicas"`
 	// FrontProxyResources are each front-proxy pod's requests and limits.
 	FrontProxyResources workload.Resources `json:"frontProxyResources"`

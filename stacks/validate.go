@@ -357,7 +357,7 @@ func (c *Config) validateCloud(v *validator) {
 	for _, w := range []struct {
 		mode     string
 		replicas int
-	}{{c.KCP.AntiAffinity, c.KCP.Replicas}, {c.Etcd.AntiAffinity, c.Etcd.Replicas}, {c.KCP.AntiAffinity, maxShardReplicas(c)}} {
+	}{{c.KCP.AntiAffinity, c.KCP.Replicas}, {c.KCP.AntiAffinity, c.KCP.FrontProxyReplicas}, {c.Etcd.AntiAffinity, c.Etcd.Replicas}, {c.KCP.AntiAffinity, maxShardReplicas(c)}} {
 		if w.mode == AntiAffinityHostname && len(c.Zones)*c.Cloud.NodesPerZone.Min < w.replicas {
 			v.add("cloud.nodesPerZone.min", strconv.Itoa(c.Cloud.NodesPerZone.Min),
 				fmt.Sprintf("at least %d nodes in all (%d zones × min) for %d replicas with hard per-node anti-affinity", w.replicas, len(c.Zones), w.replicas))

@@ -168,6 +168,9 @@ func (a Args) Validate(fld *field.Path) field.ErrorList {
 	errs = append(errs, a.Resources.Validate(fld.Child("resources"))...)
 	errs = append(errs, a.FrontProxyResources.Validate(fld.Child("frontProxyResources"))...)
 	errs = append(errs, a.Spread.Validate(fld.Child("antiAffinity"), a.Replicas)...)
+	// The front-proxy is spread the same way: a replica more than the
+	// zones stays Pending and its PDB then blocks every drain.
+	errs = append(errs, a.Spread.Validate(fld.Child("frontProxyReplicas"), a.FrontProxyReplicas)...)
 	if !strings.HasPrefix(a.EtcdURL, "https://") {
 		errs = append(errs, field.Invalid(fld.Child("etcdURL"), a.EtcdURL, "an https:// etcd client URL"))
 	}

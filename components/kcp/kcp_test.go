@@ -222,6 +222,7 @@ func TestValidate(t *testing.T) {
 		{"missing cert", func(a *Args) { a.Certs.ClientCA = "" }, "kcp.certs.clientCA", "Required value"},
 		{"too few zones", func(a *Args) { a.Spread.Zones = a.Spread.Zones[:2] }, "kcp.antiAffinity", "at least 3 entries in zones"},
 		{"too many replicas", func(a *Args) { a.Replicas = 10 }, "kcp.replicas", "1 to 9"},
+		{"more front-proxies than zones", func(a *Args) { a.FrontProxyReplicas = 4 }, "kcp.frontProxyReplicas", "at least 4 entries in zones"},
 		{"tag in the repository", func(a *Args) { a.Image = "ghcr.io/kcp-dev/kcp:v0.32.3" }, "kcp.image", "without tag or digest"},
 		{"unpinned version", func(a *Args) { a.Version = "latest" }, "kcp.version", `a pinned release tag like "v0.32.3"`},
 		{"one-label domain", func(a *Args) { a.Domain = "localhost" }, "kcp.domain", "at least two labels"},
