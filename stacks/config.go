@@ -341,3 +341,8 @@ type TLS struct {
 	// every other certificate stays private.
 	ACME *tls.ACME `json:"acme,omitempty"`
 }
+
+// PublicServerCert is whether kcp's public address serves a publicly
+// trusted certificate (tls.acme): its clients then verify it with the
+// system's roots, not with kcp-server-ca.
+func (c *Config) PublicServerCert() bool { return c.TLS.ACME != nil }

@@ -44,7 +44,7 @@ func deployAgents(ctx *pulumi.Context, cfg *Config, projectDir string, certs *tl
 			return fmt.Errorf("cluster %s provider: %w", cl.Name, err)
 		}
 		a := AgentArgs(cfg, cl)
-		a.PublicServerCert = cfg.TLS.ACME != nil
+		a.PublicServerCert = cfg.PublicServerCert()
 		a.Identity = AgentIdentity(cfg)
 		switch a.Identity {
 		case agents.IdentityToken:
@@ -103,7 +103,7 @@ func kcpAccess(cfg *Config, certs *tls.PKI, entry *ingress.Ingress) pulumi.Strin
 		return pulumi.ToSecret(pulumi.String(cfg.KCPKubeconfig)).(pulumi.StringOutput)
 	}
 	admin := certs.Admin
-	public := cfg.TLS.ACME != nil // a publicly trusted certificate: the system's roots verify it
+	public := cfg.PublicServerCert()
 	return pulumi.ToSecret(pulumi.All(admin.Cert, admin.Key, admin.ServerCA, entry.Address).ApplyT(func(v []any) (string, error) {
 		server := cfg.Target.KCPServer
 		if server == "" {

@@ -77,7 +77,7 @@ func (f *smokeFlags) target(ctx context.Context, cfg *stacks.Config) (ops.SmokeT
 		default:
 			server = kcp.PublicURL(cfg.Domain) + "/clusters/root"
 		}
-		t.KCP, err = adminFromHost(ctx, t.Host, cfg.Namespace, server)
+		t.KCP, err = adminFromHost(ctx, t.Host, cfg.Namespace, server, cfg.PublicServerCert())
 		if err == nil {
 			t.KCP.TLSClientConfig.ServerName = serverName
 		}
@@ -193,7 +193,9 @@ func (f *smokeFlags) run(ctx context.Context, cfg *stacks.Config, asJSON bool, s
 // adminFromHost is kcp admin access from the certificates the stack keeps on
 // the hosting cluster: the kcp-admin client certificate and kcp-server-ca.
 // Always current (cert-manager renews them in place), nothing to copy.
-func adminFromHost(ctx context.Context, host *rest.Config, namespace, server string) (*rest.Config, error) {
+// publicCert: kcp's address serves a publicly trusted certificate
+// (tls.acme), which the system's roots verify, not kcp-server-ca.
+func adminFromHost(ctx context.Context, host *rest.Config, namespace, server string, publicCert bool) (*rest.Config, error) {
 	c, err := dynamic.NewForConfig(host)
 	if err != nil {
 		return nil, err
@@ -217,6 +219,9 @@ func adminFromHost(ctx context.Context, host *rest.Config, namespace, server str
 	}
 	if cfg.KeyData, err = field(tls.CertAdmin, "tls.key"); err != nil {
 		return nil, err
+	}
+	if publicCert {
+		return cfg, nil
 	}
 	if cfg.CAData, err = field(tls.CAServer, "ca.crt"); err != nil {
 		return nil, err
