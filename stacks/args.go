@@ -144,7 +144,8 @@ func AgentArgs(cfg *Config, cl Cluster) agents.Args {
 	}
 	return agents.Args{
 		Cluster: cl.Name, Kind: cl.Agent, Image: cl.Image, Replicas: cl.Replicas, Namespace: cl.Namespace,
-		KCPServer: kcp.PublicURL(cfg.Domain), Workspace: cl.Workspace, Resources: cl.Resources, Labels: labels,
+		KCPServer: kcp.PublicURL(cfg.Domain), FrontDoor: kcp.FrontProxyPods(cfg.Namespace),
+		Workspace: cl.Workspace, Resources: cl.Resources, Labels: labels,
 		PodSecurityVersion: cfg.PodSecurityVersion,
 		Container:          cfg.AgentResources,
 		LogDebug:           cl.LogDebug,

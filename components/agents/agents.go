@@ -131,6 +131,12 @@ type Args struct {
 	// certificate (tls.acme), so the agent verifies it with the system roots
 	// of its image, not with the private server CA.
 	PublicServerCert bool
+	// FrontDoor is kcp's front door as seen from inside kcp's own host
+	// cluster: there kube-proxy translates the LoadBalancer address to a
+	// front-proxy pod and its port before any NetworkPolicy judges the
+	// connection, so an agent on that cluster reaches kcp only if this flow
+	// is open (elsewhere it selects nothing).
+	FrontDoor netpol.Flow
 	// LogDebug adds --log-debug: a log line per reconcile and sync step.
 	LogDebug           bool
 	Container          workload.Resources
@@ -290,10 +296,15 @@ func NewAgent(ctx *pulumi.Context, name string, args Args, opts ...pulumi.Resour
 	if err := newPublishedResources(ctx, name, args, labels, child); err != nil {
 		return nil, err
 	}
-	// The agent talks to its cluster's API and to kcp over 443/6443 only.
+	// The agent talks to its cluster's API and to kcp over 443/6443 only,
+	// or to the front-proxy pods where kcp runs in the same cluster.
+	egress := []netpol.Flow{netpol.Anywhere(netpol.KubernetesAPIPorts...)}
+	if args.FrontDoor.Ports != nil {
+		egress = append(egress, args.FrontDoor)
+	}
 	if err := netpol.NewAllowPolicy(ctx, name+"-netpol", args.Namespace, args.Kind, labels,
 		[]netpol.Flow{{Namespace: netpol.MonitoringNamespace, Ports: []int{MetricsPort}}},
-		[]netpol.Flow{netpol.Anywhere(netpol.KubernetesAPIPorts...)}, after...); err != nil {
+		egress, after...); err != nil {
 		return nil, err
 	}
 	if _, err := appsv1.NewDeployment(ctx, name+"-deployment", &appsv1.DeploymentArgs{

@@ -10,10 +10,12 @@ import (
 	"github.com/pulumi/pulumi-kubernetes/sdk/v4/go/kubernetes"
 	"github.com/pulumi/pulumi/sdk/v3/go/pulumi"
 	"gopkg.in/yaml.v3"
+	networkingv1 "k8s.io/api/networking/v1"
 	"k8s.io/apimachinery/pkg/util/validation/field"
 
 	"github.com/kcp-tmc/kcp-tmc/internal/test/fieldtest"
 	"github.com/kcp-tmc/kcp-tmc/internal/test/mocktest"
+	"github.com/kcp-tmc/kcp-tmc/pkg/netpol"
 	"github.com/kcp-tmc/kcp-tmc/pkg/workload"
 )
 
@@ -289,5 +291,39 @@ func TestPublicServerCertificate(t *testing.T) {
 	}
 	if strings.Contains(kc, "certificate-authority") || mocktest.Dig(parsed, "clusters", 0, "cluster", "server") != "https://kcp.example.com/clusters/root:compute" {
 		t.Errorf("kubeconfig = %s", kc)
+	}
+}
+
+// TestFrontDoorEgress: on kcp's own host cluster the agent's connection to
+// kcp's public address arrives at a front-proxy pod's port (kube-proxy
+// translates it first), so the agent's policy opens that flow when given.
+func TestFrontDoorEgress(t *testing.T) {
+	door := netpol.Flow{Namespace: "kcp", Pods: map[string]string{"app.kubernetes.io/name": "kcp-front-proxy"}, Ports: []int{8443}}
+	for _, tt := range []struct {
+		name string
+		door netpol.Flow
+		want bool
+	}{
+		{"kcp's host cluster", door, true},
+		{"none given", netpol.Flow{}, false},
+	} {
+		t.Run(tt.name, func(t *testing.T) {
+			a := args("east", KindSyncAgent)
+			a.FrontDoor = tt.door
+			np := mocktest.Decode[networkingv1.NetworkPolicy](t, run(t, a).Object(t, "kubernetes:networking.k8s.io/v1:NetworkPolicy", "allow-"+KindSyncAgent))
+			found := false
+			for _, r := range np.Spec.Egress {
+				for _, p := range r.To {
+					if p.NamespaceSelector != nil && p.NamespaceSelector.MatchLabels["kubernetes.io/metadata.name"] == "kcp" &&
+						p.PodSelector != nil && reflect.DeepEqual(p.PodSelector.MatchLabels, door.Pods) &&
+						len(r.Ports) == 1 && r.Ports[0].Port.IntVal == 8443 {
+						found = true
+					}
+				}
+			}
+			if found != tt.want {
+				t.Errorf("egress to the front-proxy pods on 8443: %v, want %v (egress %+v)", found, tt.want, np.Spec.Egress)
+			}
+		})
 	}
 }

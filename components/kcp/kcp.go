@@ -155,6 +155,12 @@ func (a Args) WithDefaults() Args {
 // includes its rotated audit log.
 func serverEphemeral(r workload.Resources) workload.Resources { return r.WithEphemeral("256Mi", "2Gi") }
 
+// FrontProxyPods are the front-proxy pods of kcp in namespace on their
+// port: what kcp's public address leads to inside kcp's host cluster.
+func FrontProxyPods(namespace string) netpol.Flow {
+	return netpol.Flow{Namespace: namespace, Pods: workload.Labels(FrontProxyName), Ports: []int{FrontProxyPort}}
+}
+
 // Validate reports every invalid field under fld, children named by the
 // stack's keys.
 func (a Args) Validate(fld *field.Path) field.ErrorList {
