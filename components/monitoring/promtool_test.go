@@ -90,6 +90,16 @@ func scenarios() []scenario {
 			[]series{{`controller_runtime_reconcile_errors_total{job="api-syncagent",namespace="kcp",controller="sync"}`, "0x20"}},
 			"2m", "5m", with(map[string]string{"controller": "sync"}, ns)},
 		{"SyncLatencyHigh", "1m", syncF, syncH, "8m", "15m", with(nil, ns)},
+		{"SyncerDown", "1m", []series{{`up{job="api-syncagent",namespace="kcp",instance="agent-0"}`, "0x10"}},
+			[]series{{`up{job="api-syncagent",namespace="kcp",instance="agent-0"}`, "1x10"}}, "4m", "6m", with(map[string]string{"instance": "agent-0", "job": "api-syncagent"}, ns)},
+		// Half the objects waited more than 10 s in the queue (failing); all under it (healthy).
+		{"SyncBacklog", "1m", []series{
+			{`workqueue_queue_duration_seconds_bucket{job="api-syncagent",namespace="kcp",controller="sync",name="sync",le="10"}`, "0+5x30"},
+			{`workqueue_queue_duration_seconds_count{job="api-syncagent",namespace="kcp",controller="sync",name="sync"}`, "0+10x30"}},
+			[]series{
+				{`workqueue_queue_duration_seconds_bucket{job="api-syncagent",namespace="kcp",controller="sync",name="sync",le="10"}`, "0+10x30"},
+				{`workqueue_queue_duration_seconds_count{job="api-syncagent",namespace="kcp",controller="sync",name="sync"}`, "0+10x30"}},
+			"8m", "15m", with(map[string]string{"controller": "sync"}, ns)},
 		{"EtcdNoLeader", "1m", []series{{`etcd_server_has_leader{` + etcd0 + `}`, "0x10"}}, []series{{`etcd_server_has_leader{` + etcd0 + `}`, "1x10"}},
 			"30s", "2m", map[string]string{"job": "etcd", "namespace": "kcp", "instance": "etcd-0"}},
 		// One cluster down to 2 of 3 alerts for that cluster; the other shard's is healthy.

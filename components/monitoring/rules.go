@@ -95,6 +95,23 @@ func AgentGroup() Group {
 			`histogram_quantile(0.99, sum by (namespace, le) (rate(controller_runtime_reconcile_time_seconds_bucket{job="%s"}[5m]))) > %d`, JobSyncAgent, SyncLatencySeconds), "10m",
 			"Syncing takes longer than the 5 s objective",
 			"The 99th percentile of api-syncagent reconcile time is {{ $value | humanizeDuration }}."),
+		// Nothing syncs to or from this cluster while its agent is down;
+		// the reconcile alerts above then see no reconciles and stay quiet.
+		alert("SyncerDown", "critical", fmt.Sprintf(`up{job="%s"} == 0`, JobSyncAgent), "5m",
+			"api-syncagent is down in {{ $labels.namespace }}",
+			"The agent has not answered Prometheus' scrape for 5 minutes: objects are not synced between kcp and this cluster."),
+		// An object waits in the agent's queue before its reconcile starts,
+		// which SyncLatencyHigh (the reconcile's own time) does not count:
+		// the agent's client limit makes a burst wait minutes in the queue
+		// while each reconcile stays fast (README "Sync at scale").
+		// controller-runtime's buckets are decades (…, 1, 10, 100 s): 10 s
+		// is the first above the 5 s objective.
+		alert("SyncBacklog", "warning", fmt.Sprintf(`(
+  sum by (namespace, controller) (rate(workqueue_queue_duration_seconds_count{job="%[1]s"}[5m]))
+  - sum by (namespace, controller) (rate(workqueue_queue_duration_seconds_bucket{job="%[1]s",le=~"10(\\.0)?"}[5m]))
+) / sum by (namespace, controller) (rate(workqueue_queue_duration_seconds_count{job="%[1]s"}[5m])) > 0.01`, JobSyncAgent), "10m",
+			"api-syncagent {{ $labels.controller }} is behind",
+			"{{ $value | humanizePercentage }} of the objects queued for api-syncagent's controller {{ $labels.controller }} waited more than 10 s before their sync began."),
 	}}
 }
 
@@ -214,7 +231,7 @@ sum by (namespace) (rate(apiserver_request_total{job="%[1]s"}[%[2]s]))`, JobKCP,
 			alert("EtcdBackupStale", "critical", cronJobLate(backupJobs, 26*time.Hour), "10m",
 				"No successful backup by {{ $labels.cronjob }} for 26 hours", "The last successful {{ $labels.cronjob }} run in {{ $labels.namespace }} was {{ $value | humanizeDuration }} ago."),
 			alert("EtcdBackupFailed", "warning", jobGaveUp(backupJobs), "0m",
-				"etcd backup job {{ $labels.job_name }} failed", "Its log names the failed step: `etcd-backup: FAILED: <step>`."),
+				"etcd backup job {{ $labels.job_name }} failed", "Every retry failed; its containers are its steps, the last with output failed (`kubectl logs job/{{ $labels.job_name }} --all-containers --prefix`). Fires until the Job is deleted."),
 			alert("EtcdBackupVerificationStale", "warning", cronJobLate(backupJobs+"-verify", 8*24*time.Hour), "1h",
 				"No verified restore of the newest snapshot by {{ $labels.cronjob }} for 8 days", "The weekly {{ $labels.cronjob }} job has not succeeded; that cluster's backups may not restore."),
 		}},
