@@ -187,7 +187,8 @@ type KCP struct {
 	// what no typed key covers (`--oidc-*`, `--feature-gates`, `--v`). Each
 	// must be one kcp v0.32.3 registers and kcp-tmc does not set;
 	// `--goaway-chance` and `--shutdown-delay-duration` are refused (they
-	// fail writes through the front-proxy: docs/control-plane.md).
+	// fail writes through the front-proxy: docs/control-plane.md), and
+	// `--external-hostname` (a no-op kcp never reads).
 	ExtraFlags []string `json:"extraFlags"`
 	// FrontProxyExtraFlags are appended to the front-proxy's flags, with the
 	// same rules.

@@ -60,7 +60,8 @@ func (a Args) ValidateExtraFlags(fld *field.Path) field.ErrorList {
 }
 
 // refusedFlags are flags kcp v0.32.3 registers that break kcp behind its
-// front-proxy, and why (measured on the node: docs/control-plane.md).
+// front-proxy (measured on the node: docs/control-plane.md) or that it
+// never reads, and why.
 var refusedFlags = map[string]string{
 	// k8s's remedy for HTTP/2 clients pinned to one apiserver; the
 	// front-proxy cannot replay a proxied body, so the writes that cross
@@ -72,6 +73,11 @@ var refusedFlags = map[string]string{
 	// at SIGTERM, so it would fail all it takes meanwhile.
 	"--shutdown-delay-duration": "kcp v0.32.3 fails every request it takes after SIGTERM (at 5s, 448 writes through " +
 		"the front door failed in those 5 s); its pods already drain for 10 s before SIGTERM",
+	// Registered as a hidden no-op (pkg/server/options/options.go: its
+	// value is discarded; kube-apiserver's own flag is on kcp's disallowed
+	// list), so a value would be silently ignored.
+	"--external-hostname": "kcp v0.32.3 registers it only as a deprecated no-op and never reads it; " +
+		"kcp's public address comes from kcp.domain (--shard-external-url)",
 }
 
 // checkExtraFlags refuses an extra flag that is malformed, that the release

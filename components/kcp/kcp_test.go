@@ -79,7 +79,7 @@ func TestProdServer(t *testing.T) {
 	args := strings.Join(mocktest.Strings(mocktest.Dig(c, "args")), " ")
 	for _, want := range []string{
 		"--etcd-servers=https://etcd.kcp.svc:2379", "--etcd-certfile=", "--etcd-cafile=", "--client-ca-file=", "--tls-cert-file=",
-		"--service-account-key-file=", "--external-hostname=kcp.example.com:443", "--shard-base-url=https://kcp-internal.kcp.svc:6443",
+		"--service-account-key-file=", "--shard-external-url=https://kcp.example.com:443", "--shard-base-url=https://kcp-internal.kcp.svc:6443",
 		"--logging-format=json", "--audit-log-maxbackup=10", "--audit-policy-file=", "--enable-leader-election",
 		"--enable-home-workspaces=false", "--batteries-included=workspace-types", "--root-ca-file=/etc/kcp/tls/server/ca.crt",
 		"--shard-virtual-workspace-url=https://kcp.example.com:443",
@@ -234,7 +234,8 @@ func TestValidate(t *testing.T) {
 // TestFlagsAreOnesKCPRegisters: kcp and the front-proxy exit at once on a
 // flag they do not register (kcp registers only an allow-list of
 // kube-apiserver's flags), so every flag we render must be on the pinned
-// release's own list.
+// release's own list — and not one kcp-tmc refuses (one that breaks kcp
+// behind its front-proxy, or that kcp never reads).
 func TestFlagsAreOnesKCPRegisters(t *testing.T) {
 	rec := run(t, prodArgs())
 	for _, tc := range []struct {
@@ -258,6 +259,9 @@ func TestFlagsAreOnesKCPRegisters(t *testing.T) {
 			if !known[flag] {
 				t.Errorf("%s: %s is not a flag kcp v0.32.3 registers (components/kcp/flags/)", tc.deployment, flag)
 			}
+			if why := refusedFlags[flag]; why != "" {
+				t.Errorf("%s: renders %s, which it refuses from users: %s", tc.deployment, flag, why)
+			}
 		}
 	}
 }
@@ -277,6 +281,7 @@ func TestExtraFlags(t *testing.T) {
 		{"a flag kcp does not have", []string{"--max-requests-inflight=800"}, nil, "kcp.extraFlags[0]", `"--max-requests-inflight=800": a flag kcp v0.32.3 registers`},
 		{"a flag kcp-tmc sets", []string{"--batteries-included=admin"}, nil, "kcp.extraFlags[0]", `"--batteries-included=admin": a flag kcp-tmc does not already set`},
 		{"pinned clients rotated", []string{"--goaway-chance=0.001"}, nil, "kcp.extraFlags[0]", `"--goaway-chance=0.001": not --goaway-chance: kcp-front-proxy v0.32.3 cannot retry`},
+		{"a flag kcp never reads", []string{"--external-hostname=kcp.example.com:443"}, nil, "kcp.extraFlags[0]", `not --external-hostname: kcp v0.32.3 registers it only as a deprecated no-op`},
 		{"serving on after SIGTERM", []string{"--shutdown-delay-duration=5s"}, nil, "kcp.extraFlags[0]", `"--shutdown-delay-duration=5s": not --shutdown-delay-duration: kcp v0.32.3 fails every request`},
 		{"the pod's port", []string{"--secure-port=7443"}, nil, "kcp.extraFlags[0]", "a flag kcp-tmc does not already set"},
 		{"front-proxy mapping", nil, []string{"--mapping-file=/x"}, "kcp.frontProxyExtraFlags[0]", `"--mapping-file=/x"`},

@@ -44,7 +44,6 @@ func shardServerFlags(a Args, s server) []string {
 		"--root-directory=/var/lib/kcp",
 		"--shard-base-url=" + BaseURL(a.Namespace, s.Shard),
 		"--shard-external-url=https://" + host + ":443",
-		"--external-hostname=" + host + ":443",
 	}
 	// Where APIExportEndpointSlices send agents for the workspaces on this
 	// shard. The default (--shard-base-url) is an in-cluster name no agent
