@@ -116,9 +116,9 @@ func startControlPlane(t testing.TB, objs objects) *controlPlane {
 	dir := t.TempDir()
 	server := objs.get(t, "Deployment", kcp.ServerName)
 	kcpArgs := fmt.Sprint(mocktest.Dig(server, "spec", "template", "spec", "containers", 0, "args"))
-	public := regexp.MustCompile(`--external-hostname=([^: \]]+)`).FindStringSubmatch(kcpArgs)
+	public := regexp.MustCompile(`--shard-external-url=https://([^: \]]+)`).FindStringSubmatch(kcpArgs)
 	if public == nil {
-		t.Fatalf("kcp has no --external-hostname: %s", kcpArgs)
+		t.Fatalf("kcp has no --shard-external-url: %s", kcpArgs)
 	}
 	m := newMachine(t, objs, public[1])
 	cp := &controlPlane{objs: objs, m: m, dir: dir, publicHost: public[1], running: map[string]*instance{}, owner: t}
