@@ -314,7 +314,7 @@ type Storage struct {
 	// ReclaimPolicy is `Retain` or `Delete`; prod must keep `Retain`, so a
 	// released etcd volume survives. It applies only to a class kcp-tmc
 	// creates (storage.create); an existing class keeps its own (EKS's gp2:
-	// Delete), where the protected, retained claims are what keeps the data.
+	// Delete), where the retained claims are what keeps the data.
 	ReclaimPolicy string `json:"reclaimPolicy"`
 }
 

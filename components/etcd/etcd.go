@@ -64,8 +64,9 @@ type Args struct {
 	Replicas  int // odd; default 1
 	Image     string
 	Version   string
-	// JoinImage runs scripts/etcd-join.sh before etcd when Replicas > 1:
-	// repository:tag with sh, cut, rm, sleep, etcd and etcdctl of Version.
+	// JoinImage runs scripts/etcd-join.sh before etcd when Replicas > 1,
+	// and the membership Job (scripts/etcd-members.sh): repository:tag with
+	// sh, cut, rm, sleep, etcd and etcdctl of Version.
 	JoinImage string
 	// StorageClass and StorageSize size each member's volume. Growing
 	// StorageSize patches the existing claims in place.
@@ -115,14 +116,12 @@ func (a Args) WithDefaults() Args {
 // stack's keys.
 func (a Args) Validate(fld *field.Path) field.ErrorList {
 	errs := check.DNSLabel(fld.Child("namespace"), a.Namespace, "a namespace")
-	if a.Replicas < 1 || a.Replicas > 7 || a.Replicas%2 == 0 {
+	if a.Replicas < 1 || a.Replicas > MaxReplicas || a.Replicas%2 == 0 {
 		errs = append(errs, field.Invalid(fld.Child("replicas"), a.Replicas, "an odd number from 1 to 7 (an even member count adds no fault tolerance)"))
 	}
 	errs = append(errs, check.Repository(fld.Child("image"), a.Image, DefaultImage)...)
 	errs = append(errs, check.Release(fld.Child("version"), a.Version, "v3.5", DefaultVersion)...)
-	if a.Replicas > 1 {
-		errs = append(errs, check.Image(fld.Child("joinImage"), a.JoinImage, DefaultJoinImage)...)
-	}
+	errs = append(errs, check.Image(fld.Child("joinImage"), a.JoinImage, DefaultJoinImage)...)
 	errs = append(errs, check.DNSSubdomain(fld.Child("storageClass"), a.StorageClass, "a StorageClass name")...)
 	size, sizeErr := a.volumeBytes(fld.Child("storageSize"))
 	quota, quotaErr := a.quotaBytes(fld.Child("quotaBackendBytes"))
@@ -176,16 +175,22 @@ func NewEtcd(ctx *pulumi.Context, name string, args Args, opts ...pulumi.Resourc
 	child := pulumi.Parent(comp)
 	ns := args.Namespace
 	cluster, app := args.Cluster(), args.Name
-	// The claims and the StatefulSet outlive a destroy when protected.
+	// The claims and the StatefulSet outlive a destroy when protected. A
+	// claim is retained rather than protected: lowering etcd.replicas drops
+	// the claims of the members removed (the membership Job), which Pulumi
+	// would refuse to forget if they were protected; the volume stays, and
+	// a later raise adopts it (server-side apply) and its join starts anew.
+	claimOpts := []pulumi.ResourceOption{child}
 	stateful := []pulumi.ResourceOption{child}
 	if args.Protect {
+		claimOpts = append(claimOpts, pulumi.RetainOnDelete(true))
 		stateful = append(stateful, pulumi.Protect(true), pulumi.RetainOnDelete(true))
 	}
 
 	if err := newServices(ctx, name, args, child); err != nil {
 		return nil, err
 	}
-	if err := newMembers(ctx, name, args, child, stateful); err != nil {
+	if err := newMembers(ctx, name, args, child, claimOpts, stateful); err != nil {
 		return nil, err
 	}
 	self := workload.Labels(app)
@@ -202,6 +207,7 @@ func NewEtcd(ctx *pulumi.Context, name string, args Args, opts ...pulumi.Resourc
 	for _, c := range args.Clients {
 		ingress = append(ingress, netpol.Flow{Pods: c, Ports: []int{ClientPort}})
 	}
+	ingress = append(ingress, netpol.Flow{Pods: workload.Labels(membersJob(app)), Ports: []int{ClientPort}})
 	if err := netpol.NewAllowPolicy(ctx, name+"-netpol", ns, app, self, ingress,
 		[]netpol.Flow{members}, child); err != nil {
 		return nil, err
@@ -261,8 +267,8 @@ func newServices(ctx *pulumi.Context, name string, args Args, child pulumi.Resou
 }
 
 // newMembers registers the members: their claims, the join script, the
-// StatefulSet and its PDB.
-func newMembers(ctx *pulumi.Context, name string, args Args, child pulumi.ResourceOption, stateful []pulumi.ResourceOption) error {
+// membership Job, the StatefulSet and its PDB.
+func newMembers(ctx *pulumi.Context, name string, args Args, child pulumi.ResourceOption, claimOpts, stateful []pulumi.ResourceOption) error {
 	ns, cluster, app := args.Namespace, args.Cluster(), args.Name
 	// The claims the StatefulSet would create, created by Pulumi instead (same
 	// names, so the StatefulSet adopts them): a size change then patches each
@@ -273,7 +279,7 @@ func newMembers(ctx *pulumi.Context, name string, args Args, child pulumi.Resour
 		pvc, err := corev1.NewPersistentVolumeClaim(ctx, name+"-"+DataClaimName+"-"+member, &corev1.PersistentVolumeClaimArgs{
 			Metadata: workload.Meta(DataClaimName+"-"+member, ns, app),
 			Spec:     claimSpec(args),
-		}, stateful...)
+		}, claimOpts...)
 		if err != nil {
 			return fmt.Errorf("etcd claim for %s: %w", member, err)
 		}
@@ -290,6 +296,11 @@ func newMembers(ctx *pulumi.Context, name string, args Args, child pulumi.Resour
 		}
 		before = append(before, script)
 	}
+	job, err := newMembersJob(ctx, name, args, child)
+	if err != nil {
+		return err
+	}
+	before = append(before, job)
 	stsOpts := append(stateful, pulumi.DependsOn(before),
 		// volumeClaimTemplates is immutable: sizes are changed on the claims above.
 		pulumi.IgnoreChanges([]string{"spec.volumeClaimTemplates"}))

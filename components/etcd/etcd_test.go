@@ -8,6 +8,7 @@ import (
 	"testing"
 
 	appsv1 "k8s.io/api/apps/v1"
+	batchv1 "k8s.io/api/batch/v1"
 	corev1 "k8s.io/api/core/v1"
 	networkingv1 "k8s.io/api/networking/v1"
 	"k8s.io/apimachinery/pkg/api/resource"
@@ -77,8 +78,10 @@ func TestEtcdPerEnvironment(t *testing.T) {
 				if !reflect.DeepEqual(pvc.Spec.AccessModes, []corev1.PersistentVolumeAccessMode{corev1.ReadWriteOnce}) {
 					t.Errorf("access modes %v", pvc.Spec.AccessModes)
 				}
-				if c.Protect != tt.protected || c.RetainOnDelete != tt.protected {
-					t.Errorf("claim protect=%v retain=%v, want %v", c.Protect, c.RetainOnDelete, tt.protected)
+				// Retained, not protected: lowering etcd.replicas must be able
+				// to drop a removed member's claim from the stack (the volume stays).
+				if c.Protect || c.RetainOnDelete != tt.protected {
+					t.Errorf("claim protect=%v retain=%v, want retained=%v and never protected", c.Protect, c.RetainOnDelete, tt.protected)
 				}
 			}
 			for _, m := range (Cluster{Name: Name, Namespace: "kcp"}).MemberNames(tt.members) {
@@ -284,6 +287,61 @@ func TestMembersReachEachOther(t *testing.T) {
 			}
 			if !slices.Equal(in, tt.want) || !slices.Equal(out, tt.want) {
 				t.Errorf("members reach each other on ingress %v, egress %v; want %v both ways", in, out, tt.want)
+			}
+		})
+	}
+}
+
+// TestMembershipJobComesFirst: the StatefulSet waits for the membership
+// Job, whose environment names the members etcd.replicas keeps (so a
+// change of the count replaces and re-runs it) and every member the
+// cluster can have; the Job reaches the members' client port and nothing
+// else, and they accept it there.
+func TestMembershipJobComesFirst(t *testing.T) {
+	const jobType, npType = "kubernetes:batch/v1:Job", "kubernetes:networking.k8s.io/v1:NetworkPolicy"
+	for _, replicas := range []int{1, 3} {
+		t.Run(strconv.Itoa(replicas), func(t *testing.T) {
+			a := baseArgs()
+			a.Replicas = replicas
+			rec := run(t, a)
+			job := rec.Named(t, jobType, "etcd-members")
+			if !slices.ContainsFunc(rec.Named(t, stsType, "etcd").DependsOn, func(u string) bool { return strings.HasSuffix(u, jobType+"::etcd-members") }) {
+				t.Error("the StatefulSet does not wait for the membership Job: a shrink would delete members' pods while the cluster still counts them")
+			}
+			spec := mocktest.Decode[batchv1.Job](t, job.Input()).Spec.Template.Spec
+			c := spec.Containers[0]
+			if !reflect.DeepEqual(c.Command, []string{"sh", "-c", membersScript, "etcd-members"}) || c.Image != DefaultJoinImage {
+				t.Errorf("the Job runs %.60v on %s, not scripts/etcd-members.sh on the join image", c.Command, c.Image)
+			}
+			env := map[string]string{}
+			for _, e := range c.Env {
+				env[e.Name] = e.Value
+			}
+			cl := a.WithDefaults().Cluster()
+			var keep []string
+			for _, m := range cl.MemberNames(replicas) {
+				keep = append(keep, cl.MemberURL(m, PeerPort))
+			}
+			if env["KEEP_PEERS"] != strings.Join(keep, ",") {
+				t.Errorf("KEEP_PEERS = %q, want the %d kept members' peer URLs", env["KEEP_PEERS"], replicas)
+			}
+			if got := strings.Split(env["ETCD_ENDPOINTS"], ","); len(got) != MaxReplicas || got[MaxReplicas-1] != cl.MemberURL(Name+"-6", ClientPort) {
+				t.Errorf("ETCD_ENDPOINTS = %v, want every member the cluster can have", got)
+			}
+			if job.Protect || spec.RestartPolicy != corev1.RestartPolicyNever || spec.AutomountServiceAccountToken == nil || *spec.AutomountServiceAccountToken {
+				t.Errorf("Job: protect=%v restart=%s automount=%v", job.Protect, spec.RestartPolicy, spec.AutomountServiceAccountToken)
+			}
+			jobPods := workload.Labels(Name + "-members")
+			own := mocktest.Decode[networkingv1.NetworkPolicy](t, rec.Object(t, npType, "allow-"+Name+"-members"))
+			if !reflect.DeepEqual(own.Spec.PodSelector.MatchLabels, jobPods) || len(own.Spec.Egress) != 1 ||
+				!reflect.DeepEqual(own.Spec.Egress[0].To[0].PodSelector.MatchLabels, workload.Labels(Name)) || own.Spec.Egress[0].Ports[0].Port.IntVal != ClientPort {
+				t.Errorf("the Job's policy does not allow exactly the members' client port: %+v", own.Spec)
+			}
+			members := mocktest.Decode[networkingv1.NetworkPolicy](t, rec.Object(t, npType, "allow-"+Name))
+			if !slices.ContainsFunc(members.Spec.Ingress, func(r networkingv1.NetworkPolicyIngressRule) bool {
+				return r.From[0].PodSelector != nil && reflect.DeepEqual(r.From[0].PodSelector.MatchLabels, jobPods) && r.Ports[0].Port.IntVal == ClientPort
+			}) {
+				t.Error("the members do not accept the Job on their client port")
 			}
 		})
 	}

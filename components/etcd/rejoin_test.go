@@ -26,7 +26,8 @@ type localMember struct {
 	name, dir, client string
 	args              []string
 	env               []string
-	pathFirst         string // "dir:" searched before the toolchain by the join script
+	pathFirst         string            // "dir:" searched before the toolchain by the join script
+	local             *strings.Replacer // the pod's names, ports and paths → this machine's
 	cmd               *exec.Cmd
 	log               *bytes.Buffer
 	done              chan struct{}
@@ -55,7 +56,7 @@ func localMembers(t *testing.T, a Args, tlsDir string) []*localMember {
 				fmt.Sprintf("%s:%d", c.MemberHost(other), PeerPort), peer(j))
 		}
 		r := strings.NewReplacer(pairs...)
-		m := &localMember{name: name, dir: dir, client: "https://" + client(i)}
+		m := &localMember{name: name, dir: dir, client: "https://" + client(i), local: r}
 		for _, f := range Flags(a) {
 			m.args = append(m.args, r.Replace(strings.ReplaceAll(f, "$(POD_NAME)", name)))
 		}

@@ -14,6 +14,7 @@ import (
 	"testing"
 	"time"
 
+	"github.com/pulumi/pulumi/sdk/v3/go/auto"
 	corev1 "k8s.io/api/core/v1"
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
 	"k8s.io/client-go/kubernetes"
@@ -99,6 +100,54 @@ func TestLostEtcdMemberRejoinsByItself(t *testing.T) {
 	if m := etcdMembers(t, p.ns); len(m) != 3 {
 		t.Errorf("members after the restore: %v, want 3 started", m)
 	}
+
+	// etcd.replicas lowered to one member and raised back to three, each
+	// by one up and nothing else.
+	changeEtcdMembers(t, p, host, 1)
+	changeEtcdMembers(t, p, host, 3)
+}
+
+// changeEtcdMembers sets etcd.replicas to n and runs up while a client
+// writes through kcp's front door: afterwards the cluster counts exactly
+// n members, all started (a shrink removed the others before their pods
+// went: the membership Job's log says so), kcp holds every write it
+// acknowledged and takes new ones, and the next up has nothing to change.
+func changeEtcdMembers(t *testing.T, p *platform, host string, n int) {
+	t.Helper()
+	ctx := context.Background()
+	before := etcdMembers(t, p.ns)
+	if err := p.stack.SetConfigWithOptions(ctx, "kcp-tmc:etcd.replicas", auto.ConfigValue{Value: strconv.Itoa(n)}, &auto.ConfigOptions{Path: true}); err != nil {
+		t.Fatal(err)
+	}
+	w := startKCPWriter(t, p.kcpAdminKubeconfig("https://"+host+":443/clusters/root"), fmt.Sprintf("etcd-members-%d", n), 1, 200*time.Millisecond)
+	began := time.Now()
+	p.must("up")
+	took := time.Since(began)
+	ackedByUp, _ := w.counts()
+	time.Sleep(5 * time.Second)
+	acked, failed := w.stop()
+	t.Logf("etcd.replicas %d → %d: up in %s; kcp through the front door meanwhile: %d writes acknowledged, %d failed %v",
+		len(before), n, took.Round(time.Second), len(acked), len(failed), failed)
+	if len(acked) == ackedByUp {
+		t.Errorf("kcp took no write after the up that set etcd.replicas to %d", n)
+	}
+	w.allStored(t, acked)
+	list, err := ectl(p.ns, "etcd-0", "member", "list")
+	if err != nil {
+		t.Fatal(err)
+	}
+	if members := etcdMembers(t, p.ns); len(members) != n || strings.Count(strings.TrimSpace(list), "\n")+1 != n {
+		t.Errorf("after etcd.replicas %d → %d: the cluster counts\n%s\nwant %d started members", len(before), n, list, n)
+	}
+	job, _, err := kube.Kubectl(ctx, nil, "-n", p.ns, "logs", "job/etcd-members")
+	if err != nil {
+		t.Fatalf("the membership Job's log: %v", err)
+	}
+	want := fmt.Sprintf("OK: removed %d; the cluster has %d members", max(0, len(before)-n), len(before)-max(0, len(before)-n))
+	if !strings.Contains(job, want) {
+		t.Errorf("the membership Job's log has no %q:\n%s", want, job)
+	}
+	p.must("up", "--expect-no-changes")
 }
 
 // ectl runs etcdctl in a member's etcd container against that member, with

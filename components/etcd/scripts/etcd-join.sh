@@ -58,9 +58,26 @@ has_wal() {
 	done
 	return 1
 }
+# A member with its data starts as itself, without asking anyone (a whole
+# cluster restarting has nobody to ask) — unless the cluster answers at once
+# and no longer counts it: the membership Job removed it when etcd.replicas
+# went down (scripts/etcd-members.sh) and its volume stayed. etcd refuses
+# such a member for good ("the member has been permanently removed"): it
+# joins anew, from an empty directory, as a lost member does.
 if has_wal; then
-	log "has its data; etcd starts as itself"
-	exit 0
+	listed=yes
+	if members=$(etcdctl --endpoints="$ETCD_ENDPOINTS" --dial-timeout=2s --command-timeout=5s member list 2>/dev/null) && [ -n "$members" ]; then
+		case "$members" in
+		*", $peer, "*) ;;
+		*) listed="" ;;
+		esac
+	fi
+	if [ -n "$listed" ]; then
+		log "has its data; etcd starts as itself"
+		exit 0
+	fi
+	log "has the data of a member the cluster removed (etcd.replicas went down): joining anew"
+	rm -rf "$data/member"
 fi
 if [ -d "$data/member" ]; then
 	log "no WAL in $data/member (a sync cut short): starting it over"
@@ -76,7 +93,7 @@ fi
 # times first (≈20 s, once, at a cluster's first start).
 others=$ETCD_ENDPOINTS
 tries=0
-until members=$(etcdctl --endpoints="$others" --dial-timeout=5s --command-timeout=15s member list 2>/dev/null); do
+until members=$(etcdctl --endpoints="$others" --dial-timeout=5s --command-timeout=5s member list 2>/dev/null); do
 	tries=$((tries + 1))
 	if [ "$tries" -ge 3 ]; then
 		log "no running cluster answers: a first start (or the whole cluster is being restored)"
@@ -105,23 +122,38 @@ if [ -n "$line" ] && [ -n "$clients" ]; then
 	retry etcdctl --endpoints="$others" member remove "$id"
 	line=""
 fi
-if [ -z "$line" ]; then
-	retry etcdctl --endpoints="$others" member add "$POD_NAME" --peer-urls="$peer" >/dev/null
-	log "added as a new member"
-fi
-
-# Membership as the cluster has it now, every member (as `etcdctl member
-# add` prints it; etcd checks that the count matches); ours has no name yet.
+# Membership as the cluster has it now, every member (etcd checks that the
+# count matches): as `etcdctl member add` prints it. It must come from
+# there: a cluster of one that gets its second member has no quorum until
+# that member runs, so a (linearizable) member list cannot answer.
 initial=""
-while IFS= read -r l; do
-	[ -n "$l" ] || continue
-	n=$(field "$l" 3)
-	u=$(field "$l" 4)
-	if [ "$u" = "$peer" ]; then n=$POD_NAME; fi
-	initial="${initial:+$initial,}$n=$u"
-done <<EOF
+if [ -z "$line" ]; then
+	added=$(retry etcdctl --endpoints="$others" member add "$POD_NAME" --peer-urls="$peer")
+	log "added as a new member"
+	while IFS= read -r l; do
+		case "$l" in
+		ETCD_INITIAL_CLUSTER=*)
+			initial=${l#ETCD_INITIAL_CLUSTER=}
+			initial=${initial#\"}
+			initial=${initial%\"}
+			;;
+		esac
+	done <<EOF
+$added
+EOF
+fi
+# Added by an earlier run cut short: the list, where ours has no name yet.
+if [ -z "$initial" ]; then
+	while IFS= read -r l; do
+		[ -n "$l" ] || continue
+		n=$(field "$l" 3)
+		u=$(field "$l" 4)
+		if [ "$u" = "$peer" ]; then n=$POD_NAME; fi
+		initial="${initial:+$initial,}$n=$u"
+	done <<EOF
 $(etcdctl --endpoints="$others" member list)
 EOF
+fi
 
 # Sync: etcd with the pod's arguments, joining the existing cluster.
 for a do

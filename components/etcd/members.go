@@ -1,0 +1,104 @@
+package etcd
+
+// The membership Job: members that etcd.replicas no longer keeps leave the
+// cluster before the StatefulSet deletes their pods (scripts/etcd-members.sh).
+
+import (
+	_ "embed"
+	"fmt"
+	"strings"
+
+	batchv1 "github.com/pulumi/pulumi-kubernetes/sdk/v4/go/kubernetes/batch/v1"
+	corev1 "github.com/pulumi/pulumi-kubernetes/sdk/v4/go/kubernetes/core/v1"
+	metav1 "github.com/pulumi/pulumi-kubernetes/sdk/v4/go/kubernetes/meta/v1"
+	"github.com/pulumi/pulumi/sdk/v3/go/pulumi"
+
+	"github.com/kcp-tmc/kcp-tmc/pkg/netpol"
+	"github.com/kcp-tmc/kcp-tmc/pkg/workload"
+)
+
+// MaxReplicas is the most members a cluster may have (etcd.replicas).
+const MaxReplicas = 7
+
+//go:embed scripts/etcd-members.sh
+var membersScript string
+
+// membersJob names the membership Job of a cluster, its pods' component
+// label and its NetworkPolicy.
+func membersJob(cluster string) string { return cluster + "-members" }
+
+// membersEnv is the Job's environment (scripts/etcd-members.sh): every
+// member the cluster can have — a shrink's members to remove are above the
+// new count — the peer URLs of those etcd.replicas keeps, and the
+// etcd-server certificate for etcdctl.
+func membersEnv(a Args) []envVar {
+	c := a.Cluster()
+	var keep []string
+	for _, m := range c.MemberNames(a.Replicas) {
+		keep = append(keep, c.MemberURL(m, PeerPort))
+	}
+	return []envVar{
+		{"ETCD_ENDPOINTS", strings.Join(c.MemberURLs(MaxReplicas), ",")},
+		{"KEEP_PEERS", strings.Join(keep, ",")},
+		{"ETCDCTL_CACERT", serverTLSDir + "/ca.crt"},
+		{"ETCDCTL_CERT", serverTLSDir + "/tls.crt"},
+		{"ETCDCTL_KEY", serverTLSDir + "/tls.key"},
+	}
+}
+
+// newMembersJob registers the membership Job and its NetworkPolicy; the
+// StatefulSet depends on the Job, so Pulumi waits for it. Its spec holds
+// etcd.replicas, so a change replaces it (Job specs are immutable) and it
+// runs again; an up that keeps the count leaves it alone. It succeeds
+// without a cluster (a first install) and fails the up, before any pod is
+// deleted, when etcd refuses a removal.
+func newMembersJob(ctx *pulumi.Context, name string, a Args, opts ...pulumi.ResourceOption) (pulumi.Resource, error) {
+	job := membersJob(a.Name)
+	labels := workload.Labels(job)
+	var env corev1.EnvVarArray
+	for _, e := range membersEnv(a) {
+		env = append(env, corev1.EnvVarArgs{Name: pulumi.String(e.name), Value: pulumi.String(e.value)})
+	}
+	j, err := batchv1.NewJob(ctx, name+"-members", &batchv1.JobArgs{
+		Metadata: workload.Meta(job, a.Namespace, job),
+		Spec: batchv1.JobSpecArgs{
+			// The script retries each removal for 2 minutes itself; a
+			// second pod covers one lost with its node.
+			BackoffLimit:          pulumi.Int(1),
+			ActiveDeadlineSeconds: pulumi.Int(600),
+			Template: corev1.PodTemplateSpecArgs{
+				Metadata: &metav1.ObjectMetaArgs{Labels: pulumi.ToStringMap(labels)},
+				Spec: &corev1.PodSpecArgs{
+					ServiceAccountName:           pulumi.String(a.Name),
+					AutomountServiceAccountToken: pulumi.Bool(false),
+					RestartPolicy:                pulumi.String("Never"),
+					SecurityContext:              workload.PodSecurityContext(),
+					Containers: corev1.ContainerArray{corev1.ContainerArgs{
+						Name:            pulumi.String("members"),
+						Image:           pulumi.String(a.JoinImage),
+						ImagePullPolicy: pulumi.String("Always"),
+						Command:         pulumi.ToStringArray([]string{"sh", "-c", membersScript, "etcd-members"}),
+						Env:             env,
+						Resources: workload.Resources{
+							Requests: workload.ResourceList{CPU: "10m", Memory: "32Mi", EphemeralStorage: "16Mi"},
+							Limits:   workload.ResourceList{CPU: "200m", Memory: "128Mi", EphemeralStorage: "64Mi"},
+						}.Args(),
+						SecurityContext: workload.ContainerSecurityContext(),
+						VolumeMounts: corev1.VolumeMountArray{corev1.VolumeMountArgs{
+							Name: pulumi.String("tls-server"), MountPath: pulumi.String(serverTLSDir), ReadOnly: pulumi.Bool(true)}},
+					}},
+					Volumes: corev1.VolumeArray{workload.SecretVolume("tls-server", a.ServerSecret)},
+				},
+			},
+		},
+	}, append(opts, pulumi.DeleteBeforeReplace(true))...)
+	if err != nil {
+		return nil, fmt.Errorf("etcd membership Job: %w", err)
+	}
+	// The members' client port, and nothing else.
+	if err := netpol.NewAllowPolicy(ctx, name+"-members-netpol", a.Namespace, job, labels, nil,
+		[]netpol.Flow{{Pods: workload.Labels(a.Name), Ports: []int{ClientPort}}}, opts...); err != nil {
+		return nil, err
+	}
+	return j, nil
+}

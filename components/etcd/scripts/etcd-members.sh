@@ -1,0 +1,80 @@
+#!/bin/sh
+# etcd-members: the membership Job, run before the StatefulSet takes a new
+# etcd.replicas (the StatefulSet depends on it). A StatefulSet that shrinks
+# deletes its highest pods, all at once (Parallel), while the cluster still
+# counts them as members: 5 → 3 would leave no fault tolerance, 7 → 3 would
+# lose the quorum for good. So every member that etcd.replicas does not keep
+# is removed from the cluster first, one at a time, each as soon as etcd
+# allows it (--strict-reconfig-check, on by default, refuses a removal that
+# would cost the quorum); if one cannot be removed, the Job fails and so does
+# the up, before any pod is deleted.
+#
+# No member answering is a first install (no pod exists yet) or a cluster
+# that is down, which the Job cannot change: it says so and succeeds.
+#
+# Environment: ETCD_ENDPOINTS (the client URL of every member the cluster
+# can have), KEEP_PEERS (the peer URLs of the members etcd.replicas keeps,
+# comma-separated), ETCDCTL_CACERT/ETCDCTL_CERT/ETCDCTL_KEY.
+# Needs sh, cut, sleep and etcdctl (the join image has them).
+set -eu
+
+log() { echo "etcd-members: $*" >&2; }
+
+# field N of a line of etcdctl's simple format (scripts/etcd-join.sh).
+field() {
+	v=$(echo "$1" | cut -d, -f"$2")
+	echo "${v# }"
+}
+
+list() {
+	etcdctl --endpoints="$ETCD_ENDPOINTS" --dial-timeout=3s --command-timeout=5s member list
+}
+
+tries=0
+until members=$(list 2>/dev/null); do
+	tries=$((tries + 1))
+	if [ "$tries" -ge 3 ]; then
+		log "no member answers: nothing to change (a first install, or a cluster that is down)"
+		exit 0
+	fi
+	sleep 2
+done
+
+kept() {
+	case ",$KEEP_PEERS," in
+	*",$1,"*) return 0 ;;
+	esac
+	return 1
+}
+
+removed=0
+while IFS= read -r l; do
+	[ -n "$l" ] || continue
+	id=$(field "$l" 1)
+	name=$(field "$l" 3)
+	peer=$(field "$l" 4)
+	kept "$peer" && continue
+	log "removing member $id (${name:-never started}, $peer): etcd.replicas does not keep it"
+	n=0
+	until etcdctl --endpoints="$ETCD_ENDPOINTS" --dial-timeout=3s --command-timeout=15s member remove "$id" >/dev/null; do
+		n=$((n + 1))
+		# Right after a change etcd answers "unhealthy cluster" until every
+		# member has been connected for its health interval (5 s).
+		[ "$n" -lt 60 ] || {
+			log "FAILED: member $id could not be removed in 2 minutes; no pod was deleted"
+			exit 1
+		}
+		sleep 2
+	done
+	removed=$((removed + 1))
+done <<EOF
+$members
+EOF
+
+count=0
+while IFS= read -r l; do
+	[ -n "$l" ] && count=$((count + 1))
+done <<EOF
+$(list)
+EOF
+log "OK: removed $removed; the cluster has $count members"

@@ -1,0 +1,130 @@
+package etcd
+
+import (
+	"context"
+	"fmt"
+	"os"
+	"os/exec"
+	"strings"
+	"sync"
+	"testing"
+	"time"
+
+	"github.com/kcp-tmc/kcp-tmc/pkg/toolchain"
+)
+
+// runMembersJob runs scripts/etcd-members.sh as the membership Job of a
+// cluster of `replicas` does, with its environment mapped to this machine
+// (the members it cannot have do not resolve, as on a cluster).
+func runMembersJob(t *testing.T, via *localMember, replicas int) (string, error) {
+	t.Helper()
+	a := Args{Namespace: "kcp", Replicas: replicas, StorageSize: "10Gi", ServerSecret: "s", PeerSecret: "p"}.WithDefaults()
+	cmd := exec.Command("sh", "-c", membersScript, "etcd-members")
+	cmd.Env = append(os.Environ(), "PATH="+toolchain.Bin()+":"+os.Getenv("PATH"))
+	for _, e := range membersEnv(a) {
+		cmd.Env = append(cmd.Env, e.name+"="+via.local.Replace(e.value))
+	}
+	out, err := cmd.CombinedOutput()
+	return string(out), err
+}
+
+// TestShrinkRemovesMembersFirst: etcd.replicas lowered from 3 to 1 on a
+// running cluster, as an up does it: the membership Job first, then the
+// StatefulSet deletes the pods above the new count. Under a client writing
+// without pause, no write fails outside a leader election (the quorum is
+// never lost) and the member that stays serves alone. Raised back to 3,
+// the removed members' pods come back on their old volumes: their join
+// starts them anew and they sync every acknowledged key. With no cluster
+// (a first install), the Job succeeds at once.
+func TestShrinkRemovesMembersFirst(t *testing.T) {
+	members, tlsDir := startThree(t)
+	stay := members[0]
+
+	var (
+		mu     sync.Mutex
+		acked  []string
+		failed []string
+	)
+	stop := make(chan struct{})
+	var wg sync.WaitGroup
+	wg.Add(1)
+	go func() {
+		defer wg.Done()
+		for i := 0; ; i++ {
+			select {
+			case <-stop:
+				return
+			default:
+			}
+			key := fmt.Sprintf("/registry/shrink/%06d", i)
+			out, err := etcdctlCmd(context.Background(), tlsDir, stay.client, "--command-timeout=5s", "put", key, "v").CombinedOutput()
+			mu.Lock()
+			if err == nil && strings.TrimSpace(string(out)) == "OK" {
+				acked = append(acked, key)
+			} else {
+				failed = append(failed, fmt.Sprintf("%s after %s: %v %s", key, time.Now().Format("15:04:05.000"), err, out))
+			}
+			mu.Unlock()
+		}
+	}()
+	time.Sleep(2 * time.Second)
+
+	out, err := runMembersJob(t, stay, 1)
+	if err != nil || strings.Count(out, "removing member") != 2 || !strings.Contains(out, "OK: removed 2; the cluster has 1 members") {
+		t.Fatalf("the membership Job for 1 member: %v\n%s", err, out)
+	}
+	// The StatefulSet, now for one member, deletes the other pods.
+	for _, m := range members[1:] {
+		m.kill()
+	}
+	time.Sleep(3 * time.Second)
+	close(stop)
+	wg.Wait()
+	// Removing the leader makes the member that stays elect itself: a
+	// write in flight may time out then (one client retry).
+	if len(failed) > 2 || len(acked) == 0 {
+		t.Errorf("%d of %d writes failed while the cluster shrank (the quorum must hold): %v", len(failed), len(failed)+len(acked), failed)
+	}
+	if list := stay.etcdctl(t, tlsDir, "member", "list"); strings.Count(strings.TrimSpace(list), "\n") != 0 || !strings.Contains(list, ", started, "+stay.name+", ") {
+		t.Fatalf("member list after the shrink:\n%s", list)
+	}
+	stay.etcdctl(t, tlsDir, "put", "/registry/shrink/alone", "v")
+	// The Job of an unchanged count changes nothing.
+	if out, err := runMembersJob(t, stay, 1); err != nil || !strings.Contains(out, "OK: removed 0; the cluster has 1 members") {
+		t.Errorf("the membership Job again: %v\n%s", err, out)
+	}
+
+	// Raised back to 3: the Job has nobody to remove; the pods return on
+	// their old volumes, which hold removed members' data.
+	if out, err := runMembersJob(t, stay, 3); err != nil || !strings.Contains(out, "OK: removed 0") {
+		t.Fatalf("the membership Job for 3 members: %v\n%s", err, out)
+	}
+	for i := 1; i < len(members); i++ {
+		rejoins(t, members[:i+1], members[i], tlsDir, "has the data of a member the cluster removed", "added as a new member", "joined and synced")
+	}
+	keys := members[2].etcdctl(t, tlsDir, "get", "--consistency=s", "--keys-only", "--prefix", "/registry/shrink/")
+	have := map[string]bool{}
+	for _, k := range strings.Fields(keys) {
+		have[k] = true
+	}
+	missing := 0
+	for _, k := range append(acked, "/registry/shrink/alone") {
+		if !have[k] {
+			missing++
+		}
+	}
+	if missing > 0 {
+		t.Errorf("%d of %d acknowledged keys missing on %s after it rejoined", missing, len(acked)+1, members[2].name)
+	}
+	t.Logf("shrunk 3 → 1 under %d writes (%d failed), raised back to 3 on the old volumes", len(acked)+len(failed), len(failed))
+
+	// A first install: no member exists.
+	for _, m := range members {
+		m.kill()
+	}
+	began := time.Now()
+	if out, err := runMembersJob(t, stay, 3); err != nil || !strings.Contains(out, "no member answers") {
+		t.Errorf("the membership Job without a cluster: %v\n%s", err, out)
+	}
+	t.Logf("the Job without a cluster took %s", time.Since(began).Round(100*time.Millisecond))
+}
