@@ -270,11 +270,16 @@ type Etcd struct {
 	Version string `json:"version"`
 	// JoinImage runs, before etcd in each member of a multi-member cluster,
 	// the script that replaces a member whose data is lost so it rejoins by
-	// itself (docs/runbook.md): a pinned repository:tag with sh, cut, rm,
-	// sleep, etcd and etcdctl of etcd.version (hack/backup-image builds one).
+	// itself, and the membership Job that removes the members a lower
+	// etcd.replicas drops (docs/runbook.md): a pinned repository:tag with sh,
+	// cut, rm, sleep, etcd and etcdctl of etcd.version (hack/backup-image
+	// builds one).
 	JoinImage string `json:"joinImage"`
 	// Replicas is the number of etcd members: odd, 1 to 7; at least 3 outside
-	// dev, so quorum survives the loss of a member.
+	// dev, so quorum survives the loss of a member. May be raised or lowered
+	// on a running cluster: a lower count removes the members it drops from
+	// the cluster before their pods go (the `etcd-members` Job;
+	// docs/runbook.md "Changing the number of etcd members").
 	Replicas int `json:"replicas"`
 	// StorageClass is the StorageClass of etcd's volumes (a DNS-1123
 	// subdomain); storage.create makes it, otherwise it must exist.
