@@ -201,9 +201,12 @@ func backupArgs(cfg *Config) backup.Args {
 		S3: backup.S3{Bucket: b.Bucket, Prefix: b.Prefix, Region: b.Region, Endpoint: b.Endpoint,
 			TransitionDays: b.TransitionDays, ArchiveDays: b.ArchiveDays, RetentionDays: b.RetentionDays,
 			NoncurrentDays: b.NoncurrentDays, ObjectLockDays: b.ObjectLockDays,
-			OIDCProviderARN: b.OIDCProviderARN, OIDCIssuer: b.OIDCIssuer},
+			OIDCProviderARN: b.OIDCProviderARN, OIDCIssuer: b.OIDCIssuer, AccessKeyID: b.AccessKeyID},
 		PVC:     backup.PVC{StorageClass: class, Size: b.PVCSize},
 		Protect: cfg.Environment != "dev",
+	}
+	if b.SecretAccessKey != "" {
+		a.S3.SecretAccessKey = pulumi.ToSecret(pulumi.String(b.SecretAccessKey)).(pulumi.StringOutput)
 	}
 	a.Shards = Shards(cfg).Shards
 	if cfg.Cloud.Mode == "eks" {

@@ -43,9 +43,13 @@ type Backup struct {
 	Region string `json:"region"`
 	// Endpoint is an http(s):// S3-compatible server (e.g. MinIO). When set, no
 	// AWS resources are created and the IRSA keys are unused; the server's own
-	// lifecycle applies (the lifecycle keys are still checked against each
-	// other).
+	// lifecycle and encryption apply (the lifecycle keys are still checked
+	// against each other; uploads ask for no server-side encryption).
 	Endpoint string `json:"endpoint"`
+	// AccessKeyID is the access key of backup.endpoint's server, with the
+	// secret backupSecretAccessKey: both required with backup.endpoint,
+	// refused without it (AWS S3 is reached through IRSA, never a static key).
+	AccessKeyID string `json:"accessKeyId"`
 	// TransitionDays moves snapshots to STANDARD_IA after this many days (AWS
 	// S3): 0 or at least 30.
 	TransitionDays int `json:"transitionDays"`
@@ -75,6 +79,10 @@ type Backup struct {
 	// PVCStorageClass is the StorageClass of the pvc target (unset:
 	// etcd.storageClass).
 	PVCStorageClass string `json:"pvcStorageClass"`
+
+	// SecretAccessKey is the secret kcp-tmc:backupSecretAccessKey: the
+	// secret key of backup.accessKeyId. Required with backup.endpoint.
+	SecretAccessKey string `json:"-"`
 }
 
 // Ingress is kcp-tmc:ingress: how kcp.<domain> reaches the front-proxy.

@@ -163,6 +163,11 @@ func TestLoadRejectsBadConfig(t *testing.T) {
 		{"IRSA provider of the wrong kind", env("prod", "backup", `{"oidcProviderArn":"arn:aws:iam::1:role/x","oidcIssuer":"x"}`), "kcp-tmc:backup.oidcProviderArn", "arn:aws:iam::1:role/x"},
 		{"bucket with capitals", env("dev", "backup", `{"target":"s3","bucket":"My_Backups","endpoint":"http://minio:9000"}`), "kcp-tmc:backup.bucket", "My_Backups"},
 		{"endpoint without scheme", env("dev", "backup", `{"target":"s3","endpoint":"minio:9000"}`), "kcp-tmc:backup.endpoint", "minio:9000"},
+		{"S3-compatible without its access key", env("dev", "backup", `{"target":"s3","endpoint":"http://minio:9000"}`), "kcp-tmc:backup.accessKeyId", "<unset>"},
+		{"S3-compatible without the secret key", env("dev", "backup", `{"target":"s3","endpoint":"http://minio:9000","accessKeyId":"k"}`), "kcp-tmc:backupSecretAccessKey", "<unset>"},
+		{"a static key for AWS S3", env("dev", "backup", `{"target":"s3","accessKeyId":"AKIAEXAMPLE"}`), "kcp-tmc:backup.accessKeyId", "AKIAEXAMPLE"},
+		{"a secret key for AWS S3", secretEnv("dev", "backupSecretAccessKey", "SECRET-KEY"), "kcp-tmc:backupSecretAccessKey", "<secret>"},
+		{"backup secret key in plaintext", env("dev", "backupSecretAccessKey", "SECRET-KEY"), "kcp-tmc:backupSecretAccessKey", "<plaintext>"},
 		{"slack webhook in plaintext", env("dev", "slackWebhookUrl", "https://hooks.slack.com/services/SECRET-KEY"), "kcp-tmc:slackWebhookUrl", "<plaintext>"},
 		{"prod without slack webhook", env("prod", "slackWebhookUrl", "<delete>"), "kcp-tmc:slackWebhookUrl", "<unset>"},
 		{"slack webhook over http", secretEnv("dev", "slackWebhookUrl", "http://SECRET-KEY"), "kcp-tmc:slackWebhookUrl", "<secret>"},
@@ -465,12 +470,14 @@ func TestSecretKeysAreWhatLoadReads(t *testing.T) {
 		"slackWebhookUrl":       "https://hooks.slack.com/services/T/B/X",
 		"pagerDutyKey":          "routing-key",
 		"elasticsearchPassword": "password",
+		"backupSecretAccessKey": "backup-secret",
 		"clusterKubeconfigs":    `{"edge":"apiVersion: v1"}`,
 		"kcpKubeconfig":         "apiVersion: v1\nkind: Config\nclusters: [{name: kcp, cluster: {server: \"https://kcp.example.com\"}}]\n",
 	}
 	// What a secret needs beside it to be valid.
 	needs := map[string][]string{
-		"clusterKubeconfigs": {"tls", `{"mode":"self-managed"}`, "clusters", `[{"name":"edge","resources":[{"group":"apps","version":"v1","kind":"Deployment","plural":"deployments"}]}]`},
+		"backupSecretAccessKey": {"backup", `{"target":"s3","endpoint":"http://minio:9000","accessKeyId":"k"}`},
+		"clusterKubeconfigs":    {"tls", `{"mode":"self-managed"}`, "clusters", `[{"name":"edge","resources":[{"group":"apps","version":"v1","kind":"Deployment","plural":"deployments"}]}]`},
 	}
 	for _, s := range SecretKeys {
 		t.Run(s.Key, func(t *testing.T) {

@@ -33,6 +33,7 @@ var SecretKeys = []struct{ Field, Key string }{
 	{"Monitoring.SlackWebhookURL", "slackWebhookUrl"},
 	{"Monitoring.PagerDutyKey", "pagerDutyKey"},
 	{"Logging.Password", "elasticsearchPassword"},
+	{"Backup.SecretAccessKey", "backupSecretAccessKey"},
 	{"ClusterKubeconfigs", "clusterKubeconfigs"},
 	{"KCPKubeconfig", "kcpKubeconfig"},
 }
@@ -138,7 +139,7 @@ func Load(src ConfigSource) (*Config, error) {
 		key string
 		dst *string
 	}{{"slackWebhookUrl", &cfg.Monitoring.SlackWebhookURL}, {"pagerDutyKey", &cfg.Monitoring.PagerDutyKey},
-		{"elasticsearchPassword", &cfg.Logging.Password}} {
+		{"elasticsearchPassword", &cfg.Logging.Password}, {"backupSecretAccessKey", &cfg.Backup.SecretAccessKey}} {
 		if v, ok := src.GetConfig(Namespace + ":" + sec.key); ok {
 			if !src.IsConfigSecret(Namespace + ":" + sec.key) {
 				// Refuse before anything can copy it into state or logs.

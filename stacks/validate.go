@@ -185,6 +185,13 @@ func (c *Config) validateBackup(v *validator) {
 	if c.Backup.Target == backup.TargetPVC && c.Environment == "prod" {
 		v.add("backup.target", c.Backup.Target, "s3 in prod (a PVC dies with the cluster it backs up)")
 	}
+	// The secret has a key of its own (the component checks accessKeyId).
+	switch b := c.Backup; {
+	case b.Enabled && b.Target == backup.TargetS3 && b.Endpoint != "" && b.SecretAccessKey == "":
+		v.add("backupSecretAccessKey", "<unset>", "the secret key of backup.accessKeyId, set with `pulumi config set --secret kcp-tmc:backupSecretAccessKey`")
+	case b.Endpoint == "" && b.SecretAccessKey != "":
+		v.add("backupSecretAccessKey", "<secret>", "unset without backup.endpoint (AWS S3 is reached through IRSA, never a static key)")
+	}
 	var derived []mount
 	if c.Backup.PVCStorageClass == "" {
 		derived = append(derived, mount{"backup.pvcStorageClass", "etcd.storageClass"}) // its default

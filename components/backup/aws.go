@@ -33,7 +33,15 @@ type S3 struct {
 	// IRSA, when set, supplies the provider from the cloud layer's outputs
 	// instead (the strings above are then ignored).
 	IRSA *IRSAProvider
+	// AccessKeyID and SecretAccessKey (a Pulumi secret) are Endpoint's
+	// credentials: the transfer steps get them from the Secret CredentialsSecret.
+	AccessKeyID     string
+	SecretAccessKey pulumi.StringInput
 }
+
+// CredentialsSecret holds an S3-compatible server's access key for the
+// backup jobs.
+const CredentialsSecret = "etcd-backup-s3"
 
 // IRSAProvider is an IAM OIDC provider known only as outputs.
 type IRSAProvider struct{ ARN, Issuer pulumi.StringInput }
@@ -51,8 +59,17 @@ func (s S3) validate(fld *field.Path) field.ErrorList {
 	if s.Region == "" {
 		errs = append(errs, field.Required(fld.Child("region"), "an AWS region"))
 	}
-	if s.Endpoint != "" {
-		return errs // an S3-compatible server: no IRSA
+	if s.Endpoint != "" { // an S3-compatible server: its access key, no IRSA
+		if s.AccessKeyID == "" {
+			errs = append(errs, field.Required(fld.Child("accessKeyId"), "the access key of backup.endpoint's server"))
+		}
+		if s.SecretAccessKey == nil {
+			errs = append(errs, field.Required(fld.Child("secretAccessKey"), "the secret key of backup.accessKeyId"))
+		}
+		return errs
+	}
+	if s.AccessKeyID != "" || s.SecretAccessKey != nil {
+		errs = append(errs, field.Invalid(fld.Child("accessKeyId"), s.AccessKeyID, "unset without backup.endpoint (AWS S3 is reached through IRSA, never a static key)"))
 	}
 	if s.IRSA == nil && (!strings.HasPrefix(s.OIDCProviderARN, "arn:aws") || !strings.Contains(s.OIDCProviderARN, ":oidc-provider/")) {
 		errs = append(errs, field.Invalid(fld.Child("oidcProviderArn"), s.OIDCProviderARN, "the ARN of the cluster's IAM OIDC provider (arn:aws:iam::<account>:oidc-provider/<issuer>)"))

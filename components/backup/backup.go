@@ -275,6 +275,18 @@ func (b *Backup) kubernetes(ctx *pulumi.Context, name string, a Args, keep []pul
 			return fmt.Errorf("backup PVC: %w", err)
 		}
 	}
+	if a.s3Compatible() {
+		if _, err := corev1.NewSecret(ctx, name+"-s3-credentials", &corev1.SecretArgs{
+			Metadata: workload.Meta(CredentialsSecret, ns, Name),
+			Type:     pulumi.String("Opaque"),
+			StringData: pulumi.StringMap{
+				"AWS_ACCESS_KEY_ID":     pulumi.String(a.S3.AccessKeyID),
+				"AWS_SECRET_ACCESS_KEY": pulumi.ToSecret(a.S3.SecretAccessKey).(pulumi.StringOutput),
+			},
+		}, child); err != nil {
+			return fmt.Errorf("backup S3 credentials Secret: %w", err)
+		}
+	}
 	if err := b.jobs(ctx, name, a, child); err != nil {
 		return err
 	}
@@ -398,14 +410,28 @@ func podTemplate(a Args, b *Backup, steps []Step) corev1.PodTemplateSpecArgs {
 		volumes = append(volumes, corev1.VolumeArgs{Name: pulumi.String("backups"),
 			PersistentVolumeClaim: &corev1.PersistentVolumeClaimVolumeSourceArgs{ClaimName: pulumi.String(PVCClaim)}})
 	}
+	// An S3-compatible server's key, for the steps that reach it (the
+	// transfer steps, on Image) and no other.
+	transferEnv := env
+	if a.s3Compatible() {
+		transferEnv = append(corev1.EnvVarArray{}, env...)
+		for _, k := range []string{"AWS_ACCESS_KEY_ID", "AWS_SECRET_ACCESS_KEY"} {
+			transferEnv = append(transferEnv, corev1.EnvVarArgs{Name: pulumi.String(k), ValueFrom: &corev1.EnvVarSourceArgs{
+				SecretKeyRef: &corev1.SecretKeySelectorArgs{Name: pulumi.String(CredentialsSecret), Key: pulumi.String(k)}}})
+		}
+	}
 	var containers corev1.ContainerArray
 	for _, st := range steps {
+		stepEnv := env
+		if st.Image == a.Image {
+			stepEnv = transferEnv
+		}
 		containers = append(containers, corev1.ContainerArgs{
 			Name:            pulumi.String(st.Name),
 			Image:           pulumi.String(st.Image),
 			ImagePullPolicy: pulumi.String("Always"),
 			Command:         pulumi.ToStringArray(st.Command),
-			Env:             env,
+			Env:             stepEnv,
 			Resources:       a.Resources.Args(),
 			SecurityContext: workload.ContainerSecurityContext(),
 			VolumeMounts:    mounts,
@@ -424,6 +450,10 @@ func podTemplate(a Args, b *Backup, steps []Step) corev1.PodTemplateSpecArgs {
 		},
 	}
 }
+
+// s3Compatible says whether the target is an S3-compatible server
+// (backup.endpoint), reached with its access key.
+func (a Args) s3Compatible() bool { return a.Target == TargetS3 && a.S3.Endpoint != "" }
 
 // s3Ports are the ports the backup jobs reach storage on: 443 for AWS (S3
 // and STS), plus an S3-compatible endpoint's own port.

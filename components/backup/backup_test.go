@@ -4,11 +4,13 @@ import (
 	"encoding/json"
 	"fmt"
 	"reflect"
+	"slices"
 	"strconv"
 	"strings"
 	"testing"
 
 	"github.com/pulumi/pulumi/sdk/v3/go/pulumi"
+	batchv1 "k8s.io/api/batch/v1"
 	"k8s.io/apimachinery/pkg/util/validation/field"
 
 	"github.com/kcp-tmc/kcp-tmc/internal/test/fieldtest"
@@ -250,7 +252,12 @@ func TestValidate(t *testing.T) {
 		{"pvc target: expire before IA", func(a *Args) {
 			a.Target, a.PVC, a.S3.RetentionDays = TargetPVC, PVC{StorageClass: "standard", Size: "20Gi"}, 10
 		}, "backup.retentionDays", "10: longer than transitionDays"},
-		{"S3-compatible: lock longer than retention", func(a *Args) { a.S3.Endpoint, a.S3.ObjectLockDays = "http://minio:9000", 400 }, "backup.objectLockDays", "400"},
+		{"S3-compatible: lock longer than retention", func(a *Args) {
+			a.S3.Endpoint, a.S3.ObjectLockDays, a.S3.AccessKeyID, a.S3.SecretAccessKey = "http://minio:9000", 400, "k", pulumi.String("s")
+		}, "backup.objectLockDays", "400"},
+		{"S3-compatible without an access key", func(a *Args) { a.S3.Endpoint = "http://minio:9000" }, "backup.accessKeyId", "the access key of backup.endpoint's server"},
+		{"S3-compatible without the secret key", func(a *Args) { a.S3.Endpoint, a.S3.AccessKeyID = "http://minio:9000", "k" }, "backup.secretAccessKey", "the secret key"},
+		{"a static key for AWS S3", func(a *Args) { a.S3.AccessKeyID = "AKIAEXAMPLE" }, "backup.accessKeyId", "unset without backup.endpoint"},
 		{"pvc in decimal units", func(a *Args) { a.Target, a.PVC = TargetPVC, PVC{StorageClass: "standard", Size: "20G"} }, "backup.pvcSize", "binary units"},
 	})
 }
@@ -272,5 +279,56 @@ func TestS3Ports(t *testing.T) {
 		if got := s3Ports(tt.endpoint); !reflect.DeepEqual(got, tt.want) {
 			t.Errorf("s3Ports(%q) = %v, want %v", tt.endpoint, got, tt.want)
 		}
+	}
+}
+
+// TestS3CompatibleCredentials: an S3-compatible server's access key reaches
+// the steps that talk to it — from a Secret whose secret key is a Pulumi
+// secret — and no other step; AWS S3 renders neither (IRSA).
+func TestS3CompatibleCredentials(t *testing.T) {
+	for _, tt := range []struct {
+		name     string
+		endpoint string
+	}{{"S3-compatible", "https://minio.example.com:9000"}, {"AWS S3", ""}} {
+		t.Run(tt.name, func(t *testing.T) {
+			a := s3Args()
+			if tt.endpoint != "" {
+				a.S3.Endpoint, a.S3.AccessKeyID, a.S3.SecretAccessKey = tt.endpoint, "backup-key", pulumi.ToSecret(pulumi.String("backup-secret")).(pulumi.StringOutput)
+			}
+			rec := run(t, a)
+			var secrets []mocktest.Resource
+			for _, s := range rec.OfType("kubernetes:core/v1:Secret") {
+				if mocktest.Dig(s.Input(), "metadata", "name") == CredentialsSecret {
+					secrets = append(secrets, s)
+				}
+			}
+			if (len(secrets) == 1) != (tt.endpoint != "") {
+				t.Fatalf("%d Secrets %s, want one only with an endpoint", len(secrets), CredentialsSecret)
+			}
+			if len(secrets) == 1 {
+				sd := secrets[0].Inputs["stringData"]
+				whole := sd.IsSecret()
+				if whole {
+					sd = sd.SecretValue().Element
+				}
+				data := sd.ObjectValue()
+				if !(whole || data["AWS_SECRET_ACCESS_KEY"].IsSecret()) || fmt.Sprint(secrets[0].Input()["stringData"].(map[string]any)["AWS_ACCESS_KEY_ID"]) != "backup-key" {
+					t.Errorf("credentials Secret %v: the secret key must be a Pulumi secret", data)
+				}
+			}
+			pod := mocktest.Decode[batchv1.CronJob](t, rec.Object(t, "kubernetes:batch/v1:CronJob", Name)).Spec.JobTemplate.Spec.Template.Spec
+			for _, c := range append(pod.InitContainers, pod.Containers...) {
+				var keys []string
+				for _, e := range c.Env {
+					if e.ValueFrom != nil && e.ValueFrom.SecretKeyRef != nil && e.ValueFrom.SecretKeyRef.Name == CredentialsSecret {
+						keys = append(keys, e.Name)
+					}
+				}
+				transfer := c.Image == a.WithDefaults().Image && tt.endpoint != ""
+				if want := []string{"AWS_ACCESS_KEY_ID", "AWS_SECRET_ACCESS_KEY"}; transfer != slices.Equal(keys, want) || (!transfer && len(keys) > 0) {
+					t.Errorf("step %s (%s) gets %v from %s", c.Name, c.Image, keys, CredentialsSecret)
+				}
+			}
+		})
 	}
 }

@@ -2,6 +2,7 @@ package backup
 
 import (
 	"fmt"
+	"net/http"
 	"net/http/httptest"
 	"os"
 	"os/exec"
@@ -11,6 +12,7 @@ import (
 
 	"github.com/johannesboyne/gofakes3"
 	"github.com/johannesboyne/gofakes3/backend/s3mem"
+	"github.com/pulumi/pulumi/sdk/v3/go/pulumi"
 
 	"github.com/kcp-tmc/kcp-tmc/components/etcd"
 	"github.com/kcp-tmc/kcp-tmc/components/tls"
@@ -27,8 +29,11 @@ import (
 // (only /work, the mounts and etcd's Service address mapped to this
 // machine): etcdctl and etcdutl as the etcd image has them, sh and the aws
 // CLI as the AWS CLI image has them, against a real mTLS etcd and an
-// S3-compatible server. The snapshot is uploaded with its metadata, and
-// the verify Job fetches it and restores it.
+// S3-compatible server that behaves as MinIO without a KMS does: it takes
+// only the stack's access key (backup.accessKeyId and its secret, which the
+// steps read from the rendered Secret) and refuses server-side encryption
+// headers. The snapshot is uploaded with its metadata, and the verify Job
+// fetches it and restores it.
 func TestCronJobStepsRun(t *testing.T) {
 	if _, err := exec.LookPath("aws"); err != nil {
 		t.Fatalf("aws not on PATH (.ci/run installs it): %v", err)
@@ -51,11 +56,26 @@ func TestCronJobStepsRun(t *testing.T) {
 	}
 	rootEndpoints, shardEndpoints := startEtcd("etcd", "/registry/steps/a"), startEtcd("etcd-shard-1", "/registry/steps/shard")
 
-	s3 := httptest.NewServer(gofakes3.New(s3mem.New()).Server())
+	const accessKey, secretKey = "backup-access-key", "backup-secret-key"
+	fake := gofakes3.New(s3mem.New()).Server()
+	s3 := httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		if r.Header.Get("X-Amz-Server-Side-Encryption") != "" {
+			w.WriteHeader(http.StatusNotImplemented)
+			fmt.Fprint(w, "<Error><Code>NotImplemented</Code><Message>Server side encryption specified but KMS is not configured</Message></Error>")
+			return
+		}
+		if !strings.Contains(r.Header.Get("Authorization"), "Credential="+accessKey+"/") {
+			w.WriteHeader(http.StatusForbidden)
+			fmt.Fprint(w, "<Error><Code>InvalidAccessKeyId</Code><Message>The Access Key Id you provided does not exist in our records.</Message></Error>")
+			return
+		}
+		fake.ServeHTTP(w, r)
+	}))
 	defer s3.Close()
 	a := shardedArgs()
-	a.S3.Endpoint = s3.URL
+	a.S3.Endpoint, a.S3.AccessKeyID, a.S3.SecretAccessKey = s3.URL, accessKey, pulumi.ToSecret(pulumi.String(secretKey)).(pulumi.StringOutput)
 	rec := run(t, a)
+	credentials := rec.Object(t, "kubernetes:core/v1:Secret", CredentialsSecret)
 
 	// The pod's mounts, here.
 	tlsDir, scripts, workDir := filepath.Join(dir, "tls"), filepath.Join(dir, "scripts"), filepath.Join(dir, "work")
@@ -94,9 +114,16 @@ func TestCronJobStepsRun(t *testing.T) {
 				argv[0] = bin
 			}
 			cmd := exec.Command(argv[0], argv[1:]...)
-			cmd.Env = append(os.Environ(), "AWS_ACCESS_KEY_ID=steps", "AWS_SECRET_ACCESS_KEY=steps-secret")
+			cmd.Env = os.Environ()
 			for _, e := range mocktest.List(mocktest.Dig(c, "env")) {
-				cmd.Env = append(cmd.Env, fmt.Sprint(mocktest.Dig(e, "name"))+"="+local.Replace(fmt.Sprint(mocktest.Dig(e, "value"))))
+				value := local.Replace(fmt.Sprint(mocktest.Dig(e, "value")))
+				if ref := mocktest.Dig(e, "valueFrom", "secretKeyRef"); ref != nil {
+					if mocktest.Dig(ref, "name") != CredentialsSecret {
+						t.Fatalf("step %s reads Secret %v", mocktest.Dig(c, "name"), mocktest.Dig(ref, "name"))
+					}
+					value = fmt.Sprint(mocktest.Dig(credentials, "stringData", mocktest.Dig(ref, "key")))
+				}
+				cmd.Env = append(cmd.Env, fmt.Sprint(mocktest.Dig(e, "name"))+"="+value)
 			}
 			b, err := cmd.CombinedOutput()
 			if err != nil {
@@ -108,7 +135,7 @@ func TestCronJobStepsRun(t *testing.T) {
 	}
 	awsCmd := func(args ...string) *exec.Cmd {
 		cmd := exec.Command("aws", append([]string{"--endpoint-url", s3.URL}, args...)...)
-		cmd.Env = append(os.Environ(), "AWS_ACCESS_KEY_ID=steps", "AWS_SECRET_ACCESS_KEY=steps-secret", "AWS_DEFAULT_REGION=us-east-1")
+		cmd.Env = append(os.Environ(), "AWS_ACCESS_KEY_ID="+accessKey, "AWS_SECRET_ACCESS_KEY="+secretKey, "AWS_DEFAULT_REGION=us-east-1")
 		return cmd
 	}
 	if out, err := awsCmd("s3", "mb", "s3://"+a.S3.Bucket).CombinedOutput(); err != nil {

@@ -52,8 +52,9 @@ func TestWholePlatformDisasterRecovery(t *testing.T) {
 	if _, err := exec.LookPath("aws"); err != nil {
 		t.Fatalf("aws not on PATH (.ci/run installs it; the backup Jobs' upload step runs it): %v", err)
 	}
-	// The backup target: an S3-compatible server on loopback, credentials
-	// as IRSA would give the Jobs and the operator has for kcp-tmc restore.
+	// The backup target: an S3-compatible server on loopback; the Jobs use
+	// the stack's access key (backup.accessKeyId, backupSecretAccessKey),
+	// the operator has the same for kcp-tmc restore.
 	s3 := httptest.NewServer(gofakes3.New(s3mem.New()).Server())
 	t.Cleanup(s3.Close)
 	awsEnv := []string{"AWS_ACCESS_KEY_ID=drill", "AWS_SECRET_ACCESS_KEY=drill-secret"}
@@ -70,9 +71,10 @@ func TestWholePlatformDisasterRecovery(t *testing.T) {
 		"kcp": `{"shards":[{"name":"` + shardName + `"}],"cache":{"mode":"separate"}}`,
 		"clusters": `[{"name":"` + name + `","replicas":1,"shard":"` + shardName + `",
 		  "resources":[{"group":"example.com","version":"v1","kind":"Widget","plural":"widgets"}]}]`,
-		"backup": `{"enabled":true,"target":"s3","bucket":"` + bucket + `","region":"us-east-1","endpoint":"` + s3.URL + `"}`,
+		"backup": `{"enabled":true,"target":"s3","bucket":"` + bucket + `","region":"us-east-1","endpoint":"` + s3.URL + `","accessKeyId":"drill"}`,
+		"backupSecretAccessKey": "drill-secret",
 	}
-	objs, rec := render(t, "dev", config)
+	objs, rec := render(t, "dev", config, "backupSecretAccessKey")
 	cfg, err := stacks.Load(configValues(stackValues("dev", config)))
 	if err != nil {
 		t.Fatal(err)
@@ -215,7 +217,10 @@ func (c configValues) GetConfig(key string) (string, bool) {
 	return v, ok
 }
 
-func (c configValues) IsConfigSecret(string) bool { return false }
+// IsConfigSecret: the secrets a test sets are set as secrets.
+func (c configValues) IsConfigSecret(key string) bool {
+	return slices.ContainsFunc(stacks.SecretKeys, func(s struct{ Field, Key string }) bool { return stacks.Namespace+":"+s.Key == key })
+}
 
 func configMap(name string) map[string]any {
 	return map[string]any{"apiVersion": "v1", "kind": "ConfigMap", "metadata": map[string]any{"name": name}}

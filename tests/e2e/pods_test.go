@@ -397,9 +397,17 @@ func materializeContainer(t testing.TB, objs objects, m *machine, name string, w
 		case "metadata.namespace":
 			env[fmt.Sprint(e["name"])] = fmt.Sprint(mocktest.Dig(workload, "metadata", "namespace"))
 		default:
+			if ref := asMap(mocktest.Dig(e, "valueFrom", "secretKeyRef")); ref != nil {
+				v, ok := objs.data(t, "Secret", fmt.Sprint(ref["name"]))[fmt.Sprint(ref["key"])]
+				if !ok {
+					t.Fatalf("%s: env %v reads key %v, which Secret %v lacks", name, e["name"], ref["key"], ref["name"])
+				}
+				env[fmt.Sprint(e["name"])] = v
+				break
+			}
 			v, ok := e["value"]
 			if !ok {
-				t.Fatalf("%s: env %v comes from neither a value nor the pod's name or namespace", name, e["name"])
+				t.Fatalf("%s: env %v comes from neither a value, a Secret's key nor the pod's name or namespace", name, e["name"])
 			}
 			env[fmt.Sprint(e["name"])] = fmt.Sprint(v)
 		}

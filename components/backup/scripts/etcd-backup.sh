@@ -15,8 +15,10 @@
 #   ETCDCTL_CACERT, ETCDCTL_CERT, ETCDCTL_KEY   the etcd-client-backup certificate
 #   BACKUP_TARGET      s3://bucket/prefix or file:///directory
 #   CLUSTER_NAME       goes into every object key
-#   SSE_KMS_KEY_ID     KMS key for SSE-KMS uploads (s3 targets; empty: the bucket default key)
-#   AWS_ENDPOINT_URL   an S3-compatible endpoint instead of AWS (optional)
+#   SSE_KMS_KEY_ID     KMS key for SSE-KMS uploads (AWS S3); empty: no SSE header
+#                      (an S3-compatible server encrypts as it is configured to)
+#   AWS_ENDPOINT_URL   an S3-compatible endpoint instead of AWS (optional), with
+#                      AWS_ACCESS_KEY_ID and AWS_SECRET_ACCESS_KEY
 #   RETENTION_DAYS     file:// targets: upload deletes this cluster's snapshots
 #                      older than this many days (S3's lifecycle does it there)
 #   WORK_DIR           scratch space (default /tmp/etcd-backup)
@@ -52,10 +54,13 @@ status() {
 put() { # put FILE KEY
   case "$BACKUP_TARGET" in
     s3://*)
+      # AWS: the bucket's KMS key (its policy refuses anything else). An
+      # S3-compatible server (no key): its own encryption; asking for
+      # aws:kms there fails where no KMS is configured (MinIO without KES).
       if [ -n "${SSE_KMS_KEY_ID:-}" ]; then
         aws_s3 cp "$1" "$BACKUP_TARGET/$2" --only-show-errors --sse aws:kms --sse-kms-key-id "$SSE_KMS_KEY_ID"
       else
-        aws_s3 cp "$1" "$BACKUP_TARGET/$2" --only-show-errors --sse aws:kms
+        aws_s3 cp "$1" "$BACKUP_TARGET/$2" --only-show-errors
       fi ;;
     file://*)
       dir=${BACKUP_TARGET#file://}
