@@ -71,7 +71,7 @@ func TestWholePlatformDisasterRecovery(t *testing.T) {
 		"kcp": `{"shards":[{"name":"` + shardName + `"}],"cache":{"mode":"separate"}}`,
 		"clusters": `[{"name":"` + name + `","replicas":1,"shard":"` + shardName + `",
 		  "resources":[{"group":"example.com","version":"v1","kind":"Widget","plural":"widgets"}]}]`,
-		"backup": `{"enabled":true,"target":"s3","bucket":"` + bucket + `","region":"us-east-1","endpoint":"` + s3.URL + `","accessKeyId":"drill"}`,
+		"backup":                `{"enabled":true,"target":"s3","bucket":"` + bucket + `","region":"us-east-1","endpoint":"` + s3.URL + `","accessKeyId":"drill"}`,
 		"backupSecretAccessKey": "drill-secret",
 	}
 	objs, rec := render(t, "dev", config, "backupSecretAccessKey")
