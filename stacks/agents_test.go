@@ -209,8 +209,10 @@ current-context: kcp
 			servers[p.Name] = kc
 		}
 	}
-	// The first cluster's workspace keeps the provider name "kcp" it always had.
-	for name, want := range map[string]string{"kcp-root": "https://kcp.example.com/clusters/root", "kcp": "https://kcp.example.com/clusters/root:compute",
+	// Each workspace's provider is named by its path; the first cluster's
+	// carries the name it had before as an alias (a stack written then is
+	// renamed in place, not replaced).
+	for name, want := range map[string]string{"kcp-root": "https://kcp.example.com/clusters/root", "kcp-root-compute": "https://kcp.example.com/clusters/root:compute",
 		"kcp-root-team-b": "https://kcp.example.com/clusters/root:team-b"} {
 		if !strings.Contains(servers[name], "server: "+want) {
 			t.Errorf("kcp provider %s kubeconfig does not point at %s:\n%s", name, want, servers[name])
@@ -222,7 +224,7 @@ current-context: kcp
 			continue
 		}
 		checked++
-		want := "::kcp::"
+		want := "::kcp-root-compute::"
 		if strings.HasPrefix(r.Name, "agent-b-") {
 			want = "::kcp-root-team-b::"
 		}
@@ -249,7 +251,7 @@ current-context: kcp
 	// A workspace's provider starts once the workspace exists: the
 	// Kubernetes provider reads a cluster's schema when it starts and marks
 	// a missing one unreachable for the whole up (found on a real node).
-	for provider, ws := range map[string]string{"kcp": "compute", "kcp-root-team-b": "team-b"} {
+	for provider, ws := range map[string]string{"kcp-root-compute": "compute", "kcp-root-team-b": "team-b"} {
 		deps := strings.Join(rec.Named(t, providerType, provider).DependsOn, " ")
 		if !strings.Contains(deps, "Workspace::workspace-root-"+ws) || !strings.Contains(deps, "Deployment::kcp-front-proxy") {
 			t.Errorf("provider %s does not wait for workspace %s and kcp's front door; depends on %s", provider, ws, deps)
@@ -328,7 +330,7 @@ func TestKCPSideInTheSameUp(t *testing.T) {
 					t.Errorf("kcp providers without a kcp side: %v", kcpProviders)
 				}
 			} else {
-				if len(kcpProviders) != 2 { // root's, and root:compute's ("kcp")
+				if len(kcpProviders) != 2 { // root's, and root:compute's
 					t.Errorf("%d kcp providers, want 2", len(kcpProviders))
 				}
 				for _, p := range kcpProviders {

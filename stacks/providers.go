@@ -127,14 +127,24 @@ func kcpAccess(cfg *Config, certs *tls.PKI, entry *ingress.Ingress) pulumi.Strin
 }
 
 // kcpProviderName names the provider (and render directory) of a
-// workspace: kcp-<path with dashes>, except that the first cluster's
-// workspace keeps the name "kcp" it has had since stacks had clusters, so
-// no existing APIExport moves to another provider (which would replace it).
-func kcpProviderName(cfg *Config, ws string) string {
+// workspace: kcp-<path with dashes>, whatever the order of the clusters, so
+// removing or reordering clusters never moves a workspace's objects to
+// another provider (which would replace them: a replaced APIExport gets a
+// new identity, and its consumers' APIBindings break).
+func kcpProviderName(ws string) string { return "kcp-" + strings.ReplaceAll(ws, ":", "-") }
+
+// legacyKCPProvider is the name the first cluster's workspace's provider
+// had until providers were named by workspace alone: that provider carries
+// it as an alias, so a stack written then renames it in place (nothing is
+// replaced) on its first up now.
+const legacyKCPProvider = "kcp"
+
+// kcpProviderAliases are the aliases of a workspace's provider.
+func kcpProviderAliases(cfg *Config, ws string) []pulumi.Alias {
 	if len(cfg.Clusters) > 0 && ws == AgentArgs(cfg, cfg.Clusters[0]).Workspace {
-		return "kcp"
+		return []pulumi.Alias{{Name: pulumi.String(legacyKCPProvider)}}
 	}
-	return "kcp-" + strings.ReplaceAll(ws, ":", "-")
+	return nil
 }
 
 // kcpWorkspacePaths are the workspaces the stack writes to: the clusters',
@@ -181,7 +191,7 @@ func newKCPProviders(ctx *pulumi.Context, cfg *Config, projectDir string, access
 		return providers, nil, nil
 	}
 	provider := func(ws string, deps []pulumi.Resource) error {
-		name := kcpProviderName(cfg, ws)
+		name := kcpProviderName(ws)
 		args := &kubernetes.ProviderArgs{}
 		if cfg.Target.Mode == TargetRender {
 			args.RenderYamlToDirectory = pulumi.StringPtr(filepath.Join(renderDir(cfg, projectDir), name))
@@ -196,7 +206,7 @@ func newKCPProviders(ctx *pulumi.Context, cfg *Config, projectDir string, access
 			// the provider would replace everything created through it.
 			args.ClusterIdentifier = pulumi.StringPtr("kcp " + kcp.PublicHost(cfg.Domain) + " " + ws)
 		}
-		p, err := kubernetes.NewProvider(ctx, name, args, pulumi.DependsOn(deps))
+		p, err := kubernetes.NewProvider(ctx, name, args, pulumi.DependsOn(deps), pulumi.Aliases(kcpProviderAliases(cfg, ws)))
 		if err != nil {
 			return fmt.Errorf("kcp provider for workspace %s: %w", ws, err)
 		}

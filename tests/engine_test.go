@@ -4,6 +4,7 @@ package tests
 
 import (
 	"context"
+	"encoding/json"
 	"errors"
 	"io"
 	"os"
@@ -114,7 +115,7 @@ func TestDevStackWithClusterOnRealEngine(t *testing.T) {
 			t.Errorf("a Secret is rendered onto the cluster in cert-manager mode: %v", o["metadata"])
 		}
 	}
-	find(t, readRendered(t, filepath.Join(rendered, "kcp")), "APIExport", "edge-export")
+	find(t, readRendered(t, filepath.Join(rendered, "kcp-root-compute")), "APIExport", "edge-export")
 	root := readRendered(t, filepath.Join(rendered, "kcp-root"))
 	find(t, root, "Workspace", "compute")
 	find(t, root, "ClusterRoleBinding", "kcp-tmc:metrics-reader")
@@ -216,4 +217,81 @@ type testWriter struct{ t *testing.T }
 func (w testWriter) Write(p []byte) (int, error) {
 	w.t.Log(strings.TrimRight(string(p), "\n"))
 	return len(p), nil
+}
+
+// TestKCPProvidersFollowWorkspacesNotOrder: clusters in two workspaces, up
+// on the real engine. A stack written when the first cluster's workspace's
+// provider was named "kcp" (its state rewritten to that name here) upgrades
+// in place: the next up replaces nothing. Then removing the first cluster
+// and reordering the rest deletes that cluster's objects and replaces
+// nothing either — a replaced APIExport would get a new identity and break
+// its consumers' bindings.
+func TestKCPProvidersFollowWorkspacesNotOrder(t *testing.T) {
+	ctx := context.Background()
+	cluster := func(name, ws string) map[string]any {
+		c := map[string]any{"name": name,
+			"resources": []any{map[string]any{"group": "example.com", "version": "v1", "kind": "Widget", "plural": "widgets"}}}
+		if ws != "" {
+			c["workspace"] = ws
+		}
+		return c
+	}
+	_, opts := testenv.Project(t, "dev", map[string]any{
+		"kcp-tmc:clusters": []any{cluster("alpha", ""), cluster("bravo", "root:team-b"), cluster("charlie", "")},
+	})
+	stack, err := automation.Stack(ctx, opts)
+	if err != nil {
+		t.Fatal(err)
+	}
+	up := func(what string) map[string]int {
+		t.Helper()
+		res, err := stack.Up(ctx, optup.ProgressStreams(testWriter{t}))
+		if err != nil {
+			t.Fatalf("up (%s): %v", what, err)
+		}
+		changes := map[string]int{}
+		if res.Summary.ResourceChanges != nil {
+			changes = *res.Summary.ResourceChanges
+		}
+		return changes
+	}
+	up("first")
+
+	// The state as the old naming wrote it: root:compute's provider "kcp".
+	const provider = "::pulumi:providers:kubernetes::"
+	state, err := stack.Export(ctx)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if !strings.Contains(string(state.Deployment), provider+"kcp-root-compute\"") {
+		t.Fatalf("no provider kcp-root-compute in the state")
+	}
+	state.Deployment = []byte(strings.ReplaceAll(string(state.Deployment), provider+"kcp-root-compute", provider+"kcp"))
+	if err := stack.Import(ctx, state); err != nil {
+		t.Fatal(err)
+	}
+	if changes := up("the upgrade"); changes["replace"] != 0 || changes["create"] != 0 || changes["delete"] != 0 {
+		t.Errorf("the first up after the provider's rename: %v, want nothing created, deleted or replaced", changes)
+	}
+	state, err = stack.Export(ctx)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if strings.Contains(string(state.Deployment), provider+"kcp\"") {
+		t.Error("the state still holds the provider kcp after the upgrade")
+	}
+
+	// The first cluster removed, the rest reordered: another workspace's
+	// cluster first (the old naming then replaced the "kcp" provider, and
+	// with it every object of team-b's: "replacing [diff: ~provider]").
+	clusters, err := json.Marshal([]any{cluster("bravo", "root:team-b"), cluster("charlie", "")})
+	if err != nil {
+		t.Fatal(err)
+	}
+	if err := stack.SetConfig(ctx, "kcp-tmc:clusters", auto.ConfigValue{Value: string(clusters)}); err != nil {
+		t.Fatal(err)
+	}
+	if changes := up("alpha removed, the rest reordered"); changes["replace"] != 0 || changes["delete"] == 0 {
+		t.Errorf("removing the first cluster: %v, want alpha's objects deleted and nothing replaced", changes)
+	}
 }

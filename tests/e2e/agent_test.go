@@ -57,7 +57,7 @@ func syncAgentCluster(t testing.TB, onShard string) {
 	admin := cp.admin
 
 	pc := startPhysicalCluster(t, rec, name)
-	cp.applyKCPSide(t, rec, map[string]string{"kcp-root": "root", "kcp": "root:compute"})
+	cp.applyKCPSide(t, rec, map[string]string{"kcp-root": "root", "kcp-root-compute": "root:compute"})
 	agent := pc.startAgent(t, cp, agentBin)
 	// A consumer binds the export through the front door.
 	cp.bindExport(t, consumer, export)

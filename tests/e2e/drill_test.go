@@ -83,7 +83,7 @@ func TestWholePlatformDisasterRecovery(t *testing.T) {
 	// The platform in use.
 	cp := startControlPlane(t, objs)
 	pc := startPhysicalCluster(t, rec, name)
-	cp.applyKCPSide(t, rec, map[string]string{"kcp-root": "root", "kcp": "root:compute"})
+	cp.applyKCPSide(t, rec, map[string]string{"kcp-root": "root", "kcp-root-compute": "root:compute"})
 	agent := pc.startAgent(t, cp, agentBin)
 	cp.bindExport(t, workspaceOn("consumer", shardName), export)
 	cp.widgetRoundTrip(t, pc, agent, "root:consumer", "w1")

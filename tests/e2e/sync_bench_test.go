@@ -102,7 +102,7 @@ func BenchmarkSync(b *testing.B) {
 	}
 	objs, rec := render(b, "dev", map[string]string{"tls": `{"mode":"self-managed"}`, "clusters": "[" + strings.Join(entries, ",") + "]"})
 	cp := startControlPlane(b, objs)
-	cp.applyKCPSide(b, rec, map[string]string{"kcp-root": "root", "kcp": "root:compute"})
+	cp.applyKCPSide(b, rec, map[string]string{"kcp-root": "root", "kcp-root-compute": "root:compute"})
 
 	var lanes []*syncLane
 	var rows []syncResult
