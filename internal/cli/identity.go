@@ -2,9 +2,11 @@ package cli
 
 import (
 	"context"
+	"errors"
 	"fmt"
 	"io"
 
+	"k8s.io/client-go/rest"
 	"k8s.io/client-go/tools/clientcmd"
 
 	"github.com/kcp-tmc/kcp-tmc/components/agents"
@@ -32,29 +34,42 @@ func agentIdentity(ctx context.Context, cfg *stacks.Config, hostKubeconfig, only
 	if err != nil {
 		return fmt.Errorf("hosting cluster kubeconfig: %w", err)
 	}
-	copied := 0
+	// Every cluster is tried: one unreachable cluster must not leave the
+	// others' agents on a certificate that is about to expire.
+	tried := 0
+	var failed []error
 	for _, cl := range cfg.Clusters {
 		if only != "" && cl.Name != only {
 			continue
 		}
-		kc, ok := cfg.ClusterKubeconfigs[cl.Name]
-		if !ok {
-			return fmt.Errorf("cluster %q has no kubeconfig in kcp-tmc:clusterKubeconfigs", cl.Name)
-		}
-		target, err := clientcmd.RESTConfigFromKubeConfig([]byte(kc))
-		if err != nil {
-			return fmt.Errorf("kcp-tmc:clusterKubeconfigs[%s]: %w", cl.Name, err)
-		}
+		tried++
 		ns := stacks.AgentArgs(cfg, cl).Namespace // the namespace the stack deployed the agent in
-		if err := ops.CopyAgentIdentity(ctx, ops.IdentityCopy{Cluster: cl.Name, Host: host, Namespace: cfg.Namespace,
-			Target: target, AgentNamespace: ns}); err != nil {
-			return err
+		if err := copyIdentity(ctx, cfg, host, cl.Name, ns); err != nil {
+			fmt.Fprintf(stdout, "cluster %s: secret %s/%s NOT written: %v\n", cl.Name, ns, agents.IdentitySecret, err)
+			failed = append(failed, fmt.Errorf("cluster %s: %w", cl.Name, err))
+			continue
 		}
 		fmt.Fprintf(stdout, "cluster %s: secret %s/%s written\n", cl.Name, ns, agents.IdentitySecret)
-		copied++
 	}
-	if copied == 0 {
+	switch {
+	case tried == 0:
 		return fmt.Errorf("--cluster %q: not a cluster of kcp-tmc:clusters", only)
+	case len(failed) > 0:
+		return fmt.Errorf("%d of %d agent identities not copied (the others were): %w", len(failed), tried, errors.Join(failed...))
 	}
 	return nil
+}
+
+// copyIdentity copies one cluster's agent identity.
+func copyIdentity(ctx context.Context, cfg *stacks.Config, host *rest.Config, cluster, agentNamespace string) error {
+	kc, ok := cfg.ClusterKubeconfigs[cluster]
+	if !ok {
+		return fmt.Errorf("no kubeconfig in kcp-tmc:clusterKubeconfigs")
+	}
+	target, err := clientcmd.RESTConfigFromKubeConfig([]byte(kc))
+	if err != nil {
+		return fmt.Errorf("kcp-tmc:clusterKubeconfigs[%s]: %w", cluster, err)
+	}
+	return ops.CopyAgentIdentity(ctx, ops.IdentityCopy{Cluster: cluster, Host: host, Namespace: cfg.Namespace,
+		Target: target, AgentNamespace: agentNamespace})
 }

@@ -57,3 +57,26 @@ func TestRenewCopiesIdentities(t *testing.T) {
 		}
 	}
 }
+
+// TestAgentIdentityTriesEveryCluster: a cluster whose copy fails (here: no
+// kubeconfig for it; an unreachable one fails the same way) does not stop
+// the copy to the clusters after it; the error names each that failed.
+func TestAgentIdentityTriesEveryCluster(t *testing.T) {
+	unreachable := "apiVersion: v1\nkind: Config\nclusters: [{name: c, cluster: {server: \"https://127.0.0.1:1\"}}]\n" +
+		"users: [{name: u, user: {token: t}}]\ncontexts: [{name: c, context: {cluster: c, user: u}}]\ncurrent-context: c\n"
+	cfg := stacks.Config{Environment: "dev", Namespace: "kcp", TLS: stacks.TLS{Mode: tls.ModeCertManager},
+		Target:             stacks.Target{Mode: stacks.TargetKubeconfig, KCPSide: stacks.KCPSideOff},
+		Kubeconfig:         unreachable,
+		Clusters:           []stacks.Cluster{{Name: "alpha"}, {Name: "bravo"}, {Name: "charlie"}},
+		ClusterKubeconfigs: map[string]string{"bravo": unreachable, "charlie": unreachable}}
+	var out strings.Builder
+	err := agentIdentity(context.Background(), &cfg, "", "", &out)
+	if err == nil || !strings.Contains(err.Error(), "3 of 3 agent identities not copied") {
+		t.Fatalf("err = %v", err)
+	}
+	for _, cl := range []string{"alpha", "bravo", "charlie"} {
+		if !strings.Contains(err.Error(), "cluster "+cl+":") || !strings.Contains(out.String(), "cluster "+cl+": secret") {
+			t.Errorf("cluster %s was not tried after the first failure:\nerr: %v\nout: %s", cl, err, out.String())
+		}
+	}
+}
