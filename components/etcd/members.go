@@ -37,13 +37,10 @@ func membersEnv(a Args) []envVar {
 	for _, m := range c.MemberNames(a.Replicas) {
 		keep = append(keep, c.MemberURL(m, PeerPort))
 	}
-	return []envVar{
+	return append([]envVar{
 		{"ETCD_ENDPOINTS", strings.Join(c.MemberURLs(MaxReplicas), ",")},
 		{"KEEP_PEERS", strings.Join(keep, ",")},
-		{"ETCDCTL_CACERT", serverTLSDir + "/ca.crt"},
-		{"ETCDCTL_CERT", serverTLSDir + "/tls.crt"},
-		{"ETCDCTL_KEY", serverTLSDir + "/tls.key"},
-	}
+	}, etcdctlEnv...)
 }
 
 // newMembersJob registers the membership Job and its NetworkPolicy; the

@@ -113,13 +113,18 @@ func joinEnv(a Args) []envVar {
 	for _, m := range c.MemberNames(a.Replicas) {
 		endpoints = append(endpoints, c.MemberURL(m, ClientPort))
 	}
-	return []envVar{
+	return append([]envVar{
 		{"ETCD_ENDPOINTS", strings.Join(endpoints, ",")},
 		{"LOCAL_ENDPOINT", fmt.Sprintf("https://127.0.0.1:%d", ClientPort)},
-		{"ETCDCTL_CACERT", serverTLSDir + "/ca.crt"},
-		{"ETCDCTL_CERT", serverTLSDir + "/tls.crt"},
-		{"ETCDCTL_KEY", serverTLSDir + "/tls.key"},
-	}
+	}, etcdctlEnv...)
+}
+
+// etcdctlEnv has etcdctl present the etcd-server certificate (server and
+// client auth), mounted at serverTLSDir.
+var etcdctlEnv = []envVar{
+	{"ETCDCTL_CACERT", serverTLSDir + "/ca.crt"},
+	{"ETCDCTL_CERT", serverTLSDir + "/tls.crt"},
+	{"ETCDCTL_KEY", serverTLSDir + "/tls.key"},
 }
 
 func podTemplate(a Args) *corev1.PodTemplateSpecArgs {

@@ -160,6 +160,53 @@ func (m *localMember) joinKilledAfter(t *testing.T, line string) string {
 	return out.String()
 }
 
+// writer puts keys without pause, each through the member target(i)
+// names, and records which were acknowledged and which failed, when.
+type writer struct {
+	mu     sync.Mutex
+	acked  []string
+	failed []writeFailure
+	stop   chan struct{}
+	wg     sync.WaitGroup
+}
+
+type writeFailure struct {
+	at  time.Time
+	why string
+}
+
+func startWriter(tlsDir, prefix string, target func(i int) *localMember) *writer {
+	w := &writer{stop: make(chan struct{})}
+	w.wg.Add(1)
+	go func() {
+		defer w.wg.Done()
+		for i := 0; ; i++ {
+			select {
+			case <-w.stop:
+				return
+			default:
+			}
+			key := fmt.Sprintf("%s%06d", prefix, i)
+			out, err := etcdctlCmd(context.Background(), tlsDir, target(i).client, "--command-timeout=5s", "put", key, "v").CombinedOutput()
+			w.mu.Lock()
+			if err == nil && strings.TrimSpace(string(out)) == "OK" {
+				w.acked = append(w.acked, key)
+			} else {
+				w.failed = append(w.failed, writeFailure{time.Now(), fmt.Sprintf("%s: %v %s", key, err, out)})
+			}
+			w.mu.Unlock()
+		}
+	}()
+	return w
+}
+
+// halt stops the writer and returns what it wrote.
+func (w *writer) halt() ([]string, []writeFailure) {
+	close(w.stop)
+	w.wg.Wait()
+	return w.acked, w.failed
+}
+
 type lockedWriter struct {
 	mu *sync.Mutex
 	w  *bytes.Buffer
@@ -198,38 +245,7 @@ func TestLostMemberRejoinsByItself(t *testing.T) {
 	members, tlsDir := startThree(t)
 
 	// A client writing without pause through the two members that stay.
-	type failure struct {
-		at  time.Time
-		why string
-	}
-	var (
-		mu     sync.Mutex
-		acked  []string
-		failed []failure
-	)
-	stop := make(chan struct{})
-	var wg sync.WaitGroup
-	wg.Add(1)
-	go func() {
-		defer wg.Done()
-		for i := 0; ; i++ {
-			select {
-			case <-stop:
-				return
-			default:
-			}
-			key := fmt.Sprintf("/registry/rejoin/%06d", i)
-			w := members[2*(i%2)] // etcd-0 and etcd-2
-			out, err := etcdctlCmd(context.Background(), tlsDir, w.client, "--command-timeout=5s", "put", key, "v").CombinedOutput()
-			mu.Lock()
-			if err == nil && strings.TrimSpace(string(out)) == "OK" {
-				acked = append(acked, key)
-			} else {
-				failed = append(failed, failure{time.Now(), fmt.Sprintf("%s: %v %s", key, err, out)})
-			}
-			mu.Unlock()
-		}
-	}()
+	w := startWriter(tlsDir, "/registry/rejoin/", func(i int) *localMember { return members[2*(i%2)] }) // etcd-0 and etcd-2
 	time.Sleep(2 * time.Second)
 
 	lost := members[1]
@@ -258,8 +274,7 @@ func TestLostMemberRejoinsByItself(t *testing.T) {
 	waitHealthy(t, lost, tlsDir)
 	t.Logf("%s back %s after its pod restarted with an empty data dir", lost.name, time.Since(began).Round(100*time.Millisecond))
 	time.Sleep(2 * time.Second)
-	close(stop)
-	wg.Wait()
+	acked, failed := w.halt()
 
 	const election = 8 * time.Second // the new leader's election plus a write's 5 s timeout
 	var outside []string

@@ -1,12 +1,9 @@
 package etcd
 
 import (
-	"context"
-	"fmt"
 	"os"
 	"os/exec"
 	"strings"
-	"sync"
 	"testing"
 	"time"
 
@@ -40,33 +37,7 @@ func TestShrinkRemovesMembersFirst(t *testing.T) {
 	members, tlsDir := startThree(t)
 	stay := members[0]
 
-	var (
-		mu     sync.Mutex
-		acked  []string
-		failed []string
-	)
-	stop := make(chan struct{})
-	var wg sync.WaitGroup
-	wg.Add(1)
-	go func() {
-		defer wg.Done()
-		for i := 0; ; i++ {
-			select {
-			case <-stop:
-				return
-			default:
-			}
-			key := fmt.Sprintf("/registry/shrink/%06d", i)
-			out, err := etcdctlCmd(context.Background(), tlsDir, stay.client, "--command-timeout=5s", "put", key, "v").CombinedOutput()
-			mu.Lock()
-			if err == nil && strings.TrimSpace(string(out)) == "OK" {
-				acked = append(acked, key)
-			} else {
-				failed = append(failed, fmt.Sprintf("%s after %s: %v %s", key, time.Now().Format("15:04:05.000"), err, out))
-			}
-			mu.Unlock()
-		}
-	}()
+	w := startWriter(tlsDir, "/registry/shrink/", func(int) *localMember { return stay })
 	time.Sleep(2 * time.Second)
 
 	out, err := runMembersJob(t, stay, 1)
@@ -78,8 +49,7 @@ func TestShrinkRemovesMembersFirst(t *testing.T) {
 		m.kill()
 	}
 	time.Sleep(3 * time.Second)
-	close(stop)
-	wg.Wait()
+	acked, failed := w.halt()
 	// Removing the leader makes the member that stays elect itself: a
 	// write in flight may time out then (one client retry).
 	if len(failed) > 2 || len(acked) == 0 {
