@@ -10,6 +10,9 @@ import (
 	"strings"
 	"testing"
 
+	"github.com/pulumi/pulumi/sdk/v3/go/auto"
+
+	"github.com/kcp-tmc/kcp-tmc/automation"
 	"github.com/kcp-tmc/kcp-tmc/internal/test/backuptest"
 	"github.com/kcp-tmc/kcp-tmc/internal/test/testenv"
 )
@@ -135,10 +138,21 @@ func TestBackupVerifyDrillRestore(t *testing.T) {
 	key := backuptest.Seed(t, "s3://kcp-backups/etcd", "kcp-tmc-dev", endpoint)
 	// A second shard's etcd keeps its snapshots beside the root's.
 	shardKey := backuptest.Seed(t, "s3://kcp-backups/etcd", "kcp-tmc-dev-etcd-shard-1", endpoint)
-	dir, _ := testenv.Project(t, "dev", map[string]any{
-		"kcp-tmc:backup": map[string]any{"target": "s3", "bucket": "kcp-backups", "prefix": "etcd", "endpoint": endpoint},
+	// The server's key (backuptest.FakeS3's), as the stack's backup jobs get it.
+	dir, opts := testenv.Project(t, "dev", map[string]any{
+		"kcp-tmc:backup": map[string]any{"target": "s3", "bucket": "kcp-backups", "prefix": "etcd", "endpoint": endpoint, "accessKeyId": "ops-test"},
 		"kcp-tmc:kcp":    map[string]any{"shards": []any{map[string]any{"name": "shard-1"}}},
 	})
+	for k, v := range opts.Env {
+		t.Setenv(k, v)
+	}
+	stack, err := automation.Stack(context.Background(), opts)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if err := stack.SetConfig(context.Background(), "kcp-tmc:backupSecretAccessKey", auto.ConfigValue{Value: "ops-test-secret", Secret: true}); err != nil {
+		t.Fatal(err)
+	}
 	cli := func(args ...string) (string, error) {
 		var stdout, stderr bytes.Buffer
 		err := Run(context.Background(), args, &stdout, &stderr)
