@@ -123,9 +123,18 @@ func scenarios() []scenario {
 		burn("KCPErrorBudgetBurnSlow", "30m", "1h10m"),
 		burn("KCPErrorBudgetBurnTicket", "2h", "3h10m"),
 		// Sample intervals stay under Prometheus' 5m lookback, or `for:` would reset between samples.
-		{"CertificateExpiresSoon", "1m", []series{{`certmanager_certificate_expiration_timestamp_seconds{name="kcp-server",namespace="kcp"}`, "864000x200"}},
-			[]series{{`certmanager_certificate_expiration_timestamp_seconds{name="kcp-server",namespace="kcp"}`, "8640000x200"}},
-			"30m", "2h", map[string]string{"name": "kcp-server", "namespace": "kcp"}},
+		// Promtool's clock starts at 0: a renewal due at 600 (10 min) is a
+		// day overdue at 1d10m, and fires an hour later. Quiet: a
+		// certificate not yet issued (0), one due in three days, and a leaf
+		// renewing 8 days before expiry (tls.renewBefore 192h) whose
+		// renewal is an hour under way — a fixed 14 days to expiry warned
+		// at every such renewal.
+		{"CertificateRenewalOverdue", "4m", []series{{`certmanager_certificate_renewal_timestamp_seconds{name="kcp-server",namespace="kcp"}`, "600x450"}},
+			[]series{{`certmanager_certificate_renewal_timestamp_seconds{name="kcp-server",namespace="kcp"}`, "0x450"},
+				{`certmanager_certificate_renewal_timestamp_seconds{name="kcp-admin",namespace="kcp"}`, "259200x450"},
+				{`certmanager_certificate_renewal_timestamp_seconds{name="agent-a",namespace="kcp"}`, "86400x450"},
+				{`certmanager_certificate_expiration_timestamp_seconds{name="agent-a",namespace="kcp"}`, "777600x450"}},
+			"1d30m", "1d1h20m", map[string]string{"name": "kcp-server", "namespace": "kcp"}},
 		{"CertificateExpiresVerySoon", "1m", []series{{`certmanager_certificate_expiration_timestamp_seconds{name="kcp-server",namespace="kcp"}`, "172800x20"}},
 			[]series{{`certmanager_certificate_expiration_timestamp_seconds{name="kcp-server",namespace="kcp"}`, "864000x20"}},
 			"5m", "12m", map[string]string{"name": "kcp-server", "namespace": "kcp"}},

@@ -184,8 +184,16 @@ sum by (namespace) (rate(apiserver_request_total{job="%[1]s"}[%[2]s]))`, JobKCP,
 		}},
 		{Name: "kcp-tmc.slo", Rules: slo},
 		{Name: "kcp-tmc.certificates", Rules: []Rule{
-			alert("CertificateExpiresSoon", "warning", `certmanager_certificate_expiration_timestamp_seconds - time() < 14 * 86400`, "1h",
-				"Certificate {{ $labels.name }} expires in less than 14 days", "cert-manager has not renewed {{ $labels.namespace }}/{{ $labels.name }}; check its CertificateRequest."),
+			// cert-manager's own renewal time (status.renewalTime; 0 until
+			// first issued) rather than a fixed distance to expiry: each
+			// certificate renews at its own renewBefore (leaves at
+			// tls.renewBefore, down to 8 days; CAs at a third of their
+			// life), so a fixed 14 days would warn at every healthy renewal
+			// of a leaf renewed 8 days ahead and say nothing for a month
+			// about a CA whose renewal failed.
+			alert("CertificateRenewalOverdue", "warning", `time() - (certmanager_certificate_renewal_timestamp_seconds > 0) > 86400`, "1h",
+				"Certificate {{ $labels.name }} was not renewed a day after its renewal time",
+				"cert-manager should have renewed {{ $labels.namespace }}/{{ $labels.name }} {{ $value | humanizeDuration }} ago; check its CertificateRequest before it expires."),
 			alert("CertificateExpiresVerySoon", "critical", `certmanager_certificate_expiration_timestamp_seconds - time() < 3 * 86400`, "10m",
 				"Certificate {{ $labels.name }} expires in less than 3 days", "When it expires, clients of {{ $labels.name }} are refused."),
 			// kcp measures the certificate of every client that presents one
