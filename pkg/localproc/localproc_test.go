@@ -8,6 +8,7 @@ import (
 	"slices"
 	"strings"
 	"testing"
+	"time"
 )
 
 func TestRunning(t *testing.T) {
@@ -128,7 +129,14 @@ func TestProcessNamesOneProcess(t *testing.T) {
 	if got := Children(os.Getpid(), "sleep"); !slices.Contains(got, p) {
 		t.Errorf("Children(this process, sleep) = %v, want the child %v among them", got, p)
 	}
-	if args, err := Args(p.Pid); err != nil || !slices.Equal(args, []string{"sleep", "60"}) {
+	// Start returns once the exec began; the kernel fills in the new
+	// command line a moment later (it reads as empty until then).
+	args, err := Args(p.Pid)
+	for deadline := time.Now().Add(time.Second); err == nil && slices.Equal(args, []string{""}) && time.Now().Before(deadline); {
+		time.Sleep(10 * time.Millisecond)
+		args, err = Args(p.Pid)
+	}
+	if err != nil || !slices.Equal(args, []string{"sleep", "60"}) {
 		t.Errorf("Args(the child) = %q, %v; want sleep 60", args, err)
 	}
 	if got := Children(os.Getpid(), "pulumi"); len(got) != 0 {
