@@ -133,6 +133,15 @@ func TestClusterConfigErrors(t *testing.T) {
 			c["clusters"] = `[{"name":"alpha","logDebug":"yes","resources":[{"group":"apps","version":"v1","kind":"Deployment","plural":"deployments"}]}]`
 		}, `config kcp-tmc:clusters.logDebug: invalid value "a string": want a value of type boolean (true/false)`},
 		{"cluster kubeconfigs in plaintext", func(c map[string]string) {}, `config kcp-tmc:clusterKubeconfigs: invalid value "<plaintext>"`},
+		{"a cluster's rule label key with a space", func(c map[string]string) {
+			c["clusters"] = `[{"name":"alpha","monitoring":{"ruleLabels":{"my release":"kps"}},"resources":[{"group":"apps","version":"v1","kind":"Deployment","plural":"deployments"}]}]`
+		}, `config kcp-tmc:clusters[0].monitoring.ruleLabels[my release]: invalid value "my release": want a label key`},
+		{"a cluster's Prometheus namespace", func(c map[string]string) {
+			c["clusters"] = `[{"name":"alpha","monitoring":{"namespace":"Observability"},"resources":[{"group":"apps","version":"v1","kind":"Deployment","plural":"deployments"}]}]`
+		}, `config kcp-tmc:clusters[0].monitoring.namespace: invalid value "Observability": want the namespace of the cluster's Prometheus`},
+		{"an unknown key of a cluster's monitoring", func(c map[string]string) {
+			c["clusters"] = `[{"name":"alpha","monitoring":{"labels":{"release":"kps"}},"resources":[{"group":"apps","version":"v1","kind":"Deployment","plural":"deployments"}]}]`
+		}, `config kcp-tmc:clusters.labels: invalid value "<set>": want no such key`},
 	}
 	for _, tt := range tests {
 		t.Run(tt.name, func(t *testing.T) {
@@ -449,5 +458,48 @@ func TestClusterLogDebug(t *testing.T) {
 	}
 	if len(want) != 0 {
 		t.Errorf("no Deployment for %v", want)
+	}
+}
+
+// TestClusterRuleLabels: each cluster's ServiceMonitor and PrometheusRule
+// carry the labels its own Prometheus operator selects by — the stack's
+// monitoring.ruleLabels unless the cluster names its own ({} for none) —
+// and its Prometheus' namespace may scrape the agent.
+func TestClusterRuleLabels(t *testing.T) {
+	cfg := clusterConfig("alpha", "bravo", "charlie")
+	cfg["monitoring"] = `{"enabled":true,"ruleLabels":{"release":"kps"}}`
+	cfg["clusters"] = strings.Replace(cfg["clusters"], `"name":"bravo"`, `"monitoring":{"namespace":"observability","ruleLabels":{"release":"edge","team":"platform"}},"name":"bravo"`, 1)
+	cfg["clusters"] = strings.Replace(cfg["clusters"], `"name":"charlie"`, `"monitoring":{"ruleLabels":{}},"name":"charlie"`, 1)
+	mocktest.SetConfig(t, cfg, clusterSecrets...)
+	rec, err := mocktest.Run(t, "prod", ProgramIn(t.TempDir()))
+	if err != nil {
+		t.Fatal(err)
+	}
+	for _, tt := range []struct {
+		cluster, release, namespace string
+	}{{"alpha", "kps", "monitoring"}, {"bravo", "edge", "observability"}, {"charlie", "", "monitoring"}} {
+		for suffix, typ := range map[string]string{"-servicemonitor": "ServiceMonitor", "-rules": "PrometheusRule"} {
+			labels, _ := mocktest.Dig(rec.Named(t, "kubernetes:monitoring.coreos.com/v1:"+typ, "agent-"+tt.cluster+suffix).Input(), "metadata", "labels").(map[string]any)
+			if got, _ := labels["release"].(string); got != tt.release {
+				t.Errorf("%s%s: release=%q, want %q (labels %v)", tt.cluster, suffix, got, tt.release, labels)
+			}
+		}
+		np := rec.Named(t, "kubernetes:networking.k8s.io/v1:NetworkPolicy", "agent-"+tt.cluster+"-netpol")
+		if got := fmt.Sprint(mocktest.Dig(np.Input(), "spec", "ingress", 0, "from", 0, "namespaceSelector", "matchLabels")); !strings.Contains(got, tt.namespace) {
+			t.Errorf("%s: metrics ingress from %s, want namespace %s", tt.cluster, got, tt.namespace)
+		}
+	}
+}
+
+// TestStackRuleLabelsCheckedOnce: a bad monitoring.ruleLabels is reported
+// at that key, not again at every cluster that inherits it.
+func TestStackRuleLabelsCheckedOnce(t *testing.T) {
+	cfg := clusterConfig("alpha", "bravo")
+	cfg["monitoring"] = `{"enabled":true,"ruleLabels":{"release":"kube prometheus"}}`
+	mocktest.SetConfig(t, cfg, clusterSecrets...)
+	_, err := mocktest.Run(t, "prod", ProgramIn(t.TempDir()))
+	if err == nil || !strings.Contains(err.Error(), `config kcp-tmc:monitoring.ruleLabels[release]: invalid value "kube prometheus": want a label value`) ||
+		strings.Contains(err.Error(), "clusters[") {
+		t.Errorf("err = %v\nwant monitoring.ruleLabels[release] refused once", err)
 	}
 }

@@ -146,10 +146,21 @@ func AgentArgs(cfg *Config, cl Cluster) agents.Args {
 		Cluster: cl.Name, Kind: cl.Agent, Image: cl.Image, Replicas: cl.Replicas, Namespace: cl.Namespace,
 		KCPServer: kcp.PublicURL(cfg.Domain), FrontDoor: kcp.FrontProxyPods(cfg.Namespace),
 		Workspace: cl.Workspace, Resources: cl.Resources, Labels: labels,
-		PodSecurityVersion: cfg.PodSecurityVersion,
-		Container:          cfg.AgentResources,
-		LogDebug:           cl.LogDebug,
+		PodSecurityVersion:  cfg.PodSecurityVersion,
+		Container:           cfg.AgentResources,
+		LogDebug:            cl.LogDebug,
+		PrometheusNamespace: cl.Monitoring.Namespace,
+		RuleLabels:          clusterRuleLabels(cfg, cl),
 	}.WithDefaults()
+}
+
+// clusterRuleLabels are the labels of a cluster's monitoring objects: its
+// own, or the stack's when it names none.
+func clusterRuleLabels(cfg *Config, cl Cluster) map[string]string {
+	if cl.Monitoring.RuleLabels != nil {
+		return cl.Monitoring.RuleLabels
+	}
+	return cfg.Monitoring.RuleLabels
 }
 
 func loggingArgs(cfg *Config) logging.Args {

@@ -124,7 +124,9 @@ type Monitoring struct {
 	// StackVersion is the pinned kube-prometheus-stack chart version.
 	StackVersion string `json:"stackVersion"`
 	// RuleLabels are labels that make an existing Prometheus operator select
-	// our monitors and rules (e.g. `release: kube-prometheus-stack`).
+	// our monitors and rules (e.g. `release: kube-prometheus-stack`); the
+	// agents' on physical clusters too, unless a cluster sets
+	// `clusters[].monitoring.ruleLabels`.
 	RuleLabels map[string]string `json:"ruleLabels"`
 
 	// SlackWebhookURL is the secret kcp-tmc:slackWebhookUrl: the Slack incoming
@@ -225,6 +227,9 @@ type Cluster struct {
 	// per reconcile and per step of each object's sync, which shows where
 	// an object waits (README "Sync at scale"); several lines per object.
 	LogDebug bool `json:"logDebug"`
+	// Monitoring is how the cluster's own Prometheus operator finds the
+	// agent's ServiceMonitor and alert rules (docs/monitoring.md).
+	Monitoring ClusterMonitoring `json:"monitoring"`
 	// QPS was the TMC syncer's kcp client rate: setting it is an error
 	// (api-syncagent has no such flag).
 	QPS int `json:"qps"`
@@ -239,6 +244,17 @@ type Cluster struct {
 	// BatchSize is a sync-tuning knob no agent has a flag for: setting it
 	// is an error.
 	BatchSize int `json:"batchSize"`
+}
+
+// ClusterMonitoring is clusters[].monitoring.
+type ClusterMonitoring struct {
+	// Namespace is where the cluster's Prometheus runs: the only namespace
+	// allowed to scrape the agent (default `monitoring`).
+	Namespace string `json:"namespace"`
+	// RuleLabels go on the agent's ServiceMonitor and PrometheusRule so that
+	// the cluster's Prometheus operator selects them (kube-prometheus-stack:
+	// `release: <its release>`). Unset: `monitoring.ruleLabels`; `{}`: none.
+	RuleLabels map[string]string `json:"ruleLabels"`
 }
 
 // ExistingCA is one entry of kcp-tmc:existingCAs.

@@ -333,6 +333,9 @@ func (c *Config) validateClusters(v *validator) {
 		// The identity is wired by Deploy from the PKI and the kcp side, not
 		// from a key: the user's input is checked without it.
 		a.Identity = agents.IdentityCopied
+		if cl.Monitoring.RuleLabels == nil {
+			a.RuleLabels = nil // monitoring.ruleLabels', checked at that key
+		}
 		v.component(a.WithDefaults().Validate(key), true)
 	}
 }

@@ -138,7 +138,16 @@ type Args struct {
 	// is open (elsewhere it selects nothing).
 	FrontDoor netpol.Flow
 	// LogDebug adds --log-debug: a log line per reconcile and sync step.
-	LogDebug           bool
+	LogDebug bool
+	// PrometheusNamespace is where the cluster's Prometheus runs: the only
+	// namespace the agent's policy lets scrape its metrics port (default
+	// netpol.MonitoringNamespace).
+	PrometheusNamespace string
+	// RuleLabels go on the agent's ServiceMonitor and PrometheusRule so that
+	// the cluster's Prometheus operator selects them (kube-prometheus-stack
+	// selects only its own release's: release=<name>); without them a
+	// selective Prometheus neither scrapes the agent nor loads its alerts.
+	RuleLabels         map[string]string
 	Container          workload.Resources
 	PodSecurityVersion string
 	// KCPProvider, when set, creates the kcp side (the APIExport and its
@@ -166,6 +175,7 @@ func (a Args) WithDefaults() Args {
 	component.Default(&a.Image, DefaultSyncAgentImage)
 	component.Default(&a.Replicas, 2)
 	component.Default(&a.Workspace, DefaultWorkspace)
+	component.Default(&a.PrometheusNamespace, netpol.MonitoringNamespace)
 	a.Container = a.Container.WithEphemeral("128Mi", "512Mi")
 	component.Default(&a.APIExport, a.Cluster+"-export")
 	return a
@@ -194,6 +204,8 @@ func (a Args) Validate(fld *field.Path) field.ErrorList {
 	}
 	errs = append(errs, check.Image(fld.Child("image"), a.Image, DefaultSyncAgentImage)...)
 	errs = append(errs, check.DNSLabel(fld.Child("namespace"), a.Namespace, "a namespace on the cluster")...)
+	errs = append(errs, check.DNSLabel(fld.Child("monitoring", "namespace"), a.PrometheusNamespace, "the namespace of the cluster's Prometheus")...)
+	errs = append(errs, check.Labels(fld.Child("monitoring", "ruleLabels"), a.RuleLabels)...)
 	if !strings.HasPrefix(a.KCPServer, "https://") {
 		errs = append(errs, field.Invalid(fld.Child("kcpServer"), a.KCPServer, "kcp's https:// URL"))
 	}
@@ -303,7 +315,7 @@ func NewAgent(ctx *pulumi.Context, name string, args Args, opts ...pulumi.Resour
 		egress = append(egress, args.FrontDoor)
 	}
 	if err := netpol.NewAllowPolicy(ctx, name+"-netpol", args.Namespace, args.Kind, labels,
-		[]netpol.Flow{{Namespace: netpol.MonitoringNamespace, Ports: []int{MetricsPort}}},
+		[]netpol.Flow{{Namespace: args.PrometheusNamespace, Ports: []int{MetricsPort}}},
 		egress, after...); err != nil {
 		return nil, err
 	}

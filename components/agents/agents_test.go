@@ -264,6 +264,9 @@ func TestValidate(t *testing.T) {
 		{"half an identity", func(a *Args) { a.ClientKey = nil }, "agent.identity", "certificate: clientCert=true clientKey=false"},
 		{"a token without kcp provider", func(a *Args) { a.Identity, a.ClientCert, a.ClientKey = IdentityToken, nil, nil }, "agent.identity", "token: a kcp provider and the server CA"},
 		{"an unknown identity", func(a *Args) { a.Identity = "password" }, "agent.identity", `"password": supported values`},
+		{"Prometheus namespace not a label", func(a *Args) { a.PrometheusNamespace = "Monitoring" }, "agent.monitoring.namespace", `"Monitoring": the namespace of the cluster's Prometheus`},
+		{"rule label key with a space", func(a *Args) { a.RuleLabels = map[string]string{"my release": "kps"} }, "agent.monitoring.ruleLabels[my release]", `"my release": a label key`},
+		{"rule label value too long", func(a *Args) { a.RuleLabels = map[string]string{"release": strings.Repeat("k", 64)} }, "agent.monitoring.ruleLabels[release]", "a label value (must be no more than 63 characters"},
 	})
 }
 
@@ -323,6 +326,54 @@ func TestFrontDoorEgress(t *testing.T) {
 			}
 			if found != tt.want {
 				t.Errorf("egress to the front-proxy pods on 8443: %v, want %v (egress %+v)", found, tt.want, np.Spec.Egress)
+			}
+		})
+	}
+}
+
+// TestPrometheusFindsTheAgent: a Prometheus operator that selects by label
+// (kube-prometheus-stack selects only its release's) finds the agent's
+// ServiceMonitor and PrometheusRule by the cluster's rule labels, and its
+// Prometheus, in its own namespace, may scrape the agent.
+func TestPrometheusFindsTheAgent(t *testing.T) {
+	for _, tt := range []struct {
+		name       string
+		namespace  string
+		ruleLabels map[string]string
+		wantNS     string
+	}{
+		{"defaults", "", nil, netpol.MonitoringNamespace},
+		{"a kube-prometheus-stack of its own", "observability", map[string]string{"release": "kps"}, "observability"},
+	} {
+		t.Run(tt.name, func(t *testing.T) {
+			a := args("eu", KindSyncAgent)
+			a.PrometheusNamespace, a.RuleLabels = tt.namespace, tt.ruleLabels
+			rec := run(t, a)
+			for _, obj := range []struct{ typ, name string }{
+				{"kubernetes:monitoring.coreos.com/v1:ServiceMonitor", KindSyncAgent},
+				{"kubernetes:monitoring.coreos.com/v1:PrometheusRule", KindSyncAgent + "-rules"},
+			} {
+				labels, _ := mocktest.Dig(rec.Object(t, obj.typ, obj.name), "metadata", "labels").(map[string]any)
+				for k, v := range tt.ruleLabels {
+					if labels[k] != v {
+						t.Errorf("%s %s: label %s=%v, want %s (labels %v)", obj.typ, obj.name, k, labels[k], v, labels)
+					}
+				}
+				if labels["app.kubernetes.io/part-of"] != "kcp-tmc" {
+					t.Errorf("%s %s lost the common labels: %v", obj.typ, obj.name, labels)
+				}
+			}
+			np := mocktest.Decode[networkingv1.NetworkPolicy](t, rec.Object(t, "kubernetes:networking.k8s.io/v1:NetworkPolicy", "allow-"+KindSyncAgent))
+			var from []string
+			for _, r := range np.Spec.Ingress {
+				for _, p := range r.From {
+					if p.NamespaceSelector != nil && len(r.Ports) == 1 && r.Ports[0].Port.IntVal == MetricsPort {
+						from = append(from, p.NamespaceSelector.MatchLabels["kubernetes.io/metadata.name"])
+					}
+				}
+			}
+			if !reflect.DeepEqual(from, []string{tt.wantNS}) {
+				t.Errorf("metrics port open to namespaces %v, want [%s] (ingress %+v)", from, tt.wantNS, np.Spec.Ingress)
 			}
 		})
 	}

@@ -140,7 +140,7 @@ func metrics(ctx *pulumi.Context, name string, a Args, labels map[string]string,
 	}
 	if _, err := apiextensions.NewCustomResource(ctx, name+"-servicemonitor", &apiextensions.CustomResourceArgs{
 		ApiVersion: pulumi.String("monitoring.coreos.com/v1"), Kind: pulumi.String("ServiceMonitor"),
-		Metadata: workload.Meta(a.Kind, a.Namespace, a.Kind),
+		Metadata: workload.Meta(a.Kind, a.Namespace, a.Kind, a.RuleLabels),
 		OtherFields: kubernetes.UntypedArgs{"spec": pulumi.Map{
 			"jobLabel":  pulumi.String("app.kubernetes.io/name"),
 			"selector":  pulumi.Map{"matchLabels": pulumi.StringMap{"app.kubernetes.io/name": pulumi.String(a.Kind)}},
@@ -152,7 +152,7 @@ func metrics(ctx *pulumi.Context, name string, a Args, labels map[string]string,
 	// The agent alerts where the agent's metrics are: this cluster's Prometheus.
 	if _, err := apiextensions.NewCustomResource(ctx, name+"-rules", &apiextensions.CustomResourceArgs{
 		ApiVersion: pulumi.String("monitoring.coreos.com/v1"), Kind: pulumi.String("PrometheusRule"),
-		Metadata:    workload.Meta(a.Kind+"-rules", a.Namespace, a.Kind),
+		Metadata:    workload.Meta(a.Kind+"-rules", a.Namespace, a.Kind, a.RuleLabels),
 		OtherFields: kubernetes.UntypedArgs{"spec": pulumi.Map{"groups": monitoring.RuleGroups([]monitoring.Group{monitoring.AgentGroup()})}},
 	}, opts...); err != nil {
 		return fmt.Errorf("agent PrometheusRule: %w", err)

@@ -103,6 +103,7 @@ func (a Args) Validate(fld *field.Path) field.ErrorList {
 			errs = append(errs, field.Required(fld.Child(req.key), "set by the stack"))
 		}
 	}
+	errs = append(errs, check.Labels(fld.Child("ruleLabels"), a.RuleLabels)...)
 	// The Prometheus operator's duration grammar (h, m, s; no fractions or
 	// signs), from 1s to Prometheus' 5m staleness window, or series vanish
 	// between scrapes.

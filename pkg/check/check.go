@@ -4,6 +4,8 @@ package check
 
 import (
 	"fmt"
+	"maps"
+	"slices"
 	"strconv"
 	"strings"
 
@@ -108,4 +110,18 @@ func ChartVersion(fld *field.Path, v, example string) field.ErrorList {
 		return nil
 	}
 	return field.ErrorList{field.Invalid(fld, v, "a pinned chart version like "+strconv.Quote(example))}
+}
+
+// Labels accepts Kubernetes labels, each entry checked at fld[key] with the
+// apiserver's rules for keys and values, in key order.
+func Labels(fld *field.Path, labels map[string]string) field.ErrorList {
+	var errs field.ErrorList
+	for _, k := range slices.Sorted(maps.Keys(labels)) {
+		if msgs := validation.IsQualifiedName(k); len(msgs) > 0 {
+			errs = append(errs, field.Invalid(fld.Key(k), k, "a label key (a qualified name, optionally prefixed by a DNS subdomain and /: "+strings.Join(msgs, "; ")+")"))
+		} else if msgs := validation.IsValidLabelValue(labels[k]); len(msgs) > 0 {
+			errs = append(errs, field.Invalid(fld.Key(k), labels[k], "a label value ("+strings.Join(msgs, "; ")+")"))
+		}
+	}
+	return errs
 }

@@ -5,6 +5,7 @@ package workload
 
 import (
 	"fmt"
+	"maps"
 	"slices"
 	"strings"
 
@@ -78,11 +79,15 @@ func Labels(component string) map[string]string {
 	}
 }
 
-// Meta is object metadata with the common labels.
-func Meta(name, namespace, component string) *metav1.ObjectMetaArgs {
+// Meta is object metadata with the common labels, and extra ones (such as
+// the labels a Prometheus operator selects by).
+func Meta(name, namespace, component string, extra ...map[string]string) *metav1.ObjectMetaArgs {
 	labels := Labels(component)
 	labels["app.kubernetes.io/part-of"] = "kcp-tmc"
 	labels["app.kubernetes.io/managed-by"] = "pulumi"
+	for _, e := range extra {
+		maps.Copy(labels, e)
+	}
 	return &metav1.ObjectMetaArgs{Name: pulumi.String(name), Namespace: pulumi.String(namespace), Labels: pulumi.ToStringMap(labels)}
 }
 

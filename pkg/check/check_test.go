@@ -1,0 +1,36 @@
+package check
+
+import (
+	"strings"
+	"testing"
+
+	"k8s.io/apimachinery/pkg/util/validation/field"
+)
+
+func TestLabels(t *testing.T) {
+	for _, tt := range []struct {
+		name   string
+		labels map[string]string
+		want   []string // "path: detail fragment", in order
+	}{
+		{"none", nil, nil},
+		{"kube-prometheus-stack's", map[string]string{"release": "kube-prometheus-stack", "example.com/team": "platform", "empty": ""}, nil},
+		{"a key with a space", map[string]string{"my release": "x"}, []string{"l[my release]: a label key"}},
+		{"a prefix that is no subdomain", map[string]string{"Example_com/team": "x"}, []string{"l[Example_com/team]: a label key"}},
+		{"a value with a slash, then a long one, in key order", map[string]string{"b": "a/b", "a": strings.Repeat("v", 64)},
+			[]string{"l[a]: a label value (must be no more than 63", "l[b]: a label value"}},
+	} {
+		t.Run(tt.name, func(t *testing.T) {
+			errs := Labels(field.NewPath("l"), tt.labels)
+			if len(errs) != len(tt.want) {
+				t.Fatalf("errors %v, want %d", errs, len(tt.want))
+			}
+			for i, w := range tt.want {
+				path, detail, _ := strings.Cut(w, ": ")
+				if errs[i].Field != path || !strings.HasPrefix(errs[i].Detail, detail) {
+					t.Errorf("error %d = %s: %s, want %s: %s…", i, errs[i].Field, errs[i].Detail, path, detail)
+				}
+			}
+		})
+	}
+}
