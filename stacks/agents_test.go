@@ -9,6 +9,7 @@ import (
 	"testing"
 
 	"github.com/pulumi/pulumi/sdk/v3/go/pulumi"
+	networkingv1 "k8s.io/api/networking/v1"
 	"k8s.io/client-go/tools/clientcmd"
 
 	"github.com/kcp-tmc/kcp-tmc/components/agents"
@@ -501,5 +502,51 @@ func TestStackRuleLabelsCheckedOnce(t *testing.T) {
 	if err == nil || !strings.Contains(err.Error(), `config kcp-tmc:monitoring.ruleLabels[release]: invalid value "kube prometheus": want a label value`) ||
 		strings.Contains(err.Error(), "clusters[") {
 		t.Errorf("err = %v\nwant monitoring.ruleLabels[release] refused once", err)
+	}
+}
+
+// TestMonitoringNamespace: with Prometheus in a namespace of the user's
+// (monitoring.namespace), every NetworkPolicy of the stack lets that
+// namespace scrape — kcp, etcd, the ingress controller, the log shipper, the
+// agents on their clusters — and none still names `monitoring`; the
+// Alertmanager config and the kube-prometheus-stack install go there too.
+func TestMonitoringNamespace(t *testing.T) {
+	cfg := clusterConfig("alpha")
+	cfg["monitoring"] = `{"enabled":true,"namespace":"observability"}`
+	cfg["logging"] = `{"enabled":true,"elasticsearchHost":"logs.example.com"}`
+	cfg["ingress"] = `{"mode":"passthrough","installController":true}`
+	mocktest.SetConfig(t, cfg, clusterSecrets...)
+	rec, err := mocktest.Run(t, "prod", ProgramIn(t.TempDir()))
+	if err != nil {
+		t.Fatal(err)
+	}
+	scraped := map[string]bool{} // policy name → open to observability
+	for _, r := range rec.OfType("kubernetes:networking.k8s.io/v1:NetworkPolicy") {
+		np := mocktest.Decode[networkingv1.NetworkPolicy](t, r.Input())
+		for _, rule := range np.Spec.Ingress {
+			for _, p := range rule.From {
+				if p.NamespaceSelector == nil {
+					continue
+				}
+				switch ns := p.NamespaceSelector.MatchLabels["kubernetes.io/metadata.name"]; ns {
+				case "monitoring":
+					t.Errorf("NetworkPolicy %s/%s still admits namespace monitoring", np.Namespace, np.Name)
+				case "observability":
+					scraped[np.Name] = true
+				}
+			}
+		}
+	}
+	for _, name := range []string{"allow-kcp", "allow-etcd", "allow-kcp-front-proxy", "allow-ingress-nginx", "allow-fluent-bit", "allow-api-syncagent"} {
+		if !scraped[name] {
+			t.Errorf("%s does not let namespace observability in (open to it: %v)", name, scraped)
+		}
+	}
+	secret := rec.Named(t, "kubernetes:core/v1:Secret", "monitoring-alertmanager")
+	if ns := mocktest.Dig(secret.Input(), "metadata", "namespace"); ns != "observability" {
+		t.Errorf("Alertmanager config Secret in namespace %v, want observability", ns)
+	}
+	if ns := mocktest.Dig(rec.Named(t, "kubernetes:core/v1:Namespace", "monitoring-namespace").Input(), "metadata", "name"); ns != "observability" {
+		t.Errorf("kube-prometheus-stack installed into namespace %v, want observability", ns)
 	}
 }

@@ -3,6 +3,7 @@ package stacks
 // The mapping of the stack config to each component's Args.
 
 import (
+	"cmp"
 	"time"
 
 	"github.com/pulumi/pulumi/sdk/v3/go/pulumi"
@@ -125,8 +126,9 @@ func etcdArgs(cfg *Config) etcd.Args {
 		Resources:    cfg.Etcd.Resources,
 		Spread:       spread(cfg.Etcd.AntiAffinity, cfg.Zones),
 		ServerSecret: tls.CertEtcdServer, PeerSecret: tls.CertEtcdPeer,
-		Protect: cfg.Environment != "dev",
-		Clients: []map[string]string{kcp.Selector(), BackupSelector},
+		Protect:             cfg.Environment != "dev",
+		Clients:             []map[string]string{kcp.Selector(), BackupSelector},
+		MonitoringNamespace: cfg.Monitoring.Namespace,
 	}
 }
 
@@ -149,7 +151,7 @@ func AgentArgs(cfg *Config, cl Cluster) agents.Args {
 		PodSecurityVersion:  cfg.PodSecurityVersion,
 		Container:           cfg.AgentResources,
 		LogDebug:            cl.LogDebug,
-		PrometheusNamespace: cl.Monitoring.Namespace,
+		PrometheusNamespace: cmp.Or(cl.Monitoring.Namespace, cfg.Monitoring.Namespace),
 		RuleLabels:          clusterRuleLabels(cfg, cl),
 	}.WithDefaults()
 }
@@ -166,7 +168,7 @@ func clusterRuleLabels(cfg *Config, cl Cluster) map[string]string {
 func loggingArgs(cfg *Config) logging.Args {
 	l := cfg.Logging
 	a := logging.Args{ElasticsearchHost: l.ElasticsearchHost, ElasticsearchPort: l.ElasticsearchPort, Index: l.Index,
-		TLS: l.TLS, Username: l.Username, Image: l.Image}
+		TLS: l.TLS, Username: l.Username, Image: l.Image, MonitoringNamespace: cfg.Monitoring.Namespace}
 	if l.Password != "" {
 		a.Password = pulumi.ToSecret(pulumi.String(l.Password)).(pulumi.StringOutput)
 	}
@@ -179,7 +181,7 @@ func monitoringArgs(cfg *Config) monitoring.Args {
 		Namespace: cfg.Namespace, Interval: m.Interval, RuleLabels: m.RuleLabels, Shards: Shards(cfg).Shards, Cache: Shards(cfg).Cache,
 		ServerCASecret: tls.CAServer, MetricsViewerSecret: tls.CertMetricsViewer,
 		SlackChannel: m.SlackChannel, InstallStack: m.InstallStack, StackVersion: m.StackVersion,
-		PodSecurityVersion: cfg.PodSecurityVersion,
+		PodSecurityVersion: cfg.PodSecurityVersion, MonitoringNamespace: m.Namespace,
 	}
 	if cfg.TLS.Mode == tls.ModeCertManager && cfg.TLS.InstallCertManager {
 		a.CertManagerNamespace = tls.CertManagerNamespace
@@ -237,9 +239,10 @@ func ingressArgs(cfg *Config) ingress.Args {
 		BackendService: kcp.FrontProxyService, BackendPort: 443, TargetPort: kcp.FrontProxyPort,
 		NLB:               cfg.Environment == "prod",
 		InstallController: cfg.Ingress.InstallController, ControllerVersion: cfg.Ingress.ControllerVersion,
-		ControllerReplicas: cfg.Ingress.ControllerReplicas,
-		PodSecurityVersion: cfg.PodSecurityVersion,
-		Labels:             map[string]string{"kcp-tmc.io/environment": cfg.Environment},
+		ControllerReplicas:  cfg.Ingress.ControllerReplicas,
+		PodSecurityVersion:  cfg.PodSecurityVersion,
+		Labels:              map[string]string{"kcp-tmc.io/environment": cfg.Environment},
+		MonitoringNamespace: cfg.Monitoring.Namespace,
 	}
 	if g := cfg.Ingress.Gateway; g != nil {
 		a.Gateway = *g
@@ -268,9 +271,10 @@ func kcpArgs(cfg *Config) kcp.Args {
 			ShardAdmin:       tls.CertShardAdmin, LogicalClusterAdmin: tls.CertLogicalClusterAdmin,
 			ExternalLogicalClusterAdmin: tls.CertExternalLogicalClusterAdmin,
 		},
-		FrontProxyClients: ingress.FrontProxyClients(cfg.Ingress.Mode),
-		Shards:            Shards(cfg).Shards,
-		Cache:             Shards(cfg).Cache,
+		FrontProxyClients:   ingress.FrontProxyClients(cfg.Ingress.Mode),
+		Shards:              Shards(cfg).Shards,
+		Cache:               Shards(cfg).Cache,
+		MonitoringNamespace: cfg.Monitoring.Namespace,
 	}
 }
 

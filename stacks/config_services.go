@@ -123,6 +123,13 @@ type Monitoring struct {
 	InstallStack bool `json:"installStack"`
 	// StackVersion is the pinned kube-prometheus-stack chart version.
 	StackVersion string `json:"stackVersion"`
+	// Namespace is where Prometheus and Alertmanager run on kcp's cluster
+	// (installStack installs them there): the only namespace the stack's
+	// NetworkPolicies let scrape kcp, etcd, the ingress controller and the
+	// log shipper, and where the Alertmanager config Secret goes. Physical
+	// clusters take it too, unless a cluster sets
+	// `clusters[].monitoring.namespace`.
+	Namespace string `json:"namespace"`
 	// RuleLabels are labels that make an existing Prometheus operator select
 	// our monitors and rules (e.g. `release: kube-prometheus-stack`); the
 	// agents' on physical clusters too, unless a cluster sets
@@ -249,7 +256,7 @@ type Cluster struct {
 // ClusterMonitoring is clusters[].monitoring.
 type ClusterMonitoring struct {
 	// Namespace is where the cluster's Prometheus runs: the only namespace
-	// allowed to scrape the agent (default `monitoring`).
+	// allowed to scrape the agent. Unset: `monitoring.namespace`.
 	Namespace string `json:"namespace"`
 	// RuleLabels go on the agent's ServiceMonitor and PrometheusRule so that
 	// the cluster's Prometheus operator selects them (kube-prometheus-stack:

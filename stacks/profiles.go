@@ -52,7 +52,7 @@ func Profile(env string) (*Config, error) {
 		Backup: Backup{Enabled: true, Schedule: bk.Schedule, TimeZone: bk.TimeZone, VerifySchedule: bk.VerifySchedule,
 			Image: bk.Image, Target: backup.TargetS3, Prefix: bk.S3.Prefix, Region: "us-east-1",
 			Bucket: ClusterName(env) + "-etcd-backups", TransitionDays: 30, RetentionDays: 90, NoncurrentDays: 30},
-		Monitoring: Monitoring{Enabled: true, Interval: mo.Interval, SlackChannel: "#kcp-alerts", StackVersion: mo.StackVersion},
+		Monitoring: Monitoring{Enabled: true, Namespace: mo.MonitoringNamespace, Interval: mo.Interval, SlackChannel: "#kcp-alerts", StackVersion: mo.StackVersion},
 		Logging:    Logging{ElasticsearchPort: lo.ElasticsearchPort, Index: lo.Index, TLS: true, Image: lo.Image},
 		Cloud: Cloud{Mode: "existing", Region: "us-east-1", KubernetesVersion: cl.KubernetesVersion,
 			VPCCIDR: cl.VPCCIDR, NATPerZone: env == "prod", InstanceTypes: cl.InstanceTypes, NodesPerZone: cl.NodesPerZone},

@@ -333,8 +333,12 @@ func (c *Config) validateClusters(v *validator) {
 		// The identity is wired by Deploy from the PKI and the kcp side, not
 		// from a key: the user's input is checked without it.
 		a.Identity = agents.IdentityCopied
+		// Inherited values are checked at the stack's keys.
 		if cl.Monitoring.RuleLabels == nil {
-			a.RuleLabels = nil // monitoring.ruleLabels', checked at that key
+			a.RuleLabels = nil
+		}
+		if cl.Monitoring.Namespace == "" {
+			a.PrometheusNamespace = ""
 		}
 		v.component(a.WithDefaults().Validate(key), true)
 	}

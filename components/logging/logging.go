@@ -46,6 +46,8 @@ type Args struct {
 	Password          pulumi.StringInput // a Pulumi secret; required with Username
 	Image             string
 	Resources         workload.Resources
+	// MonitoringNamespace may scrape the shipper's metrics.
+	MonitoringNamespace string
 }
 
 // Logging is the component.
@@ -64,6 +66,7 @@ func (a Args) WithDefaults() Args {
 	component.Default(&a.ElasticsearchPort, 9200)
 	component.Default(&a.Index, DefaultIndex)
 	component.Default(&a.Image, DefaultImage)
+	component.Default(&a.MonitoringNamespace, netpol.MonitoringNamespace)
 	return a
 }
 
@@ -213,7 +216,7 @@ func NewLogging(ctx *pulumi.Context, name string, args Args, opts ...pulumi.Reso
 	}
 	egress := []netpol.Flow{netpol.Anywhere(append([]int{args.ElasticsearchPort}, netpol.KubernetesAPIPorts...)...)} // Elasticsearch and the API
 	if err := netpol.NewAllowPolicy(ctx, name+"-netpol", Namespace, Name, workload.Labels(Name),
-		[]netpol.Flow{{Namespace: netpol.MonitoringNamespace, Ports: []int{2020}}}, egress, after...); err != nil {
+		[]netpol.Flow{{Namespace: args.MonitoringNamespace, Ports: []int{2020}}}, egress, after...); err != nil {
 		return nil, err
 	}
 	if err := newDaemonSet(ctx, name, args, env, after); err != nil {

@@ -71,8 +71,10 @@ type Args struct {
 	// monitoring namespace's levels (like every other namespace's).
 	PodSecurityVersion string
 	// InstallStack installs kube-prometheus-stack into MonitoringNamespace.
-	InstallStack        bool
-	StackVersion        string
+	InstallStack bool
+	StackVersion string
+	// MonitoringNamespace is where Prometheus and Alertmanager run: the
+	// Alertmanager config Secret goes there.
 	MonitoringNamespace string
 }
 
@@ -98,12 +100,14 @@ var promDuration = regexp.MustCompile(`^([0-9]+h)?([0-9]+m)?([0-9]+s)?$`)
 // stack's keys.
 func (a Args) Validate(fld *field.Path) field.ErrorList {
 	var errs field.ErrorList
-	for _, req := range []struct{ key, value string }{{"namespace", a.Namespace}, {"serverCASecret", a.ServerCASecret}, {"metricsViewerSecret", a.MetricsViewerSecret}} {
+	// kcp's namespace is the stack's top-level key, not one of monitoring's.
+	for _, req := range []struct{ key, value string }{{"kcpNamespace", a.Namespace}, {"serverCASecret", a.ServerCASecret}, {"metricsViewerSecret", a.MetricsViewerSecret}} {
 		if req.value == "" {
 			errs = append(errs, field.Required(fld.Child(req.key), "set by the stack"))
 		}
 	}
 	errs = append(errs, check.Labels(fld.Child("ruleLabels"), a.RuleLabels)...)
+	errs = append(errs, check.DNSLabel(fld.Child("namespace"), a.MonitoringNamespace, "the namespace Prometheus and Alertmanager run in")...)
 	// The Prometheus operator's duration grammar (h, m, s; no fractions or
 	// signs), from 1s to Prometheus' 5m staleness window, or series vanish
 	// between scrapes.

@@ -164,14 +164,24 @@ spec: {secretName: kcp-tmc-harness-webhook-check, issuerRef: {name: any}}
 	}, func() string { return last })
 }
 
+// PrometheusSelectorKey and PrometheusSelectorValue are the one label the
+// cluster's Prometheus selects ServiceMonitors and PrometheusRules by, in
+// every namespace, as a kube-prometheus-stack install does by default
+// (release: <its release>): what the stack does not label is not scraped.
+const PrometheusSelectorKey, PrometheusSelectorValue = "release", "kcp-tmc-e2e"
+
+// PrometheusNamespace is where the node's Prometheus runs: not kcp-tmc's
+// default (`monitoring`), so that every scrape through the stack's
+// NetworkPolicies proves monitoring.namespace reaches them all.
+const PrometheusNamespace = "observability"
+
 // InstallPrometheus runs prometheus-operator and one Prometheus that selects
-// every ServiceMonitor and PrometheusRule in every namespace, as a
-// kube-prometheus-stack install does.
+// by PrometheusSelectorKey.
 func (c *Cluster) InstallPrometheus(ctx context.Context) error {
-	manifest := adminServiceAccount("monitoring", "prometheus-operator") + fmt.Sprintf(`---
+	manifest := adminServiceAccount(PrometheusNamespace, "prometheus-operator") + fmt.Sprintf(`---
 apiVersion: apps/v1
 kind: Deployment
-metadata: {name: prometheus-operator, namespace: monitoring}
+metadata: {name: prometheus-operator, namespace: %[3]s}
 spec:
   replicas: 1
   selector: {matchLabels: {app: prometheus-operator}}
@@ -182,13 +192,13 @@ spec:
       securityContext: {runAsUser: 65534, runAsGroup: 65534, runAsNonRoot: true, seccompProfile: {type: RuntimeDefault}}
       containers:
       - name: operator
-        image: %s
-        args: [--prometheus-config-reloader=%s]
+        image: %[1]s
+        args: [--prometheus-config-reloader=%[2]s]
         securityContext: {allowPrivilegeEscalation: false, readOnlyRootFilesystem: true, capabilities: {drop: [ALL]}}
 ---
 apiVersion: v1
 kind: ServiceAccount
-metadata: {name: prometheus, namespace: monitoring}
+metadata: {name: prometheus, namespace: %[3]s}
 ---
 apiVersion: rbac.authorization.k8s.io/v1
 kind: ClusterRole
@@ -204,38 +214,38 @@ apiVersion: rbac.authorization.k8s.io/v1
 kind: ClusterRoleBinding
 metadata: {name: kcp-tmc-harness-prometheus}
 roleRef: {apiGroup: rbac.authorization.k8s.io, kind: ClusterRole, name: kcp-tmc-harness-prometheus}
-subjects: [{kind: ServiceAccount, name: prometheus, namespace: monitoring}]
-`, PrometheusOperatorImage, ConfigReloaderImage)
+subjects: [{kind: ServiceAccount, name: prometheus, namespace: %[3]s}]
+`, PrometheusOperatorImage, ConfigReloaderImage, PrometheusNamespace)
 	if err := c.Apply(ctx, manifest); err != nil {
 		return err
 	}
-	if err := c.WaitRollout(ctx, "monitoring", "deployment/prometheus-operator", 3*time.Minute); err != nil {
+	if err := c.WaitRollout(ctx, PrometheusNamespace, "deployment/prometheus-operator", 3*time.Minute); err != nil {
 		return err
 	}
 	prom := fmt.Sprintf(`apiVersion: monitoring.coreos.com/v1
 kind: Prometheus
-metadata: {name: k8s, namespace: monitoring}
+metadata: {name: k8s, namespace: %[4]s}
 spec:
-  image: %s
+  image: %[1]s
   version: v3.16.0
   replicas: 1
   serviceAccountName: prometheus
   securityContext: {runAsUser: 65534, runAsGroup: 65534, runAsNonRoot: true, fsGroup: 65534}
   scrapeInterval: 5s
   evaluationInterval: 5s
-  serviceMonitorSelector: {}
+  serviceMonitorSelector: {matchLabels: {%[2]s: %[3]s}}
   serviceMonitorNamespaceSelector: {}
-  ruleSelector: {}
+  ruleSelector: {matchLabels: {%[2]s: %[3]s}}
   ruleNamespaceSelector: {}
-`, PrometheusImage)
+`, PrometheusImage, PrometheusSelectorKey, PrometheusSelectorValue, PrometheusNamespace)
 	if err := c.Apply(ctx, prom); err != nil {
 		return err
 	}
 	return waitFor(ctx, 3*time.Minute, "Prometheus k8s running", func() error {
-		_, _, err := c.Kubectl(ctx, nil, "-n", "monitoring", "rollout", "status", "statefulset/prometheus-k8s", "--timeout=5s")
+		_, _, err := c.Kubectl(ctx, nil, "-n", PrometheusNamespace, "rollout", "status", "statefulset/prometheus-k8s", "--timeout=5s")
 		return err
 	}, func() string {
-		pods, _, _ := c.Kubectl(ctx, nil, "-n", "monitoring", "get", "pods", "-o", "wide")
+		pods, _, _ := c.Kubectl(ctx, nil, "-n", PrometheusNamespace, "get", "pods", "-o", "wide")
 		return pods
 	})
 }

@@ -11,6 +11,7 @@ import (
 	"time"
 
 	kcpc "github.com/kcp-tmc/kcp-tmc/components/kcp"
+	"github.com/kcp-tmc/kcp-tmc/components/monitoring"
 	"github.com/kcp-tmc/kcp-tmc/components/tls"
 	"github.com/kcp-tmc/kcp-tmc/tests/cluster"
 )
@@ -52,6 +53,11 @@ func TestAgentOnTheSameNode(t *testing.T) {
 	// smoke with its defaults: a Widget through the agent's export, in a
 	// workspace of its own, to the node and back out; then it cleans up.
 	t.Log(p.must("smoke"))
+	// The node's Prometheus selects by label (kube-prometheus-stack's
+	// default): it scrapes the agent and loads the agent's alerts only
+	// because their objects carry the stack's rule labels.
+	promTargetsUp(t, []string{monitoring.JobSyncAgent})
+	promRulesHealthy(t, "kcp-agent")
 	admin := p.kcpAdminKubeconfig("https://" + host + ":443")
 
 	t.Cleanup(func() {

@@ -65,6 +65,10 @@ func newPlatform(t *testing.T, overrides map[string]any) *platform {
 	t.Helper()
 	cfg := map[string]any{
 		"kcp-tmc:target": map[string]any{"mode": "kubeconfig"},
+		// The node's Prometheus selects by label, as kube-prometheus-stack
+		// does, and runs outside kcp-tmc's default namespace.
+		"kcp-tmc:monitoring": map[string]any{"namespace": cluster.PrometheusNamespace,
+			"ruleLabels": map[string]string{cluster.PrometheusSelectorKey: cluster.PrometheusSelectorValue}},
 	}
 	for k, v := range overrides {
 		cfg[k] = v
@@ -375,7 +379,7 @@ func waitGone(ctx context.Context, kind, name, ns string, timeout time.Duration)
 // reaches Pod addresses through the bridge).
 func prometheusIP(t *testing.T) string {
 	t.Helper()
-	ip, _, err := kube.Kubectl(context.Background(), nil, "-n", "monitoring", "get", "pod", "prometheus-k8s-0", "-o", "jsonpath={.status.podIP}")
+	ip, _, err := kube.Kubectl(context.Background(), nil, "-n", cluster.PrometheusNamespace, "get", "pod", "prometheus-k8s-0", "-o", "jsonpath={.status.podIP}")
 	if err != nil {
 		t.Fatal(err)
 	}
