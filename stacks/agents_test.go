@@ -140,6 +140,9 @@ func TestClusterConfigErrors(t *testing.T) {
 		{"a cluster's Prometheus namespace", func(c map[string]string) {
 			c["clusters"] = `[{"name":"alpha","monitoring":{"namespace":"Observability"},"resources":[{"group":"apps","version":"v1","kind":"Deployment","plural":"deployments"}]}]`
 		}, `config kcp-tmc:clusters[0].monitoring.namespace: invalid value "Observability": want the namespace of the cluster's Prometheus`},
+		{"an unmonitored cluster in prod", func(c map[string]string) {
+			c["clusters"] = `[{"name":"alpha","monitoring":{"enabled":false},"resources":[{"group":"apps","version":"v1","kind":"Deployment","plural":"deployments"}]}]`
+		}, `config kcp-tmc:clusters[0].monitoring.enabled: invalid value "false": want true in prod`},
 		{"an unknown key of a cluster's monitoring", func(c map[string]string) {
 			c["clusters"] = `[{"name":"alpha","monitoring":{"labels":{"release":"kps"}},"resources":[{"group":"apps","version":"v1","kind":"Deployment","plural":"deployments"}]}]`
 		}, `config kcp-tmc:clusters.labels: invalid value "<set>": want no such key`},
@@ -548,5 +551,36 @@ func TestMonitoringNamespace(t *testing.T) {
 	}
 	if ns := mocktest.Dig(rec.Named(t, "kubernetes:core/v1:Namespace", "monitoring-namespace").Input(), "metadata", "name"); ns != "observability" {
 		t.Errorf("kube-prometheus-stack installed into namespace %v, want observability", ns)
+	}
+}
+
+// TestClusterMonitoringArgs: what each clusters[].monitoring setting gives
+// the cluster's agent, the stack's monitoring keys filling in what it leaves
+// unset.
+func TestClusterMonitoringArgs(t *testing.T) {
+	off, on := false, true
+	cfg, err := Profile("staging")
+	if err != nil {
+		t.Fatal(err)
+	}
+	cfg.Monitoring.Namespace, cfg.Monitoring.RuleLabels = "observability", map[string]string{"release": "kps"}
+	for _, tt := range []struct {
+		name        string
+		m           ClusterMonitoring
+		unmonitored bool
+		namespace   string
+		labels      map[string]string
+	}{
+		{"unset: the stack's", ClusterMonitoring{}, false, "observability", map[string]string{"release": "kps"}},
+		{"its own", ClusterMonitoring{Enabled: &on, Namespace: "prom", RuleLabels: map[string]string{"release": "edge"}}, false, "prom", map[string]string{"release": "edge"}},
+		{"no labels", ClusterMonitoring{RuleLabels: map[string]string{}}, false, "observability", map[string]string{}},
+		{"no Prometheus operator", ClusterMonitoring{Enabled: &off}, true, "observability", map[string]string{"release": "kps"}},
+	} {
+		t.Run(tt.name, func(t *testing.T) {
+			a := AgentArgs(cfg, Cluster{Name: "edge", Monitoring: tt.m})
+			if a.Unmonitored != tt.unmonitored || a.PrometheusNamespace != tt.namespace || fmt.Sprint(a.RuleLabels) != fmt.Sprint(tt.labels) {
+				t.Errorf("unmonitored %v, namespace %q, labels %v; want %v, %q, %v", a.Unmonitored, a.PrometheusNamespace, a.RuleLabels, tt.unmonitored, tt.namespace, tt.labels)
+			}
+		})
 	}
 }

@@ -153,6 +153,7 @@ func AgentArgs(cfg *Config, cl Cluster) agents.Args {
 		LogDebug:            cl.LogDebug,
 		PrometheusNamespace: cmp.Or(cl.Monitoring.Namespace, cfg.Monitoring.Namespace),
 		RuleLabels:          clusterRuleLabels(cfg, cl),
+		Unmonitored:         cl.Monitoring.Enabled != nil && !*cl.Monitoring.Enabled,
 	}.WithDefaults()
 }
 

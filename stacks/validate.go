@@ -326,6 +326,9 @@ func (c *Config) validateClusters(v *validator) {
 				v.add(key.Child(knob.key).String(), strconv.Itoa(knob.val), "unset: api-syncagent v0.7.0 has no such flag (4 fixed sync workers; qps and burst were the retired TMC syncer's)")
 			}
 		}
+		if e := cl.Monitoring.Enabled; e != nil && !*e && c.Environment == "prod" {
+			v.add(key.Child("monitoring", "enabled").String(), "false", "true in prod: the agent's alerts (SyncerDown, the sync alerts) run in the cluster's own Prometheus")
+		}
 		if c.Target.Mode == TargetKubeconfig && c.ClusterKubeconfigs[cl.Name] == "" {
 			v.add("clusterKubeconfigs", "<no entry for "+cl.Name+">", "a kubeconfig for every cluster in kcp-tmc:clusters")
 		}

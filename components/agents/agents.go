@@ -147,7 +147,11 @@ type Args struct {
 	// the cluster's Prometheus operator selects them (kube-prometheus-stack
 	// selects only its own release's: release=<name>); without them a
 	// selective Prometheus neither scrapes the agent nor loads its alerts.
-	RuleLabels         map[string]string
+	RuleLabels map[string]string
+	// Unmonitored: the cluster has no Prometheus operator (its CRDs are
+	// missing), so the agent gets no ServiceMonitor and no PrometheusRule,
+	// and nothing may reach its metrics port.
+	Unmonitored        bool
 	Container          workload.Resources
 	PodSecurityVersion string
 	// KCPProvider, when set, creates the kcp side (the APIExport and its
@@ -314,9 +318,11 @@ func NewAgent(ctx *pulumi.Context, name string, args Args, opts ...pulumi.Resour
 	if args.FrontDoor.Ports != nil {
 		egress = append(egress, args.FrontDoor)
 	}
-	if err := netpol.NewAllowPolicy(ctx, name+"-netpol", args.Namespace, args.Kind, labels,
-		[]netpol.Flow{{Namespace: args.PrometheusNamespace, Ports: []int{MetricsPort}}},
-		egress, after...); err != nil {
+	var ingress []netpol.Flow
+	if !args.Unmonitored {
+		ingress = append(ingress, netpol.Flow{Namespace: args.PrometheusNamespace, Ports: []int{MetricsPort}})
+	}
+	if err := netpol.NewAllowPolicy(ctx, name+"-netpol", args.Namespace, args.Kind, labels, ingress, egress, after...); err != nil {
 		return nil, err
 	}
 	if _, err := appsv1.NewDeployment(ctx, name+"-deployment", &appsv1.DeploymentArgs{
@@ -325,8 +331,10 @@ func NewAgent(ctx *pulumi.Context, name string, args Args, opts ...pulumi.Resour
 	}, child, pulumi.DependsOn(append([]pulumi.Resource{ns}, identity...))); err != nil {
 		return nil, fmt.Errorf("agent Deployment: %w", err)
 	}
-	if err := metrics(ctx, name, args, labels, after); err != nil {
-		return nil, err
+	if !args.Unmonitored {
+		if err := metrics(ctx, name, args, labels, after); err != nil {
+			return nil, err
+		}
 	}
 	if args.Replicas > 1 {
 		if err := workload.NewPDB(ctx, name+"-pdb", args.Namespace, args.Kind, after...); err != nil {

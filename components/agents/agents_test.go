@@ -378,3 +378,22 @@ func TestPrometheusFindsTheAgent(t *testing.T) {
 		})
 	}
 }
+
+// TestUnmonitoredCluster: a cluster without the Prometheus operator's CRDs
+// gets no ServiceMonitor or PrometheusRule (applying them would fail the
+// up) and its agent's metrics port stays closed.
+func TestUnmonitoredCluster(t *testing.T) {
+	a := args("edge", KindSyncAgent)
+	a.Unmonitored = true
+	rec := run(t, a)
+	for _, r := range rec.All() {
+		if strings.HasPrefix(r.Type, "kubernetes:monitoring.coreos.com/") {
+			t.Errorf("%s %s registered on a cluster without the Prometheus operator", r.Type, r.Name)
+		}
+	}
+	np := mocktest.Decode[networkingv1.NetworkPolicy](t, rec.Object(t, "kubernetes:networking.k8s.io/v1:NetworkPolicy", "allow-"+KindSyncAgent))
+	if len(np.Spec.Ingress) != 0 || slices.Contains(np.Spec.PolicyTypes, networkingv1.PolicyTypeIngress) {
+		t.Errorf("ingress %+v (types %v): nothing scrapes an unmonitored agent", np.Spec.Ingress, np.Spec.PolicyTypes)
+	}
+	rec.Object(t, "kubernetes:apps/v1:Deployment", KindSyncAgent) // the agent itself is unchanged
+}
