@@ -56,10 +56,15 @@ func (c Cluster) Selector() map[string]string { return workload.Labels(c.Name) }
 
 // MemberURLs are the members' client URLs, for clients that dial members
 // directly.
-func (c Cluster) MemberURLs(replicas int) []string {
+func (c Cluster) MemberURLs(replicas int) []string { return c.memberURLs(replicas, ClientPort) }
+
+// PeerURLs are the members' peer URLs, as the member list shows them.
+func (c Cluster) PeerURLs(replicas int) []string { return c.memberURLs(replicas, PeerPort) }
+
+func (c Cluster) memberURLs(replicas, port int) []string {
 	out := make([]string, 0, replicas)
 	for _, m := range c.MemberNames(replicas) {
-		out = append(out, c.MemberURL(m, ClientPort))
+		out = append(out, c.MemberURL(m, port))
 	}
 	return out
 }

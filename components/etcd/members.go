@@ -33,13 +33,9 @@ func membersJob(cluster string) string { return cluster + "-members" }
 // etcd-server certificate for etcdctl.
 func membersEnv(a Args) []envVar {
 	c := a.Cluster()
-	var keep []string
-	for _, m := range c.MemberNames(a.Replicas) {
-		keep = append(keep, c.MemberURL(m, PeerPort))
-	}
 	return append([]envVar{
 		{"ETCD_ENDPOINTS", strings.Join(c.MemberURLs(MaxReplicas), ",")},
-		{"KEEP_PEERS", strings.Join(keep, ",")},
+		{"KEEP_PEERS", strings.Join(c.PeerURLs(a.Replicas), ",")},
 	}, etcdctlEnv...)
 }
 

@@ -108,13 +108,8 @@ type envVar struct{ name, value string }
 // (scripts/etcd-join.sh): every member's client URL, its own, and the
 // etcd-server certificate (server and client auth) for etcdctl.
 func joinEnv(a Args) []envVar {
-	c := a.Cluster()
-	var endpoints []string
-	for _, m := range c.MemberNames(a.Replicas) {
-		endpoints = append(endpoints, c.MemberURL(m, ClientPort))
-	}
 	return append([]envVar{
-		{"ETCD_ENDPOINTS", strings.Join(endpoints, ",")},
+		{"ETCD_ENDPOINTS", strings.Join(a.Cluster().MemberURLs(a.Replicas), ",")},
 		{"LOCAL_ENDPOINT", fmt.Sprintf("https://127.0.0.1:%d", ClientPort)},
 	}, etcdctlEnv...)
 }
