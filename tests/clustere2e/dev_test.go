@@ -12,6 +12,7 @@ import (
 	"os/exec"
 	"path/filepath"
 	"regexp"
+	"strconv"
 	"strings"
 	"testing"
 	"time"
@@ -250,6 +251,7 @@ func TestDevStackOnANode(t *testing.T) {
 	promTargetsUp(t, []string{"kcp", "kcp-front-proxy", "etcd"})
 	promRulesHealthy(t, p.ns)
 	promBucketsFound(t)
+	certManagerSeriesFound(t, p.ns)
 
 	backupAndRestore(t, p, host, 1) // ends with up --expect-no-changes
 
@@ -558,4 +560,58 @@ func promRulesHealthy(t *testing.T, ns string) {
 		last = fmt.Sprintf("%d groups of namespace %s; unhealthy: %v", groups, ns, bad)
 	}
 	t.Errorf("the stack's rules in Prometheus after 2m: %s", last)
+}
+
+// certManagerSeriesFound: the node's cert-manager (the pinned release, as
+// its controller binary) exposes every certmanager_* series the rules read
+// for the stack's certificates, labelled as the rules use them (name,
+// namespace); for the just-issued kcp-server the renewal time
+// CertificateRenewalOverdue reads lies ahead, before the expiry.
+func certManagerSeriesFound(t *testing.T, ns string) {
+	t.Helper()
+	ip, _, err := kube.Kubectl(context.Background(), nil, "-n", "cert-manager", "get", "pod", "-l", "app=cert-manager", "-o", "jsonpath={.items[0].status.podIP}")
+	if err != nil {
+		t.Fatal(err)
+	}
+	resp, err := http.Get("http://" + ip + ":9402/metrics")
+	if err != nil {
+		t.Fatalf("cert-manager's metrics: %v", err)
+	}
+	defer resp.Body.Close()
+	var body bytes.Buffer
+	if _, err := body.ReadFrom(resp.Body); err != nil {
+		t.Fatal(err)
+	}
+	read := regexp.MustCompile(`certmanager_[a-z_]+`)
+	names := map[string]bool{}
+	for _, g := range monitoring.Groups() {
+		for _, r := range g.Rules {
+			for _, n := range read.FindAllString(r.Expr, -1) {
+				names[n] = true
+			}
+		}
+	}
+	if len(names) == 0 {
+		t.Fatal("no rule reads a certmanager_ series: nothing to check")
+	}
+	values := map[string]float64{}
+	for name := range names {
+		sample := regexp.MustCompile(`(?m)^` + name + `\{[^}]*\bname="` + tls.CertKCPServer + `"[^}]*\bnamespace="` + ns + `"[^}]*\} (\S+)$`)
+		m := sample.FindStringSubmatch(body.String())
+		if m == nil {
+			t.Errorf("cert-manager exposes no %s{name=%q,namespace=%q}, which the rules read", name, tls.CertKCPServer, ns)
+			continue
+		}
+		v, err := strconv.ParseFloat(m[1], 64)
+		if err != nil {
+			t.Errorf("%s: value %q: %v", name, m[1], err)
+		}
+		values[name] = v
+	}
+	now := float64(time.Now().Unix())
+	renewal, expiry := values["certmanager_certificate_renewal_timestamp_seconds"], values["certmanager_certificate_expiration_timestamp_seconds"]
+	if !(now < renewal && renewal < expiry) {
+		t.Errorf("kcp-server: renewal at %v, expiry at %v, now %v: want now < renewal < expiry", renewal, expiry, now)
+	}
+	t.Logf("cert-manager: the %d certmanager_ series the rules read exposed for %s/%s (renewal in %s)", len(values), ns, tls.CertKCPServer, time.Duration(renewal-now)*time.Second)
 }
