@@ -126,8 +126,9 @@ type Monitoring struct {
 	// Namespace is where Prometheus and Alertmanager run on kcp's cluster
 	// (installStack installs them there): the only namespace the stack's
 	// NetworkPolicies let scrape kcp, etcd, the ingress controller and the
-	// log shipper, and where the Alertmanager config Secret goes. Physical
-	// clusters take it too, unless a cluster sets
+	// log shipper, and where the Alertmanager config Secret goes; not a
+	// namespace kcp-tmc creates (kcp's, `logging`, `ingress-nginx`,
+	// `cert-manager`). Physical clusters take it too, unless a cluster sets
 	// `clusters[].monitoring.namespace`.
 	Namespace string `json:"namespace"`
 	// RuleLabels are labels that make an existing Prometheus operator select

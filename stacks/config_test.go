@@ -123,6 +123,8 @@ func TestLoadRejectsBadConfig(t *testing.T) {
 		{"CPU in kilocores", env("dev", "agentResources", `{"requests":{"cpu":"2k","memory":"1Gi"},"limits":{"cpu":"2k","memory":"1Gi"}}`), "kcp-tmc:agentResources.requests.cpu", "2k"},
 		{"index with a newline", env("dev", "logging", `{"index":"kcp\nx"}`), "kcp-tmc:logging.index", "kcp\nx"},
 		{"Prometheus namespace not a label", env("dev", "monitoring", `{"namespace":"Observability"}`), "kcp-tmc:monitoring.namespace", "Observability"},
+		{"Prometheus in kcp's namespace", env("dev", "monitoring", `{"namespace":"kcp"}`), "kcp-tmc:monitoring.namespace", "kcp"},
+		{"Prometheus in the log shipper's namespace", env("dev", "monitoring", `{"namespace":"logging"}`, "logging", `{"enabled":true,"elasticsearchHost":"logs"}`), "kcp-tmc:monitoring.namespace", "logging"},
 		{"Prometheus namespace with monitoring off (the policies still name it)", env("dev", "monitoring", `{"enabled":false,"namespace":"prom/x"}`), "kcp-tmc:monitoring.namespace", "prom/x"},
 		{"domain label over 63", env("dev", "domain", strings.Repeat("a", 64)+".example.com"), "kcp-tmc:domain", strings.Repeat("a", 64) + ".example.com"},
 		{"kcp image without registry", env("dev", "kcp", `{"image":"kcp"}`), "kcp-tmc:kcp.image", "kcp"},

@@ -16,6 +16,7 @@ import (
 	"github.com/kcp-tmc/kcp-tmc/components/agents"
 	"github.com/kcp-tmc/kcp-tmc/components/backup"
 	"github.com/kcp-tmc/kcp-tmc/components/ingress"
+	"github.com/kcp-tmc/kcp-tmc/components/logging"
 	"github.com/kcp-tmc/kcp-tmc/components/tls"
 	"github.com/kcp-tmc/kcp-tmc/pkg/shard"
 )
@@ -255,6 +256,21 @@ func (c *Config) validateMonitoring(v *validator) {
 	}
 	if m.Enabled && c.Environment == "prod" && m.SlackWebhookURL == "" {
 		v.add("slackWebhookUrl", "<unset>", "a Slack incoming-webhook URL in prod, set with `pulumi config set --secret kcp-tmc:slackWebhookUrl`")
+	}
+	// The namespaces the stack creates deny by default what their
+	// policies do not allow, and installStack would create it a second time.
+	owned := map[string]string{c.Namespace: "kcp's (namespace)"}
+	if c.Logging.Enabled {
+		owned[logging.Namespace] = "the log shipper's"
+	}
+	if c.Ingress.InstallController {
+		owned[ingress.ControllerNamespace] = "the ingress controller's"
+	}
+	if c.TLS.InstallCertManager {
+		owned[tls.CertManagerNamespace] = "cert-manager's"
+	}
+	if whose, ok := owned[m.Namespace]; ok {
+		v.add("monitoring.namespace", m.Namespace, "a namespace of Prometheus' own, not "+whose+", which kcp-tmc creates")
 	}
 	if m.SlackWebhookURL != "" && !strings.HasPrefix(m.SlackWebhookURL, "https://") {
 		v.add("slackWebhookUrl", "<secret>", "an https:// webhook URL")

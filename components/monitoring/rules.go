@@ -187,8 +187,8 @@ sum by (namespace) (rate(apiserver_request_total{job="%[1]s"}[%[2]s]))`, JobKCP,
 			// cert-manager's own renewal time (status.renewalTime; 0 until
 			// first issued) rather than a fixed distance to expiry: each
 			// certificate renews at its own renewBefore (leaves at
-			// tls.renewBefore, down to 8 days; CAs at a third of their
-			// life), so a fixed 14 days would warn at every healthy renewal
+			// tls.renewBefore, down to 8 days; CAs with a third of their
+			// life left), so a fixed 14 days would warn at every healthy renewal
 			// of a leaf renewed 8 days ahead and say nothing for a month
 			// about a CA whose renewal failed.
 			alert("CertificateRenewalOverdue", "warning", `time() - (certmanager_certificate_renewal_timestamp_seconds > 0) > 86400`, "1h",
