@@ -145,7 +145,7 @@ func TestClusterConfigErrors(t *testing.T) {
 		}, `config kcp-tmc:clusters[0].monitoring.enabled: invalid value "false": want true in prod`},
 		{"an unknown key of a cluster's monitoring", func(c map[string]string) {
 			c["clusters"] = `[{"name":"alpha","monitoring":{"labels":{"release":"kps"}},"resources":[{"group":"apps","version":"v1","kind":"Deployment","plural":"deployments"}]}]`
-		}, `config kcp-tmc:clusters.labels: invalid value "<set>": want no such key`},
+		}, `config kcp-tmc:clusters[0].monitoring.labels: invalid value "<set>": want no such key`},
 	}
 	for _, tt := range tests {
 		t.Run(tt.name, func(t *testing.T) {

@@ -521,3 +521,26 @@ func TestConfigTagsAreTheLoadedKeys(t *testing.T) {
 		t.Errorf("config tags %v, but Load reads %v", tags, loaded)
 	}
 }
+
+// TestUnknownNestedKeyPath: a key an object does not know is refused at its
+// full path, however deep (encoding/json names only the field).
+func TestUnknownNestedKeyPath(t *testing.T) {
+	widget := `"resources":[{"group":"example.com","version":"v1","kind":"Widget","plural":"widgets"}]`
+	for _, tt := range []struct {
+		name, key, value, want string
+	}{
+		{"an area's key", "etcd", `{"replicas":3,"replica":3}`, "kcp-tmc:etcd.replica"},
+		{"in an object of an area", "kcp", `{"cache":{"mode":"embedded","modes":"x"}}`, "kcp-tmc:kcp.cache.modes"},
+		{"in a list entry", "clusters", `[{"name":"a",` + widget + `},{"name":"b","zones":"x",` + widget + `}]`, "kcp-tmc:clusters[1].zones"},
+		{"deeper in a list entry", "clusters", `[{"name":"a","monitoring":{"ruleLabels":{},"label":"x"},` + widget + `}]`, "kcp-tmc:clusters[0].monitoring.label"},
+		{"in a list entry's list", "clusters", `[{"name":"a","resources":[{"group":"example.com","version":"v1","kind":"Widget","plural":"widgets","scope":"x"}]}]`, "kcp-tmc:clusters[0].resources[0].scope"},
+		{"a known key in another case is no unknown one", "clusters", `[{"name":"a","LOGDEBUG":true,"extra":1,` + widget + `}]`, "kcp-tmc:clusters[0].extra"},
+	} {
+		t.Run(tt.name, func(t *testing.T) {
+			_, err := Load(env("dev", tt.key, tt.value))
+			if want := "config " + tt.want + `: invalid value "<set>": want no such key`; err == nil || !strings.Contains(err.Error(), want) {
+				t.Errorf("err = %v\nwant %s", err, want)
+			}
+		})
+	}
+}

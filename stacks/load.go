@@ -8,6 +8,7 @@ import (
 	"encoding/json"
 	"errors"
 	"fmt"
+	"maps"
 	"reflect"
 	"slices"
 	"sort"
@@ -256,7 +257,7 @@ func decodeField(key, raw string, ptr any) error {
 	dec := json.NewDecoder(bytes.NewReader([]byte(raw)))
 	dec.DisallowUnknownFields()
 	if err := dec.Decode(ptr); err != nil {
-		return decodeError(key, raw, err)
+		return decodeError(key, raw, err, reflect.TypeOf(ptr))
 	}
 	return nil
 }
@@ -269,8 +270,9 @@ var unsupportedKeys = map[string]string{
 		"leaves out of the apiserver flags it registers (and exits on); see docs/configuration.md, \"Performance knobs kcp has no flag for\"",
 }
 
-// decodeError turns encoding/json errors into FieldErrors with the full key path.
-func decodeError(key, raw string, err error) error {
+// decodeError turns encoding/json errors into FieldErrors with the full key
+// path; t is the type decoded into.
+func decodeError(key, raw string, err error, t reflect.Type) error {
 	var typeErr *json.UnmarshalTypeError
 	var syntaxErr *json.SyntaxError
 	switch {
@@ -284,10 +286,15 @@ func decodeError(key, raw string, err error) error {
 		return &FieldError{Key: key, Value: raw, Allowed: "a YAML map, list or scalar of the documented shape"}
 	case strings.HasPrefix(err.Error(), "json: unknown field "):
 		field := strings.Trim(strings.TrimPrefix(err.Error(), "json: unknown field "), `"`)
-		if why, ok := unsupportedKeys[key+"."+field]; ok {
-			return &FieldError{Key: key + "." + field, Value: "<set>", Allowed: why}
+		// encoding/json names the field alone: find where it stands.
+		path, found := unknownFieldPath(raw, t, field)
+		if !found {
+			path = "." + field
 		}
-		return &FieldError{Key: key + "." + field, Value: "<set>", Allowed: "no such key; see docs/configuration.md for " + key}
+		if why, ok := unsupportedKeys[key+path]; ok {
+			return &FieldError{Key: key + path, Value: "<set>", Allowed: why}
+		}
+		return &FieldError{Key: key + path, Value: "<set>", Allowed: "no such key; see docs/configuration.md for " + key}
 	default:
 		return &FieldError{Key: key, Value: raw, Allowed: err.Error()}
 	}
@@ -322,4 +329,70 @@ func (e *FieldError) Error() string {
 func joinSorted(errs []error) error {
 	sort.SliceStable(errs, func(i, j int) bool { return errs[i].Error() < errs[j].Error() })
 	return errors.Join(errs...)
+}
+
+// unknownFieldPath is where the JSON raw names field although the type t
+// it decodes into has no such key, as a path below the config key
+// (".monitoring.labels", "[0].monitoring.labels").
+func unknownFieldPath(raw string, t reflect.Type, field string) (string, bool) {
+	var v any
+	if err := json.Unmarshal([]byte(raw), &v); err != nil {
+		return "", false
+	}
+	return walkUnknown(v, t, field, "")
+}
+
+func walkUnknown(v any, t reflect.Type, field, path string) (string, bool) {
+	for t.Kind() == reflect.Pointer {
+		t = t.Elem()
+	}
+	switch val := v.(type) {
+	case map[string]any:
+		for _, k := range slices.Sorted(maps.Keys(val)) {
+			switch t.Kind() {
+			case reflect.Map:
+				if p, ok := walkUnknown(val[k], t.Elem(), field, path+"["+k+"]"); ok {
+					return p, true
+				}
+			case reflect.Struct:
+				f, known := jsonField(t, k)
+				if !known && k == field {
+					return path + "." + k, true
+				}
+				if known {
+					if p, ok := walkUnknown(val[k], f.Type, field, path+"."+k); ok {
+						return p, true
+					}
+				}
+			}
+		}
+	case []any:
+		if t.Kind() == reflect.Slice || t.Kind() == reflect.Array {
+			for i, e := range val {
+				if p, ok := walkUnknown(e, t.Elem(), field, fmt.Sprintf("%s[%d]", path, i)); ok {
+					return p, true
+				}
+			}
+		}
+	}
+	return "", false
+}
+
+// jsonField is the field of struct t that encoding/json decodes key into
+// (names match case-insensitively, as there).
+func jsonField(t reflect.Type, key string) (reflect.StructField, bool) {
+	for i := range t.NumField() {
+		f := t.Field(i)
+		name, _, _ := strings.Cut(f.Tag.Get("json"), ",")
+		if name == "-" || !f.IsExported() {
+			continue
+		}
+		if name == "" {
+			name = f.Name
+		}
+		if strings.EqualFold(name, key) {
+			return f, true
+		}
+	}
+	return reflect.StructField{}, false
 }
