@@ -132,7 +132,7 @@ func TestClusterConfigErrors(t *testing.T) {
 		}, `config kcp-tmc:clusters[0].agent: invalid value "tmc-syncer": want api-syncagent: the TMC syncer needs a SyncTarget API`},
 		{"logDebug not a boolean", func(c map[string]string) {
 			c["clusters"] = `[{"name":"alpha","logDebug":"yes","resources":[{"group":"apps","version":"v1","kind":"Deployment","plural":"deployments"}]}]`
-		}, `config kcp-tmc:clusters.logDebug: invalid value "a string": want a value of type boolean (true/false)`},
+		}, `config kcp-tmc:clusters[0].logDebug: invalid value "a string": want a value of type boolean (true/false)`},
 		{"cluster kubeconfigs in plaintext", func(c map[string]string) {}, `config kcp-tmc:clusterKubeconfigs: invalid value "<plaintext>"`},
 		{"a cluster's rule label key with a space", func(c map[string]string) {
 			c["clusters"] = `[{"name":"alpha","monitoring":{"ruleLabels":{"my release":"kps"}},"resources":[{"group":"apps","version":"v1","kind":"Deployment","plural":"deployments"}]}]`

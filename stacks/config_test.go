@@ -522,9 +522,10 @@ func TestConfigTagsAreTheLoadedKeys(t *testing.T) {
 	}
 }
 
-// TestUnknownNestedKeyPath: a key an object does not know is refused at its
-// full path, however deep (encoding/json names only the field).
-func TestUnknownNestedKeyPath(t *testing.T) {
+// TestNestedKeyPaths: a key an object does not know, or a value of the wrong
+// type, is refused at its full path with list indexes, however deep
+// (encoding/json names the field alone, or its path without indexes).
+func TestNestedKeyPaths(t *testing.T) {
 	widget := `"resources":[{"group":"example.com","version":"v1","kind":"Widget","plural":"widgets"}]`
 	for _, tt := range []struct {
 		name, key, value, want string
@@ -535,10 +536,18 @@ func TestUnknownNestedKeyPath(t *testing.T) {
 		{"deeper in a list entry", "clusters", `[{"name":"a","monitoring":{"ruleLabels":{},"label":"x"},` + widget + `}]`, "kcp-tmc:clusters[0].monitoring.label"},
 		{"in a list entry's list", "clusters", `[{"name":"a","resources":[{"group":"example.com","version":"v1","kind":"Widget","plural":"widgets","scope":"x"}]}]`, "kcp-tmc:clusters[0].resources[0].scope"},
 		{"a known key in another case is no unknown one", "clusters", `[{"name":"a","LOGDEBUG":true,"extra":1,` + widget + `}]`, "kcp-tmc:clusters[0].extra"},
+		{"a string for a number in a list entry", "clusters", `[{"name":"a",` + widget + `},{"name":"b","replicas":"two",` + widget + `}]`,
+			`kcp-tmc:clusters[1].replicas: invalid value "a string": want a value of type integer`},
+		{"a number for a string in a list entry's list", "clusters", `[{"name":"a","resources":[{"group":"example.com","version":1,"kind":"Widget","plural":"widgets"}]}]`,
+			`kcp-tmc:clusters[0].resources[0].version: invalid value "a number": want a value of type string`},
 	} {
 		t.Run(tt.name, func(t *testing.T) {
 			_, err := Load(env("dev", tt.key, tt.value))
-			if want := "config " + tt.want + `: invalid value "<set>": want no such key`; err == nil || !strings.Contains(err.Error(), want) {
+			want := "config " + tt.want
+			if !strings.Contains(tt.want, "invalid value") {
+				want += `: invalid value "<set>": want no such key`
+			}
+			if err == nil || !strings.Contains(err.Error(), want) {
 				t.Errorf("err = %v\nwant %s", err, want)
 			}
 		})

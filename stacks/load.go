@@ -280,6 +280,10 @@ func decodeError(key, raw string, err error, t reflect.Type) error {
 		path := key
 		if typeErr.Field != "" {
 			path = key + "." + typeErr.Field
+			// Its path has no list indexes: find the entry.
+			if p, ok := mismatchPath(raw, t, typeErr.Field); ok {
+				path = key + p
+			}
 		}
 		return &FieldError{Key: path, Value: "a " + typeErr.Value, Allowed: "a value of type " + jsonKind(typeErr.Type.Kind().String())}
 	case errors.As(err, &syntaxErr):
@@ -335,14 +339,36 @@ func joinSorted(errs []error) error {
 // it decodes into has no such key, as a path below the config key
 // (".monitoring.labels", "[0].monitoring.labels").
 func unknownFieldPath(raw string, t reflect.Type, field string) (string, bool) {
+	return findMember(raw, t, func(key string, _ any, f *reflect.StructField, _ string) bool {
+		return f == nil && key == field
+	})
+}
+
+// mismatchPath is where the JSON raw holds a value of the wrong type for
+// the field encoding/json names by its dotted path (no list indexes).
+func mismatchPath(raw string, t reflect.Type, fieldPath string) (string, bool) {
+	return findMember(raw, t, func(_ string, v any, f *reflect.StructField, fields string) bool {
+		if f == nil || fields != fieldPath {
+			return false
+		}
+		b, _ := json.Marshal(v)
+		return json.Unmarshal(b, reflect.New(f.Type).Interface()) != nil
+	})
+}
+
+// findMember walks the JSON raw along the type t it decodes into, object
+// members in key order, and returns the path of the first member match
+// accepts; match gets the member's struct field (nil for a key t has no
+// field for) and its dotted field path without list indexes.
+func findMember(raw string, t reflect.Type, match func(key string, v any, f *reflect.StructField, fields string) bool) (string, bool) {
 	var v any
 	if err := json.Unmarshal([]byte(raw), &v); err != nil {
 		return "", false
 	}
-	return walkUnknown(v, t, field, "")
+	return walkMembers(v, t, "", "", match)
 }
 
-func walkUnknown(v any, t reflect.Type, field, path string) (string, bool) {
+func walkMembers(v any, t reflect.Type, path, fields string, match func(string, any, *reflect.StructField, string) bool) (string, bool) {
 	for t.Kind() == reflect.Pointer {
 		t = t.Elem()
 	}
@@ -351,16 +377,21 @@ func walkUnknown(v any, t reflect.Type, field, path string) (string, bool) {
 		for _, k := range slices.Sorted(maps.Keys(val)) {
 			switch t.Kind() {
 			case reflect.Map:
-				if p, ok := walkUnknown(val[k], t.Elem(), field, path+"["+k+"]"); ok {
+				if p, ok := walkMembers(val[k], t.Elem(), path+"["+k+"]", fields, match); ok {
 					return p, true
 				}
 			case reflect.Struct:
 				f, known := jsonField(t, k)
-				if !known && k == field {
+				sub := strings.TrimPrefix(fields+"."+k, ".")
+				var fp *reflect.StructField
+				if known {
+					fp = &f
+				}
+				if match(k, val[k], fp, sub) {
 					return path + "." + k, true
 				}
 				if known {
-					if p, ok := walkUnknown(val[k], f.Type, field, path+"."+k); ok {
+					if p, ok := walkMembers(val[k], f.Type, path+"."+k, sub, match); ok {
 						return p, true
 					}
 				}
@@ -369,7 +400,7 @@ func walkUnknown(v any, t reflect.Type, field, path string) (string, bool) {
 	case []any:
 		if t.Kind() == reflect.Slice || t.Kind() == reflect.Array {
 			for i, e := range val {
-				if p, ok := walkUnknown(e, t.Elem(), field, fmt.Sprintf("%s[%d]", path, i)); ok {
+				if p, ok := walkMembers(e, t.Elem(), fmt.Sprintf("%s[%d]", path, i), fields, match); ok {
 					return p, true
 				}
 			}
