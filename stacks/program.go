@@ -149,6 +149,9 @@ func NewProgram(cfg Config, projectDir string) (pulumi.RunFunc, error) {
 // Deploy builds every component of a validated Config; projectDir anchors
 // relative paths such as target.renderDir.
 func Deploy(ctx *pulumi.Context, cfg *Config, projectDir string) error {
+	for _, w := range Warnings(cfg) {
+		_ = ctx.Log.Warn(w, nil)
+	}
 	if cfg.Target.SkipAwait {
 		if err := ctx.RegisterStackTransform(skipAwaitTransform); err != nil {
 			return fmt.Errorf("target.skipAwait: %w", err)
@@ -191,10 +194,6 @@ func Deploy(ctx *pulumi.Context, cfg *Config, projectDir string) error {
 	server, err := kcp.NewKCP(ctx, "kcp", kcpArgs(cfg), k8s, pulumi.DependsOn(dbs))
 	if err != nil {
 		return fmt.Errorf("kcp: %w", err)
-	}
-	if m := cfg.Ingress.Mode; m == ingress.ModePassthrough || m == ingress.ModeTerminate {
-		_ = ctx.Log.Warn(fmt.Sprintf("kcp-tmc:ingress.mode %s relies on ingress-nginx, retired in March 2026 (no releases, no CVE fixes): "+
-			"move to ingress.mode gateway or loadbalancer (docs/ingress.md)", m), nil)
 	}
 	entry, err := ingress.NewIngress(ctx, "ingress", ingressArgs(cfg), k8s, pulumi.DependsOn([]pulumi.Resource{server}))
 	if err != nil {
@@ -326,4 +325,21 @@ func deployObservability(ctx *pulumi.Context, cfg *Config, k8s, after pulumi.Res
 		}
 	}
 	return nil
+}
+
+// Warnings are what a valid configuration does that its owner may not
+// expect; every preview and up prints them.
+func Warnings(cfg *Config) []string {
+	var out []string
+	if m := cfg.Ingress.Mode; m == ingress.ModePassthrough || m == ingress.ModeTerminate {
+		out = append(out, fmt.Sprintf("kcp-tmc:ingress.mode %s relies on ingress-nginx, retired in March 2026 (no releases, no CVE fixes): "+
+			"move to ingress.mode gateway or loadbalancer (docs/ingress.md)", m))
+	}
+	// Without its config Secret the installed Alertmanager runs
+	// prometheus-operator's default: one receiver that sends nothing.
+	if m := cfg.Monitoring; m.Enabled && m.InstallStack && m.SlackWebhookURL == "" {
+		out = append(out, "kcp-tmc:monitoring.installStack installs an Alertmanager that sends alerts nowhere without a receiver: "+
+			"set `pulumi config set --secret kcp-tmc:slackWebhookUrl` (docs/monitoring.md \"Alertmanager\")")
+	}
+	return out
 }

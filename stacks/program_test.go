@@ -274,3 +274,39 @@ func TestEveryKubernetesObjectNamed(t *testing.T) {
 		})
 	}
 }
+
+// TestWarnings: a valid configuration that would surprise its owner is
+// told so on every preview; the checked-in stacks say only what applies.
+func TestWarnings(t *testing.T) {
+	for _, tt := range []struct {
+		name   string
+		mutate func(*Config)
+		want   []string // fragments, one per warning
+	}{
+		{"dev", func(*Config) {}, nil},
+		{"retired ingress-nginx", func(c *Config) { c.Ingress.Mode = "passthrough" }, []string{"ingress.mode passthrough relies on ingress-nginx"}},
+		{"installed Alertmanager without a receiver", func(c *Config) { c.Monitoring.InstallStack = true },
+			[]string{"installs an Alertmanager that sends alerts nowhere"}},
+		{"installed Alertmanager with Slack", func(c *Config) {
+			c.Monitoring.InstallStack, c.Monitoring.SlackWebhookURL = true, "https://hooks.slack.com/services/T/B/X"
+		}, nil},
+		{"monitoring off", func(c *Config) { c.Monitoring.InstallStack, c.Monitoring.Enabled = true, false }, nil},
+	} {
+		t.Run(tt.name, func(t *testing.T) {
+			cfg, err := Profile("dev")
+			if err != nil {
+				t.Fatal(err)
+			}
+			tt.mutate(cfg)
+			got := Warnings(cfg)
+			if len(got) != len(tt.want) {
+				t.Fatalf("warnings %q, want %d", got, len(tt.want))
+			}
+			for i, w := range tt.want {
+				if !strings.Contains(got[i], w) {
+					t.Errorf("warning %q, want it to say %q", got[i], w)
+				}
+			}
+		})
+	}
+}
