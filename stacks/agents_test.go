@@ -575,8 +575,11 @@ func TestClusterMonitoringArgs(t *testing.T) {
 		{"its own", ClusterMonitoring{Enabled: &on, Namespace: "prom", RuleLabels: map[string]string{"release": "edge"}}, false, "prom", map[string]string{"release": "edge"}},
 		{"no labels", ClusterMonitoring{RuleLabels: map[string]string{}}, false, "observability", map[string]string{}},
 		{"no Prometheus operator", ClusterMonitoring{Enabled: &off}, true, "observability", map[string]string{"release": "kps"}},
+		{"the stack's monitoring off", ClusterMonitoring{}, true, "observability", map[string]string{"release": "kps"}},
+		{"the stack's monitoring off, the cluster's on", ClusterMonitoring{Enabled: &on}, false, "observability", map[string]string{"release": "kps"}},
 	} {
 		t.Run(tt.name, func(t *testing.T) {
+			cfg.Monitoring.Enabled = !strings.HasPrefix(tt.name, "the stack's monitoring off")
 			a := AgentArgs(cfg, Cluster{Name: "edge", Monitoring: tt.m})
 			if a.Unmonitored != tt.unmonitored || a.PrometheusNamespace != tt.namespace || fmt.Sprint(a.RuleLabels) != fmt.Sprint(tt.labels) {
 				t.Errorf("unmonitored %v, namespace %q, labels %v; want %v, %q, %v", a.Unmonitored, a.PrometheusNamespace, a.RuleLabels, tt.unmonitored, tt.namespace, tt.labels)

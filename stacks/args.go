@@ -153,8 +153,17 @@ func AgentArgs(cfg *Config, cl Cluster) agents.Args {
 		LogDebug:            cl.LogDebug,
 		PrometheusNamespace: cmp.Or(cl.Monitoring.Namespace, cfg.Monitoring.Namespace),
 		RuleLabels:          clusterRuleLabels(cfg, cl),
-		Unmonitored:         cl.Monitoring.Enabled != nil && !*cl.Monitoring.Enabled,
+		Unmonitored:         !clusterMonitored(cfg, cl),
 	}.WithDefaults()
+}
+
+// clusterMonitored is whether a cluster's agent gets its ServiceMonitor and
+// rules: its own setting, or the stack's monitoring.enabled.
+func clusterMonitored(cfg *Config, cl Cluster) bool {
+	if cl.Monitoring.Enabled != nil {
+		return *cl.Monitoring.Enabled
+	}
+	return cfg.Monitoring.Enabled
 }
 
 // clusterRuleLabels are the labels of a cluster's monitoring objects: its

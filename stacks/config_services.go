@@ -256,10 +256,11 @@ type Cluster struct {
 
 // ClusterMonitoring is clusters[].monitoring.
 type ClusterMonitoring struct {
-	// Enabled (default true) installs the agent's ServiceMonitor and alert
-	// rules, which need the Prometheus operator's CRDs on the cluster. false
-	// for a cluster without them (not in prod): its agent is then watched
-	// by nothing — no SyncerDown, no sync alerts.
+	// Enabled installs the agent's ServiceMonitor and alert rules, which
+	// need the Prometheus operator's CRDs on the cluster (unset:
+	// `monitoring.enabled`). false for a cluster without them (not in
+	// prod): its agent is then watched by nothing — no SyncerDown, no sync
+	// alerts.
 	Enabled *bool `json:"enabled"`
 	// Namespace is where the cluster's Prometheus runs: the only namespace
 	// allowed to scrape the agent. Unset: `monitoring.namespace`.
