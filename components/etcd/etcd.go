@@ -286,17 +286,18 @@ func newMembers(ctx *pulumi.Context, name string, args Args, child pulumi.Resour
 		before = append(before, pvc)
 	}
 
-	if args.Replicas > 1 {
-		script, err := corev1.NewConfigMap(ctx, name+"-join-script", &corev1.ConfigMapArgs{
-			Metadata: workload.Meta(joinConfigMap(app), ns, app),
-			Data:     pulumi.StringMap{joinScriptKey: pulumi.String(joinScript)},
-		}, child)
-		if err != nil {
-			return fmt.Errorf("etcd join script: %w", err)
-		}
-		before = append(before, script)
+	// Also with one member: a pod of a larger count recreated while the
+	// count goes down mounts it and must read the new count (the join
+	// script's replicas guard); it changes before the membership Job runs.
+	script, err := corev1.NewConfigMap(ctx, name+"-join-script", &corev1.ConfigMapArgs{
+		Metadata: workload.Meta(joinConfigMap(app), ns, app),
+		Data:     pulumi.StringMap{joinScriptKey: pulumi.String(joinScript), joinReplicasKey: pulumi.String(strconv.Itoa(args.Replicas))},
+	}, child)
+	if err != nil {
+		return fmt.Errorf("etcd join script: %w", err)
 	}
-	job, err := newMembersJob(ctx, name, args, child)
+	before = append(before, script)
+	job, err := newMembersJob(ctx, name, args, child, pulumi.DependsOn([]pulumi.Resource{script}))
 	if err != nil {
 		return err
 	}

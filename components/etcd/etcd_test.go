@@ -308,6 +308,13 @@ func TestMembershipJobComesFirst(t *testing.T) {
 			if !slices.ContainsFunc(rec.Named(t, stsType, "etcd").DependsOn, func(u string) bool { return strings.HasSuffix(u, jobType+"::etcd-members") }) {
 				t.Error("the StatefulSet does not wait for the membership Job: a shrink would delete members' pods while the cluster still counts them")
 			}
+			// The count the join script's guard reads is the new one
+			// before the Job removes anyone, with one member too.
+			cm := rec.Named(t, "kubernetes:core/v1:ConfigMap", "etcd-join-script")
+			if mocktest.Dig(cm.Input(), "data", joinReplicasKey) != strconv.Itoa(replicas) ||
+				!slices.ContainsFunc(job.DependsOn, func(u string) bool { return strings.HasSuffix(u, "kubernetes:core/v1:ConfigMap::etcd-join-script") }) {
+				t.Errorf("join ConfigMap %v, Job depends on %v: want replicas=%d there first", cm.Input()["data"], job.DependsOn, replicas)
+			}
 			spec := mocktest.Decode[batchv1.Job](t, job.Input()).Spec.Template.Spec
 			c := spec.Containers[0]
 			if !reflect.DeepEqual(c.Command, []string{"sh", "-c", membersScript, "etcd-members"}) || c.Image != DefaultJoinImage {

@@ -64,10 +64,12 @@ func Flags(a Args) []string {
 	}
 }
 
-// The join script's ConfigMap, key and mount path.
+// The join script's ConfigMap, its keys (the script; etcd.replicas as it
+// is now) and mount path.
 const (
-	joinScriptKey = "etcd-join.sh"
-	joinMount     = "/scripts"
+	joinScriptKey   = "etcd-join.sh"
+	joinReplicasKey = "replicas"
+	joinMount       = "/scripts"
 )
 
 func joinConfigMap(cluster string) string { return cluster + "-join" }
@@ -111,6 +113,7 @@ func joinEnv(a Args) []envVar {
 	return append([]envVar{
 		{"ETCD_ENDPOINTS", strings.Join(a.Cluster().MemberURLs(a.Replicas), ",")},
 		{"LOCAL_ENDPOINT", fmt.Sprintf("https://127.0.0.1:%d", ClientPort)},
+		{"REPLICAS_FILE", joinMount + "/" + joinReplicasKey},
 	}, etcdctlEnv...)
 }
 

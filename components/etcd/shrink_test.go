@@ -3,6 +3,8 @@ package etcd
 import (
 	"os"
 	"os/exec"
+	"path/filepath"
+	"strconv"
 	"strings"
 	"testing"
 	"time"
@@ -64,8 +66,29 @@ func TestShrinkRemovesMembersFirst(t *testing.T) {
 		t.Errorf("the membership Job again: %v\n%s", err, out)
 	}
 
+	// A pod of the old size recreated after the Job and before the
+	// StatefulSet shrank (evicted, its node lost): the join ConfigMap
+	// already says 1, so its join adds nothing back.
+	count := filepath.Join(t.TempDir(), joinReplicasKey)
+	setCount := func(n int) {
+		if err := os.WriteFile(count, []byte(strconv.Itoa(n)), 0o600); err != nil {
+			t.Fatal(err)
+		}
+	}
+	setCount(1)
+	for _, m := range members[1:] {
+		m.env = append(m.env, "REPLICAS_FILE="+count)
+	}
+	if out, err := members[2].joinCmd().CombinedOutput(); err == nil || !strings.Contains(string(out), "above etcd.replicas (1): not joining") {
+		t.Errorf("the join of a pod above the new count: %v\n%s", err, out)
+	}
+	if list := stay.etcdctl(t, tlsDir, "member", "list"); strings.Count(strings.TrimSpace(list), "\n") != 0 {
+		t.Fatalf("a removed member came back:\n%s", list)
+	}
+
 	// Raised back to 3: the Job has nobody to remove; the pods return on
 	// their old volumes, which hold removed members' data.
+	setCount(3)
 	if out, err := runMembersJob(t, stay, 3); err != nil || !strings.Contains(out, "OK: removed 0") {
 		t.Fatalf("the membership Job for 3 members: %v\n%s", err, out)
 	}

@@ -11,7 +11,8 @@
 #
 # Environment: POD_NAME, ETCD_ENDPOINTS (every member's client URL, comma-
 # separated), LOCAL_ENDPOINT (this member's client URL as seen from the
-# pod), ETCDCTL_CACERT/ETCDCTL_CERT/ETCDCTL_KEY (etcdctl reads them).
+# pod), REPLICAS_FILE (etcd.replicas as the cluster's ConfigMap has it
+# now), ETCDCTL_CACERT/ETCDCTL_CERT/ETCDCTL_KEY (etcdctl reads them).
 # Needs sh, cut, rm, sleep, etcd and etcdctl (hack/backup-image has them).
 set -eu
 
@@ -128,6 +129,17 @@ fi
 # that member runs, so a (linearizable) member list cannot answer.
 initial=""
 if [ -z "$line" ]; then
+	# A pod above etcd.replicas as it is now: one of the StatefulSet's old
+	# size recreated (evicted, its node lost) after the membership Job
+	# removed its member and before the StatefulSet shrank. Adding it back
+	# would leave the cluster a member whose pod the StatefulSet deletes
+	# next; it waits for that instead.
+	want=""
+	[ -r "${REPLICAS_FILE:-}" ] && { IFS= read -r want <"$REPLICAS_FILE" || true; }
+	if [ -n "$want" ] && [ "${POD_NAME##*-}" -ge "$want" ]; then
+		log "above etcd.replicas ($want): not joining; the StatefulSet removes this pod"
+		exit 1
+	fi
 	added=$(retry etcdctl --endpoints="$others" member add "$POD_NAME" --peer-urls="$peer")
 	log "added as a new member"
 	while IFS= read -r l; do
