@@ -59,6 +59,20 @@ has_wal() {
 	done
 	return 1
 }
+# not_above_count stops a pod above etcd.replicas as it is now before it
+# adds or empties anything: one of the StatefulSet's old size recreated
+# (evicted, its node lost) after the membership Job removed its member and
+# before the StatefulSet shrank. Adding it back would leave the cluster a
+# member whose pod the StatefulSet deletes next; it waits for that instead.
+not_above_count() {
+	want=""
+	[ -r "${REPLICAS_FILE:-}" ] && { IFS= read -r want <"$REPLICAS_FILE" || true; }
+	if [ -n "$want" ] && [ "${POD_NAME##*-}" -ge "$want" ]; then
+		log "above etcd.replicas ($want): not joining; the StatefulSet removes this pod"
+		exit 1
+	fi
+}
+
 # A member with its data starts as itself, without asking anyone (a whole
 # cluster restarting has nobody to ask) — unless the cluster answers at once
 # and no longer counts it: the membership Job removed it when etcd.replicas
@@ -77,6 +91,7 @@ if has_wal; then
 		log "has its data; etcd starts as itself"
 		exit 0
 	fi
+	not_above_count
 	log "has the data of a member the cluster removed (etcd.replicas went down): joining anew"
 	rm -rf "$data/member"
 fi
@@ -129,17 +144,7 @@ fi
 # that member runs, so a (linearizable) member list cannot answer.
 initial=""
 if [ -z "$line" ]; then
-	# A pod above etcd.replicas as it is now: one of the StatefulSet's old
-	# size recreated (evicted, its node lost) after the membership Job
-	# removed its member and before the StatefulSet shrank. Adding it back
-	# would leave the cluster a member whose pod the StatefulSet deletes
-	# next; it waits for that instead.
-	want=""
-	[ -r "${REPLICAS_FILE:-}" ] && { IFS= read -r want <"$REPLICAS_FILE" || true; }
-	if [ -n "$want" ] && [ "${POD_NAME##*-}" -ge "$want" ]; then
-		log "above etcd.replicas ($want): not joining; the StatefulSet removes this pod"
-		exit 1
-	fi
+	not_above_count
 	added=$(retry etcdctl --endpoints="$others" member add "$POD_NAME" --peer-urls="$peer")
 	log "added as a new member"
 	while IFS= read -r l; do
