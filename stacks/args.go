@@ -137,6 +137,7 @@ func etcdArgs(cfg *Config) etcd.Args {
 // picks is the one the kcp side is created in, and the CLI's day-2 verbs
 // find the agent by the same names.
 func AgentArgs(cfg *Config, cl Cluster) agents.Args {
+	m := clusterMonitoring(cfg, cl)
 	labels := map[string]string{}
 	if cl.Region != "" {
 		labels["topology.kubernetes.io/region"] = cl.Region
@@ -151,28 +152,24 @@ func AgentArgs(cfg *Config, cl Cluster) agents.Args {
 		PodSecurityVersion:  cfg.PodSecurityVersion,
 		Container:           cfg.AgentResources,
 		LogDebug:            cl.LogDebug,
-		PrometheusNamespace: cmp.Or(cl.Monitoring.Namespace, cfg.Monitoring.Namespace),
-		RuleLabels:          clusterRuleLabels(cfg, cl),
-		Unmonitored:         !clusterMonitored(cfg, cl),
+		PrometheusNamespace: m.Namespace,
+		RuleLabels:          m.RuleLabels,
+		Unmonitored:         !*m.Enabled,
 	}.WithDefaults()
 }
 
-// clusterMonitored is whether a cluster's agent gets its ServiceMonitor and
-// rules: its own setting, or the stack's monitoring.enabled.
-func clusterMonitored(cfg *Config, cl Cluster) bool {
-	if cl.Monitoring.Enabled != nil {
-		return *cl.Monitoring.Enabled
+// clusterMonitoring is a cluster's monitoring with what it leaves unset
+// taken from the stack's: monitoring.enabled, .namespace, .ruleLabels.
+func clusterMonitoring(cfg *Config, cl Cluster) ClusterMonitoring {
+	m := cl.Monitoring
+	if m.Enabled == nil {
+		m.Enabled = &cfg.Monitoring.Enabled
 	}
-	return cfg.Monitoring.Enabled
-}
-
-// clusterRuleLabels are the labels of a cluster's monitoring objects: its
-// own, or the stack's when it names none.
-func clusterRuleLabels(cfg *Config, cl Cluster) map[string]string {
-	if cl.Monitoring.RuleLabels != nil {
-		return cl.Monitoring.RuleLabels
+	m.Namespace = cmp.Or(m.Namespace, cfg.Monitoring.Namespace)
+	if m.RuleLabels == nil {
+		m.RuleLabels = cfg.Monitoring.RuleLabels
 	}
-	return cfg.Monitoring.RuleLabels
+	return m
 }
 
 func loggingArgs(cfg *Config) logging.Args {
