@@ -131,6 +131,13 @@ func (m *localMember) joinCmd() *exec.Cmd {
 // node lost in the middle of the join.
 func (m *localMember) joinKilledAfter(t *testing.T, line string) string {
 	t.Helper()
+	return m.joinKilledWhen(t, func(out string) bool { return strings.Contains(out, line) })
+}
+
+// joinKilledWhen runs the join script and SIGKILLs it, with the etcd it
+// started, once done(its output so far) holds (within a minute).
+func (m *localMember) joinKilledWhen(t *testing.T, done func(out string) bool) string {
+	t.Helper()
 	cmd := m.joinCmd()
 	var mu sync.Mutex
 	var out bytes.Buffer
@@ -142,22 +149,23 @@ func (m *localMember) joinKilledAfter(t *testing.T, line string) string {
 	}
 	exited := make(chan error, 1)
 	go func() { exited <- cmd.Wait() }()
-	for deadline := time.Now().Add(time.Minute); ; time.Sleep(10 * time.Millisecond) {
+	output := func() string {
 		mu.Lock()
-		seen := strings.Contains(out.String(), line)
-		mu.Unlock()
-		if seen || time.Now().After(deadline) {
-			break
+		defer mu.Unlock()
+		return out.String()
+	}
+	reached := false
+	for deadline := time.Now().Add(time.Minute); !reached && time.Now().Before(deadline); {
+		if reached = done(output()); !reached {
+			time.Sleep(50 * time.Millisecond)
 		}
 	}
 	_ = syscall.Kill(-cmd.Process.Pid, syscall.SIGKILL)
 	<-exited
-	mu.Lock()
-	defer mu.Unlock()
-	if !strings.Contains(out.String(), line) {
-		t.Fatalf("%s: the join script never said %q:\n%s", m.name, line, out.String())
+	if !reached {
+		t.Fatalf("%s: the join never reached the test's point:\n%s", m.name, output())
 	}
-	return out.String()
+	return output()
 }
 
 // writer puts keys without pause, each through the member target(i)
@@ -289,20 +297,7 @@ func TestLostMemberRejoinsByItself(t *testing.T) {
 	}
 	allStarted(t, members, lost, tlsDir)
 	// Every acknowledged key, read from the new member alone.
-	keys := lost.etcdctl(t, tlsDir, "get", "--consistency=s", "--keys-only", "--prefix", "/registry/rejoin/")
-	have := map[string]bool{}
-	for _, k := range strings.Fields(keys) {
-		have[k] = true
-	}
-	var missing []string
-	for _, k := range acked {
-		if !have[k] {
-			missing = append(missing, k)
-		}
-	}
-	if len(missing) > 0 || len(acked) == 0 {
-		t.Errorf("%d acknowledged keys, %d missing on %s: %v", len(acked), len(missing), lost.name, missing[:min(5, len(missing))])
-	}
+	missingKeys(t, lost, tlsDir, "/registry/rejoin/", acked)
 	t.Logf("%d keys written while %s (leader: %v) was lost and replaced, %d failed during an election, every acknowledged one on the new member",
 		len(acked), lost.name, leader, len(failed))
 

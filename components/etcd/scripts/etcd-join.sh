@@ -7,7 +7,11 @@
 # syncs it here with --initial-cluster-state=existing. The etcd container
 # then finds a data directory and starts as an ordinary restart, ignoring
 # the --initial-cluster flags. A first start, or a member with its data,
-# is left alone.
+# is left alone. A member is added as a learner, which does not count
+# toward the quorum, and promoted once it has synced: a join that fails or
+# is cut short (a bad certificate, its node lost) leaves the quorum as it
+# was — a cluster of one growing to three would otherwise have none from
+# the add until the new member ran.
 #
 # Environment: POD_NAME, ETCD_ENDPOINTS (every member's client URL, comma-
 # separated), LOCAL_ENDPOINT (this member's client URL as seen from the
@@ -25,28 +29,58 @@ field() {
 	echo "${v# }"
 }
 
-# retry runs a membership change until etcd takes it: right after a change
-# etcd answers "unhealthy cluster" until every member has been connected
-# for its health interval (5 s), and it refuses any change that would cost
-# the quorum (--strict-reconfig-check, on by default).
+# retry N runs a membership change until etcd takes it, at most N times
+# 2 s apart: right after a change etcd answers "unhealthy cluster" until
+# every member has been connected for its health interval (5 s), it
+# refuses any change that would cost the quorum (--strict-reconfig-check,
+# on by default), and it has room for one learner at a time (etcd 3.5), so
+# members added together (etcd.replicas raised by more than one) sync one
+# after the other.
 retry() {
+	limit=$1
+	shift
 	n=0
 	until "$@"; do
 		n=$((n + 1))
-		[ "$n" -lt 60 ] || { log "gave up after 60 tries: $*"; return 1; }
+		[ "$n" -lt "$limit" ] || { log "gave up after $limit tries: $*"; return 1; }
 		sleep 2
 	done
 }
 
 data=""
 peer=""
+client=""
 for a do
 	case "$a" in
 	--data-dir=*) data=${a#--data-dir=} ;;
 	--initial-advertise-peer-urls=*) peer=${a#--initial-advertise-peer-urls=} ;;
+	--advertise-client-urls=*) client=${a#--advertise-client-urls=} ;;
 	esac
 done
 [ -n "$data" ] && [ -n "$peer" ] || { log "no --data-dir or --initial-advertise-peer-urls in etcd's arguments"; exit 1; }
+
+# The other members' endpoints. Once this member's etcd runs as a learner
+# it refuses membership calls (a learner serves status and serializable
+# reads only), so etcdctl must not pick it.
+others=""
+ifs=$IFS
+IFS=,
+for e in $ETCD_ENDPOINTS; do
+	[ "$e" = "$client" ] || others="${others:+$others,}$e"
+done
+IFS=$ifs
+[ -n "$others" ] || others=$ETCD_ENDPOINTS
+
+# own_line prints this member's line of a member list ($1; "" if absent).
+own_line() {
+	own=""
+	while IFS= read -r l; do
+		if [ -n "$l" ] && [ "$(field "$l" 4)" = "$peer" ]; then own=$l; fi
+	done <<EOF
+$1
+EOF
+	echo "$own"
+}
 
 # etcd's own test (wal.Exist): a member has its data when its WAL has a
 # file. etcd makes member/snap before it writes the WAL, so a sync cut
@@ -78,88 +112,93 @@ not_above_count() {
 # and no longer counts it: the membership Job removed it when etcd.replicas
 # went down (scripts/etcd-members.sh) and its volume stayed. etcd refuses
 # such a member for good ("the member has been permanently removed"): it
-# joins anew, from an empty directory, as a lost member does.
+# joins anew, from an empty directory, as a lost member does. A learner
+# with its data synced in a join cut short before its promotion: it
+# finishes that join (started as itself, nobody would promote it, and it
+# would hold etcd's one learner place).
+resume=""
 if has_wal; then
 	listed=yes
-	if members=$(etcdctl --endpoints="$ETCD_ENDPOINTS" --dial-timeout=2s --command-timeout=5s member list 2>/dev/null) && [ -n "$members" ]; then
-		case "$members" in
-		*", $peer, "*) ;;
-		*) listed="" ;;
-		esac
+	if members=$(etcdctl --endpoints="$others" --dial-timeout=2s --command-timeout=5s member list 2>/dev/null) && [ -n "$members" ]; then
+		own=$(own_line "$members")
+		if [ -z "$own" ]; then
+			listed=""
+		elif [ "$(field "$own" 6)" = "true" ]; then
+			resume=yes
+		fi
 	fi
-	if [ -n "$listed" ]; then
+	if [ -n "$resume" ]; then
+		log "has its data and is still a learner (a join cut short before its promotion): finishing the join"
+	elif [ -n "$listed" ]; then
 		log "has its data; etcd starts as itself"
 		exit 0
+	else
+		not_above_count
+		log "has the data of a member the cluster removed (etcd.replicas went down): joining anew"
+		rm -rf "$data/member"
 	fi
-	not_above_count
-	log "has the data of a member the cluster removed (etcd.replicas went down): joining anew"
-	rm -rf "$data/member"
-fi
-if [ -d "$data/member" ]; then
-	log "no WAL in $data/member (a sync cut short): starting it over"
-	rm -rf "$data/member"
 fi
 
-# Every member's endpoint: ours answers nothing yet, etcdctl uses another.
-# One unanswered read is not proof that no cluster runs: a network policy
-# may not yet know this new pod's address (a policy plugin learns it from
-# the API a moment after the pod starts). Concluding "a first start" from
-# it would start a member that lost its data as a new one, which then
-# crash-loops ("member … has already been bootstrapped"); so ask a few
-# times first (≈20 s, once, at a cluster's first start).
-others=$ETCD_ENDPOINTS
-tries=0
-until members=$(etcdctl --endpoints="$others" --dial-timeout=5s --command-timeout=5s member list 2>/dev/null); do
-	tries=$((tries + 1))
-	if [ "$tries" -ge 3 ]; then
-		log "no running cluster answers: a first start (or the whole cluster is being restored)"
+initial=""
+if [ -z "$resume" ]; then
+	if [ -d "$data/member" ]; then
+		log "no WAL in $data/member (a sync cut short): starting it over"
+		rm -rf "$data/member"
+	fi
+
+	# One unanswered read is not proof that no cluster runs: a network
+	# policy may not yet know this new pod's address (a policy plugin learns
+	# it from the API a moment after the pod starts). Concluding "a first
+	# start" from it would start a member that lost its data as a new one,
+	# which then crash-loops ("member … has already been bootstrapped"); so
+	# ask a few times first (≈20 s, once, at a cluster's first start).
+	tries=0
+	until members=$(etcdctl --endpoints="$others" --dial-timeout=5s --command-timeout=5s member list 2>/dev/null); do
+		tries=$((tries + 1))
+		if [ "$tries" -ge 3 ]; then
+			log "no running cluster answers: a first start (or the whole cluster is being restored)"
+			exit 0
+		fi
+		sleep 2
+	done
+
+	line=$(own_line "$members")
+	id=$(field "$line" 1)
+	name=$(field "$line" 3)
+	clients=$(field "$line" 5)
+	if [ -n "$line" ] && [ -n "$name" ] && [ -z "$clients" ]; then
+		log "a member of the initial cluster that never ran: a first start"
 		exit 0
 	fi
-	sleep 2
-done
 
-line=""
-while IFS= read -r l; do
-	if [ -n "$l" ] && [ "$(field "$l" 4)" = "$peer" ]; then line=$l; fi
-done <<EOF
-$members
-EOF
-id=$(field "$line" 1)
-name=$(field "$line" 3)
-clients=$(field "$line" 5)
-if [ -n "$line" ] && [ -n "$name" ] && [ -z "$clients" ]; then
-	log "a member of the initial cluster that never ran: a first start"
-	exit 0
-fi
-
-if [ -n "$line" ] && [ -n "$clients" ]; then
-	# It ran before (it published its client URLs) and its data is gone.
-	log "data lost; replacing member $id"
-	retry etcdctl --endpoints="$others" member remove "$id"
-	line=""
-fi
-# Membership as the cluster has it now, every member (etcd checks that the
-# count matches): as `etcdctl member add` prints it. It must come from
-# there: a cluster of one that gets its second member has no quorum until
-# that member runs, so a (linearizable) member list cannot answer.
-initial=""
-if [ -z "$line" ]; then
-	not_above_count
-	added=$(retry etcdctl --endpoints="$others" member add "$POD_NAME" --peer-urls="$peer")
-	log "added as a new member"
-	while IFS= read -r l; do
-		case "$l" in
-		ETCD_INITIAL_CLUSTER=*)
-			initial=${l#ETCD_INITIAL_CLUSTER=}
-			initial=${initial#\"}
-			initial=${initial%\"}
-			;;
-		esac
-	done <<EOF
+	if [ -n "$line" ] && [ -n "$clients" ]; then
+		# It ran before (it published its client URLs) and its data is gone.
+		log "data lost; replacing member $id"
+		retry 60 etcdctl --endpoints="$others" member remove "$id"
+		line=""
+	fi
+	# Membership as the cluster has it now, every member (etcd checks that
+	# the count matches): as `etcdctl member add` prints it. A learner place
+	# frees when the learner before this one is promoted: up to 5 minutes.
+	if [ -z "$line" ]; then
+		not_above_count
+		added=$(retry 150 etcdctl --endpoints="$others" member add "$POD_NAME" --peer-urls="$peer" --learner)
+		log "added as a new member, a learner until it has synced"
+		while IFS= read -r l; do
+			case "$l" in
+			ETCD_INITIAL_CLUSTER=*)
+				initial=${l#ETCD_INITIAL_CLUSTER=}
+				initial=${initial#\"}
+				initial=${initial%\"}
+				;;
+			esac
+		done <<EOF
 $added
 EOF
+	fi
 fi
-# Added by an earlier run cut short: the list, where ours has no name yet.
+# Added by an earlier run cut short (ours has no name yet), or finishing
+# one: the list.
 if [ -z "$initial" ]; then
 	while IFS= read -r l; do
 		[ -n "$l" ] || continue
@@ -171,6 +210,17 @@ if [ -z "$initial" ]; then
 $(etcdctl --endpoints="$others" member list)
 EOF
 fi
+
+# promoted succeeds once this member votes: a learner is promoted as soon
+# as the leader finds it in sync (etcd refuses before); a member added by
+# an older join, or promoted by a run cut short, already votes.
+promoted() {
+	own=$(own_line "$(etcdctl --endpoints="$others" --dial-timeout=2s --command-timeout=5s member list 2>/dev/null)")
+	[ -n "$own" ] || return 1
+	[ "$(field "$own" 6)" = "true" ] || return 0
+	etcdctl --endpoints="$others" --dial-timeout=2s --command-timeout=5s member promote "$(field "$own" 1)" >/dev/null 2>&1 || return 1
+	log "synced; promoted to a voting member"
+}
 
 # Sync: etcd with the pod's arguments, joining the existing cluster.
 for a do
@@ -191,8 +241,10 @@ while :; do
 	etcd "$@" --initial-cluster="$initial" --initial-cluster-state=existing &
 	pid=$!
 	joined=""
+	votes=""
 	while kill -0 "$pid" 2>/dev/null; do
-		if etcdctl --endpoints="$LOCAL_ENDPOINT" --dial-timeout=2s --command-timeout=5s endpoint health >/dev/null 2>&1; then
+		if [ -z "$votes" ] && promoted; then votes=yes; fi
+		if [ -n "$votes" ] && etcdctl --endpoints="$LOCAL_ENDPOINT" --dial-timeout=2s --command-timeout=5s endpoint health >/dev/null 2>&1; then
 			joined=yes
 			break
 		fi
