@@ -267,9 +267,6 @@ func (c *Cluster) Leftovers() []string {
 	if exec.Command("nft", "list", "table", "inet", netpolTable).Run() == nil {
 		left = append(left, "nftables table inet "+netpolTable)
 	}
-	if exec.Command("nft", "list", "table", "inet", netpolTable).Run() == nil {
-		left = append(left, "nftables table inet "+netpolTable)
-	}
 	for _, table := range []string{"nat", "filter", "mangle"} {
 		out, err := exec.Command("iptables-save", "-t", table).Output()
 		if err != nil {

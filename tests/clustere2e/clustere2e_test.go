@@ -12,12 +12,14 @@ package clustere2e
 
 import (
 	"context"
+	"errors"
 	"fmt"
 	"os"
 	"os/exec"
 	"os/signal"
 	"path/filepath"
 	"strings"
+	"sync"
 	"syscall"
 	"testing"
 	"time"
@@ -88,18 +90,33 @@ func run(m *testing.M) int {
 	defer os.RemoveAll(dir)
 	start := time.Now()
 	// Ctrl-C or a timeout's SIGTERM still stops the cluster: its containers,
-	// mounts and rules would outlive the test otherwise.
+	// mounts and rules would outlive the test otherwise. While the cluster
+	// starts, the signal cancels the start, which stops what it started.
 	sig := make(chan os.Signal, 1)
 	signal.Notify(sig, os.Interrupt, syscall.SIGTERM)
+	starting, cancelStart := context.WithCancel(context.Background())
+	defer cancelStart()
+	var mu sync.Mutex
 	go func() {
 		s := <-sig
 		fmt.Fprintf(os.Stderr, "%s: stopping the cluster\n", s)
-		if kube != nil {
-			kube.Stop()
+		mu.Lock()
+		if starting.Err() == nil && kube == nil {
+			cancelStart()
+			mu.Unlock()
+			return
 		}
+		mu.Unlock()
+		kube.Stop()
 		os.Exit(1)
 	}()
-	kube, startErr = startCluster(dir)
+	k, err := startCluster(starting, dir)
+	mu.Lock()
+	kube, startErr = k, err
+	if startErr == nil && starting.Err() != nil {
+		startErr = errors.New("interrupted")
+	}
+	mu.Unlock()
 	if kube != nil {
 		defer func() {
 			t0 := time.Now()
@@ -121,8 +138,8 @@ func run(m *testing.M) int {
 
 // startCluster builds every image the dev stack and the add-ons run, starts
 // the node and installs the add-ons.
-func startCluster(dir string) (*cluster.Cluster, error) {
-	ctx, cancel := context.WithTimeout(context.Background(), 15*time.Minute)
+func startCluster(parent context.Context, dir string) (*cluster.Cluster, error) {
+	ctx, cancel := context.WithTimeout(parent, 15*time.Minute)
 	defer cancel()
 	bin := toolchain.Bin()
 	pause := filepath.Join(dir, "pause")

@@ -150,6 +150,17 @@ func changeEtcdMembers(t *testing.T, p *platform, host string, n int) {
 	if members := etcdMembers(t, p.ns); len(members) != n || strings.Count(strings.TrimSpace(list), "\n")+1 != n {
 		t.Errorf("after etcd.replicas %d → %d: the cluster counts\n%s\nwant %d started members", len(before), n, list, n)
 	}
+	if strings.Contains(list, ", true") {
+		t.Errorf("after etcd.replicas %d → %d a learner is left:\n%s", len(before), n, list)
+	}
+	// Each new member joined as a learner and was promoted once synced.
+	for i := len(before); i < n; i++ {
+		pod := fmt.Sprintf("etcd-%d", i)
+		join, _, err := kube.Kubectl(ctx, nil, "-n", p.ns, "logs", pod, "-c", "join")
+		if err != nil || !strings.Contains(join, "a learner until it has synced") || !strings.Contains(join, "promoted to a voting member") {
+			t.Errorf("%s's join container (%v) should have added it as a learner and promoted it:\n%s", pod, err, join)
+		}
+	}
 	job, _, err := kube.Kubectl(ctx, nil, "-n", p.ns, "logs", "job/etcd-members")
 	if err != nil {
 		t.Fatalf("the membership Job's log: %v", err)
