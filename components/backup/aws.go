@@ -253,14 +253,20 @@ func AccessPolicy(bucketARN, prefix, keyARN string) (string, error) {
 	)
 }
 
-// BucketPolicy refuses plain-HTTP access and any upload not encrypted with
-// the backup key.
+// BucketPolicy refuses plain-HTTP access and any upload that asks for
+// another encryption than the backup key. An upload that asks for none is
+// encrypted with the key by the bucket's default encryption — and must be
+// let through: a multipart upload's parts (UploadPart, authorized as
+// s3:PutObject) never carry the encryption headers, which S3 takes from
+// the upload's start only, so requiring the header on every PutObject
+// refused every snapshot larger than the AWS CLI's multipart threshold
+// (8 MiB; boto/botocore#471).
 func BucketPolicy(bucketARN, keyARN string) (string, error) {
 	return awsiam.Policy(
 		awsiam.Statement{Sid: "DenyInsecureTransport", Effect: "Deny", Principal: "*", Action: "s3:*",
 			Resource: []string{bucketARN, bucketARN + "/*"}, Condition: map[string]any{"Bool": map[string]string{"aws:SecureTransport": "false"}}},
-		awsiam.Statement{Sid: "DenyUnencryptedUploads", Effect: "Deny", Principal: "*", Action: "s3:PutObject", Resource: bucketARN + "/*",
-			Condition: map[string]any{"StringNotEquals": map[string]string{"s3:x-amz-server-side-encryption": "aws:kms"}}},
+		awsiam.Statement{Sid: "DenyOtherEncryption", Effect: "Deny", Principal: "*", Action: "s3:PutObject", Resource: bucketARN + "/*",
+			Condition: map[string]any{"StringNotEqualsIfExists": map[string]string{"s3:x-amz-server-side-encryption": "aws:kms"}}},
 		awsiam.Statement{Sid: "DenyOtherKeys", Effect: "Deny", Principal: "*", Action: "s3:PutObject", Resource: bucketARN + "/*",
 			Condition: map[string]any{"StringNotEqualsIfExists": map[string]string{"s3:x-amz-server-side-encryption-aws-kms-key-id": keyARN}}},
 	)

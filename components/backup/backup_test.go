@@ -99,28 +99,83 @@ func TestBucketAndKey(t *testing.T) {
 	}
 }
 
-func TestBucketPolicyDeniesInsecureAndUnencrypted(t *testing.T) {
+// TestBucketPolicyDecides evaluates the bucket policy for the requests the
+// backup Job and others make, with IAM's rules for the operators it uses
+// (a negated operator matches a request without the key; "…IfExists" does
+// not), failing on any other operator rather than guessing. What a request
+// without encryption headers gets is the bucket's default encryption: the
+// backup key (TestBucketAndKey).
+func TestBucketPolicyDecides(t *testing.T) {
 	rec := run(t, s3Args())
 	p := parse(t, rec.Named(t, "aws:s3/bucketPolicy:BucketPolicy", "backup-bucket-policy").Input()["policy"].(string))
-	found := map[string]bool{}
-	for _, s := range p.Statement {
-		if s.Effect != "Deny" {
-			t.Errorf("statement %s allows", s.Sid)
+	const key = "arn:aws:kms:us-east-1:123456789012:backup-key"
+	tls := map[string]string{"aws:SecureTransport": "true"}
+	with := func(kv ...string) map[string]string {
+		m := map[string]string{"aws:SecureTransport": "true"}
+		for i := 0; i < len(kv); i += 2 {
+			m[kv[i]] = kv[i+1]
 		}
-		switch {
-		case s.Condition["Bool"]["aws:SecureTransport"] == "false" && s.Action == "s3:*":
-			found["tls"] = true
-		case s.Condition["StringNotEquals"]["s3:x-amz-server-side-encryption"] == "aws:kms":
-			found["sse"] = true
-		case s.Condition["StringNotEqualsIfExists"]["s3:x-amz-server-side-encryption-aws-kms-key-id"] == "arn:aws:kms:us-east-1:123456789012:backup-key":
-			found["key"] = true
+		return m
+	}
+	for _, tc := range []struct {
+		what, action string
+		keys         map[string]string
+		denied       bool
+	}{
+		{"a snapshot: PutObject with the backup key", "s3:PutObject", with("s3:x-amz-server-side-encryption", "aws:kms", "s3:x-amz-server-side-encryption-aws-kms-key-id", key), false},
+		{"a large snapshot's CreateMultipartUpload", "s3:PutObject", with("s3:x-amz-server-side-encryption", "aws:kms", "s3:x-amz-server-side-encryption-aws-kms-key-id", key), false},
+		{"its UploadPart and CompleteMultipartUpload (no encryption headers)", "s3:PutObject", tls, false},
+		{"PutObject without headers (the default encryption: the backup key)", "s3:PutObject", tls, false},
+		{"PutObject asking for SSE-S3", "s3:PutObject", with("s3:x-amz-server-side-encryption", "AES256"), true},
+		{"PutObject with another KMS key", "s3:PutObject", with("s3:x-amz-server-side-encryption", "aws:kms", "s3:x-amz-server-side-encryption-aws-kms-key-id", "arn:aws:kms:us-east-1:123456789012:other"), true},
+		{"a restore's GetObject", "s3:GetObject", tls, false},
+		{"GetObject over plain HTTP", "s3:GetObject", map[string]string{"aws:SecureTransport": "false"}, true},
+		{"PutObject over plain HTTP", "s3:PutObject", with("aws:SecureTransport", "false", "s3:x-amz-server-side-encryption", "aws:kms", "s3:x-amz-server-side-encryption-aws-kms-key-id", key), true},
+	} {
+		denied := false
+		for _, s := range p.Statement {
+			if s.Effect != "Deny" {
+				t.Fatalf("statement %s: %s (the bucket policy only denies; the role's policy allows)", s.Sid, s.Effect)
+			}
+			if actionMatches(s.Action, tc.action) && conditionsMatch(t, s.Sid, s.Condition, tc.keys) {
+				denied = true
+			}
+		}
+		if denied != tc.denied {
+			t.Errorf("%s: denied = %v, want %v", tc.what, denied, tc.denied)
 		}
 	}
-	for _, want := range []string{"tls", "sse", "key"} {
-		if !found[want] {
-			t.Errorf("bucket policy lacks the %s deny: %+v", want, p)
+}
+
+func actionMatches(action any, want string) bool {
+	a, _ := action.(string)
+	return a == want || a == "s3:*"
+}
+
+// conditionsMatch: every operator's every key must match (IAM ANDs them).
+func conditionsMatch(t *testing.T, sid string, cond map[string]map[string]any, req map[string]string) bool {
+	t.Helper()
+	for op, keys := range cond {
+		for k, v := range keys {
+			want, _ := v.(string)
+			got, present := req[k]
+			var match bool
+			switch op {
+			case "Bool", "StringEquals":
+				match = present && got == want
+			case "StringNotEquals":
+				match = !present || got != want
+			case "StringNotEqualsIfExists":
+				match = present && got != want
+			default:
+				t.Fatalf("statement %s: condition operator %s: teach this test IAM's rule for it", sid, op)
+			}
+			if !match {
+				return false
+			}
 		}
 	}
+	return true
 }
 
 func TestIRSATrustIsThatServiceAccountOnly(t *testing.T) {
