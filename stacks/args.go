@@ -318,7 +318,6 @@ func pkiArgs(cfg *Config) tls.Args {
 		Mode:               cfg.TLS.Mode,
 		Namespace:          cfg.Namespace,
 		Domain:             cfg.Domain,
-		EtcdReplicas:       cfg.Etcd.Replicas,
 		SyncTargets:        certifiedClusters(cfg),
 		Shards:             Shards(cfg).Shards,
 		Cache:              Shards(cfg).Cache,

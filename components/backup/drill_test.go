@@ -41,7 +41,7 @@ func TestDisasterRecoveryDrill(t *testing.T) {
 	}
 	ctx := context.Background()
 	dir := t.TempDir()
-	certs := pkitest.Write(t, dir, tls.Args{Namespace: "kcp", Domain: "example.com", EtcdReplicas: 3})
+	certs := pkitest.Write(t, dir, tls.Args{Namespace: "kcp", Domain: "example.com"})
 	tlsFiles := etcdlocal.TLS{
 		ServerCert: certs[tls.CertEtcdServer].Cert, ServerKey: certs[tls.CertEtcdServer].Key,
 		PeerCert: certs[tls.CertEtcdPeer].Cert, PeerKey: certs[tls.CertEtcdPeer].Key, CA: certs[tls.CertEtcdServer].CA,

@@ -40,7 +40,7 @@ func TestCronJobStepsRun(t *testing.T) {
 	}
 	dir := t.TempDir()
 	// The root shard's etcd and a second shard's, each with its own certificates.
-	certs := pkitest.Write(t, dir, tls.Args{Namespace: "kcp", Domain: "example.com", EtcdReplicas: 1, Shards: []shard.Shard{{Name: "shard-1", EtcdMembers: 1}}})
+	certs := pkitest.Write(t, dir, tls.Args{Namespace: "kcp", Domain: "example.com", Shards: []shard.Shard{{Name: "shard-1", EtcdMembers: 1}}})
 	kcpClient := certs[tls.CertEtcdClientKCP]
 	startEtcd := func(name, key string) string {
 		tlsFiles := etcdlocal.TLS{ServerCert: certs[name+"-server"].Cert, ServerKey: certs[name+"-server"].Key,

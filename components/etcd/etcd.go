@@ -194,12 +194,10 @@ func NewEtcd(ctx *pulumi.Context, name string, args Args, opts ...pulumi.Resourc
 		return nil, err
 	}
 	self := workload.Labels(app)
-	members := netpol.Flow{Pods: self, Ports: []int{PeerPort}}
-	if args.Replicas > 1 {
-		// The join init container reads and changes the membership through
-		// the other members' client port (scripts/etcd-join.sh).
-		members.Ports = append(members.Ports, ClientPort)
-	}
+	// The join init container reads and changes the membership through
+	// the other members' client port (scripts/etcd-join.sh) — open also
+	// with one member, so that raising the count does not wait on this policy.
+	members := netpol.Flow{Pods: self, Ports: []int{PeerPort, ClientPort}}
 	ingress := []netpol.Flow{
 		members,
 		{Namespace: args.MonitoringNamespace, Ports: []int{MetricsPort}},
@@ -286,12 +284,13 @@ func newMembers(ctx *pulumi.Context, name string, args Args, child pulumi.Resour
 		before = append(before, pvc)
 	}
 
-	// Also with one member: a pod of a larger count recreated while the
-	// count goes down mounts it and must read the new count (the join
-	// script's replicas guard); it changes before the membership Job runs.
+	// What the pods read of etcd.replicas (joinData). It changes before the
+	// membership Job runs and before the StatefulSet: a pod of a larger
+	// count recreated while the count goes down must read the new count
+	// (the join script's replicas guard), a new member the new membership.
 	script, err := corev1.NewConfigMap(ctx, name+"-join-script", &corev1.ConfigMapArgs{
 		Metadata: workload.Meta(joinConfigMap(app), ns, app),
-		Data:     pulumi.StringMap{joinScriptKey: pulumi.String(joinScript), joinReplicasKey: pulumi.String(strconv.Itoa(args.Replicas))},
+		Data:     pulumi.ToStringMap(joinData(args)),
 	}, child)
 	if err != nil {
 		return fmt.Errorf("etcd join script: %w", err)

@@ -37,10 +37,7 @@ func TestRaiseFromOneKeepsQuorum(t *testing.T) {
 	// The cluster of one as it ran before the raise: its own arguments (the
 	// raise restarts it with the new ones later; with its data, it ignores
 	// the initial cluster).
-	first.args = nil
-	for _, f := range Flags(one) {
-		first.args = append(first.args, first.local.Replace(strings.ReplaceAll(f, "$(POD_NAME)", first.name)))
-	}
+	first.args = first.podArgs(one)
 	first.start(t)
 	waitHealthy(t, first, tlsDir)
 

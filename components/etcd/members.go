@@ -34,8 +34,8 @@ func membersJob(cluster string) string { return cluster + "-members" }
 func membersEnv(a Args) []envVar {
 	c := a.Cluster()
 	return append([]envVar{
-		{"ETCD_ENDPOINTS", strings.Join(c.MemberURLs(MaxReplicas), ",")},
-		{"KEEP_PEERS", strings.Join(c.PeerURLs(a.Replicas), ",")},
+		{name: "ETCD_ENDPOINTS", value: strings.Join(c.MemberURLs(MaxReplicas), ",")},
+		{name: "KEEP_PEERS", value: strings.Join(c.PeerURLs(a.Replicas), ",")},
 	}, etcdctlEnv...)
 }
 
@@ -50,7 +50,7 @@ func newMembersJob(ctx *pulumi.Context, name string, a Args, opts ...pulumi.Reso
 	labels := workload.Labels(job)
 	var env corev1.EnvVarArray
 	for _, e := range membersEnv(a) {
-		env = append(env, corev1.EnvVarArgs{Name: pulumi.String(e.name), Value: pulumi.String(e.value)})
+		env = append(env, e.args(a))
 	}
 	j, err := batchv1.NewJob(ctx, name+"-members", &batchv1.JobArgs{
 		Metadata: workload.Meta(job, a.Namespace, job),

@@ -28,12 +28,7 @@ func claimSpec(a Args) *corev1.PersistentVolumeClaimSpecArgs {
 // Flags returns etcd's command line for the members of a.
 func Flags(a Args) []string {
 	quota := resource.MustParse(a.QuotaBackendBytes) // validated
-	c := a.Cluster()
-	host := c.MemberHost("$(POD_NAME)")
-	var initial []string
-	for _, m := range c.MemberNames(a.Replicas) {
-		initial = append(initial, m+"="+c.MemberURL(m, PeerPort))
-	}
+	host := a.Cluster().MemberHost("$(POD_NAME)")
 	return []string{
 		"--name=$(POD_NAME)",
 		"--data-dir=" + dataDir + "/data",
@@ -41,7 +36,10 @@ func Flags(a Args) []string {
 		fmt.Sprintf("--advertise-client-urls=https://%s:%d", host, ClientPort),
 		fmt.Sprintf("--listen-peer-urls=https://0.0.0.0:%d", PeerPort),
 		fmt.Sprintf("--initial-advertise-peer-urls=https://%s:%d", host, PeerPort),
-		"--initial-cluster=" + strings.Join(initial, ","),
+		// From the join ConfigMap (InitialCluster), not written here: the
+		// pod template then does not change with etcd.replicas, so a new
+		// count restarts no running member. etcd reads it only to bootstrap.
+		"--initial-cluster=$(" + initialClusterEnv + ")",
 		"--initial-cluster-state=new",
 		"--initial-cluster-token=kcp-tmc-" + a.Namespace,
 		// Clients (kcp, backups) and peers both present certificates from etcd-ca.
@@ -64,23 +62,51 @@ func Flags(a Args) []string {
 	}
 }
 
-// The join script's ConfigMap, its keys (the script; etcd.replicas as it
-// is now) and mount path.
+// InitialCluster is etcd's --initial-cluster for the members of a: every
+// member's name and peer URL.
+func InitialCluster(a Args) string {
+	c := a.Cluster()
+	var initial []string
+	for _, m := range c.MemberNames(a.Replicas) {
+		initial = append(initial, m+"="+c.MemberURL(m, PeerPort))
+	}
+	return strings.Join(initial, ",")
+}
+
+// The join ConfigMap: its keys — the join script and what depends on
+// etcd.replicas (the count, every member's client URL, the initial
+// cluster) — the script's mount path, and the variable the pods'
+// --initial-cluster reads.
 const (
-	joinScriptKey   = "etcd-join.sh"
-	joinReplicasKey = "replicas"
-	joinMount       = "/scripts"
+	joinScriptKey         = "etcd-join.sh"
+	joinReplicasKey       = "replicas"
+	joinEndpointsKey      = "endpoints"
+	joinInitialClusterKey = "initial-cluster"
+	joinMount             = "/scripts"
+	initialClusterEnv     = "INITIAL_CLUSTER"
 )
 
 func joinConfigMap(cluster string) string { return cluster + "-join" }
+
+// joinData is the join ConfigMap's content. It changes with etcd.replicas
+// before the StatefulSet does (the StatefulSet depends on it); a pod reads
+// it when it starts, a running one is not restarted for it.
+func joinData(a Args) map[string]string {
+	return map[string]string{
+		joinScriptKey:         joinScript,
+		joinReplicasKey:       strconv.Itoa(a.Replicas),
+		joinEndpointsKey:      strings.Join(a.Cluster().MemberURLs(a.Replicas), ","),
+		joinInitialClusterKey: InitialCluster(a),
+	}
+}
 
 // joinContainer runs scripts/etcd-join.sh with etcd's own arguments, the
 // member's volume and certificates: a member whose data is lost is
 // replaced through the cluster's API and synced before etcd starts.
 func joinContainer(a Args, mounts corev1.VolumeMountArray) corev1.ContainerArgs {
 	env := corev1.EnvVarArray{podNameEnv()}
-	for _, e := range joinEnv(a) {
-		env = append(env, corev1.EnvVarArgs{Name: pulumi.String(e.name), Value: pulumi.String(e.value)})
+	for _, e := range joinEnv() {
+		env = append(env, e.args(a))
 	}
 	return corev1.ContainerArgs{
 		Name:            pulumi.String("join"),
@@ -103,26 +129,40 @@ func podNameEnv() corev1.EnvVarArgs {
 	}
 }
 
-// envVar is one plain environment variable of a container.
-type envVar struct{ name, value string }
+// envVar is one environment variable of a container: a value, or the
+// join ConfigMap's key joinKey.
+type envVar struct{ name, value, joinKey string }
+
+func (e envVar) args(a Args) corev1.EnvVarArgs {
+	if e.joinKey == "" {
+		return corev1.EnvVarArgs{Name: pulumi.String(e.name), Value: pulumi.String(e.value)}
+	}
+	return corev1.EnvVarArgs{Name: pulumi.String(e.name), ValueFrom: &corev1.EnvVarSourceArgs{
+		ConfigMapKeyRef: &corev1.ConfigMapKeySelectorArgs{Name: pulumi.String(joinConfigMap(a.Name)), Key: pulumi.String(e.joinKey)}}}
+}
+
+// initialClusterVar fills --initial-cluster (Flags) in etcd's and the join's container.
+var initialClusterVar = envVar{name: initialClusterEnv, joinKey: joinInitialClusterKey}
 
 // joinEnv is the join init container's environment besides POD_NAME
-// (scripts/etcd-join.sh): every member's client URL, its own, and the
-// etcd-server certificate (server and client auth) for etcdctl.
-func joinEnv(a Args) []envVar {
+// (scripts/etcd-join.sh): every member's client URL, its own, the count
+// as the ConfigMap has it now, and the etcd-server certificate (server
+// and client auth) for etcdctl.
+func joinEnv() []envVar {
 	return append([]envVar{
-		{"ETCD_ENDPOINTS", strings.Join(a.Cluster().MemberURLs(a.Replicas), ",")},
-		{"LOCAL_ENDPOINT", fmt.Sprintf("https://127.0.0.1:%d", ClientPort)},
-		{"REPLICAS_FILE", joinMount + "/" + joinReplicasKey},
+		initialClusterVar,
+		{name: "ETCD_ENDPOINTS", joinKey: joinEndpointsKey},
+		{name: "LOCAL_ENDPOINT", value: fmt.Sprintf("https://127.0.0.1:%d", ClientPort)},
+		{name: "REPLICAS_FILE", value: joinMount + "/" + joinReplicasKey},
 	}, etcdctlEnv...)
 }
 
 // etcdctlEnv has etcdctl present the etcd-server certificate (server and
 // client auth), mounted at serverTLSDir.
 var etcdctlEnv = []envVar{
-	{"ETCDCTL_CACERT", serverTLSDir + "/ca.crt"},
-	{"ETCDCTL_CERT", serverTLSDir + "/tls.crt"},
-	{"ETCDCTL_KEY", serverTLSDir + "/tls.key"},
+	{name: "ETCDCTL_CACERT", value: serverTLSDir + "/ca.crt"},
+	{name: "ETCDCTL_CERT", value: serverTLSDir + "/tls.crt"},
+	{name: "ETCDCTL_KEY", value: serverTLSDir + "/tls.key"},
 }
 
 func podTemplate(a Args) *corev1.PodTemplateSpecArgs {
@@ -141,14 +181,12 @@ func podTemplate(a Args) *corev1.PodTemplateSpecArgs {
 		corev1.VolumeMountArgs{Name: pulumi.String("tls-server"), MountPath: pulumi.String(serverTLSDir), ReadOnly: pulumi.Bool(true)},
 		corev1.VolumeMountArgs{Name: pulumi.String("tls-peer"), MountPath: pulumi.String(peerTLSDir), ReadOnly: pulumi.Bool(true)},
 	}
+	// The join container also with one member: the template must not
+	// change when etcd.replicas does (it would restart the members).
 	volumes := corev1.VolumeArray{
 		workload.SecretVolume("tls-server", a.ServerSecret),
 		workload.SecretVolume("tls-peer", a.PeerSecret),
-	}
-	var initContainers corev1.ContainerArray
-	if a.Replicas > 1 {
-		initContainers = corev1.ContainerArray{joinContainer(a, mounts)}
-		volumes = append(volumes, workload.ConfigMapVolume("join-script", joinConfigMap(a.Name)))
+		workload.ConfigMapVolume("join-script", joinConfigMap(a.Name)),
 	}
 	return &corev1.PodTemplateSpecArgs{
 		Metadata: &metav1.ObjectMetaArgs{Labels: pulumi.ToStringMap(labels)},
@@ -159,14 +197,14 @@ func podTemplate(a Args) *corev1.PodTemplateSpecArgs {
 			Affinity:                      workload.Affinity(labels, a.Spread),
 			TopologySpreadConstraints:     workload.TopologySpread(labels, a.Spread),
 			TerminationGracePeriodSeconds: pulumi.Int(60),
-			InitContainers:                initContainers,
+			InitContainers:                corev1.ContainerArray{joinContainer(a, mounts)},
 			Containers: corev1.ContainerArray{corev1.ContainerArgs{
 				Name:            pulumi.String(Name), // the program; the cluster is a.Name
 				Image:           pulumi.String(a.Image + ":" + a.Version),
 				ImagePullPolicy: pulumi.String("Always"),
 				Command:         pulumi.ToStringArray([]string{"etcd"}),
 				Args:            pulumi.ToStringArray(Flags(a)),
-				Env:             corev1.EnvVarArray{podNameEnv()},
+				Env:             corev1.EnvVarArray{podNameEnv(), initialClusterVar.args(a)},
 				Ports: corev1.ContainerPortArray{
 					corev1.ContainerPortArgs{Name: pulumi.String("client"), ContainerPort: pulumi.Int(ClientPort)},
 					corev1.ContainerPortArgs{Name: pulumi.String("peer"), ContainerPort: pulumi.Int(PeerPort)},

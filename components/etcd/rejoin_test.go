@@ -57,15 +57,30 @@ func localMembers(t *testing.T, a Args, tlsDir string) []*localMember {
 		}
 		r := strings.NewReplacer(pairs...)
 		m := &localMember{name: name, dir: dir, client: "https://" + client(i), local: r}
-		for _, f := range Flags(a) {
-			m.args = append(m.args, r.Replace(strings.ReplaceAll(f, "$(POD_NAME)", name)))
-		}
+		m.args = m.podArgs(a)
 		// The init container's environment (podTemplate's), mapped likewise.
-		for _, e := range joinEnv(a) {
-			m.env = append(m.env, e.name+"="+r.Replace(e.value))
+		for _, e := range joinEnv() {
+			v := e.value
+			if e.joinKey != "" {
+				v = joinData(a)[e.joinKey]
+			}
+			m.env = append(m.env, e.name+"="+r.Replace(v))
 		}
 		m.env = append(m.env, "POD_NAME="+name)
 		out = append(out, m)
+	}
+	return out
+}
+
+// podArgs are etcd's arguments in m's pod for the members of a, as the
+// kubelet expands them ($(POD_NAME), $(INITIAL_CLUSTER) from the join
+// ConfigMap), mapped to this machine.
+func (m *localMember) podArgs(a Args) []string {
+	var out []string
+	for _, f := range Flags(a) {
+		f = strings.ReplaceAll(f, "$(POD_NAME)", m.name)
+		f = strings.ReplaceAll(f, "$("+initialClusterEnv+")", InitialCluster(a))
+		out = append(out, m.local.Replace(f))
 	}
 	return out
 }

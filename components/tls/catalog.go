@@ -124,7 +124,7 @@ func Leaves(a Args) []Spec {
 		{Name: CertExternalLogicalClusterAdmin, CA: CAClient, CommonName: "kcp-external-logical-cluster-admin",
 			Organizations: []string{"system:kcp:external-logical-cluster-admin"}, Usages: clientUsages},
 	}
-	leaves = append(leaves, etcdCerts(etcd.Cluster{Name: etcd.Name, Namespace: ns}, a.EtcdReplicas)...)
+	leaves = append(leaves, etcdCerts(etcd.Cluster{Name: etcd.Name, Namespace: ns})...)
 	leaves = append(leaves,
 		Spec{Name: CertEtcdClientKCP, CA: CAEtcd, CommonName: "kcp", Usages: clientUsages},
 		Spec{Name: CertEtcdClientBackup, CA: CAEtcd, CommonName: "etcd-backup", Usages: clientUsages})
@@ -133,12 +133,12 @@ func Leaves(a Args) []Spec {
 		// Its public name too: agents reach its virtual workspaces there.
 		leaves = append(leaves, Spec{Name: sh.ServerCert(), CA: CAServer, CommonName: name,
 			DNSNames: append(append([]string{sh.PublicHost(kcp.PublicHost(d))}, svc(name)...), "localhost"), IPAddresses: []string{"127.0.0.1"}, Usages: serverUsages})
-		leaves = append(leaves, etcdCerts(etcd.ClusterOf(sh, ns), sh.EtcdMembers)...)
+		leaves = append(leaves, etcdCerts(etcd.ClusterOf(sh, ns))...)
 	}
 	if c := a.Cache; c != nil {
 		leaves = append(leaves, Spec{Name: c.ServerCert(), CA: CAServer, CommonName: c.Service(),
 			DNSNames: append(svc(c.Service()), "localhost"), IPAddresses: []string{"127.0.0.1"}, Usages: serverUsages})
-		leaves = append(leaves, etcdCerts(etcd.ClusterOf(*c, ns), c.EtcdMembers)...)
+		leaves = append(leaves, etcdCerts(etcd.ClusterOf(*c, ns))...)
 	}
 	for _, target := range syncTargets(a) {
 		name, cn := SyncerClientPrefix, SyncerClientPrefix
@@ -166,20 +166,22 @@ func serviceNames(name, ns string) []string {
 }
 
 // etcdCerts are the server and peer certificates of one etcd cluster.
-func etcdCerts(c etcd.Cluster, replicas int) []Spec {
+func etcdCerts(c etcd.Cluster) []Spec {
 	svc := serviceNames(c.Name, c.Namespace)
-	peers := etcdPeerNames(c, replicas)
+	peers := etcdPeerNames(c)
 	return []Spec{
 		{Name: c.ServerSecret(), CA: CAEtcd, CommonName: c.ServerSecret(), DNSNames: append(append(svc, "localhost"), peers...), IPAddresses: []string{"127.0.0.1"}, Usages: bothUsages},
 		{Name: c.PeerSecret(), CA: CAEtcd, CommonName: c.PeerSecret(), DNSNames: append(peers, "localhost"), IPAddresses: []string{"127.0.0.1"}, Usages: bothUsages},
 	}
 }
 
-// etcdPeerNames are the stable DNS names of a cluster's StatefulSet members
-// behind its headless Service.
-func etcdPeerNames(c etcd.Cluster, replicas int) []string {
+// etcdPeerNames are the stable DNS names of every member a cluster can
+// have (etcd.MaxReplicas) behind its headless Service: a change of the
+// member count reissues no certificate, and a new member's name is in the
+// certificate its peers already present.
+func etcdPeerNames(c etcd.Cluster) []string {
 	var out []string
-	for _, m := range c.MemberNames(replicas) {
+	for _, m := range c.MemberNames(etcd.MaxReplicas) {
 		base := c.MemberHost(m)
 		out = append(out, base, base+".cluster.local")
 	}

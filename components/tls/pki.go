@@ -52,8 +52,6 @@ type Args struct {
 	Mode      string // ModeCertManager (default) or ModeSelfManaged
 	Namespace string // where the Secrets (and cert-manager Issuers) live
 	Domain    string // kcp is published as kcp.<Domain>
-	// EtcdReplicas sizes the etcd peer SAN list (default 1).
-	EtcdReplicas int
 	// Shards are the kcp shards besides the root shard: each gets a serving
 	// certificate and its etcd cluster's server and peer certificates.
 	Shards []shard.Shard
@@ -130,7 +128,6 @@ func (p *PKI) SecretName(cert string) string { return cert }
 // WithDefaults fills unset fields.
 func (a Args) WithDefaults() Args {
 	component.Default(&a.Mode, ModeCertManager)
-	component.Default(&a.EtcdReplicas, 1)
 	component.Default(&a.CADuration, DefaultCADuration)
 	component.Default(&a.LeafDuration, DefaultLeafDuration)
 	component.Default(&a.RenewBefore, DefaultRenewBefore)
@@ -150,9 +147,6 @@ func (a Args) Validate(fld *field.Path) field.ErrorList {
 	errs := check.OneOf(fld.Child("mode"), a.Mode, ModeCertManager, ModeSelfManaged)
 	errs = append(errs, check.DNSLabel(fld.Child("namespace"), a.Namespace, "a namespace")...)
 	errs = append(errs, check.DNSSubdomain(fld.Child("domain"), a.Domain, "a DNS name")...)
-	if a.EtcdReplicas < 1 || a.EtcdReplicas%2 == 0 {
-		errs = append(errs, field.Invalid(fld.Child("etcdReplicas"), a.EtcdReplicas, "an odd number ≥ 1"))
-	}
 	errs = append(errs, shard.ValidateNames(fld.Child("shards"), shard.Names(a.Shards))...)
 	for i, sh := range a.Shards {
 		if sh.EtcdMembers < 1 || sh.EtcdMembers%2 == 0 {

@@ -25,7 +25,7 @@ const (
 )
 
 func testArgs(mode string) Args {
-	return Args{Mode: mode, Namespace: testNS, Domain: testDom, EtcdReplicas: 3, SyncTargets: []string{"us-east", "eu-west"}}
+	return Args{Mode: mode, Namespace: testNS, Domain: testDom, SyncTargets: []string{"us-east", "eu-west"}}
 }
 
 func run(t *testing.T, args Args) *mocktest.Recorder {
@@ -277,6 +277,34 @@ func pool(t *testing.T, pemData string) *x509.CertPool {
 	return p
 }
 
+// TestEtcdCertificatesIgnoreMemberCount: an etcd cluster's server and
+// peer certificates name every member it can have, so changing
+// etcd.replicas (or a shard's etcd members) reissues no certificate, and a
+// new member's name is already in the certificate its peers present.
+func TestEtcdCertificatesIgnoreMemberCount(t *testing.T) {
+	leaves := func(members int) map[string]Spec {
+		a := testArgs(ModeCertManager)
+		a.Shards = []shard.Shard{{Name: "shard-1", EtcdMembers: members}}
+		out := map[string]Spec{}
+		for _, s := range Leaves(a.WithDefaults()) {
+			if strings.HasPrefix(s.Name, "etcd-") {
+				out[s.Name] = s
+			}
+		}
+		return out
+	}
+	one, seven := leaves(1), leaves(7)
+	if len(one) == 0 || !reflect.DeepEqual(one, seven) {
+		t.Errorf("etcd certificates differ between 1 and 7 members:\n%v\n%v", one, seven)
+	}
+	for _, name := range []string{CertEtcdPeer, "etcd-shard-1-peer"} {
+		cluster := strings.TrimSuffix(name, "-peer")
+		if last := cluster + "-6." + cluster + "-headless.kcp.svc"; !slices.Contains(one[name].DNSNames, last) {
+			t.Errorf("%s does not name the seventh member %s: %v", name, last, one[name].DNSNames)
+		}
+	}
+}
+
 func TestCatalog(t *testing.T) {
 	args := testArgs(ModeCertManager)
 	args.Shards = []shard.Shard{{Name: "shard-1", EtcdMembers: 3}}
@@ -485,7 +513,6 @@ func TestValidate(t *testing.T) {
 	fieldtest.Table(t, func() Args { return testArgs(ModeCertManager) }, func(a Args) field.ErrorList { return a.WithDefaults().Validate(field.NewPath("tls")) }, []fieldtest.Case[Args]{
 		{"unknown mode", func(a *Args) { a.Mode = "vault" }, "tls.mode", `"vault": supported values: "cert-manager", "self-managed"`},
 		{"bad namespace", func(a *Args) { a.Namespace = "Kcp" }, "tls.namespace", `"Kcp"`},
-		{"even etcd", func(a *Args) { a.EtcdReplicas = 2 }, "tls.etcdReplicas", "2: an odd number"},
 		{"duplicate target", func(a *Args) { a.SyncTargets = []string{"a", "a"} }, "tls.syncTargets[1]", `"a": distinct`},
 		{"renew after expiry", func(a *Args) { a.RenewBefore = 9000 * time.Hour }, "tls.renewBefore", `"9000h": shorter than leafDuration (8760h)`},
 		{"leaf outlives CA", func(a *Args) { a.LeafDuration = 100000 * time.Hour }, "tls.leafDuration", "at most caDuration"},

@@ -69,7 +69,6 @@ for e in $ETCD_ENDPOINTS; do
 	[ "$e" = "$client" ] || others="${others:+$others,}$e"
 done
 IFS=$ifs
-[ -n "$others" ] || others=$ETCD_ENDPOINTS
 
 # own_line prints this member's line of a member list ($1; "" if absent).
 own_line() {
@@ -106,6 +105,14 @@ not_above_count() {
 		exit 1
 	fi
 }
+
+# The only member (etcd.replicas is 1) has nobody to join or ask: etcd
+# starts as itself, with its data or — a first start, or its data lost,
+# which a backup restores (docs/runbook.md) — as a new cluster.
+if [ -z "$others" ]; then
+	log "the only member: etcd starts as itself"
+	exit 0
+fi
 
 # A member with its data starts as itself, without asking anyone (a whole
 # cluster restarting has nobody to ask) — unless the cluster answers at once
