@@ -116,6 +116,7 @@ func changeEtcdMembers(t *testing.T, p *platform, host string, n int) {
 	t.Helper()
 	ctx := context.Background()
 	before := etcdMembers(t, p.ns)
+	runningBefore := memberRuns(t, p.ns)
 	if err := p.stack.SetConfigWithOptions(ctx, "kcp-tmc:etcd.replicas", auto.ConfigValue{Value: strconv.Itoa(n)}, &auto.ConfigOptions{Path: true}); err != nil {
 		t.Fatal(err)
 	}
@@ -152,6 +153,15 @@ func changeEtcdMembers(t *testing.T, p *platform, host string, n int) {
 	}
 	if strings.Contains(list, ", true") {
 		t.Errorf("after etcd.replicas %d → %d a learner is left:\n%s", len(before), n, list)
+	}
+	// The members the count keeps ran on untouched: same pod, no restart
+	// (the template does not change with the count).
+	runningAfter := memberRuns(t, p.ns)
+	for i := range min(len(before), n) {
+		pod := fmt.Sprintf("etcd-%d", i)
+		if runningAfter[pod] != runningBefore[pod] {
+			t.Errorf("etcd.replicas %d → %d restarted %s: %s, then %s", len(before), n, pod, runningBefore[pod], runningAfter[pod])
+		}
 	}
 	// Each new member joined as a learner and was promoted once synced.
 	for i := len(before); i < n; i++ {
@@ -209,6 +219,24 @@ func etcdMembers(t *testing.T, ns string) map[string]uint64 {
 		}
 	}
 	return members
+}
+
+// memberRuns is each etcd pod's UID and its etcd container's restart
+// count: what changes when a member restarts.
+func memberRuns(t *testing.T, ns string) map[string]string {
+	t.Helper()
+	out, _, err := kube.Kubectl(context.Background(), nil, "-n", ns, "get", "pods", "-l", "app.kubernetes.io/name=etcd", "-o",
+		`jsonpath={range .items[*]}{.metadata.name}{" "}{.metadata.uid}{" "}{.status.containerStatuses[0].restartCount}{"\n"}{end}`)
+	if err != nil {
+		t.Fatal(err)
+	}
+	runs := map[string]string{}
+	for _, line := range strings.Split(strings.TrimSpace(out), "\n") {
+		if name, run, ok := strings.Cut(line, " "); ok {
+			runs[name] = "uid/restarts " + run
+		}
+	}
+	return runs
 }
 
 // etcdLeader is the name of the member etcd-0 knows as leader.
