@@ -282,7 +282,9 @@ type Etcd struct {
 	// docs/runbook.md "Changing the number of etcd members").
 	Replicas int `json:"replicas"`
 	// StorageClass is the StorageClass of etcd's volumes (a DNS-1123
-	// subdomain); storage.create makes it, otherwise it must exist.
+	// subdomain); storage.create makes it, otherwise it must exist. Fixed
+	// once the volumes exist: a change is refused (docs/runbook.md
+	// "Moving etcd to another StorageClass").
 	StorageClass string `json:"storageClass"`
 	// StorageSize is each member's volume, `<n>Gi` or `<n>Ti`: dev 20–50Gi,
 	// staging 20–200Gi, prod 100–500Gi.

@@ -53,3 +53,42 @@ func TestEtcdResizeKeepsData(t *testing.T) {
 		t.Errorf("rendered claim after resize: %v\n%s", err, b)
 	}
 }
+
+// TestEtcdStorageClassChangeRefused changes etcd.storageClass on a running
+// stack (the staging stack, rendered, on the real engine): the preview
+// fails naming the key, the new class and the one the volumes are on — a
+// claim's class cannot change, and before the check the up dropped the
+// retained claims from the stack and then failed at the API — and an up
+// with the class kept still changes nothing.
+func TestEtcdStorageClassChangeRefused(t *testing.T) {
+	ctx := context.Background()
+	const live = "gp2"
+	_, stack := upRenderedStaging(t, map[string]any{
+		"kcp-tmc:etcd":  map[string]any{"storageClass": live},
+		"kcp-tmc:zones": []string{"us-east-1a", "us-east-1b", "us-east-1c"},
+	})
+	if err := stack.SetConfigWithOptions(ctx, "kcp-tmc:etcd.storageClass", auto.ConfigValue{Value: "fast-ssd"}, &auto.ConfigOptions{Path: true}); err != nil {
+		t.Fatal(err)
+	}
+	_, err := stack.Preview(ctx)
+	if err == nil {
+		t.Fatal("the preview of a changed etcd.storageClass succeeded")
+	}
+	for _, line := range strings.Split(err.Error(), "\n") {
+		if strings.Contains(line, "etcd.storageClass") {
+			t.Logf("preview refused: %s", strings.TrimSpace(line))
+			break
+		}
+	}
+	for _, want := range []string{`etcd.storageClass: Invalid value: "fast-ssd"`, `volumes are on StorageClass "` + live + `"`} {
+		if !strings.Contains(err.Error(), want) {
+			t.Errorf("preview error lacks %q:\n%v", want, err)
+		}
+	}
+	if err := stack.SetConfigWithOptions(ctx, "kcp-tmc:etcd.storageClass", auto.ConfigValue{Value: live}, &auto.ConfigOptions{Path: true}); err != nil {
+		t.Fatal(err)
+	}
+	if _, err := stack.Up(ctx, optup.SuppressProgress(), optup.ExpectNoChanges()); err != nil {
+		t.Errorf("up with etcd.storageClass %q kept: %v", live, err)
+	}
+}

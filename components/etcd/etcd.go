@@ -97,6 +97,9 @@ type Etcd struct {
 	ClientURL pulumi.StringOutput `pulumi:"clientURL"`
 	// Endpoints lists every member's client URL, for clients that dial members directly.
 	Endpoints pulumi.StringArrayOutput `pulumi:"endpoints"`
+	// StorageClass is the members' volumes' class; it fails the deployment
+	// if etcd.storageClass differs from the class they are on.
+	StorageClass pulumi.StringOutput `pulumi:"storageClass"`
 }
 
 // WithDefaults fills unset fields.
@@ -190,7 +193,8 @@ func NewEtcd(ctx *pulumi.Context, name string, args Args, opts ...pulumi.Resourc
 	if err := newServices(ctx, name, args, child); err != nil {
 		return nil, err
 	}
-	if err := newMembers(ctx, name, args, child, claimOpts, stateful); err != nil {
+	storageClass, err := newMembers(ctx, name, args, child, claimOpts, stateful)
+	if err != nil {
 		return nil, err
 	}
 	self := workload.Labels(app)
@@ -213,7 +217,8 @@ func NewEtcd(ctx *pulumi.Context, name string, args Args, opts ...pulumi.Resourc
 
 	comp.ClientURL = pulumi.String(cluster.ClientURL()).ToStringOutput()
 	comp.Endpoints = pulumi.ToStringArray(cluster.MemberURLs(args.Replicas)).ToStringArrayOutput()
-	if err := ctx.RegisterResourceOutputs(comp, pulumi.Map{"clientURL": comp.ClientURL, "endpoints": comp.Endpoints}); err != nil {
+	comp.StorageClass = storageClass
+	if err := ctx.RegisterResourceOutputs(comp, pulumi.Map{"clientURL": comp.ClientURL, "endpoints": comp.Endpoints, "storageClass": comp.StorageClass}); err != nil {
 		return nil, fmt.Errorf("registering outputs of %q: %w", name, err)
 	}
 	return comp, nil
@@ -266,23 +271,46 @@ func newServices(ctx *pulumi.Context, name string, args Args, child pulumi.Resou
 
 // newMembers registers the members: their claims, the join script, the
 // membership Job, the StatefulSet and its PDB.
-func newMembers(ctx *pulumi.Context, name string, args Args, child pulumi.ResourceOption, claimOpts, stateful []pulumi.ResourceOption) error {
+// It returns the members' StorageClass, failing if their claims are on another.
+// sameStorageClass fails if a claim (its class as Pulumi last applied or
+// read it; unknown before it exists) is on another class than a's.
+func sameStorageClass(a Args, live []any) error {
+	for _, c := range live {
+		if class, ok := c.(*string); ok && class != nil && *class != "" && *class != a.StorageClass {
+			return field.Invalid(field.NewPath("etcd", "storageClass"), a.StorageClass, fmt.Sprintf(
+				"the members' volumes are on StorageClass %q, and a volume claim's class cannot change: keep %q "+
+					"(moving etcd's data to another class: docs/runbook.md \"Moving etcd to another StorageClass\")", *class, *class))
+		}
+	}
+	return nil
+}
+
+func newMembers(ctx *pulumi.Context, name string, args Args, child pulumi.ResourceOption, claimOpts, stateful []pulumi.ResourceOption) (pulumi.StringOutput, error) {
 	ns, cluster, app := args.Namespace, args.Cluster(), args.Name
 	// The claims the StatefulSet would create, created by Pulumi instead (same
 	// names, so the StatefulSet adopts them): a size change then patches each
 	// claim in place, where a volumeClaimTemplates change would replace the
 	// StatefulSet.
+	// A claim's class cannot change (the API refuses it, after Pulumi has
+	// dropped the retained claim it meant to replace): the claims ignore a
+	// new etcd.storageClass, and the class they are on is checked against
+	// it instead, which fails the preview, before anything changes.
 	var before []pulumi.Resource // what the StatefulSet's pods need first
+	var classes []any
 	for _, member := range cluster.MemberNames(args.Replicas) {
 		pvc, err := corev1.NewPersistentVolumeClaim(ctx, name+"-"+DataClaimName+"-"+member, &corev1.PersistentVolumeClaimArgs{
 			Metadata: workload.Meta(DataClaimName+"-"+member, ns, app),
 			Spec:     claimSpec(args),
-		}, claimOpts...)
+		}, append(claimOpts, pulumi.IgnoreChanges([]string{"spec.storageClassName"}))...)
 		if err != nil {
-			return fmt.Errorf("etcd claim for %s: %w", member, err)
+			return pulumi.StringOutput{}, fmt.Errorf("etcd claim for %s: %w", member, err)
 		}
 		before = append(before, pvc)
+		classes = append(classes, pvc.Spec.StorageClassName())
 	}
+	storageClass := pulumi.All(classes...).ApplyT(func(live []any) (string, error) {
+		return args.StorageClass, sameStorageClass(args, live)
+	}).(pulumi.StringOutput)
 
 	// What the pods read of etcd.replicas (joinData). It changes before the
 	// membership Job runs and before the StatefulSet: a pod of a larger
@@ -293,12 +321,12 @@ func newMembers(ctx *pulumi.Context, name string, args Args, child pulumi.Resour
 		Data:     pulumi.ToStringMap(joinData(args)),
 	}, child)
 	if err != nil {
-		return fmt.Errorf("etcd join script: %w", err)
+		return pulumi.StringOutput{}, fmt.Errorf("etcd join script: %w", err)
 	}
 	before = append(before, script)
 	job, err := newMembersJob(ctx, name, args, child, pulumi.DependsOn([]pulumi.Resource{script}))
 	if err != nil {
-		return err
+		return pulumi.StringOutput{}, err
 	}
 	before = append(before, job)
 	stsOpts := append(stateful, pulumi.DependsOn(before),
@@ -323,10 +351,10 @@ func newMembers(ctx *pulumi.Context, name string, args Args, child pulumi.Resour
 			Template: podTemplate(args),
 		},
 	}, stsOpts...); err != nil {
-		return fmt.Errorf("etcd StatefulSet: %w", err)
+		return pulumi.StringOutput{}, fmt.Errorf("etcd StatefulSet: %w", err)
 	}
 	if err := workload.NewPDB(ctx, name+"-pdb", ns, app, child); err != nil {
-		return err
+		return pulumi.StringOutput{}, err
 	}
-	return nil
+	return storageClass, nil
 }
