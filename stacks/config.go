@@ -268,8 +268,9 @@ type Etcd struct {
 	Image string `json:"image"`
 	// Version is a pinned etcd 3.5 release tag, `v3.5.x`.
 	Version string `json:"version"`
-	// JoinImage runs, before etcd in each member of a multi-member cluster,
-	// the script that replaces a member whose data is lost so it rejoins by
+	// JoinImage runs, before etcd in each member (one member too: the pod
+	// template does not change with etcd.replicas), the script that adds new
+	// members and replaces a member whose data is lost so it rejoins by
 	// itself, and the membership Job that removes the members a lower
 	// etcd.replicas drops (docs/runbook.md): a pinned repository:tag with sh,
 	// cut, rm, sleep, etcd and etcdctl of etcd.version (hack/backup-image
