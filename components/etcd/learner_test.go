@@ -7,7 +7,6 @@ import (
 	"testing"
 	"time"
 
-	"github.com/kcp-tmc/kcp-tmc/pkg/etcdlocal"
 	"github.com/kcp-tmc/kcp-tmc/pkg/toolchain"
 )
 
@@ -22,21 +21,15 @@ import (
 // after the other. No write fails; every member votes in the end and has
 // every acknowledged key.
 func TestRaiseFromOneKeepsQuorum(t *testing.T) {
-	if _, err := os.Stat(toolchain.Path("etcd")); err != nil {
-		t.Fatalf("etcd is not built: run hack/toolchain.sh (make test does): %v", err)
-	}
-	tlsDir := t.TempDir()
-	if _, _, _, err := etcdlocal.ScratchTLS(tlsDir); err != nil {
-		t.Fatal(err)
-	}
+	tlsDir := scratchTLS(t)
 	one := Args{Namespace: "kcp", Replicas: 1, StorageSize: "10Gi", ServerSecret: "s", PeerSecret: "p"}.WithDefaults()
 	three := one
 	three.Replicas = 3
 	members := localMembers(t, three, tlsDir)
 	first := members[0]
-	// The cluster of one as it ran before the raise: its own arguments (the
-	// raise restarts it with the new ones later; with its data, it ignores
-	// the initial cluster).
+	// The cluster of one as it ran before the raise: started with the join
+	// ConfigMap of one member (the raise does not restart it; restarted
+	// later, it reads three, which etcd ignores once it has its data).
 	first.args = first.podArgs(one)
 	first.start(t)
 	waitHealthy(t, first, tlsDir)

@@ -330,10 +330,9 @@ func TestLostMemberRejoinsByItself(t *testing.T) {
 	}
 }
 
-// startThree starts a three-member cluster from the StatefulSet's
-// arguments as a parallel StatefulSet starts it: two members up before the
-// third's init container runs, which must leave it alone.
-func startThree(t *testing.T) ([]*localMember, string) {
+// scratchTLS checks that etcd is built and returns a directory with
+// scratch certificates the members and etcdctl use.
+func scratchTLS(t *testing.T) string {
 	t.Helper()
 	if _, err := os.Stat(toolchain.Path("etcd")); err != nil {
 		t.Fatalf("etcd is not built: run hack/toolchain.sh (make test does): %v", err)
@@ -342,6 +341,15 @@ func startThree(t *testing.T) ([]*localMember, string) {
 	if _, _, _, err := etcdlocal.ScratchTLS(tlsDir); err != nil {
 		t.Fatal(err)
 	}
+	return tlsDir
+}
+
+// startThree starts a three-member cluster from the StatefulSet's
+// arguments as a parallel StatefulSet starts it: two members up before the
+// third's init container runs, which must leave it alone.
+func startThree(t *testing.T) ([]*localMember, string) {
+	t.Helper()
+	tlsDir := scratchTLS(t)
 	a := Args{Namespace: "kcp", Replicas: 3, StorageSize: "10Gi", ServerSecret: "s", PeerSecret: "p"}.WithDefaults()
 	members := localMembers(t, a, tlsDir)
 	for _, m := range members[:2] {
