@@ -7,6 +7,7 @@ package etcd
 import (
 	_ "embed"
 	"fmt"
+	"slices"
 	"strconv"
 
 	appsv1 "github.com/pulumi/pulumi-kubernetes/sdk/v4/go/kubernetes/apps/v1"
@@ -269,9 +270,6 @@ func newServices(ctx *pulumi.Context, name string, args Args, child pulumi.Resou
 	return nil
 }
 
-// newMembers registers the members: their claims, the join script, the
-// membership Job, the StatefulSet and its PDB.
-// It returns the members' StorageClass, failing if their claims are on another.
 // sameStorageClass fails if a claim (its class as Pulumi last applied or
 // read it; unknown before it exists) is on another class than a's.
 func sameStorageClass(a Args, live []any) error {
@@ -285,6 +283,9 @@ func sameStorageClass(a Args, live []any) error {
 	return nil
 }
 
+// newMembers registers the members: their claims, the join script, the
+// membership Job, the StatefulSet and its PDB. It returns the members'
+// StorageClass, which fails if their claims are on another.
 func newMembers(ctx *pulumi.Context, name string, args Args, child pulumi.ResourceOption, claimOpts, stateful []pulumi.ResourceOption) (pulumi.StringOutput, error) {
 	ns, cluster, app := args.Namespace, args.Cluster(), args.Name
 	// The claims the StatefulSet would create, created by Pulumi instead (same
@@ -297,11 +298,12 @@ func newMembers(ctx *pulumi.Context, name string, args Args, child pulumi.Resour
 	// it instead, which fails the preview, before anything changes.
 	var before []pulumi.Resource // what the StatefulSet's pods need first
 	var classes []any
+	claimOpts = append(slices.Clip(claimOpts), pulumi.IgnoreChanges([]string{"spec.storageClassName"}))
 	for _, member := range cluster.MemberNames(args.Replicas) {
 		pvc, err := corev1.NewPersistentVolumeClaim(ctx, name+"-"+DataClaimName+"-"+member, &corev1.PersistentVolumeClaimArgs{
 			Metadata: workload.Meta(DataClaimName+"-"+member, ns, app),
 			Spec:     claimSpec(args),
-		}, append(claimOpts, pulumi.IgnoreChanges([]string{"spec.storageClassName"}))...)
+		}, claimOpts...)
 		if err != nil {
 			return pulumi.StringOutput{}, fmt.Errorf("etcd claim for %s: %w", member, err)
 		}
