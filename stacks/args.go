@@ -7,6 +7,7 @@ import (
 	"time"
 
 	"github.com/pulumi/pulumi/sdk/v3/go/pulumi"
+	"k8s.io/apimachinery/pkg/util/validation/field"
 
 	"github.com/kcp-tmc/kcp-tmc/components/agents"
 	"github.com/kcp-tmc/kcp-tmc/components/backup"
@@ -98,10 +99,18 @@ func EtcdClusters(cfg *Config) []etcd.Cluster {
 	return out
 }
 
-// shardEtcdArgs is a shard's etcd cluster: etcd.* but for its name, its
-// volumes and its clients (that shard's kcp and backup jobs).
-func shardEtcdArgs(cfg *Config, s shard.Shard) etcd.Args {
+// shardKey is the stack key of the i-th of Shards(cfg).Shards; cacheKey
+// the separate cache server's.
+func shardKey(i int) *field.Path { return field.NewPath("kcp", "shards").Index(i) }
+
+var cacheKey = field.NewPath("kcp", "cache")
+
+// shardEtcdArgs is a shard's etcd cluster (its settings under key): etcd.*
+// but for its name, its volumes and its clients (that shard's kcp and
+// backup jobs).
+func shardEtcdArgs(cfg *Config, s shard.Shard, key *field.Path) etcd.Args {
 	a := etcdArgs(cfg)
+	a.Key = key.Child("etcd").String()
 	db := etcd.ClusterOf(s, cfg.Namespace)
 	a.Name, a.StorageSize, a.StorageClass = db.Name, s.EtcdStorageSize, s.EtcdStorageClass
 	a.ServerSecret, a.PeerSecret = db.ServerSecret(), db.PeerSecret()
@@ -113,7 +122,7 @@ func shardEtcdArgs(cfg *Config, s shard.Shard) etcd.Args {
 // name, volumes and its one client. It holds only what the shards replicate
 // into it, so it is not backed up: the shards write it again.
 func cacheEtcdArgs(cfg *Config, c shard.Shard) etcd.Args {
-	a := shardEtcdArgs(cfg, c)
+	a := shardEtcdArgs(cfg, c, cacheKey)
 	a.Clients = []map[string]string{workload.Labels(c.Deployment())}
 	return a
 }

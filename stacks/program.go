@@ -270,8 +270,8 @@ func deployEtcds(ctx *pulumi.Context, cfg *Config, k8s, after pulumi.ResourceOpt
 	}
 	dbs := []pulumi.Resource{db}
 	shards := Shards(cfg)
-	for _, s := range shards.Shards {
-		shardDB, err := etcd.NewEtcd(ctx, s.EtcdCluster(), shardEtcdArgs(cfg, s), k8s, after)
+	for i, s := range shards.Shards {
+		shardDB, err := etcd.NewEtcd(ctx, s.EtcdCluster(), shardEtcdArgs(cfg, s, shardKey(i)), k8s, after)
 		if err != nil {
 			return nil, nil, fmt.Errorf("etcd of shard %s: %w", s.Name, err)
 		}

@@ -147,8 +147,9 @@ func (c *Config) validateStorageSize(v *validator, key, value string) {
 func (c *Config) validateShards(v *validator) {
 	shards := Shards(c)
 	for i, s := range shards.Shards {
-		key := field.NewPath("kcp", "shards").Index(i)
-		v.component(shardEtcdArgs(c, s).WithDefaults().Validate(key.Child("etcd")), true)
+		key := shardKey(i)
+		a := shardEtcdArgs(c, s, key).WithDefaults()
+		v.component(a.Validate(field.NewPath(a.Key)), true)
 		if c.Environment != "dev" && s.Replicas == 1 {
 			v.add(key.Child("replicas").String(), "1", "at least 2 in "+c.Environment+" (one replica cannot survive a node drain)")
 		}
@@ -171,8 +172,9 @@ func (c *Config) validateShards(v *validator) {
 		return
 	}
 	s := *shards.Cache
-	key := field.NewPath("kcp", "cache")
-	v.component(cacheEtcdArgs(c, s).WithDefaults().Validate(key.Child("etcd")), true)
+	key := cacheKey
+	a := cacheEtcdArgs(c, s).WithDefaults()
+	v.component(a.Validate(field.NewPath(a.Key)), true)
 	if c.Environment != "dev" && s.Replicas == 1 {
 		v.add(key.Child("replicas").String(), "1", "at least 2 in "+c.Environment+" (every shard needs it)")
 	}

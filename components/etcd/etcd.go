@@ -88,6 +88,9 @@ type Args struct {
 	// backup jobs); MonitoringNamespace may scrape the metrics port.
 	Clients             []map[string]string
 	MonitoringNamespace string
+	// Key is the stack key of this cluster's settings (default "etcd"; a
+	// shard's is kcp.shards[i].etcd): errors name their field under it.
+	Key string
 }
 
 // Etcd is the component.
@@ -113,6 +116,7 @@ func (a Args) WithDefaults() Args {
 	component.Default(&a.QuotaBackendBytes, "8Gi")
 	component.Default(&a.Spread.Mode, workload.SpreadNone)
 	component.Default(&a.MonitoringNamespace, netpol.MonitoringNamespace)
+	component.Default(&a.Key, "etcd")
 	return a
 }
 
@@ -173,7 +177,7 @@ func (a Args) quotaBytes(fld *field.Path) (int64, field.ErrorList) {
 func NewEtcd(ctx *pulumi.Context, name string, args Args, opts ...pulumi.ResourceOption) (*Etcd, error) {
 	args = args.WithDefaults()
 	comp := &Etcd{}
-	if err := component.Register(ctx, TypeToken, name, comp, args.Validate(field.NewPath("etcd")), opts...); err != nil {
+	if err := component.Register(ctx, TypeToken, name, comp, args.Validate(field.NewPath(args.Key)), opts...); err != nil {
 		return nil, err
 	}
 	child := pulumi.Parent(comp)
@@ -275,7 +279,7 @@ func newServices(ctx *pulumi.Context, name string, args Args, child pulumi.Resou
 func sameStorageClass(a Args, live []any) error {
 	for _, c := range live {
 		if class, ok := c.(*string); ok && class != nil && *class != "" && *class != a.StorageClass {
-			return field.Invalid(field.NewPath("etcd", "storageClass"), a.StorageClass, fmt.Sprintf(
+			return field.Invalid(field.NewPath(a.Key, "storageClass"), a.StorageClass, fmt.Sprintf(
 				"the members' volumes are on StorageClass %q, and a volume claim's class cannot change: keep %q "+
 					"(moving etcd's data to another class: docs/runbook.md \"Moving etcd to another StorageClass\")", *class, *class))
 		}

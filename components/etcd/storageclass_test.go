@@ -34,15 +34,17 @@ func (m claimsOn) NewResource(args pulumi.MockResourceArgs) (string, presource.P
 // value and the class the members' volumes are on; the same class passes.
 func TestStorageClassChangeRefused(t *testing.T) {
 	for _, tc := range []struct {
-		live    string
-		wantErr bool
+		live, key, wantKey string
+		wantErr            bool
 	}{
-		{"standard", false},
-		{"gp2", true},
+		{"standard", "", "", false},
+		{"gp2", "", "etcd.storageClass", true},
+		{"gp2", "kcp.shards[0].etcd", "kcp.shards[0].etcd.storageClass", true},
 	} {
-		t.Run(tc.live, func(t *testing.T) {
+		t.Run(tc.live+tc.key, func(t *testing.T) {
 			a := baseArgs()
 			a.Replicas = 3
+			a.Key = tc.key
 			err := pulumi.RunErr(func(ctx *pulumi.Context) error {
 				_, err := NewEtcd(ctx, "etcd", a)
 				return err
@@ -56,7 +58,7 @@ func TestStorageClassChangeRefused(t *testing.T) {
 			if err == nil {
 				t.Fatal("etcd.storageClass changed on a running stack was accepted")
 			}
-			for _, want := range []string{`etcd.storageClass: Invalid value: "standard"`, `volumes are on StorageClass "gp2"`, `keep "gp2"`, "Moving etcd to another StorageClass"} {
+			for _, want := range []string{tc.wantKey + `: Invalid value: "standard"`, `volumes are on StorageClass "gp2"`, `keep "gp2"`, "Moving etcd to another StorageClass"} {
 				if !strings.Contains(err.Error(), want) {
 					t.Errorf("error %q lacks %q", err, want)
 				}
