@@ -18,8 +18,9 @@ import (
 // cluster of one has no quorum from that add until the new member runs.
 // Then both new members join at once, as a Parallel StatefulSet starts
 // them: etcd has room for one learner, so they sync and are promoted one
-// after the other. No write fails; every member votes in the end and has
-// every acknowledged key.
+// after the other. No write fails while the cut-short member never runs
+// (at most one in the promoted member's restart); every member votes in
+// the end and has every acknowledged key.
 func TestRaiseFromOneKeepsQuorum(t *testing.T) {
 	tlsDir := scratchTLS(t)
 	one := Args{Namespace: "kcp", Replicas: 1, StorageSize: "10Gi", ServerSecret: "s", PeerSecret: "p"}.WithDefaults()
