@@ -1,7 +1,6 @@
 package etcd
 
 import (
-	"os"
 	"path/filepath"
 	"strings"
 	"testing"
@@ -105,15 +104,10 @@ func TestLearnerWithDataFinishesItsJoin(t *testing.T) {
 	lost := members[1]
 	lost.loseData(t)
 	// etcdctl as the join finds it on PATH: refusing the promotion.
-	bin := t.TempDir()
-	wrapper := `#!/bin/sh
+	lost.wrap(t, t.TempDir(), "etcdctl", `#!/bin/sh
 for a do [ "$a" != promote ] || { echo "refused by the test" >&2; exit 1; }; done
-exec ` + toolchain.Path("etcdctl") + ` "$@"
-`
-	if err := os.WriteFile(filepath.Join(bin, "etcdctl"), []byte(wrapper), 0o755); err != nil {
-		t.Fatal(err)
-	}
-	lost.pathFirst = bin + ":"
+exec `+toolchain.Path("etcdctl")+` "$@"
+`)
 	lost.joinKilledWhen(t, func(string) bool {
 		list, err := etcdctlCmd(t.Context(), tlsDir, members[0].client, "member", "list").CombinedOutput()
 		return err == nil && strings.Contains(string(list), ", started, "+lost.name+", ") && strings.Contains(string(list), ", true") &&

@@ -402,21 +402,27 @@ func TestJoinStartsAnEarlyExitAgain(t *testing.T) {
 	// etcd as the join script finds it on PATH: the first start makes
 	// member/snap, as etcd does first, and exits; later ones are etcd.
 	bin := t.TempDir()
-	wrapper := `#!/bin/sh
+	lost.wrap(t, bin, "etcd", `#!/bin/sh
 for a do case "$a" in --data-dir=*) data=${a#--data-dir=} ;; esac; done
-if [ ! -e ` + bin + `/started ]; then
-	touch ` + bin + `/started
+if [ ! -e `+bin+`/started ]; then
+	touch `+bin+`/started
 	mkdir -p "$data/member/snap"
 	echo "discovery failed (the test's first start)" >&2
 	exit 1
 fi
-exec ` + toolchain.Path("etcd") + ` "$@"
-`
-	if err := os.WriteFile(filepath.Join(bin, "etcd"), []byte(wrapper), 0o755); err != nil {
+exec `+toolchain.Path("etcd")+` "$@"
+`)
+	rejoins(t, members, lost, tlsDir, "again in 5 s", "joined and synced")
+}
+
+// wrap puts script as tool in dir, which m's join searches before the
+// toolchain: a tool that misbehaves as the test needs.
+func (m *localMember) wrap(t *testing.T, dir, tool, script string) {
+	t.Helper()
+	if err := os.WriteFile(filepath.Join(dir, tool), []byte(script), 0o755); err != nil {
 		t.Fatal(err)
 	}
-	lost.pathFirst = bin + ":"
-	rejoins(t, members, lost, tlsDir, "again in 5 s", "joined and synced")
+	m.pathFirst = dir + ":"
 }
 
 // rejoins runs lost's join, which must log each of wants, then starts it:
