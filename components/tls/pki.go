@@ -148,11 +148,6 @@ func (a Args) Validate(fld *field.Path) field.ErrorList {
 	errs = append(errs, check.DNSLabel(fld.Child("namespace"), a.Namespace, "a namespace")...)
 	errs = append(errs, check.DNSSubdomain(fld.Child("domain"), a.Domain, "a DNS name")...)
 	errs = append(errs, shard.ValidateNames(fld.Child("shards"), shard.Names(a.Shards))...)
-	for i, sh := range a.Shards {
-		if sh.EtcdMembers < 1 || sh.EtcdMembers%2 == 0 {
-			errs = append(errs, field.Invalid(fld.Child("shards").Index(i).Child("etcdMembers"), sh.EtcdMembers, "an odd number ≥ 1"))
-		}
-	}
 	seen := map[string]bool{}
 	for i, t := range a.SyncTargets {
 		if len(validation.IsDNS1123Label(t)) > 0 || len(t) > 40 || seen[t] {
