@@ -4,11 +4,13 @@ import (
 	"context"
 
 	"github.com/pulumi/pulumi/sdk/v3/go/pulumi"
+
+	"github.com/kcp-tmc/kcp-tmc/pkg/workload"
 )
 
 // SkipAwaitAnnotation is the Kubernetes provider's documented switch that
 // makes it create or update an object without waiting for it to become ready.
-const SkipAwaitAnnotation = "pulumi.com/skipAwait"
+const SkipAwaitAnnotation = workload.SkipAwait
 
 // skipAwaitTransform annotates every Kubernetes object of the stack with
 // pulumi.com/skipAwait=true. It is what target.skipAwait turns on: for

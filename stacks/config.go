@@ -284,8 +284,8 @@ type Etcd struct {
 	Replicas int `json:"replicas"`
 	// StorageClass is the StorageClass of etcd's volumes (a DNS-1123
 	// subdomain); storage.create makes it, otherwise it must exist. Fixed
-	// once the volumes exist: a change is refused (docs/runbook.md
-	// "Moving etcd to another StorageClass").
+	// once the volumes exist: a change is refused until they are moved
+	// (docs/runbook.md "Moving etcd to another StorageClass").
 	StorageClass string `json:"storageClass"`
 	// StorageSize is each member's volume, `<n>Gi` or `<n>Ti`: dev 20–50Gi,
 	// staging 20–200Gi, prod 100–500Gi.

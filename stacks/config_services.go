@@ -77,7 +77,9 @@ type Backup struct {
 	// PVCSize sizes the volume of the pvc target.
 	PVCSize string `json:"pvcSize"`
 	// PVCStorageClass is the StorageClass of the pvc target (unset:
-	// etcd.storageClass).
+	// etcd.storageClass). Fixed once the volume exists (the snapshots are
+	// on it): a change, also of etcd.storageClass while this is unset, is
+	// refused, naming the class to set here.
 	PVCStorageClass string `json:"pvcStorageClass"`
 
 	// SecretAccessKey is the secret kcp-tmc:backupSecretAccessKey: the

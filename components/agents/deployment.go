@@ -74,7 +74,7 @@ func deploymentMeta(a Args) *metav1.ObjectMetaArgs {
 		// Its pods wait for IdentitySecret, which `kcp-tmc agent-identity`
 		// writes after this up: awaiting them would fail the up that has to
 		// come first.
-		annotations["pulumi.com/skipAwait"] = pulumi.String("true")
+		annotations[workload.SkipAwait] = pulumi.String("true")
 	}
 	meta.Annotations = annotations
 	labels := pulumi.StringMap{"app.kubernetes.io/name": pulumi.String(a.Kind), "app.kubernetes.io/part-of": pulumi.String("kcp-tmc"),

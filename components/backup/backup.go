@@ -8,6 +8,7 @@ package backup
 import (
 	"fmt"
 	"net/url"
+	"slices"
 	"strconv"
 	"strings"
 	"time"
@@ -133,6 +134,10 @@ type Backup struct {
 	BucketARN pulumi.StringOutput `pulumi:"bucketArn"`
 	KeyARN    pulumi.StringOutput `pulumi:"keyArn"`
 	RoleARN   pulumi.StringOutput `pulumi:"roleArn"`
+	// VolumeStorageClass is the pvc target's class ("" for S3); it fails the
+	// deployment if backup.pvcStorageClass differs from the class the
+	// volume is on.
+	VolumeStorageClass pulumi.StringOutput `pulumi:"volumeStorageClass"`
 }
 
 // WithDefaults fills unset fields.
@@ -223,7 +228,7 @@ func NewBackup(ctx *pulumi.Context, name string, args Args, opts ...pulumi.Resou
 		keep = append(keep, pulumi.Protect(true), pulumi.RetainOnDelete(true))
 	}
 	comp.BucketARN = pulumi.String("").ToStringOutput()
-	comp.KeyARN, comp.RoleARN = comp.BucketARN, comp.BucketARN
+	comp.KeyARN, comp.RoleARN, comp.VolumeStorageClass = comp.BucketARN, comp.BucketARN, comp.BucketARN
 	comp.Target = pulumi.String("file:///backups").ToStringOutput()
 	if args.Target == TargetS3 {
 		comp.Target = pulumi.Sprintf("s3://%s/%s", args.S3.Bucket, args.S3.Prefix).ToStringOutput()
@@ -238,6 +243,7 @@ func NewBackup(ctx *pulumi.Context, name string, args Args, opts ...pulumi.Resou
 	}
 	if err := ctx.RegisterResourceOutputs(comp, pulumi.Map{
 		"target": comp.Target, "bucketArn": comp.BucketARN, "keyArn": comp.KeyARN, "roleArn": comp.RoleARN,
+		"volumeStorageClass": comp.VolumeStorageClass,
 	}); err != nil {
 		return nil, fmt.Errorf("registering outputs of %q: %w", name, err)
 	}
@@ -264,16 +270,25 @@ func (b *Backup) kubernetes(ctx *pulumi.Context, name string, a Args, keep []pul
 		return fmt.Errorf("backup script ConfigMap: %w", err)
 	}
 	if a.Target == TargetPVC {
-		if _, err := corev1.NewPersistentVolumeClaim(ctx, name+"-pvc", &corev1.PersistentVolumeClaimArgs{
-			Metadata: workload.Meta(PVCClaim, ns, Name),
+		// The snapshots' volume keeps its class (a replacement would lose
+		// them, and the API refuses a claim's new class anyway): a new
+		// backup.pvcStorageClass — or a new etcd.storageClass, its default —
+		// is refused in the preview instead.
+		pvc, err := corev1.NewPersistentVolumeClaim(ctx, name+"-pvc", &corev1.PersistentVolumeClaimArgs{
+			Metadata: workload.ClaimMeta(PVCClaim, ns, Name),
 			Spec: &corev1.PersistentVolumeClaimSpecArgs{
 				AccessModes:      pulumi.ToStringArray([]string{"ReadWriteOnce"}),
 				StorageClassName: pulumi.String(a.PVC.StorageClass),
 				Resources:        &corev1.VolumeResourceRequirementsArgs{Requests: pulumi.StringMap{"storage": pulumi.String(a.PVC.Size)}},
 			},
-		}, keep...); err != nil {
+		}, append(slices.Clip(keep), workload.KeepClaimClass)...)
+		if err != nil {
 			return fmt.Errorf("backup PVC: %w", err)
 		}
+		b.VolumeStorageClass = workload.ClaimClass(field.NewPath("backup", "pvcStorageClass"), a.PVC.StorageClass,
+			"the backup volume (claim "+PVCClaim+", the snapshots) is", func(class string) string {
+				return fmt.Sprintf("set backup.pvcStorageClass to %q (unset, it follows etcd.storageClass; the snapshots stay on their volume)", class)
+			}, pvc)
 	}
 	if a.s3Compatible() {
 		if _, err := corev1.NewSecret(ctx, name+"-s3-credentials", &corev1.SecretArgs{

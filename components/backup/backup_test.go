@@ -286,7 +286,48 @@ func TestPVCTargetHasNoAWS(t *testing.T) {
 	if len(want) > 0 {
 		t.Errorf("pvc target env = %v, missing %v", env, want)
 	}
-	rec.Object(t, "kubernetes:core/v1:PersistentVolumeClaim", "etcd-backups")
+	pvc := rec.Object(t, "kubernetes:core/v1:PersistentVolumeClaim", "etcd-backups")
+	if got := mocktest.Dig(pvc, "metadata", "annotations", workload.SkipAwait); got != "true" {
+		t.Errorf("backup claim skipAwait = %v: an update of it would hang the up (workload.ClaimMeta)", got)
+	}
+}
+
+// TestPVCStorageClassChangeRefused: a pvc target's volume keeps its class
+// (the snapshots are on it): a new backup.pvcStorageClass — or a new
+// etcd.storageClass, its default — on a running stack fails the preview,
+// naming the key and the class the volume is on; the same class passes.
+func TestPVCStorageClassChangeRefused(t *testing.T) {
+	for _, tc := range []struct {
+		live    string
+		wantErr bool
+	}{
+		{"standard", false},
+		{"gp2", true},
+	} {
+		t.Run(tc.live, func(t *testing.T) {
+			a := s3Args()
+			a.Target, a.PVC, a.Protect = TargetPVC, PVC{StorageClass: "standard", Size: "20Gi"}, false
+			err := pulumi.RunErr(func(ctx *pulumi.Context) error {
+				_, err := NewBackup(ctx, "backup", a)
+				return err
+			}, pulumi.WithMocks("kcp-tmc", "test", mocktest.ClaimsOn{Recorder: &mocktest.Recorder{}, Class: tc.live}))
+			if !tc.wantErr {
+				if err != nil {
+					t.Fatalf("the volume on the configured class: %v", err)
+				}
+				return
+			}
+			if err == nil {
+				t.Fatal("backup.pvcStorageClass changed on a running stack was accepted")
+			}
+			for _, want := range []string{`backup.pvcStorageClass: Invalid value: "standard"`, `(claim etcd-backups, the snapshots) is on StorageClass "gp2"`,
+				`set backup.pvcStorageClass to "gp2"`} {
+				if !strings.Contains(err.Error(), want) {
+					t.Errorf("error %q lacks %q", err, want)
+				}
+			}
+		})
+	}
 }
 
 func TestValidate(t *testing.T) {

@@ -65,8 +65,8 @@ type Args struct {
 	Replicas  int // odd; default 1
 	Image     string
 	Version   string
-	// JoinImage runs scripts/etcd-join.sh before etcd when Replicas > 1,
-	// and the membership Job (scripts/etcd-members.sh): repository:tag with
+	// JoinImage runs scripts/etcd-join.sh before etcd (every member, with
+	// one member too: the pod template ignores Replicas), and the membership Job (scripts/etcd-members.sh): repository:tag with
 	// sh, cut, rm, sleep, etcd and etcdctl of Version.
 	JoinImage string
 	// StorageClass and StorageSize size each member's volume. Growing
@@ -274,19 +274,6 @@ func newServices(ctx *pulumi.Context, name string, args Args, child pulumi.Resou
 	return nil
 }
 
-// sameStorageClass fails if a claim (its class as Pulumi last applied or
-// read it; unknown before it exists) is on another class than a's.
-func sameStorageClass(a Args, live []any) error {
-	for _, c := range live {
-		if class, ok := c.(*string); ok && class != nil && *class != "" && *class != a.StorageClass {
-			return field.Invalid(field.NewPath(a.Key, "storageClass"), a.StorageClass, fmt.Sprintf(
-				"the members' volumes are on StorageClass %q, and a volume claim's class cannot change: keep %q "+
-					"(moving etcd's data to another class: docs/runbook.md \"Moving etcd to another StorageClass\")", *class, *class))
-		}
-	}
-	return nil
-}
-
 // newMembers registers the members: their claims, the join script, the
 // membership Job, the StatefulSet and its PDB. It returns the members'
 // StorageClass, which fails if their claims are on another.
@@ -296,27 +283,26 @@ func newMembers(ctx *pulumi.Context, name string, args Args, child pulumi.Resour
 	// names, so the StatefulSet adopts them): a size change then patches each
 	// claim in place, where a volumeClaimTemplates change would replace the
 	// StatefulSet.
-	// A claim's class cannot change (the API refuses it, after Pulumi has
-	// dropped the retained claim it meant to replace): the claims ignore a
-	// new etcd.storageClass, and the class they are on is checked against
-	// it instead, which fails the preview, before anything changes.
+	// A claim's class cannot change: the claims keep theirs, checked
+	// against etcd.storageClass (workload.ClaimClass).
 	var before []pulumi.Resource // what the StatefulSet's pods need first
-	var classes []any
-	claimOpts = append(slices.Clip(claimOpts), pulumi.IgnoreChanges([]string{"spec.storageClassName"}))
+	var claims []*corev1.PersistentVolumeClaim
+	claimOpts = append(slices.Clip(claimOpts), workload.KeepClaimClass)
 	for _, member := range cluster.MemberNames(args.Replicas) {
 		pvc, err := corev1.NewPersistentVolumeClaim(ctx, name+"-"+DataClaimName+"-"+member, &corev1.PersistentVolumeClaimArgs{
-			Metadata: workload.Meta(DataClaimName+"-"+member, ns, app),
+			Metadata: workload.ClaimMeta(DataClaimName+"-"+member, ns, app),
 			Spec:     claimSpec(args),
 		}, claimOpts...)
 		if err != nil {
 			return pulumi.StringOutput{}, fmt.Errorf("etcd claim for %s: %w", member, err)
 		}
 		before = append(before, pvc)
-		classes = append(classes, pvc.Spec.StorageClassName())
+		claims = append(claims, pvc)
 	}
-	storageClass := pulumi.All(classes...).ApplyT(func(live []any) (string, error) {
-		return args.StorageClass, sameStorageClass(args, live)
-	}).(pulumi.StringOutput)
+	storageClass := workload.ClaimClass(field.NewPath(args.Key, "storageClass"), args.StorageClass, "the members' volumes are",
+		func(class string) string {
+			return fmt.Sprintf("keep %q (moving etcd's data to another class, and the refresh that tells the stack it moved: docs/runbook.md \"Moving etcd to another StorageClass\")", class)
+		}, claims...)
 
 	// What the pods read of etcd.replicas (joinData). It changes before the
 	// membership Job runs and before the StatefulSet: a pod of a larger

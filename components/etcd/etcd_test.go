@@ -83,6 +83,11 @@ func TestEtcdPerEnvironment(t *testing.T) {
 				if c.Protect || c.RetainOnDelete != tt.protected {
 					t.Errorf("claim protect=%v retain=%v, want retained=%v and never protected", c.Protect, c.RetainOnDelete, tt.protected)
 				}
+				// Not awaited: the provider's await of an updated bound claim
+				// on a WaitForFirstConsumer class never ends (workload.ClaimMeta).
+				if pvc.Annotations[workload.SkipAwait] != "true" {
+					t.Errorf("claim %s annotations %v: an update of it (a resize) would hang the up", pvc.Name, pvc.Annotations)
+				}
 			}
 			for _, m := range (Cluster{Name: Name, Namespace: "kcp"}).MemberNames(tt.members) {
 				if !names["data-"+m] {

@@ -4,30 +4,10 @@ import (
 	"strings"
 	"testing"
 
-	presource "github.com/pulumi/pulumi/sdk/v3/go/common/resource"
 	"github.com/pulumi/pulumi/sdk/v3/go/pulumi"
 
 	"github.com/kcp-tmc/kcp-tmc/internal/test/mocktest"
 )
-
-// claimsOn answers the claims as a running stack's state has them: on
-// StorageClass class, whatever the program asks for (the claims ignore a
-// change of the class, so their state keeps the class they were made on).
-type claimsOn struct {
-	*mocktest.Recorder
-	class string
-}
-
-func (m claimsOn) NewResource(args pulumi.MockResourceArgs) (string, presource.PropertyMap, error) {
-	id, state, err := m.Recorder.NewResource(args)
-	if err == nil && args.TypeToken == pvcType {
-		state = state.Copy()
-		spec := state["spec"].ObjectValue().Copy()
-		spec["storageClassName"] = presource.NewStringProperty(m.class)
-		state["spec"] = presource.NewObjectProperty(spec)
-	}
-	return id, state, err
-}
 
 // TestStorageClassChangeRefused: etcd.storageClass changed on a running
 // stack fails the deployment — in its preview — naming the key, the new
@@ -48,7 +28,7 @@ func TestStorageClassChangeRefused(t *testing.T) {
 			err := pulumi.RunErr(func(ctx *pulumi.Context) error {
 				_, err := NewEtcd(ctx, "etcd", a)
 				return err
-			}, pulumi.WithMocks("kcp-tmc", "test", claimsOn{&mocktest.Recorder{}, tc.live}))
+			}, pulumi.WithMocks("kcp-tmc", "test", mocktest.ClaimsOn{Recorder: &mocktest.Recorder{}, Class: tc.live}))
 			if !tc.wantErr {
 				if err != nil {
 					t.Fatalf("claims on the configured class: %v", err)
