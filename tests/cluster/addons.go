@@ -17,7 +17,7 @@ import (
 )
 
 // The node's add-ons, as a platform team provides them on a bare-metal
-// cluster: CoreDNS, local persistent volumes behind StorageClass "standard",
+// cluster: CoreDNS, local persistent volumes behind StorageClasses "standard" and "fast",
 // and a load balancer that gives Services of type LoadBalancer an address
 // kube-proxy routes (what MetalLB does, without announcing it: the address
 // is reachable from this machine only).
@@ -25,9 +25,15 @@ import (
 const (
 	// CoreDNSImage is the reference the CoreDNS Deployment names.
 	CoreDNSImage = "registry.k8s.io/coredns/coredns:v1.15.0"
-	// localVolumes is how many local PersistentVolumes the node offers.
-	localVolumes = 12
+	// StorageClass is the node's default class of local volumes, the dev
+	// stack's; OtherStorageClass a second one, to move etcd's data to
+	// (docs/runbook.md "Moving etcd to another StorageClass").
+	StorageClass      = "standard"
+	OtherStorageClass = "fast"
 )
+
+// localVolumes is how many local PersistentVolumes each class offers.
+var localVolumes = map[string]int{StorageClass: 12, OtherStorageClass: 6}
 
 // LoadBalancerIPs is the pool Services of type LoadBalancer get addresses
 // from (TEST-NET-2: never a real host).
@@ -56,37 +62,40 @@ func (c *Cluster) Apply(ctx context.Context, yaml string) error {
 }
 
 // installLocalVolumes offers local PersistentVolumes (directories on this
-// machine, bound when a Pod is scheduled) as StorageClass "standard", the
-// dev stack's class. Local volumes honour fsGroup, as cloud disks do.
+// machine, bound when a Pod is scheduled) as StorageClasses "standard" and
+// "fast". Local volumes honour fsGroup, as cloud disks do.
 func (c *Cluster) installLocalVolumes(ctx context.Context) error {
 	var b strings.Builder
-	b.WriteString(`apiVersion: storage.k8s.io/v1
+	for _, class := range []string{StorageClass, OtherStorageClass} {
+		fmt.Fprintf(&b, `---
+apiVersion: storage.k8s.io/v1
 kind: StorageClass
-metadata: {name: standard}
+metadata: {name: %s}
 provisioner: kubernetes.io/no-provisioner
 volumeBindingMode: WaitForFirstConsumer
 reclaimPolicy: Retain
-`)
-	for i := range localVolumes {
-		dir := filepath.Join(c.Dir, "volumes", fmt.Sprintf("pv-%02d", i))
-		if err := os.MkdirAll(dir, 0o755); err != nil {
-			return err
-		}
-		fmt.Fprintf(&b, `---
+`, class)
+		for i := range localVolumes[class] {
+			dir := filepath.Join(c.Dir, "volumes", fmt.Sprintf("%s-%02d", class, i))
+			if err := os.MkdirAll(dir, 0o755); err != nil {
+				return err
+			}
+			fmt.Fprintf(&b, `---
 apiVersion: v1
 kind: PersistentVolume
-metadata: {name: local-%02d}
+metadata: {name: %s-%02d}
 spec:
   capacity: {storage: 200Gi}
   accessModes: [ReadWriteOnce]
   persistentVolumeReclaimPolicy: Retain
-  storageClassName: standard
+  storageClassName: %s
   local: {path: %q}
   nodeAffinity:
     required:
       nodeSelectorTerms:
       - matchExpressions: [{key: kubernetes.io/hostname, operator: In, values: [%s]}]
-`, i, dir, NodeName)
+`, class, i, class, dir, NodeName)
+		}
 	}
 	return c.Apply(ctx, b.String())
 }

@@ -92,7 +92,7 @@ func NodeMissing(binDir string) []string {
 }
 
 // StartWithNode starts the control plane reachable at this machine's address
-// and a node that runs its Pods, with CoreDNS, a StorageClass "standard" of
+// and a node that runs its Pods, with CoreDNS, StorageClasses "standard" and "fast" of
 // local volumes and a load balancer for Services of type LoadBalancer
 // (addons.go). images are served to the node by reference. dir holds
 // everything; Stop removes every process, container, mount, link and rule.

@@ -54,8 +54,14 @@ var (
 
 func TestMain(m *testing.M) {
 	if os.Getenv("KCP_TMC_TEST_AS_CLI") == "1" {
-		// The test binary as kcp-tmc: a test kills it mid-deploy from outside.
-		os.Exit(cli.ExitCode(cli.Run(context.Background(), os.Args[1:], os.Stdout, os.Stderr)))
+		// The test binary as kcp-tmc: a test kills it mid-deploy from
+		// outside, the runbook's blocks run it. It says why it failed, as
+		// cmd/kcp-tmc does.
+		err := cli.Run(context.Background(), os.Args[1:], os.Stdout, os.Stderr)
+		if err != nil && !errors.Is(err, cli.ErrUsage) {
+			fmt.Fprintln(os.Stderr, "kcp-tmc:", err)
+		}
+		os.Exit(cli.ExitCode(err))
 	}
 	code := run(m)
 	os.Exit(code)

@@ -254,13 +254,14 @@ func TestDevStackOnANode(t *testing.T) {
 	certManagerSeriesFound(t, p.ns)
 
 	backupAndRestore(t, p, host, 1) // ends with up --expect-no-changes
+	moveEtcdByTheRunbook(t, p, host, cluster.OtherStorageClass, 1)
 
 	pv, _ := claimVolume(t, p.ns, "data-etcd-0")
 	p.destroy()
 	if err := waitGone(ctx, "namespace", p.ns, "", 3*time.Minute); err != nil {
 		t.Error(err)
 	}
-	etcdDataRetained(t, pv)
+	etcdDataRetained(t, pv, "destroy")
 }
 
 // claimVolume is the local volume bound to a claim and its directory on
@@ -339,25 +340,26 @@ func runCronJob(t *testing.T, ns, cronjob string) string {
 	return logs()
 }
 
-// etcdDataRetained checks that destroy kept etcd's volume and the data on
-// it: the claim goes with dev's namespace, the volume stays Released (the
-// class reclaims by Retain) with etcd's backend file in it.
-func etcdDataRetained(t *testing.T, pv string) {
+// etcdDataRetained checks that etcd's volume pv and the data on it stayed
+// after what (destroy: the claim goes with dev's namespace; a move to
+// another class): Released (the class reclaims by Retain), with etcd's
+// backend file in it.
+func etcdDataRetained(t *testing.T, pv, after string) {
 	t.Helper()
 	out, _, err := kube.Kubectl(context.Background(), nil, "get", "pv", pv, "-o", "jsonpath={.status.phase} {.spec.local.path}")
 	if err != nil {
-		t.Fatalf("etcd's volume %s after destroy: %v", pv, err)
+		t.Fatalf("etcd's volume %s after %s: %v", pv, after, err)
 	}
 	phase, path, _ := strings.Cut(out, " ")
 	if phase != "Released" {
-		t.Errorf("etcd's volume %s after destroy: phase %q, want Released", pv, phase)
+		t.Errorf("etcd's volume %s after %s: phase %q, want Released", pv, after, phase)
 	}
 	// etcd's data dir (the pod's --data-dir), not a copy a restore moved aside.
 	db := filepath.Join(path, "data", "member", "snap", "db")
 	if st, err := os.Stat(db); err != nil || st.Size() == 0 {
-		t.Errorf("etcd's volume %s (%s) after destroy holds no data/member/snap/db: %v", pv, path, err)
+		t.Errorf("etcd's volume %s (%s) after %s holds no data/member/snap/db: %v", pv, path, after, err)
 	} else {
-		t.Logf("destroy kept etcd's volume %s: %s (%d bytes)", pv, db, st.Size())
+		t.Logf("%s kept etcd's volume %s: %s (%d bytes)", after, pv, db, st.Size())
 	}
 }
 

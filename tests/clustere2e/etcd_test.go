@@ -105,6 +105,10 @@ func TestLostEtcdMemberRejoinsByItself(t *testing.T) {
 	// by one up and nothing else.
 	changeEtcdMembers(t, p, host, 1)
 	changeEtcdMembers(t, p, host, 3)
+
+	// etcd moved to another StorageClass one member at a time, by the
+	// runbook's commands, while kcp takes writes.
+	moveEtcdRollingByTheRunbook(t, p, host, cluster.OtherStorageClass, 3)
 }
 
 // changeEtcdMembers sets etcd.replicas to n and runs up while a client
