@@ -8,6 +8,7 @@ import (
 
 	"github.com/pulumi/pulumi/sdk/v3/go/pulumi"
 	"k8s.io/apimachinery/pkg/util/validation/field"
+	"k8s.io/apimachinery/pkg/util/version"
 
 	"github.com/kcp-tmc/kcp-tmc/components/agents"
 	"github.com/kcp-tmc/kcp-tmc/components/backup"
@@ -41,11 +42,41 @@ func storageArgs(cfg *Config) storage.Args {
 	a := storage.Args{
 		ClassName: cfg.Etcd.StorageClass, Create: cfg.Storage.Create, VolumeType: cfg.Storage.VolumeType,
 		IOPS: cfg.Storage.IOPS, ThroughputMiBps: cfg.Storage.ThroughputMiBps, ReclaimPolicy: cfg.Storage.ReclaimPolicy,
+		ModifyVolumes: cfg.ModifiesVolumes(),
 	}
 	if cfg.Storage.KMSKeyID != "" {
 		a.KMSKeyID = pulumi.String(cfg.Storage.KMSKeyID)
 	}
 	return a
+}
+
+// ModifiesVolumes is storage.modifyVolumes as it applies: only with
+// storage.create; unset, true unless the cloud layer makes a cluster
+// older than storage.ModifyVolumesSince.
+func (c *Config) ModifiesVolumes() bool {
+	if !c.Storage.Create {
+		return false
+	}
+	if m := c.Storage.ModifyVolumes; m != nil {
+		return *m
+	}
+	return c.Cloud.Mode != "eks" || !olderThan(c.Cloud.KubernetesVersion, storage.ModifyVolumesSince)
+}
+
+// olderThan reports whether Kubernetes version v (such as "1.33") is older
+// than since; an unparsable v (refused by its own key's check) is not.
+func olderThan(v, since string) bool {
+	got, err := version.ParseGeneric(v)
+	return err == nil && got.LessThan(version.MustParseGeneric(since))
+}
+
+// volumeAttributesClass is what the claims of an etcd on StorageClass
+// class name: the created class's VolumeAttributesClass, or none.
+func volumeAttributesClass(cfg *Config, class string) string {
+	if st := storageArgs(cfg); st.ModifyVolumes && class == st.ClassName {
+		return storage.VolumeAttributesClassName(st.WithDefaults())
+	}
+	return ""
 }
 
 // rootEtcd is the root shard's etcd cluster.
@@ -113,6 +144,7 @@ func shardEtcdArgs(cfg *Config, s shard.Shard, key *field.Path) etcd.Args {
 	a.Key = key.Child("etcd").String()
 	db := etcd.ClusterOf(s, cfg.Namespace)
 	a.Name, a.StorageSize, a.StorageClass = db.Name, s.EtcdStorageSize, s.EtcdStorageClass
+	a.VolumeAttributesClass = volumeAttributesClass(cfg, a.StorageClass)
 	a.ServerSecret, a.PeerSecret = db.ServerSecret(), db.PeerSecret()
 	a.Clients = []map[string]string{workload.Labels(s.Deployment()), workload.Labels(s.BackupJob())}
 	return a
@@ -132,9 +164,10 @@ func etcdArgs(cfg *Config) etcd.Args {
 		Name: rootEtcd(cfg).Name, Namespace: cfg.Namespace, Replicas: cfg.Etcd.Replicas, Image: cfg.Etcd.Image, Version: cfg.Etcd.Version,
 		JoinImage:    cfg.Etcd.JoinImage,
 		StorageClass: cfg.Etcd.StorageClass, StorageSize: cfg.Etcd.StorageSize, QuotaBackendBytes: cfg.Etcd.QuotaBackendBytes,
-		Resources:    cfg.Etcd.Resources,
-		Spread:       spread(cfg.Etcd.AntiAffinity, cfg.Zones),
-		ServerSecret: tls.CertEtcdServer, PeerSecret: tls.CertEtcdPeer,
+		VolumeAttributesClass: volumeAttributesClass(cfg, cfg.Etcd.StorageClass),
+		Resources:             cfg.Etcd.Resources,
+		Spread:                spread(cfg.Etcd.AntiAffinity, cfg.Zones),
+		ServerSecret:          tls.CertEtcdServer, PeerSecret: tls.CertEtcdPeer,
 		Protect:             cfg.Environment != "dev",
 		Clients:             []map[string]string{kcp.Selector(), BackupSelector},
 		MonitoringNamespace: cfg.Monitoring.Namespace,

@@ -65,6 +65,9 @@ func TestCloudConfigErrors(t *testing.T) {
 		{"too few nodes for per-node anti-affinity of the front-proxies", `{"mode":"eks","natPerZone":true,"nodesPerZone":{"min":1,"desired":1,"max":2}}`,
 			`config kcp-tmc:cloud.nodesPerZone.min: invalid value "1": want at least 3 nodes in all (2 zones × min) for 3 replicas`, map[string]string{"zones": `["us-east-1a","us-east-1b"]`,
 				"kcp": `{"antiAffinity":"hostname","replicas":1,"frontProxyReplicas":3}`, "etcd": `{"antiAffinity":"hostname","replicas":1}`}},
+		{"modifyVolumes on an EKS older than 1.34", `{"mode":"eks","kubernetesVersion":"1.33"}`,
+			`config kcp-tmc:storage.modifyVolumes: invalid value "true": want false or unset while cloud.kubernetesVersion is 1.33`,
+			map[string]string{"storage": `{"create":true,"iops":6000,"throughputMiBps":250,"modifyVolumes":true}`}},
 		{"render target", `{"mode":"eks"}`, `config kcp-tmc:target.mode: invalid value "render"`, map[string]string{"target": `{"mode":"render","renderDir":"r"}`}},
 	}
 	for _, tt := range tests {

@@ -324,6 +324,14 @@ type Storage struct {
 	// creates (storage.create); an existing class keeps its own (EKS's gp2:
 	// Delete), where the retained claims are what keeps the data.
 	ReclaimPolicy string `json:"reclaimPolicy"`
+	// ModifyVolumes carries storage.volumeType, iops and throughputMiBps
+	// to etcd's existing volumes (storage.create only): through a
+	// VolumeAttributesClass the claims name, which the EBS CSI driver
+	// applies to each volume in place, online. Needs Kubernetes 1.34 or
+	// later. Unset: true, unless cloud.mode `eks` makes an older cluster.
+	// False: a change reaches only volumes made after it (a StorageClass's
+	// parameters apply when a volume is made).
+	ModifyVolumes *bool `json:"modifyVolumes"`
 }
 
 // TLS is kcp-tmc:tls: how certificates are issued (components/tls).

@@ -341,5 +341,9 @@ func Warnings(cfg *Config) []string {
 		out = append(out, "kcp-tmc:monitoring.installStack installs an Alertmanager that sends alerts nowhere without a receiver: "+
 			"set `pulumi config set --secret kcp-tmc:slackWebhookUrl` (docs/monitoring.md \"Alertmanager\")")
 	}
+	if cfg.Storage.Create && !cfg.ModifiesVolumes() {
+		out = append(out, "kcp-tmc:storage.volumeType, iops and throughputMiBps reach only etcd volumes made after a change: "+
+			"storage.modifyVolumes is false (docs/control-plane.md \"Changing the volumes' type, IOPS or throughput\")")
+	}
 	return out
 }

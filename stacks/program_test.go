@@ -144,12 +144,13 @@ func TestStacksPerEnvironment(t *testing.T) {
 		config           map[string]string
 		etcd, kcp, proxy float64
 		class, size      string
+		attributes       string
 		createsClass     bool
 		zoneSpread       bool
 		kcpCPU           string
 	}{
-		{"dev", map[string]string{"environment": "dev"}, 1, 1, 1, "standard", "20Gi", false, false, "250m"},
-		{"prod", map[string]string{"environment": "prod", "kubeconfig": "apiVersion: v1", "backup": testIRSA, "slackWebhookUrl": "https://hooks.slack.com/services/T/B/X"}, 3, 3, 3, "fast-ssd", "100Gi", true, true, "2"},
+		{"dev", map[string]string{"environment": "dev"}, 1, 1, 1, "standard", "20Gi", "", false, false, "250m"},
+		{"prod", map[string]string{"environment": "prod", "kubeconfig": "apiVersion: v1", "backup": testIRSA, "slackWebhookUrl": "https://hooks.slack.com/services/T/B/X"}, 3, 3, 3, "fast-ssd", "100Gi", "fast-ssd-gp3-6000iops-250mibps", true, true, "2"},
 	}
 	for _, tt := range tests {
 		t.Run(tt.env, func(t *testing.T) {
@@ -168,6 +169,13 @@ func TestStacksPerEnvironment(t *testing.T) {
 			pvc := rec.Object(t, "kubernetes:core/v1:PersistentVolumeClaim", "data-etcd-0")
 			if mocktest.Dig(pvc, "spec", "storageClassName") != tt.class || mocktest.Dig(pvc, "spec", "resources", "requests", "storage") != tt.size {
 				t.Errorf("etcd claim = %v", pvc["spec"])
+			}
+			// The volumes' attributes: the claims and the StatefulSet's
+			// template (what a lost member's new claim is made from).
+			for what, spec := range map[string]any{"claim": pvc["spec"], "template": mocktest.Dig(sts, "spec", "volumeClaimTemplates", 0, "spec")} {
+				if got, _ := mocktest.Dig(spec, "volumeAttributesClassName").(string); got != tt.attributes {
+					t.Errorf("etcd %s's volumeAttributesClassName = %q, want %q", what, got, tt.attributes)
+				}
 			}
 			if created := len(rec.OfType("kubernetes:storage.k8s.io/v1:StorageClass")) == 1; created != tt.createsClass {
 				t.Errorf("StorageClass created = %v, want %v", created, tt.createsClass)
@@ -291,6 +299,9 @@ func TestWarnings(t *testing.T) {
 			c.Monitoring.InstallStack, c.Monitoring.SlackWebhookURL = true, "https://hooks.slack.com/services/T/B/X"
 		}, nil},
 		{"monitoring off", func(c *Config) { c.Monitoring.InstallStack, c.Monitoring.Enabled = true, false }, nil},
+		{"volumes not modified", func(c *Config) { c.Storage.Create, c.Storage.ModifyVolumes = true, new(bool) },
+			[]string{"storage.volumeType, iops and throughputMiBps reach only etcd volumes made after a change"}},
+		{"volumes modified", func(c *Config) { c.Storage.Create = true }, nil},
 	} {
 		t.Run(tt.name, func(t *testing.T) {
 			cfg, err := Profile("dev")

@@ -17,6 +17,7 @@ import (
 	"github.com/kcp-tmc/kcp-tmc/components/backup"
 	"github.com/kcp-tmc/kcp-tmc/components/ingress"
 	"github.com/kcp-tmc/kcp-tmc/components/logging"
+	"github.com/kcp-tmc/kcp-tmc/components/storage"
 	"github.com/kcp-tmc/kcp-tmc/components/tls"
 	"github.com/kcp-tmc/kcp-tmc/pkg/shard"
 )
@@ -125,6 +126,14 @@ func (c *Config) validateStorage(v *validator) {
 	}
 	if st.KMSKeyID != "" && !st.Create {
 		v.add("storage.kmsKeyId", st.KMSKeyID, "unset unless storage.create is true (an existing class has its own key)")
+	}
+	if m := st.ModifyVolumes; m != nil && *m {
+		if !st.Create {
+			v.add("storage.modifyVolumes", "true", "unset or false unless storage.create is true (the volumes of an existing class are its own)")
+		} else if c.Cloud.Mode == "eks" && olderThan(c.Cloud.KubernetesVersion, storage.ModifyVolumesSince) {
+			v.add("storage.modifyVolumes", "true", "false or unset while cloud.kubernetesVersion is "+c.Cloud.KubernetesVersion+
+				" (VolumeAttributesClass is served from Kubernetes "+storage.ModifyVolumesSince+")")
+		}
 	}
 	c.validateStorageSize(v, "etcd.storageSize", c.Etcd.StorageSize)
 }

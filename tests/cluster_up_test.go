@@ -3,6 +3,7 @@ package tests
 import (
 	"bytes"
 	"context"
+	"maps"
 	"os"
 	"os/exec"
 	"path/filepath"
@@ -104,10 +105,18 @@ func assertNotInState(t *testing.T, backendURL, secret string) {
 // kubelet), with the apiserver's admin kubeconfig set as each secret key.
 func clusterStack(t *testing.T, ns string, secretKeys ...string) (string, automation.Options, auto.Stack) {
 	t.Helper()
-	dir, opts := testenv.Project(t, "dev", map[string]any{
+	return clusterStackWith(t, ns, nil, secretKeys...)
+}
+
+// clusterStackWith is clusterStack with more config (full keys).
+func clusterStackWith(t *testing.T, ns string, config map[string]any, secretKeys ...string) (string, automation.Options, auto.Stack) {
+	t.Helper()
+	overrides := map[string]any{
 		"kcp-tmc:namespace": ns,
 		"kcp-tmc:target":    map[string]any{"mode": "kubeconfig", "skipAwait": true},
-	})
+	}
+	maps.Copy(overrides, config)
+	dir, opts := testenv.Project(t, "dev", overrides)
 	stack, err := automation.Stack(context.Background(), opts)
 	if err != nil {
 		t.Fatal(err)

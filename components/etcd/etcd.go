@@ -73,6 +73,9 @@ type Args struct {
 	// StorageSize patches the existing claims in place.
 	StorageClass string
 	StorageSize  string
+	// VolumeAttributesClass, when set, is named by the claims: a new one
+	// modifies the members' volumes in place (components/storage).
+	VolumeAttributesClass string
 	// QuotaBackendBytes caps the database (--quota-backend-bytes), a binary
 	// quantity; default 8Gi, etcd's recommended maximum, and less than the volume.
 	QuotaBackendBytes string
@@ -131,6 +134,9 @@ func (a Args) Validate(fld *field.Path) field.ErrorList {
 	errs = append(errs, check.Release(fld.Child("version"), a.Version, "v3.5", DefaultVersion)...)
 	errs = append(errs, check.Image(fld.Child("joinImage"), a.JoinImage, DefaultJoinImage)...)
 	errs = append(errs, check.DNSSubdomain(fld.Child("storageClass"), a.StorageClass, "a StorageClass name")...)
+	if a.VolumeAttributesClass != "" {
+		errs = append(errs, check.DNSSubdomain(fld.Child("volumeAttributesClass"), a.VolumeAttributesClass, "a VolumeAttributesClass name")...)
+	}
 	size, sizeErr := a.volumeBytes(fld.Child("storageSize"))
 	quota, quotaErr := a.quotaBytes(fld.Child("quotaBackendBytes"))
 	errs = append(append(errs, sizeErr...), quotaErr...)

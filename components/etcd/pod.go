@@ -18,11 +18,17 @@ import (
 )
 
 func claimSpec(a Args) *corev1.PersistentVolumeClaimSpecArgs {
-	return &corev1.PersistentVolumeClaimSpecArgs{
+	spec := &corev1.PersistentVolumeClaimSpecArgs{
 		AccessModes:      pulumi.ToStringArray([]string{"ReadWriteOnce"}),
 		StorageClassName: pulumi.String(a.StorageClass),
 		Resources:        &corev1.VolumeResourceRequirementsArgs{Requests: pulumi.StringMap{"storage": pulumi.String(a.volumeSize())}},
 	}
+	if a.VolumeAttributesClass != "" {
+		// Changeable on a bound claim (Kubernetes 1.34): the CSI driver
+		// then modifies the volume to the class's attributes.
+		spec.VolumeAttributesClassName = pulumi.String(a.VolumeAttributesClass)
+	}
+	return spec
 }
 
 // Flags returns etcd's command line for the members of a.

@@ -1,9 +1,12 @@
 // Package storage provides etcd's StorageClass: an existing class by name
 // (dev, staging), or one created on the AWS EBS CSI driver (prod: gp3 or io2,
-// encrypted with a KMS key, zonal binding, expandable, retained).
+// encrypted with a KMS key, zonal binding, expandable, retained), with a
+// VolumeAttributesClass that carries the volumes' type, IOPS and throughput
+// to the volumes already made.
 package storage
 
 import (
+	"cmp"
 	"fmt"
 	"strconv"
 
@@ -21,6 +24,11 @@ const TypeToken = "kcp-tmc:storage:Storage"
 
 // EBSProvisioner is the AWS EBS CSI driver.
 const EBSProvisioner = "ebs.csi.aws.com"
+
+// ModifyVolumesSince is the first Kubernetes minor version that serves
+// VolumeAttributesClass by default (GA; 1.31–1.33 have it as a beta API,
+// off unless enabled, and the driver's resizer then does not modify).
+const ModifyVolumesSince = "1.34"
 
 // VolumeTypes are the EBS types fit for etcd (SSD; gp2 for older accounts).
 var VolumeTypes = []string{"gp3", "io2", "gp2"}
@@ -41,6 +49,13 @@ type Args struct {
 	KMSKeyID pulumi.StringInput
 	// ReclaimPolicy is Retain (default: a released etcd volume is kept) or Delete.
 	ReclaimPolicy string
+	// ModifyVolumes (Create only) also makes a VolumeAttributesClass of
+	// VolumeType, IOPS and ThroughputMiBps for the claims to name: a
+	// StorageClass's parameters reach only volumes made after them, so a
+	// change would otherwise never reach etcd's existing volumes; a claim
+	// that names a new VolumeAttributesClass has its volume modified in
+	// place by the CSI driver. Needs Kubernetes 1.34 (the API's GA).
+	ModifyVolumes bool
 }
 
 // Storage is the component.
@@ -49,6 +64,9 @@ type Storage struct {
 
 	// ClassName is the StorageClass to claim from.
 	ClassName pulumi.StringOutput `pulumi:"className"`
+	// VolumeAttributesClass is the class the claims name ("" without
+	// ModifyVolumes).
+	VolumeAttributesClass pulumi.StringOutput `pulumi:"volumeAttributesClass"`
 }
 
 // WithDefaults fills unset fields.
@@ -67,14 +85,18 @@ func (a Args) Validate(fld *field.Path) field.ErrorList {
 		return errs
 	}
 	errs = append(errs, check.OneOf(fld.Child("volumeType"), a.VolumeType, VolumeTypes...)...)
+	if a.ModifyVolumes && len(errs) == 0 {
+		errs = append(errs, check.DNSSubdomain(fld.Child("className"), VolumeAttributesClassName(a),
+			"a name that leaves room for its VolumeAttributesClass's")...)
+	}
 	iops, tput := fld.Child("iops"), fld.Child("throughputMiBps")
 	switch a.VolumeType {
 	case "gp3":
 		if a.IOPS != 0 {
-			errs = append(errs, check.Range(iops, a.IOPS, 3000, 16000, " for gp3 (0: the 3000 baseline)")...)
+			errs = append(errs, check.Range(iops, a.IOPS, gp3BaselineIOPS, 16000, fmt.Sprintf(" for gp3 (0: the %d baseline)", gp3BaselineIOPS))...)
 		}
 		if a.ThroughputMiBps != 0 {
-			errs = append(errs, check.Range(tput, a.ThroughputMiBps, 125, 1000, " for gp3 (0: the 125 baseline)")...)
+			errs = append(errs, check.Range(tput, a.ThroughputMiBps, gp3BaselineMiBps, 1000, fmt.Sprintf(" for gp3 (0: the %d baseline)", gp3BaselineMiBps))...)
 		}
 	case "io2":
 		errs = append(errs, check.Range(iops, a.IOPS, 100, 256000, " for io2 (required: io2 is provisioned IOPS)")...)
@@ -100,7 +122,16 @@ func NewStorage(ctx *pulumi.Context, name string, args Args, opts ...pulumi.Reso
 		return nil, err
 	}
 	comp.ClassName = pulumi.String(args.ClassName).ToStringOutput()
+	comp.VolumeAttributesClass = pulumi.String("").ToStringOutput()
 	if args.Create {
+		scOpts := []pulumi.ResourceOption{pulumi.Parent(comp)}
+		if args.ModifyVolumes {
+			// The volumes' attributes go by the VolumeAttributesClass
+			// below: the StorageClass keeps the ones it was made with
+			// (its parameters are immutable: a change would delete and
+			// recreate it, and reach no volume).
+			scOpts = append(scOpts, pulumi.IgnoreChanges([]string{"parameters.type", "parameters.iops", "parameters.throughput"}))
+		}
 		sc, err := storagev1.NewStorageClass(ctx, name+"-class", &storagev1.StorageClassArgs{
 			Metadata: &metav1.ObjectMetaArgs{
 				Name:   pulumi.String(args.ClassName),
@@ -112,13 +143,21 @@ func NewStorage(ctx *pulumi.Context, name string, args Args, opts ...pulumi.Reso
 			VolumeBindingMode:    pulumi.String("WaitForFirstConsumer"),
 			AllowVolumeExpansion: pulumi.Bool(true),
 			ReclaimPolicy:        pulumi.String(args.ReclaimPolicy),
-		}, pulumi.Parent(comp))
+		}, scOpts...)
 		if err != nil {
 			return nil, fmt.Errorf("StorageClass %s: %w", args.ClassName, err)
 		}
 		comp.ClassName = sc.Metadata.Name().Elem()
 	}
-	if err := ctx.RegisterResourceOutputs(comp, pulumi.Map{"className": comp.ClassName}); err != nil {
+	if args.Create && args.ModifyVolumes {
+		vac, err := newAttributesClass(ctx, name, args, comp)
+		if err != nil {
+			return nil, err
+		}
+		comp.VolumeAttributesClass = vac
+	}
+	if err := ctx.RegisterResourceOutputs(comp, pulumi.Map{"className": comp.ClassName,
+		"volumeAttributesClass": comp.VolumeAttributesClass}); err != nil {
 		return nil, fmt.Errorf("registering outputs of %q: %w", name, err)
 	}
 	return comp, nil
@@ -141,4 +180,63 @@ func Parameters(a Args) pulumi.StringMap {
 		p["kmsKeyId"] = a.KMSKeyID
 	}
 	return p
+}
+
+// Attributes are the EBS CSI driver's mutable parameters (its
+// ControllerModifyVolume's keys: type, iops, throughput) of a: unset IOPS
+// and throughput spelled out as gp3's baseline, which the driver would
+// otherwise leave as the volume has them.
+func Attributes(a Args) map[string]string {
+	p := map[string]string{"type": a.VolumeType}
+	iops, tput := a.IOPS, a.ThroughputMiBps
+	if a.VolumeType == "gp3" {
+		iops, tput = cmp.Or(iops, gp3BaselineIOPS), cmp.Or(tput, gp3BaselineMiBps)
+	}
+	if iops != 0 {
+		p["iops"] = strconv.Itoa(iops)
+	}
+	if tput != 0 {
+		p["throughput"] = strconv.Itoa(tput)
+	}
+	return p
+}
+
+// gp3's baseline, included in its price.
+const (
+	gp3BaselineIOPS  = 3000
+	gp3BaselineMiBps = 125
+)
+
+// VolumeAttributesClassName is the VolumeAttributesClass of a's
+// attributes: named after them, because its parameters are immutable — a
+// change makes a new class, and the claims move to it.
+func VolumeAttributesClassName(a Args) string {
+	at := Attributes(a)
+	name := a.ClassName + "-" + at["type"]
+	if v, ok := at["iops"]; ok {
+		name += "-" + v + "iops"
+	}
+	if v, ok := at["throughput"]; ok {
+		name += "-" + v + "mibps"
+	}
+	return name
+}
+
+// newAttributesClass registers a's VolumeAttributesClass. It is kept in
+// the cluster when a change replaces it: a claim the StatefulSet makes
+// from its template (a lost member's) names the class the StatefulSet was
+// created with, and a claim naming no existing class gets no volume.
+func newAttributesClass(ctx *pulumi.Context, name string, a Args, parent pulumi.Resource) (pulumi.StringOutput, error) {
+	vac, err := storagev1.NewVolumeAttributesClass(ctx, name+"-attributes", &storagev1.VolumeAttributesClassArgs{
+		Metadata: &metav1.ObjectMetaArgs{
+			Name:   pulumi.String(VolumeAttributesClassName(a)),
+			Labels: pulumi.StringMap{"app.kubernetes.io/part-of": pulumi.String("kcp-tmc"), "app.kubernetes.io/managed-by": pulumi.String("pulumi")},
+		},
+		DriverName: pulumi.String(EBSProvisioner),
+		Parameters: pulumi.ToStringMap(Attributes(a)),
+	}, pulumi.Parent(parent), pulumi.RetainOnDelete(true))
+	if err != nil {
+		return pulumi.StringOutput{}, fmt.Errorf("VolumeAttributesClass %s: %w", VolumeAttributesClassName(a), err)
+	}
+	return vac.Metadata.Name().Elem(), nil
 }
