@@ -51,8 +51,12 @@ func storageArgs(cfg *Config) storage.Args {
 }
 
 // ModifiesVolumes is storage.modifyVolumes as it applies: only with
-// storage.create; unset, true unless the cloud layer makes a cluster
-// older than storage.ModifyVolumesSince.
+// storage.create; unset, true where the stack knows the cluster serves
+// VolumeAttributesClass — the one the cloud layer makes, at
+// storage.ModifyVolumesSince or later. Another cluster's version is not
+// known before the up, and on an older one the up would fail half-way (the
+// Kubernetes provider's preview does not look the kind up; seen on a real
+// apiserver with the API off).
 func (c *Config) ModifiesVolumes() bool {
 	if !c.Storage.Create {
 		return false
@@ -60,7 +64,7 @@ func (c *Config) ModifiesVolumes() bool {
 	if m := c.Storage.ModifyVolumes; m != nil {
 		return *m
 	}
-	return c.Cloud.Mode != "eks" || !olderThan(c.Cloud.KubernetesVersion, storage.ModifyVolumesSince)
+	return c.Cloud.Mode == "eks" && !olderThan(c.Cloud.KubernetesVersion, storage.ModifyVolumesSince)
 }
 
 // olderThan reports whether Kubernetes version v (such as "1.33") is older

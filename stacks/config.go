@@ -328,9 +328,10 @@ type Storage struct {
 	// to etcd's existing volumes (storage.create only): through a
 	// VolumeAttributesClass the claims name, which the EBS CSI driver
 	// applies to each volume in place, online. Needs Kubernetes 1.34 or
-	// later. Unset: true, unless cloud.mode `eks` makes an older cluster.
-	// False: a change reaches only volumes made after it (a StorageClass's
-	// parameters apply when a volume is made).
+	// later (on an older cluster the up fails). Unset: true when cloud.mode
+	// `eks` makes a cluster of 1.34 or later, otherwise false, and every
+	// preview warns that a change reaches only volumes made after it (a
+	// StorageClass's parameters apply when a volume is made).
 	ModifyVolumes *bool `json:"modifyVolumes"`
 }
 

@@ -343,7 +343,8 @@ func Warnings(cfg *Config) []string {
 	}
 	if cfg.Storage.Create && !cfg.ModifiesVolumes() {
 		out = append(out, "kcp-tmc:storage.volumeType, iops and throughputMiBps reach only etcd volumes made after a change: "+
-			"storage.modifyVolumes is false (docs/control-plane.md \"Changing the volumes' type, IOPS or throughput\")")
+			"on Kubernetes "+storage.ModifyVolumesSince+" or later set storage.modifyVolumes: true "+
+			"(docs/control-plane.md \"Changing the volumes' type, IOPS or throughput\")")
 	}
 	return out
 }

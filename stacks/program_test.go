@@ -150,7 +150,8 @@ func TestStacksPerEnvironment(t *testing.T) {
 		kcpCPU           string
 	}{
 		{"dev", map[string]string{"environment": "dev"}, 1, 1, 1, "standard", "20Gi", "", false, false, "250m"},
-		{"prod", map[string]string{"environment": "prod", "kubeconfig": "apiVersion: v1", "backup": testIRSA, "slackWebhookUrl": "https://hooks.slack.com/services/T/B/X"}, 3, 3, 3, "fast-ssd", "100Gi", "fast-ssd-gp3-6000iops-250mibps", true, true, "2"},
+		{"prod", map[string]string{"environment": "prod", "kubeconfig": "apiVersion: v1", "backup": testIRSA, "slackWebhookUrl": "https://hooks.slack.com/services/T/B/X",
+			"storage": `{"modifyVolumes":true}`}, 3, 3, 3, "fast-ssd", "100Gi", "fast-ssd-gp3-6000iops-250mibps", true, true, "2"},
 	}
 	for _, tt := range tests {
 		t.Run(tt.env, func(t *testing.T) {
@@ -301,7 +302,9 @@ func TestWarnings(t *testing.T) {
 		{"monitoring off", func(c *Config) { c.Monitoring.InstallStack, c.Monitoring.Enabled = true, false }, nil},
 		{"volumes not modified", func(c *Config) { c.Storage.Create, c.Storage.ModifyVolumes = true, new(bool) },
 			[]string{"storage.volumeType, iops and throughputMiBps reach only etcd volumes made after a change"}},
-		{"volumes modified", func(c *Config) { c.Storage.Create = true }, nil},
+		{"volumes modified", func(c *Config) { c.Storage.Create, c.Storage.ModifyVolumes = true, new(true) }, nil},
+		{"volumes on a cluster of unknown version", func(c *Config) { c.Storage.Create = true },
+			[]string{"on Kubernetes 1.34 or later set storage.modifyVolumes: true"}},
 	} {
 		t.Run(tt.name, func(t *testing.T) {
 			cfg, err := Profile("dev")

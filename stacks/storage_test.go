@@ -11,8 +11,8 @@ import (
 // kcp-tmc creates names its VolumeAttributesClass — the root's, a shard's,
 // the cache server's — so a change of storage.volumeType, iops or
 // throughputMiBps reaches the volumes that exist; a claim on another class
-// names none. Off (storage.modifyVolumes false, or the cloud layer making
-// a cluster older than 1.34): no claim names one and the preview warns.
+// names none. Unset, it is on only where the stack knows the cluster is
+// 1.34 or later (the cloud layer's); off, no claim names one.
 func TestEtcdVolumesNameTheirAttributes(t *testing.T) {
 	const vac = "fast-ssd-gp3-6000iops-250mibps"
 	shards := `{"shards":[{"name":"s1","etcd":{"storageClass":"other"}},{"name":"s2"}],"cache":{"mode":"separate"}}`
@@ -21,10 +21,12 @@ func TestEtcdVolumesNameTheirAttributes(t *testing.T) {
 		config map[string]string
 		want   string // what claims on fast-ssd name
 	}{
-		{"prod", map[string]string{"kcp": shards}, vac},
+		{"prod", map[string]string{"kcp": shards, "storage": `{"modifyVolumes":true}`}, vac},
+		{"prod, another cluster: unknown version", map[string]string{"kcp": shards}, ""},
 		{"prod, off", map[string]string{"kcp": shards, "storage": `{"modifyVolumes":false}`}, ""},
 		{"EKS 1.33 by default", map[string]string{"cloud": `{"mode":"eks"}`, "kubeconfig": "<delete>"}, ""},
 		{"EKS 1.34", map[string]string{"cloud": `{"mode":"eks","kubernetesVersion":"1.34"}`, "kubeconfig": "<delete>"}, vac},
+		{"EKS 1.34, off", map[string]string{"cloud": `{"mode":"eks","kubernetesVersion":"1.34"}`, "kubeconfig": "<delete>", "storage": `{"modifyVolumes":false}`}, ""},
 	} {
 		t.Run(tt.name, func(t *testing.T) {
 			config := map[string]string{"environment": "prod", "kubeconfig": "apiVersion: v1", "backup": testIRSA,

@@ -27,7 +27,7 @@ func TestEtcdVolumeAttributesChangeInPlace(t *testing.T) {
 	ctx := context.Background()
 	const ns, class = "kcp-vac", "kcp-vac-ssd"
 	storage := func(iops int) string {
-		return fmt.Sprintf(`{"create":true,"volumeType":"gp3","iops":%d}`, iops)
+		return fmt.Sprintf(`{"create":true,"volumeType":"gp3","iops":%d,"modifyVolumes":true}`, iops)
 	}
 	_, _, stack := clusterStackWith(t, ns, map[string]any{
 		"kcp-tmc:etcd":    map[string]any{"storageClass": class},
