@@ -86,6 +86,9 @@ type SmokeTarget struct {
 	Load              LoadSpec
 	// RunID names this run's objects (default: the start time).
 	RunID string
+	// VolumeAttributes: etcd's claims name a VolumeAttributesClass
+	// (storage.modifyVolumes); their volumes must have it, or be on the way.
+	VolumeAttributes bool
 }
 
 // LoadSpec is the short load test: Workers loops of create, get, list and
@@ -233,6 +236,11 @@ func Smoke(ctx context.Context, t SmokeTarget) (SmokeReport, error) {
 	for _, w := range workloads {
 		check(fmt.Sprintf("%s %s/%s ready", strings.TrimSuffix(w.gvr.Resource, "s"), t.Namespace, w.name), func() (string, error) {
 			return workloadReady(ctx, host, w.gvr, t.Namespace, w.name)
+		})
+	}
+	if t.VolumeAttributes {
+		check("etcd volumes have the attributes their claims name", func() (string, error) {
+			return VolumeAttributes(ctx, host, t.Namespace)
 		})
 	}
 	clients := map[string]dynamic.Interface{}

@@ -11,6 +11,10 @@ import (
 	"github.com/pulumi/pulumi/sdk/v3/go/auto/optdestroy"
 	"github.com/pulumi/pulumi/sdk/v3/go/auto/optup"
 	"github.com/pulumi/pulumi/sdk/v3/go/common/apitype"
+	"k8s.io/client-go/dynamic"
+	"k8s.io/client-go/tools/clientcmd"
+
+	"github.com/kcp-tmc/kcp-tmc/ops"
 )
 
 // TestEtcdVolumeAttributesChangeInPlace raises storage.iops on a stack
@@ -85,8 +89,8 @@ func TestEtcdVolumeAttributesChangeInPlace(t *testing.T) {
 	if err := stack.SetConfig(ctx, "kcp-tmc:storage", auto.ConfigValue{Value: storage(6000)}); err != nil {
 		t.Fatal(err)
 	}
-	ops := previewOps(t, stack)
-	for urn, op := range ops {
+	planned := previewOps(t, stack)
+	for urn, op := range planned {
 		parts := strings.Split(urn, "::") // urn:pulumi:stack, project, parent types$type, name
 		typ, name := parts[2][strings.LastIndex(parts[2], "$")+1:], parts[3]
 		switch {
@@ -117,5 +121,29 @@ func TestEtcdVolumeAttributesChangeInPlace(t *testing.T) {
 	}
 	if _, err := stack.Up(ctx, optup.SuppressProgress(), optup.ExpectNoChanges()); err != nil {
 		t.Errorf("the up after the change changed something: %v", err)
+	}
+
+	// What `kcp-tmc smoke` says of it (ops.VolumeAttributes), on the
+	// apiserver's own status fields: no resizer runs here, so the claim
+	// waits; then as the resizer records the driver's refusal.
+	restConfig, err := clientcmd.BuildConfigFromFlags("", kube.Kubeconfig)
+	if err != nil {
+		t.Fatal(err)
+	}
+	client, err := dynamic.NewForConfig(restConfig)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if detail, err := ops.VolumeAttributes(ctx, client, ns); err != nil || !strings.Contains(detail, "not yet taken up by a resizer: data-etcd-0 → "+after) {
+		t.Errorf("smoke check before a resizer took it up: %q, %v", detail, err)
+	}
+	refused := fmt.Sprintf(`{"status":{"currentVolumeAttributesClassName":%q,"modifyVolumeStatus":{"status":"Infeasible","targetVolumeAttributesClassName":%q},
+"conditions":[{"type":"ModifyVolumeError","status":"True","message":"Invalid mutable parameter key: speed"}]}}`, before, after)
+	if _, _, err := kube.Kubectl(ctx, nil, "patch", "-n", ns, "pvc", "data-etcd-0", "--subresource=status", "--type=merge", "-p", refused); err != nil {
+		t.Fatalf("recording the refusal: %v", err)
+	}
+	_, err = ops.VolumeAttributes(ctx, client, ns)
+	if err == nil || !strings.Contains(err.Error(), "data-etcd-0: the driver refuses "+after+": Invalid mutable parameter key: speed") {
+		t.Errorf("smoke check of a refused modification: %v", err)
 	}
 }

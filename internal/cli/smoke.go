@@ -53,7 +53,8 @@ func (f *smokeFlags) register(fs *flag.FlagSet) {
 // from kcp-tmc:clusterKubeconfigs.
 func (f *smokeFlags) target(ctx context.Context, cfg *stacks.Config) (ops.SmokeTarget, error) {
 	t := ops.SmokeTarget{Namespace: cfg.Namespace, Shards: stacks.Shards(cfg).Shards, Cache: stacks.Shards(cfg).Cache, SyncTimeout: f.syncTimeout,
-		Load: ops.LoadSpec{Duration: f.loadDuration, Workers: f.loadWorkers, MaxP99: f.maxP99}}
+		VolumeAttributes: cfg.ModifiesVolumes(),
+		Load:             ops.LoadSpec{Duration: f.loadDuration, Workers: f.loadWorkers, MaxP99: f.maxP99}}
 	if cfg.Environment == "prod" && !f.loadSet {
 		t.Load.Duration = 0 // never load-test production by default
 	}
