@@ -243,7 +243,9 @@ func TestOnOwnStack(t *testing.T) {
 // file, and of a prod stack's agents, has a name of its own (a Helm
 // release too), never one the provider picks with a random suffix. An up after a killed one applies the
 // same objects again by name, and `kcp-tmc up --skip-checkpoints` is
-// refused for any other (automation.NotRedoable).
+// refused for any other (automation.NotRedoable) — through providers that
+// upsert (pulumi-kubernetes ≥ v4.29 fails the create of an existing object
+// otherwise).
 func TestEveryKubernetesObjectNamed(t *testing.T) {
 	type stackConfig struct {
 		stack  string
@@ -263,8 +265,14 @@ func TestEveryKubernetesObjectNamed(t *testing.T) {
 			if err != nil {
 				t.Fatal(err)
 			}
-			objects := 0
+			objects, providers := 0, 0
 			for _, r := range rec.All() {
+				if r.Type == providerType {
+					providers++
+					if v := r.Input()["upsertExistingObjects"]; v != true && v != "true" {
+						t.Errorf("provider %s: upsertExistingObjects = %v, want true: an up after a killed one could not apply its objects again", r.Name, v)
+					}
+				}
 				if !r.Custom || !strings.HasPrefix(r.Type, "kubernetes:") {
 					continue
 				}
@@ -277,8 +285,8 @@ func TestEveryKubernetesObjectNamed(t *testing.T) {
 					t.Errorf("%s %s has no %v: the provider would pick one, a new one on every create", r.Type, r.Name, path)
 				}
 			}
-			if objects < 20 {
-				t.Errorf("%d Kubernetes objects, want the stack's", objects)
+			if objects < 20 || providers == 0 {
+				t.Errorf("%d Kubernetes objects and %d providers, want the stack's", objects, providers)
 			}
 		})
 	}

@@ -33,7 +33,7 @@ import (
 // applied in the same up otherwise (kcpSideLive).
 func deployAgents(ctx *pulumi.Context, cfg *Config, projectDir string, certs *tls.PKI, kcpProviders map[string]pulumi.ProviderResource, workspaces map[string]pulumi.Resource) error {
 	for _, cl := range cfg.Clusters {
-		args := &kubernetes.ProviderArgs{}
+		args := providerArgs()
 		if cfg.Target.Mode == TargetRender {
 			args.RenderYamlToDirectory = pulumi.StringPtr(filepath.Join(renderDir(cfg, projectDir), "clusters", cl.Name))
 		} else {
@@ -192,7 +192,7 @@ func newKCPProviders(ctx *pulumi.Context, cfg *Config, projectDir string, access
 	}
 	provider := func(ws string, deps []pulumi.Resource) error {
 		name := kcpProviderName(ws)
-		args := &kubernetes.ProviderArgs{}
+		args := providerArgs()
 		if cfg.Target.Mode == TargetRender {
 			args.RenderYamlToDirectory = pulumi.StringPtr(filepath.Join(renderDir(cfg, projectDir), name))
 		} else {
@@ -343,7 +343,7 @@ func awsProviders(ctx *pulumi.Context) func(region string) (*aws.Provider, error
 // newKubernetesProvider points every Kubernetes resource at the stack's
 // target: a directory of rendered YAML, or a cluster through a kubeconfig.
 func newKubernetesProvider(ctx *pulumi.Context, cfg *Config, projectDir string, aws *cloud.EKS) (*kubernetes.Provider, error) {
-	args := &kubernetes.ProviderArgs{}
+	args := providerArgs()
 	if aws != nil {
 		args.Kubeconfig = aws.Kubeconfig.ToStringPtrOutput()
 	}
@@ -363,6 +363,21 @@ func newKubernetesProvider(ctx *pulumi.Context, cfg *Config, projectDir string, 
 		return nil, fmt.Errorf("kubernetes provider: %w", err)
 	}
 	return p, nil
+}
+
+// providerArgs are the settings every Kubernetes provider of the stack
+// starts from. Objects are created by server-side apply, upserting one of
+// the same name that exists: what an up after a killed one relies on (the
+// killed one's objects, unknown to its state, are taken over), as do the
+// runbook's "adopt" steps. Since pulumi-kubernetes v4.29 a create fails
+// with AlreadyExists instead unless upsertExistingObjects is set (its
+// source, v4.32.0, provider/pkg/await/await.go; the module proxy serves
+// only an older provider, which always upserted, so the tests here could
+// not see it). Its risk — a resource renamed without an alias, created
+// anew and then deleted — is one kcp-tmc's aliases and named objects rule
+// out; a named object's replacement is deleted first.
+func providerArgs() *kubernetes.ProviderArgs {
+	return &kubernetes.ProviderArgs{UpsertExistingObjects: pulumi.BoolPtr(true)}
 }
 
 // renderDir resolves target.renderDir against the project, so the CLI,
