@@ -98,6 +98,8 @@ func TestLoadRejectsBadConfig(t *testing.T) {
 		{"unpinned pod security", env("dev", "podSecurityVersion", "latest"), "kcp-tmc:podSecurityVersion", "latest"},
 		{"kcp replicas zero", env("dev", "kcp", `{"replicas":0}`), "kcp-tmc:kcp.replicas", "0"},
 		{"shard named root", env("dev", "kcp", `{"shards":[{"name":"root"}]}`), "kcp-tmc:kcp.shards[0].name", "root"},
+		{"class name too long for its attributes class", env("prod", "storage", `{"modifyVolumes":true}`, "etcd", `{"storageClass":"`+strings.Repeat("a", 50)+`"}`),
+			"kcp-tmc:etcd.storageClass", strings.Repeat("a", 50)},
 		{"modifyVolumes on a class kcp-tmc does not make", env("dev", "storage", `{"modifyVolumes":true}`), "kcp-tmc:storage.modifyVolumes", "true"},
 		{"unknown cache mode", env("dev", "kcp", `{"cache":{"mode":"external"}}`), "kcp-tmc:kcp.cache.mode", "external"},
 		{"cache sizing without the separate mode", env("dev", "kcp", `{"cache":{"replicas":2}}`), "kcp-tmc:kcp.cache", "<set>"},

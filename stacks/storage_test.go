@@ -1,6 +1,7 @@
 package stacks
 
 import (
+	"slices"
 	"strings"
 	"testing"
 
@@ -20,13 +21,14 @@ func TestEtcdVolumesNameTheirAttributes(t *testing.T) {
 		name   string
 		config map[string]string
 		want   string // what claims on fast-ssd name
+		claims int    // 3 members each: root, shards s1 and s2, the cache server
 	}{
-		{"prod", map[string]string{"kcp": shards, "storage": `{"modifyVolumes":true}`}, vac},
-		{"prod, another cluster: unknown version", map[string]string{"kcp": shards}, ""},
-		{"prod, off", map[string]string{"kcp": shards, "storage": `{"modifyVolumes":false}`}, ""},
-		{"EKS 1.33 by default", map[string]string{"cloud": `{"mode":"eks"}`, "kubeconfig": "<delete>"}, ""},
-		{"EKS 1.34", map[string]string{"cloud": `{"mode":"eks","kubernetesVersion":"1.34"}`, "kubeconfig": "<delete>"}, vac},
-		{"EKS 1.34, off", map[string]string{"cloud": `{"mode":"eks","kubernetesVersion":"1.34"}`, "kubeconfig": "<delete>", "storage": `{"modifyVolumes":false}`}, ""},
+		{"prod", map[string]string{"kcp": shards, "storage": `{"modifyVolumes":true}`}, vac, 12},
+		{"prod, another cluster: unknown version", map[string]string{"kcp": shards}, "", 12},
+		{"prod, off", map[string]string{"kcp": shards, "storage": `{"modifyVolumes":false}`}, "", 12},
+		{"EKS 1.33 by default", map[string]string{"cloud": `{"mode":"eks"}`, "kubeconfig": "<delete>"}, "", 3},
+		{"EKS 1.34", map[string]string{"cloud": `{"mode":"eks","kubernetesVersion":"1.34"}`, "kubeconfig": "<delete>"}, vac, 3},
+		{"EKS 1.34, off", map[string]string{"cloud": `{"mode":"eks","kubernetesVersion":"1.34"}`, "kubeconfig": "<delete>", "storage": `{"modifyVolumes":false}`}, "", 3},
 	} {
 		t.Run(tt.name, func(t *testing.T) {
 			config := map[string]string{"environment": "prod", "kubeconfig": "apiVersion: v1", "backup": testIRSA,
@@ -58,9 +60,14 @@ func TestEtcdVolumesNameTheirAttributes(t *testing.T) {
 				if got, _ := mocktest.Dig(in, "spec", "volumeAttributesClassName").(string); got != want {
 					t.Errorf("claim %s on %v names VolumeAttributesClass %q, want %q", name, mocktest.Dig(in, "spec", "storageClassName"), got, want)
 				}
+				// Naming none, a claim keeps the class it may name: the API
+				// refuses to unset it once its volume has it.
+				if kept := slices.Contains(c.IgnoreChanges, "spec.volumeAttributesClassName"); kept != (want == "") {
+					t.Errorf("claim %s ignores its attributes class: %v, want %v", name, kept, want == "")
+				}
 			}
-			if claims < 3 {
-				t.Fatalf("%d etcd claims", claims)
+			if claims != tt.claims {
+				t.Fatalf("%d etcd claims, want %d", claims, tt.claims)
 			}
 			vacs := rec.OfType("kubernetes:storage.k8s.io/v1:VolumeAttributesClass")
 			if (len(vacs) == 1) != (tt.want != "") {

@@ -120,7 +120,8 @@ func (c *Config) validatePlacement(v *validator) {
 
 func (c *Config) validateStorage(v *validator) {
 	st := c.Storage
-	v.component(storageArgs(c).WithDefaults().Validate(field.NewPath("storage")), true)
+	// The class's name is etcd.storageClass's.
+	v.component(storageArgs(c).WithDefaults().Validate(field.NewPath("storage")), true, mount{"storage.className", "etcd.storageClass"})
 	if c.Environment == "prod" && st.ReclaimPolicy == "Delete" {
 		v.add("storage.reclaimPolicy", st.ReclaimPolicy, "Retain in prod (a released etcd volume must survive)")
 	}

@@ -30,12 +30,12 @@ import (
 func TestEtcdVolumeAttributesChangeInPlace(t *testing.T) {
 	ctx := context.Background()
 	const ns, class = "kcp-vac", "kcp-vac-ssd"
-	storage := func(iops int) string {
-		return fmt.Sprintf(`{"create":true,"volumeType":"gp3","iops":%d,"modifyVolumes":true}`, iops)
+	storage := func(iops int, modify bool) string {
+		return fmt.Sprintf(`{"create":true,"volumeType":"gp3","iops":%d,"modifyVolumes":%v}`, iops, modify)
 	}
 	_, _, stack := clusterStackWith(t, ns, map[string]any{
 		"kcp-tmc:etcd":    map[string]any{"storageClass": class},
-		"kcp-tmc:storage": storage(3000),
+		"kcp-tmc:storage": storage(3000, true),
 		"kcp-tmc:backup":  map[string]any{"enabled": false},
 	}, "kcp-tmc:kubeconfig")
 	t.Cleanup(func() {
@@ -86,7 +86,7 @@ func TestEtcdVolumeAttributesChangeInPlace(t *testing.T) {
 		time.Sleep(time.Second)
 	}
 
-	if err := stack.SetConfig(ctx, "kcp-tmc:storage", auto.ConfigValue{Value: storage(6000)}); err != nil {
+	if err := stack.SetConfig(ctx, "kcp-tmc:storage", auto.ConfigValue{Value: storage(6000, true)}); err != nil {
 		t.Fatal(err)
 	}
 	planned := previewOps(t, stack)
@@ -145,5 +145,30 @@ func TestEtcdVolumeAttributesChangeInPlace(t *testing.T) {
 	_, err = ops.VolumeAttributes(ctx, client, ns)
 	if err == nil || !strings.Contains(err.Error(), "data-etcd-0: the driver refuses "+after+": Invalid mutable parameter key: speed") {
 		t.Errorf("smoke check of a refused modification: %v", err)
+	}
+
+	// Back to 3000 (what the docs say to do after a refusal): the retained
+	// class of that name is created again over itself, the claim moves back.
+	upWith := func(iops int, modify bool) {
+		t.Helper()
+		if err := stack.SetConfig(ctx, "kcp-tmc:storage", auto.ConfigValue{Value: storage(iops, modify)}); err != nil {
+			t.Fatal(err)
+		}
+		if _, err := stack.Up(ctx, optup.SuppressProgress()); err != nil {
+			t.Fatalf("up with storage.iops %d, modifyVolumes %v: %v", iops, modify, err)
+		}
+	}
+	upWith(3000, true)
+	if got := get("-n", ns, "pvc", "data-etcd-0", "-o", "jsonpath={.spec.volumeAttributesClassName}"); got != before {
+		t.Errorf("claim after going back = %q, want %q", got, before)
+	}
+	// Turned off: the API refuses to unset a claim's class once its volume
+	// has one (the status above says it has), so the claim keeps it.
+	upWith(3000, false)
+	if got := get("-n", ns, "pvc", "data-etcd-0", "-o", "jsonpath={.spec.volumeAttributesClassName}"); got != before {
+		t.Errorf("claim after storage.modifyVolumes false = %q, want it kept: %q", got, before)
+	}
+	if _, err := stack.Up(ctx, optup.SuppressProgress(), optup.ExpectNoChanges()); err != nil {
+		t.Errorf("the up after turning it off changed something: %v", err)
 	}
 }

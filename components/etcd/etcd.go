@@ -134,9 +134,6 @@ func (a Args) Validate(fld *field.Path) field.ErrorList {
 	errs = append(errs, check.Release(fld.Child("version"), a.Version, "v3.5", DefaultVersion)...)
 	errs = append(errs, check.Image(fld.Child("joinImage"), a.JoinImage, DefaultJoinImage)...)
 	errs = append(errs, check.DNSSubdomain(fld.Child("storageClass"), a.StorageClass, "a StorageClass name")...)
-	if a.VolumeAttributesClass != "" {
-		errs = append(errs, check.DNSSubdomain(fld.Child("volumeAttributesClass"), a.VolumeAttributesClass, "a VolumeAttributesClass name")...)
-	}
 	size, sizeErr := a.volumeBytes(fld.Child("storageSize"))
 	quota, quotaErr := a.quotaBytes(fld.Child("quotaBackendBytes"))
 	errs = append(append(errs, sizeErr...), quotaErr...)
@@ -294,6 +291,12 @@ func newMembers(ctx *pulumi.Context, name string, args Args, child pulumi.Resour
 	var before []pulumi.Resource // what the StatefulSet's pods need first
 	var claims []*corev1.PersistentVolumeClaim
 	claimOpts = append(slices.Clip(claimOpts), workload.KeepClaimClass)
+	if args.VolumeAttributesClass == "" {
+		// Kubernetes refuses to unset a claim's attributes class once its
+		// volume has it: turned off (or on a class kcp-tmc does not make),
+		// a claim keeps the one it names, and changes reach new volumes only.
+		claimOpts = append(claimOpts, pulumi.IgnoreChanges([]string{"spec.volumeAttributesClassName"}))
+	}
 	for _, member := range cluster.MemberNames(args.Replicas) {
 		pvc, err := corev1.NewPersistentVolumeClaim(ctx, name+"-"+DataClaimName+"-"+member, &corev1.PersistentVolumeClaimArgs{
 			Metadata: workload.ClaimMeta(DataClaimName+"-"+member, ns, app),

@@ -85,10 +85,6 @@ func (a Args) Validate(fld *field.Path) field.ErrorList {
 		return errs
 	}
 	errs = append(errs, check.OneOf(fld.Child("volumeType"), a.VolumeType, VolumeTypes...)...)
-	if a.ModifyVolumes && len(errs) == 0 {
-		errs = append(errs, check.DNSSubdomain(fld.Child("className"), VolumeAttributesClassName(a),
-			"a name that leaves room for its VolumeAttributesClass's")...)
-	}
 	iops, tput := fld.Child("iops"), fld.Child("throughputMiBps")
 	switch a.VolumeType {
 	case "gp3":
@@ -109,6 +105,13 @@ func (a Args) Validate(fld *field.Path) field.ErrorList {
 		}
 		if a.ThroughputMiBps != 0 {
 			errs = append(errs, field.Invalid(tput, a.ThroughputMiBps, "unset for gp2"))
+		}
+	}
+	if a.ModifyVolumes && len(errs) == 0 {
+		name := VolumeAttributesClassName(a)
+		if bad := check.DNSSubdomain(fld.Child("className"), name, "a name"); len(bad) > 0 {
+			errs = append(errs, field.Invalid(fld.Child("className"), a.ClassName,
+				fmt.Sprintf("a shorter name: its VolumeAttributesClass %s is not a valid name (%s)", name, bad[0].Detail)))
 		}
 	}
 	return errs

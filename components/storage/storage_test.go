@@ -76,7 +76,7 @@ func TestValidate(t *testing.T) {
 		{"bad reclaim", Args{ClassName: "x", ReclaimPolicy: "Recycle"}, "storage.reclaimPolicy", `"Recycle"`},
 		{"bad name", Args{ClassName: "Fast SSD"}, "storage.className", "a StorageClass name"},
 		{"no room for the attributes class", Args{ClassName: strings.Repeat("a", 50), Create: true, ModifyVolumes: true}, "storage.className",
-			"leaves room for its VolumeAttributesClass's"},
+			"a shorter name: its VolumeAttributesClass " + strings.Repeat("a", 50) + "-gp3-3000iops-125mibps is not a valid name"},
 	}
 	for _, tt := range tests {
 		t.Run(tt.name, func(t *testing.T) {
