@@ -218,7 +218,6 @@ func TestValidate(t *testing.T) {
 		{"request above limit", func(a *Args) { a.Resources.Requests.Memory = "8Gi" }, "etcd.resources.requests.memory", "at most limits.memory (4Gi)"},
 		{"memory in decimal units", func(a *Args) { a.Resources.Limits.Memory = "4GB" }, "etcd.resources.limits.memory", `"GB" and "G" are not accepted`},
 		{"no certificates", func(a *Args) { a.PeerSecret = "" }, "etcd.peerSecret", "Required value"},
-		{"attributes class not a name", func(a *Args) { a.VolumeAttributesClass = "Fast_SSD" }, "etcd.volumeAttributesClass", "a VolumeAttributesClass name"},
 		{"unknown spreading", func(a *Args) { a.Spread.Mode = "rack" }, "etcd.antiAffinity", `supported values: "none", "hostname", "zone"`},
 		{"too few zones", func(a *Args) {
 			a.Replicas = 3
