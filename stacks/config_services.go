@@ -226,6 +226,7 @@ type Cluster struct {
 	// Shard is the kcp shard kcp-tmc schedules that workspace onto when it
 	// creates it: `root` or a name of kcp.shards (default: kcp's choice).
 	// kcp never moves a workspace, so set it before the workspace exists.
+	// With kcp.oidc and kcp.shards it must be `root` (docs/sharding.md).
 	Shard string `json:"shard,omitempty"`
 	// Region labels the cluster `topology.kubernetes.io/region`.
 	Region string `json:"region"`

@@ -109,6 +109,8 @@ func TestLoadRejectsBadConfig(t *testing.T) {
 		{"shard named like the front-proxy", env("dev", "kcp", `{"shards":[{"name":"front-proxy"}]}`), "kcp-tmc:kcp.shards[0].name", "front-proxy"},
 		{"cluster on an unknown shard", env("dev", "clusters", `[{"name":"a","resources":[{"group":"example.com","version":"v1","kind":"Widget","plural":"widgets"}],"shard":"shard-9"}]`), "kcp-tmc:clusters[0].shard", "shard-9"},
 		{"one workspace on two shards", env("dev", "kcp", `{"shards":[{"name":"s1"}]}`, "clusters", `[{"name":"a","resources":[{"group":"example.com","version":"v1","kind":"Widget","plural":"widgets"}],"shard":"root"},{"name":"b","resources":[{"group":"example.com","version":"v1","kind":"Widget","plural":"widgets"}],"shard":"s1"}]`), "kcp-tmc:clusters[1].shard", "s1"},
+		{"agent on another shard with OIDC", env("dev", "kcp", `{"shards":[{"name":"s1"}],"oidc":{"issuerURL":"https://id.example.com","clientID":"kcp"}}`, "clusters", `[{"name":"a","resources":[{"group":"example.com","version":"v1","kind":"Widget","plural":"widgets"}],"shard":"s1"}]`), "kcp-tmc:clusters[0].shard", "s1"},
+		{"agent on kcp's choice of shard with OIDC", env("dev", "kcp", `{"shards":[{"name":"s1"}],"oidc":{"issuerURL":"https://id.example.com","clientID":"kcp"}}`, "clusters", `[{"name":"a","resources":[{"group":"example.com","version":"v1","kind":"Widget","plural":"widgets"}]}]`), "kcp-tmc:clusters[0].shard", "<unset>"},
 		{"shard named twice", env("dev", "kcp", `{"shards":[{"name":"a"},{"name":"a"}]}`), "kcp-tmc:kcp.shards[1].name", "a"},
 		{"shard name not a label", env("dev", "kcp", `{"shards":[{"name":"Shard_1"}]}`), "kcp-tmc:kcp.shards[0].name", "Shard_1"},
 		{"shard without replicas", env("dev", "kcp", `{"shards":[{"name":"s1","replicas":0}]}`), "kcp-tmc:kcp.shards[0].replicas", "0"},
@@ -465,6 +467,12 @@ func TestOIDCNamesItsKeys(t *testing.T) {
 	mocktest.SetConfig(t, map[string]string{"environment": "dev", "kcp": `{"oidc":{"issuerURL":"https://id.example.com","clientID":"kcp"}}`})
 	if _, err := mocktest.Run(t, "dev", Program); err != nil {
 		t.Errorf("a valid oidc block was refused: %v", err)
+	}
+	// With shards, an agent on the root shard passes the front door.
+	mocktest.SetConfig(t, map[string]string{"environment": "dev", "kcp": `{"shards":[{"name":"s1"}],"oidc":{"issuerURL":"https://id.example.com","clientID":"kcp"}}`,
+		"clusters": `[{"name":"a","shard":"root","resources":[{"group":"example.com","version":"v1","kind":"Widget","plural":"widgets"}]}]`})
+	if _, err := mocktest.Run(t, "dev", Program); err != nil {
+		t.Errorf("OIDC with shards and an agent on the root shard was refused: %v", err)
 	}
 }
 

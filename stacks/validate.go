@@ -1,6 +1,7 @@
 package stacks
 
 import (
+	"cmp"
 	"fmt"
 	"maps"
 	"net/url"
@@ -332,6 +333,12 @@ func (c *Config) validateClusters(v *validator) {
 	known := append([]string{shard.Root}, shard.Names(Shards(c).Shards)...)
 	for i, cl := range c.Clusters {
 		key := field.NewPath("clusters").Index(i)
+		// kcp v0.32.3's front-proxy, once it verifies tokens (kcp.oidc),
+		// finds ServiceAccounts on the root shard only: an agent's token
+		// from a workspace on another shard gets 401 at the front door.
+		if c.KCP.OIDC != nil && len(known) > 1 && cl.Shard != shard.Root {
+			v.add(key.Child("shard").String(), cmp.Or(cl.Shard, "<unset>"), "root with kcp.oidc and kcp.shards (the front-proxy verifies the agent's ServiceAccount token against the root shard only; docs/sharding.md)")
+		}
 		if cl.Shard != "" {
 			ws := AgentArgs(c, cl).Workspace
 			switch {

@@ -2,6 +2,7 @@ package kcp
 
 import (
 	_ "embed"
+	"maps"
 	"strings"
 
 	"k8s.io/apimachinery/pkg/util/validation/field"
@@ -54,9 +55,9 @@ func flagName(arg string) string {
 func (a Args) ValidateExtraFlags(fld *field.Path) field.ErrorList {
 	// The pod's wiring: probes, Services and policies use these.
 	return append(
-		checkExtraFlags(fld.Child("extraFlags"), a.ExtraFlags, generatedServerFlags(a, a.servers()[0]), KnownServerFlags(),
+		checkExtraFlags(fld.Child("extraFlags"), a.ExtraFlags, generatedServerFlags(a, a.servers()[0]), KnownServerFlags(), refusedFlags,
 			append([]string{"--secure-port", "--bind-address"}, shardWiredFlags...)...),
-		checkExtraFlags(fld.Child("frontProxyExtraFlags"), a.FrontProxyExtraFlags, frontProxyArgs(a), KnownFrontProxyFlags(), "--bind-address")...)
+		checkExtraFlags(fld.Child("frontProxyExtraFlags"), a.FrontProxyExtraFlags, frontProxyArgs(a), KnownFrontProxyFlags(), frontProxyRefusedFlags, "--bind-address")...)
 }
 
 // refusedFlags are flags kcp v0.32.3 registers that break kcp behind its
@@ -80,13 +81,24 @@ var refusedFlags = map[string]string{
 		"kcp's public address comes from kcp.domain (--shard-external-url)",
 }
 
+// frontProxyRefusedFlags are refusedFlags and the front-proxy's own.
+var frontProxyRefusedFlags = func() map[string]string {
+	m := maps.Clone(refusedFlags)
+	// kcp-tmc sets it with kcp.oidc only (frontProxyVerifiesTokens):
+	// without OIDC it would turn the front-proxy's token checks on,
+	// against the root shard alone.
+	m["--service-account-key-file"] = "kcp-tmc sets it on the front-proxy only with kcp.oidc: there it makes the front-proxy verify " +
+		"ServiceAccount tokens itself, and kcp-front-proxy v0.32.3 finds them on the root shard only (an agent on another shard gets 401; docs/sharding.md)"
+	return m
+}()
+
 // checkExtraFlags refuses an extra flag that is malformed, that the release
 // does not register, that the component already sets or wires (kcp would
 // exit, or the value would silently replace or merge with ours), or that
 // has a typed key (--oidc-*: kcp.oidc also mounts the CA and opens egress),
-// or that is in refusedFlags.
+// or that is in refused.
 // A flag may repeat (list flags such as --tls-sni-cert-key take several).
-func checkExtraFlags(fld *field.Path, extra, generated []string, known map[string]bool, wired ...string) field.ErrorList {
+func checkExtraFlags(fld *field.Path, extra, generated []string, known map[string]bool, refused map[string]string, wired ...string) field.ErrorList {
 	set := map[string]bool{}
 	for _, g := range append(generated, wired...) {
 		set[flagName(g)] = true
@@ -104,8 +116,8 @@ func checkExtraFlags(fld *field.Path, extra, generated []string, known map[strin
 			allowed = "a flag kcp-tmc does not already set (" + name + " is set from its own config key)"
 		case strings.HasPrefix(name, "--oidc-"):
 			allowed = "kcp-tmc:kcp.oidc for OIDC (it also mounts the CA and lets kcp reach the issuer)"
-		case refusedFlags[name] != "":
-			allowed = "not " + name + ": " + refusedFlags[name]
+		case refused[name] != "":
+			allowed = "not " + name + ": " + refused[name]
 		}
 		if allowed != "" {
 			errs = append(errs, field.Invalid(fld.Index(i), f, allowed))

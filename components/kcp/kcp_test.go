@@ -100,12 +100,6 @@ func TestProdServer(t *testing.T) {
 	if mocktest.Dig(fp, "spec", "replicas") != float64(3) {
 		t.Error("front-proxy replicas")
 	}
-	// The front-proxy mounts the service-account certificate without its key.
-	for _, v := range mocktest.Dig(fp, "spec", "template", "spec", "volumes").([]any) {
-		if mocktest.Dig(v, "name") == "tls-service-account" && !reflect.DeepEqual(mocktest.Dig(v, "secret", "items"), []any{map[string]any{"key": "tls.crt", "path": "tls.crt"}}) {
-			t.Errorf("front-proxy service-account volume = %v", v)
-		}
-	}
 	if mocktest.Dig(d, "metadata", "annotations") != nil {
 		t.Error("a 3-replica Deployment suppresses kube-score's replica check")
 	}
@@ -241,9 +235,10 @@ func TestFlagsAreOnesKCPRegisters(t *testing.T) {
 	for _, tc := range []struct {
 		deployment string
 		known      map[string]bool
+		refused    map[string]string
 	}{
-		{ServerName, KnownServerFlags()},
-		{FrontProxyName, KnownFrontProxyFlags()},
+		{ServerName, KnownServerFlags(), refusedFlags},
+		{FrontProxyName, KnownFrontProxyFlags(), frontProxyRefusedFlags},
 	} {
 		if len(tc.known) < 50 {
 			t.Fatalf("%s: %d known flags: not a flag list", tc.deployment, len(tc.known))
@@ -259,7 +254,7 @@ func TestFlagsAreOnesKCPRegisters(t *testing.T) {
 			if !known[flag] {
 				t.Errorf("%s: %s is not a flag kcp v0.32.3 registers (components/kcp/flags/)", tc.deployment, flag)
 			}
-			if why := refusedFlags[flag]; why != "" {
+			if why := tc.refused[flag]; why != "" {
 				t.Errorf("%s: renders %s, which it refuses from users: %s", tc.deployment, flag, why)
 			}
 		}
@@ -285,6 +280,7 @@ func TestExtraFlags(t *testing.T) {
 		{"serving on after SIGTERM", []string{"--shutdown-delay-duration=5s"}, nil, "kcp.extraFlags[0]", `"--shutdown-delay-duration=5s": not --shutdown-delay-duration: kcp v0.32.3 fails every request`},
 		{"the pod's port", []string{"--secure-port=7443"}, nil, "kcp.extraFlags[0]", "a flag kcp-tmc does not already set"},
 		{"front-proxy mapping", nil, []string{"--mapping-file=/x"}, "kcp.frontProxyExtraFlags[0]", `"--mapping-file=/x"`},
+		{"front-proxy token checks", nil, []string{"--service-account-key-file=/x"}, "kcp.frontProxyExtraFlags[0]", `not --service-account-key-file: kcp-tmc sets it on the front-proxy only with kcp.oidc`},
 		{"not a flag", []string{"v=2"}, nil, "kcp.extraFlags[0]", `"v=2": --name or --name=value`},
 	}
 	for _, tt := range tests {
@@ -305,6 +301,45 @@ func TestExtraFlags(t *testing.T) {
 				if len(extra) > 0 && !reflect.DeepEqual(args[len(args)-len(extra):], extra) {
 					t.Errorf("%s args end %v, want %v appended", d, args[len(args)-len(extra):], extra)
 				}
+			}
+		})
+	}
+}
+
+// TestFrontProxyVerifiesTokensOnlyWithOIDC: without a token authenticator
+// of its own the front-proxy passes ServiceAccount tokens to the shard that
+// holds the workspace, which verifies them (kcp v0.32.3 looks their
+// Secrets up across shards; the front-proxy on the root shard only: an
+// agent on another shard got 401 through the front door). With OIDC it must
+// verify them itself, with the public key alone.
+func TestFrontProxyVerifiesTokensOnlyWithOIDC(t *testing.T) {
+	for _, tc := range []struct {
+		name string
+		oidc *OIDC
+		want bool
+	}{
+		{"no OIDC: the shards verify", nil, false},
+		{"OIDC: the front-proxy verifies", &OIDC{IssuerURL: "https://id.example.com", ClientID: "kcp"}, true},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			a := prodArgs()
+			a.OIDC = tc.oidc
+			pod := mocktest.Dig(run(t, a).Object(t, deployType, FrontProxyName), "spec", "template", "spec")
+			args := strings.Join(mocktest.Strings(mocktest.Dig(pod, "containers", 0, "args")), " ")
+			if got := strings.Contains(args, "--service-account-key-file=/etc/kcp-front-proxy/tls/service-account/tls.crt"); got != tc.want {
+				t.Errorf("front-proxy --service-account-key-file: %v, want %v (%s)", got, tc.want, args)
+			}
+			var volume any
+			for _, v := range mocktest.List(mocktest.Dig(pod, "volumes")) {
+				if mocktest.Dig(v, "name") == "tls-service-account" {
+					volume = v
+				}
+			}
+			if (volume != nil) != tc.want {
+				t.Fatalf("front-proxy service-account volume: %v, want one: %v", volume, tc.want)
+			}
+			if volume != nil && !reflect.DeepEqual(mocktest.Dig(volume, "secret", "items"), []any{map[string]any{"key": "tls.crt", "path": "tls.crt"}}) {
+				t.Errorf("the front-proxy mounts more of the service-account key pair than its certificate: %v", volume)
 			}
 		})
 	}

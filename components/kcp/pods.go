@@ -235,7 +235,6 @@ func frontProxyArgs(a Args) []string {
 		"--tls-cert-file=/etc/kcp-front-proxy/tls/server/tls.crt",
 		"--tls-private-key-file=/etc/kcp-front-proxy/tls/server/tls.key",
 		"--client-ca-file=/etc/kcp-front-proxy/tls/client-ca/ca.crt",
-		"--service-account-key-file=/etc/kcp-front-proxy/tls/service-account/tls.crt",
 		"--mapping-file=/etc/kcp-front-proxy/config/mapping.yaml",
 		"--root-kubeconfig=/etc/kcp-front-proxy/config/kubeconfig",
 		"--shards-kubeconfig=/etc/kcp-front-proxy/config/kubeconfig",
@@ -247,8 +246,24 @@ func frontProxyArgs(a Args) []string {
 	if a.OIDC != nil {
 		args = append(args, a.OIDC.flags(oidcDir(FrontProxyName))...)
 	}
+	if frontProxyVerifiesTokens(a) {
+		args = append(args, "--service-account-key-file=/etc/kcp-front-proxy/tls/service-account/tls.crt")
+	}
 	return args
 }
+
+// frontProxyVerifiesTokens: the front-proxy authenticates ServiceAccount
+// tokens itself only where it must. kcp v0.32.3's front-proxy passes a
+// request without a client certificate through to the shard, which
+// authenticates the token (any shard's: kcp's cross-shard ServiceAccount
+// cache), unless the front-proxy has a token authenticator of its own
+// (pkg/proxy/filters WithOptionalAuthentication). With OIDC it has one,
+// and must then verify ServiceAccount tokens too or refuse them all; but
+// it looks their Secrets up on the root shard only (pkg/proxy/options
+// authentication.go), so with OIDC a ServiceAccount of a workspace on
+// another shard cannot authenticate through the front door (stacks refuse
+// an agent there).
+func frontProxyVerifiesTokens(a Args) bool { return a.OIDC != nil }
 
 func frontProxyPod(a Args) *corev1.PodTemplateSpecArgs {
 	args := append(frontProxyArgs(a), a.FrontProxyExtraFlags...)
@@ -258,7 +273,6 @@ func frontProxyPod(a Args) *corev1.PodTemplateSpecArgs {
 		mount("tls-kubeconfig", "/etc/kcp-front-proxy/tls/kubeconfig"),
 		mount("tls-client-ca", "/etc/kcp-front-proxy/tls/client-ca"),
 		mount("tls-server-ca", "/etc/kcp-front-proxy/tls/server-ca"),
-		mount("tls-service-account", "/etc/kcp-front-proxy/tls/service-account"),
 		mount("config", "/etc/kcp-front-proxy/config"),
 		writable("tmp", "/tmp"),
 	}
@@ -268,10 +282,13 @@ func frontProxyPod(a Args) *corev1.PodTemplateSpecArgs {
 		workload.SecretItemsVolume("tls-kubeconfig", a.Certs.FrontProxyKubeconfig, "tls.crt", "tls.key"),
 		workload.SecretItemsVolume("tls-client-ca", a.Certs.ClientCA, "ca.crt"),
 		workload.SecretItemsVolume("tls-server-ca", a.Certs.ServerCA, "ca.crt"),
-		// Only the public half: the front-proxy verifies tokens, it never signs them.
-		workload.SecretItemsVolume("tls-service-account", a.Certs.ServiceAccount, "tls.crt"),
 		workload.ConfigMapVolume("config", "kcp-front-proxy-config"),
 		workload.EmptyDir("tmp", "256Mi"),
+	}
+	if frontProxyVerifiesTokens(a) {
+		mounts = append(mounts, mount("tls-service-account", "/etc/kcp-front-proxy/tls/service-account"))
+		// Only the public half: the front-proxy verifies tokens, it never signs them.
+		volumes = append(volumes, workload.SecretItemsVolume("tls-service-account", a.Certs.ServiceAccount, "tls.crt"))
 	}
 	if a.Certs.FrontProxyPublic != "" {
 		mounts = append(mounts, mount("tls-public", "/etc/kcp-front-proxy/tls/public"))
