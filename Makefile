@@ -95,7 +95,7 @@ bench-sync: toolchain
 # static busybox (etcd's join and backup images) and jq (the runbook's
 # restore) by name when missing; the kcp, api-syncagent and cert-manager binaries come from the
 # variables below, as for make e2e.
-CLUSTER_E2E_BINS := KCP_BIN KCP_FRONT_PROXY_BIN API_SYNCAGENT_BIN CERT_MANAGER_CONTROLLER_BIN CERT_MANAGER_WEBHOOK_BIN CERT_MANAGER_CAINJECTOR_BIN
+CLUSTER_E2E_BINS := KCP_BIN KCP_FRONT_PROXY_BIN CACHE_SERVER_BIN API_SYNCAGENT_BIN CERT_MANAGER_CONTROLLER_BIN CERT_MANAGER_WEBHOOK_BIN CERT_MANAGER_CAINJECTOR_BIN
 NODE_PACKAGES := containerd runc containernetworking-plugins iptables iproute2 nftables util-linux mount busybox-static jq
 cluster-e2e: toolchain
 	@if [ "$$(uname -s)" != Linux ] || [ "$$(id -u)" != 0 ]; then echo "make cluster-e2e: needs root on Linux (it runs containerd, a kubelet and kube-proxy)" >&2; exit 2; fi

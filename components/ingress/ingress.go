@@ -289,6 +289,7 @@ type route struct {
 	// Selector labels the pods behind the host (the load balancer selects them).
 	Selector    map[string]string
 	urn, object string // Pulumi name suffix and object name
+	lb          string // the LoadBalancer Service's name
 	shard       bool
 }
 
@@ -296,10 +297,10 @@ type route struct {
 // Ingress or TLSRoute of a host (kcp, kcp-<shard>).
 func routes(a Args) []route {
 	out := []route{{Name: "kcp", Host: a.Host, Service: a.BackendService, Port: a.BackendPort,
-		Selector: workload.Labels("kcp-front-proxy"), urn: "kcp", object: "kcp"}}
+		Selector: workload.Labels("kcp-front-proxy"), urn: "kcp", object: "kcp", lb: FrontDoorLoadBalancer}}
 	for _, s := range a.Shards {
 		out = append(out, route{Name: s.Name, Host: s.PublicHost(a.Host), Service: s.Service(), Port: a.ShardPort,
-			Selector: workload.Labels(s.Deployment()), urn: s.URN(), object: s.Deployment(), shard: true})
+			Selector: workload.Labels(s.Deployment()), urn: s.URN(), object: s.Deployment(), lb: ShardLoadBalancer(s), shard: true})
 	}
 	return out
 }
@@ -384,15 +385,23 @@ func listener(a Args, name, host string) pulumi.Map {
 	}
 }
 
+// FrontDoorLoadBalancer is the front-proxy's LoadBalancer Service
+// (ingress.mode loadbalancer).
+const FrontDoorLoadBalancer = "kcp-front-proxy-lb"
+
+// ShardLoadBalancer is the LoadBalancer Service of a shard's own public
+// address (ingress.mode loadbalancer), s not the root shard.
+func ShardLoadBalancer(s shard.Shard) string { return s.Deployment() + "-lb" }
+
 // loadBalancer is one LoadBalancer Service for the front-proxy and one per
 // shard (each host's DNS record points at its own).
 func loadBalancer(ctx *pulumi.Context, name string, a Args, opts []pulumi.ResourceOption) ([]pulumi.Resource, error) {
 	var made []pulumi.Resource
 	for _, r := range routes(a) {
 		// The load balancer sends TCP to the pods' own port.
-		urn, object, port := name+"-lb", "kcp-front-proxy-lb", a.TargetPort
+		urn, object, port := name+"-lb", r.lb, a.TargetPort
 		if r.shard {
-			urn, object, port = name+"-lb-"+r.Name, r.object+"-lb", r.Port
+			urn, port = name+"-lb-"+r.Name, r.Port
 		}
 		meta := workload.Meta(object, a.Namespace, "kcp-front-proxy")
 		if a.NLB {

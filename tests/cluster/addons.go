@@ -219,6 +219,8 @@ func (c *Cluster) PublishHost(ctx context.Context, name, ip string) error {
 	if net.ParseIP(ip) == nil {
 		return fmt.Errorf("PublishHost %s: %q is not an IP address", name, ip)
 	}
+	c.node.publishMu.Lock()
+	defer c.node.publishMu.Unlock()
 	if err := c.node.hosts.add(name, ip); err != nil {
 		return err
 	}

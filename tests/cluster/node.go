@@ -11,6 +11,7 @@ import (
 	"runtime"
 	"strconv"
 	"strings"
+	"sync"
 	"time"
 
 	"github.com/kcp-tmc/kcp-tmc/pkg/loopback"
@@ -56,7 +57,10 @@ type node struct {
 	registries *Registries
 	lb         *loadBalancer
 	hosts      *hostsFile
-	netnsSeen  map[string]bool // /var/run/netns entries that existed before
+	// publishMu serialises PublishHost: CoreDNS's hosts are read, changed
+	// and written back, and two front doors may get addresses at once.
+	publishMu sync.Mutex
+	netnsSeen map[string]bool // /var/run/netns entries that existed before
 }
 
 // NodeMissing lists what this machine lacks to run a node (root, Linux, the

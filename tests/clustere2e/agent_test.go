@@ -3,9 +3,7 @@ package clustere2e
 import (
 	"context"
 	"encoding/json"
-	"fmt"
 	"os"
-	"path/filepath"
 	"strings"
 	"testing"
 	"time"
@@ -58,106 +56,20 @@ func TestAgentOnTheSameNode(t *testing.T) {
 	// because their objects carry the stack's rule labels.
 	promTargetsUp(t, []string{monitoring.JobSyncAgent})
 	promRulesHealthy(t, "kcp-agent")
-	admin := p.kcpAdminKubeconfig("https://" + host + ":443")
-
 	t.Cleanup(func() {
 		if t.Failed() {
 			logs, _, _ := kube.Kubectl(ctx, nil, "-n", "kcp-agent", "logs", "deployment/api-syncagent", "--tail=30")
 			t.Logf("agent log:\n%s", cluster.Tail(logs, 6000))
 		}
 	})
-	adminFile := filepath.Join(t.TempDir(), "kcp-admin.kubeconfig")
-	if err := os.WriteFile(adminFile, []byte(admin), 0o600); err != nil {
-		t.Fatal(err)
-	}
-	// kcpTry runs the pinned kubectl as kcp's admin in a workspace.
-	kcpTry := func(workspace string, stdin string, args ...string) (string, error) {
-		var in []byte
-		if stdin != "" {
-			in = []byte(stdin)
-		}
-		out, _, err := kube.Kubectl(ctx, in, append([]string{"--kubeconfig=" + adminFile, "--server=https://" + host + ":443/clusters/" + workspace}, args...)...)
-		return out, err
-	}
-	poll := func(workspace, want string, args ...string) func() (bool, string) {
-		return func() (bool, string) {
-			out, err := kcpTry(workspace, "", args...)
-			if err != nil {
-				return false, err.Error()
-			}
-			if want == "" {
-				return out != "" && out != "[]", out
-			}
-			return out == want, out
-		}
-	}
-	kcp := func(workspace string, stdin string, args ...string) {
-		t.Helper()
-		if _, err := kcpTry(workspace, stdin, args...); err != nil {
-			t.Fatal(err)
-		}
-	}
-	kcp("root", `apiVersion: tenancy.kcp.io/v1alpha1
-kind: Workspace
-metadata: {name: consumer}
-`, "create", "-f", "-")
-	waitCmd(t, "workspace consumer Ready", 2*time.Minute, poll("root", "Ready", "get", "workspace", "consumer", "-o", "jsonpath={.status.phase}"))
+	admin := p.kcpAdminAt(host)
+	admin.createWorkspace("consumer", "")
 	export := "local-export"
 	waitCmd(t, "the agent publishes Widget into "+export, 2*time.Minute,
-		poll("root:compute", "", "get", "apiexports.v1alpha1.apis.kcp.io", export, "-o", "jsonpath={.spec.latestResourceSchemas}"))
-	kcp("root:consumer", fmt.Sprintf(`apiVersion: apis.kcp.io/v1alpha1
-kind: APIBinding
-metadata: {name: widgets}
-spec: {reference: {export: {path: "root:compute", name: %s}}}
-`, export), "create", "-f", "-")
-	waitCmd(t, "APIBinding Bound", 2*time.Minute, poll("root:consumer", "Bound", "get", "apibinding", "widgets", "-o", "jsonpath={.status.phase}"))
-	// widget creates a Widget in kcp and returns where it landed on the node.
-	widget := func(name string) (ns, nodeName string) {
-		t.Helper()
-		waitCmd(t, "Widget "+name+" created in kcp", time.Minute, func() (bool, string) {
-			out, err := kcpTry("root:consumer", fmt.Sprintf(`{"apiVersion":"example.com/v1","kind":"Widget","metadata":{"name":%q,"namespace":"default"},"spec":{"size":3}}`, name), "create", "-f", "-")
-			if err != nil {
-				return false, err.Error()
-			}
-			return true, out
-		})
-		began := time.Now()
-		waitCmd(t, "Widget "+name+" reaches the node", 2*time.Minute, func() (bool, string) {
-			out, _, err := kube.Kubectl(ctx, nil, "get", "widgets.example.com", "-A", "-o", "json")
-			if err != nil {
-				return false, err.Error()
-			}
-			var list struct {
-				Items []struct {
-					Metadata struct {
-						Name, Namespace string
-						Annotations     map[string]string
-					}
-				}
-			}
-			if err := json.Unmarshal([]byte(out), &list); err != nil {
-				return false, err.Error()
-			}
-			for _, w := range list.Items {
-				// api-syncagent v0.7.0 notes the kcp object's name here (internal/sync/types.go).
-				if w.Metadata.Annotations["syncagent.kcp.io/remote-object-name"] == name {
-					ns, nodeName = w.Metadata.Namespace, w.Metadata.Name
-					return true, ""
-				}
-			}
-			return false, fmt.Sprintf("%d widgets on the node, none from %s", len(list.Items), name)
-		})
-		t.Logf("Widget %s: kcp → node in %s", name, time.Since(began).Round(100*time.Millisecond))
-		return ns, nodeName
-	}
-	ns, name := widget("w1")
-	began := time.Now()
-	if _, _, err := kube.Kubectl(ctx, nil, "-n", ns, "patch", "widgets.example.com", name, "--subresource=status", "--type=merge", "-p", `{"status":{"phase":"Provisioned"}}`); err != nil {
-		t.Fatal(err)
-	}
-	waitCmd(t, "the status comes back to kcp", 2*time.Minute,
-		poll("root:consumer", "Provisioned", "get", "widgets.example.com", "w1", "-n", "default", "-o", "jsonpath={.status.phase}"))
-	t.Logf("node → kcp status in %s", time.Since(began).Round(100*time.Millisecond))
+		admin.poll("root:compute", "", "get", "apiexports.v1alpha1.apis.kcp.io", export, "-o", "jsonpath={.spec.latestResourceSchemas}"))
+	admin.bind("root:consumer", "root:compute", export)
+	ns, name := admin.widgetToNode("root:consumer", "w1")
+	admin.statusBack("root:consumer", "w1", ns, name, "Provisioned")
 
 	// Renewals reach nobody's desk: cert-manager renews what the agent's
 	// path rests on, and a Widget created afterwards still syncs.
@@ -180,7 +92,7 @@ spec: {reference: {export: {path: "root:compute", name: %s}}}
 	}
 	// The front-proxy reads its forwarding certificate only at start: the
 	// stack's CronJob restarts it weekly; its Job now, as the schedule would.
-	began = time.Now()
+	began := time.Now()
 	if _, _, err := kube.Kubectl(ctx, nil, "-n", p.ns, "create", "job", "--from=cronjob/"+kcpc.FrontProxyRestartName, "restart-now"); err != nil {
 		t.Fatal(err)
 	}
@@ -198,7 +110,7 @@ spec: {reference: {export: {path: "root:compute", name: %s}}}
 		t.Error("the restart Job completed but did not restart the front-proxy")
 	}
 	t.Logf("the front-proxy restarted by its CronJob's Job in %s", time.Since(began).Round(time.Second))
-	widget("w2")
+	admin.widgetToNode("root:consumer", "w2")
 	p.must("up") // reads the renewed admin certificate: an update of the kcp providers, no replacement
 	p.must("up", "--expect-no-changes")
 

@@ -35,6 +35,7 @@ import (
 var binaries = []struct{ env, what string }{
 	{"KCP_BIN", "kcp v0.32.3"},
 	{"KCP_FRONT_PROXY_BIN", "kcp-front-proxy v0.32.3"},
+	{"CACHE_SERVER_BIN", "cache-server v0.32.3 (kcp.cache.mode separate)"},
 	{"API_SYNCAGENT_BIN", "api-syncagent v0.7.0"},
 	{"CERT_MANAGER_CONTROLLER_BIN", "cert-manager's controller v1.21.2 (quay.io/jetstack/cert-manager-controller's /app/cmd/controller/controller)"},
 	{"CERT_MANAGER_WEBHOOK_BIN", "cert-manager's webhook v1.21.2 (quay.io/jetstack/cert-manager-webhook's /app/cmd/webhook/webhook)"},
@@ -192,7 +193,9 @@ func stackImages(bin string) ([]cluster.Image, error) {
 	env := os.Getenv
 	return []cluster.Image{
 		{Ref: cfg.KCP.Image + ":" + cfg.KCP.Version, User: "65532", Entrypoint: []string{"/kcp"},
-			Files: []cluster.File{{Path: "/kcp", Source: env("KCP_BIN")}, {Path: "/kcp-front-proxy", Source: env("KCP_FRONT_PROXY_BIN")}}},
+			// kcp's image holds its three programs (kcp v0.32.3's Dockerfile).
+			Files: []cluster.File{{Path: "/kcp", Source: env("KCP_BIN")}, {Path: "/kcp-front-proxy", Source: env("KCP_FRONT_PROXY_BIN")},
+				{Path: "/cache-server", Source: env("CACHE_SERVER_BIN")}}},
 		{Ref: cfg.Etcd.Image + ":" + cfg.Etcd.Version, User: "65532", Entrypoint: []string{"/usr/local/bin/etcd"},
 			Files: []cluster.File{{Path: "/usr/local/bin/etcd", Source: filepath.Join(bin, "etcd")},
 				{Path: "/usr/local/bin/etcdctl", Source: filepath.Join(bin, "etcdctl")},

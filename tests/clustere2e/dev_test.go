@@ -27,6 +27,7 @@ import (
 	"github.com/kcp-tmc/kcp-tmc/internal/cli"
 	"github.com/kcp-tmc/kcp-tmc/internal/test/proctest"
 	"github.com/kcp-tmc/kcp-tmc/internal/test/testenv"
+	"github.com/kcp-tmc/kcp-tmc/pkg/shard"
 	"github.com/kcp-tmc/kcp-tmc/tests/cluster"
 )
 
@@ -280,14 +281,14 @@ func claimVolume(t *testing.T, ns, claim string) (pv, dir string) {
 	return pv, dir
 }
 
-// backupsRun runs the stack's backup and verification CronJobs now, as
-// their schedules would: a snapshot of etcd lands on dev's backup volume
+// backupsRun runs the backup and verification CronJobs of a shard's etcd
+// now, as their schedules would: a snapshot of that etcd lands on dev's backup volume
 // with its metadata, and the verification fetches that newest snapshot,
 // checks it and restores it into scratch space.
-func backupsRun(t *testing.T, ns string) (key string) {
+func backupsRun(t *testing.T, ns string, of shard.Shard) (key string) {
 	t.Helper()
 	t0 := time.Now()
-	out := runCronJob(t, ns, backup.Name)
+	out := runCronJob(t, ns, of.BackupJob())
 	m := regexp.MustCompile(`etcd-backup: OK (\S+\.db) sha256=([0-9a-f]{64})`).FindStringSubmatch(out)
 	if m == nil {
 		t.Fatalf("the backup's log names no snapshot:\n%s", cluster.Tail(out, 3000))
@@ -307,7 +308,7 @@ func backupsRun(t *testing.T, ns string) (key string) {
 	}
 	t.Logf("backup: %s (%d bytes) on volume %s in %s", key, len(db), backup.PVCClaim, time.Since(t0).Round(time.Second))
 	t0 = time.Now()
-	if out := runCronJob(t, ns, backup.VerifyName); !strings.Contains(out, "OK fetched "+key) {
+	if out := runCronJob(t, ns, of.VerifyJob()); !strings.Contains(out, "OK fetched "+key) {
 		t.Errorf("the verification did not fetch the newest snapshot %s:\n%s", key, cluster.Tail(out, 3000))
 	}
 	t.Logf("verification: fetched, checked and restored %s in %s", key, time.Since(t0).Round(time.Second))
@@ -408,30 +409,42 @@ func promTargetsUp(t *testing.T, jobs []string) {
 	t.Errorf("Prometheus targets after 3m: %s", last)
 }
 
-// checkTargets is "" when every job has targets and all are up, else why not.
-func checkTargets(ip string, jobs []string) string {
+// promTarget is one of Prometheus' active scrape targets.
+type promTarget struct {
+	Labels    map[string]string `json:"labels"`
+	Health    string            `json:"health"`
+	LastError string            `json:"lastError"`
+	ScrapeURL string            `json:"scrapeUrl"`
+}
+
+// promTargets are the active targets of the Prometheus at ip.
+func promTargets(ip string) ([]promTarget, error) {
 	resp, err := http.Get("http://" + ip + ":9090/api/v1/targets?state=active")
 	if err != nil {
-		return err.Error()
+		return nil, err
 	}
 	defer resp.Body.Close()
 	var body struct {
 		Data struct {
-			ActiveTargets []struct {
-				Labels    map[string]string `json:"labels"`
-				Health    string            `json:"health"`
-				LastError string            `json:"lastError"`
-				ScrapeURL string            `json:"scrapeUrl"`
-			} `json:"activeTargets"`
+			ActiveTargets []promTarget `json:"activeTargets"`
 		} `json:"data"`
 	}
 	if err := json.NewDecoder(resp.Body).Decode(&body); err != nil {
+		return nil, fmt.Errorf("Prometheus targets: %w", err)
+	}
+	return body.Data.ActiveTargets, nil
+}
+
+// checkTargets is "" when every job has targets and all are up, else why not.
+func checkTargets(ip string, jobs []string) string {
+	targets, err := promTargets(ip)
+	if err != nil {
 		return err.Error()
 	}
 	var problems []string
 	for _, job := range jobs {
 		n := 0
-		for _, tg := range body.Data.ActiveTargets {
+		for _, tg := range targets {
 			if tg.Labels["job"] != job {
 				continue
 			}

@@ -15,6 +15,7 @@ import (
 
 	"github.com/pulumi/pulumi/sdk/v3/go/auto"
 
+	"github.com/kcp-tmc/kcp-tmc/pkg/shard"
 	"github.com/kcp-tmc/kcp-tmc/pkg/toolchain"
 	"github.com/kcp-tmc/kcp-tmc/tests/cluster"
 )
@@ -108,15 +109,36 @@ func (r *runbookShell) run(name string) (trace, out string) {
 	return stderr.String(), stdout.String()
 }
 
+// restoreTarget is what the variables of the runbook's restore name: the
+// shard whose etcd is restored, its members and a workspace on it.
+type restoreTarget struct {
+	shard   shard.Shard
+	members int
+	ws      string
+}
+
+// rootEtcd is the root shard's etcd of members members.
+func rootEtcd(members int) restoreTarget {
+	return restoreTarget{shard: shard.Shard{Name: shard.Root}, members: members, ws: "root"}
+}
+
+// vars are the runbook's variables for a restore of r through host, kcp
+// and the front-proxy at one replica each (the dev stack's).
+func (r restoreTarget) vars(p *platform, host string) map[string]string {
+	return map[string]string{"NS": p.ns, "ETCD": r.shard.EtcdCluster(), "SERVER": r.shard.Deployment(), "WS": r.ws,
+		"KCP_URL": "https://" + host, "N": strconv.Itoa(r.members), "KCP": "1", "PROXY": "1"}
+}
+
 // restoreByTheRunbook restores etcd from the snapshot key with the
 // runbook's own commands ("Restore etcd from a snapshot": stop kcp, stop
 // etcd, one in-cluster Job per member — the way that reaches dev's backup
 // volume — and start kcp with its checks, up to kcp-tmc drift), and
 // returns the RTO: from the first command to the end of the request
 // through the front-proxy that stops the clock.
-func restoreByTheRunbook(t *testing.T, p *platform, admin, key string, members int) time.Duration {
+func restoreByTheRunbook(t *testing.T, p *platform, host, admin, key string, target restoreTarget) time.Duration {
 	t.Helper()
-	sh := newRunbookShell(t, p, admin, map[string]string{"NS": p.ns, "N": strconv.Itoa(members), "KCP": "1", "PROXY": "1", "KEY": key})
+	sh := newRunbookShell(t, p, admin, target.vars(p, host))
+	sh.set("KEY", key)
 	began := time.Now()
 	sh.run("stop-kcp")
 	sh.run("stop-etcd")
@@ -157,9 +179,9 @@ func backupAndRestore(t *testing.T, p *platform, host string, members int) {
 	t.Helper()
 	admin, adminFile := runbookAdmin(t, p, host)
 	kcpCreateNamespace(t, adminFile, "before-the-backup")
-	key := backupsRun(t, p.ns)
+	key := backupsRun(t, p.ns, shard.Shard{Name: shard.Root})
 	kcpCreateNamespace(t, adminFile, "after-the-backup")
-	restoreByTheRunbook(t, p, admin, key, members)
+	restoreByTheRunbook(t, p, host, admin, key, rootEtcd(members))
 	if before, after := kcpNamespace(t, adminFile, "before-the-backup"), kcpNamespace(t, adminFile, "after-the-backup"); !before || after {
 		t.Errorf("after the restore: namespace before-the-backup %v (want true), after-the-backup %v (want false)", before, after)
 	}
@@ -213,7 +235,8 @@ func moveEtcdByTheRunbook(t *testing.T, p *platform, host, class string, members
 	admin, adminFile := runbookAdmin(t, p, host)
 	kcpCreateNamespace(t, adminFile, "before-the-move")
 	oldVolumes := etcdVolumes(t, p.ns, members)
-	sh := newRunbookShell(t, p, admin, map[string]string{"NS": p.ns, "N": strconv.Itoa(members), "KCP": "1", "PROXY": "1", "CLASS": class})
+	sh := newRunbookShell(t, p, admin, rootEtcd(members).vars(p, host))
+	sh.set("CLASS", class)
 	began := time.Now()
 	sh.run("stop-kcp")
 	_, out := sh.run("move-snapshot")
@@ -306,7 +329,8 @@ func moveEtcdRollingByTheRunbook(t *testing.T, p *platform, host, class string, 
 	admin, _ := runbookAdmin(t, p, host)
 	oldVolumes := etcdVolumes(t, p.ns, members)
 	before := etcdMembers(t, p.ns)
-	sh := newRunbookShell(t, p, admin, map[string]string{"NS": p.ns, "N": strconv.Itoa(members), "CLASS": class})
+	sh := newRunbookShell(t, p, admin, rootEtcd(members).vars(p, host))
+	sh.set("CLASS", class)
 	w := startKCPWriter(t, p.kcpAdminKubeconfig("https://"+host+":443/clusters/root"), "etcd-move", 1, 100*time.Millisecond)
 	time.Sleep(3 * time.Second)
 	began := time.Now()
