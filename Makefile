@@ -90,7 +90,8 @@ bench-sync: toolchain
 # Cluster e2e (README "Cluster e2e"): `kcp-tmc up` of the dev stack onto a
 # single-node cluster that runs its Pods (kubelet, containerd, kube-proxy,
 # CoreDNS, cert-manager, Prometheus), smoke, a second up, destroy; an agent
-# on the node; a lost etcd member. Root on Linux; installs Debian's
+# on the node; a lost etcd member; disruptions under load; the sharded
+# topology with a shard's etcd restored. Root on Linux; installs Debian's
 # containerd, runc, CNI plugins, nft and unshare (NetworkPolicy enforcement),
 # static busybox (etcd's join and backup images) and jq (the runbook's
 # restore) by name when missing; the kcp, api-syncagent and cert-manager binaries come from the
@@ -106,4 +107,4 @@ cluster-e2e: toolchain
 	  apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq $(NODE_PACKAGES) >/dev/null; fi
 	@hack/toolchain.sh cluster >/dev/null
 	@mkdir -p $(LOGS); echo "make cluster-e2e: full output in $(LOGS)/cluster-e2e.log"
-	set -o pipefail; KCP_TMC_CLUSTER_E2E=1 go test -count=1 -v -timeout 45m ./tests/clustere2e 2>&1 | tee $(LOGS)/cluster-e2e.log | grep -v '^        {'
+	set -o pipefail; KCP_TMC_CLUSTER_E2E=1 go test -count=1 -v -timeout 60m ./tests/clustere2e 2>&1 | tee $(LOGS)/cluster-e2e.log | grep -v '^        {'

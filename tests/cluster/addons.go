@@ -32,8 +32,10 @@ const (
 	OtherStorageClass = "fast"
 )
 
-// localVolumes is how many local PersistentVolumes each class offers.
-var localVolumes = map[string]int{StorageClass: 12, OtherStorageClass: 6}
+// localVolumes is how many local PersistentVolumes each class offers:
+// enough for every test of the suite, since volumes are retained and each
+// new claim takes a fresh one (the sharded stack's four ran out at 12).
+var localVolumes = map[string]int{StorageClass: 24, OtherStorageClass: 6}
 
 // LoadBalancerIPs is the pool Services of type LoadBalancer get addresses
 // from (TEST-NET-2: never a real host).

@@ -2,16 +2,14 @@ package clustere2e
 
 import (
 	"context"
-	"encoding/json"
-	"os"
 	"strings"
 	"testing"
 	"time"
 
+	"github.com/kcp-tmc/kcp-tmc/components/ingress"
 	kcpc "github.com/kcp-tmc/kcp-tmc/components/kcp"
 	"github.com/kcp-tmc/kcp-tmc/components/monitoring"
 	"github.com/kcp-tmc/kcp-tmc/components/tls"
-	"github.com/kcp-tmc/kcp-tmc/tests/cluster"
 )
 
 // TestAgentOnTheSameNode: the dev stack with one api-syncagent cluster entry
@@ -30,22 +28,9 @@ func TestAgentOnTheSameNode(t *testing.T) {
 	require(t)
 	ctx := context.Background()
 	const host = "kcp.dev.kcp.example.com"
-	if err := kube.Apply(ctx, cluster.WidgetCRD); err != nil {
-		t.Fatal(err)
-	}
-	p := newPlatform(t, map[string]any{
-		"kcp-tmc:clusters": []any{map[string]any{"name": "local", "replicas": 1,
-			"resources": []any{map[string]any{"group": "example.com", "version": "v1", "kind": "Widget", "plural": "widgets"}}}},
-	})
-	kubeconfig, err := os.ReadFile(kube.Kubeconfig)
-	if err != nil {
-		t.Fatal(err)
-	}
-	kc, _ := json.Marshal(map[string]string{"local": string(kubeconfig)})
-	p.setSecret("kcp-tmc:clusterKubeconfigs", string(kc))
-	p.destroyAtCleanup()
+	p := newAgentPlatform(t, nil, nil)
 
-	p.publishFrontDoorOnceAddressed("kcp-front-proxy-lb", host)
+	p.publishFrontDoorOnceAddressed(ingress.FrontDoorLoadBalancer, host)
 	p.must("up") // awaits the agent's rollout: Ready means it reached kcp
 	p.must("up", "--expect-no-changes")
 	// smoke with its defaults: a Widget through the agent's export, in a
@@ -56,12 +41,6 @@ func TestAgentOnTheSameNode(t *testing.T) {
 	// because their objects carry the stack's rule labels.
 	promTargetsUp(t, []string{monitoring.JobSyncAgent})
 	promRulesHealthy(t, "kcp-agent")
-	t.Cleanup(func() {
-		if t.Failed() {
-			logs, _, _ := kube.Kubectl(ctx, nil, "-n", "kcp-agent", "logs", "deployment/api-syncagent", "--tail=30")
-			t.Logf("agent log:\n%s", cluster.Tail(logs, 6000))
-		}
-	})
 	admin := p.kcpAdminAt(host)
 	admin.createWorkspace("consumer", "")
 	export := "local-export"

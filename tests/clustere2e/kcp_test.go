@@ -4,10 +4,13 @@ import (
 	"context"
 	"encoding/json"
 	"fmt"
+	"maps"
 	"os"
 	"path/filepath"
 	"testing"
 	"time"
+
+	"github.com/kcp-tmc/kcp-tmc/tests/cluster"
 )
 
 // kcpAdmin runs the pinned kubectl as kcp's admin (the stack's kcp-admin
@@ -154,4 +157,36 @@ func (k *kcpAdmin) statusBack(workspace, name, ns, nodeName, phase string) {
 	waitCmd(k.t, "the status of "+name+" comes back to "+workspace, 2*time.Minute,
 		k.poll(workspace, phase, "get", "widgets.example.com", name, "-n", "default", "-o", "jsonpath={.status.phase}"))
 	k.t.Logf("Widget %s: node → %s status in %s", name, workspace, time.Since(began).Round(100*time.Millisecond))
+}
+
+// newAgentPlatform is the dev stack (newPlatform, with overrides) and one
+// api-syncagent cluster entry "local" whose physical cluster is the node
+// itself, syncing Widgets, with entry's extra keys; destroyed when the test
+// ends, and the agent's log shown if it failed.
+func newAgentPlatform(t *testing.T, entry, overrides map[string]any) *platform {
+	t.Helper()
+	ctx := context.Background()
+	if err := kube.Apply(ctx, cluster.WidgetCRD); err != nil {
+		t.Fatal(err)
+	}
+	local := map[string]any{"name": "local", "replicas": 1,
+		"resources": []any{map[string]any{"group": "example.com", "version": "v1", "kind": "Widget", "plural": "widgets"}}}
+	maps.Copy(local, entry)
+	cfg := map[string]any{"kcp-tmc:clusters": []any{local}}
+	maps.Copy(cfg, overrides)
+	p := newPlatform(t, cfg)
+	kubeconfig, err := os.ReadFile(kube.Kubeconfig)
+	if err != nil {
+		t.Fatal(err)
+	}
+	kc, _ := json.Marshal(map[string]string{"local": string(kubeconfig)})
+	p.setSecret("kcp-tmc:clusterKubeconfigs", string(kc))
+	p.destroyAtCleanup()
+	t.Cleanup(func() {
+		if t.Failed() {
+			logs, _, _ := kube.Kubectl(ctx, nil, "-n", "kcp-agent", "logs", "deployment/api-syncagent", "--tail=40")
+			t.Logf("agent log:\n%s", cluster.Tail(logs, 6000))
+		}
+	})
+	return p
 }

@@ -1,9 +1,6 @@
 package clustere2e
 
 import (
-	"context"
-	"encoding/json"
-	"os"
 	"slices"
 	"strings"
 	"testing"
@@ -12,7 +9,6 @@ import (
 	"github.com/kcp-tmc/kcp-tmc/components/ingress"
 	"github.com/kcp-tmc/kcp-tmc/components/monitoring"
 	"github.com/kcp-tmc/kcp-tmc/pkg/shard"
-	"github.com/kcp-tmc/kcp-tmc/tests/cluster"
 )
 
 // TestShardedStackOnANode: the production topology of docs/sharding.md —
@@ -30,29 +26,10 @@ import (
 // etcds; the next up changes nothing.
 func TestShardedStackOnANode(t *testing.T) {
 	require(t)
-	ctx := context.Background()
 	const host = "kcp.dev.kcp.example.com"
 	s1 := shard.Shard{Name: "shard-1"}
-	if err := kube.Apply(ctx, cluster.WidgetCRD); err != nil {
-		t.Fatal(err)
-	}
-	p := newPlatform(t, map[string]any{
+	p := newAgentPlatform(t, map[string]any{"shard": s1.Name}, map[string]any{
 		"kcp-tmc:kcp": map[string]any{"shards": []any{map[string]any{"name": s1.Name}}, "cache": map[string]any{"mode": "separate"}},
-		"kcp-tmc:clusters": []any{map[string]any{"name": "local", "replicas": 1, "shard": s1.Name,
-			"resources": []any{map[string]any{"group": "example.com", "version": "v1", "kind": "Widget", "plural": "widgets"}}}},
-	})
-	kubeconfig, err := os.ReadFile(kube.Kubeconfig)
-	if err != nil {
-		t.Fatal(err)
-	}
-	kc, _ := json.Marshal(map[string]string{"local": string(kubeconfig)})
-	p.setSecret("kcp-tmc:clusterKubeconfigs", string(kc))
-	p.destroyAtCleanup()
-	t.Cleanup(func() {
-		if t.Failed() {
-			logs, _, _ := kube.Kubectl(ctx, nil, "-n", "kcp-agent", "logs", "deployment/api-syncagent", "--tail=40")
-			t.Logf("agent log:\n%s", cluster.Tail(logs, 6000))
-		}
 	})
 
 	p.publishFrontDoorOnceAddressed(ingress.FrontDoorLoadBalancer, host)
