@@ -397,17 +397,22 @@ func materializeContainer(t testing.TB, objs objects, m *machine, name string, w
 		case "metadata.namespace":
 			env[fmt.Sprint(e["name"])] = fmt.Sprint(mocktest.Dig(workload, "metadata", "namespace"))
 		default:
-			if ref := asMap(mocktest.Dig(e, "valueFrom", "secretKeyRef")); ref != nil {
-				v, ok := objs.data(t, "Secret", fmt.Sprint(ref["name"]))[fmt.Sprint(ref["key"])]
-				if !ok {
-					t.Fatalf("%s: env %v reads key %v, which Secret %v lacks", name, e["name"], ref["key"], ref["name"])
+			found := false
+			for kind, from := range map[string]string{"Secret": "secretKeyRef", "ConfigMap": "configMapKeyRef"} {
+				if ref := asMap(mocktest.Dig(e, "valueFrom", from)); ref != nil {
+					v, ok := objs.data(t, kind, fmt.Sprint(ref["name"]))[fmt.Sprint(ref["key"])]
+					if !ok {
+						t.Fatalf("%s: env %v reads key %v, which %s %v lacks", name, e["name"], ref["key"], kind, ref["name"])
+					}
+					env[fmt.Sprint(e["name"])], found = v, true
 				}
-				env[fmt.Sprint(e["name"])] = v
+			}
+			if found {
 				break
 			}
 			v, ok := e["value"]
 			if !ok {
-				t.Fatalf("%s: env %v comes from neither a value, a Secret's key nor the pod's name or namespace", name, e["name"])
+				t.Fatalf("%s: env %v comes from neither a value, a Secret's or ConfigMap's key nor the pod's name or namespace", name, e["name"])
 			}
 			env[fmt.Sprint(e["name"])] = fmt.Sprint(v)
 		}
