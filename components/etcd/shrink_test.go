@@ -17,14 +17,83 @@ import (
 // (the members it cannot have do not resolve, as on a cluster).
 func runMembersJob(t *testing.T, via *localMember, replicas int) (string, error) {
 	t.Helper()
-	a := Args{Namespace: "kcp", Replicas: replicas, StorageSize: "10Gi", ServerSecret: "s", PeerSecret: "p"}.WithDefaults()
-	cmd := exec.Command("sh", "-c", membersScript, "etcd-members")
-	cmd.Env = append(os.Environ(), "PATH="+toolchain.Bin()+":"+os.Getenv("PATH"))
-	for _, e := range membersEnv(a) {
-		cmd.Env = append(cmd.Env, e.name+"="+via.local.Replace(e.value))
-	}
-	out, err := cmd.CombinedOutput()
+	out, err := membersJobCmd(membersArgs(replicas), toolchain.Bin(), via.local.Replace).CombinedOutput()
 	return string(out), err
+}
+
+func membersArgs(replicas int) Args {
+	return Args{Namespace: "kcp", Replicas: replicas, StorageSize: "10Gi", ServerSecret: "s", PeerSecret: "p"}.WithDefaults()
+}
+
+// membersJobCmd is the membership Job's script with its environment, the
+// tools in bin found first and each value passed through local.
+func membersJobCmd(a Args, bin string, local func(string) string) *exec.Cmd {
+	cmd := exec.Command("sh", "-c", membersScript, "etcd-members")
+	cmd.Env = append(os.Environ(), "PATH="+bin+":"+os.Getenv("PATH"))
+	for _, e := range membersEnv(a) {
+		cmd.Env = append(cmd.Env, e.name+"="+local(e.value))
+	}
+	return cmd
+}
+
+// TestMembersJobWaitsOutAnElection: after removing the leader the cluster
+// elects a new one and a member list times out meanwhile (seen on the node,
+// where the Job then logged "the cluster has 0 members"). The Job asks
+// again and counts the members that answer; with no member answering at
+// all it removes nothing. etcdctl is a stand-in here, so the timing of the
+// election is the test's to choose.
+func TestMembersJobWaitsOutAnElection(t *testing.T) {
+	a := membersArgs(1)
+	peers := a.Cluster().PeerURLs(2)
+	for _, tc := range []struct {
+		name string
+		// lists failing before the first answer, and after the removal
+		failBefore, failAfter int
+		want                  string
+		removes               bool
+	}{
+		{name: "answers at once", want: "OK: removed 1; the cluster has 1 members", removes: true},
+		{name: "an election after the removal", failAfter: 2, want: "OK: removed 1; the cluster has 1 members", removes: true},
+		{name: "one unanswered list before", failBefore: 1, want: "OK: removed 1; the cluster has 1 members", removes: true},
+		{name: "no member answers", failBefore: 3, want: "no member answers: nothing to change"},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			bin := t.TempDir()
+			state := t.TempDir()
+			// Lists fail while a countdown file for the phase holds a
+			// number above 0; a removal switches to the phase after it.
+			for phase, n := range map[string]int{"before": tc.failBefore, "after": tc.failAfter} {
+				if err := os.WriteFile(filepath.Join(state, phase), []byte(strconv.Itoa(n)), 0o600); err != nil {
+					t.Fatal(err)
+				}
+			}
+			script := `#!/bin/sh
+s=` + state + `
+phase=before; [ -e $s/removed ] && phase=after
+case "$*" in
+*"member remove"*) echo "$*" >> $s/removed; exit 0 ;;
+*"member list"*)
+	n=$(cat $s/$phase)
+	if [ "$n" -gt 0 ]; then echo $((n - 1)) > $s/$phase; echo "context deadline exceeded" >&2; exit 1; fi
+	echo "8e9e05c52164694d, started, etcd-0, ` + peers[0] + `, https://etcd-0:2379, false"
+	[ $phase = after ] || echo "91bc3c398fb3c146, started, etcd-1, ` + peers[1] + `, https://etcd-1:2379, false"
+	exit 0 ;;
+esac
+echo "unexpected: etcdctl $*" >&2; exit 2
+`
+			if err := os.WriteFile(filepath.Join(bin, "etcdctl"), []byte(script), 0o755); err != nil {
+				t.Fatal(err)
+			}
+			out, err := membersJobCmd(a, bin, func(v string) string { return v }).CombinedOutput()
+			if err != nil || !strings.Contains(string(out), tc.want) {
+				t.Fatalf("the Job: %v, want %q in:\n%s", err, tc.want, out)
+			}
+			removed, _ := os.ReadFile(filepath.Join(state, "removed"))
+			if got := strings.Contains(string(removed), "member remove 91bc3c398fb3c146"); got != tc.removes || strings.Count(string(removed), "\n") > 1 {
+				t.Errorf("removals %q, want etcd-1's removed: %v", removed, tc.removes)
+			}
+		})
+	}
 }
 
 // TestShrinkRemovesMembersFirst: etcd.replicas lowered from 3 to 1 on a

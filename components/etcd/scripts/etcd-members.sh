@@ -26,19 +26,21 @@ field() {
 	echo "${v# }"
 }
 
+# list N: the member list into $members, asked up to N times 2 s apart;
+# fails if no member answered.
 list() {
-	etcdctl --endpoints="$ETCD_ENDPOINTS" --dial-timeout=3s --command-timeout=5s member list
+	tries=0
+	until members=$(etcdctl --endpoints="$ETCD_ENDPOINTS" --dial-timeout=3s --command-timeout=5s member list 2>/dev/null); do
+		tries=$((tries + 1))
+		[ "$tries" -lt "$1" ] || return 1
+		sleep 2
+	done
 }
 
-tries=0
-until members=$(list 2>/dev/null); do
-	tries=$((tries + 1))
-	if [ "$tries" -ge 3 ]; then
-		log "no member answers: nothing to change (a first install, or a cluster that is down)"
-		exit 0
-	fi
-	sleep 2
-done
+list 3 || {
+	log "no member answers: nothing to change (a first install, or a cluster that is down)"
+	exit 0
+}
 
 kept() {
 	case ",$KEEP_PEERS," in
@@ -73,19 +75,14 @@ EOF
 
 # Removing the leader starts an election: the list may time out meanwhile
 # (seen on the node: "context deadline exceeded", then a count of 0).
-tries=0
-until after=$(list 2>/dev/null); do
-	tries=$((tries + 1))
-	if [ "$tries" -ge 30 ]; then
-		log "OK: removed $removed; the member list did not answer for a minute after it"
-		exit 0
-	fi
-	sleep 2
-done
+list 30 || {
+	log "OK: removed $removed; the member list did not answer for a minute after it"
+	exit 0
+}
 count=0
 while IFS= read -r l; do
 	[ -n "$l" ] && count=$((count + 1))
 done <<EOF
-$after
+$members
 EOF
 log "OK: removed $removed; the cluster has $count members"
