@@ -127,6 +127,10 @@ func syncThroughExport(ctx context.Context, t SmokeTarget, cl SmokeCluster, down
 	if err := waitPhase(ctx, workspaces, ws, "Ready", t.SyncTimeout); err != nil {
 		return "", fmt.Errorf("workspace root:%s: %w", ws, err)
 	}
+	where := ""
+	if w, err := workspaces.Get(ctx, ws, metav1.GetOptions{}); err == nil {
+		where = placement(w)
+	}
 	wsConfig, err := workspaceConfig(t.KCP, "root:"+ws)
 	if err != nil {
 		return "", err
@@ -160,8 +164,26 @@ func syncThroughExport(ctx context.Context, t SmokeTarget, cl SmokeCluster, down
 	detail, err := syncWorkload(ctx, one, wsClient, map[string]dynamic.Interface{cl.Name: downstream})
 	if err != nil && apierrors.IsInvalid(err) {
 		err = fmt.Errorf("%w (its schema wants fields an empty object lacks: pass --workload with a valid one)", err)
+	} else if err != nil && where != "" {
+		err = fmt.Errorf("%w (workspace root:%s %s)", err, ws, where)
 	}
 	return detail, err
+}
+
+// placement says where kcp put a workspace: its logical cluster, the name
+// the agent's log uses for it, and its shard's address (which shard serves
+// it matters on a sharded stack).
+func placement(ws *unstructured.Unstructured) string {
+	cluster, _, _ := unstructured.NestedString(ws.Object, "spec", "cluster")
+	if cluster == "" {
+		return ""
+	}
+	out := "is logical cluster " + cluster
+	raw, _, _ := unstructured.NestedString(ws.Object, "spec", "URL")
+	if u, err := url.Parse(raw); err == nil && u.Host != "" {
+		out += " on shard " + u.Host
+	}
+	return out
 }
 
 var (
