@@ -10,6 +10,7 @@ import (
 	"fmt"
 	"math/big"
 	"reflect"
+	"slices"
 	"strings"
 	"testing"
 	"time"
@@ -108,16 +109,25 @@ func TestProdServer(t *testing.T) {
 // TestPodsDrainBeforeTheyStop: every pod of kcp's Deployments — each
 // shard's servers, the front-proxy and the cache server — goes on serving
 // for drainSeconds after it is told to stop, while its Service's endpoints
-// stop sending it connections, and has time left for what is in flight.
+// stop sending it connections, and has StopSeconds left for what is in
+// flight. kcp's servers close their open watches then instead of waiting
+// for them past StopSeconds (tests/e2e TestSyncAgentOnShard times it).
 func TestPodsDrainBeforeTheyStop(t *testing.T) {
 	rec := run(t, separateCacheArgs())
-	for _, name := range []string{ServerName, ServerName + "-shard-1", FrontProxyName, CacheName} {
-		pod := mocktest.Dig(rec.Object(t, deployType, name), "spec", "template", "spec")
+	for _, tc := range []struct {
+		name      string
+		kcpServer bool
+	}{{ServerName, true}, {ServerName + "-shard-1", true}, {FrontProxyName, false}, {CacheName, false}} {
+		pod := mocktest.Dig(rec.Object(t, deployType, tc.name), "spec", "template", "spec")
 		if got := mocktest.Dig(pod, "containers", 0, "lifecycle", "preStop", "sleep", "seconds"); got != float64(drainSeconds) {
-			t.Errorf("%s: preStop sleep %v, want %d s", name, got, drainSeconds)
+			t.Errorf("%s: preStop sleep %v, want %d s", tc.name, got, drainSeconds)
 		}
-		if grace, _ := mocktest.Dig(pod, "terminationGracePeriodSeconds").(float64); grace < drainSeconds+20 {
-			t.Errorf("%s: terminationGracePeriodSeconds %v leaves under 20 s after the %d s drain", name, grace, drainSeconds)
+		if grace, _ := mocktest.Dig(pod, "terminationGracePeriodSeconds").(float64); grace != drainSeconds+StopSeconds {
+			t.Errorf("%s: terminationGracePeriodSeconds %v, want the %d s drain and %d s", tc.name, grace, drainSeconds, StopSeconds)
+		}
+		args := mocktest.Strings(mocktest.Dig(pod, "containers", 0, "args"))
+		if got := slices.Contains(args, "--shutdown-send-retry-after=true"); got != tc.kcpServer {
+			t.Errorf("%s: --shutdown-send-retry-after=true set %v, want %v", tc.name, got, tc.kcpServer)
 		}
 	}
 }

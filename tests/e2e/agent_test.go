@@ -10,10 +10,12 @@ import (
 	"os"
 	"path/filepath"
 	"strings"
+	"syscall"
 	"testing"
 	"time"
 
 	"github.com/kcp-tmc/kcp-tmc/components/agents"
+	"github.com/kcp-tmc/kcp-tmc/components/kcp"
 	"github.com/kcp-tmc/kcp-tmc/components/monitoring"
 	"github.com/kcp-tmc/kcp-tmc/internal/test/mocktest"
 	"github.com/kcp-tmc/kcp-tmc/pkg/shard"
@@ -95,6 +97,19 @@ func syncAgentCluster(t testing.TB, onShard string) {
 	body, _ := io.ReadAll(resp.Body)
 	if rulesFindSeries(t, body, monitoring.JobSyncAgent) == 0 {
 		t.Error("no rule reads an api-syncagent series: nothing was checked")
+	}
+
+	// The server of the agent's export, told to stop while the agent and
+	// the front-proxy hold watches on it, exits by itself before its pod's
+	// grace period would kill it.
+	server := shard.Shard{Name: shard.Root}.Deployment()
+	if onShard != "" {
+		server = shard.Shard{Name: onShard}.Deployment()
+	}
+	took := cp.stop(t, server, syscall.SIGTERM)
+	t.Logf("%s exited %s after SIGTERM, watched by the agent", server, took.Round(100*time.Millisecond))
+	if took >= kcp.StopSeconds*time.Second {
+		t.Errorf("%s took %s to exit after SIGTERM: its pod would be killed at %d s", server, took.Round(100*time.Millisecond), kcp.StopSeconds)
 	}
 }
 

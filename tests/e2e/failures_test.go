@@ -26,13 +26,15 @@ func (cp *controlPlane) restart(t testing.TB, workload string, sig syscall.Signa
 	return time.Since(began)
 }
 
-// stop signals a started workload and waits for it to exit.
-func (cp *controlPlane) stop(t testing.TB, workload string, sig syscall.Signal) {
+// stop signals a started workload, waits for it to exit and returns how
+// long that took.
+func (cp *controlPlane) stop(t testing.TB, workload string, sig syscall.Signal) time.Duration {
 	t.Helper()
 	in, ok := cp.running[workload]
 	if !ok {
 		t.Fatalf("%s was not started by this test", workload)
 	}
+	began := time.Now()
 	if err := in.proc.cmd.Process.Signal(sig); err != nil {
 		t.Fatalf("signalling %s: %v", workload, err)
 	}
@@ -42,6 +44,7 @@ func (cp *controlPlane) stop(t testing.TB, workload string, sig syscall.Signal) 
 	case <-time.After(2 * time.Minute):
 		t.Fatalf("%s still running 2m after %v", workload, sig)
 	}
+	return time.Since(began)
 }
 
 // startAgain starts a stopped workload with the command line it had, its
