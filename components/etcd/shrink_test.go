@@ -49,13 +49,18 @@ func TestMembersJobWaitsOutAnElection(t *testing.T) {
 		name string
 		// lists failing before the first answer, and after the removal
 		failBefore, failAfter int
-		want                  string
-		removes               bool
+		// the removal is committed but its answer is an error
+		removeAnswerLost bool
+		want             string
+		removes          bool
 	}{
 		{name: "answers at once", want: "OK: removed 1; the cluster has 1 members", removes: true},
 		{name: "an election after the removal", failAfter: 2, want: "OK: removed 1; the cluster has 1 members", removes: true},
 		{name: "one unanswered list before", failBefore: 1, want: "OK: removed 1; the cluster has 1 members", removes: true},
 		{name: "no member answers", failBefore: 3, want: "no member answers: nothing to change"},
+		// Seen in CI: the removed member answered, stopped ("server
+		// stopped"), and every later try got "member not found".
+		{name: "the removal's answer lost", removeAnswerLost: true, want: "OK: removed 1; the cluster has 1 members", removes: true},
 	} {
 		t.Run(tc.name, func(t *testing.T) {
 			bin := t.TempDir()
@@ -67,11 +72,20 @@ func TestMembersJobWaitsOutAnElection(t *testing.T) {
 					t.Fatal(err)
 				}
 			}
+			if tc.removeAnswerLost {
+				if err := os.WriteFile(filepath.Join(state, "answer-lost"), nil, 0o600); err != nil {
+					t.Fatal(err)
+				}
+			}
 			script := `#!/bin/sh
 s=` + state + `
 phase=before; [ -e $s/removed ] && phase=after
 case "$*" in
-*"member remove"*) echo "$*" >> $s/removed; exit 0 ;;
+*"member remove"*)
+	if [ -e $s/removed ]; then echo "Error: etcdserver: member not found" >&2; exit 1; fi
+	echo "$*" >> $s/removed
+	if [ -e $s/answer-lost ]; then echo "Error: etcdserver: server stopped" >&2; exit 1; fi
+	exit 0 ;;
 *"member list"*)
 	n=$(cat $s/$phase)
 	if [ "$n" -gt 0 ]; then echo $((n - 1)) > $s/$phase; echo "context deadline exceeded" >&2; exit 1; fi

@@ -58,7 +58,11 @@ while IFS= read -r l; do
 	kept "$peer" && continue
 	log "removing member $id (${name:-never started}, $peer): etcd.replicas does not keep it"
 	n=0
-	until etcdctl --endpoints="$ETCD_ENDPOINTS" --dial-timeout=3s --command-timeout=15s member remove "$id" >/dev/null; do
+	until err=$(etcdctl --endpoints="$ETCD_ENDPOINTS" --dial-timeout=3s --command-timeout=15s member remove "$id" 2>&1 >/dev/null); do
+		echo "$err" >&2
+		# A removal answered by the member it removes can be committed and
+		# still fail ("server stopped"): the next try finds it gone.
+		case "$err" in *"member not found"*) break ;; esac
 		n=$((n + 1))
 		# Right after a change etcd answers "unhealthy cluster" until every
 		# member has been connected for its health interval (5 s).
