@@ -162,7 +162,7 @@ func podSpec(a Args, component, serviceAccount string, role map[string]string, c
 			SecurityContext:              workload.PodSecurityContext(),
 			Affinity:                     workload.Affinity(labels, a.Spread),
 			TopologySpreadConstraints:    workload.TopologySpread(labels, a.Spread),
-			// The drain, then as long again for what is in flight.
+			// The drain, then StopSeconds for what is in flight.
 			TerminationGracePeriodSeconds: pulumi.Int(drainSeconds + StopSeconds),
 			Containers:                    corev1.ContainerArray{c},
 			Volumes:                       volumes,

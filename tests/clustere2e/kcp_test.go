@@ -184,30 +184,37 @@ func newAgentPlatform(t *testing.T, entry, overrides map[string]any) *platform {
 	p.destroyAtCleanup()
 	t.Cleanup(func() {
 		if t.Failed() {
-			logs, _, _ := kube.Kubectl(ctx, nil, "-n", "kcp-agent", "logs", "deployment/api-syncagent", "--tail=40")
-			t.Logf("agent log:\n%s", cluster.Tail(logs, 6000))
-			keepLogs(t, map[string][]string{
+			logs := keepLogs(t, map[string][]string{
 				"api-syncagent": {"-n", "kcp-agent", "deployment/api-syncagent"},
 				"kcp":           {"-n", "kcp", "-l", "app.kubernetes.io/instance=kcp-tmc", "--prefix", "--tail=-1", "--max-log-requests=30"},
 			})
+			t.Logf("agent log:\n%s", cluster.Tail(logs["api-syncagent"], 6000))
 		}
 	})
 	return p
 }
 
-// keepLogs writes each workload's whole log (kubectl logs args) to a file
-// that outlives the cluster, for a failure the log tails do not explain.
-func keepLogs(t *testing.T, workloads map[string][]string) {
+// keepLogs returns each workload's whole log (kubectl logs args) and writes
+// it to a file that outlives the cluster, for a failure the log tails do
+// not explain.
+func keepLogs(t *testing.T, workloads map[string][]string) map[string]string {
 	dir, err := os.MkdirTemp("", "kcp-tmc-"+filepath.Base(t.Name())+"-logs-")
 	if err != nil {
 		t.Logf("keeping logs: %v", err)
-		return
 	}
+	all := map[string]string{}
 	for name, args := range workloads {
 		logs, stderr, _ := kube.Kubectl(context.Background(), nil, append([]string{"logs"}, args...)...)
-		if err := os.WriteFile(filepath.Join(dir, name+".log"), []byte(logs+stderr), 0o600); err != nil {
+		all[name] = logs + stderr
+		if dir == "" {
+			continue
+		}
+		if err := os.WriteFile(filepath.Join(dir, name+".log"), []byte(all[name]), 0o600); err != nil {
 			t.Logf("keeping %s's log: %v", name, err)
 		}
 	}
-	t.Logf("whole logs kept in %s", dir)
+	if dir != "" {
+		t.Logf("whole logs kept in %s", dir)
+	}
+	return all
 }
