@@ -192,7 +192,7 @@ func AgentArgs(cfg *Config, cl Cluster) agents.Args {
 		labels["topology.kubernetes.io/zone"] = cl.Zone
 	}
 	return agents.Args{
-		Cluster: cl.Name, Kind: cl.Agent, Image: cl.Image, Replicas: cl.Replicas, Namespace: cl.Namespace,
+		Cluster: cl.Name, Kind: cl.Agent, Image: cl.Image, KubectlImage: cfg.KCP.KubectlImage, Replicas: cl.Replicas, Namespace: cl.Namespace,
 		KCPServer: kcp.PublicURL(cfg.Domain), FrontDoor: kcp.FrontProxyPods(cfg.Namespace),
 		Workspace: cl.Workspace, Resources: cl.Resources, Labels: labels,
 		PodSecurityVersion:  cfg.PodSecurityVersion,

@@ -195,8 +195,11 @@ type KCP struct {
 	FrontProxyExtraFlags []string `json:"frontProxyExtraFlags"`
 	// KubectlImage restarts the front-proxy weekly, rolling, so that it
 	// picks up its renewed forwarding certificate, which it reads only at
-	// start (docs/tls.md "Renewals"): an image whose entrypoint is kubectl,
-	// repository:tag (Kubernetes' own by default; a mirror of it offline).
+	// start (docs/tls.md "Renewals"), and runs each agent's rewatch
+	// CronJob on its cluster (docs/agents.md "Shards the agent could not
+	// reach"): an image whose entrypoint is kubectl, repository:tag
+	// (Kubernetes' own by default; a mirror of it offline, reachable from
+	// kcp's cluster and every agent's).
 	KubectlImage string `json:"kubectlImage"`
 	// Shards are more kcp shards beside the root shard (which is always there
 	// and holds the root workspace): each runs its own kcp Deployment and

@@ -378,6 +378,7 @@ func (c *Config) validateClusters(v *validator) {
 		if cl.Monitoring.Namespace == "" {
 			a.PrometheusNamespace = ""
 		}
+		a.KubectlImage = "" // kcp.kubectlImage's, checked there
 		v.component(a.WithDefaults().Validate(key), true)
 	}
 }

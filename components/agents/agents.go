@@ -26,6 +26,7 @@ import (
 	"k8s.io/apimachinery/pkg/util/validation"
 	"k8s.io/apimachinery/pkg/util/validation/field"
 
+	"github.com/kcp-tmc/kcp-tmc/components/kcp"
 	"github.com/kcp-tmc/kcp-tmc/components/platform"
 	"github.com/kcp-tmc/kcp-tmc/pkg/check"
 	"github.com/kcp-tmc/kcp-tmc/pkg/component"
@@ -106,11 +107,14 @@ type Resource struct {
 
 // Args configures one cluster's agent.
 type Args struct {
-	Cluster   string // the cluster's name: DNS-1035 label
-	Kind      string // api-syncagent (tmc-syncer is refused)
-	Image     string // pinned repository:tag
-	Replicas  int    // default 2 (leader election keeps one active)
-	Namespace string // on the physical cluster
+	Cluster string // the cluster's name: DNS-1035 label
+	Kind    string // api-syncagent (tmc-syncer is refused)
+	Image   string // pinned repository:tag
+	// KubectlImage runs the rewatch CronJob (rewatch.go): an image whose
+	// entrypoint is kubectl (default kcp.DefaultKubectlImage).
+	KubectlImage string
+	Replicas     int    // default 2 (leader election keeps one active)
+	Namespace    string // on the physical cluster
 	// KCPServer is kcp's public URL; Workspace the logical cluster path the
 	// agent serves (the APIExport's workspace).
 	KCPServer, Workspace string
@@ -177,6 +181,7 @@ func (a Args) WithDefaults() Args {
 	component.Default(&a.Namespace, DefaultNamespace)
 	component.Default(&a.Kind, KindSyncAgent)
 	component.Default(&a.Image, DefaultSyncAgentImage)
+	component.Default(&a.KubectlImage, kcp.DefaultKubectlImage)
 	component.Default(&a.Replicas, 2)
 	component.Default(&a.Workspace, DefaultWorkspace)
 	component.Default(&a.PrometheusNamespace, netpol.MonitoringNamespace)
@@ -207,6 +212,7 @@ func (a Args) Validate(fld *field.Path) field.ErrorList {
 		errs = append(errs, field.Invalid(fld.Child("replicas"), a.Replicas, "at least 1 (leader election keeps one active)"))
 	}
 	errs = append(errs, check.Image(fld.Child("image"), a.Image, DefaultSyncAgentImage)...)
+	errs = append(errs, check.Image(fld.Child("kubectlImage"), a.KubectlImage, kcp.DefaultKubectlImage)...)
 	errs = append(errs, check.DNSLabel(fld.Child("namespace"), a.Namespace, "a namespace on the cluster")...)
 	errs = append(errs, check.DNSLabel(fld.Child("monitoring", "namespace"), a.PrometheusNamespace, "the namespace of the cluster's Prometheus")...)
 	errs = append(errs, check.Labels(fld.Child("monitoring", "ruleLabels"), a.RuleLabels)...)
@@ -314,10 +320,7 @@ func NewAgent(ctx *pulumi.Context, name string, args Args, opts ...pulumi.Resour
 	}
 	// The agent talks to its cluster's API and to kcp over 443/6443 only,
 	// or to the front-proxy pods where kcp runs in the same cluster.
-	egress := []netpol.Flow{netpol.Anywhere(netpol.KubernetesAPIPorts...)}
-	if args.FrontDoor.Ports != nil {
-		egress = append(egress, args.FrontDoor)
-	}
+	egress := kcpFlows(args)
 	var ingress []netpol.Flow
 	if !args.Unmonitored {
 		ingress = append(ingress, netpol.Flow{Namespace: args.PrometheusNamespace, Ports: []int{MetricsPort}})
@@ -330,6 +333,9 @@ func NewAgent(ctx *pulumi.Context, name string, args Args, opts ...pulumi.Resour
 		Spec:     deploymentSpec(args, labels),
 	}, child, pulumi.DependsOn(append([]pulumi.Resource{ns}, identity...))); err != nil {
 		return nil, fmt.Errorf("agent Deployment: %w", err)
+	}
+	if err := newRewatch(ctx, name, args, after); err != nil {
+		return nil, err
 	}
 	if !args.Unmonitored {
 		if err := metrics(ctx, name, args, labels, after); err != nil {

@@ -242,6 +242,61 @@ func TestSyncAgent(t *testing.T) {
 	}
 }
 
+// TestRewatch: the rewatch CronJob annotates the agent's endpoint slice in
+// kcp every five minutes with the agent's own kubeconfig and identity, a
+// new value each run; its pods are not the agent's (no Deployment, PDB or
+// policy of the agent selects them) and carry no token for their cluster;
+// kcp lets the agent patch its own slice and nothing else.
+func TestRewatch(t *testing.T) {
+	for _, identity := range []string{IdentityCertificate, IdentityToken} {
+		t.Run(identity, func(t *testing.T) {
+			a := args("eu", KindSyncAgent)
+			if identity == IdentityToken {
+				a.Identity, a.ClientCert, a.ClientKey = IdentityToken, nil, nil
+			}
+			rec := run(t, a)
+			cj := rec.Object(t, "kubernetes:batch/v1:CronJob", RewatchName(a.WithDefaults()))
+			if mocktest.Dig(cj, "spec", "schedule") != RewatchSchedule || mocktest.Dig(cj, "spec", "concurrencyPolicy") != "Forbid" {
+				t.Errorf("CronJob spec = %v", cj["spec"])
+			}
+			pod := mocktest.Dig(cj, "spec", "jobTemplate", "spec", "template", "spec")
+			c := mocktest.Dig(pod, "containers", 0)
+			want := []string{"--kubeconfig=/etc/kcp-agent/kcp/kubeconfig", "annotate", "--overwrite", "apiexportendpointslices.apis.kcp.io", "eu-export", RewatchAnnotation + "=$(POD_NAME)"}
+			if got := mocktest.Strings(mocktest.Dig(c, "args")); !reflect.DeepEqual(got, want) {
+				t.Errorf("args = %v, want %v", got, want)
+			}
+			if mocktest.Dig(c, "image") != "registry.k8s.io/kubectl:v1.34.4" || mocktest.Dig(c, "env", 0, "name") != "POD_NAME" ||
+				mocktest.Dig(c, "env", 0, "valueFrom", "fieldRef", "fieldPath") != "metadata.name" {
+				t.Errorf("container = %v: kubectl, with the pod's name as the annotation's value", c)
+			}
+			if mocktest.Dig(pod, "automountServiceAccountToken") != false {
+				t.Errorf("the rewatch pod mounts a token for its cluster: %v", pod)
+			}
+			// The same kubeconfig and identity as the agent's pods.
+			agentPod := mocktest.Dig(rec.Object(t, "kubernetes:apps/v1:Deployment", KindSyncAgent), "spec", "template", "spec")
+			for _, v := range []int{0, 1} {
+				if !reflect.DeepEqual(mocktest.Dig(pod, "volumes", v), mocktest.Dig(agentPod, "volumes", v)) {
+					t.Errorf("volume %d = %v, the agent's %v", v, mocktest.Dig(pod, "volumes", v), mocktest.Dig(agentPod, "volumes", v))
+				}
+			}
+			labels := mocktest.Dig(cj, "spec", "jobTemplate", "spec", "template", "metadata", "labels").(map[string]any)
+			selector := mocktest.Dig(rec.Object(t, "kubernetes:apps/v1:Deployment", KindSyncAgent), "spec", "selector", "matchLabels").(map[string]any)
+			if labels["app.kubernetes.io/name"] == selector["app.kubernetes.io/name"] {
+				t.Errorf("the rewatch pods' labels %v match the agent's selector %v", labels, selector)
+			}
+			var patch []string
+			for _, r := range mocktest.List(mocktest.Dig(rec.Object(t, "kubernetes:rbac.authorization.k8s.io/v1:ClusterRole", "kcp-tmc:agent:eu"), "rules")) {
+				if slices.Contains(mocktest.Strings(mocktest.Dig(r, "verbs")), "patch") && slices.Contains(mocktest.Strings(mocktest.Dig(r, "resources")), "apiexportendpointslices") {
+					patch = append(patch, fmt.Sprint(mocktest.Dig(r, "resourceNames")))
+				}
+			}
+			if !reflect.DeepEqual(patch, []string{"[eu-export]"}) {
+				t.Errorf("kcp lets the agent patch endpoint slices %v, want its own: [eu-export]", patch)
+			}
+		})
+	}
+}
+
 func TestValidate(t *testing.T) {
 	fieldtest.Table(t, func() Args { return args("eu", KindSyncAgent) }, func(a Args) field.ErrorList { return a.WithDefaults().Validate(field.NewPath("agent")) }, []fieldtest.Case[Args]{
 		{"name with capitals", func(a *Args) { a.Cluster = "EU" }, "agent.name", `"EU": a DNS-1035 label`},
@@ -258,6 +313,7 @@ func TestValidate(t *testing.T) {
 		{"bad workspace", func(a *Args) { a.Workspace = "compute" }, "agent.workspace", `"compute"`},
 		{"plain kcp", func(a *Args) { a.KCPServer = "http://kcp.example.com" }, "agent.kcpServer", "https://"},
 		{"unpinned image", func(a *Args) { a.Image = "ghcr.io/kcp-dev/api-syncagent:latest" }, "agent.image", "a pinned image"},
+		{"unpinned kubectl image", func(a *Args) { a.KubectlImage = "registry.k8s.io/kubectl" }, "agent.kubectlImage", "a pinned image"},
 		{"no replicas", func(a *Args) { a.Replicas = -1 }, "agent.replicas", "-1: at least 1"},
 		{"memory in decimal units", func(a *Args) { a.Container.Limits.Memory = "1G" }, "agent.container.limits.memory", "in Ki, Mi, Gi or Ti"},
 		{"identity both given and copied", func(a *Args) { a.Identity = IdentityCopied }, "agent.identity", "copied: clientCert=true clientKey=true serverCA=true"},
@@ -313,19 +369,23 @@ func TestFrontDoorEgress(t *testing.T) {
 		t.Run(tt.name, func(t *testing.T) {
 			a := args("east", KindSyncAgent)
 			a.FrontDoor = tt.door
-			np := mocktest.Decode[networkingv1.NetworkPolicy](t, run(t, a).Object(t, "kubernetes:networking.k8s.io/v1:NetworkPolicy", "allow-"+KindSyncAgent))
-			found := false
-			for _, r := range np.Spec.Egress {
-				for _, p := range r.To {
-					if p.NamespaceSelector != nil && p.NamespaceSelector.MatchLabels["kubernetes.io/metadata.name"] == "kcp" &&
-						p.PodSelector != nil && reflect.DeepEqual(p.PodSelector.MatchLabels, door.Pods) &&
-						len(r.Ports) == 1 && r.Ports[0].Port.IntVal == 8443 {
-						found = true
+			rec := run(t, a)
+			// The agent and its rewatch CronJob's pods both talk to kcp.
+			for _, policy := range []string{"allow-" + KindSyncAgent, "allow-" + RewatchName(a.WithDefaults())} {
+				np := mocktest.Decode[networkingv1.NetworkPolicy](t, rec.Object(t, "kubernetes:networking.k8s.io/v1:NetworkPolicy", policy))
+				found := false
+				for _, r := range np.Spec.Egress {
+					for _, p := range r.To {
+						if p.NamespaceSelector != nil && p.NamespaceSelector.MatchLabels["kubernetes.io/metadata.name"] == "kcp" &&
+							p.PodSelector != nil && reflect.DeepEqual(p.PodSelector.MatchLabels, door.Pods) &&
+							len(r.Ports) == 1 && r.Ports[0].Port.IntVal == 8443 {
+							found = true
+						}
 					}
 				}
-			}
-			if found != tt.want {
-				t.Errorf("egress to the front-proxy pods on 8443: %v, want %v (egress %+v)", found, tt.want, np.Spec.Egress)
+				if found != tt.want {
+					t.Errorf("%s: egress to the front-proxy pods on 8443: %v, want %v (egress %+v)", policy, found, tt.want, np.Spec.Egress)
+				}
 			}
 		})
 	}

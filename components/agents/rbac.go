@@ -117,6 +117,8 @@ func kcpSide(ctx *pulumi.Context, name string, a Args, opts ...pulumi.ResourceOp
 		// which a rule with resourceNames cannot allow (kcp answered 403 and
 		// the agent never became ready): read-only, in this workspace.
 		rule("apis.kcp.io", "apiexportendpointslices", nil, "get", "list", "watch"),
+		// The rewatch CronJob annotates the export's slice (rewatch.go).
+		rule("apis.kcp.io", "apiexportendpointslices", export, "patch"),
 		// update: clusters publishing the same CRD into one workspace share
 		// its APIResourceSchema (named by the CRD's hash), and v0.7.0
 		// rewrites the schema's agent-name label to its own before it goes

@@ -1,6 +1,7 @@
 package e2e
 
 import (
+	"cmp"
 	"context"
 	"encoding/base64"
 	"encoding/json"
@@ -8,6 +9,7 @@ import (
 	"io"
 	"net/http"
 	"os"
+	"os/exec"
 	"path/filepath"
 	"strings"
 	"syscall"
@@ -30,15 +32,24 @@ import (
 // ServiceAccount's token; a consumer binds the export through the
 // front-proxy, a Widget created in kcp appears on the cluster, and the
 // status the cluster writes comes back to kcp.
-func TestSyncAgentCluster(t *testing.T) { syncAgentCluster(t, "") }
+func TestSyncAgentCluster(t *testing.T) { syncAgentCluster(t, "", "") }
 
 // TestSyncAgentOnShard: the same with kcp.shards [shard-1] and the
 // cluster's workspace (its APIExport) and the consumer on shard-1: the
 // endpoint slice sends the agent to shard-1's own public address (the
 // front-proxy routes /services/ to the root shard only), and it syncs.
-func TestSyncAgentOnShard(t *testing.T) { syncAgentCluster(t, "shard-1") }
+func TestSyncAgentOnShard(t *testing.T) { syncAgentCluster(t, "shard-1", "shard-1") }
 
-func syncAgentCluster(t testing.TB, onShard string) {
+// TestSyncAgentRewatchesAShard: the cluster's workspace on root, the
+// consumer on shard-1; it syncs, then the agent restarts while shard-1 is
+// down and needs its rewatch CronJob to sync there again
+// (rewatchAfterShardOutage).
+func TestSyncAgentRewatchesAShard(t *testing.T) { syncAgentCluster(t, "", "shard-1") }
+
+// syncAgentCluster runs the agent of a cluster whose workspace (its
+// APIExport) is on exportShard and whose consumer is on consumerShard
+// ("": the root shard).
+func syncAgentCluster(t testing.TB, exportShard, consumerShard string) {
 	binary(t, "KCP_BIN")
 	binary(t, "KCP_FRONT_PROXY_BIN")
 	agentBin := binary(t, "API_SYNCAGENT_BIN")
@@ -49,10 +60,14 @@ func syncAgentCluster(t testing.TB, onShard string) {
 		  "resources":[{"group":"example.com","version":"v1","kind":"Widget","plural":"widgets"}]}]`,
 	}
 	consumer := map[string]any{"apiVersion": "tenancy.kcp.io/v1alpha1", "kind": "Workspace", "metadata": map[string]any{"name": "consumer"}}
-	if onShard != "" {
+	if onShard := cmp.Or(exportShard, consumerShard); onShard != "" {
 		config["kcp"] = `{"shards":[{"name":"` + onShard + `"}]}`
-		config["clusters"] = strings.Replace(config["clusters"], `"replicas":1,`, `"replicas":1,"shard":"`+onShard+`",`, 1)
-		consumer = workspaceOn("consumer", onShard)
+	}
+	if exportShard != "" {
+		config["clusters"] = strings.Replace(config["clusters"], `"replicas":1,`, `"replicas":1,"shard":"`+exportShard+`",`, 1)
+	}
+	if consumerShard != "" {
+		consumer = workspaceOn("consumer", consumerShard)
 	}
 	objs, rec := render(t, "dev", config)
 	cp := startControlPlane(t, objs)
@@ -63,11 +78,12 @@ func syncAgentCluster(t testing.TB, onShard string) {
 	agent := pc.startAgent(t, cp, agentBin)
 	// A consumer binds the export through the front door.
 	cp.bindExport(t, consumer, export)
-	// Where agents are sent: the front door for the root shard, the
-	// shard's own public address (its Ingress rule) for another.
+	// Where agents are sent (the consumers' shards): the front door for the
+	// root shard, the shard's own public address (its Ingress rule) for
+	// another.
 	want := fmt.Sprintf("https://localhost:%d/services/", cp.m.front(t))
-	if onShard != "" {
-		want = fmt.Sprintf("https://localhost:%d/services/", cp.m.publicPort(t, shard.Shard{Name: onShard}.PublicHost(cp.publicHost)))
+	if consumerShard != "" {
+		want = fmt.Sprintf("https://localhost:%d/services/", cp.m.publicPort(t, shard.Shard{Name: consumerShard}.PublicHost(cp.publicHost)))
 	}
 	admin.eventually(t, "/clusters/root:compute/apis/apis.kcp.io/v1alpha1/apiexportendpointslices/"+export, 2*time.Minute, func(s map[string]any) bool {
 		for _, e := range mocktest.List(mocktest.Dig(s, "status", "endpoints")) {
@@ -99,18 +115,90 @@ func syncAgentCluster(t testing.TB, onShard string) {
 		t.Error("no rule reads an api-syncagent series: nothing was checked")
 	}
 
+	if consumerShard != exportShard {
+		cp.rewatchAfterShardOutage(t, pc, shard.Shard{Name: cmp.Or(consumerShard, shard.Root)}.Deployment(), "root:consumer")
+	}
+
 	// The server of the agent's export, told to stop while the agent and
 	// the front-proxy hold watches on it, exits by itself before its pod's
 	// grace period would kill it.
-	server := shard.Shard{Name: shard.Root}.Deployment()
-	if onShard != "" {
-		server = shard.Shard{Name: onShard}.Deployment()
-	}
+	server := shard.Shard{Name: cmp.Or(exportShard, shard.Root)}.Deployment()
 	took := cp.stop(t, server, syscall.SIGTERM)
 	t.Logf("%s exited %s after SIGTERM, watched by the agent", server, took.Round(100*time.Millisecond))
 	if took >= kcp.StopSeconds*time.Second {
 		t.Errorf("%s took %s to exit after SIGTERM: its pod would be killed at %d s", server, took.Round(100*time.Millisecond), kcp.StopSeconds)
 	}
+}
+
+// rewatchAfterShardOutage: the agent restarts while the shard of its
+// export's workspace (server) is down, as after a node loss that takes
+// both; the shard comes back. api-syncagent v0.7.0 tried that shard's URL
+// once, at its start, and never again, so a Widget created there is not
+// synced; one run of the agent's rewatch CronJob, as rendered, makes it
+// watch the shard, and the Widget reaches the cluster.
+func (cp *controlPlane) rewatchAfterShardOutage(t testing.TB, pc *physicalCluster, server, workspace string) {
+	t.Helper()
+	key := agentKey(pc.name)
+	cp.stop(t, server, syscall.SIGTERM)
+	cp.stop(t, key, syscall.SIGTERM)
+	cp.startAgain(t, key, "while-"+server+"-down")
+	agentLog := cp.running[key].proc.log
+	deadline := time.Now().Add(time.Minute)
+	for {
+		b, _ := os.ReadFile(agentLog)
+		if strings.Contains(string(b), `"msg":"failed to watch endpoint"`) {
+			break
+		}
+		if time.Now().After(deadline) {
+			t.Fatalf("the agent started with %s down and logged no failed endpoint watch in 1m; its log:\n%s", server, tail(agentLog, 40))
+		}
+		time.Sleep(time.Second)
+	}
+	cp.startAgain(t, server, "after-agent")
+
+	const name = "w-after-outage"
+	cp.createWidget(t, workspace, name)
+	const unsynced = 30 * time.Second
+	for began := time.Now(); time.Since(began) < unsynced; time.Sleep(time.Second) {
+		if len(pc.copiesOf(t, name)) > 0 {
+			t.Errorf("%s reached the cluster without a rewatch: the agent watched %s again by itself, so api-syncagent retries now and the rewatch CronJob may go (docs/agents.md)", name, server)
+			return
+		}
+	}
+	t.Logf("%s: not synced in %s with %s back (the agent's one try failed)", name, unsynced, server)
+
+	out := pc.runRewatch(t)
+	began := time.Now()
+	for len(pc.copiesOf(t, name)) == 0 {
+		if time.Since(began) > time.Minute {
+			t.Fatalf("%s never reached the cluster after the rewatch (%s); agent log:\n%s", name, strings.TrimSpace(out), tail(agentLog, 40))
+		}
+		time.Sleep(time.Second)
+	}
+	t.Logf("%s: on the cluster %s after the rewatch", name, time.Since(began).Round(100*time.Millisecond))
+}
+
+// runRewatch runs the agent's rewatch CronJob's container once as a local
+// process: kubectl (the image's entrypoint) from the toolchain with the
+// rendered args, env and volumes.
+func (pc *physicalCluster) runRewatch(t testing.TB) string {
+	t.Helper()
+	cronJob := agents.RewatchName(agents.Args{Kind: agents.KindSyncAgent})
+	cj := pc.objs.get(t, "CronJob", cronJob)
+	template := mocktest.Dig(cj, "spec", "jobTemplate", "spec", "template")
+	w := map[string]any{"metadata": cj["metadata"], "spec": map[string]any{"template": template}}
+	containers := mocktest.List(mocktest.Dig(template, "spec", "containers"))
+	if len(containers) != 1 {
+		t.Fatalf("%s has %d containers", cronJob, len(containers))
+	}
+	p := materializeContainer(t, pc.objs, pc.m, cronJob+"-1", w, asMap(containers[0]), t.TempDir())
+	cmd := exec.Command(filepath.Join(toolchain.Bin(), "kubectl"), p.args...)
+	cmd.Dir, cmd.Env = p.dir, append(os.Environ(), p.env...)
+	b, err := cmd.CombinedOutput()
+	if err != nil {
+		t.Fatalf("%s: kubectl %s: %v\n%s", cronJob, strings.Join(p.args, " "), err, b)
+	}
+	return string(b)
 }
 
 // physicalCluster is a local kube-apiserver standing in for one of the
@@ -248,19 +336,7 @@ func (cp *controlPlane) bindExport(t testing.TB, consumer map[string]any, export
 // both legs.
 func (cp *controlPlane) widgetRoundTrip(t testing.TB, pc *physicalCluster, agent *process, workspace, name string) {
 	t.Helper()
-	widgets := "/clusters/" + workspace + "/apis/example.com/v1/namespaces/default/widgets"
-	deadline := time.Now().Add(time.Minute)
-	for {
-		code, body := cp.admin.do(t, http.MethodPost, widgets, map[string]any{
-			"apiVersion": "example.com/v1", "kind": "Widget", "metadata": map[string]any{"name": name}, "spec": map[string]any{"size": 3}})
-		if code == http.StatusCreated {
-			break
-		}
-		if time.Now().After(deadline) {
-			t.Fatalf("creating Widget %s in kcp: HTTP %d: %s", name, code, body)
-		}
-		time.Sleep(time.Second)
-	}
+	widgets := cp.createWidget(t, workspace, name)
 
 	// kcp → cluster: the copy carries the kcp object's name in an annotation.
 	began := time.Now()
@@ -289,6 +365,26 @@ func (cp *controlPlane) widgetRoundTrip(t testing.TB, pc *physicalCluster, agent
 		return mocktest.Dig(w, "status", "phase") == "Provisioned"
 	})
 	t.Logf("%s: cluster → kcp status in %s", name, time.Since(began).Round(100*time.Millisecond))
+}
+
+// createWidget creates Widget name (spec.size 3) in workspace through the
+// front-proxy, retrying while the binding's API is not served yet, and
+// returns the Widgets' collection path.
+func (cp *controlPlane) createWidget(t testing.TB, workspace, name string) string {
+	t.Helper()
+	widgets := "/clusters/" + workspace + "/apis/example.com/v1/namespaces/default/widgets"
+	deadline := time.Now().Add(time.Minute)
+	for {
+		code, body := cp.admin.do(t, http.MethodPost, widgets, map[string]any{
+			"apiVersion": "example.com/v1", "kind": "Widget", "metadata": map[string]any{"name": name}, "spec": map[string]any{"size": 3}})
+		if code == http.StatusCreated {
+			return widgets
+		}
+		if time.Now().After(deadline) {
+			t.Fatalf("creating Widget %s in kcp: HTTP %d: %s", name, code, body)
+		}
+		time.Sleep(time.Second)
+	}
 }
 
 // agentKey names a cluster's agent in controlPlane.running.
