@@ -17,6 +17,8 @@ import (
 	"k8s.io/apimachinery/pkg/runtime/schema"
 	"k8s.io/client-go/dynamic"
 	"k8s.io/client-go/rest"
+
+	"github.com/kcp-tmc/kcp-tmc/components/agents"
 )
 
 // syncWorkload creates the test workload in kcp and waits for an object of
@@ -165,9 +167,19 @@ func syncThroughExport(ctx context.Context, t SmokeTarget, cl SmokeCluster, down
 	if err != nil && apierrors.IsInvalid(err) {
 		err = fmt.Errorf("%w (its schema wants fields an empty object lacks: pass --workload with a valid one)", err)
 	} else if err != nil && where != "" {
-		err = fmt.Errorf("%w (workspace root:%s %s)", err, ws, where)
+		err = fmt.Errorf("%w (workspace root:%s %s; %s)", err, ws, where, rewatchHint(cl))
 	}
 	return detail, err
+}
+
+// rewatchHint is what to do when the agent missed the workspace's shard:
+// api-syncagent v0.7.0 tries a shard once, when its first binding appears,
+// and its rewatch CronJob has it try again every 5 minutes
+// (docs/agents.md "Shards the agent could not reach").
+func rewatchHint(cl SmokeCluster) string {
+	return fmt.Sprintf("an agent that could not reach that shard when the binding appeared watches it after its next rewatch, within 5 minutes; "+
+		"not to wait: kubectl -n %s create job --from=cronjob/%s rewatch-now on cluster %s",
+		cl.AgentNamespace, agents.RewatchName(agents.Args{Kind: cl.AgentKind}), cl.Name)
 }
 
 // placement says where kcp put a workspace: its logical cluster, the name

@@ -1,6 +1,7 @@
 package ops
 
 import (
+	"strings"
 	"testing"
 
 	"k8s.io/apimachinery/pkg/apis/meta/v1/unstructured"
@@ -24,5 +25,15 @@ func TestPlacement(t *testing.T) {
 				t.Errorf("placement = %q, want %q", got, tc.want)
 			}
 		})
+	}
+}
+
+// TestRewatchHint: a sync failure on a sharded stack tells how to make the
+// agent watch the shard now, with the CronJob's name as the agents
+// component gives it and the agent's namespace and cluster.
+func TestRewatchHint(t *testing.T) {
+	got := rewatchHint(SmokeCluster{Name: "east", AgentKind: "api-syncagent", AgentNamespace: "edge-agent"})
+	if want := "kubectl -n edge-agent create job --from=cronjob/api-syncagent-rewatch rewatch-now on cluster east"; !strings.HasSuffix(got, want) {
+		t.Errorf("hint = %q, want it to end with %q", got, want)
 	}
 }

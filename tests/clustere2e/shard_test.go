@@ -6,6 +6,7 @@ import (
 	"testing"
 	"time"
 
+	"github.com/kcp-tmc/kcp-tmc/components/agents"
 	"github.com/kcp-tmc/kcp-tmc/components/ingress"
 	"github.com/kcp-tmc/kcp-tmc/components/monitoring"
 	"github.com/kcp-tmc/kcp-tmc/pkg/shard"
@@ -62,6 +63,16 @@ func TestShardedStackOnANode(t *testing.T) {
 		ws, name := "root:consumer-"+on, "w-"+on
 		ns, nodeName := admin.widgetToNode(ws, name)
 		admin.statusBack(ws, name, ns, nodeName, "Provisioned")
+	}
+	// The agent's rewatch CronJob, run as its schedule does, reaches kcp
+	// with the agent's token through its own NetworkPolicy and marks the
+	// endpoint slice with its pod's name (docs/agents.md "Shards the agent
+	// could not reach").
+	rewatch := agents.RewatchName(agents.Args{Kind: agents.KindSyncAgent})
+	t.Log(strings.TrimSpace(runCronJob(t, agents.DefaultNamespace, rewatch)))
+	if by, err := admin.try("root:compute", "", "get", "apiexportendpointslices", export, "-o",
+		`jsonpath={.metadata.annotations.kcp-tmc\.io/rewatched-by}`); err != nil || !strings.HasPrefix(by, rewatch+"-manual-") {
+		t.Errorf("endpoint slice %s: %s = %q (%v), want the name of the rewatch Job's pod", export, agents.RewatchAnnotation, by, err)
 	}
 	// Each Widget is in its own shard's etcd and only there (kcp keys a
 	// bound resource's objects by its identity as well: match the ends).
