@@ -54,7 +54,7 @@ func cacheFlags(c server) []string {
 
 func cachePod(a Args) *corev1.PodTemplateSpecArgs {
 	c := serverOf(a.Namespace, *a.Cache)
-	return podSpec(a, CacheName, CacheName, nil, corev1.ContainerArgs{
+	return podSpec(a, CacheName, CacheName, nil, CacheStopSeconds, corev1.ContainerArgs{
 		Name:    pulumi.String(CacheName),
 		Image:   pulumi.String(a.Image + ":" + a.Version),
 		Command: pulumi.ToStringArray([]string{"/cache-server"}),

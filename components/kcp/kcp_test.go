@@ -111,19 +111,22 @@ func TestProdServer(t *testing.T) {
 // for drainSeconds after it is told to stop, while its Service's endpoints
 // stop sending it connections, and has StopSeconds left for what is in
 // flight. kcp's servers close their open watches then instead of waiting
-// for them past StopSeconds (tests/e2e TestSyncAgentOnShard times it).
+// for them past StopSeconds (tests/e2e TestSyncAgentOnShard times it); the
+// cache server cannot, and is given the 60 s it waits (CacheStopSeconds;
+// tests/e2e TestShardedStackWithSeparateCacheRuns times it).
 func TestPodsDrainBeforeTheyStop(t *testing.T) {
 	rec := run(t, separateCacheArgs())
 	for _, tc := range []struct {
 		name      string
 		kcpServer bool
-	}{{ServerName, true}, {ServerName + "-shard-1", true}, {FrontProxyName, false}, {CacheName, false}} {
+		stop      int
+	}{{ServerName, true, StopSeconds}, {ServerName + "-shard-1", true, StopSeconds}, {FrontProxyName, false, StopSeconds}, {CacheName, false, CacheStopSeconds}} {
 		pod := mocktest.Dig(rec.Object(t, deployType, tc.name), "spec", "template", "spec")
 		if got := mocktest.Dig(pod, "containers", 0, "lifecycle", "preStop", "sleep", "seconds"); got != float64(drainSeconds) {
 			t.Errorf("%s: preStop sleep %v, want %d s", tc.name, got, drainSeconds)
 		}
-		if grace, _ := mocktest.Dig(pod, "terminationGracePeriodSeconds").(float64); grace != drainSeconds+StopSeconds {
-			t.Errorf("%s: terminationGracePeriodSeconds %v, want the %d s drain and %d s", tc.name, grace, drainSeconds, StopSeconds)
+		if grace, _ := mocktest.Dig(pod, "terminationGracePeriodSeconds").(float64); grace != float64(drainSeconds+tc.stop) {
+			t.Errorf("%s: terminationGracePeriodSeconds %v, want the %d s drain and %d s", tc.name, grace, drainSeconds, tc.stop)
 		}
 		args := mocktest.Strings(mocktest.Dig(pod, "containers", 0, "args"))
 		if got := slices.Contains(args, "--shutdown-send-retry-after=true"); got != tc.kcpServer {

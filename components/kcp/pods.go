@@ -136,11 +136,20 @@ func writable(name, path string) corev1.VolumeMountArgs {
 // kubelet sleeps (preStop sleep): the images hold no shell.
 const drainSeconds = 10
 
-// StopSeconds is how long a kcp server, the cache server or the
-// front-proxy has after SIGTERM (the drain done) before the kubelet kills it.
+// StopSeconds is how long a kcp server or the front-proxy has after
+// SIGTERM (the drain done) before the kubelet kills it.
 const StopSeconds = 30
 
-func podSpec(a Args, component, serviceAccount string, role map[string]string, c corev1.ContainerArgs, volumes corev1.VolumeArray) *corev1.PodTemplateSpecArgs {
+// CacheStopSeconds is the cache server's: cache-server v0.32.3 registers
+// no --shutdown-send-retry-after and fixes its request timeout at 60 s, so
+// it waits that long for the shards' open watches before it closes them
+// (timed by tests/e2e TestShardedStackWithSeparateCacheRuns: 60.0 s). Its
+// grace covers that with 5 s to spare instead of killing it at StopSeconds.
+const CacheStopSeconds = 65
+
+// podSpec is the pod of a kcp-tmc server whose program has stopSeconds
+// after SIGTERM (the drain done) before the kubelet kills it.
+func podSpec(a Args, component, serviceAccount string, role map[string]string, stopSeconds int, c corev1.ContainerArgs, volumes corev1.VolumeArray) *corev1.PodTemplateSpecArgs {
 	labels := workload.Labels(component)
 	podLabels := pulumi.ToStringMap(labels)
 	for k, v := range role {
@@ -157,13 +166,12 @@ func podSpec(a Args, component, serviceAccount string, role map[string]string, c
 	return &corev1.PodTemplateSpecArgs{
 		Metadata: &metav1.ObjectMetaArgs{Labels: podLabels},
 		Spec: &corev1.PodSpecArgs{
-			ServiceAccountName:           pulumi.String(serviceAccount),
-			AutomountServiceAccountToken: pulumi.Bool(false),
-			SecurityContext:              workload.PodSecurityContext(),
-			Affinity:                     workload.Affinity(labels, a.Spread),
-			TopologySpreadConstraints:    workload.TopologySpread(labels, a.Spread),
-			// The drain, then StopSeconds for what is in flight.
-			TerminationGracePeriodSeconds: pulumi.Int(drainSeconds + StopSeconds),
+			ServiceAccountName:            pulumi.String(serviceAccount),
+			AutomountServiceAccountToken:  pulumi.Bool(false),
+			SecurityContext:               workload.PodSecurityContext(),
+			Affinity:                      workload.Affinity(labels, a.Spread),
+			TopologySpreadConstraints:     workload.TopologySpread(labels, a.Spread),
+			TerminationGracePeriodSeconds: pulumi.Int(drainSeconds + stopSeconds),
 			Containers:                    corev1.ContainerArray{c},
 			Volumes:                       volumes,
 		},
@@ -218,7 +226,7 @@ func serverPod(a Args, s server) *corev1.PodTemplateSpecArgs {
 		mounts = append(mounts, mount("tls-"+id.dir, "/etc/kcp/tls/"+id.dir))
 		volumes = append(volumes, workload.SecretItemsVolume("tls-"+id.dir, id.secret, "tls.crt", "tls.key"))
 	}
-	pod := podSpec(a, s.Deployment(), ServerName, ServerRole, corev1.ContainerArgs{
+	pod := podSpec(a, s.Deployment(), ServerName, ServerRole, StopSeconds, corev1.ContainerArgs{
 		Name:    pulumi.String(ServerName),
 		Image:   pulumi.String(a.Image + ":" + a.Version),
 		Command: pulumi.ToStringArray([]string{"/kcp", "start"}),
@@ -304,7 +312,7 @@ func frontProxyPod(a Args) *corev1.PodTemplateSpecArgs {
 		mounts = append(mounts, mount("tls-public", "/etc/kcp-front-proxy/tls/public"))
 		volumes = append(volumes, workload.SecretVolume("tls-public", a.Certs.FrontProxyPublic))
 	}
-	return podSpec(a, FrontProxyName, FrontProxyName, nil, corev1.ContainerArgs{
+	return podSpec(a, FrontProxyName, FrontProxyName, nil, StopSeconds, corev1.ContainerArgs{
 		Name:           pulumi.String(FrontProxyName),
 		Image:          pulumi.String(a.Image + ":" + a.Version),
 		Command:        pulumi.ToStringArray([]string{"/kcp-front-proxy"}),

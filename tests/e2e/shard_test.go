@@ -8,6 +8,7 @@ import (
 	"path/filepath"
 	"slices"
 	"strings"
+	"syscall"
 	"testing"
 	"time"
 
@@ -44,6 +45,14 @@ func TestShardedStackWithSeparateCacheRuns(t *testing.T) {
 			t.Errorf("etcd-cache holds no replicated WorkspaceType:\n%s", keys)
 		}
 	})
+	// Told to stop while both shards watch it, the cache server exits
+	// before its pod's grace after the drain would kill it (it waits its
+	// fixed 60 s request timeout for their watches: kcp.CacheStopSeconds).
+	took := cp.stop(t, kcp.CacheName, syscall.SIGTERM)
+	t.Logf("%s exited %s after SIGTERM, watched by both shards", kcp.CacheName, took.Round(100*time.Millisecond))
+	if took >= kcp.CacheStopSeconds*time.Second {
+		t.Errorf("%s took %s to exit after SIGTERM: its pod would be killed at %d s", kcp.CacheName, took.Round(100*time.Millisecond), kcp.CacheStopSeconds)
+	}
 }
 
 func shardedStackRuns(t *testing.T, kcpConfig string) *controlPlane {
