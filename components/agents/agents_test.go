@@ -230,7 +230,9 @@ func TestSyncAgent(t *testing.T) {
 		t.Errorf("ServiceMonitor = %v: the alerts read job=\"api-syncagent\"", sm["spec"])
 	}
 	rules := fmt.Sprint(mocktest.Dig(rec.Object(t, "kubernetes:monitoring.coreos.com/v1:PrometheusRule", KindSyncAgent+"-rules"), "spec", "groups"))
-	for _, alert := range []string{"SyncerHighErrorRate", "SyncLatencyHigh", `job="api-syncagent"`} {
+	// AgentRewatchFailing watches the CronJob by the name this package gives it.
+	for _, alert := range []string{"SyncerHighErrorRate", "SyncLatencyHigh", `job="api-syncagent"`, "AgentRewatchFailing",
+		`cronjob=~"` + RewatchName(args("eu", KindSyncAgent).WithDefaults()) + `"`} {
 		if !strings.Contains(rules, alert) {
 			t.Errorf("the agent's cluster lacks %s in its PrometheusRule: %s", alert, rules)
 		}

@@ -30,6 +30,13 @@ type scenario struct {
 
 var ns = map[string]string{"namespace": "kcp"}
 
+// The agent's rewatch CronJob as kube-state-metrics shows it on its cluster.
+var (
+	rewatchLabels    = map[string]string{"cronjob": AgentRewatchCronJob, "namespace": "kcp-agent"}
+	rewatchCreated   = `kube_cronjob_created{cronjob="` + AgentRewatchCronJob + `",namespace="kcp-agent"}`
+	rewatchSucceeded = `kube_cronjob_status_last_successful_time{cronjob="` + AgentRewatchCronJob + `",namespace="kcp-agent"}`
+)
+
 func with(extra map[string]string, base ...map[string]string) map[string]string {
 	out := map[string]string{}
 	for _, b := range base {
@@ -92,6 +99,12 @@ func scenarios() []scenario {
 		{"SyncLatencyHigh", "1m", syncF, syncH, "8m", "15m", with(nil, ns)},
 		{"SyncerDown", "1m", []series{{`up{job="api-syncagent",namespace="kcp",instance="agent-0"}`, "0x10"}},
 			[]series{{`up{job="api-syncagent",namespace="kcp",instance="agent-0"}`, "1x10"}}, "4m", "6m", with(map[string]string{"instance": "agent-0", "job": "api-syncagent"}, ns)},
+		// The rewatch's last success 30 min ago (then 5 min of for:); one
+		// that never succeeded, counted from the CronJob's creation.
+		{"AgentRewatchFailing", "1m", []series{{rewatchCreated, "0x60"}, {rewatchSucceeded, "0x60"}},
+			[]series{{rewatchCreated, "0x60"}, {rewatchSucceeded, "0+60x60"}}, "33m", "37m", rewatchLabels},
+		{"AgentRewatchFailing", "1m", []series{{rewatchCreated, "0x60"}},
+			[]series{{rewatchCreated, "0x60"}, {rewatchSucceeded, "0+60x60"}}, "33m", "37m", rewatchLabels},
 		// Half the objects waited more than 10 s in the queue (failing); all under it (healthy).
 		{"SyncBacklog", "1m", []series{
 			{`workqueue_queue_duration_seconds_bucket{job="api-syncagent",namespace="kcp",controller="sync",name="sync",le="10"}`, "0+5x30"},

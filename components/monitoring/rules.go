@@ -39,6 +39,12 @@ const (
 	// (shard.BackupJob): etcd-backup and etcd-<shard>-backup.
 	backupJobs   = "etcd(-.+)?-backup"
 	JobSyncAgent = "api-syncagent"
+	// AgentRewatchCronJob is the agent's rewatch CronJob (agents.RewatchName;
+	// this package cannot import agents, which installs AgentGroup).
+	AgentRewatchCronJob = JobSyncAgent + "-rewatch"
+	// AgentRewatchLate is how long the rewatch may go without a successful
+	// run (six of its five-minute runs) before AgentRewatchFailing fires.
+	AgentRewatchLate = 30 * time.Minute
 )
 
 // SLO targets, the production targets the README names: 99.9% availability,
@@ -106,6 +112,16 @@ func AgentGroup() Group {
 		// while each reconcile stays fast (README "Sync at scale").
 		// controller-runtime's buckets are decades (…, 1, 10, 100 s): 10 s
 		// is the first above the 5 s objective.
+		// The rewatch is what makes the agent watch a shard it could not
+		// reach at its one try (docs/agents.md): failing, such a shard stays
+		// unsynced with every other alert quiet. A CronJob that never
+		// succeeded has no last-success series: its age counts then.
+		alert("AgentRewatchFailing", "warning", fmt.Sprintf(`(%[1]s)
+or
+(time() - kube_cronjob_created{cronjob="%[2]s"} > %[3]d unless on (namespace, cronjob) kube_cronjob_status_last_successful_time{cronjob="%[2]s"})`,
+			cronJobLate(AgentRewatchCronJob, AgentRewatchLate), AgentRewatchCronJob, int(AgentRewatchLate.Seconds())), "5m",
+			"The agent's rewatch CronJob in {{ $labels.namespace }} has not succeeded for 30 minutes",
+			"api-syncagent is not told to watch again the shards it could not reach: workspaces on such a shard stay unsynced while the agent looks healthy."),
 		alert("SyncBacklog", "warning", fmt.Sprintf(`(
   sum by (namespace, controller) (rate(workqueue_queue_duration_seconds_count{job="%[1]s"}[5m]))
   - sum by (namespace, controller) (rate(workqueue_queue_duration_seconds_bucket{job="%[1]s",le=~"10(\\.0)?"}[5m]))
