@@ -246,7 +246,7 @@ func TestSyncAgent(t *testing.T) {
 
 // TestRewatch: the rewatch CronJob annotates the agent's endpoint slice in
 // kcp every five minutes with the agent's own kubeconfig and identity, a
-// new value each run; its pods are not the agent's (no Deployment, PDB or
+// new value each run, its image pulled once (not 288 times a day); its pods are not the agent's (no Deployment, PDB or
 // policy of the agent selects them) and carry no token for their cluster;
 // kcp lets the agent patch its own slice and nothing else.
 func TestRewatch(t *testing.T) {
@@ -267,7 +267,7 @@ func TestRewatch(t *testing.T) {
 			if got := mocktest.Strings(mocktest.Dig(c, "args")); !reflect.DeepEqual(got, want) {
 				t.Errorf("args = %v, want %v", got, want)
 			}
-			if mocktest.Dig(c, "image") != "registry.k8s.io/kubectl:v1.34.4" || mocktest.Dig(c, "env", 0, "name") != "POD_NAME" ||
+			if mocktest.Dig(c, "image") != "registry.k8s.io/kubectl:v1.34.4" || mocktest.Dig(c, "imagePullPolicy") != "IfNotPresent" || mocktest.Dig(c, "env", 0, "name") != "POD_NAME" ||
 				mocktest.Dig(c, "env", 0, "valueFrom", "fieldRef", "fieldPath") != "metadata.name" {
 				t.Errorf("container = %v: kubectl, with the pod's name as the annotation's value", c)
 			}

@@ -60,6 +60,9 @@ func newRewatch(ctx *pulumi.Context, name string, a Args, after []pulumi.Resourc
 	app := RewatchName(a)
 	labels := workload.Labels(app)
 	meta := workload.Meta(app, a.Namespace, app)
+	// Every 5 minutes: a pinned tag is pulled once, and a registry outage
+	// must not fail the runs (kube-score wants Always).
+	meta.Annotations = pulumi.StringMap{"kube-score/ignore": pulumi.String("container-image-pull-policy")}
 	if _, err := batchv1.NewCronJob(ctx, name+"-rewatch", &batchv1.CronJobArgs{
 		Metadata: meta,
 		Spec: &batchv1.CronJobSpecArgs{
@@ -88,7 +91,7 @@ func newRewatch(ctx *pulumi.Context, name string, a Args, after []pulumi.Resourc
 							Containers: corev1.ContainerArray{corev1.ContainerArgs{
 								Name:            pulumi.String("annotate"),
 								Image:           pulumi.String(a.KubectlImage),
-								ImagePullPolicy: pulumi.String("Always"),
+								ImagePullPolicy: pulumi.String("IfNotPresent"),
 								Args:            pulumi.ToStringArray(RewatchArgs(a)),
 								Env: corev1.EnvVarArray{
 									corev1.EnvVarArgs{Name: pulumi.String("POD_NAME"),
