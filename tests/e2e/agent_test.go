@@ -11,6 +11,7 @@ import (
 	"os"
 	"os/exec"
 	"path/filepath"
+	"slices"
 	"strings"
 	"syscall"
 	"testing"
@@ -44,11 +45,11 @@ func TestSyncAgentOnShard(t *testing.T) { syncAgentCluster(t, "shard-1", "shard-
 // consumer on shard-1; it syncs, then the agent restarts while shard-1 is
 // down and needs its rewatch CronJob to sync there again
 // (rewatchAfterShardOutage).
-func TestSyncAgentRewatchesAShard(t *testing.T) { syncAgentCluster(t, "", "shard-1") }
+func TestSyncAgentRewatchesAShard(t *testing.T) { syncAgentCluster(t, shard.Root, "shard-1") }
 
 // syncAgentCluster runs the agent of a cluster whose workspace (its
-// APIExport) is on exportShard and whose consumer is on consumerShard
-// ("": the root shard).
+// APIExport) is on exportShard (the cluster's shard key; "": kcp picks
+// one) and whose consumer is on consumerShard ("": root).
 func syncAgentCluster(t testing.TB, exportShard, consumerShard string) {
 	binary(t, "KCP_BIN")
 	binary(t, "KCP_FRONT_PROXY_BIN")
@@ -60,8 +61,9 @@ func syncAgentCluster(t testing.TB, exportShard, consumerShard string) {
 		  "resources":[{"group":"example.com","version":"v1","kind":"Widget","plural":"widgets"}]}]`,
 	}
 	consumer := map[string]any{"apiVersion": "tenancy.kcp.io/v1alpha1", "kind": "Workspace", "metadata": map[string]any{"name": "consumer"}}
-	if onShard := cmp.Or(exportShard, consumerShard); onShard != "" {
-		config["kcp"] = `{"shards":[{"name":"` + onShard + `"}]}`
+	// The one shard beside root that either names.
+	if i := slices.IndexFunc([]string{exportShard, consumerShard}, func(s string) bool { return s != "" && s != shard.Root }); i >= 0 {
+		config["kcp"] = `{"shards":[{"name":"` + []string{exportShard, consumerShard}[i] + `"}]}`
 	}
 	if exportShard != "" {
 		config["clusters"] = strings.Replace(config["clusters"], `"replicas":1,`, `"replicas":1,"shard":"`+exportShard+`",`, 1)
