@@ -64,6 +64,20 @@ func identitySecret(a Args) string {
 	return IdentitySecret
 }
 
+// kcpMounts are where a pod that talks to kcp as the agent (the agent's,
+// the rewatch's) finds its kubeconfig and identity, and a writable /tmp.
+var kcpMounts = corev1.VolumeMountArray{
+	corev1.VolumeMountArgs{Name: pulumi.String("kcp-kubeconfig"), MountPath: pulumi.String(kubeconfigMount), ReadOnly: pulumi.Bool(true)},
+	corev1.VolumeMountArgs{Name: pulumi.String("identity"), MountPath: pulumi.String(identityMount), ReadOnly: pulumi.Bool(true)},
+	corev1.VolumeMountArgs{Name: pulumi.String("tmp"), MountPath: pulumi.String("/tmp")},
+}
+
+// kcpVolumes are the volumes of kcpMounts.
+func kcpVolumes(a Args) corev1.VolumeArray {
+	return corev1.VolumeArray{workload.ConfigMapVolume("kcp-kubeconfig", kubeconfigConfigMap),
+		workload.SecretVolume("identity", identitySecret(a)), workload.EmptyDir("tmp", "64Mi")}
+}
+
 func deploymentMeta(a Args) *metav1.ObjectMetaArgs {
 	meta := workload.Meta(a.Kind, a.Namespace, a.Kind)
 	annotations := pulumi.StringMap{workload.NeedsAPIToken: pulumi.String("true")} // it syncs its cluster's API
@@ -113,14 +127,9 @@ func deploymentSpec(a Args, labels map[string]string) *appsv1.DeploymentSpecArgs
 					LivenessProbe: liveness, ReadinessProbe: readiness,
 					Resources:       a.Container.Args(),
 					SecurityContext: workload.ContainerSecurityContext(),
-					VolumeMounts: corev1.VolumeMountArray{
-						corev1.VolumeMountArgs{Name: pulumi.String("kcp-kubeconfig"), MountPath: pulumi.String(kubeconfigMount), ReadOnly: pulumi.Bool(true)},
-						corev1.VolumeMountArgs{Name: pulumi.String("identity"), MountPath: pulumi.String(identityMount), ReadOnly: pulumi.Bool(true)},
-						corev1.VolumeMountArgs{Name: pulumi.String("tmp"), MountPath: pulumi.String("/tmp")},
-					},
+					VolumeMounts:    kcpMounts,
 				}},
-				Volumes: corev1.VolumeArray{workload.ConfigMapVolume("kcp-kubeconfig", kubeconfigConfigMap),
-					workload.SecretVolume("identity", identitySecret(a)), workload.EmptyDir("tmp", "64Mi")},
+				Volumes: kcpVolumes(a),
 			},
 		},
 	}
