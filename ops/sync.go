@@ -178,7 +178,7 @@ func syncThroughExport(ctx context.Context, t SmokeTarget, cl SmokeCluster, down
 // (docs/agents.md "Shards the agent could not reach").
 func rewatchHint(cl SmokeCluster) string {
 	return fmt.Sprintf("an agent that could not reach that shard when the binding appeared watches it after its next rewatch, within 5 minutes; "+
-		"not to wait: kubectl -n %s create job --from=cronjob/%s rewatch-now on cluster %s",
+		"not to wait: kubectl -n %s create job --from=cronjob/%s rewatch-now-$(date +%%s) on cluster %s",
 		cl.AgentNamespace, agents.RewatchName(agents.Args{Kind: cl.AgentKind}), cl.Name)
 }
 

@@ -33,7 +33,7 @@ func TestPlacement(t *testing.T) {
 // component gives it and the agent's namespace and cluster.
 func TestRewatchHint(t *testing.T) {
 	got := rewatchHint(SmokeCluster{Name: "east", AgentKind: "api-syncagent", AgentNamespace: "edge-agent"})
-	if want := "kubectl -n edge-agent create job --from=cronjob/api-syncagent-rewatch rewatch-now on cluster east"; !strings.HasSuffix(got, want) {
+	if want := "kubectl -n edge-agent create job --from=cronjob/api-syncagent-rewatch rewatch-now-$(date +%s) on cluster east"; !strings.HasSuffix(got, want) {
 		t.Errorf("hint = %q, want it to end with %q", got, want)
 	}
 }

@@ -334,7 +334,7 @@ func NewAgent(ctx *pulumi.Context, name string, args Args, opts ...pulumi.Resour
 	}, child, pulumi.DependsOn(append([]pulumi.Resource{ns}, identity...))); err != nil {
 		return nil, fmt.Errorf("agent Deployment: %w", err)
 	}
-	if err := newRewatch(ctx, name, args, after); err != nil {
+	if err := newRewatch(ctx, name, args, after, identity); err != nil {
 		return nil, err
 	}
 	if !args.Unmonitored {

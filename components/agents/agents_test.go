@@ -271,6 +271,11 @@ func TestRewatch(t *testing.T) {
 				mocktest.Dig(c, "env", 0, "valueFrom", "fieldRef", "fieldPath") != "metadata.name" {
 				t.Errorf("container = %v: kubectl, with the pod's name as the annotation's value", c)
 			}
+			// Created after the identity Secret its pods mount.
+			secret := map[string]string{IdentityCertificate: "agent-eu-identity", IdentityToken: "agent-eu-token"}[identity]
+			if deps := rec.Named(t, "kubernetes:batch/v1:CronJob", "agent-eu-rewatch").DependsOn; !slices.ContainsFunc(deps, func(urn string) bool { return strings.HasSuffix(urn, "::"+secret) }) {
+				t.Errorf("the rewatch CronJob does not wait for Secret %s: depends on %v", secret, deps)
+			}
 			if mocktest.Dig(pod, "automountServiceAccountToken") != false {
 				t.Errorf("the rewatch pod mounts a token for its cluster: %v", pod)
 			}

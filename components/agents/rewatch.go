@@ -53,10 +53,11 @@ func RewatchArgs(a Args) []string {
 	}
 }
 
-// newRewatch registers the CronJob and the NetworkPolicy of its pods (kcp
-// only, as the agent reaches it). Its pods mount the agent's kubeconfig and
+// newRewatch registers the CronJob and the NetworkPolicy of its pods (the
+// agent's flows to kcp; the 443/6443 of kcp's address also reach their own
+// cluster's API, which they cannot use without a token). Its pods mount the agent's kubeconfig and
 // identity and need nothing from their own cluster's API.
-func newRewatch(ctx *pulumi.Context, name string, a Args, after []pulumi.ResourceOption) error {
+func newRewatch(ctx *pulumi.Context, name string, a Args, after []pulumi.ResourceOption, identity []pulumi.Resource) error {
 	app := RewatchName(a)
 	labels := workload.Labels(app)
 	meta := workload.Meta(app, a.Namespace, app)
@@ -111,7 +112,7 @@ func newRewatch(ctx *pulumi.Context, name string, a Args, after []pulumi.Resourc
 					},
 				}},
 		},
-	}, after...); err != nil {
+	}, append(after, pulumi.DependsOn(identity))...); err != nil { // its pods mount the identity
 		return fmt.Errorf("agent rewatch CronJob: %w", err)
 	}
 	return netpol.NewAllowPolicy(ctx, name+"-rewatch-netpol", a.Namespace, app, labels, nil, kcpFlows(a), after...)

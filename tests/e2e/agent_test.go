@@ -132,9 +132,8 @@ func syncAgentCluster(t testing.TB, exportShard, consumerShard string) {
 	}
 }
 
-// rewatchAfterShardOutage: the agent restarts while the shard of its
-// export's workspace (server) is down, as after a node loss that takes
-// both; the shard comes back. api-syncagent v0.7.0 tried that shard's URL
+// rewatchAfterShardOutage: the agent restarts while the consumers' shard
+// (server) is down, as after a node loss that takes both; the shard comes back. api-syncagent v0.7.0 tried that shard's URL
 // once, at its start, and never again, so a Widget created there is not
 // synced; one run of the agent's rewatch CronJob, as rendered, makes it
 // watch the shard, and the Widget reaches the cluster.
