@@ -21,6 +21,7 @@ import (
 	metav1 "github.com/pulumi/pulumi-kubernetes/sdk/v4/go/kubernetes/meta/v1"
 	"github.com/pulumi/pulumi/sdk/v3/go/pulumi"
 
+	"github.com/kcp-tmc/kcp-tmc/components/kcp"
 	"github.com/kcp-tmc/kcp-tmc/pkg/netpol"
 	"github.com/kcp-tmc/kcp-tmc/pkg/workload"
 )
@@ -100,10 +101,7 @@ func newRewatch(ctx *pulumi.Context, name string, a Args, after []pulumi.Resourc
 									// kubectl caches discovery under $HOME/.kube.
 									corev1.EnvVarArgs{Name: pulumi.String("HOME"), Value: pulumi.String("/tmp")},
 								},
-								Resources: workload.Resources{
-									Requests: workload.ResourceList{CPU: "10m", Memory: "32Mi", EphemeralStorage: "16Mi"},
-									Limits:   workload.ResourceList{CPU: "100m", Memory: "128Mi", EphemeralStorage: "64Mi"},
-								}.Args(),
+								Resources:       kcp.KubectlResources.Args(),
 								SecurityContext: workload.ContainerSecurityContext(),
 								VolumeMounts:    kcpMounts,
 							}},

@@ -50,6 +50,13 @@ const (
 	DefaultKubectlImage = "registry.k8s.io/kubectl:v1.34.4"
 )
 
+// KubectlResources are a container of DefaultKubectlImage's that runs one
+// short kubectl command (this restart, the agents' rewatch).
+var KubectlResources = workload.Resources{
+	Requests: workload.ResourceList{CPU: "10m", Memory: "32Mi", EphemeralStorage: "16Mi"},
+	Limits:   workload.ResourceList{CPU: "100m", Memory: "128Mi", EphemeralStorage: "64Mi"},
+}
+
 // frontProxyRestartArgs are the restart Job's two kubectl steps: a rolling
 // restart, as `kubectl rollout restart` does it by hand, then the wait for
 // it to finish, so that the Job succeeds only once pods holding the renewed
@@ -99,11 +106,8 @@ func newFrontProxyRestart(ctx *pulumi.Context, name string, args Args, child pul
 			ImagePullPolicy: pulumi.String("Always"),
 			Args:            pulumi.ToStringArray(cmd),
 			// kubectl caches discovery under $HOME/.kube.
-			Env: corev1.EnvVarArray{corev1.EnvVarArgs{Name: pulumi.String("HOME"), Value: pulumi.String("/tmp")}},
-			Resources: workload.Resources{
-				Requests: workload.ResourceList{CPU: "10m", Memory: "32Mi", EphemeralStorage: "16Mi"},
-				Limits:   workload.ResourceList{CPU: "100m", Memory: "128Mi", EphemeralStorage: "64Mi"},
-			}.Args(),
+			Env:             corev1.EnvVarArray{corev1.EnvVarArgs{Name: pulumi.String("HOME"), Value: pulumi.String("/tmp")}},
+			Resources:       KubectlResources.Args(),
 			SecurityContext: workload.ContainerSecurityContext(),
 			VolumeMounts:    corev1.VolumeMountArray{corev1.VolumeMountArgs{Name: pulumi.String("tmp"), MountPath: pulumi.String("/tmp")}},
 		}
