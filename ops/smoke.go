@@ -263,7 +263,7 @@ func Smoke(ctx context.Context, t SmokeTarget) (SmokeReport, error) {
 		}
 	case len(t.Clusters) > 0:
 		check("test workload synced to every cluster and cleaned up", func() (string, error) {
-			return syncWorkload(ctx, t, kcpClient, clients)
+			return syncWorkload(ctx, t, kcpClient, clients, nil)
 		})
 	}
 	if t.Load.Duration > 0 {

@@ -21,6 +21,7 @@ import (
 	"github.com/kcp-tmc/kcp-tmc/components/kcp"
 	"github.com/kcp-tmc/kcp-tmc/components/monitoring"
 	"github.com/kcp-tmc/kcp-tmc/internal/test/mocktest"
+	"github.com/kcp-tmc/kcp-tmc/ops"
 	"github.com/kcp-tmc/kcp-tmc/pkg/shard"
 	"github.com/kcp-tmc/kcp-tmc/pkg/toolchain"
 	"github.com/kcp-tmc/kcp-tmc/tests/cluster"
@@ -118,7 +119,16 @@ func syncAgentCluster(t testing.TB, exportShard, consumerShard string) {
 	}
 
 	if consumerShard != exportShard {
-		cp.rewatchAfterShardOutage(t, pc, shard.Shard{Name: cmp.Or(consumerShard, shard.Root)}.Deployment(), "root:consumer")
+		consumers := shard.Shard{Name: cmp.Or(consumerShard, shard.Root)}.Deployment()
+		cp.rewatchAfterShardOutage(t, pc, consumers, "root:consumer", "w-after-outage", 30*time.Second, "the rewatch CronJob's run", func() string { return pc.runRewatch(t) })
+		// What kcp-tmc smoke does when its object is not synced in 30 s:
+		// the same annotation, through kcp's admin.
+		cp.rewatchAfterShardOutage(t, pc, consumers, "root:consumer", "w-after-outage-2", 10*time.Second, "the smoke's rewatch", func() string {
+			if err := ops.Rewatch(context.Background(), cp.adminConfig(t), "root:compute", export, "kcp-tmc-smoke-e2e"); err != nil {
+				t.Fatalf("ops.Rewatch: %v", err)
+			}
+			return ""
+		})
 	}
 
 	// The server of the agent's export, told to stop while the agent and
@@ -133,16 +143,17 @@ func syncAgentCluster(t testing.TB, exportShard, consumerShard string) {
 }
 
 // rewatchAfterShardOutage: the agent restarts while the consumers' shard
-// (server) is down, as after a node loss that takes both; the shard comes back. api-syncagent v0.7.0 tried that shard's URL
-// once, at its start, and never again, so a Widget created there is not
-// synced; one run of the agent's rewatch CronJob, as rendered, makes it
+// (server) is down, as after a node loss that takes both; the shard comes
+// back. api-syncagent v0.7.0 tried that shard's URL once, at its start, and
+// never again, so a Widget (name) created there is not synced within
+// unsynced; rewatch (what the rendered CronJob or the smoke does) makes it
 // watch the shard, and the Widget reaches the cluster.
-func (cp *controlPlane) rewatchAfterShardOutage(t testing.TB, pc *physicalCluster, server, workspace string) {
+func (cp *controlPlane) rewatchAfterShardOutage(t testing.TB, pc *physicalCluster, server, workspace, name string, unsynced time.Duration, how string, rewatch func() string) {
 	t.Helper()
 	key := agentKey(pc.name)
 	cp.stop(t, server, syscall.SIGTERM)
 	cp.stop(t, key, syscall.SIGTERM)
-	cp.startAgain(t, key, "while-"+server+"-down")
+	cp.startAgain(t, key, "while-"+server+"-down-"+name)
 	agentLog := cp.running[key].proc.log
 	deadline := time.Now().Add(time.Minute)
 	for {
@@ -155,11 +166,9 @@ func (cp *controlPlane) rewatchAfterShardOutage(t testing.TB, pc *physicalCluste
 		}
 		time.Sleep(time.Second)
 	}
-	cp.startAgain(t, server, "after-agent")
+	cp.startAgain(t, server, "after-agent-"+name)
 
-	const name = "w-after-outage"
 	cp.createWidget(t, workspace, name)
-	const unsynced = 30 * time.Second
 	for began := time.Now(); time.Since(began) < unsynced; time.Sleep(time.Second) {
 		if len(pc.copiesOf(t, name)) > 0 {
 			t.Errorf("%s reached the cluster without a rewatch: the agent watched %s again by itself, so api-syncagent retries now and the rewatch CronJob may go (docs/agents.md)", name, server)
@@ -168,15 +177,15 @@ func (cp *controlPlane) rewatchAfterShardOutage(t testing.TB, pc *physicalCluste
 	}
 	t.Logf("%s: not synced in %s with %s back (the agent's one try failed)", name, unsynced, server)
 
-	out := pc.runRewatch(t)
+	out := rewatch()
 	began := time.Now()
 	for len(pc.copiesOf(t, name)) == 0 {
 		if time.Since(began) > time.Minute {
-			t.Fatalf("%s never reached the cluster after the rewatch (%s); agent log:\n%s", name, strings.TrimSpace(out), tail(agentLog, 40))
+			t.Fatalf("%s never reached the cluster after %s (%s); agent log:\n%s", name, how, strings.TrimSpace(out), tail(agentLog, 40))
 		}
 		time.Sleep(time.Second)
 	}
-	t.Logf("%s: on the cluster %s after the rewatch", name, time.Since(began).Round(100*time.Millisecond))
+	t.Logf("%s: on the cluster %s after %s", name, time.Since(began).Round(100*time.Millisecond), how)
 }
 
 // runRewatch runs the agent's rewatch CronJob's container once as a local

@@ -28,6 +28,8 @@ import (
 	"testing"
 	"time"
 
+	"k8s.io/client-go/rest"
+
 	"github.com/kcp-tmc/kcp-tmc/components/etcd"
 	"github.com/kcp-tmc/kcp-tmc/components/kcp"
 	"github.com/kcp-tmc/kcp-tmc/components/monitoring"
@@ -197,6 +199,16 @@ type client struct {
 	base  string
 	http  *http.Client
 	token string // a bearer token instead of a client certificate
+}
+
+// adminConfig is a client-go config of kcp's admin through the front door
+// (no workspace: the caller adds /clusters/<path> or lets a helper do it).
+func (cp *controlPlane) adminConfig(t testing.TB) *rest.Config {
+	t.Helper()
+	admin := cp.objs.data(t, "Secret", tls.CertAdmin)
+	return &rest.Config{Host: fmt.Sprintf("https://localhost:%d", cp.m.front(t)),
+		TLSClientConfig: rest.TLSClientConfig{CAData: []byte(cp.objs.data(t, "Secret", tls.CAServer)["ca.crt"]),
+			CertData: []byte(admin["tls.crt"]), KeyData: []byte(admin["tls.key"])}}
 }
 
 func (cp *controlPlane) client(t testing.TB, cert, base, serverName string) *client {

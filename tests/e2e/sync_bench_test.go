@@ -25,7 +25,6 @@ import (
 	"github.com/kcp-tmc/kcp-tmc/components/agents"
 	"github.com/kcp-tmc/kcp-tmc/components/kcp"
 	"github.com/kcp-tmc/kcp-tmc/components/monitoring"
-	"github.com/kcp-tmc/kcp-tmc/components/tls"
 	"github.com/kcp-tmc/kcp-tmc/internal/test/mocktest"
 )
 
@@ -147,11 +146,9 @@ func (cp *controlPlane) startLane(b *testing.B, rec []mocktest.Resource, agentBi
 	consumer := "consumer-" + name
 	cp.bindExport(b, map[string]any{"apiVersion": "tenancy.kcp.io/v1alpha1", "kind": "Workspace", "metadata": map[string]any{"name": consumer}}, name+"-export")
 
-	ca := []byte(cp.objs.data(b, "Secret", tls.CAServer)["ca.crt"])
-	admin := cp.objs.data(b, "Secret", tls.CertAdmin)
-	kcpCfg := &rest.Config{Host: fmt.Sprintf("https://localhost:%d/clusters/root:%s", cp.m.front(b), consumer),
-		TLSClientConfig: rest.TLSClientConfig{CAData: ca, CertData: []byte(admin["tls.crt"]), KeyData: []byte(admin["tls.key"])},
-		QPS:             -1} // no client-side throttling: the rate is the benchmark's
+	kcpCfg := cp.adminConfig(b)
+	kcpCfg.Host += "/clusters/root:" + consumer
+	kcpCfg.QPS = -1 // no client-side throttling: the rate is the benchmark's
 	physCfg := &rest.Config{Host: pc.kube.Server, BearerToken: pc.kube.AdminToken, TLSClientConfig: rest.TLSClientConfig{CAFile: pc.kube.CAFile}, QPS: -1}
 	kcpClient, err := dynamic.NewForConfig(kcpCfg)
 	if err != nil {
