@@ -8,7 +8,7 @@
 #     judges  kube-apiserver, kube-controller-manager, kubectl; etcd, etcdctl,
 #             etcdutl; kube-score; actionlint; prometheus and promtool;
 #             amtool; the upstream CRD sources                        (make test)
-#     cluster kubelet, kube-scheduler, kube-proxy; CoreDNS; prometheus-operator
+#     cluster kubelet, kube-scheduler, kube-proxy; CoreDNS; external-dns; prometheus-operator
 #             and its config reloader; Prometheus with Kubernetes service
 #             discovery                                      (make cluster-e2e)
 #
@@ -141,6 +141,11 @@ build_coredns() {
 }
 
 # Runs on the node as a process (tests/cluster/node.go), not as a Pod.
+build_external_dns() {
+  (cd "$root/hack/tools/external-dns" &&
+    go build -o "$1/" -ldflags "$strip -X sigs.k8s.io/external-dns/pkg/apis/externaldns.Version=$EXTERNAL_DNS_VERSION" sigs.k8s.io/external-dns)
+}
+
 build_kube_network_policies() {
   (cd "$root/hack/tools/kube-network-policies" &&
     go build -o "$1/kube-network-policies" -ldflags "$strip" sigs.k8s.io/kube-network-policies/cmd)
@@ -193,6 +198,7 @@ cluster_tools=(
   "kube-node|$KUBE_VERSION|build_kube_node|kubelet kube-scheduler kube-proxy"
   "coredns|$COREDNS_VERSION|build_coredns|coredns"
   "kube-network-policies|$KUBE_NETWORK_POLICIES_VERSION|build_kube_network_policies|kube-network-policies"
+  "external-dns|$EXTERNAL_DNS_VERSION|build_external_dns|external-dns"
   "prometheus-operator|$PROMETHEUS_OPERATOR_VERSION|build_prometheus_operator|operator prometheus-config-reloader"
   "prometheus-kubernetes|$PROMETHEUS_VERSION|build_prometheus_kubernetes|prometheus-kubernetes"
 )

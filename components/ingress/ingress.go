@@ -7,6 +7,8 @@ package ingress
 
 import (
 	"fmt"
+	"maps"
+	"strconv"
 
 	"github.com/pulumi/pulumi-kubernetes/sdk/v4/go/kubernetes"
 	"github.com/pulumi/pulumi-kubernetes/sdk/v4/go/kubernetes/apiextensions"
@@ -52,6 +54,30 @@ var NLBAnnotations = map[string]string{
 	"service.beta.kubernetes.io/aws-load-balancer-type":            "external",
 	"service.beta.kubernetes.io/aws-load-balancer-nlb-target-type": "ip",
 	"service.beta.kubernetes.io/aws-load-balancer-scheme":          "internet-facing",
+}
+
+// ExternalDNSPrefixes are the annotation prefixes external-dns reads:
+// v0.22.0 reads external-dns.kubernetes.io/ (its
+// source/annotations.DefaultAnnotationPrefix), v0.21.0 and older
+// external-dns.alpha.kubernetes.io/ only, so both are written.
+var ExternalDNSPrefixes = []string{"external-dns.kubernetes.io/", "external-dns.alpha.kubernetes.io/"}
+
+// ExternalDNSTTL is the records' TTL in seconds: short, so a load balancer
+// that gets a new address (replaced, recreated) is found again within a
+// minute.
+const ExternalDNSTTL = 60
+
+// ExternalDNSAnnotations ask external-dns (its `service` source) to publish
+// host at the load balancer's address: an A record for an IP, a CNAME (an
+// alias on Route 53) for a hostname such as an NLB's. Inert without
+// external-dns.
+func ExternalDNSAnnotations(host string) map[string]string {
+	out := map[string]string{}
+	for _, p := range ExternalDNSPrefixes {
+		out[p+"hostname"] = host
+		out[p+"ttl"] = strconv.Itoa(ExternalDNSTTL)
+	}
+	return out
 }
 
 // Args configures the exposure.
@@ -404,9 +430,11 @@ func loadBalancer(ctx *pulumi.Context, name string, a Args, opts []pulumi.Resour
 			urn, port = name+"-lb-"+r.Name, r.Port
 		}
 		meta := workload.Meta(object, a.Namespace, "kcp-front-proxy")
+		annotations := ExternalDNSAnnotations(r.Host)
 		if a.NLB {
-			meta.Annotations = pulumi.ToStringMap(NLBAnnotations)
+			maps.Copy(annotations, NLBAnnotations)
 		}
+		meta.Annotations = pulumi.ToStringMap(annotations)
 		svc, err := corev1.NewService(ctx, urn, &corev1.ServiceArgs{
 			Metadata: meta,
 			Spec: &corev1.ServiceSpecArgs{

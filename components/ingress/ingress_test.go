@@ -49,6 +49,15 @@ func TestModes(t *testing.T) {
 					mocktest.Dig(svc, "metadata", "annotations", "service.beta.kubernetes.io/aws-load-balancer-type") != "external" {
 					t.Errorf("load balancer = %v", svc)
 				}
+				// external-dns, old and new, publishes the host at its address.
+				for _, prefix := range []string{"external-dns.kubernetes.io/", "external-dns.alpha.kubernetes.io/"} {
+					if got := mocktest.Dig(svc, "metadata", "annotations", prefix+"hostname"); got != "kcp.example.com" {
+						t.Errorf("%shostname = %v", prefix, got)
+					}
+					if got := mocktest.Dig(svc, "metadata", "annotations", prefix+"ttl"); got != "60" {
+						t.Errorf("%sttl = %v", prefix, got)
+					}
+				}
 				if len(rec.OfType("kubernetes:networking.k8s.io/v1:Ingress")) != 0 {
 					t.Error("an Ingress exists in load-balancer mode")
 				}
@@ -175,14 +184,15 @@ func TestShardRoutes(t *testing.T) {
 			[]any{"spec", "hostnames", 0}, []any{"spec", "rules", 0, "backendRefs", 0, "name"},
 			[]any{"spec", "rules", 0, "backendRefs", 0, "port"}, float64(6443)},
 		{"load balancer", "kubernetes:core/v1:Service", "kcp-shard-1-lb", args(ModeLoadBalancer),
-			nil, []any{"spec", "selector", "app.kubernetes.io/name"}, []any{"spec", "ports", 0, "targetPort"}, float64(6443)},
+			[]any{"metadata", "annotations", "external-dns.kubernetes.io/hostname"}, []any{"spec", "selector", "app.kubernetes.io/name"},
+			[]any{"spec", "ports", 0, "targetPort"}, float64(6443)},
 	}
 	for _, tt := range tests {
 		t.Run(tt.name, func(t *testing.T) {
 			a := tt.args
 			a.Shards, a.ShardPort = []shard.Shard{sh}, 6443
 			o := run(t, a).Object(t, tt.typ, tt.object)
-			if tt.host != nil && mocktest.Dig(o, tt.host...) != "shard-1.kcp.example.com" {
+			if mocktest.Dig(o, tt.host...) != "shard-1.kcp.example.com" {
 				t.Errorf("host = %v", mocktest.Dig(o, tt.host...))
 			}
 			if got := mocktest.Dig(o, tt.backend...); got != "kcp-shard-1" {

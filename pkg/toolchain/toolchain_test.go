@@ -80,6 +80,7 @@ func TestVersionsMatchToolModules(t *testing.T) {
 		{"ALERTMANAGER_VERSION", "hack/tools/alertmanager/go.mod", "github.com/prometheus/alertmanager", ""},
 		{"COREDNS_VERSION", "hack/tools/coredns/go.mod", "github.com/coredns/coredns", ""},
 		{"KUBE_NETWORK_POLICIES_VERSION", "hack/tools/kube-network-policies/go.mod", "sigs.k8s.io/kube-network-policies", ""},
+		{"EXTERNAL_DNS_VERSION", "hack/tools/external-dns/go.mod", "sigs.k8s.io/external-dns", ""},
 		{"PROMETHEUS_OPERATOR_VERSION", "hack/tools/prometheus-operator/go.mod", "github.com/prometheus-operator/prometheus-operator", ""},
 	} {
 		t.Run(tc.key+" "+tc.module, func(t *testing.T) {

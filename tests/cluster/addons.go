@@ -20,7 +20,8 @@ import (
 // cluster: CoreDNS, local persistent volumes behind StorageClasses "standard" and "fast",
 // and a load balancer that gives Services of type LoadBalancer an address
 // kube-proxy routes (what MetalLB does, without announcing it: the address
-// is reachable from this machine only).
+// is reachable from this machine only), and external-dns publishing the
+// names its Services ask for (externaldns.go).
 
 const (
 	// CoreDNSImage is the reference the CoreDNS Deployment names.
@@ -54,6 +55,11 @@ func (c *Cluster) installAddons(ctx context.Context) error {
 	}
 	c.node.lb = lb
 	c.node.hosts = &hostsFile{path: "/etc/hosts"}
+	dns, err := c.startExternalDNS()
+	if err != nil {
+		return fmt.Errorf("external-dns: %w", err)
+	}
+	c.node.dns = dns
 	return nil
 }
 
@@ -270,6 +276,19 @@ func (h *hostsFile) add(name, ip string) error {
 	cur = []byte(withoutHost(string(cur), name))
 	cur = append(cur, []byte(ip+" "+name+" # kcp-tmc cluster e2e\n")...)
 	return os.WriteFile(h.path, cur, 0o644)
+}
+
+func (h *hostsFile) remove(name string) error {
+	h.mu.Lock()
+	defer h.mu.Unlock()
+	cur, err := os.ReadFile(h.path)
+	if err != nil {
+		return err
+	}
+	if !h.saved {
+		h.original, h.saved = cur, true
+	}
+	return os.WriteFile(h.path, []byte(withoutHost(string(cur), name)), 0o644)
 }
 
 func (h *hostsFile) restore() error {

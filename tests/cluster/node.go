@@ -57,6 +57,7 @@ type node struct {
 	registries *Registries
 	lb         *loadBalancer
 	hosts      *hostsFile
+	dns        *externalDNS
 	// publishMu serialises PublishHost: CoreDNS's hosts are read, changed
 	// and written back, and two front doors may get addresses at once.
 	publishMu sync.Mutex
@@ -87,7 +88,7 @@ func NodeMissing(binDir string) []string {
 			missing = append(missing, filepath.Join(cniBinDir, p)+" (apt-get install containernetworking-plugins)")
 		}
 	}
-	for _, b := range []string{"kubelet", "kube-scheduler", "kube-proxy", "coredns", "kube-network-policies"} {
+	for _, b := range []string{"kubelet", "kube-scheduler", "kube-proxy", "coredns", "kube-network-policies", "external-dns"} {
 		if _, err := os.Stat(filepath.Join(binDir, b)); err != nil {
 			missing = append(missing, filepath.Join(binDir, b)+" (hack/toolchain.sh cluster)")
 		}

@@ -24,6 +24,11 @@ func (c *Cluster) stopNode() {
 	n := c.node
 	ctx, cancel := context.WithTimeout(context.Background(), 3*time.Minute)
 	defer cancel()
+	// Nothing publishes names once /etc/hosts is being put back.
+	c.stopProcess("external-dns")
+	if n.dns != nil {
+		n.dns.stop()
+	}
 	if n.lb != nil {
 		n.lb.stop()
 	}

@@ -30,8 +30,8 @@ func TestAgentOnTheSameNode(t *testing.T) {
 	const host = "kcp.dev.kcp.example.com"
 	p := newAgentPlatform(t, nil, nil)
 
-	p.publishFrontDoorOnceAddressed(ingress.FrontDoorLoadBalancer, host)
 	p.must("up") // awaits the agent's rollout: Ready means it reached kcp
+	p.published(ingress.FrontDoorLoadBalancer, host)
 	p.must("up", "--expect-no-changes")
 	// smoke with its defaults: a Widget through the agent's export, in a
 	// workspace of its own, to the node and back out; then it cleans up.

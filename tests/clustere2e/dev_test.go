@@ -22,6 +22,7 @@ import (
 	"github.com/kcp-tmc/kcp-tmc/automation"
 	"github.com/kcp-tmc/kcp-tmc/components/agents"
 	"github.com/kcp-tmc/kcp-tmc/components/backup"
+	"github.com/kcp-tmc/kcp-tmc/components/ingress"
 	"github.com/kcp-tmc/kcp-tmc/components/monitoring"
 	"github.com/kcp-tmc/kcp-tmc/components/tls"
 	"github.com/kcp-tmc/kcp-tmc/internal/cli"
@@ -141,34 +142,32 @@ func (p *platform) state() string {
 	return "objects:\n" + objs + "\nlogs of Pods not ready:\n" + logs.String() + "\nevents:\n" + cluster.Tail(events, 3000)
 }
 
-// publishFrontDoorOnceAddressed does what external-dns does for a user:
-// from now on, as soon as the front door's load balancer has an address
-// (during the up that creates it), kcp.<domain> resolves to it here and in
-// the cluster. The program itself needs no record; the agents do.
-func (p *platform) publishFrontDoorOnceAddressed(service, host string) {
-	ctx, cancel := context.WithCancel(context.Background())
-	done := make(chan error, 1)
-	go func() {
-		for {
-			out, _, _ := kube.Kubectl(ctx, nil, "-n", p.ns, "get", "service", service, "-o", "jsonpath={.status.loadBalancer.ingress[0].ip}")
-			if ip := strings.TrimSpace(out); ip != "" {
-				done <- kube.PublishHost(ctx, host, ip)
-				return
+// published: external-dns, running on the node as a user runs it, has
+// published host at the address of its load balancer (service) from the
+// annotations kcp-tmc writes on it — during the up that created it, since
+// the agents that up awaits reach kcp by that name.
+func (p *platform) published(service, host string) {
+	p.t.Helper()
+	out, _, err := kube.Kubectl(context.Background(), nil, "-n", p.ns, "get", "service", service, "-o", "jsonpath={.status.loadBalancer.ingress[0].ip}")
+	ip := strings.TrimSpace(out)
+	if err != nil || ip == "" {
+		p.t.Fatalf("service %s has no load balancer address (%v)", service, err)
+	}
+	deadline := time.Now().Add(time.Minute)
+	for {
+		pub, ok := kube.Published(host)
+		if ok && pub.IP == ip {
+			p.t.Logf("external-dns published %s → %s (TTL %d s)", host, ip, pub.TTL)
+			if pub.TTL != ingress.ExternalDNSTTL {
+				p.t.Errorf("%s published with TTL %d s, want the annotations' %d s", host, pub.TTL, ingress.ExternalDNSTTL)
 			}
-			select {
-			case <-ctx.Done():
-				done <- nil
-				return
-			case <-time.After(2 * time.Second):
-			}
+			return
 		}
-	}()
-	p.t.Cleanup(func() {
-		cancel()
-		if err := <-done; err != nil {
-			p.t.Errorf("publishing %s: %v", host, err)
+		if time.Now().After(deadline) {
+			p.t.Fatalf("external-dns did not publish %s → %s (now %+v, %v); its log:\n%s", host, ip, pub, ok, kube.Log("external-dns"))
 		}
-	})
+		time.Sleep(time.Second)
+	}
 }
 
 // kcpAdminKubeconfig is an admin kubeconfig for kcp at its public address,
@@ -208,7 +207,6 @@ func TestDevStackOnANode(t *testing.T) {
 	p := newPlatform(t, nil)
 	p.destroyAtCleanup()
 
-	p.publishFrontDoorOnceAddressed("kcp-front-proxy-lb", host)
 	killed := exec.Command(os.Args[0], "up", "--stack", "dev", "--project-dir", p.dir)
 	killed.Env = append(os.Environ(), "KCP_TMC_TEST_AS_CLI=1")
 	// Well into the deploy: objects created on the node, others still awaited.
@@ -218,6 +216,7 @@ func TestDevStackOnANode(t *testing.T) {
 	if out := p.must("up"); !strings.Contains(out, `removed the lock of stack "dev" that a killed kcp-tmc pid `) {
 		t.Errorf("the up after a killed deploy did not say it removed the killed one's lock:\n%s", cluster.Tail(out, 3000))
 	}
+	p.published(ingress.FrontDoorLoadBalancer, host)
 	// Every Pod of the stack is running and Ready now, with nothing skipped.
 	pods, _, err := kube.Kubectl(ctx, nil, "-n", p.ns, "get", "pods", "-o",
 		`jsonpath={range .items[*]}{.metadata.name} {.status.phase} {.status.conditions[?(@.type=="Ready")].status}{"\n"}{end}`)

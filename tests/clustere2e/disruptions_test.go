@@ -11,6 +11,7 @@ import (
 	"testing"
 	"time"
 
+	"github.com/kcp-tmc/kcp-tmc/components/ingress"
 	kcpc "github.com/kcp-tmc/kcp-tmc/components/kcp"
 	"github.com/kcp-tmc/kcp-tmc/pkg/workload"
 )
@@ -35,8 +36,8 @@ func TestDisruptionsUnderLoad(t *testing.T) {
 		"kcp-tmc:etcd": map[string]any{"replicas": 3},
 	})
 	p.destroyAtCleanup()
-	p.publishFrontDoorOnceAddressed("kcp-front-proxy-lb", host)
 	p.must("up")
+	p.published(ingress.FrontDoorLoadBalancer, host)
 
 	const writers = 4
 	w := startKCPWriter(t, p.kcpAdminKubeconfig("https://"+host+":443/clusters/root"), "disruptions", writers, 20*time.Millisecond)

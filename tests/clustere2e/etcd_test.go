@@ -20,6 +20,7 @@ import (
 	"k8s.io/client-go/kubernetes"
 	"k8s.io/client-go/tools/clientcmd"
 
+	"github.com/kcp-tmc/kcp-tmc/components/ingress"
 	"github.com/kcp-tmc/kcp-tmc/tests/cluster"
 )
 
@@ -38,8 +39,8 @@ func TestLostEtcdMemberRejoinsByItself(t *testing.T) {
 	const host = "kcp.dev.kcp.example.com"
 	p := newPlatform(t, map[string]any{"kcp-tmc:etcd": map[string]any{"replicas": 3}})
 	p.destroyAtCleanup()
-	p.publishFrontDoorOnceAddressed("kcp-front-proxy-lb", host)
 	p.must("up")
+	p.published(ingress.FrontDoorLoadBalancer, host)
 
 	before := etcdMembers(t, p.ns)
 	if len(before) != 3 {

@@ -33,9 +33,9 @@ func TestShardedStackOnANode(t *testing.T) {
 		"kcp-tmc:kcp": map[string]any{"shards": []any{map[string]any{"name": s1.Name}}, "cache": map[string]any{"mode": "separate"}},
 	})
 
-	p.publishFrontDoorOnceAddressed(ingress.FrontDoorLoadBalancer, host)
-	p.publishFrontDoorOnceAddressed(ingress.ShardLoadBalancer(s1), s1.PublicHost(host))
 	p.must("up") // awaits the agent: Ready means it reached shard-1's workspace
+	p.published(ingress.FrontDoorLoadBalancer, host)
+	p.published(ingress.ShardLoadBalancer(s1), s1.PublicHost(host))
 	p.must("up", "--expect-no-changes")
 	// smoke with its defaults: every shard and the cache server ready and
 	// registered, a Widget through the agent's export.
