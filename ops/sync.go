@@ -34,8 +34,8 @@ const rewatchAfter = 30 * time.Second
 // labels to the objects they sync), then deletes it and waits for every
 // copy to go. Leftovers of an earlier, interrupted run are removed first.
 // With rewatch set, a copy still missing after rewatchAfter (at most half
-// the sync timeout) has rewatch run once, and the wait goes on; its note
-// is added to the detail.
+// the sync timeout) has rewatch run once, and the wait goes on either way;
+// the detail (or the error) says so, with rewatch's note on success.
 func syncWorkload(ctx context.Context, t SmokeTarget, kcpClient dynamic.Interface, clusters map[string]dynamic.Interface, rewatch func(context.Context) (string, error)) (detail string, err error) {
 	for _, cl := range t.Clusters {
 		if clusters[cl.Name] == nil {
@@ -98,14 +98,15 @@ func syncWorkload(ctx context.Context, t SmokeTarget, kcpClient dynamic.Interfac
 	}
 	err = waitAll(ctx, first, clusters, present)
 	if err != nil && rewatch != nil && ctx.Err() == nil {
-		if note, err = rewatch(ctx); err != nil {
-			return "", fmt.Errorf("%s %s not synced in %s, and rewatching failed: %w", obj.GetKind(), obj.GetName(), first, err)
+		what, rerr := rewatch(ctx)
+		if rerr != nil {
+			note = fmt.Sprintf("; not there after %s, and the smoke's rewatch failed: %v", first, rerr)
+		} else {
+			note = fmt.Sprintf("; not there after %s, so the smoke rewatched the export's endpoint slice%s", first, what)
 		}
-		err = waitAll(ctx, t.SyncTimeout-first, clusters, present)
-		if err != nil {
-			return "", fmt.Errorf("%s %s not synced in %s, rewatched after %s (%s): %w", obj.GetKind(), obj.GetName(), t.SyncTimeout, first, note, err)
+		if err = waitAll(ctx, t.SyncTimeout-first, clusters, present); err != nil {
+			return "", fmt.Errorf("%s %s not synced in %s%s: %w", obj.GetKind(), obj.GetName(), t.SyncTimeout, note, err)
 		}
-		note = fmt.Sprintf("; only after the smoke's rewatch at %s: %s", first, note)
 	}
 	if err != nil {
 		return "", fmt.Errorf("%s %s not synced: %w", obj.GetKind(), obj.GetName(), err)
@@ -199,8 +200,8 @@ func syncThroughExport(ctx context.Context, t SmokeTarget, cl SmokeCluster, down
 		if err := Rewatch(ctx, t.KCP, cl.Workspace, cl.Export, "kcp-tmc-smoke-"+t.RunID); err != nil {
 			return "", err
 		}
-		return fmt.Sprintf("the agent had not watched the shard of workspace root:%s (%s); its rewatch CronJob does the same within 5 minutes",
-			ws, cmp.Or(where, "not placed")), nil
+		return fmt.Sprintf(" (workspace root:%s %s: had the agent missed its shard, its rewatch CronJob would do the same within 5 minutes; AgentRewatchFailing alerts when it cannot)",
+			ws, cmp.Or(where, "not yet placed")), nil
 	}
 	detail, err := syncWorkload(ctx, one, wsClient, map[string]dynamic.Interface{cl.Name: downstream}, rewatch)
 	if err != nil && apierrors.IsInvalid(err) {
@@ -234,10 +235,13 @@ func Rewatch(ctx context.Context, kcpConfig *rest.Config, workspace, slice, by s
 	if err != nil {
 		return fmt.Errorf("client for %s: %w", workspace, err)
 	}
-	return rewatchSlice(ctx, c, slice, by+" "+time.Now().UTC().Format(time.RFC3339Nano))
+	return rewatchSlice(ctx, c, slice, by)
 }
 
-func rewatchSlice(ctx context.Context, c dynamic.Interface, slice, value string) error {
+// rewatchSlice sets the annotation to by and the time: a new value on
+// every call, or the agents would see no update.
+func rewatchSlice(ctx context.Context, c dynamic.Interface, slice, by string) error {
+	value := by + " " + time.Now().UTC().Format(time.RFC3339Nano)
 	patch, err := json.Marshal(map[string]any{"metadata": map[string]any{"annotations": map[string]string{agents.RewatchAnnotation: value}}})
 	if err != nil {
 		return err

@@ -3,7 +3,6 @@ package ops
 import (
 	"context"
 	"errors"
-	"maps"
 	"strings"
 	"testing"
 	"time"
@@ -55,9 +54,10 @@ func TestSyncWorkloadRewatches(t *testing.T) {
 		rewatches  int
 	}{
 		{name: "synced at once", syncs: "at once", wantDetail: "ConfigMap synced to 1 cluster(s) in", rewatches: 0},
-		{name: "synced after the rewatch", syncs: "after rewatch", wantDetail: "only after the smoke's rewatch at 1s: agent had missed it", rewatches: 1},
-		{name: "never synced", syncs: "never", wantErr: "not synced in 2s, rewatched after 1s (agent had missed it): within 1s on: east", rewatches: 1},
-		{name: "rewatch fails", syncs: "never", rewatchErr: errors.New("forbidden"), wantErr: "not synced in 1s, and rewatching failed: forbidden", rewatches: 1},
+		{name: "synced after the rewatch", syncs: "after rewatch", wantDetail: "; not there after 1s, so the smoke rewatched the export's endpoint slice (shard x)", rewatches: 1},
+		{name: "never synced", syncs: "never", wantErr: "not synced in 2s; not there after 1s, so the smoke rewatched the export's endpoint slice (shard x): within 1s on: east", rewatches: 1},
+		{name: "rewatch fails, never synced", syncs: "never", rewatchErr: errors.New("forbidden"), wantErr: "not synced in 2s; not there after 1s, and the smoke's rewatch failed: forbidden: within 1s on: east", rewatches: 1},
+		{name: "rewatch fails, synced later", syncs: "later", rewatchErr: errors.New("forbidden"), wantDetail: "; not there after 1s, and the smoke's rewatch failed: forbidden", rewatches: 1},
 	} {
 		t.Run(tc.name, func(t *testing.T) {
 			ctx := context.Background()
@@ -88,13 +88,17 @@ func TestSyncWorkloadRewatches(t *testing.T) {
 			rewatches := 0
 			rewatch := func(context.Context) (string, error) {
 				rewatches++
+				if tc.syncs == "later" {
+					// A slow agent: the copy comes while the smoke waits on.
+					time.AfterFunc(300*time.Millisecond, func() { copyTo(created) })
+				}
 				if tc.rewatchErr != nil {
 					return "", tc.rewatchErr
 				}
 				if tc.syncs == "after rewatch" {
 					copyTo(created)
 				}
-				return "agent had missed it", nil
+				return " (shard x)", nil
 			}
 			target := SmokeTarget{RunID: "r1", SyncTimeout: 2 * time.Second, Clusters: []SmokeCluster{{Name: "east", SyncedNamespace: "synced"}}}
 			target.defaults()
@@ -114,16 +118,16 @@ func TestSyncWorkloadRewatches(t *testing.T) {
 			if rewatches != tc.rewatches {
 				t.Errorf("rewatched %d times, want %d", rewatches, tc.rewatches)
 			}
-			if l, _ := kcpClient.Resource(configMaps).Namespace("default").List(ctx, metav1.ListOptions{}); len(l.Items) != 0 {
-				t.Errorf("%d test workload(s) left in kcp", len(l.Items))
+			if l, err := kcpClient.Resource(configMaps).Namespace("default").List(ctx, metav1.ListOptions{}); err != nil || len(l.Items) != 0 {
+				t.Errorf("test workloads left in kcp: %v %v", l, err)
 			}
 		})
 	}
 }
 
 // TestRewatchSlice: the rewatch sets the agents' annotation on the
-// endpoint slice, changing it on every run, and leaves the rest of the
-// slice alone.
+// endpoint slice to who did it and a new value on every run (an unchanged
+// value is no update for the agents), and leaves the rest of the slice alone.
 func TestRewatchSlice(t *testing.T) {
 	ctx := context.Background()
 	slice := &unstructured.Unstructured{Object: map[string]any{
@@ -133,17 +137,21 @@ func TestRewatchSlice(t *testing.T) {
 	}}
 	c := dynamicfake.NewSimpleDynamicClientWithCustomListKinds(runtime.NewScheme(),
 		map[schema.GroupVersionResource]string{endpointSlices: "APIExportEndpointSliceList"}, slice)
-	for _, value := range []string{"kcp-tmc-smoke-r1 a", "kcp-tmc-smoke-r1 b"} {
-		if err := rewatchSlice(ctx, c, "east-export", value); err != nil {
+	seen := map[string]bool{}
+	for range 2 {
+		if err := rewatchSlice(ctx, c, "east-export", "kcp-tmc-smoke-r1"); err != nil {
 			t.Fatal(err)
 		}
 		got, err := c.Resource(endpointSlices).Get(ctx, "east-export", metav1.GetOptions{})
 		if err != nil {
 			t.Fatal(err)
 		}
-		if want := map[string]string{"other": "kept", agents.RewatchAnnotation: value}; !maps.Equal(got.GetAnnotations(), want) {
-			t.Errorf("annotations = %v, want %v", got.GetAnnotations(), want)
+		a := got.GetAnnotations()
+		value := a[agents.RewatchAnnotation]
+		if !strings.HasPrefix(value, "kcp-tmc-smoke-r1 ") || seen[value] || a["other"] != "kept" || len(a) != 2 {
+			t.Errorf("annotations = %v: want %s = a new value starting with the rewatcher, and the other kept", a, agents.RewatchAnnotation)
 		}
+		seen[value] = true
 		if path, _, _ := unstructured.NestedString(got.Object, "spec", "export", "path"); path != "root:compute" {
 			t.Errorf("spec.export.path = %q after the rewatch", path)
 		}

@@ -60,7 +60,9 @@ type Published struct {
 
 // dnsWebhook is the zone: every record external-dns wrote (its TXT
 // ownership records too, which it reads back), A records published
-// through publish and withdrawn through withdraw.
+// through publish and withdrawn through withdraw. Records of other types
+// (AAAA, CNAME) are kept but resolve nowhere: the node's load balancer
+// gives IPv4 addresses only, and refusing them would fail every sync.
 type dnsWebhook struct {
 	zone      string
 	publish   func(ctx context.Context, name, ip string) error
@@ -85,7 +87,7 @@ func (w *dnsWebhook) handler() http.Handler {
 		rw.Header().Set("Content-Type", webhookMediaType)
 		_ = json.NewEncoder(rw).Encode(v)
 	}
-	m.HandleFunc("/", func(rw http.ResponseWriter, _ *http.Request) {
+	m.HandleFunc("/{$}", func(rw http.ResponseWriter, _ *http.Request) {
 		reply(rw, map[string][]string{"include": {w.zone}})
 	})
 	m.HandleFunc("/records", func(rw http.ResponseWriter, req *http.Request) {
@@ -99,7 +101,9 @@ func (w *dnsWebhook) handler() http.Handler {
 				http.Error(rw, err.Error(), http.StatusBadRequest)
 				return
 			}
-			if err := w.apply(req.Context(), ch); err != nil {
+			// Not the request's context: a change cut short by external-dns
+			// giving up would leave the zone half-changed.
+			if err := w.apply(context.WithoutCancel(req.Context()), ch); err != nil {
 				http.Error(rw, err.Error(), http.StatusInternalServerError)
 				return
 			}
@@ -131,22 +135,26 @@ func (w *dnsWebhook) list() []dnsRecord {
 }
 
 // apply deletes, then writes (creates and updates); an A record's first
-// target is what its name resolves to. Other address kinds are refused:
-// the node's load balancer gives IPv4 addresses only.
+// target is what its name resolves to. The zone changes only where the
+// name's resolution did, so a failed change is sent again by the next sync.
+// A real zone keeps no labels on address records (the TXT registry puts
+// its owner on them from the TXT records), so neither does this one.
 func (w *dnsWebhook) apply(ctx context.Context, ch dnsChanges) error {
 	w.mu.Lock()
 	defer w.mu.Unlock()
 	var errs []error
 	for _, r := range append(ch.Delete, ch.UpdateOld...) {
-		delete(w.records, r.key())
 		if r.RecordType == "A" && !hasRecord(ch.UpdateNew, r) {
+			if err := w.withdraw(ctx, r.DNSName); err != nil {
+				errs = append(errs, err)
+				continue
+			}
 			delete(w.published, r.DNSName)
-			errs = append(errs, w.withdraw(ctx, r.DNSName))
 		}
+		delete(w.records, r.key())
 	}
 	for _, r := range append(ch.Create, ch.UpdateNew...) {
-		switch r.RecordType {
-		case "A":
+		if r.RecordType == "A" {
 			if len(r.Targets) == 0 || net.ParseIP(r.Targets[0]) == nil {
 				errs = append(errs, fmt.Errorf("A record %s: targets %v", r.DNSName, r.Targets))
 				continue
@@ -156,10 +164,9 @@ func (w *dnsWebhook) apply(ctx context.Context, ch dnsChanges) error {
 				continue
 			}
 			w.published[r.DNSName] = Published{IP: r.Targets[0], TTL: r.RecordTTL, At: time.Now()}
-		case "TXT":
-		default:
-			errs = append(errs, fmt.Errorf("%s record %s: this zone serves A and TXT records only", r.RecordType, r.DNSName))
-			continue
+		}
+		if r.RecordType != "TXT" {
+			r.Labels = nil
 		}
 		w.records[r.key()] = r
 	}
@@ -215,6 +222,9 @@ func (c *Cluster) startExternalDNS() (*externalDNS, error) {
 		// v0.22.0 has no default: sync removes the records of Services that go.
 		"--policy=sync",
 		"--events", "--min-event-sync-interval=1s", "--interval=1m",
+		// A change is kubectl calls here (Route 53 takes as long): more
+		// than the default 10 s, past which external-dns exits for good.
+		"--webhook-provider-write-timeout=2m",
 		"--metrics-address=127.0.0.1:0",
 	)
 	if err != nil {

@@ -3,6 +3,8 @@ package cluster
 import (
 	"context"
 	"encoding/json"
+	"errors"
+	"fmt"
 	"net/http"
 	"net/http/httptest"
 	"reflect"
@@ -12,13 +14,22 @@ import (
 
 // TestDNSWebhook: the node's zone speaks external-dns v0.22.0's webhook
 // protocol — negotiation names the zone, changes are applied (an A record
-// published, moved, withdrawn; TXT ownership records kept and listed back),
-// and a record it cannot serve fails the change.
+// published, moved, withdrawn; TXT ownership records kept with their labels
+// and listed back, address records without), a record it cannot resolve
+// (CNAME) is kept without failing the sync, and a withdrawal that fails
+// leaves the record listed so that the next sync tries again.
 func TestDNSWebhook(t *testing.T) {
 	var log []string
+	failWithdraw := false
 	w := newDNSWebhook("example.com",
 		func(_ context.Context, name, ip string) error { log = append(log, "publish "+name+" "+ip); return nil },
-		func(_ context.Context, name string) error { log = append(log, "withdraw "+name); return nil })
+		func(_ context.Context, name string) error {
+			if failWithdraw {
+				return errors.New("kubectl failed")
+			}
+			log = append(log, "withdraw "+name)
+			return nil
+		})
 	srv := httptest.NewServer(w.handler())
 	defer srv.Close()
 
@@ -44,24 +55,30 @@ func TestDNSWebhook(t *testing.T) {
 
 	steps := []struct {
 		name, changes string
+		failWithdraw  bool
 		status        int
 		log           []string
-		records       int
+		records       string // what GET /records lists: name/type/labels
 	}{
-		{"create", `{"create":[{"dnsName":"kcp.dev.example.com","targets":["198.51.100.10"],"recordType":"A","recordTTL":60},
-			{"dnsName":"a-kcp.dev.example.com","targets":["\"heritage=external-dns\""],"recordType":"TXT"}]}`,
-			http.StatusNoContent, []string{"publish kcp.dev.example.com 198.51.100.10"}, 2},
+		{"create", `{"create":[{"dnsName":"kcp.dev.example.com","targets":["198.51.100.10"],"recordType":"A","recordTTL":60,"labels":{"owner":"e2e"}},
+			{"dnsName":"a-kcp.dev.example.com","targets":["\"heritage=external-dns\""],"recordType":"TXT","labels":{"owner":"e2e"}}]}`,
+			false, http.StatusNoContent, []string{"publish kcp.dev.example.com 198.51.100.10"},
+			"a-kcp.dev.example.com/TXT/map[owner:e2e] kcp.dev.example.com/A/map[]"},
 		{"update", `{"updateOld":[{"dnsName":"kcp.dev.example.com","targets":["198.51.100.10"],"recordType":"A"}],
 			"updateNew":[{"dnsName":"kcp.dev.example.com","targets":["198.51.100.11"],"recordType":"A"}]}`,
-			http.StatusNoContent, []string{"publish kcp.dev.example.com 198.51.100.11"}, 2},
+			false, http.StatusNoContent, []string{"publish kcp.dev.example.com 198.51.100.11"},
+			"a-kcp.dev.example.com/TXT/map[owner:e2e] kcp.dev.example.com/A/map[]"},
+		{"a failed delete stays listed", `{"delete":[{"dnsName":"kcp.dev.example.com","targets":["198.51.100.11"],"recordType":"A"}]}`,
+			true, http.StatusInternalServerError, nil,
+			"a-kcp.dev.example.com/TXT/map[owner:e2e] kcp.dev.example.com/A/map[]"},
 		{"delete", `{"delete":[{"dnsName":"kcp.dev.example.com","targets":["198.51.100.11"],"recordType":"A"},
 			{"dnsName":"a-kcp.dev.example.com","recordType":"TXT"}]}`,
-			http.StatusNoContent, []string{"withdraw kcp.dev.example.com"}, 0},
-		{"a CNAME is refused", `{"create":[{"dnsName":"kcp.dev.example.com","targets":["lb.example.net"],"recordType":"CNAME"}]}`,
-			http.StatusInternalServerError, nil, 0},
+			false, http.StatusNoContent, []string{"withdraw kcp.dev.example.com"}, ""},
+		{"a CNAME is kept, resolving nowhere", `{"create":[{"dnsName":"kcp.dev.example.com","targets":["lb.example.net"],"recordType":"CNAME"}]}`,
+			false, http.StatusNoContent, nil, "kcp.dev.example.com/CNAME/map[]"},
 	}
 	for _, s := range steps {
-		log = nil
+		log, failWithdraw = nil, s.failWithdraw
 		if resp := post("/records", s.changes); resp.StatusCode != s.status {
 			t.Errorf("%s: status %d, want %d", s.name, resp.StatusCode, s.status)
 		}
@@ -73,10 +90,20 @@ func TestDNSWebhook(t *testing.T) {
 			t.Fatal(err)
 		}
 		var recs []dnsRecord
-		if err := json.NewDecoder(resp.Body).Decode(&recs); err != nil || len(recs) != s.records {
-			t.Errorf("%s: records %v (%v), want %d", s.name, recs, err, s.records)
+		if err := json.NewDecoder(resp.Body).Decode(&recs); err != nil {
+			t.Fatalf("%s: records: %v", s.name, err)
 		}
 		resp.Body.Close()
+		var listed []string
+		for _, r := range recs {
+			listed = append(listed, fmt.Sprintf("%s/%s/%v", r.DNSName, r.RecordType, map[string]string(r.Labels)))
+		}
+		if got := strings.Join(listed, " "); got != s.records {
+			t.Errorf("%s: records %q, want %q", s.name, got, s.records)
+		}
+	}
+	if resp, err := http.Get(srv.URL + "/other"); err != nil || resp.StatusCode != http.StatusNotFound {
+		t.Errorf("an unknown path: %v %v", resp, err)
 	}
 	if _, ok := w.published["kcp.dev.example.com"]; ok {
 		t.Error("a deleted record is still published")

@@ -148,15 +148,17 @@ func (p *platform) state() string {
 // the agents that up awaits reach kcp by that name.
 func (p *platform) published(service, host string) {
 	p.t.Helper()
-	out, _, err := kube.Kubectl(context.Background(), nil, "-n", p.ns, "get", "service", service, "-o", "jsonpath={.status.loadBalancer.ingress[0].ip}")
-	ip := strings.TrimSpace(out)
-	if err != nil || ip == "" {
-		p.t.Fatalf("service %s has no load balancer address (%v)", service, err)
+	out, _, err := kube.Kubectl(context.Background(), nil, "-n", p.ns, "get", "service", service, "-o", "jsonpath={.status.loadBalancer.ingress[0].ip} {.metadata.creationTimestamp}")
+	ip, created, _ := strings.Cut(strings.TrimSpace(out), " ")
+	since, perr := time.Parse(time.RFC3339, created)
+	if err != nil || ip == "" || perr != nil {
+		p.t.Fatalf("service %s: no load balancer address or creation time in %q (%v)", service, out, err)
 	}
 	deadline := time.Now().Add(time.Minute)
 	for {
+		// Published for this Service: an earlier test's may have had the same address.
 		pub, ok := kube.Published(host)
-		if ok && pub.IP == ip {
+		if ok && pub.IP == ip && !pub.At.Before(since) {
 			p.t.Logf("external-dns published %s → %s (TTL %d s)", host, ip, pub.TTL)
 			if pub.TTL != ingress.ExternalDNSTTL {
 				p.t.Errorf("%s published with TTL %d s, want the annotations' %d s", host, pub.TTL, ingress.ExternalDNSTTL)
