@@ -227,16 +227,33 @@ func (c *Cluster) PublishHost(ctx context.Context, name, ip string) error {
 	if net.ParseIP(ip) == nil {
 		return fmt.Errorf("PublishHost %s: %q is not an IP address", name, ip)
 	}
+	return c.setHost(ctx, name, ip)
+}
+
+// WithdrawHost undoes PublishHost for name: it resolves nowhere.
+func (c *Cluster) WithdrawHost(ctx context.Context, name string) error {
+	return c.setHost(ctx, name, "")
+}
+
+// setHost points name at ip here and in CoreDNS ("": nowhere).
+func (c *Cluster) setHost(ctx context.Context, name, ip string) error {
 	c.node.publishMu.Lock()
 	defer c.node.publishMu.Unlock()
-	if err := c.node.hosts.add(name, ip); err != nil {
+	if err := c.node.hosts.set(name, ip); err != nil {
 		return err
 	}
 	cm, _, err := c.Kubectl(ctx, nil, "-n", "kube-system", "get", "configmap", "coredns", "-o", "jsonpath={.data.hosts}")
 	if err != nil {
 		return err
 	}
-	patch := fmt.Sprintf(`{"data":{"hosts":%q}}`, withoutHost(cm, name)+ip+" "+name+"\n")
+	hosts := withoutHost(cm, name)
+	if ip != "" {
+		hosts += ip + " " + name + "\n"
+	}
+	if hosts == cm {
+		return nil
+	}
+	patch := fmt.Sprintf(`{"data":{"hosts":%q}}`, hosts)
 	_, _, err = c.Kubectl(ctx, nil, "-n", "kube-system", "patch", "configmap", "coredns", "--type=merge", "-p", patch)
 	return err
 }
@@ -263,7 +280,8 @@ type hostsFile struct {
 	saved    bool
 }
 
-func (h *hostsFile) add(name, ip string) error {
+// set makes name resolve to ip, or to nothing with ip "".
+func (h *hostsFile) set(name, ip string) error {
 	h.mu.Lock()
 	defer h.mu.Unlock()
 	cur, err := os.ReadFile(h.path)
@@ -274,21 +292,10 @@ func (h *hostsFile) add(name, ip string) error {
 		h.original, h.saved = cur, true
 	}
 	cur = []byte(withoutHost(string(cur), name))
-	cur = append(cur, []byte(ip+" "+name+" # kcp-tmc cluster e2e\n")...)
+	if ip != "" {
+		cur = append(cur, []byte(ip+" "+name+" # kcp-tmc cluster e2e\n")...)
+	}
 	return os.WriteFile(h.path, cur, 0o644)
-}
-
-func (h *hostsFile) remove(name string) error {
-	h.mu.Lock()
-	defer h.mu.Unlock()
-	cur, err := os.ReadFile(h.path)
-	if err != nil {
-		return err
-	}
-	if !h.saved {
-		h.original, h.saved = cur, true
-	}
-	return os.WriteFile(h.path, []byte(withoutHost(string(cur), name)), 0o644)
 }
 
 func (h *hostsFile) restore() error {

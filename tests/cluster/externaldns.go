@@ -16,7 +16,6 @@ import (
 	"net/http"
 	"path/filepath"
 	"sort"
-	"strings"
 	"sync"
 	"time"
 )
@@ -242,22 +241,3 @@ func (c *Cluster) startExternalDNS() (*externalDNS, error) {
 }
 
 func (d *externalDNS) stop() { _ = d.server.Close() }
-
-// WithdrawHost undoes PublishHost for name: it resolves nowhere.
-func (c *Cluster) WithdrawHost(ctx context.Context, name string) error {
-	c.node.publishMu.Lock()
-	defer c.node.publishMu.Unlock()
-	if err := c.node.hosts.remove(name); err != nil {
-		return err
-	}
-	cm, _, err := c.Kubectl(ctx, nil, "-n", "kube-system", "get", "configmap", "coredns", "-o", "jsonpath={.data.hosts}")
-	if err != nil {
-		return err
-	}
-	if strings.TrimSpace(withoutHost(cm, name)) == strings.TrimSpace(cm) {
-		return nil
-	}
-	patch := fmt.Sprintf(`{"data":{"hosts":%q}}`, withoutHost(cm, name))
-	_, _, err = c.Kubectl(ctx, nil, "-n", "kube-system", "patch", "configmap", "coredns", "--type=merge", "-p", patch)
-	return err
-}
