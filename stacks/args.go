@@ -11,6 +11,7 @@ import (
 	"k8s.io/apimachinery/pkg/util/version"
 
 	"github.com/kcp-tmc/kcp-tmc/components/agents"
+	"github.com/kcp-tmc/kcp-tmc/components/awslb"
 	"github.com/kcp-tmc/kcp-tmc/components/backup"
 	"github.com/kcp-tmc/kcp-tmc/components/cloud"
 	"github.com/kcp-tmc/kcp-tmc/components/etcd"
@@ -286,11 +287,28 @@ func backupArgs(cfg *Config) backup.Args {
 // backup objects' key prefix, the AWS resources' names.
 func ClusterName(env string) string { return "kcp-tmc-" + env }
 
+// nlb: prod's LoadBalancer Services ask the AWS Load Balancer Controller
+// for an NLB.
+func nlb(cfg *Config) bool { return cfg.Environment == "prod" }
+
+// loadBalancerControllerArgs configure the AWS Load Balancer Controller kcp-tmc
+// installs on the EKS cluster it makes when the stack's Services ask for an
+// NLB (nothing else on that cluster would serve them); eks holds the cloud
+// layer's outputs.
+func loadBalancerControllerArgs(cfg *Config, eks *cloud.EKS) (awslb.Args, bool) {
+	if cfg.Cloud.Mode != "eks" || !nlb(cfg) {
+		return awslb.Args{}, false
+	}
+	c := cloudArgs(cfg)
+	return awslb.Args{ClusterName: c.ClusterName, Region: c.Region, VPCID: eks.VPCID,
+		OIDCProviderARN: eks.OIDCProviderARN, OIDCIssuer: eks.OIDCIssuer, Tags: c.ResourceTags()}, true
+}
+
 func ingressArgs(cfg *Config) ingress.Args {
 	a := ingress.Args{
 		Mode: cfg.Ingress.Mode, Namespace: cfg.Namespace, Host: kcp.PublicHost(cfg.Domain), ClassName: cfg.Ingress.ClassName,
 		BackendService: kcp.FrontProxyService, BackendPort: 443, TargetPort: kcp.FrontProxyPort,
-		NLB:               cfg.Environment == "prod",
+		NLB:               nlb(cfg),
 		InstallController: cfg.Ingress.InstallController, ControllerVersion: cfg.Ingress.ControllerVersion,
 		ControllerReplicas:  cfg.Ingress.ControllerReplicas,
 		PodSecurityVersion:  cfg.PodSecurityVersion,

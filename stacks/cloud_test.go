@@ -1,10 +1,12 @@
 package stacks
 
 import (
+	"slices"
 	"strings"
 	"testing"
 
 	"github.com/kcp-tmc/kcp-tmc/internal/test/mocktest"
+	"github.com/kcp-tmc/kcp-tmc/pkg/helmrelease"
 )
 
 func eksConfig(cloud string) map[string]string {
@@ -80,6 +82,74 @@ func TestCloudConfigErrors(t *testing.T) {
 			_, err := mocktest.Run(t, "prod", ProgramIn(t.TempDir()))
 			if err == nil || !strings.Contains(err.Error(), tt.want) {
 				t.Fatalf("err = %v\nwant %s", err, tt.want)
+			}
+		})
+	}
+}
+
+// TestLoadBalancerControllerServesTheNLBs: on the EKS cluster kcp-tmc
+// makes, prod's LoadBalancer Services (annotated for an NLB, which EKS's
+// built-in controller leaves alone) are served by the AWS Load Balancer
+// Controller it installs, in the cluster's VPC, before them; on a cluster
+// the user brings, or without NLB annotations, none is installed.
+func TestLoadBalancerControllerServesTheNLBs(t *testing.T) {
+	for _, tt := range []struct {
+		name    string
+		stack   string
+		config  map[string]string
+		wantVPC string // "" when no controller is installed
+	}{
+		{"prod on eks", "prod", eksConfig(`{"mode":"eks"}`), "cloud-vpc-id"},
+		{"prod on eks in an existing VPC", "prod", eksConfig(`{"mode":"eks","existingVpc":{"id":"vpc-0123",` +
+			`"privateSubnets":{"us-east-1a":"subnet-a","us-east-1b":"subnet-b","us-east-1c":"subnet-c"},` +
+			`"publicSubnets":{"us-east-1a":"subnet-d","us-east-1b":"subnet-e","us-east-1c":"subnet-f"}}}`), "vpc-0123"},
+		{"staging on eks: no NLB annotations", "staging", map[string]string{"environment": "staging",
+			"zones": `["us-east-1a","us-east-1b","us-east-1c"]`, "cloud": `{"mode":"eks"}`}, ""},
+		{"prod on an existing cluster", "prod", func() map[string]string { c, _ := stackFileConfig(t, "prod"); return c }(), ""},
+	} {
+		t.Run(tt.name, func(t *testing.T) {
+			mocktest.SetConfig(t, tt.config, "slackWebhookUrl", "kcp-tmc:slackWebhookUrl", "kcp-tmc:kubeconfig", "kcp-tmc:elasticsearchPassword")
+			rec, err := mocktest.Run(t, tt.stack, ProgramIn(t.TempDir()))
+			if err != nil {
+				t.Fatal(err)
+			}
+			releases := rec.OfType(helmrelease.Type)
+			i := slices.IndexFunc(releases, func(r mocktest.Resource) bool { return r.Name == "aws-load-balancer-controller" })
+			if tt.wantVPC == "" {
+				if i >= 0 {
+					t.Fatal("AWS Load Balancer Controller installed")
+				}
+				return
+			}
+			if i < 0 {
+				t.Fatal("no AWS Load Balancer Controller")
+			}
+			rel := releases[i]
+			if got := mocktest.Dig(rel.Input(), "values", "vpcId"); got != tt.wantVPC {
+				t.Errorf("controller's VPC = %v, want %s", got, tt.wantVPC)
+			}
+			if got := mocktest.Dig(rel.Input(), "values", "clusterName"); got != "kcp-tmc-prod" {
+				t.Errorf("controller's cluster = %v", got)
+			}
+			trust := rec.Named(t, "aws:iam/role:Role", "aws-load-balancer-controller-role").Input()["assumeRolePolicy"].(string)
+			if !strings.Contains(trust, "arn:aws:iam:us-east-1:123456789012:cloud-oidc") {
+				t.Errorf("controller's role does not trust the cloud layer's OIDC provider: %s", trust)
+			}
+			// The Services are children of the ingress component, which is
+			// registered (and so its children made) only once the release is
+			// installed, and deleted before it.
+			entry := rec.Named(t, "kcp-tmc:ingress:Ingress", "ingress")
+			if !slices.ContainsFunc(entry.DependsOn, func(u string) bool { return strings.HasSuffix(u, "::aws-load-balancer-controller") }) {
+				t.Errorf("the ingress does not wait for the controller: depends on %v", entry.DependsOn)
+			}
+			var lbs int
+			for _, s := range rec.OfType("kubernetes:core/v1:Service") {
+				if mocktest.Dig(s.Input(), "spec", "type") == "LoadBalancer" && s.ParentName() == "ingress" {
+					lbs++
+				}
+			}
+			if lbs == 0 {
+				t.Error("no LoadBalancer Service")
 			}
 		})
 	}

@@ -15,6 +15,7 @@ import (
 	"github.com/pulumi/pulumi/sdk/v3/go/pulumi"
 	"sigs.k8s.io/yaml"
 
+	"github.com/kcp-tmc/kcp-tmc/components/awslb"
 	"github.com/kcp-tmc/kcp-tmc/components/backup"
 	"github.com/kcp-tmc/kcp-tmc/components/cloud"
 	"github.com/kcp-tmc/kcp-tmc/components/etcd"
@@ -195,7 +196,21 @@ func Deploy(ctx *pulumi.Context, cfg *Config, projectDir string) error {
 	if err != nil {
 		return fmt.Errorf("kcp: %w", err)
 	}
-	entry, err := ingress.NewIngress(ctx, "ingress", ingressArgs(cfg), k8s, pulumi.DependsOn([]pulumi.Resource{server}))
+	entryAfter := []pulumi.Resource{server}
+	if a, ok := loadBalancerControllerArgs(cfg, eks); ok {
+		p, err := awsProvider(cfg.Cloud.Region)
+		if err != nil {
+			return err
+		}
+		lbc, err := awslb.New(ctx, "aws-load-balancer-controller", a, pulumi.Providers(p, provider))
+		if err != nil {
+			return fmt.Errorf("aws load balancer controller: %w", err)
+		}
+		// The load balancers' Services: made once it serves them, deleted
+		// (and their NLBs with them) before it goes.
+		entryAfter = append(entryAfter, lbc.Release)
+	}
+	entry, err := ingress.NewIngress(ctx, "ingress", ingressArgs(cfg), k8s, pulumi.DependsOn(entryAfter))
 	if err != nil {
 		return fmt.Errorf("ingress: %w", err)
 	}

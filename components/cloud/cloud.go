@@ -10,6 +10,7 @@ package cloud
 import (
 	"encoding/base64"
 	"fmt"
+	"maps"
 	"net"
 	"regexp"
 	"strings"
@@ -86,6 +87,8 @@ type EKS struct {
 	OIDCIssuer pulumi.StringOutput `pulumi:"oidcIssuer"`
 	// VolumeKeyARN encrypts EBS volumes (the storage component's kmsKeyId).
 	VolumeKeyARN pulumi.StringOutput `pulumi:"volumeKeyArn"`
+	// VPCID is the cluster's network, made or existing.
+	VPCID pulumi.StringOutput `pulumi:"vpcId"`
 }
 
 // WithDefaults fills unset fields.
@@ -169,6 +172,14 @@ func (a Args) Validate(fld *field.Path) field.ErrorList {
 	return errs
 }
 
+// ResourceTags are the tags of every AWS resource of the cluster: Tags and
+// `kcp-tmc.io/cluster`.
+func (a Args) ResourceTags() map[string]string {
+	t := map[string]string{"kcp-tmc.io/cluster": a.ClusterName}
+	maps.Copy(t, a.Tags)
+	return t
+}
+
 // subnet returns the /20 (public) or /19 (private) block of zone i.
 func subnet(vpc string, i int, public bool) string {
 	ip, _, _ := net.ParseCIDR(vpc)
@@ -192,10 +203,7 @@ func NewEKS(ctx *pulumi.Context, name string, args Args, opts ...pulumi.Resource
 	}
 	child := pulumi.Parent(comp)
 	tags := func(extra map[string]string) pulumi.StringMap {
-		t := pulumi.StringMap{"kcp-tmc.io/cluster": pulumi.String(args.ClusterName)}
-		for k, v := range args.Tags {
-			t[k] = pulumi.String(v)
-		}
+		t := pulumi.ToStringMap(args.ResourceTags())
 		for k, v := range extra {
 			t[k] = pulumi.String(v)
 		}
@@ -209,12 +217,13 @@ func NewEKS(ctx *pulumi.Context, name string, args Args, opts ...pulumi.Resource
 	var public, private pulumi.StringArray
 	privateByZone := map[string]pulumi.StringOutput{}
 	if v := args.ExistingVPC; v != nil {
+		comp.VPCID = pulumi.String(v.ID).ToStringOutput()
 		for _, zone := range args.Zones {
 			public = append(public, pulumi.String(v.PublicSubnets[zone]))
 			private = append(private, pulumi.String(v.PrivateSubnets[zone]))
 			privateByZone[zone] = pulumi.String(v.PrivateSubnets[zone]).ToStringOutput()
 		}
-	} else if err := network(ctx, name, args, tags, child, &public, &private, privateByZone); err != nil {
+	} else if comp.VPCID, err = network(ctx, name, args, tags, child, &public, &private, privateByZone); err != nil {
 		return nil, err
 	}
 
@@ -240,6 +249,7 @@ func NewEKS(ctx *pulumi.Context, name string, args Args, opts ...pulumi.Resource
 	if err := ctx.RegisterResourceOutputs(comp, pulumi.Map{
 		"clusterName": comp.ClusterName, "endpoint": comp.Endpoint, "kubeconfig": comp.Kubeconfig,
 		"oidcProviderArn": comp.OIDCProviderARN, "oidcIssuer": comp.OIDCIssuer, "volumeKeyArn": comp.VolumeKeyARN,
+		"vpcId": comp.VPCID,
 	}); err != nil {
 		return nil, fmt.Errorf("registering outputs of %q: %w", name, err)
 	}
@@ -379,22 +389,23 @@ func Kubeconfig(cluster, endpoint, caData, region string) (string, error) {
 }
 
 // network creates the VPC, its per-zone public and private subnets, the
-// internet gateway and NAT, and reports the subnets.
+// internet gateway and NAT, and reports the VPC's id and the subnets.
 func network(ctx *pulumi.Context, name string, args Args, tags func(map[string]string) pulumi.StringMap, child pulumi.ResourceOption,
-	public, private *pulumi.StringArray, privateByZone map[string]pulumi.StringOutput) error {
+	public, private *pulumi.StringArray, privateByZone map[string]pulumi.StringOutput) (pulumi.StringOutput, error) {
+	var none pulumi.StringOutput
 	vpc, err := ec2.NewVpc(ctx, name+"-vpc", &ec2.VpcArgs{CidrBlock: pulumi.String(args.VPCCIDR),
 		EnableDnsHostnames: pulumi.Bool(true), EnableDnsSupport: pulumi.Bool(true), Tags: tags(map[string]string{"Name": args.ClusterName})}, child)
 	if err != nil {
-		return fmt.Errorf("VPC: %w", err)
+		return none, fmt.Errorf("VPC: %w", err)
 	}
 	igw, err := ec2.NewInternetGateway(ctx, name+"-igw", &ec2.InternetGatewayArgs{VpcId: vpc.ID(), Tags: tags(nil)}, child)
 	if err != nil {
-		return fmt.Errorf("internet gateway: %w", err)
+		return none, fmt.Errorf("internet gateway: %w", err)
 	}
 	publicRT, err := ec2.NewRouteTable(ctx, name+"-public", &ec2.RouteTableArgs{VpcId: vpc.ID(),
 		Routes: ec2.RouteTableRouteArray{ec2.RouteTableRouteArgs{CidrBlock: pulumi.String("0.0.0.0/0"), GatewayId: igw.ID()}}, Tags: tags(nil)}, child)
 	if err != nil {
-		return fmt.Errorf("public route table: %w", err)
+		return none, fmt.Errorf("public route table: %w", err)
 	}
 	clusterTag := "kubernetes.io/cluster/" + args.ClusterName
 	var nat *ec2.NatGateway
@@ -403,37 +414,37 @@ func network(ctx *pulumi.Context, name string, args Args, tags func(map[string]s
 			CidrBlock: pulumi.String(subnet(args.VPCCIDR, i, true)), MapPublicIpOnLaunch: pulumi.Bool(false),
 			Tags: tags(map[string]string{"kubernetes.io/role/elb": "1", clusterTag: "shared"})}, child)
 		if err != nil {
-			return fmt.Errorf("public subnet %s: %w", zone, err)
+			return none, fmt.Errorf("public subnet %s: %w", zone, err)
 		}
 		if _, err := ec2.NewRouteTableAssociation(ctx, name+"-public-"+zone, &ec2.RouteTableAssociationArgs{SubnetId: pub.ID(), RouteTableId: publicRT.ID()}, child); err != nil {
-			return err
+			return none, err
 		}
 		if nat == nil || args.NATPerZone {
 			eip, err := ec2.NewEip(ctx, name+"-nat-"+zone, &ec2.EipArgs{Domain: pulumi.String("vpc"), Tags: tags(nil)}, child)
 			if err != nil {
-				return fmt.Errorf("NAT address %s: %w", zone, err)
+				return none, fmt.Errorf("NAT address %s: %w", zone, err)
 			}
 			if nat, err = ec2.NewNatGateway(ctx, name+"-nat-"+zone, &ec2.NatGatewayArgs{AllocationId: eip.ID(), SubnetId: pub.ID(), Tags: tags(nil)}, child); err != nil {
-				return fmt.Errorf("NAT gateway %s: %w", zone, err)
+				return none, fmt.Errorf("NAT gateway %s: %w", zone, err)
 			}
 		}
 		priv, err := ec2.NewSubnet(ctx, name+"-private-"+zone, &ec2.SubnetArgs{VpcId: vpc.ID(), AvailabilityZone: pulumi.String(zone),
 			CidrBlock: pulumi.String(subnet(args.VPCCIDR, i, false)),
 			Tags:      tags(map[string]string{"kubernetes.io/role/internal-elb": "1", clusterTag: "shared"})}, child)
 		if err != nil {
-			return fmt.Errorf("private subnet %s: %w", zone, err)
+			return none, fmt.Errorf("private subnet %s: %w", zone, err)
 		}
 		rt, err := ec2.NewRouteTable(ctx, name+"-private-"+zone, &ec2.RouteTableArgs{VpcId: vpc.ID(),
 			Routes: ec2.RouteTableRouteArray{ec2.RouteTableRouteArgs{CidrBlock: pulumi.String("0.0.0.0/0"), NatGatewayId: nat.ID()}}, Tags: tags(nil)}, child)
 		if err != nil {
-			return fmt.Errorf("private route table %s: %w", zone, err)
+			return none, fmt.Errorf("private route table %s: %w", zone, err)
 		}
 		if _, err := ec2.NewRouteTableAssociation(ctx, name+"-private-"+zone, &ec2.RouteTableAssociationArgs{SubnetId: priv.ID(), RouteTableId: rt.ID()}, child); err != nil {
-			return err
+			return none, err
 		}
 		*public = append(*public, pub.ID().ToStringOutput())
 		*private = append(*private, priv.ID().ToStringOutput())
 		privateByZone[zone] = priv.ID().ToStringOutput()
 	}
-	return nil
+	return vpc.ID().ToStringOutput(), nil
 }
