@@ -7,7 +7,8 @@
 #     engine  pulumi CLI + pulumi-resource-kubernetes                (make up)
 #     judges  kube-apiserver, kube-controller-manager, kubectl; etcd, etcdctl,
 #             etcdutl; kube-score; actionlint; prometheus and promtool;
-#             amtool; the upstream CRD sources                        (make test)
+#             amtool; the upstream CRD sources and the AWS Load Balancer
+#             Controller's chart                                     (make test)
 #     cluster kubelet, kube-scheduler, kube-proxy; CoreDNS; external-dns; prometheus-operator
 #             and its config reloader; Prometheus with Kubernetes service
 #             discovery                                      (make cluster-e2e)
@@ -162,13 +163,15 @@ build_prometheus_operator() {
 
 # Upstream CRD YAML from the module zips (cert-manager deploy/crds,
 # prometheus-operator example/prometheus-operator-crd, gateway-api
-# config/crd/standard), linked as crds/<name>
+# config/crd/standard), and the AWS Load Balancer Controller's whole module
+# (its Helm chart and IAM policy), linked as crds/<name>
 # so tests read upstream's own files offline. Nothing is compiled.
 build_crds() {
   local spec modver sub name dir
   for spec in "github.com/cert-manager/cert-manager@$CERT_MANAGER_VERSION deploy/crds cert-manager" \
     "github.com/prometheus-operator/prometheus-operator@$PROMETHEUS_OPERATOR_VERSION example/prometheus-operator-crd prometheus-operator" \
-    "sigs.k8s.io/gateway-api@$GATEWAY_API_VERSION config/crd/standard gateway-api"; do
+    "sigs.k8s.io/gateway-api@$GATEWAY_API_VERSION config/crd/standard gateway-api" \
+    "sigs.k8s.io/aws-load-balancer-controller/v3@$AWS_LOAD_BALANCER_CONTROLLER_VERSION . aws-load-balancer-controller"; do
     read -r modver sub name <<<"$spec"
     dir=$(cd "$root/hack/tools/judges" && GOFLAGS=-mod=mod go mod download -json "$modver" |
       sed -n 's/^[[:space:]]*"Dir": "\(.*\)",$/\1/p')
@@ -189,7 +192,7 @@ judge_tools=(
   "actionlint|$ACTIONLINT_VERSION|build_actionlint|actionlint"
   "prometheus|$PROMETHEUS_VERSION|build_prometheus|prometheus promtool"
   "alertmanager|$ALERTMANAGER_VERSION|build_alertmanager|amtool"
-  "crds|$CERT_MANAGER_VERSION-$PROMETHEUS_OPERATOR_VERSION-$GATEWAY_API_VERSION|build_crds|crds:cert-manager crds:prometheus-operator crds:gateway-api"
+  "crds|$CERT_MANAGER_VERSION-$PROMETHEUS_OPERATOR_VERSION-$GATEWAY_API_VERSION-$AWS_LOAD_BALANCER_CONTROLLER_VERSION|build_crds|crds:cert-manager crds:prometheus-operator crds:gateway-api crds:aws-load-balancer-controller"
 )
 
 # The single-node cluster of make cluster-e2e (kubelet, scheduler, kube-proxy)

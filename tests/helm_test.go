@@ -157,6 +157,20 @@ func (tc helmRedoCase) run(t *testing.T, backend, repo string, kubeconfig []byte
 // charts.jetstack.io serves cert-manager's: each version's one template.
 func chartRepo(t *testing.T, name string, templates map[string]string) string {
 	t.Helper()
+	versions := map[string]map[string]string{}
+	for version, template := range templates {
+		versions[version] = map[string]string{
+			"Chart.yaml":                  fmt.Sprintf("apiVersion: v2\nname: %s\nversion: %s\n", name, version),
+			"templates/" + name + ".yaml": template,
+		}
+	}
+	return chartRepoOf(t, name, versions)
+}
+
+// chartRepoOf serves a Helm repository of chart name: per version, its files
+// by path within the chart.
+func chartRepoOf(t *testing.T, name string, versions map[string]map[string]string) string {
+	t.Helper()
 	charts := map[string][]byte{}
 	var index strings.Builder
 	fmt.Fprintf(&index, "apiVersion: v1\ngenerated: \"2026-12-04T00:00:00Z\"\nentries:\n  %s:\n", name)
@@ -171,15 +185,12 @@ func chartRepo(t *testing.T, name string, templates map[string]string) string {
 		}
 	}))
 	t.Cleanup(srv.Close)
-	for version, template := range templates {
+	for version, files := range versions {
 		var tgz bytes.Buffer
 		gz := gzip.NewWriter(&tgz)
 		tw := tar.NewWriter(gz)
-		for path, body := range map[string]string{
-			name + "/Chart.yaml":                  fmt.Sprintf("apiVersion: v2\nname: %s\nversion: %s\n", name, version),
-			name + "/templates/" + name + ".yaml": template,
-		} {
-			if err := tw.WriteHeader(&tar.Header{Name: path, Mode: 0o644, Size: int64(len(body)), ModTime: time.Now()}); err != nil {
+		for path, body := range files {
+			if err := tw.WriteHeader(&tar.Header{Name: name + "/" + path, Mode: 0o644, Size: int64(len(body)), ModTime: time.Now()}); err != nil {
 				t.Fatal(err)
 			}
 			if _, err := tw.Write([]byte(body)); err != nil {

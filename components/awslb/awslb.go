@@ -10,6 +10,7 @@ import (
 	_ "embed"
 	"encoding/json"
 	"fmt"
+	"path/filepath"
 
 	"github.com/pulumi/pulumi-aws/sdk/v6/go/aws/iam"
 	"github.com/pulumi/pulumi/sdk/v3/go/pulumi"
@@ -28,7 +29,7 @@ const TypeToken = "kcp-tmc:awslb:LoadBalancerController"
 const (
 	ChartRepo    = "https://aws.github.io/eks-charts"
 	Chart        = "aws-load-balancer-controller"
-	ChartVersion = "3.5.0" // app v3.5.0
+	ChartVersion = "3.6.2" // app v3.6.2; hack/versions.env AWS_LOAD_BALANCER_CONTROLLER_VERSION
 	// Namespace and ServiceAccount are where the controller runs and who it
 	// is: the IAM role trusts exactly this ServiceAccount.
 	Namespace      = "kube-system"
@@ -36,13 +37,24 @@ const (
 	replicas       = 2
 )
 
-// iamPolicy is docs/install/iam_policy.json of
-// kubernetes-sigs/aws-load-balancer-controller v3.5.0 (commit 11eb202c),
-// what its install guide has users create: the controller's AWS permissions,
-// most of them limited to resources it tagged itself.
+// iamPolicy is docs/install/iam_policy.json of the controller's module
+// sigs.k8s.io/aws-load-balancer-controller/v3 at ChartVersion (a test
+// compares them), what its install guide has users create: the controller's
+// AWS permissions, most of them limited to resources it tagged itself.
 //
 //go:embed iam_policy.json
 var iamPolicy []byte
+
+// Upstream is the controller's module at ChartVersion — its chart and IAM
+// policy — which hack/toolchain.sh links from the Go module cache into the
+// toolchain cache dir (for tests; make test builds it).
+func Upstream(cache string) (string, error) {
+	dir, err := filepath.EvalSymlinks(filepath.Join(cache, "crds", Chart))
+	if err != nil {
+		return "", fmt.Errorf("the AWS Load Balancer Controller's module is not linked (run hack/toolchain.sh; make test does): %w", err)
+	}
+	return dir, nil
+}
 
 // Args configures the controller.
 type Args struct {
@@ -126,7 +138,7 @@ func New(ctx *pulumi.Context, name string, args Args, opts ...pulumi.ResourceOpt
 	rel, err := helmrelease.New(ctx, name, helmrelease.Args{
 		Name: pulumi.String(Chart), Chart: pulumi.String(Chart), Version: pulumi.String(ChartVersion), Repo: ChartRepo,
 		Namespace: pulumi.String(Namespace),
-		Values:    values(args, role.Arn),
+		Values:    Values(args, role.Arn),
 	}, child, pulumi.DependsOn([]pulumi.Resource{rolePolicy}))
 	if err != nil {
 		return nil, fmt.Errorf("AWS Load Balancer Controller release: %w", err)
@@ -138,8 +150,9 @@ func New(ctx *pulumi.Context, name string, args Args, opts ...pulumi.ResourceOpt
 	return comp, nil
 }
 
-// values are the chart's values (its values.yaml of v3.5.0).
-func values(args Args, roleARN pulumi.StringOutput) pulumi.Map {
+// Values are the chart's values (its values.yaml at ChartVersion); roleARN
+// is the controller's IAM role.
+func Values(args Args, roleARN pulumi.StringInput) pulumi.Map {
 	return pulumi.Map{
 		"clusterName":  pulumi.String(args.ClusterName),
 		"region":       pulumi.String(args.Region),

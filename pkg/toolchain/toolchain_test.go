@@ -14,6 +14,7 @@ import (
 
 	"golang.org/x/mod/modfile"
 
+	"github.com/kcp-tmc/kcp-tmc/components/awslb"
 	"github.com/kcp-tmc/kcp-tmc/components/etcd"
 	"github.com/kcp-tmc/kcp-tmc/components/kcp"
 	"github.com/kcp-tmc/kcp-tmc/components/tls"
@@ -97,13 +98,15 @@ func TestVersionsMatchToolModules(t *testing.T) {
 
 // TestDefaultsAreTheTestedVersions: what a stack deploys by default is the
 // version the suite runs and judges (hack/versions.env): kubectl in the
-// front-proxy's restart Job, etcd, cert-manager.
+// front-proxy's restart Job, etcd, cert-manager, the AWS Load Balancer
+// Controller's chart.
 func TestDefaultsAreTheTestedVersions(t *testing.T) {
 	env := versionsEnv(t)
 	for _, tc := range []struct{ key, what, got string }{
 		{"KUBE_VERSION", "kcp.DefaultKubectlImage's tag", kcp.DefaultKubectlImage[strings.LastIndex(kcp.DefaultKubectlImage, ":")+1:]},
 		{"ETCD_VERSION", "etcd.DefaultVersion", etcd.DefaultVersion},
 		{"CERT_MANAGER_VERSION", "tls.DefaultCertManagerVersion", tls.DefaultCertManagerVersion},
+		{"AWS_LOAD_BALANCER_CONTROLLER_VERSION", "awslb.ChartVersion", "v" + awslb.ChartVersion},
 	} {
 		if want := env[tc.key]; tc.got != want {
 			t.Errorf("%s is %q, hack/versions.env %s=%q: the suite tests another version than the stack deploys", tc.what, tc.got, tc.key, want)
@@ -347,7 +350,7 @@ func TestToolchainBuildsEveryTool(t *testing.T) {
 			t.Errorf("bin/%s: %v %q", name, err, out)
 		}
 	}
-	for _, crd := range []string{"cert-manager", "prometheus-operator", "gateway-api"} {
+	for _, crd := range []string{"cert-manager", "prometheus-operator", "gateway-api", "aws-load-balancer-controller"} {
 		if st, err := os.Stat(filepath.Join(cache, "crds", crd)); err != nil || !st.IsDir() {
 			t.Errorf("crds/%s: %v", crd, err)
 		}

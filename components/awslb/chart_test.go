@@ -1,0 +1,59 @@
+package awslb_test
+
+import (
+	"bytes"
+	"encoding/json"
+	"os"
+	"path/filepath"
+	"testing"
+
+	"sigs.k8s.io/yaml"
+
+	"github.com/kcp-tmc/kcp-tmc/components/awslb"
+	"github.com/kcp-tmc/kcp-tmc/pkg/toolchain"
+)
+
+// TestPolicyAndChartAreThePinnedRelease: the policy kcp-tmc gives the
+// controller is the one its pinned release documents, and the chart of that
+// release has the version kcp-tmc installs.
+func TestPolicyAndChartAreThePinnedRelease(t *testing.T) {
+	dir, err := awslb.Upstream(toolchain.Dir())
+	if err != nil {
+		t.Fatal(err)
+	}
+	raw, err := os.ReadFile(filepath.Join(dir, "docs", "install", "iam_policy.json"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	var want, got any
+	if err := json.Unmarshal(raw, &want); err != nil {
+		t.Fatal(err)
+	}
+	p, err := awslb.Policy()
+	if err != nil {
+		t.Fatal(err)
+	}
+	if err := json.Unmarshal([]byte(p), &got); err != nil {
+		t.Fatal(err)
+	}
+	if !jsonEqual(want, got) {
+		t.Errorf("components/awslb/iam_policy.json is not docs/install/iam_policy.json of the controller %s: copy it from %s", awslb.ChartVersion, dir)
+	}
+	chart, err := os.ReadFile(filepath.Join(dir, "helm", awslb.Chart, "Chart.yaml"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	var meta struct{ Version, AppVersion string }
+	if err := yaml.Unmarshal(chart, &meta); err != nil {
+		t.Fatal(err)
+	}
+	if meta.Version != awslb.ChartVersion || meta.AppVersion != "v"+awslb.ChartVersion {
+		t.Errorf("the pinned module's chart is %s (app %s), kcp-tmc installs %s", meta.Version, meta.AppVersion, awslb.ChartVersion)
+	}
+}
+
+func jsonEqual(a, b any) bool {
+	x, _ := json.Marshal(a)
+	y, _ := json.Marshal(b)
+	return bytes.Equal(x, y)
+}
