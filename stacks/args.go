@@ -20,6 +20,7 @@ import (
 	"github.com/kcp-tmc/kcp-tmc/components/logging"
 	"github.com/kcp-tmc/kcp-tmc/components/monitoring"
 	"github.com/kcp-tmc/kcp-tmc/components/platform"
+	"github.com/kcp-tmc/kcp-tmc/components/route53"
 	"github.com/kcp-tmc/kcp-tmc/components/storage"
 	"github.com/kcp-tmc/kcp-tmc/components/tls"
 	"github.com/kcp-tmc/kcp-tmc/pkg/shard"
@@ -302,6 +303,24 @@ func loadBalancerControllerArgs(cfg *Config, eks *cloud.EKS) (awslb.Args, bool) 
 	c := cloudArgs(cfg)
 	return awslb.Args{ClusterName: c.ClusterName, Region: c.Region, VPCID: eks.VPCID,
 		OIDCProviderARN: eks.OIDCProviderARN, OIDCIssuer: eks.OIDCIssuer, Tags: c.ResourceTags()}, true
+}
+
+// dnsArgs publish the front door's and every shard's host at its load
+// balancer's address (lbs: the ingress's LoadBalancers, nil when only
+// validating) when ingress.route53ZoneId is set.
+func dnsArgs(cfg *Config, lbs map[string]pulumi.StringOutput) (route53.Args, bool) {
+	if cfg.Ingress.Route53ZoneID == "" {
+		return route53.Args{}, false
+	}
+	a := route53.Args{ZoneID: cfg.Ingress.Route53ZoneID, TTL: ingress.ExternalDNSTTL}
+	for _, h := range ingress.PublicHosts(ingressArgs(cfg)) {
+		var addr pulumi.StringInput = pulumi.String("")
+		if lb, ok := lbs[h]; ok {
+			addr = lb
+		}
+		a.Records = append(a.Records, route53.Record{Host: h, Address: addr})
+	}
+	return a, true
 }
 
 func ingressArgs(cfg *Config) ingress.Args {

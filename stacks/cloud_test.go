@@ -154,3 +154,78 @@ func TestLoadBalancerControllerServesTheNLBs(t *testing.T) {
 		})
 	}
 }
+
+// TestRoute53RecordsBeforeTheAgents: with ingress.route53ZoneId the up
+// publishes kcp.<domain> and each shard's host at its own load balancer's
+// address, and deploys the agents, which reach kcp by that name, only after.
+func TestRoute53RecordsBeforeTheAgents(t *testing.T) {
+	cfg := clusterConfig("alpha")
+	cfg["ingress"] = `{"route53ZoneId":"Z0123456789ABCDEFGHIJ"}`
+	cfg["kcp"] = `{"shards":[{"name":"shard-1"}]}`
+	mocktest.SetConfig(t, cfg, clusterSecrets...)
+	rec, err := mocktest.Run(t, "prod", ProgramIn(t.TempDir()))
+	if err != nil {
+		t.Fatal(err)
+	}
+	records := rec.OfType("aws:route53/record:Record")
+	var urns []string
+	for _, host := range []string{"kcp.example.com", "shard-1.kcp.example.com"} {
+		r := rec.Named(t, "aws:route53/record:Record", "dns-"+host)
+		in := r.Input()
+		if in["zoneId"] != "Z0123456789ABCDEFGHIJ" || in["type"] != "A" || !slices.Equal(mocktest.Strings(in["records"]), []string{mocktest.LoadBalancerIP}) {
+			t.Errorf("record %s = %v, want an A record at the load balancer's address", host, in)
+		}
+		urns = append(urns, "::dns-"+host)
+	}
+	if len(records) != 2 {
+		t.Errorf("%d records, want the front door's and the shard's", len(records))
+	}
+	agent := rec.Named(t, "kcp-tmc:agents:Agent", "agent-alpha")
+	for _, u := range urns {
+		if !slices.ContainsFunc(agent.DependsOn, func(d string) bool { return strings.HasSuffix(d, u) }) {
+			t.Errorf("agent alpha does not wait for %s: depends on %v", u, agent.DependsOn)
+		}
+	}
+
+	// Without the key: no records, and the agents wait for nothing more.
+	mocktest.SetConfig(t, clusterConfig("alpha"), clusterSecrets...)
+	rec, err = mocktest.Run(t, "prod", ProgramIn(t.TempDir()))
+	if err != nil {
+		t.Fatal(err)
+	}
+	if n := len(rec.OfType("aws:route53/record:Record")); n != 0 {
+		t.Errorf("%d records without ingress.route53ZoneId", n)
+	}
+}
+
+func TestRoute53ConfigErrors(t *testing.T) {
+	for _, tt := range []struct {
+		name, stack string
+		config      map[string]string
+		want        string
+	}{
+		{"gateway mode", "prod", map[string]string{"ingress": `{"mode":"gateway","route53ZoneId":"Z0123"}`},
+			`config kcp-tmc:ingress.route53ZoneId: invalid value "Z0123": want unset unless ingress.mode is loadbalancer`},
+		{"render mode", "dev", map[string]string{"environment": "dev", "ingress": `{"route53ZoneId":"Z0123"}`},
+			`config kcp-tmc:ingress.route53ZoneId: invalid value "Z0123": want unset in render mode`},
+		{"skipAwait", "prod", map[string]string{"target": `{"mode":"kubeconfig","skipAwait":true}`, "ingress": `{"route53ZoneId":"Z0123"}`},
+			`config kcp-tmc:ingress.route53ZoneId: invalid value "Z0123": want unset with target.skipAwait`},
+		{"a zone name", "prod", map[string]string{"ingress": `{"route53ZoneId":"example.com"}`},
+			`config kcp-tmc:ingress.route53ZoneId: invalid value "example.com": want a Route 53 hosted zone id`},
+	} {
+		t.Run(tt.name, func(t *testing.T) {
+			cfg := clusterConfig("alpha")
+			for k, v := range tt.config {
+				cfg[k] = v
+			}
+			mocktest.SetConfig(t, cfg, clusterSecrets...)
+			rec, err := mocktest.Run(t, tt.stack, ProgramIn(t.TempDir()))
+			if err == nil || !strings.Contains(err.Error(), tt.want) {
+				t.Fatalf("err = %v\nwant %s", err, tt.want)
+			}
+			if n := len(rec.All()); n != 0 {
+				t.Errorf("%d resources registered", n)
+			}
+		})
+	}
+}

@@ -108,6 +108,14 @@ type Ingress struct {
 	ControllerReplicas int `json:"controllerReplicas"`
 	// Gateway is the Gateway of mode `gateway`.
 	Gateway *ingress.Gateway `json:"gateway"`
+	// Route53ZoneID is the Route 53 hosted zone of `domain` (`Z…`), with
+	// mode `loadbalancer`: the up publishes `kcp.<domain>` and each shard's
+	// host there at its load balancer's address (TTL 60 s, a record already
+	// there taken over) before it deploys the agents, which reach kcp by
+	// that name. Uses the AWS provider of cloud.region; not in render mode
+	// nor with target.skipAwait (the addresses are known only once
+	// awaited). Unset: no records (external-dns, or by hand: docs/ingress.md).
+	Route53ZoneID string `json:"route53ZoneId,omitempty"`
 }
 
 // Monitoring is kcp-tmc:monitoring. The Slack webhook URL and the PagerDuty

@@ -24,6 +24,7 @@ import (
 	"github.com/kcp-tmc/kcp-tmc/components/logging"
 	"github.com/kcp-tmc/kcp-tmc/components/monitoring"
 	"github.com/kcp-tmc/kcp-tmc/components/platform"
+	"github.com/kcp-tmc/kcp-tmc/components/route53"
 	"github.com/kcp-tmc/kcp-tmc/components/storage"
 	"github.com/kcp-tmc/kcp-tmc/components/tls"
 )
@@ -242,7 +243,21 @@ func Deploy(ctx *pulumi.Context, cfg *Config, projectDir string) error {
 		return err
 	}
 
-	if err := deployAgents(ctx, cfg, projectDir, certs, kcpProviders, workspaces); err != nil {
+	// The agents reach kcp by name: made once the names are published.
+	var published []pulumi.Resource
+	if a, ok := dnsArgs(cfg, entry.LoadBalancers); ok {
+		p, err := awsProvider(cfg.Cloud.Region)
+		if err != nil {
+			return err
+		}
+		records, err := route53.New(ctx, "dns", a, pulumi.Provider(p))
+		if err != nil {
+			return fmt.Errorf("dns: %w", err)
+		}
+		published = records.Published
+	}
+
+	if err := deployAgents(ctx, cfg, projectDir, certs, kcpProviders, workspaces, published); err != nil {
 		return err
 	}
 

@@ -30,8 +30,10 @@ import (
 // deployAgents connects every configured cluster: a provider per cluster
 // (its kubeconfig, or its own render directory) and one agents component.
 // kcp's side goes through a provider for kcp: rendered in render mode,
-// applied in the same up otherwise (kcpSideLive).
-func deployAgents(ctx *pulumi.Context, cfg *Config, projectDir string, certs *tls.PKI, kcpProviders map[string]pulumi.ProviderResource, workspaces map[string]pulumi.Resource) error {
+// applied in the same up otherwise (kcpSideLive). Each agent is made after
+// published (kcp's DNS records, when the stack makes them).
+func deployAgents(ctx *pulumi.Context, cfg *Config, projectDir string, certs *tls.PKI, kcpProviders map[string]pulumi.ProviderResource,
+	workspaces map[string]pulumi.Resource, published []pulumi.Resource) error {
 	for _, cl := range cfg.Clusters {
 		args := providerArgs()
 		if cfg.Target.Mode == TargetRender {
@@ -59,7 +61,11 @@ func deployAgents(ctx *pulumi.Context, cfg *Config, projectDir string, certs *tl
 			a.KCPProvider = p
 			a.KCPDependsOn = []pulumi.Resource{workspaces[a.Workspace]}
 		}
-		if _, err := agents.NewAgent(ctx, "agent-"+cl.Name, a, pulumi.Providers(provider)); err != nil {
+		opts := []pulumi.ResourceOption{pulumi.Providers(provider)}
+		if len(published) > 0 {
+			opts = append(opts, pulumi.DependsOn(published))
+		}
+		if _, err := agents.NewAgent(ctx, "agent-"+cl.Name, a, opts...); err != nil {
 			return fmt.Errorf("cluster %s: %w", cl.Name, err)
 		}
 	}

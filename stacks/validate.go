@@ -252,6 +252,19 @@ func (c *Config) validateIngress(v *validator) {
 	if c.Environment == "prod" && in.InstallController && in.ControllerReplicas == 1 {
 		v.add("ingress.controllerReplicas", "1", "at least 2 in prod")
 	}
+	if in.Route53ZoneID != "" {
+		switch {
+		case in.Mode != ingress.ModeLoadBalancer:
+			v.add("ingress.route53ZoneId", in.Route53ZoneID, "unset unless ingress.mode is loadbalancer (in the other modes the address is the Gateway's or the ingress controller's)")
+		case c.Target.Mode == TargetRender:
+			v.add("ingress.route53ZoneId", in.Route53ZoneID, "unset in render mode (the records point at the load balancers' addresses)")
+		case c.Target.SkipAwait:
+			v.add("ingress.route53ZoneId", in.Route53ZoneID, "unset with target.skipAwait (the load balancers' addresses are known only once awaited)")
+		default:
+			a, _ := dnsArgs(c, nil)
+			v.component(a.Validate(field.NewPath("ingress")), true)
+		}
+	}
 	var derived []mount
 	if in.Gateway == nil || in.Gateway.Namespace == "" {
 		derived = append(derived, mount{"ingress.gateway.namespace", "namespace"}) // its default

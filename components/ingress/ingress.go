@@ -151,6 +151,10 @@ type Ingress struct {
 	// up that creates it; in the other modes the public host. The front door
 	// serves the public host's certificate either way.
 	Address pulumi.StringOutput
+	// LoadBalancers are, in loadbalancer mode, each public host's load
+	// balancer address (IP or hostname; "" while it has none): what its DNS
+	// record points at.
+	LoadBalancers map[string]pulumi.StringOutput
 }
 
 // WithDefaults fills unset fields.
@@ -244,17 +248,16 @@ func NewIngress(ctx *pulumi.Context, name string, args Args, opts ...pulumi.Reso
 	}
 	comp.URL = pulumi.Sprintf("https://%s", args.Host)
 	comp.Address = pulumi.String(args.Host).ToStringOutput()
-	if svc, ok := comp.Routes[0].(*corev1.Service); ok && args.Mode == ModeLoadBalancer {
-		comp.Address = svc.Status.LoadBalancer().Ingress().ApplyT(func(ins []corev1.LoadBalancerIngress) string {
-			for _, in := range ins {
-				if in.Ip != nil && *in.Ip != "" {
-					return *in.Ip
-				}
-				if in.Hostname != nil && *in.Hostname != "" {
-					return *in.Hostname
-				}
+	if args.Mode == ModeLoadBalancer {
+		comp.LoadBalancers = map[string]pulumi.StringOutput{}
+		for i, r := range routes(args) {
+			comp.LoadBalancers[r.Host] = loadBalancerAddress(comp.Routes[i].(*corev1.Service))
+		}
+		comp.Address = comp.LoadBalancers[args.Host].ApplyT(func(addr string) string {
+			if addr == "" {
+				return args.Host // no address yet (render mode)
 			}
-			return args.Host // no address yet (render mode)
+			return addr
 		}).(pulumi.StringOutput)
 	}
 	if err := ctx.RegisterResourceOutputs(comp, pulumi.Map{"url": comp.URL}); err != nil {
@@ -329,6 +332,15 @@ func routes(a Args) []route {
 			Selector: workload.Labels(s.Deployment()), urn: s.URN(), object: s.Deployment(), lb: ShardLoadBalancer(s), shard: true})
 	}
 	return out
+}
+
+// PublicHosts are the hosts clients reach: kcp.<domain>, then each shard's.
+func PublicHosts(a Args) []string {
+	var hosts []string
+	for _, r := range routes(a) {
+		hosts = append(hosts, r.Host)
+	}
+	return hosts
 }
 
 // shardFlows let the ingress controller reach each shard's port.
@@ -452,6 +464,22 @@ func loadBalancer(ctx *pulumi.Context, name string, a Args, opts []pulumi.Resour
 		made = append(made, svc)
 	}
 	return made, nil
+}
+
+// loadBalancerAddress is the IP or hostname a LoadBalancer Service's load
+// balancer reports, "" until it has one.
+func loadBalancerAddress(svc *corev1.Service) pulumi.StringOutput {
+	return svc.Status.LoadBalancer().Ingress().ApplyT(func(ins []corev1.LoadBalancerIngress) string {
+		for _, in := range ins {
+			if in.Ip != nil && *in.Ip != "" {
+				return *in.Ip
+			}
+			if in.Hostname != nil && *in.Hostname != "" {
+				return *in.Hostname
+			}
+		}
+		return ""
+	}).(pulumi.StringOutput)
 }
 
 // installController installs ingress-nginx with SSL passthrough enabled,
