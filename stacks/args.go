@@ -328,6 +328,7 @@ func ingressArgs(cfg *Config) ingress.Args {
 		Mode: cfg.Ingress.Mode, Namespace: cfg.Namespace, Host: kcp.PublicHost(cfg.Domain), ClassName: cfg.Ingress.ClassName,
 		BackendService: kcp.FrontProxyService, BackendPort: 443, TargetPort: kcp.FrontProxyPort,
 		NLB:               nlb(cfg),
+		PublishedByStack:  cfg.Ingress.Route53ZoneID != "",
 		InstallController: cfg.Ingress.InstallController, ControllerVersion: cfg.Ingress.ControllerVersion,
 		ControllerReplicas:  cfg.Ingress.ControllerReplicas,
 		PodSecurityVersion:  cfg.PodSecurityVersion,

@@ -180,6 +180,15 @@ func TestRoute53RecordsBeforeTheAgents(t *testing.T) {
 	if len(records) != 2 {
 		t.Errorf("%d records, want the front door's and the shard's", len(records))
 	}
+	// One writer per name: no external-dns annotations on the load balancers.
+	for _, svc := range rec.OfType("kubernetes:core/v1:Service") {
+		annotations, _ := mocktest.Dig(svc.Input(), "metadata", "annotations").(map[string]any)
+		for k := range annotations {
+			if strings.HasPrefix(k, "external-dns.") {
+				t.Errorf("Service %s carries %s while the stack publishes its host", svc.Name, k)
+			}
+		}
+	}
 	agent := rec.Named(t, "kcp-tmc:agents:Agent", "agent-alpha")
 	for _, u := range urns {
 		if !slices.ContainsFunc(agent.DependsOn, func(d string) bool { return strings.HasSuffix(d, u) }) {

@@ -110,8 +110,9 @@ type Ingress struct {
 	Gateway *ingress.Gateway `json:"gateway"`
 	// Route53ZoneID is the Route 53 hosted zone of `domain` (`Z…`), with
 	// mode `loadbalancer`: the up publishes `kcp.<domain>` and each shard's
-	// host there at its load balancer's address (TTL 60 s, a record already
-	// there taken over) before it deploys the agents, which reach kcp by
+	// host there at its load balancer's address (TTL 60 s; a record of the
+	// same type already there is taken over; the zone must hold the hosts)
+	// before it deploys the agents, which reach kcp by
 	// that name. Uses the AWS provider of cloud.region; not in render mode
 	// nor with target.skipAwait (the addresses are known only once
 	// awaited). Unset: no records (external-dns, or by hand: docs/ingress.md).

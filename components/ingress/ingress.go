@@ -95,6 +95,9 @@ type Args struct {
 	TerminateSecret string
 	// NLB annotates load-balancer Services for an AWS NLB (prod).
 	NLB bool
+	// PublishedByStack: the stack publishes the hosts itself (Route 53), so
+	// the load balancers carry no external-dns annotations (one writer per name).
+	PublishedByStack bool
 	// InstallController installs ingress-nginx with --enable-ssl-passthrough
 	// (not in render mode).
 	InstallController  bool
@@ -442,7 +445,10 @@ func loadBalancer(ctx *pulumi.Context, name string, a Args, opts []pulumi.Resour
 			urn, port = name+"-lb-"+r.Name, r.Port
 		}
 		meta := workload.Meta(object, a.Namespace, "kcp-front-proxy")
-		annotations := ExternalDNSAnnotations(r.Host)
+		annotations := map[string]string{}
+		if !a.PublishedByStack {
+			annotations = ExternalDNSAnnotations(r.Host)
+		}
 		if a.NLB {
 			maps.Copy(annotations, NLBAnnotations)
 		}
@@ -451,7 +457,7 @@ func loadBalancer(ctx *pulumi.Context, name string, a Args, opts []pulumi.Resour
 			Metadata: meta,
 			Spec: &corev1.ServiceSpecArgs{
 				Type:                  pulumi.String("LoadBalancer"),
-				ExternalTrafficPolicy: pulumi.String("Local"), // keep client IPs; no second hop
+				ExternalTrafficPolicy: pulumi.String("Local"), // no second hop through another node
 				Selector:              pulumi.ToStringMap(r.Selector),
 				Ports: corev1.ServicePortArray{corev1.ServicePortArgs{
 					Name: pulumi.String("https"), Protocol: pulumi.String("TCP"), Port: pulumi.Int(443), TargetPort: pulumi.Int(port),

@@ -9,6 +9,7 @@ import (
 	"fmt"
 	"net"
 	"regexp"
+	"strings"
 
 	"github.com/pulumi/pulumi-aws/sdk/v6/go/aws/route53"
 	"github.com/pulumi/pulumi/sdk/v3/go/pulumi"
@@ -71,21 +72,20 @@ func New(ctx *pulumi.Context, name string, args Args, opts ...pulumi.ResourceOpt
 	if err := component.Register(ctx, TypeToken, name, comp, args.Validate(field.NewPath("ingress")), opts...); err != nil {
 		return nil, err
 	}
+	// The provider would quietly append the zone's name to a host outside
+	// it (a wrong zone id publishes a name nobody asks for).
+	zone := route53.LookupZoneOutput(ctx, route53.LookupZoneOutputArgs{ZoneId: pulumi.String(args.ZoneID)}, pulumi.Parent(comp)).Name()
 	for _, r := range args.Records {
 		host := r.Host
-		// Checked when the address is known: an empty one would publish nothing.
-		target := r.Address.ToStringOutput().ApplyT(func(addr string) (string, error) {
-			if addr == "" {
-				return "", fmt.Errorf("the load balancer of %s has no address to publish", host)
-			}
-			return addr, nil
+		target := pulumi.All(r.Address, zone).ApplyT(func(v []any) (string, error) {
+			return Target(args.ZoneID, v[1].(string), host, v[0].(string))
 		}).(pulumi.StringOutput)
 		rec, err := route53.NewRecord(ctx, name+"-"+host, &route53.RecordArgs{
 			ZoneId: pulumi.String(args.ZoneID), Name: pulumi.String(host),
 			Type:    target.ApplyT(RecordType).(pulumi.StringOutput),
 			Records: pulumi.StringArray{target}, Ttl: pulumi.IntPtr(args.TTL),
-			// The name is the stack's: a record made by hand or by an earlier
-			// external-dns is taken over, not a reason to fail the up.
+			// The name is the stack's: a record of the same type made by hand
+			// is taken over, not a reason to fail the up.
 			AllowOverwrite: pulumi.BoolPtr(true),
 		}, pulumi.Parent(comp))
 		if err != nil {
@@ -97,6 +97,21 @@ func New(ctx *pulumi.Context, name string, args Args, opts ...pulumi.ResourceOpt
 		return nil, fmt.Errorf("registering outputs of %q: %w", name, err)
 	}
 	return comp, nil
+}
+
+// Target is what host's record in zone (named zoneName) points at: addr,
+// once it is known, the host inside the zone, and a CNAME not at its apex.
+func Target(zoneID, zoneName, host, addr string) (string, error) {
+	zoneName = strings.TrimSuffix(zoneName, ".")
+	switch {
+	case addr == "":
+		return "", fmt.Errorf("the load balancer of %s has no address to publish", host)
+	case !strings.HasSuffix(host, "."+zoneName) && host != zoneName:
+		return "", fmt.Errorf("kcp-tmc:ingress.route53ZoneId %s is the zone %s, which does not hold %s: want the hosted zone of domain", zoneID, zoneName, host)
+	case host == zoneName && RecordType(addr) == "CNAME":
+		return "", fmt.Errorf("kcp-tmc:ingress.route53ZoneId %s is the zone %s, whose apex cannot hold the CNAME %s needs for %s: want the zone above it", zoneID, zoneName, host, addr)
+	}
+	return addr, nil
 }
 
 // RecordType is the record an address needs: A for an IPv4 address, AAAA

@@ -78,3 +78,32 @@ func TestRecordType(t *testing.T) {
 		}
 	}
 }
+
+// TestTarget: a record is made only for a host inside the zone, and a
+// CNAME never at the zone's apex (Route 53 refuses it there).
+func TestTarget(t *testing.T) {
+	for _, tt := range []struct {
+		name, zone, host, addr, want string
+	}{
+		{"in the zone", "example.com", "kcp.example.com", "lb.elb.us-east-1.amazonaws.com", ""},
+		{"the API's trailing dot", "example.com.", "kcp.example.com", "192.0.2.10", ""},
+		{"an IP at the apex", "kcp.example.com", "kcp.example.com", "192.0.2.10", ""},
+		{"no address", "example.com", "kcp.example.com", "", "the load balancer of kcp.example.com has no address"},
+		{"another zone", "example.org", "kcp.example.com", "192.0.2.10", "kcp-tmc:ingress.route53ZoneId Z1 is the zone example.org, which does not hold kcp.example.com"},
+		{"a suffix that is no parent", "ample.com", "kcp.example.com", "192.0.2.10", "does not hold kcp.example.com"},
+		{"a CNAME at the apex", "kcp.example.com", "kcp.example.com", "lb.elb.us-east-1.amazonaws.com", "whose apex cannot hold the CNAME"},
+	} {
+		t.Run(tt.name, func(t *testing.T) {
+			got, err := Target("Z1", tt.zone, tt.host, tt.addr)
+			if tt.want == "" {
+				if err != nil || got != tt.addr {
+					t.Errorf("Target = %q, %v; want %q", got, err, tt.addr)
+				}
+				return
+			}
+			if err == nil || !strings.Contains(err.Error(), tt.want) {
+				t.Errorf("err = %v, want %q", err, tt.want)
+			}
+		})
+	}
+}
