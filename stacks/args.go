@@ -32,10 +32,17 @@ func spread(mode string, zones []string) workload.Spread {
 }
 
 func platformArgs(cfg *Config) platform.Args {
+	labels := map[string]string{"kcp-tmc.io/environment": cfg.Environment}
+	if installsLoadBalancerController(cfg) {
+		// The NLB sends to pod IPs: a front-proxy or shard pod of a rollout
+		// is Ready only once the NLB has it as a healthy target, so a
+		// rollout never leaves the NLB without one.
+		labels[awslb.ReadinessGateLabel] = "enabled"
+	}
 	return platform.Args{
 		Namespace:          cfg.Namespace,
 		PodSecurityVersion: cfg.PodSecurityVersion,
-		Labels:             map[string]string{"kcp-tmc.io/environment": cfg.Environment},
+		Labels:             labels,
 		RetainOnDelete:     cfg.Environment != "dev",
 	}
 }
@@ -292,12 +299,16 @@ func ClusterName(env string) string { return "kcp-tmc-" + env }
 // for an NLB.
 func nlb(cfg *Config) bool { return cfg.Environment == "prod" }
 
+// installsLoadBalancerController: the stack installs the AWS Load Balancer
+// Controller (below).
+func installsLoadBalancerController(cfg *Config) bool { return cfg.Cloud.Mode == "eks" && nlb(cfg) }
+
 // loadBalancerControllerArgs configure the AWS Load Balancer Controller kcp-tmc
 // installs on the EKS cluster it makes when the stack's Services ask for an
 // NLB (nothing else on that cluster would serve them); eks holds the cloud
 // layer's outputs.
 func loadBalancerControllerArgs(cfg *Config, eks *cloud.EKS) (awslb.Args, bool) {
-	if cfg.Cloud.Mode != "eks" || !nlb(cfg) {
+	if !installsLoadBalancerController(cfg) {
 		return awslb.Args{}, false
 	}
 	c := cloudArgs(cfg)

@@ -5,6 +5,7 @@ import (
 	"strings"
 	"testing"
 
+	"github.com/kcp-tmc/kcp-tmc/components/awslb"
 	"github.com/kcp-tmc/kcp-tmc/internal/test/mocktest"
 	"github.com/kcp-tmc/kcp-tmc/pkg/helmrelease"
 )
@@ -55,6 +56,7 @@ func TestCloudConfigErrors(t *testing.T) {
 	}{
 		{"unknown mode", `{"mode":"gke"}`, `config kcp-tmc:cloud.mode: invalid value "gke"`, nil},
 		{"single NAT in prod", `{"mode":"eks","natPerZone":false}`, `config kcp-tmc:cloud.natPerZone: invalid value "false"`, nil},
+		{"a GovCloud region", `{"mode":"eks","region":"us-gov-west-1"}`, `config kcp-tmc:cloud.region: invalid value "us-gov-west-1": want a region of the standard AWS partition`, nil},
 		{"zone outside the region", `{"mode":"eks","region":"eu-west-1"}`, `config kcp-tmc:zones[0]: invalid value "us-east-1a": want distinct zones of region eu-west-1`, nil},
 		{"unpinned EKS version", `{"mode":"eks","kubernetesVersion":"latest"}`, `config kcp-tmc:cloud.kubernetesVersion: invalid value "latest"`, nil},
 		{"public endpoint without CIDRs", `{"mode":"eks","publicEndpoint":true}`, `config kcp-tmc:cloud.publicCidrs: invalid value "<unset>"`, nil},
@@ -112,6 +114,10 @@ func TestLoadBalancerControllerServesTheNLBs(t *testing.T) {
 			rec, err := mocktest.Run(t, tt.stack, ProgramIn(t.TempDir()))
 			if err != nil {
 				t.Fatal(err)
+			}
+			ns := rec.Object(t, "kubernetes:core/v1:Namespace", "kcp")
+			if gate := mocktest.Dig(ns, "metadata", "labels", awslb.ReadinessGateLabel); (gate == "enabled") != (tt.wantVPC != "") {
+				t.Errorf("namespace kcp's readiness-gate label = %v with the controller installed: %v", gate, tt.wantVPC != "")
 			}
 			releases := rec.OfType(helmrelease.Type)
 			i := slices.IndexFunc(releases, func(r mocktest.Resource) bool { return r.Name == "aws-load-balancer-controller" })

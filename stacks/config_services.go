@@ -186,7 +186,8 @@ type Cloud struct {
 	// or `eks` (created here; needs target.mode `kubeconfig` and no kubeconfig
 	// secret).
 	Mode string `json:"mode"`
-	// Region is the AWS region; `zones` must be in it.
+	// Region is the AWS region; `zones` must be in it. A region of the
+	// standard partition (not GovCloud or China) with mode `eks`.
 	Region string `json:"region"`
 	// KubernetesVersion is the pinned EKS minor version, such as `1.33`.
 	KubernetesVersion string `json:"kubernetesVersion"`

@@ -35,7 +35,7 @@ import (
 // ServiceAccount its IAM role trusts, carrying that role; the cluster,
 // region, VPC and tags as flags the controller's source declares; two
 // replicas under a disruption budget; no webhook that would make every
-// Service create depend on it. The controller itself cannot run here (it
+// Service or Ingress change depend on it. The controller itself cannot run here (it
 // calls the EC2 and ELB APIs); without a kubelet nothing waits for its pods.
 func TestAWSLoadBalancerControllerChartInstalls(t *testing.T) {
 	module, err := awslb.Upstream(toolchain.Dir())
@@ -68,8 +68,7 @@ func TestAWSLoadBalancerControllerChartInstalls(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	// Its webhooks (validating every Ingress, failing closed) must not
-	// outlive the test: other tests create Ingresses.
+	// Its cluster-wide objects (CRDs, webhooks) must not outlive the test.
 	t.Cleanup(func() {
 		if _, err := s.Destroy(context.Background(), optdestroy.ProgressStreams(io.Discard)); err != nil {
 			t.Errorf("destroy: %v", err)
@@ -118,10 +117,14 @@ func TestAWSLoadBalancerControllerChartInstalls(t *testing.T) {
 	if got := mocktest.Dig(pdb, "spec", "maxUnavailable"); got != float64(1) {
 		t.Errorf("disruption budget maxUnavailable = %v", got)
 	}
-	for _, hooks := range mocktest.List(get("mutatingwebhookconfigurations")["items"]) {
-		for _, w := range mocktest.List(mocktest.Dig(hooks, "webhooks")) {
-			if name := mocktest.Dig(w, "name"); name == "mservice.elbv2.k8s.aws" {
-				t.Errorf("the Service-mutating webhook is installed (failurePolicy %v)", mocktest.Dig(w, "failurePolicy"))
+	// Webhooks that would make every Service or Ingress change of the
+	// cluster depend on the controller running.
+	for _, kind := range []string{"mutatingwebhookconfigurations", "validatingwebhookconfigurations"} {
+		for _, hooks := range mocktest.List(get(kind)["items"]) {
+			for _, w := range mocktest.List(mocktest.Dig(hooks, "webhooks")) {
+				if name := mocktest.Dig(w, "name"); name == "mservice.elbv2.k8s.aws" || name == "vingress.elbv2.k8s.aws" {
+					t.Errorf("webhook %v is installed (failurePolicy %v)", name, mocktest.Dig(w, "failurePolicy"))
+				}
 			}
 		}
 	}

@@ -35,6 +35,10 @@ const (
 	Namespace      = "kube-system"
 	ServiceAccount = "aws-load-balancer-controller"
 	replicas       = 2
+	// ReadinessGateLabel on a namespace has the controller give the pods
+	// behind its load balancers a readiness gate: Ready once a healthy
+	// target (its pod webhook, failing open).
+	ReadinessGateLabel = "elbv2.k8s.aws/pod-readiness-gate-inject"
 )
 
 // iamPolicy is docs/install/iam_policy.json of the controller's module
@@ -169,6 +173,10 @@ func Values(args Args, roleARN pulumi.StringInput) pulumi.Map {
 		// Service create while the controller is down. kcp-tmc's Services name
 		// the controller by annotation.
 		"enableServiceMutatorWebhook": pulumi.Bool(false),
-		"defaultTags":                 pulumi.ToStringMap(args.Tags),
+		// Off for the same reason: it validates every Ingress of the cluster
+		// (for ALBs, which kcp-tmc does not ask for) and fails closed, so kcp's
+		// own Ingress (the nginx modes) could not change while it is down.
+		"webhookConfig": pulumi.Map{"disableIngressValidation": pulumi.Bool(true)},
+		"defaultTags":   pulumi.ToStringMap(args.Tags),
 	}
 }

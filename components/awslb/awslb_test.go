@@ -104,6 +104,7 @@ func TestControllerInstall(t *testing.T) {
 		{[]any{"serviceAccount", "name"}, ServiceAccount},
 		{[]any{"serviceAccount", "annotations", "eks.amazonaws.com/role-arn"}, "arn:aws:iam:us-east-1:123456789012:lbc-role"},
 		{[]any{"enableServiceMutatorWebhook"}, false},
+		{[]any{"webhookConfig", "disableIngressValidation"}, true},
 		{[]any{"defaultTags", "kcp-tmc.io/cluster"}, "kcp-tmc-prod"},
 	} {
 		if got := mocktest.Dig(v, c.path...); got != c.want {

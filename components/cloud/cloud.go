@@ -114,8 +114,13 @@ func (a Args) Validate(fld *field.Path) field.ErrorList {
 	if !clusterName.MatchString(a.ClusterName) {
 		errs = append(errs, field.Invalid(fld.Child("clusterName"), a.ClusterName, "an EKS cluster name (letters, digits, '-', starting with a letter)"))
 	}
-	if !region.MatchString(a.Region) {
+	switch {
+	case !region.MatchString(a.Region):
 		errs = append(errs, field.Invalid(fld.Child("region"), a.Region, "an AWS region such as us-east-1"))
+	case strings.Contains(a.Region, "-gov-") || strings.HasPrefix(a.Region, "cn-"):
+		// Their ARNs start arn:aws-us-gov: / arn:aws-cn:; the managed
+		// policies and the controllers' policies here name arn:aws:.
+		errs = append(errs, field.Invalid(fld.Child("region"), a.Region, "a region of the standard AWS partition (GovCloud and China are not supported)"))
 	}
 	zones := fld.Child("zones")
 	switch {
