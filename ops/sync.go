@@ -200,7 +200,7 @@ func syncThroughExport(ctx context.Context, t SmokeTarget, cl SmokeCluster, down
 		if err := Rewatch(ctx, t.KCP, cl.Workspace, cl.Export, "kcp-tmc-smoke-"+t.RunID); err != nil {
 			return "", err
 		}
-		return fmt.Sprintf(" (workspace root:%s %s: had the agent missed its shard, its rewatch CronJob would do the same within 5 minutes; AgentRewatchFailing alerts when it cannot)",
+		return fmt.Sprintf(" (workspace root:%s %s; the agent's rewatch CronJob does the same every 5 minutes)",
 			ws, cmp.Or(where, "not yet placed")), nil
 	}
 	detail, err := syncWorkload(ctx, one, wsClient, map[string]dynamic.Interface{cl.Name: downstream}, rewatch)
