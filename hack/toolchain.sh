@@ -7,8 +7,8 @@
 #     engine  pulumi CLI + pulumi-resource-kubernetes                (make up)
 #     judges  kube-apiserver, kube-controller-manager, kubectl; etcd, etcdctl,
 #             etcdutl; kube-score; actionlint; prometheus and promtool;
-#             amtool; the upstream CRD sources and the AWS Load Balancer
-#             Controller's chart                                     (make test)
+#             amtool; the AWS Load Balancer Controller; the upstream CRD
+#             sources and the controller's chart                     (make test)
 #     cluster kubelet, kube-scheduler, kube-proxy; CoreDNS; external-dns; prometheus-operator
 #             and its config reloader; Prometheus with Kubernetes service
 #             discovery                                      (make cluster-e2e)
@@ -147,6 +147,13 @@ build_external_dns() {
     go build -o "$1/" -ldflags "$strip -X sigs.k8s.io/external-dns/pkg/apis/externaldns.Version=$EXTERNAL_DNS_VERSION" sigs.k8s.io/external-dns)
 }
 
+# The controller whose chart components/awslb installs: tests/awslb_test.go
+# starts it against the local apiserver with the args the chart renders.
+build_aws_load_balancer_controller() {
+  (cd "$root/hack/tools/aws-load-balancer-controller" &&
+    go build -o "$1/aws-load-balancer-controller" -ldflags "$strip" sigs.k8s.io/aws-load-balancer-controller/v3)
+}
+
 build_kube_network_policies() {
   (cd "$root/hack/tools/kube-network-policies" &&
     go build -o "$1/kube-network-policies" -ldflags "$strip" sigs.k8s.io/kube-network-policies/cmd)
@@ -192,6 +199,7 @@ judge_tools=(
   "actionlint|$ACTIONLINT_VERSION|build_actionlint|actionlint"
   "prometheus|$PROMETHEUS_VERSION|build_prometheus|prometheus promtool"
   "alertmanager|$ALERTMANAGER_VERSION|build_alertmanager|amtool"
+  "aws-load-balancer-controller|$AWS_LOAD_BALANCER_CONTROLLER_VERSION|build_aws_load_balancer_controller|aws-load-balancer-controller"
   "crds|$CERT_MANAGER_VERSION-$PROMETHEUS_OPERATOR_VERSION-$GATEWAY_API_VERSION-$AWS_LOAD_BALANCER_CONTROLLER_VERSION|build_crds|crds:cert-manager crds:prometheus-operator crds:gateway-api crds:aws-load-balancer-controller"
 )
 

@@ -1,16 +1,23 @@
 package tests
 
 import (
+	"bytes"
 	"context"
+	"encoding/base64"
 	"encoding/json"
 	"errors"
+	"fmt"
 	"io"
 	"io/fs"
+	"net/http"
+	"net/http/httptest"
 	"os"
+	"os/exec"
 	"path/filepath"
 	"regexp"
 	"slices"
 	"strings"
+	"sync"
 	"testing"
 	"time"
 
@@ -18,12 +25,16 @@ import (
 	"github.com/pulumi/pulumi/sdk/v3/go/auto/optdestroy"
 	"github.com/pulumi/pulumi/sdk/v3/go/auto/optup"
 	"github.com/pulumi/pulumi/sdk/v3/go/pulumi"
+	"k8s.io/client-go/tools/clientcmd"
+	clientcmdapi "k8s.io/client-go/tools/clientcmd/api"
 
 	"github.com/kcp-tmc/kcp-tmc/automation"
 	"github.com/kcp-tmc/kcp-tmc/components/awslb"
+	"github.com/kcp-tmc/kcp-tmc/components/ingress"
 	"github.com/kcp-tmc/kcp-tmc/internal/test/mocktest"
 	"github.com/kcp-tmc/kcp-tmc/internal/test/testenv"
 	"github.com/kcp-tmc/kcp-tmc/pkg/helmrelease"
+	"github.com/kcp-tmc/kcp-tmc/pkg/loopback"
 	"github.com/kcp-tmc/kcp-tmc/pkg/toolchain"
 )
 
@@ -128,6 +139,147 @@ func TestAWSLoadBalancerControllerChartInstalls(t *testing.T) {
 			}
 		}
 	}
+	t.Run("the controller serves kcp's load balancers", func(t *testing.T) {
+		runController(t, ctx, args)
+	})
+}
+
+// runController starts the real controller (the toolchain's build of the
+// pinned release) with the args the chart rendered, as the chart's
+// ServiceAccount (its RBAC), its AWS APIs pointed at a stand-in that records
+// each call and fails it. It must become ready and take up a Service
+// annotated as kcp-tmc's load balancers are (its service controller builds
+// the NLB's model, asking ELBv2 first), and leave a plain LoadBalancer
+// Service alone (its Service-mutating webhook is off).
+func runController(t *testing.T, ctx context.Context, chartArgs []string) {
+	bin := toolchain.Path("aws-load-balancer-controller")
+	if _, err := os.Stat(bin); err != nil {
+		t.Fatalf("the controller is not built (run hack/toolchain.sh; make test does): %v", err)
+	}
+	var mu sync.Mutex
+	var calls []string
+	aws := httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		_ = r.ParseForm()
+		mu.Lock()
+		calls = append(calls, r.Form.Get("Action"))
+		mu.Unlock()
+		w.Header().Set("Content-Type", "text/xml")
+		w.WriteHeader(http.StatusServiceUnavailable)
+		_, _ = io.WriteString(w, `<ErrorResponse><Error><Code>ServiceUnavailable</Code><Message>the test's stand-in</Message></Error></ErrorResponse>`)
+	}))
+	defer aws.Close()
+
+	dir := t.TempDir()
+	token, _, err := kube.Kubectl(ctx, nil, "create", "token", awslb.ServiceAccount, "-n", awslb.Namespace, "--duration=1h")
+	if err != nil {
+		t.Fatal(err)
+	}
+	admin, err := clientcmd.LoadFromFile(kube.Kubeconfig)
+	if err != nil {
+		t.Fatal(err)
+	}
+	for _, a := range admin.AuthInfos {
+		*a = clientcmdapi.AuthInfo{Token: strings.TrimSpace(token)}
+	}
+	kubeconfig := filepath.Join(dir, "kubeconfig")
+	if err := clientcmd.WriteToFile(*admin, kubeconfig); err != nil {
+		t.Fatal(err)
+	}
+	// The serving certificate the chart made for its webhooks.
+	for key, file := range map[string]string{"tls\\.crt": "tls.crt", "tls\\.key": "tls.key"} {
+		b64, _, err := kube.Kubectl(ctx, nil, "get", "secret", "-n", awslb.Namespace, "aws-load-balancer-tls", "-o", "jsonpath={.data."+key+"}")
+		if err != nil {
+			t.Fatal(err)
+		}
+		pem, err := base64.StdEncoding.DecodeString(b64)
+		if err != nil || len(pem) == 0 {
+			t.Fatalf("webhook %s: %v", file, err)
+		}
+		if err := os.WriteFile(filepath.Join(dir, file), pem, 0o600); err != nil {
+			t.Fatal(err)
+		}
+	}
+	ports := loopback.MustFreePorts(t, 3)
+	probe := fmt.Sprintf("127.0.0.1:%d", ports[1])
+	args := append(slices.Clone(chartArgs),
+		// What the pod gets from its cluster, its Secret volume and its ports.
+		"--kubeconfig="+kubeconfig, "--leader-election-namespace="+awslb.Namespace,
+		"--webhook-cert-dir="+dir, "--webhook-cert-file=tls.crt", "--webhook-key-file=tls.key",
+		fmt.Sprintf("--webhook-bind-port=%d", ports[0]), "--health-probe-bind-addr="+probe,
+		fmt.Sprintf("--metrics-bind-addr=127.0.0.1:%d", ports[2]),
+		// The test's: AWS is the stand-in, each call tried once.
+		"--aws-api-endpoints=EC2="+aws.URL+",Elastic Load Balancing v2="+aws.URL+",STS="+aws.URL, "--aws-max-retries=1")
+	var log bytes.Buffer
+	cmd := exec.Command(bin, args...)
+	cmd.Env = append(os.Environ(), "AWS_ACCESS_KEY_ID=test", "AWS_SECRET_ACCESS_KEY=test", "AWS_EC2_METADATA_DISABLED=true")
+	cmd.Stdout, cmd.Stderr = &log, &log
+	if err := cmd.Start(); err != nil {
+		t.Fatal(err)
+	}
+	exited := make(chan error, 1)
+	go func() { exited <- cmd.Wait() }()
+	defer func() {
+		_ = cmd.Process.Kill()
+		<-exited
+		if t.Failed() {
+			t.Logf("controller log:\n%s", log.String())
+		}
+	}()
+	ready := func() bool {
+		resp, err := http.Get("http://" + probe + "/readyz")
+		if err != nil {
+			return false
+		}
+		resp.Body.Close()
+		return resp.StatusCode == http.StatusOK
+	}
+	for deadline := time.Now().Add(time.Minute); !ready(); time.Sleep(500 * time.Millisecond) {
+		select {
+		case err := <-exited:
+			t.Fatalf("the controller exited: %v", err)
+		default:
+		}
+		if time.Now().After(deadline) {
+			t.Fatal("the controller is not ready after a minute")
+		}
+	}
+
+	ns := "kcp-lbc"
+	if _, _, err := kube.Kubectl(ctx, nil, "create", "namespace", ns); err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { _, _, _ = kube.Kubectl(context.Background(), nil, "delete", "namespace", ns, "--wait=false") })
+	service := func(name string, annotations map[string]string) []byte {
+		b, _ := json.Marshal(map[string]any{"apiVersion": "v1", "kind": "Service",
+			"metadata": map[string]any{"name": name, "namespace": ns, "annotations": annotations},
+			"spec": map[string]any{"type": "LoadBalancer", "externalTrafficPolicy": "Local", "selector": map[string]string{"app": name},
+				"ports": []any{map[string]any{"name": "https", "port": 443, "targetPort": 8443, "protocol": "TCP"}}}})
+		return b
+	}
+	for name, annotations := range map[string]map[string]string{ingress.FrontDoorLoadBalancer: ingress.NLBAnnotations, "plain": nil} {
+		if _, _, err := kube.Kubectl(ctx, service(name, annotations), "apply", "-f", "-"); err != nil {
+			t.Fatal(err)
+		}
+	}
+	// Its attempt at the front door's NLB: an event on that Service.
+	events := func(name string) string {
+		out, _, _ := kube.Kubectl(ctx, nil, "get", "events", "-n", ns, "--field-selector", "involvedObject.name="+name, "-o", "jsonpath={range .items[*]}{.reason}: {.message}{\"\\n\"}{end}")
+		return out
+	}
+	var seen string
+	for deadline := time.Now().Add(time.Minute); seen == "" && time.Now().Before(deadline); time.Sleep(time.Second) {
+		seen = events(ingress.FrontDoorLoadBalancer)
+	}
+	mu.Lock()
+	asked := slices.Clone(calls)
+	mu.Unlock()
+	if !strings.Contains(seen, "FailedBuildModel") || !slices.Contains(asked, "DescribeLoadBalancers") {
+		t.Errorf("the controller did not take up %s: its events %q, AWS calls %q", ingress.FrontDoorLoadBalancer, seen, asked)
+	}
+	if other := events("plain"); other != "" {
+		t.Errorf("the controller took up a plain LoadBalancer Service: %q", other)
+	}
+	t.Logf("the controller took up %s: %s (AWS calls: %v)", ingress.FrontDoorLoadBalancer, strings.TrimSpace(seen), asked)
 }
 
 // noWait: no kubelet runs the controller's pods here.

@@ -82,6 +82,7 @@ func TestVersionsMatchToolModules(t *testing.T) {
 		{"COREDNS_VERSION", "hack/tools/coredns/go.mod", "github.com/coredns/coredns", ""},
 		{"KUBE_NETWORK_POLICIES_VERSION", "hack/tools/kube-network-policies/go.mod", "sigs.k8s.io/kube-network-policies", ""},
 		{"EXTERNAL_DNS_VERSION", "hack/tools/external-dns/go.mod", "sigs.k8s.io/external-dns", ""},
+		{"AWS_LOAD_BALANCER_CONTROLLER_VERSION", "hack/tools/aws-load-balancer-controller/go.mod", "sigs.k8s.io/aws-load-balancer-controller/v3", ""},
 		{"PROMETHEUS_OPERATOR_VERSION", "hack/tools/prometheus-operator/go.mod", "github.com/prometheus-operator/prometheus-operator", ""},
 	} {
 		t.Run(tc.key+" "+tc.module, func(t *testing.T) {
@@ -333,7 +334,7 @@ func TestToolchainBuildsEveryTool(t *testing.T) {
 		return stderr.String()
 	}
 	progress := run()
-	tools := []string{"pulumi", "pulumi-resource-kubernetes", "kube", "etcd", "kube-score", "actionlint", "prometheus", "alertmanager", "crds"}
+	tools := []string{"pulumi", "pulumi-resource-kubernetes", "kube", "etcd", "kube-score", "actionlint", "prometheus", "alertmanager", "aws-load-balancer-controller", "crds"}
 	for i, tool := range tools {
 		n := fmt.Sprintf("[%d/%d] %s ", i+1, len(tools), tool)
 		left := "nothing"
@@ -345,7 +346,7 @@ func TestToolchainBuildsEveryTool(t *testing.T) {
 		}
 	}
 	for _, name := range []string{"pulumi", "pulumi-resource-kubernetes", "kube-apiserver", "kube-controller-manager", "kubectl",
-		"etcd", "etcdctl", "etcdutl", "kube-score", "actionlint", "prometheus", "promtool", "amtool"} {
+		"etcd", "etcdctl", "etcdutl", "kube-score", "actionlint", "prometheus", "promtool", "amtool", "aws-load-balancer-controller"} {
 		if out, err := exec.Command(filepath.Join(cache, "bin", name)).Output(); err != nil || !strings.HasPrefix(string(out), "fake ") {
 			t.Errorf("bin/%s: %v %q", name, err, out)
 		}
