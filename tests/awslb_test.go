@@ -11,6 +11,7 @@ import (
 	"io/fs"
 	"net/http"
 	"net/http/httptest"
+	"net/url"
 	"os"
 	"os/exec"
 	"path/filepath"
@@ -147,10 +148,11 @@ func TestAWSLoadBalancerControllerChartInstalls(t *testing.T) {
 // runController starts the real controller (the toolchain's build of the
 // pinned release) with the args the chart rendered, as the chart's
 // ServiceAccount (its RBAC), its AWS APIs pointed at a stand-in that records
-// each call and fails it. It must become ready and take up a Service
-// annotated as kcp-tmc's load balancers are (its service controller builds
-// the NLB's model, asking ELBv2 first), and leave a plain LoadBalancer
-// Service alone (its Service-mutating webhook is off).
+// each call, says there is no load balancer yet and fails the rest. It must
+// become ready and take up a Service annotated as kcp-tmc's load balancers
+// are (its service controller builds the NLB's model: no NLB yet, so it
+// looks for the VPC's public subnets by their tags), and leave a plain
+// LoadBalancer Service alone (its Service-mutating webhook is off).
 func runController(t *testing.T, ctx context.Context, chartArgs []string) {
 	bin := toolchain.Path("aws-load-balancer-controller")
 	if _, err := os.Stat(bin); err != nil {
@@ -158,12 +160,21 @@ func runController(t *testing.T, ctx context.Context, chartArgs []string) {
 	}
 	var mu sync.Mutex
 	var calls []string
+	var subnetQueries []url.Values
 	aws := httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
 		_ = r.ParseForm()
 		mu.Lock()
 		calls = append(calls, r.Form.Get("Action"))
+		if r.Form.Get("Action") == "DescribeSubnets" {
+			subnetQueries = append(subnetQueries, r.Form)
+		}
 		mu.Unlock()
 		w.Header().Set("Content-Type", "text/xml")
+		if r.Form.Get("Action") == "DescribeLoadBalancers" {
+			// No NLB yet: the controller goes on to find the subnets for one.
+			_, _ = io.WriteString(w, `<DescribeLoadBalancersResponse xmlns="http://elasticloadbalancing.amazonaws.com/doc/2015-12-01/"><DescribeLoadBalancersResult><LoadBalancers/></DescribeLoadBalancersResult></DescribeLoadBalancersResponse>`)
+			return
+		}
 		w.WriteHeader(http.StatusServiceUnavailable)
 		_, _ = io.WriteString(w, `<ErrorResponse><Error><Code>ServiceUnavailable</Code><Message>the test's stand-in</Message></Error></ErrorResponse>`)
 	}))
@@ -271,15 +282,36 @@ func runController(t *testing.T, ctx context.Context, chartArgs []string) {
 		seen = events(ingress.FrontDoorLoadBalancer)
 	}
 	mu.Lock()
-	asked := slices.Clone(calls)
+	asked, queries := slices.Clone(calls), slices.Clone(subnetQueries)
 	mu.Unlock()
 	if !strings.Contains(seen, "FailedBuildModel") || !slices.Contains(asked, "DescribeLoadBalancers") {
 		t.Errorf("the controller did not take up %s: its events %q, AWS calls %q", ingress.FrontDoorLoadBalancer, seen, asked)
+	}
+	// An internet-facing NLB goes into the VPC's subnets tagged for public
+	// load balancers: the tags the cloud layer puts on its public subnets.
+	if len(queries) == 0 || !hasFilter(queries[0], "vpc-id", "vpc-0abc") || !hasFilter(queries[0], "tag:kubernetes.io/role/elb", "1") {
+		t.Errorf("the controller did not look for the VPC's public subnets: DescribeSubnets %v", queries)
 	}
 	if other := events("plain"); other != "" {
 		t.Errorf("the controller took up a plain LoadBalancer Service: %q", other)
 	}
 	t.Logf("the controller took up %s: %s (AWS calls: %v)", ingress.FrontDoorLoadBalancer, strings.TrimSpace(seen), asked)
+}
+
+// hasFilter says whether an EC2 query has Filter.N.Name=name with value
+// among its Filter.N.Value.M.
+func hasFilter(q url.Values, name, value string) bool {
+	for n := 1; q.Has(fmt.Sprintf("Filter.%d.Name", n)); n++ {
+		if q.Get(fmt.Sprintf("Filter.%d.Name", n)) != name {
+			continue
+		}
+		for m := 1; q.Has(fmt.Sprintf("Filter.%d.Value.%d", n, m)); m++ {
+			if q.Get(fmt.Sprintf("Filter.%d.Value.%d", n, m)) == value {
+				return true
+			}
+		}
+	}
+	return false
 }
 
 // noWait: no kubelet runs the controller's pods here.
