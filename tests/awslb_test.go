@@ -158,26 +158,7 @@ func runController(t *testing.T, ctx context.Context, chartArgs []string) {
 	if _, err := os.Stat(bin); err != nil {
 		t.Fatalf("the controller is not built (run hack/toolchain.sh; make test does): %v", err)
 	}
-	var mu sync.Mutex
-	var calls []string
-	var subnetQueries []url.Values
-	aws := httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
-		_ = r.ParseForm()
-		mu.Lock()
-		calls = append(calls, r.Form.Get("Action"))
-		if r.Form.Get("Action") == "DescribeSubnets" {
-			subnetQueries = append(subnetQueries, r.Form)
-		}
-		mu.Unlock()
-		w.Header().Set("Content-Type", "text/xml")
-		if r.Form.Get("Action") == "DescribeLoadBalancers" {
-			// No NLB yet: the controller goes on to find the subnets for one.
-			_, _ = io.WriteString(w, `<DescribeLoadBalancersResponse xmlns="http://elasticloadbalancing.amazonaws.com/doc/2015-12-01/"><DescribeLoadBalancersResult><LoadBalancers/></DescribeLoadBalancersResult></DescribeLoadBalancersResponse>`)
-			return
-		}
-		w.WriteHeader(http.StatusServiceUnavailable)
-		_, _ = io.WriteString(w, `<ErrorResponse><Error><Code>ServiceUnavailable</Code><Message>the test's stand-in</Message></Error></ErrorResponse>`)
-	}))
+	aws := newAWSStandIn()
 	defer aws.Close()
 
 	dir := t.TempDir()
@@ -277,25 +258,155 @@ func runController(t *testing.T, ctx context.Context, chartArgs []string) {
 		out, _, _ := kube.Kubectl(ctx, nil, "get", "events", "-n", ns, "--field-selector", "involvedObject.name="+name, "-o", "jsonpath={range .items[*]}{.reason}: {.message}{\"\\n\"}{end}")
 		return out
 	}
-	var seen string
-	for deadline := time.Now().Add(time.Minute); seen == "" && time.Now().Before(deadline); time.Sleep(time.Second) {
-		seen = events(ingress.FrontDoorLoadBalancer)
+	for deadline := time.Now().Add(time.Minute); time.Now().Before(deadline); time.Sleep(time.Second) {
+		if _, _, lb, _ := aws.seen(); lb != nil {
+			break
+		}
 	}
-	mu.Lock()
-	asked, queries := slices.Clone(calls), slices.Clone(subnetQueries)
-	mu.Unlock()
-	if !strings.Contains(seen, "FailedBuildModel") || !slices.Contains(asked, "DescribeLoadBalancers") {
+	seen := events(ingress.FrontDoorLoadBalancer)
+	asked, subnets, lb, tg := aws.seen()
+	if !slices.Contains(asked, "DescribeLoadBalancers") {
 		t.Errorf("the controller did not take up %s: its events %q, AWS calls %q", ingress.FrontDoorLoadBalancer, seen, asked)
 	}
 	// An internet-facing NLB goes into the VPC's subnets tagged for public
 	// load balancers: the tags the cloud layer puts on its public subnets.
-	if len(queries) == 0 || !hasFilter(queries[0], "vpc-id", "vpc-0abc") || !hasFilter(queries[0], "tag:kubernetes.io/role/elb", "1") {
-		t.Errorf("the controller did not look for the VPC's public subnets: DescribeSubnets %v", queries)
+	if subnets == nil || !hasFilter(subnets, "vpc-id", "vpc-0abc") || !hasFilter(subnets, "tag:kubernetes.io/role/elb", "1") {
+		t.Errorf("the controller did not look for the VPC's public subnets: DescribeSubnets %v", subnets)
+	}
+	// What it asks AWS for: an internet-facing NLB in those subnets, with
+	// the stack's tags, sending TCP to the pods' port (IP targets).
+	for key, want := range map[string]string{"Type": "network", "Scheme": "internet-facing",
+		"SubnetMappings.member.1.SubnetId": "subnet-a", "SubnetMappings.member.2.SubnetId": "subnet-b", "SubnetMappings.member.3.SubnetId": "subnet-c"} {
+		if got := lb.Get(key); got != want {
+			t.Errorf("CreateLoadBalancer %s = %q, want %q (request %v)", key, got, want, lb)
+		}
+	}
+	for key, want := range map[string]string{"environment": "prod", "cost-center": "cc-42", "kcp-tmc.io/cluster": "kcp-tmc-prod"} {
+		if got := awsTag(lb, key); got != want {
+			t.Errorf("the NLB's tag %s = %q, want %q", key, got, want)
+		}
+	}
+	for key, want := range map[string]string{"TargetType": "ip", "Protocol": "TCP", "Port": "8443", "VpcId": "vpc-0abc"} {
+		if got := tg.Get(key); got != want {
+			t.Errorf("CreateTargetGroup %s = %q, want %q (request %v)", key, got, want, tg)
+		}
 	}
 	if other := events("plain"); other != "" {
 		t.Errorf("the controller took up a plain LoadBalancer Service: %q", other)
 	}
-	t.Logf("the controller took up %s: %s (AWS calls: %v)", ingress.FrontDoorLoadBalancer, strings.TrimSpace(seen), asked)
+	t.Logf("the controller asked for the NLB of %s: %s", ingress.FrontDoorLoadBalancer, lb.Encode())
+}
+
+// awsStandIn answers the EC2 and ELBv2 calls the controller makes for a
+// new NLB — no load balancer or target group yet, the VPC's three public
+// subnets, the security groups it creates — records what it asks to
+// create, and fails every other call (the listener's lookup first).
+type awsStandIn struct {
+	*httptest.Server
+	mu              sync.Mutex
+	calls           []string
+	subnets, lb, tg url.Values
+	securityGroups  map[string]string
+}
+
+const (
+	ec2NS   = "http://ec2.amazonaws.com/doc/2016-11-15/"
+	elbv2NS = "http://elasticloadbalancing.amazonaws.com/doc/2015-12-01/"
+)
+
+func newAWSStandIn() *awsStandIn {
+	s := &awsStandIn{securityGroups: map[string]string{}}
+	s.Server = httptest.NewServer(http.HandlerFunc(s.serve))
+	return s
+}
+
+func (s *awsStandIn) seen() (calls []string, subnets, lb, tg url.Values) {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	return slices.Clone(s.calls), s.subnets, s.lb, s.tg
+}
+
+func (s *awsStandIn) serve(w http.ResponseWriter, r *http.Request) {
+	_ = r.ParseForm()
+	f := r.Form
+	action := f.Get("Action")
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	s.calls = append(s.calls, action)
+	var body string
+	switch action {
+	case "DescribeLoadBalancers":
+		body = `<DescribeLoadBalancersResponse xmlns="` + elbv2NS + `"><DescribeLoadBalancersResult><LoadBalancers/></DescribeLoadBalancersResult></DescribeLoadBalancersResponse>`
+	case "DescribeTargetGroups":
+		body = `<DescribeTargetGroupsResponse xmlns="` + elbv2NS + `"><DescribeTargetGroupsResult><TargetGroups/></DescribeTargetGroupsResult></DescribeTargetGroupsResponse>`
+	case "DescribeTargetGroupAttributes", "ModifyTargetGroupAttributes", "DescribeLoadBalancerAttributes", "ModifyLoadBalancerAttributes":
+		body = fmt.Sprintf(`<%[1]sResponse xmlns="%[2]s"><%[1]sResult><Attributes/></%[1]sResult></%[1]sResponse>`, action, elbv2NS)
+	case "DescribeSubnets":
+		if s.subnets == nil {
+			s.subnets = f
+		}
+		var items strings.Builder
+		for i, z := range []string{"a", "b", "c"} {
+			fmt.Fprintf(&items, `<item><subnetId>subnet-%s</subnetId><vpcId>vpc-0abc</vpcId><availabilityZone>us-east-1%s</availabilityZone><availabilityZoneId>use1-az%d</availabilityZoneId>`+
+				`<cidrBlock>10.0.%d.0/20</cidrBlock><availableIpAddressCount>4000</availableIpAddressCount><state>available</state><tagSet>`+
+				`<item><key>kubernetes.io/role/elb</key><value>1</value></item><item><key>kubernetes.io/cluster/kcp-tmc-prod</key><value>shared</value></item></tagSet></item>`,
+				z, z, i+1, 128+16*i)
+		}
+		body = `<DescribeSubnetsResponse xmlns="` + ec2NS + `"><subnetSet>` + items.String() + `</subnetSet></DescribeSubnetsResponse>`
+	case "DescribeAvailabilityZones":
+		// Exactly the zones asked for (more makes v3.6.2 panic).
+		var items strings.Builder
+		for n := 1; f.Has(fmt.Sprintf("ZoneId.%d", n)); n++ {
+			id := f.Get(fmt.Sprintf("ZoneId.%d", n))
+			fmt.Fprintf(&items, `<item><zoneName>us-east-1%c</zoneName><zoneId>%s</zoneId><zoneType>availability-zone</zoneType><zoneState>available</zoneState><regionName>us-east-1</regionName></item>`,
+				'a'+id[len(id)-1]-'1', id)
+		}
+		body = `<DescribeAvailabilityZonesResponse xmlns="` + ec2NS + `"><availabilityZoneInfo>` + items.String() + `</availabilityZoneInfo></DescribeAvailabilityZonesResponse>`
+	case "CreateSecurityGroup":
+		id := fmt.Sprintf("sg-%04d", len(s.securityGroups)+1)
+		s.securityGroups[id] = f.Get("GroupName")
+		body = `<CreateSecurityGroupResponse xmlns="` + ec2NS + `"><groupId>` + id + `</groupId></CreateSecurityGroupResponse>`
+	case "DescribeSecurityGroups":
+		var items strings.Builder
+		for n := 1; f.Has(fmt.Sprintf("GroupId.%d", n)); n++ {
+			if id := f.Get(fmt.Sprintf("GroupId.%d", n)); s.securityGroups[id] != "" {
+				fmt.Fprintf(&items, `<item><groupId>%s</groupId><groupName>%s</groupName><vpcId>vpc-0abc</vpcId><ipPermissions/><ipPermissionsEgress/></item>`, id, s.securityGroups[id])
+			}
+		}
+		body = `<DescribeSecurityGroupsResponse xmlns="` + ec2NS + `"><securityGroupInfo>` + items.String() + `</securityGroupInfo></DescribeSecurityGroupsResponse>`
+	case "AuthorizeSecurityGroupIngress", "CreateTags":
+		body = fmt.Sprintf(`<%sResponse xmlns="%s"><return>true</return></%sResponse>`, action, ec2NS, action)
+	case "CreateTargetGroup":
+		if s.tg == nil {
+			s.tg = f
+		}
+		body = fmt.Sprintf(`<CreateTargetGroupResponse xmlns="%s"><CreateTargetGroupResult><TargetGroups><member><TargetGroupArn>arn:aws:elasticloadbalancing:us-east-1:123456789012:targetgroup/%s/0123</TargetGroupArn>`+
+			`<TargetGroupName>%[2]s</TargetGroupName><Protocol>%s</Protocol><Port>%s</Port><TargetType>%s</TargetType><VpcId>vpc-0abc</VpcId></member></TargetGroups></CreateTargetGroupResult></CreateTargetGroupResponse>`,
+			elbv2NS, f.Get("Name"), f.Get("Protocol"), f.Get("Port"), f.Get("TargetType"))
+	case "CreateLoadBalancer":
+		if s.lb == nil {
+			s.lb = f
+		}
+		body = fmt.Sprintf(`<CreateLoadBalancerResponse xmlns="%s"><CreateLoadBalancerResult><LoadBalancers><member><LoadBalancerArn>arn:aws:elasticloadbalancing:us-east-1:123456789012:loadbalancer/net/%s/0123</LoadBalancerArn>`+
+			`<LoadBalancerName>%[2]s</LoadBalancerName><DNSName>%[2]s-0123.elb.us-east-1.amazonaws.com</DNSName><Scheme>%s</Scheme><Type>%s</Type><VpcId>vpc-0abc</VpcId><State><Code>provisioning</Code></State></member></LoadBalancers></CreateLoadBalancerResult></CreateLoadBalancerResponse>`,
+			elbv2NS, f.Get("Name"), f.Get("Scheme"), f.Get("Type"))
+	}
+	w.Header().Set("Content-Type", "text/xml")
+	if body == "" {
+		w.WriteHeader(http.StatusServiceUnavailable)
+		body = `<ErrorResponse><Error><Code>ServiceUnavailable</Code><Message>the test's stand-in</Message></Error></ErrorResponse>`
+	}
+	_, _ = io.WriteString(w, body)
+}
+
+// awsTag is the value of tag key in an ELBv2 request's Tags.member.N.
+func awsTag(q url.Values, key string) string {
+	for n := 1; q.Has(fmt.Sprintf("Tags.member.%d.Key", n)); n++ {
+		if q.Get(fmt.Sprintf("Tags.member.%d.Key", n)) == key {
+			return q.Get(fmt.Sprintf("Tags.member.%d.Value", n))
+		}
+	}
+	return ""
 }
 
 // hasFilter says whether an EC2 query has Filter.N.Name=name with value
