@@ -131,6 +131,13 @@ func TestLoadBalancerControllerServesTheNLBs(t *testing.T) {
 				t.Fatal("no AWS Load Balancer Controller")
 			}
 			rel := releases[i]
+			// The cloud layer's cluster, not an ambient kubeconfig; the role in the stack's account.
+			if !strings.Contains(rel.Provider, "pulumi:providers:kubernetes::kubernetes::") {
+				t.Errorf("the release goes through provider %q, want the stack's Kubernetes provider", rel.Provider)
+			}
+			if p := rec.Named(t, "aws:iam/role:Role", "aws-load-balancer-controller-role").Provider; !strings.Contains(p, "pulumi:providers:aws::aws::") {
+				t.Errorf("the controller's role goes through provider %q, want the stack's AWS provider", p)
+			}
 			if got := mocktest.Dig(rel.Input(), "values", "vpcId"); got != tt.wantVPC {
 				t.Errorf("controller's VPC = %v, want %s", got, tt.wantVPC)
 			}
@@ -180,6 +187,9 @@ func TestRoute53RecordsBeforeTheAgents(t *testing.T) {
 		in := r.Input()
 		if in["zoneId"] != "Z0123456789ABCDEFGHIJ" || in["type"] != "A" || !slices.Equal(mocktest.Strings(in["records"]), []string{mocktest.LoadBalancerIP}) {
 			t.Errorf("record %s = %v, want an A record at the load balancer's address", host, in)
+		}
+		if !strings.Contains(r.Provider, "pulumi:providers:aws::aws::") {
+			t.Errorf("record %s goes through provider %q, want the stack's AWS provider", host, r.Provider)
 		}
 		urns = append(urns, "::dns-"+host)
 	}
