@@ -50,7 +50,7 @@ import (
 // Service or Ingress change depend on it. The controller itself cannot run here (it
 // calls the EC2 and ELB APIs); without a kubelet nothing waits for its pods.
 func TestAWSLoadBalancerControllerChartInstalls(t *testing.T) {
-	module, err := awslb.Upstream(toolchain.Dir())
+	module, err := toolchain.Source(awslb.Chart)
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -154,9 +154,9 @@ func TestAWSLoadBalancerControllerChartInstalls(t *testing.T) {
 // looks for the VPC's public subnets by their tags), and leave a plain
 // LoadBalancer Service alone (its Service-mutating webhook is off).
 func runController(t *testing.T, ctx context.Context, chartArgs []string) {
-	bin := toolchain.Path("aws-load-balancer-controller")
-	if _, err := os.Stat(bin); err != nil {
-		t.Fatalf("the controller is not built (run hack/toolchain.sh; make test does): %v", err)
+	bin, err := toolchain.Find("aws-load-balancer-controller")
+	if err != nil {
+		t.Fatal(err)
 	}
 	aws := newAWSStandIn()
 	defer aws.Close()

@@ -4,12 +4,12 @@ import (
 	"context"
 	"fmt"
 	"os"
-	"path/filepath"
 	"testing"
 	"time"
 
 	"github.com/kcp-tmc/kcp-tmc/automation"
 	"github.com/kcp-tmc/kcp-tmc/internal/cli"
+	"github.com/kcp-tmc/kcp-tmc/pkg/toolchain"
 	"github.com/kcp-tmc/kcp-tmc/tests/cluster"
 )
 
@@ -87,10 +87,9 @@ var crdSources = []string{"cert-manager", "prometheus-operator", "gateway-api"}
 
 func installCRDs(ctx context.Context) error {
 	for _, src := range crdSources {
-		// The cache links each source into the module cache; kubectl does not follow a linked dir.
-		dir, err := filepath.EvalSymlinks(filepath.Join(filepath.Dir(automation.ToolchainBin()), "crds", src))
+		dir, err := toolchain.Source(src)
 		if err != nil {
-			return fmt.Errorf("CRD source %s (run hack/toolchain.sh): %w", src, err)
+			return err
 		}
 		// Several prometheus-operator CRDs exceed the client-side apply annotation limit.
 		if _, _, err := kube.Kubectl(ctx, nil, "apply", "--server-side", "--field-manager=kcp-tmc-test", "-f", dir); err != nil {

@@ -10,7 +10,6 @@ import (
 	_ "embed"
 	"encoding/json"
 	"fmt"
-	"path/filepath"
 
 	"github.com/pulumi/pulumi-aws/sdk/v6/go/aws/iam"
 	"github.com/pulumi/pulumi/sdk/v3/go/pulumi"
@@ -48,17 +47,6 @@ const (
 //
 //go:embed iam_policy.json
 var iamPolicy []byte
-
-// Upstream is the controller's module at ChartVersion — its chart and IAM
-// policy — which hack/toolchain.sh links from the Go module cache into the
-// toolchain cache dir (for tests; make test builds it).
-func Upstream(cache string) (string, error) {
-	dir, err := filepath.EvalSymlinks(filepath.Join(cache, "crds", Chart))
-	if err != nil {
-		return "", fmt.Errorf("the AWS Load Balancer Controller's module is not linked (run hack/toolchain.sh; make test does): %w", err)
-	}
-	return dir, nil
-}
 
 // Args configures the controller.
 type Args struct {

@@ -17,7 +17,7 @@ import (
 // controller is the one its pinned release documents, and the chart of that
 // release has the version kcp-tmc installs.
 func TestPolicyAndChartAreThePinnedRelease(t *testing.T) {
-	dir, err := awslb.Upstream(toolchain.Dir())
+	dir, err := toolchain.Source(awslb.Chart)
 	if err != nil {
 		t.Fatal(err)
 	}

@@ -34,3 +34,14 @@ func Find(name string) (string, error) {
 	}
 	return p, nil
 }
+
+// Source is an upstream directory hack/toolchain.sh links from the Go
+// module cache under crds/ (CRD YAML, the AWS Load Balancer Controller's
+// module), resolved: kubectl does not follow a linked directory.
+func Source(name string) (string, error) {
+	dir, err := filepath.EvalSymlinks(filepath.Join(Dir(), "crds", name))
+	if err != nil {
+		return "", fmt.Errorf("upstream source %s is not linked: run hack/toolchain.sh (make test does): %w", name, err)
+	}
+	return dir, nil
+}
