@@ -132,10 +132,19 @@ type Gateway struct {
 	// namespace.
 	Listener string `json:"listener"`
 	// ClassName, when set, creates that Gateway with this GatewayClass: TLS
-	// Passthrough listeners on 443 for kcp.<domain> and (shards' own
+	// Passthrough listeners on Port for kcp.<domain> and (shards' own
 	// addresses) *.kcp.<domain>.
 	ClassName string `json:"className"`
+	// Port is the created Gateway's listeners' port (with className only;
+	// default 443): the port the implementation's data plane takes for it,
+	// the public one for most (Envoy Gateway, Istio, Cilium, NGINX Gateway
+	// Fabric), Traefik's entry point's (8443 with its chart, exposed on 443).
+	Port int `json:"port"`
 }
+
+// DefaultGatewayPort is the created Gateway's listeners' port: clients
+// reach kcp.<domain> on 443.
+const DefaultGatewayPort = 443
 
 // Ingress is the component.
 type Ingress struct {
@@ -170,6 +179,9 @@ func (a Args) WithDefaults() Args {
 		component.Default(&a.Gateway.Name, "kcp")
 		component.Default(&a.Gateway.Namespace, a.Namespace)
 		component.Default(&a.Gateway.Listener, "kcp-tls")
+		if a.Gateway.ClassName != "" {
+			component.Default(&a.Gateway.Port, DefaultGatewayPort)
+		}
 	}
 	return a
 }
@@ -185,6 +197,9 @@ func (a Args) Validate(fld *field.Path) field.ErrorList {
 		errs = append(errs, check.DNSLabel(g.Child("listener"), a.Gateway.Listener, "a listener (sectionName)")...)
 		if a.Gateway.ClassName != "" {
 			errs = append(errs, check.DNSSubdomain(g.Child("className"), a.Gateway.ClassName, "a GatewayClass name")...)
+			errs = append(errs, check.Range(g.Child("port"), a.Gateway.Port, 1, 65535, "")...)
+		} else if a.Gateway.Port != 0 {
+			errs = append(errs, field.Invalid(g.Child("port"), a.Gateway.Port, "unset unless ingress.gateway.className is set (an existing Gateway's listener has its own port)"))
 		}
 	}
 	errs = append(errs, check.DNSSubdomain(fld.Child("host"), a.Host, "a DNS name")...)
@@ -412,10 +427,10 @@ func gatewayRoute(ctx *pulumi.Context, name string, a Args, opts []pulumi.Resour
 	return made, nil
 }
 
-// listener is a TLS passthrough listener on 443 for routes in kcp's namespace.
+// listener is a TLS passthrough listener for routes in kcp's namespace.
 func listener(a Args, name, host string) pulumi.Map {
 	return pulumi.Map{
-		"name": pulumi.String(name), "protocol": pulumi.String("TLS"), "port": pulumi.Int(443),
+		"name": pulumi.String(name), "protocol": pulumi.String("TLS"), "port": pulumi.Int(a.Gateway.Port),
 		"hostname": pulumi.String(host),
 		"tls":      pulumi.Map{"mode": pulumi.String("Passthrough")},
 		"allowedRoutes": pulumi.Map{

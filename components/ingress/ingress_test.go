@@ -116,6 +116,16 @@ func TestValidate(t *testing.T) {
 			a.Gateway = Gateway{Name: "kcp", Namespace: "Gateways", Listener: "tls"}
 			return a
 		}(), "ingress.gateway.namespace", `"Gateways"`},
+		{"a port for an existing Gateway", func() Args {
+			a := args(ModeGateway)
+			a.Gateway = Gateway{Name: "shared", Port: 8443}
+			return a
+		}(), "ingress.gateway.port", "unset unless ingress.gateway.className is set"},
+		{"a port beyond TCP's", func() Args {
+			a := args(ModeGateway)
+			a.Gateway = Gateway{ClassName: "traefik", Port: 70000}
+			return a
+		}(), "ingress.gateway.port", "70000: 1 to 65535"},
 	}
 	for _, tt := range tests {
 		t.Run(tt.name, func(t *testing.T) {
@@ -143,8 +153,16 @@ func TestGatewayPassthrough(t *testing.T) {
 	}
 	l := mocktest.Dig(rec.Object(t, "kubernetes:gateway.networking.k8s.io/v1:Gateway", "kcp"), "spec", "listeners", 0)
 	if mocktest.Dig(l, "tls", "mode") != "Passthrough" || mocktest.Dig(l, "protocol") != "TLS" || mocktest.Dig(l, "hostname") != "kcp.example.com" ||
+		mocktest.Dig(l, "port") != float64(443) ||
 		mocktest.Dig(l, "allowedRoutes", "namespaces", "selector", "matchLabels", "kubernetes.io/metadata.name") != "kcp" {
 		t.Errorf("listener = %v", l)
+	}
+	// Traefik's listeners take its entry point's port (8443 with its chart).
+	a.Gateway.Port = 8443
+	for i, l := range mocktest.List(mocktest.Dig(run(t, a).Object(t, "kubernetes:gateway.networking.k8s.io/v1:Gateway", "kcp"), "spec", "listeners")) {
+		if got := mocktest.Dig(l, "port"); got != float64(8443) {
+			t.Errorf("listener %d's port = %v, want ingress.gateway.port", i, got)
+		}
 	}
 	if n := len(rec.OfType("kubernetes:networking.k8s.io/v1:Ingress")); n != 0 {
 		t.Errorf("%d Ingresses in gateway mode", n)

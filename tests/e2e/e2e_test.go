@@ -5,8 +5,8 @@
 // machine), then acts as the stack's users do: an admin through the
 // front-proxy, Prometheus as its ServiceMonitor scrapes, an agent syncing.
 //
-// kcp, kcp-front-proxy and api-syncagent come from KCP_BIN,
-// KCP_FRONT_PROXY_BIN and API_SYNCAGENT_BIN (README "Real-binary e2e");
+// kcp, kcp-front-proxy, api-syncagent and Traefik come from KCP_BIN,
+// KCP_FRONT_PROXY_BIN, API_SYNCAGENT_BIN and TRAEFIK_BIN (README "Real-binary e2e");
 // without them the tests skip, saying so. `make e2e` refuses to run without.
 package e2e
 
@@ -44,7 +44,7 @@ func binary(t testing.TB, env string) string {
 	t.Helper()
 	p := os.Getenv(env)
 	if p == "" {
-		t.Skipf("%s is not set: the real-binary e2e needs kcp v0.32.3's binaries (README \"Real-binary e2e\"; make e2e)", env)
+		t.Skipf("%s is not set: the real-binary e2e needs kcp v0.32.3's, api-syncagent v0.7.0's and Traefik v3.7.9's binaries (README \"Real-binary e2e\"; make e2e)", env)
 	}
 	if _, err := os.Stat(p); err != nil {
 		t.Fatalf("%s=%s: %v", env, p, err)

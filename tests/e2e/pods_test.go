@@ -152,24 +152,34 @@ func newMachine(t testing.TB, objs objects, publicHost string) *machine {
 			}
 		}
 	}
+	// The public hosts lead where the stack's Ingress rules or TLSRoutes
+	// send them (the test stands in for the ingress controller or the
+	// Gateway, unless it runs one).
 	var hosts []string
-	for _, o := range objs {
-		if o["kind"] != "Ingress" {
-			continue
+	public := func(kind, host string, service, port any) {
+		w, ok := m.services[fmt.Sprint(service)]
+		if !ok {
+			t.Fatalf("%s host %s leads to Service %v, which selects no workload", kind, host, service)
 		}
-		for _, r := range mocktest.List(mocktest.Dig(o, "spec", "rules")) {
-			host := fmt.Sprint(asMap(r)["host"])
-			backend := asMap(mocktest.Dig(r, "http", "paths", 0, "backend", "service"))
-			w, ok := m.services[fmt.Sprint(backend["name"])]
-			if !ok {
-				t.Fatalf("Ingress host %s leads to Service %v, which selects no workload", host, backend["name"])
+		m.ingress[host] = endpoint{w, int(port.(float64))}
+		hosts = append(hosts, regexp.QuoteMeta(host))
+	}
+	for _, o := range objs {
+		switch o["kind"] {
+		case "Ingress":
+			for _, r := range mocktest.List(mocktest.Dig(o, "spec", "rules")) {
+				backend := asMap(mocktest.Dig(r, "http", "paths", 0, "backend", "service"))
+				public("Ingress", fmt.Sprint(asMap(r)["host"]), backend["name"], mocktest.Dig(backend, "port", "number"))
 			}
-			m.ingress[host] = endpoint{w, int(mocktest.Dig(backend, "port", "number").(float64))}
-			hosts = append(hosts, regexp.QuoteMeta(host))
+		case "TLSRoute":
+			backend := asMap(mocktest.Dig(o, "spec", "rules", 0, "backendRefs", 0))
+			for _, h := range mocktest.List(mocktest.Dig(o, "spec", "hostnames")) {
+				public("TLSRoute", fmt.Sprint(h), backend["name"], backend["port"])
+			}
 		}
 	}
 	if _, ok := m.ingress[publicHost]; !ok {
-		t.Fatalf("no Ingress rule for kcp's public host %s", publicHost)
+		t.Fatalf("no Ingress rule or TLSRoute for kcp's public host %s", publicHost)
 	}
 	names := `[a-z0-9-]+(?:\.[a-z0-9-]+)*\.svc(?:\.cluster\.local)?|` + strings.Join(hosts, "|")
 	m.hosts = regexp.MustCompile(`(0\.0\.0\.0|localhost|127\.0\.0\.1|` + names + `):(\d+)`)
