@@ -340,6 +340,7 @@ func ingressArgs(cfg *Config) ingress.Args {
 		BackendService: kcp.FrontProxyService, BackendPort: 443, TargetPort: kcp.FrontProxyPort,
 		NLB:               nlb(cfg),
 		PublishedByStack:  cfg.Ingress.Route53ZoneID != "",
+		SourceRanges:      cfg.Ingress.SourceRanges,
 		InstallController: cfg.Ingress.InstallController, ControllerVersion: cfg.Ingress.ControllerVersion,
 		ControllerReplicas:  cfg.Ingress.ControllerReplicas,
 		PodSecurityVersion:  cfg.PodSecurityVersion,

@@ -117,6 +117,11 @@ type Ingress struct {
 	// nor with target.skipAwait (the addresses are known only once
 	// awaited). Unset: no records (external-dns, or by hand: docs/ingress.md).
 	Route53ZoneID string `json:"route53ZoneId,omitempty"`
+	// SourceRanges are the only client CIDRs kcp's load balancers accept,
+	// with mode `loadbalancer` (unset: every address): the agents' clusters'
+	// egress addresses, your operators' and CI's (the up reaches kcp through
+	// its load balancer). On AWS the NLBs' security groups allow only these.
+	SourceRanges []string `json:"sourceRanges,omitempty"`
 }
 
 // Monitoring is kcp-tmc:monitoring. The Slack webhook URL and the PagerDuty

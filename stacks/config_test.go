@@ -210,6 +210,8 @@ func TestLoadRejectsBadConfig(t *testing.T) {
 		{"one ingress controller in prod", env("prod", "ingress", `{"mode":"passthrough","installController":true,"controllerReplicas":1}`), "kcp-tmc:ingress.controllerReplicas", "1"},
 		{"a gateway listener that is no label", env("prod", "ingress", `{"mode":"gateway","gateway":{"listener":"TLS_443"}}`), "kcp-tmc:ingress.gateway.listener", "TLS_443"},
 		{"a gateway in another mode", env("prod", "ingress", `{"gateway":{"className":"eg"}}`), "kcp-tmc:ingress.gateway", "<set>"},
+		{"a source range that is an address", env("prod", "ingress", `{"sourceRanges":["203.0.113.7"]}`), "kcp-tmc:ingress.sourceRanges[0]", "203.0.113.7"},
+		{"source ranges for a gateway", env("prod", "ingress", `{"mode":"gateway","sourceRanges":["203.0.113.0/24"]}`), "kcp-tmc:ingress.sourceRanges", "203.0.113.0/24"},
 		{"a port for an existing gateway", env("prod", "ingress", `{"mode":"gateway","gateway":{"name":"shared","port":8443}}`), "kcp-tmc:ingress.gateway.port", "8443"},
 		{"unpinned ingress chart", env("dev", "ingress", `{"controllerVersion":"latest"}`), "kcp-tmc:ingress.controllerVersion", "latest"},
 		{"unknown tls mode", env("dev", "tls", `{"mode":"vault"}`), "kcp-tmc:tls.mode", "vault"},

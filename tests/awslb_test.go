@@ -15,6 +15,7 @@ import (
 	"os"
 	"os/exec"
 	"path/filepath"
+	"reflect"
 	"regexp"
 	"slices"
 	"strings"
@@ -241,15 +242,20 @@ func runController(t *testing.T, ctx context.Context, chartArgs []string) {
 		t.Fatal(err)
 	}
 	t.Cleanup(func() { _, _, _ = kube.Kubectl(context.Background(), nil, "delete", "namespace", ns, "--wait=false") })
-	service := func(name string, annotations map[string]string) []byte {
-		b, _ := json.Marshal(map[string]any{"apiVersion": "v1", "kind": "Service",
-			"metadata": map[string]any{"name": name, "namespace": ns, "annotations": annotations},
-			"spec": map[string]any{"type": "LoadBalancer", "externalTrafficPolicy": "Local", "selector": map[string]string{"app": name},
-				"ports": []any{map[string]any{"name": "https", "port": 443, "targetPort": 8443, "protocol": "TCP"}}}})
-		return b
-	}
-	for name, annotations := range map[string]map[string]string{ingress.FrontDoorLoadBalancer: ingress.NLBAnnotations, "plain": nil} {
-		if _, _, err := kube.Kubectl(ctx, service(name, annotations), "apply", "-f", "-"); err != nil {
+	// The front door's Service as the ingress component renders it for prod
+	// (NLB annotations, ingress.sourceRanges), and a plain one.
+	rec := mocktest.MustRun(t, func(pctx *pulumi.Context) error {
+		_, err := ingress.NewIngress(pctx, "ingress", ingress.Args{Mode: ingress.ModeLoadBalancer, Namespace: ns, Host: "kcp.example.com",
+			BackendService: "kcp-front-proxy", BackendPort: 443, TargetPort: 8443, ControllerReplicas: 1, NLB: true, PublishedByStack: true, SourceRanges: sourceRanges})
+		return err
+	})
+	frontDoor, _ := json.Marshal(rec.Object(t, "kubernetes:core/v1:Service", ingress.FrontDoorLoadBalancer))
+	plain, _ := json.Marshal(map[string]any{"apiVersion": "v1", "kind": "Service",
+		"metadata": map[string]any{"name": "plain", "namespace": ns},
+		"spec": map[string]any{"type": "LoadBalancer", "externalTrafficPolicy": "Local", "selector": map[string]string{"app": "plain"},
+			"ports": []any{map[string]any{"name": "https", "port": 443, "targetPort": 8443, "protocol": "TCP"}}}})
+	for _, svc := range [][]byte{frontDoor, plain} {
+		if _, _, err := kube.Kubectl(ctx, svc, "apply", "-f", "-"); err != nil {
 			t.Fatal(err)
 		}
 	}
@@ -291,11 +297,19 @@ func runController(t *testing.T, ctx context.Context, chartArgs []string) {
 			t.Errorf("CreateTargetGroup %s = %q, want %q (request %v)", key, got, want, tg)
 		}
 	}
+	// Clients reach the NLB only from ingress.sourceRanges: its security
+	// group's rules on 443 (the controller's frontend group).
+	if got := aws.ingressCIDRs(); !reflect.DeepEqual(got, sourceRanges) {
+		t.Errorf("the NLB's security group admits %v on 443, want exactly ingress.sourceRanges %v", got, sourceRanges)
+	}
 	if other := events("plain"); other != "" {
 		t.Errorf("the controller took up a plain LoadBalancer Service: %q", other)
 	}
 	t.Logf("the controller asked for the NLB of %s: %s", ingress.FrontDoorLoadBalancer, lb.Encode())
 }
+
+// sourceRanges are the test stack's ingress.sourceRanges.
+var sourceRanges = []string{"198.51.100.0/24", "203.0.113.0/24"}
 
 // awsStandIn answers the EC2 and ELBv2 calls the controller makes for a
 // new NLB — no load balancer or target group yet, the VPC's three public
@@ -307,6 +321,30 @@ type awsStandIn struct {
 	calls           []string
 	subnets, lb, tg url.Values
 	securityGroups  map[string]string
+	authorized      []url.Values // AuthorizeSecurityGroupIngress requests
+}
+
+// ingressCIDRs are the IPv4 and IPv6 ranges the controller allowed on port
+// 443 (the listener's), sorted, each once (it asks again on every
+// reconcile: the stand-in's groups never show the rules).
+func (s *awsStandIn) ingressCIDRs() []string {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	var cidrs []string
+	for _, f := range s.authorized {
+		for n := 1; f.Has(fmt.Sprintf("IpPermissions.%d.IpProtocol", n)); n++ {
+			if f.Get(fmt.Sprintf("IpPermissions.%d.FromPort", n)) != "443" {
+				continue
+			}
+			for _, key := range []string{"IpRanges.%d.CidrIp", "Ipv6Ranges.%d.CidrIpv6"} {
+				for m := 1; f.Has(fmt.Sprintf("IpPermissions.%d."+key, n, m)); m++ {
+					cidrs = append(cidrs, f.Get(fmt.Sprintf("IpPermissions.%d."+key, n, m)))
+				}
+			}
+		}
+	}
+	slices.Sort(cidrs)
+	return slices.Compact(cidrs)
 }
 
 const (
@@ -375,6 +413,9 @@ func (s *awsStandIn) serve(w http.ResponseWriter, r *http.Request) {
 		}
 		body = `<DescribeSecurityGroupsResponse xmlns="` + ec2NS + `"><securityGroupInfo>` + items.String() + `</securityGroupInfo></DescribeSecurityGroupsResponse>`
 	case "AuthorizeSecurityGroupIngress", "CreateTags":
+		if action == "AuthorizeSecurityGroupIngress" {
+			s.authorized = append(s.authorized, f)
+		}
 		body = fmt.Sprintf(`<%sResponse xmlns="%s"><return>true</return></%sResponse>`, action, ec2NS, action)
 	case "CreateTargetGroup":
 		if s.tg == nil {

@@ -25,6 +25,7 @@ import (
 	"k8s.io/client-go/tools/clientcmd/api"
 
 	"github.com/kcp-tmc/kcp-tmc/pkg/awsiam"
+	"github.com/kcp-tmc/kcp-tmc/pkg/check"
 	"github.com/kcp-tmc/kcp-tmc/pkg/component"
 	"github.com/kcp-tmc/kcp-tmc/pkg/kubeconfig"
 )
@@ -145,11 +146,7 @@ func (a Args) Validate(fld *field.Path) field.ErrorList {
 	if a.PublicEndpoint && len(a.PublicCIDRs) == 0 {
 		errs = append(errs, field.Required(fld.Child("publicCidrs"), "the CIDRs allowed to reach a public endpoint (never the whole internet by default)"))
 	}
-	for i, c := range a.PublicCIDRs {
-		if _, _, err := net.ParseCIDR(c); err != nil {
-			errs = append(errs, field.Invalid(fld.Child("publicCidrs").Index(i), c, "a CIDR such as 203.0.113.0/24"))
-		}
-	}
+	errs = append(errs, check.CIDRs(fld.Child("publicCidrs"), a.PublicCIDRs)...)
 	if v := a.ExistingVPC; v != nil {
 		p := fld.Child("existingVpc")
 		if !strings.HasPrefix(v.ID, "vpc-") {

@@ -9,6 +9,7 @@ import (
 	"fmt"
 	"maps"
 	"strconv"
+	"strings"
 
 	"github.com/pulumi/pulumi-kubernetes/sdk/v4/go/kubernetes"
 	"github.com/pulumi/pulumi-kubernetes/sdk/v4/go/kubernetes/apiextensions"
@@ -111,6 +112,12 @@ type Args struct {
 	MonitoringNamespace string
 	// Gateway is the Gateway the TLSRoute attaches to (mode gateway).
 	Gateway Gateway
+	// SourceRanges are the only client CIDRs the load balancers accept
+	// (mode loadbalancer; none: every address): each LoadBalancer Service's
+	// loadBalancerSourceRanges, which the AWS Load Balancer Controller
+	// makes the NLB's security group rules and kube-proxy enforces for
+	// load balancers that route to the nodes.
+	SourceRanges []string
 	// Shards are the kcp shards besides the root shard: each gets a route
 	// of its public host (below Host) straight to its Service on ShardPort
 	// (TLS untouched), where agents reach its virtual workspaces.
@@ -203,6 +210,11 @@ func (a Args) Validate(fld *field.Path) field.ErrorList {
 		}
 	}
 	errs = append(errs, check.DNSSubdomain(fld.Child("host"), a.Host, "a DNS name")...)
+	errs = append(errs, check.CIDRs(fld.Child("sourceRanges"), a.SourceRanges)...)
+	if len(a.SourceRanges) > 0 && a.Mode != ModeLoadBalancer {
+		errs = append(errs, field.Invalid(fld.Child("sourceRanges"), strings.Join(a.SourceRanges, ","),
+			"unset unless ingress.mode is loadbalancer (a Gateway's or an ingress controller's load balancer is not kcp-tmc's)"))
+	}
 	if a.BackendService == "" || a.BackendPort < 1 || a.TargetPort < 1 {
 		errs = append(errs, field.Required(fld.Child("backend"), "the front-proxy Service, its port and target port"))
 	}
@@ -468,12 +480,17 @@ func loadBalancer(ctx *pulumi.Context, name string, a Args, opts []pulumi.Resour
 			maps.Copy(annotations, NLBAnnotations)
 		}
 		meta.Annotations = pulumi.ToStringMap(annotations)
+		var sourceRanges pulumi.StringArrayInput // unset, not empty: no diff on stacks without the key
+		if len(a.SourceRanges) > 0 {
+			sourceRanges = pulumi.ToStringArray(a.SourceRanges)
+		}
 		svc, err := corev1.NewService(ctx, urn, &corev1.ServiceArgs{
 			Metadata: meta,
 			Spec: &corev1.ServiceSpecArgs{
-				Type:                  pulumi.String("LoadBalancer"),
-				ExternalTrafficPolicy: pulumi.String("Local"), // no second hop through another node
-				Selector:              pulumi.ToStringMap(r.Selector),
+				Type:                     pulumi.String("LoadBalancer"),
+				ExternalTrafficPolicy:    pulumi.String("Local"), // no second hop through another node
+				LoadBalancerSourceRanges: sourceRanges,
+				Selector:                 pulumi.ToStringMap(r.Selector),
 				Ports: corev1.ServicePortArray{corev1.ServicePortArgs{
 					Name: pulumi.String("https"), Protocol: pulumi.String("TCP"), Port: pulumi.Int(443), TargetPort: pulumi.Int(port),
 				}},

@@ -239,3 +239,31 @@ func TestShardRoutes(t *testing.T) {
 		t.Errorf("shard route attaches to %v", got)
 	}
 }
+
+// TestSourceRanges: every load balancer kcp-tmc makes (the front door's and
+// each shard's) accepts only ingress.sourceRanges; without the key the
+// field stays unset, so stacks without it see no change.
+func TestSourceRanges(t *testing.T) {
+	a := args(ModeLoadBalancer)
+	a.Shards, a.ShardPort = []shard.Shard{{Name: "shard-1"}}, 6443
+	for _, tt := range []struct {
+		name   string
+		ranges []string
+		want   any
+	}{
+		{"unset", nil, nil},
+		{"two ranges", []string{"203.0.113.0/24", "2001:db8::/32"}, []any{"203.0.113.0/24", "2001:db8::/32"}},
+	} {
+		t.Run(tt.name, func(t *testing.T) {
+			a.SourceRanges = tt.ranges
+			rec := run(t, a)
+			for _, lb := range []string{FrontDoorLoadBalancer, ShardLoadBalancer(a.Shards[0])} {
+				if got := mocktest.Dig(rec.Object(t, "kubernetes:core/v1:Service", lb), "spec", "loadBalancerSourceRanges"); !reflect.DeepEqual(got, tt.want) {
+					t.Errorf("%s loadBalancerSourceRanges = %v, want %v", lb, got, tt.want)
+				}
+			}
+		})
+	}
+	a.SourceRanges = []string{"203.0.113.7/24"}
+	fieldtest.Expect(t, a.WithDefaults().Validate(field.NewPath("ingress")), "ingress.sourceRanges[0]", "must not have bits set beyond the prefix length")
+}

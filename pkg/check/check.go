@@ -125,3 +125,17 @@ func Labels(fld *field.Path, labels map[string]string) field.ErrorList {
 	}
 	return errs
 }
+
+// CIDRs accepts IPv4 and IPv6 CIDRs in canonical form (the apiserver's
+// rule for new values: 203.0.113.0/24, not 203.0.113.7/24), each checked
+// at fld[i].
+func CIDRs(fld *field.Path, cidrs []string) field.ErrorList {
+	var errs field.ErrorList
+	for i, c := range cidrs {
+		for _, e := range validation.IsValidCIDR(fld.Index(i), c) {
+			e.Detail = "a CIDR such as 203.0.113.0/24 (" + e.Detail + ")"
+			errs = append(errs, e)
+		}
+	}
+	return errs
+}

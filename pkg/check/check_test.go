@@ -34,3 +34,29 @@ func TestLabels(t *testing.T) {
 		})
 	}
 }
+
+func TestCIDRs(t *testing.T) {
+	for _, tt := range []struct {
+		name  string
+		cidrs []string
+		want  []string // the paths refused, in order
+	}{
+		{"none", nil, nil},
+		{"IPv4 and IPv6", []string{"203.0.113.0/24", "2001:db8::/32", "0.0.0.0/0"}, nil},
+		{"an address, host bits set, a range", []string{"203.0.113.7", "203.0.113.7/24", "10.0.0.0-10.0.0.255"}, []string{"c[0]", "c[1]", "c[2]"}},
+	} {
+		t.Run(tt.name, func(t *testing.T) {
+			errs := CIDRs(field.NewPath("c"), tt.cidrs)
+			var got []string
+			for _, e := range errs {
+				got = append(got, e.Field)
+				if !strings.HasPrefix(e.Detail, "a CIDR such as") {
+					t.Errorf("%s: %s", e.Field, e.Detail)
+				}
+			}
+			if strings.Join(got, ",") != strings.Join(tt.want, ",") {
+				t.Errorf("refused %v, want %v (%v)", got, tt.want, errs)
+			}
+		})
+	}
+}
