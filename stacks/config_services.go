@@ -118,9 +118,10 @@ type Ingress struct {
 	// awaited). Unset: no records (external-dns, or by hand: docs/ingress.md).
 	Route53ZoneID string `json:"route53ZoneId,omitempty"`
 	// SourceRanges are the only client CIDRs kcp's load balancers accept,
-	// with mode `loadbalancer` (unset: every address): the agents' clusters'
-	// egress addresses, your operators' and CI's (the up reaches kcp through
-	// its load balancer). On AWS the NLBs' security groups allow only these.
+	// with mode `loadbalancer` (unset: every address): 1 to 60 IPv4 CIDRs in
+	// canonical form — the agents' clusters' egress addresses, your
+	// operators' and CI's (the up reaches kcp through its load balancer). On
+	// AWS the NLBs' security groups allow only these.
 	SourceRanges []string `json:"sourceRanges,omitempty"`
 }
 
@@ -204,8 +205,9 @@ type Cloud struct {
 	NATPerZone bool `json:"natPerZone"`
 	// PublicEndpoint opens the EKS API endpoint to publicCidrs.
 	PublicEndpoint bool `json:"publicEndpoint"`
-	// PublicCIDRs are the CIDRs allowed to reach a public endpoint: required
-	// with publicEndpoint (never the whole internet by default).
+	// PublicCIDRs are the CIDRs allowed to reach a public endpoint, in
+	// canonical form (203.0.113.0/24, not 203.0.113.7/24): required with
+	// publicEndpoint (never the whole internet by default).
 	PublicCIDRs []string `json:"publicCidrs"`
 	// InstanceTypes are the node groups' EC2 instance types.
 	InstanceTypes []string `json:"instanceTypes"`

@@ -25,6 +25,7 @@ import (
 	"github.com/kcp-tmc/kcp-tmc/components/ingress"
 	"github.com/kcp-tmc/kcp-tmc/components/kcp"
 	"github.com/kcp-tmc/kcp-tmc/components/tls"
+	"github.com/kcp-tmc/kcp-tmc/pkg/workload"
 )
 
 // deployAgents connects every configured cluster: a provider per cluster
@@ -274,7 +275,7 @@ func kcpWorkspaces(ctx *pulumi.Context, cfg *Config, providers map[string]pulumi
 			ApiVersion: pulumi.String("tenancy.kcp.io/v1alpha1"), Kind: pulumi.String("Workspace"),
 			Metadata: &metav1.ObjectMetaArgs{
 				Name:        pulumi.String(ws[strings.LastIndex(ws, ":")+1:]),
-				Annotations: pulumi.StringMap{"pulumi.com/waitFor": pulumi.String("jsonpath={.status.phase}=Ready")},
+				Annotations: pulumi.StringMap{workload.WaitFor: pulumi.String("jsonpath={.status.phase}=Ready")},
 			},
 		}
 		if shard := shardOf[ws]; shard != "" {

@@ -159,7 +159,12 @@ func runController(t *testing.T, ctx context.Context, chartArgs []string) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	aws := newAWSStandIn()
+	// Only the test's own Service counts: other tests of the package leave
+	// annotated load balancers on the shared apiserver, which the
+	// controller takes up too (the stand-in tells them apart by the
+	// service.k8s.aws/stack tag the controller puts on what it creates).
+	const ns = "kcp-lbc"
+	aws := newAWSStandIn(ns + "/" + ingress.FrontDoorLoadBalancer)
 	defer aws.Close()
 
 	dir := t.TempDir()
@@ -237,7 +242,6 @@ func runController(t *testing.T, ctx context.Context, chartArgs []string) {
 		}
 	}
 
-	ns := "kcp-lbc"
 	if _, _, err := kube.Kubectl(ctx, nil, "create", "namespace", ns); err != nil {
 		t.Fatal(err)
 	}
@@ -322,16 +326,23 @@ type awsStandIn struct {
 	subnets, lb, tg url.Values
 	securityGroups  map[string]string
 	authorized      []url.Values // AuthorizeSecurityGroupIngress requests
+	// stack is the service.k8s.aws/stack tag of what the test records
+	// (namespace/Service); ours are the security groups made for it.
+	stack string
+	ours  map[string]bool
 }
 
 // ingressCIDRs are the IPv4 and IPv6 ranges the controller allowed on port
-// 443 (the listener's), sorted, each once (it asks again on every
+// 443 (the listener's) in the test's NLB's security group, sorted, each once (it asks again on every
 // reconcile: the stand-in's groups never show the rules).
 func (s *awsStandIn) ingressCIDRs() []string {
 	s.mu.Lock()
 	defer s.mu.Unlock()
 	var cidrs []string
 	for _, f := range s.authorized {
+		if !s.ours[f.Get("GroupId")] {
+			continue
+		}
 		for n := 1; f.Has(fmt.Sprintf("IpPermissions.%d.IpProtocol", n)); n++ {
 			if f.Get(fmt.Sprintf("IpPermissions.%d.FromPort", n)) != "443" {
 				continue
@@ -352,8 +363,8 @@ const (
 	elbv2NS = "http://elasticloadbalancing.amazonaws.com/doc/2015-12-01/"
 )
 
-func newAWSStandIn() *awsStandIn {
-	s := &awsStandIn{securityGroups: map[string]string{}}
+func newAWSStandIn(stack string) *awsStandIn {
+	s := &awsStandIn{stack: stack, securityGroups: map[string]string{}, ours: map[string]bool{}}
 	s.Server = httptest.NewServer(http.HandlerFunc(s.serve))
 	return s
 }
@@ -403,6 +414,11 @@ func (s *awsStandIn) serve(w http.ResponseWriter, r *http.Request) {
 	case "CreateSecurityGroup":
 		id := fmt.Sprintf("sg-%04d", len(s.securityGroups)+1)
 		s.securityGroups[id] = f.Get("GroupName")
+		for n := 1; f.Has(fmt.Sprintf("TagSpecification.1.Tag.%d.Key", n)); n++ {
+			if f.Get(fmt.Sprintf("TagSpecification.1.Tag.%d.Key", n)) == "service.k8s.aws/stack" && f.Get(fmt.Sprintf("TagSpecification.1.Tag.%d.Value", n)) == s.stack {
+				s.ours[id] = true
+			}
+		}
 		body = `<CreateSecurityGroupResponse xmlns="` + ec2NS + `"><groupId>` + id + `</groupId></CreateSecurityGroupResponse>`
 	case "DescribeSecurityGroups":
 		var items strings.Builder
@@ -418,14 +434,14 @@ func (s *awsStandIn) serve(w http.ResponseWriter, r *http.Request) {
 		}
 		body = fmt.Sprintf(`<%sResponse xmlns="%s"><return>true</return></%sResponse>`, action, ec2NS, action)
 	case "CreateTargetGroup":
-		if s.tg == nil {
+		if s.tg == nil && awsTag(f, "service.k8s.aws/stack") == s.stack {
 			s.tg = f
 		}
 		body = fmt.Sprintf(`<CreateTargetGroupResponse xmlns="%s"><CreateTargetGroupResult><TargetGroups><member><TargetGroupArn>arn:aws:elasticloadbalancing:us-east-1:123456789012:targetgroup/%s/0123</TargetGroupArn>`+
 			`<TargetGroupName>%[2]s</TargetGroupName><Protocol>%s</Protocol><Port>%s</Port><TargetType>%s</TargetType><VpcId>vpc-0abc</VpcId></member></TargetGroups></CreateTargetGroupResult></CreateTargetGroupResponse>`,
 			elbv2NS, f.Get("Name"), f.Get("Protocol"), f.Get("Port"), f.Get("TargetType"))
 	case "CreateLoadBalancer":
-		if s.lb == nil {
+		if s.lb == nil && awsTag(f, "service.k8s.aws/stack") == s.stack {
 			s.lb = f
 		}
 		body = fmt.Sprintf(`<CreateLoadBalancerResponse xmlns="%s"><CreateLoadBalancerResult><LoadBalancers><member><LoadBalancerArn>arn:aws:elasticloadbalancing:us-east-1:123456789012:loadbalancer/net/%s/0123</LoadBalancerArn>`+

@@ -8,6 +8,7 @@ package ingress
 import (
 	"fmt"
 	"maps"
+	"net/netip"
 	"strconv"
 	"strings"
 
@@ -139,7 +140,7 @@ type Gateway struct {
 	// namespace.
 	Listener string `json:"listener"`
 	// ClassName, when set, creates that Gateway with this GatewayClass: TLS
-	// Passthrough listeners on Port for kcp.<domain> and (shards' own
+	// Passthrough listeners on `port` for kcp.<domain> and (shards' own
 	// addresses) *.kcp.<domain>.
 	ClassName string `json:"className"`
 	// Port is the created Gateway's listeners' port (with className only;
@@ -210,7 +211,7 @@ func (a Args) Validate(fld *field.Path) field.ErrorList {
 		}
 	}
 	errs = append(errs, check.DNSSubdomain(fld.Child("host"), a.Host, "a DNS name")...)
-	errs = append(errs, check.CIDRs(fld.Child("sourceRanges"), a.SourceRanges)...)
+	errs = append(errs, validateSourceRanges(fld.Child("sourceRanges"), a.SourceRanges)...)
 	if len(a.SourceRanges) > 0 && a.Mode != ModeLoadBalancer {
 		errs = append(errs, field.Invalid(fld.Child("sourceRanges"), strings.Join(a.SourceRanges, ","),
 			"unset unless ingress.mode is loadbalancer (a Gateway's or an ingress controller's load balancer is not kcp-tmc's)"))
@@ -392,6 +393,17 @@ func ShardListener(a Args) string {
 	return a.Gateway.Listener
 }
 
+// The up waits, through the Kubernetes provider's workload.WaitFor, for
+// the Gateway's implementation to program the Gateway it creates and to
+// accept each TLSRoute on its parent: a Gateway whose listeners the
+// implementation refuses (Traefik's without an entry point on their port),
+// or a listener that does not admit routes from kcp's namespace, fails the
+// up at that object instead of leaving a front door that answers nothing.
+const (
+	GatewayProgrammed = "condition=Programmed"
+	RouteAccepted     = `jsonpath={.status.parents[0].conditions[?(@.type=="Accepted")].status}=True`
+)
+
 // gatewayRoute attaches a TLSRoute for the host to the Gateway's
 // passthrough listener, backed by the front-proxy Service; with a
 // GatewayClass it creates that Gateway too.
@@ -399,9 +411,11 @@ func gatewayRoute(ctx *pulumi.Context, name string, a Args, opts []pulumi.Resour
 	var made []pulumi.Resource
 	g := a.Gateway
 	if g.ClassName != "" {
+		meta := workload.Meta(g.Name, g.Namespace, "kcp-front-proxy")
+		meta.Annotations = pulumi.StringMap{workload.WaitFor: pulumi.String(GatewayProgrammed)}
 		gw, err := apiextensions.NewCustomResource(ctx, name+"-gateway", &apiextensions.CustomResourceArgs{
 			ApiVersion: pulumi.String("gateway.networking.k8s.io/v1"), Kind: pulumi.String("Gateway"),
-			Metadata: workload.Meta(g.Name, g.Namespace, "kcp-front-proxy"),
+			Metadata: meta,
 			OtherFields: kubernetes.UntypedArgs{"spec": pulumi.Map{
 				"gatewayClassName": pulumi.String(g.ClassName),
 				// kcp.<domain> (the front-proxy) and *.kcp.<domain> (shards'
@@ -420,9 +434,11 @@ func gatewayRoute(ctx *pulumi.Context, name string, a Args, opts []pulumi.Resour
 		if r.shard {
 			urn, section = name+"-tlsroute-"+r.Name, ShardListener(a)
 		}
+		meta := workload.Meta(r.object, a.Namespace, "kcp-front-proxy")
+		meta.Annotations = pulumi.StringMap{workload.WaitFor: pulumi.String(RouteAccepted)}
 		route, err := apiextensions.NewCustomResource(ctx, urn, &apiextensions.CustomResourceArgs{
 			ApiVersion: pulumi.String("gateway.networking.k8s.io/v1"), Kind: pulumi.String("TLSRoute"),
-			Metadata: workload.Meta(r.object, a.Namespace, "kcp-front-proxy"),
+			Metadata: meta,
 			OtherFields: kubernetes.UntypedArgs{"spec": pulumi.Map{
 				"parentRefs": pulumi.Array{pulumi.Map{"name": pulumi.String(g.Name), "namespace": pulumi.String(g.Namespace),
 					"sectionName": pulumi.String(section)}},
@@ -446,11 +462,36 @@ func listener(a Args, name, host string) pulumi.Map {
 		"hostname": pulumi.String(host),
 		"tls":      pulumi.Map{"mode": pulumi.String("Passthrough")},
 		"allowedRoutes": pulumi.Map{
-			"kinds": pulumi.Array{pulumi.Map{"kind": pulumi.String("TLSRoute")}},
+			"kinds": pulumi.Array{pulumi.Map{"group": pulumi.String("gateway.networking.k8s.io"), "kind": pulumi.String("TLSRoute")}},
 			"namespaces": pulumi.Map{"from": pulumi.String("Selector"), "selector": pulumi.Map{"matchLabels": pulumi.StringMap{
 				"kubernetes.io/metadata.name": pulumi.String(a.Namespace)}}},
 		},
 	}
+}
+
+// MaxSourceRanges is a security group's default quota of inbound rules:
+// the AWS Load Balancer Controller makes one per range on the NLB's.
+const MaxSourceRanges = 60
+
+// validateSourceRanges accepts IPv4 CIDRs only: kcp-tmc's load balancers
+// are single-stack IPv4, an IPv6 range would leave their IPv4 side open
+// (kube-proxy filters per family) and the AWS controller refuses one on an
+// NLB that is not dual-stack. An explicit empty list would mean everyone,
+// as unset does: it is refused rather than read as "nobody".
+func validateSourceRanges(fld *field.Path, ranges []string) field.ErrorList {
+	if ranges != nil && len(ranges) == 0 {
+		return field.ErrorList{field.Invalid(fld, "[]", "at least one IPv4 CIDR, or unset for every address")}
+	}
+	if len(ranges) > MaxSourceRanges {
+		return field.ErrorList{field.TooMany(fld, len(ranges), MaxSourceRanges)}
+	}
+	errs := check.CIDRs(fld, ranges)
+	for i, r := range ranges {
+		if p, err := netip.ParsePrefix(r); err == nil && !p.Addr().Is4() {
+			errs = append(errs, field.Invalid(fld.Index(i), r, "an IPv4 CIDR (kcp's load balancers are IPv4 only)"))
+		}
+	}
+	return errs
 }
 
 // FrontDoorLoadBalancer is the front-proxy's LoadBalancer Service

@@ -12,6 +12,7 @@ import (
 	"github.com/kcp-tmc/kcp-tmc/internal/test/fieldtest"
 	"github.com/kcp-tmc/kcp-tmc/internal/test/mocktest"
 	"github.com/kcp-tmc/kcp-tmc/pkg/shard"
+	"github.com/kcp-tmc/kcp-tmc/pkg/workload"
 )
 
 func args(mode string) Args {
@@ -121,6 +122,23 @@ func TestValidate(t *testing.T) {
 			a.Gateway = Gateway{Name: "shared", Port: 8443}
 			return a
 		}(), "ingress.gateway.port", "unset unless ingress.gateway.className is set"},
+		{"an IPv6 source range", func() Args {
+			a := args(ModeLoadBalancer)
+			a.SourceRanges = []string{"203.0.113.0/24", "2001:db8::/32"}
+			return a
+		}(), "ingress.sourceRanges[1]", "an IPv4 CIDR"},
+		{"an empty list of source ranges", func() Args {
+			a := args(ModeLoadBalancer)
+			a.SourceRanges = []string{}
+			return a
+		}(), "ingress.sourceRanges", "or unset for every address"},
+		{"more source ranges than a security group takes", func() Args {
+			a := args(ModeLoadBalancer)
+			for i := range MaxSourceRanges + 1 {
+				a.SourceRanges = append(a.SourceRanges, fmt.Sprintf("10.%d.0.0/16", i))
+			}
+			return a
+		}(), "ingress.sourceRanges", "must have at most 60 items"},
 		{"a port beyond TCP's", func() Args {
 			a := args(ModeGateway)
 			a.Gateway = Gateway{ClassName: "traefik", Port: 70000}
@@ -159,13 +177,23 @@ func TestGatewayPassthrough(t *testing.T) {
 	}
 	// Traefik's listeners take its entry point's port (8443 with its chart).
 	a.Gateway.Port = 8443
-	for i, l := range mocktest.List(mocktest.Dig(run(t, a).Object(t, "kubernetes:gateway.networking.k8s.io/v1:Gateway", "kcp"), "spec", "listeners")) {
+	listeners := mocktest.List(mocktest.Dig(run(t, a).Object(t, "kubernetes:gateway.networking.k8s.io/v1:Gateway", "kcp"), "spec", "listeners"))
+	if len(listeners) != 2 {
+		t.Fatalf("%d listeners, want kcp.<domain>'s and the shards'", len(listeners))
+	}
+	for i, l := range listeners {
 		if got := mocktest.Dig(l, "port"); got != float64(8443) {
 			t.Errorf("listener %d's port = %v, want ingress.gateway.port", i, got)
 		}
 	}
 	if n := len(rec.OfType("kubernetes:networking.k8s.io/v1:Ingress")); n != 0 {
 		t.Errorf("%d Ingresses in gateway mode", n)
+	}
+	// The up waits for the implementation to program the Gateway and accept the route.
+	for typ, want := range map[string]string{"Gateway": GatewayProgrammed, "TLSRoute": RouteAccepted} {
+		if got := mocktest.Dig(rec.Object(t, "kubernetes:gateway.networking.k8s.io/v1:"+typ, "kcp"), "metadata", "annotations", workload.WaitFor); got != want {
+			t.Errorf("%s %s = %v, want %s", typ, workload.WaitFor, got, want)
+		}
 	}
 	// An existing Gateway elsewhere: only the route, pointing at it.
 	a.Gateway = Gateway{Name: "shared", Namespace: "gateways", Listener: "tls"}
@@ -252,7 +280,7 @@ func TestSourceRanges(t *testing.T) {
 		want   any
 	}{
 		{"unset", nil, nil},
-		{"two ranges", []string{"203.0.113.0/24", "2001:db8::/32"}, []any{"203.0.113.0/24", "2001:db8::/32"}},
+		{"two ranges", []string{"203.0.113.0/24", "198.51.100.0/24"}, []any{"203.0.113.0/24", "198.51.100.0/24"}},
 	} {
 		t.Run(tt.name, func(t *testing.T) {
 			a.SourceRanges = tt.ranges

@@ -16,6 +16,7 @@ import (
 
 	"github.com/kcp-tmc/kcp-tmc/components/kcp"
 	"github.com/kcp-tmc/kcp-tmc/pkg/helmrelease"
+	"github.com/kcp-tmc/kcp-tmc/pkg/workload"
 )
 
 // CertManagerNamespace is where InstallCertManager installs cert-manager.
@@ -180,7 +181,7 @@ func (b *builder) certificate(spec Spec, issuer string, duration, renewBefore ti
 	meta := b.meta(spec.Name)
 	if b.args.ReadAdmin && (spec.Name == CertAdmin || spec.Name == CAServer) {
 		// Read back by readAdmin: the Secret must hold the issued certificate.
-		meta.Annotations = pulumi.StringMap{"pulumi.com/waitFor": pulumi.String("condition=Ready")}
+		meta.Annotations = pulumi.StringMap{workload.WaitFor: pulumi.String("condition=Ready")}
 	}
 	res, err := b.customResourceIn("Certificate", spec.Name, meta, s, opts)
 	if err == nil {

@@ -13,6 +13,11 @@ import (
 // it create or update an object without waiting for it to become ready.
 const SkipAwait = "pulumi.com/skipAwait"
 
+// WaitFor is the Kubernetes provider's annotation that makes an apply wait
+// until the object meets its condition (`condition=Ready`,
+// `jsonpath={…}=value`); skipAwait still wins over it.
+const WaitFor = "pulumi.com/waitFor"
+
 // ClaimMeta is a volume claim's metadata: Meta's, and not awaited. The
 // Kubernetes provider (v4.32's module, the one the module proxy serves)
 // waits after an update of a bound claim on a WaitForFirstConsumer class —

@@ -1,20 +1,33 @@
 package e2e
 
 import (
+	"bytes"
 	"context"
 	cryptotls "crypto/tls"
 	"encoding/json"
+	"encoding/pem"
 	"fmt"
 	"io"
+	"maps"
 	"net"
 	"net/http"
+	"os"
+	"slices"
 	"strings"
 	"testing"
 	"time"
 
+	"github.com/pulumi/pulumi-kubernetes/sdk/v4/go/kubernetes"
+	"github.com/pulumi/pulumi-kubernetes/sdk/v4/go/kubernetes/apiextensions"
+	metav1 "github.com/pulumi/pulumi-kubernetes/sdk/v4/go/kubernetes/meta/v1"
+	"github.com/pulumi/pulumi/sdk/v3/go/auto/optup"
+	"github.com/pulumi/pulumi/sdk/v3/go/pulumi"
+
+	"github.com/kcp-tmc/kcp-tmc/automation"
 	"github.com/kcp-tmc/kcp-tmc/components/kcp"
 	"github.com/kcp-tmc/kcp-tmc/components/tls"
 	"github.com/kcp-tmc/kcp-tmc/internal/test/mocktest"
+	"github.com/kcp-tmc/kcp-tmc/internal/test/testenv"
 	"github.com/kcp-tmc/kcp-tmc/pkg/loopback"
 	"github.com/kcp-tmc/kcp-tmc/pkg/shard"
 	"github.com/kcp-tmc/kcp-tmc/pkg/toolchain"
@@ -100,13 +113,14 @@ func TestGatewayFrontDoor(t *testing.T) {
 	// on this machine's own interface (an EndpointSlice may not name a
 	// loopback address), as the endpoint controller would list its pod.
 	pod := podAddress(t)
+	var routeObjs []map[string]any // the Gateway first: the routes name it
 	sh := shard.Shard{Name: shardName}
 	backends := map[string]bool{kcp.FrontProxyName: true, sh.Service(): true}
 	for _, o := range objs {
 		name := fmt.Sprint(mocktest.Dig(o, "metadata", "name"))
 		switch {
 		case o["kind"] == "Gateway", o["kind"] == "TLSRoute":
-			apply(o)
+			routeObjs = append(routeObjs, o)
 		case o["kind"] == "Service" && backends[name]:
 			apply(o)
 			var ports []any
@@ -129,41 +143,37 @@ func TestGatewayFrontDoor(t *testing.T) {
 		"--providers.kubernetesGateway=true", "--log.level=DEBUG",
 	}, dir, "KUBECONFIG="+kube.Kubeconfig)
 
-	// Traefik accepts the routes once it has an entry point for the
-	// listeners' port and finds their Services' endpoints.
-	deadline := time.Now().Add(2 * time.Minute)
-	for {
-		var list map[string]any
-		_ = json.Unmarshal([]byte(kubectl(nil, "get", "tlsroutes", "-n", ns, "-o", "json")), &list)
-		var pending []string
-		for _, r := range mocktest.List(list["items"]) {
-			for _, c := range []string{"Accepted", "ResolvedRefs"} {
-				if !parentCondition(r, c) {
-					pending = append(pending, fmt.Sprintf("%v: %s", mocktest.Dig(r, "metadata", "name"), c))
-				}
-			}
+	slices.SortStableFunc(routeObjs, func(a, b map[string]any) int { // the Gateway before its routes
+		return strings.Compare(fmt.Sprint(a["kind"]), fmt.Sprint(b["kind"]))
+	})
+	// The Kubernetes provider applies the Gateway and the TLSRoutes as the
+	// stack renders them, and returns only once Traefik has programmed the
+	// Gateway and accepted each route (their pulumi.com/waitFor).
+	began := time.Now()
+	if err := upObjects(t, kube.Kubeconfig, routeObjs, nil); err != nil {
+		t.Fatalf("the up of the Gateway and its routes: %v\nGateway status: %s", err,
+			kubectl(nil, "get", "gateways", "-n", ns, "-o", "jsonpath={.items[*].status}"))
+	}
+	t.Logf("the up returned %s after Traefik programmed the Gateway and accepted the routes", time.Since(began).Round(100*time.Millisecond))
+	var list map[string]any
+	_ = json.Unmarshal([]byte(kubectl(nil, "get", "tlsroutes", "-n", ns, "-o", "json")), &list)
+	for _, r := range mocktest.List(list["items"]) {
+		if !parentCondition(r, "Accepted") {
+			t.Errorf("TLSRoute %v is not Accepted after the up: %v", mocktest.Dig(r, "metadata", "name"), mocktest.Dig(r, "status"))
 		}
-		if len(pending) == 0 && len(mocktest.List(list["items"])) == 2 {
-			break
-		}
-		if time.Now().After(deadline) {
-			gw := kubectl(nil, "get", "gateways", "-n", ns, "-o", "jsonpath={.items[*].status}")
-			t.Fatalf("Traefik did not accept kcp's routes: %s not true\nGateway status: %s", strings.Join(pending, ", "), gw)
-		}
-		time.Sleep(time.Second)
 	}
 
 	through := fmt.Sprintf("https://localhost:%d", entry)
 	t.Run("an admin reaches kcp through the Gateway, its certificate passed through", func(t *testing.T) {
 		admin := cp.client(t, tls.CertAdmin, through, cp.publicHost)
-		admin.eventually(t, "/clusters/root/apis/tenancy.kcp.io/v1alpha1/workspaces", time.Minute, func(map[string]any) bool { return true })
-		if got := peerNames(t, entry, cp.publicHost); !strings.Contains(got, cp.publicHost) {
-			t.Errorf("the Gateway answered %s with a certificate for %s, not the front-proxy's", cp.publicHost, got)
+		retry(t, admin, "/clusters/root/apis/tenancy.kcp.io/v1alpha1/workspaces", func(code int, _ []byte) bool { return code == http.StatusOK })
+		if !answeredBy(t, entry, cp.publicHost, cp.objs.data(t, "Secret", tls.CertFrontProxy)["tls.crt"]) {
+			t.Errorf("the Gateway did not pass %s's TLS through to the front-proxy (another certificate answered)", cp.publicHost)
 		}
 		// Without a client certificate the front-proxy, not Traefik, refuses.
-		if code, body := cp.client(t, "", through, cp.publicHost).do(t, http.MethodGet, "/clusters/root/apis/tenancy.kcp.io/v1alpha1/workspaces", nil); code != http.StatusUnauthorized && code != http.StatusForbidden {
-			t.Errorf("an anonymous request through the Gateway: HTTP %d %s, want the front-proxy's 401/403", code, body)
-		}
+		retry(t, cp.client(t, "", through, cp.publicHost), "/clusters/root/apis/tenancy.kcp.io/v1alpha1/workspaces", func(code int, _ []byte) bool {
+			return code == http.StatusUnauthorized || code == http.StatusForbidden
+		})
 	})
 	t.Run("shard-1's own host reaches shard-1 through the Gateway", func(t *testing.T) {
 		// A workspace on shard-1 and an object in it, made through the front
@@ -174,17 +184,131 @@ func TestGatewayFrontDoor(t *testing.T) {
 		cp.admin.must(t, http.MethodPost, "/clusters/root:"+ws+"/api/v1/namespaces/default/configmaps", map[string]any{
 			"apiVersion": "v1", "kind": "ConfigMap", "metadata": map[string]any{"name": name}, "data": map[string]any{"shard": shardName}})
 		host := sh.PublicHost(cp.publicHost)
-		cp.client(t, tls.CertAdmin, through, host).eventually(t, "/clusters/"+cluster+"/api/v1/namespaces/default/configmaps/"+name, time.Minute,
-			func(cm map[string]any) bool { return mocktest.Dig(cm, "data", "shard") == shardName })
-		if got := peerNames(t, entry, host); !strings.Contains(got, host) {
-			t.Errorf("the Gateway answered %s with a certificate for %s, not shard-1's", host, got)
+		retry(t, cp.client(t, tls.CertAdmin, through, host), "/clusters/"+cluster+"/api/v1/namespaces/default/configmaps/"+name, func(code int, b []byte) bool {
+			return code == http.StatusOK && strings.Contains(string(b), `"shard":"`+shardName+`"`)
+		})
+		if !answeredBy(t, entry, host, cp.objs.data(t, "Secret", sh.ServerCert())["tls.crt"]) {
+			t.Errorf("the Gateway did not pass %s's TLS through to shard-1 (another certificate answered)", host)
 		}
 	})
-	t.Run("a name the stack did not route goes nowhere", func(t *testing.T) {
-		if got := peerNames(t, entry, "other.example.com"); strings.Contains(got, cp.publicHost) {
-			t.Errorf("other.example.com reached the front-proxy (%s)", got)
+	t.Run("a name the stack did not route reaches neither", func(t *testing.T) {
+		conn, err := net.DialTimeout("tcp", fmt.Sprintf("127.0.0.1:%d", entry), 5*time.Second)
+		if err != nil {
+			t.Fatalf("Traefik's entry point is not listening: %v", err)
+		}
+		conn.Close()
+		for _, secret := range []string{tls.CertFrontProxy, sh.ServerCert()} {
+			if answeredBy(t, entry, "other.example.com", cp.objs.data(t, "Secret", secret)["tls.crt"]) {
+				t.Errorf("other.example.com reached the holder of %s", secret)
+			}
 		}
 	})
+	t.Run("the up fails when the implementation does not program the Gateway", func(t *testing.T) {
+		// The same Gateway under another name, its listeners on 443, where
+		// Traefik has no entry point: the up must fail at the Gateway
+		// (its wait shortened from the provider's 10 minutes).
+		gw := routeObjs[0]
+		if gw["kind"] != "Gateway" {
+			t.Fatalf("the first object is a %v, want the Gateway", gw["kind"])
+		}
+		spec, _ := json.Marshal(gw["spec"])
+		var on443 map[string]any
+		if err := json.Unmarshal([]byte(strings.ReplaceAll(string(spec), fmt.Sprintf(`"port":%d`, entry), `"port":443`)), &on443); err != nil {
+			t.Fatal(err)
+		}
+		other := map[string]any{"apiVersion": gw["apiVersion"], "kind": "Gateway", "spec": on443, "metadata": map[string]any{
+			"name": "kcp-unserved", "namespace": ns, "annotations": mocktest.Dig(gw, "metadata", "annotations")}}
+		err := upObjects(t, kube.Kubeconfig, []map[string]any{other}, map[string]string{"pulumi.com/timeoutSeconds": "30"})
+		if err == nil || !strings.Contains(err.Error(), "Programmed") {
+			t.Errorf("the up of a Gateway Traefik cannot program: %v, want a failure naming Programmed", err)
+		}
+	})
+}
+
+// retry polls path until ok holds on the answer; a transport error (Traefik
+// still loading the routes it has accepted) is retried too.
+func retry(t testing.TB, c *client, path string, ok func(int, []byte) bool) {
+	t.Helper()
+	var last string
+	for deadline := time.Now().Add(time.Minute); time.Now().Before(deadline); time.Sleep(time.Second) {
+		code, b, err := c.try(http.MethodGet, path, nil)
+		if err == nil && ok(code, b) {
+			return
+		}
+		last = fmt.Sprintf("HTTP %d %.300s %v", code, b, err)
+	}
+	t.Fatalf("GET %s through the Gateway: no expected answer after a minute; last: %s", path, last)
+}
+
+// upObjects applies objects (Gateway API objects as rendered) with the
+// real engine and the Kubernetes provider on kubeconfig, with extra
+// annotations, and leaves them (the cluster goes with the test).
+func upObjects(t testing.TB, kubeconfig string, objs []map[string]any, extra map[string]string) error {
+	t.Helper()
+	raw, err := os.ReadFile(kubeconfig)
+	if err != nil {
+		t.Fatal(err)
+	}
+	_, opts := testenv.Project(t, "dev", nil)
+	opts.Program = func(ctx *pulumi.Context) error {
+		p, err := kubernetes.NewProvider(ctx, "gateway-api", &kubernetes.ProviderArgs{Kubeconfig: pulumi.ToSecret(pulumi.String(string(raw))).(pulumi.StringOutput)})
+		if err != nil {
+			return err
+		}
+		var before []pulumi.Resource
+		for _, o := range objs {
+			annotations := map[string]string{}
+			for k, v := range asMap(mocktest.Dig(o, "metadata", "annotations")) {
+				annotations[k] = fmt.Sprint(v)
+			}
+			maps.Copy(annotations, extra)
+			labels := map[string]string{}
+			for k, v := range asMap(mocktest.Dig(o, "metadata", "labels")) {
+				labels[k] = fmt.Sprint(v)
+			}
+			name := fmt.Sprint(mocktest.Dig(o, "metadata", "name"))
+			r, err := apiextensions.NewCustomResource(ctx, fmt.Sprintf("%v-%s", o["kind"], name), &apiextensions.CustomResourceArgs{
+				ApiVersion: pulumi.String(fmt.Sprint(o["apiVersion"])), Kind: pulumi.String(fmt.Sprint(o["kind"])),
+				Metadata: &metav1.ObjectMetaArgs{Name: pulumi.String(name), Namespace: pulumi.String(fmt.Sprint(mocktest.Dig(o, "metadata", "namespace"))),
+					Labels: pulumi.ToStringMap(labels), Annotations: pulumi.ToStringMap(annotations)},
+				OtherFields: kubernetes.UntypedArgs{"spec": o["spec"]},
+			}, pulumi.Provider(p), pulumi.DependsOn(before))
+			if err != nil {
+				return err
+			}
+			before = append(before, r)
+		}
+		return nil
+	}
+	ctx, cancel := context.WithTimeout(context.Background(), 5*time.Minute)
+	defer cancel()
+	s, err := automation.Stack(ctx, opts)
+	if err != nil {
+		t.Fatal(err)
+	}
+	var out bytes.Buffer
+	if err := automation.Up(ctx, s, &out, optup.SuppressProgress()); err != nil {
+		return fmt.Errorf("%w\n%s", err, out.String())
+	}
+	return nil
+}
+
+// answeredBy says whether the TLS handshake for serverName at the entry
+// point is answered with exactly the certificate certPEM begins with.
+func answeredBy(t testing.TB, port int, serverName, certPEM string) bool {
+	t.Helper()
+	block, _ := pem.Decode([]byte(certPEM))
+	if block == nil {
+		t.Fatalf("no certificate to compare for %s", serverName)
+	}
+	conn, err := cryptotls.DialWithDialer(&net.Dialer{Timeout: 10 * time.Second}, "tcp", fmt.Sprintf("127.0.0.1:%d", port),
+		&cryptotls.Config{ServerName: serverName, InsecureSkipVerify: true}) //nolint:gosec // the test reads which certificate answers
+	if err != nil {
+		return false
+	}
+	defer conn.Close()
+	certs := conn.ConnectionState().PeerCertificates
+	return len(certs) > 0 && bytes.Equal(certs[0].Raw, block.Bytes)
 }
 
 // parentCondition says whether a route's status has condition c true for
@@ -198,23 +322,6 @@ func parentCondition(route any, c string) bool {
 		}
 	}
 	return false
-}
-
-// peerNames is the DNS names of the certificate that answers a TLS
-// handshake for serverName at the entry point ("" when none answers).
-func peerNames(t testing.TB, port int, serverName string) string {
-	t.Helper()
-	conn, err := cryptotls.DialWithDialer(&net.Dialer{Timeout: 10 * time.Second}, "tcp", fmt.Sprintf("127.0.0.1:%d", port),
-		&cryptotls.Config{ServerName: serverName, InsecureSkipVerify: true}) //nolint:gosec // the test reads which certificate answers
-	if err != nil {
-		return ""
-	}
-	defer conn.Close()
-	certs := conn.ConnectionState().PeerCertificates
-	if len(certs) == 0 {
-		return ""
-	}
-	return strings.Join(certs[0].DNSNames, ",")
 }
 
 // podAddress is this machine's first non-loopback IPv4 address: where the
