@@ -5,6 +5,7 @@ import (
 	"errors"
 	"fmt"
 	"maps"
+	"net/netip"
 	"os"
 	"path/filepath"
 	"runtime/debug"
@@ -371,10 +372,49 @@ func Warnings(cfg *Config) []string {
 		out = append(out, "kcp-tmc:monitoring.installStack installs an Alertmanager that sends alerts nowhere without a receiver: "+
 			"set `pulumi config set --secret kcp-tmc:slackWebhookUrl` (docs/monitoring.md \"Alertmanager\")")
 	}
+	// The machine that runs the up (it reaches the EKS API from
+	// cloud.publicCidrs) reaches kcp through the load balancer too, for the
+	// kcp side: outside ingress.sourceRanges that fails.
+	if outside := uncovered(deployerCIDRs(cfg), cfg.Ingress.SourceRanges); len(outside) > 0 && kcpSideLive(cfg) && cfg.Target.KCPServer == "" && cfg.KCPKubeconfig == "" {
+		out = append(out, fmt.Sprintf("kcp-tmc:ingress.sourceRanges leaves out cloud.publicCidrs %s, from where this up reaches the EKS API: "+
+			"the up applies the kcp side through kcp's load balancer, which will not admit it; add them, or set target.kcpServer "+
+			"to an address inside the network (docs/ingress.md \"Who may reach kcp\")", strings.Join(outside, ", ")))
+	}
 	if cfg.Storage.Create && !cfg.ModifiesVolumes() {
 		out = append(out, "kcp-tmc:storage.volumeType, iops and throughputMiBps reach only etcd volumes made after a change: "+
 			"on Kubernetes "+storage.ModifyVolumesSince+" or later set storage.modifyVolumes: true "+
 			"(docs/control-plane.md \"Changing the volumes' type, IOPS or throughput\")")
 	}
 	return out
+}
+
+// uncovered are the CIDRs of from that no range of ranges contains; none
+// when ranges is unset (every address is admitted).
+func uncovered(from, ranges []string) []string {
+	if len(ranges) == 0 {
+		return nil
+	}
+	var out []string
+	for _, f := range from {
+		p, err := netip.ParsePrefix(f)
+		if err != nil {
+			continue // refused by validation, naming its key
+		}
+		if !slices.ContainsFunc(ranges, func(r string) bool {
+			q, err := netip.ParsePrefix(r)
+			return err == nil && q.Bits() <= p.Bits() && q.Contains(p.Addr())
+		}) {
+			out = append(out, f)
+		}
+	}
+	return out
+}
+
+// deployerCIDRs are where the machine running the up is known to be: the
+// CIDRs allowed to the public endpoint of the EKS cluster the stack makes.
+func deployerCIDRs(cfg *Config) []string {
+	if cfg.Cloud.Mode != "eks" || !cfg.Cloud.PublicEndpoint {
+		return nil
+	}
+	return cfg.Cloud.PublicCIDRs
 }

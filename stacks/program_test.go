@@ -311,6 +311,19 @@ func TestWarnings(t *testing.T) {
 		{"volumes not modified", func(c *Config) { c.Storage.Create, c.Storage.ModifyVolumes = true, new(bool) },
 			[]string{"storage.volumeType, iops and throughputMiBps reach only etcd volumes made after a change"}},
 		{"volumes modified", func(c *Config) { c.Storage.Create, c.Storage.ModifyVolumes = true, new(true) }, nil},
+		{"source ranges that leave out the deployer", func(c *Config) {
+			c.Target.Mode, c.Cloud.Mode, c.Cloud.PublicEndpoint = TargetKubeconfig, "eks", true
+			c.Cloud.PublicCIDRs, c.Ingress.SourceRanges = []string{"192.0.2.0/28", "203.0.113.8/29"}, []string{"203.0.113.0/24"}
+		}, []string{"ingress.sourceRanges leaves out cloud.publicCidrs 192.0.2.0/28, from where this up reaches the EKS API"}},
+		{"source ranges that cover the deployer", func(c *Config) {
+			c.Target.Mode, c.Cloud.Mode, c.Cloud.PublicEndpoint = TargetKubeconfig, "eks", true
+			c.Cloud.PublicCIDRs, c.Ingress.SourceRanges = []string{"192.0.2.0/28", "203.0.113.8/29"}, []string{"203.0.113.0/24", "192.0.2.0/24"}
+		}, nil},
+		{"source ranges, the kcp side reached inside the network", func(c *Config) {
+			c.Target.Mode, c.Cloud.Mode, c.Cloud.PublicEndpoint = TargetKubeconfig, "eks", true
+			c.Cloud.PublicCIDRs, c.Ingress.SourceRanges = []string{"192.0.2.0/28"}, []string{"203.0.113.0/24"}
+			c.Target.KCPServer = "https://10.0.0.5:443"
+		}, nil},
 		{"volumes on a cluster of unknown version", func(c *Config) { c.Storage.Create = true },
 			[]string{"on Kubernetes 1.34 or later set storage.modifyVolumes: true"}},
 	} {
