@@ -15,7 +15,9 @@ const SkipAwaitAnnotation = workload.SkipAwait
 // skipAwaitTransform annotates every Kubernetes object of the stack with
 // pulumi.com/skipAwait=true. It is what target.skipAwait turns on: for
 // clusters where workloads are accepted but never run (a control plane
-// without nodes, as in CI), or when readiness is checked elsewhere.
+// without nodes, as in CI), or when readiness is checked elsewhere. It
+// drops pulumi.com/replaceUnready: a Job that never runs would be replaced
+// at every up (no up waits for it to fail, either).
 func skipAwaitTransform(_ context.Context, args *pulumi.ResourceTransformArgs) *pulumi.ResourceTransformResult {
 	if !args.Custom || len(args.Type) < len("kubernetes:") || args.Type[:len("kubernetes:")] != "kubernetes:" {
 		return nil
@@ -36,6 +38,7 @@ func skipAwaitTransform(_ context.Context, args *pulumi.ResourceTransformArgs) *
 		}
 	}
 	annotations[SkipAwaitAnnotation] = pulumi.String("true")
+	delete(annotations, workload.ReplaceUnready)
 	newMeta := pulumi.Map{}
 	for k, v := range meta {
 		newMeta[k] = v

@@ -274,10 +274,11 @@ type Etcd struct {
 	// JoinImage runs, before etcd in each member (one member too: the pod
 	// template does not change with etcd.replicas), the script that adds new
 	// members and replaces a member whose data is lost so it rejoins by
-	// itself, and the membership Job that removes the members a lower
-	// etcd.replicas drops (docs/runbook.md): a pinned repository:tag with sh,
-	// cut, rm, sleep, etcd and etcdctl of etcd.version (hack/backup-image
-	// builds one).
+	// itself; the membership Job that removes the members a lower
+	// etcd.replicas drops; and the rollout Job that restarts the members onto
+	// a changed pod template without costing etcd its quorum
+	// (docs/runbook.md): a pinned repository:tag with sh, cut, rm, sleep, etcd
+	// and etcdctl of etcd.version, and kubectl (hack/backup-image builds one).
 	JoinImage string `json:"joinImage"`
 	// Replicas is the number of etcd members: odd, 1 to 7; at least 3 outside
 	// dev, so quorum survives the loss of a member. May be raised or lowered

@@ -50,6 +50,13 @@ func TestDevStackUpOnRealAPIServer(t *testing.T) {
 	if _, _, err := kube.Kubectl(ctx, nil, "get", "networkpolicy", "default-deny", "-n", ns); err != nil {
 		t.Errorf("default-deny policy missing: %v", err)
 	}
+	// etcd's rollout Job never runs here: replaced while not complete, it
+	// would be replaced at every up (the second up below changes nothing).
+	got, _, err = kube.Kubectl(ctx, nil, "get", "job", "etcd-rollout", "-n", ns, "-o",
+		`jsonpath={.metadata.annotations.pulumi\.com/skipAwait}/{.metadata.annotations.pulumi\.com/replaceUnready}`)
+	if err != nil || got != "true/" {
+		t.Errorf("etcd-rollout Job skipAwait/replaceUnready = %q (%v), want %q", got, err, "true/")
+	}
 	assertNotInState(t, opts.BackendURL, "kcp-tmc-test-admin") // the kubeconfig's token
 
 	again, err := stack.Up(ctx, optup.SuppressProgress())

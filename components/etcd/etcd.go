@@ -45,10 +45,11 @@ const (
 const (
 	DefaultImage   = "quay.io/coreos/etcd"
 	DefaultVersion = "v3.5.35"
-	// DefaultJoinImage runs the join init container: sh, cut, rm, sleep,
-	// etcd and etcdctl of the pinned release (etcd's own image has no shell).
+	// DefaultJoinImage runs the join init container and the membership and
+	// rollout Jobs: sh, cut, rm, sleep, etcd and etcdctl of the pinned
+	// release (etcd's own image has no shell) and kubectl (the rollout).
 	// hack/backup-image builds it; its workflow publishes this tag.
-	DefaultJoinImage = "ghcr.io/kcp-tmc/etcd-backup:" + DefaultVersion + "-1"
+	DefaultJoinImage = "ghcr.io/kcp-tmc/etcd-backup:" + DefaultVersion + "-2"
 )
 
 // joinScript runs before etcd in each member of a multi-member cluster: it
@@ -66,8 +67,9 @@ type Args struct {
 	Image     string
 	Version   string
 	// JoinImage runs scripts/etcd-join.sh before etcd (every member, with
-	// one member too: the pod template ignores Replicas), and the membership Job (scripts/etcd-members.sh): repository:tag with
-	// sh, cut, rm, sleep, etcd and etcdctl of Version.
+	// one member too: the pod template ignores Replicas), the membership Job (scripts/etcd-members.sh)
+	// and the rollout Job (scripts/etcd-rollout.sh): repository:tag with
+	// sh, cut, rm, sleep, etcd and etcdctl of Version, and kubectl.
 	JoinImage string
 	// StorageClass and StorageSize size each member's volume. Growing
 	// StorageSize patches the existing claims in place.
@@ -333,15 +335,25 @@ func newMembers(ctx *pulumi.Context, name string, args Args, child pulumi.Resour
 	stsOpts := append(stateful, pulumi.DependsOn(before),
 		// volumeClaimTemplates is immutable: sizes are changed on the claims above.
 		pulumi.IgnoreChanges([]string{"spec.volumeClaimTemplates"}))
-	if _, err := appsv1.NewStatefulSet(ctx, name, &appsv1.StatefulSetArgs{
-		Metadata: workload.Meta(app, ns, app),
+	// The rollout Job restarts the members onto a new template, and the up
+	// waits for it instead: the provider's wait for an OnDelete StatefulSet
+	// (every replica Ready) would fail an up while a member is down, before
+	// the Job could run.
+	stsMeta := workload.Meta(app, ns, app)
+	stsMeta.Annotations = pulumi.StringMap{workload.SkipAwait: pulumi.String("true")}
+	template := podTemplate(args)
+	sts, err := appsv1.NewStatefulSet(ctx, name, &appsv1.StatefulSetArgs{
+		Metadata: stsMeta,
 		Spec: &appsv1.StatefulSetSpecArgs{
 			Replicas:    pulumi.Int(args.Replicas),
 			ServiceName: pulumi.String(cluster.HeadlessName()),
 			Selector:    &metav1.LabelSelectorArgs{MatchLabels: pulumi.ToStringMap(workload.Labels(app))},
 			// All members start together: an initial cluster needs its quorum up at once.
 			PodManagementPolicy: pulumi.String("Parallel"),
-			UpdateStrategy:      &appsv1.StatefulSetUpdateStrategyArgs{Type: pulumi.String("RollingUpdate")},
+			// Pods move onto a new template only when the rollout Job
+			// restarts them (rollout.go): never a Ready member while
+			// another is down.
+			UpdateStrategy: &appsv1.StatefulSetUpdateStrategyArgs{Type: pulumi.String("OnDelete")},
 			PersistentVolumeClaimRetentionPolicy: &appsv1.StatefulSetPersistentVolumeClaimRetentionPolicyArgs{
 				WhenDeleted: pulumi.String("Retain"), WhenScaled: pulumi.String("Retain"),
 			},
@@ -349,10 +361,14 @@ func newMembers(ctx *pulumi.Context, name string, args Args, child pulumi.Resour
 				Metadata: &metav1.ObjectMetaArgs{Name: pulumi.String(DataClaimName), Labels: pulumi.ToStringMap(workload.Labels(app))},
 				Spec:     claimSpec(args),
 			}},
-			Template: podTemplate(args),
+			Template: template,
 		},
-	}, stsOpts...); err != nil {
+	}, stsOpts...)
+	if err != nil {
 		return pulumi.StringOutput{}, fmt.Errorf("etcd StatefulSet: %w", err)
+	}
+	if err := newRollout(ctx, name, args, template, child, sts); err != nil {
+		return pulumi.StringOutput{}, err
 	}
 	if err := workload.NewPDB(ctx, name+"-pdb", ns, app, child); err != nil {
 		return pulumi.StringOutput{}, err

@@ -159,7 +159,7 @@ func TestEtcdPerEnvironment(t *testing.T) {
 				if got := mocktest.Strings(mocktest.Dig(join, "args")); !reflect.DeepEqual(got, mocktest.Strings(mocktest.Dig(c, "args"))) {
 					t.Errorf("the join script gets %v, not etcd's own arguments", got)
 				}
-				if mocktest.Dig(join, "image") != DefaultJoinImage || !strings.HasSuffix(DefaultJoinImage, ":"+DefaultVersion+"-1") {
+				if mocktest.Dig(join, "image") != DefaultJoinImage || !strings.HasSuffix(DefaultJoinImage, ":"+DefaultVersion+"-2") {
 					t.Errorf("join image %v, want %s (the pinned etcd's tools)", mocktest.Dig(join, "image"), DefaultJoinImage)
 				}
 				mounts := map[string]bool{}

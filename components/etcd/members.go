@@ -20,6 +20,13 @@ import (
 // MaxReplicas is the most members a cluster may have (etcd.replicas).
 const MaxReplicas = 7
 
+// jobResources are a container's of the membership and rollout Jobs: a
+// script that waits on etcdctl or kubectl.
+var jobResources = workload.Resources{
+	Requests: workload.ResourceList{CPU: "10m", Memory: "32Mi", EphemeralStorage: "16Mi"},
+	Limits:   workload.ResourceList{CPU: "200m", Memory: "128Mi", EphemeralStorage: "64Mi"},
+}
+
 //go:embed scripts/etcd-members.sh
 var membersScript string
 
@@ -72,10 +79,7 @@ func newMembersJob(ctx *pulumi.Context, name string, a Args, opts ...pulumi.Reso
 						ImagePullPolicy: pulumi.String("Always"),
 						Command:         pulumi.ToStringArray([]string{"sh", "-c", membersScript, "etcd-members"}),
 						Env:             env,
-						Resources: workload.Resources{
-							Requests: workload.ResourceList{CPU: "10m", Memory: "32Mi", EphemeralStorage: "16Mi"},
-							Limits:   workload.ResourceList{CPU: "200m", Memory: "128Mi", EphemeralStorage: "64Mi"},
-						}.Args(),
+						Resources:       jobResources.Args(),
 						SecurityContext: workload.ContainerSecurityContext(),
 						VolumeMounts: corev1.VolumeMountArray{corev1.VolumeMountArgs{
 							Name: pulumi.String("tls-server"), MountPath: pulumi.String(serverTLSDir), ReadOnly: pulumi.Bool(true)}},

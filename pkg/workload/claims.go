@@ -18,6 +18,15 @@ const SkipAwait = "pulumi.com/skipAwait"
 // `jsonpath={…}=value`); skipAwait still wins over it.
 const WaitFor = "pulumi.com/waitFor"
 
+// TimeoutSeconds is the Kubernetes provider's annotation that bounds its
+// wait for an object (its default for a Job is 10 minutes).
+const TimeoutSeconds = "pulumi.com/timeoutSeconds"
+
+// ReplaceUnready is the Kubernetes provider's annotation that replaces a
+// Job at the next up while it has not completed (failed, or still
+// running): the Job runs again instead of failing the up as it did.
+const ReplaceUnready = "pulumi.com/replaceUnready"
+
 // ClaimMeta is a volume claim's metadata: Meta's, and not awaited. The
 // Kubernetes provider (v4.32's module, the one the module proxy serves)
 // waits after an update of a bound claim on a WaitForFirstConsumer class —

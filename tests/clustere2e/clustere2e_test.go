@@ -202,12 +202,14 @@ func stackImages(bin string) ([]cluster.Image, error) {
 				{Path: "/usr/local/bin/etcdutl", Source: filepath.Join(bin, "etcdutl")}}},
 		{Ref: agentImage(), User: "65532", Entrypoint: []string{"/api-syncagent"},
 			Files: []cluster.File{{Path: "/api-syncagent", Source: env("API_SYNCAGENT_BIN")}}},
-		// etcd's join init container (etcd.joinImage; hack/backup-image):
-		// sh, cut, rm and sleep (Debian's static busybox), etcd and etcdctl.
+		// etcd's join init container, membership and rollout Jobs
+		// (etcd.joinImage; hack/backup-image): sh, cut, rm and sleep
+		// (Debian's static busybox), etcd, etcdctl and kubectl.
 		{Ref: cfg.Etcd.JoinImage, User: "65532",
 			Files: append(busyboxApplets("sh", "cut", "rm", "sleep"),
 				cluster.File{Path: "/usr/local/bin/etcd", Source: filepath.Join(bin, "etcd")},
-				cluster.File{Path: "/usr/local/bin/etcdctl", Source: filepath.Join(bin, "etcdctl")})},
+				cluster.File{Path: "/usr/local/bin/etcdctl", Source: filepath.Join(bin, "etcdctl")},
+				cluster.File{Path: "/usr/local/bin/kubectl", Source: filepath.Join(bin, "kubectl")})},
 		// The backup CronJobs' transfer steps (backup.image, the aws CLI's
 		// image): components/backup/scripts/etcd-backup.sh's tools for a
 		// file:// target (dev's volume; no aws CLI).

@@ -1,0 +1,152 @@
+package etcd
+
+// The rollout Job: the members move onto a new pod template without the
+// rollout ever costing etcd its quorum (scripts/etcd-rollout.sh). The
+// StatefulSet's own rolling update restarts the highest ordinal first
+// whatever the state of the others.
+
+import (
+	"crypto/sha256"
+	_ "embed"
+	"encoding/hex"
+	"encoding/json"
+	"fmt"
+	"strconv"
+	"time"
+
+	batchv1 "github.com/pulumi/pulumi-kubernetes/sdk/v4/go/kubernetes/batch/v1"
+	corev1 "github.com/pulumi/pulumi-kubernetes/sdk/v4/go/kubernetes/core/v1"
+	metav1 "github.com/pulumi/pulumi-kubernetes/sdk/v4/go/kubernetes/meta/v1"
+	rbacv1 "github.com/pulumi/pulumi-kubernetes/sdk/v4/go/kubernetes/rbac/v1"
+	"github.com/pulumi/pulumi/sdk/v3/go/pulumi"
+
+	"github.com/kcp-tmc/kcp-tmc/pkg/netpol"
+	"github.com/kcp-tmc/kcp-tmc/pkg/workload"
+)
+
+//go:embed scripts/etcd-rollout.sh
+var rolloutScript string
+
+// RolloutMemberWait is how long the rollout waits for a member to be Ready
+// (back from its restart, or down when it began) before it stops: the
+// members' startup probe allows a start 5 minutes too.
+const RolloutMemberWait = 5 * time.Minute
+
+// rolloutJob names a cluster's rollout Job, its ServiceAccount, Role,
+// pods' component label and NetworkPolicy.
+func rolloutJob(cluster string) string { return cluster + "-rollout" }
+
+// rolloutDeadline bounds the Job: one full wait per member and one for a
+// member down at its start, plus the API's answers.
+func rolloutDeadline(replicas int) time.Duration {
+	return time.Duration(replicas+1)*RolloutMemberWait + 2*time.Minute
+}
+
+// templateRevision is a digest of the members' pod template. The rollout
+// Job's spec holds it, so every change of the template replaces the Job
+// and it runs again; an up that keeps the template and the count leaves
+// it alone.
+func templateRevision(template *corev1.PodTemplateSpecArgs) pulumi.StringOutput {
+	return template.ToPodTemplateSpecOutput().ApplyT(func(t corev1.PodTemplateSpec) (string, error) {
+		b, err := json.Marshal(t)
+		if err != nil {
+			return "", fmt.Errorf("etcd pod template digest: %w", err)
+		}
+		sum := sha256.Sum256(b)
+		return hex.EncodeToString(sum[:8]), nil
+	}).(pulumi.StringOutput)
+}
+
+// newRollout registers the rollout Job after the StatefulSet, its
+// ServiceAccount with the two permissions it needs (read the StatefulSet,
+// read and delete the members' pods, by name), and its NetworkPolicy (the
+// Kubernetes API only). The up waits for the Job: it fails, with the
+// members that kept the old template still serving, when a member stays
+// down; it is replaced at the next up while not complete.
+func newRollout(ctx *pulumi.Context, name string, a Args, template *corev1.PodTemplateSpecArgs, child pulumi.ResourceOption, after pulumi.Resource) error {
+	ns, job := a.Namespace, rolloutJob(a.Name)
+	sa, err := corev1.NewServiceAccount(ctx, name+"-rollout-sa", &corev1.ServiceAccountArgs{
+		Metadata: workload.Meta(job, ns, job),
+	}, child)
+	if err != nil {
+		return fmt.Errorf("etcd rollout ServiceAccount: %w", err)
+	}
+	pods := a.Cluster().MemberNames(MaxReplicas)
+	role, err := rbacv1.NewRole(ctx, name+"-rollout-role", &rbacv1.RoleArgs{
+		Metadata: workload.Meta(job, ns, job),
+		Rules: rbacv1.PolicyRuleArray{
+			rbacv1.PolicyRuleArgs{
+				ApiGroups: pulumi.ToStringArray([]string{""}), Resources: pulumi.ToStringArray([]string{"pods"}),
+				ResourceNames: pulumi.ToStringArray(pods), Verbs: pulumi.ToStringArray([]string{"get", "delete"}),
+			},
+			rbacv1.PolicyRuleArgs{
+				ApiGroups: pulumi.ToStringArray([]string{"apps"}), Resources: pulumi.ToStringArray([]string{"statefulsets"}),
+				ResourceNames: pulumi.ToStringArray([]string{a.Name}), Verbs: pulumi.ToStringArray([]string{"get"}),
+			},
+		},
+	}, child)
+	if err != nil {
+		return fmt.Errorf("etcd rollout Role: %w", err)
+	}
+	binding, err := rbacv1.NewRoleBinding(ctx, name+"-rollout-binding", &rbacv1.RoleBindingArgs{
+		Metadata: workload.Meta(job, ns, job),
+		RoleRef:  rbacv1.RoleRefArgs{ApiGroup: pulumi.String("rbac.authorization.k8s.io"), Kind: pulumi.String("Role"), Name: role.Metadata.Name().Elem()},
+		Subjects: rbacv1.SubjectArray{rbacv1.SubjectArgs{Kind: pulumi.String("ServiceAccount"), Name: sa.Metadata.Name().Elem(), Namespace: pulumi.String(ns)}},
+	}, child)
+	if err != nil {
+		return fmt.Errorf("etcd rollout RoleBinding: %w", err)
+	}
+	labels := workload.Labels(job)
+	if err := netpol.NewAllowPolicy(ctx, name+"-rollout-netpol", ns, job, labels, nil,
+		[]netpol.Flow{netpol.Anywhere(netpol.KubernetesAPIPorts...)}, child); err != nil {
+		return err
+	}
+
+	deadline := rolloutDeadline(a.Replicas)
+	meta := workload.Meta(job, ns, job)
+	meta.Annotations = pulumi.StringMap{
+		workload.NeedsAPIToken:  pulumi.String("true"), // kubectl reads and deletes the members' pods
+		workload.ReplaceUnready: pulumi.String("true"),
+		workload.TimeoutSeconds: pulumi.String(strconv.Itoa(int((deadline + time.Minute).Seconds()))),
+	}
+	env := corev1.EnvVarArray{}
+	for _, e := range []struct{ name, value string }{
+		{"NAMESPACE", ns}, {"STATEFULSET", a.Name}, {"REPLICAS", strconv.Itoa(a.Replicas)},
+		{"WAIT", strconv.Itoa(int(RolloutMemberWait.Seconds()))}, {"JOIN_IMAGE", a.JoinImage},
+		{"HOME", "/tmp"}, // kubectl caches discovery under $HOME/.kube
+	} {
+		env = append(env, corev1.EnvVarArgs{Name: pulumi.String(e.name), Value: pulumi.String(e.value)})
+	}
+	// Not read by the script: it makes the Job's spec change with the template.
+	env = append(env, corev1.EnvVarArgs{Name: pulumi.String("TEMPLATE_REVISION"), Value: templateRevision(template)})
+	if _, err := batchv1.NewJob(ctx, name+"-rollout", &batchv1.JobArgs{
+		Metadata: meta,
+		Spec: batchv1.JobSpecArgs{
+			// The script waits itself; a second pod covers one lost with its node.
+			BackoffLimit:          pulumi.Int(1),
+			ActiveDeadlineSeconds: pulumi.Int(int(deadline.Seconds())),
+			Template: corev1.PodTemplateSpecArgs{
+				Metadata: &metav1.ObjectMetaArgs{Labels: pulumi.ToStringMap(labels)},
+				Spec: &corev1.PodSpecArgs{
+					ServiceAccountName: sa.Metadata.Name().Elem(),
+					RestartPolicy:      pulumi.String("Never"),
+					SecurityContext:    workload.PodSecurityContext(),
+					Containers: corev1.ContainerArray{corev1.ContainerArgs{
+						Name:            pulumi.String("rollout"),
+						Image:           pulumi.String(a.JoinImage),
+						ImagePullPolicy: pulumi.String("Always"),
+						Command:         pulumi.ToStringArray([]string{"sh", "-c", rolloutScript, "etcd-rollout"}),
+						Env:             env,
+						Resources:       jobResources.Args(),
+						SecurityContext: workload.ContainerSecurityContext(),
+						VolumeMounts:    corev1.VolumeMountArray{corev1.VolumeMountArgs{Name: pulumi.String("tmp"), MountPath: pulumi.String("/tmp")}},
+					}},
+					Volumes: corev1.VolumeArray{workload.EmptyDir("tmp", "64Mi")},
+				},
+			},
+		},
+	}, child, pulumi.DependsOn([]pulumi.Resource{after, binding}), pulumi.DeleteBeforeReplace(true)); err != nil {
+		return fmt.Errorf("etcd rollout Job: %w", err)
+	}
+	return nil
+}
