@@ -7,6 +7,7 @@ import (
 	_ "embed"
 	"fmt"
 	"strings"
+	"time"
 
 	batchv1 "github.com/pulumi/pulumi-kubernetes/sdk/v4/go/kubernetes/batch/v1"
 	corev1 "github.com/pulumi/pulumi-kubernetes/sdk/v4/go/kubernetes/core/v1"
@@ -25,6 +26,46 @@ const MaxReplicas = 7
 var jobResources = workload.Resources{
 	Requests: workload.ResourceList{CPU: "10m", Memory: "32Mi", EphemeralStorage: "16Mi"},
 	Limits:   workload.ResourceList{CPU: "200m", Memory: "128Mi", EphemeralStorage: "64Mi"},
+}
+
+// scriptJob is what differs between the membership and rollout Jobs.
+type scriptJob struct {
+	name, container, script string
+	serviceAccount          pulumi.StringInput
+	apiToken                bool // the script calls the Kubernetes API
+	env                     corev1.EnvVarArray
+	deadline                time.Duration
+	mounts                  corev1.VolumeMountArray
+	volumes                 corev1.VolumeArray
+}
+
+// scriptJobSpec runs one of the scripts once on etcd.joinImage (sh -c, $0
+// the Job's name). One retry: a second pod covers one lost with its node.
+func scriptJobSpec(a Args, j scriptJob) batchv1.JobSpecArgs {
+	return batchv1.JobSpecArgs{
+		BackoffLimit:          pulumi.Int(1),
+		ActiveDeadlineSeconds: pulumi.Int(int(j.deadline.Seconds())),
+		Template: corev1.PodTemplateSpecArgs{
+			Metadata: &metav1.ObjectMetaArgs{Labels: pulumi.ToStringMap(workload.Labels(j.name))},
+			Spec: &corev1.PodSpecArgs{
+				ServiceAccountName:           j.serviceAccount,
+				AutomountServiceAccountToken: pulumi.Bool(j.apiToken),
+				RestartPolicy:                pulumi.String("Never"),
+				SecurityContext:              workload.PodSecurityContext(),
+				Containers: corev1.ContainerArray{corev1.ContainerArgs{
+					Name:            pulumi.String(j.container),
+					Image:           pulumi.String(a.JoinImage),
+					ImagePullPolicy: pulumi.String("Always"),
+					Command:         pulumi.ToStringArray([]string{"sh", "-c", j.script, j.name}),
+					Env:             j.env,
+					Resources:       jobResources.Args(),
+					SecurityContext: workload.ContainerSecurityContext(),
+					VolumeMounts:    j.mounts,
+				}},
+				Volumes: j.volumes,
+			},
+		},
+	}
 }
 
 //go:embed scripts/etcd-members.sh
@@ -61,33 +102,12 @@ func newMembersJob(ctx *pulumi.Context, name string, a Args, opts ...pulumi.Reso
 	}
 	j, err := batchv1.NewJob(ctx, name+"-members", &batchv1.JobArgs{
 		Metadata: workload.Meta(job, a.Namespace, job),
-		Spec: batchv1.JobSpecArgs{
-			// The script retries each removal for 2 minutes itself; a
-			// second pod covers one lost with its node.
-			BackoffLimit:          pulumi.Int(1),
-			ActiveDeadlineSeconds: pulumi.Int(600),
-			Template: corev1.PodTemplateSpecArgs{
-				Metadata: &metav1.ObjectMetaArgs{Labels: pulumi.ToStringMap(labels)},
-				Spec: &corev1.PodSpecArgs{
-					ServiceAccountName:           pulumi.String(a.Name),
-					AutomountServiceAccountToken: pulumi.Bool(false),
-					RestartPolicy:                pulumi.String("Never"),
-					SecurityContext:              workload.PodSecurityContext(),
-					Containers: corev1.ContainerArray{corev1.ContainerArgs{
-						Name:            pulumi.String("members"),
-						Image:           pulumi.String(a.JoinImage),
-						ImagePullPolicy: pulumi.String("Always"),
-						Command:         pulumi.ToStringArray([]string{"sh", "-c", membersScript, "etcd-members"}),
-						Env:             env,
-						Resources:       jobResources.Args(),
-						SecurityContext: workload.ContainerSecurityContext(),
-						VolumeMounts: corev1.VolumeMountArray{corev1.VolumeMountArgs{
-							Name: pulumi.String("tls-server"), MountPath: pulumi.String(serverTLSDir), ReadOnly: pulumi.Bool(true)}},
-					}},
-					Volumes: corev1.VolumeArray{workload.SecretVolume("tls-server", a.ServerSecret)},
-				},
-			},
-		},
+		// The script retries each removal for 2 minutes itself.
+		Spec: scriptJobSpec(a, scriptJob{name: job, container: "members", script: membersScript,
+			serviceAccount: pulumi.String(a.Name), env: env, deadline: 10 * time.Minute,
+			mounts: corev1.VolumeMountArray{corev1.VolumeMountArgs{
+				Name: pulumi.String("tls-server"), MountPath: pulumi.String(serverTLSDir), ReadOnly: pulumi.Bool(true)}},
+			volumes: corev1.VolumeArray{workload.SecretVolume("tls-server", a.ServerSecret)}}),
 	}, append(opts, pulumi.DeleteBeforeReplace(true))...)
 	if err != nil {
 		return nil, fmt.Errorf("etcd membership Job: %w", err)

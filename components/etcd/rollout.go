@@ -16,7 +16,6 @@ import (
 
 	batchv1 "github.com/pulumi/pulumi-kubernetes/sdk/v4/go/kubernetes/batch/v1"
 	corev1 "github.com/pulumi/pulumi-kubernetes/sdk/v4/go/kubernetes/core/v1"
-	metav1 "github.com/pulumi/pulumi-kubernetes/sdk/v4/go/kubernetes/meta/v1"
 	rbacv1 "github.com/pulumi/pulumi-kubernetes/sdk/v4/go/kubernetes/rbac/v1"
 	"github.com/pulumi/pulumi/sdk/v3/go/pulumi"
 
@@ -121,30 +120,11 @@ func newRollout(ctx *pulumi.Context, name string, a Args, template *corev1.PodTe
 	env = append(env, corev1.EnvVarArgs{Name: pulumi.String("TEMPLATE_REVISION"), Value: templateRevision(template)})
 	if _, err := batchv1.NewJob(ctx, name+"-rollout", &batchv1.JobArgs{
 		Metadata: meta,
-		Spec: batchv1.JobSpecArgs{
-			// The script waits itself; a second pod covers one lost with its node.
-			BackoffLimit:          pulumi.Int(1),
-			ActiveDeadlineSeconds: pulumi.Int(int(deadline.Seconds())),
-			Template: corev1.PodTemplateSpecArgs{
-				Metadata: &metav1.ObjectMetaArgs{Labels: pulumi.ToStringMap(labels)},
-				Spec: &corev1.PodSpecArgs{
-					ServiceAccountName: sa.Metadata.Name().Elem(),
-					RestartPolicy:      pulumi.String("Never"),
-					SecurityContext:    workload.PodSecurityContext(),
-					Containers: corev1.ContainerArray{corev1.ContainerArgs{
-						Name:            pulumi.String("rollout"),
-						Image:           pulumi.String(a.JoinImage),
-						ImagePullPolicy: pulumi.String("Always"),
-						Command:         pulumi.ToStringArray([]string{"sh", "-c", rolloutScript, "etcd-rollout"}),
-						Env:             env,
-						Resources:       jobResources.Args(),
-						SecurityContext: workload.ContainerSecurityContext(),
-						VolumeMounts:    corev1.VolumeMountArray{corev1.VolumeMountArgs{Name: pulumi.String("tmp"), MountPath: pulumi.String("/tmp")}},
-					}},
-					Volumes: corev1.VolumeArray{workload.EmptyDir("tmp", "64Mi")},
-				},
-			},
-		},
+		// The script waits itself.
+		Spec: scriptJobSpec(a, scriptJob{name: job, container: "rollout", script: rolloutScript,
+			serviceAccount: sa.Metadata.Name().Elem(), apiToken: true, env: env, deadline: deadline,
+			mounts:  corev1.VolumeMountArray{corev1.VolumeMountArgs{Name: pulumi.String("tmp"), MountPath: pulumi.String("/tmp")}},
+			volumes: corev1.VolumeArray{workload.EmptyDir("tmp", "64Mi")}}),
 	}, child, pulumi.DependsOn([]pulumi.Resource{after, binding}), pulumi.DeleteBeforeReplace(true)); err != nil {
 		return fmt.Errorf("etcd rollout Job: %w", err)
 	}
