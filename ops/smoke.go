@@ -362,6 +362,9 @@ func workloadReady(ctx context.Context, c dynamic.Interface, gvr schema.GroupVer
 	detail := fmt.Sprintf("%d/%d ready, %d updated, %d running", ready, want, updated, total)
 	current, _, _ := unstructured.NestedString(obj.Object, "status", "currentRevision")
 	update, _, _ := unstructured.NestedString(obj.Object, "status", "updateRevision")
+	// An OnDelete StatefulSet (etcd's: its rollout Job restarts the
+	// members) never moves currentRevision on; updatedReplicas says it all.
+	strategy, _, _ := unstructured.NestedString(obj.Object, "spec", "updateStrategy", "type")
 	switch {
 	case want == 0:
 		return "", fmt.Errorf("scaled to 0")
@@ -371,7 +374,7 @@ func workloadReady(ctx context.Context, c dynamic.Interface, gvr schema.GroupVer
 		return "", fmt.Errorf("%s", detail)
 	case total > want:
 		return "", fmt.Errorf("%s: a rollout is still replacing old replicas", detail)
-	case gvr == statefulSets && current != "" && current != update:
+	case gvr == statefulSets && strategy != "OnDelete" && current != "" && current != update:
 		return "", fmt.Errorf("%s: rolling from revision %s to %s", detail, current, update)
 	}
 	return detail, nil
