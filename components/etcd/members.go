@@ -40,11 +40,18 @@ type scriptJob struct {
 }
 
 // scriptJobSpec runs one of the scripts once on etcd.joinImage (sh -c, $0
-// the Job's name). One retry: a second pod covers one lost with its node.
+// the Job's name). The script's own failure fails the Job at once (it has
+// waited and retried already: a second run would only double the up's
+// wait); one retry covers a pod lost with its node.
 func scriptJobSpec(a Args, j scriptJob) batchv1.JobSpecArgs {
 	return batchv1.JobSpecArgs{
 		BackoffLimit:          pulumi.Int(1),
 		ActiveDeadlineSeconds: pulumi.Int(int(j.deadline.Seconds())),
+		PodFailurePolicy: &batchv1.PodFailurePolicyArgs{Rules: batchv1.PodFailurePolicyRuleArray{batchv1.PodFailurePolicyRuleArgs{
+			Action: pulumi.String("FailJob"),
+			OnExitCodes: &batchv1.PodFailurePolicyOnExitCodesRequirementArgs{
+				ContainerName: pulumi.String(j.container), Operator: pulumi.String("NotIn"), Values: pulumi.IntArray{pulumi.Int(0)}},
+		}}},
 		Template: corev1.PodTemplateSpecArgs{
 			Metadata: &metav1.ObjectMetaArgs{Labels: pulumi.ToStringMap(workload.Labels(j.name))},
 			Spec: &corev1.PodSpecArgs{

@@ -47,13 +47,40 @@ func rolloutDeadline(replicas int) time.Duration {
 // it alone.
 func templateRevision(template *corev1.PodTemplateSpecArgs) pulumi.StringOutput {
 	return template.ToPodTemplateSpecOutput().ApplyT(func(t corev1.PodTemplateSpec) (string, error) {
+		// Unset fields left out: an SDK that adds fields keeps the digest.
 		b, err := json.Marshal(t)
+		var v any
+		if err == nil {
+			err = json.Unmarshal(b, &v)
+		}
+		if err == nil {
+			b, err = json.Marshal(withoutNulls(v))
+		}
 		if err != nil {
 			return "", fmt.Errorf("etcd pod template digest: %w", err)
 		}
 		sum := sha256.Sum256(b)
 		return hex.EncodeToString(sum[:8]), nil
 	}).(pulumi.StringOutput)
+}
+
+// withoutNulls is v (decoded JSON) without its null members.
+func withoutNulls(v any) any {
+	switch x := v.(type) {
+	case map[string]any:
+		for k, e := range x {
+			if e == nil {
+				delete(x, k)
+			} else {
+				x[k] = withoutNulls(e)
+			}
+		}
+	case []any:
+		for i, e := range x {
+			x[i] = withoutNulls(e)
+		}
+	}
+	return v
 }
 
 // newRollout registers the rollout Job after the StatefulSet, its

@@ -63,6 +63,17 @@ func TestRolloutJob(t *testing.T) {
 			t.Errorf("rollout Job annotation %s = %v, want %s", k, got, want)
 		}
 	}
+	// The script has waited and retried: its failure ends the Job (a
+	// second run would double the up's wait); a pod lost with its node
+	// is retried.
+	rule := mocktest.Dig(job, "spec", "podFailurePolicy", "rules", 0)
+	if mocktest.Dig(rule, "action") != "FailJob" || mocktest.Dig(rule, "onExitCodes", "containerName") != "rollout" ||
+		mocktest.Dig(rule, "onExitCodes", "operator") != "NotIn" || !reflect.DeepEqual(mocktest.Dig(rule, "onExitCodes", "values"), []any{float64(0)}) {
+		t.Errorf("podFailurePolicy rule %v: the script's exit 1 should fail the Job at once", rule)
+	}
+	if got := mocktest.Dig(job, "spec", "backoffLimit"); got != float64(1) {
+		t.Errorf("backoffLimit %v, want 1 (a pod lost with its node)", got)
+	}
 	c := mocktest.Dig(job, "spec", "template", "spec", "containers", 0)
 	if got := mocktest.Dig(c, "image"); got != DefaultJoinImage {
 		t.Errorf("rollout image %v, want etcd.joinImage %s", got, DefaultJoinImage)
@@ -123,5 +134,13 @@ func TestRolloutRunsWhenTheTemplateChanges(t *testing.T) {
 				t.Error("no TEMPLATE_REVISION")
 			}
 		})
+	}
+}
+
+func TestWithoutNulls(t *testing.T) {
+	in := map[string]any{"a": nil, "b": map[string]any{"c": nil, "d": 1.0}, "e": []any{map[string]any{"f": nil, "g": "x"}}}
+	want := map[string]any{"b": map[string]any{"d": 1.0}, "e": []any{map[string]any{"g": "x"}}}
+	if got := withoutNulls(in); !reflect.DeepEqual(got, want) {
+		t.Errorf("withoutNulls = %v, want %v", got, want)
 	}
 }

@@ -11,6 +11,8 @@ import (
 	"testing"
 	"time"
 
+	"github.com/pulumi/pulumi/sdk/v3/go/auto"
+
 	"github.com/kcp-tmc/kcp-tmc/components/ingress"
 	kcpc "github.com/kcp-tmc/kcp-tmc/components/kcp"
 	"github.com/kcp-tmc/kcp-tmc/pkg/workload"
@@ -86,7 +88,9 @@ func TestDisruptionsUnderLoad(t *testing.T) {
 	}{
 		{"kcp's servers replaced one by one (an upgrade, a changed flag, a drained node)", rollout("deployment", kcpc.ServerName), kcpc.ServerName, 0, 3},
 		{"the front-proxy's weekly restart by its CronJob", func() { runCronJob(t, p.ns, kcpc.FrontProxyRestartName) }, kcpc.FrontProxyName, writers, 0},
-		{"etcd's members replaced one by one", rollout("statefulset", "etcd"), "etcd", writers * members, 0},
+		// etcd's StatefulSet is OnDelete: an up that changes the members'
+		// template has its rollout Job restart them, one at a time.
+		{"etcd's members replaced one by one (an up that changes their template)", func() { etcdTemplateUp(t, p, "110m") }, "etcd", writers * members, 0},
 		// Killed, a server answers nothing more: what was in flight on it
 		// fails, and what the front-proxy sent it before it saw its
 		// connection gone (measured: 11, 15, 12, 8, 9, 10 for three kills):
@@ -273,4 +277,15 @@ func TestBursts(t *testing.T) {
 			}
 		})
 	}
+}
+
+// etcdTemplateUp changes the etcd members' pod template (their CPU
+// request) by one up: the rollout Job restarts them one at a time, each
+// only with every member Ready.
+func etcdTemplateUp(t *testing.T, p *platform, cpu string) {
+	t.Helper()
+	if err := p.stack.SetConfigWithOptions(context.Background(), "kcp-tmc:etcd.resources.requests.cpu", auto.ConfigValue{Value: cpu}, &auto.ConfigOptions{Path: true}); err != nil {
+		t.Fatal(err)
+	}
+	p.must("up")
 }

@@ -8,7 +8,8 @@
 # etcd without a quorum and kcp without writes until each was back. This
 # restarts members onto the new template in an order that never costs one:
 #   1. a member that is not Ready first — restarting it costs nothing, and
-#      the new template may be what it lacked;
+#      the new template may be what it lacked (with the quorum lost, every
+#      member: the new template may be the fix);
 #   2. a Ready member only while every member is Ready, the highest ordinal
 #      first, one at a time, each back Ready before the next.
 # Members that stay not Ready for $WAIT seconds stop the rollout: the Job
@@ -29,24 +30,32 @@ command -v kubectl >/dev/null 2>&1 || {
 	exit 1
 }
 
-k() { kubectl --namespace="$NAMESPACE" --request-timeout=20s "$@"; }
+# No --request-timeout: any client override makes kubectl take its flags
+# for a configuration and skip the in-cluster one (it then asks
+# localhost:8080); the Job's deadline bounds a hung request.
+k() { kubectl --namespace="$NAMESPACE" "$@"; }
+errors=${TMPDIR:-/tmp}/etcd-rollout.err
 
-# The revision the StatefulSet made of its current template, once its
-# controller has seen the template (observedGeneration).
-tries=0
-while :; do
-	if s=$(k get statefulset "$STATEFULSET" -o 'jsonpath={.metadata.generation}|{.status.observedGeneration}|{.status.updateRevision}' 2>/dev/null); then
-		generation=${s%%|*}
-		rest=${s#*|}
-		observed=${rest%%|*}
-		rev=${rest#*|}
-		if [ -n "$rev" ] && [ "$generation" = "$observed" ]; then break; fi
+# revision sets rev to the revision the StatefulSet made of its current
+# template, once its controller has seen the template (observedGeneration);
+# read on every pass, so a template changed meanwhile (a later up) is the
+# one rolled out. It fails, saying why in $why, until then.
+revision() {
+	if ! s=$(k get statefulset "$STATEFULSET" -o 'jsonpath={.metadata.generation}|{.status.observedGeneration}|{.status.updateRevision}' 2>"$errors"); then
+		why="reading StatefulSet $STATEFULSET: $(cat "$errors")"
+		return 1
 	fi
-	tries=$((tries + 1))
-	[ "$tries" -lt 60 ] || { log "StatefulSet $STATEFULSET: its controller has not taken the new template in 120 s"; exit 1; }
-	sleep 2
-done
-log "rolling $REPLICAS member(s) onto revision $rev"
+	generation=${s%%|*}
+	s=${s#*|}
+	observed=${s%%|*}
+	updated=${s#*|}
+	if [ -z "$updated" ] || [ "$generation" != "$observed" ]; then
+		why="StatefulSet $STATEFULSET: its controller has not taken generation $generation yet (observed: ${observed:-none})"
+		return 1
+	fi
+	[ "$updated" = "${rev:-}" ] || log "rolling $REPLICAS member(s) onto revision $updated"
+	rev=$updated
+}
 
 members=""
 i=0
@@ -55,49 +64,67 @@ while [ "$i" -lt "$REPLICAS" ]; do
 	i=$((i + 1))
 done
 
-# state P sets found (yes/""), revision, ready (True/…), gone (its
+# state P sets found (yes/""), pod_rev, ready (True/…), gone (its
 # deletionTimestamp) for pod P. Asked one pod at a time: one name comes
 # back as the object, several as a list.
 state() {
 	found=""
-	revision=""
+	pod_rev=""
 	ready=""
 	gone=""
-	s=$(k get pod "$1" --ignore-not-found -o 'jsonpath={.metadata.name}|{.metadata.labels.controller-revision-hash}|{.status.conditions[?(@.type=="Ready")].status}|{.metadata.deletionTimestamp}') || return 1
+	if ! s=$(k get pod "$1" --ignore-not-found -o 'jsonpath={.metadata.name}|{.metadata.labels.controller-revision-hash}|{.status.conditions[?(@.type=="Ready")].status}|{.metadata.deletionTimestamp}' 2>"$errors"); then
+		why="reading pod $1: $(cat "$errors")"
+		return 1
+	fi
 	[ -n "$s" ] || return 0
 	found=yes
 	s=${s#*|}
-	revision=${s%%|*}
+	pod_rev=${s%%|*}
 	s=${s#*|}
 	ready=${s%%|*}
 	gone=${s#*|}
 }
 
+# restart P: delete the pod; the StatefulSet makes it again on the new
+# template. A failure (the API, the pod already gone) is seen next pass.
+restart() {
+	k delete pod "$1" --wait=false --ignore-not-found >/dev/null 2>"$errors" || log "deleting pod $1: $(cat "$errors")"
+	waited=0
+}
+
 waited=0
 was_down=""
+unanswered=0
+rev=""
 while :; do
 	# Highest ordinal first in each list.
 	stale_down=""
 	stale_up=""
 	down=""
-	asked=yes
-	for p in $members; do
-		state "$p" || { asked=""; break; }
-		if [ -z "$found" ] || [ -n "$gone" ] || [ "$ready" != True ]; then
-			down="$p${down:+ $down}"
-		fi
-		if [ -n "$found" ] && [ -z "$gone" ] && [ "$revision" != "$rev" ]; then
-			if [ "$ready" = True ]; then stale_up="$p${stale_up:+ $stale_up}"; else stale_down="$p${stale_down:+ $stale_down}"; fi
-		fi
-	done
+	asked=""
+	if revision; then
+		asked=yes
+		for p in $members; do
+			state "$p" || { asked=""; break; }
+			if [ -z "$found" ] || [ -n "$gone" ] || [ "$ready" != True ]; then
+				down="$p${down:+ $down}"
+			fi
+			if [ -n "$found" ] && [ -z "$gone" ] && [ "$pod_rev" != "$rev" ]; then
+				if [ "$ready" = True ]; then stale_up="$p${stale_up:+ $stale_up}"; else stale_down="$p${stale_down:+ $stale_down}"; fi
+			fi
+		done
+	fi
 	if [ -z "$asked" ]; then
-		: # the API did not answer: ask again
+		# The API did not answer, or the controller is behind: ask again.
+		unanswered=$((unanswered + 5))
+		[ "$unanswered" -lt 120 ] || { log "for 120 s: $why"; exit 1; }
 	elif [ -n "$stale_down" ]; then
+		unanswered=0
 		set -- $stale_down
 		log "$1 is not Ready and on the previous template: restarting it first (it costs the cluster nothing)"
-		k delete pod "$1" --wait=false
-		waited=0
+		restart "$1"
 	elif [ -n "$down" ]; then
+		unanswered=0
 		# Progress (a member back, a new one joined) restarts the clock.
 		[ "$down" = "$was_down" ] || waited=0
 		was_down=$down
@@ -112,10 +139,10 @@ while :; do
 		fi
 		waited=$((waited + 5))
 	elif [ -n "$stale_up" ]; then
+		unanswered=0
 		set -- $stale_up
 		log "every member Ready: restarting $1 onto the new template"
-		k delete pod "$1" --wait=false
-		waited=0
+		restart "$1"
 	else
 		log "OK: all $REPLICAS member(s) Ready on revision $rev"
 		exit 0
