@@ -203,10 +203,10 @@ func stackImages(bin string) ([]cluster.Image, error) {
 		{Ref: agentImage(), User: "65532", Entrypoint: []string{"/api-syncagent"},
 			Files: []cluster.File{{Path: "/api-syncagent", Source: env("API_SYNCAGENT_BIN")}}},
 		// etcd's join init container, membership and rollout Jobs
-		// (etcd.joinImage; hack/backup-image): sh, cut, rm and sleep
-		// (Debian's static busybox), etcd, etcdctl and kubectl.
+		// (etcd.joinImage; hack/backup-image): sh, cut, date, rm and
+		// sleep (Debian's static busybox), etcd, etcdctl and kubectl.
 		{Ref: cfg.Etcd.JoinImage, User: "65532",
-			Files: append(busyboxApplets("sh", "cut", "rm", "sleep"),
+			Files: append(busyboxApplets("sh", "cut", "date", "rm", "sleep"),
 				cluster.File{Path: "/usr/local/bin/etcd", Source: filepath.Join(bin, "etcd")},
 				cluster.File{Path: "/usr/local/bin/etcdctl", Source: filepath.Join(bin, "etcdctl")},
 				cluster.File{Path: "/usr/local/bin/kubectl", Source: filepath.Join(bin, "kubectl")})},

@@ -19,7 +19,7 @@
 #
 # Environment: NAMESPACE, STATEFULSET, REPLICAS (etcd.replicas), WAIT,
 # JOIN_IMAGE (named in the error when the image has no kubectl).
-# Needs sh, sleep and kubectl (the join image has them, hack/backup-image),
+# Needs sh, sleep, date and kubectl (the join image has them, hack/backup-image),
 # and get/delete on the members' pods and get on the StatefulSet.
 set -eu
 
@@ -87,14 +87,18 @@ state() {
 
 # restart P: delete the pod; the StatefulSet makes it again on the new
 # template. A failure (the API, the pod already gone) is seen next pass.
+# The wait for the members down starts again.
 restart() {
 	k delete pod "$1" --wait=false --ignore-not-found >/dev/null 2>"$errors" || log "deleting pod $1: $(cat "$errors")"
-	waited=0
+	was_down=restarted
 }
 
-waited=0
+# Clock time: a pass takes a few kubectl calls, seconds each.
+now() { date +%s; }
+
 was_down=""
-unanswered=0
+down_since=$(now)
+asked_at=$(now)
 rev=""
 while :; do
 	# Highest ordinal first in each list.
@@ -114,21 +118,21 @@ while :; do
 			fi
 		done
 	fi
+	[ -z "$asked" ] || asked_at=$(now)
 	if [ -z "$asked" ]; then
 		# The API did not answer, or the controller is behind: ask again.
-		unanswered=$((unanswered + 5))
-		[ "$unanswered" -lt 120 ] || { log "for 120 s: $why"; exit 1; }
+		[ $(($(now) - asked_at)) -lt 120 ] || { log "for 120 s: $why"; exit 1; }
 	elif [ -n "$stale_down" ]; then
-		unanswered=0
 		set -- $stale_down
 		log "$1 is not Ready and on the previous template: restarting it first (it costs the cluster nothing)"
 		restart "$1"
 	elif [ -n "$down" ]; then
-		unanswered=0
 		# Progress (a member back, a new one joined) restarts the clock.
-		[ "$down" = "$was_down" ] || waited=0
-		was_down=$down
-		if [ "$waited" -ge "$WAIT" ]; then
+		if [ "$down" != "$was_down" ]; then
+			was_down=$down
+			down_since=$(now)
+		fi
+		if [ $(($(now) - down_since)) -ge "$WAIT" ]; then
 			log "not Ready for ${WAIT} s: $down"
 			if [ -n "$stale_up" ]; then
 				log "not restarting $stale_up (still on the previous template and serving): with a member down, restarting one more would cost etcd its fault tolerance or its quorum. The next up finishes the rollout once every member is Ready (docs/runbook.md \"Rolling etcd onto a new pod template\")."
@@ -137,9 +141,7 @@ while :; do
 			fi
 			exit 1
 		fi
-		waited=$((waited + 5))
 	elif [ -n "$stale_up" ]; then
-		unanswered=0
 		set -- $stale_up
 		log "every member Ready: restarting $1 onto the new template"
 		restart "$1"
