@@ -33,25 +33,22 @@ type scriptJob struct {
 	name, container, script string
 	serviceAccount          pulumi.StringInput
 	apiToken                bool // the script calls the Kubernetes API
+	retries                 int  // pods after the first (one lost with its node)
 	env                     corev1.EnvVarArray
 	deadline                time.Duration
 	mounts                  corev1.VolumeMountArray
 	volumes                 corev1.VolumeArray
 }
 
-// scriptJobSpec runs one of the scripts once on etcd.joinImage (sh -c, $0
-// the Job's name). The script's own failure fails the Job at once (it has
-// waited and retried already: a second run would only double the up's
-// wait); one retry covers a pod lost with its node.
+// scriptJobSpec runs one of the scripts on etcd.joinImage (sh -c, $0 the
+// Job's name), at most 1+retries times. (No podFailurePolicy: the
+// provider's Job await fails an up only for a Job failed by its backoff
+// limit or deadline — cloud-ready-checks v1.3.0 — and would wait out its
+// timeout on one failed by a policy.)
 func scriptJobSpec(a Args, j scriptJob) batchv1.JobSpecArgs {
 	return batchv1.JobSpecArgs{
-		BackoffLimit:          pulumi.Int(1),
+		BackoffLimit:          pulumi.Int(j.retries),
 		ActiveDeadlineSeconds: pulumi.Int(int(j.deadline.Seconds())),
-		PodFailurePolicy: &batchv1.PodFailurePolicyArgs{Rules: batchv1.PodFailurePolicyRuleArray{batchv1.PodFailurePolicyRuleArgs{
-			Action: pulumi.String("FailJob"),
-			OnExitCodes: &batchv1.PodFailurePolicyOnExitCodesRequirementArgs{
-				ContainerName: pulumi.String(j.container), Operator: pulumi.String("NotIn"), Values: pulumi.IntArray{pulumi.Int(0)}},
-		}}},
 		Template: corev1.PodTemplateSpecArgs{
 			Metadata: &metav1.ObjectMetaArgs{Labels: pulumi.ToStringMap(workload.Labels(j.name))},
 			Spec: &corev1.PodSpecArgs{
@@ -109,9 +106,10 @@ func newMembersJob(ctx *pulumi.Context, name string, a Args, opts ...pulumi.Reso
 	}
 	j, err := batchv1.NewJob(ctx, name+"-members", &batchv1.JobArgs{
 		Metadata: workload.Meta(job, a.Namespace, job),
-		// The script retries each removal for 2 minutes itself.
+		// The script retries each removal for 2 minutes itself; a second
+		// pod covers one lost with its node.
 		Spec: scriptJobSpec(a, scriptJob{name: job, container: "members", script: membersScript,
-			serviceAccount: pulumi.String(a.Name), env: env, deadline: 10 * time.Minute,
+			serviceAccount: pulumi.String(a.Name), env: env, deadline: 10 * time.Minute, retries: 1,
 			mounts: corev1.VolumeMountArray{corev1.VolumeMountArgs{
 				Name: pulumi.String("tls-server"), MountPath: pulumi.String(serverTLSDir), ReadOnly: pulumi.Bool(true)}},
 			volumes: corev1.VolumeArray{workload.SecretVolume("tls-server", a.ServerSecret)}}),

@@ -35,8 +35,8 @@ const RolloutMemberWait = 5 * time.Minute
 // pods' component label and NetworkPolicy.
 func rolloutJob(cluster string) string { return cluster + "-rollout" }
 
-// rolloutDeadline bounds the Job: one full wait per member and one for a
-// member down at its start, plus the API's answers.
+// rolloutDeadline bounds the Job's one pod: one full wait per member and
+// one for a member down at its start, plus the API's answers.
 func rolloutDeadline(replicas int) time.Duration {
 	return time.Duration(replicas+1)*RolloutMemberWait + 2*time.Minute
 }
@@ -147,7 +147,8 @@ func newRollout(ctx *pulumi.Context, name string, a Args, template *corev1.PodTe
 	env = append(env, corev1.EnvVarArgs{Name: pulumi.String("TEMPLATE_REVISION"), Value: templateRevision(template)})
 	if _, err := batchv1.NewJob(ctx, name+"-rollout", &batchv1.JobArgs{
 		Metadata: meta,
-		// The script waits itself.
+		// The script waits itself: its failure fails the Job (and the up)
+		// at once, a pod lost with its node too; the next up runs it again.
 		Spec: scriptJobSpec(a, scriptJob{name: job, container: "rollout", script: rolloutScript,
 			serviceAccount: sa.Metadata.Name().Elem(), apiToken: true, env: env, deadline: deadline,
 			mounts:  corev1.VolumeMountArray{corev1.VolumeMountArgs{Name: pulumi.String("tmp"), MountPath: pulumi.String("/tmp")}},
