@@ -37,10 +37,7 @@ func TestLostEtcdMemberRejoinsByItself(t *testing.T) {
 	require(t)
 	ctx := context.Background()
 	const host = "kcp.dev.kcp.example.com"
-	p := newPlatform(t, map[string]any{"kcp-tmc:etcd": map[string]any{"replicas": 3}})
-	p.destroyAtCleanup()
-	p.must("up")
-	p.published(ingress.FrontDoorLoadBalancer, host)
+	p := etcdPlatform(t, 3, host)
 
 	before := etcdMembers(t, p.ns)
 	if len(before) != 3 {
@@ -110,6 +107,17 @@ func TestLostEtcdMemberRejoinsByItself(t *testing.T) {
 	// etcd moved to another StorageClass one member at a time, by the
 	// runbook's commands, while kcp takes writes.
 	moveEtcdRollingByTheRunbook(t, p, host, cluster.OtherStorageClass, 3)
+}
+
+// etcdPlatform is the dev stack with n etcd members, deployed in one
+// `kcp-tmc up` and destroyed at the end, its front door published at host.
+func etcdPlatform(t *testing.T, n int, host string) *platform {
+	t.Helper()
+	p := newPlatform(t, map[string]any{"kcp-tmc:etcd": map[string]any{"replicas": n}})
+	p.destroyAtCleanup()
+	p.must("up")
+	p.published(ingress.FrontDoorLoadBalancer, host)
+	return p
 }
 
 // changeEtcdMembers sets etcd.replicas to n and runs up while a client

@@ -11,7 +11,6 @@ import (
 
 	"github.com/pulumi/pulumi/sdk/v3/go/auto"
 
-	"github.com/kcp-tmc/kcp-tmc/components/ingress"
 	"github.com/kcp-tmc/kcp-tmc/tests/cluster"
 )
 
@@ -30,10 +29,7 @@ func TestEtcdRolloutWithAMemberDown(t *testing.T) {
 	require(t)
 	ctx := context.Background()
 	const host = "kcp.dev.kcp.example.com"
-	p := newPlatform(t, map[string]any{"kcp-tmc:etcd": map[string]any{"replicas": 3}})
-	p.destroyAtCleanup()
-	p.must("up")
-	p.published(ingress.FrontDoorLoadBalancer, host)
+	p := etcdPlatform(t, 3, host)
 	if m := etcdMembers(t, p.ns); len(m) != 3 {
 		t.Fatalf("after up: %d etcd members, want 3: %v", len(m), m)
 	}
