@@ -136,12 +136,12 @@ func newRollout(ctx *pulumi.Context, name string, a Args, template *corev1.PodTe
 		workload.TimeoutSeconds: pulumi.String(strconv.Itoa(int((deadline + time.Minute).Seconds()))),
 	}
 	env := corev1.EnvVarArray{}
-	for _, e := range []struct{ name, value string }{
-		{"NAMESPACE", ns}, {"STATEFULSET", a.Name}, {"REPLICAS", strconv.Itoa(a.Replicas)},
-		{"WAIT", strconv.Itoa(int(RolloutMemberWait.Seconds()))}, {"JOIN_IMAGE", a.JoinImage},
-		{"HOME", "/tmp"}, // kubectl caches discovery under $HOME/.kube
+	for _, e := range []envVar{
+		{name: "NAMESPACE", value: ns}, {name: "STATEFULSET", value: a.Name}, {name: "REPLICAS", value: strconv.Itoa(a.Replicas)},
+		{name: "WAIT", value: strconv.Itoa(int(RolloutMemberWait.Seconds()))}, {name: "JOIN_IMAGE", value: a.JoinImage},
+		{name: "HOME", value: "/tmp"}, // kubectl caches discovery under $HOME/.kube
 	} {
-		env = append(env, corev1.EnvVarArgs{Name: pulumi.String(e.name), Value: pulumi.String(e.value)})
+		env = append(env, e.args(a))
 	}
 	// Not read by the script: it makes the Job's spec change with the template.
 	env = append(env, corev1.EnvVarArgs{Name: pulumi.String("TEMPLATE_REVISION"), Value: templateRevision(template)})
