@@ -165,11 +165,13 @@ type Ingress struct {
 	// only the children the SDK has registered by then (it adds a child once
 	// the child's inputs resolve).
 	Routes []pulumi.Resource
-	// Address is where a client outside DNS reaches the front door: in
-	// loadbalancer mode the load balancer's own IP or hostname once it has
-	// one (awaited), so the program needs no DNS record to reach kcp in the
-	// up that creates it; in the other modes the public host. The front door
-	// serves the public host's certificate either way.
+	// Address is where a client outside DNS reaches the front door, on
+	// 443: in loadbalancer mode the load balancer's own IP or hostname once
+	// it has one (awaited), in gateway mode with a Gateway of kcp-tmc's the
+	// first address its implementation reports (awaited with Programmed),
+	// so the program needs no DNS record to reach kcp in the up that
+	// creates it; otherwise the public host. The front door serves the
+	// public host's certificate either way.
 	Address pulumi.StringOutput
 	// LoadBalancers are, in loadbalancer mode, each public host's load
 	// balancer address (IP or hostname; "" while it has none): what its DNS
@@ -284,12 +286,10 @@ func NewIngress(ctx *pulumi.Context, name string, args Args, opts ...pulumi.Reso
 		for i, r := range routes(args) {
 			comp.LoadBalancers[r.Host] = loadBalancerAddress(comp.Routes[i].(*corev1.Service))
 		}
-		comp.Address = comp.LoadBalancers[args.Host].ApplyT(func(addr string) string {
-			if addr == "" {
-				return args.Host // no address yet (render mode)
-			}
-			return addr
-		}).(pulumi.StringOutput)
+		comp.Address = orHost(comp.LoadBalancers[args.Host], args.Host)
+	}
+	if args.Mode == ModeGateway && args.Gateway.ClassName != "" {
+		comp.Address = orHost(gatewayAddress(comp.Routes[0].(*apiextensions.CustomResource)), args.Host)
 	}
 	if err := ctx.RegisterResourceOutputs(comp, pulumi.Map{"url": comp.URL}); err != nil {
 		return nil, fmt.Errorf("registering outputs of %q: %w", name, err)
@@ -543,6 +543,39 @@ func loadBalancer(ctx *pulumi.Context, name string, a Args, opts []pulumi.Resour
 		made = append(made, svc)
 	}
 	return made, nil
+}
+
+// orHost is addr, or host while addr is "" (no address yet: render mode,
+// an implementation that reports none).
+func orHost(addr pulumi.StringOutput, host string) pulumi.StringOutput {
+	return addr.ApplyT(func(a string) string {
+		if a == "" {
+			return host
+		}
+		return a
+	}).(pulumi.StringOutput)
+}
+
+// gatewayAddress is the address a Gateway's implementation reports.
+func gatewayAddress(gw *apiextensions.CustomResource) pulumi.StringOutput {
+	return gw.OtherFields.ApplyT(firstGatewayAddress).(pulumi.StringOutput)
+}
+
+// firstGatewayAddress is the first IP or hostname in a Gateway's
+// status.addresses (Gateway API v1), "" while it lists none.
+func firstGatewayAddress(gw map[string]any) string {
+	status, _ := gw["status"].(map[string]any)
+	addrs, _ := status["addresses"].([]any)
+	for _, a := range addrs {
+		a, _ := a.(map[string]any)
+		switch v, _ := a["value"].(string); a["type"] {
+		case nil, "IPAddress", "Hostname": // unset is IPAddress; a NamedAddress is no host
+			if v != "" {
+				return v
+			}
+		}
+	}
+	return ""
 }
 
 // loadBalancerAddress is the IP or hostname a LoadBalancer Service's load

@@ -295,3 +295,42 @@ func TestSourceRanges(t *testing.T) {
 	a.SourceRanges = []string{"203.0.113.7/24"}
 	fieldtest.Expect(t, a.WithDefaults().Validate(field.NewPath("ingress")), "ingress.sourceRanges[0]", "must not have bits set beyond the prefix length")
 }
+
+// TestFirstGatewayAddress: the kcp side reaches a Gateway of the stack's
+// at the first IP or hostname its implementation reports.
+func TestFirstGatewayAddress(t *testing.T) {
+	addr := func(typ, value string) map[string]any {
+		a := map[string]any{"value": value}
+		if typ != "" {
+			a["type"] = typ
+		}
+		return a
+	}
+	status := func(addrs ...map[string]any) map[string]any {
+		l := []any{}
+		for _, a := range addrs {
+			l = append(l, a)
+		}
+		return map[string]any{"status": map[string]any{"addresses": l}}
+	}
+	tests := []struct {
+		name string
+		gw   map[string]any
+		want string
+	}{
+		{"no status yet", map[string]any{"spec": map[string]any{}}, ""},
+		{"no addresses", status(), ""},
+		{"an IP", status(addr("IPAddress", "198.51.100.10")), "198.51.100.10"},
+		{"type unset: an IP", status(addr("", "198.51.100.10")), "198.51.100.10"},
+		{"a hostname", status(addr("Hostname", "k8s-traefik-1234.elb.us-east-1.amazonaws.com")), "k8s-traefik-1234.elb.us-east-1.amazonaws.com"},
+		{"a named address first: not a host", status(addr("NamedAddress", "prod-pool"), addr("IPAddress", "198.51.100.11")), "198.51.100.11"},
+		{"an empty value skipped", status(addr("IPAddress", ""), addr("Hostname", "gw.example.com")), "gw.example.com"},
+	}
+	for _, tt := range tests {
+		t.Run(tt.name, func(t *testing.T) {
+			if got := firstGatewayAddress(tt.gw); got != tt.want {
+				t.Errorf("firstGatewayAddress = %q, want %q", got, tt.want)
+			}
+		})
+	}
+}

@@ -132,6 +132,13 @@ func (r *Recorder) NewResource(args pulumi.MockResourceArgs) (string, resource.P
 			"ingress": resource.NewProperty([]resource.PropertyValue{resource.NewProperty(resource.PropertyMap{"ip": resource.NewProperty(LoadBalancerIP)})}),
 		})})
 	}
+	if args.TypeToken == "kubernetes:gateway.networking.k8s.io/v1:Gateway" {
+		// What a Gateway API implementation reports once it has programmed
+		// the Gateway: the address its data plane serves.
+		state = state.Copy()
+		state["status"] = resource.NewProperty(resource.PropertyMap{"addresses": resource.NewProperty([]resource.PropertyValue{
+			resource.NewProperty(resource.PropertyMap{"type": resource.NewProperty("IPAddress"), "value": resource.NewProperty(GatewayIP)})})})
+	}
 	if meta, ok := state["metadata"]; ok && strings.HasPrefix(args.TypeToken, "kubernetes:") && meta.IsObject() {
 		// What the apiserver assigns every object: a uid.
 		state = state.Copy()
@@ -164,6 +171,9 @@ func (r *Recorder) NewResource(args pulumi.MockResourceArgs) (string, resource.P
 
 // LoadBalancerIP is the address every LoadBalancer Service gets under mocks.
 const LoadBalancerIP = "192.0.2.10"
+
+// GatewayIP is the address every Gateway reports under mocks.
+const GatewayIP = "192.0.2.20"
 
 // secretData is what the cluster puts into Secrets it fills: a token in a
 // service-account-token Secret (kcp's token controller), and for a Secret
