@@ -91,36 +91,12 @@ func withoutNulls(v any) any {
 // down; it is replaced at the next up while not complete.
 func newRollout(ctx *pulumi.Context, name string, a Args, template *corev1.PodTemplateSpecArgs, child pulumi.ResourceOption, after pulumi.Resource) error {
 	ns, job := a.Namespace, rolloutJob(a.Name)
-	sa, err := corev1.NewServiceAccount(ctx, name+"-rollout-sa", &corev1.ServiceAccountArgs{
-		Metadata: workload.Meta(job, ns, job),
+	account, err := workload.NewAccount(ctx, name+"-rollout", ns, job, rbacv1.PolicyRuleArray{
+		workload.Rule("", "pods", a.Cluster().MemberNames(MaxReplicas), []string{"get", "delete"}),
+		workload.Rule("apps", "statefulsets", []string{a.Name}, []string{"get"}),
 	}, child)
 	if err != nil {
-		return fmt.Errorf("etcd rollout ServiceAccount: %w", err)
-	}
-	pods := a.Cluster().MemberNames(MaxReplicas)
-	role, err := rbacv1.NewRole(ctx, name+"-rollout-role", &rbacv1.RoleArgs{
-		Metadata: workload.Meta(job, ns, job),
-		Rules: rbacv1.PolicyRuleArray{
-			rbacv1.PolicyRuleArgs{
-				ApiGroups: pulumi.ToStringArray([]string{""}), Resources: pulumi.ToStringArray([]string{"pods"}),
-				ResourceNames: pulumi.ToStringArray(pods), Verbs: pulumi.ToStringArray([]string{"get", "delete"}),
-			},
-			rbacv1.PolicyRuleArgs{
-				ApiGroups: pulumi.ToStringArray([]string{"apps"}), Resources: pulumi.ToStringArray([]string{"statefulsets"}),
-				ResourceNames: pulumi.ToStringArray([]string{a.Name}), Verbs: pulumi.ToStringArray([]string{"get"}),
-			},
-		},
-	}, child)
-	if err != nil {
-		return fmt.Errorf("etcd rollout Role: %w", err)
-	}
-	binding, err := rbacv1.NewRoleBinding(ctx, name+"-rollout-binding", &rbacv1.RoleBindingArgs{
-		Metadata: workload.Meta(job, ns, job),
-		RoleRef:  rbacv1.RoleRefArgs{ApiGroup: pulumi.String("rbac.authorization.k8s.io"), Kind: pulumi.String("Role"), Name: role.Metadata.Name().Elem()},
-		Subjects: rbacv1.SubjectArray{rbacv1.SubjectArgs{Kind: pulumi.String("ServiceAccount"), Name: sa.Metadata.Name().Elem(), Namespace: pulumi.String(ns)}},
-	}, child)
-	if err != nil {
-		return fmt.Errorf("etcd rollout RoleBinding: %w", err)
+		return fmt.Errorf("etcd rollout: %w", err)
 	}
 	labels := workload.Labels(job)
 	if err := netpol.NewAllowPolicy(ctx, name+"-rollout-netpol", ns, job, labels, nil,
@@ -150,10 +126,10 @@ func newRollout(ctx *pulumi.Context, name string, a Args, template *corev1.PodTe
 		// The script waits itself: its failure fails the Job (and the up)
 		// at once, a pod lost with its node too; the next up runs it again.
 		Spec: scriptJobSpec(a, scriptJob{name: job, container: "rollout", script: rolloutScript,
-			serviceAccount: sa.Metadata.Name().Elem(), apiToken: true, env: env, deadline: deadline,
+			serviceAccount: account.Name, apiToken: true, env: env, deadline: deadline,
 			mounts:  corev1.VolumeMountArray{corev1.VolumeMountArgs{Name: pulumi.String("tmp"), MountPath: pulumi.String("/tmp")}},
 			volumes: corev1.VolumeArray{workload.EmptyDir("tmp", "64Mi")}}),
-	}, child, pulumi.DependsOn([]pulumi.Resource{after, binding}), pulumi.DeleteBeforeReplace(true)); err != nil {
+	}, child, pulumi.DependsOn([]pulumi.Resource{after, account.Binding}), pulumi.DeleteBeforeReplace(true)); err != nil {
 		return fmt.Errorf("etcd rollout Job: %w", err)
 	}
 	return nil

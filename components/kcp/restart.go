@@ -73,30 +73,13 @@ func frontProxyRestartArgs(namespace string) (restart, status []string) {
 // its rollout), and its NetworkPolicy (the Kubernetes API only).
 func newFrontProxyRestart(ctx *pulumi.Context, name string, args Args, child pulumi.ResourceOption) error {
 	ns, app := args.Namespace, FrontProxyRestartName
-	sa, err := corev1.NewServiceAccount(ctx, name+"-restart-sa", &corev1.ServiceAccountArgs{
-		Metadata: workload.Meta(app, ns, app),
+	// list and watch by name: rollout status watches with a metadata.name
+	// field selector, which resourceNames allows.
+	account, err := workload.NewAccount(ctx, name+"-restart", ns, app, rbacv1.PolicyRuleArray{
+		workload.Rule("apps", "deployments", []string{FrontProxyName}, []string{"get", "patch", "list", "watch"}),
 	}, child)
 	if err != nil {
-		return fmt.Errorf("ServiceAccount %s: %w", app, err)
-	}
-	role, err := rbacv1.NewRole(ctx, name+"-restart-role", &rbacv1.RoleArgs{
-		Metadata: workload.Meta(app, ns, app),
-		Rules: rbacv1.PolicyRuleArray{rbacv1.PolicyRuleArgs{
-			ApiGroups: pulumi.ToStringArray([]string{"apps"}), Resources: pulumi.ToStringArray([]string{"deployments"}),
-			// list and watch by name: rollout status watches with a
-			// metadata.name field selector, which resourceNames allows.
-			ResourceNames: pulumi.ToStringArray([]string{FrontProxyName}), Verbs: pulumi.ToStringArray([]string{"get", "patch", "list", "watch"}),
-		}},
-	}, child)
-	if err != nil {
-		return fmt.Errorf("Role %s: %w", app, err)
-	}
-	if _, err := rbacv1.NewRoleBinding(ctx, name+"-restart-binding", &rbacv1.RoleBindingArgs{
-		Metadata: workload.Meta(app, ns, app),
-		RoleRef:  rbacv1.RoleRefArgs{ApiGroup: pulumi.String("rbac.authorization.k8s.io"), Kind: pulumi.String("Role"), Name: role.Metadata.Name().Elem()},
-		Subjects: rbacv1.SubjectArray{rbacv1.SubjectArgs{Kind: pulumi.String("ServiceAccount"), Name: sa.Metadata.Name().Elem(), Namespace: pulumi.String(ns)}},
-	}, child); err != nil {
-		return fmt.Errorf("RoleBinding %s: %w", app, err)
+		return err
 	}
 	restart, status := frontProxyRestartArgs(ns)
 	kubectl := func(name string, cmd []string) corev1.ContainerArgs {
@@ -136,7 +119,7 @@ func newFrontProxyRestart(ctx *pulumi.Context, name string, args Args, child pul
 					Template: corev1.PodTemplateSpecArgs{
 						Metadata: &metav1.ObjectMetaArgs{Labels: labels},
 						Spec: &corev1.PodSpecArgs{
-							ServiceAccountName: sa.Metadata.Name().Elem(),
+							ServiceAccountName: account.Name,
 							RestartPolicy:      pulumi.String("Never"),
 							SecurityContext:    workload.PodSecurityContext(),
 							InitContainers:     corev1.ContainerArray{kubectl("restart", restart)},
