@@ -3,6 +3,7 @@ package stacks
 import (
 	"encoding/json"
 	"fmt"
+	"reflect"
 	"slices"
 	"sort"
 	"strings"
@@ -13,7 +14,10 @@ import (
 	"k8s.io/client-go/tools/clientcmd"
 
 	"github.com/kcp-tmc/kcp-tmc/components/agents"
+	"github.com/kcp-tmc/kcp-tmc/components/ingress"
+	"github.com/kcp-tmc/kcp-tmc/components/kcp"
 	"github.com/kcp-tmc/kcp-tmc/internal/test/mocktest"
+	"github.com/kcp-tmc/kcp-tmc/pkg/netpol"
 )
 
 // clusterConfig is a prod stack with n clusters.
@@ -585,6 +589,32 @@ func TestClusterMonitoringArgs(t *testing.T) {
 			a := AgentArgs(cfg, Cluster{Name: "edge", Monitoring: tt.m})
 			if a.Unmonitored != tt.unmonitored || a.PrometheusNamespace != tt.namespace || fmt.Sprint(a.RuleLabels) != fmt.Sprint(tt.labels) {
 				t.Errorf("unmonitored %v, namespace %q, labels %v; want %v, %q, %v", a.Unmonitored, a.PrometheusNamespace, a.RuleLabels, tt.unmonitored, tt.namespace, tt.labels)
+			}
+		})
+	}
+}
+
+// TestAgentFrontDoorFollowsTheMode: an agent on kcp's own cluster may open
+// the connection its kcp address turns into there — to the front-proxy's
+// pods behind kcp-tmc's load balancer, to a Gateway's data plane (any pod,
+// any port: the implementation's), to ingress-nginx's controller.
+func TestAgentFrontDoorFollowsTheMode(t *testing.T) {
+	cfg, err := Profile("prod")
+	if err != nil {
+		t.Fatal(err)
+	}
+	for _, tt := range []struct {
+		mode string
+		want netpol.Flow
+	}{
+		{ingress.ModeLoadBalancer, kcp.FrontProxyPods(cfg.Namespace)},
+		{ingress.ModeGateway, netpol.Flow{Namespace: "*"}},
+		{ingress.ModePassthrough, netpol.Flow{Namespace: ingress.ControllerNamespace}},
+	} {
+		t.Run(tt.mode, func(t *testing.T) {
+			cfg.Ingress.Mode = tt.mode
+			if got := AgentArgs(cfg, Cluster{Name: "edge"}).FrontDoor; !reflect.DeepEqual(got, tt.want) {
+				t.Errorf("FrontDoor = %+v, want %+v", got, tt.want)
 			}
 		})
 	}

@@ -202,7 +202,7 @@ func AgentArgs(cfg *Config, cl Cluster) agents.Args {
 	}
 	return agents.Args{
 		Cluster: cl.Name, Kind: cl.Agent, Image: cl.Image, KubectlImage: cfg.KCP.KubectlImage, Replicas: cl.Replicas, Namespace: cl.Namespace,
-		KCPServer: kcp.PublicURL(cfg.Domain), FrontDoor: kcp.FrontProxyPods(cfg.Namespace),
+		KCPServer: kcp.PublicURL(cfg.Domain), FrontDoor: ingress.FrontDoorInside(cfg.Ingress.Mode, kcp.FrontProxyPods(cfg.Namespace)),
 		Workspace: cl.Workspace, Resources: cl.Resources, Labels: labels,
 		PodSecurityVersion:  cfg.PodSecurityVersion,
 		Container:           cfg.AgentResources,

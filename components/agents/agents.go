@@ -136,10 +136,11 @@ type Args struct {
 	// of its image, not with the private server CA.
 	PublicServerCert bool
 	// FrontDoor is kcp's front door as seen from inside kcp's own host
-	// cluster: there kube-proxy translates the LoadBalancer address to a
-	// front-proxy pod and its port before any NetworkPolicy judges the
-	// connection, so an agent on that cluster reaches kcp only if this flow
-	// is open (elsewhere it selects nothing).
+	// cluster: there kube-proxy translates the public address to the pod
+	// that serves it (a front-proxy's, a Gateway's data plane; ingress.
+	// FrontDoorInside) before any NetworkPolicy judges the connection, so an
+	// agent on that cluster reaches kcp only if this flow is open
+	// (elsewhere it selects nothing of the agent's cluster that matters).
 	FrontDoor netpol.Flow
 	// LogDebug adds --log-debug: a log line per reconcile and sync step.
 	LogDebug bool

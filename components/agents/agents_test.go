@@ -371,6 +371,7 @@ func TestFrontDoorEgress(t *testing.T) {
 		want bool
 	}{
 		{"kcp's host cluster", door, true},
+		{"kcp's host cluster behind a Gateway", netpol.Flow{Namespace: "*"}, true},
 		{"none given", netpol.Flow{}, false},
 	} {
 		t.Run(tt.name, func(t *testing.T) {
@@ -383,15 +384,19 @@ func TestFrontDoorEgress(t *testing.T) {
 				found := false
 				for _, r := range np.Spec.Egress {
 					for _, p := range r.To {
-						if p.NamespaceSelector != nil && p.NamespaceSelector.MatchLabels["kubernetes.io/metadata.name"] == "kcp" &&
-							p.PodSelector != nil && reflect.DeepEqual(p.PodSelector.MatchLabels, door.Pods) &&
-							len(r.Ports) == 1 && r.Ports[0].Port.IntVal == 8443 {
-							found = true
+						switch {
+						case tt.door.Namespace == "*": // any pod of any namespace, every port
+							found = found || p.NamespaceSelector != nil && len(p.NamespaceSelector.MatchLabels) == 0 &&
+								p.PodSelector == nil && p.IPBlock == nil && len(r.Ports) == 0
+						default:
+							found = found || p.NamespaceSelector != nil && p.NamespaceSelector.MatchLabels["kubernetes.io/metadata.name"] == "kcp" &&
+								p.PodSelector != nil && reflect.DeepEqual(p.PodSelector.MatchLabels, door.Pods) &&
+								len(r.Ports) == 1 && r.Ports[0].Port.IntVal == 8443
 						}
 					}
 				}
 				if found != tt.want {
-					t.Errorf("%s: egress to the front-proxy pods on 8443: %v, want %v (egress %+v)", policy, found, tt.want, np.Spec.Egress)
+					t.Errorf("%s: egress to the front door's pods %+v: %v, want %v (egress %+v)", policy, tt.door, found, tt.want, np.Spec.Egress)
 				}
 			}
 		})

@@ -117,10 +117,10 @@ func newRewatch(ctx *pulumi.Context, name string, a Args, after []pulumi.Resourc
 }
 
 // kcpFlows are the connections to kcp: its public address on 443/6443, and
-// the front-proxy's pods where kcp runs in the same cluster (FrontDoor).
+// the pods behind it where kcp runs in the same cluster (FrontDoor).
 func kcpFlows(a Args) []netpol.Flow {
 	egress := []netpol.Flow{netpol.Anywhere(netpol.KubernetesAPIPorts...)}
-	if a.FrontDoor.Ports != nil {
+	if a.FrontDoor.Given() {
 		egress = append(egress, a.FrontDoor)
 	}
 	return egress

@@ -251,6 +251,24 @@ func FrontProxyClients(mode string) []netpol.Flow {
 	return []netpol.Flow{{Namespace: ControllerNamespace}}
 }
 
+// FrontDoorInside is the front door as a pod of kcp's own cluster reaches
+// it (an agent there): its connection to kcp's public address is
+// translated to the pod that serves the address before a NetworkPolicy
+// judges it — the front-proxy's, given as frontProxy, behind kcp-tmc's load
+// balancer; a Gateway's data plane, whose pods and ports are its
+// implementation's (Traefik's entry point 8443, Envoy Gateway's 10443 for a
+// listener on 443), so any pod on any port, each destination's own policy
+// still deciding; ingress-nginx's controller pods.
+func FrontDoorInside(mode string, frontProxy netpol.Flow) netpol.Flow {
+	switch mode {
+	case ModeGateway:
+		return netpol.Flow{Namespace: "*"}
+	case ModePassthrough, ModeTerminate:
+		return netpol.Flow{Namespace: ControllerNamespace}
+	}
+	return frontProxy
+}
+
 // NewIngress registers the component and its children.
 func NewIngress(ctx *pulumi.Context, name string, args Args, opts ...pulumi.ResourceOption) (*Ingress, error) {
 	args = args.WithDefaults()

@@ -11,6 +11,7 @@ import (
 
 	"github.com/kcp-tmc/kcp-tmc/internal/test/fieldtest"
 	"github.com/kcp-tmc/kcp-tmc/internal/test/mocktest"
+	"github.com/kcp-tmc/kcp-tmc/pkg/netpol"
 	"github.com/kcp-tmc/kcp-tmc/pkg/shard"
 	"github.com/kcp-tmc/kcp-tmc/pkg/workload"
 )
@@ -330,6 +331,28 @@ func TestFirstGatewayAddress(t *testing.T) {
 		t.Run(tt.name, func(t *testing.T) {
 			if got := firstGatewayAddress(tt.gw); got != tt.want {
 				t.Errorf("firstGatewayAddress = %q, want %q", got, tt.want)
+			}
+		})
+	}
+}
+
+// TestFrontDoorInside: a pod on kcp's own cluster reaches kcp's public
+// address at the pod that serves it, whose flow depends on the mode.
+func TestFrontDoorInside(t *testing.T) {
+	frontProxy := netpol.Flow{Namespace: "kcp", Pods: map[string]string{"app.kubernetes.io/name": "kcp-front-proxy"}, Ports: []int{8443}}
+	tests := []struct {
+		mode string
+		want netpol.Flow
+	}{
+		{ModeLoadBalancer, frontProxy},
+		{ModeGateway, netpol.Flow{Namespace: "*"}}, // the data plane's pods and ports are the implementation's
+		{ModePassthrough, netpol.Flow{Namespace: ControllerNamespace}},
+		{ModeTerminate, netpol.Flow{Namespace: ControllerNamespace}},
+	}
+	for _, tt := range tests {
+		t.Run(tt.mode, func(t *testing.T) {
+			if got := FrontDoorInside(tt.mode, frontProxy); !reflect.DeepEqual(got, tt.want) {
+				t.Errorf("FrontDoorInside(%s) = %+v, want %+v", tt.mode, got, tt.want)
 			}
 		})
 	}

@@ -26,6 +26,12 @@ type Flow struct {
 	Ports     []int
 }
 
+// Given is whether f names any peer or port: the zero Flow is "none" where
+// a flow is optional (an unset field), not "every pod of the namespace".
+func (f Flow) Given() bool {
+	return f.Pods != nil || f.Namespace != "" || f.CIDRs != nil || f.Ports != nil
+}
+
 // Anywhere is every IPv4 and IPv6 address, for a peer whose address the
 // stack cannot know (the Kubernetes API's, an object store, an OIDC
 // issuer, a load balancer's clients): an IPv4-only block would cut an
