@@ -225,17 +225,18 @@ func TestDevStackOnANode(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	for _, want := range []string{"etcd-0 Running True", "kcp-", "kcp-front-proxy-", "etcd-members-"} {
+	for _, want := range []string{"etcd-0 Running True", "kcp-", "kcp-front-proxy-", "etcd-members-", "etcd-rollout-"} {
 		if !strings.Contains(pods, want) {
 			t.Errorf("after up, no Pod %q in:\n%s", want, pods)
 		}
 	}
 	for _, line := range strings.Split(strings.TrimSpace(pods), "\n") {
 		// The membership Job's pod ran before etcd and is done (it found
-		// no cluster: a first install).
-		if strings.HasPrefix(line, "etcd-members-") {
+		// no cluster: a first install); the rollout Job's after it (every
+		// member already on the template).
+		if strings.HasPrefix(line, "etcd-members-") || strings.HasPrefix(line, "etcd-rollout-") {
 			if !strings.Contains(line, " Succeeded ") {
-				t.Errorf("after up, the etcd membership Job's Pod did not succeed: %s", line)
+				t.Errorf("after up, an etcd Job's Pod did not succeed: %s", line)
 			}
 			continue
 		}
