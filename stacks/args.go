@@ -316,9 +316,9 @@ func loadBalancerControllerArgs(cfg *Config, eks *cloud.EKS) (awslb.Args, bool) 
 		OIDCProviderARN: eks.OIDCProviderARN, OIDCIssuer: eks.OIDCIssuer, Tags: c.ResourceTags()}, true
 }
 
-// dnsArgs publish the front door's and every shard's host at its load
-// balancer's address (lbs: the ingress's LoadBalancers, nil when only
-// validating) when ingress.route53ZoneId is set.
+// dnsArgs publish the front door's and every shard's host at its address
+// (lbs: the ingress's HostAddresses, nil when only validating) when
+// ingress.route53ZoneId is set.
 func dnsArgs(cfg *Config, lbs map[string]pulumi.StringOutput) (route53.Args, bool) {
 	if cfg.Ingress.Route53ZoneID == "" {
 		return route53.Args{}, false

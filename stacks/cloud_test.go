@@ -6,6 +6,7 @@ import (
 	"testing"
 
 	"github.com/kcp-tmc/kcp-tmc/components/awslb"
+	"github.com/kcp-tmc/kcp-tmc/components/ingress"
 	"github.com/kcp-tmc/kcp-tmc/internal/test/mocktest"
 	"github.com/kcp-tmc/kcp-tmc/pkg/helmrelease"
 )
@@ -172,49 +173,67 @@ func TestLoadBalancerControllerServesTheNLBs(t *testing.T) {
 // publishes kcp.<domain> and each shard's host at its own load balancer's
 // address, and deploys the agents, which reach kcp by that name, only after.
 func TestRoute53RecordsBeforeTheAgents(t *testing.T) {
-	cfg := clusterConfig("alpha")
-	cfg["ingress"] = `{"route53ZoneId":"Z0123456789ABCDEFGHIJ"}`
-	cfg["kcp"] = `{"shards":[{"name":"shard-1"}]}`
-	mocktest.SetConfig(t, cfg, clusterSecrets...)
-	rec, err := mocktest.Run(t, "prod", ProgramIn(t.TempDir()))
-	if err != nil {
-		t.Fatal(err)
-	}
-	records := rec.OfType("aws:route53/record:Record")
-	var urns []string
-	for _, host := range []string{"kcp.example.com", "shard-1.kcp.example.com"} {
-		r := rec.Named(t, "aws:route53/record:Record", "dns-"+host)
-		in := r.Input()
-		if in["zoneId"] != "Z0123456789ABCDEFGHIJ" || in["type"] != "A" || !slices.Equal(mocktest.Strings(in["records"]), []string{mocktest.LoadBalancerIP}) {
-			t.Errorf("record %s = %v, want an A record at the load balancer's address", host, in)
-		}
-		if !strings.Contains(r.Provider, "pulumi:providers:aws::aws::") {
-			t.Errorf("record %s goes through provider %q, want the stack's AWS provider", host, r.Provider)
-		}
-		urns = append(urns, "::dns-"+host)
-	}
-	if len(records) != 2 {
-		t.Errorf("%d records, want the front door's and the shard's", len(records))
-	}
-	// One writer per name: no external-dns annotations on the load balancers.
-	for _, svc := range rec.OfType("kubernetes:core/v1:Service") {
-		annotations, _ := mocktest.Dig(svc.Input(), "metadata", "annotations").(map[string]any)
-		for k := range annotations {
-			if strings.HasPrefix(k, "external-dns.") {
-				t.Errorf("Service %s carries %s while the stack publishes its host", svc.Name, k)
+	for _, tt := range []struct {
+		name, ingress, address string
+	}{
+		{"load balancers", `{"route53ZoneId":"Z0123456789ABCDEFGHIJ"}`, mocktest.LoadBalancerIP},
+		{"a Gateway of the stack's", `{"mode":"gateway","gateway":{"className":"eg"},"route53ZoneId":"Z0123456789ABCDEFGHIJ"}`, mocktest.GatewayIP},
+	} {
+		t.Run(tt.name, func(t *testing.T) {
+			cfg := clusterConfig("alpha")
+			cfg["ingress"] = tt.ingress
+			cfg["kcp"] = `{"shards":[{"name":"shard-1"}]}`
+			mocktest.SetConfig(t, cfg, clusterSecrets...)
+			rec, err := mocktest.Run(t, "prod", ProgramIn(t.TempDir()))
+			if err != nil {
+				t.Fatal(err)
 			}
-		}
-	}
-	agent := rec.Named(t, "kcp-tmc:agents:Agent", "agent-alpha")
-	for _, u := range urns {
-		if !slices.ContainsFunc(agent.DependsOn, func(d string) bool { return strings.HasSuffix(d, u) }) {
-			t.Errorf("agent alpha does not wait for %s: depends on %v", u, agent.DependsOn)
-		}
+			records := rec.OfType("aws:route53/record:Record")
+			var urns []string
+			for _, host := range []string{"kcp.example.com", "shard-1.kcp.example.com"} {
+				r := rec.Named(t, "aws:route53/record:Record", "dns-"+host)
+				in := r.Input()
+				if in["zoneId"] != "Z0123456789ABCDEFGHIJ" || in["type"] != "A" || !slices.Equal(mocktest.Strings(in["records"]), []string{tt.address}) {
+					t.Errorf("record %s = %v, want an A record at %s", host, in, tt.address)
+				}
+				if !strings.Contains(r.Provider, "pulumi:providers:aws::aws::") {
+					t.Errorf("record %s goes through provider %q, want the stack's AWS provider", host, r.Provider)
+				}
+				urns = append(urns, "::dns-"+host)
+			}
+			if len(records) != 2 {
+				t.Errorf("%d records, want the front door's and the shard's", len(records))
+			}
+			// One writer per name: no external-dns annotations on the load
+			// balancers, and the routes tell external-dns to keep off.
+			for _, svc := range rec.OfType("kubernetes:core/v1:Service") {
+				annotations, _ := mocktest.Dig(svc.Input(), "metadata", "annotations").(map[string]any)
+				for k := range annotations {
+					if strings.HasPrefix(k, "external-dns.") {
+						t.Errorf("Service %s carries %s while the stack publishes its host", svc.Name, k)
+					}
+				}
+			}
+			for _, route := range rec.OfType("kubernetes:gateway.networking.k8s.io/v1:TLSRoute") {
+				annotations, _ := mocktest.Dig(route.Input(), "metadata", "annotations").(map[string]any)
+				for _, p := range ingress.ExternalDNSPrefixes {
+					if annotations[p+"controller"] != "kcp-tmc" {
+						t.Errorf("TLSRoute %s: %scontroller = %v, want kcp-tmc (external-dns keeps off)", route.Name, p, annotations[p+"controller"])
+					}
+				}
+			}
+			agent := rec.Named(t, "kcp-tmc:agents:Agent", "agent-alpha")
+			for _, u := range urns {
+				if !slices.ContainsFunc(agent.DependsOn, func(d string) bool { return strings.HasSuffix(d, u) }) {
+					t.Errorf("agent alpha does not wait for %s: depends on %v", u, agent.DependsOn)
+				}
+			}
+		})
 	}
 
 	// Without the key: no records, and the agents wait for nothing more.
 	mocktest.SetConfig(t, clusterConfig("alpha"), clusterSecrets...)
-	rec, err = mocktest.Run(t, "prod", ProgramIn(t.TempDir()))
+	rec, err := mocktest.Run(t, "prod", ProgramIn(t.TempDir()))
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -229,8 +248,10 @@ func TestRoute53ConfigErrors(t *testing.T) {
 		config      map[string]string
 		want        string
 	}{
-		{"gateway mode", "prod", map[string]string{"ingress": `{"mode":"gateway","route53ZoneId":"Z0123"}`},
-			`config kcp-tmc:ingress.route53ZoneId: invalid value "Z0123": want unset unless ingress.mode is loadbalancer`},
+		{"an existing Gateway", "prod", map[string]string{"ingress": `{"mode":"gateway","route53ZoneId":"Z0123"}`},
+			`config kcp-tmc:ingress.route53ZoneId: invalid value "Z0123": want unset unless ingress.mode is loadbalancer, or gateway with ingress.gateway.className`},
+		{"ingress-nginx", "prod", map[string]string{"ingress": `{"mode":"passthrough","installController":true,"route53ZoneId":"Z0123"}`},
+			`config kcp-tmc:ingress.route53ZoneId: invalid value "Z0123": want unset unless ingress.mode is loadbalancer, or gateway with ingress.gateway.className`},
 		{"render mode", "dev", map[string]string{"environment": "dev", "ingress": `{"route53ZoneId":"Z0123"}`},
 			`config kcp-tmc:ingress.route53ZoneId: invalid value "Z0123": want unset in render mode`},
 		{"skipAwait", "prod", map[string]string{"target": `{"mode":"kubeconfig","skipAwait":true}`, "ingress": `{"route53ZoneId":"Z0123"}`},

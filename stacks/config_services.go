@@ -109,12 +109,14 @@ type Ingress struct {
 	// Gateway is the Gateway of mode `gateway`.
 	Gateway *ingress.Gateway `json:"gateway"`
 	// Route53ZoneID is the Route 53 hosted zone of `domain` (`Z…`), with
-	// mode `loadbalancer`: the up publishes `kcp.<domain>` and each shard's
-	// host there at its load balancer's address (TTL 60 s; a record of the
-	// same type already there is taken over; the zone must hold the hosts)
-	// before it deploys the agents, which reach kcp by
-	// that name. Uses the AWS provider of cloud.region; not in render mode
-	// nor with target.skipAwait (the addresses are known only once
+	// mode `loadbalancer`, or `gateway` with `gateway.className`: the up
+	// publishes `kcp.<domain>` and each shard's host there at its load
+	// balancer's address, or the address the Gateway's implementation
+	// reports (TTL 60 s; a record of the same type already there is taken
+	// over; the zone must hold the hosts) before it deploys the agents,
+	// which reach kcp by that name; external-dns is told to leave those
+	// names alone. Uses the AWS provider of cloud.region; not in render
+	// mode nor with target.skipAwait (the addresses are known only once
 	// awaited). Unset: no records (external-dns, or by hand: docs/ingress.md).
 	Route53ZoneID string `json:"route53ZoneId,omitempty"`
 	// SourceRanges are the only client CIDRs kcp's load balancers accept,

@@ -246,7 +246,7 @@ func Deploy(ctx *pulumi.Context, cfg *Config, projectDir string) error {
 
 	// The agents reach kcp by name: made once the names are published.
 	var published []pulumi.Resource
-	if a, ok := dnsArgs(cfg, entry.LoadBalancers); ok {
+	if a, ok := dnsArgs(cfg, entry.HostAddresses); ok {
 		p, err := awsProvider(cfg.Cloud.Region)
 		if err != nil {
 			return err

@@ -254,8 +254,8 @@ func (c *Config) validateIngress(v *validator) {
 	}
 	if in.Route53ZoneID != "" {
 		switch {
-		case in.Mode != ingress.ModeLoadBalancer:
-			v.add("ingress.route53ZoneId", in.Route53ZoneID, "unset unless ingress.mode is loadbalancer (in the other modes the address is the Gateway's or the ingress controller's)")
+		case in.Mode != ingress.ModeLoadBalancer && (in.Mode != ingress.ModeGateway || in.Gateway == nil || in.Gateway.ClassName == ""):
+			v.add("ingress.route53ZoneId", in.Route53ZoneID, "unset unless ingress.mode is loadbalancer, or gateway with ingress.gateway.className (the records point at an address the stack awaits; an existing Gateway's or an ingress controller's is not)")
 		case c.Target.Mode == TargetRender:
 			v.add("ingress.route53ZoneId", in.Route53ZoneID, "unset in render mode (the records point at the load balancers' addresses)")
 		case c.Target.SkipAwait:

@@ -82,6 +82,20 @@ func ExternalDNSAnnotations(host string) map[string]string {
 	return out
 }
 
+// ExternalDNSHandsOff tells external-dns's sources to leave an object
+// alone: its controller annotation naming another controller than
+// external-dns's own (v0.22.0 source/annotations IsControllerMismatch,
+// which its gateway route sources check). The TLSRoutes carry it when the
+// up publishes their hosts itself (ingress.route53ZoneId): one writer per
+// name.
+func ExternalDNSHandsOff() map[string]string {
+	out := map[string]string{}
+	for _, p := range ExternalDNSPrefixes {
+		out[p+"controller"] = "kcp-tmc"
+	}
+	return out
+}
+
 // Args configures the exposure.
 type Args struct {
 	Mode      string
@@ -98,7 +112,8 @@ type Args struct {
 	// NLB annotates load-balancer Services for an AWS NLB (prod).
 	NLB bool
 	// PublishedByStack: the stack publishes the hosts itself (Route 53), so
-	// the load balancers carry no external-dns annotations (one writer per name).
+	// the load balancers carry no external-dns annotations and the TLSRoutes
+	// tell external-dns to leave them alone (one writer per name).
 	PublishedByStack bool
 	// InstallController installs ingress-nginx with --enable-ssl-passthrough
 	// (not in render mode).
@@ -173,10 +188,11 @@ type Ingress struct {
 	// creates it; otherwise the public host. The front door serves the
 	// public host's certificate either way.
 	Address pulumi.StringOutput
-	// LoadBalancers are, in loadbalancer mode, each public host's load
-	// balancer address (IP or hostname; "" while it has none): what its DNS
-	// record points at.
-	LoadBalancers map[string]pulumi.StringOutput
+	// HostAddresses are each public host's address, what its DNS record
+	// points at (IP or hostname; "" while there is none): its own load
+	// balancer's in loadbalancer mode, the Gateway's in gateway mode with a
+	// Gateway of the stack's; nil in the other modes.
+	HostAddresses map[string]pulumi.StringOutput
 }
 
 // WithDefaults fills unset fields.
@@ -299,15 +315,21 @@ func NewIngress(ctx *pulumi.Context, name string, args Args, opts ...pulumi.Reso
 	}
 	comp.URL = pulumi.Sprintf("https://%s", args.Host)
 	comp.Address = pulumi.String(args.Host).ToStringOutput()
-	if args.Mode == ModeLoadBalancer {
-		comp.LoadBalancers = map[string]pulumi.StringOutput{}
+	switch {
+	case args.Mode == ModeLoadBalancer:
+		comp.HostAddresses = map[string]pulumi.StringOutput{}
 		for i, r := range routes(args) {
-			comp.LoadBalancers[r.Host] = loadBalancerAddress(comp.Routes[i].(*corev1.Service))
+			comp.HostAddresses[r.Host] = loadBalancerAddress(comp.Routes[i].(*corev1.Service))
 		}
-		comp.Address = orHost(comp.LoadBalancers[args.Host], args.Host)
+	case args.Mode == ModeGateway && args.Gateway.ClassName != "":
+		gw := gatewayAddress(comp.Routes[0].(*apiextensions.CustomResource))
+		comp.HostAddresses = map[string]pulumi.StringOutput{}
+		for _, r := range routes(args) {
+			comp.HostAddresses[r.Host] = gw
+		}
 	}
-	if args.Mode == ModeGateway && args.Gateway.ClassName != "" {
-		comp.Address = orHost(gatewayAddress(comp.Routes[0].(*apiextensions.CustomResource)), args.Host)
+	if addr, ok := comp.HostAddresses[args.Host]; ok {
+		comp.Address = orHost(addr, args.Host)
 	}
 	if err := ctx.RegisterResourceOutputs(comp, pulumi.Map{"url": comp.URL}); err != nil {
 		return nil, fmt.Errorf("registering outputs of %q: %w", name, err)
@@ -453,7 +475,11 @@ func gatewayRoute(ctx *pulumi.Context, name string, a Args, opts []pulumi.Resour
 			urn, section = name+"-tlsroute-"+r.Name, ShardListener(a)
 		}
 		meta := workload.Meta(r.object, a.Namespace, "kcp-front-proxy")
-		meta.Annotations = pulumi.StringMap{workload.WaitFor: pulumi.String(RouteAccepted)}
+		annotations := map[string]string{workload.WaitFor: RouteAccepted}
+		if a.PublishedByStack {
+			maps.Copy(annotations, ExternalDNSHandsOff())
+		}
+		meta.Annotations = pulumi.ToStringMap(annotations)
 		route, err := apiextensions.NewCustomResource(ctx, urn, &apiextensions.CustomResourceArgs{
 			ApiVersion: pulumi.String("gateway.networking.k8s.io/v1"), Kind: pulumi.String("TLSRoute"),
 			Metadata: meta,
