@@ -96,12 +96,12 @@ bench-sync: toolchain
 # static busybox (etcd's join and backup images) and jq (the runbook's
 # restore) by name when missing; the kcp, api-syncagent and cert-manager binaries come from the
 # variables below, as for make e2e.
-CLUSTER_E2E_BINS := KCP_BIN KCP_FRONT_PROXY_BIN CACHE_SERVER_BIN API_SYNCAGENT_BIN CERT_MANAGER_CONTROLLER_BIN CERT_MANAGER_WEBHOOK_BIN CERT_MANAGER_CAINJECTOR_BIN
+CLUSTER_E2E_BINS := KCP_BIN KCP_FRONT_PROXY_BIN CACHE_SERVER_BIN API_SYNCAGENT_BIN CERT_MANAGER_CONTROLLER_BIN CERT_MANAGER_WEBHOOK_BIN CERT_MANAGER_CAINJECTOR_BIN TRAEFIK_BIN
 NODE_PACKAGES := containerd runc containernetworking-plugins iptables iproute2 nftables util-linux mount busybox-static jq
 cluster-e2e: toolchain
 	@if [ "$$(uname -s)" != Linux ] || [ "$$(id -u)" != 0 ]; then echo "make cluster-e2e: needs root on Linux (it runs containerd, a kubelet and kube-proxy)" >&2; exit 2; fi
 	@missing=""; for v in $(CLUSTER_E2E_BINS); do [ -n "$${!v}" ] && [ -x "$${!v}" ] || missing="$$missing $$v"; done; \
-	if [ -n "$$missing" ]; then echo "make cluster-e2e: set$$missing to executable, statically linked kcp v0.32.3 / api-syncagent v0.7.0 / cert-manager v1.21.2 binaries (README \"Cluster e2e\")" >&2; exit 2; fi
+	if [ -n "$$missing" ]; then echo "make cluster-e2e: set$$missing to executable, statically linked kcp v0.32.3 / api-syncagent v0.7.0 / cert-manager v1.21.2 / Traefik v3.7.9 binaries (README \"Cluster e2e\")" >&2; exit 2; fi
 	@if ! command -v containerd >/dev/null || ! command -v runc >/dev/null || [ ! -x /usr/lib/cni/bridge ] || [ ! -x /bin/busybox ] || ! command -v jq >/dev/null || ! command -v nft >/dev/null || ! command -v unshare >/dev/null; then \
 	  echo "make cluster-e2e: installing $(NODE_PACKAGES) (Debian)"; \
 	  apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq $(NODE_PACKAGES) >/dev/null; fi

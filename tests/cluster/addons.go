@@ -55,6 +55,11 @@ func (c *Cluster) installAddons(ctx context.Context) error {
 	}
 	c.node.lb = lb
 	c.node.hosts = &hostsFile{path: "/etc/hosts"}
+	// external-dns's gateway source lists Gateways and TLSRoutes from its
+	// start (the pinned Gateway API CRDs; hack/toolchain.sh links them).
+	if err := c.InstallCRDs(ctx, filepath.Join(filepath.Dir(c.bin), "crds", "gateway-api")); err != nil {
+		return fmt.Errorf("Gateway API CRDs: %w", err)
+	}
 	dns, err := c.startExternalDNS()
 	if err != nil {
 		return fmt.Errorf("external-dns: %w", err)

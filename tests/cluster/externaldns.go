@@ -3,7 +3,8 @@ package cluster
 // external-dns on the node, as a user runs it beside kcp-tmc: the real
 // program (hack/toolchain.sh cluster builds the pinned release) with its
 // `service` source, which reads the annotations kcp-tmc puts on its load
-// balancers, and this machine's DNS behind external-dns's webhook provider:
+// balancers, and its `gateway-tlsroute` source, which reads the hosts of
+// kcp-tmc's TLSRoutes and their Gateway's address, and this machine's DNS behind external-dns's webhook provider:
 // a record it publishes resolves here (/etc/hosts) and in the cluster
 // (CoreDNS), as one in a Route 53 zone would everywhere.
 
@@ -202,7 +203,7 @@ type externalDNS struct {
 }
 
 // startExternalDNS serves the zone and starts external-dns on it: the
-// service source, ownership TXT records (its default registry), a sync on
+// service and gateway-tlsroute sources, ownership TXT records (its default registry), a sync on
 // every Service change (--events) and every minute.
 func (c *Cluster) startExternalDNS() (*externalDNS, error) {
 	hook := newDNSWebhook(ExternalDNSZone, c.PublishHost, c.WithdrawHost)
@@ -214,7 +215,8 @@ func (c *Cluster) startExternalDNS() (*externalDNS, error) {
 	go func() { _ = srv.Serve(l) }()
 	err = c.startBinary("external-dns", filepath.Join(c.bin, "external-dns"),
 		"--kubeconfig="+c.Kubeconfig,
-		"--source=service",
+		// TLSRoutes too: a Gateway front door's names (docs/ingress.md "DNS").
+		"--source=service", "--source=gateway-tlsroute",
 		"--provider=webhook", "--webhook-provider-url=http://"+l.Addr().String(),
 		"--domain-filter="+ExternalDNSZone,
 		"--txt-owner-id=kcp-tmc-cluster-e2e",

@@ -105,11 +105,17 @@ func (r *Registries) WriteHosts(dir string) error {
 	}
 	sort.Strings(hosts)
 	for _, h := range hosts {
-		if err := os.MkdirAll(filepath.Join(dir, h), 0o755); err != nil {
+		// Docker Hub's references name docker.io; its registry answers at
+		// index.docker.io (go-containerregistry's name for it).
+		hostDir, server := h, "https://"+h
+		if h == name.DefaultRegistry {
+			hostDir, server = "docker.io", "https://registry-1.docker.io"
+		}
+		if err := os.MkdirAll(filepath.Join(dir, hostDir), 0o755); err != nil {
 			return err
 		}
-		toml := fmt.Sprintf("server = %q\n\n[host.%q]\n  capabilities = [\"pull\", \"resolve\"]\n", "https://"+h, "http://"+r.addrs[h])
-		if err := os.WriteFile(filepath.Join(dir, h, "hosts.toml"), []byte(toml), 0o644); err != nil {
+		toml := fmt.Sprintf("server = %q\n\n[host.%q]\n  capabilities = [\"pull\", \"resolve\"]\n", server, "http://"+r.addrs[h])
+		if err := os.WriteFile(filepath.Join(dir, hostDir, "hosts.toml"), []byte(toml), 0o644); err != nil {
 			return err
 		}
 	}

@@ -42,13 +42,7 @@ func TestAgentOnTheSameNode(t *testing.T) {
 	promTargetsUp(t, []string{monitoring.JobSyncAgent})
 	promRulesHealthy(t, "kcp-agent")
 	admin := p.kcpAdminAt(host)
-	admin.createWorkspace("consumer", "")
-	export := "local-export"
-	waitCmd(t, "the agent publishes Widget into "+export, 2*time.Minute,
-		admin.poll("root:compute", "", "get", "apiexports.v1alpha1.apis.kcp.io", export, "-o", "jsonpath={.spec.latestResourceSchemas}"))
-	admin.bind("root:consumer", "root:compute", export)
-	ns, name := admin.widgetToNode("root:consumer", "w1")
-	admin.statusBack("root:consumer", "w1", ns, name, "Provisioned")
+	admin.consumerSyncs("w1")
 
 	// Renewals reach nobody's desk: cert-manager renews what the agent's
 	// path rests on, and a Widget created afterwards still syncs.

@@ -40,6 +40,7 @@ var binaries = []struct{ env, what string }{
 	{"CERT_MANAGER_CONTROLLER_BIN", "cert-manager's controller v1.21.2 (quay.io/jetstack/cert-manager-controller's /app/cmd/controller/controller)"},
 	{"CERT_MANAGER_WEBHOOK_BIN", "cert-manager's webhook v1.21.2 (quay.io/jetstack/cert-manager-webhook's /app/cmd/webhook/webhook)"},
 	{"CERT_MANAGER_CAINJECTOR_BIN", "cert-manager's cainjector v1.21.2 (quay.io/jetstack/cert-manager-cainjector's /app/cmd/cainjector/cainjector)"},
+	{"TRAEFIK_BIN", "Traefik v3.7.9 (its release archive's traefik), the Gateway test's implementation"},
 }
 
 // busybox is Debian's busybox-static, statically linked (cluster.NodeMissing
@@ -164,6 +165,7 @@ func startCluster(parent context.Context, dir string) (*cluster.Cluster, error) 
 		Webhook:    os.Getenv("CERT_MANAGER_WEBHOOK_BIN"),
 		CAInjector: os.Getenv("CERT_MANAGER_CAINJECTOR_BIN"),
 	})...)
+	images = append(images, cluster.TraefikImageOf(os.Getenv("TRAEFIK_BIN")))
 	kube, err := cluster.StartWithNode(ctx, bin, dir, images)
 	if err != nil {
 		return kube, err

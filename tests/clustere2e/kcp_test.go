@@ -218,3 +218,17 @@ func keepLogs(t *testing.T, workloads map[string][]string) map[string]string {
 	}
 	return all
 }
+
+// consumerSyncs binds the node agent's export (local-export in
+// root:compute) in a new workspace root:consumer and follows a Widget
+// created there to the node and its status back.
+func (k *kcpAdmin) consumerSyncs(widget string) {
+	k.t.Helper()
+	k.createWorkspace("consumer", "")
+	export := "local-export"
+	waitCmd(k.t, "the agent publishes Widget into "+export, 2*time.Minute,
+		k.poll("root:compute", "", "get", "apiexports.v1alpha1.apis.kcp.io", export, "-o", "jsonpath={.spec.latestResourceSchemas}"))
+	k.bind("root:consumer", "root:compute", export)
+	ns, name := k.widgetToNode("root:consumer", widget)
+	k.statusBack("root:consumer", widget, ns, name, "Provisioned")
+}
