@@ -604,15 +604,17 @@ func TestAgentFrontDoorFollowsTheMode(t *testing.T) {
 		t.Fatal(err)
 	}
 	for _, tt := range []struct {
-		mode string
-		want netpol.Flow
+		mode    string
+		gateway *ingress.Gateway
+		want    netpol.Flow
 	}{
-		{ingress.ModeLoadBalancer, kcp.FrontProxyPods(cfg.Namespace)},
-		{ingress.ModeGateway, netpol.Flow{Namespace: "*"}},
-		{ingress.ModePassthrough, netpol.Flow{Namespace: ingress.ControllerNamespace}},
+		{ingress.ModeLoadBalancer, nil, kcp.FrontProxyPods(cfg.Namespace)},
+		{ingress.ModeGateway, &ingress.Gateway{ClassName: "traefik", Port: 8443}, netpol.Flow{Namespace: "*", Ports: []int{8443}}},
+		{ingress.ModeGateway, &ingress.Gateway{Name: "shared", Namespace: "gateways"}, netpol.Flow{Namespace: "*"}},
+		{ingress.ModePassthrough, nil, netpol.Flow{Namespace: ingress.ControllerNamespace}},
 	} {
 		t.Run(tt.mode, func(t *testing.T) {
-			cfg.Ingress.Mode = tt.mode
+			cfg.Ingress.Mode, cfg.Ingress.Gateway = tt.mode, tt.gateway
 			if got := AgentArgs(cfg, Cluster{Name: "edge"}).FrontDoor; !reflect.DeepEqual(got, tt.want) {
 				t.Errorf("FrontDoor = %+v, want %+v", got, tt.want)
 			}

@@ -23,6 +23,7 @@ import (
 	"github.com/kcp-tmc/kcp-tmc/components/route53"
 	"github.com/kcp-tmc/kcp-tmc/components/storage"
 	"github.com/kcp-tmc/kcp-tmc/components/tls"
+	"github.com/kcp-tmc/kcp-tmc/pkg/netpol"
 	"github.com/kcp-tmc/kcp-tmc/pkg/shard"
 	"github.com/kcp-tmc/kcp-tmc/pkg/workload"
 )
@@ -202,7 +203,7 @@ func AgentArgs(cfg *Config, cl Cluster) agents.Args {
 	}
 	return agents.Args{
 		Cluster: cl.Name, Kind: cl.Agent, Image: cl.Image, KubectlImage: cfg.KCP.KubectlImage, Replicas: cl.Replicas, Namespace: cl.Namespace,
-		KCPServer: kcp.PublicURL(cfg.Domain), FrontDoor: ingress.FrontDoorInside(cfg.Ingress.Mode, kcp.FrontProxyPods(cfg.Namespace)),
+		KCPServer: kcp.PublicURL(cfg.Domain), FrontDoor: frontDoorInside(cfg),
 		Workspace: cl.Workspace, Resources: cl.Resources, Labels: labels,
 		PodSecurityVersion:  cfg.PodSecurityVersion,
 		Container:           cfg.AgentResources,
@@ -332,6 +333,16 @@ func dnsArgs(cfg *Config, lbs map[string]pulumi.StringOutput) (route53.Args, boo
 		a.Records = append(a.Records, route53.Record{Host: h, Address: addr})
 	}
 	return a, true
+}
+
+// frontDoorInside is kcp's front door as an agent on kcp's own cluster
+// reaches it (ingress.FrontDoorInside).
+func frontDoorInside(cfg *Config) netpol.Flow {
+	var gw ingress.Gateway
+	if cfg.Ingress.Gateway != nil {
+		gw = *cfg.Ingress.Gateway
+	}
+	return ingress.FrontDoorInside(cfg.Ingress.Mode, gw, kcp.FrontProxyPods(cfg.Namespace))
 }
 
 func ingressArgs(cfg *Config) ingress.Args {

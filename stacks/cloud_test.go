@@ -214,6 +214,14 @@ func TestRoute53RecordsBeforeTheAgents(t *testing.T) {
 					}
 				}
 			}
+			// The records need the Gateway's address: the up waits for it,
+			// not only for Programmed.
+			for _, gw := range rec.OfType("kubernetes:gateway.networking.k8s.io/v1:Gateway") {
+				want := `["` + ingress.GatewayProgrammed + `","` + ingress.GatewayAddressed + `"]`
+				if got := mocktest.Dig(gw.Input(), "metadata", "annotations", "pulumi.com/waitFor"); got != want {
+					t.Errorf("Gateway %s waits for %v, want %s", gw.Name, got, want)
+				}
+			}
 			for _, route := range rec.OfType("kubernetes:gateway.networking.k8s.io/v1:TLSRoute") {
 				annotations, _ := mocktest.Dig(route.Input(), "metadata", "annotations").(map[string]any)
 				for _, p := range ingress.ExternalDNSPrefixes {

@@ -257,9 +257,9 @@ func (c *Config) validateIngress(v *validator) {
 		case in.Mode != ingress.ModeLoadBalancer && (in.Mode != ingress.ModeGateway || in.Gateway == nil || in.Gateway.ClassName == ""):
 			v.add("ingress.route53ZoneId", in.Route53ZoneID, "unset unless ingress.mode is loadbalancer, or gateway with ingress.gateway.className (the records point at an address the stack awaits; an existing Gateway's or an ingress controller's is not)")
 		case c.Target.Mode == TargetRender:
-			v.add("ingress.route53ZoneId", in.Route53ZoneID, "unset in render mode (the records point at the load balancers' addresses)")
+			v.add("ingress.route53ZoneId", in.Route53ZoneID, "unset in render mode (the records point at the front door's addresses, which only a cluster reports)")
 		case c.Target.SkipAwait:
-			v.add("ingress.route53ZoneId", in.Route53ZoneID, "unset with target.skipAwait (the load balancers' addresses are known only once awaited)")
+			v.add("ingress.route53ZoneId", in.Route53ZoneID, "unset with target.skipAwait (the front door's addresses are known only once awaited)")
 		default:
 			a, _ := dnsArgs(c, nil)
 			v.component(a.Validate(field.NewPath("ingress")), true)

@@ -139,8 +139,9 @@ type Args struct {
 	// cluster: there kube-proxy translates the public address to the pod
 	// that serves it (a front-proxy's, a Gateway's data plane; ingress.
 	// FrontDoorInside) before any NetworkPolicy judges the connection, so an
-	// agent on that cluster reaches kcp only if this flow is open
-	// (elsewhere it selects nothing of the agent's cluster that matters).
+	// agent on that cluster reaches kcp only if this flow is open. Every
+	// cluster's agent gets it (which one hosts kcp is not known): on the
+	// others it opens the same pods and port of their own cluster.
 	FrontDoor netpol.Flow
 	// LogDebug adds --log-debug: a log line per reconcile and sync step.
 	LogDebug bool

@@ -6,6 +6,7 @@
 package ingress
 
 import (
+	"encoding/json"
 	"fmt"
 	"maps"
 	"net/netip"
@@ -165,6 +166,19 @@ type Gateway struct {
 	Port int `json:"port"`
 }
 
+// ListenerPort is the port of the Gateway's listeners that kcp-tmc
+// creates (with ClassName): Port, default DefaultGatewayPort; 0 for an
+// existing Gateway, whose listeners have their own.
+func (g Gateway) ListenerPort() int {
+	switch {
+	case g.ClassName == "":
+		return g.Port // refused by Validate unless 0
+	case g.Port == 0:
+		return DefaultGatewayPort
+	}
+	return g.Port
+}
+
 // DefaultGatewayPort is the created Gateway's listeners' port: clients
 // reach kcp.<domain> on 443.
 const DefaultGatewayPort = 443
@@ -205,9 +219,7 @@ func (a Args) WithDefaults() Args {
 		component.Default(&a.Gateway.Name, "kcp")
 		component.Default(&a.Gateway.Namespace, a.Namespace)
 		component.Default(&a.Gateway.Listener, "kcp-tls")
-		if a.Gateway.ClassName != "" {
-			component.Default(&a.Gateway.Port, DefaultGatewayPort)
-		}
+		a.Gateway.Port = a.Gateway.ListenerPort()
 	}
 	return a
 }
@@ -271,13 +283,18 @@ func FrontProxyClients(mode string) []netpol.Flow {
 // it (an agent there): its connection to kcp's public address is
 // translated to the pod that serves the address before a NetworkPolicy
 // judges it — the front-proxy's, given as frontProxy, behind kcp-tmc's load
-// balancer; a Gateway's data plane, whose pods and ports are its
-// implementation's (Traefik's entry point 8443, Envoy Gateway's 10443 for a
-// listener on 443), so any pod on any port, each destination's own policy
-// still deciding; ingress-nginx's controller pods.
-func FrontDoorInside(mode string, frontProxy netpol.Flow) netpol.Flow {
+// balancer; a Gateway's data plane, whose pods are its implementation's
+// (any pod) and listen on the listener's port (gateway's ListenerPort:
+// Traefik's entry point; unknown for an existing Gateway: any port);
+// ingress-nginx's controller pods. Every agent gets the flow (which
+// cluster hosts kcp is not known): elsewhere it reaches pods of its own
+// cluster on that port only, each destination's own policy still deciding.
+func FrontDoorInside(mode string, gateway Gateway, frontProxy netpol.Flow) netpol.Flow {
 	switch mode {
 	case ModeGateway:
+		if port := gateway.ListenerPort(); port > 0 {
+			return netpol.Flow{Namespace: "*", Ports: []int{port}}
+		}
 		return netpol.Flow{Namespace: "*"}
 	case ModePassthrough, ModeTerminate:
 		return netpol.Flow{Namespace: ControllerNamespace}
@@ -444,6 +461,23 @@ const (
 	RouteAccepted     = `jsonpath={.status.parents[0].conditions[?(@.type=="Accepted")].status}=True`
 )
 
+// GatewayAddressed is the wait for a Gateway's implementation to report
+// an address: Programmed alone may come first (Traefik v3.7.9 programs a
+// Gateway whose Service has no load-balancer address yet, with none).
+const GatewayAddressed = "jsonpath={.status.addresses[0].value}"
+
+// gatewayWaitFor is what the up awaits of the Gateway it creates:
+// Programmed, and with the hosts published by the stack (Route 53) also an
+// address to publish them at (the provider's JSON list: every condition).
+// Without, an implementation that reports no address still serves.
+func gatewayWaitFor(a Args) string {
+	if !a.PublishedByStack {
+		return GatewayProgrammed
+	}
+	b, _ := json.Marshal([]string{GatewayProgrammed, GatewayAddressed})
+	return string(b)
+}
+
 // gatewayRoute attaches a TLSRoute for the host to the Gateway's
 // passthrough listener, backed by the front-proxy Service; with a
 // GatewayClass it creates that Gateway too.
@@ -452,7 +486,7 @@ func gatewayRoute(ctx *pulumi.Context, name string, a Args, opts []pulumi.Resour
 	g := a.Gateway
 	if g.ClassName != "" {
 		meta := workload.Meta(g.Name, g.Namespace, "kcp-front-proxy")
-		meta.Annotations = pulumi.StringMap{workload.WaitFor: pulumi.String(GatewayProgrammed)}
+		meta.Annotations = pulumi.StringMap{workload.WaitFor: pulumi.String(gatewayWaitFor(a))}
 		gw, err := apiextensions.NewCustomResource(ctx, name+"-gateway", &apiextensions.CustomResourceArgs{
 			ApiVersion: pulumi.String("gateway.networking.k8s.io/v1"), Kind: pulumi.String("Gateway"),
 			Metadata: meta,

@@ -341,18 +341,22 @@ func TestFirstGatewayAddress(t *testing.T) {
 func TestFrontDoorInside(t *testing.T) {
 	frontProxy := netpol.Flow{Namespace: "kcp", Pods: map[string]string{"app.kubernetes.io/name": "kcp-front-proxy"}, Ports: []int{8443}}
 	tests := []struct {
-		mode string
-		want netpol.Flow
+		name, mode string
+		gateway    Gateway
+		want       netpol.Flow
 	}{
-		{ModeLoadBalancer, frontProxy},
-		{ModeGateway, netpol.Flow{Namespace: "*"}}, // the data plane's pods and ports are the implementation's
-		{ModePassthrough, netpol.Flow{Namespace: ControllerNamespace}},
-		{ModeTerminate, netpol.Flow{Namespace: ControllerNamespace}},
+		{"load balancer", ModeLoadBalancer, Gateway{}, frontProxy},
+		// The data plane's pods are the implementation's; they listen on the listener's port.
+		{"a Gateway of the stack's", ModeGateway, Gateway{ClassName: "eg"}, netpol.Flow{Namespace: "*", Ports: []int{443}}},
+		{"Traefik's entry point", ModeGateway, Gateway{ClassName: "traefik", Port: 8443}, netpol.Flow{Namespace: "*", Ports: []int{8443}}},
+		{"an existing Gateway: its port unknown", ModeGateway, Gateway{Name: "shared"}, netpol.Flow{Namespace: "*"}},
+		{"passthrough", ModePassthrough, Gateway{}, netpol.Flow{Namespace: ControllerNamespace}},
+		{"terminate", ModeTerminate, Gateway{}, netpol.Flow{Namespace: ControllerNamespace}},
 	}
 	for _, tt := range tests {
-		t.Run(tt.mode, func(t *testing.T) {
-			if got := FrontDoorInside(tt.mode, frontProxy); !reflect.DeepEqual(got, tt.want) {
-				t.Errorf("FrontDoorInside(%s) = %+v, want %+v", tt.mode, got, tt.want)
+		t.Run(tt.name, func(t *testing.T) {
+			if got := FrontDoorInside(tt.mode, tt.gateway, frontProxy); !reflect.DeepEqual(got, tt.want) {
+				t.Errorf("FrontDoorInside(%s, %+v) = %+v, want %+v", tt.mode, tt.gateway, got, tt.want)
 			}
 		})
 	}
