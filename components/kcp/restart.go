@@ -129,7 +129,7 @@ func newFrontProxyRestart(ctx *pulumi.Context, name string, args Args, child pul
 					},
 				}},
 		},
-	}, child); err != nil {
+	}, child, pulumi.DependsOn([]pulumi.Resource{account.Binding})); err != nil {
 		return fmt.Errorf("CronJob %s: %w", app, err)
 	}
 	// The Kubernetes API's address is the cluster's: any, on its ports.

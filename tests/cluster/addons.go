@@ -57,7 +57,7 @@ func (c *Cluster) installAddons(ctx context.Context) error {
 	c.node.hosts = &hostsFile{path: "/etc/hosts"}
 	// external-dns's gateway source lists Gateways and TLSRoutes from its
 	// start (the pinned Gateway API CRDs; hack/toolchain.sh links them).
-	if err := c.InstallCRDs(ctx, filepath.Join(filepath.Dir(c.bin), "crds", "gateway-api")); err != nil {
+	if err := c.InstallCRDs(ctx, "gateway-api"); err != nil {
 		return fmt.Errorf("Gateway API CRDs: %w", err)
 	}
 	dns, err := c.startExternalDNS()
@@ -406,10 +406,12 @@ const (
 	PrometheusImage            = "quay.io/prometheus/prometheus:v3.16.0"
 )
 
-// InstallCRDs server-side applies the upstream CRDs of dir (too large for
-// client-side apply) and waits until they are established.
-func (c *Cluster) InstallCRDs(ctx context.Context, dir string) error {
-	real, err := filepath.EvalSymlinks(dir) // kubectl does not follow a linked dir
+// InstallCRDs server-side applies the CRDs of an upstream source the
+// toolchain links beside its binaries (crds/<source>: cert-manager,
+// prometheus-operator, gateway-api; too large for client-side apply) and
+// waits until they are established.
+func (c *Cluster) InstallCRDs(ctx context.Context, source string) error {
+	real, err := filepath.EvalSymlinks(filepath.Join(filepath.Dir(c.bin), "crds", source)) // kubectl does not follow a linked dir
 	if err != nil {
 		return err
 	}

@@ -170,9 +170,8 @@ func startCluster(parent context.Context, dir string) (*cluster.Cluster, error) 
 	if err != nil {
 		return kube, err
 	}
-	crds := filepath.Join(filepath.Dir(bin), "crds")
 	for _, src := range []string{"cert-manager", "prometheus-operator"} {
-		if err := kube.InstallCRDs(ctx, filepath.Join(crds, src)); err != nil {
+		if err := kube.InstallCRDs(ctx, src); err != nil {
 			return kube, fmt.Errorf("%s CRDs: %w", src, err)
 		}
 	}
