@@ -107,4 +107,4 @@ cluster-e2e: toolchain
 	  apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq $(NODE_PACKAGES) >/dev/null; fi
 	@hack/toolchain.sh cluster >/dev/null
 	@mkdir -p $(LOGS); echo "make cluster-e2e: full output in $(LOGS)/cluster-e2e.log"
-	set -o pipefail; KCP_TMC_CLUSTER_E2E=1 go test -count=1 -v -timeout 60m ./tests/clustere2e 2>&1 | tee $(LOGS)/cluster-e2e.log | grep -v '^        {'
+	set -o pipefail; KCP_TMC_CLUSTER_E2E=1 go test -count=1 -v -timeout 90m ./tests/clustere2e 2>&1 | tee $(LOGS)/cluster-e2e.log | grep -v '^        {'
