@@ -327,7 +327,7 @@ func NewAgent(ctx *pulumi.Context, name string, args Args, opts ...pulumi.Resour
 	if !args.Unmonitored {
 		ingress = append(ingress, netpol.Flow{Namespace: args.PrometheusNamespace, Ports: []int{MetricsPort}})
 	}
-	if err := netpol.NewAllowPolicy(ctx, name+"-netpol", args.Namespace, args.Kind, labels, ingress, egress, after...); err != nil {
+	if _, err := netpol.NewAllowPolicy(ctx, name+"-netpol", args.Namespace, args.Kind, labels, ingress, egress, after...); err != nil {
 		return nil, err
 	}
 	if _, err := appsv1.NewDeployment(ctx, name+"-deployment", &appsv1.DeploymentArgs{

@@ -113,7 +113,8 @@ func newRewatch(ctx *pulumi.Context, name string, a Args, after []pulumi.Resourc
 	}, append(after, pulumi.DependsOn(identity))...); err != nil { // its pods mount the identity
 		return fmt.Errorf("agent rewatch CronJob: %w", err)
 	}
-	return netpol.NewAllowPolicy(ctx, name+"-rewatch-netpol", a.Namespace, app, labels, nil, kcpFlows(a), after...)
+	_, err := netpol.NewAllowPolicy(ctx, name+"-rewatch-netpol", a.Namespace, app, labels, nil, kcpFlows(a), after...)
+	return err
 }
 
 // kcpFlows are the connections to kcp: its public address on 443/6443, and

@@ -351,7 +351,8 @@ func (b *Backup) jobs(ctx *pulumi.Context, name string, a Args, child pulumi.Res
 	if a.Target == TargetS3 {
 		egress = append(egress, netpol.Anywhere(s3Ports(a.S3.Endpoint)...))
 	}
-	return netpol.NewAllowPolicy(ctx, name+"-netpol", ns, app, workload.Labels(app), nil, egress, child)
+	_, err := netpol.NewAllowPolicy(ctx, name+"-netpol", ns, app, workload.Labels(app), nil, egress, child)
+	return err
 }
 
 // Step is one container of a backup pod: all but the last run as init

@@ -220,7 +220,7 @@ func NewEtcd(ctx *pulumi.Context, name string, args Args, opts ...pulumi.Resourc
 		ingress = append(ingress, netpol.Flow{Pods: c, Ports: []int{ClientPort}})
 	}
 	ingress = append(ingress, netpol.Flow{Pods: workload.Labels(membersJob(app)), Ports: []int{ClientPort}})
-	if err := netpol.NewAllowPolicy(ctx, name+"-netpol", ns, app, self, ingress,
+	if _, err := netpol.NewAllowPolicy(ctx, name+"-netpol", ns, app, self, ingress,
 		[]netpol.Flow{members}, child); err != nil {
 		return nil, err
 	}

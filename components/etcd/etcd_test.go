@@ -343,6 +343,9 @@ func TestMembershipJobComesFirst(t *testing.T) {
 			if !slices.ContainsFunc(rec.Named(t, stsType, "etcd").DependsOn, func(u string) bool { return strings.HasSuffix(u, jobType+"::etcd-members") }) {
 				t.Error("the StatefulSet does not wait for the membership Job: a shrink would delete members' pods while the cluster still counts them")
 			}
+			if !slices.ContainsFunc(job.DependsOn, func(u string) bool { return strings.HasSuffix(u, npType+"::etcd-members-netpol") }) {
+				t.Errorf("the membership Job does not wait for its NetworkPolicy: denied etcd, it takes the cluster for absent and removes no one; depends on %v", job.DependsOn)
+			}
 			// The count the join script's guard reads is the new one
 			// before the Job removes anyone, with one member too.
 			cm := rec.Named(t, "kubernetes:core/v1:ConfigMap", "etcd-join-script")

@@ -104,6 +104,13 @@ func newMembersJob(ctx *pulumi.Context, name string, a Args, opts ...pulumi.Reso
 	for _, e := range membersEnv(a) {
 		env = append(env, e.args(a))
 	}
+	// The members' client port, and nothing else: in place before the pod
+	// starts, which would otherwise take etcd for absent.
+	policy, err := netpol.NewAllowPolicy(ctx, name+"-members-netpol", a.Namespace, job, labels, nil,
+		[]netpol.Flow{{Pods: workload.Labels(a.Name), Ports: []int{ClientPort}}}, opts...)
+	if err != nil {
+		return nil, err
+	}
 	j, err := batchv1.NewJob(ctx, name+"-members", &batchv1.JobArgs{
 		Metadata: workload.Meta(job, a.Namespace, job),
 		// The script retries each removal for 2 minutes itself; a second
@@ -113,14 +120,9 @@ func newMembersJob(ctx *pulumi.Context, name string, a Args, opts ...pulumi.Reso
 			mounts: corev1.VolumeMountArray{corev1.VolumeMountArgs{
 				Name: pulumi.String("tls-server"), MountPath: pulumi.String(serverTLSDir), ReadOnly: pulumi.Bool(true)}},
 			volumes: corev1.VolumeArray{workload.SecretVolume("tls-server", a.ServerSecret)}}),
-	}, append(opts, pulumi.DeleteBeforeReplace(true))...)
+	}, append(opts, pulumi.DeleteBeforeReplace(true), pulumi.DependsOn([]pulumi.Resource{policy}))...)
 	if err != nil {
 		return nil, fmt.Errorf("etcd membership Job: %w", err)
-	}
-	// The members' client port, and nothing else.
-	if err := netpol.NewAllowPolicy(ctx, name+"-members-netpol", a.Namespace, job, labels, nil,
-		[]netpol.Flow{{Pods: workload.Labels(a.Name), Ports: []int{ClientPort}}}, opts...); err != nil {
-		return nil, err
 	}
 	return j, nil
 }

@@ -99,8 +99,9 @@ func newRollout(ctx *pulumi.Context, name string, a Args, template *corev1.PodTe
 		return fmt.Errorf("etcd rollout: %w", err)
 	}
 	labels := workload.Labels(job)
-	if err := netpol.NewAllowPolicy(ctx, name+"-rollout-netpol", ns, job, labels, nil,
-		[]netpol.Flow{netpol.Anywhere(netpol.KubernetesAPIPorts...)}, child); err != nil {
+	policy, err := netpol.NewAllowPolicy(ctx, name+"-rollout-netpol", ns, job, labels, nil,
+		[]netpol.Flow{netpol.Anywhere(netpol.KubernetesAPIPorts...)}, child)
+	if err != nil {
 		return err
 	}
 
@@ -129,7 +130,7 @@ func newRollout(ctx *pulumi.Context, name string, a Args, template *corev1.PodTe
 			serviceAccount: account.Name, apiToken: true, env: env, deadline: deadline,
 			mounts:  corev1.VolumeMountArray{corev1.VolumeMountArgs{Name: pulumi.String("tmp"), MountPath: pulumi.String("/tmp")}},
 			volumes: corev1.VolumeArray{workload.EmptyDir("tmp", "64Mi")}}),
-	}, child, pulumi.DependsOn([]pulumi.Resource{after, account.Binding}), pulumi.DeleteBeforeReplace(true)); err != nil {
+	}, child, pulumi.DependsOn([]pulumi.Resource{after, account.Binding, policy}), pulumi.DeleteBeforeReplace(true)); err != nil {
 		return fmt.Errorf("etcd rollout Job: %w", err)
 	}
 	return nil

@@ -34,6 +34,7 @@ func rolloutEnv(t *testing.T, rec *mocktest.Recorder) map[string]string {
 // stopped runs again at the next up), and may get and delete the members'
 // pods and get the StatefulSet — nothing else.
 func TestRolloutJob(t *testing.T) {
+	const npType = "kubernetes:networking.k8s.io/v1:NetworkPolicy"
 	a := baseArgs()
 	a.Replicas = 3
 	rec := run(t, a)
@@ -48,6 +49,9 @@ func TestRolloutJob(t *testing.T) {
 	res := rec.Named(t, jobType, "etcd-rollout")
 	if !slices.ContainsFunc(res.DependsOn, func(urn string) bool { return strings.HasSuffix(urn, stsType+"::etcd") }) {
 		t.Errorf("the rollout Job does not wait for the StatefulSet: depends on %v", res.DependsOn)
+	}
+	if !slices.ContainsFunc(res.DependsOn, func(urn string) bool { return strings.HasSuffix(urn, npType+"::etcd-rollout-netpol") }) {
+		t.Errorf("the rollout Job does not wait for its NetworkPolicy (its pod's kubectl is denied the API before it): depends on %v", res.DependsOn)
 	}
 	job := res.Input()
 	deadline := 4*RolloutMemberWait + 2*time.Minute

@@ -708,7 +708,7 @@ func installController(ctx *pulumi.Context, name string, a Args, opts []pulumi.R
 	}
 	// kube-score cannot see the controller's pods: the Helm release creates them.
 	ignore := map[string]string{"kube-score/ignore": "networkpolicy-targets-pod"}
-	if err := netpol.NewAnnotatedAllowPolicy(ctx, name+"-controller-netpol", ControllerNamespace, "ingress-nginx",
+	if _, err := netpol.NewAnnotatedAllowPolicy(ctx, name+"-controller-netpol", ControllerNamespace, "ingress-nginx",
 		map[string]string{"app.kubernetes.io/name": "ingress-nginx"},
 		[]netpol.Flow{
 			netpol.Anywhere(80, 443),

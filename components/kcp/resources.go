@@ -192,7 +192,7 @@ func newPolicies(ctx *pulumi.Context, name string, args Args, child pulumi.Resou
 	if args.Cache != nil {
 		cache = []netpol.Flow{{Pods: cacheSelector(), Ports: []int{APIPort}}}
 		// Only the shards use it; it uses only its etcd.
-		if err := netpol.NewAllowPolicy(ctx, name+"-"+args.Cache.URN()+"-netpol", ns, CacheName, cacheSelector(), []netpol.Flow{shards, monitoring},
+		if _, err := netpol.NewAllowPolicy(ctx, name+"-"+args.Cache.URN()+"-netpol", ns, CacheName, cacheSelector(), []netpol.Flow{shards, monitoring},
 			[]netpol.Flow{{Pods: serverOf(ns, *args.Cache).etcdSelector, Ports: []int{2379}}}, child); err != nil {
 			return err
 		}
@@ -210,7 +210,7 @@ func newPolicies(ctx *pulumi.Context, name string, args Args, child pulumi.Resou
 		}
 		// Shards reach each other (registration, cache, logical-cluster admin)
 		// and the front-proxy (external logical-cluster admin).
-		if err := netpol.NewAllowPolicy(ctx, urn, ns, c, workload.Labels(c), ingress,
+		if _, err := netpol.NewAllowPolicy(ctx, urn, ns, c, workload.Labels(c), ingress,
 			append(append([]netpol.Flow{{Pods: s.etcdSelector, Ports: []int{2379}}, shards, {Pods: proxy, Ports: []int{FrontProxyPort}}}, cache...), issuer...), child); err != nil {
 			return err
 		}
@@ -220,7 +220,7 @@ func newPolicies(ctx *pulumi.Context, name string, args Args, child pulumi.Resou
 		c.Ports = []int{FrontProxyPort}
 		proxyIngress = append(proxyIngress, c)
 	}
-	if err := netpol.NewAllowPolicy(ctx, name+"-front-proxy-netpol", ns, FrontProxyName, proxy, proxyIngress,
+	if _, err := netpol.NewAllowPolicy(ctx, name+"-front-proxy-netpol", ns, FrontProxyName, proxy, proxyIngress,
 		append([]netpol.Flow{shards}, issuer...), child); err != nil {
 		return err
 	}

@@ -133,6 +133,7 @@ func newFrontProxyRestart(ctx *pulumi.Context, name string, args Args, child pul
 		return fmt.Errorf("CronJob %s: %w", app, err)
 	}
 	// The Kubernetes API's address is the cluster's: any, on its ports.
-	return netpol.NewAllowPolicy(ctx, name+"-restart-netpol", ns, app, workload.Labels(app), nil,
+	_, err = netpol.NewAllowPolicy(ctx, name+"-restart-netpol", ns, app, workload.Labels(app), nil,
 		[]netpol.Flow{netpol.Anywhere(netpol.KubernetesAPIPorts...)}, child)
+	return err
 }

@@ -215,7 +215,7 @@ func NewLogging(ctx *pulumi.Context, name string, args Args, opts ...pulumi.Reso
 		}
 	}
 	egress := []netpol.Flow{netpol.Anywhere(append([]int{args.ElasticsearchPort}, netpol.KubernetesAPIPorts...)...)} // Elasticsearch and the API
-	if err := netpol.NewAllowPolicy(ctx, name+"-netpol", Namespace, Name, workload.Labels(Name),
+	if _, err := netpol.NewAllowPolicy(ctx, name+"-netpol", Namespace, Name, workload.Labels(Name),
 		[]netpol.Flow{{Namespace: args.MonitoringNamespace, Ports: []int{2020}}}, egress, after...); err != nil {
 		return nil, err
 	}

@@ -47,13 +47,14 @@ var KubernetesAPIPorts = []int{443, 6443}
 // NewAllowPolicy (NetworkPolicy allow-<component>, Pulumi name urnName) lets
 // the pods selected by selector accept ingress from and open egress to
 // exactly the given flows; everything else stays denied by the namespace's
-// default-deny policy.
-func NewAllowPolicy(ctx *pulumi.Context, urnName, namespace, component string, selector map[string]string, ingress, egress []Flow, opts ...pulumi.ResourceOption) error {
+// default-deny policy. A Job whose pod starts in the same up depends on the
+// policy it returns: before it exists, the pod's traffic is denied.
+func NewAllowPolicy(ctx *pulumi.Context, urnName, namespace, component string, selector map[string]string, ingress, egress []Flow, opts ...pulumi.ResourceOption) (pulumi.Resource, error) {
 	return NewAnnotatedAllowPolicy(ctx, urnName, namespace, component, selector, ingress, egress, nil, opts...)
 }
 
 // NewAnnotatedAllowPolicy is NewAllowPolicy with annotations on the policy.
-func NewAnnotatedAllowPolicy(ctx *pulumi.Context, urnName, namespace, component string, selector map[string]string, ingress, egress []Flow, annotations map[string]string, opts ...pulumi.ResourceOption) error {
+func NewAnnotatedAllowPolicy(ctx *pulumi.Context, urnName, namespace, component string, selector map[string]string, ingress, egress []Flow, annotations map[string]string, opts ...pulumi.ResourceOption) (pulumi.Resource, error) {
 	var in networkingv1.NetworkPolicyIngressRuleArray
 	for _, f := range ingress {
 		in = append(in, networkingv1.NetworkPolicyIngressRuleArgs{From: f.peers(), Ports: f.ports()})
@@ -70,7 +71,7 @@ func NewAnnotatedAllowPolicy(ctx *pulumi.Context, urnName, namespace, component 
 		types = append(types, "Egress")
 	}
 	name := "allow-" + component
-	_, err := networkingv1.NewNetworkPolicy(ctx, urnName, &networkingv1.NetworkPolicyArgs{
+	p, err := networkingv1.NewNetworkPolicy(ctx, urnName, &networkingv1.NetworkPolicyArgs{
 		Metadata: &metav1.ObjectMetaArgs{Name: pulumi.String(name), Namespace: pulumi.String(namespace),
 			Labels:      pulumi.StringMap{"app.kubernetes.io/part-of": pulumi.String("kcp-tmc"), "app.kubernetes.io/managed-by": pulumi.String("pulumi")},
 			Annotations: pulumi.ToStringMap(annotations)},
@@ -82,9 +83,9 @@ func NewAnnotatedAllowPolicy(ctx *pulumi.Context, urnName, namespace, component 
 		},
 	}, opts...)
 	if err != nil {
-		return fmt.Errorf("NetworkPolicy %s: %w", name, err)
+		return nil, fmt.Errorf("NetworkPolicy %s: %w", name, err)
 	}
-	return nil
+	return p, nil
 }
 
 func (f Flow) peers() networkingv1.NetworkPolicyPeerArray {
