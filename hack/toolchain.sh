@@ -7,7 +7,7 @@
 #     engine  pulumi CLI + pulumi-resource-kubernetes                (make up)
 #     judges  kube-apiserver, kube-controller-manager, kubectl; etcd, etcdctl,
 #             etcdutl; kube-score; actionlint; prometheus and promtool;
-#             amtool; the AWS Load Balancer Controller; the upstream CRD
+#             amtool and alertmanager; the AWS Load Balancer Controller; the upstream CRD
 #             sources and the controller's chart                     (make test)
 #     cluster kubelet, kube-scheduler, kube-proxy; CoreDNS; external-dns; prometheus-operator
 #             and its config reloader; Prometheus with Kubernetes service
@@ -128,12 +128,26 @@ build_prometheus_kubernetes() {
     -ldflags "$(prometheus_ldflags)" github.com/prometheus/prometheus/cmd/prometheus)
 }
 
-build_alertmanager() {
-  local pkg=github.com/prometheus/common/version
-  (cd "$root/hack/tools/alertmanager" && go build -o "$1/" \
+# alertmanager embeds its web UI's built assets (ui/app/dist), which its
+# module does not ship: it builds from a copy of the module with an empty UI
+# in their place (the tests use its API, never the UI).
+build_alertmanager() (
+  scratch=$(mktemp -d)
+  trap 'rm -rf "$scratch"' EXIT # a subshell: the trap ends with it
+  local pkg=github.com/prometheus/common/version tools="$root/hack/tools/alertmanager"
+  (cd "$tools" && go mod download github.com/prometheus/alertmanager) || exit
+  mod=$(cd "$tools" && go list -m -f '{{.Dir}}' github.com/prometheus/alertmanager) || exit
+  cp -r "$mod" "$scratch/alertmanager" && chmod -R u+w "$scratch/alertmanager" || exit
+  for ui in elm mantine; do
+    mkdir -p "$scratch/alertmanager/ui/app/dist/$ui" &&
+      echo '<!doctype html><title>Alertmanager (no UI in this build)</title>' >"$scratch/alertmanager/ui/app/dist/$ui/index.html" || exit
+  done
+  cp "$tools/go.mod" "$tools/go.sum" "$scratch/" || exit
+  (cd "$tools" && go mod edit -modfile="$scratch/go.mod" -replace "github.com/prometheus/alertmanager=$scratch/alertmanager") || exit
+  (cd "$tools" && go build -modfile="$scratch/go.mod" -o "$1/" \
     -ldflags "$strip -X $pkg.Version=${ALERTMANAGER_VERSION#v} -X $pkg.Branch=module -X $pkg.Revision=$ALERTMANAGER_VERSION" \
-    github.com/prometheus/alertmanager/cmd/amtool)
-}
+    github.com/prometheus/alertmanager/cmd/amtool github.com/prometheus/alertmanager/cmd/alertmanager)
+)
 
 # The cluster e2e's add-ons, run as Pods from images of these binaries.
 build_coredns() {
@@ -198,7 +212,7 @@ judge_tools=(
   "kube-score|$KUBE_SCORE_VERSION|build_kube_score|kube-score"
   "actionlint|$ACTIONLINT_VERSION|build_actionlint|actionlint"
   "prometheus|$PROMETHEUS_VERSION|build_prometheus|prometheus promtool"
-  "alertmanager|$ALERTMANAGER_VERSION|build_alertmanager|amtool"
+  "alertmanager|$ALERTMANAGER_VERSION|build_alertmanager|amtool alertmanager"
   "aws-load-balancer-controller|$AWS_LOAD_BALANCER_CONTROLLER_VERSION|build_aws_load_balancer_controller|aws-load-balancer-controller"
   "crds|$CERT_MANAGER_VERSION-$PROMETHEUS_OPERATOR_VERSION-$GATEWAY_API_VERSION-$AWS_LOAD_BALANCER_CONTROLLER_VERSION|build_crds|crds:cert-manager crds:prometheus-operator crds:gateway-api crds:aws-load-balancer-controller"
 )

@@ -25,14 +25,17 @@ import (
 // and loads our rules with `for:` shortened to 0 (promtool's unit tests cover
 // `for:`). Every rule evaluates without error on real data, nothing fires
 // while all is healthy, and stopping one etcd fires TMCComponentDown and
-// EtcdMembersDown.
+// EtcdMembersDown. Prometheus sends its alerts to a real Alertmanager on the
+// configuration kcp-tmc renders: the page reaches Slack's webhook and, being
+// critical, PagerDuty, with the alert's summary and runbook; the etcd back,
+// both get the resolution.
 func TestRulesOnRealPrometheus(t *testing.T) {
 	bin, err := toolchain.Find("prometheus")
 	if err != nil {
 		t.Fatal(err)
 	}
 	dir := t.TempDir()
-	ports := loopback.MustFreePorts(t, 4)
+	ports := loopback.MustFreePorts(t, 5)
 	extra := startPlainEtcd(t, dir, ports[0], ports[1], ports[2])
 
 	groups := monitoring.Groups()
@@ -47,8 +50,13 @@ func TestRulesOnRealPrometheus(t *testing.T) {
 	}
 	api, _ := url.Parse(kube.Server)
 	etcdMetrics, _ := url.Parse(kube.EtcdMetricsURL)
+	const channel, pagerDutyKey = "#kcp-alerts", "0123456789abcdef0123456789abcdef"
+	stub := newPagerStub(t)
+	alertmanager := fmt.Sprintf("127.0.0.1:%d", ports[4])
+	startAlertmanager(t, dir, alertmanager, stub, channel, pagerDutyKey)
 	config := fmt.Sprintf(`global: {scrape_interval: 1s, evaluation_interval: 1s}
 rule_files: [rules.yaml]
+alerting: {alertmanagers: [{static_configs: [{targets: [%q]}]}]}
 scrape_configs:
 - job_name: kcp
   scheme: https
@@ -56,8 +64,8 @@ scrape_configs:
   tls_config: {ca_file: %q}
   static_configs: [{targets: [%q], labels: {namespace: kcp}}]
 - job_name: etcd
-  static_configs: [{targets: [%q, "127.0.0.1:%d"], labels: {namespace: kcp}}]
-`, kube.AdminToken, kube.CAFile, api.Host, etcdMetrics.Host, ports[2])
+  static_configs: [{targets: [%q, "127.0.0.1:%d"], labels: {namespace: kcp, service: etcd}}]
+`, alertmanager, kube.AdminToken, kube.CAFile, api.Host, etcdMetrics.Host, ports[2])
 	for name, data := range map[string]string{"rules.yaml": rules, "prometheus.yaml": config} {
 		if err := os.WriteFile(filepath.Join(dir, name), []byte(data), 0o600); err != nil {
 			t.Fatal(err)
@@ -65,7 +73,8 @@ scrape_configs:
 	}
 	web := fmt.Sprintf("127.0.0.1:%d", ports[3])
 	prom := exec.Command(bin, "--config.file="+filepath.Join(dir, "prometheus.yaml"),
-		"--storage.tsdb.path="+filepath.Join(dir, "data"), "--web.listen-address="+web, "--log.level=warn")
+		"--storage.tsdb.path="+filepath.Join(dir, "data"), "--web.listen-address="+web, "--log.level=warn",
+		"--rules.alert.resend-delay=1s") // not a minute between sends: the test's Alertmanager may start after the first
 	var log strings.Builder
 	prom.Stdout, prom.Stderr = &log, &log
 	prom.SysProcAttr = &syscall.SysProcAttr{Setpgid: true, Pdeathsig: syscall.SIGKILL}
@@ -113,6 +122,40 @@ scrape_configs:
 		firing := firingAlerts(t, web)
 		if !contains(firing, "TMCComponentDown") || !contains(firing, "EtcdMembersDown") {
 			return fmt.Sprintf("firing: %v", firing)
+		}
+		return ""
+	})
+
+	// The page: one Slack message and one PagerDuty event per alert (grouped
+	// by alertname), after group_wait.
+	const title = "[FIRING:1] EtcdMembersDown (critical)"
+	eventually(t, 60*time.Second, "EtcdMembersDown paged on Slack and PagerDuty", func() string {
+		if _, ok := stub.slackTitled(title); !ok || len(stub.pages("EtcdMembersDown")) == 0 {
+			return stub.String()
+		}
+		return ""
+	})
+	m, _ := stub.slackTitled(title)
+	text := m.Attachments[0].Text
+	if m.Channel != channel || !strings.Contains(text, "*1 member(s) of etcd cluster etcd down in kcp*") ||
+		!strings.Contains(text, "Runbook: "+monitoring.RunbookURL+"#etcdmembersdown") || strings.Contains(text, "{{") {
+		t.Errorf("Slack message to %q:\n%s\nwant channel %q, the alert's summary and its runbook", m.Channel, text, channel)
+	}
+	page := stub.pages("EtcdMembersDown")[0]
+	if page.RoutingKey != pagerDutyKey || page.EventAction != "trigger" || page.DedupKey == "" {
+		t.Errorf("PagerDuty event %+v: want a trigger with the routing key", page)
+	}
+
+	// Resolved: the member back, both receivers told (send_resolved).
+	startPlainEtcd(t, dir, ports[0], ports[1], ports[2])
+	eventually(t, 90*time.Second, "EtcdMembersDown resolved on Slack and PagerDuty", func() string {
+		_, slack := stub.slackTitled("[RESOLVED] EtcdMembersDown (critical)")
+		resolved := false
+		for _, e := range stub.pages("EtcdMembersDown") {
+			resolved = resolved || (e.EventAction == "resolve" && e.DedupKey == page.DedupKey)
+		}
+		if !slack || !resolved {
+			return stub.String()
 		}
 		return ""
 	})

@@ -346,7 +346,7 @@ func TestToolchainBuildsEveryTool(t *testing.T) {
 		}
 	}
 	for _, name := range []string{"pulumi", "pulumi-resource-kubernetes", "kube-apiserver", "kube-controller-manager", "kubectl",
-		"etcd", "etcdctl", "etcdutl", "kube-score", "actionlint", "prometheus", "promtool", "amtool", "aws-load-balancer-controller"} {
+		"etcd", "etcdctl", "etcdutl", "kube-score", "actionlint", "prometheus", "promtool", "amtool", "alertmanager", "aws-load-balancer-controller"} {
 		if out, err := exec.Command(filepath.Join(cache, "bin", name)).Output(); err != nil || !strings.HasPrefix(string(out), "fake ") {
 			t.Errorf("bin/%s: %v %q", name, err, out)
 		}
