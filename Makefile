@@ -65,15 +65,18 @@ bench: engine
 # Real-binary e2e (README "Real-binary e2e"): the stacks' etcd, kcp,
 # front-proxy and api-syncagent as real processes; then the lost etcd
 # member that rejoins by itself (three real etcd processes; also in make
-# test). The kcp binaries are not in the Go module proxy; bring them (kcp's
-# release archives) and name them; Traefik's too (the Gateway test).
+# test); fluent-bit shipping a pod's logs as the logging DaemonSet runs it
+# (as root). The kcp binaries are not in the Go module proxy; bring them
+# (kcp's release archives) and name them; Traefik's too (the Gateway test),
+# and fluent-bit's.
 E2E_BINS := KCP_BIN KCP_FRONT_PROXY_BIN CACHE_SERVER_BIN API_SYNCAGENT_BIN
 e2e: toolchain
-	@missing=""; for v in $(E2E_BINS) TRAEFIK_BIN; do [ -n "$${!v}" ] && [ -x "$${!v}" ] || missing="$$missing $$v"; done; \
-	if [ -n "$$missing" ]; then echo "make e2e: set$$missing to executable kcp v0.32.3 / api-syncagent v0.7.0 / traefik v3.7.9 binaries (README \"Real-binary e2e\")" >&2; exit 2; fi
+	@missing=""; for v in $(E2E_BINS) TRAEFIK_BIN FLUENT_BIT_BIN; do [ -n "$${!v}" ] && [ -x "$${!v}" ] || missing="$$missing $$v"; done; \
+	if [ -n "$$missing" ]; then echo "make e2e: set$$missing to executable kcp v0.32.3 / api-syncagent v0.7.0 / traefik v3.7.9 / fluent-bit v3.2.10 binaries (README \"Real-binary e2e\")" >&2; exit 2; fi
 	@mkdir -p $(LOGS); echo "make e2e: full output in $(LOGS)/e2e.log (programs' JSON log lines left out here)"
 	set -o pipefail; go test -count=1 -v -timeout 20m ./tests/e2e 2>&1 | tee $(LOGS)/e2e.log | grep -v '^        {'
 	set -o pipefail; go test -count=1 -v -run TestLostMemberRejoinsByItself ./components/etcd 2>&1 | tee -a $(LOGS)/e2e.log | grep -v '^        {'
+	set -o pipefail; go test -count=1 -v -run TestFluentBitShipsToElasticsearch ./tests 2>&1 | tee -a $(LOGS)/e2e.log | grep -v '^        \['
 
 # Sync at scale (README "Sync at scale"): the dev stack with up to 10
 # api-syncagent clusters, every program real, Widgets created through kcp

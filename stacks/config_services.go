@@ -175,8 +175,13 @@ type Logging struct {
 	ElasticsearchPort int `json:"elasticsearchPort"`
 	// Index is a lowercase Elasticsearch index name.
 	Index string `json:"index"`
-	// TLS connects to Elasticsearch over TLS.
+	// TLS connects to Elasticsearch over TLS, verifying its certificate and
+	// that it names elasticsearchHost.
 	TLS bool `json:"tls"`
+	// CACert is the PEM CA certificate(s) that sign Elasticsearch's serving
+	// certificate, when not a public CA's (a self-hosted cluster: ECK makes
+	// its own CA). Unset: the fluent-bit image's system CAs. Only with tls.
+	CACert string `json:"caCert"`
 	// Username authenticates to Elasticsearch, with the secret
 	// elasticsearchPassword.
 	Username string `json:"username"`

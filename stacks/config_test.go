@@ -187,6 +187,8 @@ func TestLoadRejectsBadConfig(t *testing.T) {
 		{"logs without a password", env("dev", "logging", `{"enabled":true,"elasticsearchHost":"logs","username":"kcp"}`), "kcp-tmc:elasticsearchPassword", "<unset>"},
 		{"log host with scheme", env("dev", "logging", `{"enabled":true,"elasticsearchHost":"https://logs"}`), "kcp-tmc:logging.elasticsearchHost", "https://logs"},
 		{"uppercase log index", env("dev", "logging", `{"enabled":true,"elasticsearchHost":"logs","index":"KCP"}`), "kcp-tmc:logging.index", "KCP"},
+		{"log CA without TLS", env("dev", "logging", `{"enabled":true,"elasticsearchHost":"logs","tls":false,"caCert":"x"}`), "kcp-tmc:logging.caCert", "<PEM>"},
+		{"log CA not PEM", env("dev", "logging", `{"enabled":true,"elasticsearchHost":"logs","tls":true,"caCert":"x"}`), "kcp-tmc:logging.caCert", "<PEM>"},
 		{"password in plaintext", env("dev", "elasticsearchPassword", "SECRET-KEY"), "kcp-tmc:elasticsearchPassword", "<plaintext>"},
 		{"bad time zone", env("dev", "backup", `{"timeZone":"Mars/Olympus"}`), "kcp-tmc:backup.timeZone", "Mars/Olympus"},
 		{"backups off in prod", env("prod", "backup", `{"enabled":false}`), "kcp-tmc:backup.enabled", "false"},

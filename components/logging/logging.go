@@ -5,10 +5,17 @@
 package logging
 
 import (
+	"crypto/sha256"
+	"crypto/x509"
+	"encoding/hex"
+	"encoding/pem"
 	"fmt"
+	"maps"
 	"net"
 	"regexp"
+	"slices"
 	"strconv"
+	"strings"
 
 	appsv1 "github.com/pulumi/pulumi-kubernetes/sdk/v4/go/kubernetes/apps/v1"
 	corev1 "github.com/pulumi/pulumi-kubernetes/sdk/v4/go/kubernetes/core/v1"
@@ -42,10 +49,13 @@ type Args struct {
 	ElasticsearchPort int
 	Index             string
 	TLS               bool
-	Username          string
-	Password          pulumi.StringInput // a Pulumi secret; required with Username
-	Image             string
-	Resources         workload.Resources
+	// CACert (PEM) verifies Elasticsearch's serving certificate instead of
+	// the image's system CAs: a self-hosted cluster's own CA (ECK makes one).
+	CACert    string
+	Username  string
+	Password  pulumi.StringInput // a Pulumi secret; required with Username
+	Image     string
+	Resources workload.Resources
 	// MonitoringNamespace may scrape the shipper's metrics.
 	MonitoringNamespace string
 }
@@ -91,11 +101,56 @@ func (a Args) Validate(fld *field.Path) field.ErrorList {
 	if a.Username != "" && a.Password == nil {
 		errs = append(errs, field.Required(fld.Child("password"), "a Pulumi secret when username is set"))
 	}
+	switch {
+	case a.CACert != "" && !a.TLS:
+		errs = append(errs, field.Invalid(fld.Child("caCert"), "<PEM>", "only with logging.tls: true (it verifies Elasticsearch's TLS certificate)"))
+	case a.CACert != "":
+		if err := parseCertificates(a.CACert); err != nil {
+			errs = append(errs, field.Invalid(fld.Child("caCert"), "<PEM>", "PEM CA certificates (-----BEGIN CERTIFICATE-----): "+err.Error()))
+		}
+	}
 	return append(errs, check.Image(fld.Child("image"), a.Image, DefaultImage)...)
 }
 
+// parseCertificates accepts PEM holding at least one certificate and
+// nothing else.
+func parseCertificates(data string) error {
+	rest, n := []byte(data), 0
+	for {
+		var block *pem.Block
+		block, rest = pem.Decode(rest)
+		if block == nil {
+			break
+		}
+		if block.Type != "CERTIFICATE" {
+			return fmt.Errorf("a %s block", block.Type)
+		}
+		if _, err := x509.ParseCertificate(block.Bytes); err != nil {
+			return fmt.Errorf("certificate %d: %w", n+1, err)
+		}
+		n++
+	}
+	if n == 0 {
+		return fmt.Errorf("no certificate")
+	}
+	if len(strings.TrimSpace(string(rest))) > 0 {
+		return fmt.Errorf("text that is not PEM after %d certificate(s)", n)
+	}
+	return nil
+}
+
+// CAFile is logging.caCert in the pod: the ConfigMap's ca.crt, mounted
+// with the configuration.
+const CAFile = configDir + "/ca.crt"
+
 // Config is fluent-bit's configuration (classic format). Host, port and
 // credentials come from the environment, so the ConfigMap holds no secret.
+// tls.verify_hostname: fluent-bit (3.2) checks only the chain by default,
+// so any certificate its CAs signed, for any name, would be Elasticsearch.
+// Read_from_Head: a file fluent-bit finds at its start with no position in
+// its DB (a container started while fluent-bit was down: a rollout, an
+// upgrade, a node's reboot) is otherwise read from its end, its lines lost;
+// files it has a position for resume there either way.
 func Config(a Args) string {
 	tls := "Off"
 	if a.TLS {
@@ -104,6 +159,10 @@ func Config(a Args) string {
 	auth := ""
 	if a.Username != "" {
 		auth = "    HTTP_User         ${ES_USER}\n    HTTP_Passwd       ${ES_PASSWORD}\n"
+	}
+	ca := ""
+	if a.CACert != "" {
+		ca = "    tls.ca_file       " + CAFile + "\n"
 	}
 	return `[SERVICE]
     Flush             5
@@ -121,6 +180,7 @@ func Config(a Args) string {
     Path              /var/log/containers/*.log
     multiline.parser  cri, docker
     DB                /var/lib/fluent-bit/tail.db
+    Read_from_Head    On
     Mem_Buf_Limit     50MB
     Skip_Long_Lines   On
     storage.type      filesystem
@@ -141,7 +201,8 @@ func Config(a Args) string {
     Index             ` + a.Index + `
 ` + auth + `    tls               ` + tls + `
     tls.verify        On
-    Suppress_Type_Name On
+    tls.verify_hostname On
+` + ca + `    Suppress_Type_Name On
     Replace_Dots      On
     Retry_Limit       False
 `
@@ -191,9 +252,13 @@ func NewLogging(ctx *pulumi.Context, name string, args Args, opts ...pulumi.Reso
 	}, child); err != nil {
 		return nil, fmt.Errorf("fluent-bit ClusterRoleBinding: %w", err)
 	}
+	files := map[string]string{"fluent-bit.conf": Config(args)}
+	if args.CACert != "" {
+		files["ca.crt"] = args.CACert
+	}
 	if _, err := corev1.NewConfigMap(ctx, name+"-config", &corev1.ConfigMapArgs{
-		Metadata: workload.Meta("fluent-bit-config", Namespace, Name),
-		Data:     pulumi.StringMap{"fluent-bit.conf": pulumi.String(Config(args))},
+		Metadata: workload.Meta(configMapName, Namespace, Name),
+		Data:     pulumi.ToStringMap(files),
 	}, after...); err != nil {
 		return nil, fmt.Errorf("fluent-bit config: %w", err)
 	}
@@ -219,7 +284,7 @@ func NewLogging(ctx *pulumi.Context, name string, args Args, opts ...pulumi.Reso
 		[]netpol.Flow{{Namespace: args.MonitoringNamespace, Ports: []int{2020}}}, egress, after...); err != nil {
 		return nil, err
 	}
-	if err := newDaemonSet(ctx, name, args, env, after); err != nil {
+	if err := newDaemonSet(ctx, name, args, env, files, after); err != nil {
 		return nil, err
 	}
 	comp.Destination = pulumi.Sprintf("%s:%d/%s", args.ElasticsearchHost, args.ElasticsearchPort, args.Index)
@@ -229,9 +294,24 @@ func NewLogging(ctx *pulumi.Context, name string, args Args, opts ...pulumi.Reso
 	return comp, nil
 }
 
+const configMapName, configDir = "fluent-bit-config", "/fluent-bit/etc"
+
+// ConfigRevision is the pod template's annotation holding a digest of the
+// ConfigMap's files: fluent-bit reads them only at start, so a change rolls
+// the DaemonSet instead of waiting for the pods' next restart.
+const ConfigRevision = "kcp-tmc.io/config-sha256"
+
+func configDigest(files map[string]string) string {
+	h := sha256.New()
+	for _, k := range slices.Sorted(maps.Keys(files)) {
+		fmt.Fprintf(h, "%s\x00%d\x00%s", k, len(files[k]), files[k])
+	}
+	return hex.EncodeToString(h.Sum(nil))
+}
+
 // newDaemonSet runs fluent-bit on every node: root only to read the nodes'
 // log files, nothing else, its read positions kept on the node.
-func newDaemonSet(ctx *pulumi.Context, name string, args Args, env corev1.EnvVarArray, after []pulumi.ResourceOption) error {
+func newDaemonSet(ctx *pulumi.Context, name string, args Args, env corev1.EnvVarArray, files map[string]string, after []pulumi.ResourceOption) error {
 	dsMeta := workload.Meta(Name, Namespace, Name)
 	dsMeta.Annotations = pulumi.StringMap{
 		workload.NeedsAPIToken: pulumi.String("true"), // the kubernetes filter
@@ -244,7 +324,8 @@ func newDaemonSet(ctx *pulumi.Context, name string, args Args, env corev1.EnvVar
 			Selector:       &metav1.LabelSelectorArgs{MatchLabels: pulumi.ToStringMap(workload.Labels(Name))},
 			UpdateStrategy: &appsv1.DaemonSetUpdateStrategyArgs{Type: pulumi.String("RollingUpdate")},
 			Template: corev1.PodTemplateSpecArgs{
-				Metadata: &metav1.ObjectMetaArgs{Labels: pulumi.ToStringMap(workload.Labels(Name))},
+				Metadata: &metav1.ObjectMetaArgs{Labels: pulumi.ToStringMap(workload.Labels(Name)),
+					Annotations: pulumi.StringMap{ConfigRevision: pulumi.String(configDigest(files))}},
 				Spec: &corev1.PodSpecArgs{
 					ServiceAccountName: pulumi.String(Name),
 					// Every node, control-plane and tainted ones included.
@@ -256,7 +337,7 @@ func newDaemonSet(ctx *pulumi.Context, name string, args Args, env corev1.EnvVar
 						Name:            pulumi.String(Name),
 						Image:           pulumi.String(args.Image),
 						ImagePullPolicy: pulumi.String("Always"),
-						Args:            pulumi.ToStringArray([]string{"--config=/fluent-bit/etc/fluent-bit.conf"}),
+						Args:            pulumi.ToStringArray([]string{"--config=" + configDir + "/fluent-bit.conf"}),
 						Env:             env,
 						Ports:           corev1.ContainerPortArray{corev1.ContainerPortArgs{Name: pulumi.String("http"), ContainerPort: pulumi.Int(2020)}},
 						LivenessProbe:   &corev1.ProbeArgs{HttpGet: &corev1.HTTPGetActionArgs{Path: pulumi.String("/"), Port: pulumi.String("http")}},
@@ -272,7 +353,7 @@ func newDaemonSet(ctx *pulumi.Context, name string, args Args, env corev1.EnvVar
 						VolumeMounts: corev1.VolumeMountArray{
 							corev1.VolumeMountArgs{Name: pulumi.String("varlog"), MountPath: pulumi.String("/var/log"), ReadOnly: pulumi.Bool(true)},
 							corev1.VolumeMountArgs{Name: pulumi.String("state"), MountPath: pulumi.String("/var/lib/fluent-bit")},
-							corev1.VolumeMountArgs{Name: pulumi.String("config"), MountPath: pulumi.String("/fluent-bit/etc"), ReadOnly: pulumi.Bool(true)},
+							corev1.VolumeMountArgs{Name: pulumi.String("config"), MountPath: pulumi.String(configDir), ReadOnly: pulumi.Bool(true)},
 						},
 					}},
 					Volumes: corev1.VolumeArray{

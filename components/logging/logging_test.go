@@ -2,9 +2,17 @@ package logging
 
 import (
 	"bufio"
+	"crypto/ecdsa"
+	"crypto/elliptic"
+	"crypto/rand"
+	"crypto/x509"
+	"crypto/x509/pkix"
+	"encoding/pem"
+	"math/big"
 	"regexp"
 	"strings"
 	"testing"
+	"time"
 
 	"github.com/pulumi/pulumi/sdk/v3/go/pulumi"
 	"k8s.io/apimachinery/pkg/util/validation/field"
@@ -61,14 +69,15 @@ func TestConfigParses(t *testing.T) {
 	a := Args{ElasticsearchHost: "logs.example.com", Username: "kcp", Password: pulumi.String("x"), TLS: true}.WithDefaults()
 	conf := parse(t, Config(a))
 	tail := find(t, conf, "INPUT", "tail")
-	if tail["Path"] != "/var/log/containers/*.log" || !strings.Contains(tail["multiline.parser"], "cri") || tail["DB"] == "" {
+	if tail["Path"] != "/var/log/containers/*.log" || !strings.Contains(tail["multiline.parser"], "cri") || tail["DB"] == "" || tail["Read_from_Head"] != "On" {
 		t.Errorf("tail input = %v", tail)
 	}
 	if k := find(t, conf, "FILTER", "kubernetes"); k["Merge_Log"] != "On" {
 		t.Errorf("JSON logs are not parsed into fields: %v", k)
 	}
 	es := find(t, conf, "OUTPUT", "es")
-	want := map[string]string{"Index": "kcp-logs", "Host": "${ES_HOST}", "Port": "${ES_PORT}", "HTTP_User": "${ES_USER}", "HTTP_Passwd": "${ES_PASSWORD}", "tls": "On"}
+	want := map[string]string{"Index": "kcp-logs", "Host": "${ES_HOST}", "Port": "${ES_PORT}", "HTTP_User": "${ES_USER}", "HTTP_Passwd": "${ES_PASSWORD}", "tls": "On",
+		"tls.verify": "On", "tls.verify_hostname": "On"}
 	for k, v := range want {
 		if es[k] != v {
 			t.Errorf("es output %s = %q, want %q", k, es[k], v)
@@ -77,9 +86,71 @@ func TestConfigParses(t *testing.T) {
 	if find(t, conf, "SERVICE", "")["Health_Check"] != "On" {
 		t.Error("no health endpoint for the probes")
 	}
+	if _, ok := es["tls.ca_file"]; ok {
+		t.Error("tls.ca_file without logging.caCert: the image's system CAs are what verifies then")
+	}
 	noAuth := parse(t, Config(Args{ElasticsearchHost: "logs"}.WithDefaults()))
 	if _, ok := find(t, noAuth, "OUTPUT", "es")["HTTP_Passwd"]; ok {
 		t.Error("password configured without credentials")
+	}
+	a.CACert = testCA(t)
+	if got := find(t, parse(t, Config(a)), "OUTPUT", "es")["tls.ca_file"]; got != CAFile {
+		t.Errorf("tls.ca_file = %q with logging.caCert, want %s", got, CAFile)
+	}
+}
+
+// testCA is a self-signed CA certificate, PEM.
+func testCA(t *testing.T) string {
+	t.Helper()
+	key, err := ecdsa.GenerateKey(elliptic.P256(), rand.Reader)
+	if err != nil {
+		t.Fatal(err)
+	}
+	tmpl := &x509.Certificate{SerialNumber: big.NewInt(1), Subject: pkix.Name{CommonName: "elasticsearch-ca"},
+		NotBefore: time.Now(), NotAfter: time.Now().Add(time.Hour), IsCA: true, BasicConstraintsValid: true,
+		KeyUsage: x509.KeyUsageCertSign}
+	der, err := x509.CreateCertificate(rand.Reader, tmpl, tmpl, &key.PublicKey, key)
+	if err != nil {
+		t.Fatal(err)
+	}
+	return string(pem.EncodeToMemory(&pem.Block{Type: "CERTIFICATE", Bytes: der}))
+}
+
+// TestConfigChangeRollsThePods: fluent-bit reads its files only at start;
+// a change of any (the index, the CA) changes the pod template, a change
+// of nothing leaves it.
+func TestConfigChangeRollsThePods(t *testing.T) {
+	revision := func(a Args) (string, map[string]any) {
+		rec, err := mocktest.Run(t, "test", func(ctx *pulumi.Context) error {
+			_, err := NewLogging(ctx, "logging", a)
+			return err
+		})
+		if err != nil {
+			t.Fatal(err)
+		}
+		ds := rec.Object(t, "kubernetes:apps/v1:DaemonSet", Name)
+		cm := rec.Object(t, "kubernetes:core/v1:ConfigMap", "fluent-bit-config")
+		rev, _ := mocktest.Dig(ds, "spec", "template", "metadata", "annotations", ConfigRevision).(string)
+		return rev, cm
+	}
+	base := Args{ElasticsearchHost: "logs.example.com", TLS: true}
+	r0, _ := revision(base)
+	if again, _ := revision(base); r0 == "" || again != r0 {
+		t.Fatalf("revision %q, then %q for the same config", r0, again)
+	}
+	other := base
+	other.Index = "other-logs"
+	if r, _ := revision(other); r == r0 {
+		t.Error("another index leaves the pod template as it was: running pods keep shipping to the old one")
+	}
+	withCA := base
+	withCA.CACert = testCA(t)
+	r, cm := revision(withCA)
+	if r == r0 {
+		t.Error("a CA added leaves the pod template as it was")
+	}
+	if mocktest.Dig(cm, "data", "ca.crt") != withCA.CACert {
+		t.Errorf("ConfigMap data %v: no ca.crt beside the config (mounted at %s)", cm["data"], CAFile)
 	}
 }
 
@@ -118,6 +189,7 @@ func TestDaemonSet(t *testing.T) {
 }
 
 func TestValidate(t *testing.T) {
+	ca := testCA(t)
 	tests := []struct {
 		a           Args
 		field, want string
@@ -129,6 +201,13 @@ func TestValidate(t *testing.T) {
 		{Args{ElasticsearchHost: "logs", Index: "_kcp"}, "logging.index", "a lowercase Elasticsearch index name"},
 		{Args{ElasticsearchHost: "logs", Username: "u"}, "logging.password", "Required value"},
 		{Args{ElasticsearchHost: "logs", Image: "fluent-bit:latest"}, "logging.image", "a pinned image"},
+		{Args{ElasticsearchHost: "logs", CACert: ca}, "logging.caCert", "only with logging.tls: true"},
+		{Args{ElasticsearchHost: "logs", TLS: true, CACert: "not a certificate"}, "logging.caCert", "PEM CA certificates (-----BEGIN CERTIFICATE-----): no certificate"},
+		{Args{ElasticsearchHost: "logs", TLS: true, CACert: ca + "trailing"}, "logging.caCert", "text that is not PEM after 1 certificate(s)"},
+		{Args{ElasticsearchHost: "logs", TLS: true, CACert: "-----BEGIN PRIVATE KEY-----\nAAAA\n-----END PRIVATE KEY-----\n"}, "logging.caCert", "a PRIVATE KEY block"},
+	}
+	if errs := (Args{ElasticsearchHost: "logs", TLS: true, CACert: ca + ca}).WithDefaults().Validate(field.NewPath("logging")); len(errs) > 0 {
+		t.Fatalf("a bundle of two CAs refused: %v", errs)
 	}
 	if errs := (Args{ElasticsearchHost: "10.0.0.5"}).WithDefaults().Validate(field.NewPath("logging")); len(errs) > 0 {
 		t.Fatalf("valid args refused: %v", errs)
