@@ -146,14 +146,20 @@ metadata: {name: %[1]s}
 ---
 apiVersion: v1
 kind: Pod
-metadata: {name: %[2]s, namespace: %[1]s, labels: {app.kubernetes.io/name: kcp, app.kubernetes.io/part-of: kcp-tmc}}
+metadata:
+  name: %[2]s
+  namespace: %[1]s
+  labels: {app.kubernetes.io/name: kcp, app.kubernetes.io/part-of: kcp-tmc}
+  # The API's answer for this pod exceeds the kubernetes filter's default
+  # 32K buffer (large annotations are common: last-applied configurations).
+  annotations: {example.com/large: %[3]q}
 spec:
   securityContext: {runAsNonRoot: true, runAsUser: 65532, seccompProfile: {type: RuntimeDefault}}
   containers:
   - name: kcp
     image: ghcr.io/kcp-dev/kcp:v0.32.3
     securityContext: {allowPrivilegeEscalation: false, capabilities: {drop: [ALL]}}
-`, ns, pod)), "apply", "--server-side", "--field-manager=kcp-tmc-test", "-f", "-"); err != nil {
+`, ns, pod, strings.Repeat("x", 40<<10))), "apply", "--server-side", "--field-manager=kcp-tmc-test", "-f", "-"); err != nil {
 		t.Fatalf("the logging pod's namespace and pod: %v\n%s", err, stderr)
 	}
 	t.Cleanup(func() { _, _, _ = kube.Kubectl(context.Background(), nil, "delete", "namespace", ns, "--wait=false") })
@@ -200,6 +206,9 @@ spec:
 		k8s["container_name"] != "kcp" || labels["app_kubernetes_io/name"] != "kcp" || doc["@timestamp"] == nil {
 		t.Errorf("the JSON line's document lacks its fields or the pod's metadata (labels' dots replaced):\n%v", doc)
 	}
+	if _, copied := k8s["annotations"]; copied {
+		t.Errorf("the pod's annotations (40 KiB here) copied into every line's document: %.300v", k8s)
+	}
 	if _, kept := doc["log"]; kept {
 		t.Errorf("the JSON line is also kept whole as log (Keep_Log Off): %v", doc)
 	}
@@ -240,7 +249,29 @@ spec:
 		}
 		return ""
 	})
+	// A burst: Elasticsearch's answer to one bulk request of it exceeds
+	// fluent-bit's default 512k response buffer (es Buffer_Size), yet it is
+	// taken once (fluent-bit 3.2.10, answered chunked or with a length).
+	const burst = 6000
+	var lines []string
+	for i := range burst {
+		lines = append(lines, fmt.Sprintf(`stdout F {"level":"info","msg":"burst line %05d","component":"apiserver"}`, i))
+	}
+	write(lines...)
+	eventually(t, 90*time.Second, "the burst", func() string {
+		if n := es.countPrefix("burst line "); n < burst {
+			return fmt.Sprintf("%d of %d burst lines; largest bulk answer %d bytes; fluent-bit: %s", n, burst, es.largestAnswer(), fb.tail())
+		}
+		return ""
+	})
+	t.Logf("the burst: %d lines, Elasticsearch's largest bulk answer %d bytes", burst, es.largestAnswer())
+	if es.largestAnswer() <= 512<<10 {
+		t.Errorf("no bulk answer above fluent-bit's default 512k buffer (largest %d bytes): the burst tests nothing", es.largestAnswer())
+	}
 	time.Sleep(6 * time.Second) // one more flush: anything sent twice shows now
+	if n := es.countPrefix("burst line "); n != burst {
+		t.Errorf("%d burst lines in Elasticsearch, want %d: a chunk sent again", n, burst)
+	}
 	for _, msg := range []string{"hello from kcp", "a line the runtime split in two", "while fluent-bit restarted",
 		"a container started while fluent-bit was down", "while elasticsearch refused"} {
 		if n := es.count(msg); n != 1 {
@@ -496,6 +527,7 @@ type esStub struct {
 	docs                  []map[string]any
 	requests, refused     int
 	failing               bool
+	largest               int
 }
 
 func newESStub(t *testing.T, listen string, cert tls.Certificate, user, password, index string) *esStub {
@@ -564,7 +596,10 @@ func (es *esStub) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 			if meta["_index"] != es.index {
 				es.t.Errorf("a document for index %v, want %s", meta["_index"], es.index)
 			}
-			items = append(items, map[string]any{op: map[string]any{"_index": meta["_index"], "status": 201, "result": "created"}})
+			// What Elasticsearch 8 answers per created document.
+			items = append(items, map[string]any{op: map[string]any{"_index": meta["_index"], "_id": fmt.Sprintf("%020d", len(es.docs)+len(items)),
+				"_version": 1, "result": "created", "_shards": map[string]any{"total": 2, "successful": 1, "failed": 0},
+				"_seq_no": len(es.docs) + len(items), "_primary_term": 1, "status": 201}})
 		}
 		line++
 		var doc map[string]any
@@ -576,8 +611,28 @@ func (es *esStub) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 	}
 	es.docs = append(es.docs, docs...)
 	w.Header().Set("Content-Type", "application/json")
-	b, _ := json.Marshal(map[string]any{"took": 1, "errors": false, "items": items})
+	// In Elasticsearch's order (8.16+, BulkResponse.toXContentChunked):
+	// errors, took, items. fluent-bit takes a truncated answer for a success
+	// only when "errors":false is right before "items".
+	list, _ := json.Marshal(items)
+	b := []byte(`{"errors":false,"took":1,"items":` + string(list) + `}`)
+	es.largest = max(es.largest, len(b))
 	_, _ = w.Write(b)
+}
+
+func (es *esStub) largestAnswer() int { es.mu.Lock(); defer es.mu.Unlock(); return es.largest }
+
+// countPrefix is how many documents' msg starts with prefix.
+func (es *esStub) countPrefix(prefix string) int {
+	es.mu.Lock()
+	defer es.mu.Unlock()
+	n := 0
+	for _, d := range es.docs {
+		if m, ok := d["msg"].(string); ok && strings.HasPrefix(m, prefix) {
+			n++
+		}
+	}
+	return n
 }
 
 func (es *esStub) setFailing(v bool) { es.mu.Lock(); es.failing = v; es.mu.Unlock() }
@@ -633,6 +688,9 @@ func (es *esStub) String() string {
 		} else {
 			msgs = append(msgs, fmt.Sprintf("log=%v", d["log"]))
 		}
+	}
+	if len(msgs) > 20 {
+		msgs = append([]string{fmt.Sprintf("(%d more)", len(msgs)-20)}, msgs[len(msgs)-20:]...)
 	}
 	return fmt.Sprintf("Elasticsearch: %d requests (%d refused), documents %q", es.requests, es.refused, msgs)
 }

@@ -139,6 +139,9 @@ func parseCertificates(data string) error {
 	return nil
 }
 
+// BufferLimit bounds the chunks waiting for Elasticsearch on a node's disk.
+const BufferLimit = "2G"
+
 // CAFile is logging.caCert in the pod: the ConfigMap's ca.crt, mounted
 // with the configuration.
 const CAFile = configDir + "/ca.crt"
@@ -151,6 +154,17 @@ const CAFile = configDir + "/ca.crt"
 // its DB (a container started while fluent-bit was down: a rollout, an
 // upgrade, a node's reboot) is otherwise read from its end, its lines lost;
 // files it has a position for resume there either way.
+// Memory and disk stay bounded through an Elasticsearch outage: at most 32
+// chunks (≈64 MB) in memory, 20 MB of backlog loaded at a restart (the
+// container's limit is 256Mi), BufferLimit on the node's disk, the oldest
+// chunks dropped beyond it (counted in fluentbit_output_dropped_records_total),
+// retries at most 5 minutes apart once it is back (the default cap is 2000 s).
+// Buffer_Size 0 on the kubernetes filter: a pod's metadata above its
+// default 32K would ship the pod's lines without any. Trace_Error logs what
+// Elasticsearch refused. K8S-Logging.Exclude Off: a pod cannot hide its
+// logs with an annotation. Annotations Off: the filter copies every
+// annotation of the pod into every line's document (kubectl's
+// last-applied-configuration alone is kilobytes); labels stay.
 func Config(a Args) string {
 	tls := "Off"
 	if a.TLS {
@@ -173,6 +187,9 @@ func Config(a Args) string {
     HTTP_Port         2020
     Health_Check      On
     storage.path      /var/lib/fluent-bit/storage
+    storage.max_chunks_up 32
+    storage.backlog.mem_limit 20M
+    scheduler.cap     300
 
 [INPUT]
     Name              tail
@@ -191,7 +208,9 @@ func Config(a Args) string {
     Merge_Log         On
     Keep_Log          Off
     K8S-Logging.Parser On
-    K8S-Logging.Exclude On
+    K8S-Logging.Exclude Off
+    Buffer_Size       0
+    Annotations       Off
 
 [OUTPUT]
     Name              es
@@ -205,6 +224,8 @@ func Config(a Args) string {
 ` + ca + `    Suppress_Type_Name On
     Replace_Dots      On
     Retry_Limit       False
+    storage.total_limit_size ` + BufferLimit + `
+    Trace_Error       On
 `
 }
 
@@ -236,10 +257,13 @@ func NewLogging(ctx *pulumi.Context, name string, args Args, opts ...pulumi.Reso
 	}
 	role, err := rbacv1.NewClusterRole(ctx, name+"-role", &rbacv1.ClusterRoleArgs{
 		Metadata: &metav1.ObjectMetaArgs{Name: pulumi.String("kcp-tmc-fluent-bit")},
+		// The kubernetes filter reads one pod at a time (GET
+		// /api/v1/namespaces/<ns>/pods/<name>); namespaces only with its
+		// namespace_labels, which this config leaves off.
 		Rules: rbacv1.PolicyRuleArray{rbacv1.PolicyRuleArgs{
 			ApiGroups: pulumi.ToStringArray([]string{""}),
-			Resources: pulumi.ToStringArray([]string{"pods", "namespaces"}),
-			Verbs:     pulumi.ToStringArray([]string{"get", "list", "watch"}),
+			Resources: pulumi.ToStringArray([]string{"pods"}),
+			Verbs:     pulumi.ToStringArray([]string{"get"}),
 		}},
 	}, child)
 	if err != nil {

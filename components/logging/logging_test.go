@@ -9,6 +9,7 @@ import (
 	"crypto/x509/pkix"
 	"encoding/pem"
 	"math/big"
+	"reflect"
 	"regexp"
 	"strings"
 	"testing"
@@ -72,12 +73,15 @@ func TestConfigParses(t *testing.T) {
 	if tail["Path"] != "/var/log/containers/*.log" || !strings.Contains(tail["multiline.parser"], "cri") || tail["DB"] == "" || tail["Read_from_Head"] != "On" {
 		t.Errorf("tail input = %v", tail)
 	}
-	if k := find(t, conf, "FILTER", "kubernetes"); k["Merge_Log"] != "On" {
-		t.Errorf("JSON logs are not parsed into fields: %v", k)
+	if k := find(t, conf, "FILTER", "kubernetes"); k["Merge_Log"] != "On" || k["Buffer_Size"] != "0" || k["K8S-Logging.Exclude"] != "Off" || k["Annotations"] != "Off" {
+		t.Errorf("kubernetes filter = %v: want JSON merged, no limit on a pod's metadata, no pod hiding its logs", k)
+	}
+	if svc := find(t, conf, "SERVICE", ""); svc["storage.max_chunks_up"] != "32" || svc["storage.backlog.mem_limit"] == "" || svc["scheduler.cap"] != "300" {
+		t.Errorf("service = %v: want memory bounded through an outage and retries at most 5 minutes apart", svc)
 	}
 	es := find(t, conf, "OUTPUT", "es")
 	want := map[string]string{"Index": "kcp-logs", "Host": "${ES_HOST}", "Port": "${ES_PORT}", "HTTP_User": "${ES_USER}", "HTTP_Passwd": "${ES_PASSWORD}", "tls": "On",
-		"tls.verify": "On", "tls.verify_hostname": "On"}
+		"tls.verify": "On", "tls.verify_hostname": "On", "storage.total_limit_size": BufferLimit, "Retry_Limit": "False", "Trace_Error": "On"}
 	for k, v := range want {
 		if es[k] != v {
 			t.Errorf("es output %s = %q, want %q", k, es[k], v)
@@ -183,8 +187,8 @@ func TestDaemonSet(t *testing.T) {
 	}
 	rec.Object(t, "kubernetes:networking.k8s.io/v1:NetworkPolicy", "default-deny")
 	role := rec.Object(t, "kubernetes:rbac.authorization.k8s.io/v1:ClusterRole", "kcp-tmc-fluent-bit")
-	if got := mocktest.Dig(role, "rules", 0, "verbs"); len(got.([]any)) != 3 {
-		t.Errorf("ClusterRole verbs = %v", got)
+	if got := mocktest.Dig(role, "rules"); !reflect.DeepEqual(got, []any{map[string]any{"apiGroups": []any{""}, "resources": []any{"pods"}, "verbs": []any{"get"}}}) {
+		t.Errorf("ClusterRole rules = %v, want get on pods only (what the kubernetes filter reads)", got)
 	}
 }
 
