@@ -624,15 +624,10 @@ func (es *esStub) largestAnswer() int { es.mu.Lock(); defer es.mu.Unlock(); retu
 
 // countPrefix is how many documents' msg starts with prefix.
 func (es *esStub) countPrefix(prefix string) int {
-	es.mu.Lock()
-	defer es.mu.Unlock()
-	n := 0
-	for _, d := range es.docs {
-		if m, ok := d["msg"].(string); ok && strings.HasPrefix(m, prefix) {
-			n++
-		}
-	}
-	return n
+	return es.countWhere(func(d map[string]any) bool {
+		m, ok := d["msg"].(string)
+		return ok && strings.HasPrefix(m, prefix)
+	})
 }
 
 func (es *esStub) setFailing(v bool) { es.mu.Lock(); es.failing = v; es.mu.Unlock() }
@@ -641,30 +636,27 @@ func (es *esStub) refusedCount() int { es.mu.Lock(); defer es.mu.Unlock(); retur
 
 func (es *esStub) requestCount() int { es.mu.Lock(); defer es.mu.Unlock(); return es.requests }
 
-// count is how many documents have this msg (a JSON line's field).
-func (es *esStub) count(msg string) int {
+// countWhere is how many documents match.
+func (es *esStub) countWhere(match func(doc map[string]any) bool) int {
 	es.mu.Lock()
 	defer es.mu.Unlock()
 	n := 0
 	for _, d := range es.docs {
-		if d["msg"] == msg {
+		if match(d) {
 			n++
 		}
 	}
 	return n
 }
 
+// count is how many documents have this msg (a JSON line's field).
+func (es *esStub) count(msg string) int {
+	return es.countWhere(func(d map[string]any) bool { return d["msg"] == msg })
+}
+
 // countLog is how many documents hold this non-JSON line as log.
 func (es *esStub) countLog(line string) int {
-	es.mu.Lock()
-	defer es.mu.Unlock()
-	n := 0
-	for _, d := range es.docs {
-		if d["log"] == line {
-			n++
-		}
-	}
-	return n
+	return es.countWhere(func(d map[string]any) bool { return d["log"] == line })
 }
 
 func (es *esStub) find(msg string) map[string]any {
