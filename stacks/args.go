@@ -246,6 +246,9 @@ func monitoringArgs(cfg *Config) monitoring.Args {
 		SlackChannel: m.SlackChannel, InstallStack: m.InstallStack, StackVersion: m.StackVersion,
 		PodSecurityVersion: cfg.PodSecurityVersion, MonitoringNamespace: m.Namespace,
 	}
+	if cfg.Logging.Enabled {
+		a.LoggingNamespace = logging.Namespace
+	}
 	if cfg.TLS.Mode == tls.ModeCertManager && cfg.TLS.InstallCertManager {
 		a.CertManagerNamespace = tls.CertManagerNamespace
 	}

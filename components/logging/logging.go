@@ -142,6 +142,13 @@ func parseCertificates(data string) error {
 // BufferLimit bounds the chunks waiting for Elasticsearch on a node's disk.
 const BufferLimit = "2G"
 
+// MetricsPort (the container port's name) and MetricsPath serve fluent-bit's
+// metrics in Prometheus' format (its HTTP server, 2020).
+const (
+	MetricsPort = "http"
+	MetricsPath = "/api/v2/metrics/prometheus"
+)
+
 // CAFile is logging.caCert in the pod: the ConfigMap's ca.crt, mounted
 // with the configuration.
 const CAFile = configDir + "/ca.crt"
@@ -159,9 +166,12 @@ const CAFile = configDir + "/ca.crt"
 // container's limit is 256Mi), BufferLimit on the node's disk, the oldest
 // chunks dropped beyond it (counted in fluentbit_output_dropped_records_total),
 // retries at most 5 minutes apart once it is back (the default cap is 2000 s).
-// Buffer_Size 0 on the kubernetes filter: a pod's metadata above its
-// default 32K would ship the pod's lines without any. Trace_Error logs what
-// Elasticsearch refused. K8S-Logging.Exclude Off: a pod cannot hide its
+// Buffer_Size False on the es output: Elasticsearch's answer to a large
+// bulk request exceeds fluent-bit's default 512k; fluent-bit then fails to
+// parse the truncated answer and sends the whole chunk again (seen: 11,142
+// documents for 6,000 lines). Buffer_Size 0 on the kubernetes filter: a
+// pod's metadata above its default 32K would ship the pod's lines without
+// any. Trace_Error logs what Elasticsearch refused. K8S-Logging.Exclude Off: a pod cannot hide its
 // logs with an annotation. Annotations Off: the filter copies every
 // annotation of the pod into every line's document (kubectl's
 // last-applied-configuration alone is kilobytes); labels stay.
@@ -225,6 +235,7 @@ func Config(a Args) string {
     Replace_Dots      On
     Retry_Limit       False
     storage.total_limit_size ` + BufferLimit + `
+    Buffer_Size       False
     Trace_Error       On
 `
 }
@@ -363,9 +374,9 @@ func newDaemonSet(ctx *pulumi.Context, name string, args Args, env corev1.EnvVar
 						ImagePullPolicy: pulumi.String("Always"),
 						Args:            pulumi.ToStringArray([]string{"--config=" + configDir + "/fluent-bit.conf"}),
 						Env:             env,
-						Ports:           corev1.ContainerPortArray{corev1.ContainerPortArgs{Name: pulumi.String("http"), ContainerPort: pulumi.Int(2020)}},
-						LivenessProbe:   &corev1.ProbeArgs{HttpGet: &corev1.HTTPGetActionArgs{Path: pulumi.String("/"), Port: pulumi.String("http")}},
-						ReadinessProbe:  &corev1.ProbeArgs{HttpGet: &corev1.HTTPGetActionArgs{Path: pulumi.String("/api/v1/health"), Port: pulumi.String("http")}},
+						Ports:           corev1.ContainerPortArray{corev1.ContainerPortArgs{Name: pulumi.String(MetricsPort), ContainerPort: pulumi.Int(2020)}},
+						LivenessProbe:   &corev1.ProbeArgs{HttpGet: &corev1.HTTPGetActionArgs{Path: pulumi.String("/"), Port: pulumi.String(MetricsPort)}},
+						ReadinessProbe:  &corev1.ProbeArgs{HttpGet: &corev1.HTTPGetActionArgs{Path: pulumi.String("/api/v1/health"), Port: pulumi.String(MetricsPort)}},
 						Resources:       args.Resources.Args(),
 						SecurityContext: &corev1.SecurityContextArgs{
 							// Root only to read the nodes' root-owned log files; nothing else.

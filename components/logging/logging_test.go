@@ -81,7 +81,7 @@ func TestConfigParses(t *testing.T) {
 	}
 	es := find(t, conf, "OUTPUT", "es")
 	want := map[string]string{"Index": "kcp-logs", "Host": "${ES_HOST}", "Port": "${ES_PORT}", "HTTP_User": "${ES_USER}", "HTTP_Passwd": "${ES_PASSWORD}", "tls": "On",
-		"tls.verify": "On", "tls.verify_hostname": "On", "storage.total_limit_size": BufferLimit, "Retry_Limit": "False", "Trace_Error": "On"}
+		"tls.verify": "On", "tls.verify_hostname": "On", "storage.total_limit_size": BufferLimit, "Retry_Limit": "False", "Trace_Error": "On", "Buffer_Size": "False"}
 	for k, v := range want {
 		if es[k] != v {
 			t.Errorf("es output %s = %q, want %q", k, es[k], v)

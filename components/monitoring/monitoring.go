@@ -19,6 +19,7 @@ import (
 	"k8s.io/apimachinery/pkg/util/validation/field"
 
 	"github.com/kcp-tmc/kcp-tmc/components/kcp"
+	"github.com/kcp-tmc/kcp-tmc/components/logging"
 	"github.com/kcp-tmc/kcp-tmc/components/platform"
 	"github.com/kcp-tmc/kcp-tmc/pkg/check"
 	"github.com/kcp-tmc/kcp-tmc/pkg/component"
@@ -76,6 +77,9 @@ type Args struct {
 	// MonitoringNamespace is where Prometheus and Alertmanager run: the
 	// Alertmanager config Secret goes there.
 	MonitoringNamespace string
+	// LoggingNamespace is where fluent-bit runs (logging enabled): a
+	// PodMonitor scrapes it for the logging alerts.
+	LoggingNamespace string
 }
 
 // Monitoring is the component.
@@ -137,6 +141,17 @@ func NewMonitoring(ctx *pulumi.Context, name string, args Args, opts ...pulumi.R
 	}
 	for _, sm := range serviceMonitors(args) {
 		if _, err := customResource(ctx, name+"-servicemonitor-"+sm.name, "ServiceMonitor", sm.name, args, sm.spec, child); err != nil {
+			return nil, err
+		}
+	}
+	if args.LoggingNamespace != "" {
+		// fluent-bit's pods, one per node, each scraped itself.
+		if _, err := customResource(ctx, name+"-podmonitor-fluent-bit", "PodMonitor", logging.Name, args, pulumi.Map{
+			"namespaceSelector": pulumi.Map{"matchNames": pulumi.ToStringArray([]string{args.LoggingNamespace})},
+			"selector":          pulumi.Map{"matchLabels": pulumi.ToStringMap(workload.Labels(logging.Name))},
+			"podMetricsEndpoints": pulumi.Array{pulumi.Map{"port": pulumi.String(logging.MetricsPort),
+				"path": pulumi.String(logging.MetricsPath), "interval": pulumi.String(args.Interval)}},
+		}, child); err != nil {
 			return nil, err
 		}
 	}

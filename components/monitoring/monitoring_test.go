@@ -6,6 +6,7 @@ import (
 
 	"github.com/pulumi/pulumi/sdk/v3/go/pulumi"
 
+	"github.com/kcp-tmc/kcp-tmc/components/logging"
 	"github.com/kcp-tmc/kcp-tmc/internal/test/mocktest"
 	"github.com/kcp-tmc/kcp-tmc/pkg/shard"
 )
@@ -50,6 +51,24 @@ func TestServiceMonitors(t *testing.T) {
 	if mocktest.Dig(cm, "spec", "namespaceSelector", "matchNames", 0) != "cert-manager" || mocktest.Dig(cm, "spec", "endpoints", 0, "port") != "http-metrics" ||
 		mocktest.Dig(cm, "spec", "selector", "matchLabels", "app.kubernetes.io/component") != "controller" {
 		t.Errorf("cert-manager ServiceMonitor = %v", cm["spec"])
+	}
+}
+
+// TestFluentBitPodMonitor: with logging on, each fluent-bit pod is scraped
+// where it serves Prometheus' format, for the logging alerts.
+func TestFluentBitPodMonitor(t *testing.T) {
+	const podMonitor = "kubernetes:monitoring.coreos.com/v1:PodMonitor"
+	if n := len(run(t, base()).OfType(podMonitor)); n != 0 {
+		t.Errorf("%d PodMonitors without logging, want none", n)
+	}
+	a := base()
+	a.LoggingNamespace = logging.Namespace
+	pm := run(t, a).Object(t, podMonitor, logging.Name)
+	ep := mocktest.Dig(pm, "spec", "podMetricsEndpoints", 0)
+	if mocktest.Dig(pm, "spec", "namespaceSelector", "matchNames", 0) != logging.Namespace ||
+		mocktest.Dig(pm, "spec", "selector", "matchLabels", "app.kubernetes.io/name") != logging.Name ||
+		mocktest.Dig(ep, "port") != logging.MetricsPort || mocktest.Dig(ep, "path") != "/api/v2/metrics/prometheus" {
+		t.Errorf("fluent-bit PodMonitor = %v", pm["spec"])
 	}
 }
 

@@ -68,6 +68,13 @@ func sortedKeys(m map[string]string) []string {
 	return k
 }
 
+// fluentBitPod is what a PodMonitor's target adds to fluent-bit's own labels.
+var fluentBitPod = map[string]string{"namespace": "logging", "pod": "fluent-bit-x7k2q"}
+
+func fluentBit(metric string) string {
+	return metric + `{namespace="logging",pod="fluent-bit-x7k2q",job="logging/fluent-bit",name="es.0"}`
+}
+
 func scenarios() []scenario {
 	slow := func(name, labels, threshold, above string) ([]series, []series) {
 		// All observations above the threshold bucket (failing) or within it (healthy).
@@ -196,6 +203,12 @@ func scenarios() []scenario {
 		{"EtcdBackupVerificationStale", "4m", []series{{`kube_cronjob_status_last_successful_time{cronjob="etcd-shard-1-backup-verify",namespace="kcp"}`, "0x3000"}},
 			[]series{{`kube_cronjob_status_last_successful_time{cronjob="etcd-shard-1-backup-verify",namespace="kcp"}`, "0+240x3000"}},
 			"8d30m", "8d2h", map[string]string{"cronjob": "etcd-shard-1-backup-verify", "namespace": "kcp"}},
+		// Retries with nothing shipped stall; retries while records flow do not.
+		{"LogShippingStalled", "1m", []series{{fluentBit("fluentbit_output_retries_total"), "0+1x40"}, {fluentBit("fluentbit_output_proc_records_total"), "500x40"}},
+			[]series{{fluentBit("fluentbit_output_retries_total"), "0+1x40"}, {fluentBit("fluentbit_output_proc_records_total"), "500+100x40"}},
+			"12m", "20m", fluentBitPod},
+		{"LogsDropped", "1m", []series{{fluentBit("fluentbit_output_dropped_records_total"), "0+5x20"}},
+			[]series{{fluentBit("fluentbit_output_dropped_records_total"), "0x20"}}, "", "5m", fluentBitPod},
 	}
 }
 

@@ -8,6 +8,7 @@ import (
 	"gopkg.in/yaml.v3"
 
 	"github.com/kcp-tmc/kcp-tmc/components/kcp"
+	"github.com/kcp-tmc/kcp-tmc/components/logging"
 )
 
 // Rule is one Prometheus recording or alerting rule.
@@ -258,6 +259,19 @@ sum by (namespace) (rate(apiserver_request_total{job="%[1]s"}[%[2]s]))`, JobKCP,
 				"etcd backup job {{ $labels.job_name }} failed", "Every retry failed; its containers are its steps, the last with output failed (`kubectl logs job/{{ $labels.job_name }} --all-containers --prefix`). Fires until the Job is deleted."),
 			alert("EtcdBackupVerificationStale", "warning", cronJobLate(backupJobs+"-verify", 8*24*time.Hour), "1h",
 				"No verified restore of the newest snapshot by {{ $labels.cronjob }} for 8 days", "The weekly {{ $labels.cronjob }} job has not succeeded; that cluster's backups may not restore."),
+		}},
+		// fluent-bit (components/logging): its readiness stays ready through
+		// an Elasticsearch outage (unlimited retries), so these are what
+		// tells anyone that logs are not arriving.
+		{Name: "kcp-tmc.logging", Rules: []Rule{
+			alert("LogShippingStalled", "warning", `sum by (namespace, pod) (rate(fluentbit_output_retries_total[10m])) > 0
+unless
+sum by (namespace, pod) (rate(fluentbit_output_proc_records_total[10m])) > 0`, "15m",
+				"fluent-bit {{ $labels.pod }} ships no logs",
+				"Elasticsearch has refused or not answered every bulk request of this node's fluent-bit for 15 minutes: its logs wait on the node's disk, up to "+logging.BufferLimit+", then the oldest are dropped."),
+			alert("LogsDropped", "warning", `sum by (namespace, pod) (increase(fluentbit_output_dropped_records_total[10m])) > 0`, "0m",
+				"fluent-bit {{ $labels.pod }} dropped log records",
+				"{{ $value | humanize }} records were dropped in 10 minutes: the node's buffer for Elasticsearch is full ("+logging.BufferLimit+"); those logs are lost."),
 		}},
 	}
 }
