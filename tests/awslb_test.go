@@ -92,14 +92,8 @@ func TestAWSLoadBalancerControllerChartInstalls(t *testing.T) {
 	}
 
 	get := func(args ...string) map[string]any {
-		out, _, err := kube.Kubectl(ctx, nil, append([]string{"get", "-o", "json"}, args...)...)
-		if err != nil {
-			t.Fatal(err)
-		}
 		var o map[string]any
-		if err := json.Unmarshal([]byte(out), &o); err != nil {
-			t.Fatal(err)
-		}
+		getJSON(t, &o, args...)
 		return o
 	}
 	sa := get("-n", awslb.Namespace, "serviceaccount", awslb.ServiceAccount)

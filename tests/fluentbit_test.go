@@ -347,17 +347,6 @@ func scrape(t *testing.T, url string) map[string]float64 {
 	return out
 }
 
-func getJSON(t *testing.T, out any, args ...string) {
-	t.Helper()
-	stdout, stderr, err := kube.Kubectl(context.Background(), nil, append([]string{"get", "-o", "json"}, args...)...)
-	if err != nil {
-		t.Fatalf("kubectl get %v: %v\n%s", args, err, stderr)
-	}
-	if err := json.Unmarshal([]byte(stdout), out); err != nil {
-		t.Fatalf("kubectl get %v: %v", args, err)
-	}
-}
-
 // podRoot builds the root fluent-bit's container sees: /etc/hosts naming
 // hosts, the ConfigMap's files, the ServiceAccount's files, and the mount
 // points of what the node provides (startFluentBit mounts them).

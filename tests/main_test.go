@@ -2,6 +2,7 @@ package tests
 
 import (
 	"context"
+	"encoding/json"
 	"fmt"
 	"os"
 	"testing"
@@ -98,4 +99,17 @@ func installCRDs(ctx context.Context) error {
 	}
 	_, _, err := kube.Kubectl(ctx, nil, "wait", "--for=condition=Established", "--timeout=60s", "crd", "--all")
 	return err
+}
+
+// getJSON reads an object (or list) of the shared control plane:
+// kubectl get -o json ARGS into out.
+func getJSON(t *testing.T, out any, args ...string) {
+	t.Helper()
+	stdout, stderr, err := kube.Kubectl(context.Background(), nil, append([]string{"get", "-o", "json"}, args...)...)
+	if err != nil {
+		t.Fatalf("kubectl get %v: %v\n%s", args, err, stderr)
+	}
+	if err := json.Unmarshal([]byte(stdout), out); err != nil {
+		t.Fatalf("kubectl get %v: %v", args, err)
+	}
 }
