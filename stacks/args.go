@@ -231,7 +231,7 @@ func clusterMonitoring(cfg *Config, cl Cluster) ClusterMonitoring {
 func loggingArgs(cfg *Config) logging.Args {
 	l := cfg.Logging
 	a := logging.Args{ElasticsearchHost: l.ElasticsearchHost, ElasticsearchPort: l.ElasticsearchPort, Index: l.Index,
-		TLS: l.TLS, CACert: l.CACert, Username: l.Username, Image: l.Image, MonitoringNamespace: cfg.Monitoring.Namespace}
+		TLS: l.TLS, CACert: l.CACert, Username: l.Username, Image: l.Image, PodLogsDir: l.PodLogsDir, MonitoringNamespace: cfg.Monitoring.Namespace}
 	if l.Password != "" {
 		a.Password = pulumi.ToSecret(pulumi.String(l.Password)).(pulumi.StringOutput)
 	}

@@ -187,6 +187,11 @@ type Logging struct {
 	Username string `json:"username"`
 	// Image is the pinned fluent-bit image.
 	Image string `json:"image"`
+	// PodLogsDir is the nodes' kubelet `podLogsDir` (KubeletConfiguration),
+	// where the kubelet writes container logs: an absolute path. Set it when
+	// your nodes keep pod logs outside /var/log (a separate disk); fluent-bit
+	// mounts it read-only. Default /var/log/pods.
+	PodLogsDir string `json:"podLogsDir"`
 
 	// Password is the secret kcp-tmc:elasticsearchPassword: the password of
 	// logging.username. Required when the username is set.

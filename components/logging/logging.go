@@ -12,6 +12,7 @@ import (
 	"fmt"
 	"maps"
 	"net"
+	"path"
 	"regexp"
 	"slices"
 	"strconv"
@@ -41,6 +42,8 @@ const (
 	Name         = "fluent-bit"
 	DefaultImage = "cr.fluentbit.io/fluent/fluent-bit:3.2.10"
 	DefaultIndex = "kcp-logs"
+	// DefaultPodLogsDir is the kubelet's default podLogsDir.
+	DefaultPodLogsDir = "/var/log/pods"
 )
 
 // Args configures log shipping.
@@ -56,6 +59,10 @@ type Args struct {
 	Password  pulumi.StringInput // a Pulumi secret; required with Username
 	Image     string
 	Resources workload.Resources
+	// PodLogsDir is the nodes' kubelet podLogsDir (KubeletConfiguration),
+	// where the files /var/log/containers' symlinks point to. Outside
+	// /var/log it is mounted too, or every symlink dangles in the pod.
+	PodLogsDir string
 	// MonitoringNamespace may scrape the shipper's metrics.
 	MonitoringNamespace string
 }
@@ -76,6 +83,7 @@ func (a Args) WithDefaults() Args {
 	component.Default(&a.ElasticsearchPort, 9200)
 	component.Default(&a.Index, DefaultIndex)
 	component.Default(&a.Image, DefaultImage)
+	component.Default(&a.PodLogsDir, DefaultPodLogsDir)
 	component.Default(&a.MonitoringNamespace, netpol.MonitoringNamespace)
 	return a
 }
@@ -109,8 +117,39 @@ func (a Args) Validate(fld *field.Path) field.ErrorList {
 			errs = append(errs, field.Invalid(fld.Child("caCert"), "<PEM>", "PEM CA certificates (-----BEGIN CERTIFICATE-----): "+err.Error()))
 		}
 	}
+	errs = append(errs, validatePodLogsDir(fld.Child("podLogsDir"), a.PodLogsDir)...)
 	return append(errs, check.Image(fld.Child("image"), a.Image, DefaultImage)...)
 }
+
+// containerLogsDir is where the kubelet links every container's log file
+// (fixed in the kubelet); the pod mounts it from the node.
+const containerLogsDir = "/var/log"
+
+// podPaths are the pod's own mount points, which the node's podLogsDir,
+// mounted at the same path, must neither hide nor sit inside.
+var podPaths = []string{containerLogsDir, stateDir, configDir, "/fluent-bit/bin"}
+
+func validatePodLogsDir(fld *field.Path, dir string) field.ErrorList {
+	const allowed = "the nodes' kubelet podLogsDir: an absolute, clean path such as /var/log/pods or /data/pod-logs"
+	if !path.IsAbs(dir) || path.Clean(dir) != dir || dir == "/" {
+		return field.ErrorList{field.Invalid(fld, dir, allowed)}
+	}
+	if underVarLog(dir) {
+		return nil
+	}
+	for _, p := range podPaths {
+		if within(p, dir) || within(dir, p) {
+			return field.ErrorList{field.Invalid(fld, dir, allowed+"; not "+p+", a directory holding it or one inside it (the pod's own)")}
+		}
+	}
+	return nil
+}
+
+// within reports whether p is dir or inside it.
+func within(p, dir string) bool { return p == dir || strings.HasPrefix(p, dir+"/") }
+
+// underVarLog: the /var/log mount already holds dir.
+func underVarLog(dir string) bool { return within(dir, containerLogsDir) }
 
 // parseCertificates accepts PEM holding at least one certificate and
 // nothing else.
@@ -196,7 +235,7 @@ func Config(a Args) string {
     HTTP_Listen       0.0.0.0
     HTTP_Port         2020
     Health_Check      On
-    storage.path      /var/lib/fluent-bit/storage
+    storage.path      ` + stateDir + `/storage
     storage.max_chunks_up 32
     storage.backlog.mem_limit 20M
     scheduler.cap     300
@@ -204,9 +243,9 @@ func Config(a Args) string {
 [INPUT]
     Name              tail
     Tag               kube.*
-    Path              /var/log/containers/*.log
+    Path              ` + containerLogsDir + `/containers/*.log
     multiline.parser  cri, docker
-    DB                /var/lib/fluent-bit/tail.db
+    DB                ` + stateDir + `/tail.db
     Read_from_Head    On
     Mem_Buf_Limit     50MB
     Skip_Long_Lines   On
@@ -331,6 +370,10 @@ func NewLogging(ctx *pulumi.Context, name string, args Args, opts ...pulumi.Reso
 
 const configMapName, configDir = "fluent-bit-config", "/fluent-bit/etc"
 
+// stateDir holds fluent-bit's read positions and buffered chunks on the
+// node: they survive its restarts.
+const stateDir = "/var/lib/fluent-bit"
+
 // ConfigRevision is the pod template's annotation holding a digest of the
 // ConfigMap's files: fluent-bit reads them only at start, so a change rolls
 // the DaemonSet instead of waiting for the pods' next restart.
@@ -352,6 +395,22 @@ func newDaemonSet(ctx *pulumi.Context, name string, args Args, env corev1.EnvVar
 		workload.NeedsAPIToken: pulumi.String("true"), // the kubernetes filter
 		// Root (UID 0) is what reading the nodes' root-owned log files takes.
 		"kube-score/ignore": pulumi.String("container-security-context-user-group-id"),
+	}
+	mounts := corev1.VolumeMountArray{
+		corev1.VolumeMountArgs{Name: pulumi.String("varlog"), MountPath: pulumi.String(containerLogsDir), ReadOnly: pulumi.Bool(true)},
+		corev1.VolumeMountArgs{Name: pulumi.String("state"), MountPath: pulumi.String(stateDir)},
+		corev1.VolumeMountArgs{Name: pulumi.String("config"), MountPath: pulumi.String(configDir), ReadOnly: pulumi.Bool(true)},
+	}
+	volumes := corev1.VolumeArray{
+		corev1.VolumeArgs{Name: pulumi.String("varlog"), HostPath: &corev1.HostPathVolumeSourceArgs{Path: pulumi.String(containerLogsDir)}},
+		// Read positions survive restarts, so nothing is shipped twice or lost.
+		corev1.VolumeArgs{Name: pulumi.String("state"), HostPath: &corev1.HostPathVolumeSourceArgs{Path: pulumi.String(stateDir), Type: pulumi.String("DirectoryOrCreate")}},
+		workload.ConfigMapVolume("config", configMapName),
+	}
+	if !underVarLog(args.PodLogsDir) {
+		// The symlinks' targets, at the path they name.
+		mounts = append(mounts, corev1.VolumeMountArgs{Name: pulumi.String("podlogs"), MountPath: pulumi.String(args.PodLogsDir), ReadOnly: pulumi.Bool(true)})
+		volumes = append(volumes, corev1.VolumeArgs{Name: pulumi.String("podlogs"), HostPath: &corev1.HostPathVolumeSourceArgs{Path: pulumi.String(args.PodLogsDir), Type: pulumi.String("Directory")}})
 	}
 	if _, err := appsv1.NewDaemonSet(ctx, name, &appsv1.DaemonSetArgs{
 		Metadata: dsMeta,
@@ -385,18 +444,9 @@ func newDaemonSet(ctx *pulumi.Context, name string, args Args, env corev1.EnvVar
 							ReadOnlyRootFilesystem:   pulumi.Bool(true),
 							Capabilities:             &corev1.CapabilitiesArgs{Drop: pulumi.ToStringArray([]string{"ALL"})},
 						},
-						VolumeMounts: corev1.VolumeMountArray{
-							corev1.VolumeMountArgs{Name: pulumi.String("varlog"), MountPath: pulumi.String("/var/log"), ReadOnly: pulumi.Bool(true)},
-							corev1.VolumeMountArgs{Name: pulumi.String("state"), MountPath: pulumi.String("/var/lib/fluent-bit")},
-							corev1.VolumeMountArgs{Name: pulumi.String("config"), MountPath: pulumi.String(configDir), ReadOnly: pulumi.Bool(true)},
-						},
+						VolumeMounts: mounts,
 					}},
-					Volumes: corev1.VolumeArray{
-						corev1.VolumeArgs{Name: pulumi.String("varlog"), HostPath: &corev1.HostPathVolumeSourceArgs{Path: pulumi.String("/var/log")}},
-						// Read positions survive restarts, so nothing is shipped twice or lost.
-						corev1.VolumeArgs{Name: pulumi.String("state"), HostPath: &corev1.HostPathVolumeSourceArgs{Path: pulumi.String("/var/lib/fluent-bit"), Type: pulumi.String("DirectoryOrCreate")}},
-						workload.ConfigMapVolume("config", "fluent-bit-config"),
-					},
+					Volumes: volumes,
 				},
 			},
 		},

@@ -175,6 +175,9 @@ func TestDaemonSet(t *testing.T) {
 	if mocktest.Dig(ds, "spec", "template", "spec", "volumes", 0, "hostPath", "path") != "/var/log" || mocktest.Dig(c, "volumeMounts", 0, "readOnly") != true {
 		t.Error("/var/log is not mounted read-only")
 	}
+	if n := len(mocktest.Dig(ds, "spec", "template", "spec", "volumes").([]any)); n != 3 {
+		t.Errorf("%d volumes with the default podLogsDir, want 3: /var/log already holds /var/log/pods", n)
+	}
 	sec := rec.Named(t, "kubernetes:core/v1:Secret", "logging-credentials")
 	if sd := sec.Inputs["stringData"]; !sd.IsSecret() && !sd.ObjectValue()["password"].IsSecret() {
 		t.Error("the Elasticsearch password is not a Pulumi secret")
@@ -189,6 +192,32 @@ func TestDaemonSet(t *testing.T) {
 	role := rec.Object(t, "kubernetes:rbac.authorization.k8s.io/v1:ClusterRole", "kcp-tmc-fluent-bit")
 	if got := mocktest.Dig(role, "rules"); !reflect.DeepEqual(got, []any{map[string]any{"apiGroups": []any{""}, "resources": []any{"pods"}, "verbs": []any{"get"}}}) {
 		t.Errorf("ClusterRole rules = %v, want get on pods only (what the kubernetes filter reads)", got)
+	}
+}
+
+// TestPodLogsDirElsewhere: the kubelet's podLogsDir outside /var/log is
+// mounted where /var/log/containers' symlinks point, read-only.
+func TestPodLogsDirElsewhere(t *testing.T) {
+	rec, err := mocktest.Run(t, "test", func(ctx *pulumi.Context) error {
+		_, err := NewLogging(ctx, "logging", Args{ElasticsearchHost: "logs.example.com", PodLogsDir: "/data/pod-logs"})
+		return err
+	})
+	if err != nil {
+		t.Fatal(err)
+	}
+	spec := mocktest.Dig(rec.Object(t, "kubernetes:apps/v1:DaemonSet", Name), "spec", "template", "spec")
+	var mounted, fromNode bool
+	for _, m := range mocktest.Dig(spec, "containers", 0, "volumeMounts").([]any) {
+		m := m.(map[string]any)
+		mounted = mounted || m["mountPath"] == "/data/pod-logs" && m["readOnly"] == true && m["name"] == "podlogs"
+	}
+	for _, v := range mocktest.Dig(spec, "volumes").([]any) {
+		v := v.(map[string]any)
+		fromNode = fromNode || v["name"] == "podlogs" && mocktest.Dig(v, "hostPath", "path") == "/data/pod-logs"
+	}
+	if !mounted || !fromNode {
+		t.Errorf("the node's /data/pod-logs is not mounted read-only at /data/pod-logs: volumes %v, mounts %v",
+			mocktest.Dig(spec, "volumes"), mocktest.Dig(spec, "containers", 0, "volumeMounts"))
 	}
 }
 
@@ -209,6 +238,17 @@ func TestValidate(t *testing.T) {
 		{Args{ElasticsearchHost: "logs", TLS: true, CACert: "not a certificate"}, "logging.caCert", "PEM CA certificates (-----BEGIN CERTIFICATE-----): no certificate"},
 		{Args{ElasticsearchHost: "logs", TLS: true, CACert: ca + "trailing"}, "logging.caCert", "text that is not PEM after 1 certificate(s)"},
 		{Args{ElasticsearchHost: "logs", TLS: true, CACert: "-----BEGIN PRIVATE KEY-----\nAAAA\n-----END PRIVATE KEY-----\n"}, "logging.caCert", "a PRIVATE KEY block"},
+		{Args{ElasticsearchHost: "logs", PodLogsDir: "pods"}, "logging.podLogsDir", `"pods": the nodes' kubelet podLogsDir`},
+		{Args{ElasticsearchHost: "logs", PodLogsDir: "/data/pods/"}, "logging.podLogsDir", "an absolute, clean path"},
+		{Args{ElasticsearchHost: "logs", PodLogsDir: "/"}, "logging.podLogsDir", "an absolute, clean path"},
+		{Args{ElasticsearchHost: "logs", PodLogsDir: "/var"}, "logging.podLogsDir", "not /var/log, a directory holding it"},
+		{Args{ElasticsearchHost: "logs", PodLogsDir: "/fluent-bit/etc/pods"}, "logging.podLogsDir", "not /fluent-bit/etc"},
+		{Args{ElasticsearchHost: "logs", PodLogsDir: "/var/lib"}, "logging.podLogsDir", "not /var/lib/fluent-bit"},
+	}
+	for _, dir := range []string{"/var/log/pods", "/var/log/kubelet/pods", "/data/pod-logs", "/var/lib/fluent-bit-pods"} {
+		if errs := (Args{ElasticsearchHost: "logs", PodLogsDir: dir}).WithDefaults().Validate(field.NewPath("logging")); len(errs) > 0 {
+			t.Errorf("podLogsDir %s refused: %v", dir, errs)
+		}
 	}
 	if errs := (Args{ElasticsearchHost: "logs", TLS: true, CACert: ca + ca}).WithDefaults().Validate(field.NewPath("logging")); len(errs) > 0 {
 		t.Fatalf("a bundle of two CAs refused: %v", errs)
