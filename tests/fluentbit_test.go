@@ -4,18 +4,10 @@ import (
 	"bufio"
 	"bytes"
 	"context"
-	"crypto/ecdsa"
-	"crypto/elliptic"
-	"crypto/rand"
-	"crypto/tls"
-	"crypto/x509"
-	"crypto/x509/pkix"
 	"encoding/base64"
 	"encoding/json"
-	"encoding/pem"
 	"fmt"
 	"io"
-	"math/big"
 	"net"
 	"net/http"
 	"net/url"
@@ -32,6 +24,7 @@ import (
 	"sigs.k8s.io/yaml"
 
 	"github.com/kcp-tmc/kcp-tmc/components/logging"
+	"github.com/kcp-tmc/kcp-tmc/internal/test/esstub"
 	"github.com/kcp-tmc/kcp-tmc/internal/test/mocktest"
 )
 
@@ -69,8 +62,8 @@ func TestFluentBitShipsToElasticsearch(t *testing.T) {
 	}
 	ctx := context.Background()
 	const esHost, password = "elasticsearch.logging.test", "correct horse battery staple"
-	ca := newTestCA(t)
-	args := logging.Args{ElasticsearchHost: esHost, TLS: true, CACert: ca.pem, Username: "kcp-tmc",
+	ca := esstub.NewCA(t)
+	args := logging.Args{ElasticsearchHost: esHost, TLS: true, CACert: ca.PEM, Username: "kcp-tmc",
 		Password: pulumi.ToSecret(pulumi.String(password)).(pulumi.StringOutput)}
 	rec, err := mocktest.Run(t, "test", func(ctx *pulumi.Context) error {
 		_, err := logging.NewLogging(ctx, "logging", args)
@@ -169,7 +162,7 @@ spec:
 	// kubernetes.default.svc:443 is the API server, as in a pod.
 	api, _ := url.Parse(kube.Server)
 	forward(t, "127.8.0.1:443", api.Host)
-	es := newESStub(t, "127.8.0.2:9200", ca.serverCert(t, esHost), "kcp-tmc", password, logging.DefaultIndex)
+	es := esstub.New(t, "127.8.0.2:9200", ca.ServerCert(t, esHost), "kcp-tmc", password, logging.DefaultIndex)
 
 	root := podRoot(t, map[string]string{"kubernetes.default.svc": "127.8.0.1", esHost: "127.8.0.2"},
 		cm.Data, token, caCrt)
@@ -194,12 +187,12 @@ spec:
 
 	fb := startFluentBit(t, bin, root, container.Args, env)
 	eventually(t, 60*time.Second, "the three lines in Elasticsearch", func() string {
-		if es.count("hello from kcp") == 0 || es.count("a line the runtime split in two") == 0 || es.countLog("plain text, not JSON") == 0 {
+		if es.Count("hello from kcp") == 0 || es.Count("a line the runtime split in two") == 0 || es.CountLog("plain text, not JSON") == 0 {
 			return es.String() + "\nfluent-bit: " + fb.tail()
 		}
 		return ""
 	})
-	doc := es.find("hello from kcp")
+	doc := es.Find("hello from kcp")
 	k8s, _ := doc["kubernetes"].(map[string]any)
 	labels, _ := k8s["labels"].(map[string]any)
 	if doc["level"] != "info" || doc["component"] != "apiserver" || k8s["pod_name"] != pod || k8s["namespace_name"] != ns ||
@@ -227,17 +220,17 @@ spec:
 	}
 	fb = startFluentBit(t, bin, root, container.Args, env)
 	eventually(t, 60*time.Second, "the lines written during the restart", func() string {
-		if es.count("while fluent-bit restarted") == 0 || es.count("a container started while fluent-bit was down") == 0 {
+		if es.Count("while fluent-bit restarted") == 0 || es.Count("a container started while fluent-bit was down") == 0 {
 			return es.String() + "\nfluent-bit: " + fb.tail()
 		}
 		return ""
 	})
 
 	// Elasticsearch refusing: the chunk is retried until it takes it.
-	es.setFailing(true)
+	es.SetFailing(true)
 	write(`stdout F {"level":"warn","msg":"while elasticsearch refused"}`)
 	eventually(t, 60*time.Second, "a bulk request refused", func() string {
-		if es.refusedCount() == 0 {
+		if es.Refused() == 0 {
 			return es.String()
 		}
 		return ""
@@ -256,9 +249,9 @@ spec:
 		}
 		return ""
 	})
-	es.setFailing(false)
+	es.SetFailing(false)
 	eventually(t, 120*time.Second, "the refused line, retried", func() string {
-		if es.count("while elasticsearch refused") == 0 {
+		if es.Count("while elasticsearch refused") == 0 {
 			return es.String() + "\nfluent-bit: " + fb.tail()
 		}
 		return ""
@@ -275,29 +268,29 @@ spec:
 	}
 	write(lines...)
 	eventually(t, 90*time.Second, "the burst", func() string {
-		if n := es.countPrefix("burst line "); n < burst {
-			return fmt.Sprintf("%d of %d burst lines; largest bulk answer %d bytes; fluent-bit: %s", n, burst, es.largestAnswer(), fb.tail())
+		if n := es.CountPrefix("burst line "); n < burst {
+			return fmt.Sprintf("%d of %d burst lines; largest bulk answer %d bytes; fluent-bit: %s", n, burst, es.LargestAnswer(), fb.tail())
 		}
 		return ""
 	})
-	t.Logf("the burst: %d lines, Elasticsearch's largest bulk answer %d bytes", burst, es.largestAnswer())
-	if es.largestAnswer() <= 512<<10 {
-		t.Errorf("no bulk answer above fluent-bit's default 512k buffer (largest %d bytes): the burst tests nothing", es.largestAnswer())
+	t.Logf("the burst: %d lines, Elasticsearch's largest bulk answer %d bytes", burst, es.LargestAnswer())
+	if es.LargestAnswer() <= 512<<10 {
+		t.Errorf("no bulk answer above fluent-bit's default 512k buffer (largest %d bytes): the burst tests nothing", es.LargestAnswer())
 	}
 	time.Sleep(6 * time.Second) // one more flush: anything sent twice shows now
-	if n := es.countPrefix("burst line "); n != burst {
+	if n := es.CountPrefix("burst line "); n != burst {
 		t.Errorf("%d burst lines in Elasticsearch, want %d: a chunk sent again", n, burst)
 	}
 	for _, msg := range []string{"hello from kcp", "a line the runtime split in two", "while fluent-bit restarted",
 		"a container started while fluent-bit was down", "while elasticsearch refused"} {
-		if n := es.count(msg); n != 1 {
+		if n := es.Count(msg); n != 1 {
 			t.Errorf("%q in Elasticsearch %d times, want once", msg, n)
 		}
 	}
 	fb.stop(t)
 
 	// A certificate its CA signed for another name is not Elasticsearch's.
-	impostor := newESStub(t, "127.8.0.3:9200", ca.serverCert(t, "elsewhere.logging.test"), "kcp-tmc", password, logging.DefaultIndex)
+	impostor := esstub.New(t, "127.8.0.3:9200", ca.ServerCert(t, "elsewhere.logging.test"), "kcp-tmc", password, logging.DefaultIndex)
 	root2 := podRoot(t, map[string]string{"kubernetes.default.svc": "127.8.0.1", esHost: "127.8.0.3"}, cm.Data, token, caCrt)
 	logFile = containerLog(t, root2, ns, pod, p.Metadata.UID, "kcp")
 	write(`stdout F {"level":"info","msg":"for the impostor"}`)
@@ -313,7 +306,7 @@ spec:
 			t.Logf("fluent-bit: %s", line)
 		}
 	}
-	if n := impostor.requestCount(); n > 0 {
+	if n := impostor.Requests(); n > 0 {
 		t.Errorf("fluent-bit sent %d requests to a server whose certificate names elsewhere.logging.test, not %s", n, esHost)
 	}
 	fb.stop(t)
@@ -510,212 +503,4 @@ func forward(t *testing.T, listen, target string) {
 			}()
 		}
 	}()
-}
-
-// testCA issues server certificates.
-type testCA struct {
-	cert *x509.Certificate
-	key  *ecdsa.PrivateKey
-	pem  string
-}
-
-func newTestCA(t *testing.T) *testCA {
-	t.Helper()
-	key, err := ecdsa.GenerateKey(elliptic.P256(), rand.Reader)
-	if err != nil {
-		t.Fatal(err)
-	}
-	tmpl := &x509.Certificate{SerialNumber: big.NewInt(1), Subject: pkix.Name{CommonName: "elasticsearch test CA"},
-		NotBefore: time.Now().Add(-time.Hour), NotAfter: time.Now().Add(24 * time.Hour), IsCA: true, BasicConstraintsValid: true,
-		KeyUsage: x509.KeyUsageCertSign | x509.KeyUsageDigitalSignature}
-	der, err := x509.CreateCertificate(rand.Reader, tmpl, tmpl, &key.PublicKey, key)
-	if err != nil {
-		t.Fatal(err)
-	}
-	cert, _ := x509.ParseCertificate(der)
-	return &testCA{cert: cert, key: key, pem: string(pem.EncodeToMemory(&pem.Block{Type: "CERTIFICATE", Bytes: der}))}
-}
-
-func (ca *testCA) serverCert(t *testing.T, name string) tls.Certificate {
-	t.Helper()
-	key, err := ecdsa.GenerateKey(elliptic.P256(), rand.Reader)
-	if err != nil {
-		t.Fatal(err)
-	}
-	tmpl := &x509.Certificate{SerialNumber: big.NewInt(time.Now().UnixNano()), Subject: pkix.Name{CommonName: name},
-		DNSNames: []string{name}, NotBefore: time.Now().Add(-time.Hour), NotAfter: time.Now().Add(24 * time.Hour),
-		KeyUsage: x509.KeyUsageDigitalSignature, ExtKeyUsage: []x509.ExtKeyUsage{x509.ExtKeyUsageServerAuth}}
-	der, err := x509.CreateCertificate(rand.Reader, tmpl, ca.cert, &key.PublicKey, ca.key)
-	if err != nil {
-		t.Fatal(err)
-	}
-	return tls.Certificate{Certificate: [][]byte{der}, PrivateKey: key}
-}
-
-// esStub is Elasticsearch's Bulk API as far as a shipper sees it.
-type esStub struct {
-	t                     *testing.T
-	user, password, index string
-	mu                    sync.Mutex
-	docs                  []map[string]any
-	requests, refused     int
-	failing               bool
-	largest               int
-}
-
-func newESStub(t *testing.T, listen string, cert tls.Certificate, user, password, index string) *esStub {
-	t.Helper()
-	es := &esStub{t: t, user: user, password: password, index: index}
-	l, err := net.Listen("tcp", listen)
-	if err != nil {
-		t.Fatal(err)
-	}
-	srv := &http.Server{Handler: es, TLSConfig: &tls.Config{Certificates: []tls.Certificate{cert}}, ErrorLog: nil}
-	go func() { _ = srv.ServeTLS(l, "", "") }()
-	t.Cleanup(func() { _ = srv.Close() })
-	return es
-}
-
-func esError(w http.ResponseWriter, status int, reason string) {
-	w.Header().Set("Content-Type", "application/json")
-	w.WriteHeader(status)
-	b, _ := json.Marshal(map[string]any{"error": map[string]any{"type": "illegal_argument_exception", "reason": reason}, "status": status})
-	_, _ = w.Write(b)
-}
-
-func (es *esStub) ServeHTTP(w http.ResponseWriter, r *http.Request) {
-	es.mu.Lock()
-	defer es.mu.Unlock()
-	es.requests++
-	if r.Method != http.MethodPost || r.URL.Path != "/_bulk" {
-		esError(w, http.StatusNotFound, "no handler for "+r.Method+" "+r.URL.Path)
-		return
-	}
-	if u, p, ok := r.BasicAuth(); !ok || u != es.user || p != es.password {
-		esError(w, http.StatusUnauthorized, "unable to authenticate user")
-		return
-	}
-	if ct := r.Header.Get("Content-Type"); !strings.HasPrefix(ct, "application/x-ndjson") && !strings.HasPrefix(ct, "application/json") {
-		esError(w, http.StatusNotAcceptable, "Content-Type header ["+ct+"] is not supported")
-		return
-	}
-	if es.failing {
-		es.refused++
-		esError(w, http.StatusServiceUnavailable, "cluster_block_exception")
-		return
-	}
-	var docs []map[string]any
-	var items []any
-	sc := bufio.NewScanner(r.Body)
-	sc.Buffer(make([]byte, 1<<20), 16<<20)
-	for line := 1; sc.Scan(); line++ {
-		if strings.TrimSpace(sc.Text()) == "" {
-			continue
-		}
-		var action map[string]map[string]any
-		if err := json.Unmarshal(sc.Bytes(), &action); err != nil || len(action) != 1 {
-			esError(w, http.StatusBadRequest, fmt.Sprintf("Malformed action/metadata line [%d]", line))
-			return
-		}
-		for op, meta := range action {
-			if op != "create" && op != "index" {
-				esError(w, http.StatusBadRequest, "Unknown action ["+op+"]")
-				return
-			}
-			if _, typed := meta["_type"]; typed {
-				esError(w, http.StatusBadRequest, fmt.Sprintf("Action/metadata line [%d] contains an unknown parameter [_type]", line))
-				return
-			}
-			if meta["_index"] != es.index {
-				es.t.Errorf("a document for index %v, want %s", meta["_index"], es.index)
-			}
-			// What Elasticsearch 8 answers per created document.
-			items = append(items, map[string]any{op: map[string]any{"_index": meta["_index"], "_id": fmt.Sprintf("%020d", len(es.docs)+len(items)),
-				"_version": 1, "result": "created", "_shards": map[string]any{"total": 2, "successful": 1, "failed": 0},
-				"_seq_no": len(es.docs) + len(items), "_primary_term": 1, "status": 201}})
-		}
-		line++
-		var doc map[string]any
-		if !sc.Scan() || json.Unmarshal(sc.Bytes(), &doc) != nil {
-			esError(w, http.StatusBadRequest, fmt.Sprintf("The bulk request must be terminated by a newline [%d]", line))
-			return
-		}
-		docs = append(docs, doc)
-	}
-	es.docs = append(es.docs, docs...)
-	w.Header().Set("Content-Type", "application/json")
-	// In Elasticsearch's order (8.16+, BulkResponse.toXContentChunked):
-	// errors, took, items. fluent-bit takes a truncated answer for a success
-	// only when "errors":false is right before "items".
-	list, _ := json.Marshal(items)
-	b := []byte(`{"errors":false,"took":1,"items":` + string(list) + `}`)
-	es.largest = max(es.largest, len(b))
-	_, _ = w.Write(b)
-}
-
-func (es *esStub) largestAnswer() int { es.mu.Lock(); defer es.mu.Unlock(); return es.largest }
-
-// countPrefix is how many documents' msg starts with prefix.
-func (es *esStub) countPrefix(prefix string) int {
-	return es.countWhere(func(d map[string]any) bool {
-		m, ok := d["msg"].(string)
-		return ok && strings.HasPrefix(m, prefix)
-	})
-}
-
-func (es *esStub) setFailing(v bool) { es.mu.Lock(); es.failing = v; es.mu.Unlock() }
-
-func (es *esStub) refusedCount() int { es.mu.Lock(); defer es.mu.Unlock(); return es.refused }
-
-func (es *esStub) requestCount() int { es.mu.Lock(); defer es.mu.Unlock(); return es.requests }
-
-// countWhere is how many documents match.
-func (es *esStub) countWhere(match func(doc map[string]any) bool) int {
-	es.mu.Lock()
-	defer es.mu.Unlock()
-	n := 0
-	for _, d := range es.docs {
-		if match(d) {
-			n++
-		}
-	}
-	return n
-}
-
-// count is how many documents have this msg (a JSON line's field).
-func (es *esStub) count(msg string) int {
-	return es.countWhere(func(d map[string]any) bool { return d["msg"] == msg })
-}
-
-// countLog is how many documents hold this non-JSON line as log.
-func (es *esStub) countLog(line string) int {
-	return es.countWhere(func(d map[string]any) bool { return d["log"] == line })
-}
-
-func (es *esStub) find(msg string) map[string]any {
-	es.mu.Lock()
-	defer es.mu.Unlock()
-	for _, d := range es.docs {
-		if d["msg"] == msg {
-			return d
-		}
-	}
-	return nil
-}
-
-func (es *esStub) String() string {
-	es.mu.Lock()
-	defer es.mu.Unlock()
-	var msgs []string
-	for _, d := range es.docs {
-		if m, ok := d["msg"].(string); ok {
-			msgs = append(msgs, m)
-		} else {
-			msgs = append(msgs, fmt.Sprintf("log=%v", d["log"]))
-		}
-	}
-	if len(msgs) > 20 {
-		msgs = append([]string{fmt.Sprintf("(%d more)", len(msgs)-20)}, msgs[len(msgs)-20:]...)
-	}
-	return fmt.Sprintf("Elasticsearch: %d requests (%d refused), documents %q", es.requests, es.refused, msgs)
 }
