@@ -336,9 +336,14 @@ func installStack(ctx *pulumi.Context, name string, a Args, opts []pulumi.Resour
 		Namespace: ns.Metadata.Name().Elem(),
 		Repo:      "https://prometheus-community.github.io/helm-charts",
 		Values: pulumi.Map{
+			// The chart's Prometheus otherwise selects only objects labelled
+			// release: kube-prometheus-stack, and kcp-tmc's carry only
+			// monitoring.ruleLabels: fluent-bit's PodMonitor (the logging
+			// alerts' series) was never scraped.
 			"prometheus": pulumi.Map{"prometheusSpec": pulumi.Map{
 				"ruleSelectorNilUsesHelmValues":           pulumi.Bool(false),
 				"serviceMonitorSelectorNilUsesHelmValues": pulumi.Bool(false),
+				"podMonitorSelectorNilUsesHelmValues":     pulumi.Bool(false),
 			}},
 			"alertmanager": pulumi.Map{"alertmanagerSpec": pulumi.Map{"configSecret": pulumi.String(AlertmanagerSecret)}},
 			"nodeExporter": pulumi.Map{"enabled": pulumi.Bool(false)}, // needs host access; not kcp-tmc's concern

@@ -147,8 +147,17 @@ func TestInstalledStackNamespace(t *testing.T) {
 	if mocktest.Dig(ns, "metadata", "annotations", "kcp-tmc.io/policy-exception") == nil {
 		t.Error("the monitoring namespace's exception is not recorded")
 	}
-	if len(rec.OfType("kubernetes:helm.sh/v3:Release")) != 1 {
-		t.Error("kube-prometheus-stack not installed")
+	releases := rec.OfType("kubernetes:helm.sh/v3:Release")
+	if len(releases) != 1 {
+		t.Fatal("kube-prometheus-stack not installed")
+	}
+	// The chart's Prometheus selects only its own release's monitors and
+	// rules unless told otherwise; kcp-tmc's carry no release label.
+	spec := mocktest.Dig(releases[0].Inputs.Mappable(), "values", "prometheus", "prometheusSpec")
+	for _, kind := range []string{"rule", "serviceMonitor", "podMonitor"} {
+		if got := mocktest.Dig(spec, kind+"SelectorNilUsesHelmValues"); got != false {
+			t.Errorf("prometheusSpec.%sSelectorNilUsesHelmValues = %v, want false: the installed Prometheus ignores kcp-tmc's %ss", kind, got, kind)
+		}
 	}
 }
 

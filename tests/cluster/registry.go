@@ -235,7 +235,7 @@ func writeLayer(w io.Writer, files []File) error {
 			src.Close()
 			return errors.New(f.Source + " is not a regular file")
 		}
-		if err := static(f.Source); err != nil {
+		if err := linkable(f.Source, files); err != nil {
 			src.Close()
 			return err
 		}
@@ -251,18 +251,47 @@ func writeLayer(w io.Writer, files []File) error {
 	return tw.Close()
 }
 
-// static refuses a dynamically linked ELF binary: the images have no
-// dynamic loader, so it would fail with "exec …: no such file or directory".
-func static(file string) error {
+// linkable refuses a dynamically linked ELF binary unless the image holds
+// its dynamic loader and every library it needs (by file name): the images
+// have no C library of their own, so it would fail with "exec …: no such
+// file or directory" (a program only built with cgo, fluent-bit, brings its
+// loader and libraries as files).
+func linkable(file string, image []File) error {
 	e, err := elf.Open(file)
 	if err != nil {
 		return nil // not an ELF binary (a script or data): nothing to link
 	}
 	defer e.Close()
+	interp := ""
 	for _, p := range e.Progs {
 		if p.Type == elf.PT_INTERP {
-			return fmt.Errorf("%s is dynamically linked; images here have no C library: build it with CGO_ENABLED=0", file)
+			b, err := io.ReadAll(p.Open())
+			if err != nil {
+				return fmt.Errorf("%s: its interpreter: %w", file, err)
+			}
+			interp = strings.TrimRight(string(b), "\x00")
 		}
+	}
+	if interp == "" {
+		return nil
+	}
+	has := map[string]bool{}
+	for _, f := range image {
+		has[path.Clean(f.Path)] = true
+		has[path.Base(f.Path)] = true
+	}
+	libs, err := e.ImportedLibraries()
+	if err != nil {
+		return fmt.Errorf("%s: its libraries: %w", file, err)
+	}
+	var missing []string
+	for _, need := range append([]string{interp}, libs...) {
+		if !has[need] {
+			missing = append(missing, need)
+		}
+	}
+	if len(missing) > 0 {
+		return fmt.Errorf("%s is dynamically linked and the image lacks %s: build it with CGO_ENABLED=0 or add them as files", file, strings.Join(missing, ", "))
 	}
 	return nil
 }

@@ -33,3 +33,39 @@ func TestWriteHosts(t *testing.T) {
 		t.Error("a hosts directory index.docker.io, which containerd never reads")
 	}
 }
+
+// TestLinkable: a dynamically linked binary goes into an image only with
+// its loader and libraries; a static one or a script always.
+func TestLinkable(t *testing.T) {
+	const dynamic = "/bin/true" // Debian's coreutils: libc only
+	if _, err := os.Stat(dynamic); err != nil {
+		t.Skipf("%s: %v", dynamic, err)
+	}
+	script := filepath.Join(t.TempDir(), "run.sh")
+	if err := os.WriteFile(script, []byte("#!/bin/sh\n"), 0o755); err != nil {
+		t.Fatal(err)
+	}
+	loader, libc := File{"/lib64/ld-linux-x86-64.so.2", "/lib64/ld-linux-x86-64.so.2"}, File{"/lib/x86_64-linux-gnu/libc.so.6", "/lib/x86_64-linux-gnu/libc.so.6"}
+	tests := []struct {
+		name, file string
+		image      []File
+		missing    string // "" when accepted
+	}{
+		{"dynamic alone", dynamic, nil, "lacks /lib64/ld-linux-x86-64.so.2, libc.so.6"},
+		{"dynamic without libc", dynamic, []File{loader}, "lacks libc.so.6"},
+		{"dynamic with its loader and libc", dynamic, []File{loader, libc}, ""},
+		{"static", Busybox, nil, ""},
+		{"script", script, nil, ""},
+	}
+	for _, tt := range tests {
+		t.Run(tt.name, func(t *testing.T) {
+			err := linkable(tt.file, tt.image)
+			switch {
+			case tt.missing == "" && err != nil:
+				t.Errorf("refused: %v", err)
+			case tt.missing != "" && (err == nil || !strings.Contains(err.Error(), tt.missing)):
+				t.Errorf("error %v, want one saying the image %s", err, tt.missing)
+			}
+		})
+	}
+}
