@@ -9,7 +9,7 @@ CACHE := $(or $(KCP_TMC_CACHE),$(or $(XDG_CACHE_HOME),$(HOME)/.cache)/kcp-tmc)
 LOGS := $(CACHE)/logs
 export PULUMI_SKIP_UPDATE_CHECK := true
 
-.PHONY: engine toolchain modules cli up preview destroy test vet fmt-check drill bench bench-sync e2e cluster-e2e
+.PHONY: engine toolchain modules cli up preview destroy test vet fmt-check drill bench bench-sync e2e cluster-e2e node-logging-e2e
 
 # engine: pulumi CLI + Kubernetes plugin; toolchain: that plus the test judges.
 engine:
@@ -111,3 +111,16 @@ cluster-e2e: toolchain
 	@hack/toolchain.sh cluster >/dev/null
 	@mkdir -p $(LOGS); echo "make cluster-e2e: full output in $(LOGS)/cluster-e2e.log"
 	set -o pipefail; KCP_TMC_CLUSTER_E2E=1 go test -count=1 -v -timeout 90m ./tests/clustere2e 2>&1 | tee $(LOGS)/cluster-e2e.log | grep -v '^        {'
+
+# node-logging-e2e: the logging DaemonSet on the same kind of node (no kcp):
+# the real fluent-bit ships real containers' logs to an Elasticsearch
+# stand-in while Prometheus scrapes it. Root on Linux; FLUENT_BIT_BIN.
+node-logging-e2e: toolchain
+	@if [ "$$(uname -s)" != Linux ] || [ "$$(id -u)" != 0 ]; then echo "make node-logging-e2e: needs root on Linux (it runs containerd, a kubelet and kube-proxy)" >&2; exit 2; fi
+	@if [ -z "$$FLUENT_BIT_BIN" ] || [ ! -x "$$FLUENT_BIT_BIN" ]; then echo "make node-logging-e2e: set FLUENT_BIT_BIN to an executable fluent-bit v3.2.10 (README \"Real-binary e2e\")" >&2; exit 2; fi
+	@if ! command -v containerd >/dev/null || ! command -v runc >/dev/null || [ ! -x /usr/lib/cni/bridge ] || [ ! -x /bin/busybox ] || ! command -v nft >/dev/null || ! command -v unshare >/dev/null; then \
+	  echo "make node-logging-e2e: installing $(NODE_PACKAGES) (Debian)"; \
+	  apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq $(NODE_PACKAGES) >/dev/null; fi
+	@hack/toolchain.sh cluster >/dev/null
+	@mkdir -p $(LOGS); echo "make node-logging-e2e: full output in $(LOGS)/node-logging-e2e.log"
+	set -o pipefail; KCP_TMC_CLUSTER_E2E=1 go test -count=1 -v -timeout 30m ./tests/nodelogging 2>&1 | tee $(LOGS)/node-logging-e2e.log

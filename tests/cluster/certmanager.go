@@ -5,8 +5,12 @@ package cluster
 
 import (
 	"context"
+	"encoding/json"
 	"fmt"
+	"net/http"
+	"net/url"
 	"path/filepath"
+	"strconv"
 	"strings"
 	"time"
 )
@@ -235,6 +239,8 @@ spec:
   evaluationInterval: 5s
   serviceMonitorSelector: {matchLabels: {%[2]s: %[3]s}}
   serviceMonitorNamespaceSelector: {}
+  podMonitorSelector: {matchLabels: {%[2]s: %[3]s}}
+  podMonitorNamespaceSelector: {}
   ruleSelector: {matchLabels: {%[2]s: %[3]s}}
   ruleNamespaceSelector: {}
 `, PrometheusImage, PrometheusSelectorKey, PrometheusSelectorValue, PrometheusNamespace)
@@ -272,4 +278,54 @@ func AddonImages(binDir, pauseBin string, certManager CertManagerBins) []Image {
 func certManagerImage(ref, name, bin string) Image {
 	path := "/app/cmd/" + name + "/" + name
 	return Image{Ref: ref, Files: []File{{path, bin}}, Entrypoint: []string{path}, User: "65532"}
+}
+
+// PrometheusIP is the harness Prometheus's pod address: this machine
+// reaches it on port 9090.
+func (c *Cluster) PrometheusIP(ctx context.Context) (string, error) {
+	ip, _, err := c.Kubectl(ctx, nil, "-n", PrometheusNamespace, "get", "pod", "prometheus-k8s-0", "-o", "jsonpath={.status.podIP}")
+	if err == nil && ip == "" {
+		err = fmt.Errorf("prometheus-k8s-0 has no address yet")
+	}
+	return ip, err
+}
+
+// Sample is one series of an instant query's answer.
+type Sample struct {
+	Metric map[string]string
+	Value  float64
+}
+
+// PromQuery runs an instant query on the Prometheus at ip.
+func PromQuery(ip, query string) ([]Sample, error) {
+	resp, err := http.Get("http://" + ip + ":9090/api/v1/query?query=" + url.QueryEscape(query))
+	if err != nil {
+		return nil, err
+	}
+	defer resp.Body.Close()
+	var body struct {
+		Status string `json:"status"`
+		Error  string `json:"error"`
+		Data   struct {
+			Result []struct {
+				Metric map[string]string `json:"metric"`
+				Value  [2]any            `json:"value"` // [time, "value"]
+			} `json:"result"`
+		} `json:"data"`
+	}
+	if err := json.NewDecoder(resp.Body).Decode(&body); err != nil {
+		return nil, fmt.Errorf("query %s: %w", query, err)
+	}
+	if body.Status != "success" {
+		return nil, fmt.Errorf("query %s: %s", query, body.Error)
+	}
+	out := make([]Sample, 0, len(body.Data.Result))
+	for _, r := range body.Data.Result {
+		s := Sample{Metric: r.Metric}
+		if v, ok := r.Value[1].(string); ok {
+			s.Value, _ = strconv.ParseFloat(v, 64)
+		}
+		out = append(out, s)
+	}
+	return out, nil
 }

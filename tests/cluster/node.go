@@ -30,8 +30,10 @@ const (
 	// PodCIDR is the bridge's subnet; ServiceCIDR the apiserver's.
 	PodCIDR     = "10.244.0.0/24"
 	ServiceCIDR = "10.96.0.0/16"
-	// DNSServiceIP is the cluster DNS Service's address.
+	// DNSServiceIP is the cluster DNS Service's address; APIServiceIP the
+	// kubernetes Service's (the first of ServiceCIDR).
 	DNSServiceIP = "10.96.0.10"
+	APIServiceIP = "10.96.0.1"
 	// bridgeName is the CNI bridge: short, and unique to this harness so
 	// cleanup deletes only its own link.
 	bridgeName = "kcptmc0"
@@ -43,7 +45,12 @@ const (
 	// new connections to it on netpolQueue.
 	netpolTable = "kube-network-policies"
 	netpolChain = "KUBE-NETWORK-POLICIES"
-	netpolQueue = 100
+	// netpolLocalChain (mangle INPUT) queues Pods' new connections to
+	// this machine's own addresses — the apiserver behind the kubernetes
+	// Service, a test's stand-ins — which never reach POSTROUTING: a real
+	// cluster's API endpoint is another host, and its CNI judges the way.
+	netpolLocalChain = "KUBE-NETPOL-LOCAL"
+	netpolQueue      = 100
 )
 
 // cniBinDir is where Debian's containernetworking-plugins put the plugins.
@@ -161,6 +168,22 @@ func StartWithNode(ctx context.Context, binDir, dir string, images []Image) (c *
 // NodeIP is the node's address (where the apiserver, the kubelet and
 // hostNetwork Pods listen).
 func (c *Cluster) NodeIP() string { return c.nodeIP }
+
+// PodLogsDir is the kubelet's podLogsDir: the harness keeps the node's pod
+// logs in its own directory, not in /var/log/pods (the links in
+// /var/log/containers point there, as a real node's do to /var/log/pods).
+func (c *Cluster) PodLogsDir() string { return filepath.Join(c.nodeDir, "pod-logs") }
+
+// BuildPause builds the sandbox image's program (cmd/pause) into dir.
+func BuildPause(dir string) (string, error) {
+	pause := filepath.Join(dir, "pause")
+	build := exec.Command("go", "build", "-o", pause, "github.com/kcp-tmc/kcp-tmc/tests/cluster/cmd/pause")
+	build.Env = append(os.Environ(), "CGO_ENABLED=0")
+	if out, err := build.CombinedOutput(); err != nil {
+		return "", fmt.Errorf("building the pause program: %w: %s", err, out)
+	}
+	return pause, nil
+}
 
 // nodeAddress is the IPv4 address of the default route's interface: what
 // kubeadm advertises. Pods reach the apiserver there.
@@ -295,7 +318,7 @@ serializeImagePulls: false
 evictionHard: {"memory.available": "100Mi", "nodefs.available": "1%%", "imagefs.available": "1%%", "nodefs.inodesFree": "1%%"}
 imageGCHighThresholdPercent: 100
 imageGCLowThresholdPercent: 99
-`, c.nodeIP, ports[0], ports[1], c.path("ca.crt"), DNSServiceIP, n.sock, filepath.Join(n.dir, "pod-logs"))
+`, c.nodeIP, ports[0], ports[1], c.path("ca.crt"), DNSServiceIP, n.sock, c.PodLogsDir())
 	kubeletCfg := filepath.Join(n.dir, "kubelet.yaml")
 	if err := os.WriteFile(kubeletCfg, []byte(kubelet), 0o644); err != nil {
 		return err
@@ -404,6 +427,10 @@ exec "$@"`
 		append([]string{"-A", netpolChain, "-s", PodCIDR}, queue...),
 		append([]string{"-A", netpolChain, "-d", PodCIDR}, queue...),
 		{"-A", "POSTROUTING", "-j", netpolChain},
+		{"-N", netpolLocalChain},
+		{"-A", netpolLocalChain, "-m", "conntrack", "--ctstate", "ESTABLISHED,RELATED", "-j", "RETURN"},
+		append([]string{"-A", netpolLocalChain, "-s", PodCIDR}, queue...),
+		{"-A", "INPUT", "-j", netpolLocalChain},
 	} {
 		if out, err := exec.Command("iptables", append([]string{"-t", "mangle"}, rule...)...).CombinedOutput(); err != nil {
 			return fmt.Errorf("iptables -t mangle %s: %v: %s", strings.Join(rule, " "), err, out)
@@ -434,6 +461,9 @@ func netpolProbeImage() Image {
 // once one denies its egress.
 func (c *Cluster) checkNetworkPoliciesEnforced(ctx context.Context) error {
 	const ns = "kcp-tmc-netpol-check"
+	// The DNS Service is a Pod (routed); the kubernetes Service this
+	// machine's apiserver (local).
+	targets := APIServiceIP + ":443 " + DNSServiceIP + ":53"
 	probe := func(name string) (string, error) {
 		// The sleep lets the policy plugin learn the Pod's address first
 		// (no NRI here): before that its connections count as from outside.
@@ -446,9 +476,9 @@ spec:
   containers:
   - name: probe
     image: %s
-    command: [sh, -c, 'sleep 3; if nc -w 3 %s 53 -e /bin/true 2>/dev/null; then echo reached; else echo blocked; fi']
+    command: [sh, -c, 'sleep 3; for t in %s; do if nc -w 3 ${t%%:*} ${t#*:} -e /bin/true 2>/dev/null; then echo "$t reached"; else echo "$t blocked"; fi; done']
     securityContext: {allowPrivilegeEscalation: false, readOnlyRootFilesystem: true, capabilities: {drop: [ALL]}}
-`, name, ns, netpolProbeRef, DNSServiceIP)
+`, name, ns, netpolProbeRef, targets)
 		if err := c.Apply(ctx, pod); err != nil {
 			return "", err
 		}
@@ -461,8 +491,16 @@ spec:
 	if err := c.Apply(ctx, "apiVersion: v1\nkind: Namespace\nmetadata: {name: "+ns+"}\n"); err != nil {
 		return err
 	}
-	if got, err := probe("open"); err != nil || got != "reached" {
-		return fmt.Errorf("NetworkPolicy check: with no policy a Pod's connection to the DNS Service %s (%v)", got, err)
+	// want is the probe's answer when every target is reached or blocked.
+	want := func(verdict string) string {
+		var lines []string
+		for _, t := range strings.Fields(targets) {
+			lines = append(lines, t+" "+verdict)
+		}
+		return strings.Join(lines, "\n")
+	}
+	if got, err := probe("open"); err != nil || got != want("reached") {
+		return fmt.Errorf("NetworkPolicy check: with no policy a Pod's connections: %q (%v)", got, err)
 	}
 	if err := c.Apply(ctx, fmt.Sprintf(`apiVersion: networking.k8s.io/v1
 kind: NetworkPolicy
@@ -471,8 +509,8 @@ spec: {podSelector: {}, policyTypes: [Egress]}
 `, ns)); err != nil {
 		return err
 	}
-	if got, err := probe("denied"); err != nil || got != "blocked" {
-		return fmt.Errorf("NetworkPolicies are not enforced: with egress denied a Pod's connection to the DNS Service %s (%v); see kube-network-policies.log", got, err)
+	if got, err := probe("denied"); err != nil || got != want("blocked") {
+		return fmt.Errorf("NetworkPolicies are not enforced: with egress denied a Pod's connections: %q (%v); see kube-network-policies.log", got, err)
 	}
 	_, _, err := c.Kubectl(ctx, nil, "delete", "namespace", ns, "--wait=false")
 	return err

@@ -16,11 +16,8 @@ import (
 	"fmt"
 	"os"
 	"os/exec"
-	"os/signal"
 	"path/filepath"
 	"strings"
-	"sync"
-	"syscall"
 	"testing"
 	"time"
 
@@ -90,58 +87,9 @@ func run(m *testing.M) int {
 		skipWhy = "the cluster e2e needs: " + strings.Join(missing, "; ")
 		return m.Run()
 	}
-	dir, err := os.MkdirTemp("", "kcp-tmc-cluster-")
-	if err != nil {
-		fmt.Fprintln(os.Stderr, err)
-		return 1
-	}
-	defer os.RemoveAll(dir)
-	start := time.Now()
-	// Ctrl-C or a timeout's SIGTERM still stops the cluster: its containers,
-	// mounts and rules would outlive the test otherwise. While the cluster
-	// starts, the signal cancels the start, which stops what it started.
-	sig := make(chan os.Signal, 1)
-	signal.Notify(sig, os.Interrupt, syscall.SIGTERM)
-	starting, cancelStart := context.WithCancel(context.Background())
-	defer cancelStart()
-	var mu sync.Mutex
-	go func() {
-		s := <-sig
-		fmt.Fprintf(os.Stderr, "%s: stopping the cluster\n", s)
-		mu.Lock()
-		if starting.Err() == nil && kube == nil {
-			cancelStart()
-			mu.Unlock()
-			return
-		}
-		mu.Unlock()
-		kube.Stop()
-		os.Exit(1)
-	}()
-	k, err := startCluster(starting, dir)
-	mu.Lock()
-	kube, startErr = k, err
-	if startErr == nil && starting.Err() != nil {
-		startErr = errors.New("interrupted")
-	}
-	mu.Unlock()
-	if kube != nil {
-		defer func() {
-			t0 := time.Now()
-			kube.Stop()
-			fmt.Fprintf(os.Stderr, "cluster stopped in %s\n", time.Since(t0).Round(time.Second))
-			if left := kube.Leftovers(); len(left) > 0 {
-				fmt.Fprintf(os.Stderr, "FAIL: the stopped cluster left behind:\n  %s\n", strings.Join(left, "\n  "))
-				os.Exit(1)
-			}
-		}()
-	}
-	if startErr != nil {
-		fmt.Fprintln(os.Stderr, "starting the cluster:", startErr)
-		return 1
-	}
-	fmt.Fprintf(os.Stderr, "cluster with cert-manager and Prometheus ready in %s\n", time.Since(start).Round(time.Second))
-	return m.Run()
+	return cluster.RunSuite(m, "cluster with cert-manager and Prometheus", startCluster, func(k *cluster.Cluster, err error) {
+		kube, startErr = k, err
+	})
 }
 
 // startCluster builds every image the dev stack and the add-ons run, starts
@@ -150,11 +98,9 @@ func startCluster(parent context.Context, dir string) (*cluster.Cluster, error) 
 	ctx, cancel := context.WithTimeout(parent, 15*time.Minute)
 	defer cancel()
 	bin := toolchain.Bin()
-	pause := filepath.Join(dir, "pause")
-	build := exec.Command("go", "build", "-o", pause, "./tests/cluster/cmd/pause")
-	build.Dir, build.Env = repoRoot(), append(os.Environ(), "CGO_ENABLED=0")
-	if out, err := build.CombinedOutput(); err != nil {
-		return nil, fmt.Errorf("building the pause program: %w: %s", err, out)
+	pause, err := cluster.BuildPause(dir)
+	if err != nil {
+		return nil, err
 	}
 	images, err := stackImages(bin)
 	if err != nil {

@@ -7,7 +7,6 @@ import (
 	"encoding/json"
 	"fmt"
 	"net/http"
-	"net/url"
 	"os"
 	"os/exec"
 	"path/filepath"
@@ -386,7 +385,7 @@ func waitGone(ctx context.Context, kind, name, ns string, timeout time.Duration)
 // reaches Pod addresses through the bridge).
 func prometheusIP(t *testing.T) string {
 	t.Helper()
-	ip, _, err := kube.Kubectl(context.Background(), nil, "-n", cluster.PrometheusNamespace, "get", "pod", "prometheus-k8s-0", "-o", "jsonpath={.status.podIP}")
+	ip, err := kube.PrometheusIP(context.Background())
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -503,25 +502,8 @@ func promBucketsFound(t *testing.T) {
 
 // promSeries is how many series an instant query of selector returns.
 func promSeries(ip, selector string) (int, error) {
-	resp, err := http.Get("http://" + ip + ":9090/api/v1/query?query=" + url.QueryEscape(selector))
-	if err != nil {
-		return 0, err
-	}
-	defer resp.Body.Close()
-	var body struct {
-		Status string `json:"status"`
-		Error  string `json:"error"`
-		Data   struct {
-			Result []json.RawMessage `json:"result"`
-		} `json:"data"`
-	}
-	if err := json.NewDecoder(resp.Body).Decode(&body); err != nil {
-		return 0, err
-	}
-	if body.Status != "success" {
-		return 0, fmt.Errorf("query %s: %s", selector, body.Error)
-	}
-	return len(body.Data.Result), nil
+	samples, err := cluster.PromQuery(ip, selector)
+	return len(samples), err
 }
 
 // promRulesHealthy: the cluster's Prometheus loaded the rule groups of the

@@ -189,18 +189,21 @@ func (es *Server) Refused() int { es.mu.Lock(); defer es.mu.Unlock(); return es.
 // Requests is how many requests arrived.
 func (es *Server) Requests() int { es.mu.Lock(); defer es.mu.Unlock(); return es.requests }
 
-// countWhere is how many documents match.
-func (es *Server) countWhere(match func(doc map[string]any) bool) int {
+// Where is every document that matches, in the order they arrived.
+func (es *Server) Where(match func(doc map[string]any) bool) []map[string]any {
 	es.mu.Lock()
 	defer es.mu.Unlock()
-	n := 0
+	var out []map[string]any
 	for _, d := range es.docs {
 		if match(d) {
-			n++
+			out = append(out, d)
 		}
 	}
-	return n
+	return out
 }
+
+// countWhere is how many documents match.
+func (es *Server) countWhere(match func(doc map[string]any) bool) int { return len(es.Where(match)) }
 
 // Count is how many documents have this msg (a JSON line's field).
 func (es *Server) Count(msg string) int {
