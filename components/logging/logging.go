@@ -200,6 +200,13 @@ const CAFile = configDir + "/ca.crt"
 // its DB (a container started while fluent-bit was down: a rollout, an
 // upgrade, a node's reboot) is otherwise read from its end, its lines lost;
 // files it has a position for resume there either way.
+// Refresh_Interval 5 and Rotate_Wait 30: fluent-bit finds a new file (a
+// container started, or the kubelet's next file after it rotated one: the
+// link dangles for a moment, so the rotation does not find it) only by
+// rescanning, every 60 s by default; a container that fills the kubelet's
+// containerLogMaxSize faster lost whole files it never saw (the node e2e:
+// 7,550 of 20,000 lines at 1Mi). A rotated file is read for Rotate_Wait
+// more seconds, then closed whatever is left unread (default 5).
 // Memory and disk stay bounded through an Elasticsearch outage: at most 32
 // chunks (≈64 MB) in memory, 20 MB of backlog loaded at a restart (the
 // container's limit is 256Mi), BufferLimit on the node's disk, the oldest
@@ -247,6 +254,8 @@ func Config(a Args) string {
     multiline.parser  cri, docker
     DB                ` + stateDir + `/tail.db
     Read_from_Head    On
+    Refresh_Interval  5
+    Rotate_Wait       30
     Mem_Buf_Limit     50MB
     Skip_Long_Lines   On
     storage.type      filesystem

@@ -53,6 +53,11 @@ const (
 	netpolQueue      = 100
 )
 
+// ContainerLogMaxSize, when set before StartWithNode, is the kubelet's
+// containerLogMaxSize (default 10Mi): a test of what reads the logs makes
+// the kubelet rotate them within its run.
+var ContainerLogMaxSize string
+
 // cniBinDir is where Debian's containernetworking-plugins put the plugins.
 var cniBinDir = "/usr/lib/cni"
 
@@ -319,6 +324,9 @@ evictionHard: {"memory.available": "100Mi", "nodefs.available": "1%%", "imagefs.
 imageGCHighThresholdPercent: 100
 imageGCLowThresholdPercent: 99
 `, c.nodeIP, ports[0], ports[1], c.path("ca.crt"), DNSServiceIP, n.sock, c.PodLogsDir())
+	if ContainerLogMaxSize != "" {
+		kubelet += fmt.Sprintf("containerLogMaxSize: %s\n", ContainerLogMaxSize)
+	}
 	kubeletCfg := filepath.Join(n.dir, "kubelet.yaml")
 	if err := os.WriteFile(kubeletCfg, []byte(kubelet), 0o644); err != nil {
 		return err

@@ -59,6 +59,9 @@ func run(m *testing.M) int {
 		skipWhy = "the node logging e2e needs: " + strings.Join(missing, "; ")
 		return m.Run()
 	}
+	// The kubelet rotates a container's log at this size (default 10Mi):
+	// the burst test writes a few times as much.
+	cluster.ContainerLogMaxSize = "1Mi"
 	return cluster.RunSuite(m, "node with Prometheus", startCluster, func(k *cluster.Cluster, err error) {
 		kube, startErr = k, err
 	})
@@ -495,6 +498,62 @@ spec:
 		return nil
 	})
 	t.Logf("%d ticks shipped, each once, across fluent-bit's replacement and %d refused bulk requests", len(ticks()), es.Refused())
+
+	// A chatty container: ≈4.8 MB in ≈2 min, which the kubelet rotates
+	// (0.log → 0.log.<time>, compressed and removed beyond five files)
+	// while fluent-bit reads it. Every line arrives, once.
+	const burstLines = 20000
+	kubectl(t, fmt.Sprintf(`apiVersion: v1
+kind: Pod
+metadata: {name: burst, namespace: %[1]s}
+spec:
+  securityContext: {runAsNonRoot: true, runAsUser: 65532, seccompProfile: {type: RuntimeDefault}}
+  terminationGracePeriodSeconds: 1
+  containers:
+  - name: burst
+    image: %[2]s
+    command: [/bin/sh, -c]
+    args:
+    - |
+      pad=0123456789; for i in 1 2 3 4; do pad=$pad$pad; done
+      i=0
+      while [ $i -lt %[3]d ]; do
+        j=0
+        while [ $j -lt 50 ]; do echo "{\"msg\":\"burst\",\"n\":$i,\"pad\":\"$pad\"}"; i=$((i+1)); j=$((j+1)); done
+        sleep 0.2
+      done
+      while :; do sleep 3600; done
+    securityContext: {allowPrivilegeEscalation: false, readOnlyRootFilesystem: true, capabilities: {drop: [ALL]}}
+`, ns, loggerImage, burstLines), "apply", "--server-side", "--field-manager=kcp-tmc-test", "-f", "-")
+	burst := func() (n, twice int) {
+		seen := map[int]bool{}
+		for _, d := range es.Where(func(d map[string]any) bool { return d["msg"] == "burst" }) {
+			if f, ok := d["n"].(float64); ok {
+				if seen[int(f)] {
+					twice++
+				}
+				seen[int(f)] = true
+			}
+		}
+		return len(seen), twice
+	}
+	eventually(t, 5*time.Minute, "the burst's lines", func() error {
+		if n, _ := burst(); n < burstLines {
+			return fmt.Errorf("%d of %d burst lines\n%s", n, burstLines, fbLogs())
+		}
+		return nil
+	})
+	time.Sleep(6 * time.Second) // one more flush: a chunk sent twice shows now
+	n, twice := burst()
+	if twice > 0 {
+		t.Errorf("%d of the burst's %d lines arrived more than once", twice, n)
+	}
+	uid := kubectl(t, "", "-n", ns, "get", "pod", "burst", "-o", "jsonpath={.metadata.uid}")
+	rotated, _ := filepath.Glob(filepath.Join(kube.PodLogsDir(), ns+"_burst_"+uid, "burst", "0.log.*"))
+	if len(rotated) == 0 {
+		t.Errorf("the kubelet rotated no log of the burst (containerLogMaxSize %s): the burst tests no rotation", cluster.ContainerLogMaxSize)
+	}
+	t.Logf("the burst: %d lines, each once, across %d rotations by the kubelet (%v)", n, len(rotated), rotated)
 	if n := es.Count("hello from a pod"); n != 1 {
 		t.Errorf("the first line in Elasticsearch %d times, want once", n)
 	}
