@@ -84,8 +84,32 @@ func (c *Cluster) stopNode() {
 	for k, v := range n.sysctls {
 		_ = os.WriteFile(filepath.Join("/proc/sys", k), []byte(v), 0o644)
 	}
+	for _, l := range logLinksInto(n.dir) {
+		_ = os.Remove(l)
+	}
 	_ = os.RemoveAll(n.dir)
 	c.node = nil
+}
+
+// containerLogLinks is where the kubelet links each container's log (fixed
+// in the kubelet, whatever its podLogsDir): the machine's own directory.
+const containerLogLinks = "/var/log/containers"
+
+// logLinksInto lists the links in containerLogLinks pointing under dir: the
+// node's Pods', which the kubelet removes only with their containers.
+func logLinksInto(dir string) []string {
+	entries, err := os.ReadDir(containerLogLinks)
+	if err != nil || dir == "" {
+		return nil
+	}
+	var links []string
+	for _, e := range entries {
+		p := filepath.Join(containerLogLinks, e.Name())
+		if target, err := os.Readlink(p); err == nil && strings.HasPrefix(target, dir+"/") {
+			links = append(links, p)
+		}
+	}
+	return links
 }
 
 // running reports whether a process of that name was started and not stopped.
@@ -244,6 +268,9 @@ func (c *Cluster) Leftovers() []string {
 	for _, d := range []string{c.Dir, c.nodeDir} {
 		for _, mp := range mountsUnder(d) {
 			left = append(left, "mount "+mp)
+		}
+		for _, l := range logLinksInto(d) {
+			left = append(left, "log link "+l)
 		}
 		if out, err := exec.Command("pgrep", "-a", "-f", d).Output(); err == nil {
 			for _, line := range strings.Split(strings.TrimSpace(string(out)), "\n") {
