@@ -50,6 +50,12 @@ import (
 // replicas under a disruption budget; no webhook that would make every
 // Service or Ingress change depend on it. The controller itself cannot run here (it
 // calls the EC2 and ELB APIs); without a kubelet nothing waits for its pods.
+//
+// It starts where a stack of an earlier kcp-tmc is: the chart installed by
+// Helm with its crds/ (Helm then never upgrades them), one CRD of an older
+// shape and one missing, as a chart upgrade would find them. The up takes
+// them over: every CRD is the pinned chart's afterwards, and a destroy
+// leaves them, as `helm uninstall` does.
 func TestAWSLoadBalancerControllerChartInstalls(t *testing.T) {
 	module, err := toolchain.Source(awslb.Chart)
 	if err != nil {
@@ -63,16 +69,25 @@ func TestAWSLoadBalancerControllerChartInstalls(t *testing.T) {
 	const role = "arn:aws:iam::123456789012:role/lbc"
 	a := awslb.Args{ClusterName: "kcp-tmc-prod", Region: "us-east-1", VPCID: pulumi.String("vpc-0abc"),
 		Tags: map[string]string{"environment": "prod", "cost-center": "cc-42", "kcp-tmc.io/cluster": "kcp-tmc-prod"}}
+	crds, err := awslb.ChartCRDs()
+	if err != nil {
+		t.Fatal(err)
+	}
 	_, opts := testenv.Project(t, "dev", nil)
-	opts.Program = func(ctx *pulumi.Context) error {
+	provider := func(ctx *pulumi.Context) (pulumi.ResourceOption, error) {
 		p, err := kubernetes.NewProvider(ctx, "cluster", &kubernetes.ProviderArgs{Kubeconfig: pulumi.ToSecret(pulumi.String(string(kubeconfig))).(pulumi.StringOutput)})
+		return pulumi.Provider(p), err
+	}
+	// The chart as kcp-tmc installed it before the stack applied its CRDs.
+	opts.Program = func(ctx *pulumi.Context) error {
+		p, err := provider(ctx)
 		if err != nil {
 			return err
 		}
 		_, err = helmrelease.New(ctx, "lbc", helmrelease.Args{
 			Name: pulumi.String(awslb.Chart), Chart: pulumi.String(awslb.Chart), Version: pulumi.String(awslb.ChartVersion), Repo: repo,
 			Namespace: pulumi.String(awslb.Namespace), Values: awslb.Values(a, pulumi.String(role)),
-		}, pulumi.Provider(p), pulumi.Transforms([]pulumi.ResourceTransform{noWait}))
+		}, p, pulumi.Transforms([]pulumi.ResourceTransform{noWait}))
 		return err
 	}
 	ctx, cancel := context.WithTimeout(context.Background(), 5*time.Minute)
@@ -81,14 +96,57 @@ func TestAWSLoadBalancerControllerChartInstalls(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	// Its cluster-wide objects (CRDs, webhooks) must not outlive the test.
+	// Its cluster-wide objects (CRDs, webhooks) must not outlive the test;
+	// the destroy leaves the CRDs, which the test then removes.
 	t.Cleanup(func() {
 		if _, err := s.Destroy(context.Background(), optdestroy.ProgressStreams(io.Discard)); err != nil {
 			t.Errorf("destroy: %v", err)
 		}
+		for _, crd := range crds {
+			name := mocktest.Dig(crd, "metadata", "name").(string)
+			if _, _, err := kube.Kubectl(context.Background(), nil, "delete", "crd", name); err != nil {
+				t.Errorf("CRD %s is gone after the destroy (%v): deleting it would have deleted every object of its kind", name, err)
+			}
+		}
 	})
 	if err := automation.Up(ctx, s, io.Discard, optup.SuppressProgress()); err != nil {
 		t.Fatal(err)
+	}
+	// A chart upgrade's view of them: TargetGroupBinding of an older shape
+	// (without spec.vpcID), and a CRD a later version added, missing.
+	older, missing := "targetgroupbindings.elbv2.k8s.aws", "albtargetcontrolconfigs.elbv2.k8s.aws"
+	if _, stderr, err := kube.Kubectl(ctx, nil, "patch", "crd", older, "--type=json",
+		"-p", `[{"op":"remove","path":"/spec/versions/1/schema/openAPIV3Schema/properties/spec/properties/vpcID"}]`); err != nil {
+		t.Fatalf("making %s older: %v\n%s", older, err, stderr)
+	}
+	if _, stderr, err := kube.Kubectl(ctx, nil, "delete", "crd", missing); err != nil {
+		t.Fatalf("deleting %s: %v\n%s", missing, err, stderr)
+	}
+
+	opts.Program = func(ctx *pulumi.Context) error {
+		p, err := provider(ctx)
+		if err != nil {
+			return err
+		}
+		_, err = awslb.Install(ctx, "lbc", awslb.Values(a, pulumi.String(role)), p, pulumi.Transforms([]pulumi.ResourceTransform{noWait}))
+		return err
+	}
+	if s, err = automation.Stack(ctx, opts); err != nil {
+		t.Fatal(err)
+	}
+	if err := automation.Up(ctx, s, io.Discard, optup.SuppressProgress()); err != nil {
+		t.Fatal(err)
+	}
+	for _, crd := range crds {
+		name := mocktest.Dig(crd, "metadata", "name").(string)
+		var live map[string]any
+		getJSON(t, &live, "crd", name)
+		for i, v := range mocktest.List(mocktest.Dig(crd, "spec", "versions")) {
+			want, _ := json.Marshal(mocktest.Dig(v, "schema"))
+			if got, _ := json.Marshal(mocktest.Dig(live, "spec", "versions", i, "schema")); !bytes.Equal(got, want) {
+				t.Errorf("CRD %s version %v: the schema is not the chart %s's after the up", name, mocktest.Dig(v, "name"), awslb.ChartVersion)
+			}
+		}
 	}
 
 	get := func(args ...string) map[string]any {

@@ -17,7 +17,6 @@ import (
 
 	"github.com/kcp-tmc/kcp-tmc/pkg/awsiam"
 	"github.com/kcp-tmc/kcp-tmc/pkg/component"
-	"github.com/kcp-tmc/kcp-tmc/pkg/helmrelease"
 )
 
 // TypeToken is the Pulumi type of the component.
@@ -100,8 +99,9 @@ func Policy() (string, error) {
 	return b.String(), nil
 }
 
-// New registers the component: an IRSA role with the controller's policy
-// and the chart, with both providers (AWS and Kubernetes) in opts.
+// New registers the component: an IRSA role with the controller's policy,
+// the chart's CRDs and the chart, with both providers (AWS and Kubernetes)
+// in opts.
 func New(ctx *pulumi.Context, name string, args Args, opts ...pulumi.ResourceOption) (*Controller, error) {
 	comp := &Controller{}
 	if err := component.Register(ctx, TypeToken, name, comp, args.Validate(field.NewPath("awsLoadBalancerController")), opts...); err != nil {
@@ -127,13 +127,9 @@ func New(ctx *pulumi.Context, name string, args Args, opts ...pulumi.ResourceOpt
 	if err != nil {
 		return nil, fmt.Errorf("AWS Load Balancer Controller policy: %w", err)
 	}
-	rel, err := helmrelease.New(ctx, name, helmrelease.Args{
-		Name: pulumi.String(Chart), Chart: pulumi.String(Chart), Version: pulumi.String(ChartVersion), Repo: ChartRepo,
-		Namespace: pulumi.String(Namespace),
-		Values:    Values(args, role.Arn),
-	}, child, pulumi.DependsOn([]pulumi.Resource{rolePolicy}))
+	rel, err := Install(ctx, name, Values(args, role.Arn), child, pulumi.DependsOn([]pulumi.Resource{rolePolicy}))
 	if err != nil {
-		return nil, fmt.Errorf("AWS Load Balancer Controller release: %w", err)
+		return nil, err
 	}
 	comp.Release, comp.RoleARN = rel, role.Arn
 	if err := ctx.RegisterResourceOutputs(comp, pulumi.Map{"roleArn": role.Arn}); err != nil {

@@ -117,6 +117,46 @@ func TestControllerInstall(t *testing.T) {
 	}
 }
 
+// TestCRDsAppliedByTheStack: every CRD of the chart is a server-side apply
+// of the stack's, forced (it takes over what a Helm install created), and
+// the chart goes on without its crds/ (Helm would install them once and
+// never upgrade them), after them.
+func TestCRDsAppliedByTheStack(t *testing.T) {
+	rec := mocktest.MustRun(t, func(ctx *pulumi.Context) error {
+		_, err := New(ctx, "lbc", args())
+		return err
+	})
+	crds, err := ChartCRDs()
+	if err != nil {
+		t.Fatal(err)
+	}
+	patches := rec.OfType(CRDPatchType)
+	if len(patches) != len(crds) || len(crds) < 7 {
+		t.Fatalf("%d CRD patches registered for the chart's %d CRDs", len(patches), len(crds))
+	}
+	rel := rec.Named(t, helmrelease.Type, "lbc")
+	if rel.Input()["skipCrds"] != true {
+		t.Errorf("the release installs the chart's crds/ too (skipCrds %v)", rel.Input()["skipCrds"])
+	}
+	for _, crd := range crds {
+		name := mocktest.Dig(crd, "metadata", "name").(string)
+		p := rec.Named(t, CRDPatchType, "lbc-crd-"+name).Input()
+		if p["kind"] != "CustomResourceDefinition" || mocktest.Dig(p, "metadata", "name") != name {
+			t.Errorf("patch lbc-crd-%s applies %v %v", name, p["kind"], mocktest.Dig(p, "metadata", "name"))
+		}
+		if got := mocktest.Dig(p, "metadata", "annotations", patchForce); got != "true" {
+			t.Errorf("CRD %s: %s = %v, want true (Helm's install owns its fields)", name, patchForce, got)
+		}
+		want, _ := json.Marshal(crd["spec"])
+		if got, _ := json.Marshal(p["spec"]); string(got) != string(want) {
+			t.Errorf("CRD %s's spec is not the chart's", name)
+		}
+		if !slices.ContainsFunc(rel.DependsOn, func(u string) bool { return strings.HasSuffix(u, "::lbc-crd-"+name) }) {
+			t.Errorf("the release does not wait for CRD %s", name)
+		}
+	}
+}
+
 // TestPolicyFitsARole: IAM refuses a role whose inline policies exceed
 // 10,240 characters (whitespace not counted).
 func TestPolicyFitsARole(t *testing.T) {

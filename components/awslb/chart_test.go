@@ -52,6 +52,37 @@ func TestPolicyAndChartAreThePinnedRelease(t *testing.T) {
 	}
 }
 
+// TestCRDsAreTheChartsCRDs: components/awslb/crds is the pinned chart's
+// crds/ directory, every file of it, unchanged.
+func TestCRDsAreTheChartsCRDs(t *testing.T) {
+	dir, err := toolchain.Source(awslb.Chart)
+	if err != nil {
+		t.Fatal(err)
+	}
+	chart := filepath.Join(dir, "helm", awslb.Chart, "crds")
+	want, err := filepath.Glob(filepath.Join(chart, "*.yaml"))
+	if err != nil || len(want) == 0 {
+		t.Fatalf("no CRD files in %s: %v", chart, err)
+	}
+	got, err := filepath.Glob("crds/*.yaml")
+	if err != nil {
+		t.Fatal(err)
+	}
+	if len(got) != len(want) {
+		t.Errorf("components/awslb/crds has %q, the chart %q", got, want)
+	}
+	for _, f := range want {
+		up, err := os.ReadFile(f)
+		if err != nil {
+			t.Fatal(err)
+		}
+		ours, err := os.ReadFile(filepath.Join("crds", filepath.Base(f)))
+		if err != nil || !bytes.Equal(ours, up) {
+			t.Errorf("components/awslb/crds/%s is not the chart %s's (%v): copy %s", filepath.Base(f), awslb.ChartVersion, err, f)
+		}
+	}
+}
+
 func jsonEqual(a, b any) bool {
 	x, _ := json.Marshal(a)
 	y, _ := json.Marshal(b)

@@ -31,6 +31,10 @@ type Args struct {
 	CreateNamespace bool
 	// Values are the chart values.
 	Values pulumi.Map
+	// SkipCRDs leaves the chart's crds/ directory out: for a chart whose
+	// CRDs the caller applies itself, as Helm installs them only on the
+	// first install and never upgrades them.
+	SkipCRDs bool
 }
 
 // Release is a registered Helm release; kcp-tmc only depends on it.
@@ -57,6 +61,9 @@ func New(ctx *pulumi.Context, name string, args Args, opts ...pulumi.ResourceOpt
 	}
 	if args.CreateNamespace {
 		props["createNamespace"] = pulumi.Bool(true)
+	}
+	if args.SkipCRDs {
+		props["skipCrds"] = pulumi.Bool(true)
 	}
 	if args.Values == nil {
 		props["values"] = pulumi.Map{}

@@ -28,8 +28,8 @@ func TestReleaseInputs(t *testing.T) {
 		want map[string]any
 	}{
 		{"all set", Args{Name: pulumi.String("rel"), Chart: pulumi.String("c"), Version: pulumi.String("1.2.3"), Repo: "https://charts.example.com",
-			Namespace: pulumi.String("ns"), CreateNamespace: true, Values: pulumi.Map{"replicaCount": pulumi.Int(2)}},
-			map[string]any{"name": "rel", "chart": "c", "version": "1.2.3", "repositoryOpts": map[string]any{"repo": "https://charts.example.com"},
+			Namespace: pulumi.String("ns"), CreateNamespace: true, Values: pulumi.Map{"replicaCount": pulumi.Int(2)}, SkipCRDs: true},
+			map[string]any{"skipCrds": true, "name": "rel", "chart": "c", "version": "1.2.3", "repositoryOpts": map[string]any{"repo": "https://charts.example.com"},
 				"namespace": "ns", "createNamespace": true, "values": map[string]any{"replicaCount": float64(2)}, "compat": "true"}},
 		{"defaults", Args{Name: pulumi.String("rel"), Chart: pulumi.String("c"), Version: pulumi.String("1.2.3"), Repo: "https://charts.example.com"},
 			map[string]any{"name": "rel", "chart": "c", "version": "1.2.3", "repositoryOpts": map[string]any{"repo": "https://charts.example.com"},
