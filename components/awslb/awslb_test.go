@@ -140,7 +140,11 @@ func TestCRDsAppliedByTheStack(t *testing.T) {
 	}
 	for _, crd := range crds {
 		name := mocktest.Dig(crd, "metadata", "name").(string)
-		p := rec.Named(t, CRDPatchType, "lbc-crd-"+name).Input()
+		r := rec.Named(t, CRDPatchType, "lbc-crd-"+name)
+		if !r.RetainOnDelete {
+			t.Errorf("CRD %s is deleted with the stack (and every object of its kind)", name)
+		}
+		p := r.Input()
 		if p["kind"] != "CustomResourceDefinition" || mocktest.Dig(p, "metadata", "name") != name {
 			t.Errorf("patch lbc-crd-%s applies %v %v", name, p["kind"], mocktest.Dig(p, "metadata", "name"))
 		}

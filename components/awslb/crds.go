@@ -35,10 +35,13 @@ var chartCRDFiles embed.FS
 
 // CRDPatchType is the Kubernetes provider's server-side-apply patch of a
 // CRD (the SDK's apiextensions/v1 CustomResourceDefinitionPatch). A patch,
-// not a CustomResourceDefinition resource: it takes over the CRDs an
-// earlier Helm install created (a resource's create fails on an existing
-// object since provider v4.29), and its delete only gives up its fields,
-// so a destroy leaves the CRDs and their objects as `helm uninstall` does.
+// not a CustomResourceDefinition resource: it is always an apply, so it
+// takes over the CRDs an earlier Helm install created (the provider's
+// create of a plain resource refuses an existing object since v4.29), and
+// it is registered with retainOnDelete, so a destroy leaves the CRDs and
+// their objects as `helm uninstall` does (deleting a CRD deletes every
+// object of its kind; and a patch's delete, giving up its fields, fails on
+// a CRD whose required fields it alone owns).
 const CRDPatchType = "kubernetes:apiextensions.k8s.io/v1:CustomResourceDefinitionPatch"
 
 // patchForce has the apply take the fields the Helm install owned.
@@ -94,19 +97,18 @@ func Install(ctx *pulumi.Context, name string, values pulumi.Map, opts ...pulumi
 	}
 	var applied []pulumi.Resource
 	for _, crd := range crds {
-		meta, _ := crd["metadata"].(map[string]any)
+		meta := maps.Clone(crd["metadata"].(map[string]any))
 		crdName := fmt.Sprint(meta["name"])
-		annotations := map[string]any{patchForce: "true"}
+		annotations := map[string]any{}
 		if a, ok := meta["annotations"].(map[string]any); ok {
 			maps.Copy(annotations, a)
 		}
-		props := kubernetes.UntypedArgs{
-			"apiVersion": crd["apiVersion"], "kind": crd["kind"],
-			"metadata": map[string]any{"name": crdName, "annotations": annotations},
-			"spec":     crd["spec"],
-		}
+		annotations[patchForce] = "true"
+		meta["annotations"] = annotations
+		props := kubernetes.UntypedArgs{"apiVersion": crd["apiVersion"], "kind": crd["kind"], "metadata": meta, "spec": crd["spec"]}
 		var res pulumi.CustomResourceState
-		if err := ctx.RegisterResource(CRDPatchType, name+"-crd-"+crdName, props, &res, utilities.PkgResourceDefaultOpts(opts)...); err != nil {
+		crdOpts := append(slices.Clip(opts), pulumi.RetainOnDelete(true))
+		if err := ctx.RegisterResource(CRDPatchType, name+"-crd-"+crdName, props, &res, utilities.PkgResourceDefaultOpts(crdOpts)...); err != nil {
 			return nil, fmt.Errorf("CRD %s: %w", crdName, err)
 		}
 		applied = append(applied, &res)
