@@ -131,7 +131,7 @@ func TestAWSLoadBalancerControllerChartInstalls(t *testing.T) {
 		if err != nil {
 			return err
 		}
-		_, err = awslb.Install(ctx, "lbc", awslb.Values(a, pulumi.String(role)), p, pulumi.Transforms([]pulumi.ResourceTransform{noWait}))
+		_, err = awslb.Install(ctx, "lbc", repo, awslb.Values(a, pulumi.String(role)), p, pulumi.Transforms([]pulumi.ResourceTransform{noWait}))
 		return err
 	}
 	if s, err = automation.Stack(ctx, opts); err != nil {

@@ -127,7 +127,7 @@ func New(ctx *pulumi.Context, name string, args Args, opts ...pulumi.ResourceOpt
 	if err != nil {
 		return nil, fmt.Errorf("AWS Load Balancer Controller policy: %w", err)
 	}
-	rel, err := Install(ctx, name, Values(args, role.Arn), child, pulumi.DependsOn([]pulumi.Resource{rolePolicy}))
+	rel, err := Install(ctx, name, ChartRepo, Values(args, role.Arn), child, pulumi.DependsOn([]pulumi.Resource{rolePolicy}))
 	if err != nil {
 		return nil, err
 	}

@@ -88,9 +88,10 @@ var ChartCRDs = sync.OnceValues(func() ([]map[string]any, error) {
 
 // Install registers the controller on its cluster: the chart's CRDs,
 // applied by the stack so that each chart version brings its own, then the
-// chart without them. The stack and the tests install it through this one
+// chart without them from repo (ChartRepo; the tests serve the pinned
+// module's chart). The stack and the tests install it through this one
 // function.
-func Install(ctx *pulumi.Context, name string, values pulumi.Map, opts ...pulumi.ResourceOption) (pulumi.Resource, error) {
+func Install(ctx *pulumi.Context, name, repo string, values pulumi.Map, opts ...pulumi.ResourceOption) (pulumi.Resource, error) {
 	crds, err := ChartCRDs()
 	if err != nil {
 		return nil, err
@@ -114,7 +115,7 @@ func Install(ctx *pulumi.Context, name string, values pulumi.Map, opts ...pulumi
 		applied = append(applied, &res)
 	}
 	rel, err := helmrelease.New(ctx, name, helmrelease.Args{
-		Name: pulumi.String(Chart), Chart: pulumi.String(Chart), Version: pulumi.String(ChartVersion), Repo: ChartRepo,
+		Name: pulumi.String(Chart), Chart: pulumi.String(Chart), Version: pulumi.String(ChartVersion), Repo: repo,
 		Namespace: pulumi.String(Namespace),
 		Values:    values,
 		SkipCRDs:  true,
