@@ -78,6 +78,10 @@ func TestEtcdRolloutNeverCostsQuorum(t *testing.T) {
 	} {
 		t.Run(tc.name, func(t *testing.T) {
 			k.setDown(tc.down...)
+			// The fake kubelet marks pods at its next tick: the script must
+			// start on the readiness the case describes (found by CI: it
+			// saw etcd-0 still Ready and rightly restarted etcd-2).
+			k.waitReady(t, 3-len(tc.down))
 			if tc.newTemplate {
 				revision++
 				patch := fmt.Sprintf(`{"spec":{"template":{"metadata":{"annotations":{"kcp-tmc.io/test-revision":"%d"}}}}}`, revision)
