@@ -60,3 +60,28 @@ func TestCIDRs(t *testing.T) {
 		})
 	}
 }
+
+func TestDomain(t *testing.T) {
+	for _, tt := range []struct {
+		domain string
+		ok     bool
+	}{
+		{"example.com", true},
+		{"dev.kcp.example.com", true},
+		{"xn--bcher-kva.example", true},
+		{"example.com.", false}, // found by FuzzStackConfig: the pki component refused it half-way
+		{"000.000.", false},
+		{"localhost", false}, // one label: no public name
+		{"Example.com", false},
+		{"ex_ample.com", false},
+		{"", false},
+		{strings.Repeat("a", 64) + ".com", false},
+	} {
+		t.Run(tt.domain, func(t *testing.T) {
+			errs := Domain(field.NewPath("domain"), tt.domain, "the zone")
+			if got := len(errs) == 0; got != tt.ok {
+				t.Fatalf("Domain(%q) = %v, want ok=%v", tt.domain, errs, tt.ok)
+			}
+		})
+	}
+}
