@@ -79,3 +79,111 @@ func FuzzStackConfig(f *testing.F) {
 		}
 	})
 }
+
+// FuzzStackConfigLeaf is FuzzStackConfig one level down: it replaces one
+// leaf of a key's JSON value (a string, number or boolean anywhere in the
+// object, chosen by its index among the leaves in key order) with a value,
+// so the fuzzer spends its time on what each setting means rather than on
+// JSON syntax. The value is taken as JSON when it is a JSON scalar, else as
+// a string.
+func FuzzStackConfigLeaf(f *testing.F) {
+	for i, base := range fuzzBases {
+		for _, key := range fuzzKeys(f, base) {
+			f.Add(uint8(i), key.name, uint16(0), "0")
+			f.Add(uint8(i), key.name, uint16(1), `""`)
+		}
+	}
+	f.Fuzz(func(t *testing.T, base uint8, key string, leaf uint16, value string) {
+		b := fuzzBases[int(base)%len(fuzzBases)]
+		var raw string
+		for _, k := range fuzzKeys(t, b) {
+			if k.name == key {
+				raw = k.value
+			}
+		}
+		var v any
+		if err := json.Unmarshal([]byte(raw), &v); err != nil {
+			t.Skip("not a JSON value")
+		}
+		leaves := jsonLeaves(v, nil)
+		if len(leaves) == 0 {
+			t.Skip("no leaves")
+		}
+		var scalar any
+		if err := json.Unmarshal([]byte(value), &scalar); err != nil {
+			scalar = value
+		}
+		if _, isObject := scalar.(map[string]any); isObject {
+			scalar = value
+		} else if _, isList := scalar.([]any); isList {
+			scalar = value
+		}
+		leaves[int(leaf)%len(leaves)](scalar)
+		changed, err := json.Marshal(v)
+		if err != nil {
+			t.Fatal(err)
+		}
+		cfg, secrets := b.config(t)
+		cfg[Namespace+":"+key] = string(changed)
+		mocktest.SetConfig(t, cfg, secrets...)
+		_, err = mocktest.Run(t, b.stack, ProgramIn(t.TempDir()))
+		switch {
+		case err == nil:
+		case strings.Contains(err.Error(), "panic"):
+			t.Fatalf("%s with %s:%s = %s: the program panicked: %v", b.stack, Namespace, key, changed, err)
+		case !strings.Contains(err.Error(), "invalid configuration"):
+			t.Fatalf("%s with %s:%s = %s: the config was accepted, then the deploy failed (a half-applied stack in a real up): %v", b.stack, Namespace, key, changed, err)
+		}
+	})
+}
+
+type fuzzKey struct{ name, value string }
+
+// fuzzKeys are a base's object- and list-valued keys as set, or else at
+// the environment's default.
+func fuzzKeys(t testing.TB, base fuzzBase) []fuzzKey {
+	t.Helper()
+	cfg, _ := base.config(t)
+	profile, err := Profile(base.stack)
+	if err != nil {
+		t.Fatal(err)
+	}
+	var keys []fuzzKey
+	for _, field := range configFields(profile) {
+		if _, isString := field.ptr.(*string); isString {
+			continue
+		}
+		value, set := cfg[Namespace+":"+field.key]
+		if !set {
+			raw, err := json.Marshal(field.ptr)
+			if err != nil {
+				t.Fatal(err)
+			}
+			value = string(raw)
+		}
+		keys = append(keys, fuzzKey{field.key, value})
+	}
+	return keys
+}
+
+// jsonLeaves returns a setter for every scalar in v, in key order.
+func jsonLeaves(v any, set func(any)) []func(any) {
+	switch x := v.(type) {
+	case map[string]any:
+		var out []func(any)
+		for _, k := range slices.Sorted(maps.Keys(x)) {
+			out = append(out, jsonLeaves(x[k], func(n any) { x[k] = n })...)
+		}
+		return out
+	case []any:
+		var out []func(any)
+		for i := range x {
+			out = append(out, jsonLeaves(x[i], func(n any) { x[i] = n })...)
+		}
+		return out
+	}
+	if set == nil {
+		return nil
+	}
+	return []func(any){set}
+}
