@@ -2,6 +2,7 @@ package stacks
 
 import (
 	"encoding/json"
+	"fmt"
 	"maps"
 	"slices"
 	"strings"
@@ -68,15 +69,7 @@ func FuzzStackConfig(f *testing.F) {
 		b := fuzzBases[int(base)%len(fuzzBases)]
 		cfg, secrets := b.config(t)
 		cfg[Namespace+":"+key] = value
-		mocktest.SetConfig(t, cfg, secrets...)
-		_, err := mocktest.Run(t, b.stack, ProgramIn(t.TempDir()))
-		switch {
-		case err == nil:
-		case strings.Contains(err.Error(), "panic"):
-			t.Fatalf("%s with %s:%s = %q: the program panicked: %v", b.stack, Namespace, key, value, err)
-		case !strings.Contains(err.Error(), "invalid configuration"):
-			t.Fatalf("%s with %s:%s = %q: the config was accepted, then the deploy failed (a half-applied stack in a real up): %v", b.stack, Namespace, key, value, err)
-		}
+		runFuzzed(t, b, cfg, secrets, fmt.Sprintf("%s:%s = %q", Namespace, key, value))
 	})
 }
 
@@ -125,16 +118,23 @@ func FuzzStackConfigLeaf(f *testing.F) {
 		}
 		cfg, secrets := b.config(t)
 		cfg[Namespace+":"+key] = string(changed)
-		mocktest.SetConfig(t, cfg, secrets...)
-		_, err = mocktest.Run(t, b.stack, ProgramIn(t.TempDir()))
-		switch {
-		case err == nil:
-		case strings.Contains(err.Error(), "panic"):
-			t.Fatalf("%s with %s:%s = %s: the program panicked: %v", b.stack, Namespace, key, changed, err)
-		case !strings.Contains(err.Error(), "invalid configuration"):
-			t.Fatalf("%s with %s:%s = %s: the config was accepted, then the deploy failed (a half-applied stack in a real up): %v", b.stack, Namespace, key, changed, err)
-		}
+		runFuzzed(t, b, cfg, secrets, fmt.Sprintf("%s:%s = %s", Namespace, key, changed))
 	})
+}
+
+// runFuzzed runs the program on a fuzzed config: it must not panic, and it
+// may refuse the config only in its validation, before any resource.
+func runFuzzed(t *testing.T, b fuzzBase, cfg map[string]string, secrets []string, what string) {
+	t.Helper()
+	mocktest.SetConfig(t, cfg, secrets...)
+	_, err := mocktest.Run(t, b.stack, ProgramIn(t.TempDir()))
+	switch {
+	case err == nil:
+	case strings.Contains(err.Error(), "panic"):
+		t.Fatalf("%s with %s: the program panicked: %v", b.stack, what, err)
+	case !strings.Contains(err.Error(), "invalid configuration"):
+		t.Fatalf("%s with %s: the config was accepted, then the deploy failed (a half-applied stack in a real up): %v", b.stack, what, err)
+	}
 }
 
 type fuzzKey struct{ name, value string }
