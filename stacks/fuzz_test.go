@@ -23,12 +23,36 @@ var fuzzBases = []fuzzBase{
 	{"staging", func(t testing.TB) (map[string]string, []string) { return stackFileConfig(t, "staging") }},
 	{"prod", func(t testing.TB) (map[string]string, []string) { return stackFileConfig(t, "prod") }},
 	{"prod", func(testing.TB) (map[string]string, []string) {
-		cfg := map[string]string{}
-		for k, v := range clusterConfig("east", "west") {
-			cfg[Namespace+":"+k] = v
-		}
+		return prefixed(clusterConfig("east", "west")), clusterSecrets
+	}},
+	// The modes the checked-in files do not use: a Gateway front door
+	// published in Route 53 with logging on; shards with a separate cache;
+	// the AWS cloud layer.
+	{"prod", func(testing.TB) (map[string]string, []string) {
+		cfg := prefixed(clusterConfig("east"))
+		cfg[Namespace+":target"] = `{"mode":"kubeconfig"}`
+		cfg[Namespace+":ingress"] = `{"mode":"gateway","gateway":{"className":"eg"},"route53ZoneId":"Z0123456789ABCDEFGHIJ"}`
+		cfg[Namespace+":logging"] = `{"enabled":true,"elasticsearchHost":"logs.example.com"}`
+		cfg[Namespace+":elasticsearchPassword"] = "fuzz"
+		return cfg, append(slices.Clone(clusterSecrets), "elasticsearchPassword")
+	}},
+	{"prod", func(testing.TB) (map[string]string, []string) {
+		cfg := prefixed(clusterConfig())
+		cfg[Namespace+":kcp"] = `{"shards":[{"name":"a"},{"name":"b","replicas":2}],"cache":{"mode":"separate"}}`
 		return cfg, clusterSecrets
 	}},
+	{"prod", func(testing.TB) (map[string]string, []string) {
+		return prefixed(eksConfig(`{"mode":"eks","owner":"platform","costCenter":"cc-42"}`)), []string{"slackWebhookUrl"}
+	}},
+}
+
+// prefixed is cfg with every key in kcp-tmc's namespace.
+func prefixed(cfg map[string]string) map[string]string {
+	out := map[string]string{}
+	for k, v := range cfg {
+		out[Namespace+":"+k] = v
+	}
+	return out
 }
 
 // FuzzStackConfig sets one key of a stack to an arbitrary value and runs the
@@ -186,4 +210,18 @@ func jsonLeaves(v any, set func(any)) []func(any) {
 		return nil
 	}
 	return []func(any){set}
+}
+
+// TestFuzzBasesDeploy: every base the fuzzers change deploys as it is, so
+// what they explore is one change away from a working stack.
+func TestFuzzBasesDeploy(t *testing.T) {
+	for i, b := range fuzzBases {
+		t.Run(fmt.Sprintf("%d-%s", i, b.stack), func(t *testing.T) {
+			cfg, secrets := b.config(t)
+			mocktest.SetConfig(t, cfg, secrets...)
+			if _, err := mocktest.Run(t, b.stack, ProgramIn(t.TempDir())); err != nil {
+				t.Fatal(err)
+			}
+		})
+	}
 }
