@@ -120,11 +120,11 @@ func FuzzStackConfigLeaf(f *testing.F) {
 		}
 		var v any
 		if err := json.Unmarshal([]byte(raw), &v); err != nil {
-			t.Skip("not a JSON value")
+			t.Skipf("%q is not one of the object- or list-valued keys this fuzzer changes (FuzzStackConfig covers every key)", key)
 		}
 		leaves := jsonLeaves(v, nil)
 		if len(leaves) == 0 {
-			t.Skip("no leaves")
+			t.Skipf("%s has no scalar to replace (an empty list or object; FuzzStackConfig sets whole values)", raw)
 		}
 		var scalar any
 		if err := json.Unmarshal([]byte(value), &scalar); err != nil {
